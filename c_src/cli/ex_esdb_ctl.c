@@ -1,0 +1,1222 @@
+/* ex_esdb_ctl: operator command line over the ExESDB core API (esdb.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "esdb.h"
+
+#define PROG       "ex_esdb_ctl"
+#define PAGE       1000 /* events or streams asked of the core per call */
+#define SHOW_BYTES 200  /* event data shown per event in human output */
+
+/* Exit codes scripts may rely on; the help text documents them. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILED = 1,
+	EXIT_USAGE = 2,
+	EXIT_NO_STORE = 3,
+	EXIT_CORRUPT = 4,
+};
+
+enum {
+	OPT_AFTER = 1 << 0,
+	OPT_COUNT = 1 << 1,
+	OPT_FROM = 1 << 2,
+	OPT_BACKWARD = 1 << 3,
+	OPT_TYPE = 1 << 4,
+	OPT_EXPECTED = 1 << 5,
+	OPT_FILE = 1 << 6,
+	OPT_METADATA_FILE = 1 << 7,
+	OPT_CREATE = 1 << 8,
+	OPT_DATA_DIR = 1 << 9,
+	OPT_JSON = 1 << 10,
+	OPT_HELP = 1 << 11,
+};
+
+/* Options every command accepts, before or after its name. */
+#define OPT_GLOBAL (OPT_DATA_DIR | OPT_JSON | OPT_HELP)
+
+static const struct option_def {
+	const char *name;
+	unsigned bit;
+	bool has_arg;
+} option_defs[] = {
+    {"after", OPT_AFTER, true},    {"count", OPT_COUNT, true},
+    {"from", OPT_FROM, true},      {"backward", OPT_BACKWARD, false},
+    {"type", OPT_TYPE, true},      {"expected", OPT_EXPECTED, true},
+    {"file", OPT_FILE, true},      {"metadata-file", OPT_METADATA_FILE, true},
+    {"create", OPT_CREATE, false}, {"data-dir", OPT_DATA_DIR, true},
+    {"json", OPT_JSON, false},     {"help", OPT_HELP, false},
+};
+
+struct command;
+
+struct cli {
+	const struct command *cmd;
+	const char *dir;
+	const char *arg; /* the command's STREAM, TYPE or DEST */
+	unsigned seen;   /* OPT_* bits given */
+	bool json;
+	const char *after;
+	uint64_t count; /* UINT64_MAX: no limit */
+	uint64_t from;
+	const char *type;
+	uint64_t expected;
+	const char *file;
+	const char *metadata_file;
+	esdb_store *s;
+};
+
+struct command {
+	const char *name;
+	const char *arg; /* name of its one positional argument, or NULL */
+	unsigned opts;   /* options it accepts besides OPT_GLOBAL */
+	unsigned need;   /* options it requires */
+	int (*run)(struct cli *c);
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: " PROG " --data-dir DIR [--json] COMMAND [ARGS...]\n"
+	      "\n"
+	      "Inspect and operate an ExESDB event store.\n"
+	      "\n"
+	      "Commands:\n"
+	      "  stats                store statistics\n"
+	      "  streams [--after ID] [--count N]\n"
+	      "                       streams in id order, after ID\n"
+	      "  read STREAM [--from N] [--count N] [--backward]\n"
+	      "                       a stream's events from version N\n"
+	      "  read-all [--from N] [--count N] [--backward]\n"
+	      "                       all events from global position N\n"
+	      "  read-type TYPE [--from N] [--count N]\n"
+	      "                       events of one type from position N\n"
+	      "  append STREAM --type T [--expected E] [--file F]\n"
+	      "         [--metadata-file F] [--create]\n"
+	      "                       append one event, data from F or "
+	      "stdin;\n"
+	      "                       prints its version and position\n"
+	      "  delete STREAM [--expected E]\n"
+	      "                       tombstone a stream\n"
+	      "  verify               check every checksum and index\n"
+	      "  backup DEST          consistent compacted copy into DEST\n"
+	      "\n"
+	      "Options:\n"
+	      "  --data-dir DIR       the store (required); only append\n"
+	      "                       --create makes a missing one\n"
+	      "  --json               print one JSON document on stdout;\n"
+	      "                       a failure adds an \"error\" member\n"
+	      "  --count N            at most N results (default: all)\n"
+	      "  --expected E         any (default), no_stream, "
+	      "stream_exists\n"
+	      "                       or the exact current version\n"
+	      "  --file F             event data file; - is stdin\n"
+	      "  --help               this text\n"
+	      "\n"
+	      "Reads show data as text when it is printable UTF-8, else as\n"
+	      "hex, cut to the first 200 bytes; --json gives all of it as\n"
+	      "text or base64, named by \"data_encoding\".\n"
+	      "\n"
+	      "Exit status:\n"
+	      "  0  success\n"
+	      "  1  the operation failed (reason on stderr)\n"
+	      "  2  usage error\n"
+	      "  3  no store at DIR, or DIR holds no store of this format\n"
+	      "  4  verify found problems\n",
+	      f);
+}
+
+static int __attribute__((format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nTry '" PROG " --help'.\n", stderr);
+	return EXIT_USAGE;
+}
+
+/* ---- Text ------------------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p, its code point in *cp; 0 for
+ * a malformed, overlong or surrogate sequence. */
+static size_t utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
+{
+	uint32_t c = p[0], min;
+	size_t len, i;
+
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	}
+	if ((c & 0xe0) == 0xc0) {
+		len = 2, c &= 0x1f, min = 0x80;
+	} else if ((c & 0xf0) == 0xe0) {
+		len = 3, c &= 0x0f, min = 0x800;
+	} else if ((c & 0xf8) == 0xf0) {
+		len = 4, c &= 0x07, min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+/* Characters fit to show as they are: no control codes but whitespace. */
+static bool printable(uint32_t cp)
+{
+	if (cp == '\t' || cp == '\n' || cp == '\r')
+		return true;
+	return cp >= 0x20 && cp != 0x7f && (cp < 0x80 || cp >= 0xa0);
+}
+
+static bool is_text(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	while (i < len) {
+		n = utf8_next(p + i, len - i, &cp);
+		if (!n || !printable(cp))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/* Bytes for a terminal: whitespace escaped so a value stays on its line,
+ * anything else unprintable as \xHH. */
+static void put_human(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	while (i < len) {
+		n = utf8_next(p + i, len - i, &cp);
+		if (n && cp == '\n')
+			fputs("\\n", stdout);
+		else if (n && cp == '\r')
+			fputs("\\r", stdout);
+		else if (n && cp == '\t')
+			fputs("\\t", stdout);
+		else if (n && printable(cp))
+			fwrite(p + i, 1, n, stdout);
+		else
+			printf("\\x%02x", p[i]);
+		i += n ? n : 1;
+	}
+}
+
+static void uuid_str(const uint8_t *id, char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[id[i] >> 4];
+		*out++ = hex[id[i] & 15];
+	}
+	*out = '\0';
+}
+
+/* ISO-8601 UTC with microseconds, as the store keeps them. */
+static void iso_time(uint64_t us, char out[40])
+{
+	time_t sec = (time_t)(us / 1000000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&sec, &tm);
+	n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 40 - n, ".%06uZ", (unsigned)(us % 1000000));
+}
+
+/* ---- JSON ------------------------------------------------------------- */
+
+/* Set after a value: the next member or element needs a comma first. */
+static bool jcomma;
+
+static void jsep(void)
+{
+	if (jcomma)
+		putchar(',');
+	jcomma = true;
+}
+
+static void jopen(char c)
+{
+	jsep();
+	putchar(c);
+	jcomma = false;
+}
+
+static void jclose(char c)
+{
+	putchar(c);
+	jcomma = true;
+}
+
+static void jkey(const char *key)
+{
+	jsep();
+	printf("\"%s\":", key);
+	jcomma = false;
+}
+
+static void ju64(uint64_t v)
+{
+	jsep();
+	printf("%" PRIu64, v);
+}
+
+static void jint(int v)
+{
+	jsep();
+	printf("%d", v);
+}
+
+static void jbool(bool v)
+{
+	jsep();
+	fputs(v ? "true" : "false", stdout);
+}
+
+/* JSON strings are Unicode: bytes that are not UTF-8 become U+FFFD. */
+static void jstr(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	jsep();
+	putchar('"');
+	while (i < len) {
+		n = utf8_next(p + i, len - i, &cp);
+		if (!n)
+			fputs("\\ufffd", stdout);
+		else if (cp == '"' || cp == '\\')
+			printf("\\%c", (char)cp);
+		else if (cp == '\n')
+			fputs("\\n", stdout);
+		else if (cp == '\r')
+			fputs("\\r", stdout);
+		else if (cp == '\t')
+			fputs("\\t", stdout);
+		else if (cp < 0x20)
+			printf("\\u%04x", (unsigned)cp);
+		else
+			fwrite(p + i, 1, n, stdout);
+		i += n ? n : 1;
+	}
+	putchar('"');
+}
+
+static void jcstr(const char *s)
+{
+	jstr(s, strlen(s));
+}
+
+static void jbase64(const void *buf, size_t len)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                          "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t *p = buf;
+	uint32_t v;
+	size_t i;
+
+	jsep();
+	putchar('"');
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)p[i] << 16 | p[i + 1] << 8 | p[i + 2];
+		putchar(tab[v >> 18]);
+		putchar(tab[v >> 12 & 63]);
+		putchar(tab[v >> 6 & 63]);
+		putchar(tab[v & 63]);
+	}
+	if (i < len) {
+		v = (uint32_t)p[i] << 16 | (i + 1 < len ? p[i + 1] << 8 : 0);
+		putchar(tab[v >> 18]);
+		putchar(tab[v >> 12 & 63]);
+		putchar(i + 1 < len ? tab[v >> 6 & 63] : '=');
+		putchar('=');
+	}
+	putchar('"');
+}
+
+/* NAME_size, NAME_encoding ("text" or "base64") and NAME members. */
+static void jdata(const char *name, const void *buf, size_t len)
+{
+	bool text = is_text(buf, len);
+	char key[32];
+
+	snprintf(key, sizeof(key), "%s_size", name);
+	jkey(key);
+	ju64(len);
+	snprintf(key, sizeof(key), "%s_encoding", name);
+	jkey(key);
+	jcstr(text ? "text" : "base64");
+	jkey(name);
+	if (text)
+		jstr(buf, len);
+	else
+		jbase64(buf, len);
+}
+
+static void juuid(const char *key, const uint8_t *id)
+{
+	char s[37];
+
+	jkey(key);
+	if (!id) {
+		jsep();
+		fputs("null", stdout);
+		return;
+	}
+	uuid_str(id, s);
+	jcstr(s);
+}
+
+/* ---- Store ------------------------------------------------------------ */
+
+/* Print a failure to stderr and, with --json, as the document's "error"
+ * member. Returns the exit code to use. */
+static int __attribute__((format(printf, 4, 5)))
+report(struct cli *c, int code, int rc, const char *fmt, ...)
+{
+	char what[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, PROG ": %s: %s (%s)\n", what, esdb_strerror(rc),
+	        esdb_errname(rc));
+	if (c->json) {
+		jkey("error");
+		jopen('{');
+		jkey("code");
+		jint(rc);
+		jkey("name");
+		jcstr(esdb_errname(rc));
+		jkey("message");
+		jcstr(esdb_strerror(rc));
+		jkey("context");
+		jcstr(what);
+		jclose('}');
+	}
+	return code;
+}
+
+/* Never creates the store unless append got --create: a mistyped
+ * --data-dir must not leave an empty store behind. */
+static int open_store(struct cli *c, bool writes)
+{
+	int rc;
+
+	rc = esdb_create(&c->s);
+	if (!rc)
+		rc = esdb_set_create(c->s, writes && (c->seen & OPT_CREATE));
+	if (!rc)
+		rc = esdb_set_readonly(c->s, !writes);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "cannot set up a store");
+	rc = esdb_open(c->s, c->dir);
+	switch (rc) {
+	case 0:
+		return EXIT_OK;
+	case ESDB_ENOTDIR:
+		return report(
+		    c, EXIT_NO_STORE, rc, "no store at %s%s", c->dir,
+		    c->cmd->opts & OPT_CREATE ? " (--create makes one)" : "");
+	case ESDB_EFOREIGN:
+		return report(c, EXIT_NO_STORE, rc, "%s is not an esdb store",
+		              c->dir);
+	case ESDB_EFORMAT:
+		return report(c, EXIT_NO_STORE, rc,
+		              "%s holds a store of another format", c->dir);
+	default:
+		return report(c, EXIT_FAILED, rc, "cannot open the store at %s",
+		              c->dir);
+	}
+}
+
+/* ---- Commands --------------------------------------------------------- */
+
+static int cmd_stats(struct cli *c)
+{
+	esdb_stats st;
+	int rc;
+
+	rc = open_store(c, false);
+	if (rc)
+		return rc;
+	rc = esdb_stats_get(c->s, &st);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "stats");
+	if (!c->json) {
+		printf("events:      %" PRIu64 "\n"
+		       "streams:     %" PRIu64 "\n"
+		       "event_types: %" PRIu64 "\n"
+		       "snapshots:   %" PRIu64 "\n"
+		       "checkpoints: %" PRIu64 "\n"
+		       "bytes_used:  %" PRIu64 "\n"
+		       "map_size:    %" PRIu64 "\n"
+		       "commits:     %" PRIu64 "\n",
+		       st.events, st.streams, st.event_types, st.snapshots,
+		       st.checkpoints, st.bytes_used, st.map_size, st.commits);
+		return EXIT_OK;
+	}
+	jkey("events");
+	ju64(st.events);
+	jkey("streams");
+	ju64(st.streams);
+	jkey("event_types");
+	ju64(st.event_types);
+	jkey("snapshots");
+	ju64(st.snapshots);
+	jkey("checkpoints");
+	ju64(st.checkpoints);
+	jkey("bytes_used");
+	ju64(st.bytes_used);
+	jkey("map_size");
+	ju64(st.map_size);
+	jkey("commits");
+	ju64(st.commits);
+	return EXIT_OK;
+}
+
+struct lister {
+	struct cli *c;
+	char *last; /* id of the last stream seen: where the next page starts */
+	size_t last_len;
+	uint32_t got; /* streams in the current page */
+	uint64_t total;
+	bool disorder;
+};
+
+static int on_stream(void *ctx, const esdb_stream *st)
+{
+	struct lister *l = ctx;
+	size_t n = st->stream_id_len;
+	char at[40];
+	char *id;
+	int cmp;
+
+	/* Ids must ascend, or paging on from the last one might not end. */
+	if (l->last) {
+		cmp = memcmp(st->stream_id, l->last,
+		             n < l->last_len ? n : l->last_len);
+		if (cmp < 0 || (!cmp && n <= l->last_len)) {
+			l->disorder = true;
+			return ESDB_ECORRUPT;
+		}
+	}
+	id = realloc(l->last, n + 1);
+	if (!id)
+		return ENOMEM;
+	memcpy(id, st->stream_id, n);
+	l->last = id;
+	l->last_len = n;
+	l->got++;
+	l->total++;
+
+	iso_time(st->created_us, at);
+	if (l->c->json) {
+		jopen('{');
+		jkey("id");
+		jstr(st->stream_id, n);
+		jkey("version");
+		ju64(st->version);
+		jkey("deleted");
+		jbool(st->deleted);
+		jkey("created");
+		jcstr(at);
+		jclose('}');
+		return 0;
+	}
+	printf("%10" PRIu64 "  %-27s  ", st->version, at);
+	put_human(st->stream_id, n);
+	puts(st->deleted ? " (deleted)" : "");
+	return 0;
+}
+
+static int cmd_streams(struct cli *c)
+{
+	struct lister l = {.c = c};
+	uint64_t left = c->count;
+	uint32_t n;
+	int rc;
+
+	rc = open_store(c, false);
+	if (rc)
+		return rc;
+	if (c->after) {
+		l.last = strdup(c->after);
+		if (!l.last)
+			return report(c, EXIT_FAILED, ENOMEM, "streams");
+		l.last_len = strlen(c->after);
+	}
+	if (c->json) {
+		jkey("streams");
+		jopen('[');
+	} else {
+		printf("%10s  %-27s  %s\n", "VERSION", "CREATED", "STREAM");
+	}
+	do {
+		n = left < PAGE ? (uint32_t)left : PAGE;
+		l.got = 0;
+		rc = esdb_list_streams(c->s, l.last, l.last_len, n, on_stream,
+		                       &l);
+		left -= l.got;
+	} while (!rc && l.got == n && left);
+	free(l.last);
+	if (c->json) {
+		jclose(']');
+		jkey("count");
+		ju64(l.total);
+	}
+	if (l.disorder)
+		return report(c, EXIT_FAILED, rc, "streams: ids out of order");
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "streams");
+	if (!c->json)
+		printf("-- %" PRIu64 " stream%s\n", l.total,
+		       l.total == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
+static void human_data(const char *label, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t shown = 0, n;
+	uint32_t cp;
+
+	if (is_text(buf, len)) {
+		/* Cut at a character boundary. */
+		while (shown < len) {
+			n = utf8_next(p + shown, len - shown, &cp);
+			if (shown + n > SHOW_BYTES)
+				break;
+			shown += n;
+		}
+		printf("  %s (%zu bytes, text): ", label, len);
+		put_human(p, shown);
+	} else {
+		printf("  %s (%zu bytes, hex): ", label, len);
+		for (; shown < len && shown < SHOW_BYTES; shown++)
+			printf("%02x", p[shown]);
+	}
+	if (shown < len)
+		printf(" ... (%zu more bytes)", len - shown);
+	putchar('\n');
+}
+
+static void print_event(const struct cli *c, const esdb_event *ev)
+{
+	char id[37], at[40];
+
+	uuid_str(ev->event_id, id);
+	iso_time(ev->created_us, at);
+	if (c->json) {
+		jopen('{');
+		jkey("position");
+		ju64(ev->position);
+		jkey("stream");
+		jstr(ev->stream_id, ev->stream_id_len);
+		jkey("version");
+		ju64(ev->stream_version);
+		jkey("type");
+		jstr(ev->event_type, ev->event_type_len);
+		jkey("event_id");
+		jcstr(id);
+		jkey("created");
+		jcstr(at);
+		jkey("created_us");
+		ju64(ev->created_us);
+		jdata("data", ev->data, ev->data_len);
+		jdata("metadata", ev->metadata, ev->metadata_len);
+		juuid("causation_id", ev->causation_id);
+		juuid("correlation_id", ev->correlation_id);
+		jclose('}');
+		return;
+	}
+	printf("position %" PRIu64 "  stream ", ev->position);
+	put_human(ev->stream_id, ev->stream_id_len);
+	printf("  version %" PRIu64 "  type ", ev->stream_version);
+	put_human(ev->event_type, ev->event_type_len);
+	printf("\n  id %s  created %s\n", id, at);
+	human_data("data", ev->data, ev->data_len);
+	if (ev->metadata_len)
+		human_data("metadata", ev->metadata, ev->metadata_len);
+	if (ev->causation_id) {
+		uuid_str(ev->causation_id, id);
+		printf("  causation_id %s\n", id);
+	}
+	if (ev->correlation_id) {
+		uuid_str(ev->correlation_id, id);
+		printf("  correlation_id %s\n", id);
+	}
+}
+
+enum read_kind { READ_STREAM, READ_ALL, READ_TYPE };
+
+struct pager {
+	const struct cli *c;
+	esdb_direction dir;
+	bool by_version; /* stream reads page by version, others by position */
+	uint64_t cursor; /* next version or position to ask for */
+	uint32_t got;    /* events in the current page */
+	uint64_t total;
+	bool disorder;
+};
+
+static int on_event(void *ctx, const esdb_event *ev)
+{
+	struct pager *p = ctx;
+	uint64_t key = p->by_version ? ev->stream_version : ev->position;
+
+	/* A key that does not advance would page forever. */
+	if (p->dir == ESDB_FORWARD ? key < p->cursor
+	                           : key > p->cursor || !key) {
+		p->disorder = true;
+		return ESDB_ECORRUPT;
+	}
+	p->cursor = p->dir == ESDB_FORWARD ? key + 1 : key - 1;
+	p->got++;
+	p->total++;
+	print_event(p->c, ev);
+	return 0;
+}
+
+static int read_events(struct cli *c, enum read_kind kind)
+{
+	struct pager p = {
+	    .c = c,
+	    .dir = c->seen & OPT_BACKWARD ? ESDB_BACKWARD : ESDB_FORWARD,
+	    .by_version = kind == READ_STREAM,
+	    .cursor = c->from,
+	};
+	uint64_t left = c->count;
+	uint32_t n;
+	int rc;
+
+	rc = open_store(c, false);
+	if (rc)
+		return rc;
+	if (c->json) {
+		if (kind != READ_ALL) {
+			jkey(kind == READ_STREAM ? "stream" : "type");
+			jcstr(c->arg);
+		}
+		jkey("events");
+		jopen('[');
+	}
+	do {
+		n = left < PAGE ? (uint32_t)left : PAGE;
+		p.got = 0;
+		if (kind == READ_STREAM)
+			rc = esdb_read_stream(c->s, c->arg, strlen(c->arg),
+			                      p.cursor, n, p.dir, on_event, &p);
+		else if (kind == READ_ALL)
+			rc = esdb_read_all(c->s, p.cursor, n, p.dir, on_event,
+			                   &p);
+		else
+			rc = esdb_read_type(c->s, c->arg, strlen(c->arg),
+			                    p.cursor, n, on_event, &p);
+		left -= p.got;
+	} while (!rc && p.got == n && left &&
+	         !(p.dir == ESDB_BACKWARD && !p.cursor));
+	if (c->json) {
+		jclose(']');
+		jkey("count");
+		ju64(p.total);
+	}
+	if (p.disorder)
+		return report(c, EXIT_FAILED, rc, "%s: events out of order",
+		              c->cmd->name);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "%s%s%s", c->cmd->name,
+		              c->arg ? " " : "", c->arg ? c->arg : "");
+	if (!c->json)
+		printf("-- %" PRIu64 " event%s\n", p.total,
+		       p.total == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
+static int cmd_read(struct cli *c)
+{
+	return read_events(c, READ_STREAM);
+}
+
+static int cmd_read_all(struct cli *c)
+{
+	return read_events(c, READ_ALL);
+}
+
+static int cmd_read_type(struct cli *c)
+{
+	return read_events(c, READ_TYPE);
+}
+
+struct buf {
+	uint8_t *p;
+	size_t len;
+};
+
+/* Read a whole file (NULL or "-": stdin). Stops once past `cap`: the core
+ * rejects such an event anyway, and stdin need not end. */
+static int slurp(const char *path, uint64_t cap, struct buf *b)
+{
+	size_t size = 0;
+	ssize_t n;
+	uint8_t *p;
+	int fd = 0, rc = 0;
+
+	if (path && strcmp(path, "-")) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return errno;
+	}
+	for (;;) {
+		if (b->len == size) {
+			size = size ? size * 2 : 65536;
+			p = realloc(b->p, size);
+			if (!p) {
+				rc = ENOMEM;
+				break;
+			}
+			b->p = p;
+		}
+		n = read(fd, b->p + b->len, size - b->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno;
+			break;
+		}
+		b->len += (size_t)n;
+		if (!n || b->len > cap)
+			break;
+	}
+	if (fd)
+		close(fd);
+	return rc;
+}
+
+static int random_uuid(uint8_t id[16])
+{
+	int fd, rc = 0;
+
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	/* urandom never answers a read this small short. */
+	if (read(fd, id, 16) != 16)
+		rc = errno ? errno : EIO;
+	close(fd);
+	id[6] = (id[6] & 0x0f) | 0x40; /* version 4 */
+	id[8] = (id[8] & 0x3f) | 0x80; /* RFC 4122 variant */
+	return rc;
+}
+
+static int cmd_append(struct cli *c)
+{
+	struct buf data = {0}, meta = {0};
+	esdb_new_event ev = {0};
+	esdb_result res = {0};
+	esdb_limits lim;
+	char id[37];
+	int rc, code;
+
+	/* Inputs first, so a bad file leaves no store created behind. */
+	esdb_limits_default(&lim);
+	rc = slurp(c->file, lim.max_event_bytes, &data);
+	if (rc) {
+		code = report(c, EXIT_FAILED, rc, "cannot read %s",
+		              c->file ? c->file : "stdin");
+		goto out;
+	}
+	if (c->metadata_file) {
+		rc = slurp(c->metadata_file, lim.max_event_bytes, &meta);
+		if (rc) {
+			code = report(c, EXIT_FAILED, rc, "cannot read %s",
+			              c->metadata_file);
+			goto out;
+		}
+	}
+	rc = random_uuid(ev.event_id);
+	if (rc) {
+		code = report(c, EXIT_FAILED, rc, "cannot read /dev/urandom");
+		goto out;
+	}
+	code = open_store(c, true);
+	if (code)
+		goto out;
+	ev.event_type = c->type;
+	ev.event_type_len = strlen(c->type);
+	ev.data = data.p;
+	ev.data_len = data.len;
+	ev.metadata = meta.p;
+	ev.metadata_len = meta.len;
+	rc = esdb_append(c->s, c->arg, strlen(c->arg), c->expected, &ev, 1,
+	                 &res);
+	if (rc) {
+		code = report(c, EXIT_FAILED, rc, "append to %s", c->arg);
+		goto out;
+	}
+	uuid_str(ev.event_id, id);
+	if (c->json) {
+		jkey("stream");
+		jcstr(c->arg);
+		jkey("version");
+		ju64(res.version);
+		jkey("position");
+		ju64(res.position);
+		jkey("event_id");
+		jcstr(id);
+	} else {
+		printf("appended %s to %s: version %" PRIu64
+		       ", position %" PRIu64 "\n",
+		       id, c->arg, res.version, res.position);
+	}
+out:
+	free(data.p);
+	free(meta.p);
+	return code;
+}
+
+static int cmd_delete(struct cli *c)
+{
+	int rc;
+
+	rc = open_store(c, true);
+	if (rc)
+		return rc;
+	rc = esdb_delete_stream(c->s, c->arg, strlen(c->arg), c->expected);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "delete %s", c->arg);
+	if (c->json) {
+		jkey("stream");
+		jcstr(c->arg);
+		jkey("deleted");
+		jbool(true);
+	} else {
+		printf("deleted %s\n", c->arg);
+	}
+	return EXIT_OK;
+}
+
+static void on_problem(void *ctx, const char *msg)
+{
+	const struct cli *c = ctx;
+
+	if (c->json)
+		jcstr(msg);
+	else
+		printf("problem: %s\n", msg);
+}
+
+static int cmd_verify(struct cli *c)
+{
+	uint64_t problems = 0;
+	bool corrupt;
+	int rc;
+
+	rc = open_store(c, false);
+	if (rc)
+		return rc;
+	if (c->json) {
+		jkey("problems");
+		jopen('[');
+	}
+	rc = esdb_verify(c->s, on_problem, c, &problems);
+	corrupt = rc == ESDB_ECORRUPT || problems;
+	if (c->json) {
+		jclose(']');
+		jkey("problem_count");
+		ju64(problems);
+		jkey("ok");
+		jbool(!rc && !corrupt);
+	}
+	if (rc && rc != ESDB_ECORRUPT)
+		return report(c, EXIT_FAILED, rc, "verify");
+	if (!c->json) {
+		if (corrupt)
+			printf("verify: %" PRIu64 " problem%s found\n",
+			       problems, problems == 1 ? "" : "s");
+		else
+			puts("verify: ok");
+	}
+	return corrupt ? EXIT_CORRUPT : EXIT_OK;
+}
+
+static int cmd_backup(struct cli *c)
+{
+	int rc;
+
+	rc = open_store(c, false);
+	if (rc)
+		return rc;
+	rc = esdb_backup(c->s, c->arg);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "backup to %s", c->arg);
+	if (c->json) {
+		jkey("backup");
+		jcstr(c->arg);
+	} else {
+		printf("backup of %s written to %s\n", c->dir, c->arg);
+	}
+	return EXIT_OK;
+}
+
+static const struct command commands[] = {
+    {"stats", NULL, 0, 0, cmd_stats},
+    {"streams", NULL, OPT_AFTER | OPT_COUNT, 0, cmd_streams},
+    {"read", "STREAM", OPT_FROM | OPT_COUNT | OPT_BACKWARD, 0, cmd_read},
+    {"read-all", NULL, OPT_FROM | OPT_COUNT | OPT_BACKWARD, 0, cmd_read_all},
+    {"read-type", "TYPE", OPT_FROM | OPT_COUNT, 0, cmd_read_type},
+    {"append", "STREAM",
+     OPT_TYPE | OPT_EXPECTED | OPT_FILE | OPT_METADATA_FILE | OPT_CREATE,
+     OPT_TYPE, cmd_append},
+    {"delete", "STREAM", OPT_EXPECTED, 0, cmd_delete},
+    {"verify", NULL, 0, 0, cmd_verify},
+    {"backup", "DEST", 0, 0, cmd_backup},
+};
+
+/* ---- Arguments -------------------------------------------------------- */
+
+/* The whole string as a decimal number: strtoull alone would accept
+ * signs, blanks and trailing junk. */
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_expected(const char *s, uint64_t *out)
+{
+	if (!strcmp(s, "any"))
+		*out = ESDB_EXPECT_ANY;
+	else if (!strcmp(s, "no_stream"))
+		*out = ESDB_EXPECT_NO_STREAM;
+	else if (!strcmp(s, "stream_exists"))
+		*out = ESDB_EXPECT_STREAM_EXISTS;
+	else
+		/* The top values are the sentinels, not versions. */
+		return parse_u64(s, out) && *out < ESDB_EXPECT_STREAM_EXISTS;
+	return true;
+}
+
+static const struct option_def *find_option(const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]); i++)
+		if (strlen(option_defs[i].name) == len &&
+		    !strncmp(option_defs[i].name, name, len))
+			return &option_defs[i];
+	return NULL;
+}
+
+static const char *option_name(unsigned bit)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]); i++)
+		if (option_defs[i].bit == bit)
+			return option_defs[i].name;
+	return "?";
+}
+
+static int set_option(struct cli *c, const struct option_def *o,
+                      const char *val)
+{
+	if (c->seen & o->bit)
+		return usage_error("--%s given twice", o->name);
+	c->seen |= o->bit;
+	switch (o->bit) {
+	case OPT_DATA_DIR:
+		c->dir = val;
+		break;
+	case OPT_JSON:
+		c->json = true;
+		break;
+	case OPT_HELP:
+		usage(stdout);
+		exit(EXIT_OK);
+	case OPT_AFTER:
+		c->after = val;
+		break;
+	case OPT_COUNT:
+		if (!parse_u64(val, &c->count) || !c->count)
+			return usage_error("--count wants a positive number, "
+			                   "not '%s'",
+			                   val);
+		break;
+	case OPT_FROM:
+		if (!parse_u64(val, &c->from))
+			return usage_error("--from wants a number, not '%s'",
+			                   val);
+		break;
+	case OPT_TYPE:
+		c->type = val;
+		break;
+	case OPT_EXPECTED:
+		if (!parse_expected(val, &c->expected))
+			return usage_error("--expected wants any, no_stream, "
+			                   "stream_exists or a version, "
+			                   "not '%s'",
+			                   val);
+		break;
+	case OPT_FILE:
+		c->file = val;
+		break;
+	case OPT_METADATA_FILE:
+		c->metadata_file = val;
+		break;
+	}
+	return EXIT_OK;
+}
+
+static int set_positional(struct cli *c, const char *a)
+{
+	size_t i;
+
+	if (c->cmd) {
+		if (!c->cmd->arg || c->arg)
+			return usage_error("%s: unexpected argument '%s'",
+			                   c->cmd->name, a);
+		c->arg = a;
+		return EXIT_OK;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(a, commands[i].name)) {
+			c->cmd = &commands[i];
+			return EXIT_OK;
+		}
+	}
+	return usage_error("unknown command '%s'", a);
+}
+
+static int parse_option(struct cli *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i] + 2, *eq = strchr(a, '='), *val = NULL;
+	const struct option_def *o;
+
+	o = find_option(a, eq ? (size_t)(eq - a) : strlen(a));
+	if (!o)
+		return usage_error("unknown option '%s'", argv[*i]);
+	if (o->has_arg && eq) {
+		val = eq + 1;
+	} else if (o->has_arg) {
+		if (*i + 1 >= argc)
+			return usage_error("--%s needs a value", o->name);
+		val = argv[++*i];
+	} else if (eq) {
+		return usage_error("--%s takes no value", o->name);
+	}
+	return set_option(c, o, val);
+}
+
+/* Options may come before or after the command; "--" ends them. */
+static int parse(int argc, char **argv, struct cli *c)
+{
+	bool options = true;
+	unsigned bad;
+	int i, code;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (i = 1; i < argc; i++) {
+		if (options && !strcmp(argv[i], "--"))
+			options = false;
+		else if (options && !strcmp(argv[i], "-h"))
+			code = set_option(c, find_option("help", 4), NULL);
+		else if (options && !strncmp(argv[i], "--", 2))
+			code = parse_option(c, argc, argv, &i);
+		else
+			code = set_positional(c, argv[i]);
+		if (code)
+			return code;
+	}
+	if (!c->cmd)
+		return usage_error("no command given");
+	if (!c->dir || !*c->dir)
+		return usage_error("--data-dir DIR is required");
+	bad = c->seen & ~(c->cmd->opts | OPT_GLOBAL);
+	if (bad)
+		return usage_error("%s does not take --%s", c->cmd->name,
+		                   option_name(bad & -bad));
+	bad = c->cmd->need & ~c->seen;
+	if (bad)
+		return usage_error("%s needs --%s", c->cmd->name,
+		                   option_name(bad & -bad));
+	if (c->cmd->arg && !c->arg)
+		return usage_error("%s needs %s", c->cmd->name, c->cmd->arg);
+	if (c->metadata_file && !strcmp(c->metadata_file, "-") &&
+	    (!c->file || !strcmp(c->file, "-")))
+		return usage_error("data and metadata cannot both come from "
+		                   "stdin");
+	if (!(c->seen & OPT_FROM) && (c->seen & OPT_BACKWARD))
+		c->from = UINT64_MAX;
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {.count = UINT64_MAX, .expected = ESDB_EXPECT_ANY};
+	int code;
+
+	code = parse(argc, argv, &c);
+	if (code)
+		return code;
+	if (c.json)
+		jopen('{');
+	code = c.cmd->run(&c);
+	esdb_close(c.s);
+	if (c.json) {
+		jclose('}');
+		putchar('\n');
+	}
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, PROG ": cannot write output\n");
+		if (!code)
+			code = EXIT_FAILED;
+	}
+	return code;
+}

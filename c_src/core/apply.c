@@ -1,0 +1,540 @@
+/* apply.c: the one deterministic function every mutation goes through.
+ *
+ * A batch of commands is applied in one LMDB write transaction. Each
+ * command is validated completely before it writes anything, so a command
+ * that fails leaves no trace and fails alone; only storage errors (a full
+ * map, a full disk) abort the whole transaction. Everything the outcome
+ * depends on comes from the command bytes and the stored state, never the
+ * clock or the host, so every replica applying the same batch agrees. */
+#include "internal.h"
+
+#include "bytes.h"
+#include "codec.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct apply_ctx {
+	esdb_store *s;
+	MDB_txn *txn;
+	uint64_t last_pos;
+	bool dirty;
+	/* the last event type looked up, as appends repeat types */
+	char type_name[ESDB_KEY_MAX + 1];
+	size_t type_len;
+	uint64_t type_num;
+} apply_ctx;
+
+/* A storage failure that must abort the transaction, as opposed to a
+ * command that is refused. */
+static bool is_fatal(int rc)
+{
+	return rc > 0 || (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE);
+}
+
+static uint64_t entries(MDB_txn *txn, MDB_dbi dbi, int *rc)
+{
+	MDB_stat st;
+	*rc = mdb_stat(txn, dbi, &st);
+	return *rc ? 0 : st.ms_entries;
+}
+
+/* Position of the last event, 0 in an empty store. */
+static int last_position(MDB_txn *txn, MDB_dbi dbi, uint64_t *pos)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc)
+		return rc;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+	mdb_cursor_close(cur);
+	if (rc == MDB_NOTFOUND) {
+		*pos = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (k.mv_size != 8)
+		return ESDB_ECORRUPT;
+	*pos = esdb_get_be64(k.mv_data);
+	return 0;
+}
+
+static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
+{
+	esdb_put_be64(key, a);
+	esdb_put_be64(key + 8, b);
+}
+
+/* The event id stored at (stream num, version). */
+static int event_id_at(apply_ctx *c, uint64_t num, uint64_t version,
+		       const uint8_t **id)
+{
+	uint8_t kb[16];
+	index_key(kb, num, version);
+	MDB_val k = {16, kb}, v;
+	int rc = mdb_get(c->txn, c->s->dbi_stream_index, &k, &v);
+	if (rc)
+		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
+	if (v.mv_size != 8)
+		return ESDB_ECORRUPT;
+	MDB_val ek = {8, v.mv_data}, ev;
+	if ((rc = mdb_get(c->txn, c->s->dbi_events, &ek, &ev)))
+		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
+	esdb_event e;
+	if ((rc = esdb__event_rec_read(ev.mv_data, ev.mv_size, &e)))
+		return rc;
+	*id = e.event_id;
+	return 0;
+}
+
+static int position_at(apply_ctx *c, uint64_t num, uint64_t version,
+		       uint64_t *pos)
+{
+	uint8_t kb[16];
+	index_key(kb, num, version);
+	MDB_val k = {16, kb}, v;
+	int rc = mdb_get(c->txn, c->s->dbi_stream_index, &k, &v);
+	if (rc)
+		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
+	if (v.mv_size != 8)
+		return ESDB_ECORRUPT;
+	*pos = esdb_get_be64(v.mv_data);
+	return 0;
+}
+
+/* Is this append a retry of the events stored at versions start+1..?
+ * If so, fill the original result. */
+static int is_retry(apply_ctx *c, const esdb__stream_meta *m,
+		    const esdb__cmd_view *v, uint64_t start, esdb_result *res,
+		    bool *retry)
+{
+	*retry = false;
+	if (start > m->version || m->version - start < v->n_events)
+		return 0;
+	const uint8_t *cursor = v->events;
+	for (uint32_t i = 0; i < v->n_events; i++) {
+		esdb_new_event ev;
+		const uint8_t *id;
+		esdb__cmd_next_event(&cursor, &ev);
+		int rc = event_id_at(c, m->num, start + 1 + i, &id);
+		if (rc)
+			return rc;
+		if (memcmp(id, ev.event_id, 16) != 0)
+			return 0;
+	}
+	int rc = position_at(c, m->num, start + 1, &res->position);
+	if (rc)
+		return rc;
+	res->version = start + v->n_events;
+	*retry = true;
+	return 0;
+}
+
+/* The id of the last event of an append command, for a cheap tail check. */
+static const uint8_t *last_event_id(const esdb__cmd_view *v)
+{
+	const uint8_t *cursor = v->events, *id = NULL;
+	for (uint32_t i = 0; i < v->n_events; i++) {
+		esdb_new_event ev;
+		id = cursor;
+		esdb__cmd_next_event(&cursor, &ev);
+	}
+	return id;
+}
+
+/* Decide whether an append may go on (returns 0 and *retry false), is a
+ * retry already applied (0 and *retry true, res filled) or is refused. */
+static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
+			  const esdb__stream_meta *m, bool exists,
+			  esdb_result *res, bool *retry)
+{
+	uint64_t exp = v->expected;
+	uint64_t cur = exists ? m->version : 0;
+	*retry = false;
+	if (exists && m->deleted)
+		return ESDB_ESTREAM_DELETED;
+	switch (exp) {
+	case ESDB_EXPECT_ANY:
+	case ESDB_EXPECT_STREAM_EXISTS:
+		if (!exists && exp == ESDB_EXPECT_STREAM_EXISTS)
+			return ESDB_ESTREAM_NOT_FOUND;
+		if (exists && v->type == ESDB_CMD_APPEND &&
+		    memcmp(m->last_event_id, last_event_id(v), 16) == 0) {
+			int rc = is_retry(c, m, v, cur - v->n_events, res,
+					  retry);
+			if (rc || *retry)
+				return rc;
+		}
+		return 0;
+	case ESDB_EXPECT_NO_STREAM:
+		if (!exists)
+			return 0;
+		if (v->type == ESDB_CMD_APPEND) {
+			int rc = is_retry(c, m, v, 0, res, retry);
+			if (rc || *retry)
+				return rc;
+		}
+		return ESDB_ESTREAM_EXISTS;
+	default:
+		if (exp == cur)
+			return 0;
+		if (v->type == ESDB_CMD_APPEND && exists) {
+			int rc = is_retry(c, m, v, exp, res, retry);
+			if (rc || *retry)
+				return rc;
+		}
+		return ESDB_EWRONG_VERSION;
+	}
+}
+
+/* The number of an event type, creating it on first use. */
+static int type_number(apply_ctx *c, const char *name, size_t len,
+		       uint64_t *num)
+{
+	if (len == c->type_len && memcmp(name, c->type_name, len) == 0) {
+		*num = c->type_num;
+		return 0;
+	}
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	int rc = esdb__name_find(c->txn, c->s->dbi_types, name, len, &key,
+				 &val, &found);
+	if (rc)
+		return rc;
+	if (found) {
+		if ((rc = esdb__type_rec_read(val.mv_data, val.mv_size, num)))
+			return rc;
+	} else {
+		*num = entries(c->txn, c->s->dbi_types, &rc) + 1;
+		if (rc)
+			return rc;
+		MDB_val data = {esdb__type_rec_size(len), NULL};
+		rc = mdb_put(c->txn, c->s->dbi_types, &key.val, &data,
+			     MDB_RESERVE);
+		if (rc)
+			return rc;
+		esdb__type_rec_write(data.mv_data, name, len, *num);
+	}
+	if (len <= ESDB_KEY_MAX) {
+		memcpy(c->type_name, name, len);
+		c->type_len = len;
+		c->type_num = *num;
+	}
+	return 0;
+}
+
+static int put_stream_meta(apply_ctx *c, esdb_name_key *key,
+			   const esdb__stream_meta *m)
+{
+	MDB_val data = {esdb__stream_rec_size(m->name_len), NULL};
+	int rc = mdb_put(c->txn, c->s->dbi_streams, &key->val, &data,
+			 MDB_RESERVE);
+	if (rc)
+		return rc;
+	esdb__stream_rec_write(data.mv_data, m);
+	return 0;
+}
+
+static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
+			esdb_result *res)
+{
+	esdb_name_key key;
+	MDB_val val;
+	bool exists, retry;
+	esdb__stream_meta m = {0};
+	int rc = esdb__name_find(c->txn, c->s->dbi_streams, v->name,
+				 v->name_len, &key, &val, &exists);
+	if (rc)
+		return rc;
+	if (exists && (rc = esdb__stream_rec_read(val.mv_data, val.mv_size,
+						  &m)))
+		return rc;
+	if ((rc = check_expected(c, v, &m, exists, res, &retry)) || retry)
+		return rc;
+
+	if (!exists) {
+		m.num = entries(c->txn, c->s->dbi_streams, &rc) + 1;
+		if (rc)
+			return rc;
+		m.version = 0;
+		m.created_us = v->created_us;
+	}
+	/* m.name may point into LMDB memory that our writes move. */
+	m.name = v->name;
+	m.name_len = v->name_len;
+
+	res->position = c->last_pos + 1;
+	const uint8_t *cursor = v->events;
+	for (uint32_t i = 0; i < v->n_events; i++) {
+		esdb_new_event ev;
+		uint64_t type_num;
+		esdb__cmd_next_event(&cursor, &ev);
+		if ((rc = type_number(c, ev.event_type, ev.event_type_len,
+				      &type_num)))
+			return rc;
+		uint64_t pos = ++c->last_pos;
+		uint64_t version = ++m.version;
+
+		uint8_t pk[8];
+		esdb_put_be64(pk, pos);
+		MDB_val k = {8, pk};
+		MDB_val d = {esdb__event_rec_size(v->name_len, &ev), NULL};
+		rc = mdb_put(c->txn, c->s->dbi_events, &k, &d,
+			     MDB_RESERVE | MDB_APPEND);
+		if (rc)
+			return rc == MDB_KEYEXIST ? ESDB_ECORRUPT : rc;
+		esdb__event_rec_write(d.mv_data, d.mv_size, pos, version,
+				      v->created_us, v->name, v->name_len,
+				      &ev);
+
+		uint8_t ik[16];
+		index_key(ik, m.num, version);
+		MDB_val ikv = {16, ik}, iv = {8, pk};
+		if ((rc = mdb_put(c->txn, c->s->dbi_stream_index, &ikv, &iv,
+				  0)))
+			return rc;
+
+		uint8_t tk[16];
+		index_key(tk, type_num, pos);
+		MDB_val tkv = {16, tk}, tv = {0, NULL};
+		if ((rc = mdb_put(c->txn, c->s->dbi_type_index, &tkv, &tv, 0)))
+			return rc;
+		memcpy(m.last_event_id, ev.event_id, 16);
+	}
+	if ((rc = put_stream_meta(c, &key, &m)))
+		return rc;
+	res->version = m.version;
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_delete_stream(apply_ctx *c, const esdb__cmd_view *v,
+			       esdb_result *res)
+{
+	esdb_name_key key;
+	MDB_val val;
+	bool exists, retry;
+	esdb__stream_meta m = {0};
+	int rc = esdb__name_find(c->txn, c->s->dbi_streams, v->name,
+				 v->name_len, &key, &val, &exists);
+	if (rc)
+		return rc;
+	if (!exists)
+		return ESDB_ESTREAM_NOT_FOUND;
+	if ((rc = esdb__stream_rec_read(val.mv_data, val.mv_size, &m)))
+		return rc;
+	if ((rc = check_expected(c, v, &m, exists, res, &retry)))
+		return rc;
+	m.name = v->name;
+	m.deleted = true;
+	if ((rc = put_stream_meta(c, &key, &m)))
+		return rc;
+	res->version = m.version;
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
+{
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	int rc = esdb__name_find(c->txn, c->s->dbi_snapshots, v->name,
+				 v->name_len, &key, &val, &found);
+	if (rc)
+		return rc;
+	esdb_snapshot sn = {
+	    .source_uuid = v->name,
+	    .source_uuid_len = v->name_len,
+	    .source_version = v->number,
+	    .source_type = v->kind,
+	    .source_type_len = v->kind_len,
+	    .data = v->data,
+	    .data_len = v->data_len,
+	    .metadata = v->meta,
+	    .metadata_len = v->meta_len,
+	    .created_us = v->created_us,
+	};
+	MDB_val d = {esdb__snapshot_rec_size(&sn), NULL};
+	if ((rc = mdb_put(c->txn, c->s->dbi_snapshots, &key.val, &d,
+			  MDB_RESERVE)))
+		return rc;
+	esdb__snapshot_rec_write(d.mv_data, &sn);
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
+{
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	int rc = esdb__name_find(c->txn, c->s->dbi_subscriptions, v->name,
+				 v->name_len, &key, &val, &found);
+	if (rc)
+		return rc;
+	esdb_checkpoint cp = {
+	    .name = v->name,
+	    .name_len = v->name_len,
+	    .checkpoint = v->number,
+	    .definition = v->data,
+	    .definition_len = v->data_len,
+	    .updated_us = v->created_us,
+	};
+	MDB_val d = {esdb__checkpoint_rec_size(&cp), NULL};
+	if ((rc = mdb_put(c->txn, c->s->dbi_subscriptions, &key.val, &d,
+			  MDB_RESERVE)))
+		return rc;
+	esdb__checkpoint_rec_write(d.mv_data, &cp);
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_named_delete(apply_ctx *c, MDB_dbi dbi,
+			      const esdb__cmd_view *v)
+{
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	int rc = esdb__name_find(c->txn, dbi, v->name, v->name_len, &key, &val,
+				 &found);
+	if (rc)
+		return rc;
+	if (!found)
+		return ESDB_ENOTFOUND;
+	if ((rc = mdb_del(c->txn, dbi, &key.val, NULL)))
+		return rc;
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
+{
+	esdb__cmd_view v;
+	int rc = esdb__cmd_parse(cmd->buf, cmd->len, &v);
+	if (rc)
+		return rc;
+	if ((rc = esdb__cmd_check_limits(&v, &c->s->limits)))
+		return rc;
+	switch (v.type) {
+	case ESDB_CMD_APPEND:
+		return apply_append(c, &v, res);
+	case ESDB_CMD_DELETE_STREAM:
+		return apply_delete_stream(c, &v, res);
+	case ESDB_CMD_SNAPSHOT_PUT:
+		return apply_snapshot_put(c, &v);
+	case ESDB_CMD_SNAPSHOT_DELETE:
+		return apply_named_delete(c, c->s->dbi_snapshots, &v);
+	case ESDB_CMD_CHECKPOINT_PUT:
+		return apply_checkpoint_put(c, &v);
+	case ESDB_CMD_CHECKPOINT_DELETE:
+		return apply_named_delete(c, c->s->dbi_subscriptions, &v);
+	default:
+		return ESDB_EINVAL;
+	}
+}
+
+static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (only_ok && results[i].rc)
+			continue;
+		results[i].rc = rc;
+		results[i].version = 0;
+		results[i].position = 0;
+	}
+}
+
+/* One attempt: one transaction. */
+static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
+		     esdb_result *results)
+{
+	apply_ctx c = {.s = s};
+	int rc = mdb_txn_begin(s->env, NULL, 0, &c.txn);
+	if (rc)
+		return rc;
+	if ((rc = last_position(c.txn, s->dbi_events, &c.last_pos)))
+		goto abort;
+	for (size_t i = 0; i < n; i++) {
+		esdb_result *r = &results[i];
+		memset(r, 0, sizeof(*r));
+		r->rc = apply_one(&c, &cmds[i], r);
+		if (r->rc) {
+			if (is_fatal(r->rc)) {
+				rc = r->rc;
+				goto abort;
+			}
+			r->version = 0;
+			r->position = 0;
+		}
+	}
+	if (!c.dirty) {
+		mdb_txn_abort(c.txn);
+		return 0;
+	}
+	rc = mdb_txn_commit(c.txn);
+	if (rc) {
+		fail_all(results, n, rc, true);
+		return rc;
+	}
+	__atomic_add_fetch(&s->commits, 1, __ATOMIC_RELAXED);
+	return 0;
+abort:
+	mdb_txn_abort(c.txn);
+	return rc;
+}
+
+static int grow_map(esdb_store *s)
+{
+	MDB_envinfo info;
+	int rc = mdb_env_info(s->env, &info);
+	if (rc)
+		return rc;
+	pthread_rwlock_wrlock(&s->map_lock);
+	rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
+	pthread_rwlock_unlock(&s->map_lock);
+	return rc;
+}
+
+int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
+		       esdb_result *results)
+{
+	for (;;) {
+		int rc = apply_txn(s, cmds, n, results);
+		if (rc == MDB_MAP_FULL) {
+			if ((rc = grow_map(s)) == 0)
+				continue;
+		} else if (rc == MDB_TXN_FULL && n > 1) {
+			/* Too many dirty pages for one txn: halve the batch. */
+			size_t h = n / 2;
+			rc = esdb__apply_locked(s, cmds, h, results);
+			int rc2 = esdb__apply_locked(s, cmds + h, n - h,
+						     results + h);
+			return rc ? rc : rc2;
+		}
+		if (rc)
+			fail_all(results, n, rc, false);
+		return rc;
+	}
+}
+
+int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
+	       esdb_result *results)
+{
+	if (!s || !s->is_open)
+		return ESDB_ECLOSED;
+	if ((!cmds || !results) && n)
+		return ESDB_EINVAL;
+	if (s->readonly)
+		return EROFS;
+	if (n == 0)
+		return 0;
+	pthread_mutex_lock(&s->apply_lock);
+	int rc = esdb__apply_locked(s, cmds, n, results);
+	pthread_mutex_unlock(&s->apply_lock);
+	return rc;
+}

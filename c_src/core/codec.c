@@ -1,0 +1,740 @@
+/* codec.c: record and command encodings; see docs/FORMAT.md. */
+#include "codec.h"
+
+#include "bytes.h"
+#include "crc32c.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags)
+{
+	rec[0] = ESDB_REC_VERSION;
+	rec[1] = kind;
+	esdb_put_le16(rec + 2, flags);
+	esdb_put_le32(rec + 4, esdb_crc32c(0, rec + ESDB_REC_HEADER,
+					   len - ESDB_REC_HEADER));
+}
+
+int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
+		    uint16_t *flags)
+{
+	if (len < ESDB_REC_HEADER)
+		return ESDB_ECORRUPT;
+	if (rec[0] != ESDB_REC_VERSION)
+		return ESDB_EFORMAT;
+	if (rec[1] != kind)
+		return ESDB_ECORRUPT;
+	if (esdb_get_le32(rec + 4) !=
+	    esdb_crc32c(0, rec + ESDB_REC_HEADER, len - ESDB_REC_HEADER))
+		return ESDB_ECORRUPT;
+	if (flags)
+		*flags = esdb_get_le16(rec + 2);
+	return 0;
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+/*
+ * Event record: header(8) position(8) version(8) created_us(8)
+ * event_id(16) stream_len(2) type_len(2) data_len(4) metadata_len(4)
+ * [causation(16)] [correlation(16)] stream type data metadata
+ */
+size_t esdb__event_rec_size(size_t stream_len, const esdb_new_event *ev)
+{
+	return ESDB_EVENT_FIXED + (ev->causation_id ? 16 : 0) +
+	       (ev->correlation_id ? 16 : 0) + stream_len +
+	       ev->event_type_len + ev->data_len + ev->metadata_len;
+}
+
+static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
+{
+	if (len)
+		memcpy(p, src, len);
+	return p + len;
+}
+
+void esdb__event_rec_write(uint8_t *rec, size_t size, uint64_t position,
+			   uint64_t version, uint64_t created_us,
+			   const char *stream_id, size_t stream_len,
+			   const esdb_new_event *ev)
+{
+	uint16_t flags = 0;
+	esdb_put_le64(rec + 8, position);
+	esdb_put_le64(rec + 16, version);
+	esdb_put_le64(rec + 24, created_us);
+	memcpy(rec + 32, ev->event_id, 16);
+	esdb_put_le16(rec + 48, (uint16_t)stream_len);
+	esdb_put_le16(rec + 50, (uint16_t)ev->event_type_len);
+	esdb_put_le32(rec + 52, (uint32_t)ev->data_len);
+	esdb_put_le32(rec + 56, (uint32_t)ev->metadata_len);
+	uint8_t *p = rec + ESDB_EVENT_FIXED;
+	if (ev->causation_id) {
+		flags |= ESDB_EVENT_HAS_CAUSATION;
+		p = put_bytes(p, ev->causation_id, 16);
+	}
+	if (ev->correlation_id) {
+		flags |= ESDB_EVENT_HAS_CORRELATION;
+		p = put_bytes(p, ev->correlation_id, 16);
+	}
+	p = put_bytes(p, stream_id, stream_len);
+	p = put_bytes(p, ev->event_type, ev->event_type_len);
+	p = put_bytes(p, ev->data, ev->data_len);
+	p = put_bytes(p, ev->metadata, ev->metadata_len);
+	(void)p;
+	esdb__rec_seal(rec, size, ESDB_REC_EVENT, flags);
+}
+
+int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
+{
+	uint16_t flags;
+	int rc = esdb__rec_check(rec, len, ESDB_REC_EVENT, &flags);
+	if (rc)
+		return rc;
+	if (len < ESDB_EVENT_FIXED)
+		return ESDB_ECORRUPT;
+	out->position = esdb_get_le64(rec + 8);
+	out->stream_version = esdb_get_le64(rec + 16);
+	out->created_us = esdb_get_le64(rec + 24);
+	out->event_id = rec + 32;
+	out->stream_id_len = esdb_get_le16(rec + 48);
+	out->event_type_len = esdb_get_le16(rec + 50);
+	out->data_len = esdb_get_le32(rec + 52);
+	out->metadata_len = esdb_get_le32(rec + 56);
+	const uint8_t *p = rec + ESDB_EVENT_FIXED;
+	size_t need = ESDB_EVENT_FIXED + out->stream_id_len +
+		      out->event_type_len + out->data_len + out->metadata_len;
+	out->causation_id = NULL;
+	out->correlation_id = NULL;
+	if (flags & ESDB_EVENT_HAS_CAUSATION) {
+		out->causation_id = p;
+		p += 16;
+		need += 16;
+	}
+	if (flags & ESDB_EVENT_HAS_CORRELATION) {
+		out->correlation_id = p;
+		p += 16;
+		need += 16;
+	}
+	if (need != len)
+		return ESDB_ECORRUPT;
+	out->stream_id = (const char *)p;
+	p += out->stream_id_len;
+	out->event_type = (const char *)p;
+	p += out->event_type_len;
+	out->data = p;
+	p += out->data_len;
+	out->metadata = p;
+	return 0;
+}
+
+/* ---- name-keyed records ----------------------------------------------- */
+
+/* Common head of a name-keyed record: header, u16 name length, name. */
+static uint8_t *name_head_write(uint8_t *rec, const char *name, size_t len)
+{
+	esdb_put_le16(rec + 8, (uint16_t)len);
+	return put_bytes(rec + 10, name, len);
+}
+
+/* Check a name-keyed record and return a pointer past its name, or NULL
+ * when it is shorter than `fixed` bytes after the name. */
+static const uint8_t *name_head_read(const uint8_t *rec, size_t len,
+				     uint8_t kind, size_t fixed,
+				     uint16_t *flags, const char **name,
+				     size_t *name_len, int *rc)
+{
+	*rc = esdb__rec_check(rec, len, kind, flags);
+	if (*rc)
+		return NULL;
+	if (len < 10 || 10 + (size_t)esdb_get_le16(rec + 8) + fixed > len) {
+		*rc = ESDB_ECORRUPT;
+		return NULL;
+	}
+	*name_len = esdb_get_le16(rec + 8);
+	*name = (const char *)rec + 10;
+	return rec + 10 + *name_len;
+}
+
+size_t esdb__stream_rec_size(size_t name_len)
+{
+	return 10 + name_len + 8 + 8 + 8 + 16;
+}
+
+void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m)
+{
+	uint8_t *p = name_head_write(rec, m->name, m->name_len);
+	esdb_put_le64(p, m->num);
+	esdb_put_le64(p + 8, m->version);
+	esdb_put_le64(p + 16, m->created_us);
+	memcpy(p + 24, m->last_event_id, 16);
+	esdb__rec_seal(rec, esdb__stream_rec_size(m->name_len), ESDB_REC_STREAM,
+		       m->deleted ? ESDB_STREAM_DELETED : 0);
+}
+
+int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
+{
+	int rc;
+	uint16_t flags;
+	const uint8_t *p = name_head_read(rec, len, ESDB_REC_STREAM, 40, &flags,
+					  &m->name, &m->name_len, &rc);
+	if (!p)
+		return rc;
+	if (len != esdb__stream_rec_size(m->name_len))
+		return ESDB_ECORRUPT;
+	m->num = esdb_get_le64(p);
+	m->version = esdb_get_le64(p + 8);
+	m->created_us = esdb_get_le64(p + 16);
+	memcpy(m->last_event_id, p + 24, 16);
+	m->deleted = (flags & ESDB_STREAM_DELETED) != 0;
+	return 0;
+}
+
+size_t esdb__type_rec_size(size_t name_len)
+{
+	return 10 + name_len + 8;
+}
+
+void esdb__type_rec_write(uint8_t *rec, const char *name, size_t len,
+			  uint64_t num)
+{
+	esdb_put_le64(name_head_write(rec, name, len), num);
+	esdb__rec_seal(rec, esdb__type_rec_size(len), ESDB_REC_TYPE, 0);
+}
+
+int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num)
+{
+	int rc;
+	uint16_t flags;
+	const char *name;
+	size_t name_len;
+	const uint8_t *p = name_head_read(rec, len, ESDB_REC_TYPE, 8, &flags,
+					  &name, &name_len, &rc);
+	if (!p)
+		return rc;
+	if (len != esdb__type_rec_size(name_len))
+		return ESDB_ECORRUPT;
+	*num = esdb_get_le64(p);
+	return 0;
+}
+
+/* Snapshot: head, source_version(8) created_us(8) type_len(2)
+ * data_len(4) metadata_len(4), type, data, metadata. */
+size_t esdb__snapshot_rec_size(const esdb_snapshot *sn)
+{
+	return 10 + sn->source_uuid_len + 26 + sn->source_type_len +
+	       sn->data_len + sn->metadata_len;
+}
+
+void esdb__snapshot_rec_write(uint8_t *rec, const esdb_snapshot *sn)
+{
+	uint8_t *p = name_head_write(rec, sn->source_uuid, sn->source_uuid_len);
+	esdb_put_le64(p, sn->source_version);
+	esdb_put_le64(p + 8, sn->created_us);
+	esdb_put_le16(p + 16, (uint16_t)sn->source_type_len);
+	esdb_put_le32(p + 18, (uint32_t)sn->data_len);
+	esdb_put_le32(p + 22, (uint32_t)sn->metadata_len);
+	p = put_bytes(p + 26, sn->source_type, sn->source_type_len);
+	p = put_bytes(p, sn->data, sn->data_len);
+	put_bytes(p, sn->metadata, sn->metadata_len);
+	esdb__rec_seal(rec, esdb__snapshot_rec_size(sn), ESDB_REC_SNAPSHOT, 0);
+}
+
+int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
+{
+	int rc;
+	uint16_t flags;
+	const uint8_t *p =
+	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26, &flags,
+			   &sn->source_uuid, &sn->source_uuid_len, &rc);
+	if (!p)
+		return rc;
+	sn->source_version = esdb_get_le64(p);
+	sn->created_us = esdb_get_le64(p + 8);
+	sn->source_type_len = esdb_get_le16(p + 16);
+	sn->data_len = esdb_get_le32(p + 18);
+	sn->metadata_len = esdb_get_le32(p + 22);
+	if (len != esdb__snapshot_rec_size(sn))
+		return ESDB_ECORRUPT;
+	p += 26;
+	sn->source_type = (const char *)p;
+	sn->data = p + sn->source_type_len;
+	sn->metadata = p + sn->source_type_len + sn->data_len;
+	return 0;
+}
+
+/* Checkpoint: head, checkpoint(8) updated_us(8) definition_len(4), def. */
+size_t esdb__checkpoint_rec_size(const esdb_checkpoint *cp)
+{
+	return 10 + cp->name_len + 20 + cp->definition_len;
+}
+
+void esdb__checkpoint_rec_write(uint8_t *rec, const esdb_checkpoint *cp)
+{
+	uint8_t *p = name_head_write(rec, cp->name, cp->name_len);
+	esdb_put_le64(p, cp->checkpoint);
+	esdb_put_le64(p + 8, cp->updated_us);
+	esdb_put_le32(p + 16, (uint32_t)cp->definition_len);
+	put_bytes(p + 20, cp->definition, cp->definition_len);
+	esdb__rec_seal(rec, esdb__checkpoint_rec_size(cp), ESDB_REC_CHECKPOINT,
+		       0);
+}
+
+int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
+			      esdb_checkpoint *cp)
+{
+	int rc;
+	uint16_t flags;
+	const uint8_t *p = name_head_read(rec, len, ESDB_REC_CHECKPOINT, 20,
+					  &flags, &cp->name, &cp->name_len, &rc);
+	if (!p)
+		return rc;
+	cp->checkpoint = esdb_get_le64(p);
+	cp->updated_us = esdb_get_le64(p + 8);
+	cp->definition_len = esdb_get_le32(p + 16);
+	if (len != esdb__checkpoint_rec_size(cp))
+		return ESDB_ECORRUPT;
+	cp->definition = p + 20;
+	return 0;
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+/*
+ * Command header (24 bytes): version(1) type(1) reserved(2) length(4)
+ * crc32c(4) reserved(4) created_us(8). The CRC covers bytes [0,8) and
+ * [12,length), i.e. everything but itself.
+ */
+static uint32_t cmd_crc(const uint8_t *buf, size_t len)
+{
+	return esdb_crc32c(esdb_crc32c(0, buf, 8), buf + 12, len - 12);
+}
+
+static int cmd_alloc(uint8_t type, size_t body, esdb_cmd *out, uint8_t **p)
+{
+	size_t len = ESDB_CMD_HEADER + body;
+	if (len > UINT32_MAX)
+		return ESDB_ELIMIT;
+	uint8_t *buf = calloc(1, len);
+	if (!buf)
+		return ENOMEM;
+	buf[0] = ESDB_CMD_VERSION;
+	buf[1] = type;
+	esdb_put_le32(buf + 4, (uint32_t)len);
+	esdb_put_le64(buf + 16, esdb_now_us());
+	out->buf = buf;
+	out->len = len;
+	*p = buf + ESDB_CMD_HEADER;
+	return 0;
+}
+
+static void cmd_seal(esdb_cmd *c)
+{
+	esdb_put_le32(c->buf + 8, cmd_crc(c->buf, c->len));
+}
+
+static const esdb_limits *limits_or_default(const esdb_limits *l,
+					    esdb_limits *tmp)
+{
+	if (l)
+		return l;
+	esdb_limits_default(tmp);
+	return tmp;
+}
+
+static int check_name(const char *name, size_t len, size_t max)
+{
+	if (!name && len)
+		return ESDB_EINVAL;
+	if (len == 0)
+		return ESDB_EINVAL;
+	if (len > max || len > UINT16_MAX)
+		return ESDB_ELIMIT;
+	return 0;
+}
+
+/* Per-event encoded size inside an append command. */
+static size_t cmd_event_size(const esdb_new_event *ev)
+{
+	return 16 + 1 + (ev->causation_id ? 16 : 0) +
+	       (ev->correlation_id ? 16 : 0) + 2 + 4 + 4 +
+	       ev->event_type_len + ev->data_len + ev->metadata_len;
+}
+
+static int check_event(const esdb_new_event *ev, const esdb_limits *l)
+{
+	int rc = check_name(ev->event_type, ev->event_type_len,
+			    l->max_event_type);
+	if (rc)
+		return rc;
+	if ((!ev->data && ev->data_len) || (!ev->metadata && ev->metadata_len))
+		return ESDB_EINVAL;
+	if (ev->data_len + ev->metadata_len > l->max_event_bytes ||
+	    ev->data_len > UINT32_MAX || ev->metadata_len > UINT32_MAX)
+		return ESDB_ELIMIT;
+	return 0;
+}
+
+int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
+		    size_t stream_len, uint64_t expected,
+		    const esdb_new_event *events, size_t n, esdb_cmd *out)
+{
+	esdb_limits tmp;
+	const esdb_limits *l = limits_or_default(limits, &tmp);
+	int rc = check_name(stream_id, stream_len, l->max_stream_id);
+	if (rc)
+		return rc;
+	if (n == 0)
+		return ESDB_EEMPTY;
+	if (!events)
+		return ESDB_EINVAL;
+	if (n > l->max_append_events)
+		return ESDB_ELIMIT;
+	size_t body = 8 + 2 + 4 + stream_len;
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = check_event(&events[i], l)))
+			return rc;
+		bytes += events[i].data_len + events[i].metadata_len;
+		body += cmd_event_size(&events[i]);
+	}
+	if (bytes > l->max_append_bytes)
+		return ESDB_ELIMIT;
+	uint8_t *p;
+	if ((rc = cmd_alloc(ESDB_CMD_APPEND, body, out, &p)))
+		return rc;
+	esdb_put_le64(p, expected);
+	esdb_put_le16(p + 8, (uint16_t)stream_len);
+	esdb_put_le32(p + 10, (uint32_t)n);
+	p = put_bytes(p + 14, stream_id, stream_len);
+	for (size_t i = 0; i < n; i++) {
+		const esdb_new_event *ev = &events[i];
+		p = put_bytes(p, ev->event_id, 16);
+		*p++ = (ev->causation_id ? ESDB_EVENT_HAS_CAUSATION : 0) |
+		       (ev->correlation_id ? ESDB_EVENT_HAS_CORRELATION : 0);
+		if (ev->causation_id)
+			p = put_bytes(p, ev->causation_id, 16);
+		if (ev->correlation_id)
+			p = put_bytes(p, ev->correlation_id, 16);
+		esdb_put_le16(p, (uint16_t)ev->event_type_len);
+		esdb_put_le32(p + 2, (uint32_t)ev->data_len);
+		esdb_put_le32(p + 6, (uint32_t)ev->metadata_len);
+		p = put_bytes(p + 10, ev->event_type, ev->event_type_len);
+		p = put_bytes(p, ev->data, ev->data_len);
+		p = put_bytes(p, ev->metadata, ev->metadata_len);
+	}
+	cmd_seal(out);
+	return 0;
+}
+
+int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
+			   size_t stream_len, uint64_t expected, esdb_cmd *out)
+{
+	esdb_limits tmp;
+	const esdb_limits *l = limits_or_default(limits, &tmp);
+	int rc = check_name(stream_id, stream_len, l->max_stream_id);
+	uint8_t *p;
+	if (rc || (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out,
+				  &p)))
+		return rc;
+	esdb_put_le64(p, expected);
+	esdb_put_le16(p + 8, (uint16_t)stream_len);
+	put_bytes(p + 10, stream_id, stream_len);
+	cmd_seal(out);
+	return 0;
+}
+
+int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
+			  size_t uuid_len, uint64_t source_version,
+			  const char *source_type, size_t type_len,
+			  const void *data, size_t data_len,
+			  const void *metadata, size_t metadata_len,
+			  esdb_cmd *out)
+{
+	esdb_limits tmp;
+	const esdb_limits *l = limits_or_default(limits, &tmp);
+	int rc = check_name(source_uuid, uuid_len, l->max_key);
+	if (rc)
+		return rc;
+	if ((!source_type && type_len) || (!data && data_len) ||
+	    (!metadata && metadata_len))
+		return ESDB_EINVAL;
+	if (type_len > l->max_event_type ||
+	    data_len + metadata_len > l->max_event_bytes)
+		return ESDB_ELIMIT;
+	uint8_t *p;
+	rc = cmd_alloc(ESDB_CMD_SNAPSHOT_PUT,
+		       20 + uuid_len + type_len + data_len + metadata_len, out,
+		       &p);
+	if (rc)
+		return rc;
+	esdb_put_le64(p, source_version);
+	esdb_put_le16(p + 8, (uint16_t)uuid_len);
+	esdb_put_le16(p + 10, (uint16_t)type_len);
+	esdb_put_le32(p + 12, (uint32_t)data_len);
+	esdb_put_le32(p + 16, (uint32_t)metadata_len);
+	p = put_bytes(p + 20, source_uuid, uuid_len);
+	p = put_bytes(p, source_type, type_len);
+	p = put_bytes(p, data, data_len);
+	put_bytes(p, metadata, metadata_len);
+	cmd_seal(out);
+	return 0;
+}
+
+/* A command whose body is u16 length + name (the deletes). */
+static int cmd_named(uint8_t type, const char *name, size_t len, size_t max,
+		     esdb_cmd *out)
+{
+	int rc = check_name(name, len, max);
+	uint8_t *p;
+	if (rc || (rc = cmd_alloc(type, 2 + len, out, &p)))
+		return rc;
+	esdb_put_le16(p, (uint16_t)len);
+	put_bytes(p + 2, name, len);
+	cmd_seal(out);
+	return 0;
+}
+
+int esdb_cmd_snapshot_delete(const esdb_limits *limits,
+			     const char *source_uuid, size_t uuid_len,
+			     esdb_cmd *out)
+{
+	esdb_limits tmp;
+	return cmd_named(ESDB_CMD_SNAPSHOT_DELETE, source_uuid, uuid_len,
+			 limits_or_default(limits, &tmp)->max_key, out);
+}
+
+int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
+			    size_t name_len, uint64_t checkpoint,
+			    const void *definition, size_t definition_len,
+			    esdb_cmd *out)
+{
+	esdb_limits tmp;
+	const esdb_limits *l = limits_or_default(limits, &tmp);
+	int rc = check_name(name, name_len, l->max_key);
+	if (rc)
+		return rc;
+	if (!definition && definition_len)
+		return ESDB_EINVAL;
+	if (definition_len > l->max_event_bytes)
+		return ESDB_ELIMIT;
+	uint8_t *p;
+	rc = cmd_alloc(ESDB_CMD_CHECKPOINT_PUT, 14 + name_len + definition_len,
+		       out, &p);
+	if (rc)
+		return rc;
+	esdb_put_le64(p, checkpoint);
+	esdb_put_le16(p + 8, (uint16_t)name_len);
+	esdb_put_le32(p + 10, (uint32_t)definition_len);
+	p = put_bytes(p + 14, name, name_len);
+	put_bytes(p, definition, definition_len);
+	cmd_seal(out);
+	return 0;
+}
+
+int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
+			       size_t name_len, esdb_cmd *out)
+{
+	esdb_limits tmp;
+	return cmd_named(ESDB_CMD_CHECKPOINT_DELETE, name, name_len,
+			 limits_or_default(limits, &tmp)->max_key, out);
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+/* A bounds-checked reader over a command body. */
+typedef struct rd {
+	const uint8_t *p, *end;
+	bool bad;
+} rd;
+
+static const uint8_t *rd_take(rd *r, size_t n)
+{
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *q = r->p;
+	r->p += n;
+	return q;
+}
+
+static uint64_t rd_u64(rd *r)
+{
+	const uint8_t *q = rd_take(r, 8);
+	return q ? esdb_get_le64(q) : 0;
+}
+
+static uint32_t rd_u32(rd *r)
+{
+	const uint8_t *q = rd_take(r, 4);
+	return q ? esdb_get_le32(q) : 0;
+}
+
+static uint16_t rd_u16(rd *r)
+{
+	const uint8_t *q = rd_take(r, 2);
+	return q ? esdb_get_le16(q) : 0;
+}
+
+int esdb_cmd_check(const uint8_t *buf, size_t len)
+{
+	esdb__cmd_view v;
+	return esdb__cmd_parse(buf, len, &v);
+}
+
+static int parse_events(rd *r, esdb__cmd_view *v)
+{
+	v->events = r->p;
+	v->events_bytes = 0;
+	for (uint32_t i = 0; i < v->n_events; i++) {
+		rd_take(r, 16);
+		const uint8_t *f = rd_take(r, 1);
+		if (!f || (*f & ~(ESDB_EVENT_HAS_CAUSATION |
+				  ESDB_EVENT_HAS_CORRELATION)))
+			return ESDB_EINVAL;
+		if (*f & ESDB_EVENT_HAS_CAUSATION)
+			rd_take(r, 16);
+		if (*f & ESDB_EVENT_HAS_CORRELATION)
+			rd_take(r, 16);
+		uint16_t tl = rd_u16(r);
+		uint32_t dl = rd_u32(r), ml = rd_u32(r);
+		if (tl == 0)
+			return ESDB_EINVAL;
+		rd_take(r, (size_t)tl + dl + ml);
+		if (r->bad)
+			return ESDB_EINVAL;
+		v->events_bytes += (uint64_t)dl + ml;
+	}
+	v->events_len = (size_t)(r->p - v->events);
+	return 0;
+}
+
+int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
+{
+	if (!buf || len < ESDB_CMD_HEADER)
+		return ESDB_EINVAL;
+	if (buf[0] != ESDB_CMD_VERSION)
+		return ESDB_EFORMAT;
+	if (esdb_get_le32(buf + 4) != len)
+		return ESDB_EINVAL;
+	if (esdb_get_le32(buf + 8) != cmd_crc(buf, len))
+		return ESDB_ECORRUPT;
+	memset(v, 0, sizeof(*v));
+	v->type = buf[1];
+	v->created_us = esdb_get_le64(buf + 16);
+	rd r = {buf + ESDB_CMD_HEADER, buf + len, false};
+	int rc = 0;
+	switch (v->type) {
+	case ESDB_CMD_APPEND:
+		v->expected = rd_u64(&r);
+		v->name_len = rd_u16(&r);
+		v->n_events = rd_u32(&r);
+		v->name = (const char *)rd_take(&r, v->name_len);
+		if (!r.bad)
+			rc = parse_events(&r, v);
+		break;
+	case ESDB_CMD_DELETE_STREAM:
+		v->expected = rd_u64(&r);
+		v->name_len = rd_u16(&r);
+		v->name = (const char *)rd_take(&r, v->name_len);
+		break;
+	case ESDB_CMD_SNAPSHOT_PUT:
+		v->number = rd_u64(&r);
+		v->name_len = rd_u16(&r);
+		v->kind_len = rd_u16(&r);
+		v->data_len = rd_u32(&r);
+		v->meta_len = rd_u32(&r);
+		v->name = (const char *)rd_take(&r, v->name_len);
+		v->kind = (const char *)rd_take(&r, v->kind_len);
+		v->data = rd_take(&r, v->data_len);
+		v->meta = rd_take(&r, v->meta_len);
+		break;
+	case ESDB_CMD_CHECKPOINT_PUT:
+		v->number = rd_u64(&r);
+		v->name_len = rd_u16(&r);
+		v->data_len = rd_u32(&r);
+		v->name = (const char *)rd_take(&r, v->name_len);
+		v->data = rd_take(&r, v->data_len);
+		break;
+	case ESDB_CMD_SNAPSHOT_DELETE:
+	case ESDB_CMD_CHECKPOINT_DELETE:
+		v->name_len = rd_u16(&r);
+		v->name = (const char *)rd_take(&r, v->name_len);
+		break;
+	default:
+		return ESDB_EINVAL;
+	}
+	if (rc)
+		return rc;
+	if (r.bad || r.p != r.end || v->name_len == 0)
+		return ESDB_EINVAL;
+	return 0;
+}
+
+void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev)
+{
+	const uint8_t *p = *cursor;
+	memcpy(ev->event_id, p, 16);
+	uint8_t f = p[16];
+	p += 17;
+	ev->causation_id = NULL;
+	ev->correlation_id = NULL;
+	if (f & ESDB_EVENT_HAS_CAUSATION) {
+		ev->causation_id = p;
+		p += 16;
+	}
+	if (f & ESDB_EVENT_HAS_CORRELATION) {
+		ev->correlation_id = p;
+		p += 16;
+	}
+	ev->event_type_len = esdb_get_le16(p);
+	ev->data_len = esdb_get_le32(p + 2);
+	ev->metadata_len = esdb_get_le32(p + 6);
+	p += 10;
+	ev->event_type = (const char *)p;
+	p += ev->event_type_len;
+	ev->data = p;
+	p += ev->data_len;
+	ev->metadata = p;
+	p += ev->metadata_len;
+	*cursor = p;
+}
+
+int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l)
+{
+	switch (v->type) {
+	case ESDB_CMD_APPEND: {
+		if (v->name_len > l->max_stream_id)
+			return ESDB_ELIMIT;
+		if (v->n_events == 0)
+			return ESDB_EEMPTY;
+		if (v->n_events > l->max_append_events ||
+		    v->events_bytes > l->max_append_bytes)
+			return ESDB_ELIMIT;
+		const uint8_t *c = v->events;
+		for (uint32_t i = 0; i < v->n_events; i++) {
+			esdb_new_event ev;
+			esdb__cmd_next_event(&c, &ev);
+			if (ev.event_type_len > l->max_event_type ||
+			    ev.data_len + ev.metadata_len > l->max_event_bytes)
+				return ESDB_ELIMIT;
+		}
+		return 0;
+	}
+	case ESDB_CMD_DELETE_STREAM:
+		return v->name_len > l->max_stream_id ? ESDB_ELIMIT : 0;
+	case ESDB_CMD_SNAPSHOT_PUT:
+		if (v->kind_len > l->max_event_type ||
+		    v->data_len + v->meta_len > l->max_event_bytes)
+			return ESDB_ELIMIT;
+		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+	case ESDB_CMD_CHECKPOINT_PUT:
+		if (v->data_len > l->max_event_bytes)
+			return ESDB_ELIMIT;
+		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+	default:
+		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+	}
+}

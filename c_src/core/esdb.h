@@ -1,0 +1,359 @@
+/* esdb.h: the ExESDB core, an event store on LMDB (no Erlang headers here). */
+#ifndef ESDB_H
+#define ESDB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Conventions
+ *
+ * Every call returns int: 0 on success, one of the ESDB_E* codes below (a
+ * reserved negative range), an errno value (positive, e.g. ENOSPC, EINVAL)
+ * or an LMDB code (MDB_*, -30799..-30780) passed through. esdb_strerror()
+ * names them all. Outputs come last, as pointers.
+ *
+ * Life cycle: esdb_create() -> esdb_set_*() -> esdb_open() -> ... ->
+ * esdb_close(). A store handle may be shared by any number of threads once
+ * open; esdb_close() must not race with other calls on the same handle.
+ *
+ * Versions are 1-based: a stream's first event has version 1, version 0
+ * means the stream is empty or absent. Global positions are 1-based and
+ * gap-free across the whole store.
+ */
+
+/* ---- Error codes ------------------------------------------------------ */
+
+#define ESDB_OK 0
+#define ESDB_ERANGE_FIRST (-31999)
+#define ESDB_EWRONG_VERSION (-31999)  /* expected version did not match */
+#define ESDB_ESTREAM_NOT_FOUND (-31998)
+#define ESDB_ESTREAM_DELETED (-31997) /* tombstoned stream */
+#define ESDB_ESTREAM_EXISTS (-31996)  /* NO_STREAM expected, stream exists */
+#define ESDB_ECORRUPT (-31995)        /* a checksum or structure check failed */
+#define ESDB_EFORMAT (-31994)         /* store written by another format */
+#define ESDB_EBUSY (-31993)           /* path already open in this process */
+#define ESDB_ECLOSED (-31992)         /* store closed or closing */
+#define ESDB_ELIMIT (-31991)          /* a configured size or count limit */
+#define ESDB_EINVAL (-31990)          /* malformed argument or command */
+#define ESDB_ENOTFOUND (-31989)       /* snapshot or checkpoint absent */
+#define ESDB_ENOTDIR (-31988)         /* path missing and creation disabled */
+#define ESDB_EFOREIGN (-31987)        /* path holds something not an esdb store */
+#define ESDB_EEMPTY (-31986)          /* an append with no events */
+#define ESDB_ERANGE_LAST (-31986)
+
+/* Name of any code this API returns. Never NULL; static storage. */
+const char *esdb_strerror(int rc);
+
+/* Short stable identifier of a code ("wrong_expected_version", ...), for
+ * bindings that map codes to atoms. Never NULL; static storage. */
+const char *esdb_errname(int rc);
+
+/* ---- Options ---------------------------------------------------------- */
+
+typedef enum esdb_durability {
+	/* One flush per commit: the commit's pages are fdatasync'ed before the
+	 * reply and the meta page is written without its own flush
+	 * (MDB_NOMETASYNC). Acknowledged appends survive a crash of the
+	 * process; a power loss can roll back only the latest commit and never
+	 * corrupts the store. */
+	ESDB_DURABILITY_SYNC = 0,
+	/* LMDB's default two flushes per commit: every acknowledged append
+	 * survives a power loss too. */
+	ESDB_DURABILITY_STRICT = 1,
+	/* No flush at all: for tests and benchmarks only. */
+	ESDB_DURABILITY_NOSYNC = 2,
+} esdb_durability;
+
+typedef struct esdb_limits {
+	uint32_t max_stream_id;      /* bytes, default 1024 */
+	uint32_t max_event_type;     /* bytes, default 512 */
+	uint64_t max_event_bytes;    /* data + metadata of one event, 16 MiB */
+	uint32_t max_append_events;  /* events in one append, 10,000 */
+	uint64_t max_append_bytes;   /* data + metadata of one append, 64 MiB */
+	uint32_t max_key;            /* snapshot source_uuid, subscription name, 1024 */
+} esdb_limits;
+
+/* Fill *limits with the defaults above. */
+void esdb_limits_default(esdb_limits *limits);
+
+/* ---- Store life cycle ------------------------------------------------- */
+
+typedef struct esdb_store esdb_store;
+
+/* Allocate an unopened store with default options. */
+int esdb_create(esdb_store **out);
+
+/* Initial LMDB map size in bytes (default 64 MiB). The map grows by
+ * doubling whenever a commit finds it full. */
+int esdb_set_mapsize(esdb_store *s, uint64_t bytes);
+int esdb_set_durability(esdb_store *s, esdb_durability d);
+int esdb_set_limits(esdb_store *s, const esdb_limits *limits);
+/* Create the directory when missing (default true). */
+int esdb_set_create(esdb_store *s, bool create);
+/* Open read-only: every mutation answers EROFS (default false). */
+int esdb_set_readonly(esdb_store *s, bool readonly);
+
+/* Open the store in directory `path` (created when allowed) and start its
+ * writer thread.
+ * Errors: ESDB_EBUSY (already open in this process), ESDB_ENOTDIR,
+ * ESDB_EFORMAT (another format version), ESDB_EFOREIGN (not a store),
+ * ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
+ * may be opened again or closed. */
+int esdb_open(esdb_store *s, const char *path);
+
+/* Stop the writer (queued commands are answered ESDB_ECLOSED), close LMDB
+ * and free the handle. Accepts an unopened handle and NULL. */
+void esdb_close(esdb_store *s);
+
+/* ---- Events ----------------------------------------------------------- */
+
+/* Expected-version sentinels; any other value is an exact version. */
+#define ESDB_EXPECT_ANY UINT64_MAX
+#define ESDB_EXPECT_NO_STREAM (UINT64_MAX - 1)
+#define ESDB_EXPECT_STREAM_EXISTS (UINT64_MAX - 2)
+
+/* An event to append. All pointers are borrowed for the call only. */
+typedef struct esdb_new_event {
+	uint8_t event_id[16];
+	const char *event_type;
+	size_t event_type_len;
+	const void *data;
+	size_t data_len;
+	const void *metadata;
+	size_t metadata_len;
+	const uint8_t *causation_id;   /* NULL or 16 bytes */
+	const uint8_t *correlation_id; /* NULL or 16 bytes */
+} esdb_new_event;
+
+/* A stored event as a read hands it out. Every pointer borrows LMDB's
+ * memory and is valid only inside the callback that receives it. */
+typedef struct esdb_event {
+	uint64_t position;       /* global, 1-based */
+	uint64_t stream_version; /* 1-based */
+	uint64_t created_us;     /* microseconds since the Unix epoch */
+	const uint8_t *event_id; /* 16 bytes */
+	const char *stream_id;
+	size_t stream_id_len;
+	const char *event_type;
+	size_t event_type_len;
+	const void *data;
+	size_t data_len;
+	const void *metadata;
+	size_t metadata_len;
+	const uint8_t *causation_id;   /* NULL or 16 bytes */
+	const uint8_t *correlation_id; /* NULL or 16 bytes */
+} esdb_event;
+
+/* Read callback: return 0 to go on, anything else stops the read and is
+ * returned by the read call. */
+typedef int (*esdb_event_fn)(void *ctx, const esdb_event *ev);
+
+/* ---- Commands --------------------------------------------------------- */
+
+/*
+ * Every mutation is an encoded command (docs/FORMAT.md). Encoders return a
+ * malloc'ed buffer the caller owns (free() it, or hand it to esdb_submit).
+ * Commands carry the time stamp they were encoded with, so applying the
+ * same bytes anywhere gives the same state.
+ */
+typedef struct esdb_cmd {
+	uint8_t *buf;
+	size_t len;
+} esdb_cmd;
+
+/* The outcome of one command. For an append: the new stream version and
+ * the global position of its first event (both 0 on failure). */
+typedef struct esdb_result {
+	int rc;
+	uint64_t version;
+	uint64_t position;
+} esdb_result;
+
+/* Encode an append. Validates against `limits` (NULL: defaults).
+ * Errors: ESDB_EINVAL, ESDB_ELIMIT, ESDB_EEMPTY, ENOMEM. */
+int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
+		    size_t stream_id_len, uint64_t expected_version,
+		    const esdb_new_event *events, size_t n, esdb_cmd *out);
+/* Tombstone a stream: reads and appends then answer ESDB_ESTREAM_DELETED;
+ * its events stay in $all. expected_version as for appends. */
+int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
+			   size_t stream_id_len, uint64_t expected_version,
+			   esdb_cmd *out);
+int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
+			  size_t uuid_len, uint64_t source_version,
+			  const char *source_type, size_t type_len,
+			  const void *data, size_t data_len,
+			  const void *metadata, size_t metadata_len,
+			  esdb_cmd *out);
+int esdb_cmd_snapshot_delete(const esdb_limits *limits,
+			     const char *source_uuid, size_t uuid_len,
+			     esdb_cmd *out);
+/* A subscription's durable state: its last acknowledged position (or
+ * version) and an opaque definition the subscription layer owns. */
+int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
+			    size_t name_len, uint64_t checkpoint,
+			    const void *definition, size_t definition_len,
+			    esdb_cmd *out);
+int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
+			       size_t name_len, esdb_cmd *out);
+
+/* Check a command's framing and checksum without applying it.
+ * Errors: ESDB_EINVAL (truncated/unknown), ESDB_ECORRUPT (checksum),
+ * ESDB_EFORMAT (command of another version). */
+int esdb_cmd_check(const uint8_t *buf, size_t len);
+
+/* Apply n commands in one LMDB write transaction, deterministically: the
+ * same commands on the same state give the same state and results. Each
+ * command's outcome goes to results[i]; a command that fails validation
+ * fails alone. The return value is 0 when the transaction committed, or
+ * the error that aborted it (ENOSPC, EIO, ...), in which case every
+ * result carries that error and nothing was written.
+ * Threading: serialised with the writer thread; callable from any thread. */
+int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
+	       esdb_result *results);
+
+/* Completion callback for esdb_submit, called once on the writer thread
+ * (or the submitting thread when submission fails). Keep it short. */
+typedef void (*esdb_done_fn)(void *ctx, const esdb_result *result);
+
+/* Queue a command for the group-commit writer. Takes ownership of
+ * cmd->buf in every case. Errors from the queue itself (ESDB_ECLOSED) are
+ * reported through `done` as well as returned. */
+int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx);
+
+/* Submit and wait: the synchronous form. `result` may be NULL. Returns
+ * the command's rc. */
+int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result);
+
+/* Convenience: encode + execute. */
+int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
+		uint64_t expected_version, const esdb_new_event *events,
+		size_t n, esdb_result *result);
+int esdb_delete_stream(esdb_store *s, const char *stream_id,
+		       size_t stream_id_len, uint64_t expected_version);
+
+/* ---- Reads ------------------------------------------------------------ */
+
+/* Reads run in their own read-only LMDB transaction on the calling
+ * thread and never wait for the writer. Each hands at most max_count
+ * events to `fn`, in order, and stops early when `fn` returns nonzero. */
+
+typedef enum esdb_direction {
+	ESDB_FORWARD = 0,
+	ESDB_BACKWARD = 1,
+} esdb_direction;
+
+/* Read a stream from version `from` (inclusive; forward: 0 and 1 both
+ * mean the start; backward: UINT64_MAX means the end).
+ * Errors: ESDB_ESTREAM_NOT_FOUND, ESDB_ESTREAM_DELETED, ESDB_ECORRUPT. */
+int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
+		     uint64_t from, uint32_t max_count, esdb_direction dir,
+		     esdb_event_fn fn, void *ctx);
+
+/* Read $all from position `from` (inclusive, same conventions). */
+int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
+		  esdb_direction dir, esdb_event_fn fn, void *ctx);
+
+/* Events of one type, forward, from global position `from` inclusive.
+ * An unknown type reads as empty. */
+int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
+		   uint64_t from, uint32_t max_count, esdb_event_fn fn,
+		   void *ctx);
+
+/* Stream state. *version is 0 for an absent stream; *deleted tells a
+ * tombstone. Either output may be NULL. */
+int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
+		     uint64_t *version, bool *exists, bool *deleted);
+
+/* One listed stream; pointers valid inside the callback only. */
+typedef struct esdb_stream {
+	const char *stream_id;
+	size_t stream_id_len;
+	uint64_t version;
+	uint64_t created_us;
+	bool deleted;
+} esdb_stream;
+typedef int (*esdb_stream_fn)(void *ctx, const esdb_stream *st);
+
+/* Streams in byte order of their ids, strictly after `after` (NULL:
+ * from the first), at most max_count. Resume with the last id seen. */
+int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
+		      uint32_t max_count, esdb_stream_fn fn, void *ctx);
+
+/* ---- Snapshots -------------------------------------------------------- */
+
+typedef struct esdb_snapshot {
+	const char *source_uuid;
+	size_t source_uuid_len;
+	uint64_t source_version;
+	const char *source_type;
+	size_t source_type_len;
+	const void *data;
+	size_t data_len;
+	const void *metadata;
+	size_t metadata_len;
+	uint64_t created_us;
+} esdb_snapshot;
+typedef int (*esdb_snapshot_fn)(void *ctx, const esdb_snapshot *snap);
+
+/* Errors: ESDB_ENOTFOUND, ESDB_ECORRUPT. fn runs once, inside the read. */
+int esdb_snapshot_get(esdb_store *s, const char *source_uuid, size_t len,
+		      esdb_snapshot_fn fn, void *ctx);
+
+/* ---- Subscription checkpoints ----------------------------------------- */
+
+typedef struct esdb_checkpoint {
+	const char *name;
+	size_t name_len;
+	uint64_t checkpoint;
+	const void *definition;
+	size_t definition_len;
+	uint64_t updated_us;
+} esdb_checkpoint;
+typedef int (*esdb_checkpoint_fn)(void *ctx, const esdb_checkpoint *cp);
+
+int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
+			esdb_checkpoint_fn fn, void *ctx);
+/* Paged like esdb_list_streams. */
+int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
+			 uint32_t max_count, esdb_checkpoint_fn fn, void *ctx);
+
+/* ---- Stats and maintenance -------------------------------------------- */
+
+typedef struct esdb_stats {
+	uint64_t events;     /* = last global position */
+	uint64_t streams;
+	uint64_t event_types;
+	uint64_t snapshots;
+	uint64_t checkpoints;
+	uint64_t bytes_used; /* pages in use * page size */
+	uint64_t map_size;
+	uint64_t commits;    /* write transactions since open */
+} esdb_stats;
+
+int esdb_stats_get(esdb_store *s, esdb_stats *out);
+
+/* Check every record's checksum and that every index agrees with the
+ * events. `problems` (may be NULL) receives the number of problems found;
+ * `report` (may be NULL) is called with a message for each.
+ * Returns ESDB_ECORRUPT when problems were found. */
+int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
+		void *ctx, uint64_t *problems);
+
+/* Consistent, compacted copy into directory `dest` (must be empty or
+ * absent) while writers go on. */
+int esdb_backup(esdb_store *s, const char *dest);
+
+/* The microsecond clock commands are stamped with. */
+uint64_t esdb_now_us(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ESDB_H */

@@ -1,0 +1,90 @@
+/* internal.h: the store structure and helpers shared by the core's files. */
+#ifndef ESDB_INTERNAL_H
+#define ESDB_INTERNAL_H
+
+#include "esdb.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+/* On-disk format version, kept in meta under "format" (docs/FORMAT.md). */
+#define ESDB_FORMAT_VERSION 1
+#define ESDB_FORMAT_MAGIC "exesdb"
+
+/* LMDB's compile-time key limit is 511 bytes; longer names are keyed by a
+ * prefix, a hash and a counter (names.c). */
+#define ESDB_KEY_MAX 511
+#define ESDB_NAME_INLINE_MAX 500
+
+struct esdb_req;
+
+struct esdb_store {
+	/* options, fixed once open */
+	uint64_t mapsize;
+	esdb_durability durability;
+	esdb_limits limits;
+	bool create;
+	bool readonly;
+
+	/* open state */
+	bool is_open;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	MDB_env *env;
+	MDB_dbi dbi_meta, dbi_events, dbi_streams, dbi_stream_index, dbi_types,
+	    dbi_type_index, dbi_snapshots, dbi_subscriptions;
+
+	/* Readers hold it shared for a read txn; growing the map takes it
+	 * exclusive, as LMDB forbids mdb_env_set_mapsize with live txns. */
+	pthread_rwlock_t map_lock;
+	/* Serialises write transactions (the writer and esdb_apply). */
+	pthread_mutex_t apply_lock;
+	uint64_t commits;
+
+	/* group-commit queue */
+	pthread_t writer;
+	bool writer_running;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct esdb_req *q_head, *q_tail;
+	bool stopping;
+
+	struct esdb_store *registry_next;
+};
+
+/* Begin/end a read-only transaction under the map lock. */
+int esdb__read_begin(esdb_store *s, MDB_txn **txn);
+void esdb__read_end(esdb_store *s, MDB_txn *txn);
+
+/* Map an LMDB code to ours where we have a better name. */
+int esdb__mdb_rc(int rc);
+
+/* Writer life cycle (writer.c). */
+int esdb__writer_start(esdb_store *s);
+void esdb__writer_stop(esdb_store *s);
+
+/* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c). */
+int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
+		       esdb_result *results);
+
+/* ---- name-keyed records (names.c) ------------------------------------- */
+
+/* A record keyed by a name (stream, type, snapshot, checkpoint) starts with
+ * the 8-byte record header, then u16 name length and the name itself. */
+typedef struct esdb_name_key {
+	uint8_t buf[ESDB_KEY_MAX];
+	MDB_val val;
+} esdb_name_key;
+
+/* Find `name` in dbi. On success *found tells whether it exists; `key`
+ * receives the key it has (found) or the key to insert it under (not
+ * found); `val` receives the stored record when found. */
+int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
+		    esdb_name_key *key, MDB_val *val, bool *found);
+
+/* The name stored in a name-keyed record (no checksum check). */
+int esdb__name_of(const MDB_val *rec, const char **name, size_t *len);
+
+#endif

@@ -1,0 +1,207 @@
+/* maintenance.c: verify (checksums and index agreement) and backup. */
+#include "internal.h"
+
+#include "bytes.h"
+#include "codec.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+typedef struct verify_ctx {
+	esdb_store *s;
+	MDB_txn *txn;
+	void (*report)(void *ctx, const char *msg);
+	void *rctx;
+	uint64_t problems;
+} verify_ctx;
+
+__attribute__((format(printf, 2, 3))) static void
+problem(verify_ctx *v, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	v->problems++;
+	if (v->report)
+		v->report(v->rctx, msg);
+}
+
+/* Each event: checksum, position = key, positions gap-free, its stream
+ * knows it at its version, its type index entry exists. */
+static int verify_events(verify_ctx *v)
+{
+	MDB_cursor *cur;
+	MDB_val k, d;
+	uint64_t expect = 1;
+	int rc = mdb_cursor_open(v->txn, v->s->dbi_events, &cur);
+	if (rc)
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
+		uint64_t pos = k.mv_size == 8 ? esdb_get_be64(k.mv_data) : 0;
+		esdb_event ev;
+		if (pos != expect)
+			problem(v, "event key %llu: expected position %llu",
+				(unsigned long long)pos,
+				(unsigned long long)expect);
+		expect = pos + 1;
+		if (esdb__event_rec_read(d.mv_data, d.mv_size, &ev) ||
+		    ev.position != pos) {
+			problem(v, "event %llu: bad checksum or record",
+				(unsigned long long)pos);
+			continue;
+		}
+		esdb_name_key key;
+		MDB_val sv;
+		bool found;
+		esdb__stream_meta m;
+		if ((rc = esdb__name_find(v->txn, v->s->dbi_streams,
+					  ev.stream_id, ev.stream_id_len, &key,
+					  &sv, &found)))
+			break;
+		if (!found || esdb__stream_rec_read(sv.mv_data, sv.mv_size,
+						    &m)) {
+			problem(v, "event %llu: its stream is missing",
+				(unsigned long long)pos);
+			continue;
+		}
+		if (ev.stream_version == 0 || ev.stream_version > m.version)
+			problem(v, "event %llu: version %llu beyond stream's",
+				(unsigned long long)pos,
+				(unsigned long long)ev.stream_version);
+		uint8_t ik[16];
+		esdb_put_be64(ik, m.num);
+		esdb_put_be64(ik + 8, ev.stream_version);
+		MDB_val ikv = {16, ik}, iv;
+		if (mdb_get(v->txn, v->s->dbi_stream_index, &ikv, &iv) ||
+		    iv.mv_size != 8 || esdb_get_be64(iv.mv_data) != pos)
+			problem(v, "event %llu: stream index disagrees",
+				(unsigned long long)pos);
+		MDB_val tv;
+		uint64_t tnum;
+		if ((rc = esdb__name_find(v->txn, v->s->dbi_types,
+					  ev.event_type, ev.event_type_len,
+					  &key, &tv, &found)))
+			break;
+		if (!found || esdb__type_rec_read(tv.mv_data, tv.mv_size,
+						  &tnum)) {
+			problem(v, "event %llu: its type is missing",
+				(unsigned long long)pos);
+			continue;
+		}
+		uint8_t tk[16];
+		esdb_put_be64(tk, tnum);
+		esdb_put_be64(tk + 8, pos);
+		MDB_val tkv = {16, tk};
+		if (mdb_get(v->txn, v->s->dbi_type_index, &tkv, &tv))
+			problem(v, "event %llu: type index entry missing",
+				(unsigned long long)pos);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Checksums of every name-keyed record. */
+static int verify_named(verify_ctx *v, MDB_dbi dbi, uint8_t kind,
+			const char *what)
+{
+	MDB_cursor *cur;
+	MDB_val k, d;
+	int rc = mdb_cursor_open(v->txn, dbi, &cur);
+	if (rc)
+		return rc;
+	uint64_t n = 0;
+	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
+		n++;
+		if (esdb__rec_check(d.mv_data, d.mv_size, kind, NULL))
+			problem(v, "%s record %llu: bad checksum", what,
+				(unsigned long long)n);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static uint64_t count(verify_ctx *v, MDB_dbi dbi)
+{
+	MDB_stat st;
+	return mdb_stat(v->txn, dbi, &st) ? 0 : st.ms_entries;
+}
+
+int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
+		void *ctx, uint64_t *problems)
+{
+	verify_ctx v = {.s = s, .report = report, .rctx = ctx};
+	int rc = esdb__read_begin(s, &v.txn);
+	if (rc)
+		return rc;
+	if ((rc = verify_events(&v)) ||
+	    (rc = verify_named(&v, s->dbi_streams, ESDB_REC_STREAM,
+			       "stream")) ||
+	    (rc = verify_named(&v, s->dbi_types, ESDB_REC_TYPE, "type")) ||
+	    (rc = verify_named(&v, s->dbi_snapshots, ESDB_REC_SNAPSHOT,
+			       "snapshot")) ||
+	    (rc = verify_named(&v, s->dbi_subscriptions, ESDB_REC_CHECKPOINT,
+			       "checkpoint")))
+		goto out;
+	/* Every event has one entry in each index (checked above), so equal
+	 * counts mean the indexes hold nothing else. */
+	uint64_t events = count(&v, s->dbi_events);
+	if (count(&v, s->dbi_stream_index) != events)
+		problem(&v, "stream index has %llu entries for %llu events",
+			(unsigned long long)count(&v, s->dbi_stream_index),
+			(unsigned long long)events);
+	if (count(&v, s->dbi_type_index) != events)
+		problem(&v, "type index has %llu entries for %llu events",
+			(unsigned long long)count(&v, s->dbi_type_index),
+			(unsigned long long)events);
+out:
+	esdb__read_end(s, v.txn);
+	if (problems)
+		*problems = v.problems;
+	if (rc)
+		return esdb__mdb_rc(rc);
+	return v.problems ? ESDB_ECORRUPT : 0;
+}
+
+static int dir_is_empty(const char *path, bool *empty)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return errno;
+	struct dirent *e;
+	*empty = true;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			*empty = false;
+			break;
+		}
+	closedir(d);
+	return 0;
+}
+
+int esdb_backup(esdb_store *s, const char *dest)
+{
+	bool empty = false;
+	if (!s || !dest)
+		return ESDB_EINVAL;
+	if (!s->is_open)
+		return ESDB_ECLOSED;
+	if (mkdir(dest, 0755) && errno != EEXIST)
+		return errno;
+	int rc = dir_is_empty(dest, &empty);
+	if (rc)
+		return rc;
+	if (!empty)
+		return EEXIST;
+	/* mdb_env_copy2 runs in its own read txn: consistent while writers
+	 * go on; the map lock keeps the map from moving under it. */
+	pthread_rwlock_rdlock(&s->map_lock);
+	rc = mdb_env_copy2(s->env, dest, MDB_CP_COMPACT);
+	pthread_rwlock_unlock(&s->map_lock);
+	return esdb__mdb_rc(rc);
+}

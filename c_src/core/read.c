@@ -1,0 +1,381 @@
+/* read.c: reads, each in its own read-only transaction (MDB_NOTLS), so
+ * they run on any thread and never wait for the writer. */
+#include "internal.h"
+
+#include "bytes.h"
+#include "codec.h"
+
+#include <string.h>
+
+/* Fetch, check and hand one event to fn. */
+static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
+		      esdb_event_fn fn, void *ctx)
+{
+	MDB_val k = {8, (void *)pos_be}, v;
+	int rc = mdb_get(txn, s->dbi_events, &k, &v);
+	if (rc)
+		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : esdb__mdb_rc(rc);
+	esdb_event ev;
+	if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)))
+		return rc;
+	if (ev.position != esdb_get_be64(pos_be))
+		return ESDB_ECORRUPT;
+	return fn(ctx, &ev);
+}
+
+static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id,
+		       size_t len, esdb__stream_meta *m, bool *exists)
+{
+	esdb_name_key key;
+	MDB_val val;
+	int rc = esdb__name_find(txn, s->dbi_streams, id, len, &key, &val,
+				 exists);
+	if (rc || !*exists)
+		return esdb__mdb_rc(rc);
+	return esdb__stream_rec_read(val.mv_data, val.mv_size, m);
+}
+
+static int check_name_arg(const esdb_store *s, const char *name, size_t len,
+			  size_t max)
+{
+	if (!s)
+		return ESDB_EINVAL;
+	if (!name || len == 0)
+		return ESDB_EINVAL;
+	return len > max ? ESDB_ELIMIT : 0;
+}
+
+int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
+		     uint64_t from, uint32_t max_count, esdb_direction dir,
+		     esdb_event_fn fn, void *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	esdb__stream_meta m;
+	bool exists;
+	int rc = check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id
+							: 0);
+	if (rc)
+		return rc;
+	if (!fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
+		return ESDB_EINVAL;
+	if ((rc = esdb__read_begin(s, &txn)))
+		return rc;
+	if ((rc = stream_meta(s, txn, stream_id, len, &m, &exists)))
+		goto out;
+	if (!exists) {
+		rc = ESDB_ESTREAM_NOT_FOUND;
+		goto out;
+	}
+	if (m.deleted) {
+		rc = ESDB_ESTREAM_DELETED;
+		goto out;
+	}
+	if (dir == ESDB_FORWARD && from == 0)
+		from = 1;
+	if (dir == ESDB_BACKWARD && from > m.version)
+		from = m.version;
+	if (max_count == 0 || from == 0 || from > m.version)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, s->dbi_stream_index, &cur)))
+		goto out;
+	uint8_t kb[16];
+	esdb_put_be64(kb, m.num);
+	esdb_put_be64(kb + 8, from);
+	MDB_val k = {16, kb}, v;
+	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	if (rc == MDB_NOTFOUND) /* the stream says it has this version */
+		rc = ESDB_ECORRUPT;
+	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
+			break;
+		if (v.mv_size != 8) {
+			rc = ESDB_ECORRUPT;
+			break;
+		}
+		if ((rc = emit_event(s, txn, v.mv_data, fn, ctx)))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, op);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
+		  esdb_direction dir, esdb_event_fn fn, void *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	if (!s || !fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
+		return ESDB_EINVAL;
+	int rc = esdb__read_begin(s, &txn);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)))
+		goto out;
+	uint8_t kb[8];
+	MDB_val k = {8, kb}, v;
+	if (dir == ESDB_FORWARD) {
+		esdb_put_be64(kb, from);
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	} else {
+		/* Start at `from` or, past the end, at the last event. */
+		esdb_put_be64(kb, from);
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == MDB_NOTFOUND)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		else if (rc == 0 && esdb_get_be64(k.mv_data) > from)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+		if (from == 0)
+			rc = MDB_NOTFOUND;
+	}
+	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
+	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+		esdb_event ev;
+		if (k.mv_size != 8) {
+			rc = ESDB_ECORRUPT;
+			break;
+		}
+		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)))
+			break;
+		if (ev.position != esdb_get_be64(k.mv_data)) {
+			rc = ESDB_ECORRUPT;
+			break;
+		}
+		if ((rc = fn(ctx, &ev)))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, op);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	mdb_cursor_close(cur);
+out:
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
+		   uint64_t from, uint32_t max_count, esdb_event_fn fn,
+		   void *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur = NULL;
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	uint64_t num;
+	int rc = check_name_arg(s, event_type, len,
+				s ? s->limits.max_event_type : 0);
+	if (rc)
+		return rc;
+	if (!fn)
+		return ESDB_EINVAL;
+	if ((rc = esdb__read_begin(s, &txn)))
+		return rc;
+	rc = esdb__name_find(txn, s->dbi_types, event_type, len, &key, &val,
+			     &found);
+	if (rc || !found)
+		goto out;
+	if ((rc = esdb__type_rec_read(val.mv_data, val.mv_size, &num)))
+		goto out;
+	if ((rc = mdb_cursor_open(txn, s->dbi_type_index, &cur)))
+		goto out;
+	uint8_t kb[16];
+	esdb_put_be64(kb, num);
+	esdb_put_be64(kb + 8, from);
+	MDB_val k = {16, kb}, v;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
+			break;
+		if ((rc = emit_event(s, txn, (const uint8_t *)k.mv_data + 8, fn,
+				     ctx)))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+out:
+	if (cur)
+		mdb_cursor_close(cur);
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
+		     uint64_t *version, bool *exists, bool *deleted)
+{
+	MDB_txn *txn;
+	esdb__stream_meta m = {0};
+	bool found;
+	int rc = check_name_arg(s, stream_id, len,
+				s ? s->limits.max_stream_id : 0);
+	if (rc)
+		return rc;
+	if ((rc = esdb__read_begin(s, &txn)))
+		return rc;
+	rc = stream_meta(s, txn, stream_id, len, &m, &found);
+	esdb__read_end(s, txn);
+	if (rc)
+		return rc;
+	if (version)
+		*version = found ? m.version : 0;
+	if (exists)
+		*exists = found;
+	if (deleted)
+		*deleted = found && m.deleted;
+	return 0;
+}
+
+/* Walk a name-keyed database in key order strictly after `after`. */
+typedef int (*record_fn)(void *ctx, const MDB_val *rec);
+
+static int list_names(esdb_store *s, MDB_dbi dbi, const char *after,
+		      size_t after_len, uint32_t max_count, record_fn fn,
+		      void *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	if (!s || !fn || (!after && after_len))
+		return ESDB_EINVAL;
+	int rc = esdb__read_begin(s, &txn);
+	if (rc)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, dbi, &cur)))
+		goto out;
+	esdb_name_key key;
+	MDB_val k, v;
+	if (after && after_len) {
+		bool found;
+		if ((rc = esdb__name_find(txn, dbi, after, after_len, &key, &v,
+					  &found)))
+			goto close;
+		k = key.val;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc == 0 && found)
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	} else {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+		if ((rc = fn(ctx, &v)))
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+close:
+	mdb_cursor_close(cur);
+out:
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
+
+typedef struct stream_list_ctx {
+	esdb_stream_fn fn;
+	void *ctx;
+} stream_list_ctx;
+
+static int stream_rec(void *ctx, const MDB_val *rec)
+{
+	stream_list_ctx *c = ctx;
+	esdb__stream_meta m;
+	int rc = esdb__stream_rec_read(rec->mv_data, rec->mv_size, &m);
+	if (rc)
+		return rc;
+	esdb_stream st = {m.name, m.name_len, m.version, m.created_us,
+			  m.deleted};
+	return c->fn(c->ctx, &st);
+}
+
+int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
+		      uint32_t max_count, esdb_stream_fn fn, void *ctx)
+{
+	if (!fn)
+		return ESDB_EINVAL;
+	stream_list_ctx c = {fn, ctx};
+	return list_names(s, s ? s->dbi_streams : 0, after, after_len,
+			  max_count, stream_rec, &c);
+}
+
+typedef struct cp_list_ctx {
+	esdb_checkpoint_fn fn;
+	void *ctx;
+} cp_list_ctx;
+
+static int checkpoint_rec(void *ctx, const MDB_val *rec)
+{
+	cp_list_ctx *c = ctx;
+	esdb_checkpoint cp;
+	int rc = esdb__checkpoint_rec_read(rec->mv_data, rec->mv_size, &cp);
+	return rc ? rc : c->fn(c->ctx, &cp);
+}
+
+int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
+			 uint32_t max_count, esdb_checkpoint_fn fn, void *ctx)
+{
+	if (!fn)
+		return ESDB_EINVAL;
+	cp_list_ctx c = {fn, ctx};
+	return list_names(s, s ? s->dbi_subscriptions : 0, after, after_len,
+			  max_count, checkpoint_rec, &c);
+}
+
+/* Look one name up and hand its record to fn. */
+static int get_named(esdb_store *s, MDB_dbi dbi, const char *name,
+		     size_t len, record_fn fn, void *ctx)
+{
+	MDB_txn *txn;
+	esdb_name_key key;
+	MDB_val val;
+	bool found;
+	int rc = check_name_arg(s, name, len, s ? s->limits.max_key : 0);
+	if (rc)
+		return rc;
+	if ((rc = esdb__read_begin(s, &txn)))
+		return rc;
+	rc = esdb__name_find(txn, dbi, name, len, &key, &val, &found);
+	if (rc == 0)
+		rc = found ? fn(ctx, &val) : ESDB_ENOTFOUND;
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
+
+typedef struct snap_ctx {
+	esdb_snapshot_fn fn;
+	void *ctx;
+} snap_ctx;
+
+static int snapshot_rec(void *ctx, const MDB_val *rec)
+{
+	snap_ctx *c = ctx;
+	esdb_snapshot sn;
+	int rc = esdb__snapshot_rec_read(rec->mv_data, rec->mv_size, &sn);
+	return rc ? rc : c->fn(c->ctx, &sn);
+}
+
+int esdb_snapshot_get(esdb_store *s, const char *source_uuid, size_t len,
+		      esdb_snapshot_fn fn, void *ctx)
+{
+	if (!fn)
+		return ESDB_EINVAL;
+	snap_ctx c = {fn, ctx};
+	return get_named(s, s ? s->dbi_snapshots : 0, source_uuid, len,
+			 snapshot_rec, &c);
+}
+
+int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
+			esdb_checkpoint_fn fn, void *ctx)
+{
+	if (!fn)
+		return ESDB_EINVAL;
+	cp_list_ctx c = {fn, ctx};
+	return get_named(s, s ? s->dbi_subscriptions : 0, name, len,
+			 checkpoint_rec, &c);
+}

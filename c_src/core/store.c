@@ -1,0 +1,411 @@
+/* store.c: options, open/close, the per-process registry of open stores,
+ * read transactions and stats. */
+#include "internal.h"
+
+#include "bytes.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_MAPSIZE (64ull << 20)
+
+/* LMDB's behaviour is undefined when one process opens an environment
+ * twice, so open stores are registered by the directory's device/inode. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static esdb_store *registry;
+
+void esdb_limits_default(esdb_limits *l)
+{
+	l->max_stream_id = 1024;
+	l->max_event_type = 512;
+	l->max_event_bytes = 16ull << 20;
+	l->max_append_events = 10000;
+	l->max_append_bytes = 64ull << 20;
+	l->max_key = 1024;
+}
+
+uint64_t esdb_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int esdb_create(esdb_store **out)
+{
+	if (!out)
+		return ESDB_EINVAL;
+	esdb_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return ENOMEM;
+	s->mapsize = DEFAULT_MAPSIZE;
+	s->durability = ESDB_DURABILITY_SYNC;
+	s->create = true;
+	esdb_limits_default(&s->limits);
+	*out = s;
+	return 0;
+}
+
+#define SETTER_GUARD(s)                                                        \
+	do {                                                                   \
+		if (!(s))                                                      \
+			return ESDB_EINVAL;                                    \
+		if ((s)->is_open)                                              \
+			return ESDB_EBUSY;                                     \
+	} while (0)
+
+int esdb_set_mapsize(esdb_store *s, uint64_t bytes)
+{
+	SETTER_GUARD(s);
+	if (bytes < (1u << 20))
+		return ESDB_EINVAL;
+	s->mapsize = bytes;
+	return 0;
+}
+
+int esdb_set_durability(esdb_store *s, esdb_durability d)
+{
+	SETTER_GUARD(s);
+	if (d != ESDB_DURABILITY_SYNC && d != ESDB_DURABILITY_STRICT &&
+	    d != ESDB_DURABILITY_NOSYNC)
+		return ESDB_EINVAL;
+	s->durability = d;
+	return 0;
+}
+
+int esdb_set_limits(esdb_store *s, const esdb_limits *l)
+{
+	SETTER_GUARD(s);
+	/* Record fields hold names in 16 bits and payloads in 32. */
+	if (!l || l->max_stream_id == 0 || l->max_stream_id > UINT16_MAX ||
+	    l->max_event_type == 0 || l->max_event_type > UINT16_MAX ||
+	    l->max_key == 0 || l->max_key > UINT16_MAX ||
+	    l->max_event_bytes == 0 || l->max_event_bytes > UINT32_MAX ||
+	    l->max_append_events == 0 || l->max_append_bytes == 0 ||
+	    l->max_append_bytes > UINT32_MAX)
+		return ESDB_EINVAL;
+	s->limits = *l;
+	return 0;
+}
+
+int esdb_set_create(esdb_store *s, bool create)
+{
+	SETTER_GUARD(s);
+	s->create = create;
+	return 0;
+}
+
+int esdb_set_readonly(esdb_store *s, bool readonly)
+{
+	SETTER_GUARD(s);
+	s->readonly = readonly;
+	return 0;
+}
+
+int esdb__mdb_rc(int rc)
+{
+	switch (rc) {
+	case MDB_INVALID:
+		return ESDB_EFOREIGN;
+	case MDB_VERSION_MISMATCH:
+		return ESDB_EFORMAT;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+		return ESDB_ECORRUPT;
+	default:
+		return rc;
+	}
+}
+
+int esdb__read_begin(esdb_store *s, MDB_txn **txn)
+{
+	if (!s || !s->is_open)
+		return ESDB_ECLOSED;
+	pthread_rwlock_rdlock(&s->map_lock);
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+	if (rc) {
+		pthread_rwlock_unlock(&s->map_lock);
+		return esdb__mdb_rc(rc);
+	}
+	return 0;
+}
+
+void esdb__read_end(esdb_store *s, MDB_txn *txn)
+{
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->map_lock);
+}
+
+/* Create `path` and missing parents. */
+static int mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+	if (len == 0 || len >= sizeof(buf))
+		return ESDB_EINVAL;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) && errno != EEXIST)
+			return errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) && errno != EEXIST)
+		return errno;
+	return 0;
+}
+
+static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
+{
+	char data[PATH_MAX];
+	if (stat(path, st) != 0) {
+		if (errno != ENOENT)
+			return errno;
+		if (!s->create || s->readonly)
+			return ESDB_ENOTDIR;
+		int rc = mkdirs(path);
+		if (rc)
+			return rc;
+		if (stat(path, st) != 0)
+			return errno;
+	}
+	if (!S_ISDIR(st->st_mode))
+		return ESDB_EFOREIGN;
+	if (snprintf(data, sizeof(data), "%s/data.mdb", path) >=
+	    (int)sizeof(data))
+		return ESDB_EINVAL;
+	if (access(data, F_OK) != 0 && (!s->create || s->readonly))
+		return ESDB_ENOTDIR;
+	return 0;
+}
+
+static bool registered(const struct stat *st)
+{
+	for (esdb_store *r = registry; r; r = r->registry_next)
+		if (r->dev == st->st_dev && r->ino == st->st_ino)
+			return true;
+	return false;
+}
+
+static void unregister(esdb_store *s)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (esdb_store **r = &registry; *r; r = &(*r)->registry_next)
+		if (*r == s) {
+			*r = s->registry_next;
+			break;
+		}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+static const char *const dbi_names[] = {
+    "meta",	 "events",	"streams",   "stream_index",
+    "types", "type_index", "snapshots", "subscriptions",
+};
+
+static MDB_dbi *dbi_slot(esdb_store *s, int i)
+{
+	MDB_dbi *slots[] = {
+	    &s->dbi_meta,  &s->dbi_events,     &s->dbi_streams,
+	    &s->dbi_stream_index, &s->dbi_types, &s->dbi_type_index,
+	    &s->dbi_snapshots,    &s->dbi_subscriptions,
+	};
+	return slots[i];
+}
+
+/* Open the named databases and check (or, in a new store, write) the
+ * format record: magic "exesdb" then the u32 format version. */
+static int open_dbis(esdb_store *s)
+{
+	MDB_txn *txn;
+	unsigned tflags = s->readonly ? MDB_RDONLY : 0;
+	int rc = mdb_txn_begin(s->env, NULL, tflags, &txn);
+	if (rc)
+		return esdb__mdb_rc(rc);
+
+	/* A new store has an empty main database; a store of ours has its
+	 * meta database; anything else is not ours. */
+	MDB_dbi main_dbi;
+	MDB_stat st;
+	bool fresh = false;
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) ||
+	    (rc = mdb_stat(txn, main_dbi, &st)))
+		goto fail;
+	if (st.ms_entries == 0)
+		fresh = true;
+	if (fresh && s->readonly) {
+		rc = ESDB_ENOTDIR;
+		goto fail;
+	}
+	for (int i = 0; i < (int)(sizeof(dbi_names) / sizeof(dbi_names[0]));
+	     i++) {
+		rc = mdb_dbi_open(txn, dbi_names[i], fresh ? MDB_CREATE : 0,
+				  dbi_slot(s, i));
+		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
+			rc = ESDB_EFOREIGN;
+			goto fail;
+		}
+		if (rc)
+			goto fail;
+	}
+	uint8_t fmt[10];
+	memcpy(fmt, ESDB_FORMAT_MAGIC, 6);
+	esdb_put_le32(fmt + 6, ESDB_FORMAT_VERSION);
+	MDB_val k = {6, "format"}, v;
+	if (fresh) {
+		v.mv_size = sizeof(fmt);
+		v.mv_data = fmt;
+		if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)))
+			goto fail;
+		return esdb__mdb_rc(mdb_txn_commit(txn));
+	}
+	rc = mdb_get(txn, s->dbi_meta, &k, &v);
+	if (rc == MDB_NOTFOUND || (rc == 0 && (v.mv_size != sizeof(fmt) ||
+					       memcmp(v.mv_data, fmt, 6)))) {
+		rc = ESDB_EFOREIGN;
+		goto fail;
+	}
+	if (rc)
+		goto fail;
+	if (esdb_get_le32((const uint8_t *)v.mv_data + 6) !=
+	    ESDB_FORMAT_VERSION) {
+		rc = ESDB_EFORMAT;
+		goto fail;
+	}
+	mdb_txn_abort(txn);
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_open(esdb_store *s, const char *path)
+{
+	struct stat st;
+	unsigned flags = MDB_NOTLS;
+	int rc;
+	if (!s || !path)
+		return ESDB_EINVAL;
+	if (s->is_open)
+		return ESDB_EBUSY;
+	if ((rc = prepare_dir(s, path, &st)))
+		return rc;
+
+	pthread_mutex_lock(&registry_lock);
+	if (registered(&st)) {
+		pthread_mutex_unlock(&registry_lock);
+		return ESDB_EBUSY;
+	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->registry_next = registry;
+	registry = s;
+	pthread_mutex_unlock(&registry_lock);
+
+	if (s->durability == ESDB_DURABILITY_SYNC)
+		flags |= MDB_NOMETASYNC;
+	else if (s->durability == ESDB_DURABILITY_NOSYNC)
+		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	if (s->readonly)
+		flags |= MDB_RDONLY;
+
+	if ((rc = mdb_env_create(&s->env)))
+		goto fail_registered;
+	if ((rc = mdb_env_set_maxdbs(s->env, 16)) ||
+	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
+	    (rc = mdb_env_set_mapsize(s->env, s->mapsize)))
+		goto fail_env;
+	if ((rc = mdb_env_open(s->env, path, flags, 0644))) {
+		rc = esdb__mdb_rc(rc);
+		goto fail_env;
+	}
+	if ((rc = open_dbis(s)))
+		goto fail_env;
+	if (!(s->path = strdup(path))) {
+		rc = ENOMEM;
+		goto fail_env;
+	}
+	pthread_rwlock_init(&s->map_lock, NULL);
+	pthread_mutex_init(&s->apply_lock, NULL);
+	s->commits = 0;
+	s->is_open = true;
+	if (!s->readonly && (rc = esdb__writer_start(s))) {
+		s->is_open = false;
+		pthread_rwlock_destroy(&s->map_lock);
+		pthread_mutex_destroy(&s->apply_lock);
+		free(s->path);
+		s->path = NULL;
+		goto fail_env;
+	}
+	return 0;
+
+fail_env:
+	mdb_env_close(s->env);
+	s->env = NULL;
+fail_registered:
+	unregister(s);
+	return rc;
+}
+
+void esdb_close(esdb_store *s)
+{
+	if (!s)
+		return;
+	if (s->is_open) {
+		if (!s->readonly)
+			esdb__writer_stop(s);
+		s->is_open = false;
+		mdb_env_close(s->env);
+		s->env = NULL;
+		pthread_rwlock_destroy(&s->map_lock);
+		pthread_mutex_destroy(&s->apply_lock);
+		free(s->path);
+		unregister(s);
+	}
+	free(s);
+}
+
+int esdb_stats_get(esdb_store *s, esdb_stats *out)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	MDB_envinfo info;
+	if (!out)
+		return ESDB_EINVAL;
+	int rc = esdb__read_begin(s, &txn);
+	if (rc)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	struct {
+		MDB_dbi dbi;
+		uint64_t *out;
+	} counts[] = {
+	    {s->dbi_events, &out->events},
+	    {s->dbi_streams, &out->streams},
+	    {s->dbi_types, &out->event_types},
+	    {s->dbi_snapshots, &out->snapshots},
+	    {s->dbi_subscriptions, &out->checkpoints},
+	};
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		if ((rc = mdb_stat(txn, counts[i].dbi, &st)))
+			goto out;
+		*counts[i].out = st.ms_entries;
+	}
+	if ((rc = mdb_env_info(s->env, &info)) ||
+	    (rc = mdb_env_stat(s->env, &st)))
+		goto out;
+	out->bytes_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	out->map_size = info.me_mapsize;
+	out->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
+out:
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
+}
