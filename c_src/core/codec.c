@@ -8,13 +8,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The CRC covers the whole record but its own four bytes. */
+static uint32_t rec_crc(const uint8_t *rec, size_t len)
+{
+	return esdb_crc32c(esdb_crc32c(0, rec, 4), rec + ESDB_REC_HEADER,
+			   len - ESDB_REC_HEADER);
+}
+
 void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags)
 {
 	rec[0] = ESDB_REC_VERSION;
 	rec[1] = kind;
 	esdb_put_le16(rec + 2, flags);
-	esdb_put_le32(rec + 4, esdb_crc32c(0, rec + ESDB_REC_HEADER,
-					   len - ESDB_REC_HEADER));
+	esdb_put_le32(rec + 4, rec_crc(rec, len));
 }
 
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
@@ -26,8 +32,7 @@ int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
 		return ESDB_EFORMAT;
 	if (rec[1] != kind)
 		return ESDB_ECORRUPT;
-	if (esdb_get_le32(rec + 4) !=
-	    esdb_crc32c(0, rec + ESDB_REC_HEADER, len - ESDB_REC_HEADER))
+	if (esdb_get_le32(rec + 4) != rec_crc(rec, len))
 		return ESDB_ECORRUPT;
 	if (flags)
 		*flags = esdb_get_le16(rec + 2);

@@ -1,0 +1,109 @@
+/* harness.h: a small test harness. Tests register themselves; the runner
+ * prints each failure and closes with "N passed, N failed". */
+#ifndef ESDB_HARNESS_H
+#define ESDB_HARNESS_H
+
+#include "esdb.h"
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct test_case {
+	const char *name;
+	void (*fn)(void);
+	struct test_case *next;
+} test_case;
+
+void harness_register(test_case *tc);
+void harness_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Abandon the current test after a failed REQUIRE. */
+_Noreturn void harness_abort(void);
+
+#define TEST(fn_name)                                                          \
+	static void fn_name(void);                                             \
+	static test_case tc_##fn_name = {#fn_name, fn_name, NULL};             \
+	__attribute__((constructor)) static void reg_##fn_name(void)           \
+	{                                                                      \
+		harness_register(&tc_##fn_name);                               \
+	}                                                                      \
+	static void fn_name(void)
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);  \
+	} while (0)
+
+#define REQUIRE(cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			harness_fail(__FILE__, __LINE__, "REQUIRE(%s)",        \
+				     #cond);                                   \
+			harness_abort();                                       \
+		}                                                              \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                         \
+	do {                                                                   \
+		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);               \
+		if (a_ != b_)                                                  \
+			harness_fail(__FILE__, __LINE__,                       \
+				     "%s == %s: %" PRIu64 " != %" PRIu64, #a,   \
+				     #b, a_, b_);                              \
+	} while (0)
+
+/* Compare return codes and name both sides on failure. */
+#define CHECK_RC(expr, want)                                                   \
+	do {                                                                   \
+		int got_ = (expr), want_ = (want);                             \
+		if (got_ != want_)                                             \
+			harness_fail(__FILE__, __LINE__,                       \
+				     "%s: got %d (%s), want %d (%s)", #expr,   \
+				     got_, esdb_strerror(got_), want_,         \
+				     esdb_strerror(want_));                    \
+	} while (0)
+
+#define REQUIRE_OK(expr)                                                       \
+	do {                                                                   \
+		int got_ = (expr);                                             \
+		if (got_ != 0) {                                               \
+			harness_fail(__FILE__, __LINE__, "%s: %d (%s)", #expr, \
+				     got_, esdb_strerror(got_));               \
+			harness_abort();                                       \
+		}                                                              \
+	} while (0)
+
+/* ---- shared helpers (helpers.c) --------------------------------------- */
+
+/* A fresh directory under $TMPDIR (or /tmp); removed at exit. */
+const char *tmp_dir(void);
+void rm_rf(const char *path);
+
+/* Open a store in dir; NOSYNC unless durable. REQUIREs success. */
+esdb_store *open_store(const char *dir, bool durable);
+
+/* An event with id derived from n, type and data given as strings. */
+esdb_new_event make_event(uint8_t id[16], uint64_t n, const char *type,
+			  const char *data);
+void make_id(uint8_t id[16], uint64_t n);
+
+/* Collect events read into an array (copying what the test needs). */
+typedef struct collected {
+	size_t n, cap;
+	uint64_t *positions, *versions;
+	char **streams, **types, **data;
+	uint8_t (*ids)[16];
+} collected;
+int collect_event(void *ctx, const esdb_event *ev);
+void collected_free(collected *c);
+
+/* Seed for randomized tests: ESDB_SEED or a fixed default. */
+uint64_t test_seed(void);
+uint64_t rng_next(uint64_t *state);
+
+#endif

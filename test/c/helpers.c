@@ -1,0 +1,139 @@
+/* helpers.c: temporary directories, stores, events and collectors. */
+#define _XOPEN_SOURCE 700
+#include "harness.h"
+
+#include <ftw.h>
+#include <unistd.h>
+
+static char *dirs[4096];
+static int ndirs;
+
+static int rm_one(const char *path, const struct stat *st, int flag,
+		  struct FTW *ftw)
+{
+	return remove(path);
+}
+
+void rm_rf(const char *path)
+{
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void cleanup(void)
+{
+	if (getenv("ESDB_KEEP_TMP"))
+		return;
+	for (int i = 0; i < ndirs; i++) {
+		rm_rf(dirs[i]);
+		free(dirs[i]);
+	}
+}
+
+const char *tmp_dir(void)
+{
+	static bool registered;
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s/esdb-test-XXXXXX", base);
+	REQUIRE(mkdtemp(buf) != NULL);
+	REQUIRE(ndirs < (int)(sizeof(dirs) / sizeof(dirs[0])));
+	dirs[ndirs] = strdup(buf);
+	if (!registered) {
+		atexit(cleanup);
+		registered = true;
+	}
+	return dirs[ndirs++];
+}
+
+esdb_store *open_store(const char *dir, bool durable)
+{
+	esdb_store *s;
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_durability(s, durable ? ESDB_DURABILITY_SYNC
+						  : ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_open(s, dir));
+	return s;
+}
+
+void make_id(uint8_t id[16], uint64_t n)
+{
+	memset(id, 0xA5, 16);
+	for (int i = 0; i < 8; i++)
+		id[8 + i] = (uint8_t)(n >> (8 * i));
+}
+
+esdb_new_event make_event(uint8_t id[16], uint64_t n, const char *type,
+			  const char *data)
+{
+	make_id(id, n);
+	esdb_new_event ev = {0};
+	memcpy(ev.event_id, id, 16);
+	ev.event_type = type;
+	ev.event_type_len = strlen(type);
+	ev.data = data;
+	ev.data_len = strlen(data);
+	ev.metadata = "m";
+	ev.metadata_len = 1;
+	return ev;
+}
+
+static char *dup_n(const void *p, size_t n)
+{
+	char *s = malloc(n + 1);
+	memcpy(s, p, n);
+	s[n] = 0;
+	return s;
+}
+
+int collect_event(void *ctx, const esdb_event *ev)
+{
+	collected *c = ctx;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 64;
+		c->positions = realloc(c->positions, c->cap * 8);
+		c->versions = realloc(c->versions, c->cap * 8);
+		c->streams = realloc(c->streams, c->cap * sizeof(char *));
+		c->types = realloc(c->types, c->cap * sizeof(char *));
+		c->data = realloc(c->data, c->cap * sizeof(char *));
+		c->ids = realloc(c->ids, c->cap * 16);
+	}
+	c->positions[c->n] = ev->position;
+	c->versions[c->n] = ev->stream_version;
+	c->streams[c->n] = dup_n(ev->stream_id, ev->stream_id_len);
+	c->types[c->n] = dup_n(ev->event_type, ev->event_type_len);
+	c->data[c->n] = dup_n(ev->data, ev->data_len);
+	memcpy(c->ids[c->n], ev->event_id, 16);
+	c->n++;
+	return 0;
+}
+
+void collected_free(collected *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->streams[i]);
+		free(c->types[i]);
+		free(c->data[i]);
+	}
+	free(c->positions);
+	free(c->versions);
+	free(c->streams);
+	free(c->types);
+	free(c->data);
+	free(c->ids);
+	memset(c, 0, sizeof(*c));
+}
+
+uint64_t test_seed(void)
+{
+	const char *s = getenv("ESDB_SEED");
+	return s ? strtoull(s, NULL, 0) : 20261126u;
+}
+
+/* splitmix64 */
+uint64_t rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
