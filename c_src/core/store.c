@@ -280,8 +280,8 @@ static int open_dbis(esdb_store *s)
 		rc = ESDB_EFORMAT;
 		goto fail;
 	}
-	mdb_txn_abort(txn);
-	return 0;
+	/* Commit, not abort: handles opened in an aborted txn are closed. */
+	return esdb__mdb_rc(mdb_txn_commit(txn));
 fail:
 	mdb_txn_abort(txn);
 	return esdb__mdb_rc(rc);
