@@ -293,6 +293,13 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
+/* Flush what earlier runs and bulk loads left dirty: background writeback
+ * competing for the disk would otherwise slow the next timed fdatasyncs. */
+static void settle(void)
+{
+	sync();
+}
+
 /* A fresh, empty directory path for one run (stale leftovers removed). */
 static void run_path(char *buf, size_t cap, const char *name)
 {
@@ -840,6 +847,7 @@ static int run_reopen_10m(void)
 	build_s = (double)(now_ns() - t0) / 1e9;
 	esdb_close(s);
 	s = NULL;
+	settle();
 	for (int i = 0; i < REOPENS; i++) {
 		t0 = now_ns();
 		TRY(esdb_create(&s));
@@ -917,6 +925,7 @@ static int run_append_latency(void)
 	CHECK(build_events(s, "long", long_n, 1000, 1, 20, 0, true));
 	esdb_close(s);
 	s = NULL;
+	settle();
 	CHECK(store_open(dir, ESDB_DURABILITY_SYNC, 4 * GiB, &s));
 	TRY(esdb_stream_info(s, long_sid, strlen(long_sid), &vl, NULL, NULL));
 	if (vl != long_n) {
@@ -1085,6 +1094,7 @@ static void machine_line(void)
 	char cpu[256], fs[256];
 	struct utsname u;
 	int maj, min, patch;
+	double load[1];
 
 	cpu_model(cpu, sizeof cpu);
 	fs_type(g_dir, fs, sizeof fs);
@@ -1099,6 +1109,9 @@ static void machine_line(void)
 	json_str("fs", fs);
 	json_str("dir", g_dir);
 	printf(",\"lmdb\":\"%d.%d.%d\"", maj, min, patch);
+	/* Other work on the machine shows up in every number. */
+	if (getloadavg(load, 1) == 1)
+		json_f("loadavg_1m", load[0], 2);
 	json_b("quick", g_quick);
 	json_f("seconds", g_seconds, 1);
 	json_end();
@@ -1178,6 +1191,7 @@ int main(int argc, char **argv)
 		if (!sel[i])
 			continue;
 		fprintf(stderr, "[esdb_bench] %s\n", RUNS[i].name);
+		settle();
 		if (RUNS[i].fn() != 0) {
 			fprintf(stderr, "[esdb_bench] %s FAILED\n",
 			        RUNS[i].name);

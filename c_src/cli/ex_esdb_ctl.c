@@ -101,9 +101,8 @@ static void usage(FILE *f)
 	      "                       events of one type from position N\n"
 	      "  append STREAM --type T [--expected E] [--file F]\n"
 	      "         [--metadata-file F] [--create]\n"
-	      "                       append one event, data from F or "
-	      "stdin;\n"
-	      "                       prints its version and position\n"
+	      "                       append one event (data from F or\n"
+	      "                       stdin); prints version and position\n"
 	      "  delete STREAM [--expected E]\n"
 	      "                       tombstone a stream\n"
 	      "  verify               check every checksum and index\n"
@@ -115,9 +114,8 @@ static void usage(FILE *f)
 	      "  --json               print one JSON document on stdout;\n"
 	      "                       a failure adds an \"error\" member\n"
 	      "  --count N            at most N results (default: all)\n"
-	      "  --expected E         any (default), no_stream, "
-	      "stream_exists\n"
-	      "                       or the exact current version\n"
+	      "  --expected E         any (default), no_stream,\n"
+	      "                       stream_exists or the current version\n"
 	      "  --file F             event data file; - is stdin\n"
 	      "  --help               this text\n"
 	      "\n"
@@ -1064,7 +1062,8 @@ static const char *option_name(unsigned bit)
 static int set_option(struct cli *c, const struct option_def *o,
                       const char *val)
 {
-	if (c->seen & o->bit)
+	/* A repeated flag is harmless; a repeated value is ambiguous. */
+	if ((c->seen & o->bit) && o->has_arg)
 		return usage_error("--%s given twice", o->name);
 	c->seen |= o->bit;
 	switch (o->bit) {

@@ -4,6 +4,7 @@
 
 #include "bytes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -163,6 +164,18 @@ static int mkdirs(const char *path)
 	return 0;
 }
 
+static bool dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	bool any = false;
+	while (d && !any && (e = readdir(d)))
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	if (d)
+		closedir(d);
+	return any;
+}
+
 static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
 {
 	char data[PATH_MAX];
@@ -183,7 +196,7 @@ static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
 	    (int)sizeof(data))
 		return ESDB_EINVAL;
 	if (access(data, F_OK) != 0 && (!s->create || s->readonly))
-		return ESDB_ENOTDIR;
+		return dir_has_entries(path) ? ESDB_EFOREIGN : ESDB_ENOTDIR;
 	return 0;
 }
 

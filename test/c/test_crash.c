@@ -102,14 +102,17 @@ TEST(kill_9_loses_no_acknowledged_append)
 			child_main(dir, fds[1], (uint64_t)round);
 		}
 		close(fds[1]);
-		/* let it run 5-60 ms, then kill it mid-flight */
+		/* wait for its first acknowledgement (slow under valgrind),
+		 * let it run 5-60 ms more, then kill it mid-flight */
+		ack k;
+		ssize_t got = read(fds[0], &k, sizeof(k));
+		REQUIRE(got == sizeof(k));
+		acks[n_acks++] = k;
 		struct timespec ts = {0, (long)(5 + rng_next(&rng) % 55) *
 					     1000000L};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		/* drain every report written before the kill */
-		ack k;
-		ssize_t got;
 		while ((got = read(fds[0], &k, sizeof(k))) == sizeof(k))
 			if (n_acks < sizeof(acks) / sizeof(acks[0]))
 				acks[n_acks++] = k;

@@ -11,7 +11,7 @@
 TEST(open_errors_are_clear)
 {
 	const char *base = tmp_dir();
-	char path[4096];
+	char path[4096], other_file[4200];
 	esdb_store *s;
 	/* missing directory, creation disabled */
 	snprintf(path, sizeof(path), "%s/missing", base);
@@ -19,6 +19,12 @@ TEST(open_errors_are_clear)
 	REQUIRE_OK(esdb_set_create(s, false));
 	CHECK_RC(esdb_open(s, path), ESDB_ENOTDIR);
 	CHECK(access(path, F_OK) != 0);
+	/* a directory holding something else is not a store */
+	snprintf(path, sizeof(path), "%s/other", base);
+	mkdir(path, 0755);
+	snprintf(other_file, sizeof(other_file), "%s/notes.txt", path);
+	fclose(fopen(other_file, "w"));
+	CHECK_RC(esdb_open(s, path), ESDB_EFOREIGN);
 	/* the handle is still usable after a failed open */
 	REQUIRE_OK(esdb_set_create(s, true));
 	snprintf(path, sizeof(path), "%s/nested/deeper", base);
