@@ -58,7 +58,7 @@ test-c: $(TEST_BIN) $(CTL_BIN)
 test: test-c asan
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
-asan:
+asan: $(CTL_BIN)
 	$(MAKE) BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build/asan/esdb_tests

@@ -1,0 +1,113 @@
+/* test_cli.c: the operator CLI (priv/ex_esdb_ctl, or $ESDB_CTL), run as
+ * a process: output, JSON and exit codes. */
+#include "harness.h"
+
+#include <stdarg.h>
+#include <sys/wait.h>
+
+/* Run the CLI with `args` (shell words); capture stdout+stderr into out.
+ * Returns the exit status. */
+static int ctl(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int ctl(char *out, size_t cap, const char *fmt, ...)
+{
+	const char *bin = getenv("ESDB_CTL") ? getenv("ESDB_CTL")
+					     : "priv/ex_esdb_ctl";
+	char args[2048], cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, args);
+	FILE *p = popen(cmd, "r");
+	REQUIRE(p != NULL);
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = 0;
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(cli_append_read_stats_json)
+{
+	const char *dir = tmp_dir();
+	char out[8192], file[4200];
+	snprintf(file, sizeof(file), "%s/payload", dir);
+	FILE *f = fopen(file, "w");
+	fputs("hello-cli", f);
+	fclose(f);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store stats", dir), 3);
+	CHECK(strstr(out, "no store") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out),
+		     "--data-dir %s/store append acct-1 --type opened "
+		     "--file %s --create",
+		     dir, file),
+		 0);
+	CHECK(strstr(out, "version 1, position 1") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out),
+		     "--data-dir %s/store append acct-1 --type deposited "
+		     "--expected 1 --file %s",
+		     dir, file),
+		 0);
+	CHECK_EQ(ctl(out, sizeof(out),
+		     "--data-dir %s/store append acct-1 --type deposited "
+		     "--expected 1 --file %s",
+		     dir, file),
+		 1);
+	CHECK(strstr(out, "wrong_expected_version") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json read acct-1",
+		     dir),
+		 0);
+	CHECK(strstr(out, "\"data\":\"hello-cli\"") != NULL);
+	CHECK(strstr(out, "\"count\":2") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out),
+		     "--data-dir %s/store --json read acct-1 --backward "
+		     "--count 1",
+		     dir),
+		 0);
+	CHECK(strstr(out, "\"type\":\"deposited\"") != NULL);
+	CHECK(strstr(out, "\"count\":1") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json stats", dir),
+		 0);
+	CHECK(strstr(out, "\"events\":2") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store read nope", dir),
+		 1);
+	CHECK(strstr(out, "stream_not_found") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store read-type opened",
+		     dir),
+		 0);
+	CHECK(strstr(out, "acct-1") != NULL);
+}
+
+TEST(cli_usage_errors_exit_2)
+{
+	const char *dir = tmp_dir();
+	char out[8192];
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s frobnicate", dir), 2);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s read s --from 12x", dir),
+		 2);
+	CHECK_EQ(ctl(out, sizeof(out), "stats"), 2);
+	CHECK_EQ(ctl(out, sizeof(out), "--help"), 0);
+	CHECK(strstr(out, "usage:") != NULL);
+}
+
+TEST(cli_verify_and_backup)
+{
+	const char *dir = tmp_dir();
+	char out[8192];
+	CHECK_EQ(ctl(out, sizeof(out),
+		     "--data-dir %s/st append s --type t --create "
+		     "< /dev/null",
+		     dir),
+		 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st verify", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir,
+		     dir),
+		 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/bk --json stats", dir),
+		 0);
+	CHECK(strstr(out, "\"events\":1") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir,
+		     dir),
+		 1);
+}
