@@ -20,7 +20,7 @@ CTL_BIN := priv/ex_esdb_ctl
 DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev
 
-.PHONY: all deps test test-c asan valgrind bench fmt fmt-check clean
+.PHONY: all deps run test test-c asan valgrind bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN)
 
@@ -51,11 +51,32 @@ $(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
 $(BENCH_BIN): c_src/bench/*.c $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/bench/*.c $(CORE_LIB) $(LDLIBS) -o $@
 
+# A demo store in ./data (EX_ESDB_DATA_DIR overrides) through the CLI.
+DATA_DIR := $(or $(EX_ESDB_DATA_DIR),data)
+run: $(CTL_BIN)
+	@if ! $(CTL_BIN) --data-dir $(DATA_DIR) stats >/dev/null 2>&1; then \
+	  for i in 1 2 3; do \
+	    echo "{\"amount\":$$((i * 10))}" | $(CTL_BIN) --data-dir $(DATA_DIR) \
+	      append account-$$i --type deposited --create >/dev/null; \
+	  done; \
+	  echo '{"amount":5}' | $(CTL_BIN) --data-dir $(DATA_DIR) \
+	    append account-1 --type withdrawn --expected 1 >/dev/null; \
+	fi
+	@$(CTL_BIN) --data-dir $(DATA_DIR) stats
+	@echo
+	@$(CTL_BIN) --data-dir $(DATA_DIR) read-all
+	@echo
+	@echo "Store in $(DATA_DIR). Try:"
+	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) read account-1 --backward"
+	@echo "  echo '{\"amount\":1}' | $(CTL_BIN) --data-dir $(DATA_DIR) append account-2 --type deposited --expected 1"
+	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) --json read-type deposited"
+	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) verify"
+
 # The C suite; ESDB_SEED picks the randomized tests' seed.
 test-c: $(TEST_BIN) $(CTL_BIN)
 	$(TEST_BIN)
 
-test: test-c asan
+test: test-c asan valgrind
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
 asan: $(CTL_BIN)
