@@ -86,7 +86,7 @@ asan: $(CTL_BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 build/asan/esdb_tests
 
 valgrind: $(TEST_BIN)
-	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 valgrind --error-exitcode=99 --leak-check=full \
+	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).

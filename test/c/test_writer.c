@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <unistd.h>
 
 typedef struct writer_arg {
 	esdb_store *s;
@@ -151,6 +152,8 @@ static void *reader(void *p)
 		    c.bad)
 			a->bad++;
 		a->reads++;
+		usleep(200); /* let the writers run (valgrind runs one thread
+			      * at a time) */
 	}
 	return NULL;
 }
