@@ -68,33 +68,14 @@ static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
 	esdb_put_be64(key + 8, b);
 }
 
-/* The event id stored at (stream num, version). */
-static int event_id_at(apply_ctx *c, uint64_t num, uint64_t version,
-		       const uint8_t **id)
+/* The position of a stream's event: in its record's tail, or indexed. */
+static int position_at(apply_ctx *c, const esdb__stream_meta *m,
+		       uint64_t version, uint64_t *pos)
 {
+	if ((*pos = esdb__stream_tail_position(m, version)))
+		return 0;
 	uint8_t kb[16];
-	index_key(kb, num, version);
-	MDB_val k = {16, kb}, v;
-	int rc = mdb_get(c->txn, c->s->dbi_stream_index, &k, &v);
-	if (rc)
-		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
-	if (v.mv_size != 8)
-		return ESDB_ECORRUPT;
-	MDB_val ek = {8, v.mv_data}, ev;
-	if ((rc = mdb_get(c->txn, c->s->dbi_events, &ek, &ev)))
-		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
-	esdb_event e;
-	if ((rc = esdb__event_rec_read(ev.mv_data, ev.mv_size, &e)))
-		return rc;
-	*id = e.event_id;
-	return 0;
-}
-
-static int position_at(apply_ctx *c, uint64_t num, uint64_t version,
-		       uint64_t *pos)
-{
-	uint8_t kb[16];
-	index_key(kb, num, version);
+	index_key(kb, m->num, version);
 	MDB_val k = {16, kb}, v;
 	int rc = mdb_get(c->txn, c->s->dbi_stream_index, &k, &v);
 	if (rc)
@@ -102,6 +83,26 @@ static int position_at(apply_ctx *c, uint64_t num, uint64_t version,
 	if (v.mv_size != 8)
 		return ESDB_ECORRUPT;
 	*pos = esdb_get_be64(v.mv_data);
+	return 0;
+}
+
+/* The event id stored at a stream's version. */
+static int event_id_at(apply_ctx *c, const esdb__stream_meta *m,
+		       uint64_t version, const uint8_t **id)
+{
+	uint64_t pos;
+	int rc = position_at(c, m, version, &pos);
+	if (rc)
+		return rc;
+	uint8_t pk[8];
+	esdb_put_be64(pk, pos);
+	MDB_val ek = {8, pk}, ev;
+	if ((rc = mdb_get(c->txn, c->s->dbi_events, &ek, &ev)))
+		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
+	esdb_event e;
+	if ((rc = esdb__event_rec_read(ev.mv_data, ev.mv_size, &e)))
+		return rc;
+	*id = e.event_id;
 	return 0;
 }
 
@@ -119,13 +120,13 @@ static int is_retry(apply_ctx *c, const esdb__stream_meta *m,
 		esdb_new_event ev;
 		const uint8_t *id;
 		esdb__cmd_next_event(&cursor, &ev);
-		int rc = event_id_at(c, m->num, start + 1 + i, &id);
+		int rc = event_id_at(c, m, start + 1 + i, &id);
 		if (rc)
 			return rc;
 		if (memcmp(id, ev.event_id, 16) != 0)
 			return 0;
 	}
-	int rc = position_at(c, m->num, start + 1, &res->position);
+	int rc = position_at(c, m, start + 1, &res->position);
 	if (rc)
 		return rc;
 	res->version = start + v->n_events;
@@ -230,12 +231,31 @@ static int type_number(apply_ctx *c, const char *name, size_t len,
 static int put_stream_meta(apply_ctx *c, esdb_name_key *key,
 			   const esdb__stream_meta *m)
 {
-	MDB_val data = {esdb__stream_rec_size(m->name_len), NULL};
+	MDB_val data = {esdb__stream_rec_size(m->name_len, m->tail_count),
+			NULL};
 	int rc = mdb_put(c->txn, c->s->dbi_streams, &key->val, &data,
 			 MDB_RESERVE);
 	if (rc)
 		return rc;
 	esdb__stream_rec_write(data.mv_data, m);
+	return 0;
+}
+
+/* Move a full tail into stream_index: consecutive keys, one or two
+ * leaf pages. */
+static int flush_tail(apply_ctx *c, esdb__stream_meta *m)
+{
+	uint64_t first = m->version - m->tail_count + 1;
+	for (uint32_t i = 0; i < m->tail_count; i++) {
+		uint8_t ik[16], pv[8];
+		index_key(ik, m->num, first + i);
+		esdb_put_be64(pv, m->tail[i]);
+		MDB_val k = {16, ik}, v = {8, pv};
+		int rc = mdb_put(c->txn, c->s->dbi_stream_index, &k, &v, 0);
+		if (rc)
+			return rc;
+	}
+	m->tail_count = 0;
 	return 0;
 }
 
@@ -291,11 +311,9 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
 				      v->created_us, v->name, v->name_len,
 				      &ev);
 
-		uint8_t ik[16];
-		index_key(ik, m.num, version);
-		MDB_val ikv = {16, ik}, iv = {8, pk};
-		if ((rc = mdb_put(c->txn, c->s->dbi_stream_index, &ikv, &iv,
-				  0)))
+		m.tail[m.tail_count++] = pos;
+		if (m.tail_count == ESDB_STREAM_TAIL_MAX &&
+		    (rc = flush_tail(c, &m)))
 			return rc;
 
 		uint8_t tk[16];

@@ -162,9 +162,18 @@ static const uint8_t *name_head_read(const uint8_t *rec, size_t len,
 	return rec + 10 + *name_len;
 }
 
-size_t esdb__stream_rec_size(size_t name_len)
+size_t esdb__stream_rec_size(size_t name_len, uint32_t tail_count)
 {
-	return 10 + name_len + 8 + 8 + 8 + 16;
+	return 10 + name_len + 8 + 8 + 8 + 16 + 2 + 8 * (size_t)tail_count;
+}
+
+uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
+				    uint64_t version)
+{
+	uint64_t first = m->version - m->tail_count + 1;
+	if (version < first || version > m->version)
+		return 0;
+	return m->tail[version - first];
 }
 
 void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m)
@@ -174,24 +183,32 @@ void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m)
 	esdb_put_le64(p + 8, m->version);
 	esdb_put_le64(p + 16, m->created_us);
 	memcpy(p + 24, m->last_event_id, 16);
-	esdb__rec_seal(rec, esdb__stream_rec_size(m->name_len), ESDB_REC_STREAM,
-		       m->deleted ? ESDB_STREAM_DELETED : 0);
+	esdb_put_le16(p + 40, (uint16_t)m->tail_count);
+	for (uint32_t i = 0; i < m->tail_count; i++)
+		esdb_put_le64(p + 42 + 8 * i, m->tail[i]);
+	esdb__rec_seal(rec, esdb__stream_rec_size(m->name_len, m->tail_count),
+		       ESDB_REC_STREAM, m->deleted ? ESDB_STREAM_DELETED : 0);
 }
 
 int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 {
 	int rc;
 	uint16_t flags;
-	const uint8_t *p = name_head_read(rec, len, ESDB_REC_STREAM, 40, &flags,
+	const uint8_t *p = name_head_read(rec, len, ESDB_REC_STREAM, 42, &flags,
 					  &m->name, &m->name_len, &rc);
 	if (!p)
 		return rc;
-	if (len != esdb__stream_rec_size(m->name_len))
-		return ESDB_ECORRUPT;
 	m->num = esdb_get_le64(p);
 	m->version = esdb_get_le64(p + 8);
 	m->created_us = esdb_get_le64(p + 16);
 	memcpy(m->last_event_id, p + 24, 16);
+	m->tail_count = esdb_get_le16(p + 40);
+	if (m->tail_count > ESDB_STREAM_TAIL_MAX ||
+	    m->tail_count > m->version ||
+	    len != esdb__stream_rec_size(m->name_len, m->tail_count))
+		return ESDB_ECORRUPT;
+	for (uint32_t i = 0; i < m->tail_count; i++)
+		m->tail[i] = esdb_get_le64(p + 42 + 8 * i);
 	m->deleted = (flags & ESDB_STREAM_DELETED) != 0;
 	return 0;
 }

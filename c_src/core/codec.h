@@ -43,6 +43,12 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out);
 
 /* ---- name-keyed records ----------------------------------------------- */
 
+/* A stream record keeps the positions of its newest events (its tail) in
+ * itself and moves them to stream_index ESDB_STREAM_TAIL_MAX at a time:
+ * appends to many streams then dirty the few pages of the stream records
+ * instead of one stream_index leaf per stream per commit. */
+#define ESDB_STREAM_TAIL_MAX 32
+
 typedef struct esdb__stream_meta {
 	const char *name;
 	size_t name_len;
@@ -51,9 +57,16 @@ typedef struct esdb__stream_meta {
 	uint64_t created_us;
 	uint8_t last_event_id[16];
 	bool deleted;
+	/* positions of versions version-tail_count+1 .. version */
+	uint32_t tail_count;
+	uint64_t tail[ESDB_STREAM_TAIL_MAX];
 } esdb__stream_meta;
 
-size_t esdb__stream_rec_size(size_t name_len);
+/* The position of `version` when it is in the tail, else 0. */
+uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
+				    uint64_t version);
+
+size_t esdb__stream_rec_size(size_t name_len, uint32_t tail_count);
 void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m);
 int esdb__stream_rec_read(const uint8_t *rec, size_t len,
 			  esdb__stream_meta *m);

@@ -78,8 +78,13 @@ static int verify_events(verify_ctx *v)
 		esdb_put_be64(ik, m.num);
 		esdb_put_be64(ik + 8, ev.stream_version);
 		MDB_val ikv = {16, ik}, iv;
-		if (mdb_get(v->txn, v->s->dbi_stream_index, &ikv, &iv) ||
-		    iv.mv_size != 8 || esdb_get_be64(iv.mv_data) != pos)
+		uint64_t tail_pos =
+		    esdb__stream_tail_position(&m, ev.stream_version);
+		if (tail_pos ? tail_pos != pos
+			     : (mdb_get(v->txn, v->s->dbi_stream_index, &ikv,
+					&iv) ||
+				iv.mv_size != 8 ||
+				esdb_get_be64(iv.mv_data) != pos))
 			problem(v, "event %llu: stream index disagrees",
 				(unsigned long long)pos);
 		MDB_val tv;
@@ -126,6 +131,23 @@ static int verify_named(verify_ctx *v, MDB_dbi dbi, uint8_t kind,
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Events indexed by the stream records' tails. */
+static int sum_tails(verify_ctx *v, uint64_t *sum)
+{
+	MDB_cursor *cur;
+	MDB_val k, d;
+	int rc = mdb_cursor_open(v->txn, v->s->dbi_streams, &cur);
+	if (rc)
+		return rc;
+	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
+		esdb__stream_meta m;
+		if (esdb__stream_rec_read(d.mv_data, d.mv_size, &m) == 0)
+			*sum += m.tail_count;
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 static uint64_t count(verify_ctx *v, MDB_dbi dbi)
 {
 	MDB_stat st;
@@ -150,11 +172,15 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
 		goto out;
 	/* Every event has one entry in each index (checked above), so equal
 	 * counts mean the indexes hold nothing else. */
-	uint64_t events = count(&v, s->dbi_events);
-	if (count(&v, s->dbi_stream_index) != events)
-		problem(&v, "stream index has %llu entries for %llu events",
+	uint64_t events = count(&v, s->dbi_events), tails = 0;
+	if ((rc = sum_tails(&v, &tails)))
+		goto out;
+	if (count(&v, s->dbi_stream_index) + tails != events)
+		problem(&v,
+			"stream index has %llu entries and tails %llu for "
+			"%llu events",
 			(unsigned long long)count(&v, s->dbi_stream_index),
-			(unsigned long long)events);
+			(unsigned long long)tails, (unsigned long long)events);
 	if (count(&v, s->dbi_type_index) != events)
 		problem(&v, "type index has %llu entries for %llu events",
 			(unsigned long long)count(&v, s->dbi_type_index),

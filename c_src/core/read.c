@@ -45,14 +45,70 @@ static int check_name_arg(const esdb_store *s, const char *name, size_t len,
 	return len > max ? ESDB_ELIMIT : 0;
 }
 
+/* Hand the events at stream_index keys (num, v) for v in [lo, hi] to fn,
+ * ascending or descending, counting them in *n up to max_count. */
+static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num,
+			uint64_t lo, uint64_t hi, esdb_direction dir,
+			uint32_t max_count, uint32_t *n, esdb_event_fn fn,
+			void *ctx)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->dbi_stream_index, &cur);
+	if (rc)
+		return rc;
+	uint8_t kb[16];
+	esdb_put_be64(kb, num);
+	esdb_put_be64(kb + 8, dir == ESDB_FORWARD ? lo : hi);
+	MDB_val k = {16, kb}, v;
+	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
+	uint64_t left = hi - lo + 1;
+	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	while (rc == 0 && left > 0 && *n < max_count) {
+		/* the stream record says these versions are indexed */
+		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0 ||
+		    v.mv_size != 8) {
+			rc = ESDB_ECORRUPT;
+			break;
+		}
+		if ((rc = emit_event(s, txn, v.mv_data, fn, ctx)))
+			break;
+		(*n)++;
+		left--;
+		if (left > 0)
+			rc = mdb_cursor_get(cur, &k, &v, op);
+	}
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
+}
+
+/* Hand the events of tail versions [lo, hi] to fn. */
+static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
+		     uint64_t lo, uint64_t hi, esdb_direction dir,
+		     uint32_t max_count, uint32_t *n, esdb_event_fn fn,
+		     void *ctx)
+{
+	if (lo > hi)
+		return 0;
+	for (uint64_t i = 0; i <= hi - lo && *n < max_count; i++) {
+		uint64_t v = dir == ESDB_FORWARD ? lo + i : hi - i;
+		uint8_t pk[8];
+		esdb_put_be64(pk, esdb__stream_tail_position(m, v));
+		int rc = emit_event(s, txn, pk, fn, ctx);
+		if (rc)
+			return rc;
+		(*n)++;
+	}
+	return 0;
+}
+
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 		     uint64_t from, uint32_t max_count, esdb_direction dir,
 		     esdb_event_fn fn, void *ctx)
 {
 	MDB_txn *txn;
-	MDB_cursor *cur = NULL;
 	esdb__stream_meta m;
 	bool exists;
+	uint32_t n = 0;
 	int rc = check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id
 							: 0);
 	if (rc)
@@ -77,32 +133,27 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 		from = m.version;
 	if (max_count == 0 || from == 0 || from > m.version)
 		goto out;
-	if ((rc = mdb_cursor_open(txn, s->dbi_stream_index, &cur)))
-		goto out;
-	uint8_t kb[16];
-	esdb_put_be64(kb, m.num);
-	esdb_put_be64(kb + 8, from);
-	MDB_val k = {16, kb}, v;
-	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	if (rc == MDB_NOTFOUND) /* the stream says it has this version */
-		rc = ESDB_ECORRUPT;
-	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
-		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
-			break;
-		if (v.mv_size != 8) {
-			rc = ESDB_ECORRUPT;
-			break;
-		}
-		if ((rc = emit_event(s, txn, v.mv_data, fn, ctx)))
-			break;
-		rc = mdb_cursor_get(cur, &k, &v, op);
+	/* Versions up to `indexed` are in stream_index, the rest in the
+	 * record's tail. */
+	uint64_t indexed = m.version - m.tail_count;
+	if (dir == ESDB_FORWARD) {
+		if (from <= indexed)
+			rc = read_indexed(s, txn, m.num, from, indexed, dir,
+					  max_count, &n, fn, ctx);
+		if (rc == 0)
+			rc = read_tail(s, txn, &m,
+				       from > indexed ? from : indexed + 1,
+				       m.version, dir, max_count, &n, fn, ctx);
+	} else {
+		if (from > indexed)
+			rc = read_tail(s, txn, &m, indexed + 1, from, dir,
+				       max_count, &n, fn, ctx);
+		if (rc == 0 && indexed > 0)
+			rc = read_indexed(s, txn, m.num, 1,
+					  from < indexed ? from : indexed, dir,
+					  max_count, &n, fn, ctx);
 	}
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
 out:
-	if (cur)
-		mdb_cursor_close(cur);
 	esdb__read_end(s, txn);
 	return esdb__mdb_rc(rc);
 }

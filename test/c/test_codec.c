@@ -66,22 +66,29 @@ TEST(named_records_roundtrip)
 {
 	esdb__stream_meta m = {.name = "s", .name_len = 1, .num = 9,
 			       .version = 100, .created_us = 5,
-			       .deleted = true};
+			       .deleted = true, .tail_count = 3,
+			       .tail = {500, 600, 700}};
 	memset(m.last_event_id, 3, 16);
-	uint8_t buf[256];
+	uint8_t buf[512];
 	esdb__stream_rec_write(buf, &m);
 	esdb__stream_meta m2;
-	REQUIRE_OK(esdb__stream_rec_read(buf, esdb__stream_rec_size(1), &m2));
+	size_t size = esdb__stream_rec_size(1, 3);
+	REQUIRE_OK(esdb__stream_rec_read(buf, size, &m2));
 	CHECK(m2.num == 9 && m2.version == 100 && m2.created_us == 5);
 	CHECK(m2.deleted && m2.name_len == 1 && m2.name[0] == 's');
 	CHECK(!memcmp(m2.last_event_id, m.last_event_id, 16));
+	CHECK_EQ(m2.tail_count, 3);
+	CHECK_EQ(esdb__stream_tail_position(&m2, 98), 500);
+	CHECK_EQ(esdb__stream_tail_position(&m2, 100), 700);
+	CHECK_EQ(esdb__stream_tail_position(&m2, 97), 0);
+	CHECK_EQ(esdb__stream_tail_position(&m2, 101), 0);
+	CHECK(esdb__stream_rec_read(buf, size - 8, &m2) != 0);
 	buf[12] ^= 1;
-	CHECK_RC(esdb__stream_rec_read(buf, esdb__stream_rec_size(1), &m2),
-		 ESDB_ECORRUPT);
+	CHECK_RC(esdb__stream_rec_read(buf, size, &m2), ESDB_ECORRUPT);
 
 	esdb_snapshot sn = {"agg-1", 5, 17, "Elixir.Acct", 11, "DATA", 4,
 			    "META", 4, 99};
-	size_t size = esdb__snapshot_rec_size(&sn);
+	size = esdb__snapshot_rec_size(&sn);
 	esdb__snapshot_rec_write(buf, &sn);
 	esdb_snapshot sn2;
 	REQUIRE_OK(esdb__snapshot_rec_read(buf, size, &sn2));

@@ -256,3 +256,36 @@ TEST(stats_count_everything)
 	CHECK_RC(esdb_stats_get(s, NULL), ESDB_EINVAL);
 	esdb_close(s);
 }
+
+TEST(reads_cross_the_indexed_and_tail_parts_of_a_stream)
+{
+	/* 100 events: 96 in stream_index, 4 in the stream record's tail. */
+	esdb_store *s = open_store(tmp_dir(), false);
+	for (int b = 0; b < 10; b++) {
+		uint8_t ids[10][16];
+		esdb_new_event evs[10];
+		for (int i = 0; i < 10; i++)
+			evs[i] = make_event(ids[i], (uint64_t)(b * 10 + i), "t",
+					    "d");
+		REQUIRE_OK(esdb_append(s, "long", 4, ESDB_EXPECT_ANY, evs, 10,
+				       NULL));
+	}
+	for (uint64_t from = 1; from <= 100; from++) {
+		collected c = {0};
+		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7,
+					    ESDB_FORWARD, collect_event, &c));
+		CHECK_EQ(c.n, from + 6 <= 100 ? 7 : 101 - from);
+		for (size_t i = 0; i < c.n; i++)
+			CHECK_EQ(c.versions[i], from + i);
+		collected_free(&c);
+		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7,
+					    ESDB_BACKWARD, collect_event, &c));
+		CHECK_EQ(c.n, from >= 7 ? 7 : from);
+		for (size_t i = 0; i < c.n; i++)
+			CHECK_EQ(c.versions[i], from - i);
+		collected_free(&c);
+	}
+	uint64_t problems;
+	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
+	esdb_close(s);
+}
