@@ -570,6 +570,141 @@ fail:
 	return rv;
 }
 
+/* ---- Asynchronous clients ---------------------------------------------- */
+
+/*
+ * The BEAM binding does not park an OS thread per caller: a process
+ * submits its append and the writer thread answers it with a message. These
+ * clients do the same: each keeps one append in flight and submits its next
+ * from the completion callback, so 64 clients are 64 concurrent writers
+ * without 64 threads competing for 2 cores.
+ */
+typedef struct client {
+	esdb_store *s;
+	struct clients *all;
+	unsigned idx;
+	size_t batch;
+	enum pick pick;
+	uint64_t rng, version, events, t0;
+	esdb_new_event *ev;
+	lat lat;
+	int failed;
+} client;
+
+typedef struct clients {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned in_flight;
+} clients;
+
+static void client_done(void *ctx, const esdb_result *res);
+
+static void client_submit(client *c)
+{
+	char sid[32];
+	int len = snprintf(sid, sizeof sid, "a-%u", c->idx);
+	uint64_t expect = c->version ? c->version : ESDB_EXPECT_NO_STREAM;
+	esdb_cmd cmd;
+	int rc;
+
+	if (c->pick == PICK_RANDOM) {
+		expect = ESDB_EXPECT_ANY;
+		len = snprintf(sid, sizeof sid, "r-%u",
+		               (unsigned)(rng_next(&c->rng) % RANDOM_STREAMS));
+	}
+	events_new_ids(c->ev, c->batch, &c->rng);
+	rc = esdb_cmd_append(NULL, sid, (size_t)len, expect, c->ev, c->batch,
+	                     &cmd);
+	if (rc) {
+		esdb_result res = {.rc = rc};
+		client_done(c, &res);
+		return;
+	}
+	c->t0 = now_ns();
+	esdb_submit(c->s, &cmd, client_done, c);
+}
+
+/* Runs on the writer thread. */
+static void client_done(void *ctx, const esdb_result *res)
+{
+	client *c = ctx;
+	lat_push(&c->lat, now_ns() - c->t0);
+	if (res->rc) {
+		report_rc("esdb_submit", "append", res->rc);
+		c->failed = 1;
+	} else {
+		c->events += c->batch;
+		if (c->pick == PICK_OWN && res->version != c->version + c->batch)
+			c->failed = 1;
+		c->version = res->version;
+	}
+	if (!c->failed && !atomic_load_explicit(&g_stop, memory_order_relaxed)) {
+		client_submit(c);
+		return;
+	}
+	pthread_mutex_lock(&c->all->mu);
+	if (--c->all->in_flight == 0)
+		pthread_cond_signal(&c->all->cv);
+	pthread_mutex_unlock(&c->all->mu);
+}
+
+static int append_async_timed(esdb_store *s, unsigned nclients, size_t batch,
+                              enum pick pick, timed *out)
+{
+	clients all = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+	               nclients};
+	client *c = calloc(nclients, sizeof *c);
+	esdb_stats st0, st1;
+	uint64_t t0, t1;
+	int rv = -1;
+
+	*out = (timed){0};
+	if (!c)
+		die_oom();
+	TRY(esdb_stats_get(s, &st0));
+	atomic_store(&g_stop, false);
+	for (unsigned i = 0; i < nclients; i++) {
+		c[i] = (client){.s = s,
+		                .all = &all,
+		                .idx = i,
+		                .batch = batch,
+		                .pick = pick,
+		                .rng = rng_seed(i + 101),
+		                .ev = calloc(batch, sizeof(esdb_new_event))};
+		if (!c[i].ev)
+			die_oom();
+		events_init(c[i].ev, batch, sizeof g_data, sizeof g_meta);
+	}
+	t0 = now_ns();
+	for (unsigned i = 0; i < nclients; i++)
+		client_submit(&c[i]);
+	sleep_s(g_seconds);
+	atomic_store(&g_stop, true);
+	pthread_mutex_lock(&all.mu);
+	while (all.in_flight > 0)
+		pthread_cond_wait(&all.cv, &all.mu);
+	pthread_mutex_unlock(&all.mu);
+	t1 = now_ns();
+	for (unsigned i = 0; i < nclients; i++) {
+		if (c[i].failed)
+			goto fail;
+		out->events += c[i].events;
+		lat_append(&out->lat, &c[i].lat);
+	}
+	TRY(esdb_stats_get(s, &st1));
+	out->commits = st1.commits - st0.commits;
+	out->secs = (double)(t1 - t0) / 1e9;
+	lat_sort(&out->lat);
+	rv = 0;
+fail:
+	for (unsigned i = 0; i < nclients; i++) {
+		lat_free(&c[i].lat);
+		free(c[i].ev);
+	}
+	free(c);
+	return rv;
+}
+
 /* ---- Runs -------------------------------------------------------------- */
 
 static int run_raw_fdatasync(void)
@@ -641,7 +776,7 @@ static int ensure_raw(void)
 /* One durable (SYNC) time-bounded append run. When ratio_key is set, the
  * line carries events_per_s / (ratio_scale * raw fdatasync rate). */
 static int durable_run(const char *name, unsigned nthreads, size_t batch,
-                       enum pick pick, const char *ratio_key,
+                       enum pick pick, bool async, const char *ratio_key,
                        double ratio_scale)
 {
 	char dir[PATH_MAX];
@@ -655,7 +790,10 @@ static int durable_run(const char *name, unsigned nthreads, size_t batch,
 	run_path(dir, sizeof dir, name);
 	/* A roomy map keeps map growth out of the latencies. */
 	CHECK(store_open(dir, ESDB_DURABILITY_SYNC, 1 * GiB, &s));
-	CHECK(append_timed(s, nthreads, batch, pick, &r));
+	if (async)
+		CHECK(append_async_timed(s, nthreads, batch, pick, &r));
+	else
+		CHECK(append_timed(s, nthreads, batch, pick, &r));
 	eps = (double)r.events / r.secs;
 	json_begin(name);
 	json_f("events_per_s", eps, 1);
@@ -663,7 +801,8 @@ static int durable_run(const char *name, unsigned nthreads, size_t batch,
 	json_f("p99_us", lat_pct_us(&r.lat, 0.99), 1);
 	if (ratio_key)
 		json_f(ratio_key, eps / (ratio_scale * g_raw_rate), 3);
-	json_u("threads", nthreads);
+	json_str("writers", async ? "async" : "threads");
+	json_u(async ? "clients" : "threads", nthreads);
 	json_u("batch", batch);
 	json_u("events", r.events);
 	json_u("commits", r.commits);
@@ -681,35 +820,43 @@ fail:
 
 static int run_append_single_durable(void)
 {
-	return durable_run("append_single_durable", 1, 1, PICK_OWN,
+	return durable_run("append_single_durable", 1, 1, PICK_OWN, false,
 	                   "ratio_to_raw", 1.0);
 }
 
-/* Each thread waits for its own commit: the core should group them. */
+/* 64 writers with one append in flight each: the core should group them.
+ * As the NIF will drive it (asynchronous clients), and with 64 blocking
+ * OS threads for comparison. */
 static int run_append_concurrent64_durable(void)
 {
 	return durable_run("append_concurrent64_durable", CONCURRENT, 1,
-	                   PICK_OWN, NULL, 0);
+	                   PICK_OWN, true, NULL, 0);
+}
+
+static int run_append_concurrent64_threads_durable(void)
+{
+	return durable_run("append_concurrent64_threads_durable", CONCURRENT,
+	                   1, PICK_OWN, false, NULL, 0);
 }
 
 /* Target: 70% of what one fdatasync per 100-event batch would allow. */
 static int run_append_batch100_one_stream_durable(void)
 {
 	return durable_run("append_batch100_one_stream_durable", 1, 100,
-	                   PICK_OWN, "ratio_to_target", 0.7 * 100);
+	                   PICK_OWN, false, "ratio_to_target", 0.7 * 100);
 }
 
 static int run_append_concurrent64_batch100_durable(void)
 {
 	return durable_run("append_concurrent64_batch100_durable", CONCURRENT,
-	                   100, PICK_OWN, NULL, 0);
+	                   100, PICK_OWN, true, NULL, 0);
 }
 
-/* Scattered writes: every batch touches a random stream's index pages. */
+/* Scattered writes: every batch touches a random stream's pages. */
 static int run_append_batch100_10k_streams_durable(void)
 {
 	return durable_run("append_batch100_10k_streams_durable", CONCURRENT,
-	                   100, PICK_RANDOM, NULL, 0);
+	                   100, PICK_RANDOM, true, NULL, 0);
 }
 
 /* Read callback: touches every field a consumer would and checks that
@@ -989,6 +1136,9 @@ static const run RUNS[] = {
     {"raw_fdatasync", run_raw_fdatasync, {NULL}},
     {"append_single_durable", run_append_single_durable, {NULL}},
     {"append_concurrent64_durable", run_append_concurrent64_durable, {NULL}},
+    {"append_concurrent64_threads_durable",
+     run_append_concurrent64_threads_durable,
+     {NULL}},
     {"append_batch100_one_stream_durable",
      run_append_batch100_one_stream_durable,
      {NULL}},
