@@ -76,7 +76,7 @@ run: $(CTL_BIN)
 test-c: $(TEST_BIN) $(CTL_BIN)
 	$(TEST_BIN)
 
-test: test-c asan valgrind
+test: fmt-check test-c asan valgrind
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
 asan: $(CTL_BIN)

@@ -634,11 +634,13 @@ static void client_done(void *ctx, const esdb_result *res)
 		c->failed = 1;
 	} else {
 		c->events += c->batch;
-		if (c->pick == PICK_OWN && res->version != c->version + c->batch)
+		if (c->pick == PICK_OWN &&
+		    res->version != c->version + c->batch)
 			c->failed = 1;
 		c->version = res->version;
 	}
-	if (!c->failed && !atomic_load_explicit(&g_stop, memory_order_relaxed)) {
+	if (!c->failed &&
+	    !atomic_load_explicit(&g_stop, memory_order_relaxed)) {
 		client_submit(c);
 		return;
 	}
@@ -835,8 +837,8 @@ static int run_append_concurrent64_durable(void)
 
 static int run_append_concurrent64_threads_durable(void)
 {
-	return durable_run("append_concurrent64_threads_durable", CONCURRENT,
-	                   1, PICK_OWN, false, NULL, 0);
+	return durable_run("append_concurrent64_threads_durable", CONCURRENT, 1,
+	                   PICK_OWN, false, NULL, 0);
 }
 
 /* Target: 70% of what one fdatasync per 100-event batch would allow. */

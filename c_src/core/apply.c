@@ -70,7 +70,7 @@ static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
 
 /* The position of a stream's event: in its record's tail, or indexed. */
 static int position_at(apply_ctx *c, const esdb__stream_meta *m,
-		       uint64_t version, uint64_t *pos)
+                       uint64_t version, uint64_t *pos)
 {
 	if ((*pos = esdb__stream_tail_position(m, version)))
 		return 0;
@@ -88,7 +88,7 @@ static int position_at(apply_ctx *c, const esdb__stream_meta *m,
 
 /* The event id stored at a stream's version. */
 static int event_id_at(apply_ctx *c, const esdb__stream_meta *m,
-		       uint64_t version, const uint8_t **id)
+                       uint64_t version, const uint8_t **id)
 {
 	uint64_t pos;
 	int rc = position_at(c, m, version, &pos);
@@ -109,8 +109,8 @@ static int event_id_at(apply_ctx *c, const esdb__stream_meta *m,
 /* Is this append a retry of the events stored at versions start+1..?
  * If so, fill the original result. */
 static int is_retry(apply_ctx *c, const esdb__stream_meta *m,
-		    const esdb__cmd_view *v, uint64_t start, esdb_result *res,
-		    bool *retry)
+                    const esdb__cmd_view *v, uint64_t start, esdb_result *res,
+                    bool *retry)
 {
 	*retry = false;
 	if (start > m->version || m->version - start < v->n_events)
@@ -149,8 +149,8 @@ static const uint8_t *last_event_id(const esdb__cmd_view *v)
 /* Decide whether an append may go on (returns 0 and *retry false), is a
  * retry already applied (0 and *retry true, res filled) or is refused. */
 static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
-			  const esdb__stream_meta *m, bool exists,
-			  esdb_result *res, bool *retry)
+                          const esdb__stream_meta *m, bool exists,
+                          esdb_result *res, bool *retry)
 {
 	uint64_t exp = v->expected;
 	uint64_t cur = exists ? m->version : 0;
@@ -164,8 +164,8 @@ static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
 			return ESDB_ESTREAM_NOT_FOUND;
 		if (exists && v->type == ESDB_CMD_APPEND &&
 		    memcmp(m->last_event_id, last_event_id(v), 16) == 0) {
-			int rc = is_retry(c, m, v, cur - v->n_events, res,
-					  retry);
+			int rc =
+			    is_retry(c, m, v, cur - v->n_events, res, retry);
 			if (rc || *retry)
 				return rc;
 		}
@@ -193,7 +193,7 @@ static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
 
 /* The number of an event type, creating it on first use. */
 static int type_number(apply_ctx *c, const char *name, size_t len,
-		       uint64_t *num)
+                       uint64_t *num)
 {
 	if (len == c->type_len && memcmp(name, c->type_name, len) == 0) {
 		*num = c->type_num;
@@ -202,8 +202,8 @@ static int type_number(apply_ctx *c, const char *name, size_t len,
 	esdb_name_key key;
 	MDB_val val;
 	bool found;
-	int rc = esdb__name_find(c->txn, c->s->dbi_types, name, len, &key,
-				 &val, &found);
+	int rc = esdb__name_find(c->txn, c->s->dbi_types, name, len, &key, &val,
+	                         &found);
 	if (rc)
 		return rc;
 	if (found) {
@@ -215,7 +215,7 @@ static int type_number(apply_ctx *c, const char *name, size_t len,
 			return rc;
 		MDB_val data = {esdb__type_rec_size(len), NULL};
 		rc = mdb_put(c->txn, c->s->dbi_types, &key.val, &data,
-			     MDB_RESERVE);
+		             MDB_RESERVE);
 		if (rc)
 			return rc;
 		esdb__type_rec_write(data.mv_data, name, len, *num);
@@ -229,12 +229,12 @@ static int type_number(apply_ctx *c, const char *name, size_t len,
 }
 
 static int put_stream_meta(apply_ctx *c, esdb_name_key *key,
-			   const esdb__stream_meta *m)
+                           const esdb__stream_meta *m)
 {
 	MDB_val data = {esdb__stream_rec_size(m->name_len, m->tail_count),
-			NULL};
-	int rc = mdb_put(c->txn, c->s->dbi_streams, &key->val, &data,
-			 MDB_RESERVE);
+	                NULL};
+	int rc =
+	    mdb_put(c->txn, c->s->dbi_streams, &key->val, &data, MDB_RESERVE);
 	if (rc)
 		return rc;
 	esdb__stream_rec_write(data.mv_data, m);
@@ -259,19 +259,18 @@ static int flush_tail(apply_ctx *c, esdb__stream_meta *m)
 	return 0;
 }
 
-static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
-			esdb_result *res)
+static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 {
 	esdb_name_key key;
 	MDB_val val;
 	bool exists, retry;
 	esdb__stream_meta m = {0};
 	int rc = esdb__name_find(c->txn, c->s->dbi_streams, v->name,
-				 v->name_len, &key, &val, &exists);
+	                         v->name_len, &key, &val, &exists);
 	if (rc)
 		return rc;
-	if (exists && (rc = esdb__stream_rec_read(val.mv_data, val.mv_size,
-						  &m)))
+	if (exists &&
+	    (rc = esdb__stream_rec_read(val.mv_data, val.mv_size, &m)))
 		return rc;
 	if ((rc = check_expected(c, v, &m, exists, res, &retry)) || retry)
 		return rc;
@@ -294,7 +293,7 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
 		uint64_t type_num;
 		esdb__cmd_next_event(&cursor, &ev);
 		if ((rc = type_number(c, ev.event_type, ev.event_type_len,
-				      &type_num)))
+		                      &type_num)))
 			return rc;
 		uint64_t pos = ++c->last_pos;
 		uint64_t version = ++m.version;
@@ -304,12 +303,11 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
 		MDB_val k = {8, pk};
 		MDB_val d = {esdb__event_rec_size(v->name_len, &ev), NULL};
 		rc = mdb_put(c->txn, c->s->dbi_events, &k, &d,
-			     MDB_RESERVE | MDB_APPEND);
+		             MDB_RESERVE | MDB_APPEND);
 		if (rc)
 			return rc == MDB_KEYEXIST ? ESDB_ECORRUPT : rc;
 		esdb__event_rec_write(d.mv_data, d.mv_size, pos, version,
-				      v->created_us, v->name, v->name_len,
-				      &ev);
+		                      v->created_us, v->name, v->name_len, &ev);
 
 		m.tail[m.tail_count++] = pos;
 		if (m.tail_count == ESDB_STREAM_TAIL_MAX &&
@@ -331,14 +329,14 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v,
 }
 
 static int apply_delete_stream(apply_ctx *c, const esdb__cmd_view *v,
-			       esdb_result *res)
+                               esdb_result *res)
 {
 	esdb_name_key key;
 	MDB_val val;
 	bool exists, retry;
 	esdb__stream_meta m = {0};
 	int rc = esdb__name_find(c->txn, c->s->dbi_streams, v->name,
-				 v->name_len, &key, &val, &exists);
+	                         v->name_len, &key, &val, &exists);
 	if (rc)
 		return rc;
 	if (!exists)
@@ -362,7 +360,7 @@ static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
 	MDB_val val;
 	bool found;
 	int rc = esdb__name_find(c->txn, c->s->dbi_snapshots, v->name,
-				 v->name_len, &key, &val, &found);
+	                         v->name_len, &key, &val, &found);
 	if (rc)
 		return rc;
 	esdb_snapshot sn = {
@@ -379,7 +377,7 @@ static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
 	};
 	MDB_val d = {esdb__snapshot_rec_size(&sn), NULL};
 	if ((rc = mdb_put(c->txn, c->s->dbi_snapshots, &key.val, &d,
-			  MDB_RESERVE)))
+	                  MDB_RESERVE)))
 		return rc;
 	esdb__snapshot_rec_write(d.mv_data, &sn);
 	c->dirty = true;
@@ -392,7 +390,7 @@ static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
 	MDB_val val;
 	bool found;
 	int rc = esdb__name_find(c->txn, c->s->dbi_subscriptions, v->name,
-				 v->name_len, &key, &val, &found);
+	                         v->name_len, &key, &val, &found);
 	if (rc)
 		return rc;
 	esdb_checkpoint cp = {
@@ -405,7 +403,7 @@ static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
 	};
 	MDB_val d = {esdb__checkpoint_rec_size(&cp), NULL};
 	if ((rc = mdb_put(c->txn, c->s->dbi_subscriptions, &key.val, &d,
-			  MDB_RESERVE)))
+	                  MDB_RESERVE)))
 		return rc;
 	esdb__checkpoint_rec_write(d.mv_data, &cp);
 	c->dirty = true;
@@ -413,13 +411,13 @@ static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
 }
 
 static int apply_named_delete(apply_ctx *c, MDB_dbi dbi,
-			      const esdb__cmd_view *v)
+                              const esdb__cmd_view *v)
 {
 	esdb_name_key key;
 	MDB_val val;
 	bool found;
 	int rc = esdb__name_find(c->txn, dbi, v->name, v->name_len, &key, &val,
-				 &found);
+	                         &found);
 	if (rc)
 		return rc;
 	if (!found)
@@ -469,7 +467,7 @@ static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
 
 /* One attempt: one transaction. */
 static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
-		     esdb_result *results)
+                     esdb_result *results)
 {
 	apply_ctx c = {.s = s};
 	int rc = mdb_txn_begin(s->env, NULL, 0, &c.txn);
@@ -519,7 +517,7 @@ static int grow_map(esdb_store *s)
 }
 
 int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
-		       esdb_result *results)
+                       esdb_result *results)
 {
 	for (;;) {
 		int rc = apply_txn(s, cmds, n, results);
@@ -530,8 +528,8 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 			/* Too many dirty pages for one txn: halve the batch. */
 			size_t h = n / 2;
 			rc = esdb__apply_locked(s, cmds, h, results);
-			int rc2 = esdb__apply_locked(s, cmds + h, n - h,
-						     results + h);
+			int rc2 =
+			    esdb__apply_locked(s, cmds + h, n - h, results + h);
 			return rc ? rc : rc2;
 		}
 		if (rc)
@@ -541,7 +539,7 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 }
 
 int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
-	       esdb_result *results)
+               esdb_result *results)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;

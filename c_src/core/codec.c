@@ -12,7 +12,7 @@
 static uint32_t rec_crc(const uint8_t *rec, size_t len)
 {
 	return esdb_crc32c(esdb_crc32c(0, rec, 4), rec + ESDB_REC_HEADER,
-			   len - ESDB_REC_HEADER);
+	                   len - ESDB_REC_HEADER);
 }
 
 void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags)
@@ -24,7 +24,7 @@ void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags)
 }
 
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
-		    uint16_t *flags)
+                    uint16_t *flags)
 {
 	if (len < ESDB_REC_HEADER)
 		return ESDB_ECORRUPT;
@@ -49,8 +49,8 @@ int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
 size_t esdb__event_rec_size(size_t stream_len, const esdb_new_event *ev)
 {
 	return ESDB_EVENT_FIXED + (ev->causation_id ? 16 : 0) +
-	       (ev->correlation_id ? 16 : 0) + stream_len +
-	       ev->event_type_len + ev->data_len + ev->metadata_len;
+	       (ev->correlation_id ? 16 : 0) + stream_len + ev->event_type_len +
+	       ev->data_len + ev->metadata_len;
 }
 
 static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
@@ -61,9 +61,9 @@ static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
 }
 
 void esdb__event_rec_write(uint8_t *rec, size_t size, uint64_t position,
-			   uint64_t version, uint64_t created_us,
-			   const char *stream_id, size_t stream_len,
-			   const esdb_new_event *ev)
+                           uint64_t version, uint64_t created_us,
+                           const char *stream_id, size_t stream_len,
+                           const esdb_new_event *ev)
 {
 	uint16_t flags = 0;
 	esdb_put_le64(rec + 8, position);
@@ -109,7 +109,7 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 	out->metadata_len = esdb_get_le32(rec + 56);
 	const uint8_t *p = rec + ESDB_EVENT_FIXED;
 	size_t need = ESDB_EVENT_FIXED + out->stream_id_len +
-		      out->event_type_len + out->data_len + out->metadata_len;
+	              out->event_type_len + out->data_len + out->metadata_len;
 	out->causation_id = NULL;
 	out->correlation_id = NULL;
 	if (flags & ESDB_EVENT_HAS_CAUSATION) {
@@ -146,9 +146,9 @@ static uint8_t *name_head_write(uint8_t *rec, const char *name, size_t len)
 /* Check a name-keyed record and return a pointer past its name, or NULL
  * when it is shorter than `fixed` bytes after the name. */
 static const uint8_t *name_head_read(const uint8_t *rec, size_t len,
-				     uint8_t kind, size_t fixed,
-				     uint16_t *flags, const char **name,
-				     size_t *name_len, int *rc)
+                                     uint8_t kind, size_t fixed,
+                                     uint16_t *flags, const char **name,
+                                     size_t *name_len, int *rc)
 {
 	*rc = esdb__rec_check(rec, len, kind, flags);
 	if (*rc)
@@ -168,7 +168,7 @@ size_t esdb__stream_rec_size(size_t name_len, uint32_t tail_count)
 }
 
 uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
-				    uint64_t version)
+                                    uint64_t version)
 {
 	uint64_t first = m->version - m->tail_count + 1;
 	if (version < first || version > m->version)
@@ -187,7 +187,7 @@ void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m)
 	for (uint32_t i = 0; i < m->tail_count; i++)
 		esdb_put_le64(p + 42 + 8 * i, m->tail[i]);
 	esdb__rec_seal(rec, esdb__stream_rec_size(m->name_len, m->tail_count),
-		       ESDB_REC_STREAM, m->deleted ? ESDB_STREAM_DELETED : 0);
+	               ESDB_REC_STREAM, m->deleted ? ESDB_STREAM_DELETED : 0);
 }
 
 int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
@@ -195,7 +195,7 @@ int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 	int rc;
 	uint16_t flags;
 	const uint8_t *p = name_head_read(rec, len, ESDB_REC_STREAM, 42, &flags,
-					  &m->name, &m->name_len, &rc);
+	                                  &m->name, &m->name_len, &rc);
 	if (!p)
 		return rc;
 	m->num = esdb_get_le64(p);
@@ -219,7 +219,7 @@ size_t esdb__type_rec_size(size_t name_len)
 }
 
 void esdb__type_rec_write(uint8_t *rec, const char *name, size_t len,
-			  uint64_t num)
+                          uint64_t num)
 {
 	esdb_put_le64(name_head_write(rec, name, len), num);
 	esdb__rec_seal(rec, esdb__type_rec_size(len), ESDB_REC_TYPE, 0);
@@ -232,7 +232,7 @@ int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num)
 	const char *name;
 	size_t name_len;
 	const uint8_t *p = name_head_read(rec, len, ESDB_REC_TYPE, 8, &flags,
-					  &name, &name_len, &rc);
+	                                  &name, &name_len, &rc);
 	if (!p)
 		return rc;
 	if (len != esdb__type_rec_size(name_len))
@@ -269,7 +269,7 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	uint16_t flags;
 	const uint8_t *p =
 	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26, &flags,
-			   &sn->source_uuid, &sn->source_uuid_len, &rc);
+	                   &sn->source_uuid, &sn->source_uuid_len, &rc);
 	if (!p)
 		return rc;
 	sn->source_version = esdb_get_le64(p);
@@ -300,16 +300,17 @@ void esdb__checkpoint_rec_write(uint8_t *rec, const esdb_checkpoint *cp)
 	esdb_put_le32(p + 16, (uint32_t)cp->definition_len);
 	put_bytes(p + 20, cp->definition, cp->definition_len);
 	esdb__rec_seal(rec, esdb__checkpoint_rec_size(cp), ESDB_REC_CHECKPOINT,
-		       0);
+	               0);
 }
 
 int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
-			      esdb_checkpoint *cp)
+                              esdb_checkpoint *cp)
 {
 	int rc;
 	uint16_t flags;
-	const uint8_t *p = name_head_read(rec, len, ESDB_REC_CHECKPOINT, 20,
-					  &flags, &cp->name, &cp->name_len, &rc);
+	const uint8_t *p =
+	    name_head_read(rec, len, ESDB_REC_CHECKPOINT, 20, &flags, &cp->name,
+	                   &cp->name_len, &rc);
 	if (!p)
 		return rc;
 	cp->checkpoint = esdb_get_le64(p);
@@ -357,7 +358,7 @@ static void cmd_seal(esdb_cmd *c)
 }
 
 static const esdb_limits *limits_or_default(const esdb_limits *l,
-					    esdb_limits *tmp)
+                                            esdb_limits *tmp)
 {
 	if (l)
 		return l;
@@ -380,14 +381,14 @@ static int check_name(const char *name, size_t len, size_t max)
 static size_t cmd_event_size(const esdb_new_event *ev)
 {
 	return 16 + 1 + (ev->causation_id ? 16 : 0) +
-	       (ev->correlation_id ? 16 : 0) + 2 + 4 + 4 +
-	       ev->event_type_len + ev->data_len + ev->metadata_len;
+	       (ev->correlation_id ? 16 : 0) + 2 + 4 + 4 + ev->event_type_len +
+	       ev->data_len + ev->metadata_len;
 }
 
 static int check_event(const esdb_new_event *ev, const esdb_limits *l)
 {
-	int rc = check_name(ev->event_type, ev->event_type_len,
-			    l->max_event_type);
+	int rc =
+	    check_name(ev->event_type, ev->event_type_len, l->max_event_type);
 	if (rc)
 		return rc;
 	if ((!ev->data && ev->data_len) || (!ev->metadata && ev->metadata_len))
@@ -399,8 +400,8 @@ static int check_event(const esdb_new_event *ev, const esdb_limits *l)
 }
 
 int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
-		    size_t stream_len, uint64_t expected,
-		    const esdb_new_event *events, size_t n, esdb_cmd *out)
+                    size_t stream_len, uint64_t expected,
+                    const esdb_new_event *events, size_t n, esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
@@ -451,14 +452,14 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 }
 
 int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
-			   size_t stream_len, uint64_t expected, esdb_cmd *out)
+                           size_t stream_len, uint64_t expected, esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
 	int rc = check_name(stream_id, stream_len, l->max_stream_id);
 	uint8_t *p;
-	if (rc || (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out,
-				  &p)))
+	if (rc ||
+	    (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out, &p)))
 		return rc;
 	esdb_put_le64(p, expected);
 	esdb_put_le16(p + 8, (uint16_t)stream_len);
@@ -468,11 +469,11 @@ int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
 }
 
 int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
-			  size_t uuid_len, uint64_t source_version,
-			  const char *source_type, size_t type_len,
-			  const void *data, size_t data_len,
-			  const void *metadata, size_t metadata_len,
-			  esdb_cmd *out)
+                          size_t uuid_len, uint64_t source_version,
+                          const char *source_type, size_t type_len,
+                          const void *data, size_t data_len,
+                          const void *metadata, size_t metadata_len,
+                          esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
@@ -487,8 +488,8 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
 		return ESDB_ELIMIT;
 	uint8_t *p;
 	rc = cmd_alloc(ESDB_CMD_SNAPSHOT_PUT,
-		       20 + uuid_len + type_len + data_len + metadata_len, out,
-		       &p);
+	               20 + uuid_len + type_len + data_len + metadata_len, out,
+	               &p);
 	if (rc)
 		return rc;
 	esdb_put_le64(p, source_version);
@@ -506,7 +507,7 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
 
 /* A command whose body is u16 length + name (the deletes). */
 static int cmd_named(uint8_t type, const char *name, size_t len, size_t max,
-		     esdb_cmd *out)
+                     esdb_cmd *out)
 {
 	int rc = check_name(name, len, max);
 	uint8_t *p;
@@ -518,19 +519,18 @@ static int cmd_named(uint8_t type, const char *name, size_t len, size_t max,
 	return 0;
 }
 
-int esdb_cmd_snapshot_delete(const esdb_limits *limits,
-			     const char *source_uuid, size_t uuid_len,
-			     esdb_cmd *out)
+int esdb_cmd_snapshot_delete(const esdb_limits *limits, const char *source_uuid,
+                             size_t uuid_len, esdb_cmd *out)
 {
 	esdb_limits tmp;
 	return cmd_named(ESDB_CMD_SNAPSHOT_DELETE, source_uuid, uuid_len,
-			 limits_or_default(limits, &tmp)->max_key, out);
+	                 limits_or_default(limits, &tmp)->max_key, out);
 }
 
 int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
-			    size_t name_len, uint64_t checkpoint,
-			    const void *definition, size_t definition_len,
-			    esdb_cmd *out)
+                            size_t name_len, uint64_t checkpoint,
+                            const void *definition, size_t definition_len,
+                            esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
@@ -543,7 +543,7 @@ int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
 		return ESDB_ELIMIT;
 	uint8_t *p;
 	rc = cmd_alloc(ESDB_CMD_CHECKPOINT_PUT, 14 + name_len + definition_len,
-		       out, &p);
+	               out, &p);
 	if (rc)
 		return rc;
 	esdb_put_le64(p, checkpoint);
@@ -556,11 +556,11 @@ int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
 }
 
 int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
-			       size_t name_len, esdb_cmd *out)
+                               size_t name_len, esdb_cmd *out)
 {
 	esdb_limits tmp;
 	return cmd_named(ESDB_CMD_CHECKPOINT_DELETE, name, name_len,
-			 limits_or_default(limits, &tmp)->max_key, out);
+	                 limits_or_default(limits, &tmp)->max_key, out);
 }
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -614,7 +614,7 @@ static int parse_events(rd *r, esdb__cmd_view *v)
 		rd_take(r, 16);
 		const uint8_t *f = rd_take(r, 1);
 		if (!f || (*f & ~(ESDB_EVENT_HAS_CAUSATION |
-				  ESDB_EVENT_HAS_CORRELATION)))
+		                  ESDB_EVENT_HAS_CORRELATION)))
 			return ESDB_EINVAL;
 		if (*f & ESDB_EVENT_HAS_CAUSATION)
 			rd_take(r, 16);

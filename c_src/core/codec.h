@@ -6,7 +6,7 @@
 #include "esdb.h"
 
 #define ESDB_REC_VERSION 1
-#define ESDB_REC_HEADER 8
+#define ESDB_REC_HEADER  8
 
 enum esdb_rec_kind {
 	ESDB_REC_EVENT = 1,
@@ -16,9 +16,9 @@ enum esdb_rec_kind {
 	ESDB_REC_CHECKPOINT = 5,
 };
 
-#define ESDB_EVENT_HAS_CAUSATION 0x1
+#define ESDB_EVENT_HAS_CAUSATION   0x1
 #define ESDB_EVENT_HAS_CORRELATION 0x2
-#define ESDB_STREAM_DELETED 0x1
+#define ESDB_STREAM_DELETED        0x1
 
 /* Fixed part of an event record, before the variable fields. */
 #define ESDB_EVENT_FIXED 60
@@ -28,16 +28,16 @@ void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags);
 /* Check header and checksum. Returns 0, ESDB_ECORRUPT or ESDB_EFORMAT.
  * *flags (may be NULL) receives the flags. */
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
-		    uint16_t *flags);
+                    uint16_t *flags);
 
 /* ---- events ----------------------------------------------------------- */
 
 size_t esdb__event_rec_size(size_t stream_len, const esdb_new_event *ev);
 /* Encode into rec (esdb__event_rec_size bytes) and seal it. */
 void esdb__event_rec_write(uint8_t *rec, size_t size, uint64_t position,
-			   uint64_t version, uint64_t created_us,
-			   const char *stream_id, size_t stream_len,
-			   const esdb_new_event *ev);
+                           uint64_t version, uint64_t created_us,
+                           const char *stream_id, size_t stream_len,
+                           const esdb_new_event *ev);
 /* Check and decode; out's pointers borrow rec. */
 int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out);
 
@@ -64,32 +64,30 @@ typedef struct esdb__stream_meta {
 
 /* The position of `version` when it is in the tail, else 0. */
 uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
-				    uint64_t version);
+                                    uint64_t version);
 
 size_t esdb__stream_rec_size(size_t name_len, uint32_t tail_count);
 void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m);
-int esdb__stream_rec_read(const uint8_t *rec, size_t len,
-			  esdb__stream_meta *m);
+int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m);
 
 size_t esdb__type_rec_size(size_t name_len);
 void esdb__type_rec_write(uint8_t *rec, const char *name, size_t len,
-			  uint64_t num);
+                          uint64_t num);
 int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num);
 
 size_t esdb__snapshot_rec_size(const esdb_snapshot *sn);
 void esdb__snapshot_rec_write(uint8_t *rec, const esdb_snapshot *sn);
-int esdb__snapshot_rec_read(const uint8_t *rec, size_t len,
-			    esdb_snapshot *sn);
+int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn);
 
 size_t esdb__checkpoint_rec_size(const esdb_checkpoint *cp);
 void esdb__checkpoint_rec_write(uint8_t *rec, const esdb_checkpoint *cp);
 int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
-			      esdb_checkpoint *cp);
+                              esdb_checkpoint *cp);
 
 /* ---- commands --------------------------------------------------------- */
 
 #define ESDB_CMD_VERSION 1
-#define ESDB_CMD_HEADER 24
+#define ESDB_CMD_HEADER  24
 
 enum esdb_cmd_type {
 	ESDB_CMD_APPEND = 1,
@@ -104,17 +102,17 @@ enum esdb_cmd_type {
 typedef struct esdb__cmd_view {
 	uint8_t type;
 	uint64_t created_us;
-	uint64_t expected;  /* append, delete */
-	uint64_t number;    /* snapshot source_version, checkpoint value */
-	const char *name;   /* stream id, source_uuid or subscription name */
+	uint64_t expected; /* append, delete */
+	uint64_t number;   /* snapshot source_version, checkpoint value */
+	const char *name;  /* stream id, source_uuid or subscription name */
 	size_t name_len;
-	uint32_t n_events;  /* append */
+	uint32_t n_events; /* append */
 	const uint8_t *events;
 	size_t events_len;
 	uint64_t events_bytes; /* sum of data + metadata */
-	const char *kind;   /* snapshot source_type */
+	const char *kind;      /* snapshot source_type */
 	size_t kind_len;
-	const void *data;   /* snapshot data, checkpoint definition */
+	const void *data; /* snapshot data, checkpoint definition */
 	size_t data_len;
 	const void *meta;
 	size_t meta_len;

@@ -29,23 +29,23 @@ extern "C" {
 
 /* ---- Error codes ------------------------------------------------------ */
 
-#define ESDB_OK 0
-#define ESDB_ERANGE_FIRST (-31999)
-#define ESDB_EWRONG_VERSION (-31999)  /* expected version did not match */
+#define ESDB_OK                0
+#define ESDB_ERANGE_FIRST      (-31999)
+#define ESDB_EWRONG_VERSION    (-31999) /* expected version did not match */
 #define ESDB_ESTREAM_NOT_FOUND (-31998)
-#define ESDB_ESTREAM_DELETED (-31997) /* tombstoned stream */
-#define ESDB_ESTREAM_EXISTS (-31996)  /* NO_STREAM expected, stream exists */
-#define ESDB_ECORRUPT (-31995)        /* a checksum or structure check failed */
-#define ESDB_EFORMAT (-31994)         /* store written by another format */
-#define ESDB_EBUSY (-31993)           /* path already open in this process */
-#define ESDB_ECLOSED (-31992)         /* store closed or closing */
-#define ESDB_ELIMIT (-31991)          /* a configured size or count limit */
-#define ESDB_EINVAL (-31990)          /* malformed argument or command */
-#define ESDB_ENOTFOUND (-31989)       /* snapshot or checkpoint absent */
-#define ESDB_ENOTDIR (-31988)         /* path missing and creation disabled */
-#define ESDB_EFOREIGN (-31987)        /* path holds something not an esdb store */
-#define ESDB_EEMPTY (-31986)          /* an append with no events */
-#define ESDB_ERANGE_LAST (-31986)
+#define ESDB_ESTREAM_DELETED   (-31997) /* tombstoned stream */
+#define ESDB_ESTREAM_EXISTS    (-31996) /* NO_STREAM expected, stream exists */
+#define ESDB_ECORRUPT          (-31995) /* a checksum or structure check failed */
+#define ESDB_EFORMAT           (-31994) /* store written by another format */
+#define ESDB_EBUSY             (-31993) /* path already open in this process */
+#define ESDB_ECLOSED           (-31992) /* store closed or closing */
+#define ESDB_ELIMIT            (-31991) /* a configured size or count limit */
+#define ESDB_EINVAL            (-31990) /* malformed argument or command */
+#define ESDB_ENOTFOUND         (-31989) /* snapshot or checkpoint absent */
+#define ESDB_ENOTDIR           (-31988) /* path missing and creation disabled */
+#define ESDB_EFOREIGN          (-31987) /* path holds something not an esdb store */
+#define ESDB_EEMPTY            (-31986) /* an append with no events */
+#define ESDB_ERANGE_LAST       (-31986)
 
 /* Name of any code this API returns. Never NULL; static storage. */
 const char *esdb_strerror(int rc);
@@ -71,12 +71,12 @@ typedef enum esdb_durability {
 } esdb_durability;
 
 typedef struct esdb_limits {
-	uint32_t max_stream_id;      /* bytes, default 1024 */
-	uint32_t max_event_type;     /* bytes, default 512 */
-	uint64_t max_event_bytes;    /* data + metadata of one event, 16 MiB */
-	uint32_t max_append_events;  /* events in one append, 10,000 */
-	uint64_t max_append_bytes;   /* data + metadata of one append, 64 MiB */
-	uint32_t max_key;            /* snapshot source_uuid, subscription name, 1024 */
+	uint32_t max_stream_id;     /* bytes, default 1024 */
+	uint32_t max_event_type;    /* bytes, default 512 */
+	uint64_t max_event_bytes;   /* data + metadata of one event, 16 MiB */
+	uint32_t max_append_events; /* events in one append, 10,000 */
+	uint64_t max_append_bytes;  /* data + metadata of one append, 64 MiB */
+	uint32_t max_key; /* snapshot source_uuid, subscription name, 1024 */
 } esdb_limits;
 
 /* Fill *limits with the defaults above. */
@@ -114,8 +114,8 @@ void esdb_close(esdb_store *s);
 /* ---- Events ----------------------------------------------------------- */
 
 /* Expected-version sentinels; any other value is an exact version. */
-#define ESDB_EXPECT_ANY UINT64_MAX
-#define ESDB_EXPECT_NO_STREAM (UINT64_MAX - 1)
+#define ESDB_EXPECT_ANY           UINT64_MAX
+#define ESDB_EXPECT_NO_STREAM     (UINT64_MAX - 1)
 #define ESDB_EXPECT_STREAM_EXISTS (UINT64_MAX - 2)
 
 /* An event to append. All pointers are borrowed for the call only. */
@@ -178,30 +178,29 @@ typedef struct esdb_result {
 /* Encode an append. Validates against `limits` (NULL: defaults).
  * Errors: ESDB_EINVAL, ESDB_ELIMIT, ESDB_EEMPTY, ENOMEM. */
 int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
-		    size_t stream_id_len, uint64_t expected_version,
-		    const esdb_new_event *events, size_t n, esdb_cmd *out);
+                    size_t stream_id_len, uint64_t expected_version,
+                    const esdb_new_event *events, size_t n, esdb_cmd *out);
 /* Tombstone a stream: reads and appends then answer ESDB_ESTREAM_DELETED;
  * its events stay in $all. expected_version as for appends. */
 int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
-			   size_t stream_id_len, uint64_t expected_version,
-			   esdb_cmd *out);
+                           size_t stream_id_len, uint64_t expected_version,
+                           esdb_cmd *out);
 int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
-			  size_t uuid_len, uint64_t source_version,
-			  const char *source_type, size_t type_len,
-			  const void *data, size_t data_len,
-			  const void *metadata, size_t metadata_len,
-			  esdb_cmd *out);
-int esdb_cmd_snapshot_delete(const esdb_limits *limits,
-			     const char *source_uuid, size_t uuid_len,
-			     esdb_cmd *out);
+                          size_t uuid_len, uint64_t source_version,
+                          const char *source_type, size_t type_len,
+                          const void *data, size_t data_len,
+                          const void *metadata, size_t metadata_len,
+                          esdb_cmd *out);
+int esdb_cmd_snapshot_delete(const esdb_limits *limits, const char *source_uuid,
+                             size_t uuid_len, esdb_cmd *out);
 /* A subscription's durable state: its last acknowledged position (or
  * version) and an opaque definition the subscription layer owns. */
 int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
-			    size_t name_len, uint64_t checkpoint,
-			    const void *definition, size_t definition_len,
-			    esdb_cmd *out);
+                            size_t name_len, uint64_t checkpoint,
+                            const void *definition, size_t definition_len,
+                            esdb_cmd *out);
 int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
-			       size_t name_len, esdb_cmd *out);
+                               size_t name_len, esdb_cmd *out);
 
 /* Check a command's framing and checksum without applying it.
  * Errors: ESDB_EINVAL (truncated/unknown), ESDB_ECORRUPT (checksum),
@@ -216,7 +215,7 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
  * result carries that error and nothing was written.
  * Threading: serialised with the writer thread; callable from any thread. */
 int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
-	       esdb_result *results);
+               esdb_result *results);
 
 /* Completion callback for esdb_submit, called once on the writer thread
  * (or the submitting thread when submission fails). Keep it short. */
@@ -233,10 +232,10 @@ int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result);
 
 /* Convenience: encode + execute. */
 int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
-		uint64_t expected_version, const esdb_new_event *events,
-		size_t n, esdb_result *result);
+                uint64_t expected_version, const esdb_new_event *events,
+                size_t n, esdb_result *result);
 int esdb_delete_stream(esdb_store *s, const char *stream_id,
-		       size_t stream_id_len, uint64_t expected_version);
+                       size_t stream_id_len, uint64_t expected_version);
 
 /* ---- Reads ------------------------------------------------------------ */
 
@@ -253,23 +252,23 @@ typedef enum esdb_direction {
  * mean the start; backward: UINT64_MAX means the end).
  * Errors: ESDB_ESTREAM_NOT_FOUND, ESDB_ESTREAM_DELETED, ESDB_ECORRUPT. */
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
-		     uint64_t from, uint32_t max_count, esdb_direction dir,
-		     esdb_event_fn fn, void *ctx);
+                     uint64_t from, uint32_t max_count, esdb_direction dir,
+                     esdb_event_fn fn, void *ctx);
 
 /* Read $all from position `from` (inclusive, same conventions). */
 int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
-		  esdb_direction dir, esdb_event_fn fn, void *ctx);
+                  esdb_direction dir, esdb_event_fn fn, void *ctx);
 
 /* Events of one type, forward, from global position `from` inclusive.
  * An unknown type reads as empty. */
 int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
-		   uint64_t from, uint32_t max_count, esdb_event_fn fn,
-		   void *ctx);
+                   uint64_t from, uint32_t max_count, esdb_event_fn fn,
+                   void *ctx);
 
 /* Stream state. *version is 0 for an absent stream; *deleted tells a
  * tombstone. Either output may be NULL. */
 int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
-		     uint64_t *version, bool *exists, bool *deleted);
+                     uint64_t *version, bool *exists, bool *deleted);
 
 /* One listed stream; pointers valid inside the callback only. */
 typedef struct esdb_stream {
@@ -284,7 +283,7 @@ typedef int (*esdb_stream_fn)(void *ctx, const esdb_stream *st);
 /* Streams in byte order of their ids, strictly after `after` (NULL:
  * from the first), at most max_count. Resume with the last id seen. */
 int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
-		      uint32_t max_count, esdb_stream_fn fn, void *ctx);
+                      uint32_t max_count, esdb_stream_fn fn, void *ctx);
 
 /* ---- Snapshots -------------------------------------------------------- */
 
@@ -304,7 +303,7 @@ typedef int (*esdb_snapshot_fn)(void *ctx, const esdb_snapshot *snap);
 
 /* Errors: ESDB_ENOTFOUND, ESDB_ECORRUPT. fn runs once, inside the read. */
 int esdb_snapshot_get(esdb_store *s, const char *source_uuid, size_t len,
-		      esdb_snapshot_fn fn, void *ctx);
+                      esdb_snapshot_fn fn, void *ctx);
 
 /* ---- Subscription checkpoints ----------------------------------------- */
 
@@ -319,22 +318,22 @@ typedef struct esdb_checkpoint {
 typedef int (*esdb_checkpoint_fn)(void *ctx, const esdb_checkpoint *cp);
 
 int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
-			esdb_checkpoint_fn fn, void *ctx);
+                        esdb_checkpoint_fn fn, void *ctx);
 /* Paged like esdb_list_streams. */
 int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
-			 uint32_t max_count, esdb_checkpoint_fn fn, void *ctx);
+                         uint32_t max_count, esdb_checkpoint_fn fn, void *ctx);
 
 /* ---- Stats and maintenance -------------------------------------------- */
 
 typedef struct esdb_stats {
-	uint64_t events;     /* = last global position */
+	uint64_t events; /* = last global position */
 	uint64_t streams;
 	uint64_t event_types;
 	uint64_t snapshots;
 	uint64_t checkpoints;
 	uint64_t bytes_used; /* pages in use * page size */
 	uint64_t map_size;
-	uint64_t commits;    /* write transactions since open */
+	uint64_t commits; /* write transactions since open */
 } esdb_stats;
 
 int esdb_stats_get(esdb_store *s, esdb_stats *out);
@@ -344,7 +343,7 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out);
  * `report` (may be NULL) is called with a message for each.
  * Returns ESDB_ECORRUPT when problems were found. */
 int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
-		void *ctx, uint64_t *problems);
+                void *ctx, uint64_t *problems);
 
 /* Consistent, compacted copy into directory `dest` (must be empty or
  * absent) while writers go on. */

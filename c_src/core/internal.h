@@ -10,11 +10,11 @@
 
 /* On-disk format version, kept in meta under "format" (docs/FORMAT.md). */
 #define ESDB_FORMAT_VERSION 1
-#define ESDB_FORMAT_MAGIC "exesdb"
+#define ESDB_FORMAT_MAGIC   "exesdb"
 
 /* LMDB's compile-time key limit is 511 bytes; longer names are keyed by a
  * prefix, a hash and a counter (names.c). */
-#define ESDB_KEY_MAX 511
+#define ESDB_KEY_MAX         511
 #define ESDB_NAME_INLINE_MAX 500
 
 struct esdb_req;
@@ -67,7 +67,7 @@ void esdb__writer_stop(esdb_store *s);
 
 /* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c). */
 int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
-		       esdb_result *results);
+                       esdb_result *results);
 
 /* ---- name-keyed records (names.c) ------------------------------------- */
 
@@ -82,7 +82,7 @@ typedef struct esdb_name_key {
  * receives the key it has (found) or the key to insert it under (not
  * found); `val` receives the stored record when found. */
 int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
-		    esdb_name_key *key, MDB_val *val, bool *found);
+                    esdb_name_key *key, MDB_val *val, bool *found);
 
 /* The name stored in a name-keyed record (no checksum check). */
 int esdb__name_of(const MDB_val *rec, const char **name, size_t *len);

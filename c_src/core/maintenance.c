@@ -19,8 +19,8 @@ typedef struct verify_ctx {
 	uint64_t problems;
 } verify_ctx;
 
-__attribute__((format(printf, 2, 3))) static void
-problem(verify_ctx *v, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void problem(verify_ctx *v,
+                                                          const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -47,13 +47,13 @@ static int verify_events(verify_ctx *v)
 		esdb_event ev;
 		if (pos != expect)
 			problem(v, "event key %llu: expected position %llu",
-				(unsigned long long)pos,
-				(unsigned long long)expect);
+			        (unsigned long long)pos,
+			        (unsigned long long)expect);
 		expect = pos + 1;
 		if (esdb__event_rec_read(d.mv_data, d.mv_size, &ev) ||
 		    ev.position != pos) {
 			problem(v, "event %llu: bad checksum or record",
-				(unsigned long long)pos);
+			        (unsigned long long)pos);
 			continue;
 		}
 		esdb_name_key key;
@@ -61,42 +61,41 @@ static int verify_events(verify_ctx *v)
 		bool found;
 		esdb__stream_meta m;
 		if ((rc = esdb__name_find(v->txn, v->s->dbi_streams,
-					  ev.stream_id, ev.stream_id_len, &key,
-					  &sv, &found)))
+		                          ev.stream_id, ev.stream_id_len, &key,
+		                          &sv, &found)))
 			break;
-		if (!found || esdb__stream_rec_read(sv.mv_data, sv.mv_size,
-						    &m)) {
+		if (!found ||
+		    esdb__stream_rec_read(sv.mv_data, sv.mv_size, &m)) {
 			problem(v, "event %llu: its stream is missing",
-				(unsigned long long)pos);
+			        (unsigned long long)pos);
 			continue;
 		}
 		if (ev.stream_version == 0 || ev.stream_version > m.version)
 			problem(v, "event %llu: version %llu beyond stream's",
-				(unsigned long long)pos,
-				(unsigned long long)ev.stream_version);
+			        (unsigned long long)pos,
+			        (unsigned long long)ev.stream_version);
 		uint8_t ik[16];
 		esdb_put_be64(ik, m.num);
 		esdb_put_be64(ik + 8, ev.stream_version);
 		MDB_val ikv = {16, ik}, iv;
 		uint64_t tail_pos =
 		    esdb__stream_tail_position(&m, ev.stream_version);
-		if (tail_pos ? tail_pos != pos
-			     : (mdb_get(v->txn, v->s->dbi_stream_index, &ikv,
-					&iv) ||
-				iv.mv_size != 8 ||
-				esdb_get_be64(iv.mv_data) != pos))
+		if (tail_pos
+		        ? tail_pos != pos
+		        : (mdb_get(v->txn, v->s->dbi_stream_index, &ikv, &iv) ||
+		           iv.mv_size != 8 || esdb_get_be64(iv.mv_data) != pos))
 			problem(v, "event %llu: stream index disagrees",
-				(unsigned long long)pos);
+			        (unsigned long long)pos);
 		MDB_val tv;
 		uint64_t tnum;
-		if ((rc = esdb__name_find(v->txn, v->s->dbi_types,
-					  ev.event_type, ev.event_type_len,
-					  &key, &tv, &found)))
+		if ((rc =
+		         esdb__name_find(v->txn, v->s->dbi_types, ev.event_type,
+		                         ev.event_type_len, &key, &tv, &found)))
 			break;
-		if (!found || esdb__type_rec_read(tv.mv_data, tv.mv_size,
-						  &tnum)) {
+		if (!found ||
+		    esdb__type_rec_read(tv.mv_data, tv.mv_size, &tnum)) {
 			problem(v, "event %llu: its type is missing",
-				(unsigned long long)pos);
+			        (unsigned long long)pos);
 			continue;
 		}
 		uint8_t tk[16];
@@ -105,7 +104,7 @@ static int verify_events(verify_ctx *v)
 		MDB_val tkv = {16, tk};
 		if (mdb_get(v->txn, v->s->dbi_type_index, &tkv, &tv))
 			problem(v, "event %llu: type index entry missing",
-				(unsigned long long)pos);
+			        (unsigned long long)pos);
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -113,7 +112,7 @@ static int verify_events(verify_ctx *v)
 
 /* Checksums of every name-keyed record. */
 static int verify_named(verify_ctx *v, MDB_dbi dbi, uint8_t kind,
-			const char *what)
+                        const char *what)
 {
 	MDB_cursor *cur;
 	MDB_val k, d;
@@ -125,7 +124,7 @@ static int verify_named(verify_ctx *v, MDB_dbi dbi, uint8_t kind,
 		n++;
 		if (esdb__rec_check(d.mv_data, d.mv_size, kind, NULL))
 			problem(v, "%s record %llu: bad checksum", what,
-				(unsigned long long)n);
+			        (unsigned long long)n);
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -155,20 +154,20 @@ static uint64_t count(verify_ctx *v, MDB_dbi dbi)
 }
 
 int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
-		void *ctx, uint64_t *problems)
+                void *ctx, uint64_t *problems)
 {
 	verify_ctx v = {.s = s, .report = report, .rctx = ctx};
 	int rc = esdb__read_begin(s, &v.txn);
 	if (rc)
 		return rc;
 	if ((rc = verify_events(&v)) ||
-	    (rc = verify_named(&v, s->dbi_streams, ESDB_REC_STREAM,
-			       "stream")) ||
+	    (rc =
+	         verify_named(&v, s->dbi_streams, ESDB_REC_STREAM, "stream")) ||
 	    (rc = verify_named(&v, s->dbi_types, ESDB_REC_TYPE, "type")) ||
 	    (rc = verify_named(&v, s->dbi_snapshots, ESDB_REC_SNAPSHOT,
-			       "snapshot")) ||
+	                       "snapshot")) ||
 	    (rc = verify_named(&v, s->dbi_subscriptions, ESDB_REC_CHECKPOINT,
-			       "checkpoint")))
+	                       "checkpoint")))
 		goto out;
 	/* Every event has one entry in each index (checked above), so equal
 	 * counts mean the indexes hold nothing else. */
@@ -177,14 +176,14 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
 		goto out;
 	if (count(&v, s->dbi_stream_index) + tails != events)
 		problem(&v,
-			"stream index has %llu entries and tails %llu for "
-			"%llu events",
-			(unsigned long long)count(&v, s->dbi_stream_index),
-			(unsigned long long)tails, (unsigned long long)events);
+		        "stream index has %llu entries and tails %llu for "
+		        "%llu events",
+		        (unsigned long long)count(&v, s->dbi_stream_index),
+		        (unsigned long long)tails, (unsigned long long)events);
 	if (count(&v, s->dbi_type_index) != events)
 		problem(&v, "type index has %llu entries for %llu events",
-			(unsigned long long)count(&v, s->dbi_type_index),
-			(unsigned long long)events);
+		        (unsigned long long)count(&v, s->dbi_type_index),
+		        (unsigned long long)events);
 out:
 	esdb__read_end(s, v.txn);
 	if (problems)

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #define LONG_PREFIX (ESDB_NAME_INLINE_MAX + 8)
-#define LONG_KEY (LONG_PREFIX + 2)
+#define LONG_KEY    (LONG_PREFIX + 2)
 
 /* 64-bit FNV-1a, then a final avalanche: collisions are handled, so this
  * only needs to spread names well. */
@@ -49,7 +49,7 @@ static bool name_is(const MDB_val *rec, const char *name, size_t len)
 }
 
 int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
-		    esdb_name_key *key, MDB_val *val, bool *found)
+                    esdb_name_key *key, MDB_val *val, bool *found)
 {
 	*found = false;
 	if (len <= ESDB_NAME_INLINE_MAX) {
@@ -84,8 +84,8 @@ int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
 	while (rc == 0 && k.mv_size == LONG_KEY &&
 	       memcmp(k.mv_data, key->buf, LONG_PREFIX) == 0) {
 		const uint8_t *kb = k.mv_data;
-		uint32_t counter = (uint32_t)(kb[LONG_PREFIX] << 8) |
-				   kb[LONG_PREFIX + 1];
+		uint32_t counter =
+		    (uint32_t)(kb[LONG_PREFIX] << 8) | kb[LONG_PREFIX + 1];
 		if (name_is(&v, name, len)) {
 			key->buf[LONG_PREFIX] = kb[LONG_PREFIX];
 			key->buf[LONG_PREFIX + 1] = kb[LONG_PREFIX + 1];

@@ -9,7 +9,7 @@
 
 /* Fetch, check and hand one event to fn. */
 static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
-		      esdb_event_fn fn, void *ctx)
+                      esdb_event_fn fn, void *ctx)
 {
 	MDB_val k = {8, (void *)pos_be}, v;
 	int rc = mdb_get(txn, s->dbi_events, &k, &v);
@@ -23,20 +23,20 @@ static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
 	return fn(ctx, &ev);
 }
 
-static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id,
-		       size_t len, esdb__stream_meta *m, bool *exists)
+static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id, size_t len,
+                       esdb__stream_meta *m, bool *exists)
 {
 	esdb_name_key key;
 	MDB_val val;
-	int rc = esdb__name_find(txn, s->dbi_streams, id, len, &key, &val,
-				 exists);
+	int rc =
+	    esdb__name_find(txn, s->dbi_streams, id, len, &key, &val, exists);
 	if (rc || !*exists)
 		return esdb__mdb_rc(rc);
 	return esdb__stream_rec_read(val.mv_data, val.mv_size, m);
 }
 
 static int check_name_arg(const esdb_store *s, const char *name, size_t len,
-			  size_t max)
+                          size_t max)
 {
 	if (!s)
 		return ESDB_EINVAL;
@@ -47,10 +47,9 @@ static int check_name_arg(const esdb_store *s, const char *name, size_t len,
 
 /* Hand the events at stream_index keys (num, v) for v in [lo, hi] to fn,
  * ascending or descending, counting them in *n up to max_count. */
-static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num,
-			uint64_t lo, uint64_t hi, esdb_direction dir,
-			uint32_t max_count, uint32_t *n, esdb_event_fn fn,
-			void *ctx)
+static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
+                        uint64_t hi, esdb_direction dir, uint32_t max_count,
+                        uint32_t *n, esdb_event_fn fn, void *ctx)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, s->dbi_stream_index, &cur);
@@ -83,9 +82,9 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num,
 
 /* Hand the events of tail versions [lo, hi] to fn. */
 static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
-		     uint64_t lo, uint64_t hi, esdb_direction dir,
-		     uint32_t max_count, uint32_t *n, esdb_event_fn fn,
-		     void *ctx)
+                     uint64_t lo, uint64_t hi, esdb_direction dir,
+                     uint32_t max_count, uint32_t *n, esdb_event_fn fn,
+                     void *ctx)
 {
 	if (lo > hi)
 		return 0;
@@ -102,15 +101,15 @@ static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
 }
 
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
-		     uint64_t from, uint32_t max_count, esdb_direction dir,
-		     esdb_event_fn fn, void *ctx)
+                     uint64_t from, uint32_t max_count, esdb_direction dir,
+                     esdb_event_fn fn, void *ctx)
 {
 	MDB_txn *txn;
 	esdb__stream_meta m;
 	bool exists;
 	uint32_t n = 0;
-	int rc = check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id
-							: 0);
+	int rc =
+	    check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id : 0);
 	if (rc)
 		return rc;
 	if (!fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
@@ -139,19 +138,19 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 	if (dir == ESDB_FORWARD) {
 		if (from <= indexed)
 			rc = read_indexed(s, txn, m.num, from, indexed, dir,
-					  max_count, &n, fn, ctx);
+			                  max_count, &n, fn, ctx);
 		if (rc == 0)
 			rc = read_tail(s, txn, &m,
-				       from > indexed ? from : indexed + 1,
-				       m.version, dir, max_count, &n, fn, ctx);
+			               from > indexed ? from : indexed + 1,
+			               m.version, dir, max_count, &n, fn, ctx);
 	} else {
 		if (from > indexed)
 			rc = read_tail(s, txn, &m, indexed + 1, from, dir,
-				       max_count, &n, fn, ctx);
+			               max_count, &n, fn, ctx);
 		if (rc == 0 && indexed > 0)
 			rc = read_indexed(s, txn, m.num, 1,
-					  from < indexed ? from : indexed, dir,
-					  max_count, &n, fn, ctx);
+			                  from < indexed ? from : indexed, dir,
+			                  max_count, &n, fn, ctx);
 	}
 out:
 	esdb__read_end(s, txn);
@@ -159,7 +158,7 @@ out:
 }
 
 int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
-		  esdb_direction dir, esdb_event_fn fn, void *ctx)
+                  esdb_direction dir, esdb_event_fn fn, void *ctx)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
@@ -212,8 +211,8 @@ out:
 }
 
 int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
-		   uint64_t from, uint32_t max_count, esdb_event_fn fn,
-		   void *ctx)
+                   uint64_t from, uint32_t max_count, esdb_event_fn fn,
+                   void *ctx)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
@@ -222,7 +221,7 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	bool found;
 	uint64_t num;
 	int rc = check_name_arg(s, event_type, len,
-				s ? s->limits.max_event_type : 0);
+	                        s ? s->limits.max_event_type : 0);
 	if (rc)
 		return rc;
 	if (!fn)
@@ -230,7 +229,7 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	if ((rc = esdb__read_begin(s, &txn)))
 		return rc;
 	rc = esdb__name_find(txn, s->dbi_types, event_type, len, &key, &val,
-			     &found);
+	                     &found);
 	if (rc || !found)
 		goto out;
 	if ((rc = esdb__type_rec_read(val.mv_data, val.mv_size, &num)))
@@ -246,7 +245,7 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
 			break;
 		if ((rc = emit_event(s, txn, (const uint8_t *)k.mv_data + 8, fn,
-				     ctx)))
+		                     ctx)))
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -260,13 +259,13 @@ out:
 }
 
 int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
-		     uint64_t *version, bool *exists, bool *deleted)
+                     uint64_t *version, bool *exists, bool *deleted)
 {
 	MDB_txn *txn;
 	esdb__stream_meta m = {0};
 	bool found;
-	int rc = check_name_arg(s, stream_id, len,
-				s ? s->limits.max_stream_id : 0);
+	int rc =
+	    check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id : 0);
 	if (rc)
 		return rc;
 	if ((rc = esdb__read_begin(s, &txn)))
@@ -288,8 +287,8 @@ int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
 typedef int (*record_fn)(void *ctx, const MDB_val *rec);
 
 static int list_names(esdb_store *s, MDB_dbi dbi, const char *after,
-		      size_t after_len, uint32_t max_count, record_fn fn,
-		      void *ctx)
+                      size_t after_len, uint32_t max_count, record_fn fn,
+                      void *ctx)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
@@ -305,7 +304,7 @@ static int list_names(esdb_store *s, MDB_dbi dbi, const char *after,
 	if (after && after_len) {
 		bool found;
 		if ((rc = esdb__name_find(txn, dbi, after, after_len, &key, &v,
-					  &found)))
+		                          &found)))
 			goto close;
 		k = key.val;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
@@ -341,18 +340,18 @@ static int stream_rec(void *ctx, const MDB_val *rec)
 	if (rc)
 		return rc;
 	esdb_stream st = {m.name, m.name_len, m.version, m.created_us,
-			  m.deleted};
+	                  m.deleted};
 	return c->fn(c->ctx, &st);
 }
 
 int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
-		      uint32_t max_count, esdb_stream_fn fn, void *ctx)
+                      uint32_t max_count, esdb_stream_fn fn, void *ctx)
 {
 	if (!fn)
 		return ESDB_EINVAL;
 	stream_list_ctx c = {fn, ctx};
 	return list_names(s, s ? s->dbi_streams : 0, after, after_len,
-			  max_count, stream_rec, &c);
+	                  max_count, stream_rec, &c);
 }
 
 typedef struct cp_list_ctx {
@@ -369,18 +368,18 @@ static int checkpoint_rec(void *ctx, const MDB_val *rec)
 }
 
 int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
-			 uint32_t max_count, esdb_checkpoint_fn fn, void *ctx)
+                         uint32_t max_count, esdb_checkpoint_fn fn, void *ctx)
 {
 	if (!fn)
 		return ESDB_EINVAL;
 	cp_list_ctx c = {fn, ctx};
 	return list_names(s, s ? s->dbi_subscriptions : 0, after, after_len,
-			  max_count, checkpoint_rec, &c);
+	                  max_count, checkpoint_rec, &c);
 }
 
 /* Look one name up and hand its record to fn. */
-static int get_named(esdb_store *s, MDB_dbi dbi, const char *name,
-		     size_t len, record_fn fn, void *ctx)
+static int get_named(esdb_store *s, MDB_dbi dbi, const char *name, size_t len,
+                     record_fn fn, void *ctx)
 {
 	MDB_txn *txn;
 	esdb_name_key key;
@@ -412,21 +411,21 @@ static int snapshot_rec(void *ctx, const MDB_val *rec)
 }
 
 int esdb_snapshot_get(esdb_store *s, const char *source_uuid, size_t len,
-		      esdb_snapshot_fn fn, void *ctx)
+                      esdb_snapshot_fn fn, void *ctx)
 {
 	if (!fn)
 		return ESDB_EINVAL;
 	snap_ctx c = {fn, ctx};
 	return get_named(s, s ? s->dbi_snapshots : 0, source_uuid, len,
-			 snapshot_rec, &c);
+	                 snapshot_rec, &c);
 }
 
 int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
-			esdb_checkpoint_fn fn, void *ctx)
+                        esdb_checkpoint_fn fn, void *ctx)
 {
 	if (!fn)
 		return ESDB_EINVAL;
 	cp_list_ctx c = {fn, ctx};
 	return get_named(s, s ? s->dbi_subscriptions : 0, name, len,
-			 checkpoint_rec, &c);
+	                 checkpoint_rec, &c);
 }

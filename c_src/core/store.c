@@ -220,15 +220,15 @@ static void unregister(esdb_store *s)
 }
 
 static const char *const dbi_names[] = {
-    "meta",	 "events",	"streams",   "stream_index",
+    "meta",  "events",     "streams",   "stream_index",
     "types", "type_index", "snapshots", "subscriptions",
 };
 
 static MDB_dbi *dbi_slot(esdb_store *s, int i)
 {
 	MDB_dbi *slots[] = {
-	    &s->dbi_meta,  &s->dbi_events,     &s->dbi_streams,
-	    &s->dbi_stream_index, &s->dbi_types, &s->dbi_type_index,
+	    &s->dbi_meta,         &s->dbi_events,        &s->dbi_streams,
+	    &s->dbi_stream_index, &s->dbi_types,         &s->dbi_type_index,
 	    &s->dbi_snapshots,    &s->dbi_subscriptions,
 	};
 	return slots[i];
@@ -261,7 +261,7 @@ static int open_dbis(esdb_store *s)
 	for (int i = 0; i < (int)(sizeof(dbi_names) / sizeof(dbi_names[0]));
 	     i++) {
 		rc = mdb_dbi_open(txn, dbi_names[i], fresh ? MDB_CREATE : 0,
-				  dbi_slot(s, i));
+		                  dbi_slot(s, i));
 		if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE) {
 			rc = ESDB_EFOREIGN;
 			goto fail;
@@ -282,7 +282,7 @@ static int open_dbis(esdb_store *s)
 	}
 	rc = mdb_get(txn, s->dbi_meta, &k, &v);
 	if (rc == MDB_NOTFOUND || (rc == 0 && (v.mv_size != sizeof(fmt) ||
-					       memcmp(v.mv_data, fmt, 6)))) {
+	                                       memcmp(v.mv_data, fmt, 6)))) {
 		rc = ESDB_EFOREIGN;
 		goto fail;
 	}

@@ -8,7 +8,7 @@
 
 /* How much one drain takes at most: enough to amortise a flush, small
  * enough to keep LMDB's dirty page list well within bounds. */
-#define BATCH_MAX_CMDS 4096
+#define BATCH_MAX_CMDS  4096
 #define BATCH_MAX_BYTES (96u << 20)
 
 struct esdb_req {
@@ -48,8 +48,9 @@ static void *writer_main(void *arg)
 			break;
 		/* Take a batch off the queue. */
 		size_t n = 0, bytes = 0;
-		while (s->q_head && n < BATCH_MAX_CMDS &&
-		       (n == 0 || bytes + s->q_head->cmd.len <= BATCH_MAX_BYTES)) {
+		while (
+		    s->q_head && n < BATCH_MAX_CMDS &&
+		    (n == 0 || bytes + s->q_head->cmd.len <= BATCH_MAX_BYTES)) {
 			struct esdb_req *r = s->q_head;
 			s->q_head = r->next;
 			reqs[n] = r;
@@ -193,14 +194,14 @@ int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
 }
 
 int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
-		uint64_t expected_version, const esdb_new_event *events,
-		size_t n, esdb_result *result)
+                uint64_t expected_version, const esdb_new_event *events,
+                size_t n, esdb_result *result)
 {
 	esdb_cmd cmd;
 	if (!s)
 		return ESDB_EINVAL;
 	int rc = esdb_cmd_append(&s->limits, stream_id, stream_id_len,
-				 expected_version, events, n, &cmd);
+	                         expected_version, events, n, &cmd);
 	if (rc) {
 		if (result)
 			*result = (esdb_result){.rc = rc};
@@ -210,12 +211,12 @@ int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
 }
 
 int esdb_delete_stream(esdb_store *s, const char *stream_id,
-		       size_t stream_id_len, uint64_t expected_version)
+                       size_t stream_id_len, uint64_t expected_version)
 {
 	esdb_cmd cmd;
 	if (!s)
 		return ESDB_EINVAL;
 	int rc = esdb_cmd_delete_stream(&s->limits, stream_id, stream_id_len,
-					expected_version, &cmd);
+	                                expected_version, &cmd);
 	return rc ? rc : esdb_execute(s, &cmd, NULL);
 }

@@ -43,7 +43,7 @@ _Noreturn void harness_abort(void);
 	do {                                                                   \
 		if (!(cond)) {                                                 \
 			harness_fail(__FILE__, __LINE__, "REQUIRE(%s)",        \
-				     #cond);                                   \
+			             #cond);                                   \
 			harness_abort();                                       \
 		}                                                              \
 	} while (0)
@@ -53,8 +53,8 @@ _Noreturn void harness_abort(void);
 		uint64_t a_ = (uint64_t)(a), b_ = (uint64_t)(b);               \
 		if (a_ != b_)                                                  \
 			harness_fail(__FILE__, __LINE__,                       \
-				     "%s == %s: %" PRIu64 " != %" PRIu64, #a,   \
-				     #b, a_, b_);                              \
+			             "%s == %s: %" PRIu64 " != %" PRIu64, #a,  \
+			             #b, a_, b_);                              \
 	} while (0)
 
 /* Compare return codes and name both sides on failure. */
@@ -63,9 +63,9 @@ _Noreturn void harness_abort(void);
 		int got_ = (expr), want_ = (want);                             \
 		if (got_ != want_)                                             \
 			harness_fail(__FILE__, __LINE__,                       \
-				     "%s: got %d (%s), want %d (%s)", #expr,   \
-				     got_, esdb_strerror(got_), want_,         \
-				     esdb_strerror(want_));                    \
+			             "%s: got %d (%s), want %d (%s)", #expr,   \
+			             got_, esdb_strerror(got_), want_,         \
+			             esdb_strerror(want_));                    \
 	} while (0)
 
 #define REQUIRE_OK(expr)                                                       \
@@ -73,7 +73,7 @@ _Noreturn void harness_abort(void);
 		int got_ = (expr);                                             \
 		if (got_ != 0) {                                               \
 			harness_fail(__FILE__, __LINE__, "%s: %d (%s)", #expr, \
-				     got_, esdb_strerror(got_));               \
+			             got_, esdb_strerror(got_));               \
 			harness_abort();                                       \
 		}                                                              \
 	} while (0)
@@ -89,7 +89,7 @@ esdb_store *open_store(const char *dir, bool durable);
 
 /* An event with id derived from n, type and data given as strings. */
 esdb_new_event make_event(uint8_t id[16], uint64_t n, const char *type,
-			  const char *data);
+                          const char *data);
 void make_id(uint8_t id[16], uint64_t n);
 
 /* Collect events read into an array (copying what the test needs). */

@@ -9,7 +9,7 @@ static char *dirs[4096];
 static int ndirs;
 
 static int rm_one(const char *path, const struct stat *st, int flag,
-		  struct FTW *ftw)
+                  struct FTW *ftw)
 {
 	return remove(path);
 }
@@ -50,7 +50,7 @@ esdb_store *open_store(const char *dir, bool durable)
 	esdb_store *s;
 	REQUIRE_OK(esdb_create(&s));
 	REQUIRE_OK(esdb_set_durability(s, durable ? ESDB_DURABILITY_SYNC
-						  : ESDB_DURABILITY_NOSYNC));
+	                                          : ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_open(s, dir));
 	return s;
 }
@@ -63,7 +63,7 @@ void make_id(uint8_t id[16], uint64_t n)
 }
 
 esdb_new_event make_event(uint8_t id[16], uint64_t n, const char *type,
-			  const char *data)
+                          const char *data)
 {
 	make_id(id, n);
 	esdb_new_event ev = {0};

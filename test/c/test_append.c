@@ -1,8 +1,8 @@
 /* test_append.c: appends, expected versions, retries, deletes, limits. */
 #include "harness.h"
 
-static esdb_result append1(esdb_store *s, const char *stream,
-			   uint64_t expected, uint64_t n)
+static esdb_result append1(esdb_store *s, const char *stream, uint64_t expected,
+                           uint64_t n)
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, n, "t", "d");
@@ -23,8 +23,8 @@ TEST(append_assigns_versions_and_positions)
 	CHECK_EQ(r.position, 2);
 	uint8_t ids[3][16];
 	esdb_new_event evs[3] = {make_event(ids[0], 10, "t", "x"),
-				 make_event(ids[1], 11, "u", "y"),
-				 make_event(ids[2], 12, "t", "z")};
+	                         make_event(ids[1], 11, "u", "y"),
+	                         make_event(ids[2], 12, "t", "z")};
 	REQUIRE_OK(esdb_append(s, "a", 1, 1, evs, 3, &r));
 	CHECK_EQ(r.version, 4);
 	CHECK_EQ(r.position, 3);
@@ -42,12 +42,12 @@ TEST(expected_version_rules)
 	esdb_store *s = open_store(tmp_dir(), false);
 	/* absent stream */
 	CHECK_RC(append1(s, "s", ESDB_EXPECT_STREAM_EXISTS, 1).rc,
-		 ESDB_ESTREAM_NOT_FOUND);
+	         ESDB_ESTREAM_NOT_FOUND);
 	CHECK_RC(append1(s, "s", 1, 1).rc, ESDB_EWRONG_VERSION);
 	CHECK_RC(append1(s, "s", ESDB_EXPECT_NO_STREAM, 1).rc, 0);
 	/* existing stream at version 1 */
 	CHECK_RC(append1(s, "s", ESDB_EXPECT_NO_STREAM, 2).rc,
-		 ESDB_ESTREAM_EXISTS);
+	         ESDB_ESTREAM_EXISTS);
 	CHECK_RC(append1(s, "s", 0, 2).rc, ESDB_EWRONG_VERSION);
 	CHECK_RC(append1(s, "s", 2, 2).rc, ESDB_EWRONG_VERSION);
 	CHECK_RC(append1(s, "s", 1, 2).rc, 0);
@@ -82,8 +82,8 @@ TEST(idempotent_retries_return_the_original_result)
 	CHECK(r2.version == 2 && r2.position == 2);
 	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 2, &r2));
 	CHECK(r2.version == 2 && r2.position == 2);
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_STREAM_EXISTS, evs, 2,
-			       &r2));
+	REQUIRE_OK(
+	    esdb_append(s, "s", 1, ESDB_EXPECT_STREAM_EXISTS, evs, 2, &r2));
 	CHECK(r2.version == 2 && r2.position == 2);
 	/* a later event moves on; an exact retry of the first batch still
 	 * answers the original */
@@ -96,11 +96,11 @@ TEST(idempotent_retries_return_the_original_result)
 	CHECK(r2.version == 2 && r2.position == 3);
 	/* different ids at a taken version: refused */
 	CHECK_RC(esdb_append(s, "s", 1, 0, &evs[2], 1, &r2),
-		 ESDB_EWRONG_VERSION);
+	         ESDB_EWRONG_VERSION);
 	/* ids in another order: not a retry */
 	esdb_new_event swapped[2] = {evs[1], evs[0]};
 	CHECK_RC(esdb_append(s, "s", 1, 0, swapped, 2, &r2),
-		 ESDB_EWRONG_VERSION);
+	         ESDB_EWRONG_VERSION);
 	esdb_stats st;
 	REQUIRE_OK(esdb_stats_get(s, &st));
 	CHECK_EQ(st.events, 4);
@@ -111,19 +111,19 @@ TEST(deleted_streams_refuse_reads_and_appends)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	CHECK_RC(esdb_delete_stream(s, "s", 1, ESDB_EXPECT_ANY),
-		 ESDB_ESTREAM_NOT_FOUND);
+	         ESDB_ESTREAM_NOT_FOUND);
 	REQUIRE_OK(append1(s, "s", ESDB_EXPECT_ANY, 1).rc);
 	REQUIRE_OK(append1(s, "s", ESDB_EXPECT_ANY, 2).rc);
 	CHECK_RC(esdb_delete_stream(s, "s", 1, 1), ESDB_EWRONG_VERSION);
 	REQUIRE_OK(esdb_delete_stream(s, "s", 1, 2));
 	CHECK_RC(esdb_delete_stream(s, "s", 1, ESDB_EXPECT_ANY),
-		 ESDB_ESTREAM_DELETED);
+	         ESDB_ESTREAM_DELETED);
 	CHECK_RC(append1(s, "s", ESDB_EXPECT_ANY, 3).rc, ESDB_ESTREAM_DELETED);
 	CHECK_RC(append1(s, "s", 2, 3).rc, ESDB_ESTREAM_DELETED);
 	collected c = {0};
-	CHECK_RC(esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD,
-				  collect_event, &c),
-		 ESDB_ESTREAM_DELETED);
+	CHECK_RC(
+	    esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event, &c),
+	    ESDB_ESTREAM_DELETED);
 	bool exists, deleted;
 	uint64_t v;
 	REQUIRE_OK(esdb_stream_info(s, "s", 1, &v, &exists, &deleted));
@@ -158,12 +158,12 @@ TEST(long_stream_ids_beyond_the_lmdb_key_limit)
 	CHECK_EQ(v, 1);
 	collected c = {0};
 	REQUIRE_OK(esdb_read_stream(s, a, 1024, 1, 10, ESDB_FORWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	CHECK_EQ(c.n, 2);
 	CHECK(c.n == 2 && strlen(c.streams[0]) == 1024);
 	collected_free(&c);
 	CHECK_RC(esdb_append(s, a, 1025, ESDB_EXPECT_ANY, &ev, 1, &r),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	esdb_stats st;
 	REQUIRE_OK(esdb_stats_get(s, &st));
 	CHECK_EQ(st.streams, 3);
@@ -178,8 +178,8 @@ TEST(batch_apply_fails_commands_alone)
 	esdb_store *s = open_store(tmp_dir(), false);
 	uint8_t ids[3][16];
 	esdb_new_event e[3] = {make_event(ids[0], 1, "t", "a"),
-			       make_event(ids[1], 2, "t", "b"),
-			       make_event(ids[2], 3, "t", "c")};
+	                       make_event(ids[1], 2, "t", "b"),
+	                       make_event(ids[2], 3, "t", "c")};
 	esdb_cmd cmds[4];
 	REQUIRE_OK(esdb_cmd_append(NULL, "s", 1, 0, &e[0], 1, &cmds[0]));
 	/* wrong version after the first applied in the same txn */
@@ -216,19 +216,19 @@ TEST(apply_is_deterministic)
 	for (int i = 0; i < N; i++) {
 		uint8_t id[16];
 		char stream[16], type[16];
-		snprintf(stream, sizeof(stream), "s%d", (int)(rng_next(&rng) % 7));
+		snprintf(stream, sizeof(stream), "s%d",
+		         (int)(rng_next(&rng) % 7));
 		snprintf(type, sizeof(type), "t%d", (int)(rng_next(&rng) % 3));
-		esdb_new_event ev = make_event(id, rng_next(&rng) % 50, type,
-					       "payload");
-		uint64_t exp = rng_next(&rng) % 2 ? ESDB_EXPECT_ANY
-						  : rng_next(&rng) % 5;
+		esdb_new_event ev =
+		    make_event(id, rng_next(&rng) % 50, type, "payload");
+		uint64_t exp =
+		    rng_next(&rng) % 2 ? ESDB_EXPECT_ANY : rng_next(&rng) % 5;
 		if (i % 17 == 16)
-			REQUIRE_OK(esdb_cmd_delete_stream(NULL, stream,
-							  strlen(stream), exp,
-							  &cmds[i]));
+			REQUIRE_OK(esdb_cmd_delete_stream(
+			    NULL, stream, strlen(stream), exp, &cmds[i]));
 		else
 			REQUIRE_OK(esdb_cmd_append(NULL, stream, strlen(stream),
-						   exp, &ev, 1, &cmds[i]));
+			                           exp, &ev, 1, &cmds[i]));
 	}
 	esdb_result ra[N], rb[N];
 	for (int i = 0; i < N; i += 25) {
@@ -237,10 +237,10 @@ TEST(apply_is_deterministic)
 	}
 	CHECK(memcmp(ra, rb, sizeof(ra)) == 0);
 	collected ca = {0}, cb = {0};
-	REQUIRE_OK(esdb_read_all(a, 1, 100000, ESDB_FORWARD, collect_event,
-				 &ca));
-	REQUIRE_OK(esdb_read_all(b, 1, 100000, ESDB_FORWARD, collect_event,
-				 &cb));
+	REQUIRE_OK(
+	    esdb_read_all(a, 1, 100000, ESDB_FORWARD, collect_event, &ca));
+	REQUIRE_OK(
+	    esdb_read_all(b, 1, 100000, ESDB_FORWARD, collect_event, &cb));
 	REQUIRE(ca.n == cb.n && ca.n > 0);
 	for (size_t i = 0; i < ca.n; i++) {
 		CHECK(ca.versions[i] == cb.versions[i]);
@@ -269,17 +269,17 @@ TEST(store_limits_are_enforced_in_apply)
 	REQUIRE_OK(esdb_open(s, dir));
 	uint8_t id[16];
 	esdb_new_event ev[3] = {make_event(id, 1, "t", "d"),
-				make_event(id, 2, "t", "d"),
-				make_event(id, 3, "t", "d")};
+	                        make_event(id, 2, "t", "d"),
+	                        make_event(id, 3, "t", "d")};
 	CHECK_RC(esdb_append(s, "abcde", 5, ESDB_EXPECT_ANY, ev, 1, NULL),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	CHECK_RC(esdb_append(s, "abc", 3, ESDB_EXPECT_ANY, ev, 3, NULL),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	/* A command encoded under looser limits is refused by apply too. */
 	esdb_cmd cmd;
 	esdb_result r;
-	REQUIRE_OK(esdb_cmd_append(NULL, "abcdef", 6, ESDB_EXPECT_ANY, ev, 1,
-				   &cmd));
+	REQUIRE_OK(
+	    esdb_cmd_append(NULL, "abcdef", 6, ESDB_EXPECT_ANY, ev, 1, &cmd));
 	REQUIRE_OK(esdb_apply(s, &cmd, 1, &r));
 	CHECK_RC(r.rc, ESDB_ELIMIT);
 	free(cmd.buf);

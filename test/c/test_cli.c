@@ -12,8 +12,8 @@ static int ctl(char *out, size_t cap, const char *fmt, ...)
 
 static int ctl(char *out, size_t cap, const char *fmt, ...)
 {
-	const char *bin = getenv("ESDB_CTL") ? getenv("ESDB_CTL")
-					     : "priv/ex_esdb_ctl";
+	const char *bin =
+	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
 	char args[2048], cmd[4096];
 	va_list ap;
 	va_start(ap, fmt);
@@ -39,43 +39,43 @@ TEST(cli_append_read_stats_json)
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store stats", dir), 3);
 	CHECK(strstr(out, "no store") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-		     "--data-dir %s/store append acct-1 --type opened "
-		     "--file %s --create",
-		     dir, file),
-		 0);
+	             "--data-dir %s/store append acct-1 --type opened "
+	             "--file %s --create",
+	             dir, file),
+	         0);
 	CHECK(strstr(out, "version 1, position 1") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-		     "--data-dir %s/store append acct-1 --type deposited "
-		     "--expected 1 --file %s",
-		     dir, file),
-		 0);
+	             "--data-dir %s/store append acct-1 --type deposited "
+	             "--expected 1 --file %s",
+	             dir, file),
+	         0);
 	CHECK_EQ(ctl(out, sizeof(out),
-		     "--data-dir %s/store append acct-1 --type deposited "
-		     "--expected 1 --file %s",
-		     dir, file),
-		 1);
+	             "--data-dir %s/store append acct-1 --type deposited "
+	             "--expected 1 --file %s",
+	             dir, file),
+	         1);
 	CHECK(strstr(out, "wrong_expected_version") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json read acct-1",
-		     dir),
-		 0);
+	             dir),
+	         0);
 	CHECK(strstr(out, "\"data\":\"hello-cli\"") != NULL);
 	CHECK(strstr(out, "\"count\":2") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-		     "--data-dir %s/store --json read acct-1 --backward "
-		     "--count 1",
-		     dir),
-		 0);
+	             "--data-dir %s/store --json read acct-1 --backward "
+	             "--count 1",
+	             dir),
+	         0);
 	CHECK(strstr(out, "\"type\":\"deposited\"") != NULL);
 	CHECK(strstr(out, "\"count\":1") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json stats", dir),
-		 0);
+	         0);
 	CHECK(strstr(out, "\"events\":2") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store read nope", dir),
-		 1);
+	         1);
 	CHECK(strstr(out, "stream_not_found") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store read-type opened",
-		     dir),
-		 0);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--data-dir %s/store read-type opened", dir),
+	    0);
 	CHECK(strstr(out, "acct-1") != NULL);
 }
 
@@ -85,7 +85,7 @@ TEST(cli_usage_errors_exit_2)
 	char out[8192];
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s frobnicate", dir), 2);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s read s --from 12x", dir),
-		 2);
+	         2);
 	CHECK_EQ(ctl(out, sizeof(out), "stats"), 2);
 	CHECK_EQ(ctl(out, sizeof(out), "--help"), 0);
 	CHECK(strstr(out, "usage:") != NULL);
@@ -96,18 +96,18 @@ TEST(cli_verify_and_backup)
 	const char *dir = tmp_dir();
 	char out[8192];
 	CHECK_EQ(ctl(out, sizeof(out),
-		     "--data-dir %s/st append s --type t --create "
-		     "< /dev/null",
-		     dir),
-		 0);
+	             "--data-dir %s/st append s --type t --create "
+	             "< /dev/null",
+	             dir),
+	         0);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st verify", dir), 0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir,
-		     dir),
-		 0);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir, dir),
+	    0);
 	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/bk --json stats", dir),
-		 0);
+	         0);
 	CHECK(strstr(out, "\"events\":1") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir,
-		     dir),
-		 1);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir, dir),
+	    1);
 }

@@ -16,9 +16,9 @@ TEST(crc32c_known_vectors)
 	const char *msg = "the quick brown fox jumps over the lazy dog";
 	size_t len = strlen(msg);
 	for (size_t cut = 0; cut <= len; cut++)
-		CHECK_EQ(esdb_crc32c(esdb_crc32c(0, msg, cut), msg + cut,
-				     len - cut),
-			 esdb_crc32c(0, msg, len));
+		CHECK_EQ(
+		    esdb_crc32c(esdb_crc32c(0, msg, cut), msg + cut, len - cut),
+		    esdb_crc32c(0, msg, len));
 }
 
 TEST(event_record_roundtrip_and_corruption)
@@ -64,10 +64,14 @@ TEST(event_record_roundtrip_and_corruption)
 
 TEST(named_records_roundtrip)
 {
-	esdb__stream_meta m = {.name = "s", .name_len = 1, .num = 9,
-			       .version = 100, .created_us = 5,
-			       .deleted = true, .tail_count = 3,
-			       .tail = {500, 600, 700}};
+	esdb__stream_meta m = {.name = "s",
+	                       .name_len = 1,
+	                       .num = 9,
+	                       .version = 100,
+	                       .created_us = 5,
+	                       .deleted = true,
+	                       .tail_count = 3,
+	                       .tail = {500, 600, 700}};
 	memset(m.last_event_id, 3, 16);
 	uint8_t buf[512];
 	esdb__stream_rec_write(buf, &m);
@@ -87,7 +91,7 @@ TEST(named_records_roundtrip)
 	CHECK_RC(esdb__stream_rec_read(buf, size, &m2), ESDB_ECORRUPT);
 
 	esdb_snapshot sn = {"agg-1", 5, 17, "Elixir.Acct", 11, "DATA", 4,
-			    "META", 4, 99};
+	                    "META",  4, 99};
 	size = esdb__snapshot_rec_size(&sn);
 	esdb__snapshot_rec_write(buf, &sn);
 	esdb_snapshot sn2;
@@ -112,7 +116,7 @@ TEST(append_command_roundtrip)
 {
 	uint8_t id1[16], id2[16], corr[16];
 	esdb_new_event evs[2] = {make_event(id1, 1, "a", "x"),
-				 make_event(id2, 2, "bb", "")};
+	                         make_event(id2, 2, "bb", "")};
 	memset(corr, 9, 16);
 	evs[1].correlation_id = corr;
 	esdb_cmd cmd;
@@ -156,52 +160,52 @@ TEST(command_encoders_validate_input)
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd = {0};
 	CHECK_RC(esdb_cmd_append(&l, "", 0, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	CHECK_RC(esdb_cmd_append(&l, NULL, 3, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &ev, 0, &cmd),
-		 ESDB_EEMPTY);
+	         ESDB_EEMPTY);
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, NULL, 1, &cmd),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	char big[1100];
 	memset(big, 'x', sizeof(big));
 	CHECK_RC(esdb_cmd_append(&l, big, 1025, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	esdb_new_event bad = ev;
 	bad.event_type_len = 0;
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	bad = ev;
 	bad.event_type = big;
 	bad.event_type_len = 513;
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	bad = ev;
 	bad.data = NULL;
 	bad.data_len = 10;
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	/* Size limits without allocating the payload: lengths only. */
 	l.max_event_bytes = 100;
 	bad = ev;
 	bad.data = big;
 	bad.data_len = 100; /* + 1 byte metadata */
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	esdb_limits_default(&l);
 	l.max_append_events = 3;
 	esdb_new_event four[4] = {ev, ev, ev, ev};
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 4, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	esdb_limits_default(&l);
 	l.max_append_bytes = 5;
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 3, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	CHECK_RC(esdb_cmd_snapshot_put(NULL, "", 0, 1, "t", 1, "d", 1, NULL, 0,
-				       &cmd),
-		 ESDB_EINVAL);
+	                               &cmd),
+	         ESDB_EINVAL);
 	CHECK_RC(esdb_cmd_checkpoint_put(NULL, big, 1025, 1, NULL, 0, &cmd),
-		 ESDB_ELIMIT);
+	         ESDB_ELIMIT);
 	CHECK_RC(esdb_cmd_checkpoint_delete(NULL, "", 0, &cmd), ESDB_EINVAL);
 	CHECK_RC(esdb_cmd_delete_stream(NULL, NULL, 0, 0, &cmd), ESDB_EINVAL);
 	CHECK(cmd.buf == NULL);
@@ -214,6 +218,6 @@ TEST(error_names_cover_every_code)
 		CHECK(esdb_strerror(rc)[0] != 0);
 	}
 	CHECK(strcmp(esdb_errname(ESDB_EWRONG_VERSION),
-		     "wrong_expected_version") == 0);
+	             "wrong_expected_version") == 0);
 	CHECK(strcmp(esdb_errname(28 /* ENOSPC */), "disk_full") == 0);
 }

@@ -39,14 +39,14 @@ static void *child_writer(void *p)
 		snprintf(name, sizeof(name), "crash-%u", stream);
 		for (uint64_t i = 0; i < n; i++) {
 			snprintf(data[i], sizeof(data[i]), "%llu:%llu/%llu",
-				 (unsigned long long)batch,
-				 (unsigned long long)i, (unsigned long long)n);
-			evs[i] = make_event(ids[i], batch * 8 + i, "crash",
-					    data[i]);
+			         (unsigned long long)batch,
+			         (unsigned long long)i, (unsigned long long)n);
+			evs[i] =
+			    make_event(ids[i], batch * 8 + i, "crash", data[i]);
 		}
 		esdb_result r;
 		if (esdb_append(a->s, name, strlen(name), ESDB_EXPECT_ANY, evs,
-				n, &r))
+		                n, &r))
 			_exit(3);
 		ack k = {batch, r.position, r.version, n, stream};
 		if (write(a->fd, &k, sizeof(k)) != sizeof(k))
@@ -63,7 +63,8 @@ static _Noreturn void child_main(const char *dir, int fd, uint64_t round)
 	pthread_t th[THREADS];
 	child_arg args[THREADS];
 	for (int i = 0; i < THREADS; i++) {
-		args[i] = (child_arg){s, fd, (round << 32) | ((uint64_t)i << 24)};
+		args[i] =
+		    (child_arg){s, fd, (round << 32) | ((uint64_t)i << 24)};
 		pthread_create(&th[i], NULL, child_writer, &args[i]);
 	}
 	for (;;)
@@ -71,8 +72,7 @@ static _Noreturn void child_main(const char *dir, int fd, uint64_t round)
 }
 
 /* Parse "batch:i/n" from event data. */
-static bool parse_data(const char *d, uint64_t *batch, uint64_t *i,
-		       uint64_t *n)
+static bool parse_data(const char *d, uint64_t *batch, uint64_t *i, uint64_t *n)
 {
 	unsigned long long b, x, y;
 	if (sscanf(d, "%llu:%llu/%llu", &b, &x, &y) != 3)
@@ -109,7 +109,7 @@ TEST(kill_9_loses_no_acknowledged_append)
 		REQUIRE(got == sizeof(k));
 		acks[n_acks++] = k;
 		struct timespec ts = {0, (long)(5 + rng_next(&rng) % 55) *
-					     1000000L};
+		                             1000000L};
 		nanosleep(&ts, NULL);
 		kill(pid, SIGKILL);
 		/* drain every report written before the kill */
@@ -125,8 +125,8 @@ TEST(kill_9_loses_no_acknowledged_append)
 
 	esdb_store *s = open_store(dir, false);
 	collected c = {0};
-	REQUIRE_OK(esdb_read_all(s, 1, UINT32_MAX, ESDB_FORWARD, collect_event,
-				 &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 1, UINT32_MAX, ESDB_FORWARD, collect_event, &c));
 	/* gap-free, and every batch whole and contiguous */
 	for (size_t i = 0; i < c.n; i++) {
 		CHECK_EQ(c.positions[i], i + 1);
@@ -136,8 +136,8 @@ TEST(kill_9_loses_no_acknowledged_append)
 			REQUIRE(i + n <= c.n);
 			for (uint64_t j = 1; j < n; j++) {
 				uint64_t b2, k2, n2;
-				REQUIRE(parse_data(c.data[i + j], &b2, &k2,
-						   &n2));
+				REQUIRE(
+				    parse_data(c.data[i + j], &b2, &k2, &n2));
 				CHECK(b2 == b && k2 == j && n2 == n);
 			}
 		}
@@ -148,7 +148,8 @@ TEST(kill_9_loses_no_acknowledged_append)
 		ack *k = &acks[a];
 		for (uint64_t j = 0; j < k->n; j++) {
 			uint64_t pos = k->position + j, b, i, n;
-			if (pos > c.n || !parse_data(c.data[pos - 1], &b, &i, &n) ||
+			if (pos > c.n ||
+			    !parse_data(c.data[pos - 1], &b, &i, &n) ||
 			    b != k->batch || i != j ||
 			    c.versions[pos - 1] != k->version - k->n + 1 + j) {
 				missing++;

@@ -52,7 +52,8 @@ static int disk_full_child(const char *dir, int fd)
 			n++;
 	}
 	if (!full_disk_error(rc)) {
-		fprintf(stderr, "disk full gave %d (%s)\n", rc, esdb_strerror(rc));
+		fprintf(stderr, "disk full gave %d (%s)\n", rc,
+		        esdb_strerror(rc));
 		return 14;
 	}
 	/* the store answers reads and refuses writes cleanly */

@@ -3,10 +3,10 @@
  * seed, ESDB_MODEL_OPS the number of operations. */
 #include "harness.h"
 
-#define STREAMS 64
-#define TYPES 4
+#define STREAMS    64
+#define TYPES      4
 #define MAX_EVENTS 200000
-#define KEYS 5
+#define KEYS       5
 
 typedef struct mev {
 	uint64_t stream, version, id, type;
@@ -34,7 +34,7 @@ static void name_of(char *buf, const char *prefix, uint64_t i)
 
 /* The model's verdict for an append of ids[0..n) to stream st. */
 static int model_append(uint64_t st, uint64_t exp, const uint64_t *ids,
-			uint64_t n, esdb_result *r)
+                        uint64_t n, esdb_result *r)
 {
 	uint64_t cur = M.stream_version[st];
 	bool ex = M.exists[st];
@@ -82,12 +82,12 @@ static void do_append(esdb_store *s)
 	uint64_t ids[8], types[8];
 	uint64_t cur = M.stream_version[st];
 	uint64_t choice = rng_next(&rng) % 8;
-	uint64_t exp = choice == 0   ? ESDB_EXPECT_ANY
-		       : choice == 1 ? ESDB_EXPECT_NO_STREAM
-		       : choice == 2 ? ESDB_EXPECT_STREAM_EXISTS
-		       : choice == 3 ? cur + 1 + rng_next(&rng) % 2
-		       : choice == 4 && cur ? rng_next(&rng) % cur
-				       : cur;
+	uint64_t exp = choice == 0          ? ESDB_EXPECT_ANY
+	               : choice == 1        ? ESDB_EXPECT_NO_STREAM
+	               : choice == 2        ? ESDB_EXPECT_STREAM_EXISTS
+	               : choice == 3        ? cur + 1 + rng_next(&rng) % 2
+	               : choice == 4 && cur ? rng_next(&rng) % cur
+	                                    : cur;
 	bool retry = cur >= n && rng_next(&rng) % 6 == 0;
 	if (retry) {
 		/* resend events already stored, at their own start version */
@@ -139,10 +139,10 @@ static void do_delete(esdb_store *s)
 	char stream[32];
 	name_of(stream, "stream-", st);
 	int want = !M.exists[st]   ? ESDB_ESTREAM_NOT_FOUND
-		   : M.deleted[st] ? ESDB_ESTREAM_DELETED
-				   : 0;
+	           : M.deleted[st] ? ESDB_ESTREAM_DELETED
+	                           : 0;
 	CHECK_RC(esdb_delete_stream(s, stream, strlen(stream), ESDB_EXPECT_ANY),
-		 want);
+	         want);
 	if (want == 0)
 		M.deleted[st] = true;
 }
@@ -175,11 +175,11 @@ static void do_read_stream(esdb_store *s)
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
 	int rc = esdb_read_stream(s, stream, strlen(stream), from, count,
-				  back ? ESDB_BACKWARD : ESDB_FORWARD,
-				  collect_event, &c);
+	                          back ? ESDB_BACKWARD : ESDB_FORWARD,
+	                          collect_event, &c);
 	int want = !M.exists[st]   ? ESDB_ESTREAM_NOT_FOUND
-		   : M.deleted[st] ? ESDB_ESTREAM_DELETED
-				   : 0;
+	           : M.deleted[st] ? ESDB_ESTREAM_DELETED
+	                           : 0;
 	CHECK_RC(rc, want);
 	size_t n = 0;
 	if (want == 0 && !back) {
@@ -204,8 +204,8 @@ static void do_read_all(esdb_store *s)
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
 	REQUIRE_OK(esdb_read_all(s, from, count,
-				 back ? ESDB_BACKWARD : ESDB_FORWARD,
-				 collect_event, &c));
+	                         back ? ESDB_BACKWARD : ESDB_FORWARD,
+	                         collect_event, &c));
 	size_t n = 0;
 	if (!back) {
 		for (uint64_t p = from ? from : 1; p <= M.n_events && n < count;
@@ -231,7 +231,7 @@ static void do_read_type(esdb_store *s)
 	name_of(type, "type-", t);
 	collected c = {0};
 	REQUIRE_OK(esdb_read_type(s, type, strlen(type), from, count,
-				  collect_event, &c));
+	                          collect_event, &c));
 	size_t n = 0;
 	for (uint64_t p = from ? from : 1; p <= M.n_events && n < count; p++)
 		if (M.events[p - 1].type == t) {
@@ -266,42 +266,43 @@ static void do_keyed(esdb_store *s)
 	switch (op) {
 	case 0:
 		REQUIRE_OK(esdb_cmd_snapshot_put(NULL, key, strlen(key), val,
-						 "T", 1, "d", 1, NULL, 0, &cmd));
+		                                 "T", 1, "d", 1, NULL, 0,
+		                                 &cmd));
 		CHECK_RC(esdb_execute(s, &cmd, NULL), 0);
 		M.snap[k] = true;
 		M.snap_version[k] = val;
 		break;
 	case 1:
-		REQUIRE_OK(esdb_cmd_snapshot_delete(NULL, key, strlen(key),
-						    &cmd));
+		REQUIRE_OK(
+		    esdb_cmd_snapshot_delete(NULL, key, strlen(key), &cmd));
 		CHECK_RC(esdb_execute(s, &cmd, NULL),
-			 M.snap[k] ? 0 : ESDB_ENOTFOUND);
+		         M.snap[k] ? 0 : ESDB_ENOTFOUND);
 		M.snap[k] = false;
 		break;
 	case 2:
-		CHECK_RC(esdb_snapshot_get(s, key, strlen(key), snap_version,
-					   &got),
-			 M.snap[k] ? 0 : ESDB_ENOTFOUND);
+		CHECK_RC(
+		    esdb_snapshot_get(s, key, strlen(key), snap_version, &got),
+		    M.snap[k] ? 0 : ESDB_ENOTFOUND);
 		CHECK_EQ(got, M.snap[k] ? M.snap_version[k] : 0);
 		break;
 	case 3:
 		REQUIRE_OK(esdb_cmd_checkpoint_put(NULL, key, strlen(key), val,
-						   NULL, 0, &cmd));
+		                                   NULL, 0, &cmd));
 		CHECK_RC(esdb_execute(s, &cmd, NULL), 0);
 		M.cp[k] = true;
 		M.cp_value[k] = val;
 		break;
 	case 4:
-		REQUIRE_OK(esdb_cmd_checkpoint_delete(NULL, key, strlen(key),
-						      &cmd));
+		REQUIRE_OK(
+		    esdb_cmd_checkpoint_delete(NULL, key, strlen(key), &cmd));
 		CHECK_RC(esdb_execute(s, &cmd, NULL),
-			 M.cp[k] ? 0 : ESDB_ENOTFOUND);
+		         M.cp[k] ? 0 : ESDB_ENOTFOUND);
 		M.cp[k] = false;
 		break;
 	default:
-		CHECK_RC(esdb_checkpoint_get(s, key, strlen(key), cp_value,
-					     &got),
-			 M.cp[k] ? 0 : ESDB_ENOTFOUND);
+		CHECK_RC(
+		    esdb_checkpoint_get(s, key, strlen(key), cp_value, &got),
+		    M.cp[k] ? 0 : ESDB_ENOTFOUND);
 		CHECK_EQ(got, M.cp[k] ? M.cp_value[k] : 0);
 	}
 }

@@ -15,7 +15,7 @@ static esdb_store *populated(int n)
 		esdb_new_event ev =
 		    make_event(id, (uint64_t)p, p % 2 ? "odd" : "even", data);
 		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
-				       ESDB_EXPECT_ANY, &ev, 1, NULL));
+		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
 	return s;
 }
@@ -25,46 +25,46 @@ TEST(read_stream_forward_backward_paged)
 	esdb_store *s = populated(30); /* s1: positions 1,4,...,28 (10) */
 	collected c = {0};
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 0, 4, ESDB_FORWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	REQUIRE(c.n == 4);
 	CHECK(c.versions[0] == 1 && c.versions[3] == 4);
 	CHECK(c.positions[0] == 1 && c.positions[1] == 4);
 	CHECK(!strcmp(c.data[1], "d4") && !strcmp(c.streams[0], "s1"));
 	/* resume after the last one seen */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 5, 100, ESDB_FORWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	CHECK_EQ(c.n, 10);
 	for (size_t i = 0; i < c.n; i++)
 		CHECK_EQ(c.versions[i], i + 1);
 	collected_free(&c);
 	/* past the end: empty, not an error */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 11, 100, ESDB_FORWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	CHECK_EQ(c.n, 0);
 	/* backward from the end and from the middle */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, UINT64_MAX, 3, ESDB_BACKWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	REQUIRE(c.n == 3);
 	CHECK(c.versions[0] == 10 && c.versions[2] == 8);
 	collected_free(&c);
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 2, 10, ESDB_BACKWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	REQUIRE(c.n == 2);
 	CHECK(c.versions[0] == 2 && c.versions[1] == 1);
 	collected_free(&c);
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 0, 10, ESDB_BACKWARD,
-				    collect_event, &c));
+	                            collect_event, &c));
 	CHECK_EQ(c.n, 0);
 	CHECK_RC(esdb_read_stream(s, "zz", 2, 1, 10, ESDB_FORWARD,
-				  collect_event, &c),
-		 ESDB_ESTREAM_NOT_FOUND);
-	CHECK_RC(esdb_read_stream(s, "", 0, 1, 10, ESDB_FORWARD,
-				  collect_event, &c),
-		 ESDB_EINVAL);
+	                          collect_event, &c),
+	         ESDB_ESTREAM_NOT_FOUND);
+	CHECK_RC(
+	    esdb_read_stream(s, "", 0, 1, 10, ESDB_FORWARD, collect_event, &c),
+	    ESDB_EINVAL);
 	CHECK_RC(esdb_read_stream(s, "s1", 2, 1, 10, 7, collect_event, &c),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	CHECK_RC(esdb_read_stream(s, "s1", 2, 1, 10, ESDB_FORWARD, NULL, &c),
-		 ESDB_EINVAL);
+	         ESDB_EINVAL);
 	collected_free(&c);
 	esdb_close(s);
 }
@@ -87,8 +87,8 @@ TEST(read_all_and_callback_stop)
 	CHECK_EQ(c.n, 25);
 	CHECK_EQ(c.positions[24], 25);
 	collected_free(&c);
-	REQUIRE_OK(esdb_read_all(s, UINT64_MAX, 5, ESDB_BACKWARD,
-				 collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, UINT64_MAX, 5, ESDB_BACKWARD, collect_event, &c));
 	REQUIRE(c.n == 5);
 	CHECK(c.positions[0] == 25 && c.positions[4] == 21);
 	collected_free(&c);
@@ -98,7 +98,7 @@ TEST(read_all_and_callback_stop)
 	collected_free(&c);
 	int n = 0;
 	CHECK_RC(esdb_read_all(s, 1, 100, ESDB_FORWARD, stop_after_two, &n),
-		 12345);
+	         12345);
 	CHECK_EQ(n, 2);
 	esdb_close(s);
 }
@@ -137,11 +137,10 @@ TEST(list_streams_paged)
 	REQUIRE_OK(esdb_append(s, "a", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	REQUIRE_OK(esdb_delete_stream(s, "s2", 2, ESDB_EXPECT_ANY));
 	char out[256] = "";
-	REQUIRE_OK(esdb_list_streams(s, NULL, 0, 2, collect_stream_names,
-				     out));
+	REQUIRE_OK(esdb_list_streams(s, NULL, 0, 2, collect_stream_names, out));
 	CHECK(!strcmp(out, "a s0 "));
-	REQUIRE_OK(esdb_list_streams(s, "s0", 2, 10, collect_stream_names,
-				     out));
+	REQUIRE_OK(
+	    esdb_list_streams(s, "s0", 2, 10, collect_stream_names, out));
 	CHECK(!strcmp(out, "a s0 s1 s2! "));
 	out[0] = 0;
 	/* resuming after a name that does not exist works too */
@@ -165,9 +164,9 @@ TEST(snapshots_put_get_delete)
 	esdb_cmd cmd;
 	esdb_snapshot sn = {0};
 	CHECK_RC(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn),
-		 ESDB_ENOTFOUND);
+	         ESDB_ENOTFOUND);
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, "agg", 3, 7, "Acct", 4, "v1", 2,
-					 "m", 1, &cmd));
+	                                 "m", 1, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	REQUIRE_OK(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn));
 	CHECK(sn.source_version == 7 && !strcmp(sn.data, "v1"));
@@ -177,7 +176,7 @@ TEST(snapshots_put_get_delete)
 	free((void *)sn.source_type);
 	/* a newer snapshot replaces the old one */
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, "agg", 3, 9, "Acct", 4, "v2", 2,
-					 NULL, 0, &cmd));
+	                                 NULL, 0, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	REQUIRE_OK(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn));
 	CHECK(sn.source_version == 9 && !strcmp(sn.data, "v2"));
@@ -186,7 +185,7 @@ TEST(snapshots_put_get_delete)
 	REQUIRE_OK(esdb_cmd_snapshot_delete(NULL, "agg", 3, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	CHECK_RC(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn),
-		 ESDB_ENOTFOUND);
+	         ESDB_ENOTFOUND);
 	REQUIRE_OK(esdb_cmd_snapshot_delete(NULL, "agg", 3, &cmd));
 	CHECK_RC(esdb_execute(s, &cmd, NULL), ESDB_ENOTFOUND);
 	esdb_close(s);
@@ -197,8 +196,8 @@ static int collect_checkpoint(void *ctx, const esdb_checkpoint *cp)
 	char *out = ctx;
 	char buf[128];
 	snprintf(buf, sizeof(buf), "%.*s=%llu:%.*s ", (int)cp->name_len,
-		 cp->name, (unsigned long long)cp->checkpoint,
-		 (int)cp->definition_len, (const char *)cp->definition);
+	         cp->name, (unsigned long long)cp->checkpoint,
+	         (int)cp->definition_len, (const char *)cp->definition);
 	strcat(out, buf);
 	return 0;
 }
@@ -209,17 +208,16 @@ TEST(checkpoints_put_get_list_delete)
 	const char *names[] = {"b", "a", "c"};
 	for (int i = 0; i < 3; i++) {
 		esdb_cmd cmd;
-		REQUIRE_OK(esdb_cmd_checkpoint_put(NULL, names[i], 1,
-						   (uint64_t)i * 10, "def", 3,
-						   &cmd));
+		REQUIRE_OK(esdb_cmd_checkpoint_put(
+		    NULL, names[i], 1, (uint64_t)i * 10, "def", 3, &cmd));
 		REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	}
 	char out[256] = "";
 	REQUIRE_OK(esdb_checkpoint_get(s, "a", 1, collect_checkpoint, out));
 	CHECK(!strcmp(out, "a=10:def "));
 	out[0] = 0;
-	REQUIRE_OK(esdb_checkpoint_list(s, NULL, 0, 2, collect_checkpoint,
-					out));
+	REQUIRE_OK(
+	    esdb_checkpoint_list(s, NULL, 0, 2, collect_checkpoint, out));
 	CHECK(!strcmp(out, "a=10:def b=0:def "));
 	out[0] = 0;
 	REQUIRE_OK(esdb_checkpoint_list(s, "b", 1, 2, collect_checkpoint, out));
@@ -233,7 +231,7 @@ TEST(checkpoints_put_get_list_delete)
 	REQUIRE_OK(esdb_cmd_checkpoint_delete(NULL, "a", 1, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	CHECK_RC(esdb_checkpoint_get(s, "a", 1, collect_checkpoint, out),
-		 ESDB_ENOTFOUND);
+	         ESDB_ENOTFOUND);
 	REQUIRE_OK(esdb_cmd_checkpoint_delete(NULL, "a", 1, &cmd));
 	CHECK_RC(esdb_execute(s, &cmd, NULL), ESDB_ENOTFOUND);
 	esdb_stats st;
@@ -266,20 +264,20 @@ TEST(reads_cross_the_indexed_and_tail_parts_of_a_stream)
 		esdb_new_event evs[10];
 		for (int i = 0; i < 10; i++)
 			evs[i] = make_event(ids[i], (uint64_t)(b * 10 + i), "t",
-					    "d");
-		REQUIRE_OK(esdb_append(s, "long", 4, ESDB_EXPECT_ANY, evs, 10,
-				       NULL));
+			                    "d");
+		REQUIRE_OK(
+		    esdb_append(s, "long", 4, ESDB_EXPECT_ANY, evs, 10, NULL));
 	}
 	for (uint64_t from = 1; from <= 100; from++) {
 		collected c = {0};
-		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7,
-					    ESDB_FORWARD, collect_event, &c));
+		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7, ESDB_FORWARD,
+		                            collect_event, &c));
 		CHECK_EQ(c.n, from + 6 <= 100 ? 7 : 101 - from);
 		for (size_t i = 0; i < c.n; i++)
 			CHECK_EQ(c.versions[i], from + i);
 		collected_free(&c);
 		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7,
-					    ESDB_BACKWARD, collect_event, &c));
+		                            ESDB_BACKWARD, collect_event, &c));
 		CHECK_EQ(c.n, from >= 7 ? 7 : from);
 		for (size_t i = 0; i < c.n; i++)
 			CHECK_EQ(c.versions[i], from - i);

@@ -122,7 +122,8 @@ TEST(readonly_store_refuses_writes)
 	CHECK_RC(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL), EROFS);
 	esdb_cmd cmd;
 	esdb_result r;
-	REQUIRE_OK(esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
+	REQUIRE_OK(
+	    esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
 	CHECK_RC(esdb_apply(s, &cmd, 1, &r), EROFS);
 	free(cmd.buf);
 	uint64_t v;
@@ -152,9 +153,9 @@ TEST(map_grows_when_full)
 		esdb_new_event evs[20];
 		for (int i = 0; i < 20; i++)
 			evs[i] = make_event(ids[i], (uint64_t)(b * 20 + i), "t",
-					    data);
-		REQUIRE_OK(esdb_append(s, "big", 3, ESDB_EXPECT_ANY, evs, 20,
-				       NULL));
+			                    data);
+		REQUIRE_OK(
+		    esdb_append(s, "big", 3, ESDB_EXPECT_ANY, evs, 20, NULL));
 	}
 	esdb_stats st;
 	REQUIRE_OK(esdb_stats_get(s, &st));
@@ -178,8 +179,8 @@ static bool corrupt_file(const char *path, const char *needle)
 	char *buf = malloc((size_t)size);
 	fseek(f, 0, SEEK_SET);
 	bool ok = fread(buf, 1, (size_t)size, f) == (size_t)size;
-	char *hit = ok ? memmem(buf, (size_t)size, needle, strlen(needle))
-		       : NULL;
+	char *hit =
+	    ok ? memmem(buf, (size_t)size, needle, strlen(needle)) : NULL;
 	if (hit) {
 		fseek(f, hit - buf + 2, SEEK_SET);
 		fputc(hit[2] ^ 0x20, f);
@@ -211,20 +212,20 @@ TEST(corrupt_records_are_reported_never_returned)
 	REQUIRE(corrupt_file(path, "MARKER-SECOND-EVENT"));
 	s = open_store(dir, false);
 	collected c = {0};
-	CHECK_RC(esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD,
-				  collect_event, &c),
-		 ESDB_ECORRUPT);
+	CHECK_RC(
+	    esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event, &c),
+	    ESDB_ECORRUPT);
 	CHECK_EQ(c.n, 1); /* the good event came out, the bad one did not */
 	collected_free(&c);
 	CHECK_RC(esdb_read_all(s, 2, 10, ESDB_FORWARD, collect_event, &c),
-		 ESDB_ECORRUPT);
+	         ESDB_ECORRUPT);
 	CHECK_EQ(c.n, 0);
 	CHECK_RC(esdb_read_type(s, "t", 1, 0, 10, collect_event, &c),
-		 ESDB_ECORRUPT);
+	         ESDB_ECORRUPT);
 	collected_free(&c);
 	int reports = 0;
 	CHECK_RC(esdb_verify(s, count_report, &reports, &problems),
-		 ESDB_ECORRUPT);
+	         ESDB_ECORRUPT);
 	CHECK(problems >= 1);
 	CHECK_EQ(reports, problems);
 	/* appends go on: the store stays usable */
@@ -242,8 +243,8 @@ TEST(backup_is_a_consistent_compacted_copy)
 	for (int i = 0; i < 50; i++) {
 		uint8_t id[16];
 		esdb_new_event ev = make_event(id, (uint64_t)i, "t", "data");
-		REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
-				       NULL));
+		REQUIRE_OK(
+		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
 	char dest[4096];
 	snprintf(dest, sizeof(dest), "%s/backup", tmp_dir());

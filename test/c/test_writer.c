@@ -22,7 +22,7 @@ static void *exact_writer(void *p)
 		    make_event(id, (uint64_t)(a->idx * 100000 + i), "t", "d");
 		esdb_result r;
 		if (esdb_append(a->s, stream, strlen(stream), (uint64_t)i, &ev,
-				1, &r) ||
+		                1, &r) ||
 		    r.version != (uint64_t)i + 1)
 			a->failures++;
 	}
@@ -99,7 +99,8 @@ TEST(close_answers_everything_queued)
 		esdb_new_event ev = make_event(id, (uint64_t)i, "t", "d");
 		esdb_cmd cmd;
 		REQUIRE_OK(esdb_cmd_append(NULL, stream, strlen(stream),
-					   ESDB_EXPECT_NO_STREAM, &ev, 1, &cmd));
+		                           ESDB_EXPECT_NO_STREAM, &ev, 1,
+		                           &cmd));
 		reqs[i] = (async_req){&st, i};
 		REQUIRE_OK(esdb_submit(s, &cmd, on_done, &reqs[i]));
 		CHECK(cmd.buf == NULL); /* ownership moved */
@@ -115,7 +116,7 @@ TEST(close_answers_everything_queued)
 		bool exists;
 		snprintf(stream, sizeof(stream), "s%d", i);
 		REQUIRE_OK(esdb_stream_info(s, stream, strlen(stream), NULL,
-					    &exists, NULL));
+		                            &exists, NULL));
 		CHECK(exists == (st.rc_of[i] == 0));
 	}
 	/* after close, submission answers "closed" through the callback */
@@ -148,12 +149,12 @@ static void *reader(void *p)
 	while (!*a->stop) {
 		prefix_check c = {1, false};
 		if (esdb_read_all(a->s, 1, UINT32_MAX, ESDB_FORWARD,
-				  check_prefix, &c) ||
+		                  check_prefix, &c) ||
 		    c.bad)
 			a->bad++;
 		a->reads++;
 		usleep(200); /* let the writers run (valgrind runs one thread
-			      * at a time) */
+		              * at a time) */
 	}
 	return NULL;
 }
@@ -191,7 +192,8 @@ TEST(submit_after_close_and_bad_arguments)
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd;
-	REQUIRE_OK(esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
+	REQUIRE_OK(
+	    esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
 	static async_state st;
 	memset(&st, 0, sizeof(st));
 	pthread_mutex_init(&st.lock, NULL);
@@ -202,7 +204,7 @@ TEST(submit_after_close_and_bad_arguments)
 	CHECK_RC(esdb_submit(s, NULL, on_done, &req), ESDB_EINVAL);
 	collected c = {0};
 	CHECK_RC(esdb_read_all(s, 1, 1, ESDB_FORWARD, collect_event, &c),
-		 ESDB_ECLOSED);
+	         ESDB_ECLOSED);
 	CHECK_RC(esdb_apply(s, NULL, 0, NULL), ESDB_ECLOSED);
 	esdb_close(s);
 	pthread_mutex_destroy(&st.lock);
