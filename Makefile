@@ -15,14 +15,20 @@ TEST_SRC := $(wildcard test/c/*.c)
 TEST_BIN := $(BUILD)/esdb_tests
 BENCH_BIN := $(BUILD)/esdb_bench
 CTL_BIN := priv/ex_esdb_ctl
+NIF_SO  := priv/ex_esdb_nif.so
+ERTS_INCLUDE ?= $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
-	clang-format libclang-rt-14-dev
+	clang-format libclang-rt-14-dev erlang-nox erlang-dev erlang-eunit \
+	erlang-proper elixir rebar3
 
-.PHONY: all deps run test test-c asan valgrind bench fmt fmt-check clean
+.PHONY: all nif deps run test test-c asan valgrind bench fmt fmt-check clean
 
-all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN)
+all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO)
+
+# What `mix compile` and `rebar3 compile` need: the NIF and the CLI.
+nif: $(NIF_SO) $(CTL_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -44,6 +50,11 @@ $(CORE_LIB): $(CORE_OBJ)
 $(CTL_BIN): c_src/cli/*.c $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) $(LDLIBS) -o $@
+
+$(NIF_SO): c_src/nif/*.c $(CORE_LIB)
+	@mkdir -p priv
+	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
+	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -o $@
 
 $(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Itest/c $(CFLAGS) $(WARN) -pthread $(TEST_SRC) $(CORE_LIB) $(LDLIBS) -o $@

@@ -1,0 +1,1012 @@
+/* ex_esdb_nif.c: the Erlang NIF binding over the C core (esdb.h).
+ *
+ * Mutations are encoded here and queued to the core's group-commit writer;
+ * the writer thread answers the caller with enif_send(Pid, {Ref, Reply}),
+ * so no scheduler waits for a flush. Reads run on dirty IO schedulers and
+ * are paged by the caller. Wrong argument types raise badarg; bad values
+ * come back as {error, Reason}. */
+#include <erl_nif.h>
+
+#include "esdb.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A read returns at most this many events, whatever is asked, so one call
+ * holds a dirty scheduler for a bounded time. */
+#define MAX_READ 10000
+/* Appends carrying more payload than this are encoded on a dirty
+ * scheduler: copying it would hold a normal one for too long. */
+#define DIRTY_APPEND_BYTES (256u << 10)
+
+/* ---- atoms ------------------------------------------------------------ */
+
+#define ATOMS(X)                                                               \
+	X(ok)                                                                  \
+	X(error)                                                               \
+	X(nil)                                                                 \
+	X(true)                                                                \
+	X(false)                                                               \
+	X(any)                                                                 \
+	X(no_stream)                                                           \
+	X(stream_exists)                                                       \
+	X(forward)                                                             \
+	X(backward)                                                            \
+	X(durability)                                                          \
+	X(sync)                                                                \
+	X(strict)                                                              \
+	X(nosync)                                                              \
+	X(map_size)                                                            \
+	X(create)                                                              \
+	X(readonly)                                                            \
+	X(max_stream_id)                                                       \
+	X(max_event_type)                                                      \
+	X(max_event_bytes)                                                     \
+	X(max_append_events)                                                   \
+	X(max_append_bytes)                                                    \
+	X(max_key)                                                             \
+	X(events)                                                              \
+	X(streams)                                                             \
+	X(event_types)                                                         \
+	X(snapshots)                                                           \
+	X(checkpoints)                                                         \
+	X(bytes_used)                                                          \
+	X(commits)                                                             \
+	X(closed)                                                              \
+	X(invalid_option)                                                      \
+	X(problems)
+
+#define DECLARE_ATOM(name) static ERL_NIF_TERM atom_##name;
+ATOMS(DECLARE_ATOM)
+
+static void make_atoms(ErlNifEnv *env)
+{
+#define MAKE_ATOM(name) atom_##name = enif_make_atom(env, #name);
+	ATOMS(MAKE_ATOM)
+}
+
+/* ---- the store resource ----------------------------------------------- */
+
+typedef struct store_res {
+	esdb_store *s;
+	/* Held shared by every call that uses the store, exclusive by close,
+	 * so a close waits for calls in flight and later calls see it. */
+	ErlNifRWLock *lock;
+	bool closed;
+} store_res;
+
+static ErlNifResourceType *store_type;
+
+static void store_dtor(ErlNifEnv *env, void *obj)
+{
+	store_res *r = obj;
+	if (!r->closed && r->s)
+		esdb_close(r->s);
+	if (r->lock)
+		enif_rwlock_destroy(r->lock);
+}
+
+static ERL_NIF_TERM error_term(ErlNifEnv *env, int rc)
+{
+	return enif_make_tuple2(env, atom_error,
+	                        enif_make_atom(env, esdb_errname(rc)));
+}
+
+/* Get the store and hold its lock shared; answers false (badarg) for a
+ * non-store term; *closed is set when the store was closed. */
+static bool store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
+{
+	if (!enif_get_resource(env, t, store_type, (void **)out))
+		return false;
+	enif_rwlock_rlock((*out)->lock);
+	return true;
+}
+
+static void store_release(store_res *r)
+{
+	enif_rwlock_runlock(r->lock);
+}
+
+/* ---- argument helpers ------------------------------------------------- */
+
+static bool get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
+{
+	ErlNifUInt64 v;
+	if (!enif_get_uint64(env, t, &v))
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool get_expected(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
+{
+	if (enif_is_identical(t, atom_any))
+		*out = ESDB_EXPECT_ANY;
+	else if (enif_is_identical(t, atom_no_stream))
+		*out = ESDB_EXPECT_NO_STREAM;
+	else if (enif_is_identical(t, atom_stream_exists))
+		*out = ESDB_EXPECT_STREAM_EXISTS;
+	else
+		return get_u64(env, t, out) && *out < ESDB_EXPECT_STREAM_EXISTS;
+	return true;
+}
+
+static bool get_direction(ERL_NIF_TERM t, esdb_direction *dir)
+{
+	if (enif_is_identical(t, atom_forward))
+		*dir = ESDB_FORWARD;
+	else if (enif_is_identical(t, atom_backward))
+		*dir = ESDB_BACKWARD;
+	else
+		return false;
+	return true;
+}
+
+/* A 16-byte binary or nil. */
+static bool get_opt_uuid(ErlNifEnv *env, ERL_NIF_TERM t, const uint8_t **out)
+{
+	ErlNifBinary b;
+	if (enif_is_identical(t, atom_nil)) {
+		*out = NULL;
+		return true;
+	}
+	if (!enif_inspect_binary(env, t, &b) || b.size != 16)
+		return false;
+	*out = b.data;
+	return true;
+}
+
+static ERL_NIF_TERM make_bin(ErlNifEnv *env, const void *p, size_t len)
+{
+	ERL_NIF_TERM t;
+	unsigned char *dst = enif_make_new_binary(env, len, &t);
+	if (len)
+		memcpy(dst, p, len);
+	return t;
+}
+
+static ERL_NIF_TERM make_opt_uuid(ErlNifEnv *env, const uint8_t *id)
+{
+	return id ? make_bin(env, id, 16) : atom_nil;
+}
+
+/* ---- replies from the writer thread ----------------------------------- */
+
+typedef struct reply_ctx {
+	ErlNifPid pid;
+	ErlNifEnv *env;
+	ERL_NIF_TERM ref;
+} reply_ctx;
+
+static reply_ctx *reply_new(ErlNifEnv *env, ERL_NIF_TERM ref)
+{
+	reply_ctx *c = enif_alloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	if (!(c->env = enif_alloc_env())) {
+		enif_free(c);
+		return NULL;
+	}
+	enif_self(env, &c->pid);
+	c->ref = enif_make_copy(c->env, ref);
+	return c;
+}
+
+/* Sends {Ref, {ok, Version, Position}} for appends, {Ref, ok} for other
+ * commands, {Ref, {error, Reason}} on failure. */
+static void reply_append(void *ctx, const esdb_result *r)
+{
+	reply_ctx *c = ctx;
+	ErlNifEnv *env = c->env;
+	ERL_NIF_TERM reply =
+	    r->rc ? error_term(env, r->rc)
+	          : enif_make_tuple3(env, atom_ok,
+	                             enif_make_uint64(env, r->version),
+	                             enif_make_uint64(env, r->position));
+	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
+	enif_free_env(env);
+	enif_free(c);
+}
+
+static void reply_plain(void *ctx, const esdb_result *r)
+{
+	reply_ctx *c = ctx;
+	ErlNifEnv *env = c->env;
+	ERL_NIF_TERM reply = r->rc ? error_term(env, r->rc) : atom_ok;
+	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
+	enif_free_env(env);
+	enif_free(c);
+}
+
+/* Queue an encoded command; the reply goes to the caller tagged with ref. */
+static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
+                           esdb_cmd *cmd, esdb_done_fn done)
+{
+	reply_ctx *c = reply_new(env, ref);
+	if (!c) {
+		free(cmd->buf);
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	}
+	/* Failures inside esdb_submit are answered through `done` too. */
+	esdb_submit(r->s, cmd, done, c);
+	return atom_ok;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static bool get_limit(ErlNifEnv *env, ERL_NIF_TERM opts, ERL_NIF_TERM key,
+                      uint64_t *out)
+{
+	ERL_NIF_TERM v;
+	if (!enif_get_map_value(env, opts, key, &v))
+		return true;
+	return get_u64(env, v, out);
+}
+
+/* open(Path :: binary(), Opts :: map()) -> {ok, Store} | {error, Reason} */
+static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[])
+{
+	ErlNifBinary path;
+	ERL_NIF_TERM v;
+	esdb_store *s;
+	if (!enif_inspect_binary(env, argv[0], &path) || path.size == 0 ||
+	    path.size > 4000 || !enif_is_map(env, argv[1]) ||
+	    memchr(path.data, 0, path.size))
+		return enif_make_badarg(env);
+	char p[4096];
+	memcpy(p, path.data, path.size);
+	p[path.size] = 0;
+
+	int rc = esdb_create(&s);
+	if (rc)
+		return error_term(env, rc);
+	if (enif_get_map_value(env, argv[1], atom_durability, &v)) {
+		esdb_durability d;
+		if (enif_is_identical(v, atom_sync))
+			d = ESDB_DURABILITY_SYNC;
+		else if (enif_is_identical(v, atom_strict))
+			d = ESDB_DURABILITY_STRICT;
+		else if (enif_is_identical(v, atom_nosync))
+			d = ESDB_DURABILITY_NOSYNC;
+		else
+			goto bad_option;
+		esdb_set_durability(s, d);
+	}
+	if (enif_get_map_value(env, argv[1], atom_map_size, &v)) {
+		uint64_t size;
+		if (!get_u64(env, v, &size) || esdb_set_mapsize(s, size))
+			goto bad_option;
+	}
+	if (enif_get_map_value(env, argv[1], atom_create, &v)) {
+		if (!enif_is_identical(v, atom_true) &&
+		    !enif_is_identical(v, atom_false))
+			goto bad_option;
+		esdb_set_create(s, enif_is_identical(v, atom_true));
+	}
+	if (enif_get_map_value(env, argv[1], atom_readonly, &v)) {
+		if (!enif_is_identical(v, atom_true) &&
+		    !enif_is_identical(v, atom_false))
+			goto bad_option;
+		esdb_set_readonly(s, enif_is_identical(v, atom_true));
+	}
+	esdb_limits l;
+	esdb_limits_default(&l);
+	uint64_t sid = l.max_stream_id, typ = l.max_event_type,
+	         evs = l.max_append_events, key = l.max_key;
+	if (!get_limit(env, argv[1], atom_max_stream_id, &sid) ||
+	    !get_limit(env, argv[1], atom_max_event_type, &typ) ||
+	    !get_limit(env, argv[1], atom_max_event_bytes,
+	               &l.max_event_bytes) ||
+	    !get_limit(env, argv[1], atom_max_append_events, &evs) ||
+	    !get_limit(env, argv[1], atom_max_append_bytes,
+	               &l.max_append_bytes) ||
+	    !get_limit(env, argv[1], atom_max_key, &key) || sid > UINT32_MAX ||
+	    typ > UINT32_MAX || evs > UINT32_MAX || key > UINT32_MAX)
+		goto bad_option;
+	l.max_stream_id = (uint32_t)sid;
+	l.max_event_type = (uint32_t)typ;
+	l.max_append_events = (uint32_t)evs;
+	l.max_key = (uint32_t)key;
+	if (esdb_set_limits(s, &l))
+		goto bad_option;
+
+	if ((rc = esdb_open(s, p))) {
+		esdb_close(s);
+		return error_term(env, rc);
+	}
+	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
+	r->s = s;
+	r->closed = false;
+	r->lock = enif_rwlock_create("ex_esdb_store");
+	ERL_NIF_TERM t = enif_make_resource(env, r);
+	enif_release_resource(r);
+	return enif_make_tuple2(env, atom_ok, t);
+
+bad_option:
+	esdb_close(s);
+	return enif_make_tuple2(env, atom_error, atom_invalid_option);
+}
+
+/* close(Store) -> ok. Idempotent; waits for calls in flight; queued
+ * commands are answered {error, closed}. */
+static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	if (!enif_get_resource(env, argv[0], store_type, (void **)&r))
+		return enif_make_badarg(env);
+	enif_rwlock_rwlock(r->lock);
+	if (!r->closed) {
+		esdb_close(r->s);
+		r->s = NULL;
+		r->closed = true;
+	}
+	enif_rwlock_rwunlock(r->lock);
+	return atom_ok;
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+/* Parse [{EventId, Type, Data, Metadata, CausationId, CorrelationId}]. */
+static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
+                       unsigned *n, uint64_t *bytes)
+{
+	unsigned len;
+	ERL_NIF_TERM head, tail = list;
+	if (!enif_get_list_length(env, list, &len))
+		return false;
+	*n = len;
+	*bytes = 0;
+	*out = NULL;
+	if (len == 0)
+		return true;
+	esdb_new_event *evs = calloc(len, sizeof(*evs));
+	if (!evs)
+		return false;
+	for (unsigned i = 0; enif_get_list_cell(env, tail, &head, &tail); i++) {
+		const ERL_NIF_TERM *f;
+		int arity;
+		ErlNifBinary id, type, data, meta;
+		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6 ||
+		    !enif_inspect_binary(env, f[0], &id) || id.size != 16 ||
+		    !enif_inspect_binary(env, f[1], &type) ||
+		    !enif_inspect_binary(env, f[2], &data) ||
+		    !enif_inspect_binary(env, f[3], &meta) ||
+		    !get_opt_uuid(env, f[4], &evs[i].causation_id) ||
+		    !get_opt_uuid(env, f[5], &evs[i].correlation_id)) {
+			free(evs);
+			return false;
+		}
+		memcpy(evs[i].event_id, id.data, 16);
+		evs[i].event_type = (const char *)type.data;
+		evs[i].event_type_len = type.size;
+		evs[i].data = data.data;
+		evs[i].data_len = data.size;
+		evs[i].metadata = meta.data;
+		evs[i].metadata_len = meta.size;
+		*bytes += data.size + meta.size;
+	}
+	*out = evs;
+	return true;
+}
+
+static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary stream;
+	uint64_t expected, bytes;
+	esdb_new_event *evs;
+	unsigned n;
+	if (!enif_is_ref(env, argv[1]) ||
+	    !enif_inspect_binary(env, argv[2], &stream) ||
+	    !get_expected(env, argv[3], &expected) ||
+	    !get_events(env, argv[4], &evs, &n, &bytes))
+		return enif_make_badarg(env);
+	if (!store_acquire(env, argv[0], &r)) {
+		free(evs);
+		return enif_make_badarg(env);
+	}
+	ERL_NIF_TERM result;
+	esdb_cmd cmd;
+	int rc;
+	if (r->closed)
+		result = error_term(env, ESDB_ECLOSED);
+	else if ((rc = esdb_cmd_append(NULL, (const char *)stream.data,
+	                               stream.size, expected, evs, n, &cmd)))
+		result = error_term(env, rc);
+	else
+		result = submit(env, r, argv[1], &cmd, reply_append);
+	store_release(r);
+	free(evs);
+	return result;
+}
+
+/* append(Store, Ref, StreamId, Expected, Events) -> ok | {error, Reason};
+ * then the caller receives {Ref, {ok, Version, FirstPosition}} or
+ * {Ref, {error, Reason}}. Limits are checked again by the store. */
+static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[])
+{
+	/* Size the payload first: a large one is copied on a dirty
+	 * scheduler. */
+	ERL_NIF_TERM head, tail = argv[4];
+	uint64_t bytes = 0;
+	while (enif_get_list_cell(env, tail, &head, &tail)) {
+		const ERL_NIF_TERM *f;
+		int arity;
+		ErlNifBinary b;
+		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6)
+			break;
+		if (enif_inspect_binary(env, f[2], &b))
+			bytes += b.size;
+		if (enif_inspect_binary(env, f[3], &b))
+			bytes += b.size;
+	}
+	if (bytes > DIRTY_APPEND_BYTES)
+		return enif_schedule_nif(env, "append_dirty",
+		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
+		                         append_impl, argc, argv);
+	return append_impl(env, argc, argv);
+}
+
+/* delete_stream(Store, Ref, StreamId, Expected) -> ok | {error, R};
+ * then {Ref, ok | {error, Reason}}. */
+static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
+                                      const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary stream;
+	uint64_t expected;
+	if (!enif_is_ref(env, argv[1]) ||
+	    !enif_inspect_binary(env, argv[2], &stream) ||
+	    !get_expected(env, argv[3], &expected) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	ERL_NIF_TERM result;
+	esdb_cmd cmd;
+	int rc;
+	if (r->closed)
+		result = error_term(env, ESDB_ECLOSED);
+	else if ((rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
+	                                      stream.size, expected, &cmd)))
+		result = error_term(env, rc);
+	else
+		result = submit(env, r, argv[1], &cmd, reply_plain);
+	store_release(r);
+	return result;
+}
+
+/* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
+ * Metadata) -> ok | {error, R}; then {Ref, ok | {error, R}}. */
+static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
+                                     const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary uuid, type, data, meta;
+	uint64_t version;
+	if (!enif_is_ref(env, argv[1]) ||
+	    !enif_inspect_binary(env, argv[2], &uuid) ||
+	    !get_u64(env, argv[3], &version) ||
+	    !enif_inspect_binary(env, argv[4], &type) ||
+	    !enif_inspect_binary(env, argv[5], &data) ||
+	    !enif_inspect_binary(env, argv[6], &meta) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	ERL_NIF_TERM result;
+	esdb_cmd cmd;
+	int rc;
+	if (r->closed)
+		result = error_term(env, ESDB_ECLOSED);
+	else if ((rc = esdb_cmd_snapshot_put(
+	              NULL, (const char *)uuid.data, uuid.size, version,
+	              (const char *)type.data, type.size, data.data, data.size,
+	              meta.data, meta.size, &cmd)))
+		result = error_term(env, rc);
+	else
+		result = submit(env, r, argv[1], &cmd, reply_plain);
+	store_release(r);
+	return result;
+}
+
+/* checkpoint_put(Store, Ref, Name, Checkpoint, Definition). */
+static ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
+                                       const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary name, def;
+	uint64_t cp;
+	if (!enif_is_ref(env, argv[1]) ||
+	    !enif_inspect_binary(env, argv[2], &name) ||
+	    !get_u64(env, argv[3], &cp) ||
+	    !enif_inspect_binary(env, argv[4], &def) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	ERL_NIF_TERM result;
+	esdb_cmd cmd;
+	int rc;
+	if (r->closed)
+		result = error_term(env, ESDB_ECLOSED);
+	else if ((rc = esdb_cmd_checkpoint_put(NULL, (const char *)name.data,
+	                                       name.size, cp, def.data,
+	                                       def.size, &cmd)))
+		result = error_term(env, rc);
+	else
+		result = submit(env, r, argv[1], &cmd, reply_plain);
+	store_release(r);
+	return result;
+}
+
+typedef int (*named_encoder)(const esdb_limits *, const char *, size_t,
+                             esdb_cmd *);
+
+/* The deletes by name: snapshot_delete, checkpoint_delete. */
+static ERL_NIF_TERM named_delete(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                                 named_encoder encode)
+{
+	store_res *r;
+	ErlNifBinary name;
+	if (!enif_is_ref(env, argv[1]) ||
+	    !enif_inspect_binary(env, argv[2], &name) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	ERL_NIF_TERM result;
+	esdb_cmd cmd;
+	int rc;
+	if (r->closed)
+		result = error_term(env, ESDB_ECLOSED);
+	else if ((rc = encode(NULL, (const char *)name.data, name.size, &cmd)))
+		result = error_term(env, rc);
+	else
+		result = submit(env, r, argv[1], &cmd, reply_plain);
+	store_release(r);
+	return result;
+}
+
+static ERL_NIF_TERM nif_snapshot_delete(ErlNifEnv *env, int argc,
+                                        const ERL_NIF_TERM argv[])
+{
+	return named_delete(env, argv, esdb_cmd_snapshot_delete);
+}
+
+static ERL_NIF_TERM nif_checkpoint_delete(ErlNifEnv *env, int argc,
+                                          const ERL_NIF_TERM argv[])
+{
+	return named_delete(env, argv, esdb_cmd_checkpoint_delete);
+}
+
+/* ---- reads (dirty IO) ------------------------------------------------- */
+
+typedef struct read_ctx {
+	ErlNifEnv *env;
+	ERL_NIF_TERM *terms;
+	size_t n, cap;
+	/* repeated names are made once per read */
+	ERL_NIF_TERM last_stream, last_type;
+	const char *last_stream_p, *last_type_p;
+	size_t last_stream_len, last_type_len;
+	char stream_buf[1100], type_buf[600];
+} read_ctx;
+
+static ERL_NIF_TERM cached_name(read_ctx *c, const char *p, size_t len,
+                                ERL_NIF_TERM *term, char *buf, size_t cap,
+                                const char **last_p, size_t *last_len)
+{
+	if (*last_p && *last_len == len && memcmp(*last_p, p, len) == 0)
+		return *term;
+	*term = make_bin(c->env, p, len);
+	if (len <= cap) {
+		memcpy(buf, p, len);
+		*last_p = buf;
+		*last_len = len;
+	} else {
+		*last_p = NULL;
+	}
+	return *term;
+}
+
+/* {Position, StreamId, Version, EventId, Type, Data, Metadata,
+ *  CausationId, CorrelationId, CreatedUs} */
+static int collect_event(void *ctx, const esdb_event *ev)
+{
+	read_ctx *c = ctx;
+	ErlNifEnv *env = c->env;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		ERL_NIF_TERM *t = enif_realloc(c->terms, cap * sizeof(*t));
+		if (!t)
+			return ENOMEM;
+		c->terms = t;
+		c->cap = cap;
+	}
+	ERL_NIF_TERM f[10] = {
+	    enif_make_uint64(env, ev->position),
+	    cached_name(c, ev->stream_id, ev->stream_id_len, &c->last_stream,
+	                c->stream_buf, sizeof(c->stream_buf), &c->last_stream_p,
+	                &c->last_stream_len),
+	    enif_make_uint64(env, ev->stream_version),
+	    make_bin(env, ev->event_id, 16),
+	    cached_name(c, ev->event_type, ev->event_type_len, &c->last_type,
+	                c->type_buf, sizeof(c->type_buf), &c->last_type_p,
+	                &c->last_type_len),
+	    make_bin(env, ev->data, ev->data_len),
+	    make_bin(env, ev->metadata, ev->metadata_len),
+	    make_opt_uuid(env, ev->causation_id),
+	    make_opt_uuid(env, ev->correlation_id),
+	    enif_make_uint64(env, ev->created_us),
+	};
+	c->terms[c->n++] = enif_make_tuple_from_array(env, f, 10);
+	return 0;
+}
+
+static ERL_NIF_TERM read_result(read_ctx *c, int rc)
+{
+	ERL_NIF_TERM out =
+	    rc ? error_term(c->env, rc)
+	       : enif_make_tuple2(c->env, atom_ok,
+	                          enif_make_list_from_array(c->env, c->terms,
+	                                                    (unsigned)c->n));
+	enif_free(c->terms);
+	return out;
+}
+
+static bool get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
+{
+	unsigned v;
+	if (!enif_get_uint(env, t, &v))
+		return false;
+	*count = v > MAX_READ ? MAX_READ : v;
+	return true;
+}
+
+/* read_stream(Store, StreamId, From, Count, forward | backward)
+ *   -> {ok, [Event]} | {error, Reason} */
+static ERL_NIF_TERM nif_read_stream(ErlNifEnv *env, int argc,
+                                    const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary stream;
+	uint64_t from;
+	uint32_t count;
+	esdb_direction dir;
+	if (!enif_inspect_binary(env, argv[1], &stream) ||
+	    !get_u64(env, argv[2], &from) || !get_count(env, argv[3], &count) ||
+	    !get_direction(argv[4], &dir) || !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	read_ctx c = {.env = env};
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : esdb_read_stream(r->s, (const char *)stream.data,
+	                                      stream.size, from, count, dir,
+	                                      collect_event, &c);
+	store_release(r);
+	return read_result(&c, rc);
+}
+
+/* read_all(Store, From, Count, Direction) -> {ok, [Event]} | {error, R} */
+static ERL_NIF_TERM nif_read_all(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	uint64_t from;
+	uint32_t count;
+	esdb_direction dir;
+	if (!get_u64(env, argv[1], &from) || !get_count(env, argv[2], &count) ||
+	    !get_direction(argv[3], &dir) || !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	read_ctx c = {.env = env};
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_read_all(r->s, from, count, dir, collect_event, &c);
+	store_release(r);
+	return read_result(&c, rc);
+}
+
+/* read_type(Store, EventType, FromPosition, Count) */
+static ERL_NIF_TERM nif_read_type(ErlNifEnv *env, int argc,
+                                  const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary type;
+	uint64_t from;
+	uint32_t count;
+	if (!enif_inspect_binary(env, argv[1], &type) ||
+	    !get_u64(env, argv[2], &from) || !get_count(env, argv[3], &count) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	read_ctx c = {.env = env};
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_read_type(r->s, (const char *)type.data, type.size,
+	                              from, count, collect_event, &c);
+	store_release(r);
+	return read_result(&c, rc);
+}
+
+/* stream_info(Store, StreamId) -> {ok, Version, Exists, Deleted} */
+static ERL_NIF_TERM nif_stream_info(ErlNifEnv *env, int argc,
+                                    const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary stream;
+	uint64_t version = 0;
+	bool exists = false, deleted = false;
+	if (!enif_inspect_binary(env, argv[1], &stream) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : esdb_stream_info(r->s, (const char *)stream.data,
+	                                      stream.size, &version, &exists,
+	                                      &deleted);
+	store_release(r);
+	if (rc)
+		return error_term(env, rc);
+	return enif_make_tuple4(env, atom_ok, enif_make_uint64(env, version),
+	                        exists ? atom_true : atom_false,
+	                        deleted ? atom_true : atom_false);
+}
+
+typedef struct list_ctx {
+	ErlNifEnv *env;
+	ERL_NIF_TERM list;
+} list_ctx;
+
+static int collect_stream(void *ctx, const esdb_stream *st)
+{
+	list_ctx *c = ctx;
+	ERL_NIF_TERM t = enif_make_tuple3(
+	    c->env, make_bin(c->env, st->stream_id, st->stream_id_len),
+	    enif_make_uint64(c->env, st->version),
+	    st->deleted ? atom_true : atom_false);
+	c->list = enif_make_list_cell(c->env, t, c->list);
+	return 0;
+}
+
+/* An optional "after" cursor: nil or a binary. */
+static bool get_after(ErlNifEnv *env, ERL_NIF_TERM t, ErlNifBinary *b)
+{
+	if (enif_is_identical(t, atom_nil)) {
+		b->data = NULL;
+		b->size = 0;
+		return true;
+	}
+	return enif_inspect_binary(env, t, b);
+}
+
+static ERL_NIF_TERM list_result(list_ctx *c, int rc)
+{
+	ERL_NIF_TERM rev;
+	if (rc)
+		return error_term(c->env, rc);
+	enif_make_reverse_list(c->env, c->list, &rev);
+	return enif_make_tuple2(c->env, atom_ok, rev);
+}
+
+/* list_streams(Store, After | nil, Count) -> {ok, [{Id, Version, Del}]} */
+static ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
+                                     const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary after;
+	uint32_t count;
+	if (!get_after(env, argv[1], &after) ||
+	    !get_count(env, argv[2], &count) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	list_ctx c = {env, enif_make_list(env, 0)};
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_list_streams(r->s, (const char *)after.data,
+	                                 after.size, count, collect_stream, &c);
+	store_release(r);
+	return list_result(&c, rc);
+}
+
+static int collect_snapshot(void *ctx, const esdb_snapshot *sn)
+{
+	list_ctx *c = ctx;
+	ErlNifEnv *env = c->env;
+	c->list = enif_make_tuple6(
+	    env, make_bin(env, sn->source_uuid, sn->source_uuid_len),
+	    enif_make_uint64(env, sn->source_version),
+	    make_bin(env, sn->source_type, sn->source_type_len),
+	    make_bin(env, sn->data, sn->data_len),
+	    make_bin(env, sn->metadata, sn->metadata_len),
+	    enif_make_uint64(env, sn->created_us));
+	return 0;
+}
+
+/* snapshot_get(Store, SourceUuid) -> {ok, {Uuid, Version, Type, Data,
+ * Metadata, CreatedUs}} | {error, not_found} */
+static ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
+                                     const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary uuid;
+	if (!enif_inspect_binary(env, argv[1], &uuid) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	list_ctx c = {env, atom_nil};
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : esdb_snapshot_get(r->s, (const char *)uuid.data,
+	                                       uuid.size, collect_snapshot, &c);
+	store_release(r);
+	return rc ? error_term(env, rc)
+	          : enif_make_tuple2(env, atom_ok, c.list);
+}
+
+static ERL_NIF_TERM checkpoint_term(ErlNifEnv *env, const esdb_checkpoint *cp)
+{
+	return enif_make_tuple4(
+	    env, make_bin(env, cp->name, cp->name_len),
+	    enif_make_uint64(env, cp->checkpoint),
+	    make_bin(env, cp->definition, cp->definition_len),
+	    enif_make_uint64(env, cp->updated_us));
+}
+
+static int collect_checkpoint(void *ctx, const esdb_checkpoint *cp)
+{
+	list_ctx *c = ctx;
+	c->list =
+	    enif_make_list_cell(c->env, checkpoint_term(c->env, cp), c->list);
+	return 0;
+}
+
+static int one_checkpoint(void *ctx, const esdb_checkpoint *cp)
+{
+	list_ctx *c = ctx;
+	c->list = checkpoint_term(c->env, cp);
+	return 0;
+}
+
+/* checkpoint_get(Store, Name) -> {ok, {Name, Checkpoint, Definition,
+ * UpdatedUs}} | {error, not_found} */
+static ERL_NIF_TERM nif_checkpoint_get(ErlNifEnv *env, int argc,
+                                       const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary name;
+	if (!enif_inspect_binary(env, argv[1], &name) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	list_ctx c = {env, atom_nil};
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : esdb_checkpoint_get(r->s, (const char *)name.data,
+	                                         name.size, one_checkpoint, &c);
+	store_release(r);
+	return rc ? error_term(env, rc)
+	          : enif_make_tuple2(env, atom_ok, c.list);
+}
+
+/* checkpoint_list(Store, After | nil, Count) */
+static ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
+                                        const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary after;
+	uint32_t count;
+	if (!get_after(env, argv[1], &after) ||
+	    !get_count(env, argv[2], &count) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	list_ctx c = {env, enif_make_list(env, 0)};
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_checkpoint_list(r->s, (const char *)after.data,
+	                                    after.size, count,
+	                                    collect_checkpoint, &c);
+	store_release(r);
+	return list_result(&c, rc);
+}
+
+/* stats(Store) -> {ok, #{events := N, ...}} */
+static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	esdb_stats st;
+	if (!store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc = r->closed ? ESDB_ECLOSED : esdb_stats_get(r->s, &st);
+	store_release(r);
+	if (rc)
+		return error_term(env, rc);
+	ERL_NIF_TERM keys[] = {
+	    atom_events,      atom_streams,    atom_event_types, atom_snapshots,
+	    atom_checkpoints, atom_bytes_used, atom_map_size,    atom_commits};
+	ERL_NIF_TERM vals[] = {
+	    enif_make_uint64(env, st.events),
+	    enif_make_uint64(env, st.streams),
+	    enif_make_uint64(env, st.event_types),
+	    enif_make_uint64(env, st.snapshots),
+	    enif_make_uint64(env, st.checkpoints),
+	    enif_make_uint64(env, st.bytes_used),
+	    enif_make_uint64(env, st.map_size),
+	    enif_make_uint64(env, st.commits),
+	};
+	ERL_NIF_TERM map;
+	enif_make_map_from_arrays(env, keys, vals, 8, &map);
+	return enif_make_tuple2(env, atom_ok, map);
+}
+
+/* verify(Store) -> ok | {error, {corrupt, Problems}} */
+static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	uint64_t problems = 0;
+	if (!store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc =
+	    r->closed ? ESDB_ECLOSED : esdb_verify(r->s, NULL, NULL, &problems);
+	store_release(r);
+	if (rc == ESDB_ECORRUPT)
+		return enif_make_tuple2(
+		    env, atom_error,
+		    enif_make_tuple2(env, enif_make_atom(env, "corrupt"),
+		                     enif_make_uint64(env, problems)));
+	return rc ? error_term(env, rc) : atom_ok;
+}
+
+/* backup(Store, Dest :: binary()) -> ok | {error, Reason} */
+static ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifBinary dest;
+	if (!enif_inspect_binary(env, argv[1], &dest) || dest.size == 0 ||
+	    dest.size > 4000 || memchr(dest.data, 0, dest.size) ||
+	    !store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	char p[4096];
+	memcpy(p, dest.data, dest.size);
+	p[dest.size] = 0;
+	int rc = r->closed ? ESDB_ECLOSED : esdb_backup(r->s, p);
+	store_release(r);
+	return rc ? error_term(env, rc) : atom_ok;
+}
+
+/* ---- load ------------------------------------------------------------- */
+
+static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
+{
+	make_atoms(env);
+	store_type = enif_open_resource_type(
+	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_CREATE, NULL);
+	return store_type ? 0 : 1;
+}
+
+static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
+{
+	make_atoms(env);
+	store_type = enif_open_resource_type(
+	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_TAKEOVER, NULL);
+	return store_type ? 0 : 1;
+}
+
+#define DIRTY_IO ERL_NIF_DIRTY_JOB_IO_BOUND
+
+static ErlNifFunc funcs[] = {
+    {"open", 2, nif_open, DIRTY_IO},
+    {"close", 1, nif_close, DIRTY_IO},
+    {"append", 5, nif_append, 0},
+    {"delete_stream", 4, nif_delete_stream, 0},
+    {"snapshot_put", 7, nif_snapshot_put, 0},
+    {"snapshot_delete", 3, nif_snapshot_delete, 0},
+    {"checkpoint_put", 5, nif_checkpoint_put, 0},
+    {"checkpoint_delete", 3, nif_checkpoint_delete, 0},
+    {"read_stream", 5, nif_read_stream, DIRTY_IO},
+    {"read_all", 4, nif_read_all, DIRTY_IO},
+    {"read_type", 4, nif_read_type, DIRTY_IO},
+    {"stream_info", 2, nif_stream_info, DIRTY_IO},
+    {"list_streams", 3, nif_list_streams, DIRTY_IO},
+    {"snapshot_get", 2, nif_snapshot_get, DIRTY_IO},
+    {"checkpoint_get", 2, nif_checkpoint_get, DIRTY_IO},
+    {"checkpoint_list", 3, nif_checkpoint_list, DIRTY_IO},
+    {"stats", 1, nif_stats, DIRTY_IO},
+    {"verify", 1, nif_verify, DIRTY_IO},
+    {"backup", 2, nif_backup, DIRTY_IO},
+};
+
+ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

@@ -1,0 +1,49 @@
+%% @doc The NIF stubs, one per function of c_src/nif/ex_esdb_nif.c.
+%% Use the `ex_esdb' module (Erlang) or `ExESDB.*' (Elixir) instead:
+%% they check options and wait for the asynchronous replies.
+-module(ex_esdb_nif).
+
+-export([open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
+         snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
+         read_stream/5, read_all/4, read_type/4, stream_info/2,
+         list_streams/3, snapshot_get/2, checkpoint_get/2,
+         checkpoint_list/3, stats/1, verify/1, backup/2]).
+
+-nifs([open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
+       snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
+       read_stream/5, read_all/4, read_type/4, stream_info/2,
+       list_streams/3, snapshot_get/2, checkpoint_get/2,
+       checkpoint_list/3, stats/1, verify/1, backup/2]).
+
+-on_load(init/0).
+
+init() ->
+    Dir = case code:priv_dir(ex_esdb) of
+              {error, bad_name} ->
+                  %% Not loaded as an application (e.g. erl -pa): look
+                  %% beside this module's ebin.
+                  filename:join(filename:dirname(filename:dirname(
+                                  code:which(?MODULE))), "priv");
+              D -> D
+          end,
+    erlang:load_nif(filename:join(Dir, "ex_esdb_nif"), 0).
+
+open(_Path, _Opts) -> erlang:nif_error(not_loaded).
+close(_Store) -> erlang:nif_error(not_loaded).
+append(_Store, _Ref, _StreamId, _Expected, _Events) -> erlang:nif_error(not_loaded).
+delete_stream(_Store, _Ref, _StreamId, _Expected) -> erlang:nif_error(not_loaded).
+snapshot_put(_Store, _Ref, _Uuid, _Version, _Type, _Data, _Meta) -> erlang:nif_error(not_loaded).
+snapshot_delete(_Store, _Ref, _Uuid) -> erlang:nif_error(not_loaded).
+checkpoint_put(_Store, _Ref, _Name, _Checkpoint, _Definition) -> erlang:nif_error(not_loaded).
+checkpoint_delete(_Store, _Ref, _Name) -> erlang:nif_error(not_loaded).
+read_stream(_Store, _StreamId, _From, _Count, _Direction) -> erlang:nif_error(not_loaded).
+read_all(_Store, _From, _Count, _Direction) -> erlang:nif_error(not_loaded).
+read_type(_Store, _Type, _From, _Count) -> erlang:nif_error(not_loaded).
+stream_info(_Store, _StreamId) -> erlang:nif_error(not_loaded).
+list_streams(_Store, _After, _Count) -> erlang:nif_error(not_loaded).
+snapshot_get(_Store, _Uuid) -> erlang:nif_error(not_loaded).
+checkpoint_get(_Store, _Name) -> erlang:nif_error(not_loaded).
+checkpoint_list(_Store, _After, _Count) -> erlang:nif_error(not_loaded).
+stats(_Store) -> erlang:nif_error(not_loaded).
+verify(_Store) -> erlang:nif_error(not_loaded).
+backup(_Store, _Dest) -> erlang:nif_error(not_loaded).
