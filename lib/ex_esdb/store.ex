@@ -1,0 +1,61 @@
+defmodule ExESDB.Store do
+  @moduledoc false
+  # Owns a store's NIF handle: opens it at start, closes it at stop, and
+  # publishes it in :persistent_term so callers reach the NIF directly,
+  # never through this process.
+  use GenServer
+
+  defstruct [:store_id, :handle, :serializer, :timeout, :path]
+
+  @type t :: %__MODULE__{}
+
+  def start_link(options),
+    do: GenServer.start_link(__MODULE__, options, name: :"exesdb_store_#{options.store_id}")
+
+  def child_spec(options),
+    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [options]}, shutdown: 30_000}
+
+  @doc "The running store named `store_id`."
+  @spec fetch(atom()) :: {:ok, t()} | {:error, :store_not_started}
+  def fetch(store_id) do
+    case :persistent_term.get({__MODULE__, store_id}, nil) do
+      nil -> {:error, :store_not_started}
+      store -> {:ok, store}
+    end
+  end
+
+  @impl true
+  def init(options) do
+    Process.flag(:trap_exit, true)
+    path = ExESDB.Options.store_path(options)
+
+    nif_opts =
+      Map.merge(
+        %{durability: options.durability, map_size: options.map_size, create: true},
+        Map.new(options.limits)
+      )
+
+    case :ex_esdb_nif.open(path, nif_opts) do
+      {:ok, handle} ->
+        store = %__MODULE__{
+          store_id: options.store_id,
+          handle: handle,
+          serializer: options.serializer,
+          timeout: options.timeout,
+          path: path
+        }
+
+        :persistent_term.put({__MODULE__, options.store_id}, store)
+        {:ok, store}
+
+      {:error, reason} ->
+        {:stop, {:cannot_open_store, path, reason}}
+    end
+  end
+
+  @impl true
+  def terminate(_reason, store) do
+    :persistent_term.erase({__MODULE__, store.store_id})
+    :ex_esdb_nif.close(store.handle)
+  end
+end

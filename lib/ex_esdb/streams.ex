@@ -1,0 +1,275 @@
+defmodule ExESDB.Streams do
+  @moduledoc """
+  Streams of events: append with optimistic concurrency, read forward and
+  backward (eagerly or as lazy `Stream`s read in batches), read `$all` and
+  events by type, list and delete streams.
+
+  `store` is the `store_id` given to `ExESDB.System`. Versions are 1-based:
+  a stream's first event is version 1 and an absent or empty stream is at
+  version 0. Positions in `$all` are 1-based and gap-free.
+
+  Expected versions: `:any`, `:no_stream` (the stream must not exist),
+  `:stream_exists`, or the exact current version (0 for a new stream).
+
+  Errors (`{:error, reason}`): `:wrong_expected_version`, `:stream_exists`,
+  `:stream_not_found`, `:stream_deleted`, `:no_events`, `:limit_exceeded`,
+  `:invalid_argument`, `{:invalid_event, term}`, `{:invalid_event_id, id}`,
+  `:timeout`, `:closed`, `:store_not_started`, and storage errors such as
+  `:disk_full` or `:io_error`.
+  """
+
+  alias ExESDB.{EventCodec, EventRecord, Native, NewEvent, Store}
+
+  @type store :: atom()
+  @type stream_id :: String.t()
+  @type expected_version :: :any | :no_stream | :stream_exists | non_neg_integer()
+  @type direction :: :forward | :backward
+
+  # The NIF returns at most this many events per call.
+  @page 1000
+
+  @doc """
+  Append events atomically; returns the stream's new version.
+
+  Retrying an append whose events (by `event_id`) are already stored at
+  the versions it targets returns the original result and writes nothing.
+  """
+  @spec append_events(store(), stream_id(), expected_version(), [NewEvent.t()]) ::
+          {:ok, pos_integer()} | {:error, term()}
+  def append_events(store, stream_id, expected_version, events) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_writable(stream_id),
+         :ok <- check_expected(expected_version),
+         {:ok, tuples} <- EventCodec.encode(events, s.serializer) do
+      submit = &:ex_esdb_nif.append(s.handle, &1, stream_id, expected_version, tuples)
+
+      case Native.call(s, submit) do
+        {:ok, version, _position} -> {:ok, version}
+        {:error, _} = error -> error
+      end
+    end
+  end
+
+  @doc """
+  Read up to `count` events of a stream from `start_version` (inclusive).
+  Backward, `start_version` may be `:end`.
+  """
+  @spec get_events(store(), stream_id(), non_neg_integer() | :end, non_neg_integer(), direction()) ::
+          {:ok, [EventRecord.t()]} | {:error, term()}
+  def get_events(store, stream_id, start_version, count, direction \\ :forward) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_stream_id(stream_id),
+         :ok <- check_count(count),
+         {:ok, from} <- start(start_version, direction) do
+      read_pages(s, count, from, direction, cursor_key(stream_id), fn from, n ->
+        page(s, stream_id, from, n, direction)
+      end)
+    end
+  end
+
+  @doc """
+  A lazy `Stream` of a stream's events from `start_version`, read
+  `read_batch_size` at a time. `{:error, :stream_not_found}` when the
+  stream does not exist.
+  """
+  @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer()) ::
+          {:ok, Enumerable.t()} | {:error, term()}
+  def stream_forward(store, stream_id, start_version \\ 1, read_batch_size \\ @page),
+    do: lazy_stream(store, stream_id, start_version, read_batch_size, :forward)
+
+  @doc "As `stream_forward/4`, newest first, from `start_version` (default `:end`)."
+  @spec stream_backward(store(), stream_id(), non_neg_integer() | :end, pos_integer()) ::
+          {:ok, Enumerable.t()} | {:error, term()}
+  def stream_backward(store, stream_id, start_version \\ :end, read_batch_size \\ @page),
+    do: lazy_stream(store, stream_id, start_version, read_batch_size, :backward)
+
+  @doc "Read up to `count` events of `$all` from `start_position`."
+  @spec get_all_events(store(), non_neg_integer() | :end, non_neg_integer(), direction()) ::
+          {:ok, [EventRecord.t()]} | {:error, term()}
+  def get_all_events(store, start_position, count, direction \\ :forward) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_count(count),
+         {:ok, from} <- start(start_position, direction) do
+      read_pages(s, count, from, direction, 0, fn from, n ->
+        :ex_esdb_nif.read_all(s.handle, from, n, direction)
+      end)
+    end
+  end
+
+  @doc "A lazy `Stream` of `$all` from `start_position`."
+  @spec all_forward(store(), non_neg_integer(), pos_integer()) ::
+          {:ok, Enumerable.t()} | {:error, term()}
+  def all_forward(store, start_position \\ 1, read_batch_size \\ @page),
+    do: lazy_stream(store, "$all", start_position, read_batch_size, :forward)
+
+  @doc "A lazy `Stream` of `$all`, newest first."
+  @spec all_backward(store(), non_neg_integer() | :end, pos_integer()) ::
+          {:ok, Enumerable.t()} | {:error, term()}
+  def all_backward(store, start_position \\ :end, read_batch_size \\ @page),
+    do: lazy_stream(store, "$all", start_position, read_batch_size, :backward)
+
+  @doc "Events of one type, in `$all` order, from `start_position`."
+  @spec get_events_by_type(store(), String.t(), non_neg_integer(), non_neg_integer()) ::
+          {:ok, [EventRecord.t()]} | {:error, term()}
+  def get_events_by_type(store, event_type, start_position, count) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_stream_id(event_type),
+         :ok <- check_count(count),
+         {:ok, from} <- start(start_position, :forward) do
+      read_pages(s, count, from, :forward, 0, fn from, n ->
+        :ex_esdb_nif.read_type(s.handle, event_type, from, n)
+      end)
+    end
+  end
+
+  @doc "The current version of a stream: 0 when it does not exist."
+  @spec get_version(store(), stream_id()) :: {:ok, non_neg_integer()} | {:error, term()}
+  def get_version(store, stream_id) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_stream_id(stream_id),
+         {:ok, version, _exists, _deleted} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
+      {:ok, version}
+    end
+  end
+
+  @doc "Whether a stream exists (deleted streams do not)."
+  @spec stream_exists?(store(), stream_id()) :: boolean()
+  def stream_exists?(store, stream_id) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_stream_id(stream_id),
+         {:ok, _version, exists, deleted} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
+      exists and not deleted
+    else
+      _ -> false
+    end
+  end
+
+  @doc "The ids of every stream (deleted ones included), in byte order."
+  @spec get_streams(store()) :: {:ok, [stream_id()]} | {:error, term()}
+  def get_streams(store) do
+    with {:ok, s} <- Store.fetch(store), do: list_all(s, nil, [])
+  end
+
+  @doc """
+  Delete (tombstone) a stream: later reads and appends answer
+  `{:error, :stream_deleted}`; its events stay in `$all`.
+  """
+  @spec delete_stream(store(), stream_id(), expected_version()) :: :ok | {:error, term()}
+  def delete_stream(store, stream_id, expected_version \\ :any) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_writable(stream_id),
+         :ok <- check_expected(expected_version) do
+      Native.call(s, &:ex_esdb_nif.delete_stream(s.handle, &1, stream_id, expected_version))
+    end
+  end
+
+  # ---- internals ----------------------------------------------------
+
+  defp list_all(s, after_id, acc) do
+    case :ex_esdb_nif.list_streams(s.handle, after_id, @page) do
+      {:ok, []} ->
+        {:ok, acc |> Enum.reverse() |> List.flatten()}
+
+      {:ok, page} ->
+        ids = Enum.map(page, &elem(&1, 0))
+        list_all(s, List.last(ids), [ids | acc])
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  # Read `count` events in pages; `read.(from, n)` reads one page and
+  # elem(event, key) is the cursor to resume from (version or position).
+  defp read_pages(s, count, from, direction, key, read, acc \\ [])
+
+  defp read_pages(_s, count, from, direction, _key, _read, acc)
+       when count == 0 or (direction == :backward and from == 0),
+       do: {:ok, acc |> Enum.reverse() |> Enum.concat()}
+
+  defp read_pages(s, count, from, direction, key, read, acc) do
+    n = min(count, @page)
+
+    case read.(from, n) do
+      {:ok, tuples} ->
+        acc = [EventCodec.decode(tuples, s.serializer) | acc]
+
+        if length(tuples) < n,
+          do: read_pages(s, 0, from, direction, key, read, acc),
+          else: read_pages(s, count - n, step(tuples, key, direction), direction, key, read, acc)
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp step(tuples, key, :forward), do: elem(List.last(tuples), key) + 1
+  defp step(tuples, key, :backward), do: elem(List.last(tuples), key) - 1
+
+  defp lazy_stream(store, stream_id, start, batch, direction) do
+    with {:ok, s} <- Store.fetch(store),
+         :ok <- check_stream_id(stream_id),
+         :ok <- check_count(batch),
+         true <- batch > 0 || {:error, :invalid_argument},
+         {:ok, from} <- start(start, direction),
+         {:ok, first} <- page(s, stream_id, from, batch, direction) do
+      {:ok, build_stream(s, stream_id, first, batch, direction)}
+    end
+  end
+
+  # "$all" reads the whole store; elem 0 of an event is its position,
+  # elem 2 its stream version.
+  defp cursor_key("$all"), do: 0
+  defp cursor_key(_stream_id), do: 2
+
+  defp page(s, "$all", from, n, direction), do: :ex_esdb_nif.read_all(s.handle, from, n, direction)
+
+  defp page(s, stream_id, from, n, direction),
+    do: :ex_esdb_nif.read_stream(s.handle, stream_id, from, n, direction)
+
+  # The first page was read eagerly so a missing stream is an error up
+  # front; the rest is read as the stream is consumed.
+  defp build_stream(s, stream_id, first, batch, direction) do
+    key = cursor_key(stream_id)
+
+    Stream.resource(
+      fn -> {:page, first} end,
+      fn
+        :done ->
+          {:halt, :done}
+
+        {:page, tuples} ->
+          records = EventCodec.decode(tuples, s.serializer)
+
+          from = if tuples == [], do: 0, else: step(tuples, key, direction)
+
+          if length(tuples) < batch or from == 0 do
+            {records, :done}
+          else
+            case page(s, stream_id, from, batch, direction) do
+              {:ok, more} -> {records, {:page, more}}
+              {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
+            end
+          end
+      end,
+      fn _ -> :ok end
+    )
+  end
+
+  defp start(:end, :backward), do: {:ok, 0xFFFFFFFFFFFFFFFF}
+  defp start(n, _) when is_integer(n) and n >= 0, do: {:ok, n}
+  defp start(other, _), do: {:error, {:invalid_start, other}}
+
+  defp check_writable("$all"), do: {:error, {:invalid_stream_id, "$all"}}
+  defp check_writable(id), do: check_stream_id(id)
+
+  defp check_stream_id(id) when is_binary(id) and id != "", do: :ok
+  defp check_stream_id(id), do: {:error, {:invalid_stream_id, id}}
+
+  defp check_expected(v) when v in [:any, :no_stream, :stream_exists], do: :ok
+  defp check_expected(v) when is_integer(v) and v >= 0, do: :ok
+  defp check_expected(v), do: {:error, {:invalid_expected_version, v}}
+
+  defp check_count(n) when is_integer(n) and n >= 0, do: :ok
+  defp check_count(n), do: {:error, {:invalid_count, n}}
+end

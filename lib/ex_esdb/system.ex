@@ -1,0 +1,48 @@
+defmodule ExESDB.System do
+  @moduledoc """
+  The supervisor an application adds to its tree, one per store:
+
+      children = [{ExESDB.System, store_id: :orders, data_dir: "/var/lib/orders"}]
+
+  Options are resolved by `ExESDB.Options` (application config,
+  `EX_ESDB_*` environment variables, then these). Several systems with
+  different `store_id`s run side by side in one VM, isolated.
+  """
+  use Supervisor
+
+  @doc "Start the system for the store the options name."
+  @spec start_link(keyword()) :: Supervisor.on_start()
+  def start_link(opts \\ []) do
+    options = ExESDB.Options.resolve(opts)
+    Supervisor.start_link(__MODULE__, options, name: system_name(options.store_id))
+  end
+
+  @doc """
+  The registered name of a store's system.
+
+      iex> ExESDB.System.system_name(:orders)
+      :exesdb_system_orders
+  """
+  @spec system_name(atom()) :: atom()
+  def system_name(store_id), do: :"exesdb_system_#{store_id}"
+
+  @doc false
+  def child_spec(opts) do
+    store_id = Keyword.get(opts, :store_id) || ExESDB.Options.resolve(opts).store_id
+
+    %{
+      id: system_name(store_id),
+      start: {__MODULE__, :start_link, [opts]},
+      type: :supervisor
+    }
+  end
+
+  @doc "Stop a store's system (closing the store)."
+  @spec stop(atom()) :: :ok
+  def stop(store_id), do: Supervisor.stop(system_name(store_id))
+
+  @impl true
+  def init(options) do
+    Supervisor.init([{ExESDB.Store, options}], strategy: :rest_for_one)
+  end
+end
