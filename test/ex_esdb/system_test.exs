@@ -1,0 +1,61 @@
+defmodule ExESDB.SystemTest do
+  use ExUnit.Case, async: true
+  doctest ExESDB.System
+  doctest ExESDB.UUID
+
+  alias ExESDB.{NewEvent, Streams}
+
+  defp opts(context) do
+    store = :"sys_#{System.unique_integer([:positive])}"
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
+    File.rm_rf!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    Keyword.merge([store_id: store, data_dir: dir, durability: :nosync], context[:extra] || [])
+  end
+
+  defp ev(n), do: %NewEvent{event_type: "t", data: n}
+
+  test "stores in one VM are isolated" do
+    a = opts(%{})
+    b = opts(%{})
+    start_supervised!({ExESDB.System, a}, id: :a)
+    start_supervised!({ExESDB.System, b}, id: :b)
+    assert {:ok, 1} = Streams.append_events(a[:store_id], "s", 0, [ev(1)])
+    assert {:ok, 0} = Streams.get_version(b[:store_id], "s")
+    assert {:ok, []} = Streams.get_streams(b[:store_id])
+  end
+
+  test "data survives a restart of the system" do
+    o = opts(%{})
+    pid = start_supervised!({ExESDB.System, o})
+    assert {:ok, 2} = Streams.append_events(o[:store_id], "s", 0, [ev(1), ev(2)])
+    ref = Process.monitor(pid)
+    stop_supervised!(ExESDB.System.system_name(o[:store_id]))
+    assert_receive {:DOWN, ^ref, :process, _, _}
+    assert {:error, :store_not_started} = Streams.get_version(o[:store_id], "s")
+    start_supervised!({ExESDB.System, o})
+    assert {:ok, events} = Streams.get_events(o[:store_id], "s", 1, 10)
+    assert Enum.map(events, & &1.data) == [1, 2]
+  end
+
+  test "a store directory can be open once" do
+    o = opts(%{})
+    start_supervised!({ExESDB.System, o})
+    path = Path.join(o[:data_dir], Atom.to_string(o[:store_id]))
+    assert {:error, :already_open} = :ex_esdb_nif.open(path, %{})
+    # a second system under the same store id is refused by name
+    assert {:error, {{:already_started, _}, _}} = start_supervised({ExESDB.System, o}, id: :twin)
+  end
+
+  test "calls on a store that is not running say so" do
+    assert {:error, :store_not_started} = Streams.append_events(:never_started, "s", :any, [ev(1)])
+    assert {:error, :store_not_started} = ExESDB.Snapshots.read_snapshot(:never_started, "x")
+    refute Streams.stream_exists?(:never_started, "s")
+  end
+
+  test "invalid options stop start-up with the key and value" do
+    assert_raise ArgumentError, ~r/:map_size: 10/, fn ->
+      ExESDB.System.start_link(opts(%{extra: [map_size: 10]}))
+    end
+  end
+end
