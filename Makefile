@@ -62,26 +62,10 @@ $(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
 $(BENCH_BIN): c_src/bench/*.c $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/bench/*.c $(CORE_LIB) $(LDLIBS) -o $@
 
-# A demo store in ./data (EX_ESDB_DATA_DIR overrides) through the CLI.
+# An IEx shell with a demo store in ./data (EX_ESDB_DATA_DIR overrides).
 DATA_DIR := $(or $(EX_ESDB_DATA_DIR),data)
-run: $(CTL_BIN)
-	@if ! $(CTL_BIN) --data-dir $(DATA_DIR) stats >/dev/null 2>&1; then \
-	  for i in 1 2 3; do \
-	    echo "{\"amount\":$$((i * 10))}" | $(CTL_BIN) --data-dir $(DATA_DIR) \
-	      append account-$$i --type deposited --create >/dev/null; \
-	  done; \
-	  echo '{"amount":5}' | $(CTL_BIN) --data-dir $(DATA_DIR) \
-	    append account-1 --type withdrawn --expected 1 >/dev/null; \
-	fi
-	@$(CTL_BIN) --data-dir $(DATA_DIR) stats
-	@echo
-	@$(CTL_BIN) --data-dir $(DATA_DIR) read-all
-	@echo
-	@echo "Store in $(DATA_DIR). Try:"
-	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) read account-1 --backward"
-	@echo "  echo '{\"amount\":1}' | $(CTL_BIN) --data-dir $(DATA_DIR) append account-2 --type deposited --expected 1"
-	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) --json read-type deposited"
-	@echo "  $(CTL_BIN) --data-dir $(DATA_DIR) verify"
+run: nif
+	EX_ESDB_DATA_DIR=$(DATA_DIR) iex -S mix run -e "ExESDB.Demo.start()"
 
 # The C suite; ESDB_SEED picks the randomized tests' seed.
 test-c: $(TEST_BIN) $(CTL_BIN)
