@@ -23,7 +23,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif deps run test test-c asan valgrind bench fmt fmt-check clean
+.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers asan valgrind bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO)
 
@@ -71,7 +71,19 @@ run: nif
 test-c: $(TEST_BIN) $(CTL_BIN)
 	$(TEST_BIN)
 
-test: fmt-check test-c asan valgrind
+# Everything CI runs; ExUnit last so its summary closes the output.
+test: fmt-check test-c asan valgrind test-erlang test-consumers test-elixir
+
+test-elixir: nif
+	MIX_ENV=test mix test
+
+test-erlang: nif
+	rebar3 eunit
+
+# ex_esdb as a dependency of a throwaway Mix project and rebar3 project.
+test-consumers: nif
+	test/consumers/mix_consumer.sh
+	test/consumers/rebar3_consumer.sh
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
 asan: $(CTL_BIN)
@@ -86,8 +98,10 @@ valgrind: $(TEST_BIN)
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).
 BENCH_DIR ?= $(BUILD)/bench-data
-bench: $(BENCH_BIN)
-	$(BENCH_BIN) $(BENCH_DIR)
+bench: $(BENCH_BIN) nif
+	@mkdir -p $(BENCH_DIR)
+	$(BENCH_BIN) $(BENCH_DIR) | tee $(BUILD)/bench-c.json
+	ESDB_C_BENCH_JSON=$(BUILD)/bench-c.json MIX_ENV=prod mix run bench/beam_bench.exs $(BENCH_DIR)
 
 fmt:
 	clang-format -i c_src/*/*.[ch] test/c/*.[ch]
@@ -96,4 +110,4 @@ fmt-check:
 	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch]
 
 clean:
-	rm -rf build priv/*.so $(CTL_BIN)
+	rm -rf build _build _rebar3 priv/*.so $(CTL_BIN)

@@ -1,0 +1,151 @@
+# BEAM-level benchmarks through the ExESDB Elixir API; JSON lines like the
+# C bench (c_src/bench). Usage: mix run bench/beam_bench.exs [DIR]
+# ESDB_BENCH_SECONDS sets time-bounded runs (default 3). When
+# ESDB_C_BENCH_JSON names the C bench's output of the same `make bench`,
+# each line carries its ratio to the C figure.
+
+defmodule BeamBench do
+  alias ExESDB.{NewEvent, Streams}
+
+  @data :binary.copy(<<0xA5>>, 100)
+  @meta :binary.copy(<<0x5A>>, 32)
+
+  def main(dir) do
+    seconds = String.to_integer(System.get_env("ESDB_BENCH_SECONDS", "3"))
+    c = c_figures(System.get_env("ESDB_C_BENCH_JSON"))
+
+    run(dir, "beam_append_single_durable", fn store ->
+      timed(store, 1, 1, seconds) |> line("append_single_durable", c)
+    end)
+
+    run(dir, "beam_append_concurrent64_durable", fn store ->
+      timed(store, 64, 1, seconds) |> line("append_concurrent64_durable", c)
+    end)
+
+    run(dir, "beam_append_batch100_one_stream_durable", fn store ->
+      timed(store, 1, 100, seconds) |> line("append_batch100_one_stream_durable", c)
+    end)
+
+    run(dir, "beam_read_stream_forward", fn store -> read(store) |> line("read_stream_forward", c) end)
+  end
+
+  defp run(dir, name, fun) do
+    store = String.to_atom(name)
+    path = Path.join(dir, name)
+    File.rm_rf!(path)
+    {:ok, sup} = ExESDB.System.start_link(store_id: store, data_dir: dir, map_size: 1_073_741_824)
+    IO.puts(:stderr, "[beam_bench] #{name}")
+    {fields, base} = fun.(store)
+    IO.puts(json([{"bench", name} | fields] ++ base))
+    Supervisor.stop(sup)
+    File.rm_rf!(path)
+  end
+
+  defp events(n), do: for(_ <- 1..n, do: %NewEvent{event_type: "bench_event", data: @data, metadata: @meta})
+
+  # `procs` processes, each appending `batch` events at a time to its own
+  # stream with exact expected versions, for `seconds`.
+  defp timed(store, procs, batch, seconds) do
+    parent = self()
+    deadline = System.monotonic_time(:millisecond) + seconds * 1000
+    t0 = System.monotonic_time(:microsecond)
+
+    for p <- 1..procs do
+      spawn_link(fn -> send(parent, {:done, writer(store, "w-#{p}", batch, deadline, 0, [])}) end)
+    end
+
+    lats = for _ <- 1..procs, reduce: [] do
+      acc -> receive do {:done, l} -> l ++ acc end
+    end
+
+    secs = (System.monotonic_time(:microsecond) - t0) / 1.0e6
+    sorted = Enum.sort(lats)
+    n = length(sorted)
+
+    [
+      {"events_per_s", Float.round(n * batch / secs, 1)},
+      {"p50_us", Enum.at(sorted, div(n, 2))},
+      {"p99_us", Enum.at(sorted, min(n - 1, div(n * 99, 100)))},
+      {"processes", procs},
+      {"batch", batch}
+    ]
+  end
+
+  defp writer(store, stream, batch, deadline, version, lats) do
+    if System.monotonic_time(:millisecond) >= deadline do
+      lats
+    else
+      evs = events(batch)
+      t = System.monotonic_time(:microsecond)
+      {:ok, v} = Streams.append_events(store, stream, version, evs)
+      lat = System.monotonic_time(:microsecond) - t
+      writer(store, stream, batch, deadline, v, [lat | lats])
+    end
+  end
+
+  # One 100,000-event stream read forward in pages of 1,000 into
+  # %ExESDB.EventRecord{} structs; median of 5 passes.
+  defp read(store) do
+    Enum.each(1..100, fn _ -> {:ok, _} = Streams.append_events(store, "long", :any, events(1000)) end)
+
+    rates =
+      for _ <- 1..6 do
+        t = System.monotonic_time(:microsecond)
+        {:ok, s} = Streams.stream_forward(store, "long", 1, 1000)
+        100_000 = Enum.reduce(s, 0, fn %ExESDB.EventRecord{}, n -> n + 1 end)
+        100_000 / ((System.monotonic_time(:microsecond) - t) / 1.0e6)
+      end
+
+    median = rates |> tl() |> Enum.sort() |> Enum.at(2)
+    [{"events_per_s", Float.round(median, 1)}, {"stat", "median"}, {"events", 100_000}, {"page", 1000}]
+  end
+
+  # Ratio fields against the C bench of the same run, when given.
+  defp line(fields, c_name, c) do
+    base =
+      case Map.get(c, c_name) do
+        nil ->
+          []
+
+        cf ->
+          ratio = [{"ratio_to_c", Float.round(kv(fields, "events_per_s") / cf["events_per_s"], 3)}]
+
+          if cf["p50_us"] && kv(fields, "p50_us"),
+            do: ratio ++ [{"p50_over_c_us", Float.round(kv(fields, "p50_us") - cf["p50_us"], 1)}],
+            else: ratio
+      end
+
+    {fields, base}
+  end
+
+  defp kv(fields, key), do: Enum.find_value(fields, fn {k, v} -> k == key && v end)
+
+  defp c_figures(nil), do: %{}
+
+  defp c_figures(path) do
+    for line <- File.read!(path) |> String.split("\n", trim: true),
+        [_, name] <- [Regex.run(~r/"bench":"([^"]+)"/, line)],
+        into: %{} do
+      nums =
+        for key <- ["events_per_s", "p50_us"], [_, v] <- [Regex.run(~r/"#{key}":([0-9.]+)/, line)], into: %{} do
+          {key, String.to_float(if String.contains?(v, "."), do: v, else: v <> ".0")}
+        end
+
+      {name, nums}
+    end
+  end
+
+  defp json(fields) do
+    body =
+      Enum.map_join(fields, ",", fn
+        {k, v} when is_binary(v) -> ~s("#{k}":"#{v}")
+        {k, v} -> ~s("#{k}":#{v})
+      end)
+
+    "{" <> body <> "}"
+  end
+end
+
+
+[dir | _] = System.argv() ++ ["build/bench-data"]
+BeamBench.main(dir)
