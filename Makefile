@@ -51,7 +51,7 @@ $(CTL_BIN): c_src/cli/*.c $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) $(LDLIBS) -o $@
 
-$(NIF_SO): c_src/nif/*.c $(CORE_LIB)
+$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
 	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -o $@

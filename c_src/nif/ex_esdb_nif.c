@@ -5,17 +5,12 @@
  * so no scheduler waits for a flush. Reads run on dirty IO schedulers and
  * are paged by the caller. Wrong argument types raise badarg; bad values
  * come back as {error, Reason}. */
-#include <erl_nif.h>
-
-#include "esdb.h"
+#include "nif.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A read returns at most this many events, whatever is asked, so one call
- * holds a dirty scheduler for a bounded time. */
-#define MAX_READ 10000
 /* Appends carrying more payload than this are encoded on a dirty
  * scheduler: copying it would hold a normal one for too long. */
 #define DIRTY_APPEND_BYTES (256u << 10)
@@ -68,14 +63,6 @@ static void make_atoms(ErlNifEnv *env)
 
 /* ---- the store resource ----------------------------------------------- */
 
-typedef struct store_res {
-	esdb_store *s;
-	/* Held shared by every call that uses the store, exclusive by close,
-	 * so a close waits for calls in flight and later calls see it. */
-	ErlNifRWLock *lock;
-	bool closed;
-} store_res;
-
 static ErlNifResourceType *store_type;
 
 static void store_dtor(ErlNifEnv *env, void *obj)
@@ -87,15 +74,13 @@ static void store_dtor(ErlNifEnv *env, void *obj)
 		enif_rwlock_destroy(r->lock);
 }
 
-static ERL_NIF_TERM error_term(ErlNifEnv *env, int rc)
+ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc)
 {
 	return enif_make_tuple2(env, atom_error,
 	                        enif_make_atom(env, esdb_errname(rc)));
 }
 
-/* Get the store and hold its lock shared; answers false (badarg) for a
- * non-store term; *closed is set when the store was closed. */
-static bool store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
+bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
 {
 	if (!enif_get_resource(env, t, store_type, (void **)out))
 		return false;
@@ -103,14 +88,14 @@ static bool store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
 	return true;
 }
 
-static void store_release(store_res *r)
+void nif_store_release(store_res *r)
 {
 	enif_rwlock_runlock(r->lock);
 }
 
 /* ---- argument helpers ------------------------------------------------- */
 
-static bool get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
+bool nif_get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
 {
 	ErlNifUInt64 v;
 	if (!enif_get_uint64(env, t, &v))
@@ -128,11 +113,12 @@ static bool get_expected(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
 	else if (enif_is_identical(t, atom_stream_exists))
 		*out = ESDB_EXPECT_STREAM_EXISTS;
 	else
-		return get_u64(env, t, out) && *out < ESDB_EXPECT_STREAM_EXISTS;
+		return nif_get_u64(env, t, out) &&
+		       *out < ESDB_EXPECT_STREAM_EXISTS;
 	return true;
 }
 
-static bool get_direction(ERL_NIF_TERM t, esdb_direction *dir)
+bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir)
 {
 	if (enif_is_identical(t, atom_forward))
 		*dir = ESDB_FORWARD;
@@ -157,7 +143,7 @@ static bool get_opt_uuid(ErlNifEnv *env, ERL_NIF_TERM t, const uint8_t **out)
 	return true;
 }
 
-static ERL_NIF_TERM make_bin(ErlNifEnv *env, const void *p, size_t len)
+ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len)
 {
 	ERL_NIF_TERM t;
 	unsigned char *dst = enif_make_new_binary(env, len, &t);
@@ -168,7 +154,7 @@ static ERL_NIF_TERM make_bin(ErlNifEnv *env, const void *p, size_t len)
 
 static ERL_NIF_TERM make_opt_uuid(ErlNifEnv *env, const uint8_t *id)
 {
-	return id ? make_bin(env, id, 16) : atom_nil;
+	return id ? nif_make_bin(env, id, 16) : atom_nil;
 }
 
 /* ---- replies from the writer thread ----------------------------------- */
@@ -200,7 +186,7 @@ static void reply_append(void *ctx, const esdb_result *r)
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
 	ERL_NIF_TERM reply =
-	    r->rc ? error_term(env, r->rc)
+	    r->rc ? nif_error_term(env, r->rc)
 	          : enif_make_tuple3(env, atom_ok,
 	                             enif_make_uint64(env, r->version),
 	                             enif_make_uint64(env, r->position));
@@ -213,7 +199,7 @@ static void reply_plain(void *ctx, const esdb_result *r)
 {
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	ERL_NIF_TERM reply = r->rc ? error_term(env, r->rc) : atom_ok;
+	ERL_NIF_TERM reply = r->rc ? nif_error_term(env, r->rc) : atom_ok;
 	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
 	enif_free_env(env);
 	enif_free(c);
@@ -241,7 +227,7 @@ static bool get_limit(ErlNifEnv *env, ERL_NIF_TERM opts, ERL_NIF_TERM key,
 	ERL_NIF_TERM v;
 	if (!enif_get_map_value(env, opts, key, &v))
 		return true;
-	return get_u64(env, v, out);
+	return nif_get_u64(env, v, out);
 }
 
 /* open(Path :: binary(), Opts :: map()) -> {ok, Store} | {error, Reason} */
@@ -261,7 +247,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 
 	int rc = esdb_create(&s);
 	if (rc)
-		return error_term(env, rc);
+		return nif_error_term(env, rc);
 	if (enif_get_map_value(env, argv[1], atom_durability, &v)) {
 		esdb_durability d;
 		if (enif_is_identical(v, atom_sync))
@@ -276,7 +262,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	}
 	if (enif_get_map_value(env, argv[1], atom_map_size, &v)) {
 		uint64_t size;
-		if (!get_u64(env, v, &size) || esdb_set_mapsize(s, size))
+		if (!nif_get_u64(env, v, &size) || esdb_set_mapsize(s, size))
 			goto bad_option;
 	}
 	if (enif_get_map_value(env, argv[1], atom_create, &v)) {
@@ -314,7 +300,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 
 	if ((rc = esdb_open(s, p))) {
 		esdb_close(s);
-		return error_term(env, rc);
+		return nif_error_term(env, rc);
 	}
 	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
 	r->s = s;
@@ -405,7 +391,7 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	    !get_expected(env, argv[3], &expected) ||
 	    !get_events(env, argv[4], &evs, &n, &bytes))
 		return enif_make_badarg(env);
-	if (!store_acquire(env, argv[0], &r)) {
+	if (!nif_store_acquire(env, argv[0], &r)) {
 		free(evs);
 		return enif_make_badarg(env);
 	}
@@ -413,13 +399,13 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	esdb_cmd cmd;
 	int rc;
 	if (r->closed)
-		result = error_term(env, ESDB_ECLOSED);
+		result = nif_error_term(env, ESDB_ECLOSED);
 	else if ((rc = esdb_cmd_append(NULL, (const char *)stream.data,
 	                               stream.size, expected, evs, n, &cmd)))
-		result = error_term(env, rc);
+		result = nif_error_term(env, rc);
 	else
 		result = submit(env, r, argv[1], &cmd, reply_append);
-	store_release(r);
+	nif_store_release(r);
 	free(evs);
 	return result;
 }
@@ -463,19 +449,19 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &stream) ||
 	    !get_expected(env, argv[3], &expected) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	ERL_NIF_TERM result;
 	esdb_cmd cmd;
 	int rc;
 	if (r->closed)
-		result = error_term(env, ESDB_ECLOSED);
+		result = nif_error_term(env, ESDB_ECLOSED);
 	else if ((rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
 	                                      stream.size, expected, &cmd)))
-		result = error_term(env, rc);
+		result = nif_error_term(env, rc);
 	else
 		result = submit(env, r, argv[1], &cmd, reply_plain);
-	store_release(r);
+	nif_store_release(r);
 	return result;
 }
 
@@ -489,25 +475,25 @@ static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 	uint64_t version;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &uuid) ||
-	    !get_u64(env, argv[3], &version) ||
+	    !nif_get_u64(env, argv[3], &version) ||
 	    !enif_inspect_binary(env, argv[4], &type) ||
 	    !enif_inspect_binary(env, argv[5], &data) ||
 	    !enif_inspect_binary(env, argv[6], &meta) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	ERL_NIF_TERM result;
 	esdb_cmd cmd;
 	int rc;
 	if (r->closed)
-		result = error_term(env, ESDB_ECLOSED);
+		result = nif_error_term(env, ESDB_ECLOSED);
 	else if ((rc = esdb_cmd_snapshot_put(
 	              NULL, (const char *)uuid.data, uuid.size, version,
 	              (const char *)type.data, type.size, data.data, data.size,
 	              meta.data, meta.size, &cmd)))
-		result = error_term(env, rc);
+		result = nif_error_term(env, rc);
 	else
 		result = submit(env, r, argv[1], &cmd, reply_plain);
-	store_release(r);
+	nif_store_release(r);
 	return result;
 }
 
@@ -520,22 +506,22 @@ static ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
 	uint64_t cp;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
-	    !get_u64(env, argv[3], &cp) ||
+	    !nif_get_u64(env, argv[3], &cp) ||
 	    !enif_inspect_binary(env, argv[4], &def) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	ERL_NIF_TERM result;
 	esdb_cmd cmd;
 	int rc;
 	if (r->closed)
-		result = error_term(env, ESDB_ECLOSED);
+		result = nif_error_term(env, ESDB_ECLOSED);
 	else if ((rc = esdb_cmd_checkpoint_put(NULL, (const char *)name.data,
 	                                       name.size, cp, def.data,
 	                                       def.size, &cmd)))
-		result = error_term(env, rc);
+		result = nif_error_term(env, rc);
 	else
 		result = submit(env, r, argv[1], &cmd, reply_plain);
-	store_release(r);
+	nif_store_release(r);
 	return result;
 }
 
@@ -550,18 +536,18 @@ static ERL_NIF_TERM named_delete(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	ErlNifBinary name;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	ERL_NIF_TERM result;
 	esdb_cmd cmd;
 	int rc;
 	if (r->closed)
-		result = error_term(env, ESDB_ECLOSED);
+		result = nif_error_term(env, ESDB_ECLOSED);
 	else if ((rc = encode(NULL, (const char *)name.data, name.size, &cmd)))
-		result = error_term(env, rc);
+		result = nif_error_term(env, rc);
 	else
 		result = submit(env, r, argv[1], &cmd, reply_plain);
-	store_release(r);
+	nif_store_release(r);
 	return result;
 }
 
@@ -596,7 +582,7 @@ static ERL_NIF_TERM cached_name(read_ctx *c, const char *p, size_t len,
 {
 	if (*last_p && *last_len == len && memcmp(*last_p, p, len) == 0)
 		return *term;
-	*term = make_bin(c->env, p, len);
+	*term = nif_make_bin(c->env, p, len);
 	if (len <= cap) {
 		memcpy(buf, p, len);
 		*last_p = buf;
@@ -627,12 +613,12 @@ static int collect_event(void *ctx, const esdb_event *ev)
 	                c->stream_buf, sizeof(c->stream_buf), &c->last_stream_p,
 	                &c->last_stream_len),
 	    enif_make_uint64(env, ev->stream_version),
-	    make_bin(env, ev->event_id, 16),
+	    nif_make_bin(env, ev->event_id, 16),
 	    cached_name(c, ev->event_type, ev->event_type_len, &c->last_type,
 	                c->type_buf, sizeof(c->type_buf), &c->last_type_p,
 	                &c->last_type_len),
-	    make_bin(env, ev->data, ev->data_len),
-	    make_bin(env, ev->metadata, ev->metadata_len),
+	    nif_make_bin(env, ev->data, ev->data_len),
+	    nif_make_bin(env, ev->metadata, ev->metadata_len),
 	    make_opt_uuid(env, ev->causation_id),
 	    make_opt_uuid(env, ev->correlation_id),
 	    enif_make_uint64(env, ev->created_us),
@@ -644,7 +630,7 @@ static int collect_event(void *ctx, const esdb_event *ev)
 static ERL_NIF_TERM read_result(read_ctx *c, int rc)
 {
 	ERL_NIF_TERM out =
-	    rc ? error_term(c->env, rc)
+	    rc ? nif_error_term(c->env, rc)
 	       : enif_make_tuple2(c->env, atom_ok,
 	                          enif_make_list_from_array(c->env, c->terms,
 	                                                    (unsigned)c->n));
@@ -652,7 +638,7 @@ static ERL_NIF_TERM read_result(read_ctx *c, int rc)
 	return out;
 }
 
-static bool get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
+bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
 {
 	unsigned v;
 	if (!enif_get_uint(env, t, &v))
@@ -672,15 +658,17 @@ static ERL_NIF_TERM nif_read_stream(ErlNifEnv *env, int argc,
 	uint32_t count;
 	esdb_direction dir;
 	if (!enif_inspect_binary(env, argv[1], &stream) ||
-	    !get_u64(env, argv[2], &from) || !get_count(env, argv[3], &count) ||
-	    !get_direction(argv[4], &dir) || !store_acquire(env, argv[0], &r))
+	    !nif_get_u64(env, argv[2], &from) ||
+	    !nif_get_count(env, argv[3], &count) ||
+	    !nif_get_direction(argv[4], &dir) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	read_ctx c = {.env = env};
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : esdb_read_stream(r->s, (const char *)stream.data,
 	                                      stream.size, from, count, dir,
 	                                      collect_event, &c);
-	store_release(r);
+	nif_store_release(r);
 	return read_result(&c, rc);
 }
 
@@ -692,14 +680,16 @@ static ERL_NIF_TERM nif_read_all(ErlNifEnv *env, int argc,
 	uint64_t from;
 	uint32_t count;
 	esdb_direction dir;
-	if (!get_u64(env, argv[1], &from) || !get_count(env, argv[2], &count) ||
-	    !get_direction(argv[3], &dir) || !store_acquire(env, argv[0], &r))
+	if (!nif_get_u64(env, argv[1], &from) ||
+	    !nif_get_count(env, argv[2], &count) ||
+	    !nif_get_direction(argv[3], &dir) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	read_ctx c = {.env = env};
 	int rc = r->closed
 	             ? ESDB_ECLOSED
 	             : esdb_read_all(r->s, from, count, dir, collect_event, &c);
-	store_release(r);
+	nif_store_release(r);
 	return read_result(&c, rc);
 }
 
@@ -712,15 +702,16 @@ static ERL_NIF_TERM nif_read_type(ErlNifEnv *env, int argc,
 	uint64_t from;
 	uint32_t count;
 	if (!enif_inspect_binary(env, argv[1], &type) ||
-	    !get_u64(env, argv[2], &from) || !get_count(env, argv[3], &count) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_get_u64(env, argv[2], &from) ||
+	    !nif_get_count(env, argv[3], &count) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	read_ctx c = {.env = env};
 	int rc = r->closed
 	             ? ESDB_ECLOSED
 	             : esdb_read_type(r->s, (const char *)type.data, type.size,
 	                              from, count, collect_event, &c);
-	store_release(r);
+	nif_store_release(r);
 	return read_result(&c, rc);
 }
 
@@ -733,15 +724,15 @@ static ERL_NIF_TERM nif_stream_info(ErlNifEnv *env, int argc,
 	uint64_t version = 0;
 	bool exists = false, deleted = false;
 	if (!enif_inspect_binary(env, argv[1], &stream) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : esdb_stream_info(r->s, (const char *)stream.data,
 	                                      stream.size, &version, &exists,
 	                                      &deleted);
-	store_release(r);
+	nif_store_release(r);
 	if (rc)
-		return error_term(env, rc);
+		return nif_error_term(env, rc);
 	return enif_make_tuple4(env, atom_ok, enif_make_uint64(env, version),
 	                        exists ? atom_true : atom_false,
 	                        deleted ? atom_true : atom_false);
@@ -756,7 +747,7 @@ static int collect_stream(void *ctx, const esdb_stream *st)
 {
 	list_ctx *c = ctx;
 	ERL_NIF_TERM t = enif_make_tuple3(
-	    c->env, make_bin(c->env, st->stream_id, st->stream_id_len),
+	    c->env, nif_make_bin(c->env, st->stream_id, st->stream_id_len),
 	    enif_make_uint64(c->env, st->version),
 	    st->deleted ? atom_true : atom_false);
 	c->list = enif_make_list_cell(c->env, t, c->list);
@@ -778,7 +769,7 @@ static ERL_NIF_TERM list_result(list_ctx *c, int rc)
 {
 	ERL_NIF_TERM rev;
 	if (rc)
-		return error_term(c->env, rc);
+		return nif_error_term(c->env, rc);
 	enif_make_reverse_list(c->env, c->list, &rev);
 	return enif_make_tuple2(c->env, atom_ok, rev);
 }
@@ -791,15 +782,15 @@ static ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
 	ErlNifBinary after;
 	uint32_t count;
 	if (!get_after(env, argv[1], &after) ||
-	    !get_count(env, argv[2], &count) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_get_count(env, argv[2], &count) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	list_ctx c = {env, enif_make_list(env, 0)};
 	int rc = r->closed
 	             ? ESDB_ECLOSED
 	             : esdb_list_streams(r->s, (const char *)after.data,
 	                                 after.size, count, collect_stream, &c);
-	store_release(r);
+	nif_store_release(r);
 	return list_result(&c, rc);
 }
 
@@ -808,11 +799,11 @@ static int collect_snapshot(void *ctx, const esdb_snapshot *sn)
 	list_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
 	c->list = enif_make_tuple6(
-	    env, make_bin(env, sn->source_uuid, sn->source_uuid_len),
+	    env, nif_make_bin(env, sn->source_uuid, sn->source_uuid_len),
 	    enif_make_uint64(env, sn->source_version),
-	    make_bin(env, sn->source_type, sn->source_type_len),
-	    make_bin(env, sn->data, sn->data_len),
-	    make_bin(env, sn->metadata, sn->metadata_len),
+	    nif_make_bin(env, sn->source_type, sn->source_type_len),
+	    nif_make_bin(env, sn->data, sn->data_len),
+	    nif_make_bin(env, sn->metadata, sn->metadata_len),
 	    enif_make_uint64(env, sn->created_us));
 	return 0;
 }
@@ -825,23 +816,23 @@ static ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
 	store_res *r;
 	ErlNifBinary uuid;
 	if (!enif_inspect_binary(env, argv[1], &uuid) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	list_ctx c = {env, atom_nil};
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : esdb_snapshot_get(r->s, (const char *)uuid.data,
 	                                       uuid.size, collect_snapshot, &c);
-	store_release(r);
-	return rc ? error_term(env, rc)
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc)
 	          : enif_make_tuple2(env, atom_ok, c.list);
 }
 
 static ERL_NIF_TERM checkpoint_term(ErlNifEnv *env, const esdb_checkpoint *cp)
 {
 	return enif_make_tuple4(
-	    env, make_bin(env, cp->name, cp->name_len),
+	    env, nif_make_bin(env, cp->name, cp->name_len),
 	    enif_make_uint64(env, cp->checkpoint),
-	    make_bin(env, cp->definition, cp->definition_len),
+	    nif_make_bin(env, cp->definition, cp->definition_len),
 	    enif_make_uint64(env, cp->updated_us));
 }
 
@@ -868,14 +859,14 @@ static ERL_NIF_TERM nif_checkpoint_get(ErlNifEnv *env, int argc,
 	store_res *r;
 	ErlNifBinary name;
 	if (!enif_inspect_binary(env, argv[1], &name) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	list_ctx c = {env, atom_nil};
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : esdb_checkpoint_get(r->s, (const char *)name.data,
 	                                         name.size, one_checkpoint, &c);
-	store_release(r);
-	return rc ? error_term(env, rc)
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc)
 	          : enif_make_tuple2(env, atom_ok, c.list);
 }
 
@@ -887,8 +878,8 @@ static ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
 	ErlNifBinary after;
 	uint32_t count;
 	if (!get_after(env, argv[1], &after) ||
-	    !get_count(env, argv[2], &count) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_get_count(env, argv[2], &count) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	list_ctx c = {env, enif_make_list(env, 0)};
 	int rc = r->closed
@@ -896,7 +887,7 @@ static ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
 	             : esdb_checkpoint_list(r->s, (const char *)after.data,
 	                                    after.size, count,
 	                                    collect_checkpoint, &c);
-	store_release(r);
+	nif_store_release(r);
 	return list_result(&c, rc);
 }
 
@@ -906,12 +897,12 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 {
 	store_res *r;
 	esdb_stats st;
-	if (!store_acquire(env, argv[0], &r))
+	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	int rc = r->closed ? ESDB_ECLOSED : esdb_stats_get(r->s, &st);
-	store_release(r);
+	nif_store_release(r);
 	if (rc)
-		return error_term(env, rc);
+		return nif_error_term(env, rc);
 	ERL_NIF_TERM keys[] = {
 	    atom_events,      atom_streams,    atom_event_types, atom_snapshots,
 	    atom_checkpoints, atom_bytes_used, atom_map_size,    atom_commits};
@@ -936,17 +927,17 @@ static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc,
 {
 	store_res *r;
 	uint64_t problems = 0;
-	if (!store_acquire(env, argv[0], &r))
+	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	int rc =
 	    r->closed ? ESDB_ECLOSED : esdb_verify(r->s, NULL, NULL, &problems);
-	store_release(r);
+	nif_store_release(r);
 	if (rc == ESDB_ECORRUPT)
 		return enif_make_tuple2(
 		    env, atom_error,
 		    enif_make_tuple2(env, enif_make_atom(env, "corrupt"),
 		                     enif_make_uint64(env, problems)));
-	return rc ? error_term(env, rc) : atom_ok;
+	return rc ? nif_error_term(env, rc) : atom_ok;
 }
 
 /* backup(Store, Dest :: binary()) -> ok | {error, Reason} */
@@ -957,14 +948,14 @@ static ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc,
 	ErlNifBinary dest;
 	if (!enif_inspect_binary(env, argv[1], &dest) || dest.size == 0 ||
 	    dest.size > 4000 || memchr(dest.data, 0, dest.size) ||
-	    !store_acquire(env, argv[0], &r))
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	char p[4096];
 	memcpy(p, dest.data, dest.size);
 	p[dest.size] = 0;
 	int rc = r->closed ? ESDB_ECLOSED : esdb_backup(r->s, p);
-	store_release(r);
-	return rc ? error_term(env, rc) : atom_ok;
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc) : atom_ok;
 }
 
 /* ---- load ------------------------------------------------------------- */
@@ -972,6 +963,7 @@ static ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc,
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 {
 	make_atoms(env);
+	records_init(env);
 	store_type = enif_open_resource_type(
 	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_CREATE, NULL);
 	return store_type ? 0 : 1;
@@ -980,6 +972,7 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
 {
 	make_atoms(env);
+	records_init(env);
 	store_type = enif_open_resource_type(
 	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_TAKEOVER, NULL);
 	return store_type ? 0 : 1;
@@ -1007,6 +1000,7 @@ static ErlNifFunc funcs[] = {
     {"stats", 1, nif_stats, DIRTY_IO},
     {"verify", 1, nif_verify, DIRTY_IO},
     {"backup", 2, nif_backup, DIRTY_IO},
+    {"read_records", 6, nif_read_records, DIRTY_IO},
 };
 
 ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

@@ -7,41 +7,45 @@ defmodule ExESDB.EventCodec do
   @doc "NewEvents (or maps with the same keys) to NIF event tuples."
   @spec encode([NewEvent.t() | map()], module()) :: {:ok, [tuple()]} | {:error, term()}
   def encode(events, serializer) when is_list(events) do
+    # One call for the random bytes of every generated event id.
+    missing = Enum.count(events, &(not is_map(&1) or Map.get(&1, :event_id) == nil))
+    pool = :crypto.strong_rand_bytes(16 * missing)
+
     events
-    |> Enum.reduce_while([], fn event, acc ->
-      case encode_one(event, serializer) do
-        {:ok, tuple} -> {:cont, [tuple | acc]}
+    |> Enum.reduce_while({[], pool}, fn event, {acc, pool} ->
+      case encode_one(event, serializer, pool) do
+        {:ok, tuple, pool} -> {:cont, {[tuple | acc], pool}}
         {:error, _} = error -> {:halt, error}
       end
     end)
     |> case do
       {:error, _} = error -> error
-      acc -> {:ok, Enum.reverse(acc)}
+      {acc, _} -> {:ok, Enum.reverse(acc)}
     end
   end
 
   def encode(other, _), do: {:error, {:invalid_events, other}}
 
-  defp encode_one(%{event_type: type} = event, serializer) when is_binary(type) and type != "" do
-    with {:ok, id} <- event_id(Map.get(event, :event_id)),
+  defp encode_one(%{event_type: type} = event, serializer, pool) when is_binary(type) and type != "" do
+    with {:ok, id, pool} <- event_id(Map.get(event, :event_id), pool),
          {:ok, causation} <- optional_uuid(:causation_id, Map.get(event, :causation_id)),
          {:ok, correlation} <- optional_uuid(:correlation_id, Map.get(event, :correlation_id)) do
       {:ok,
        {id, type, serializer.serialize(Map.get(event, :data)),
-        serializer.serialize(Map.get(event, :metadata)), causation, correlation}}
+        serializer.serialize(Map.get(event, :metadata)), causation, correlation}, pool}
     end
   end
 
-  defp encode_one(%{event_type: type}, _) when is_atom(type) and type not in [nil, true, false],
-    do: {:error, {:invalid_event_type, type}}
+  defp encode_one(%{event_type: type}, _, _), do: {:error, {:invalid_event_type, type}}
+  defp encode_one(other, _, _), do: {:error, {:invalid_event, other}}
 
-  defp encode_one(other, _), do: {:error, {:invalid_event, other}}
+  # A version 4 UUID from 16 pooled random bytes, or the caller's id.
+  defp event_id(nil, <<a::48, _::4, b::12, _::2, c::62, pool::binary>>),
+    do: {:ok, <<a::48, 4::4, b::12, 2::2, c::62>>, pool}
 
-  defp event_id(nil), do: {:ok, UUID.uuid4_binary()}
-
-  defp event_id(id) do
+  defp event_id(id, pool) do
     case UUID.to_binary(id) do
-      {:ok, bin} -> {:ok, bin}
+      {:ok, bin} -> {:ok, bin, pool}
       :error -> {:error, {:invalid_event_id, id}}
     end
   end
@@ -55,28 +59,14 @@ defmodule ExESDB.EventCodec do
     end
   end
 
-  @doc "NIF event tuples to EventRecords."
-  @spec decode([tuple()], module()) :: [EventRecord.t()]
-  def decode(tuples, serializer), do: Enum.map(tuples, &decode_one(&1, serializer))
-
-  defp decode_one(
-         {position, stream_id, version, id, type, data, metadata, causation, correlation,
-          created_us},
-         serializer
-       ) do
-    %EventRecord{
-      event_id: UUID.to_string(id),
-      event_type: type,
-      stream_id: stream_id,
-      event_number: version,
-      stream_version: version,
-      position: position,
-      data: serializer.deserialize(data, type: type),
-      metadata: serializer.deserialize(metadata, type: type),
-      causation_id: causation && UUID.to_string(causation),
-      correlation_id: correlation && UUID.to_string(correlation),
-      created_at: DateTime.from_unix!(created_us, :microsecond),
-      created_epoch: created_us
-    }
+  @doc """
+  Deserialize data and metadata of records the NIF built with raw bytes
+  (stores with a serializer other than the default).
+  """
+  @spec deserialize([EventRecord.t()], module()) :: [EventRecord.t()]
+  def deserialize(records, serializer) do
+    Enum.map(records, fn %EventRecord{data: data, metadata: meta, event_type: type} = r ->
+      %{r | data: serializer.deserialize(data, type: type), metadata: serializer.deserialize(meta, type: type)}
+    end)
   end
 end

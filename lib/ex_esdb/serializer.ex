@@ -18,7 +18,9 @@ end
 defmodule ExESDB.Serializer.Term do
   @moduledoc """
   The default serializer: `:erlang.term_to_binary/1`, read back with
-  `[:safe]` so stored bytes cannot create atoms or functions.
+  `[:safe]` so stored bytes cannot create atoms or functions. Bytes that
+  are not term_to_binary output (written through the Erlang API, say) are
+  returned as they are. Reads with this serializer decode in the NIF.
   """
   @behaviour ExESDB.Serializer
 
@@ -27,5 +29,9 @@ defmodule ExESDB.Serializer.Term do
 
   @impl true
   def deserialize(<<>>, _opts), do: nil
-  def deserialize(bin, _opts), do: :erlang.binary_to_term(bin, [:safe])
+  def deserialize(bin, _opts) do
+    :erlang.binary_to_term(bin, [:safe])
+  rescue
+    ArgumentError -> bin
+  end
 end

@@ -61,9 +61,7 @@ defmodule ExESDB.Streams do
          :ok <- check_stream_id(stream_id),
          :ok <- check_count(count),
          {:ok, from} <- start(start_version, direction) do
-      read_pages(s, count, from, direction, cursor_key(stream_id), fn from, n ->
-        page(s, stream_id, from, n, direction)
-      end)
+      read_pages(s, count, from, direction, source(stream_id))
     end
   end
 
@@ -90,9 +88,7 @@ defmodule ExESDB.Streams do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_count(count),
          {:ok, from} <- start(start_position, direction) do
-      read_pages(s, count, from, direction, 0, fn from, n ->
-        :ex_esdb_nif.read_all(s.handle, from, n, direction)
-      end)
+      read_pages(s, count, from, direction, :all)
     end
   end
 
@@ -116,9 +112,7 @@ defmodule ExESDB.Streams do
          :ok <- check_stream_id(event_type),
          :ok <- check_count(count),
          {:ok, from} <- start(start_position, :forward) do
-      read_pages(s, count, from, :forward, 0, fn from, n ->
-        :ex_esdb_nif.read_type(s.handle, event_type, from, n)
-      end)
+      read_pages(s, count, from, :forward, {:type, event_type})
     end
   end
 
@@ -179,32 +173,51 @@ defmodule ExESDB.Streams do
     end
   end
 
-  # Read `count` events in pages; `read.(from, n)` reads one page and
-  # elem(event, key) is the cursor to resume from (version or position).
-  defp read_pages(s, count, from, direction, key, read, acc \\ [])
+  # Read `count` events from `source` in pages.
+  defp read_pages(s, count, from, direction, source, acc \\ [])
 
-  defp read_pages(_s, count, from, direction, _key, _read, acc)
+  defp read_pages(_s, count, from, direction, _source, acc)
        when count == 0 or (direction == :backward and from == 0),
        do: {:ok, acc |> Enum.reverse() |> Enum.concat()}
 
-  defp read_pages(s, count, from, direction, key, read, acc) do
+  defp read_pages(s, count, from, direction, source, acc) do
     n = min(count, @page)
 
-    case read.(from, n) do
-      {:ok, tuples} ->
-        acc = [EventCodec.decode(tuples, s.serializer) | acc]
+    case page(s, source, from, n, direction) do
+      {:ok, records} ->
+        acc = [records | acc]
 
-        if length(tuples) < n,
-          do: read_pages(s, 0, from, direction, key, read, acc),
-          else: read_pages(s, count - n, step(tuples, key, direction), direction, key, read, acc)
+        if length(records) < n,
+          do: read_pages(s, 0, from, direction, source, acc),
+          else: read_pages(s, count - n, next(records, source, direction), direction, source, acc)
 
       {:error, _} = error ->
         error
     end
   end
 
-  defp step(tuples, key, :forward), do: elem(List.last(tuples), key) + 1
-  defp step(tuples, key, :backward), do: elem(List.last(tuples), key) - 1
+  # Where the page after `records` starts: by version in a stream, by
+  # position in $all and by type.
+  defp next(records, source, direction) do
+    last = List.last(records)
+    cursor = if match?({:stream, _}, source), do: last.event_number, else: last.position
+    if direction == :forward, do: cursor + 1, else: cursor - 1
+  end
+
+  defp source("$all"), do: :all
+  defp source(stream_id), do: {:stream, stream_id}
+
+  # One page of records. The NIF builds the structs; with the default
+  # serializer it decodes data and metadata too.
+  defp page(s, source, from, n, direction) do
+    decode_in_nif = s.serializer == ExESDB.Serializer.Term
+
+    case :ex_esdb_nif.read_records(s.handle, source, from, n, direction, {EventRecord, decode_in_nif}) do
+      {:ok, records} when decode_in_nif -> {:ok, records}
+      {:ok, records} -> {:ok, EventCodec.deserialize(records, s.serializer)}
+      {:error, _} = error -> error
+    end
+  end
 
   defp lazy_stream(store, stream_id, start, batch, direction) do
     with {:ok, s} <- Store.fetch(store),
@@ -212,41 +225,27 @@ defmodule ExESDB.Streams do
          :ok <- check_count(batch),
          true <- batch > 0 || {:error, :invalid_argument},
          {:ok, from} <- start(start, direction),
-         {:ok, first} <- page(s, stream_id, from, batch, direction) do
-      {:ok, build_stream(s, stream_id, first, batch, direction)}
+         {:ok, first} <- page(s, source(stream_id), from, batch, direction) do
+      {:ok, build_stream(s, source(stream_id), first, batch, direction)}
     end
   end
 
-  # "$all" reads the whole store; elem 0 of an event is its position,
-  # elem 2 its stream version.
-  defp cursor_key("$all"), do: 0
-  defp cursor_key(_stream_id), do: 2
-
-  defp page(s, "$all", from, n, direction), do: :ex_esdb_nif.read_all(s.handle, from, n, direction)
-
-  defp page(s, stream_id, from, n, direction),
-    do: :ex_esdb_nif.read_stream(s.handle, stream_id, from, n, direction)
-
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed.
-  defp build_stream(s, stream_id, first, batch, direction) do
-    key = cursor_key(stream_id)
-
+  defp build_stream(s, source, first, batch, direction) do
     Stream.resource(
       fn -> {:page, first} end,
       fn
         :done ->
           {:halt, :done}
 
-        {:page, tuples} ->
-          records = EventCodec.decode(tuples, s.serializer)
+        {:page, records} ->
+          from = if records == [], do: 0, else: next(records, source, direction)
 
-          from = if tuples == [], do: 0, else: step(tuples, key, direction)
-
-          if length(tuples) < batch or from == 0 do
+          if length(records) < batch or from == 0 do
             {records, :done}
           else
-            case page(s, stream_id, from, batch, direction) do
+            case page(s, source, from, batch, direction) do
               {:ok, more} -> {records, {:page, more}}
               {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
             end

@@ -1,0 +1,282 @@
+/* records.c: reads that hand Elixir its %ExESDB.EventRecord{} structs
+ * directly: the map, the event id as UUID text, created_at as a
+ * %DateTime{} and, for the default serializer, data and metadata decoded
+ * with binary_to_term [safe]. Building them here instead of in Elixir is
+ * what makes reads into structs cost little more than the C read. */
+#include "nif.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#define RECORD_KEYS(X)                                                         \
+	X(__struct__)                                                          \
+	X(event_id)                                                            \
+	X(event_type)                                                          \
+	X(stream_id)                                                           \
+	X(event_number)                                                        \
+	X(stream_version)                                                      \
+	X(position)                                                            \
+	X(data)                                                                \
+	X(metadata)                                                            \
+	X(causation_id)                                                        \
+	X(correlation_id)                                                      \
+	X(created_at)                                                          \
+	X(created_epoch)
+
+#define DATETIME_KEYS(X)                                                       \
+	X(calendar)                                                            \
+	X(year)                                                                \
+	X(month)                                                               \
+	X(day)                                                                 \
+	X(hour)                                                                \
+	X(minute)                                                              \
+	X(second)                                                              \
+	X(microsecond)                                                         \
+	X(std_offset)                                                          \
+	X(utc_offset)                                                          \
+	X(time_zone)                                                           \
+	X(zone_abbr)
+
+enum {
+#define REC_ENUM(name) REC_##name,
+	RECORD_KEYS(REC_ENUM) REC_N
+};
+enum {
+#define DT_ENUM(name) DT_##name,
+	DATETIME_KEYS(DT_ENUM) DT_N
+};
+
+static ERL_NIF_TERM rec_keys[REC_N], dt_keys[DT_N + 1];
+static ERL_NIF_TERM atom_nil, atom_all, atom_stream, atom_type, atom_datetime,
+    atom_iso;
+
+void records_init(ErlNifEnv *env)
+{
+	int i = 0;
+#define REC_ATOM(name) rec_keys[i++] = enif_make_atom(env, #name);
+	RECORD_KEYS(REC_ATOM)
+	i = 0;
+#define DT_ATOM(name) dt_keys[i++] = enif_make_atom(env, #name);
+	DATETIME_KEYS(DT_ATOM)
+	dt_keys[DT_N] = enif_make_atom(env, "__struct__");
+	atom_nil = enif_make_atom(env, "nil");
+	atom_all = enif_make_atom(env, "all");
+	atom_stream = enif_make_atom(env, "stream");
+	atom_type = enif_make_atom(env, "type");
+	atom_datetime = enif_make_atom(env, "Elixir.DateTime");
+	atom_iso = enif_make_atom(env, "Elixir.Calendar.ISO");
+}
+
+typedef struct rec_ctx {
+	ErlNifEnv *env;
+	ERL_NIF_TERM module; /* the struct's module */
+	bool decode;         /* data/metadata are term_to_binary bytes */
+	ERL_NIF_TERM *terms;
+	size_t n, cap;
+	/* Terms repeated from one event to the next are made once: events of
+	 * one append share their stream, often their type, and always their
+	 * created time. */
+	char stream[1100], type[600];
+	size_t stream_len, type_len;
+	ERL_NIF_TERM stream_t, type_t;
+	uint64_t created_us;
+	ERL_NIF_TERM created_t;
+	bool have_stream, have_type, have_created;
+	ERL_NIF_TERM utc, etc_utc; /* "UTC", "Etc/UTC" */
+} rec_ctx;
+
+static ERL_NIF_TERM repeated(rec_ctx *c, const char *p, size_t len, char *buf,
+                             size_t cap, size_t *buf_len, bool *have,
+                             ERL_NIF_TERM *term)
+{
+	if (*have && *buf_len == len && memcmp(buf, p, len) == 0)
+		return *term;
+	*term = nif_make_bin(c->env, p, len);
+	*have = len <= cap;
+	if (*have) {
+		memcpy(buf, p, len);
+		*buf_len = len;
+	}
+	return *term;
+}
+
+static ERL_NIF_TERM uuid_text(ErlNifEnv *env, const uint8_t *id)
+{
+	static const char hex[] = "0123456789abcdef";
+	ERL_NIF_TERM t;
+	unsigned char *p = enif_make_new_binary(env, 36, &t);
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = (unsigned char)hex[id[i] >> 4];
+		*p++ = (unsigned char)hex[id[i] & 15];
+	}
+	return t;
+}
+
+static ERL_NIF_TERM opt_uuid_text(ErlNifEnv *env, const uint8_t *id)
+{
+	return id ? uuid_text(env, id) : atom_nil;
+}
+
+/* Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	z += 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+/* %DateTime{} in UTC with microsecond precision, as
+ * DateTime.from_unix!(us, :microsecond) makes it. */
+static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
+{
+	ErlNifEnv *env = c->env;
+	if (c->have_created && c->created_us == us)
+		return c->created_t;
+	int64_t secs = (int64_t)(us / 1000000u);
+	int64_t days = secs / 86400, rem = secs % 86400;
+	int64_t year;
+	unsigned month, day;
+	civil_from_days(days, &year, &month, &day);
+	ERL_NIF_TERM vals[DT_N + 1] = {
+	    [DT_calendar] = atom_iso,
+	    [DT_year] = enif_make_int64(env, year),
+	    [DT_month] = enif_make_uint(env, month),
+	    [DT_day] = enif_make_uint(env, day),
+	    [DT_hour] = enif_make_int64(env, rem / 3600),
+	    [DT_minute] = enif_make_int64(env, rem % 3600 / 60),
+	    [DT_second] = enif_make_int64(env, rem % 60),
+	    [DT_microsecond] =
+	        enif_make_tuple2(env, enif_make_uint64(env, us % 1000000u),
+	                         enif_make_int(env, 6)),
+	    [DT_std_offset] = enif_make_int(env, 0),
+	    [DT_utc_offset] = enif_make_int(env, 0),
+	    [DT_time_zone] = c->etc_utc,
+	    [DT_zone_abbr] = c->utc,
+	    [DT_N] = atom_datetime,
+	};
+	enif_make_map_from_arrays(env, dt_keys, vals, DT_N + 1, &c->created_t);
+	c->created_us = us;
+	c->have_created = true;
+	return c->created_t;
+}
+
+/* Bytes as stored, or decoded when they are term_to_binary output (the
+ * default serializer); empty bytes are nil. Bytes that do not decode are
+ * handed out as they are rather than lost. */
+static ERL_NIF_TERM payload(rec_ctx *c, const void *p, size_t len)
+{
+	if (!c->decode)
+		return nif_make_bin(c->env, p, len);
+	if (len == 0)
+		return atom_nil;
+	ERL_NIF_TERM t;
+	if (enif_binary_to_term(c->env, p, len, &t, ERL_NIF_BIN2TERM_SAFE) ==
+	    len)
+		return t;
+	return nif_make_bin(c->env, p, len);
+}
+
+static int collect_record(void *ctx, const esdb_event *ev)
+{
+	rec_ctx *c = ctx;
+	ErlNifEnv *env = c->env;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		ERL_NIF_TERM *t = enif_realloc(c->terms, cap * sizeof(*t));
+		if (!t)
+			return ENOMEM;
+		c->terms = t;
+		c->cap = cap;
+	}
+	ERL_NIF_TERM version = enif_make_uint64(env, ev->stream_version);
+	ERL_NIF_TERM vals[REC_N] = {
+	    [REC___struct__] = c->module,
+	    [REC_event_id] = uuid_text(env, ev->event_id),
+	    [REC_event_type] = repeated(c, ev->event_type, ev->event_type_len,
+	                                c->type, sizeof(c->type), &c->type_len,
+	                                &c->have_type, &c->type_t),
+	    [REC_stream_id] =
+	        repeated(c, ev->stream_id, ev->stream_id_len, c->stream,
+	                 sizeof(c->stream), &c->stream_len, &c->have_stream,
+	                 &c->stream_t),
+	    [REC_event_number] = version,
+	    [REC_stream_version] = version,
+	    [REC_position] = enif_make_uint64(env, ev->position),
+	    [REC_data] = payload(c, ev->data, ev->data_len),
+	    [REC_metadata] = payload(c, ev->metadata, ev->metadata_len),
+	    [REC_causation_id] = opt_uuid_text(env, ev->causation_id),
+	    [REC_correlation_id] = opt_uuid_text(env, ev->correlation_id),
+	    [REC_created_at] = datetime(c, ev->created_us),
+	    [REC_created_epoch] = enif_make_uint64(env, ev->created_us),
+	};
+	enif_make_map_from_arrays(env, rec_keys, vals, REC_N,
+	                          &c->terms[c->n++]);
+	return 0;
+}
+
+/* read_records(Store, Source, From, Count, Direction, {Module, Decode})
+ *   Source: all | {stream, StreamId} | {type, EventType}
+ *   -> {ok, [%Module{}]} | {error, Reason}
+ * Decode = true decodes data and metadata with binary_to_term [safe]. */
+ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	uint64_t from;
+	uint32_t count;
+	esdb_direction dir;
+	const ERL_NIF_TERM *src, *fmt;
+	int src_n = 0, fmt_n;
+	ErlNifBinary name = {0};
+	bool all = enif_is_identical(argv[1], atom_all);
+	if (!all &&
+	    (!enif_get_tuple(env, argv[1], &src_n, &src) || src_n != 2 ||
+	     (!enif_is_identical(src[0], atom_stream) &&
+	      !enif_is_identical(src[0], atom_type)) ||
+	     !enif_inspect_binary(env, src[1], &name)))
+		return enif_make_badarg(env);
+	if (!nif_get_u64(env, argv[2], &from) ||
+	    !nif_get_count(env, argv[3], &count) ||
+	    !nif_get_direction(argv[4], &dir) ||
+	    !enif_get_tuple(env, argv[5], &fmt_n, &fmt) || fmt_n != 2 ||
+	    !enif_is_atom(env, fmt[0]) || !enif_is_atom(env, fmt[1]))
+		return enif_make_badarg(env);
+	if (!nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+
+	rec_ctx c = {.env = env, .module = fmt[0]};
+	char truth[8];
+	c.decode = enif_get_atom(env, fmt[1], truth, sizeof(truth),
+	                         ERL_NIF_LATIN1) > 0 &&
+	           strcmp(truth, "true") == 0;
+	c.utc = nif_make_bin(env, "UTC", 3);
+	c.etc_utc = nif_make_bin(env, "Etc/UTC", 7);
+	int rc;
+	if (r->closed)
+		rc = ESDB_ECLOSED;
+	else if (all)
+		rc = esdb_read_all(r->s, from, count, dir, collect_record, &c);
+	else if (enif_is_identical(src[0], atom_stream))
+		rc = esdb_read_stream(r->s, (const char *)name.data, name.size,
+		                      from, count, dir, collect_record, &c);
+	else
+		rc = esdb_read_type(r->s, (const char *)name.data, name.size,
+		                    from, count, collect_record, &c);
+	nif_store_release(r);
+	ERL_NIF_TERM out =
+	    rc ? nif_error_term(env, rc)
+	       : enif_make_tuple2(
+	             env, enif_make_atom(env, "ok"),
+	             enif_make_list_from_array(env, c.terms, (unsigned)c.n));
+	enif_free(c.terms);
+	return out;
+}
