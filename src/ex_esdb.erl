@@ -1,0 +1,479 @@
+%% @doc The Erlang API of ExESDB, an event store on LMDB.
+%%
+%% A store is a directory opened with {@link open/2}; the returned handle
+%% may be shared by any number of processes and stays valid until
+%% {@link close/1} (or until it is garbage collected).
+%%
+%% Streams are named by binaries. Versions are 1-based: a stream's first
+%% event has version 1 and version 0 means the stream is empty or absent.
+%% Global positions in `$all' are 1-based and gap-free.
+%%
+%% Mutations (appends, deletes, snapshots, checkpoints) are queued to the
+%% store's group-commit writer; the calling process waits for the reply.
+%% Reads run on dirty IO schedulers and never wait for writers.
+%%
+%% Errors come back as `{error, Reason}' with `Reason' an atom such as
+%% `wrong_expected_version', `stream_exists', `stream_not_found',
+%% `stream_deleted', `not_found', `closed', `limit_exceeded',
+%% `already_open', `read_only', `no_events' or `timeout'. Arguments of the
+%% wrong type (a stream id that is not a binary, a negative count, ...)
+%% raise an exception, `badarg' from the NIF.
+-module(ex_esdb).
+
+-export([open/2, close/1,
+         append/4, append/5,
+         read_stream/5, read_all/4, read_type/4,
+         stream_version/2, stream_exists/2, streams/1, list_streams/3,
+         delete_stream/3,
+         put_snapshot/6, get_snapshot/2, delete_snapshot/2,
+         put_checkpoint/4, get_checkpoint/2, delete_checkpoint/2,
+         checkpoints/1,
+         stats/1, verify/1, backup/2,
+         uuid_v4/0, uuid_to_string/1, uuid_from_string/1]).
+
+-export_type([store/0, option/0, expected/0, new_event/0, event/0,
+              direction/0, snapshot/0, checkpoint/0, stream_info/0]).
+
+%% Time a mutation waits for the writer's reply by default.
+-define(TIMEOUT, 15000).
+%% Page size when listing everything; the NIF caps a call at 10,000.
+-define(PAGE, 1000).
+
+-opaque store() :: reference().
+-type option() :: durability | map_size | create | readonly
+                | max_stream_id | max_event_type | max_event_bytes
+                | max_append_events | max_append_bytes | max_key.
+-type expected() :: any | no_stream | stream_exists | non_neg_integer().
+-type direction() :: forward | backward.
+-type uuid() :: <<_:128>>.
+%% An event to append. `event_id' and the two optional ids are either
+%% 16 raw bytes or UUID text such as `<<"8e4b1c2a-...">>'.
+-type new_event() :: #{event_type := binary(),
+                       data => binary(),
+                       metadata => binary(),
+                       event_id => binary(),
+                       causation_id => binary() | undefined,
+                       correlation_id => binary() | undefined}.
+-type event() :: #{position := pos_integer(),
+                   stream_id := binary(),
+                   version := pos_integer(),
+                   event_id := uuid(),
+                   event_type := binary(),
+                   data := binary(),
+                   metadata := binary(),
+                   causation_id := uuid() | undefined,
+                   correlation_id := uuid() | undefined,
+                   created_us := non_neg_integer()}.
+-type snapshot() :: #{source_uuid := binary(),
+                      source_version := non_neg_integer(),
+                      source_type := binary(),
+                      data := binary(),
+                      metadata := binary(),
+                      created_us := non_neg_integer()}.
+-type checkpoint() :: #{name := binary(),
+                        checkpoint := non_neg_integer(),
+                        definition := binary(),
+                        updated_us := non_neg_integer()}.
+-type stream_info() :: #{stream_id := binary(),
+                         version := non_neg_integer(),
+                         deleted := boolean()}.
+
+%% ---- life cycle ---------------------------------------------------------
+
+%% @doc Open (by default create) the store in directory `Path'.
+%%
+%% `Opts' is a map or a proplist (a bare atom means `true'):
+%% <ul>
+%%   <li>`durability': `sync' (default: one flush per commit, survives a
+%%       process crash), `strict' (also survives power loss) or `nosync'
+%%       (no flush; tests and benchmarks only);</li>
+%%   <li>`map_size': initial LMDB map size in bytes (default 64 MiB, at
+%%       least 1 MiB; it grows as needed);</li>
+%%   <li>`create': create the directory when missing (default `true');</li>
+%%   <li>`readonly': every mutation answers `{error, read_only}';</li>
+%%   <li>limits, positive integers: `max_stream_id' (bytes, default 1024),
+%%       `max_event_type' (512), `max_event_bytes' (data + metadata of one
+%%       event, 16 MiB), `max_append_events' (10,000), `max_append_bytes'
+%%       (64 MiB), `max_key' (snapshot and checkpoint names, 1024).</li>
+%% </ul>
+%% An unknown key or a value of the wrong type gives
+%% `{error, {invalid_option, Key}}'; a value the core rejects as out of
+%% range gives `{error, invalid_option}'. A path already open in this
+%% node gives `{error, already_open}'; a missing one with `{create, false}'
+%% gives `{error, no_store}'.
+-spec open(string() | binary(), map() | proplists:proplist()) ->
+          {ok, store()} | {error, term()}.
+open(Path, Opts) when is_list(Opts) ->
+    open(Path, proplists:to_map(Opts));
+open(Path, Opts) when is_map(Opts) ->
+    case [K || {K, V} <- maps:to_list(Opts), not valid_option(K, V)] of
+        [] -> ex_esdb_nif:open(path(Path), Opts);
+        [Key | _] -> {error, {invalid_option, Key}}
+    end.
+
+valid_option(durability, V) -> lists:member(V, [sync, strict, nosync]);
+valid_option(create, V) -> is_boolean(V);
+valid_option(readonly, V) -> is_boolean(V);
+valid_option(K, V) ->
+    lists:member(K, [map_size, max_stream_id, max_event_type,
+                     max_event_bytes, max_append_events, max_append_bytes,
+                     max_key])
+        andalso is_integer(V) andalso V > 0.
+
+%% @doc Close the store. Waits for calls in flight; mutations still queued
+%% are answered `{error, closed}', as is every later call. Closing again
+%% is a no-op.
+-spec close(store()) -> ok.
+close(Store) ->
+    ex_esdb_nif:close(Store).
+
+%% ---- appends ------------------------------------------------------------
+
+%% @equiv append(Store, StreamId, Expected, Events, 15000)
+-spec append(store(), binary(), expected(), [new_event()]) ->
+          {ok, #{version := pos_integer(), position := pos_integer()}}
+          | {error, term()}.
+append(Store, StreamId, Expected, Events) ->
+    append(Store, StreamId, Expected, Events, ?TIMEOUT).
+
+%% @doc Append `Events' to `StreamId' atomically, if the stream is at the
+%% `Expected' version: `any', `no_stream' (the stream must not exist),
+%% `stream_exists' or an exact version (0: empty or absent).
+%%
+%% Returns the stream's new version and the global position of the first
+%% event. Each event is a map with `event_type' (required), `data' and
+%% `metadata' (default `<<>>'), `event_id' (default: a random UUID v4) and
+%% `causation_id' / `correlation_id' (default `undefined'); ids are 16
+%% raw bytes or UUID text. A malformed event gives
+%% `{error, {invalid_event, Why}}' before anything is sent.
+%%
+%% Appending again events with the same ids at the same expected version
+%% (a retry after a lost reply) writes nothing and returns the original
+%% result.
+%%
+%% `Timeout' bounds the wait for the writer: on expiry the call returns
+%% `{error, timeout}' but the append may still happen, and its late reply
+%% arrives in the caller's mailbox as a `{reference(), Reply}' message.
+-spec append(store(), binary(), expected(), [new_event()], timeout()) ->
+          {ok, #{version := pos_integer(), position := pos_integer()}}
+          | {error, term()}.
+append(Store, StreamId, Expected, Events, Timeout) when is_list(Events) ->
+    try [nif_event(E) || E <- Events] of
+        NifEvents ->
+            Ref = make_ref(),
+            Sent = ex_esdb_nif:append(Store, Ref, StreamId, Expected,
+                                      NifEvents),
+            case await(Sent, Ref, Timeout) of
+                {ok, Version, Position} ->
+                    {ok, #{version => Version, position => Position}};
+                Error ->
+                    Error
+            end
+    catch
+        throw:{invalid_event, _} = Why -> {error, Why}
+    end.
+
+%% The NIF's event tuple, or throw {invalid_event, Why}.
+nif_event(#{event_type := Type} = E) when is_binary(Type) ->
+    case maps:keys(maps:without(
+                     [event_type, data, metadata, event_id, causation_id,
+                      correlation_id], E)) of
+        [] -> ok;
+        [Key | _] -> throw({invalid_event, {unknown_key, Key}})
+    end,
+    {event_id(E), Type, bin_field(data, E), bin_field(metadata, E),
+     opt_id(causation_id, E), opt_id(correlation_id, E)};
+nif_event(#{event_type := Type}) ->
+    throw({invalid_event, {event_type, Type}});
+nif_event(E) when is_map(E) ->
+    throw({invalid_event, {missing, event_type}});
+nif_event(E) ->
+    throw({invalid_event, {not_a_map, E}}).
+
+bin_field(Key, E) ->
+    case maps:get(Key, E, <<>>) of
+        B when is_binary(B) -> B;
+        V -> throw({invalid_event, {Key, V}})
+    end.
+
+event_id(#{event_id := Id}) -> id(event_id, Id);
+event_id(_) -> uuid_v4().
+
+%% The NIF spells "no id" as nil (Elixir's), Erlang users as undefined.
+opt_id(Key, E) ->
+    case maps:get(Key, E, undefined) of
+        undefined -> nil;
+        Id -> id(Key, Id)
+    end.
+
+id(_Key, <<_:128>> = Raw) ->
+    Raw;
+id(Key, Text) ->
+    case uuid_from_string(Text) of
+        {ok, Raw} -> Raw;
+        {error, invalid_uuid} -> throw({invalid_event, {Key, Text}})
+    end.
+
+%% Wait for the writer's reply to a queued command; a NIF that refused the
+%% command at once (closed store, limit) answered already.
+await(ok, Ref, Timeout) ->
+    receive
+        {Ref, Reply} -> Reply
+    after Timeout ->
+        {error, timeout}
+    end;
+await({error, _} = Error, _Ref, _Timeout) ->
+    Error.
+
+%% ---- reads --------------------------------------------------------------
+
+%% @doc Read up to `Count' events of a stream starting at version `From'
+%% (inclusive). Forward, `From' 0 or 1 is the start; backward, any `From'
+%% past the last version starts at the last. One call returns at most
+%% 10,000 events whatever `Count' says: page with the last version seen.
+%% Errors: `stream_not_found', `stream_deleted'.
+-spec read_stream(store(), binary(), non_neg_integer(), non_neg_integer(),
+                  direction()) -> {ok, [event()]} | {error, term()}.
+read_stream(Store, StreamId, From, Count, Direction) ->
+    events(ex_esdb_nif:read_stream(Store, StreamId, From, Count, Direction)).
+
+%% @doc Read up to `Count' events of `$all' (every stream, in commit
+%% order) starting at global position `From' (inclusive), with the same
+%% conventions and the same 10,000-event cap as {@link read_stream/5}.
+-spec read_all(store(), non_neg_integer(), non_neg_integer(), direction()) ->
+          {ok, [event()]} | {error, term()}.
+read_all(Store, From, Count, Direction) ->
+    events(ex_esdb_nif:read_all(Store, From, Count, Direction)).
+
+%% @doc Read up to `Count' events of type `EventType', forward, from global
+%% position `From' (inclusive). An unknown type reads as `{ok, []}'.
+-spec read_type(store(), binary(), non_neg_integer(), non_neg_integer()) ->
+          {ok, [event()]} | {error, term()}.
+read_type(Store, EventType, From, Count) ->
+    events(ex_esdb_nif:read_type(Store, EventType, From, Count)).
+
+events({ok, Tuples}) -> {ok, [event(T) || T <- Tuples]};
+events(Error) -> Error.
+
+event({Position, StreamId, Version, EventId, Type, Data, Metadata,
+       Causation, Correlation, CreatedUs}) ->
+    #{position => Position, stream_id => StreamId, version => Version,
+      event_id => EventId, event_type => Type, data => Data,
+      metadata => Metadata, causation_id => undefined_if_nil(Causation),
+      correlation_id => undefined_if_nil(Correlation),
+      created_us => CreatedUs}.
+
+undefined_if_nil(nil) -> undefined;
+undefined_if_nil(Id) -> Id.
+
+%% ---- streams ------------------------------------------------------------
+
+%% @doc The current version of a stream: 0 when it has no events.
+%% A deleted stream gives `{error, stream_deleted}'.
+-spec stream_version(store(), binary()) ->
+          {ok, non_neg_integer()} | {error, term()}.
+stream_version(Store, StreamId) ->
+    case ex_esdb_nif:stream_info(Store, StreamId) of
+        {ok, _, _, true} -> {error, stream_deleted};
+        {ok, Version, _, false} -> {ok, Version};
+        Error -> Error
+    end.
+
+%% @doc Whether a stream has events and is not deleted. Raises
+%% `error:{ex_esdb, Reason}' when the store cannot tell (e.g. `closed').
+-spec stream_exists(store(), binary()) -> boolean().
+stream_exists(Store, StreamId) ->
+    case ex_esdb_nif:stream_info(Store, StreamId) of
+        {ok, _, Exists, Deleted} -> Exists andalso not Deleted;
+        {error, Reason} -> erlang:error({ex_esdb, Reason})
+    end.
+
+%% @doc The ids of every stream that is not deleted, in byte order.
+-spec streams(store()) -> {ok, [binary()]} | {error, term()}.
+streams(Store) ->
+    case all_pages(fun(After) -> list_streams(Store, After, ?PAGE) end,
+                   stream_id) of
+        {ok, Infos} -> {ok, [Id || #{stream_id := Id, deleted := false}
+                                       <- Infos]};
+        Error -> Error
+    end.
+
+%% @doc One page of streams (deleted ones included), in byte order of
+%% their ids, strictly after `After' (`undefined': from the first), at
+%% most `Count' (capped at 10,000). Resume with the last id returned.
+-spec list_streams(store(), binary() | undefined, non_neg_integer()) ->
+          {ok, [stream_info()]} | {error, term()}.
+list_streams(Store, After, Count) ->
+    case ex_esdb_nif:list_streams(Store, nil_if_undefined(After), Count) of
+        {ok, Tuples} ->
+            {ok, [#{stream_id => Id, version => V, deleted => D}
+                  || {Id, V, D} <- Tuples]};
+        Error ->
+            Error
+    end.
+
+%% @doc Delete (tombstone) a stream if it is at the `Expected' version:
+%% reads and appends then answer `{error, stream_deleted}'. Its events
+%% stay in `$all' and in type reads.
+-spec delete_stream(store(), binary(), expected()) -> ok | {error, term()}.
+delete_stream(Store, StreamId, Expected) ->
+    Ref = make_ref(),
+    await(ex_esdb_nif:delete_stream(Store, Ref, StreamId, Expected), Ref,
+          ?TIMEOUT).
+
+%% ---- snapshots ----------------------------------------------------------
+
+%% @doc Store (or replace) the snapshot of the aggregate `SourceUuid'
+%% taken at `SourceVersion'.
+-spec put_snapshot(store(), binary(), non_neg_integer(), binary(), binary(),
+                   binary()) -> ok | {error, term()}.
+put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
+    Ref = make_ref(),
+    await(ex_esdb_nif:snapshot_put(Store, Ref, SourceUuid, SourceVersion,
+                                   SourceType, Data, Metadata),
+          Ref, ?TIMEOUT).
+
+%% @doc The snapshot of `SourceUuid', or `{error, not_found}'.
+-spec get_snapshot(store(), binary()) -> {ok, snapshot()} | {error, term()}.
+get_snapshot(Store, SourceUuid) ->
+    case ex_esdb_nif:snapshot_get(Store, SourceUuid) of
+        {ok, {Uuid, Version, Type, Data, Metadata, CreatedUs}} ->
+            {ok, #{source_uuid => Uuid, source_version => Version,
+                   source_type => Type, data => Data, metadata => Metadata,
+                   created_us => CreatedUs}};
+        Error ->
+            Error
+    end.
+
+%% @doc Delete the snapshot of `SourceUuid'; `{error, not_found}' when
+%% there is none.
+-spec delete_snapshot(store(), binary()) -> ok | {error, term()}.
+delete_snapshot(Store, SourceUuid) ->
+    Ref = make_ref(),
+    await(ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid), Ref,
+          ?TIMEOUT).
+
+%% ---- subscription checkpoints -------------------------------------------
+
+%% @doc Store (or replace) the checkpoint `Name': a subscription's last
+%% acknowledged position and an opaque `Definition' it owns.
+-spec put_checkpoint(store(), binary(), non_neg_integer(), binary()) ->
+          ok | {error, term()}.
+put_checkpoint(Store, Name, Checkpoint, Definition) ->
+    Ref = make_ref(),
+    await(ex_esdb_nif:checkpoint_put(Store, Ref, Name, Checkpoint,
+                                     Definition),
+          Ref, ?TIMEOUT).
+
+%% @doc The checkpoint `Name', or `{error, not_found}'.
+-spec get_checkpoint(store(), binary()) ->
+          {ok, checkpoint()} | {error, term()}.
+get_checkpoint(Store, Name) ->
+    case ex_esdb_nif:checkpoint_get(Store, Name) of
+        {ok, Tuple} -> {ok, checkpoint(Tuple)};
+        Error -> Error
+    end.
+
+%% @doc Delete the checkpoint `Name'; `{error, not_found}' when absent.
+-spec delete_checkpoint(store(), binary()) -> ok | {error, term()}.
+delete_checkpoint(Store, Name) ->
+    Ref = make_ref(),
+    await(ex_esdb_nif:checkpoint_delete(Store, Ref, Name), Ref, ?TIMEOUT).
+
+%% @doc Every checkpoint, in byte order of their names.
+-spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.
+checkpoints(Store) ->
+    all_pages(fun(After) ->
+                      case ex_esdb_nif:checkpoint_list(
+                             Store, nil_if_undefined(After), ?PAGE) of
+                          {ok, Tuples} -> {ok, [checkpoint(T) || T <- Tuples]};
+                          Error -> Error
+                      end
+              end,
+              name).
+
+checkpoint({Name, Checkpoint, Definition, UpdatedUs}) ->
+    #{name => Name, checkpoint => Checkpoint, definition => Definition,
+      updated_us => UpdatedUs}.
+
+%% Call Page(After) from the start until a short page; each item's Key is
+%% the next cursor.
+all_pages(Page, Key) ->
+    all_pages(Page, Key, undefined, []).
+
+all_pages(Page, Key, After, Acc) ->
+    case Page(After) of
+        {ok, Items} when length(Items) < ?PAGE ->
+            {ok, lists:append(lists:reverse(Acc, [Items]))};
+        {ok, Items} ->
+            Next = maps:get(Key, lists:last(Items)),
+            all_pages(Page, Key, Next, [Items | Acc]);
+        Error ->
+            Error
+    end.
+
+nil_if_undefined(undefined) -> nil;
+nil_if_undefined(After) -> After.
+
+%% ---- maintenance --------------------------------------------------------
+
+%% @doc Counters: `events' (= the last global position), `streams',
+%% `event_types', `snapshots', `checkpoints', `bytes_used', `map_size' and
+%% `commits' (write transactions since open).
+-spec stats(store()) -> {ok, #{atom() => non_neg_integer()}} | {error, term()}.
+stats(Store) ->
+    ex_esdb_nif:stats(Store).
+
+%% @doc Check every record's checksum and that every index agrees with the
+%% events: `ok', or `{error, {corrupt, Problems}}' with their count.
+-spec verify(store()) -> ok | {error, term()}.
+verify(Store) ->
+    ex_esdb_nif:verify(Store).
+
+%% @doc Write a consistent, compacted copy of the store into directory
+%% `Dest' (absent or empty) while writers go on. The copy opens as a store.
+-spec backup(store(), string() | binary()) -> ok | {error, term()}.
+backup(Store, Dest) ->
+    ex_esdb_nif:backup(Store, path(Dest)).
+
+%% The NIF takes paths as binaries; strings are encoded as UTF-8.
+path(Path) when is_binary(Path) -> Path;
+path(Path) -> unicode:characters_to_binary(Path).
+
+%% ---- UUIDs --------------------------------------------------------------
+
+%% @doc A random (version 4, RFC 4122 variant) UUID as 16 bytes.
+-spec uuid_v4() -> uuid().
+uuid_v4() ->
+    <<A:48, _:4, B:12, _:2, C:62>> = crypto:strong_rand_bytes(16),
+    <<A:48, 4:4, B:12, 2:2, C:62>>.
+
+%% @doc The canonical text of a 16-byte UUID:
+%% `<<"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx">>', lowercase.
+-spec uuid_to_string(uuid()) -> binary().
+uuid_to_string(<<A:4/binary, B:2/binary, C:2/binary, D:2/binary,
+                 E:6/binary>>) ->
+    iolist_to_binary(lists:join($-, [hex(X) || X <- [A, B, C, D, E]])).
+
+hex(Bin) ->
+    << <<(binary:at(<<"0123456789abcdef">>, N))>> || <<N:4>> <= Bin >>.
+
+%% @doc Parse UUID text (binary or string, either case) to its 16 bytes.
+-spec uuid_from_string(binary() | string()) ->
+          {ok, uuid()} | {error, invalid_uuid}.
+uuid_from_string(Text) when is_list(Text) ->
+    try list_to_binary(Text) of
+        Bin -> uuid_from_string(Bin)
+    catch
+        error:badarg -> {error, invalid_uuid}
+    end;
+uuid_from_string(<<A:8/binary, $-, B:4/binary, $-, C:4/binary, $-,
+                   D:4/binary, $-, E:12/binary>>) ->
+    try binary:decode_hex(<<A/binary, B/binary, C/binary, D/binary,
+                            E/binary>>) of
+        Raw -> {ok, Raw}
+    catch
+        error:badarg -> {error, invalid_uuid}
+    end;
+uuid_from_string(_) ->
+    {error, invalid_uuid}.

@@ -1,0 +1,651 @@
+%% EUnit suite of the Erlang API (ex_esdb), on real stores in temp dirs.
+-module(ex_esdb_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%% ---- fixtures -----------------------------------------------------------
+
+tmp_dir() ->
+    Dir = string:trim(os:cmd("mktemp -d /tmp/ex_esdb_eunit.XXXXXX")),
+    true = filelib:is_dir(Dir),
+    Dir.
+
+%% Run Fun(Store, Dir) on a fresh nosync store (plus Opts), then close the
+%% store and remove the directory whatever happened.
+with_store(Fun) -> with_store(#{}, Fun).
+
+with_store(Opts, Fun) ->
+    Dir = tmp_dir(),
+    Path = filename:join(Dir, "store"),
+    {ok, S} = ex_esdb:open(Path, maps:merge(#{durability => nosync}, Opts)),
+    try
+        if is_function(Fun, 1) -> Fun(S);
+           is_function(Fun, 2) -> Fun(S, Dir)
+        end
+    after
+        ok = ex_esdb:close(S),
+        ok = file:del_dir_r(Dir)
+    end.
+
+ev(Type) -> #{event_type => Type}.
+ev(Type, Data) -> #{event_type => Type, data => Data}.
+
+numbered(N) -> [ev(<<"numbered">>, integer_to_binary(I)) || I <- lists:seq(1, N)].
+
+datas({ok, Events}) -> [D || #{data := D} <- Events].
+versions({ok, Events}) -> [V || #{version := V} <- Events].
+positions({ok, Events}) -> [P || #{position := P} <- Events].
+
+bins(From, To) -> [integer_to_binary(I) || I <- lists:seq(From, To)].
+
+%% ---- open / close -------------------------------------------------------
+
+open_forms_test() ->
+    Dir = tmp_dir(),
+    try
+        Path = filename:join(Dir, "s"),
+        %% proplist with a bare atom, string path
+        {ok, S1} = ex_esdb:open(Path, [create, {durability, nosync}]),
+        ?assertEqual(ok, ex_esdb:close(S1)),
+        ?assertEqual(ok, ex_esdb:close(S1)),
+        %% map, binary path, the store is still there
+        {ok, S2} = ex_esdb:open(list_to_binary(Path), #{create => false}),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S2, <<"x">>)),
+        ok = ex_esdb:close(S2)
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+open_errors_test() ->
+    Dir = tmp_dir(),
+    try
+        Path = filename:join(Dir, "s"),
+        ?assertEqual({error, {invalid_option, bogus}},
+                     ex_esdb:open(Path, #{bogus => 1})),
+        ?assertEqual({error, {invalid_option, bogus}},
+                     ex_esdb:open(Path, [{durability, nosync}, bogus])),
+        ?assertEqual({error, {invalid_option, durability}},
+                     ex_esdb:open(Path, #{durability => always})),
+        ?assertEqual({error, {invalid_option, create}},
+                     ex_esdb:open(Path, #{create => yes})),
+        ?assertEqual({error, {invalid_option, max_event_bytes}},
+                     ex_esdb:open(Path, #{max_event_bytes => 0})),
+        ?assertEqual({error, {invalid_option, map_size}},
+                     ex_esdb:open(Path, #{map_size => -1})),
+        %% in type but out of the core's range
+        ?assertEqual({error, invalid_option},
+                     ex_esdb:open(Path, #{map_size => 1000})),
+        ?assertEqual({error, invalid_option},
+                     ex_esdb:open(Path, #{max_stream_id => 1 bsl 20})),
+        ?assertEqual({error, no_store},
+                     ex_esdb:open(Path, #{create => false})),
+        ?assertNot(filelib:is_dir(Path)),
+        {ok, S} = ex_esdb:open(Path, #{durability => nosync}),
+        ?assertEqual({error, already_open}, ex_esdb:open(Path, #{})),
+        ok = ex_esdb:close(S),
+        %% closing releases the path
+        {ok, S2} = ex_esdb:open(Path, #{}),
+        ok = ex_esdb:close(S2),
+        %% a file, or a directory holding something else, is not a store
+        File = filename:join(Dir, "file"),
+        ok = file:write_file(File, <<"x">>),
+        ?assertEqual({error, not_a_store}, ex_esdb:open(File, #{})),
+        ?assertEqual({error, not_a_store},
+                     ex_esdb:open(Dir, #{create => false}))
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+closed_store_test() ->
+    Dir = tmp_dir(),
+    try
+        {ok, S} = ex_esdb:open(filename:join(Dir, "s"),
+                               #{durability => nosync}),
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>)]),
+        ok = ex_esdb:close(S),
+        C = {error, closed},
+        ?assertEqual(C, ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>)])),
+        ?assertEqual(C, ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>)], 1000)),
+        ?assertEqual(C, ex_esdb:read_stream(S, <<"a">>, 0, 10, forward)),
+        ?assertEqual(C, ex_esdb:read_all(S, 0, 10, forward)),
+        ?assertEqual(C, ex_esdb:read_type(S, <<"t">>, 0, 10)),
+        ?assertEqual(C, ex_esdb:stream_version(S, <<"a">>)),
+        ?assertError({ex_esdb, closed}, ex_esdb:stream_exists(S, <<"a">>)),
+        ?assertEqual(C, ex_esdb:streams(S)),
+        ?assertEqual(C, ex_esdb:list_streams(S, undefined, 10)),
+        ?assertEqual(C, ex_esdb:delete_stream(S, <<"a">>, any)),
+        ?assertEqual(C, ex_esdb:put_snapshot(S, <<"u">>, 1, <<"t">>, <<>>,
+                                             <<>>)),
+        ?assertEqual(C, ex_esdb:get_snapshot(S, <<"u">>)),
+        ?assertEqual(C, ex_esdb:delete_snapshot(S, <<"u">>)),
+        ?assertEqual(C, ex_esdb:put_checkpoint(S, <<"c">>, 1, <<>>)),
+        ?assertEqual(C, ex_esdb:get_checkpoint(S, <<"c">>)),
+        ?assertEqual(C, ex_esdb:delete_checkpoint(S, <<"c">>)),
+        ?assertEqual(C, ex_esdb:checkpoints(S)),
+        ?assertEqual(C, ex_esdb:stats(S)),
+        ?assertEqual(C, ex_esdb:verify(S)),
+        ?assertEqual(C, ex_esdb:backup(S, filename:join(Dir, "b"))),
+        ?assertEqual(ok, ex_esdb:close(S))
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+%% Acknowledged appends are on disk with the durable settings: sync (the
+%% default) and strict.
+durable_reopen_test_() ->
+    [{atom_to_list(D), fun() -> durable_reopen(D) end} || D <- [sync, strict]].
+
+durable_reopen(Durability) ->
+    Dir = tmp_dir(),
+    try
+        Path = filename:join(Dir, "s"),
+        {ok, S} = ex_esdb:open(Path, #{durability => Durability}),
+        Id = ex_esdb:uuid_v4(),
+        ?assertEqual({ok, #{version => 2, position => 1}},
+                     ex_esdb:append(S, <<"acct">>, no_stream,
+                                    [(ev(<<"opened">>, <<"a">>))#{event_id => Id},
+                                     ev(<<"deposited">>, <<"b">>)])),
+        ok = ex_esdb:put_checkpoint(S, <<"sub">>, 2, <<"def">>),
+        ok = ex_esdb:close(S),
+        {ok, S2} = ex_esdb:open(Path, #{create => false}),
+        try
+            {ok, [#{event_id := Id0} | _]} = Read =
+                ex_esdb:read_stream(S2, <<"acct">>, 0, 10, forward),
+            ?assertEqual(Id, Id0),
+            ?assertEqual([<<"a">>, <<"b">>], datas(Read)),
+            ?assertMatch({ok, #{checkpoint := 2, definition := <<"def">>}},
+                         ex_esdb:get_checkpoint(S2, <<"sub">>)),
+            ?assertEqual(ok, ex_esdb:verify(S2))
+        after
+            ok = ex_esdb:close(S2)
+        end
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+readonly_test() ->
+    Dir = tmp_dir(),
+    try
+        Path = filename:join(Dir, "s"),
+        {ok, S} = ex_esdb:open(Path, #{durability => nosync}),
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>, <<"1">>)]),
+        ok = ex_esdb:close(S),
+        {ok, R} = ex_esdb:open(Path, [readonly]),
+        try
+            ?assertEqual({error, read_only},
+                         ex_esdb:append(R, <<"a">>, any, [ev(<<"t">>)])),
+            ?assertEqual({error, read_only},
+                         ex_esdb:put_checkpoint(R, <<"c">>, 1, <<>>)),
+            ?assertEqual([<<"1">>],
+                         datas(ex_esdb:read_stream(R, <<"a">>, 0, 10,
+                                                   forward)))
+        after
+            ok = ex_esdb:close(R)
+        end
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+%% ---- appends ------------------------------------------------------------
+
+append_and_read_back_test() ->
+    with_store(fun(S) ->
+        Id = ex_esdb:uuid_v4(),
+        Cause = ex_esdb:uuid_v4(),
+        Corr = <<"8E4B1C2A-0D3F-4A5B-9C6D-7E8F90A1B2C3">>,
+        {ok, CorrRaw} = ex_esdb:uuid_from_string(Corr),
+        ?assertEqual({ok, #{version => 1, position => 1}},
+                     ex_esdb:append(S, <<"s1">>, no_stream,
+                                    [#{event_type => <<"created">>,
+                                       data => <<"{\"a\":1}">>,
+                                       metadata => <<"m">>,
+                                       event_id => ex_esdb:uuid_to_string(Id),
+                                       causation_id => Cause,
+                                       correlation_id => Corr}])),
+        ?assertEqual({ok, #{version => 3, position => 2}},
+                     ex_esdb:append(S, <<"s1">>, 1,
+                                    [ev(<<"changed">>), ev(<<"changed">>)])),
+        ?assertEqual({ok, #{version => 1, position => 4}},
+                     ex_esdb:append(S, <<"s2">>, 0, [ev(<<"created">>)], 5000)),
+        {ok, [E1, E2, E3]} = ex_esdb:read_stream(S, <<"s1">>, 0, 10, forward),
+        ?assertMatch(#{position := 1, stream_id := <<"s1">>, version := 1,
+                       event_type := <<"created">>, data := <<"{\"a\":1}">>,
+                       metadata := <<"m">>}, E1),
+        ?assertEqual(Id, maps:get(event_id, E1)),
+        ?assertEqual(Cause, maps:get(causation_id, E1)),
+        ?assertEqual(CorrRaw, maps:get(correlation_id, E1)),
+        %% defaults
+        ?assertMatch(#{data := <<>>, metadata := <<>>,
+                       causation_id := undefined,
+                       correlation_id := undefined,
+                       version := 2, position := 2}, E2),
+        ?assertEqual([event_id, position, stream_id, version, event_type,
+                      data, metadata, causation_id, correlation_id,
+                      created_us] -- maps:keys(E2), []),
+        %% generated ids are distinct v4 UUIDs
+        #{event_id := <<_:48, 4:4, _:12, 2:2, _:62>> = G2} = E2,
+        #{event_id := G3} = E3,
+        ?assertNotEqual(G2, G3),
+        ?assert(maps:get(created_us, E1) > 1500000000000000),
+        ?assert(maps:get(created_us, E1) =< maps:get(created_us, E3))
+    end).
+
+expected_version_test() ->
+    with_store(fun(S) ->
+        A = [ev(<<"t">>)],
+        ?assertEqual({error, stream_not_found},
+                     ex_esdb:append(S, <<"s">>, stream_exists, A)),
+        ?assertEqual({error, wrong_expected_version},
+                     ex_esdb:append(S, <<"s">>, 3, A)),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>)),
+        {ok, #{version := 1}} = ex_esdb:append(S, <<"s">>, no_stream, A),
+        ?assertEqual({error, stream_exists},
+                     ex_esdb:append(S, <<"s">>, no_stream, A)),
+        ?assertEqual({error, wrong_expected_version},
+                     ex_esdb:append(S, <<"s">>, 0, A)),
+        ?assertEqual({error, wrong_expected_version},
+                     ex_esdb:append(S, <<"s">>, 2, A)),
+        ?assertEqual({ok, 1}, ex_esdb:stream_version(S, <<"s">>)),
+        {ok, #{version := 2}} = ex_esdb:append(S, <<"s">>, 1, A),
+        {ok, #{version := 3}} = ex_esdb:append(S, <<"s">>, stream_exists, A),
+        {ok, #{version := 4}} = ex_esdb:append(S, <<"s">>, any, A),
+        {ok, #{version := 1}} = ex_esdb:append(S, <<"other">>, any, A),
+        ?assertEqual({ok, 4}, ex_esdb:stream_version(S, <<"s">>)),
+        ?assertMatch({ok, #{events := 5}}, ex_esdb:stats(S))
+    end).
+
+%% A retry of an applied append (same ids, same expectation) writes
+%% nothing and answers the original result.
+idempotent_retry_test() ->
+    with_store(fun(S) ->
+        Batch = [(ev(<<"t">>, integer_to_binary(I)))#{event_id => ex_esdb:uuid_v4()}
+                 || I <- [1, 2, 3]],
+        {ok, _} = ex_esdb:append(S, <<"other">>, any, [ev(<<"x">>)]),
+        First = ex_esdb:append(S, <<"s">>, no_stream, Batch),
+        ?assertEqual({ok, #{version => 3, position => 2}}, First),
+        ?assertEqual(First, ex_esdb:append(S, <<"s">>, no_stream, Batch)),
+        ?assertEqual(First, ex_esdb:append(S, <<"s">>, 0, Batch)),
+        ?assertEqual(First, ex_esdb:append(S, <<"s">>, any, Batch)),
+        ?assertEqual({ok, 3}, ex_esdb:stream_version(S, <<"s">>)),
+        ?assertMatch({ok, #{events := 4}}, ex_esdb:stats(S)),
+        %% the same expectation with new ids is a conflict
+        Fresh = [ev(<<"t">>) || _ <- Batch],
+        ?assertEqual({error, stream_exists},
+                     ex_esdb:append(S, <<"s">>, no_stream, Fresh)),
+        ?assertEqual({error, wrong_expected_version},
+                     ex_esdb:append(S, <<"s">>, 0, Fresh))
+    end).
+
+invalid_events_test() ->
+    with_store(fun(S) ->
+        Bad = fun(Events) -> ex_esdb:append(S, <<"s">>, any, Events) end,
+        ?assertEqual({error, {invalid_event, {missing, event_type}}},
+                     Bad([#{data => <<"x">>}])),
+        ?assertEqual({error, {invalid_event, {event_type, "t"}}},
+                     Bad([#{event_type => "t"}])),
+        ?assertEqual({error, {invalid_event, {data, "x"}}},
+                     Bad([ev(<<"t">>), #{event_type => <<"t">>, data => "x"}])),
+        ?assertEqual({error, {invalid_event, {metadata, 1}}},
+                     Bad([#{event_type => <<"t">>, metadata => 1}])),
+        ?assertEqual({error, {invalid_event, {event_id, <<"not-a-uuid">>}}},
+                     Bad([#{event_type => <<"t">>, event_id => <<"not-a-uuid">>}])),
+        ?assertEqual({error, {invalid_event, {causation_id, <<1, 2>>}}},
+                     Bad([#{event_type => <<"t">>, causation_id => <<1, 2>>}])),
+        ?assertEqual({error, {invalid_event, {unknown_key, type}}},
+                     Bad([#{event_type => <<"t">>, type => <<"t">>}])),
+        ?assertEqual({error, {invalid_event, {not_a_map, {<<"t">>}}}},
+                     Bad([{<<"t">>}])),
+        ?assertEqual({error, no_events}, Bad([])),
+        ?assertError(badarg, ex_esdb:append(S, "s", any, [ev(<<"t">>)])),
+        ?assertError(badarg, ex_esdb:append(S, <<"s">>, -1, [ev(<<"t">>)])),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>))
+    end).
+
+limits_test() ->
+    with_store(#{max_event_bytes => 100, max_stream_id => 8,
+                 max_append_events => 3},
+               fun(S) ->
+        Fits = ev(<<"t">>, binary:copy(<<"x">>, 100)),
+        ?assertEqual({error, limit_exceeded},
+                     ex_esdb:append(S, <<"s">>, any,
+                                    [Fits#{metadata => <<"y">>}])),
+        ?assertEqual({error, limit_exceeded},
+                     ex_esdb:append(S, <<"longer-than-8">>, any,
+                                    [ev(<<"t">>)])),
+        ?assertEqual({error, limit_exceeded},
+                     ex_esdb:append(S, <<"s">>, any, numbered(4))),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>)),
+        ?assertEqual({ok, #{version => 1, position => 1}},
+                     ex_esdb:append(S, <<"s">>, any, [Fits]))
+    end).
+
+%% A default limit (16 MiB per event) without any option.
+default_limit_test_() ->
+    {timeout, 60, fun() ->
+        with_store(fun(S) ->
+            Big = binary:copy(<<0>>, 16 * 1024 * 1024 + 1),
+            ?assertEqual({error, limit_exceeded},
+                         ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>, Big)]))
+        end)
+    end}.
+
+%% A reply later than the timeout: {error, timeout} now, the append still
+%% happens and its reply lands in the mailbox.
+append_timeout_test_() ->
+    {timeout, 60, fun() ->
+        with_store(fun(S) ->
+            Events = [ev(<<"t">>, binary:copy(<<"x">>, 1024))
+                      || _ <- lists:seq(1, 5000)],
+            ?assertEqual({error, timeout},
+                         ex_esdb:append(S, <<"s">>, no_stream, Events, 0)),
+            Late = receive {Ref, Reply} when is_reference(Ref) -> Reply
+                   after 30000 -> none
+                   end,
+            ?assertEqual({ok, 5000, 1}, Late),
+            ?assertEqual({ok, 5000}, ex_esdb:stream_version(S, <<"s">>))
+        end)
+    end}.
+
+concurrent_appends_test_() ->
+    {timeout, 60, fun() ->
+        with_store(fun(S) ->
+            Self = self(),
+            Pids = [spawn_link(fun() ->
+                        Id = integer_to_binary(P),
+                        [{ok, #{version := V}} =
+                             ex_esdb:append(S, Id, V - 1, [ev(<<"t">>)])
+                         || V <- lists:seq(1, 50)],
+                        Self ! {done, self()}
+                    end) || P <- lists:seq(1, 20)],
+            [receive {done, P} -> ok end || P <- Pids],
+            All = ex_esdb:read_all(S, 0, 2000, forward),
+            ?assertEqual(lists:seq(1, 1000), positions(All)),
+            {ok, Streams} = ex_esdb:streams(S),
+            ?assertEqual(lists:sort(bins(1, 20)), Streams),
+            [?assertEqual({ok, 50}, ex_esdb:stream_version(S, Id))
+             || Id <- Streams]
+        end)
+    end}.
+
+%% ---- reads --------------------------------------------------------------
+
+read_stream_paging_test() ->
+    with_store(fun(S) ->
+        {ok, _} = ex_esdb:append(S, <<"s">>, no_stream, numbered(25)),
+        Fwd = fun(From, N) -> ex_esdb:read_stream(S, <<"s">>, From, N,
+                                                  forward) end,
+        Bwd = fun(From, N) -> ex_esdb:read_stream(S, <<"s">>, From, N,
+                                                  backward) end,
+        ?assertEqual(lists:seq(1, 10), versions(Fwd(0, 10))),
+        ?assertEqual(lists:seq(1, 10), versions(Fwd(1, 10))),
+        ?assertEqual(lists:seq(11, 20), versions(Fwd(11, 10))),
+        ?assertEqual(lists:seq(21, 25), versions(Fwd(21, 10))),
+        ?assertEqual(bins(21, 25), datas(Fwd(21, 10))),
+        ?assertEqual({ok, []}, Fwd(26, 10)),
+        ?assertEqual({ok, []}, Fwd(1, 0)),
+        ?assertEqual(lists:seq(25, 16, -1), versions(Bwd(25, 10))),
+        ?assertEqual(lists:seq(25, 16, -1), versions(Bwd(1 bsl 64 - 1, 10))),
+        ?assertEqual(lists:seq(15, 6, -1), versions(Bwd(15, 10))),
+        ?assertEqual(lists:seq(5, 1, -1), versions(Bwd(5, 10))),
+        ?assertEqual({ok, []}, Bwd(0, 10)),
+        ?assertEqual({error, stream_not_found},
+                     ex_esdb:read_stream(S, <<"absent">>, 0, 10, forward)),
+        ?assertError(badarg, ex_esdb:read_stream(S, <<"s">>, 0, 10, sideways))
+    end).
+
+read_all_test() ->
+    with_store(fun(S) ->
+        %% interleave two streams
+        [{ok, _} = ex_esdb:append(S, Id, any, [ev(<<"t">>, <<Id/binary, N>>)])
+         || N <- [$1, $2, $3], Id <- [<<"a">>, <<"b">>]],
+        All = ex_esdb:read_all(S, 0, 100, forward),
+        ?assertEqual(lists:seq(1, 6), positions(All)),
+        ?assertEqual([<<"a1">>, <<"b1">>, <<"a2">>, <<"b2">>, <<"a3">>,
+                      <<"b3">>], datas(All)),
+        ?assertEqual([1, 1, 2, 2, 3, 3], versions(All)),
+        ?assertEqual([3, 4], positions(ex_esdb:read_all(S, 3, 2, forward))),
+        ?assertEqual([6, 5, 4],
+                     positions(ex_esdb:read_all(S, 1 bsl 64 - 1, 3, backward))),
+        ?assertEqual([2, 1], positions(ex_esdb:read_all(S, 2, 10, backward))),
+        ?assertEqual({ok, []}, ex_esdb:read_all(S, 7, 10, forward))
+    end).
+
+read_type_test() ->
+    with_store(fun(S) ->
+        {ok, _} = ex_esdb:append(S, <<"a">>, any,
+                                 [ev(<<"x">>, <<"1">>), ev(<<"y">>, <<"2">>),
+                                  ev(<<"x">>, <<"3">>)]),
+        {ok, _} = ex_esdb:append(S, <<"b">>, any,
+                                 [ev(<<"y">>, <<"4">>), ev(<<"x">>, <<"5">>)]),
+        Xs = ex_esdb:read_type(S, <<"x">>, 0, 10),
+        ?assertEqual([<<"1">>, <<"3">>, <<"5">>], datas(Xs)),
+        ?assertEqual([1, 3, 5], positions(Xs)),
+        ?assertEqual([<<"2">>, <<"4">>],
+                     datas(ex_esdb:read_type(S, <<"y">>, 0, 10))),
+        %% paging: from the position after the last one seen
+        ?assertEqual([1, 3], positions(ex_esdb:read_type(S, <<"x">>, 0, 2))),
+        ?assertEqual([5], positions(ex_esdb:read_type(S, <<"x">>, 4, 2))),
+        ?assertEqual({ok, []}, ex_esdb:read_type(S, <<"unknown">>, 0, 10))
+    end).
+
+%% One NIF call returns at most 10,000 events.
+read_cap_test_() ->
+    {timeout, 120, fun() ->
+        with_store(fun(S) ->
+            {ok, _} = ex_esdb:append(S, <<"s">>, any, numbered(10000)),
+            {ok, _} = ex_esdb:append(S, <<"s">>, any, numbered(1)),
+            {ok, Page} = ex_esdb:read_all(S, 0, 20000, forward),
+            ?assertEqual(10000, length(Page)),
+            {ok, SPage} = ex_esdb:read_stream(S, <<"s">>, 0, 20000, forward),
+            ?assertEqual(10000, length(SPage)),
+            ?assertEqual([10001],
+                         positions(ex_esdb:read_all(S, 10001, 20000, forward)))
+        end)
+    end}.
+
+%% ---- streams ------------------------------------------------------------
+
+delete_stream_test() ->
+    with_store(fun(S) ->
+        {ok, _} = ex_esdb:append(S, <<"s">>, any, numbered(2)),
+        {ok, _} = ex_esdb:append(S, <<"keep">>, any, numbered(1)),
+        ?assertEqual({error, stream_not_found},
+                     ex_esdb:delete_stream(S, <<"absent">>, any)),
+        ?assertEqual({error, wrong_expected_version},
+                     ex_esdb:delete_stream(S, <<"s">>, 1)),
+        ?assert(ex_esdb:stream_exists(S, <<"s">>)),
+        ?assertEqual(ok, ex_esdb:delete_stream(S, <<"s">>, 2)),
+        D = {error, stream_deleted},
+        ?assertEqual(D, ex_esdb:read_stream(S, <<"s">>, 0, 10, forward)),
+        ?assertEqual(D, ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)])),
+        ?assertEqual(D, ex_esdb:stream_version(S, <<"s">>)),
+        ?assertEqual(D, ex_esdb:delete_stream(S, <<"s">>, any)),
+        ?assertNot(ex_esdb:stream_exists(S, <<"s">>)),
+        ?assertEqual({ok, [<<"keep">>]}, ex_esdb:streams(S)),
+        ?assertEqual({ok, [#{stream_id => <<"keep">>, version => 1,
+                             deleted => false},
+                           #{stream_id => <<"s">>, version => 2,
+                             deleted => true}]},
+                     ex_esdb:list_streams(S, undefined, 10)),
+        %% its events stay in $all
+        ?assertEqual([1, 2, 3], positions(ex_esdb:read_all(S, 0, 10, forward)))
+    end).
+
+stream_exists_test() ->
+    with_store(fun(S) ->
+        ?assertNot(ex_esdb:stream_exists(S, <<"s">>)),
+        {ok, _} = ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)]),
+        ?assert(ex_esdb:stream_exists(S, <<"s">>)),
+        ?assertNot(ex_esdb:stream_exists(S, <<"S">>))
+    end).
+
+streams_paging_test_() ->
+    {timeout, 60, fun() ->
+        with_store(fun(S) ->
+            N = 2345,
+            Ids = [iolist_to_binary(io_lib:format("s~5..0b", [I]))
+                   || I <- lists:seq(1, N)],
+            Self = self(),
+            %% queued concurrently: the writer commits them in groups
+            [spawn_link(fun() ->
+                 Self ! {appended, ex_esdb:append(S, Id, no_stream,
+                                                  [ev(<<"t">>)])}
+             end) || Id <- Ids],
+            [receive {appended, R} -> ?assertMatch({ok, _}, R) end
+             || _ <- Ids],
+            ?assertEqual({ok, Ids}, ex_esdb:streams(S)),
+            {ok, P1} = ex_esdb:list_streams(S, undefined, 3),
+            ?assertEqual(lists:sublist(Ids, 3),
+                         [Id || #{stream_id := Id} <- P1]),
+            {ok, P2} = ex_esdb:list_streams(S, lists:nth(3, Ids), 3),
+            ?assertEqual(lists:sublist(Ids, 4, 3),
+                         [Id || #{stream_id := Id} <- P2]),
+            ?assertEqual({ok, []}, ex_esdb:list_streams(S, lists:last(Ids), 3)),
+            %% a cursor between ids
+            {ok, [#{stream_id := <<"s00002">>}]} =
+                ex_esdb:list_streams(S, <<"s00001x">>, 1)
+        end)
+    end}.
+
+%% ---- snapshots ----------------------------------------------------------
+
+snapshots_test() ->
+    with_store(fun(S) ->
+        U = <<"agg-1">>,
+        ?assertEqual({error, not_found}, ex_esdb:get_snapshot(S, U)),
+        ?assertEqual({error, not_found}, ex_esdb:delete_snapshot(S, U)),
+        ?assertEqual(ok, ex_esdb:put_snapshot(S, U, 3, <<"Acct">>, <<"d3">>,
+                                              <<"m3">>)),
+        ?assertMatch({ok, #{source_uuid := U, source_version := 3,
+                            source_type := <<"Acct">>, data := <<"d3">>,
+                            metadata := <<"m3">>}},
+                     ex_esdb:get_snapshot(S, U)),
+        {ok, #{created_us := T}} = ex_esdb:get_snapshot(S, U),
+        ?assert(is_integer(T) andalso T > 0),
+        ?assertEqual(ok, ex_esdb:put_snapshot(S, U, 7, <<"Acct">>, <<"d7">>,
+                                              <<>>)),
+        ?assertMatch({ok, #{source_version := 7, data := <<"d7">>,
+                            metadata := <<>>}},
+                     ex_esdb:get_snapshot(S, U)),
+        ?assertMatch({ok, #{snapshots := 1}}, ex_esdb:stats(S)),
+        ?assertEqual(ok, ex_esdb:delete_snapshot(S, U)),
+        ?assertEqual({error, not_found}, ex_esdb:get_snapshot(S, U)),
+        ?assertEqual({error, not_found}, ex_esdb:delete_snapshot(S, U))
+    end).
+
+%% ---- checkpoints --------------------------------------------------------
+
+checkpoints_test() ->
+    with_store(fun(S) ->
+        ?assertEqual({error, not_found}, ex_esdb:get_checkpoint(S, <<"c">>)),
+        ?assertEqual({error, not_found},
+                     ex_esdb:delete_checkpoint(S, <<"c">>)),
+        ?assertEqual({ok, []}, ex_esdb:checkpoints(S)),
+        ?assertEqual(ok, ex_esdb:put_checkpoint(S, <<"c">>, 5, <<"def">>)),
+        ?assertMatch({ok, #{name := <<"c">>, checkpoint := 5,
+                            definition := <<"def">>}},
+                     ex_esdb:get_checkpoint(S, <<"c">>)),
+        ?assertEqual(ok, ex_esdb:put_checkpoint(S, <<"c">>, 9, <<"def2">>)),
+        {ok, #{checkpoint := 9, definition := <<"def2">>, updated_us := T}} =
+            ex_esdb:get_checkpoint(S, <<"c">>),
+        ?assert(T > 0),
+        ok = ex_esdb:put_checkpoint(S, <<"b">>, 1, <<>>),
+        ?assertMatch({ok, [#{name := <<"b">>, checkpoint := 1},
+                           #{name := <<"c">>, checkpoint := 9}]},
+                     ex_esdb:checkpoints(S)),
+        ?assertEqual(ok, ex_esdb:delete_checkpoint(S, <<"c">>)),
+        ?assertEqual({error, not_found}, ex_esdb:get_checkpoint(S, <<"c">>)),
+        ?assertMatch({ok, [#{name := <<"b">>}]}, ex_esdb:checkpoints(S))
+    end).
+
+checkpoints_paging_test_() ->
+    {timeout, 60, fun() ->
+        with_store(fun(S) ->
+            Names = [iolist_to_binary(io_lib:format("sub-~5..0b", [I]))
+                     || I <- lists:seq(1, 2001)],
+            Self = self(),
+            [spawn_link(fun() ->
+                 Self ! {put, ex_esdb:put_checkpoint(S, N, 1, N)}
+             end) || N <- Names],
+            [receive {put, R} -> ?assertEqual(ok, R) end || _ <- Names],
+            {ok, All} = ex_esdb:checkpoints(S),
+            ?assertEqual(Names, [N || #{name := N} <- All]),
+            ?assertEqual(Names, [D || #{definition := D} <- All])
+        end)
+    end}.
+
+%% ---- maintenance --------------------------------------------------------
+
+stats_test() ->
+    with_store(fun(S) ->
+        ?assertMatch({ok, #{events := 0, streams := 0}}, ex_esdb:stats(S)),
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, [ev(<<"x">>), ev(<<"y">>)]),
+        {ok, _} = ex_esdb:append(S, <<"b">>, any, [ev(<<"x">>)]),
+        ok = ex_esdb:put_checkpoint(S, <<"c">>, 1, <<>>),
+        {ok, Stats} = ex_esdb:stats(S),
+        ?assertMatch(#{events := 3, streams := 2, event_types := 2,
+                       snapshots := 0, checkpoints := 1}, Stats),
+        ?assertEqual(lists:sort([events, streams, event_types, snapshots,
+                                 checkpoints, bytes_used, map_size, commits]),
+                     lists:sort(maps:keys(Stats))),
+        ?assert(maps:get(commits, Stats) >= 1),
+        ?assert(maps:get(bytes_used, Stats) > 0),
+        ?assert(maps:get(map_size, Stats) >= maps:get(bytes_used, Stats))
+    end).
+
+verify_test() ->
+    with_store(fun(S) ->
+        ?assertEqual(ok, ex_esdb:verify(S)),
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, numbered(100)),
+        ok = ex_esdb:delete_stream(S, <<"a">>, any),
+        ?assertEqual(ok, ex_esdb:verify(S))
+    end).
+
+backup_test() ->
+    with_store(fun(S, Dir) ->
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, numbered(10)),
+        ok = ex_esdb:put_snapshot(S, <<"u">>, 10, <<"T">>, <<"snap">>, <<>>),
+        Dest = filename:join(Dir, "backup"),
+        ?assertEqual(ok, ex_esdb:backup(S, Dest)),
+        %% the source goes on; the copy is as of the backup
+        {ok, _} = ex_esdb:append(S, <<"a">>, any, numbered(1)),
+        {ok, B} = ex_esdb:open(list_to_binary(Dest), #{create => false}),
+        try
+            ?assertEqual(bins(1, 10),
+                         datas(ex_esdb:read_stream(B, <<"a">>, 0, 100,
+                                                   forward))),
+            ?assertMatch({ok, #{data := <<"snap">>}},
+                         ex_esdb:get_snapshot(B, <<"u">>)),
+            ?assertEqual(ok, ex_esdb:verify(B))
+        after
+            ok = ex_esdb:close(B)
+        end,
+        %% the destination must be empty
+        ?assertMatch({error, _}, ex_esdb:backup(S, Dest))
+    end).
+
+%% ---- UUIDs --------------------------------------------------------------
+
+uuid_v4_test() ->
+    Ids = [ex_esdb:uuid_v4() || _ <- lists:seq(1, 1000)],
+    ?assertEqual(1000, length(lists:usort(Ids))),
+    [?assertMatch(<<_:48, 4:4, _:12, 2:2, _:62>>, Id) || Id <- Ids].
+
+uuid_text_test() ->
+    Raw = <<16#8e, 16#4b, 16#1c, 16#2a, 16#0d, 16#3f, 16#4a, 16#5b, 16#9c,
+            16#6d, 16#7e, 16#8f, 16#90, 16#a1, 16#b2, 16#c3>>,
+    Text = <<"8e4b1c2a-0d3f-4a5b-9c6d-7e8f90a1b2c3">>,
+    ?assertEqual(Text, ex_esdb:uuid_to_string(Raw)),
+    ?assertEqual({ok, Raw}, ex_esdb:uuid_from_string(Text)),
+    ?assertEqual({ok, Raw}, ex_esdb:uuid_from_string(string:uppercase(Text))),
+    ?assertEqual({ok, Raw}, ex_esdb:uuid_from_string(binary_to_list(Text))),
+    ?assertEqual(<<0:128>>,
+                 element(2, ex_esdb:uuid_from_string(
+                              ex_esdb:uuid_to_string(<<0:128>>)))),
+    Id = ex_esdb:uuid_v4(),
+    ?assertEqual({ok, Id}, ex_esdb:uuid_from_string(ex_esdb:uuid_to_string(Id))),
+    [?assertEqual({error, invalid_uuid}, ex_esdb:uuid_from_string(Bad))
+     || Bad <- [<<"8e4b1c2a0d3f4a5b9c6d7e8f90a1b2c3">>,
+                <<"8e4b1c2a-0d3f-4a5b-9c6d-7e8f90a1b2cg">>,
+                <<"8e4b1c2a-0d3f-4a5b-9c6d-7e8f90a1b2c">>,
+                <<>>, "x", [16#1F600]]].
