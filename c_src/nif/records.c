@@ -9,33 +9,36 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Keys in term order (atoms sort by name), so building each map needs no
+ * reordering. */
 #define RECORD_KEYS(X)                                                         \
 	X(__struct__)                                                          \
-	X(event_id)                                                            \
-	X(event_type)                                                          \
-	X(stream_id)                                                           \
-	X(event_number)                                                        \
-	X(stream_version)                                                      \
-	X(position)                                                            \
-	X(data)                                                                \
-	X(metadata)                                                            \
 	X(causation_id)                                                        \
 	X(correlation_id)                                                      \
 	X(created_at)                                                          \
-	X(created_epoch)
+	X(created_epoch)                                                       \
+	X(data)                                                                \
+	X(event_id)                                                            \
+	X(event_number)                                                        \
+	X(event_type)                                                          \
+	X(metadata)                                                            \
+	X(position)                                                            \
+	X(stream_id)                                                           \
+	X(stream_version)
 
 #define DATETIME_KEYS(X)                                                       \
+	X(__struct__)                                                          \
 	X(calendar)                                                            \
-	X(year)                                                                \
-	X(month)                                                               \
 	X(day)                                                                 \
 	X(hour)                                                                \
-	X(minute)                                                              \
-	X(second)                                                              \
 	X(microsecond)                                                         \
+	X(minute)                                                              \
+	X(month)                                                               \
+	X(second)                                                              \
 	X(std_offset)                                                          \
-	X(utc_offset)                                                          \
 	X(time_zone)                                                           \
+	X(utc_offset)                                                          \
+	X(year)                                                                \
 	X(zone_abbr)
 
 enum {
@@ -47,7 +50,7 @@ enum {
 	DATETIME_KEYS(DT_ENUM) DT_N
 };
 
-static ERL_NIF_TERM rec_keys[REC_N], dt_keys[DT_N + 1];
+static ERL_NIF_TERM rec_keys[REC_N], dt_keys[DT_N];
 static ERL_NIF_TERM atom_nil, atom_all, atom_stream, atom_type, atom_datetime,
     atom_iso;
 
@@ -59,7 +62,6 @@ void records_init(ErlNifEnv *env)
 	i = 0;
 #define DT_ATOM(name) dt_keys[i++] = enif_make_atom(env, #name);
 	DATETIME_KEYS(DT_ATOM)
-	dt_keys[DT_N] = enif_make_atom(env, "__struct__");
 	atom_nil = enif_make_atom(env, "nil");
 	atom_all = enif_make_atom(env, "all");
 	atom_stream = enif_make_atom(env, "stream");
@@ -146,7 +148,8 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 	int64_t year;
 	unsigned month, day;
 	civil_from_days(days, &year, &month, &day);
-	ERL_NIF_TERM vals[DT_N + 1] = {
+	ERL_NIF_TERM vals[DT_N] = {
+	    [DT___struct__] = atom_datetime,
 	    [DT_calendar] = atom_iso,
 	    [DT_year] = enif_make_int64(env, year),
 	    [DT_month] = enif_make_uint(env, month),
@@ -161,9 +164,8 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 	    [DT_utc_offset] = enif_make_int(env, 0),
 	    [DT_time_zone] = c->etc_utc,
 	    [DT_zone_abbr] = c->utc,
-	    [DT_N] = atom_datetime,
 	};
-	enif_make_map_from_arrays(env, dt_keys, vals, DT_N + 1, &c->created_t);
+	enif_make_map_from_arrays(env, dt_keys, vals, DT_N, &c->created_t);
 	c->created_us = us;
 	c->have_created = true;
 	return c->created_t;
