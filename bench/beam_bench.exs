@@ -1,6 +1,7 @@
 # BEAM-level benchmarks through the ExESDB Elixir API; JSON lines like the
 # C bench (c_src/bench). Usage: mix run bench/beam_bench.exs [DIR]
-# ESDB_BENCH_SECONDS sets time-bounded runs (default 3). When
+# ESDB_BENCH_SECONDS sets time-bounded runs (default 3), ESDB_BENCH_ONLY a
+# comma-separated subset of names. When
 # ESDB_C_BENCH_JSON names the C bench's output of the same `make bench`,
 # each line carries its ratio to the C figure.
 
@@ -26,10 +27,17 @@ defmodule BeamBench do
       timed(store, 1, 100, seconds) |> line("append_batch100_one_stream_durable", c)
     end)
 
-    run(dir, "beam_read_stream_forward", fn store -> read(store) |> line("read_stream_forward", c) end)
+    run(dir, "beam_read_stream_forward", fn store ->
+      read(store) |> line("read_stream_forward", c)
+    end)
   end
 
   defp run(dir, name, fun) do
+    only = System.get_env("ESDB_BENCH_ONLY", "")
+    if only == "" or name in String.split(only, ","), do: do_run(dir, name, fun)
+  end
+
+  defp do_run(dir, name, fun) do
     store = String.to_atom(name)
     path = Path.join(dir, name)
     File.rm_rf!(path)
@@ -41,7 +49,8 @@ defmodule BeamBench do
     File.rm_rf!(path)
   end
 
-  defp events(n), do: for(_ <- 1..n, do: %NewEvent{event_type: "bench_event", data: @data, metadata: @meta})
+  defp events(n),
+    do: for(_ <- 1..n, do: %NewEvent{event_type: "bench_event", data: @data, metadata: @meta})
 
   # `procs` processes, each appending `batch` events at a time to its own
   # stream with exact expected versions, for `seconds`.
@@ -54,9 +63,13 @@ defmodule BeamBench do
       spawn_link(fn -> send(parent, {:done, writer(store, "w-#{p}", batch, deadline, 0, [])}) end)
     end
 
-    lats = for _ <- 1..procs, reduce: [] do
-      acc -> receive do {:done, l} -> l ++ acc end
-    end
+    lats =
+      for _ <- 1..procs, reduce: [] do
+        acc ->
+          receive do
+            {:done, l} -> l ++ acc
+          end
+      end
 
     secs = (System.monotonic_time(:microsecond) - t0) / 1.0e6
     sorted = Enum.sort(lats)
@@ -86,7 +99,9 @@ defmodule BeamBench do
   # One 100,000-event stream read forward in pages of 1,000 into
   # %ExESDB.EventRecord{} structs; median of 5 passes.
   defp read(store) do
-    Enum.each(1..100, fn _ -> {:ok, _} = Streams.append_events(store, "long", :any, events(1000)) end)
+    Enum.each(1..100, fn _ ->
+      {:ok, _} = Streams.append_events(store, "long", :any, events(1000))
+    end)
 
     rates =
       for _ <- 1..6 do
@@ -97,7 +112,13 @@ defmodule BeamBench do
       end
 
     median = rates |> tl() |> Enum.sort() |> Enum.at(2)
-    [{"events_per_s", Float.round(median, 1)}, {"stat", "median"}, {"events", 100_000}, {"page", 1000}]
+
+    [
+      {"events_per_s", Float.round(median, 1)},
+      {"stat", "median"},
+      {"events", 100_000},
+      {"page", 1000}
+    ]
   end
 
   # Ratio fields against the C bench of the same run, when given.
@@ -127,7 +148,9 @@ defmodule BeamBench do
         [_, name] <- [Regex.run(~r/"bench":"([^"]+)"/, line)],
         into: %{} do
       nums =
-        for key <- ["events_per_s", "p50_us"], [_, v] <- [Regex.run(~r/"#{key}":([0-9.]+)/, line)], into: %{} do
+        for key <- ["events_per_s", "p50_us"],
+            [_, v] <- [Regex.run(~r/"#{key}":([0-9.]+)/, line)],
+            into: %{} do
           {key, String.to_float(if String.contains?(v, "."), do: v, else: v <> ".0")}
         end
 
@@ -145,7 +168,6 @@ defmodule BeamBench do
     "{" <> body <> "}"
   end
 end
-
 
 [dir | _] = System.argv() ++ ["build/bench-data"]
 BeamBench.main(dir)

@@ -62,7 +62,9 @@ defmodule ExESDB.Demo do
 
       {:ok, events} ->
         for e <- events do
-          IO.puts("  [observer] ##{e.position} #{e.stream_id} v#{e.event_number} #{e.event_type} #{inspect(e.data)}")
+          IO.puts(
+            "  [observer] ##{e.position} #{e.stream_id} v#{e.event_number} #{e.event_type} #{inspect(e.data)}"
+          )
         end
 
         observe(List.last(events).position + 1)

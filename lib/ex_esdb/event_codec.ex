@@ -9,24 +9,22 @@ defmodule ExESDB.EventCodec do
   def encode(events, serializer) when is_list(events) do
     # One call for the random bytes of every generated event id.
     missing = Enum.count(events, &(not is_map(&1) or Map.get(&1, :event_id) == nil))
-    pool = :crypto.strong_rand_bytes(16 * missing)
-
-    events
-    |> Enum.reduce_while({[], pool}, fn event, {acc, pool} ->
-      case encode_one(event, serializer, pool) do
-        {:ok, tuple, pool} -> {:cont, {[tuple | acc], pool}}
-        {:error, _} = error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:error, _} = error -> error
-      {acc, _} -> {:ok, Enum.reverse(acc)}
-    end
+    encode(events, serializer, :crypto.strong_rand_bytes(16 * missing), [])
   end
 
   def encode(other, _), do: {:error, {:invalid_events, other}}
 
-  defp encode_one(%{event_type: type} = event, serializer, pool) when is_binary(type) and type != "" do
+  defp encode([], _serializer, _pool, acc), do: {:ok, :lists.reverse(acc)}
+
+  defp encode([event | rest], serializer, pool, acc) do
+    case encode_one(event, serializer, pool) do
+      {:ok, tuple, pool} -> encode(rest, serializer, pool, [tuple | acc])
+      {:error, _} = error -> error
+    end
+  end
+
+  defp encode_one(%{event_type: type} = event, serializer, pool)
+       when is_binary(type) and type != "" do
     with {:ok, id, pool} <- event_id(Map.get(event, :event_id), pool),
          {:ok, causation} <- optional_uuid(:causation_id, Map.get(event, :causation_id)),
          {:ok, correlation} <- optional_uuid(:correlation_id, Map.get(event, :correlation_id)) do
@@ -66,7 +64,11 @@ defmodule ExESDB.EventCodec do
   @spec deserialize([EventRecord.t()], module()) :: [EventRecord.t()]
   def deserialize(records, serializer) do
     Enum.map(records, fn %EventRecord{data: data, metadata: meta, event_type: type} = r ->
-      %{r | data: serializer.deserialize(data, type: type), metadata: serializer.deserialize(meta, type: type)}
+      %{
+        r
+        | data: serializer.deserialize(data, type: type),
+          metadata: serializer.deserialize(meta, type: type)
+      }
     end)
   end
 end

@@ -29,6 +29,7 @@ defmodule ExESDB.Serializer.Term do
 
   @impl true
   def deserialize(<<>>, _opts), do: nil
+
   def deserialize(bin, _opts) do
     :erlang.binary_to_term(bin, [:safe])
   rescue

@@ -24,7 +24,8 @@ defmodule ExESDB.Snapshots do
       meta = s.serializer.serialize(snap.metadata)
 
       if is_binary(type),
-        do: Native.call(s, &:ex_esdb_nif.snapshot_put(s.handle, &1, uuid, version, type, data, meta)),
+        do:
+          Native.call(s, &:ex_esdb_nif.snapshot_put(s.handle, &1, uuid, version, type, data, meta)),
         else: {:error, {:invalid_snapshot, snap}}
     end
   end

@@ -212,7 +212,14 @@ defmodule ExESDB.Streams do
   defp page(s, source, from, n, direction) do
     decode_in_nif = s.serializer == ExESDB.Serializer.Term
 
-    case :ex_esdb_nif.read_records(s.handle, source, from, n, direction, {EventRecord, decode_in_nif}) do
+    case :ex_esdb_nif.read_records(
+           s.handle,
+           source,
+           from,
+           n,
+           direction,
+           {EventRecord, decode_in_nif}
+         ) do
       {:ok, records} when decode_in_nif -> {:ok, records}
       {:ok, records} -> {:ok, EventCodec.deserialize(records, s.serializer)}
       {:error, _} = error -> error

@@ -26,8 +26,10 @@ defmodule ExESDB.UUID do
   @spec to_binary(term()) :: {:ok, <<_::128>>} | :error
   def to_binary(<<_::128>> = bin), do: {:ok, bin}
 
-  def to_binary(<<a::binary-8, ?-, b::binary-4, ?-, c::binary-4, ?-, d::binary-4, ?-, e::binary-12>>),
-    do: to_binary(a <> b <> c <> d <> e)
+  def to_binary(
+        <<a::binary-8, ?-, b::binary-4, ?-, c::binary-4, ?-, d::binary-4, ?-, e::binary-12>>
+      ),
+      do: to_binary(a <> b <> c <> d <> e)
 
   def to_binary(<<hex::binary-32>>) do
     case Base.decode16(hex, case: :mixed) do

@@ -16,7 +16,19 @@ defmodule ExESDB.NifFuzzTest do
     %{dir: dir, store: store}
   end
 
-  @atoms [:any, :no_stream, :stream_exists, :forward, :backward, nil, true, false, :ok, :sync, :nosync]
+  @atoms [
+    :any,
+    :no_stream,
+    :stream_exists,
+    :forward,
+    :backward,
+    nil,
+    true,
+    false,
+    :ok,
+    :sync,
+    :nosync
+  ]
 
   defp term(depth \\ 0) do
     case :rand.uniform(if depth > 2, do: 8, else: 12) do
@@ -30,7 +42,7 @@ defmodule ExESDB.NifFuzzTest do
       8 -> Enum.random(["s", "stream-1", "t", "", "$all", String.duplicate("x", 1025)])
       9 -> for _ <- 1..:rand.uniform(4), do: term(depth + 1)
       10 -> event_like()
-      11 -> [event_like() | (for _ <- 0..:rand.uniform(3), do: event_like())]
+      11 -> [event_like() | for(_ <- 0..:rand.uniform(3), do: event_like())]
       12 -> %{term(depth + 1) => term(depth + 1), durability: term(depth + 1)}
     end
   end
@@ -109,6 +121,7 @@ defmodule ExESDB.NifFuzzTest do
                   {_, 1} -> Path.join(dir, "o#{:rand.uniform(5)}")
                   {other, _} -> other
                 end
+
               r = call(:open, [path, if(:rand.uniform(2) == 1, do: term(), else: %{})])
               with {:ok, h} <- r, do: :ex_esdb_nif.close(h)
               r
@@ -128,7 +141,10 @@ defmodule ExESDB.NifFuzzTest do
 
     # the store still works and is consistent
     ref = make_ref()
-    :ok = :ex_esdb_nif.append(store, ref, "after-fuzz", :any, [{<<1::128>>, "t", "d", "", nil, nil}])
+
+    :ok =
+      :ex_esdb_nif.append(store, ref, "after-fuzz", :any, [{<<1::128>>, "t", "d", "", nil, nil}])
+
     assert_receive {^ref, {:ok, _, _}}, 5_000
     assert {:ok, [_ | _]} = :ex_esdb_nif.read_stream(store, "after-fuzz", 1, 10, :forward)
     assert :ok = :ex_esdb_nif.verify(store)

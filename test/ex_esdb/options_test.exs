@@ -7,7 +7,8 @@ defmodule ExESDB.OptionsTest do
 
   setup do
     on_exit(fn ->
-      for var <- ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE),
+      for var <-
+            ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE),
           do: System.delete_env(var)
 
       for key <- Options.keys(), do: Application.delete_env(:ex_esdb, key)
@@ -33,7 +34,7 @@ defmodule ExESDB.OptionsTest do
     System.put_env("EX_ESDB_STORE_ID", "envstore")
     o = Options.resolve()
     assert o.data_dir == "/from/env" and o.timeout == 7000
-    assert o.seed_nodes == [:"a@h1", :"b@h2"] and o.store_id == :envstore
+    assert o.seed_nodes == [:a@h1, :b@h2] and o.store_id == :envstore
     assert %{data_dir: "/explicit"} = Options.resolve(data_dir: "/explicit")
   end
 
@@ -44,10 +45,21 @@ defmodule ExESDB.OptionsTest do
 
   test "invalid values name the key and the value" do
     assert_raise ArgumentError, ~r/:timeout: -5/, fn -> Options.resolve(timeout: -5) end
-    assert_raise ArgumentError, ~r/:durability: :sometimes/, fn -> Options.resolve(durability: :sometimes) end
-    assert_raise ArgumentError, ~r/unknown ExESDB option :colour/, fn -> Options.resolve(colour: :blue) end
+
+    assert_raise ArgumentError, ~r/:durability: :sometimes/, fn ->
+      Options.resolve(durability: :sometimes)
+    end
+
+    assert_raise ArgumentError, ~r/unknown ExESDB option :colour/, fn ->
+      Options.resolve(colour: :blue)
+    end
+
     assert_raise ArgumentError, ~r/:cluster/, fn -> Options.resolve(db_type: :cluster) end
-    assert_raise ArgumentError, ~r/max_stream_id/, fn -> Options.resolve(limits: [max_stream_id: 0]) end
+
+    assert_raise ArgumentError, ~r/max_stream_id/, fn ->
+      Options.resolve(limits: [max_stream_id: 0])
+    end
+
     System.put_env("EX_ESDB_TIMEOUT", "soon")
     assert_raise ArgumentError, ~r/EX_ESDB_TIMEOUT="soon"/, fn -> Options.resolve() end
     System.delete_env("EX_ESDB_TIMEOUT")

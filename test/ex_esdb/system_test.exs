@@ -57,7 +57,12 @@ defmodule ExESDB.SystemTest do
     o = opts(%{extra: [serializer: ExESDB.Test.PrefixSerializer]})
     start_supervised!({ExESDB.System, o})
     store = o[:store_id]
-    assert {:ok, 1} = Streams.append_events(store, "s", 0, [%NewEvent{event_type: "t", data: [1, 2], metadata: %{a: 1}}])
+
+    assert {:ok, 1} =
+             Streams.append_events(store, "s", 0, [
+               %NewEvent{event_type: "t", data: [1, 2], metadata: %{a: 1}}
+             ])
+
     assert {:ok, [e]} = Streams.get_events(store, "s", 1, 1)
     assert e.data == {[1, 2], "t"}
     assert e.metadata == {%{a: 1}, "t"}
@@ -65,7 +70,13 @@ defmodule ExESDB.SystemTest do
     {:ok, [raw]} = :ex_esdb_nif.read_stream(handle.handle, "s", 1, 1, :forward)
     assert "P:" <> _ = elem(raw, 5)
 
-    snap = %ExESDB.Schema.SnapshotRecord{source_uuid: "x", source_version: 1, source_type: "T", data: :snap}
+    snap = %ExESDB.Schema.SnapshotRecord{
+      source_uuid: "x",
+      source_version: 1,
+      source_type: "T",
+      data: :snap
+    }
+
     assert :ok = ExESDB.Snapshots.record_snapshot(store, snap)
     assert {:ok, %{data: {:snap, "T"}}} = ExESDB.Snapshots.read_snapshot(store, "x")
   end
@@ -75,9 +86,16 @@ defmodule ExESDB.SystemTest do
     start_supervised!({ExESDB.System, o})
     {:ok, store} = ExESDB.Store.fetch(o[:store_id])
     ref = make_ref()
-    :ok = :ex_esdb_nif.append(store.handle, ref, "raw", :any, [{<<7::128>>, "t", "plain bytes", "", nil, nil}])
+
+    :ok =
+      :ex_esdb_nif.append(store.handle, ref, "raw", :any, [
+        {<<7::128>>, "t", "plain bytes", "", nil, nil}
+      ])
+
     assert_receive {^ref, {:ok, 1, 1}}
-    assert {:ok, [%{data: "plain bytes", metadata: nil}]} = Streams.get_events(o[:store_id], "raw", 1, 1)
+
+    assert {:ok, [%{data: "plain bytes", metadata: nil}]} =
+             Streams.get_events(o[:store_id], "raw", 1, 1)
   end
 
   test "invalid options stop start-up with the key and value" do

@@ -7,7 +7,10 @@ defmodule ExESDB.Test.NifBackend do
     store = :"store_#{System.unique_integer([:positive])}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
-    opts = [store_id: store, data_dir: dir, durability: :nosync] ++ Map.get(context, :store_opts, [])
+
+    opts =
+      [store_id: store, data_dir: dir, durability: :nosync] ++ Map.get(context, :store_opts, [])
+
     {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, opts})
     ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
     %{store: store, data_dir: dir, system: pid, store_opts: opts}

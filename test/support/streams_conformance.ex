@@ -54,7 +54,10 @@ defmodule ExESDB.StreamsConformance do
 
         test "refuses bad input with clear errors and writes nothing", %{store: s} do
           assert {:error, :no_events} = Streams.append_events(s, "a", :any, [])
-          assert {:error, {:invalid_stream_id, ""}} = Streams.append_events(s, "", :any, new_events(1))
+
+          assert {:error, {:invalid_stream_id, ""}} =
+                   Streams.append_events(s, "", :any, new_events(1))
+
           assert {:error, {:invalid_stream_id, "$all"}} =
                    Streams.append_events(s, "$all", :any, new_events(1))
 
@@ -180,7 +183,14 @@ defmodule ExESDB.StreamsConformance do
       describe "snapshots" do
         test "record, read, replace, delete", %{store: s} do
           assert {:error, :snapshot_not_found} = Snapshots.read_snapshot(s, "agg-1")
-          snap = %SnapshotRecord{source_uuid: "agg-1", source_version: 3, source_type: "Acct", data: %{b: 10}}
+
+          snap = %SnapshotRecord{
+            source_uuid: "agg-1",
+            source_version: 3,
+            source_type: "Acct",
+            data: %{b: 10}
+          }
+
           assert :ok = Snapshots.record_snapshot(s, snap)
           assert {:ok, read} = Snapshots.read_snapshot(s, "agg-1")
           assert %SnapshotRecord{source_version: 3, source_type: "Acct", data: %{b: 10}} = read
@@ -196,7 +206,9 @@ defmodule ExESDB.StreamsConformance do
           assert {:error, {:invalid_snapshot, _}} =
                    Snapshots.record_snapshot(s, %SnapshotRecord{source_uuid: "", source_version: 1})
 
-          assert {:error, {:invalid_snapshot, _}} = Snapshots.record_snapshot(s, %{not: :a_snapshot})
+          assert {:error, {:invalid_snapshot, _}} =
+                   Snapshots.record_snapshot(s, %{not: :a_snapshot})
+
           assert {:error, {:invalid_source_uuid, nil}} = Snapshots.read_snapshot(s, nil)
         end
       end

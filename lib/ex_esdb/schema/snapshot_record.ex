@@ -14,5 +14,13 @@ defmodule ExESDB.Schema.SnapshotRecord do
           created_epoch: non_neg_integer() | nil
         }
 
-  defstruct [:source_uuid, :source_version, :source_type, :data, :created_at, :created_epoch, metadata: %{}]
+  defstruct [
+    :source_uuid,
+    :source_version,
+    :source_type,
+    :data,
+    :created_at,
+    :created_epoch,
+    metadata: %{}
+  ]
 end
