@@ -521,7 +521,10 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 {
 	for (;;) {
 		int rc = apply_txn(s, cmds, n, results);
-		if (rc == MDB_MAP_FULL) {
+		if (rc == MDB_MAP_RESIZED) {
+			if ((rc = esdb__adopt_mapsize(s)) == 0)
+				continue;
+		} else if (rc == MDB_MAP_FULL) {
 			if ((rc = grow_map(s)) == 0)
 				continue;
 		} else if (rc == MDB_TXN_FULL && n > 1) {

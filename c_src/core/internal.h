@@ -58,6 +58,9 @@ struct esdb_store {
 int esdb__read_begin(esdb_store *s, MDB_txn **txn);
 void esdb__read_end(esdb_store *s, MDB_txn *txn);
 
+/* Take the map size another process set (after MDB_MAP_RESIZED). */
+int esdb__adopt_mapsize(esdb_store *s);
+
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);
 

@@ -124,17 +124,28 @@ int esdb__mdb_rc(int rc)
 	}
 }
 
+int esdb__adopt_mapsize(esdb_store *s)
+{
+	pthread_rwlock_wrlock(&s->map_lock);
+	int rc = mdb_env_set_mapsize(s->env, 0);
+	pthread_rwlock_unlock(&s->map_lock);
+	return rc;
+}
+
 int esdb__read_begin(esdb_store *s, MDB_txn **txn)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;
-	pthread_rwlock_rdlock(&s->map_lock);
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-	if (rc) {
+	for (;;) {
+		pthread_rwlock_rdlock(&s->map_lock);
+		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+		if (rc == 0)
+			return 0;
 		pthread_rwlock_unlock(&s->map_lock);
-		return esdb__mdb_rc(rc);
+		/* Another process (the CLI, a second VM) grew the map. */
+		if (rc != MDB_MAP_RESIZED || (rc = esdb__adopt_mapsize(s)))
+			return esdb__mdb_rc(rc);
 	}
-	return 0;
 }
 
 void esdb__read_end(esdb_store *s, MDB_txn *txn)

@@ -111,3 +111,42 @@ TEST(cli_verify_and_backup)
 	    ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir, dir),
 	    1);
 }
+
+TEST(cli_writes_beside_a_store_open_in_this_process)
+{
+	/* LMDB lets processes share a store; when another one grows the
+	 * map, this one adopts the new size (MDB_MAP_RESIZED). */
+	const char *dir = tmp_dir();
+	esdb_store *s;
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
+	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_open(s, dir));
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "mine");
+	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	char out[8192], file[4200];
+	snprintf(file, sizeof(file), "%s.payload", dir);
+	FILE *f = fopen(file, "w");
+	for (int i = 0; i < 300000; i++)
+		fputc('a' + i % 26, f);
+	fclose(f);
+	/* 8 x 300 KB from the CLI: past this process's 1 MiB map */
+	for (int i = 0; i < 8; i++)
+		CHECK_EQ(ctl(out, sizeof(out),
+		             "--data-dir %s append other --type big --file %s",
+		             dir, file),
+		         0);
+	uint64_t v;
+	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
+	CHECK_EQ(v, 8);
+	make_id(ev.event_id, 2);
+	esdb_result r;
+	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, &r));
+	CHECK_EQ(r.position, 10);
+	esdb_stats st;
+	REQUIRE_OK(esdb_stats_get(s, &st));
+	CHECK(st.map_size > (1 << 20));
+	esdb_close(s);
+	remove(file);
+}
