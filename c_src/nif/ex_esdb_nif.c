@@ -11,9 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Appends carrying more payload than this are encoded on a dirty
- * scheduler: copying it would hold a normal one for too long. */
+/* Appends carrying more payload or events than this are encoded on a
+ * dirty scheduler: copying them would hold a normal one for too long. */
 #define DIRTY_APPEND_BYTES (256u << 10)
+#define DIRTY_APPEND_EVENTS 1000
 
 /* ---- atoms ------------------------------------------------------------ */
 
@@ -420,7 +421,9 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 	 * scheduler. */
 	ERL_NIF_TERM head, tail = argv[4];
 	uint64_t bytes = 0;
+	unsigned n = 0;
 	while (enif_get_list_cell(env, tail, &head, &tail)) {
+		n++;
 		const ERL_NIF_TERM *f;
 		int arity;
 		ErlNifBinary b;
@@ -431,7 +434,7 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 		if (enif_inspect_binary(env, f[3], &b))
 			bytes += b.size;
 	}
-	if (bytes > DIRTY_APPEND_BYTES)
+	if (bytes > DIRTY_APPEND_BYTES || n > DIRTY_APPEND_EVENTS)
 		return enif_schedule_nif(env, "append_dirty",
 		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
 		                         append_impl, argc, argv);

@@ -27,6 +27,7 @@ defmodule ExESDB.System do
   def system_name(store_id), do: :"exesdb_system_#{store_id}"
 
   @doc false
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
     store_id = Keyword.get(opts, :store_id) || ExESDB.Options.resolve(opts).store_id
 
