@@ -24,6 +24,10 @@ typedef struct apply_ctx {
 	char type_name[ESDB_KEY_MAX + 1];
 	size_t type_len;
 	uint64_t type_num;
+	/* the events written, for the emitter once committed; they point
+	 * into the command buffers */
+	esdb_event *written;
+	size_t n_written, cap_written;
 } apply_ctx;
 
 /* A storage failure that must abort the transaction, as opposed to a
@@ -259,6 +263,19 @@ static int flush_tail(apply_ctx *c, esdb__stream_meta *m)
 	return 0;
 }
 
+static int reserve_written(apply_ctx *c, size_t n)
+{
+	if (c->n_written + n <= c->cap_written)
+		return 0;
+	size_t cap = (c->n_written + n) * 2;
+	esdb_event *w = realloc(c->written, cap * sizeof(*w));
+	if (!w)
+		return ENOMEM;
+	c->written = w;
+	c->cap_written = cap;
+	return 0;
+}
+
 static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 {
 	esdb_name_key key;
@@ -287,10 +304,13 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 	m.name_len = v->name_len;
 
 	res->position = c->last_pos + 1;
+	if ((rc = reserve_written(c, v->n_events)))
+		return rc;
 	const uint8_t *cursor = v->events;
 	for (uint32_t i = 0; i < v->n_events; i++) {
 		esdb_new_event ev;
 		uint64_t type_num;
+		const uint8_t *id = cursor; /* an event starts with its id */
 		esdb__cmd_next_event(&cursor, &ev);
 		if ((rc = type_number(c, ev.event_type, ev.event_type_len,
 		                      &type_num)))
@@ -309,6 +329,22 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 		esdb__event_rec_write(d.mv_data, d.mv_size, pos, version,
 		                      v->created_us, v->name, v->name_len, &ev);
 
+		c->written[c->n_written++] = (esdb_event){
+		    .position = pos,
+		    .stream_version = version,
+		    .created_us = v->created_us,
+		    .event_id = id,
+		    .stream_id = v->name,
+		    .stream_id_len = v->name_len,
+		    .event_type = ev.event_type,
+		    .event_type_len = ev.event_type_len,
+		    .data = ev.data,
+		    .data_len = ev.data_len,
+		    .metadata = ev.metadata,
+		    .metadata_len = ev.metadata_len,
+		    .causation_id = ev.causation_id,
+		    .correlation_id = ev.correlation_id,
+		};
 		m.tail[m.tail_count++] = pos;
 		if (m.tail_count == ESDB_STREAM_TAIL_MAX &&
 		    (rc = flush_tail(c, &m)))
@@ -490,17 +526,22 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 	}
 	if (!c.dirty) {
 		mdb_txn_abort(c.txn);
+		free(c.written);
 		return 0;
 	}
 	rc = mdb_txn_commit(c.txn);
 	if (rc) {
 		fail_all(results, n, rc, true);
+		free(c.written);
 		return rc;
 	}
 	__atomic_add_fetch(&s->commits, 1, __ATOMIC_RELAXED);
+	esdb__emit(s, c.written, c.n_written);
+	free(c.written);
 	return 0;
 abort:
 	mdb_txn_abort(c.txn);
+	free(c.written);
 	return rc;
 }
 

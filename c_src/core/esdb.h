@@ -323,6 +323,49 @@ int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
 int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
                          uint32_t max_count, esdb_checkpoint_fn fn, void *ctx);
 
+/* ---- Emitter: committed events to subscriber groups --------------------- */
+
+/*
+ * After every commit the store fans the committed events out to the
+ * members of three kinds of topic, in the style of Erlang's :pg: all
+ * events, one stream's events, one event type's events. Members are
+ * opaque 64-bit ids chosen by the binding (the NIF maps them to pids);
+ * delivery calls the binding's function once per member per commit with
+ * that member's events in position order. A member that joined two topics
+ * an event matches gets it once per topic.
+ *
+ * Threading: `deliver` runs on the writer thread (or the thread in
+ * esdb_apply) after the commit and before the appenders are answered, with
+ * the emitter's lock held: it must not call esdb_emitter_* itself. The
+ * event views are valid during the call only.
+ */
+typedef enum esdb_topic {
+	ESDB_TOPIC_ALL = 0,
+	ESDB_TOPIC_STREAM = 1,
+	ESDB_TOPIC_TYPE = 2,
+} esdb_topic;
+
+typedef void (*esdb_deliver_fn)(void *ctx, uint64_t member,
+                                const esdb_event *events, size_t n);
+
+/* Set the delivery function (NULL turns fan-out off). */
+int esdb_emitter_set(esdb_store *s, esdb_deliver_fn deliver, void *ctx);
+
+/* Join a topic. `name` is the stream id or event type (ignored for
+ * ESDB_TOPIC_ALL). *last_position (may be NULL) receives the position of
+ * the last event committed before the join: every later event that matches
+ * is delivered, every earlier one is in the store. Joining twice is a
+ * no-op. Errors: ESDB_EINVAL, ENOMEM. */
+int esdb_emitter_join(esdb_store *s, esdb_topic topic, const char *name,
+                      size_t len, uint64_t member, uint64_t *last_position);
+
+/* Leave one topic (ESDB_ENOTFOUND when not a member). */
+int esdb_emitter_leave(esdb_store *s, esdb_topic topic, const char *name,
+                       size_t len, uint64_t member);
+
+/* Leave every topic; returns how many were left through *count. */
+int esdb_emitter_leave_all(esdb_store *s, uint64_t member, size_t *count);
+
 /* ---- Stats and maintenance -------------------------------------------- */
 
 typedef struct esdb_stats {

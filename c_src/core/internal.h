@@ -18,6 +18,7 @@
 #define ESDB_NAME_INLINE_MAX 500
 
 struct esdb_req;
+struct esdb_emitter;
 
 struct esdb_store {
 	/* options, fixed once open */
@@ -42,6 +43,7 @@ struct esdb_store {
 	/* Serialises write transactions (the writer and esdb_apply). */
 	pthread_mutex_t apply_lock;
 	uint64_t commits;
+	struct esdb_emitter *emitter;
 
 	/* group-commit queue */
 	pthread_t writer;
@@ -63,6 +65,12 @@ int esdb__adopt_mapsize(esdb_store *s);
 
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);
+
+/* Emitter (emitter.c): created at open with the last committed position;
+ * esdb__emit fans a commit's events out. */
+int esdb__emitter_create(esdb_store *s, uint64_t last_position);
+void esdb__emitter_destroy(esdb_store *s);
+void esdb__emit(esdb_store *s, const esdb_event *events, size_t n);
 
 /* Writer life cycle (writer.c). */
 int esdb__writer_start(esdb_store *s);

@@ -311,6 +311,27 @@ fail:
 	return esdb__mdb_rc(rc);
 }
 
+/* The emitter starts from the last committed position. */
+static int start_emitter(esdb_store *s)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t last = 0;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return esdb__mdb_rc(rc);
+	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)) == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		if (rc == 0 && k.mv_size == 8)
+			last = esdb_get_be64(k.mv_data);
+		rc = rc == MDB_NOTFOUND ? 0 : rc;
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	return rc ? esdb__mdb_rc(rc) : esdb__emitter_create(s, last);
+}
+
 int esdb_open(esdb_store *s, const char *path)
 {
 	struct stat st;
@@ -351,7 +372,7 @@ int esdb_open(esdb_store *s, const char *path)
 		rc = esdb__mdb_rc(rc);
 		goto fail_env;
 	}
-	if ((rc = open_dbis(s)))
+	if ((rc = open_dbis(s)) || (rc = start_emitter(s)))
 		goto fail_env;
 	if (!(s->path = strdup(path))) {
 		rc = ENOMEM;
@@ -372,6 +393,7 @@ int esdb_open(esdb_store *s, const char *path)
 	return 0;
 
 fail_env:
+	esdb__emitter_destroy(s);
 	mdb_env_close(s->env);
 	s->env = NULL;
 fail_registered:
@@ -386,6 +408,7 @@ void esdb_close(esdb_store *s)
 	if (s->is_open) {
 		if (!s->readonly)
 			esdb__writer_stop(s);
+		esdb__emitter_destroy(s);
 		s->is_open = false;
 		mdb_env_close(s->env);
 		s->env = NULL;
