@@ -90,7 +90,8 @@ static topic **find(struct esdb_emitter *e, esdb_topic kind, const char *name,
 	topic **p = &e->buckets[hash % BUCKETS];
 	for (; *p; p = &(*p)->next)
 		if ((*p)->hash == hash && (*p)->kind == kind &&
-		    (*p)->len == len && memcmp((*p)->name, name, len) == 0)
+		    (*p)->len == len &&
+		    (len == 0 || memcmp((*p)->name, name, len) == 0))
 			return p;
 	return p;
 }

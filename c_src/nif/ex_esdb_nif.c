@@ -13,7 +13,7 @@
 
 /* Appends carrying more payload or events than this are encoded on a
  * dirty scheduler: copying them would hold a normal one for too long. */
-#define DIRTY_APPEND_BYTES (256u << 10)
+#define DIRTY_APPEND_BYTES  (256u << 10)
 #define DIRTY_APPEND_EVENTS 1000
 
 /* ---- atoms ------------------------------------------------------------ */
