@@ -71,6 +71,7 @@ static void store_dtor(ErlNifEnv *env, void *obj)
 	store_res *r = obj;
 	if (!r->closed && r->s)
 		esdb_close(r->s);
+	subs_detach(r);
 	if (r->lock)
 		enif_rwlock_destroy(r->lock);
 }
@@ -306,7 +307,13 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
 	r->s = s;
 	r->closed = false;
+	r->members = NULL;
 	r->lock = enif_rwlock_create("ex_esdb_store");
+	if ((rc = subs_attach(r))) {
+		/* the destructor closes the store */
+		enif_release_resource(r);
+		return nif_error_term(env, rc);
+	}
 	ERL_NIF_TERM t = enif_make_resource(env, r);
 	enif_release_resource(r);
 	return enif_make_tuple2(env, atom_ok, t);
@@ -329,6 +336,7 @@ static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
 		esdb_close(r->s);
 		r->s = NULL;
 		r->closed = true;
+		subs_detach(r);
 	}
 	enif_rwlock_rwunlock(r->lock);
 	return atom_ok;
@@ -963,12 +971,19 @@ static ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc,
 
 /* ---- load ------------------------------------------------------------- */
 
+/* Subscribed processes are monitored through the store resource. */
+static ErlNifResourceTypeInit store_init = {
+    .dtor = store_dtor,
+    .down = subs_down,
+};
+
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 {
 	make_atoms(env);
 	records_init(env);
-	store_type = enif_open_resource_type(
-	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_CREATE, NULL);
+	subs_init(env);
+	store_type = enif_open_resource_type_x(
+	    env, "ex_esdb_store", &store_init, ERL_NIF_RT_CREATE, NULL);
 	return store_type ? 0 : 1;
 }
 
@@ -976,8 +991,9 @@ static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
 {
 	make_atoms(env);
 	records_init(env);
-	store_type = enif_open_resource_type(
-	    env, NULL, "ex_esdb_store", store_dtor, ERL_NIF_RT_TAKEOVER, NULL);
+	subs_init(env);
+	store_type = enif_open_resource_type_x(
+	    env, "ex_esdb_store", &store_init, ERL_NIF_RT_TAKEOVER, NULL);
 	return store_type ? 0 : 1;
 }
 
@@ -1004,6 +1020,8 @@ static ErlNifFunc funcs[] = {
     {"verify", 1, nif_verify, DIRTY_IO},
     {"backup", 2, nif_backup, DIRTY_IO},
     {"read_records", 6, nif_read_records, DIRTY_IO},
+    {"subscribe", 4, nif_subscribe, DIRTY_IO},
+    {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
 };
 
 ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

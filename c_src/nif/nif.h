@@ -11,12 +11,15 @@
  * holds a dirty scheduler for a bounded time. */
 #define MAX_READ 10000
 
+struct members;
+
 typedef struct store_res {
 	esdb_store *s;
 	/* Held shared by every call that uses the store, exclusive by close,
 	 * so a close waits for calls in flight and later calls see it. */
 	ErlNifRWLock *lock;
 	bool closed;
+	struct members *members; /* subscriptions.c */
 } store_res;
 
 /* Get the store and hold its lock shared; false for a non-store term. */
@@ -33,5 +36,23 @@ ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len);
 void records_init(ErlNifEnv *env);
 ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[]);
+/* all | {stream, Name} | {type, Name} */
+bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
+                    ErlNifBinary *name);
+/* {Module, Decode} */
+bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
+                    bool *decode);
+/* A list of %Module{} records for events; false when out of memory. */
+bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
+                   ERL_NIF_TERM module, bool decode, ERL_NIF_TERM *list);
+
+/* subscriptions.c: emitter members that are processes. */
+void subs_init(ErlNifEnv *env);
+int subs_attach(store_res *r);
+void subs_detach(store_res *r);
+void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon);
+ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[]);
 
 #endif

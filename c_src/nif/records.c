@@ -225,6 +225,52 @@ static int collect_record(void *ctx, const esdb_event *ev)
 	return 0;
 }
 
+static void rec_init(rec_ctx *c, ErlNifEnv *env, ERL_NIF_TERM module,
+                     bool decode)
+{
+	memset(c, 0, sizeof(*c));
+	c->env = env;
+	c->module = module;
+	c->decode = decode;
+	c->utc = nif_make_bin(env, "UTC", 3);
+	c->etc_utc = nif_make_bin(env, "Etc/UTC", 7);
+}
+
+static ERL_NIF_TERM rec_list(rec_ctx *c)
+{
+	ERL_NIF_TERM list =
+	    enif_make_list_from_array(c->env, c->terms, (unsigned)c->n);
+	enif_free(c->terms);
+	return list;
+}
+
+bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
+                   ERL_NIF_TERM module, bool decode, ERL_NIF_TERM *list)
+{
+	rec_ctx c;
+	rec_init(&c, env, module, decode);
+	for (size_t i = 0; i < n; i++)
+		if (collect_record(&c, &events[i])) {
+			enif_free(c.terms);
+			return false;
+		}
+	*list = rec_list(&c);
+	return true;
+}
+
+bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
+                    bool *decode)
+{
+	const ERL_NIF_TERM *fmt;
+	int n;
+	if (!enif_get_tuple(env, t, &n, &fmt) || n != 2 ||
+	    !enif_is_atom(env, fmt[0]) || !enif_is_atom(env, fmt[1]))
+		return false;
+	*module = fmt[0];
+	*decode = enif_is_identical(fmt[1], enif_make_atom(env, "true"));
+	return true;
+}
+
 /* read_records(Store, Source, From, Count, Direction, {Module, Decode})
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   -> {ok, [%Module{}]} | {error, Reason}
@@ -236,49 +282,59 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 	uint64_t from;
 	uint32_t count;
 	esdb_direction dir;
-	const ERL_NIF_TERM *src, *fmt;
-	int src_n = 0, fmt_n;
+	esdb_topic source;
 	ErlNifBinary name = {0};
-	bool all = enif_is_identical(argv[1], atom_all);
-	if (!all &&
-	    (!enif_get_tuple(env, argv[1], &src_n, &src) || src_n != 2 ||
-	     (!enif_is_identical(src[0], atom_stream) &&
-	      !enif_is_identical(src[0], atom_type)) ||
-	     !enif_inspect_binary(env, src[1], &name)))
-		return enif_make_badarg(env);
-	if (!nif_get_u64(env, argv[2], &from) ||
+	ERL_NIF_TERM module;
+	bool decode;
+	if (!records_source(env, argv[1], &source, &name) ||
+	    !nif_get_u64(env, argv[2], &from) ||
 	    !nif_get_count(env, argv[3], &count) ||
 	    !nif_get_direction(argv[4], &dir) ||
-	    !enif_get_tuple(env, argv[5], &fmt_n, &fmt) || fmt_n != 2 ||
-	    !enif_is_atom(env, fmt[0]) || !enif_is_atom(env, fmt[1]))
-		return enif_make_badarg(env);
-	if (!nif_store_acquire(env, argv[0], &r))
+	    !records_format(env, argv[5], &module, &decode) ||
+	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 
-	rec_ctx c = {.env = env, .module = fmt[0]};
-	char truth[8];
-	c.decode = enif_get_atom(env, fmt[1], truth, sizeof(truth),
-	                         ERL_NIF_LATIN1) > 0 &&
-	           strcmp(truth, "true") == 0;
-	c.utc = nif_make_bin(env, "UTC", 3);
-	c.etc_utc = nif_make_bin(env, "Etc/UTC", 7);
+	rec_ctx c;
+	rec_init(&c, env, module, decode);
 	int rc;
+	const char *p = (const char *)name.data;
 	if (r->closed)
 		rc = ESDB_ECLOSED;
-	else if (all)
+	else if (source == ESDB_TOPIC_ALL)
 		rc = esdb_read_all(r->s, from, count, dir, collect_record, &c);
-	else if (enif_is_identical(src[0], atom_stream))
-		rc = esdb_read_stream(r->s, (const char *)name.data, name.size,
-		                      from, count, dir, collect_record, &c);
+	else if (source == ESDB_TOPIC_STREAM)
+		rc = esdb_read_stream(r->s, p, name.size, from, count, dir,
+		                      collect_record, &c);
 	else
-		rc = esdb_read_type(r->s, (const char *)name.data, name.size,
-		                    from, count, collect_record, &c);
+		rc = esdb_read_type(r->s, p, name.size, from, count,
+		                    collect_record, &c);
 	nif_store_release(r);
-	ERL_NIF_TERM out =
-	    rc ? nif_error_term(env, rc)
-	       : enif_make_tuple2(
-	             env, enif_make_atom(env, "ok"),
-	             enif_make_list_from_array(env, c.terms, (unsigned)c.n));
-	enif_free(c.terms);
-	return out;
+	if (rc) {
+		enif_free(c.terms);
+		return nif_error_term(env, rc);
+	}
+	return enif_make_tuple2(env, enif_make_atom(env, "ok"), rec_list(&c));
+}
+
+bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
+                    ErlNifBinary *name)
+{
+	const ERL_NIF_TERM *src;
+	int n;
+	if (enif_is_identical(t, atom_all)) {
+		*topic = ESDB_TOPIC_ALL;
+		name->data = NULL;
+		name->size = 0;
+		return true;
+	}
+	if (!enif_get_tuple(env, t, &n, &src) || n != 2 ||
+	    !enif_inspect_binary(env, src[1], name) || name->size == 0)
+		return false;
+	if (enif_is_identical(src[0], atom_stream))
+		*topic = ESDB_TOPIC_STREAM;
+	else if (enif_is_identical(src[0], atom_type))
+		*topic = ESDB_TOPIC_TYPE;
+	else
+		return false;
+	return true;
 }

@@ -1,0 +1,219 @@
+/* subscriptions.c: processes as emitter members.
+ *
+ * subscribe/4 makes a member for a pid, joins it to a topic of the core's
+ * emitter and monitors the pid; each commit then sends the pid
+ * {events, [%ExESDB.EventRecord{}]} with the events it matches, built on
+ * the writer thread. A member goes when unsubscribed or when its process
+ * dies. Lock order: the emitter's lock (held while delivering) before the
+ * member table's, so leaving the emitter happens without the table lock. */
+#include "nif.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct member {
+	uint64_t id; /* slot | generation << 32; 0 when free */
+	ErlNifPid pid;
+	ErlNifMonitor mon;
+	ERL_NIF_TERM module; /* an atom: valid in any env */
+	bool decode;
+} member;
+
+struct members {
+	ErlNifMutex *lock;
+	member *slots;
+	size_t n, cap;
+	uint32_t generation;
+};
+
+static ERL_NIF_TERM atom_events;
+
+/* The member for an id, or NULL. Caller holds the lock. */
+static member *lookup(struct members *m, uint64_t id)
+{
+	size_t slot = (size_t)(id & 0xffffffffu);
+	if (slot >= m->n || m->slots[slot].id != id)
+		return NULL;
+	return &m->slots[slot];
+}
+
+static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
+{
+	store_res *r = ctx;
+	struct members *m = r->members;
+	enif_mutex_lock(m->lock);
+	member *mb = lookup(m, id);
+	if (!mb) {
+		enif_mutex_unlock(m->lock);
+		return;
+	}
+	ErlNifPid pid = mb->pid;
+	ERL_NIF_TERM module = mb->module;
+	bool decode = mb->decode;
+	enif_mutex_unlock(m->lock);
+
+	ErlNifEnv *env = enif_alloc_env();
+	ERL_NIF_TERM list;
+	if (env && records_build(env, events, n, module, decode, &list))
+		enif_send(NULL, &pid, env,
+		          enif_make_tuple2(env, atom_events, list));
+	if (env)
+		enif_free_env(env);
+}
+
+int subs_attach(store_res *r)
+{
+	struct members *m = calloc(1, sizeof(*m));
+	if (!m || !(m->lock = enif_mutex_create("ex_esdb_members"))) {
+		free(m);
+		return ENOMEM;
+	}
+	r->members = m;
+	return esdb_emitter_set(r->s, deliver, r);
+}
+
+void subs_detach(store_res *r)
+{
+	struct members *m = r->members;
+	if (!m)
+		return;
+	enif_mutex_destroy(m->lock);
+	free(m->slots);
+	free(m);
+	r->members = NULL;
+}
+
+/* A free slot (grown when full); caller holds the lock. */
+static member *alloc_member(struct members *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (m->slots[i].id == 0)
+			return &m->slots[i];
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		member *s = realloc(m->slots, cap * sizeof(*s));
+		if (!s)
+			return NULL;
+		m->slots = s;
+		m->cap = cap;
+	}
+	memset(&m->slots[m->n], 0, sizeof(member));
+	return &m->slots[m->n++];
+}
+
+/* subscribe(Store, Pid, Source, {Module, Decode})
+ *   Source: all | {stream, StreamId} | {type, EventType}
+ *   -> {ok, MemberId, LastPosition} | {error, Reason}
+ * Every matching event after LastPosition will be sent to Pid. */
+ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ErlNifPid pid;
+	esdb_topic topic;
+	ErlNifBinary name;
+	ERL_NIF_TERM module;
+	bool decode;
+	if (!enif_get_local_pid(env, argv[1], &pid) ||
+	    !records_source(env, argv[2], &topic, &name) ||
+	    !records_format(env, argv[3], &module, &decode) ||
+	    !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	if (r->closed) {
+		nif_store_release(r);
+		return nif_error_term(env, ESDB_ECLOSED);
+	}
+	struct members *m = r->members;
+	enif_mutex_lock(m->lock);
+	member *mb = alloc_member(m);
+	int rc = ENOMEM;
+	if (mb) {
+		mb->id = (uint64_t)(mb - m->slots) |
+		         ((uint64_t)(++m->generation | 1u) << 32);
+		mb->pid = pid;
+		mb->module = module;
+		mb->decode = decode;
+		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
+		                                                  : 0;
+		if (rc)
+			mb->id = 0; /* the process is already dead */
+	}
+	uint64_t id = mb ? mb->id : 0;
+	enif_mutex_unlock(m->lock);
+	uint64_t last = 0;
+	if (rc == 0 &&
+	    (rc = esdb_emitter_join(r->s, topic, (const char *)name.data,
+	                            name.size, id, &last))) {
+		enif_mutex_lock(m->lock);
+		member *gone = lookup(m, id);
+		if (gone) {
+			enif_demonitor_process(env, r, &gone->mon);
+			gone->id = 0;
+		}
+		enif_mutex_unlock(m->lock);
+	}
+	nif_store_release(r);
+	if (rc)
+		return nif_error_term(env, rc);
+	return enif_make_tuple3(env, enif_make_atom(env, "ok"),
+	                        enif_make_uint64(env, id),
+	                        enif_make_uint64(env, last));
+}
+
+/* Leave the emitter first (its lock comes first), then free the slot. */
+static bool remove_member(ErlNifEnv *env, store_res *r, uint64_t id,
+                          bool demonitor)
+{
+	esdb_emitter_leave_all(r->s, id, NULL);
+	struct members *m = r->members;
+	enif_mutex_lock(m->lock);
+	member *mb = lookup(m, id);
+	if (mb) {
+		if (demonitor)
+			enif_demonitor_process(env, r, &mb->mon);
+		mb->id = 0;
+	}
+	enif_mutex_unlock(m->lock);
+	return mb != NULL;
+}
+
+/* unsubscribe(Store, MemberId) -> ok | {error, not_found} */
+ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	uint64_t id;
+	if (!nif_get_u64(env, argv[1], &id) ||
+	    !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : (remove_member(env, r, id, true) ? 0 : ESDB_ENOTFOUND);
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
+}
+
+/* A subscribed process died: drop its member(s). */
+void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
+{
+	store_res *r = obj;
+	enif_rwlock_rlock(r->lock);
+	if (!r->closed && r->members) {
+		uint64_t id = 0;
+		struct members *m = r->members;
+		enif_mutex_lock(m->lock);
+		for (size_t i = 0; i < m->n && !id; i++)
+			if (m->slots[i].id &&
+			    enif_compare_monitors(&m->slots[i].mon, mon) == 0)
+				id = m->slots[i].id;
+		enif_mutex_unlock(m->lock);
+		if (id)
+			remove_member(env, r, id, false);
+	}
+	enif_rwlock_runlock(r->lock);
+}
+
+void subs_init(ErlNifEnv *env)
+{
+	atom_events = enif_make_atom(env, "events");
+}
