@@ -153,6 +153,9 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		enif_mutex_unlock(m->lock);
 	}
 	nif_store_release(r);
+	if (rc == ESDB_EINVAL) /* the monitor could not be set */
+		return enif_make_tuple2(env, enif_make_atom(env, "error"),
+		                        enif_make_atom(env, "noproc"));
 	if (rc)
 		return nif_error_term(env, rc);
 	return enif_make_tuple3(env, enif_make_atom(env, "ok"),

@@ -44,6 +44,15 @@ defmodule ExESDB.System do
 
   @impl true
   def init(options) do
-    Supervisor.init([{ExESDB.Store, options}], strategy: :rest_for_one)
+    store = options.store_id
+
+    Supervisor.init(
+      [
+        {ExESDB.Store, options},
+        {Registry, keys: :unique, name: ExESDB.Subscriptions.Persistent.registry(store)},
+        {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one}
+      ],
+      strategy: :rest_for_one
+    )
   end
 end

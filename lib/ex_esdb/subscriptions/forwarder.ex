@@ -1,0 +1,44 @@
+defmodule ExESDB.Subscriptions.Forwarder do
+  @moduledoc false
+  # A transient subscription that needs Elixir between the emitter and the
+  # subscriber: a pattern or payload filter, a serializer other than the
+  # default, or a subscriber on another node. It joins the emitter itself,
+  # monitors the subscriber (no link) and ends when the subscriber does.
+  use GenServer, restart: :temporary
+
+  alias ExESDB.Subscriptions.Selector
+
+  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+
+  @impl true
+  def init({store, source, filter, subscriber}) do
+    Process.monitor(subscriber)
+    decode = store.serializer == ExESDB.Serializer.Term
+
+    case :ex_esdb_nif.subscribe(store.handle, self(), source, {ExESDB.EventRecord, decode}) do
+      {:ok, _member, _last} ->
+        {:ok, %{store: store, filter: filter, subscriber: subscriber, decode: decode}}
+
+      {:error, reason} ->
+        {:stop, reason}
+    end
+  end
+
+  @impl true
+  def handle_info({:events, records}, state) do
+    records =
+      if state.decode,
+        do: records,
+        else: ExESDB.EventCodec.deserialize(records, state.store.serializer)
+
+    case Enum.filter(records, &Selector.match?(state.filter, &1)) do
+      [] -> :ok
+      matching -> send(state.subscriber, {:events, matching})
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info({:DOWN, _, :process, pid, _}, %{subscriber: pid} = state),
+    do: {:stop, :normal, state}
+end

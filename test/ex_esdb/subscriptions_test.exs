@@ -1,0 +1,278 @@
+defmodule ExESDB.SubscriptionsTest do
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  defp ev(type \\ "t", data \\ %{}), do: %NewEvent{event_type: type, data: data}
+
+  defp append(s, stream, n, type \\ "t", data \\ %{}) do
+    {:ok, v} = Streams.append_events(s, stream, :any, for(_ <- 1..n, do: ev(type, data)))
+    v
+  end
+
+  # Every event received within `timeout` of the previous one.
+  defp receive_events(acc \\ [], timeout \\ 300) do
+    receive do
+      {:events, events} -> receive_events(acc ++ events, timeout)
+    after
+      timeout -> acc
+    end
+  end
+
+  defp positions(events), do: Enum.map(events, & &1.position)
+
+  describe "transient" do
+    test "by_stream $all: events committed after subscribing", %{store: s} do
+      append(s, "a", 2)
+      assert {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+      append(s, "a", 2)
+      append(s, "b", 1)
+      assert positions(receive_events()) == [3, 4, 5]
+    end
+
+    test "by_stream, by_event_type, pattern and payload", %{store: s} do
+      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "a"})
+      me = self()
+
+      spawn(fn ->
+        Subscriptions.subscribe(s, {:by_event_type, "gold"}) |> then(&send(me, {:typed, &1}))
+        fwd(me, :typed)
+      end)
+
+      assert_receive {:typed, {:ok, _}}
+      pat = spawn(fn -> fwd(me, :pattern) end)
+
+      {:ok, _} =
+        Subscriptions.subscribe(s, {:by_event_pattern, %{stream_id: "b", event_type: "t"}}, pat)
+
+      pay = spawn(fn -> fwd(me, :payload) end)
+      {:ok, _} = Subscriptions.subscribe(s, {:by_event_payload, %{kind: %{metal: "gold"}}}, pay)
+
+      # 1
+      append(s, "a", 1)
+      # 2
+      append(s, "b", 1, "gold", %{kind: %{metal: "gold", n: 1}})
+      # 3
+      append(s, "b", 1)
+      # 4
+      append(s, "c", 1, "gold")
+
+      assert positions(receive_events()) == [1]
+      assert positions(collect(:typed)) == [2, 4]
+      assert positions(collect(:pattern)) == [3]
+      assert positions(collect(:payload)) == [2]
+    end
+
+    test "unsubscribe stops delivery; a dead subscriber is dropped", %{store: s} do
+      {:ok, sub} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+      append(s, "a", 1)
+      assert [_] = receive_events()
+      assert :ok = Subscriptions.unsubscribe(s, sub)
+      assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub)
+      append(s, "a", 1)
+      assert [] = receive_events()
+      dead = spawn(fn -> :ok end)
+      Process.sleep(20)
+      assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_stream, "$all"}, dead)
+      short_lived = spawn(fn -> Process.sleep(30) end)
+      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"}, short_lived)
+      Process.sleep(60)
+      append(s, "a", 1)
+      assert {:ok, 3} = Streams.get_version(s, "a")
+    end
+
+    test "bad selectors", %{store: s} do
+      assert {:error, {:invalid_selector, {:by_stream, ""}}} =
+               Subscriptions.subscribe(s, {:by_stream, ""})
+
+      assert {:error, {:invalid_selector, {:by_magic, 1}}} =
+               Subscriptions.subscribe(s, {:by_magic, 1})
+    end
+  end
+
+  defp fwd(to, tag) do
+    receive do
+      {:events, events} -> send(to, {tag, events})
+    end
+
+    fwd(to, tag)
+  end
+
+  defp collect(tag, acc \\ []) do
+    receive do
+      {^tag, events} -> collect(tag, acc ++ events)
+    after
+      300 -> acc
+    end
+  end
+
+  describe "persistent" do
+    test "catches up from the origin, then goes live, no gap no duplicate", %{store: s} do
+      append(s, "a", 5)
+      {:ok, sub} = Subscriptions.subscribe_to(s, "p1", {:by_stream, "$all"})
+      assert_receive {:subscribed, ^sub}
+      append(s, "b", 5)
+      events = receive_events()
+      assert positions(events) == Enum.to_list(1..10)
+    end
+
+    test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do
+      writer =
+        Task.async(fn ->
+          for i <- 1..40,
+              do:
+                {:ok, _} =
+                  Streams.append_events(s, "w#{rem(i, 3)}", :any, for(_ <- 1..50, do: ev()))
+        end)
+
+      Process.sleep(20)
+
+      {:ok, sub} =
+        Subscriptions.subscribe_to(s, "race", {:by_stream, "$all"}, self(), buffer_size: 10_000)
+
+      Task.await(writer)
+      events = receive_events([], 500)
+      assert positions(events) == Enum.to_list(1..2000)
+      Subscriptions.ack_event(s, sub, List.last(events))
+    end
+
+    test "acks move the checkpoint; a new subscriber resumes after it", %{store: s} do
+      append(s, "a", 5)
+      {:ok, sub} = Subscriptions.subscribe_to(s, "p2", {:by_stream, "$all"})
+      [_, _, third | _] = receive_events()
+      :ok = Subscriptions.ack_event(s, sub, third)
+      assert :ok = Subscriptions.unsubscribe(s, sub)
+      append(s, "a", 1)
+      {:ok, sub2} = Subscriptions.subscribe_to(s, "p2", {:by_stream, "$all"})
+      assert_receive {:subscribed, ^sub2}
+      assert positions(receive_events()) == [4, 5, 6]
+
+      assert {:ok, [%{name: "p2", checkpoint: 3, selector: {:by_stream, "$all"}, running: true}]} =
+               Subscriptions.get_subscriptions(s)
+    end
+
+    test "unacked events go to the next subscriber after a crash", %{store: s} do
+      append(s, "a", 3)
+      me = self()
+
+      victim =
+        spawn(fn ->
+          {:ok, sub} = Subscriptions.subscribe_to(s, "p3", {:by_stream, "$all"})
+
+          receive do
+            {:events, [first | _]} ->
+              Subscriptions.ack_event(s, sub, first)
+              send(me, :acked_one)
+          end
+
+          Process.sleep(:infinity)
+        end)
+
+      assert_receive :acked_one, 1000
+      Process.sleep(50)
+      Process.exit(victim, :kill)
+      Process.sleep(100)
+      {:ok, _} = Subscriptions.subscribe_to(s, "p3", {:by_stream, "$all"})
+      assert positions(receive_events()) == [2, 3]
+    end
+
+    test "buffer_size bounds the unacked events", %{store: s} do
+      append(s, "a", 5)
+      {:ok, sub} = Subscriptions.subscribe_to(s, "p4", {:by_stream, "$all"}, self(), buffer_size: 2)
+      assert positions(receive_events()) == [1, 2]
+      Subscriptions.ack_event(s, sub, 1)
+      assert positions(receive_events()) == [3]
+      Subscriptions.ack_event(s, sub, 3)
+      assert positions(receive_events()) == [4, 5]
+    end
+
+    test "start_from :current and a stream selector by version", %{store: s} do
+      append(s, "a", 3)
+
+      {:ok, _} =
+        Subscriptions.subscribe_to(s, "cur", {:by_stream, "$all"}, self(), start_from: :current)
+
+      append(s, "a", 1)
+      assert positions(receive_events()) == [4]
+
+      {:ok, _} =
+        Subscriptions.subscribe_to(s, "ver", {:by_stream, "a"}, spawn_fwd(:ver), start_from: 2)
+
+      assert Enum.map(collect(:ver), & &1.event_number) == [3, 4]
+    end
+
+    test "one subscriber unless concurrency_limit says more", %{store: s} do
+      {:ok, _} = Subscriptions.subscribe_to(s, "solo", {:by_stream, "$all"})
+
+      assert {:error, :subscription_already_exists} =
+               Subscriptions.subscribe_to(s, "solo", {:by_stream, "$all"}, spawn_fwd(:x))
+
+      opts = [concurrency_limit: 2]
+      a = spawn_fwd(:a)
+      b = spawn_fwd(:b)
+      {:ok, _} = Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, a, opts)
+      {:ok, _} = Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, b, opts)
+
+      assert {:error, :too_many_subscribers} =
+               Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, spawn_fwd(:c), opts)
+
+      append(s, "z", 10)
+      got_a = positions(collect(:a))
+      got_b = positions(collect(:b))
+      assert Enum.sort(got_a ++ got_b) == Enum.to_list(1..10)
+      assert got_a != [] and got_b != []
+    end
+
+    test "partition_by: a partition's events go to one subscriber, one at a time", %{store: s} do
+      opts = [concurrency_limit: 2, partition_by: & &1.stream_id]
+      {:ok, sub} = Subscriptions.subscribe_to(s, "part", {:by_stream, "$all"}, self(), opts)
+      other = spawn_fwd(:other)
+      {:ok, ^sub} = Subscriptions.subscribe_to(s, "part", {:by_stream, "$all"}, other, opts)
+      append(s, "x", 3)
+      append(s, "y", 3)
+      mine = receive_events()
+      theirs = collect(:other)
+      # one unacked per partition: the first of x and of y only
+      assert Enum.sort(positions(mine ++ theirs)) == [1, 4]
+      [e] = mine
+      Subscriptions.ack_event(s, sub, e)
+      next = receive_events()
+      assert [%{stream_id: stream}] = next
+      assert stream == e.stream_id
+      assert hd(next).event_number == e.event_number + 1
+    end
+
+    test "delete_subscription removes the checkpoint", %{store: s} do
+      {:ok, _} = Subscriptions.subscribe_to(s, "gone", {:by_event_type, "t"})
+      assert :ok = Subscriptions.delete_subscription(s, "gone")
+      assert {:ok, []} = Subscriptions.get_subscriptions(s)
+      assert {:error, :subscription_not_found} = Subscriptions.delete_subscription(s, "gone")
+    end
+
+    test "checkpoints survive a restart of the store", %{store: s, store_opts: opts} do
+      append(s, "a", 4)
+      {:ok, sub} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+      [_, second | _] = receive_events()
+      Subscriptions.ack_event(s, sub, second)
+      Process.sleep(50)
+      stop_supervised!(ExESDB.System.system_name(s))
+      start_supervised!({ExESDB.System, opts})
+      {:ok, _} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+      assert positions(receive_events()) == [3, 4]
+    end
+
+    test "the subscription is not linked to its subscriber", %{store: s} do
+      {:ok, sub} = Subscriptions.subscribe_to(s, "nolink", {:by_stream, "$all"}, spawn_fwd(:n))
+      Process.exit(sub, :kill)
+      Process.sleep(20)
+      assert Process.alive?(self())
+    end
+  end
+
+  defp spawn_fwd(tag) do
+    me = self()
+    spawn(fn -> fwd(me, tag) end)
+  end
+end
