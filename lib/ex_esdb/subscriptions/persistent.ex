@@ -217,7 +217,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp add_subscriber(state, pid) do
     ref = Process.monitor(pid)
     send(pid, {:subscribed, self()})
-    sub = %{ref: ref, in_flight: [], partitions: %{}}
+    sub = %{ref: ref, in_flight: :queue.new(), count: 0}
     %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
   end
 
@@ -225,13 +225,15 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp remove_subscriber(state, pid) do
     {sub, subscribers} = Map.pop(state.subscribers, pid)
 
+    in_flight = :queue.to_list(sub.in_flight)
+
     pending =
-      Enum.reduce(sub.in_flight, state.pending, fn r, p ->
+      Enum.reduce(in_flight, state.pending, fn r, p ->
         :gb_trees.enter(Map.fetch!(r, state.key), r, p)
       end)
 
     unacked =
-      Enum.reduce(sub.in_flight, state.unacked, &:gb_sets.delete_any(Map.fetch!(&1, state.key), &2))
+      Enum.reduce(in_flight, state.unacked, &:gb_sets.delete_any(Map.fetch!(&1, state.key), &2))
 
     partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
 
@@ -277,12 +279,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   defp room?(state),
-    do: Enum.any?(state.subscribers, fn {_, s} -> length(s.in_flight) < state.buffer_size end)
+    do: Enum.any?(state.subscribers, fn {_, s} -> s.count < state.buffer_size end)
 
   defp pick(%{partition_by: nil} = state, _record) do
-    case Enum.filter(state.order, &(length(state.subscribers[&1].in_flight) < state.buffer_size)) do
+    case Enum.filter(state.order, &(state.subscribers[&1].count < state.buffer_size)) do
       [] -> nil
-      candidates -> {Enum.min_by(candidates, &length(state.subscribers[&1].in_flight)), nil}
+      candidates -> {Enum.min_by(candidates, &state.subscribers[&1].count), nil}
     end
   end
 
@@ -303,7 +305,9 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   defp deliver(state, pid, cursor, record, partition) do
     subscribers =
-      Map.update!(state.subscribers, pid, fn s -> %{s | in_flight: s.in_flight ++ [record]} end)
+      Map.update!(state.subscribers, pid, fn s ->
+        %{s | in_flight: :queue.in(record, s.in_flight), count: s.count + 1}
+      end)
 
     partitions =
       if partition == nil, do: state.partitions, else: Map.put(state.partitions, partition, pid)
@@ -321,7 +325,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp ack(state, pid, cursor) do
     case state.subscribers do
       %{^pid => sub} ->
-        {acked, rest} = Enum.split_with(sub.in_flight, &(Map.fetch!(&1, state.key) <= cursor))
+        {acked, rest, left} = take_acked(sub.in_flight, state.key, cursor, [])
 
         unacked =
           Enum.reduce(acked, state.unacked, &:gb_sets.delete_any(Map.fetch!(&1, state.key), &2))
@@ -334,7 +338,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
         state = %{
           state
-          | subscribers: Map.put(state.subscribers, pid, %{sub | in_flight: rest}),
+          | subscribers: Map.put(state.subscribers, pid, %{sub | in_flight: rest, count: left}),
             unacked: unacked,
             partitions: partitions
         }
@@ -343,6 +347,19 @@ defmodule ExESDB.Subscriptions.Persistent do
 
       _ ->
         state
+    end
+  end
+
+  # Events of a subscriber's in-flight queue (in cursor order) up to cursor.
+  defp take_acked(queue, key, cursor, acked) do
+    case :queue.peek(queue) do
+      {:value, r} ->
+        if Map.fetch!(r, key) <= cursor,
+          do: take_acked(:queue.drop(queue), key, cursor, [r | acked]),
+          else: {acked, queue, :queue.len(queue)}
+
+      :empty ->
+        {acked, queue, 0}
     end
   end
 
