@@ -30,6 +30,152 @@ defmodule BeamBench do
     run(dir, "beam_read_stream_forward", fn store ->
       read(store) |> line("read_stream_forward", c)
     end)
+
+    run(dir, "sub_latency_transient", fn store -> {sub_latency(store, :transient), []} end)
+    run(dir, "sub_latency_persistent", fn store -> {sub_latency(store, :persistent), []} end)
+    run(dir, "sub_fanout_10", fn store -> {fanout(store, 10, 1_000_000), []} end)
+    run(dir, "sub_catchup_origin", fn store -> {catchup(store, 1_000_000), []} end)
+  end
+
+  # ---- subscriptions ------------------------------------------------
+
+  alias ExESDB.Subscriptions
+
+  # Durable single appends, one at a time; the subscriber stamps each
+  # event's arrival. Latency is from the append's acknowledgement to the
+  # arrival (0 when the event arrived first: delivery precedes the ack),
+  # and from the append call to the arrival.
+  defp sub_latency(store, kind) do
+    bench = self()
+
+    sub =
+      spawn_link(fn ->
+        {:ok, sid} =
+          case kind do
+            :transient -> Subscriptions.subscribe(store, {:by_stream, "lat"})
+            :persistent -> Subscriptions.subscribe_to(store, "lat", {:by_stream, "lat"})
+          end
+
+        latency_loop(store, sid, bench)
+      end)
+
+    Process.sleep(100)
+    n = 2000
+
+    samples =
+      for _ <- 1..n do
+        t0 = System.monotonic_time(:microsecond)
+        {:ok, v} = Streams.append_events(store, "lat", :any, events(1))
+        t1 = System.monotonic_time(:microsecond)
+
+        receive do
+          {:arrived, ^v, t2} -> {max(t2 - t1, 0), t2 - t0}
+        end
+      end
+
+    Process.unlink(sub)
+    Process.exit(sub, :kill)
+    after_ack = Enum.sort(Enum.map(samples, &elem(&1, 0)))
+    from_call = Enum.sort(Enum.map(samples, &elem(&1, 1)))
+
+    [
+      {"p50_us", pct(after_ack, 50)},
+      {"p99_us", pct(after_ack, 99)},
+      {"from_append_call_p50_us", pct(from_call, 50)},
+      {"from_append_call_p99_us", pct(from_call, 99)},
+      {"n", n}
+    ]
+  end
+
+  defp latency_loop(store, sid, bench) do
+    receive do
+      {:events, evs} ->
+        t = System.monotonic_time(:microsecond)
+        for e <- evs, do: send(bench, {:arrived, e.event_number, t})
+        if is_pid(sid), do: Subscriptions.ack_event(store, sid, List.last(evs))
+        latency_loop(store, sid, bench)
+
+      _ ->
+        latency_loop(store, sid, bench)
+    end
+  end
+
+  defp pct(sorted, p), do: Enum.at(sorted, min(length(sorted) - 1, div(length(sorted) * p, 100)))
+
+  # `subs` transient $all subscribers counting; `total` events appended in
+  # batches of 1,000 by 4 writers; events delivered per second in all.
+  defp fanout(store, subs, total) do
+    bench = self()
+
+    for _ <- 1..subs do
+      spawn_link(fn ->
+        {:ok, _} = Subscriptions.subscribe(store, {:by_stream, "$all"})
+        send(bench, :ready)
+        count_to(total, 0)
+        send(bench, :all_received)
+      end)
+    end
+
+    for _ <- 1..subs, do: receive(do: (:ready -> :ok))
+    t0 = System.monotonic_time(:microsecond)
+
+    1..4
+    |> Enum.map(fn w ->
+      Task.async(fn ->
+        for _ <- 1..div(total, 4000),
+            do: {:ok, _} = Streams.append_events(store, "f#{w}", :any, events(1000))
+      end)
+    end)
+    |> Enum.each(&Task.await(&1, :infinity))
+
+    for _ <- 1..subs, do: receive(do: (:all_received -> :ok))
+    secs = (System.monotonic_time(:microsecond) - t0) / 1.0e6
+
+    [
+      {"events_per_s", Float.round(subs * total / secs, 1)},
+      {"subscribers", subs},
+      {"events", total},
+      {"seconds", Float.round(secs, 3)}
+    ]
+  end
+
+  defp count_to(total, n) when n >= total, do: :ok
+
+  defp count_to(total, n) do
+    receive do
+      {:events, evs} -> count_to(total, n + length(evs))
+    end
+  end
+
+  # A persistent subscription from :origin over `total` stored events.
+  defp catchup(store, total) do
+    for _ <- 1..div(total, 1000),
+        do: {:ok, _} = Streams.append_events(store, "c", :any, events(1000))
+
+    t0 = System.monotonic_time(:microsecond)
+    opts = [buffer_size: 10_000]
+    {:ok, sub} = Subscriptions.subscribe_to(store, "catchup", {:by_stream, "$all"}, self(), opts)
+    ack_until(store, sub, total, 0)
+    secs = (System.monotonic_time(:microsecond) - t0) / 1.0e6
+
+    [
+      {"events_per_s", Float.round(total / secs, 1)},
+      {"events", total},
+      {"seconds", Float.round(secs, 3)}
+    ]
+  end
+
+  defp ack_until(_store, _sub, total, n) when n >= total, do: :ok
+
+  defp ack_until(store, sub, total, n) do
+    receive do
+      {:events, evs} ->
+        Subscriptions.ack_event(store, sub, List.last(evs))
+        ack_until(store, sub, total, n + length(evs))
+
+      {:subscribed, _} ->
+        ack_until(store, sub, total, n)
+    end
   end
 
   defp run(dir, name, fun) do

@@ -25,6 +25,14 @@ struct members {
 	member *slots;
 	size_t n, cap;
 	uint32_t generation;
+	/* The last list of records built: members of one topic get the same
+	 * events of a commit, and copying a built list costs less than
+	 * building it again. Used on the delivering thread only. */
+	ErlNifEnv *cache_env;
+	ERL_NIF_TERM cache_list, cache_module;
+	uint64_t cache_first, cache_last;
+	size_t cache_n;
+	bool cache_decode, cache_valid;
 };
 
 static ERL_NIF_TERM atom_events;
@@ -36,6 +44,30 @@ static member *lookup(struct members *m, uint64_t id)
 	if (slot >= m->n || m->slots[slot].id != id)
 		return NULL;
 	return &m->slots[slot];
+}
+
+/* Make sure the cache holds the records of these events (the same
+ * positions in the same order mean the same events). */
+static bool records_cached(struct members *m, const esdb_event *events,
+                           size_t n, ERL_NIF_TERM module, bool decode)
+{
+	if (m->cache_valid && m->cache_n == n &&
+	    m->cache_first == events[0].position &&
+	    m->cache_last == events[n - 1].position &&
+	    m->cache_decode == decode &&
+	    enif_is_identical(m->cache_module, module))
+		return true;
+	if (!m->cache_env && !(m->cache_env = enif_alloc_env()))
+		return false;
+	enif_clear_env(m->cache_env);
+	m->cache_valid = records_build(m->cache_env, events, n, module, decode,
+	                               &m->cache_list);
+	m->cache_n = n;
+	m->cache_first = events[0].position;
+	m->cache_last = events[n - 1].position;
+	m->cache_module = module;
+	m->cache_decode = decode;
+	return m->cache_valid;
 }
 
 static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
@@ -52,12 +84,12 @@ static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
 	ERL_NIF_TERM module = mb->module;
 	bool decode = mb->decode;
 	enif_mutex_unlock(m->lock);
-
 	ErlNifEnv *env = enif_alloc_env();
-	ERL_NIF_TERM list;
-	if (env && records_build(env, events, n, module, decode, &list))
+	if (env && records_cached(m, events, n, module, decode)) {
+		ERL_NIF_TERM list = enif_make_copy(env, m->cache_list);
 		enif_send(NULL, &pid, env,
 		          enif_make_tuple2(env, atom_events, list));
+	}
 	if (env)
 		enif_free_env(env);
 }
@@ -79,6 +111,8 @@ void subs_detach(store_res *r)
 	if (!m)
 		return;
 	enif_mutex_destroy(m->lock);
+	if (m->cache_env)
+		enif_free_env(m->cache_env);
 	free(m->slots);
 	free(m);
 	r->members = NULL;
