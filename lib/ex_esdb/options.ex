@@ -28,7 +28,7 @@ defmodule ExESDB.Options do
           db_type: :single | :cluster,
           timeout: pos_integer(),
           seed_nodes: [node()],
-          pub_sub: atom() | nil,
+          pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :nosync,
           map_size: pos_integer(),
           serializer: module(),
@@ -152,6 +152,7 @@ defmodule ExESDB.Options do
   defp validate!(:timeout, v, _) when is_integer(v) and v > 0, do: v
   defp validate!(:seed_nodes, v, _) when is_list(v), do: validate_nodes!(v)
   defp validate!(:pub_sub, v, _) when is_atom(v), do: v
+  defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :nosync], do: v
   defp validate!(:map_size, v, _) when is_integer(v) and v >= 1_048_576, do: v
   defp validate!(:serializer, v, _) when is_atom(v) and v not in [nil, true, false], do: v
@@ -188,7 +189,7 @@ defmodule ExESDB.Options do
   defp expected(:db_type), do: "expected :single"
   defp expected(:timeout), do: "expected a positive integer (milliseconds)"
   defp expected(:seed_nodes), do: "expected a list of node names"
-  defp expected(:pub_sub), do: "expected a module or registered name, or nil"
+  defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
   defp expected(:durability), do: "expected :sync, :strict or :nosync"
   defp expected(:map_size), do: "expected an integer of at least 1 MiB"
   defp expected(:serializer), do: "expected a module implementing ExESDB.Serializer"

@@ -46,13 +46,15 @@ defmodule ExESDB.System do
   def init(options) do
     store = options.store_id
 
-    Supervisor.init(
+    children =
       [
         {ExESDB.Store, options},
         {Registry, keys: :unique, name: ExESDB.Subscriptions.Persistent.registry(store)},
-        {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one}
-      ],
-      strategy: :rest_for_one
-    )
+        {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
+        ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
+      ]
+      |> Enum.reject(&is_nil/1)
+
+    Supervisor.init(children, strategy: :rest_for_one)
   end
 end
