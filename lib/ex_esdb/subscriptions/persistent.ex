@@ -52,8 +52,8 @@ defmodule ExESDB.Subscriptions.Persistent do
         # delivery
         subscribers: %{},
         order: [],
-        pending: :gb_trees.empty(),
-        unacked: :gb_sets.empty(),
+        pending: :queue.new(),
+        pending_n: 0,
         last_enqueued: cursor,
         checkpoint: cursor,
         catching_up: catching_up,
@@ -154,11 +154,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp catch_up(%{catching_up: false} = state), do: dispatch(state)
 
   defp catch_up(state) do
-    if :gb_trees.size(state.pending) > 2 * @page do
+    if state.pending_n > 2 * @page do
       # enough queued; read more once subscribers have taken some
       dispatch(state)
     else
       from = if state.last_enqueued == :current, do: 1, else: state.last_enqueued + 1
+      format = {EventRecord, state.decode}
 
       case :ex_esdb_nif.read_records(
              state.store.handle,
@@ -166,11 +167,11 @@ defmodule ExESDB.Subscriptions.Persistent do
              from,
              @page,
              :forward,
-             {EventRecord, state.decode}
+             format
            ) do
         {:ok, records} ->
           records = decode(records, state)
-          {old, _} = Enum.split_with(records, &(&1.position <= state.live_from))
+          old = Enum.take_while(records, &(&1.position <= state.live_from))
           state = enqueue(state, old)
 
           if length(records) < @page or length(old) < length(records) do
@@ -193,23 +194,33 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp decode(records, %{decode: true}), do: records
   defp decode(records, state), do: EventCodec.deserialize(records, state.store.serializer)
 
-  # Add events past what is queued already (the no-duplicate rule) that
-  # pass the filter.
+  defp cursor(record, state), do: Map.fetch!(record, state.key)
+
+  # Queue events past what is queued already (the no-duplicate rule) that
+  # pass the filter. Records come in cursor order.
+  defp enqueue(state, []), do: state
+
   defp enqueue(state, records) do
-    Enum.reduce(records, state, fn r, st ->
-      c = Map.fetch!(r, st.key)
-
-      cond do
-        st.last_enqueued != :current and c <= st.last_enqueued ->
-          st
-
-        not Selector.match?(st.filter, r) ->
-          %{st | last_enqueued: c}
-
-        true ->
-          %{st | pending: :gb_trees.insert(c, r, st.pending), last_enqueued: c}
+    fresh =
+      case state.last_enqueued do
+        :current -> records
+        last -> Enum.drop_while(records, &(cursor(&1, state) <= last))
       end
-    end)
+
+    case fresh do
+      [] ->
+        state
+
+      _ ->
+        kept = Enum.filter(fresh, &Selector.match?(state.filter, &1))
+
+        %{
+          state
+          | pending: :queue.join(state.pending, :queue.from_list(kept)),
+            pending_n: state.pending_n + length(kept),
+            last_enqueued: cursor(List.last(fresh), state)
+        }
+    end
   end
 
   # ---- subscribers and delivery ----------------------------------------
@@ -221,158 +232,140 @@ defmodule ExESDB.Subscriptions.Persistent do
     %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
   end
 
-  # A subscriber that went: its unacked events are delivered again, first.
+  # A subscriber that went: its unacked events are delivered again, before
+  # anything still pending, in order.
   defp remove_subscriber(state, pid) do
     {sub, subscribers} = Map.pop(state.subscribers, pid)
-
-    in_flight = :queue.to_list(sub.in_flight)
-
-    pending =
-      Enum.reduce(in_flight, state.pending, fn r, p ->
-        :gb_trees.enter(Map.fetch!(r, state.key), r, p)
-      end)
-
-    unacked =
-      Enum.reduce(in_flight, state.unacked, &:gb_sets.delete_any(Map.fetch!(&1, state.key), &2))
-
+    back = sub.in_flight |> :queue.to_list() |> Enum.sort_by(&cursor(&1, state))
+    pending = merge(back, :queue.to_list(state.pending), state)
     partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
 
     %{
       state
       | subscribers: subscribers,
         order: List.delete(state.order, pid),
-        pending: pending,
-        unacked: unacked,
+        pending: :queue.from_list(pending),
+        pending_n: state.pending_n + sub.count,
         partitions: partitions
     }
   end
 
-  defp dispatch(state) do
-    {state, batches} = assign(:gb_trees.iterator(state.pending), state, %{})
+  defp merge([], b, _state), do: b
+  defp merge(a, [], _state), do: a
 
-    Enum.each(batches, fn {pid, events} -> send(pid, {:events, Enum.reverse(events)}) end)
-    state
+  defp merge([x | xs] = a, [y | ys] = b, state) do
+    if cursor(x, state) <= cursor(y, state),
+      do: [x | merge(xs, b, state)],
+      else: [y | merge(a, ys, state)]
   end
 
-  # Walk pending events in order, giving each to a subscriber with room
-  # (and, with partition_by, the subscriber that holds its partition, one
-  # unacked event per partition).
-  defp assign(iter, state, batches) do
-    if state.subscribers == %{} or not room?(state) do
-      {state, batches}
-    else
-      case :gb_trees.next(iter) do
-        :none ->
-          {state, batches}
+  defp dispatch(%{subscribers: subs} = state) when subs == %{}, do: state
+  defp dispatch(%{pending_n: 0} = state), do: state
+  defp dispatch(%{partition_by: nil} = state), do: dispatch_batches(state)
+  defp dispatch(state), do: dispatch_partitions(state)
 
-        {cursor, record, iter} ->
-          case pick(state, record) do
-            nil ->
-              assign(iter, state, batches)
+  # No partitions: give the subscriber with the most room its share of the
+  # next events as one batch, and so on while there is room.
+  defp dispatch_batches(state) do
+    case Enum.max_by(state.order, &(state.buffer_size - state.subscribers[&1].count)) do
+      pid ->
+        room = state.buffer_size - state.subscribers[pid].count
 
-            {pid, partition} ->
-              state = deliver(state, pid, cursor, record, partition)
-              assign(iter, state, Map.update(batches, pid, [record], &[record | &1]))
-          end
-      end
-    end
-  end
+        if room <= 0 or state.pending_n == 0 do
+          state
+        else
+          # an even share for each subscriber with room
+          with_room = Enum.count(state.order, &(state.subscribers[&1].count < state.buffer_size))
+          k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
+          {taken, rest} = :queue.split(k, state.pending)
+          sub = state.subscribers[pid]
+          send(pid, {:events, :queue.to_list(taken)})
 
-  defp room?(state),
-    do: Enum.any?(state.subscribers, fn {_, s} -> s.count < state.buffer_size end)
+          sub = %{sub | in_flight: :queue.join(sub.in_flight, taken), count: sub.count + k}
 
-  defp pick(%{partition_by: nil} = state, _record) do
-    case Enum.filter(state.order, &(state.subscribers[&1].count < state.buffer_size)) do
-      [] -> nil
-      candidates -> {Enum.min_by(candidates, &state.subscribers[&1].count), nil}
-    end
-  end
-
-  defp pick(state, record) do
-    key = state.partition_by.(record)
-
-    case state.partitions do
-      %{^key => _owner} ->
-        nil
-
-      _ ->
-        case pick(%{state | partition_by: nil}, record) do
-          nil -> nil
-          {pid, nil} -> {pid, key}
+          dispatch_batches(%{
+            state
+            | subscribers: Map.put(state.subscribers, pid, sub),
+              pending: rest,
+              pending_n: state.pending_n - k
+          })
         end
     end
   end
 
-  defp deliver(state, pid, cursor, record, partition) do
-    subscribers =
-      Map.update!(state.subscribers, pid, fn s ->
-        %{s | in_flight: :queue.in(record, s.in_flight), count: s.count + 1}
+  # With partition_by: walk the pending events in order; an event goes to
+  # the emptiest subscriber with room unless its partition already has an
+  # unacked event, which keeps each partition in order, one at a time.
+  defp dispatch_partitions(state) do
+    {kept, state, batches} =
+      state.pending
+      |> :queue.to_list()
+      |> Enum.reduce({[], state, %{}}, fn record, {kept, st, batches} ->
+        key = st.partition_by.(record)
+
+        with false <- Map.has_key?(st.partitions, key),
+             pid when pid != nil <- emptiest_with_room(st) do
+          sub = st.subscribers[pid]
+          sub = %{sub | in_flight: :queue.in(record, sub.in_flight), count: sub.count + 1}
+
+          st = %{
+            st
+            | subscribers: Map.put(st.subscribers, pid, sub),
+              partitions: Map.put(st.partitions, key, pid),
+              pending_n: st.pending_n - 1
+          }
+
+          {kept, st, Map.update(batches, pid, [record], &[record | &1])}
+        else
+          _ -> {[record | kept], st, batches}
+        end
       end)
 
-    partitions =
-      if partition == nil, do: state.partitions, else: Map.put(state.partitions, partition, pid)
-
-    %{
-      state
-      | subscribers: subscribers,
-        pending: :gb_trees.delete(cursor, state.pending),
-        unacked: :gb_sets.add(cursor, state.unacked),
-        partitions: partitions
-    }
+    Enum.each(batches, fn {pid, events} -> send(pid, {:events, Enum.reverse(events)}) end)
+    %{state | pending: :queue.from_list(Enum.reverse(kept))}
   end
 
-  # Acking an event acks the subscriber's events before it too.
-  defp ack(state, pid, cursor) do
+  defp emptiest_with_room(state) do
+    case Enum.filter(state.order, &(state.subscribers[&1].count < state.buffer_size)) do
+      [] -> nil
+      candidates -> Enum.min_by(candidates, &state.subscribers[&1].count)
+    end
+  end
+
+  # Acking an event acks the subscriber's events at or before it too.
+  defp ack(state, pid, acked) do
     case state.subscribers do
       %{^pid => sub} ->
-        {acked, rest, left} = take_acked(sub.in_flight, state.key, cursor, [])
-
-        unacked =
-          Enum.reduce(acked, state.unacked, &:gb_sets.delete_any(Map.fetch!(&1, state.key), &2))
+        {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
 
         partitions =
           case state.partition_by do
             nil -> state.partitions
-            f -> Enum.reduce(acked, state.partitions, &Map.delete(&2, f.(&1)))
+            f -> Enum.reduce(done, state.partitions, &Map.delete(&2, f.(&1)))
           end
 
-        state = %{
-          state
-          | subscribers: Map.put(state.subscribers, pid, %{sub | in_flight: rest, count: left}),
-            unacked: unacked,
-            partitions: partitions
-        }
+        sub = %{sub | in_flight: :queue.from_list(rest), count: length(rest)}
 
-        advance_checkpoint(state)
+        %{state | subscribers: Map.put(state.subscribers, pid, sub), partitions: partitions}
+        |> advance_checkpoint()
 
       _ ->
         state
     end
   end
 
-  # Events of a subscriber's in-flight queue (in cursor order) up to cursor.
-  defp take_acked(queue, key, cursor, acked) do
-    case :queue.peek(queue) do
-      {:value, r} ->
-        if Map.fetch!(r, key) <= cursor,
-          do: take_acked(:queue.drop(queue), key, cursor, [r | acked]),
-          else: {acked, queue, :queue.len(queue)}
-
-      :empty ->
-        {acked, queue, 0}
-    end
-  end
-
   # The checkpoint is the highest cursor with everything up to it acked:
-  # just below the oldest event still unacked or pending.
+  # just below the oldest event unacked or pending.
   defp advance_checkpoint(state) do
     oldest =
       [
-        if(:gb_sets.is_empty(state.unacked), do: nil, else: :gb_sets.smallest(state.unacked)),
-        if(:gb_trees.is_empty(state.pending),
-          do: nil,
-          else: elem(:gb_trees.smallest(state.pending), 0)
-        )
+        case :queue.peek(state.pending) do
+          {:value, r} -> cursor(r, state)
+          :empty -> nil
+        end
+        | Enum.flat_map(state.subscribers, fn {_, sub} ->
+            sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state))
+          end)
       ]
       |> Enum.reject(&is_nil/1)
 
