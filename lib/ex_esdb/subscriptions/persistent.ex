@@ -57,6 +57,7 @@ defmodule ExESDB.Subscriptions.Persistent do
         last_enqueued: cursor,
         checkpoint: cursor,
         catching_up: catching_up,
+        reading: false,
         live_from: live_from,
         live_buffer: [],
         partitions: %{}
@@ -101,7 +102,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def handle_cast({:ack, pid, cursor}, state),
-    do: {:noreply, state |> ack(pid, cursor) |> dispatch()}
+    do: {:noreply, state |> ack(pid, cursor) |> dispatch() |> resume_catch_up()}
 
   def handle_cast({:ack_record, pid, record}, state),
     do: handle_cast({:ack, pid, Map.fetch!(record, state.key)}, state)
@@ -112,7 +113,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_continue(:catch_up, state), do: {:noreply, catch_up(state)}
 
   @impl true
-  def handle_info(:catch_up, state), do: {:noreply, catch_up(state)}
+  def handle_info(:catch_up, state), do: {:noreply, catch_up(%{state | reading: false})}
 
   def handle_info({:events, records}, state) do
     records = decode(records, state)
@@ -178,8 +179,7 @@ defmodule ExESDB.Subscriptions.Persistent do
             live = Enum.reverse(state.live_buffer)
             %{state | catching_up: false, live_buffer: []} |> enqueue(live) |> dispatch()
           else
-            send(self(), :catch_up)
-            dispatch(state)
+            state |> dispatch() |> resume_catch_up()
           end
 
         {:error, :stream_not_found} ->
@@ -190,6 +190,18 @@ defmodule ExESDB.Subscriptions.Persistent do
       end
     end
   end
+
+  # Read on while catching up and the queue has room; one read in flight.
+  defp resume_catch_up(%{catching_up: true, reading: false} = state) do
+    if state.pending_n <= 2 * @page do
+      send(self(), :catch_up)
+      %{state | reading: true}
+    else
+      state
+    end
+  end
+
+  defp resume_catch_up(state), do: state
 
   defp decode(records, %{decode: true}), do: records
   defp decode(records, state), do: EventCodec.deserialize(records, state.store.serializer)
