@@ -244,6 +244,40 @@ defmodule ExESDB.SubscriptionsTest do
       assert hd(next).event_number == e.event_number + 1
     end
 
+    test "partition_by: a dead subscriber's partition moves on in order", %{store: s} do
+      opts = [concurrency_limit: 2, partition_by: & &1.stream_id]
+      me = self()
+
+      victim =
+        spawn(fn ->
+          {:ok, _} = Subscriptions.subscribe_to(s, "pmove", {:by_stream, "$all"}, self(), opts)
+          send(me, :victim_in)
+          receive do: ({:events, evs} -> send(me, {:victim_got, evs}))
+          Process.sleep(:infinity)
+        end)
+
+      assert_receive :victim_in
+      {:ok, sub} = Subscriptions.subscribe_to(s, "pmove", {:by_stream, "$all"}, self(), opts)
+      append(s, "x", 3)
+      append(s, "y", 3)
+      mine = receive_events()
+      assert_receive {:victim_got, [held]}
+      # the victim holds one partition's first event, unacked; it dies
+      Process.exit(victim, :kill)
+      Process.sleep(50)
+      # everything of the victim's partition now comes here, from its first
+      # event, one at a time, in order
+      got =
+        Enum.reduce(1..3, [], fn _, acc ->
+          [e] = Enum.filter(receive_events(), &(&1.stream_id == held.stream_id))
+          Subscriptions.ack_event(s, sub, e)
+          acc ++ [e.event_number]
+        end)
+
+      assert got == [1, 2, 3]
+      assert length(mine) == 1
+    end
+
     test "delete_subscription removes the checkpoint", %{store: s} do
       {:ok, _} = Subscriptions.subscribe_to(s, "gone", {:by_event_type, "t"})
       assert :ok = Subscriptions.delete_subscription(s, "gone")
