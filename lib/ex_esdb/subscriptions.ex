@@ -44,14 +44,19 @@ defmodule ExESDB.Subscriptions do
 
   @doc """
   Subscribe `subscriber` (default: the caller) to events committed from now
-  on. Returns a handle for `unsubscribe/2`.
+  on. Returns a handle for `unsubscribe/2`. Option `transform`: a function
+  applied to each list of events before it is sent.
   """
-  @spec subscribe(atom(), selector(), pid()) :: {:ok, subscription()} | {:error, term()}
-  def subscribe(store, {type, selector}, subscriber \\ self()) do
+  @spec subscribe(atom(), selector(), pid(), keyword()) ::
+          {:ok, subscription()} | {:error, term()}
+  def subscribe(store, {type, selector}, subscriber \\ self(), opts \\ []) do
+    transform = opts[:transform]
+
     with {:ok, s} <- Store.fetch(store),
          {:ok, source, filter} <- Selector.resolve(type, selector) do
       direct =
-        filter == nil and node(subscriber) == node() and s.serializer == ExESDB.Serializer.Term
+        filter == nil and transform == nil and node(subscriber) == node() and
+          s.serializer == ExESDB.Serializer.Term
 
       if direct do
         case :ex_esdb_nif.subscribe(s.handle, subscriber, source, {ExESDB.EventRecord, true}) do
@@ -59,7 +64,7 @@ defmodule ExESDB.Subscriptions do
           {:error, _} = error -> error
         end
       else
-        spec = {Forwarder, {s, source, filter, subscriber}}
+        spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1)}}
 
         case DynamicSupervisor.start_child(supervisor(store), spec) do
           {:ok, pid} -> {:ok, {:transient, pid}}
@@ -72,7 +77,9 @@ defmodule ExESDB.Subscriptions do
   @doc """
   Subscribe to the persistent subscription `name`, creating it on first
   use. Options: `start_from`, `buffer_size`, `concurrency_limit`,
-  `partition_by`.
+  `partition_by`; `transform` (a function applied to each list of events
+  before it is sent) and `ack_key` (the field of an acked event that holds
+  its cursor) for callers that hand out events of another shape.
   """
   @spec subscribe_to(atom(), String.t(), selector(), pid(), keyword()) ::
           {:ok, pid()} | {:error, term()}

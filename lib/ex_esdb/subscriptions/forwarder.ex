@@ -2,7 +2,8 @@ defmodule ExESDB.Subscriptions.Forwarder do
   @moduledoc false
   # A transient subscription that needs Elixir between the emitter and the
   # subscriber: a pattern or payload filter, a serializer other than the
-  # default, or a subscriber on another node. It joins the emitter itself,
+  # default, a subscriber on another node, or events mapped to another
+  # shape (the Commanded adapter's). It joins the emitter itself,
   # monitors the subscriber (no link) and ends when the subscriber does.
   use GenServer, restart: :temporary
 
@@ -11,13 +12,20 @@ defmodule ExESDB.Subscriptions.Forwarder do
   def start_link(args), do: GenServer.start_link(__MODULE__, args)
 
   @impl true
-  def init({store, source, filter, subscriber}) do
+  def init({store, source, filter, subscriber, transform}) do
     Process.monitor(subscriber)
     decode = store.serializer == ExESDB.Serializer.Term
 
     case :ex_esdb_nif.subscribe(store.handle, self(), source, {ExESDB.EventRecord, decode}) do
       {:ok, _member, _last} ->
-        {:ok, %{store: store, filter: filter, subscriber: subscriber, decode: decode}}
+        {:ok,
+         %{
+           store: store,
+           filter: filter,
+           subscriber: subscriber,
+           decode: decode,
+           transform: transform
+         }}
 
       {:error, reason} ->
         {:stop, reason}
@@ -33,7 +41,7 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
     case Enum.filter(records, &Selector.match?(state.filter, &1)) do
       [] -> :ok
-      matching -> send(state.subscriber, {:events, matching})
+      matching -> send(state.subscriber, {:events, state.transform.(matching)})
     end
 
     {:noreply, state}

@@ -49,6 +49,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         buffer_size: opts[:buffer_size] || 1000,
         concurrency_limit: opts[:concurrency_limit] || 1,
         partition_by: opts[:partition_by],
+        # how events look to subscribers, and which field of an acked one
+        # is its cursor (for callers that map records, e.g. Commanded)
+        transform: opts[:transform] || (& &1),
+        ack_key: opts[:ack_key] || key,
         # delivery
         subscribers: %{},
         order: [],
@@ -105,7 +109,7 @@ defmodule ExESDB.Subscriptions.Persistent do
     do: {:noreply, state |> ack(pid, cursor) |> dispatch() |> resume_catch_up()}
 
   def handle_cast({:ack_record, pid, record}, state),
-    do: handle_cast({:ack, pid, Map.fetch!(record, state.key)}, state)
+    do: handle_cast({:ack, pid, Map.fetch!(record, state.ack_key)}, state)
 
   # ---- catch-up and live events ---------------------------------------
 
@@ -291,7 +295,7 @@ defmodule ExESDB.Subscriptions.Persistent do
           k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
           {taken, rest} = :queue.split(k, state.pending)
           sub = state.subscribers[pid]
-          send(pid, {:events, :queue.to_list(taken)})
+          send(pid, {:events, state.transform.(:queue.to_list(taken))})
 
           sub = %{sub | in_flight: :queue.join(sub.in_flight, taken), count: sub.count + k}
 
@@ -333,7 +337,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         end
       end)
 
-    Enum.each(batches, fn {pid, events} -> send(pid, {:events, Enum.reverse(events)}) end)
+    Enum.each(batches, fn {pid, events} ->
+      send(pid, {:events, state.transform.(Enum.reverse(events))})
+    end)
+
     %{state | pending: :queue.from_list(Enum.reverse(kept))}
   end
 

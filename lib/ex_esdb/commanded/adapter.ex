@@ -1,0 +1,156 @@
+defmodule ExESDB.Commanded.Adapter do
+  @moduledoc """
+  ExESDB as a Commanded event store:
+
+      config :my_app, MyApp.Application,
+        event_store: [
+          adapter: ExESDB.Commanded.Adapter,
+          data_dir: "/var/lib/my_app/events",
+          serializer: Commanded.Serialization.JsonSerializer
+        ]
+
+  Every other key is an `ExESDB.Options` key (`durability`, `timeout`, ...).
+  Each Commanded application (and each `name:`/`prefix:`) gets its own
+  store, `data_dir/<store_id>`, isolated from the others.
+
+  The module compiles without Commanded; it declares the
+  `Commanded.EventStore.Adapter` behaviour when Commanded is loaded first.
+  """
+
+  if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
+    @behaviour Commanded.EventStore.Adapter
+  end
+
+  alias ExESDB.{Snapshots, Streams, Subscriptions}
+  alias ExESDB.Commanded.Mapper
+
+  @adapter_keys [:adapter, :serializer, :name, :prefix, :application]
+
+  @doc "Children to start and the adapter's meta for every other call."
+  @spec child_spec(module(), keyword()) :: {:ok, [Supervisor.child_spec()], map()}
+  def child_spec(application, config) do
+    name = Keyword.get(config, :name, application)
+    prefix = Keyword.get(config, :prefix)
+    store_id = store_id(name, prefix)
+
+    store_opts =
+      config
+      |> Keyword.drop(@adapter_keys)
+      |> Keyword.put(:store_id, store_id)
+
+    meta = %{
+      application: application,
+      store: store_id,
+      serializer: Keyword.get(config, :serializer)
+    }
+
+    {:ok, [ExESDB.System.child_spec(store_opts)], meta}
+  end
+
+  defp store_id(name, nil), do: :"commanded_#{inspect(name)}" |> sanitize()
+  defp store_id(name, prefix), do: :"commanded_#{inspect(name)}_#{prefix}" |> sanitize()
+
+  # Store ids name a directory: keep them to safe characters.
+  defp sanitize(atom),
+    do: atom |> Atom.to_string() |> String.replace(~r/[^A-Za-z0-9_.-]/, "_") |> String.to_atom()
+
+  @doc "Append events; `expected_version`: `:any_version`, `:no_stream`, `:stream_exists` or a version."
+  @spec append_to_stream(map(), String.t(), term(), [map()], keyword()) :: :ok | {:error, term()}
+  def append_to_stream(meta, stream_uuid, expected_version, events, opts \\ [])
+
+  def append_to_stream(_meta, _stream_uuid, _expected_version, [], _opts), do: :ok
+
+  def append_to_stream(meta, stream_uuid, expected_version, events, _opts) do
+    new_events = Enum.map(events, &Mapper.to_new_event(&1, meta.serializer))
+
+    case Streams.append_events(meta.store, stream_uuid, expected(expected_version), new_events) do
+      {:ok, _version} -> :ok
+      {:error, _} = error -> error
+    end
+  end
+
+  defp expected(:any_version), do: :any
+  defp expected(other), do: other
+
+  @doc "A stream's events from `start_version`, read lazily in batches."
+  @spec stream_forward(map(), String.t(), non_neg_integer(), pos_integer()) ::
+          Enumerable.t() | {:error, term()}
+  def stream_forward(meta, stream_uuid, start_version \\ 0, read_batch_size \\ 1_000) do
+    case Streams.stream_forward(meta.store, stream_uuid, start_version, read_batch_size) do
+      {:ok, stream} -> Stream.map(stream, &Mapper.to_recorded_event(&1, meta.serializer))
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc "Transient subscription of the caller to `:all` or a stream."
+  @spec subscribe(map(), String.t() | :all) :: :ok | {:error, term()}
+  def subscribe(meta, stream) do
+    case Subscriptions.subscribe(meta.store, selector(stream), self(), transform: transform(meta)) do
+      {:ok, _} -> :ok
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc "Persistent subscription; see `ExESDB.Subscriptions.subscribe_to/5`."
+  @spec subscribe_to(map(), String.t() | :all, String.t(), pid(), term(), keyword()) ::
+          {:ok, pid()} | {:error, term()}
+  def subscribe_to(meta, stream, subscription_name, subscriber, start_from, opts \\ []) do
+    opts =
+      opts
+      |> Keyword.take([:concurrency_limit, :partition_by, :buffer_size])
+      |> Keyword.merge(
+        start_from: start_from,
+        transform: transform(meta),
+        # Commanded acks a RecordedEvent: its cursor is the global
+        # event_number for :all, the stream_version for a stream
+        ack_key: if(stream == :all, do: :event_number, else: :stream_version)
+      )
+      |> partition_by_recorded(meta)
+
+    Subscriptions.subscribe_to(meta.store, subscription_name, selector(stream), subscriber, opts)
+  end
+
+  # Commanded's partition_by takes a RecordedEvent.
+  defp partition_by_recorded(opts, meta) do
+    case opts[:partition_by] do
+      nil -> opts
+      f -> Keyword.put(opts, :partition_by, &f.(Mapper.to_recorded_event(&1, meta.serializer)))
+    end
+  end
+
+  @doc "Acknowledge `event` and the ones before it."
+  @spec ack_event(map(), pid(), map()) :: :ok
+  def ack_event(_meta, subscription, event) when is_pid(subscription),
+    do: GenServer.cast(subscription, {:ack_record, self(), event})
+
+  @doc "Stop a persistent subscription (its checkpoint stays)."
+  @spec unsubscribe(map(), pid()) :: :ok
+  def unsubscribe(meta, subscription), do: Subscriptions.unsubscribe(meta.store, subscription)
+
+  @doc "Delete a persistent subscription and its checkpoint."
+  @spec delete_subscription(map(), String.t() | :all, String.t()) :: :ok | {:error, term()}
+  def delete_subscription(meta, _stream, subscription_name),
+    do: Subscriptions.delete_subscription(meta.store, subscription_name)
+
+  @doc "The snapshot of `source_uuid`."
+  @spec read_snapshot(map(), String.t()) :: {:ok, struct()} | {:error, :snapshot_not_found}
+  def read_snapshot(meta, source_uuid) do
+    with {:ok, record} <- Snapshots.read_snapshot(meta.store, source_uuid),
+         do: {:ok, Mapper.to_snapshot_data(record, meta.serializer)}
+  end
+
+  @doc "Record a snapshot (replacing the source's previous one)."
+  @spec record_snapshot(map(), map()) :: :ok | {:error, term()}
+  def record_snapshot(meta, snapshot),
+    do: Snapshots.record_snapshot(meta.store, Mapper.to_snapshot_record(snapshot, meta.serializer))
+
+  @doc "Delete the snapshot of `source_uuid`."
+  @spec delete_snapshot(map(), String.t()) :: :ok | {:error, term()}
+  def delete_snapshot(meta, source_uuid), do: Snapshots.delete_snapshot(meta.store, source_uuid)
+
+  defp selector(:all), do: {:by_stream, "$all"}
+  defp selector(stream) when is_binary(stream), do: {:by_stream, stream}
+
+  defp transform(meta),
+    do: fn events -> Enum.map(events, &Mapper.to_recorded_event(&1, meta.serializer)) end
+end
