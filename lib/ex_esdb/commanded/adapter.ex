@@ -77,7 +77,7 @@ defmodule ExESDB.Commanded.Adapter do
           Enumerable.t() | {:error, term()}
   def stream_forward(meta, stream_uuid, start_version \\ 0, read_batch_size \\ 1_000) do
     case Streams.stream_forward(meta.store, stream_uuid, start_version, read_batch_size) do
-      {:ok, stream} -> Stream.map(stream, &Mapper.to_recorded_event(&1, meta.serializer))
+      {:ok, stream} -> Stream.map(stream, &Mapper.to_recorded_event(&1, meta.serializer, :stream))
       {:error, _} = error -> error
     end
   end
@@ -85,7 +85,9 @@ defmodule ExESDB.Commanded.Adapter do
   @doc "Transient subscription of the caller to `:all` or a stream."
   @spec subscribe(map(), String.t() | :all) :: :ok | {:error, term()}
   def subscribe(meta, stream) do
-    case Subscriptions.subscribe(meta.store, selector(stream), self(), transform: transform(meta)) do
+    opts = [transform: transform(meta, stream)]
+
+    case Subscriptions.subscribe(meta.store, selector(stream), self(), opts) do
       {:ok, _} -> :ok
       {:error, _} = error -> error
     end
@@ -98,23 +100,34 @@ defmodule ExESDB.Commanded.Adapter do
     opts =
       opts
       |> Keyword.take([:concurrency_limit, :partition_by, :buffer_size])
+      # One event in flight per subscriber unless asked otherwise, as
+      # Commanded's handlers ack event by event: a message then never
+      # holds events of two appends.
+      |> Keyword.put_new(:buffer_size, 1)
       |> Keyword.merge(
         start_from: start_from,
-        transform: transform(meta),
+        transform: transform(meta, stream),
         # Commanded acks a RecordedEvent: its cursor is the global
         # event_number for :all, the stream_version for a stream
         ack_key: if(stream == :all, do: :event_number, else: :stream_version)
       )
-      |> partition_by_recorded(meta)
+      |> partition_by_recorded(meta, stream)
 
     Subscriptions.subscribe_to(meta.store, subscription_name, selector(stream), subscriber, opts)
   end
 
   # Commanded's partition_by takes a RecordedEvent.
-  defp partition_by_recorded(opts, meta) do
+  defp partition_by_recorded(opts, meta, stream) do
     case opts[:partition_by] do
-      nil -> opts
-      f -> Keyword.put(opts, :partition_by, &f.(Mapper.to_recorded_event(&1, meta.serializer)))
+      nil ->
+        opts
+
+      f ->
+        numbering = numbering(stream)
+
+        Keyword.put(opts, :partition_by, fn record ->
+          f.(Mapper.to_recorded_event(record, meta.serializer, numbering))
+        end)
     end
   end
 
@@ -151,6 +164,11 @@ defmodule ExESDB.Commanded.Adapter do
   defp selector(:all), do: {:by_stream, "$all"}
   defp selector(stream) when is_binary(stream), do: {:by_stream, stream}
 
-  defp transform(meta),
-    do: fn events -> Enum.map(events, &Mapper.to_recorded_event(&1, meta.serializer)) end
+  defp numbering(:all), do: :all
+  defp numbering(_stream), do: :stream
+
+  defp transform(meta, stream) do
+    numbering = numbering(stream)
+    fn events -> Enum.map(events, &Mapper.to_recorded_event(&1, meta.serializer, numbering)) end
+  end
 end

@@ -29,15 +29,16 @@ defmodule ExESDB.Commanded.Mapper do
   end
 
   @doc """
-  An `ExESDB.EventRecord` as a `Commanded.EventStore.RecordedEvent`:
-  `event_number` is the global position, `stream_version` the version in
-  its stream.
+  An `ExESDB.EventRecord` as a `Commanded.EventStore.RecordedEvent`.
+  `stream_version` is the version in its stream; `event_number` is the
+  global position when reading `$all` (`numbering: :all`) and, as
+  Commanded numbers stream events, the stream version otherwise.
   """
-  @spec to_recorded_event(EventRecord.t(), module() | nil) :: struct()
-  def to_recorded_event(%EventRecord{} = r, serializer \\ nil) do
+  @spec to_recorded_event(EventRecord.t(), module() | nil, :all | :stream) :: struct()
+  def to_recorded_event(%EventRecord{} = r, serializer \\ nil, numbering \\ :all) do
     struct(@recorded,
       event_id: r.event_id,
-      event_number: r.position,
+      event_number: if(numbering == :all, do: r.position, else: r.event_number),
       stream_id: r.stream_id,
       stream_version: r.event_number,
       causation_id: r.causation_id,
