@@ -23,7 +23,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers asan valgrind bench fmt fmt-check clean
+.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO)
 
@@ -79,6 +79,19 @@ test-elixir: nif
 
 test-erlang: nif
 	rebar3 eunit
+
+# Commanded's own adapter test cases against ExESDB.Commanded.Adapter. Not
+# part of `make test` (CI has no Commanded): needs COMMANDED_PATH, a Commanded
+# 1.4.9 checkout, with telemetry 1.3.0, telemetry_registry 0.3.2, backoff 1.1.6
+# and jason 1.4.4 beside it (or in COMMANDED_DEPS_PATH). Builds offline into
+# _build/commanded (mix.exs).
+test-commanded:
+	@if [ -z "$(COMMANDED_PATH)" ] || [ ! -f "$(COMMANDED_PATH)/mix.exs" ]; then \
+	  echo "test-commanded skipped: set COMMANDED_PATH to a Commanded 1.4.9 checkout" \
+	    "(telemetry, telemetry_registry, backoff, jason beside it or in COMMANDED_DEPS_PATH)"; \
+	else \
+	  COMMANDED_PATH="$(COMMANDED_PATH)" MIX_ENV=test mix test test/commanded; \
+	fi
 
 # ex_esdb as a dependency of a throwaway Mix project and rebar3 project.
 test-consumers: nif

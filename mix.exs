@@ -28,16 +28,78 @@ defmodule ExESDB.MixProject do
       compilers: [:ex_esdb_native] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       start_permanent: Mix.env() == :prod,
-      deps: [],
+      deps: deps(),
       test_paths: ["test"],
       docs: [main: "ExESDB"]
-    ]
+    ] ++ commanded_project(Mix.env())
   end
 
   def application do
     [extra_applications: [:logger, :crypto]]
   end
 
-  defp elixirc_paths(:test), do: ["lib", "test/support"]
+  defp elixirc_paths(:test), do: ["lib", "test/support"] ++ commanded_test_paths()
   defp elixirc_paths(_), do: ["lib"]
+
+  # Optional, for `make test-commanded` only: with COMMANDED_PATH set to a
+  # Commanded 1.4.9 checkout (its deps telemetry, telemetry_registry,
+  # backoff and jason as sibling directories, or under COMMANDED_DEPS_PATH),
+  # Commanded and Jason become dependencies, resolved offline by
+  # mix/local_deps_scm.exs, and Commanded's adapter test cases and the
+  # example application (examples/bank) are compiled for test/commanded.
+  # Unset (CI), none of this exists: no deps at all.
+  defp deps do
+    if commanded_path() do
+      [{:commanded, path: commanded_path()}, {:jason, "~> 1.4"}]
+    else
+      []
+    end
+  end
+
+  defp commanded_project(env) do
+    if commanded_path() do
+      # Its own build tree, so _build/<env> of the plain build stays as is;
+      # consolidation off because the test cases @derive Jason.Encoder.
+      [build_path: "_build/commanded"] ++
+        if(env == :test, do: [consolidate_protocols: false], else: [])
+    else
+      []
+    end
+  end
+
+  defp commanded_test_paths do
+    if path = commanded_path() do
+      [
+        "test/commanded/support",
+        "examples/bank/lib",
+        Path.join(path, "test/support/shared_test_case.ex"),
+        Path.join(path, "test/event_store/support")
+      ]
+    else
+      []
+    end
+  end
+
+  defp commanded_path do
+    case System.get_env("COMMANDED_PATH") do
+      nil -> nil
+      "" -> nil
+      path -> Path.expand(path, __DIR__)
+    end
+  end
+end
+
+if commanded = System.get_env("COMMANDED_PATH") do
+  if commanded != "" do
+    Code.require_file("mix/local_deps_scm.exs", __DIR__)
+
+    ExESDB.LocalDepsSCM.register(
+      System.get_env("COMMANDED_DEPS_PATH") || Path.dirname(Path.expand(commanded, __DIR__))
+    )
+
+    # backoff is a rebar3 project; Debian's rebar3 builds it.
+    if !System.get_env("MIX_REBAR3") && System.find_executable("rebar3") do
+      System.put_env("MIX_REBAR3", System.find_executable("rebar3"))
+    end
+  end
 end

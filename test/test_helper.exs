@@ -5,3 +5,9 @@ unless Node.alive?() do
 end
 
 ExUnit.start()
+
+# Commanded's adapter test cases (test/commanded, only with COMMANDED_PATH)
+# expect the 1 s assert_receive timeout that Commanded's own suite configures.
+if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
+  ExUnit.configure(assert_receive_timeout: 1_000)
+end

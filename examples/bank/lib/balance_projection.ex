@@ -6,7 +6,12 @@ defmodule Bank.BalanceProjection do
 
   @table :bank_balances
 
-  def balance(account), do: :ets.lookup(@table, account) |> then(fn l -> l[account] end)
+  def balance(account) do
+    case :ets.lookup(@table, account) do
+      [{^account, balance}] -> balance
+      [] -> nil
+    end
+  end
 
   @impl true
   def init do

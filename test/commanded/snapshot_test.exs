@@ -1,0 +1,8 @@
+# Commanded's own SnapshotTestCase against ExESDB.Commanded.Adapter; runs only
+# when Commanded is compiled in (COMMANDED_PATH, `make test-commanded`).
+if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
+  defmodule ExESDB.Commanded.SnapshotTest do
+    use ExESDB.Commanded.AdapterCase
+    use Commanded.EventStore.SnapshotTestCase, event_store: ExESDB.Commanded.Adapter
+  end
+end
