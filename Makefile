@@ -115,6 +115,9 @@ bench: $(BENCH_BIN) nif
 	@mkdir -p $(BENCH_DIR)
 	$(BENCH_BIN) $(BENCH_DIR) | tee $(BUILD)/bench-c.json
 	ESDB_C_BENCH_JSON=$(BUILD)/bench-c.json MIX_ENV=prod mix run bench/beam_bench.exs $(BENCH_DIR)
+	@if [ -n "$(COMMANDED_PATH)" ] && [ -f "$(COMMANDED_PATH)/mix.exs" ]; then \
+	  COMMANDED_PATH="$(COMMANDED_PATH)" MIX_ENV=test mix run bench/commanded_bench.exs $(BENCH_DIR)/commanded; \
+	else echo "commanded bench skipped: set COMMANDED_PATH (see make test-commanded)"; fi
 
 fmt:
 	clang-format -i c_src/*/*.[ch] test/c/*.[ch]
