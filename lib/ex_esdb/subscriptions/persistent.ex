@@ -244,7 +244,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp add_subscriber(state, pid) do
     ref = Process.monitor(pid)
     send(pid, {:subscribed, self()})
-    sub = %{ref: ref, in_flight: :queue.new(), count: 0}
+    # `last`: the newest cursor handed out; while events are handed out in
+    # rising order (`sorted`), the queue's head is its oldest event.
+    sub = %{ref: ref, in_flight: :queue.new(), count: 0, last: nil, sorted: true}
     %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
   end
 
@@ -297,7 +299,7 @@ defmodule ExESDB.Subscriptions.Persistent do
           sub = state.subscribers[pid]
           send(pid, {:events, state.transform.(:queue.to_list(taken))})
 
-          sub = %{sub | in_flight: :queue.join(sub.in_flight, taken), count: sub.count + k}
+          sub = hand_out(sub, taken, k, state)
 
           dispatch_batches(%{
             state
@@ -322,7 +324,7 @@ defmodule ExESDB.Subscriptions.Persistent do
         with false <- Map.has_key?(st.partitions, key),
              pid when pid != nil <- emptiest_with_room(st) do
           sub = st.subscribers[pid]
-          sub = %{sub | in_flight: :queue.in(record, sub.in_flight), count: sub.count + 1}
+          sub = hand_out(sub, :queue.from_list([record]), 1, st)
 
           st = %{
             st
@@ -355,7 +357,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp ack(state, pid, acked) do
     case state.subscribers do
       %{^pid => sub} ->
-        {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
+        {done, rest} = take_acked(sub, acked, state)
 
         partitions =
           case state.partition_by do
@@ -363,7 +365,12 @@ defmodule ExESDB.Subscriptions.Persistent do
             f -> Enum.reduce(done, state.partitions, &Map.delete(&2, f.(&1)))
           end
 
-        sub = %{sub | in_flight: :queue.from_list(rest), count: length(rest)}
+        n = :queue.len(rest)
+
+        sub =
+          if n == 0,
+            do: %{sub | in_flight: rest, count: 0, sorted: true, last: nil},
+            else: %{sub | in_flight: rest, count: n}
 
         %{state | subscribers: Map.put(state.subscribers, pid, sub), partitions: partitions}
         |> advance_checkpoint()
@@ -372,6 +379,49 @@ defmodule ExESDB.Subscriptions.Persistent do
         state
     end
   end
+
+  defp hand_out(sub, events, k, state) do
+    first = cursor(elem(:queue.peek(events), 1), state)
+    last = cursor(elem(:queue.peek_r(events), 1), state)
+
+    %{
+      sub
+      | in_flight: :queue.join(sub.in_flight, events),
+        count: sub.count + k,
+        sorted: sub.sorted and (sub.last == nil or first > sub.last),
+        last: last
+    }
+  end
+
+  # The events an ack covers (cursor at or below it) and the rest: from the
+  # front while the queue is in order, by a full pass otherwise.
+  defp take_acked(%{sorted: true} = sub, acked, state),
+    do: drop_acked(sub.in_flight, acked, state, [])
+
+  defp take_acked(sub, acked, state) do
+    {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
+    {done, :queue.from_list(rest)}
+  end
+
+  defp drop_acked(queue, acked, state, done) do
+    case :queue.peek(queue) do
+      {:value, r} ->
+        if cursor(r, state) <= acked,
+          do: drop_acked(:queue.drop(queue), acked, state, [r | done]),
+          else: {done, queue}
+
+      :empty ->
+        {done, queue}
+    end
+  end
+
+  defp oldest_in_flight(%{count: 0}, _state), do: []
+
+  defp oldest_in_flight(%{sorted: true} = sub, state),
+    do: [cursor(elem(:queue.peek(sub.in_flight), 1), state)]
+
+  defp oldest_in_flight(sub, state),
+    do: [sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
 
   # The checkpoint is the highest cursor with everything up to it acked:
   # just below the oldest event unacked or pending.
@@ -383,7 +433,7 @@ defmodule ExESDB.Subscriptions.Persistent do
           :empty -> nil
         end
         | Enum.flat_map(state.subscribers, fn {_, sub} ->
-            sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state))
+            oldest_in_flight(sub, state)
           end)
       ]
       |> Enum.reject(&is_nil/1)
