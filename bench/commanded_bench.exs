@@ -24,7 +24,10 @@ defmodule CommandedBench do
     results =
       for {name, event_store} <- adapters do
         {:ok, app} = Bank.App.start_link(event_store: event_store)
-        many = run(fn i, n -> %OpenAccount{account_number: "a-#{i}-#{n}", initial_balance: 1} end, 16)
+
+        many =
+          run(fn i, n -> %OpenAccount{account_number: "a-#{i}-#{n}", initial_balance: 1} end, 16)
+
         :ok = Bank.App.dispatch(%OpenAccount{account_number: "hot", initial_balance: 0})
         hot = run(fn _i, _n -> %DepositMoney{account_number: "hot", amount: 1} end, 1)
         Process.unlink(app)
