@@ -64,7 +64,8 @@ $(BENCH_BIN): c_src/bench/*.c $(CORE_LIB)
 
 # An IEx shell with a demo store in ./data (EX_ESDB_DATA_DIR overrides).
 DATA_DIR := $(or $(EX_ESDB_DATA_DIR),data)
-run: nif
+run: deps
+	$(MAKE) nif
 	EX_ESDB_DATA_DIR=$(DATA_DIR) iex -S mix run -e "ExESDB.Demo.start()"
 
 # The C suite; ESDB_SEED picks the randomized tests' seed.
@@ -72,7 +73,8 @@ test-c: $(TEST_BIN) $(CTL_BIN)
 	$(TEST_BIN)
 
 # Everything CI runs; ExUnit last so its summary closes the output.
-test: fmt-check test-c asan valgrind test-erlang test-consumers test-elixir
+test: deps
+	$(MAKE) fmt-check test-c asan valgrind test-erlang test-consumers test-elixir
 
 test-elixir: nif
 	MIX_ENV=test mix test
