@@ -8,14 +8,14 @@
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, verify/1, backup/2,
-         read_records/6, subscribe/4, unsubscribe/2]).
+         read_records/6, subscribe/4, subscribe/5, unsubscribe/2]).
 
 -nifs([open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
        snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
        read_stream/5, read_all/4, read_type/4, stream_info/2,
        list_streams/3, snapshot_get/2, checkpoint_get/2,
        checkpoint_list/3, stats/1, verify/1, backup/2,
-       read_records/6, subscribe/4, unsubscribe/2]).
+       read_records/6, subscribe/4, subscribe/5, unsubscribe/2]).
 
 -on_load(init/0).
 
@@ -51,4 +51,5 @@ verify(_Store) -> erlang:nif_error(not_loaded).
 backup(_Store, _Dest) -> erlang:nif_error(not_loaded).
 read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format) -> erlang:nif_error(not_loaded).
+subscribe(_Store, _Pid, _Source, _Format, _Tagged) -> erlang:nif_error(not_loaded).
 unsubscribe(_Store, _MemberId) -> erlang:nif_error(not_loaded).

@@ -1021,6 +1021,7 @@ static ErlNifFunc funcs[] = {
     {"backup", 2, nif_backup, DIRTY_IO},
     {"read_records", 6, nif_read_records, DIRTY_IO},
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
+    {"subscribe", 5, nif_subscribe, DIRTY_IO},
     {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
 };
 

@@ -18,6 +18,7 @@ typedef struct member {
 	ErlNifMonitor mon;
 	ERL_NIF_TERM module; /* an atom: valid in any env */
 	bool decode;
+	bool tagged; /* send {events, MemberId, Records}: a relay's member */
 } member;
 
 struct members {
@@ -82,13 +83,16 @@ static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
 	}
 	ErlNifPid pid = mb->pid;
 	ERL_NIF_TERM module = mb->module;
-	bool decode = mb->decode;
+	bool decode = mb->decode, tagged = mb->tagged;
 	enif_mutex_unlock(m->lock);
 	ErlNifEnv *env = enif_alloc_env();
 	if (env && records_cached(m, events, n, module, decode)) {
 		ERL_NIF_TERM list = enif_make_copy(env, m->cache_list);
-		enif_send(NULL, &pid, env,
-		          enif_make_tuple2(env, atom_events, list));
+		ERL_NIF_TERM msg =
+		    tagged ? enif_make_tuple3(env, atom_events,
+		                              enif_make_uint64(env, id), list)
+		           : enif_make_tuple2(env, atom_events, list);
+		enif_send(NULL, &pid, env, msg);
 	}
 	if (env)
 		enif_free_env(env);
@@ -136,10 +140,12 @@ static member *alloc_member(struct members *m)
 	return &m->slots[m->n++];
 }
 
-/* subscribe(Store, Pid, Source, {Module, Decode})
+/* subscribe(Store, Pid, Source, {Module, Decode} [, Tagged])
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   -> {ok, MemberId, LastPosition} | {error, Reason}
- * Every matching event after LastPosition will be sent to Pid. */
+ * Every matching event after LastPosition will be sent to Pid, as
+ * {events, Records}, or {events, MemberId, Records} when Tagged is true
+ * (one process holding several memberships: a relay). */
 ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	store_res *r;
@@ -148,6 +154,8 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	ErlNifBinary name;
 	ERL_NIF_TERM module;
 	bool decode;
+	bool tagged = argc == 5 &&
+	              enif_is_identical(argv[4], enif_make_atom(env, "true"));
 	if (!enif_get_local_pid(env, argv[1], &pid) ||
 	    !records_source(env, argv[2], &topic, &name) ||
 	    !records_format(env, argv[3], &module, &decode) ||
@@ -167,6 +175,7 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mb->pid = pid;
 		mb->module = module;
 		mb->decode = decode;
+		mb->tagged = tagged;
 		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
 		                                                  : 0;
 		if (rc)

@@ -9,7 +9,8 @@ defmodule ExESDB.Subscriptions do
 
   **Transient** (`subscribe/3`): the subscriber receives
   `{:events, [%ExESDB.EventRecord{}]}` for events committed after it
-  subscribed, nothing to acknowledge.
+  subscribed, nothing to acknowledge. Subscribers on other nodes are
+  reached through one relay process per node.
 
   **Persistent** (`subscribe_to/5`): named and durable. The subscriber gets
   `{:subscribed, subscription}`, then every matching event from
@@ -31,7 +32,7 @@ defmodule ExESDB.Subscriptions do
   """
 
   alias ExESDB.Store
-  alias ExESDB.Subscriptions.{Forwarder, Persistent, Selector}
+  alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
 
   @type selector ::
           {:by_stream, String.t()}
@@ -54,22 +55,29 @@ defmodule ExESDB.Subscriptions do
 
     with {:ok, s} <- Store.fetch(store),
          {:ok, source, filter} <- Selector.resolve(type, selector) do
-      direct =
-        filter == nil and transform == nil and node(subscriber) == node() and
-          s.serializer == ExESDB.Serializer.Term
+      direct = filter == nil and transform == nil and s.serializer == ExESDB.Serializer.Term
 
-      if direct do
-        case :ex_esdb_nif.subscribe(s.handle, subscriber, source, {ExESDB.EventRecord, true}) do
-          {:ok, member, _last} -> {:ok, {:transient, member}}
-          {:error, _} = error -> error
-        end
-      else
-        spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1)}}
+      cond do
+        node(subscriber) != node() ->
+          Relay.subscribe(s, supervisor(store), source, filter, subscriber, transform || (& &1))
+          |> case do
+            {:ok, handle} -> {:ok, {:transient, handle}}
+            error -> error
+          end
 
-        case DynamicSupervisor.start_child(supervisor(store), spec) do
-          {:ok, pid} -> {:ok, {:transient, pid}}
-          {:error, _} = error -> error
-        end
+        direct ->
+          case :ex_esdb_nif.subscribe(s.handle, subscriber, source, {ExESDB.EventRecord, true}) do
+            {:ok, member, _last} -> {:ok, {:transient, member}}
+            {:error, _} = error -> error
+          end
+
+        true ->
+          spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1)}}
+
+          case DynamicSupervisor.start_child(supervisor(store), spec) do
+            {:ok, pid} -> {:ok, {:transient, pid}}
+            {:error, _} = error -> error
+          end
       end
     end
   end
@@ -116,6 +124,9 @@ defmodule ExESDB.Subscriptions do
 
   @doc "Stop a subscription; a persistent one keeps its checkpoint."
   @spec unsubscribe(atom(), subscription()) :: :ok | {:error, term()}
+  def unsubscribe(_store, {:transient, {relay, member}}) when is_pid(relay),
+    do: Relay.unsubscribe(relay, member)
+
   def unsubscribe(store, {:transient, pid}) when is_pid(pid),
     do: DynamicSupervisor.terminate_child(supervisor(store), pid)
 

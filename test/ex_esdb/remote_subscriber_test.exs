@@ -25,4 +25,28 @@ defmodule ExESDB.RemoteSubscriberTest do
     assert_receive {:echo, ^node, {:events, [%{data: :hi, stream_id: "r"}]}}, 2000
     assert_receive {:echo, ^node, {:events, [%{data: :hi}]}}, 2000
   end
+
+  test "one relay per node carries its transient subscriptions", %{store: s, node: node} do
+    a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    {:ok, sub_a} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
+    {:ok, _} = Subscriptions.subscribe(s, {:by_event_payload, %{n: 2}}, b)
+    registry = ExESDB.Subscriptions.Persistent.registry(s)
+    assert [{relay, _}] = Registry.lookup(registry, {:relay, node})
+
+    {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: %{n: 1}}])
+    {:ok, 1} = Streams.append_events(s, "two", :any, [%NewEvent{event_type: "t", data: %{n: 2}}])
+    assert_receive {:echo, ^node, {:events, [%{stream_id: "one"}]}}, 2000
+    assert_receive {:echo, ^node, {:events, [%{stream_id: "two"}]}}, 2000
+    refute_receive {:echo, _, _}, 200
+
+    assert :ok = Subscriptions.unsubscribe(s, sub_a)
+    {:ok, 2} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: %{n: 3}}])
+    refute_receive {:echo, _, _}, 200
+
+    # the last remote subscriber goes: so does the relay
+    ref = Process.monitor(relay)
+    Process.exit(b, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^relay, :normal}, 2000
+  end
 end

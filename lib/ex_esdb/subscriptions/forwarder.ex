@@ -2,8 +2,8 @@ defmodule ExESDB.Subscriptions.Forwarder do
   @moduledoc false
   # A transient subscription that needs Elixir between the emitter and the
   # subscriber: a pattern or payload filter, a serializer other than the
-  # default, a subscriber on another node, or events mapped to another
-  # shape (the Commanded adapter's). It joins the emitter itself,
+  # default, or events mapped to another shape (the Commanded adapter's).
+  # (Subscribers on other nodes go through the node's Relay.) It joins the emitter itself,
   # monitors the subscriber (no link) and ends when the subscriber does.
   use GenServer, restart: :temporary
 

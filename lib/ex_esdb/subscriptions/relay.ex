@@ -1,0 +1,111 @@
+defmodule ExESDB.Subscriptions.Relay do
+  @moduledoc false
+  # One per remote node and store: the emitter reaches local pids only, so
+  # the transient subscriptions of processes on another node are emitter
+  # members held by this local process (tagged, one membership each) and
+  # forwarded. It monitors each subscriber and drops it when it goes (or
+  # its node does); it stops when it has no subscriber left.
+  use GenServer, restart: :temporary
+
+  alias ExESDB.Subscriptions.{Persistent, Selector}
+
+  def start_link({store, node}),
+    do: GenServer.start_link(__MODULE__, store, name: via(store.store_id, node))
+
+  defp via(store_id, node), do: {:via, Registry, {Persistent.registry(store_id), {:relay, node}}}
+
+  @doc "Subscribe `subscriber` (on `node`) through the node's relay."
+  def subscribe(store, supervisor, source, filter, subscriber, transform) do
+    node = node(subscriber)
+
+    pid =
+      case DynamicSupervisor.start_child(supervisor, {__MODULE__, {store, node}}) do
+        {:ok, pid} -> pid
+        {:error, {:already_started, pid}} -> pid
+      end
+
+    with {:ok, member} <- GenServer.call(pid, {:add, source, filter, subscriber, transform}),
+         do: {:ok, {pid, member}}
+  catch
+    # the relay stopped between lookup and call: try once more
+    :exit, _ -> subscribe(store, supervisor, source, filter, subscriber, transform)
+  end
+
+  @doc "End one relayed subscription."
+  def unsubscribe(pid, member) do
+    GenServer.call(pid, {:remove, member})
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
+  end
+
+  @impl true
+  def init(store) do
+    decode = store.serializer == ExESDB.Serializer.Term
+    {:ok, %{store: store, decode: decode, entries: %{}}}
+  end
+
+  @impl true
+  def handle_call({:add, source, filter, subscriber, transform}, _from, state) do
+    format = {ExESDB.EventRecord, state.decode}
+
+    case :ex_esdb_nif.subscribe(state.store.handle, self(), source, format, true) do
+      {:ok, member, _last} ->
+        ref = Process.monitor(subscriber)
+        entry = %{filter: filter, subscriber: subscriber, transform: transform, ref: ref}
+        {:reply, {:ok, member}, put_in(state.entries[member], entry)}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
+  end
+
+  def handle_call({:remove, member}, _from, state) do
+    case Map.pop(state.entries, member) do
+      {nil, _} ->
+        {:reply, {:error, :subscription_not_found}, state}
+
+      {entry, entries} ->
+        Process.demonitor(entry.ref, [:flush])
+        :ex_esdb_nif.unsubscribe(state.store.handle, member)
+        stop_when_empty(:ok, %{state | entries: entries})
+    end
+  end
+
+  @impl true
+  def handle_info({:events, member, records}, state) do
+    case state.entries do
+      %{^member => entry} ->
+        records =
+          if state.decode,
+            do: records,
+            else: ExESDB.EventCodec.deserialize(records, state.store.serializer)
+
+        case Enum.filter(records, &Selector.match?(entry.filter, &1)) do
+          [] -> :ok
+          matching -> send(entry.subscriber, {:events, entry.transform.(matching)})
+        end
+
+      _ ->
+        :ok
+    end
+
+    {:noreply, state}
+  end
+
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
+    case Enum.find(state.entries, fn {_m, e} -> e.ref == ref end) do
+      {member, _entry} ->
+        :ex_esdb_nif.unsubscribe(state.store.handle, member)
+        state = %{state | entries: Map.delete(state.entries, member)}
+        if state.entries == %{}, do: {:stop, :normal, state}, else: {:noreply, state}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
+
+  defp stop_when_empty(reply, %{entries: entries} = state) when entries == %{},
+    do: {:stop, :normal, reply, state}
+
+  defp stop_when_empty(reply, state), do: {:reply, reply, state}
+end
