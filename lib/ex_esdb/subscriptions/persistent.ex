@@ -176,10 +176,17 @@ defmodule ExESDB.Subscriptions.Persistent do
            ) do
         {:ok, records} ->
           records = decode(records, state)
-          old = Enum.take_while(records, &(&1.position <= state.live_from))
+          n = length(records)
+
+          # all of the page is older than the live events, but at the end
+          old =
+            if n > 0 and List.last(records).position <= state.live_from,
+              do: records,
+              else: Enum.take_while(records, &(&1.position <= state.live_from))
+
           state = enqueue(state, old)
 
-          if length(records) < @page or length(old) < length(records) do
+          if n < @page or length(old) < n do
             live = Enum.reverse(state.live_buffer)
             %{state | catching_up: false, live_buffer: []} |> enqueue(live) |> dispatch()
           else
@@ -228,7 +235,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         state
 
       _ ->
-        kept = Enum.filter(fresh, &Selector.match?(state.filter, &1))
+        kept =
+          if state.filter == nil,
+            do: fresh,
+            else: Enum.filter(fresh, &Selector.match?(state.filter, &1))
 
         %{
           state
@@ -395,6 +405,13 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   # The events an ack covers (cursor at or below it) and the rest: from the
   # front while the queue is in order, by a full pass otherwise.
+  # (an ack of the newest event handed out takes the whole queue)
+  # (the acked events themselves matter only to release partitions)
+  defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
+    done = if state.partition_by, do: :queue.to_list(sub.in_flight), else: []
+    {done, :queue.new()}
+  end
+
   defp take_acked(%{sorted: true} = sub, acked, state),
     do: drop_acked(sub.in_flight, acked, state, [])
 
