@@ -64,7 +64,8 @@ defmodule ExESDB.Subscriptions.Persistent do
         reading: false,
         live_from: live_from,
         live_buffer: [],
-        partitions: %{}
+        partitions: %{},
+        keys: %{}
       }
 
       :ok = write_checkpoint(state, :sync)
@@ -244,9 +245,19 @@ defmodule ExESDB.Subscriptions.Persistent do
           state
           | pending: :queue.join(state.pending, :queue.from_list(kept)),
             pending_n: state.pending_n + length(kept),
-            last_enqueued: cursor(List.last(fresh), state)
+            last_enqueued: cursor(List.last(fresh), state),
+            keys: partition_keys(state, kept)
         }
     end
+  end
+
+  # partition_by runs once per event, when it is queued: a caller's
+  # function may be costly (Commanded's decodes the event), and a blocked
+  # event is looked at again on every dispatch.
+  defp partition_keys(%{partition_by: nil} = state, _records), do: state.keys
+
+  defp partition_keys(state, records) do
+    Enum.reduce(records, state.keys, &Map.put(&2, cursor(&1, state), state.partition_by.(&1)))
   end
 
   # ---- subscribers and delivery ----------------------------------------
@@ -329,7 +340,7 @@ defmodule ExESDB.Subscriptions.Persistent do
       state.pending
       |> :queue.to_list()
       |> Enum.reduce({[], state, %{}}, fn record, {kept, st, batches} ->
-        key = st.partition_by.(record)
+        key = Map.fetch!(st.keys, cursor(record, st))
 
         with false <- Map.has_key?(st.partitions, key),
              pid when pid != nil <- emptiest_with_room(st) do
@@ -372,8 +383,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         partitions =
           case state.partition_by do
             nil -> state.partitions
-            f -> Enum.reduce(done, state.partitions, &Map.delete(&2, f.(&1)))
+            _ -> Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)]))
           end
+
+        keys = Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))
 
         n = :queue.len(rest)
 
@@ -382,7 +395,12 @@ defmodule ExESDB.Subscriptions.Persistent do
             do: %{sub | in_flight: rest, count: 0, sorted: true, last: nil},
             else: %{sub | in_flight: rest, count: n}
 
-        %{state | subscribers: Map.put(state.subscribers, pid, sub), partitions: partitions}
+        %{
+          state
+          | subscribers: Map.put(state.subscribers, pid, sub),
+            partitions: partitions,
+            keys: keys
+        }
         |> advance_checkpoint()
 
       _ ->
