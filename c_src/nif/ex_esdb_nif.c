@@ -819,23 +819,38 @@ static int collect_snapshot(void *ctx, const esdb_snapshot *sn)
 	return 0;
 }
 
+/* A lookup by name that hands its one record to a list_ctx. */
+typedef int (*named_get)(esdb_store *s, const char *name, size_t len,
+                         list_ctx *c);
+
+static ERL_NIF_TERM get_by_name(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                                named_get get)
+{
+	store_res *r;
+	ErlNifBinary name;
+	if (!enif_inspect_binary(env, argv[1], &name) ||
+	    !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	list_ctx c = {env, atom_nil};
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : get(r->s, (const char *)name.data, name.size, &c);
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc)
+	          : enif_make_tuple2(env, atom_ok, c.list);
+}
+
+static int get_snapshot(esdb_store *s, const char *name, size_t len,
+                        list_ctx *c)
+{
+	return esdb_snapshot_get(s, name, len, collect_snapshot, c);
+}
+
 /* snapshot_get(Store, SourceUuid) -> {ok, {Uuid, Version, Type, Data,
  * Metadata, CreatedUs}} | {error, not_found} */
 static ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
                                      const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ErlNifBinary uuid;
-	if (!enif_inspect_binary(env, argv[1], &uuid) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	list_ctx c = {env, atom_nil};
-	int rc = r->closed ? ESDB_ECLOSED
-	                   : esdb_snapshot_get(r->s, (const char *)uuid.data,
-	                                       uuid.size, collect_snapshot, &c);
-	nif_store_release(r);
-	return rc ? nif_error_term(env, rc)
-	          : enif_make_tuple2(env, atom_ok, c.list);
+	return get_by_name(env, argv, get_snapshot);
 }
 
 static ERL_NIF_TERM checkpoint_term(ErlNifEnv *env, const esdb_checkpoint *cp)
@@ -862,23 +877,18 @@ static int one_checkpoint(void *ctx, const esdb_checkpoint *cp)
 	return 0;
 }
 
+static int get_checkpoint(esdb_store *s, const char *name, size_t len,
+                          list_ctx *c)
+{
+	return esdb_checkpoint_get(s, name, len, one_checkpoint, c);
+}
+
 /* checkpoint_get(Store, Name) -> {ok, {Name, Checkpoint, Definition,
  * UpdatedUs}} | {error, not_found} */
 static ERL_NIF_TERM nif_checkpoint_get(ErlNifEnv *env, int argc,
                                        const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ErlNifBinary name;
-	if (!enif_inspect_binary(env, argv[1], &name) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	list_ctx c = {env, atom_nil};
-	int rc = r->closed ? ESDB_ECLOSED
-	                   : esdb_checkpoint_get(r->s, (const char *)name.data,
-	                                         name.size, one_checkpoint, &c);
-	nif_store_release(r);
-	return rc ? nif_error_term(env, rc)
-	          : enif_make_tuple2(env, atom_ok, c.list);
+	return get_by_name(env, argv, get_checkpoint);
 }
 
 /* checkpoint_list(Store, After | nil, Count) */
