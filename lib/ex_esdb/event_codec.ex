@@ -58,6 +58,18 @@ defmodule ExESDB.EventCodec do
   end
 
   @doc """
+  The record format to ask the NIF for: with the default serializer the NIF
+  decodes data and metadata itself.
+  """
+  @spec format(ExESDB.Store.t()) :: {module(), boolean()}
+  def format(store), do: {EventRecord, store.serializer == ExESDB.Serializer.Term}
+
+  @doc "Records from the NIF, deserialized unless the NIF did it already."
+  @spec finish([EventRecord.t()], ExESDB.Store.t()) :: [EventRecord.t()]
+  def finish(records, %{serializer: ExESDB.Serializer.Term}), do: records
+  def finish(records, store), do: deserialize(records, store.serializer)
+
+  @doc """
   Deserialize data and metadata of records the NIF built with raw bytes
   (stores with a serializer other than the default).
   """

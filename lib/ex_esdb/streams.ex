@@ -210,18 +210,8 @@ defmodule ExESDB.Streams do
   # One page of records. The NIF builds the structs; with the default
   # serializer it decodes data and metadata too.
   defp page(s, source, from, n, direction) do
-    decode_in_nif = s.serializer == ExESDB.Serializer.Term
-
-    case :ex_esdb_nif.read_records(
-           s.handle,
-           source,
-           from,
-           n,
-           direction,
-           {EventRecord, decode_in_nif}
-         ) do
-      {:ok, records} when decode_in_nif -> {:ok, records}
-      {:ok, records} -> {:ok, EventCodec.deserialize(records, s.serializer)}
+    case :ex_esdb_nif.read_records(s.handle, source, from, n, direction, EventCodec.format(s)) do
+      {:ok, records} -> {:ok, EventCodec.finish(records, s)}
       {:error, _} = error -> error
     end
   end

@@ -31,7 +31,7 @@ defmodule ExESDB.Subscriptions do
   `:store_not_started`.
   """
 
-  alias ExESDB.Store
+  alias ExESDB.{EventCodec, EventRecord, Store}
   alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
 
   @type selector ::
@@ -55,7 +55,9 @@ defmodule ExESDB.Subscriptions do
 
     with {:ok, s} <- Store.fetch(store),
          {:ok, source, filter} <- Selector.resolve(type, selector) do
-      direct = filter == nil and transform == nil and s.serializer == ExESDB.Serializer.Term
+      # the NIF's own messages are the subscriber's when nothing needs
+      # filtering, reshaping or deserializing in Elixir
+      direct = filter == nil and transform == nil and EventCodec.format(s) == {EventRecord, true}
 
       cond do
         node(subscriber) != node() ->
@@ -66,7 +68,7 @@ defmodule ExESDB.Subscriptions do
           end
 
         direct ->
-          case :ex_esdb_nif.subscribe(s.handle, subscriber, source, {ExESDB.EventRecord, true}) do
+          case :ex_esdb_nif.subscribe(s.handle, subscriber, source, EventCodec.format(s)) do
             {:ok, member, _last} -> {:ok, {:transient, member}}
             {:error, _} = error -> error
           end

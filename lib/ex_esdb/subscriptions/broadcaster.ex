@@ -28,20 +28,16 @@ defmodule ExESDB.Subscriptions.Broadcaster do
   @impl true
   def init(options) do
     {:ok, store} = ExESDB.Store.fetch(options.store_id)
-    decode = store.serializer == ExESDB.Serializer.Term
 
-    case :ex_esdb_nif.subscribe(store.handle, self(), :all, {ExESDB.EventRecord, decode}) do
-      {:ok, _member, _last} -> {:ok, %{store: store, pub_sub: options.pub_sub, decode: decode}}
+    case :ex_esdb_nif.subscribe(store.handle, self(), :all, ExESDB.EventCodec.format(store)) do
+      {:ok, _member, _last} -> {:ok, %{store: store, pub_sub: options.pub_sub}}
       {:error, reason} -> {:stop, reason}
     end
   end
 
   @impl true
   def handle_info({:events, records}, %{pub_sub: {module, name}} = state) do
-    records =
-      if state.decode,
-        do: records,
-        else: ExESDB.EventCodec.deserialize(records, state.store.serializer)
+    records = ExESDB.EventCodec.finish(records, state.store)
 
     prefix = "#{state.store.store_id}:"
     module.broadcast(name, prefix <> "$all", {:events, records})

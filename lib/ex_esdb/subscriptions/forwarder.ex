@@ -14,16 +14,14 @@ defmodule ExESDB.Subscriptions.Forwarder do
   @impl true
   def init({store, source, filter, subscriber, transform}) do
     Process.monitor(subscriber)
-    decode = store.serializer == ExESDB.Serializer.Term
 
-    case :ex_esdb_nif.subscribe(store.handle, self(), source, {ExESDB.EventRecord, decode}) do
+    case :ex_esdb_nif.subscribe(store.handle, self(), source, ExESDB.EventCodec.format(store)) do
       {:ok, _member, _last} ->
         {:ok,
          %{
            store: store,
            filter: filter,
            subscriber: subscriber,
-           decode: decode,
            transform: transform
          }}
 
@@ -34,10 +32,7 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
   @impl true
   def handle_info({:events, records}, state) do
-    records =
-      if state.decode,
-        do: records,
-        else: ExESDB.EventCodec.deserialize(records, state.store.serializer)
+    records = ExESDB.EventCodec.finish(records, state.store)
 
     case Enum.filter(records, &Selector.match?(state.filter, &1)) do
       [] -> :ok

@@ -9,7 +9,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   # last one goes, its unacked events to be delivered again.
   use GenServer, restart: :temporary
 
-  alias ExESDB.{EventCodec, EventRecord}
+  alias ExESDB.EventCodec
   alias ExESDB.Subscriptions.Selector
 
   @page 1000
@@ -25,9 +25,8 @@ defmodule ExESDB.Subscriptions.Persistent do
   @impl true
   def init({store, name, {type, selector}, subscriber, opts}) do
     with {:ok, source, filter} <- Selector.resolve(type, selector),
-         decode = store.serializer == ExESDB.Serializer.Term,
          {:ok, member, live_from} <-
-           :ex_esdb_nif.subscribe(store.handle, self(), source, {EventRecord, decode}) do
+           :ex_esdb_nif.subscribe(store.handle, self(), source, EventCodec.format(store)) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
       definition = :erlang.term_to_binary(%{selector: {type, selector}, cursor: key})
 
@@ -42,7 +41,6 @@ defmodule ExESDB.Subscriptions.Persistent do
         name: name,
         source: source,
         filter: filter,
-        decode: decode,
         key: key,
         member: member,
         definition: definition,
@@ -121,7 +119,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_info(:catch_up, state), do: {:noreply, catch_up(%{state | reading: false})}
 
   def handle_info({:events, records}, state) do
-    records = decode(records, state)
+    records = EventCodec.finish(records, state.store)
 
     state =
       if state.catching_up do
@@ -165,7 +163,7 @@ defmodule ExESDB.Subscriptions.Persistent do
       dispatch(state)
     else
       from = if state.last_enqueued == :current, do: 1, else: state.last_enqueued + 1
-      format = {EventRecord, state.decode}
+      format = EventCodec.format(state.store)
 
       case :ex_esdb_nif.read_records(
              state.store.handle,
@@ -176,7 +174,7 @@ defmodule ExESDB.Subscriptions.Persistent do
              format
            ) do
         {:ok, records} ->
-          records = decode(records, state)
+          records = EventCodec.finish(records, state.store)
           n = length(records)
 
           # all of the page is older than the live events, but at the end
@@ -214,9 +212,6 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   defp resume_catch_up(state), do: state
-
-  defp decode(records, %{decode: true}), do: records
-  defp decode(records, state), do: EventCodec.deserialize(records, state.store.serializer)
 
   defp cursor(record, state), do: Map.fetch!(record, state.key)
 

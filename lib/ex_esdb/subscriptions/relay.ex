@@ -40,13 +40,12 @@ defmodule ExESDB.Subscriptions.Relay do
 
   @impl true
   def init(store) do
-    decode = store.serializer == ExESDB.Serializer.Term
-    {:ok, %{store: store, decode: decode, entries: %{}}}
+    {:ok, %{store: store, entries: %{}}}
   end
 
   @impl true
   def handle_call({:add, source, filter, subscriber, transform}, _from, state) do
-    format = {ExESDB.EventRecord, state.decode}
+    format = ExESDB.EventCodec.format(state.store)
 
     case :ex_esdb_nif.subscribe(state.store.handle, self(), source, format, true) do
       {:ok, member, _last} ->
@@ -75,10 +74,7 @@ defmodule ExESDB.Subscriptions.Relay do
   def handle_info({:events, member, records}, state) do
     case state.entries do
       %{^member => entry} ->
-        records =
-          if state.decode,
-            do: records,
-            else: ExESDB.EventCodec.deserialize(records, state.store.serializer)
+        records = ExESDB.EventCodec.finish(records, state.store)
 
         case Enum.filter(records, &Selector.match?(entry.filter, &1)) do
           [] -> :ok
