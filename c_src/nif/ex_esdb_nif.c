@@ -578,30 +578,46 @@ static ERL_NIF_TERM nif_checkpoint_delete(ErlNifEnv *env, int argc,
 
 typedef struct read_ctx {
 	ErlNifEnv *env;
-	ERL_NIF_TERM *terms;
-	size_t n, cap;
-	/* repeated names are made once per read */
-	ERL_NIF_TERM last_stream, last_type;
-	const char *last_stream_p, *last_type_p;
-	size_t last_stream_len, last_type_len;
-	char stream_buf[1100], type_buf[600];
+	term_list out;
+	name_cache stream, type;
 } read_ctx;
 
-static ERL_NIF_TERM cached_name(read_ctx *c, const char *p, size_t len,
-                                ERL_NIF_TERM *term, char *buf, size_t cap,
-                                const char **last_p, size_t *last_len)
+ERL_NIF_TERM nif_cached_name(ErlNifEnv *env, name_cache *c, const char *p,
+                             size_t len)
 {
-	if (*last_p && *last_len == len && memcmp(*last_p, p, len) == 0)
-		return *term;
-	*term = nif_make_bin(c->env, p, len);
-	if (len <= cap) {
-		memcpy(buf, p, len);
-		*last_p = buf;
-		*last_len = len;
-	} else {
-		*last_p = NULL;
+	if (c->have && c->len == len && memcmp(c->buf, p, len) == 0)
+		return c->term;
+	c->term = nif_make_bin(env, p, len);
+	c->have = len <= sizeof(c->buf);
+	if (c->have) {
+		memcpy(c->buf, p, len);
+		c->len = len;
 	}
-	return *term;
+	return c->term;
+}
+
+int nif_terms_push(term_list *l, ERL_NIF_TERM t)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		ERL_NIF_TERM *terms =
+		    enif_realloc(l->terms, cap * sizeof(*terms));
+		if (!terms)
+			return ENOMEM;
+		l->terms = terms;
+		l->cap = cap;
+	}
+	l->terms[l->n++] = t;
+	return 0;
+}
+
+ERL_NIF_TERM nif_terms_take(ErlNifEnv *env, term_list *l)
+{
+	ERL_NIF_TERM list =
+	    enif_make_list_from_array(env, l->terms, (unsigned)l->n);
+	enif_free(l->terms);
+	*l = (term_list){0};
+	return list;
 }
 
 /* {Position, StreamId, Version, EventId, Type, Data, Metadata,
@@ -610,43 +626,48 @@ static int collect_event(void *ctx, const esdb_event *ev)
 {
 	read_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		ERL_NIF_TERM *t = enif_realloc(c->terms, cap * sizeof(*t));
-		if (!t)
-			return ENOMEM;
-		c->terms = t;
-		c->cap = cap;
-	}
 	ERL_NIF_TERM f[10] = {
 	    enif_make_uint64(env, ev->position),
-	    cached_name(c, ev->stream_id, ev->stream_id_len, &c->last_stream,
-	                c->stream_buf, sizeof(c->stream_buf), &c->last_stream_p,
-	                &c->last_stream_len),
+	    nif_cached_name(env, &c->stream, ev->stream_id, ev->stream_id_len),
 	    enif_make_uint64(env, ev->stream_version),
 	    nif_make_bin(env, ev->event_id, 16),
-	    cached_name(c, ev->event_type, ev->event_type_len, &c->last_type,
-	                c->type_buf, sizeof(c->type_buf), &c->last_type_p,
-	                &c->last_type_len),
+	    nif_cached_name(env, &c->type, ev->event_type, ev->event_type_len),
 	    nif_make_bin(env, ev->data, ev->data_len),
 	    nif_make_bin(env, ev->metadata, ev->metadata_len),
 	    make_opt_uuid(env, ev->causation_id),
 	    make_opt_uuid(env, ev->correlation_id),
 	    enif_make_uint64(env, ev->created_us),
 	};
-	c->terms[c->n++] = enif_make_tuple_from_array(env, f, 10);
-	return 0;
+	return nif_terms_push(&c->out, enif_make_tuple_from_array(env, f, 10));
 }
 
-static ERL_NIF_TERM read_result(read_ctx *c, int rc)
+/* Events of a source as tuples; the source's name is argv[1] unless it
+ * is $all, and the arguments after it start at `rest`. */
+static ERL_NIF_TERM read_tuples(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                                esdb_topic source, int rest, bool has_dir)
 {
-	ERL_NIF_TERM out =
-	    rc ? nif_error_term(c->env, rc)
-	       : enif_make_tuple2(c->env, atom_ok,
-	                          enif_make_list_from_array(c->env, c->terms,
-	                                                    (unsigned)c->n));
-	enif_free(c->terms);
-	return out;
+	store_res *r;
+	ErlNifBinary name = {0};
+	uint64_t from;
+	uint32_t count;
+	esdb_direction dir = ESDB_FORWARD;
+	if ((source != ESDB_TOPIC_ALL &&
+	     !enif_inspect_binary(env, argv[1], &name)) ||
+	    !nif_get_u64(env, argv[rest], &from) ||
+	    !nif_get_count(env, argv[rest + 1], &count) ||
+	    (has_dir && !nif_get_direction(argv[rest + 2], &dir)) ||
+	    !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	read_ctx c = {.env = env};
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : nif_read_source(r->s, source, &name, from, count,
+	                                     dir, collect_event, &c);
+	nif_store_release(r);
+	if (rc) {
+		enif_free(c.out.terms);
+		return nif_error_term(env, rc);
+	}
+	return enif_make_tuple2(env, atom_ok, nif_terms_take(env, &c.out));
 }
 
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
@@ -663,67 +684,21 @@ bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
 static ERL_NIF_TERM nif_read_stream(ErlNifEnv *env, int argc,
                                     const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ErlNifBinary stream;
-	uint64_t from;
-	uint32_t count;
-	esdb_direction dir;
-	if (!enif_inspect_binary(env, argv[1], &stream) ||
-	    !nif_get_u64(env, argv[2], &from) ||
-	    !nif_get_count(env, argv[3], &count) ||
-	    !nif_get_direction(argv[4], &dir) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	read_ctx c = {.env = env};
-	int rc = r->closed ? ESDB_ECLOSED
-	                   : esdb_read_stream(r->s, (const char *)stream.data,
-	                                      stream.size, from, count, dir,
-	                                      collect_event, &c);
-	nif_store_release(r);
-	return read_result(&c, rc);
+	return read_tuples(env, argv, ESDB_TOPIC_STREAM, 2, true);
 }
 
 /* read_all(Store, From, Count, Direction) -> {ok, [Event]} | {error, R} */
 static ERL_NIF_TERM nif_read_all(ErlNifEnv *env, int argc,
                                  const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	uint64_t from;
-	uint32_t count;
-	esdb_direction dir;
-	if (!nif_get_u64(env, argv[1], &from) ||
-	    !nif_get_count(env, argv[2], &count) ||
-	    !nif_get_direction(argv[3], &dir) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	read_ctx c = {.env = env};
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : esdb_read_all(r->s, from, count, dir, collect_event, &c);
-	nif_store_release(r);
-	return read_result(&c, rc);
+	return read_tuples(env, argv, ESDB_TOPIC_ALL, 1, true);
 }
 
 /* read_type(Store, EventType, FromPosition, Count) */
 static ERL_NIF_TERM nif_read_type(ErlNifEnv *env, int argc,
                                   const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ErlNifBinary type;
-	uint64_t from;
-	uint32_t count;
-	if (!enif_inspect_binary(env, argv[1], &type) ||
-	    !nif_get_u64(env, argv[2], &from) ||
-	    !nif_get_count(env, argv[3], &count) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	read_ctx c = {.env = env};
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : esdb_read_type(r->s, (const char *)type.data, type.size,
-	                              from, count, collect_event, &c);
-	nif_store_release(r);
-	return read_result(&c, rc);
+	return read_tuples(env, argv, ESDB_TOPIC_TYPE, 2, false);
 }
 
 /* stream_info(Store, StreamId) -> {ok, Version, Exists, Deleted} */

@@ -32,10 +32,35 @@ bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir);
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count);
 ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len);
 
+/* A name (stream id, event type) made into a binary once while it repeats
+ * from one event to the next, as it does within an append. */
+typedef struct name_cache {
+	char buf[1100];
+	size_t len;
+	bool have;
+	ERL_NIF_TERM term;
+} name_cache;
+ERL_NIF_TERM nif_cached_name(ErlNifEnv *env, name_cache *c, const char *p,
+                             size_t len);
+
+/* Terms gathered one by one and made a list at the end. */
+typedef struct term_list {
+	ERL_NIF_TERM *terms;
+	size_t n, cap;
+} term_list;
+/* ENOMEM when it cannot grow. */
+int nif_terms_push(term_list *l, ERL_NIF_TERM t);
+/* The list (in push order); frees the array. */
+ERL_NIF_TERM nif_terms_take(ErlNifEnv *env, term_list *l);
+
 /* records.c: reads that build Elixir structs directly. */
 void records_init(ErlNifEnv *env);
 ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[]);
+/* Read the events of a source into fn (a stream, $all or a type). */
+int nif_read_source(esdb_store *s, esdb_topic source, const ErlNifBinary *name,
+                    uint64_t from, uint32_t count, esdb_direction dir,
+                    esdb_event_fn fn, void *ctx);
 /* all | {stream, Name} | {type, Name} */
 bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
                     ErlNifBinary *name);

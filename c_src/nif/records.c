@@ -74,34 +74,16 @@ typedef struct rec_ctx {
 	ErlNifEnv *env;
 	ERL_NIF_TERM module; /* the struct's module */
 	bool decode;         /* data/metadata are term_to_binary bytes */
-	ERL_NIF_TERM *terms;
-	size_t n, cap;
+	term_list out;
 	/* Terms repeated from one event to the next are made once: events of
 	 * one append share their stream, often their type, and always their
 	 * created time. */
-	char stream[1100], type[600];
-	size_t stream_len, type_len;
-	ERL_NIF_TERM stream_t, type_t;
+	name_cache stream, type;
 	uint64_t created_us;
 	ERL_NIF_TERM created_t;
-	bool have_stream, have_type, have_created;
+	bool have_created;
 	ERL_NIF_TERM utc, etc_utc; /* "UTC", "Etc/UTC" */
 } rec_ctx;
-
-static ERL_NIF_TERM repeated(rec_ctx *c, const char *p, size_t len, char *buf,
-                             size_t cap, size_t *buf_len, bool *have,
-                             ERL_NIF_TERM *term)
-{
-	if (*have && *buf_len == len && memcmp(buf, p, len) == 0)
-		return *term;
-	*term = nif_make_bin(c->env, p, len);
-	*have = len <= cap;
-	if (*have) {
-		memcpy(buf, p, len);
-		*buf_len = len;
-	}
-	return *term;
-}
 
 static ERL_NIF_TERM uuid_text(ErlNifEnv *env, const uint8_t *id)
 {
@@ -191,25 +173,14 @@ static int collect_record(void *ctx, const esdb_event *ev)
 {
 	rec_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		ERL_NIF_TERM *t = enif_realloc(c->terms, cap * sizeof(*t));
-		if (!t)
-			return ENOMEM;
-		c->terms = t;
-		c->cap = cap;
-	}
 	ERL_NIF_TERM version = enif_make_uint64(env, ev->stream_version);
 	ERL_NIF_TERM vals[REC_N] = {
 	    [REC___struct__] = c->module,
 	    [REC_event_id] = uuid_text(env, ev->event_id),
-	    [REC_event_type] = repeated(c, ev->event_type, ev->event_type_len,
-	                                c->type, sizeof(c->type), &c->type_len,
-	                                &c->have_type, &c->type_t),
-	    [REC_stream_id] =
-	        repeated(c, ev->stream_id, ev->stream_id_len, c->stream,
-	                 sizeof(c->stream), &c->stream_len, &c->have_stream,
-	                 &c->stream_t),
+	    [REC_event_type] = nif_cached_name(env, &c->type, ev->event_type,
+	                                       ev->event_type_len),
+	    [REC_stream_id] = nif_cached_name(env, &c->stream, ev->stream_id,
+	                                      ev->stream_id_len),
 	    [REC_event_number] = version,
 	    [REC_stream_version] = version,
 	    [REC_position] = enif_make_uint64(env, ev->position),
@@ -220,9 +191,9 @@ static int collect_record(void *ctx, const esdb_event *ev)
 	    [REC_created_at] = datetime(c, ev->created_us),
 	    [REC_created_epoch] = enif_make_uint64(env, ev->created_us),
 	};
-	enif_make_map_from_arrays(env, rec_keys, vals, REC_N,
-	                          &c->terms[c->n++]);
-	return 0;
+	ERL_NIF_TERM map;
+	enif_make_map_from_arrays(env, rec_keys, vals, REC_N, &map);
+	return nif_terms_push(&c->out, map);
 }
 
 static void rec_init(rec_ctx *c, ErlNifEnv *env, ERL_NIF_TERM module,
@@ -236,14 +207,6 @@ static void rec_init(rec_ctx *c, ErlNifEnv *env, ERL_NIF_TERM module,
 	c->etc_utc = nif_make_bin(env, "Etc/UTC", 7);
 }
 
-static ERL_NIF_TERM rec_list(rec_ctx *c)
-{
-	ERL_NIF_TERM list =
-	    enif_make_list_from_array(c->env, c->terms, (unsigned)c->n);
-	enif_free(c->terms);
-	return list;
-}
-
 bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
                    ERL_NIF_TERM module, bool decode, ERL_NIF_TERM *list)
 {
@@ -251,10 +214,10 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
 	rec_init(&c, env, module, decode);
 	for (size_t i = 0; i < n; i++)
 		if (collect_record(&c, &events[i])) {
-			enif_free(c.terms);
+			enif_free(c.out.terms);
 			return false;
 		}
-	*list = rec_list(&c);
+	*list = nif_terms_take(env, &c.out);
 	return true;
 }
 
@@ -296,24 +259,32 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 
 	rec_ctx c;
 	rec_init(&c, env, module, decode);
-	int rc;
-	const char *p = (const char *)name.data;
-	if (r->closed)
-		rc = ESDB_ECLOSED;
-	else if (source == ESDB_TOPIC_ALL)
-		rc = esdb_read_all(r->s, from, count, dir, collect_record, &c);
-	else if (source == ESDB_TOPIC_STREAM)
-		rc = esdb_read_stream(r->s, p, name.size, from, count, dir,
-		                      collect_record, &c);
-	else
-		rc = esdb_read_type(r->s, p, name.size, from, count,
-		                    collect_record, &c);
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : nif_read_source(r->s, source, &name, from, count,
+	                                     dir, collect_record, &c);
 	nif_store_release(r);
 	if (rc) {
-		enif_free(c.terms);
+		enif_free(c.out.terms);
 		return nif_error_term(env, rc);
 	}
-	return enif_make_tuple2(env, enif_make_atom(env, "ok"), rec_list(&c));
+	return enif_make_tuple2(env, enif_make_atom(env, "ok"),
+	                        nif_terms_take(env, &c.out));
+}
+
+int nif_read_source(esdb_store *s, esdb_topic source, const ErlNifBinary *name,
+                    uint64_t from, uint32_t count, esdb_direction dir,
+                    esdb_event_fn fn, void *ctx)
+{
+	const char *p = (const char *)name->data;
+	switch (source) {
+	case ESDB_TOPIC_ALL:
+		return esdb_read_all(s, from, count, dir, fn, ctx);
+	case ESDB_TOPIC_STREAM:
+		return esdb_read_stream(s, p, name->size, from, count, dir, fn,
+		                        ctx);
+	default:
+		return esdb_read_type(s, p, name->size, from, count, fn, ctx);
+	}
 }
 
 bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
