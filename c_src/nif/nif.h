@@ -67,9 +67,11 @@ bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
 /* {Module, Decode} */
 bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
                     bool *decode);
-/* A list of %Module{} records for events; false when out of memory. */
+/* %Module{} records for events, pushed to lists as lists of at most
+ * chunk records each; false when out of memory. */
 bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
-                   ERL_NIF_TERM module, bool decode, ERL_NIF_TERM *list);
+                   ERL_NIF_TERM module, bool decode, size_t chunk,
+                   term_list *lists);
 
 /* subscriptions.c: emitter members that are processes. */
 void subs_init(ErlNifEnv *env);

@@ -208,17 +208,26 @@ static void rec_init(rec_ctx *c, ErlNifEnv *env, ERL_NIF_TERM module,
 }
 
 bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
-                   ERL_NIF_TERM module, bool decode, ERL_NIF_TERM *list)
+                   ERL_NIF_TERM module, bool decode, size_t chunk,
+                   term_list *lists)
 {
 	rec_ctx c;
 	rec_init(&c, env, module, decode);
 	for (size_t i = 0; i < n; i++)
-		if (collect_record(&c, &events[i])) {
-			enif_free(c.out.terms);
-			return false;
-		}
-	*list = nif_terms_take(env, &c.out);
+		if (collect_record(&c, &events[i]))
+			goto fail;
+	for (size_t off = 0; off < n; off += chunk) {
+		size_t k = n - off < chunk ? n - off : chunk;
+		if (nif_terms_push(
+		        lists, enif_make_list_from_array(env, c.out.terms + off,
+		                                         (unsigned)k)))
+			goto fail;
+	}
+	enif_free(c.out.terms);
 	return true;
+fail:
+	enif_free(c.out.terms);
+	return false;
 }
 
 bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,

@@ -30,11 +30,17 @@ struct members {
 	 * events of a commit, and copying a built list costs less than
 	 * building it again. Used on the delivering thread only. */
 	ErlNifEnv *cache_env;
-	ERL_NIF_TERM cache_list, cache_module;
+	term_list cache_lists; /* the records, DELIVERY_CHUNK per list */
+	ERL_NIF_TERM cache_module;
 	uint64_t cache_first, cache_last;
 	size_t cache_n;
 	bool cache_decode, cache_valid;
 };
+
+/* Events of one commit go out in messages of at most this many records:
+ * small enough for the VM's allocators to reuse memory for them rather than
+ * map fresh pages for every message. */
+#define DELIVERY_CHUNK 256
 
 static ERL_NIF_TERM atom_events;
 
@@ -61,8 +67,9 @@ static bool records_cached(struct members *m, const esdb_event *events,
 	if (!m->cache_env && !(m->cache_env = enif_alloc_env()))
 		return false;
 	enif_clear_env(m->cache_env);
+	m->cache_lists.n = 0;
 	m->cache_valid = records_build(m->cache_env, events, n, module, decode,
-	                               &m->cache_list);
+	                               DELIVERY_CHUNK, &m->cache_lists);
 	m->cache_n = n;
 	m->cache_first = events[0].position;
 	m->cache_last = events[n - 1].position;
@@ -86,14 +93,17 @@ static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
 	bool decode = mb->decode, tagged = mb->tagged;
 	enif_mutex_unlock(m->lock);
 	ErlNifEnv *env = enif_alloc_env();
-	if (env && records_cached(m, events, n, module, decode)) {
-		ERL_NIF_TERM list = enif_make_copy(env, m->cache_list);
-		ERL_NIF_TERM msg =
-		    tagged ? enif_make_tuple3(env, atom_events,
-		                              enif_make_uint64(env, id), list)
-		           : enif_make_tuple2(env, atom_events, list);
-		enif_send(NULL, &pid, env, msg);
-	}
+	if (env && records_cached(m, events, n, module, decode))
+		for (size_t i = 0; i < m->cache_lists.n; i++) {
+			ERL_NIF_TERM list =
+			    enif_make_copy(env, m->cache_lists.terms[i]);
+			ERL_NIF_TERM msg =
+			    tagged ? enif_make_tuple3(env, atom_events,
+			                              enif_make_uint64(env, id),
+			                              list)
+			           : enif_make_tuple2(env, atom_events, list);
+			enif_send(NULL, &pid, env, msg); /* clears env */
+		}
 	if (env)
 		enif_free_env(env);
 }
@@ -117,6 +127,7 @@ void subs_detach(store_res *r)
 	enif_mutex_destroy(m->lock);
 	if (m->cache_env)
 		enif_free_env(m->cache_env);
+	enif_free(m->cache_lists.terms);
 	free(m->slots);
 	free(m);
 	r->members = NULL;

@@ -23,6 +23,21 @@ defmodule ExESDB.SubscriptionsTest do
 
   defp positions(events), do: Enum.map(events, & &1.position)
 
+  defp receive_batches(tag, acc \\ []) do
+    receive do
+      {^tag, events} -> receive_batches(tag, [events | acc])
+    after
+      300 -> Enum.reverse(acc)
+    end
+  end
+
+  defp spawn_forwarder(to) do
+    spawn_link(fn ->
+      Stream.repeatedly(fn -> receive(do: ({:events, evs} -> send(to, {:forwarded, evs}))) end)
+      |> Stream.run()
+    end)
+  end
+
   describe "transient" do
     test "by_stream $all: events committed after subscribing", %{store: s} do
       append(s, "a", 2)
@@ -30,6 +45,19 @@ defmodule ExESDB.SubscriptionsTest do
       append(s, "a", 2)
       append(s, "b", 1)
       assert positions(receive_events()) == [3, 4, 5]
+    end
+
+    test "a large commit arrives whole and in order, in bounded messages", %{store: s} do
+      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "big"}, spawn_forwarder(self()))
+      append(s, "big", 1000)
+
+      for tag <- [:events, :forwarded] do
+        batches = receive_batches(tag)
+        assert Enum.all?(batches, &(length(&1) <= 256))
+        assert length(batches) >= 4
+        assert positions(Enum.concat(batches)) == Enum.to_list(1..1000)
+      end
     end
 
     test "by_stream, by_event_type, pattern and payload", %{store: s} do
