@@ -2,7 +2,8 @@
  *
  * Topics ($all, a stream, an event type) live in a hash table of member
  * lists. After a commit, every event is matched against its three
- * possible topics; the (member, event) pairs are sorted by member so each
+ * possible topics; the (member, event) pairs are grouped by member (a
+ * counting sort over a small hash table of the commit's members) so each
  * member gets one delivery per commit with its events in position order. */
 #include "internal.h"
 
@@ -23,9 +24,15 @@ typedef struct topic {
 } topic;
 
 typedef struct pair {
-	uint64_t member;
+	uint64_t member; /* then the index of its group */
 	size_t event;
 } pair;
+
+/* The events of one member in one commit: batch[start, start + count). */
+typedef struct group {
+	uint64_t member;
+	size_t count, start;
+} group;
 
 struct esdb_emitter {
 	pthread_mutex_t lock;
@@ -34,11 +41,16 @@ struct esdb_emitter {
 	esdb_deliver_fn deliver;
 	void *ctx;
 	uint64_t last_position;
+	size_t memberships; /* in all topics: bounds a commit's groups */
 	/* scratch reused from commit to commit */
 	pair *pairs;
 	size_t pairs_cap;
 	esdb_event *batch;
 	size_t batch_cap;
+	group *groups;
+	size_t groups_cap;
+	uint32_t *table; /* group index + 1 by member hash; 0 = empty */
+	size_t table_cap;
 };
 
 static uint64_t topic_hash(esdb_topic kind, const char *name, size_t len)
@@ -80,6 +92,8 @@ void esdb__emitter_destroy(esdb_store *s)
 	pthread_mutex_destroy(&e->lock);
 	free(e->pairs);
 	free(e->batch);
+	free(e->groups);
+	free(e->table);
 	free(e);
 	s->emitter = NULL;
 }
@@ -159,6 +173,7 @@ int esdb_emitter_join(esdb_store *s, esdb_topic kind, const char *name,
 		t->cap = cap;
 	}
 	t->members[t->n++] = member;
+	e->memberships++;
 out:
 	if (rc == 0 && last_position)
 		*last_position = e->last_position;
@@ -174,6 +189,7 @@ static bool remove_member(struct esdb_emitter *e, topic **p, uint64_t member)
 		if (t->members[i] != member)
 			continue;
 		t->members[i] = t->members[--t->n];
+		e->memberships--;
 		if (t->n == 0) {
 			*p = t->next;
 			free(t->name);
@@ -243,12 +259,61 @@ static int add_pairs(struct esdb_emitter *e, size_t *n, topic *t, size_t ev)
 	return 0;
 }
 
-static int pair_cmp(const void *a, const void *b)
+/* Make room for n items of size sz in *p (capacity *cap). */
+static bool reserve(void **p, size_t *cap, size_t n, size_t sz)
 {
-	const pair *x = a, *y = b;
-	if (x->member != y->member)
-		return x->member < y->member ? -1 : 1;
-	return x->event < y->event ? -1 : x->event > y->event;
+	if (n <= *cap)
+		return true;
+	void *q = realloc(*p, n * sz);
+	if (!q)
+		return false;
+	*p = q;
+	*cap = n;
+	return true;
+}
+
+/* Group the pairs by member, keeping event order within each member:
+ * counts per member, then each pair's event placed at its group's next
+ * slot of e->batch. Returns the number of groups, or 0 when out of
+ * memory. */
+static size_t group_pairs(struct esdb_emitter *e, const esdb_event *events,
+                          size_t np)
+{
+	size_t cap = 16;
+	while (cap < 2 * e->memberships)
+		cap *= 2;
+	if (!reserve((void **)&e->table, &e->table_cap, cap,
+	             sizeof(*e->table)) ||
+	    !reserve((void **)&e->groups, &e->groups_cap, e->memberships,
+	             sizeof(*e->groups)) ||
+	    !reserve((void **)&e->batch, &e->batch_cap, np, sizeof(*e->batch)))
+		return 0;
+	memset(e->table, 0, cap * sizeof(*e->table));
+	size_t ng = 0;
+	for (size_t i = 0; i < np; i++) {
+		uint64_t m = e->pairs[i].member;
+		size_t h =
+		    (size_t)((m * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+		while (e->table[h] && e->groups[e->table[h] - 1].member != m)
+			h = (h + 1) & (cap - 1);
+		if (!e->table[h]) {
+			e->groups[ng] = (group){m, 0, 0};
+			e->table[h] = (uint32_t)++ng;
+		}
+		size_t g = e->table[h] - 1;
+		e->groups[g].count++;
+		e->pairs[i].member = g;
+	}
+	for (size_t g = 0, start = 0; g < ng; g++) {
+		e->groups[g].start = start;
+		start += e->groups[g].count;
+		e->groups[g].count = 0;
+	}
+	for (size_t i = 0; i < np; i++) {
+		group *g = &e->groups[e->pairs[i].member];
+		e->batch[g->start + g->count++] = events[e->pairs[i].event];
+	}
+	return ng;
 }
 
 void esdb__emit(esdb_store *s, const esdb_event *events, size_t n)
@@ -281,21 +346,10 @@ void esdb__emit(esdb_store *s, const esdb_event *events, size_t n)
 	}
 	if (np == 0)
 		goto out;
-	qsort(e->pairs, np, sizeof(pair), pair_cmp);
-	if (np > e->batch_cap) {
-		esdb_event *b = realloc(e->batch, np * sizeof(*b));
-		if (!b)
-			goto out;
-		e->batch = b;
-		e->batch_cap = np;
-	}
-	for (size_t i = 0; i < np;) {
-		size_t j = i, k = 0;
-		for (; j < np && e->pairs[j].member == e->pairs[i].member; j++)
-			e->batch[k++] = events[e->pairs[j].event];
-		e->deliver(e->ctx, e->pairs[i].member, e->batch, k);
-		i = j;
-	}
+	size_t ng = group_pairs(e, events, np);
+	for (size_t g = 0; g < ng; g++)
+		e->deliver(e->ctx, e->groups[g].member,
+		           e->batch + e->groups[g].start, e->groups[g].count);
 out:
 	pthread_mutex_unlock(&e->lock);
 }
