@@ -8,7 +8,8 @@ defmodule ExESDB.Subscriptions.Broadcaster do
   use GenServer
   require Logger
 
-  def start_link(options), do: GenServer.start_link(__MODULE__, options)
+  def start_link(options),
+    do: GenServer.start_link(__MODULE__, options, spawn_opt: ExESDB.Subscriptions.spawn_opt())
 
   @doc "The child spec, or nil when no pub_sub is configured or loaded."
   def child_spec_for(%{pub_sub: nil}), do: nil

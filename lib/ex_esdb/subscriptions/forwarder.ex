@@ -9,7 +9,8 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
   alias ExESDB.Subscriptions.Selector
 
-  def start_link(args), do: GenServer.start_link(__MODULE__, args)
+  def start_link(args),
+    do: GenServer.start_link(__MODULE__, args, spawn_opt: ExESDB.Subscriptions.spawn_opt())
 
   @impl true
   def init({store, source, filter, subscriber, transform}) do

@@ -15,7 +15,11 @@ defmodule ExESDB.Subscriptions.Persistent do
   @page 1000
 
   def start_link({store, name, _, _, _} = args),
-    do: GenServer.start_link(__MODULE__, args, name: via(store.store_id, name))
+    do:
+      GenServer.start_link(__MODULE__, args,
+        name: via(store.store_id, name),
+        spawn_opt: ExESDB.Subscriptions.spawn_opt()
+      )
 
   def via(store_id, name), do: {:via, Registry, {registry(store_id), name}}
   def registry(store_id), do: :"exesdb_registry_#{store_id}"

@@ -10,7 +10,11 @@ defmodule ExESDB.Subscriptions.Relay do
   alias ExESDB.Subscriptions.{Persistent, Selector}
 
   def start_link({store, node}),
-    do: GenServer.start_link(__MODULE__, store, name: via(store.store_id, node))
+    do:
+      GenServer.start_link(__MODULE__, store,
+        name: via(store.store_id, node),
+        spawn_opt: ExESDB.Subscriptions.spawn_opt()
+      )
 
   defp via(store_id, node), do: {:via, Registry, {Persistent.registry(store_id), {:relay, node}}}
 
