@@ -160,8 +160,9 @@ defmodule BeamBench do
   # subscriber (off heap, as advised) acks each batch it gets. A catch-up
   # is two stages in a row, measured alone in the same run for scale:
   # reading the events into records in one process (read_only), and
-  # handing already built records of 1,000 to a subscriber that acks each
-  # batch, at most 10 batches unacked (delivery_only).
+  # handing already built records to a subscriber that acks each message,
+  # in messages of 250 with at most 10,000 events unacked, as the
+  # subscription does (delivery_only).
   defp catchup(store, total) do
     for _ <- 1..div(total, 1000),
         do: {:ok, _} = Streams.append_events(store, "c", :any, events(1000))
@@ -197,7 +198,7 @@ defmodule BeamBench do
   end
 
   defp delivery_only(store, total) do
-    {:ok, batch} = Streams.get_all_events(store, 1, 1000)
+    {:ok, batch} = Streams.get_all_events(store, 1, 250)
     bench = self()
 
     sub =
@@ -207,13 +208,13 @@ defmodule BeamBench do
       )
 
     t0 = System.monotonic_time(:microsecond)
-    send_batches(sub, batch, div(total, 1000), 0)
+    send_batches(sub, batch, div(total, 250), 0)
     Float.round(total / ((System.monotonic_time(:microsecond) - t0) / 1.0e6), 1)
   end
 
   defp send_batches(_sub, _batch, 0, _unacked), do: receive(do: (:all_acked -> :ok))
 
-  defp send_batches(sub, batch, left, unacked) when unacked >= 10 do
+  defp send_batches(sub, batch, left, unacked) when unacked >= 40 do
     receive do
       :ack -> send_batches(sub, batch, left, unacked - 1)
     end

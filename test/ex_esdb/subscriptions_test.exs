@@ -146,6 +146,19 @@ defmodule ExESDB.SubscriptionsTest do
       assert positions(events) == Enum.to_list(1..10)
     end
 
+    test "events go out in order, at most 256 to a message", %{store: s} do
+      append(s, "a", 1000)
+
+      {:ok, _} =
+        Subscriptions.subscribe_to(s, "big", {:by_stream, "$all"}, self(), buffer_size: 5000)
+
+      assert_receive {:subscribed, _}
+      append(s, "a", 600)
+      batches = receive_batches(:events)
+      assert Enum.all?(batches, &(length(&1) <= 256))
+      assert positions(Enum.concat(batches)) == Enum.to_list(1..1600)
+    end
+
     test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do
       writer =
         Task.async(fn ->

@@ -13,6 +13,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   alias ExESDB.Subscriptions.Selector
 
   @page 1000
+  @message_events 256
 
   def start_link({store, name, _, _, _} = args),
     do:
@@ -317,7 +318,7 @@ defmodule ExESDB.Subscriptions.Persistent do
           k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
           {taken, rest} = :queue.split(k, state.pending)
           sub = state.subscribers[pid]
-          send(pid, {:events, state.transform.(:queue.to_list(taken))})
+          deliver(pid, :queue.to_list(taken), state)
 
           sub = hand_out(sub, taken, k, state)
 
@@ -359,11 +360,18 @@ defmodule ExESDB.Subscriptions.Persistent do
         end
       end)
 
-    Enum.each(batches, fn {pid, events} ->
-      send(pid, {:events, state.transform.(Enum.reverse(events))})
-    end)
+    Enum.each(batches, fn {pid, events} -> deliver(pid, Enum.reverse(events), state) end)
 
     %{state | pending: :queue.from_list(Enum.reverse(kept))}
+  end
+
+  # Events go out in messages of at most @message_events: the VM copies a
+  # bigger message into memory of its own, mapped for it and unmapped after,
+  # which made delivering records 2-4x slower.
+  defp deliver(pid, events, state) do
+    events
+    |> Enum.chunk_every(@message_events)
+    |> Enum.each(&send(pid, {:events, state.transform.(&1)}))
   end
 
   defp emptiest_with_room(state) do
