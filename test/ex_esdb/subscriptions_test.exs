@@ -31,6 +31,19 @@ defmodule ExESDB.SubscriptionsTest do
     end
   end
 
+  # Events received, acking each message, until n arrived.
+  defp ack_until(_s, _sub, n, acc) when length(acc) >= n, do: acc
+
+  defp ack_until(s, sub, n, acc) do
+    receive do
+      {:events, evs} ->
+        Subscriptions.ack_event(s, sub, List.last(evs))
+        ack_until(s, sub, n, acc ++ evs)
+    after
+      2000 -> acc
+    end
+  end
+
   defp spawn_forwarder(to) do
     spawn_link(fn ->
       Stream.repeatedly(fn -> receive(do: ({:events, evs} -> send(to, {:forwarded, evs}))) end)
@@ -157,6 +170,20 @@ defmodule ExESDB.SubscriptionsTest do
       batches = receive_batches(:events)
       assert Enum.all?(batches, &(length(&1) <= 256))
       assert positions(Enum.concat(batches)) == Enum.to_list(1..1600)
+    end
+
+    test "a subscriber that falls behind: bounded queue, nothing lost or repeated", %{store: s} do
+      {:ok, sub} =
+        Subscriptions.subscribe_to(s, "slow", {:by_stream, "$all"}, self(), buffer_size: 100)
+
+      assert_receive {:subscribed, ^sub}
+      for _ <- 1..40, do: append(s, "x", 500)
+      # a call is answered after the deliveries queued before it
+      assert :sys.get_state(sub).pending_n <= 4000
+      events = ack_until(s, sub, 20_000, [])
+      assert positions(events) == Enum.to_list(1..20_000)
+      append(s, "x", 5)
+      assert positions(ack_until(s, sub, 5, [])) == Enum.to_list(20_001..20_005)
     end
 
     test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do

@@ -1,9 +1,11 @@
 defmodule ExESDB.Subscriptions.Persistent do
   @moduledoc false
   # One named, durable subscription: joins the emitter, catches up from the
-  # store to the position the join returned, then delivers live events —
-  # no gap, no duplicate — to up to `concurrency_limit` subscribers, each
-  # with at most `buffer_size` unacknowledged events. Acks move a checkpoint
+  # store to its end, then delivers live events — no gap, no duplicate — to
+  # up to `concurrency_limit` subscribers, each with at most `buffer_size`
+  # unacknowledged events. Memory stays bounded: live events are dropped
+  # while catching up (the store has them), and a subscription whose
+  # subscribers fall behind live events goes back to catching up. Acks move a checkpoint
   # that is written to the store; a new process under the same name
   # resumes after it. Monitors its subscribers (no links) and ends when the
   # last one goes, its unacked events to be delivered again.
@@ -13,6 +15,8 @@ defmodule ExESDB.Subscriptions.Persistent do
   alias ExESDB.Subscriptions.Selector
 
   @page 1000
+  # live events queued beyond this, the subscription reads from the store
+  @max_pending 4 * @page
   @message_events 256
 
   def start_link({store, name, _, _, _} = args),
@@ -65,8 +69,6 @@ defmodule ExESDB.Subscriptions.Persistent do
         checkpoint: cursor,
         catching_up: catching_up,
         reading: false,
-        live_from: live_from,
-        live_buffer: [],
         partitions: %{},
         keys: %{}
       }
@@ -123,20 +125,15 @@ defmodule ExESDB.Subscriptions.Persistent do
   @impl true
   def handle_info(:catch_up, state), do: {:noreply, catch_up(%{state | reading: false})}
 
+  # While catching up, live events are dropped: a delivery comes after its
+  # commit, so an event dropped here was committed before the next read
+  # starts, and the catch-up only ends with a read that reached the store's
+  # end.
+  def handle_info({:events, _records}, %{catching_up: true} = state), do: {:noreply, state}
+
   def handle_info({:events, records}, state) do
     records = EventCodec.finish(records, state.store)
-
-    state =
-      if state.catching_up do
-        # Events up to live_from are read from the store; keep the rest
-        # for when the catch-up is done.
-        later = Enum.filter(records, &(&1.position > state.live_from))
-        %{state | live_buffer: Enum.reverse(later, state.live_buffer)}
-      else
-        enqueue(state, records)
-      end
-
-    {:noreply, dispatch(state)}
+    {:noreply, state |> enqueue(records) |> shed() |> dispatch() |> resume_catch_up()}
   end
 
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
@@ -179,26 +176,15 @@ defmodule ExESDB.Subscriptions.Persistent do
              format
            ) do
         {:ok, records} ->
-          records = EventCodec.finish(records, state.store)
-          n = length(records)
+          state = enqueue(state, EventCodec.finish(records, state.store))
 
-          # all of the page is older than the live events, but at the end
-          old =
-            if n > 0 and List.last(records).position <= state.live_from,
-              do: records,
-              else: Enum.take_while(records, &(&1.position <= state.live_from))
-
-          state = enqueue(state, old)
-
-          if n < @page or length(old) < n do
-            live = Enum.reverse(state.live_buffer)
-            %{state | catching_up: false, live_buffer: []} |> enqueue(live) |> dispatch()
-          else
-            state |> dispatch() |> resume_catch_up()
-          end
+          # a short page reached the end: live events from here on
+          if length(records) < @page,
+            do: %{state | catching_up: false} |> dispatch(),
+            else: state |> dispatch() |> resume_catch_up()
 
         {:error, :stream_not_found} ->
-          %{state | catching_up: false} |> enqueue(Enum.reverse(state.live_buffer)) |> dispatch()
+          %{state | catching_up: false} |> dispatch()
 
         {:error, reason} ->
           exit({:catch_up_failed, reason})
@@ -217,6 +203,25 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   defp resume_catch_up(state), do: state
+
+  # Subscribers that fall behind live events: keep the oldest queued, drop
+  # the rest and read them from the store again when there is room.
+  defp shed(%{pending_n: n} = state) when n <= @max_pending, do: state
+
+  defp shed(state) do
+    {kept, dropped} = :queue.split(2 * @page, state.pending)
+    {:value, last} = :queue.peek_r(kept)
+    gone = dropped |> :queue.to_list() |> Enum.map(&cursor(&1, state))
+
+    %{
+      state
+      | pending: kept,
+        pending_n: 2 * @page,
+        last_enqueued: cursor(last, state),
+        keys: Map.drop(state.keys, gone),
+        catching_up: true
+    }
+  end
 
   defp cursor(record, state), do: Map.fetch!(record, state.key)
 
