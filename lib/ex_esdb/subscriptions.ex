@@ -24,11 +24,15 @@ defmodule ExESDB.Subscriptions do
   events again (at least once). With `concurrency_limit: n` up to n
   subscribers share the subscription; `partition_by: fun` keeps each
   partition's events on one subscriber, in order, one unacknowledged at a
-  time.
+  time. A subscription whose subscribers fall behind live events keeps at
+  most a few thousand queued and reads the rest from the store later, so
+  its memory stays bounded.
 
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
   `:subscription_not_found`, `{:invalid_selector, term}`,
   `:store_not_started`.
+
+  Events come in messages of at most 256.
 
   **Subscribers that take many events** should keep their message queue
   off the process heap: `Process.flag(:message_queue_data, :off_heap)`,
