@@ -38,7 +38,7 @@ defmodule ExESDB.Subscriptions do
   off the process heap: `Process.flag(:message_queue_data, :off_heap)`,
   or `spawn_opt: spawn_opt()` for a GenServer. With the default (on heap)
   every garbage collection moves the queued events into the heap again;
-  fanning events out to ten subscribers measured 1.3-2x faster off heap
+  fanning events out to ten subscribers measured 1.2-2x faster off heap
   (docs/PERFORMANCE.md). The subscription processes of this module do it
   already.
   """
