@@ -135,6 +135,39 @@ defmodule ExESDB.SubscriptionsStressTest do
     end
   end
 
+  test "slow subscribers behind fast writers go back to the store and return: each event once, in order",
+       %{store: s} do
+    total = 30_000
+    parent = self()
+
+    subs =
+      for i <- 1..2 do
+        spawn_link(fn ->
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "slow#{i}", {:by_stream, "$all"}, self(), buffer_size: 100)
+
+          send(parent, {:sub, i, sub})
+          send(parent, {:count, i, count_all(s, sub, 0, 0, total, 2)})
+        end)
+      end
+
+    subscriptions = for i <- 1..length(subs), do: receive(do: ({:sub, ^i, sub} -> sub))
+
+    writers =
+      for w <- 1..4 do
+        Task.async(fn ->
+          for _ <- 1..div(total, 4 * 500),
+              do: {:ok, _} = Streams.append_events(s, "fast#{w}", :any, events(500))
+        end)
+      end
+
+    Enum.each(writers, &Task.await(&1, 60_000))
+    # the writers outran the subscribers: their subscriptions read from the store
+    assert Enum.all?(subscriptions, &:sys.get_state(&1).catching_up)
+
+    for i <- 1..2, do: assert_receive({:count, ^i, ^total}, 120_000)
+  end
+
   test "a million events through ten persistent subscriptions, each seen once", %{store: s} do
     total = 1_000_000
 
@@ -159,9 +192,11 @@ defmodule ExESDB.SubscriptionsStressTest do
 
   # Count distinct positions in order; a repeat (redelivery) would have to
   # be at or below the last seen.
-  defp count_all(_s, _sub, _last, count, total) when count == total, do: count
+  defp count_all(s, sub, last, count, total, pause_ms \\ 0)
 
-  defp count_all(s, sub, last, count, total) do
+  defp count_all(_s, _sub, _last, count, total, _pause_ms) when count == total, do: count
+
+  defp count_all(s, sub, last, count, total, pause_ms) do
     receive do
       {:events, evs} ->
         {last, count} =
@@ -173,11 +208,12 @@ defmodule ExESDB.SubscriptionsStressTest do
             end
           end)
 
+        if pause_ms > 0, do: Process.sleep(pause_ms)
         Subscriptions.ack_event(s, sub, List.last(evs))
-        count_all(s, sub, last, count, total)
+        count_all(s, sub, last, count, total, pause_ms)
 
       {:subscribed, _} ->
-        count_all(s, sub, last, count, total)
+        count_all(s, sub, last, count, total, pause_ms)
     after
       60_000 -> count
     end
