@@ -32,8 +32,8 @@ struct members {
 	ErlNifEnv *cache_env;
 	term_list cache_lists; /* the records, DELIVERY_CHUNK per list */
 	ERL_NIF_TERM cache_module;
-	uint64_t cache_first, cache_last;
-	size_t cache_n;
+	uint64_t *cache_pos; /* the positions of the cached events */
+	size_t cache_n, cache_cap;
 	bool cache_decode, cache_valid;
 };
 
@@ -53,26 +53,44 @@ static member *lookup(struct members *m, uint64_t id)
 	return &m->slots[slot];
 }
 
-/* Make sure the cache holds the records of these events (the same
- * positions in the same order mean the same events). */
+/* Whether the cache holds these events: members of one topic get the
+ * same events of a commit, members of different topics may get different
+ * events with the same count, first and last position. */
+static bool cache_holds(const struct members *m, const esdb_event *events,
+                        size_t n, ERL_NIF_TERM module, bool decode)
+{
+	if (!m->cache_valid || m->cache_n != n || m->cache_decode != decode ||
+	    !enif_is_identical(m->cache_module, module))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (m->cache_pos[i] != events[i].position)
+			return false;
+	return true;
+}
+
+/* Make sure the cache holds the records of these events. */
 static bool records_cached(struct members *m, const esdb_event *events,
                            size_t n, ERL_NIF_TERM module, bool decode)
 {
-	if (m->cache_valid && m->cache_n == n &&
-	    m->cache_first == events[0].position &&
-	    m->cache_last == events[n - 1].position &&
-	    m->cache_decode == decode &&
-	    enif_is_identical(m->cache_module, module))
+	if (cache_holds(m, events, n, module, decode))
 		return true;
+	m->cache_valid = false;
 	if (!m->cache_env && !(m->cache_env = enif_alloc_env()))
 		return false;
+	if (n > m->cache_cap) {
+		uint64_t *pos = enif_realloc(m->cache_pos, n * sizeof(*pos));
+		if (!pos)
+			return false;
+		m->cache_pos = pos;
+		m->cache_cap = n;
+	}
 	enif_clear_env(m->cache_env);
 	m->cache_lists.n = 0;
 	m->cache_valid = records_build(m->cache_env, events, n, module, decode,
 	                               DELIVERY_CHUNK, &m->cache_lists);
+	for (size_t i = 0; i < n; i++)
+		m->cache_pos[i] = events[i].position;
 	m->cache_n = n;
-	m->cache_first = events[0].position;
-	m->cache_last = events[n - 1].position;
 	m->cache_module = module;
 	m->cache_decode = decode;
 	return m->cache_valid;
@@ -102,7 +120,10 @@ static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
 			                              enif_make_uint64(env, id),
 			                              list)
 			           : enif_make_tuple2(env, atom_events, list);
-			enif_send(NULL, &pid, env, msg); /* clears env */
+			enif_send(NULL, &pid, env, msg);
+			/* A sent environment must be cleared before it is used
+			 * again: its heap now belongs to the message. */
+			enif_clear_env(env);
 		}
 	if (env)
 		enif_free_env(env);
@@ -128,6 +149,7 @@ void subs_detach(store_res *r)
 	if (m->cache_env)
 		enif_free_env(m->cache_env);
 	enif_free(m->cache_lists.terms);
+	enif_free(m->cache_pos);
 	free(m->slots);
 	free(m);
 	r->members = NULL;

@@ -44,6 +44,30 @@ defmodule ExESDB.SubscriptionsTest do
     end
   end
 
+  # Every {position, data} received, collecting garbage after each message
+  # (what frees a message's memory) and making new terms.
+  defp collect_collecting_garbage(acc) do
+    receive do
+      {:events, evs} ->
+        acc = acc ++ Enum.map(evs, &{&1.position, &1.data})
+        :erlang.garbage_collect()
+        # new terms in place of the freed ones
+        _ = Enum.map(1..100_000, &{&1, &1 * 2})
+        :erlang.garbage_collect()
+        collect_collecting_garbage(acc)
+    after
+      300 -> acc
+    end
+  end
+
+  defp receive_all(acc \\ []) do
+    receive do
+      msg -> receive_all([msg | acc])
+    after
+      100 -> Enum.reverse(acc)
+    end
+  end
+
   defp spawn_forwarder(to) do
     spawn_link(fn ->
       Stream.repeatedly(fn -> receive(do: ({:events, evs} -> send(to, {:forwarded, evs}))) end)
@@ -70,6 +94,60 @@ defmodule ExESDB.SubscriptionsTest do
         assert Enum.all?(batches, &(length(&1) <= 256))
         assert length(batches) >= 4
         assert positions(Enum.concat(batches)) == Enum.to_list(1..1000)
+      end
+    end
+
+    test "a commit one past a message's bound arrives intact to an off-heap receiver",
+         %{store: s} do
+      me = self()
+
+      receiver =
+        spawn_link(fn ->
+          Process.flag(:message_queue_data, :off_heap)
+          {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+          send(me, :ready)
+          # take the commit's first message and free its memory before the
+          # second is read, and let the next commit's messages reuse it
+          first = receive(do: ({:events, evs} -> Enum.map(evs, &{&1.position, &1.data})))
+          :erlang.garbage_collect()
+          send(me, :freed)
+          receive(do: (:go -> :ok))
+          send(me, {:got, first ++ collect_collecting_garbage([])})
+        end)
+
+      assert_receive :ready
+      batch = fn from -> for(i <- from..(from + 256), do: ev("t", %{i: i})) end
+      {:ok, 257} = Streams.append_events(s, "b", :any, batch.(1))
+      assert_receive :freed
+      {:ok, 514} = Streams.append_events(s, "b", :any, batch.(258))
+      send(receiver, :go)
+      assert_receive {:got, got}, 2000
+      assert got == for(i <- 1..514, do: {i, %{i: i}})
+    end
+
+    test "members of different topics get their own events from one commit", %{store: s} do
+      # Appends queued together share a commit: [a/x, b/x, a/y, a/x] gives
+      # stream a {1, 3, 4} and type x {1, 2, 4}, alike in count and ends.
+      {:ok, store} = ExESDB.Store.fetch(s)
+      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "a"})
+      {:ok, _} = Subscriptions.subscribe(s, {:by_event_type, "x"}, spawn_forwarder(self()))
+
+      for round <- 0..19 do
+        refs =
+          for {stream, types} <- [{"a", ["x"]}, {"b", ["x"]}, {"a", ["y", "x"]}] do
+            {:ok, tuples} = ExESDB.EventCodec.encode(Enum.map(types, &ev/1), store.serializer)
+            ref = make_ref()
+            :ok = :ex_esdb_nif.append(store.handle, ref, stream, :any, tuples)
+            ref
+          end
+
+        for ref <- refs, do: assert_receive({^ref, {:ok, _, _}})
+        base = round * 4
+        assert positions(receive_events()) == [base + 1, base + 3, base + 4]
+        typed = for {:forwarded, evs} <- receive_all(), e <- evs, do: e
+
+        assert Enum.map(typed, &{&1.position, &1.event_type}) ==
+                 [{base + 1, "x"}, {base + 2, "x"}, {base + 4, "x"}]
       end
     end
 
