@@ -264,6 +264,26 @@ defmodule ExESDB.SubscriptionsTest do
       assert positions(ack_until(s, sub, 5, [])) == Enum.to_list(20_001..20_005)
     end
 
+    test "falling behind with partitions: events handed out past the queue are not repeated",
+         %{store: s} do
+      {:ok, sub} =
+        Subscriptions.subscribe_to(s, "parts", {:by_stream, "$all"}, self(),
+          partition_by: & &1.stream_id
+        )
+
+      assert_receive {:subscribed, ^sub}
+      # p's events wait behind p's first; q's (2,002) goes out at once
+      append(s, "p", 2001)
+      append(s, "q", 1)
+      append(s, "p", 2001)
+      # the queue is now past its bound: the subscription sheds and reads
+      # the rest from the store again
+      assert :sys.get_state(sub).catching_up
+      events = ack_until(s, sub, 4003, [])
+      assert Enum.sort(positions(events)) == Enum.to_list(1..4003)
+      assert Process.alive?(sub)
+    end
+
     test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do
       writer =
         Task.async(fn ->

@@ -66,6 +66,8 @@ defmodule ExESDB.Subscriptions.Persistent do
         pending: :queue.new(),
         pending_n: 0,
         last_enqueued: cursor,
+        # the highest cursor ever handed to a subscriber
+        handed_max: 0,
         checkpoint: cursor,
         catching_up: catching_up,
         reading: false,
@@ -103,7 +105,7 @@ defmodule ExESDB.Subscriptions.Persistent do
         {:reply, {:error, :too_many_subscribers}, state}
 
       true ->
-        {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch()}
+        {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch() |> resume_catch_up()}
     end
   end
 
@@ -140,7 +142,10 @@ defmodule ExESDB.Subscriptions.Persistent do
     case state.subscribers do
       %{^pid => %{ref: ^ref}} ->
         state = remove_subscriber(state, pid)
-        if state.subscribers == %{}, do: {:stop, :normal, state}, else: {:noreply, dispatch(state)}
+
+        if state.subscribers == %{},
+          do: {:stop, :normal, state},
+          else: {:noreply, state |> dispatch() |> resume_catch_up()}
 
       _ ->
         {:noreply, state}
@@ -205,20 +210,23 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp resume_catch_up(state), do: state
 
   # Subscribers that fall behind live events: keep the oldest queued, drop
-  # the rest and read them from the store again when there is room.
+  # the rest and read them from the store again when there is room. The
+  # cut is never below an event already handed out (with partitions or
+  # after a subscriber went, queued events can sit below those), so what
+  # is read again was neither handed out nor kept.
   defp shed(%{pending_n: n} = state) when n <= @max_pending, do: state
 
   defp shed(state) do
-    {kept, dropped} = :queue.split(2 * @page, state.pending)
-    {:value, last} = :queue.peek_r(kept)
-    gone = dropped |> :queue.to_list() |> Enum.map(&cursor(&1, state))
+    queued = :queue.to_list(state.pending)
+    cut = max(cursor(Enum.at(queued, 2 * @page - 1), state), state.handed_max)
+    {kept, dropped} = Enum.split_while(queued, &(cursor(&1, state) <= cut))
 
     %{
       state
-      | pending: kept,
-        pending_n: 2 * @page,
-        last_enqueued: cursor(last, state),
-        keys: Map.drop(state.keys, gone),
+      | pending: :queue.from_list(kept),
+        pending_n: length(kept),
+        last_enqueued: cut,
+        keys: Map.drop(state.keys, Enum.map(dropped, &cursor(&1, state))),
         catching_up: true
     }
   end
@@ -326,12 +334,14 @@ defmodule ExESDB.Subscriptions.Persistent do
           deliver(pid, :queue.to_list(taken), state)
 
           sub = hand_out(sub, taken, k, state)
+          {:value, last} = :queue.peek_r(taken)
 
           dispatch_batches(%{
             state
             | subscribers: Map.put(state.subscribers, pid, sub),
               pending: rest,
-              pending_n: state.pending_n - k
+              pending_n: state.pending_n - k,
+              handed_max: max(state.handed_max, cursor(last, state))
           })
         end
     end
@@ -356,7 +366,8 @@ defmodule ExESDB.Subscriptions.Persistent do
             st
             | subscribers: Map.put(st.subscribers, pid, sub),
               partitions: Map.put(st.partitions, key, pid),
-              pending_n: st.pending_n - 1
+              pending_n: st.pending_n - 1,
+              handed_max: max(st.handed_max, cursor(record, st))
           }
 
           {kept, st, Map.update(batches, pid, [record], &[record | &1])}
