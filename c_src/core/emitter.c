@@ -279,12 +279,14 @@ static bool reserve(void **p, size_t *cap, size_t n, size_t sz)
 static size_t group_pairs(struct esdb_emitter *e, const esdb_event *events,
                           size_t np)
 {
+	/* a commit's distinct members: no more than its pairs or all members */
+	size_t most = np < e->memberships ? np : e->memberships;
 	size_t cap = 16;
-	while (cap < 2 * e->memberships)
+	while (cap < 2 * most)
 		cap *= 2;
 	if (!reserve((void **)&e->table, &e->table_cap, cap,
 	             sizeof(*e->table)) ||
-	    !reserve((void **)&e->groups, &e->groups_cap, e->memberships,
+	    !reserve((void **)&e->groups, &e->groups_cap, most,
 	             sizeof(*e->groups)) ||
 	    !reserve((void **)&e->batch, &e->batch_cap, np, sizeof(*e->batch)))
 		return 0;
