@@ -49,4 +49,38 @@ defmodule ExESDB.RemoteSubscriberTest do
     Process.exit(b, :kill)
     assert_receive {:DOWN, ^ref, :process, ^relay, :normal}, 2000
   end
+
+  test "a remote subscription whose transform raises ends alone", %{store: s, node: node} do
+    a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
+    {:ok, sub_b} = Subscriptions.subscribe(s, {:by_stream, "two"}, b, transform: &raise_on/1)
+
+    {:ok, 1} = Streams.append_events(s, "two", :any, [%NewEvent{event_type: "t", data: 1}])
+    {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: 2}])
+    assert_receive {:echo, ^node, {:events, [%{stream_id: "one"}]}}, 2000
+    refute_receive {:echo, _, {:events, _}}, 200
+    assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub_b)
+  end
+
+  test "a relay slower than a call's timeout subscribes once", %{store: s, node: node} do
+    a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
+    registry = ExESDB.Subscriptions.Persistent.registry(s)
+    [{relay, _}] = Registry.lookup(registry, {:relay, node})
+
+    b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    :sys.suspend(relay)
+    me = self()
+    spawn(fn -> send(me, {:subscribed, Subscriptions.subscribe(s, {:by_stream, "two"}, b)}) end)
+    Process.sleep(5_500)
+    :sys.resume(relay)
+    assert_receive {:subscribed, {:ok, _}}, 2000
+
+    {:ok, 1} = Streams.append_events(s, "two", :any, [%NewEvent{event_type: "t", data: 1}])
+    assert_receive {:echo, ^node, {:events, [%{stream_id: "two"}]}}, 2000
+    refute_receive {:echo, _, {:events, _}}, 300
+  end
+
+  def raise_on(_events), do: raise("a subscriber's transform failed")
 end

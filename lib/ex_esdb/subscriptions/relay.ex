@@ -8,6 +8,7 @@ defmodule ExESDB.Subscriptions.Relay do
   use GenServer, restart: :temporary
 
   alias ExESDB.Subscriptions.{Persistent, Selector}
+  require Logger
 
   def start_link({store, node}),
     do:
@@ -28,11 +29,16 @@ defmodule ExESDB.Subscriptions.Relay do
         {:error, {:already_started, pid}} -> pid
       end
 
-    with {:ok, member} <- GenServer.call(pid, {:add, source, filter, subscriber, transform}),
+    # No timeout: a call that timed out would still be served later, and
+    # a retry would subscribe twice.
+    add = {:add, source, filter, subscriber, transform}
+
+    with {:ok, member} <- GenServer.call(pid, add, :infinity),
          do: {:ok, {pid, member}}
   catch
-    # the relay stopped between lookup and call: try once more
-    :exit, _ -> subscribe(store, supervisor, source, filter, subscriber, transform)
+    # the relay stopped between lookup and call: start one and try again
+    :exit, {reason, _} when reason in [:noproc, :normal, :shutdown] ->
+      subscribe(store, supervisor, source, filter, subscriber, transform)
   end
 
   @doc "End one relayed subscription."
@@ -78,18 +84,12 @@ defmodule ExESDB.Subscriptions.Relay do
   def handle_info({:events, member, records}, state) do
     case state.entries do
       %{^member => entry} ->
-        records = ExESDB.EventCodec.finish(records, state.store)
-
-        case Enum.filter(records, &Selector.match?(entry.filter, &1)) do
-          [] -> :ok
-          matching -> send(entry.subscriber, {:events, entry.transform.(matching)})
-        end
+        state = forward(state, member, entry, records)
+        if state.entries == %{}, do: {:stop, :normal, state}, else: {:noreply, state}
 
       _ ->
-        :ok
+        {:noreply, state}
     end
-
-    {:noreply, state}
   end
 
   def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
@@ -102,6 +102,30 @@ defmodule ExESDB.Subscriptions.Relay do
       nil ->
         {:noreply, state}
     end
+  end
+
+  # One subscription failing (its transform, or a serializer that cannot
+  # decode) ends that subscription alone, as its own forwarder would end
+  # on a local node; the others carried by the relay go on.
+  defp forward(state, member, entry, records) do
+    records = ExESDB.EventCodec.finish(records, state.store)
+
+    case Enum.filter(records, &Selector.match?(entry.filter, &1)) do
+      [] -> :ok
+      matching -> send(entry.subscriber, {:events, entry.transform.(matching)})
+    end
+
+    state
+  rescue
+    error ->
+      Logger.error(
+        "ExESDB relayed subscription of #{inspect(entry.subscriber)} ended: " <>
+          Exception.format(:error, error, __STACKTRACE__)
+      )
+
+      Process.demonitor(entry.ref, [:flush])
+      :ex_esdb_nif.unsubscribe(state.store.handle, member)
+      %{state | entries: Map.delete(state.entries, member)}
   end
 
   defp stop_when_empty(reply, %{entries: entries} = state) when entries == %{},
