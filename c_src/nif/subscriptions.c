@@ -227,9 +227,21 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 			gone->id = 0;
 		}
 		enif_mutex_unlock(m->lock);
+	} else if (rc == 0) {
+		/* The process may have died between the monitor and the join:
+		 * subs_down then left the emitter before the join and freed
+		 * the slot. Leave again rather than keep a member for no one.
+		 */
+		enif_mutex_lock(m->lock);
+		bool alive = lookup(m, id) != NULL;
+		enif_mutex_unlock(m->lock);
+		if (!alive) {
+			esdb_emitter_leave_all(r->s, id, NULL);
+			rc = ESDB_EINVAL;
+		}
 	}
 	nif_store_release(r);
-	if (rc == ESDB_EINVAL) /* the monitor could not be set */
+	if (rc == ESDB_EINVAL) /* the process is gone */
 		return enif_make_tuple2(env, enif_make_atom(env, "error"),
 		                        enif_make_atom(env, "noproc"));
 	if (rc)
