@@ -167,6 +167,12 @@ int esdb_emitter_join(esdb_store *s, esdb_topic kind, const char *name,
 		uint64_t *m = realloc(t->members, cap * sizeof(*m));
 		if (!m) {
 			rc = ENOMEM;
+			if (t->n == 0) { /* just made: no empty topic left */
+				*p = t->next;
+				free(t->name);
+				free(t);
+				e->topics--;
+			}
 			goto out;
 		}
 		t->members = m;
