@@ -56,9 +56,14 @@ defmodule ExESDB.RemoteSubscriberTest do
     {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
     {:ok, sub_b} = Subscriptions.subscribe(s, {:by_stream, "two"}, b, transform: &raise_on/1)
 
-    {:ok, 1} = Streams.append_events(s, "two", :any, [%NewEvent{event_type: "t", data: 1}])
-    {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: 2}])
-    assert_receive {:echo, ^node, {:events, [%{stream_id: "one"}]}}, 2000
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        {:ok, 1} = Streams.append_events(s, "two", :any, [%NewEvent{event_type: "t", data: 1}])
+        {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: 2}])
+        assert_receive {:echo, ^node, {:events, [%{stream_id: "one"}]}}, 2000
+      end)
+
+    assert log =~ "a subscriber's transform failed"
     refute_receive {:echo, _, {:events, _}}, 200
     assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub_b)
   end
