@@ -221,6 +221,30 @@ static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
 	return atom_ok;
 }
 
+/* Queue a command its encoder made (rc: the encoder's result) to the store
+ * argv[0], answered to the caller tagged with argv[1]; a closed store
+ * answers first. */
+static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                                   int rc, esdb_cmd *cmd, esdb_done_fn done)
+{
+	store_res *r;
+	if (!nif_store_acquire(env, argv[0], &r)) {
+		if (!rc)
+			free(cmd->buf);
+		return enif_make_badarg(env);
+	}
+	ERL_NIF_TERM result;
+	if (r->closed || rc) {
+		if (!rc)
+			free(cmd->buf);
+		result = nif_error_term(env, r->closed ? ESDB_ECLOSED : rc);
+	} else {
+		result = submit(env, r, argv[1], cmd, done);
+	}
+	nif_store_release(r);
+	return result;
+}
+
 /* ---- open / close ----------------------------------------------------- */
 
 static bool get_limit(ErlNifEnv *env, ERL_NIF_TERM opts, ERL_NIF_TERM key,
@@ -390,7 +414,6 @@ static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
 static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[])
 {
-	store_res *r;
 	ErlNifBinary stream;
 	uint64_t expected, bytes;
 	esdb_new_event *evs;
@@ -400,23 +423,11 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	    !get_expected(env, argv[3], &expected) ||
 	    !get_events(env, argv[4], &evs, &n, &bytes))
 		return enif_make_badarg(env);
-	if (!nif_store_acquire(env, argv[0], &r)) {
-		free(evs);
-		return enif_make_badarg(env);
-	}
-	ERL_NIF_TERM result;
 	esdb_cmd cmd;
-	int rc;
-	if (r->closed)
-		result = nif_error_term(env, ESDB_ECLOSED);
-	else if ((rc = esdb_cmd_append(NULL, (const char *)stream.data,
-	                               stream.size, expected, evs, n, &cmd)))
-		result = nif_error_term(env, rc);
-	else
-		result = submit(env, r, argv[1], &cmd, reply_append);
-	nif_store_release(r);
+	int rc = esdb_cmd_append(NULL, (const char *)stream.data, stream.size,
+	                         expected, evs, n, &cmd);
 	free(evs);
-	return result;
+	return submit_encoded(env, argv, rc, &cmd, reply_append);
 }
 
 /* append(Store, Ref, StreamId, Expected, Events) -> ok | {error, Reason};
@@ -454,26 +465,16 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
                                       const ERL_NIF_TERM argv[])
 {
-	store_res *r;
 	ErlNifBinary stream;
 	uint64_t expected;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &stream) ||
-	    !get_expected(env, argv[3], &expected) ||
-	    !nif_store_acquire(env, argv[0], &r))
+	    !get_expected(env, argv[3], &expected))
 		return enif_make_badarg(env);
-	ERL_NIF_TERM result;
 	esdb_cmd cmd;
-	int rc;
-	if (r->closed)
-		result = nif_error_term(env, ESDB_ECLOSED);
-	else if ((rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
-	                                      stream.size, expected, &cmd)))
-		result = nif_error_term(env, rc);
-	else
-		result = submit(env, r, argv[1], &cmd, reply_plain);
-	nif_store_release(r);
-	return result;
+	int rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
+	                                stream.size, expected, &cmd);
+	return submit_encoded(env, argv, rc, &cmd, reply_plain);
 }
 
 /* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
@@ -481,7 +482,6 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
                                      const ERL_NIF_TERM argv[])
 {
-	store_res *r;
 	ErlNifBinary uuid, type, data, meta;
 	uint64_t version;
 	if (!enif_is_ref(env, argv[1]) ||
@@ -489,51 +489,32 @@ static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 	    !nif_get_u64(env, argv[3], &version) ||
 	    !enif_inspect_binary(env, argv[4], &type) ||
 	    !enif_inspect_binary(env, argv[5], &data) ||
-	    !enif_inspect_binary(env, argv[6], &meta) ||
-	    !nif_store_acquire(env, argv[0], &r))
+	    !enif_inspect_binary(env, argv[6], &meta))
 		return enif_make_badarg(env);
-	ERL_NIF_TERM result;
 	esdb_cmd cmd;
-	int rc;
-	if (r->closed)
-		result = nif_error_term(env, ESDB_ECLOSED);
-	else if ((rc = esdb_cmd_snapshot_put(
-	              NULL, (const char *)uuid.data, uuid.size, version,
-	              (const char *)type.data, type.size, data.data, data.size,
-	              meta.data, meta.size, &cmd)))
-		result = nif_error_term(env, rc);
-	else
-		result = submit(env, r, argv[1], &cmd, reply_plain);
-	nif_store_release(r);
-	return result;
+	int rc = esdb_cmd_snapshot_put(NULL, (const char *)uuid.data, uuid.size,
+	                               version, (const char *)type.data,
+	                               type.size, data.data, data.size,
+	                               meta.data, meta.size, &cmd);
+	return submit_encoded(env, argv, rc, &cmd, reply_plain);
 }
 
 /* checkpoint_put(Store, Ref, Name, Checkpoint, Definition). */
 static ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
                                        const ERL_NIF_TERM argv[])
 {
-	store_res *r;
 	ErlNifBinary name, def;
 	uint64_t cp;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
 	    !nif_get_u64(env, argv[3], &cp) ||
-	    !enif_inspect_binary(env, argv[4], &def) ||
-	    !nif_store_acquire(env, argv[0], &r))
+	    !enif_inspect_binary(env, argv[4], &def))
 		return enif_make_badarg(env);
-	ERL_NIF_TERM result;
 	esdb_cmd cmd;
-	int rc;
-	if (r->closed)
-		result = nif_error_term(env, ESDB_ECLOSED);
-	else if ((rc = esdb_cmd_checkpoint_put(NULL, (const char *)name.data,
-	                                       name.size, cp, def.data,
-	                                       def.size, &cmd)))
-		result = nif_error_term(env, rc);
-	else
-		result = submit(env, r, argv[1], &cmd, reply_plain);
-	nif_store_release(r);
-	return result;
+	int rc =
+	    esdb_cmd_checkpoint_put(NULL, (const char *)name.data, name.size,
+	                            cp, def.data, def.size, &cmd);
+	return submit_encoded(env, argv, rc, &cmd, reply_plain);
 }
 
 typedef int (*named_encoder)(const esdb_limits *, const char *, size_t,
@@ -543,23 +524,13 @@ typedef int (*named_encoder)(const esdb_limits *, const char *, size_t,
 static ERL_NIF_TERM named_delete(ErlNifEnv *env, const ERL_NIF_TERM argv[],
                                  named_encoder encode)
 {
-	store_res *r;
 	ErlNifBinary name;
 	if (!enif_is_ref(env, argv[1]) ||
-	    !enif_inspect_binary(env, argv[2], &name) ||
-	    !nif_store_acquire(env, argv[0], &r))
+	    !enif_inspect_binary(env, argv[2], &name))
 		return enif_make_badarg(env);
-	ERL_NIF_TERM result;
 	esdb_cmd cmd;
-	int rc;
-	if (r->closed)
-		result = nif_error_term(env, ESDB_ECLOSED);
-	else if ((rc = encode(NULL, (const char *)name.data, name.size, &cmd)))
-		result = nif_error_term(env, rc);
-	else
-		result = submit(env, r, argv[1], &cmd, reply_plain);
-	nif_store_release(r);
-	return result;
+	int rc = encode(NULL, (const char *)name.data, name.size, &cmd);
+	return submit_encoded(env, argv, rc, &cmd, reply_plain);
 }
 
 static ERL_NIF_TERM nif_snapshot_delete(ErlNifEnv *env, int argc,
@@ -751,18 +722,13 @@ static bool get_after(ErlNifEnv *env, ERL_NIF_TERM t, ErlNifBinary *b)
 	return enif_inspect_binary(env, t, b);
 }
 
-static ERL_NIF_TERM list_result(list_ctx *c, int rc)
-{
-	ERL_NIF_TERM rev;
-	if (rc)
-		return nif_error_term(c->env, rc);
-	enif_make_reverse_list(c->env, c->list, &rev);
-	return enif_make_tuple2(c->env, atom_ok, rev);
-}
+/* A listing in name order after a cursor, gathered into a list_ctx. */
+typedef int (*named_list)(esdb_store *s, const char *after, size_t len,
+                          uint32_t count, list_ctx *c);
 
-/* list_streams(Store, After | nil, Count) -> {ok, [{Id, Version, Del}]} */
-static ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
-                                     const ERL_NIF_TERM argv[])
+/* (Store, After | nil, Count) -> {ok, [Item]} | {error, Reason} */
+static ERL_NIF_TERM list_after(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                               named_list list)
 {
 	store_res *r;
 	ErlNifBinary after;
@@ -772,12 +738,28 @@ static ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	list_ctx c = {env, enif_make_list(env, 0)};
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : esdb_list_streams(r->s, (const char *)after.data,
-	                                 after.size, count, collect_stream, &c);
+	int rc = r->closed ? ESDB_ECLOSED
+	                   : list(r->s, (const char *)after.data, after.size,
+	                          count, &c);
 	nif_store_release(r);
-	return list_result(&c, rc);
+	if (rc)
+		return nif_error_term(env, rc);
+	ERL_NIF_TERM in_order;
+	enif_make_reverse_list(env, c.list, &in_order);
+	return enif_make_tuple2(env, atom_ok, in_order);
+}
+
+static int list_streams(esdb_store *s, const char *after, size_t len,
+                        uint32_t count, list_ctx *c)
+{
+	return esdb_list_streams(s, after, len, count, collect_stream, c);
+}
+
+/* list_streams(Store, After | nil, Count) -> {ok, [{Id, Version, Del}]} */
+static ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
+                                     const ERL_NIF_TERM argv[])
+{
+	return list_after(env, argv, list_streams);
 }
 
 static int collect_snapshot(void *ctx, const esdb_snapshot *sn)
@@ -866,25 +848,19 @@ static ERL_NIF_TERM nif_checkpoint_get(ErlNifEnv *env, int argc,
 	return get_by_name(env, argv, get_checkpoint);
 }
 
-/* checkpoint_list(Store, After | nil, Count) */
+static int list_checkpoints(esdb_store *s, const char *after, size_t len,
+                            uint32_t count, list_ctx *c)
+{
+	return esdb_checkpoint_list(s, after, len, count, collect_checkpoint,
+	                            c);
+}
+
+/* checkpoint_list(Store, After | nil, Count) -> {ok, [{Name, Checkpoint,
+ * Definition, UpdatedUs}]} */
 static ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
                                         const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ErlNifBinary after;
-	uint32_t count;
-	if (!get_after(env, argv[1], &after) ||
-	    !nif_get_count(env, argv[2], &count) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	list_ctx c = {env, enif_make_list(env, 0)};
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : esdb_checkpoint_list(r->s, (const char *)after.data,
-	                                    after.size, count,
-	                                    collect_checkpoint, &c);
-	nif_store_release(r);
-	return list_result(&c, rc);
+	return list_after(env, argv, list_checkpoints);
 }
 
 /* stats(Store) -> {ok, #{events := N, ...}} */
