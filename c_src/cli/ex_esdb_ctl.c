@@ -229,16 +229,8 @@ static void put_human(const void *buf, size_t len)
 
 static void uuid_str(const uint8_t *id, char out[37])
 {
-	static const char hex[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*out++ = '-';
-		*out++ = hex[id[i] >> 4];
-		*out++ = hex[id[i] & 15];
-	}
-	*out = '\0';
+	esdb_uuid_text(id, out);
+	out[36] = '\0';
 }
 
 /* ISO-8601 UTC with microseconds, as the store keeps them. */

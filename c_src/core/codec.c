@@ -760,3 +760,14 @@ int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l)
 		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
 	}
 }
+
+void esdb_uuid_text(const uint8_t id[16], char out[36])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*out++ = '-';
+		*out++ = hex[id[i] >> 4];
+		*out++ = hex[id[i] & 15];
+	}
+}

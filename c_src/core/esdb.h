@@ -154,6 +154,10 @@ typedef struct esdb_event {
  * returned by the read call. */
 typedef int (*esdb_event_fn)(void *ctx, const esdb_event *ev);
 
+/* A 16-byte id as UUID text (8-4-4-4-12 lowercase hex): 36 characters,
+ * no terminating NUL. */
+void esdb_uuid_text(const uint8_t id[16], char out[36]);
+
 /* ---- Commands --------------------------------------------------------- */
 
 /*

@@ -87,15 +87,8 @@ typedef struct rec_ctx {
 
 static ERL_NIF_TERM uuid_text(ErlNifEnv *env, const uint8_t *id)
 {
-	static const char hex[] = "0123456789abcdef";
 	ERL_NIF_TERM t;
-	unsigned char *p = enif_make_new_binary(env, 36, &t);
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*p++ = '-';
-		*p++ = (unsigned char)hex[id[i] >> 4];
-		*p++ = (unsigned char)hex[id[i] & 15];
-	}
+	esdb_uuid_text(id, (char *)enif_make_new_binary(env, 36, &t));
 	return t;
 }
 

@@ -21,6 +21,17 @@ TEST(crc32c_known_vectors)
 		    esdb_crc32c(0, msg, len));
 }
 
+TEST(uuid_text_is_8_4_4_4_12_lowercase_hex)
+{
+	const uint8_t id[16] = {0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3,
+	                        0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0xff};
+	char out[37];
+	memset(out, '#', sizeof(out));
+	esdb_uuid_text(id, out);
+	CHECK(memcmp(out, "123e4567-e89b-12d3-a456-4266141740ff", 36) == 0);
+	CHECK(out[36] == '#'); /* no terminator written */
+}
+
 TEST(event_record_roundtrip_and_corruption)
 {
 	uint8_t id[16], caus[16], corr[16];
