@@ -390,15 +390,28 @@ static int apply_delete_stream(apply_ctx *c, const esdb__cmd_view *v,
 	return 0;
 }
 
-static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
+/* Room for a record of `size` bytes under v's name in dbi (a new key or
+ * the name's existing one), written in place by the caller. */
+static int reserve_named(apply_ctx *c, MDB_dbi dbi, const esdb__cmd_view *v,
+                         size_t size, void **out)
 {
 	esdb_name_key key;
 	MDB_val val;
 	bool found;
-	int rc = esdb__name_find(c->txn, c->s->dbi_snapshots, v->name,
-	                         v->name_len, &key, &val, &found);
+	int rc = esdb__name_find(c->txn, dbi, v->name, v->name_len, &key, &val,
+	                         &found);
 	if (rc)
 		return rc;
+	MDB_val d = {size, NULL};
+	if ((rc = mdb_put(c->txn, dbi, &key.val, &d, MDB_RESERVE)))
+		return rc;
+	*out = d.mv_data;
+	c->dirty = true;
+	return 0;
+}
+
+static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
+{
 	esdb_snapshot sn = {
 	    .source_uuid = v->name,
 	    .source_uuid_len = v->name_len,
@@ -411,24 +424,16 @@ static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
 	    .metadata_len = v->meta_len,
 	    .created_us = v->created_us,
 	};
-	MDB_val d = {esdb__snapshot_rec_size(&sn), NULL};
-	if ((rc = mdb_put(c->txn, c->s->dbi_snapshots, &key.val, &d,
-	                  MDB_RESERVE)))
-		return rc;
-	esdb__snapshot_rec_write(d.mv_data, &sn);
-	c->dirty = true;
-	return 0;
+	void *rec;
+	int rc = reserve_named(c, c->s->dbi_snapshots, v,
+	                       esdb__snapshot_rec_size(&sn), &rec);
+	if (rc == 0)
+		esdb__snapshot_rec_write(rec, &sn);
+	return rc;
 }
 
 static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
 {
-	esdb_name_key key;
-	MDB_val val;
-	bool found;
-	int rc = esdb__name_find(c->txn, c->s->dbi_subscriptions, v->name,
-	                         v->name_len, &key, &val, &found);
-	if (rc)
-		return rc;
 	esdb_checkpoint cp = {
 	    .name = v->name,
 	    .name_len = v->name_len,
@@ -437,13 +442,12 @@ static int apply_checkpoint_put(apply_ctx *c, const esdb__cmd_view *v)
 	    .definition_len = v->data_len,
 	    .updated_us = v->created_us,
 	};
-	MDB_val d = {esdb__checkpoint_rec_size(&cp), NULL};
-	if ((rc = mdb_put(c->txn, c->s->dbi_subscriptions, &key.val, &d,
-	                  MDB_RESERVE)))
-		return rc;
-	esdb__checkpoint_rec_write(d.mv_data, &cp);
-	c->dirty = true;
-	return 0;
+	void *rec;
+	int rc = reserve_named(c, c->s->dbi_subscriptions, v,
+	                       esdb__checkpoint_rec_size(&cp), &rec);
+	if (rc == 0)
+		esdb__checkpoint_rec_write(rec, &cp);
+	return rc;
 }
 
 static int apply_named_delete(apply_ctx *c, MDB_dbi dbi,
