@@ -3,19 +3,16 @@
 %% they check options and wait for the asynchronous replies.
 -module(ex_esdb_nif).
 
--export([open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
+%% Every function here is a NIF, exported as it is.
+-define(NIFS,
+        [open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
          snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, verify/1, backup/2,
          read_records/6, subscribe/4, subscribe/5, unsubscribe/2]).
-
--nifs([open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
-       snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
-       read_stream/5, read_all/4, read_type/4, stream_info/2,
-       list_streams/3, snapshot_get/2, checkpoint_get/2,
-       checkpoint_list/3, stats/1, verify/1, backup/2,
-       read_records/6, subscribe/4, subscribe/5, unsubscribe/2]).
+-export(?NIFS).
+-nifs(?NIFS).
 
 -on_load(init/0).
 
