@@ -27,6 +27,13 @@ static const struct {
     {ESDB_ENOTDIR, "no_store", "no store at this path"},
     {ESDB_EFOREIGN, "not_a_store", "path holds something that is not a store"},
     {ESDB_EEMPTY, "no_events", "an append needs at least one event"},
+    {ESDB_EOVERLOADED, "overloaded", "the writer queue is full"},
+    {ESDB_ESTORE_FAILED, "store_failed",
+     "the store refuses writes after a failed flush"},
+    {ESDB_EDISK_FULL, "disk_full", "no space left on the store's disk"},
+    {ESDB_ELOCKED, "locked", "another process has the store open for writing"},
+    {ESDB_EOUTCOME_UNKNOWN, "outcome_unknown",
+     "the command may or may not have been applied"},
 };
 
 const char *esdb_strerror(int rc)

@@ -45,7 +45,12 @@ extern "C" {
 #define ESDB_ENOTDIR           (-31988) /* path missing and creation disabled */
 #define ESDB_EFOREIGN          (-31987) /* path holds something not an esdb store */
 #define ESDB_EEMPTY            (-31986) /* an append with no events */
-#define ESDB_ERANGE_LAST       (-31986)
+#define ESDB_EOVERLOADED       (-31985) /* the writer queue is full */
+#define ESDB_ESTORE_FAILED     (-31984) /* writes refused after a failed flush */
+#define ESDB_EDISK_FULL        (-31983) /* no space left for the store */
+#define ESDB_ELOCKED           (-31982) /* another process writes this store */
+#define ESDB_EOUTCOME_UNKNOWN  (-31981) /* may or may not have been applied */
+#define ESDB_ERANGE_LAST       (-31981)
 
 /* Name of any code this API returns. Never NULL; static storage. */
 const char *esdb_strerror(int rc);
