@@ -40,7 +40,7 @@
 -define(PAGE, 1000).
 
 -opaque store() :: reference().
--type option() :: durability | map_size | create | readonly
+-type option() :: durability | map_size | create | readonly | file_mode
                 | max_stream_id | max_event_type | max_event_bytes
                 | max_append_events | max_append_bytes | max_key.
 -type expected() :: any | no_stream | stream_exists | non_neg_integer().
@@ -91,6 +91,9 @@
 %%       least 1 MiB; it grows as needed);</li>
 %%   <li>`create': create the directory when missing (default `true');</li>
 %%   <li>`readonly': every mutation answers `{error, read_only}';</li>
+%%   <li>`file_mode': permission bits of the files the store creates
+%%       (data, lock file, backups; default `8#600'); directories it
+%%       creates get them plus search where read is allowed (`8#700');</li>
 %%   <li>limits, positive integers: `max_stream_id' (bytes, default 1024),
 %%       `max_event_type' (512), `max_event_bytes' (data + metadata of one
 %%       event, 16 MiB), `max_append_events' (10,000), `max_append_bytes'
@@ -114,6 +117,7 @@ open(Path, Opts) when is_map(Opts) ->
 valid_option(durability, V) -> lists:member(V, [sync, strict, nosync]);
 valid_option(create, V) -> is_boolean(V);
 valid_option(readonly, V) -> is_boolean(V);
+valid_option(file_mode, V) -> is_integer(V) andalso V >= 0;
 valid_option(K, V) ->
     lists:member(K, [map_size, max_stream_id, max_event_type,
                      max_event_bytes, max_append_events, max_append_bytes,

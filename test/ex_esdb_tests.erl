@@ -96,6 +96,31 @@ open_errors_test() ->
         ok = file:del_dir_r(Dir)
     end.
 
+file_mode_test() ->
+    Dir = tmp_dir(),
+    Mode = fun(P) -> {ok, I} = file:read_file_info(P),
+                     element(8, I) band 8#777 end,
+    try
+        Default = filename:join(Dir, "default"),
+        {ok, S1} = ex_esdb:open(Default, #{durability => nosync}),
+        ok = ex_esdb:close(S1),
+        ?assertEqual(8#700, Mode(Default)),
+        ?assertEqual(8#600, Mode(filename:join(Default, "data.mdb"))),
+        Shared = filename:join(Dir, "shared"),
+        {ok, S2} = ex_esdb:open(Shared, #{file_mode => 8#640}),
+        ok = ex_esdb:close(S2),
+        ?assertEqual(8#750, Mode(Shared)),
+        ?assertEqual(8#640, Mode(filename:join(Shared, "lock.mdb"))),
+        ?assertEqual({error, invalid_option},
+                     ex_esdb:open(filename:join(Dir, "x"),
+                                  #{file_mode => 8#400})),
+        ?assertEqual({error, {invalid_option, file_mode}},
+                     ex_esdb:open(filename:join(Dir, "x"),
+                                  #{file_mode => rw}))
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
 closed_store_test() ->
     Dir = tmp_dir(),
     try

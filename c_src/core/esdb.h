@@ -103,6 +103,12 @@ int esdb_set_limits(esdb_store *s, const esdb_limits *limits);
 int esdb_set_create(esdb_store *s, bool create);
 /* Open read-only: every mutation answers EROFS (default false). */
 int esdb_set_readonly(esdb_store *s, bool readonly);
+/* Permission bits of the files a store creates: data.mdb, lock.mdb and
+ * backups (default 0600, owner only; the umask still applies). The
+ * directories it creates get the same bits plus search (x) wherever read
+ * is allowed: 0700 by default. Existing files and directories keep their
+ * modes. Errors: ESDB_EINVAL (bits outside 0777, or owner lacks rw). */
+int esdb_set_file_mode(esdb_store *s, unsigned mode);
 
 /* Open the store in directory `path` (created when allowed) and start its
  * writer thread.

@@ -27,6 +27,7 @@ struct esdb_store {
 	esdb_limits limits;
 	bool create;
 	bool readonly;
+	unsigned file_mode; /* dirs: the same plus x where r */
 
 	/* open state */
 	bool is_open;
@@ -62,6 +63,9 @@ void esdb__read_end(esdb_store *s, MDB_txn *txn);
 
 /* Take the map size another process set (after MDB_MAP_RESIZED). */
 int esdb__adopt_mapsize(esdb_store *s);
+
+/* The mode of directories a store creates, from its file mode. */
+unsigned esdb__dir_mode(const esdb_store *s);
 
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);

@@ -5,11 +5,13 @@
 #include "codec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <unistd.h>
 
 typedef struct verify_ctx {
 	esdb_store *s;
@@ -212,21 +214,34 @@ static int dir_is_empty(const char *path, bool *empty)
 int esdb_backup(esdb_store *s, const char *dest)
 {
 	bool empty = false;
+	char file[4096];
 	if (!s || !dest)
 		return ESDB_EINVAL;
 	if (!s->is_open)
 		return ESDB_ECLOSED;
-	if (mkdir(dest, 0755) && errno != EEXIST)
+	if (snprintf(file, sizeof(file), "%s/data.mdb", dest) >=
+	    (int)sizeof(file))
+		return ESDB_EINVAL;
+	if (mkdir(dest, esdb__dir_mode(s)) && errno != EEXIST)
 		return errno;
 	int rc = dir_is_empty(dest, &empty);
 	if (rc)
 		return rc;
 	if (!empty)
 		return EEXIST;
-	/* mdb_env_copy2 runs in its own read txn: consistent while writers
-	 * go on; the map lock keeps the map from moving under it. */
+	/* Created here, not by LMDB, for its mode (LMDB's is 0666). */
+	int fd =
+	    open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
+	if (fd < 0)
+		return errno;
+	/* mdb_env_copyfd2 runs in its own read txn: consistent while
+	 * writers go on; the map lock keeps the map from moving under it. */
 	pthread_rwlock_rdlock(&s->map_lock);
-	rc = mdb_env_copy2(s->env, dest, MDB_CP_COMPACT);
+	rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
 	pthread_rwlock_unlock(&s->map_lock);
+	if (close(fd) && !rc)
+		rc = errno;
+	if (rc)
+		unlink(file);
 	return esdb__mdb_rc(rc);
 }

@@ -48,6 +48,7 @@ int esdb_create(esdb_store **out)
 	s->mapsize = DEFAULT_MAPSIZE;
 	s->durability = ESDB_DURABILITY_SYNC;
 	s->create = true;
+	s->file_mode = 0600;
 	esdb_limits_default(&s->limits);
 	*out = s;
 	return 0;
@@ -109,6 +110,20 @@ int esdb_set_readonly(esdb_store *s, bool readonly)
 	return 0;
 }
 
+int esdb_set_file_mode(esdb_store *s, unsigned mode)
+{
+	SETTER_GUARD(s);
+	if ((mode & ~0777u) || (mode & 0600) != 0600)
+		return ESDB_EINVAL;
+	s->file_mode = mode;
+	return 0;
+}
+
+unsigned esdb__dir_mode(const esdb_store *s)
+{
+	return s->file_mode | ((s->file_mode & 0444) >> 2);
+}
+
 int esdb__mdb_rc(int rc)
 {
 	switch (rc) {
@@ -155,7 +170,7 @@ void esdb__read_end(esdb_store *s, MDB_txn *txn)
 }
 
 /* Create `path` and missing parents. */
-static int mkdirs(const char *path)
+static int mkdirs(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	size_t len = strlen(path);
@@ -166,11 +181,11 @@ static int mkdirs(const char *path)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(buf, 0755) && errno != EEXIST)
+		if (mkdir(buf, mode) && errno != EEXIST)
 			return errno;
 		*p = '/';
 	}
-	if (mkdir(buf, 0755) && errno != EEXIST)
+	if (mkdir(buf, mode) && errno != EEXIST)
 		return errno;
 	return 0;
 }
@@ -195,7 +210,7 @@ static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
 			return errno;
 		if (!s->create || s->readonly)
 			return ESDB_ENOTDIR;
-		int rc = mkdirs(path);
+		int rc = mkdirs(path, esdb__dir_mode(s));
 		if (rc)
 			return rc;
 		if (stat(path, st) != 0)
@@ -368,7 +383,7 @@ int esdb_open(esdb_store *s, const char *path)
 	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
 	    (rc = mdb_env_set_mapsize(s->env, s->mapsize)))
 		goto fail_env;
-	if ((rc = mdb_env_open(s->env, path, flags, 0644))) {
+	if ((rc = mdb_env_open(s->env, path, flags, s->file_mode))) {
 		rc = esdb__mdb_rc(rc);
 		goto fail_env;
 	}

@@ -36,6 +36,7 @@
 	X(map_size)                                                            \
 	X(create)                                                              \
 	X(readonly)                                                            \
+	X(file_mode)                                                           \
 	X(max_stream_id)                                                       \
 	X(max_event_type)                                                      \
 	X(max_event_bytes)                                                     \
@@ -302,6 +303,12 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		    !enif_is_identical(v, atom_false))
 			goto bad_option;
 		esdb_set_readonly(s, enif_is_identical(v, atom_true));
+	}
+	if (enif_get_map_value(env, argv[1], atom_file_mode, &v)) {
+		uint64_t mode;
+		if (!nif_get_u64(env, v, &mode) || mode > 0777 ||
+		    esdb_set_file_mode(s, (unsigned)mode))
+			goto bad_option;
 	}
 	esdb_limits l;
 	esdb_limits_default(&l);

@@ -15,6 +15,7 @@ defmodule ExESDB.Options do
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub-compatible server name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`, `:strict` or `:nosync` (tests only) |
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; grows when full |
+  | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
   | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key` |
 
@@ -31,6 +32,7 @@ defmodule ExESDB.Options do
           pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :nosync,
           map_size: pos_integer(),
+          file_mode: non_neg_integer(),
           serializer: module(),
           limits: keyword()
         }
@@ -44,6 +46,7 @@ defmodule ExESDB.Options do
     pub_sub: nil,
     durability: :sync,
     map_size: 64 * 1024 * 1024,
+    file_mode: 0o600,
     serializer: ExESDB.Serializer.Term,
     limits: []
   }
@@ -155,6 +158,10 @@ defmodule ExESDB.Options do
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :nosync], do: v
   defp validate!(:map_size, v, _) when is_integer(v) and v >= 1_048_576, do: v
+
+  defp validate!(:file_mode, v, _) when v in 0o600..0o777 and Bitwise.band(v, 0o600) == 0o600,
+    do: v
+
   defp validate!(:serializer, v, _) when is_atom(v) and v not in [nil, true, false], do: v
   defp validate!(:limits, v, _) when is_list(v), do: validate_limits!(v)
 
@@ -192,6 +199,7 @@ defmodule ExESDB.Options do
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
   defp expected(:durability), do: "expected :sync, :strict or :nosync"
   defp expected(:map_size), do: "expected an integer of at least 1 MiB"
+  defp expected(:file_mode), do: "expected permission bits with owner read and write, like 0o600"
   defp expected(:serializer), do: "expected a module implementing ExESDB.Serializer"
   defp expected(:limits), do: "expected a keyword list"
 end

@@ -31,7 +31,12 @@ defmodule ExESDB.Store do
 
     nif_opts =
       Map.merge(
-        %{durability: options.durability, map_size: options.map_size, create: true},
+        %{
+          durability: options.durability,
+          map_size: options.map_size,
+          file_mode: options.file_mode,
+          create: true
+        },
         Map.new(options.limits)
       )
 

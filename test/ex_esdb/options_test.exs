@@ -21,6 +21,7 @@ defmodule ExESDB.OptionsTest do
     assert o.data_dir == "data" and o.store_id == :ex_esdb and o.db_type == :single
     assert o.timeout == 10_000 and o.durability == :sync
     assert o.serializer == ExESDB.Serializer.Term
+    assert o.file_mode == 0o600
     assert Options.store_path(o) == "data/ex_esdb"
   end
 
@@ -53,6 +54,9 @@ defmodule ExESDB.OptionsTest do
     assert_raise ArgumentError, ~r/unknown ExESDB option :colour/, fn ->
       Options.resolve(colour: :blue)
     end
+
+    assert_raise ArgumentError, ~r/:file_mode: 256/, fn -> Options.resolve(file_mode: 0o400) end
+    assert %{file_mode: 0o640} = Options.resolve(file_mode: 0o640)
 
     assert_raise ArgumentError, ~r/:cluster/, fn -> Options.resolve(db_type: :cluster) end
 
