@@ -122,7 +122,10 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 		p += 16;
 		need += 16;
 	}
-	if (need != len)
+	if (need != len || (flags & ~ESDB_EVENT_FLAGS_KNOWN) ||
+	    out->position == 0 || out->stream_version == 0 ||
+	    out->stream_version > ESDB_VERSION_MAX || out->stream_id_len == 0 ||
+	    out->event_type_len == 0)
 		return ESDB_ECORRUPT;
 	out->stream_id = (const char *)p;
 	p += out->stream_id_len;
@@ -144,16 +147,20 @@ static uint8_t *name_head_write(uint8_t *rec, const char *name, size_t len)
 }
 
 /* Check a name-keyed record and return a pointer past its name, or NULL
- * when it is shorter than `fixed` bytes after the name. */
+ * when it is shorter than `fixed` bytes after the name, its name is empty
+ * or it has flags outside `known_flags`. */
 static const uint8_t *name_head_read(const uint8_t *rec, size_t len,
                                      uint8_t kind, size_t fixed,
-                                     uint16_t *flags, const char **name,
-                                     size_t *name_len, int *rc)
+                                     uint16_t known_flags, uint16_t *flags,
+                                     const char **name, size_t *name_len,
+                                     int *rc)
 {
 	*rc = esdb__rec_check(rec, len, kind, flags);
 	if (*rc)
 		return NULL;
-	if (len < 10 || 10 + (size_t)esdb_get_le16(rec + 8) + fixed > len) {
+	if (len < 10 || esdb_get_le16(rec + 8) == 0 ||
+	    10 + (size_t)esdb_get_le16(rec + 8) + fixed > len ||
+	    (*flags & ~known_flags)) {
 		*rc = ESDB_ECORRUPT;
 		return NULL;
 	}
@@ -170,6 +177,10 @@ size_t esdb__stream_rec_size(size_t name_len, uint32_t tail_count)
 uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
                                     uint64_t version)
 {
+	/* tail_count <= version keeps `first` from wrapping. */
+	if (m->tail_count == 0 || m->tail_count > ESDB_STREAM_TAIL_MAX ||
+	    m->tail_count > m->version)
+		return 0;
 	uint64_t first = m->version - m->tail_count + 1;
 	if (version < first || version > m->version)
 		return 0;
@@ -194,8 +205,9 @@ int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 {
 	int rc;
 	uint16_t flags;
-	const uint8_t *p = name_head_read(rec, len, ESDB_REC_STREAM, 42, &flags,
-	                                  &m->name, &m->name_len, &rc);
+	const uint8_t *p =
+	    name_head_read(rec, len, ESDB_REC_STREAM, 42, ESDB_STREAM_DELETED,
+	                   &flags, &m->name, &m->name_len, &rc);
 	if (!p)
 		return rc;
 	m->num = esdb_get_le64(p);
@@ -203,12 +215,18 @@ int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 	m->created_us = esdb_get_le64(p + 16);
 	memcpy(m->last_event_id, p + 24, 16);
 	m->tail_count = esdb_get_le16(p + 40);
-	if (m->tail_count > ESDB_STREAM_TAIL_MAX ||
+	/* A full tail moves to stream_index, so 32 is never stored. */
+	if (m->num == 0 || m->version > ESDB_VERSION_MAX ||
+	    m->tail_count >= ESDB_STREAM_TAIL_MAX ||
 	    m->tail_count > m->version ||
 	    len != esdb__stream_rec_size(m->name_len, m->tail_count))
 		return ESDB_ECORRUPT;
-	for (uint32_t i = 0; i < m->tail_count; i++)
+	/* Positions of consecutive versions: nonzero and increasing. */
+	for (uint32_t i = 0; i < m->tail_count; i++) {
 		m->tail[i] = esdb_get_le64(p + 42 + 8 * i);
+		if (m->tail[i] <= (i ? m->tail[i - 1] : 0))
+			return ESDB_ECORRUPT;
+	}
 	m->deleted = (flags & ESDB_STREAM_DELETED) != 0;
 	return 0;
 }
@@ -231,14 +249,14 @@ int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num)
 	uint16_t flags;
 	const char *name;
 	size_t name_len;
-	const uint8_t *p = name_head_read(rec, len, ESDB_REC_TYPE, 8, &flags,
+	const uint8_t *p = name_head_read(rec, len, ESDB_REC_TYPE, 8, 0, &flags,
 	                                  &name, &name_len, &rc);
 	if (!p)
 		return rc;
 	if (len != esdb__type_rec_size(name_len))
 		return ESDB_ECORRUPT;
 	*num = esdb_get_le64(p);
-	return 0;
+	return *num ? 0 : ESDB_ECORRUPT; /* type numbers start at 1 */
 }
 
 /* Snapshot: head, source_version(8) created_us(8) type_len(2)
@@ -268,7 +286,7 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	int rc;
 	uint16_t flags;
 	const uint8_t *p =
-	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26, &flags,
+	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26, 0, &flags,
 	                   &sn->source_uuid, &sn->source_uuid_len, &rc);
 	if (!p)
 		return rc;
@@ -309,8 +327,8 @@ int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
 	int rc;
 	uint16_t flags;
 	const uint8_t *p =
-	    name_head_read(rec, len, ESDB_REC_CHECKPOINT, 20, &flags, &cp->name,
-	                   &cp->name_len, &rc);
+	    name_head_read(rec, len, ESDB_REC_CHECKPOINT, 20, 0, &flags,
+	                   &cp->name, &cp->name_len, &rc);
 	if (!p)
 		return rc;
 	cp->checkpoint = esdb_get_le64(p);
@@ -643,6 +661,9 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 		return ESDB_EINVAL;
 	if (esdb_get_le32(buf + 8) != cmd_crc(buf, len))
 		return ESDB_ECORRUPT;
+	/* Reserved bytes are zero: a later format may give them meaning. */
+	if (esdb_get_le16(buf + 2) || esdb_get_le32(buf + 12))
+		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));
 	v->type = buf[1];
 	v->created_us = esdb_get_le64(buf + 16);

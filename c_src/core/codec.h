@@ -18,7 +18,13 @@ enum esdb_rec_kind {
 
 #define ESDB_EVENT_HAS_CAUSATION   0x1
 #define ESDB_EVENT_HAS_CORRELATION 0x2
-#define ESDB_STREAM_DELETED        0x1
+#define ESDB_EVENT_FLAGS_KNOWN                                                 \
+	(ESDB_EVENT_HAS_CAUSATION | ESDB_EVENT_HAS_CORRELATION)
+#define ESDB_STREAM_DELETED 0x1
+
+/* Stream versions stop below the values that encode expected versions
+ * (ESDB_EXPECT_*): a stored version above this is corrupt. */
+#define ESDB_VERSION_MAX (ESDB_EXPECT_STREAM_EXISTS - 1)
 
 /* Fixed part of an event record, before the variable fields. */
 #define ESDB_EVENT_FIXED 60
@@ -26,7 +32,8 @@ enum esdb_rec_kind {
 /* Write version, kind, flags and the CRC32C of rec[8..len) into rec[0..8). */
 void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags);
 /* Check header and checksum. Returns 0, ESDB_ECORRUPT or ESDB_EFORMAT.
- * *flags (may be NULL) receives the flags. */
+ * *flags (may be NULL) receives the flags. A CRC is no proof of
+ * structure: every *_rec_read also checks each field's range after it. */
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
                     uint16_t *flags);
 

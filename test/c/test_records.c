@@ -1,0 +1,240 @@
+/* test_records.c: a record with a valid CRC but fields out of range is
+ * corrupt, in the decoders and in a store that holds one (issue 9, item 4). */
+#include "harness.h"
+
+#include "bytes.h"
+#include "codec.h"
+#include "crc32c.h"
+
+#include <lmdb.h>
+
+/* A stream record sealed with a valid CRC, whatever its fields say. */
+static size_t stream_rec(uint8_t *buf, const esdb__stream_meta *m)
+{
+	esdb__stream_rec_write(buf, m);
+	return esdb__stream_rec_size(m->name_len, m->tail_count);
+}
+
+static esdb__stream_meta good_stream(void)
+{
+	esdb__stream_meta m = {.name = "s",
+	                       .name_len = 1,
+	                       .num = 1,
+	                       .version = 40,
+	                       .created_us = 5,
+	                       .tail_count = 3,
+	                       .tail = {10, 11, 12}};
+	memset(m.last_event_id, 3, 16);
+	return m;
+}
+
+TEST(stream_record_fields_are_range_checked_after_the_crc)
+{
+	uint8_t buf[1024];
+	esdb__stream_meta m = good_stream(), out;
+	REQUIRE_OK(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out));
+
+	/* A full tail is never stored: it moves to stream_index at 32. */
+	m = good_stream();
+	m.tail_count = ESDB_STREAM_TAIL_MAX;
+	for (uint32_t i = 0; i < m.tail_count; i++)
+		m.tail[i] = 100 + i;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	/* Versions reserved for expected-version values. */
+	m = good_stream();
+	m.version = UINT64_MAX;
+	m.tail_count = 0;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	m.version = ESDB_EXPECT_STREAM_EXISTS;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	/* Stream numbers start at 1; a name is never empty. */
+	m = good_stream();
+	m.num = 0;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	m = good_stream();
+	m.name_len = 0;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	/* Tail positions are positions (> 0) of consecutive versions. */
+	m = good_stream();
+	m.tail[1] = 0;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	m = good_stream();
+	m.tail[2] = 10;
+	CHECK_RC(esdb__stream_rec_read(buf, stream_rec(buf, &m), &out),
+	         ESDB_ECORRUPT);
+	/* Flags nobody writes. */
+	m = good_stream();
+	size_t len = stream_rec(buf, &m);
+	esdb__rec_seal(buf, len, ESDB_REC_STREAM, 0x80);
+	CHECK_RC(esdb__stream_rec_read(buf, len, &out), ESDB_ECORRUPT);
+}
+
+TEST(stream_tail_position_stays_inside_the_tail)
+{
+	/* Even for a meta no decoder accepted: no index past tail[]. */
+	esdb__stream_meta m = {.num = 1, .version = UINT64_MAX};
+	CHECK_EQ(esdb__stream_tail_position(&m, 40), 0);
+	CHECK_EQ(esdb__stream_tail_position(&m, UINT64_MAX), 0);
+	m.version = 5;
+	CHECK_EQ(esdb__stream_tail_position(&m, 5), 0);
+	CHECK_EQ(esdb__stream_tail_position(&m, 6), 0);
+}
+
+TEST(event_record_fields_are_range_checked_after_the_crc)
+{
+	uint8_t id[16], buf[512];
+	esdb_new_event ev = make_event(id, 1, "t", "data");
+	esdb_event out;
+	size_t size = esdb__event_rec_size(1, &ev);
+	esdb__event_rec_write(buf, size, 7, 3, 1, "s", 1, &ev);
+	REQUIRE_OK(esdb__event_rec_read(buf, size, &out));
+	/* position 0, version 0, a reserved version */
+	esdb__event_rec_write(buf, size, 0, 3, 1, "s", 1, &ev);
+	CHECK_RC(esdb__event_rec_read(buf, size, &out), ESDB_ECORRUPT);
+	esdb__event_rec_write(buf, size, 7, 0, 1, "s", 1, &ev);
+	CHECK_RC(esdb__event_rec_read(buf, size, &out), ESDB_ECORRUPT);
+	esdb__event_rec_write(buf, size, 7, UINT64_MAX, 1, "s", 1, &ev);
+	CHECK_RC(esdb__event_rec_read(buf, size, &out), ESDB_ECORRUPT);
+	/* an empty stream id or type */
+	size_t s0 = esdb__event_rec_size(0, &ev);
+	esdb__event_rec_write(buf, s0, 7, 3, 1, "", 0, &ev);
+	CHECK_RC(esdb__event_rec_read(buf, s0, &out), ESDB_ECORRUPT);
+	esdb_new_event e2 = ev;
+	e2.event_type_len = 0;
+	size_t s2 = esdb__event_rec_size(1, &e2);
+	esdb__event_rec_write(buf, s2, 7, 3, 1, "s", 1, &e2);
+	CHECK_RC(esdb__event_rec_read(buf, s2, &out), ESDB_ECORRUPT);
+	/* flags nobody writes */
+	esdb__event_rec_write(buf, size, 7, 3, 1, "s", 1, &ev);
+	esdb__rec_seal(buf, size, ESDB_REC_EVENT, 0x4000);
+	CHECK_RC(esdb__event_rec_read(buf, size, &out), ESDB_ECORRUPT);
+}
+
+TEST(named_record_fields_are_range_checked_after_the_crc)
+{
+	uint8_t buf[512];
+	uint64_t num;
+	esdb__type_rec_write(buf, "t", 1, 4);
+	REQUIRE_OK(esdb__type_rec_read(buf, esdb__type_rec_size(1), &num));
+	esdb__type_rec_write(buf, "t", 1, 0);
+	CHECK_RC(esdb__type_rec_read(buf, esdb__type_rec_size(1), &num),
+	         ESDB_ECORRUPT);
+	esdb__type_rec_write(buf, "", 0, 4);
+	CHECK_RC(esdb__type_rec_read(buf, esdb__type_rec_size(0), &num),
+	         ESDB_ECORRUPT);
+
+	esdb_snapshot sn = {"agg", 3, 1, "T", 1, "D", 1, "M", 1, 9}, sn2;
+	size_t len = esdb__snapshot_rec_size(&sn);
+	esdb__snapshot_rec_write(buf, &sn);
+	REQUIRE_OK(esdb__snapshot_rec_read(buf, len, &sn2));
+	esdb__rec_seal(buf, len, ESDB_REC_SNAPSHOT, 1);
+	CHECK_RC(esdb__snapshot_rec_read(buf, len, &sn2), ESDB_ECORRUPT);
+	sn.source_uuid_len = 0;
+	len = esdb__snapshot_rec_size(&sn);
+	esdb__snapshot_rec_write(buf, &sn);
+	CHECK_RC(esdb__snapshot_rec_read(buf, len, &sn2), ESDB_ECORRUPT);
+
+	esdb_checkpoint cp = {"sub", 3, 77, "def", 3, 8}, cp2;
+	len = esdb__checkpoint_rec_size(&cp);
+	esdb__checkpoint_rec_write(buf, &cp);
+	REQUIRE_OK(esdb__checkpoint_rec_read(buf, len, &cp2));
+	esdb__rec_seal(buf, len, ESDB_REC_CHECKPOINT, 2);
+	CHECK_RC(esdb__checkpoint_rec_read(buf, len, &cp2), ESDB_ECORRUPT);
+	cp.name_len = 0;
+	len = esdb__checkpoint_rec_size(&cp);
+	esdb__checkpoint_rec_write(buf, &cp);
+	CHECK_RC(esdb__checkpoint_rec_read(buf, len, &cp2), ESDB_ECORRUPT);
+}
+
+TEST(command_reserved_bytes_must_be_zero)
+{
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	esdb_cmd cmd;
+	REQUIRE_OK(esdb_cmd_append(NULL, "s", 1, 0, &ev, 1, &cmd));
+	const size_t reserved[] = {2, 3, 12, 13, 14, 15};
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
+		uint8_t *b = cmd.buf;
+		b[reserved[i]] = 1;
+		/* reseal: only the structure is wrong */
+		uint32_t crc =
+		    esdb_crc32c(esdb_crc32c(0, b, 8), b + 12, cmd.len - 12);
+		esdb_put_le32(b + 8, crc);
+		CHECK_RC(esdb_cmd_check(b, cmd.len), ESDB_EINVAL);
+		b[reserved[i]] = 0;
+	}
+	free(cmd.buf);
+}
+
+/* Replace the record of stream "s" in a closed store with m, resealed. */
+static void craft_stream_record(const char *dir, const esdb__stream_meta *m)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	REQUIRE_OK(mdb_env_create(&env));
+	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
+	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
+	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
+	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
+	REQUIRE_OK(mdb_dbi_open(txn, "streams", 0, &dbi));
+	uint8_t buf[1024];
+	MDB_val k = {1, "s"}, v = {stream_rec(buf, m), buf};
+	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
+	REQUIRE_OK(mdb_txn_commit(txn));
+	mdb_env_close(env);
+}
+
+static void ignore_report(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)msg;
+}
+
+TEST(store_with_crafted_stream_record_answers_corrupt)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s = open_store(dir, false);
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_close(s);
+
+	/* tail_count 32 with a valid CRC: the next append would write
+	 * tail[32] on the writer thread's stack. */
+	esdb__stream_meta m = good_stream();
+	m.version = 40;
+	m.tail_count = ESDB_STREAM_TAIL_MAX;
+	for (uint32_t i = 0; i < m.tail_count; i++)
+		m.tail[i] = 100 + i;
+	craft_stream_record(dir, &m);
+	s = open_store(dir, false);
+	make_id(id, 2);
+	CHECK_RC(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	         ESDB_ECORRUPT);
+	uint64_t version;
+	CHECK_RC(esdb_stream_info(s, "s", 1, &version, NULL, NULL),
+	         ESDB_ECORRUPT);
+	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
+	esdb_close(s);
+
+	/* version UINT64_MAX with an empty tail */
+	m = good_stream();
+	m.version = UINT64_MAX;
+	m.tail_count = 0;
+	craft_stream_record(dir, &m);
+	s = open_store(dir, false);
+	collected c = {0};
+	CHECK_RC(esdb_read_stream(s, "s", 1, UINT64_MAX, 10, ESDB_BACKWARD,
+	                          collect_event, &c),
+	         ESDB_ECORRUPT);
+	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
+	collected_free(&c);
+	esdb_close(s);
+}
