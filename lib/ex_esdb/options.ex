@@ -1,26 +1,40 @@
 defmodule ExESDB.Options do
   @moduledoc """
-  Store options: defaults, then `config :ex_esdb, ...` (or
-  `config otp_app, :ex_esdb, ...` with the `otp_app:` option), then
-  `EX_ESDB_*` environment variables, then options given to
-  `ExESDB.System` directly.
+  Store options. Each key is looked up in four places; a later one wins:
+
+  1. the defaults below;
+  2. `config :ex_esdb, key: value` (or `config otp_app, :ex_esdb, ...`
+     with the `otp_app:` option);
+  3. the `EX_ESDB_*` environment variable of the key;
+  4. the options given to `ExESDB.System` (the child spec).
+
+  So the options given to `ExESDB.System` win over the environment, and
+  the environment over application config. A child spec is per store
+  (several stores run in one VM), so what it says explicitly is not
+  overridden; an application that wants the environment to decide a key
+  leaves that key out of its child spec.
 
   | key | env | default | |
   |---|---|---|---|
-  | `data_dir` | `EX_ESDB_DATA_DIR` | `"data"` | stores live in `data_dir/store_id/` |
-  | `store_id` | `EX_ESDB_STORE_ID` | `:ex_esdb` | names the store in every call |
+  | `data_dir` | `EX_ESDB_DATA_DIR` | `"data"` | the directory stores live in: a store is `data_dir/store_id/` |
+  | `store_id` | `EX_ESDB_STORE_ID` | `:ex_esdb` | names the store in every call and its directory: letters, digits, `_`, `-`, `.`, not first `.` or `-`, at most 200 |
   | `db_type` | `EX_ESDB_DB_TYPE` | `:single` | `:single`; `:cluster` arrives with replication |
   | `timeout` | `EX_ESDB_TIMEOUT` | `10_000` | ms to wait for a write's acknowledgement |
-  | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | comma-separated node names (cluster) |
-  | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub-compatible server name |
+  | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | node names (atoms, or strings such as `"a@h1"`); the variable is comma-separated (cluster) |
+  | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`, `:strict` or `:nosync` (tests only) |
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; grows when full |
   | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
   | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key` |
 
-  An invalid value stops start-up with an `ArgumentError` naming the key
-  and the value.
+  Everything is checked when the store starts (`ExESDB.System.start_link/1`
+  raises, so the store does not start): an invalid value raises an
+  `ArgumentError` naming the key, the value and where it came from
+  (`config :ex_esdb`, the variable's name, or the options given to
+  `ExESDB.System`); so does an unknown key in any of the three, or an
+  `EX_ESDB_*` variable that is not in the table. Values from the
+  environment are checked before any atom is made of them.
   """
 
   @type t :: %{
@@ -71,6 +85,8 @@ defmodule ExESDB.Options do
     :max_key
   ]
 
+  @option_source "the options given to ExESDB.System"
+
   @doc "The keys `resolve/1` knows."
   @spec keys() :: [atom()]
   def keys, do: Map.keys(@defaults)
@@ -85,64 +101,106 @@ defmodule ExESDB.Options do
   def resolve(opts \\ []) do
     {otp_app, opts} = Keyword.pop(opts, :otp_app)
 
-    config =
+    {config, config_source} =
       case otp_app do
-        nil -> Application.get_all_env(:ex_esdb)
-        app -> Application.get_env(app, :ex_esdb, [])
+        nil -> {Application.get_all_env(:ex_esdb), "config :ex_esdb"}
+        app -> {Application.get_env(app, :ex_esdb, []), "config #{inspect(app)}, :ex_esdb"}
       end
 
     @defaults
-    |> merge(config, :config)
-    |> merge(env_overrides(), :env)
-    |> merge(opts, :option)
+    |> merge(keyword!(config, config_source), fn _key -> config_source end)
+    |> merge(env_overrides(), &Map.fetch!(@env, &1))
+    |> merge(keyword!(opts, @option_source), fn _key -> @option_source end)
   end
 
   @doc "The directory a store lives in: `data_dir/store_id`."
   @spec store_path(t()) :: String.t()
   def store_path(%{data_dir: dir, store_id: id}), do: Path.join(dir, Atom.to_string(id))
 
-  defp merge(acc, source, origin) do
+  # A store id becomes a directory name and part of registered names.
+  @store_id ~r/\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}\z/
+  @node_name ~r/\A[A-Za-z0-9_.+-]+@[A-Za-z0-9_.-]+\z/
+  @module_name ~r/\A[A-Z][A-Za-z0-9_]*(\.[A-Z][A-Za-z0-9_]*)*\z/
+  @atom_name ~r/\A[a-z_][A-Za-z0-9_]*\z/
+
+  defp keyword!(list, source) do
+    if is_list(list) and Enum.all?(list, &match?({k, _} when is_atom(k), &1)),
+      do: list,
+      else: raise(ArgumentError, "ExESDB options from #{source} must be a keyword list")
+  end
+
+  defp merge(acc, source, source_of) do
     Enum.reduce(source, acc, fn {key, value}, acc ->
-      if Map.has_key?(@defaults, key) do
-        Map.put(acc, key, validate!(key, value, origin))
-      else
-        if origin == :option,
-          do: raise(ArgumentError, "unknown ExESDB option #{inspect(key)}"),
-          else: acc
-      end
+      if Map.has_key?(@defaults, key),
+        do: Map.put(acc, key, validate!(key, value, source_of.(key))),
+        else:
+          raise(
+            ArgumentError,
+            "unknown ExESDB option #{inspect(key)} in #{source_of.(key)}; " <>
+              "known: #{inspect(Enum.sort(keys()))}"
+          )
     end)
   end
 
   defp env_overrides do
+    known = Map.values(@env)
+
+    for {var, _} <- System.get_env(),
+        String.starts_with?(var, "EX_ESDB_"),
+        var not in known do
+      raise ArgumentError,
+            "unknown ExESDB environment variable #{var}; known: #{Enum.join(Enum.sort(known), ", ")}"
+    end
+
     for {key, var} <- @env, value = System.get_env(var), value not in [nil, ""] do
       {key, parse_env!(key, var, value)}
     end
   end
 
+  # Environment strings become terms only once they have a valid shape:
+  # known atoms are looked up, never created; names are checked first.
   defp parse_env!(key, var, value) do
     case key do
       k when k in [:timeout, :map_size] ->
         case Integer.parse(value) do
           {n, ""} -> n
-          _ -> bad_env!(var, value, "an integer")
+          _ -> bad_env!(var, value, "expected an integer")
         end
 
-      k when k in [:store_id, :db_type, :durability, :pub_sub] ->
-        String.to_atom(value)
+      :store_id ->
+        if value =~ @store_id, do: String.to_atom(value), else: bad_env!(var, value, expected(key))
+
+      :pub_sub ->
+        cond do
+          value =~ @module_name -> Module.concat([value])
+          value =~ @atom_name -> String.to_atom(value)
+          true -> bad_env!(var, value, "expected a module name (MyApp.PubSub) or an atom name")
+        end
 
       :seed_nodes ->
-        value |> String.split(",", trim: true) |> Enum.map(&String.to_atom(String.trim(&1)))
+        value |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
 
       :data_dir ->
         value
+
+      _ ->
+        try do
+          String.to_existing_atom(value)
+        rescue
+          ArgumentError -> bad_env!(var, value, expected(key))
+        end
     end
   end
 
   defp bad_env!(var, value, expected),
-    do: raise(ArgumentError, "#{var}=#{inspect(value)} is invalid: expected #{expected}")
+    do: raise(ArgumentError, "#{var}=#{inspect(value)} is invalid: #{expected}")
 
   defp validate!(:data_dir, v, _) when is_binary(v) and v != "", do: v
-  defp validate!(:store_id, v, _) when is_atom(v) and v not in [nil, true, false], do: v
+
+  defp validate!(:store_id, v, _) when is_atom(v) and v not in [nil, true, false] do
+    if Atom.to_string(v) =~ @store_id, do: v, else: invalid!(:store_id, v, "")
+  end
+
   defp validate!(:db_type, :single, _), do: :single
 
   defp validate!(:db_type, :cluster, _),
@@ -153,7 +211,7 @@ defmodule ExESDB.Options do
       )
 
   defp validate!(:timeout, v, _) when is_integer(v) and v > 0, do: v
-  defp validate!(:seed_nodes, v, _) when is_list(v), do: validate_nodes!(v)
+  defp validate!(:seed_nodes, v, source) when is_list(v), do: validate_nodes!(v, source)
   defp validate!(:pub_sub, v, _) when is_atom(v), do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :nosync], do: v
@@ -162,19 +220,45 @@ defmodule ExESDB.Options do
   defp validate!(:file_mode, v, _) when v in 0o600..0o777 and Bitwise.band(v, 0o600) == 0o600,
     do: v
 
-  defp validate!(:serializer, v, _) when is_atom(v) and v not in [nil, true, false], do: v
-  defp validate!(:limits, v, _) when is_list(v), do: validate_limits!(v)
-
-  defp validate!(key, value, origin) do
-    raise ArgumentError,
-          "invalid ExESDB option #{inspect(key)}: #{inspect(value)} (from #{origin}); " <>
-            expected(key)
+  defp validate!(:serializer, v, source) when is_atom(v) and v not in [nil, true, false] do
+    if serializer?(v), do: v, else: invalid!(:serializer, v, source)
   end
 
-  defp validate_nodes!(nodes) do
-    if Enum.all?(nodes, &is_atom/1),
-      do: nodes,
-      else: validate!(:seed_nodes, nodes, :option_list)
+  defp validate!(:limits, v, _) when is_list(v), do: validate_limits!(v)
+  defp validate!(key, value, source), do: invalid!(key, value, source)
+
+  defp invalid!(key, value, source) do
+    from = if source == "", do: "", else: " (from #{source})"
+
+    raise ArgumentError,
+          "invalid ExESDB option #{inspect(key)}: #{inspect(value)}#{from}; " <> expected(key)
+  end
+
+  # Node names as atoms, or as strings of the form name@host (made atoms
+  # only after that check).
+  defp validate_nodes!(nodes, source) do
+    Enum.map(nodes, fn
+      node when is_atom(node) and node not in [nil, true, false] ->
+        node
+
+      node when is_binary(node) ->
+        if node =~ @node_name,
+          do: String.to_atom(node),
+          else: invalid!(:seed_nodes, nodes, source)
+
+      _ ->
+        invalid!(:seed_nodes, nodes, source)
+    end)
+  end
+
+  # A loaded module with every required ExESDB.Serializer callback.
+  defp serializer?(module) do
+    callbacks =
+      ExESDB.Serializer.behaviour_info(:callbacks) --
+        ExESDB.Serializer.behaviour_info(:optional_callbacks)
+
+    Code.ensure_loaded?(module) and
+      Enum.all?(callbacks, fn {f, arity} -> function_exported?(module, f, arity) end)
   end
 
   defp validate_limits!(limits) do
@@ -192,14 +276,20 @@ defmodule ExESDB.Options do
   end
 
   defp expected(:data_dir), do: "expected a non-empty string"
-  defp expected(:store_id), do: "expected an atom"
+
+  defp expected(:store_id),
+    do: "expected an atom of letters, digits, _, - and . (not first . or -), at most 200"
+
   defp expected(:db_type), do: "expected :single"
   defp expected(:timeout), do: "expected a positive integer (milliseconds)"
-  defp expected(:seed_nodes), do: "expected a list of node names"
+  defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
   defp expected(:durability), do: "expected :sync, :strict or :nosync"
   defp expected(:map_size), do: "expected an integer of at least 1 MiB"
   defp expected(:file_mode), do: "expected permission bits with owner read and write, like 0o600"
-  defp expected(:serializer), do: "expected a module implementing ExESDB.Serializer"
+
+  defp expected(:serializer),
+    do: "expected a loaded module implementing ExESDB.Serializer (serialize/1, deserialize/2)"
+
   defp expected(:limits), do: "expected a keyword list"
 end

@@ -5,7 +5,7 @@ defmodule ExESDB.System do
       children = [{ExESDB.System, store_id: :orders, data_dir: "/var/lib/orders"}]
 
   Options are resolved by `ExESDB.Options` (application config,
-  `EX_ESDB_*` environment variables, then these). Several systems with
+  `EX_ESDB_*` environment variables, then these, which win). Several systems with
   different `store_id`s run side by side in one VM, isolated.
   """
   use Supervisor

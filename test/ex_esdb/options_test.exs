@@ -68,6 +68,171 @@ defmodule ExESDB.OptionsTest do
     assert_raise ArgumentError, ~r/EX_ESDB_TIMEOUT="soon"/, fn -> Options.resolve() end
     System.delete_env("EX_ESDB_TIMEOUT")
     System.put_env("EX_ESDB_DURABILITY", "maybe")
-    assert_raise ArgumentError, ~r/:durability: :maybe \(from env\)/, fn -> Options.resolve() end
+
+    assert_raise ArgumentError, ~r/:durability: :maybe \(from EX_ESDB_DURABILITY\)/, fn ->
+      Options.resolve()
+    end
+  end
+end
+
+defmodule ExESDB.OptionsValuesTest do
+  # Items 9-12 and 18 of issue 10: every value resolves or raises at once,
+  # names are validated before they become atoms or paths, unknown keys
+  # from every source are refused naming the source.
+  use ExUnit.Case, async: false
+
+  alias ExESDB.Options
+
+  @vars ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES
+           EX_ESDB_DURABILITY EX_ESDB_DB_TYPE EX_ESDB_PUB_SUB EX_ESDB_MAP_SIZE
+           EX_ESDB_DURABILTY)
+
+  setup do
+    on_exit(fn ->
+      for var <- @vars, do: System.delete_env(var)
+      for key <- [:durabilty | Options.keys()], do: Application.delete_env(:ex_esdb, key)
+      Application.delete_env(:my_app, :ex_esdb)
+    end)
+  end
+
+  # Resolve in another process and give it a bounded time: a value that
+  # makes resolve loop fails the test instead of hanging it.
+  defp resolve_within(opts, ms \\ 2_000) do
+    task =
+      Task.async(fn ->
+        try do
+          {:ok, Options.resolve(opts)}
+        rescue
+          e in ArgumentError -> {:raised, Exception.message(e)}
+        end
+      end)
+
+    case Task.yield(task, ms) || Task.shutdown(task, :brutal_kill) do
+      {:ok, result} -> result
+      _ -> flunk("Options.resolve(#{inspect(opts)}) did not return within #{ms} ms")
+    end
+  end
+
+  test "seed_nodes given as strings resolve at once (node names) or raise" do
+    assert {:ok, %{seed_nodes: [:a@h1, :"b@h2.example"]}} =
+             resolve_within(seed_nodes: ["a@h1", "b@h2.example"])
+
+    assert {:raised, msg} = resolve_within(seed_nodes: ["not a node"])
+    assert msg =~ ":seed_nodes" and msg =~ "not a node"
+    assert {:raised, _} = resolve_within(seed_nodes: [1, :a@h1])
+    assert {:raised, _} = resolve_within(seed_nodes: :a@h1)
+  end
+
+  test "every key with a wrong value raises at once" do
+    for {key, bad} <- [
+          data_dir: 42,
+          store_id: "orders",
+          db_type: :other,
+          timeout: :soon,
+          seed_nodes: [%{}],
+          pub_sub: "PubSub",
+          durability: "sync",
+          map_size: 1,
+          serializer: "Term",
+          limits: :none
+        ] do
+      assert {:raised, msg} = resolve_within([{key, bad}]), "#{key}: #{inspect(bad)}"
+      assert msg =~ inspect(key)
+    end
+  end
+
+  test "store_id must be a plain name: never a path outside data_dir" do
+    for bad <- [:"../../x", :"a/b", :., :.., :"", :"with space", :".hidden"] do
+      assert {:raised, msg} = resolve_within(store_id: bad)
+      assert msg =~ ":store_id"
+    end
+
+    System.put_env("EX_ESDB_STORE_ID", "../../x")
+    assert {:raised, msg} = resolve_within([])
+    assert msg =~ "EX_ESDB_STORE_ID"
+    System.delete_env("EX_ESDB_STORE_ID")
+
+    for ok <- [:orders, :"orders-2", :"commanded_MyApp.App_x", :Orders_1] do
+      assert {:ok, %{store_id: ^ok}} = resolve_within(store_id: ok)
+    end
+  end
+
+  test "invalid environment values raise before any atom is made of them" do
+    for {var, value} <- [
+          {"EX_ESDB_STORE_ID", "no such store/../.."},
+          {"EX_ESDB_DURABILITY", "durability_never_heard_of_7f3a"},
+          {"EX_ESDB_DB_TYPE", "db_type_never_heard_of_7f3a"},
+          {"EX_ESDB_PUB_SUB", "pub sub never heard of 7f3a"},
+          {"EX_ESDB_SEED_NODES", "node never heard of 7f3a"}
+        ] do
+      System.put_env(var, value)
+      assert {:raised, msg} = resolve_within([])
+      assert msg =~ var, msg
+      System.delete_env(var)
+      # the atom does not exist: nothing was created from the value
+      for piece <- [value | String.split(value, ",")] do
+        assert_raise ArgumentError, fn -> String.to_existing_atom(String.trim(piece)) end
+      end
+    end
+  end
+
+  test "errors from the environment name the variable, not \"env\"" do
+    System.put_env("EX_ESDB_DURABILITY", "maybe")
+    assert {:raised, msg} = resolve_within([])
+    assert msg =~ "EX_ESDB_DURABILITY" and msg =~ "maybe"
+    refute msg =~ "(from env)"
+  end
+
+  test "unknown keys raise from every source, naming it" do
+    Application.put_env(:ex_esdb, :durabilty, :nosync)
+    assert {:raised, msg} = resolve_within([])
+    assert msg =~ ":durabilty" and msg =~ "config :ex_esdb"
+    Application.delete_env(:ex_esdb, :durabilty)
+
+    Application.put_env(:my_app, :ex_esdb, durabilty: :nosync)
+    assert {:raised, msg} = resolve_within(otp_app: :my_app)
+    assert msg =~ ":durabilty" and msg =~ "config :my_app, :ex_esdb"
+    Application.delete_env(:my_app, :ex_esdb)
+
+    System.put_env("EX_ESDB_DURABILTY", "nosync")
+    assert {:raised, msg} = resolve_within([])
+    assert msg =~ "EX_ESDB_DURABILTY"
+    System.delete_env("EX_ESDB_DURABILTY")
+
+    assert {:raised, msg} = resolve_within(durabilty: :nosync)
+    assert msg =~ ":durabilty" and msg =~ "ExESDB.System"
+  end
+
+  test "precedence: defaults < config < EX_ESDB_* < options given to ExESDB.System" do
+    Application.put_env(:ex_esdb, :timeout, 1_000)
+    Application.put_env(:ex_esdb, :durability, :strict)
+    Application.put_env(:ex_esdb, :data_dir, "/from/config")
+    System.put_env("EX_ESDB_TIMEOUT", "2000")
+    System.put_env("EX_ESDB_DATA_DIR", "/from/env")
+
+    assert {:ok, o} = resolve_within(data_dir: "/explicit")
+    # explicit beats env beats config beats the default
+    assert o.data_dir == "/explicit"
+    assert o.timeout == 2_000
+    assert o.durability == :strict
+    assert o.map_size == 64 * 1024 * 1024
+    # and the module doc says so
+    {:docs_v1, _, _, _, %{"en" => doc}, _, _} = Code.fetch_docs(Options)
+    assert doc =~ "options given to `ExESDB.System` win"
+  end
+
+  test "EX_ESDB_PUB_SUB names a module or a plain atom" do
+    System.put_env("EX_ESDB_PUB_SUB", "MyApp.PubSub")
+    assert {:ok, %{pub_sub: MyApp.PubSub}} = resolve_within([])
+    System.put_env("EX_ESDB_PUB_SUB", "my_pubsub")
+    assert {:ok, %{pub_sub: :my_pubsub}} = resolve_within([])
+  end
+
+  test "a serializer that is not a loaded ExESDB.Serializer stops start-up" do
+    assert {:raised, msg} = resolve_within(serializer: NoSuchModule)
+    assert msg =~ ":serializer" and msg =~ "NoSuchModule"
+    # a module without the callbacks
+    assert {:raised, _} = resolve_within(serializer: Enum)
+    assert {:ok, _} = resolve_within(serializer: ExESDB.Serializer.Term)
   end
 end
