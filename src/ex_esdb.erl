@@ -149,7 +149,9 @@ append(Store, StreamId, Expected, Events) ->
 %% `metadata' (default `<<>>'), `event_id' (default: a random UUID v4) and
 %% `causation_id' / `correlation_id' (default `undefined'); ids are 16
 %% raw bytes or UUID text. A malformed event gives
-%% `{error, {invalid_event, Why}}' before anything is sent.
+%% `{error, {invalid_event, Why}}' before anything is sent; an empty stream
+%% id or one beginning with `$' (reserved for the store's own streams, as
+%% `$all') gives `{error, {invalid_stream_id, StreamId}}'.
 %%
 %% Appending again events with the same ids at the same expected version
 %% (a retry after a lost reply) writes nothing and returns the original

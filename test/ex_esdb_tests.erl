@@ -326,6 +326,28 @@ invalid_events_test() ->
         ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>))
     end).
 
+%% `$' ids are reserved for the store's own streams: never written, and
+%% `$all' is not a stream to ask about.
+reserved_stream_ids_test() ->
+    with_store(fun(S) ->
+        E = [ev(<<"t">>)],
+        ?assertEqual({error, {invalid_stream_id, <<"$all">>}},
+                     ex_esdb:append(S, <<"$all">>, any, E)),
+        ?assertEqual({error, {invalid_stream_id, <<"$ce-orders">>}},
+                     ex_esdb:append(S, <<"$ce-orders">>, any, E)),
+        ?assertEqual({error, {invalid_stream_id, <<>>}},
+                     ex_esdb:append(S, <<>>, any, E)),
+        ?assertEqual({error, {invalid_stream_id, <<"$all">>}},
+                     ex_esdb:delete_stream(S, <<"$all">>, any)),
+        ?assertEqual({error, {invalid_stream_id, <<"$all">>}},
+                     ex_esdb:stream_version(S, <<"$all">>)),
+        ?assertEqual({error, {invalid_stream_id, <<"$all">>}},
+                     ex_esdb:read_stream(S, <<"$all">>, 0, 10, forward)),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"$ce-orders">>)),
+        ?assertEqual({ok, []}, ex_esdb:read_all(S, 0, 10, forward)),
+        ?assertEqual({ok, []}, ex_esdb:streams(S))
+    end).
+
 limits_test() ->
     with_store(#{max_event_bytes => 100, max_stream_id => 8,
                  max_append_events => 3},

@@ -476,6 +476,11 @@ static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 		return rc;
 	if ((rc = esdb__cmd_check_limits(&v, &c->s->limits)))
 		return rc;
+	/* Encoders refuse reserved stream ids; so must a command that
+	 * arrives encoded (a replica, another version). */
+	if ((v.type == ESDB_CMD_APPEND || v.type == ESDB_CMD_DELETE_STREAM) &&
+	    (rc = esdb_stream_id_check(v.name, v.name_len)))
+		return rc;
 	switch (v.type) {
 	case ESDB_CMD_APPEND:
 		return apply_append(c, &v, res);

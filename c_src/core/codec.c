@@ -395,6 +395,20 @@ static int check_name(const char *name, size_t len, size_t max)
 	return 0;
 }
 
+int esdb_stream_id_check(const char *id, size_t len)
+{
+	if (!id || len == 0 || id[0] == ESDB_RESERVED_PREFIX)
+		return ESDB_EINVAL;
+	return 0;
+}
+
+/* A stream id an append or delete may name. */
+static int check_stream_id(const char *id, size_t len, size_t max)
+{
+	int rc = check_name(id, len, max);
+	return rc ? rc : esdb_stream_id_check(id, len);
+}
+
 /* Per-event encoded size inside an append command. */
 static size_t cmd_event_size(const esdb_new_event *ev)
 {
@@ -423,7 +437,7 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
-	int rc = check_name(stream_id, stream_len, l->max_stream_id);
+	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id);
 	if (rc)
 		return rc;
 	if (n == 0)
@@ -474,7 +488,7 @@ int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
-	int rc = check_name(stream_id, stream_len, l->max_stream_id);
+	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id);
 	uint8_t *p;
 	if (rc ||
 	    (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out, &p)))

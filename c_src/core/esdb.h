@@ -190,8 +190,21 @@ typedef struct esdb_result {
 	uint64_t position;
 } esdb_result;
 
+/* Stream ids are 1 to max_stream_id bytes, any bytes, except that ids
+ * beginning with '$' are reserved for the store's own streams: `$all`
+ * (every event, read with esdb_read_all) and system streams to come, as
+ * EventStoreDB/KurrentDB reserve them. Appends and deletes refuse an
+ * empty or reserved id with ESDB_EINVAL, in the encoders and again in
+ * apply; stream reads refuse `$all` (it is not a stream) and read other
+ * reserved ids like any absent stream.
+ * Returns 0 when `id` may be written, else ESDB_EINVAL. Lengths are
+ * checked against the limits by the encoders, not here. */
+#define ESDB_RESERVED_PREFIX '$'
+int esdb_stream_id_check(const char *id, size_t len);
+
 /* Encode an append. Validates against `limits` (NULL: defaults).
- * Errors: ESDB_EINVAL, ESDB_ELIMIT, ESDB_EEMPTY, ENOMEM. */
+ * Errors: ESDB_EINVAL (also an empty or reserved stream id), ESDB_ELIMIT,
+ * ESDB_EEMPTY, ENOMEM. */
 int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
                     size_t stream_id_len, uint64_t expected_version,
                     const esdb_new_event *events, size_t n, esdb_cmd *out);
@@ -265,7 +278,8 @@ typedef enum esdb_direction {
 
 /* Read a stream from version `from` (inclusive; forward: 0 and 1 both
  * mean the start; backward: UINT64_MAX means the end).
- * Errors: ESDB_ESTREAM_NOT_FOUND, ESDB_ESTREAM_DELETED, ESDB_ECORRUPT. */
+ * Errors: ESDB_ESTREAM_NOT_FOUND, ESDB_ESTREAM_DELETED, ESDB_ECORRUPT,
+ * ESDB_EINVAL (an empty id, or `$all`: see esdb_stream_id_check). */
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t from, uint32_t max_count, esdb_direction dir,
                      esdb_event_fn fn, void *ctx);
@@ -281,7 +295,8 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
                    void *ctx);
 
 /* Stream state. *version is 0 for an absent stream; *deleted tells a
- * tombstone. Either output may be NULL. */
+ * tombstone. Either output may be NULL. `$all` is not a stream:
+ * ESDB_EINVAL. */
 int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t *version, bool *exists, bool *deleted);
 

@@ -45,6 +45,15 @@ static int check_name_arg(const esdb_store *s, const char *name, size_t len,
 	return len > max ? ESDB_ELIMIT : 0;
 }
 
+/* $all is read with esdb_read_all: as a stream id it is refused, not
+ * read as an absent stream. */
+static int check_stream_arg(const esdb_store *s, const char *id, size_t len)
+{
+	if (len == 4 && id && !memcmp(id, "$all", 4))
+		return ESDB_EINVAL;
+	return check_name_arg(s, id, len, s ? s->limits.max_stream_id : 0);
+}
+
 /* Hand the events at stream_index keys (num, v) for v in [lo, hi] to fn,
  * ascending or descending, counting them in *n up to max_count. */
 static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
@@ -108,8 +117,7 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 	esdb__stream_meta m;
 	bool exists;
 	uint32_t n = 0;
-	int rc =
-	    check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id : 0);
+	int rc = check_stream_arg(s, stream_id, len);
 	if (rc)
 		return rc;
 	if (!fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
@@ -264,8 +272,7 @@ int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
 	MDB_txn *txn;
 	esdb__stream_meta m = {0};
 	bool found;
-	int rc =
-	    check_name_arg(s, stream_id, len, s ? s->limits.max_stream_id : 0);
+	int rc = check_stream_arg(s, stream_id, len);
 	if (rc)
 		return rc;
 	if ((rc = esdb__read_begin(s, &txn)))

@@ -52,6 +52,7 @@
 	X(commits)                                                             \
 	X(closed)                                                              \
 	X(invalid_option)                                                      \
+	X(invalid_stream_id)                                                   \
 	X(problems)
 
 #define DECLARE_ATOM(name) static ERL_NIF_TERM atom_##name;
@@ -81,6 +82,14 @@ ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc)
 {
 	return enif_make_tuple2(env, atom_error,
 	                        enif_make_atom(env, esdb_errname(rc)));
+}
+
+ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id)
+{
+	if (rc != ESDB_EINVAL)
+		return nif_error_term(env, rc);
+	return enif_make_tuple2(
+	    env, atom_error, enif_make_tuple2(env, atom_invalid_stream_id, id));
 }
 
 bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
@@ -431,6 +440,10 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	    !get_events(env, argv[4], &evs, &n, &bytes))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
+	if (esdb_stream_id_check((const char *)stream.data, stream.size)) {
+		free(evs);
+		return nif_stream_error_term(env, ESDB_EINVAL, argv[2]);
+	}
 	int rc = esdb_cmd_append(NULL, (const char *)stream.data, stream.size,
 	                         expected, evs, n, &cmd);
 	free(evs);
@@ -479,6 +492,8 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 	    !get_expected(env, argv[3], &expected))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
+	if (esdb_stream_id_check((const char *)stream.data, stream.size))
+		return nif_stream_error_term(env, ESDB_EINVAL, argv[2]);
 	int rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
 	                                stream.size, expected, &cmd);
 	return submit_encoded(env, argv, rc, &cmd, reply_plain);
@@ -643,7 +658,9 @@ static ERL_NIF_TERM read_tuples(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	nif_store_release(r);
 	if (rc) {
 		enif_free(c.out.terms);
-		return nif_error_term(env, rc);
+		return source == ESDB_TOPIC_STREAM
+		           ? nif_stream_error_term(env, rc, argv[1])
+		           : nif_error_term(env, rc);
 	}
 	return enif_make_tuple2(env, atom_ok, nif_terms_take(env, &c.out));
 }
@@ -696,7 +713,7 @@ static ERL_NIF_TERM nif_stream_info(ErlNifEnv *env, int argc,
 	                                      &deleted);
 	nif_store_release(r);
 	if (rc)
-		return nif_error_term(env, rc);
+		return nif_stream_error_term(env, rc, argv[1]);
 	return enif_make_tuple4(env, atom_ok, enif_make_uint64(env, version),
 	                        exists ? atom_true : atom_false,
 	                        deleted ? atom_true : atom_false);

@@ -27,6 +27,10 @@ bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 void nif_store_release(store_res *r);
 
 ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc);
+/* The error of a call naming one stream: ESDB_EINVAL (an id the core
+ * refuses: empty, reserved, $all read as a stream) is
+ * {error, {invalid_stream_id, Id}}, anything else nif_error_term. */
+ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id);
 bool nif_get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out);
 bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir);
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count);

@@ -267,7 +267,11 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 	nif_store_release(r);
 	if (rc) {
 		enif_free(c.out.terms);
-		return nif_error_term(env, rc);
+		return source == ESDB_TOPIC_STREAM
+		           ? nif_stream_error_term(
+		                 env, rc,
+		                 nif_make_bin(env, name.data, name.size))
+		           : nif_error_term(env, rc);
 	}
 	return enif_make_tuple2(env, enif_make_atom(env, "ok"),
 	                        nif_terms_take(env, &c.out));

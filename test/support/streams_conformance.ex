@@ -61,6 +61,14 @@ defmodule ExESDB.StreamsConformance do
           assert {:error, {:invalid_stream_id, "$all"}} =
                    Streams.append_events(s, "$all", :any, new_events(1))
 
+          assert {:error, {:invalid_stream_id, "$ce-a"}} =
+                   Streams.append_events(s, "$ce-a", :any, new_events(1))
+
+          assert {:error, {:invalid_stream_id, "$all"}} = Streams.delete_stream(s, "$all")
+          assert {:error, {:invalid_stream_id, "$all"}} = Streams.get_version(s, "$all")
+          refute Streams.stream_exists?(s, "$all")
+          assert {:ok, 0} = Streams.get_version(s, "$ce-a")
+
           assert {:error, {:invalid_expected_version, -1}} =
                    Streams.append_events(s, "a", -1, new_events(1))
 
