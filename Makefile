@@ -15,6 +15,8 @@ TEST_SRC := $(wildcard test/c/*.c)
 TEST_BIN := $(BUILD)/esdb_tests
 BENCH_BIN := $(BUILD)/esdb_bench
 CTL_BIN := priv/ex_esdb_ctl
+# The durability tests' LD_PRELOAD shim and the process it runs in.
+FAULT_BINS := $(BUILD)/esdb_io_shim.so $(BUILD)/esdb_fault_child
 NIF_SO  := priv/ex_esdb_nif.so
 ERTS_INCLUDE ?= $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
 
@@ -25,7 +27,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 
 .PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind bench fmt fmt-check clean
 
-all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO)
+all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
 # What `mix compile` and `rebar3 compile` need: the NIF and the CLI.
 nif: $(NIF_SO) $(CTL_BIN)
@@ -59,6 +61,12 @@ $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
 $(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Itest/c $(CFLAGS) $(WARN) -pthread $(TEST_SRC) $(CORE_LIB) $(LDLIBS) -o $@
 
+$(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
+
+$(BUILD)/esdb_fault_child: test/c/fault/fault_child.c $(CORE_LIB)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread $< $(CORE_LIB) $(LDLIBS) -o $@
+
 $(BENCH_BIN): c_src/bench/*.c $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/bench/*.c $(CORE_LIB) $(LDLIBS) -o $@
 
@@ -69,7 +77,7 @@ run: deps
 	EX_ESDB_DATA_DIR=$(DATA_DIR) iex -S mix run -e "ExESDB.Demo.start()"
 
 # The C suite; ESDB_SEED picks the randomized tests' seed.
-test-c: $(TEST_BIN) $(CTL_BIN)
+test-c: $(TEST_BIN) $(CTL_BIN) $(FAULT_BINS)
 	$(TEST_BIN)
 
 # Everything CI runs; ExUnit last so its summary closes the output.
@@ -101,13 +109,13 @@ test-consumers: nif
 	test/consumers/rebar3_consumer.sh
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
-asan: $(CTL_BIN)
+asan: $(CTL_BIN) $(FAULT_BINS)
 	$(MAKE) BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build/asan/esdb_tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 build/asan/esdb_tests
 
-valgrind: $(TEST_BIN)
+valgrind: $(TEST_BIN) $(FAULT_BINS)
 	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
 
@@ -126,10 +134,10 @@ bench: $(BENCH_BIN) nif
 	else echo "commanded bench skipped: set COMMANDED_PATH (see make test-commanded)"; fi
 
 fmt:
-	clang-format -i c_src/*/*.[ch] test/c/*.[ch]
+	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c
 
 fmt-check:
-	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch]
+	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c
 
 clean:
 	rm -rf build _build _rebar3 priv/*.so $(CTL_BIN)

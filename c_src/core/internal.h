@@ -67,6 +67,10 @@ int esdb__adopt_mapsize(esdb_store *s);
 /* The mode of directories a store creates, from its file mode. */
 unsigned esdb__dir_mode(const esdb_store *s);
 
+/* fsync a file or directory by name; its parent directory (dirsync.c). */
+int esdb__fsync_path(const char *path);
+int esdb__fsync_parent(const char *path);
+
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);
 

@@ -239,8 +239,16 @@ int esdb_backup(esdb_store *s, const char *dest)
 	pthread_rwlock_rdlock(&s->map_lock);
 	rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
 	pthread_rwlock_unlock(&s->map_lock);
+	/* The backup is done when its file, its directory and the
+	 * directory's entry in its parent are on the disk. */
+	if (!rc && fsync(fd))
+		rc = errno;
 	if (close(fd) && !rc)
 		rc = errno;
+	if (!rc)
+		rc = esdb__fsync_path(dest);
+	if (!rc)
+		rc = esdb__fsync_parent(dest);
 	if (rc)
 		unlink(file);
 	return esdb__mdb_rc(rc);

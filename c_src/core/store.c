@@ -169,11 +169,20 @@ void esdb__read_end(esdb_store *s, MDB_txn *txn)
 	pthread_rwlock_unlock(&s->map_lock);
 }
 
+/* Make directory `path`; a new one is flushed into its parent. */
+static int mkdir_synced(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode))
+		return errno == EEXIST ? 0 : errno;
+	return esdb__fsync_parent(path);
+}
+
 /* Create `path` and missing parents. */
 static int mkdirs(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	size_t len = strlen(path);
+	int rc;
 	if (len == 0 || len >= sizeof(buf))
 		return ESDB_EINVAL;
 	memcpy(buf, path, len + 1);
@@ -181,13 +190,11 @@ static int mkdirs(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(buf, mode) && errno != EEXIST)
-			return errno;
+		if ((rc = mkdir_synced(buf, mode)))
+			return rc;
 		*p = '/';
 	}
-	if (mkdir(buf, mode) && errno != EEXIST)
-		return errno;
-	return 0;
+	return mkdir_synced(buf, mode);
 }
 
 static bool dir_has_entries(const char *path)
@@ -202,7 +209,9 @@ static bool dir_has_entries(const char *path)
 	return any;
 }
 
-static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
+/* *fresh: no data.mdb yet, so open creates one. */
+static int prepare_dir(esdb_store *s, const char *path, struct stat *st,
+                       bool *fresh)
 {
 	char data[PATH_MAX];
 	if (stat(path, st) != 0) {
@@ -221,7 +230,8 @@ static int prepare_dir(esdb_store *s, const char *path, struct stat *st)
 	if (snprintf(data, sizeof(data), "%s/data.mdb", path) >=
 	    (int)sizeof(data))
 		return ESDB_EINVAL;
-	if (access(data, F_OK) != 0 && (!s->create || s->readonly))
+	*fresh = access(data, F_OK) != 0;
+	if (*fresh && (!s->create || s->readonly))
 		return dir_has_entries(path) ? ESDB_EFOREIGN : ESDB_ENOTDIR;
 	return 0;
 }
@@ -351,12 +361,13 @@ int esdb_open(esdb_store *s, const char *path)
 {
 	struct stat st;
 	unsigned flags = MDB_NOTLS;
+	bool fresh;
 	int rc;
 	if (!s || !path)
 		return ESDB_EINVAL;
 	if (s->is_open)
 		return ESDB_EBUSY;
-	if ((rc = prepare_dir(s, path, &st)))
+	if ((rc = prepare_dir(s, path, &st, &fresh)))
 		return rc;
 
 	pthread_mutex_lock(&registry_lock);
@@ -387,7 +398,9 @@ int esdb_open(esdb_store *s, const char *path)
 		rc = esdb__mdb_rc(rc);
 		goto fail_env;
 	}
-	if ((rc = open_dbis(s)) || (rc = start_emitter(s)))
+	/* A new data.mdb is durable once its directory entry is. */
+	if ((rc = open_dbis(s)) || (fresh && (rc = esdb__fsync_path(path))) ||
+	    (rc = start_emitter(s)))
 		goto fail_env;
 	if (!(s->path = strdup(path))) {
 		rc = ENOMEM;
