@@ -294,7 +294,9 @@ stream_exists(Store, StreamId) ->
         {error, Reason} -> erlang:error({ex_esdb, Reason})
     end.
 
-%% @doc The ids of every stream that is not deleted, in byte order.
+%% @doc The ids of every stream that is not deleted, in listing order: byte
+%% order, except that ids longer than 500 bytes sharing their first 500
+%% bytes come in a stable but unspecified order among themselves.
 -spec streams(store()) -> {ok, [binary()]} | {error, term()}.
 streams(Store) ->
     case all_pages(fun(After) -> list_streams(Store, After, ?PAGE) end,
@@ -304,9 +306,10 @@ streams(Store) ->
         Error -> Error
     end.
 
-%% @doc One page of streams (deleted ones included), in byte order of
-%% their ids, strictly after `After' (`undefined': from the first), at
-%% most `Count' (capped at 10,000). Resume with the last id returned.
+%% @doc One page of streams (deleted ones included), in listing order of
+%% their ids (see streams/1), strictly after `After' (`undefined': from
+%% the first), at most `Count' (capped at 10,000). Resume with the last id
+%% returned.
 -spec list_streams(store(), binary() | undefined, non_neg_integer()) ->
           {ok, [stream_info()]} | {error, term()}.
 list_streams(Store, After, Count) ->
@@ -386,7 +389,7 @@ delete_checkpoint(Store, Name) ->
     Ref = make_ref(),
     await(ex_esdb_nif:checkpoint_delete(Store, Ref, Name), Ref, ?TIMEOUT).
 
-%% @doc Every checkpoint, in byte order of their names.
+%% @doc Every checkpoint, in listing order of their names (see streams/1).
 -spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.
 checkpoints(Store) ->
     all_pages(fun(After) ->

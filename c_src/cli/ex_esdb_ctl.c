@@ -516,11 +516,13 @@ static int on_stream(void *ctx, const esdb_stream *st)
 	char *id;
 	int cmp;
 
-	/* Ids must ascend, or paging on from the last one might not end. */
+	/* Ids must ascend in listing order (byte order, but by hash among
+	 * long ids sharing a prefix: esdb_name_order), or paging on from
+	 * the last one might not end. */
 	if (l->last) {
-		cmp = memcmp(st->stream_id, l->last,
-		             n < l->last_len ? n : l->last_len);
-		if (cmp < 0 || (!cmp && n <= l->last_len)) {
+		cmp = esdb_name_order(l->last, l->last_len, st->stream_id, n);
+		if (cmp > 0 || (!cmp && n == l->last_len &&
+		                !memcmp(st->stream_id, l->last, n))) {
 			l->disorder = true;
 			return ESDB_ECORRUPT;
 		}

@@ -310,10 +310,24 @@ typedef struct esdb_stream {
 } esdb_stream;
 typedef int (*esdb_stream_fn)(void *ctx, const esdb_stream *st);
 
-/* Streams in byte order of their ids, strictly after `after` (NULL:
- * from the first), at most max_count. Resume with the last id seen. */
+/* Streams in listing order of their ids (esdb_name_order), strictly
+ * after `after` (NULL: from the first), at most max_count. Resume with
+ * the last id seen. */
 int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
                       uint32_t max_count, esdb_stream_fn fn, void *ctx);
+
+/* Names longer than LMDB's key limit are keyed by a prefix and a hash
+ * (docs/FORMAT.md, "Name keys"), so listings (streams, checkpoints) give
+ * names in byte order except that names longer than
+ * ESDB_NAME_ORDERED_BYTES sharing their first ESDB_NAME_ORDERED_BYTES
+ * bytes come in a stable but unspecified order among themselves (by a
+ * hash of the whole name). */
+#define ESDB_NAME_ORDERED_BYTES 500
+
+/* Compare two names in listing order: <0, 0 or >0. 0 for equal names,
+ * and for long names whose prefix and hash tie (listed in the order they
+ * were created). */
+int esdb_name_order(const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- Snapshots -------------------------------------------------------- */
 

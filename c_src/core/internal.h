@@ -15,7 +15,7 @@
 /* LMDB's compile-time key limit is 511 bytes; longer names are keyed by a
  * prefix, a hash and a counter (names.c). */
 #define ESDB_KEY_MAX         511
-#define ESDB_NAME_INLINE_MAX 500
+#define ESDB_NAME_INLINE_MAX ESDB_NAME_ORDERED_BYTES
 
 struct esdb_req;
 struct esdb_emitter;

@@ -29,6 +29,27 @@ static uint64_t name_hash(const char *name, size_t len)
 	return h;
 }
 
+/* The key `name` has, without its counter: what listings order by. */
+static size_t order_key(const char *name, size_t len, uint8_t *buf)
+{
+	if (len <= ESDB_NAME_INLINE_MAX) {
+		memcpy(buf, name, len);
+		return len;
+	}
+	memcpy(buf, name, ESDB_NAME_INLINE_MAX);
+	esdb_put_be64(buf + ESDB_NAME_INLINE_MAX, name_hash(name, len));
+	return LONG_PREFIX;
+}
+
+int esdb_name_order(const char *a, size_t alen, const char *b, size_t blen)
+{
+	uint8_t ka[LONG_PREFIX], kb[LONG_PREFIX];
+	size_t la = order_key(a, alen, ka), lb = order_key(b, blen, kb);
+	int cmp = memcmp(ka, kb, la < lb ? la : lb);
+	/* LMDB's default order: bytes, then the shorter key first. */
+	return cmp ? cmp : (la > lb) - (la < lb);
+}
+
 int esdb__name_of(const MDB_val *rec, const char **name, size_t *len)
 {
 	const uint8_t *p = rec->mv_data;

@@ -138,7 +138,11 @@ defmodule ExESDB.Streams do
     end
   end
 
-  @doc "The ids of every stream (deleted ones included), in byte order."
+  @doc """
+  The ids of every stream (deleted ones included), in byte order, except
+  that ids longer than 500 bytes sharing their first 500 bytes come in a
+  stable but unspecified order among themselves.
+  """
   @spec get_streams(store()) :: {:ok, [stream_id()]} | {:error, term()}
   def get_streams(store) do
     with {:ok, s} <- Store.fetch(store), do: list_all(s, nil, [])
