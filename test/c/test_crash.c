@@ -14,10 +14,12 @@
 
 #define THREADS 4
 
+/* Written whole to a pipe: no padding, so no uninitialised bytes for
+ * valgrind to report in the children. */
 typedef struct ack {
-	uint64_t batch, position, version, n;
-	uint32_t stream;
+	uint64_t batch, position, version, n, stream;
 } ack;
+_Static_assert(sizeof(ack) == 5 * sizeof(uint64_t), "ack has no padding");
 
 typedef struct child_arg {
 	esdb_store *s;
