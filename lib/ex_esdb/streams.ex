@@ -13,9 +13,14 @@ defmodule ExESDB.Streams do
 
   Errors (`{:error, reason}`): `:wrong_expected_version`, `:stream_exists`,
   `:stream_not_found`, `:stream_deleted`, `:no_events`, `:limit_exceeded`,
-  `:invalid_argument`, `{:invalid_event, term}`, `{:invalid_event_id, id}`,
   `:timeout`, `:closed`, `:store_not_started`, and storage errors such as
-  `:disk_full` or `:io_error`.
+  `:disk_full` or `:io_error`. A wrong argument answers
+  `{:error, {:invalid_<what>, value}}` and never raises:
+  `{:invalid_stream_id, id}`, `{:invalid_expected_version, v}`,
+  `{:invalid_count, n}`, `{:invalid_start, v}`, `{:invalid_direction, d}`,
+  `{:invalid_read_batch_size, n}`, `{:invalid_events, term}`,
+  `{:invalid_event, term}`, `{:invalid_event_type, t}`,
+  `{:invalid_event_id, id}`.
   """
 
   alias ExESDB.{EventCodec, EventRecord, Native, NewEvent, Store}
@@ -60,6 +65,7 @@ defmodule ExESDB.Streams do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
          :ok <- check_count(count),
+         :ok <- check_direction(direction),
          {:ok, from} <- start(start_version, direction) do
       read_pages(s, count, from, direction, source(stream_id))
     end
@@ -87,6 +93,7 @@ defmodule ExESDB.Streams do
   def get_all_events(store, start_position, count, direction \\ :forward) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_count(count),
+         :ok <- check_direction(direction),
          {:ok, from} <- start(start_position, direction) do
       read_pages(s, count, from, direction, :all)
     end
@@ -223,8 +230,7 @@ defmodule ExESDB.Streams do
   defp lazy_stream(store, stream_id, start, batch, direction) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
-         :ok <- check_count(batch),
-         true <- batch > 0 || {:error, :invalid_argument},
+         :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
          {:ok, first} <- page(s, source(stream_id), from, batch, direction) do
       {:ok, build_stream(s, source(stream_id), first, batch, direction)}
@@ -272,4 +278,10 @@ defmodule ExESDB.Streams do
 
   defp check_count(n) when is_integer(n) and n >= 0, do: :ok
   defp check_count(n), do: {:error, {:invalid_count, n}}
+
+  defp check_batch(n) when is_integer(n) and n > 0, do: :ok
+  defp check_batch(n), do: {:error, {:invalid_read_batch_size, n}}
+
+  defp check_direction(d) when d in [:forward, :backward], do: :ok
+  defp check_direction(d), do: {:error, {:invalid_direction, d}}
 end

@@ -29,8 +29,27 @@ defmodule ExESDB.Subscriptions do
   its memory stays bounded.
 
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
-  `:subscription_not_found`, `{:invalid_selector, term}`,
-  `:store_not_started`.
+  `:subscription_not_found`, `:store_not_started`. A wrong argument
+  answers `{:error, {:invalid_<what>, value}}` and never raises or starts
+  anything: `{:invalid_selector, selector}`, `{:invalid_subscriber, term}`,
+  `{:invalid_subscription_name, name}`, `{:invalid_subscription, term}`,
+  `{:invalid_event, term}` (to `ack_event/3`), an option with a wrong
+  value `{:invalid_<option>, value}` (`{:invalid_start_from, :nowhere}`,
+  `{:invalid_buffer_size, 0}`, ...) and an unknown option
+  `{:invalid_option, {key, value}}`.
+
+  **Phoenix.PubSub.** With the store option `pub_sub: name` (or
+  `{module, name}` for any module with `broadcast/3`; see
+  `ExESDB.Options`), every committed event is also broadcast, as
+  `{:events, [%ExESDB.EventRecord{}]}` in commit order, on two topics:
+
+    * `"<store_id>:$all"`: every event, e.g. `"orders:$all"`;
+    * `"<store_id>:<stream_id>"`: the events of that stream, e.g.
+      `"orders:order-1"`.
+
+  Subscribe with `Phoenix.PubSub.subscribe(name, "orders:$all")`. PubSub
+  delivery is best effort (no catch-up, no acknowledgement); use a
+  persistent subscription where no event may be missed.
 
   Events come in messages of at most 256.
 
@@ -45,6 +64,16 @@ defmodule ExESDB.Subscriptions do
 
   alias ExESDB.{EventCodec, EventRecord, Store}
   alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
+
+  @transient_options [:transform]
+  @persistent_options [
+    :start_from,
+    :buffer_size,
+    :concurrency_limit,
+    :partition_by,
+    :transform,
+    :ack_key
+  ]
 
   @type selector ::
           {:by_stream, String.t()}
@@ -65,15 +94,17 @@ defmodule ExESDB.Subscriptions do
   @doc """
   Subscribe `subscriber` (default: the caller) to events committed from now
   on. Returns a handle for `unsubscribe/2`. Option `transform`: a function
-  applied to each list of events before it is sent.
+  applied to each list of events before it is sent; any other option is
+  `{:error, {:invalid_option, {key, value}}}`.
   """
   @spec subscribe(atom(), selector(), pid(), keyword()) ::
           {:ok, subscription()} | {:error, term()}
-  def subscribe(store, {type, selector}, subscriber \\ self(), opts \\ []) do
-    transform = opts[:transform]
-
-    with {:ok, s} <- Store.fetch(store),
-         {:ok, source, filter} <- Selector.resolve(type, selector) do
+  def subscribe(store, selector, subscriber \\ self(), opts \\ []) do
+    with :ok <- check_subscriber(subscriber),
+         :ok <- check_options(opts, @transient_options),
+         {:ok, source, filter} <- resolve_selector(selector),
+         {:ok, s} <- Store.fetch(store) do
+      transform = opts[:transform]
       # the NIF's own messages are the subscriber's when nothing needs
       # filtering, reshaping or deserializing in Elixir
       direct = filter == nil and transform == nil and EventCodec.format(s) == {EventRecord, true}
@@ -105,18 +136,22 @@ defmodule ExESDB.Subscriptions do
 
   @doc """
   Subscribe to the persistent subscription `name`, creating it on first
-  use. Options: `start_from`, `buffer_size`, `concurrency_limit`,
-  `partition_by`; `transform` (a function applied to each list of events
-  before it is sent) and `ack_key` (the field of an acked event that holds
-  its cursor) for callers that hand out events of another shape.
+  use. Options: `start_from` (`:origin`, the default, `:current` or a
+  cursor, a non-negative integer), `buffer_size` and `concurrency_limit`
+  (positive integers), `partition_by` (a function of one event);
+  `transform` (a function applied to each list of events before it is
+  sent) and `ack_key` (the field of an acked event that holds its cursor)
+  for callers that hand out events of another shape. They are checked
+  before anything starts: see the module doc for the errors.
   """
   @spec subscribe_to(atom(), String.t(), selector(), pid(), keyword()) ::
           {:ok, pid()} | {:error, term()}
-  def subscribe_to(store, name, selector, subscriber \\ self(), opts \\ [])
-      when is_binary(name) and name != "" do
-    with {:ok, s} <- Store.fetch(store),
-         {type, value} <- selector,
-         {:ok, _, _} <- Selector.resolve(type, value) do
+  def subscribe_to(store, name, selector, subscriber \\ self(), opts \\ []) do
+    with :ok <- check_name(name),
+         :ok <- check_subscriber(subscriber),
+         :ok <- check_options(opts, @persistent_options),
+         {:ok, _, _} <- resolve_selector(selector),
+         {:ok, s} <- Store.fetch(store) do
       spec = {Persistent, {s, name, selector, subscriber, opts}}
 
       case DynamicSupervisor.start_child(supervisor(store), spec) do
@@ -124,9 +159,6 @@ defmodule ExESDB.Subscriptions do
         {:error, {:already_started, pid}} -> GenServer.call(pid, {:subscribe, subscriber, opts})
         {:error, _} = error -> error
       end
-    else
-      {:error, _} = error -> error
-      other -> {:error, {:invalid_selector, other}}
     end
   end
 
@@ -135,13 +167,20 @@ defmodule ExESDB.Subscriptions do
   version for a stream selector, global position otherwise) and every
   event before it. Call it from the subscriber.
   """
-  @spec ack_event(atom(), pid(), ExESDB.EventRecord.t() | non_neg_integer()) :: :ok
+  @spec ack_event(atom(), pid(), ExESDB.EventRecord.t() | non_neg_integer()) ::
+          :ok | {:error, term()}
   def ack_event(_store, subscription, %ExESDB.EventRecord{} = event) when is_pid(subscription),
     do: GenServer.cast(subscription, {:ack_record, self(), event})
 
-  def ack_event(_store, subscription, cursor) when is_pid(subscription) and is_integer(cursor) do
+  def ack_event(_store, subscription, cursor)
+      when is_pid(subscription) and is_integer(cursor) and cursor >= 0 do
     GenServer.cast(subscription, {:ack, self(), cursor})
   end
+
+  def ack_event(_store, subscription, _event) when not is_pid(subscription),
+    do: {:error, {:invalid_subscription, subscription}}
+
+  def ack_event(_store, _subscription, event), do: {:error, {:invalid_event, event}}
 
   @doc "Stop a subscription; a persistent one keeps its checkpoint."
   @spec unsubscribe(atom(), subscription()) :: :ok | {:error, term()}
@@ -167,10 +206,13 @@ defmodule ExESDB.Subscriptions do
     :exit, _ -> :ok
   end
 
+  def unsubscribe(_store, other), do: {:error, {:invalid_subscription, other}}
+
   @doc "Delete a persistent subscription and its checkpoint."
   @spec delete_subscription(atom(), String.t()) :: :ok | {:error, term()}
   def delete_subscription(store, name) do
-    with {:ok, s} <- Store.fetch(store) do
+    with :ok <- check_name(name),
+         {:ok, s} <- Store.fetch(store) do
       case Registry.lookup(Persistent.registry(store), name) do
         [{pid, _}] -> unsubscribe(store, pid)
         [] -> :ok
@@ -215,4 +257,40 @@ defmodule ExESDB.Subscriptions do
 
   @doc false
   def supervisor(store), do: :"exesdb_subscriptions_#{store}"
+
+  # ---- argument checks ----------------------------------------------------
+
+  defp resolve_selector({type, value}), do: Selector.resolve(type, value)
+  defp resolve_selector(other), do: {:error, {:invalid_selector, other}}
+
+  defp check_name(name) when is_binary(name) and name != "", do: :ok
+  defp check_name(name), do: {:error, {:invalid_subscription_name, name}}
+
+  defp check_subscriber(pid) when is_pid(pid), do: :ok
+  defp check_subscriber(other), do: {:error, {:invalid_subscriber, other}}
+
+  defp check_options(opts, known) when is_list(opts) do
+    Enum.reduce_while(opts, :ok, fn
+      {key, value}, :ok when is_atom(key) ->
+        cond do
+          key not in known -> {:halt, {:error, {:invalid_option, {key, value}}}}
+          valid_option?(key, value) -> {:cont, :ok}
+          true -> {:halt, {:error, {:"invalid_#{key}", value}}}
+        end
+
+      other, :ok ->
+        {:halt, {:error, {:invalid_option, other}}}
+    end)
+  end
+
+  defp check_options(other, _known), do: {:error, {:invalid_option, other}}
+
+  defp valid_option?(:start_from, v), do: v in [:origin, :current] or non_neg_integer?(v)
+  defp valid_option?(:buffer_size, v), do: is_integer(v) and v > 0
+  defp valid_option?(:concurrency_limit, v), do: is_integer(v) and v > 0
+  defp valid_option?(:partition_by, v), do: v == nil or is_function(v, 1)
+  defp valid_option?(:transform, v), do: v == nil or is_function(v, 1)
+  defp valid_option?(:ack_key, v), do: v == nil or (is_atom(v) and v not in [true, false])
+
+  defp non_neg_integer?(v), do: is_integer(v) and v >= 0
 end

@@ -498,4 +498,10 @@ defmodule ExESDB.PubSubTest do
     stream = "#{s}:acct"
     assert_receive {:broadcast, ^stream, {:events, [_, _]}}
   end
+
+  test "the topics are documented in ExESDB.Subscriptions" do
+    {:docs_v1, _, _, _, %{"en" => doc}, _, _} = Code.fetch_docs(ExESDB.Subscriptions)
+    assert doc =~ ~s("<store_id>:$all")
+    assert doc =~ ~s("<store_id>:<stream_id>")
+  end
 end
