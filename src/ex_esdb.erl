@@ -428,8 +428,12 @@ nil_if_undefined(After) -> After.
 
 %% @doc Counters: `events' (= the last global position), `streams',
 %% `event_types', `snapshots', `checkpoints', `bytes_used', `map_size' and
-%% `commits' (write transactions since open).
--spec stats(store()) -> {ok, #{atom() => non_neg_integer()}} | {error, term()}.
+%% `commits' (write transactions since open); and `store_failed': `nil', or
+%% the cause (e.g. `io_error') once a failed flush stopped the store: from
+%% then on every write answers `{error, {store_failed, Cause}}', reads go
+%% on, and the next open verifies the store before it takes writes
+%% (README, "Durability").
+-spec stats(store()) -> {ok, #{atom() => non_neg_integer() | atom()}} | {error, term()}.
 stats(Store) ->
     ex_esdb_nif:stats(Store).
 

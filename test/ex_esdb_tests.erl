@@ -633,8 +633,10 @@ stats_test() ->
         ?assertMatch(#{events := 3, streams := 2, event_types := 2,
                        snapshots := 0, checkpoints := 1}, Stats),
         ?assertEqual(lists:sort([events, streams, event_types, snapshots,
-                                 checkpoints, bytes_used, map_size, commits]),
+                                 checkpoints, bytes_used, map_size, commits,
+                                 store_failed]),
                      lists:sort(maps:keys(Stats))),
+        ?assertEqual(nil, maps:get(store_failed, Stats)),
         ?assert(maps:get(commits, Stats) >= 1),
         ?assert(maps:get(bytes_used, Stats) > 0),
         ?assert(maps:get(map_size, Stats) >= maps:get(bytes_used, Stats))

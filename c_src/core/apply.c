@@ -540,6 +540,7 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 	}
 	rc = mdb_txn_commit(c.txn);
 	if (rc) {
+		rc = esdb__commit_failed(s, rc);
 		fail_all(results, n, rc, true);
 		free(c.written);
 		return rc;
@@ -569,6 +570,10 @@ static int grow_map(esdb_store *s)
 int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
                        esdb_result *results)
 {
+	if (esdb_store_failure(s)) {
+		fail_all(results, n, ESDB_ESTORE_FAILED, false);
+		return ESDB_ESTORE_FAILED;
+	}
 	for (;;) {
 		int rc = apply_txn(s, cmds, n, results);
 		if (rc == MDB_MAP_RESIZED) {

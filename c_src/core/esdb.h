@@ -421,9 +421,29 @@ typedef struct esdb_stats {
 	uint64_t bytes_used; /* pages in use * page size */
 	uint64_t map_size;
 	uint64_t commits; /* write transactions since open */
+	int store_failed; /* 0, or what stopped writes: esdb_store_failure */
 } esdb_stats;
 
 int esdb_stats_get(esdb_store *s, esdb_stats *out);
+
+/* 0 while the store takes writes. After a commit's flush or write failed
+ * (EIO, ...), that error: the store is fail-stopped. Linux marks pages
+ * whose write-back failed clean, so what they held may never reach the
+ * disk while reads still show it; no later commit could make the store
+ * whole again. From then on every write (esdb_submit, esdb_apply and the
+ * commands already queued) answers ESDB_ESTORE_FAILED; reads go on. A
+ * marker file (store_failed in the store's directory) outlives the
+ * process: the next writable esdb_open runs esdb_verify first, removes
+ * the marker when the store verifies and answers ESDB_ECORRUPT when it
+ * does not (a read-only open still works, to salvage). With the default
+ * durability every commit acknowledged before the failure was flushed
+ * whole; with ESDB_DURABILITY_NO_META_SYNC the last one rode on the failed
+ * flush and may be lost although the store verifies: restore from a
+ * backup (or a replica) when in doubt.
+ * A full disk (ENOSPC, EDQUOT, EFBIG, or a short write with the disk or
+ * file size limit reached) refuses a commit before its flush and does
+ * not fail-stop the store. Any thread. */
+int esdb_store_failure(esdb_store *s);
 
 /* Check every record's checksum and that every index agrees with the
  * events. `problems` (may be NULL) receives the number of problems found;

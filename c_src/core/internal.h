@@ -44,6 +44,8 @@ struct esdb_store {
 	/* Serialises write transactions (the writer and esdb_apply). */
 	pthread_mutex_t apply_lock;
 	uint64_t commits;
+	/* 0, or the error that fail-stopped writes (failstop.c); atomic. */
+	int failed;
 	struct esdb_emitter *emitter;
 
 	/* group-commit queue */
@@ -70,6 +72,14 @@ unsigned esdb__dir_mode(const esdb_store *s);
 /* fsync a file or directory by name; its parent directory (dirsync.c). */
 int esdb__fsync_path(const char *path);
 int esdb__fsync_parent(const char *path);
+
+/* Fail-stop (failstop.c). esdb__commit_failed takes a failed commit's
+ * error and answers ESDB_ESTORE_FAILED when it stopped the store, or the
+ * error itself when nothing could have been lost (a full disk).
+ * esdb__failstop_reopen runs at a writable open: a store that failed
+ * before must verify, then its marker goes. */
+int esdb__commit_failed(esdb_store *s, int rc);
+int esdb__failstop_reopen(esdb_store *s);
 
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);

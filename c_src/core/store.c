@@ -409,8 +409,10 @@ int esdb_open(esdb_store *s, const char *path)
 	pthread_rwlock_init(&s->map_lock, NULL);
 	pthread_mutex_init(&s->apply_lock, NULL);
 	s->commits = 0;
+	s->failed = 0;
 	s->is_open = true;
-	if (!s->readonly && (rc = esdb__writer_start(s))) {
+	if (!s->readonly &&
+	    ((rc = esdb__failstop_reopen(s)) || (rc = esdb__writer_start(s)))) {
 		s->is_open = false;
 		pthread_rwlock_destroy(&s->map_lock);
 		pthread_mutex_destroy(&s->apply_lock);
@@ -480,6 +482,7 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out)
 	out->bytes_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	out->map_size = info.me_mapsize;
 	out->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
+	out->store_failed = esdb_store_failure(s);
 out:
 	esdb__read_end(s, txn);
 	return esdb__mdb_rc(rc);

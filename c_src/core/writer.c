@@ -138,6 +138,8 @@ int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
 		rc = ESDB_ECLOSED;
 	else if (s->readonly)
 		rc = EROFS;
+	else if (esdb_store_failure(s))
+		rc = ESDB_ESTORE_FAILED;
 	if (rc) {
 		fail_req(r, rc);
 		return rc;

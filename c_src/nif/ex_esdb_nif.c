@@ -50,6 +50,7 @@
 	X(checkpoints)                                                         \
 	X(bytes_used)                                                          \
 	X(commits)                                                             \
+	X(store_failed)                                                        \
 	X(closed)                                                              \
 	X(invalid_option)                                                      \
 	X(invalid_stream_id)                                                   \
@@ -82,6 +83,17 @@ ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc)
 {
 	return enif_make_tuple2(env, atom_error,
 	                        enif_make_atom(env, esdb_errname(rc)));
+}
+
+/* {error, {store_failed, Cause}} names what stopped the store. */
+ERL_NIF_TERM nif_store_error_term(ErlNifEnv *env, esdb_store *s, int rc)
+{
+	if (rc != ESDB_ESTORE_FAILED)
+		return nif_error_term(env, rc);
+	ERL_NIF_TERM cause =
+	    enif_make_atom(env, esdb_errname(esdb_store_failure(s)));
+	return enif_make_tuple2(
+	    env, atom_error, enif_make_tuple2(env, atom_store_failed, cause));
 }
 
 ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id)
@@ -172,12 +184,13 @@ static ERL_NIF_TERM make_opt_uuid(ErlNifEnv *env, const uint8_t *id)
 /* ---- replies from the writer thread ----------------------------------- */
 
 typedef struct reply_ctx {
+	esdb_store *s; /* alive until every queued command is answered */
 	ErlNifPid pid;
 	ErlNifEnv *env;
 	ERL_NIF_TERM ref;
 } reply_ctx;
 
-static reply_ctx *reply_new(ErlNifEnv *env, ERL_NIF_TERM ref)
+static reply_ctx *reply_new(ErlNifEnv *env, esdb_store *s, ERL_NIF_TERM ref)
 {
 	reply_ctx *c = enif_alloc(sizeof(*c));
 	if (!c)
@@ -186,6 +199,7 @@ static reply_ctx *reply_new(ErlNifEnv *env, ERL_NIF_TERM ref)
 		enif_free(c);
 		return NULL;
 	}
+	c->s = s;
 	enif_self(env, &c->pid);
 	c->ref = enif_make_copy(c->env, ref);
 	return c;
@@ -198,7 +212,7 @@ static void reply_append(void *ctx, const esdb_result *r)
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
 	ERL_NIF_TERM reply =
-	    r->rc ? nif_error_term(env, r->rc)
+	    r->rc ? nif_store_error_term(env, c->s, r->rc)
 	          : enif_make_tuple3(env, atom_ok,
 	                             enif_make_uint64(env, r->version),
 	                             enif_make_uint64(env, r->position));
@@ -211,7 +225,8 @@ static void reply_plain(void *ctx, const esdb_result *r)
 {
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	ERL_NIF_TERM reply = r->rc ? nif_error_term(env, r->rc) : atom_ok;
+	ERL_NIF_TERM reply =
+	    r->rc ? nif_store_error_term(env, c->s, r->rc) : atom_ok;
 	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
 	enif_free_env(env);
 	enif_free(c);
@@ -221,7 +236,7 @@ static void reply_plain(void *ctx, const esdb_result *r)
 static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
                            esdb_cmd *cmd, esdb_done_fn done)
 {
-	reply_ctx *c = reply_new(env, ref);
+	reply_ctx *c = reply_new(env, r->s, ref);
 	if (!c) {
 		free(cmd->buf);
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
@@ -900,8 +915,9 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	if (rc)
 		return nif_error_term(env, rc);
 	ERL_NIF_TERM keys[] = {
-	    atom_events,      atom_streams,    atom_event_types, atom_snapshots,
-	    atom_checkpoints, atom_bytes_used, atom_map_size,    atom_commits};
+	    atom_events,    atom_streams,     atom_event_types,
+	    atom_snapshots, atom_checkpoints, atom_bytes_used,
+	    atom_map_size,  atom_commits,     atom_store_failed};
 	ERL_NIF_TERM vals[] = {
 	    enif_make_uint64(env, st.events),
 	    enif_make_uint64(env, st.streams),
@@ -911,9 +927,11 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	    enif_make_uint64(env, st.bytes_used),
 	    enif_make_uint64(env, st.map_size),
 	    enif_make_uint64(env, st.commits),
+	    st.store_failed ? enif_make_atom(env, esdb_errname(st.store_failed))
+	                    : atom_nil,
 	};
 	ERL_NIF_TERM map;
-	enif_make_map_from_arrays(env, keys, vals, 8, &map);
+	enif_make_map_from_arrays(env, keys, vals, 9, &map);
 	return enif_make_tuple2(env, atom_ok, map);
 }
 

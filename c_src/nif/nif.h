@@ -31,6 +31,8 @@ ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc);
  * refuses: empty, reserved, $all read as a stream) is
  * {error, {invalid_stream_id, Id}}, anything else nif_error_term. */
 ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id);
+/* nif_error_term, but ESDB_ESTORE_FAILED as {store_failed, Cause}. */
+ERL_NIF_TERM nif_store_error_term(ErlNifEnv *env, esdb_store *s, int rc);
 bool nif_get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out);
 bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir);
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count);

@@ -72,6 +72,11 @@ static int append_loop(esdb_store *s, long count, uint64_t seed)
 			       (unsigned long long)r.position, n,
 			       (unsigned long long)r.version, st);
 	}
+	esdb_stats stats;
+	int rc = esdb_stats_get(s, &stats);
+	if (rc)
+		return fail("stats", rc);
+	printf("failed %s\n", esdb_errname(stats.store_failed));
 	return 0;
 }
 
