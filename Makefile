@@ -22,7 +22,7 @@ ERTS_INCLUDE ?= $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [cod
 
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
-	clang-format libclang-rt-14-dev erlang-nox erlang-dev erlang-eunit \
+	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
 .PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind bench fmt fmt-check clean
@@ -56,7 +56,7 @@ $(CTL_BIN): c_src/cli/*.c $(CORE_LIB)
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
-	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -o $@
+	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -lz -o $@
 
 $(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Itest/c $(CFLAGS) $(WARN) -pthread $(TEST_SRC) $(CORE_LIB) $(LDLIBS) -o $@

@@ -148,7 +148,8 @@ append(Store, StreamId, Expected, Events) ->
 %% event. Each event is a map with `event_type' (required), `data' and
 %% `metadata' (default `<<>>'), `event_id' (default: a random UUID v4) and
 %% `causation_id' / `correlation_id' (default `undefined'); ids are 16
-%% raw bytes or UUID text. A malformed event gives
+%% raw bytes or UUID text. `data' and `metadata' are stored as bytes and
+%% read back as the same bytes, never decoded. A malformed event gives
 %% `{error, {invalid_event, Why}}' before anything is sent; an empty stream
 %% id or one beginning with `$' (reserved for the store's own streams, as
 %% `$all') gives `{error, {invalid_stream_id, StreamId}}'.
@@ -348,11 +349,17 @@ get_snapshot(Store, SourceUuid) ->
     case ex_esdb_nif:snapshot_get(Store, SourceUuid) of
         {ok, {Uuid, Version, Type, Data, Metadata, CreatedUs}} ->
             {ok, #{source_uuid => Uuid, source_version => Version,
-                   source_type => Type, data => Data, metadata => Metadata,
-                   created_us => CreatedUs}};
+                   source_type => Type, data => bytes(Data),
+                   metadata => bytes(Metadata), created_us => CreatedUs}};
         Error ->
             Error
     end.
+
+%% This API reads and writes bytes: a payload the Elixir API wrote as a
+%% term (`{term, Bytes}' from the NIF) is handed out as its bytes, never
+%% decoded.
+bytes({term, Bytes}) -> Bytes;
+bytes(Bytes) -> Bytes.
 
 %% @doc Delete the snapshot of `SourceUuid'; `{error, not_found}' when
 %% there is none.

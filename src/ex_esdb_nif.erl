@@ -10,7 +10,8 @@
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, verify/1, backup/2,
-         read_records/6, subscribe/4, subscribe/5, unsubscribe/2]).
+         read_records/6, subscribe/4, subscribe/5, unsubscribe/2,
+         decode_term/1]).
 -export(?NIFS).
 -nifs(?NIFS).
 
@@ -50,3 +51,4 @@ read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_
 subscribe(_Store, _Pid, _Source, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format, _Tagged) -> erlang:nif_error(not_loaded).
 unsubscribe(_Store, _MemberId) -> erlang:nif_error(not_loaded).
+decode_term(_Bin) -> erlang:nif_error(not_loaded).

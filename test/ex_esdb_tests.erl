@@ -580,6 +580,23 @@ snapshots_test() ->
         ?assertEqual({error, not_found}, ex_esdb:delete_snapshot(S, U))
     end).
 
+%% This API reads and writes bytes: a snapshot the Elixir API wrote as a
+%% term reads back as its bytes, and bytes that look like a term stay
+%% bytes.
+snapshot_payloads_are_bytes_test() ->
+    with_store(fun(S) ->
+        Etf = term_to_binary(#{looks => like_a_term}),
+        Ref = make_ref(),
+        ok = ex_esdb_nif:snapshot_put(S, Ref, <<"t">>, 1, <<"T">>,
+                                      {term, Etf}, Etf),
+        receive {Ref, ok} -> ok after 5000 -> error(timeout) end,
+        ?assertMatch({ok, #{data := Etf, metadata := Etf}},
+                     ex_esdb:get_snapshot(S, <<"t">>)),
+        %% the NIF itself says which one it wrote as a term
+        ?assertMatch({ok, {_, 1, _, {term, Etf}, Etf, _}},
+                     ex_esdb_nif:snapshot_get(S, <<"t">>))
+    end).
+
 %% ---- checkpoints --------------------------------------------------------
 
 checkpoints_test() ->

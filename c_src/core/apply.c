@@ -344,6 +344,8 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 		    .metadata_len = ev.metadata_len,
 		    .causation_id = ev.causation_id,
 		    .correlation_id = ev.correlation_id,
+		    .data_encoding = ev.data_encoding,
+		    .metadata_encoding = ev.metadata_encoding,
 		};
 		m.tail[m.tail_count++] = pos;
 		if (m.tail_count == ESDB_STREAM_TAIL_MAX &&
@@ -423,6 +425,12 @@ static int apply_snapshot_put(apply_ctx *c, const esdb__cmd_view *v)
 	    .metadata = v->meta,
 	    .metadata_len = v->meta_len,
 	    .created_us = v->created_us,
+	    .data_encoding = v->flags & ESDB_SNAPSHOT_DATA_TERM
+	                         ? ESDB_ENCODING_TERM
+	                         : ESDB_ENCODING_BYTES,
+	    .metadata_encoding = v->flags & ESDB_SNAPSHOT_META_TERM
+	                             ? ESDB_ENCODING_TERM
+	                             : ESDB_ENCODING_BYTES,
 	};
 	void *rec;
 	int rc = reserve_named(c, c->s->dbi_snapshots, v,

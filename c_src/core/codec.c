@@ -83,6 +83,10 @@ void esdb__event_rec_write(uint8_t *rec, size_t size, uint64_t position,
 		flags |= ESDB_EVENT_HAS_CORRELATION;
 		p = put_bytes(p, ev->correlation_id, 16);
 	}
+	if (ev->data_encoding == ESDB_ENCODING_TERM)
+		flags |= ESDB_EVENT_DATA_TERM;
+	if (ev->metadata_encoding == ESDB_ENCODING_TERM)
+		flags |= ESDB_EVENT_META_TERM;
 	p = put_bytes(p, stream_id, stream_len);
 	p = put_bytes(p, ev->event_type, ev->event_type_len);
 	p = put_bytes(p, ev->data, ev->data_len);
@@ -112,6 +116,11 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 	              out->event_type_len + out->data_len + out->metadata_len;
 	out->causation_id = NULL;
 	out->correlation_id = NULL;
+	out->data_encoding = flags & ESDB_EVENT_DATA_TERM ? ESDB_ENCODING_TERM
+	                                                  : ESDB_ENCODING_BYTES;
+	out->metadata_encoding = flags & ESDB_EVENT_META_TERM
+	                             ? ESDB_ENCODING_TERM
+	                             : ESDB_ENCODING_BYTES;
 	if (flags & ESDB_EVENT_HAS_CAUSATION) {
 		out->causation_id = p;
 		p += 16;
@@ -259,6 +268,17 @@ int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num)
 	return *num ? 0 : ESDB_ECORRUPT; /* type numbers start at 1 */
 }
 
+/* Which snapshot payloads were written as terms. */
+static uint16_t snapshot_flags(const esdb_snapshot *sn)
+{
+	return (sn->data_encoding == ESDB_ENCODING_TERM
+	            ? ESDB_SNAPSHOT_DATA_TERM
+	            : 0) |
+	       (sn->metadata_encoding == ESDB_ENCODING_TERM
+	            ? ESDB_SNAPSHOT_META_TERM
+	            : 0);
+}
+
 /* Snapshot: head, source_version(8) created_us(8) type_len(2)
  * data_len(4) metadata_len(4), type, data, metadata. */
 size_t esdb__snapshot_rec_size(const esdb_snapshot *sn)
@@ -278,7 +298,8 @@ void esdb__snapshot_rec_write(uint8_t *rec, const esdb_snapshot *sn)
 	p = put_bytes(p + 26, sn->source_type, sn->source_type_len);
 	p = put_bytes(p, sn->data, sn->data_len);
 	put_bytes(p, sn->metadata, sn->metadata_len);
-	esdb__rec_seal(rec, esdb__snapshot_rec_size(sn), ESDB_REC_SNAPSHOT, 0);
+	esdb__rec_seal(rec, esdb__snapshot_rec_size(sn), ESDB_REC_SNAPSHOT,
+	               snapshot_flags(sn));
 }
 
 int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
@@ -286,7 +307,8 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	int rc;
 	uint16_t flags;
 	const uint8_t *p =
-	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26, 0, &flags,
+	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26,
+	                   ESDB_SNAPSHOT_FLAGS_KNOWN, &flags,
 	                   &sn->source_uuid, &sn->source_uuid_len, &rc);
 	if (!p)
 		return rc;
@@ -301,6 +323,12 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	sn->source_type = (const char *)p;
 	sn->data = p + sn->source_type_len;
 	sn->metadata = p + sn->source_type_len + sn->data_len;
+	sn->data_encoding = flags & ESDB_SNAPSHOT_DATA_TERM
+	                        ? ESDB_ENCODING_TERM
+	                        : ESDB_ENCODING_BYTES;
+	sn->metadata_encoding = flags & ESDB_SNAPSHOT_META_TERM
+	                            ? ESDB_ENCODING_TERM
+	                            : ESDB_ENCODING_BYTES;
 	return 0;
 }
 
@@ -417,6 +445,11 @@ static size_t cmd_event_size(const esdb_new_event *ev)
 	       ev->data_len + ev->metadata_len;
 }
 
+static bool valid_encoding(esdb_encoding e)
+{
+	return e == ESDB_ENCODING_BYTES || e == ESDB_ENCODING_TERM;
+}
+
 static int check_event(const esdb_new_event *ev, const esdb_limits *l)
 {
 	int rc =
@@ -424,6 +457,9 @@ static int check_event(const esdb_new_event *ev, const esdb_limits *l)
 	if (rc)
 		return rc;
 	if ((!ev->data && ev->data_len) || (!ev->metadata && ev->metadata_len))
+		return ESDB_EINVAL;
+	if (!valid_encoding(ev->data_encoding) ||
+	    !valid_encoding(ev->metadata_encoding))
 		return ESDB_EINVAL;
 	if (ev->data_len + ev->metadata_len > l->max_event_bytes ||
 	    ev->data_len > UINT32_MAX || ev->metadata_len > UINT32_MAX)
@@ -467,7 +503,13 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 		const esdb_new_event *ev = &events[i];
 		p = put_bytes(p, ev->event_id, 16);
 		*p++ = (ev->causation_id ? ESDB_EVENT_HAS_CAUSATION : 0) |
-		       (ev->correlation_id ? ESDB_EVENT_HAS_CORRELATION : 0);
+		       (ev->correlation_id ? ESDB_EVENT_HAS_CORRELATION : 0) |
+		       (ev->data_encoding == ESDB_ENCODING_TERM
+		            ? ESDB_EVENT_DATA_TERM
+		            : 0) |
+		       (ev->metadata_encoding == ESDB_ENCODING_TERM
+		            ? ESDB_EVENT_META_TERM
+		            : 0);
 		if (ev->causation_id)
 			p = put_bytes(p, ev->causation_id, 16);
 		if (ev->correlation_id)
@@ -500,20 +542,24 @@ int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
 	return 0;
 }
 
-int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
-                          size_t uuid_len, uint64_t source_version,
-                          const char *source_type, size_t type_len,
-                          const void *data, size_t data_len,
-                          const void *metadata, size_t metadata_len,
+int esdb_cmd_snapshot_put(const esdb_limits *limits, const esdb_snapshot *sn,
                           esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
+	if (!sn)
+		return ESDB_EINVAL;
+	const char *source_uuid = sn->source_uuid,
+	           *source_type = sn->source_type;
+	size_t uuid_len = sn->source_uuid_len, type_len = sn->source_type_len;
+	const void *data = sn->data, *metadata = sn->metadata;
+	size_t data_len = sn->data_len, metadata_len = sn->metadata_len;
 	int rc = check_name(source_uuid, uuid_len, l->max_key);
 	if (rc)
 		return rc;
 	if ((!source_type && type_len) || (!data && data_len) ||
-	    (!metadata && metadata_len))
+	    (!metadata && metadata_len) || !valid_encoding(sn->data_encoding) ||
+	    !valid_encoding(sn->metadata_encoding))
 		return ESDB_EINVAL;
 	if (type_len > l->max_event_type ||
 	    data_len + metadata_len > l->max_event_bytes)
@@ -524,7 +570,9 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
 	               &p);
 	if (rc)
 		return rc;
-	esdb_put_le64(p, source_version);
+	/* The payloads' encodings travel in the header's flags. */
+	esdb_put_le16(out->buf + 2, snapshot_flags(sn));
+	esdb_put_le64(p, sn->source_version);
 	esdb_put_le16(p + 8, (uint16_t)uuid_len);
 	esdb_put_le16(p + 10, (uint16_t)type_len);
 	esdb_put_le32(p + 12, (uint32_t)data_len);
@@ -645,8 +693,7 @@ static int parse_events(rd *r, esdb__cmd_view *v)
 	for (uint32_t i = 0; i < v->n_events; i++) {
 		rd_take(r, 16);
 		const uint8_t *f = rd_take(r, 1);
-		if (!f || (*f & ~(ESDB_EVENT_HAS_CAUSATION |
-		                  ESDB_EVENT_HAS_CORRELATION)))
+		if (!f || (*f & ~ESDB_EVENT_FLAGS_KNOWN))
 			return ESDB_EINVAL;
 		if (*f & ESDB_EVENT_HAS_CAUSATION)
 			rd_take(r, 16);
@@ -675,11 +722,17 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 		return ESDB_EINVAL;
 	if (esdb_get_le32(buf + 8) != cmd_crc(buf, len))
 		return ESDB_ECORRUPT;
-	/* Reserved bytes are zero: a later format may give them meaning. */
-	if (esdb_get_le16(buf + 2) || esdb_get_le32(buf + 12))
+	/* Reserved bytes are zero: a later format may give them meaning.
+	 * Only a snapshot put has flags (its payloads' encodings). */
+	uint16_t flags = esdb_get_le16(buf + 2);
+	if ((flags & ~(buf[1] == ESDB_CMD_SNAPSHOT_PUT
+	                   ? ESDB_SNAPSHOT_FLAGS_KNOWN
+	                   : 0)) ||
+	    esdb_get_le32(buf + 12))
 		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));
 	v->type = buf[1];
+	v->flags = flags;
 	v->created_us = esdb_get_le64(buf + 16);
 	rd r = {buf + ESDB_CMD_HEADER, buf + len, false};
 	int rc = 0;
@@ -738,6 +791,10 @@ void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev)
 	p += 17;
 	ev->causation_id = NULL;
 	ev->correlation_id = NULL;
+	ev->data_encoding =
+	    f & ESDB_EVENT_DATA_TERM ? ESDB_ENCODING_TERM : ESDB_ENCODING_BYTES;
+	ev->metadata_encoding =
+	    f & ESDB_EVENT_META_TERM ? ESDB_ENCODING_TERM : ESDB_ENCODING_BYTES;
 	if (f & ESDB_EVENT_HAS_CAUSATION) {
 		ev->causation_id = p;
 		p += 16;

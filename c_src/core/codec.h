@@ -18,9 +18,19 @@ enum esdb_rec_kind {
 
 #define ESDB_EVENT_HAS_CAUSATION   0x1
 #define ESDB_EVENT_HAS_CORRELATION 0x2
+/* The payload was written as an Erlang term (esdb_encoding), in event
+ * records and in an append's per-event flags. */
+#define ESDB_EVENT_DATA_TERM 0x4
+#define ESDB_EVENT_META_TERM 0x8
 #define ESDB_EVENT_FLAGS_KNOWN                                                 \
-	(ESDB_EVENT_HAS_CAUSATION | ESDB_EVENT_HAS_CORRELATION)
+	(ESDB_EVENT_HAS_CAUSATION | ESDB_EVENT_HAS_CORRELATION |               \
+	 ESDB_EVENT_DATA_TERM | ESDB_EVENT_META_TERM)
 #define ESDB_STREAM_DELETED 0x1
+/* Snapshot records and snapshot-put command flags. */
+#define ESDB_SNAPSHOT_DATA_TERM 0x1
+#define ESDB_SNAPSHOT_META_TERM 0x2
+#define ESDB_SNAPSHOT_FLAGS_KNOWN                                              \
+	(ESDB_SNAPSHOT_DATA_TERM | ESDB_SNAPSHOT_META_TERM)
 
 /* Stream versions stop below the values that encode expected versions
  * (ESDB_EXPECT_*): a stored version above this is corrupt. */
@@ -108,6 +118,7 @@ enum esdb_cmd_type {
 /* A parsed command; pointers borrow the command buffer. */
 typedef struct esdb__cmd_view {
 	uint8_t type;
+	uint16_t flags; /* snapshot put: ESDB_SNAPSHOT_*_TERM */
 	uint64_t created_us;
 	uint64_t expected; /* append, delete */
 	uint64_t number;   /* snapshot source_version, checkpoint value */

@@ -129,6 +129,14 @@ void esdb_close(esdb_store *s);
 #define ESDB_EXPECT_NO_STREAM     (UINT64_MAX - 1)
 #define ESDB_EXPECT_STREAM_EXISTS (UINT64_MAX - 2)
 
+/* How a payload's bytes were made. Recorded with each payload (event data
+ * and metadata, snapshot data and metadata) so that readers decode only
+ * what was written as a term and hand everything else out as bytes. */
+typedef enum esdb_encoding {
+	ESDB_ENCODING_BYTES = 0, /* opaque bytes: never decoded */
+	ESDB_ENCODING_TERM = 1,  /* Erlang external term format */
+} esdb_encoding;
+
 /* An event to append. All pointers are borrowed for the call only. */
 typedef struct esdb_new_event {
 	uint8_t event_id[16];
@@ -140,6 +148,7 @@ typedef struct esdb_new_event {
 	size_t metadata_len;
 	const uint8_t *causation_id;   /* NULL or 16 bytes */
 	const uint8_t *correlation_id; /* NULL or 16 bytes */
+	esdb_encoding data_encoding, metadata_encoding;
 } esdb_new_event;
 
 /* A stored event as a read hands it out. Every pointer borrows LMDB's
@@ -159,6 +168,7 @@ typedef struct esdb_event {
 	size_t metadata_len;
 	const uint8_t *causation_id;   /* NULL or 16 bytes */
 	const uint8_t *correlation_id; /* NULL or 16 bytes */
+	esdb_encoding data_encoding, metadata_encoding;
 } esdb_event;
 
 /* Read callback: return 0 to go on, anything else stops the read and is
@@ -213,12 +223,11 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
                            size_t stream_id_len, uint64_t expected_version,
                            esdb_cmd *out);
-int esdb_cmd_snapshot_put(const esdb_limits *limits, const char *source_uuid,
-                          size_t uuid_len, uint64_t source_version,
-                          const char *source_type, size_t type_len,
-                          const void *data, size_t data_len,
-                          const void *metadata, size_t metadata_len,
-                          esdb_cmd *out);
+/* Store (replace) the snapshot of sn->source_uuid; sn->created_us is
+ * ignored (the command's time stamp becomes it). */
+struct esdb_snapshot;
+int esdb_cmd_snapshot_put(const esdb_limits *limits,
+                          const struct esdb_snapshot *sn, esdb_cmd *out);
 int esdb_cmd_snapshot_delete(const esdb_limits *limits, const char *source_uuid,
                              size_t uuid_len, esdb_cmd *out);
 /* A subscription's durable state: its last acknowledged position (or
@@ -342,6 +351,7 @@ typedef struct esdb_snapshot {
 	const void *metadata;
 	size_t metadata_len;
 	uint64_t created_us;
+	esdb_encoding data_encoding, metadata_encoding;
 } esdb_snapshot;
 typedef int (*esdb_snapshot_fn)(void *ctx, const esdb_snapshot *snap);
 

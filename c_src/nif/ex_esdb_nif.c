@@ -7,6 +7,8 @@
  * come back as {error, Reason}. */
 #include "nif.h"
 
+#include "etf.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,8 @@
 	X(closed)                                                              \
 	X(invalid_option)                                                      \
 	X(invalid_stream_id)                                                   \
-	X(problems)
+	X(problems)                                                            \
+	X(term)
 
 #define DECLARE_ATOM(name) static ERL_NIF_TERM atom_##name;
 ATOMS(DECLARE_ATOM)
@@ -165,6 +168,41 @@ static bool get_opt_uuid(ErlNifEnv *env, ERL_NIF_TERM t, const uint8_t **out)
 		return false;
 	*out = b.data;
 	return true;
+}
+
+/* A payload to write: a binary (bytes) or {term, Binary} (external term
+ * format, checked before it is written). */
+static bool get_payload(ErlNifEnv *env, ERL_NIF_TERM t, ErlNifBinary *b,
+                        esdb_encoding *enc)
+{
+	const ERL_NIF_TERM *f;
+	int arity;
+	*enc = ESDB_ENCODING_BYTES;
+	if (enif_inspect_binary(env, t, b))
+		return true;
+	if (!enif_get_tuple(env, t, &arity, &f) || arity != 2 ||
+	    !enif_is_identical(f[0], atom_term) ||
+	    !enif_inspect_binary(env, f[1], b))
+		return false;
+	*enc = ESDB_ENCODING_TERM;
+	return true;
+}
+
+/* A payload written as a term must be one a read can decode: refused
+ * now, with the reason a read would give, rather than stored. */
+static int check_payload(ErlNifEnv *env, const void *p, size_t len,
+                         esdb_encoding enc)
+{
+	return enc == ESDB_ENCODING_TERM ? etf_decode(env, p, len, NULL) : 0;
+}
+
+/* A payload as read: the bytes, or {term, Bytes} when written as a term. */
+static ERL_NIF_TERM make_payload(ErlNifEnv *env, const void *p, size_t len,
+                                 esdb_encoding enc)
+{
+	ERL_NIF_TERM bin = nif_make_bin(env, p, len);
+	return enc == ESDB_ENCODING_TERM ? enif_make_tuple2(env, atom_term, bin)
+	                                 : bin;
 }
 
 ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len)
@@ -399,7 +437,8 @@ static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
 
 /* ---- commands --------------------------------------------------------- */
 
-/* Parse [{EventId, Type, Data, Metadata, CausationId, CorrelationId}]. */
+/* Parse [{EventId, Type, Data, Metadata, CausationId, CorrelationId}];
+ * Data and Metadata as get_payload takes them. */
 static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
                        unsigned *n, uint64_t *bytes)
 {
@@ -422,8 +461,8 @@ static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
 		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6 ||
 		    !enif_inspect_binary(env, f[0], &id) || id.size != 16 ||
 		    !enif_inspect_binary(env, f[1], &type) ||
-		    !enif_inspect_binary(env, f[2], &data) ||
-		    !enif_inspect_binary(env, f[3], &meta) ||
+		    !get_payload(env, f[2], &data, &evs[i].data_encoding) ||
+		    !get_payload(env, f[3], &meta, &evs[i].metadata_encoding) ||
 		    !get_opt_uuid(env, f[4], &evs[i].causation_id) ||
 		    !get_opt_uuid(env, f[5], &evs[i].correlation_id)) {
 			free(evs);
@@ -454,6 +493,18 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	    !get_expected(env, argv[3], &expected) ||
 	    !get_events(env, argv[4], &evs, &n, &bytes))
 		return enif_make_badarg(env);
+	for (unsigned i = 0; i < n; i++) {
+		int refusal = check_payload(env, evs[i].data, evs[i].data_len,
+		                            evs[i].data_encoding);
+		if (!refusal)
+			refusal = check_payload(env, evs[i].metadata,
+			                        evs[i].metadata_len,
+			                        evs[i].metadata_encoding);
+		if (refusal) {
+			free(evs);
+			return etf_undecodable(env, refusal);
+		}
+	}
 	esdb_cmd cmd;
 	if (esdb_stream_id_check((const char *)stream.data, stream.size)) {
 		free(evs);
@@ -481,11 +532,12 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 		const ERL_NIF_TERM *f;
 		int arity;
 		ErlNifBinary b;
+		esdb_encoding enc;
 		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6)
 			break;
-		if (enif_inspect_binary(env, f[2], &b))
+		if (get_payload(env, f[2], &b, &enc))
 			bytes += b.size;
-		if (enif_inspect_binary(env, f[3], &b))
+		if (get_payload(env, f[3], &b, &enc))
 			bytes += b.size;
 	}
 	if (bytes > DIRTY_APPEND_BYTES || n > DIRTY_APPEND_EVENTS)
@@ -515,24 +567,37 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 }
 
 /* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
- * Metadata) -> ok | {error, R}; then {Ref, ok | {error, R}}. */
+ * Metadata) -> ok | {error, R}; then {Ref, ok | {error, R}}. Data and
+ * Metadata: a binary or {term, Binary}. */
 static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
                                      const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary uuid, type, data, meta;
-	uint64_t version;
+	esdb_snapshot sn = {0};
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &uuid) ||
-	    !nif_get_u64(env, argv[3], &version) ||
+	    !nif_get_u64(env, argv[3], &sn.source_version) ||
 	    !enif_inspect_binary(env, argv[4], &type) ||
-	    !enif_inspect_binary(env, argv[5], &data) ||
-	    !enif_inspect_binary(env, argv[6], &meta))
+	    !get_payload(env, argv[5], &data, &sn.data_encoding) ||
+	    !get_payload(env, argv[6], &meta, &sn.metadata_encoding))
 		return enif_make_badarg(env);
+	int refusal =
+	    check_payload(env, data.data, data.size, sn.data_encoding);
+	if (!refusal)
+		refusal = check_payload(env, meta.data, meta.size,
+		                        sn.metadata_encoding);
+	if (refusal)
+		return etf_undecodable(env, refusal);
+	sn.source_uuid = (const char *)uuid.data;
+	sn.source_uuid_len = uuid.size;
+	sn.source_type = (const char *)type.data;
+	sn.source_type_len = type.size;
+	sn.data = data.data;
+	sn.data_len = data.size;
+	sn.metadata = meta.data;
+	sn.metadata_len = meta.size;
 	esdb_cmd cmd;
-	int rc = esdb_cmd_snapshot_put(NULL, (const char *)uuid.data, uuid.size,
-	                               version, (const char *)type.data,
-	                               type.size, data.data, data.size,
-	                               meta.data, meta.size, &cmd);
+	int rc = esdb_cmd_snapshot_put(NULL, &sn, &cmd);
 	return submit_encoded(env, argv, rc, &cmd, reply_plain);
 }
 
@@ -809,8 +874,9 @@ static int collect_snapshot(void *ctx, const esdb_snapshot *sn)
 	    env, nif_make_bin(env, sn->source_uuid, sn->source_uuid_len),
 	    enif_make_uint64(env, sn->source_version),
 	    nif_make_bin(env, sn->source_type, sn->source_type_len),
-	    nif_make_bin(env, sn->data, sn->data_len),
-	    nif_make_bin(env, sn->metadata, sn->metadata_len),
+	    make_payload(env, sn->data, sn->data_len, sn->data_encoding),
+	    make_payload(env, sn->metadata, sn->metadata_len,
+	                 sn->metadata_encoding),
 	    enif_make_uint64(env, sn->created_us));
 	return 0;
 }
@@ -842,7 +908,9 @@ static int get_snapshot(esdb_store *s, const char *name, size_t len,
 }
 
 /* snapshot_get(Store, SourceUuid) -> {ok, {Uuid, Version, Type, Data,
- * Metadata, CreatedUs}} | {error, not_found} */
+ * Metadata, CreatedUs}} | {error, not_found}; Data and Metadata are
+ * binaries, or {term, Binary} when written as terms (not decoded here:
+ * decode_term/1 does that with its checks). */
 static ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
                                      const ERL_NIF_TERM argv[])
 {
@@ -1026,6 +1094,7 @@ static ErlNifFunc funcs[] = {
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
     {"subscribe", 5, nif_subscribe, DIRTY_IO},
     {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
+    {"decode_term", 1, nif_decode_term, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

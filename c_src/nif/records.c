@@ -1,9 +1,12 @@
 /* records.c: reads that hand Elixir its %ExESDB.EventRecord{} structs
  * directly: the map, the event id as UUID text, created_at as a
- * %DateTime{} and, for the default serializer, data and metadata decoded
- * with binary_to_term [safe]. Building them here instead of in Elixir is
- * what makes reads into structs cost little more than the C read. */
+ * %DateTime{} and, for the default serializer, the data and metadata that
+ * were written as terms decoded with etf.c's checks. Building them here
+ * instead of in Elixir is what makes reads into structs cost little more
+ * than the C read. */
 #include "nif.h"
+
+#include "etf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -73,7 +76,8 @@ void records_init(ErlNifEnv *env)
 typedef struct rec_ctx {
 	ErlNifEnv *env;
 	ERL_NIF_TERM module; /* the struct's module */
-	bool decode;         /* data/metadata are term_to_binary bytes */
+	bool decode;         /* decode payloads written as terms */
+	int refusal;         /* why a payload could not be decoded */
 	term_list out;
 	/* Terms repeated from one event to the next are made once: events of
 	 * one append share their stream, often their type, and always their
@@ -146,20 +150,22 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 	return c->created_t;
 }
 
-/* Bytes as stored, or decoded when they are term_to_binary output (the
- * default serializer); empty bytes are nil. Bytes that do not decode are
- * handed out as they are rather than lost. */
-static ERL_NIF_TERM payload(rec_ctx *c, const void *p, size_t len)
+/* Bytes as stored, or, when decoding, the term a payload written as a
+ * term holds; when decoding, empty bytes are nil. A term that may not be
+ * decoded sets c->refusal: the read answers {error, {undecodable, _}}
+ * rather than hand out bytes the caller would take for the term. */
+static ERL_NIF_TERM payload(rec_ctx *c, const void *p, size_t len,
+                            esdb_encoding enc)
 {
 	if (!c->decode)
 		return nif_make_bin(c->env, p, len);
-	if (len == 0)
-		return atom_nil;
+	if (enc != ESDB_ENCODING_TERM)
+		return len ? nif_make_bin(c->env, p, len) : atom_nil;
 	ERL_NIF_TERM t;
-	if (enif_binary_to_term(c->env, p, len, &t, ERL_NIF_BIN2TERM_SAFE) ==
-	    len)
-		return t;
-	return nif_make_bin(c->env, p, len);
+	int refusal = etf_decode(c->env, p, len, &t);
+	if (refusal && !c->refusal)
+		c->refusal = refusal;
+	return refusal ? atom_nil : t;
 }
 
 static int collect_record(void *ctx, const esdb_event *ev)
@@ -177,13 +183,16 @@ static int collect_record(void *ctx, const esdb_event *ev)
 	    [REC_event_number] = version,
 	    [REC_stream_version] = version,
 	    [REC_position] = enif_make_uint64(env, ev->position),
-	    [REC_data] = payload(c, ev->data, ev->data_len),
-	    [REC_metadata] = payload(c, ev->metadata, ev->metadata_len),
+	    [REC_data] = payload(c, ev->data, ev->data_len, ev->data_encoding),
+	    [REC_metadata] = payload(c, ev->metadata, ev->metadata_len,
+	                             ev->metadata_encoding),
 	    [REC_causation_id] = opt_uuid_text(env, ev->causation_id),
 	    [REC_correlation_id] = opt_uuid_text(env, ev->correlation_id),
 	    [REC_created_at] = datetime(c, ev->created_us),
 	    [REC_created_epoch] = enif_make_uint64(env, ev->created_us),
 	};
+	if (c->refusal)
+		return ESDB_EINVAL; /* stops the read; c->refusal says why */
 	ERL_NIF_TERM map;
 	enif_make_map_from_arrays(env, rec_keys, vals, REC_N, &map);
 	return nif_terms_push(&c->out, map);
@@ -239,7 +248,9 @@ bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
 /* read_records(Store, Source, From, Count, Direction, {Module, Decode})
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   -> {ok, [%Module{}]} | {error, Reason}
- * Decode = true decodes data and metadata with binary_to_term [safe]. */
+ * Decode = true decodes the data and metadata written as terms (etf.c);
+ * one that may not be decoded fails the read with
+ * {error, {undecodable, Reason}}. */
 ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[])
 {
@@ -267,6 +278,8 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 	nif_store_release(r);
 	if (rc) {
 		enif_free(c.out.terms);
+		if (c.refusal)
+			return etf_undecodable(env, c.refusal);
 		return source == ESDB_TOPIC_STREAM
 		           ? nif_stream_error_term(
 		                 env, rc,

@@ -29,10 +29,19 @@ defmodule ExESDB.EventCodec do
          {:ok, causation} <- optional_uuid(:causation_id, Map.get(event, :causation_id)),
          {:ok, correlation} <- optional_uuid(:correlation_id, Map.get(event, :correlation_id)) do
       {:ok,
-       {id, type, serializer.serialize(Map.get(event, :data)),
-        serializer.serialize(Map.get(event, :metadata)), causation, correlation}, pool}
+       {id, type, payload(serializer, Map.get(event, :data)),
+        payload(serializer, Map.get(event, :metadata)), causation, correlation}, pool}
     end
   end
+
+  @doc """
+  A payload for the NIF: the default serializer's bytes are marked as a
+  term (`{:term, bytes}`), so the store records that they are and reads
+  decode them (and only them); any other serializer's are plain bytes.
+  """
+  @spec payload(module(), term()) :: binary() | {:term, binary()}
+  def payload(ExESDB.Serializer.Term, term), do: {:term, ExESDB.Serializer.Term.serialize(term)}
+  def payload(serializer, term), do: serializer.serialize(term)
 
   defp encode_one(%{event_type: type}, _, _), do: {:error, {:invalid_event_type, type}}
   defp encode_one(other, _, _), do: {:error, {:invalid_event, other}}

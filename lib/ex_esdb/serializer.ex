@@ -17,22 +17,38 @@ end
 
 defmodule ExESDB.Serializer.Term do
   @moduledoc """
-  The default serializer: `:erlang.term_to_binary/1`, read back with
-  `[:safe]` so stored bytes cannot create atoms or functions. Bytes that
-  are not term_to_binary output (written through the Erlang API, say) are
-  returned as they are. Reads with this serializer decode in the NIF.
+  The default serializer: `:erlang.term_to_binary/1`. The store records
+  that these payloads are terms, and reads decode only payloads recorded
+  so: bytes written through the Erlang API come back as the same bytes,
+  whatever they look like.
+
+  `binary_to_term(bin, [:safe])` is not enough to read stored terms: it
+  refuses unknown atoms but still creates funs (local funs run when
+  called), pids, ports and references, and it inflates a compressed term
+  to whatever size the term declares. So stored terms are decoded by the
+  NIF's checked decoder (`:ex_esdb_nif.decode_term/1`): it walks the
+  external term format first and refuses funs, pids, ports, references,
+  atoms this VM does not have and compressed terms declaring more than
+  16 MiB, before decoding anything. A refused term reads as
+  `{:error, {:undecodable, reason}}`; such terms are refused when written
+  too.
   """
   @behaviour ExESDB.Serializer
 
   @impl true
   def serialize(term), do: :erlang.term_to_binary(term)
 
+  @doc """
+  Decode with the store's checks (see the module doc); raises
+  `ArgumentError` for bytes that may not be decoded.
+  """
   @impl true
   def deserialize(<<>>, _opts), do: nil
 
   def deserialize(bin, _opts) do
-    :erlang.binary_to_term(bin, [:safe])
-  rescue
-    ArgumentError -> bin
+    case :ex_esdb_nif.decode_term(bin) do
+      {:ok, term} -> term
+      {:error, {:undecodable, reason}} -> raise ArgumentError, "undecodable term: #{reason}"
+    end
   end
 end

@@ -4,11 +4,12 @@ defmodule ExESDB.Snapshots do
   keyed by `source_uuid`. Recording a snapshot replaces the previous one.
 
   Errors: `{:error, :snapshot_not_found}` from `read_snapshot/2`,
-  `{:error, {:invalid_snapshot, term}}`, `:limit_exceeded`, `:timeout`,
+  `{:error, {:undecodable, reason}}` for stored terms that may not be
+  decoded (see `ExESDB.Serializer.Term`), `{:error, {:invalid_snapshot, term}}`, `:limit_exceeded`, `:timeout`,
   `:closed`, `:store_not_started`, storage errors.
   """
 
-  alias ExESDB.{Native, Store}
+  alias ExESDB.{EventCodec, Native, Store}
   alias ExESDB.Schema.SnapshotRecord
 
   @doc "Record (replace) the snapshot of `snapshot.source_uuid`."
@@ -20,8 +21,8 @@ defmodule ExESDB.Snapshots do
       when is_binary(uuid) and uuid != "" and is_integer(version) and version >= 0 do
     with {:ok, s} <- Store.fetch(store) do
       type = if is_atom(type) and type != nil, do: Atom.to_string(type), else: type || ""
-      data = s.serializer.serialize(snap.data)
-      meta = s.serializer.serialize(snap.metadata)
+      data = EventCodec.payload(s.serializer, snap.data)
+      meta = EventCodec.payload(s.serializer, snap.metadata)
 
       if is_binary(type),
         do:
@@ -38,16 +39,19 @@ defmodule ExESDB.Snapshots do
     with {:ok, s} <- Store.fetch(store) do
       case :ex_esdb_nif.snapshot_get(s.handle, source_uuid) do
         {:ok, {uuid, version, type, data, meta, created_us}} ->
-          {:ok,
-           %SnapshotRecord{
-             source_uuid: uuid,
-             source_version: version,
-             source_type: type,
-             data: s.serializer.deserialize(data, type: type),
-             metadata: s.serializer.deserialize(meta, type: type),
-             created_at: DateTime.from_unix!(created_us, :microsecond),
-             created_epoch: created_us
-           }}
+          with {:ok, data} <- decode(s.serializer, data, type),
+               {:ok, meta} <- decode(s.serializer, meta, type) do
+            {:ok,
+             %SnapshotRecord{
+               source_uuid: uuid,
+               source_version: version,
+               source_type: type,
+               data: data,
+               metadata: meta,
+               created_at: DateTime.from_unix!(created_us, :microsecond),
+               created_epoch: created_us
+             }}
+          end
 
         {:error, :not_found} ->
           {:error, :snapshot_not_found}
@@ -59,6 +63,13 @@ defmodule ExESDB.Snapshots do
   end
 
   def read_snapshot(_store, uuid), do: {:error, {:invalid_source_uuid, uuid}}
+
+  # What was written as a term is decoded with the store's checks; bytes
+  # are the serializer's (the default one hands them out as they are).
+  defp decode(_serializer, {:term, bin}, _type), do: :ex_esdb_nif.decode_term(bin)
+  defp decode(ExESDB.Serializer.Term, <<>>, _type), do: {:ok, nil}
+  defp decode(ExESDB.Serializer.Term, bin, _type), do: {:ok, bin}
+  defp decode(serializer, bin, type), do: {:ok, serializer.deserialize(bin, type: type)}
 
   @doc "Delete the snapshot of a source; deleting an absent one is `:ok`."
   @spec delete_snapshot(atom(), String.t()) :: :ok | {:error, term()}

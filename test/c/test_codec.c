@@ -101,8 +101,16 @@ TEST(named_records_roundtrip)
 	buf[12] ^= 1;
 	CHECK_RC(esdb__stream_rec_read(buf, size, &m2), ESDB_ECORRUPT);
 
-	esdb_snapshot sn = {"agg-1", 5, 17, "Elixir.Acct", 11, "DATA", 4,
-	                    "META",  4, 99};
+	esdb_snapshot sn = {.source_uuid = "agg-1",
+	                    .source_uuid_len = 5,
+	                    .source_version = 17,
+	                    .source_type = "Elixir.Acct",
+	                    .source_type_len = 11,
+	                    .data = "DATA",
+	                    .data_len = 4,
+	                    .metadata = "META",
+	                    .metadata_len = 4,
+	                    .created_us = 99};
 	size = esdb__snapshot_rec_size(&sn);
 	esdb__snapshot_rec_write(buf, &sn);
 	esdb_snapshot sn2;
@@ -212,9 +220,12 @@ TEST(command_encoders_validate_input)
 	l.max_append_bytes = 5;
 	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 3, &cmd),
 	         ESDB_ELIMIT);
-	CHECK_RC(esdb_cmd_snapshot_put(NULL, "", 0, 1, "t", 1, "d", 1, NULL, 0,
-	                               &cmd),
-	         ESDB_EINVAL);
+	esdb_snapshot no_uuid = {.source_version = 1,
+	                         .source_type = "t",
+	                         .source_type_len = 1,
+	                         .data = "d",
+	                         .data_len = 1};
+	CHECK_RC(esdb_cmd_snapshot_put(NULL, &no_uuid, &cmd), ESDB_EINVAL);
 	CHECK_RC(esdb_cmd_checkpoint_put(NULL, big, 1025, 1, NULL, 0, &cmd),
 	         ESDB_ELIMIT);
 	CHECK_RC(esdb_cmd_checkpoint_delete(NULL, "", 0, &cmd), ESDB_EINVAL);

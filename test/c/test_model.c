@@ -265,9 +265,16 @@ static void do_keyed(esdb_store *s)
 	uint64_t got = 0;
 	switch (op) {
 	case 0:
-		REQUIRE_OK(esdb_cmd_snapshot_put(NULL, key, strlen(key), val,
-		                                 "T", 1, "d", 1, NULL, 0,
-		                                 &cmd));
+		REQUIRE_OK(esdb_cmd_snapshot_put(
+		    NULL,
+		    &(esdb_snapshot){.source_uuid = key,
+		                     .source_uuid_len = strlen(key),
+		                     .source_version = val,
+		                     .source_type = "T",
+		                     .source_type_len = 1,
+		                     .data = "d",
+		                     .data_len = 1},
+		    &cmd));
 		CHECK_RC(esdb_execute(s, &cmd, NULL), 0);
 		M.snap[k] = true;
 		M.snap_version[k] = val;

@@ -165,8 +165,16 @@ TEST(snapshots_put_get_delete)
 	esdb_snapshot sn = {0};
 	CHECK_RC(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn),
 	         ESDB_ENOTFOUND);
-	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, "agg", 3, 7, "Acct", 4, "v1", 2,
-	                                 "m", 1, &cmd));
+	esdb_snapshot put = {.source_uuid = "agg",
+	                     .source_uuid_len = 3,
+	                     .source_version = 7,
+	                     .source_type = "Acct",
+	                     .source_type_len = 4,
+	                     .data = "v1",
+	                     .data_len = 2,
+	                     .metadata = "m",
+	                     .metadata_len = 1};
+	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &put, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	REQUIRE_OK(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn));
 	CHECK(sn.source_version == 7 && !strcmp(sn.data, "v1"));
@@ -175,8 +183,11 @@ TEST(snapshots_put_get_delete)
 	free((void *)sn.data);
 	free((void *)sn.source_type);
 	/* a newer snapshot replaces the old one */
-	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, "agg", 3, 9, "Acct", 4, "v2", 2,
-	                                 NULL, 0, &cmd));
+	put.source_version = 9;
+	put.data = "v2";
+	put.metadata = NULL;
+	put.metadata_len = 0;
+	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &put, &cmd));
 	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
 	REQUIRE_OK(esdb_snapshot_get(s, "agg", 3, copy_snapshot, &sn));
 	CHECK(sn.source_version == 9 && !strcmp(sn.data, "v2"));

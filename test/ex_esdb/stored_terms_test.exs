@@ -1,0 +1,239 @@
+defmodule ExESDB.StoredTermsTest do
+  # Stored data never carries code: payloads record whether they were
+  # written as terms, only those are decoded, and the decoder refuses funs,
+  # pids, ports, references, unknown atoms and oversized compressed terms
+  # with {:error, {:undecodable, reason}}. Records are forged on disk (a
+  # payload written as bytes, then flagged as a term with a fresh CRC) to
+  # reach the read path with terms the write path refuses.
+  use ExUnit.Case, async: true
+  import Bitwise
+
+  alias ExESDB.{NewEvent, Snapshots, Streams}
+  alias ExESDB.Schema.SnapshotRecord
+
+  @format {ExESDB.EventRecord, true}
+
+  setup context do
+    ExESDB.Test.NifBackend.start_store(context)
+  end
+
+  defp handle(store) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    s.handle
+  end
+
+  defp new_event(data, metadata \\ %{}),
+    do: %NewEvent{event_type: "t", data: data, metadata: metadata}
+
+  defp port do
+    port = Port.open({:spawn, "cat"}, [])
+    on_exit(fn -> if Port.info(port), do: Port.close(port) end)
+    port
+  end
+
+  describe "writing through the Elixir API" do
+    test "funs, pids, ports and references are refused, nothing is stored", %{store: store} do
+      for {term, why} <- [
+            {fn -> :ran end, :fun},
+            {&Enum.map/2, :fun},
+            {%{deep: [{self()}]}, :pid},
+            {[make_ref()], :reference},
+            {{:ok, port()}, :port}
+          ] do
+        assert Streams.append_events(store, "s", :any, [new_event(term)]) ==
+                 {:error, {:undecodable, why}}
+
+        assert Streams.append_events(store, "s", :any, [new_event(1, %{by: term})]) ==
+                 {:error, {:undecodable, why}}
+
+        snap = %SnapshotRecord{source_uuid: "a", source_version: 1, source_type: "T", data: term}
+        assert Snapshots.record_snapshot(store, snap) == {:error, {:undecodable, why}}
+      end
+
+      assert Streams.get_version(store, "s") == {:ok, 0}
+      assert Snapshots.read_snapshot(store, "a") == {:error, :snapshot_not_found}
+    end
+
+    test "terms round-trip", %{store: store} do
+      data = %{list: Enum.to_list(1..100), bin: :binary.copy("x", 1000), atom: :héllo, f: 1.5}
+      assert {:ok, 1} = Streams.append_events(store, "s", :any, [new_event(data, nil)])
+      assert {:ok, [r]} = Streams.get_events(store, "s", 1, 1)
+      assert {r.data, r.metadata} == {data, nil}
+
+      snap = %SnapshotRecord{source_uuid: "a", source_version: 3, source_type: "T", data: data}
+      assert :ok = Snapshots.record_snapshot(store, snap)
+
+      assert {:ok, %SnapshotRecord{data: ^data, metadata: %{}}} =
+               Snapshots.read_snapshot(store, "a")
+    end
+  end
+
+  describe "bytes written through the Erlang API" do
+    test "come back as the same bytes even when they look like terms", %{store: store} do
+      h = handle(store)
+      etf = :erlang.term_to_binary(%{looks: :like_a_term})
+
+      assert {:ok, _} =
+               :ex_esdb.append(h, "raw", any(), [%{event_type: "t", data: etf, metadata: etf}])
+
+      assert {:ok, [r]} = Streams.get_events(store, "raw", 1, 1)
+      assert {r.data, r.metadata} == {etf, etf}
+
+      assert :ok = :ex_esdb.put_snapshot(h, "raw", 1, "T", etf, etf)
+
+      assert {:ok, %SnapshotRecord{data: ^etf, metadata: ^etf}} =
+               Snapshots.read_snapshot(store, "raw")
+    end
+  end
+
+  describe "reading records flagged as terms" do
+    setup %{store: store, data_dir: dir} do
+      # every forged record lives in this store, closed while patched
+      %{forge: fn payloads -> forge(store, dir, payloads) end}
+    end
+
+    test "funs, pids, ports and references answer undecodable", %{forge: forge} do
+      for {term, why} <- [
+            {fn -> :ran end, :fun},
+            {&Enum.map/2, :fun},
+            {[1, {self()}], :pid},
+            {make_ref(), :reference},
+            {port(), :port}
+          ] do
+        {h, source} = forge.(%{data: :erlang.term_to_binary(term)})
+
+        assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
+                 {:error, {:undecodable, why}}
+
+        {h, source} = forge.(%{metadata: :erlang.term_to_binary(term)})
+
+        assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
+                 {:error, {:undecodable, why}}
+      end
+    end
+
+    test "a term needing an atom this VM does not have answers undecodable", %{forge: forge} do
+      name = "ex_esdb_never_made_#{System.unique_integer([:positive])}"
+      etf = <<131, 119, byte_size(name), name::binary>>
+      {h, source} = forge.(%{data: etf})
+
+      assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
+               {:error, {:undecodable, :unknown_atom}}
+
+      assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
+    end
+
+    test "a compressed term declaring too much is refused before inflating", %{forge: forge} do
+      # declares 512 MiB; its body inflates to 10 bytes, so a decoder that
+      # inflated first would answer malformed, not too_large
+      bomb = <<131, 80, 512 <<< 20::32, :zlib.compress(:binary.copy(<<0>>, 10))::binary>>
+      assert :ex_esdb_nif.decode_term(bomb) == {:error, {:undecodable, :too_large}}
+      {h, source} = forge.(%{data: bomb})
+
+      assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
+               {:error, {:undecodable, :too_large}}
+    end
+
+    test "the same forged bytes unflagged read back as bytes", %{forge: forge} do
+      etf = :erlang.term_to_binary(fn -> :ran end)
+      {h, source} = forge.(%{data: etf, flag: false})
+      assert {:ok, [%{data: ^etf}]} = :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format)
+    end
+  end
+
+  describe "decode_term/1" do
+    test "decodes what term_to_binary makes, compressed too" do
+      term = {:ok, [1, 2.5, "bin", %{a: [b: 1 <<< 100]}, <<1::3>>, -5, 70_000, {}, []]}
+      assert :ex_esdb_nif.decode_term(:erlang.term_to_binary(term)) == {:ok, term}
+
+      compressed = :erlang.term_to_binary(:binary.copy("abc", 100_000), compressed: 9)
+      assert :ex_esdb_nif.decode_term(compressed) == {:ok, :binary.copy("abc", 100_000)}
+
+      deep = Enum.reduce(1..100_000, [], &[&1 | [&2]])
+      assert :ex_esdb_nif.decode_term(:erlang.term_to_binary(deep)) == {:ok, deep}
+    end
+
+    test "refuses malformed bytes, whatever is cut or added" do
+      etf = :erlang.term_to_binary({:ok, "bin", [1, 2, 3], %{a: 1}})
+
+      for n <- 0..(byte_size(etf) - 1) do
+        assert :ex_esdb_nif.decode_term(binary_part(etf, 0, n)) ==
+                 {:error, {:undecodable, :malformed}}
+      end
+
+      assert :ex_esdb_nif.decode_term(etf <> <<0>>) == {:error, {:undecodable, :malformed}}
+      assert :ex_esdb_nif.decode_term("not a term") == {:error, {:undecodable, :malformed}}
+      # a list claiming 2^32-1 elements in a few bytes
+      assert :ex_esdb_nif.decode_term(<<131, 108, 255, 255, 255, 255, 106>>) ==
+               {:error, {:undecodable, :malformed}}
+    end
+  end
+
+  defp any, do: :any
+
+  # Write each payload as bytes through the Erlang API, then flag them as
+  # terms in data.mdb (with the record's CRC recomputed) while the store
+  # is closed. Returns a reopened handle and the forged event's stream.
+  defp forge(store, dir, payloads) do
+    h = handle(store)
+    id = :crypto.strong_rand_bytes(16)
+    stream = "forged-" <> Base.encode16(id)
+
+    {:ok, _} =
+      :ex_esdb.append(h, stream, :any, [
+        %{
+          event_type: "t",
+          event_id: id,
+          data: Map.get(payloads, :data, <<>>),
+          metadata: Map.get(payloads, :metadata, <<>>)
+        }
+      ])
+
+    :ok = stop_supervised(ExESDB.System.system_name(store))
+    path = Path.join(Path.join(dir, Atom.to_string(store)), "data.mdb")
+    mdb = File.read!(path)
+    # the id is in the stream record too: the event record's starts 32
+    # bytes earlier with version 1, kind 1
+    [at] =
+      for {at, 16} <- :binary.matches(mdb, id), :binary.part(mdb, at - 32, 2) == <<1, 1>>, do: at
+
+    start = at - 32
+
+    <<_::binary-size(start), head::binary-size(60), _::binary>> = mdb
+
+    <<1, 1, flags::little-16, _crc::32, _::binary-size(40), sl::little-16, tl::little-16,
+      dl::little-32, ml::little-32>> = head
+
+    len = 60 + sl + tl + dl + ml
+    <<before::binary-size(start), rec::binary-size(len), rest::binary>> = mdb
+    <<v, k, _::16, _::32, body::binary>> = rec
+
+    bits =
+      if Map.get(payloads, :flag, true),
+        do:
+          if(Map.has_key?(payloads, :data), do: 0x4, else: 0) |||
+            if(Map.has_key?(payloads, :metadata), do: 0x8, else: 0),
+        else: 0
+
+    head4 = <<v, k, flags ||| bits::little-16>>
+    File.write!(path, [before, head4, <<crc32c(head4 <> body)::little-32>>, body, rest])
+
+    {:ok, _} =
+      start_supervised({ExESDB.System, [store_id: store, data_dir: dir, durability: :nosync]})
+
+    {handle(store), {:stream, stream}}
+  end
+
+  defp crc32c(bin), do: bxor(crc32c(bin, 0xFFFFFFFF), 0xFFFFFFFF)
+
+  defp crc32c(<<>>, c), do: c
+
+  defp crc32c(<<b, rest::binary>>, c) do
+    c =
+      Enum.reduce(1..8, bxor(c, b), fn _, c ->
+        if (c &&& 1) == 1, do: bxor(c >>> 1, 0x82F63B78), else: c >>> 1
+      end)
+
+    crc32c(rest, c)
+  end
+end
