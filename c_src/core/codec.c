@@ -306,10 +306,9 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 {
 	int rc;
 	uint16_t flags;
-	const uint8_t *p =
-	    name_head_read(rec, len, ESDB_REC_SNAPSHOT, 26,
-	                   ESDB_SNAPSHOT_FLAGS_KNOWN, &flags,
-	                   &sn->source_uuid, &sn->source_uuid_len, &rc);
+	const uint8_t *p = name_head_read(
+	    rec, len, ESDB_REC_SNAPSHOT, 26, ESDB_SNAPSHOT_FLAGS_KNOWN, &flags,
+	    &sn->source_uuid, &sn->source_uuid_len, &rc);
 	if (!p)
 		return rc;
 	sn->source_version = esdb_get_le64(p);
@@ -725,9 +724,9 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 	/* Reserved bytes are zero: a later format may give them meaning.
 	 * Only a snapshot put has flags (its payloads' encodings). */
 	uint16_t flags = esdb_get_le16(buf + 2);
-	if ((flags & ~(buf[1] == ESDB_CMD_SNAPSHOT_PUT
-	                   ? ESDB_SNAPSHOT_FLAGS_KNOWN
-	                   : 0)) ||
+	if ((flags &
+	     ~(buf[1] == ESDB_CMD_SNAPSHOT_PUT ? ESDB_SNAPSHOT_FLAGS_KNOWN
+	                                       : 0)) ||
 	    esdb_get_le32(buf + 12))
 		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));

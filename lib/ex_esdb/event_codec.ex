@@ -34,6 +34,9 @@ defmodule ExESDB.EventCodec do
     end
   end
 
+  defp encode_one(%{event_type: type}, _, _), do: {:error, {:invalid_event_type, type}}
+  defp encode_one(other, _, _), do: {:error, {:invalid_event, other}}
+
   @doc """
   A payload for the NIF: the default serializer's bytes are marked as a
   term (`{:term, bytes}`), so the store records that they are and reads
@@ -42,9 +45,6 @@ defmodule ExESDB.EventCodec do
   @spec payload(module(), term()) :: binary() | {:term, binary()}
   def payload(ExESDB.Serializer.Term, term), do: {:term, ExESDB.Serializer.Term.serialize(term)}
   def payload(serializer, term), do: serializer.serialize(term)
-
-  defp encode_one(%{event_type: type}, _, _), do: {:error, {:invalid_event_type, type}}
-  defp encode_one(other, _, _), do: {:error, {:invalid_event, other}}
 
   # A version 4 UUID from 16 pooled random bytes, or the caller's id.
   defp event_id(nil, <<a::48, _::4, b::12, _::2, c::62, pool::binary>>),

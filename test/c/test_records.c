@@ -129,11 +129,22 @@ TEST(named_record_fields_are_range_checked_after_the_crc)
 	CHECK_RC(esdb__type_rec_read(buf, esdb__type_rec_size(0), &num),
 	         ESDB_ECORRUPT);
 
-	esdb_snapshot sn = {"agg", 3, 1, "T", 1, "D", 1, "M", 1, 9}, sn2;
+	esdb_snapshot sn = {.source_uuid = "agg",
+	                    .source_uuid_len = 3,
+	                    .source_version = 1,
+	                    .source_type = "T",
+	                    .source_type_len = 1,
+	                    .data = "D",
+	                    .data_len = 1,
+	                    .metadata = "M",
+	                    .metadata_len = 1,
+	                    .created_us = 9},
+	              sn2;
 	size_t len = esdb__snapshot_rec_size(&sn);
 	esdb__snapshot_rec_write(buf, &sn);
 	REQUIRE_OK(esdb__snapshot_rec_read(buf, len, &sn2));
-	esdb__rec_seal(buf, len, ESDB_REC_SNAPSHOT, 1);
+	/* bits 0 and 1 say which payloads are terms; bit 2 nobody writes */
+	esdb__rec_seal(buf, len, ESDB_REC_SNAPSHOT, 0x4);
 	CHECK_RC(esdb__snapshot_rec_read(buf, len, &sn2), ESDB_ECORRUPT);
 	sn.source_uuid_len = 0;
 	len = esdb__snapshot_rec_size(&sn);
