@@ -14,8 +14,10 @@
 %%
 %% Errors come back as `{error, Reason}' with `Reason' an atom such as
 %% `wrong_expected_version', `stream_exists', `stream_not_found',
-%% `stream_deleted', `not_found', `closed', `limit_exceeded',
-%% `already_open', `read_only', `no_events' or `timeout'. Arguments of the
+%% `stream_deleted', `not_found', `closed', `already_open', `read_only',
+%% `no_events' or `timeout', or `{limit_exceeded, Key, Max}' naming the
+%% limit a command exceeds and its value (e.g.
+%% `{limit_exceeded, max_event_bytes, 16777216}'). Arguments of the
 %% wrong type (a stream id that is not a binary, a negative count, ...)
 %% raise an exception, `badarg' from the NIF.
 -module(ex_esdb).
@@ -28,7 +30,7 @@
          put_snapshot/6, get_snapshot/2, delete_snapshot/2,
          put_checkpoint/4, get_checkpoint/2, delete_checkpoint/2,
          checkpoints/1,
-         stats/1, verify/1, backup/2,
+         stats/1, limits/1, verify/1, backup/2,
          uuid_v4/0, uuid_to_string/1, uuid_from_string/1]).
 
 -export_type([store/0, option/0, expected/0, new_event/0, event/0,
@@ -36,6 +38,8 @@
 
 %% Time a mutation waits for the writer's reply by default.
 -define(TIMEOUT, 15000).
+%% Appends longer than this are checked against the count limit first.
+-define(CHECKED_COUNT, 1000).
 %% Page size when listing everything; the NIF caps a call at 10,000.
 -define(PAGE, 1000).
 
@@ -99,6 +103,12 @@
 %%       event, 16 MiB), `max_append_events' (10,000), `max_append_bytes'
 %%       (64 MiB), `max_key' (snapshot and checkpoint names, 1024).</li>
 %% </ul>
+%% A store keeps its limits: a new one records those it is created with
+%% (defaults for the ones not given); reopening it with limits changes
+%% the ones given (through a command, as replicas will) and keeps the
+%% rest; reopening without limits, or read-only, applies the stored ones.
+%% Lowered limits apply to later commands only. {@link limits/1} tells
+%% the limits in force.
 %% An unknown key or a value of the wrong type gives
 %% `{error, {invalid_option, Key}}'; a value the core rejects as out of
 %% range gives `{error, invalid_option}'. A path already open in this
@@ -165,6 +175,24 @@ append(Store, StreamId, Expected, Events) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
 append(Store, StreamId, Expected, Events, Timeout) when is_list(Events) ->
+    case check_count(Store, Events) of
+        ok -> append_checked(Store, StreamId, Expected, Events, Timeout);
+        Error -> Error
+    end.
+
+%% A long list is checked against max_append_events before its events
+%% are converted (the NIF checks again; short lists need no look-up).
+check_count(Store, Events) when length(Events) > ?CHECKED_COUNT ->
+    case ex_esdb_nif:limits(Store) of
+        {ok, #{max_append_events := Max}} when length(Events) > Max ->
+            {error, {limit_exceeded, max_append_events, Max}};
+        _ ->
+            ok
+    end;
+check_count(_Store, _Events) ->
+    ok.
+
+append_checked(Store, StreamId, Expected, Events, Timeout) ->
     try [nif_event(E) || E <- Events] of
         NifEvents ->
             Ref = make_ref(),
@@ -443,6 +471,13 @@ nil_if_undefined(After) -> After.
 -spec stats(store()) -> {ok, #{atom() => non_neg_integer() | atom()}} | {error, term()}.
 stats(Store) ->
     ex_esdb_nif:stats(Store).
+
+%% @doc The limits the store checks commands against (the stored ones):
+%% `max_stream_id', `max_event_type', `max_event_bytes',
+%% `max_append_events', `max_append_bytes' and `max_key'.
+-spec limits(store()) -> {ok, #{atom() => pos_integer()}} | {error, term()}.
+limits(Store) ->
+    ex_esdb_nif:limits(Store).
 
 %% @doc Check every record's checksum and that every index agrees with the
 %% events: `ok', or `{error, {corrupt, Problems}}' with their count.

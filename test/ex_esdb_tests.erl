@@ -353,17 +353,81 @@ limits_test() ->
                  max_append_events => 3},
                fun(S) ->
         Fits = ev(<<"t">>, binary:copy(<<"x">>, 100)),
-        ?assertEqual({error, limit_exceeded},
+        ?assertEqual({error, {limit_exceeded, max_event_bytes, 100}},
                      ex_esdb:append(S, <<"s">>, any,
                                     [Fits#{metadata => <<"y">>}])),
-        ?assertEqual({error, limit_exceeded},
+        ?assertEqual({error, {limit_exceeded, max_stream_id, 8}},
                      ex_esdb:append(S, <<"longer-than-8">>, any,
                                     [ev(<<"t">>)])),
-        ?assertEqual({error, limit_exceeded},
+        ?assertEqual({error, {limit_exceeded, max_append_events, 3}},
                      ex_esdb:append(S, <<"s">>, any, numbered(4))),
+        ?assertEqual({error, {limit_exceeded, max_stream_id, 8}},
+                     ex_esdb:delete_stream(S, <<"longer-than-8">>, any)),
         ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>)),
         ?assertEqual({ok, #{version => 1, position => 1}},
                      ex_esdb:append(S, <<"s">>, any, [Fits]))
+    end).
+
+%% Limits raised at open are the ones commands are checked against.
+raised_limits_test_() ->
+    {timeout, 60, fun() ->
+        with_store(#{max_stream_id => 4096,
+                     max_event_bytes => 32 * 1024 * 1024,
+                     max_append_events => 20000},
+                   fun(S) ->
+            Long = binary:copy(<<"s">>, 2000),
+            ?assertMatch({ok, #{version := 1}},
+                         ex_esdb:append(S, Long, any, [ev(<<"t">>)])),
+            Big = binary:copy(<<0>>, 20 * 1024 * 1024),
+            ?assertMatch({ok, #{version := 1}},
+                         ex_esdb:append(S, <<"big">>, any,
+                                        [ev(<<"t">>, Big)])),
+            ?assertMatch({ok, #{version := 15000}},
+                         ex_esdb:append(S, <<"many">>, any,
+                                        numbered(15000))),
+            ?assertMatch({ok, #{max_stream_id := 4096,
+                                max_append_events := 20000,
+                                max_key := 1024}},
+                         ex_esdb:limits(S))
+        end)
+    end}.
+
+%% The store keeps its limits: a reopen without limits applies them, a
+%% reopen with some changes those.
+stored_limits_test() ->
+    Dir = tmp_dir(),
+    Path = filename:join(Dir, "store"),
+    try
+        {ok, S1} = ex_esdb:open(Path, #{durability => nosync,
+                                        max_stream_id => 8}),
+        ok = ex_esdb:close(S1),
+        {ok, S2} = ex_esdb:open(Path, #{durability => nosync}),
+        ?assertMatch({ok, #{max_stream_id := 8}}, ex_esdb:limits(S2)),
+        ?assertEqual({error, {limit_exceeded, max_stream_id, 8}},
+                     ex_esdb:append(S2, <<"123456789">>, any, [ev(<<"t">>)])),
+        ok = ex_esdb:close(S2),
+        {ok, S3} = ex_esdb:open(Path, #{durability => nosync,
+                                        max_event_type => 9}),
+        ?assertMatch({ok, #{max_stream_id := 8, max_event_type := 9}},
+                     ex_esdb:limits(S3)),
+        ok = ex_esdb:close(S3)
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
+%% The event count is checked before the events are looked at: what lies
+%% past the limit is never converted (the NIF answered badarg, the API
+%% invalid_event, after copying every event).
+count_before_work_test() ->
+    with_store(#{max_append_events => 1000}, fun(S) ->
+        Tuple = {<<0:128>>, <<"t">>, <<>>, <<>>, nil, nil},
+        Past = lists:duplicate(1001, Tuple) ++ [not_an_event],
+        ?assertEqual({error, {limit_exceeded, max_append_events, 1000}},
+                     ex_esdb_nif:append(S, make_ref(), <<"s">>, any, Past)),
+        ?assertEqual({error, {limit_exceeded, max_append_events, 1000}},
+                     ex_esdb:append(S, <<"s">>, any,
+                                    numbered(1001) ++ [not_an_event])),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>))
     end).
 
 %% A default limit (16 MiB per event) without any option.
@@ -371,7 +435,8 @@ default_limit_test_() ->
     {timeout, 60, fun() ->
         with_store(fun(S) ->
             Big = binary:copy(<<0>>, 16 * 1024 * 1024 + 1),
-            ?assertEqual({error, limit_exceeded},
+            ?assertEqual({error, {limit_exceeded, max_event_bytes,
+                                  16 * 1024 * 1024}},
                          ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>, Big)]))
         end)
     end}.

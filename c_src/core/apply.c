@@ -20,6 +20,10 @@ typedef struct apply_ctx {
 	MDB_txn *txn;
 	uint64_t last_pos;
 	bool dirty;
+	/* the limits commands are checked against; a LIMITS_SET changes
+	 * them for the rest of the batch, and for the store once committed */
+	esdb_limits limits;
+	bool limits_changed;
 	/* the last event type looked up, as appends repeat types */
 	char type_name[ESDB_KEY_MAX + 1];
 	size_t type_len;
@@ -476,14 +480,34 @@ static int apply_named_delete(apply_ctx *c, MDB_dbi dbi,
 	return 0;
 }
 
+/* Record new limits in meta; they hold from the next command on. */
+static int apply_limits_set(apply_ctx *c, const esdb__cmd_view *v)
+{
+	esdb_limits l;
+	int rc = esdb__cmd_limits(v, &l);
+	if (rc)
+		return rc;
+	uint8_t rec[ESDB_LIMITS_REC_SIZE];
+	esdb__limits_rec_write(rec, &l);
+	MDB_val k = {6, "limits"}, d = {sizeof(rec), rec};
+	if ((rc = mdb_put(c->txn, c->s->dbi_meta, &k, &d, 0)))
+		return rc;
+	c->limits = l;
+	c->limits_changed = true;
+	c->dirty = true;
+	return 0;
+}
+
 static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 {
 	esdb__cmd_view v;
 	int rc = esdb__cmd_parse(cmd->buf, cmd->len, &v);
 	if (rc)
 		return rc;
-	if ((rc = esdb__cmd_check_limits(&v, &c->s->limits)))
+	if ((rc = esdb__cmd_check_limits(&v, &c->limits, &res->limit))) {
+		res->limit_max = esdb_limit_value(&c->limits, res->limit);
 		return rc;
+	}
 	/* Encoders refuse reserved stream ids; so must a command that
 	 * arrives encoded (a replica, another version). */
 	if ((v.type == ESDB_CMD_APPEND || v.type == ESDB_CMD_DELETE_STREAM) &&
@@ -502,6 +526,8 @@ static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 		return apply_checkpoint_put(c, &v);
 	case ESDB_CMD_CHECKPOINT_DELETE:
 		return apply_named_delete(c, c->s->dbi_subscriptions, &v);
+	case ESDB_CMD_LIMITS_SET:
+		return apply_limits_set(c, &v);
 	default:
 		return ESDB_EINVAL;
 	}
@@ -512,9 +538,7 @@ static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
 	for (size_t i = 0; i < n; i++) {
 		if (only_ok && results[i].rc)
 			continue;
-		results[i].rc = rc;
-		results[i].version = 0;
-		results[i].position = 0;
+		results[i] = (esdb_result){.rc = rc};
 	}
 }
 
@@ -522,7 +546,7 @@ static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
 static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
                      esdb_result *results)
 {
-	apply_ctx c = {.s = s};
+	apply_ctx c = {.s = s, .limits = s->limits};
 	int rc = mdb_txn_begin(s->env, NULL, 0, &c.txn);
 	if (rc)
 		return rc;
@@ -554,6 +578,8 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 		return rc;
 	}
 	__atomic_add_fetch(&s->commits, 1, __ATOMIC_RELAXED);
+	if (c.limits_changed)
+		esdb__limits_publish(s, &c.limits);
 	esdb__emit(s, c.written, c.n_written);
 	free(c.written);
 	return 0;

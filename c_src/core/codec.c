@@ -411,14 +411,30 @@ static const esdb_limits *limits_or_default(const esdb_limits *l,
 	return tmp;
 }
 
-static int check_name(const char *name, size_t len, size_t max)
+/* Refuse a command for exceeding limit `key`, naming it in out. */
+static int over(esdb_cmd *out, esdb_limit_key key)
+{
+	out->limit = key;
+	return ESDB_ELIMIT;
+}
+
+/* Every encoder starts from an empty command. */
+static void cmd_reset(esdb_cmd *out)
+{
+	out->buf = NULL;
+	out->len = 0;
+	out->limit = ESDB_LIMIT_NONE;
+}
+
+static int check_name(const char *name, size_t len, size_t max,
+                      esdb_limit_key key, esdb_cmd *out)
 {
 	if (!name && len)
 		return ESDB_EINVAL;
 	if (len == 0)
 		return ESDB_EINVAL;
 	if (len > max || len > UINT16_MAX)
-		return ESDB_ELIMIT;
+		return over(out, key);
 	return 0;
 }
 
@@ -430,9 +446,10 @@ int esdb_stream_id_check(const char *id, size_t len)
 }
 
 /* A stream id an append or delete may name. */
-static int check_stream_id(const char *id, size_t len, size_t max)
+static int check_stream_id(const char *id, size_t len, size_t max,
+                           esdb_cmd *out)
 {
-	int rc = check_name(id, len, max);
+	int rc = check_name(id, len, max, ESDB_LIMIT_STREAM_ID, out);
 	return rc ? rc : esdb_stream_id_check(id, len);
 }
 
@@ -449,10 +466,11 @@ static bool valid_encoding(esdb_encoding e)
 	return e == ESDB_ENCODING_BYTES || e == ESDB_ENCODING_TERM;
 }
 
-static int check_event(const esdb_new_event *ev, const esdb_limits *l)
+static int check_event(const esdb_new_event *ev, const esdb_limits *l,
+                       esdb_cmd *out)
 {
-	int rc =
-	    check_name(ev->event_type, ev->event_type_len, l->max_event_type);
+	int rc = check_name(ev->event_type, ev->event_type_len,
+	                    l->max_event_type, ESDB_LIMIT_EVENT_TYPE, out);
 	if (rc)
 		return rc;
 	if ((!ev->data && ev->data_len) || (!ev->metadata && ev->metadata_len))
@@ -462,7 +480,7 @@ static int check_event(const esdb_new_event *ev, const esdb_limits *l)
 		return ESDB_EINVAL;
 	if (ev->data_len + ev->metadata_len > l->max_event_bytes ||
 	    ev->data_len > UINT32_MAX || ev->metadata_len > UINT32_MAX)
-		return ESDB_ELIMIT;
+		return over(out, ESDB_LIMIT_EVENT_BYTES);
 	return 0;
 }
 
@@ -472,7 +490,8 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
-	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id);
+	cmd_reset(out);
+	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id, out);
 	if (rc)
 		return rc;
 	if (n == 0)
@@ -480,20 +499,21 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 	if (!events)
 		return ESDB_EINVAL;
 	if (n > l->max_append_events)
-		return ESDB_ELIMIT;
+		return over(out, ESDB_LIMIT_APPEND_EVENTS);
 	size_t body = 8 + 2 + 4 + stream_len;
 	uint64_t bytes = 0;
 	for (size_t i = 0; i < n; i++) {
-		if ((rc = check_event(&events[i], l)))
+		if ((rc = check_event(&events[i], l, out)))
 			return rc;
 		bytes += events[i].data_len + events[i].metadata_len;
 		body += cmd_event_size(&events[i]);
 	}
 	if (bytes > l->max_append_bytes)
-		return ESDB_ELIMIT;
+		return over(out, ESDB_LIMIT_APPEND_BYTES);
 	uint8_t *p;
 	if ((rc = cmd_alloc(ESDB_CMD_APPEND, body, out, &p)))
-		return rc;
+		return rc == ESDB_ELIMIT ? over(out, ESDB_LIMIT_APPEND_BYTES)
+		                         : rc;
 	esdb_put_le64(p, expected);
 	esdb_put_le16(p + 8, (uint16_t)stream_len);
 	esdb_put_le32(p + 10, (uint32_t)n);
@@ -529,7 +549,8 @@ int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
-	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id);
+	cmd_reset(out);
+	int rc = check_stream_id(stream_id, stream_len, l->max_stream_id, out);
 	uint8_t *p;
 	if (rc ||
 	    (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out, &p)))
@@ -553,16 +574,19 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const esdb_snapshot *sn,
 	size_t uuid_len = sn->source_uuid_len, type_len = sn->source_type_len;
 	const void *data = sn->data, *metadata = sn->metadata;
 	size_t data_len = sn->data_len, metadata_len = sn->metadata_len;
-	int rc = check_name(source_uuid, uuid_len, l->max_key);
+	cmd_reset(out);
+	int rc =
+	    check_name(source_uuid, uuid_len, l->max_key, ESDB_LIMIT_KEY, out);
 	if (rc)
 		return rc;
 	if ((!source_type && type_len) || (!data && data_len) ||
 	    (!metadata && metadata_len) || !valid_encoding(sn->data_encoding) ||
 	    !valid_encoding(sn->metadata_encoding))
 		return ESDB_EINVAL;
-	if (type_len > l->max_event_type ||
-	    data_len + metadata_len > l->max_event_bytes)
-		return ESDB_ELIMIT;
+	if (type_len > l->max_event_type)
+		return over(out, ESDB_LIMIT_EVENT_TYPE);
+	if (data_len + metadata_len > l->max_event_bytes)
+		return over(out, ESDB_LIMIT_EVENT_BYTES);
 	uint8_t *p;
 	rc = cmd_alloc(ESDB_CMD_SNAPSHOT_PUT,
 	               20 + uuid_len + type_len + data_len + metadata_len, out,
@@ -588,7 +612,8 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const esdb_snapshot *sn,
 static int cmd_named(uint8_t type, const char *name, size_t len, size_t max,
                      esdb_cmd *out)
 {
-	int rc = check_name(name, len, max);
+	cmd_reset(out);
+	int rc = check_name(name, len, max, ESDB_LIMIT_KEY, out);
 	uint8_t *p;
 	if (rc || (rc = cmd_alloc(type, 2 + len, out, &p)))
 		return rc;
@@ -613,13 +638,14 @@ int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
-	int rc = check_name(name, name_len, l->max_key);
+	cmd_reset(out);
+	int rc = check_name(name, name_len, l->max_key, ESDB_LIMIT_KEY, out);
 	if (rc)
 		return rc;
 	if (!definition && definition_len)
 		return ESDB_EINVAL;
 	if (definition_len > l->max_event_bytes)
-		return ESDB_ELIMIT;
+		return over(out, ESDB_LIMIT_EVENT_BYTES);
 	uint8_t *p;
 	rc = cmd_alloc(ESDB_CMD_CHECKPOINT_PUT, 14 + name_len + definition_len,
 	               out, &p);
@@ -640,6 +666,152 @@ int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
 	esdb_limits tmp;
 	return cmd_named(ESDB_CMD_CHECKPOINT_DELETE, name, name_len,
 	                 limits_or_default(limits, &tmp)->max_key, out);
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+void esdb_limits_default(esdb_limits *l)
+{
+	l->max_stream_id = 1024;
+	l->max_event_type = 512;
+	l->max_event_bytes = 16ull << 20;
+	l->max_append_events = 10000;
+	l->max_append_bytes = 64ull << 20;
+	l->max_key = 1024;
+}
+
+const char *esdb_limit_name(esdb_limit_key key)
+{
+	switch (key) {
+	case ESDB_LIMIT_STREAM_ID:
+		return "max_stream_id";
+	case ESDB_LIMIT_EVENT_TYPE:
+		return "max_event_type";
+	case ESDB_LIMIT_EVENT_BYTES:
+		return "max_event_bytes";
+	case ESDB_LIMIT_APPEND_EVENTS:
+		return "max_append_events";
+	case ESDB_LIMIT_APPEND_BYTES:
+		return "max_append_bytes";
+	case ESDB_LIMIT_KEY:
+		return "max_key";
+	default:
+		return "";
+	}
+}
+
+uint64_t esdb_limit_value(const esdb_limits *l, esdb_limit_key key)
+{
+	switch (key) {
+	case ESDB_LIMIT_STREAM_ID:
+		return l->max_stream_id;
+	case ESDB_LIMIT_EVENT_TYPE:
+		return l->max_event_type;
+	case ESDB_LIMIT_EVENT_BYTES:
+		return l->max_event_bytes;
+	case ESDB_LIMIT_APPEND_EVENTS:
+		return l->max_append_events;
+	case ESDB_LIMIT_APPEND_BYTES:
+		return l->max_append_bytes;
+	case ESDB_LIMIT_KEY:
+		return l->max_key;
+	default:
+		return 0;
+	}
+}
+
+/* Record fields hold names in 16 bits and payloads in 32; 0 is "keep". */
+bool esdb__limits_in_range(const esdb_limits *l)
+{
+	return l->max_stream_id <= UINT16_MAX &&
+	       l->max_event_type <= UINT16_MAX && l->max_key <= UINT16_MAX &&
+	       l->max_event_bytes <= UINT32_MAX &&
+	       l->max_append_bytes <= UINT32_MAX;
+}
+
+bool esdb__limits_complete(const esdb_limits *l)
+{
+	return esdb__limits_in_range(l) && l->max_stream_id &&
+	       l->max_event_type && l->max_key && l->max_event_bytes &&
+	       l->max_append_events && l->max_append_bytes;
+}
+
+void esdb__limits_merge(esdb_limits *base, const esdb_limits *over)
+{
+	if (over->max_stream_id)
+		base->max_stream_id = over->max_stream_id;
+	if (over->max_event_type)
+		base->max_event_type = over->max_event_type;
+	if (over->max_event_bytes)
+		base->max_event_bytes = over->max_event_bytes;
+	if (over->max_append_events)
+		base->max_append_events = over->max_append_events;
+	if (over->max_append_bytes)
+		base->max_append_bytes = over->max_append_bytes;
+	if (over->max_key)
+		base->max_key = over->max_key;
+}
+
+/* The limits block: stream_id(4) event_type(4) event_bytes(8)
+ * append_events(4) append_bytes(8) key(4). */
+static void limits_put(uint8_t *p, const esdb_limits *l)
+{
+	esdb_put_le32(p, l->max_stream_id);
+	esdb_put_le32(p + 4, l->max_event_type);
+	esdb_put_le64(p + 8, l->max_event_bytes);
+	esdb_put_le32(p + 16, l->max_append_events);
+	esdb_put_le64(p + 20, l->max_append_bytes);
+	esdb_put_le32(p + 28, l->max_key);
+}
+
+static void limits_get(const uint8_t *p, esdb_limits *l)
+{
+	l->max_stream_id = esdb_get_le32(p);
+	l->max_event_type = esdb_get_le32(p + 4);
+	l->max_event_bytes = esdb_get_le64(p + 8);
+	l->max_append_events = esdb_get_le32(p + 16);
+	l->max_append_bytes = esdb_get_le64(p + 20);
+	l->max_key = esdb_get_le32(p + 28);
+}
+
+void esdb__limits_rec_write(uint8_t rec[ESDB_LIMITS_REC_SIZE],
+                            const esdb_limits *l)
+{
+	limits_put(rec + ESDB_REC_HEADER, l);
+	esdb__rec_seal(rec, ESDB_LIMITS_REC_SIZE, ESDB_REC_LIMITS, 0);
+}
+
+int esdb__limits_rec_read(const uint8_t *rec, size_t len, esdb_limits *l)
+{
+	int rc = esdb__rec_check(rec, len, ESDB_REC_LIMITS, NULL);
+	if (rc)
+		return rc;
+	if (len != ESDB_LIMITS_REC_SIZE)
+		return ESDB_ECORRUPT;
+	limits_get(rec + ESDB_REC_HEADER, l);
+	return esdb__limits_complete(l) ? 0 : ESDB_ECORRUPT;
+}
+
+int esdb_cmd_limits_set(const esdb_limits *limits, esdb_cmd *out)
+{
+	uint8_t *p;
+	cmd_reset(out);
+	if (!limits || !esdb__limits_complete(limits))
+		return ESDB_EINVAL;
+	int rc = cmd_alloc(ESDB_CMD_LIMITS_SET, ESDB_LIMITS_SIZE, out, &p);
+	if (rc)
+		return rc;
+	limits_put(p, limits);
+	cmd_seal(out);
+	return 0;
+}
+
+int esdb__cmd_limits(const esdb__cmd_view *v, esdb_limits *l)
+{
+	if (v->type != ESDB_CMD_LIMITS_SET || v->data_len != ESDB_LIMITS_SIZE)
+		return ESDB_EINVAL;
+	limits_get(v->data, l);
+	return esdb__limits_complete(l) ? 0 : ESDB_EINVAL;
 }
 
 /* ---- parsing ---------------------------------------------------------- */
@@ -772,6 +944,13 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 		v->name_len = rd_u16(&r);
 		v->name = (const char *)rd_take(&r, v->name_len);
 		break;
+	case ESDB_CMD_LIMITS_SET:
+		v->data_len = ESDB_LIMITS_SIZE;
+		v->data = rd_take(&r, ESDB_LIMITS_SIZE);
+		if (r.bad || r.p != r.end)
+			return ESDB_EINVAL;
+		esdb_limits l;
+		return esdb__cmd_limits(v, &l);
 	default:
 		return ESDB_EINVAL;
 	}
@@ -815,41 +994,61 @@ void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev)
 	*cursor = p;
 }
 
-int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l)
+/* The first limit a parsed command exceeds, checked in the encoders'
+ * order so both name the same one. */
+static esdb_limit_key exceeded(const esdb__cmd_view *v, const esdb_limits *l)
 {
 	switch (v->type) {
 	case ESDB_CMD_APPEND: {
 		if (v->name_len > l->max_stream_id)
-			return ESDB_ELIMIT;
-		if (v->n_events == 0)
-			return ESDB_EEMPTY;
-		if (v->n_events > l->max_append_events ||
-		    v->events_bytes > l->max_append_bytes)
-			return ESDB_ELIMIT;
+			return ESDB_LIMIT_STREAM_ID;
+		if (v->n_events > l->max_append_events)
+			return ESDB_LIMIT_APPEND_EVENTS;
 		const uint8_t *c = v->events;
 		for (uint32_t i = 0; i < v->n_events; i++) {
 			esdb_new_event ev;
 			esdb__cmd_next_event(&c, &ev);
-			if (ev.event_type_len > l->max_event_type ||
-			    ev.data_len + ev.metadata_len > l->max_event_bytes)
-				return ESDB_ELIMIT;
+			if (ev.event_type_len > l->max_event_type)
+				return ESDB_LIMIT_EVENT_TYPE;
+			if (ev.data_len + ev.metadata_len > l->max_event_bytes)
+				return ESDB_LIMIT_EVENT_BYTES;
 		}
-		return 0;
+		if (v->events_bytes > l->max_append_bytes)
+			return ESDB_LIMIT_APPEND_BYTES;
+		return ESDB_LIMIT_NONE;
 	}
 	case ESDB_CMD_DELETE_STREAM:
-		return v->name_len > l->max_stream_id ? ESDB_ELIMIT : 0;
+		return v->name_len > l->max_stream_id ? ESDB_LIMIT_STREAM_ID
+		                                      : ESDB_LIMIT_NONE;
 	case ESDB_CMD_SNAPSHOT_PUT:
-		if (v->kind_len > l->max_event_type ||
-		    v->data_len + v->meta_len > l->max_event_bytes)
-			return ESDB_ELIMIT;
-		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+		if (v->name_len > l->max_key)
+			return ESDB_LIMIT_KEY;
+		if (v->kind_len > l->max_event_type)
+			return ESDB_LIMIT_EVENT_TYPE;
+		return v->data_len + v->meta_len > l->max_event_bytes
+		           ? ESDB_LIMIT_EVENT_BYTES
+		           : ESDB_LIMIT_NONE;
 	case ESDB_CMD_CHECKPOINT_PUT:
-		if (v->data_len > l->max_event_bytes)
-			return ESDB_ELIMIT;
-		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+		if (v->name_len > l->max_key)
+			return ESDB_LIMIT_KEY;
+		return v->data_len > l->max_event_bytes ? ESDB_LIMIT_EVENT_BYTES
+		                                        : ESDB_LIMIT_NONE;
+	case ESDB_CMD_LIMITS_SET:
+		return ESDB_LIMIT_NONE;
 	default:
-		return v->name_len > l->max_key ? ESDB_ELIMIT : 0;
+		return v->name_len > l->max_key ? ESDB_LIMIT_KEY
+		                                : ESDB_LIMIT_NONE;
 	}
+}
+
+int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l,
+                           esdb_limit_key *which)
+{
+	*which = ESDB_LIMIT_NONE;
+	if (v->type == ESDB_CMD_APPEND && v->n_events == 0)
+		return ESDB_EEMPTY;
+	*which = exceeded(v, l);
+	return *which == ESDB_LIMIT_NONE ? 0 : ESDB_ELIMIT;
 }
 
 void esdb_uuid_text(const uint8_t id[16], char out[36])

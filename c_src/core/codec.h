@@ -14,6 +14,7 @@ enum esdb_rec_kind {
 	ESDB_REC_TYPE = 3,
 	ESDB_REC_SNAPSHOT = 4,
 	ESDB_REC_CHECKPOINT = 5,
+	ESDB_REC_LIMITS = 6,
 };
 
 #define ESDB_EVENT_HAS_CAUSATION   0x1
@@ -113,6 +114,7 @@ enum esdb_cmd_type {
 	ESDB_CMD_SNAPSHOT_DELETE = 4,
 	ESDB_CMD_CHECKPOINT_PUT = 5,
 	ESDB_CMD_CHECKPOINT_DELETE = 6,
+	ESDB_CMD_LIMITS_SET = 7,
 };
 
 /* A parsed command; pointers borrow the command buffer. */
@@ -145,7 +147,30 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v);
  * Bounds were checked by esdb__cmd_parse. */
 void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev);
 
-/* Check a parsed command against limits: 0, ESDB_ELIMIT or ESDB_EEMPTY. */
-int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l);
+/* Check a parsed command against limits: 0, ESDB_ELIMIT (*which names
+ * the limit) or ESDB_EEMPTY. */
+int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l,
+                           esdb_limit_key *which);
+
+/* ---- limits (kept in meta under "limits", carried by LIMITS_SET) ------- */
+
+#define ESDB_LIMITS_SIZE     32
+#define ESDB_LIMITS_REC_SIZE (ESDB_REC_HEADER + ESDB_LIMITS_SIZE)
+
+/* Every nonzero field fits the record format. */
+bool esdb__limits_in_range(const esdb_limits *l);
+/* In range and no field 0. */
+bool esdb__limits_complete(const esdb_limits *l);
+/* Copy over's nonzero fields into base. */
+void esdb__limits_merge(esdb_limits *base, const esdb_limits *over);
+
+void esdb__limits_rec_write(uint8_t rec[ESDB_LIMITS_REC_SIZE],
+                            const esdb_limits *l);
+/* Errors: ESDB_ECORRUPT (checksum, size or a value out of range),
+ * ESDB_EFORMAT. */
+int esdb__limits_rec_read(const uint8_t *rec, size_t len, esdb_limits *l);
+
+/* The limits a parsed LIMITS_SET carries (ESDB_EINVAL when invalid). */
+int esdb__cmd_limits(const esdb__cmd_view *v, esdb_limits *l);
 
 #endif

@@ -75,6 +75,16 @@ typedef enum esdb_durability {
 	ESDB_DURABILITY_NOSYNC = 2,
 } esdb_durability;
 
+/*
+ * Limits decide what apply accepts, so a store keeps them in its meta
+ * database (written at creation) and every replica applies with the same
+ * ones. esdb_set_limits() before esdb_open() gives the limits a new store
+ * is created with; opening an existing store with limits set changes the
+ * stored ones through a command (esdb_cmd_limits_set), as any other
+ * mutation, unless the store is opened read-only, where the stored ones
+ * win. A field of 0 means "keep": the stored value, or the default in a
+ * new store. Lowered limits apply to later commands only.
+ */
 typedef struct esdb_limits {
 	uint32_t max_stream_id;     /* bytes, default 1024 */
 	uint32_t max_event_type;    /* bytes, default 512 */
@@ -84,8 +94,26 @@ typedef struct esdb_limits {
 	uint32_t max_key; /* snapshot source_uuid, subscription name, 1024 */
 } esdb_limits;
 
+/* One limit, as named when a command exceeds it (ESDB_ELIMIT). */
+typedef enum esdb_limit_key {
+	ESDB_LIMIT_NONE = 0,
+	ESDB_LIMIT_STREAM_ID = 1,
+	ESDB_LIMIT_EVENT_TYPE = 2,
+	ESDB_LIMIT_EVENT_BYTES = 3,
+	ESDB_LIMIT_APPEND_EVENTS = 4,
+	ESDB_LIMIT_APPEND_BYTES = 5,
+	ESDB_LIMIT_KEY = 6,
+} esdb_limit_key;
+
 /* Fill *limits with the defaults above. */
 void esdb_limits_default(esdb_limits *limits);
+
+/* The option name of a limit ("max_event_bytes", ...), "" for
+ * ESDB_LIMIT_NONE. Static storage. */
+const char *esdb_limit_name(esdb_limit_key key);
+
+/* The value of one limit in *limits (0 for ESDB_LIMIT_NONE). */
+uint64_t esdb_limit_value(const esdb_limits *limits, esdb_limit_key key);
 
 /* ---- Store life cycle ------------------------------------------------- */
 
@@ -98,6 +126,9 @@ int esdb_create(esdb_store **out);
  * doubling whenever a commit finds it full. */
 int esdb_set_mapsize(esdb_store *s, uint64_t bytes);
 int esdb_set_durability(esdb_store *s, esdb_durability d);
+/* The limits to create a new store with or to change an existing one's
+ * to (see esdb_limits above; 0 fields keep). ESDB_EINVAL for a value out
+ * of the record format's range (names 65535 bytes, payloads 4 GiB - 1). */
 int esdb_set_limits(esdb_store *s, const esdb_limits *limits);
 /* Create the directory when missing (default true). */
 int esdb_set_create(esdb_store *s, bool create);
@@ -117,6 +148,11 @@ int esdb_set_file_mode(esdb_store *s, unsigned mode);
  * ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
  * may be opened again or closed. */
 int esdb_open(esdb_store *s, const char *path);
+
+/* The limits the store applies with: after esdb_open() the stored ones,
+ * before it those esdb_set_limits() gave over the defaults. Encode
+ * commands with them. Threading: any thread, any time before close. */
+int esdb_limits_get(esdb_store *s, esdb_limits *out);
 
 /* Stop the writer (queued commands are answered ESDB_ECLOSED), close LMDB
  * and free the handle. Accepts an unopened handle and NULL. */
@@ -190,14 +226,21 @@ void esdb_uuid_text(const uint8_t id[16], char out[36]);
 typedef struct esdb_cmd {
 	uint8_t *buf;
 	size_t len;
+	/* Set by the encoders: on ESDB_ELIMIT the limit exceeded (buf is
+	 * then NULL), else ESDB_LIMIT_NONE. */
+	esdb_limit_key limit;
 } esdb_cmd;
 
 /* The outcome of one command. For an append: the new stream version and
- * the global position of its first event (both 0 on failure). */
+ * the global position of its first event (both 0 on failure). When rc is
+ * ESDB_ELIMIT, `limit` names the limit and `limit_max` is its value in
+ * the limits the command was applied with. */
 typedef struct esdb_result {
 	int rc;
 	uint64_t version;
 	uint64_t position;
+	esdb_limit_key limit;
+	uint64_t limit_max;
 } esdb_result;
 
 /* Stream ids are 1 to max_stream_id bytes, any bytes, except that ids
@@ -212,7 +255,8 @@ typedef struct esdb_result {
 #define ESDB_RESERVED_PREFIX '$'
 int esdb_stream_id_check(const char *id, size_t len);
 
-/* Encode an append. Validates against `limits` (NULL: defaults).
+/* Encode an append. Validates against `limits` (NULL: defaults; pass the
+ * store's, esdb_limits_get). On ESDB_ELIMIT out->limit names the limit.
  * Errors: ESDB_EINVAL (also an empty or reserved stream id), ESDB_ELIMIT,
  * ESDB_EEMPTY, ENOMEM. */
 int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
@@ -238,6 +282,11 @@ int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
                             esdb_cmd *out);
 int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
                                size_t name_len, esdb_cmd *out);
+
+/* Change a store's limits (every field nonzero and in range, else
+ * ESDB_EINVAL). Applied like any command, so replicas change them at the
+ * same point; esdb_open() submits it when limits were set. */
+int esdb_cmd_limits_set(const esdb_limits *limits, esdb_cmd *out);
 
 /* Check a command's framing and checksum without applying it.
  * Errors: ESDB_EINVAL (truncated/unknown), ESDB_ECORRUPT (checksum),

@@ -24,7 +24,13 @@ struct esdb_store {
 	/* options, fixed once open */
 	uint64_t mapsize;
 	esdb_durability durability;
+	/* The limits apply uses: the stored ones once open (published under
+	 * limits_lock after a commit that changes them). limits_req holds
+	 * what esdb_set_limits asked for, 0 fields meaning keep. */
 	esdb_limits limits;
+	esdb_limits limits_req;
+	bool limits_set;
+	pthread_mutex_t limits_lock;
 	bool create;
 	bool readonly;
 	unsigned file_mode; /* dirs: the same plus x where r */
@@ -80,6 +86,9 @@ int esdb__fsync_parent(const char *path);
  * before must verify, then its marker goes. */
 int esdb__commit_failed(esdb_store *s, int rc);
 int esdb__failstop_reopen(esdb_store *s);
+
+/* Make l the limits readers of esdb_limits_get see. */
+void esdb__limits_publish(esdb_store *s, const esdb_limits *l);
 
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);

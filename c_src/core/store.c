@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include "bytes.h"
+#include "codec.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,16 +21,6 @@
  * twice, so open stores are registered by the directory's device/inode. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static esdb_store *registry;
-
-void esdb_limits_default(esdb_limits *l)
-{
-	l->max_stream_id = 1024;
-	l->max_event_type = 512;
-	l->max_event_bytes = 16ull << 20;
-	l->max_append_events = 10000;
-	l->max_append_bytes = 64ull << 20;
-	l->max_key = 1024;
-}
 
 uint64_t esdb_now_us(void)
 {
@@ -50,6 +41,7 @@ int esdb_create(esdb_store **out)
 	s->create = true;
 	s->file_mode = 0600;
 	esdb_limits_default(&s->limits);
+	pthread_mutex_init(&s->limits_lock, NULL);
 	*out = s;
 	return 0;
 }
@@ -84,16 +76,30 @@ int esdb_set_durability(esdb_store *s, esdb_durability d)
 int esdb_set_limits(esdb_store *s, const esdb_limits *l)
 {
 	SETTER_GUARD(s);
-	/* Record fields hold names in 16 bits and payloads in 32. */
-	if (!l || l->max_stream_id == 0 || l->max_stream_id > UINT16_MAX ||
-	    l->max_event_type == 0 || l->max_event_type > UINT16_MAX ||
-	    l->max_key == 0 || l->max_key > UINT16_MAX ||
-	    l->max_event_bytes == 0 || l->max_event_bytes > UINT32_MAX ||
-	    l->max_append_events == 0 || l->max_append_bytes == 0 ||
-	    l->max_append_bytes > UINT32_MAX)
+	if (!l || !esdb__limits_in_range(l))
 		return ESDB_EINVAL;
-	s->limits = *l;
+	s->limits_req = *l;
+	s->limits_set = true;
 	return 0;
+}
+
+int esdb_limits_get(esdb_store *s, esdb_limits *out)
+{
+	if (!s || !out)
+		return ESDB_EINVAL;
+	pthread_mutex_lock(&s->limits_lock);
+	*out = s->limits;
+	if (!s->is_open && s->limits_set)
+		esdb__limits_merge(out, &s->limits_req);
+	pthread_mutex_unlock(&s->limits_lock);
+	return 0;
+}
+
+void esdb__limits_publish(esdb_store *s, const esdb_limits *l)
+{
+	pthread_mutex_lock(&s->limits_lock);
+	s->limits = *l;
+	pthread_mutex_unlock(&s->limits_lock);
 }
 
 int esdb_set_create(esdb_store *s, bool create)
@@ -309,11 +315,24 @@ static int open_dbis(esdb_store *s)
 	memcpy(fmt, ESDB_FORMAT_MAGIC, 6);
 	esdb_put_le32(fmt + 6, ESDB_FORMAT_VERSION);
 	MDB_val k = {6, "format"}, v;
+	MDB_val lk = {6, "limits"};
+	esdb_limits limits;
+	esdb_limits_default(&limits);
 	if (fresh) {
+		/* A new store records the limits it is created with. */
+		uint8_t rec[ESDB_LIMITS_REC_SIZE];
+		if (s->limits_set)
+			esdb__limits_merge(&limits, &s->limits_req);
+		esdb__limits_rec_write(rec, &limits);
 		v.mv_size = sizeof(fmt);
 		v.mv_data = fmt;
 		if ((rc = mdb_put(txn, s->dbi_meta, &k, &v, 0)))
 			goto fail;
+		v.mv_size = sizeof(rec);
+		v.mv_data = rec;
+		if ((rc = mdb_put(txn, s->dbi_meta, &lk, &v, 0)))
+			goto fail;
+		esdb__limits_publish(s, &limits);
 		return esdb__mdb_rc(mdb_txn_commit(txn));
 	}
 	rc = mdb_get(txn, s->dbi_meta, &k, &v);
@@ -329,6 +348,16 @@ static int open_dbis(esdb_store *s)
 		rc = ESDB_EFORMAT;
 		goto fail;
 	}
+	/* A store made before limits were recorded applied the defaults
+	 * unless told otherwise; it gets its record when limits are set. */
+	rc = mdb_get(txn, s->dbi_meta, &lk, &v);
+	if (rc == 0)
+		rc = esdb__limits_rec_read(v.mv_data, v.mv_size, &limits);
+	else if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc)
+		goto fail;
+	esdb__limits_publish(s, &limits);
 	/* Commit, not abort: handles opened in an aborted txn are closed. */
 	return esdb__mdb_rc(mdb_txn_commit(txn));
 fail:
@@ -355,6 +384,36 @@ static int start_emitter(esdb_store *s)
 	}
 	mdb_txn_abort(txn);
 	return rc ? esdb__mdb_rc(rc) : esdb__emitter_create(s, last);
+}
+
+static bool limits_equal(const esdb_limits *a, const esdb_limits *b)
+{
+	return a->max_stream_id == b->max_stream_id &&
+	       a->max_event_type == b->max_event_type &&
+	       a->max_event_bytes == b->max_event_bytes &&
+	       a->max_append_events == b->max_append_events &&
+	       a->max_append_bytes == b->max_append_bytes &&
+	       a->max_key == b->max_key;
+}
+
+/* Limits set for an existing store that differ from its stored ones
+ * are changed through a command, as replicas will change them. */
+static int change_limits(esdb_store *s)
+{
+	esdb_limits want = s->limits;
+	esdb_cmd cmd;
+	esdb_result res;
+	if (!s->limits_set)
+		return 0;
+	esdb__limits_merge(&want, &s->limits_req);
+	if (limits_equal(&want, &s->limits))
+		return 0;
+	int rc = esdb_cmd_limits_set(&want, &cmd);
+	if (rc)
+		return rc;
+	rc = esdb_apply(s, &cmd, 1, &res);
+	free(cmd.buf);
+	return rc ? rc : res.rc;
 }
 
 int esdb_open(esdb_store *s, const char *path)
@@ -412,7 +471,8 @@ int esdb_open(esdb_store *s, const char *path)
 	s->failed = 0;
 	s->is_open = true;
 	if (!s->readonly &&
-	    ((rc = esdb__failstop_reopen(s)) || (rc = esdb__writer_start(s)))) {
+	    ((rc = esdb__failstop_reopen(s)) || (rc = change_limits(s)) ||
+	     (rc = esdb__writer_start(s)))) {
 		s->is_open = false;
 		pthread_rwlock_destroy(&s->map_lock);
 		pthread_mutex_destroy(&s->apply_lock);
@@ -447,6 +507,7 @@ void esdb_close(esdb_store *s)
 		free(s->path);
 		unregister(s);
 	}
+	pthread_mutex_destroy(&s->limits_lock);
 	free(s);
 }
 

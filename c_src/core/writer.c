@@ -200,13 +200,19 @@ int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
                 size_t n, esdb_result *result)
 {
 	esdb_cmd cmd;
+	esdb_limits l;
 	if (!s)
 		return ESDB_EINVAL;
-	int rc = esdb_cmd_append(&s->limits, stream_id, stream_id_len,
-	                         expected_version, events, n, &cmd);
+	esdb_limits_get(s, &l);
+	int rc = esdb_cmd_append(&l, stream_id, stream_id_len, expected_version,
+	                         events, n, &cmd);
 	if (rc) {
 		if (result)
-			*result = (esdb_result){.rc = rc};
+			*result = (esdb_result){
+			    .rc = rc,
+			    .limit = cmd.limit,
+			    .limit_max = esdb_limit_value(&l, cmd.limit),
+			};
 		return rc;
 	}
 	return esdb_execute(s, &cmd, result);
@@ -216,9 +222,11 @@ int esdb_delete_stream(esdb_store *s, const char *stream_id,
                        size_t stream_id_len, uint64_t expected_version)
 {
 	esdb_cmd cmd;
+	esdb_limits l;
 	if (!s)
 		return ESDB_EINVAL;
-	int rc = esdb_cmd_delete_stream(&s->limits, stream_id, stream_id_len,
+	esdb_limits_get(s, &l);
+	int rc = esdb_cmd_delete_stream(&l, stream_id, stream_id_len,
 	                                expected_version, &cmd);
 	return rc ? rc : esdb_execute(s, &cmd, NULL);
 }

@@ -56,6 +56,7 @@
 	X(closed)                                                              \
 	X(invalid_option)                                                      \
 	X(invalid_stream_id)                                                   \
+	X(limit_exceeded)                                                      \
 	X(problems)                                                            \
 	X(term)
 
@@ -105,6 +106,26 @@ ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id)
 		return nif_error_term(env, rc);
 	return enif_make_tuple2(
 	    env, atom_error, enif_make_tuple2(env, atom_invalid_stream_id, id));
+}
+
+/* {error, {limit_exceeded, Key, Max}}: which limit and its value. */
+static ERL_NIF_TERM limit_error(ErlNifEnv *env, esdb_limit_key key,
+                                uint64_t max)
+{
+	return enif_make_tuple2(
+	    env, atom_error,
+	    enif_make_tuple3(env, atom_limit_exceeded,
+	                     enif_make_atom(env, esdb_limit_name(key)),
+	                     enif_make_uint64(env, max)));
+}
+
+/* The error term of a command's outcome in store s. */
+static ERL_NIF_TERM result_error(ErlNifEnv *env, esdb_store *s,
+                                 const esdb_result *r)
+{
+	if (r->rc == ESDB_ELIMIT && r->limit != ESDB_LIMIT_NONE)
+		return limit_error(env, r->limit, r->limit_max);
+	return nif_store_error_term(env, s, r->rc);
 }
 
 bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
@@ -250,7 +271,7 @@ static void reply_append(void *ctx, const esdb_result *r)
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
 	ERL_NIF_TERM reply =
-	    r->rc ? nif_store_error_term(env, c->s, r->rc)
+	    r->rc ? result_error(env, c->s, r)
 	          : enif_make_tuple3(env, atom_ok,
 	                             enif_make_uint64(env, r->version),
 	                             enif_make_uint64(env, r->position));
@@ -263,8 +284,7 @@ static void reply_plain(void *ctx, const esdb_result *r)
 {
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	ERL_NIF_TERM reply =
-	    r->rc ? nif_store_error_term(env, c->s, r->rc) : atom_ok;
+	ERL_NIF_TERM reply = r->rc ? result_error(env, c->s, r) : atom_ok;
 	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
 	enif_free_env(env);
 	enif_free(c);
@@ -284,23 +304,38 @@ static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
 	return atom_ok;
 }
 
-/* Queue a command its encoder made (rc: the encoder's result) to the store
- * argv[0], answered to the caller tagged with argv[1]; a closed store
- * answers first. */
-static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
-                                   int rc, esdb_cmd *cmd, esdb_done_fn done)
+/* Acquire the store argv[0] (false: not a store) and get the limits to
+ * encode with: the store's own, the defaults once closed. */
+static bool acquire_limits(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                           store_res **r, esdb_limits *l)
 {
-	store_res *r;
-	if (!nif_store_acquire(env, argv[0], &r)) {
-		if (!rc)
-			free(cmd->buf);
-		return enif_make_badarg(env);
-	}
+	if (!nif_store_acquire(env, argv[0], r))
+		return false;
+	if ((*r)->closed)
+		esdb_limits_default(l);
+	else
+		esdb_limits_get((*r)->s, l);
+	return true;
+}
+
+/* Queue a command its encoder made with limits l (rc: the encoder's
+ * result) to the acquired store r, answered to the caller tagged with
+ * argv[1]; a closed store answers first. Releases r. */
+static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                                   store_res *r, const esdb_limits *l, int rc,
+                                   esdb_cmd *cmd, esdb_done_fn done)
+{
 	ERL_NIF_TERM result;
 	if (r->closed || rc) {
 		if (!rc)
 			free(cmd->buf);
-		result = nif_error_term(env, r->closed ? ESDB_ECLOSED : rc);
+		if (r->closed)
+			result = nif_error_term(env, ESDB_ECLOSED);
+		else if (rc == ESDB_ELIMIT && cmd->limit != ESDB_LIMIT_NONE)
+			result = limit_error(env, cmd->limit,
+			                     esdb_limit_value(l, cmd->limit));
+		else
+			result = nif_error_term(env, rc);
 	} else {
 		result = submit(env, r, argv[1], cmd, done);
 	}
@@ -372,10 +407,9 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		    esdb_set_file_mode(s, (unsigned)mode))
 			goto bad_option;
 	}
-	esdb_limits l;
-	esdb_limits_default(&l);
-	uint64_t sid = l.max_stream_id, typ = l.max_event_type,
-	         evs = l.max_append_events, key = l.max_key;
+	/* Limits not given keep the store's (the defaults in a new one). */
+	esdb_limits l = {0};
+	uint64_t sid = 0, typ = 0, evs = 0, key = 0;
 	if (!get_limit(env, argv[1], atom_max_stream_id, &sid) ||
 	    !get_limit(env, argv[1], atom_max_event_type, &typ) ||
 	    !get_limit(env, argv[1], atom_max_event_bytes,
@@ -390,7 +424,9 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	l.max_event_type = (uint32_t)typ;
 	l.max_append_events = (uint32_t)evs;
 	l.max_key = (uint32_t)key;
-	if (esdb_set_limits(s, &l))
+	if ((sid || typ || evs || key || l.max_event_bytes ||
+	     l.max_append_bytes) &&
+	    esdb_set_limits(s, &l))
 		goto bad_option;
 
 	if ((rc = esdb_open(s, p))) {
@@ -488,6 +524,8 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	uint64_t expected, bytes;
 	esdb_new_event *evs;
 	unsigned n;
+	store_res *r;
+	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &stream) ||
 	    !get_expected(env, argv[3], &expected) ||
@@ -505,42 +543,102 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 			return etf_undecodable(env, refusal);
 		}
 	}
-	esdb_cmd cmd;
 	if (esdb_stream_id_check((const char *)stream.data, stream.size)) {
 		free(evs);
 		return nif_stream_error_term(env, ESDB_EINVAL, argv[2]);
 	}
-	int rc = esdb_cmd_append(NULL, (const char *)stream.data, stream.size,
+	if (!acquire_limits(env, argv, &r, &l)) {
+		free(evs);
+		return enif_make_badarg(env);
+	}
+	esdb_cmd cmd;
+	int rc = esdb_cmd_append(&l, (const char *)stream.data, stream.size,
 	                         expected, evs, n, &cmd);
 	free(evs);
-	return submit_encoded(env, argv, rc, &cmd, reply_append);
+	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_append);
+}
+
+/* An append's event list as far as limits go, found without allocating:
+ * its length (counted to max_append_events + 1 at most), its payload
+ * bytes and the first limit it exceeds, in the encoder's order. */
+typedef struct append_scan {
+	unsigned n;
+	uint64_t bytes;
+	bool malformed; /* left to the encoder's checks (badarg) */
+	esdb_limit_key over;
+} append_scan;
+
+static void scan_append(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                        const esdb_limits *l, append_scan *sc)
+{
+	ErlNifBinary stream;
+	ERL_NIF_TERM head, tail = argv[4];
+	esdb_limit_key first = ESDB_LIMIT_NONE;
+	bool settled = false; /* an earlier event decides per-event checks */
+	*sc = (append_scan){0};
+	if (enif_inspect_binary(env, argv[2], &stream) &&
+	    stream.size > l->max_stream_id) {
+		sc->over = ESDB_LIMIT_STREAM_ID;
+		return;
+	}
+	while (enif_get_list_cell(env, tail, &head, &tail)) {
+		if (sc->n == l->max_append_events) {
+			sc->over = ESDB_LIMIT_APPEND_EVENTS;
+			return;
+		}
+		sc->n++;
+		const ERL_NIF_TERM *f;
+		int arity;
+		ErlNifBinary type, data, meta;
+		esdb_encoding enc;
+		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6 ||
+		    !enif_inspect_binary(env, f[1], &type) ||
+		    !get_payload(env, f[2], &data, &enc) ||
+		    !get_payload(env, f[3], &meta, &enc)) {
+			sc->malformed = true;
+			return;
+		}
+		sc->bytes += data.size + meta.size;
+		if (settled)
+			continue;
+		if (type.size == 0) /* invalid: the encoder says so */
+			settled = true;
+		else if (type.size > l->max_event_type)
+			first = ESDB_LIMIT_EVENT_TYPE;
+		else if (data.size + meta.size > l->max_event_bytes)
+			first = ESDB_LIMIT_EVENT_BYTES;
+		settled = settled || first != ESDB_LIMIT_NONE;
+	}
+	if (!enif_is_empty_list(env, tail))
+		sc->malformed = true;
+	else if (first != ESDB_LIMIT_NONE)
+		sc->over = first;
+	else if (!settled && sc->bytes > l->max_append_bytes)
+		sc->over = ESDB_LIMIT_APPEND_BYTES;
 }
 
 /* append(Store, Ref, StreamId, Expected, Events) -> ok | {error, Reason};
  * then the caller receives {Ref, {ok, Version, FirstPosition}} or
- * {Ref, {error, Reason}}. Limits are checked again by the store. */
+ * {Ref, {error, Reason}}. An append over the store's limits is answered
+ * at once, before its events are copied; the store checks them again. */
 static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
                                const ERL_NIF_TERM argv[])
 {
-	/* Size the payload first: a large one is copied on a dirty
-	 * scheduler. */
-	ERL_NIF_TERM head, tail = argv[4];
-	uint64_t bytes = 0;
-	unsigned n = 0;
-	while (enif_get_list_cell(env, tail, &head, &tail)) {
-		n++;
-		const ERL_NIF_TERM *f;
-		int arity;
-		ErlNifBinary b;
-		esdb_encoding enc;
-		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6)
-			break;
-		if (get_payload(env, f[2], &b, &enc))
-			bytes += b.size;
-		if (get_payload(env, f[3], &b, &enc))
-			bytes += b.size;
-	}
-	if (bytes > DIRTY_APPEND_BYTES || n > DIRTY_APPEND_EVENTS)
+	uint64_t expected;
+	store_res *r;
+	esdb_limits l;
+	append_scan sc;
+	if (!enif_is_ref(env, argv[1]) || !enif_is_binary(env, argv[2]) ||
+	    !get_expected(env, argv[3], &expected) ||
+	    !acquire_limits(env, argv, &r, &l))
+		return enif_make_badarg(env);
+	bool closed = r->closed;
+	nif_store_release(r);
+	scan_append(env, argv, &l, &sc);
+	if (!closed && !sc.malformed && sc.over != ESDB_LIMIT_NONE)
+		return limit_error(env, sc.over, esdb_limit_value(&l, sc.over));
+	/* A large payload is copied on a dirty scheduler. */
+	if (sc.bytes > DIRTY_APPEND_BYTES || sc.n > DIRTY_APPEND_EVENTS)
 		return enif_schedule_nif(env, "append_dirty",
 		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
 		                         append_impl, argc, argv);
@@ -554,16 +652,20 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 {
 	ErlNifBinary stream;
 	uint64_t expected;
+	store_res *r;
+	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &stream) ||
 	    !get_expected(env, argv[3], &expected))
 		return enif_make_badarg(env);
-	esdb_cmd cmd;
 	if (esdb_stream_id_check((const char *)stream.data, stream.size))
 		return nif_stream_error_term(env, ESDB_EINVAL, argv[2]);
-	int rc = esdb_cmd_delete_stream(NULL, (const char *)stream.data,
+	if (!acquire_limits(env, argv, &r, &l))
+		return enif_make_badarg(env);
+	esdb_cmd cmd;
+	int rc = esdb_cmd_delete_stream(&l, (const char *)stream.data,
 	                                stream.size, expected, &cmd);
-	return submit_encoded(env, argv, rc, &cmd, reply_plain);
+	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 /* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
@@ -574,6 +676,8 @@ static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 {
 	ErlNifBinary uuid, type, data, meta;
 	esdb_snapshot sn = {0};
+	store_res *r;
+	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &uuid) ||
 	    !nif_get_u64(env, argv[3], &sn.source_version) ||
@@ -597,8 +701,10 @@ static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 	sn.metadata = meta.data;
 	sn.metadata_len = meta.size;
 	esdb_cmd cmd;
-	int rc = esdb_cmd_snapshot_put(NULL, &sn, &cmd);
-	return submit_encoded(env, argv, rc, &cmd, reply_plain);
+	if (!acquire_limits(env, argv, &r, &l))
+		return enif_make_badarg(env);
+	int rc = esdb_cmd_snapshot_put(&l, &sn, &cmd);
+	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 /* checkpoint_put(Store, Ref, Name, Checkpoint, Definition). */
@@ -607,16 +713,18 @@ static ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
 {
 	ErlNifBinary name, def;
 	uint64_t cp;
+	store_res *r;
+	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
 	    !nif_get_u64(env, argv[3], &cp) ||
-	    !enif_inspect_binary(env, argv[4], &def))
+	    !enif_inspect_binary(env, argv[4], &def) ||
+	    !acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
-	int rc =
-	    esdb_cmd_checkpoint_put(NULL, (const char *)name.data, name.size,
-	                            cp, def.data, def.size, &cmd);
-	return submit_encoded(env, argv, rc, &cmd, reply_plain);
+	int rc = esdb_cmd_checkpoint_put(&l, (const char *)name.data, name.size,
+	                                 cp, def.data, def.size, &cmd);
+	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 typedef int (*named_encoder)(const esdb_limits *, const char *, size_t,
@@ -627,12 +735,15 @@ static ERL_NIF_TERM named_delete(ErlNifEnv *env, const ERL_NIF_TERM argv[],
                                  named_encoder encode)
 {
 	ErlNifBinary name;
+	store_res *r;
+	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
-	    !enif_inspect_binary(env, argv[2], &name))
+	    !enif_inspect_binary(env, argv[2], &name) ||
+	    !acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
-	int rc = encode(NULL, (const char *)name.data, name.size, &cmd);
-	return submit_encoded(env, argv, rc, &cmd, reply_plain);
+	int rc = encode(&l, (const char *)name.data, name.size, &cmd);
+	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 static ERL_NIF_TERM nif_snapshot_delete(ErlNifEnv *env, int argc,
@@ -1003,6 +1114,30 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	return enif_make_tuple2(env, atom_ok, map);
 }
 
+/* limits(Store) -> {ok, #{max_stream_id := N, ...}}: the limits the
+ * store applies with (the stored ones). */
+static ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	esdb_limits l;
+	if (!nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc = r->closed ? ESDB_ECLOSED : esdb_limits_get(r->s, &l);
+	nif_store_release(r);
+	if (rc)
+		return nif_error_term(env, rc);
+	ERL_NIF_TERM keys[6], vals[6];
+	for (int i = 0; i < 6; i++) {
+		esdb_limit_key k = (esdb_limit_key)(ESDB_LIMIT_STREAM_ID + i);
+		keys[i] = enif_make_atom(env, esdb_limit_name(k));
+		vals[i] = enif_make_uint64(env, esdb_limit_value(&l, k));
+	}
+	ERL_NIF_TERM map;
+	enif_make_map_from_arrays(env, keys, vals, 6, &map);
+	return enif_make_tuple2(env, atom_ok, map);
+}
+
 /* verify(Store) -> ok | {error, {corrupt, Problems}} */
 static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc,
                                const ERL_NIF_TERM argv[])
@@ -1088,6 +1223,7 @@ static ErlNifFunc funcs[] = {
     {"checkpoint_get", 2, nif_checkpoint_get, DIRTY_IO},
     {"checkpoint_list", 3, nif_checkpoint_list, DIRTY_IO},
     {"stats", 1, nif_stats, DIRTY_IO},
+    {"limits", 1, nif_limits, 0},
     {"verify", 1, nif_verify, DIRTY_IO},
     {"backup", 2, nif_backup, DIRTY_IO},
     {"read_records", 6, nif_read_records, DIRTY_IO},

@@ -35,6 +35,27 @@ defmodule ExESDB.Options do
   `ExESDB.System`); so does an unknown key in any of the three, or an
   `EX_ESDB_*` variable that is not in the table. Values from the
   environment are checked before any atom is made of them.
+
+  ## Limits
+
+  `limits:` takes any of these keys, each a positive integer:
+
+  | limit | default | bounds |
+  |---|---|---|
+  | `max_stream_id` | 1024 | bytes of a stream id (at most 65,535) |
+  | `max_event_type` | 512 | bytes of an event type (at most 65,535) |
+  | `max_event_bytes` | 16 MiB | serialized data + metadata of one event (or snapshot, or checkpoint definition) |
+  | `max_append_events` | 10,000 | events in one append |
+  | `max_append_bytes` | 64 MiB | serialized data + metadata of one append |
+  | `max_key` | 1024 | bytes of a snapshot `source_uuid` or a subscription name |
+
+  A write over a limit answers `{:error, {:limit_exceeded, key, max}}`,
+  e.g. `{:error, {:limit_exceeded, :max_event_bytes, 16777216}}`, and
+  writes nothing. The store records its limits, so every replica checks
+  the same ones: a new store keeps those it is created with (the defaults
+  for keys not given); starting an existing store with `limits:` changes
+  the keys given and keeps the others as stored. Lowered limits apply to
+  later writes only.
   """
 
   @type t :: %{

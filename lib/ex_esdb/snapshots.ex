@@ -5,7 +5,7 @@ defmodule ExESDB.Snapshots do
 
   Errors: `{:error, :snapshot_not_found}` from `read_snapshot/2`,
   `{:error, {:undecodable, reason}}` for stored terms that may not be
-  decoded (see `ExESDB.Serializer.Term`), `{:error, {:invalid_snapshot, term}}`, `:limit_exceeded`, `:timeout`,
+  decoded (see `ExESDB.Serializer.Term`), `{:error, {:invalid_snapshot, term}}`, `{:limit_exceeded, key, max}`, `:timeout`,
   `:closed`, `:store_not_started`, storage errors.
   """
 

@@ -5,7 +5,7 @@ defmodule ExESDB.Store do
   # never through this process.
   use GenServer
 
-  defstruct [:store_id, :handle, :serializer, :timeout, :path]
+  defstruct [:store_id, :handle, :serializer, :timeout, :path, :limits]
 
   @type t :: %__MODULE__{}
 
@@ -42,12 +42,16 @@ defmodule ExESDB.Store do
 
     case :ex_esdb_nif.open(path, nif_opts) do
       {:ok, handle} ->
+        # The store's limits (its stored ones) do not change while open.
+        {:ok, limits} = :ex_esdb_nif.limits(handle)
+
         store = %__MODULE__{
           store_id: options.store_id,
           handle: handle,
           serializer: options.serializer,
           timeout: options.timeout,
-          path: path
+          path: path,
+          limits: limits
         }
 
         :persistent_term.put({__MODULE__, options.store_id}, store)

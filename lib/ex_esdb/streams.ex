@@ -12,7 +12,9 @@ defmodule ExESDB.Streams do
   `:stream_exists`, or the exact current version (0 for a new stream).
 
   Errors (`{:error, reason}`): `:wrong_expected_version`, `:stream_exists`,
-  `:stream_not_found`, `:stream_deleted`, `:no_events`, `:limit_exceeded`,
+  `:stream_not_found`, `:stream_deleted`, `:no_events`,
+  `{:limit_exceeded, key, max}` (the limit and its value, e.g.
+  `{:limit_exceeded, :max_event_bytes, 16777216}`; see `ExESDB.Options`),
   `:timeout`, `:closed`, `:store_not_started`, and storage errors such as
   `:disk_full` or `:io_error`. A wrong argument answers
   `{:error, {:invalid_<what>, value}}` and never raises:
@@ -45,6 +47,7 @@ defmodule ExESDB.Streams do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_writable(stream_id),
          :ok <- check_expected(expected_version),
+         :ok <- check_event_count(events, s.limits),
          {:ok, tuples} <- EventCodec.encode(events, s.serializer) do
       submit = &:ex_esdb_nif.append(s.handle, &1, stream_id, expected_version, tuples)
 
@@ -169,6 +172,15 @@ defmodule ExESDB.Streams do
   end
 
   # ---- internals ----------------------------------------------------
+
+  # Refuse an append over max_append_events before serializing its events.
+  defp check_event_count(events, %{max_append_events: max}) when is_list(events) do
+    if length(events) > max,
+      do: {:error, {:limit_exceeded, :max_append_events, max}},
+      else: :ok
+  end
+
+  defp check_event_count(_events, _limits), do: :ok
 
   defp list_all(s, after_id, acc) do
     case :ex_esdb_nif.list_streams(s.handle, after_id, @page) do

@@ -80,9 +80,15 @@ defmodule ExESDB.StreamsConformance do
                    ])
 
           too_long = String.duplicate("s", 1025)
-          assert {:error, :limit_exceeded} = Streams.append_events(s, too_long, :any, new_events(1))
+
+          assert {:error, {:limit_exceeded, :max_stream_id, 1024}} =
+                   Streams.append_events(s, too_long, :any, new_events(1))
+
           big = %NewEvent{event_type: "t", data: :binary.copy("x", 17 * 1024 * 1024)}
-          assert {:error, :limit_exceeded} = Streams.append_events(s, "a", :any, [big])
+
+          assert {:error, {:limit_exceeded, :max_event_bytes, 16_777_216}} =
+                   Streams.append_events(s, "a", :any, [big])
+
           assert {:ok, 0} = Streams.get_version(s, "a")
           refute Streams.stream_exists?(s, "a")
         end
@@ -90,7 +96,10 @@ defmodule ExESDB.StreamsConformance do
         test "all events of one append are stored, or none", %{store: s} do
           ok = new_events(2)
           bad = [%NewEvent{event_type: "t", data: :binary.copy("x", 17 * 1024 * 1024)}]
-          assert {:error, :limit_exceeded} = Streams.append_events(s, "a", :any, ok ++ bad)
+
+          assert {:error, {:limit_exceeded, :max_event_bytes, _}} =
+                   Streams.append_events(s, "a", :any, ok ++ bad)
+
           assert {:ok, []} = Streams.get_all_events(s, 1, 10)
         end
       end
