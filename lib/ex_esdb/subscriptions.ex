@@ -28,8 +28,17 @@ defmodule ExESDB.Subscriptions do
   most a few thousand queued and reads the rest from the store later, so
   its memory stays bounded.
 
+  A persistent subscription stores its starting point when it is created
+  (`:current` included), so it resumes from there even before its first
+  ack. Its name stays bound to its selector: subscribing under the same
+  name with another selector answers `{:error,
+  :subscription_definition_changed}` (delete the subscription first to
+  reuse the name). Subscribing while the subscription is stopping (its
+  last subscriber just went) starts it anew once it is gone.
+
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
-  `:subscription_not_found`, `:store_not_started`. A wrong argument
+  `:subscription_not_found`, `:subscription_definition_changed`,
+  `:store_not_started`. A wrong argument
   answers `{:error, {:invalid_<what>, value}}` and never raises or starts
   anything: `{:invalid_selector, selector}`, `{:invalid_subscriber, term}`,
   `{:invalid_subscription_name, name}`, `{:invalid_subscription, term}`,
@@ -87,6 +96,10 @@ defmodule ExESDB.Subscriptions do
   """
   @spec spawn_opt() :: [{:message_queue_data, :off_heap}]
   def spawn_opt, do: [message_queue_data: :off_heap]
+
+  # How often subscribe_to tries again when the running subscription it
+  # found was stopping (it writes its checkpoint on the way out).
+  @join_tries 20
 
   @typedoc "A transient subscription handle, or a persistent subscription's pid."
   @type subscription :: {:transient, term()} | pid()
@@ -152,14 +165,45 @@ defmodule ExESDB.Subscriptions do
          :ok <- check_options(opts, @persistent_options),
          {:ok, _, _} <- resolve_selector(selector),
          {:ok, s} <- Store.fetch(store) do
-      spec = {Persistent, {s, name, selector, subscriber, opts}}
-
-      case DynamicSupervisor.start_child(supervisor(store), spec) do
-        {:ok, pid} -> {:ok, pid}
-        {:error, {:already_started, pid}} -> GenServer.call(pid, {:subscribe, subscriber, opts})
-        {:error, _} = error -> error
-      end
+      start_or_join(store, {Persistent, {s, name, selector, subscriber, opts}}, @join_tries)
     end
+  end
+
+  defp start_or_join(store, {_, {s, _, _, subscriber, opts}} = spec, tries) do
+    case DynamicSupervisor.start_child(supervisor(store), spec) do
+      {:ok, pid} ->
+        {:ok, pid}
+
+      {:error, {:already_started, pid}} ->
+        try do
+          GenServer.call(pid, {:subscribe, subscriber, opts}, s.timeout)
+        catch
+          # it stopped before answering: once it is gone, start it anew
+          :exit, {reason, _} when tries > 0 and reason != :timeout ->
+            await_down(pid, s.timeout)
+            start_or_join(store, spec, tries - 1)
+
+          :exit, _ ->
+            {:error, :subscription_already_exists}
+        end
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  # Wait until `pid` is gone; its registered name goes a moment later, so
+  # a retry that still finds it backs off a millisecond.
+  defp await_down(pid, timeout) do
+    ref = Process.monitor(pid)
+
+    receive do
+      {:DOWN, ^ref, :process, ^pid, _} -> :ok
+    after
+      timeout -> Process.demonitor(ref, [:flush])
+    end
+
+    Process.sleep(1)
   end
 
   @doc """

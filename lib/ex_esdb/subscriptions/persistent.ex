@@ -33,62 +33,131 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def init({store, name, {type, selector}, subscriber, opts}) do
+    # terminate/2 writes the last acknowledged checkpoint: it must run when
+    # the supervisor shuts the subscription down too.
+    Process.flag(:trap_exit, true)
+
     with {:ok, source, filter} <- Selector.resolve(type, selector),
          {:ok, member, live_from} <-
            :ex_esdb_nif.subscribe(store.handle, self(), source, EventCodec.format(store)) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
-      definition = :erlang.term_to_binary(%{selector: {type, selector}, cursor: key})
+      definition = %{selector: {type, selector}, cursor: key}
 
-      {cursor, catching_up} =
-        case :ex_esdb_nif.checkpoint_get(store.handle, name) do
-          {:ok, {_, checkpoint, _, _}} -> {checkpoint, true}
-          {:error, :not_found} -> start_cursor(opts[:start_from] || :origin, key, live_from)
-        end
+      case resume_point(store, name, definition, source, opts[:start_from] || :origin, live_from) do
+        {:ok, cursor, catching_up} ->
+          start(
+            store,
+            name,
+            source,
+            filter,
+            key,
+            member,
+            definition,
+            cursor,
+            catching_up,
+            subscriber,
+            opts
+          )
 
-      state = %{
-        store: store,
-        name: name,
-        source: source,
-        filter: filter,
-        key: key,
-        member: member,
-        definition: definition,
-        buffer_size: opts[:buffer_size] || 1000,
-        concurrency_limit: opts[:concurrency_limit] || 1,
-        partition_by: opts[:partition_by],
-        # how events look to subscribers, and which field of an acked one
-        # is its cursor (for callers that map records, e.g. Commanded)
-        transform: opts[:transform] || (& &1),
-        ack_key: opts[:ack_key] || key,
-        # delivery
-        subscribers: %{},
-        order: [],
-        pending: :queue.new(),
-        pending_n: 0,
-        last_enqueued: cursor,
-        # the highest cursor ever handed to a subscriber
-        handed_max: 0,
-        checkpoint: cursor,
-        catching_up: catching_up,
-        reading: false,
-        partitions: %{},
-        keys: %{}
-      }
-
-      :ok = write_checkpoint(state, :sync)
-      state = add_subscriber(state, subscriber)
-      {:ok, state, {:continue, :catch_up}}
+        {:error, reason} ->
+          :ex_esdb_nif.unsubscribe(store.handle, member)
+          {:stop, reason}
+      end
     else
       {:error, reason} -> {:stop, reason}
     end
   end
 
+  defp start(
+         store,
+         name,
+         source,
+         filter,
+         key,
+         member,
+         definition,
+         cursor,
+         catching_up,
+         subscriber,
+         opts
+       ) do
+    state = %{
+      store: store,
+      name: name,
+      source: source,
+      filter: filter,
+      key: key,
+      member: member,
+      definition: :erlang.term_to_binary(definition),
+      buffer_size: opts[:buffer_size] || 1000,
+      concurrency_limit: opts[:concurrency_limit] || 1,
+      partition_by: opts[:partition_by],
+      # how events look to subscribers, and which field of an acked one
+      # is its cursor (for callers that map records, e.g. Commanded)
+      transform: opts[:transform] || (& &1),
+      ack_key: opts[:ack_key] || key,
+      # delivery
+      subscribers: %{},
+      order: [],
+      pending: :queue.new(),
+      pending_n: 0,
+      last_enqueued: cursor,
+      # the highest cursor ever handed to a subscriber
+      handed_max: 0,
+      checkpoint: cursor,
+      catching_up: catching_up,
+      reading: false,
+      partitions: %{},
+      keys: %{}
+    }
+
+    :ok = write_checkpoint(state, :sync)
+    state = add_subscriber(state, subscriber)
+    {:ok, state, {:continue, :catch_up}}
+  end
+
+  # Where the subscription resumes: after its stored checkpoint when one
+  # exists (and was written for the same definition), else where
+  # start_from puts it. The starting point is stored at once, so a
+  # subscription that saw nothing yet still resumes from there.
+  defp resume_point(store, name, definition, source, start_from, live_from) do
+    case :ex_esdb_nif.checkpoint_get(store.handle, name) do
+      {:ok, {_, checkpoint, stored, _}} ->
+        if same_definition?(stored, definition),
+          do: {:ok, checkpoint, true},
+          else: {:error, :subscription_definition_changed}
+
+      {:error, :not_found} ->
+        start_cursor(store, start_from, source, live_from)
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp same_definition?(stored, definition) do
+    :erlang.binary_to_term(stored, [:safe]) == definition
+  rescue
+    ArgumentError -> false
+  end
+
   # No checkpoint yet: where start_from puts the cursor, and whether there
-  # is anything to read from the store first.
-  defp start_cursor(:origin, _key, _live_from), do: {0, true}
-  defp start_cursor(:current, :position, live_from), do: {live_from, false}
-  defp start_cursor(:current, :event_number, _), do: {:current, false}
-  defp start_cursor(n, _key, _) when is_integer(n) and n >= 0, do: {n, true}
+  # is anything to read from the store first. :current is the stream's
+  # version (or the store's last position) once joined: every later event
+  # is delivered live.
+  defp start_cursor(_store, :origin, _source, _live_from), do: {:ok, 0, true}
+  defp start_cursor(_store, :current, :all, live_from), do: {:ok, live_from, false}
+  defp start_cursor(_store, :current, {:type, _}, live_from), do: {:ok, live_from, false}
+
+  defp start_cursor(store, :current, {:stream, stream_id}, _live_from) do
+    case :ex_esdb_nif.stream_info(store.handle, stream_id) do
+      {:ok, version, _exists, _deleted} -> {:ok, version, false}
+      {:error, _} = error -> error
+    end
+  end
+
+  defp start_cursor(_store, n, _source, _) when is_integer(n) and n >= 0, do: {:ok, n, true}
+  defp start_cursor(_store, other, _source, _), do: {:error, {:invalid_start_from, other}}
 
   # ---- API calls ----------------------------------------------------
 
@@ -169,7 +238,7 @@ defmodule ExESDB.Subscriptions.Persistent do
       # enough queued; read more once subscribers have taken some
       dispatch(state)
     else
-      from = if state.last_enqueued == :current, do: 1, else: state.last_enqueued + 1
+      from = state.last_enqueued + 1
       format = EventCodec.format(state.store)
 
       case :ex_esdb_nif.read_records(
@@ -238,11 +307,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp enqueue(state, []), do: state
 
   defp enqueue(state, records) do
-    fresh =
-      case state.last_enqueued do
-        :current -> records
-        last -> Enum.drop_while(records, &(cursor(&1, state) <= last))
-      end
+    fresh = Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued))
 
     case fresh do
       [] ->
@@ -502,7 +567,7 @@ defmodule ExESDB.Subscriptions.Persistent do
         list -> Enum.min(list) - 1
       end
 
-    if is_integer(checkpoint) and (state.checkpoint == :current or checkpoint > state.checkpoint) do
+    if checkpoint > state.checkpoint do
       state = %{state | checkpoint: checkpoint}
       write_checkpoint(state, :async)
       state
@@ -510,8 +575,6 @@ defmodule ExESDB.Subscriptions.Persistent do
       state
     end
   end
-
-  defp write_checkpoint(%{checkpoint: :current}, _mode), do: :ok
 
   defp write_checkpoint(state, mode) do
     ref = make_ref()

@@ -1,0 +1,102 @@
+defmodule ExESDB.PersistentLifecycleTest do
+  # A persistent subscription's life: how it is created, resumed, redefined,
+  # raced while stopping and shut down.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  defp append(s, stream, n) do
+    events = for _ <- 1..n, do: %NewEvent{event_type: "t", data: %{}}
+    {:ok, v} = Streams.append_events(s, stream, :any, events)
+    v
+  end
+
+  # Events received until `timeout` passes without one.
+  defp receive_events(acc \\ [], timeout \\ 300) do
+    receive do
+      {:events, events} -> receive_events(acc ++ events, timeout)
+    after
+      timeout -> acc
+    end
+  end
+
+  defp stop_and_wait(s, sub) do
+    ref = Process.monitor(sub)
+    :ok = Subscriptions.unsubscribe(s, sub)
+    assert_receive {:DOWN, ^ref, :process, ^sub, _}
+  end
+
+  test "a stream subscription started at :current keeps its starting point", %{store: s} do
+    append(s, "a", 2)
+
+    {:ok, sub} =
+      Subscriptions.subscribe_to(s, "cur", {:by_stream, "a"}, self(), start_from: :current)
+
+    stop_and_wait(s, sub)
+    append(s, "a", 2)
+    # resumes from where it started, not from the stream's new end
+    {:ok, _} = Subscriptions.subscribe_to(s, "cur", {:by_stream, "a"})
+    assert Enum.map(receive_events(), & &1.event_number) == [3, 4]
+  end
+
+  test "a subscription at :current that saw nothing can be deleted", %{store: s} do
+    append(s, "a", 1)
+
+    {:ok, _} =
+      Subscriptions.subscribe_to(s, "cur2", {:by_stream, "a"}, self(), start_from: :current)
+
+    assert :ok = Subscriptions.delete_subscription(s, "cur2")
+  end
+
+  test "reusing a name with another selector is refused", %{store: s} do
+    append(s, "a", 3)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "same", {:by_stream, "$all"})
+    assert length(receive_events()) == 3
+    stop_and_wait(s, sub)
+
+    assert {:error, :subscription_definition_changed} =
+             Subscriptions.subscribe_to(s, "same", {:by_stream, "a"})
+
+    assert {:error, :subscription_definition_changed} =
+             Subscriptions.subscribe_to(s, "same", {:by_event_type, "t"})
+
+    # the same definition still resumes
+    {:ok, _} = Subscriptions.subscribe_to(s, "same", {:by_stream, "$all"})
+  end
+
+  test "subscribing while the only subscriber's subscription stops never crashes the caller",
+       %{store: s} do
+    append(s, "a", 1)
+
+    for i <- 1..50 do
+      name = "race-#{i}"
+      first = spawn(fn -> receive(do: (:never -> :ok)) end)
+      {:ok, _} = Subscriptions.subscribe_to(s, name, {:by_stream, "$all"}, first)
+      Process.exit(first, :kill)
+
+      assert {:ok, pid} = Subscriptions.subscribe_to(s, name, {:by_stream, "$all"})
+      assert is_pid(pid)
+      assert_receive {:subscribed, ^pid}
+      stop_and_wait(s, pid)
+    end
+  end
+
+  test "the subscription traps exits, so a shutdown writes its checkpoint", %{
+    store: s,
+    store_opts: opts
+  } do
+    append(s, "a", 4)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+    assert {:trap_exit, true} = Process.info(sub, :trap_exit)
+    [_, second | _] = receive_events()
+    Subscriptions.ack_event(s, sub, second)
+    # the ack (a cast from this process) is handled before this call
+    assert 2 = GenServer.call(sub, :checkpoint)
+    stop_supervised!(ExESDB.System.system_name(s))
+    start_supervised!({ExESDB.System, opts})
+    {:ok, _} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+    assert Enum.map(receive_events(), & &1.position) == [3, 4]
+  end
+end
