@@ -284,18 +284,32 @@ defmodule ExESDB.Subscriptions do
   def get_subscriptions(store) do
     with {:ok, s} <- Store.fetch(store),
          {:ok, list} <- :ex_esdb_nif.checkpoint_list(s.handle, nil, 10_000) do
-      {:ok,
-       for {name, checkpoint, definition, updated_us} <- list do
-         %{selector: selector} = :erlang.binary_to_term(definition, [:safe])
+      describe(store, list, [])
+    end
+  end
 
-         %{
-           name: name,
-           selector: selector,
-           checkpoint: checkpoint,
-           updated_at: DateTime.from_unix!(updated_us, :microsecond),
-           running: Registry.lookup(Persistent.registry(store), name) != []
-         }
-       end}
+  # A stored definition is a stored term: decoded with the store's checks
+  # (no funs, pids, ports or references), {:error, {:undecodable, _}} else.
+  defp describe(_store, [], acc), do: {:ok, Enum.reverse(acc)}
+
+  defp describe(store, [{name, checkpoint, definition, updated_us} | rest], acc) do
+    case :ex_esdb_nif.decode_term(definition) do
+      {:ok, %{selector: selector}} ->
+        sub = %{
+          name: name,
+          selector: selector,
+          checkpoint: checkpoint,
+          updated_at: DateTime.from_unix!(updated_us, :microsecond),
+          running: Registry.lookup(Persistent.registry(store), name) != []
+        }
+
+        describe(store, rest, [sub | acc])
+
+      {:ok, _} ->
+        {:error, {:undecodable, :malformed}}
+
+      {:error, _} = error ->
+        error
     end
   end
 

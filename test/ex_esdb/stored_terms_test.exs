@@ -141,6 +141,16 @@ defmodule ExESDB.StoredTermsTest do
     end
   end
 
+  describe "subscription definitions" do
+    test "a stored definition holding a fun answers undecodable", %{store: store} do
+      definition = :erlang.term_to_binary(%{selector: fn -> :ran end, cursor: :position})
+      assert :ok = :ex_esdb.put_checkpoint(handle(store), "sub", 0, definition)
+
+      assert ExESDB.Subscriptions.get_subscriptions(store) ==
+               {:error, {:undecodable, :fun}}
+    end
+  end
+
   describe "decode_term/1" do
     test "decodes what term_to_binary makes, compressed too" do
       term = {:ok, [1, 2.5, "bin", %{a: [b: 1 <<< 100]}, <<1::3>>, -5, 70_000, {}, []]}
