@@ -143,8 +143,10 @@ int esdb_set_file_mode(esdb_store *s, unsigned mode);
 
 /* Open the store in directory `path` (created when allowed) and start its
  * writer thread.
- * Errors: ESDB_EBUSY (already open in this process), ESDB_ENOTDIR,
- * ESDB_EFORMAT (another format version), ESDB_EFOREIGN (not a store),
+ * Errors: ESDB_EBUSY (already open in this process), ESDB_ENOTDIR (no
+ * store and creation off: the directory or its data.mdb missing, or
+ * data.mdb empty), ESDB_EFORMAT (another format version), ESDB_EFOREIGN
+ * (not a store, or a file where a directory of the path should be),
  * ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
  * may be opened again or closed. */
 int esdb_open(esdb_store *s, const char *path);

@@ -215,12 +215,17 @@ static bool dir_has_entries(const char *path)
 	return any;
 }
 
-/* *fresh: no data.mdb yet, so open creates one. */
+/* *fresh: no data.mdb yet (or an empty one, a creation cut short), so
+ * open creates one. */
 static int prepare_dir(esdb_store *s, const char *path, struct stat *st,
                        bool *fresh)
 {
 	char data[PATH_MAX];
+	struct stat data_st;
 	if (stat(path, st) != 0) {
+		/* a file where one of the path's directories should be */
+		if (errno == ENOTDIR)
+			return ESDB_EFOREIGN;
 		if (errno != ENOENT)
 			return errno;
 		if (!s->create || s->readonly)
@@ -236,9 +241,16 @@ static int prepare_dir(esdb_store *s, const char *path, struct stat *st,
 	if (snprintf(data, sizeof(data), "%s/data.mdb", path) >=
 	    (int)sizeof(data))
 		return ESDB_EINVAL;
-	*fresh = access(data, F_OK) != 0;
-	if (*fresh && (!s->create || s->readonly))
-		return dir_has_entries(path) ? ESDB_EFOREIGN : ESDB_ENOTDIR;
+	if (stat(data, &data_st) == 0) {
+		*fresh = data_st.st_size == 0;
+		if (*fresh && (!s->create || s->readonly))
+			return ESDB_ENOTDIR;
+	} else {
+		*fresh = true;
+		if (!s->create || s->readonly)
+			return dir_has_entries(path) ? ESDB_EFOREIGN
+			                             : ESDB_ENOTDIR;
+	}
 	return 0;
 }
 

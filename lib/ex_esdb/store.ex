@@ -58,8 +58,24 @@ defmodule ExESDB.Store do
         {:ok, store}
 
       {:error, reason} ->
-        {:stop, {:cannot_open_store, path, reason}}
+        {:stop, {:cannot_open_store, path, explain(path, reason)}}
     end
+  end
+
+  # The core reports a path through a file as a bare system error: name
+  # the file that is in the way instead.
+  defp explain(path, reason) do
+    case Enum.find(ancestors(path), &(File.exists?(&1) and not File.dir?(&1))) do
+      nil -> reason
+      file -> {:not_a_directory, file}
+    end
+  end
+
+  # "a/b/c" -> ["a", "a/b", "a/b/c"]
+  defp ancestors(path) do
+    path
+    |> Path.split()
+    |> Enum.scan(&Path.join(&2, &1))
   end
 
   @impl true

@@ -117,6 +117,20 @@ TEST(cli_streams_lists_long_ids_in_listing_order)
 	CHECK_EQ(seen, 0xff);
 }
 
+/* A store directory whose data.mdb is empty: "no store", exit 3 as the
+ * help says, not a system error with exit 1. */
+TEST(cli_empty_data_file_is_no_store)
+{
+	const char *dir = tmp_dir();
+	char out[8192], path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	fclose(fopen(path, "w"));
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", dir), 3);
+	CHECK(strstr(out, "no store") != NULL);
+	snprintf(path, sizeof(path), "%s/data.mdb/below", dir);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", path), 3);
+}
+
 TEST(cli_usage_errors_exit_2)
 {
 	const char *dir = tmp_dir();

@@ -53,6 +53,33 @@ TEST(open_errors_are_clear)
 	CHECK_RC(esdb_create(NULL), ESDB_EINVAL);
 }
 
+/* A 0-byte data.mdb (a creation cut short) is no store yet: opening it
+ * without creation says so instead of a system error; with creation it
+ * becomes a store. A path running through a file is not a store. */
+TEST(empty_data_file_is_no_store)
+{
+	const char *dir = tmp_dir();
+	char path[4200];
+	esdb_store *s;
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0600));
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_readonly(s, true));
+	CHECK_RC(esdb_open(s, dir), ESDB_ENOTDIR);
+	esdb_close(s);
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_create(s, false));
+	CHECK_RC(esdb_open(s, dir), ESDB_ENOTDIR);
+	REQUIRE_OK(esdb_set_create(s, true));
+	REQUIRE_OK(esdb_open(s, dir));
+	esdb_close(s);
+	/* data_dir a file, the store below it */
+	snprintf(path, sizeof(path), "%s/data.mdb/store", dir);
+	REQUIRE_OK(esdb_create(&s));
+	CHECK_RC(esdb_open(s, path), ESDB_EFOREIGN);
+	esdb_close(s);
+}
+
 TEST(foreign_and_other_format_stores_are_refused)
 {
 	const char *dir = tmp_dir();

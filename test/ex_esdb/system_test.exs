@@ -15,6 +15,22 @@ defmodule ExESDB.SystemTest do
 
   defp ev(n), do: %NewEvent{event_type: "t", data: n}
 
+  # Issue 10 item 16: the error says which path is in the way.
+  test "a data_dir that is a file (or runs through one) is named in the error" do
+    o = opts(%{})
+    file = o[:data_dir]
+    File.mkdir_p!(Path.dirname(file))
+    File.write!(file, "not a directory")
+    Process.flag(:trap_exit, true)
+
+    for data_dir <- [file, Path.join(file, "below")] do
+      assert {:error, {:shutdown, {:failed_to_start_child, ExESDB.Store, reason}}} =
+               ExESDB.System.start_link(Keyword.put(o, :data_dir, data_dir))
+
+      assert {:cannot_open_store, _path, {:not_a_directory, ^file}} = reason
+    end
+  end
+
   test "stores in one VM are isolated" do
     a = opts(%{})
     b = opts(%{})
