@@ -149,6 +149,14 @@ defmodule ExESDB.StoredTermsTest do
       assert ExESDB.Subscriptions.get_subscriptions(store) ==
                {:error, {:undecodable, :fun}}
     end
+
+    test "resuming from a stored definition holding a fun answers undecodable", %{store: store} do
+      definition = :erlang.term_to_binary(%{selector: fn -> :ran end, cursor: :position})
+      assert :ok = :ex_esdb.put_checkpoint(handle(store), "sub", 0, definition)
+
+      assert ExESDB.Subscriptions.subscribe_to(store, "sub", {:by_stream, "$all"}) ==
+               {:error, {:undecodable, :fun}}
+    end
   end
 
   describe "decode_term/1" do

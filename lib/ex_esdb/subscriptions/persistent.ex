@@ -123,9 +123,13 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp resume_point(store, name, definition, source, start_from, live_from) do
     case :ex_esdb_nif.checkpoint_get(store.handle, name) do
       {:ok, {_, checkpoint, stored, _}} ->
-        if same_definition?(stored, definition),
-          do: {:ok, checkpoint, true},
-          else: {:error, :subscription_definition_changed}
+        # a stored term: decoded with the store's checks (no funs, pids,
+        # ports or references)
+        case :ex_esdb_nif.decode_term(stored) do
+          {:ok, ^definition} -> {:ok, checkpoint, true}
+          {:ok, _} -> {:error, :subscription_definition_changed}
+          {:error, _} = error -> error
+        end
 
       {:error, :not_found} ->
         start_cursor(store, start_from, source, live_from)
@@ -133,12 +137,6 @@ defmodule ExESDB.Subscriptions.Persistent do
       {:error, _} = error ->
         error
     end
-  end
-
-  defp same_definition?(stored, definition) do
-    :erlang.binary_to_term(stored, [:safe]) == definition
-  rescue
-    ArgumentError -> false
   end
 
   # No checkpoint yet: where start_from puts the cursor, and whether there
