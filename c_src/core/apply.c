@@ -542,14 +542,19 @@ static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
 	}
 }
 
-/* One attempt: one transaction. */
+/* One attempt: one transaction, with the map lock held shared so that no
+ * reader resizes the map under it (map.c). */
 static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
                      esdb_result *results)
 {
 	apply_ctx c = {.s = s, .limits = s->limits};
-	int rc = mdb_txn_begin(s->env, NULL, 0, &c.txn);
+	int rc = esdb__map_rdlock(s);
 	if (rc)
 		return rc;
+	if ((rc = mdb_txn_begin(s->env, NULL, 0, &c.txn))) {
+		pthread_rwlock_unlock(&s->map_lock);
+		return rc;
+	}
 	if ((rc = last_position(c.txn, s->dbi_events, &c.last_pos)))
 		goto abort;
 	for (size_t i = 0; i < n; i++) {
@@ -567,10 +572,12 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 	}
 	if (!c.dirty) {
 		mdb_txn_abort(c.txn);
+		pthread_rwlock_unlock(&s->map_lock);
 		free(c.written);
 		return 0;
 	}
 	rc = mdb_txn_commit(c.txn);
+	pthread_rwlock_unlock(&s->map_lock);
 	if (rc) {
 		rc = esdb__commit_failed(s, rc);
 		fail_all(results, n, rc, true);
@@ -582,22 +589,13 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 		esdb__limits_publish(s, &c.limits);
 	esdb__emit(s, c.written, c.n_written);
 	free(c.written);
+	/* Grow now, while it costs nobody a wait, rather than when full. */
+	esdb__map_headroom(s, false);
 	return 0;
 abort:
 	mdb_txn_abort(c.txn);
-	free(c.written);
-	return rc;
-}
-
-static int grow_map(esdb_store *s)
-{
-	MDB_envinfo info;
-	int rc = mdb_env_info(s->env, &info);
-	if (rc)
-		return rc;
-	pthread_rwlock_wrlock(&s->map_lock);
-	rc = mdb_env_set_mapsize(s->env, info.me_mapsize * 2);
 	pthread_rwlock_unlock(&s->map_lock);
+	free(c.written);
 	return rc;
 }
 
@@ -614,7 +612,7 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 			if ((rc = esdb__adopt_mapsize(s)) == 0)
 				continue;
 		} else if (rc == MDB_MAP_FULL) {
-			if ((rc = grow_map(s)) == 0)
+			if ((rc = esdb__map_grow(s)) == 0)
 				continue;
 		} else if (rc == MDB_TXN_FULL && n > 1) {
 			/* Too many dirty pages for one txn: halve the batch. */

@@ -122,8 +122,11 @@ typedef struct esdb_store esdb_store;
 /* Allocate an unopened store with default options. */
 int esdb_create(esdb_store **out);
 
-/* Initial LMDB map size in bytes (default 64 MiB). The map grows by
- * doubling whenever a commit finds it full. */
+/* Initial LMDB map size in bytes (default 64 MiB). The map is kept at
+ * least twice the used size: it doubles after a commit that leaves it more
+ * than half used (when no read is in progress), before a backup or verify
+ * starts, and whenever a commit finds it full. A growth that cannot get
+ * its address space keeps the old map and answers ENOMEM. */
 int esdb_set_mapsize(esdb_store *s, uint64_t bytes);
 int esdb_set_durability(esdb_store *s, esdb_durability d);
 /* The limits to create a new store with or to change an existing one's

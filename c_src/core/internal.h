@@ -49,6 +49,10 @@ struct esdb_store {
 	pthread_rwlock_t map_lock;
 	/* Serialises write transactions (the writer and esdb_apply). */
 	pthread_mutex_t apply_lock;
+	/* A resize lost the map and reopening at lost_mapsize failed too:
+	 * the next transaction tries again (map.c). */
+	bool map_lost;
+	uint64_t lost_mapsize;
 	uint64_t commits;
 	/* 0, or the error that fail-stopped writes (failstop.c); atomic. */
 	int failed;
@@ -69,8 +73,21 @@ struct esdb_store {
 int esdb__read_begin(esdb_store *s, MDB_txn **txn);
 void esdb__read_end(esdb_store *s, MDB_txn *txn);
 
+/* The map (map.c). map_lock prefers writers. */
+int esdb__map_lock_init(esdb_store *s);
+/* Take map_lock shared, with the map there (0), or fail with why the map
+ * cannot be had back (ENOMEM, ...). */
+int esdb__map_rdlock(esdb_store *s);
 /* Take the map size another process set (after MDB_MAP_RESIZED). */
 int esdb__adopt_mapsize(esdb_store *s);
+/* The map is full: grow it, waiting for the transactions in progress. */
+int esdb__map_grow(esdb_store *s);
+/* Keep the map at least twice the used size: grow when more than half is
+ * used. With `wait` false it gives up when anyone holds the map lock. */
+int esdb__map_headroom(esdb_store *s, bool wait);
+/* Close and open the LMDB environment again with this map size, under
+ * the map lock held exclusive (store.c). */
+int esdb__env_reopen(esdb_store *s, uint64_t mapsize);
 
 /* The mode of directories a store creates, from its file mode. */
 unsigned esdb__dir_mode(const esdb_store *s);

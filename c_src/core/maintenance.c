@@ -159,7 +159,10 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
                 void *ctx, uint64_t *problems)
 {
 	verify_ctx v = {.s = s, .report = report, .rctx = ctx};
-	int rc = esdb__read_begin(s, &v.txn);
+	/* Its read holds the map still for long: leave appends room. */
+	int rc = s && s->is_open ? esdb__map_headroom(s, true) : 0;
+	if (rc || (rc = esdb__read_begin(s, &v.txn)))
+		return rc;
 	if (rc)
 		return rc;
 	if ((rc = verify_events(&v)) ||
@@ -229,6 +232,9 @@ int esdb_backup(esdb_store *s, const char *dest)
 		return rc;
 	if (!empty)
 		return EEXIST;
+	/* Its read holds the map still for long: leave appends room. */
+	if ((rc = esdb__map_headroom(s, true)))
+		return esdb__mdb_rc(rc);
 	/* Created here, not by LMDB, for its mode (LMDB's is 0666). */
 	int fd =
 	    open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
@@ -236,9 +242,10 @@ int esdb_backup(esdb_store *s, const char *dest)
 		return errno;
 	/* mdb_env_copyfd2 runs in its own read txn: consistent while
 	 * writers go on; the map lock keeps the map from moving under it. */
-	pthread_rwlock_rdlock(&s->map_lock);
-	rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
-	pthread_rwlock_unlock(&s->map_lock);
+	if ((rc = esdb__map_rdlock(s)) == 0) {
+		rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+		pthread_rwlock_unlock(&s->map_lock);
+	}
 	/* The backup is done when its file, its directory and the
 	 * directory's entry in its parent are on the disk. */
 	if (!rc && fsync(fd))

@@ -145,21 +145,15 @@ int esdb__mdb_rc(int rc)
 	}
 }
 
-int esdb__adopt_mapsize(esdb_store *s)
-{
-	pthread_rwlock_wrlock(&s->map_lock);
-	int rc = mdb_env_set_mapsize(s->env, 0);
-	pthread_rwlock_unlock(&s->map_lock);
-	return rc;
-}
-
 int esdb__read_begin(esdb_store *s, MDB_txn **txn)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;
 	for (;;) {
-		pthread_rwlock_rdlock(&s->map_lock);
-		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+		int rc = esdb__map_rdlock(s);
+		if (rc)
+			return rc;
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
 		if (rc == 0)
 			return 0;
 		pthread_rwlock_unlock(&s->map_lock);
@@ -428,10 +422,45 @@ static int change_limits(esdb_store *s)
 	return rc ? rc : res.rc;
 }
 
+/* Create, configure and open the LMDB environment. */
+static int env_open(esdb_store *s, const char *path, uint64_t mapsize)
+{
+	unsigned flags = MDB_NOTLS;
+	if (s->durability == ESDB_DURABILITY_SYNC)
+		flags |= MDB_NOMETASYNC;
+	else if (s->durability == ESDB_DURABILITY_NOSYNC)
+		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	if (s->readonly)
+		flags |= MDB_RDONLY;
+	int rc = mdb_env_create(&s->env);
+	if (rc)
+		return rc;
+	if ((rc = mdb_env_set_maxdbs(s->env, 16)) ||
+	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
+	    (rc = mdb_env_set_mapsize(s->env, mapsize)) ||
+	    (rc = mdb_env_open(s->env, path, flags, s->file_mode))) {
+		mdb_env_close(s->env);
+		s->env = NULL;
+		return esdb__mdb_rc(rc);
+	}
+	return 0;
+}
+
+int esdb__env_reopen(esdb_store *s, uint64_t mapsize)
+{
+	mdb_env_close(s->env);
+	s->env = NULL;
+	int rc = env_open(s, s->path, mapsize);
+	if (rc == 0 && (rc = open_dbis(s))) {
+		mdb_env_close(s->env);
+		s->env = NULL;
+	}
+	return rc;
+}
+
 int esdb_open(esdb_store *s, const char *path)
 {
 	struct stat st;
-	unsigned flags = MDB_NOTLS;
 	bool fresh;
 	int rc;
 	if (!s || !path)
@@ -452,23 +481,9 @@ int esdb_open(esdb_store *s, const char *path)
 	registry = s;
 	pthread_mutex_unlock(&registry_lock);
 
-	if (s->durability == ESDB_DURABILITY_SYNC)
-		flags |= MDB_NOMETASYNC;
-	else if (s->durability == ESDB_DURABILITY_NOSYNC)
-		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
-	if (s->readonly)
-		flags |= MDB_RDONLY;
-
-	if ((rc = mdb_env_create(&s->env)))
+	s->map_lost = false;
+	if ((rc = env_open(s, path, s->mapsize)))
 		goto fail_registered;
-	if ((rc = mdb_env_set_maxdbs(s->env, 16)) ||
-	    (rc = mdb_env_set_maxreaders(s->env, 1024)) ||
-	    (rc = mdb_env_set_mapsize(s->env, s->mapsize)))
-		goto fail_env;
-	if ((rc = mdb_env_open(s->env, path, flags, s->file_mode))) {
-		rc = esdb__mdb_rc(rc);
-		goto fail_env;
-	}
 	/* A new data.mdb is durable once its directory entry is. */
 	if ((rc = open_dbis(s)) || (fresh && (rc = esdb__fsync_path(path))) ||
 	    (rc = start_emitter(s)))
@@ -477,7 +492,11 @@ int esdb_open(esdb_store *s, const char *path)
 		rc = ENOMEM;
 		goto fail_env;
 	}
-	pthread_rwlock_init(&s->map_lock, NULL);
+	if ((rc = esdb__map_lock_init(s))) {
+		free(s->path);
+		s->path = NULL;
+		goto fail_env;
+	}
 	pthread_mutex_init(&s->apply_lock, NULL);
 	s->commits = 0;
 	s->failed = 0;

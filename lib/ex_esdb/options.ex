@@ -23,7 +23,7 @@ defmodule ExESDB.Options do
   | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | node names (atoms, or strings such as `"a@h1"`); the variable is comma-separated (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`, `:strict` or `:nosync` (tests only) |
-  | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; grows when full |
+  | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; kept at least twice the used size |
   | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
   | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key` |
