@@ -113,10 +113,10 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 	$(MAKE) BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build/asan/esdb_tests
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 build/asan/esdb_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 ESDB_CORRUPT_RUNS=100 build/asan/esdb_tests
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
-	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
+	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).

@@ -88,7 +88,7 @@ static int position_at(apply_ctx *c, const esdb__stream_meta *m,
 	int rc = mdb_get(c->txn, c->s->dbi_stream_index, &k, &v);
 	if (rc)
 		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
-	if (v.mv_size != 8)
+	if (v.mv_size != 8 || esdb__val_check(c->txn, &v, ESDB_WHERE_INDEX, 0))
 		return ESDB_ECORRUPT;
 	*pos = esdb_get_be64(v.mv_data);
 	return 0;
@@ -108,7 +108,8 @@ static int event_id_at(apply_ctx *c, const esdb__stream_meta *m,
 	if ((rc = mdb_get(c->txn, c->s->dbi_events, &ek, &ev)))
 		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
 	esdb_event e;
-	if ((rc = esdb__event_rec_read(ev.mv_data, ev.mv_size, &e)))
+	if ((rc = esdb__val_check(c->txn, &ev, ESDB_WHERE_EVENT, pos)) ||
+	    (rc = esdb__event_rec_read(ev.mv_data, ev.mv_size, &e)))
 		return rc;
 	*id = e.event_id;
 	return 0;
@@ -607,7 +608,9 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 		return ESDB_ESTORE_FAILED;
 	}
 	for (;;) {
+		esdb__val_writing(true);
 		int rc = apply_txn(s, cmds, n, results);
+		esdb__val_writing(false);
 		if (rc == MDB_MAP_RESIZED) {
 			if ((rc = esdb__adopt_mapsize(s)) == 0)
 				continue;

@@ -39,6 +39,12 @@ enum esdb_rec_kind {
 
 /* Fixed part of an event record, before the variable fields. */
 #define ESDB_EVENT_FIXED 60
+/* The largest value the format stores: an event with both ids, the
+ * longest stream id and type, and data + metadata at the largest
+ * max_event_bytes (2^32 - 1). */
+#define ESDB_VALUE_MAX                                                         \
+	((size_t)ESDB_EVENT_FIXED + 32 + 2 * (size_t)UINT16_MAX +              \
+	 (size_t)UINT32_MAX)
 
 /* Write version, kind, flags and the CRC32C of rec[8..len) into rec[0..8). */
 void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags);

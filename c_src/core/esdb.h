@@ -509,6 +509,24 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out);
  * not fail-stop the store. Any thread. */
 int esdb_store_failure(esdb_store *s);
 
+/* Where the last ESDB_ECORRUPT answered on the calling thread was found
+ * (kind ESDB_WHERE_UNKNOWN when nothing recorded it). Reading clears it. */
+typedef enum esdb_where_kind {
+	ESDB_WHERE_UNKNOWN = 0,
+	ESDB_WHERE_EVENT = 1,      /* number: the event's global position */
+	ESDB_WHERE_STREAM = 2,     /* a stream record (number 0) */
+	ESDB_WHERE_TYPE = 3,       /* an event type record (number 0) */
+	ESDB_WHERE_SNAPSHOT = 4,   /* number 0 */
+	ESDB_WHERE_CHECKPOINT = 5, /* number 0 */
+	ESDB_WHERE_INDEX = 6,      /* a stream or type index entry */
+	ESDB_WHERE_PAGE = 7,       /* number: an LMDB page of data.mdb */
+} esdb_where_kind;
+typedef struct esdb_where {
+	esdb_where_kind kind;
+	uint64_t number;
+} esdb_where;
+void esdb_corrupt_where(esdb_where *out);
+
 /* Check every record's checksum and that every index agrees with the
  * events. `problems` (may be NULL) receives the number of problems found;
  * `report` (may be NULL) is called with a message for each.

@@ -124,6 +124,20 @@ void esdb__writer_stop(esdb_store *s);
 int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
                        esdb_result *results);
 
+/* ---- values LMDB hands back (values.c) -------------------------------- */
+
+/* Check that v lies inside its page, or its overflow pages inside the
+ * file, before anything reads it: 0, or ESDB_ECORRUPT with the place
+ * recorded for esdb_corrupt_where. */
+int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
+                    uint64_t number);
+/* Record where a corruption was found when rc says corrupt; returns rc. */
+int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number);
+/* Drop what values.c cached about env (before mdb_env_close). */
+void esdb__val_forget(MDB_env *env);
+/* Around a write transaction on this thread (apply.c). */
+void esdb__val_writing(bool on);
+
 /* ---- name-keyed records (names.c) ------------------------------------- */
 
 /* A record keyed by a name (stream, type, snapshot, checkpoint) starts with

@@ -52,7 +52,8 @@ static int verify_events(verify_ctx *v)
 			        (unsigned long long)pos,
 			        (unsigned long long)expect);
 		expect = pos + 1;
-		if (esdb__event_rec_read(d.mv_data, d.mv_size, &ev) ||
+		if (esdb__val_check(v->txn, &d, ESDB_WHERE_EVENT, pos) ||
+		    esdb__event_rec_read(d.mv_data, d.mv_size, &ev) ||
 		    ev.position != pos) {
 			problem(v, "event %llu: bad checksum or record",
 			        (unsigned long long)pos);
@@ -62,11 +63,11 @@ static int verify_events(verify_ctx *v)
 		MDB_val sv;
 		bool found;
 		esdb__stream_meta m;
-		if ((rc = esdb__name_find(v->txn, v->s->dbi_streams,
-		                          ev.stream_id, ev.stream_id_len, &key,
-		                          &sv, &found)))
+		rc = esdb__name_find(v->txn, v->s->dbi_streams, ev.stream_id,
+		                     ev.stream_id_len, &key, &sv, &found);
+		if (rc && rc != ESDB_ECORRUPT)
 			break;
-		if (!found ||
+		if (rc || !found ||
 		    esdb__stream_rec_read(sv.mv_data, sv.mv_size, &m)) {
 			problem(v, "event %llu: its stream is missing",
 			        (unsigned long long)pos);
@@ -85,16 +86,18 @@ static int verify_events(verify_ctx *v)
 		if (tail_pos
 		        ? tail_pos != pos
 		        : (mdb_get(v->txn, v->s->dbi_stream_index, &ikv, &iv) ||
-		           iv.mv_size != 8 || esdb_get_be64(iv.mv_data) != pos))
+		           iv.mv_size != 8 ||
+		           esdb__val_check(v->txn, &iv, ESDB_WHERE_INDEX, 0) ||
+		           esdb_get_be64(iv.mv_data) != pos))
 			problem(v, "event %llu: stream index disagrees",
 			        (unsigned long long)pos);
 		MDB_val tv;
 		uint64_t tnum;
-		if ((rc =
-		         esdb__name_find(v->txn, v->s->dbi_types, ev.event_type,
-		                         ev.event_type_len, &key, &tv, &found)))
+		rc = esdb__name_find(v->txn, v->s->dbi_types, ev.event_type,
+		                     ev.event_type_len, &key, &tv, &found);
+		if (rc && rc != ESDB_ECORRUPT)
 			break;
-		if (!found ||
+		if (rc || !found ||
 		    esdb__type_rec_read(tv.mv_data, tv.mv_size, &tnum)) {
 			problem(v, "event %llu: its type is missing",
 			        (unsigned long long)pos);
@@ -124,7 +127,8 @@ static int verify_named(verify_ctx *v, MDB_dbi dbi, uint8_t kind,
 	uint64_t n = 0;
 	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		n++;
-		if (esdb__rec_check(d.mv_data, d.mv_size, kind, NULL))
+		if (esdb__val_check(v->txn, &d, ESDB_WHERE_UNKNOWN, 0) ||
+		    esdb__rec_check(d.mv_data, d.mv_size, kind, NULL))
 			problem(v, "%s record %llu: bad checksum", what,
 			        (unsigned long long)n);
 	}
@@ -142,7 +146,8 @@ static int sum_tails(verify_ctx *v, uint64_t *sum)
 		return rc;
 	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
 		esdb__stream_meta m;
-		if (esdb__stream_rec_read(d.mv_data, d.mv_size, &m) == 0)
+		if (esdb__val_check(v->txn, &d, ESDB_WHERE_STREAM, 0) == 0 &&
+		    esdb__stream_rec_read(d.mv_data, d.mv_size, &m) == 0)
 			*sum += m.tail_count;
 	}
 	mdb_cursor_close(cur);

@@ -82,6 +82,8 @@ int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
 			return 0;
 		if (rc)
 			return rc;
+		if ((rc = esdb__val_check(txn, val, ESDB_WHERE_UNKNOWN, 0)))
+			return rc;
 		if (!name_is(val, name, len))
 			return ESDB_ECORRUPT;
 		*found = true;
@@ -107,6 +109,8 @@ int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
 		const uint8_t *kb = k.mv_data;
 		uint32_t counter =
 		    (uint32_t)(kb[LONG_PREFIX] << 8) | kb[LONG_PREFIX + 1];
+		if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_UNKNOWN, 0)))
+			break;
 		if (name_is(&v, name, len)) {
 			key->buf[LONG_PREFIX] = kb[LONG_PREFIX];
 			key->buf[LONG_PREFIX + 1] = kb[LONG_PREFIX + 1];

@@ -11,15 +11,19 @@
 static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
                       esdb_event_fn fn, void *ctx)
 {
+	uint64_t pos = esdb_get_be64(pos_be);
 	MDB_val k = {8, (void *)pos_be}, v;
 	int rc = mdb_get(txn, s->dbi_events, &k, &v);
 	if (rc)
-		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : esdb__mdb_rc(rc);
+		return esdb__corrupt_at(rc == MDB_NOTFOUND ? ESDB_ECORRUPT
+		                                           : esdb__mdb_rc(rc),
+		                        ESDB_WHERE_EVENT, pos);
 	esdb_event ev;
-	if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)))
+	if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_EVENT, pos)))
 		return rc;
-	if (ev.position != esdb_get_be64(pos_be))
-		return ESDB_ECORRUPT;
+	if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
+	    (rc = ev.position != pos ? ESDB_ECORRUPT : 0))
+		return esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
 	return fn(ctx, &ev);
 }
 
@@ -32,7 +36,9 @@ static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id, size_t len,
 	    esdb__name_find(txn, s->dbi_streams, id, len, &key, &val, exists);
 	if (rc || !*exists)
 		return esdb__mdb_rc(rc);
-	return esdb__stream_rec_read(val.mv_data, val.mv_size, m);
+	return esdb__corrupt_at(
+	    esdb__stream_rec_read(val.mv_data, val.mv_size, m),
+	    ESDB_WHERE_STREAM, 0);
 }
 
 static int check_name_arg(const esdb_store *s, const char *name, size_t len,
@@ -74,8 +80,10 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
 	while (rc == 0 && left > 0 && *n < max_count) {
 		/* the stream record says these versions are indexed */
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0 ||
-		    v.mv_size != 8) {
-			rc = ESDB_ECORRUPT;
+		    v.mv_size != 8 ||
+		    esdb__val_check(txn, &v, ESDB_WHERE_INDEX, 0)) {
+			rc = esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_INDEX,
+			                      0);
 			break;
 		}
 		if ((rc = emit_event(s, txn, v.mv_data, fn, ctx)))
@@ -197,13 +205,16 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
 		esdb_event ev;
 		if (k.mv_size != 8) {
-			rc = ESDB_ECORRUPT;
+			rc = esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_EVENT,
+			                      0);
 			break;
 		}
-		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)))
+		uint64_t pos = esdb_get_be64(k.mv_data);
+		if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_EVENT, pos)))
 			break;
-		if (ev.position != esdb_get_be64(k.mv_data)) {
-			rc = ESDB_ECORRUPT;
+		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
+		    (rc = ev.position != pos ? ESDB_ECORRUPT : 0)) {
+			esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
 			break;
 		}
 		if ((rc = fn(ctx, &ev)))
@@ -240,7 +251,9 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	                     &found);
 	if (rc || !found)
 		goto out;
-	if ((rc = esdb__type_rec_read(val.mv_data, val.mv_size, &num)))
+	if ((rc = esdb__corrupt_at(
+	         esdb__type_rec_read(val.mv_data, val.mv_size, &num),
+	         ESDB_WHERE_TYPE, 0)))
 		goto out;
 	if ((rc = mdb_cursor_open(txn, s->dbi_type_index, &cur)))
 		goto out;
@@ -321,7 +334,8 @@ static int list_names(esdb_store *s, MDB_dbi dbi, const char *after,
 		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	}
 	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
-		if ((rc = fn(ctx, &v)))
+		if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_UNKNOWN, 0)) ||
+		    (rc = fn(ctx, &v)))
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -345,7 +359,7 @@ static int stream_rec(void *ctx, const MDB_val *rec)
 	esdb__stream_meta m;
 	int rc = esdb__stream_rec_read(rec->mv_data, rec->mv_size, &m);
 	if (rc)
-		return rc;
+		return esdb__corrupt_at(rc, ESDB_WHERE_STREAM, 0);
 	esdb_stream st = {m.name, m.name_len, m.version, m.created_us,
 	                  m.deleted};
 	return c->fn(c->ctx, &st);
@@ -371,7 +385,8 @@ static int checkpoint_rec(void *ctx, const MDB_val *rec)
 	cp_list_ctx *c = ctx;
 	esdb_checkpoint cp;
 	int rc = esdb__checkpoint_rec_read(rec->mv_data, rec->mv_size, &cp);
-	return rc ? rc : c->fn(c->ctx, &cp);
+	return rc ? esdb__corrupt_at(rc, ESDB_WHERE_CHECKPOINT, 0)
+	          : c->fn(c->ctx, &cp);
 }
 
 int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
@@ -414,7 +429,8 @@ static int snapshot_rec(void *ctx, const MDB_val *rec)
 	snap_ctx *c = ctx;
 	esdb_snapshot sn;
 	int rc = esdb__snapshot_rec_read(rec->mv_data, rec->mv_size, &sn);
-	return rc ? rc : c->fn(c->ctx, &sn);
+	return rc ? esdb__corrupt_at(rc, ESDB_WHERE_SNAPSHOT, 0)
+	          : c->fn(c->ctx, &sn);
 }
 
 int esdb_snapshot_get(esdb_store *s, const char *source_uuid, size_t len,

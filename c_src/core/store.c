@@ -149,6 +149,7 @@ int esdb__read_begin(esdb_store *s, MDB_txn **txn)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;
+	esdb_corrupt_where(NULL); /* a corruption found later is this read's */
 	for (;;) {
 		int rc = esdb__map_rdlock(s);
 		if (rc)
@@ -515,6 +516,7 @@ int esdb_open(esdb_store *s, const char *path)
 
 fail_env:
 	esdb__emitter_destroy(s);
+	esdb__val_forget(s->env);
 	mdb_env_close(s->env);
 	s->env = NULL;
 fail_registered:
@@ -531,6 +533,7 @@ void esdb_close(esdb_store *s)
 			esdb__writer_stop(s);
 		esdb__emitter_destroy(s);
 		s->is_open = false;
+		esdb__val_forget(s->env);
 		mdb_env_close(s->env);
 		s->env = NULL;
 		pthread_rwlock_destroy(&s->map_lock);

@@ -83,8 +83,31 @@ static void store_dtor(ErlNifEnv *env, void *obj)
 		enif_rwlock_destroy(r->lock);
 }
 
+/* Where a record or page failed its checks, as DESIGN.md's
+ * {corrupt, Where}: {event, Position}, {page, Page}, or the kind. */
+static ERL_NIF_TERM corrupt_where(ErlNifEnv *env)
+{
+	static const char *const kinds[] = {"unknown", "event",    "stream",
+	                                    "type",    "snapshot", "checkpoint",
+	                                    "index",   "page"};
+	esdb_where w;
+	esdb_corrupt_where(&w);
+	unsigned k = (unsigned)w.kind < 8 ? (unsigned)w.kind : 0;
+	ERL_NIF_TERM kind = enif_make_atom(env, kinds[k]);
+	if ((w.kind == ESDB_WHERE_EVENT && w.number) ||
+	    w.kind == ESDB_WHERE_PAGE)
+		return enif_make_tuple2(env, kind,
+		                        enif_make_uint64(env, w.number));
+	return kind;
+}
+
 ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc)
 {
+	if (strcmp(esdb_errname(rc), "corrupt") == 0)
+		return enif_make_tuple2(
+		    env, atom_error,
+		    enif_make_tuple2(env, enif_make_atom(env, "corrupt"),
+		                     corrupt_where(env)));
 	return enif_make_tuple2(env, atom_error,
 	                        enif_make_atom(env, esdb_errname(rc)));
 }

@@ -249,3 +249,48 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	collected_free(&c);
 	esdb_close(s);
 }
+
+TEST(corrupt_event_says_where)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s = open_store(dir, false);
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	make_id(id, 2);
+	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_close(s);
+
+	/* event 2 sealed with version 0 */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	REQUIRE_OK(mdb_env_create(&env));
+	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
+	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
+	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
+	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
+	REQUIRE_OK(mdb_dbi_open(txn, "events", 0, &dbi));
+	uint8_t kb[8], buf[256];
+	esdb_put_be64(kb, 2);
+	size_t size = esdb__event_rec_size(1, &ev);
+	esdb__event_rec_write(buf, size, 2, 0, 1, "s", 1, &ev);
+	MDB_val k = {8, kb}, v = {size, buf};
+	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
+	REQUIRE_OK(mdb_txn_commit(txn));
+	mdb_env_close(env);
+
+	s = open_store(dir, false);
+	collected c = {0};
+	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c),
+	         ESDB_ECORRUPT);
+	esdb_where w;
+	esdb_corrupt_where(&w);
+	CHECK_EQ(w.kind, ESDB_WHERE_EVENT);
+	CHECK_EQ(w.number, 2);
+	esdb_corrupt_where(&w); /* reading clears it */
+	CHECK_EQ(w.kind, ESDB_WHERE_UNKNOWN);
+	CHECK_EQ(c.n, 1);
+	collected_free(&c);
+	esdb_close(s);
+}

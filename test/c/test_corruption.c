@@ -1,0 +1,233 @@
+/* test_corruption.c: random corruption of copies of a small store. The
+ * CLI's verify exits 0 or 4 on every copy, never by a signal; reading
+ * everything in a child process ends in data, ESDB_ECORRUPT or a death,
+ * and the counts are printed (issue 9, item 5).
+ *
+ * ESDB_CORRUPT_RUNS sets the number of copies (default 1000; make asan
+ * runs fewer, none under valgrind). */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <valgrind/valgrind.h>
+
+/* A store with small and large events (the large ones on overflow
+ * pages), several streams, a snapshot and a checkpoint. */
+static void build_store(const char *dir)
+{
+	esdb_store *s = open_store(dir, false);
+	static char big[9000];
+	memset(big, 'b', sizeof(big) - 1);
+	for (uint64_t i = 0; i < 300; i++) {
+		uint8_t id[16];
+		char stream[32], data[64];
+		snprintf(stream, sizeof(stream), "stream-%llu",
+		         (unsigned long long)(i % 7));
+		snprintf(data, sizeof(data), "{\"n\":%llu}",
+		         (unsigned long long)i);
+		esdb_new_event ev = make_event(id, i + 1, "happened", data);
+		if (i % 25 == 0) {
+			ev.data = big;
+			ev.data_len = 2000 + i * 20;
+		}
+		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
+		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
+	}
+	esdb_cmd cmd;
+	esdb_snapshot sn = {.source_uuid = "agg-1",
+	                    .source_uuid_len = 5,
+	                    .source_version = 3,
+	                    .source_type = "T",
+	                    .source_type_len = 1,
+	                    .data = "state",
+	                    .data_len = 5};
+	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
+	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
+	REQUIRE_OK(
+	    esdb_cmd_checkpoint_put(NULL, "sub-1", 5, 42, "def", 3, &cmd));
+	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
+	esdb_close(s);
+}
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f != NULL);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	uint8_t *buf = malloc(*len);
+	REQUIRE(fread(buf, 1, *len, f) == *len);
+	fclose(f);
+	return buf;
+}
+
+/* Write data.mdb into dir with 1 to 4 random bytes changed; lock.mdb
+ * from an earlier copy is removed. */
+static void corrupt_copy(const char *dir, const uint8_t *orig, size_t len,
+                         uint64_t *rng)
+{
+	char path[4200];
+	uint8_t *buf = malloc(len);
+	memcpy(buf, orig, len);
+	int n = 1 + (int)(rng_next(rng) % 4);
+	for (int i = 0; i < n; i++) {
+		size_t at = rng_next(rng) % len;
+		uint8_t b = (uint8_t)rng_next(rng);
+		/* half single bit flips, half random bytes */
+		buf[at] = (rng_next(rng) & 1)
+		              ? buf[at] ^ (uint8_t)(1u << (b & 7))
+		              : b;
+	}
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f != NULL);
+	REQUIRE(fwrite(buf, 1, len, f) == len);
+	fclose(f);
+	free(buf);
+}
+
+/* Run the CLI on dir; its wait status. */
+static int run_ctl(const char *dir, const char *cmd)
+{
+	const char *bin =
+	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(bin, bin, "--data-dir", dir, cmd, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	return status;
+}
+
+static int count_event(void *ctx, const esdb_event *ev)
+{
+	volatile uint64_t *sum = ctx;
+	/* touch every byte handed out */
+	for (size_t i = 0; i < ev->data_len; i++)
+		*sum += ((const uint8_t *)ev->data)[i];
+	for (size_t i = 0; i < ev->stream_id_len; i++)
+		*sum += (uint8_t)ev->stream_id[i];
+	return 0;
+}
+
+static int count_stream(void *ctx, const esdb_stream *st)
+{
+	volatile uint64_t *sum = ctx;
+	*sum += st->version;
+	return 0;
+}
+
+/* Read everything through the core API; 0 when it all read, 1 when
+ * something answered ESDB_ECORRUPT (or the open failed), 2 otherwise. */
+static int read_everything(const char *dir)
+{
+	esdb_store *s;
+	uint64_t sum = 0;
+	if (esdb_create(&s) || esdb_set_readonly(s, true))
+		return 2;
+	int rc = esdb_open(s, dir);
+	if (rc) {
+		esdb_close(s);
+		return 1;
+	}
+	rc = esdb_read_all(s, 0, UINT32_MAX, ESDB_FORWARD, count_event, &sum);
+	for (int i = 0; i < 7 && (rc == 0 || rc == ESDB_ECORRUPT); i++) {
+		char stream[32];
+		snprintf(stream, sizeof(stream), "stream-%d", i);
+		int r =
+		    esdb_read_stream(s, stream, strlen(stream), 0, UINT32_MAX,
+		                     ESDB_FORWARD, count_event, &sum);
+		if (r && r != ESDB_ESTREAM_NOT_FOUND)
+			rc = r;
+	}
+	int r = esdb_list_streams(s, NULL, 0, UINT32_MAX, count_stream, &sum);
+	if (r)
+		rc = r;
+	r = esdb_read_type(s, "happened", 8, 0, UINT32_MAX, count_event, &sum);
+	if (r)
+		rc = r;
+	esdb_close(s);
+	if (rc == 0)
+		return 0;
+	return rc == ESDB_ECORRUPT || rc == ESDB_EFOREIGN ||
+	               rc == ESDB_EFORMAT || rc == -30796 /* MDB_CORRUPTED */ ||
+	               rc == -30797 /* MDB_PAGE_NOTFOUND */ ||
+	               rc == -30793 /* MDB_INVALID */
+	           ? 1
+	           : 2;
+}
+
+TEST(verify_never_dies_on_random_corruption)
+{
+	const char *env = getenv("ESDB_CORRUPT_RUNS");
+	int runs = env ? atoi(env) : 1000;
+	if (RUNNING_ON_VALGRIND)
+		runs = 0;
+	const char *dir = tmp_dir();
+	char path[4200], copy[4200];
+	build_store(dir);
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	size_t len;
+	uint8_t *orig = slurp(path, &len);
+	snprintf(copy, sizeof(copy), "%s/copy", dir);
+	REQUIRE(mkdir(copy, 0700) == 0);
+
+	/* the untouched copy verifies */
+	corrupt_copy(copy, orig, len, &(uint64_t){0});
+	uint64_t rng = test_seed() ^ 0xBADF11E5;
+	int verify_codes[256] = {0}, verify_signals = 0;
+	int reads[3] = {0}, read_deaths = 0, other = 0;
+	for (int i = 0; i < runs; i++) {
+		corrupt_copy(copy, orig, len, &rng);
+		int st = run_ctl(copy, "verify");
+		if (WIFSIGNALED(st)) {
+			verify_signals++;
+			fprintf(stderr,
+			        "  verify died of signal %d on copy %d\n",
+			        WTERMSIG(st), i);
+		} else {
+			int code = WEXITSTATUS(st);
+			verify_codes[code]++;
+			if (code != 0 && code != 4)
+				fprintf(stderr,
+				        "  verify exited %d on copy %d\n", code,
+				        i);
+		}
+		/* the same copy read in a child of this process */
+		pid_t pid = fork();
+		REQUIRE(pid >= 0);
+		if (pid == 0)
+			_exit(read_everything(copy));
+		REQUIRE(waitpid(pid, &st, 0) == pid);
+		if (WIFSIGNALED(st)) {
+			read_deaths++;
+			if (getenv("ESDB_CORRUPT_KEEP")) {
+				char cmd[9000];
+				snprintf(cmd, sizeof(cmd), "cp -r %s %s-%d",
+				         copy, getenv("ESDB_CORRUPT_KEEP"), i);
+				CHECK(system(cmd) == 0);
+			}
+		} else if (WEXITSTATUS(st) <= 2)
+			reads[WEXITSTATUS(st)]++;
+		else
+			other++;
+	}
+	free(orig);
+	CHECK_EQ(verify_signals, 0);
+	CHECK_EQ(verify_codes[0] + verify_codes[4], runs);
+	printf("  %d copies: verify 0 x%d, 4 x%d; reads: ok %d, corrupt %d, "
+	       "other error %d, died %d\n",
+	       runs, verify_codes[0], verify_codes[4], reads[0], reads[1],
+	       reads[2] + other, read_deaths);
+}
