@@ -449,6 +449,7 @@ static int env_open(esdb_store *s, const char *path, uint64_t mapsize)
 
 int esdb__env_reopen(esdb_store *s, uint64_t mapsize)
 {
+	esdb__val_forget(s->env);
 	mdb_env_close(s->env);
 	s->env = NULL;
 	int rc = env_open(s, s->path, mapsize);
