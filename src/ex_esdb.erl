@@ -86,6 +86,12 @@
 
 %% @doc Open (by default create) the store in directory `Path'.
 %%
+%% `Path' is the store's own directory. ExESDB (Elixir) puts a store in
+%% `data_dir/store_id', so the store it starts with
+%% `data_dir: "/var/lib/orders", store_id: :orders' is opened here as
+%% `"/var/lib/orders/orders"' (the CLI: `--store /var/lib/orders/orders',
+%% or `--data-dir /var/lib/orders --store-id orders').
+%%
 %% `Opts' is a map or a proplist (a bare atom means `true'):
 %% <ul>
 %%   <li>`durability': `sync' (default: one flush per commit, survives a

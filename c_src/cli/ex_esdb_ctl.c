@@ -1,4 +1,5 @@
 /* ex_esdb_ctl: operator command line over the ExESDB core API (esdb.h). */
+#include <ctype.h>
 #include <errno.h>
 #include <lmdb.h>
 #include <signal.h>
@@ -42,10 +43,17 @@ enum {
 	OPT_DATA_DIR = 1 << 9,
 	OPT_JSON = 1 << 10,
 	OPT_HELP = 1 << 11,
+	OPT_STORE = 1 << 12,
+	OPT_STORE_ID = 1 << 13,
 };
 
 /* Options every command accepts, before or after its name. */
-#define OPT_GLOBAL (OPT_DATA_DIR | OPT_JSON | OPT_HELP)
+#define OPT_GLOBAL                                                             \
+	(OPT_DATA_DIR | OPT_STORE | OPT_STORE_ID | OPT_JSON | OPT_HELP)
+
+/* ExESDB's default store_id, and the longest one it accepts. */
+#define DEFAULT_STORE_ID "ex_esdb"
+#define MAX_STORE_ID     200
 
 static const struct option_def {
 	const char *name;
@@ -58,15 +66,19 @@ static const struct option_def {
     {"file", OPT_FILE, true},      {"metadata-file", OPT_METADATA_FILE, true},
     {"create", OPT_CREATE, false}, {"data-dir", OPT_DATA_DIR, true},
     {"json", OPT_JSON, false},     {"help", OPT_HELP, false},
+    {"store", OPT_STORE, true},    {"store-id", OPT_STORE_ID, true},
 };
 
 struct command;
 
 struct cli {
 	const struct command *cmd;
-	const char *dir;
-	const char *arg; /* the command's STREAM, TYPE or DEST */
-	unsigned seen;   /* OPT_* bits given */
+	const char *dir;      /* the store's own directory */
+	const char *data_dir; /* --data-dir: where stores live */
+	const char *store_id; /* --store-id: which one under data_dir */
+	char dir_buf[4096];   /* data_dir/store_id */
+	const char *arg;      /* the command's STREAM, TYPE or DEST */
+	unsigned seen;        /* OPT_* bits given */
 	bool json;
 	const char *after;
 	uint64_t count; /* UINT64_MAX: no limit */
@@ -88,7 +100,8 @@ struct command {
 
 static void usage(FILE *f)
 {
-	fputs("usage: " PROG " --data-dir DIR [--json] COMMAND [ARGS...]\n"
+	fputs("usage: " PROG " (--store DIR | --data-dir DIR [--store-id ID])\n"
+	      "       [--json] COMMAND [ARGS...]\n"
 	      "\n"
 	      "Inspect and operate an ExESDB event store.\n"
 	      "\n"
@@ -112,8 +125,16 @@ static void usage(FILE *f)
 	      "  backup DEST          consistent compacted copy into DEST\n"
 	      "\n"
 	      "Options:\n"
-	      "  --data-dir DIR       the store (required); only append\n"
-	      "                       --create makes a missing one\n"
+	      "  --store DIR          the store's own directory (the path\n"
+	      "                       ex_esdb:open/2 takes)\n"
+	      "  --data-dir DIR       the directory stores live in, as\n"
+	      "                       ExESDB's data_dir option: the store\n"
+	      "                       is DIR/ID\n"
+	      "  --store-id ID        with --data-dir: the store's id\n"
+	      "                       (default " DEFAULT_STORE_ID ")\n"
+	      "                       One of --store and --data-dir is\n"
+	      "                       required; only append --create\n"
+	      "                       makes a missing store\n"
 	      "  --json               print one JSON document on stdout;\n"
 	      "                       a failure adds an \"error\" member\n"
 	      "  --count N            at most N results (default: all)\n"
@@ -130,7 +151,8 @@ static void usage(FILE *f)
 	      "  0  success\n"
 	      "  1  the operation failed (reason on stderr)\n"
 	      "  2  usage error\n"
-	      "  3  no store at DIR, or DIR holds no store of this format\n"
+	      "  3  no store at the path, or it holds no store of this\n"
+	      "     format\n"
 	      "  4  verify found problems\n",
 	      f);
 }
@@ -424,6 +446,16 @@ report(struct cli *c, int code, int rc, const char *fmt, ...)
 	return code;
 }
 
+/* --data-dir pointed at a store's own directory (the old meaning). */
+static bool data_dir_is_store(const struct cli *c)
+{
+	char data[4200];
+	if (!c->data_dir)
+		return false;
+	snprintf(data, sizeof(data), "%s/data.mdb", c->data_dir);
+	return access(data, F_OK) == 0;
+}
+
 /* Never creates the store unless append got --create: a mistyped
  * --data-dir must not leave an empty store behind. */
 static int open_store(struct cli *c, bool writes)
@@ -443,8 +475,12 @@ static int open_store(struct cli *c, bool writes)
 		return EXIT_OK;
 	case ESDB_ENOTDIR:
 		return report(
-		    c, EXIT_NO_STORE, rc, "no store at %s%s", c->dir,
-		    c->cmd->opts & OPT_CREATE ? " (--create makes one)" : "");
+		    c, EXIT_NO_STORE, rc, "no store at %s%s%s%s", c->dir,
+		    c->cmd->opts & OPT_CREATE ? " (--create makes one)" : "",
+		    data_dir_is_store(c) ? "; --data-dir is itself a store: "
+		                           "use --store "
+		                         : "",
+		    data_dir_is_store(c) ? c->data_dir : "");
 	case ESDB_EFOREIGN:
 		return report(c, EXIT_NO_STORE, rc, "%s is not an esdb store",
 		              c->dir);
@@ -1212,8 +1248,14 @@ static int set_option(struct cli *c, const struct option_def *o,
 		return usage_error("--%s given twice", o->name);
 	c->seen |= o->bit;
 	switch (o->bit) {
-	case OPT_DATA_DIR:
+	case OPT_STORE:
 		c->dir = val;
+		break;
+	case OPT_DATA_DIR:
+		c->data_dir = val;
+		break;
+	case OPT_STORE_ID:
+		c->store_id = val;
 		break;
 	case OPT_JSON:
 		c->json = true;
@@ -1295,6 +1337,47 @@ static int parse_option(struct cli *c, int argc, char **argv, int *i)
 	return set_option(c, o, val);
 }
 
+/* A store id as ExESDB accepts it: a plain name, never a path. */
+static bool valid_store_id(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > MAX_STORE_ID || id[0] == '.' || id[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)id[i]) && !strchr("_.-", id[i]))
+			return false;
+	return true;
+}
+
+/* c->dir from --store DIR, or from --data-dir DIR [--store-id ID] as
+ * ExESDB resolves data_dir and store_id: DIR/ID. */
+static int store_path(struct cli *c)
+{
+	const char *id = c->store_id ? c->store_id : DEFAULT_STORE_ID;
+
+	if ((c->seen & OPT_STORE) && (c->seen & (OPT_DATA_DIR | OPT_STORE_ID)))
+		return usage_error("--store DIR names the store itself; give "
+		                   "it or --data-dir DIR [--store-id ID]");
+	if ((c->seen & OPT_STORE_ID) && !(c->seen & OPT_DATA_DIR))
+		return usage_error("--store-id needs --data-dir");
+	if (c->seen & OPT_DATA_DIR) {
+		if (!*c->data_dir)
+			return usage_error("--data-dir needs a directory");
+		if (!valid_store_id(id))
+			return usage_error("--store-id '%s' is not a store id: "
+			                   "letters, digits, _, . and -, not "
+			                   "first . or -",
+			                   id);
+		if (snprintf(c->dir_buf, sizeof(c->dir_buf), "%s/%s",
+		             c->data_dir, id) >= (int)sizeof(c->dir_buf))
+			return usage_error("--data-dir is too long");
+		c->dir = c->dir_buf;
+	}
+	if (!c->dir || !*c->dir)
+		return usage_error("--store DIR or --data-dir DIR is required");
+	return EXIT_OK;
+}
+
 /* Options may come before or after the command; "--" ends them. */
 static int parse(int argc, char **argv, struct cli *c)
 {
@@ -1320,8 +1403,8 @@ static int parse(int argc, char **argv, struct cli *c)
 	}
 	if (!c->cmd)
 		return usage_error("no command given");
-	if (!c->dir || !*c->dir)
-		return usage_error("--data-dir DIR is required");
+	if ((code = store_path(c)))
+		return code;
 	bad = c->seen & ~(c->cmd->opts | OPT_GLOBAL);
 	if (bad)
 		return usage_error("%s does not take --%s", c->cmd->name,

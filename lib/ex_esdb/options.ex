@@ -134,7 +134,11 @@ defmodule ExESDB.Options do
     |> merge(keyword!(opts, @option_source), fn _key -> @option_source end)
   end
 
-  @doc "The directory a store lives in: `data_dir/store_id`."
+  @doc """
+  The store's own directory: `data_dir/store_id`. This is the path
+  `:ex_esdb.open/2` takes, and the CLI's `--store` (or `--data-dir
+  data_dir --store-id store_id`).
+  """
   @spec store_path(t()) :: String.t()
   def store_path(%{data_dir: dir, store_id: id}), do: Path.join(dir, Atom.to_string(id))
 

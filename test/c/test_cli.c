@@ -36,46 +36,44 @@ TEST(cli_append_read_stats_json)
 	FILE *f = fopen(file, "w");
 	fputs("hello-cli", f);
 	fclose(f);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store stats", dir), 3);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/store stats", dir), 3);
 	CHECK(strstr(out, "no store") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s/store append acct-1 --type opened "
+	             "--store %s/store append acct-1 --type opened "
 	             "--file %s --create",
 	             dir, file),
 	         0);
 	CHECK(strstr(out, "version 1, position 1") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s/store append acct-1 --type deposited "
+	             "--store %s/store append acct-1 --type deposited "
 	             "--expected 1 --file %s",
 	             dir, file),
 	         0);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s/store append acct-1 --type deposited "
+	             "--store %s/store append acct-1 --type deposited "
 	             "--expected 1 --file %s",
 	             dir, file),
 	         1);
 	CHECK(strstr(out, "wrong_expected_version") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json read acct-1",
-	             dir),
-	         0);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--store %s/store --json read acct-1", dir),
+	    0);
 	CHECK(strstr(out, "\"data\":\"hello-cli\"") != NULL);
 	CHECK(strstr(out, "\"count\":2") != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s/store --json read acct-1 --backward "
+	             "--store %s/store --json read acct-1 --backward "
 	             "--count 1",
 	             dir),
 	         0);
 	CHECK(strstr(out, "\"type\":\"deposited\"") != NULL);
 	CHECK(strstr(out, "\"count\":1") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store --json stats", dir),
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/store --json stats", dir),
 	         0);
 	CHECK(strstr(out, "\"events\":2") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/store read nope", dir),
-	         1);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/store read nope", dir), 1);
 	CHECK(strstr(out, "stream_not_found") != NULL);
 	CHECK_EQ(
-	    ctl(out, sizeof(out), "--data-dir %s/store read-type opened", dir),
-	    0);
+	    ctl(out, sizeof(out), "--store %s/store read-type opened", dir), 0);
 	CHECK(strstr(out, "acct-1") != NULL);
 }
 
@@ -97,16 +95,16 @@ TEST(cli_streams_lists_long_ids_in_listing_order)
 	}
 	esdb_close(s);
 	static char out[65536];
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s streams", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s streams", dir), 0);
 	CHECK(strstr(out, "-- 8 streams") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s --json streams", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s --json streams", dir), 0);
 	CHECK(strstr(out, "\"count\":8") != NULL);
 	/* --after each long id resumes after it: 0..7 streams follow */
 	unsigned seen = 0;
 	for (int i = 0; i < 8; i++) {
 		id[999] = (char)('a' + i);
 		CHECK_EQ(ctl(out, sizeof(out),
-		             "--data-dir %s streams --after %.1000s", dir, id),
+		             "--store %s streams --after %.1000s", dir, id),
 		         0);
 		char *tail = strstr(out, "\n-- ");
 		unsigned n = 99;
@@ -125,19 +123,57 @@ TEST(cli_empty_data_file_is_no_store)
 	char out[8192], path[4200];
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	fclose(fopen(path, "w"));
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", dir), 3);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s stats", dir), 3);
 	CHECK(strstr(out, "no store") != NULL);
 	snprintf(path, sizeof(path), "%s/data.mdb/below", dir);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", path), 3);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s stats", path), 3);
+}
+
+/* --data-dir means what ExESDB's data_dir option means: the directory
+ * stores live in, the store being DIR/ID (--store-id, default ex_esdb).
+ * --store names a store's own directory, as ex_esdb:open/2 takes it. */
+TEST(cli_data_dir_means_what_elixir_means)
+{
+	const char *dir = tmp_dir();
+	char out[8192], file[4200];
+	snprintf(file, sizeof(file), "%s/payload", dir);
+	FILE *f = fopen(file, "w");
+	fputs("x", f);
+	fclose(f);
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--data-dir %s --store-id orders append o-1 --type t "
+	             "--file %s --create",
+	             dir, file),
+	         0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/orders stats", dir), 0);
+	CHECK(strstr(out, "events:      1") != NULL);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "stats --data-dir=%s --store-id=orders", dir),
+	    0);
+	/* the default store id is ExESDB's */
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", dir), 3);
+	CHECK(strstr(out, "/ex_esdb") != NULL);
+	/* a store's own directory given as --data-dir: say what to use */
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/orders stats", dir), 3);
+	CHECK(strstr(out, "--store") != NULL);
+	/* one way to name the store; store ids are names, not paths */
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--store %s --data-dir %s stats", dir, dir),
+	    2);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s --store-id x stats", dir),
+	         2);
+	CHECK_EQ(
+	    ctl(out, sizeof(out), "--data-dir %s --store-id ../x stats", dir),
+	    2);
+	CHECK_EQ(ctl(out, sizeof(out), "stats"), 2);
 }
 
 TEST(cli_usage_errors_exit_2)
 {
 	const char *dir = tmp_dir();
 	char out[8192];
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s frobnicate", dir), 2);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s read s --from 12x", dir),
-	         2);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s frobnicate", dir), 2);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s read s --from 12x", dir), 2);
 	CHECK_EQ(ctl(out, sizeof(out), "stats"), 2);
 	CHECK_EQ(ctl(out, sizeof(out), "--help"), 0);
 	CHECK(strstr(out, "usage:") != NULL);
@@ -148,20 +184,17 @@ TEST(cli_verify_and_backup)
 	const char *dir = tmp_dir();
 	char out[8192];
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s/st append s --type t --create "
+	             "--store %s/st append s --type t --create "
 	             "< /dev/null",
 	             dir),
 	         0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/st verify", dir), 0);
-	CHECK_EQ(
-	    ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir, dir),
-	    0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s/bk --json stats", dir),
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/st verify", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/st backup %s/bk", dir, dir),
 	         0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/bk --json stats", dir), 0);
 	CHECK(strstr(out, "\"events\":1") != NULL);
-	CHECK_EQ(
-	    ctl(out, sizeof(out), "--data-dir %s/st backup %s/bk", dir, dir),
-	    1);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s/st backup %s/bk", dir, dir),
+	         1);
 }
 
 TEST(cli_writes_beside_a_store_open_in_this_process)
@@ -186,7 +219,7 @@ TEST(cli_writes_beside_a_store_open_in_this_process)
 	/* 8 x 300 KB from the CLI: past this process's 1 MiB map */
 	for (int i = 0; i < 8; i++)
 		CHECK_EQ(ctl(out, sizeof(out),
-		             "--data-dir %s append other --type big --file %s",
+		             "--store %s append other --type big --file %s",
 		             dir, file),
 		         0);
 	uint64_t v;

@@ -15,6 +15,29 @@ defmodule ExESDB.SystemTest do
 
   defp ev(n), do: %NewEvent{event_type: "t", data: n}
 
+  # Issue 10 item 13: data_dir means one thing in Elixir, Erlang and the
+  # CLI: the directory stores live in; the store is data_dir/store_id.
+  test "the store of data_dir and store_id is the same for Erlang and the CLI" do
+    o = opts(%{})
+    pid = start_supervised!({ExESDB.System, o})
+    assert {:ok, 1} = Streams.append_events(o[:store_id], "s", 0, [ev(1)])
+    ref = Process.monitor(pid)
+    stop_supervised!(ExESDB.System.system_name(o[:store_id]))
+    assert_receive {:DOWN, ^ref, :process, _, _}
+
+    store_dir = ExESDB.Options.store_path(ExESDB.Options.resolve(o))
+    assert store_dir == Path.join(o[:data_dir], Atom.to_string(o[:store_id]))
+    {:ok, h} = :ex_esdb.open(store_dir, %{create: false})
+    assert {:ok, 1} = :ex_esdb.stream_version(h, "s")
+    :ok = :ex_esdb.close(h)
+
+    ctl = Path.expand("priv/ex_esdb_ctl")
+    args = ["--data-dir", o[:data_dir], "--store-id", Atom.to_string(o[:store_id]), "stats"]
+    assert {out, 0} = System.cmd(ctl, args, stderr_to_stdout: true)
+    assert out =~ ~r/events:\s+1/
+    assert {_, 0} = System.cmd(ctl, ["--store", store_dir, "stats"], stderr_to_stdout: true)
+  end
+
   # Issue 10 item 16: the error says which path is in the way.
   test "a data_dir that is a file (or runs through one) is named in the error" do
     o = opts(%{})
