@@ -102,7 +102,7 @@ static int run_ctl(const char *dir, const char *cmd)
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 1);
 		dup2(null, 2);
-		execl(bin, bin, "--data-dir", dir, cmd, (char *)NULL);
+		execl(bin, bin, "--store", dir, cmd, (char *)NULL);
 		_exit(127);
 	}
 	int status;
