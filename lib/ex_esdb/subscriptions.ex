@@ -234,7 +234,7 @@ defmodule ExESDB.Subscriptions do
   def unsubscribe(store, {:transient, pid}) when is_pid(pid),
     do: DynamicSupervisor.terminate_child(supervisor(store), pid)
 
-  def unsubscribe(store, {:transient, member}) do
+  def unsubscribe(store, {:transient, member}) when is_integer(member) and member >= 0 do
     with {:ok, s} <- Store.fetch(store) do
       case :ex_esdb_nif.unsubscribe(s.handle, member) do
         :ok -> :ok

@@ -121,6 +121,11 @@ defmodule ExESDB.ArgumentsTest do
     assert {:error, {:invalid_subscription, "x"}} =
              answer(fn -> Subscriptions.unsubscribe(s, "x") end)
 
+    for bad <- [{:transient, :garbage}, {:transient, {:a, :b}}, {:transient, -1}] do
+      assert {:error, {:invalid_subscription, ^bad}} =
+               answer(fn -> Subscriptions.unsubscribe(s, bad) end)
+    end
+
     assert {:error, {:invalid_subscription_name, ""}} =
              answer(fn -> Subscriptions.delete_subscription(s, "") end)
   end
