@@ -13,6 +13,8 @@
 
 #define BUCKETS 4096
 
+bool esdb__emitter_fault;
+
 typedef struct topic {
 	struct topic *next;
 	esdb_topic kind;
@@ -41,6 +43,8 @@ struct esdb_emitter {
 	esdb_deliver_fn deliver;
 	void *ctx;
 	uint64_t last_position;
+	/* the first position of the unbroken run of commits fanned out */
+	uint64_t contiguous_from;
 	size_t memberships; /* in all topics: bounds a commit's groups */
 	/* scratch reused from commit to commit */
 	pair *pairs;
@@ -70,6 +74,7 @@ int esdb__emitter_create(esdb_store *s, uint64_t last_position)
 		return ENOMEM;
 	pthread_mutex_init(&e->lock, NULL);
 	e->last_position = last_position;
+	e->contiguous_from = last_position + 1;
 	s->emitter = e;
 	return 0;
 }
@@ -330,9 +335,17 @@ void esdb__emit(esdb_store *s, const esdb_event *events, size_t n)
 	if (!e || n == 0)
 		return;
 	pthread_mutex_lock(&e->lock);
+	/* A commit that does not follow the last one seen: another process
+	 * wrote in between, and its events reached no member. */
+	if (events[0].position != e->last_position + 1)
+		e->contiguous_from = events[0].position;
 	e->last_position = events[n - 1].position;
 	if (!e->deliver || e->topics == 0)
 		goto out;
+	if (esdb__emitter_fault) {
+		esdb__emitter_fault = false;
+		goto dropped;
+	}
 	size_t np = 0;
 	topic *all = *find(e, ESDB_TOPIC_ALL, NULL, 0,
 	                   topic_hash(ESDB_TOPIC_ALL, NULL, 0));
@@ -350,14 +363,20 @@ void esdb__emit(esdb_store *s, const esdb_event *events, size_t n)
 		 * subscribers catch up from the store. */
 		if (add_pairs(e, &np, all, i) || add_pairs(e, &np, st, i) ||
 		    add_pairs(e, &np, ty, i))
-			goto out;
+			goto dropped;
 	}
 	if (np == 0)
 		goto out;
 	size_t ng = group_pairs(e, events, np);
+	if (ng == 0)
+		goto dropped;
 	for (size_t g = 0; g < ng; g++)
-		e->deliver(e->ctx, e->groups[g].member,
+		e->deliver(e->ctx, e->groups[g].member, e->contiguous_from,
 		           e->batch + e->groups[g].start, e->groups[g].count);
+	goto out;
+dropped:
+	/* Later deliveries vouch only for commits after this one. */
+	e->contiguous_from = e->last_position + 1;
 out:
 	pthread_mutex_unlock(&e->lock);
 }

@@ -453,7 +453,14 @@ typedef enum esdb_topic {
 	ESDB_TOPIC_TYPE = 2,
 } esdb_topic;
 
-typedef void (*esdb_deliver_fn)(void *ctx, uint64_t member,
+/* `since`: every commit from global position `since` up to this one went
+ * through this emitter to the member's topics, so whatever matched in that
+ * range was delivered (in this call or earlier ones). A member that has
+ * seen everything up to position S goes on without a gap when
+ * since <= S + 1; otherwise events may be missing from its deliveries
+ * (committed by another process, or a fan-out dropped for lack of
+ * memory) and it must read them from the store. */
+typedef void (*esdb_deliver_fn)(void *ctx, uint64_t member, uint64_t since,
                                 const esdb_event *events, size_t n);
 
 /* Set the delivery function (NULL turns fan-out off). */

@@ -115,6 +115,8 @@ int esdb__mdb_rc(int rc);
 int esdb__emitter_create(esdb_store *s, uint64_t last_position);
 void esdb__emitter_destroy(esdb_store *s);
 void esdb__emit(esdb_store *s, const esdb_event *events, size_t n);
+/* Tests only: the next fan-out is dropped as if memory ran out. */
+extern bool esdb__emitter_fault;
 
 /* Writer life cycle (writer.c). */
 int esdb__writer_start(esdb_store *s);

@@ -19,6 +19,10 @@ typedef struct member {
 	ERL_NIF_TERM module; /* an atom: valid in any env */
 	bool decode;
 	bool tagged; /* send {events, MemberId, Records}: a relay's member */
+	bool ranged; /* send {events, Records, Since}: a persistent one's */
+	/* deliveries vouch for nothing below this: one of this member's
+	 * fan-outs could not be built */
+	uint64_t floor;
 } member;
 
 struct members {
@@ -96,7 +100,19 @@ static bool records_cached(struct members *m, const esdb_event *events,
 	return m->cache_valid;
 }
 
-static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
+/* Record that a fan-out to member `id` was lost: its next delivery says
+ * so through its `since`. */
+static void lost(struct members *m, uint64_t id, uint64_t last_position)
+{
+	enif_mutex_lock(m->lock);
+	member *mb = lookup(m, id);
+	if (mb)
+		mb->floor = last_position + 1;
+	enif_mutex_unlock(m->lock);
+}
+
+static void deliver(void *ctx, uint64_t id, uint64_t since,
+                    const esdb_event *events, size_t n)
 {
 	store_res *r = ctx;
 	struct members *m = r->members;
@@ -108,25 +124,32 @@ static void deliver(void *ctx, uint64_t id, const esdb_event *events, size_t n)
 	}
 	ErlNifPid pid = mb->pid;
 	ERL_NIF_TERM module = mb->module;
-	bool decode = mb->decode, tagged = mb->tagged;
+	bool decode = mb->decode, tagged = mb->tagged, ranged = mb->ranged;
+	if (mb->floor > since)
+		since = mb->floor;
 	enif_mutex_unlock(m->lock);
 	ErlNifEnv *env = enif_alloc_env();
-	if (env && records_cached(m, events, n, module, decode))
-		for (size_t i = 0; i < m->cache_lists.n; i++) {
-			ERL_NIF_TERM list =
-			    enif_make_copy(env, m->cache_lists.terms[i]);
-			ERL_NIF_TERM msg =
-			    tagged ? enif_make_tuple3(env, atom_events,
-			                              enif_make_uint64(env, id),
-			                              list)
-			           : enif_make_tuple2(env, atom_events, list);
-			enif_send(NULL, &pid, env, msg);
-			/* A sent environment must be cleared before it is used
-			 * again: its heap now belongs to the message. */
-			enif_clear_env(env);
-		}
-	if (env)
-		enif_free_env(env);
+	if (!env || !records_cached(m, events, n, module, decode)) {
+		lost(m, id, events[n - 1].position);
+		if (env)
+			enif_free_env(env);
+		return;
+	}
+	for (size_t i = 0; i < m->cache_lists.n; i++) {
+		ERL_NIF_TERM list =
+		    enif_make_copy(env, m->cache_lists.terms[i]);
+		ERL_NIF_TERM msg =
+		    tagged   ? enif_make_tuple3(env, atom_events,
+		                                enif_make_uint64(env, id), list)
+		    : ranged ? enif_make_tuple3(env, atom_events, list,
+		                                enif_make_uint64(env, since))
+		             : enif_make_tuple2(env, atom_events, list);
+		enif_send(NULL, &pid, env, msg);
+		/* A sent environment must be cleared before it is used
+		 * again: its heap now belongs to the message. */
+		enif_clear_env(env);
+	}
+	enif_free_env(env);
 }
 
 int subs_attach(store_res *r)
@@ -173,12 +196,15 @@ static member *alloc_member(struct members *m)
 	return &m->slots[m->n++];
 }
 
-/* subscribe(Store, Pid, Source, {Module, Decode} [, Tagged])
+/* subscribe(Store, Pid, Source, {Module, Decode} [, Shape])
  *   Source: all | {stream, StreamId} | {type, EventType}
+ *   Shape: false (default) | true | ranged
  *   -> {ok, MemberId, LastPosition} | {error, Reason}
  * Every matching event after LastPosition will be sent to Pid, as
- * {events, Records}, or {events, MemberId, Records} when Tagged is true
- * (one process holding several memberships: a relay). */
+ * {events, Records}; with Shape true as {events, MemberId, Records} (one
+ * process holding several memberships: a relay); with Shape ranged as
+ * {events, Records, Since}, Since as esdb_deliver_fn says (a subscriber
+ * that must notice a gap: a persistent subscription). */
 ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	store_res *r;
@@ -189,6 +215,8 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	bool decode;
 	bool tagged = argc == 5 &&
 	              enif_is_identical(argv[4], enif_make_atom(env, "true"));
+	bool ranged = argc == 5 &&
+	              enif_is_identical(argv[4], enif_make_atom(env, "ranged"));
 	if (!enif_get_local_pid(env, argv[1], &pid) ||
 	    !records_source(env, argv[2], &topic, &name) ||
 	    !records_format(env, argv[3], &module, &decode) ||
@@ -209,6 +237,8 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mb->module = module;
 		mb->decode = decode;
 		mb->tagged = tagged;
+		mb->ranged = ranged;
+		mb->floor = 0;
 		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
 		                                                  : 0;
 		if (rc)

@@ -28,6 +28,11 @@ defmodule ExESDB.Subscriptions do
   most a few thousand queued and reads the rest from the store later, so
   its memory stays bounded.
 
+  A persistent subscription never skips an event: a delivery that does
+  not continue from what it saw last (events another OS process wrote, a
+  fan-out that could not be built) sends it back to reading from the
+  store, before its checkpoint can move past what it missed.
+
   A persistent subscription stores its starting point when it is created
   (`:current` included), so it resumes from there even before its first
   ack. Its name stays bound to its selector: subscribing under the same

@@ -13,7 +13,8 @@ typedef struct delivery_log {
 	char stream[4096][16];
 } delivery_log;
 
-static void record(void *ctx, uint64_t member, const esdb_event *evs, size_t n)
+static void record(void *ctx, uint64_t member, uint64_t since,
+                   const esdb_event *evs, size_t n)
 {
 	delivery_log *l = ctx;
 	pthread_mutex_lock(&l->lock);

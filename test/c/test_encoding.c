@@ -23,7 +23,7 @@ static int collect_encodings(void *ctx, const esdb_event *ev)
 	return 0;
 }
 
-static void deliver_encodings(void *ctx, uint64_t member,
+static void deliver_encodings(void *ctx, uint64_t member, uint64_t since,
                               const esdb_event *events, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

@@ -100,3 +100,64 @@ defmodule ExESDB.PersistentLifecycleTest do
     assert Enum.map(receive_events(), & &1.position) == [3, 4]
   end
 end
+
+defmodule ExESDB.PersistentGapTest do
+  # A delivery that does not continue from what the subscription saw last
+  # sends it back to the store. The NIF sends such a delivery after events
+  # it never saw (another process wrote them) or a fan-out it could not
+  # build; here the test sends one itself, as a record the store does not
+  # hold yet at a position past a gap.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  defp append(s, stream, type \\ "t") do
+    {:ok, _} = Streams.append_events(s, stream, :any, [%NewEvent{event_type: type, data: %{}}])
+    {:ok, [rec]} = Streams.get_events(s, stream, 1, 1)
+    rec
+  end
+
+  defp receive_events(acc \\ []) do
+    receive do
+      {:events, events} -> receive_events(acc ++ events)
+    after
+      300 -> acc
+    end
+  end
+
+  defp live(s, name, selector) do
+    {:ok, sub} = Subscriptions.subscribe_to(s, name, selector, self(), start_from: :current)
+    assert_receive {:subscribed, ^sub}
+    sub
+  end
+
+  test "$all: a delivery past a gap is read from the store instead", %{store: s} do
+    rec = append(s, "a")
+    sub = live(s, "all", {:by_stream, "$all"})
+    send(sub, {:events, [%{rec | position: 3}], 1})
+    append(s, "b")
+    append(s, "c")
+    assert Enum.map(receive_events(), &{&1.position, &1.stream_id}) == [{2, "b"}, {3, "c"}]
+  end
+
+  test "a stream: a delivery past a version gap is read from the store instead", %{store: s} do
+    rec = append(s, "a")
+    sub = live(s, "one", {:by_stream, "a"})
+    send(sub, {:events, [%{rec | event_number: 3, position: 9}], 1})
+    append(s, "a")
+    append(s, "a")
+    assert Enum.map(receive_events(), &{&1.event_number, &1.position}) == [{2, 2}, {3, 3}]
+  end
+
+  test "a type: a delivery that vouches only for later commits is read from the store instead",
+       %{store: s} do
+    rec = append(s, "a", "u")
+    sub = live(s, "type", {:by_event_type, "u"})
+    send(sub, {:events, [%{rec | position: 3}], 3})
+    append(s, "b", "u")
+    append(s, "c", "u")
+    assert Enum.map(receive_events(), &{&1.position, &1.stream_id}) == [{2, "b"}, {3, "c"}]
+  end
+end

@@ -39,7 +39,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     with {:ok, source, filter} <- Selector.resolve(type, selector),
          {:ok, member, live_from} <-
-           :ex_esdb_nif.subscribe(store.handle, self(), source, EventCodec.format(store)) do
+           :ex_esdb_nif.subscribe(store.handle, self(), source, EventCodec.format(store), :ranged) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
       definition = %{selector: {type, selector}, cursor: key}
 
@@ -198,11 +198,19 @@ defmodule ExESDB.Subscriptions.Persistent do
   # commit, so an event dropped here was committed before the next read
   # starts, and the catch-up only ends with a read that reached the store's
   # end.
-  def handle_info({:events, _records}, %{catching_up: true} = state), do: {:noreply, state}
+  def handle_info({:events, _records, _since}, %{catching_up: true} = state),
+    do: {:noreply, state}
 
-  def handle_info({:events, records}, state) do
-    records = EventCodec.finish(records, state.store)
-    {:noreply, state |> enqueue(records) |> shed() |> dispatch() |> resume_catch_up()}
+  # A delivery must continue from what was seen last (`last_enqueued`):
+  # $all by position and a stream by version, one after the other; an
+  # event type's events are sparse, so its delivery says since which
+  # position every commit reached it. Anything else means events this
+  # process never got (another OS process wrote them, or a fan-out was
+  # lost): they are read from the store.
+  def handle_info({:events, records, since}, state) do
+    if continues?(records, since, state),
+      do: {:noreply, live(records, state)},
+      else: {:noreply, gap(state)}
   end
 
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
@@ -228,6 +236,23 @@ defmodule ExESDB.Subscriptions.Persistent do
     # The last acknowledged position is what a successor resumes from.
     write_checkpoint(state, :sync)
   end
+
+  defp continues?(_records, since, %{source: {:type, _}} = state),
+    do: since <= state.last_enqueued + 1
+
+  defp continues?(records, _since, state) do
+    case Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued)) do
+      [] -> true
+      [first | _] -> cursor(first, state) == state.last_enqueued + 1
+    end
+  end
+
+  defp live(records, state) do
+    records = EventCodec.finish(records, state.store)
+    state |> enqueue(records) |> shed() |> dispatch() |> resume_catch_up()
+  end
+
+  defp gap(state), do: resume_catch_up(%{state | catching_up: true})
 
   defp catch_up(%{catching_up: false} = state), do: dispatch(state)
 
