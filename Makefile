@@ -113,17 +113,18 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 	$(MAKE) BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  build/asan/esdb_tests
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 ESDB_CORRUPT_RUNS=100 build/asan/esdb_tests
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 ESDB_CORRUPT_RUNS=100 \
+	  ESDB_POWERLOSS_SEEDS=30 build/asan/esdb_tests
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
-	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
+	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).
 BENCH_DIR ?= $(BUILD)/bench-data
 # The C runs the BEAM runs are compared with; the runs that build
 # multi-GB stores go last, as their writeback slows every flush after.
-BENCH_FAST := raw_fdatasync,append_single_durable,append_concurrent64_durable,append_concurrent64_threads_durable,append_batch100_one_stream_durable,append_concurrent64_batch100_durable,append_batch100_10k_streams_durable,read_stream_forward,read_all_forward
+BENCH_FAST := raw_fdatasync,append_single_durable,append_single_no_meta_sync,append_concurrent64_durable,append_concurrent64_no_meta_sync,append_concurrent64_threads_durable,append_batch100_one_stream_durable,append_batch100_one_stream_no_meta_sync,append_concurrent64_batch100_durable,append_batch100_10k_streams_durable,read_stream_forward,read_all_forward
 bench: $(BENCH_BIN) nif
 	@mkdir -p $(BENCH_DIR)
 	$(BENCH_BIN) --only $(BENCH_FAST) $(BENCH_DIR) | tee $(BUILD)/bench-c.json

@@ -94,9 +94,12 @@
 %%
 %% `Opts' is a map or a proplist (a bare atom means `true'):
 %% <ul>
-%%   <li>`durability': `sync' (default: one flush per commit, survives a
-%%       process crash), `strict' (also survives power loss) or `nosync'
-%%       (no flush; tests and benchmarks only);</li>
+%%   <li>`durability': `sync' (default: LMDB's two flushes per commit;
+%%       every acknowledged write survives a crash of the VM, of the OS and
+%%       a power loss; `strict' is its old name), `no_meta_sync' (opt-in,
+%%       one flush per commit: survives a crash of the VM; a power loss can
+%%       roll back the last acknowledged commit, never corrupts the store)
+%%       or `nosync' (no flush; tests and benchmarks only);</li>
 %%   <li>`map_size': initial LMDB map size in bytes (default 64 MiB, at
 %%       least 1 MiB; it grows as needed);</li>
 %%   <li>`create': create the directory when missing (default `true');</li>
@@ -130,7 +133,7 @@ open(Path, Opts) when is_map(Opts) ->
         [Key | _] -> {error, {invalid_option, Key}}
     end.
 
-valid_option(durability, V) -> lists:member(V, [sync, strict, nosync]);
+valid_option(durability, V) -> lists:member(V, [sync, strict, no_meta_sync, nosync]);
 valid_option(create, V) -> is_boolean(V);
 valid_option(readonly, V) -> is_boolean(V);
 valid_option(file_mode, V) -> is_integer(V) andalso V >= 0;

@@ -56,6 +56,24 @@ open_forms_test() ->
         ok = file:del_dir_r(Dir)
     end.
 
+%% Every durability opens and appends; the NIF's own check refuses others.
+durability_modes_test() ->
+    Dir = tmp_dir(),
+    try
+        lists:foreach(
+          fun(Mode) ->
+              Path = filename:join(Dir, atom_to_list(Mode)),
+              {ok, S} = ex_esdb:open(Path, #{durability => Mode}),
+              ?assertMatch({ok, _}, ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)])),
+              ok = ex_esdb:close(S)
+          end, [sync, strict, no_meta_sync, nosync]),
+        ?assertEqual({error, invalid_option},
+                     ex_esdb_nif:open(list_to_binary(filename:join(Dir, "x")),
+                                      #{durability => always}))
+    after
+        ok = file:del_dir_r(Dir)
+    end.
+
 open_errors_test() ->
     Dir = tmp_dir(),
     try

@@ -61,18 +61,32 @@ const char *esdb_errname(int rc);
 
 /* ---- Options ---------------------------------------------------------- */
 
+/* What an acknowledged commit survives. "Acknowledged" means its reply
+ * (esdb_execute, the esdb_submit callback, the NIF's message) was given. */
 typedef enum esdb_durability {
-	/* One flush per commit: the commit's pages are fdatasync'ed before the
-	 * reply and the meta page is written without its own flush
-	 * (MDB_NOMETASYNC). Acknowledged appends survive a crash of the
-	 * process; a power loss can roll back only the latest commit and never
-	 * corrupts the store. */
+	/* The default, LMDB's two flushes per commit: the commit's pages are
+	 * fdatasync'ed, then its meta page is written through an O_DSYNC
+	 * descriptor, both before anyone is answered. Every acknowledged
+	 * commit survives a crash of the process, of the OS and a power loss
+	 * (on a disk that honours flushes). */
 	ESDB_DURABILITY_SYNC = 0,
-	/* LMDB's default two flushes per commit: every acknowledged append
-	 * survives a power loss too. */
-	ESDB_DURABILITY_STRICT = 1,
-	/* No flush at all: for tests and benchmarks only. */
+	/* The old name of ESDB_DURABILITY_SYNC, from when it was not the
+	 * default. */
+	ESDB_DURABILITY_STRICT = ESDB_DURABILITY_SYNC,
+	/* No flush at all (MDB_NOSYNC): tests and benchmarks only. A crash of
+	 * the process loses nothing, but a power loss or OS crash can lose
+	 * acknowledged commits and corrupt the store. */
 	ESDB_DURABILITY_NOSYNC = 2,
+	/* Opt-in, one flush per commit (MDB_NOMETASYNC): the commit's pages
+	 * are fdatasync'ed before the reply, its meta page is written without
+	 * a flush and reaches the disk with the next commit's flush or the
+	 * OS's writeback. Acknowledged commits survive a crash of the
+	 * process. A power loss or OS crash can roll back the latest
+	 * acknowledged commit (its events were delivered to subscribers, and
+	 * their positions are given to other events after the restart) but
+	 * never corrupts the store. `make bench` shows what it saves
+	 * (the *_no_meta_sync lines beside the default's). */
+	ESDB_DURABILITY_NO_META_SYNC = 3,
 } esdb_durability;
 
 /*

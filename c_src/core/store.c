@@ -66,7 +66,7 @@ int esdb_set_mapsize(esdb_store *s, uint64_t bytes)
 int esdb_set_durability(esdb_store *s, esdb_durability d)
 {
 	SETTER_GUARD(s);
-	if (d != ESDB_DURABILITY_SYNC && d != ESDB_DURABILITY_STRICT &&
+	if (d != ESDB_DURABILITY_SYNC && d != ESDB_DURABILITY_NO_META_SYNC &&
 	    d != ESDB_DURABILITY_NOSYNC)
 		return ESDB_EINVAL;
 	s->durability = d;
@@ -427,7 +427,8 @@ static int change_limits(esdb_store *s)
 static int env_open(esdb_store *s, const char *path, uint64_t mapsize)
 {
 	unsigned flags = MDB_NOTLS;
-	if (s->durability == ESDB_DURABILITY_SYNC)
+	/* ESDB_DURABILITY_SYNC: LMDB's default, no flag (esdb.h). */
+	if (s->durability == ESDB_DURABILITY_NO_META_SYNC)
 		flags |= MDB_NOMETASYNC;
 	else if (s->durability == ESDB_DURABILITY_NOSYNC)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;

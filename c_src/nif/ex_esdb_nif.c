@@ -35,6 +35,7 @@
 	X(sync)                                                                \
 	X(strict)                                                              \
 	X(nosync)                                                              \
+	X(no_meta_sync)                                                        \
 	X(map_size)                                                            \
 	X(create)                                                              \
 	X(readonly)                                                            \
@@ -397,10 +398,12 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		return nif_error_term(env, rc);
 	if (enif_get_map_value(env, argv[1], atom_durability, &v)) {
 		esdb_durability d;
-		if (enif_is_identical(v, atom_sync))
+		/* strict: the default's name before it was the default */
+		if (enif_is_identical(v, atom_sync) ||
+		    enif_is_identical(v, atom_strict))
 			d = ESDB_DURABILITY_SYNC;
-		else if (enif_is_identical(v, atom_strict))
-			d = ESDB_DURABILITY_STRICT;
+		else if (enif_is_identical(v, atom_no_meta_sync))
+			d = ESDB_DURABILITY_NO_META_SYNC;
 		else if (enif_is_identical(v, atom_nosync))
 			d = ESDB_DURABILITY_NOSYNC;
 		else

@@ -22,7 +22,7 @@ defmodule ExESDB.Options do
   | `timeout` | `EX_ESDB_TIMEOUT` | `10_000` | ms to wait for a write's acknowledgement |
   | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | node names (atoms, or strings such as `"a@h1"`); the variable is comma-separated (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
-  | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`, `:strict` or `:nosync` (tests only) |
+  | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`: every acknowledged write survives power loss (two flushes per commit; `:strict` is its old name); `:no_meta_sync`: one flush, survives a crash of the VM, a power loss can roll back the last acknowledged commit; `:nosync`: tests only (README, "Durability") |
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; kept at least twice the used size |
   | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
@@ -65,7 +65,7 @@ defmodule ExESDB.Options do
           timeout: pos_integer(),
           seed_nodes: [node()],
           pub_sub: atom() | {module(), atom()} | nil,
-          durability: :sync | :strict | :nosync,
+          durability: :sync | :strict | :no_meta_sync | :nosync,
           map_size: pos_integer(),
           file_mode: non_neg_integer(),
           serializer: module(),
@@ -239,7 +239,7 @@ defmodule ExESDB.Options do
   defp validate!(:seed_nodes, v, source) when is_list(v), do: validate_nodes!(v, source)
   defp validate!(:pub_sub, v, _) when is_atom(v), do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
-  defp validate!(:durability, v, _) when v in [:sync, :strict, :nosync], do: v
+  defp validate!(:durability, v, _) when v in [:sync, :strict, :no_meta_sync, :nosync], do: v
   defp validate!(:map_size, v, _) when is_integer(v) and v >= 1_048_576, do: v
 
   defp validate!(:file_mode, v, _) when v in 0o600..0o777 and Bitwise.band(v, 0o600) == 0o600,
@@ -309,7 +309,10 @@ defmodule ExESDB.Options do
   defp expected(:timeout), do: "expected a positive integer (milliseconds)"
   defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
-  defp expected(:durability), do: "expected :sync, :strict or :nosync"
+
+  defp expected(:durability),
+    do: "expected :sync, :no_meta_sync, :nosync (or :strict, the same as :sync)"
+
   defp expected(:map_size), do: "expected an integer of at least 1 MiB"
   defp expected(:file_mode), do: "expected permission bits with owner read and write, like 0o600"
 

@@ -44,6 +44,13 @@ defmodule ExESDB.OptionsTest do
     assert %{store_id: :mine, durability: :strict} = Options.resolve(otp_app: :my_app)
   end
 
+  test "durability: :sync is the default; :no_meta_sync is an opt-in, :strict its old name" do
+    assert Options.resolve([]).durability == :sync
+
+    for mode <- [:sync, :strict, :no_meta_sync, :nosync],
+        do: assert(Options.resolve(durability: mode).durability == mode)
+  end
+
   test "invalid values name the key and the value" do
     assert_raise ArgumentError, ~r/:timeout: -5/, fn -> Options.resolve(timeout: -5) end
 

@@ -28,7 +28,9 @@ static int open_at(const char *dir, const char *mode, esdb_store **s)
 	int rc = esdb_create(s);
 	if (rc)
 		return rc;
-	if (mode && strcmp(mode, "default") != 0)
+	if (mode && strcmp(mode, "no_meta_sync") == 0)
+		rc = esdb_set_durability(*s, ESDB_DURABILITY_NO_META_SYNC);
+	else if (mode && strcmp(mode, "default") != 0)
 		rc = ESDB_EINVAL;
 	return rc ? rc : esdb_open(*s, dir);
 }
