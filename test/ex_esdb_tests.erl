@@ -139,6 +139,61 @@ file_mode_test() ->
         ok = file:del_dir_r(Dir)
     end.
 
+%% A small tmpfs (root only; skipped with a message otherwise).
+with_small_disk(Size, Fun) ->
+    Dir = tmp_dir(),
+    case os:cmd("mount -t tmpfs -o size=" ++ Size ++ " tmpfs " ++ Dir
+                ++ " 2>&1 && echo mounted") of
+        "mounted\n" ->
+            try Fun(Dir)
+            after
+                os:cmd("umount -l " ++ Dir),
+                file:del_dir_r(Dir)
+            end;
+        Why ->
+            file:del_dir_r(Dir),
+            io:format(user, "~nskipped: cannot mount a tmpfs: ~s", [Why])
+    end.
+
+fill_disk(Dir) ->
+    File = filename:join(Dir, "filler"),
+    {ok, F} = file:open(File, [write, raw, binary]),
+    Block = binary:copy(<<"f">>, 65536),
+    Fill = fun Loop() -> case file:write(F, Block) of
+                             ok -> Loop();
+                             {error, _} -> ok
+                         end end,
+    Fill(),
+    file:close(F),
+    File.
+
+full_disk_test_() ->
+    {timeout, 60, fun() ->
+        %% creation: an error, not a dead VM, and nothing left behind
+        with_small_disk("256k", fun(Dir) ->
+            fill_disk(Dir),
+            Path = filename:join([Dir, "a", "store"]),
+            ?assertEqual({error, disk_full}, ex_esdb:open(Path, #{})),
+            ?assertNot(filelib:is_dir(filename:join(Dir, "a")))
+        end),
+        %% appends: disk_full, then writes again once space is freed
+        with_small_disk("2m", fun(Dir) ->
+            {ok, S} = ex_esdb:open(filename:join(Dir, "store"), #{}),
+            Filler = fill_disk(Dir),
+            Big = binary:copy(<<"b">>, 20000),
+            Append = fun Loop(N) ->
+                case ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>, Big)]) of
+                    {ok, _} when N < 10000 -> Loop(N + 1);
+                    Other -> Other
+                end end,
+            ?assertEqual({error, disk_full}, Append(0)),
+            ok = file:delete(Filler),
+            ?assertMatch({ok, _},
+                         ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>, Big)])),
+            ok = ex_esdb:close(S)
+        end)
+    end}.
+
 closed_store_test() ->
     Dir = tmp_dir(),
     try

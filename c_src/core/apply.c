@@ -625,8 +625,12 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 			    esdb__apply_locked(s, cmds + h, n - h, results + h);
 			return rc ? rc : rc2;
 		}
-		if (rc)
+		if (rc) {
+			/* a page spilled mid-transaction can meet a full disk
+			 */
+			rc = esdb__space_rc(s->path, rc);
 			fail_all(results, n, rc, false);
+		}
 		return rc;
 	}
 }

@@ -71,10 +71,10 @@ int esdb__commit_failed(esdb_store *s, int rc)
 	case EFBIG:
 	case ENOMEM:
 	case ESDB_EDISK_FULL:
-		return rc;
+		return esdb__space_rc(s->path, rc);
 	case EIO:
 		if (out_of_space(s))
-			return rc;
+			return esdb__space_rc(s->path, rc);
 		break;
 	default:
 		if (rc <= 0) /* LMDB's and our codes: no I/O failed */

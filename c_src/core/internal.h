@@ -4,6 +4,7 @@
 
 #include "esdb.h"
 
+#include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <sys/types.h>
@@ -106,6 +107,19 @@ int esdb__failstop_reopen(esdb_store *s);
 
 /* Make l the limits readers of esdb_limits_get see. */
 void esdb__limits_publish(esdb_store *s, const esdb_limits *l);
+
+/* Disk space (space.c). esdb__space_rc names a full disk
+ * ESDB_EDISK_FULL: ENOSPC, EDQUOT, or EIO (LMDB's short write) with the
+ * disk of `path` nearly full. esdb__lock_file_prealloc allocates LMDB's
+ * lock file in `dir` before LMDB maps it. esdb__first_missing_dir: the
+ * first directory of `path` that does not exist ("" when none);
+ * esdb__unmake_store removes a store's files and the directories from
+ * `path` up to that one. */
+bool esdb__disk_low(const char *path);
+int esdb__space_rc(const char *path, int rc);
+int esdb__lock_file_prealloc(const esdb_store *s, const char *dir);
+int esdb__first_missing_dir(const char *path, char out[PATH_MAX]);
+void esdb__unmake_store(const char *path, const char *made);
 
 /* Map an LMDB code to ours where we have a better name. */
 int esdb__mdb_rc(int rc);

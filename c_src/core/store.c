@@ -464,14 +464,16 @@ int esdb__env_reopen(esdb_store *s, uint64_t mapsize)
 int esdb_open(esdb_store *s, const char *path)
 {
 	struct stat st;
-	bool fresh;
+	bool fresh = false;
+	char made[PATH_MAX]; /* the first directory this open creates */
 	int rc;
 	if (!s || !path)
 		return ESDB_EINVAL;
 	if (s->is_open)
 		return ESDB_EBUSY;
-	if ((rc = prepare_dir(s, path, &st, &fresh)))
-		return rc;
+	if ((rc = esdb__first_missing_dir(path, made)) ||
+	    (rc = prepare_dir(s, path, &st, &fresh)))
+		return esdb__space_rc(path, rc);
 
 	pthread_mutex_lock(&registry_lock);
 	if (registered(&st)) {
@@ -485,7 +487,10 @@ int esdb_open(esdb_store *s, const char *path)
 	pthread_mutex_unlock(&registry_lock);
 
 	s->map_lost = false;
-	if ((rc = env_open(s, path, s->mapsize)))
+	/* LMDB's lock file is sparse and written through its map: a page
+	 * the disk has no room for would be a SIGBUS, not an error. */
+	if ((!s->readonly && (rc = esdb__lock_file_prealloc(s, path))) ||
+	    (rc = env_open(s, path, s->mapsize)))
 		goto fail_registered;
 	/* A new data.mdb is durable once its directory entry is. */
 	if ((rc = open_dbis(s)) || (fresh && (rc = esdb__fsync_path(path))) ||
@@ -523,6 +528,9 @@ fail_env:
 	s->env = NULL;
 fail_registered:
 	unregister(s);
+	/* A store that could not be made for want of space leaves nothing. */
+	if ((rc = esdb__space_rc(path, rc)) == ESDB_EDISK_FULL && fresh)
+		esdb__unmake_store(path, made);
 	return rc;
 }
 

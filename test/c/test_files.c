@@ -2,7 +2,11 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static unsigned mode_of(const char *dir, const char *name)
 {
@@ -64,4 +68,143 @@ TEST(store_file_mode_is_an_option)
 	CHECK_EQ(mode_of(dest, NULL), 0750);
 	CHECK_EQ(mode_of(dest, "data.mdb"), 0640);
 	umask(old);
+}
+
+/* ---- a full disk (a small tmpfs) --------------------------------------- */
+
+/* Mount a tmpfs of `size` on a fresh directory; NULL (and a message) when
+ * this process may not mount. */
+static const char *small_disk(const char *size)
+{
+	static char dir[4096];
+	char opts[64];
+	snprintf(dir, sizeof(dir), "%s", tmp_dir());
+	snprintf(opts, sizeof(opts), "size=%s,mode=0700", size);
+	if (mount("tmpfs", dir, "tmpfs", 0, opts) != 0) {
+		printf("  skipped: cannot mount a tmpfs (%s)\n",
+		       strerror(errno));
+		return NULL;
+	}
+	return dir;
+}
+
+static void unmount_disk(const char *dir)
+{
+	CHECK(umount2(dir, MNT_DETACH) == 0);
+}
+
+/* Write a filler file until the disk is full; returns its path. */
+static const char *fill_disk(const char *dir)
+{
+	static char path[4096], block[4096];
+	snprintf(path, sizeof(path), "%s/filler", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	REQUIRE(fd >= 0);
+	memset(block, 'f', sizeof(block));
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	close(fd);
+	return path;
+}
+
+/* Runs in a child, so a signal shows as a death; returns what went wrong. */
+static int create_on_full_disk_child(const char *dir)
+{
+	char path[4096], made[4096];
+	snprintf(made, sizeof(made), "%s/a", dir);
+	snprintf(path, sizeof(path), "%s/a/store", dir);
+	esdb_store *s;
+	if (esdb_create(&s))
+		return 10;
+	int rc = esdb_open(s, path);
+	esdb_close(s);
+	if (rc != ESDB_EDISK_FULL) {
+		fprintf(stderr, "open gave %d (%s)\n", rc, esdb_strerror(rc));
+		return 11;
+	}
+	struct stat st;
+	if (stat(made, &st) == 0)
+		return 12; /* something was left behind */
+	return 0;
+}
+
+static bool child_ok(pid_t pid)
+{
+	int status;
+	if (waitpid(pid, &status, 0) != pid)
+		return false;
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "child died of signal %d\n", WTERMSIG(status));
+		return false;
+	}
+	if (WEXITSTATUS(status))
+		fprintf(stderr, "child exited %d\n", WEXITSTATUS(status));
+	return WEXITSTATUS(status) == 0;
+}
+
+TEST(creating_a_store_on_a_full_disk_is_disk_full)
+{
+	const char *dir = small_disk("256k");
+	if (!dir)
+		return;
+	fill_disk(dir);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		_exit(create_on_full_disk_child(dir));
+	CHECK(child_ok(pid));
+	unmount_disk(dir);
+}
+
+static int append_on_full_disk_child(const char *dir)
+{
+	char path[4096];
+	static char big[20000];
+	memset(big, 'b', sizeof(big) - 1);
+	snprintf(path, sizeof(path), "%s/store", dir);
+	esdb_store *s;
+	if (esdb_create(&s) || esdb_open(s, path))
+		return 10;
+	const char *filler = fill_disk(dir);
+	uint8_t id[16];
+	uint64_t n = 0;
+	int rc = 0;
+	while (rc == 0 && n < 10000) {
+		esdb_new_event ev = make_event(id, n, "t", big);
+		if ((rc = esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+		                      NULL)) == 0)
+			n++;
+	}
+	if (rc != ESDB_EDISK_FULL) {
+		fprintf(stderr, "append gave %d (%s)\n", rc, esdb_strerror(rc));
+		return 11;
+	}
+	/* reads go on; a full disk is not a failed store */
+	uint64_t v;
+	if (esdb_stream_info(s, "s", 1, &v, NULL, NULL) || v != n)
+		return 12;
+	esdb_new_event ev = make_event(id, n, "t", big);
+	if (esdb_append(s, "s", 1, n, &ev, 1, NULL) != ESDB_EDISK_FULL)
+		return 13;
+	/* space comes back: writing works again */
+	unlink(filler);
+	if (esdb_append(s, "s", 1, n, &ev, 1, NULL))
+		return 14;
+	if (esdb_verify(s, NULL, NULL, NULL))
+		return 15;
+	esdb_close(s);
+	return 0;
+}
+
+TEST(appends_on_a_full_disk_answer_disk_full_and_resume)
+{
+	const char *dir = small_disk("2m");
+	if (!dir)
+		return;
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0)
+		_exit(append_on_full_disk_child(dir));
+	CHECK(child_ok(pid));
+	unmount_disk(dir);
 }
