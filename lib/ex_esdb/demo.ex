@@ -32,14 +32,17 @@ defmodule ExESDB.Demo do
       {:ok, s} = ExESDB.Streams.stream_backward(:demo, "account-2"); Enum.take(s, 2)
       ExESDB.Streams.get_streams(:demo)
       ExESDB.Snapshots.record_snapshot(:demo, %ExESDB.Schema.SnapshotRecord{source_uuid: "account-1", source_version: 5, source_type: "Account", data: %{balance: 50}})
-      :ex_esdb_nif.stats(elem(ExESDB.Store.fetch(:demo), 1).handle)
+      ExESDB.System.stats(:demo)
+      ExESDB.Streams.delete_stream(:demo, "account-3", :any)
+
+    Leave the shell with Ctrl-C twice (or System.halt()).
     """)
   end
 
   defp last_position do
-    case Streams.get_all_events(@store, :end, 1, :backward) do
-      {:ok, [last]} -> {:ok, last.position}
-      {:ok, []} -> {:ok, 0}
+    case ExESDB.System.stats(@store) do
+      {:ok, %{events: last}} -> {:ok, last}
+      error -> error
     end
   end
 
@@ -48,8 +51,15 @@ defmodule ExESDB.Demo do
   defp produce(stream, n) do
     Process.sleep(300 + :rand.uniform(700))
     event = %NewEvent{event_type: "deposited", data: %{amount: :rand.uniform(100)}}
-    {:ok, _} = Streams.append_events(@store, stream, :any, [event])
-    produce(stream, n - 1)
+
+    case Streams.append_events(@store, stream, :any, [event]) do
+      {:ok, _} ->
+        produce(stream, n - 1)
+
+      # e.g. a stream deleted in an earlier session: this producer stops
+      {:error, reason} ->
+        IO.puts("  [producer] #{stream}: #{inspect(reason)}, stopping")
+    end
   end
 
   # Polls $all until subscriptions push events instead.

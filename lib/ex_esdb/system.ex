@@ -42,6 +42,42 @@ defmodule ExESDB.System do
   @spec stop(atom()) :: :ok
   def stop(store_id), do: Supervisor.stop(system_name(store_id))
 
+  @doc """
+  A running store's counters: `events` (the last global position),
+  `streams`, `event_types`, `snapshots`, `checkpoints`, `bytes_used`,
+  `map_size`, `commits` (write transactions since it opened) and
+  `store_failed` (`nil`, or why the store stopped taking writes after a
+  failed flush: see README, "Durability").
+  """
+  @spec stats(atom()) :: {:ok, map()} | {:error, term()}
+  def stats(store), do: with_handle(store, &:ex_esdb.stats/1)
+
+  @doc """
+  Check every record's checksum and that every index agrees with the
+  events, while the store goes on: `:ok`, or `{:error, {:corrupt,
+  problems}}`. Run it when you suspect the disk; `priv/ex_esdb_ctl
+  verify` does the same from the shell on a store no VM has open.
+  """
+  @spec verify(atom()) :: :ok | {:error, term()}
+  def verify(store), do: with_handle(store, &:ex_esdb.verify/1)
+
+  @doc """
+  Write a consistent, compacted copy of a running store into `dest`
+  (a directory that is absent or empty) while writers go on; the copy is
+  flushed to disk before `:ok`. The copy is a store directory: open it
+  with `data_dir: Path.dirname(dest)` and `store_id:
+  Path.basename(dest)`, or `:ex_esdb.open(dest, ...)`.
+  """
+  @spec backup(atom(), Path.t()) :: :ok | {:error, term()}
+  def backup(_store, dest) when not is_binary(dest), do: {:error, {:invalid_path, dest}}
+  def backup(store, dest), do: with_handle(store, &:ex_esdb.backup(&1, dest))
+
+  defp with_handle(store, fun) when is_atom(store) do
+    with {:ok, s} <- ExESDB.Store.fetch(store), do: fun.(s.handle)
+  end
+
+  defp with_handle(store, _fun), do: {:error, {:invalid_store, store}}
+
   @impl true
   def init(options) do
     store = options.store_id
