@@ -8,11 +8,31 @@ defmodule Mix.Tasks.Compile.ExEsdbNative do
   def run(_args) do
     case System.cmd("make", ["nif"], cd: __DIR__, stderr_to_stdout: true) do
       {_, 0} ->
+        erlang_docs()
         {:ok, []}
 
       {out, status} ->
         Mix.shell().error(out)
         Mix.raise("make nif failed (exit #{status}); `make deps` installs what it needs")
+    end
+  end
+
+  # The Erlang modules' EDoc as doc chunks beside the app's ebin, where
+  # `h :ex_esdb` (IEx) and `h(ex_esdb)` (the Erlang shell) look for them.
+  @erlang_sources ["src/ex_esdb.erl", "src/ex_esdb_nif.erl"]
+  defp erlang_docs do
+    sources = Enum.map(@erlang_sources, &Path.join(__DIR__, &1))
+    dir = Path.join(Mix.Project.app_path(), "doc")
+    chunk = Path.join([dir, "chunks", "ex_esdb.chunk"])
+
+    if Mix.Utils.stale?(sources, [chunk]) do
+      opts = [doclet: :edoc_doclet_chunks, layout: :edoc_layout_chunks, preprocess: true]
+
+      :ok =
+        :edoc.files(
+          Enum.map(sources, &String.to_charlist/1),
+          [dir: String.to_charlist(dir)] ++ opts
+        )
     end
   end
 end

@@ -30,6 +30,7 @@
          put_snapshot/6, get_snapshot/2, delete_snapshot/2,
          put_checkpoint/4, get_checkpoint/2, delete_checkpoint/2,
          checkpoints/1,
+         subscribe/2, subscribe/3, unsubscribe/2,
          stats/1, limits/1, verify/1, backup/2,
          uuid_v4/0, uuid_to_string/1, uuid_from_string/1]).
 
@@ -467,6 +468,51 @@ all_pages(Page, Key, After, Acc) ->
 
 nil_if_undefined(undefined) -> nil;
 nil_if_undefined(After) -> After.
+
+%% ---- transient subscriptions ---------------------------------------------
+
+%% @doc Send `Pid' (default: the caller) every event committed from now on
+%% that `Source' matches: `all', `{stream, StreamId}' or `{type, Type}'.
+%% Events come in messages `{events, [Event]}' (at most 256 a message, in
+%% commit order), each `Event' a map with the keys `position',
+%% `stream_id', `event_number' (its stream version), `stream_version',
+%% `event_type', `data' and `metadata' (bytes as stored), `event_id',
+%% `causation_id' and `correlation_id' (UUID text or `nil'),
+%% `created_epoch' (microseconds since the epoch), `created_at' and
+%% `''__struct__'' => ex_esdb_event'. The subscription ends with
+%% {@link unsubscribe/2} or when `Pid' exits. Events written before it
+%% began are read with {@link read_all/4} and the like; persistent
+%% (checkpointed) subscriptions are Elixir's `ExESDB.Subscriptions'.
+-spec subscribe(store(), all | {stream, binary()} | {type, binary()}) ->
+          {ok, term()} | {error, term()}.
+subscribe(Store, Source) ->
+    subscribe(Store, Source, self()).
+
+-spec subscribe(store(), all | {stream, binary()} | {type, binary()}, pid()) ->
+          {ok, term()} | {error, term()}.
+subscribe(Store, Source, Pid) ->
+    case valid_source(Source) andalso is_pid(Pid) of
+        false when is_pid(Pid) -> {error, {invalid_source, Source}};
+        false -> {error, {invalid_subscriber, Pid}};
+        true ->
+            case ex_esdb_nif:subscribe(Store, Pid, Source,
+                                       {ex_esdb_event, false}) of
+                {ok, Member, _Last} -> {ok, Member};
+                Error -> Error
+            end
+    end.
+
+%% @doc End a subscription made by {@link subscribe/3}.
+-spec unsubscribe(store(), term()) -> ok | {error, term()}.
+unsubscribe(Store, Sub) when is_integer(Sub) ->
+    ex_esdb_nif:unsubscribe(Store, Sub);
+unsubscribe(_Store, Sub) ->
+    {error, {invalid_subscription, Sub}}.
+
+valid_source(all) -> true;
+valid_source({stream, Id}) -> is_binary(Id) andalso Id =/= <<>>;
+valid_source({type, T}) -> is_binary(T) andalso T =/= <<>>;
+valid_source(_) -> false.
 
 %% ---- maintenance --------------------------------------------------------
 

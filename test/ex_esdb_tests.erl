@@ -853,3 +853,36 @@ uuid_text_test() ->
                 <<"8e4b1c2a-0d3f-4a5b-9c6d-7e8f90a1b2cg">>,
                 <<"8e4b1c2a-0d3f-4a5b-9c6d-7e8f90a1b2c">>,
                 <<>>, "x", [16#1F600]]].
+
+%% ---- transient subscriptions --------------------------------------------
+
+subscribe_test() ->
+    with_store(
+      fun(S) ->
+              {ok, _} = ex_esdb:append(S, <<"before">>, any, [ev(<<"t">>)]),
+              {ok, All} = ex_esdb:subscribe(S, all),
+              {ok, _} = ex_esdb:subscribe(S, {stream, <<"a">>}),
+              {ok, _} = ex_esdb:append(S, <<"a">>, any,
+                                       [ev(<<"t">>, <<"x">>)]),
+              {ok, _} = ex_esdb:append(S, <<"b">>, any, [ev(<<"t">>)]),
+              Got = receive_events(4),
+              ?assertEqual([2, 2, 3],
+                           lists:sort([P || #{position := P} <- Got])),
+              ?assertMatch([#{stream_id := <<"a">>, data := <<"x">>,
+                              event_number := 1} | _], Got),
+              ok = ex_esdb:unsubscribe(S, All),
+              ?assertEqual({error, not_found}, ex_esdb:unsubscribe(S, All)),
+              ?assertEqual({error, {invalid_source, {stream, <<>>}}},
+                           ex_esdb:subscribe(S, {stream, <<>>})),
+              ?assertEqual({error, {invalid_subscriber, nope}},
+                           ex_esdb:subscribe(S, all, nope)),
+              ?assertEqual({error, {invalid_subscription, x}},
+                           ex_esdb:unsubscribe(S, x))
+      end).
+
+%% The events of up to N messages, or fewer when none comes for 300 ms.
+receive_events(0) -> [];
+receive_events(N) ->
+    receive {events, Es} -> Es ++ receive_events(N - 1)
+    after 300 -> []
+    end.

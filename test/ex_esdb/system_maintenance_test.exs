@@ -33,3 +33,15 @@ defmodule ExESDB.SystemMaintenanceTest do
     assert {:error, {:invalid_path, 42}} = ExESDB.System.backup(:any, 42)
   end
 end
+
+defmodule ExESDB.ErlangDocsTest do
+  # Issue 10 item 23: the Erlang API has its docs where h/1 finds them.
+  use ExUnit.Case, async: true
+
+  test "the Erlang modules carry their EDoc" do
+    assert {:docs_v1, _, :erlang, "application/erlang+html", %{"en" => [_ | _]}, _, docs} =
+             Code.fetch_docs(:ex_esdb)
+
+    assert Enum.any?(docs, &match?({{:function, :append, 4}, _, _, %{"en" => _}, _}, &1))
+  end
+end
