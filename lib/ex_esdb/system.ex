@@ -63,14 +63,22 @@ defmodule ExESDB.System do
 
   @doc """
   Write a consistent, compacted copy of a running store into `dest`
-  (a directory that is absent or empty) while writers go on; the copy is
-  flushed to disk before `:ok`. The copy is a store directory: open it
+  (a directory that is absent or empty; missing parents are made) while
+  writers go on; the copy is flushed to disk before `:ok`. The copy is a store directory: open it
   with `data_dir: Path.dirname(dest)` and `store_id:
   Path.basename(dest)`, or `:ex_esdb.open(dest, ...)`.
   """
   @spec backup(atom(), Path.t()) :: :ok | {:error, term()}
   def backup(_store, dest) when not is_binary(dest), do: {:error, {:invalid_path, dest}}
-  def backup(store, dest), do: with_handle(store, &:ex_esdb.backup(&1, dest))
+  def backup(store, dest) do
+    with_handle(store, fn handle ->
+      # the copy's parent directories are made as for the store itself
+      case File.mkdir_p(Path.dirname(dest)) do
+        :ok -> :ex_esdb.backup(handle, dest)
+        {:error, reason} -> {:error, {:cannot_create, Path.dirname(dest), reason}}
+      end
+    end)
+  end
 
   defp with_handle(store, fun) when is_atom(store) do
     with {:ok, s} <- ExESDB.Store.fetch(store), do: fun.(s.handle)

@@ -18,6 +18,7 @@ defmodule ExESDB.SystemMaintenanceTest do
 
     dest = Path.join(dir, "copy")
     assert :ok = ExESDB.System.backup(s, dest)
+    assert :ok = ExESDB.System.backup(s, Path.join([dir, "new", "parents", "copy"]))
     {:ok, h} = :ex_esdb.open(dest, %{create: false})
     assert {:ok, 2} = :ex_esdb.stream_version(h, "a")
     :ok = :ex_esdb.close(h)
