@@ -281,17 +281,23 @@ int etf_decode(ErlNifEnv *env, const void *data, size_t len, ERL_NIF_TERM *out)
 		p = inflated;
 		len = (size_t)size + 1;
 	}
-	walk w = {p + 1, p + len, env, false};
+	/* Decoding, binary_to_term [safe] refuses unknown atoms itself: the
+	 * walk looks atoms up only to say why a decode failed. Checking before
+	 * a write, it looks them up, and decodes only when it could not. */
+	walk w = {p + 1, p + len, out ? NULL : env, false};
 	int rc = walk_term(&w);
 	if (!rc && w.p != w.end)
 		rc = ETF_MALFORMED; /* trailing bytes */
-	/* Without out (a check before writing) the term is decoded only when
-	 * the walk could not look all its atoms up. */
 	ERL_NIF_TERM scratch;
 	if (!rc && (out || w.unchecked_atoms) &&
 	    enif_binary_to_term(env, p, len, out ? out : &scratch,
-	                        ERL_NIF_BIN2TERM_SAFE) != len)
-		rc = w.unchecked_atoms ? ETF_UNKNOWN_ATOM : ETF_MALFORMED;
+	                        ERL_NIF_BIN2TERM_SAFE) != len) {
+		walk again = {p + 1, p + len, env, false};
+		rc = walk_term(&again);
+		if (!rc)
+			rc = again.unchecked_atoms ? ETF_UNKNOWN_ATOM
+			                           : ETF_MALFORMED;
+	}
 	free(inflated);
 	return rc;
 }
@@ -317,10 +323,8 @@ ERL_NIF_TERM etf_undecodable(ErlNifEnv *env, int refusal)
 	                     enif_make_atom(env, why)));
 }
 
-/* decode_term(Bin) -> {ok, Term} | {error, {undecodable, Reason}}: the
- * checked decoder on its own, for payloads read as bytes. */
-ERL_NIF_TERM nif_decode_term(ErlNifEnv *env, int argc,
-                             const ERL_NIF_TERM argv[])
+static ERL_NIF_TERM decode_term(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary b;
 	ERL_NIF_TERM t;
@@ -329,4 +333,24 @@ ERL_NIF_TERM nif_decode_term(ErlNifEnv *env, int argc,
 	int rc = etf_decode(env, b.data, b.size, &t);
 	return rc ? etf_undecodable(env, rc)
 	          : enif_make_tuple2(env, enif_make_atom(env, "ok"), t);
+}
+
+/* Terms up to this size decode on the calling scheduler; larger ones, and
+ * compressed ones (up to ETF_MAX_INFLATED once inflated), on a dirty one. */
+#define DIRTY_DECODE_BYTES (64u << 10)
+
+/* decode_term(Bin) -> {ok, Term} | {error, {undecodable, Reason}}: the
+ * checked decoder on its own, for payloads read as bytes. */
+ERL_NIF_TERM nif_decode_term(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[])
+{
+	ErlNifBinary b;
+	if (!enif_inspect_binary(env, argv[0], &b))
+		return enif_make_badarg(env);
+	if (b.size > DIRTY_DECODE_BYTES ||
+	    (b.size > 1 && b.data[1] == COMPRESSED))
+		return enif_schedule_nif(env, "decode_term_dirty",
+		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
+		                         decode_term, argc, argv);
+	return decode_term(env, argc, argv);
 }

@@ -1256,7 +1256,7 @@ static ErlNifFunc funcs[] = {
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
     {"subscribe", 5, nif_subscribe, DIRTY_IO},
     {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
-    {"decode_term", 1, nif_decode_term, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"decode_term", 1, nif_decode_term, 0},
 };
 
 ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

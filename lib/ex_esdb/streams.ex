@@ -15,10 +15,11 @@ defmodule ExESDB.Streams do
   `:stream_not_found`, `:stream_deleted`, `:no_events`,
   `{:limit_exceeded, key, max}` (the limit and its value, e.g.
   `{:limit_exceeded, :max_event_bytes, 16777216}`; see `ExESDB.Options`),
-  `:timeout`, `:closed`, `:store_not_started`, storage errors such as
-  `:disk_full` or `:io_error`, and `{:store_failed, cause}` once a failed
-  flush has stopped the store's writes (README, "Durability"). A wrong
-  argument answers
+  `{:undecodable, reason}` (data or metadata that may not be stored or
+  read back as a term: see `ExESDB.Serializer.Term`), `:timeout`,
+  `:closed`, `:store_not_started`, storage errors such as `:disk_full` or
+  `:io_error`, and `{:store_failed, cause}` once a failed flush has stopped
+  the store's writes (README, "Durability"). A wrong argument answers
   `{:error, {:invalid_<what>, value}}` and never raises:
   `{:invalid_stream_id, id}`, `{:invalid_expected_version, v}`,
   `{:invalid_count, n}`, `{:invalid_start, v}`, `{:invalid_direction, d}`,
