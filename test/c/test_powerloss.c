@@ -239,8 +239,11 @@ TEST(power_loss_can_roll_back_the_last_commit_without_meta_sync)
 	}
 	REQUIRE(fault_built());
 	outcome o = run_mode("no_meta_sync");
-	CHECK(o.lost_acks > 0);
-	CHECK_EQ(o.most_lost_at_once, 1); /* only ever the last one */
+	/* about one round in three loses its last commit: 20 rounds all
+	 * but never miss it */
+	if (o.rounds >= 20)
+		CHECK(o.lost_acks > 0);
+	CHECK(o.most_lost_at_once <= 1); /* only ever the last one */
 	CHECK_EQ(o.bad_open, 0);
 	CHECK_EQ(o.bad_verify, 0);
 	CHECK_EQ(o.torn, 0);
