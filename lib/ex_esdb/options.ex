@@ -237,7 +237,7 @@ defmodule ExESDB.Options do
 
   defp validate!(:timeout, v, _) when is_integer(v) and v > 0, do: v
   defp validate!(:seed_nodes, v, source) when is_list(v), do: validate_nodes!(v, source)
-  defp validate!(:pub_sub, v, _) when is_atom(v), do: v
+  defp validate!(:pub_sub, v, _) when is_atom(v) and v not in [true, false], do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :no_meta_sync, :nosync], do: v
   defp validate!(:map_size, v, _) when is_integer(v) and v >= 1_048_576, do: v

@@ -138,6 +138,8 @@ defmodule ExESDB.OptionsValuesTest do
           timeout: :soon,
           seed_nodes: [%{}],
           pub_sub: "PubSub",
+          pub_sub: true,
+          pub_sub: {Mod, "name"},
           durability: "sync",
           map_size: 1,
           serializer: "Term",
