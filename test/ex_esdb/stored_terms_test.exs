@@ -187,6 +187,70 @@ defmodule ExESDB.StoredTermsTest do
     end
   end
 
+  describe "decode_term/1 on mutated terms" do
+    # Every byte of valid terms flipped, cut, duplicated: decode_term never
+    # takes the VM down, and what it decodes is what binary_to_term [safe]
+    # decodes, without funs, pids, ports or references in it.
+    # ESDB_ETF_MUTATIONS scales the count.
+    test "answers a checked term or undecodable, never a crash" do
+      seed = String.to_integer(System.get_env("ESDB_SEED") || "20261126")
+      :rand.seed(:exsss, {seed, seed, seed})
+      n = String.to_integer(System.get_env("ESDB_ETF_MUTATIONS") || "20000")
+
+      terms = [
+        {:ok, [1, 2.5, "bin", %{a: [b: 1 <<< 100]}, <<1::3>>, -5, 70_000, {}, []]},
+        %{"k" => {:x, ~c"chars", [1 | 2]}, 1 => %{}},
+        Enum.to_list(1..40),
+        {self(), make_ref(), fn -> :ran end, &Enum.map/2},
+        :héllo
+      ]
+
+      etfs =
+        Enum.flat_map(
+          terms,
+          &[:erlang.term_to_binary(&1), :erlang.term_to_binary(&1, compressed: 6)]
+        )
+
+      for _ <- 1..n do
+        bin = mutate(Enum.random(etfs))
+
+        case :ex_esdb_nif.decode_term(bin) do
+          {:ok, term} ->
+            assert term == :erlang.binary_to_term(bin, [:safe])
+            refute carries_code?(term)
+
+          {:error, {:undecodable, why}} ->
+            assert why in [:fun, :pid, :port, :reference, :unknown_atom, :too_large, :malformed]
+        end
+      end
+    end
+  end
+
+  defp mutate(bin) do
+    size = byte_size(bin)
+    at = :rand.uniform(size) - 1
+    <<pre::binary-size(at), b, post::binary>> = bin
+
+    case :rand.uniform(4) do
+      1 -> <<pre::binary, Bitwise.bxor(b, 1 <<< (:rand.uniform(8) - 1)), post::binary>>
+      2 -> <<pre::binary, :rand.uniform(256) - 1, post::binary>>
+      3 -> pre
+      4 -> <<pre::binary, b, b, post::binary>>
+    end
+  end
+
+  defp carries_code?(t) when is_function(t) or is_pid(t) or is_port(t) or is_reference(t),
+    do: true
+
+  defp carries_code?(t) when is_list(t), do: improper_any?(t)
+  defp carries_code?(t) when is_tuple(t), do: carries_code?(Tuple.to_list(t))
+  defp carries_code?(t) when is_map(t), do: carries_code?(Enum.flat_map(t, fn {k, v} -> [k, v] end))
+  defp carries_code?(_), do: false
+
+  defp improper_any?([h | t]), do: carries_code?(h) or improper_any?(t)
+  defp improper_any?([]), do: false
+  defp improper_any?(t), do: carries_code?(t)
+
   defp any, do: :any
 
   # Write each payload as bytes through the Erlang API, then flag them as
