@@ -123,6 +123,8 @@ static int atom(walk *w, uint64_t len, bool utf8)
 		w->unchecked_atoms = true;
 		return 0;
 	}
+	if (n > 255)
+		return ETF_MALFORMED;
 	ERL_NIF_TERM a;
 	if (!enif_make_existing_atom_len(w->env,
 	                                 utf8 ? latin1 : (const char *)name, n,
@@ -302,6 +304,12 @@ int etf_decode(ErlNifEnv *env, const void *data, size_t len, ERL_NIF_TERM *out)
 	return rc;
 }
 
+bool etf_is_compressed(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	return len > 1 && p[0] == VERSION_MAGIC && p[1] == COMPRESSED;
+}
+
 static const char *const reasons[] = {
     [ETF_FUN] = "fun",
     [ETF_PID] = "pid",
@@ -347,8 +355,7 @@ ERL_NIF_TERM nif_decode_term(ErlNifEnv *env, int argc,
 	ErlNifBinary b;
 	if (!enif_inspect_binary(env, argv[0], &b))
 		return enif_make_badarg(env);
-	if (b.size > DIRTY_DECODE_BYTES ||
-	    (b.size > 1 && b.data[1] == COMPRESSED))
+	if (b.size > DIRTY_DECODE_BYTES || etf_is_compressed(b.data, b.size))
 		return enif_schedule_nif(env, "decode_term_dirty",
 		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
 		                         decode_term, argc, argv);

@@ -30,6 +30,10 @@ enum etf_refusal {
  * atoms looked up in this VM. Returns 0 or an etf_refusal. */
 int etf_decode(ErlNifEnv *env, const void *data, size_t len, ERL_NIF_TERM *out);
 
+/* Whether bytes are a compressed term: checking it inflates up to
+ * ETF_MAX_INFLATED bytes, work for a dirty scheduler. */
+bool etf_is_compressed(const void *data, size_t len);
+
 /* {error, {undecodable, Reason}} for a refusal. */
 ERL_NIF_TERM etf_undecodable(ErlNifEnv *env, int refusal);
 

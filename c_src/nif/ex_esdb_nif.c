@@ -590,7 +590,8 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 typedef struct append_scan {
 	unsigned n;
 	uint64_t bytes;
-	bool malformed; /* left to the encoder's checks (badarg) */
+	bool compressed; /* a compressed term: its check inflates it */
+	bool malformed;  /* left to the encoder's checks (badarg) */
 	esdb_limit_key over;
 } append_scan;
 
@@ -616,14 +617,19 @@ static void scan_append(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 		const ERL_NIF_TERM *f;
 		int arity;
 		ErlNifBinary type, data, meta;
-		esdb_encoding enc;
+		esdb_encoding denc, menc;
 		if (!enif_get_tuple(env, head, &arity, &f) || arity != 6 ||
 		    !enif_inspect_binary(env, f[1], &type) ||
-		    !get_payload(env, f[2], &data, &enc) ||
-		    !get_payload(env, f[3], &meta, &enc)) {
+		    !get_payload(env, f[2], &data, &denc) ||
+		    !get_payload(env, f[3], &meta, &menc)) {
 			sc->malformed = true;
 			return;
 		}
+		sc->compressed = sc->compressed ||
+		                 (denc == ESDB_ENCODING_TERM &&
+		                  etf_is_compressed(data.data, data.size)) ||
+		                 (menc == ESDB_ENCODING_TERM &&
+		                  etf_is_compressed(meta.data, meta.size));
 		sc->bytes += data.size + meta.size;
 		if (settled)
 			continue;
@@ -663,8 +669,10 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 	scan_append(env, argv, &l, &sc);
 	if (!closed && !sc.malformed && sc.over != ESDB_LIMIT_NONE)
 		return limit_error(env, sc.over, esdb_limit_value(&l, sc.over));
-	/* A large payload is copied on a dirty scheduler. */
-	if (sc.bytes > DIRTY_APPEND_BYTES || sc.n > DIRTY_APPEND_EVENTS)
+	/* A large payload is copied, a compressed term inflated to be
+	 * checked, on a dirty scheduler. */
+	if (sc.bytes > DIRTY_APPEND_BYTES || sc.n > DIRTY_APPEND_EVENTS ||
+	    sc.compressed)
 		return enif_schedule_nif(env, "append_dirty",
 		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
 		                         append_impl, argc, argv);
@@ -694,11 +702,8 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
-/* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
- * Metadata) -> ok | {error, R}; then {Ref, ok | {error, R}}. Data and
- * Metadata: a binary or {term, Binary}. */
-static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
-                                     const ERL_NIF_TERM argv[])
+static ERL_NIF_TERM snapshot_put_impl(ErlNifEnv *env, int argc,
+                                      const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary uuid, type, data, meta;
 	esdb_snapshot sn = {0};
@@ -731,6 +736,28 @@ static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 		return enif_make_badarg(env);
 	int rc = esdb_cmd_snapshot_put(&l, &sn, &cmd);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
+}
+
+/* snapshot_put(Store, Ref, SourceUuid, SourceVersion, SourceType, Data,
+ * Metadata) -> ok | {error, R}; then {Ref, ok | {error, R}}. Data and
+ * Metadata: a binary or {term, Binary}; large ones, and compressed terms
+ * (inflated to be checked), are handled on a dirty scheduler. */
+static ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
+                                     const ERL_NIF_TERM argv[])
+{
+	ErlNifBinary data, meta;
+	esdb_encoding denc, menc;
+	if (get_payload(env, argv[5], &data, &denc) &&
+	    get_payload(env, argv[6], &meta, &menc) &&
+	    ((uint64_t)data.size + meta.size > DIRTY_APPEND_BYTES ||
+	     (denc == ESDB_ENCODING_TERM &&
+	      etf_is_compressed(data.data, data.size)) ||
+	     (menc == ESDB_ENCODING_TERM &&
+	      etf_is_compressed(meta.data, meta.size))))
+		return enif_schedule_nif(env, "snapshot_put_dirty",
+		                         ERL_NIF_DIRTY_JOB_CPU_BOUND,
+		                         snapshot_put_impl, argc, argv);
+	return snapshot_put_impl(env, argc, argv);
 }
 
 /* checkpoint_put(Store, Ref, Name, Checkpoint, Definition). */

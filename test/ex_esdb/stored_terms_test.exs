@@ -68,6 +68,50 @@ defmodule ExESDB.StoredTermsTest do
     end
   end
 
+  describe "compressed terms" do
+    test "within the bound are written and read back; beyond it refused", %{store: store} do
+      h = handle(store)
+      big = :binary.copy("abc", 1_000_000)
+      etf = :erlang.term_to_binary(big, compressed: 9)
+      bomb = <<131, 80, 512 <<< 20::32, :zlib.compress(:binary.copy(<<0>>, 10))::binary>>
+      id = :crypto.strong_rand_bytes(16)
+
+      assert {:ok, 1, _} =
+               call(
+                 &:ex_esdb_nif.append(h, &1, "c", :any, [{id, "t", {:term, etf}, <<>>, nil, nil}])
+               )
+
+      assert {:ok, [%{data: ^big}]} = Streams.get_events(store, "c", 1, 1)
+
+      assert call(
+               &:ex_esdb_nif.append(h, &1, "c", :any, [{id, "t", <<>>, {:term, bomb}, nil, nil}])
+             ) ==
+               {:error, {:undecodable, :too_large}}
+
+      assert :ok = call(&:ex_esdb_nif.snapshot_put(h, &1, "a", 1, "T", {:term, etf}, <<>>))
+      assert {:ok, %SnapshotRecord{data: ^big}} = Snapshots.read_snapshot(store, "a")
+
+      assert call(&:ex_esdb_nif.snapshot_put(h, &1, "a", 2, "T", <<>>, {:term, bomb})) ==
+               {:error, {:undecodable, :too_large}}
+    end
+  end
+
+  defp call(submit) do
+    ref = make_ref()
+
+    case submit.(ref) do
+      :ok ->
+        receive do
+          {^ref, reply} -> reply
+        after
+          5000 -> :timeout
+        end
+
+      other ->
+        other
+    end
+  end
+
   describe "bytes written through the Erlang API" do
     test "come back as the same bytes even when they look like terms", %{store: store} do
       h = handle(store)
