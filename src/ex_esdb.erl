@@ -32,13 +32,14 @@
          checkpoints/1,
          subscribe/2, subscribe/3, unsubscribe/2,
          stats/1, limits/1, verify/1, backup/2,
-         uuid_v4/0, uuid_to_string/1, uuid_from_string/1]).
+         uuid_v4/0, uuid_to_string/1, uuid_from_string/1,
+         default_timeout/0]).
 
 -export_type([store/0, option/0, expected/0, new_event/0, event/0,
               direction/0, snapshot/0, checkpoint/0, stream_info/0]).
 
 %% Time a mutation waits for the writer's reply by default.
--define(TIMEOUT, 15000).
+-define(TIMEOUT, 10000).
 %% Appends longer than this are checked against the count limit first.
 -define(CHECKED_COUNT, 1000).
 %% Page size when listing everything; the NIF caps a call at 10,000.
@@ -153,7 +154,7 @@ close(Store) ->
 
 %% ---- appends ------------------------------------------------------------
 
-%% @equiv append(Store, StreamId, Expected, Events, 15000)
+%% @equiv append(Store, StreamId, Expected, Events, 10000)
 -spec append(store(), binary(), expected(), [new_event()]) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
@@ -381,7 +382,8 @@ put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
                                    SourceType, Data, Metadata),
           Ref, ?TIMEOUT).
 
-%% @doc The snapshot of `SourceUuid', or `{error, not_found}'.
+%% @doc The snapshot of `SourceUuid', or `{error, snapshot_not_found}'
+%% (the word the Elixir API and Commanded use).
 -spec get_snapshot(store(), binary()) -> {ok, snapshot()} | {error, term()}.
 get_snapshot(Store, SourceUuid) ->
     case ex_esdb_nif:snapshot_get(Store, SourceUuid) of
@@ -389,6 +391,8 @@ get_snapshot(Store, SourceUuid) ->
             {ok, #{source_uuid => Uuid, source_version => Version,
                    source_type => Type, data => bytes(Data),
                    metadata => bytes(Metadata), created_us => CreatedUs}};
+        {error, not_found} ->
+            {error, snapshot_not_found};
         Error ->
             Error
     end.
@@ -399,13 +403,16 @@ get_snapshot(Store, SourceUuid) ->
 bytes({term, Bytes}) -> Bytes;
 bytes(Bytes) -> Bytes.
 
-%% @doc Delete the snapshot of `SourceUuid'; `{error, not_found}' when
-%% there is none.
+%% @doc Delete the snapshot of `SourceUuid'; `ok' when there is none as
+%% well (deleting is idempotent, as in the Elixir API).
 -spec delete_snapshot(store(), binary()) -> ok | {error, term()}.
 delete_snapshot(Store, SourceUuid) ->
     Ref = make_ref(),
-    await(ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid), Ref,
-          ?TIMEOUT).
+    case await(ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid), Ref,
+               ?TIMEOUT) of
+        {error, not_found} -> ok;
+        Other -> Other
+    end.
 
 %% ---- subscription checkpoints -------------------------------------------
 
@@ -549,6 +556,12 @@ backup(Store, Dest) ->
 %% The NIF takes paths as binaries; strings are encoded as UTF-8.
 path(Path) when is_binary(Path) -> Path;
 path(Path) -> unicode:characters_to_binary(Path).
+
+%% @doc How long (ms) a mutation waits for the writer's reply unless told
+%% otherwise: the same default as the Elixir API's `timeout' option.
+-spec default_timeout() -> pos_integer().
+default_timeout() ->
+    ?TIMEOUT.
 
 %% ---- UUIDs --------------------------------------------------------------
 

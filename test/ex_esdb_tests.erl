@@ -697,8 +697,8 @@ streams_paging_test_() ->
 snapshots_test() ->
     with_store(fun(S) ->
         U = <<"agg-1">>,
-        ?assertEqual({error, not_found}, ex_esdb:get_snapshot(S, U)),
-        ?assertEqual({error, not_found}, ex_esdb:delete_snapshot(S, U)),
+        ?assertEqual({error, snapshot_not_found}, ex_esdb:get_snapshot(S, U)),
+        ?assertEqual(ok, ex_esdb:delete_snapshot(S, U)),
         ?assertEqual(ok, ex_esdb:put_snapshot(S, U, 3, <<"Acct">>, <<"d3">>,
                                               <<"m3">>)),
         ?assertMatch({ok, #{source_uuid := U, source_version := 3,
@@ -714,8 +714,8 @@ snapshots_test() ->
                      ex_esdb:get_snapshot(S, U)),
         ?assertMatch({ok, #{snapshots := 1}}, ex_esdb:stats(S)),
         ?assertEqual(ok, ex_esdb:delete_snapshot(S, U)),
-        ?assertEqual({error, not_found}, ex_esdb:get_snapshot(S, U)),
-        ?assertEqual({error, not_found}, ex_esdb:delete_snapshot(S, U))
+        ?assertEqual({error, snapshot_not_found}, ex_esdb:get_snapshot(S, U)),
+        ?assertEqual(ok, ex_esdb:delete_snapshot(S, U))
     end).
 
 %% This API reads and writes bytes: a snapshot the Elixir API wrote as a

@@ -129,13 +129,19 @@ defmodule ExESDB.Streams do
     end
   end
 
-  @doc "The current version of a stream: 0 when it does not exist."
+  @doc """
+  The current version of a stream: 0 when it has no events (it does not
+  exist), `{:error, :stream_deleted}` once it was deleted.
+  """
   @spec get_version(store(), stream_id()) :: {:ok, non_neg_integer()} | {:error, term()}
   def get_version(store, stream_id) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
-         {:ok, version, _exists, _deleted} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
+         {:ok, version, _exists, false} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
       {:ok, version}
+    else
+      {:ok, _version, _exists, true} -> {:error, :stream_deleted}
+      error -> error
     end
   end
 
@@ -152,7 +158,8 @@ defmodule ExESDB.Streams do
   end
 
   @doc """
-  The ids of every stream (deleted ones included), in byte order, except
+  The ids of every stream that exists (deleted ones are not listed), in
+  byte order, except
   that ids longer than 500 bytes sharing their first 500 bytes come in a
   stable but unspecified order among themselves.
   """
@@ -191,8 +198,8 @@ defmodule ExESDB.Streams do
         {:ok, acc |> Enum.reverse() |> List.flatten()}
 
       {:ok, page} ->
-        ids = Enum.map(page, &elem(&1, 0))
-        list_all(s, List.last(ids), [ids | acc])
+        live = for {id, _version, false} <- page, do: id
+        list_all(s, elem(List.last(page), 0), [live | acc])
 
       {:error, _} = error ->
         error
