@@ -124,16 +124,22 @@
 %% `{error, {invalid_option, Key}}'; a value the core rejects as out of
 %% range gives `{error, invalid_option}'. A path already open in this
 %% node gives `{error, already_open}'; a missing one with `{create, false}'
-%% gives `{error, no_store}'.
+%% gives `{error, no_store}'. One process writes a store: while another
+%% one (a VM, `ex_esdb_ctl append') has it open for writing, opening it
+%% for writing gives `{error, locked}' (`readonly' opens still work), and
+%% this node's name and OS pid are what that other process is told.
 -spec open(string() | binary(), map() | proplists:proplist()) ->
           {ok, store()} | {error, term()}.
 open(Path, Opts) when is_list(Opts) ->
     open(Path, proplists:to_map(Opts));
 open(Path, Opts) when is_map(Opts) ->
     case [K || {K, V} <- maps:to_list(Opts), not valid_option(K, V)] of
-        [] -> ex_esdb_nif:open(path(Path), Opts);
+        [] -> ex_esdb_nif:open(path(Path), Opts#{owner => owner()});
         [Key | _] -> {error, {invalid_option, Key}}
     end.
+
+%% Who holds the store, for the message of a process it refuses.
+owner() -> atom_to_binary(node()).
 
 valid_option(durability, V) -> lists:member(V, [sync, strict, no_meta_sync, nosync]);
 valid_option(create, V) -> is_boolean(V);

@@ -3,6 +3,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% Run on a peer node by writer_lock_test.
+-export([hold_store/1]).
+
 %% ---- fixtures -----------------------------------------------------------
 
 tmp_dir() ->
@@ -258,6 +261,75 @@ durable_reopen(Durability) ->
             ok = ex_esdb:close(S2)
         end
     after
+        ok = file:del_dir_r(Dir)
+    end.
+
+%% ---- one process writes a store ----------------------------------------
+
+ctl() ->
+    Priv = case code:priv_dir(ex_esdb) of
+               {error, bad_name} -> "priv";
+               D -> D
+           end,
+    filename:join(Priv, "ex_esdb_ctl").
+
+%% Shell words quoted for os:cmd; the exit status appended as "exit=N".
+ctl(Args) ->
+    os:cmd(string:join([ctl() | Args], " ") ++ " 2>&1; echo exit=$?").
+
+has(Text, Part) -> string:find(Text, Part) =/= nomatch.
+
+cli_refuses_a_store_this_node_writes_test() ->
+    with_store(fun(S, Dir) ->
+        {ok, _} = ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)]),
+        Path = filename:join(Dir, "store"),
+        Out = ctl(["--data-dir", Path, "append", "s", "--type", "t",
+                   "< /dev/null"]),
+        Holder = "by pid " ++ os:getpid() ++ " (" ++ atom_to_list(node())
+            ++ ")",
+        ?assert(has(Out, Holder)),
+        ?assert(has(Out, "exit=1")),
+        ?assert(has(ctl(["--data-dir", Path, "read", "s"]), "exit=0")),
+        ?assertEqual({ok, 1}, ex_esdb:stream_version(S, <<"s">>))
+    end).
+
+%% Open Path for writing in a process that keeps it; its OS pid.
+hold_store(Path) ->
+    Self = self(),
+    spawn(fun() ->
+                  {ok, S} = ex_esdb:open(Path, #{durability => nosync}),
+                  Self ! {held, S},
+                  receive stop -> ex_esdb:close(S) end
+          end),
+    receive {held, _} -> {ok, os:getpid()} end.
+
+open_when_unlocked(Path, Tries) ->
+    case ex_esdb:open(Path, #{}) of
+        {error, locked} when Tries > 0 ->
+            timer:sleep(20),
+            open_when_unlocked(Path, Tries - 1);
+        Result ->
+            Result
+    end.
+
+writer_lock_test() ->
+    Dir = tmp_dir(),
+    Path = filename:join(Dir, "store"),
+    Pa = lists:append([["-pa", P] || P <- code:get_path()]),
+    {ok, Peer, _} = peer:start_link(#{connection => standard_io, args => Pa}),
+    try
+        {ok, _PeerPid} = peer:call(Peer, ?MODULE, hold_store, [Path]),
+        ?assertEqual({error, locked}, ex_esdb:open(Path, #{})),
+        {ok, R} = ex_esdb:open(Path, #{readonly => true}),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(R, <<"s">>)),
+        ok = ex_esdb:close(R),
+        peer:stop(Peer),
+        %% the lock goes with the peer's OS process, which ends a little
+        %% after peer:stop returns
+        {ok, W} = open_when_unlocked(Path, 500),
+        ok = ex_esdb:close(W)
+    after
+        catch peer:stop(Peer),
         ok = file:del_dir_r(Dir)
     end.
 

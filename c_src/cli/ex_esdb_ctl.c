@@ -124,6 +124,10 @@ static void usage(FILE *f)
 	      "  verify               check every checksum and index\n"
 	      "  backup DEST          consistent compacted copy into DEST\n"
 	      "\n"
+	      "append and delete refuse a store another process (a VM)\n"
+	      "has open for writing, naming it; the other commands only\n"
+	      "read and run beside it.\n"
+	      "\n"
 	      "Options:\n"
 	      "  --store DIR          the store's own directory (the path\n"
 	      "                       ex_esdb:open/2 takes)\n"
@@ -456,6 +460,24 @@ static bool data_dir_is_store(const struct cli *c)
 	return access(data, F_OK) == 0;
 }
 
+/* Another process (a VM, another ex_esdb_ctl) writes the store: name it,
+ * as its subscriptions would never see what this one wrote. */
+static int locked(struct cli *c, int rc)
+{
+	const char *owner = "";
+	char pid[32] = "unknown";
+	long holder = 0;
+
+	esdb_lock_holder(c->s, &holder, &owner);
+	if (holder)
+		snprintf(pid, sizeof(pid), "%ld", holder);
+	return report(c, EXIT_FAILED, rc,
+	              "%s is open for writing by pid %s%s%s%s; stop it first "
+	              "(read-only commands may run beside it)",
+	              c->dir, pid, *owner ? " (" : "", owner,
+	              *owner ? ")" : "");
+}
+
 /* Never creates the store unless append got --create: a mistyped
  * --data-dir must not leave an empty store behind. */
 static int open_store(struct cli *c, bool writes)
@@ -467,6 +489,8 @@ static int open_store(struct cli *c, bool writes)
 		rc = esdb_set_create(c->s, writes && (c->seen & OPT_CREATE));
 	if (!rc)
 		rc = esdb_set_readonly(c->s, !writes);
+	if (!rc)
+		rc = esdb_set_owner(c->s, PROG);
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "cannot set up a store");
 	rc = esdb_open(c->s, c->dir);
@@ -487,6 +511,8 @@ static int open_store(struct cli *c, bool writes)
 	case ESDB_EFORMAT:
 		return report(c, EXIT_NO_STORE, rc,
 		              "%s holds a store of another format", c->dir);
+	case ESDB_ELOCKED:
+		return locked(c, rc);
 	default:
 		return report(c, EXIT_FAILED, rc, "cannot open the store at %s",
 		              c->dir);

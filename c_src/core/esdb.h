@@ -158,13 +158,28 @@ int esdb_set_readonly(esdb_store *s, bool readonly);
  * modes. Errors: ESDB_EINVAL (bits outside 0777, or owner lacks rw). */
 int esdb_set_file_mode(esdb_store *s, unsigned mode);
 
+/* A label naming this process to others (an Erlang node name, a tool),
+ * written beside its pid into the store's writer lock. At most 255
+ * bytes, no newline. Errors: ESDB_EINVAL, ESDB_EBUSY (open already). */
+int esdb_set_owner(esdb_store *s, const char *owner);
+
+/* After esdb_open answered ESDB_ELOCKED: the pid (0: not yet written)
+ * and owner label ("" if none) of the process that holds the store for
+ * writing, as it wrote them. *owner points into the handle and lives
+ * until the next open or close. Either output may be NULL.
+ * Errors: ESDB_ENOTFOUND (the last open was not refused ESDB_ELOCKED). */
+int esdb_lock_holder(const esdb_store *s, long *pid, const char **owner);
+
 /* Open the store in directory `path` (created when allowed) and start its
- * writer thread.
- * Errors: ESDB_EBUSY (already open in this process), ESDB_ENOTDIR (no
- * store and creation off: the directory or its data.mdb missing, or
- * data.mdb empty), ESDB_EFORMAT (another format version), ESDB_EFOREIGN
- * (not a store, or a file where a directory of the path should be),
- * ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
+ * writer thread. One process writes a store: a writable open takes an
+ * exclusive lock on <path>/writer.lock until esdb_close (read-only opens
+ * take none and may run beside the writer).
+ * Errors: ESDB_ELOCKED (another process has it open for writing: see
+ * esdb_lock_holder), ESDB_EBUSY (already open in this process),
+ * ESDB_ENOTDIR (no store and creation off: the directory or its data.mdb
+ * missing, or data.mdb empty), ESDB_EFORMAT (another format version),
+ * ESDB_EFOREIGN (not a store, or a file where a directory of the path
+ * should be), ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
  * may be opened again or closed. */
 int esdb_open(esdb_store *s, const char *path);
 

@@ -68,7 +68,21 @@ struct esdb_store {
 	bool stopping;
 
 	struct esdb_store *registry_next;
+
+	/* the writer lock (lock.c) */
+	char owner[256]; /* label written for others to see */
+	bool lock_held;
+	int lock_fd;
+	bool holder_known; /* after ESDB_ELOCKED: who holds it */
+	long holder_pid;
+	char holder_owner[256];
 };
+
+/* The writer lock (lock.c): an exclusive flock on <dir>/writer.lock,
+ * ESDB_ELOCKED (holder noted in s) when another process has it. */
+#define ESDB_WRITER_LOCK "writer.lock"
+int esdb__writer_lock(esdb_store *s, const char *dir);
+void esdb__writer_unlock(esdb_store *s);
 
 /* Begin/end a read-only transaction under the map lock. */
 int esdb__read_begin(esdb_store *s, MDB_txn **txn);

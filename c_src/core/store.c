@@ -204,7 +204,9 @@ static bool dir_has_entries(const char *path)
 	struct dirent *e;
 	bool any = false;
 	while (d && !any && (e = readdir(d)))
-		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+		/* a writer lock alone is left by a creation that failed */
+		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		      strcmp(e->d_name, ESDB_WRITER_LOCK);
 	if (d)
 		closedir(d);
 	return any;
@@ -486,6 +488,8 @@ int esdb_open(esdb_store *s, const char *path)
 	registry = s;
 	pthread_mutex_unlock(&registry_lock);
 
+	if (!s->readonly && (rc = esdb__writer_lock(s, path)))
+		goto fail_registered;
 	s->map_lost = false;
 	/* LMDB's lock file is sparse and written through its map: a page
 	 * the disk has no room for would be a SIGBUS, not an error. */
@@ -527,6 +531,7 @@ fail_env:
 	mdb_env_close(s->env);
 	s->env = NULL;
 fail_registered:
+	esdb__writer_unlock(s);
 	unregister(s);
 	/* A store that could not be made for want of space leaves nothing. */
 	if ((rc = esdb__space_rc(path, rc)) == ESDB_EDISK_FULL && fresh)
@@ -546,6 +551,7 @@ void esdb_close(esdb_store *s)
 		esdb__val_forget(s->env);
 		mdb_env_close(s->env);
 		s->env = NULL;
+		esdb__writer_unlock(s);
 		pthread_rwlock_destroy(&s->map_lock);
 		pthread_mutex_destroy(&s->apply_lock);
 		free(s->path);

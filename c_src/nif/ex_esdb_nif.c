@@ -39,6 +39,7 @@
 	X(map_size)                                                            \
 	X(create)                                                              \
 	X(readonly)                                                            \
+	X(owner)                                                               \
 	X(file_mode)                                                           \
 	X(max_stream_id)                                                       \
 	X(max_event_type)                                                      \
@@ -431,6 +432,17 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		uint64_t mode;
 		if (!nif_get_u64(env, v, &mode) || mode > 0777 ||
 		    esdb_set_file_mode(s, (unsigned)mode))
+			goto bad_option;
+	}
+	if (enif_get_map_value(env, argv[1], atom_owner, &v)) {
+		/* shown to a process refused the store (ESDB_ELOCKED) */
+		ErlNifBinary o;
+		char owner[256];
+		if (!enif_inspect_binary(env, v, &o) || o.size >= sizeof(owner))
+			goto bad_option;
+		memcpy(owner, o.data, o.size);
+		owner[o.size] = 0;
+		if (strlen(owner) != o.size || esdb_set_owner(s, owner))
 			goto bad_option;
 	}
 	/* Limits not given keep the store's (the defaults in a new one). */

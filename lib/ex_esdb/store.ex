@@ -35,7 +35,9 @@ defmodule ExESDB.Store do
           durability: options.durability,
           map_size: options.map_size,
           file_mode: options.file_mode,
-          create: true
+          create: true,
+          # named to a process refused the store (it is locked)
+          owner: Atom.to_string(node())
         },
         Map.new(options.limits)
       )

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Run the CLI with `args` (shell words); capture stdout+stderr into out.
  * Returns the exit status. */
@@ -197,20 +198,21 @@ TEST(cli_verify_and_backup)
 	         1);
 }
 
-TEST(cli_writes_beside_a_store_open_in_this_process)
+TEST(cli_writes_beside_a_store_open_read_only_in_this_process)
 {
 	/* LMDB lets processes share a store; when another one grows the
 	 * map, this one adopts the new size (MDB_MAP_RESIZED). */
 	const char *dir = tmp_dir();
+	char out[8192], file[4200];
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--data-dir %s append own --type t --create < /dev/null",
+	             dir),
+	         0);
 	esdb_store *s;
 	REQUIRE_OK(esdb_create(&s));
 	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_set_readonly(s, true));
 	REQUIRE_OK(esdb_open(s, dir));
-	uint8_t id[16];
-	esdb_new_event ev = make_event(id, 1, "t", "mine");
-	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	char out[8192], file[4200];
 	snprintf(file, sizeof(file), "%s.payload", dir);
 	FILE *f = fopen(file, "w");
 	for (int i = 0; i < 300000; i++)
@@ -225,13 +227,56 @@ TEST(cli_writes_beside_a_store_open_in_this_process)
 	uint64_t v;
 	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
 	CHECK_EQ(v, 8);
-	make_id(ev.event_id, 2);
-	esdb_result r;
-	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, &r));
-	CHECK_EQ(r.position, 10);
+	collected c = {0};
+	REQUIRE_OK(esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c));
+	CHECK_EQ(c.n, 9);
+	collected_free(&c);
 	esdb_stats st;
 	REQUIRE_OK(esdb_stats_get(s, &st));
 	CHECK(st.map_size > (1 << 20));
 	esdb_close(s);
 	remove(file);
+}
+
+TEST(cli_writing_commands_refuse_a_store_another_process_writes)
+{
+	/* One process writes a store: the VM's subscriptions would never
+	 * see events the CLI wrote beside it. */
+	const char *dir = tmp_dir();
+	static char out[16384];
+	esdb_store *s;
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_set_owner(s, "app@host1"));
+	REQUIRE_OK(esdb_open(s, dir));
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "mine");
+	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	char pid[64];
+	snprintf(pid, sizeof(pid), "by pid %ld (app@host1)", (long)getpid());
+
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--data-dir %s append other --type t < /dev/null", dir),
+	         1);
+	CHECK(strstr(out, pid) != NULL);
+	CHECK(strstr(out, "(locked)") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s delete own", dir), 1);
+	CHECK(strstr(out, pid) != NULL);
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--data-dir %s --json append other --type t < /dev/null",
+	             dir),
+	         1);
+	CHECK(strstr(out, "\"name\":\"locked\"") != NULL);
+	/* read-only commands run beside the writer */
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s read own", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s streams", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s verify", dir), 0);
+	uint64_t v;
+	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
+	CHECK_EQ(v, 0);
+	esdb_close(s);
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--data-dir %s append other --type t < /dev/null", dir),
+	         0);
 }
