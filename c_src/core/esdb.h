@@ -179,8 +179,8 @@ int esdb_lock_holder(const esdb_store *s, long *pid, const char **owner);
  * ESDB_ENOTDIR (no store and creation off: the directory or its data.mdb
  * missing, or data.mdb empty), ESDB_EFORMAT (another format version),
  * ESDB_EFOREIGN (not a store, or a file where a directory of the path
- * should be), ESDB_ECORRUPT, errno values. On failure the handle stays unopened and
- * may be opened again or closed. */
+ * should be), ESDB_ECORRUPT, errno values. On failure the handle stays
+ * unopened and may be opened again or closed. */
 int esdb_open(esdb_store *s, const char *path);
 
 /* The limits the store applies with: after esdb_open() the stored ones,
