@@ -283,13 +283,13 @@ cli_refuses_a_store_this_node_writes_test() ->
     with_store(fun(S, Dir) ->
         {ok, _} = ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)]),
         Path = filename:join(Dir, "store"),
-        Out = ctl(["--data-dir", Path, "append", "s", "--type", "t",
+        Out = ctl(["--store", Path, "append", "s", "--type", "t",
                    "< /dev/null"]),
         Holder = "by pid " ++ os:getpid() ++ " (" ++ atom_to_list(node())
             ++ ")",
         ?assert(has(Out, Holder)),
         ?assert(has(Out, "exit=1")),
-        ?assert(has(ctl(["--data-dir", Path, "read", "s"]), "exit=0")),
+        ?assert(has(ctl(["--store", Path, "read", "s"]), "exit=0")),
         ?assertEqual({ok, 1}, ex_esdb:stream_version(S, <<"s">>))
     end).
 

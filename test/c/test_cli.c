@@ -205,7 +205,7 @@ TEST(cli_writes_beside_a_store_open_read_only_in_this_process)
 	const char *dir = tmp_dir();
 	char out[8192], file[4200];
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s append own --type t --create < /dev/null",
+	             "--store %s append own --type t --create < /dev/null",
 	             dir),
 	         0);
 	esdb_store *s;
@@ -256,27 +256,27 @@ TEST(cli_writing_commands_refuse_a_store_another_process_writes)
 	snprintf(pid, sizeof(pid), "by pid %ld (app@host1)", (long)getpid());
 
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s append other --type t < /dev/null", dir),
+	             "--store %s append other --type t < /dev/null", dir),
 	         1);
 	CHECK(strstr(out, pid) != NULL);
 	CHECK(strstr(out, "(locked)") != NULL);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s delete own", dir), 1);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s delete own", dir), 1);
 	CHECK(strstr(out, pid) != NULL);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s --json append other --type t < /dev/null",
+	             "--store %s --json append other --type t < /dev/null",
 	             dir),
 	         1);
 	CHECK(strstr(out, "\"name\":\"locked\"") != NULL);
 	/* read-only commands run beside the writer */
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s read own", dir), 0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s stats", dir), 0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s streams", dir), 0);
-	CHECK_EQ(ctl(out, sizeof(out), "--data-dir %s verify", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s read own", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s stats", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s streams", dir), 0);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s verify", dir), 0);
 	uint64_t v;
 	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
 	CHECK_EQ(v, 0);
 	esdb_close(s);
 	CHECK_EQ(ctl(out, sizeof(out),
-	             "--data-dir %s append other --type t < /dev/null", dir),
+	             "--store %s append other --type t < /dev/null", dir),
 	         0);
 }
