@@ -83,6 +83,8 @@ struct esdb_store {
 #define ESDB_WRITER_LOCK "writer.lock"
 int esdb__writer_lock(esdb_store *s, const char *dir);
 void esdb__writer_unlock(esdb_store *s);
+/* Remove the lock file of a store whose creation failed, while held. */
+void esdb__writer_lock_remove(esdb_store *s, const char *dir);
 
 /* Begin/end a read-only transaction under the map lock. */
 int esdb__read_begin(esdb_store *s, MDB_txn **txn);

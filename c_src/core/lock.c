@@ -4,8 +4,9 @@
  * never see those commits. The file names its holder (pid, owner label)
  * for the message of whoever is refused. Read-only opens take no lock.
  *
- * The file is never removed: unlinking a lock file races with a process
- * that opened it just before and would lock a file nobody else sees. */
+ * The file stays: unlinking a lock file races with a process that opened
+ * it just before and would lock a file nobody else sees. Only a creation
+ * that failed removes it, while holding it, as it removes the store. */
 #include "internal.h"
 
 #include <errno.h>
@@ -105,4 +106,12 @@ void esdb__writer_unlock(esdb_store *s)
 	 * exec'd) while the store was open still has the descriptor. */
 	close(s->lock_fd);
 	s->lock_held = false;
+}
+
+void esdb__writer_lock_remove(esdb_store *s, const char *dir)
+{
+	char path[PATH_MAX];
+	if (s->lock_held && snprintf(path, sizeof(path), "%s/" ESDB_WRITER_LOCK,
+	                             dir) < (int)sizeof(path))
+		unlink(path);
 }

@@ -531,11 +531,14 @@ fail_env:
 	mdb_env_close(s->env);
 	s->env = NULL;
 fail_registered:
-	esdb__writer_unlock(s);
 	unregister(s);
-	/* A store that could not be made for want of space leaves nothing. */
-	if ((rc = esdb__space_rc(path, rc)) == ESDB_EDISK_FULL && fresh)
+	/* A store that could not be made for want of space leaves nothing,
+	 * its writer lock included (removed while still held). */
+	if ((rc = esdb__space_rc(path, rc)) == ESDB_EDISK_FULL && fresh) {
+		esdb__writer_lock_remove(s, path);
 		esdb__unmake_store(path, made);
+	}
+	esdb__writer_unlock(s);
 	return rc;
 }
 
