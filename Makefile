@@ -25,7 +25,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind bench fmt fmt-check clean
+.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -82,7 +82,7 @@ test-c: $(TEST_BIN) $(CTL_BIN) $(FAULT_BINS)
 
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
-	$(MAKE) fmt-check test-c asan valgrind test-erlang test-consumers test-elixir
+	$(MAKE) fmt-check test-c asan valgrind fuzz test-erlang test-consumers test-elixir
 
 test-elixir: nif
 	MIX_ENV=test mix test
@@ -119,6 +119,29 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 valgrind: $(TEST_BIN) $(FAULT_BINS)
 	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
+
+# libFuzzer targets for the record and command decoders, with ASan and
+# UBSan; ESDB_FUZZ_SECONDS per target (20 in make test; docs/TESTING.md
+# has longer runs). Corpora stay in build/fuzz/corpus-*.
+ESDB_FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := records commands
+FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus-$$t; \
+	  echo "fuzz_$$t: $(ESDB_FUZZ_SECONDS) s"; \
+	  if build/fuzz/fuzz_$$t -max_total_time=$(ESDB_FUZZ_SECONDS) \
+	    -print_final_stats=1 build/fuzz/corpus-$$t > build/fuzz/$$t.log 2>&1; \
+	  then grep -E "number_of_executed_units|Done" build/fuzz/$$t.log; \
+	  else tail -40 build/fuzz/$$t.log; exit 1; fi; \
+	done
+
+build/fuzz/fuzz_%: c_src/fuzz/fuzz_%.c c_src/core/*.c c_src/core/*.h
+	$(MAKE) BUILD=build/fuzz CC=clang \
+	  CFLAGS="$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link" build/fuzz/libesdb_core.a
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(WARN) $< \
+	  build/fuzz/libesdb_core.a $(LDLIBS) -o $@
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).
 BENCH_DIR ?= $(BUILD)/bench-data

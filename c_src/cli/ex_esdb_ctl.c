@@ -157,7 +157,8 @@ static void usage(FILE *f)
 	      "  2  usage error\n"
 	      "  3  no store at the path, or it holds no store of this\n"
 	      "     format\n"
-	      "  4  verify found problems\n",
+	      "  4  verify found problems, or the store is too damaged to\n"
+	      "     open or to check (verify never dies of a signal)\n",
 	      f);
 }
 

@@ -163,7 +163,8 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
  * recorded for esdb_corrupt_where. */
 int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
                     uint64_t number);
-/* Record where a corruption was found when rc says corrupt; returns rc. */
+/* Record where a corruption was found when rc says corrupt; returns rc,
+ * ESDB_EFORMAT (a stored record of another version) as ESDB_ECORRUPT. */
 int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number);
 /* Drop what values.c cached about env (before mdb_env_close). */
 void esdb__val_forget(MDB_env *env);

@@ -214,7 +214,7 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 			break;
 		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
 		    (rc = ev.position != pos ? ESDB_ECORRUPT : 0)) {
-			esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
+			rc = esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
 			break;
 		}
 		if ((rc = fn(ctx, &ev)))

@@ -31,6 +31,10 @@ static __thread esdb_where last_where;
 
 int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number)
 {
+	/* The store's format was checked at open: a stored record of
+	 * another version is a damaged one. */
+	if (rc == ESDB_EFORMAT)
+		rc = ESDB_ECORRUPT;
 	if (rc == ESDB_ECORRUPT || rc == MDB_CORRUPTED ||
 	    rc == MDB_PAGE_NOTFOUND) {
 		last_where.kind = kind;

@@ -129,7 +129,9 @@ static int count_stream(void *ctx, const esdb_stream *st)
 }
 
 /* Read everything through the core API; 0 when it all read, 1 when
- * something answered ESDB_ECORRUPT (or the open failed), 2 otherwise. */
+ * something answered ESDB_ECORRUPT (or the open failed), 2 otherwise.
+ * A death is counted, not failed: LMDB itself walking a garbage page
+ * (mdb_cursor_get, mdb_get) is beyond the checks of values.c. */
 static int read_everything(const char *dir)
 {
 	esdb_store *s;
@@ -208,7 +210,7 @@ TEST(verify_never_dies_on_random_corruption)
 		pid_t pid = fork();
 		REQUIRE(pid >= 0);
 		if (pid == 0)
-			_exit(read_everything(copy));
+			_exit(10 + read_everything(copy)); /* ASan exits 1 */
 		REQUIRE(waitpid(pid, &st, 0) == pid);
 		if (WIFSIGNALED(st)) {
 			read_deaths++;
@@ -218,16 +220,17 @@ TEST(verify_never_dies_on_random_corruption)
 				         copy, getenv("ESDB_CORRUPT_KEEP"), i);
 				CHECK(system(cmd) == 0);
 			}
-		} else if (WEXITSTATUS(st) <= 2)
-			reads[WEXITSTATUS(st)]++;
+		} else if (WEXITSTATUS(st) >= 10 && WEXITSTATUS(st) <= 12)
+			reads[WEXITSTATUS(st) - 10]++;
 		else
 			other++;
 	}
 	free(orig);
 	CHECK_EQ(verify_signals, 0);
+	CHECK_EQ(other, 0); /* e.g. a sanitizer report in a reading child */
 	CHECK_EQ(verify_codes[0] + verify_codes[4], runs);
 	printf("  %d copies: verify 0 x%d, 4 x%d; reads: ok %d, corrupt %d, "
 	       "other error %d, died %d\n",
 	       runs, verify_codes[0], verify_codes[4], reads[0], reads[1],
-	       reads[2] + other, read_deaths);
+	       reads[2], read_deaths);
 }
