@@ -69,12 +69,30 @@ defmodule ExESDB.MixProject do
   # example application (examples/bank) are compiled for test/commanded.
   # Unset (CI), none of this exists: no deps at all.
   defp deps do
-    if commanded_path() do
-      [{:commanded, path: commanded_path()}, {:jason, "~> 1.4"}]
-    else
-      []
+    cond do
+      commanded_path() ->
+        [{:commanded, path: commanded_path()}, {:jason, "~> 1.4"}]
+
+      # ex_esdb as another application's dependency: Commanded, when that
+      # application has it, compiles first, so the adapter declares its
+      # behaviour (with callback checks) in either order of the deps. Not
+      # at the top level, where Mix would fetch it, and only where a
+      # version-only dependency can be loaded at all (Hex, in a real
+      # application), or Mix stops at it even when nothing needs it.
+      as_dependency?() and version_only_deps_load?() ->
+        [{:commanded, "~> 1.4", optional: true}]
+
+      true ->
+        []
     end
   end
+
+  # While a project's config is read, the project stack's top is the
+  # project that depends on it, or nothing at the top level.
+  defp as_dependency?, do: Mix.Project.get() not in [nil, __MODULE__]
+
+  defp version_only_deps_load?,
+    do: Enum.any?(Mix.SCM.available(), &(&1.accepts_options(:commanded, []) != nil))
 
   defp commanded_project(env) do
     if commanded_path() do

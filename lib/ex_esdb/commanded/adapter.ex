@@ -13,8 +13,11 @@ defmodule ExESDB.Commanded.Adapter do
   Each Commanded application (and each `name:`/`prefix:`) gets its own
   store, `data_dir/<store_id>`, isolated from the others.
 
-  The module compiles without Commanded; it declares the
-  `Commanded.EventStore.Adapter` behaviour when Commanded is loaded first.
+  The module compiles without Commanded. ex_esdb names Commanded as an
+  optional dependency, so in an application that has both, Mix compiles
+  Commanded first (whatever the order of the deps) and the adapter
+  declares the `Commanded.EventStore.Adapter` behaviour, with Elixir's
+  callback checks.
   """
 
   if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
