@@ -15,9 +15,13 @@
 %% Errors come back as `{error, Reason}' with `Reason' an atom such as
 %% `wrong_expected_version', `stream_exists', `stream_not_found',
 %% `stream_deleted', `not_found', `closed', `already_open', `read_only',
-%% `no_events' or `timeout', or `{limit_exceeded, Key, Max}' naming the
-%% limit a command exceeds and its value (e.g.
-%% `{limit_exceeded, max_event_bytes, 16777216}'). Arguments of the
+%% `no_events', `overloaded' (the writer queue is full: nothing was
+%% written), `timeout' (the caller stopped waiting and the command was
+%% withdrawn: never applied) or `outcome_unknown' (the caller stopped
+%% waiting after the writer took the command: it may be applied), or
+%% `{limit_exceeded, Key, Max}' naming the limit a command exceeds and
+%% its value (e.g. `{limit_exceeded, max_event_bytes, 16777216}').
+%% Arguments of the
 %% wrong type (a stream id that is not a binary, a negative count, ...)
 %% raise an exception, `badarg' from the NIF.
 -module(ex_esdb).
@@ -104,6 +108,9 @@
 %%       or `nosync' (no flush; tests and benchmarks only);</li>
 %%   <li>`map_size': initial LMDB map size in bytes (default 64 MiB, at
 %%       least 1 MiB; it grows as needed);</li>
+%%   <li>`max_queue_bytes': bytes of encoded commands that may wait for
+%%       the writer (default 256 MiB); a write beyond it answers
+%%       `{error, overloaded}' at once and is not applied;</li>
 %%   <li>`create': create the directory when missing (default `true');</li>
 %%   <li>`readonly': every mutation answers `{error, read_only}';</li>
 %%   <li>`file_mode': permission bits of the files the store creates
@@ -146,7 +153,7 @@ valid_option(create, V) -> is_boolean(V);
 valid_option(readonly, V) -> is_boolean(V);
 valid_option(file_mode, V) -> is_integer(V) andalso V >= 0;
 valid_option(K, V) ->
-    lists:member(K, [map_size, max_stream_id, max_event_type,
+    lists:member(K, [map_size, max_queue_bytes, max_stream_id, max_event_type,
                      max_event_bytes, max_append_events, max_append_bytes,
                      max_key])
         andalso is_integer(V) andalso V > 0.
@@ -185,9 +192,13 @@ append(Store, StreamId, Expected, Events) ->
 %% (a retry after a lost reply) writes nothing and returns the original
 %% result.
 %%
-%% `Timeout' bounds the wait for the writer: on expiry the call returns
-%% `{error, timeout}' but the append may still happen, and its late reply
-%% arrives in the caller's mailbox as a `{reference(), Reply}' message.
+%% `Timeout' bounds the wait for the writer. On expiry the append is
+%% withdrawn if the writer has not taken it yet: the call returns
+%% `{error, timeout}' and the append is never applied. If the writer has
+%% taken it, the call returns `{error, outcome_unknown}': it may or may
+%% not be applied, and its late reply arrives in the caller's mailbox as
+%% a `{reference(), Reply}' message. Retrying with the same event ids
+%% (give each event its `event_id') is safe either way; see above.
 -spec append(store(), binary(), expected(), [new_event()], timeout()) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
@@ -215,7 +226,7 @@ append_checked(Store, StreamId, Expected, Events, Timeout) ->
             Ref = make_ref(),
             Sent = ex_esdb_nif:append(Store, Ref, StreamId, Expected,
                                       NifEvents),
-            case await(Sent, Ref, Timeout) of
+            case await(Store, Sent, Ref, Timeout) of
                 {ok, Version, Position} ->
                     {ok, #{version => Version, position => Position}};
                 Error ->
@@ -268,14 +279,29 @@ id(Key, Text) ->
 
 %% Wait for the writer's reply to a queued command; a NIF that refused the
 %% command at once (closed store, limit) answered already.
-await(ok, Ref, Timeout) ->
+await(Store, ok, Ref, Timeout) ->
     receive
         {Ref, Reply} -> Reply
     after Timeout ->
-        {error, timeout}
+        give_up(Store, Ref)
     end;
-await({error, _} = Error, _Ref, _Timeout) ->
+await(_Store, {error, _} = Error, _Ref, _Timeout) ->
     Error.
+
+%% Stop waiting: withdraw the command if it is still queued (then it is
+%% never applied), else take a reply that came meanwhile, else the
+%% outcome is unknown.
+give_up(Store, Ref) ->
+    case ex_esdb_nif:cancel(Store, Ref) of
+        ok ->
+            {error, timeout};
+        not_queued ->
+            receive
+                {Ref, Reply} -> Reply
+            after 0 ->
+                {error, outcome_unknown}
+            end
+    end.
 
 %% ---- reads --------------------------------------------------------------
 
@@ -373,7 +399,7 @@ list_streams(Store, After, Count) ->
 -spec delete_stream(store(), binary(), expected()) -> ok | {error, term()}.
 delete_stream(Store, StreamId, Expected) ->
     Ref = make_ref(),
-    await(ex_esdb_nif:delete_stream(Store, Ref, StreamId, Expected), Ref,
+    await(Store, ex_esdb_nif:delete_stream(Store, Ref, StreamId, Expected), Ref,
           ?TIMEOUT).
 
 %% ---- snapshots ----------------------------------------------------------
@@ -384,7 +410,7 @@ delete_stream(Store, StreamId, Expected) ->
                    binary()) -> ok | {error, term()}.
 put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
     Ref = make_ref(),
-    await(ex_esdb_nif:snapshot_put(Store, Ref, SourceUuid, SourceVersion,
+    await(Store, ex_esdb_nif:snapshot_put(Store, Ref, SourceUuid, SourceVersion,
                                    SourceType, Data, Metadata),
           Ref, ?TIMEOUT).
 
@@ -414,8 +440,8 @@ bytes(Bytes) -> Bytes.
 -spec delete_snapshot(store(), binary()) -> ok | {error, term()}.
 delete_snapshot(Store, SourceUuid) ->
     Ref = make_ref(),
-    case await(ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid), Ref,
-               ?TIMEOUT) of
+    case await(Store, ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid),
+               Ref, ?TIMEOUT) of
         {error, not_found} -> ok;
         Other -> Other
     end.
@@ -428,7 +454,7 @@ delete_snapshot(Store, SourceUuid) ->
           ok | {error, term()}.
 put_checkpoint(Store, Name, Checkpoint, Definition) ->
     Ref = make_ref(),
-    await(ex_esdb_nif:checkpoint_put(Store, Ref, Name, Checkpoint,
+    await(Store, ex_esdb_nif:checkpoint_put(Store, Ref, Name, Checkpoint,
                                      Definition),
           Ref, ?TIMEOUT).
 
@@ -445,7 +471,7 @@ get_checkpoint(Store, Name) ->
 -spec delete_checkpoint(store(), binary()) -> ok | {error, term()}.
 delete_checkpoint(Store, Name) ->
     Ref = make_ref(),
-    await(ex_esdb_nif:checkpoint_delete(Store, Ref, Name), Ref, ?TIMEOUT).
+    await(Store, ex_esdb_nif:checkpoint_delete(Store, Ref, Name), Ref, ?TIMEOUT).
 
 %% @doc Every checkpoint, in listing order of their names (see streams/1).
 -spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.

@@ -9,7 +9,7 @@
          snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
-         checkpoint_list/3, stats/1, limits/1, verify/1, backup/2,
+         checkpoint_list/3, stats/1, limits/1, cancel/2, verify/1, backup/2,
          read_records/6, subscribe/4, subscribe/5, unsubscribe/2,
          decode_term/1]).
 -export(?NIFS).
@@ -46,6 +46,7 @@ checkpoint_get(_Store, _Name) -> erlang:nif_error(not_loaded).
 checkpoint_list(_Store, _After, _Count) -> erlang:nif_error(not_loaded).
 stats(_Store) -> erlang:nif_error(not_loaded).
 limits(_Store) -> erlang:nif_error(not_loaded).
+cancel(_Store, _Ref) -> erlang:nif_error(not_loaded).
 verify(_Store) -> erlang:nif_error(not_loaded).
 backup(_Store, _Dest) -> erlang:nif_error(not_loaded).
 read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_error(not_loaded).

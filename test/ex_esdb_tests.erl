@@ -588,20 +588,75 @@ default_limit_test_() ->
 
 %% A reply later than the timeout: {error, timeout} now, the append still
 %% happens and its reply lands in the mailbox.
+%% A caller that stops waiting withdraws its command when the writer has
+%% not taken it: {error, timeout} means it is never applied. When the
+%% writer has it already the answer is {error, outcome_unknown} (or the
+%% reply, if it came just then). The writer is kept busy by a large
+%% append so that most of the small ones are still queued.
 append_timeout_test_() ->
     {timeout, 60, fun() ->
         with_store(fun(S) ->
-            Events = [ev(<<"t">>, binary:copy(<<"x">>, 1024))
-                      || _ <- lists:seq(1, 5000)],
-            ?assertEqual({error, timeout},
-                         ex_esdb:append(S, <<"s">>, no_stream, Events, 0)),
-            Late = receive {Ref, Reply} when is_reference(Ref) -> Reply
-                   after 30000 -> none
-                   end,
-            ?assertEqual({ok, 5000, 1}, Late),
-            ?assertEqual({ok, 5000}, ex_esdb:stream_version(S, <<"s">>))
+            Big = [ev(<<"t">>, binary:copy(<<"x">>, 1024 * 1024))
+                   || _ <- lists:seq(1, 30)],
+            BigRef = make_ref(),
+            ok = ex_esdb_nif:append(S, BigRef, <<"big">>, any,
+                                    [nif_tuple(E) || E <- Big]),
+            Streams = [integer_to_binary(I) || I <- lists:seq(1, 50)],
+            Answers = [{Id, ex_esdb:append(S, Id, no_stream, [ev(<<"t">>)], 0)}
+                       || Id <- Streams],
+            %% The writer answers in queue order: after this one, every
+            %% command queued before it is applied or withdrawn.
+            {ok, _} = ex_esdb:append(S, <<"last">>, any, [ev(<<"t">>)]),
+            TimedOut = [Id || {Id, {error, timeout}} <- Answers],
+            ?assertNotEqual([], TimedOut),
+            [?assertEqual({Id, {ok, 0}}, {Id, ex_esdb:stream_version(S, Id)})
+             || Id <- TimedOut],
+            [?assertEqual({Id, {ok, 1}}, {Id, ex_esdb:stream_version(S, Id)})
+             || {Id, {ok, _}} <- Answers],
+            [?assertMatch({_, {error, outcome_unknown}}, A)
+             || {_, {error, R}} = A <- Answers, R =/= timeout],
+            %% Withdrawn commands send no late reply.
+            Late = [Ref || {Ref, _} <- flush(), Ref =/= BigRef],
+            ?assertEqual(length([x || {_, {error, outcome_unknown}}
+                                          <- Answers]),
+                         length(Late))
         end)
     end}.
+
+%% A full writer queue refuses at once: {error, overloaded}, nothing
+%% written. The writer is kept busy by a large append.
+overloaded_test_() ->
+    {timeout, 60, fun() ->
+        with_store(#{max_queue_bytes => 1024 * 1024}, fun(S) ->
+            Big = [nif_tuple(ev(<<"t">>, binary:copy(<<"x">>, 1024 * 1024)))
+                   || _ <- lists:seq(1, 30)],
+            BigRef = make_ref(),
+            ok = ex_esdb_nif:append(S, BigRef, <<"big">>, any, Big),
+            Quarter = binary:copy(<<"y">>, 256 * 1024),
+            Sent = [begin
+                        Ref = make_ref(),
+                        Id = integer_to_binary(I),
+                        {Id, Ref,
+                         ex_esdb_nif:append(S, Ref, Id, any,
+                                            [nif_tuple(ev(<<"t">>, Quarter))])}
+                    end || I <- lists:seq(1, 20)],
+            Refused = [Id || {Id, _, {error, overloaded}} <- Sent],
+            ?assertNotEqual([], Refused),
+            %% Every accepted append is answered and applied.
+            [receive {Ref, Reply} -> ?assertMatch({ok, 1, _}, Reply) end
+             || {_, Ref, ok} <- Sent],
+            receive {BigRef, _} -> ok end,
+            [?assertEqual({ok, 0}, ex_esdb:stream_version(S, Id))
+             || Id <- Refused],
+            ?assertEqual(20, length(Refused) + length([x || {_, _, ok} <- Sent]))
+        end)
+    end}.
+
+nif_tuple(#{event_type := T} = E) ->
+    {ex_esdb:uuid_v4(), T, maps:get(data, E, <<>>), <<>>, nil, nil}.
+
+flush() ->
+    receive M -> [M | flush()] after 0 -> [] end.
 
 concurrent_appends_test_() ->
     {timeout, 60, fun() ->

@@ -147,6 +147,12 @@ int esdb_set_durability(esdb_store *s, esdb_durability d);
  * to (see esdb_limits above; 0 fields keep). ESDB_EINVAL for a value out
  * of the record format's range (names 65535 bytes, payloads 4 GiB - 1). */
 int esdb_set_limits(esdb_store *s, const esdb_limits *limits);
+/* Bytes of encoded commands that may wait in the writer queue (default
+ * 256 MiB, 4 appends of the largest default size); a submit beyond it is
+ * answered ESDB_EOVERLOADED. A command larger than the bound is taken
+ * when the queue is empty. Local to this process, not stored. */
+#define ESDB_QUEUE_BYTES_DEFAULT (256ull << 20)
+int esdb_set_queue_bytes(esdb_store *s, uint64_t bytes);
 /* Create the directory when missing (default true). */
 int esdb_set_create(esdb_store *s, bool create);
 /* Open read-only: every mutation answers EROFS (default false). */
@@ -342,9 +348,19 @@ int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
 typedef void (*esdb_done_fn)(void *ctx, const esdb_result *result);
 
 /* Queue a command for the group-commit writer. Takes ownership of
- * cmd->buf in every case. Errors from the queue itself (ESDB_ECLOSED) are
- * reported through `done` as well as returned. */
+ * cmd->buf in every case. Errors from the queue itself (ESDB_ECLOSED,
+ * ESDB_EOVERLOADED when the queue holds its bound in bytes) are reported
+ * through `done`, on the calling thread, as well as returned. */
 int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx);
+
+/* Withdraw a queued command the writer has not taken yet, for a caller
+ * that gives up waiting: the first queued command whose ctx `match`
+ * accepts is removed and answered through its `done`, on the calling
+ * thread, with ETIMEDOUT; it is never applied. Returns 0 when withdrawn,
+ * ESDB_ENOTFOUND when no queued command matched (the writer has taken
+ * it, or it was answered): its outcome then comes through `done` as
+ * usual. `match` runs under the queue lock and must not call the store. */
+int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg);
 
 /* Submit and wait: the synchronous form. `result` may be NULL. Returns
  * the command's rc. */

@@ -65,6 +65,8 @@ struct esdb_store {
 	pthread_mutex_t q_lock;
 	pthread_cond_t q_cond;
 	struct esdb_req *q_head, *q_tail;
+	uint64_t q_bytes;     /* encoded bytes queued */
+	uint64_t q_max_bytes; /* bound, esdb_set_queue_bytes */
 	bool stopping;
 
 	struct esdb_store *registry_next;

@@ -40,6 +40,7 @@ int esdb_create(esdb_store **out)
 	s->durability = ESDB_DURABILITY_SYNC;
 	s->create = true;
 	s->file_mode = 0600;
+	s->q_max_bytes = ESDB_QUEUE_BYTES_DEFAULT;
 	esdb_limits_default(&s->limits);
 	pthread_mutex_init(&s->limits_lock, NULL);
 	*out = s;
@@ -100,6 +101,15 @@ void esdb__limits_publish(esdb_store *s, const esdb_limits *l)
 	pthread_mutex_lock(&s->limits_lock);
 	s->limits = *l;
 	pthread_mutex_unlock(&s->limits_lock);
+}
+
+int esdb_set_queue_bytes(esdb_store *s, uint64_t bytes)
+{
+	SETTER_GUARD(s);
+	if (bytes == 0)
+		return ESDB_EINVAL;
+	s->q_max_bytes = bytes;
+	return 0;
 }
 
 int esdb_set_create(esdb_store *s, bool create)

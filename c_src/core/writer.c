@@ -53,6 +53,7 @@ static void *writer_main(void *arg)
 		    (n == 0 || bytes + s->q_head->cmd.len <= BATCH_MAX_BYTES)) {
 			struct esdb_req *r = s->q_head;
 			s->q_head = r->next;
+			s->q_bytes -= r->cmd.len;
 			reqs[n] = r;
 			cmds[n] = r->cmd;
 			bytes += r->cmd.len;
@@ -73,6 +74,7 @@ static void *writer_main(void *arg)
 	/* Closing (or out of memory): answer whatever is still queued. */
 	struct esdb_req *r = s->q_head;
 	s->q_head = s->q_tail = NULL;
+	s->q_bytes = 0;
 	pthread_mutex_unlock(&s->q_lock);
 	while (r) {
 		struct esdb_req *next = r->next;
@@ -88,6 +90,7 @@ static void *writer_main(void *arg)
 int esdb__writer_start(esdb_store *s)
 {
 	s->q_head = s->q_tail = NULL;
+	s->q_bytes = 0;
 	s->stopping = false;
 	pthread_mutex_init(&s->q_lock, NULL);
 	pthread_cond_init(&s->q_cond, NULL);
@@ -145,18 +148,52 @@ int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
 		return rc;
 	}
 	pthread_mutex_lock(&s->q_lock);
-	if (s->stopping) {
+	if (s->stopping)
+		rc = ESDB_ECLOSED;
+	else if (s->q_head && s->q_bytes + r->cmd.len > s->q_max_bytes)
+		rc = ESDB_EOVERLOADED; /* an empty queue takes any size */
+	if (rc) {
 		pthread_mutex_unlock(&s->q_lock);
-		fail_req(r, ESDB_ECLOSED);
-		return ESDB_ECLOSED;
+		fail_req(r, rc);
+		return rc;
 	}
 	if (s->q_tail)
 		s->q_tail->next = r;
 	else
 		s->q_head = r;
 	s->q_tail = r;
+	s->q_bytes += r->cmd.len;
 	pthread_cond_signal(&s->q_cond);
 	pthread_mutex_unlock(&s->q_lock);
+	return 0;
+}
+
+int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg)
+{
+	struct esdb_req *found = NULL, *prev = NULL;
+	if (!s || !match)
+		return ESDB_EINVAL;
+	if (!s->is_open || s->readonly)
+		return ESDB_ENOTFOUND;
+	pthread_mutex_lock(&s->q_lock);
+	for (struct esdb_req *r = s->q_head; r; prev = r, r = r->next)
+		if (match(r->ctx, arg)) {
+			found = r;
+			break;
+		}
+	if (found) {
+		if (prev)
+			prev->next = found->next;
+		else
+			s->q_head = found->next;
+		if (s->q_tail == found)
+			s->q_tail = prev;
+		s->q_bytes -= found->cmd.len;
+	}
+	pthread_mutex_unlock(&s->q_lock);
+	if (!found)
+		return ESDB_ENOTFOUND;
+	fail_req(found, ETIMEDOUT);
 	return 0;
 }
 

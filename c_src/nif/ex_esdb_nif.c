@@ -59,6 +59,8 @@
 	X(invalid_option)                                                      \
 	X(invalid_stream_id)                                                   \
 	X(limit_exceeded)                                                      \
+	X(not_queued)                                                          \
+	X(max_queue_bytes)                                                     \
 	X(problems)                                                            \
 	X(term)
 
@@ -289,12 +291,31 @@ static reply_ctx *reply_new(ErlNifEnv *env, esdb_store *s, ERL_NIF_TERM ref)
 	return c;
 }
 
+/* A command answered on the scheduler thread that submits or withdraws
+ * it (a full queue, a closed store, a cancel) is answered to that NIF
+ * call, not by a message: enif_send without an env is for our own
+ * threads. Only the writer's answers become messages. */
+static __thread bool answer_inline;
+static __thread esdb_result inline_result;
+
+static bool answered_inline(reply_ctx *c, const esdb_result *r)
+{
+	if (!answer_inline)
+		return false;
+	inline_result = *r;
+	enif_free_env(c->env);
+	enif_free(c);
+	return true;
+}
+
 /* Sends {Ref, {ok, Version, Position}} for appends, {Ref, ok} for other
  * commands, {Ref, {error, Reason}} on failure. */
 static void reply_append(void *ctx, const esdb_result *r)
 {
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
+	if (answered_inline(c, r))
+		return;
 	ERL_NIF_TERM reply =
 	    r->rc ? result_error(env, c->s, r)
 	          : enif_make_tuple3(env, atom_ok,
@@ -309,6 +330,8 @@ static void reply_plain(void *ctx, const esdb_result *r)
 {
 	reply_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
+	if (answered_inline(c, r))
+		return;
 	ERL_NIF_TERM reply = r->rc ? result_error(env, c->s, r) : atom_ok;
 	enif_send(NULL, &c->pid, env, enif_make_tuple2(env, c->ref, reply));
 	enif_free_env(env);
@@ -324,9 +347,47 @@ static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
 		free(cmd->buf);
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
 	}
-	/* Failures inside esdb_submit are answered through `done` too. */
-	esdb_submit(r->s, cmd, done, c);
-	return atom_ok;
+	/* Failures inside esdb_submit (a full queue, ...) are answered
+	 * through `done`, here: they are this call's result. */
+	answer_inline = true;
+	int rc = esdb_submit(r->s, cmd, done, c);
+	answer_inline = false;
+	return rc ? result_error(env, r->s, &inline_result) : atom_ok;
+}
+
+typedef struct cancel_arg {
+	ERL_NIF_TERM ref;
+	ErlNifPid pid;
+} cancel_arg;
+
+static bool same_request(void *ctx, void *arg)
+{
+	const reply_ctx *c = ctx;
+	const cancel_arg *a = arg;
+	return enif_is_identical(c->ref, a->ref) &&
+	       enif_compare_pids(&c->pid, &a->pid) == 0;
+}
+
+/* cancel(Store, Ref) -> ok | not_queued, for a caller that stops waiting
+ * for the command it sent with Ref. ok: withdrawn from the writer queue,
+ * never applied, no reply will come; not_queued: the writer has taken it
+ * (it may be applied) or answered it, and its reply comes as usual. */
+static ERL_NIF_TERM nif_cancel(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	cancel_arg a = {.ref = argv[1]};
+	if (!enif_is_ref(env, argv[1]) || !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	enif_self(env, &a.pid);
+	int rc = ESDB_ENOTFOUND;
+	if (!r->closed) {
+		answer_inline = true;
+		rc = esdb_cancel(r->s, same_request, &a);
+		answer_inline = false;
+	}
+	nif_store_release(r);
+	return rc == 0 ? atom_ok : atom_not_queued;
 }
 
 /* Acquire the store argv[0] (false: not a store) and get the limits to
@@ -443,6 +504,12 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		memcpy(owner, o.data, o.size);
 		owner[o.size] = 0;
 		if (strlen(owner) != o.size || esdb_set_owner(s, owner))
+			goto bad_option;
+	}
+	if (enif_get_map_value(env, argv[1], atom_max_queue_bytes, &v)) {
+		uint64_t bytes;
+		if (!nif_get_u64(env, v, &bytes) ||
+		    esdb_set_queue_bytes(s, bytes))
 			goto bad_option;
 	}
 	/* Limits not given keep the store's (the defaults in a new one). */
@@ -1289,6 +1356,7 @@ static ErlNifFunc funcs[] = {
     {"checkpoint_list", 3, nif_checkpoint_list, DIRTY_IO},
     {"stats", 1, nif_stats, DIRTY_IO},
     {"limits", 1, nif_limits, 0},
+    {"cancel", 2, nif_cancel, 0},
     {"verify", 1, nif_verify, DIRTY_IO},
     {"backup", 2, nif_backup, DIRTY_IO},
     {"read_records", 6, nif_read_records, DIRTY_IO},

@@ -48,6 +48,7 @@ defmodule ExESDB.Options do
   | `max_append_events` | 10,000 | events in one append |
   | `max_append_bytes` | 64 MiB | serialized data + metadata of one append |
   | `max_key` | 1024 | bytes of a snapshot `source_uuid` or a subscription name |
+  | `max_queue_bytes` | 256 MiB | encoded writes waiting for the writer; beyond it a write answers `{:error, :overloaded}` (this node's, not stored) |
 
   A write over a limit answers `{:error, {:limit_exceeded, key, max}}`,
   e.g. `{:error, {:limit_exceeded, :max_event_bytes, 16777216}}`, and
@@ -103,7 +104,8 @@ defmodule ExESDB.Options do
     :max_event_bytes,
     :max_append_events,
     :max_append_bytes,
-    :max_key
+    :max_key,
+    :max_queue_bytes
   ]
 
   @option_source "the options given to ExESDB.System"

@@ -17,7 +17,8 @@ defmodule ExESDB.Streams do
   `{:limit_exceeded, :max_event_bytes, 16777216}`; see `ExESDB.Options`),
   `{:undecodable, reason}` (data or metadata that may not be stored or
   read back as a term: see `ExESDB.Serializer.Term`), `:timeout`,
-  `:closed`, `:store_not_started`, storage errors such as `:disk_full` or
+  `:outcome_unknown`, `:overloaded` (below), `:closed`,
+  `:store_not_started`, storage errors such as `:disk_full` or
   `:io_error`, and `{:store_failed, cause}` once a failed flush has stopped
   the store's writes (README, "Durability"). A wrong argument answers
   `{:error, {:invalid_<what>, value}}` and never raises:
@@ -26,6 +27,18 @@ defmodule ExESDB.Streams do
   `{:invalid_read_batch_size, n}`, `{:invalid_events, term}`,
   `{:invalid_event, term}`, `{:invalid_event_type, t}`,
   `{:invalid_event_id, id}`.
+
+  ## Timeouts and a full queue
+
+  A write waits the store's `timeout` (`ExESDB.Options`) for the writer:
+
+    * `{:error, :timeout}`: the write was still queued and has been
+      withdrawn; it is never applied.
+    * `{:error, :outcome_unknown}`: the writer had already taken it; it
+      may or may not be applied (its late reply, a `{reference, reply}`
+      message, may reach the caller's mailbox). Retry with the same events.
+    * `{:error, :overloaded}`: the writer queue holds `max_queue_bytes`
+      already; nothing was written.
   """
 
   alias ExESDB.{EventCodec, EventRecord, Native, NewEvent, Store}

@@ -267,16 +267,9 @@ defmodule ExESDB.Subscriptions do
         [] -> :ok
       end
 
-      ref = make_ref()
-
-      with :ok <- :ex_esdb_nif.checkpoint_delete(s.handle, ref, name) do
-        receive do
-          {^ref, :ok} -> :ok
-          {^ref, {:error, :not_found}} -> {:error, :subscription_not_found}
-          {^ref, error} -> error
-        after
-          s.timeout -> {:error, :timeout}
-        end
+      case ExESDB.Native.call(s, &:ex_esdb_nif.checkpoint_delete(s.handle, &1, name)) do
+        {:error, :not_found} -> {:error, :subscription_not_found}
+        reply -> reply
       end
     end
   end

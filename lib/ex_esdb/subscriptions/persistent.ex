@@ -608,11 +608,7 @@ defmodule ExESDB.Subscriptions.Persistent do
         :ok
 
       :ok ->
-        receive do
-          {^ref, reply} -> reply
-        after
-          state.store.timeout -> {:error, :timeout}
-        end
+        ExESDB.Native.await(state.store, ref)
 
       error ->
         error
