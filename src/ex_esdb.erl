@@ -189,8 +189,11 @@ append(Store, StreamId, Expected, Events) ->
 %% `$all') gives `{error, {invalid_stream_id, StreamId}}'.
 %%
 %% Appending again events with the same ids at the same expected version
-%% (a retry after a lost reply) writes nothing and returns the original
-%% result.
+%% (a retry after a lost reply), or with `any' while they are still the
+%% stream's last events, writes nothing and returns the original result.
+%% Give each event its `event_id' before the first attempt to make that
+%% work: a generated id is new at every call. An `any' retry after other
+%% appends to the stream is written again.
 %%
 %% `Timeout' bounds the wait for the writer. On expiry the append is
 %% withdrawn if the writer has not taken it yet: the call returns

@@ -39,6 +39,27 @@ defmodule ExESDB.Streams do
       message, may reach the caller's mailbox). Retry with the same events.
     * `{:error, :overloaded}`: the writer queue holds `max_queue_bytes`
       already; nothing was written.
+
+  ## Retries
+
+  The store recognises an append it has already applied by its events'
+  ids and answers the original result without writing anything when:
+
+    * the expected version is exact (or `:no_stream`) and the events at
+      the versions right after it carry the append's ids, in order;
+    * the expected version is `:any` (or `:stream_exists`) and the
+      stream's last events carry the append's ids, in order.
+
+  So after `{:error, :outcome_unknown}` (or a crash before the reply),
+  append the *same list* again right away. That needs ids given once:
+  build events with `ExESDB.NewEvent.new/1` (or set `event_id`
+  yourself); events with `event_id: nil` get new ids at every call and
+  are written again. Not covered: an `:any` (or `:stream_exists`) retry
+  after other events were appended to the stream in between: the
+  append's events are no longer its tail, so they are written again.
+  Retry with the exact expected version to be safe then: it answers the
+  original result, or `:wrong_expected_version` when the first attempt
+  was not applied and the stream moved on.
   """
 
   alias ExESDB.{EventCodec, EventRecord, Native, NewEvent, Store}
@@ -54,15 +75,18 @@ defmodule ExESDB.Streams do
   @doc """
   Append events atomically; returns the stream's new version.
 
+  Options: `timeout` (ms, or `:infinity`; default the store's `timeout`).
   Retrying an append whose events (by `event_id`) are already stored at
-  the versions it targets returns the original result and writes nothing.
+  the versions it targets returns the original result and writes nothing
+  (see "Retries").
   """
-  @spec append_events(store(), stream_id(), expected_version(), [NewEvent.t()]) ::
+  @spec append_events(store(), stream_id(), expected_version(), [NewEvent.t()], keyword()) ::
           {:ok, pos_integer()} | {:error, term()}
-  def append_events(store, stream_id, expected_version, events) do
+  def append_events(store, stream_id, expected_version, events, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_writable(stream_id),
          :ok <- check_expected(expected_version),
+         {:ok, s} <- append_options(s, opts),
          :ok <- check_event_count(events, s.limits),
          {:ok, tuples} <- EventCodec.encode(events, s.serializer) do
       submit = &:ex_esdb_nif.append(s.handle, &1, stream_id, expected_version, tuples)
@@ -73,6 +97,21 @@ defmodule ExESDB.Streams do
       end
     end
   end
+
+  defp append_options(s, opts) when is_list(opts) do
+    Enum.reduce_while(opts, {:ok, s}, fn
+      {:timeout, t}, {:ok, s} when (is_integer(t) and t >= 0) or t == :infinity ->
+        {:cont, {:ok, %{s | timeout: t}}}
+
+      {:timeout, t}, _ ->
+        {:halt, {:error, {:invalid_timeout, t}}}
+
+      other, _ ->
+        {:halt, {:error, {:invalid_option, other}}}
+    end)
+  end
+
+  defp append_options(_s, opts), do: {:error, {:invalid_options, opts}}
 
   @doc """
   Read up to `count` events of a stream from `start_version` (inclusive).
