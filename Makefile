@@ -49,17 +49,23 @@ $(CORE_LIB): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(CTL_BIN): c_src/cli/*.c $(CORE_LIB)
+# The CLI prints Erlang terms with erl_interface's ei (erlang-dev).
+EI_DIR ?= $(shell erl -noshell -eval 'io:format("~s", [code:lib_dir(erl_interface)]), halt().' 2>/dev/null)
+
+$(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(CORE_LIB)
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) \
+	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
 	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -lz -o $@
 
-$(TEST_BIN): $(TEST_SRC) test/c/*.h $(CORE_LIB)
-	$(CC) $(CPPFLAGS) -Itest/c $(CFLAGS) $(WARN) -pthread $(TEST_SRC) $(CORE_LIB) $(LDLIBS) -o $@
+# The tests include the CLI's term printer (c_src/cli/term.c) to fuzz it.
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] $(CORE_LIB)
+	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
+	  $(TEST_SRC) c_src/cli/term.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
@@ -117,7 +123,7 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 	  ESDB_POWERLOSS_SEEDS=30 build/asan/esdb_tests
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
-	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
+	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 ESDB_TERM_FUZZ=3000 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
 
 # libFuzzer targets for the record and command decoders, with ASan and

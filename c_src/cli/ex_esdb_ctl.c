@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "esdb.h"
+#include "term.h"
 
 #define PROG       "ex_esdb_ctl"
 #define PAGE       1000 /* events or streams asked of the core per call */
@@ -45,6 +46,7 @@ enum {
 	OPT_HELP = 1 << 11,
 	OPT_STORE = 1 << 12,
 	OPT_STORE_ID = 1 << 13,
+	OPT_RAW = 1 << 14,
 };
 
 /* Options every command accepts, before or after its name. */
@@ -67,6 +69,7 @@ static const struct option_def {
     {"create", OPT_CREATE, false}, {"data-dir", OPT_DATA_DIR, true},
     {"json", OPT_JSON, false},     {"help", OPT_HELP, false},
     {"store", OPT_STORE, true},    {"store-id", OPT_STORE_ID, true},
+    {"raw", OPT_RAW, false},
 };
 
 struct command;
@@ -141,6 +144,9 @@ static void usage(FILE *f)
 	      "                       makes a missing store\n"
 	      "  --json               print one JSON document on stdout;\n"
 	      "                       a failure adds an \"error\" member\n"
+	      "                       (a usage error: {\"error\":{\"name\":\n"
+	      "                       \"usage\",\"message\":...}})\n"
+	      "  --raw                reads: data as bytes, never as terms\n"
 	      "  --count N            at most N results (default: all)\n"
 	      "  --expected E         any (default), no_stream,\n"
 	      "                       stream_exists or the current version\n"
@@ -149,7 +155,13 @@ static void usage(FILE *f)
 	      "\n"
 	      "Reads show data as text when it is printable UTF-8, else as\n"
 	      "hex, cut to the first 200 bytes; --json gives all of it as\n"
-	      "text or base64, named by \"data_encoding\".\n"
+	      "text or base64, named by \"data_encoding\". Data written as\n"
+	      "an Erlang term is shown as Erlang prints it (\"data_term\"\n"
+	      "with --json) when it checks out as one well-formed term;\n"
+	      "--raw shows the bytes instead. A stream id or event type\n"
+	      "that is not UTF-8 is JSON text with U+FFFD for each bad\n"
+	      "byte plus a KEY_base64 member with its exact bytes (e.g.\n"
+	      "\"stream_base64\", \"id_base64\").\n"
 	      "\n"
 	      "Exit status:\n"
 	      "  0  success\n"
@@ -162,16 +174,18 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* The last usage error, for --json to print as its document. */
+static char usage_msg[512];
+
 static int __attribute__((format(printf, 1, 2)))
 usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs(PROG ": ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(usage_msg, sizeof(usage_msg), fmt, ap);
 	va_end(ap);
-	fputs("\nTry '" PROG " --help'.\n", stderr);
+	fprintf(stderr, PROG ": %s\nTry '" PROG " --help'.\n", usage_msg);
 	return EXIT_USAGE;
 }
 
@@ -360,6 +374,35 @@ static void jcstr(const char *s)
 	jstr(s, strlen(s));
 }
 
+static void jbase64(const void *buf, size_t len);
+
+static bool is_utf8(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t i = 0, n;
+	uint32_t cp;
+
+	for (; i < len; i += n)
+		if (!(n = utf8_next(p + i, len - i, &cp)))
+			return false;
+	return true;
+}
+
+/* An id (stream, type): a JSON string, U+FFFD for each byte that is not
+ * UTF-8; then, for such an id only, KEY_base64 with its exact bytes. */
+static void jid(const char *key, const void *buf, size_t len)
+{
+	char k[32];
+
+	jkey(key);
+	jstr(buf, len);
+	if (is_utf8(buf, len))
+		return;
+	snprintf(k, sizeof(k), "%s_base64", key);
+	jkey(k);
+	jbase64(buf, len);
+}
+
 static void jbase64(const void *buf, size_t len)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -387,8 +430,11 @@ static void jbase64(const void *buf, size_t len)
 	putchar('"');
 }
 
-/* NAME_size, NAME_encoding ("text" or "base64") and NAME members. */
-static void jdata(const char *name, const void *buf, size_t len)
+/* NAME_size, NAME_encoding ("text" or "base64") and NAME members; for
+ * a payload written as an Erlang term, NAME_term as Erlang prints it
+ * (when it checks out as one). */
+static void jdata(const char *name, const void *buf, size_t len,
+                  const char *term)
 {
 	bool text = is_text(buf, len);
 	char key[32];
@@ -404,6 +450,11 @@ static void jdata(const char *name, const void *buf, size_t len)
 		jstr(buf, len);
 	else
 		jbase64(buf, len);
+	if (term) {
+		snprintf(key, sizeof(key), "%s_term", name);
+		jkey(key);
+		jcstr(term);
+	}
 }
 
 static void juuid(const char *key, const uint8_t *id)
@@ -541,9 +592,10 @@ static int cmd_stats(struct cli *c)
 		       "checkpoints: %" PRIu64 "\n"
 		       "bytes_used:  %" PRIu64 "\n"
 		       "map_size:    %" PRIu64 "\n"
-		       "commits:     %" PRIu64 "\n",
+		       "last_txn_id: %" PRIu64 "\n",
 		       st.events, st.streams, st.event_types, st.snapshots,
-		       st.checkpoints, st.bytes_used, st.map_size, st.commits);
+		       st.checkpoints, st.bytes_used, st.map_size,
+		       st.last_txn_id);
 		return EXIT_OK;
 	}
 	jkey("events");
@@ -560,8 +612,9 @@ static int cmd_stats(struct cli *c)
 	ju64(st.bytes_used);
 	jkey("map_size");
 	ju64(st.map_size);
-	jkey("commits");
-	ju64(st.commits);
+	/* not st.commits: this process's own, always 0 here */
+	jkey("last_txn_id");
+	ju64(st.last_txn_id);
 	return EXIT_OK;
 }
 
@@ -605,8 +658,7 @@ static int on_stream(void *ctx, const esdb_stream *st)
 	iso_time(st->created_us, at);
 	if (l->c->json) {
 		jopen('{');
-		jkey("id");
-		jstr(st->stream_id, n);
+		jid("id", st->stream_id, n);
 		jkey("version");
 		ju64(st->version);
 		jkey("deleted");
@@ -667,12 +719,32 @@ static int cmd_streams(struct cli *c)
 	return EXIT_OK;
 }
 
-static void human_data(const char *label, const void *buf, size_t len)
+/* The payload as Erlang prints it, if it was written as a term, --raw
+ * was not given and it checks out as one term; else NULL. Free it. */
+static char *payload_term(const struct cli *c, const void *buf, size_t len,
+                          esdb_encoding enc)
+{
+	if (enc != ESDB_ENCODING_TERM || (c->seen & OPT_RAW))
+		return NULL;
+	return term_text(buf, len);
+}
+
+static void human_data(const char *label, const void *buf, size_t len,
+                       const char *term)
 {
 	const uint8_t *p = buf;
 	size_t shown = 0, n;
 	uint32_t cp;
 
+	if (term) {
+		size_t tlen = strlen(term);
+		printf("  %s (%zu bytes, erlang term): ", label, len);
+		put_human(term, tlen < SHOW_BYTES ? tlen : SHOW_BYTES);
+		if (tlen > SHOW_BYTES)
+			printf(" ... (%zu more characters)", tlen - SHOW_BYTES);
+		putchar('\n');
+		return;
+	}
 	if (is_text(buf, len)) {
 		/* Cut at a character boundary. */
 		while (shown < len) {
@@ -696,6 +768,9 @@ static void human_data(const char *label, const void *buf, size_t len)
 static void print_event(const struct cli *c, const esdb_event *ev)
 {
 	char id[37], at[40];
+	char *data = payload_term(c, ev->data, ev->data_len, ev->data_encoding);
+	char *meta = payload_term(c, ev->metadata, ev->metadata_len,
+	                          ev->metadata_encoding);
 
 	uuid_str(ev->event_id, id);
 	iso_time(ev->created_us, at);
@@ -703,33 +778,31 @@ static void print_event(const struct cli *c, const esdb_event *ev)
 		jopen('{');
 		jkey("position");
 		ju64(ev->position);
-		jkey("stream");
-		jstr(ev->stream_id, ev->stream_id_len);
+		jid("stream", ev->stream_id, ev->stream_id_len);
 		jkey("version");
 		ju64(ev->stream_version);
-		jkey("type");
-		jstr(ev->event_type, ev->event_type_len);
+		jid("type", ev->event_type, ev->event_type_len);
 		jkey("event_id");
 		jcstr(id);
 		jkey("created");
 		jcstr(at);
 		jkey("created_us");
 		ju64(ev->created_us);
-		jdata("data", ev->data, ev->data_len);
-		jdata("metadata", ev->metadata, ev->metadata_len);
+		jdata("data", ev->data, ev->data_len, data);
+		jdata("metadata", ev->metadata, ev->metadata_len, meta);
 		juuid("causation_id", ev->causation_id);
 		juuid("correlation_id", ev->correlation_id);
 		jclose('}');
-		return;
+		goto out;
 	}
 	printf("position %" PRIu64 "  stream ", ev->position);
 	put_human(ev->stream_id, ev->stream_id_len);
 	printf("  version %" PRIu64 "  type ", ev->stream_version);
 	put_human(ev->event_type, ev->event_type_len);
 	printf("\n  id %s  created %s\n", id, at);
-	human_data("data", ev->data, ev->data_len);
+	human_data("data", ev->data, ev->data_len, data);
 	if (ev->metadata_len)
-		human_data("metadata", ev->metadata, ev->metadata_len);
+		human_data("metadata", ev->metadata, ev->metadata_len, meta);
 	if (ev->causation_id) {
 		uuid_str(ev->causation_id, id);
 		printf("  causation_id %s\n", id);
@@ -738,6 +811,9 @@ static void print_event(const struct cli *c, const esdb_event *ev)
 		uuid_str(ev->correlation_id, id);
 		printf("  correlation_id %s\n", id);
 	}
+out:
+	free(data);
+	free(meta);
 }
 
 enum read_kind { READ_STREAM, READ_ALL, READ_TYPE };
@@ -787,8 +863,8 @@ static int read_events(struct cli *c, enum read_kind kind)
 		return rc;
 	if (c->json) {
 		if (kind != READ_ALL) {
-			jkey(kind == READ_STREAM ? "stream" : "type");
-			jcstr(c->arg);
+			jid(kind == READ_STREAM ? "stream" : "type", c->arg,
+			    strlen(c->arg));
 		}
 		jkey("events");
 		jopen('[');
@@ -948,8 +1024,7 @@ static int cmd_append(struct cli *c)
 	}
 	uuid_str(ev.event_id, id);
 	if (c->json) {
-		jkey("stream");
-		jcstr(c->arg);
+		jid("stream", c->arg, strlen(c->arg));
 		jkey("version");
 		ju64(res.version);
 		jkey("position");
@@ -978,8 +1053,7 @@ static int cmd_delete(struct cli *c)
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "delete %s", c->arg);
 	if (c->json) {
-		jkey("stream");
-		jcstr(c->arg);
+		jid("stream", c->arg, strlen(c->arg));
 		jkey("deleted");
 		jbool(true);
 	} else {
@@ -1202,9 +1276,11 @@ static int cmd_backup(struct cli *c)
 static const struct command commands[] = {
     {"stats", NULL, 0, 0, cmd_stats},
     {"streams", NULL, OPT_AFTER | OPT_COUNT, 0, cmd_streams},
-    {"read", "STREAM", OPT_FROM | OPT_COUNT | OPT_BACKWARD, 0, cmd_read},
-    {"read-all", NULL, OPT_FROM | OPT_COUNT | OPT_BACKWARD, 0, cmd_read_all},
-    {"read-type", "TYPE", OPT_FROM | OPT_COUNT, 0, cmd_read_type},
+    {"read", "STREAM", OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW, 0,
+     cmd_read},
+    {"read-all", NULL, OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW, 0,
+     cmd_read_all},
+    {"read-type", "TYPE", OPT_FROM | OPT_COUNT | OPT_RAW, 0, cmd_read_type},
     {"append", "STREAM",
      OPT_TYPE | OPT_EXPECTED | OPT_FILE | OPT_METADATA_FILE | OPT_CREATE,
      OPT_TYPE, cmd_append},
@@ -1451,14 +1527,42 @@ static int parse(int argc, char **argv, struct cli *c)
 	return EXIT_OK;
 }
 
+/* --json among the options (before "--"), however the rest parsed. */
+static bool json_asked(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--json"))
+			return true;
+	return false;
+}
+
+/* A usage error with --json: still one JSON document on stdout. */
+static void json_usage_error(void)
+{
+	jopen('{');
+	jkey("error");
+	jopen('{');
+	jkey("name");
+	jcstr("usage");
+	jkey("message");
+	jcstr(usage_msg);
+	jclose('}');
+	jclose('}');
+	putchar('\n');
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {.count = UINT64_MAX, .expected = ESDB_EXPECT_ANY};
 	int code;
 
 	code = parse(argc, argv, &c);
-	if (code)
+	if (code) {
+		if (code == EXIT_USAGE && usage_msg[0] &&
+		    json_asked(argc, argv))
+			json_usage_error();
 		return code;
+	}
 	if (c.json)
 		jopen('{');
 	code = c.cmd->run(&c);

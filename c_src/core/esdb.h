@@ -537,6 +537,9 @@ typedef struct esdb_stats {
 	uint64_t bytes_used; /* pages in use * page size */
 	uint64_t map_size;
 	uint64_t commits; /* write transactions since open */
+	/* LMDB's id of the last committed write transaction: grows by one
+	 * per commit over the store's whole life (creation included). */
+	uint64_t last_txn_id;
 	int store_failed; /* 0, or what stopped writes: esdb_store_failure */
 } esdb_stats;
 

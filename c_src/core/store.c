@@ -605,6 +605,7 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out)
 		goto out;
 	out->bytes_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	out->map_size = info.me_mapsize;
+	out->last_txn_id = info.me_last_txnid;
 	out->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
 	out->store_failed = esdb_store_failure(s);
 out:

@@ -1,0 +1,83 @@
+/* test_term.c: the CLI's Erlang term printer (c_src/cli/term.c) on
+ * well-formed and mutated external term format. Every input sits in a
+ * buffer of its exact size, so a read past it shows under ASan (our
+ * checks) and valgrind (ei too). ESDB_TERM_FUZZ sets the mutation count. */
+#include "harness.h"
+
+#include "term.h"
+
+static const uint8_t seeds[][40] = {
+    /* {ok,42,<<"hi">>,[1,2],#{a => -1}} */
+    {131, 104, 5,   119, 2, 'o', 'k', 97,  42, 109, 0,   0,   0,
+     2,   'h', 'i', 108, 0, 0,   0,   2,   97, 1,   97,  2,   106,
+     116, 0,   0,   0,   1, 119, 1,   'a', 98, 255, 255, 255, 255},
+    /* [3.5, "abc", abc, 16#0102 bignum, <<1:3>>] */
+    {131, 108, 0, 0, 0,   5,   70,  64,  12, 0, 0,   0,   0,   0,
+     0,   107, 0, 3, 'a', 'b', 'c', 100, 0,  3, 'a', 'b', 'c', 110,
+     2,   0,   2, 1, 77,  0,   0,   0,   1,  3, 32,  106},
+};
+static const size_t seed_len[] = {39, 40};
+
+static char *text_of(const uint8_t *p, size_t n)
+{
+	uint8_t *copy = malloc(n ? n : 1);
+	REQUIRE(copy);
+	memcpy(copy, p, n);
+	char *t = term_text(copy, n);
+	free(copy);
+	return t;
+}
+
+TEST(term_text_prints_well_formed_terms)
+{
+	char *t = text_of(seeds[0], seed_len[0]);
+	CHECK(t && !strcmp(t, "{ok, 42, #Bin<104,105>, [1, 2], #{a => -1}}"));
+	free(t);
+	t = text_of(seeds[1], seed_len[1]);
+	CHECK(t != NULL);
+	free(t);
+	/* every strict prefix is refused */
+	for (int s = 0; s < 2; s++)
+		for (size_t n = 0; n < seed_len[s]; n++) {
+			t = text_of(seeds[s], n);
+			CHECK(t == NULL);
+			free(t);
+		}
+}
+
+TEST(term_text_survives_mutations)
+{
+	const char *env = getenv("ESDB_TERM_FUZZ");
+	long runs = env ? atol(env) : 20000;
+	uint64_t rng = test_seed() ^ 0x7e4a;
+	uint8_t buf[64];
+	long printed = 0;
+	for (long i = 0; i < runs; i++) {
+		int s = (int)(rng_next(&rng) % 2);
+		size_t n = seed_len[s];
+		memcpy(buf, seeds[s], n);
+		int edits = 1 + (int)(rng_next(&rng) % 4);
+		for (int e = 0; e < edits; e++) {
+			size_t at = rng_next(&rng) % n;
+			switch (rng_next(&rng) % 4) {
+			case 0: /* any byte */
+				buf[at] = (uint8_t)rng_next(&rng);
+				break;
+			case 1: /* a length byte pushed up */
+				buf[at] = 0xff;
+				break;
+			case 2: /* cut */
+				n = at + 1;
+				break;
+			default: /* a tag byte anywhere */
+				buf[at] = (uint8_t)(97 + rng_next(&rng) % 23);
+				break;
+			}
+		}
+		char *t = text_of(buf, n);
+		printed += t != NULL;
+		free(t);
+	}
+	if (runs >= 1000)
+		CHECK(printed > 0); /* some mutations stay terms */
+}
