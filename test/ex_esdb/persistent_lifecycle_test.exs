@@ -112,6 +112,25 @@ defmodule ExESDB.PersistentLifecycleTest do
     {:ok, _} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
     assert Enum.map(receive_events(), & &1.position) == [3, 4]
   end
+
+  test "an exit signal from another process acts as it would without trapping exits", %{
+    store: s
+  } do
+    append(s, "a", 3)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "signals", {:by_stream, "$all"})
+    [first | _] = receive_events()
+    Subscriptions.ack_event(s, sub, first)
+    ref = Process.monitor(sub)
+    # :normal from a process that is not its parent is ignored
+    Process.exit(sub, :normal)
+    assert 1 = GenServer.call(sub, :checkpoint)
+    # any other reason stops it with that reason, the checkpoint written
+    # (as Commanded's tests stop a subscription: Process.exit(pid, :shutdown))
+    Process.exit(sub, :shutdown)
+    assert_receive {:DOWN, ^ref, :process, ^sub, :shutdown}
+    {:ok, _} = Subscriptions.subscribe_to(s, "signals", {:by_stream, "$all"})
+    assert Enum.map(receive_events(), & &1.position) == [2, 3]
+  end
 end
 
 defmodule ExESDB.PersistentGapTest do

@@ -1,6 +1,9 @@
 defmodule Bank.BalanceProjection do
   @moduledoc "An event handler keeping each account's balance in an ETS table."
-  use Commanded.Event.Handler, application: Bank.App, name: "balance_projection", start_from: :origin
+  use Commanded.Event.Handler,
+    application: Bank.App,
+    name: "balance_projection",
+    start_from: :origin
 
   alias Bank.{AccountOpened, MoneyDeposited, MoneyWithdrawn}
 
@@ -13,8 +16,9 @@ defmodule Bank.BalanceProjection do
     end
   end
 
+  # runs in the handler once it has subscribed (init/0 is deprecated)
   @impl true
-  def init do
+  def after_start(_state) do
     if :ets.whereis(@table) == :undefined,
       do: :ets.new(@table, [:named_table, :public, read_concurrency: true])
 

@@ -230,6 +230,13 @@ defmodule ExESDB.Subscriptions.Persistent do
   # replies to asynchronous checkpoint writes
   def handle_info({ref, _reply}, state) when is_reference(ref), do: {:noreply, state}
 
+  # Exit signals, trapped only so that terminate/2 runs (the parent's are
+  # GenServer's own): from anyone else they act as they would untrapped,
+  # :normal ignored, any other reason stops it (Commanded stops a
+  # subscription with Process.exit(pid, :shutdown)).
+  def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
+  def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
+
   @impl true
   def terminate(_reason, state) do
     :ex_esdb_nif.unsubscribe(state.store.handle, state.member)
