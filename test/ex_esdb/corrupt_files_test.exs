@@ -73,6 +73,16 @@ defmodule ExESDB.CorruptFilesTest do
     end)
   end
 
+  # where: {:event, position}, {:page, n} or the kind of record
+  defp where_class({:event, pos}) when is_integer(pos) and pos > 0, do: :corrupt
+  defp where_class({:page, n}) when is_integer(n) and n >= 0, do: :corrupt
+
+  defp where_class(kind)
+       when kind in [:event, :stream, :type, :snapshot, :checkpoint, :index, :unknown],
+       do: :corrupt
+
+  defp where_class(other), do: flunk("corrupt with a where of no known shape: #{inspect(other)}")
+
   defp start_peer(n) do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
@@ -107,7 +117,7 @@ defmodule ExESDB.CorruptFilesTest do
         class =
           case outcome do
             :read -> :read
-            {:error, {:corrupt, _where}} -> :corrupt
+            {:error, {:corrupt, where}} -> where_class(where)
             {:open_error, _} -> :open_refused
             :died -> :died
             other -> flunk("copy #{i}: #{inspect(other)}")
