@@ -34,7 +34,7 @@
          put_snapshot/6, get_snapshot/2, delete_snapshot/2,
          put_checkpoint/4, get_checkpoint/2, delete_checkpoint/2,
          checkpoints/1,
-         subscribe/2, subscribe/3, unsubscribe/2,
+         subscribe/2, subscribe/3, subscribe/4, grant/3, unsubscribe/2,
          stats/1, limits/1, verify/1, backup/2,
          uuid_v4/0, uuid_to_string/1, uuid_from_string/1,
          default_timeout/0]).
@@ -525,6 +525,13 @@ nil_if_undefined(After) -> After.
 %% {@link unsubscribe/2} or when `Pid' exits. Events written before it
 %% began are read with {@link read_all/4} and the like; persistent
 %% (checkpointed) subscriptions are Elixir's `ExESDB.Subscriptions'.
+%%
+%% Flow control, as in `ExESDB.Subscriptions': `Pid' may be sent
+%% `credit' events (option of subscribe/4, default 10000, or `infinity')
+%% before it grants more with {@link grant/3}; a commit past its credit
+%% ends the subscription with `{subscription_overflow, Sub,
+%% FirstDroppedPosition}', and closing the store sends
+%% `{subscription_down, Sub, closed}'.
 -spec subscribe(store(), all | {stream, binary()} | {type, binary()}) ->
           {ok, term()} | {error, term()}.
 subscribe(Store, Source) ->
@@ -533,23 +540,46 @@ subscribe(Store, Source) ->
 -spec subscribe(store(), all | {stream, binary()} | {type, binary()}, pid()) ->
           {ok, term()} | {error, term()}.
 subscribe(Store, Source, Pid) ->
-    case valid_source(Source) andalso is_pid(Pid) of
-        false when is_pid(Pid) -> {error, {invalid_source, Source}};
-        false -> {error, {invalid_subscriber, Pid}};
-        true ->
+    subscribe(Store, Source, Pid, #{}).
+
+-spec subscribe(store(), all | {stream, binary()} | {type, binary()}, pid(),
+                #{credit => pos_integer() | infinity}) ->
+          {ok, term()} | {error, term()}.
+subscribe(Store, Source, Pid, Opts) ->
+    Credit = maps:get(credit, Opts, 10000),
+    case {valid_source(Source), is_pid(Pid), valid_credit(Credit)} of
+        {false, _, _} -> {error, {invalid_source, Source}};
+        {_, false, _} -> {error, {invalid_subscriber, Pid}};
+        {_, _, false} -> {error, {invalid_credit, Credit}};
+        _ ->
             case ex_esdb_nif:subscribe(Store, Pid, Source,
-                                       {ex_esdb_event, false}) of
-                {ok, Member, _Last} -> {ok, Member};
+                                       {ex_esdb_event, false}, false,
+                                       Credit) of
+                {ok, Member, _Last} -> {ok, {transient, Member}};
                 Error -> Error
             end
     end.
 
+%% @doc Let a subscription send `N' more events: call it after handling
+%% `N' of them. `{error, not_found}' once the subscription ended.
+-spec grant(store(), term(), pos_integer()) -> ok | {error, term()}.
+grant(Store, {transient, Member}, N) when is_integer(Member) ->
+    case valid_credit(N) andalso N =/= infinity of
+        true -> ex_esdb_nif:grant(Store, Member, N);
+        false -> {error, {invalid_credit, N}}
+    end;
+grant(_Store, Sub, _N) ->
+    {error, {invalid_subscription, Sub}}.
+
 %% @doc End a subscription made by {@link subscribe/3}.
 -spec unsubscribe(store(), term()) -> ok | {error, term()}.
-unsubscribe(Store, Sub) when is_integer(Sub) ->
-    ex_esdb_nif:unsubscribe(Store, Sub);
+unsubscribe(Store, {transient, Member}) when is_integer(Member) ->
+    ex_esdb_nif:unsubscribe(Store, Member);
 unsubscribe(_Store, Sub) ->
     {error, {invalid_subscription, Sub}}.
+
+valid_credit(infinity) -> true;
+valid_credit(N) -> is_integer(N) andalso N > 0.
 
 valid_source(all) -> true;
 valid_source({stream, Id}) -> is_binary(Id) andalso Id =/= <<>>;

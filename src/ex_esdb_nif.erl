@@ -10,7 +10,8 @@
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, limits/1, cancel/2, verify/1, backup/2,
-         read_records/6, subscribe/4, subscribe/5, unsubscribe/2,
+         read_records/6, subscribe/4, subscribe/5, subscribe/6,
+         unsubscribe/2, grant/3,
          decode_term/1]).
 -export(?NIFS).
 -nifs(?NIFS).
@@ -52,5 +53,7 @@ backup(_Store, _Dest) -> erlang:nif_error(not_loaded).
 read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format, _Tagged) -> erlang:nif_error(not_loaded).
+subscribe(_Store, _Pid, _Source, _Format, _Shape, _Credit) -> erlang:nif_error(not_loaded).
 unsubscribe(_Store, _MemberId) -> erlang:nif_error(not_loaded).
+grant(_Store, _MemberId, _N) -> erlang:nif_error(not_loaded).
 decode_term(_Bin) -> erlang:nif_error(not_loaded).

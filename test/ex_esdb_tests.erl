@@ -1007,6 +1007,32 @@ subscribe_test() ->
                            ex_esdb:unsubscribe(S, x))
       end).
 
+subscription_credit_test() ->
+    with_store(
+      fun(S) ->
+              {ok, Sub} = ex_esdb:subscribe(S, all, self(), #{credit => 2}),
+              {ok, _} = ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>)]),
+              ?assertMatch([_], receive_events(1)),
+              ok = ex_esdb:grant(S, Sub, 1),
+              {ok, _} = ex_esdb:append(S, <<"a">>, any,
+                                       [ev(<<"t">>), ev(<<"t">>)]),
+              ?assertMatch([_, _], receive_events(1)),
+              {ok, _} = ex_esdb:append(S, <<"a">>, any, [ev(<<"t">>)]),
+              receive
+                  {subscription_overflow, Sub, 4} -> ok
+              after 2000 -> error(no_overflow)
+              end,
+              ?assertEqual({error, not_found}, ex_esdb:grant(S, Sub, 1)),
+              ?assertEqual({error, {invalid_credit, 0}},
+                           ex_esdb:subscribe(S, all, self(), #{credit => 0})),
+              {ok, Down} = ex_esdb:subscribe(S, all),
+              ok = ex_esdb:close(S),
+              receive
+                  {subscription_down, Down, closed} -> ok
+              after 2000 -> error(no_down)
+              end
+      end).
+
 %% The events of up to N messages, or fewer when none comes for 300 ms.
 receive_events(0) -> [];
 receive_events(N) ->

@@ -570,6 +570,7 @@ static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
 		esdb_close(r->s);
 		r->s = NULL;
 		r->closed = true;
+		subs_notify_down(r);
 		subs_detach(r);
 	}
 	enif_rwlock_rwunlock(r->lock);
@@ -1362,7 +1363,9 @@ static ErlNifFunc funcs[] = {
     {"read_records", 6, nif_read_records, DIRTY_IO},
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
     {"subscribe", 5, nif_subscribe, DIRTY_IO},
+    {"subscribe", 6, nif_subscribe, DIRTY_IO},
     {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
+    {"grant", 3, nif_grant, DIRTY_IO},
     {"decode_term", 1, nif_decode_term, 0},
 };
 

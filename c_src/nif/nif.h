@@ -83,6 +83,9 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
 void subs_init(ErlNifEnv *env);
 int subs_attach(store_res *r);
 void subs_detach(store_res *r);
+/* Tell every member the store is closing: {subscription_down, _, closed}. */
+void subs_notify_down(store_res *r);
+ERL_NIF_TERM nif_grant(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon);
 ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,

@@ -4,8 +4,16 @@
  * emitter and monitors the pid; each commit then sends the pid
  * {events, [%ExESDB.EventRecord{}]} with the events it matches, built on
  * the writer thread. A member goes when unsubscribed or when its process
- * dies. Lock order: the emitter's lock (held while delivering) before the
- * member table's, so leaving the emitter happens without the table lock. */
+ * dies.
+ *
+ * A NIF cannot see a mailbox, so a member may hold credit: the events it
+ * may be sent before its process grants more (grant/3, as it consumes).
+ * A commit that does not fit ends the member with
+ * {subscription_overflow, {transient, MemberId}, FirstDroppedPosition};
+ * closing the store sends every member {subscription_down,
+ * {transient, MemberId}, closed}. Lock order: the emitter's lock (held while
+ * delivering) before the member table's, so leaving the emitter happens without
+ * the table lock. */
 #include "nif.h"
 
 #include <errno.h>
@@ -23,7 +31,11 @@ typedef struct member {
 	/* deliveries vouch for nothing below this: one of this member's
 	 * fan-outs could not be built */
 	uint64_t floor;
+	uint64_t credit; /* events it may still be sent; UNBOUNDED: no limit */
+	bool overflowed; /* ended by a commit past its credit; reaped later */
 } member;
+
+#define UNBOUNDED UINT64_MAX
 
 struct members {
 	ErlNifMutex *lock;
@@ -46,7 +58,8 @@ struct members {
  * map fresh pages for every message. */
 #define DELIVERY_CHUNK 256
 
-static ERL_NIF_TERM atom_events;
+static ERL_NIF_TERM atom_events, atom_overflow, atom_down, atom_transient,
+    atom_closed;
 
 /* The member for an id, or NULL. Caller holds the lock. */
 static member *lookup(struct members *m, uint64_t id)
@@ -100,6 +113,22 @@ static bool records_cached(struct members *m, const esdb_event *events,
 	return m->cache_valid;
 }
 
+/* Send {Tag, {transient, Id}, Position} (or `closed` when position is
+ * NULL) to pid, from an environment of its own. */
+static void notify(ErlNifPid *pid, ERL_NIF_TERM tag, uint64_t id,
+                   const uint64_t *position)
+{
+	ErlNifEnv *env = enif_alloc_env();
+	if (!env)
+		return;
+	ERL_NIF_TERM handle =
+	    enif_make_tuple2(env, atom_transient, enif_make_uint64(env, id));
+	ERL_NIF_TERM detail =
+	    position ? enif_make_uint64(env, *position) : atom_closed;
+	enif_send(NULL, pid, env, enif_make_tuple3(env, tag, handle, detail));
+	enif_free_env(env);
+}
+
 /* Record that a fan-out to member `id` was lost: its next delivery says
  * so through its `since`. */
 static void lost(struct members *m, uint64_t id, uint64_t last_position)
@@ -127,7 +156,22 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 	bool decode = mb->decode, tagged = mb->tagged, ranged = mb->ranged;
 	if (mb->floor > since)
 		since = mb->floor;
+	bool overflow = false;
+	if (mb->overflowed) {
+		enif_mutex_unlock(m->lock);
+		return;
+	}
+	if (mb->credit != UNBOUNDED) {
+		if (mb->credit < n)
+			overflow = mb->overflowed = true;
+		else
+			mb->credit -= n;
+	}
 	enif_mutex_unlock(m->lock);
+	if (overflow) {
+		notify(&pid, atom_overflow, id, &events[0].position);
+		return;
+	}
 	ErlNifEnv *env = enif_alloc_env();
 	if (!env || !records_cached(m, events, n, module, decode)) {
 		lost(m, id, events[n - 1].position);
@@ -163,6 +207,19 @@ int subs_attach(store_res *r)
 	return esdb_emitter_set(r->s, deliver, r);
 }
 
+void subs_notify_down(store_res *r)
+{
+	struct members *m = r->members;
+	if (!m)
+		return;
+	enif_mutex_lock(m->lock);
+	for (size_t i = 0; i < m->n; i++)
+		if (m->slots[i].id && !m->slots[i].overflowed)
+			notify(&m->slots[i].pid, atom_down, m->slots[i].id,
+			       NULL);
+	enif_mutex_unlock(m->lock);
+}
+
 void subs_detach(store_res *r)
 {
 	struct members *m = r->members;
@@ -196,9 +253,10 @@ static member *alloc_member(struct members *m)
 	return &m->slots[m->n++];
 }
 
-/* subscribe(Store, Pid, Source, {Module, Decode} [, Shape])
+/* subscribe(Store, Pid, Source, {Module, Decode} [, Shape [, Credit]])
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   Shape: false (default) | true | ranged
+ *   Credit: infinity (default) | the events it may be sent before grant/3
  *   -> {ok, MemberId, LastPosition} | {error, Reason}
  * Every matching event after LastPosition will be sent to Pid, as
  * {events, Records}; with Shape true as {events, MemberId, Records} (one
@@ -213,10 +271,16 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	ErlNifBinary name;
 	ERL_NIF_TERM module;
 	bool decode;
-	bool tagged = argc == 5 &&
+	bool tagged = argc >= 5 &&
 	              enif_is_identical(argv[4], enif_make_atom(env, "true"));
-	bool ranged = argc == 5 &&
+	bool ranged = argc >= 5 &&
 	              enif_is_identical(argv[4], enif_make_atom(env, "ranged"));
+	uint64_t credit = UNBOUNDED;
+	if (argc == 6 &&
+	    !enif_is_identical(argv[5], enif_make_atom(env, "infinity")) &&
+	    (!nif_get_u64(env, argv[5], &credit) || credit == 0 ||
+	     credit == UNBOUNDED))
+		return enif_make_badarg(env);
 	if (!enif_get_local_pid(env, argv[1], &pid) ||
 	    !records_source(env, argv[2], &topic, &name) ||
 	    !records_format(env, argv[3], &module, &decode) ||
@@ -239,6 +303,8 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mb->tagged = tagged;
 		mb->ranged = ranged;
 		mb->floor = 0;
+		mb->credit = credit;
+		mb->overflowed = false;
 		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
 		                                                  : 0;
 		if (rc)
@@ -298,6 +364,51 @@ static bool remove_member(ErlNifEnv *env, store_res *r, uint64_t id,
 	return mb != NULL;
 }
 
+/* Free the members a commit past their credit ended: deliver() cannot
+ * leave the emitter (it runs under the emitter's lock). */
+static void reap(ErlNifEnv *env, store_res *r)
+{
+	struct members *m = r->members;
+	for (;;) {
+		uint64_t id = 0;
+		enif_mutex_lock(m->lock);
+		for (size_t i = 0; i < m->n && !id; i++)
+			if (m->slots[i].id && m->slots[i].overflowed)
+				id = m->slots[i].id;
+		enif_mutex_unlock(m->lock);
+		if (!id)
+			return;
+		remove_member(env, r, id, true);
+	}
+}
+
+/* grant(Store, MemberId, N) -> ok | {error, not_found}
+ * N more events may be sent to the member (one it ended is not found). */
+ERL_NIF_TERM nif_grant(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	uint64_t id, n;
+	if (!nif_get_u64(env, argv[1], &id) || !nif_get_u64(env, argv[2], &n) ||
+	    n == 0 || !nif_store_acquire(env, argv[0], &r))
+		return enif_make_badarg(env);
+	int rc = ESDB_ECLOSED;
+	if (!r->closed) {
+		struct members *m = r->members;
+		enif_mutex_lock(m->lock);
+		member *mb = lookup(m, id);
+		rc = mb && !mb->overflowed ? 0 : ESDB_ENOTFOUND;
+		/* saturating, below UNBOUNDED */
+		if (rc == 0 && mb->credit != UNBOUNDED)
+			mb->credit = n >= UNBOUNDED - 1 - mb->credit
+			                 ? UNBOUNDED - 1
+			                 : mb->credit + n;
+		enif_mutex_unlock(m->lock);
+		reap(env, r);
+	}
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
+}
+
 /* unsubscribe(Store, MemberId) -> ok | {error, not_found} */
 ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
                              const ERL_NIF_TERM argv[])
@@ -310,6 +421,8 @@ ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
 	int rc = r->closed
 	             ? ESDB_ECLOSED
 	             : (remove_member(env, r, id, true) ? 0 : ESDB_ENOTFOUND);
+	if (!r->closed)
+		reap(env, r);
 	nif_store_release(r);
 	return rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
 }
@@ -337,4 +450,8 @@ void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
 void subs_init(ErlNifEnv *env)
 {
 	atom_events = enif_make_atom(env, "events");
+	atom_overflow = enif_make_atom(env, "subscription_overflow");
+	atom_down = enif_make_atom(env, "subscription_down");
+	atom_transient = enif_make_atom(env, "transient");
+	atom_closed = enif_make_atom(env, "closed");
 }

@@ -7,10 +7,15 @@ defmodule ExESDB.Subscriptions do
   `%ExESDB.EventRecord{}` fields, nested maps as subsets) and
   `{:by_event_payload, map}` (matched against the decoded data).
 
-  **Transient** (`subscribe/3`): the subscriber receives
+  **Transient** (`subscribe/4`): the subscriber receives
   `{:events, [%ExESDB.EventRecord{}]}` for events committed after it
-  subscribed, nothing to acknowledge. Subscribers on other nodes are
-  reached through one relay process per node.
+  subscribed. Its mailbox is bounded by credit: it may be sent 10,000
+  events (option `credit`) before it calls `grant/3` for those it has
+  handled; a commit past that ends the subscription with
+  `{:subscription_overflow, subscription, first_dropped_position}`.
+  When the store stops it gets `{:subscription_down, subscription,
+  :closed}`. Subscribers on other nodes are reached through one relay
+  process per node, with the same credit and messages.
 
   **Persistent** (`subscribe_to/5`): named and durable. The subscriber gets
   `{:subscribed, subscription}`, then every matching event from
@@ -79,7 +84,10 @@ defmodule ExESDB.Subscriptions do
   alias ExESDB.{EventCodec, EventRecord, Store}
   alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
 
-  @transient_options [:transform]
+  @transient_options [:transform, :credit]
+
+  # Events a transient subscriber may be sent before it grants more.
+  @default_credit 10_000
   @persistent_options [
     :start_from,
     :buffer_size,
@@ -111,9 +119,22 @@ defmodule ExESDB.Subscriptions do
 
   @doc """
   Subscribe `subscriber` (default: the caller) to events committed from now
-  on. Returns a handle for `unsubscribe/2`. Option `transform`: a function
-  applied to each list of events before it is sent; any other option is
-  `{:error, {:invalid_option, {key, value}}}`.
+  on. Returns a handle for `unsubscribe/2` and `grant/3`.
+
+  Options: `transform`, a function applied to each list of events before
+  it is sent; `credit`, how many events may be sent before the subscriber
+  grants more (default #{@default_credit}; `:infinity` for no bound). Any
+  other option is `{:error, {:invalid_option, {key, value}}}`.
+
+  Flow control: the store cannot see a mailbox, so a subscriber says how
+  much it has taken by calling `grant(store, subscription, n)` after
+  handling `n` events. A commit that would take the subscriber past its
+  credit ends the subscription with one last message,
+  `{:subscription_overflow, subscription, first_dropped_position}`; the
+  subscriber reads on from that position and subscribes again. When the
+  store stops, each transient subscriber gets `{:subscription_down,
+  subscription, :closed}` and nothing more: subscribe again once the
+  store is back.
   """
   @spec subscribe(atom(), selector(), pid(), keyword()) ::
           {:ok, subscription()} | {:error, term()}
@@ -123,26 +144,42 @@ defmodule ExESDB.Subscriptions do
          {:ok, source, filter} <- resolve_selector(selector),
          {:ok, s} <- Store.fetch(store) do
       transform = opts[:transform]
+      credit = Keyword.get(opts, :credit, @default_credit)
       # the NIF's own messages are the subscriber's when nothing needs
       # filtering, reshaping or deserializing in Elixir
       direct = filter == nil and transform == nil and EventCodec.format(s) == {EventRecord, true}
 
       cond do
         node(subscriber) != node() ->
-          Relay.subscribe(s, supervisor(store), source, filter, subscriber, transform || (& &1))
+          Relay.subscribe(
+            s,
+            supervisor(store),
+            source,
+            filter,
+            subscriber,
+            transform || (& &1),
+            credit
+          )
           |> case do
             {:ok, handle} -> {:ok, {:transient, handle}}
             error -> error
           end
 
         direct ->
-          case :ex_esdb_nif.subscribe(s.handle, subscriber, source, EventCodec.format(s)) do
+          case :ex_esdb_nif.subscribe(
+                 s.handle,
+                 subscriber,
+                 source,
+                 EventCodec.format(s),
+                 false,
+                 credit
+               ) do
             {:ok, member, _last} -> {:ok, {:transient, member}}
             {:error, _} = error -> error
           end
 
         true ->
-          spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1)}}
+          spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1), credit}}
 
           case DynamicSupervisor.start_child(supervisor(store), spec) do
             {:ok, pid} -> {:ok, {:transient, pid}}
@@ -151,6 +188,37 @@ defmodule ExESDB.Subscriptions do
       end
     end
   end
+
+  @doc """
+  Let a transient subscription send `n` more events: call it after
+  handling `n` of them (see `subscribe/4`). `{:error,
+  :subscription_not_found}` once the subscription ended.
+  """
+  @spec grant(atom(), subscription(), pos_integer()) :: :ok | {:error, term()}
+  def grant(_store, _sub, n) when not (is_integer(n) and n > 0),
+    do: {:error, {:invalid_credit, n}}
+
+  def grant(_store, {:transient, {relay, member}}, n) when is_pid(relay),
+    do: Relay.grant(relay, member, n)
+
+  def grant(_store, {:transient, pid}, n) when is_pid(pid) do
+    # a call: the credit is there before the caller's next append
+    GenServer.call(pid, {:grant, n})
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
+  end
+
+  def grant(store, {:transient, member}, n) when is_integer(member) do
+    with {:ok, s} <- Store.fetch(store) do
+      case :ex_esdb_nif.grant(s.handle, member, n) do
+        :ok -> :ok
+        {:error, :not_found} -> {:error, :subscription_not_found}
+        error -> error
+      end
+    end
+  end
+
+  def grant(_store, sub, _n), do: {:error, {:invalid_subscription, sub}}
 
   @doc """
   Subscribe to the persistent subscription `name`, creating it on first
@@ -236,8 +304,11 @@ defmodule ExESDB.Subscriptions do
   def unsubscribe(_store, {:transient, {relay, member}}) when is_pid(relay),
     do: Relay.unsubscribe(relay, member)
 
-  def unsubscribe(store, {:transient, pid}) when is_pid(pid),
-    do: DynamicSupervisor.terminate_child(supervisor(store), pid)
+  def unsubscribe(_store, {:transient, pid}) when is_pid(pid) do
+    GenServer.call(pid, :unsubscribe)
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
+  end
 
   def unsubscribe(store, {:transient, member}) when is_integer(member) and member >= 0 do
     with {:ok, s} <- Store.fetch(store) do
@@ -346,6 +417,7 @@ defmodule ExESDB.Subscriptions do
   defp valid_option?(:concurrency_limit, v), do: is_integer(v) and v > 0
   defp valid_option?(:partition_by, v), do: v == nil or is_function(v, 1)
   defp valid_option?(:transform, v), do: v == nil or is_function(v, 1)
+  defp valid_option?(:credit, v), do: v == :infinity or (is_integer(v) and v > 0)
   defp valid_option?(:ack_key, v), do: v == nil or (is_atom(v) and v not in [true, false])
 
   defp non_neg_integer?(v), do: is_integer(v) and v >= 0

@@ -50,6 +50,30 @@ defmodule ExESDB.RemoteSubscriberTest do
     assert_receive {:DOWN, ^ref, :process, ^relay, :normal}, 2000
   end
 
+  test "a remote subscriber has credit too: overflow, grants and the store going",
+       %{store: s, node: node} do
+    a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    {:ok, sub_a} = Subscriptions.subscribe(s, {:by_stream, "one"}, a, credit: 2)
+    {:ok, sub_b} = Subscriptions.subscribe(s, {:by_stream, "two"}, b, credit: 2)
+    two = [%NewEvent{event_type: "t", data: 1}, %NewEvent{event_type: "t", data: 2}]
+
+    {:ok, 2} = Streams.append_events(s, "one", :any, two)
+    assert_receive {:echo, ^node, {:events, [_, _]}}, 2000
+    {:ok, 4} = Streams.append_events(s, "one", :any, two)
+    assert_receive {:echo, ^node, {:subscription_overflow, ^sub_a, 3}}, 2000
+
+    {:ok, 2} = Streams.append_events(s, "two", :any, two)
+    assert_receive {:echo, ^node, {:events, [_, _]}}, 2000
+    assert :ok = Subscriptions.grant(s, sub_b, 2)
+    {:ok, 4} = Streams.append_events(s, "two", :any, two)
+    assert_receive {:echo, ^node, {:events, [_, _]}}, 2000
+    refute_receive {:echo, _, {:subscription_overflow, _, _}}, 100
+
+    stop_supervised!(ExESDB.System.system_name(s))
+    assert_receive {:echo, ^node, {:subscription_down, ^sub_b, :closed}}, 2000
+  end
+
   test "a remote subscription whose transform raises ends alone", %{store: s, node: node} do
     a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
     b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])

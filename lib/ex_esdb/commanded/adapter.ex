@@ -88,7 +88,9 @@ defmodule ExESDB.Commanded.Adapter do
   @doc "Transient subscription of the caller to `:all` or a stream."
   @spec subscribe(map(), String.t() | :all) :: :ok | {:error, term()}
   def subscribe(meta, stream) do
-    opts = [transform: transform(meta, stream)]
+    # Commanded's transient subscribers do not grant credit (its own
+    # stores have no flow control either)
+    opts = [transform: transform(meta, stream), credit: :infinity]
 
     case Subscriptions.subscribe(meta.store, selector(stream), self(), opts) do
       {:ok, _} -> :ok

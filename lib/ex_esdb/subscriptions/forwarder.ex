@@ -3,8 +3,12 @@ defmodule ExESDB.Subscriptions.Forwarder do
   # A transient subscription that needs Elixir between the emitter and the
   # subscriber: a pattern or payload filter, a serializer other than the
   # default, or events mapped to another shape (the Commanded adapter's).
-  # (Subscribers on other nodes go through the node's Relay.) It joins the emitter itself,
-  # monitors the subscriber (no link) and ends when the subscriber does.
+  # (Subscribers on other nodes go through the node's Relay.) It joins the
+  # emitter itself with the subscriber's credit, hands back at once the
+  # credit of events its filter drops, passes the subscriber's grants on,
+  # and tells the subscriber, under its own handle, when the membership
+  # overflows or the store stops. It monitors the subscriber (no link) and
+  # ends when the subscriber does.
   use GenServer, restart: :temporary
 
   alias ExESDB.Subscriptions.Selector
@@ -13,14 +17,18 @@ defmodule ExESDB.Subscriptions.Forwarder do
     do: GenServer.start_link(__MODULE__, args, spawn_opt: ExESDB.Subscriptions.spawn_opt())
 
   @impl true
-  def init({store, source, filter, subscriber, transform}) do
+  def init({store, source, filter, subscriber, transform, credit}) do
+    # terminate/2 tells the subscriber when the store's system stops
+    Process.flag(:trap_exit, true)
     Process.monitor(subscriber)
+    format = ExESDB.EventCodec.format(store)
 
-    case :ex_esdb_nif.subscribe(store.handle, self(), source, ExESDB.EventCodec.format(store)) do
-      {:ok, _member, _last} ->
+    case :ex_esdb_nif.subscribe(store.handle, self(), source, format, false, credit) do
+      {:ok, member, _last} ->
         {:ok,
          %{
            store: store,
+           member: member,
            filter: filter,
            subscriber: subscriber,
            transform: transform
@@ -32,17 +40,41 @@ defmodule ExESDB.Subscriptions.Forwarder do
   end
 
   @impl true
+  def handle_call({:grant, n}, _from, state) do
+    case :ex_esdb_nif.grant(state.store.handle, state.member, n) do
+      {:error, :not_found} -> {:reply, {:error, :subscription_not_found}, state}
+      reply -> {:reply, reply, state}
+    end
+  end
+
+  def handle_call(:unsubscribe, _from, state), do: {:stop, :normal, :ok, state}
+
+  @impl true
   def handle_info({:events, records}, state) do
     records = ExESDB.EventCodec.finish(records, state.store)
+    matching = Enum.filter(records, &Selector.match?(state.filter, &1))
 
-    case Enum.filter(records, &Selector.match?(state.filter, &1)) do
-      [] -> :ok
-      matching -> send(state.subscriber, {:events, state.transform.(matching)})
+    case length(records) - length(matching) do
+      0 -> :ok
+      dropped -> :ex_esdb_nif.grant(state.store.handle, state.member, dropped)
     end
 
+    if matching != [], do: send(state.subscriber, {:events, state.transform.(matching)})
     {:noreply, state}
+  end
+
+  def handle_info({tag, {:transient, _member}, detail}, state)
+      when tag in [:subscription_overflow, :subscription_down] do
+    send(state.subscriber, {tag, {:transient, self()}, detail})
+    {:stop, :normal, state}
   end
 
   def handle_info({:DOWN, _, :process, pid, _}, %{subscriber: pid} = state),
     do: {:stop, :normal, state}
+
+  @impl true
+  def terminate(reason, state) when reason != :normal,
+    do: send(state.subscriber, {:subscription_down, {:transient, self()}, :closed})
+
+  def terminate(_reason, _state), do: :ok
 end

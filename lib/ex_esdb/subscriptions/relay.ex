@@ -20,7 +20,7 @@ defmodule ExESDB.Subscriptions.Relay do
   defp via(store_id, node), do: {:via, Registry, {Persistent.registry(store_id), {:relay, node}}}
 
   @doc "Subscribe `subscriber` (on `node`) through the node's relay."
-  def subscribe(store, supervisor, source, filter, subscriber, transform) do
+  def subscribe(store, supervisor, source, filter, subscriber, transform, credit) do
     node = node(subscriber)
 
     pid =
@@ -31,14 +31,21 @@ defmodule ExESDB.Subscriptions.Relay do
 
     # No timeout: a call that timed out would still be served later, and
     # a retry would subscribe twice.
-    add = {:add, source, filter, subscriber, transform}
+    add = {:add, source, filter, subscriber, transform, credit}
 
     with {:ok, member} <- GenServer.call(pid, add, :infinity),
          do: {:ok, {pid, member}}
   catch
     # the relay stopped between lookup and call: start one and try again
     :exit, {reason, _} when reason in [:noproc, :normal, :shutdown] ->
-      subscribe(store, supervisor, source, filter, subscriber, transform)
+      subscribe(store, supervisor, source, filter, subscriber, transform, credit)
+  end
+
+  @doc "Pass a relayed subscriber's grant on to its membership."
+  def grant(pid, member, n) do
+    GenServer.call(pid, {:grant, member, n})
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
   end
 
   @doc "End one relayed subscription."
@@ -50,14 +57,24 @@ defmodule ExESDB.Subscriptions.Relay do
 
   @impl true
   def init(store) do
+    # terminate/2 tells the subscribers when the store's system stops
+    Process.flag(:trap_exit, true)
     {:ok, %{store: store, entries: %{}}}
   end
 
   @impl true
-  def handle_call({:add, source, filter, subscriber, transform}, _from, state) do
+  def terminate(reason, state) when reason != :normal do
+    for {member, entry} <- state.entries,
+        do: send(entry.subscriber, {:subscription_down, {:transient, {self(), member}}, :closed})
+  end
+
+  def terminate(_reason, _state), do: :ok
+
+  @impl true
+  def handle_call({:add, source, filter, subscriber, transform, credit}, _from, state) do
     format = ExESDB.EventCodec.format(state.store)
 
-    case :ex_esdb_nif.subscribe(state.store.handle, self(), source, format, true) do
+    case :ex_esdb_nif.subscribe(state.store.handle, self(), source, format, true, credit) do
       {:ok, member, _last} ->
         ref = Process.monitor(subscriber)
         entry = %{filter: filter, subscriber: subscriber, transform: transform, ref: ref}
@@ -66,6 +83,12 @@ defmodule ExESDB.Subscriptions.Relay do
       {:error, _} = error ->
         {:reply, error, state}
     end
+  end
+
+  def handle_call({:grant, member, n}, _from, state) do
+    if Map.has_key?(state.entries, member),
+      do: {:reply, :ex_esdb_nif.grant(state.store.handle, member, n), state},
+      else: {:reply, {:error, :subscription_not_found}, state}
   end
 
   def handle_call({:remove, member}, _from, state) do
@@ -81,6 +104,20 @@ defmodule ExESDB.Subscriptions.Relay do
   end
 
   @impl true
+  def handle_info({tag, {:transient, member}, detail}, state)
+      when tag in [:subscription_overflow, :subscription_down] do
+    case Map.pop(state.entries, member) do
+      {nil, _} ->
+        {:noreply, state}
+
+      {entry, entries} ->
+        Process.demonitor(entry.ref, [:flush])
+        send(entry.subscriber, {tag, {:transient, {self(), member}}, detail})
+        state = %{state | entries: entries}
+        if entries == %{}, do: {:stop, :normal, state}, else: {:noreply, state}
+    end
+  end
+
   def handle_info({:events, member, records}, state) do
     case state.entries do
       %{^member => entry} ->
@@ -110,11 +147,16 @@ defmodule ExESDB.Subscriptions.Relay do
   defp forward(state, member, entry, records) do
     records = ExESDB.EventCodec.finish(records, state.store)
 
-    case Enum.filter(records, &Selector.match?(entry.filter, &1)) do
-      [] -> :ok
-      matching -> send(entry.subscriber, {:events, entry.transform.(matching)})
+    matching = Enum.filter(records, &Selector.match?(entry.filter, &1))
+
+    # what the filter drops never reaches the subscriber: its credit
+    # comes back at once
+    case length(records) - length(matching) do
+      0 -> :ok
+      dropped -> :ex_esdb_nif.grant(state.store.handle, member, dropped)
     end
 
+    if matching != [], do: send(entry.subscriber, {:events, entry.transform.(matching)})
     state
   rescue
     error ->
