@@ -1072,30 +1072,30 @@ static void on_problem(void *ctx, const char *msg)
 		printf("problem: %s\n", msg);
 }
 
-/* Where data.mdb is mapped in this process (0 if not found), so that a
- * fault can name the page it hit. */
-static uintptr_t data_map_start(void)
+static uintptr_t fault_map_start, fault_map_end;
+static int fault_fd = -1;
+
+/* Where data.mdb is mapped in this process (left 0 if not found), so
+ * that a fault can name the page it hit. */
+static void find_data_map(void)
 {
 	FILE *f = fopen("/proc/self/maps", "r");
 	char line[4096];
-	uintptr_t start = 0;
 	if (!f)
-		return 0;
-	while (!start && fgets(line, sizeof(line), f)) {
-		unsigned long s, off;
+		return;
+	while (!fault_map_start && fgets(line, sizeof(line), f)) {
+		unsigned long s, e, off;
 		size_t n = strcspn(line, "\n");
 		line[n] = 0;
-		if (sscanf(line, "%lx-%*x %*s %lx", &s, &off) == 2 &&
+		if (sscanf(line, "%lx-%lx %*s %lx", &s, &e, &off) == 3 &&
 		    off == 0 && n >= 9 &&
-		    strcmp(line + n - 9, "/data.mdb") == 0)
-			start = s;
+		    strcmp(line + n - 9, "/data.mdb") == 0) {
+			fault_map_start = s;
+			fault_map_end = e;
+		}
 	}
 	fclose(f);
-	return start;
 }
-
-static uintptr_t fault_map_start;
-static int fault_fd = -1;
 
 /* verify in this process: open, check, print. */
 static int verify_here(struct cli *c)
@@ -1131,7 +1131,7 @@ static int verify_here(struct cli *c)
 		              "cannot open the store at %s: it is corrupt",
 		              c->dir);
 	}
-	fault_map_start = data_map_start();
+	find_data_map();
 	if (c->json) {
 		jkey("problems");
 		jopen('[');
@@ -1158,12 +1158,14 @@ static int verify_here(struct cli *c)
 	return corrupt ? EXIT_CORRUPT : EXIT_OK;
 }
 
-/* In the child: say which page the fault hit, then die of the signal. */
+/* In the child: say which page the fault hit (UINT64_MAX: an address
+ * outside data.mdb, e.g. a garbage page number), then die of the
+ * signal. */
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
 	(void)uctx;
 	uintptr_t a = (uintptr_t)si->si_addr;
-	uint64_t page = fault_map_start && a >= fault_map_start
+	uint64_t page = a >= fault_map_start && a < fault_map_end
 	                    ? (a - fault_map_start) / 4096
 	                    : UINT64_MAX;
 	if (write(fault_fd, &page, sizeof(page)) < 0) {
@@ -1228,9 +1230,12 @@ static int cmd_verify(struct cli *c)
 	}
 	fclose(out); /* partial output of a dead check is dropped */
 	int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-	char where[64] = "";
+	char where[80] = "";
 	if (said && page != UINT64_MAX)
 		snprintf(where, sizeof(where), " reading page %" PRIu64, page);
+	else if (said)
+		snprintf(where, sizeof(where),
+		         " following a page number outside data.mdb");
 	fprintf(stderr,
 	        PROG ": verify: the check died of signal %d%s: LMDB walked a "
 	             "corrupt page; the store is corrupt\n",
