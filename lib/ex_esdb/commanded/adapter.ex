@@ -40,6 +40,13 @@ defmodule ExESDB.Commanded.Adapter do
 
   Code that reads back through a subscription what it just appended must
   wait for the event rather than assume it has arrived.
+
+  **Subscription names.** A persistent subscription stores its selector
+  with its checkpoint: an event handler whose `subscribe_to` changes
+  (`:all` to a stream, or one stream to another) while its `name` stays
+  gets `{:error, :subscription_definition_changed}`, which Commanded
+  logs and retries with backoff. Delete the old subscription first
+  (`delete_subscription/3`) or give the handler a new name.
   """
 
   if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
