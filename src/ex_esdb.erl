@@ -29,6 +29,7 @@
 -export([open/2, close/1,
          append/4, append/5,
          read_stream/5, read_all/4, read_type/4,
+         read_stream_page/5, read_all_page/4, read_type_page/4,
          stream_version/2, stream_exists/2, streams/1, list_streams/3,
          delete_stream/3,
          put_snapshot/6, get_snapshot/2, delete_snapshot/2,
@@ -40,7 +41,8 @@
          default_timeout/0]).
 
 -export_type([store/0, option/0, expected/0, new_event/0, event/0,
-              direction/0, snapshot/0, checkpoint/0, stream_info/0]).
+              direction/0, next/0, snapshot/0, checkpoint/0,
+              stream_info/0]).
 
 %% Time a mutation waits for the writer's reply by default.
 -define(TIMEOUT, 10000).
@@ -48,13 +50,20 @@
 -define(CHECKED_COUNT, 1000).
 %% Page size when listing everything; the NIF caps a call at 10,000.
 -define(PAGE, 1000).
+%% Events asked of one page by the reads that return all they read.
+-define(READ_PAGE, 1000).
 
 -opaque store() :: reference().
 -type option() :: durability | map_size | create | readonly | file_mode
                 | max_stream_id | max_event_type | max_event_bytes
-                | max_append_events | max_append_bytes | max_key.
+                | max_append_events | max_append_bytes | max_key
+                | max_read_bytes.
 -type expected() :: any | no_stream | stream_exists | non_neg_integer().
 -type direction() :: forward | backward.
+%% Where a page of events left off: `eof' when the source held nothing
+%% more (as of the read), else the version (stream reads) or global
+%% position (`$all' and type reads) to pass as `From' for the next page.
+-type next() :: eof | pos_integer().
 -type uuid() :: <<_:128>>.
 %% An event to append. `event_id' and the two optional ids are either
 %% 16 raw bytes or UUID text such as `<<"8e4b1c2a-...">>'.
@@ -119,7 +128,10 @@
 %%   <li>limits, positive integers: `max_stream_id' (bytes, default 1024),
 %%       `max_event_type' (512), `max_event_bytes' (data + metadata of one
 %%       event, 16 MiB), `max_append_events' (10,000), `max_append_bytes'
-%%       (64 MiB), `max_key' (snapshot and checkpoint names, 1024).</li>
+%%       (64 MiB), `max_key' (snapshot and checkpoint names, 1024);</li>
+%%   <li>`max_read_bytes': the byte budget of one page of events (data,
+%%       metadata, stream id and type; default 16 MiB). A page holds at
+%%       least one event however big, so paging always makes progress.</li>
 %% </ul>
 %% A store keeps its limits: a new one records those it is created with
 %% (defaults for the ones not given); reopening it with limits changes
@@ -155,7 +167,7 @@ valid_option(file_mode, V) -> is_integer(V) andalso V >= 0;
 valid_option(K, V) ->
     lists:member(K, [map_size, max_queue_bytes, max_stream_id, max_event_type,
                      max_event_bytes, max_append_events, max_append_bytes,
-                     max_key])
+                     max_key, max_read_bytes])
         andalso is_integer(V) andalso V > 0.
 
 %% @doc Close the store. Waits for calls in flight; mutations still queued
@@ -308,32 +320,87 @@ give_up(Store, Ref) ->
 
 %% ---- reads --------------------------------------------------------------
 
-%% @doc Read up to `Count' events of a stream starting at version `From'
-%% (inclusive). Forward, `From' 0 or 1 is the start; backward, any `From'
-%% past the last version starts at the last. One call returns at most
-%% 10,000 events whatever `Count' says: page with the last version seen.
+%% @doc Read `Count' events of a stream starting at version `From'
+%% (inclusive), fewer only when the stream ends. Forward, `From' 0 or 1
+%% is the start; backward, any `From' past the last version starts at the
+%% last. The events are read page by page (see {@link read_stream_page/5})
+%% and returned together: to bound memory with big events, page yourself.
 %% Errors: `stream_not_found', `stream_deleted'.
 -spec read_stream(store(), binary(), non_neg_integer(), non_neg_integer(),
                   direction()) -> {ok, [event()]} | {error, term()}.
 read_stream(Store, StreamId, From, Count, Direction) ->
-    events(ex_esdb_nif:read_stream(Store, StreamId, From, Count, Direction)).
+    read_count(fun(F, N) -> read_stream_page(Store, StreamId, F, N, Direction)
+               end, From, Count).
 
-%% @doc Read up to `Count' events of `$all' (every stream, in commit
-%% order) starting at global position `From' (inclusive), with the same
-%% conventions and the same 10,000-event cap as {@link read_stream/5}.
+%% @doc Read `Count' events of `$all' (every stream, in commit order)
+%% starting at global position `From' (inclusive), with the conventions of
+%% {@link read_stream/5}.
 -spec read_all(store(), non_neg_integer(), non_neg_integer(), direction()) ->
           {ok, [event()]} | {error, term()}.
 read_all(Store, From, Count, Direction) ->
-    events(ex_esdb_nif:read_all(Store, From, Count, Direction)).
+    read_count(fun(F, N) -> read_all_page(Store, F, N, Direction) end,
+               From, Count).
 
-%% @doc Read up to `Count' events of type `EventType', forward, from global
-%% position `From' (inclusive). An unknown type reads as `{ok, []}'.
+%% @doc Read `Count' events of type `EventType', forward, from global
+%% position `From' (inclusive), fewer only at the end. An unknown type
+%% reads as `{ok, []}'.
 -spec read_type(store(), binary(), non_neg_integer(), non_neg_integer()) ->
           {ok, [event()]} | {error, term()}.
 read_type(Store, EventType, From, Count) ->
+    read_count(fun(F, N) -> read_type_page(Store, EventType, F, N) end,
+               From, Count).
+
+%% @doc One page of a stream's events from version `From' (as in
+%% {@link read_stream/5}) and where the next page starts. A page holds at
+%% most `Count' events (capped at 10,000) and at most the store's
+%% `max_read_bytes' (at least one event): it can be short without being
+%% the end. `Next' is `eof' at the end, else the `From' of the next page:
+%% ```
+%% {ok, Events, Next} = ex_esdb:read_stream_page(S, <<"s">>, 1, 1000, forward)
+%% '''
+-spec read_stream_page(store(), binary(), non_neg_integer(),
+                       non_neg_integer(), direction()) ->
+          {ok, [event()], next()} | {error, term()}.
+read_stream_page(Store, StreamId, From, Count, Direction) ->
+    events(ex_esdb_nif:read_stream(Store, StreamId, From, Count, Direction)).
+
+%% @doc One page of `$all' from global position `From', as
+%% {@link read_stream_page/5}; `Next' is a global position or `eof'.
+-spec read_all_page(store(), non_neg_integer(), non_neg_integer(),
+                    direction()) -> {ok, [event()], next()} | {error, term()}.
+read_all_page(Store, From, Count, Direction) ->
+    events(ex_esdb_nif:read_all(Store, From, Count, Direction)).
+
+%% @doc One page of the events of a type, forward from global position
+%% `From', as {@link read_stream_page/5}; `Next' is the position of the
+%% next event of that type or `eof'.
+-spec read_type_page(store(), binary(), non_neg_integer(),
+                     non_neg_integer()) ->
+          {ok, [event()], next()} | {error, term()}.
+read_type_page(Store, EventType, From, Count) ->
     events(ex_esdb_nif:read_type(Store, EventType, From, Count)).
 
-events({ok, Tuples}) -> {ok, [event(T) || T <- Tuples]};
+%% Pages from From until Count events or eof.
+read_count(Page, From, Count) when is_integer(Count), Count >= 0 ->
+    read_count(Page, From, Count, []);
+read_count(_Page, _From, Count) ->
+    erlang:error(badarg, [Count]).
+
+read_count(Page, From, Count, Acc) ->
+    case Page(From, min(Count, ?READ_PAGE)) of
+        {ok, Events, Next} ->
+            Left = Count - length(Events),
+            if
+                Next =:= eof; Left =< 0 ->
+                    {ok, lists:append(lists:reverse(Acc, [Events]))};
+                true ->
+                    read_count(Page, Next, Left, [Events | Acc])
+            end;
+        Error ->
+            Error
+    end.
+
+events({ok, Tuples, Next}) -> {ok, [event(T) || T <- Tuples], Next};
 events(Error) -> Error.
 
 event({Position, StreamId, Version, EventId, Type, Data, Metadata,

@@ -740,20 +740,60 @@ read_type_test() ->
         ?assertEqual({ok, []}, ex_esdb:read_type(S, <<"unknown">>, 0, 10))
     end).
 
-%% One NIF call returns at most 10,000 events.
+%% One page holds at most 10,000 events and says where the next starts;
+%% the reads that return everything page on past it.
 read_cap_test_() ->
     {timeout, 120, fun() ->
         with_store(fun(S) ->
             {ok, _} = ex_esdb:append(S, <<"s">>, any, numbered(10000)),
             {ok, _} = ex_esdb:append(S, <<"s">>, any, numbered(1)),
-            {ok, Page} = ex_esdb:read_all(S, 0, 20000, forward),
+            {ok, Page, 10001} = ex_esdb:read_all_page(S, 0, 20000, forward),
             ?assertEqual(10000, length(Page)),
-            {ok, SPage} = ex_esdb:read_stream(S, <<"s">>, 0, 20000, forward),
+            {ok, SPage, 10001} =
+                ex_esdb:read_stream_page(S, <<"s">>, 0, 20000, forward),
             ?assertEqual(10000, length(SPage)),
+            ?assertEqual(lists:seq(1, 10001),
+                         positions(ex_esdb:read_all(S, 0, 20000, forward))),
+            ?assertEqual(lists:seq(1, 10001),
+                         versions(ex_esdb:read_stream(S, <<"s">>, 0, 20000,
+                                                      forward))),
+            ?assertEqual(10001, length(element(2, ex_esdb:read_type(
+                                                    S, <<"numbered">>, 0,
+                                                    20000)))),
             ?assertEqual([10001],
                          positions(ex_esdb:read_all(S, 10001, 20000, forward)))
         end)
     end}.
+
+%% A page cut short by max_read_bytes is not the end: Next says where
+%% to go on, and the reads that return everything do.
+read_pages_cut_by_bytes_test() ->
+    with_store(#{max_read_bytes => 100}, fun(S) ->
+        Data = binary:copy(<<"x">>, 40),
+        {ok, _} = ex_esdb:append(S, <<"s">>, any,
+                                 [ev(<<"t">>, Data) || _ <- lists:seq(1, 7)]),
+        %% 40 bytes of data + 1 of id + 1 of type: two fit in 100
+        {ok, P1, 3} = ex_esdb:read_stream_page(S, <<"s">>, 1, 10, forward),
+        ?assertEqual([1, 2], versions({ok, P1})),
+        {ok, [_, _], 5} = ex_esdb:read_all_page(S, 3, 10, forward),
+        {ok, [_, _], 3} = ex_esdb:read_type_page(S, <<"t">>, 1, 10),
+        {ok, [_, _], 5} = ex_esdb:read_stream_page(S, <<"s">>, 7, 10,
+                                                   backward),
+        {ok, [_], eof} = ex_esdb:read_stream_page(S, <<"s">>, 7, 10, forward),
+        {ok, [], eof} = ex_esdb:read_all_page(S, 8, 10, forward),
+        ?assertEqual(lists:seq(1, 7),
+                     versions(ex_esdb:read_stream(S, <<"s">>, 0, 100,
+                                                  forward))),
+        ?assertEqual(lists:seq(7, 1, -1),
+                     positions(ex_esdb:read_all(S, 1 bsl 64 - 1, 100,
+                                                backward))),
+        ?assertEqual(lists:seq(1, 7),
+                     positions(ex_esdb:read_type(S, <<"t">>, 0, 100))),
+        ?assertEqual([1, 2, 3],
+                     versions(ex_esdb:read_stream(S, <<"s">>, 0, 3, forward)))
+    end),
+    ?assertEqual({error, {invalid_option, max_read_bytes}},
+                 ex_esdb:open("/nonexistent", #{max_read_bytes => 0})).
 
 %% ---- streams ------------------------------------------------------------
 

@@ -959,20 +959,17 @@ static int read_cb(void *ctx, const esdb_event *ev)
 static int read_pass(esdb_store *s, const char *sid, uint64_t *n_out)
 {
 	reader r = {.all = sid == NULL, .next = 1};
+	esdb_read_next next = {.from = 1};
 
-	for (;;) {
-		uint64_t before = r.n;
-
+	do {
 		if (sid)
-			TRY(esdb_read_stream(s, sid, strlen(sid), r.next,
+			TRY(esdb_read_stream(s, sid, strlen(sid), next.from,
 			                     PAGE_EVENTS, ESDB_FORWARD, read_cb,
-			                     &r));
+			                     &r, &next));
 		else
-			TRY(esdb_read_all(s, r.next, PAGE_EVENTS, ESDB_FORWARD,
-			                  read_cb, &r));
-		if (r.n - before < PAGE_EVENTS)
-			break;
-	}
+			TRY(esdb_read_all(s, next.from, PAGE_EVENTS,
+			                  ESDB_FORWARD, read_cb, &r, &next));
+	} while (!next.end);
 	g_sink += r.sum;
 	*n_out = r.n;
 	return 0;

@@ -47,6 +47,7 @@ enum {
 	OPT_STORE = 1 << 12,
 	OPT_STORE_ID = 1 << 13,
 	OPT_RAW = 1 << 14,
+	OPT_READ_BYTES = 1 << 15,
 };
 
 /* Options every command accepts, before or after its name. */
@@ -69,7 +70,7 @@ static const struct option_def {
     {"create", OPT_CREATE, false}, {"data-dir", OPT_DATA_DIR, true},
     {"json", OPT_JSON, false},     {"help", OPT_HELP, false},
     {"store", OPT_STORE, true},    {"store-id", OPT_STORE_ID, true},
-    {"raw", OPT_RAW, false},
+    {"raw", OPT_RAW, false},       {"read-bytes", OPT_READ_BYTES, true},
 };
 
 struct command;
@@ -86,6 +87,7 @@ struct cli {
 	const char *after;
 	uint64_t count; /* UINT64_MAX: no limit */
 	uint64_t from;
+	uint64_t read_bytes; /* 0: the core's default */
 	const char *type;
 	uint64_t expected;
 	const char *file;
@@ -118,6 +120,8 @@ static void usage(FILE *f)
 	      "                       all events from global position N\n"
 	      "  read-type TYPE [--from N] [--count N]\n"
 	      "                       events of one type from position N\n"
+	      "  (reads also take --read-bytes N: the byte budget of one\n"
+	      "   page asked of the store, default 16 MiB)\n"
 	      "  append STREAM --type T [--expected E] [--file F]\n"
 	      "         [--metadata-file F] [--create]\n"
 	      "                       append one event (data from F or\n"
@@ -539,6 +543,8 @@ static int open_store(struct cli *c, bool writes)
 	rc = esdb_create(&c->s);
 	if (!rc)
 		rc = esdb_set_create(c->s, writes && (c->seen & OPT_CREATE));
+	if (!rc && c->read_bytes)
+		rc = esdb_set_read_bytes(c->s, c->read_bytes);
 	if (!rc)
 		rc = esdb_set_readonly(c->s, !writes);
 	if (!rc)
@@ -822,8 +828,7 @@ struct pager {
 	const struct cli *c;
 	esdb_direction dir;
 	bool by_version; /* stream reads page by version, others by position */
-	uint64_t cursor; /* next version or position to ask for */
-	uint32_t got;    /* events in the current page */
+	uint64_t cursor; /* the last version or position printed, + or - 1 */
 	uint64_t total;
 	bool disorder;
 };
@@ -840,7 +845,6 @@ static int on_event(void *ctx, const esdb_event *ev)
 		return ESDB_ECORRUPT;
 	}
 	p->cursor = p->dir == ESDB_FORWARD ? key + 1 : key - 1;
-	p->got++;
 	p->total++;
 	print_event(p->c, ev);
 	return 0;
@@ -854,7 +858,8 @@ static int read_events(struct cli *c, enum read_kind kind)
 	    .by_version = kind == READ_STREAM,
 	    .cursor = c->from,
 	};
-	uint64_t left = c->count;
+	uint64_t left = c->count, before;
+	esdb_read_next next = {.from = c->from};
 	uint32_t n;
 	int rc;
 
@@ -869,21 +874,30 @@ static int read_events(struct cli *c, enum read_kind kind)
 		jkey("events");
 		jopen('[');
 	}
+	/* Page on where the store says the next page starts: a page the
+	 * byte budget cut short is not the end. */
 	do {
 		n = left < PAGE ? (uint32_t)left : PAGE;
-		p.got = 0;
+		before = p.total;
 		if (kind == READ_STREAM)
 			rc = esdb_read_stream(c->s, c->arg, strlen(c->arg),
-			                      p.cursor, n, p.dir, on_event, &p);
+			                      next.from, n, p.dir, on_event, &p,
+			                      &next);
 		else if (kind == READ_ALL)
-			rc = esdb_read_all(c->s, p.cursor, n, p.dir, on_event,
-			                   &p);
+			rc = esdb_read_all(c->s, next.from, n, p.dir, on_event,
+			                   &p, &next);
 		else
 			rc = esdb_read_type(c->s, c->arg, strlen(c->arg),
-			                    p.cursor, n, on_event, &p);
-		left -= p.got;
-	} while (!rc && p.got == n && left &&
-	         !(p.dir == ESDB_BACKWARD && !p.cursor));
+			                    next.from, n, on_event, &p, &next);
+		left -= p.total - before;
+		/* a continuation behind what was printed would page forever */
+		if (!rc && !next.end &&
+		    (p.dir == ESDB_FORWARD ? next.from < p.cursor
+		                           : next.from > p.cursor)) {
+			p.disorder = true;
+			rc = ESDB_ECORRUPT;
+		}
+	} while (!rc && !next.end && left);
 	if (c->json) {
 		jclose(']');
 		jkey("count");
@@ -1281,11 +1295,14 @@ static int cmd_backup(struct cli *c)
 static const struct command commands[] = {
     {"stats", NULL, 0, 0, cmd_stats},
     {"streams", NULL, OPT_AFTER | OPT_COUNT, 0, cmd_streams},
-    {"read", "STREAM", OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW, 0,
+    {"read", "STREAM",
+     OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW | OPT_READ_BYTES, 0,
      cmd_read},
-    {"read-all", NULL, OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW, 0,
+    {"read-all", NULL,
+     OPT_FROM | OPT_COUNT | OPT_BACKWARD | OPT_RAW | OPT_READ_BYTES, 0,
      cmd_read_all},
-    {"read-type", "TYPE", OPT_FROM | OPT_COUNT | OPT_RAW, 0, cmd_read_type},
+    {"read-type", "TYPE", OPT_FROM | OPT_COUNT | OPT_RAW | OPT_READ_BYTES, 0,
+     cmd_read_type},
     {"append", "STREAM",
      OPT_TYPE | OPT_EXPECTED | OPT_FILE | OPT_METADATA_FILE | OPT_CREATE,
      OPT_TYPE, cmd_append},
@@ -1383,6 +1400,12 @@ static int set_option(struct cli *c, const struct option_def *o,
 	case OPT_FROM:
 		if (!parse_u64(val, &c->from))
 			return usage_error("--from wants a number, not '%s'",
+			                   val);
+		break;
+	case OPT_READ_BYTES:
+		if (!parse_u64(val, &c->read_bytes) || !c->read_bytes)
+			return usage_error("--read-bytes wants a positive "
+			                   "number, not '%s'",
 			                   val);
 		break;
 	case OPT_TYPE:

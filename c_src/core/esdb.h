@@ -163,6 +163,13 @@ int esdb_set_readonly(esdb_store *s, bool readonly);
  * is allowed: 0700 by default. Existing files and directories keep their
  * modes. Errors: ESDB_EINVAL (bits outside 0777, or owner lacks rw). */
 int esdb_set_file_mode(esdb_store *s, unsigned mode);
+/* Byte budget of one read call (default ESDB_READ_BYTES_DEFAULT): a read
+ * hands out no more event bytes than this, except that it always hands
+ * out at least one event, however big, so that paging makes progress.
+ * An event's bytes are its data, metadata, stream id and event type.
+ * Errors: ESDB_EINVAL for 0. */
+int esdb_set_read_bytes(esdb_store *s, uint64_t bytes);
+#define ESDB_READ_BYTES_DEFAULT (16ull << 20)
 
 /* A label naming this process to others (an Erlang node name, a tool),
  * written beside its pid into the store's writer lock. At most 255
@@ -376,13 +383,30 @@ int esdb_delete_stream(esdb_store *s, const char *stream_id,
 /* ---- Reads ------------------------------------------------------------ */
 
 /* Reads run in their own read-only LMDB transaction on the calling
- * thread and never wait for the writer. Each hands at most max_count
- * events to `fn`, in order, and stops early when `fn` returns nonzero. */
+ * thread and never wait for the writer. Each hands one page of events to
+ * `fn`, in order: at most max_count events and at most the store's byte
+ * budget (esdb_set_read_bytes; the first event always goes). It stops
+ * early when `fn` returns nonzero and returns that value.
+ *
+ * A page can be short without reaching the end (the byte budget cut it),
+ * so a caller that pages must not take a short page for the end: it
+ * resumes where `*next` says. `next` may be NULL for a caller that reads
+ * one page only. */
 
 typedef enum esdb_direction {
 	ESDB_FORWARD = 0,
 	ESDB_BACKWARD = 1,
 } esdb_direction;
+
+/* Where a read stopped, valid when the read returned 0: `end` when the
+ * source holds nothing past the last event handed out (in the read's
+ * direction, as of the read's transaction); otherwise `from` is the
+ * version (stream reads) or global position ($all and type reads) of the
+ * next event, to pass as `from` to the next call. */
+typedef struct esdb_read_next {
+	bool end;
+	uint64_t from;
+} esdb_read_next;
 
 /* Read a stream from version `from` (inclusive; forward: 0 and 1 both
  * mean the start; backward: UINT64_MAX means the end).
@@ -390,17 +414,18 @@ typedef enum esdb_direction {
  * ESDB_EINVAL (an empty id, or `$all`: see esdb_stream_id_check). */
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t from, uint32_t max_count, esdb_direction dir,
-                     esdb_event_fn fn, void *ctx);
+                     esdb_event_fn fn, void *ctx, esdb_read_next *next);
 
 /* Read $all from position `from` (inclusive, same conventions). */
 int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
-                  esdb_direction dir, esdb_event_fn fn, void *ctx);
+                  esdb_direction dir, esdb_event_fn fn, void *ctx,
+                  esdb_read_next *next);
 
 /* Events of one type, forward, from global position `from` inclusive.
- * An unknown type reads as empty. */
+ * An unknown type reads as empty (and `end`). */
 int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
                    uint64_t from, uint32_t max_count, esdb_event_fn fn,
-                   void *ctx);
+                   void *ctx, esdb_read_next *next);
 
 /* Stream state. *version is 0 for an absent stream; *deleted tells a
  * tombstone. Either output may be NULL. `$all` is not a stream:

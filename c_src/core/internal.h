@@ -34,7 +34,8 @@ struct esdb_store {
 	pthread_mutex_t limits_lock;
 	bool create;
 	bool readonly;
-	unsigned file_mode; /* dirs: the same plus x where r */
+	unsigned file_mode;  /* dirs: the same plus x where r */
+	uint64_t read_bytes; /* byte budget of one read call */
 
 	/* open state */
 	bool is_open;

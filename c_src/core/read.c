@@ -7,10 +7,71 @@
 
 #include <string.h>
 
-/* Fetch, check and hand one event to fn. */
-static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
-                      esdb_event_fn fn, void *ctx)
+/* One page being handed out: counts what went to fn and, once the page
+ * is full, the key (version or position) of the first event left out. */
+typedef struct pager {
+	esdb_event_fn fn;
+	void *ctx;
+	uint32_t max_count;
+	uint64_t max_bytes;
+	uint32_t n;
+	uint64_t bytes;
+	bool full;
+	uint64_t at;
+} pager;
+
+static void pager_init(pager *p, const esdb_store *s, uint32_t max_count,
+                       esdb_event_fn fn, void *ctx)
 {
+	*p = (pager){.fn = fn,
+	             .ctx = ctx,
+	             .max_count = max_count,
+	             .max_bytes = s->read_bytes};
+}
+
+/* Whether the page has room for one more event, the one at `key`; when
+ * it has not, remember where the next page starts. Checked before the
+ * event is fetched, so a page never decodes what it does not hand out. */
+static bool pager_full(pager *p, uint64_t key)
+{
+	if (p->n < p->max_count)
+		return false;
+	p->full = true;
+	p->at = key;
+	return true;
+}
+
+/* Hand ev to fn unless it would overrun the byte budget; the first event
+ * of a page always goes, so pages of big events still progress. */
+static int pager_emit(pager *p, uint64_t key, const esdb_event *ev)
+{
+	uint64_t size = (uint64_t)ev->data_len + ev->metadata_len +
+	                ev->stream_id_len + ev->event_type_len;
+	if (p->n > 0 &&
+	    (p->bytes >= p->max_bytes || size > p->max_bytes - p->bytes)) {
+		p->full = true;
+		p->at = key;
+		return 0;
+	}
+	p->n++;
+	p->bytes += size;
+	return p->fn(p->ctx, ev);
+}
+
+static void pager_done(const pager *p, esdb_read_next *next)
+{
+	if (next)
+		*next = (esdb_read_next){.end = !p->full,
+		                         .from = p->full ? p->at : 0};
+}
+
+/* Fetch, check and hand one event to the page; `key` is what the page
+ * resumes from when the event does not fit. */
+static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
+                      uint64_t key, pager *p)
+{
+	if (pager_full(p, key))
+		return 0;
 	uint64_t pos = esdb_get_be64(pos_be);
 	MDB_val k = {8, (void *)pos_be}, v;
 	int rc = mdb_get(txn, s->dbi_events, &k, &v);
@@ -24,7 +85,7 @@ static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
 	if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
 	    (rc = ev.position != pos ? ESDB_ECORRUPT : 0))
 		return esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
-	return fn(ctx, &ev);
+	return pager_emit(p, key, &ev);
 }
 
 static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id, size_t len,
@@ -60,76 +121,75 @@ static int check_stream_arg(const esdb_store *s, const char *id, size_t len)
 	return check_name_arg(s, id, len, s ? s->limits.max_stream_id : 0);
 }
 
-/* Hand the events at stream_index keys (num, v) for v in [lo, hi] to fn,
- * ascending or descending, counting them in *n up to max_count. */
+/* Hand the events at stream_index keys (num, v) for v in [lo, hi] to the
+ * page, ascending or descending, until it is full. */
 static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
-                        uint64_t hi, esdb_direction dir, uint32_t max_count,
-                        uint32_t *n, esdb_event_fn fn, void *ctx)
+                        uint64_t hi, esdb_direction dir, pager *p)
 {
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(txn, s->dbi_stream_index, &cur);
 	if (rc)
 		return rc;
 	uint8_t kb[16];
+	uint64_t ver = dir == ESDB_FORWARD ? lo : hi;
 	esdb_put_be64(kb, num);
-	esdb_put_be64(kb + 8, dir == ESDB_FORWARD ? lo : hi);
+	esdb_put_be64(kb + 8, ver);
 	MDB_val k = {16, kb}, v;
 	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
 	uint64_t left = hi - lo + 1;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
-	while (rc == 0 && left > 0 && *n < max_count) {
+	while (rc == 0 && left > 0 && !p->full) {
 		/* the stream record says these versions are indexed */
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0 ||
+		    esdb_get_be64((const uint8_t *)k.mv_data + 8) != ver ||
 		    v.mv_size != 8 ||
 		    esdb__val_check(txn, &v, ESDB_WHERE_INDEX, 0)) {
 			rc = esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_INDEX,
 			                      0);
 			break;
 		}
-		if ((rc = emit_event(s, txn, v.mv_data, fn, ctx)))
+		if ((rc = emit_event(s, txn, v.mv_data, ver, p)))
 			break;
-		(*n)++;
 		left--;
-		if (left > 0)
+		ver = dir == ESDB_FORWARD ? ver + 1 : ver - 1;
+		if (left > 0 && !p->full)
 			rc = mdb_cursor_get(cur, &k, &v, op);
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
 }
 
-/* Hand the events of tail versions [lo, hi] to fn. */
+/* Hand the events of tail versions [lo, hi] to the page. */
 static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
-                     uint64_t lo, uint64_t hi, esdb_direction dir,
-                     uint32_t max_count, uint32_t *n, esdb_event_fn fn,
-                     void *ctx)
+                     uint64_t lo, uint64_t hi, esdb_direction dir, pager *p)
 {
 	if (lo > hi)
 		return 0;
-	for (uint64_t i = 0; i <= hi - lo && *n < max_count; i++) {
+	for (uint64_t i = 0; i <= hi - lo && !p->full; i++) {
 		uint64_t v = dir == ESDB_FORWARD ? lo + i : hi - i;
 		uint8_t pk[8];
 		esdb_put_be64(pk, esdb__stream_tail_position(m, v));
-		int rc = emit_event(s, txn, pk, fn, ctx);
+		int rc = emit_event(s, txn, pk, v, p);
 		if (rc)
 			return rc;
-		(*n)++;
 	}
 	return 0;
 }
 
 int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t from, uint32_t max_count, esdb_direction dir,
-                     esdb_event_fn fn, void *ctx)
+                     esdb_event_fn fn, void *ctx, esdb_read_next *next)
 {
 	MDB_txn *txn;
 	esdb__stream_meta m;
 	bool exists;
-	uint32_t n = 0;
+	pager p;
 	int rc = check_stream_arg(s, stream_id, len);
 	if (rc)
 		return rc;
 	if (!fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
 		return ESDB_EINVAL;
+	pager_init(&p, s, max_count, fn, ctx);
 	if ((rc = esdb__read_begin(s, &txn)))
 		return rc;
 	if ((rc = stream_meta(s, txn, stream_id, len, &m, &exists)))
@@ -146,40 +206,45 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 		from = 1;
 	if (dir == ESDB_BACKWARD && from > m.version)
 		from = m.version;
-	if (max_count == 0 || from == 0 || from > m.version)
+	if (from == 0 || from > m.version)
 		goto out;
 	/* Versions up to `indexed` are in stream_index, the rest in the
 	 * record's tail. */
 	uint64_t indexed = m.version - m.tail_count;
 	if (dir == ESDB_FORWARD) {
 		if (from <= indexed)
-			rc = read_indexed(s, txn, m.num, from, indexed, dir,
-			                  max_count, &n, fn, ctx);
+			rc =
+			    read_indexed(s, txn, m.num, from, indexed, dir, &p);
 		if (rc == 0)
 			rc = read_tail(s, txn, &m,
 			               from > indexed ? from : indexed + 1,
-			               m.version, dir, max_count, &n, fn, ctx);
+			               m.version, dir, &p);
 	} else {
 		if (from > indexed)
-			rc = read_tail(s, txn, &m, indexed + 1, from, dir,
-			               max_count, &n, fn, ctx);
+			rc = read_tail(s, txn, &m, indexed + 1, from, dir, &p);
 		if (rc == 0 && indexed > 0)
 			rc = read_indexed(s, txn, m.num, 1,
 			                  from < indexed ? from : indexed, dir,
-			                  max_count, &n, fn, ctx);
+			                  &p);
 	}
 out:
 	esdb__read_end(s, txn);
-	return esdb__mdb_rc(rc);
+	rc = esdb__mdb_rc(rc);
+	if (rc == 0)
+		pager_done(&p, next);
+	return rc;
 }
 
 int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
-                  esdb_direction dir, esdb_event_fn fn, void *ctx)
+                  esdb_direction dir, esdb_event_fn fn, void *ctx,
+                  esdb_read_next *next)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
+	pager p;
 	if (!s || !fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
 		return ESDB_EINVAL;
+	pager_init(&p, s, max_count, fn, ctx);
 	int rc = esdb__read_begin(s, &txn);
 	if (rc)
 		return rc;
@@ -202,7 +267,7 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 			rc = MDB_NOTFOUND;
 	}
 	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
-	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+	while (rc == 0) {
 		esdb_event ev;
 		if (k.mv_size != 8) {
 			rc = esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_EVENT,
@@ -210,6 +275,8 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 			break;
 		}
 		uint64_t pos = esdb_get_be64(k.mv_data);
+		if (pager_full(&p, pos))
+			break;
 		if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_EVENT, pos)))
 			break;
 		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
@@ -217,7 +284,7 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 			rc = esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
 			break;
 		}
-		if ((rc = fn(ctx, &ev)))
+		if ((rc = pager_emit(&p, pos, &ev)) || p.full)
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, op);
 	}
@@ -226,12 +293,15 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 	mdb_cursor_close(cur);
 out:
 	esdb__read_end(s, txn);
-	return esdb__mdb_rc(rc);
+	rc = esdb__mdb_rc(rc);
+	if (rc == 0)
+		pager_done(&p, next);
+	return rc;
 }
 
 int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
                    uint64_t from, uint32_t max_count, esdb_event_fn fn,
-                   void *ctx)
+                   void *ctx, esdb_read_next *next)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur = NULL;
@@ -239,12 +309,14 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	MDB_val val;
 	bool found;
 	uint64_t num;
+	pager p;
 	int rc = check_name_arg(s, event_type, len,
 	                        s ? s->limits.max_event_type : 0);
 	if (rc)
 		return rc;
 	if (!fn)
 		return ESDB_EINVAL;
+	pager_init(&p, s, max_count, fn, ctx);
 	if ((rc = esdb__read_begin(s, &txn)))
 		return rc;
 	rc = esdb__name_find(txn, s->dbi_types, event_type, len, &key, &val,
@@ -262,11 +334,13 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	esdb_put_be64(kb + 8, from);
 	MDB_val k = {16, kb}, v;
 	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	for (uint32_t n = 0; rc == 0 && n < max_count; n++) {
+	while (rc == 0) {
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
 			break;
-		if ((rc = emit_event(s, txn, (const uint8_t *)k.mv_data + 8, fn,
-		                     ctx)))
+		const uint8_t *pos_be = (const uint8_t *)k.mv_data + 8;
+		if ((rc = emit_event(s, txn, pos_be, esdb_get_be64(pos_be),
+		                     &p)) ||
+		    p.full)
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 	}
@@ -276,7 +350,10 @@ out:
 	if (cur)
 		mdb_cursor_close(cur);
 	esdb__read_end(s, txn);
-	return esdb__mdb_rc(rc);
+	rc = esdb__mdb_rc(rc);
+	if (rc == 0)
+		pager_done(&p, next);
+	return rc;
 }
 
 int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,

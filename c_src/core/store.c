@@ -43,6 +43,7 @@ int esdb_create(esdb_store **out)
 	s->q_max_bytes = ESDB_QUEUE_BYTES_DEFAULT;
 	esdb_limits_default(&s->limits);
 	pthread_mutex_init(&s->limits_lock, NULL);
+	s->read_bytes = ESDB_READ_BYTES_DEFAULT;
 	*out = s;
 	return 0;
 }
@@ -138,6 +139,15 @@ int esdb_set_file_mode(esdb_store *s, unsigned mode)
 unsigned esdb__dir_mode(const esdb_store *s)
 {
 	return s->file_mode | ((s->file_mode & 0444) >> 2);
+}
+
+int esdb_set_read_bytes(esdb_store *s, uint64_t bytes)
+{
+	SETTER_GUARD(s);
+	if (bytes == 0)
+		return ESDB_EINVAL;
+	s->read_bytes = bytes;
+	return 0;
 }
 
 int esdb__mdb_rc(int rc)

@@ -41,6 +41,8 @@
 	X(readonly)                                                            \
 	X(owner)                                                               \
 	X(file_mode)                                                           \
+	X(max_read_bytes)                                                      \
+	X(eof)                                                                 \
 	X(max_stream_id)                                                       \
 	X(max_event_type)                                                      \
 	X(max_event_bytes)                                                     \
@@ -512,6 +514,12 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		    esdb_set_queue_bytes(s, bytes))
 			goto bad_option;
 	}
+	if (enif_get_map_value(env, argv[1], atom_max_read_bytes, &v)) {
+		uint64_t bytes;
+		if (!nif_get_u64(env, v, &bytes) ||
+		    esdb_set_read_bytes(s, bytes))
+			goto bad_option;
+	}
 	/* Limits not given keep the store's (the defaults in a new one). */
 	esdb_limits l = {0};
 	uint64_t sid = 0, typ = 0, evs = 0, key = 0;
@@ -976,9 +984,10 @@ static ERL_NIF_TERM read_tuples(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	read_ctx c = {.env = env};
+	esdb_read_next next;
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : nif_read_source(r->s, source, &name, from, count,
-	                                     dir, collect_event, &c);
+	                                     dir, collect_event, &c, &next);
 	nif_store_release(r);
 	if (rc) {
 		enif_free(c.out.terms);
@@ -986,7 +995,13 @@ static ERL_NIF_TERM read_tuples(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 		           ? nif_stream_error_term(env, rc, argv[1])
 		           : nif_error_term(env, rc);
 	}
-	return enif_make_tuple2(env, atom_ok, nif_terms_take(env, &c.out));
+	return enif_make_tuple3(env, atom_ok, nif_terms_take(env, &c.out),
+	                        nif_next_term(env, &next));
+}
+
+ERL_NIF_TERM nif_next_term(ErlNifEnv *env, const esdb_read_next *next)
+{
+	return next->end ? atom_eof : enif_make_uint64(env, next->from);
 }
 
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
@@ -999,14 +1014,19 @@ bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count)
 }
 
 /* read_stream(Store, StreamId, From, Count, forward | backward)
- *   -> {ok, [Event]} | {error, Reason} */
+ *   -> {ok, [Event], Next} | {error, Reason}
+ * Next: eof, or the version (position for $all and type reads) the next
+ * page starts at. A page holds at most Count (capped at MAX_READ) events
+ * and the store's max_read_bytes; it may be short without being the
+ * end: only eof is the end. */
 static ERL_NIF_TERM nif_read_stream(ErlNifEnv *env, int argc,
                                     const ERL_NIF_TERM argv[])
 {
 	return read_tuples(env, argv, ESDB_TOPIC_STREAM, 2, true);
 }
 
-/* read_all(Store, From, Count, Direction) -> {ok, [Event]} | {error, R} */
+/* read_all(Store, From, Count, Direction) -> {ok, [Event], Next} | {error, R}
+ */
 static ERL_NIF_TERM nif_read_all(ErlNifEnv *env, int argc,
                                  const ERL_NIF_TERM argv[])
 {

@@ -63,10 +63,13 @@ ERL_NIF_TERM nif_terms_take(ErlNifEnv *env, term_list *l);
 void records_init(ErlNifEnv *env);
 ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[]);
-/* Read the events of a source into fn (a stream, $all or a type). */
+/* Read one page of the events of a source into fn (a stream, $all or a
+ * type); *next says where the next page starts. */
 int nif_read_source(esdb_store *s, esdb_topic source, const ErlNifBinary *name,
                     uint64_t from, uint32_t count, esdb_direction dir,
-                    esdb_event_fn fn, void *ctx);
+                    esdb_event_fn fn, void *ctx, esdb_read_next *next);
+/* A read's continuation as a term: eof, or where the next page starts. */
+ERL_NIF_TERM nif_next_term(ErlNifEnv *env, const esdb_read_next *next);
 /* all | {stream, Name} | {type, Name} */
 bool records_source(ErlNifEnv *env, ERL_NIF_TERM t, esdb_topic *topic,
                     ErlNifBinary *name);

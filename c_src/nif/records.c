@@ -247,7 +247,8 @@ bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
 
 /* read_records(Store, Source, From, Count, Direction, {Module, Decode})
  *   Source: all | {stream, StreamId} | {type, EventType}
- *   -> {ok, [%Module{}]} | {error, Reason}
+ *   -> {ok, [%Module{}], Next} | {error, Reason}
+ * Next as for read_stream: eof or where the next page starts.
  * Decode = true decodes the data and metadata written as terms (etf.c);
  * one that may not be decoded fails the read with
  * {error, {undecodable, Reason}}. */
@@ -271,10 +272,11 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 		return enif_make_badarg(env);
 
 	rec_ctx c;
+	esdb_read_next next;
 	rec_init(&c, env, module, decode);
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : nif_read_source(r->s, source, &name, from, count,
-	                                     dir, collect_record, &c);
+	                                     dir, collect_record, &c, &next);
 	nif_store_release(r);
 	if (rc) {
 		enif_free(c.out.terms);
@@ -286,23 +288,25 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 		                 nif_make_bin(env, name.data, name.size))
 		           : nif_error_term(env, rc);
 	}
-	return enif_make_tuple2(env, enif_make_atom(env, "ok"),
-	                        nif_terms_take(env, &c.out));
+	return enif_make_tuple3(env, enif_make_atom(env, "ok"),
+	                        nif_terms_take(env, &c.out),
+	                        nif_next_term(env, &next));
 }
 
 int nif_read_source(esdb_store *s, esdb_topic source, const ErlNifBinary *name,
                     uint64_t from, uint32_t count, esdb_direction dir,
-                    esdb_event_fn fn, void *ctx)
+                    esdb_event_fn fn, void *ctx, esdb_read_next *next)
 {
 	const char *p = (const char *)name->data;
 	switch (source) {
 	case ESDB_TOPIC_ALL:
-		return esdb_read_all(s, from, count, dir, fn, ctx);
+		return esdb_read_all(s, from, count, dir, fn, ctx, next);
 	case ESDB_TOPIC_STREAM:
 		return esdb_read_stream(s, p, name->size, from, count, dir, fn,
-		                        ctx);
+		                        ctx, next);
 	default:
-		return esdb_read_type(s, p, name->size, from, count, fn, ctx);
+		return esdb_read_type(s, p, name->size, from, count, fn, ctx,
+		                      next);
 	}
 }
 

@@ -26,7 +26,7 @@ defmodule ExESDB.Options do
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; kept at least twice the used size |
   | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
-  | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key` |
+  | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key`, `max_queue_bytes`, `max_read_bytes` (see Limits) |
 
   Everything is checked when the store starts (`ExESDB.System.start_link/1`
   raises, so the store does not start): an invalid value raises an
@@ -49,6 +49,7 @@ defmodule ExESDB.Options do
   | `max_append_bytes` | 64 MiB | serialized data + metadata of one append |
   | `max_key` | 1024 | bytes of a snapshot `source_uuid` or a subscription name |
   | `max_queue_bytes` | 256 MiB | encoded writes waiting for the writer; beyond it a write answers `{:error, :overloaded}` (this node's, not stored) |
+  | `max_read_bytes` | 16 MiB | data, metadata, stream id and type of the events in one page read (at least one event per page; `ExESDB.Streams`, "Pages"; this node's, not stored) |
 
   A write over a limit answers `{:error, {:limit_exceeded, key, max}}`,
   e.g. `{:error, {:limit_exceeded, :max_event_bytes, 16777216}}`, and
@@ -105,7 +106,8 @@ defmodule ExESDB.Options do
     :max_append_events,
     :max_append_bytes,
     :max_key,
-    :max_queue_bytes
+    :max_queue_bytes,
+    :max_read_bytes
   ]
 
   @option_source "the options given to ExESDB.System"

@@ -11,6 +11,20 @@ defmodule ExESDB.Streams do
   Expected versions: `:any`, `:no_stream` (the stream must not exist),
   `:stream_exists`, or the exact current version (0 for a new stream).
 
+  ## Pages and where the next one starts
+
+  The store reads in pages bounded by count (at most 10,000 events) and by
+  bytes (the `max_read_bytes` limit, 16 MiB by default, counting data,
+  metadata, stream id and type; a page always holds at least one event,
+  however big). A page can therefore be short without being the end.
+  `read_page/5` returns one page and its continuation: `:eof` when the
+  source held nothing more at the time of the read, or the version (for a
+  stream) or global position (for `$all` and a type) to pass as `start`
+  for the next page. `get_events/5`, `get_all_events/4` and
+  `get_events_by_type/4` follow it until `count` events or `:eof`; the
+  lazy `stream_*`/`all_*` streams follow it until `:eof`, holding one
+  page at a time.
+
   Errors (`{:error, reason}`): `:wrong_expected_version`, `:stream_exists`,
   `:stream_not_found`, `:stream_deleted`, `:no_events`,
   `{:limit_exceeded, key, max}` (the limit and its value, e.g.
@@ -26,7 +40,7 @@ defmodule ExESDB.Streams do
   `{:invalid_count, n}`, `{:invalid_start, v}`, `{:invalid_direction, d}`,
   `{:invalid_read_batch_size, n}`, `{:invalid_events, term}`,
   `{:invalid_event, term}`, `{:invalid_event_type, t}`,
-  `{:invalid_event_id, id}`.
+  `{:invalid_event_id, id}`, `{:invalid_source, source}` (`read_page/5`).
 
   ## Timeouts and a full queue
 
@@ -69,7 +83,7 @@ defmodule ExESDB.Streams do
   @type expected_version :: :any | :no_stream | :stream_exists | non_neg_integer()
   @type direction :: :forward | :backward
 
-  # The NIF returns at most this many events per call.
+  # Events asked of one page.
   @page 1000
 
   @doc """
@@ -144,6 +158,35 @@ defmodule ExESDB.Streams do
           {:ok, Enumerable.t()} | {:error, term()}
   def stream_backward(store, stream_id, start_version \\ :end, read_batch_size \\ @page),
     do: lazy_stream(store, stream_id, start_version, read_batch_size, :backward)
+
+  @doc """
+  One page of events of `source` (a stream id, `"$all"` or
+  `{:type, event_type}`) from `start` (a version for a stream, a global
+  position otherwise; backward, `:end` is the newest) and where the next
+  page starts: `:eof`, or the `start` of the next page. The page holds at
+  most `count` events (and at most 10,000) and `max_read_bytes`; it may
+  be short, or even hold fewer than asked, without being the end. Events
+  of a type are read forward only.
+
+      {:ok, events, next} = ExESDB.Streams.read_page(:store, "orders-1", 1, 100)
+  """
+  @spec read_page(
+          store(),
+          stream_id() | {:type, String.t()},
+          non_neg_integer() | :end,
+          non_neg_integer(),
+          direction()
+        ) ::
+          {:ok, [EventRecord.t()], :eof | pos_integer()} | {:error, term()}
+  def read_page(store, source, start, count, direction \\ :forward) do
+    with {:ok, s} <- Store.fetch(store),
+         {:ok, source} <- check_source(source, direction),
+         :ok <- check_count(count),
+         :ok <- check_direction(direction),
+         {:ok, from} <- start(start, direction) do
+      page(s, source, from, count, direction)
+    end
+  end
 
   @doc "Read up to `count` events of `$all` from `start_position`."
   @spec get_all_events(store(), non_neg_integer() | :end, non_neg_integer(), direction()) ::
@@ -258,45 +301,37 @@ defmodule ExESDB.Streams do
     end
   end
 
-  # Read `count` events from `source` in pages.
+  # Read `count` events from `source`, page after page until `count` or
+  # the end.
   defp read_pages(s, count, from, direction, source, acc \\ [])
 
-  defp read_pages(_s, count, from, direction, _source, acc)
+  defp read_pages(_s, count, from, direction, _source, [])
        when count == 0 or (direction == :backward and from == 0),
-       do: {:ok, acc |> Enum.reverse() |> Enum.concat()}
+       do: {:ok, []}
 
   defp read_pages(s, count, from, direction, source, acc) do
-    n = min(count, @page)
-
-    case page(s, source, from, n, direction) do
-      {:ok, records} ->
+    case page(s, source, from, min(count, @page), direction) do
+      {:ok, records, next} ->
         acc = [records | acc]
+        left = count - length(records)
 
-        if length(records) < n,
-          do: read_pages(s, 0, from, direction, source, acc),
-          else: read_pages(s, count - n, next(records, source, direction), direction, source, acc)
+        if next == :eof or left <= 0,
+          do: {:ok, acc |> Enum.reverse() |> Enum.concat()},
+          else: read_pages(s, left, next, direction, source, acc)
 
       {:error, _} = error ->
         error
     end
   end
 
-  # Where the page after `records` starts: by version in a stream, by
-  # position in $all and by type.
-  defp next(records, source, direction) do
-    last = List.last(records)
-    cursor = if match?({:stream, _}, source), do: last.event_number, else: last.position
-    if direction == :forward, do: cursor + 1, else: cursor - 1
-  end
-
   defp source("$all"), do: :all
   defp source(stream_id), do: {:stream, stream_id}
 
-  # One page of records. The NIF builds the structs; with the default
-  # serializer it decodes data and metadata too.
+  # One page of records and where the next starts. The NIF builds the
+  # structs; with the default serializer it decodes data and metadata too.
   defp page(s, source, from, n, direction) do
     case :ex_esdb_nif.read_records(s.handle, source, from, n, direction, EventCodec.format(s)) do
-      {:ok, records} -> {:ok, EventCodec.finish(records, s)}
+      {:ok, records, next} -> {:ok, EventCodec.finish(records, s), next}
       {:error, _} = error -> error
     end
   end
@@ -306,13 +341,14 @@ defmodule ExESDB.Streams do
          :ok <- check_stream_id(stream_id),
          :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
-         {:ok, first} <- page(s, source(stream_id), from, batch, direction) do
-      {:ok, build_stream(s, source(stream_id), first, batch, direction)}
+         {:ok, first, next} <- page(s, source(stream_id), from, batch, direction) do
+      {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction)}
     end
   end
 
   # The first page was read eagerly so a missing stream is an error up
-  # front; the rest is read as the stream is consumed.
+  # front; the rest is read as the stream is consumed, each page from
+  # where the one before said the next starts, until :eof.
   defp build_stream(s, source, first, batch, direction) do
     Stream.resource(
       fn -> {:page, first} end,
@@ -320,16 +356,13 @@ defmodule ExESDB.Streams do
         :done ->
           {:halt, :done}
 
-        {:page, records} ->
-          from = if records == [], do: 0, else: next(records, source, direction)
+        {:page, {records, :eof}} ->
+          {records, :done}
 
-          if length(records) < batch or from == 0 do
-            {records, :done}
-          else
-            case page(s, source, from, batch, direction) do
-              {:ok, more} -> {records, {:page, more}}
-              {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
-            end
+        {:page, {records, next}} ->
+          case page(s, source, next, batch, direction) do
+            {:ok, more, after_more} -> {records, {:page, {more, after_more}}}
+            {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
           end
       end,
       fn _ -> :ok end
@@ -349,6 +382,11 @@ defmodule ExESDB.Streams do
   defp check_expected(v) when v in [:any, :no_stream, :stream_exists], do: :ok
   defp check_expected(v) when is_integer(v) and v >= 0, do: :ok
   defp check_expected(v), do: {:error, {:invalid_expected_version, v}}
+
+  defp check_source("$all", _), do: {:ok, :all}
+  defp check_source({:type, t}, :forward) when is_binary(t) and t != "", do: {:ok, {:type, t}}
+  defp check_source(id, _) when is_binary(id) and id != "", do: {:ok, {:stream, id}}
+  defp check_source(other, _), do: {:error, {:invalid_source, other}}
 
   defp check_count(n) when is_integer(n) and n >= 0, do: :ok
   defp check_count(n), do: {:error, {:invalid_count, n}}

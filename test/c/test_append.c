@@ -121,15 +121,16 @@ TEST(deleted_streams_refuse_reads_and_appends)
 	CHECK_RC(append1(s, "s", ESDB_EXPECT_ANY, 3).rc, ESDB_ESTREAM_DELETED);
 	CHECK_RC(append1(s, "s", 2, 3).rc, ESDB_ESTREAM_DELETED);
 	collected c = {0};
-	CHECK_RC(
-	    esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event, &c),
-	    ESDB_ESTREAM_DELETED);
+	CHECK_RC(esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event,
+	                          &c, NULL),
+	         ESDB_ESTREAM_DELETED);
 	bool exists, deleted;
 	uint64_t v;
 	REQUIRE_OK(esdb_stream_info(s, "s", 1, &v, &exists, &deleted));
 	CHECK(exists && deleted && v == 2);
 	/* its events stay in $all */
-	REQUIRE_OK(esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c, NULL));
 	CHECK_EQ(c.n, 2);
 	collected_free(&c);
 	esdb_close(s);
@@ -158,7 +159,7 @@ TEST(long_stream_ids_beyond_the_lmdb_key_limit)
 	CHECK_EQ(v, 1);
 	collected c = {0};
 	REQUIRE_OK(esdb_read_stream(s, a, 1024, 1, 10, ESDB_FORWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	CHECK_EQ(c.n, 2);
 	CHECK(c.n == 2 && strlen(c.streams[0]) == 1024);
 	collected_free(&c);
@@ -237,10 +238,10 @@ TEST(apply_is_deterministic)
 	}
 	CHECK(memcmp(ra, rb, sizeof(ra)) == 0);
 	collected ca = {0}, cb = {0};
-	REQUIRE_OK(
-	    esdb_read_all(a, 1, 100000, ESDB_FORWARD, collect_event, &ca));
-	REQUIRE_OK(
-	    esdb_read_all(b, 1, 100000, ESDB_FORWARD, collect_event, &cb));
+	REQUIRE_OK(esdb_read_all(a, 1, 100000, ESDB_FORWARD, collect_event, &ca,
+	                         NULL));
+	REQUIRE_OK(esdb_read_all(b, 1, 100000, ESDB_FORWARD, collect_event, &cb,
+	                         NULL));
 	REQUIRE(ca.n == cb.n && ca.n > 0);
 	for (size_t i = 0; i < ca.n; i++) {
 		CHECK(ca.versions[i] == cb.versions[i]);

@@ -228,7 +228,8 @@ TEST(cli_writes_beside_a_store_open_read_only_in_this_process)
 	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
 	CHECK_EQ(v, 8);
 	collected c = {0};
-	REQUIRE_OK(esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c, NULL));
 	CHECK_EQ(c.n, 9);
 	collected_free(&c);
 	esdb_stats st;
@@ -279,4 +280,42 @@ TEST(cli_writing_commands_refuse_a_store_another_process_writes)
 	CHECK_EQ(ctl(out, sizeof(out),
 	             "--store %s append other --type t < /dev/null", dir),
 	         0);
+}
+
+/* Pages the byte budget cuts short are not the end: every read command
+ * goes on where the store says the next page starts. */
+TEST(cli_reads_page_past_pages_cut_by_bytes)
+{
+	const char *dir = tmp_dir();
+	char out[16384], data[3000];
+	memset(data, 'z', sizeof(data) - 1);
+	data[sizeof(data) - 1] = 0;
+	esdb_store *s = open_store(dir, false);
+	for (int i = 1; i <= 6; i++) {
+		uint8_t id[16];
+		esdb_new_event ev = make_event(id, (uint64_t)i, "big", data);
+		REQUIRE_OK(
+		    esdb_append(s, "b", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	}
+	esdb_close(s);
+	/* 3000-byte events, a 7000-byte budget: pages of 2 */
+	static const char *reads[] = {"read b", "read b --backward", "read-all",
+	                              "read-all --backward", "read-type big"};
+	for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+		CHECK_EQ(ctl(out, sizeof(out),
+		             "--store %s --read-bytes 7000 %s", dir, reads[i]),
+		         0);
+		if (!strstr(out, "-- 6 events"))
+			harness_fail(__FILE__, __LINE__, "%s: %s", reads[i],
+			             strrchr(out, '-') ? strrchr(out, '-')
+			                               : out);
+	}
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s --read-bytes 7000 read b "
+	             "--count 3",
+	             dir),
+	         0);
+	CHECK(strstr(out, "-- 3 events") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s --read-bytes 0 read b", dir),
+	         2);
 }

@@ -143,20 +143,22 @@ static int read_everything(const char *dir)
 		esdb_close(s);
 		return 1;
 	}
-	rc = esdb_read_all(s, 0, UINT32_MAX, ESDB_FORWARD, count_event, &sum);
+	rc = esdb_read_all(s, 0, UINT32_MAX, ESDB_FORWARD, count_event, &sum,
+	                   NULL);
 	for (int i = 0; i < 7 && (rc == 0 || rc == ESDB_ECORRUPT); i++) {
 		char stream[32];
 		snprintf(stream, sizeof(stream), "stream-%d", i);
 		int r =
 		    esdb_read_stream(s, stream, strlen(stream), 0, UINT32_MAX,
-		                     ESDB_FORWARD, count_event, &sum);
+		                     ESDB_FORWARD, count_event, &sum, NULL);
 		if (r && r != ESDB_ESTREAM_NOT_FOUND)
 			rc = r;
 	}
 	int r = esdb_list_streams(s, NULL, 0, UINT32_MAX, count_stream, &sum);
 	if (r)
 		rc = r;
-	r = esdb_read_type(s, "happened", 8, 0, UINT32_MAX, count_event, &sum);
+	r = esdb_read_type(s, "happened", 8, 0, UINT32_MAX, count_event, &sum,
+	                   NULL);
 	if (r)
 		rc = r;
 	esdb_close(s);

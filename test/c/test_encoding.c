@@ -48,7 +48,7 @@ TEST(event_payload_encodings_are_stored_and_read_back)
 	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 4, NULL));
 	encodings got = {0};
 	REQUIRE_OK(esdb_read_stream(s, "s", 1, 0, 10, ESDB_FORWARD,
-	                            collect_encodings, &got));
+	                            collect_encodings, &got, NULL));
 	CHECK_EQ(got.n, 4);
 	CHECK_EQ(emitted.n, 4);
 	for (int i = 0; i < 4; i++) {

@@ -100,7 +100,8 @@ static int failed_growth_child(const char *dir)
 	/* Reads work, or fail cleanly while the old map cannot be had
 	 * back either (here, after other tests, it sometimes cannot). */
 	uint64_t seen = 0;
-	rc = esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen);
+	rc =
+	    esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen, NULL);
 	if (rc == 0 && seen != n)
 		return 14;
 	if (rc && rc != ENOMEM)
@@ -110,7 +111,8 @@ static int failed_growth_child(const char *dir)
 	if (setrlimit(RLIMIT_AS, &rl))
 		return 16;
 	seen = 0;
-	if (esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen) ||
+	if (esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen,
+	                  NULL) ||
 	    seen != n)
 		return 17;
 	used_bytes(s, &map);
@@ -173,7 +175,7 @@ static int hold(void *ctx, const esdb_event *ev)
 static void *long_read_main(void *arg)
 {
 	long_read *l = arg;
-	esdb_read_all(l->s, 1, 1, ESDB_FORWARD, hold, l);
+	esdb_read_all(l->s, 1, 1, ESDB_FORWARD, hold, l, NULL);
 	return NULL;
 }
 
@@ -213,7 +215,7 @@ static void *loop_main(void *arg)
 	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t seen = 0;
 		esdb_read_stream(l->s, "s", 1, 1, 50, ESDB_FORWARD, count_event,
-		                 &seen);
+		                 &seen, NULL);
 		__atomic_add_fetch(&l->reads, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;

@@ -164,6 +164,14 @@ static void check_event(const collected *c, size_t i, uint64_t pos)
 	CHECK(!memcmp(c->ids[i], id, 16));
 }
 
+/* The continuation a read must give: the end, or the next key. */
+static void check_next(const esdb_read_next *next, bool end, uint64_t from)
+{
+	CHECK_EQ(next->end, end);
+	if (!end)
+		CHECK_EQ(next->from, from);
+}
+
 static void do_read_stream(esdb_store *s)
 {
 	uint64_t st = rng_next(&rng) % STREAMS;
@@ -174,24 +182,27 @@ static void do_read_stream(esdb_store *s)
 	uint32_t count = (uint32_t)(rng_next(&rng) % 20);
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
+	esdb_read_next next;
 	int rc = esdb_read_stream(s, stream, strlen(stream), from, count,
 	                          back ? ESDB_BACKWARD : ESDB_FORWARD,
-	                          collect_event, &c);
+	                          collect_event, &c, &next);
 	int want = !M.exists[st]   ? ESDB_ESTREAM_NOT_FOUND
 	           : M.deleted[st] ? ESDB_ESTREAM_DELETED
 	                           : 0;
 	CHECK_RC(rc, want);
 	size_t n = 0;
+	uint64_t ver;
 	if (want == 0 && !back) {
-		for (uint64_t ver = from ? from : 1; ver <= v && n < count;
-		     ver++, n++)
+		for (ver = from ? from : 1; ver <= v && n < count; ver++, n++)
 			if (n < c.n)
 				check_event(&c, n, M.stream_pos[st][ver - 1]);
+		check_next(&next, ver > v, ver);
 	} else if (want == 0) {
-		for (uint64_t ver = from > v ? v : from; ver >= 1 && n < count;
+		for (ver = from > v ? v : from; ver >= 1 && n < count;
 		     ver--, n++)
 			if (n < c.n)
 				check_event(&c, n, M.stream_pos[st][ver - 1]);
+		check_next(&next, ver == 0, ver);
 	}
 	CHECK_EQ(c.n, n);
 	collected_free(&c);
@@ -203,20 +214,24 @@ static void do_read_all(esdb_store *s)
 	uint32_t count = (uint32_t)(rng_next(&rng) % 50);
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
+	esdb_read_next next;
 	REQUIRE_OK(esdb_read_all(s, from, count,
 	                         back ? ESDB_BACKWARD : ESDB_FORWARD,
-	                         collect_event, &c));
+	                         collect_event, &c, &next));
 	size_t n = 0;
+	uint64_t p;
 	if (!back) {
-		for (uint64_t p = from ? from : 1; p <= M.n_events && n < count;
+		for (p = from ? from : 1; p <= M.n_events && n < count;
 		     p++, n++)
 			if (n < c.n)
 				check_event(&c, n, p);
+		check_next(&next, p > M.n_events, p);
 	} else {
-		for (uint64_t p = from > M.n_events ? M.n_events : from;
+		for (p = from > M.n_events ? M.n_events : from;
 		     p >= 1 && n < count; p--, n++)
 			if (n < c.n)
 				check_event(&c, n, p);
+		check_next(&next, p == 0, p);
 	}
 	CHECK_EQ(c.n, n);
 	collected_free(&c);
@@ -230,15 +245,20 @@ static void do_read_type(esdb_store *s)
 	char type[16];
 	name_of(type, "type-", t);
 	collected c = {0};
+	esdb_read_next next;
 	REQUIRE_OK(esdb_read_type(s, type, strlen(type), from, count,
-	                          collect_event, &c));
+	                          collect_event, &c, &next));
 	size_t n = 0;
-	for (uint64_t p = from ? from : 1; p <= M.n_events && n < count; p++)
+	uint64_t p = from ? from : 1;
+	for (; p <= M.n_events; p++)
 		if (M.events[p - 1].type == t) {
+			if (n == count)
+				break;
 			if (n < c.n)
 				check_event(&c, n, p);
 			n++;
 		}
+	check_next(&next, p > M.n_events, p);
 	CHECK_EQ(c.n, n);
 	collected_free(&c);
 }

@@ -80,13 +80,13 @@ TEST(dollar_streams_are_never_written_and_all_is_not_a_stream)
 	collected c = {0};
 	CHECK_RC(esdb_stream_info(s, "$all", 4, &v, NULL, NULL), ESDB_EINVAL);
 	CHECK_RC(esdb_read_stream(s, "$all", 4, 0, 10, ESDB_FORWARD,
-	                          collect_event, &c),
+	                          collect_event, &c, NULL),
 	         ESDB_EINVAL);
 	/* other reserved ids read as absent */
 	CHECK_RC(esdb_stream_info(s, "$ce-x", 5, &v, NULL, NULL), 0);
 	CHECK_EQ(v, 0);
 	CHECK_RC(esdb_read_stream(s, "$ce-x", 5, 0, 10, ESDB_FORWARD,
-	                          collect_event, &c),
+	                          collect_event, &c, NULL),
 	         ESDB_ESTREAM_NOT_FOUND);
 	collected_free(&c);
 	esdb_close(s);

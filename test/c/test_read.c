@@ -25,46 +25,48 @@ TEST(read_stream_forward_backward_paged)
 	esdb_store *s = populated(30); /* s1: positions 1,4,...,28 (10) */
 	collected c = {0};
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 0, 4, ESDB_FORWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	REQUIRE(c.n == 4);
 	CHECK(c.versions[0] == 1 && c.versions[3] == 4);
 	CHECK(c.positions[0] == 1 && c.positions[1] == 4);
 	CHECK(!strcmp(c.data[1], "d4") && !strcmp(c.streams[0], "s1"));
 	/* resume after the last one seen */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 5, 100, ESDB_FORWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	CHECK_EQ(c.n, 10);
 	for (size_t i = 0; i < c.n; i++)
 		CHECK_EQ(c.versions[i], i + 1);
 	collected_free(&c);
 	/* past the end: empty, not an error */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 11, 100, ESDB_FORWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	CHECK_EQ(c.n, 0);
 	/* backward from the end and from the middle */
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, UINT64_MAX, 3, ESDB_BACKWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	REQUIRE(c.n == 3);
 	CHECK(c.versions[0] == 10 && c.versions[2] == 8);
 	collected_free(&c);
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 2, 10, ESDB_BACKWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	REQUIRE(c.n == 2);
 	CHECK(c.versions[0] == 2 && c.versions[1] == 1);
 	collected_free(&c);
 	REQUIRE_OK(esdb_read_stream(s, "s1", 2, 0, 10, ESDB_BACKWARD,
-	                            collect_event, &c));
+	                            collect_event, &c, NULL));
 	CHECK_EQ(c.n, 0);
 	CHECK_RC(esdb_read_stream(s, "zz", 2, 1, 10, ESDB_FORWARD,
-	                          collect_event, &c),
+	                          collect_event, &c, NULL),
 	         ESDB_ESTREAM_NOT_FOUND);
+	CHECK_RC(esdb_read_stream(s, "", 0, 1, 10, ESDB_FORWARD, collect_event,
+	                          &c, NULL),
+	         ESDB_EINVAL);
 	CHECK_RC(
-	    esdb_read_stream(s, "", 0, 1, 10, ESDB_FORWARD, collect_event, &c),
+	    esdb_read_stream(s, "s1", 2, 1, 10, 7, collect_event, &c, NULL),
 	    ESDB_EINVAL);
-	CHECK_RC(esdb_read_stream(s, "s1", 2, 1, 10, 7, collect_event, &c),
-	         ESDB_EINVAL);
-	CHECK_RC(esdb_read_stream(s, "s1", 2, 1, 10, ESDB_FORWARD, NULL, &c),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_read_stream(s, "s1", 2, 1, 10, ESDB_FORWARD, NULL, &c, NULL),
+	    ESDB_EINVAL);
 	collected_free(&c);
 	esdb_close(s);
 }
@@ -79,26 +81,30 @@ TEST(read_all_and_callback_stop)
 {
 	esdb_store *s = populated(25);
 	collected c = {0};
-	REQUIRE_OK(esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c, NULL));
 	REQUIRE(c.n == 10);
 	for (size_t i = 0; i < c.n; i++)
 		CHECK_EQ(c.positions[i], i + 1);
-	REQUIRE_OK(esdb_read_all(s, 11, 100, ESDB_FORWARD, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 11, 100, ESDB_FORWARD, collect_event, &c, NULL));
 	CHECK_EQ(c.n, 25);
 	CHECK_EQ(c.positions[24], 25);
 	collected_free(&c);
-	REQUIRE_OK(
-	    esdb_read_all(s, UINT64_MAX, 5, ESDB_BACKWARD, collect_event, &c));
+	REQUIRE_OK(esdb_read_all(s, UINT64_MAX, 5, ESDB_BACKWARD, collect_event,
+	                         &c, NULL));
 	REQUIRE(c.n == 5);
 	CHECK(c.positions[0] == 25 && c.positions[4] == 21);
 	collected_free(&c);
-	REQUIRE_OK(esdb_read_all(s, 3, 5, ESDB_BACKWARD, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_all(s, 3, 5, ESDB_BACKWARD, collect_event, &c, NULL));
 	REQUIRE(c.n == 3);
 	CHECK(c.positions[0] == 3 && c.positions[2] == 1);
 	collected_free(&c);
 	int n = 0;
-	CHECK_RC(esdb_read_all(s, 1, 100, ESDB_FORWARD, stop_after_two, &n),
-	         12345);
+	CHECK_RC(
+	    esdb_read_all(s, 1, 100, ESDB_FORWARD, stop_after_two, &n, NULL),
+	    12345);
 	CHECK_EQ(n, 2);
 	esdb_close(s);
 }
@@ -107,16 +113,18 @@ TEST(read_by_event_type)
 {
 	esdb_store *s = populated(20);
 	collected c = {0};
-	REQUIRE_OK(esdb_read_type(s, "odd", 3, 0, 4, collect_event, &c));
+	REQUIRE_OK(esdb_read_type(s, "odd", 3, 0, 4, collect_event, &c, NULL));
 	REQUIRE(c.n == 4);
 	CHECK(c.positions[0] == 1 && c.positions[3] == 7);
 	/* resume from the next position */
-	REQUIRE_OK(esdb_read_type(s, "odd", 3, 8, 100, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_type(s, "odd", 3, 8, 100, collect_event, &c, NULL));
 	CHECK_EQ(c.n, 10);
 	for (size_t i = 0; i < c.n; i++)
 		CHECK(!strcmp(c.types[i], "odd"));
 	collected_free(&c);
-	REQUIRE_OK(esdb_read_type(s, "missing", 7, 0, 100, collect_event, &c));
+	REQUIRE_OK(
+	    esdb_read_type(s, "missing", 7, 0, 100, collect_event, &c, NULL));
 	CHECK_EQ(c.n, 0);
 	esdb_close(s);
 }
@@ -282,13 +290,14 @@ TEST(reads_cross_the_indexed_and_tail_parts_of_a_stream)
 	for (uint64_t from = 1; from <= 100; from++) {
 		collected c = {0};
 		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7, ESDB_FORWARD,
-		                            collect_event, &c));
+		                            collect_event, &c, NULL));
 		CHECK_EQ(c.n, from + 6 <= 100 ? 7 : 101 - from);
 		for (size_t i = 0; i < c.n; i++)
 			CHECK_EQ(c.versions[i], from + i);
 		collected_free(&c);
 		REQUIRE_OK(esdb_read_stream(s, "long", 4, from, 7,
-		                            ESDB_BACKWARD, collect_event, &c));
+		                            ESDB_BACKWARD, collect_event, &c,
+		                            NULL));
 		CHECK_EQ(c.n, from >= 7 ? 7 : from);
 		for (size_t i = 0; i < c.n; i++)
 			CHECK_EQ(c.versions[i], from - i);

@@ -243,7 +243,7 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	s = open_store(dir, false);
 	collected c = {0};
 	CHECK_RC(esdb_read_stream(s, "s", 1, UINT64_MAX, 10, ESDB_BACKWARD,
-	                          collect_event, &c),
+	                          collect_event, &c, NULL),
 	         ESDB_ECORRUPT);
 	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
 	collected_free(&c);
@@ -282,7 +282,7 @@ TEST(corrupt_event_says_where)
 
 	s = open_store(dir, false);
 	collected c = {0};
-	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c),
+	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c, NULL),
 	         ESDB_ECORRUPT);
 	esdb_where w;
 	esdb_corrupt_where(&w);

@@ -239,15 +239,15 @@ TEST(corrupt_records_are_reported_never_returned)
 	REQUIRE(corrupt_file(path, "MARKER-SECOND-EVENT"));
 	s = open_store(dir, false);
 	collected c = {0};
-	CHECK_RC(
-	    esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event, &c),
-	    ESDB_ECORRUPT);
+	CHECK_RC(esdb_read_stream(s, "s", 1, 1, 10, ESDB_FORWARD, collect_event,
+	                          &c, NULL),
+	         ESDB_ECORRUPT);
 	CHECK_EQ(c.n, 1); /* the good event came out, the bad one did not */
 	collected_free(&c);
-	CHECK_RC(esdb_read_all(s, 2, 10, ESDB_FORWARD, collect_event, &c),
+	CHECK_RC(esdb_read_all(s, 2, 10, ESDB_FORWARD, collect_event, &c, NULL),
 	         ESDB_ECORRUPT);
 	CHECK_EQ(c.n, 0);
-	CHECK_RC(esdb_read_type(s, "t", 1, 0, 10, collect_event, &c),
+	CHECK_RC(esdb_read_type(s, "t", 1, 0, 10, collect_event, &c, NULL),
 	         ESDB_ECORRUPT);
 	collected_free(&c);
 	int reports = 0;

@@ -149,7 +149,7 @@ static void *reader(void *p)
 	while (!*a->stop) {
 		prefix_check c = {1, false};
 		if (esdb_read_all(a->s, 1, UINT32_MAX, ESDB_FORWARD,
-		                  check_prefix, &c) ||
+		                  check_prefix, &c, NULL) ||
 		    c.bad)
 			a->bad++;
 		a->reads++;
@@ -203,7 +203,7 @@ TEST(submit_after_close_and_bad_arguments)
 	CHECK_EQ(st.closed, 1);
 	CHECK_RC(esdb_submit(s, NULL, on_done, &req), ESDB_EINVAL);
 	collected c = {0};
-	CHECK_RC(esdb_read_all(s, 1, 1, ESDB_FORWARD, collect_event, &c),
+	CHECK_RC(esdb_read_all(s, 1, 1, ESDB_FORWARD, collect_event, &c, NULL),
 	         ESDB_ECLOSED);
 	CHECK_RC(esdb_apply(s, NULL, 0, NULL), ESDB_ECLOSED);
 	esdb_close(s);

@@ -181,7 +181,9 @@ defmodule ExESDB.StoredTermsTest do
     test "the same forged bytes unflagged read back as bytes", %{forge: forge} do
       etf = :erlang.term_to_binary(fn -> :ran end)
       {h, source} = forge.(%{data: etf, flag: false})
-      assert {:ok, [%{data: ^etf}]} = :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format)
+
+      assert {:ok, [%{data: ^etf}], :eof} =
+               :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format)
     end
   end
 

@@ -106,7 +106,7 @@ defmodule ExESDB.SystemTest do
     assert e.data == {[1, 2], "t"}
     assert e.metadata == {%{a: 1}, "t"}
     {:ok, handle} = ExESDB.Store.fetch(store)
-    {:ok, [raw]} = :ex_esdb_nif.read_stream(handle.handle, "s", 1, 1, :forward)
+    {:ok, [raw], _next} = :ex_esdb_nif.read_stream(handle.handle, "s", 1, 1, :forward)
     assert "P:" <> _ = elem(raw, 5)
 
     snap = %ExESDB.Schema.SnapshotRecord{

@@ -279,11 +279,12 @@ defmodule ExESDB.Subscriptions.Persistent do
              :forward,
              format
            ) do
-        {:ok, records} ->
+        {:ok, records, next} ->
           state = enqueue(state, EventCodec.finish(records, state.store))
 
-          # a short page reached the end: live events from here on
-          if length(records) < @page,
+          # Only :eof is the end (then live events from here on): a page
+          # the byte budget cut short is not.
+          if next == :eof,
             do: %{state | catching_up: false} |> dispatch(),
             else: state |> dispatch() |> resume_catch_up()
 
