@@ -347,23 +347,46 @@ defmodule ExESDB.Subscriptions do
 
   @doc """
   The persistent subscriptions the store knows: name, selector, checkpoint
-  and whether one is running.
+  and whether one is running, every one, in byte order of their names. A
+  checkpoint this module did not write (one put through the Erlang API,
+  whose definition is the caller's own bytes) is listed with
+  `selector: nil`; a definition holding what may not be decoded (a fun, a
+  pid, ...) answers `{:error, {:undecodable, reason}}`.
   """
   @spec get_subscriptions(atom()) :: {:ok, [map()]} | {:error, term()}
   def get_subscriptions(store) do
     with {:ok, s} <- Store.fetch(store),
-         {:ok, list} <- :ex_esdb_nif.checkpoint_list(s.handle, nil, 10_000) do
+         {:ok, list} <- all_checkpoints(s, nil, []) do
       describe(store, list, [])
     end
   end
 
+  # Every checkpoint, page after page (each after the last name seen)
+  # until an empty page.
+  @checkpoint_page 1000
+  defp all_checkpoints(s, after_name, acc) do
+    case :ex_esdb_nif.checkpoint_list(s.handle, after_name, @checkpoint_page) do
+      {:ok, []} -> {:ok, acc |> Enum.reverse() |> Enum.concat()}
+      {:ok, page} -> all_checkpoints(s, page |> List.last() |> elem(0), [page | acc])
+      {:error, _} = error -> error
+    end
+  end
+
   # A stored definition is a stored term: decoded with the store's checks
-  # (no funs, pids, ports or references), {:error, {:undecodable, _}} else.
+  # (no funs, pids, ports or references).
   defp describe(_store, [], acc), do: {:ok, Enum.reverse(acc)}
 
   defp describe(store, [{name, checkpoint, definition, updated_us} | rest], acc) do
-    case :ex_esdb_nif.decode_term(definition) do
-      {:ok, %{selector: selector}} ->
+    selector =
+      case :ex_esdb_nif.decode_term(definition) do
+        {:ok, %{selector: selector}} -> {:ok, selector}
+        {:ok, _other_shape} -> {:ok, nil}
+        {:error, {:undecodable, :malformed}} -> {:ok, nil}
+        {:error, _} = error -> error
+      end
+
+    case selector do
+      {:ok, selector} ->
         sub = %{
           name: name,
           selector: selector,
@@ -373,9 +396,6 @@ defmodule ExESDB.Subscriptions do
         }
 
         describe(store, rest, [sub | acc])
-
-      {:ok, _} ->
-        {:error, {:undecodable, :malformed}}
 
       {:error, _} = error ->
         error

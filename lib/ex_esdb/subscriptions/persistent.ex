@@ -59,9 +59,16 @@ defmodule ExESDB.Subscriptions.Persistent do
             opts
           )
 
+        {:error, _} = error ->
+          error
+      end
+      |> case do
         {:error, reason} ->
           :ex_esdb_nif.unsubscribe(store.handle, member)
           {:stop, reason}
+
+        started ->
+          started
       end
     else
       {:error, reason} -> {:stop, reason}
@@ -111,9 +118,15 @@ defmodule ExESDB.Subscriptions.Persistent do
       keys: %{}
     }
 
-    :ok = write_checkpoint(state, :sync)
-    state = add_subscriber(state, subscriber)
-    {:ok, state, {:continue, :catch_up}}
+    # A checkpoint that cannot be written (a full disk, a limit) is an
+    # answer to the caller, not a crash.
+    case write_checkpoint(state, :sync) do
+      :ok ->
+        {:ok, add_subscriber(state, subscriber), {:continue, :catch_up}}
+
+      {:error, _} = error ->
+        error
+    end
   end
 
   # Where the subscription resumes: after its stored checkpoint when one
