@@ -991,6 +991,20 @@ static int random_uuid(uint8_t id[16])
 	return rc;
 }
 
+/* The limits of the store at c->dir without changing it (a read-only
+ * open); the defaults a new store gets when there is none. */
+static void store_limits(struct cli *c, esdb_limits *lim)
+{
+	esdb_store *s;
+	esdb_limits_default(lim);
+	if (esdb_create(&s))
+		return;
+	if (!esdb_set_create(s, false) && !esdb_set_readonly(s, true) &&
+	    !esdb_open(s, c->dir))
+		esdb_limits_get(s, lim);
+	esdb_close(s);
+}
+
 static int cmd_append(struct cli *c)
 {
 	struct buf data = {0}, meta = {0};
@@ -1000,8 +1014,9 @@ static int cmd_append(struct cli *c)
 	char id[37];
 	int rc, code;
 
-	/* Inputs first, so a bad file leaves no store created behind. */
-	esdb_limits_default(&lim);
+	/* Inputs first, so a bad file leaves no store created behind; read
+	 * up to the store's own limit (a longer input is refused whole). */
+	store_limits(c, &lim);
 	rc = slurp(c->file, lim.max_event_bytes, &data);
 	if (rc) {
 		code = report(c, EXIT_FAILED, rc, "cannot read %s",
@@ -1032,6 +1047,12 @@ static int cmd_append(struct cli *c)
 	ev.metadata_len = meta.len;
 	rc = esdb_append(c->s, c->arg, strlen(c->arg), c->expected, &ev, 1,
 	                 &res);
+	if (rc == ESDB_ELIMIT && res.limit != ESDB_LIMIT_NONE) {
+		code =
+		    report(c, EXIT_FAILED, rc, "append to %s: %s is %" PRIu64,
+		           c->arg, esdb_limit_name(res.limit), res.limit_max);
+		goto out;
+	}
 	if (rc) {
 		code = report(c, EXIT_FAILED, rc, "append to %s", c->arg);
 		goto out;

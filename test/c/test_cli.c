@@ -319,3 +319,63 @@ TEST(cli_reads_page_past_pages_cut_by_bytes)
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s --read-bytes 0 read b", dir),
 	         2);
 }
+
+/* A payload file over a size: written in blocks. */
+static void write_payload(const char *path, size_t size)
+{
+	static char block[65536];
+	memset(block, 'p', sizeof(block));
+	FILE *f = fopen(path, "w");
+	REQUIRE(f != NULL);
+	for (size_t left = size; left;) {
+		size_t n = left < sizeof(block) ? left : sizeof(block);
+		REQUIRE(fwrite(block, 1, n, f) == n);
+		left -= n;
+	}
+	fclose(f);
+}
+
+/* The CLI appends within the store's own limits: a payload the store's
+ * raised max_event_bytes allows is written whole (reading stopped past
+ * the default 16 MiB, at 32 MiB, and the cut payload was stored), one
+ * over a lowered limit is refused naming the limit. */
+TEST(cli_append_uses_the_stores_limits)
+{
+	const char *dir = tmp_dir();
+	char out[8192], file[4200];
+	esdb_store *s;
+	esdb_limits l = {.max_event_bytes = 40u << 20};
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_limits(s, &l));
+	REQUIRE_OK(esdb_open(s, dir));
+	esdb_close(s);
+	snprintf(file, sizeof(file), "%s.payload", dir);
+	write_payload(file, (33u << 20) + 5);
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s append big --type t --file %s", dir, file),
+	         0);
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_readonly(s, true));
+	REQUIRE_OK(esdb_open(s, dir));
+	collected c = {0};
+	REQUIRE_OK(esdb_read_stream(s, "big", 3, 1, 1, ESDB_FORWARD,
+	                            collect_event, &c, NULL));
+	REQUIRE(c.n == 1);
+	CHECK_EQ(strlen(c.data[0]), (33u << 20) + 5);
+	collected_free(&c);
+	esdb_close(s);
+
+	/* lowered: refused, and the message names the limit */
+	const char *small = tmp_dir();
+	l = (esdb_limits){.max_event_bytes = 100};
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_limits(s, &l));
+	REQUIRE_OK(esdb_open(s, small));
+	esdb_close(s);
+	write_payload(file, 200);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s append s --type t --file %s",
+	             small, file),
+	         1);
+	CHECK(strstr(out, "max_event_bytes is 100") != NULL);
+	remove(file);
+}
