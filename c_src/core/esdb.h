@@ -97,7 +97,9 @@ typedef enum esdb_durability {
  * stored ones through a command (esdb_cmd_limits_set), as any other
  * mutation, unless the store is opened read-only, where the stored ones
  * win. A field of 0 means "keep": the stored value, or the default in a
- * new store. Lowered limits apply to later commands only.
+ * new store. Lowered limits apply to later commands only: reads look any
+ * name up whatever the limits (one over 65,535 bytes, which no record
+ * can hold, is ESDB_EINVAL), so what was written stays readable.
  */
 typedef struct esdb_limits {
 	uint32_t max_stream_id;     /* bytes, default 1024 */

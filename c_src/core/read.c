@@ -102,14 +102,16 @@ static int stream_meta(esdb_store *s, MDB_txn *txn, const char *id, size_t len,
 	    ESDB_WHERE_STREAM, 0);
 }
 
-static int check_name_arg(const esdb_store *s, const char *name, size_t len,
-                          size_t max)
+/* Reads look a name up whatever the store's limits say now: limits bound
+ * what is written (lowered ones apply to later writes only), and a name
+ * never written is absent. Only a name no record can hold is refused. */
+static int check_name_arg(const esdb_store *s, const char *name, size_t len)
 {
 	if (!s)
 		return ESDB_EINVAL;
-	if (!name || len == 0)
+	if (!name || len == 0 || len > UINT16_MAX)
 		return ESDB_EINVAL;
-	return len > max ? ESDB_ELIMIT : 0;
+	return 0;
 }
 
 /* $all is read with esdb_read_all: as a stream id it is refused, not
@@ -118,7 +120,7 @@ static int check_stream_arg(const esdb_store *s, const char *id, size_t len)
 {
 	if (len == 4 && id && !memcmp(id, "$all", 4))
 		return ESDB_EINVAL;
-	return check_name_arg(s, id, len, s ? s->limits.max_stream_id : 0);
+	return check_name_arg(s, id, len);
 }
 
 /* Hand the events at stream_index keys (num, v) for v in [lo, hi] to the
@@ -310,8 +312,7 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	bool found;
 	uint64_t num;
 	pager p;
-	int rc = check_name_arg(s, event_type, len,
-	                        s ? s->limits.max_event_type : 0);
+	int rc = check_name_arg(s, event_type, len);
 	if (rc)
 		return rc;
 	if (!fn)
@@ -484,7 +485,7 @@ static int get_named(esdb_store *s, MDB_dbi dbi, const char *name, size_t len,
 	esdb_name_key key;
 	MDB_val val;
 	bool found;
-	int rc = check_name_arg(s, name, len, s ? s->limits.max_key : 0);
+	int rc = check_name_arg(s, name, len);
 	if (rc)
 		return rc;
 	if ((rc = esdb__read_begin(s, &txn)))

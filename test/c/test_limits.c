@@ -209,3 +209,58 @@ TEST(set_limits_checks_ranges)
 	CHECK_EQ(got.max_stream_id, 1024);
 	esdb_close(s);
 }
+
+static int no_snapshot(void *ctx, const esdb_snapshot *sn)
+{
+	return -1;
+}
+
+/* Limits bound what is written, not what is read: after a limit is
+ * lowered, what was written under the old one reads as before, and a
+ * long name that was never written is absent, not "over a limit". Only a
+ * name no record can hold (over 65,535 bytes) is refused. */
+TEST(reads_are_not_bound_by_the_limits)
+{
+	const char *dir = tmp_dir();
+	esdb_limits wide = {.max_stream_id = 2000, .max_event_type = 2000};
+	esdb_store *s = open_with(dir, &wide, false);
+	char id[1500], type[1000];
+	memset(id, 'i', sizeof(id));
+	memset(type, 't', sizeof(type));
+	type[sizeof(type) - 1] = 0;
+	uint8_t eid[16];
+	esdb_new_event ev = make_event(eid, 1, type, "d");
+	REQUIRE_OK(
+	    esdb_append(s, id, sizeof(id), ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_close(s);
+
+	esdb_limits narrow = {.max_stream_id = 1024, .max_event_type = 512};
+	s = open_with(dir, &narrow, false);
+	collected c = {0};
+	CHECK_RC(esdb_read_stream(s, id, sizeof(id), 1, 10, ESDB_FORWARD,
+	                          collect_event, &c, NULL),
+	         0);
+	CHECK_EQ(c.n, 1);
+	CHECK_RC(esdb_read_type(s, type, strlen(type), 1, 10, collect_event, &c,
+	                        NULL),
+	         0);
+	CHECK_EQ(c.n, 2);
+	collected_free(&c);
+	uint64_t v;
+	CHECK_RC(esdb_stream_info(s, id, sizeof(id), &v, NULL, NULL), 0);
+	CHECK_EQ(v, 1);
+	/* a long name never written: absent */
+	id[0] = 'x';
+	CHECK_RC(esdb_read_stream(s, id, sizeof(id), 1, 10, ESDB_FORWARD,
+	                          collect_event, &c, NULL),
+	         ESDB_ESTREAM_NOT_FOUND);
+	CHECK_RC(esdb_snapshot_get(s, id, sizeof(id), no_snapshot, NULL),
+	         ESDB_ENOTFOUND);
+	/* one no record can hold */
+	static char huge[70000];
+	memset(huge, 'h', sizeof(huge));
+	CHECK_RC(esdb_read_stream(s, huge, sizeof(huge), 1, 10, ESDB_FORWARD,
+	                          collect_event, &c, NULL),
+	         ESDB_EINVAL);
+	esdb_close(s);
+}
