@@ -674,7 +674,10 @@ limits(Store) ->
     ex_esdb_nif:limits(Store).
 
 %% @doc Check every record's checksum and that every index agrees with the
-%% events: `ok', or `{error, {corrupt, Problems}}' with their count.
+%% events: `ok', or `{error, {corrupt, Problems}}' with their count. The
+%% checks run in a child process of the VM over a read of this one: a
+%% page so damaged that LMDB faults on it ends the child, counts as a
+%% problem and never takes the VM down.
 -spec verify(store()) -> ok | {error, term()}.
 verify(Store) ->
     ex_esdb_nif:verify(Store).

@@ -616,6 +616,17 @@ void esdb_corrupt_where(esdb_where *out);
 int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
                 void *ctx, uint64_t *problems);
 
+/* esdb_verify with its checks run in a forked child of this process,
+ * over a read transaction of this one: LMDB trusts its page headers, and
+ * a garbage page can make it fault where no check of ours runs. A child
+ * that dies counts as one more problem (ESDB_ECORRUPT) and, when it
+ * faulted inside data.mdb, *fault (may be NULL) names the page
+ * (ESDB_WHERE_PAGE; else ESDB_WHERE_UNKNOWN). Never dies of a signal
+ * itself. `report` runs in the caller, after the child ended. */
+int esdb_verify_isolated(esdb_store *s,
+                         void (*report)(void *ctx, const char *msg), void *ctx,
+                         uint64_t *problems, esdb_where *fault);
+
 /* Consistent, compacted copy into directory `dest` (must be empty or
  * absent) while writers go on. */
 int esdb_backup(esdb_store *s, const char *dest);

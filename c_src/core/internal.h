@@ -159,6 +159,11 @@ void esdb__writer_stop(esdb_store *s);
 int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
                        esdb_result *results);
 
+/* esdb_verify's checks inside a read transaction the caller holds. */
+int esdb__verify_txn(esdb_store *s, MDB_txn *txn,
+                     void (*report)(void *ctx, const char *msg), void *ctx,
+                     uint64_t *problems);
+
 /* ---- values LMDB hands back (values.c) -------------------------------- */
 
 /* Check that v lies inside its page, or its overflow pages inside the
@@ -173,6 +178,10 @@ int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number);
 void esdb__val_forget(MDB_env *env);
 /* Around a write transaction on this thread (apply.c). */
 void esdb__val_writing(bool on);
+/* In a forked child, before any check (verify_child.c). */
+void esdb__val_after_fork(void);
+/* The page of env's data file at addr; false when addr is outside it. */
+bool esdb__page_of(MDB_env *env, uintptr_t addr, uint64_t *page);
 
 /* ---- name-keyed records (names.c) ------------------------------------- */
 

@@ -163,13 +163,22 @@ static uint64_t count(verify_ctx *v, MDB_dbi dbi)
 int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
                 void *ctx, uint64_t *problems)
 {
-	verify_ctx v = {.s = s, .report = report, .rctx = ctx};
+	MDB_txn *txn;
 	/* Its read holds the map still for long: leave appends room. */
 	int rc = s && s->is_open ? esdb__map_headroom(s, true) : 0;
-	if (rc || (rc = esdb__read_begin(s, &v.txn)))
+	if (rc || (rc = esdb__read_begin(s, &txn)))
 		return rc;
-	if (rc)
-		return rc;
+	rc = esdb__verify_txn(s, txn, report, ctx, problems);
+	esdb__read_end(s, txn);
+	return rc;
+}
+
+int esdb__verify_txn(esdb_store *s, MDB_txn *txn,
+                     void (*report)(void *ctx, const char *msg), void *ctx,
+                     uint64_t *problems)
+{
+	verify_ctx v = {.s = s, .txn = txn, .report = report, .rctx = ctx};
+	int rc;
 	if ((rc = verify_events(&v)) ||
 	    (rc =
 	         verify_named(&v, s->dbi_streams, ESDB_REC_STREAM, "stream")) ||
@@ -195,7 +204,13 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
 		        (unsigned long long)count(&v, s->dbi_type_index),
 		        (unsigned long long)events);
 out:
-	esdb__read_end(s, v.txn);
+	/* LMDB refusing a page (and the transaction after that) is a
+	 * finding of verify, not a failure to run it. */
+	if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
+	    rc == MDB_BAD_TXN || rc == ESDB_ECORRUPT) {
+		problem(&v, "LMDB: %s", esdb_strerror(rc));
+		rc = 0;
+	}
 	if (problems)
 		*problems = v.problems;
 	if (rc)

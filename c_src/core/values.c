@@ -169,3 +169,23 @@ int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
 	              : off > PAGE_HEADER && v->mv_size <= psize - off;
 	return ok ? 0 : esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_PAGE, page);
 }
+
+bool esdb__page_of(MDB_env *env, uintptr_t addr, uint64_t *page)
+{
+	MDB_stat st;
+	MDB_envinfo info;
+	uintptr_t start;
+	if (mdb_env_stat(env, &st) || mdb_env_info(env, &info) ||
+	    !map_of(env, info.me_mapsize, addr, &start))
+		return false;
+	*page = (addr - start) / st.ms_psize;
+	return true;
+}
+
+void esdb__val_after_fork(void)
+{
+	/* Only this thread runs in the child: a lock another thread held at
+	 * the fork would never be released. The cache stays valid. */
+	pthread_rwlock_t fresh = PTHREAD_RWLOCK_INITIALIZER;
+	memcpy(&seen_lock, &fresh, sizeof(fresh));
+}

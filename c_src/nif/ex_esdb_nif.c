@@ -1299,8 +1299,10 @@ static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc,
 	uint64_t problems = 0;
 	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	int rc =
-	    r->closed ? ESDB_ECLOSED : esdb_verify(r->s, NULL, NULL, &problems);
+	/* In a child process: a garbage page must not take the VM down. */
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_verify_isolated(r->s, NULL, NULL, &problems, NULL);
 	nif_store_release(r);
 	if (rc == ESDB_ECORRUPT)
 		return enif_make_tuple2(

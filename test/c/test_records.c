@@ -233,6 +233,13 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	CHECK_RC(esdb_stream_info(s, "s", 1, &version, NULL, NULL),
 	         ESDB_ECORRUPT);
 	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
+	uint64_t problems = 0;
+	esdb_where fault;
+	CHECK_RC(
+	    esdb_verify_isolated(s, ignore_report, NULL, &problems, &fault),
+	    ESDB_ECORRUPT);
+	CHECK(problems > 0);
+	CHECK_EQ(fault.kind, ESDB_WHERE_UNKNOWN); /* no fault, problems */
 	esdb_close(s);
 
 	/* version UINT64_MAX with an empty tail */
@@ -292,5 +299,31 @@ TEST(corrupt_event_says_where)
 	CHECK_EQ(w.kind, ESDB_WHERE_UNKNOWN);
 	CHECK_EQ(c.n, 1);
 	collected_free(&c);
+	esdb_close(s);
+}
+
+static void count_report(void *ctx, const char *msg)
+{
+	(void)msg;
+	(*(int *)ctx)++;
+}
+
+TEST(isolated_verify_of_a_good_store_is_ok)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s = open_store(dir, false);
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	uint64_t problems = 9;
+	int reports = 0;
+	CHECK_RC(
+	    esdb_verify_isolated(s, count_report, &reports, &problems, NULL),
+	    0);
+	CHECK_EQ(problems, 0);
+	CHECK_EQ(reports, 0);
+	/* the store goes on: the parent's read was released */
+	make_id(id, 2);
+	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	esdb_close(s);
 }

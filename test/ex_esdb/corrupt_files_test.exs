@@ -4,7 +4,8 @@ defmodule ExESDB.CorruptFilesTest do
   # read ends in data or {:error, {:corrupt, where}}; the VM dies only
   # where LMDB itself walks a garbage page (beyond our checks: the rate
   # is bounded here and reported). ESDB_CORRUPT_VM_RUNS sets the number
-  # of copies (default 300).
+  # of copies (default 300). verify, run first on each copy, never takes
+  # the VM down: its checks run in a child process.
   use ExUnit.Case, async: false
 
   @moduletag timeout: 600_000
@@ -29,6 +30,19 @@ defmodule ExESDB.CorruptFilesTest do
           end
         end)
 
+      :ex_esdb.close(s)
+      result
+
+    {:error, reason} ->
+      {:open_error, reason}
+  end
+  """
+
+  # verify runs its checks in a child process: it never takes the VM down
+  @verifier """
+  case :ex_esdb.open(dir, %{readonly: true, create: false}) do
+    {:ok, s} ->
+      result = :ex_esdb.verify(s)
       :ex_esdb.close(s)
       result
 
@@ -105,6 +119,21 @@ defmodule ExESDB.CorruptFilesTest do
         {peer, node, n} = if peer, do: {peer, node, n}, else: Tuple.append(start_peer(n), n + 1)
         File.rm(Path.join(copy, "lock.mdb"))
         File.write!(Path.join(copy, "data.mdb"), corrupt(orig))
+
+        verified =
+          try do
+            {result, _} = :erpc.call(node, Code, :eval_string, [@verifier, [dir: copy]], 30_000)
+            result
+          catch
+            :error, {:erpc, :noconnection} -> flunk("copy #{i}: the VM died in verify")
+          end
+
+        case verified do
+          :ok -> :ok
+          {:error, {:corrupt, n}} when is_integer(n) and n > 0 -> :ok
+          {:open_error, _} -> :ok
+          other -> flunk("copy #{i}: verify answered #{inspect(other)}")
+        end
 
         outcome =
           try do
