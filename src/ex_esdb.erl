@@ -11,6 +11,10 @@
 %% Mutations (appends, deletes, snapshots, checkpoints) are queued to the
 %% store's group-commit writer; the calling process waits for the reply.
 %% Reads run on dirty IO schedulers and never wait for writers.
+%% They come in pages bounded by count (10,000) and by bytes
+%% (`max_read_bytes'): a page can be short without being the end, so the
+%% `read_*_page' functions return where the next page starts (`eof' at
+%% the end); `read_stream/5', `read_all/4' and `read_type/4' follow it.
 %%
 %% Errors come back as `{error, Reason}' with `Reason' an atom such as
 %% `wrong_expected_version', `stream_exists', `stream_not_found',

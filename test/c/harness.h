@@ -100,6 +100,9 @@ typedef struct collected {
 	uint8_t (*ids)[16];
 } collected;
 int collect_event(void *ctx, const esdb_event *ev);
+/* Every event of $all from position `from` on, page after page as the
+ * continuation says (a page the byte budget cuts short is not the end). */
+int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx);
 void collected_free(collected *c);
 
 /* Seed for randomized tests: ESDB_SEED or a fixed default. */

@@ -137,3 +137,14 @@ uint64_t rng_next(uint64_t *state)
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	return z ^ (z >> 31);
 }
+
+int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx)
+{
+	esdb_read_next next = {.from = from};
+	int rc;
+	do
+		rc = esdb_read_all(s, next.from, 10000, ESDB_FORWARD, fn, ctx,
+		                   &next);
+	while (rc == 0 && !next.end);
+	return rc;
+}

@@ -127,8 +127,7 @@ TEST(kill_9_loses_no_acknowledged_append)
 
 	esdb_store *s = open_store(dir, false);
 	collected c = {0};
-	REQUIRE_OK(esdb_read_all(s, 1, UINT32_MAX, ESDB_FORWARD, collect_event,
-	                         &c, NULL));
+	REQUIRE_OK(read_all_pages(s, 1, collect_event, &c));
 	/* gap-free, and every batch whole and contiguous */
 	for (size_t i = 0; i < c.n; i++) {
 		CHECK_EQ(c.positions[i], i + 1);

@@ -174,8 +174,7 @@ static void one_round(const char *mode, uint64_t seed, outcome *o)
 		return;
 	}
 	collected c = {0};
-	REQUIRE_OK(esdb_read_all(s, 1, UINT32_MAX, ESDB_FORWARD, collect_event,
-	                         &c, NULL));
+	REQUIRE_OK(read_all_pages(s, 1, collect_event, &c));
 	size_t lost = 0;
 	for (size_t i = 0; i < n_acks; i++)
 		if (!acked_present(&c, &acks[i]))
