@@ -504,9 +504,11 @@ get_snapshot(Store, SourceUuid) ->
     end.
 
 %% This API reads and writes bytes: a payload the Elixir API wrote as a
-%% term (`{term, Bytes}' from the NIF) is handed out as its bytes, never
+%% term (`{term, Bytes}' from the NIF), or one stored before encodings
+%% were recorded (`{legacy, Bytes}'), is handed out as its bytes, never
 %% decoded.
 bytes({term, Bytes}) -> Bytes;
+bytes({legacy, Bytes}) -> Bytes;
 bytes(Bytes) -> Bytes.
 
 %% @doc Delete the snapshot of `SourceUuid'; `ok' when there is none as

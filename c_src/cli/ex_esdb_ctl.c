@@ -160,8 +160,9 @@ static void usage(FILE *f)
 	      "Reads show data as text when it is printable UTF-8, else as\n"
 	      "hex, cut to the first 200 bytes; --json gives all of it as\n"
 	      "text or base64, named by \"data_encoding\". Data written as\n"
-	      "an Erlang term is shown as Erlang prints it (\"data_term\"\n"
-	      "with --json) when it checks out as one well-formed term;\n"
+	      "an Erlang term (or stored before encodings were recorded)\n"
+	      "is shown as Erlang prints it (\"data_term\" with --json)\n"
+	      "when it checks out as one well-formed term;\n"
 	      "--raw shows the bytes instead. A stream id or event type\n"
 	      "that is not UTF-8 is JSON text with U+FFFD for each bad\n"
 	      "byte plus a KEY_base64 member with its exact bytes (e.g.\n"
@@ -725,12 +726,14 @@ static int cmd_streams(struct cli *c)
 	return EXIT_OK;
 }
 
-/* The payload as Erlang prints it, if it was written as a term, --raw
- * was not given and it checks out as one term; else NULL. Free it. */
+/* The payload as Erlang prints it, if it was written as a term (or
+ * stored before encodings were recorded, when the Elixir API wrote
+ * terms), --raw was not given and it checks out as one term; else NULL.
+ * Free it. */
 static char *payload_term(const struct cli *c, const void *buf, size_t len,
                           esdb_encoding enc)
 {
-	if (enc != ESDB_ENCODING_TERM || (c->seen & OPT_RAW))
+	if (enc == ESDB_ENCODING_BYTES || (c->seen & OPT_RAW))
 		return NULL;
 	return term_text(buf, len);
 }

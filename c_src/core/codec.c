@@ -28,7 +28,7 @@ int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
 {
 	if (len < ESDB_REC_HEADER)
 		return ESDB_ECORRUPT;
-	if (rec[0] != ESDB_REC_VERSION)
+	if (rec[0] != ESDB_REC_VERSION && rec[0] != ESDB_REC_VERSION_LEGACY)
 		return ESDB_EFORMAT;
 	if (rec[1] != kind)
 		return ESDB_ECORRUPT;
@@ -37,6 +37,17 @@ int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
 	if (flags)
 		*flags = esdb_get_le16(rec + 2);
 	return 0;
+}
+
+/* A payload's encoding: its term bit says term; otherwise bytes, except
+ * in a version 1 record, written before clear bits meant bytes. */
+static esdb_encoding payload_encoding(const uint8_t *rec, uint16_t flags,
+                                      uint16_t term_bit)
+{
+	if (flags & term_bit)
+		return ESDB_ENCODING_TERM;
+	return rec[0] == ESDB_REC_VERSION_LEGACY ? ESDB_ENCODING_LEGACY
+	                                         : ESDB_ENCODING_BYTES;
 }
 
 /* ---- events ----------------------------------------------------------- */
@@ -116,11 +127,9 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 	              out->event_type_len + out->data_len + out->metadata_len;
 	out->causation_id = NULL;
 	out->correlation_id = NULL;
-	out->data_encoding = flags & ESDB_EVENT_DATA_TERM ? ESDB_ENCODING_TERM
-	                                                  : ESDB_ENCODING_BYTES;
-	out->metadata_encoding = flags & ESDB_EVENT_META_TERM
-	                             ? ESDB_ENCODING_TERM
-	                             : ESDB_ENCODING_BYTES;
+	out->data_encoding = payload_encoding(rec, flags, ESDB_EVENT_DATA_TERM);
+	out->metadata_encoding =
+	    payload_encoding(rec, flags, ESDB_EVENT_META_TERM);
 	if (flags & ESDB_EVENT_HAS_CAUSATION) {
 		out->causation_id = p;
 		p += 16;
@@ -322,12 +331,10 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	sn->source_type = (const char *)p;
 	sn->data = p + sn->source_type_len;
 	sn->metadata = p + sn->source_type_len + sn->data_len;
-	sn->data_encoding = flags & ESDB_SNAPSHOT_DATA_TERM
-	                        ? ESDB_ENCODING_TERM
-	                        : ESDB_ENCODING_BYTES;
-	sn->metadata_encoding = flags & ESDB_SNAPSHOT_META_TERM
-	                            ? ESDB_ENCODING_TERM
-	                            : ESDB_ENCODING_BYTES;
+	sn->data_encoding =
+	    payload_encoding(rec, flags, ESDB_SNAPSHOT_DATA_TERM);
+	sn->metadata_encoding =
+	    payload_encoding(rec, flags, ESDB_SNAPSHOT_META_TERM);
 	return 0;
 }
 

@@ -5,8 +5,12 @@
 
 #include "esdb.h"
 
-#define ESDB_REC_VERSION 1
-#define ESDB_REC_HEADER  8
+/* Records are written as version 2. Version 1 records (written before
+ * payload encodings were recorded) are read too: a payload without its
+ * term bit is ESDB_ENCODING_LEGACY there, not bytes. */
+#define ESDB_REC_VERSION        2
+#define ESDB_REC_VERSION_LEGACY 1
+#define ESDB_REC_HEADER         8
 
 enum esdb_rec_kind {
 	ESDB_REC_EVENT = 1,
@@ -48,7 +52,8 @@ enum esdb_rec_kind {
 
 /* Write version, kind, flags and the CRC32C of rec[8..len) into rec[0..8). */
 void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags);
-/* Check header and checksum. Returns 0, ESDB_ECORRUPT or ESDB_EFORMAT.
+/* Check header and checksum (versions 1 and 2). Returns 0, ESDB_ECORRUPT
+ * or ESDB_EFORMAT.
  * *flags (may be NULL) receives the flags. A CRC is no proof of
  * structure: every *_rec_read also checks each field's range after it. */
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,

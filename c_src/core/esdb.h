@@ -220,6 +220,10 @@ void esdb_close(esdb_store *s);
 typedef enum esdb_encoding {
 	ESDB_ENCODING_BYTES = 0, /* opaque bytes: never decoded */
 	ESDB_ENCODING_TERM = 1,  /* Erlang external term format */
+	/* Read only, never written: a payload stored before encodings were
+	 * recorded (record version 1). Bytes, or a term if the writer's
+	 * serializer made one; nobody said which. */
+	ESDB_ENCODING_LEGACY = 2,
 } esdb_encoding;
 
 /* An event to append. All pointers are borrowed for the call only. */

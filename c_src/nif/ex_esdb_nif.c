@@ -64,7 +64,8 @@
 	X(not_queued)                                                          \
 	X(max_queue_bytes)                                                     \
 	X(problems)                                                            \
-	X(term)
+	X(term)                                                                \
+	X(legacy)
 
 #define DECLARE_ATOM(name) static ERL_NIF_TERM atom_##name;
 ATOMS(DECLARE_ATOM)
@@ -246,13 +247,20 @@ static int check_payload(ErlNifEnv *env, const void *p, size_t len,
 	return enc == ESDB_ENCODING_TERM ? etf_decode(env, p, len, NULL) : 0;
 }
 
-/* A payload as read: the bytes, or {term, Bytes} when written as a term. */
+/* A payload as read: the bytes, {term, Bytes} when written as a term,
+ * {legacy, Bytes} when stored before encodings were recorded. */
 static ERL_NIF_TERM make_payload(ErlNifEnv *env, const void *p, size_t len,
                                  esdb_encoding enc)
 {
 	ERL_NIF_TERM bin = nif_make_bin(env, p, len);
-	return enc == ESDB_ENCODING_TERM ? enif_make_tuple2(env, atom_term, bin)
-	                                 : bin;
+	switch (enc) {
+	case ESDB_ENCODING_TERM:
+		return enif_make_tuple2(env, atom_term, bin);
+	case ESDB_ENCODING_LEGACY:
+		return enif_make_tuple2(env, atom_legacy, bin);
+	default:
+		return bin;
+	}
 }
 
 ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len)
@@ -1173,8 +1181,9 @@ static int get_snapshot(esdb_store *s, const char *name, size_t len,
 
 /* snapshot_get(Store, SourceUuid) -> {ok, {Uuid, Version, Type, Data,
  * Metadata, CreatedUs}} | {error, not_found}; Data and Metadata are
- * binaries, or {term, Binary} when written as terms (not decoded here:
- * decode_term/1 does that with its checks). */
+ * binaries, {term, Binary} when written as terms (not decoded here:
+ * decode_term/1 does that with its checks) or {legacy, Binary} when
+ * stored before encodings were recorded. */
 static ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
                                      const ERL_NIF_TERM argv[])
 {

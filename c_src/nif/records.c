@@ -153,16 +153,22 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 /* Bytes as stored, or, when decoding, the term a payload written as a
  * term holds; when decoding, empty bytes are nil. A term that may not be
  * decoded sets c->refusal: the read answers {error, {undecodable, _}}
- * rather than hand out bytes the caller would take for the term. */
+ * rather than hand out bytes the caller would take for the term. A legacy
+ * payload (stored before encodings were recorded, when this API wrote
+ * term_to_binary) is decoded the same way if it is external term format
+ * at all, and is its bytes if not. */
 static ERL_NIF_TERM payload(rec_ctx *c, const void *p, size_t len,
                             esdb_encoding enc)
 {
 	if (!c->decode)
 		return nif_make_bin(c->env, p, len);
-	if (enc != ESDB_ENCODING_TERM)
+	if (enc == ESDB_ENCODING_BYTES ||
+	    (enc == ESDB_ENCODING_LEGACY && len == 0))
 		return len ? nif_make_bin(c->env, p, len) : atom_nil;
 	ERL_NIF_TERM t;
 	int refusal = etf_decode(c->env, p, len, &t);
+	if (refusal == ETF_MALFORMED && enc == ESDB_ENCODING_LEGACY)
+		return nif_make_bin(c->env, p, len);
 	if (refusal && !c->refusal)
 		c->refusal = refusal;
 	return refusal ? atom_nil : t;

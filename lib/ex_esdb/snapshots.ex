@@ -66,7 +66,21 @@ defmodule ExESDB.Snapshots do
 
   # What was written as a term is decoded with the store's checks; bytes
   # are the serializer's (the default one hands them out as they are).
+  # A payload stored before encodings were recorded (`{:legacy, bin}`)
+  # was the serializer's output: for the default one, term_to_binary, so
+  # it is decoded with the same checks when it is external term format at
+  # all, and is its bytes when not (docs/FORMAT.md, "Payload encodings").
   defp decode(_serializer, {:term, bin}, _type), do: :ex_esdb_nif.decode_term(bin)
+  defp decode(ExESDB.Serializer.Term, {:legacy, <<>>}, _type), do: {:ok, nil}
+
+  defp decode(ExESDB.Serializer.Term, {:legacy, bin}, _type) do
+    case :ex_esdb_nif.decode_term(bin) do
+      {:error, {:undecodable, :malformed}} -> {:ok, bin}
+      decoded -> decoded
+    end
+  end
+
+  defp decode(serializer, {:legacy, bin}, type), do: decode(serializer, bin, type)
   defp decode(ExESDB.Serializer.Term, <<>>, _type), do: {:ok, nil}
   defp decode(ExESDB.Serializer.Term, bin, _type), do: {:ok, bin}
   defp decode(serializer, bin, type), do: {:ok, serializer.deserialize(bin, type: type)}

@@ -68,7 +68,7 @@ TEST(event_record_roundtrip_and_corruption)
 	for (size_t l = 0; l < size; l++)
 		CHECK(esdb__event_rec_read(rec, l, &out) != 0);
 	/* Another record version is a format error, not garbage. */
-	rec[0] = 2;
+	rec[0] = 3;
 	CHECK_RC(esdb__event_rec_read(rec, size, &out), ESDB_EFORMAT);
 	free(rec);
 }

@@ -321,15 +321,15 @@ defmodule ExESDB.StoredTermsTest do
     path = Path.join(Path.join(dir, Atom.to_string(store)), "data.mdb")
     mdb = File.read!(path)
     # the id is in the stream record too: the event record's starts 32
-    # bytes earlier with version 1, kind 1
+    # bytes earlier with version 2, kind 1
     [at] =
-      for {at, 16} <- :binary.matches(mdb, id), :binary.part(mdb, at - 32, 2) == <<1, 1>>, do: at
+      for {at, 16} <- :binary.matches(mdb, id), :binary.part(mdb, at - 32, 2) == <<2, 1>>, do: at
 
     start = at - 32
 
     <<_::binary-size(start), head::binary-size(60), _::binary>> = mdb
 
-    <<1, 1, flags::little-16, _crc::32, _::binary-size(40), sl::little-16, tl::little-16,
+    <<2, 1, flags::little-16, _crc::32, _::binary-size(40), sl::little-16, tl::little-16,
       dl::little-32, ml::little-32>> = head
 
     len = 60 + sl + tl + dl + ml
