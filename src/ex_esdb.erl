@@ -683,16 +683,20 @@ limits(Store) ->
 %% events: `ok', or `{error, {corrupt, Problems}}' with their count. The
 %% checks run in a child process of the VM over a read of this one: a
 %% page so damaged that LMDB faults on it ends the child, counts as a
-%% problem and never takes the VM down.
+%% problem and never takes the VM down. It runs on a thread of its own,
+%% not on a scheduler; the caller waits.
 -spec verify(store()) -> ok | {error, term()}.
 verify(Store) ->
-    ex_esdb_nif:verify(Store).
+    Ref = make_ref(),
+    await(Store, ex_esdb_nif:verify(Store, Ref), Ref, infinity).
 
 %% @doc Write a consistent, compacted copy of the store into directory
 %% `Dest' (absent or empty) while writers go on. The copy opens as a store.
+%% It runs on a thread of its own, not on a scheduler; the caller waits.
 -spec backup(store(), string() | binary()) -> ok | {error, term()}.
 backup(Store, Dest) ->
-    ex_esdb_nif:backup(Store, path(Dest)).
+    Ref = make_ref(),
+    await(Store, ex_esdb_nif:backup(Store, Ref, path(Dest)), Ref, infinity).
 
 %% The NIF takes paths as binaries; strings are encoded as UTF-8.
 path(Path) when is_binary(Path) -> Path;

@@ -9,7 +9,7 @@
          snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
-         checkpoint_list/3, stats/1, limits/1, cancel/2, verify/1, backup/2,
+         checkpoint_list/3, stats/1, limits/1, cancel/2, verify/2, backup/3,
          read_records/6, subscribe/4, subscribe/5, subscribe/6,
          unsubscribe/2, grant/3,
          decode_term/1]).
@@ -48,8 +48,8 @@ checkpoint_list(_Store, _After, _Count) -> erlang:nif_error(not_loaded).
 stats(_Store) -> erlang:nif_error(not_loaded).
 limits(_Store) -> erlang:nif_error(not_loaded).
 cancel(_Store, _Ref) -> erlang:nif_error(not_loaded).
-verify(_Store) -> erlang:nif_error(not_loaded).
-backup(_Store, _Dest) -> erlang:nif_error(not_loaded).
+verify(_Store, _Ref) -> erlang:nif_error(not_loaded).
+backup(_Store, _Ref, _Dest) -> erlang:nif_error(not_loaded).
 read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format, _Tagged) -> erlang:nif_error(not_loaded).

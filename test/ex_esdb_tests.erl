@@ -3,8 +3,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
-%% Run on a peer node by writer_lock_test.
--export([hold_store/1]).
+%% Run on a peer node by writer_lock_test and
+%% maintenance_leaves_the_dirty_schedulers_test_.
+-export([hold_store/1, verify_beside_a_read/1]).
 
 %% ---- fixtures -----------------------------------------------------------
 
@@ -196,6 +197,48 @@ full_disk_test_() ->
             ok = ex_esdb:close(S)
         end)
     end}.
+
+%% verify (and backup) run on a thread of their own: in a node with one
+%% dirty IO scheduler a read still answers while a long verify runs.
+maintenance_leaves_the_dirty_schedulers_test_() ->
+    {timeout, 300, fun() ->
+        Dir = tmp_dir(),
+        {ok, Peer, _} =
+            peer:start(#{connection => standard_io,
+                         args => ["+SDio", "1", "-pa" | code:get_path()]}),
+        try
+            ?assertEqual(read_first,
+                         peer:call(Peer, ?MODULE, verify_beside_a_read,
+                                   [Dir], 240000))
+        after
+            peer:stop(Peer),
+            file:del_dir_r(Dir)
+        end
+    end}.
+
+verify_beside_a_read(Dir) ->
+    {ok, S} = ex_esdb:open(filename:join(Dir, "store"),
+                           #{durability => nosync}),
+    Batch = numbered(1000),
+    [{ok, _} = ex_esdb:append(S, <<"s", (integer_to_binary(I))/binary>>,
+                              any, Batch) || I <- lists:seq(1, 200)],
+    Self = self(),
+    P = spawn_link(fun() -> Self ! {verified, ex_esdb:verify(S)} end),
+    %% wait until it is verifying: in the NIF, or waiting for its thread
+    Verifying = fun Wait() ->
+        case process_info(P, current_function) of
+            {current_function, {ex_esdb_nif, verify, _}} -> ok;
+            {current_function, {ex_esdb, await, _}} -> ok;
+            undefined -> ok; % done already: verify_first
+            _ -> erlang:yield(), Wait()
+        end end,
+    Verifying(),
+    {ok, [_]} = ex_esdb:read_all(S, 1, 1, forward),
+    First = receive {verified, ok} -> verify_first
+            after 0 -> receive {verified, ok} -> read_first end
+            end,
+    ok = ex_esdb:close(S),
+    First.
 
 closed_store_test() ->
     Dir = tmp_dir(),

@@ -166,6 +166,11 @@ bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
 	return true;
 }
 
+bool nif_store_get(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out)
+{
+	return enif_get_resource(env, t, store_type, (void **)out);
+}
+
 void nif_store_release(store_res *r)
 {
 	enif_rwlock_runlock(r->lock);
@@ -1300,45 +1305,6 @@ static ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc,
 	return enif_make_tuple2(env, atom_ok, map);
 }
 
-/* verify(Store) -> ok | {error, {corrupt, Problems}} */
-static ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc,
-                               const ERL_NIF_TERM argv[])
-{
-	store_res *r;
-	uint64_t problems = 0;
-	if (!nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	/* In a child process: a garbage page must not take the VM down. */
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : esdb_verify_isolated(r->s, NULL, NULL, &problems, NULL);
-	nif_store_release(r);
-	if (rc == ESDB_ECORRUPT)
-		return enif_make_tuple2(
-		    env, atom_error,
-		    enif_make_tuple2(env, enif_make_atom(env, "corrupt"),
-		                     enif_make_uint64(env, problems)));
-	return rc ? nif_error_term(env, rc) : atom_ok;
-}
-
-/* backup(Store, Dest :: binary()) -> ok | {error, Reason} */
-static ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc,
-                               const ERL_NIF_TERM argv[])
-{
-	store_res *r;
-	ErlNifBinary dest;
-	if (!enif_inspect_binary(env, argv[1], &dest) || dest.size == 0 ||
-	    dest.size > 4000 || memchr(dest.data, 0, dest.size) ||
-	    !nif_store_acquire(env, argv[0], &r))
-		return enif_make_badarg(env);
-	char p[4096];
-	memcpy(p, dest.data, dest.size);
-	p[dest.size] = 0;
-	int rc = r->closed ? ESDB_ECLOSED : esdb_backup(r->s, p);
-	nif_store_release(r);
-	return rc ? nif_error_term(env, rc) : atom_ok;
-}
-
 /* ---- load ------------------------------------------------------------- */
 
 /* Subscribed processes are monitored through the store resource. */
@@ -1389,8 +1355,8 @@ static ErlNifFunc funcs[] = {
     {"stats", 1, nif_stats, DIRTY_IO},
     {"limits", 1, nif_limits, 0},
     {"cancel", 2, nif_cancel, 0},
-    {"verify", 1, nif_verify, DIRTY_IO},
-    {"backup", 2, nif_backup, DIRTY_IO},
+    {"verify", 2, nif_verify, 0},
+    {"backup", 3, nif_backup, 0},
     {"read_records", 6, nif_read_records, DIRTY_IO},
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
     {"subscribe", 5, nif_subscribe, DIRTY_IO},

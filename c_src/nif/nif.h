@@ -25,6 +25,8 @@ typedef struct store_res {
 /* Get the store and hold its lock shared; false for a non-store term. */
 bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 void nif_store_release(store_res *r);
+/* Get the store without taking its lock. */
+bool nif_store_get(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 
 ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc);
 /* The error of a call naming one stream: ESDB_EINVAL (an id the core
@@ -81,6 +83,12 @@ bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
 bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
                    ERL_NIF_TERM module, bool decode, size_t chunk,
                    term_list *lists);
+
+/* maintenance.c: verify(Store, Ref) and backup(Store, Ref, Dest) return
+ * ok at once and answer {Ref, ok | {error, Reason}} from a thread of
+ * their own. */
+ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 /* subscriptions.c: emitter members that are processes. */
 void subs_init(ErlNifEnv *env);

@@ -56,6 +56,6 @@ defmodule ExESDB.CrashTest do
     end
 
     {:ok, store} = ExESDB.Store.fetch(:crash_store)
-    assert :ok = :ex_esdb_nif.verify(store.handle)
+    assert :ok = :ex_esdb.verify(store.handle)
   end
 end

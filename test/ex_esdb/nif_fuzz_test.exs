@@ -76,7 +76,7 @@ defmodule ExESDB.NifFuzzTest do
     checkpoint_get: [:store, :any],
     checkpoint_list: [:store, :any, :any],
     stats: [:store],
-    verify: [:store]
+    verify: [:store, :ref]
   ]
 
   defp call(fun, args) do
@@ -151,7 +151,7 @@ defmodule ExESDB.NifFuzzTest do
 
     assert_receive {^ref, {:ok, _, _}}, 5_000
     assert {:ok, [_ | _], _next} = :ex_esdb_nif.read_stream(store, "after-fuzz", 1, 10, :forward)
-    assert :ok = :ex_esdb_nif.verify(store)
+    assert :ok = :ex_esdb.verify(store)
     assert :ok = :ex_esdb_nif.close(store)
     assert :ok = :ex_esdb_nif.close(store)
     assert {:error, :closed} = :ex_esdb_nif.stats(store)
