@@ -511,9 +511,10 @@ int esdb_open(esdb_store *s, const char *path)
 	if (!s->readonly && (rc = esdb__writer_lock(s, path)))
 		goto fail_registered;
 	s->map_lost = false;
-	/* LMDB's lock file is sparse and written through its map: a page
-	 * the disk has no room for would be a SIGBUS, not an error. */
-	if ((!s->readonly && (rc = esdb__lock_file_prealloc(s, path))) ||
+	/* LMDB's lock file is sparse and written through its map, also by a
+	 * read-only open: a page the disk has no room for would be a SIGBUS,
+	 * not an error. */
+	if ((rc = esdb__lock_file_prealloc(s, path)) ||
 	    (rc = env_open(s, path, s->mapsize)))
 		goto fail_registered;
 	/* A new data.mdb is durable once its directory entry is. */

@@ -208,3 +208,68 @@ TEST(appends_on_a_full_disk_answer_disk_full_and_resume)
 	CHECK(child_ok(pid));
 	unmount_disk(dir);
 }
+
+TEST(cli_creating_a_store_on_a_full_disk_says_disk_full)
+{
+	const char *dir = small_disk("256k");
+	if (!dir)
+		return;
+	char payload[4200], cmd[9000], out[4096];
+	snprintf(payload, sizeof(payload), "%s/payload", tmp_dir());
+	FILE *f = fopen(payload, "w");
+	REQUIRE(f != NULL);
+	fputs("hello", f);
+	fclose(f);
+	fill_disk(dir);
+	const char *bin =
+	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
+	snprintf(cmd, sizeof(cmd),
+	         "%s --store %s/a/store append s --type t --file %s --create "
+	         "2>&1",
+	         bin, dir, payload);
+	FILE *p = popen(cmd, "r");
+	REQUIRE(p != NULL);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	int status = pclose(p);
+	/* the shell reports a signal as 128 + its number */
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) > 0 &&
+	      WEXITSTATUS(status) < 128);
+	CHECK(strstr(out, "disk_full") != NULL);
+	char made[4200];
+	struct stat st;
+	snprintf(made, sizeof(made), "%s/a", dir);
+	CHECK(stat(made, &st) != 0);
+	unmount_disk(dir);
+}
+
+TEST(read_only_open_on_a_full_disk_is_an_error_not_a_signal)
+{
+	const char *dir = small_disk("1m");
+	if (!dir)
+		return;
+	char path[4200], lock[4300];
+	snprintf(path, sizeof(path), "%s/store", dir);
+	esdb_store *s = open_store(path, false);
+	fill(s);
+	esdb_close(s);
+	/* LMDB makes the lock file again, sparse, and writes through its map */
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", path);
+	REQUIRE(unlink(lock) == 0);
+	fill_disk(dir);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		esdb_store *r;
+		uint64_t v = 0;
+		if (esdb_create(&r) || esdb_set_readonly(r, true))
+			_exit(10);
+		int rc = esdb_open(r, path);
+		if (rc == 0)
+			rc = esdb_stream_info(r, "s", 1, &v, NULL, NULL);
+		esdb_close(r);
+		_exit(rc == ESDB_EDISK_FULL || (rc == 0 && v == 1) ? 0 : 11);
+	}
+	CHECK(child_ok(pid));
+	unmount_disk(dir);
+}
