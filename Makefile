@@ -124,7 +124,7 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
 	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 ESDB_TERM_FUZZ=3000 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
-	  --errors-for-leak-kinds=definite --trace-children=no $(TEST_BIN)
+	  --errors-for-leak-kinds=definite --show-possibly-lost=no --trace-children=no $(TEST_BIN)
 
 # libFuzzer targets for the record and command decoders, with ASan and
 # UBSan; ESDB_FUZZ_SECONDS per target (20 in make test; docs/TESTING.md
