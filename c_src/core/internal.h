@@ -178,8 +178,6 @@ int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number);
 void esdb__val_forget(MDB_env *env);
 /* Around a write transaction on this thread (apply.c). */
 void esdb__val_writing(bool on);
-/* In a forked child, before any check (verify_child.c). */
-void esdb__val_after_fork(void);
 /* The page of env's data file at addr; false when addr is outside it. */
 bool esdb__page_of(MDB_env *env, uintptr_t addr, uint64_t *page);
 

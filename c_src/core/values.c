@@ -59,16 +59,22 @@ void esdb__val_writing(bool on)
 	writing = on;
 }
 
-/* The data file's mapping of one environment, as last seen. */
+/* The data file's mapping of one environment, as this thread last saw
+ * it. Per thread, so that checking a value takes no lock; a thread scans
+ * /proc/self/maps once per environment and map size. Closing an
+ * environment bumps `generation`, so that an environment allocated at
+ * the same address is never taken for the closed one. */
 typedef struct map_seen {
 	MDB_env *env;
 	size_t mapsize;
+	uint64_t generation;
 	uintptr_t start, end;
 } map_seen;
 
-#define MAPS_SEEN 16
-static pthread_rwlock_t seen_lock = PTHREAD_RWLOCK_INITIALIZER;
-static map_seen seen[MAPS_SEEN];
+#define MAPS_SEEN 4
+static __thread map_seen seen[MAPS_SEEN];
+static __thread unsigned seen_next;
+static uint64_t generation = 1;
 
 /* Find the mapping of the file open as fd that contains addr. */
 static bool find_mapping(int fd, uintptr_t addr, uintptr_t *start,
@@ -105,42 +111,32 @@ static bool find_mapping(int fd, uintptr_t addr, uintptr_t *start,
 static bool map_of(MDB_env *env, size_t mapsize, uintptr_t addr,
                    uintptr_t *start)
 {
-	bool hit = false, known = false;
-	pthread_rwlock_rdlock(&seen_lock);
+	uint64_t gen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
 	for (int i = 0; i < MAPS_SEEN; i++)
-		if (seen[i].env == env && seen[i].mapsize == mapsize) {
-			known = true;
-			hit = addr >= seen[i].start && addr < seen[i].end;
+		if (seen[i].env == env && seen[i].mapsize == mapsize &&
+		    seen[i].generation == gen) {
 			*start = seen[i].start;
+			return addr >= seen[i].start && addr < seen[i].end;
 		}
-	pthread_rwlock_unlock(&seen_lock);
-	if (known)
-		return hit;
-
 	int fd;
 	uintptr_t s, e;
 	if (mdb_env_get_fd(env, &fd) || !find_mapping(fd, addr, &s, &e))
 		return false;
-	pthread_rwlock_wrlock(&seen_lock);
 	map_seen *slot = NULL;
 	for (int i = 0; i < MAPS_SEEN && !slot; i++)
-		if (seen[i].env == env || !seen[i].env)
+		if (seen[i].env == env || seen[i].generation != gen)
 			slot = &seen[i];
-	if (!slot) /* more open stores than slots: evict one */
-		slot = &seen[(s >> 12) % MAPS_SEEN];
-	*slot = (map_seen){env, mapsize, s, e};
-	pthread_rwlock_unlock(&seen_lock);
+	if (!slot)
+		slot = &seen[seen_next++ % MAPS_SEEN];
+	*slot = (map_seen){env, mapsize, gen, s, e};
 	*start = s;
 	return true;
 }
 
 void esdb__val_forget(MDB_env *env)
 {
-	pthread_rwlock_wrlock(&seen_lock);
-	for (int i = 0; i < MAPS_SEEN; i++)
-		if (seen[i].env == env)
-			memset(&seen[i], 0, sizeof(seen[i]));
-	pthread_rwlock_unlock(&seen_lock);
+	(void)env;
+	__atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
 }
 
 int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
@@ -180,12 +176,4 @@ bool esdb__page_of(MDB_env *env, uintptr_t addr, uint64_t *page)
 		return false;
 	*page = (addr - start) / st.ms_psize;
 	return true;
-}
-
-void esdb__val_after_fork(void)
-{
-	/* Only this thread runs in the child: a lock another thread held at
-	 * the fork would never be released. The cache stays valid. */
-	pthread_rwlock_t fresh = PTHREAD_RWLOCK_INITIALIZER;
-	memcpy(&seen_lock, &fresh, sizeof(fresh));
 }

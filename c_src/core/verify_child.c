@@ -63,7 +63,6 @@ static void child_fault(int sig, siginfo_t *si, void *uctx)
 static _Noreturn void child_main(esdb_store *s, MDB_txn *txn, int fd)
 {
 	child_fd = fd;
-	esdb__val_after_fork();
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = child_fault;
