@@ -626,7 +626,8 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
  * that dies counts as one more problem (ESDB_ECORRUPT) and, when it
  * faulted inside data.mdb, *fault (may be NULL) names the page
  * (ESDB_WHERE_PAGE; else ESDB_WHERE_UNKNOWN). Never dies of a signal
- * itself. `report` runs in the caller, after the child ended. */
+ * itself. `report` runs in the caller as the child reports. When no
+ * child can be forked (ENOMEM, EAGAIN) the checks run in this process. */
 int esdb_verify_isolated(esdb_store *s,
                          void (*report)(void *ctx, const char *msg), void *ctx,
                          uint64_t *problems, esdb_where *fault);

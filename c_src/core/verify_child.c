@@ -110,20 +110,21 @@ int esdb_verify_isolated(esdb_store *s,
 	int rc = s && s->is_open ? esdb__map_headroom(s, true) : 0;
 	if (rc || (rc = esdb__read_begin(s, &txn)))
 		return rc;
-	if (pipe(fds)) {
-		rc = errno;
-		esdb__read_end(s, txn);
-		return rc;
+	pid_t pid = -1;
+	if (pipe(fds) == 0) {
+		pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			child_main(s, txn, fds[1]);
+		}
+		close(fds[1]);
+		if (pid < 0)
+			close(fds[0]);
 	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(fds[0]);
-		child_main(s, txn, fds[1]);
-	}
-	close(fds[1]);
 	if (pid < 0) {
-		rc = errno;
-		close(fds[0]);
+		/* No child to be had (no memory, no processes): check here,
+		 * as esdb_verify does, rather than not at all. */
+		rc = esdb__verify_txn(s, txn, report, ctx, problems);
 		esdb__read_end(s, txn);
 		return rc;
 	}
