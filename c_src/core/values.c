@@ -6,11 +6,14 @@
  * and, near the end of the file, past what is mapped: reading it is a
  * SIGBUS that kills the whole VM. So every value is checked here first:
  *
- * - a value inside a leaf page must end inside that page (pages are
- *   aligned, so the page is found from the pointer alone);
+ * - it must lie in the data file's mapping (found in /proc/self/maps,
+ *   cached per thread, environment and map size), unless this thread is
+ *   in a write transaction: then it may be a page the transaction copied
+ *   to the heap;
+ * - a value inside a leaf page must end inside that page;
  * - a value on overflow pages starts right after a page header (offset
- *   16); it must end inside the data file, whose mapping is found in
- *   /proc/self/maps and cached per environment and map size.
+ *   16) and must end inside the file (LMDB's last page);
+ * - no value is larger than the format's largest record.
  *
  * What stays beyond reach: LMDB itself following a garbage page number in
  * a branch page or reading a garbage key while it searches. */
