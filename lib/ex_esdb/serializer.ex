@@ -20,7 +20,10 @@ defmodule ExESDB.Serializer.Term do
   The default serializer: `:erlang.term_to_binary/1`. The store records
   that these payloads are terms, and reads decode only payloads recorded
   so: bytes written through the Erlang API come back as the same bytes,
-  whatever they look like.
+  whatever they look like. Payloads stored before encodings were recorded
+  (when this serializer's bytes were stored as plain bytes) are decoded
+  with the same checks when they are external term format, and come back
+  as bytes when not.
 
   `binary_to_term(bin, [:safe])` is not enough to read stored terms: it
   refuses unknown atoms but still creates funs (local funs run when
