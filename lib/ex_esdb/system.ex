@@ -70,6 +70,7 @@ defmodule ExESDB.System do
   """
   @spec backup(atom(), Path.t()) :: :ok | {:error, term()}
   def backup(_store, dest) when not is_binary(dest), do: {:error, {:invalid_path, dest}}
+
   def backup(store, dest) do
     with_handle(store, fn handle ->
       # the copy's parent directories are made as for the store itself
