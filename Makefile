@@ -165,9 +165,11 @@ bench: $(BENCH_BIN) nif
 
 fmt:
 	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c
+	mix format
 
 fmt-check:
 	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c
+	mix format --check-formatted
 
 clean:
 	rm -rf build _build _rebar3 priv/*.so $(CTL_BIN)
