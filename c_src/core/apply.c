@@ -70,6 +70,32 @@ static int last_position(MDB_txn *txn, MDB_dbi dbi, uint64_t *pos)
 	return 0;
 }
 
+/* The index of the last applied batch (meta "applied"), 0 in a store
+ * made before it was recorded or that never committed. */
+int esdb__applied_index(MDB_txn *txn, MDB_dbi meta, uint64_t *index)
+{
+	MDB_val k = {7, "applied"}, v;
+	int rc = mdb_get(txn, meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		*index = 0;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	if (v.mv_size != 8)
+		return ESDB_ECORRUPT;
+	*index = esdb_get_le64(v.mv_data);
+	return 0;
+}
+
+static int put_applied_index(apply_ctx *c, uint64_t index)
+{
+	uint8_t b[8];
+	esdb_put_le64(b, index);
+	MDB_val k = {7, "applied"}, v = {8, b};
+	return mdb_put(c->txn, c->s->dbi_meta, &k, &v, 0);
+}
+
 static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
 {
 	esdb_put_be64(key, a);
@@ -543,24 +569,48 @@ static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)
 	}
 }
 
+/* Test hook (internal.h). Plain ints: tests set it while no write runs. */
+int esdb__apply_fault[4];
+
+static int take_fault(void)
+{
+	int rc = esdb__apply_fault[0];
+	if (!rc)
+		return 0;
+	memmove(esdb__apply_fault, esdb__apply_fault + 1,
+	        sizeof(esdb__apply_fault) - sizeof(int));
+	esdb__apply_fault[3] = 0;
+	return rc == ESDB__FAULT_PASS ? 0 : rc;
+}
+
 /* One attempt: one transaction, with the map lock held shared so that no
- * reader resizes the map under it (map.c). */
-static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
-                     esdb_result *results)
+ * reader resizes the map under it (map.c). Command i is at log index
+ * index + i (ESDB_INDEX_NEXT: the one after the stored index); those at
+ * or below the stored index were applied before and are skipped. */
+static int apply_txn(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
+                     size_t n, esdb_result *results)
 {
 	apply_ctx c = {.s = s, .limits = s->limits};
-	int rc = esdb__map_rdlock(s);
+	uint64_t applied;
+	int rc = take_fault();
 	if (rc)
+		return rc;
+	if ((rc = esdb__map_rdlock(s)))
 		return rc;
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &c.txn))) {
 		pthread_rwlock_unlock(&s->map_lock);
 		return rc;
 	}
-	if ((rc = last_position(c.txn, s->dbi_events, &c.last_pos)))
+	if ((rc = last_position(c.txn, s->dbi_events, &c.last_pos)) ||
+	    (rc = esdb__applied_index(c.txn, s->dbi_meta, &applied)))
 		goto abort;
+	if (index == ESDB_INDEX_NEXT)
+		index = applied + 1;
 	for (size_t i = 0; i < n; i++) {
 		esdb_result *r = &results[i];
 		memset(r, 0, sizeof(*r));
+		if (index + i <= applied)
+			continue;
 		r->rc = apply_one(&c, &cmds[i], r);
 		if (r->rc) {
 			if (is_fatal(r->rc)) {
@@ -571,12 +621,16 @@ static int apply_txn(esdb_store *s, const esdb_cmd *cmds, size_t n,
 			r->position = 0;
 		}
 	}
+	/* A batch that changed nothing leaves the index where it was:
+	 * applied again it is refused again, the same way. */
 	if (!c.dirty) {
 		mdb_txn_abort(c.txn);
 		pthread_rwlock_unlock(&s->map_lock);
 		free(c.written);
 		return 0;
 	}
+	if ((rc = put_applied_index(&c, index + n - 1)))
+		goto abort;
 	rc = mdb_txn_commit(c.txn);
 	pthread_rwlock_unlock(&s->map_lock);
 	if (rc) {
@@ -600,8 +654,8 @@ abort:
 	return rc;
 }
 
-int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
-                       esdb_result *results)
+int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
+                       size_t n, esdb_result *results)
 {
 	if (esdb_store_failure(s)) {
 		fail_all(results, n, ESDB_ESTORE_FAILED, false);
@@ -609,7 +663,7 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 	}
 	for (;;) {
 		esdb__val_writing(true);
-		int rc = apply_txn(s, cmds, n, results);
+		int rc = apply_txn(s, index, cmds, n, results);
 		esdb__val_writing(false);
 		if (rc == MDB_MAP_RESIZED) {
 			if ((rc = esdb__adopt_mapsize(s)) == 0)
@@ -618,11 +672,16 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 			if ((rc = esdb__map_grow(s)) == 0)
 				continue;
 		} else if (rc == MDB_TXN_FULL && n > 1) {
-			/* Too many dirty pages for one txn: halve the batch. */
+			/* Too many dirty pages for one txn: halve the batch.
+			 * Each half keeps its commands' indexes, so the
+			 * first half's commit records its own last one. */
 			size_t h = n / 2;
-			rc = esdb__apply_locked(s, cmds, h, results);
-			int rc2 =
-			    esdb__apply_locked(s, cmds + h, n - h, results + h);
+			uint64_t second = index == ESDB_INDEX_NEXT
+			                      ? ESDB_INDEX_NEXT
+			                      : index + h;
+			rc = esdb__apply_locked(s, index, cmds, h, results);
+			int rc2 = esdb__apply_locked(s, second, cmds + h, n - h,
+			                             results + h);
 			return rc ? rc : rc2;
 		}
 		if (rc) {
@@ -635,7 +694,7 @@ int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
 	}
 }
 
-int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
+int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
                esdb_result *results)
 {
 	if (!s || !s->is_open)
@@ -646,8 +705,23 @@ int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
 		return EROFS;
 	if (n == 0)
 		return 0;
+	if (index != ESDB_INDEX_NEXT && index > UINT64_MAX - (n - 1))
+		return ESDB_EINVAL;
 	pthread_mutex_lock(&s->apply_lock);
-	int rc = esdb__apply_locked(s, cmds, n, results);
+	int rc = esdb__apply_locked(s, index, cmds, n, results);
 	pthread_mutex_unlock(&s->apply_lock);
 	return rc;
+}
+
+int esdb_applied_index_get(esdb_store *s, uint64_t *index)
+{
+	MDB_txn *txn;
+	if (!index)
+		return ESDB_EINVAL;
+	int rc = esdb__read_begin(s, &txn);
+	if (rc)
+		return rc;
+	rc = esdb__applied_index(txn, s->dbi_meta, index);
+	esdb__read_end(s, txn);
+	return esdb__mdb_rc(rc);
 }

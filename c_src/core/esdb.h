@@ -352,9 +352,28 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
  * fails alone. The return value is 0 when the transaction committed, or
  * the error that aborted it (ENOSPC, EIO, ...), in which case every
  * result carries that error and nothing was written.
+ *
+ * Commands come from a log: cmds[i] is the entry at log index
+ * `index + i` (ESDB_INDEX_NEXT: the store numbers them itself, from the
+ * one after its applied index, as the local writer does). The index of
+ * the batch's last command is stored in the same transaction as its
+ * effects (esdb_applied_index_get), so a command at or below the stored
+ * index was applied before and is skipped: its result is rc 0 with
+ * version and position 0, and a batch wholly at or below it is a no-op.
+ * Replaying a log after a crash is thus idempotent. A batch that
+ * changes nothing (every command refused) commits nothing and leaves the
+ * index where it was. Indexes may jump (log entries that are not
+ * commands) but never go back. When LMDB cannot hold a batch in one
+ * transaction it is applied in parts, each recording its own last index.
+ * Errors: ESDB_EINVAL (index + n - 1 overflows).
  * Threading: serialised with the writer thread; callable from any thread. */
-int esdb_apply(esdb_store *s, const esdb_cmd *cmds, size_t n,
+#define ESDB_INDEX_NEXT 0
+int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
                esdb_result *results);
+
+/* The log index of the last applied batch, as committed (0 in a new
+ * store, or one made before the index was recorded). Any thread. */
+int esdb_applied_index_get(esdb_store *s, uint64_t *index);
 
 /* Completion callback for esdb_submit, called once on the writer thread
  * (or the submitting thread when submission fails). Keep it short. */

@@ -155,9 +155,17 @@ extern bool esdb__emitter_fault;
 int esdb__writer_start(esdb_store *s);
 void esdb__writer_stop(esdb_store *s);
 
-/* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c). */
-int esdb__apply_locked(esdb_store *s, const esdb_cmd *cmds, size_t n,
-                       esdb_result *results);
+/* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c).
+ * `index` as for esdb_apply. */
+int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
+                       size_t n, esdb_result *results);
+/* The applied index stored in meta (0 when absent), in any txn. */
+int esdb__applied_index(MDB_txn *txn, MDB_dbi meta, uint64_t *index);
+/* Tests only: the rcs the next apply attempts fail with before their
+ * transaction begins, in order (0 ends the list, ESDB__FAULT_PASS lets
+ * one attempt go on). */
+#define ESDB__FAULT_PASS (-1)
+extern int esdb__apply_fault[4];
 
 /* esdb_verify's checks inside a read transaction the caller holds. */
 int esdb__verify_txn(esdb_store *s, MDB_txn *txn,

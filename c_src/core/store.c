@@ -440,7 +440,7 @@ static int change_limits(esdb_store *s)
 	int rc = esdb_cmd_limits_set(&want, &cmd);
 	if (rc)
 		return rc;
-	rc = esdb_apply(s, &cmd, 1, &res);
+	rc = esdb_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &res);
 	free(cmd.buf);
 	return rc ? rc : res.rc;
 }

@@ -64,7 +64,9 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&s->q_lock);
 
 		pthread_mutex_lock(&s->apply_lock);
-		esdb__apply_locked(s, cmds, n, results);
+		/* The local log is the store itself: each command takes
+		 * the index after the last applied one. */
+		esdb__apply_locked(s, ESDB_INDEX_NEXT, cmds, n, results);
 		pthread_mutex_unlock(&s->apply_lock);
 		for (size_t i = 0; i < n; i++)
 			answer(reqs[i], &results[i]);

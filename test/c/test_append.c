@@ -190,7 +190,7 @@ TEST(batch_apply_fails_commands_alone)
 	REQUIRE_OK(esdb_cmd_append(NULL, "q", 1, 0, &e[1], 1, &cmds[3]));
 	cmds[3].buf[cmds[3].len - 1] ^= 0xff;
 	esdb_result res[4];
-	REQUIRE_OK(esdb_apply(s, cmds, 4, res));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 4, res));
 	CHECK_RC(res[0].rc, 0);
 	CHECK_RC(res[1].rc, ESDB_EWRONG_VERSION);
 	CHECK_RC(res[2].rc, 0);
@@ -233,8 +233,10 @@ TEST(apply_is_deterministic)
 	}
 	esdb_result ra[N], rb[N];
 	for (int i = 0; i < N; i += 25) {
-		REQUIRE_OK(esdb_apply(a, cmds + i, 25, ra + i));
-		REQUIRE_OK(esdb_apply(b, cmds + i, 25, rb + i));
+		REQUIRE_OK(
+		    esdb_apply(a, ESDB_INDEX_NEXT, cmds + i, 25, ra + i));
+		REQUIRE_OK(
+		    esdb_apply(b, ESDB_INDEX_NEXT, cmds + i, 25, rb + i));
 	}
 	CHECK(memcmp(ra, rb, sizeof(ra)) == 0);
 	collected ca = {0}, cb = {0};
@@ -281,7 +283,7 @@ TEST(store_limits_are_enforced_in_apply)
 	esdb_result r;
 	REQUIRE_OK(
 	    esdb_cmd_append(NULL, "abcdef", 6, ESDB_EXPECT_ANY, ev, 1, &cmd));
-	REQUIRE_OK(esdb_apply(s, &cmd, 1, &r));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &r));
 	CHECK_RC(r.rc, ESDB_ELIMIT);
 	free(cmd.buf);
 	esdb_limits bad = l;

@@ -97,7 +97,7 @@ TEST(emitter_delivers_once_per_member_per_commit_in_order)
 	REQUIRE_OK(esdb_cmd_append(NULL, "x", 1, 0, &e[2], 1, &cmds[1]));
 	REQUIRE_OK(esdb_cmd_append(NULL, "y", 1, 0, &e[3], 1, &cmds[2]));
 	esdb_result res[3];
-	REQUIRE_OK(esdb_apply(s, cmds, 3, res));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 3, res));
 	CHECK_RC(res[1].rc, ESDB_EWRONG_VERSION); /* refused: not emitted */
 	CHECK_EQ(log.n, 1);
 	REQUIRE(log.events == 3);

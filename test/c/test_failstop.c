@@ -75,24 +75,27 @@ TEST(failed_flush_stops_every_later_write)
 	esdb_close(s);
 }
 
-/* Flip one byte of the first copy of `needle` in the file. */
+/* Flip one byte of every copy of `needle` in the file: older copies of a
+ * page (freed, not yet reused) may come before the live one. */
 static bool corrupt_file(const char *path, const char *needle)
 {
-	size_t len;
+	size_t len, nlen = strlen(needle);
 	char *data = fault_slurp(path, &len);
 	if (!data)
 		return false;
-	char *p = memmem(data, len, needle, strlen(needle));
-	bool ok = false;
-	if (p) {
-		int fd = open(path, O_WRONLY);
+	int fd = open(path, O_WRONLY);
+	bool ok = fd >= 0, any = false;
+	for (char *p = data;
+	     ok && (p = memmem(p, len - (size_t)(p - data), needle, nlen));
+	     p += nlen) {
 		char c = (char)(p[0] ^ 0x40);
-		ok = fd >= 0 && pwrite(fd, &c, 1, p - data) == 1;
-		if (fd >= 0)
-			close(fd);
+		ok = pwrite(fd, &c, 1, p - data) == 1;
+		any = true;
 	}
+	if (fd >= 0)
+		close(fd);
 	free(data);
-	return ok;
+	return ok && any;
 }
 
 TEST(failed_store_that_does_not_verify_stays_closed_to_writers)

@@ -74,7 +74,7 @@ TEST(apply_names_the_limit_and_its_value)
 	/* encoded under the defaults, applied under the store's limits */
 	REQUIRE_OK(
 	    esdb_cmd_append(NULL, "abcdef", 6, ESDB_EXPECT_ANY, &ev, 1, &cmd));
-	REQUIRE_OK(esdb_apply(s, &cmd, 1, &r));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &r));
 	CHECK_RC(r.rc, ESDB_ELIMIT);
 	CHECK_EQ(r.limit, ESDB_LIMIT_STREAM_ID);
 	CHECK_EQ(r.limit_max, 4);
@@ -176,7 +176,7 @@ TEST(limits_set_is_applied_in_order)
 	esdb_new_event e2 = make_event(eid, 2, "t", "d");
 	REQUIRE_OK(esdb_cmd_append(NULL, "abcd", 4, ESDB_EXPECT_ANY, &e2, 1,
 	                           &cmds[2]));
-	REQUIRE_OK(esdb_apply(s, cmds, 3, r));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 3, r));
 	CHECK_RC(r[0].rc, 0);
 	CHECK_RC(r[1].rc, 0);
 	CHECK_RC(r[2].rc, ESDB_ELIMIT);

@@ -64,7 +64,7 @@ TEST(dollar_streams_are_never_written_and_all_is_not_a_stream)
 	esdb_result r[2];
 	forged_append("$all", &ev, &cmds[0]);
 	forged_append("$et-t", &ev, &cmds[1]);
-	REQUIRE_OK(esdb_apply(s, cmds, 2, r));
+	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 2, r));
 	CHECK_RC(r[0].rc, ESDB_EINVAL);
 	CHECK_RC(r[1].rc, ESDB_EINVAL);
 	free(cmds[0].buf);

@@ -151,7 +151,7 @@ TEST(readonly_store_refuses_writes)
 	esdb_result r;
 	REQUIRE_OK(
 	    esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
-	CHECK_RC(esdb_apply(s, &cmd, 1, &r), EROFS);
+	CHECK_RC(esdb_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &r), EROFS);
 	free(cmd.buf);
 	uint64_t v;
 	REQUIRE_OK(esdb_stream_info(s, "s", 1, &v, NULL, NULL));

@@ -205,7 +205,7 @@ TEST(submit_after_close_and_bad_arguments)
 	collected c = {0};
 	CHECK_RC(esdb_read_all(s, 1, 1, ESDB_FORWARD, collect_event, &c, NULL),
 	         ESDB_ECLOSED);
-	CHECK_RC(esdb_apply(s, NULL, 0, NULL), ESDB_ECLOSED);
+	CHECK_RC(esdb_apply(s, ESDB_INDEX_NEXT, NULL, 0, NULL), ESDB_ECLOSED);
 	esdb_close(s);
 	pthread_mutex_destroy(&st.lock);
 }
