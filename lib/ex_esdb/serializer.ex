@@ -29,7 +29,7 @@ defmodule ExESDB.Serializer.Term do
   refuses unknown atoms but still creates funs (local funs run when
   called), pids, ports and references, and it inflates a compressed term
   to whatever size the term declares. So stored terms are decoded by the
-  NIF's checked decoder (`:ex_esdb_nif.decode_term/1`): it walks the
+  NIF's checked decoder (`ExESDB.Backend.NIF.decode_term/1`): it walks the
   external term format first and refuses funs, pids, ports, references,
   atoms this VM does not have and compressed terms declaring more than
   16 MiB, before decoding anything. A refused term reads as
@@ -49,7 +49,7 @@ defmodule ExESDB.Serializer.Term do
   def deserialize(<<>>, _opts), do: nil
 
   def deserialize(bin, _opts) do
-    case :ex_esdb_nif.decode_term(bin) do
+    case ExESDB.Backend.NIF.decode_term(bin) do
       {:ok, term} -> term
       {:error, {:undecodable, reason}} -> raise ArgumentError, "undecodable term: #{reason}"
     end

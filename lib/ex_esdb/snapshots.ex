@@ -9,7 +9,7 @@ defmodule ExESDB.Snapshots do
   `:closed`, `:store_not_started`, storage errors.
   """
 
-  alias ExESDB.{EventCodec, Native, Store}
+  alias ExESDB.{EventCodec, Store}
   alias ExESDB.Schema.SnapshotRecord
 
   @doc "Record (replace) the snapshot of `snapshot.source_uuid`."
@@ -25,8 +25,7 @@ defmodule ExESDB.Snapshots do
       meta = EventCodec.payload(s.serializer, snap.metadata)
 
       if is_binary(type),
-        do:
-          Native.call(s, &:ex_esdb_nif.snapshot_put(s.handle, &1, uuid, version, type, data, meta)),
+        do: s.backend.submit(s, {:snapshot_put, uuid, version, type, data, meta}, []),
         else: {:error, {:invalid_snapshot, snap}}
     end
   end
@@ -37,10 +36,10 @@ defmodule ExESDB.Snapshots do
   @spec read_snapshot(atom(), String.t()) :: {:ok, SnapshotRecord.t()} | {:error, term()}
   def read_snapshot(store, source_uuid) when is_binary(source_uuid) and source_uuid != "" do
     with {:ok, s} <- Store.fetch(store) do
-      case :ex_esdb_nif.snapshot_get(s.handle, source_uuid) do
+      case s.backend.snapshot_get(s, source_uuid) do
         {:ok, {uuid, version, type, data, meta, created_us}} ->
-          with {:ok, data} <- decode(s.serializer, data, type),
-               {:ok, meta} <- decode(s.serializer, meta, type) do
+          with {:ok, data} <- decode(s, data, type),
+               {:ok, meta} <- decode(s, meta, type) do
             {:ok,
              %SnapshotRecord{
                source_uuid: uuid,
@@ -52,9 +51,6 @@ defmodule ExESDB.Snapshots do
                created_epoch: created_us
              }}
           end
-
-        {:error, :not_found} ->
-          {:error, :snapshot_not_found}
 
         {:error, _} = error ->
           error
@@ -70,27 +66,27 @@ defmodule ExESDB.Snapshots do
   # was the serializer's output: for the default one, term_to_binary, so
   # it is decoded with the same checks when it is external term format at
   # all, and is its bytes when not (docs/FORMAT.md, "Payload encodings").
-  defp decode(_serializer, {:term, bin}, _type), do: :ex_esdb_nif.decode_term(bin)
-  defp decode(ExESDB.Serializer.Term, {:legacy, <<>>}, _type), do: {:ok, nil}
+  defp decode(s, {:term, bin}, _type), do: s.backend.decode_term(bin)
+  defp decode(%{serializer: ExESDB.Serializer.Term}, {:legacy, <<>>}, _type), do: {:ok, nil}
 
-  defp decode(ExESDB.Serializer.Term, {:legacy, bin}, _type) do
-    case :ex_esdb_nif.decode_term(bin) do
+  defp decode(%{serializer: ExESDB.Serializer.Term} = s, {:legacy, bin}, _type) do
+    case s.backend.decode_term(bin) do
       {:error, {:undecodable, :malformed}} -> {:ok, bin}
       decoded -> decoded
     end
   end
 
-  defp decode(serializer, {:legacy, bin}, type), do: decode(serializer, bin, type)
-  defp decode(ExESDB.Serializer.Term, <<>>, _type), do: {:ok, nil}
-  defp decode(ExESDB.Serializer.Term, bin, _type), do: {:ok, bin}
-  defp decode(serializer, bin, type), do: {:ok, serializer.deserialize(bin, type: type)}
+  defp decode(s, {:legacy, bin}, type), do: decode(s, bin, type)
+  defp decode(%{serializer: ExESDB.Serializer.Term}, <<>>, _type), do: {:ok, nil}
+  defp decode(%{serializer: ExESDB.Serializer.Term}, bin, _type), do: {:ok, bin}
+  defp decode(s, bin, type), do: {:ok, s.serializer.deserialize(bin, type: type)}
 
   @doc "Delete the snapshot of a source; deleting an absent one is `:ok`."
   @spec delete_snapshot(atom(), String.t()) :: :ok | {:error, term()}
   def delete_snapshot(store, source_uuid) when is_binary(source_uuid) and source_uuid != "" do
     with {:ok, s} <- Store.fetch(store) do
-      case Native.call(s, &:ex_esdb_nif.snapshot_delete(s.handle, &1, source_uuid)) do
-        {:error, :not_found} -> :ok
+      case s.backend.submit(s, {:snapshot_delete, source_uuid}, []) do
+        {:error, :snapshot_not_found} -> :ok
         other -> other
       end
     end

@@ -1,11 +1,12 @@
 defmodule ExESDB.Store do
   @moduledoc false
-  # Owns a store's NIF handle: opens it at start, closes it at stop, and
-  # publishes it in :persistent_term so callers reach the NIF directly,
-  # never through this process.
+  # Owns a store's backend handle: opens it at start, closes it at stop,
+  # and publishes it in :persistent_term so callers reach the backend
+  # directly, never through this process. `backend` is the
+  # ExESDB.Backend implementation that holds `handle`.
   use GenServer
 
-  defstruct [:store_id, :handle, :serializer, :timeout, :path, :limits]
+  defstruct [:store_id, :backend, :handle, :serializer, :timeout, :path, :limits]
 
   @type t :: %__MODULE__{}
 
@@ -29,7 +30,9 @@ defmodule ExESDB.Store do
     Process.flag(:trap_exit, true)
     path = ExESDB.Options.store_path(options)
 
-    nif_opts =
+    backend = Map.get(options, :backend, ExESDB.Backend.NIF)
+
+    open_opts =
       Map.merge(
         %{
           durability: options.durability,
@@ -42,13 +45,14 @@ defmodule ExESDB.Store do
         Map.new(options.limits)
       )
 
-    case :ex_esdb_nif.open(path, nif_opts) do
+    case backend.open(path, open_opts) do
       {:ok, handle} ->
         # The store's limits (its stored ones) do not change while open.
-        {:ok, limits} = :ex_esdb_nif.limits(handle)
+        {:ok, limits} = backend.limits(handle)
 
         store = %__MODULE__{
           store_id: options.store_id,
+          backend: backend,
           handle: handle,
           serializer: options.serializer,
           timeout: options.timeout,
@@ -83,6 +87,6 @@ defmodule ExESDB.Store do
   @impl true
   def terminate(_reason, store) do
     :persistent_term.erase({__MODULE__, store.store_id})
-    :ex_esdb_nif.close(store.handle)
+    store.backend.close(store.handle)
   end
 end

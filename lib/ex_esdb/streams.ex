@@ -76,7 +76,7 @@ defmodule ExESDB.Streams do
   was not applied and the stream moved on.
   """
 
-  alias ExESDB.{EventCodec, EventRecord, Native, NewEvent, Store}
+  alias ExESDB.{EventCodec, EventRecord, NewEvent, Store}
 
   @type store :: atom()
   @type stream_id :: String.t()
@@ -103,9 +103,7 @@ defmodule ExESDB.Streams do
          {:ok, s} <- append_options(s, opts),
          :ok <- check_event_count(events, s.limits),
          {:ok, tuples} <- EventCodec.encode(events, s.serializer) do
-      submit = &:ex_esdb_nif.append(s.handle, &1, stream_id, expected_version, tuples)
-
-      case Native.call(s, submit) do
+      case s.backend.submit(s, {:append, stream_id, expected_version, tuples}, []) do
         {:ok, version, _position} -> {:ok, version}
         {:error, _} = error -> error
       end
@@ -232,7 +230,7 @@ defmodule ExESDB.Streams do
   def get_version(store, stream_id) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
-         {:ok, version, _exists, false} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
+         {:ok, version, _exists, false} <- s.backend.stream_info(s, stream_id) do
       {:ok, version}
     else
       {:ok, _version, _exists, true} -> {:error, :stream_deleted}
@@ -245,7 +243,7 @@ defmodule ExESDB.Streams do
   def stream_exists?(store, stream_id) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
-         {:ok, _version, exists, deleted} <- :ex_esdb_nif.stream_info(s.handle, stream_id) do
+         {:ok, _version, exists, deleted} <- s.backend.stream_info(s, stream_id) do
       exists and not deleted
     else
       _ -> false
@@ -272,7 +270,7 @@ defmodule ExESDB.Streams do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_writable(stream_id),
          :ok <- check_expected(expected_version) do
-      Native.call(s, &:ex_esdb_nif.delete_stream(s.handle, &1, stream_id, expected_version))
+      s.backend.submit(s, {:delete_stream, stream_id, expected_version}, [])
     end
   end
 
@@ -288,7 +286,7 @@ defmodule ExESDB.Streams do
   defp check_event_count(_events, _limits), do: :ok
 
   defp list_all(s, after_id, acc) do
-    case :ex_esdb_nif.list_streams(s.handle, after_id, @page) do
+    case s.backend.list_streams(s, after_id, @page) do
       {:ok, []} ->
         {:ok, acc |> Enum.reverse() |> List.flatten()}
 
@@ -327,10 +325,10 @@ defmodule ExESDB.Streams do
   defp source("$all"), do: :all
   defp source(stream_id), do: {:stream, stream_id}
 
-  # One page of records and where the next starts. The NIF builds the
+  # One page of records and where the next starts. The backend builds the
   # structs; with the default serializer it decodes data and metadata too.
   defp page(s, source, from, n, direction) do
-    case :ex_esdb_nif.read_records(s.handle, source, from, n, direction, EventCodec.format(s)) do
+    case s.backend.read(s, source, from, n, direction) do
       {:ok, records, next} -> {:ok, EventCodec.finish(records, s), next}
       {:error, _} = error -> error
     end

@@ -166,14 +166,7 @@ defmodule ExESDB.Subscriptions do
           end
 
         direct ->
-          case :ex_esdb_nif.subscribe(
-                 s.handle,
-                 subscriber,
-                 source,
-                 EventCodec.format(s),
-                 false,
-                 credit
-               ) do
+          case s.backend.subscribe(s, subscriber, source, credit: credit) do
             {:ok, member, _last} -> {:ok, {:transient, member}}
             {:error, _} = error -> error
           end
@@ -210,11 +203,7 @@ defmodule ExESDB.Subscriptions do
 
   def grant(store, {:transient, member}, n) when is_integer(member) do
     with {:ok, s} <- Store.fetch(store) do
-      case :ex_esdb_nif.grant(s.handle, member, n) do
-        :ok -> :ok
-        {:error, :not_found} -> {:error, :subscription_not_found}
-        error -> error
-      end
+      s.backend.grant(s, member, n)
     end
   end
 
@@ -280,19 +269,20 @@ defmodule ExESDB.Subscriptions do
   end
 
   @doc """
-  Acknowledge `event` (an `%ExESDB.EventRecord{}` or its cursor: stream
-  version for a stream selector, global position otherwise) and every
-  event before it. Call it from the subscriber.
+  Acknowledge `event` and every event before it. Call it from the
+  subscriber. `event` is one as it was handed out (an
+  `%ExESDB.EventRecord{}`, or a struct `transform` made of one, whose
+  `ack_key` field holds the cursor) or its cursor: the stream version for
+  a stream selector, the global position otherwise.
   """
-  @spec ack_event(atom(), pid(), ExESDB.EventRecord.t() | non_neg_integer()) ::
+  @spec ack_event(atom(), pid(), ExESDB.EventRecord.t() | struct() | non_neg_integer()) ::
           :ok | {:error, term()}
-  def ack_event(_store, subscription, %ExESDB.EventRecord{} = event) when is_pid(subscription),
-    do: GenServer.cast(subscription, {:ack_record, self(), event})
+  def ack_event(_store, subscription, %_{} = event) when is_pid(subscription),
+    do: Persistent.acknowledge(subscription, self(), event)
 
   def ack_event(_store, subscription, cursor)
-      when is_pid(subscription) and is_integer(cursor) and cursor >= 0 do
-    GenServer.cast(subscription, {:ack, self(), cursor})
-  end
+      when is_pid(subscription) and is_integer(cursor) and cursor >= 0,
+      do: Persistent.acknowledge(subscription, self(), cursor)
 
   def ack_event(_store, subscription, _event) when not is_pid(subscription),
     do: {:error, {:invalid_subscription, subscription}}
@@ -312,11 +302,7 @@ defmodule ExESDB.Subscriptions do
 
   def unsubscribe(store, {:transient, member}) when is_integer(member) and member >= 0 do
     with {:ok, s} <- Store.fetch(store) do
-      case :ex_esdb_nif.unsubscribe(s.handle, member) do
-        :ok -> :ok
-        {:error, :not_found} -> {:error, :subscription_not_found}
-        error -> error
-      end
+      s.backend.unsubscribe(s, member)
     end
   end
 
@@ -333,15 +319,12 @@ defmodule ExESDB.Subscriptions do
   def delete_subscription(store, name) do
     with :ok <- check_name(name),
          {:ok, s} <- Store.fetch(store) do
-      case Registry.lookup(Persistent.registry(store), name) do
+      case Registry.lookup(registry(store), name) do
         [{pid, _}] -> unsubscribe(store, pid)
         [] -> :ok
       end
 
-      case ExESDB.Native.call(s, &:ex_esdb_nif.checkpoint_delete(s.handle, &1, name)) do
-        {:error, :not_found} -> {:error, :subscription_not_found}
-        reply -> reply
-      end
+      s.backend.submit(s, {:checkpoint_delete, name}, [])
     end
   end
 
@@ -357,7 +340,7 @@ defmodule ExESDB.Subscriptions do
   def get_subscriptions(store) do
     with {:ok, s} <- Store.fetch(store),
          {:ok, list} <- all_checkpoints(s, nil, []) do
-      describe(store, list, [])
+      describe(s, list, [])
     end
   end
 
@@ -365,7 +348,7 @@ defmodule ExESDB.Subscriptions do
   # until an empty page.
   @checkpoint_page 1000
   defp all_checkpoints(s, after_name, acc) do
-    case :ex_esdb_nif.checkpoint_list(s.handle, after_name, @checkpoint_page) do
+    case s.backend.checkpoint_list(s, after_name, @checkpoint_page) do
       {:ok, []} -> {:ok, acc |> Enum.reverse() |> Enum.concat()}
       {:ok, page} -> all_checkpoints(s, page |> List.last() |> elem(0), [page | acc])
       {:error, _} = error -> error
@@ -374,11 +357,11 @@ defmodule ExESDB.Subscriptions do
 
   # A stored definition is a stored term: decoded with the store's checks
   # (no funs, pids, ports or references).
-  defp describe(_store, [], acc), do: {:ok, Enum.reverse(acc)}
+  defp describe(_s, [], acc), do: {:ok, Enum.reverse(acc)}
 
-  defp describe(store, [{name, checkpoint, definition, updated_us} | rest], acc) do
+  defp describe(s, [{name, checkpoint, definition, updated_us} | rest], acc) do
     selector =
-      case :ex_esdb_nif.decode_term(definition) do
+      case s.backend.decode_term(definition) do
         {:ok, %{selector: selector}} -> {:ok, selector}
         {:ok, _other_shape} -> {:ok, nil}
         {:error, {:undecodable, :malformed}} -> {:ok, nil}
@@ -392,10 +375,10 @@ defmodule ExESDB.Subscriptions do
           selector: selector,
           checkpoint: checkpoint,
           updated_at: DateTime.from_unix!(updated_us, :microsecond),
-          running: Registry.lookup(Persistent.registry(store), name) != []
+          running: Registry.lookup(registry(s.store_id), name) != []
         }
 
-        describe(store, rest, [sub | acc])
+        describe(s, rest, [sub | acc])
 
       {:error, _} = error ->
         error
@@ -403,7 +386,13 @@ defmodule ExESDB.Subscriptions do
   end
 
   @doc false
+  # the processes of a store's subscriptions
   def supervisor(store), do: :"exesdb_subscriptions_#{store}"
+
+  @doc false
+  # names a store's persistent subscriptions (by name) and relays
+  # ({:relay, node})
+  def registry(store), do: :"exesdb_registry_#{store}"
 
   # ---- argument checks ----------------------------------------------------
 

@@ -50,7 +50,7 @@ defmodule ExESDB.System do
   failed flush: see README, "Durability").
   """
   @spec stats(atom()) :: {:ok, map()} | {:error, term()}
-  def stats(store), do: with_handle(store, &:ex_esdb.stats/1)
+  def stats(store), do: with_store(store, & &1.backend.stats(&1))
 
   @doc """
   Check every record's checksum and that every index agrees with the
@@ -59,7 +59,7 @@ defmodule ExESDB.System do
   verify` does the same from the shell on a store no VM has open.
   """
   @spec verify(atom()) :: :ok | {:error, term()}
-  def verify(store), do: with_handle(store, &:ex_esdb.verify/1)
+  def verify(store), do: with_store(store, & &1.backend.verify(&1))
 
   @doc """
   Write a consistent, compacted copy of a running store into `dest`
@@ -72,20 +72,20 @@ defmodule ExESDB.System do
   def backup(_store, dest) when not is_binary(dest), do: {:error, {:invalid_path, dest}}
 
   def backup(store, dest) do
-    with_handle(store, fn handle ->
+    with_store(store, fn s ->
       # the copy's parent directories are made as for the store itself
       case File.mkdir_p(Path.dirname(dest)) do
-        :ok -> :ex_esdb.backup(handle, dest)
+        :ok -> s.backend.backup(s, dest)
         {:error, reason} -> {:error, {:cannot_create, Path.dirname(dest), reason}}
       end
     end)
   end
 
-  defp with_handle(store, fun) when is_atom(store) do
-    with {:ok, s} <- ExESDB.Store.fetch(store), do: fun.(s.handle)
+  defp with_store(store, fun) when is_atom(store) do
+    with {:ok, s} <- ExESDB.Store.fetch(store), do: fun.(s)
   end
 
-  defp with_handle(store, _fun), do: {:error, {:invalid_store, store}}
+  defp with_store(store, _fun), do: {:error, {:invalid_store, store}}
 
   @impl true
   def init(options) do
@@ -94,7 +94,7 @@ defmodule ExESDB.System do
     children =
       [
         {ExESDB.Store, options},
-        {Registry, keys: :unique, name: ExESDB.Subscriptions.Persistent.registry(store)},
+        {Registry, keys: :unique, name: ExESDB.Subscriptions.registry(store)},
         {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
         ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
       ]

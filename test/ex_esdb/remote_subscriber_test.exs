@@ -31,7 +31,7 @@ defmodule ExESDB.RemoteSubscriberTest do
     b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
     {:ok, sub_a} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
     {:ok, _} = Subscriptions.subscribe(s, {:by_event_payload, %{n: 2}}, b)
-    registry = ExESDB.Subscriptions.Persistent.registry(s)
+    registry = ExESDB.Subscriptions.registry(s)
     assert [{relay, _}] = Registry.lookup(registry, {:relay, node})
 
     {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: %{n: 1}}])
@@ -95,7 +95,7 @@ defmodule ExESDB.RemoteSubscriberTest do
   test "a relay slower than a call's timeout subscribes once", %{store: s, node: node} do
     a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
     {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
-    registry = ExESDB.Subscriptions.Persistent.registry(s)
+    registry = ExESDB.Subscriptions.registry(s)
     [{relay, _}] = Registry.lookup(registry, {:relay, node})
 
     b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])

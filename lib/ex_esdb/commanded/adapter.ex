@@ -167,8 +167,8 @@ defmodule ExESDB.Commanded.Adapter do
 
   @doc "Acknowledge `event` and the ones before it."
   @spec ack_event(map(), pid(), map()) :: :ok
-  def ack_event(_meta, subscription, event) when is_pid(subscription),
-    do: GenServer.cast(subscription, {:ack_record, self(), event})
+  def ack_event(meta, subscription, event) when is_pid(subscription),
+    do: Subscriptions.ack_event(meta.store, subscription, event)
 
   @doc "Stop a persistent subscription (its checkpoint stays)."
   @spec unsubscribe(map(), pid()) :: :ok

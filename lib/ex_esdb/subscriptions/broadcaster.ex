@@ -30,7 +30,7 @@ defmodule ExESDB.Subscriptions.Broadcaster do
   def init(options) do
     {:ok, store} = ExESDB.Store.fetch(options.store_id)
 
-    case :ex_esdb_nif.subscribe(store.handle, self(), :all, ExESDB.EventCodec.format(store)) do
+    case store.backend.subscribe(store, self(), :all, []) do
       {:ok, _member, _last} -> {:ok, %{store: store, pub_sub: options.pub_sub}}
       {:error, reason} -> {:stop, reason}
     end

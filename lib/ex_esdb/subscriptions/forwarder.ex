@@ -21,9 +21,8 @@ defmodule ExESDB.Subscriptions.Forwarder do
     # terminate/2 tells the subscriber when the store's system stops
     Process.flag(:trap_exit, true)
     Process.monitor(subscriber)
-    format = ExESDB.EventCodec.format(store)
 
-    case :ex_esdb_nif.subscribe(store.handle, self(), source, format, false, credit) do
+    case store.backend.subscribe(store, self(), source, credit: credit) do
       {:ok, member, _last} ->
         {:ok,
          %{
@@ -41,10 +40,7 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
   @impl true
   def handle_call({:grant, n}, _from, state) do
-    case :ex_esdb_nif.grant(state.store.handle, state.member, n) do
-      {:error, :not_found} -> {:reply, {:error, :subscription_not_found}, state}
-      reply -> {:reply, reply, state}
-    end
+    {:reply, state.store.backend.grant(state.store, state.member, n), state}
   end
 
   def handle_call(:unsubscribe, _from, state), do: {:stop, :normal, :ok, state}
@@ -56,7 +52,7 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
     case length(records) - length(matching) do
       0 -> :ok
-      dropped -> :ex_esdb_nif.grant(state.store.handle, state.member, dropped)
+      dropped -> state.store.backend.grant(state.store, state.member, dropped)
     end
 
     if matching != [], do: send(state.subscriber, {:events, state.transform.(matching)})

@@ -26,8 +26,14 @@ defmodule ExESDB.Subscriptions.Persistent do
         spawn_opt: ExESDB.Subscriptions.spawn_opt()
       )
 
-  def via(store_id, name), do: {:via, Registry, {registry(store_id), name}}
-  def registry(store_id), do: :"exesdb_registry_#{store_id}"
+  def via(store_id, name),
+    do: {:via, Registry, {ExESDB.Subscriptions.registry(store_id), name}}
+
+  @doc "Acknowledge, for `subscriber`, an event as handed out or a cursor."
+  def acknowledge(pid, subscriber, cursor) when is_integer(cursor),
+    do: GenServer.cast(pid, {:ack, subscriber, cursor})
+
+  def acknowledge(pid, subscriber, event), do: GenServer.cast(pid, {:ack_record, subscriber, event})
 
   # ---- init ---------------------------------------------------------
 
@@ -39,7 +45,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     with {:ok, source, filter} <- Selector.resolve(type, selector),
          {:ok, member, live_from} <-
-           :ex_esdb_nif.subscribe(store.handle, self(), source, EventCodec.format(store), :ranged) do
+           store.backend.subscribe(store, self(), source, shape: :ranged) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
       definition = %{selector: {type, selector}, cursor: key}
 
@@ -64,7 +70,7 @@ defmodule ExESDB.Subscriptions.Persistent do
       end
       |> case do
         {:error, reason} ->
-          :ex_esdb_nif.unsubscribe(store.handle, member)
+          store.backend.unsubscribe(store, member)
           {:stop, reason}
 
         started ->
@@ -134,17 +140,17 @@ defmodule ExESDB.Subscriptions.Persistent do
   # start_from puts it. The starting point is stored at once, so a
   # subscription that saw nothing yet still resumes from there.
   defp resume_point(store, name, definition, source, start_from, live_from) do
-    case :ex_esdb_nif.checkpoint_get(store.handle, name) do
+    case store.backend.checkpoint_get(store, name) do
       {:ok, {_, checkpoint, stored, _}} ->
         # a stored term: decoded with the store's checks (no funs, pids,
         # ports or references)
-        case :ex_esdb_nif.decode_term(stored) do
+        case store.backend.decode_term(stored) do
           {:ok, ^definition} -> {:ok, checkpoint, true}
           {:ok, _} -> {:error, :subscription_definition_changed}
           {:error, _} = error -> error
         end
 
-      {:error, :not_found} ->
+      {:error, :subscription_not_found} ->
         start_cursor(store, start_from, source, live_from)
 
       {:error, _} = error ->
@@ -161,7 +167,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp start_cursor(_store, :current, {:type, _}, live_from), do: {:ok, live_from, false}
 
   defp start_cursor(store, :current, {:stream, stream_id}, _live_from) do
-    case :ex_esdb_nif.stream_info(store.handle, stream_id) do
+    case store.backend.stream_info(store, stream_id) do
       {:ok, version, _exists, _deleted} -> {:ok, version, false}
       {:error, _} = error -> error
     end
@@ -252,7 +258,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def terminate(_reason, state) do
-    :ex_esdb_nif.unsubscribe(state.store.handle, state.member)
+    state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from.
     write_checkpoint(state, :sync)
   end
@@ -282,16 +288,8 @@ defmodule ExESDB.Subscriptions.Persistent do
       dispatch(state)
     else
       from = state.last_enqueued + 1
-      format = EventCodec.format(state.store)
 
-      case :ex_esdb_nif.read_records(
-             state.store.handle,
-             state.source,
-             from,
-             @page,
-             :forward,
-             format
-           ) do
+      case state.store.backend.read(state.store, state.source, from, @page, :forward) do
         {:ok, records, next} ->
           state = enqueue(state, EventCodec.finish(records, state.store))
 
@@ -620,19 +618,11 @@ defmodule ExESDB.Subscriptions.Persistent do
     end
   end
 
+  # :async: the reply comes as {ref, reply} and is dropped (a later
+  # write or the one in terminate/2 covers a failed one).
   defp write_checkpoint(state, mode) do
-    ref = make_ref()
-    h = state.store.handle
-
-    case :ex_esdb_nif.checkpoint_put(h, ref, state.name, state.checkpoint, state.definition) do
-      :ok when mode == :async ->
-        :ok
-
-      :ok ->
-        ExESDB.Native.await(state.store, ref)
-
-      error ->
-        error
-    end
+    command = {:checkpoint_put, state.name, state.checkpoint, state.definition}
+    opts = if mode == :async, do: [async: true, ref: make_ref()], else: []
+    state.store.backend.submit(state.store, command, opts)
   end
 end

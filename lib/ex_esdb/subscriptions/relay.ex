@@ -7,7 +7,7 @@ defmodule ExESDB.Subscriptions.Relay do
   # its node does); it stops when it has no subscriber left.
   use GenServer, restart: :temporary
 
-  alias ExESDB.Subscriptions.{Persistent, Selector}
+  alias ExESDB.Subscriptions.Selector
   require Logger
 
   def start_link({store, node}),
@@ -17,7 +17,8 @@ defmodule ExESDB.Subscriptions.Relay do
         spawn_opt: ExESDB.Subscriptions.spawn_opt()
       )
 
-  defp via(store_id, node), do: {:via, Registry, {Persistent.registry(store_id), {:relay, node}}}
+  defp via(store_id, node),
+    do: {:via, Registry, {ExESDB.Subscriptions.registry(store_id), {:relay, node}}}
 
   @doc "Subscribe `subscriber` (on `node`) through the node's relay."
   def subscribe(store, supervisor, source, filter, subscriber, transform, credit) do
@@ -72,9 +73,9 @@ defmodule ExESDB.Subscriptions.Relay do
 
   @impl true
   def handle_call({:add, source, filter, subscriber, transform, credit}, _from, state) do
-    format = ExESDB.EventCodec.format(state.store)
+    store = state.store
 
-    case :ex_esdb_nif.subscribe(state.store.handle, self(), source, format, true, credit) do
+    case store.backend.subscribe(store, self(), source, shape: :tagged, credit: credit) do
       {:ok, member, _last} ->
         ref = Process.monitor(subscriber)
         entry = %{filter: filter, subscriber: subscriber, transform: transform, ref: ref}
@@ -87,7 +88,7 @@ defmodule ExESDB.Subscriptions.Relay do
 
   def handle_call({:grant, member, n}, _from, state) do
     if Map.has_key?(state.entries, member),
-      do: {:reply, :ex_esdb_nif.grant(state.store.handle, member, n), state},
+      do: {:reply, state.store.backend.grant(state.store, member, n), state},
       else: {:reply, {:error, :subscription_not_found}, state}
   end
 
@@ -98,7 +99,7 @@ defmodule ExESDB.Subscriptions.Relay do
 
       {entry, entries} ->
         Process.demonitor(entry.ref, [:flush])
-        :ex_esdb_nif.unsubscribe(state.store.handle, member)
+        state.store.backend.unsubscribe(state.store, member)
         stop_when_empty(:ok, %{state | entries: entries})
     end
   end
@@ -132,7 +133,7 @@ defmodule ExESDB.Subscriptions.Relay do
   def handle_info({:DOWN, ref, :process, _pid, _reason}, state) do
     case Enum.find(state.entries, fn {_m, e} -> e.ref == ref end) do
       {member, _entry} ->
-        :ex_esdb_nif.unsubscribe(state.store.handle, member)
+        state.store.backend.unsubscribe(state.store, member)
         state = %{state | entries: Map.delete(state.entries, member)}
         if state.entries == %{}, do: {:stop, :normal, state}, else: {:noreply, state}
 
@@ -153,7 +154,7 @@ defmodule ExESDB.Subscriptions.Relay do
     # comes back at once
     case length(records) - length(matching) do
       0 -> :ok
-      dropped -> :ex_esdb_nif.grant(state.store.handle, member, dropped)
+      dropped -> state.store.backend.grant(state.store, member, dropped)
     end
 
     if matching != [], do: send(entry.subscriber, {:events, entry.transform.(matching)})
@@ -166,7 +167,7 @@ defmodule ExESDB.Subscriptions.Relay do
       )
 
       Process.demonitor(entry.ref, [:flush])
-      :ex_esdb_nif.unsubscribe(state.store.handle, member)
+      state.store.backend.unsubscribe(state.store, member)
       %{state | entries: Map.delete(state.entries, member)}
   end
 
