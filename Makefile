@@ -25,7 +25,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif deps run test test-c test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif deps run test test-c test-c-log test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -86,9 +86,14 @@ run: deps
 test-c: $(TEST_BIN) $(CTL_BIN) $(FAULT_BINS)
 	$(TEST_BIN)
 
+# The store suite again, committing through a log-shaped path with its own
+# indexes (test/c/commit_log.c) instead of the local writer.
+test-c-log: $(TEST_BIN) $(CTL_BIN) $(FAULT_BINS)
+	ESDB_TEST_COMMIT_PATH=log $(TEST_BIN)
+
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
-	$(MAKE) fmt-check test-c asan valgrind fuzz test-erlang test-consumers test-elixir
+	$(MAKE) fmt-check test-c test-c-log asan valgrind fuzz test-erlang test-consumers test-elixir
 
 test-elixir: nif
 	MIX_ENV=test mix test

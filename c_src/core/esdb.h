@@ -375,23 +375,27 @@ int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
  * store, or one made before the index was recorded). Any thread. */
 int esdb_applied_index_get(esdb_store *s, uint64_t *index);
 
-/* Completion callback for esdb_submit, called once on the writer thread
- * (or the submitting thread when submission fails). Keep it short. */
+/* Completion callback for esdb_submit, called once on the commit path's
+ * thread (the writer's, by default) or on the submitting thread when
+ * submission fails. Keep it short. */
 typedef void (*esdb_done_fn)(void *ctx, const esdb_result *result);
 
-/* Queue a command for the group-commit writer. Takes ownership of
- * cmd->buf in every case. Errors from the queue itself (ESDB_ECLOSED,
- * ESDB_EOVERLOADED when the queue holds its bound in bytes) are reported
+/* Hand a command to the store's commit path (commit.h; by default the
+ * local group-commit writer), which answers through `done` once it is
+ * committed and applied. Takes ownership of cmd->buf in every case.
+ * Errors from the path itself (ESDB_ECLOSED; the local writer's
+ * ESDB_EOVERLOADED when its queue holds its bound in bytes) are reported
  * through `done`, on the calling thread, as well as returned. */
 int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx);
 
-/* Withdraw a queued command the writer has not taken yet, for a caller
- * that gives up waiting: the first queued command whose ctx `match`
- * accepts is removed and answered through its `done`, on the calling
- * thread, with ETIMEDOUT; it is never applied. Returns 0 when withdrawn,
- * ESDB_ENOTFOUND when no queued command matched (the writer has taken
- * it, or it was answered): its outcome then comes through `done` as
- * usual. `match` runs under the queue lock and must not call the store. */
+/* Withdraw a submitted command the commit path has not taken into its
+ * log yet, for a caller that gives up waiting: the first such command
+ * whose ctx `match` accepts is removed and answered through its `done`,
+ * on the calling thread, with ETIMEDOUT; it is never applied. Returns 0
+ * when withdrawn, ESDB_ENOTFOUND when no command matched (the path has
+ * taken it, or it was answered): its outcome then comes through `done`
+ * as usual. `match` runs under the path's lock and must not call the
+ * store. */
 int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg);
 
 /* Submit and wait: the synchronous form. `result` may be NULL. Returns

@@ -2,6 +2,7 @@
 #ifndef ESDB_INTERNAL_H
 #define ESDB_INTERNAL_H
 
+#include "commit.h"
 #include "esdb.h"
 
 #include <limits.h>
@@ -18,7 +19,6 @@
 #define ESDB_KEY_MAX         511
 #define ESDB_NAME_INLINE_MAX ESDB_NAME_ORDERED_BYTES
 
-struct esdb_req;
 struct esdb_emitter;
 
 struct esdb_store {
@@ -60,15 +60,10 @@ struct esdb_store {
 	int failed;
 	struct esdb_emitter *emitter;
 
-	/* group-commit queue */
-	pthread_t writer;
-	bool writer_running;
-	pthread_mutex_t q_lock;
-	pthread_cond_t q_cond;
-	struct esdb_req *q_head, *q_tail;
-	uint64_t q_bytes;     /* encoded bytes queued */
-	uint64_t q_max_bytes; /* bound, esdb_set_queue_bytes */
-	bool stopping;
+	/* the commit path (commit.h): the local writer unless set */
+	esdb_commit_path commit;
+	bool commit_running;
+	uint64_t q_max_bytes; /* the local writer's bound, in bytes */
 
 	struct esdb_store *registry_next;
 
@@ -151,9 +146,12 @@ void esdb__emit(esdb_store *s, const esdb_event *events, size_t n);
 /* Tests only: the next fan-out is dropped as if memory ran out. */
 extern bool esdb__emitter_fault;
 
-/* Writer life cycle (writer.c). */
-int esdb__writer_start(esdb_store *s);
-void esdb__writer_stop(esdb_store *s);
+/* The commit path's life cycle (commit.c): start at a writable open (the
+ * local writer unless another was set), stop at close (answers what is
+ * pending), close when the handle goes. */
+int esdb__commit_start(esdb_store *s);
+void esdb__commit_stop(esdb_store *s);
+void esdb__commit_close(esdb_store *s);
 
 /* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c).
  * `index` as for esdb_apply. */

@@ -536,7 +536,7 @@ int esdb_open(esdb_store *s, const char *path)
 	s->is_open = true;
 	if (!s->readonly &&
 	    ((rc = esdb__failstop_reopen(s)) || (rc = change_limits(s)) ||
-	     (rc = esdb__writer_start(s)))) {
+	     (rc = esdb__commit_start(s)))) {
 		s->is_open = false;
 		pthread_rwlock_destroy(&s->map_lock);
 		pthread_mutex_destroy(&s->apply_lock);
@@ -568,8 +568,7 @@ void esdb_close(esdb_store *s)
 	if (!s)
 		return;
 	if (s->is_open) {
-		if (!s->readonly)
-			esdb__writer_stop(s);
+		esdb__commit_stop(s);
 		esdb__emitter_destroy(s);
 		s->is_open = false;
 		esdb__val_forget(s->env);
@@ -581,6 +580,7 @@ void esdb_close(esdb_store *s)
 		free(s->path);
 		unregister(s);
 	}
+	esdb__commit_close(s);
 	pthread_mutex_destroy(&s->limits_lock);
 	free(s);
 }

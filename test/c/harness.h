@@ -84,8 +84,17 @@ _Noreturn void harness_abort(void);
 const char *tmp_dir(void);
 void rm_rf(const char *path);
 
-/* Open a store in dir; NOSYNC unless durable. REQUIREs success. */
+/* Open a store in dir; NOSYNC unless durable. REQUIREs success. The
+ * store commits through the path ESDB_TEST_COMMIT_PATH names (the local
+ * writer by default): the store suite runs on any commit path. */
 esdb_store *open_store(const char *dir, bool durable);
+/* An unopened store on that path, for tests that set options first. */
+esdb_store *new_store(void);
+/* The commit path open_store uses: "local" or "log". */
+const char *test_commit_path(void);
+/* commit_log.c: a log-shaped commit path with its own indexes. */
+struct esdb_commit_path;
+int test_commit_log(struct esdb_commit_path *cp);
 
 /* An event with id derived from n, type and data given as strings. */
 esdb_new_event make_event(uint8_t id[16], uint64_t n, const char *type,

@@ -2,6 +2,8 @@
 #define _XOPEN_SOURCE 700
 #include "harness.h"
 
+#include "commit.h"
+
 #include <ftw.h>
 #include <unistd.h>
 
@@ -45,10 +47,36 @@ const char *tmp_dir(void)
 	return dirs[ndirs++];
 }
 
-esdb_store *open_store(const char *dir, bool durable)
+const char *test_commit_path(void)
+{
+	const char *p = getenv("ESDB_TEST_COMMIT_PATH");
+	return p && *p ? p : "local";
+}
+
+/* The commit path the store suite runs on: ESDB_TEST_COMMIT_PATH, "local"
+ * (the writer, by default) or "log" (commit_log.c). */
+static void set_commit_path(esdb_store *s)
+{
+	esdb_commit_path cp;
+	const char *name = test_commit_path();
+	if (strcmp(name, "local") == 0)
+		return;
+	REQUIRE(strcmp(name, "log") == 0);
+	REQUIRE_OK(test_commit_log(&cp));
+	REQUIRE_OK(esdb_set_commit_path(s, &cp));
+}
+
+esdb_store *new_store(void)
 {
 	esdb_store *s;
 	REQUIRE_OK(esdb_create(&s));
+	set_commit_path(s);
+	return s;
+}
+
+esdb_store *open_store(const char *dir, bool durable)
+{
+	esdb_store *s = new_store();
 	REQUIRE_OK(esdb_set_durability(s, durable ? ESDB_DURABILITY_SYNC
 	                                          : ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_open(s, dir));

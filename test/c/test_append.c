@@ -262,7 +262,7 @@ TEST(store_limits_are_enforced_in_apply)
 {
 	const char *dir = tmp_dir();
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	esdb_limits l;
 	esdb_limits_default(&l);
 	l.max_stream_id = 4;
@@ -290,7 +290,7 @@ TEST(store_limits_are_enforced_in_apply)
 	bad.max_stream_id = 70000;
 	CHECK_RC(esdb_set_limits(s, &bad), ESDB_EBUSY); /* open already */
 	esdb_close(s);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_set_limits(s, &bad), ESDB_EINVAL);
 	CHECK_RC(esdb_set_limits(s, NULL), ESDB_EINVAL);
 	esdb_close(s);

@@ -3,6 +3,7 @@
  * crash applies nothing twice. */
 #include "harness.h"
 
+#include "commit.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -185,5 +186,22 @@ TEST(a_store_without_an_applied_index_reads_as_zero)
 	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	CHECK_EQ(applied(s), 1);
 	CHECK_EQ(events(s), 2);
+	esdb_close(s);
+}
+
+/* open_store opens on the path ESDB_TEST_COMMIT_PATH names; on "log"
+ * (commit_log.c) every 8th index is no command, so indexes jump. */
+TEST(open_store_commits_through_the_chosen_path)
+{
+	esdb_store *s = open_store(tmp_dir(), false);
+	uint8_t id[16];
+	CHECK(strcmp(esdb_commit_path_name(s), test_commit_path()) == 0);
+	for (uint64_t i = 1; i <= 10; i++) {
+		esdb_new_event ev = make_event(id, i, "t", "d");
+		REQUIRE_OK(
+		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	}
+	CHECK_EQ(events(s), 10);
+	CHECK_EQ(applied(s), strcmp(test_commit_path(), "log") ? 10 : 11);
 	esdb_close(s);
 }

@@ -6,7 +6,7 @@ static esdb_store *open_with(const char *dir, const esdb_limits *l,
                              bool readonly)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
 	if (l)
 		REQUIRE_OK(esdb_set_limits(s, l));
@@ -195,7 +195,7 @@ TEST(limits_set_is_applied_in_order)
 TEST(set_limits_checks_ranges)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	esdb_limits l = {.max_stream_id = 70000};
 	CHECK_RC(esdb_set_limits(s, &l), ESDB_EINVAL);
 	l = (esdb_limits){.max_append_bytes = 1ull << 33};

@@ -25,7 +25,7 @@ static char big[4000];
 static esdb_store *small_map_store(const char *dir)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
 	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_open(s, dir));

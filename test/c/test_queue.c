@@ -1,7 +1,8 @@
 /* test_queue.c: the writer queue is bounded by bytes (ESDB_EOVERLOADED
  * beyond it) and a queued command can be withdrawn (esdb_cancel) so that
  * it is never applied. The writer is held inside a delivery, after a
- * commit, so what is queued behind it stays queued. */
+ * commit, so what is queued behind it stays queued. These are the local
+ * writer's own (other commit paths bound and withdraw as they can). */
 #include "harness.h"
 
 #include <errno.h>

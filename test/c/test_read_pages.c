@@ -13,7 +13,7 @@ enum source { SRC_STREAM, SRC_ALL, SRC_TYPE };
 static esdb_store *store_with(const size_t *sizes, size_t n, uint64_t budget)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_set_read_bytes(s, budget));
 	REQUIRE_OK(esdb_open(s, tmp_dir()));
@@ -223,7 +223,7 @@ TEST(read_next_by_count_knows_the_end)
 TEST(read_bytes_budget_rejects_zero)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_set_read_bytes(s, 0), ESDB_EINVAL);
 	CHECK_RC(esdb_set_read_bytes(NULL, 1), ESDB_EINVAL);
 	esdb_close(s);

@@ -15,7 +15,7 @@ TEST(open_errors_are_clear)
 	esdb_store *s;
 	/* missing directory, creation disabled */
 	snprintf(path, sizeof(path), "%s/missing", base);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_create(s, false));
 	CHECK_RC(esdb_open(s, path), ESDB_ENOTDIR);
 	CHECK(access(path, F_OK) != 0);
@@ -31,7 +31,7 @@ TEST(open_errors_are_clear)
 	REQUIRE_OK(esdb_open(s, path));
 	/* the same path twice in one process */
 	esdb_store *t;
-	REQUIRE_OK(esdb_create(&t));
+	t = new_store();
 	CHECK_RC(esdb_open(t, path), ESDB_EBUSY);
 	/* ... also through another spelling of the path */
 	char other[4200];
@@ -45,7 +45,7 @@ TEST(open_errors_are_clear)
 	snprintf(path, sizeof(path), "%s/file", base);
 	int fd = open(path, O_CREAT | O_WRONLY, 0644);
 	close(fd);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_open(s, path), ESDB_EFOREIGN);
 	CHECK_RC(esdb_open(s, NULL), ESDB_EINVAL);
 	esdb_close(s);
@@ -63,11 +63,11 @@ TEST(empty_data_file_is_no_store)
 	esdb_store *s;
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
 	close(open(path, O_CREAT | O_WRONLY, 0600));
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_readonly(s, true));
 	CHECK_RC(esdb_open(s, dir), ESDB_ENOTDIR);
 	esdb_close(s);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_create(s, false));
 	CHECK_RC(esdb_open(s, dir), ESDB_ENOTDIR);
 	REQUIRE_OK(esdb_set_create(s, true));
@@ -75,7 +75,7 @@ TEST(empty_data_file_is_no_store)
 	esdb_close(s);
 	/* data_dir a file, the store below it */
 	snprintf(path, sizeof(path), "%s/data.mdb/store", dir);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_open(s, path), ESDB_EFOREIGN);
 	esdb_close(s);
 }
@@ -91,7 +91,7 @@ TEST(foreign_and_other_format_stores_are_refused)
 		fputs("not an lmdb file ", f);
 	fclose(f);
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_open(s, dir), ESDB_EFOREIGN);
 	esdb_close(s);
 
@@ -108,7 +108,7 @@ TEST(foreign_and_other_format_stores_are_refused)
 	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
 	REQUIRE_OK(mdb_txn_commit(txn));
 	mdb_env_close(env);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_open(s, dir2), ESDB_EFOREIGN);
 	esdb_close(s);
 
@@ -130,7 +130,7 @@ TEST(foreign_and_other_format_stores_are_refused)
 	REQUIRE_OK(mdb_put(txn, dbi, &fk, &fv, 0));
 	REQUIRE_OK(mdb_txn_commit(txn));
 	mdb_env_close(env);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	CHECK_RC(esdb_open(s, dir3), ESDB_EFORMAT);
 	esdb_close(s);
 }
@@ -143,7 +143,7 @@ TEST(readonly_store_refuses_writes)
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	esdb_close(s);
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_readonly(s, true));
 	REQUIRE_OK(esdb_open(s, dir));
 	CHECK_RC(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL), EROFS);
@@ -158,7 +158,7 @@ TEST(readonly_store_refuses_writes)
 	CHECK_EQ(v, 1);
 	esdb_close(s);
 	/* read-only never creates */
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_readonly(s, true));
 	CHECK_RC(esdb_open(s, tmp_dir()), ESDB_ENOTDIR);
 	esdb_close(s);
@@ -168,7 +168,7 @@ TEST(map_grows_when_full)
 {
 	const char *dir = tmp_dir();
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	s = new_store();
 	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
 	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_open(s, dir));

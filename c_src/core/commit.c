@@ -1,0 +1,188 @@
+/* commit.c: the core's side of the commit path (commit.h): submitting,
+ * withdrawing and waiting for commands, whichever path commits them. */
+#include "commit.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int esdb_set_commit_path(esdb_store *s, const esdb_commit_path *cp)
+{
+	if (!s || !cp || !cp->submit || !cp->stop || !cp->start)
+		return ESDB_EINVAL;
+	if (s->is_open)
+		return ESDB_EBUSY;
+	if (s->commit.close)
+		s->commit.close(&s->commit);
+	s->commit = *cp;
+	return 0;
+}
+
+const char *esdb_commit_path_name(const esdb_store *s)
+{
+	return s && s->commit.name ? s->commit.name : "local";
+}
+
+void esdb_commit_answer(esdb_commit_req *req, const esdb_result *res)
+{
+	free(req->cmd.buf);
+	if (req->done)
+		req->done(req->ctx, res);
+	free(req);
+}
+
+int esdb__commit_start(esdb_store *s)
+{
+	bool local = !s->commit.submit;
+	int rc;
+	if (local && (rc = esdb_commit_path_local(&s->commit)))
+		return rc;
+	if ((rc = s->commit.start(&s->commit, s))) {
+		/* a path set by the caller stays for the next open */
+		if (local)
+			esdb__commit_close(s);
+		return rc;
+	}
+	s->commit_running = true;
+	return 0;
+}
+
+void esdb__commit_stop(esdb_store *s)
+{
+	if (!s->commit_running)
+		return;
+	s->commit.stop(&s->commit);
+	s->commit_running = false;
+}
+
+void esdb__commit_close(esdb_store *s)
+{
+	if (s->commit.close)
+		s->commit.close(&s->commit);
+	memset(&s->commit, 0, sizeof(s->commit));
+}
+
+static void fail_req(esdb_commit_req *r, int rc)
+{
+	esdb_result res = {.rc = rc};
+	esdb_commit_answer(r, &res);
+}
+
+int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
+{
+	if (!cmd)
+		return ESDB_EINVAL;
+	esdb_commit_req *r = malloc(sizeof(*r));
+	if (!r) {
+		esdb_result res = {.rc = ENOMEM};
+		free(cmd->buf);
+		cmd->buf = NULL;
+		if (done)
+			done(ctx, &res);
+		return ENOMEM;
+	}
+	r->next = NULL;
+	r->index = 0;
+	r->cmd = *cmd;
+	r->done = done;
+	r->ctx = ctx;
+	cmd->buf = NULL;
+	int rc = 0;
+	if (!s || !s->is_open)
+		rc = ESDB_ECLOSED;
+	else if (s->readonly)
+		rc = EROFS;
+	else if (esdb_store_failure(s))
+		rc = ESDB_ESTORE_FAILED;
+	else
+		rc = s->commit.submit(&s->commit, r);
+	if (rc)
+		fail_req(r, rc);
+	return rc;
+}
+
+int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg)
+{
+	esdb_commit_req *found = NULL;
+	if (!s || !match)
+		return ESDB_EINVAL;
+	if (!s->is_open || s->readonly || !s->commit.cancel)
+		return ESDB_ENOTFOUND;
+	int rc = s->commit.cancel(&s->commit, match, arg, &found);
+	if (rc)
+		return rc;
+	fail_req(found, ETIMEDOUT);
+	return 0;
+}
+
+/* A caller waiting for its own command. */
+typedef struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	esdb_result result;
+} waiter;
+
+static void wake(void *ctx, const esdb_result *res)
+{
+	waiter *w = ctx;
+	pthread_mutex_lock(&w->lock);
+	w->result = *res;
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
+{
+	waiter w = {.done = false};
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	esdb_submit(s, cmd, wake, &w);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	if (result)
+		*result = w.result;
+	return w.result.rc;
+}
+
+int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
+                uint64_t expected_version, const esdb_new_event *events,
+                size_t n, esdb_result *result)
+{
+	esdb_cmd cmd;
+	esdb_limits l;
+	if (!s)
+		return ESDB_EINVAL;
+	esdb_limits_get(s, &l);
+	int rc = esdb_cmd_append(&l, stream_id, stream_id_len, expected_version,
+	                         events, n, &cmd);
+	if (rc) {
+		if (result)
+			*result = (esdb_result){
+			    .rc = rc,
+			    .limit = cmd.limit,
+			    .limit_max = esdb_limit_value(&l, cmd.limit),
+			};
+		return rc;
+	}
+	return esdb_execute(s, &cmd, result);
+}
+
+int esdb_delete_stream(esdb_store *s, const char *stream_id,
+                       size_t stream_id_len, uint64_t expected_version)
+{
+	esdb_cmd cmd;
+	esdb_limits l;
+	if (!s)
+		return ESDB_EINVAL;
+	esdb_limits_get(s, &l);
+	int rc = esdb_cmd_delete_stream(&l, stream_id, stream_id_len,
+	                                expected_version, &cmd);
+	return rc ? rc : esdb_execute(s, &cmd, NULL);
+}
