@@ -26,6 +26,9 @@ static struct model {
 
 static uint64_t rng;
 static uint64_t next_id = 1;
+/* The store's read byte budget, drawn at each open: small enough that
+ * pages are cut by bytes as often as by count. */
+static uint64_t read_budget;
 
 static void name_of(char *buf, const char *prefix, uint64_t i)
 {
@@ -147,6 +150,39 @@ static void do_delete(esdb_store *s)
 		M.deleted[st] = true;
 }
 
+static esdb_store *model_open(const char *dir)
+{
+	esdb_store *s;
+	read_budget = 30 + rng_next(&rng) % 300;
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_set_read_bytes(s, read_budget));
+	REQUIRE_OK(esdb_open(s, dir));
+	return s;
+}
+
+/* A page as the model fills it: at most `count` events and, past the
+ * first, at most read_budget bytes (data, metadata, stream id, type). */
+typedef struct mpage {
+	uint32_t count, n;
+	uint64_t bytes;
+} mpage;
+
+static bool mpage_take(mpage *pg, uint64_t pos)
+{
+	mev *e = &M.events[pos - 1];
+	char stream[32], type[16], data[24];
+	name_of(stream, "stream-", e->stream);
+	name_of(type, "type-", e->type);
+	name_of(data, "data-", e->id);
+	uint64_t size = strlen(data) + 1 + strlen(stream) + strlen(type);
+	if (pg->n == pg->count || (pg->n > 0 && pg->bytes + size > read_budget))
+		return false;
+	pg->n++;
+	pg->bytes += size;
+	return true;
+}
+
 static void check_event(const collected *c, size_t i, uint64_t pos)
 {
 	mev *e = &M.events[pos - 1];
@@ -192,15 +228,19 @@ static void do_read_stream(esdb_store *s)
 	CHECK_RC(rc, want);
 	size_t n = 0;
 	uint64_t ver;
+	mpage pg = {.count = count};
 	if (rc != want)
 		want = -1; /* reported above; nothing more to compare */
 	if (want == 0 && !back) {
-		for (ver = from ? from : 1; ver <= v && n < count; ver++, n++)
+		for (ver = from ? from : 1;
+		     ver <= v && mpage_take(&pg, M.stream_pos[st][ver - 1]);
+		     ver++, n++)
 			if (n < c.n)
 				check_event(&c, n, M.stream_pos[st][ver - 1]);
 		check_next(&next, ver > v, ver);
 	} else if (want == 0) {
-		for (ver = from > v ? v : from; ver >= 1 && n < count;
+		for (ver = from > v ? v : from;
+		     ver >= 1 && mpage_take(&pg, M.stream_pos[st][ver - 1]);
 		     ver--, n++)
 			if (n < c.n)
 				check_event(&c, n, M.stream_pos[st][ver - 1]);
@@ -222,15 +262,16 @@ static void do_read_all(esdb_store *s)
 	                         collect_event, &c, &next));
 	size_t n = 0;
 	uint64_t p;
+	mpage pg = {.count = count};
 	if (!back) {
-		for (p = from ? from : 1; p <= M.n_events && n < count;
+		for (p = from ? from : 1; p <= M.n_events && mpage_take(&pg, p);
 		     p++, n++)
 			if (n < c.n)
 				check_event(&c, n, p);
 		check_next(&next, p > M.n_events, p);
 	} else {
 		for (p = from > M.n_events ? M.n_events : from;
-		     p >= 1 && n < count; p--, n++)
+		     p >= 1 && mpage_take(&pg, p); p--, n++)
 			if (n < c.n)
 				check_event(&c, n, p);
 		check_next(&next, p == 0, p);
@@ -252,9 +293,10 @@ static void do_read_type(esdb_store *s)
 	                          collect_event, &c, &next));
 	size_t n = 0;
 	uint64_t p = from ? from : 1;
+	mpage pg = {.count = count};
 	for (; p <= M.n_events; p++)
 		if (M.events[p - 1].type == t) {
-			if (n == count)
+			if (!mpage_take(&pg, p))
 				break;
 			if (n < c.n)
 				check_event(&c, n, p);
@@ -344,7 +386,7 @@ TEST(model_based_random_operations)
 	rng = test_seed();
 	next_id = 1;
 	const char *dir = tmp_dir();
-	esdb_store *s = open_store(dir, false);
+	esdb_store *s = model_open(dir);
 	for (long i = 0; i < ops && M.n_events + 8 < MAX_EVENTS; i++) {
 		uint64_t op = rng_next(&rng) % 100;
 		if (op < 45)
@@ -362,7 +404,7 @@ TEST(model_based_random_operations)
 		else {
 			/* close and reopen: state must survive */
 			esdb_close(s);
-			s = open_store(dir, false);
+			s = model_open(dir);
 		}
 	}
 	esdb_stats st;
