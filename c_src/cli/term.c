@@ -3,7 +3,7 @@
  * crafted record could make them read past the payload or exhaust the
  * stack: every length is checked against the bytes first, nesting is
  * bounded, and only data kinds are accepted (no pids, ports, refs, funs,
- * no compressed terms). */
+ * no compressed terms, no big integers ei cannot print). */
 #include "term.h"
 
 #include <ei.h>
@@ -11,6 +11,11 @@
 #include <stdlib.h>
 
 #define MAX_DEPTH 100
+/* ei prints a big integer as hex through a 2000-byte stack buffer it
+ * does not bound (ei_printterm.c, xprintf): a larger one overflowed the
+ * CLI's stack. 255 bytes (the largest SMALL_BIG_EXT) print as 513
+ * characters at most; larger ones are shown as bytes. */
+#define MAX_BIG_BYTES 255
 
 typedef struct cursor {
 	const uint8_t *p, *end;
@@ -86,7 +91,8 @@ static bool term_ok(cursor *c, int depth)
 	case 110: /* SMALL_BIG_EXT */
 		return get(c, 1, &n) && get(c, 1, &x) && x <= 1 && skip(c, n);
 	case 111: /* LARGE_BIG_EXT */
-		return get(c, 4, &n) && get(c, 1, &x) && x <= 1 && skip(c, n);
+		return get(c, 4, &n) && n <= MAX_BIG_BYTES && get(c, 1, &x) &&
+		       x <= 1 && skip(c, n);
 	case 116: /* MAP_EXT */
 		return get(c, 4, &n) && terms_ok(c, 2 * (uint64_t)n, depth + 1);
 	default: /* pids, ports, refs, funs, compressed, unknown */

@@ -13,7 +13,8 @@
 /* The payload as Erlang prints it (ei_s_print_term), malloc'ed, or NULL
  * when it is not exactly one well-formed term of the kinds ei prints
  * (checked within `len` first: ei's decoders trust lengths in the data),
- * nests deeper than 100, is compressed or larger than TERM_PRINT_MAX. */
+ * nests deeper than 100, is compressed, holds a big integer of more than
+ * 255 bytes (ei cannot print it safely) or is larger than TERM_PRINT_MAX. */
 char *term_text(const void *buf, size_t len);
 
 #endif

@@ -6,6 +6,9 @@
 
 #include "term.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 static const uint8_t seeds[][40] = {
     /* {ok,42,<<"hi">>,[1,2],#{a => -1}} */
     {131, 104, 5,   119, 2, 'o', 'k', 97,  42, 109, 0,   0,   0,
@@ -80,4 +83,53 @@ TEST(term_text_survives_mutations)
 	}
 	if (runs >= 1000)
 		CHECK(printed > 0); /* some mutations stay terms */
+}
+
+/* A big integer of `bytes` bytes, all 0xff, as LARGE_BIG_EXT. */
+static uint8_t *big_term(size_t bytes, size_t *len)
+{
+	uint8_t *b = malloc(bytes + 7);
+	REQUIRE(b);
+	b[0] = 131;
+	b[1] = 111;
+	b[2] = (uint8_t)(bytes >> 24);
+	b[3] = (uint8_t)(bytes >> 16);
+	b[4] = (uint8_t)(bytes >> 8);
+	b[5] = (uint8_t)bytes;
+	b[6] = 0;
+	memset(b + 7, 0xff, bytes);
+	*len = bytes + 7;
+	return b;
+}
+
+/* ei prints a big integer in hex through a 2000-byte stack buffer with
+ * no bound (ei_printterm.c xprintf): a valid term such as 1 bsl 80000
+ * smashed the CLI's stack. Run in a child: the fault fails this test
+ * instead of ending the suite. */
+TEST(term_text_big_integers_ei_cannot_print_are_refused)
+{
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		int bad = 0;
+		size_t len;
+		uint8_t *b = big_term(255, &len); /* the largest SMALL_BIG */
+		char *t = term_text(b, len);
+		bad |= !t || strlen(t) != 3 + 2 * 255 ||
+		       strncmp(t, "16#FFFF", 7) != 0;
+		free(t);
+		free(b);
+		size_t sizes[] = {1000, 10000, 100000};
+		for (int i = 0; i < 3; i++) {
+			b = big_term(sizes[i], &len);
+			t = term_text(b, len);
+			bad |= t != NULL; /* shown as bytes instead */
+			free(t);
+			free(b);
+		}
+		_exit(bad);
+	}
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
