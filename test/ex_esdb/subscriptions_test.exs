@@ -257,7 +257,7 @@ defmodule ExESDB.SubscriptionsTest do
       assert_receive {:subscribed, ^sub}
       for _ <- 1..40, do: append(s, "x", 500)
       # a call is answered after the deliveries queued before it
-      assert :sys.get_state(sub).pending_n <= 4000
+      assert :sys.get_state(sub).sub.pending_n <= 4000
       events = ack_until(s, sub, 20_000, [])
       assert positions(events) == Enum.to_list(1..20_000)
       append(s, "x", 5)
@@ -278,7 +278,7 @@ defmodule ExESDB.SubscriptionsTest do
       append(s, "p", 2001)
       # the queue is now past its bound: the subscription sheds and reads
       # the rest from the store again
-      assert :sys.get_state(sub).catching_up
+      assert :sys.get_state(sub).sub.catching_up
       events = ack_until(s, sub, 4003, [])
       assert Enum.sort(positions(events)) == Enum.to_list(1..4003)
       assert Process.alive?(sub)

@@ -9,14 +9,17 @@ defmodule ExESDB.Subscriptions.Persistent do
   # that is written to the store; a new process under the same name
   # resumes after it. Monitors its subscribers (no links) and ends when the
   # last one goes, its unacked events to be delivered again.
+  #
+  # What it knows (queues, partitions, acks, the checkpoint, gaps) is
+  # ExESDB.Subscriptions.Persistent.State, a pure module; this process does
+  # the I/O around it: the emitter membership, reads, checkpoint writes,
+  # monitors and the messages to subscribers.
   use GenServer, restart: :temporary
 
   alias ExESDB.EventCodec
+  alias ExESDB.Subscriptions.Persistent.State
   alias ExESDB.Subscriptions.Selector
 
-  @page 1000
-  # live events queued beyond this, the subscription reads from the store
-  @max_pending 4 * @page
   @message_events 256
 
   def start_link({store, name, _, _, _} = args),
@@ -94,34 +97,25 @@ defmodule ExESDB.Subscriptions.Persistent do
          subscriber,
          opts
        ) do
+    sub =
+      State.new(source, cursor, catching_up,
+        filter: filter,
+        buffer_size: opts[:buffer_size],
+        concurrency_limit: opts[:concurrency_limit],
+        partition_by: opts[:partition_by]
+      )
+
     state = %{
       store: store,
       name: name,
       source: source,
-      filter: filter,
-      key: key,
       member: member,
       definition: :erlang.term_to_binary(definition),
-      buffer_size: opts[:buffer_size] || 1000,
-      concurrency_limit: opts[:concurrency_limit] || 1,
-      partition_by: opts[:partition_by],
       # how events look to subscribers, and which field of an acked one
       # is its cursor (for callers that map records, e.g. Commanded)
       transform: opts[:transform] || (& &1),
       ack_key: opts[:ack_key] || key,
-      # delivery
-      subscribers: %{},
-      order: [],
-      pending: :queue.new(),
-      pending_n: 0,
-      last_enqueued: cursor,
-      # the highest cursor ever handed to a subscriber
-      handed_max: 0,
-      checkpoint: cursor,
-      catching_up: catching_up,
-      reading: false,
-      partitions: %{},
-      keys: %{}
+      sub: sub
     }
 
     # A checkpoint that cannot be written (a full disk, a limit) is an
@@ -180,23 +174,17 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def handle_call({:subscribe, pid, _opts}, _from, state) do
-    cond do
-      Map.has_key?(state.subscribers, pid) ->
-        {:reply, {:error, :subscription_already_exists}, state}
-
-      state.concurrency_limit == 1 ->
-        {:reply, {:error, :subscription_already_exists}, state}
-
-      map_size(state.subscribers) >= state.concurrency_limit ->
-        {:reply, {:error, :too_many_subscribers}, state}
-
-      true ->
+    case State.may_join(state.sub, pid) do
+      :ok ->
         {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch() |> resume_catch_up()}
+
+      {:error, _} = error ->
+        {:reply, error, state}
     end
   end
 
   def handle_call(:unsubscribe, _from, state), do: {:stop, :normal, :ok, state}
-  def handle_call(:checkpoint, _from, state), do: {:reply, state.checkpoint, state}
+  def handle_call(:checkpoint, _from, state), do: {:reply, state.sub.checkpoint, state}
 
   @impl true
   def handle_cast({:ack, pid, cursor}, state),
@@ -211,38 +199,28 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_continue(:catch_up, state), do: {:noreply, catch_up(state)}
 
   @impl true
-  def handle_info(:catch_up, state), do: {:noreply, catch_up(%{state | reading: false})}
+  def handle_info(:catch_up, state),
+    do: {:noreply, catch_up(%{state | sub: State.read_done(state.sub)})}
 
-  # While catching up, live events are dropped: a delivery comes after its
-  # commit, so an event dropped here was committed before the next read
-  # starts, and the catch-up only ends with a read that reached the store's
-  # end.
-  def handle_info({:events, _records, _since}, %{catching_up: true} = state),
-    do: {:noreply, state}
-
-  # A delivery must continue from what was seen last (`last_enqueued`):
-  # $all by position and a stream by version, one after the other; an
-  # event type's events are sparse, so its delivery says since which
-  # position every commit reached it. Anything else means events this
-  # process never got (another OS process wrote them, or a fan-out was
-  # lost): they are read from the store.
+  # Live deliveries: State.live/4 says whether one is taken, dropped
+  # (catching up) or past a gap (then read from the store).
   def handle_info({:events, records, since}, state) do
-    if continues?(records, since, state),
-      do: {:noreply, live(records, state)},
-      else: {:noreply, gap(state)}
+    case State.live(state.sub, records, since, &EventCodec.finish(&1, state.store)) do
+      {:dropped, _} -> {:noreply, state}
+      {:ok, sub} -> {:noreply, %{state | sub: sub} |> dispatch() |> resume_catch_up()}
+      {:gap, sub} -> {:noreply, resume_catch_up(%{state | sub: sub})}
+    end
   end
 
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
-    case state.subscribers do
-      %{^pid => %{ref: ^ref}} ->
-        state = remove_subscriber(state, pid)
+    if ref != nil and State.subscriber_ref(state.sub, pid) == ref do
+      state = %{state | sub: State.remove_subscriber(state.sub, pid)}
 
-        if state.subscribers == %{},
-          do: {:stop, :normal, state},
-          else: {:noreply, state |> dispatch() |> resume_catch_up()}
-
-      _ ->
-        {:noreply, state}
+      if state.sub.subscribers == %{},
+        do: {:stop, :normal, state},
+        else: {:noreply, state |> dispatch() |> resume_catch_up()}
+    else
+      {:noreply, state}
     end
   end
 
@@ -263,44 +241,23 @@ defmodule ExESDB.Subscriptions.Persistent do
     write_checkpoint(state, :sync)
   end
 
-  defp continues?(_records, since, %{source: {:type, _}} = state),
-    do: since <= state.last_enqueued + 1
-
-  defp continues?(records, _since, state) do
-    case Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued)) do
-      [] -> true
-      [first | _] -> cursor(first, state) == state.last_enqueued + 1
-    end
-  end
-
-  defp live(records, state) do
-    records = EventCodec.finish(records, state.store)
-    state |> enqueue(records) |> shed() |> dispatch() |> resume_catch_up()
-  end
-
-  defp gap(state), do: resume_catch_up(%{state | catching_up: true})
-
-  defp catch_up(%{catching_up: false} = state), do: dispatch(state)
+  defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
 
   defp catch_up(state) do
-    if state.pending_n > 2 * @page do
+    if State.queue_full?(state.sub) do
       # enough queued; read more once subscribers have taken some
       dispatch(state)
     else
-      from = state.last_enqueued + 1
+      from = State.read_from(state.sub)
 
-      case state.store.backend.read(state.store, state.source, from, @page, :forward) do
+      case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
         {:ok, records, next} ->
-          state = enqueue(state, EventCodec.finish(records, state.store))
-
-          # Only :eof is the end (then live events from here on): a page
-          # the byte budget cut short is not.
-          if next == :eof,
-            do: %{state | catching_up: false} |> dispatch(),
-            else: state |> dispatch() |> resume_catch_up()
+          sub = State.page_read(state.sub, EventCodec.finish(records, state.store), next)
+          state = dispatch(%{state | sub: sub})
+          if next == :eof, do: state, else: resume_catch_up(state)
 
         {:error, :stream_not_found} ->
-          %{state | catching_up: false} |> dispatch()
+          dispatch(%{state | sub: State.nothing_to_read(state.sub)})
 
         {:error, reason} ->
           exit({:catch_up_failed, reason})
@@ -309,75 +266,10 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   # Read on while catching up and the queue has room; one read in flight.
-  defp resume_catch_up(%{catching_up: true, reading: false} = state) do
-    if state.pending_n <= 2 * @page do
-      send(self(), :catch_up)
-      %{state | reading: true}
-    else
-      state
-    end
-  end
-
-  defp resume_catch_up(state), do: state
-
-  # Subscribers that fall behind live events: keep the oldest queued, drop
-  # the rest and read them from the store again when there is room. The
-  # cut is never below an event already handed out (with partitions or
-  # after a subscriber went, queued events can sit below those), so what
-  # is read again was neither handed out nor kept.
-  defp shed(%{pending_n: n} = state) when n <= @max_pending, do: state
-
-  defp shed(state) do
-    queued = :queue.to_list(state.pending)
-    cut = max(cursor(Enum.at(queued, 2 * @page - 1), state), state.handed_max)
-    {kept, dropped} = Enum.split_while(queued, &(cursor(&1, state) <= cut))
-
-    %{
-      state
-      | pending: :queue.from_list(kept),
-        pending_n: length(kept),
-        last_enqueued: cut,
-        keys: Map.drop(state.keys, Enum.map(dropped, &cursor(&1, state))),
-        catching_up: true
-    }
-  end
-
-  defp cursor(record, state), do: Map.fetch!(record, state.key)
-
-  # Queue events past what is queued already (the no-duplicate rule) that
-  # pass the filter. Records come in cursor order.
-  defp enqueue(state, []), do: state
-
-  defp enqueue(state, records) do
-    fresh = Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued))
-
-    case fresh do
-      [] ->
-        state
-
-      _ ->
-        kept =
-          if state.filter == nil,
-            do: fresh,
-            else: Enum.filter(fresh, &Selector.match?(state.filter, &1))
-
-        %{
-          state
-          | pending: :queue.join(state.pending, :queue.from_list(kept)),
-            pending_n: state.pending_n + length(kept),
-            last_enqueued: cursor(List.last(fresh), state),
-            keys: partition_keys(state, kept)
-        }
-    end
-  end
-
-  # partition_by runs once per event, when it is queued: a caller's
-  # function may be costly (Commanded's decodes the event), and a blocked
-  # event is looked at again on every dispatch.
-  defp partition_keys(%{partition_by: nil} = state, _records), do: state.keys
-
-  defp partition_keys(state, records) do
-    Enum.reduce(records, state.keys, &Map.put(&2, cursor(&1, state), state.partition_by.(&1)))
+  defp resume_catch_up(state) do
+    {sub, read?} = State.resume_catch_up(state.sub)
+    if read?, do: send(self(), :catch_up)
+    %{state | sub: sub}
   end
 
   # ---- subscribers and delivery ----------------------------------------
@@ -385,107 +277,13 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp add_subscriber(state, pid) do
     ref = Process.monitor(pid)
     send(pid, {:subscribed, self()})
-    # `last`: the newest cursor handed out; while events are handed out in
-    # rising order (`sorted`), the queue's head is its oldest event.
-    sub = %{ref: ref, in_flight: :queue.new(), count: 0, last: nil, sorted: true}
-    %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
+    %{state | sub: State.add_subscriber(state.sub, pid, ref)}
   end
 
-  # A subscriber that went: its unacked events are delivered again, before
-  # anything still pending, in order.
-  defp remove_subscriber(state, pid) do
-    {sub, subscribers} = Map.pop(state.subscribers, pid)
-    back = sub.in_flight |> :queue.to_list() |> Enum.sort_by(&cursor(&1, state))
-    pending = merge(back, :queue.to_list(state.pending), state)
-    partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
-
-    %{
-      state
-      | subscribers: subscribers,
-        order: List.delete(state.order, pid),
-        pending: :queue.from_list(pending),
-        pending_n: state.pending_n + sub.count,
-        partitions: partitions
-    }
-  end
-
-  defp merge([], b, _state), do: b
-  defp merge(a, [], _state), do: a
-
-  defp merge([x | xs] = a, [y | ys] = b, state) do
-    if cursor(x, state) <= cursor(y, state),
-      do: [x | merge(xs, b, state)],
-      else: [y | merge(a, ys, state)]
-  end
-
-  defp dispatch(%{subscribers: subs} = state) when subs == %{}, do: state
-  defp dispatch(%{pending_n: 0} = state), do: state
-  defp dispatch(%{partition_by: nil} = state), do: dispatch_batches(state)
-  defp dispatch(state), do: dispatch_partitions(state)
-
-  # No partitions: give the subscriber with the most room its share of the
-  # next events as one batch, and so on while there is room.
-  defp dispatch_batches(state) do
-    case Enum.max_by(state.order, &(state.buffer_size - state.subscribers[&1].count)) do
-      pid ->
-        room = state.buffer_size - state.subscribers[pid].count
-
-        if room <= 0 or state.pending_n == 0 do
-          state
-        else
-          # an even share for each subscriber with room
-          with_room = Enum.count(state.order, &(state.subscribers[&1].count < state.buffer_size))
-          k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
-          {taken, rest} = :queue.split(k, state.pending)
-          sub = state.subscribers[pid]
-          deliver(pid, :queue.to_list(taken), state)
-
-          sub = hand_out(sub, taken, k, state)
-          {:value, last} = :queue.peek_r(taken)
-
-          dispatch_batches(%{
-            state
-            | subscribers: Map.put(state.subscribers, pid, sub),
-              pending: rest,
-              pending_n: state.pending_n - k,
-              handed_max: max(state.handed_max, cursor(last, state))
-          })
-        end
-    end
-  end
-
-  # With partition_by: walk the pending events in order; an event goes to
-  # the emptiest subscriber with room unless its partition already has an
-  # unacked event, which keeps each partition in order, one at a time.
-  defp dispatch_partitions(state) do
-    {kept, state, batches} =
-      state.pending
-      |> :queue.to_list()
-      |> Enum.reduce({[], state, %{}}, fn record, {kept, st, batches} ->
-        key = Map.fetch!(st.keys, cursor(record, st))
-
-        with false <- Map.has_key?(st.partitions, key),
-             pid when pid != nil <- emptiest_with_room(st) do
-          sub = st.subscribers[pid]
-          sub = hand_out(sub, :queue.from_list([record]), 1, st)
-
-          st = %{
-            st
-            | subscribers: Map.put(st.subscribers, pid, sub),
-              partitions: Map.put(st.partitions, key, pid),
-              pending_n: st.pending_n - 1,
-              handed_max: max(st.handed_max, cursor(record, st))
-          }
-
-          {kept, st, Map.update(batches, pid, [record], &[record | &1])}
-        else
-          _ -> {[record | kept], st, batches}
-        end
-      end)
-
-    Enum.each(batches, fn {pid, events} -> deliver(pid, Enum.reverse(events), state) end)
-
-    %{state | pending: :queue.from_list(Enum.reverse(kept))}
+  defp dispatch(state) do
+    {sub, deliveries} = State.dispatch(state.sub)
+    Enum.each(deliveries, fn {pid, events} -> deliver(pid, events, state) end)
+    %{state | sub: sub}
   end
 
   # Events go out in messages of at most @message_events: the VM copies a
@@ -497,131 +295,18 @@ defmodule ExESDB.Subscriptions.Persistent do
     |> Enum.each(&send(pid, {:events, state.transform.(&1)}))
   end
 
-  defp emptiest_with_room(state) do
-    case Enum.filter(state.order, &(state.subscribers[&1].count < state.buffer_size)) do
-      [] -> nil
-      candidates -> Enum.min_by(candidates, &state.subscribers[&1].count)
-    end
-  end
-
-  # Acking an event acks the subscriber's events at or before it too.
-  defp ack(state, pid, acked) do
-    case state.subscribers do
-      %{^pid => sub} ->
-        {done, rest} = take_acked(sub, acked, state)
-
-        partitions =
-          case state.partition_by do
-            nil -> state.partitions
-            _ -> Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)]))
-          end
-
-        keys = Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))
-
-        n = :queue.len(rest)
-
-        sub =
-          if n == 0,
-            do: %{sub | in_flight: rest, count: 0, sorted: true, last: nil},
-            else: %{sub | in_flight: rest, count: n}
-
-        %{
-          state
-          | subscribers: Map.put(state.subscribers, pid, sub),
-            partitions: partitions,
-            keys: keys
-        }
-        |> advance_checkpoint()
-
-      _ ->
-        state
-    end
-  end
-
-  defp hand_out(sub, events, k, state) do
-    first = cursor(elem(:queue.peek(events), 1), state)
-    last = cursor(elem(:queue.peek_r(events), 1), state)
-
-    %{
-      sub
-      | in_flight: :queue.join(sub.in_flight, events),
-        count: sub.count + k,
-        sorted: sub.sorted and (sub.last == nil or first > sub.last),
-        last: last
-    }
-  end
-
-  # The events an ack covers (cursor at or below it) and the rest: from the
-  # front while the queue is in order, by a full pass otherwise.
-  # (an ack of the newest event handed out takes the whole queue)
-  # (the acked events themselves matter only to release partitions)
-  defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
-    done = if state.partition_by, do: :queue.to_list(sub.in_flight), else: []
-    {done, :queue.new()}
-  end
-
-  defp take_acked(%{sorted: true} = sub, acked, state),
-    do: drop_acked(sub.in_flight, acked, state, [])
-
-  defp take_acked(sub, acked, state) do
-    {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
-    {done, :queue.from_list(rest)}
-  end
-
-  defp drop_acked(queue, acked, state, done) do
-    case :queue.peek(queue) do
-      {:value, r} ->
-        if cursor(r, state) <= acked,
-          do: drop_acked(:queue.drop(queue), acked, state, [r | done]),
-          else: {done, queue}
-
-      :empty ->
-        {done, queue}
-    end
-  end
-
-  defp oldest_in_flight(%{count: 0}, _state), do: []
-
-  defp oldest_in_flight(%{sorted: true} = sub, state),
-    do: [cursor(elem(:queue.peek(sub.in_flight), 1), state)]
-
-  defp oldest_in_flight(sub, state),
-    do: [sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
-
-  # The checkpoint is the highest cursor with everything up to it acked:
-  # just below the oldest event unacked or pending.
-  defp advance_checkpoint(state) do
-    oldest =
-      [
-        case :queue.peek(state.pending) do
-          {:value, r} -> cursor(r, state)
-          :empty -> nil
-        end
-        | Enum.flat_map(state.subscribers, fn {_, sub} ->
-            oldest_in_flight(sub, state)
-          end)
-      ]
-      |> Enum.reject(&is_nil/1)
-
-    checkpoint =
-      case oldest do
-        [] -> state.last_enqueued
-        list -> Enum.min(list) - 1
-      end
-
-    if checkpoint > state.checkpoint do
-      state = %{state | checkpoint: checkpoint}
-      write_checkpoint(state, :async)
-      state
-    else
-      state
-    end
+  # An ack that moves the checkpoint writes it, without waiting.
+  defp ack(state, pid, cursor) do
+    before = state.sub.checkpoint
+    state = %{state | sub: State.ack(state.sub, pid, cursor)}
+    if state.sub.checkpoint > before, do: write_checkpoint(state, :async)
+    state
   end
 
   # :async: the reply comes as {ref, reply} and is dropped (a later
   # write or the one in terminate/2 covers a failed one).
   defp write_checkpoint(state, mode) do
-    command = {:checkpoint_put, state.name, state.checkpoint, state.definition}
+    command = {:checkpoint_put, state.name, state.sub.checkpoint, state.definition}
     opts = if mode == :async, do: [async: true, ref: make_ref()], else: []
     state.store.backend.submit(state.store, command, opts)
   end

@@ -1,0 +1,474 @@
+defmodule ExESDB.Subscriptions.Persistent.State do
+  @moduledoc false
+  # What a persistent subscription knows, without a store, a process or a
+  # message: the queue of events not yet handed out, the events each
+  # subscriber holds unacknowledged, partitions, the checkpoint, whether
+  # it reads from the store (catching up) or takes live deliveries, and
+  # whether a live delivery continues from what it saw (gap detection).
+  # ExESDB.Subscriptions.Persistent is the process around it: it joins the
+  # emitter, reads pages, writes checkpoints and sends what dispatch/1
+  # hands out.
+
+  alias ExESDB.Subscriptions.Selector
+
+  # events read from the store at a time
+  @page 1000
+  # live events queued beyond this, the subscription reads from the store
+  @max_pending 4 * @page
+
+  defstruct [
+    # :position ($all, a type) or :event_number (a stream): an event's cursor
+    :key,
+    # :all, {:stream, id} or {:type, type}
+    :source,
+    :filter,
+    :partition_by,
+    buffer_size: 1000,
+    concurrency_limit: 1,
+    subscribers: %{},
+    order: [],
+    pending: :queue.new(),
+    pending_n: 0,
+    # the cursor of the last event queued (or known to be filtered out)
+    last_enqueued: 0,
+    # the highest cursor ever handed to a subscriber
+    handed_max: 0,
+    checkpoint: 0,
+    catching_up: true,
+    # a read of the store is due (the process sent itself :catch_up)
+    reading: false,
+    # partition key => the subscriber holding its unacked event
+    partitions: %{},
+    # cursor => partition key, for queued and unacked events
+    keys: %{}
+  ]
+
+  @type t :: %__MODULE__{}
+  @type delivery :: {pid(), [map()]}
+
+  @doc "Events read from the store at a time."
+  def page, do: @page
+
+  @doc """
+  A subscription resuming after `cursor`. `catching_up`: whether the
+  store may hold events after it (else it takes live deliveries at once).
+  Options: `buffer_size`, `concurrency_limit`, `partition_by`, `filter`.
+  """
+  @spec new(
+          :all | {:stream, String.t()} | {:type, String.t()},
+          non_neg_integer(),
+          boolean(),
+          keyword()
+        ) ::
+          t()
+  def new(source, cursor, catching_up, opts \\ []) do
+    %__MODULE__{
+      key: if(match?({:stream, _}, source), do: :event_number, else: :position),
+      source: source,
+      filter: opts[:filter],
+      partition_by: opts[:partition_by],
+      buffer_size: opts[:buffer_size] || 1000,
+      concurrency_limit: opts[:concurrency_limit] || 1,
+      last_enqueued: cursor,
+      checkpoint: cursor,
+      catching_up: catching_up
+    }
+  end
+
+  # ---- subscribers ------------------------------------------------------
+
+  @doc "Whether `pid` may join: `:ok` or the reason it may not."
+  @spec may_join(t(), pid()) :: :ok | {:error, atom()}
+  def may_join(state, pid) do
+    cond do
+      Map.has_key?(state.subscribers, pid) -> {:error, :subscription_already_exists}
+      state.concurrency_limit == 1 -> {:error, :subscription_already_exists}
+      map_size(state.subscribers) >= state.concurrency_limit -> {:error, :too_many_subscribers}
+      true -> :ok
+    end
+  end
+
+  @doc "Add a subscriber (`ref`: the process's monitor of it)."
+  @spec add_subscriber(t(), pid(), reference()) :: t()
+  def add_subscriber(state, pid, ref) do
+    # `last`: the newest cursor handed out; while events are handed out in
+    # rising order (`sorted`), the queue's head is its oldest event.
+    sub = %{ref: ref, in_flight: :queue.new(), count: 0, last: nil, sorted: true}
+    %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
+  end
+
+  @doc "The monitor reference a subscriber was added with, or nil."
+  @spec subscriber_ref(t(), pid()) :: reference() | nil
+  def subscriber_ref(state, pid) do
+    case state.subscribers do
+      %{^pid => %{ref: ref}} -> ref
+      _ -> nil
+    end
+  end
+
+  @doc """
+  A subscriber that went: its unacked events are delivered again, before
+  anything still pending, in order.
+  """
+  @spec remove_subscriber(t(), pid()) :: t()
+  def remove_subscriber(state, pid) do
+    {sub, subscribers} = Map.pop(state.subscribers, pid)
+    back = sub.in_flight |> :queue.to_list() |> Enum.sort_by(&cursor(&1, state))
+    pending = merge(back, :queue.to_list(state.pending), state)
+    partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
+
+    %{
+      state
+      | subscribers: subscribers,
+        order: List.delete(state.order, pid),
+        pending: :queue.from_list(pending),
+        pending_n: state.pending_n + sub.count,
+        partitions: partitions
+    }
+  end
+
+  defp merge([], b, _state), do: b
+  defp merge(a, [], _state), do: a
+
+  defp merge([x | xs] = a, [y | ys] = b, state) do
+    if cursor(x, state) <= cursor(y, state),
+      do: [x | merge(xs, b, state)],
+      else: [y | merge(a, ys, state)]
+  end
+
+  # ---- catch-up and live events -----------------------------------------
+
+  @doc "Whether enough is queued that the next read waits for subscribers to take some."
+  @spec queue_full?(t()) :: boolean()
+  def queue_full?(state), do: state.pending_n > 2 * @page
+
+  @doc "Where the next read of the store starts."
+  @spec read_from(t()) :: pos_integer()
+  def read_from(state), do: state.last_enqueued + 1
+
+  @doc """
+  A page read from the store, and where the next starts: only `:eof` is
+  the end (then live deliveries from here on); a page the byte budget cut
+  short is not.
+  """
+  @spec page_read(t(), [map()], :eof | pos_integer()) :: t()
+  def page_read(state, records, next) do
+    state = enqueue(state, records)
+    if next == :eof, do: %{state | catching_up: false}, else: state
+  end
+
+  @doc "The source does not exist (yet): nothing to read, live from here."
+  @spec nothing_to_read(t()) :: t()
+  def nothing_to_read(state), do: %{state | catching_up: false}
+
+  @doc """
+  Whether to read on: catching up, no read due already and the queue has
+  room. The caller reads when `true`; `reading` is set until `read_done/1`.
+  """
+  @spec resume_catch_up(t()) :: {t(), boolean()}
+  def resume_catch_up(%{catching_up: true, reading: false} = state) do
+    if state.pending_n <= 2 * @page,
+      do: {%{state | reading: true}, true},
+      else: {state, false}
+  end
+
+  def resume_catch_up(state), do: {state, false}
+
+  @doc "The due read is being done."
+  @spec read_done(t()) :: t()
+  def read_done(state), do: %{state | reading: false}
+
+  @doc """
+  A live delivery (`{:events, records, since}` of the emitter). While
+  catching up it is dropped: a delivery comes after its commit, so an
+  event dropped here was committed before the next read starts, and the
+  catch-up only ends with a read that reached the store's end. A delivery
+  must continue from what was seen last (`last_enqueued`): `$all` by
+  position and a stream by version, one after the other; an event type's
+  events are sparse, so its delivery says since which position every
+  commit reached it. Anything else means events this subscription never
+  got (another OS process wrote them, or a fan-out was lost): `:gap`, and
+  it reads them from the store.
+
+  `prepare` turns delivered records into the ones queued (the process
+  deserializes them); it runs only on a delivery that is taken.
+  """
+  @spec live(t(), [map()], non_neg_integer(), ([map()] -> [map()])) ::
+          {:ok | :dropped | :gap, t()}
+  def live(state, records, since, prepare \\ & &1)
+
+  def live(%{catching_up: true} = state, _records, _since, _prepare), do: {:dropped, state}
+
+  def live(state, records, since, prepare) do
+    if continues?(records, since, state),
+      do: {:ok, state |> enqueue(prepare.(records)) |> shed()},
+      else: {:gap, %{state | catching_up: true}}
+  end
+
+  defp continues?(_records, since, %{source: {:type, _}} = state),
+    do: since <= state.last_enqueued + 1
+
+  defp continues?(records, _since, state) do
+    case Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued)) do
+      [] -> true
+      [first | _] -> cursor(first, state) == state.last_enqueued + 1
+    end
+  end
+
+  # Subscribers that fall behind live events: keep the oldest queued, drop
+  # the rest and read them from the store again when there is room. The
+  # cut is never below an event already handed out (with partitions or
+  # after a subscriber went, queued events can sit below those), so what
+  # is read again was neither handed out nor kept.
+  defp shed(%{pending_n: n} = state) when n <= @max_pending, do: state
+
+  defp shed(state) do
+    queued = :queue.to_list(state.pending)
+    cut = max(cursor(Enum.at(queued, 2 * @page - 1), state), state.handed_max)
+    {kept, dropped} = Enum.split_while(queued, &(cursor(&1, state) <= cut))
+
+    %{
+      state
+      | pending: :queue.from_list(kept),
+        pending_n: length(kept),
+        last_enqueued: cut,
+        keys: Map.drop(state.keys, Enum.map(dropped, &cursor(&1, state))),
+        catching_up: true
+    }
+  end
+
+  @doc "An event's cursor: its stream version for a stream, else its position."
+  @spec cursor(map(), t()) :: non_neg_integer()
+  def cursor(record, state), do: Map.fetch!(record, state.key)
+
+  # Queue events past what is queued already (the no-duplicate rule) that
+  # pass the filter. Records come in cursor order.
+  defp enqueue(state, []), do: state
+
+  defp enqueue(state, records) do
+    fresh = Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued))
+
+    case fresh do
+      [] ->
+        state
+
+      _ ->
+        kept =
+          if state.filter == nil,
+            do: fresh,
+            else: Enum.filter(fresh, &Selector.match?(state.filter, &1))
+
+        %{
+          state
+          | pending: :queue.join(state.pending, :queue.from_list(kept)),
+            pending_n: state.pending_n + length(kept),
+            last_enqueued: cursor(List.last(fresh), state),
+            keys: partition_keys(state, kept)
+        }
+    end
+  end
+
+  # partition_by runs once per event, when it is queued: a caller's
+  # function may be costly (Commanded's decodes the event), and a blocked
+  # event is looked at again on every dispatch.
+  defp partition_keys(%{partition_by: nil} = state, _records), do: state.keys
+
+  defp partition_keys(state, records) do
+    Enum.reduce(records, state.keys, &Map.put(&2, cursor(&1, state), state.partition_by.(&1)))
+  end
+
+  # ---- handing out --------------------------------------------------------
+
+  @doc """
+  Hand out queued events to subscribers with room: the deliveries to
+  make, in order, as `{pid, events}`.
+  """
+  @spec dispatch(t()) :: {t(), [delivery()]}
+  def dispatch(%{subscribers: subs} = state) when subs == %{}, do: {state, []}
+  def dispatch(%{pending_n: 0} = state), do: {state, []}
+  def dispatch(%{partition_by: nil} = state), do: dispatch_batches(state, [])
+  def dispatch(state), do: dispatch_partitions(state)
+
+  # No partitions: give the subscriber with the most room its share of the
+  # next events as one batch, and so on while there is room.
+  defp dispatch_batches(state, out) do
+    pid = Enum.max_by(state.order, &(state.buffer_size - state.subscribers[&1].count))
+    room = state.buffer_size - state.subscribers[pid].count
+
+    if room <= 0 or state.pending_n == 0 do
+      {state, Enum.reverse(out)}
+    else
+      # an even share for each subscriber with room
+      with_room = Enum.count(state.order, &(state.subscribers[&1].count < state.buffer_size))
+      k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
+      {taken, rest} = :queue.split(k, state.pending)
+      sub = hand_out(state.subscribers[pid], taken, k, state)
+      {:value, last} = :queue.peek_r(taken)
+
+      dispatch_batches(
+        %{
+          state
+          | subscribers: Map.put(state.subscribers, pid, sub),
+            pending: rest,
+            pending_n: state.pending_n - k,
+            handed_max: max(state.handed_max, cursor(last, state))
+        },
+        [{pid, :queue.to_list(taken)} | out]
+      )
+    end
+  end
+
+  # With partition_by: walk the pending events in order; an event goes to
+  # the emptiest subscriber with room unless its partition already has an
+  # unacked event, which keeps each partition in order, one at a time.
+  defp dispatch_partitions(state) do
+    {kept, state, batches} =
+      state.pending
+      |> :queue.to_list()
+      |> Enum.reduce({[], state, %{}}, fn record, {kept, st, batches} ->
+        key = Map.fetch!(st.keys, cursor(record, st))
+
+        with false <- Map.has_key?(st.partitions, key),
+             pid when pid != nil <- emptiest_with_room(st) do
+          sub = hand_out(st.subscribers[pid], :queue.from_list([record]), 1, st)
+
+          st = %{
+            st
+            | subscribers: Map.put(st.subscribers, pid, sub),
+              partitions: Map.put(st.partitions, key, pid),
+              pending_n: st.pending_n - 1,
+              handed_max: max(st.handed_max, cursor(record, st))
+          }
+
+          {kept, st, Map.update(batches, pid, [record], &[record | &1])}
+        else
+          _ -> {[record | kept], st, batches}
+        end
+      end)
+
+    deliveries = Enum.map(batches, fn {pid, events} -> {pid, Enum.reverse(events)} end)
+    {%{state | pending: :queue.from_list(Enum.reverse(kept))}, deliveries}
+  end
+
+  defp emptiest_with_room(state) do
+    case Enum.filter(state.order, &(state.subscribers[&1].count < state.buffer_size)) do
+      [] -> nil
+      candidates -> Enum.min_by(candidates, &state.subscribers[&1].count)
+    end
+  end
+
+  defp hand_out(sub, events, k, state) do
+    first = cursor(elem(:queue.peek(events), 1), state)
+    last = cursor(elem(:queue.peek_r(events), 1), state)
+
+    %{
+      sub
+      | in_flight: :queue.join(sub.in_flight, events),
+        count: sub.count + k,
+        sorted: sub.sorted and (sub.last == nil or first > sub.last),
+        last: last
+    }
+  end
+
+  # ---- acks and the checkpoint --------------------------------------------
+
+  @doc """
+  `pid` acknowledges `acked` (a cursor) and its events at or before it;
+  the checkpoint moves to just below the oldest event unacked or pending.
+  An ack from a process that is not a subscriber is ignored.
+  """
+  @spec ack(t(), pid(), non_neg_integer()) :: t()
+  def ack(state, pid, acked) do
+    case state.subscribers do
+      %{^pid => sub} ->
+        {done, rest} = take_acked(sub, acked, state)
+
+        partitions =
+          case state.partition_by do
+            nil -> state.partitions
+            _ -> Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)]))
+          end
+
+        keys = Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))
+
+        n = :queue.len(rest)
+
+        sub =
+          if n == 0,
+            do: %{sub | in_flight: rest, count: 0, sorted: true, last: nil},
+            else: %{sub | in_flight: rest, count: n}
+
+        %{
+          state
+          | subscribers: Map.put(state.subscribers, pid, sub),
+            partitions: partitions,
+            keys: keys
+        }
+        |> advance_checkpoint()
+
+      _ ->
+        state
+    end
+  end
+
+  # The events an ack covers (cursor at or below it) and the rest: from the
+  # front while the queue is in order, by a full pass otherwise.
+  # (an ack of the newest event handed out takes the whole queue)
+  # (the acked events themselves matter only to release partitions)
+  defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
+    done = if state.partition_by, do: :queue.to_list(sub.in_flight), else: []
+    {done, :queue.new()}
+  end
+
+  defp take_acked(%{sorted: true} = sub, acked, state),
+    do: drop_acked(sub.in_flight, acked, state, [])
+
+  defp take_acked(sub, acked, state) do
+    {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
+    {done, :queue.from_list(rest)}
+  end
+
+  defp drop_acked(queue, acked, state, done) do
+    case :queue.peek(queue) do
+      {:value, r} ->
+        if cursor(r, state) <= acked,
+          do: drop_acked(:queue.drop(queue), acked, state, [r | done]),
+          else: {done, queue}
+
+      :empty ->
+        {done, queue}
+    end
+  end
+
+  defp oldest_in_flight(%{count: 0}, _state), do: []
+
+  defp oldest_in_flight(%{sorted: true} = sub, state),
+    do: [cursor(elem(:queue.peek(sub.in_flight), 1), state)]
+
+  defp oldest_in_flight(sub, state),
+    do: [sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
+
+  # The checkpoint is the highest cursor with everything up to it acked:
+  # just below the oldest event unacked or pending.
+  defp advance_checkpoint(state) do
+    oldest =
+      [
+        case :queue.peek(state.pending) do
+          {:value, r} -> cursor(r, state)
+          :empty -> nil
+        end
+        | Enum.flat_map(state.subscribers, fn {_, sub} -> oldest_in_flight(sub, state) end)
+      ]
+      |> Enum.reject(&is_nil/1)
+
+    checkpoint =
+      case oldest do
+        [] -> state.last_enqueued
+        list -> Enum.min(list) - 1
+      end
+
+    if checkpoint > state.checkpoint,
+      do: %{state | checkpoint: checkpoint},
+      else: state
+  end
+end
