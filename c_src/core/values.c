@@ -10,7 +10,8 @@
  *   cached per thread, environment and map size), unless this thread is
  *   in a write transaction: then it may be a page the transaction copied
  *   to the heap;
- * - a value inside a leaf page must end inside that page;
+ * - a value inside a leaf page must end inside that page, and that page
+ *   must be in the file (a node's key size can move it pages away);
  * - a value on overflow pages starts right after a page header (offset
  *   16) and must end inside the file (LMDB's last page);
  * - no value is larger than the format's largest record.
@@ -161,11 +162,12 @@ int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
 	uint64_t page = (addr - start) / psize;
 	uint64_t pages = (uint64_t)info.me_last_pgno + 1;
 	/* In a leaf page: ends in it. On overflow pages (right after their
-	 * header): ends in the file. */
-	bool ok = off == PAGE_HEADER
-	              ? page < pages &&
-	                    v->mv_size <= (pages - page) * psize - PAGE_HEADER
-	              : off > PAGE_HEADER && v->mv_size <= psize - off;
+	 * header): ends in the file. Either way its page is in the file: a
+	 * node's key size can put a value pages past its leaf. */
+	bool ok = page < pages &&
+	          (off == PAGE_HEADER
+	               ? v->mv_size <= (pages - page) * psize - PAGE_HEADER
+	               : off > PAGE_HEADER && v->mv_size <= psize - off);
 	return ok ? 0 : esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_PAGE, page);
 }
 

@@ -1,0 +1,124 @@
+/* test_value_bounds.c: values.c's bounds on a value LMDB hands back,
+ * reached through crafted node headers (LMDB checks none of them). */
+#include "harness.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f != NULL);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	uint8_t *buf = malloc(*len);
+	REQUIRE(buf && fread(buf, 1, *len, f) == *len);
+	fclose(f);
+	return buf;
+}
+
+static void spill(const char *path, const uint8_t *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f != NULL);
+	REQUIRE(fwrite(buf, 1, len, f) == len);
+	fclose(f);
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static int count_stream(void *ctx, const esdb_stream *st)
+{
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+/* The next node at or after `from` of a leaf page holding stream `name`
+ * in the streams database: an LMDB node header (u16 size lo, u16 size hi,
+ * u16 flags, u16 key size) then the key (the name), then the value, our
+ * stream record (8-byte header, u16 name length, the name). Its offset in
+ * the file, or 0. Older copies of the page (from earlier commits) hold
+ * it too. */
+static size_t stream_node(const uint8_t *buf, size_t len, size_t from,
+                          const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t p = from + 8; p + n + 10 + n <= len; p++) {
+		const uint8_t *k = buf + p;
+		if (memcmp(k, name, n) || le16(k - 2) != n ||
+		    le16(k - 4) != 0 || le16(k + n + 8) != n ||
+		    memcmp(k + n + 10, name, n))
+			continue;
+		return p - 8;
+	}
+	return 0;
+}
+
+/* A leaf node's key size moved so that its value starts past the end of
+ * data.mdb, at an offset inside a page where a value of its size fits:
+ * values.c checked such a value against its page only, not that the page
+ * is in the file, and the listing read it: SIGBUS (the VM's death, in the
+ * NIF). It must read as corrupt. */
+TEST(value_past_the_end_of_the_file_reads_as_corrupt)
+{
+	const char *dir = tmp_dir();
+	const char *name = "value-bounds-stream";
+	esdb_store *s = open_store(dir, false);
+	for (uint64_t i = 0; i < 5; i++) {
+		uint8_t id[16];
+		char stream[64];
+		snprintf(stream, sizeof(stream), "%s-%llu", name,
+		         (unsigned long long)i);
+		esdb_new_event ev = make_event(id, i + 1, "t", "{}");
+		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
+		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
+	}
+	esdb_close(s);
+
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	size_t len;
+	uint8_t *buf = slurp(path, &len);
+	size_t psize = (size_t)sysconf(_SC_PAGESIZE);
+	/* value = node + 8 + key size: put it 64 bytes into the first page
+	 * past the file's end, in every copy of the node */
+	size_t target = (len + psize - 1) / psize * psize + 64, nodes = 0;
+	for (size_t node = 0;
+	     (node = stream_node(buf, len, node, "value-bounds-stream-2"));
+	     nodes++) {
+		REQUIRE(target - node - 8 <= UINT16_MAX);
+		uint16_t ksize = (uint16_t)(target - node - 8);
+		buf[node + 6] = (uint8_t)ksize;
+		buf[node + 7] = (uint8_t)(ksize >> 8);
+	}
+	REQUIRE(nodes > 0);
+	spill(path, buf, len);
+	free(buf);
+
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		esdb_store *r = new_store();
+		uint64_t seen = 0;
+		if (esdb_set_readonly(r, true) || esdb_open(r, dir))
+			_exit(2);
+		int rc =
+		    esdb_list_streams(r, NULL, 0, 100, count_stream, &seen);
+		if (rc != ESDB_ECORRUPT)
+			fprintf(stderr, "listing: rc %d, %llu streams\n", rc,
+			        (unsigned long long)seen);
+		_exit(rc == ESDB_ECORRUPT ? 0 : 1);
+	}
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	if (WIFSIGNALED(status))
+		harness_fail(__FILE__, __LINE__, "listing died of signal %d",
+		             WTERMSIG(status));
+	else
+		CHECK_EQ(WEXITSTATUS(status), 0);
+}
