@@ -215,7 +215,7 @@ defmodule ExESDB.Streams do
           {:ok, [EventRecord.t()]} | {:error, term()}
   def get_events_by_type(store, event_type, start_position, count) do
     with {:ok, s} <- Store.fetch(store),
-         :ok <- check_stream_id(event_type),
+         :ok <- check_event_type(event_type),
          :ok <- check_count(count),
          {:ok, from} <- start(start_position, :forward) do
       read_pages(s, count, from, :forward, {:type, event_type})
@@ -376,6 +376,9 @@ defmodule ExESDB.Streams do
 
   defp check_stream_id(id) when is_binary(id) and id != "", do: :ok
   defp check_stream_id(id), do: {:error, {:invalid_stream_id, id}}
+
+  defp check_event_type(t) when is_binary(t) and t != "", do: :ok
+  defp check_event_type(t), do: {:error, {:invalid_event_type, t}}
 
   defp check_expected(v) when v in [:any, :no_stream, :stream_exists], do: :ok
   defp check_expected(v) when is_integer(v) and v >= 0, do: :ok

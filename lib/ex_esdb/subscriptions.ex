@@ -153,7 +153,7 @@ defmodule ExESDB.Subscriptions do
         node(subscriber) != node() ->
           Relay.subscribe(
             s,
-            supervisor(store),
+            store,
             source,
             filter,
             subscriber,
@@ -174,7 +174,7 @@ defmodule ExESDB.Subscriptions do
         true ->
           spec = {Forwarder, {s, source, filter, subscriber, transform || (& &1), credit}}
 
-          case DynamicSupervisor.start_child(supervisor(store), spec) do
+          case start_child(store, spec) do
             {:ok, pid} -> {:ok, {:transient, pid}}
             {:error, _} = error -> error
           end
@@ -231,14 +231,24 @@ defmodule ExESDB.Subscriptions do
     end
   end
 
-  defp start_or_join(store, {_, {s, _, _, subscriber, opts}} = spec, tries) do
-    case DynamicSupervisor.start_child(supervisor(store), spec) do
+  # Start a child under the store's subscription supervisor. While the
+  # store's system stops, the supervisor is gone before the store is
+  # closed: then the store is not started, for the caller too.
+  @doc false
+  def start_child(store, spec) do
+    DynamicSupervisor.start_child(supervisor(store), spec)
+  catch
+    :exit, _ -> {:error, :store_not_started}
+  end
+
+  defp start_or_join(store, {_, {s, _, selector, subscriber, opts}} = spec, tries) do
+    case start_child(store, spec) do
       {:ok, pid} ->
         {:ok, pid}
 
       {:error, {:already_started, pid}} ->
         try do
-          GenServer.call(pid, {:subscribe, subscriber, opts}, s.timeout)
+          GenServer.call(pid, {:subscribe, subscriber, selector, opts}, s.timeout)
         catch
           # it stopped before answering: once it is gone, start it anew
           :exit, {reason, _} when tries > 0 and reason != :timeout ->
@@ -273,7 +283,9 @@ defmodule ExESDB.Subscriptions do
   subscriber. `event` is one as it was handed out (an
   `%ExESDB.EventRecord{}`, or a struct `transform` made of one, whose
   `ack_key` field holds the cursor) or its cursor: the stream version for
-  a stream selector, the global position otherwise.
+  a stream selector, the global position otherwise. A struct that holds
+  no such cursor acknowledges nothing (a warning is logged); the
+  subscription goes on.
   """
   @spec ack_event(atom(), pid(), ExESDB.EventRecord.t() | struct() | non_neg_integer()) ::
           :ok | {:error, term()}

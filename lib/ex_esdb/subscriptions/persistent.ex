@@ -19,6 +19,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   alias ExESDB.EventCodec
   alias ExESDB.Subscriptions.Persistent.State
   alias ExESDB.Subscriptions.Selector
+  require Logger
 
   @message_events 256
 
@@ -173,8 +174,14 @@ defmodule ExESDB.Subscriptions.Persistent do
   # ---- API calls ----------------------------------------------------
 
   @impl true
-  def handle_call({:subscribe, pid, _opts}, _from, state) do
-    case State.may_join(state.sub, pid) do
+  def handle_call({:subscribe, pid, selector, _opts}, _from, state) do
+    # the name is bound to its selector while running too
+    joined =
+      if selector == :erlang.binary_to_term(state.definition).selector,
+        do: State.may_join(state.sub, pid),
+        else: {:error, :subscription_definition_changed}
+
+    case joined do
       :ok ->
         {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch() |> resume_catch_up()}
 
@@ -190,8 +197,23 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_cast({:ack, pid, cursor}, state),
     do: {:noreply, state |> ack(pid, cursor) |> dispatch() |> resume_catch_up()}
 
-  def handle_cast({:ack_record, pid, record}, state),
-    do: handle_cast({:ack, pid, Map.fetch!(record, state.ack_key)}, state)
+  # Something that holds no cursor of this subscription (another struct, a
+  # field that is not one) acknowledges nothing: a wrong argument must not
+  # end the subscription of every subscriber.
+  def handle_cast({:ack_record, pid, record}, state) do
+    case Map.fetch(record, state.ack_key) do
+      {:ok, cursor} when is_integer(cursor) and cursor >= 0 ->
+        handle_cast({:ack, pid, cursor}, state)
+
+      _ ->
+        Logger.warning(
+          "ExESDB subscription #{inspect(state.name)} ignored an ack of " <>
+            "#{inspect(record, limit: 5)}: no #{inspect(state.ack_key)} cursor"
+        )
+
+        {:noreply, state}
+    end
+  end
 
   # ---- catch-up and live events ---------------------------------------
 

@@ -21,25 +21,34 @@ defmodule ExESDB.Subscriptions.Relay do
     do: {:via, Registry, {ExESDB.Subscriptions.registry(store_id), {:relay, node}}}
 
   @doc "Subscribe `subscriber` (on `node`) through the node's relay."
-  def subscribe(store, supervisor, source, filter, subscriber, transform, credit) do
+  def subscribe(store, store_id, source, filter, subscriber, transform, credit) do
     node = node(subscriber)
 
-    pid =
-      case DynamicSupervisor.start_child(supervisor, {__MODULE__, {store, node}}) do
-        {:ok, pid} -> pid
-        {:error, {:already_started, pid}} -> pid
+    with {:ok, pid} <- relay(store, store_id, node) do
+      # No timeout: a call that timed out would still be served later, and
+      # a retry would subscribe twice.
+      add = {:add, source, filter, subscriber, transform, credit}
+
+      try do
+        with {:ok, member} <- GenServer.call(pid, add, :infinity),
+             do: {:ok, {pid, member}}
+      catch
+        # the relay stopped between lookup and call: start one and try again
+        :exit, {reason, _} when reason in [:noproc, :normal, :shutdown] ->
+          subscribe(store, store_id, source, filter, subscriber, transform, credit)
       end
+    end
+  end
 
-    # No timeout: a call that timed out would still be served later, and
-    # a retry would subscribe twice.
-    add = {:add, source, filter, subscriber, transform, credit}
-
-    with {:ok, member} <- GenServer.call(pid, add, :infinity),
-         do: {:ok, {pid, member}}
-  catch
-    # the relay stopped between lookup and call: start one and try again
-    :exit, {reason, _} when reason in [:noproc, :normal, :shutdown] ->
-      subscribe(store, supervisor, source, filter, subscriber, transform, credit)
+  # The node's relay, started when there is none. A supervisor that is gone
+  # (the store's system stopping) is {:error, :store_not_started}, not a
+  # reason to try again.
+  defp relay(store, store_id, node) do
+    case ExESDB.Subscriptions.start_child(store_id, {__MODULE__, {store, node}}) do
+      {:ok, pid} -> {:ok, pid}
+      {:error, {:already_started, pid}} -> {:ok, pid}
+      {:error, _} = error -> error
+    end
   end
 
   @doc "Pass a relayed subscriber's grant on to its membership."

@@ -1,0 +1,87 @@
+defmodule ExESDB.SubscriptionEdgesTest do
+  # Subscriptions at the edges: a store whose subscription supervisor is
+  # gone (the window while its system stops), a running subscription
+  # joined under its name with another selector, an ack of something that
+  # is not an event of the subscription, a bad event type.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  defp append(s, stream, n) do
+    events = for _ <- 1..n, do: %NewEvent{event_type: "t", data: %{k: 1}}
+    {:ok, v} = Streams.append_events(s, stream, :any, events)
+    v
+  end
+
+  defp receive_events(acc \\ []) do
+    receive do
+      {:events, events} -> receive_events(acc ++ events)
+    after
+      300 -> acc
+    end
+  end
+
+  # A pid of a node this VM is not connected to: a subscriber the relay
+  # would serve.
+  defp remote_pid,
+    do: :erlang.binary_to_term(<<131, 88, 100, 0, 8, "x@nohost", 1::32, 0::32, 0::32>>)
+
+  test "subscribing while the store's subscriptions are stopped answers, never exits or spins",
+       %{store: s} do
+    # the window while the system stops: its subscription supervisor is
+    # gone, the store not closed yet
+    :ok = Supervisor.terminate_child(ExESDB.System.system_name(s), Subscriptions.supervisor(s))
+
+    assert {:error, :store_not_started} =
+             Subscriptions.subscribe(s, {:by_event_payload, %{k: 1}}, self())
+
+    assert {:error, :store_not_started} =
+             Subscriptions.subscribe_to(s, "gone", {:by_stream, "$all"}, self())
+
+    # the relay path (a subscriber on another node) looped on :noproc
+    task = Task.async(fn -> Subscriptions.subscribe(s, {:by_stream, "$all"}, remote_pid()) end)
+    assert {:ok, {:error, :store_not_started}} = Task.yield(task, 5_000) || Task.shutdown(task)
+  end
+
+  test "joining a running subscription with another selector is refused", %{store: s} do
+    append(s, "a", 2)
+    opts = [concurrency_limit: 2]
+    {:ok, sub} = Subscriptions.subscribe_to(s, "cc", {:by_stream, "$all"}, self(), opts)
+    other = spawn(fn -> Process.sleep(:infinity) end)
+
+    assert {:error, :subscription_definition_changed} =
+             Subscriptions.subscribe_to(s, "cc", {:by_stream, "a"}, other, opts)
+
+    assert {:error, :subscription_definition_changed} =
+             Subscriptions.subscribe_to(s, "cc", {:by_event_type, "t"}, other, opts)
+
+    # the same selector still joins
+    assert {:ok, ^sub} = Subscriptions.subscribe_to(s, "cc", {:by_stream, "$all"}, other, opts)
+  end
+
+  test "an ack of a struct without the subscription's cursor leaves the subscription running",
+       %{store: s} do
+    append(s, "a", 3)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "acks", {:by_stream, "$all"})
+    [first | _] = receive_events()
+    ref = Process.monitor(sub)
+
+    ExUnit.CaptureLog.capture_log(fn ->
+      :ok = Subscriptions.ack_event(s, sub, %URI{})
+      :ok = Subscriptions.ack_event(s, sub, %{first | position: nil})
+      # the casts are handled before this call
+      assert 0 = GenServer.call(sub, :checkpoint)
+    end)
+
+    :ok = Subscriptions.ack_event(s, sub, first)
+    assert 1 = GenServer.call(sub, :checkpoint)
+    refute_received {:DOWN, ^ref, _, _, _}
+  end
+
+  test "a bad event type answers {:invalid_event_type, t}", %{store: s} do
+    assert {:error, {:invalid_event_type, ""}} = Streams.get_events_by_type(s, "", 0, 10)
+    assert {:error, {:invalid_event_type, :t}} = Streams.get_events_by_type(s, :t, 0, 10)
+  end
+end
