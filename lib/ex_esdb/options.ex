@@ -19,7 +19,7 @@ defmodule ExESDB.Options do
   | `data_dir` | `EX_ESDB_DATA_DIR` | `"data"` | the directory stores live in: a store is `data_dir/store_id/` |
   | `store_id` | `EX_ESDB_STORE_ID` | `:ex_esdb` | names the store in every call and its directory: letters, digits, `_`, `-`, `.`, not first `.` or `-`, at most 200 |
   | `db_type` | `EX_ESDB_DB_TYPE` | `:single` | `:single`; `:cluster` arrives with replication |
-  | `timeout` | `EX_ESDB_TIMEOUT` | `10_000` | ms to wait for a write's acknowledgement |
+  | `timeout` | `EX_ESDB_TIMEOUT` | `10_000` | ms to wait for a write's acknowledgement (below 2^32) |
   | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | node names (atoms, or strings such as `"a@h1"`); the variable is comma-separated (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`: every acknowledged write survives power loss (two flushes per commit; `:strict` is its old name); `:no_meta_sync`: one flush, survives a crash of the VM, a power loss can roll back the last acknowledged commit; `:nosync`: tests only (README, "Durability") |
@@ -239,7 +239,8 @@ defmodule ExESDB.Options do
         "ExESDB option :db_type is :cluster, but this version has no replication yet; use :single"
       )
 
-  defp validate!(:timeout, v, _) when is_integer(v) and v > 0, do: v
+  # a receive waits at most 2^32 - 1 ms
+  defp validate!(:timeout, v, _) when v in 1..0xFFFFFFFF//1, do: v
   defp validate!(:seed_nodes, v, source) when is_list(v), do: validate_nodes!(v, source)
   defp validate!(:pub_sub, v, _) when is_atom(v) and v not in [true, false], do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
@@ -310,7 +311,7 @@ defmodule ExESDB.Options do
     do: "expected an atom of letters, digits, _, - and . (not first . or -), at most 200"
 
   defp expected(:db_type), do: "expected :single"
-  defp expected(:timeout), do: "expected a positive integer (milliseconds)"
+  defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"
   defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
 

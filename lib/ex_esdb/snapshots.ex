@@ -18,7 +18,7 @@ defmodule ExESDB.Snapshots do
         store,
         %SnapshotRecord{source_uuid: uuid, source_version: version, source_type: type} = snap
       )
-      when is_binary(uuid) and uuid != "" and is_integer(version) and version >= 0 do
+      when is_binary(uuid) and uuid != "" and version in 0..0xFFFFFFFFFFFFFFFF//1 do
     with {:ok, s} <- Store.fetch(store) do
       type = if is_atom(type) and type != nil, do: Atom.to_string(type), else: type || ""
       data = EventCodec.payload(s.serializer, snap.data)

@@ -85,6 +85,14 @@ defmodule ExESDB.Streams do
 
   # Events asked of one page.
   @page 1000
+  # The most a page holds (the store caps a read at this).
+  @max_page 10_000
+  # Versions and positions are u64; the three largest are the expected
+  # versions :any, :no_stream and :stream_exists.
+  @max_u64 0xFFFFFFFFFFFFFFFF
+  @max_expected @max_u64 - 3
+  # the longest a receive can wait
+  @max_timeout 0xFFFFFFFF
 
   @doc """
   Append events atomically; returns the stream's new version.
@@ -112,7 +120,7 @@ defmodule ExESDB.Streams do
 
   defp append_options(s, opts) when is_list(opts) do
     Enum.reduce_while(opts, {:ok, s}, fn
-      {:timeout, t}, {:ok, s} when (is_integer(t) and t >= 0) or t == :infinity ->
+      {:timeout, t}, {:ok, s} when t in 0..@max_timeout//1 or t == :infinity ->
         {:cont, {:ok, %{s | timeout: t}}}
 
       {:timeout, t}, _ ->
@@ -328,7 +336,7 @@ defmodule ExESDB.Streams do
   # One page of records and where the next starts. The backend builds the
   # structs; with the default serializer it decodes data and metadata too.
   defp page(s, source, from, n, direction) do
-    case s.backend.read(s, source, from, n, direction) do
+    case s.backend.read(s, source, from, min(n, @max_page), direction) do
       {:ok, records, next} -> {:ok, EventCodec.finish(records, s), next}
       {:error, _} = error -> error
     end
@@ -368,7 +376,7 @@ defmodule ExESDB.Streams do
   end
 
   defp start(:end, :backward), do: {:ok, 0xFFFFFFFFFFFFFFFF}
-  defp start(n, _) when is_integer(n) and n >= 0, do: {:ok, n}
+  defp start(n, _) when n in 0..@max_u64//1, do: {:ok, n}
   defp start(other, _), do: {:error, {:invalid_start, other}}
 
   defp check_writable("$all"), do: {:error, {:invalid_stream_id, "$all"}}
@@ -381,7 +389,7 @@ defmodule ExESDB.Streams do
   defp check_event_type(t), do: {:error, {:invalid_event_type, t}}
 
   defp check_expected(v) when v in [:any, :no_stream, :stream_exists], do: :ok
-  defp check_expected(v) when is_integer(v) and v >= 0, do: :ok
+  defp check_expected(v) when v in 0..@max_expected//1, do: :ok
   defp check_expected(v), do: {:error, {:invalid_expected_version, v}}
 
   defp check_source("$all", _), do: {:ok, :all}

@@ -88,6 +88,9 @@ defmodule ExESDB.Subscriptions do
 
   # Events a transient subscriber may be sent before it grants more.
   @default_credit 10_000
+  # Cursors, member ids and grants are u64 in the store; a credit of
+  # 2^64 - 1 would be its "unbounded".
+  @max_u64 0xFFFFFFFFFFFFFFFF
   @persistent_options [
     :start_from,
     :buffer_size,
@@ -188,7 +191,7 @@ defmodule ExESDB.Subscriptions do
   :subscription_not_found}` once the subscription ended.
   """
   @spec grant(atom(), subscription(), pos_integer()) :: :ok | {:error, term()}
-  def grant(_store, _sub, n) when not (is_integer(n) and n > 0),
+  def grant(_store, _sub, n) when n not in 1..@max_u64//1,
     do: {:error, {:invalid_credit, n}}
 
   def grant(_store, {:transient, {relay, member}}, n) when is_pid(relay),
@@ -201,7 +204,7 @@ defmodule ExESDB.Subscriptions do
     :exit, _ -> {:error, :subscription_not_found}
   end
 
-  def grant(store, {:transient, member}, n) when is_integer(member) do
+  def grant(store, {:transient, member}, n) when member in 0..@max_u64//1 do
     with {:ok, s} <- Store.fetch(store) do
       s.backend.grant(s, member, n)
     end
@@ -312,7 +315,7 @@ defmodule ExESDB.Subscriptions do
     :exit, _ -> {:error, :subscription_not_found}
   end
 
-  def unsubscribe(store, {:transient, member}) when is_integer(member) and member >= 0 do
+  def unsubscribe(store, {:transient, member}) when member in 0..@max_u64//1 do
     with {:ok, s} <- Store.fetch(store) do
       s.backend.unsubscribe(s, member)
     end
@@ -438,8 +441,8 @@ defmodule ExESDB.Subscriptions do
   defp valid_option?(:concurrency_limit, v), do: is_integer(v) and v > 0
   defp valid_option?(:partition_by, v), do: v == nil or is_function(v, 1)
   defp valid_option?(:transform, v), do: v == nil or is_function(v, 1)
-  defp valid_option?(:credit, v), do: v == :infinity or (is_integer(v) and v > 0)
+  defp valid_option?(:credit, v), do: v == :infinity or v in 1..(@max_u64 - 1)//1
   defp valid_option?(:ack_key, v), do: v == nil or (is_atom(v) and v not in [true, false])
 
-  defp non_neg_integer?(v), do: is_integer(v) and v >= 0
+  defp non_neg_integer?(v), do: v in 0..@max_u64//1
 end

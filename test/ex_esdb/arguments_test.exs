@@ -136,6 +136,79 @@ defmodule ExESDB.ArgumentsTest do
     assert {:error, {:invalid_source_uuid, 1}} = answer(fn -> Snapshots.delete_snapshot(s, 1) end)
   end
 
+  # Integers past what the store can hold (u64; 32 bits for a receive
+  # timeout) raised ArgumentError from the NIF, or came back as
+  # {:badarg, stacktrace}.
+  test "integers too big for the store answer {:invalid_<what>, value}", %{store: s} do
+    big = 2 ** 64
+    ev = [NewEvent.new(event_type: "t", data: 1)]
+
+    assert {:error, {:invalid_start, ^big}} = answer(fn -> Streams.get_events(s, "s-1", big, 1) end)
+    assert {:error, {:invalid_start, ^big}} = answer(fn -> Streams.get_all_events(s, big, 1) end)
+
+    assert {:error, {:invalid_start, ^big}} =
+             answer(fn -> Streams.get_events_by_type(s, "t", big, 1) end)
+
+    assert {:error, {:invalid_start, ^big}} = answer(fn -> Streams.read_page(s, "s-1", big, 1) end)
+
+    # a count or a batch above a page's 10,000 asks for a full page
+    assert {:ok, [_], :eof} = answer(fn -> Streams.read_page(s, "s-1", 1, big) end)
+    assert {:ok, stream} = answer(fn -> Streams.stream_forward(s, "s-1", 1, big) end)
+    assert [_] = Enum.to_list(stream)
+    assert {:ok, [_]} = answer(fn -> Streams.get_events(s, "s-1", 1, big) end)
+
+    # the three largest u64 values name :any, :no_stream, :stream_exists
+    for v <- [big, big - 1, big - 3] do
+      assert {:error, {:invalid_expected_version, ^v}} =
+               answer(fn -> Streams.append_events(s, "s-1", v, ev) end)
+
+      assert {:error, {:invalid_expected_version, ^v}} =
+               answer(fn -> Streams.delete_stream(s, "s-1", v) end)
+    end
+
+    assert {:error, {:invalid_timeout, ^big}} =
+             answer(fn -> Streams.append_events(s, "s-1", :any, ev, timeout: big) end)
+
+    snap = %ExESDB.Schema.SnapshotRecord{
+      source_uuid: "x",
+      source_version: big,
+      source_type: "T",
+      data: 1
+    }
+
+    assert {:error, {:invalid_snapshot, ^snap}} =
+             answer(fn -> Snapshots.record_snapshot(s, snap) end)
+
+    assert {:error, {:invalid_start_from, ^big}} =
+             answer(fn ->
+               Subscriptions.subscribe_to(s, "big", {:by_stream, "$all"}, self(), start_from: big)
+             end)
+
+    # credit: 2^64 - 1 is the NIF's "unbounded"
+    for c <- [big, big - 1] do
+      assert {:error, {:invalid_credit, ^c}} =
+               answer(fn -> Subscriptions.subscribe(s, {:by_stream, "$all"}, self(), credit: c) end)
+    end
+
+    {:ok, sub} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+    assert {:error, {:invalid_credit, ^big}} = answer(fn -> Subscriptions.grant(s, sub, big) end)
+    assert :ok = answer(fn -> Subscriptions.grant(s, sub, big - 1) end)
+
+    for member <- [big, -1] do
+      assert {:error, {:invalid_subscription, {:transient, ^member}}} =
+               answer(fn -> Subscriptions.grant(s, {:transient, member}, 1) end)
+
+      assert {:error, {:invalid_subscription, {:transient, ^member}}} =
+               answer(fn -> Subscriptions.unsubscribe(s, {:transient, member}) end)
+    end
+  end
+
+  test "a timeout a receive cannot wait stops start-up" do
+    assert_raise ArgumentError, ~r/:timeout/, fn ->
+      ExESDB.Options.resolve(store_id: :big_timeout, timeout: 2 ** 32)
+    end
+  end
+
   test "a serializer that does not exist stops start-up" do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/no_serializer")
 
