@@ -60,6 +60,13 @@ struct esdb_commit_path {
 	int (*cancel)(esdb_commit_path *cp, bool (*match)(void *ctx, void *arg),
 	              void *arg, esdb_commit_req **out);
 
+	/* Called by esdb_store_restore after the store was replaced by a
+	 * copy whose applied index is `applied`, before any command is
+	 * applied to it: a path that numbers commands goes on after that
+	 * index. Runs with the apply lock held: must not call esdb_apply.
+	 * NULL: nothing to do (the local writer numbers from the store). */
+	void (*restored)(esdb_commit_path *cp, uint64_t applied);
+
 	/* Called by esdb_close: answer everything still pending
 	 * (ESDB_ECLOSED for what never reached the log,
 	 * ESDB_EOUTCOME_UNKNOWN for what did but was not applied) and

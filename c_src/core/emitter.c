@@ -329,6 +329,15 @@ static size_t group_pairs(struct esdb_emitter *e, const esdb_event *events,
 	return ng;
 }
 
+void esdb__emitter_restart(esdb_store *s, uint64_t last_position)
+{
+	struct esdb_emitter *e = s->emitter;
+	pthread_mutex_lock(&e->lock);
+	e->last_position = last_position;
+	e->contiguous_from = last_position + 1;
+	pthread_mutex_unlock(&e->lock);
+}
+
 void esdb__emit(esdb_store *s, const esdb_event *events, size_t n)
 {
 	struct esdb_emitter *e = s->emitter;

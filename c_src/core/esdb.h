@@ -659,6 +659,30 @@ int esdb_verify_isolated(esdb_store *s,
  * absent) while writers go on. */
 int esdb_backup(esdb_store *s, const char *dest);
 
+/* A consistent, compacted copy of the whole store (an LMDB data file,
+ * docs/FORMAT.md) written to `fd` while writers go on: what a lagging or
+ * new replica is sent. Writes from the fd's current offset and neither
+ * flushes nor closes it. fd may be a pipe or a socket. Errors: EINVAL,
+ * ESDB_ECLOSED, errno values of the writes. Any thread. */
+int esdb_store_copy(esdb_store *s, int fd);
+
+/* Replace the store's contents with a copy read from `fd` (to its end)
+ * as esdb_store_copy made it, under the open handle. The copy is written
+ * beside data.mdb, flushed and checked (ESDB_EFOREIGN: not a store;
+ * ESDB_EFORMAT: another format version) before anything changes; then,
+ * between two commits and once the reads in progress have finished, it
+ * replaces data.mdb. Readers, subscribers and submitters need not stop:
+ * reads started after the swap see the copy, commands applied after it
+ * apply to the copy (their indexes go on from its applied index), and
+ * the emitter goes on from the copy's last position (the next delivery's
+ * `since` is that position + 1, so a subscriber that saw more must read
+ * again). No other process may have the store open meanwhile. A swap
+ * whose reopen fails leaves the copy in place and every later call
+ * retries the reopen. Errors: EINVAL, ESDB_ECLOSED, EROFS,
+ * ESDB_ESTORE_FAILED, ESDB_EFOREIGN, ESDB_EFORMAT, ESDB_EDISK_FULL,
+ * errno values. */
+int esdb_store_restore(esdb_store *s, int fd);
+
 /* The microsecond clock commands are stamped with. */
 uint64_t esdb_now_us(void);
 

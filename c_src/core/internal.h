@@ -143,6 +143,9 @@ int esdb__mdb_rc(int rc);
 int esdb__emitter_create(esdb_store *s, uint64_t last_position);
 void esdb__emitter_destroy(esdb_store *s);
 void esdb__emit(esdb_store *s, const esdb_event *events, size_t n);
+/* The store under the emitter was replaced (a restore): go on from its
+ * last position, vouching for nothing before. */
+void esdb__emitter_restart(esdb_store *s, uint64_t last_position);
 /* Tests only: the next fan-out is dropped as if memory ran out. */
 extern bool esdb__emitter_fault;
 
@@ -164,6 +167,9 @@ int esdb__applied_index(MDB_txn *txn, MDB_dbi meta, uint64_t *index);
  * one attempt go on). */
 #define ESDB__FAULT_PASS (-1)
 extern int esdb__apply_fault[4];
+
+/* A compacted copy of the store into fd (copy.c; esdb_backup too). */
+int esdb__copy_to_fd(esdb_store *s, int fd);
 
 /* esdb_verify's checks inside a read transaction the caller holds. */
 int esdb__verify_txn(esdb_store *s, MDB_txn *txn,

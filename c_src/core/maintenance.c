@@ -252,20 +252,12 @@ int esdb_backup(esdb_store *s, const char *dest)
 		return rc;
 	if (!empty)
 		return EEXIST;
-	/* Its read holds the map still for long: leave appends room. */
-	if ((rc = esdb__map_headroom(s, true)))
-		return esdb__mdb_rc(rc);
 	/* Created here, not by LMDB, for its mode (LMDB's is 0666). */
 	int fd =
 	    open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
 	if (fd < 0)
 		return errno;
-	/* mdb_env_copyfd2 runs in its own read txn: consistent while
-	 * writers go on; the map lock keeps the map from moving under it. */
-	if ((rc = esdb__map_rdlock(s)) == 0) {
-		rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
-		pthread_rwlock_unlock(&s->map_lock);
-	}
+	rc = esdb__copy_to_fd(s, fd);
 	/* The backup is done when its file, its directory and the
 	 * directory's entry in its parent are on the disk. */
 	if (!rc && fsync(fd))

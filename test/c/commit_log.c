@@ -107,6 +107,15 @@ static int log_submit(esdb_commit_path *cp, esdb_commit_req *r)
 	return 0;
 }
 
+/* Commands taken after a restore go on after the copy's index. */
+static void log_restored(esdb_commit_path *cp, uint64_t applied)
+{
+	test_log *l = cp->impl;
+	pthread_mutex_lock(&l->lock);
+	l->next_index = index_after(applied);
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void log_stop(esdb_commit_path *cp)
 {
 	test_log *l = cp->impl;
@@ -139,6 +148,7 @@ int test_commit_log(esdb_commit_path *cp)
 	    .start = log_start,
 	    .submit = log_submit,
 	    .cancel = NULL, /* in the log once submitted */
+	    .restored = log_restored,
 	    .stop = log_stop,
 	    .close = log_close,
 	};

@@ -1,0 +1,226 @@
+/* copy.c: a whole store through a file descriptor. A copy is a compacted
+ * LMDB data file written while writers go on; a restore takes such a file
+ * and swaps it in under the open store handle, between two transactions,
+ * so readers, subscribers and the commit path carry on over it. This is
+ * how a store travels out of band to a new or lagging replica. */
+#include "internal.h"
+
+#include "bytes.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RESTORE_FILE "restore.mdb"
+
+int esdb__copy_to_fd(esdb_store *s, int fd)
+{
+	/* Its read holds the map still for long: leave appends room. */
+	int rc = esdb__map_headroom(s, true);
+	if (rc)
+		return esdb__mdb_rc(rc);
+	/* mdb_env_copyfd2 runs in its own read txn: consistent while
+	 * writers go on; the map lock keeps the map from moving under it. */
+	if ((rc = esdb__map_rdlock(s)) == 0) {
+		rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+		pthread_rwlock_unlock(&s->map_lock);
+	}
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_store_copy(esdb_store *s, int fd)
+{
+	if (!s || fd < 0)
+		return ESDB_EINVAL;
+	if (!s->is_open)
+		return ESDB_ECLOSED;
+	return esdb__copy_to_fd(s, fd);
+}
+
+/* Everything `in` holds, into `out`. */
+static int pour(int in, int out)
+{
+	static const size_t chunk = 1u << 20;
+	char *buf = malloc(chunk);
+	int rc = 0;
+	if (!buf)
+		return ENOMEM;
+	for (;;) {
+		ssize_t n = read(in, buf, chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t off = 0; off < n;) {
+			ssize_t w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0) {
+				rc = errno;
+				goto out;
+			}
+			off += w;
+		}
+	}
+out:
+	free(buf);
+	return rc;
+}
+
+/* Is the file at `path` a store of this format? Opened apart, read-only
+ * and without a lock file, before it replaces anything. */
+static int check_copy(const char *path, uint64_t mapsize)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = {6, "format"}, v;
+	int rc = mdb_env_create(&env);
+	if (rc)
+		return rc;
+	if ((rc = mdb_env_set_maxdbs(env, 16)) ||
+	    (rc = mdb_env_set_mapsize(env, mapsize)) ||
+	    (rc = mdb_env_open(env, path,
+	                       MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0600))) {
+		mdb_env_close(env);
+		/* what LMDB says of a file that has no meta pages */
+		return rc == ENOENT || rc == EINVAL || rc == EBADF
+		           ? ESDB_EFOREIGN
+		           : esdb__mdb_rc(rc);
+	}
+	if ((rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) {
+		mdb_env_close(env);
+		return esdb__mdb_rc(rc);
+	}
+	rc = mdb_dbi_open(txn, "meta", 0, &meta);
+	if (rc == 0)
+		rc = mdb_get(txn, meta, &k, &v);
+	if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE ||
+	    (rc == 0 &&
+	     (v.mv_size != 10 || memcmp(v.mv_data, ESDB_FORMAT_MAGIC, 6))))
+		rc = ESDB_EFOREIGN;
+	else if (rc == 0 && esdb_get_le32((const uint8_t *)v.mv_data + 6) !=
+	                        ESDB_FORMAT_VERSION)
+		rc = ESDB_EFORMAT;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return esdb__mdb_rc(rc);
+}
+
+/* The last position and applied index of the environment now open. */
+static int last_position(esdb_store *s, uint64_t *last, uint64_t *applied)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc)
+		return rc;
+	*last = 0;
+	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)) == 0) {
+		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+		if (rc == 0 && k.mv_size == 8)
+			*last = esdb_get_be64(k.mv_data);
+		rc = rc == MDB_NOTFOUND ? 0 : rc;
+		mdb_cursor_close(cur);
+	}
+	if (rc == 0)
+		rc = esdb__applied_index(txn, s->dbi_meta, applied);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* Swap the file at `tmp` in as data.mdb, with no transaction live: the
+ * apply lock keeps the commit path out, the map lock held exclusive waits
+ * for the reads in progress and holds new ones back. */
+static int swap_in(esdb_store *s, const char *tmp, const char *data)
+{
+	MDB_envinfo info;
+	uint64_t last = 0, applied = 0;
+	int rc;
+	pthread_mutex_lock(&s->apply_lock);
+	pthread_rwlock_wrlock(&s->map_lock);
+	if ((rc = mdb_env_info(s->env, &info)))
+		goto out;
+	if (rename(tmp, data)) {
+		rc = errno;
+		goto out;
+	}
+	/* From here the store is the copy, on disk and, once reopened, in
+	 * memory; a reopen that fails is tried again by the next call. */
+	rc = esdb__fsync_path(s->path);
+	int rc2 = esdb__env_reopen(s, info.me_mapsize);
+	if (rc2) {
+		s->lost_mapsize = info.me_mapsize;
+		s->map_lost = true;
+		rc = rc2;
+		goto out;
+	}
+	/* Appends go on from the copy's last position; deliveries vouch
+	 * for nothing before it; the commit path numbers after its index. */
+	if ((rc2 = last_position(s, &last, &applied)) == 0)
+		esdb__emitter_restart(s, last);
+	rc = rc ? rc : rc2;
+	pthread_rwlock_unlock(&s->map_lock);
+	if (rc2 == 0 && s->commit.restored)
+		s->commit.restored(&s->commit, applied);
+	pthread_mutex_unlock(&s->apply_lock);
+	return esdb__mdb_rc(rc);
+out:
+	pthread_rwlock_unlock(&s->map_lock);
+	pthread_mutex_unlock(&s->apply_lock);
+	return esdb__mdb_rc(rc);
+}
+
+int esdb_store_restore(esdb_store *s, int fd)
+{
+	char tmp[PATH_MAX], data[PATH_MAX];
+	if (!s || fd < 0)
+		return ESDB_EINVAL;
+	if (!s->is_open)
+		return ESDB_ECLOSED;
+	if (s->readonly)
+		return EROFS;
+	if (esdb_store_failure(s))
+		return ESDB_ESTORE_FAILED;
+	if (snprintf(tmp, sizeof(tmp), "%s/" RESTORE_FILE, s->path) >=
+	        (int)sizeof(tmp) ||
+	    snprintf(data, sizeof(data), "%s/data.mdb", s->path) >=
+	        (int)sizeof(data))
+		return ESDB_EINVAL;
+	unlink(tmp); /* left by a restore that did not finish */
+	int out =
+	    open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
+	if (out < 0)
+		return esdb__space_rc(s->path, errno);
+	int rc = pour(fd, out);
+	if (!rc && fsync(out))
+		rc = errno;
+	if (close(out) && !rc)
+		rc = errno;
+	if (!rc) {
+		struct stat st;
+		rc = stat(tmp, &st) ? errno : 0;
+		/* LMDB's two meta pages at least */
+		if (!rc && st.st_size < 2 * 4096)
+			rc = ESDB_EFOREIGN;
+		if (!rc)
+			rc = check_copy(tmp, (uint64_t)st.st_size + (1u << 20));
+	}
+	if (!rc)
+		rc = swap_in(s, tmp, data);
+	if (rc)
+		unlink(tmp);
+	if (rc == 0)
+		esdb__map_headroom(s, true);
+	return esdb__space_rc(s->path, rc);
+}
