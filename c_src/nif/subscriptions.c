@@ -37,11 +37,15 @@ typedef struct member {
 
 #define UNBOUNDED UINT64_MAX
 
+/* Member ids are slot | generation << 32 with one generation counter for
+ * every store of the VM: a store reopened starts its slots again, and a
+ * handle from before must not name a member of the new store. */
+static uint32_t generations;
+
 struct members {
 	ErlNifMutex *lock;
 	member *slots;
 	size_t n, cap;
-	uint32_t generation;
 	/* The last list of records built: members of one topic get the same
 	 * events of a commit, and copying a built list costs less than
 	 * building it again. Used on the delivering thread only. */
@@ -295,8 +299,10 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	member *mb = alloc_member(m);
 	int rc = ENOMEM;
 	if (mb) {
-		mb->id = (uint64_t)(mb - m->slots) |
-		         ((uint64_t)(++m->generation | 1u) << 32);
+		uint32_t generation =
+		    __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED) | 1u;
+		mb->id =
+		    (uint64_t)(mb - m->slots) | ((uint64_t)generation << 32);
 		mb->pid = pid;
 		mb->module = module;
 		mb->decode = decode;

@@ -85,3 +85,31 @@ defmodule ExESDB.SubscriptionEdgesTest do
     assert {:error, {:invalid_event_type, :t}} = Streams.get_events_by_type(s, :t, 0, 10)
   end
 end
+
+defmodule ExESDB.SubscriptionHandlesTest do
+  # A transient subscription's handle names one membership of one open
+  # store: after the store restarts, an old handle must not reach a
+  # membership of the new one.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  test "a handle from before a restart names no subscription of the reopened store",
+       %{store: s, store_opts: opts} do
+    {:ok, old} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+    stop_supervised!(ExESDB.System.system_name(s))
+    assert_receive {:subscription_down, ^old, :closed}
+    start_supervised!({ExESDB.System, opts})
+
+    me = self()
+    other = spawn(fn -> receive(do: ({:events, evs} -> send(me, {:other_got, evs}))) end)
+    {:ok, _new} = Subscriptions.subscribe(s, {:by_stream, "$all"}, other)
+
+    assert {:error, :subscription_not_found} = Subscriptions.grant(s, old, 1)
+    assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, old)
+    {:ok, 1} = Streams.append_events(s, "a", :any, [NewEvent.new(event_type: "t", data: 1)])
+    assert_receive {:other_got, [_]}
+  end
+end
