@@ -606,7 +606,8 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out);
  * whole again. From then on every write (esdb_submit, esdb_apply and the
  * commands already queued) answers ESDB_ESTORE_FAILED; reads go on. A
  * marker file (store_failed in the store's directory) outlives the
- * process: the next writable esdb_open runs esdb_verify first, removes
+ * process: the next writable esdb_open runs esdb_verify_isolated first
+ * (a bad page cannot take the opening process down), removes
  * the marker when the store verifies and answers ESDB_ECORRUPT when it
  * does not (a read-only open still works, to salvage). With the default
  * durability every commit acknowledged before the failure was flushed

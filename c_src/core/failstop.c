@@ -95,7 +95,10 @@ int esdb__failstop_reopen(esdb_store *s)
 		return rc;
 	if (access(path, F_OK) != 0)
 		return 0;
-	if ((rc = esdb_verify(s, NULL, NULL, NULL)))
+	/* Isolated: a store that failed a flush is the likeliest to hold a
+	 * page LMDB walks blindly, and this runs in the opening process
+	 * (the VM). */
+	if ((rc = esdb_verify_isolated(s, NULL, NULL, NULL, NULL)))
 		return rc;
 	if (unlink(path) && errno != ENOENT)
 		return errno;
