@@ -44,10 +44,10 @@ defmodule ExESDB.Options do
   |---|---|---|
   | `max_stream_id` | 1024 | bytes of a stream id (at most 65,535) |
   | `max_event_type` | 512 | bytes of an event type (at most 65,535) |
-  | `max_event_bytes` | 16 MiB | serialized data + metadata of one event (or snapshot, or checkpoint definition) |
-  | `max_append_events` | 10,000 | events in one append |
-  | `max_append_bytes` | 64 MiB | serialized data + metadata of one append |
-  | `max_key` | 1024 | bytes of a snapshot `source_uuid` or a subscription name |
+  | `max_event_bytes` | 16 MiB | serialized data + metadata of one event (or snapshot, or checkpoint definition; below 4 GiB) |
+  | `max_append_events` | 10,000 | events in one append (below 2^32) |
+  | `max_append_bytes` | 64 MiB | serialized data + metadata of one append (below 4 GiB) |
+  | `max_key` | 1024 | bytes of a snapshot `source_uuid` or a subscription name (at most 65,535) |
   | `max_queue_bytes` | 256 MiB | encoded writes waiting for the writer; beyond it a write answers `{:error, :overloaded}` (this node's, not stored) |
   | `max_read_bytes` | 16 MiB | data, metadata, stream id and type of the events in one page read (at least one event per page; `ExESDB.Streams`, "Pages"; this node's, not stored) |
 
@@ -109,6 +109,18 @@ defmodule ExESDB.Options do
     :max_queue_bytes,
     :max_read_bytes
   ]
+
+  # The largest value of each limit the store can record.
+  @limit_max %{
+    max_stream_id: 65_535,
+    max_event_type: 65_535,
+    max_key: 65_535,
+    max_event_bytes: 0xFFFFFFFF,
+    max_append_bytes: 0xFFFFFFFF,
+    max_append_events: 0xFFFFFFFF,
+    max_queue_bytes: 0xFFFFFFFFFFFFFFFF,
+    max_read_bytes: 0xFFFFFFFFFFFFFFFF
+  }
 
   @option_source "the options given to ExESDB.System"
 
@@ -245,7 +257,7 @@ defmodule ExESDB.Options do
   defp validate!(:pub_sub, v, _) when is_atom(v) and v not in [true, false], do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :no_meta_sync, :nosync], do: v
-  defp validate!(:map_size, v, _) when is_integer(v) and v >= 1_048_576, do: v
+  defp validate!(:map_size, v, _) when v in 1_048_576..0xFFFFFFFFFFFFFFFF//1, do: v
 
   defp validate!(:file_mode, v, _) when v in 0o600..0o777 and Bitwise.band(v, 0o600) == 0o600,
     do: v
@@ -294,7 +306,12 @@ defmodule ExESDB.Options do
   defp validate_limits!(limits) do
     Enum.each(limits, fn
       {k, v} when k in @limit_keys and is_integer(v) and v > 0 ->
-        :ok
+        if v > @limit_max[k],
+          do:
+            raise(
+              ArgumentError,
+              "invalid ExESDB limit #{inspect({k, v})}; at most #{@limit_max[k]}"
+            )
 
       other ->
         raise ArgumentError,

@@ -120,6 +120,28 @@ defmodule ExESDB.OptionsValuesTest do
     end
   end
 
+  # Values the core refuses at open (it answered {:cannot_open_store,
+  # path, :invalid_option}, naming neither key nor value) raise here.
+  test "values past the store's bounds raise naming the key" do
+    for {limits, name} <- [
+          {[max_stream_id: 65_536], "max_stream_id"},
+          {[max_event_type: 65_536], "max_event_type"},
+          {[max_key: 65_536], "max_key"},
+          {[max_event_bytes: 2 ** 32], "max_event_bytes"},
+          {[max_append_bytes: 2 ** 32], "max_append_bytes"},
+          {[max_append_events: 2 ** 32], "max_append_events"},
+          {[max_read_bytes: 2 ** 64], "max_read_bytes"},
+          {[max_queue_bytes: 2 ** 64], "max_queue_bytes"}
+        ] do
+      assert_raise ArgumentError, ~r/#{name}/, fn -> Options.resolve(limits: limits) end
+    end
+
+    assert %{limits: [max_stream_id: 65_535, max_event_bytes: 4_294_967_295]} =
+             Options.resolve(limits: [max_stream_id: 65_535, max_event_bytes: 4_294_967_295])
+
+    assert_raise ArgumentError, ~r/:map_size/, fn -> Options.resolve(map_size: 2 ** 64) end
+  end
+
   test "seed_nodes given as strings resolve at once (node names) or raise" do
     assert {:ok, %{seed_nodes: [:a@h1, :"b@h2.example"]}} =
              resolve_within(seed_nodes: ["a@h1", "b@h2.example"])
