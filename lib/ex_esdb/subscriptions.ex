@@ -133,8 +133,15 @@ defmodule ExESDB.Subscriptions do
   much it has taken by calling `grant(store, subscription, n)` after
   handling `n` events. A commit that would take the subscriber past its
   credit ends the subscription with one last message,
-  `{:subscription_overflow, subscription, first_dropped_position}`; the
-  subscriber reads on from that position and subscribes again. When the
+  `{:subscription_overflow, subscription, first_dropped_position}` (a
+  global position). To go on without a gap, subscribe again *first*, then
+  read `$all` from that position to `:eof` (`ExESDB.Streams.read_page/5`,
+  keeping what the selector matches), and skip live events at or below
+  the last position read: reading first and subscribing after would miss
+  what is committed in between. A commit is delivered whole and the
+  writer may merge concurrent appends into one commit, so a burst larger
+  than the credit left overflows even a subscriber whose mailbox is
+  empty: give credit above the largest burst expected. When the
   store stops, each transient subscriber gets `{:subscription_down,
   subscription, :closed}` and nothing more: subscribe again once the
   store is back.
