@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define RESTORE_FILE "restore.mdb"
@@ -139,6 +140,38 @@ static int last_position(esdb_store *s, uint64_t *last, uint64_t *applied)
 	return rc;
 }
 
+/* Whether another process has the store open: every LMDB environment
+ * holds a POSIX lock on lock.mdb while open. Read from /proc/locks, as
+ * opening lock.mdb to ask would drop this process's own LMDB lock when
+ * closed. Unreadable: assume nobody. */
+static bool open_elsewhere(const esdb_store *s)
+{
+	char path[PATH_MAX], line[256];
+	struct stat st;
+	if (snprintf(path, sizeof(path), "%s/lock.mdb", s->path) >=
+	        (int)sizeof(path) ||
+	    stat(path, &st))
+		return false;
+	FILE *f = fopen("/proc/locks", "r");
+	if (!f)
+		return false;
+	bool other = false;
+	while (!other && fgets(line, sizeof(line), f)) {
+		char *posix = strstr(line, "POSIX ");
+		long pid;
+		unsigned maj, min;
+		unsigned long ino;
+		if (posix && sscanf(posix, "POSIX %*s %*s %ld %x:%x:%lu", &pid,
+		                    &maj, &min, &ino) == 4)
+			other = ino == (unsigned long)st.st_ino &&
+			        maj == major(st.st_dev) &&
+			        min == minor(st.st_dev) &&
+			        pid != (long)getpid();
+	}
+	fclose(f);
+	return other;
+}
+
 /* Swap the file at `tmp` in as data.mdb, with no transaction live: the
  * apply lock keeps the commit path out, the map lock held exclusive waits
  * for the reads in progress and holds new ones back. */
@@ -151,6 +184,14 @@ static int swap_in(esdb_store *s, const char *tmp, const char *data)
 	pthread_rwlock_wrlock(&s->map_lock);
 	if ((rc = mdb_env_info(s->env, &info)))
 		goto out;
+	/* LMDB resets its lock table only when no other process has the
+	 * store open. Kept, its transaction count picks the copy's meta page
+	 * by the old store's parity: half the time the empty one, and the
+	 * next commit writes over the copy. */
+	if (open_elsewhere(s)) {
+		rc = ESDB_ELOCKED;
+		goto out;
+	}
 	if (rename(tmp, data)) {
 		rc = errno;
 		goto out;

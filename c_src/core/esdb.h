@@ -677,9 +677,12 @@ int esdb_store_copy(esdb_store *s, int fd);
  * apply to the copy (their indexes go on from its applied index), and
  * the emitter goes on from the copy's last position (the next delivery's
  * `since` is that position + 1, so a subscriber that saw more must read
- * again). No other process may have the store open meanwhile. A swap
- * whose reopen fails leaves the copy in place and every later call
- * retries the reopen. Errors: EINVAL, ESDB_ECLOSED, EROFS,
+ * again). No other process may have the store open meanwhile (a CLI
+ * reading beside it): LMDB would keep its lock table's transaction count
+ * and could read the copy as empty; the restore answers ESDB_ELOCKED and
+ * changes nothing (one opening the store during the swap is not seen). A
+ * swap whose reopen fails leaves the copy in place and every later call
+ * retries the reopen. Errors: EINVAL, ESDB_ECLOSED, EROFS, ESDB_ELOCKED,
  * ESDB_ESTORE_FAILED, ESDB_EFOREIGN, ESDB_EFORMAT, ESDB_EDISK_FULL,
  * errno values. */
 int esdb_store_restore(esdb_store *s, int fd);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void append_n(esdb_store *s, uint64_t from, uint64_t n)
@@ -244,4 +245,66 @@ TEST(a_copy_travels_through_a_pipe_to_another_store)
 	CHECK_EQ(event_count(b), 21);
 	esdb_close(a);
 	esdb_close(b);
+}
+
+/* A copy's meta pages have transaction ids 0 (empty) and 1. When another
+ * process has the store open (the CLI reading beside the VM), LMDB keeps
+ * the lock table's transaction count across the reopen and picks the
+ * meta page by its parity: half the time the restored store read as
+ * empty, and the next append wrote over the copy (5 events restored, 1
+ * left). A restore must refuse while another process has the store open,
+ * and leave the store as it was. */
+TEST(restore_refuses_while_another_process_has_the_store_open)
+{
+	const char *dir = tmp_dir();
+	int start[2], ready[2], done[2];
+	REQUIRE(pipe(start) == 0 && pipe(ready) == 0 && pipe(done) == 0);
+	pid_t pid = fork(); /* before this process opens the store */
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		char c;
+		if (read(start[0], &c, 1) != 1)
+			_exit(1);
+		esdb_store *r;
+		c = esdb_create(&r) || esdb_set_readonly(r, true) ||
+		            esdb_open(r, dir)
+		        ? 'x'
+		        : 'o';
+		if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	esdb_store *src = open_store(tmp_dir(), false);
+	append_n(src, 1, 5);
+	char path[4200];
+	int fd = copy_to_file(src, path, sizeof(path));
+	esdb_close(src);
+
+	esdb_store *s = open_store(dir, false);
+	/* both parities of the transaction count */
+	for (int round = 0; round < 2; round++) {
+		append_n(s, 100 + (uint64_t)round * 20, 20 + (uint64_t)round);
+		if (round == 0) {
+			char c = 's';
+			REQUIRE(write(start[1], &c, 1) == 1);
+			REQUIRE(read(ready[0], &c, 1) == 1 && c == 'o');
+		}
+		uint64_t before = event_count(s);
+		REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+		CHECK_RC(esdb_store_restore(s, fd), ESDB_ELOCKED);
+		CHECK_EQ(event_count(s), before);
+	}
+	REQUIRE(write(done[1], "d", 1) == 1);
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	/* alone again, the restore goes through */
+	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+	REQUIRE_OK(esdb_store_restore(s, fd));
+	CHECK_EQ(event_count(s), 5);
+	append_n(s, 500, 1);
+	CHECK_EQ(event_count(s), 6);
+	esdb_close(s);
+	close(fd);
 }
