@@ -657,7 +657,8 @@ int esdb_verify_isolated(esdb_store *s,
                          uint64_t *problems, esdb_where *fault);
 
 /* Consistent, compacted copy into directory `dest` (must be empty or
- * absent) while writers go on. */
+ * absent) while writers go on. A failed backup leaves no file (nor the
+ * directory, when it made it); a full disk is ESDB_EDISK_FULL. */
 int esdb_backup(esdb_store *s, const char *dest);
 
 /* A consistent, compacted copy of the whole store (an LMDB data file,

@@ -245,18 +245,23 @@ int esdb_backup(esdb_store *s, const char *dest)
 	if (snprintf(file, sizeof(file), "%s/data.mdb", dest) >=
 	    (int)sizeof(file))
 		return ESDB_EINVAL;
-	if (mkdir(dest, esdb__dir_mode(s)) && errno != EEXIST)
-		return errno;
+	/* A backup that fails leaves nothing: its file, and the directory
+	 * when it made it. A full disk is ESDB_EDISK_FULL, as for appends. */
+	bool made = mkdir(dest, esdb__dir_mode(s)) == 0;
+	if (!made && errno != EEXIST)
+		return esdb__space_rc(dest, errno);
 	int rc = dir_is_empty(dest, &empty);
+	if (!rc && !empty)
+		rc = EEXIST;
 	if (rc)
-		return rc;
-	if (!empty)
-		return EEXIST;
+		goto fail_dir;
 	/* Created here, not by LMDB, for its mode (LMDB's is 0666). */
 	int fd =
 	    open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
-	if (fd < 0)
-		return errno;
+	if (fd < 0) {
+		rc = errno;
+		goto fail_dir;
+	}
 	rc = esdb__copy_to_fd(s, fd);
 	/* The backup is done when its file, its directory and the
 	 * directory's entry in its parent are on the disk. */
@@ -270,5 +275,8 @@ int esdb_backup(esdb_store *s, const char *dest)
 		rc = esdb__fsync_parent(dest);
 	if (rc)
 		unlink(file);
-	return esdb__mdb_rc(rc);
+fail_dir:
+	if (rc && made)
+		rmdir(dest);
+	return esdb__space_rc(dest, esdb__mdb_rc(rc));
 }

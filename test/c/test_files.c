@@ -273,3 +273,29 @@ TEST(read_only_open_on_a_full_disk_is_an_error_not_a_signal)
 	CHECK(child_ok(pid));
 	unmount_disk(dir);
 }
+
+/* A backup onto a full disk is a full disk, like an append: it answered
+ * ENOSPC (a bare errno) and left the directory it made behind. */
+TEST(backup_onto_a_full_disk_is_disk_full_and_leaves_nothing)
+{
+	const char *dir = small_disk("128k");
+	if (!dir)
+		return;
+	esdb_store *s = open_store(tmp_dir(), false);
+	static char big[4000];
+	memset(big, 'b', sizeof(big) - 1);
+	for (uint64_t i = 0; i < 100; i++) {
+		uint8_t id[16];
+		esdb_new_event ev = make_event(id, i + 1, "t", big);
+		REQUIRE_OK(
+		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	}
+	fill_disk(dir);
+	char dest[4200];
+	struct stat st;
+	snprintf(dest, sizeof(dest), "%s/backup", dir);
+	CHECK_RC(esdb_backup(s, dest), ESDB_EDISK_FULL);
+	CHECK(stat(dest, &st) != 0 && errno == ENOENT);
+	esdb_close(s);
+	unmount_disk(dir);
+}
