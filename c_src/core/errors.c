@@ -67,6 +67,7 @@ const char *esdb_errname(int rc)
 		return "map_full";
 	case MDB_CORRUPTED:
 	case MDB_PAGE_NOTFOUND:
+	case MDB_BAD_TXN: /* after a page LMDB refused (store.c) */
 		return "corrupt";
 	case MDB_READERS_FULL:
 		return "too_many_readers";

@@ -139,7 +139,8 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
 	MDB_val k = {16, kb}, v;
 	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
 	uint64_t left = hi - lo + 1;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+	rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, MDB_SET_KEY),
+	                      ESDB_WHERE_INDEX, 0);
 	while (rc == 0 && left > 0 && !p->full) {
 		/* the stream record says these versions are indexed */
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0 ||
@@ -155,7 +156,8 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
 		left--;
 		ver = dir == ESDB_FORWARD ? ver + 1 : ver - 1;
 		if (left > 0 && !p->full)
-			rc = mdb_cursor_get(cur, &k, &v, op);
+			rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, op),
+			                      ESDB_WHERE_INDEX, 0);
 	}
 	mdb_cursor_close(cur);
 	return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
@@ -334,7 +336,8 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	esdb_put_be64(kb, num);
 	esdb_put_be64(kb + 8, from);
 	MDB_val k = {16, kb}, v;
-	rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE),
+	                      ESDB_WHERE_INDEX, 0);
 	while (rc == 0) {
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
 			break;
@@ -343,7 +346,8 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 		                     &p)) ||
 		    p.full)
 			break;
-		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, MDB_NEXT),
+		                      ESDB_WHERE_INDEX, 0);
 	}
 	if (rc == MDB_NOTFOUND)
 		rc = 0;

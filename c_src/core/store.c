@@ -159,6 +159,11 @@ int esdb__mdb_rc(int rc)
 		return ESDB_EFORMAT;
 	case MDB_CORRUPTED:
 	case MDB_PAGE_NOTFOUND:
+	/* A cursor opened on a database whose root page LMDB refuses flags
+	 * the transaction silently (mdb_cursor_init drops the error); every
+	 * later call answers MDB_BAD_TXN. Nothing else of ours leaves a
+	 * transaction in use after an error. */
+	case MDB_BAD_TXN:
 		return ESDB_ECORRUPT;
 	default:
 		return rc;

@@ -40,7 +40,7 @@ int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number)
 	if (rc == ESDB_EFORMAT)
 		rc = ESDB_ECORRUPT;
 	if (rc == ESDB_ECORRUPT || rc == MDB_CORRUPTED ||
-	    rc == MDB_PAGE_NOTFOUND) {
+	    rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_TXN) {
 		last_where.kind = kind;
 		last_where.number = number;
 	}

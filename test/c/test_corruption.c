@@ -255,7 +255,8 @@ TEST(verify_never_dies_on_random_corruption)
 	}
 	free(orig);
 	CHECK_EQ(verify_signals, 0);
-	CHECK_EQ(other, 0); /* e.g. a sanitizer report in a reading child */
+	CHECK_EQ(other, 0);    /* e.g. a sanitizer report in a reading child */
+	CHECK_EQ(reads[2], 0); /* an error that names no meaning */
 	CHECK_EQ(verify_codes[0] + verify_codes[4], runs);
 	printf("  %d copies: verify 0 x%d, 4 x%d; reads: ok %d, corrupt %d, "
 	       "other error %d, died %d\n",
@@ -264,4 +265,65 @@ TEST(verify_never_dies_on_random_corruption)
 	printf("  esdb_verify_isolated in this process: %d checks died in "
 	       "the child (%d at a page of data.mdb), this process never\n",
 	       isolated_deaths, isolated_faults);
+}
+
+/* Point the root of the named database `name` past the end of the file,
+ * in every copy of the main database's record of it (an older copy of
+ * the page may be in the file too). The record is the node's data right
+ * after its key: an MDB_db, its root page number last. */
+static void break_db_root(const char *dir, const char *name)
+{
+	char path[4200];
+	size_t len, nlen = strlen(name) + 1, found = 0;
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	uint8_t *data = slurp(path, &len);
+	/* the key as stored: LMDB keeps the name's terminating zero */
+	for (uint8_t *p = data;
+	     (p = memmem(p, len - (size_t)(p - data), name, nlen)) != NULL;
+	     p += nlen) {
+		if (p + nlen + 48 > data + len)
+			break;
+		uint64_t root = 0xFFFFFFF0u;
+		memcpy(p + nlen + 40, &root, 8);
+		found++;
+	}
+	REQUIRE(found > 0);
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f != NULL);
+	REQUIRE(fwrite(data, 1, len, f) == len);
+	fclose(f);
+	free(data);
+}
+
+/* LMDB opening a cursor on a database whose root page it refuses flags
+ * the transaction without saying so (mdb_cursor_init ignores the
+ * error); the next call answers MDB_BAD_TXN. That is a corrupt page, and
+ * must read as ESDB_ECORRUPT, not as an unnamed LMDB code. */
+TEST(a_refused_index_root_reads_as_corrupt)
+{
+	const char *dir = tmp_dir();
+	build_store(dir);
+	break_db_root(dir, "type_index");
+	break_db_root(dir, "stream_index");
+	esdb_store *s;
+	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_set_readonly(s, true));
+	REQUIRE_OK(esdb_open(s, dir));
+	uint64_t sum = 0;
+	esdb_where where;
+	CHECK_RC(
+	    esdb_read_type(s, "happened", 8, 0, 10, count_event, &sum, NULL),
+	    ESDB_ECORRUPT);
+	esdb_corrupt_where(&where);
+	CHECK_EQ(where.kind, ESDB_WHERE_INDEX);
+	/* stream-0 has 43 events: its first versions are in stream_index */
+	CHECK_RC(esdb_read_stream(s, "stream-0", 8, 1, 10, ESDB_FORWARD,
+	                          count_event, &sum, NULL),
+	         ESDB_ECORRUPT);
+	esdb_corrupt_where(&where);
+	CHECK_EQ(where.kind, ESDB_WHERE_INDEX);
+	/* events and names are intact: $all still reads */
+	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, count_event, &sum, NULL),
+	         0);
+	esdb_close(s);
 }
