@@ -9,6 +9,7 @@
 #include <ei.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_DEPTH 100
 /* ei prints a big integer as hex through a 2000-byte stack buffer it
@@ -63,8 +64,11 @@ static bool term_ok(cursor *c, int depth)
 		return skip(c, 4);
 	case 70: /* NEW_FLOAT_EXT */
 		return skip(c, 8);
-	case 99: /* FLOAT_EXT */
-		return skip(c, 31);
+	case 99: /* FLOAT_EXT: ei sscanf()s it, reading on past the 31
+	          * bytes while they continue a number: Erlang pads with NULs,
+	          * and one without a NUL is refused */
+		return (size_t)(c->end - c->p) >= 31 &&
+		       memchr(c->p, 0, 31) != NULL && skip(c, 31);
 	case 100: /* ATOM_EXT (Latin-1) */
 		return get(c, 2, &n) && n < MAXATOMLEN && skip(c, n);
 	case 115: /* SMALL_ATOM_EXT */

@@ -133,3 +133,28 @@ TEST(term_text_big_integers_ei_cannot_print_are_refused)
 	REQUIRE(waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
+
+/* ei reads FLOAT_EXT's 31 bytes with sscanf, which stops only at a byte
+ * that cannot continue the number: 31 digits and no NUL made it read on
+ * past the term (into the bytes after it in the record, or past the end
+ * of the mapped file). Such a float is refused (shown as bytes). */
+TEST(term_text_float_ext_is_read_within_its_bytes)
+{
+	uint8_t buf[2 + 31 + 10];
+	buf[0] = 131;
+	buf[1] = 99;
+	memset(buf + 2, '1', 31);
+	memset(buf + 33, '9', 10); /* past the term */
+	char *t = term_text(buf, 33);
+	if (t) {
+		double d = strtod(t, NULL);
+		CHECK(d < 1e31); /* 31 digits at most */
+	}
+	free(t);
+	/* a float as Erlang writes it ("%.20e", NUL padded) still prints */
+	uint8_t ok[2 + 31] = {131, 99};
+	memcpy(ok + 2, "1.50000000000000000000e+00", 26);
+	t = text_of(ok, sizeof(ok));
+	CHECK(t && !strcmp(t, "1.500000"));
+	free(t);
+}
