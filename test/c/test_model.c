@@ -152,9 +152,9 @@ static void do_delete(esdb_store *s)
 
 static esdb_store *model_open(const char *dir)
 {
-	esdb_store *s;
 	read_budget = 30 + rng_next(&rng) % 300;
-	REQUIRE_OK(esdb_create(&s));
+	/* on the commit path ESDB_TEST_COMMIT_PATH names (make test-c-log) */
+	esdb_store *s = new_store();
 	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
 	REQUIRE_OK(esdb_set_read_bytes(s, read_budget));
 	REQUIRE_OK(esdb_open(s, dir));
@@ -402,9 +402,21 @@ TEST(model_based_random_operations)
 		else if (op < 99)
 			do_keyed(s);
 		else {
-			/* close and reopen: state must survive */
+			/* close and reopen: the store comes back as it was */
+			uint64_t before, after;
+			esdb_stats st;
+			REQUIRE_OK(esdb_applied_index_get(s, &before));
 			esdb_close(s);
 			s = model_open(dir);
+			REQUIRE_OK(esdb_applied_index_get(s, &after));
+			REQUIRE_OK(esdb_stats_get(s, &st));
+			if (after != before || st.events != M.n_events)
+				harness_fail(
+				    __FILE__, __LINE__,
+				    "reopen at operation %ld: applied "
+				    "index %" PRIu64 " (was %" PRIu64
+				    "), %" PRIu64 " events (model %" PRIu64 ")",
+				    i, after, before, st.events, M.n_events);
 		}
 	}
 	esdb_stats st;
