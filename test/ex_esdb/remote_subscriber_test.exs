@@ -111,5 +111,15 @@ defmodule ExESDB.RemoteSubscriberTest do
     refute_receive {:echo, _, {:events, _}}, 300
   end
 
+  test "a relay ignores a :normal exit signal and stray messages", %{store: s, node: node} do
+    a = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
+    {:ok, {:transient, {relay, _}} = sub} = Subscriptions.subscribe(s, {:by_stream, "one"}, a)
+    Process.exit(relay, :normal)
+    send(relay, :stray)
+    {:ok, 1} = Streams.append_events(s, "one", :any, [%NewEvent{event_type: "t", data: 1}])
+    assert_receive {:echo, ^node, {:events, [%{stream_id: "one"}]}}, 2000
+    refute_received {:echo, _, {:subscription_down, ^sub, _}}
+  end
+
   def raise_on(_events), do: raise("a subscriber's transform failed")
 end

@@ -113,3 +113,25 @@ defmodule ExESDB.SubscriptionHandlesTest do
     assert_receive {:other_got, [_]}
   end
 end
+
+defmodule ExESDB.SubscriptionSignalsTest do
+  # The processes between the emitter and transient subscribers trap exits
+  # (so that their terminate/2 tells subscribers when the store stops): a
+  # :normal exit signal or a stray message must not end them.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  setup context, do: ExESDB.Test.NifBackend.start_store(context)
+
+  test "a forwarder ignores a :normal exit signal and stray messages", %{store: s} do
+    {:ok, {:transient, fwd} = sub} = Subscriptions.subscribe(s, {:by_event_payload, %{k: 1}})
+    ref = Process.monitor(fwd)
+    Process.exit(fwd, :normal)
+    send(fwd, :stray)
+    {:ok, 1} = Streams.append_events(s, "a", :any, [NewEvent.new(event_type: "t", data: %{k: 1})])
+    assert_receive {:events, [%{stream_id: "a"}]}
+    refute_received {:DOWN, ^ref, _, _, _}
+    refute_received {:subscription_down, ^sub, _}
+  end
+end

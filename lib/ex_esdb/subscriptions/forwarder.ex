@@ -68,6 +68,13 @@ defmodule ExESDB.Subscriptions.Forwarder do
   def handle_info({:DOWN, _, :process, pid, _}, %{subscriber: pid} = state),
     do: {:stop, :normal, state}
 
+  # Exits are trapped only so that terminate/2 runs (the parent's are
+  # GenServer's own): another process's act as they would untrapped,
+  # :normal ignored; stray messages are dropped.
+  def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
+  def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
+  def handle_info(_other, state), do: {:noreply, state}
+
   @impl true
   def terminate(reason, state) when reason != :normal,
     do: send(state.subscriber, {:subscription_down, {:transient, self()}, :closed})

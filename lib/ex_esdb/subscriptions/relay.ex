@@ -151,6 +151,13 @@ defmodule ExESDB.Subscriptions.Relay do
     end
   end
 
+  # Exits are trapped only so that terminate/2 runs (the parent's are
+  # GenServer's own): another process's act as they would untrapped,
+  # :normal ignored; stray messages are dropped.
+  def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
+  def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
+  def handle_info(_other, state), do: {:noreply, state}
+
   # One subscription failing (its transform, or a serializer that cannot
   # decode) ends that subscription alone, as its own forwarder would end
   # on a local node; the others carried by the relay go on.
