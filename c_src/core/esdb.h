@@ -541,10 +541,19 @@ int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
  * that member's events in position order. A member that joined two topics
  * an event matches gets it once per topic.
  *
- * Threading: `deliver` runs on the writer thread (or the thread in
- * esdb_apply) after the commit and before the appenders are answered, with
- * the emitter's lock held: it must not call esdb_emitter_* itself. The
- * event views are valid during the call only.
+ * Threading: fan-out runs on a thread of the emitter's own (started by
+ * the first esdb_emitter_set with a function), never on the thread that
+ * applies commits: a commit copies its events into a bounded queue and
+ * is acknowledged without waiting for delivery. `deliver` runs on that
+ * thread without the emitter's lock held; it may call esdb_emitter_leave,
+ * esdb_emitter_leave_all and esdb_emitter_drop, not esdb_emitter_set or
+ * esdb_emitter_flush. The event views are valid during the call only.
+ *
+ * The queue holds at most esdb_emitter_set_queue_bytes bytes of copied
+ * events (a commit larger than that is taken when the queue is empty).
+ * A commit that does not fit, or cannot be copied, is not fanned out:
+ * the appender is never held up by delivery, and the members learn of
+ * the hole through `since`. Closing the store drops what is still queued.
  */
 typedef enum esdb_topic {
 	ESDB_TOPIC_ALL = 0,
@@ -557,19 +566,24 @@ typedef enum esdb_topic {
  * range was delivered (in this call or earlier ones). A member that has
  * seen everything up to position S goes on without a gap when
  * since <= S + 1; otherwise events may be missing from its deliveries
- * (committed by another process, or a fan-out dropped for lack of
+ * (committed by another process, or a fan-out dropped: queue full, no
  * memory) and it must read them from the store. */
 typedef void (*esdb_deliver_fn)(void *ctx, uint64_t member, uint64_t since,
                                 const esdb_event *events, size_t n);
 
-/* Set the delivery function (NULL turns fan-out off). */
+/* Set the delivery function (NULL turns fan-out off). Once it returns,
+ * the previous function is no longer running or called. Starts the
+ * emitter's thread the first time. Errors: ESDB_ECLOSED, or
+ * pthread_create's. */
 int esdb_emitter_set(esdb_store *s, esdb_deliver_fn deliver, void *ctx);
 
 /* Join a topic. `name` is the stream id or event type (ignored for
- * ESDB_TOPIC_ALL). *last_position (may be NULL) receives the position of
- * the last event committed before the join: every later event that matches
- * is delivered, every earlier one is in the store. Joining twice is a
- * no-op. Errors: ESDB_EINVAL, ENOMEM. */
+ * ESDB_TOPIC_ALL). *last_position (may be NULL) receives a position such
+ * that every later event that matches is delivered (or reported missing
+ * through `since`) and no earlier one is: those are in the store. Commits
+ * queued but not yet fanned out count as later. Joining twice is a
+ * no-op. May wait while the emitter's thread matches one commit against
+ * the topics (not while it delivers). Errors: ESDB_EINVAL, ENOMEM. */
 int esdb_emitter_join(esdb_store *s, esdb_topic topic, const char *name,
                       size_t len, uint64_t member, uint64_t *last_position);
 
@@ -579,6 +593,32 @@ int esdb_emitter_leave(esdb_store *s, esdb_topic topic, const char *name,
 
 /* Leave every topic; returns how many were left through *count. */
 int esdb_emitter_leave_all(esdb_store *s, uint64_t member, size_t *count);
+
+/* Leave every topic soon: the emitter's thread does it before its next
+ * fan-out. Never waits for a fan-out, so it suits a thread that must not
+ * block (a scheduler handling a process's death); deliveries matched
+ * before may still reach `deliver` for this member. Without a running
+ * emitter thread it leaves at once. Errors: ESDB_ECLOSED, ENOMEM. */
+int esdb_emitter_drop(esdb_store *s, uint64_t member);
+
+/* Wait until every commit made so far has been fanned out (or dropped)
+ * and every esdb_emitter_drop done. For tests and orderly hand-overs. */
+int esdb_emitter_flush(esdb_store *s);
+
+/* Bytes of copied events the fan-out queue may hold (default
+ * ESDB_EMITTER_QUEUE_BYTES_DEFAULT). Errors: ESDB_EINVAL for 0. */
+#define ESDB_EMITTER_QUEUE_BYTES_DEFAULT (64ull << 20)
+int esdb_emitter_set_queue_bytes(esdb_store *s, uint64_t bytes);
+
+typedef struct esdb_emitter_stats {
+	uint64_t topics;
+	uint64_t memberships; /* (member, topic) pairs */
+	uint64_t queued_commits;
+	uint64_t queued_bytes;
+	uint64_t dropped; /* commits not fanned out since open */
+} esdb_emitter_stats;
+
+int esdb_emitter_stats_get(esdb_store *s, esdb_emitter_stats *out);
 
 /* ---- Stats and maintenance -------------------------------------------- */
 

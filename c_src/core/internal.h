@@ -139,14 +139,17 @@ void esdb__unmake_store(const char *path, const char *made);
 int esdb__mdb_rc(int rc);
 
 /* Emitter (emitter.c): created at open with the last committed position;
- * esdb__emit fans a commit's events out. */
+ * esdb__emit queues a commit's events for the emitter's thread (a copy:
+ * they may point into command buffers) and never waits for delivery;
+ * esdb__emitter_destroy stops the thread and drops what is queued. */
 int esdb__emitter_create(esdb_store *s, uint64_t last_position);
 void esdb__emitter_destroy(esdb_store *s);
 void esdb__emit(esdb_store *s, const esdb_event *events, size_t n);
 /* The store under the emitter was replaced (a restore): go on from its
- * last position, vouching for nothing before. */
+ * last position, vouching for nothing before; what is queued is dropped. */
 void esdb__emitter_restart(esdb_store *s, uint64_t last_position);
-/* Tests only: the next fan-out is dropped as if memory ran out. */
+/* Tests only: the next commit's fan-out is dropped as if it could not be
+ * queued. */
 extern bool esdb__emitter_fault;
 
 /* The commit path's life cycle (commit.c): start at a writable open (the

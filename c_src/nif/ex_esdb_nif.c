@@ -579,22 +579,29 @@ bad_option:
 }
 
 /* close(Store) -> ok. Idempotent; waits for calls in flight; queued
- * commands are answered {error, closed}. */
+ * commands are answered {error, closed}. The store is marked closed under
+ * the lock and closed after it: calls on normal schedulers (append,
+ * a subscriber's death) that take the lock never wait for the writer
+ * and the emitter to stop. */
 static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[])
 {
 	store_res *r;
 	if (!enif_get_resource(env, argv[0], store_type, (void **)&r))
 		return enif_make_badarg(env);
+	esdb_store *s = NULL;
 	enif_rwlock_rwlock(r->lock);
 	if (!r->closed) {
-		esdb_close(r->s);
+		s = r->s;
 		r->s = NULL;
 		r->closed = true;
+	}
+	enif_rwlock_rwunlock(r->lock);
+	if (s) {
+		esdb_close(s);
 		subs_notify_down(r);
 		subs_detach(r);
 	}
-	enif_rwlock_rwunlock(r->lock);
 	return atom_ok;
 }
 

@@ -3,17 +3,23 @@
  * subscribe/4 makes a member for a pid, joins it to a topic of the core's
  * emitter and monitors the pid; each commit then sends the pid
  * {events, [%ExESDB.EventRecord{}]} with the events it matches, built on
- * the writer thread. A member goes when unsubscribed or when its process
- * dies.
+ * the emitter's thread (after the appender was answered). A member goes
+ * when unsubscribed or when its process dies: its slot is freed at once
+ * (deliveries look members up by id, so none reaches it after) and the
+ * emitter is told to drop it (esdb_emitter_drop), which waits for no
+ * delivery, so a scheduler handling a process's death is not held up.
  *
  * A NIF cannot see a mailbox, so a member may hold credit: the events it
  * may be sent before its process grants more (grant/3, as it consumes).
  * A commit that does not fit ends the member with
- * {subscription_overflow, {transient, MemberId}, FirstDroppedPosition};
- * closing the store sends every member {subscription_down,
- * {transient, MemberId}, closed}. Lock order: the emitter's lock (held while
- * delivering) before the member table's, so leaving the emitter happens without
- * the table lock. */
+ * {subscription_overflow, {transient, MemberId}, FirstDroppedPosition}.
+ * So does a hole in what it was sent (a fan-out the store dropped: its
+ * queue was full, or records could not be built), for members without
+ * Since in their messages; a ranged member learns of it from Since.
+ * Closing the store sends every member {subscription_down,
+ * {transient, MemberId}, closed}; what was not yet delivered is not.
+ * The member table's lock is held for a few steps only, never while
+ * building or sending, and never with the emitter's lock. */
 #include "nif.h"
 
 #include <errno.h>
@@ -32,7 +38,10 @@ typedef struct member {
 	 * fan-outs could not be built */
 	uint64_t floor;
 	uint64_t credit; /* events it may still be sent; UNBOUNDED: no limit */
-	bool overflowed; /* ended by a commit past its credit; reaped later */
+	/* Hole detection: everything before max(joined, sent_to + 1) was
+	 * sent. joined is 0 until the join answers; a delivery before that
+	 * leaves its `since` in early_since, checked then. */
+	uint64_t joined, sent_to, early_since;
 } member;
 
 #define UNBOUNDED UINT64_MAX
@@ -43,7 +52,10 @@ typedef struct member {
 static uint32_t generations;
 
 struct members {
+	esdb_store *s;
 	ErlNifMutex *lock;
+	ErlNifCond *sent; /* `sending` went back to 0 */
+	uint64_t sending; /* the member a delivery is sending to, or 0 */
 	member *slots;
 	size_t n, cap;
 	/* The last list of records built: members of one topic get the same
@@ -133,14 +145,32 @@ static void notify(ErlNifPid *pid, ERL_NIF_TERM tag, uint64_t id,
 	enif_free_env(env);
 }
 
-/* Record that a fan-out to member `id` was lost: its next delivery says
- * so through its `since`. */
-static void lost(struct members *m, uint64_t id, uint64_t last_position)
+/* Free a member's slot and have the emitter drop it; caller holds the
+ * lock. env: the calling process's, NULL on the emitter's thread. */
+static void end_member(ErlNifEnv *env, store_res *r, member *mb, bool demonitor)
+{
+	struct members *m = r->members;
+	uint64_t id = mb->id;
+	if (demonitor)
+		enif_demonitor_process(env, r, &mb->mon);
+	mb->id = 0;
+	if (esdb_emitter_drop(m->s, id) == ENOMEM)
+		esdb_emitter_leave_all(m->s, id, NULL);
+}
+
+/* Where a member's deliveries must go on from: everything before it was
+ * sent (0: not known yet). */
+static uint64_t next_due(const member *mb)
+{
+	uint64_t next = mb->sent_to ? mb->sent_to + 1 : 0;
+	return mb->joined > next ? mb->joined : next;
+}
+
+static void sending_done(struct members *m)
 {
 	enif_mutex_lock(m->lock);
-	member *mb = lookup(m, id);
-	if (mb)
-		mb->floor = last_position + 1;
+	m->sending = 0;
+	enif_cond_broadcast(m->sent);
 	enif_mutex_unlock(m->lock);
 }
 
@@ -160,27 +190,43 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 	bool decode = mb->decode, tagged = mb->tagged, ranged = mb->ranged;
 	if (mb->floor > since)
 		since = mb->floor;
-	bool overflow = false;
-	if (mb->overflowed) {
-		enif_mutex_unlock(m->lock);
-		return;
-	}
-	if (mb->credit != UNBOUNDED) {
+	uint64_t next = next_due(mb);
+	/* The first position it may have missed, or 0. */
+	uint64_t hole = !ranged && next && since > next ? next : 0;
+	if (!next && !mb->early_since)
+		mb->early_since = since;
+	if (!hole && mb->credit != UNBOUNDED) {
 		if (mb->credit < n)
-			overflow = mb->overflowed = true;
+			hole = events[0].position;
 		else
 			mb->credit -= n;
 	}
-	enif_mutex_unlock(m->lock);
-	if (overflow) {
-		notify(&pid, atom_overflow, id, &events[0].position);
+	if (hole) {
+		end_member(NULL, r, mb, true);
+		enif_mutex_unlock(m->lock);
+		notify(&pid, atom_overflow, id, &hole);
 		return;
 	}
+	mb->sent_to = events[n - 1].position;
+	m->sending = id;
+	enif_mutex_unlock(m->lock);
 	ErlNifEnv *env = enif_alloc_env();
 	if (!env || !records_cached(m, events, n, module, decode)) {
-		lost(m, id, events[n - 1].position);
 		if (env)
 			enif_free_env(env);
+		enif_mutex_lock(m->lock);
+		m->sending = 0;
+		enif_cond_broadcast(m->sent);
+		if ((mb = lookup(m, id)) && ranged) {
+			/* its next delivery says so through Since */
+			mb->floor = events[n - 1].position + 1;
+		} else if (mb) {
+			end_member(NULL, r, mb, true);
+			enif_mutex_unlock(m->lock);
+			notify(&pid, atom_overflow, id, &events[0].position);
+			return;
+		}
+		enif_mutex_unlock(m->lock);
 		return;
 	}
 	for (size_t i = 0; i < m->cache_lists.n; i++) {
@@ -198,15 +244,20 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 		enif_clear_env(env);
 	}
 	enif_free_env(env);
+	sending_done(m);
 }
 
 int subs_attach(store_res *r)
 {
 	struct members *m = calloc(1, sizeof(*m));
-	if (!m || !(m->lock = enif_mutex_create("ex_esdb_members"))) {
+	if (!m || !(m->lock = enif_mutex_create("ex_esdb_members")) ||
+	    !(m->sent = enif_cond_create("ex_esdb_members_sent"))) {
+		if (m && m->lock)
+			enif_mutex_destroy(m->lock);
 		free(m);
 		return ENOMEM;
 	}
+	m->s = r->s;
 	r->members = m;
 	return esdb_emitter_set(r->s, deliver, r);
 }
@@ -218,7 +269,7 @@ void subs_notify_down(store_res *r)
 		return;
 	enif_mutex_lock(m->lock);
 	for (size_t i = 0; i < m->n; i++)
-		if (m->slots[i].id && !m->slots[i].overflowed)
+		if (m->slots[i].id)
 			notify(&m->slots[i].pid, atom_down, m->slots[i].id,
 			       NULL);
 	enif_mutex_unlock(m->lock);
@@ -230,6 +281,7 @@ void subs_detach(store_res *r)
 	if (!m)
 		return;
 	enif_mutex_destroy(m->lock);
+	enif_cond_destroy(m->sent);
 	if (m->cache_env)
 		enif_free_env(m->cache_env);
 	enif_free(m->cache_lists.terms);
@@ -310,7 +362,7 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mb->ranged = ranged;
 		mb->floor = 0;
 		mb->credit = credit;
-		mb->overflowed = false;
+		mb->joined = mb->sent_to = mb->early_since = 0;
 		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
 		                                                  : 0;
 		if (rc)
@@ -331,13 +383,22 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		enif_mutex_unlock(m->lock);
 	} else if (rc == 0) {
 		/* The process may have died between the monitor and the join:
-		 * subs_down then left the emitter before the join and freed
-		 * the slot. Leave again rather than keep a member for no one.
-		 */
+		 * subs_down then freed the slot, and the emitter may have
+		 * dropped the member before the join. Leave again rather than
+		 * keep a member for no one. */
 		enif_mutex_lock(m->lock);
-		bool alive = lookup(m, id) != NULL;
+		member *mb = lookup(m, id);
+		if (mb) {
+			mb->joined = last + 1;
+			/* a delivery came before the join answered: did it
+			 * follow on from `last`? */
+			if (!ranged && mb->early_since > last + 1) {
+				end_member(env, r, mb, true);
+				notify(&pid, atom_overflow, id, &mb->joined);
+			}
+		}
 		enif_mutex_unlock(m->lock);
-		if (!alive) {
+		if (!mb) {
 			esdb_emitter_leave_all(r->s, id, NULL);
 			rc = ESDB_EINVAL;
 		}
@@ -353,39 +414,21 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	                        enif_make_uint64(env, last));
 }
 
-/* Leave the emitter first (its lock comes first), then free the slot. */
+/* Free the member's slot and drop it from the emitter. With `wait`,
+ * also wait until no delivery is sending to it, so that nothing reaches
+ * its process after this returns. */
 static bool remove_member(ErlNifEnv *env, store_res *r, uint64_t id,
-                          bool demonitor)
+                          bool demonitor, bool wait)
 {
-	esdb_emitter_leave_all(r->s, id, NULL);
 	struct members *m = r->members;
 	enif_mutex_lock(m->lock);
 	member *mb = lookup(m, id);
-	if (mb) {
-		if (demonitor)
-			enif_demonitor_process(env, r, &mb->mon);
-		mb->id = 0;
-	}
+	if (mb)
+		end_member(env, r, mb, demonitor);
+	while (wait && m->sending == id)
+		enif_cond_wait(m->sent, m->lock);
 	enif_mutex_unlock(m->lock);
 	return mb != NULL;
-}
-
-/* Free the members a commit past their credit ended: deliver() cannot
- * leave the emitter (it runs under the emitter's lock). */
-static void reap(ErlNifEnv *env, store_res *r)
-{
-	struct members *m = r->members;
-	for (;;) {
-		uint64_t id = 0;
-		enif_mutex_lock(m->lock);
-		for (size_t i = 0; i < m->n && !id; i++)
-			if (m->slots[i].id && m->slots[i].overflowed)
-				id = m->slots[i].id;
-		enif_mutex_unlock(m->lock);
-		if (!id)
-			return;
-		remove_member(env, r, id, true);
-	}
 }
 
 /* grant(Store, MemberId, N) -> ok | {error, not_found}
@@ -402,14 +445,13 @@ ERL_NIF_TERM nif_grant(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		struct members *m = r->members;
 		enif_mutex_lock(m->lock);
 		member *mb = lookup(m, id);
-		rc = mb && !mb->overflowed ? 0 : ESDB_ENOTFOUND;
+		rc = mb ? 0 : ESDB_ENOTFOUND;
 		/* saturating, below UNBOUNDED */
 		if (rc == 0 && mb->credit != UNBOUNDED)
 			mb->credit = n >= UNBOUNDED - 1 - mb->credit
 			                 ? UNBOUNDED - 1
 			                 : mb->credit + n;
 		enif_mutex_unlock(m->lock);
-		reap(env, r);
 	}
 	nif_store_release(r);
 	return rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
@@ -424,31 +466,32 @@ ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
 	if (!nif_get_u64(env, argv[1], &id) ||
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	int rc = r->closed
-	             ? ESDB_ECLOSED
-	             : (remove_member(env, r, id, true) ? 0 : ESDB_ENOTFOUND);
-	if (!r->closed)
-		reap(env, r);
+	int rc =
+	    r->closed
+	        ? ESDB_ECLOSED
+	        : (remove_member(env, r, id, true, true) ? 0 : ESDB_ENOTFOUND);
 	nif_store_release(r);
 	return rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
 }
 
-/* A subscribed process died: drop its member(s). */
+/* A subscribed process died: drop its member. Runs on a normal
+ * scheduler: it takes the member table's lock for a scan and hands the
+ * emitter's part to the emitter's thread (end_member), waiting for no
+ * delivery. */
 void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
 {
 	store_res *r = obj;
 	enif_rwlock_rlock(r->lock);
 	if (!r->closed && r->members) {
-		uint64_t id = 0;
 		struct members *m = r->members;
 		enif_mutex_lock(m->lock);
-		for (size_t i = 0; i < m->n && !id; i++)
+		for (size_t i = 0; i < m->n; i++)
 			if (m->slots[i].id &&
-			    enif_compare_monitors(&m->slots[i].mon, mon) == 0)
-				id = m->slots[i].id;
+			    enif_compare_monitors(&m->slots[i].mon, mon) == 0) {
+				end_member(env, r, &m->slots[i], false);
+				break;
+			}
 		enif_mutex_unlock(m->lock);
-		if (id)
-			remove_member(env, r, id, false);
 	}
 	enif_rwlock_runlock(r->lock);
 }

@@ -56,6 +56,7 @@ TEST(emitter_routes_by_all_stream_and_type)
 	append(s, "a", "t", 2); /* pos 2: members 1, 2 */
 	append(s, "b", "u", 3); /* pos 3: members 1, 3 */
 	append(s, "c", "t", 4); /* pos 4: member 1 */
+	REQUIRE_OK(esdb_emitter_flush(s));
 	REQUIRE(log.events == 5);
 	uint64_t want_member[] = {1, 2, 1, 3, 1};
 	uint64_t want_pos[] = {2, 2, 3, 3, 4};
@@ -71,6 +72,7 @@ TEST(emitter_routes_by_all_stream_and_type)
 	REQUIRE_OK(esdb_emitter_leave_all(s, 1, &left));
 	CHECK_EQ(left, 1);
 	append(s, "a", "u", 5); /* only member 3 by type */
+	REQUIRE_OK(esdb_emitter_flush(s));
 	CHECK_EQ(log.events, 6);
 	CHECK_EQ(log.member[5], 3);
 	CHECK_RC(esdb_emitter_join(s, ESDB_TOPIC_STREAM, "", 0, 1, NULL),
@@ -99,6 +101,7 @@ TEST(emitter_delivers_once_per_member_per_commit_in_order)
 	esdb_result res[3];
 	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 3, res));
 	CHECK_RC(res[1].rc, ESDB_EWRONG_VERSION); /* refused: not emitted */
+	REQUIRE_OK(esdb_emitter_flush(s));
 	CHECK_EQ(log.n, 1);
 	REQUIRE(log.events == 3);
 	CHECK(log.position[0] == 1 && log.position[1] == 2 &&
@@ -137,6 +140,7 @@ TEST(emitter_join_splits_store_and_live_without_gap)
 	REQUIRE_OK(
 	    esdb_emitter_join(s, ESDB_TOPIC_STREAM, "busy", 4, 7, &last));
 	pthread_join(th, NULL);
+	REQUIRE_OK(esdb_emitter_flush(s));
 	esdb_stats st;
 	REQUIRE_OK(esdb_stats_get(s, &st));
 	CHECK_EQ(log.events, st.events - last);

@@ -40,6 +40,7 @@ TEST(emitter_since_spans_commits_that_did_not_match)
 	append_type(s, "u", 3); /* pos 3 */
 	append_type(s, "t", 4);
 	append_type(s, "u", 5); /* pos 5 */
+	REQUIRE_OK(esdb_emitter_flush(s));
 	REQUIRE(log.n == 2);
 	/* every commit since the store was opened went through the emitter */
 	CHECK_EQ(log.first[0], 3);
@@ -57,12 +58,14 @@ TEST(emitter_since_moves_past_a_commit_it_did_not_see)
 	REQUIRE_OK(esdb_emitter_set(s, note, &log));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_TYPE, "u", 1, 1, NULL));
 	append_type(s, "u", 1);
+	REQUIRE_OK(esdb_emitter_flush(s));
 	/* a commit this emitter never sees, as one from another process */
 	struct esdb_emitter *saved = s->emitter;
 	s->emitter = NULL;
 	append_type(s, "u", 2);
 	s->emitter = saved;
 	append_type(s, "u", 3);
+	REQUIRE_OK(esdb_emitter_flush(s));
 	REQUIRE(log.n == 2);
 	CHECK_EQ(log.first[1], 3);
 	CHECK_EQ(log.since[1], 3); /* seen up to 1: position 2 is missing */
@@ -81,6 +84,7 @@ TEST(emitter_since_moves_past_a_dropped_fan_out)
 	append_type(s, "t", 2); /* its fan-out is dropped */
 	CHECK(!esdb__emitter_fault);
 	append_type(s, "u", 3);
+	REQUIRE_OK(esdb_emitter_flush(s));
 	REQUIRE(log.n == 2);
 	CHECK_EQ(log.first[1], 3);
 	CHECK_EQ(log.since[1], 3);

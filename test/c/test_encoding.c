@@ -46,6 +46,7 @@ TEST(event_payload_encodings_are_stored_and_read_back)
 		    i & 2 ? ESDB_ENCODING_TERM : ESDB_ENCODING_BYTES;
 	}
 	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 4, NULL));
+	REQUIRE_OK(esdb_emitter_flush(s));
 	encodings got = {0};
 	REQUIRE_OK(esdb_read_stream(s, "s", 1, 0, 10, ESDB_FORWARD,
 	                            collect_encodings, &got, NULL));

@@ -1,31 +1,15 @@
 /* test_queue.c: the writer queue is bounded by bytes (ESDB_EOVERLOADED
  * beyond it) and a queued command can be withdrawn (esdb_cancel) so that
- * it is never applied. The writer is held inside a delivery, after a
- * commit, so what is queued behind it stays queued. These are the local
- * writer's own (other commit paths bound and withdraw as they can). */
+ * it is never applied. The writer is held at the apply lock with the
+ * first command in hand, so what is queued behind it stays queued. These
+ * are the local writer's own (other commit paths bound and withdraw as
+ * they can). */
 #include "harness.h"
+
+#include "internal.h"
 
 #include <errno.h>
 #include <pthread.h>
-
-typedef struct gate {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool held, entered;
-} gate;
-
-/* The delivery of the first commit waits until the gate opens. */
-static void hold_writer(void *ctx, uint64_t member, uint64_t since,
-                        const esdb_event *events, size_t n)
-{
-	gate *g = ctx;
-	pthread_mutex_lock(&g->lock);
-	g->entered = true;
-	pthread_cond_broadcast(&g->cond);
-	while (g->held)
-		pthread_cond_wait(&g->cond, &g->lock);
-	pthread_mutex_unlock(&g->lock);
-}
 
 typedef struct answer {
 	pthread_mutex_t lock;
@@ -79,20 +63,24 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 	CHECK_RC(esdb_set_queue_bytes(s, 0), ESDB_EINVAL);
 	REQUIRE_OK(esdb_set_queue_bytes(s, 256 << 10));
 	REQUIRE_OK(esdb_open(s, dir));
-	gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true,
-	          false};
-	REQUIRE_OK(esdb_emitter_set(s, hold_writer, &g));
-	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 
-	/* The first append's delivery holds the writer. */
-	answer first = {
-	    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}};
-	esdb_cmd c = append_cmd("first", 1, 1);
-	REQUIRE_OK(esdb_submit(s, &c, answered, &first));
-	pthread_mutex_lock(&g.lock);
-	while (!g.entered)
-		pthread_cond_wait(&g.cond, &g.lock);
-	pthread_mutex_unlock(&g.lock);
+	/* The writer takes the first append and waits for the apply lock:
+	 * until it has, withdrawing the append succeeds, and it is sent
+	 * again. */
+	pthread_mutex_lock(&s->apply_lock);
+	answer first;
+	esdb_cmd c;
+	bool held = false;
+	for (int tries = 0; tries < 1000000 && !held; tries++) {
+		first = (answer){PTHREAD_MUTEX_INITIALIZER,
+		                 PTHREAD_COND_INITIALIZER,
+		                 0,
+		                 {0}};
+		c = append_cmd("first", 1, 1);
+		REQUIRE_OK(esdb_submit(s, &c, answered, &first));
+		held = esdb_cancel(s, same_ctx, &first) == ESDB_ENOTFOUND;
+	}
+	REQUIRE(held);
 
 	/* 64 KiB commands: three fit in 256 KiB, the fourth does not. */
 	enum { N = 4 };
@@ -125,10 +113,7 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 	/* The command the writer holds cannot be withdrawn. */
 	CHECK_RC(esdb_cancel(s, same_ctx, &first), ESDB_ENOTFOUND);
 
-	pthread_mutex_lock(&g.lock);
-	g.held = false;
-	pthread_cond_broadcast(&g.cond);
-	pthread_mutex_unlock(&g.lock);
+	pthread_mutex_unlock(&s->apply_lock);
 	await_answer(&first);
 	await_answer(&a[0]);
 	await_answer(&a[2]);

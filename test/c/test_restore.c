@@ -148,6 +148,7 @@ TEST(restore_swaps_the_store_under_readers_and_subscribers)
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 2, &last));
 	CHECK_EQ(last, 50);
 	append_n(s, 1000, 1);
+	REQUIRE_OK(esdb_emitter_flush(s));
 	pthread_mutex_lock(&h.lock);
 	CHECK_EQ(h.last_position, 51);
 	CHECK_EQ(h.last_since, 51);

@@ -12,6 +12,16 @@ defmodule ExESDB.SubscriptionsStressTest do
 
   defp events(n), do: for(_ <- 1..n, do: %NewEvent{event_type: "s", data: nil})
 
+  # Delivery follows the append's acknowledgement: wait (bounded) for
+  # what it causes.
+  defp wait_until(fun, tries \\ 500) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   # A subscriber that records what it gets, acks most batches whole (some
   # only in part) and crashes now and then; each incarnation reports its
   # positions when it ends.
@@ -163,7 +173,7 @@ defmodule ExESDB.SubscriptionsStressTest do
 
     Enum.each(writers, &Task.await(&1, 60_000))
     # the writers outran the subscribers: their subscriptions read from the store
-    assert Enum.all?(subscriptions, &:sys.get_state(&1).sub.catching_up)
+    assert wait_until(fn -> Enum.all?(subscriptions, &:sys.get_state(&1).sub.catching_up) end)
 
     for i <- 1..2, do: assert_receive({:count, ^i, ^total}, 120_000)
   end

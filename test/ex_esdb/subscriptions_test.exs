@@ -23,6 +23,16 @@ defmodule ExESDB.SubscriptionsTest do
 
   defp positions(events), do: Enum.map(events, & &1.position)
 
+  # Delivery follows the append's acknowledgement: wait (bounded) for
+  # what it causes.
+  defp wait_until(fun, tries \\ 500) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+
   defp receive_batches(tag, acc \\ []) do
     receive do
       {^tag, events} -> receive_batches(tag, [events | acc])
@@ -278,7 +288,7 @@ defmodule ExESDB.SubscriptionsTest do
       append(s, "p", 2001)
       # the queue is now past its bound: the subscription sheds and reads
       # the rest from the store again
-      assert :sys.get_state(sub).sub.catching_up
+      assert wait_until(fn -> :sys.get_state(sub).sub.catching_up end)
       events = ack_until(s, sub, 4003, [])
       assert Enum.sort(positions(events)) == Enum.to_list(1..4003)
       assert Process.alive?(sub)
