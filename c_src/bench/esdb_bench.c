@@ -1190,6 +1190,87 @@ fail:
 	return rv;
 }
 
+/* ---- Fan-out ------------------------------------------------------------ */
+
+static atomic_uint_fast64_t g_delivered;
+
+static void count_delivered(void *ctx, uint64_t member, uint64_t since,
+                            const esdb_event *evs, size_t n)
+{
+	atomic_fetch_add(&g_delivered, n);
+}
+
+/* 5,000-event appends (no flush: CPU only), answered before their fan-out:
+ * the applying thread only copies the commit into the emitter's queue.
+ * Median time to the answer with no member and with 100 members of $all
+ * (a counting delivery), in the same run; all_delivered: append call to
+ * the fan-out done. */
+static int run_append_fanout_100(void)
+{
+	const size_t batch = 5000, members = 100;
+	const int rounds = g_quick ? 5 : 21;
+	char dir[PATH_MAX];
+	esdb_store *s = NULL;
+	esdb_new_event *ev = calloc(batch, sizeof *ev);
+	lat alone = {0}, with = {0}, all = {0};
+	uint64_t rng = rng_seed(7);
+	int rv = -1;
+
+	if (!ev)
+		die_oom();
+	run_path(dir, sizeof dir, "append_fanout_100");
+	if (store_open(dir, ESDB_DURABILITY_NOSYNC, 0, &s))
+		goto fail;
+	events_init(ev, batch, sizeof g_data, sizeof g_meta);
+	TRY(esdb_emitter_set(s, count_delivered, NULL));
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			for (uint64_t m = 1; m <= members; m++)
+				TRY(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL,
+				                      0, m, NULL));
+		for (int r = 0; r < rounds; r++) {
+			events_new_ids(ev, batch, &rng);
+			uint64_t t0 = now_ns();
+			TRY(esdb_append(s, "f", 1, ESDB_EXPECT_ANY, ev, batch,
+			                NULL));
+			uint64_t t1 = now_ns();
+			TRY(esdb_emitter_flush(s));
+			lat_push(pass ? &with : &alone, t1 - t0);
+			if (pass)
+				lat_push(&all, now_ns() - t0);
+		}
+	}
+	if (atomic_load(&g_delivered) != members * batch * (uint64_t)rounds) {
+		fprintf(stderr, "append_fanout_100: %llu events delivered\n",
+		        (unsigned long long)atomic_load(&g_delivered));
+		goto fail;
+	}
+	lat_sort(&alone);
+	lat_sort(&with);
+	lat_sort(&all);
+	json_begin("append_fanout_100");
+	json_f("ack_p50_us", lat_pct_us(&with, 0.50), 1);
+	json_f("ack_alone_p50_us", lat_pct_us(&alone, 0.50), 1);
+	json_f("ack_ratio", lat_pct_us(&with, 0.50) / lat_pct_us(&alone, 0.50),
+	       3);
+	json_f("target_ack_ratio", 1.2, 1);
+	json_f("all_delivered_p50_us", lat_pct_us(&all, 0.50), 1);
+	json_u("members", members);
+	json_u("batch", batch);
+	json_u("rounds", (uint64_t)rounds);
+	json_str("durability", "nosync");
+	json_end();
+	rv = 0;
+fail:
+	esdb_close(s);
+	rm_rf(dir);
+	lat_free(&alone);
+	lat_free(&with);
+	lat_free(&all);
+	free(ev);
+	return rv;
+}
+
 /* ---- Driver ------------------------------------------------------------ */
 
 typedef struct run {
@@ -1227,6 +1308,7 @@ static const run RUNS[] = {
     {"append_latency",
      run_append_latency,
      {"append_latency_v1", "append_latency_v1m"}},
+    {"append_fanout_100", run_append_fanout_100, {NULL}},
 };
 #define NRUNS (sizeof RUNS / sizeof RUNS[0])
 
