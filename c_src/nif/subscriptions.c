@@ -351,8 +351,10 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	member *mb = alloc_member(m);
 	int rc = ENOMEM;
 	if (mb) {
+		/* odd (never 0), and by 2: n | 1 and (n + 1) | 1 are equal
+		 * for an even n */
 		uint32_t generation =
-		    __atomic_add_fetch(&generations, 1, __ATOMIC_RELAXED) | 1u;
+		    __atomic_add_fetch(&generations, 2, __ATOMIC_RELAXED) | 1u;
 		mb->id =
 		    (uint64_t)(mb - m->slots) | ((uint64_t)generation << 32);
 		mb->pid = pid;
