@@ -21,8 +21,13 @@ typedef struct test_case {
 void harness_register(test_case *tc);
 void harness_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Abandon the current test after a failed REQUIRE. */
+/* Abandon the current test after a failed REQUIRE. In a process a test
+ * forked, end that process with HARNESS_CHILD_ABORT instead: it must not
+ * go on to run the rest of the suite beside the runner. */
 _Noreturn void harness_abort(void);
+#define HARNESS_CHILD_ABORT 98
+/* True in the runner's own process, false in a child a test forked. */
+bool harness_is_runner(void);
 
 #define TEST(fn_name)                                                          \
 	static void fn_name(void);                                             \
