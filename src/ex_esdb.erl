@@ -604,7 +604,8 @@ nil_if_undefined(After) -> After.
 %% before it grants more with {@link grant/3}; a commit past its credit
 %% ends the subscription with `{subscription_overflow, Sub,
 %% FirstDroppedPosition}', and closing the store sends
-%% `{subscription_down, Sub, closed}'.
+%% `{subscription_down, Sub, closed}'. Another key in `Opts' gives
+%% `{error, {invalid_option, Key}}'.
 -spec subscribe(store(), all | {stream, binary()} | {type, binary()}) ->
           {ok, term()} | {error, term()}.
 subscribe(Store, Source) ->
@@ -620,10 +621,13 @@ subscribe(Store, Source, Pid) ->
           {ok, term()} | {error, term()}.
 subscribe(Store, Source, Pid, Opts) ->
     Credit = maps:get(credit, Opts, 10000),
-    case {valid_source(Source), is_pid(Pid), valid_credit(Credit)} of
-        {false, _, _} -> {error, {invalid_source, Source}};
-        {_, false, _} -> {error, {invalid_subscriber, Pid}};
-        {_, _, false} -> {error, {invalid_credit, Credit}};
+    Unknown = maps:keys(maps:without([credit], Opts)),
+    case {valid_source(Source), is_pid(Pid), valid_credit(Credit), Unknown} of
+        {false, _, _, _} -> {error, {invalid_source, Source}};
+        {_, false, _, _} -> {error, {invalid_subscriber, Pid}};
+        {_, _, false, _} -> {error, {invalid_credit, Credit}};
+        %% as open/2 does: a misspelt option is not taken for the default
+        {_, _, _, [Key | _]} -> {error, {invalid_option, Key}};
         _ ->
             case ex_esdb_nif:subscribe(Store, Pid, Source,
                                        {ex_esdb_event, false}, false,

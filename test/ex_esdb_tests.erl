@@ -1108,6 +1108,8 @@ subscription_credit_test() ->
               ?assertEqual({error, not_found}, ex_esdb:grant(S, Sub, 1)),
               ?assertEqual({error, {invalid_credit, 0}},
                            ex_esdb:subscribe(S, all, self(), #{credit => 0})),
+              ?assertEqual({error, {invalid_option, creditt}},
+                           ex_esdb:subscribe(S, all, self(), #{creditt => 2})),
               {ok, Down} = ex_esdb:subscribe(S, all),
               ok = ex_esdb:close(S),
               receive
