@@ -202,12 +202,16 @@ defmodule ExESDB.SubscriptionsTest do
       assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub)
       append(s, "a", 1)
       assert [] = receive_events()
-      dead = spawn(fn -> :ok end)
-      Process.sleep(20)
+      {dead, ref} = spawn_monitor(fn -> :ok end)
+      assert_receive {:DOWN, ^ref, :process, ^dead, _}
       assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_stream, "$all"}, dead)
-      short_lived = spawn(fn -> Process.sleep(30) end)
-      {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"}, short_lived)
-      Process.sleep(60)
+      short_lived = spawn(fn -> receive(do: (:stop -> :ok)) end)
+      {:ok, sub} = Subscriptions.subscribe(s, {:by_stream, "$all"}, short_lived)
+      ref = Process.monitor(short_lived)
+      send(short_lived, :stop)
+      assert_receive {:DOWN, ^ref, :process, ^short_lived, _}
+      # its membership goes with it (the store monitors it too)
+      assert member_gone?(s, sub, 200)
       append(s, "a", 1)
       assert {:ok, 3} = Streams.get_version(s, "a")
     end
@@ -479,6 +483,15 @@ defmodule ExESDB.SubscriptionsTest do
       Process.exit(sub, :kill)
       Process.sleep(20)
       assert Process.alive?(self())
+    end
+  end
+
+  # Whether the membership `sub` ends within `tries` milliseconds.
+  defp member_gone?(s, sub, tries) do
+    cond do
+      Subscriptions.grant(s, sub, 1) == {:error, :subscription_not_found} -> true
+      tries == 0 -> false
+      true -> Process.sleep(1) && member_gone?(s, sub, tries - 1)
     end
   end
 
