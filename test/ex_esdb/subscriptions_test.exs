@@ -151,7 +151,7 @@ defmodule ExESDB.SubscriptionsTest do
             ref
           end
 
-        for ref <- refs, do: assert_receive({^ref, {:ok, _, _}})
+        for ref <- refs, do: assert_receive({^ref, {:ok, _, _}}, 5_000)
         base = round * 4
         assert positions(receive_events()) == [base + 1, base + 3, base + 4]
         typed = for {:forwarded, evs} <- receive_all(), e <- evs, do: e
