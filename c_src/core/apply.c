@@ -70,12 +70,14 @@ static int last_position(MDB_txn *txn, MDB_dbi dbi, uint64_t *pos)
 	return 0;
 }
 
-/* The index of the last applied batch (meta "applied"), 0 in a store
- * made before it was recorded or that never committed. */
-int esdb__applied_index(MDB_txn *txn, MDB_dbi meta, uint64_t *index)
+/* The index of the last applied batch, 0 in a store made before it was
+ * recorded or that never committed. It lives in the unnamed database,
+ * beside the named databases' records: that page is written by every
+ * commit anyway, where a key in `meta` would add a page to each. */
+int esdb__applied_index(MDB_txn *txn, MDB_dbi main, uint64_t *index)
 {
 	MDB_val k = {7, "applied"}, v;
-	int rc = mdb_get(txn, meta, &k, &v);
+	int rc = mdb_get(txn, main, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		*index = 0;
 		return 0;
@@ -93,7 +95,7 @@ static int put_applied_index(apply_ctx *c, uint64_t index)
 	uint8_t b[8];
 	esdb_put_le64(b, index);
 	MDB_val k = {7, "applied"}, v = {8, b};
-	return mdb_put(c->txn, c->s->dbi_meta, &k, &v, 0);
+	return mdb_put(c->txn, c->s->dbi_main, &k, &v, 0);
 }
 
 static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
@@ -602,7 +604,7 @@ static int apply_txn(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 		return rc;
 	}
 	if ((rc = last_position(c.txn, s->dbi_events, &c.last_pos)) ||
-	    (rc = esdb__applied_index(c.txn, s->dbi_meta, &applied)))
+	    (rc = esdb__applied_index(c.txn, s->dbi_main, &applied)))
 		goto abort;
 	if (index == ESDB_INDEX_NEXT)
 		index = applied + 1;
@@ -721,7 +723,7 @@ int esdb_applied_index_get(esdb_store *s, uint64_t *index)
 	int rc = esdb__read_begin(s, &txn);
 	if (rc)
 		return rc;
-	rc = esdb__applied_index(txn, s->dbi_meta, index);
+	rc = esdb__applied_index(txn, s->dbi_main, index);
 	esdb__read_end(s, txn);
 	return esdb__mdb_rc(rc);
 }

@@ -135,7 +135,7 @@ static int last_position(esdb_store *s, uint64_t *last, uint64_t *applied)
 		mdb_cursor_close(cur);
 	}
 	if (rc == 0)
-		rc = esdb__applied_index(txn, s->dbi_meta, applied);
+		rc = esdb__applied_index(txn, s->dbi_main, applied);
 	mdb_txn_abort(txn);
 	return rc;
 }

@@ -43,6 +43,8 @@ struct esdb_store {
 	dev_t dev;
 	ino_t ino;
 	MDB_env *env;
+	/* the unnamed database: the named ones' records, and "applied" */
+	MDB_dbi dbi_main;
 	MDB_dbi dbi_meta, dbi_events, dbi_streams, dbi_stream_index, dbi_types,
 	    dbi_type_index, dbi_snapshots, dbi_subscriptions;
 
@@ -163,8 +165,8 @@ void esdb__commit_close(esdb_store *s);
  * `index` as for esdb_apply. */
 int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results);
-/* The applied index stored in meta (0 when absent), in any txn. */
-int esdb__applied_index(MDB_txn *txn, MDB_dbi meta, uint64_t *index);
+/* The applied index (0 when absent), in any txn; `main` is dbi_main. */
+int esdb__applied_index(MDB_txn *txn, MDB_dbi main, uint64_t *index);
 /* Tests only: the rcs the next apply attempts fail with before their
  * transaction begins, in order (0 ends the list, ESDB__FAULT_PASS lets
  * one attempt go on). */

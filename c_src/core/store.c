@@ -322,11 +322,10 @@ static int open_dbis(esdb_store *s)
 
 	/* A new store has an empty main database; a store of ours has its
 	 * meta database; anything else is not ours. */
-	MDB_dbi main_dbi;
 	MDB_stat st;
 	bool fresh = false;
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &main_dbi)) ||
-	    (rc = mdb_stat(txn, main_dbi, &st)))
+	if ((rc = mdb_dbi_open(txn, NULL, 0, &s->dbi_main)) ||
+	    (rc = mdb_stat(txn, s->dbi_main, &st)))
 		goto fail;
 	if (st.ms_entries == 0)
 		fresh = true;

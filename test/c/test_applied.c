@@ -157,7 +157,7 @@ TEST(a_batch_split_on_txn_full_records_each_part_s_index)
 	esdb_close(s);
 }
 
-/* A store made before the index was recorded: meta has no "applied". */
+/* A store made before the index was recorded has no "applied" key. */
 TEST(a_store_without_an_applied_index_reads_as_zero)
 {
 	const char *dir = tmp_dir();
@@ -169,14 +169,14 @@ TEST(a_store_without_an_applied_index_reads_as_zero)
 
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi meta;
+	MDB_dbi main_db;
 	REQUIRE_OK(mdb_env_create(&env));
 	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
 	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
 	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
-	REQUIRE_OK(mdb_dbi_open(txn, "meta", 0, &meta));
+	REQUIRE_OK(mdb_dbi_open(txn, NULL, 0, &main_db));
 	MDB_val k = {7, "applied"};
-	REQUIRE_OK(mdb_del(txn, meta, &k, NULL));
+	REQUIRE_OK(mdb_del(txn, main_db, &k, NULL));
 	REQUIRE_OK(mdb_txn_commit(txn));
 	mdb_env_close(env);
 
