@@ -144,7 +144,9 @@ defmodule ExESDB.Subscriptions do
   empty: give credit above the largest burst expected. When the
   store stops, each transient subscriber gets `{:subscription_down,
   subscription, :closed}` and nothing more: subscribe again once the
-  store is back.
+  store is back. A subscription that fails (its `transform`, or the
+  serializer, raised) ends with `{:subscription_down, subscription,
+  {:failed, reason}}`.
   """
   @spec subscribe(atom(), selector(), pid(), keyword()) ::
           {:ok, subscription()} | {:error, term()}

@@ -88,6 +88,8 @@ defmodule ExESDB.RemoteSubscriberTest do
       end)
 
     assert log =~ "a subscriber's transform failed"
+    # told, not left waiting for events that never come
+    assert_receive {:echo, ^node, {:subscription_down, ^sub_b, {:failed, %RuntimeError{}}}}, 2000
     refute_receive {:echo, _, {:events, _}}, 200
     assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub_b)
   end

@@ -124,6 +124,18 @@ defmodule ExESDB.SubscriptionSignalsTest do
 
   setup context, do: ExESDB.Test.NifBackend.start_store(context)
 
+  test "a forwarder whose transform raises tells its subscriber why it ended", %{store: s} do
+    {:ok, sub} = Subscriptions.subscribe(s, {:by_stream, "a"}, self(), transform: &raise_on/1)
+
+    ExUnit.CaptureLog.capture_log(fn ->
+      {:ok, 1} = Streams.append_events(s, "a", :any, [NewEvent.new(event_type: "t", data: 1)])
+      # not :closed: the store did not stop
+      assert_receive {:subscription_down, ^sub, {:failed, {%RuntimeError{}, _stack}}}
+    end)
+  end
+
+  def raise_on(_events), do: raise("a subscriber's transform failed")
+
   test "a forwarder ignores a :normal exit signal and stray messages", %{store: s} do
     {:ok, {:transient, fwd} = sub} = Subscriptions.subscribe(s, {:by_event_payload, %{k: 1}})
     ref = Process.monitor(fwd)

@@ -75,9 +75,19 @@ defmodule ExESDB.Subscriptions.Forwarder do
   def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
 
+  # The store's system stopping shuts it down (:closed); anything else that
+  # ends it (a transform or serializer that raised) is its failure.
   @impl true
-  def terminate(reason, state) when reason != :normal,
-    do: send(state.subscriber, {:subscription_down, {:transient, self()}, :closed})
+  def terminate(:normal, _state), do: :ok
 
-  def terminate(_reason, _state), do: :ok
+  def terminate(reason, state) do
+    why =
+      case reason do
+        :shutdown -> :closed
+        {:shutdown, _} -> :closed
+        other -> {:failed, other}
+      end
+
+    send(state.subscriber, {:subscription_down, {:transient, self()}, why})
+  end
 end

@@ -184,6 +184,7 @@ defmodule ExESDB.Subscriptions.Relay do
 
       Process.demonitor(entry.ref, [:flush])
       state.store.backend.unsubscribe(state.store, member)
+      send(entry.subscriber, {:subscription_down, {:transient, {self(), member}}, {:failed, error}})
       %{state | entries: Map.delete(state.entries, member)}
   end
 
