@@ -41,7 +41,8 @@ defmodule ExESDB.Subscriptions do
   A persistent subscription stores its starting point when it is created
   (`:current` included), so it resumes from there even before its first
   ack. Its name stays bound to its selector: subscribing under the same
-  name with another selector answers `{:error,
+  name with another selector (while it runs too, or where the Erlang API
+  wrote a checkpoint under that name) answers `{:error,
   :subscription_definition_changed}` (delete the subscription first to
   reuse the name). Subscribing while the subscription is stopping (its
   last subscriber just went) starts it anew once it is gone.

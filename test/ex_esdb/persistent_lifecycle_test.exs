@@ -66,6 +66,16 @@ defmodule ExESDB.PersistentLifecycleTest do
     {:ok, _} = Subscriptions.subscribe_to(s, "same", {:by_stream, "$all"})
   end
 
+  test "a name whose checkpoint another API wrote (bytes, not a definition) is taken", %{
+    store: s
+  } do
+    {:ok, store} = ExESDB.Store.fetch(s)
+    :ok = :ex_esdb.put_checkpoint(store.handle, "erl", 5, "opaque bytes")
+
+    assert {:error, :subscription_definition_changed} =
+             Subscriptions.subscribe_to(s, "erl", {:by_stream, "$all"})
+  end
+
   test "subscribing while the only subscriber's subscription stops never crashes the caller",
        %{store: s} do
     append(s, "a", 1)

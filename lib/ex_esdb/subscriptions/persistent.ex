@@ -142,6 +142,9 @@ defmodule ExESDB.Subscriptions.Persistent do
         case store.backend.decode_term(stored) do
           {:ok, ^definition} -> {:ok, checkpoint, true}
           {:ok, _} -> {:error, :subscription_definition_changed}
+          # not a term at all: a checkpoint another API wrote (the Erlang
+          # API's definitions are its caller's bytes) holds the name
+          {:error, {:undecodable, :malformed}} -> {:error, :subscription_definition_changed}
           {:error, _} = error -> error
         end
 
