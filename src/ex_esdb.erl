@@ -136,6 +136,11 @@
 %%   <li>`max_read_bytes': the byte budget of one page of events (data,
 %%       metadata, stream id and type; default 16 MiB). A page holds at
 %%       least one event however big, so paging always makes progress.</li>
+%%   <li>`max_fanout_bytes': bytes of committed events that may wait for
+%%       delivery to subscribers (default 64 MiB). Appends are answered
+%%       before their fan-out; a commit that does not fit is not fanned
+%%       out, and each subscription that may have missed it is ended with
+%%       `{subscription_overflow, Sub, FirstPositionMissed}'.</li>
 %% </ul>
 %% A store keeps its limits: a new one records those it is created with
 %% (defaults for the ones not given); reopening it with limits changes
@@ -171,7 +176,7 @@ valid_option(file_mode, V) -> is_integer(V) andalso V >= 0;
 valid_option(K, V) ->
     lists:member(K, [map_size, max_queue_bytes, max_stream_id, max_event_type,
                      max_event_bytes, max_append_events, max_append_bytes,
-                     max_key, max_read_bytes])
+                     max_key, max_read_bytes, max_fanout_bytes])
         andalso is_integer(V) andalso V > 0.
 
 %% @doc Close the store. Waits for calls in flight; mutations still queued

@@ -63,6 +63,7 @@
 	X(limit_exceeded)                                                      \
 	X(not_queued)                                                          \
 	X(max_queue_bytes)                                                     \
+	X(max_fanout_bytes)                                                    \
 	X(problems)                                                            \
 	X(term)                                                                \
 	X(legacy)
@@ -521,6 +522,11 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		if (strlen(owner) != o.size || esdb_set_owner(s, owner))
 			goto bad_option;
 	}
+	/* bytes of committed events waiting for fan-out (emitter.c) */
+	uint64_t fanout_bytes = 0;
+	if (enif_get_map_value(env, argv[1], atom_max_fanout_bytes, &v) &&
+	    (!nif_get_u64(env, v, &fanout_bytes) || fanout_bytes == 0))
+		goto bad_option;
 	if (enif_get_map_value(env, argv[1], atom_max_queue_bytes, &v)) {
 		uint64_t bytes;
 		if (!nif_get_u64(env, v, &bytes) ||
@@ -559,6 +565,8 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 		esdb_close(s);
 		return nif_error_term(env, rc);
 	}
+	if (fanout_bytes)
+		esdb_emitter_set_queue_bytes(s, fanout_bytes);
 	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
 	r->s = s;
 	r->closed = false;
