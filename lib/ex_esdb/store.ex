@@ -28,6 +28,7 @@ defmodule ExESDB.Store do
   @impl true
   def init(options) do
     Process.flag(:trap_exit, true)
+    close_orphan(options.store_id)
     path = ExESDB.Options.store_path(options)
 
     backend = Map.get(options, :backend, ExESDB.Backend.NIF)
@@ -65,6 +66,21 @@ defmodule ExESDB.Store do
 
       {:error, reason} ->
         {:stop, {:cannot_open_store, path, explain(path, reason)}}
+    end
+  end
+
+  # A Store that died without terminate/2 (killed) left its handle open
+  # and published: the store would stay open for writes through the API
+  # and refuse this open (:already_open). Running init, this process holds
+  # the store's registered name, so no other Store owns that handle.
+  defp close_orphan(store_id) do
+    case fetch(store_id) do
+      {:ok, orphan} ->
+        :persistent_term.erase({__MODULE__, store_id})
+        orphan.backend.close(orphan.handle)
+
+      {:error, _} ->
+        :ok
     end
   end
 

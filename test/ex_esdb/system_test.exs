@@ -143,3 +143,46 @@ defmodule ExESDB.SystemTest do
     end
   end
 end
+
+defmodule ExESDB.StoreRestartTest do
+  # The process owning a store's handle dying without its terminate/2
+  # (killed) left the handle open and published: the restarted Store got
+  # :already_open, the whole system went down, could not be started again
+  # in this VM, and the API kept writing through the orphaned handle.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.{NewEvent, Streams}
+
+  test "a killed Store process is restarted with the store reopened" do
+    Process.flag(:trap_exit, true)
+    id = :"restart_#{System.unique_integer([:positive])}"
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{id}")
+    on_exit(fn -> File.rm_rf(dir) end)
+    {:ok, sys} = ExESDB.System.start_link(store_id: id, data_dir: dir, durability: :nosync)
+    {:ok, 1} = Streams.append_events(id, "a", :any, [NewEvent.new(event_type: "t")])
+    {:ok, old} = ExESDB.Store.fetch(id)
+
+    store = Process.whereis(:"exesdb_store_#{id}")
+    ref = Process.monitor(store)
+    Process.exit(store, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^store, :killed}
+
+    # the supervisor restarts it; the system stays up
+    assert wait_until(fn ->
+             match?({:ok, %{handle: h}} when h != old.handle, ExESDB.Store.fetch(id))
+           end)
+
+    refute_received {:EXIT, ^sys, _}
+    assert {:error, :closed} = :ex_esdb_nif.stats(old.handle)
+    assert {:ok, 2} = Streams.append_events(id, "a", :any, [NewEvent.new(event_type: "t")])
+    :ok = Supervisor.stop(sys)
+  end
+
+  defp wait_until(fun, tries \\ 500) do
+    cond do
+      fun.() -> true
+      tries == 0 -> false
+      true -> Process.sleep(10) && wait_until(fun, tries - 1)
+    end
+  end
+end
