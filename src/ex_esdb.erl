@@ -672,7 +672,9 @@ valid_source(_) -> false.
 
 %% @doc Counters: `events' (= the last global position), `streams',
 %% `event_types', `snapshots', `checkpoints', `bytes_used', `map_size' and
-%% `commits' (write transactions since open); and `store_failed': `nil', or
+%% `commits' (write transactions since open), `subscribers' (subscriber
+%% group memberships held now; a dead subscriber's goes when the store sees
+%% it die); and `store_failed': `nil', or
 %% the cause (e.g. `io_error') once a failed flush stopped the store: from
 %% then on every write answers `{error, {store_failed, Cause}}', reads go
 %% on, and the next open verifies the store before it takes writes

@@ -999,9 +999,10 @@ stats_test() ->
                        snapshots := 0, checkpoints := 1}, Stats),
         ?assertEqual(lists:sort([events, streams, event_types, snapshots,
                                  checkpoints, bytes_used, map_size, commits,
-                                 store_failed]),
+                                 store_failed, subscribers]),
                      lists:sort(maps:keys(Stats))),
         ?assertEqual(nil, maps:get(store_failed, Stats)),
+        ?assertEqual(0, maps:get(subscribers, Stats)),
         ?assert(maps:get(commits, Stats) >= 1),
         ?assert(maps:get(bytes_used, Stats) > 0),
         ?assert(maps:get(map_size, Stats) >= maps:get(bytes_used, Stats))

@@ -56,6 +56,7 @@
 	X(checkpoints)                                                         \
 	X(bytes_used)                                                          \
 	X(commits)                                                             \
+	X(subscribers)                                                         \
 	X(store_failed)                                                        \
 	X(closed)                                                              \
 	X(invalid_option)                                                      \
@@ -1272,13 +1273,15 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 	int rc = r->closed ? ESDB_ECLOSED : esdb_stats_get(r->s, &st);
+	size_t subscribers = rc ? 0 : subs_count(r);
 	nif_store_release(r);
 	if (rc)
 		return nif_error_term(env, rc);
-	ERL_NIF_TERM keys[] = {
-	    atom_events,    atom_streams,     atom_event_types,
-	    atom_snapshots, atom_checkpoints, atom_bytes_used,
-	    atom_map_size,  atom_commits,     atom_store_failed};
+	ERL_NIF_TERM keys[] = {atom_events,       atom_streams,
+	                       atom_event_types,  atom_snapshots,
+	                       atom_checkpoints,  atom_bytes_used,
+	                       atom_map_size,     atom_commits,
+	                       atom_store_failed, atom_subscribers};
 	ERL_NIF_TERM vals[] = {
 	    enif_make_uint64(env, st.events),
 	    enif_make_uint64(env, st.streams),
@@ -1290,9 +1293,10 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	    enif_make_uint64(env, st.commits),
 	    st.store_failed ? enif_make_atom(env, esdb_errname(st.store_failed))
 	                    : atom_nil,
+	    enif_make_uint64(env, subscribers),
 	};
 	ERL_NIF_TERM map;
-	enif_make_map_from_arrays(env, keys, vals, 9, &map);
+	enif_make_map_from_arrays(env, keys, vals, 10, &map);
 	return enif_make_tuple2(env, atom_ok, map);
 }
 

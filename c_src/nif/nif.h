@@ -96,6 +96,9 @@ int subs_attach(store_res *r);
 void subs_detach(store_res *r);
 /* Tell every member the store is closing: {subscription_down, _, closed}. */
 void subs_notify_down(store_res *r);
+/* Emitter members held for processes now: a process that died is no
+ * longer counted once its monitor fired. */
+size_t subs_count(store_res *r);
 ERL_NIF_TERM nif_grant(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon);
 ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

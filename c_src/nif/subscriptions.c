@@ -275,6 +275,20 @@ void subs_notify_down(store_res *r)
 	enif_mutex_unlock(m->lock);
 }
 
+size_t subs_count(store_res *r)
+{
+	struct members *m = r->members;
+	size_t count = 0;
+	if (!m)
+		return 0;
+	enif_mutex_lock(m->lock);
+	for (size_t i = 0; i < m->n; i++)
+		if (m->slots[i].id)
+			count++;
+	enif_mutex_unlock(m->lock);
+	return count;
+}
+
 void subs_detach(store_res *r)
 {
 	struct members *m = r->members;

@@ -45,8 +45,11 @@ defmodule ExESDB.System do
   @doc """
   A running store's counters: `events` (the last global position),
   `streams`, `event_types`, `snapshots`, `checkpoints`, `bytes_used`,
-  `map_size`, `commits` (write transactions since it opened) and
-  `store_failed` (`nil`, or why the store stopped taking writes after a
+  `map_size`, `commits` (write transactions since it opened),
+  `subscribers` (memberships of the store's subscriber groups held now:
+  one per transient, relayed or persistent subscription, and one for the
+  PubSub broadcaster; a subscriber that died no longer counts once the
+  store saw it go) and `store_failed` (`nil`, or why the store stopped taking writes after a
   failed flush: see README, "Durability").
   """
   @spec stats(atom()) :: {:ok, map()} | {:error, term()}

@@ -103,8 +103,15 @@ defmodule ExESDB.RemoteSubscriberTest do
     b = Node.spawn(node, ExESDB.Test.Echo, :forward, [self()])
     :sys.suspend(relay)
     me = self()
-    spawn(fn -> send(me, {:subscribed, Subscriptions.subscribe(s, {:by_stream, "two"}, b)}) end)
-    Process.sleep(5_500)
+
+    caller =
+      spawn(fn -> send(me, {:subscribed, Subscriptions.subscribe(s, {:by_stream, "two"}, b)}) end)
+
+    # past GenServer.call's default 5 s the caller still waits: no answer,
+    # no exit
+    watch = Process.monitor(caller)
+    refute_receive {:DOWN, ^watch, :process, ^caller, _}, 5_500
+    refute_received {:subscribed, _}
     :sys.resume(relay)
     assert_receive {:subscribed, {:ok, _}}, 2000
 

@@ -15,4 +15,11 @@ defmodule ExESDB.Test.NifBackend do
     ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
     %{store: store, data_dir: dir, system: pid, store_opts: opts}
   end
+
+  # Stop the store's system and start it again on the same data.
+  def restart_store(%{store: store, store_opts: opts}) do
+    ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+    ExUnit.Callbacks.start_supervised!({ExESDB.System, opts})
+    :ok
+  end
 end

@@ -1,0 +1,4 @@
+defmodule ExESDB.Subscriptions.TransientNifTest do
+  # The transient subscription suite on the in-VM NIF backend.
+  use ExESDB.SubscriptionsConformance.Transient, backend: ExESDB.Test.NifBackend, async: true
+end

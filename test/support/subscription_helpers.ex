@@ -1,0 +1,134 @@
+defmodule ExESDB.Test.SubscriptionHelpers do
+  @moduledoc false
+  # What the subscription suites share: appending, and receiving what
+  # subscribers are sent. Receives run in the calling test process.
+  import ExUnit.Assertions
+
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+  def ev(type \\ "t", data \\ %{}), do: %NewEvent{event_type: type, data: data}
+
+  def append(s, stream, n, type \\ "t", data \\ %{}) do
+    {:ok, v} = Streams.append_events(s, stream, :any, for(_ <- 1..n, do: ev(type, data)))
+    v
+  end
+
+  # Every event received within `timeout` of the previous one.
+  def receive_events(acc \\ [], timeout \\ 300) do
+    receive do
+      {:events, events} -> receive_events(acc ++ events, timeout)
+    after
+      timeout -> acc
+    end
+  end
+
+  def positions(events), do: Enum.map(events, & &1.position)
+
+  def receive_batches(tag, acc \\ []) do
+    receive do
+      {^tag, events} -> receive_batches(tag, [events | acc])
+    after
+      300 -> Enum.reverse(acc)
+    end
+  end
+
+  # Events received, acking each message, until n arrived.
+  def ack_until(_s, _sub, n, acc) when length(acc) >= n, do: acc
+
+  def ack_until(s, sub, n, acc) do
+    receive do
+      {:events, evs} ->
+        Subscriptions.ack_event(s, sub, List.last(evs))
+        ack_until(s, sub, n, acc ++ evs)
+    after
+      2000 -> acc
+    end
+  end
+
+  # Every {position, data} received, collecting garbage after each message
+  # (what frees a message's memory) and making new terms.
+  def collect_collecting_garbage(acc) do
+    receive do
+      {:events, evs} ->
+        acc = acc ++ Enum.map(evs, &{&1.position, &1.data})
+        :erlang.garbage_collect()
+        # new terms in place of the freed ones
+        _ = Enum.map(1..100_000, &{&1, &1 * 2})
+        :erlang.garbage_collect()
+        collect_collecting_garbage(acc)
+    after
+      300 -> acc
+    end
+  end
+
+  def receive_all(acc \\ []) do
+    receive do
+      msg -> receive_all([msg | acc])
+    after
+      100 -> Enum.reverse(acc)
+    end
+  end
+
+  # A process that sends what it is sent as {:forwarded, events}.
+  def spawn_forwarder(to) do
+    spawn_link(fn ->
+      Stream.repeatedly(fn -> receive(do: ({:events, evs} -> send(to, {:forwarded, evs}))) end)
+      |> Stream.run()
+    end)
+  end
+
+  # A process that sends what it is sent as {tag, events}.
+  def spawn_fwd(tag) do
+    me = self()
+    spawn(fn -> fwd(me, tag) end)
+  end
+
+  def fwd(to, tag) do
+    receive do
+      {:events, events} -> send(to, {tag, events})
+    end
+
+    fwd(to, tag)
+  end
+
+  def collect(tag, acc \\ []) do
+    receive do
+      {^tag, events} -> collect(tag, acc ++ events)
+    after
+      300 -> acc
+    end
+  end
+
+  @doc "Wait until `pid` is gone."
+  def await_down(pid) do
+    ref = Process.monitor(pid)
+    assert_receive {:DOWN, ^ref, :process, ^pid, reason}, 5_000
+    reason
+  end
+
+  @doc "Poll `fun` until it is truthy, at most `ms` milliseconds; flunk then."
+  def wait_until(fun, ms \\ 5_000) do
+    deadline = System.monotonic_time(:millisecond) + ms
+    poll(fun, deadline)
+  end
+
+  defp poll(fun, deadline) do
+    cond do
+      fun.() ->
+        :ok
+
+      System.monotonic_time(:millisecond) > deadline ->
+        flunk("condition not met in time")
+
+      true ->
+        Process.sleep(5)
+        poll(fun, deadline)
+    end
+  end
+
+  @doc "The store's subscriber group memberships now."
+  def memberships(s) do
+    {:ok, %{subscribers: n}} = ExESDB.System.stats(s)
+    n
+  end
+end

@@ -1,0 +1,481 @@
+defmodule ExESDB.SubscriptionsConformance do
+  @moduledoc false
+  # The subscription behaviour every backend must show, written once, by
+  # feature: transient subscriptions, persistent ones, and persistent ones
+  # shared by competing consumers. A backend's test modules say:
+  #
+  #     use ExESDB.SubscriptionsConformance.Transient, backend: MyBackend
+  #
+  # where MyBackend.start_store(context) starts an empty store and returns
+  # %{store: store_id, ...}, and MyBackend.restart_store(context) stops the
+  # store's system and starts it again on the same data.
+
+  @doc false
+  def setup_quoted(backend) do
+    quote do
+      import ExESDB.Test.SubscriptionHelpers
+      alias ExESDB.{NewEvent, Streams, Subscriptions}
+
+      @backend unquote(backend)
+      setup context, do: @backend.start_store(context)
+    end
+  end
+end
+
+defmodule ExESDB.SubscriptionsConformance.Transient do
+  @moduledoc false
+  # Transient subscriptions: selectors, bounded messages, unsubscribing and
+  # dead subscribers (credit and overflow: transient_credit_test.exs).
+  use ExUnit.CaseTemplate
+
+  using opts do
+    backend = Keyword.fetch!(opts, :backend)
+
+    quote do
+      unquote(ExESDB.SubscriptionsConformance.setup_quoted(backend))
+
+      describe "transient" do
+        test "by_stream $all: events committed after subscribing", %{store: s} do
+          append(s, "a", 2)
+          assert {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+          append(s, "a", 2)
+          append(s, "b", 1)
+          assert positions(receive_events()) == [3, 4, 5]
+        end
+
+        test "a large commit arrives whole and in order, in bounded messages", %{store: s} do
+          {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+          {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "big"}, spawn_forwarder(self()))
+          append(s, "big", 1000)
+
+          for tag <- [:events, :forwarded] do
+            batches = receive_batches(tag)
+            assert Enum.all?(batches, &(length(&1) <= 256))
+            assert length(batches) >= 4
+            assert positions(Enum.concat(batches)) == Enum.to_list(1..1000)
+          end
+        end
+
+        test "a commit one past a message's bound arrives intact to an off-heap receiver",
+             %{store: s} do
+          me = self()
+
+          receiver =
+            spawn_link(fn ->
+              Process.flag(:message_queue_data, :off_heap)
+              {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+              send(me, :ready)
+              # take the commit's first message and free its memory before the
+              # second is read, and let the next commit's messages reuse it
+              first = receive(do: ({:events, evs} -> Enum.map(evs, &{&1.position, &1.data})))
+              :erlang.garbage_collect()
+              send(me, :freed)
+              receive(do: (:go -> :ok))
+              send(me, {:got, first ++ collect_collecting_garbage([])})
+            end)
+
+          assert_receive :ready
+          batch = fn from -> for(i <- from..(from + 256), do: ev("t", %{i: i})) end
+          {:ok, 257} = Streams.append_events(s, "b", :any, batch.(1))
+          assert_receive :freed
+          {:ok, 514} = Streams.append_events(s, "b", :any, batch.(258))
+          send(receiver, :go)
+          assert_receive {:got, got}, 2000
+          assert got == for(i <- 1..514, do: {i, %{i: i}})
+        end
+
+        test "members of different topics get their own events from one commit", %{store: s} do
+          # Appends queued together share a commit: [a/x, b/x, a/y, a/x] gives
+          # stream a {1, 3, 4} and type x {1, 2, 4}, alike in count and ends.
+          {:ok, store} = ExESDB.Store.fetch(s)
+          {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "a"})
+          {:ok, _} = Subscriptions.subscribe(s, {:by_event_type, "x"}, spawn_forwarder(self()))
+
+          for round <- 0..19 do
+            refs =
+              for {stream, types} <- [{"a", ["x"]}, {"b", ["x"]}, {"a", ["y", "x"]}] do
+                {:ok, tuples} = ExESDB.EventCodec.encode(Enum.map(types, &ev/1), store.serializer)
+                ref = make_ref()
+                command = {:append, stream, :any, tuples}
+                :ok = store.backend.submit(store, command, async: true, ref: ref)
+                ref
+              end
+
+            for ref <- refs, do: assert_receive({^ref, {:ok, _, _}}, 5_000)
+            base = round * 4
+            assert positions(receive_events()) == [base + 1, base + 3, base + 4]
+            typed = for {:forwarded, evs} <- receive_all(), e <- evs, do: e
+
+            assert Enum.map(typed, &{&1.position, &1.event_type}) ==
+                     [{base + 1, "x"}, {base + 2, "x"}, {base + 4, "x"}]
+          end
+        end
+
+        test "by_stream, by_event_type, pattern and payload", %{store: s} do
+          {:ok, _} = Subscriptions.subscribe(s, {:by_stream, "a"})
+          me = self()
+
+          spawn(fn ->
+            Subscriptions.subscribe(s, {:by_event_type, "gold"}) |> then(&send(me, {:typed, &1}))
+            fwd(me, :typed)
+          end)
+
+          assert_receive {:typed, {:ok, _}}
+          pat = spawn(fn -> fwd(me, :pattern) end)
+
+          {:ok, _} =
+            Subscriptions.subscribe(s, {:by_event_pattern, %{stream_id: "b", event_type: "t"}}, pat)
+
+          pay = spawn(fn -> fwd(me, :payload) end)
+          {:ok, _} = Subscriptions.subscribe(s, {:by_event_payload, %{kind: %{metal: "gold"}}}, pay)
+
+          # 1
+          append(s, "a", 1)
+          # 2
+          append(s, "b", 1, "gold", %{kind: %{metal: "gold", n: 1}})
+          # 3
+          append(s, "b", 1)
+          # 4
+          append(s, "c", 1, "gold")
+
+          assert positions(receive_events()) == [1]
+          assert positions(collect(:typed)) == [2, 4]
+          assert positions(collect(:pattern)) == [3]
+          assert positions(collect(:payload)) == [2]
+        end
+
+        test "unsubscribe stops delivery; a dead subscriber is dropped", %{store: s} do
+          none = memberships(s)
+          {:ok, sub} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+          assert memberships(s) == none + 1
+          append(s, "a", 1)
+          assert [_] = receive_events()
+          assert :ok = Subscriptions.unsubscribe(s, sub)
+          assert memberships(s) == none
+          assert {:error, :subscription_not_found} = Subscriptions.unsubscribe(s, sub)
+          append(s, "a", 1)
+          assert [] = receive_events()
+          dead = spawn(fn -> :ok end)
+          await_down(dead)
+          assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_stream, "$all"}, dead)
+          assert memberships(s) == none
+          short_lived = spawn(fn -> receive(do: (:go -> :ok)) end)
+          {:ok, short_sub} = Subscriptions.subscribe(s, {:by_stream, "$all"}, short_lived)
+          assert memberships(s) == none + 1
+          send(short_lived, :go)
+          await_down(short_lived)
+          # the store drops the member once it sees the process go
+          wait_until(fn -> memberships(s) == none end)
+          assert {:error, :subscription_not_found} = Subscriptions.grant(s, short_sub, 1)
+          append(s, "a", 1)
+          assert {:ok, 3} = Streams.get_version(s, "a")
+        end
+
+        test "bad selectors", %{store: s} do
+          assert {:error, {:invalid_selector, {:by_stream, ""}}} =
+                   Subscriptions.subscribe(s, {:by_stream, ""})
+
+          assert {:error, {:invalid_selector, {:by_magic, 1}}} =
+                   Subscriptions.subscribe(s, {:by_magic, 1})
+        end
+      end
+    end
+  end
+end
+
+defmodule ExESDB.SubscriptionsConformance.Persistent do
+  @moduledoc false
+  # Persistent subscriptions with one subscriber: catch-up, live, acks and
+  # checkpoints, falling behind, crashes, restarts.
+  use ExUnit.CaseTemplate
+
+  using opts do
+    backend = Keyword.fetch!(opts, :backend)
+
+    quote do
+      unquote(ExESDB.SubscriptionsConformance.setup_quoted(backend))
+
+      describe "persistent" do
+        test "catches up from the origin, then goes live, no gap no duplicate", %{store: s} do
+          append(s, "a", 5)
+          {:ok, sub} = Subscriptions.subscribe_to(s, "p1", {:by_stream, "$all"})
+          assert_receive {:subscribed, ^sub}
+          append(s, "b", 5)
+          events = receive_events()
+          assert positions(events) == Enum.to_list(1..10)
+        end
+
+        test "events go out in order, at most 256 to a message", %{store: s} do
+          append(s, "a", 1000)
+
+          {:ok, _} =
+            Subscriptions.subscribe_to(s, "big", {:by_stream, "$all"}, self(), buffer_size: 5000)
+
+          assert_receive {:subscribed, _}
+          append(s, "a", 600)
+          batches = receive_batches(:events)
+          assert Enum.all?(batches, &(length(&1) <= 256))
+          assert positions(Enum.concat(batches)) == Enum.to_list(1..1600)
+        end
+
+        test "a subscriber that falls behind: bounded queue, nothing lost or repeated", %{store: s} do
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "slow", {:by_stream, "$all"}, self(), buffer_size: 100)
+
+          assert_receive {:subscribed, ^sub}
+          for _ <- 1..40, do: append(s, "x", 500)
+          # a call is answered after the deliveries queued before it
+          assert :sys.get_state(sub).sub.pending_n <= 4000
+          events = ack_until(s, sub, 20_000, [])
+          assert positions(events) == Enum.to_list(1..20_000)
+          append(s, "x", 5)
+          assert positions(ack_until(s, sub, 5, [])) == Enum.to_list(20_001..20_005)
+        end
+
+        test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do
+          me = self()
+
+          writer =
+            Task.async(fn ->
+              for i <- 1..40 do
+                {:ok, _} =
+                  Streams.append_events(s, "w#{rem(i, 3)}", :any, for(_ <- 1..50, do: ev()))
+
+                if i == 1, do: send(me, :writing)
+              end
+            end)
+
+          # subscribe while the writer is under way
+          assert_receive :writing
+
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "race", {:by_stream, "$all"}, self(), buffer_size: 10_000)
+
+          Task.await(writer)
+          events = receive_events([], 500)
+          assert positions(events) == Enum.to_list(1..2000)
+          Subscriptions.ack_event(s, sub, List.last(events))
+        end
+
+        test "acks move the checkpoint; a new subscriber resumes after it", %{store: s} do
+          append(s, "a", 5)
+          {:ok, sub} = Subscriptions.subscribe_to(s, "p2", {:by_stream, "$all"})
+          [_, _, third | _] = receive_events()
+          :ok = Subscriptions.ack_event(s, sub, third)
+          assert :ok = Subscriptions.unsubscribe(s, sub)
+          append(s, "a", 1)
+          {:ok, sub2} = Subscriptions.subscribe_to(s, "p2", {:by_stream, "$all"})
+          assert_receive {:subscribed, ^sub2}
+          assert positions(receive_events()) == [4, 5, 6]
+
+          assert {:ok,
+                  [%{name: "p2", checkpoint: 3, selector: {:by_stream, "$all"}, running: true}]} =
+                   Subscriptions.get_subscriptions(s)
+        end
+
+        test "unacked events go to the next subscriber after a crash", %{store: s} do
+          append(s, "a", 3)
+          me = self()
+
+          victim =
+            spawn(fn ->
+              {:ok, sub} = Subscriptions.subscribe_to(s, "p3", {:by_stream, "$all"})
+
+              receive do
+                {:events, [first | _]} ->
+                  Subscriptions.ack_event(s, sub, first)
+                  send(me, {:acked_one, sub})
+              end
+
+              Process.sleep(:infinity)
+            end)
+
+          assert_receive {:acked_one, sub}, 1000
+          # the ack reaches the subscription before the victim's :DOWN
+          # does (signals between two processes keep their order); the
+          # subscription ends with its only subscriber
+          ref = Process.monitor(sub)
+          Process.exit(victim, :kill)
+          assert_receive {:DOWN, ^ref, :process, ^sub, :normal}, 5_000
+          {:ok, _} = Subscriptions.subscribe_to(s, "p3", {:by_stream, "$all"})
+          assert positions(receive_events()) == [2, 3]
+        end
+
+        test "buffer_size bounds the unacked events", %{store: s} do
+          append(s, "a", 5)
+
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "p4", {:by_stream, "$all"}, self(), buffer_size: 2)
+
+          assert positions(receive_events()) == [1, 2]
+          Subscriptions.ack_event(s, sub, 1)
+          assert positions(receive_events()) == [3]
+          Subscriptions.ack_event(s, sub, 3)
+          assert positions(receive_events()) == [4, 5]
+        end
+
+        test "start_from :current and a stream selector by version", %{store: s} do
+          append(s, "a", 3)
+
+          {:ok, _} =
+            Subscriptions.subscribe_to(s, "cur", {:by_stream, "$all"}, self(), start_from: :current)
+
+          append(s, "a", 1)
+          assert positions(receive_events()) == [4]
+
+          {:ok, _} =
+            Subscriptions.subscribe_to(s, "ver", {:by_stream, "a"}, spawn_fwd(:ver), start_from: 2)
+
+          assert Enum.map(collect(:ver), & &1.event_number) == [3, 4]
+        end
+
+        test "delete_subscription removes the checkpoint", %{store: s} do
+          {:ok, _} = Subscriptions.subscribe_to(s, "gone", {:by_event_type, "t"})
+          assert :ok = Subscriptions.delete_subscription(s, "gone")
+          assert {:ok, []} = Subscriptions.get_subscriptions(s)
+          assert {:error, :subscription_not_found} = Subscriptions.delete_subscription(s, "gone")
+        end
+
+        test "checkpoints survive a restart of the store", %{store: s} = context do
+          append(s, "a", 4)
+          {:ok, sub} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+          [_, second | _] = receive_events()
+          Subscriptions.ack_event(s, sub, second)
+          # the ack (a cast from this process) is handled before this call
+          assert 2 = GenServer.call(sub, :checkpoint)
+          @backend.restart_store(context)
+          {:ok, _} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})
+          assert positions(receive_events()) == [3, 4]
+        end
+
+        test "the subscription is not linked to its subscriber", %{store: s} do
+          subscriber = spawn_fwd(:n)
+          {:ok, sub} = Subscriptions.subscribe_to(s, "nolink", {:by_stream, "$all"}, subscriber)
+          {:links, links} = Process.info(sub, :links)
+          refute subscriber in links
+          refute self() in links
+          watch = Process.monitor(subscriber)
+          ref = Process.monitor(sub)
+          Process.exit(sub, :kill)
+          assert_receive {:DOWN, ^ref, :process, ^sub, :killed}
+          # a link would have passed the kill on to the subscriber by now
+          refute_receive {:DOWN, ^watch, :process, ^subscriber, _}, 100
+          assert Process.alive?(subscriber)
+        end
+      end
+    end
+  end
+end
+
+defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
+  @moduledoc false
+  # Persistent subscriptions shared by several subscribers:
+  # concurrency_limit and partition_by.
+  use ExUnit.CaseTemplate
+
+  using opts do
+    backend = Keyword.fetch!(opts, :backend)
+
+    quote do
+      unquote(ExESDB.SubscriptionsConformance.setup_quoted(backend))
+
+      describe "competing consumers" do
+        test "one subscriber unless concurrency_limit says more", %{store: s} do
+          {:ok, _} = Subscriptions.subscribe_to(s, "solo", {:by_stream, "$all"})
+
+          assert {:error, :subscription_already_exists} =
+                   Subscriptions.subscribe_to(s, "solo", {:by_stream, "$all"}, spawn_fwd(:x))
+
+          opts = [concurrency_limit: 2]
+          a = spawn_fwd(:a)
+          b = spawn_fwd(:b)
+          {:ok, _} = Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, a, opts)
+          {:ok, _} = Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, b, opts)
+
+          assert {:error, :too_many_subscribers} =
+                   Subscriptions.subscribe_to(s, "pair", {:by_stream, "$all"}, spawn_fwd(:c), opts)
+
+          append(s, "z", 10)
+          got_a = positions(collect(:a))
+          got_b = positions(collect(:b))
+          assert Enum.sort(got_a ++ got_b) == Enum.to_list(1..10)
+          assert got_a != [] and got_b != []
+        end
+
+        test "falling behind with partitions: events handed out past the queue are not repeated",
+             %{store: s} do
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "parts", {:by_stream, "$all"}, self(),
+              partition_by: & &1.stream_id
+            )
+
+          assert_receive {:subscribed, ^sub}
+          # p's events wait behind p's first; q's (2,002) goes out at once
+          append(s, "p", 2001)
+          append(s, "q", 1)
+          append(s, "p", 2001)
+          # the queue is now past its bound: the subscription sheds and reads
+          # the rest from the store again
+          # (delivery follows the append's acknowledgement)
+          wait_until(fn -> :sys.get_state(sub).sub.catching_up end)
+          events = ack_until(s, sub, 4003, [])
+          assert Enum.sort(positions(events)) == Enum.to_list(1..4003)
+          assert Process.alive?(sub)
+        end
+
+        test "partition_by: a partition's events go to one subscriber, one at a time", %{store: s} do
+          opts = [concurrency_limit: 2, partition_by: & &1.stream_id]
+          {:ok, sub} = Subscriptions.subscribe_to(s, "part", {:by_stream, "$all"}, self(), opts)
+          other = spawn_fwd(:other)
+          {:ok, ^sub} = Subscriptions.subscribe_to(s, "part", {:by_stream, "$all"}, other, opts)
+          append(s, "x", 3)
+          append(s, "y", 3)
+          mine = receive_events()
+          theirs = collect(:other)
+          # one unacked per partition: the first of x and of y only
+          assert Enum.sort(positions(mine ++ theirs)) == [1, 4]
+          [e] = mine
+          Subscriptions.ack_event(s, sub, e)
+          next = receive_events()
+          assert [%{stream_id: stream}] = next
+          assert stream == e.stream_id
+          assert hd(next).event_number == e.event_number + 1
+        end
+
+        test "partition_by: a dead subscriber's partition moves on in order", %{store: s} do
+          opts = [concurrency_limit: 2, partition_by: & &1.stream_id]
+          me = self()
+
+          victim =
+            spawn(fn ->
+              {:ok, _} = Subscriptions.subscribe_to(s, "pmove", {:by_stream, "$all"}, self(), opts)
+              send(me, :victim_in)
+              receive do: ({:events, evs} -> send(me, {:victim_got, evs}))
+              Process.sleep(:infinity)
+            end)
+
+          assert_receive :victim_in
+          {:ok, sub} = Subscriptions.subscribe_to(s, "pmove", {:by_stream, "$all"}, self(), opts)
+          append(s, "x", 3)
+          append(s, "y", 3)
+          mine = receive_events()
+          assert_receive {:victim_got, [held]}
+          # the victim holds one partition's first event, unacked; it dies
+          Process.exit(victim, :kill)
+          await_down(victim)
+          # everything of the victim's partition now comes here, from its first
+          # event, one at a time, in order
+          got =
+            Enum.reduce(1..3, [], fn _, acc ->
+              [e] = Enum.filter(receive_events(), &(&1.stream_id == held.stream_id))
+              Subscriptions.ack_event(s, sub, e)
+              acc ++ [e.event_number]
+            end)
+
+          assert got == [1, 2, 3]
+          assert length(mine) == 1
+        end
+      end
+    end
+  end
+end
