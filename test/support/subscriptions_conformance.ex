@@ -171,6 +171,19 @@ defmodule ExESDB.SubscriptionsConformance.Transient do
           assert {:ok, 3} = Streams.get_version(s, "a")
         end
 
+        test "an ended subscription's handle names no later one", %{store: s} do
+          {:ok, old} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+          :ok = Subscriptions.unsubscribe(s, old)
+
+          Enum.reduce(1..6, old, fn _, old ->
+            {:ok, new} = Subscriptions.subscribe(s, {:by_stream, "$all"})
+            assert new != old
+            assert {:error, :subscription_not_found} = Subscriptions.grant(s, old, 1)
+            :ok = Subscriptions.unsubscribe(s, new)
+            new
+          end)
+        end
+
         test "bad selectors", %{store: s} do
           assert {:error, {:invalid_selector, {:by_stream, ""}}} =
                    Subscriptions.subscribe(s, {:by_stream, ""})
