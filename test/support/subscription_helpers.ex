@@ -13,12 +13,17 @@ defmodule ExESDB.Test.SubscriptionHelpers do
     v
   end
 
-  # Every event received within `timeout` of the previous one.
+  # Delivery follows an append's acknowledgement, later under load: the
+  # first message is waited for this long.
+  @first 3_000
+
+  # Every event received within `timeout` of the previous one (the first
+  # within @first).
   def receive_events(acc \\ [], timeout \\ 300) do
     receive do
       {:events, events} -> receive_events(acc ++ events, timeout)
     after
-      timeout -> acc
+      if(acc == [], do: max(timeout, @first), else: timeout) -> acc
     end
   end
 
@@ -95,7 +100,7 @@ defmodule ExESDB.Test.SubscriptionHelpers do
     receive do
       {^tag, events} -> collect(tag, acc ++ events)
     after
-      300 -> acc
+      if(acc == [], do: @first, else: 300) -> acc
     end
   end
 

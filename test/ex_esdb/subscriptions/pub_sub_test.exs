@@ -16,9 +16,9 @@ defmodule ExESDB.PubSubTest do
       ])
 
     all = "#{s}:$all"
-    assert_receive {:broadcast, ^all, {:events, [%{data: 1}, %{data: 2}]}}
+    assert_receive {:broadcast, ^all, {:events, [%{data: 1}, %{data: 2}]}}, 5_000
     stream = "#{s}:acct"
-    assert_receive {:broadcast, ^stream, {:events, [_, _]}}
+    assert_receive {:broadcast, ^stream, {:events, [_, _]}}, 5_000
   end
 
   test "the topics are documented in ExESDB.Subscriptions" do
