@@ -108,7 +108,7 @@ defmodule ExESDB.ArgumentsTest do
              )
 
     assert_receive {:subscribed, ^sub}
-    assert_receive {:events, [%{position: 1}]}
+    assert_receive {:events, [%{position: 1}]}, 5_000
   end
 
   test "ack, unsubscribe and delete with wrong arguments", %{store: s} do
