@@ -27,6 +27,11 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
 	current_failed = true;
 }
 
+bool harness_test_failed(void)
+{
+	return current_failed;
+}
+
 bool harness_is_runner(void)
 {
 	return getpid() == runner_pid;

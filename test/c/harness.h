@@ -28,6 +28,8 @@ _Noreturn void harness_abort(void);
 #define HARNESS_CHILD_ABORT 98
 /* True in the runner's own process, false in a child a test forked. */
 bool harness_is_runner(void);
+/* Whether the current test has failed a check so far. */
+bool harness_test_failed(void);
 
 #define TEST(fn_name)                                                          \
 	static void fn_name(void);                                             \
