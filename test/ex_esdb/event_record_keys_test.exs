@@ -22,8 +22,8 @@ defmodule ExESDB.EventRecordKeysTest do
       {:ok, 1} =
         Streams.append_events(s, "a", :any, [%NewEvent{event_type: "t", data: data, metadata: meta}])
 
-      assert_receive {:events, [plain]}
-      assert_receive {:events, [ranged], _since}
+      assert_receive {:events, [plain]}, 5_000
+      assert_receive {:events, [ranged], _since}, 5_000
       {:ok, [read], :eof} = store.backend.read(store, {:stream, "a"}, 1, 10, :forward)
 
       for record <- [plain, ranged, read] do
@@ -36,7 +36,7 @@ defmodule ExESDB.EventRecordKeysTest do
       {:ok, [event]} = Streams.get_events(s, "a", 1, 1)
       assert event |> Map.keys() |> Enum.sort() == @fields
       {:ok, _} = Subscriptions.subscribe_to(s, "keys", {:by_stream, "$all"})
-      assert_receive {:events, [delivered]}
+      assert_receive {:events, [delivered]}, 5_000
       assert delivered |> Map.keys() |> Enum.sort() == @fields
     end
   end
