@@ -16,6 +16,10 @@ defmodule ExESDB.Test.NifBackend do
     %{store: store, data_dir: dir, system: pid, store_opts: opts}
   end
 
+  # Stop the store's system.
+  def stop_store(%{store: store}),
+    do: ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+
   # Stop the store's system and start it again on the same data.
   def restart_store(%{store: store, store_opts: opts}) do
     ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
