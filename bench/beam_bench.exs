@@ -119,7 +119,7 @@ defmodule BeamBench do
     for _ <- 1..subs do
       spawn_link(fn ->
         Process.flag(:message_queue_data, queue)
-        {:ok, _} = Subscriptions.subscribe(store, {:by_stream, "$all"})
+        {:ok, _} = Subscriptions.subscribe(store, {:by_stream, "$all"}, self(), credit: :infinity)
         send(bench, :ready)
         count_to(total, 0)
         send(bench, :all_received)
