@@ -52,72 +52,45 @@ defmodule ExESDB.Subscriptions.Persistent do
            store.backend.subscribe(store, self(), source, shape: :ranged) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
       definition = %{selector: {type, selector}, cursor: key}
+      start_from = opts[:start_from] || :origin
 
-      case resume_point(store, name, definition, source, opts[:start_from] || :origin, live_from) do
-        {:ok, cursor, catching_up} ->
-          start(
-            store,
-            name,
-            source,
-            filter,
-            key,
-            member,
-            definition,
-            cursor,
-            catching_up,
-            subscriber,
-            opts
-          )
+      # the process's state but for the subscription's own (State)
+      state = %{
+        store: store,
+        name: name,
+        source: source,
+        member: member,
+        definition: :erlang.term_to_binary(definition),
+        # how events look to subscribers, and which field of an acked one
+        # is its cursor (for callers that map records, e.g. Commanded)
+        transform: opts[:transform] || (& &1),
+        ack_key: opts[:ack_key] || key
+      }
 
-        {:error, _} = error ->
-          error
-      end
-      |> case do
+      with {:ok, cursor, catching_up} <-
+             resume_point(store, name, definition, source, start_from, live_from),
+           {:ok, _, _} = started <- start(state, filter, cursor, catching_up, subscriber, opts) do
+        started
+      else
         {:error, reason} ->
           store.backend.unsubscribe(store, member)
           {:stop, reason}
-
-        started ->
-          started
       end
     else
       {:error, reason} -> {:stop, reason}
     end
   end
 
-  defp start(
-         store,
-         name,
-         source,
-         filter,
-         key,
-         member,
-         definition,
-         cursor,
-         catching_up,
-         subscriber,
-         opts
-       ) do
+  defp start(state, filter, cursor, catching_up, subscriber, opts) do
     sub =
-      State.new(source, cursor, catching_up,
+      State.new(state.source, cursor, catching_up,
         filter: filter,
         buffer_size: opts[:buffer_size],
         concurrency_limit: opts[:concurrency_limit],
         partition_by: opts[:partition_by]
       )
 
-    state = %{
-      store: store,
-      name: name,
-      source: source,
-      member: member,
-      definition: :erlang.term_to_binary(definition),
-      # how events look to subscribers, and which field of an acked one
-      # is its cursor (for callers that map records, e.g. Commanded)
-      transform: opts[:transform] || (& &1),
-      ack_key: opts[:ack_key] || key,
-      sub: sub
-    }
+    state = Map.put(state, :sub, sub)
 
     # A checkpoint that cannot be written (a full disk, a limit) is an
     # answer to the caller, not a crash.
