@@ -142,7 +142,11 @@ defmodule ExESDB.Subscriptions do
   what is committed in between. A commit is delivered whole and the
   writer may merge concurrent appends into one commit, so a burst larger
   than the credit left overflows even a subscriber whose mailbox is
-  empty: give credit above the largest burst expected. When the
+  empty: give credit above the largest burst expected. The same message
+  ends a subscription whose deliveries would have a hole (the store's
+  fan-out queue, `max_fanout_bytes`, was full, or events could not be
+  built for it): what follows the position it names was not delivered.
+  When the
   store stops, each transient subscriber gets `{:subscription_down,
   subscription, :closed}` and nothing more: subscribe again once the
   store is back. A subscription that fails (its `transform`, or the
