@@ -121,6 +121,16 @@ int collect_event(void *ctx, const esdb_event *ev);
 int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx);
 void collected_free(collected *c);
 
+/* Run the operator CLI (priv/ex_esdb_ctl, or $ESDB_CTL) with `fmt` as
+ * its shell words; capture its stdout and stderr (ctl) or its stdout
+ * alone (ctl_stdout) into out, NUL-terminated, the rest read and dropped
+ * so the CLI never sees SIGPIPE. Returns the exit status, -1 for a death
+ * by signal. */
+int ctl(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int ctl_stdout(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Seed for randomized tests: ESDB_SEED or a fixed default. */
 uint64_t test_seed(void);
 uint64_t rng_next(uint64_t *state);

@@ -5,6 +5,8 @@
 #include "commit.h"
 
 #include <ftw.h>
+#include <stdarg.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char *dirs[4096];
@@ -175,5 +177,43 @@ int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx)
 		rc = esdb_read_all(s, next.from, 10000, ESDB_FORWARD, fn, ctx,
 		                   &next);
 	while (rc == 0 && !next.end);
+	return rc;
+}
+
+static int run_ctl(bool with_stderr, char *out, size_t cap, const char *fmt,
+                   va_list ap)
+{
+	const char *bin =
+	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
+	char args[8192], cmd[8400];
+	REQUIRE(vsnprintf(args, sizeof(args), fmt, ap) < (int)sizeof(args));
+	snprintf(cmd, sizeof(cmd), "%s %s %s", bin, args,
+	         with_stderr ? "2>&1" : "2>/dev/null");
+	FILE *p = popen(cmd, "r");
+	REQUIRE(p != NULL);
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = 0;
+	char sink[4096]; /* the rest, so the CLI never sees SIGPIPE */
+	while (fread(sink, 1, sizeof(sink), p) > 0)
+		;
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int ctl(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = run_ctl(true, out, cap, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int ctl_stdout(char *out, size_t cap, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = run_ctl(false, out, cap, fmt, ap);
+	va_end(ap);
 	return rc;
 }

@@ -2,32 +2,7 @@
  * a process: output, JSON and exit codes. */
 #include "harness.h"
 
-#include <stdarg.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-/* Run the CLI with `args` (shell words); capture stdout+stderr into out.
- * Returns the exit status. */
-static int ctl(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int ctl(char *out, size_t cap, const char *fmt, ...)
-{
-	const char *bin =
-	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
-	char args[2048], cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	snprintf(cmd, sizeof(cmd), "%s %s 2>&1", bin, args);
-	FILE *p = popen(cmd, "r");
-	REQUIRE(p != NULL);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	int status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 TEST(cli_append_read_stats_json)
 {

@@ -3,52 +3,6 @@
  * (well-formed or crafted). Runs priv/ex_esdb_ctl (or $ESDB_CTL). */
 #include "harness.h"
 
-#include <stdarg.h>
-#include <sys/wait.h>
-
-/* Run the CLI with `args` (shell words); capture its stdout, and its
- * stderr too when `with_stderr`. Returns the exit status, -1 for a
- * death by signal. */
-static int run(bool with_stderr, char *out, size_t cap, const char *fmt,
-               va_list ap)
-{
-	const char *bin =
-	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
-	char args[2048], cmd[4096];
-	vsnprintf(args, sizeof(args), fmt, ap);
-	snprintf(cmd, sizeof(cmd), "%s %s %s", bin, args,
-	         with_stderr ? "2>&1" : "2>/dev/null");
-	FILE *p = popen(cmd, "r");
-	REQUIRE(p != NULL);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	char sink[4096]; /* the rest, so the CLI never sees SIGPIPE */
-	while (fread(sink, 1, sizeof(sink), p) > 0)
-		;
-	int status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int __attribute__((format(printf, 3, 4)))
-ctl(char *out, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int rc = run(true, out, cap, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-static int __attribute__((format(printf, 3, 4)))
-ctl_stdout(char *out, size_t cap, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int rc = run(false, out, cap, fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
 /* Append one event with data of the given encoding, then close. */
 static void put_event(const char *dir, const char *stream, size_t len,
                       const char *type, const void *data, size_t data_len,

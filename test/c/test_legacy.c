@@ -271,21 +271,6 @@ TEST(legacy_is_never_written)
 	CHECK(cmd.buf == NULL);
 }
 
-/* The CLI's output for stream "s" of dir (stdout and stderr). */
-static void ctl_read(const char *dir, const char *extra, char *out, size_t cap)
-{
-	const char *bin =
-	    getenv("ESDB_CTL") ? getenv("ESDB_CTL") : "priv/ex_esdb_ctl";
-	char cmd[4096];
-	snprintf(cmd, sizeof(cmd), "%s --store %s read s %s 2>&1", bin, dir,
-	         extra);
-	FILE *p = popen(cmd, "r");
-	REQUIRE(p != NULL);
-	size_t n = fread(out, 1, cap - 1, p);
-	out[n] = 0;
-	CHECK_EQ(pclose(p), 0);
-}
-
 TEST(cli_prints_legacy_payloads_that_are_terms_as_terms)
 {
 	/* {ok,[1,2]} in external term format */
@@ -306,13 +291,13 @@ TEST(cli_prints_legacy_payloads_that_are_terms_as_terms)
 	esdb_close(s);
 
 	static char out[16384];
-	ctl_read(dir, "", out, sizeof(out));
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s read s", dir), 0);
 	static const char legacy[] =
 	    "data (17 bytes, erlang term): {ok, [1, 2]}";
 	char *first = strstr(out, legacy);
 	CHECK(first != NULL);
 	CHECK(first && strstr(first + sizeof(legacy), "erlang term") == NULL);
 	CHECK(strstr(out, "data (17 bytes, hex): 836802") != NULL);
-	ctl_read(dir, "--raw", out, sizeof(out));
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s read s --raw", dir), 0);
 	CHECK(strstr(out, "erlang term") == NULL);
 }
