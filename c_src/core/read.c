@@ -65,6 +65,19 @@ static void pager_done(const pager *p, esdb_read_next *next)
 		                         .from = p->full ? p->at : 0};
 }
 
+/* Check and decode the event record v stored at position pos. */
+static int event_read(MDB_txn *txn, const MDB_val *v, uint64_t pos,
+                      esdb_event *ev)
+{
+	int rc = esdb__val_check(txn, v, ESDB_WHERE_EVENT, pos);
+	if (rc)
+		return rc;
+	if ((rc = esdb__event_rec_read(v->mv_data, v->mv_size, ev)) ||
+	    (rc = ev->position != pos ? ESDB_ECORRUPT : 0))
+		return esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
+	return 0;
+}
+
 /* Fetch, check and hand one event to the page; `key` is what the page
  * resumes from when the event does not fit. */
 static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
@@ -80,11 +93,8 @@ static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
 		                                           : esdb__mdb_rc(rc),
 		                        ESDB_WHERE_EVENT, pos);
 	esdb_event ev;
-	if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_EVENT, pos)))
+	if ((rc = event_read(txn, &v, pos, &ev)))
 		return rc;
-	if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
-	    (rc = ev.position != pos ? ESDB_ECORRUPT : 0))
-		return esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
 	return pager_emit(p, key, &ev);
 }
 
@@ -281,14 +291,8 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 		uint64_t pos = esdb_get_be64(k.mv_data);
 		if (pager_full(&p, pos))
 			break;
-		if ((rc = esdb__val_check(txn, &v, ESDB_WHERE_EVENT, pos)))
-			break;
-		if ((rc = esdb__event_rec_read(v.mv_data, v.mv_size, &ev)) ||
-		    (rc = ev.position != pos ? ESDB_ECORRUPT : 0)) {
-			rc = esdb__corrupt_at(rc, ESDB_WHERE_EVENT, pos);
-			break;
-		}
-		if ((rc = pager_emit(&p, pos, &ev)) || p.full)
+		if ((rc = event_read(txn, &v, pos, &ev)) ||
+		    (rc = pager_emit(&p, pos, &ev)) || p.full)
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, op);
 	}
