@@ -117,29 +117,6 @@ static int check_copy(const char *path, uint64_t mapsize)
 	return esdb__mdb_rc(rc);
 }
 
-/* The last position and applied index of the environment now open. */
-static int last_position(esdb_store *s, uint64_t *last, uint64_t *applied)
-{
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-	if (rc)
-		return rc;
-	*last = 0;
-	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)) == 0) {
-		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-		if (rc == 0 && k.mv_size == 8)
-			*last = esdb_get_be64(k.mv_data);
-		rc = rc == MDB_NOTFOUND ? 0 : rc;
-		mdb_cursor_close(cur);
-	}
-	if (rc == 0)
-		rc = esdb__applied_index(txn, s->dbi_main, applied);
-	mdb_txn_abort(txn);
-	return rc;
-}
-
 /* Whether another process has the store open: every LMDB environment
  * holds a POSIX lock on lock.mdb while open. Read from /proc/locks, as
  * opening lock.mdb to ask would drop this process's own LMDB lock when
@@ -208,7 +185,7 @@ static int swap_in(esdb_store *s, const char *tmp, const char *data)
 	}
 	/* Appends go on from the copy's last position; deliveries vouch
 	 * for nothing before it; the commit path numbers after its index. */
-	if ((rc2 = last_position(s, &last, &applied)) == 0)
+	if ((rc2 = esdb__stored_last(s, &last, &applied)) == 0)
 		esdb__emitter_restart(s, last);
 	rc = rc ? rc : rc2;
 	pthread_rwlock_unlock(&s->map_lock);

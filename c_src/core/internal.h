@@ -167,6 +167,10 @@ int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results);
 /* The applied index (0 when absent), in any txn; `main` is dbi_main. */
 int esdb__applied_index(MDB_txn *txn, MDB_dbi main, uint64_t *index);
+/* The last event's position (0: none) and, unless applied is NULL, the
+ * applied index of the environment now open, in a read transaction of
+ * its own: for callers that hold no map lock or hold it exclusive. */
+int esdb__stored_last(esdb_store *s, uint64_t *last, uint64_t *applied);
 /* Tests only: the rcs the next apply attempts fail with before their
  * transaction begins, in order (0 ends the list, ESDB__FAULT_PASS lets
  * one attempt go on). */

@@ -398,24 +398,33 @@ fail:
 	return esdb__mdb_rc(rc);
 }
 
-/* The emitter starts from the last committed position. */
-static int start_emitter(esdb_store *s)
+int esdb__stored_last(esdb_store *s, uint64_t *last, uint64_t *applied)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	MDB_val k, v;
-	uint64_t last = 0;
 	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
 	if (rc)
-		return esdb__mdb_rc(rc);
+		return rc;
+	*last = 0;
 	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)) == 0) {
 		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
 		if (rc == 0 && k.mv_size == 8)
-			last = esdb_get_be64(k.mv_data);
+			*last = esdb_get_be64(k.mv_data);
 		rc = rc == MDB_NOTFOUND ? 0 : rc;
 		mdb_cursor_close(cur);
 	}
+	if (rc == 0 && applied)
+		rc = esdb__applied_index(txn, s->dbi_main, applied);
 	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* The emitter starts from the last committed position. */
+static int start_emitter(esdb_store *s)
+{
+	uint64_t last;
+	int rc = esdb__stored_last(s, &last, NULL);
 	return rc ? esdb__mdb_rc(rc) : esdb__emitter_create(s, last);
 }
 
