@@ -121,6 +121,10 @@ int collect_event(void *ctx, const esdb_event *ev);
 int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx);
 void collected_free(collected *c);
 
+/* Rewrite a command's CRC after editing its bytes, so that only the
+ * edit, not the checksum, is what a check sees. */
+void cmd_reseal(esdb_cmd *c);
+
 /* Run the operator CLI (priv/ex_esdb_ctl, or $ESDB_CTL) with `fmt` as
  * its shell words; capture its stdout and stderr (ctl) or its stdout
  * alone (ctl_stdout) into out, NUL-terminated, the rest read and dropped

@@ -2,7 +2,9 @@
 #define _XOPEN_SOURCE 700
 #include "harness.h"
 
+#include "bytes.h"
 #include "commit.h"
+#include "crc32c.h"
 
 #include <ftw.h>
 #include <stdarg.h>
@@ -216,4 +218,10 @@ int ctl_stdout(char *out, size_t cap, const char *fmt, ...)
 	int rc = run_ctl(false, out, cap, fmt, ap);
 	va_end(ap);
 	return rc;
+}
+
+void cmd_reseal(esdb_cmd *c)
+{
+	esdb_put_le32(c->buf + 8, esdb_crc32c(esdb_crc32c(0, c->buf, 8),
+	                                      c->buf + 12, c->len - 12));
 }

@@ -5,7 +5,6 @@
 
 #include "bytes.h"
 #include "codec.h"
-#include "crc32c.h"
 
 typedef struct encodings {
 	size_t n;
@@ -111,13 +110,6 @@ TEST(snapshot_payload_encodings_are_stored_and_read_back)
 		CHECK_EQ(got[1], sn.metadata_encoding);
 	}
 	esdb_close(s);
-}
-
-/* Reseal a command after editing its header. */
-static void cmd_reseal(esdb_cmd *c)
-{
-	esdb_put_le32(c->buf + 8, esdb_crc32c(esdb_crc32c(0, c->buf, 8),
-	                                      c->buf + 12, c->len - 12));
 }
 
 TEST(unknown_encodings_and_command_flags_are_refused)
