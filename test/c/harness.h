@@ -121,6 +121,11 @@ int collect_event(void *ctx, const esdb_event *ev);
 int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx);
 void collected_free(collected *c);
 
+/* A file's whole content (malloc'ed), and a file written with buf;
+ * both REQUIRE success. */
+uint8_t *slurp(const char *path, size_t *len);
+void spill(const char *path, const void *buf, size_t len);
+
 /* Rewrite a command's CRC after editing its bytes, so that only the
  * edit, not the checksum, is what a check sees. */
 void cmd_reseal(esdb_cmd *c);

@@ -225,3 +225,24 @@ void cmd_reseal(esdb_cmd *c)
 	esdb_put_le32(c->buf + 8, esdb_crc32c(esdb_crc32c(0, c->buf, 8),
 	                                      c->buf + 12, c->len - 12));
 }
+
+uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f != NULL);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	rewind(f);
+	uint8_t *buf = malloc(*len ? *len : 1);
+	REQUIRE(buf && fread(buf, 1, *len, f) == *len);
+	fclose(f);
+	return buf;
+}
+
+void spill(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	REQUIRE(f != NULL);
+	REQUIRE(fwrite(buf, 1, len, f) == len);
+	fclose(f);
+}

@@ -51,19 +51,6 @@ static void build_store(const char *dir)
 	esdb_close(s);
 }
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	REQUIRE(f != NULL);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	rewind(f);
-	uint8_t *buf = malloc(*len);
-	REQUIRE(fread(buf, 1, *len, f) == *len);
-	fclose(f);
-	return buf;
-}
-
 /* Write data.mdb into dir with 1 to 4 random bytes changed; lock.mdb
  * from an earlier copy is removed. */
 static void corrupt_copy(const char *dir, const uint8_t *orig, size_t len,
@@ -84,10 +71,7 @@ static void corrupt_copy(const char *dir, const uint8_t *orig, size_t len,
 	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	FILE *f = fopen(path, "wb");
-	REQUIRE(f != NULL);
-	REQUIRE(fwrite(buf, 1, len, f) == len);
-	fclose(f);
+	spill(path, buf, len);
 	free(buf);
 }
 

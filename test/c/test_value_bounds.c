@@ -8,27 +8,6 @@
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	REQUIRE(f != NULL);
-	fseek(f, 0, SEEK_END);
-	*len = (size_t)ftell(f);
-	rewind(f);
-	uint8_t *buf = malloc(*len);
-	REQUIRE(buf && fread(buf, 1, *len, f) == *len);
-	fclose(f);
-	return buf;
-}
-
-static void spill(const char *path, const uint8_t *buf, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	REQUIRE(f != NULL);
-	REQUIRE(fwrite(buf, 1, len, f) == len);
-	fclose(f);
-}
-
 static uint16_t le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | p[1] << 8);
