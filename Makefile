@@ -120,9 +120,10 @@ test-consumers: nif
 	test/consumers/rebar3_consumer.sh
 
 # The same suite under AddressSanitizer + UBSan, in a separate build tree.
+SAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
 asan: $(CTL_BIN) $(FAULT_BINS)
-	$(MAKE) BUILD=build/asan CC=clang \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/esdb_tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ESDB_CRASH_KILLS=5 ESDB_CORRUPT_RUNS=100 \
 	  ESDB_POWERLOSS_SEEDS=30 build/asan/esdb_tests
@@ -132,12 +133,10 @@ valgrind: $(TEST_BIN) $(FAULT_BINS)
 	  --errors-for-leak-kinds=definite --show-possibly-lost=no --trace-children=no $(TEST_BIN)
 
 # libFuzzer targets for the record and command decoders, with ASan and
-# UBSan; ESDB_FUZZ_SECONDS per target (20 in make test; docs/TESTING.md
-# has longer runs). Corpora stay in build/fuzz/corpus-*.
+# UBSan (SAN_CFLAGS); ESDB_FUZZ_SECONDS per target (20 in make test;
+# docs/TESTING.md has longer runs). Corpora stay in build/fuzz/corpus-*.
 ESDB_FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := records commands
-FUZZ_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
-	-fno-sanitize-recover=all
 fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus-$$t; \
@@ -150,8 +149,8 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
 build/fuzz/fuzz_%: c_src/fuzz/fuzz_%.c c_src/core/*.c c_src/core/*.h
 	$(MAKE) BUILD=build/fuzz CC=clang \
-	  CFLAGS="$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link" build/fuzz/libesdb_core.a
-	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(WARN) $< \
+	  CFLAGS="$(SAN_CFLAGS) -fsanitize=fuzzer-no-link" build/fuzz/libesdb_core.a
+	clang $(CPPFLAGS) $(SAN_CFLAGS) -fsanitize=fuzzer $(WARN) $< \
 	  build/fuzz/libesdb_core.a $(LDLIBS) -o $@
 
 # Benchmarks write under $(BENCH_DIR) (on the data disk by default).
