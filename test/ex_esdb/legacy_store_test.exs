@@ -13,6 +13,7 @@ defmodule ExESDB.LegacyStoreTest do
   # and loaded back (mdb_load).
   use ExUnit.Case, async: true
   import Bitwise
+  import ExESDB.Test.Crc32c
 
   alias ExESDB.{NewEvent, Snapshots, Streams, Subscriptions}
   alias ExESDB.Schema.SnapshotRecord
@@ -204,17 +205,5 @@ defmodule ExESDB.LegacyStoreTest do
     bits = %{1 => 0xC, 4 => 0x3}[kind] || 0
     head = <<1, kind, flags &&& bnot(bits)::little-16>>
     head <> <<crc32c(head <> body)::little-32>> <> body
-  end
-
-  defp crc32c(bin), do: bxor(crc32c(bin, 0xFFFFFFFF), 0xFFFFFFFF)
-  defp crc32c(<<>>, c), do: c
-
-  defp crc32c(<<b, rest::binary>>, c) do
-    c =
-      Enum.reduce(1..8, bxor(c, b), fn _, c ->
-        if (c &&& 1) == 1, do: bxor(c >>> 1, 0x82F63B78), else: c >>> 1
-      end)
-
-    crc32c(rest, c)
   end
 end

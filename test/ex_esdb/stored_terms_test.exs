@@ -7,6 +7,7 @@ defmodule ExESDB.StoredTermsTest do
   # reach the read path with terms the write path refuses.
   use ExUnit.Case, async: true
   import Bitwise
+  import ExESDB.Test.Crc32c
 
   alias ExESDB.{NewEvent, Snapshots, Streams}
   alias ExESDB.Schema.SnapshotRecord
@@ -350,18 +351,5 @@ defmodule ExESDB.StoredTermsTest do
       start_supervised({ExESDB.System, [store_id: store, data_dir: dir, durability: :nosync]})
 
     {handle(store), {:stream, stream}}
-  end
-
-  defp crc32c(bin), do: bxor(crc32c(bin, 0xFFFFFFFF), 0xFFFFFFFF)
-
-  defp crc32c(<<>>, c), do: c
-
-  defp crc32c(<<b, rest::binary>>, c) do
-    c =
-      Enum.reduce(1..8, bxor(c, b), fn _, c ->
-        if (c &&& 1) == 1, do: bxor(c >>> 1, 0x82F63B78), else: c >>> 1
-      end)
-
-    crc32c(rest, c)
   end
 end
