@@ -4,14 +4,7 @@ defmodule ExESDB.DemoTest do
   use ExUnit.Case, async: false
 
   alias ExESDB.{NewEvent, Streams}
-
-  defp wait_until(fun, tries \\ 100) do
-    cond do
-      fun.() -> :ok
-      tries == 0 -> flunk("condition not met in time")
-      true -> Process.sleep(50) && wait_until(fun, tries - 1)
-    end
-  end
+  import ExESDB.Test.SubscriptionHelpers, only: [wait_until: 1]
 
   test "the demo survives its own streams being deleted" do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/demo_#{System.unique_integer([:positive])}")

@@ -4,6 +4,7 @@ defmodule ExESDB.PersistentLifecycleTest do
   use ExUnit.Case, async: true
 
   alias ExESDB.{NewEvent, Streams, Subscriptions}
+  import ExESDB.Test.SubscriptionHelpers, only: [receive_events: 0]
 
   setup context, do: ExESDB.Test.NifBackend.start_store(context)
 
@@ -11,15 +12,6 @@ defmodule ExESDB.PersistentLifecycleTest do
     events = for _ <- 1..n, do: %NewEvent{event_type: "t", data: %{}}
     {:ok, v} = Streams.append_events(s, stream, :any, events)
     v
-  end
-
-  # Events received until `timeout` passes without one.
-  defp receive_events(acc \\ [], timeout \\ 300) do
-    receive do
-      {:events, events} -> receive_events(acc ++ events, timeout)
-    after
-      timeout -> acc
-    end
   end
 
   defp stop_and_wait(s, sub) do
@@ -152,6 +144,7 @@ defmodule ExESDB.PersistentGapTest do
   use ExUnit.Case, async: true
 
   alias ExESDB.{NewEvent, Streams, Subscriptions}
+  import ExESDB.Test.SubscriptionHelpers, only: [receive_events: 0]
 
   setup context, do: ExESDB.Test.NifBackend.start_store(context)
 
@@ -159,14 +152,6 @@ defmodule ExESDB.PersistentGapTest do
     {:ok, _} = Streams.append_events(s, stream, :any, [%NewEvent{event_type: type, data: %{}}])
     {:ok, [rec]} = Streams.get_events(s, stream, 1, 1)
     rec
-  end
-
-  defp receive_events(acc \\ []) do
-    receive do
-      {:events, events} -> receive_events(acc ++ events)
-    after
-      300 -> acc
-    end
   end
 
   defp live(s, name, selector) do

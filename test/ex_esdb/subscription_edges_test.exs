@@ -6,6 +6,7 @@ defmodule ExESDB.SubscriptionEdgesTest do
   use ExUnit.Case, async: true
 
   alias ExESDB.{NewEvent, Streams, Subscriptions}
+  import ExESDB.Test.SubscriptionHelpers, only: [receive_events: 0]
 
   setup context, do: ExESDB.Test.NifBackend.start_store(context)
 
@@ -13,14 +14,6 @@ defmodule ExESDB.SubscriptionEdgesTest do
     events = for _ <- 1..n, do: %NewEvent{event_type: "t", data: %{k: 1}}
     {:ok, v} = Streams.append_events(s, stream, :any, events)
     v
-  end
-
-  defp receive_events(acc \\ []) do
-    receive do
-      {:events, events} -> receive_events(acc ++ events)
-    after
-      300 -> acc
-    end
   end
 
   # A pid of a node this VM is not connected to: a subscriber the relay

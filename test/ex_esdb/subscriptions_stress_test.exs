@@ -5,22 +5,13 @@ defmodule ExESDB.SubscriptionsStressTest do
   use ExUnit.Case, async: false
 
   alias ExESDB.{NewEvent, Streams, Subscriptions}
+  import ExESDB.Test.SubscriptionHelpers, only: [wait_until: 1]
 
   @moduletag timeout: 600_000
 
   setup context, do: ExESDB.Test.NifBackend.start_store(context)
 
   defp events(n), do: for(_ <- 1..n, do: %NewEvent{event_type: "s", data: nil})
-
-  # Delivery follows the append's acknowledgement: wait (bounded) for
-  # what it causes.
-  defp wait_until(fun, tries \\ 500) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
-  end
 
   # A subscriber that records what it gets, acks most batches whole (some
   # only in part) and crashes now and then; each incarnation reports its

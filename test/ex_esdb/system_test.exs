@@ -152,6 +152,7 @@ defmodule ExESDB.StoreRestartTest do
   use ExUnit.Case, async: true
 
   alias ExESDB.{NewEvent, Streams}
+  import ExESDB.Test.SubscriptionHelpers, only: [wait_until: 1]
 
   test "a killed Store process is restarted with the store reopened" do
     Process.flag(:trap_exit, true)
@@ -176,13 +177,5 @@ defmodule ExESDB.StoreRestartTest do
     assert {:error, :closed} = :ex_esdb_nif.stats(old.handle)
     assert {:ok, 2} = Streams.append_events(id, "a", :any, [NewEvent.new(event_type: "t")])
     :ok = Supervisor.stop(sys)
-  end
-
-  defp wait_until(fun, tries \\ 500) do
-    cond do
-      fun.() -> true
-      tries == 0 -> false
-      true -> Process.sleep(10) && wait_until(fun, tries - 1)
-    end
   end
 end
