@@ -47,15 +47,8 @@ defmodule ExESDB.Subscriptions.Forwarder do
 
   @impl true
   def handle_info({:events, records}, state) do
-    records = ExESDB.EventCodec.finish(records, state.store)
-    matching = Enum.filter(records, &Selector.match?(state.filter, &1))
-
-    case length(records) - length(matching) do
-      0 -> :ok
-      dropped -> state.store.backend.grant(state.store, state.member, dropped)
-    end
-
-    if matching != [], do: send(state.subscriber, {:events, state.transform.(matching)})
+    %{store: store, member: member, filter: filter} = state
+    deliver(store, member, filter, state.subscriber, state.transform, records)
     {:noreply, state}
   end
 
@@ -74,6 +67,18 @@ defmodule ExESDB.Subscriptions.Forwarder do
   def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
   def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
+
+  @doc false
+  # A delivery to a member's subscriber (the Relay's too): what the filter
+  # keeps goes to the subscriber, transformed; the credit of what it drops
+  # never reaches the subscriber, so it comes back at once.
+  def deliver(store, member, filter, subscriber, transform, records) do
+    records = ExESDB.EventCodec.finish(records, store)
+    {matching, dropped} = Enum.split_with(records, &Selector.match?(filter, &1))
+    if dropped != [], do: store.backend.grant(store, member, length(dropped))
+    if matching != [], do: send(subscriber, {:events, transform.(matching)})
+    :ok
+  end
 
   # The store's system stopping shuts it down (:closed); anything else that
   # ends it (a transform or serializer that raised) is its failure.

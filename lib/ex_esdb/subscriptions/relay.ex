@@ -7,7 +7,7 @@ defmodule ExESDB.Subscriptions.Relay do
   # its node does); it stops when it has no subscriber left.
   use GenServer, restart: :temporary
 
-  alias ExESDB.Subscriptions.Selector
+  alias ExESDB.Subscriptions.Forwarder
   require Logger
 
   def start_link({store, node}),
@@ -162,18 +162,8 @@ defmodule ExESDB.Subscriptions.Relay do
   # decode) ends that subscription alone, as its own forwarder would end
   # on a local node; the others carried by the relay go on.
   defp forward(state, member, entry, records) do
-    records = ExESDB.EventCodec.finish(records, state.store)
-
-    matching = Enum.filter(records, &Selector.match?(entry.filter, &1))
-
-    # what the filter drops never reaches the subscriber: its credit
-    # comes back at once
-    case length(records) - length(matching) do
-      0 -> :ok
-      dropped -> state.store.backend.grant(state.store, member, dropped)
-    end
-
-    if matching != [], do: send(entry.subscriber, {:events, entry.transform.(matching)})
+    %{filter: filter, subscriber: subscriber, transform: transform} = entry
+    Forwarder.deliver(state.store, member, filter, subscriber, transform, records)
     state
   rescue
     error ->
