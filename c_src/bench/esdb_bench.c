@@ -57,7 +57,7 @@ static uint8_t g_meta[32];
 static void report_rc(const char *fn, const char *what, int rc)
 {
 	fprintf(stderr, "esdb_bench: %s: %s failed: %s (%s, %d)\n", fn, what,
-	        esdb_strerror(rc), esdb_errname(rc), rc);
+	        esdb_error_describe(rc), esdb_error_name(rc), rc);
 }
 
 /* An esdb_* call: on failure say which and leave through `fail`. */
@@ -313,15 +313,15 @@ static int store_open(const char *path, esdb_durability d, uint64_t mapsize,
 	esdb_store *s = NULL;
 
 	*out = NULL;
-	TRY(esdb_create(&s));
+	TRY(esdb_store_create(&s));
 	if (mapsize)
-		TRY(esdb_set_mapsize(s, mapsize));
-	TRY(esdb_set_durability(s, d));
-	TRY(esdb_open(s, path));
+		TRY(esdb_store_set_mapsize(s, mapsize));
+	TRY(esdb_store_set_durability(s, d));
+	TRY(esdb_store_open(s, path));
 	*out = s;
 	return 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	return -1;
 }
 
@@ -364,8 +364,8 @@ static void *build_worker(void *arg)
 		len = snprintf(sid, sizeof sid, "%s-%u", b->prefix,
 		               (unsigned)(k % b->nstreams));
 		events_new_ids(ev, n, &rng);
-		TRY(esdb_append(b->s, sid, (size_t)len, ESDB_EXPECT_ANY, ev, n,
-		                &res));
+		TRY(esdb_stream_append(b->s, sid, (size_t)len, ESDB_EXPECT_ANY,
+		                       ev, n, &res));
 		done = atomic_fetch_add(&b->done, n) + n;
 		if (b->progress && done / 1000000 != (done - n) / 1000000)
 			fprintf(stderr, "  built %llu / %llu events\n",
@@ -476,8 +476,8 @@ static void *append_worker(void *arg)
 		}
 		events_new_ids(ev, w->batch, &rng);
 		t0 = now_ns();
-		TRY(esdb_append(w->s, sid, (size_t)len, expect, ev, w->batch,
-		                &res));
+		TRY(esdb_stream_append(w->s, sid, (size_t)len, expect, ev,
+		                       w->batch, &res));
 		t1 = now_ns();
 		lat_push(&w->lat, t1 - t0);
 		w->events += w->batch;
@@ -518,7 +518,7 @@ static int append_timed(esdb_store *s, unsigned nthreads, size_t batch,
 	              false};
 	worker *w = calloc(nthreads, sizeof *w);
 	pthread_t *tid = calloc(nthreads, sizeof *tid);
-	esdb_stats st0, st1;
+	esdb_store_stats st0, st1;
 	unsigned started = 0;
 	uint64_t t0, t1;
 	int rv = -1;
@@ -526,7 +526,7 @@ static int append_timed(esdb_store *s, unsigned nthreads, size_t batch,
 	*out = (timed){0};
 	if (!w || !tid)
 		die_oom();
-	TRY(esdb_stats_get(s, &st0));
+	TRY(esdb_store_get_stats(s, &st0));
 	atomic_store(&g_stop, false);
 	for (; started < nthreads; started++) {
 		w[started] = (worker){.s = s,
@@ -557,7 +557,7 @@ static int append_timed(esdb_store *s, unsigned nthreads, size_t batch,
 		out->events += w[i].events;
 		lat_append(&out->lat, &w[i].lat);
 	}
-	TRY(esdb_stats_get(s, &st1));
+	TRY(esdb_store_get_stats(s, &st1));
 	out->commits = st1.commits - st0.commits;
 	out->secs = (double)(t1 - t0) / 1e9;
 	lat_sort(&out->lat);
@@ -613,15 +613,15 @@ static void client_submit(client *c)
 		               (unsigned)(rng_next(&c->rng) % RANDOM_STREAMS));
 	}
 	events_new_ids(c->ev, c->batch, &c->rng);
-	rc = esdb_cmd_append(NULL, sid, (size_t)len, expect, c->ev, c->batch,
-	                     &cmd);
+	rc = esdb_cmd_stream_append(NULL, sid, (size_t)len, expect, c->ev,
+	                            c->batch, &cmd);
 	if (rc) {
 		esdb_result res = {.rc = rc};
 		client_done(c, &res);
 		return;
 	}
 	c->t0 = now_ns();
-	esdb_submit(c->s, &cmd, client_done, c);
+	esdb_store_submit(c->s, &cmd, client_done, c);
 }
 
 /* Runs on the writer thread. */
@@ -630,7 +630,7 @@ static void client_done(void *ctx, const esdb_result *res)
 	client *c = ctx;
 	lat_push(&c->lat, now_ns() - c->t0);
 	if (res->rc) {
-		report_rc("esdb_submit", "append", res->rc);
+		report_rc("esdb_store_submit", "append", res->rc);
 		c->failed = 1;
 	} else {
 		c->events += c->batch;
@@ -656,14 +656,14 @@ static int append_async_timed(esdb_store *s, unsigned nclients, size_t batch,
 	clients all = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
 	               nclients};
 	client *c = calloc(nclients, sizeof *c);
-	esdb_stats st0, st1;
+	esdb_store_stats st0, st1;
 	uint64_t t0, t1;
 	int rv = -1;
 
 	*out = (timed){0};
 	if (!c)
 		die_oom();
-	TRY(esdb_stats_get(s, &st0));
+	TRY(esdb_store_get_stats(s, &st0));
 	atomic_store(&g_stop, false);
 	for (unsigned i = 0; i < nclients; i++) {
 		c[i] = (client){.s = s,
@@ -693,7 +693,7 @@ static int append_async_timed(esdb_store *s, unsigned nclients, size_t batch,
 		out->events += c[i].events;
 		lat_append(&out->lat, &c[i].lat);
 	}
-	TRY(esdb_stats_get(s, &st1));
+	TRY(esdb_store_get_stats(s, &st1));
 	out->commits = st1.commits - st0.commits;
 	out->secs = (double)(t1 - t0) / 1e9;
 	lat_sort(&out->lat);
@@ -848,7 +848,7 @@ static int mode_run(const char *name, esdb_durability d, const char *sync_name,
 	json_end();
 	rv = 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	lat_free(&r.lat);
 	rm_rf(dir);
 	return rv;
@@ -963,12 +963,13 @@ static int read_pass(esdb_store *s, const char *sid, uint64_t *n_out)
 
 	do {
 		if (sid)
-			TRY(esdb_read_stream(s, sid, strlen(sid), next.from,
-			                     PAGE_EVENTS, ESDB_FORWARD, read_cb,
-			                     &r, &next));
+			TRY(esdb_stream_read(
+			    s, sid, strlen(sid), next.from, PAGE_EVENTS,
+			    ESDB_DIRECTION_FORWARD, read_cb, &r, &next));
 		else
-			TRY(esdb_read_all(s, next.from, PAGE_EVENTS,
-			                  ESDB_FORWARD, read_cb, &r, &next));
+			TRY(esdb_all_read(s, next.from, PAGE_EVENTS,
+			                  ESDB_DIRECTION_FORWARD, read_cb, &r,
+			                  &next));
 	} while (!next.end);
 	g_sink += r.sum;
 	*n_out = r.n;
@@ -1024,7 +1025,7 @@ static int read_run(const char *name, bool all)
 	json_end();
 	rv = 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	rm_rf(dir);
 	return rv;
 }
@@ -1047,7 +1048,7 @@ static int run_reopen_10m(void)
 	uint64_t total = g_quick ? 1000000 : 10000000;
 	char dir[PATH_MAX];
 	esdb_store *s = NULL;
-	esdb_stats st;
+	esdb_store_stats st;
 	double secs[REOPENS], first, build_s;
 	uint64_t t0;
 	int rv = -1;
@@ -1058,15 +1059,15 @@ static int run_reopen_10m(void)
 	t0 = now_ns();
 	CHECK(build_events(s, "s", total, 1000, 1000, 20, 0, true));
 	build_s = (double)(now_ns() - t0) / 1e9;
-	esdb_close(s);
+	esdb_store_close(s);
 	s = NULL;
 	settle();
 	for (int i = 0; i < REOPENS; i++) {
 		t0 = now_ns();
-		TRY(esdb_create(&s));
-		TRY(esdb_open(s, dir));
-		TRY(esdb_stats_get(s, &st));
-		esdb_close(s);
+		TRY(esdb_store_create(&s));
+		TRY(esdb_store_open(s, dir));
+		TRY(esdb_store_get_stats(s, &st));
+		esdb_store_close(s);
 		s = NULL;
 		secs[i] = (double)(now_ns() - t0) / 1e9;
 		if (st.events != total) {
@@ -1089,7 +1090,7 @@ static int run_reopen_10m(void)
 	json_end();
 	rv = 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	rm_rf(dir);
 	return rv;
 }
@@ -1103,9 +1104,9 @@ static int latency_append(esdb_store *s, const char *sid, uint64_t *version,
 
 	events_new_ids(ev, 1, rng);
 	t0 = now_ns();
-	TRY(esdb_append(s, sid, strlen(sid),
-	                *version ? *version : ESDB_EXPECT_NO_STREAM, ev, 1,
-	                &res));
+	TRY(esdb_stream_append(s, sid, strlen(sid),
+	                       *version ? *version : ESDB_EXPECT_NO_STREAM, ev,
+	                       1, &res));
 	if (l)
 		lat_push(l, now_ns() - t0);
 	*version = res.version;
@@ -1136,11 +1137,12 @@ static int run_append_latency(void)
 	fprintf(stderr, "  building a %llu-event stream\n",
 	        (unsigned long long)long_n);
 	CHECK(build_events(s, "long", long_n, 1000, 1, 20, 0, true));
-	esdb_close(s);
+	esdb_store_close(s);
 	s = NULL;
 	settle();
 	CHECK(store_open(dir, ESDB_DURABILITY_SYNC, 4 * GiB, &s));
-	TRY(esdb_stream_info(s, long_sid, strlen(long_sid), &vl, NULL, NULL));
+	TRY(esdb_stream_get_info(s, long_sid, strlen(long_sid), &vl, NULL,
+	                         NULL));
 	if (vl != long_n) {
 		fprintf(stderr, "esdb_bench: %s at version %llu\n", long_sid,
 		        (unsigned long long)vl);
@@ -1183,7 +1185,7 @@ static int run_append_latency(void)
 	json_end();
 	rv = 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	lat_free(&ls);
 	lat_free(&ll);
 	rm_rf(dir);
@@ -1222,7 +1224,7 @@ static int run_append_fanout_100(void)
 	if (store_open(dir, ESDB_DURABILITY_NOSYNC, 0, &s))
 		goto fail;
 	events_init(ev, batch, sizeof g_data, sizeof g_meta);
-	TRY(esdb_emitter_set(s, count_delivered, NULL));
+	TRY(esdb_emitter_set_deliver(s, count_delivered, NULL));
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1)
 			for (uint64_t m = 1; m <= members; m++)
@@ -1231,8 +1233,8 @@ static int run_append_fanout_100(void)
 		for (int r = 0; r < rounds; r++) {
 			events_new_ids(ev, batch, &rng);
 			uint64_t t0 = now_ns();
-			TRY(esdb_append(s, "f", 1, ESDB_EXPECT_ANY, ev, batch,
-			                NULL));
+			TRY(esdb_stream_append(s, "f", 1, ESDB_EXPECT_ANY, ev,
+			                       batch, NULL));
 			uint64_t t1 = now_ns();
 			TRY(esdb_emitter_flush(s));
 			lat_push(pass ? &with : &alone, t1 - t0);
@@ -1262,7 +1264,7 @@ static int run_append_fanout_100(void)
 	json_end();
 	rv = 0;
 fail:
-	esdb_close(s);
+	esdb_store_close(s);
 	rm_rf(dir);
 	lat_free(&alone);
 	lat_free(&with);

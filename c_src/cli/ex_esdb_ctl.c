@@ -278,7 +278,7 @@ static void put_human(const void *buf, size_t len)
 
 static void uuid_str(const uint8_t *id, char out[37])
 {
-	esdb_uuid_text(id, out);
+	esdb_uuid_format(id, out);
 	out[36] = '\0';
 }
 
@@ -489,17 +489,17 @@ report(struct cli *c, int code, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, PROG ": %s: %s (%s)\n", what, esdb_strerror(rc),
-	        esdb_errname(rc));
+	fprintf(stderr, PROG ": %s: %s (%s)\n", what, esdb_error_describe(rc),
+	        esdb_error_name(rc));
 	if (c->json) {
 		jkey("error");
 		jopen('{');
 		jkey("code");
 		jint(rc);
 		jkey("name");
-		jcstr(esdb_errname(rc));
+		jcstr(esdb_error_name(rc));
 		jkey("message");
-		jcstr(esdb_strerror(rc));
+		jcstr(esdb_error_describe(rc));
 		jkey("context");
 		jcstr(what);
 		jclose('}');
@@ -525,7 +525,7 @@ static int locked(struct cli *c, int rc)
 	char pid[32] = "unknown";
 	long holder = 0;
 
-	esdb_lock_holder(c->s, &holder, &owner);
+	esdb_store_get_lock_holder(c->s, &holder, &owner);
 	if (holder)
 		snprintf(pid, sizeof(pid), "%ld", holder);
 	return report(c, EXIT_FAILED, rc,
@@ -541,18 +541,19 @@ static int open_store(struct cli *c, bool writes)
 {
 	int rc;
 
-	rc = esdb_create(&c->s);
+	rc = esdb_store_create(&c->s);
 	if (!rc)
-		rc = esdb_set_create(c->s, writes && (c->seen & OPT_CREATE));
+		rc = esdb_store_set_create(c->s,
+		                           writes && (c->seen & OPT_CREATE));
 	if (!rc && c->read_bytes)
-		rc = esdb_set_read_bytes(c->s, c->read_bytes);
+		rc = esdb_store_set_read_bytes(c->s, c->read_bytes);
 	if (!rc)
-		rc = esdb_set_readonly(c->s, !writes);
+		rc = esdb_store_set_readonly(c->s, !writes);
 	if (!rc)
-		rc = esdb_set_owner(c->s, PROG);
+		rc = esdb_store_set_owner(c->s, PROG);
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "cannot set up a store");
-	rc = esdb_open(c->s, c->dir);
+	rc = esdb_store_open(c->s, c->dir);
 	switch (rc) {
 	case 0:
 		return EXIT_OK;
@@ -582,13 +583,13 @@ static int open_store(struct cli *c, bool writes)
 
 static int cmd_stats(struct cli *c)
 {
-	esdb_stats st;
+	esdb_store_stats st;
 	int rc;
 
 	rc = open_store(c, false);
 	if (rc)
 		return rc;
-	rc = esdb_stats_get(c->s, &st);
+	rc = esdb_store_get_stats(c->s, &st);
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "stats");
 	if (!c->json) {
@@ -643,10 +644,10 @@ static int on_stream(void *ctx, const esdb_stream *st)
 	int cmp;
 
 	/* Ids must ascend in listing order (byte order, but by hash among
-	 * long ids sharing a prefix: esdb_name_order), or paging on from
+	 * long ids sharing a prefix: esdb_name_compare), or paging on from
 	 * the last one might not end. */
 	if (l->last) {
-		cmp = esdb_name_order(l->last, l->last_len, st->stream_id, n);
+		cmp = esdb_name_compare(l->last, l->last_len, st->stream_id, n);
 		if (cmp > 0 || (!cmp && n == l->last_len &&
 		                !memcmp(st->stream_id, l->last, n))) {
 			l->disorder = true;
@@ -706,8 +707,8 @@ static int cmd_streams(struct cli *c)
 	do {
 		n = left < PAGE ? (uint32_t)left : PAGE;
 		l.got = 0;
-		rc = esdb_list_streams(c->s, l.last, l.last_len, n, on_stream,
-		                       &l);
+		rc = esdb_stream_list(c->s, l.last, l.last_len, n, on_stream,
+		                      &l);
 		left -= l.got;
 	} while (!rc && l.got == n && left);
 	free(l.last);
@@ -842,12 +843,12 @@ static int on_event(void *ctx, const esdb_event *ev)
 	uint64_t key = p->by_version ? ev->stream_version : ev->position;
 
 	/* A key that does not advance would page forever. */
-	if (p->dir == ESDB_FORWARD ? key < p->cursor
-	                           : key > p->cursor || !key) {
+	if (p->dir == ESDB_DIRECTION_FORWARD ? key < p->cursor
+	                                     : key > p->cursor || !key) {
 		p->disorder = true;
 		return ESDB_ECORRUPT;
 	}
-	p->cursor = p->dir == ESDB_FORWARD ? key + 1 : key - 1;
+	p->cursor = p->dir == ESDB_DIRECTION_FORWARD ? key + 1 : key - 1;
 	p->total++;
 	print_event(p->c, ev);
 	return 0;
@@ -857,7 +858,8 @@ static int read_events(struct cli *c, enum read_kind kind)
 {
 	struct pager p = {
 	    .c = c,
-	    .dir = c->seen & OPT_BACKWARD ? ESDB_BACKWARD : ESDB_FORWARD,
+	    .dir = c->seen & OPT_BACKWARD ? ESDB_DIRECTION_BACKWARD
+	                                  : ESDB_DIRECTION_FORWARD,
 	    .by_version = kind == READ_STREAM,
 	    .cursor = c->from,
 	};
@@ -883,20 +885,20 @@ static int read_events(struct cli *c, enum read_kind kind)
 		n = left < PAGE ? (uint32_t)left : PAGE;
 		before = p.total;
 		if (kind == READ_STREAM)
-			rc = esdb_read_stream(c->s, c->arg, strlen(c->arg),
+			rc = esdb_stream_read(c->s, c->arg, strlen(c->arg),
 			                      next.from, n, p.dir, on_event, &p,
 			                      &next);
 		else if (kind == READ_ALL)
-			rc = esdb_read_all(c->s, next.from, n, p.dir, on_event,
+			rc = esdb_all_read(c->s, next.from, n, p.dir, on_event,
 			                   &p, &next);
 		else
-			rc = esdb_read_type(c->s, c->arg, strlen(c->arg),
+			rc = esdb_type_read(c->s, c->arg, strlen(c->arg),
 			                    next.from, n, on_event, &p, &next);
 		left -= p.total - before;
 		/* a continuation behind what was printed would page forever */
 		if (!rc && !next.end &&
-		    (p.dir == ESDB_FORWARD ? next.from < p.cursor
-		                           : next.from > p.cursor)) {
+		    (p.dir == ESDB_DIRECTION_FORWARD ? next.from < p.cursor
+		                                     : next.from > p.cursor)) {
 			p.disorder = true;
 			rc = ESDB_ECORRUPT;
 		}
@@ -999,13 +1001,13 @@ static int random_uuid(uint8_t id[16])
 static void store_limits(struct cli *c, esdb_limits *lim)
 {
 	esdb_store *s;
-	esdb_limits_default(lim);
-	if (esdb_create(&s))
+	esdb_limits_init(lim);
+	if (esdb_store_create(&s))
 		return;
-	if (!esdb_set_create(s, false) && !esdb_set_readonly(s, true) &&
-	    !esdb_open(s, c->dir))
-		esdb_limits_get(s, lim);
-	esdb_close(s);
+	if (!esdb_store_set_create(s, false) &&
+	    !esdb_store_set_readonly(s, true) && !esdb_store_open(s, c->dir))
+		esdb_store_get_limits(s, lim);
+	esdb_store_close(s);
 }
 
 static int cmd_append(struct cli *c)
@@ -1048,8 +1050,8 @@ static int cmd_append(struct cli *c)
 	ev.data_len = data.len;
 	ev.metadata = meta.p;
 	ev.metadata_len = meta.len;
-	rc = esdb_append(c->s, c->arg, strlen(c->arg), c->expected, &ev, 1,
-	                 &res);
+	rc = esdb_stream_append(c->s, c->arg, strlen(c->arg), c->expected, &ev,
+	                        1, &res);
 	if (rc == ESDB_ELIMIT && res.limit != ESDB_LIMIT_NONE) {
 		code =
 		    report(c, EXIT_FAILED, rc, "append to %s: %s is %" PRIu64,
@@ -1087,7 +1089,7 @@ static int cmd_delete(struct cli *c)
 	rc = open_store(c, true);
 	if (rc)
 		return rc;
-	rc = esdb_delete_stream(c->s, c->arg, strlen(c->arg), c->expected);
+	rc = esdb_stream_delete(c->s, c->arg, strlen(c->arg), c->expected);
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "delete %s", c->arg);
 	if (c->json) {
@@ -1142,13 +1144,13 @@ static int verify_here(struct cli *c)
 	bool corrupt;
 	int rc;
 
-	rc = esdb_create(&c->s);
+	rc = esdb_store_create(&c->s);
 	if (!rc)
-		rc = esdb_set_create(c->s, false);
+		rc = esdb_store_set_create(c->s, false);
 	if (!rc)
-		rc = esdb_set_readonly(c->s, true);
+		rc = esdb_store_set_readonly(c->s, true);
 	if (!rc)
-		rc = esdb_open(c->s, c->dir);
+		rc = esdb_store_open(c->s, c->dir);
 	/* A store that cannot even be opened is corrupt, unless it is
 	 * missing or out of reach. */
 	switch (rc) {
@@ -1174,7 +1176,7 @@ static int verify_here(struct cli *c)
 		jkey("problems");
 		jopen('[');
 	}
-	rc = esdb_verify(c->s, on_problem, c, &problems);
+	rc = esdb_store_verify(c->s, on_problem, c, &problems);
 	corrupt = rc == ESDB_ECORRUPT || rc == MDB_CORRUPTED ||
 	          rc == MDB_PAGE_NOTFOUND || problems;
 	if (c->json) {
@@ -1304,7 +1306,7 @@ static int cmd_backup(struct cli *c)
 	rc = open_store(c, false);
 	if (rc)
 		return rc;
-	rc = esdb_backup(c->s, c->arg);
+	rc = esdb_store_backup(c->s, c->arg);
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "backup to %s", c->arg);
 	if (c->json) {
@@ -1618,7 +1620,7 @@ int main(int argc, char **argv)
 	if (c.json)
 		jopen('{');
 	code = c.cmd->run(&c);
-	esdb_close(c.s);
+	esdb_store_close(c.s);
 	if (c.json) {
 		jclose('}');
 		putchar('\n');

@@ -66,7 +66,7 @@ static int last_position(MDB_txn *txn, MDB_dbi dbi, uint64_t *pos)
 		return rc;
 	if (k.mv_size != 8)
 		return ESDB_ECORRUPT;
-	*pos = esdb_get_be64(k.mv_data);
+	*pos = esdb_be64_get(k.mv_data);
 	return 0;
 }
 
@@ -86,22 +86,22 @@ int esdb__applied_index(MDB_txn *txn, MDB_dbi main, uint64_t *index)
 		return rc;
 	if (v.mv_size != 8)
 		return ESDB_ECORRUPT;
-	*index = esdb_get_le64(v.mv_data);
+	*index = esdb_le64_get(v.mv_data);
 	return 0;
 }
 
 static int put_applied_index(apply_ctx *c, uint64_t index)
 {
 	uint8_t b[8];
-	esdb_put_le64(b, index);
+	esdb_le64_put(b, index);
 	MDB_val k = {7, "applied"}, v = {8, b};
 	return mdb_put(c->txn, c->s->dbi_main, &k, &v, 0);
 }
 
 static void index_key(uint8_t key[16], uint64_t a, uint64_t b)
 {
-	esdb_put_be64(key, a);
-	esdb_put_be64(key + 8, b);
+	esdb_be64_put(key, a);
+	esdb_be64_put(key + 8, b);
 }
 
 /* The position of a stream's event: in its record's tail, or indexed. */
@@ -118,7 +118,7 @@ static int position_at(apply_ctx *c, const esdb__stream_meta *m,
 		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
 	if (v.mv_size != 8 || esdb__val_check(c->txn, &v, ESDB_WHERE_INDEX, 0))
 		return ESDB_ECORRUPT;
-	*pos = esdb_get_be64(v.mv_data);
+	*pos = esdb_be64_get(v.mv_data);
 	return 0;
 }
 
@@ -131,7 +131,7 @@ static int event_id_at(apply_ctx *c, const esdb__stream_meta *m,
 	if (rc)
 		return rc;
 	uint8_t pk[8];
-	esdb_put_be64(pk, pos);
+	esdb_be64_put(pk, pos);
 	MDB_val ek = {8, pk}, ev;
 	if ((rc = mdb_get(c->txn, c->s->dbi_events, &ek, &ev)))
 		return rc == MDB_NOTFOUND ? ESDB_ECORRUPT : rc;
@@ -286,7 +286,7 @@ static int flush_tail(apply_ctx *c, esdb__stream_meta *m)
 	for (uint32_t i = 0; i < m->tail_count; i++) {
 		uint8_t ik[16], pv[8];
 		index_key(ik, m->num, first + i);
-		esdb_put_be64(pv, m->tail[i]);
+		esdb_be64_put(pv, m->tail[i]);
 		MDB_val k = {16, ik}, v = {8, pv};
 		int rc = mdb_put(c->txn, c->s->dbi_stream_index, &k, &v, 0);
 		if (rc)
@@ -352,7 +352,7 @@ static int apply_append(apply_ctx *c, const esdb__cmd_view *v, esdb_result *res)
 		uint64_t version = ++m.version;
 
 		uint8_t pk[8];
-		esdb_put_be64(pk, pos);
+		esdb_be64_put(pk, pos);
 		MDB_val k = {8, pk};
 		MDB_val d = {esdb__event_rec_size(v->name_len, &ev), NULL};
 		rc = mdb_put(c->txn, c->s->dbi_events, &k, &d,
@@ -534,7 +534,7 @@ static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 	if (rc)
 		return rc;
 	if ((rc = esdb__cmd_check_limits(&v, &c->limits, &res->limit))) {
-		res->limit_max = esdb_limit_value(&c->limits, res->limit);
+		res->limit_max = esdb_limits_lookup(&c->limits, res->limit);
 		return rc;
 	}
 	/* Encoders refuse reserved stream ids; so must a command that
@@ -659,7 +659,7 @@ abort:
 int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results)
 {
-	if (esdb_store_failure(s)) {
+	if (esdb_store_get_failure(s)) {
 		fail_all(results, n, ESDB_ESTORE_FAILED, false);
 		return ESDB_ESTORE_FAILED;
 	}
@@ -696,8 +696,8 @@ int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 	}
 }
 
-int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
-               esdb_result *results)
+int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
+                     size_t n, esdb_result *results)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;
@@ -715,7 +715,7 @@ int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
 	return rc;
 }
 
-int esdb_applied_index_get(esdb_store *s, uint64_t *index)
+int esdb_store_get_applied_index(esdb_store *s, uint64_t *index)
 {
 	MDB_txn *txn;
 	if (!index)

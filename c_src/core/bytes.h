@@ -6,7 +6,7 @@
 #include <string.h>
 
 /* Keys are big-endian so LMDB's byte order is numeric order. */
-static inline void esdb_put_be64(uint8_t *p, uint64_t v)
+static inline void esdb_be64_put(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--) {
 		p[i] = (uint8_t)v;
@@ -14,7 +14,7 @@ static inline void esdb_put_be64(uint8_t *p, uint64_t v)
 	}
 }
 
-static inline uint64_t esdb_get_be64(const uint8_t *p)
+static inline uint64_t esdb_be64_get(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++)
@@ -23,36 +23,36 @@ static inline uint64_t esdb_get_be64(const uint8_t *p)
 }
 
 /* Record fields are little-endian. */
-static inline void esdb_put_le16(uint8_t *p, uint16_t v)
+static inline void esdb_le16_put(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)v;
 	p[1] = (uint8_t)(v >> 8);
 }
 
-static inline void esdb_put_le32(uint8_t *p, uint32_t v)
+static inline void esdb_le32_put(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static inline void esdb_put_le64(uint8_t *p, uint64_t v)
+static inline void esdb_le64_put(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static inline uint16_t esdb_get_le16(const uint8_t *p)
+static inline uint16_t esdb_le16_get(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-static inline uint32_t esdb_get_le32(const uint8_t *p)
+static inline uint32_t esdb_le32_get(const uint8_t *p)
 {
 	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
 	       ((uint32_t)p[3] << 24);
 }
 
-static inline uint64_t esdb_get_le64(const uint8_t *p)
+static inline uint64_t esdb_le64_get(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--)

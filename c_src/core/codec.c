@@ -19,8 +19,8 @@ void esdb__rec_seal(uint8_t *rec, size_t len, uint8_t kind, uint16_t flags)
 {
 	rec[0] = ESDB_REC_VERSION;
 	rec[1] = kind;
-	esdb_put_le16(rec + 2, flags);
-	esdb_put_le32(rec + 4, rec_crc(rec, len));
+	esdb_le16_put(rec + 2, flags);
+	esdb_le32_put(rec + 4, rec_crc(rec, len));
 }
 
 int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
@@ -32,10 +32,10 @@ int esdb__rec_check(const uint8_t *rec, size_t len, uint8_t kind,
 		return ESDB_EFORMAT;
 	if (rec[1] != kind)
 		return ESDB_ECORRUPT;
-	if (esdb_get_le32(rec + 4) != rec_crc(rec, len))
+	if (esdb_le32_get(rec + 4) != rec_crc(rec, len))
 		return ESDB_ECORRUPT;
 	if (flags)
-		*flags = esdb_get_le16(rec + 2);
+		*flags = esdb_le16_get(rec + 2);
 	return 0;
 }
 
@@ -77,14 +77,14 @@ void esdb__event_rec_write(uint8_t *rec, size_t size, uint64_t position,
                            const esdb_new_event *ev)
 {
 	uint16_t flags = 0;
-	esdb_put_le64(rec + 8, position);
-	esdb_put_le64(rec + 16, version);
-	esdb_put_le64(rec + 24, created_us);
+	esdb_le64_put(rec + 8, position);
+	esdb_le64_put(rec + 16, version);
+	esdb_le64_put(rec + 24, created_us);
 	memcpy(rec + 32, ev->event_id, 16);
-	esdb_put_le16(rec + 48, (uint16_t)stream_len);
-	esdb_put_le16(rec + 50, (uint16_t)ev->event_type_len);
-	esdb_put_le32(rec + 52, (uint32_t)ev->data_len);
-	esdb_put_le32(rec + 56, (uint32_t)ev->metadata_len);
+	esdb_le16_put(rec + 48, (uint16_t)stream_len);
+	esdb_le16_put(rec + 50, (uint16_t)ev->event_type_len);
+	esdb_le32_put(rec + 52, (uint32_t)ev->data_len);
+	esdb_le32_put(rec + 56, (uint32_t)ev->metadata_len);
 	uint8_t *p = rec + ESDB_EVENT_FIXED;
 	if (ev->causation_id) {
 		flags |= ESDB_EVENT_HAS_CAUSATION;
@@ -114,14 +114,14 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 		return rc;
 	if (len < ESDB_EVENT_FIXED)
 		return ESDB_ECORRUPT;
-	out->position = esdb_get_le64(rec + 8);
-	out->stream_version = esdb_get_le64(rec + 16);
-	out->created_us = esdb_get_le64(rec + 24);
+	out->position = esdb_le64_get(rec + 8);
+	out->stream_version = esdb_le64_get(rec + 16);
+	out->created_us = esdb_le64_get(rec + 24);
 	out->event_id = rec + 32;
-	out->stream_id_len = esdb_get_le16(rec + 48);
-	out->event_type_len = esdb_get_le16(rec + 50);
-	out->data_len = esdb_get_le32(rec + 52);
-	out->metadata_len = esdb_get_le32(rec + 56);
+	out->stream_id_len = esdb_le16_get(rec + 48);
+	out->event_type_len = esdb_le16_get(rec + 50);
+	out->data_len = esdb_le32_get(rec + 52);
+	out->metadata_len = esdb_le32_get(rec + 56);
 	const uint8_t *p = rec + ESDB_EVENT_FIXED;
 	size_t need = ESDB_EVENT_FIXED + out->stream_id_len +
 	              out->event_type_len + out->data_len + out->metadata_len;
@@ -160,7 +160,7 @@ int esdb__event_rec_read(const uint8_t *rec, size_t len, esdb_event *out)
 /* Common head of a name-keyed record: header, u16 name length, name. */
 static uint8_t *name_head_write(uint8_t *rec, const char *name, size_t len)
 {
-	esdb_put_le16(rec + 8, (uint16_t)len);
+	esdb_le16_put(rec + 8, (uint16_t)len);
 	return put_bytes(rec + 10, name, len);
 }
 
@@ -176,13 +176,13 @@ static const uint8_t *name_head_read(const uint8_t *rec, size_t len,
 	*rc = esdb__rec_check(rec, len, kind, flags);
 	if (*rc)
 		return NULL;
-	if (len < 10 || esdb_get_le16(rec + 8) == 0 ||
-	    10 + (size_t)esdb_get_le16(rec + 8) + fixed > len ||
+	if (len < 10 || esdb_le16_get(rec + 8) == 0 ||
+	    10 + (size_t)esdb_le16_get(rec + 8) + fixed > len ||
 	    (*flags & ~known_flags)) {
 		*rc = ESDB_ECORRUPT;
 		return NULL;
 	}
-	*name_len = esdb_get_le16(rec + 8);
+	*name_len = esdb_le16_get(rec + 8);
 	*name = (const char *)rec + 10;
 	return rec + 10 + *name_len;
 }
@@ -208,13 +208,13 @@ uint64_t esdb__stream_tail_position(const esdb__stream_meta *m,
 void esdb__stream_rec_write(uint8_t *rec, const esdb__stream_meta *m)
 {
 	uint8_t *p = name_head_write(rec, m->name, m->name_len);
-	esdb_put_le64(p, m->num);
-	esdb_put_le64(p + 8, m->version);
-	esdb_put_le64(p + 16, m->created_us);
+	esdb_le64_put(p, m->num);
+	esdb_le64_put(p + 8, m->version);
+	esdb_le64_put(p + 16, m->created_us);
 	memcpy(p + 24, m->last_event_id, 16);
-	esdb_put_le16(p + 40, (uint16_t)m->tail_count);
+	esdb_le16_put(p + 40, (uint16_t)m->tail_count);
 	for (uint32_t i = 0; i < m->tail_count; i++)
-		esdb_put_le64(p + 42 + 8 * i, m->tail[i]);
+		esdb_le64_put(p + 42 + 8 * i, m->tail[i]);
 	esdb__rec_seal(rec, esdb__stream_rec_size(m->name_len, m->tail_count),
 	               ESDB_REC_STREAM, m->deleted ? ESDB_STREAM_DELETED : 0);
 }
@@ -228,11 +228,11 @@ int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 	                   &flags, &m->name, &m->name_len, &rc);
 	if (!p)
 		return rc;
-	m->num = esdb_get_le64(p);
-	m->version = esdb_get_le64(p + 8);
-	m->created_us = esdb_get_le64(p + 16);
+	m->num = esdb_le64_get(p);
+	m->version = esdb_le64_get(p + 8);
+	m->created_us = esdb_le64_get(p + 16);
 	memcpy(m->last_event_id, p + 24, 16);
-	m->tail_count = esdb_get_le16(p + 40);
+	m->tail_count = esdb_le16_get(p + 40);
 	/* A full tail moves to stream_index, so 32 is never stored. */
 	if (m->num == 0 || m->version > ESDB_VERSION_MAX ||
 	    m->tail_count >= ESDB_STREAM_TAIL_MAX ||
@@ -241,7 +241,7 @@ int esdb__stream_rec_read(const uint8_t *rec, size_t len, esdb__stream_meta *m)
 		return ESDB_ECORRUPT;
 	/* Positions of consecutive versions: nonzero and increasing. */
 	for (uint32_t i = 0; i < m->tail_count; i++) {
-		m->tail[i] = esdb_get_le64(p + 42 + 8 * i);
+		m->tail[i] = esdb_le64_get(p + 42 + 8 * i);
 		if (m->tail[i] <= (i ? m->tail[i - 1] : 0))
 			return ESDB_ECORRUPT;
 	}
@@ -257,7 +257,7 @@ size_t esdb__type_rec_size(size_t name_len)
 void esdb__type_rec_write(uint8_t *rec, const char *name, size_t len,
                           uint64_t num)
 {
-	esdb_put_le64(name_head_write(rec, name, len), num);
+	esdb_le64_put(name_head_write(rec, name, len), num);
 	esdb__rec_seal(rec, esdb__type_rec_size(len), ESDB_REC_TYPE, 0);
 }
 
@@ -273,7 +273,7 @@ int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num)
 		return rc;
 	if (len != esdb__type_rec_size(name_len))
 		return ESDB_ECORRUPT;
-	*num = esdb_get_le64(p);
+	*num = esdb_le64_get(p);
 	return *num ? 0 : ESDB_ECORRUPT; /* type numbers start at 1 */
 }
 
@@ -299,11 +299,11 @@ size_t esdb__snapshot_rec_size(const esdb_snapshot *sn)
 void esdb__snapshot_rec_write(uint8_t *rec, const esdb_snapshot *sn)
 {
 	uint8_t *p = name_head_write(rec, sn->source_uuid, sn->source_uuid_len);
-	esdb_put_le64(p, sn->source_version);
-	esdb_put_le64(p + 8, sn->created_us);
-	esdb_put_le16(p + 16, (uint16_t)sn->source_type_len);
-	esdb_put_le32(p + 18, (uint32_t)sn->data_len);
-	esdb_put_le32(p + 22, (uint32_t)sn->metadata_len);
+	esdb_le64_put(p, sn->source_version);
+	esdb_le64_put(p + 8, sn->created_us);
+	esdb_le16_put(p + 16, (uint16_t)sn->source_type_len);
+	esdb_le32_put(p + 18, (uint32_t)sn->data_len);
+	esdb_le32_put(p + 22, (uint32_t)sn->metadata_len);
 	p = put_bytes(p + 26, sn->source_type, sn->source_type_len);
 	p = put_bytes(p, sn->data, sn->data_len);
 	put_bytes(p, sn->metadata, sn->metadata_len);
@@ -320,11 +320,11 @@ int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn)
 	    &sn->source_uuid, &sn->source_uuid_len, &rc);
 	if (!p)
 		return rc;
-	sn->source_version = esdb_get_le64(p);
-	sn->created_us = esdb_get_le64(p + 8);
-	sn->source_type_len = esdb_get_le16(p + 16);
-	sn->data_len = esdb_get_le32(p + 18);
-	sn->metadata_len = esdb_get_le32(p + 22);
+	sn->source_version = esdb_le64_get(p);
+	sn->created_us = esdb_le64_get(p + 8);
+	sn->source_type_len = esdb_le16_get(p + 16);
+	sn->data_len = esdb_le32_get(p + 18);
+	sn->metadata_len = esdb_le32_get(p + 22);
 	if (len != esdb__snapshot_rec_size(sn))
 		return ESDB_ECORRUPT;
 	p += 26;
@@ -347,9 +347,9 @@ size_t esdb__checkpoint_rec_size(const esdb_checkpoint *cp)
 void esdb__checkpoint_rec_write(uint8_t *rec, const esdb_checkpoint *cp)
 {
 	uint8_t *p = name_head_write(rec, cp->name, cp->name_len);
-	esdb_put_le64(p, cp->checkpoint);
-	esdb_put_le64(p + 8, cp->updated_us);
-	esdb_put_le32(p + 16, (uint32_t)cp->definition_len);
+	esdb_le64_put(p, cp->checkpoint);
+	esdb_le64_put(p + 8, cp->updated_us);
+	esdb_le32_put(p + 16, (uint32_t)cp->definition_len);
 	put_bytes(p + 20, cp->definition, cp->definition_len);
 	esdb__rec_seal(rec, esdb__checkpoint_rec_size(cp), ESDB_REC_CHECKPOINT,
 	               0);
@@ -365,9 +365,9 @@ int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
 	                   &cp->name, &cp->name_len, &rc);
 	if (!p)
 		return rc;
-	cp->checkpoint = esdb_get_le64(p);
-	cp->updated_us = esdb_get_le64(p + 8);
-	cp->definition_len = esdb_get_le32(p + 16);
+	cp->checkpoint = esdb_le64_get(p);
+	cp->updated_us = esdb_le64_get(p + 8);
+	cp->definition_len = esdb_le32_get(p + 16);
 	if (len != esdb__checkpoint_rec_size(cp))
 		return ESDB_ECORRUPT;
 	cp->definition = p + 20;
@@ -396,8 +396,8 @@ static int cmd_alloc(uint8_t type, size_t body, esdb_cmd *out, uint8_t **p)
 		return ENOMEM;
 	buf[0] = ESDB_CMD_VERSION;
 	buf[1] = type;
-	esdb_put_le32(buf + 4, (uint32_t)len);
-	esdb_put_le64(buf + 16, esdb_now_us());
+	esdb_le32_put(buf + 4, (uint32_t)len);
+	esdb_le64_put(buf + 16, esdb_clock_get_us());
 	out->buf = buf;
 	out->len = len;
 	*p = buf + ESDB_CMD_HEADER;
@@ -406,7 +406,7 @@ static int cmd_alloc(uint8_t type, size_t body, esdb_cmd *out, uint8_t **p)
 
 static void cmd_seal(esdb_cmd *c)
 {
-	esdb_put_le32(c->buf + 8, cmd_crc(c->buf, c->len));
+	esdb_le32_put(c->buf + 8, cmd_crc(c->buf, c->len));
 }
 
 static const esdb_limits *limits_or_default(const esdb_limits *l,
@@ -414,7 +414,7 @@ static const esdb_limits *limits_or_default(const esdb_limits *l,
 {
 	if (l)
 		return l;
-	esdb_limits_default(tmp);
+	esdb_limits_init(tmp);
 	return tmp;
 }
 
@@ -491,9 +491,10 @@ static int check_event(const esdb_new_event *ev, const esdb_limits *l,
 	return 0;
 }
 
-int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
-                    size_t stream_len, uint64_t expected,
-                    const esdb_new_event *events, size_t n, esdb_cmd *out)
+int esdb_cmd_stream_append(const esdb_limits *limits, const char *stream_id,
+                           size_t stream_len, uint64_t expected,
+                           const esdb_new_event *events, size_t n,
+                           esdb_cmd *out)
 {
 	esdb_limits tmp;
 	const esdb_limits *l = limits_or_default(limits, &tmp);
@@ -521,9 +522,9 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 	if ((rc = cmd_alloc(ESDB_CMD_APPEND, body, out, &p)))
 		return rc == ESDB_ELIMIT ? over(out, ESDB_LIMIT_APPEND_BYTES)
 		                         : rc;
-	esdb_put_le64(p, expected);
-	esdb_put_le16(p + 8, (uint16_t)stream_len);
-	esdb_put_le32(p + 10, (uint32_t)n);
+	esdb_le64_put(p, expected);
+	esdb_le16_put(p + 8, (uint16_t)stream_len);
+	esdb_le32_put(p + 10, (uint32_t)n);
 	p = put_bytes(p + 14, stream_id, stream_len);
 	for (size_t i = 0; i < n; i++) {
 		const esdb_new_event *ev = &events[i];
@@ -540,9 +541,9 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 			p = put_bytes(p, ev->causation_id, 16);
 		if (ev->correlation_id)
 			p = put_bytes(p, ev->correlation_id, 16);
-		esdb_put_le16(p, (uint16_t)ev->event_type_len);
-		esdb_put_le32(p + 2, (uint32_t)ev->data_len);
-		esdb_put_le32(p + 6, (uint32_t)ev->metadata_len);
+		esdb_le16_put(p, (uint16_t)ev->event_type_len);
+		esdb_le32_put(p + 2, (uint32_t)ev->data_len);
+		esdb_le32_put(p + 6, (uint32_t)ev->metadata_len);
 		p = put_bytes(p + 10, ev->event_type, ev->event_type_len);
 		p = put_bytes(p, ev->data, ev->data_len);
 		p = put_bytes(p, ev->metadata, ev->metadata_len);
@@ -551,7 +552,7 @@ int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
 	return 0;
 }
 
-int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
+int esdb_cmd_stream_delete(const esdb_limits *limits, const char *stream_id,
                            size_t stream_len, uint64_t expected, esdb_cmd *out)
 {
 	esdb_limits tmp;
@@ -562,8 +563,8 @@ int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
 	if (rc ||
 	    (rc = cmd_alloc(ESDB_CMD_DELETE_STREAM, 10 + stream_len, out, &p)))
 		return rc;
-	esdb_put_le64(p, expected);
-	esdb_put_le16(p + 8, (uint16_t)stream_len);
+	esdb_le64_put(p, expected);
+	esdb_le16_put(p + 8, (uint16_t)stream_len);
 	put_bytes(p + 10, stream_id, stream_len);
 	cmd_seal(out);
 	return 0;
@@ -601,12 +602,12 @@ int esdb_cmd_snapshot_put(const esdb_limits *limits, const esdb_snapshot *sn,
 	if (rc)
 		return rc;
 	/* The payloads' encodings travel in the header's flags. */
-	esdb_put_le16(out->buf + 2, snapshot_flags(sn));
-	esdb_put_le64(p, sn->source_version);
-	esdb_put_le16(p + 8, (uint16_t)uuid_len);
-	esdb_put_le16(p + 10, (uint16_t)type_len);
-	esdb_put_le32(p + 12, (uint32_t)data_len);
-	esdb_put_le32(p + 16, (uint32_t)metadata_len);
+	esdb_le16_put(out->buf + 2, snapshot_flags(sn));
+	esdb_le64_put(p, sn->source_version);
+	esdb_le16_put(p + 8, (uint16_t)uuid_len);
+	esdb_le16_put(p + 10, (uint16_t)type_len);
+	esdb_le32_put(p + 12, (uint32_t)data_len);
+	esdb_le32_put(p + 16, (uint32_t)metadata_len);
 	p = put_bytes(p + 20, source_uuid, uuid_len);
 	p = put_bytes(p, source_type, type_len);
 	p = put_bytes(p, data, data_len);
@@ -624,7 +625,7 @@ static int cmd_named(uint8_t type, const char *name, size_t len, size_t max,
 	uint8_t *p;
 	if (rc || (rc = cmd_alloc(type, 2 + len, out, &p)))
 		return rc;
-	esdb_put_le16(p, (uint16_t)len);
+	esdb_le16_put(p, (uint16_t)len);
 	put_bytes(p + 2, name, len);
 	cmd_seal(out);
 	return 0;
@@ -658,9 +659,9 @@ int esdb_cmd_checkpoint_put(const esdb_limits *limits, const char *name,
 	               out, &p);
 	if (rc)
 		return rc;
-	esdb_put_le64(p, checkpoint);
-	esdb_put_le16(p + 8, (uint16_t)name_len);
-	esdb_put_le32(p + 10, (uint32_t)definition_len);
+	esdb_le64_put(p, checkpoint);
+	esdb_le16_put(p + 8, (uint16_t)name_len);
+	esdb_le32_put(p + 10, (uint32_t)definition_len);
 	p = put_bytes(p + 14, name, name_len);
 	put_bytes(p, definition, definition_len);
 	cmd_seal(out);
@@ -677,7 +678,7 @@ int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
 
 /* ---- limits ------------------------------------------------------------ */
 
-void esdb_limits_default(esdb_limits *l)
+void esdb_limits_init(esdb_limits *l)
 {
 	l->max_stream_id = 1024;
 	l->max_event_type = 512;
@@ -707,7 +708,7 @@ const char *esdb_limit_name(esdb_limit_key key)
 	}
 }
 
-uint64_t esdb_limit_value(const esdb_limits *l, esdb_limit_key key)
+uint64_t esdb_limits_lookup(const esdb_limits *l, esdb_limit_key key)
 {
 	switch (key) {
 	case ESDB_LIMIT_STREAM_ID:
@@ -763,22 +764,22 @@ void esdb__limits_merge(esdb_limits *base, const esdb_limits *over)
  * append_events(4) append_bytes(8) key(4). */
 static void limits_put(uint8_t *p, const esdb_limits *l)
 {
-	esdb_put_le32(p, l->max_stream_id);
-	esdb_put_le32(p + 4, l->max_event_type);
-	esdb_put_le64(p + 8, l->max_event_bytes);
-	esdb_put_le32(p + 16, l->max_append_events);
-	esdb_put_le64(p + 20, l->max_append_bytes);
-	esdb_put_le32(p + 28, l->max_key);
+	esdb_le32_put(p, l->max_stream_id);
+	esdb_le32_put(p + 4, l->max_event_type);
+	esdb_le64_put(p + 8, l->max_event_bytes);
+	esdb_le32_put(p + 16, l->max_append_events);
+	esdb_le64_put(p + 20, l->max_append_bytes);
+	esdb_le32_put(p + 28, l->max_key);
 }
 
 static void limits_get(const uint8_t *p, esdb_limits *l)
 {
-	l->max_stream_id = esdb_get_le32(p);
-	l->max_event_type = esdb_get_le32(p + 4);
-	l->max_event_bytes = esdb_get_le64(p + 8);
-	l->max_append_events = esdb_get_le32(p + 16);
-	l->max_append_bytes = esdb_get_le64(p + 20);
-	l->max_key = esdb_get_le32(p + 28);
+	l->max_stream_id = esdb_le32_get(p);
+	l->max_event_type = esdb_le32_get(p + 4);
+	l->max_event_bytes = esdb_le64_get(p + 8);
+	l->max_append_events = esdb_le32_get(p + 16);
+	l->max_append_bytes = esdb_le64_get(p + 20);
+	l->max_key = esdb_le32_get(p + 28);
 }
 
 void esdb__limits_rec_write(uint8_t rec[ESDB_LIMITS_REC_SIZE],
@@ -843,19 +844,19 @@ static const uint8_t *rd_take(rd *r, size_t n)
 static uint64_t rd_u64(rd *r)
 {
 	const uint8_t *q = rd_take(r, 8);
-	return q ? esdb_get_le64(q) : 0;
+	return q ? esdb_le64_get(q) : 0;
 }
 
 static uint32_t rd_u32(rd *r)
 {
 	const uint8_t *q = rd_take(r, 4);
-	return q ? esdb_get_le32(q) : 0;
+	return q ? esdb_le32_get(q) : 0;
 }
 
 static uint16_t rd_u16(rd *r)
 {
 	const uint8_t *q = rd_take(r, 2);
-	return q ? esdb_get_le16(q) : 0;
+	return q ? esdb_le16_get(q) : 0;
 }
 
 int esdb_cmd_check(const uint8_t *buf, size_t len)
@@ -896,22 +897,22 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 		return ESDB_EINVAL;
 	if (buf[0] != ESDB_CMD_VERSION)
 		return ESDB_EFORMAT;
-	if (esdb_get_le32(buf + 4) != len)
+	if (esdb_le32_get(buf + 4) != len)
 		return ESDB_EINVAL;
-	if (esdb_get_le32(buf + 8) != cmd_crc(buf, len))
+	if (esdb_le32_get(buf + 8) != cmd_crc(buf, len))
 		return ESDB_ECORRUPT;
 	/* Reserved bytes are zero: a later format may give them meaning.
 	 * Only a snapshot put has flags (its payloads' encodings). */
-	uint16_t flags = esdb_get_le16(buf + 2);
+	uint16_t flags = esdb_le16_get(buf + 2);
 	if ((flags &
 	     ~(buf[1] == ESDB_CMD_SNAPSHOT_PUT ? ESDB_SNAPSHOT_FLAGS_KNOWN
 	                                       : 0)) ||
-	    esdb_get_le32(buf + 12))
+	    esdb_le32_get(buf + 12))
 		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));
 	v->type = buf[1];
 	v->flags = flags;
-	v->created_us = esdb_get_le64(buf + 16);
+	v->created_us = esdb_le64_get(buf + 16);
 	rd r = {buf + ESDB_CMD_HEADER, buf + len, false};
 	int rc = 0;
 	switch (v->type) {
@@ -988,9 +989,9 @@ void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev)
 		ev->correlation_id = p;
 		p += 16;
 	}
-	ev->event_type_len = esdb_get_le16(p);
-	ev->data_len = esdb_get_le32(p + 2);
-	ev->metadata_len = esdb_get_le32(p + 6);
+	ev->event_type_len = esdb_le16_get(p);
+	ev->data_len = esdb_le32_get(p + 2);
+	ev->metadata_len = esdb_le32_get(p + 6);
 	p += 10;
 	ev->event_type = (const char *)p;
 	p += ev->event_type_len;
@@ -1058,7 +1059,7 @@ int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l,
 	return *which == ESDB_LIMIT_NONE ? 0 : ESDB_ELIMIT;
 }
 
-void esdb_uuid_text(const uint8_t id[16], char out[36])
+void esdb_uuid_format(const uint8_t id[16], char out[36])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < 16; i++) {

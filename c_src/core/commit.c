@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int esdb_set_commit_path(esdb_store *s, const esdb_commit_path *cp)
+int esdb_store_set_commit_path(esdb_store *s, const esdb_commit_path *cp)
 {
 	if (!s || !cp || !cp->submit || !cp->stop || !cp->start)
 		return ESDB_EINVAL;
@@ -36,7 +36,7 @@ int esdb__commit_start(esdb_store *s)
 {
 	bool local = !s->commit.submit;
 	int rc;
-	if (local && (rc = esdb_commit_path_local(&s->commit)))
+	if (local && (rc = esdb_commit_path_init_local(&s->commit)))
 		return rc;
 	if ((rc = s->commit.start(&s->commit, s))) {
 		/* a path set by the caller stays for the next open */
@@ -69,7 +69,8 @@ static void fail_req(esdb_commit_req *r, int rc)
 	esdb_commit_answer(r, &res);
 }
 
-int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
+int esdb_store_submit(esdb_store *s, esdb_cmd *cmd, esdb_result_fn done,
+                      void *ctx)
 {
 	if (!cmd)
 		return ESDB_EINVAL;
@@ -93,7 +94,7 @@ int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
 		rc = ESDB_ECLOSED;
 	else if (s->readonly)
 		rc = EROFS;
-	else if (esdb_store_failure(s))
+	else if (esdb_store_get_failure(s))
 		rc = ESDB_ESTORE_FAILED;
 	else
 		rc = s->commit.submit(&s->commit, r);
@@ -102,7 +103,8 @@ int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx)
 	return rc;
 }
 
-int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg)
+int esdb_store_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg),
+                      void *arg)
 {
 	esdb_commit_req *found = NULL;
 	if (!s || !match)
@@ -134,12 +136,12 @@ static void wake(void *ctx, const esdb_result *res)
 	pthread_mutex_unlock(&w->lock);
 }
 
-int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
+int esdb_store_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
 {
 	waiter w = {.done = false};
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	esdb_submit(s, cmd, wake, &w);
+	esdb_store_submit(s, cmd, wake, &w);
 	pthread_mutex_lock(&w.lock);
 	while (!w.done)
 		pthread_cond_wait(&w.cond, &w.lock);
@@ -151,38 +153,39 @@ int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
 	return w.result.rc;
 }
 
-int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
-                uint64_t expected_version, const esdb_new_event *events,
-                size_t n, esdb_result *result)
+int esdb_stream_append(esdb_store *s, const char *stream_id,
+                       size_t stream_id_len, uint64_t expected_version,
+                       const esdb_new_event *events, size_t n,
+                       esdb_result *result)
 {
 	esdb_cmd cmd;
 	esdb_limits l;
 	if (!s)
 		return ESDB_EINVAL;
-	esdb_limits_get(s, &l);
-	int rc = esdb_cmd_append(&l, stream_id, stream_id_len, expected_version,
-	                         events, n, &cmd);
+	esdb_store_get_limits(s, &l);
+	int rc = esdb_cmd_stream_append(&l, stream_id, stream_id_len,
+	                                expected_version, events, n, &cmd);
 	if (rc) {
 		if (result)
 			*result = (esdb_result){
 			    .rc = rc,
 			    .limit = cmd.limit,
-			    .limit_max = esdb_limit_value(&l, cmd.limit),
+			    .limit_max = esdb_limits_lookup(&l, cmd.limit),
 			};
 		return rc;
 	}
-	return esdb_execute(s, &cmd, result);
+	return esdb_store_execute(s, &cmd, result);
 }
 
-int esdb_delete_stream(esdb_store *s, const char *stream_id,
+int esdb_stream_delete(esdb_store *s, const char *stream_id,
                        size_t stream_id_len, uint64_t expected_version)
 {
 	esdb_cmd cmd;
 	esdb_limits l;
 	if (!s)
 		return ESDB_EINVAL;
-	esdb_limits_get(s, &l);
-	int rc = esdb_cmd_delete_stream(&l, stream_id, stream_id_len,
+	esdb_store_get_limits(s, &l);
+	int rc = esdb_cmd_stream_delete(&l, stream_id, stream_id_len,
 	                                expected_version, &cmd);
-	return rc ? rc : esdb_execute(s, &cmd, NULL);
+	return rc ? rc : esdb_store_execute(s, &cmd, NULL);
 }

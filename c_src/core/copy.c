@@ -109,7 +109,7 @@ static int check_copy(const char *path, uint64_t mapsize)
 	    (rc == 0 &&
 	     (v.mv_size != 10 || memcmp(v.mv_data, ESDB_FORMAT_MAGIC, 6))))
 		rc = ESDB_EFOREIGN;
-	else if (rc == 0 && esdb_get_le32((const uint8_t *)v.mv_data + 6) !=
+	else if (rc == 0 && esdb_le32_get((const uint8_t *)v.mv_data + 6) !=
 	                        ESDB_FORMAT_VERSION)
 		rc = ESDB_EFORMAT;
 	mdb_txn_abort(txn);
@@ -208,7 +208,7 @@ int esdb_store_restore(esdb_store *s, int fd)
 		return ESDB_ECLOSED;
 	if (s->readonly)
 		return EROFS;
-	if (esdb_store_failure(s))
+	if (esdb_store_get_failure(s))
 		return ESDB_ESTORE_FAILED;
 	if (snprintf(tmp, sizeof(tmp), "%s/" RESTORE_FILE, s->path) >=
 	        (int)sizeof(tmp) ||

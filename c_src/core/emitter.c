@@ -62,7 +62,7 @@ struct esdb_emitter {
 	size_t topics;
 	size_t memberships; /* in all topics: bounds a commit's groups */
 	/* under both locks (read under either) */
-	esdb_deliver_fn deliver;
+	esdb_delivery_fn deliver;
 	void *ctx;
 	size_t any_topics; /* = topics, for esdb__emit */
 
@@ -201,7 +201,7 @@ static void publish_topics(struct esdb_emitter *e)
 	pthread_mutex_unlock(&e->q_lock);
 }
 
-int esdb_emitter_set(esdb_store *s, esdb_deliver_fn deliver, void *ctx)
+int esdb_emitter_set_deliver(esdb_store *s, esdb_delivery_fn deliver, void *ctx)
 {
 	if (!s || !s->emitter)
 		return ESDB_ECLOSED;
@@ -421,7 +421,7 @@ int esdb_emitter_set_queue_bytes(esdb_store *s, uint64_t bytes)
 	return 0;
 }
 
-int esdb_emitter_stats_get(esdb_store *s, esdb_emitter_stats *out)
+int esdb_emitter_get_stats(esdb_store *s, esdb_emitter_stats *out)
 {
 	if (!s || !s->emitter)
 		return ESDB_ECLOSED;
@@ -719,7 +719,7 @@ static void *emitter_main(void *arg)
 			e->q_commits--;
 			e->q_bytes -= q->bytes;
 		}
-		esdb_deliver_fn deliver = e->deliver;
+		esdb_delivery_fn deliver = e->deliver;
 		void *ctx = e->ctx;
 		pthread_mutex_unlock(&e->q_lock);
 		bool ok = true;

@@ -36,7 +36,7 @@ static const struct {
      "the command may or may not have been applied"},
 };
 
-const char *esdb_strerror(int rc)
+const char *esdb_error_describe(int rc)
 {
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		if (codes[i].rc == rc)
@@ -45,7 +45,7 @@ const char *esdb_strerror(int rc)
 	return mdb_strerror(rc);
 }
 
-const char *esdb_errname(int rc)
+const char *esdb_error_name(int rc)
 {
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
 		if (codes[i].rc == rc)

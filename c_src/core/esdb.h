@@ -13,14 +13,24 @@ extern "C" {
 /*
  * Conventions
  *
+ * Names: esdb_<noun>_<verb>[_<attribute>], as LMDB's mdb_txn_begin and
+ * mdb_env_set_mapsize. The noun is what the call acts on (store, stream,
+ * type, all for $all, snapshot, checkpoint, emitter, cmd, limits, error,
+ * ...), the verb what it does; an attribute's accessors are
+ * <noun>_get_<attr> and <noun>_set_<attr>. Command encoders are
+ * esdb_cmd_<noun>_<verb>, named after what the command does. Types are
+ * esdb_<noun>, callbacks esdb_<what they receive>_fn, constants
+ * ESDB_<GROUP>_<NAME>. Names with two underscores (esdb__x) are internal.
+ *
  * Every call returns int: 0 on success, one of the ESDB_E* codes below (a
  * reserved negative range), an errno value (positive, e.g. ENOSPC, EINVAL)
- * or an LMDB code (MDB_*, -30799..-30780) passed through. esdb_strerror()
+ * or an LMDB code (MDB_*, -30799..-30780) passed through. esdb_error_describe()
  * names them all. Outputs come last, as pointers.
  *
- * Life cycle: esdb_create() -> esdb_set_*() -> esdb_open() -> ... ->
- * esdb_close(). A store handle may be shared by any number of threads once
- * open; esdb_close() must not race with other calls on the same handle.
+ * Life cycle: esdb_store_create() -> esdb_store_set_*() -> esdb_store_open() ->
+ * ... -> esdb_store_close(). A store handle may be shared by any number of
+ * threads once open; esdb_store_close() must not race with other calls on the
+ * same handle.
  *
  * Versions are 1-based: a stream's first event has version 1, version 0
  * means the stream is empty or absent. Global positions are 1-based and
@@ -53,16 +63,17 @@ extern "C" {
 #define ESDB_ERANGE_LAST       (-31981)
 
 /* Name of any code this API returns. Never NULL; static storage. */
-const char *esdb_strerror(int rc);
+const char *esdb_error_describe(int rc);
 
 /* Short stable identifier of a code ("wrong_expected_version", ...), for
  * bindings that map codes to atoms. Never NULL; static storage. */
-const char *esdb_errname(int rc);
+const char *esdb_error_name(int rc);
 
 /* ---- Options ---------------------------------------------------------- */
 
 /* What an acknowledged commit survives. "Acknowledged" means its reply
- * (esdb_execute, the esdb_submit callback, the NIF's message) was given. */
+ * (esdb_store_execute, the esdb_store_submit callback, the NIF's message) was
+ * given. */
 typedef enum esdb_durability {
 	/* The default, LMDB's two flushes per commit: the commit's pages are
 	 * fdatasync'ed, then its meta page is written through an O_DSYNC
@@ -92,8 +103,8 @@ typedef enum esdb_durability {
 /*
  * Limits decide what apply accepts, so a store keeps them in its meta
  * database (written at creation) and every replica applies with the same
- * ones. esdb_set_limits() before esdb_open() gives the limits a new store
- * is created with; opening an existing store with limits set changes the
+ * ones. esdb_store_set_limits() before esdb_store_open() gives the limits a new
+ * store is created with; opening an existing store with limits set changes the
  * stored ones through a command (esdb_cmd_limits_set), as any other
  * mutation, unless the store is opened read-only, where the stored ones
  * win. A field of 0 means "keep": the stored value, or the default in a
@@ -122,90 +133,91 @@ typedef enum esdb_limit_key {
 } esdb_limit_key;
 
 /* Fill *limits with the defaults above. */
-void esdb_limits_default(esdb_limits *limits);
+void esdb_limits_init(esdb_limits *limits);
 
 /* The option name of a limit ("max_event_bytes", ...), "" for
  * ESDB_LIMIT_NONE. Static storage. */
 const char *esdb_limit_name(esdb_limit_key key);
 
 /* The value of one limit in *limits (0 for ESDB_LIMIT_NONE). */
-uint64_t esdb_limit_value(const esdb_limits *limits, esdb_limit_key key);
+uint64_t esdb_limits_lookup(const esdb_limits *limits, esdb_limit_key key);
 
 /* ---- Store life cycle ------------------------------------------------- */
 
 typedef struct esdb_store esdb_store;
 
 /* Allocate an unopened store with default options. */
-int esdb_create(esdb_store **out);
+int esdb_store_create(esdb_store **out);
 
 /* Initial LMDB map size in bytes (default 64 MiB). The map is kept at
  * least twice the used size: it doubles after a commit that leaves it more
  * than half used (when no read is in progress), before a backup or verify
  * starts, and whenever a commit finds it full. A growth that cannot get
  * its address space keeps the old map and answers ENOMEM. */
-int esdb_set_mapsize(esdb_store *s, uint64_t bytes);
-int esdb_set_durability(esdb_store *s, esdb_durability d);
+int esdb_store_set_mapsize(esdb_store *s, uint64_t bytes);
+int esdb_store_set_durability(esdb_store *s, esdb_durability d);
 /* The limits to create a new store with or to change an existing one's
  * to (see esdb_limits above; 0 fields keep). ESDB_EINVAL for a value out
  * of the record format's range (names 65535 bytes, payloads 4 GiB - 1). */
-int esdb_set_limits(esdb_store *s, const esdb_limits *limits);
+int esdb_store_set_limits(esdb_store *s, const esdb_limits *limits);
 /* Bytes of encoded commands that may wait in the writer queue (default
  * 256 MiB, 4 appends of the largest default size); a submit beyond it is
  * answered ESDB_EOVERLOADED. A command larger than the bound is taken
  * when the queue is empty. Local to this process, not stored. */
 #define ESDB_QUEUE_BYTES_DEFAULT (256ull << 20)
-int esdb_set_queue_bytes(esdb_store *s, uint64_t bytes);
+int esdb_store_set_queue_bytes(esdb_store *s, uint64_t bytes);
 /* Create the directory when missing (default true). */
-int esdb_set_create(esdb_store *s, bool create);
+int esdb_store_set_create(esdb_store *s, bool create);
 /* Open read-only: every mutation answers EROFS (default false). */
-int esdb_set_readonly(esdb_store *s, bool readonly);
+int esdb_store_set_readonly(esdb_store *s, bool readonly);
 /* Permission bits of the files a store creates: data.mdb, lock.mdb and
  * backups (default 0600, owner only; the umask still applies). The
  * directories it creates get the same bits plus search (x) wherever read
  * is allowed: 0700 by default. Existing files and directories keep their
  * modes. Errors: ESDB_EINVAL (bits outside 0777, or owner lacks rw). */
-int esdb_set_file_mode(esdb_store *s, unsigned mode);
+int esdb_store_set_file_mode(esdb_store *s, unsigned mode);
 /* Byte budget of one read call (default ESDB_READ_BYTES_DEFAULT): a read
  * hands out no more event bytes than this, except that it always hands
  * out at least one event, however big, so that paging makes progress.
  * An event's bytes are its data, metadata, stream id and event type.
  * Errors: ESDB_EINVAL for 0. */
-int esdb_set_read_bytes(esdb_store *s, uint64_t bytes);
+int esdb_store_set_read_bytes(esdb_store *s, uint64_t bytes);
 #define ESDB_READ_BYTES_DEFAULT (16ull << 20)
 
 /* A label naming this process to others (an Erlang node name, a tool),
  * written beside its pid into the store's writer lock. At most 255
  * bytes, no newline. Errors: ESDB_EINVAL, ESDB_EBUSY (open already). */
-int esdb_set_owner(esdb_store *s, const char *owner);
+int esdb_store_set_owner(esdb_store *s, const char *owner);
 
-/* After esdb_open answered ESDB_ELOCKED: the pid (0: not yet written)
+/* After esdb_store_open answered ESDB_ELOCKED: the pid (0: not yet written)
  * and owner label ("" if none) of the process that holds the store for
  * writing, as it wrote them. *owner points into the handle and lives
  * until the next open or close. Either output may be NULL.
  * Errors: ESDB_ENOTFOUND (the last open was not refused ESDB_ELOCKED). */
-int esdb_lock_holder(const esdb_store *s, long *pid, const char **owner);
+int esdb_store_get_lock_holder(const esdb_store *s, long *pid,
+                               const char **owner);
 
 /* Open the store in directory `path` (created when allowed) and start its
  * writer thread. One process writes a store: a writable open takes an
- * exclusive lock on <path>/writer.lock until esdb_close (read-only opens
+ * exclusive lock on <path>/writer.lock until esdb_store_close (read-only opens
  * take none and may run beside the writer).
  * Errors: ESDB_ELOCKED (another process has it open for writing: see
- * esdb_lock_holder), ESDB_EBUSY (already open in this process),
+ * esdb_store_get_lock_holder), ESDB_EBUSY (already open in this process),
  * ESDB_ENOTDIR (no store and creation off: the directory or its data.mdb
  * missing, or data.mdb empty), ESDB_EFORMAT (another format version),
  * ESDB_EFOREIGN (not a store, or a file where a directory of the path
  * should be), ESDB_ECORRUPT, errno values. On failure the handle stays
  * unopened and may be opened again or closed. */
-int esdb_open(esdb_store *s, const char *path);
+int esdb_store_open(esdb_store *s, const char *path);
 
-/* The limits the store applies with: after esdb_open() the stored ones,
- * before it those esdb_set_limits() gave over the defaults. Encode
+/* The limits the store applies with: after esdb_store_open() the stored ones,
+ * before it those esdb_store_set_limits() gave over the defaults. Encode
  * commands with them. Threading: any thread, any time before close. */
-int esdb_limits_get(esdb_store *s, esdb_limits *out);
+int esdb_store_get_limits(esdb_store *s, esdb_limits *out);
 
 /* Stop the writer (queued commands are answered ESDB_ECLOSED), close LMDB
  * and free the handle. Accepts an unopened handle and NULL. */
-void esdb_close(esdb_store *s);
+void esdb_store_close(esdb_store *s);
 
 /* ---- Events ----------------------------------------------------------- */
 
@@ -266,15 +278,15 @@ typedef int (*esdb_event_fn)(void *ctx, const esdb_event *ev);
 
 /* A 16-byte id as UUID text (8-4-4-4-12 lowercase hex): 36 characters,
  * no terminating NUL. */
-void esdb_uuid_text(const uint8_t id[16], char out[36]);
+void esdb_uuid_format(const uint8_t id[16], char out[36]);
 
 /* ---- Commands --------------------------------------------------------- */
 
 /*
  * Every mutation is an encoded command (docs/FORMAT.md). Encoders return a
- * malloc'ed buffer the caller owns (free() it, or hand it to esdb_submit).
- * Commands carry the time stamp they were encoded with, so applying the
- * same bytes anywhere gives the same state.
+ * malloc'ed buffer the caller owns (free() it, or hand it to
+ * esdb_store_submit). Commands carry the time stamp they were encoded with, so
+ * applying the same bytes anywhere gives the same state.
  */
 typedef struct esdb_cmd {
 	uint8_t *buf;
@@ -298,7 +310,7 @@ typedef struct esdb_result {
 
 /* Stream ids are 1 to max_stream_id bytes, any bytes, except that ids
  * beginning with '$' are reserved for the store's own streams: `$all`
- * (every event, read with esdb_read_all) and system streams to come, as
+ * (every event, read with esdb_all_read) and system streams to come, as
  * EventStoreDB/KurrentDB reserve them. Appends and deletes refuse an
  * empty or reserved id with ESDB_EINVAL, in the encoders and again in
  * apply; stream reads refuse `$all` (it is not a stream) and read other
@@ -309,15 +321,16 @@ typedef struct esdb_result {
 int esdb_stream_id_check(const char *id, size_t len);
 
 /* Encode an append. Validates against `limits` (NULL: defaults; pass the
- * store's, esdb_limits_get). On ESDB_ELIMIT out->limit names the limit.
+ * store's, esdb_store_get_limits). On ESDB_ELIMIT out->limit names the limit.
  * Errors: ESDB_EINVAL (also an empty or reserved stream id), ESDB_ELIMIT,
  * ESDB_EEMPTY, ENOMEM. */
-int esdb_cmd_append(const esdb_limits *limits, const char *stream_id,
-                    size_t stream_id_len, uint64_t expected_version,
-                    const esdb_new_event *events, size_t n, esdb_cmd *out);
+int esdb_cmd_stream_append(const esdb_limits *limits, const char *stream_id,
+                           size_t stream_id_len, uint64_t expected_version,
+                           const esdb_new_event *events, size_t n,
+                           esdb_cmd *out);
 /* Tombstone a stream: reads and appends then answer ESDB_ESTREAM_DELETED;
  * its events stay in $all. expected_version as for appends. */
-int esdb_cmd_delete_stream(const esdb_limits *limits, const char *stream_id,
+int esdb_cmd_stream_delete(const esdb_limits *limits, const char *stream_id,
                            size_t stream_id_len, uint64_t expected_version,
                            esdb_cmd *out);
 /* Store (replace) the snapshot of sn->source_uuid; sn->created_us is
@@ -338,7 +351,7 @@ int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
 
 /* Change a store's limits (every field nonzero and in range, else
  * ESDB_EINVAL). Applied like any command, so replicas change them at the
- * same point; esdb_open() submits it when limits were set. */
+ * same point; esdb_store_open() submits it when limits were set. */
 int esdb_cmd_limits_set(const esdb_limits *limits, esdb_cmd *out);
 
 /* Check a command's framing and checksum without applying it.
@@ -357,7 +370,7 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
  * `index + i` (ESDB_INDEX_NEXT: the store numbers them itself, from the
  * one after its applied index, as the local writer does). The index of
  * the batch's last command is stored in the same transaction as its
- * effects (esdb_applied_index_get), so a command at or below the stored
+ * effects (esdb_store_get_applied_index), so a command at or below the stored
  * index was applied before and is skipped: its result is rc 0 with
  * version and position 0, and a batch wholly at or below it is a no-op.
  * Replaying a log after a crash is thus idempotent. A batch that
@@ -368,17 +381,17 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
  * Errors: ESDB_EINVAL (index + n - 1 overflows).
  * Threading: serialised with the writer thread; callable from any thread. */
 #define ESDB_INDEX_NEXT 0
-int esdb_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds, size_t n,
-               esdb_result *results);
+int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
+                     size_t n, esdb_result *results);
 
 /* The log index of the last applied batch, as committed (0 in a new
  * store, or one made before the index was recorded). Any thread. */
-int esdb_applied_index_get(esdb_store *s, uint64_t *index);
+int esdb_store_get_applied_index(esdb_store *s, uint64_t *index);
 
-/* Completion callback for esdb_submit, called once on the commit path's
+/* Completion callback for esdb_store_submit, called once on the commit path's
  * thread (the writer's, by default) or on the submitting thread when
  * submission fails. Keep it short. */
-typedef void (*esdb_done_fn)(void *ctx, const esdb_result *result);
+typedef void (*esdb_result_fn)(void *ctx, const esdb_result *result);
 
 /* Hand a command to the store's commit path (commit.h; by default the
  * local group-commit writer), which answers through `done` once it is
@@ -386,7 +399,8 @@ typedef void (*esdb_done_fn)(void *ctx, const esdb_result *result);
  * Errors from the path itself (ESDB_ECLOSED; the local writer's
  * ESDB_EOVERLOADED when its queue holds its bound in bytes) are reported
  * through `done`, on the calling thread, as well as returned. */
-int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx);
+int esdb_store_submit(esdb_store *s, esdb_cmd *cmd, esdb_result_fn done,
+                      void *ctx);
 
 /* Withdraw a submitted command the commit path has not taken into its
  * log yet, for a caller that gives up waiting: the first such command
@@ -396,17 +410,19 @@ int esdb_submit(esdb_store *s, esdb_cmd *cmd, esdb_done_fn done, void *ctx);
  * taken it, or it was answered): its outcome then comes through `done`
  * as usual. `match` runs under the path's lock and must not call the
  * store. */
-int esdb_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg), void *arg);
+int esdb_store_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg),
+                      void *arg);
 
 /* Submit and wait: the synchronous form. `result` may be NULL. Returns
  * the command's rc. */
-int esdb_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result);
+int esdb_store_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result);
 
 /* Convenience: encode + execute. */
-int esdb_append(esdb_store *s, const char *stream_id, size_t stream_id_len,
-                uint64_t expected_version, const esdb_new_event *events,
-                size_t n, esdb_result *result);
-int esdb_delete_stream(esdb_store *s, const char *stream_id,
+int esdb_stream_append(esdb_store *s, const char *stream_id,
+                       size_t stream_id_len, uint64_t expected_version,
+                       const esdb_new_event *events, size_t n,
+                       esdb_result *result);
+int esdb_stream_delete(esdb_store *s, const char *stream_id,
                        size_t stream_id_len, uint64_t expected_version);
 
 /* ---- Reads ------------------------------------------------------------ */
@@ -414,7 +430,7 @@ int esdb_delete_stream(esdb_store *s, const char *stream_id,
 /* Reads run in their own read-only LMDB transaction on the calling
  * thread and never wait for the writer. Each hands one page of events to
  * `fn`, in order: at most max_count events and at most the store's byte
- * budget (esdb_set_read_bytes; the first event always goes). It stops
+ * budget (esdb_store_set_read_bytes; the first event always goes). It stops
  * early when `fn` returns nonzero and returns that value.
  *
  * A page can be short without reaching the end (the byte budget cut it),
@@ -423,8 +439,8 @@ int esdb_delete_stream(esdb_store *s, const char *stream_id,
  * one page only. */
 
 typedef enum esdb_direction {
-	ESDB_FORWARD = 0,
-	ESDB_BACKWARD = 1,
+	ESDB_DIRECTION_FORWARD = 0,
+	ESDB_DIRECTION_BACKWARD = 1,
 } esdb_direction;
 
 /* Where a read stopped, valid when the read returned 0: `end` when the
@@ -441,26 +457,26 @@ typedef struct esdb_read_next {
  * mean the start; backward: UINT64_MAX means the end).
  * Errors: ESDB_ESTREAM_NOT_FOUND, ESDB_ESTREAM_DELETED, ESDB_ECORRUPT,
  * ESDB_EINVAL (an empty id, or `$all`: see esdb_stream_id_check). */
-int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
+int esdb_stream_read(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t from, uint32_t max_count, esdb_direction dir,
                      esdb_event_fn fn, void *ctx, esdb_read_next *next);
 
 /* Read $all from position `from` (inclusive, same conventions). */
-int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
+int esdb_all_read(esdb_store *s, uint64_t from, uint32_t max_count,
                   esdb_direction dir, esdb_event_fn fn, void *ctx,
                   esdb_read_next *next);
 
 /* Events of one type, forward, from global position `from` inclusive.
  * An unknown type reads as empty (and `end`). */
-int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
+int esdb_type_read(esdb_store *s, const char *event_type, size_t len,
                    uint64_t from, uint32_t max_count, esdb_event_fn fn,
                    void *ctx, esdb_read_next *next);
 
 /* Stream state. *version is 0 for an absent stream; *deleted tells a
  * tombstone. Either output may be NULL. `$all` is not a stream:
  * ESDB_EINVAL. */
-int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
-                     uint64_t *version, bool *exists, bool *deleted);
+int esdb_stream_get_info(esdb_store *s, const char *stream_id, size_t len,
+                         uint64_t *version, bool *exists, bool *deleted);
 
 /* One listed stream; pointers valid inside the callback only. */
 typedef struct esdb_stream {
@@ -472,11 +488,11 @@ typedef struct esdb_stream {
 } esdb_stream;
 typedef int (*esdb_stream_fn)(void *ctx, const esdb_stream *st);
 
-/* Streams in listing order of their ids (esdb_name_order), strictly
+/* Streams in listing order of their ids (esdb_name_compare), strictly
  * after `after` (NULL: from the first), at most max_count. Resume with
  * the last id seen. */
-int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
-                      uint32_t max_count, esdb_stream_fn fn, void *ctx);
+int esdb_stream_list(esdb_store *s, const char *after, size_t after_len,
+                     uint32_t max_count, esdb_stream_fn fn, void *ctx);
 
 /* Names longer than LMDB's key limit are keyed by a prefix and a hash
  * (docs/FORMAT.md, "Name keys"), so listings (streams, checkpoints) give
@@ -489,7 +505,7 @@ int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
 /* Compare two names in listing order: <0, 0 or >0. 0 for equal names,
  * and for long names whose prefix and hash tie (listed in the order they
  * were created). */
-int esdb_name_order(const char *a, size_t alen, const char *b, size_t blen);
+int esdb_name_compare(const char *a, size_t alen, const char *b, size_t blen);
 
 /* ---- Snapshots -------------------------------------------------------- */
 
@@ -526,7 +542,7 @@ typedef int (*esdb_checkpoint_fn)(void *ctx, const esdb_checkpoint *cp);
 
 int esdb_checkpoint_get(esdb_store *s, const char *name, size_t len,
                         esdb_checkpoint_fn fn, void *ctx);
-/* Paged like esdb_list_streams. */
+/* Paged like esdb_stream_list. */
 int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
                          uint32_t max_count, esdb_checkpoint_fn fn, void *ctx);
 
@@ -542,11 +558,11 @@ int esdb_checkpoint_list(esdb_store *s, const char *after, size_t after_len,
  * an event matches gets it once per topic.
  *
  * Threading: fan-out runs on a thread of the emitter's own (started by
- * the first esdb_emitter_set with a function), never on the thread that
+ * the first esdb_emitter_set_deliver with a function), never on the thread that
  * applies commits: a commit copies its events into a bounded queue and
  * is acknowledged without waiting for delivery. `deliver` runs on that
  * thread without the emitter's lock held; it may call esdb_emitter_leave,
- * esdb_emitter_leave_all and esdb_emitter_drop, not esdb_emitter_set or
+ * esdb_emitter_leave_all and esdb_emitter_drop, not esdb_emitter_set_deliver or
  * esdb_emitter_flush. The event views are valid during the call only.
  *
  * The queue holds at most esdb_emitter_set_queue_bytes bytes of copied
@@ -568,14 +584,15 @@ typedef enum esdb_topic {
  * since <= S + 1; otherwise events may be missing from its deliveries
  * (committed by another process, or a fan-out dropped: queue full, no
  * memory) and it must read them from the store. */
-typedef void (*esdb_deliver_fn)(void *ctx, uint64_t member, uint64_t since,
-                                const esdb_event *events, size_t n);
+typedef void (*esdb_delivery_fn)(void *ctx, uint64_t member, uint64_t since,
+                                 const esdb_event *events, size_t n);
 
 /* Set the delivery function (NULL turns fan-out off). Once it returns,
  * the previous function is no longer running or called. Starts the
  * emitter's thread the first time. Errors: ESDB_ECLOSED, or
  * pthread_create's. */
-int esdb_emitter_set(esdb_store *s, esdb_deliver_fn deliver, void *ctx);
+int esdb_emitter_set_deliver(esdb_store *s, esdb_delivery_fn deliver,
+                             void *ctx);
 
 /* Join a topic. `name` is the stream id or event type (ignored for
  * ESDB_TOPIC_ALL). *last_position (may be NULL) receives a position such
@@ -618,11 +635,11 @@ typedef struct esdb_emitter_stats {
 	uint64_t dropped; /* commits not fanned out since open */
 } esdb_emitter_stats;
 
-int esdb_emitter_stats_get(esdb_store *s, esdb_emitter_stats *out);
+int esdb_emitter_get_stats(esdb_store *s, esdb_emitter_stats *out);
 
 /* ---- Stats and maintenance -------------------------------------------- */
 
-typedef struct esdb_stats {
+typedef struct esdb_store_stats {
 	uint64_t events; /* = last global position */
 	uint64_t streams;
 	uint64_t event_types;
@@ -634,30 +651,30 @@ typedef struct esdb_stats {
 	/* LMDB's id of the last committed write transaction: grows by one
 	 * per commit over the store's whole life (creation included). */
 	uint64_t last_txn_id;
-	int store_failed; /* 0, or what stopped writes: esdb_store_failure */
-} esdb_stats;
+	int store_failed; /* 0, or what stopped writes: esdb_store_get_failure
+	                   */
+} esdb_store_stats;
 
-int esdb_stats_get(esdb_store *s, esdb_stats *out);
+int esdb_store_get_stats(esdb_store *s, esdb_store_stats *out);
 
 /* 0 while the store takes writes. After a commit's flush or write failed
  * (EIO, ...), that error: the store is fail-stopped. Linux marks pages
  * whose write-back failed clean, so what they held may never reach the
  * disk while reads still show it; no later commit could make the store
- * whole again. From then on every write (esdb_submit, esdb_apply and the
- * commands already queued) answers ESDB_ESTORE_FAILED; reads go on. A
+ * whole again. From then on every write (esdb_store_submit, esdb_store_apply
+ * and the commands already queued) answers ESDB_ESTORE_FAILED; reads go on. A
  * marker file (store_failed in the store's directory) outlives the
- * process: the next writable esdb_open runs esdb_verify_isolated first
- * (a bad page cannot take the opening process down), removes
- * the marker when the store verifies and answers ESDB_ECORRUPT when it
- * does not (a read-only open still works, to salvage). With the default
- * durability every commit acknowledged before the failure was flushed
- * whole; with ESDB_DURABILITY_NO_META_SYNC the last one rode on the failed
- * flush and may be lost although the store verifies: restore from a
- * backup (or a replica) when in doubt.
- * A full disk (ENOSPC, EDQUOT, EFBIG, or a short write with the disk or
- * file size limit reached) refuses a commit before its flush and does
- * not fail-stop the store. Any thread. */
-int esdb_store_failure(esdb_store *s);
+ * process: the next writable esdb_store_open runs esdb_store_verify_isolated
+ * first (a bad page cannot take the opening process down), removes the marker
+ * when the store verifies and answers ESDB_ECORRUPT when it does not (a
+ * read-only open still works, to salvage). With the default durability every
+ * commit acknowledged before the failure was flushed whole; with
+ * ESDB_DURABILITY_NO_META_SYNC the last one rode on the failed flush and may be
+ * lost although the store verifies: restore from a backup (or a replica) when
+ * in doubt. A full disk (ENOSPC, EDQUOT, EFBIG, or a short write with the disk
+ * or file size limit reached) refuses a commit before its flush and does not
+ * fail-stop the store. Any thread. */
+int esdb_store_get_failure(esdb_store *s);
 
 /* Where the last ESDB_ECORRUPT answered on the calling thread was found
  * (kind ESDB_WHERE_UNKNOWN when nothing recorded it). Reading clears it. */
@@ -675,16 +692,16 @@ typedef struct esdb_where {
 	esdb_where_kind kind;
 	uint64_t number;
 } esdb_where;
-void esdb_corrupt_where(esdb_where *out);
+void esdb_where_take(esdb_where *out);
 
 /* Check every record's checksum and that every index agrees with the
  * events. `problems` (may be NULL) receives the number of problems found;
  * `report` (may be NULL) is called with a message for each.
  * Returns ESDB_ECORRUPT when problems were found. */
-int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
-                void *ctx, uint64_t *problems);
+int esdb_store_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
+                      void *ctx, uint64_t *problems);
 
-/* esdb_verify with its checks run in a forked child of this process,
+/* esdb_store_verify with its checks run in a forked child of this process,
  * over a read transaction of this one: LMDB trusts its page headers, and
  * a garbage page can make it fault where no check of ours runs. A child
  * that dies counts as one more problem (ESDB_ECORRUPT) and, when it
@@ -692,14 +709,15 @@ int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
  * (ESDB_WHERE_PAGE; else ESDB_WHERE_UNKNOWN). Never dies of a signal
  * itself. `report` runs in the caller as the child reports. When no
  * child can be forked (ENOMEM, EAGAIN) the checks run in this process. */
-int esdb_verify_isolated(esdb_store *s,
-                         void (*report)(void *ctx, const char *msg), void *ctx,
-                         uint64_t *problems, esdb_where *fault);
+int esdb_store_verify_isolated(esdb_store *s,
+                               void (*report)(void *ctx, const char *msg),
+                               void *ctx, uint64_t *problems,
+                               esdb_where *fault);
 
 /* Consistent, compacted copy into directory `dest` (must be empty or
  * absent) while writers go on. A failed backup leaves no file (nor the
  * directory, when it made it); a full disk is ESDB_EDISK_FULL. */
-int esdb_backup(esdb_store *s, const char *dest);
+int esdb_store_backup(esdb_store *s, const char *dest);
 
 /* A consistent, compacted copy of the whole store (an LMDB data file,
  * docs/FORMAT.md) written to `fd` while writers go on: what a lagging or
@@ -729,7 +747,7 @@ int esdb_store_copy(esdb_store *s, int fd);
 int esdb_store_restore(esdb_store *s, int fd);
 
 /* The microsecond clock commands are stamped with. */
-uint64_t esdb_now_us(void);
+uint64_t esdb_clock_get_us(void);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* failstop.c: after a failed flush the store takes no more writes
- * (esdb_store_failure in esdb.h says why and what it means). */
+ * (esdb_store_get_failure in esdb.h says why and what it means). */
 #include "internal.h"
 
 #include <errno.h>
@@ -14,7 +14,7 @@
 
 #define MARKER "store_failed"
 
-int esdb_store_failure(esdb_store *s)
+int esdb_store_get_failure(esdb_store *s)
 {
 	return s ? __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE) : 0;
 }
@@ -56,7 +56,7 @@ static void write_marker(const esdb_store *s, int cause)
 	    open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, s->file_mode);
 	if (fd < 0)
 		return;
-	const char *name = esdb_errname(cause);
+	const char *name = esdb_error_name(cause);
 	if (write(fd, name, strlen(name)) >= 0 && write(fd, "\n", 1) >= 0)
 		fsync(fd);
 	close(fd);
@@ -98,7 +98,7 @@ int esdb__failstop_reopen(esdb_store *s)
 	/* Isolated: a store that failed a flush is the likeliest to hold a
 	 * page LMDB walks blindly, and this runs in the opening process
 	 * (the VM). */
-	if ((rc = esdb_verify_isolated(s, NULL, NULL, NULL, NULL)))
+	if ((rc = esdb_store_verify_isolated(s, NULL, NULL, NULL, NULL)))
 		return rc;
 	if (unlink(path) && errno != ENOENT)
 		return errno;

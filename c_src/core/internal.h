@@ -27,7 +27,7 @@ struct esdb_store {
 	esdb_durability durability;
 	/* The limits apply uses: the stored ones once open (published under
 	 * limits_lock after a commit that changes them). limits_req holds
-	 * what esdb_set_limits asked for, 0 fields meaning keep. */
+	 * what esdb_store_set_limits asked for, 0 fields meaning keep. */
 	esdb_limits limits;
 	esdb_limits limits_req;
 	bool limits_set;
@@ -51,7 +51,7 @@ struct esdb_store {
 	/* Readers hold it shared for a read txn; growing the map takes it
 	 * exclusive, as LMDB forbids mdb_env_set_mapsize with live txns. */
 	pthread_rwlock_t map_lock;
-	/* Serialises write transactions (the writer and esdb_apply). */
+	/* Serialises write transactions (the writer and esdb_store_apply). */
 	pthread_mutex_t apply_lock;
 	/* A resize lost the map and reopening at lost_mapsize failed too:
 	 * the next transaction tries again (map.c). */
@@ -121,7 +121,7 @@ int esdb__fsync_parent(const char *path);
 int esdb__commit_failed(esdb_store *s, int rc);
 int esdb__failstop_reopen(esdb_store *s);
 
-/* Make l the limits readers of esdb_limits_get see. */
+/* Make l the limits readers of esdb_store_get_limits see. */
 void esdb__limits_publish(esdb_store *s, const esdb_limits *l);
 
 /* Disk space (space.c). esdb__space_rc names a full disk
@@ -162,7 +162,7 @@ void esdb__commit_stop(esdb_store *s);
 void esdb__commit_close(esdb_store *s);
 
 /* Apply under the apply lock, growing the map on MDB_MAP_FULL (apply.c).
- * `index` as for esdb_apply. */
+ * `index` as for esdb_store_apply. */
 int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results);
 /* The applied index (0 when absent), in any txn; `main` is dbi_main. */
@@ -177,10 +177,10 @@ int esdb__stored_last(esdb_store *s, uint64_t *last, uint64_t *applied);
 #define ESDB__FAULT_PASS (-1)
 extern int esdb__apply_fault[4];
 
-/* A compacted copy of the store into fd (copy.c; esdb_backup too). */
+/* A compacted copy of the store into fd (copy.c; esdb_store_backup too). */
 int esdb__copy_to_fd(esdb_store *s, int fd);
 
-/* esdb_verify's checks inside a read transaction the caller holds. */
+/* esdb_store_verify's checks inside a read transaction the caller holds. */
 int esdb__verify_txn(esdb_store *s, MDB_txn *txn,
                      void (*report)(void *ctx, const char *msg), void *ctx,
                      uint64_t *problems);
@@ -189,7 +189,7 @@ int esdb__verify_txn(esdb_store *s, MDB_txn *txn,
 
 /* Check that v lies inside its page, or its overflow pages inside the
  * file, before anything reads it: 0, or ESDB_ECORRUPT with the place
- * recorded for esdb_corrupt_where. */
+ * recorded for esdb_where_take. */
 int esdb__val_check(MDB_txn *txn, const MDB_val *v, esdb_where_kind kind,
                     uint64_t number);
 /* Record where a corruption was found when rc says corrupt; returns rc,

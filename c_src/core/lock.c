@@ -18,7 +18,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-int esdb_set_owner(esdb_store *s, const char *owner)
+int esdb_store_set_owner(esdb_store *s, const char *owner)
 {
 	if (!s || !owner || strlen(owner) >= sizeof(s->owner) ||
 	    strchr(owner, '\n'))
@@ -29,7 +29,8 @@ int esdb_set_owner(esdb_store *s, const char *owner)
 	return 0;
 }
 
-int esdb_lock_holder(const esdb_store *s, long *pid, const char **owner)
+int esdb_store_get_lock_holder(const esdb_store *s, long *pid,
+                               const char **owner)
 {
 	if (!s || !s->holder_known)
 		return ESDB_ENOTFOUND;

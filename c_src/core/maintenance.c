@@ -45,7 +45,7 @@ static int verify_events(verify_ctx *v)
 	if (rc)
 		return rc;
 	while ((rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) == 0) {
-		uint64_t pos = k.mv_size == 8 ? esdb_get_be64(k.mv_data) : 0;
+		uint64_t pos = k.mv_size == 8 ? esdb_be64_get(k.mv_data) : 0;
 		esdb_event ev;
 		if (pos != expect)
 			problem(v, "event key %llu: expected position %llu",
@@ -78,8 +78,8 @@ static int verify_events(verify_ctx *v)
 			        (unsigned long long)pos,
 			        (unsigned long long)ev.stream_version);
 		uint8_t ik[16];
-		esdb_put_be64(ik, m.num);
-		esdb_put_be64(ik + 8, ev.stream_version);
+		esdb_be64_put(ik, m.num);
+		esdb_be64_put(ik + 8, ev.stream_version);
 		MDB_val ikv = {16, ik}, iv;
 		uint64_t tail_pos =
 		    esdb__stream_tail_position(&m, ev.stream_version);
@@ -88,7 +88,7 @@ static int verify_events(verify_ctx *v)
 		        : (mdb_get(v->txn, v->s->dbi_stream_index, &ikv, &iv) ||
 		           iv.mv_size != 8 ||
 		           esdb__val_check(v->txn, &iv, ESDB_WHERE_INDEX, 0) ||
-		           esdb_get_be64(iv.mv_data) != pos))
+		           esdb_be64_get(iv.mv_data) != pos))
 			problem(v, "event %llu: stream index disagrees",
 			        (unsigned long long)pos);
 		MDB_val tv;
@@ -104,8 +104,8 @@ static int verify_events(verify_ctx *v)
 			continue;
 		}
 		uint8_t tk[16];
-		esdb_put_be64(tk, tnum);
-		esdb_put_be64(tk + 8, pos);
+		esdb_be64_put(tk, tnum);
+		esdb_be64_put(tk + 8, pos);
 		MDB_val tkv = {16, tk};
 		if (mdb_get(v->txn, v->s->dbi_type_index, &tkv, &tv))
 			problem(v, "event %llu: type index entry missing",
@@ -160,8 +160,8 @@ static uint64_t count(verify_ctx *v, MDB_dbi dbi)
 	return mdb_stat(v->txn, dbi, &st) ? 0 : st.ms_entries;
 }
 
-int esdb_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
-                void *ctx, uint64_t *problems)
+int esdb_store_verify(esdb_store *s, void (*report)(void *ctx, const char *msg),
+                      void *ctx, uint64_t *problems)
 {
 	MDB_txn *txn;
 	/* Its read holds the map still for long: leave appends room. */
@@ -208,7 +208,7 @@ out:
 	 * finding of verify, not a failure to run it. */
 	if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND ||
 	    rc == MDB_BAD_TXN || rc == ESDB_ECORRUPT) {
-		problem(&v, "LMDB: %s", esdb_strerror(rc));
+		problem(&v, "LMDB: %s", esdb_error_describe(rc));
 		rc = 0;
 	}
 	if (problems)
@@ -234,7 +234,7 @@ static int dir_is_empty(const char *path, bool *empty)
 	return 0;
 }
 
-int esdb_backup(esdb_store *s, const char *dest)
+int esdb_store_backup(esdb_store *s, const char *dest)
 {
 	bool empty = false;
 	char file[4096];

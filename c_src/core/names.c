@@ -37,11 +37,11 @@ static size_t order_key(const char *name, size_t len, uint8_t *buf)
 		return len;
 	}
 	memcpy(buf, name, ESDB_NAME_INLINE_MAX);
-	esdb_put_be64(buf + ESDB_NAME_INLINE_MAX, name_hash(name, len));
+	esdb_be64_put(buf + ESDB_NAME_INLINE_MAX, name_hash(name, len));
 	return LONG_PREFIX;
 }
 
-int esdb_name_order(const char *a, size_t alen, const char *b, size_t blen)
+int esdb_name_compare(const char *a, size_t alen, const char *b, size_t blen)
 {
 	uint8_t ka[LONG_PREFIX], kb[LONG_PREFIX];
 	size_t la = order_key(a, alen, ka), lb = order_key(b, blen, kb);
@@ -54,9 +54,9 @@ int esdb__name_of(const MDB_val *rec, const char **name, size_t *len)
 {
 	const uint8_t *p = rec->mv_data;
 	if (rec->mv_size < 10 ||
-	    10 + (size_t)esdb_get_le16(p + 8) > rec->mv_size)
+	    10 + (size_t)esdb_le16_get(p + 8) > rec->mv_size)
 		return ESDB_ECORRUPT;
-	*len = esdb_get_le16(p + 8);
+	*len = esdb_le16_get(p + 8);
 	*name = (const char *)p + 10;
 	return 0;
 }
@@ -91,7 +91,7 @@ int esdb__name_find(MDB_txn *txn, MDB_dbi dbi, const char *name, size_t len,
 	}
 
 	memcpy(key->buf, name, ESDB_NAME_INLINE_MAX);
-	esdb_put_be64(key->buf + LONG_PREFIX - 8, name_hash(name, len));
+	esdb_be64_put(key->buf + LONG_PREFIX - 8, name_hash(name, len));
 	key->buf[LONG_PREFIX] = 0;
 	key->buf[LONG_PREFIX + 1] = 0;
 	key->val.mv_data = key->buf;

@@ -85,7 +85,7 @@ static int emit_event(esdb_store *s, MDB_txn *txn, const uint8_t pos_be[8],
 {
 	if (pager_full(p, key))
 		return 0;
-	uint64_t pos = esdb_get_be64(pos_be);
+	uint64_t pos = esdb_be64_get(pos_be);
 	MDB_val k = {8, (void *)pos_be}, v;
 	int rc = mdb_get(txn, s->dbi_events, &k, &v);
 	if (rc)
@@ -124,7 +124,7 @@ static int check_name_arg(const esdb_store *s, const char *name, size_t len)
 	return 0;
 }
 
-/* $all is read with esdb_read_all: as a stream id it is refused, not
+/* $all is read with esdb_all_read: as a stream id it is refused, not
  * read as an absent stream. */
 static int check_stream_arg(const esdb_store *s, const char *id, size_t len)
 {
@@ -143,18 +143,18 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
 	if (rc)
 		return rc;
 	uint8_t kb[16];
-	uint64_t ver = dir == ESDB_FORWARD ? lo : hi;
-	esdb_put_be64(kb, num);
-	esdb_put_be64(kb + 8, ver);
+	uint64_t ver = dir == ESDB_DIRECTION_FORWARD ? lo : hi;
+	esdb_be64_put(kb, num);
+	esdb_be64_put(kb + 8, ver);
 	MDB_val k = {16, kb}, v;
-	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
+	MDB_cursor_op op = dir == ESDB_DIRECTION_FORWARD ? MDB_NEXT : MDB_PREV;
 	uint64_t left = hi - lo + 1;
 	rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, MDB_SET_KEY),
 	                      ESDB_WHERE_INDEX, 0);
 	while (rc == 0 && left > 0 && !p->full) {
 		/* the stream record says these versions are indexed */
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0 ||
-		    esdb_get_be64((const uint8_t *)k.mv_data + 8) != ver ||
+		    esdb_be64_get((const uint8_t *)k.mv_data + 8) != ver ||
 		    v.mv_size != 8 ||
 		    esdb__val_check(txn, &v, ESDB_WHERE_INDEX, 0)) {
 			rc = esdb__corrupt_at(ESDB_ECORRUPT, ESDB_WHERE_INDEX,
@@ -164,7 +164,7 @@ static int read_indexed(esdb_store *s, MDB_txn *txn, uint64_t num, uint64_t lo,
 		if ((rc = emit_event(s, txn, v.mv_data, ver, p)))
 			break;
 		left--;
-		ver = dir == ESDB_FORWARD ? ver + 1 : ver - 1;
+		ver = dir == ESDB_DIRECTION_FORWARD ? ver + 1 : ver - 1;
 		if (left > 0 && !p->full)
 			rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, op),
 			                      ESDB_WHERE_INDEX, 0);
@@ -180,9 +180,9 @@ static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
 	if (lo > hi)
 		return 0;
 	for (uint64_t i = 0; i <= hi - lo && !p->full; i++) {
-		uint64_t v = dir == ESDB_FORWARD ? lo + i : hi - i;
+		uint64_t v = dir == ESDB_DIRECTION_FORWARD ? lo + i : hi - i;
 		uint8_t pk[8];
-		esdb_put_be64(pk, esdb__stream_tail_position(m, v));
+		esdb_be64_put(pk, esdb__stream_tail_position(m, v));
 		int rc = emit_event(s, txn, pk, v, p);
 		if (rc)
 			return rc;
@@ -190,7 +190,7 @@ static int read_tail(esdb_store *s, MDB_txn *txn, const esdb__stream_meta *m,
 	return 0;
 }
 
-int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
+int esdb_stream_read(esdb_store *s, const char *stream_id, size_t len,
                      uint64_t from, uint32_t max_count, esdb_direction dir,
                      esdb_event_fn fn, void *ctx, esdb_read_next *next)
 {
@@ -201,7 +201,8 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 	int rc = check_stream_arg(s, stream_id, len);
 	if (rc)
 		return rc;
-	if (!fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
+	if (!fn ||
+	    (dir != ESDB_DIRECTION_FORWARD && dir != ESDB_DIRECTION_BACKWARD))
 		return ESDB_EINVAL;
 	pager_init(&p, s, max_count, fn, ctx);
 	if ((rc = esdb__read_begin(s, &txn)))
@@ -216,16 +217,16 @@ int esdb_read_stream(esdb_store *s, const char *stream_id, size_t len,
 		rc = ESDB_ESTREAM_DELETED;
 		goto out;
 	}
-	if (dir == ESDB_FORWARD && from == 0)
+	if (dir == ESDB_DIRECTION_FORWARD && from == 0)
 		from = 1;
-	if (dir == ESDB_BACKWARD && from > m.version)
+	if (dir == ESDB_DIRECTION_BACKWARD && from > m.version)
 		from = m.version;
 	if (from == 0 || from > m.version)
 		goto out;
 	/* Versions up to `indexed` are in stream_index, the rest in the
 	 * record's tail. */
 	uint64_t indexed = m.version - m.tail_count;
-	if (dir == ESDB_FORWARD) {
+	if (dir == ESDB_DIRECTION_FORWARD) {
 		if (from <= indexed)
 			rc =
 			    read_indexed(s, txn, m.num, from, indexed, dir, &p);
@@ -249,14 +250,15 @@ out:
 	return rc;
 }
 
-int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
+int esdb_all_read(esdb_store *s, uint64_t from, uint32_t max_count,
                   esdb_direction dir, esdb_event_fn fn, void *ctx,
                   esdb_read_next *next)
 {
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	pager p;
-	if (!s || !fn || (dir != ESDB_FORWARD && dir != ESDB_BACKWARD))
+	if (!s || !fn ||
+	    (dir != ESDB_DIRECTION_FORWARD && dir != ESDB_DIRECTION_BACKWARD))
 		return ESDB_EINVAL;
 	pager_init(&p, s, max_count, fn, ctx);
 	int rc = esdb__read_begin(s, &txn);
@@ -266,21 +268,21 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 		goto out;
 	uint8_t kb[8];
 	MDB_val k = {8, kb}, v;
-	if (dir == ESDB_FORWARD) {
-		esdb_put_be64(kb, from);
+	if (dir == ESDB_DIRECTION_FORWARD) {
+		esdb_be64_put(kb, from);
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	} else {
 		/* Start at `from` or, past the end, at the last event. */
-		esdb_put_be64(kb, from);
+		esdb_be64_put(kb, from);
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 		if (rc == MDB_NOTFOUND)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-		else if (rc == 0 && esdb_get_be64(k.mv_data) > from)
+		else if (rc == 0 && esdb_be64_get(k.mv_data) > from)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
 		if (from == 0)
 			rc = MDB_NOTFOUND;
 	}
-	MDB_cursor_op op = dir == ESDB_FORWARD ? MDB_NEXT : MDB_PREV;
+	MDB_cursor_op op = dir == ESDB_DIRECTION_FORWARD ? MDB_NEXT : MDB_PREV;
 	while (rc == 0) {
 		esdb_event ev;
 		if (k.mv_size != 8) {
@@ -288,7 +290,7 @@ int esdb_read_all(esdb_store *s, uint64_t from, uint32_t max_count,
 			                      0);
 			break;
 		}
-		uint64_t pos = esdb_get_be64(k.mv_data);
+		uint64_t pos = esdb_be64_get(k.mv_data);
 		if (pager_full(&p, pos))
 			break;
 		if ((rc = event_read(txn, &v, pos, &ev)) ||
@@ -307,7 +309,7 @@ out:
 	return rc;
 }
 
-int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
+int esdb_type_read(esdb_store *s, const char *event_type, size_t len,
                    uint64_t from, uint32_t max_count, esdb_event_fn fn,
                    void *ctx, esdb_read_next *next)
 {
@@ -337,8 +339,8 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 	if ((rc = mdb_cursor_open(txn, s->dbi_type_index, &cur)))
 		goto out;
 	uint8_t kb[16];
-	esdb_put_be64(kb, num);
-	esdb_put_be64(kb + 8, from);
+	esdb_be64_put(kb, num);
+	esdb_be64_put(kb + 8, from);
 	MDB_val k = {16, kb}, v;
 	rc = esdb__corrupt_at(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE),
 	                      ESDB_WHERE_INDEX, 0);
@@ -346,7 +348,7 @@ int esdb_read_type(esdb_store *s, const char *event_type, size_t len,
 		if (k.mv_size != 16 || memcmp(k.mv_data, kb, 8) != 0)
 			break;
 		const uint8_t *pos_be = (const uint8_t *)k.mv_data + 8;
-		if ((rc = emit_event(s, txn, pos_be, esdb_get_be64(pos_be),
+		if ((rc = emit_event(s, txn, pos_be, esdb_be64_get(pos_be),
 		                     &p)) ||
 		    p.full)
 			break;
@@ -365,8 +367,8 @@ out:
 	return rc;
 }
 
-int esdb_stream_info(esdb_store *s, const char *stream_id, size_t len,
-                     uint64_t *version, bool *exists, bool *deleted)
+int esdb_stream_get_info(esdb_store *s, const char *stream_id, size_t len,
+                         uint64_t *version, bool *exists, bool *deleted)
 {
 	MDB_txn *txn;
 	esdb__stream_meta m = {0};
@@ -451,8 +453,8 @@ static int stream_rec(void *ctx, const MDB_val *rec)
 	return c->fn(c->ctx, &st);
 }
 
-int esdb_list_streams(esdb_store *s, const char *after, size_t after_len,
-                      uint32_t max_count, esdb_stream_fn fn, void *ctx)
+int esdb_stream_list(esdb_store *s, const char *after, size_t after_len,
+                     uint32_t max_count, esdb_stream_fn fn, void *ctx)
 {
 	if (!fn)
 		return ESDB_EINVAL;

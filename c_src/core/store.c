@@ -22,14 +22,14 @@
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static esdb_store *registry;
 
-uint64_t esdb_now_us(void)
+uint64_t esdb_clock_get_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int esdb_create(esdb_store **out)
+int esdb_store_create(esdb_store **out)
 {
 	if (!out)
 		return ESDB_EINVAL;
@@ -41,7 +41,7 @@ int esdb_create(esdb_store **out)
 	s->create = true;
 	s->file_mode = 0600;
 	s->q_max_bytes = ESDB_QUEUE_BYTES_DEFAULT;
-	esdb_limits_default(&s->limits);
+	esdb_limits_init(&s->limits);
 	pthread_mutex_init(&s->limits_lock, NULL);
 	s->read_bytes = ESDB_READ_BYTES_DEFAULT;
 	*out = s;
@@ -56,7 +56,7 @@ int esdb_create(esdb_store **out)
 			return ESDB_EBUSY;                                     \
 	} while (0)
 
-int esdb_set_mapsize(esdb_store *s, uint64_t bytes)
+int esdb_store_set_mapsize(esdb_store *s, uint64_t bytes)
 {
 	SETTER_GUARD(s);
 	if (bytes < (1u << 20))
@@ -65,7 +65,7 @@ int esdb_set_mapsize(esdb_store *s, uint64_t bytes)
 	return 0;
 }
 
-int esdb_set_durability(esdb_store *s, esdb_durability d)
+int esdb_store_set_durability(esdb_store *s, esdb_durability d)
 {
 	SETTER_GUARD(s);
 	if (d != ESDB_DURABILITY_SYNC && d != ESDB_DURABILITY_NO_META_SYNC &&
@@ -75,7 +75,7 @@ int esdb_set_durability(esdb_store *s, esdb_durability d)
 	return 0;
 }
 
-int esdb_set_limits(esdb_store *s, const esdb_limits *l)
+int esdb_store_set_limits(esdb_store *s, const esdb_limits *l)
 {
 	SETTER_GUARD(s);
 	if (!l || !esdb__limits_in_range(l))
@@ -85,7 +85,7 @@ int esdb_set_limits(esdb_store *s, const esdb_limits *l)
 	return 0;
 }
 
-int esdb_limits_get(esdb_store *s, esdb_limits *out)
+int esdb_store_get_limits(esdb_store *s, esdb_limits *out)
 {
 	if (!s || !out)
 		return ESDB_EINVAL;
@@ -104,7 +104,7 @@ void esdb__limits_publish(esdb_store *s, const esdb_limits *l)
 	pthread_mutex_unlock(&s->limits_lock);
 }
 
-int esdb_set_queue_bytes(esdb_store *s, uint64_t bytes)
+int esdb_store_set_queue_bytes(esdb_store *s, uint64_t bytes)
 {
 	SETTER_GUARD(s);
 	if (bytes == 0)
@@ -113,21 +113,21 @@ int esdb_set_queue_bytes(esdb_store *s, uint64_t bytes)
 	return 0;
 }
 
-int esdb_set_create(esdb_store *s, bool create)
+int esdb_store_set_create(esdb_store *s, bool create)
 {
 	SETTER_GUARD(s);
 	s->create = create;
 	return 0;
 }
 
-int esdb_set_readonly(esdb_store *s, bool readonly)
+int esdb_store_set_readonly(esdb_store *s, bool readonly)
 {
 	SETTER_GUARD(s);
 	s->readonly = readonly;
 	return 0;
 }
 
-int esdb_set_file_mode(esdb_store *s, unsigned mode)
+int esdb_store_set_file_mode(esdb_store *s, unsigned mode)
 {
 	SETTER_GUARD(s);
 	if ((mode & ~0777u) || (mode & 0600) != 0600)
@@ -141,7 +141,7 @@ unsigned esdb__dir_mode(const esdb_store *s)
 	return s->file_mode | ((s->file_mode & 0444) >> 2);
 }
 
-int esdb_set_read_bytes(esdb_store *s, uint64_t bytes)
+int esdb_store_set_read_bytes(esdb_store *s, uint64_t bytes)
 {
 	SETTER_GUARD(s);
 	if (bytes == 0)
@@ -174,7 +174,7 @@ int esdb__read_begin(esdb_store *s, MDB_txn **txn)
 {
 	if (!s || !s->is_open)
 		return ESDB_ECLOSED;
-	esdb_corrupt_where(NULL); /* a corruption found later is this read's */
+	esdb_where_take(NULL); /* a corruption found later is this read's */
 	for (;;) {
 		int rc = esdb__map_rdlock(s);
 		if (rc)
@@ -346,11 +346,11 @@ static int open_dbis(esdb_store *s)
 	}
 	uint8_t fmt[10];
 	memcpy(fmt, ESDB_FORMAT_MAGIC, 6);
-	esdb_put_le32(fmt + 6, ESDB_FORMAT_VERSION);
+	esdb_le32_put(fmt + 6, ESDB_FORMAT_VERSION);
 	MDB_val k = {6, "format"}, v;
 	MDB_val lk = {6, "limits"};
 	esdb_limits limits;
-	esdb_limits_default(&limits);
+	esdb_limits_init(&limits);
 	if (fresh) {
 		/* A new store records the limits it is created with. */
 		uint8_t rec[ESDB_LIMITS_REC_SIZE];
@@ -376,7 +376,7 @@ static int open_dbis(esdb_store *s)
 	}
 	if (rc)
 		goto fail;
-	if (esdb_get_le32((const uint8_t *)v.mv_data + 6) !=
+	if (esdb_le32_get((const uint8_t *)v.mv_data + 6) !=
 	    ESDB_FORMAT_VERSION) {
 		rc = ESDB_EFORMAT;
 		goto fail;
@@ -410,7 +410,7 @@ int esdb__stored_last(esdb_store *s, uint64_t *last, uint64_t *applied)
 	if ((rc = mdb_cursor_open(txn, s->dbi_events, &cur)) == 0) {
 		rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
 		if (rc == 0 && k.mv_size == 8)
-			*last = esdb_get_be64(k.mv_data);
+			*last = esdb_be64_get(k.mv_data);
 		rc = rc == MDB_NOTFOUND ? 0 : rc;
 		mdb_cursor_close(cur);
 	}
@@ -453,7 +453,7 @@ static int change_limits(esdb_store *s)
 	int rc = esdb_cmd_limits_set(&want, &cmd);
 	if (rc)
 		return rc;
-	rc = esdb_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &res);
+	rc = esdb_store_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &res);
 	free(cmd.buf);
 	return rc ? rc : res.rc;
 }
@@ -496,7 +496,7 @@ int esdb__env_reopen(esdb_store *s, uint64_t mapsize)
 	return rc;
 }
 
-int esdb_open(esdb_store *s, const char *path)
+int esdb_store_open(esdb_store *s, const char *path)
 {
 	struct stat st;
 	bool fresh = false;
@@ -576,7 +576,7 @@ fail_registered:
 	return rc;
 }
 
-void esdb_close(esdb_store *s)
+void esdb_store_close(esdb_store *s)
 {
 	if (!s)
 		return;
@@ -598,7 +598,7 @@ void esdb_close(esdb_store *s)
 	free(s);
 }
 
-int esdb_stats_get(esdb_store *s, esdb_stats *out)
+int esdb_store_get_stats(esdb_store *s, esdb_store_stats *out)
 {
 	MDB_txn *txn;
 	MDB_stat st;
@@ -631,7 +631,7 @@ int esdb_stats_get(esdb_store *s, esdb_stats *out)
 	out->map_size = info.me_mapsize;
 	out->last_txn_id = info.me_last_txnid;
 	out->commits = __atomic_load_n(&s->commits, __ATOMIC_RELAXED);
-	out->store_failed = esdb_store_failure(s);
+	out->store_failed = esdb_store_get_failure(s);
 out:
 	esdb__read_end(s, txn);
 	return esdb__mdb_rc(rc);

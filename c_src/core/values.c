@@ -47,7 +47,7 @@ int esdb__corrupt_at(int rc, esdb_where_kind kind, uint64_t number)
 	return rc;
 }
 
-void esdb_corrupt_where(esdb_where *out)
+void esdb_where_take(esdb_where *out)
 {
 	if (out)
 		*out = last_where;

@@ -1,4 +1,4 @@
-/* verify_child.c: esdb_verify in a forked child, so that verify never
+/* verify_child.c: esdb_store_verify in a forked child, so that verify never
  * dies of a signal.
  *
  * LMDB trusts its page headers: a garbage page number in a branch page
@@ -97,9 +97,9 @@ static bool get_all(int fd, void *buf, size_t len)
 	return true;
 }
 
-int esdb_verify_isolated(esdb_store *s,
-                         void (*report)(void *ctx, const char *msg), void *ctx,
-                         uint64_t *problems, esdb_where *fault)
+int esdb_store_verify_isolated(esdb_store *s,
+                               void (*report)(void *ctx, const char *msg),
+                               void *ctx, uint64_t *problems, esdb_where *fault)
 {
 	MDB_txn *txn;
 	int fds[2];
@@ -123,7 +123,7 @@ int esdb_verify_isolated(esdb_store *s,
 	}
 	if (pid < 0) {
 		/* No child to be had (no memory, no processes): check here,
-		 * as esdb_verify does, rather than not at all. */
+		 * as esdb_store_verify does, rather than not at all. */
 		rc = esdb__verify_txn(s, txn, report, ctx, problems);
 		esdb__read_end(s, txn);
 		return rc;

@@ -21,7 +21,7 @@ typedef struct writer {
 	pthread_cond_t cond;
 	esdb_commit_req *head, *tail;
 	uint64_t bytes;     /* encoded bytes queued */
-	uint64_t max_bytes; /* bound, esdb_set_queue_bytes */
+	uint64_t max_bytes; /* bound, esdb_store_set_queue_bytes */
 	bool stopping;
 } writer;
 
@@ -65,7 +65,7 @@ static void *writer_main(void *arg)
 
 		/* Committed and applied in one: each command takes the
 		 * index after the last applied one. */
-		esdb_apply(s, ESDB_INDEX_NEXT, cmds, n, results);
+		esdb_store_apply(s, ESDB_INDEX_NEXT, cmds, n, results);
 		for (size_t i = 0; i < n; i++)
 			esdb_commit_answer(reqs[i], &results[i]);
 
@@ -168,7 +168,7 @@ static int writer_cancel(esdb_commit_path *cp,
 	return found ? 0 : ESDB_ENOTFOUND;
 }
 
-int esdb_commit_path_local(esdb_commit_path *cp)
+int esdb_commit_path_init_local(esdb_commit_path *cp)
 {
 	if (!cp)
 		return ESDB_EINVAL;

@@ -47,7 +47,7 @@ static void parse_and_walk(const uint8_t *buf, size_t len)
 	}
 	esdb_limits l;
 	esdb_limit_key which;
-	esdb_limits_default(&l);
+	esdb_limits_init(&l);
 	sink ^= (uint8_t)esdb__cmd_check_limits(&v, &l, &which);
 	sink ^= (uint8_t)esdb__cmd_limits(&v, &l);
 }
@@ -59,8 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	parse_and_walk(buf, size);
 	if (size >= ESDB_CMD_HEADER && size <= UINT32_MAX) {
 		buf[0] = ESDB_CMD_VERSION;
-		esdb_put_le32(buf + 4, (uint32_t)size);
-		esdb_put_le32(buf + 8, esdb_crc32c(esdb_crc32c(0, buf, 8),
+		esdb_le32_put(buf + 4, (uint32_t)size);
+		esdb_le32_put(buf + 8, esdb_crc32c(esdb_crc32c(0, buf, 8),
 		                                   buf + 12, size - 12));
 		parse_and_walk(buf, size);
 	}

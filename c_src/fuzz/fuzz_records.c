@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		decode_all(rec, size);
 		/* and as a version 1 record, whose payloads are legacy */
 		rec[0] = ESDB_REC_VERSION_LEGACY;
-		esdb_put_le32(rec + 4, esdb_crc32c(esdb_crc32c(0, rec, 4),
+		esdb_le32_put(rec + 4, esdb_crc32c(esdb_crc32c(0, rec, 4),
 		                                   rec + ESDB_REC_HEADER,
 		                                   size - ESDB_REC_HEADER));
 		decode_all(rec, size);

@@ -86,7 +86,7 @@ static void store_dtor(ErlNifEnv *env, void *obj)
 {
 	store_res *r = obj;
 	if (!r->closed && r->s)
-		esdb_close(r->s);
+		esdb_store_close(r->s);
 	subs_detach(r);
 	if (r->lock)
 		enif_rwlock_destroy(r->lock);
@@ -100,7 +100,7 @@ static ERL_NIF_TERM corrupt_where(ErlNifEnv *env)
 	                                    "type",    "snapshot", "checkpoint",
 	                                    "index",   "page"};
 	esdb_where w;
-	esdb_corrupt_where(&w);
+	esdb_where_take(&w);
 	unsigned k = (unsigned)w.kind < 8 ? (unsigned)w.kind : 0;
 	ERL_NIF_TERM kind = enif_make_atom(env, kinds[k]);
 	if ((w.kind == ESDB_WHERE_EVENT && w.number) ||
@@ -112,13 +112,13 @@ static ERL_NIF_TERM corrupt_where(ErlNifEnv *env)
 
 ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc)
 {
-	if (strcmp(esdb_errname(rc), "corrupt") == 0)
+	if (strcmp(esdb_error_name(rc), "corrupt") == 0)
 		return enif_make_tuple2(
 		    env, atom_error,
 		    enif_make_tuple2(env, enif_make_atom(env, "corrupt"),
 		                     corrupt_where(env)));
 	return enif_make_tuple2(env, atom_error,
-	                        enif_make_atom(env, esdb_errname(rc)));
+	                        enif_make_atom(env, esdb_error_name(rc)));
 }
 
 /* {error, {store_failed, Cause}} names what stopped the store. */
@@ -127,7 +127,7 @@ ERL_NIF_TERM nif_store_error_term(ErlNifEnv *env, esdb_store *s, int rc)
 	if (rc != ESDB_ESTORE_FAILED)
 		return nif_error_term(env, rc);
 	ERL_NIF_TERM cause =
-	    enif_make_atom(env, esdb_errname(esdb_store_failure(s)));
+	    enif_make_atom(env, esdb_error_name(esdb_store_get_failure(s)));
 	return enif_make_tuple2(
 	    env, atom_error, enif_make_tuple2(env, atom_store_failed, cause));
 }
@@ -206,9 +206,9 @@ static bool get_expected(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out)
 bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir)
 {
 	if (enif_is_identical(t, atom_forward))
-		*dir = ESDB_FORWARD;
+		*dir = ESDB_DIRECTION_FORWARD;
 	else if (enif_is_identical(t, atom_backward))
-		*dir = ESDB_BACKWARD;
+		*dir = ESDB_DIRECTION_BACKWARD;
 	else
 		return false;
 	return true;
@@ -357,17 +357,17 @@ static void reply_plain(void *ctx, const esdb_result *r)
 
 /* Queue an encoded command; the reply goes to the caller tagged with ref. */
 static ERL_NIF_TERM submit(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
-                           esdb_cmd *cmd, esdb_done_fn done)
+                           esdb_cmd *cmd, esdb_result_fn done)
 {
 	reply_ctx *c = reply_new(env, r->s, ref);
 	if (!c) {
 		free(cmd->buf);
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
 	}
-	/* Failures inside esdb_submit (a full queue, ...) are answered
+	/* Failures inside esdb_store_submit (a full queue, ...) are answered
 	 * through `done`, here: they are this call's result. */
 	answer_inline = true;
-	int rc = esdb_submit(r->s, cmd, done, c);
+	int rc = esdb_store_submit(r->s, cmd, done, c);
 	answer_inline = false;
 	return rc ? result_error(env, r->s, &inline_result) : atom_ok;
 }
@@ -400,7 +400,7 @@ static ERL_NIF_TERM nif_cancel(ErlNifEnv *env, int argc,
 	int rc = ESDB_ENOTFOUND;
 	if (!r->closed) {
 		answer_inline = true;
-		rc = esdb_cancel(r->s, same_request, &a);
+		rc = esdb_store_cancel(r->s, same_request, &a);
 		answer_inline = false;
 	}
 	nif_store_release(r);
@@ -415,9 +415,9 @@ static bool acquire_limits(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	if (!nif_store_acquire(env, argv[0], r))
 		return false;
 	if ((*r)->closed)
-		esdb_limits_default(l);
+		esdb_limits_init(l);
 	else
-		esdb_limits_get((*r)->s, l);
+		esdb_store_get_limits((*r)->s, l);
 	return true;
 }
 
@@ -426,7 +426,7 @@ static bool acquire_limits(ErlNifEnv *env, const ERL_NIF_TERM argv[],
  * argv[1]; a closed store answers first. Releases r. */
 static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
                                    store_res *r, const esdb_limits *l, int rc,
-                                   esdb_cmd *cmd, esdb_done_fn done)
+                                   esdb_cmd *cmd, esdb_result_fn done)
 {
 	ERL_NIF_TERM result;
 	if (r->closed || rc) {
@@ -436,7 +436,7 @@ static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 			result = nif_error_term(env, ESDB_ECLOSED);
 		else if (rc == ESDB_ELIMIT && cmd->limit != ESDB_LIMIT_NONE)
 			result = limit_error(env, cmd->limit,
-			                     esdb_limit_value(l, cmd->limit));
+			                     esdb_limits_lookup(l, cmd->limit));
 		else
 			result = nif_error_term(env, rc);
 	} else {
@@ -472,7 +472,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	memcpy(p, path.data, path.size);
 	p[path.size] = 0;
 
-	int rc = esdb_create(&s);
+	int rc = esdb_store_create(&s);
 	if (rc)
 		return nif_error_term(env, rc);
 	if (enif_get_map_value(env, argv[1], atom_durability, &v)) {
@@ -487,29 +487,30 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 			d = ESDB_DURABILITY_NOSYNC;
 		else
 			goto bad_option;
-		esdb_set_durability(s, d);
+		esdb_store_set_durability(s, d);
 	}
 	if (enif_get_map_value(env, argv[1], atom_map_size, &v)) {
 		uint64_t size;
-		if (!nif_get_u64(env, v, &size) || esdb_set_mapsize(s, size))
+		if (!nif_get_u64(env, v, &size) ||
+		    esdb_store_set_mapsize(s, size))
 			goto bad_option;
 	}
 	if (enif_get_map_value(env, argv[1], atom_create, &v)) {
 		if (!enif_is_identical(v, atom_true) &&
 		    !enif_is_identical(v, atom_false))
 			goto bad_option;
-		esdb_set_create(s, enif_is_identical(v, atom_true));
+		esdb_store_set_create(s, enif_is_identical(v, atom_true));
 	}
 	if (enif_get_map_value(env, argv[1], atom_readonly, &v)) {
 		if (!enif_is_identical(v, atom_true) &&
 		    !enif_is_identical(v, atom_false))
 			goto bad_option;
-		esdb_set_readonly(s, enif_is_identical(v, atom_true));
+		esdb_store_set_readonly(s, enif_is_identical(v, atom_true));
 	}
 	if (enif_get_map_value(env, argv[1], atom_file_mode, &v)) {
 		uint64_t mode;
 		if (!nif_get_u64(env, v, &mode) || mode > 0777 ||
-		    esdb_set_file_mode(s, (unsigned)mode))
+		    esdb_store_set_file_mode(s, (unsigned)mode))
 			goto bad_option;
 	}
 	if (enif_get_map_value(env, argv[1], atom_owner, &v)) {
@@ -520,7 +521,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 			goto bad_option;
 		memcpy(owner, o.data, o.size);
 		owner[o.size] = 0;
-		if (strlen(owner) != o.size || esdb_set_owner(s, owner))
+		if (strlen(owner) != o.size || esdb_store_set_owner(s, owner))
 			goto bad_option;
 	}
 	/* bytes of committed events waiting for fan-out (emitter.c) */
@@ -531,13 +532,13 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	if (enif_get_map_value(env, argv[1], atom_max_queue_bytes, &v)) {
 		uint64_t bytes;
 		if (!nif_get_u64(env, v, &bytes) ||
-		    esdb_set_queue_bytes(s, bytes))
+		    esdb_store_set_queue_bytes(s, bytes))
 			goto bad_option;
 	}
 	if (enif_get_map_value(env, argv[1], atom_max_read_bytes, &v)) {
 		uint64_t bytes;
 		if (!nif_get_u64(env, v, &bytes) ||
-		    esdb_set_read_bytes(s, bytes))
+		    esdb_store_set_read_bytes(s, bytes))
 			goto bad_option;
 	}
 	/* Limits not given keep the store's (the defaults in a new one). */
@@ -559,11 +560,11 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	l.max_key = (uint32_t)key;
 	if ((sid || typ || evs || key || l.max_event_bytes ||
 	     l.max_append_bytes) &&
-	    esdb_set_limits(s, &l))
+	    esdb_store_set_limits(s, &l))
 		goto bad_option;
 
-	if ((rc = esdb_open(s, p))) {
-		esdb_close(s);
+	if ((rc = esdb_store_open(s, p))) {
+		esdb_store_close(s);
 		return nif_error_term(env, rc);
 	}
 	if (fanout_bytes)
@@ -583,7 +584,7 @@ static ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc,
 	return enif_make_tuple2(env, atom_ok, t);
 
 bad_option:
-	esdb_close(s);
+	esdb_store_close(s);
 	return enif_make_tuple2(env, atom_error, atom_invalid_option);
 }
 
@@ -607,7 +608,7 @@ static ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc,
 	}
 	enif_rwlock_rwunlock(r->lock);
 	if (s) {
-		esdb_close(s);
+		esdb_store_close(s);
 		subs_notify_down(r);
 		subs_detach(r);
 	}
@@ -695,8 +696,8 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 		return enif_make_badarg(env);
 	}
 	esdb_cmd cmd;
-	int rc = esdb_cmd_append(&l, (const char *)stream.data, stream.size,
-	                         expected, evs, n, &cmd);
+	int rc = esdb_cmd_stream_append(&l, (const char *)stream.data,
+	                                stream.size, expected, evs, n, &cmd);
 	free(evs);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_append);
 }
@@ -785,7 +786,8 @@ static ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc,
 	nif_store_release(r);
 	scan_append(env, argv, &l, &sc);
 	if (!closed && !sc.malformed && sc.over != ESDB_LIMIT_NONE)
-		return limit_error(env, sc.over, esdb_limit_value(&l, sc.over));
+		return limit_error(env, sc.over,
+		                   esdb_limits_lookup(&l, sc.over));
 	/* A large payload is copied, a compressed term inflated to be
 	 * checked, on a dirty scheduler. */
 	if (sc.bytes > DIRTY_APPEND_BYTES || sc.n > DIRTY_APPEND_EVENTS ||
@@ -814,7 +816,7 @@ static ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
 	if (!acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
-	int rc = esdb_cmd_delete_stream(&l, (const char *)stream.data,
+	int rc = esdb_cmd_stream_delete(&l, (const char *)stream.data,
 	                                stream.size, expected, &cmd);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
@@ -1004,7 +1006,7 @@ static ERL_NIF_TERM read_tuples(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	ErlNifBinary name = {0};
 	uint64_t from;
 	uint32_t count;
-	esdb_direction dir = ESDB_FORWARD;
+	esdb_direction dir = ESDB_DIRECTION_FORWARD;
 	if ((source != ESDB_TOPIC_ALL &&
 	     !enif_inspect_binary(env, argv[1], &name)) ||
 	    !nif_get_u64(env, argv[rest], &from) ||
@@ -1080,10 +1082,11 @@ static ERL_NIF_TERM nif_stream_info(ErlNifEnv *env, int argc,
 	if (!enif_inspect_binary(env, argv[1], &stream) ||
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	int rc = r->closed ? ESDB_ECLOSED
-	                   : esdb_stream_info(r->s, (const char *)stream.data,
-	                                      stream.size, &version, &exists,
-	                                      &deleted);
+	int rc = r->closed
+	             ? ESDB_ECLOSED
+	             : esdb_stream_get_info(r->s, (const char *)stream.data,
+	                                    stream.size, &version, &exists,
+	                                    &deleted);
 	nif_store_release(r);
 	if (rc)
 		return nif_stream_error_term(env, rc, argv[1]);
@@ -1149,7 +1152,7 @@ static ERL_NIF_TERM list_after(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 static int list_streams(esdb_store *s, const char *after, size_t len,
                         uint32_t count, list_ctx *c)
 {
-	return esdb_list_streams(s, after, len, count, collect_stream, c);
+	return esdb_stream_list(s, after, len, count, collect_stream, c);
 }
 
 /* list_streams(Store, After | nil, Count) -> {ok, [{Id, Version, Del}]} */
@@ -1269,10 +1272,10 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[])
 {
 	store_res *r;
-	esdb_stats st;
+	esdb_store_stats st;
 	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	int rc = r->closed ? ESDB_ECLOSED : esdb_stats_get(r->s, &st);
+	int rc = r->closed ? ESDB_ECLOSED : esdb_store_get_stats(r->s, &st);
 	size_t subscribers = rc ? 0 : subs_count(r);
 	nif_store_release(r);
 	if (rc)
@@ -1291,8 +1294,9 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc,
 	    enif_make_uint64(env, st.bytes_used),
 	    enif_make_uint64(env, st.map_size),
 	    enif_make_uint64(env, st.commits),
-	    st.store_failed ? enif_make_atom(env, esdb_errname(st.store_failed))
-	                    : atom_nil,
+	    st.store_failed
+	        ? enif_make_atom(env, esdb_error_name(st.store_failed))
+	        : atom_nil,
 	    enif_make_uint64(env, subscribers),
 	};
 	ERL_NIF_TERM map;
@@ -1309,7 +1313,7 @@ static ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc,
 	esdb_limits l;
 	if (!nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	int rc = r->closed ? ESDB_ECLOSED : esdb_limits_get(r->s, &l);
+	int rc = r->closed ? ESDB_ECLOSED : esdb_store_get_limits(r->s, &l);
 	nif_store_release(r);
 	if (rc)
 		return nif_error_term(env, rc);
@@ -1317,7 +1321,7 @@ static ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc,
 	for (int i = 0; i < 6; i++) {
 		esdb_limit_key k = (esdb_limit_key)(ESDB_LIMIT_STREAM_ID + i);
 		keys[i] = enif_make_atom(env, esdb_limit_name(k));
-		vals[i] = enif_make_uint64(env, esdb_limit_value(&l, k));
+		vals[i] = enif_make_uint64(env, esdb_limits_lookup(&l, k));
 	}
 	ERL_NIF_TERM map;
 	enif_make_map_from_arrays(env, keys, vals, 6, &map);

@@ -1,4 +1,4 @@
-/* maintenance.c: verify (esdb_verify_isolated: its checks in a child
+/* maintenance.c: verify (esdb_store_verify_isolated: its checks in a child
  * process) and backup on a thread of their own. Both read
  * the whole store in one read transaction and may take minutes; on a
  * dirty scheduler they would hold it (and slow every read queued behind
@@ -28,9 +28,9 @@ static void *job_main(void *arg)
 	/* Held shared like any call, so a close waits for the job. */
 	enif_rwlock_rlock(j->r->lock);
 	int rc = j->r->closed ? ESDB_ECLOSED
-	         : j->dest    ? esdb_backup(j->r->s, j->dest)
-	                      : esdb_verify_isolated(j->r->s, NULL, NULL,
-	                                             &problems, NULL);
+	         : j->dest    ? esdb_store_backup(j->r->s, j->dest)
+	                      : esdb_store_verify_isolated(j->r->s, NULL, NULL,
+	                                                   &problems, NULL);
 	enif_rwlock_runlock(j->r->lock);
 	if (rc == ESDB_ECORRUPT && !j->dest)
 		reply = enif_make_tuple2(

@@ -92,7 +92,7 @@ typedef struct rec_ctx {
 static ERL_NIF_TERM uuid_text(ErlNifEnv *env, const uint8_t *id)
 {
 	ERL_NIF_TERM t;
-	esdb_uuid_text(id, (char *)enif_make_new_binary(env, 36, &t));
+	esdb_uuid_format(id, (char *)enif_make_new_binary(env, 36, &t));
 	return t;
 }
 
@@ -306,12 +306,12 @@ int nif_read_source(esdb_store *s, esdb_topic source, const ErlNifBinary *name,
 	const char *p = (const char *)name->data;
 	switch (source) {
 	case ESDB_TOPIC_ALL:
-		return esdb_read_all(s, from, count, dir, fn, ctx, next);
+		return esdb_all_read(s, from, count, dir, fn, ctx, next);
 	case ESDB_TOPIC_STREAM:
-		return esdb_read_stream(s, p, name->size, from, count, dir, fn,
+		return esdb_stream_read(s, p, name->size, from, count, dir, fn,
 		                        ctx, next);
 	default:
-		return esdb_read_type(s, p, name->size, from, count, fn, ctx,
+		return esdb_type_read(s, p, name->size, from, count, fn, ctx,
 		                      next);
 	}
 }

@@ -259,7 +259,7 @@ int subs_attach(store_res *r)
 	}
 	m->s = r->s;
 	r->members = m;
-	return esdb_emitter_set(r->s, deliver, r);
+	return esdb_emitter_set_deliver(r->s, deliver, r);
 }
 
 void subs_notify_down(store_res *r)
@@ -331,7 +331,7 @@ static member *alloc_member(struct members *m)
  * Every matching event after LastPosition will be sent to Pid, as
  * {events, Records}; with Shape true as {events, MemberId, Records} (one
  * process holding several memberships: a relay); with Shape ranged as
- * {events, Records, Since}, Since as esdb_deliver_fn says (a subscriber
+ * {events, Records, Since}, Since as esdb_delivery_fn says (a subscriber
  * that must notice a gap: a persistent subscription). */
 ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {

@@ -1,6 +1,6 @@
 /* commit_log.c: a second commit path for the tests, shaped like a
  * replicated log: a command gets its log index when submitted, an applier
- * thread of its own applies what the log holds with esdb_apply at those
+ * thread of its own applies what the log holds with esdb_store_apply at those
  * indexes, one call per run of consecutive indexes. Every 8th index is
  * left to an entry that is no command (as raft's configuration entries),
  * so indexes jump. ESDB_TEST_COMMIT_PATH=log runs the store suite on it
@@ -55,7 +55,7 @@ static void *applier(void *arg)
 		if (!l->head)
 			l->tail = NULL;
 		pthread_mutex_unlock(&l->lock);
-		esdb_apply(l->s, first, cmds, n, results);
+		esdb_store_apply(l->s, first, cmds, n, results);
 		for (size_t i = 0; i < n; i++)
 			esdb_commit_answer(reqs[i], &results[i]);
 		pthread_mutex_lock(&l->lock);
@@ -76,7 +76,7 @@ static int log_start(esdb_commit_path *cp, esdb_store *s)
 {
 	test_log *l = cp->impl;
 	uint64_t applied;
-	int rc = esdb_applied_index_get(s, &applied);
+	int rc = esdb_store_get_applied_index(s, &applied);
 	if (rc)
 		return rc;
 	l->s = s;

@@ -71,8 +71,8 @@ bool harness_test_failed(void);
 		if (got_ != want_)                                             \
 			harness_fail(__FILE__, __LINE__,                       \
 			             "%s: got %d (%s), want %d (%s)", #expr,   \
-			             got_, esdb_strerror(got_), want_,         \
-			             esdb_strerror(want_));                    \
+			             got_, esdb_error_describe(got_), want_,   \
+			             esdb_error_describe(want_));              \
 	} while (0)
 
 #define REQUIRE_OK(expr)                                                       \
@@ -80,7 +80,7 @@ bool harness_test_failed(void);
 		int got_ = (expr);                                             \
 		if (got_ != 0) {                                               \
 			harness_fail(__FILE__, __LINE__, "%s: %d (%s)", #expr, \
-			             got_, esdb_strerror(got_));               \
+			             got_, esdb_error_describe(got_));         \
 			harness_abort();                                       \
 		}                                                              \
 	} while (0)

@@ -68,13 +68,13 @@ static void set_commit_path(esdb_store *s)
 		return;
 	REQUIRE(strcmp(name, "log") == 0);
 	REQUIRE_OK(test_commit_log(&cp));
-	REQUIRE_OK(esdb_set_commit_path(s, &cp));
+	REQUIRE_OK(esdb_store_set_commit_path(s, &cp));
 }
 
 esdb_store *new_store(void)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
+	REQUIRE_OK(esdb_store_create(&s));
 	set_commit_path(s);
 	return s;
 }
@@ -82,9 +82,9 @@ esdb_store *new_store(void)
 esdb_store *open_store(const char *dir, bool durable)
 {
 	esdb_store *s = new_store();
-	REQUIRE_OK(esdb_set_durability(s, durable ? ESDB_DURABILITY_SYNC
-	                                          : ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_set_durability(
+	    s, durable ? ESDB_DURABILITY_SYNC : ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	return s;
 }
 
@@ -176,8 +176,8 @@ int read_all_pages(esdb_store *s, uint64_t from, esdb_event_fn fn, void *ctx)
 	esdb_read_next next = {.from = from};
 	int rc;
 	do
-		rc = esdb_read_all(s, next.from, 10000, ESDB_FORWARD, fn, ctx,
-		                   &next);
+		rc = esdb_all_read(s, next.from, 10000, ESDB_DIRECTION_FORWARD,
+		                   fn, ctx, &next);
 	while (rc == 0 && !next.end);
 	return rc;
 }
@@ -222,7 +222,7 @@ int ctl_stdout(char *out, size_t cap, const char *fmt, ...)
 
 void cmd_reseal(esdb_cmd *c)
 {
-	esdb_put_le32(c->buf + 8, esdb_crc32c(esdb_crc32c(0, c->buf, 8),
+	esdb_le32_put(c->buf + 8, esdb_crc32c(esdb_crc32c(0, c->buf, 8),
 	                                      c->buf + 12, c->len - 12));
 }
 

@@ -1,4 +1,4 @@
-/* test_applied.c: the applied index. esdb_apply stores the log index of
+/* test_applied.c: the applied index. esdb_store_apply stores the log index of
  * what it applied in the same transaction, so a log replayed after a
  * crash applies nothing twice. */
 #include "harness.h"
@@ -15,8 +15,8 @@ static esdb_cmd one_append(const char *stream, uint64_t n)
 	uint8_t id[16];
 	esdb_cmd cmd;
 	esdb_new_event ev = make_event(id, n, "t", "d");
-	REQUIRE_OK(esdb_cmd_append(NULL, stream, strlen(stream),
-	                           ESDB_EXPECT_ANY, &ev, 1, &cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, stream, strlen(stream),
+	                                  ESDB_EXPECT_ANY, &ev, 1, &cmd));
 	return cmd;
 }
 
@@ -29,14 +29,14 @@ static void free_cmds(esdb_cmd *cmds, size_t n)
 static uint64_t applied(esdb_store *s)
 {
 	uint64_t index = UINT64_MAX;
-	REQUIRE_OK(esdb_applied_index_get(s, &index));
+	REQUIRE_OK(esdb_store_get_applied_index(s, &index));
 	return index;
 }
 
 static uint64_t events(esdb_store *s)
 {
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	return st.events;
 }
 
@@ -48,20 +48,22 @@ TEST(applied_index_follows_the_local_writer)
 	CHECK_EQ(applied(s), 0);
 	for (uint64_t i = 1; i <= 3; i++) {
 		esdb_new_event ev = make_event(id, i, "t", "d");
-		REQUIRE_OK(
-		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 		CHECK_EQ(applied(s), i);
 	}
 	/* A refused command changes nothing, the index included. */
 	esdb_new_event ev = make_event(id, 9, "t", "d");
-	CHECK_RC(esdb_append(s, "s", 1, 1, &ev, 1, NULL), ESDB_EWRONG_VERSION);
+	CHECK_RC(esdb_stream_append(s, "s", 1, 1, &ev, 1, NULL),
+	         ESDB_EWRONG_VERSION);
 	CHECK_EQ(applied(s), 3);
-	esdb_close(s);
+	esdb_store_close(s);
 	s = open_store(dir, false);
 	CHECK_EQ(applied(s), 3);
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	CHECK_EQ(applied(s), 4);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(applying_at_or_below_the_applied_index_is_a_no_op)
@@ -70,31 +72,31 @@ TEST(applying_at_or_below_the_applied_index_is_a_no_op)
 	esdb_cmd cmds[3] = {one_append("a", 1), one_append("b", 2),
 	                    one_append("c", 3)};
 	esdb_result r[3];
-	REQUIRE_OK(esdb_apply(s, 10, cmds, 3, r));
+	REQUIRE_OK(esdb_store_apply(s, 10, cmds, 3, r));
 	CHECK_EQ(applied(s), 12);
 	CHECK_EQ(events(s), 3);
 	CHECK_EQ(r[2].position, 3);
 
 	/* The same batch again, and one wholly below: nothing happens. */
 	uint64_t commits;
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	commits = st.commits;
-	REQUIRE_OK(esdb_apply(s, 10, cmds, 3, r));
+	REQUIRE_OK(esdb_store_apply(s, 10, cmds, 3, r));
 	for (int i = 0; i < 3; i++) {
 		CHECK_RC(r[i].rc, 0);
 		CHECK_EQ(r[i].position, 0);
 	}
-	REQUIRE_OK(esdb_apply(s, 1, cmds, 1, r));
+	REQUIRE_OK(esdb_store_apply(s, 1, cmds, 1, r));
 	CHECK_EQ(events(s), 3);
 	CHECK_EQ(applied(s), 12);
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(st.commits, commits);
 
 	/* A batch that straddles it: only what lies above is applied. */
 	esdb_cmd more[3] = {one_append("c", 3), one_append("d", 4),
 	                    one_append("e", 5)};
-	REQUIRE_OK(esdb_apply(s, 12, more, 3, r));
+	REQUIRE_OK(esdb_store_apply(s, 12, more, 3, r));
 	CHECK_EQ(r[0].position, 0);
 	CHECK_EQ(r[1].position, 4);
 	CHECK_EQ(r[2].position, 5);
@@ -103,19 +105,19 @@ TEST(applying_at_or_below_the_applied_index_is_a_no_op)
 
 	/* Indexes may jump; the local numbering goes on after them. */
 	esdb_cmd later = one_append("f", 6);
-	REQUIRE_OK(esdb_apply(s, 100, &later, 1, r));
+	REQUIRE_OK(esdb_store_apply(s, 100, &later, 1, r));
 	CHECK_EQ(applied(s), 100);
 	esdb_cmd next = one_append("g", 7);
-	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, &next, 1, r));
+	REQUIRE_OK(esdb_store_apply(s, ESDB_INDEX_NEXT, &next, 1, r));
 	CHECK_EQ(applied(s), 101);
 	CHECK_EQ(events(s), 7);
 
-	CHECK_RC(esdb_apply(s, UINT64_MAX, cmds, 2, r), ESDB_EINVAL);
+	CHECK_RC(esdb_store_apply(s, UINT64_MAX, cmds, 2, r), ESDB_EINVAL);
 	free_cmds(cmds, 3);
 	free_cmds(more, 3);
 	free(later.buf);
 	free(next.buf);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(a_batch_split_on_txn_full_records_each_part_s_index)
@@ -129,7 +131,7 @@ TEST(a_batch_split_on_txn_full_records_each_part_s_index)
 	esdb__apply_fault[0] = MDB_TXN_FULL;
 	esdb__apply_fault[1] = ESDB__FAULT_PASS;
 	esdb__apply_fault[2] = EIO;
-	CHECK_RC(esdb_apply(s, 20, cmds, 4, r), EIO);
+	CHECK_RC(esdb_store_apply(s, 20, cmds, 4, r), EIO);
 	CHECK_EQ(esdb__apply_fault[0], 0);
 	CHECK_RC(r[1].rc, 0);
 	CHECK_RC(r[2].rc, EIO);
@@ -137,7 +139,7 @@ TEST(a_batch_split_on_txn_full_records_each_part_s_index)
 	CHECK_EQ(events(s), 2);
 
 	/* The log replayed from the batch's start: the rest goes in once. */
-	REQUIRE_OK(esdb_apply(s, 20, cmds, 4, r));
+	REQUIRE_OK(esdb_store_apply(s, 20, cmds, 4, r));
 	CHECK_EQ(r[0].position, 0);
 	CHECK_EQ(r[1].position, 0);
 	CHECK_EQ(r[2].position, 3);
@@ -149,12 +151,12 @@ TEST(a_batch_split_on_txn_full_records_each_part_s_index)
 	esdb_cmd more[4] = {one_append("a", 5), one_append("b", 6),
 	                    one_append("c", 7), one_append("d", 8)};
 	esdb__apply_fault[0] = MDB_TXN_FULL;
-	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, more, 4, r));
+	REQUIRE_OK(esdb_store_apply(s, ESDB_INDEX_NEXT, more, 4, r));
 	CHECK_EQ(applied(s), 27);
 	CHECK_EQ(events(s), 8);
 	free_cmds(cmds, 4);
 	free_cmds(more, 4);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 /* A store made before the index was recorded has no "applied" key. */
@@ -164,8 +166,9 @@ TEST(a_store_without_an_applied_index_reads_as_zero)
 	esdb_store *s = open_store(dir, false);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 
 	MDB_env *env;
 	MDB_txn *txn;
@@ -183,10 +186,11 @@ TEST(a_store_without_an_applied_index_reads_as_zero)
 	s = open_store(dir, false);
 	CHECK_EQ(applied(s), 0);
 	ev = make_event(id, 2, "t", "d");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	CHECK_EQ(applied(s), 1);
 	CHECK_EQ(events(s), 2);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 /* open_store opens on the path ESDB_TEST_COMMIT_PATH names; on "log"
@@ -198,10 +202,10 @@ TEST(open_store_commits_through_the_chosen_path)
 	CHECK(strcmp(esdb_commit_path_name(s), test_commit_path()) == 0);
 	for (uint64_t i = 1; i <= 10; i++) {
 		esdb_new_event ev = make_event(id, i, "t", "d");
-		REQUIRE_OK(
-		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 	}
 	CHECK_EQ(events(s), 10);
 	CHECK_EQ(applied(s), strcmp(test_commit_path(), "log") ? 10 : 11);
-	esdb_close(s);
+	esdb_store_close(s);
 }

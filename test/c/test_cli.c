@@ -66,10 +66,10 @@ TEST(cli_streams_lists_long_ids_in_listing_order)
 	for (int i = 0; i < 8; i++) {
 		id[999] = (char)('a' + i);
 		make_id(ev.event_id, (uint64_t)i + 1);
-		REQUIRE_OK(esdb_append(s, id, sizeof(id), ESDB_EXPECT_ANY, &ev,
-		                       1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, id, sizeof(id),
+		                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 	static char out[65536];
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s streams", dir), 0);
 	CHECK(strstr(out, "-- 8 streams") != NULL);
@@ -184,10 +184,10 @@ TEST(cli_writes_beside_a_store_open_read_only_in_this_process)
 	             dir),
 	         0);
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
-	REQUIRE_OK(esdb_set_readonly(s, true));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_mapsize(s, 1 << 20));
+	REQUIRE_OK(esdb_store_set_readonly(s, true));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	snprintf(file, sizeof(file), "%s.payload", dir);
 	FILE *f = fopen(file, "w");
 	for (int i = 0; i < 300000; i++)
@@ -200,17 +200,17 @@ TEST(cli_writes_beside_a_store_open_read_only_in_this_process)
 		             dir, file),
 		         0);
 	uint64_t v;
-	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "other", 5, &v, NULL, NULL));
 	CHECK_EQ(v, 8);
 	collected c = {0};
-	REQUIRE_OK(
-	    esdb_read_all(s, 1, 100, ESDB_FORWARD, collect_event, &c, NULL));
+	REQUIRE_OK(esdb_all_read(s, 1, 100, ESDB_DIRECTION_FORWARD,
+	                         collect_event, &c, NULL));
 	CHECK_EQ(c.n, 9);
 	collected_free(&c);
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK(st.map_size > (1 << 20));
-	esdb_close(s);
+	esdb_store_close(s);
 	remove(file);
 }
 
@@ -221,13 +221,14 @@ TEST(cli_writing_commands_refuse_a_store_another_process_writes)
 	const char *dir = tmp_dir();
 	static char out[16384];
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_set_owner(s, "app@host1"));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_set_owner(s, "app@host1"));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "mine");
-	REQUIRE_OK(esdb_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "own", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	char pid[64];
 	snprintf(pid, sizeof(pid), "by pid %ld (app@host1)", (long)getpid());
 
@@ -249,9 +250,9 @@ TEST(cli_writing_commands_refuse_a_store_another_process_writes)
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s streams", dir), 0);
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s verify", dir), 0);
 	uint64_t v;
-	REQUIRE_OK(esdb_stream_info(s, "other", 5, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "other", 5, &v, NULL, NULL));
 	CHECK_EQ(v, 0);
-	esdb_close(s);
+	esdb_store_close(s);
 	CHECK_EQ(ctl(out, sizeof(out),
 	             "--store %s append other --type t < /dev/null", dir),
 	         0);
@@ -269,10 +270,10 @@ TEST(cli_reads_page_past_pages_cut_by_bytes)
 	for (int i = 1; i <= 6; i++) {
 		uint8_t id[16];
 		esdb_new_event ev = make_event(id, (uint64_t)i, "big", data);
-		REQUIRE_OK(
-		    esdb_append(s, "b", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "b", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 	/* 3000-byte events, a 7000-byte budget: pages of 2 */
 	static const char *reads[] = {"read b", "read b --backward", "read-all",
 	                              "read-all --backward", "read-type big"};
@@ -320,33 +321,33 @@ TEST(cli_append_uses_the_stores_limits)
 	char out[8192], file[4200];
 	esdb_store *s;
 	esdb_limits l = {.max_event_bytes = 40u << 20};
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_limits(s, &l));
-	REQUIRE_OK(esdb_open(s, dir));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_limits(s, &l));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	esdb_store_close(s);
 	snprintf(file, sizeof(file), "%s.payload", dir);
 	write_payload(file, (33u << 20) + 5);
 	CHECK_EQ(ctl(out, sizeof(out),
 	             "--store %s append big --type t --file %s", dir, file),
 	         0);
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_readonly(s, true));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_readonly(s, true));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	collected c = {0};
-	REQUIRE_OK(esdb_read_stream(s, "big", 3, 1, 1, ESDB_FORWARD,
+	REQUIRE_OK(esdb_stream_read(s, "big", 3, 1, 1, ESDB_DIRECTION_FORWARD,
 	                            collect_event, &c, NULL));
 	REQUIRE(c.n == 1);
 	CHECK_EQ(strlen(c.data[0]), (33u << 20) + 5);
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 
 	/* lowered: refused, and the message names the limit */
 	const char *small = tmp_dir();
 	l = (esdb_limits){.max_event_bytes = 100};
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_limits(s, &l));
-	REQUIRE_OK(esdb_open(s, small));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_limits(s, &l));
+	REQUIRE_OK(esdb_store_open(s, small));
+	esdb_store_close(s);
 	write_payload(file, 200);
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s append s --type t --file %s",
 	             small, file),

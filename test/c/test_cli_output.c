@@ -15,8 +15,9 @@ static void put_event(const char *dir, const char *stream, size_t len,
 	ev.data = data;
 	ev.data_len = data_len;
 	ev.data_encoding = enc;
-	REQUIRE_OK(esdb_append(s, stream, len, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, stream, len, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 }
 
 TEST(cli_stats_counts_the_stores_commits)

@@ -27,7 +27,7 @@ TEST(uuid_text_is_8_4_4_4_12_lowercase_hex)
 	                        0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0xff};
 	char out[37];
 	memset(out, '#', sizeof(out));
-	esdb_uuid_text(id, out);
+	esdb_uuid_format(id, out);
 	CHECK(memcmp(out, "123e4567-e89b-12d3-a456-4266141740ff", 36) == 0);
 	CHECK(out[36] == '#'); /* no terminator written */
 }
@@ -139,7 +139,7 @@ TEST(append_command_roundtrip)
 	memset(corr, 9, 16);
 	evs[1].correlation_id = corr;
 	esdb_cmd cmd;
-	REQUIRE_OK(esdb_cmd_append(NULL, "st", 2, 5, evs, 2, &cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "st", 2, 5, evs, 2, &cmd));
 	esdb__cmd_view v;
 	REQUIRE_OK(esdb__cmd_parse(cmd.buf, cmd.len, &v));
 	CHECK_EQ(v.type, ESDB_CMD_APPEND);
@@ -174,52 +174,63 @@ TEST(append_command_roundtrip)
 TEST(command_encoders_validate_input)
 {
 	esdb_limits l;
-	esdb_limits_default(&l);
+	esdb_limits_init(&l);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd = {0};
-	CHECK_RC(esdb_cmd_append(&l, "", 0, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	         ESDB_EINVAL);
-	CHECK_RC(esdb_cmd_append(&l, NULL, 3, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	         ESDB_EINVAL);
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &ev, 0, &cmd),
-	         ESDB_EEMPTY);
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, NULL, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "", 0, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	    ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, NULL, 3, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	    ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, &ev, 0, &cmd),
+	    ESDB_EEMPTY);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, NULL, 1, &cmd),
+	    ESDB_EINVAL);
 	char big[1100];
 	memset(big, 'x', sizeof(big));
-	CHECK_RC(esdb_cmd_append(&l, big, 1025, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	CHECK_RC(esdb_cmd_stream_append(&l, big, 1025, ESDB_EXPECT_ANY, &ev, 1,
+	                                &cmd),
 	         ESDB_ELIMIT);
 	esdb_new_event bad = ev;
 	bad.event_type_len = 0;
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
+	    ESDB_EINVAL);
 	bad = ev;
 	bad.event_type = big;
 	bad.event_type_len = 513;
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-	         ESDB_ELIMIT);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
+	    ESDB_ELIMIT);
 	bad = ev;
 	bad.data = NULL;
 	bad.data_len = 10;
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
+	    ESDB_EINVAL);
 	/* Size limits without allocating the payload: lengths only. */
 	l.max_event_bytes = 100;
 	bad = ev;
 	bad.data = big;
 	bad.data_len = 100; /* + 1 byte metadata */
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
-	         ESDB_ELIMIT);
-	esdb_limits_default(&l);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, &bad, 1, &cmd),
+	    ESDB_ELIMIT);
+	esdb_limits_init(&l);
 	l.max_append_events = 3;
 	esdb_new_event four[4] = {ev, ev, ev, ev};
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 4, &cmd),
-	         ESDB_ELIMIT);
-	esdb_limits_default(&l);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 4, &cmd),
+	    ESDB_ELIMIT);
+	esdb_limits_init(&l);
 	l.max_append_bytes = 5;
-	CHECK_RC(esdb_cmd_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 3, &cmd),
-	         ESDB_ELIMIT);
+	CHECK_RC(
+	    esdb_cmd_stream_append(&l, "s", 1, ESDB_EXPECT_ANY, four, 3, &cmd),
+	    ESDB_ELIMIT);
 	esdb_snapshot no_uuid = {.source_version = 1,
 	                         .source_type = "t",
 	                         .source_type_len = 1,
@@ -229,17 +240,17 @@ TEST(command_encoders_validate_input)
 	CHECK_RC(esdb_cmd_checkpoint_put(NULL, big, 1025, 1, NULL, 0, &cmd),
 	         ESDB_ELIMIT);
 	CHECK_RC(esdb_cmd_checkpoint_delete(NULL, "", 0, &cmd), ESDB_EINVAL);
-	CHECK_RC(esdb_cmd_delete_stream(NULL, NULL, 0, 0, &cmd), ESDB_EINVAL);
+	CHECK_RC(esdb_cmd_stream_delete(NULL, NULL, 0, 0, &cmd), ESDB_EINVAL);
 	CHECK(cmd.buf == NULL);
 }
 
 TEST(error_names_cover_every_code)
 {
 	for (int rc = ESDB_ERANGE_FIRST; rc <= ESDB_ERANGE_LAST; rc++) {
-		CHECK(strcmp(esdb_errname(rc), "storage_error") != 0);
-		CHECK(esdb_strerror(rc)[0] != 0);
+		CHECK(strcmp(esdb_error_name(rc), "storage_error") != 0);
+		CHECK(esdb_error_describe(rc)[0] != 0);
 	}
-	CHECK(strcmp(esdb_errname(ESDB_EWRONG_VERSION),
+	CHECK(strcmp(esdb_error_name(ESDB_EWRONG_VERSION),
 	             "wrong_expected_version") == 0);
-	CHECK(strcmp(esdb_errname(28 /* ENOSPC */), "disk_full") == 0);
+	CHECK(strcmp(esdb_error_name(28 /* ENOSPC */), "disk_full") == 0);
 }

@@ -32,8 +32,8 @@ static void build_store(const char *dir)
 			ev.data = big;
 			ev.data_len = 2000 + i * 20;
 		}
-		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
-		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, stream, strlen(stream),
+		                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
 	esdb_cmd cmd;
 	esdb_snapshot sn = {.source_uuid = "agg-1",
@@ -44,11 +44,11 @@ static void build_store(const char *dir)
 	                    .data = "state",
 	                    .data_len = 5};
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
-	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
+	REQUIRE_OK(esdb_store_execute(s, &cmd, NULL));
 	REQUIRE_OK(
 	    esdb_cmd_checkpoint_put(NULL, "sub-1", 5, 42, "def", 3, &cmd));
-	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_execute(s, &cmd, NULL));
+	esdb_store_close(s);
 }
 
 /* Write data.mdb into dir with 1 to 4 random bytes changed; lock.mdb
@@ -120,32 +120,32 @@ static int read_everything(const char *dir)
 {
 	esdb_store *s;
 	uint64_t sum = 0;
-	if (esdb_create(&s) || esdb_set_readonly(s, true))
+	if (esdb_store_create(&s) || esdb_store_set_readonly(s, true))
 		return 2;
-	int rc = esdb_open(s, dir);
+	int rc = esdb_store_open(s, dir);
 	if (rc) {
-		esdb_close(s);
+		esdb_store_close(s);
 		return 1;
 	}
-	rc = esdb_read_all(s, 0, UINT32_MAX, ESDB_FORWARD, count_event, &sum,
-	                   NULL);
+	rc = esdb_all_read(s, 0, UINT32_MAX, ESDB_DIRECTION_FORWARD,
+	                   count_event, &sum, NULL);
 	for (int i = 0; i < 7 && (rc == 0 || rc == ESDB_ECORRUPT); i++) {
 		char stream[32];
 		snprintf(stream, sizeof(stream), "stream-%d", i);
-		int r =
-		    esdb_read_stream(s, stream, strlen(stream), 0, UINT32_MAX,
-		                     ESDB_FORWARD, count_event, &sum, NULL);
+		int r = esdb_stream_read(s, stream, strlen(stream), 0,
+		                         UINT32_MAX, ESDB_DIRECTION_FORWARD,
+		                         count_event, &sum, NULL);
 		if (r && r != ESDB_ESTREAM_NOT_FOUND)
 			rc = r;
 	}
-	int r = esdb_list_streams(s, NULL, 0, UINT32_MAX, count_stream, &sum);
+	int r = esdb_stream_list(s, NULL, 0, UINT32_MAX, count_stream, &sum);
 	if (r)
 		rc = r;
-	r = esdb_read_type(s, "happened", 8, 0, UINT32_MAX, count_event, &sum,
+	r = esdb_type_read(s, "happened", 8, 0, UINT32_MAX, count_event, &sum,
 	                   NULL);
 	if (r)
 		rc = r;
-	esdb_close(s);
+	esdb_store_close(s);
 	if (rc == 0)
 		return 0;
 	return rc == ESDB_ECORRUPT || rc == ESDB_EFOREIGN ||
@@ -201,23 +201,23 @@ TEST(verify_never_dies_on_random_corruption)
 		}
 		/* verify in this process: its checks run in a child */
 		esdb_store *vs;
-		REQUIRE_OK(esdb_create(&vs));
-		REQUIRE_OK(esdb_set_readonly(vs, true));
-		if (esdb_open(vs, copy) == 0) {
+		REQUIRE_OK(esdb_store_create(&vs));
+		REQUIRE_OK(esdb_store_set_readonly(vs, true));
+		if (esdb_store_open(vs, copy) == 0) {
 			uint64_t problems;
 			esdb_where fault;
-			int rc = esdb_verify_isolated(vs, note_death,
-			                              &isolated_deaths,
-			                              &problems, &fault);
+			int rc = esdb_store_verify_isolated(vs, note_death,
+			                                    &isolated_deaths,
+			                                    &problems, &fault);
 			if (rc != 0 && rc != ESDB_ECORRUPT)
 				fprintf(stderr, "  isolated verify: %d %s\n",
-				        rc, esdb_errname(rc));
+				        rc, esdb_error_name(rc));
 			CHECK(rc == 0 || rc == ESDB_ECORRUPT);
 			if (rc == ESDB_ECORRUPT &&
 			    fault.kind == ESDB_WHERE_PAGE)
 				isolated_faults++;
 		}
-		esdb_close(vs);
+		esdb_store_close(vs);
 		/* the same copy read in a child of this process */
 		pid_t pid = fork();
 		REQUIRE(pid >= 0);
@@ -246,9 +246,10 @@ TEST(verify_never_dies_on_random_corruption)
 	       "other error %d, died %d\n",
 	       runs, verify_codes[0], verify_codes[4], reads[0], reads[1],
 	       reads[2], read_deaths);
-	printf("  esdb_verify_isolated in this process: %d checks died in "
-	       "the child (%d at a page of data.mdb), this process never\n",
-	       isolated_deaths, isolated_faults);
+	printf(
+	    "  esdb_store_verify_isolated in this process: %d checks died in "
+	    "the child (%d at a page of data.mdb), this process never\n",
+	    isolated_deaths, isolated_faults);
 }
 
 /* Point the root of the named database `name` past the end of the file,
@@ -290,24 +291,26 @@ TEST(a_refused_index_root_reads_as_corrupt)
 	break_db_root(dir, "type_index");
 	break_db_root(dir, "stream_index");
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_readonly(s, true));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_readonly(s, true));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	uint64_t sum = 0;
 	esdb_where where;
 	CHECK_RC(
-	    esdb_read_type(s, "happened", 8, 0, 10, count_event, &sum, NULL),
+	    esdb_type_read(s, "happened", 8, 0, 10, count_event, &sum, NULL),
 	    ESDB_ECORRUPT);
-	esdb_corrupt_where(&where);
+	esdb_where_take(&where);
 	CHECK_EQ(where.kind, ESDB_WHERE_INDEX);
 	/* stream-0 has 43 events: its first versions are in stream_index */
-	CHECK_RC(esdb_read_stream(s, "stream-0", 8, 1, 10, ESDB_FORWARD,
-	                          count_event, &sum, NULL),
+	CHECK_RC(esdb_stream_read(s, "stream-0", 8, 1, 10,
+	                          ESDB_DIRECTION_FORWARD, count_event, &sum,
+	                          NULL),
 	         ESDB_ECORRUPT);
-	esdb_corrupt_where(&where);
+	esdb_where_take(&where);
 	CHECK_EQ(where.kind, ESDB_WHERE_INDEX);
 	/* events and names are intact: $all still reads */
-	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, count_event, &sum, NULL),
+	CHECK_RC(esdb_all_read(s, 0, 10, ESDB_DIRECTION_FORWARD, count_event,
+	                       &sum, NULL),
 	         0);
-	esdb_close(s);
+	esdb_store_close(s);
 }

@@ -47,8 +47,8 @@ static void *child_writer(void *p)
 			    make_event(ids[i], batch * 8 + i, "crash", data[i]);
 		}
 		esdb_result r;
-		if (esdb_append(a->s, name, strlen(name), ESDB_EXPECT_ANY, evs,
-		                n, &r))
+		if (esdb_stream_append(a->s, name, strlen(name),
+		                       ESDB_EXPECT_ANY, evs, n, &r))
 			_exit(3);
 		ack k = {batch, r.position, r.version, n, stream};
 		if (write(a->fd, &k, sizeof(k)) != sizeof(k))
@@ -60,7 +60,7 @@ static void *child_writer(void *p)
 static _Noreturn void child_main(const char *dir, int fd, uint64_t round)
 {
 	esdb_store *s;
-	if (esdb_create(&s) || esdb_open(s, dir))
+	if (esdb_store_create(&s) || esdb_store_open(s, dir))
 		_exit(2);
 	pthread_t th[THREADS];
 	child_arg args[THREADS];
@@ -160,9 +160,9 @@ TEST(kill_9_loses_no_acknowledged_append)
 	}
 	CHECK_EQ(missing, 0);
 	uint64_t problems;
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
 	printf("  %d kills, %zu acknowledged batches checked, %zu events\n",
 	       kills, n_acks, c.n);
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 }

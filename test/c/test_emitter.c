@@ -35,8 +35,8 @@ static void append(esdb_store *s, const char *stream, const char *type,
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, n, type, "d");
-	REQUIRE_OK(esdb_append(s, stream, strlen(stream), ESDB_EXPECT_ANY, &ev,
-	                       1, NULL));
+	REQUIRE_OK(esdb_stream_append(s, stream, strlen(stream),
+	                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 }
 
 TEST(emitter_routes_by_all_stream_and_type)
@@ -45,7 +45,7 @@ TEST(emitter_routes_by_all_stream_and_type)
 	static delivery_log log;
 	memset(&log, 0, sizeof(log));
 	pthread_mutex_init(&log.lock, NULL);
-	REQUIRE_OK(esdb_emitter_set(s, record, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, record, &log));
 	append(s, "before", "t", 1);
 	uint64_t last;
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, &last));
@@ -78,7 +78,7 @@ TEST(emitter_routes_by_all_stream_and_type)
 	CHECK_RC(esdb_emitter_join(s, ESDB_TOPIC_STREAM, "", 0, 1, NULL),
 	         ESDB_EINVAL);
 	CHECK_RC(esdb_emitter_join(s, 7, "x", 1, 1, NULL), ESDB_EINVAL);
-	esdb_close(s);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&log.lock);
 }
 
@@ -88,18 +88,18 @@ TEST(emitter_delivers_once_per_member_per_commit_in_order)
 	static delivery_log log;
 	memset(&log, 0, sizeof(log));
 	pthread_mutex_init(&log.lock, NULL);
-	REQUIRE_OK(esdb_emitter_set(s, record, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, record, &log));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 5, NULL));
 	uint8_t ids[4][16];
 	esdb_new_event e[4] = {
 	    make_event(ids[0], 1, "t", "a"), make_event(ids[1], 2, "t", "b"),
 	    make_event(ids[2], 3, "t", "c"), make_event(ids[3], 4, "t", "d")};
 	esdb_cmd cmds[3];
-	REQUIRE_OK(esdb_cmd_append(NULL, "x", 1, 0, e, 2, &cmds[0]));
-	REQUIRE_OK(esdb_cmd_append(NULL, "x", 1, 0, &e[2], 1, &cmds[1]));
-	REQUIRE_OK(esdb_cmd_append(NULL, "y", 1, 0, &e[3], 1, &cmds[2]));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "x", 1, 0, e, 2, &cmds[0]));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "x", 1, 0, &e[2], 1, &cmds[1]));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "y", 1, 0, &e[3], 1, &cmds[2]));
 	esdb_result res[3];
-	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 3, res));
+	REQUIRE_OK(esdb_store_apply(s, ESDB_INDEX_NEXT, cmds, 3, res));
 	CHECK_RC(res[1].rc, ESDB_EWRONG_VERSION); /* refused: not emitted */
 	REQUIRE_OK(esdb_emitter_flush(s));
 	CHECK_EQ(log.n, 1);
@@ -108,7 +108,7 @@ TEST(emitter_delivers_once_per_member_per_commit_in_order)
 	      log.position[2] == 3);
 	for (int i = 0; i < 3; i++)
 		free(cmds[i].buf);
-	esdb_close(s);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&log.lock);
 }
 
@@ -128,24 +128,24 @@ TEST(emitter_join_splits_store_and_live_without_gap)
 	static delivery_log log;
 	memset(&log, 0, sizeof(log));
 	pthread_mutex_init(&log.lock, NULL);
-	REQUIRE_OK(esdb_emitter_set(s, record, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, record, &log));
 	pthread_t th;
 	pthread_create(&th, NULL, keep_appending, s);
 	uint64_t last = 0;
 	for (int spin = 0; spin < 1000000 && last < 50; spin++) {
-		esdb_stats st;
-		REQUIRE_OK(esdb_stats_get(s, &st));
+		esdb_store_stats st;
+		REQUIRE_OK(esdb_store_get_stats(s, &st));
 		last = st.events;
 	}
 	REQUIRE_OK(
 	    esdb_emitter_join(s, ESDB_TOPIC_STREAM, "busy", 4, 7, &last));
 	pthread_join(th, NULL);
 	REQUIRE_OK(esdb_emitter_flush(s));
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(log.events, st.events - last);
 	for (size_t i = 0; i < log.events; i++)
 		CHECK_EQ(log.position[i], last + 1 + i);
-	esdb_close(s);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&log.lock);
 }

@@ -25,7 +25,8 @@ static void append_type(esdb_store *s, const char *type, uint64_t n)
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, n, type, "d");
-	REQUIRE_OK(esdb_append(s, "x", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "x", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 }
 
 TEST(emitter_since_spans_commits_that_did_not_match)
@@ -34,7 +35,7 @@ TEST(emitter_since_spans_commits_that_did_not_match)
 	static since_log log;
 	memset(&log, 0, sizeof(log));
 	append_type(s, "t", 1); /* before the emitter had a member */
-	REQUIRE_OK(esdb_emitter_set(s, note, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, note, &log));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_TYPE, "u", 1, 1, NULL));
 	append_type(s, "t", 2);
 	append_type(s, "u", 3); /* pos 3 */
@@ -47,7 +48,7 @@ TEST(emitter_since_spans_commits_that_did_not_match)
 	CHECK_EQ(log.since[0], 1);
 	CHECK_EQ(log.first[1], 5);
 	CHECK(log.since[1] <= 4); /* seen up to 3: no gap */
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(emitter_since_moves_past_a_commit_it_did_not_see)
@@ -55,7 +56,7 @@ TEST(emitter_since_moves_past_a_commit_it_did_not_see)
 	esdb_store *s = open_store(tmp_dir(), false);
 	static since_log log;
 	memset(&log, 0, sizeof(log));
-	REQUIRE_OK(esdb_emitter_set(s, note, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, note, &log));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_TYPE, "u", 1, 1, NULL));
 	append_type(s, "u", 1);
 	REQUIRE_OK(esdb_emitter_flush(s));
@@ -69,7 +70,7 @@ TEST(emitter_since_moves_past_a_commit_it_did_not_see)
 	REQUIRE(log.n == 2);
 	CHECK_EQ(log.first[1], 3);
 	CHECK_EQ(log.since[1], 3); /* seen up to 1: position 2 is missing */
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(emitter_since_moves_past_a_dropped_fan_out)
@@ -77,7 +78,7 @@ TEST(emitter_since_moves_past_a_dropped_fan_out)
 	esdb_store *s = open_store(tmp_dir(), false);
 	static since_log log;
 	memset(&log, 0, sizeof(log));
-	REQUIRE_OK(esdb_emitter_set(s, note, &log));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, note, &log));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 	append_type(s, "u", 1);
 	esdb__emitter_fault = true;
@@ -88,5 +89,5 @@ TEST(emitter_since_moves_past_a_dropped_fan_out)
 	REQUIRE(log.n == 2);
 	CHECK_EQ(log.first[1], 3);
 	CHECK_EQ(log.since[1], 3);
-	esdb_close(s);
+	esdb_store_close(s);
 }

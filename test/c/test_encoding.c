@@ -33,7 +33,7 @@ TEST(event_payload_encodings_are_stored_and_read_back)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	encodings emitted = {0};
-	REQUIRE_OK(esdb_emitter_set(s, deliver_encodings, &emitted));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, deliver_encodings, &emitted));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 	uint8_t ids[4][16];
 	esdb_new_event evs[4];
@@ -44,10 +44,11 @@ TEST(event_payload_encodings_are_stored_and_read_back)
 		evs[i].metadata_encoding =
 		    i & 2 ? ESDB_ENCODING_TERM : ESDB_ENCODING_BYTES;
 	}
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 4, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 4, NULL));
 	REQUIRE_OK(esdb_emitter_flush(s));
 	encodings got = {0};
-	REQUIRE_OK(esdb_read_stream(s, "s", 1, 0, 10, ESDB_FORWARD,
+	REQUIRE_OK(esdb_stream_read(s, "s", 1, 0, 10, ESDB_DIRECTION_FORWARD,
 	                            collect_encodings, &got, NULL));
 	CHECK_EQ(got.n, 4);
 	CHECK_EQ(emitted.n, 4);
@@ -57,7 +58,7 @@ TEST(event_payload_encodings_are_stored_and_read_back)
 		CHECK_EQ(emitted.data[i], evs[i].data_encoding);
 		CHECK_EQ(emitted.meta[i], evs[i].metadata_encoding);
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(event_record_flags_say_which_payloads_are_terms)
@@ -69,7 +70,7 @@ TEST(event_record_flags_say_which_payloads_are_terms)
 	uint8_t rec[128];
 	REQUIRE(size <= sizeof(rec));
 	esdb__event_rec_write(rec, size, 1, 1, 1, "s", 1, &ev);
-	CHECK_EQ(esdb_get_le16(rec + 2), ESDB_EVENT_META_TERM);
+	CHECK_EQ(esdb_le16_get(rec + 2), ESDB_EVENT_META_TERM);
 	esdb_event out;
 	REQUIRE_OK(esdb__event_rec_read(rec, size, &out));
 	CHECK_EQ(out.data_encoding, ESDB_ENCODING_BYTES);
@@ -104,12 +105,12 @@ TEST(snapshot_payload_encodings_are_stored_and_read_back)
 		sn.metadata_encoding =
 		    i & 2 ? ESDB_ENCODING_TERM : ESDB_ENCODING_BYTES;
 		REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
-		REQUIRE_OK(esdb_execute(s, &cmd, NULL));
+		REQUIRE_OK(esdb_store_execute(s, &cmd, NULL));
 		REQUIRE_OK(esdb_snapshot_get(s, "a", 1, copy_encodings, got));
 		CHECK_EQ(got[0], sn.data_encoding);
 		CHECK_EQ(got[1], sn.metadata_encoding);
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(unknown_encodings_and_command_flags_are_refused)
@@ -118,12 +119,14 @@ TEST(unknown_encodings_and_command_flags_are_refused)
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd = {0};
 	ev.data_encoding = (esdb_encoding)2;
-	CHECK_RC(esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	    ESDB_EINVAL);
 	ev.data_encoding = ESDB_ENCODING_BYTES;
 	ev.metadata_encoding = (esdb_encoding)7;
-	CHECK_RC(esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	    ESDB_EINVAL);
 	esdb_snapshot sn = {.source_uuid = "a",
 	                    .source_uuid_len = 1,
 	                    .data_encoding = (esdb_encoding)3};
@@ -133,16 +136,16 @@ TEST(unknown_encodings_and_command_flags_are_refused)
 	/* Header flags: only a snapshot put has them, and only its two. */
 	sn.data_encoding = ESDB_ENCODING_TERM;
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
-	CHECK_EQ(esdb_get_le16(cmd.buf + 2), ESDB_SNAPSHOT_DATA_TERM);
+	CHECK_EQ(esdb_le16_get(cmd.buf + 2), ESDB_SNAPSHOT_DATA_TERM);
 	CHECK_RC(esdb_cmd_check(cmd.buf, cmd.len), 0);
-	esdb_put_le16(cmd.buf + 2, 0x4);
+	esdb_le16_put(cmd.buf + 2, 0x4);
 	cmd_reseal(&cmd);
 	CHECK_RC(esdb_cmd_check(cmd.buf, cmd.len), ESDB_EINVAL);
 	free(cmd.buf);
 	ev.metadata_encoding = ESDB_ENCODING_TERM;
-	REQUIRE_OK(
-	    esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
-	esdb_put_le16(cmd.buf + 2, ESDB_SNAPSHOT_DATA_TERM);
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+	                                  &cmd));
+	esdb_le16_put(cmd.buf + 2, ESDB_SNAPSHOT_DATA_TERM);
 	cmd_reseal(&cmd);
 	CHECK_RC(esdb_cmd_check(cmd.buf, cmd.len), ESDB_EINVAL);
 	free(cmd.buf);

@@ -17,7 +17,7 @@ static uint64_t run_failing_child(const char *store)
 {
 	/* the store exists first, so the child's flushes are its appends */
 	esdb_store *s = open_store(store, true);
-	esdb_close(s);
+	esdb_store_close(s);
 	const char *env[] = {"ESDB_SHIM_FAIL_SYNC=5", NULL};
 	const char *args[] = {"append", store, "default", "12", "1", NULL};
 	char *out;
@@ -65,14 +65,15 @@ TEST(failed_flush_stops_every_later_write)
 	/* a writable open verifies, then takes writes again */
 	esdb_store *s = open_store(store, true);
 	CHECK(access(marker, F_OK) != 0);
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(st.events, acked);
 	CHECK_EQ(st.store_failed, 0);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1000, "t", "after");
-	CHECK_RC(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL), 0);
-	esdb_close(s);
+	CHECK_RC(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	         0);
+	esdb_store_close(s);
 }
 
 /* Flip one byte of every copy of `needle` in the file: older copies of a
@@ -107,10 +108,10 @@ TEST(failed_store_that_does_not_verify_stays_closed_to_writers)
 	CHECK(run_failing_child(store) > 0);
 	REQUIRE(corrupt_file(data, "1:0/"));
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	CHECK_RC(esdb_open(s, store), ESDB_ECORRUPT);
+	REQUIRE_OK(esdb_store_create(&s));
+	CHECK_RC(esdb_store_open(s, store), ESDB_ECORRUPT);
 	/* read-only, to salvage what can be read */
-	REQUIRE_OK(esdb_set_readonly(s, true));
-	CHECK_RC(esdb_open(s, store), 0);
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_set_readonly(s, true));
+	CHECK_RC(esdb_store_open(s, store), 0);
+	esdb_store_close(s);
 }

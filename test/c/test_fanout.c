@@ -68,8 +68,8 @@ static void append1(esdb_store *s, const char *stream, uint64_t n)
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, n, "t", "d");
-	REQUIRE_OK(esdb_append(s, stream, strlen(stream), ESDB_EXPECT_ANY, &ev,
-	                       1, NULL));
+	REQUIRE_OK(esdb_stream_append(s, stream, strlen(stream),
+	                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 }
 
 /* A call made on another thread, waited for at most 30 s: a call that
@@ -94,8 +94,8 @@ static void *call_main(void *arg)
 	if (c->what == CALL_APPEND) {
 		uint8_t id[16];
 		esdb_new_event ev = make_event(id, 99, "t", "d");
-		rc =
-		    esdb_append(c->s, "late", 4, ESDB_EXPECT_ANY, &ev, 1, NULL);
+		rc = esdb_stream_append(c->s, "late", 4, ESDB_EXPECT_ANY, &ev,
+		                        1, NULL);
 	} else {
 		rc = esdb_emitter_leave_all(c->s, 1, NULL);
 	}
@@ -143,7 +143,7 @@ TEST(fanout_an_append_is_acknowledged_while_its_delivery_is_held)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	gate_init();
-	REQUIRE_OK(esdb_emitter_set(s, held, NULL));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, held, NULL));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 	call c;
 	call_start(&c, s, CALL_APPEND);
@@ -154,14 +154,14 @@ TEST(fanout_an_append_is_acknowledged_while_its_delivery_is_held)
 	CHECK_RC(c.rc, 0);
 	REQUIRE_OK(esdb_emitter_flush(s));
 	CHECK_EQ(g.n, 1);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(fanout_members_leave_while_a_delivery_is_held)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	gate_init();
-	REQUIRE_OK(esdb_emitter_set(s, held, NULL));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, held, NULL));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 2, NULL));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_STREAM, "a", 1, 2, NULL));
@@ -173,26 +173,26 @@ TEST(fanout_members_leave_while_a_delivery_is_held)
 	CHECK(call_done_while_held(&c));
 	REQUIRE_OK(esdb_emitter_drop(s, 2));
 	esdb_emitter_stats st;
-	REQUIRE_OK(esdb_emitter_stats_get(s, &st));
+	REQUIRE_OK(esdb_emitter_get_stats(s, &st));
 	CHECK_EQ(st.memberships, 2); /* member 2's: dropped, not yet swept */
 	gate_open();
 	call_join(&c);
 	REQUIRE_OK(esdb_emitter_flush(s));
-	REQUIRE_OK(esdb_emitter_stats_get(s, &st));
+	REQUIRE_OK(esdb_emitter_get_stats(s, &st));
 	CHECK_EQ(st.memberships, 0);
 	CHECK_EQ(st.topics, 0);
 	size_t before = g.n;
 	append1(s, "a", 2);
 	REQUIRE_OK(esdb_emitter_flush(s));
 	CHECK_EQ(g.n, before);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(fanout_queue_is_bounded_and_a_dropped_commit_moves_since)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	gate_init();
-	REQUIRE_OK(esdb_emitter_set(s, held, NULL));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, held, NULL));
 	CHECK_RC(esdb_emitter_set_queue_bytes(s, 0), ESDB_EINVAL);
 	/* one commit waits at most: an empty queue takes any size */
 	REQUIRE_OK(esdb_emitter_set_queue_bytes(s, 1));
@@ -202,7 +202,7 @@ TEST(fanout_queue_is_bounded_and_a_dropped_commit_moves_since)
 	append1(s, "a", 2); /* queued */
 	append1(s, "a", 3); /* does not fit: dropped */
 	esdb_emitter_stats st;
-	REQUIRE_OK(esdb_emitter_stats_get(s, &st));
+	REQUIRE_OK(esdb_emitter_get_stats(s, &st));
 	CHECK_EQ(st.queued_commits, 1);
 	CHECK(st.queued_bytes > 0);
 	CHECK_EQ(st.dropped, 1);
@@ -218,17 +218,17 @@ TEST(fanout_queue_is_bounded_and_a_dropped_commit_moves_since)
 	CHECK(g.since[1] <= 2);
 	CHECK_EQ(g.first[2], 4);
 	CHECK_EQ(g.since[2], 4); /* seen up to 2: position 3 is missing */
-	REQUIRE_OK(esdb_emitter_stats_get(s, &st));
+	REQUIRE_OK(esdb_emitter_get_stats(s, &st));
 	CHECK_EQ(st.queued_commits, 0);
 	CHECK_EQ(st.queued_bytes, 0);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(fanout_a_join_while_commits_are_queued_neither_misses_nor_duplicates)
 {
 	esdb_store *s = open_store(tmp_dir(), false);
 	gate_init();
-	REQUIRE_OK(esdb_emitter_set(s, held, NULL));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, held, NULL));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 	append1(s, "a", 1); /* held */
 	await_entered(1);
@@ -253,5 +253,5 @@ TEST(fanout_a_join_while_commits_are_queued_neither_misses_nor_duplicates)
 	/* once idle, a join answers the last commit */
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 3, &last));
 	CHECK_EQ(last, 4);
-	esdb_close(s);
+	esdb_store_close(s);
 }

@@ -22,13 +22,14 @@ static bool full_disk_error(int rc)
 static int disk_full_child(const char *dir, int fd)
 {
 	esdb_store *s;
-	if (esdb_create(&s) || esdb_open(s, dir))
+	if (esdb_store_create(&s) || esdb_store_open(s, dir))
 		return 10;
 	uint8_t id[16];
 	uint64_t n = 0;
 	for (; n < 10; n++) {
 		esdb_new_event ev = make_event(id, n, "t", "small");
-		if (esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL))
+		if (esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+		                       NULL))
 			return 11;
 	}
 	char path[4096];
@@ -47,33 +48,34 @@ static int disk_full_child(const char *dir, int fd)
 	memset(big, 'b', sizeof(big) - 1);
 	for (int i = 0; i < 100 && rc == 0; i++) {
 		esdb_new_event ev = make_event(id, 100 + n, "t", big);
-		rc = esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL);
+		rc = esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+		                        NULL);
 		if (rc == 0)
 			n++;
 	}
 	if (!full_disk_error(rc)) {
 		fprintf(stderr, "disk full gave %d (%s)\n", rc,
-		        esdb_strerror(rc));
+		        esdb_error_describe(rc));
 		return 14;
 	}
 	/* the store answers reads and refuses writes cleanly */
 	uint64_t v;
-	if (esdb_stream_info(s, "s", 1, &v, NULL, NULL) || v != n)
+	if (esdb_stream_get_info(s, "s", 1, &v, NULL, NULL) || v != n)
 		return 15;
 	esdb_new_event ev = make_event(id, 999, "t", big);
-	rc = esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL);
+	rc = esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL);
 	if (!full_disk_error(rc))
 		return 16;
 	/* space comes back: writing works again */
 	rl.rlim_cur = hard;
 	if (setrlimit(RLIMIT_FSIZE, &rl))
 		return 17;
-	if (esdb_append(s, "s", 1, n, &ev, 1, NULL))
+	if (esdb_stream_append(s, "s", 1, n, &ev, 1, NULL))
 		return 18;
 	n++;
 	if (write(fd, &n, sizeof(n)) != sizeof(n))
 		return 19;
-	esdb_close(s);
+	esdb_store_close(s);
 	return 0;
 }
 
@@ -98,10 +100,10 @@ TEST(disk_full_is_an_error_and_loses_nothing)
 	CHECK_EQ(WEXITSTATUS(status), 0);
 	esdb_store *s = open_store(dir, false);
 	uint64_t v;
-	REQUIRE_OK(esdb_stream_info(s, "s", 1, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "s", 1, &v, NULL, NULL));
 	CHECK_EQ(v, acked);
 	CHECK(acked > 10);
 	uint64_t problems;
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
-	esdb_close(s);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
+	esdb_store_close(s);
 }

@@ -23,7 +23,8 @@ static void fill(esdb_store *s)
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "secret");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 }
 
 TEST(store_files_are_private_by_default)
@@ -34,8 +35,8 @@ TEST(store_files_are_private_by_default)
 	esdb_store *s = open_store(dir, false);
 	fill(s);
 	snprintf(dest, sizeof(dest), "%s/backup", tmp_dir());
-	REQUIRE_OK(esdb_backup(s, dest));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_backup(s, dest));
+	esdb_store_close(s);
 	CHECK_EQ(mode_of(dir, NULL), 0700);
 	CHECK_EQ(mode_of(dir, "data.mdb"), 0600);
 	CHECK_EQ(mode_of(dir, "lock.mdb"), 0600);
@@ -51,17 +52,18 @@ TEST(store_file_mode_is_an_option)
 	mode_t old = umask(022);
 	snprintf(dir, sizeof(dir), "%s/store", tmp_dir());
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	CHECK_RC(esdb_set_file_mode(s, 01600), ESDB_EINVAL); /* no specials */
-	CHECK_RC(esdb_set_file_mode(s, 0400), ESDB_EINVAL);  /* owner rw */
-	REQUIRE_OK(esdb_set_file_mode(s, 0640));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_open(s, dir));
-	CHECK_RC(esdb_set_file_mode(s, 0600), ESDB_EBUSY);
+	REQUIRE_OK(esdb_store_create(&s));
+	CHECK_RC(esdb_store_set_file_mode(s, 01600),
+	         ESDB_EINVAL); /* no specials */
+	CHECK_RC(esdb_store_set_file_mode(s, 0400), ESDB_EINVAL); /* owner rw */
+	REQUIRE_OK(esdb_store_set_file_mode(s, 0640));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	CHECK_RC(esdb_store_set_file_mode(s, 0600), ESDB_EBUSY);
 	fill(s);
 	snprintf(dest, sizeof(dest), "%s/backup", tmp_dir());
-	REQUIRE_OK(esdb_backup(s, dest));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_backup(s, dest));
+	esdb_store_close(s);
 	CHECK_EQ(mode_of(dir, NULL), 0750);
 	CHECK_EQ(mode_of(dir, "data.mdb"), 0640);
 	CHECK_EQ(mode_of(dir, "lock.mdb"), 0640);
@@ -114,12 +116,13 @@ static int create_on_full_disk_child(const char *dir)
 	snprintf(made, sizeof(made), "%s/a", dir);
 	snprintf(path, sizeof(path), "%s/a/store", dir);
 	esdb_store *s;
-	if (esdb_create(&s))
+	if (esdb_store_create(&s))
 		return 10;
-	int rc = esdb_open(s, path);
-	esdb_close(s);
+	int rc = esdb_store_open(s, path);
+	esdb_store_close(s);
 	if (rc != ESDB_EDISK_FULL) {
-		fprintf(stderr, "open gave %d (%s)\n", rc, esdb_strerror(rc));
+		fprintf(stderr, "open gave %d (%s)\n", rc,
+		        esdb_error_describe(rc));
 		return 11;
 	}
 	struct stat st;
@@ -163,7 +166,7 @@ static int append_on_full_disk_child(const char *dir)
 	memset(big, 'b', sizeof(big) - 1);
 	snprintf(path, sizeof(path), "%s/store", dir);
 	esdb_store *s;
-	if (esdb_create(&s) || esdb_open(s, path))
+	if (esdb_store_create(&s) || esdb_store_open(s, path))
 		return 10;
 	const char *filler = fill_disk(dir);
 	uint8_t id[16];
@@ -171,28 +174,29 @@ static int append_on_full_disk_child(const char *dir)
 	int rc = 0;
 	while (rc == 0 && n < 10000) {
 		esdb_new_event ev = make_event(id, n, "t", big);
-		if ((rc = esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
-		                      NULL)) == 0)
+		if ((rc = esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+		                             NULL)) == 0)
 			n++;
 	}
 	if (rc != ESDB_EDISK_FULL) {
-		fprintf(stderr, "append gave %d (%s)\n", rc, esdb_strerror(rc));
+		fprintf(stderr, "append gave %d (%s)\n", rc,
+		        esdb_error_describe(rc));
 		return 11;
 	}
 	/* reads go on; a full disk is not a failed store */
 	uint64_t v;
-	if (esdb_stream_info(s, "s", 1, &v, NULL, NULL) || v != n)
+	if (esdb_stream_get_info(s, "s", 1, &v, NULL, NULL) || v != n)
 		return 12;
 	esdb_new_event ev = make_event(id, n, "t", big);
-	if (esdb_append(s, "s", 1, n, &ev, 1, NULL) != ESDB_EDISK_FULL)
+	if (esdb_stream_append(s, "s", 1, n, &ev, 1, NULL) != ESDB_EDISK_FULL)
 		return 13;
 	/* space comes back: writing works again */
 	unlink(filler);
-	if (esdb_append(s, "s", 1, n, &ev, 1, NULL))
+	if (esdb_stream_append(s, "s", 1, n, &ev, 1, NULL))
 		return 14;
-	if (esdb_verify(s, NULL, NULL, NULL))
+	if (esdb_store_verify(s, NULL, NULL, NULL))
 		return 15;
-	esdb_close(s);
+	esdb_store_close(s);
 	return 0;
 }
 
@@ -243,7 +247,7 @@ TEST(read_only_open_on_a_full_disk_is_an_error_not_a_signal)
 	snprintf(path, sizeof(path), "%s/store", dir);
 	esdb_store *s = open_store(path, false);
 	fill(s);
-	esdb_close(s);
+	esdb_store_close(s);
 	/* LMDB makes the lock file again, sparse, and writes through its map */
 	snprintf(lock, sizeof(lock), "%s/lock.mdb", path);
 	REQUIRE(unlink(lock) == 0);
@@ -253,12 +257,12 @@ TEST(read_only_open_on_a_full_disk_is_an_error_not_a_signal)
 	if (pid == 0) {
 		esdb_store *r;
 		uint64_t v = 0;
-		if (esdb_create(&r) || esdb_set_readonly(r, true))
+		if (esdb_store_create(&r) || esdb_store_set_readonly(r, true))
 			_exit(10);
-		int rc = esdb_open(r, path);
+		int rc = esdb_store_open(r, path);
 		if (rc == 0)
-			rc = esdb_stream_info(r, "s", 1, &v, NULL, NULL);
-		esdb_close(r);
+			rc = esdb_stream_get_info(r, "s", 1, &v, NULL, NULL);
+		esdb_store_close(r);
 		_exit(rc == ESDB_EDISK_FULL || (rc == 0 && v == 1) ? 0 : 11);
 	}
 	CHECK(child_ok(pid));
@@ -278,15 +282,15 @@ TEST(backup_onto_a_full_disk_is_disk_full_and_leaves_nothing)
 	for (uint64_t i = 0; i < 100; i++) {
 		uint8_t id[16];
 		esdb_new_event ev = make_event(id, i + 1, "t", big);
-		REQUIRE_OK(
-		    esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 	}
 	fill_disk(dir);
 	char dest[4200];
 	struct stat st;
 	snprintf(dest, sizeof(dest), "%s/backup", dir);
-	CHECK_RC(esdb_backup(s, dest), ESDB_EDISK_FULL);
+	CHECK_RC(esdb_store_backup(s, dest), ESDB_EDISK_FULL);
 	CHECK(stat(dest, &st) != 0 && errno == ENOENT);
-	esdb_close(s);
+	esdb_store_close(s);
 	unmount_disk(dir);
 }

@@ -28,12 +28,12 @@ static uint16_t term_bits(uint8_t kind)
 /* Rewrite one record as version 1; clear its term bits unless keep. */
 static void to_version_1(uint8_t *rec, size_t len, bool keep)
 {
-	uint16_t flags = esdb_get_le16(rec + 2);
+	uint16_t flags = esdb_le16_get(rec + 2);
 	if (!keep)
 		flags &= (uint16_t)~term_bits(rec[1]);
 	rec[0] = 1;
-	esdb_put_le16(rec + 2, flags);
-	esdb_put_le32(rec + 4,
+	esdb_le16_put(rec + 2, flags);
+	esdb_le32_put(rec + 4,
 	              esdb_crc32c(esdb_crc32c(0, rec, 4), rec + ESDB_REC_HEADER,
 	                          len - ESDB_REC_HEADER));
 }
@@ -123,7 +123,7 @@ static void put_snapshot(esdb_store *s, const char *uuid, esdb_encoding data,
 	                    .metadata_encoding = meta};
 	esdb_cmd cmd;
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
-	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
+	REQUIRE_OK(esdb_store_execute(s, &cmd, NULL));
 }
 
 static void append_two(esdb_store *s, uint64_t first)
@@ -133,7 +133,8 @@ static void append_two(esdb_store *s, uint64_t first)
 	evs[0] = make_event(ids[0], first, "t", first == 1 ? "a" : "c");
 	evs[1] = make_event(ids[1], first + 1, "t", first == 1 ? "b" : "d");
 	evs[1].data_encoding = ESDB_ENCODING_TERM; /* data only */
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 2, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, evs, 2, NULL));
 }
 
 static int see_checkpoint(void *ctx, const esdb_checkpoint *cp)
@@ -150,14 +151,14 @@ TEST(records_written_before_encodings_read_as_legacy)
 	put_snapshot(s, "old", ESDB_ENCODING_TERM, ESDB_ENCODING_BYTES);
 	esdb_cmd cmd;
 	REQUIRE_OK(esdb_cmd_checkpoint_put(NULL, "sub", 3, 7, "def", 3, &cmd));
-	REQUIRE_OK(esdb_execute(s, &cmd, NULL));
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_execute(s, &cmd, NULL));
+	esdb_store_close(s);
 	downgrade(dir, false);
 
 	s = open_store(dir, false);
 	seen got = {0};
-	REQUIRE_OK(esdb_read_stream(s, "s", 1, 0, 10, ESDB_FORWARD, see_event,
-	                            &got, NULL));
+	REQUIRE_OK(esdb_stream_read(s, "s", 1, 0, 10, ESDB_DIRECTION_FORWARD,
+	                            see_event, &got, NULL));
 	REQUIRE(got.n == 2);
 	for (int i = 0; i < 2; i++) {
 		CHECK_EQ(got.data[i], ESDB_ENCODING_LEGACY);
@@ -172,7 +173,7 @@ TEST(records_written_before_encodings_read_as_legacy)
 	REQUIRE_OK(esdb_checkpoint_get(s, "sub", 3, see_checkpoint, &cp));
 	CHECK_EQ(cp, 7);
 	uint64_t problems = 1;
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
 	CHECK_EQ(problems, 0);
 
 	/* New writes into the upgraded store keep their exact encodings,
@@ -180,8 +181,8 @@ TEST(records_written_before_encodings_read_as_legacy)
 	append_two(s, 3);
 	put_snapshot(s, "new", ESDB_ENCODING_BYTES, ESDB_ENCODING_TERM);
 	memset(&got, 0, sizeof(got));
-	REQUIRE_OK(
-	    esdb_read_all(s, 0, 10, ESDB_FORWARD, see_event, &got, NULL));
+	REQUIRE_OK(esdb_all_read(s, 0, 10, ESDB_DIRECTION_FORWARD, see_event,
+	                         &got, NULL));
 	REQUIRE(got.n == 4);
 	CHECK_EQ(got.data[0], ESDB_ENCODING_LEGACY);
 	CHECK_EQ(got.data[1], ESDB_ENCODING_LEGACY);
@@ -199,9 +200,9 @@ TEST(records_written_before_encodings_read_as_legacy)
 	REQUIRE_OK(esdb_snapshot_get(s, "old", 3, see_snapshot, sn));
 	CHECK_EQ(sn[0], ESDB_ENCODING_BYTES);
 	CHECK_EQ(sn[1], ESDB_ENCODING_BYTES);
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
 	CHECK_EQ(problems, 0);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(version_1_records_with_term_bits_read_as_terms)
@@ -210,13 +211,13 @@ TEST(version_1_records_with_term_bits_read_as_terms)
 	esdb_store *s = open_store(dir, false);
 	append_two(s, 1);
 	put_snapshot(s, "x", ESDB_ENCODING_BYTES, ESDB_ENCODING_TERM);
-	esdb_close(s);
+	esdb_store_close(s);
 	downgrade(dir, true);
 
 	s = open_store(dir, false);
 	seen got = {0};
-	REQUIRE_OK(
-	    esdb_read_all(s, 0, 10, ESDB_FORWARD, see_event, &got, NULL));
+	REQUIRE_OK(esdb_all_read(s, 0, 10, ESDB_DIRECTION_FORWARD, see_event,
+	                         &got, NULL));
 	REQUIRE(got.n == 2);
 	CHECK_EQ(got.data[0], ESDB_ENCODING_LEGACY);
 	CHECK_EQ(got.data[1], ESDB_ENCODING_TERM);
@@ -225,7 +226,7 @@ TEST(version_1_records_with_term_bits_read_as_terms)
 	REQUIRE_OK(esdb_snapshot_get(s, "x", 1, see_snapshot, sn));
 	CHECK_EQ(sn[0], ESDB_ENCODING_LEGACY);
 	CHECK_EQ(sn[1], ESDB_ENCODING_TERM);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(record_versions_1_and_2_read_others_are_format_errors)
@@ -249,7 +250,7 @@ TEST(record_versions_1_and_2_read_others_are_format_errors)
 	for (int v = 0; v < 256; v += v == 0 ? 3 : 1) {
 		to_version_1(rec, size, false);
 		rec[0] = (uint8_t)v;
-		esdb_put_le32(rec + 4, esdb_crc32c(esdb_crc32c(0, rec, 4),
+		esdb_le32_put(rec + 4, esdb_crc32c(esdb_crc32c(0, rec, 4),
 		                                   rec + ESDB_REC_HEADER,
 		                                   size - ESDB_REC_HEADER));
 		CHECK_RC(esdb__event_rec_read(rec, size, &out), ESDB_EFORMAT);
@@ -262,8 +263,9 @@ TEST(legacy_is_never_written)
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd = {0};
 	ev.metadata_encoding = ESDB_ENCODING_LEGACY;
-	CHECK_RC(esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	         ESDB_EINVAL);
+	CHECK_RC(
+	    esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	    ESDB_EINVAL);
 	esdb_snapshot sn = {.source_uuid = "a",
 	                    .source_uuid_len = 1,
 	                    .data_encoding = ESDB_ENCODING_LEGACY};
@@ -282,13 +284,15 @@ TEST(cli_prints_legacy_payloads_that_are_terms_as_terms)
 	esdb_new_event ev = make_event(id, 1, "t", "x");
 	ev.data = term;
 	ev.data_len = sizeof(term);
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 	downgrade(dir, false);
 	s = open_store(dir, false);
 	make_id(ev.event_id, 2); /* the same bytes, recorded as bytes */
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 
 	static char out[16384];
 	CHECK_EQ(ctl(out, sizeof(out), "--store %s read s", dir), 0);

@@ -27,28 +27,28 @@ static int refused_child(const char *dir, int in, int out, pid_t parent)
 	const char *owner = NULL;
 	if (!got_byte(in))
 		return 10;
-	if (esdb_create(&s) || esdb_open(s, dir) != ESDB_ELOCKED)
+	if (esdb_store_create(&s) || esdb_store_open(s, dir) != ESDB_ELOCKED)
 		return 11;
-	if (esdb_lock_holder(s, &pid, &owner) || pid != (long)parent ||
-	    strcmp(owner, "parent@test"))
+	if (esdb_store_get_lock_holder(s, &pid, &owner) ||
+	    pid != (long)parent || strcmp(owner, "parent@test"))
 		return 12;
 	/* a read-only open runs beside the writer */
-	if (esdb_set_readonly(s, true) || esdb_open(s, dir))
+	if (esdb_store_set_readonly(s, true) || esdb_store_open(s, dir))
 		return 13;
 	uint64_t v = 0;
-	if (esdb_stream_info(s, "p", 1, &v, NULL, NULL) || v != 1)
+	if (esdb_stream_get_info(s, "p", 1, &v, NULL, NULL) || v != 1)
 		return 14;
-	esdb_close(s);
+	esdb_store_close(s);
 	char b = 1;
 	if (write(out, &b, 1) != 1 || !got_byte(in))
 		return 15;
 	/* the writer closed: this process may write now */
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 2, "t", "child");
-	if (esdb_create(&s) || esdb_open(s, dir) ||
-	    esdb_append(s, "c", 1, ESDB_EXPECT_ANY, &ev, 1, NULL))
+	if (esdb_store_create(&s) || esdb_store_open(s, dir) ||
+	    esdb_stream_append(s, "c", 1, ESDB_EXPECT_ANY, &ev, 1, NULL))
 		return 16;
-	esdb_close(s);
+	esdb_store_close(s);
 	return 0;
 }
 
@@ -64,16 +64,17 @@ TEST(one_process_writes_a_store)
 	if (pid == 0)
 		_exit(refused_child(dir, down[0], up[1], parent));
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_set_owner(s, "parent@test"));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_set_owner(s, "parent@test"));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "parent");
-	REQUIRE_OK(esdb_append(s, "p", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "p", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	put_byte(down[1]);
 	CHECK(got_byte(up[0]));
-	esdb_close(s);
+	esdb_store_close(s);
 	put_byte(down[1]);
 	int status;
 	REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -81,9 +82,9 @@ TEST(one_process_writes_a_store)
 	CHECK_EQ(WEXITSTATUS(status), 0);
 	s = open_store(dir, false);
 	uint64_t v = 0;
-	REQUIRE_OK(esdb_stream_info(s, "c", 1, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "c", 1, &v, NULL, NULL));
 	CHECK_EQ(v, 1);
-	esdb_close(s);
+	esdb_store_close(s);
 	close(down[0]);
 	close(down[1]);
 	close(up[0]);
@@ -99,7 +100,7 @@ TEST(a_killed_writer_leaves_no_lock)
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
 		esdb_store *s;
-		if (esdb_create(&s) || esdb_open(s, dir))
+		if (esdb_store_create(&s) || esdb_store_open(s, dir))
 			_exit(1);
 		char b = 1;
 		if (write(up[1], &b, 1) != 1)
@@ -111,17 +112,17 @@ TEST(a_killed_writer_leaves_no_lock)
 	REQUIRE(got_byte(up[0]));
 	close(up[0]);
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	CHECK_RC(esdb_open(s, dir), ESDB_ELOCKED);
+	REQUIRE_OK(esdb_store_create(&s));
+	CHECK_RC(esdb_store_open(s, dir), ESDB_ELOCKED);
 	long holder = 0;
 	const char *owner = NULL;
-	REQUIRE_OK(esdb_lock_holder(s, &holder, &owner));
+	REQUIRE_OK(esdb_store_get_lock_holder(s, &holder, &owner));
 	CHECK_EQ(holder, pid);
 	CHECK(owner && !strcmp(owner, ""));
 	kill(pid, SIGKILL);
 	int status;
 	REQUIRE(waitpid(pid, &status, 0) == pid);
-	REQUIRE_OK(esdb_open(s, dir));
-	CHECK_RC(esdb_lock_holder(s, NULL, NULL), ESDB_ENOTFOUND);
-	esdb_close(s);
+	REQUIRE_OK(esdb_store_open(s, dir));
+	CHECK_RC(esdb_store_get_lock_holder(s, NULL, NULL), ESDB_ENOTFOUND);
+	esdb_store_close(s);
 }

@@ -26,9 +26,9 @@ static esdb_store *small_map_store(const char *dir)
 {
 	esdb_store *s;
 	s = new_store();
-	REQUIRE_OK(esdb_set_mapsize(s, 1 << 20));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_set_mapsize(s, 1 << 20));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	memset(big, 'x', sizeof(big) - 1);
 	return s;
 }
@@ -37,13 +37,13 @@ static int append_big(esdb_store *s, uint64_t n)
 {
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, n, "t", big);
-	return esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL);
+	return esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL);
 }
 
 static uint64_t used_bytes(esdb_store *s, uint64_t *map_size)
 {
-	esdb_stats st = {0};
-	esdb_stats_get(s, &st);
+	esdb_store_stats st = {0};
+	esdb_store_get_stats(s, &st);
 	if (map_size)
 		*map_size = st.map_size;
 	return st.bytes_used;
@@ -100,8 +100,8 @@ static int failed_growth_child(const char *dir)
 	/* Reads work, or fail cleanly while the old map cannot be had
 	 * back either (here, after other tests, it sometimes cannot). */
 	uint64_t seen = 0;
-	rc =
-	    esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen, NULL);
+	rc = esdb_all_read(s, 1, 100000, ESDB_DIRECTION_FORWARD, count_event,
+	                   &seen, NULL);
 	if (rc == 0 && seen != n)
 		return 14;
 	if (rc && rc != ENOMEM)
@@ -111,8 +111,8 @@ static int failed_growth_child(const char *dir)
 	if (setrlimit(RLIMIT_AS, &rl))
 		return 16;
 	seen = 0;
-	if (esdb_read_all(s, 1, 100000, ESDB_FORWARD, count_event, &seen,
-	                  NULL) ||
+	if (esdb_all_read(s, 1, 100000, ESDB_DIRECTION_FORWARD, count_event,
+	                  &seen, NULL) ||
 	    seen != n)
 		return 17;
 	used_bytes(s, &map);
@@ -123,7 +123,7 @@ static int failed_growth_child(const char *dir)
 	used_bytes(s, &map);
 	if (map <= 1 << 20)
 		return 20;
-	esdb_close(s);
+	esdb_store_close(s);
 	return 0;
 }
 
@@ -175,7 +175,7 @@ static int hold(void *ctx, const esdb_event *ev)
 static void *long_read_main(void *arg)
 {
 	long_read *l = arg;
-	esdb_read_all(l->s, 1, 1, ESDB_FORWARD, hold, l, NULL);
+	esdb_all_read(l->s, 1, 1, ESDB_DIRECTION_FORWARD, hold, l, NULL);
 	return NULL;
 }
 
@@ -214,8 +214,8 @@ static void *loop_main(void *arg)
 	looper *l = arg;
 	while (!__atomic_load_n(&l->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t seen = 0;
-		esdb_read_stream(l->s, "s", 1, 1, 50, ESDB_FORWARD, count_event,
-		                 &seen, NULL);
+		esdb_stream_read(l->s, "s", 1, 1, 50, ESDB_DIRECTION_FORWARD,
+		                 count_event, &seen, NULL);
 		__atomic_add_fetch(&l->reads, 1, __ATOMIC_RELAXED);
 	}
 	return NULL;
@@ -295,7 +295,7 @@ TEST(appends_do_not_wait_for_long_reads_to_grow_the_map)
 	CHECK(map >= 2 * used);
 	pthread_mutex_destroy(&a.lock);
 	pthread_cond_destroy(&a.cond);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 /* Fill a 1 MiB map past half while a long read keeps it from growing. */
@@ -319,14 +319,14 @@ TEST(backup_and_verify_leave_appends_headroom_before_they_start)
 	esdb_store *s = half_full_store();
 	char dest[4096];
 	snprintf(dest, sizeof(dest), "%s/backup", tmp_dir());
-	REQUIRE_OK(esdb_backup(s, dest));
+	REQUIRE_OK(esdb_store_backup(s, dest));
 	used = used_bytes(s, &map);
 	CHECK(map >= 2 * used);
-	esdb_close(s);
+	esdb_store_close(s);
 
 	s = half_full_store();
-	REQUIRE_OK(esdb_verify(s, NULL, NULL, &problems));
+	REQUIRE_OK(esdb_store_verify(s, NULL, NULL, &problems));
 	used = used_bytes(s, &map);
 	CHECK(map >= 2 * used);
-	esdb_close(s);
+	esdb_store_close(s);
 }

@@ -118,7 +118,7 @@ static void do_append(esdb_store *s)
 	}
 	esdb_result want, got;
 	int want_rc = model_append(st, exp, ids, n, &want);
-	esdb_append(s, stream, strlen(stream), exp, evs, n, &got);
+	esdb_stream_append(s, stream, strlen(stream), exp, evs, n, &got);
 	if (want_rc == 1) {
 		want.position = M.n_events + 1;
 		for (uint64_t i = 0; i < n; i++) {
@@ -144,7 +144,7 @@ static void do_delete(esdb_store *s)
 	int want = !M.exists[st]   ? ESDB_ESTREAM_NOT_FOUND
 	           : M.deleted[st] ? ESDB_ESTREAM_DELETED
 	                           : 0;
-	CHECK_RC(esdb_delete_stream(s, stream, strlen(stream), ESDB_EXPECT_ANY),
+	CHECK_RC(esdb_stream_delete(s, stream, strlen(stream), ESDB_EXPECT_ANY),
 	         want);
 	if (want == 0)
 		M.deleted[st] = true;
@@ -155,9 +155,9 @@ static esdb_store *model_open(const char *dir)
 	read_budget = 30 + rng_next(&rng) % 300;
 	/* on the commit path ESDB_TEST_COMMIT_PATH names (make test-c-log) */
 	esdb_store *s = new_store();
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_set_read_bytes(s, read_budget));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_set_read_bytes(s, read_budget));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	return s;
 }
 
@@ -219,8 +219,9 @@ static void do_read_stream(esdb_store *s)
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
 	esdb_read_next next = {0};
-	int rc = esdb_read_stream(s, stream, strlen(stream), from, count,
-	                          back ? ESDB_BACKWARD : ESDB_FORWARD,
+	int rc = esdb_stream_read(s, stream, strlen(stream), from, count,
+	                          back ? ESDB_DIRECTION_BACKWARD
+	                               : ESDB_DIRECTION_FORWARD,
 	                          collect_event, &c, &next);
 	int want = !M.exists[st]   ? ESDB_ESTREAM_NOT_FOUND
 	           : M.deleted[st] ? ESDB_ESTREAM_DELETED
@@ -257,8 +258,9 @@ static void do_read_all(esdb_store *s)
 	bool back = rng_next(&rng) % 2;
 	collected c = {0};
 	esdb_read_next next;
-	REQUIRE_OK(esdb_read_all(s, from, count,
-	                         back ? ESDB_BACKWARD : ESDB_FORWARD,
+	REQUIRE_OK(esdb_all_read(s, from, count,
+	                         back ? ESDB_DIRECTION_BACKWARD
+	                              : ESDB_DIRECTION_FORWARD,
 	                         collect_event, &c, &next));
 	size_t n = 0;
 	uint64_t p;
@@ -289,7 +291,7 @@ static void do_read_type(esdb_store *s)
 	name_of(type, "type-", t);
 	collected c = {0};
 	esdb_read_next next;
-	REQUIRE_OK(esdb_read_type(s, type, strlen(type), from, count,
+	REQUIRE_OK(esdb_type_read(s, type, strlen(type), from, count,
 	                          collect_event, &c, &next));
 	size_t n = 0;
 	uint64_t p = from ? from : 1;
@@ -339,14 +341,14 @@ static void do_keyed(esdb_store *s)
 		                     .data = "d",
 		                     .data_len = 1},
 		    &cmd));
-		CHECK_RC(esdb_execute(s, &cmd, NULL), 0);
+		CHECK_RC(esdb_store_execute(s, &cmd, NULL), 0);
 		M.snap[k] = true;
 		M.snap_version[k] = val;
 		break;
 	case 1:
 		REQUIRE_OK(
 		    esdb_cmd_snapshot_delete(NULL, key, strlen(key), &cmd));
-		CHECK_RC(esdb_execute(s, &cmd, NULL),
+		CHECK_RC(esdb_store_execute(s, &cmd, NULL),
 		         M.snap[k] ? 0 : ESDB_ENOTFOUND);
 		M.snap[k] = false;
 		break;
@@ -359,14 +361,14 @@ static void do_keyed(esdb_store *s)
 	case 3:
 		REQUIRE_OK(esdb_cmd_checkpoint_put(NULL, key, strlen(key), val,
 		                                   NULL, 0, &cmd));
-		CHECK_RC(esdb_execute(s, &cmd, NULL), 0);
+		CHECK_RC(esdb_store_execute(s, &cmd, NULL), 0);
 		M.cp[k] = true;
 		M.cp_value[k] = val;
 		break;
 	case 4:
 		REQUIRE_OK(
 		    esdb_cmd_checkpoint_delete(NULL, key, strlen(key), &cmd));
-		CHECK_RC(esdb_execute(s, &cmd, NULL),
+		CHECK_RC(esdb_store_execute(s, &cmd, NULL),
 		         M.cp[k] ? 0 : ESDB_ENOTFOUND);
 		M.cp[k] = false;
 		break;
@@ -404,12 +406,12 @@ TEST(model_based_random_operations)
 		else {
 			/* close and reopen: the store comes back as it was */
 			uint64_t before, after;
-			esdb_stats st;
-			REQUIRE_OK(esdb_applied_index_get(s, &before));
-			esdb_close(s);
+			esdb_store_stats st;
+			REQUIRE_OK(esdb_store_get_applied_index(s, &before));
+			esdb_store_close(s);
 			s = model_open(dir);
-			REQUIRE_OK(esdb_applied_index_get(s, &after));
-			REQUIRE_OK(esdb_stats_get(s, &st));
+			REQUIRE_OK(esdb_store_get_applied_index(s, &after));
+			REQUIRE_OK(esdb_store_get_stats(s, &st));
 			if (after != before || st.events != M.n_events)
 				harness_fail(
 				    __FILE__, __LINE__,
@@ -429,12 +431,12 @@ TEST(model_based_random_operations)
 			break;
 		}
 	}
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(st.events, M.n_events);
 	uint64_t problems;
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
 	printf("  %ld operations, %llu events\n", ops,
 	       (unsigned long long)M.n_events);
-	esdb_close(s);
+	esdb_store_close(s);
 }

@@ -14,8 +14,8 @@ static void forged_append(const char *name, esdb_new_event *ev, esdb_cmd *cmd)
 	char plain[64];
 	REQUIRE(len < sizeof(plain));
 	memset(plain, 'x', len);
-	REQUIRE_OK(
-	    esdb_cmd_append(NULL, plain, len, ESDB_EXPECT_ANY, ev, 1, cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, plain, len, ESDB_EXPECT_ANY, ev,
+	                                  1, cmd));
 	esdb__cmd_view v;
 	REQUIRE_OK(esdb__cmd_parse(cmd->buf, cmd->len, &v));
 	memcpy((char *)v.name, name, len);
@@ -36,12 +36,13 @@ TEST(stream_id_rule_refuses_empty_and_dollar_ids)
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd = {0};
-	CHECK_RC(
-	    esdb_cmd_append(NULL, "$all", 4, ESDB_EXPECT_ANY, &ev, 1, &cmd),
-	    ESDB_EINVAL);
-	CHECK_RC(esdb_cmd_append(NULL, "$x", 2, ESDB_EXPECT_ANY, &ev, 1, &cmd),
+	CHECK_RC(esdb_cmd_stream_append(NULL, "$all", 4, ESDB_EXPECT_ANY, &ev,
+	                                1, &cmd),
 	         ESDB_EINVAL);
-	CHECK_RC(esdb_cmd_delete_stream(NULL, "$all", 4, ESDB_EXPECT_ANY, &cmd),
+	CHECK_RC(esdb_cmd_stream_append(NULL, "$x", 2, ESDB_EXPECT_ANY, &ev, 1,
+	                                &cmd),
+	         ESDB_EINVAL);
+	CHECK_RC(esdb_cmd_stream_delete(NULL, "$all", 4, ESDB_EXPECT_ANY, &cmd),
 	         ESDB_EINVAL);
 	CHECK(cmd.buf == NULL);
 }
@@ -51,9 +52,10 @@ TEST(dollar_streams_are_never_written_and_all_is_not_a_stream)
 	esdb_store *s = open_store(tmp_dir(), false);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
-	CHECK_RC(esdb_append(s, "$all", 4, ESDB_EXPECT_ANY, &ev, 1, NULL),
-	         ESDB_EINVAL);
-	CHECK_RC(esdb_delete_stream(s, "$all", 4, ESDB_EXPECT_ANY),
+	CHECK_RC(
+	    esdb_stream_append(s, "$all", 4, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	    ESDB_EINVAL);
+	CHECK_RC(esdb_stream_delete(s, "$all", 4, ESDB_EXPECT_ANY),
 	         ESDB_EINVAL);
 
 	/* apply refuses what the encoders refuse */
@@ -61,32 +63,33 @@ TEST(dollar_streams_are_never_written_and_all_is_not_a_stream)
 	esdb_result r[2];
 	forged_append("$all", &ev, &cmds[0]);
 	forged_append("$et-t", &ev, &cmds[1]);
-	REQUIRE_OK(esdb_apply(s, ESDB_INDEX_NEXT, cmds, 2, r));
+	REQUIRE_OK(esdb_store_apply(s, ESDB_INDEX_NEXT, cmds, 2, r));
 	CHECK_RC(r[0].rc, ESDB_EINVAL);
 	CHECK_RC(r[1].rc, ESDB_EINVAL);
 	free(cmds[0].buf);
 	free(cmds[1].buf);
 
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(st.events, 0);
 	CHECK_EQ(st.streams, 0);
 
-	/* $all is read with esdb_read_all, never as a stream */
+	/* $all is read with esdb_all_read, never as a stream */
 	uint64_t v = 7;
 	collected c = {0};
-	CHECK_RC(esdb_stream_info(s, "$all", 4, &v, NULL, NULL), ESDB_EINVAL);
-	CHECK_RC(esdb_read_stream(s, "$all", 4, 0, 10, ESDB_FORWARD,
+	CHECK_RC(esdb_stream_get_info(s, "$all", 4, &v, NULL, NULL),
+	         ESDB_EINVAL);
+	CHECK_RC(esdb_stream_read(s, "$all", 4, 0, 10, ESDB_DIRECTION_FORWARD,
 	                          collect_event, &c, NULL),
 	         ESDB_EINVAL);
 	/* other reserved ids read as absent */
-	CHECK_RC(esdb_stream_info(s, "$ce-x", 5, &v, NULL, NULL), 0);
+	CHECK_RC(esdb_stream_get_info(s, "$ce-x", 5, &v, NULL, NULL), 0);
 	CHECK_EQ(v, 0);
-	CHECK_RC(esdb_read_stream(s, "$ce-x", 5, 0, 10, ESDB_FORWARD,
+	CHECK_RC(esdb_stream_read(s, "$ce-x", 5, 0, 10, ESDB_DIRECTION_FORWARD,
 	                          collect_event, &c, NULL),
 	         ESDB_ESTREAM_NOT_FOUND);
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 typedef struct listed {
@@ -117,16 +120,19 @@ static void long_ids_store(const char *dir)
 	for (int i = 0; i < 8; i++) {
 		id[999] = (char)('a' + i);
 		make_id(ev.event_id, (uint64_t)i + 1);
-		REQUIRE_OK(esdb_append(s, id, sizeof(id), ESDB_EXPECT_ANY, &ev,
-		                       1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, id, sizeof(id),
+		                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
 	make_id(ev.event_id, 20);
-	REQUIRE_OK(esdb_append(s, id, 500, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, id, 500, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	make_id(ev.event_id, 21);
-	REQUIRE_OK(esdb_append(s, "a", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "a", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	make_id(ev.event_id, 22);
-	REQUIRE_OK(esdb_append(s, "q", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "q", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 }
 
 TEST(listing_order_is_byte_order_up_to_500_bytes_then_stable)
@@ -135,15 +141,15 @@ TEST(listing_order_is_byte_order_up_to_500_bytes_then_stable)
 	long_ids_store(dir);
 	esdb_store *s = open_store(dir, false);
 	listed l = {0};
-	REQUIRE_OK(esdb_list_streams(s, NULL, 0, 100, collect_stream, &l));
+	REQUIRE_OK(esdb_stream_list(s, NULL, 0, 100, collect_stream, &l));
 	REQUIRE(l.n == 11);
 	CHECK(l.lens[0] == 1 && l.ids[0][0] == 'a');
 	CHECK_EQ(l.lens[1], 500);
 	CHECK(l.lens[10] == 1 && l.ids[10][0] == 'q');
 	bool byte_order = true;
 	for (size_t i = 1; i < l.n; i++) {
-		CHECK(esdb_name_order(l.ids[i - 1], l.lens[i - 1], l.ids[i],
-		                      l.lens[i]) < 0);
+		CHECK(esdb_name_compare(l.ids[i - 1], l.lens[i - 1], l.ids[i],
+		                        l.lens[i]) < 0);
 		size_t m =
 		    l.lens[i] < l.lens[i - 1] ? l.lens[i] : l.lens[i - 1];
 		int c = memcmp(l.ids[i - 1], l.ids[i], m);
@@ -156,8 +162,8 @@ TEST(listing_order_is_byte_order_up_to_500_bytes_then_stable)
 	/* paging on from each id gives the rest, in the same order */
 	for (size_t i = 0; i < l.n; i++) {
 		listed rest = {0};
-		REQUIRE_OK(esdb_list_streams(s, l.ids[i], l.lens[i], 100,
-		                             collect_stream, &rest));
+		REQUIRE_OK(esdb_stream_list(s, l.ids[i], l.lens[i], 100,
+		                            collect_stream, &rest));
 		CHECK_EQ(rest.n, l.n - i - 1);
 		for (size_t j = 0; j < rest.n; j++) {
 			CHECK(rest.lens[j] == l.lens[i + 1 + j] &&
@@ -166,10 +172,10 @@ TEST(listing_order_is_byte_order_up_to_500_bytes_then_stable)
 			free(rest.ids[j]);
 		}
 	}
-	CHECK(esdb_name_order("a", 1, "b", 1) < 0);
-	CHECK(esdb_name_order("ab", 2, "a", 1) > 0);
-	CHECK_EQ(esdb_name_order("ab", 2, "ab", 2), 0);
+	CHECK(esdb_name_compare("a", 1, "b", 1) < 0);
+	CHECK(esdb_name_compare("ab", 2, "a", 1) > 0);
+	CHECK_EQ(esdb_name_compare("ab", 2, "ab", 2), 0);
 	for (size_t i = 0; i < l.n; i++)
 		free(l.ids[i]);
-	esdb_close(s);
+	esdb_store_close(s);
 }

@@ -152,7 +152,7 @@ static void one_round(const char *mode, uint64_t seed, outcome *o)
 	snprintf(env_crash, sizeof(env_crash), "ESDB_SHIM_CRASH_AT=%llu",
 	         (unsigned long long)(1 + rng_next(&rng) % 240));
 	snprintf(seed_s, sizeof(seed_s), "%llu", (unsigned long long)seed);
-	esdb_close(open_store(store, false));
+	esdb_store_close(open_store(store, false));
 
 	const char *env[] = {env_undo, env_crash, NULL};
 	const char *args[] = {"append", store, mode, "100000", seed_s, NULL};
@@ -167,10 +167,10 @@ static void one_round(const char *mode, uint64_t seed, outcome *o)
 	o->rounds++;
 	o->acks += n_acks;
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	if (esdb_open(s, store)) {
+	REQUIRE_OK(esdb_store_create(&s));
+	if (esdb_store_open(s, store)) {
 		o->bad_open++;
-		esdb_close(s);
+		esdb_store_close(s);
 		return;
 	}
 	collected c = {0};
@@ -185,10 +185,10 @@ static void one_round(const char *mode, uint64_t seed, outcome *o)
 	if (!batches_whole(&c))
 		o->torn++;
 	uint64_t problems;
-	if (esdb_verify(s, NULL, NULL, &problems))
+	if (esdb_store_verify(s, NULL, NULL, &problems))
 		o->bad_verify++;
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 	rm_rf(store);
 	unlink(undo);
 }

@@ -1,5 +1,5 @@
 /* test_queue.c: the writer queue is bounded by bytes (ESDB_EOVERLOADED
- * beyond it) and a queued command can be withdrawn (esdb_cancel) so that
+ * beyond it) and a queued command can be withdrawn (esdb_store_cancel) so that
  * it is never applied. The writer is held at the apply lock with the
  * first command in hand, so what is queued behind it stays queued. These
  * are the local writer's own (other commit paths bound and withdraw as
@@ -49,8 +49,8 @@ static esdb_cmd append_cmd(const char *stream, uint64_t n, size_t bytes)
 	ev.data = payload;
 	ev.data_len = bytes;
 	esdb_cmd cmd;
-	REQUIRE_OK(esdb_cmd_append(NULL, stream, strlen(stream),
-	                           ESDB_EXPECT_ANY, &ev, 1, &cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, stream, strlen(stream),
+	                                  ESDB_EXPECT_ANY, &ev, 1, &cmd));
 	return cmd;
 }
 
@@ -58,11 +58,11 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 {
 	const char *dir = tmp_dir();
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	CHECK_RC(esdb_set_queue_bytes(s, 0), ESDB_EINVAL);
-	REQUIRE_OK(esdb_set_queue_bytes(s, 256 << 10));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	CHECK_RC(esdb_store_set_queue_bytes(s, 0), ESDB_EINVAL);
+	REQUIRE_OK(esdb_store_set_queue_bytes(s, 256 << 10));
+	REQUIRE_OK(esdb_store_open(s, dir));
 
 	/* The writer takes the first append and waits for the apply lock:
 	 * until it has, withdrawing the append succeeds, and it is sent
@@ -77,8 +77,8 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 		                 0,
 		                 {0}};
 		c = append_cmd("first", 1, 1);
-		REQUIRE_OK(esdb_submit(s, &c, answered, &first));
-		held = esdb_cancel(s, same_ctx, &first) == ESDB_ENOTFOUND;
+		REQUIRE_OK(esdb_store_submit(s, &c, answered, &first));
+		held = esdb_store_cancel(s, same_ctx, &first) == ESDB_ENOTFOUND;
 	}
 	REQUIRE(held);
 
@@ -93,7 +93,7 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 		                {0}};
 		snprintf(name[i], sizeof(name[i]), "s%d", i);
 		c = append_cmd(name[i], 10 + i, 64 << 10);
-		int rc = esdb_submit(s, &c, answered, &a[i]);
+		int rc = esdb_store_submit(s, &c, answered, &a[i]);
 		CHECK_RC(rc, i < 3 ? 0 : ESDB_EOVERLOADED);
 	}
 	CHECK_EQ(a[3].count, 1); /* answered at once */
@@ -101,17 +101,17 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 
 	/* Withdraw the second queued command: answered ETIMEDOUT at once,
 	 * and room for one more. */
-	REQUIRE_OK(esdb_cancel(s, same_ctx, &a[1]));
+	REQUIRE_OK(esdb_store_cancel(s, same_ctx, &a[1]));
 	CHECK_EQ(a[1].count, 1);
 	CHECK_RC(a[1].result.rc, ETIMEDOUT);
-	CHECK_RC(esdb_cancel(s, same_ctx, &a[1]), ESDB_ENOTFOUND);
+	CHECK_RC(esdb_store_cancel(s, same_ctx, &a[1]), ESDB_ENOTFOUND);
 	answer again = {
 	    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, {0}};
 	c = append_cmd("again", 20, 64 << 10);
-	CHECK_RC(esdb_submit(s, &c, answered, &again), 0);
+	CHECK_RC(esdb_store_submit(s, &c, answered, &again), 0);
 
 	/* The command the writer holds cannot be withdrawn. */
-	CHECK_RC(esdb_cancel(s, same_ctx, &first), ESDB_ENOTFOUND);
+	CHECK_RC(esdb_store_cancel(s, same_ctx, &first), ESDB_ENOTFOUND);
 
 	pthread_mutex_unlock(&s->apply_lock);
 	await_answer(&first);
@@ -127,13 +127,13 @@ TEST(queue_is_bounded_and_queued_commands_can_be_withdrawn)
 
 	/* Withdrawn and refused commands were never applied. */
 	uint64_t v;
-	REQUIRE_OK(esdb_stream_info(s, "s1", 2, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "s1", 2, &v, NULL, NULL));
 	CHECK_EQ(v, 0);
-	REQUIRE_OK(esdb_stream_info(s, "s3", 2, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "s3", 2, &v, NULL, NULL));
 	CHECK_EQ(v, 0);
-	REQUIRE_OK(esdb_stream_info(s, "s2", 2, &v, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "s2", 2, &v, NULL, NULL));
 	CHECK_EQ(v, 1);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 /* An idle writer takes a command larger than the bound: the bound limits
@@ -142,12 +142,12 @@ TEST(a_command_larger_than_the_bound_goes_when_the_queue_is_empty)
 {
 	const char *dir = tmp_dir();
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s));
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_set_queue_bytes(s, 1024));
-	REQUIRE_OK(esdb_open(s, dir));
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_set_queue_bytes(s, 1024));
+	REQUIRE_OK(esdb_store_open(s, dir));
 	esdb_cmd c = append_cmd("big", 1, 64 << 10);
 	esdb_result r;
-	CHECK_RC(esdb_execute(s, &c, &r), 0);
-	esdb_close(s);
+	CHECK_RC(esdb_store_execute(s, &c, &r), 0);
+	esdb_store_close(s);
 }

@@ -14,21 +14,21 @@ static esdb_store *store_with(const size_t *sizes, size_t n, uint64_t budget)
 {
 	esdb_store *s;
 	s = new_store();
-	REQUIRE_OK(esdb_set_durability(s, ESDB_DURABILITY_NOSYNC));
-	REQUIRE_OK(esdb_set_read_bytes(s, budget));
-	REQUIRE_OK(esdb_open(s, tmp_dir()));
+	REQUIRE_OK(esdb_store_set_durability(s, ESDB_DURABILITY_NOSYNC));
+	REQUIRE_OK(esdb_store_set_read_bytes(s, budget));
+	REQUIRE_OK(esdb_store_open(s, tmp_dir()));
 	for (size_t i = 0; i < n; i++) {
 		uint8_t id[16];
 		char *data = malloc(sizes[i] + 1);
 		memset(data, 'a' + (int)(i % 26), sizes[i]);
 		data[sizes[i]] = 0;
 		esdb_new_event ev = make_event(id, 2 * i + 1, "big", data);
-		REQUIRE_OK(
-		    esdb_append(s, "big", 3, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "big", 3, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 		free(data);
 		ev = make_event(id, 2 * i + 2, "small", "x");
-		REQUIRE_OK(
-		    esdb_append(s, "o", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "o", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
 	}
 	return s;
 }
@@ -55,12 +55,12 @@ static int read_page(esdb_store *s, enum source src, uint64_t from,
 {
 	switch (src) {
 	case SRC_STREAM:
-		return esdb_read_stream(s, "big", 3, from, count, dir, on_event,
+		return esdb_stream_read(s, "big", 3, from, count, dir, on_event,
 		                        p, next);
 	case SRC_ALL:
-		return esdb_read_all(s, from, count, dir, on_event, p, next);
+		return esdb_all_read(s, from, count, dir, on_event, p, next);
 	default:
-		return esdb_read_type(s, "big", 3, from, count, on_event, p,
+		return esdb_type_read(s, "big", 3, from, count, on_event, p,
 		                      next);
 	}
 }
@@ -93,7 +93,7 @@ static size_t read_paged(esdb_store *s, enum source src, uint64_t from,
 			short_pages++;
 		/* the page resumes right after its last event */
 		if (got > 0 && src != SRC_TYPE)
-			CHECK_EQ(next.from, dir == ESDB_FORWARD
+			CHECK_EQ(next.from, dir == ESDB_DIRECTION_FORWARD
 			                        ? keys[n - 1] + 1
 			                        : keys[n - 1] - 1);
 		from = next.from;
@@ -112,32 +112,34 @@ TEST(read_pages_cut_by_bytes_resume_from_next)
 	uint64_t keys[64];
 	size_t n;
 	/* a stream, forward and backward */
-	CHECK(read_paged(s, SRC_STREAM, 0, 100, ESDB_FORWARD, keys, 64, &n) >
-	      0);
+	CHECK(read_paged(s, SRC_STREAM, 0, 100, ESDB_DIRECTION_FORWARD, keys,
+	                 64, &n) > 0);
 	CHECK_EQ(n, N);
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(keys[i], i + 1);
-	CHECK(read_paged(s, SRC_STREAM, UINT64_MAX, 100, ESDB_BACKWARD, keys,
-	                 64, &n) > 0);
+	CHECK(read_paged(s, SRC_STREAM, UINT64_MAX, 100,
+	                 ESDB_DIRECTION_BACKWARD, keys, 64, &n) > 0);
 	CHECK_EQ(n, N);
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(keys[i], N - i);
 	/* $all both ways: the small events of "o" come along */
-	CHECK(read_paged(s, SRC_ALL, 1, 100, ESDB_FORWARD, keys, 64, &n) > 0);
+	CHECK(read_paged(s, SRC_ALL, 1, 100, ESDB_DIRECTION_FORWARD, keys, 64,
+	                 &n) > 0);
 	CHECK_EQ(n, 2 * N);
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(keys[i], i + 1);
-	CHECK(read_paged(s, SRC_ALL, UINT64_MAX, 100, ESDB_BACKWARD, keys, 64,
-	                 &n) > 0);
+	CHECK(read_paged(s, SRC_ALL, UINT64_MAX, 100, ESDB_DIRECTION_BACKWARD,
+	                 keys, 64, &n) > 0);
 	CHECK_EQ(n, 2 * N);
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(keys[i], 2 * N - i);
 	/* by type: positions 1, 3, 5, ... */
-	CHECK(read_paged(s, SRC_TYPE, 0, 100, ESDB_FORWARD, keys, 64, &n) > 0);
+	CHECK(read_paged(s, SRC_TYPE, 0, 100, ESDB_DIRECTION_FORWARD, keys, 64,
+	                 &n) > 0);
 	CHECK_EQ(n, N);
 	for (size_t i = 0; i < n; i++)
 		CHECK_EQ(keys[i], 2 * i + 1);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(read_page_bigger_than_the_budget_comes_alone)
@@ -146,7 +148,8 @@ TEST(read_page_bigger_than_the_budget_comes_alone)
 	/* version 5 is 25000 bytes: first in its page, it still comes */
 	page p = {0};
 	esdb_read_next next;
-	REQUIRE_OK(read_page(s, SRC_STREAM, 5, 100, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_STREAM, 5, 100, ESDB_DIRECTION_FORWARD, &p,
+	                     &next));
 	REQUIRE(p.c.n == 1);
 	CHECK_EQ(p.c.versions[0], 5);
 	CHECK(!next.end);
@@ -154,12 +157,13 @@ TEST(read_page_bigger_than_the_budget_comes_alone)
 	collected_free(&p.c);
 	/* three events of 3000 fit the budget, a fourth does not */
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_STREAM, 1, 100, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_STREAM, 1, 100, ESDB_DIRECTION_FORWARD, &p,
+	                     &next));
 	CHECK_EQ(p.c.n, 3);
 	CHECK(!next.end);
 	CHECK_EQ(next.from, 4);
 	collected_free(&p.c);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(read_next_by_count_knows_the_end)
@@ -168,63 +172,70 @@ TEST(read_next_by_count_knows_the_end)
 	page p = {0};
 	esdb_read_next next;
 	/* a full page that ends exactly at the last version is the end */
-	REQUIRE_OK(read_page(s, SRC_STREAM, N - 2, 3, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_STREAM, N - 2, 3, ESDB_DIRECTION_FORWARD,
+	                     &p, &next));
 	CHECK_EQ(p.c.n, 3);
 	CHECK(next.end);
 	collected_free(&p.c);
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_STREAM, 1, 3, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(
+	    read_page(s, SRC_STREAM, 1, 3, ESDB_DIRECTION_FORWARD, &p, &next));
 	CHECK(!next.end);
 	CHECK_EQ(next.from, 4);
 	collected_free(&p.c);
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_STREAM, 3, 3, ESDB_BACKWARD, &p, &next));
+	REQUIRE_OK(
+	    read_page(s, SRC_STREAM, 3, 3, ESDB_DIRECTION_BACKWARD, &p, &next));
 	CHECK_EQ(p.c.n, 3);
 	CHECK(next.end);
 	collected_free(&p.c);
 	/* $all: 2N events, a full page at the last is the end */
 	p = (page){0};
-	REQUIRE_OK(
-	    read_page(s, SRC_ALL, 2 * N - 1, 2, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_ALL, 2 * N - 1, 2, ESDB_DIRECTION_FORWARD,
+	                     &p, &next));
 	CHECK(next.end);
 	collected_free(&p.c);
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_ALL, 2 * N, 2, ESDB_BACKWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_ALL, 2 * N, 2, ESDB_DIRECTION_BACKWARD, &p,
+	                     &next));
 	CHECK(!next.end);
 	CHECK_EQ(next.from, 2 * N - 2);
 	collected_free(&p.c);
 	/* by type the next event of that type, not the next position */
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_TYPE, 1, 2, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(
+	    read_page(s, SRC_TYPE, 1, 2, ESDB_DIRECTION_FORWARD, &p, &next));
 	CHECK(!next.end);
 	CHECK_EQ(next.from, 5);
 	collected_free(&p.c);
 	p = (page){0};
-	REQUIRE_OK(
-	    read_page(s, SRC_TYPE, 2 * N - 1, 2, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_TYPE, 2 * N - 1, 2, ESDB_DIRECTION_FORWARD,
+	                     &p, &next));
 	CHECK_EQ(p.c.n, 1);
 	CHECK(next.end);
 	collected_free(&p.c);
 	/* count 0 reads nothing and says where to go on */
 	p = (page){0};
-	REQUIRE_OK(read_page(s, SRC_ALL, 0, 0, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(
+	    read_page(s, SRC_ALL, 0, 0, ESDB_DIRECTION_FORWARD, &p, &next));
 	CHECK_EQ(p.c.n, 0);
 	CHECK(!next.end);
 	CHECK_EQ(next.from, 1);
 	/* past the end, and an unknown type: empty and the end */
-	REQUIRE_OK(read_page(s, SRC_STREAM, N + 1, 5, ESDB_FORWARD, &p, &next));
+	REQUIRE_OK(read_page(s, SRC_STREAM, N + 1, 5, ESDB_DIRECTION_FORWARD,
+	                     &p, &next));
 	CHECK(next.end);
-	REQUIRE_OK(esdb_read_type(s, "nope", 4, 0, 5, on_event, &p, &next));
+	REQUIRE_OK(esdb_type_read(s, "nope", 4, 0, 5, on_event, &p, &next));
 	CHECK(next.end);
 	CHECK_EQ(p.c.n, 0);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(read_bytes_budget_rejects_zero)
 {
 	esdb_store *s;
 	s = new_store();
-	CHECK_RC(esdb_set_read_bytes(s, 0), ESDB_EINVAL);
-	CHECK_RC(esdb_set_read_bytes(NULL, 1), ESDB_EINVAL);
-	esdb_close(s);
+	CHECK_RC(esdb_store_set_read_bytes(s, 0), ESDB_EINVAL);
+	CHECK_RC(esdb_store_set_read_bytes(NULL, 1), ESDB_EINVAL);
+	esdb_store_close(s);
 }

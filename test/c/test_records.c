@@ -167,7 +167,7 @@ TEST(command_reserved_bytes_must_be_zero)
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd;
-	REQUIRE_OK(esdb_cmd_append(NULL, "s", 1, 0, &ev, 1, &cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, 0, &ev, 1, &cmd));
 	const size_t reserved[] = {2, 3, 12, 13, 14, 15};
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		uint8_t *b = cmd.buf;
@@ -210,8 +210,9 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	esdb_store *s = open_store(dir, false);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 
 	/* tail_count 32 with a valid CRC: the next append would write
 	 * tail[32] on the writer thread's stack. */
@@ -223,20 +224,21 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	craft_stream_record(dir, &m);
 	s = open_store(dir, false);
 	make_id(id, 2);
-	CHECK_RC(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	CHECK_RC(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
 	         ESDB_ECORRUPT);
 	uint64_t version;
-	CHECK_RC(esdb_stream_info(s, "s", 1, &version, NULL, NULL),
+	CHECK_RC(esdb_stream_get_info(s, "s", 1, &version, NULL, NULL),
 	         ESDB_ECORRUPT);
-	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
+	CHECK_RC(esdb_store_verify(s, ignore_report, NULL, NULL),
+	         ESDB_ECORRUPT);
 	uint64_t problems = 0;
 	esdb_where fault;
-	CHECK_RC(
-	    esdb_verify_isolated(s, ignore_report, NULL, &problems, &fault),
-	    ESDB_ECORRUPT);
+	CHECK_RC(esdb_store_verify_isolated(s, ignore_report, NULL, &problems,
+	                                    &fault),
+	         ESDB_ECORRUPT);
 	CHECK(problems > 0);
 	CHECK_EQ(fault.kind, ESDB_WHERE_UNKNOWN); /* no fault, problems */
-	esdb_close(s);
+	esdb_store_close(s);
 
 	/* version UINT64_MAX with an empty tail */
 	m = good_stream();
@@ -245,12 +247,14 @@ TEST(store_with_crafted_stream_record_answers_corrupt)
 	craft_stream_record(dir, &m);
 	s = open_store(dir, false);
 	collected c = {0};
-	CHECK_RC(esdb_read_stream(s, "s", 1, UINT64_MAX, 10, ESDB_BACKWARD,
-	                          collect_event, &c, NULL),
+	CHECK_RC(esdb_stream_read(s, "s", 1, UINT64_MAX, 10,
+	                          ESDB_DIRECTION_BACKWARD, collect_event, &c,
+	                          NULL),
 	         ESDB_ECORRUPT);
-	CHECK_RC(esdb_verify(s, ignore_report, NULL, NULL), ESDB_ECORRUPT);
+	CHECK_RC(esdb_store_verify(s, ignore_report, NULL, NULL),
+	         ESDB_ECORRUPT);
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(corrupt_event_says_where)
@@ -259,10 +263,12 @@ TEST(corrupt_event_says_where)
 	esdb_store *s = open_store(dir, false);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	make_id(id, 2);
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 
 	/* event 2 sealed with version 0 */
 	MDB_env *env;
@@ -275,7 +281,7 @@ TEST(corrupt_event_says_where)
 	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
 	REQUIRE_OK(mdb_dbi_open(txn, "events", 0, &dbi));
 	uint8_t kb[8], buf[256];
-	esdb_put_be64(kb, 2);
+	esdb_be64_put(kb, 2);
 	size_t size = esdb__event_rec_size(1, &ev);
 	esdb__event_rec_write(buf, size, 2, 0, 1, "s", 1, &ev);
 	MDB_val k = {8, kb}, v = {size, buf};
@@ -285,17 +291,18 @@ TEST(corrupt_event_says_where)
 
 	s = open_store(dir, false);
 	collected c = {0};
-	CHECK_RC(esdb_read_all(s, 0, 10, ESDB_FORWARD, collect_event, &c, NULL),
+	CHECK_RC(esdb_all_read(s, 0, 10, ESDB_DIRECTION_FORWARD, collect_event,
+	                       &c, NULL),
 	         ESDB_ECORRUPT);
 	esdb_where w;
-	esdb_corrupt_where(&w);
+	esdb_where_take(&w);
 	CHECK_EQ(w.kind, ESDB_WHERE_EVENT);
 	CHECK_EQ(w.number, 2);
-	esdb_corrupt_where(&w); /* reading clears it */
+	esdb_where_take(&w); /* reading clears it */
 	CHECK_EQ(w.kind, ESDB_WHERE_UNKNOWN);
 	CHECK_EQ(c.n, 1);
 	collected_free(&c);
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 static void count_report(void *ctx, const char *msg)
@@ -310,16 +317,18 @@ TEST(isolated_verify_of_a_good_store_is_ok)
 	esdb_store *s = open_store(dir, false);
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
 	uint64_t problems = 9;
 	int reports = 0;
-	CHECK_RC(
-	    esdb_verify_isolated(s, count_report, &reports, &problems, NULL),
-	    0);
+	CHECK_RC(esdb_store_verify_isolated(s, count_report, &reports,
+	                                    &problems, NULL),
+	         0);
 	CHECK_EQ(problems, 0);
 	CHECK_EQ(reports, 0);
 	/* the store goes on: the parent's read was released */
 	make_id(id, 2);
-	REQUIRE_OK(esdb_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
-	esdb_close(s);
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
 }

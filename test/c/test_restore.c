@@ -17,15 +17,15 @@ static void append_n(esdb_store *s, uint64_t from, uint64_t n)
 		char stream[16];
 		snprintf(stream, sizeof(stream), "s-%u", (unsigned)(i % 5));
 		esdb_new_event ev = make_event(id, i, "t", "payload");
-		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
-		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, stream, strlen(stream),
+		                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
 }
 
 static uint64_t event_count(esdb_store *s)
 {
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	return st.events;
 }
 
@@ -67,11 +67,11 @@ static void *read_loop(void *arg)
 	readers *r = arg;
 	while (!r->stop) {
 		page_check c = {.expect = 1, .ok = true};
-		int rc = esdb_read_all(r->s, 1, 1000, ESDB_FORWARD,
+		int rc = esdb_all_read(r->s, 1, 1000, ESDB_DIRECTION_FORWARD,
 		                       check_gap_free, &c, NULL);
 		uint64_t version;
 		int rc2 =
-		    esdb_stream_info(r->s, "s-1", 3, &version, NULL, NULL);
+		    esdb_stream_get_info(r->s, "s-1", 3, &version, NULL, NULL);
 		__atomic_add_fetch(&r->reads, 1, __ATOMIC_RELAXED);
 		if (rc || rc2 || !c.ok || c.n == 0)
 			__atomic_add_fetch(&r->bad, 1, __ATOMIC_RELAXED);
@@ -100,7 +100,7 @@ TEST(restore_swaps_the_store_under_readers_and_subscribers)
 	esdb_store *s = open_store(tmp_dir(), false);
 	append_n(s, 1, 50);
 	uint64_t copy_applied;
-	REQUIRE_OK(esdb_applied_index_get(s, &copy_applied));
+	REQUIRE_OK(esdb_store_get_applied_index(s, &copy_applied));
 	char path[4200];
 	int fd = copy_to_file(s, path, sizeof(path));
 	append_n(s, 51, 30);
@@ -108,7 +108,7 @@ TEST(restore_swaps_the_store_under_readers_and_subscribers)
 
 	heard h = {.deliveries = 0};
 	pthread_mutex_init(&h.lock, NULL);
-	REQUIRE_OK(esdb_emitter_set(s, listen, &h));
+	REQUIRE_OK(esdb_emitter_set_deliver(s, listen, &h));
 	REQUIRE_OK(esdb_emitter_join(s, ESDB_TOPIC_ALL, NULL, 0, 1, NULL));
 
 	readers r = {.s = s};
@@ -136,10 +136,10 @@ TEST(restore_swaps_the_store_under_readers_and_subscribers)
 	CHECK_EQ(c.positions[49], 50);
 	collected_free(&c);
 	uint64_t version;
-	REQUIRE_OK(esdb_stream_info(s, "s-1", 3, &version, NULL, NULL));
+	REQUIRE_OK(esdb_stream_get_info(s, "s-1", 3, &version, NULL, NULL));
 	CHECK_EQ(version, 10);
 	uint64_t applied;
-	REQUIRE_OK(esdb_applied_index_get(s, &applied));
+	REQUIRE_OK(esdb_store_get_applied_index(s, &applied));
 	CHECK_EQ(applied, copy_applied);
 
 	/* The emitter goes on from the copy: a join sees its last position,
@@ -153,14 +153,14 @@ TEST(restore_swaps_the_store_under_readers_and_subscribers)
 	CHECK_EQ(h.last_position, 51);
 	CHECK_EQ(h.last_since, 51);
 	pthread_mutex_unlock(&h.lock);
-	REQUIRE_OK(esdb_applied_index_get(s, &applied));
+	REQUIRE_OK(esdb_store_get_applied_index(s, &applied));
 	CHECK(applied > copy_applied && applied < copy_applied + 3);
 
 	/* and it all holds after a reopen */
 	uint64_t problems = 1;
-	REQUIRE_OK(esdb_verify(s, NULL, NULL, &problems));
+	REQUIRE_OK(esdb_store_verify(s, NULL, NULL, &problems));
 	CHECK_EQ(problems, 0);
-	esdb_close(s);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&h.lock);
 }
 
@@ -193,16 +193,16 @@ TEST(restore_refuses_what_is_not_a_copy_and_changes_nothing)
 
 	CHECK_RC(esdb_store_restore(s, -1), ESDB_EINVAL);
 	CHECK_RC(esdb_store_copy(NULL, 1), ESDB_EINVAL);
-	esdb_close(s);
+	esdb_store_close(s);
 
 	/* read-only stores copy out but take nothing in */
 	esdb_store *ro = new_store();
-	REQUIRE_OK(esdb_set_readonly(ro, true));
-	REQUIRE_OK(esdb_open(ro, dir));
+	REQUIRE_OK(esdb_store_set_readonly(ro, true));
+	REQUIRE_OK(esdb_store_open(ro, dir));
 	fd = copy_to_file(ro, path, sizeof(path));
 	CHECK_RC(esdb_store_restore(ro, fd), EROFS);
 	close(fd);
-	esdb_close(ro);
+	esdb_store_close(ro);
 }
 
 /* A copy restored into another store, through a pipe, as a replica that
@@ -239,13 +239,13 @@ TEST(a_copy_travels_through_a_pipe_to_another_store)
 	REQUIRE_OK(rc);
 	CHECK_EQ(event_count(b), 20);
 	uint64_t ia, ib;
-	REQUIRE_OK(esdb_applied_index_get(a, &ia));
-	REQUIRE_OK(esdb_applied_index_get(b, &ib));
+	REQUIRE_OK(esdb_store_get_applied_index(a, &ia));
+	REQUIRE_OK(esdb_store_get_applied_index(b, &ib));
 	CHECK_EQ(ia, ib);
 	append_n(b, 21, 1);
 	CHECK_EQ(event_count(b), 21);
-	esdb_close(a);
-	esdb_close(b);
+	esdb_store_close(a);
+	esdb_store_close(b);
 }
 
 /* A copy's meta pages have transaction ids 0 (empty) and 1. When another
@@ -267,8 +267,8 @@ TEST(restore_refuses_while_another_process_has_the_store_open)
 		if (read(start[0], &c, 1) != 1)
 			_exit(1);
 		esdb_store *r;
-		c = esdb_create(&r) || esdb_set_readonly(r, true) ||
-		            esdb_open(r, dir)
+		c = esdb_store_create(&r) || esdb_store_set_readonly(r, true) ||
+		            esdb_store_open(r, dir)
 		        ? 'x'
 		        : 'o';
 		if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
@@ -279,7 +279,7 @@ TEST(restore_refuses_while_another_process_has_the_store_open)
 	append_n(src, 1, 5);
 	char path[4200];
 	int fd = copy_to_file(src, path, sizeof(path));
-	esdb_close(src);
+	esdb_store_close(src);
 
 	esdb_store *s = open_store(dir, false);
 	/* both parities of the transaction count */
@@ -306,6 +306,6 @@ TEST(restore_refuses_while_another_process_has_the_store_open)
 	CHECK_EQ(event_count(s), 5);
 	append_n(s, 500, 1);
 	CHECK_EQ(event_count(s), 6);
-	esdb_close(s);
+	esdb_store_close(s);
 	close(fd);
 }

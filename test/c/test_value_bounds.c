@@ -56,10 +56,10 @@ TEST(value_past_the_end_of_the_file_reads_as_corrupt)
 		snprintf(stream, sizeof(stream), "%s-%llu", name,
 		         (unsigned long long)i);
 		esdb_new_event ev = make_event(id, i + 1, "t", "{}");
-		REQUIRE_OK(esdb_append(s, stream, strlen(stream),
-		                       ESDB_EXPECT_ANY, &ev, 1, NULL));
+		REQUIRE_OK(esdb_stream_append(s, stream, strlen(stream),
+		                              ESDB_EXPECT_ANY, &ev, 1, NULL));
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/data.mdb", dir);
@@ -86,10 +86,9 @@ TEST(value_past_the_end_of_the_file_reads_as_corrupt)
 	if (pid == 0) {
 		esdb_store *r = new_store();
 		uint64_t seen = 0;
-		if (esdb_set_readonly(r, true) || esdb_open(r, dir))
+		if (esdb_store_set_readonly(r, true) || esdb_store_open(r, dir))
 			_exit(2);
-		int rc =
-		    esdb_list_streams(r, NULL, 0, 100, count_stream, &seen);
+		int rc = esdb_stream_list(r, NULL, 0, 100, count_stream, &seen);
 		if (rc != ESDB_ECORRUPT)
 			fprintf(stderr, "listing: rc %d, %llu streams\n", rc,
 			        (unsigned long long)seen);
@@ -127,7 +126,7 @@ static size_t break_branch_pages(uint8_t *buf, size_t len, size_t psize)
 /* A store that failed a flush verifies at its next writable open. That
  * verify ran in the opening process: a page LMDB walks blindly killed
  * the VM opening the store (the store most likely to hold a bad page).
- * It must run isolated, as esdb_verify_isolated, and refuse the open. */
+ * It must run isolated, as esdb_store_verify_isolated, and refuse the open. */
 TEST(open_after_store_failed_verifies_without_dying)
 {
 	if (RUNNING_ON_VALGRIND)
@@ -140,10 +139,10 @@ TEST(open_after_store_failed_verifies_without_dying)
 		for (uint64_t i = 0; i < 50; i++)
 			evs[i] = make_event(ids[i], b * 50 + i + 1, "t",
 			                    "{\"some\":\"payload\"}");
-		REQUIRE_OK(esdb_append(s, "branchy", 7, ESDB_EXPECT_ANY, evs,
-		                       50, NULL));
+		REQUIRE_OK(esdb_stream_append(s, "branchy", 7, ESDB_EXPECT_ANY,
+		                              evs, 50, NULL));
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/store_failed", dir);
@@ -161,7 +160,7 @@ TEST(open_after_store_failed_verifies_without_dying)
 	REQUIRE(pid >= 0);
 	if (pid == 0) {
 		esdb_store *r = new_store();
-		int rc = esdb_open(r, dir);
+		int rc = esdb_store_open(r, dir);
 		if (rc != ESDB_ECORRUPT)
 			fprintf(stderr, "open: rc %d\n", rc);
 		_exit(rc == ESDB_ECORRUPT ? 0 : 1);

@@ -21,8 +21,8 @@ static void *exact_writer(void *p)
 		esdb_new_event ev =
 		    make_event(id, (uint64_t)(a->idx * 100000 + i), "t", "d");
 		esdb_result r;
-		if (esdb_append(a->s, stream, strlen(stream), (uint64_t)i, &ev,
-		                1, &r) ||
+		if (esdb_stream_append(a->s, stream, strlen(stream),
+		                       (uint64_t)i, &ev, 1, &r) ||
 		    r.version != (uint64_t)i + 1)
 			a->failures++;
 	}
@@ -43,8 +43,8 @@ TEST(concurrent_appends_are_group_committed)
 		pthread_join(th[i], NULL);
 		CHECK_EQ(args[i].failures, 0);
 	}
-	esdb_stats st;
-	REQUIRE_OK(esdb_stats_get(s, &st));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
 	CHECK_EQ(st.events, T * N);
 	/* Durable commits take a flush each; while one runs the others
 	 * queue up and share the next. */
@@ -52,8 +52,8 @@ TEST(concurrent_appends_are_group_committed)
 	printf("  %d appends in %llu commits\n", T * N,
 	       (unsigned long long)st.commits);
 	uint64_t problems;
-	CHECK_RC(esdb_verify(s, NULL, NULL, &problems), 0);
-	esdb_close(s);
+	CHECK_RC(esdb_store_verify(s, NULL, NULL, &problems), 0);
+	esdb_store_close(s);
 }
 
 typedef struct async_state {
@@ -98,14 +98,14 @@ TEST(close_answers_everything_queued)
 		snprintf(stream, sizeof(stream), "s%d", i);
 		esdb_new_event ev = make_event(id, (uint64_t)i, "t", "d");
 		esdb_cmd cmd;
-		REQUIRE_OK(esdb_cmd_append(NULL, stream, strlen(stream),
-		                           ESDB_EXPECT_NO_STREAM, &ev, 1,
-		                           &cmd));
+		REQUIRE_OK(esdb_cmd_stream_append(NULL, stream, strlen(stream),
+		                                  ESDB_EXPECT_NO_STREAM, &ev, 1,
+		                                  &cmd));
 		reqs[i] = (async_req){&st, i};
-		REQUIRE_OK(esdb_submit(s, &cmd, on_done, &reqs[i]));
+		REQUIRE_OK(esdb_store_submit(s, &cmd, on_done, &reqs[i]));
 		CHECK(cmd.buf == NULL); /* ownership moved */
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 	CHECK_EQ(st.answered, N);
 	CHECK_EQ(st.other, 0);
 	CHECK_EQ(st.ok + st.closed, N);
@@ -115,12 +115,12 @@ TEST(close_answers_everything_queued)
 		char stream[16];
 		bool exists;
 		snprintf(stream, sizeof(stream), "s%d", i);
-		REQUIRE_OK(esdb_stream_info(s, stream, strlen(stream), NULL,
-		                            &exists, NULL));
+		REQUIRE_OK(esdb_stream_get_info(s, stream, strlen(stream), NULL,
+		                                &exists, NULL));
 		CHECK(exists == (st.rc_of[i] == 0));
 	}
 	/* after close, submission answers "closed" through the callback */
-	esdb_close(s);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&st.lock);
 }
 
@@ -148,7 +148,7 @@ static void *reader(void *p)
 	reader_arg *a = p;
 	while (!*a->stop) {
 		prefix_check c = {1, false};
-		if (esdb_read_all(a->s, 1, UINT32_MAX, ESDB_FORWARD,
+		if (esdb_all_read(a->s, 1, UINT32_MAX, ESDB_DIRECTION_FORWARD,
 		                  check_prefix, &c, NULL) ||
 		    c.bad)
 			a->bad++;
@@ -182,30 +182,32 @@ TEST(readers_see_gap_free_prefixes_while_writers_run)
 		CHECK_EQ(ra[i].bad, 0);
 		CHECK(ra[i].reads > 0);
 	}
-	esdb_close(s);
+	esdb_store_close(s);
 }
 
 TEST(submit_after_close_and_bad_arguments)
 {
 	esdb_store *s;
-	REQUIRE_OK(esdb_create(&s)); /* never opened */
+	REQUIRE_OK(esdb_store_create(&s)); /* never opened */
 	uint8_t id[16];
 	esdb_new_event ev = make_event(id, 1, "t", "d");
 	esdb_cmd cmd;
-	REQUIRE_OK(
-	    esdb_cmd_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1, &cmd));
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+	                                  &cmd));
 	static async_state st;
 	memset(&st, 0, sizeof(st));
 	pthread_mutex_init(&st.lock, NULL);
 	async_req req = {&st, 0};
-	CHECK_RC(esdb_submit(s, &cmd, on_done, &req), ESDB_ECLOSED);
+	CHECK_RC(esdb_store_submit(s, &cmd, on_done, &req), ESDB_ECLOSED);
 	CHECK_EQ(st.answered, 1);
 	CHECK_EQ(st.closed, 1);
-	CHECK_RC(esdb_submit(s, NULL, on_done, &req), ESDB_EINVAL);
+	CHECK_RC(esdb_store_submit(s, NULL, on_done, &req), ESDB_EINVAL);
 	collected c = {0};
-	CHECK_RC(esdb_read_all(s, 1, 1, ESDB_FORWARD, collect_event, &c, NULL),
+	CHECK_RC(esdb_all_read(s, 1, 1, ESDB_DIRECTION_FORWARD, collect_event,
+	                       &c, NULL),
 	         ESDB_ECLOSED);
-	CHECK_RC(esdb_apply(s, ESDB_INDEX_NEXT, NULL, 0, NULL), ESDB_ECLOSED);
-	esdb_close(s);
+	CHECK_RC(esdb_store_apply(s, ESDB_INDEX_NEXT, NULL, 0, NULL),
+	         ESDB_ECLOSED);
+	esdb_store_close(s);
 	pthread_mutex_destroy(&st.lock);
 }

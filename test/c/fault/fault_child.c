@@ -19,20 +19,21 @@
 
 static int fail(const char *what, int rc)
 {
-	printf("error %s %s\n", what, esdb_errname(rc));
+	printf("error %s %s\n", what, esdb_error_name(rc));
 	return 1;
 }
 
 static int open_at(const char *dir, const char *mode, esdb_store **s)
 {
-	int rc = esdb_create(s);
+	int rc = esdb_store_create(s);
 	if (rc)
 		return rc;
 	if (mode && strcmp(mode, "no_meta_sync") == 0)
-		rc = esdb_set_durability(*s, ESDB_DURABILITY_NO_META_SYNC);
+		rc =
+		    esdb_store_set_durability(*s, ESDB_DURABILITY_NO_META_SYNC);
 	else if (mode && strcmp(mode, "default") != 0)
 		rc = ESDB_EINVAL;
-	return rc ? rc : esdb_open(*s, dir);
+	return rc ? rc : esdb_store_open(*s, dir);
 }
 
 static uint64_t next(uint64_t *x)
@@ -65,20 +66,20 @@ static int append_loop(esdb_store *s, long count, uint64_t seed)
 			ev[i].data_len = strlen(data[i]);
 		}
 		esdb_result r;
-		int rc = esdb_append(s, stream, strlen(stream), ESDB_EXPECT_ANY,
-		                     ev, n, &r);
+		int rc = esdb_stream_append(s, stream, strlen(stream),
+		                            ESDB_EXPECT_ANY, ev, n, &r);
 		if (rc)
-			printf("err %ld %s\n", b, esdb_errname(rc));
+			printf("err %ld %s\n", b, esdb_error_name(rc));
 		else
 			printf("ack %ld %llu %zu %llu %u\n", b,
 			       (unsigned long long)r.position, n,
 			       (unsigned long long)r.version, st);
 	}
-	esdb_stats stats;
-	int rc = esdb_stats_get(s, &stats);
+	esdb_store_stats stats;
+	int rc = esdb_store_get_stats(s, &stats);
 	if (rc)
 		return fail("stats", rc);
-	printf("failed %s\n", esdb_errname(stats.store_failed));
+	printf("failed %s\n", esdb_error_name(stats.store_failed));
 	return 0;
 }
 
@@ -90,23 +91,23 @@ int main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "create") == 0) {
 		if ((rc = open_at(argv[2], NULL, &s)))
 			return fail("open", rc);
-		esdb_close(s);
+		esdb_store_close(s);
 		return 0;
 	}
 	if (argc == 4 && strcmp(argv[1], "backup") == 0) {
 		if ((rc = open_at(argv[2], NULL, &s)))
 			return fail("open", rc);
 		if ((rc = append_loop(s, 3, 1)) == 0 &&
-		    (rc = esdb_backup(s, argv[3])))
+		    (rc = esdb_store_backup(s, argv[3])))
 			rc = fail("backup", rc);
-		esdb_close(s);
+		esdb_store_close(s);
 		return rc;
 	}
 	if (argc == 6 && strcmp(argv[1], "append") == 0) {
 		if ((rc = open_at(argv[2], argv[3], &s)))
 			return fail("open", rc);
 		rc = append_loop(s, atol(argv[4]), strtoull(argv[5], NULL, 10));
-		esdb_close(s);
+		esdb_store_close(s);
 		return rc;
 	}
 	fprintf(stderr, "usage: see fault_child.c\n");
