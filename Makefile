@@ -62,10 +62,11 @@ $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
 	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -lz -o $@
 
-# The tests include the CLI's term printer (c_src/cli/term.c) to fuzz it.
-$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] $(CORE_LIB)
-	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
-	  $(TEST_SRC) c_src/cli/term.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+# The tests include the CLI's term printer (c_src/cli/term.c) and the C
+# node's term validator (c_src/cnode/term_check.c) to fuzz them.
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] $(CORE_LIB)
+	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
+	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
@@ -129,7 +130,7 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 	  ESDB_POWERLOSS_SEEDS=30 build/asan/esdb_tests
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
-	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 ESDB_TERM_FUZZ=3000 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
+	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 ESDB_TERM_FUZZ=3000 ESDB_CNODE_TERM_FUZZ=3000 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \
 	  --errors-for-leak-kinds=definite --show-possibly-lost=no --trace-children=no $(TEST_BIN)
 
 # libFuzzer targets for the record and command decoders, with ASan and
