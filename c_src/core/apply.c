@@ -589,8 +589,8 @@ static int take_fault(void)
  * reader resizes the map under it (map.c). Command i is at log index
  * index + i (ESDB_INDEX_NEXT: the one after the stored index); those at
  * or below the stored index were applied before and are skipped. */
-static int apply_txn(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
-                     size_t n, esdb_result *results)
+static int apply_txn(esdb_store *s, uint64_t index, const uint64_t *at,
+                     const esdb_cmd *cmds, size_t n, esdb_result *results)
 {
 	apply_ctx c = {.s = s, .limits = s->limits};
 	uint64_t applied;
@@ -611,7 +611,7 @@ static int apply_txn(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 	for (size_t i = 0; i < n; i++) {
 		esdb_result *r = &results[i];
 		memset(r, 0, sizeof(*r));
-		if (index + i <= applied)
+		if ((at ? at[i] : index + i) <= applied)
 			continue;
 		r->rc = apply_one(&c, &cmds[i], r);
 		if (r->rc) {
@@ -624,14 +624,17 @@ static int apply_txn(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 		}
 	}
 	/* A batch that changed nothing leaves the index where it was:
-	 * applied again it is refused again, the same way. */
-	if (!c.dirty) {
+	 * applied again it is refused again, the same way. With indexes
+	 * given per command (esdb_apply_at) a log that moved on is recorded
+	 * all the same: the caller asks how far its log was applied. */
+	uint64_t last = at ? at[n - 1] : index + n - 1;
+	if (!c.dirty && !(at && last > applied)) {
 		mdb_txn_abort(c.txn);
 		pthread_rwlock_unlock(&s->map_lock);
 		free(c.written);
 		return 0;
 	}
-	if ((rc = put_applied_index(&c, index + n - 1)))
+	if ((rc = put_applied_index(&c, last)))
 		goto abort;
 	rc = mdb_txn_commit(c.txn);
 	pthread_rwlock_unlock(&s->map_lock);
@@ -656,8 +659,17 @@ abort:
 	return rc;
 }
 
+static int apply_locked(esdb_store *s, uint64_t index, const uint64_t *at,
+                        const esdb_cmd *cmds, size_t n, esdb_result *results);
+
 int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results)
+{
+	return apply_locked(s, index, NULL, cmds, n, results);
+}
+
+static int apply_locked(esdb_store *s, uint64_t index, const uint64_t *at,
+                        const esdb_cmd *cmds, size_t n, esdb_result *results)
 {
 	if (esdb_store_get_failure(s)) {
 		fail_all(results, n, ESDB_ESTORE_FAILED, false);
@@ -665,7 +677,7 @@ int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 	}
 	for (;;) {
 		esdb__val_writing(true);
-		int rc = apply_txn(s, index, cmds, n, results);
+		int rc = apply_txn(s, index, at, cmds, n, results);
 		esdb__val_writing(false);
 		if (rc == MDB_MAP_RESIZED) {
 			if ((rc = esdb__adopt_mapsize(s)) == 0)
@@ -681,9 +693,9 @@ int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 			uint64_t second = index == ESDB_INDEX_NEXT
 			                      ? ESDB_INDEX_NEXT
 			                      : index + h;
-			rc = esdb__apply_locked(s, index, cmds, h, results);
-			int rc2 = esdb__apply_locked(s, second, cmds + h, n - h,
-			                             results + h);
+			rc = apply_locked(s, index, at, cmds, h, results);
+			int rc2 = apply_locked(s, second, at ? at + h : NULL,
+			                       cmds + h, n - h, results + h);
 			return rc ? rc : rc2;
 		}
 		if (rc) {
@@ -711,6 +723,26 @@ int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 		return ESDB_EINVAL;
 	pthread_mutex_lock(&s->apply_lock);
 	int rc = esdb__apply_locked(s, index, cmds, n, results);
+	pthread_mutex_unlock(&s->apply_lock);
+	return rc;
+}
+
+int esdb_store_apply_at(esdb_store *s, const uint64_t *indexes,
+                        const esdb_cmd *cmds, size_t n, esdb_result *results)
+{
+	if (!s || !s->is_open)
+		return ESDB_ECLOSED;
+	if ((!cmds || !results || !indexes) && n)
+		return ESDB_EINVAL;
+	if (s->readonly)
+		return EROFS;
+	for (size_t i = 0; i < n; i++)
+		if (indexes[i] == 0 || (i && indexes[i] <= indexes[i - 1]))
+			return ESDB_EINVAL;
+	if (n == 0)
+		return 0;
+	pthread_mutex_lock(&s->apply_lock);
+	int rc = apply_locked(s, 0, indexes, cmds, n, results);
 	pthread_mutex_unlock(&s->apply_lock);
 	return rc;
 }

@@ -34,6 +34,8 @@ static const struct {
     {ESDB_ELOCKED, "locked", "another process has the store open for writing"},
     {ESDB_EOUTCOME_UNKNOWN, "outcome_unknown",
      "the command may or may not have been applied"},
+    {ESDB_ENOT_LEADER, "not_leader",
+     "this replica is not the leader: write through the leader"},
 };
 
 const char *esdb_error_describe(int rc)

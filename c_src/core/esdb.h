@@ -60,7 +60,8 @@ extern "C" {
 #define ESDB_EDISK_FULL        (-31983) /* no space left for the store */
 #define ESDB_ELOCKED           (-31982) /* another process writes this store */
 #define ESDB_EOUTCOME_UNKNOWN  (-31981) /* may or may not have been applied */
-#define ESDB_ERANGE_LAST       (-31981)
+#define ESDB_ENOT_LEADER       (-31980) /* a replica that cannot write now */
+#define ESDB_ERANGE_LAST       (-31980)
 
 /* Name of any code this API returns. Never NULL; static storage. */
 const char *esdb_error_describe(int rc);
@@ -383,6 +384,17 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
 #define ESDB_INDEX_NEXT 0
 int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                      size_t n, esdb_result *results);
+
+/* esdb_store_apply with each command's log index given: cmds[i] is at
+ * indexes[i], strictly increasing and nonzero (ESDB_EINVAL otherwise), so
+ * commands of many log entries with gaps between them apply in one
+ * transaction. Unlike esdb_store_apply, a batch whose commands were all
+ * refused still records its last index when that moves the stored one
+ * on (one commit), so the stored index tells how far the log was
+ * applied. A replicated log numbers an entry's commands within it
+ * (c_src/replica). */
+int esdb_store_apply_at(esdb_store *s, const uint64_t *indexes,
+                        const esdb_cmd *cmds, size_t n, esdb_result *results);
 
 /* The log index of the last applied batch, as committed (0 in a new
  * store, or one made before the index was recorded). Any thread. */

@@ -209,3 +209,52 @@ TEST(open_store_commits_through_the_chosen_path)
 	CHECK_EQ(applied(s), strcmp(test_commit_path(), "log") ? 10 : 11);
 	esdb_store_close(s);
 }
+
+TEST(apply_at_takes_an_index_per_command)
+{
+	esdb_store *s = open_store(tmp_dir(), false);
+	esdb_cmd cmds[4] = {one_append("a", 1), one_append("b", 2),
+	                    one_append("c", 3), one_append("d", 4)};
+	esdb_result r[4];
+	/* Two log entries' commands (entry 5: two, entry 9: two) in one
+	 * transaction, numbered entry << 16 | i. */
+	uint64_t at[4] = {5 << 16, (5 << 16) | 1, 9 << 16, (9 << 16) | 1};
+	REQUIRE_OK(esdb_store_apply_at(s, at, cmds, 4, r));
+	CHECK_EQ(applied(s), (9 << 16) | 1);
+	CHECK_EQ(events(s), 4);
+	CHECK_EQ(r[3].position, 4);
+	/* Replayed from the middle of entry 9: only what is above goes. */
+	esdb_cmd again[2] = {one_append("c", 3), one_append("e", 5)};
+	uint64_t at2[2] = {(9 << 16) | 1, 10 << 16};
+	REQUIRE_OK(esdb_store_apply_at(s, at2, again, 2, r));
+	CHECK_EQ(r[0].position, 0);
+	CHECK_EQ(r[1].position, 5);
+	CHECK_EQ(events(s), 5);
+	CHECK_EQ(applied(s), 10 << 16);
+	/* Indexes must increase and be nonzero. */
+	uint64_t bad[2] = {20 << 16, 20 << 16};
+	CHECK_RC(esdb_store_apply_at(s, bad, again, 2, r), ESDB_EINVAL);
+	uint64_t zero[1] = {0};
+	CHECK_RC(esdb_store_apply_at(s, zero, again, 1, r), ESDB_EINVAL);
+	free_cmds(cmds, 4);
+	free_cmds(again, 2);
+	esdb_store_close(s);
+}
+
+TEST(apply_at_records_the_index_of_a_refused_batch)
+{
+	esdb_store *s = open_store(tmp_dir(), false);
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	esdb_cmd cmd;
+	/* Expects version 3 of an absent stream: refused. */
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, 3, &ev, 1, &cmd));
+	esdb_result r;
+	uint64_t at = 7 << 16;
+	REQUIRE_OK(esdb_store_apply_at(s, &at, &cmd, 1, &r));
+	CHECK_RC(r.rc, ESDB_EWRONG_VERSION);
+	CHECK_EQ(applied(s), 7 << 16);
+	CHECK_EQ(events(s), 0);
+	free(cmd.buf);
+	esdb_store_close(s);
+}
