@@ -600,7 +600,8 @@ nil_if_undefined(After) -> After.
 %% `causation_id' and `correlation_id' (UUID text or `nil'),
 %% `created_epoch' (microseconds since the epoch), `created_at' and
 %% `''__struct__'' => ex_esdb_event'. The subscription ends with
-%% {@link unsubscribe/2} or when `Pid' exits. Events written before it
+%% {@link unsubscribe/2} or when `Pid' exits; a `Pid' that is not alive
+%% when it subscribes is `{error, noproc}'. Events written before it
 %% began are read with {@link read_all/4} and the like; persistent
 %% (checkpointed) subscriptions are Elixir's `ExESDB.Subscriptions'.
 %%

@@ -36,6 +36,8 @@ static const struct {
      "the command may or may not have been applied"},
     {ESDB_ENOT_LEADER, "not_leader",
      "this replica is not the leader: write through the leader"},
+    {ESDB_ENOPROC, "noproc",
+     "the subscriber or owner process no longer exists"},
 };
 
 const char *esdb_error_describe(int rc)

@@ -61,7 +61,8 @@ extern "C" {
 #define ESDB_ELOCKED           (-31982) /* another process writes this store */
 #define ESDB_EOUTCOME_UNKNOWN  (-31981) /* may or may not have been applied */
 #define ESDB_ENOT_LEADER       (-31980) /* a replica that cannot write now */
-#define ESDB_ERANGE_LAST       (-31980)
+#define ESDB_ENOPROC           (-31979) /* the subscriber or owner process is gone */
+#define ESDB_ERANGE_LAST       (-31979)
 
 /* Name of any code this API returns. Never NULL; static storage. */
 const char *esdb_error_describe(int rc);

@@ -379,7 +379,7 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		mb->floor = 0;
 		mb->credit = credit;
 		mb->joined = mb->sent_to = mb->early_since = 0;
-		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_EINVAL
+		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_ENOPROC
 		                                                  : 0;
 		if (rc)
 			mb->id = 0; /* the process is already dead */
@@ -416,13 +416,10 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		enif_mutex_unlock(m->lock);
 		if (!mb) {
 			esdb_emitter_leave_all(r->s, id, NULL);
-			rc = ESDB_EINVAL;
+			rc = ESDB_ENOPROC;
 		}
 	}
 	nif_store_release(r);
-	if (rc == ESDB_EINVAL) /* the process is gone */
-		return enif_make_tuple2(env, enif_make_atom(env, "error"),
-		                        enif_make_atom(env, "noproc"));
 	if (rc)
 		return nif_error_term(env, rc);
 	return enif_make_tuple3(env, enif_make_atom(env, "ok"),

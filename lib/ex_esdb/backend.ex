@@ -133,7 +133,8 @@ defmodule ExESDB.Backend do
   be sent before `c:grant/3`; a commit past it ends the membership with
   `{:subscription_overflow, {:transient, member}, first_dropped}`). When
   the store closes it gets `{:subscription_down, {:transient, member},
-  :closed}`. Errors: `:closed`, `:enomem`.
+  :closed}`. Errors: `:closed`, `:noproc` (`pid` is not alive),
+  `:out_of_memory`.
   """
   @callback subscribe(store(), pid(), source(), opts :: keyword()) ::
               {:ok, member :: non_neg_integer(), last_position :: non_neg_integer()}

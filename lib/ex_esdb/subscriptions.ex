@@ -49,7 +49,8 @@ defmodule ExESDB.Subscriptions do
 
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
   `:subscription_not_found`, `:subscription_definition_changed`,
-  `:store_not_started`. A wrong argument
+  `:store_not_started`, `:noproc` (the subscriber, a local pid, is not
+  alive: nothing is started or stored). A wrong argument
   answers `{:error, {:invalid_<what>, value}}` and never raises or starts
   anything: `{:invalid_selector, selector}`, `{:invalid_subscriber, term}`,
   `{:invalid_subscription_name, name}`, `{:invalid_subscription, term}`,
@@ -430,6 +431,13 @@ defmodule ExESDB.Subscriptions do
 
   defp check_name(name) when is_binary(name) and name != "", do: :ok
   defp check_name(name), do: {:error, {:invalid_subscription_name, name}}
+
+  # A local subscriber that is already gone is :noproc on every path (the
+  # NIF's own delivery answers it; a forwarder or a persistent subscription
+  # would otherwise start for no one). One on another node is watched by
+  # its relay, which drops it when its :DOWN comes.
+  defp check_subscriber(pid) when is_pid(pid) and node(pid) == node(),
+    do: if(Process.alive?(pid), do: :ok, else: {:error, :noproc})
 
   defp check_subscriber(pid) when is_pid(pid), do: :ok
   defp check_subscriber(other), do: {:error, {:invalid_subscriber, other}}

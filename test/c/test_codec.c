@@ -253,4 +253,6 @@ TEST(error_names_cover_every_code)
 	CHECK(strcmp(esdb_error_name(ESDB_EWRONG_VERSION),
 	             "wrong_expected_version") == 0);
 	CHECK(strcmp(esdb_error_name(28 /* ENOSPC */), "disk_full") == 0);
+	/* a binding's subscriber or owner that is gone, not a bad argument */
+	CHECK(strcmp(esdb_error_name(ESDB_ENOPROC), "noproc") == 0);
 }

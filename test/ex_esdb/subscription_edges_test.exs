@@ -54,6 +54,35 @@ defmodule ExESDB.SubscriptionEdgesTest do
     assert {:ok, ^sub} = Subscriptions.subscribe_to(s, "cc", {:by_stream, "$all"}, other, opts)
   end
 
+  test "a subscriber that is already gone is {:error, :noproc} on every path, and nothing is kept",
+       %{store: s} do
+    dead = spawn(fn -> :ok end)
+    ref = Process.monitor(dead)
+    assert_receive {:DOWN, ^ref, :process, ^dead, _}
+    {:ok, before} = Subscriptions.get_subscriptions(s)
+    {:ok, %{subscribers: members}} = ExESDB.System.stats(s)
+
+    # the NIF's own delivery, a forwarder (filter, transform), persistent
+    assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_stream, "$all"}, dead)
+    assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_event_payload, %{k: 1}}, dead)
+
+    assert {:error, :noproc} = Subscriptions.subscribe(s, {:by_stream, "a"}, dead, transform: & &1)
+
+    assert {:error, :noproc} = Subscriptions.subscribe_to(s, "gone", {:by_stream, "$all"}, dead)
+    # joining a running persistent subscription
+    {:ok, _} = Subscriptions.subscribe_to(s, "live", {:by_stream, "$all"}, self())
+    assert {:error, :noproc} = Subscriptions.subscribe_to(s, "live", {:by_stream, "$all"}, dead)
+    # the Erlang API
+    {:ok, store} = ExESDB.Store.fetch(s)
+    assert {:error, :noproc} = :ex_esdb.subscribe(store.handle, :all, dead)
+
+    {:ok, now} = Subscriptions.get_subscriptions(s)
+    assert Enum.map(now, & &1.name) -- Enum.map(before, & &1.name) == ["live"]
+    # the live persistent subscription's membership only
+    {:ok, %{subscribers: after_members}} = ExESDB.System.stats(s)
+    assert after_members == members + 1
+  end
+
   test "an ack of a struct without the subscription's cursor leaves the subscription running",
        %{store: s} do
     append(s, "a", 3)
