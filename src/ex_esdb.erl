@@ -18,15 +18,16 @@
 %%
 %% Errors come back as `{error, Reason}' with `Reason' an atom such as
 %% `wrong_expected_version', `stream_exists', `stream_not_found',
-%% `stream_deleted', `not_found', `closed', `already_open', `read_only',
-%% `no_events', `overloaded' (the writer queue is full: nothing was
-%% written), `timeout' (the caller stopped waiting and the command was
-%% withdrawn: never applied) or `outcome_unknown' (the caller stopped
-%% waiting after the writer took the command: it may be applied), or
-%% `{limit_exceeded, Key, Max}' naming the limit a command exceeds and
-%% its value (e.g. `{limit_exceeded, max_event_bytes, 16777216}').
-%% Arguments of the
-%% wrong type (a stream id that is not a binary, a negative count, ...)
+%% `stream_deleted', `snapshot_not_found', `subscription_not_found' (an
+%% absent checkpoint or ended subscription), `closed', `already_open',
+%% `read_only', `no_events', `overloaded' (the writer queue is full:
+%% nothing was written), `timeout' (the caller stopped waiting and the
+%% command was withdrawn: never applied) or `outcome_unknown' (the caller
+%% stopped waiting after the writer took the command: it may be applied;
+%% no late reply comes), or `{limit_exceeded, Key, Max}' naming the limit
+%% a command exceeds and its value (e.g. `{limit_exceeded,
+%% max_event_bytes, 16777216}'): the words of the Elixir API, both APIs
+%% sit on `ex_esdb_backend'. Arguments of the wrong type (a stream id that is not a binary, a negative count, ...)
 %% raise an exception, `badarg' from the NIF.
 -module(ex_esdb).
 
@@ -162,7 +163,7 @@ open(Path, Opts) when is_list(Opts) ->
     open(Path, proplists:to_map(Opts));
 open(Path, Opts) when is_map(Opts) ->
     case [K || {K, V} <- maps:to_list(Opts), not valid_option(K, V)] of
-        [] -> ex_esdb_nif:open(path(Path), Opts#{owner => owner()});
+        [] -> ex_esdb_backend:open(path(Path), Opts#{owner => owner()});
         [Key | _] -> {error, {invalid_option, Key}}
     end.
 
@@ -184,7 +185,7 @@ valid_option(K, V) ->
 %% is a no-op.
 -spec close(store()) -> ok.
 close(Store) ->
-    ex_esdb_nif:close(Store).
+    ex_esdb_backend:close(Store).
 
 %% ---- appends ------------------------------------------------------------
 
@@ -220,8 +221,7 @@ append(Store, StreamId, Expected, Events) ->
 %% withdrawn if the writer has not taken it yet: the call returns
 %% `{error, timeout}' and the append is never applied. If the writer has
 %% taken it, the call returns `{error, outcome_unknown}': it may or may
-%% not be applied, and its late reply arrives in the caller's mailbox as
-%% a `{reference(), Reply}' message. Retrying with the same event ids
+%% not be applied, and no late reply comes to the caller. Retrying with the same event ids
 %% (give each event its `event_id') is safe either way; see above.
 -spec append(store(), binary(), expected(), [new_event()], timeout()) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
@@ -235,7 +235,7 @@ append(Store, StreamId, Expected, Events, Timeout) when is_list(Events) ->
 %% A long list is checked against max_append_events before its events
 %% are converted (the NIF checks again; short lists need no look-up).
 check_count(Store, Events) when length(Events) > ?CHECKED_COUNT ->
-    case ex_esdb_nif:limits(Store) of
+    case ex_esdb_backend:limits(Store) of
         {ok, #{max_append_events := Max}} when length(Events) > Max ->
             {error, {limit_exceeded, max_append_events, Max}};
         _ ->
@@ -247,10 +247,9 @@ check_count(_Store, _Events) ->
 append_checked(Store, StreamId, Expected, Events, Timeout) ->
     try [nif_event(E) || E <- Events] of
         NifEvents ->
-            Ref = make_ref(),
-            Sent = ex_esdb_nif:append(Store, Ref, StreamId, Expected,
-                                      NifEvents),
-            case await(Store, Sent, Ref, Timeout) of
+            case ex_esdb_backend:submit(
+                   Store, {append, StreamId, Expected, NifEvents},
+                   Timeout) of
                 {ok, Version, Position} ->
                     {ok, #{version => Version, position => Position}};
                 Error ->
@@ -301,32 +300,6 @@ id(Key, Text) ->
         {error, invalid_uuid} -> throw({invalid_event, {Key, Text}})
     end.
 
-%% Wait for the writer's reply to a queued command; a NIF that refused the
-%% command at once (closed store, limit) answered already.
-await(Store, ok, Ref, Timeout) ->
-    receive
-        {Ref, Reply} -> Reply
-    after Timeout ->
-        give_up(Store, Ref)
-    end;
-await(_Store, {error, _} = Error, _Ref, _Timeout) ->
-    Error.
-
-%% Stop waiting: withdraw the command if it is still queued (then it is
-%% never applied), else take a reply that came meanwhile, else the
-%% outcome is unknown.
-give_up(Store, Ref) ->
-    case ex_esdb_nif:cancel(Store, Ref) of
-        ok ->
-            {error, timeout};
-        not_queued ->
-            receive
-                {Ref, Reply} -> Reply
-            after 0 ->
-                {error, outcome_unknown}
-            end
-    end.
-
 %% ---- reads --------------------------------------------------------------
 
 %% @doc Read `Count' events of a stream starting at version `From'
@@ -371,14 +344,15 @@ read_type(Store, EventType, From, Count) ->
                        non_neg_integer(), direction()) ->
           {ok, [event()], next()} | {error, term()}.
 read_stream_page(Store, StreamId, From, Count, Direction) ->
-    events(ex_esdb_nif:read_stream(Store, StreamId, From, Count, Direction)).
+    events(ex_esdb_backend:read_stream(Store, StreamId, From, Count,
+                                       Direction)).
 
 %% @doc One page of `$all' from global position `From', as
 %% {@link read_stream_page/5}; `Next' is a global position or `eof'.
 -spec read_all_page(store(), non_neg_integer(), non_neg_integer(),
                     direction()) -> {ok, [event()], next()} | {error, term()}.
 read_all_page(Store, From, Count, Direction) ->
-    events(ex_esdb_nif:read_all(Store, From, Count, Direction)).
+    events(ex_esdb_backend:read_all(Store, From, Count, Direction)).
 
 %% @doc One page of the events of a type, forward from global position
 %% `From', as {@link read_stream_page/5}; `Next' is the position of the
@@ -387,7 +361,7 @@ read_all_page(Store, From, Count, Direction) ->
                      non_neg_integer()) ->
           {ok, [event()], next()} | {error, term()}.
 read_type_page(Store, EventType, From, Count) ->
-    events(ex_esdb_nif:read_type(Store, EventType, From, Count)).
+    events(ex_esdb_backend:read_type(Store, EventType, From, Count)).
 
 %% Pages from From until Count events or eof.
 read_count(Page, From, Count) when is_integer(Count), Count >= 0 ->
@@ -430,7 +404,7 @@ undefined_if_nil(Id) -> Id.
 -spec stream_version(store(), binary()) ->
           {ok, non_neg_integer()} | {error, term()}.
 stream_version(Store, StreamId) ->
-    case ex_esdb_nif:stream_info(Store, StreamId) of
+    case ex_esdb_backend:stream_info(Store, StreamId) of
         {ok, _, _, true} -> {error, stream_deleted};
         {ok, Version, _, false} -> {ok, Version};
         Error -> Error
@@ -440,7 +414,7 @@ stream_version(Store, StreamId) ->
 %% `error:{ex_esdb, Reason}' when the store cannot tell (e.g. `closed').
 -spec stream_exists(store(), binary()) -> boolean().
 stream_exists(Store, StreamId) ->
-    case ex_esdb_nif:stream_info(Store, StreamId) of
+    case ex_esdb_backend:stream_info(Store, StreamId) of
         {ok, _, Exists, Deleted} -> Exists andalso not Deleted;
         {error, Reason} -> erlang:error({ex_esdb, Reason})
     end.
@@ -464,7 +438,8 @@ streams(Store) ->
 -spec list_streams(store(), binary() | undefined, non_neg_integer()) ->
           {ok, [stream_info()]} | {error, term()}.
 list_streams(Store, After, Count) ->
-    case ex_esdb_nif:list_streams(Store, nil_if_undefined(After), Count) of
+    case ex_esdb_backend:list_streams(Store, nil_if_undefined(After),
+                                      Count) of
         {ok, Tuples} ->
             {ok, [#{stream_id => Id, version => V, deleted => D}
                   || {Id, V, D} <- Tuples]};
@@ -477,9 +452,8 @@ list_streams(Store, After, Count) ->
 %% stay in `$all' and in type reads.
 -spec delete_stream(store(), binary(), expected()) -> ok | {error, term()}.
 delete_stream(Store, StreamId, Expected) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:delete_stream(Store, Ref, StreamId, Expected), Ref,
-          ?TIMEOUT).
+    ex_esdb_backend:submit(Store, {delete_stream, StreamId, Expected},
+                           ?TIMEOUT).
 
 %% ---- snapshots ----------------------------------------------------------
 
@@ -488,22 +462,19 @@ delete_stream(Store, StreamId, Expected) ->
 -spec put_snapshot(store(), binary(), non_neg_integer(), binary(), binary(),
                    binary()) -> ok | {error, term()}.
 put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:snapshot_put(Store, Ref, SourceUuid, SourceVersion,
-                                   SourceType, Data, Metadata),
-          Ref, ?TIMEOUT).
+    ex_esdb_backend:submit(Store, {snapshot_put, SourceUuid, SourceVersion,
+                                   SourceType, Data, Metadata},
+                           ?TIMEOUT).
 
 %% @doc The snapshot of `SourceUuid', or `{error, snapshot_not_found}'
 %% (the word the Elixir API and Commanded use).
 -spec get_snapshot(store(), binary()) -> {ok, snapshot()} | {error, term()}.
 get_snapshot(Store, SourceUuid) ->
-    case ex_esdb_nif:snapshot_get(Store, SourceUuid) of
+    case ex_esdb_backend:snapshot_get(Store, SourceUuid) of
         {ok, {Uuid, Version, Type, Data, Metadata, CreatedUs}} ->
             {ok, #{source_uuid => Uuid, source_version => Version,
                    source_type => Type, data => bytes(Data),
                    metadata => bytes(Metadata), created_us => CreatedUs}};
-        {error, not_found} ->
-            {error, snapshot_not_found};
         Error ->
             Error
     end.
@@ -520,10 +491,9 @@ bytes(Bytes) -> Bytes.
 %% well (deleting is idempotent, as in the Elixir API).
 -spec delete_snapshot(store(), binary()) -> ok | {error, term()}.
 delete_snapshot(Store, SourceUuid) ->
-    Ref = make_ref(),
-    case await(Store, ex_esdb_nif:snapshot_delete(Store, Ref, SourceUuid),
-               Ref, ?TIMEOUT) of
-        {error, not_found} -> ok;
+    case ex_esdb_backend:submit(Store, {snapshot_delete, SourceUuid},
+                                ?TIMEOUT) of
+        {error, snapshot_not_found} -> ok;
         Other -> Other
     end.
 
@@ -534,31 +504,31 @@ delete_snapshot(Store, SourceUuid) ->
 -spec put_checkpoint(store(), binary(), non_neg_integer(), binary()) ->
           ok | {error, term()}.
 put_checkpoint(Store, Name, Checkpoint, Definition) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:checkpoint_put(Store, Ref, Name, Checkpoint,
-                                     Definition),
-          Ref, ?TIMEOUT).
+    ex_esdb_backend:submit(Store, {checkpoint_put, Name, Checkpoint,
+                                   Definition},
+                           ?TIMEOUT).
 
-%% @doc The checkpoint `Name', or `{error, not_found}'.
+%% @doc The checkpoint `Name', or `{error, subscription_not_found}' (the
+%% word the Elixir API and Commanded use).
 -spec get_checkpoint(store(), binary()) ->
           {ok, checkpoint()} | {error, term()}.
 get_checkpoint(Store, Name) ->
-    case ex_esdb_nif:checkpoint_get(Store, Name) of
+    case ex_esdb_backend:checkpoint_get(Store, Name) of
         {ok, Tuple} -> {ok, checkpoint(Tuple)};
         Error -> Error
     end.
 
-%% @doc Delete the checkpoint `Name'; `{error, not_found}' when absent.
+%% @doc Delete the checkpoint `Name'; `{error, subscription_not_found}'
+%% when absent.
 -spec delete_checkpoint(store(), binary()) -> ok | {error, term()}.
 delete_checkpoint(Store, Name) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:checkpoint_delete(Store, Ref, Name), Ref, ?TIMEOUT).
+    ex_esdb_backend:submit(Store, {checkpoint_delete, Name}, ?TIMEOUT).
 
 %% @doc Every checkpoint, in listing order of their names (see streams/1).
 -spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.
 checkpoints(Store) ->
     all_pages(fun(After) ->
-                      case ex_esdb_nif:checkpoint_list(
+                      case ex_esdb_backend:checkpoint_list(
                              Store, nil_if_undefined(After), ?PAGE) of
                           {ok, Tuples} -> {ok, [checkpoint(T) || T <- Tuples]};
                           Error -> Error
@@ -635,29 +605,31 @@ subscribe(Store, Source, Pid, Opts) ->
         %% as open/2 does: a misspelt option is not taken for the default
         {_, _, _, [Key | _]} -> {error, {invalid_option, Key}};
         _ ->
-            case ex_esdb_nif:subscribe(Store, Pid, Source,
-                                       {ex_esdb_event, false}, false,
-                                       Credit) of
+            case ex_esdb_backend:subscribe(Store, Pid, Source,
+                                           {ex_esdb_event, false}, false,
+                                           Credit) of
                 {ok, Member, _Last} -> {ok, {transient, Member}};
                 Error -> Error
             end
     end.
 
 %% @doc Let a subscription send `N' more events: call it after handling
-%% `N' of them. `{error, not_found}' once the subscription ended.
+%% `N' of them. `{error, subscription_not_found}' once the subscription
+%% ended.
 -spec grant(store(), term(), pos_integer()) -> ok | {error, term()}.
 grant(Store, {transient, Member}, N) when is_integer(Member) ->
     case valid_credit(N) andalso N =/= infinity of
-        true -> ex_esdb_nif:grant(Store, Member, N);
+        true -> ex_esdb_backend:grant(Store, Member, N);
         false -> {error, {invalid_credit, N}}
     end;
 grant(_Store, Sub, _N) ->
     {error, {invalid_subscription, Sub}}.
 
-%% @doc End a subscription made by {@link subscribe/3}.
+%% @doc End a subscription made by {@link subscribe/3};
+%% `{error, subscription_not_found}' once it ended.
 -spec unsubscribe(store(), term()) -> ok | {error, term()}.
 unsubscribe(Store, {transient, Member}) when is_integer(Member) ->
-    ex_esdb_nif:unsubscribe(Store, Member);
+    ex_esdb_backend:unsubscribe(Store, Member);
 unsubscribe(_Store, Sub) ->
     {error, {invalid_subscription, Sub}}.
 
@@ -682,14 +654,14 @@ valid_source(_) -> false.
 %% (README, "Durability").
 -spec stats(store()) -> {ok, #{atom() => non_neg_integer() | atom()}} | {error, term()}.
 stats(Store) ->
-    ex_esdb_nif:stats(Store).
+    ex_esdb_backend:stats(Store).
 
 %% @doc The limits the store checks commands against (the stored ones):
 %% `max_stream_id', `max_event_type', `max_event_bytes',
 %% `max_append_events', `max_append_bytes' and `max_key'.
 -spec limits(store()) -> {ok, #{atom() => pos_integer()}} | {error, term()}.
 limits(Store) ->
-    ex_esdb_nif:limits(Store).
+    ex_esdb_backend:limits(Store).
 
 %% @doc Check every record's checksum and that every index agrees with the
 %% events: `ok', or `{error, {corrupt, Problems}}' with their count. The
@@ -699,16 +671,14 @@ limits(Store) ->
 %% not on a scheduler; the caller waits.
 -spec verify(store()) -> ok | {error, term()}.
 verify(Store) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:verify(Store, Ref), Ref, infinity).
+    ex_esdb_backend:verify(Store).
 
 %% @doc Write a consistent, compacted copy of the store into directory
 %% `Dest' (absent or empty) while writers go on. The copy opens as a store.
 %% It runs on a thread of its own, not on a scheduler; the caller waits.
 -spec backup(store(), string() | binary()) -> ok | {error, term()}.
 backup(Store, Dest) ->
-    Ref = make_ref(),
-    await(Store, ex_esdb_nif:backup(Store, Ref, path(Dest)), Ref, infinity).
+    ex_esdb_backend:backup(Store, path(Dest)).
 
 %% The NIF takes paths as binaries; strings are encoded as UTF-8.
 path(Path) when is_binary(Path) -> Path;

@@ -63,6 +63,7 @@
 	X(invalid_stream_id)                                                   \
 	X(limit_exceeded)                                                      \
 	X(not_queued)                                                          \
+	X(abandoned)                                                           \
 	X(max_queue_bytes)                                                     \
 	X(max_fanout_bytes)                                                    \
 	X(problems)                                                            \
@@ -287,6 +288,7 @@ static ERL_NIF_TERM make_opt_uuid(ErlNifEnv *env, const uint8_t *id)
 /* ---- replies from the writer thread ----------------------------------- */
 
 typedef struct reply_ctx {
+	nif_owed owed; /* first: nif_cancel finds it from there */
 	esdb_store *s; /* alive until every queued command is answered */
 	ErlNifPid pid;
 	ErlNifEnv *env;
@@ -305,6 +307,7 @@ static reply_ctx *reply_new(ErlNifEnv *env, esdb_store *s, ERL_NIF_TERM ref)
 	c->s = s;
 	enif_self(env, &c->pid);
 	c->ref = enif_make_copy(c->env, ref);
+	nif_owed_add(&c->owed);
 	return c;
 }
 
@@ -315,11 +318,15 @@ static reply_ctx *reply_new(ErlNifEnv *env, esdb_store *s, ERL_NIF_TERM ref)
 static __thread bool answer_inline;
 static __thread esdb_result inline_result;
 
+/* Whether the answer goes no further: answered inline, or given up by
+ * the caller (nif_cancel). Then c is freed. */
 static bool answered_inline(reply_ctx *c, const esdb_result *r)
 {
-	if (!answer_inline)
+	bool send = nif_owed_settle(&c->owed);
+	if (send && !answer_inline)
 		return false;
-	inline_result = *r;
+	if (answer_inline)
+		inline_result = *r;
 	enif_free_env(c->env);
 	enif_free(c);
 	return true;
@@ -385,10 +392,16 @@ static bool same_request(void *ctx, void *arg)
 	       enif_compare_pids(&c->pid, &a->pid) == 0;
 }
 
-/* cancel(Store, Ref) -> ok | not_queued, for a caller that stops waiting
- * for the command it sent with Ref. ok: withdrawn from the writer queue,
- * never applied, no reply will come; not_queued: the writer has taken it
- * (it may be applied) or answered it, and its reply comes as usual. */
+static bool same_owed(nif_owed *o, void *arg)
+{
+	return same_request(o, arg);
+}
+
+/* cancel(Store, Ref) -> ok | abandoned | not_queued, for a caller that
+ * stops waiting for the command it sent with Ref. ok: withdrawn from the
+ * writer queue, never applied; abandoned: the writer has taken it (it may
+ * be applied) and its reply will not be sent; either way no reply comes.
+ * not_queued: the reply was sent or is being sent: it comes. */
 static ERL_NIF_TERM nif_cancel(ErlNifEnv *env, int argc,
                                const ERL_NIF_TERM argv[])
 {
@@ -404,7 +417,10 @@ static ERL_NIF_TERM nif_cancel(ErlNifEnv *env, int argc,
 		answer_inline = false;
 	}
 	nif_store_release(r);
-	return rc == 0 ? atom_ok : atom_not_queued;
+	if (rc == 0)
+		return atom_ok;
+	return nif_owed_abandon(same_owed, &a) ? atom_abandoned
+	                                       : atom_not_queued;
 }
 
 /* Acquire the store argv[0] (false: not a store) and get the limits to
@@ -1338,6 +1354,8 @@ static ErlNifResourceTypeInit store_init = {
 
 static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 {
+	if (nif_owed_init())
+		return 1;
 	make_atoms(env);
 	records_init(env);
 	subs_init(env);
@@ -1348,6 +1366,8 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 
 static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
 {
+	if (nif_owed_init())
+		return 1;
 	make_atoms(env);
 	records_init(env);
 	subs_init(env);

@@ -90,6 +90,22 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
 ERL_NIF_TERM nif_verify(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
+/* owed.c: replies the writer owes, embedded in each reply context. */
+typedef struct nif_owed {
+	struct nif_owed *prev, *next;
+	bool abandoned; /* the caller gave it up: not to be sent */
+} nif_owed;
+int nif_owed_init(void);
+/* A reply is owed from now on. */
+void nif_owed_add(nif_owed *o);
+/* The answer is due: true to send it (no longer owed), false when the
+ * caller gave it up. Send it before anything else tells the caller. */
+bool nif_owed_settle(nif_owed *o);
+/* The caller gives up the reply match() finds: true when it was still
+ * owed (it will never be sent), false when it was sent or is being sent
+ * (it reaches the caller). */
+bool nif_owed_abandon(bool (*match)(nif_owed *o, void *arg), void *arg);
+
 /* subscriptions.c: emitter members that are processes. */
 void subs_init(ErlNifEnv *env);
 int subs_attach(store_res *r);

@@ -15,8 +15,8 @@ defmodule ExESDB.Backend do
   after a failed flush), `{:error, {:corrupt, where}}`, or a storage error
   such as `:disk_full` or `:io_error`. "Not found" is always the
   ecosystem's atom for what was looked up (`:snapshot_not_found`,
-  `:subscription_not_found`): `ExESDB.Backend.Errors` is where core
-  answers become them. A wrong argument type raises `ArgumentError`
+  `:subscription_not_found`): `:ex_esdb_backend.translate/2` is where
+  core answers become them, for the Erlang API too. A wrong argument type raises `ArgumentError`
   (the callers check arguments first).
   """
 
@@ -79,7 +79,7 @@ defmodule ExESDB.Backend do
   `ref:` (required then). Otherwise it waits `store.timeout` for the reply:
   then `{:error, :timeout}` when the command was withdrawn from the queue
   (never applied), `{:error, :outcome_unknown}` when it had been taken
-  (it may be applied; its late reply reaches the mailbox).
+  (it may be applied; no late reply reaches the mailbox).
   """
   @callback submit(store(), command(), opts :: keyword()) :: term()
 

@@ -49,8 +49,8 @@ defmodule ExESDB.Streams do
     * `{:error, :timeout}`: the write was still queued and has been
       withdrawn; it is never applied.
     * `{:error, :outcome_unknown}`: the writer had already taken it; it
-      may or may not be applied (its late reply, a `{reference, reply}`
-      message, may reach the caller's mailbox). Retry with the same events.
+      may or may not be applied (no late reply reaches the caller).
+      Retry with the same events.
     * `{:error, :overloaded}`: the writer queue holds `max_queue_bytes`
       already; nothing was written.
 

@@ -1,18 +1,27 @@
 defmodule ExESDB.BackendTest do
-  # The boundary to native code: one module behind it calls the NIF, the
+  # The boundary to native code: no module of lib/ calls the NIF (the
+  # Elixir backend sits on :ex_esdb_backend, as the Erlang API does), the
   # behaviour is documented, and the {Ref, Reply} wait and the naming of
-  # core errors are each written once.
+  # core errors are each written once, in :ex_esdb_backend.
   use ExUnit.Case, async: true
 
-  alias ExESDB.Backend.{Await, Errors}
+  @root Path.expand("../..", __DIR__)
 
-  test "Backend.NIF is the only module of lib/ that calls the NIF" do
-    callers =
-      for file <- Path.wildcard(Path.expand("../../lib/**/*.ex", __DIR__)),
-          File.read!(file) =~ ":ex_esdb_nif",
-          do: Path.relative_to(file, Path.expand("../..", __DIR__))
+  defp files_matching(glob, pattern) do
+    for file <- Path.wildcard(Path.join(@root, glob)),
+        File.read!(file) =~ pattern,
+        do: Path.relative_to(file, @root)
+  end
 
-    assert callers == ["lib/ex_esdb/backend/nif.ex"]
+  test "ex_esdb_backend is the only module that calls the NIF" do
+    assert files_matching("lib/**/*.ex", ":ex_esdb_nif") == []
+    assert files_matching("src/*.erl", "ex_esdb_nif:") == ["src/ex_esdb_backend.erl"]
+  end
+
+  test "one {Ref, Reply} wait in lib/ and src/" do
+    wait = ~r/\{\^?[Rr]ef, \w+\} ->/
+    waits = files_matching("lib/**/*.ex", wait) ++ files_matching("src/*.erl", wait)
+    assert waits == ["src/ex_esdb_backend.erl"]
   end
 
   test "every callback is documented and implemented by Backend.NIF" do
@@ -24,36 +33,40 @@ defmodule ExESDB.BackendTest do
     for {name, arity} <- callbacks, do: assert(function_exported?(ExESDB.Backend.NIF, name, arity))
   end
 
-  describe "Await" do
+  describe "the wait (:ex_esdb_backend.call/3)" do
     test "a command refused at once answers its error, waiting for nothing" do
-      assert {:error, :closed} = Await.call(fn _ref -> {:error, :closed} end, 10_000, &flunk/1)
+      assert {:error, :closed} =
+               :ex_esdb_backend.call(fn _ref -> {:error, :closed} end, 10_000, &flunk/1)
     end
 
     test "the reply to the command's reference is the answer" do
       submit = fn ref -> send(self(), {make_ref(), :other}) && send(self(), {ref, :done}) && :ok end
-      assert :done = Await.call(submit, 1_000, fn _ -> flunk("cancelled") end)
+      assert :done = :ex_esdb_backend.call(submit, 1_000, fn _ -> flunk("cancelled") end)
     end
 
     test "past the timeout a withdrawn command is a :timeout" do
-      assert {:error, :timeout} = Await.call(fn _ -> :ok end, 0, fn _ref -> :ok end)
+      assert {:error, :timeout} = :ex_esdb_backend.call(fn _ -> :ok end, 0, fn _ref -> :ok end)
     end
 
-    test "past the timeout a command already taken is its reply if it came, else unknown" do
-      # the reply came between the timeout and the cancel
+    test "past the timeout a command already taken is its reply if it was sent, else unknown" do
+      # the reply was sent between the timeout and the cancel
       taken_then_answered = fn ref -> send(self(), {ref, {:ok, 1}}) && :not_queued end
-      assert {:ok, 1} = Await.call(fn _ -> :ok end, 0, taken_then_answered)
-      assert {:error, :outcome_unknown} = Await.call(fn _ -> :ok end, 0, fn _ -> :not_queued end)
+      assert {:ok, 1} = :ex_esdb_backend.call(fn _ -> :ok end, 0, taken_then_answered)
+
+      assert {:error, :outcome_unknown} =
+               :ex_esdb_backend.call(fn _ -> :ok end, 0, fn _ -> :abandoned end)
     end
   end
 
   test "core not_found is named for what was looked up; other replies pass" do
-    assert Errors.translate(:snapshot_get, {:error, :not_found}) == {:error, :snapshot_not_found}
-    assert Errors.translate(:snapshot_delete, {:error, :not_found}) == {:error, :snapshot_not_found}
+    t = &:ex_esdb_backend.translate/2
+    assert t.(:snapshot_get, {:error, :not_found}) == {:error, :snapshot_not_found}
+    assert t.(:snapshot_delete, {:error, :not_found}) == {:error, :snapshot_not_found}
 
     for op <- [:checkpoint_get, :checkpoint_delete, :grant, :unsubscribe],
-        do: assert(Errors.translate(op, {:error, :not_found}) == {:error, :subscription_not_found})
+        do: assert(t.(op, {:error, :not_found}) == {:error, :subscription_not_found})
 
-    assert Errors.translate(:append, {:error, :stream_deleted}) == {:error, :stream_deleted}
-    assert Errors.translate(:grant, :ok) == :ok
+    assert t.(:append, {:error, :stream_deleted}) == {:error, :stream_deleted}
+    assert t.(:grant, :ok) == :ok
   end
 end

@@ -3,56 +3,36 @@ defmodule ExESDB.Backend.NIF do
   `ExESDB.Backend` in this VM: the store is opened by the NIF
   (`priv/ex_esdb_nif.so`), mutations queue to the core's writer thread and
   are answered as `{reference, reply}` messages, reads run on dirty
-  schedulers. The only module of the Elixir shell that calls the NIF.
+  schedulers. It sits on `:ex_esdb_backend`, the one module that calls
+  the NIF, which the Erlang API (`:ex_esdb`) sits on too: both APIs share
+  its `{Ref, Reply}` wait and its naming of core errors.
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.Backend.{Await, Errors}
   alias ExESDB.EventCodec
 
   @impl true
-  def open(path, opts), do: :ex_esdb_nif.open(path, opts)
+  def open(path, opts), do: :ex_esdb_backend.open(path, opts)
 
   @impl true
-  def close(handle), do: :ex_esdb_nif.close(handle)
+  def close(handle), do: :ex_esdb_backend.close(handle)
 
   @impl true
-  def limits(handle), do: :ex_esdb_nif.limits(handle)
+  def limits(handle), do: :ex_esdb_backend.limits(handle)
 
   @impl true
   def submit(store, command, opts \\ [])
 
   def submit(%{handle: h} = store, command, opts) do
-    op = elem(command, 0)
-
-    if opts[:async] do
-      Errors.translate(op, queue(h, Keyword.fetch!(opts, :ref), command))
-    else
-      reply = Await.call(&queue(h, &1, command), store.timeout, &:ex_esdb_nif.cancel(h, &1))
-      Errors.translate(op, reply)
-    end
+    if opts[:async],
+      do: :ex_esdb_backend.submit_async(h, command, Keyword.fetch!(opts, :ref)),
+      else: :ex_esdb_backend.submit(h, command, store.timeout)
   end
-
-  defp queue(h, ref, {:append, stream_id, expected, events}),
-    do: :ex_esdb_nif.append(h, ref, stream_id, expected, events)
-
-  defp queue(h, ref, {:delete_stream, stream_id, expected}),
-    do: :ex_esdb_nif.delete_stream(h, ref, stream_id, expected)
-
-  defp queue(h, ref, {:snapshot_put, uuid, version, type, data, meta}),
-    do: :ex_esdb_nif.snapshot_put(h, ref, uuid, version, type, data, meta)
-
-  defp queue(h, ref, {:snapshot_delete, uuid}), do: :ex_esdb_nif.snapshot_delete(h, ref, uuid)
-
-  defp queue(h, ref, {:checkpoint_put, name, checkpoint, definition}),
-    do: :ex_esdb_nif.checkpoint_put(h, ref, name, checkpoint, definition)
-
-  defp queue(h, ref, {:checkpoint_delete, name}), do: :ex_esdb_nif.checkpoint_delete(h, ref, name)
 
   @impl true
   def read(store, source, from, count, direction),
     do:
-      :ex_esdb_nif.read_records(
+      :ex_esdb_backend.read_records(
         store.handle,
         source,
         from,
@@ -62,28 +42,24 @@ defmodule ExESDB.Backend.NIF do
       )
 
   @impl true
-  def stream_info(store, stream_id), do: :ex_esdb_nif.stream_info(store.handle, stream_id)
+  def stream_info(store, stream_id), do: :ex_esdb_backend.stream_info(store.handle, stream_id)
 
   @impl true
   def list_streams(store, after_id, count),
-    do: :ex_esdb_nif.list_streams(store.handle, after_id, count)
+    do: :ex_esdb_backend.list_streams(store.handle, after_id, count)
 
   @impl true
-  def snapshot_get(store, uuid),
-    do: Errors.translate(:snapshot_get, :ex_esdb_nif.snapshot_get(store.handle, uuid))
+  def snapshot_get(store, uuid), do: :ex_esdb_backend.snapshot_get(store.handle, uuid)
 
   @impl true
-  def checkpoint_get(store, name),
-    do: Errors.translate(:checkpoint_get, :ex_esdb_nif.checkpoint_get(store.handle, name))
+  def checkpoint_get(store, name), do: :ex_esdb_backend.checkpoint_get(store.handle, name)
 
   @impl true
   def checkpoint_list(store, after_name, count),
-    do: :ex_esdb_nif.checkpoint_list(store.handle, after_name, count)
+    do: :ex_esdb_backend.checkpoint_list(store.handle, after_name, count)
 
   @impl true
   def subscribe(store, pid, source, opts) do
-    format = EventCodec.format(store)
-
     shape =
       case Keyword.get(opts, :shape, :plain) do
         :plain -> false
@@ -91,35 +67,25 @@ defmodule ExESDB.Backend.NIF do
         :ranged -> :ranged
       end
 
-    case Keyword.get(opts, :credit, :infinity) do
-      :infinity when shape == false -> :ex_esdb_nif.subscribe(store.handle, pid, source, format)
-      :infinity -> :ex_esdb_nif.subscribe(store.handle, pid, source, format, shape)
-      credit -> :ex_esdb_nif.subscribe(store.handle, pid, source, format, shape, credit)
-    end
+    credit = Keyword.get(opts, :credit, :infinity)
+    :ex_esdb_backend.subscribe(store.handle, pid, source, EventCodec.format(store), shape, credit)
   end
 
   @impl true
-  def grant(store, member, n),
-    do: Errors.translate(:grant, :ex_esdb_nif.grant(store.handle, member, n))
+  def grant(store, member, n), do: :ex_esdb_backend.grant(store.handle, member, n)
 
   @impl true
-  def unsubscribe(store, member),
-    do: Errors.translate(:unsubscribe, :ex_esdb_nif.unsubscribe(store.handle, member))
+  def unsubscribe(store, member), do: :ex_esdb_backend.unsubscribe(store.handle, member)
 
   @impl true
-  def stats(store), do: :ex_esdb_nif.stats(store.handle)
-
-  # verify and backup run on threads of their own and answer {Ref, Reply}
-  # when done, however long that takes: the caller waits without bound.
-  @impl true
-  def verify(store), do: unbounded(store, &:ex_esdb_nif.verify(store.handle, &1))
+  def stats(store), do: :ex_esdb_backend.stats(store.handle)
 
   @impl true
-  def backup(store, dest), do: unbounded(store, &:ex_esdb_nif.backup(store.handle, &1, dest))
-
-  defp unbounded(store, start),
-    do: Await.call(start, :infinity, &:ex_esdb_nif.cancel(store.handle, &1))
+  def verify(store), do: :ex_esdb_backend.verify(store.handle)
 
   @impl true
-  def decode_term(bin), do: :ex_esdb_nif.decode_term(bin)
+  def backup(store, dest), do: :ex_esdb_backend.backup(store.handle, dest)
+
+  @impl true
+  def decode_term(bin), do: :ex_esdb_backend.decode_term(bin)
 end

@@ -14,7 +14,10 @@
  *                             without O_DSYNC) is durable at once. What
  *                             FILE holds is what a power loss may undo;
  *   ESDB_SHIM_CRASH_AT=N      with UNDO: SIGKILL the process just before
- *                             its Nth write or flush of data.mdb.
+ *                             its Nth write or flush of data.mdb;
+ *   ESDB_SHIM_HOLD_SYNC=FILE  a flush of data.mdb waits while FILE exists,
+ *                             after creating FILE.held: the writer is held
+ *                             with the commands it has taken.
  *
  * Undo log record: u64 offset, u64 length, u64 file size before, then the
  * bytes the write replaces that existed (length or fewer). */
@@ -43,7 +46,7 @@ static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static unsigned char tracked[MAX_FD];
 static int read_fd = -1; /* data.mdb, for pre-images */
 static int undo_fd = -1;
-static const char *trace_path;
+static const char *trace_path, *hold_path;
 static long fail_sync_at, crash_at;
 static long syncs, ops;
 
@@ -61,6 +64,7 @@ static long env_long(const char *name)
 __attribute__((constructor)) static void shim_init(void)
 {
 	trace_path = getenv("ESDB_SHIM_TRACE");
+	hold_path = getenv("ESDB_SHIM_HOLD_SYNC");
 	fail_sync_at = env_long("ESDB_SHIM_FAIL_SYNC");
 	crash_at = env_long("ESDB_SHIM_CRASH_AT");
 	const char *undo = getenv("ESDB_SHIM_UNDO");
@@ -285,9 +289,31 @@ static void trace_sync(int fd)
 	close(t);
 }
 
-/* A flush: traced; of data.mdb, maybe failed or (simulating) absorbed. */
+/* Wait while hold_path exists, saying so in hold_path.held. Not under
+ * the lock: other threads go on writing and closing. */
+static void hold(void)
+{
+	char held[PATH_MAX];
+	if (access(hold_path, F_OK) != 0)
+		return;
+	snprintf(held, sizeof(held), "%s.held", hold_path);
+	int fd = open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		abort();
+	close(fd);
+	while (access(hold_path, F_OK) == 0)
+		usleep(1000);
+}
+
+/* A flush: traced; of data.mdb, maybe held, failed or (simulating)
+ * absorbed. */
 static int do_sync(int fd, int (*real)(int))
 {
+	pthread_mutex_lock(&lock);
+	bool data = kind(fd) != UNTRACKED;
+	pthread_mutex_unlock(&lock);
+	if (data && hold_path)
+		hold();
 	pthread_mutex_lock(&lock);
 	int k = kind(fd), rc;
 	if (k != UNTRACKED)
