@@ -410,12 +410,15 @@ stream_version(Store, StreamId) ->
         Error -> Error
     end.
 
-%% @doc Whether a stream has events and is not deleted. Raises
-%% `error:{ex_esdb, Reason}' when the store cannot tell (e.g. `closed').
+%% @doc Whether a stream has events and is not deleted: `false' for an id
+%% that cannot name one (empty, or `$'-prefixed as `$all'), as in the
+%% Elixir API. Raises `error:{ex_esdb, Reason}' when the store cannot
+%% tell (e.g. `closed').
 -spec stream_exists(store(), binary()) -> boolean().
 stream_exists(Store, StreamId) ->
     case ex_esdb_backend:stream_info(Store, StreamId) of
         {ok, _, Exists, Deleted} -> Exists andalso not Deleted;
+        {error, {invalid_stream_id, _}} -> false;
         {error, Reason} -> erlang:error({ex_esdb, Reason})
     end.
 

@@ -868,7 +868,10 @@ stream_exists_test() ->
         ?assertNot(ex_esdb:stream_exists(S, <<"s">>)),
         {ok, _} = ex_esdb:append(S, <<"s">>, any, [ev(<<"t">>)]),
         ?assert(ex_esdb:stream_exists(S, <<"s">>)),
-        ?assertNot(ex_esdb:stream_exists(S, <<"S">>))
+        ?assertNot(ex_esdb:stream_exists(S, <<"S">>)),
+        %% ids that cannot name a stream do not exist (as in Elixir)
+        ?assertNot(ex_esdb:stream_exists(S, <<"$all">>)),
+        ?assertNot(ex_esdb:stream_exists(S, <<>>))
     end).
 
 streams_paging_test_() ->

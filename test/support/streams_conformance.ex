@@ -6,14 +6,21 @@ defmodule ExESDB.StreamsConformance do
   #     use ExESDB.StreamsConformance, backend: MyBackend
   #
   # where MyBackend.start_store(context) starts an empty store and returns
-  # %{store: store_id}.
+  # %{store: store_id}. `api: ExESDB.Test.ErlangApi` runs the same cases
+  # through the Erlang API (its Streams and Snapshots modules call
+  # :ex_esdb); cases about the Elixir API's own argument checks are
+  # skipped there (the Erlang API raises badarg for a wrong type).
   use ExUnit.CaseTemplate
 
   using opts do
     backend = Keyword.fetch!(opts, :backend)
+    api = opts |> Keyword.get(:api, ExESDB) |> Macro.expand(__CALLER__)
+    elixir_only = api != ExESDB && "the Elixir API's argument checks"
 
     quote do
-      alias ExESDB.{EventRecord, NewEvent, Snapshots, Streams}
+      alias ExESDB.{EventRecord, NewEvent}
+      alias unquote(Module.concat(api, Streams))
+      alias unquote(Module.concat(api, Snapshots))
       alias ExESDB.Schema.SnapshotRecord
 
       setup context, do: unquote(backend).start_store(context)
@@ -69,16 +76,6 @@ defmodule ExESDB.StreamsConformance do
           refute Streams.stream_exists?(s, "$all")
           assert {:ok, 0} = Streams.get_version(s, "$ce-a")
 
-          assert {:error, {:invalid_expected_version, -1}} =
-                   Streams.append_events(s, "a", -1, new_events(1))
-
-          assert {:error, {:invalid_event, :nope}} = Streams.append_events(s, "a", :any, [:nope])
-
-          assert {:error, {:invalid_event_id, "x"}} =
-                   Streams.append_events(s, "a", :any, [
-                     %NewEvent{event_id: "x", event_type: "t", data: 1}
-                   ])
-
           too_long = String.duplicate("s", 1025)
 
           assert {:error, {:limit_exceeded, :max_stream_id, 1024}} =
@@ -91,6 +88,23 @@ defmodule ExESDB.StreamsConformance do
 
           assert {:ok, 0} = Streams.get_version(s, "a")
           refute Streams.stream_exists?(s, "a")
+        end
+
+        @tag skip: unquote(elixir_only)
+        test "refuses arguments of the wrong shape with clear errors", %{store: s} do
+          assert {:error, {:invalid_expected_version, -1}} =
+                   Streams.append_events(s, "a", -1, new_events(1))
+
+          assert {:error, {:invalid_event, :nope}} = Streams.append_events(s, "a", :any, [:nope])
+
+          assert {:error, {:invalid_event_id, "x"}} =
+                   Streams.append_events(s, "a", :any, [
+                     %NewEvent{event_id: "x", event_type: "t", data: 1}
+                   ])
+
+          assert {:ok, 0} = Streams.get_version(s, "a")
+          assert {:error, {:invalid_count, -1}} = Streams.get_events(s, "a", 1, -1)
+          assert {:error, {:invalid_stream_id, 42}} = Streams.get_version(s, 42)
         end
 
         test "all events of one append are stored, or none", %{store: s} do
@@ -122,7 +136,6 @@ defmodule ExESDB.StreamsConformance do
           assert Enum.map(mid, & &1.event_number) == [3, 4]
           assert {:ok, []} = Streams.get_events(s, "a", 8, 10)
           assert {:error, :stream_not_found} = Streams.get_events(s, "nope", 1, 10)
-          assert {:error, {:invalid_count, -1}} = Streams.get_events(s, "a", 1, -1)
         end
 
         test "records carry every field", %{store: s} do
@@ -181,7 +194,6 @@ defmodule ExESDB.StreamsConformance do
           assert Streams.stream_exists?(s, "a")
           refute Streams.stream_exists?(s, "zzz")
           assert {:ok, 0} = Streams.get_version(s, "zzz")
-          assert {:error, {:invalid_stream_id, 42}} = Streams.get_version(s, 42)
         end
 
         test "delete_stream tombstones a stream", %{store: s} do
@@ -219,6 +231,7 @@ defmodule ExESDB.StreamsConformance do
           assert :ok = Snapshots.delete_snapshot(s, "agg-1")
         end
 
+        @tag skip: unquote(elixir_only)
         test "refuses bad snapshots", %{store: s} do
           assert {:error, {:invalid_snapshot, _}} =
                    Snapshots.record_snapshot(s, %SnapshotRecord{source_uuid: "", source_version: 1})
