@@ -1,0 +1,1164 @@
+/* replica.c: the raft commit path (replica.h). Three threads touch a
+ * replica: callers (submit, cancel, the getters, membership calls), the
+ * loop thread (every raft_* call, the proposer and the FSM callbacks) and
+ * the writer (applies committed entries to the store, answers callers). */
+#include "replica.h"
+
+#include "commit.h"
+#include "entry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define ADDRESS_MAX 256
+/* Entries one writer transaction takes at most. */
+#define WRITER_BATCH_ENTRIES 256
+/* Entries the proposer keeps in flight: the next one packs what queued
+ * meanwhile (group commit per entry). */
+#define PROPOSE_INFLIGHT 1
+
+/* One proposed entry: the callers waiting for it and raft's request. */
+typedef struct proposal {
+	struct proposal *next;
+	uint64_t seq;
+	esdb_commit_req *reqs; /* in command order; NULL once answered */
+	size_t n;
+	int refs; /* raft's callback and the answer each drop one */
+	struct raft_apply apply;
+	esdb_replica *r;
+} proposal;
+
+/* A committed entry handed to the writer (a copy of raft's buffer). */
+typedef struct committed {
+	struct committed *next;
+	uint64_t index;
+	size_t len;
+	uint8_t buf[];
+} committed;
+
+/* A membership change or transfer waiting for the loop. */
+typedef enum { CTL_ADD, CTL_ASSIGN, CTL_REMOVE, CTL_TRANSFER } ctl_kind;
+typedef struct ctl {
+	struct ctl *next;
+	ctl_kind kind;
+	uint64_t id;
+	int role;
+	const char *address;
+	int rc;
+	bool done;
+	struct raft_change change;
+	struct raft_transfer transfer;
+	esdb_replica *r;
+} ctl;
+
+struct esdb_replica {
+	/* fixed at create / start */
+	esdb_replica_config cfg;
+	char *address, *bind_address, *dir, *raft_dir;
+	esdb_replica_member *members;
+	uint64_t id;
+	uint64_t proposer; /* random per start: names our entries */
+	esdb_store *s;
+
+	/* loop thread only */
+	uv_loop_t loop;
+	uv_async_t wake;
+	uv_check_t check;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct raft_fsm fsm;
+	bool raft_closing, loop_inited, io_inited, transport_inited,
+	    raft_inited;
+	unsigned inflight;
+	uint64_t next_seq;
+	uint64_t handed; /* last raft index handed to the writer */
+	pthread_t thread;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* start result, ctl done, writer progress */
+	int start_rc;
+	bool started;
+	bool stopping;
+	bool wake_open; /* the loop's async handle may be signalled */
+	/* submitted, not yet proposed */
+	esdb_commit_req *in_head, *in_tail;
+	uint64_t in_bytes;
+	ctl *ctl_head;
+	proposal *proposals;
+	/* what the loop last saw */
+	bool leader;
+	uint64_t leader_id;
+	char leader_address[ADDRESS_MAX];
+	/* fail-stop */
+	int failed;
+	char failure[256];
+	/* the writer */
+	pthread_t writer;
+	pthread_cond_t writer_cond;
+	committed *c_head, *c_tail;
+	bool writer_stop;
+	uint64_t applied; /* raft index applied and committed */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static int raft_rc(int rv)
+{
+	switch (rv) {
+	case 0:
+		return 0;
+	case RAFT_NOMEM:
+		return ENOMEM;
+	case RAFT_NOTLEADER:
+		return ESDB_ENOT_LEADER;
+	case RAFT_LEADERSHIPLOST:
+		return ESDB_EOUTCOME_UNKNOWN;
+	case RAFT_SHUTDOWN:
+	case RAFT_CANCELED:
+		return ESDB_ECLOSED;
+	case RAFT_BADID:
+	case RAFT_DUPLICATEID:
+	case RAFT_DUPLICATEADDRESS:
+	case RAFT_BADROLE:
+	case RAFT_INVALID:
+	case RAFT_MALFORMED:
+		return ESDB_EINVAL;
+	case RAFT_CANTCHANGE:
+	case RAFT_BUSY:
+		return ESDB_EBUSY;
+	case RAFT_NOTFOUND:
+		return ESDB_ENOTFOUND;
+	case RAFT_NOSPACE:
+		return ENOSPC;
+	case RAFT_CORRUPT:
+		return ESDB_ECORRUPT;
+	default:
+		return EIO;
+	}
+}
+
+static char *dup_str(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void answer_all(esdb_commit_req *r, int rc)
+{
+	while (r) {
+		esdb_commit_req *next = r->next;
+		esdb_result res = {.rc = rc};
+		esdb_commit_answer(r, &res);
+		r = next;
+	}
+}
+
+/* Stop for good: record why (the first reason wins) and wake the loop,
+ * which leaves raft. Callable from any thread, lock not held. */
+static void fail_stop(esdb_replica *r, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_stop(esdb_replica *r, int rc, const char *fmt, ...)
+{
+	pthread_mutex_lock(&r->lock);
+	if (!r->failed) {
+		r->failed = rc;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->failure, sizeof(r->failure), fmt, ap);
+		va_end(ap);
+		fprintf(stderr, "esdb replica %" PRIu64 " stopped: %s\n", r->id,
+		        r->failure);
+	}
+	pthread_cond_broadcast(&r->cond);
+	if (r->wake_open)
+		uv_async_send(&r->wake);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- the writer thread ------------------------------------------------ */
+
+/* Take the proposal of ours with this seq, NULL when none waits. */
+static proposal *take_proposal(esdb_replica *r, uint64_t seq)
+{
+	for (proposal **pp = &r->proposals; *pp; pp = &(*pp)->next) {
+		if ((*pp)->seq == seq) {
+			proposal *p = *pp;
+			*pp = p->next;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void proposal_unref(esdb_replica *r, proposal *p)
+{
+	pthread_mutex_lock(&r->lock);
+	bool last = --p->refs == 0;
+	pthread_mutex_unlock(&r->lock);
+	if (last)
+		free(p);
+}
+
+/* Answer the callers of the entries in batch this node proposed: with
+ * their commands' results, or with rc when results is NULL. */
+static void answer_batch(esdb_replica *r, committed *batch,
+                         const esdb_result *results, int rc)
+{
+	esdb_entry_header h;
+	size_t k = 0;
+	for (committed *c = batch; c; c = c->next) {
+		if (esdb_entry_header_read(c->buf, c->len, &h))
+			continue;
+		proposal *p = NULL;
+		pthread_mutex_lock(&r->lock);
+		if (h.proposer == r->proposer)
+			p = take_proposal(r, h.seq);
+		pthread_mutex_unlock(&r->lock);
+		if (p) {
+			esdb_commit_req *q = p->reqs;
+			for (uint32_t i = 0; q && i < h.count; i++) {
+				esdb_commit_req *next = q->next;
+				esdb_result res = {.rc = rc};
+				esdb_commit_answer(q, results ? &results[k + i]
+				                              : &res);
+				q = next;
+			}
+			p->reqs = NULL;
+			proposal_unref(r, p);
+		}
+		k += h.count;
+	}
+}
+
+/* Apply a batch of committed entries in one transaction, then answer the
+ * callers of the ones this node proposed. */
+static void apply_batch(esdb_replica *r, committed *batch)
+{
+	size_t n_cmds = 0, n_entries = 0;
+	esdb_entry_header h;
+	for (committed *c = batch; c; c = c->next, n_entries++) {
+		/* checked when handed over: cannot fail here */
+		esdb_entry_header_read(c->buf, c->len, &h);
+		n_cmds += h.count;
+	}
+	esdb_cmd *cmds = malloc(n_cmds * sizeof(*cmds));
+	uint64_t *at = malloc(n_cmds * sizeof(*at));
+	esdb_result *results = malloc(n_cmds * sizeof(*results));
+	uint64_t last = 0;
+	int rc = 0;
+	if (!cmds || !at || !results) {
+		rc = ENOMEM;
+		goto out;
+	}
+	size_t k = 0;
+	for (committed *c = batch; c; c = c->next) {
+		if ((rc = esdb_entry_decode(c->buf, c->len, &h, cmds + k))) {
+			fail_stop(r, rc,
+			          "entry %" PRIu64 " is malformed (%s): not "
+			          "applied",
+			          c->index, esdb_error_describe(rc));
+			goto out_failed;
+		}
+		for (uint32_t i = 0; i < h.count; i++)
+			at[k + i] = esdb_entry_store_index(c->index, i);
+		k += h.count;
+		last = c->index;
+	}
+	rc = esdb_store_apply_at(r->s, at, cmds, n_cmds, results);
+out:
+	if (rc) {
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "applying entries up to %" PRIu64 " failed: %s (%d)",
+		          last, esdb_error_describe(rc), rc);
+		goto out_failed;
+	}
+	answer_batch(r, batch, results, 0);
+	pthread_mutex_lock(&r->lock);
+	if (last > r->applied)
+		r->applied = last;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	free(cmds);
+	free(at);
+	free(results);
+	return;
+out_failed:
+	/* Never a result from an entry this store did not apply. */
+	answer_batch(r, batch, NULL, ESDB_ESTORE_FAILED);
+	free(cmds);
+	free(at);
+	free(results);
+}
+
+static void *writer_main(void *arg)
+{
+	esdb_replica *r = arg;
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		while (!r->c_head && !r->writer_stop)
+			pthread_cond_wait(&r->writer_cond, &r->lock);
+		if (!r->c_head)
+			break;
+		/* Up to WRITER_BATCH_ENTRIES entries, one transaction. */
+		committed *batch = r->c_head, *tail = batch;
+		for (int i = 1; i < WRITER_BATCH_ENTRIES && tail->next; i++)
+			tail = tail->next;
+		r->c_head = tail->next;
+		if (!r->c_head)
+			r->c_tail = NULL;
+		tail->next = NULL;
+		int failed = r->failed;
+		pthread_mutex_unlock(&r->lock);
+		if (!failed)
+			apply_batch(r, batch);
+		else
+			answer_batch(r, batch, NULL, failed);
+		while (batch) {
+			committed *next = batch->next;
+			free(batch);
+			batch = next;
+		}
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+/* Wait until the writer has applied every entry handed to it (or the
+ * replica failed). Loop thread. Returns the failure, 0 when caught up. */
+static int writer_drain(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	while (r->applied < r->handed && !r->failed)
+		pthread_cond_wait(&r->cond, &r->lock);
+	int rc = r->failed;
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+/* ---- the FSM (loop thread) -------------------------------------------- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+	esdb_replica *r = fsm->data;
+	/* raft applies in order and sets last_applied after this call */
+	uint64_t index = raft_last_applied(&r->raft) + 1;
+	esdb_entry_header h;
+	*result = NULL;
+	int rc = esdb_entry_header_read(buf->base, buf->len, &h);
+	if (rc == ESDB_EFORMAT) {
+		fail_stop(r, ESDB_EFORMAT,
+		          "entry %" PRIu64 " has format version %u; this "
+		          "replica reads version %u (mixed versions: upgrade "
+		          "this node)",
+		          index, h.version, ESDB_ENTRY_VERSION);
+		return 0;
+	}
+	if (rc) {
+		fail_stop(r, rc, "entry %" PRIu64 " is malformed", index);
+		return 0;
+	}
+	committed *c = malloc(sizeof(*c) + buf->len);
+	if (!c) {
+		fail_stop(r, ENOMEM, "no memory for entry %" PRIu64, index);
+		return 0;
+	}
+	c->next = NULL;
+	c->index = index;
+	c->len = buf->len;
+	memcpy(c->buf, buf->base, buf->len);
+	pthread_mutex_lock(&r->lock);
+	if (r->c_tail)
+		r->c_tail->next = c;
+	else
+		r->c_head = c;
+	r->c_tail = c;
+	r->handed = index;
+	pthread_cond_signal(&r->writer_cond);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+/* A marker snapshot: version, then the store's applied index. */
+#define MARKER_VERSION 1
+#define MARKER_BYTES   16
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+	esdb_replica *r = fsm->data;
+	uint64_t applied;
+	/* Raft then drops entries up to its commit index: the store must
+	 * hold them, committed (the invariant in replica.h). */
+	if (writer_drain(r))
+		return RAFT_IOERR;
+	if (esdb_store_get_applied_index(r->s, &applied))
+		return RAFT_IOERR;
+	*bufs = raft_malloc(sizeof(**bufs));
+	uint8_t *m = raft_malloc(MARKER_BYTES);
+	if (!*bufs || !m) {
+		raft_free(*bufs);
+		raft_free(m);
+		return RAFT_NOMEM;
+	}
+	memset(m, 0, MARKER_BYTES);
+	m[0] = MARKER_VERSION;
+	for (int i = 0; i < 8; i++)
+		m[8 + i] = (uint8_t)(applied >> (8 * i));
+	(*bufs)[0] = (struct raft_buffer){.base = m, .len = MARKER_BYTES};
+	*n_bufs = 1;
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	esdb_replica *r = fsm->data;
+	const uint8_t *m = buf->base;
+	uint64_t want = 0, have = 0;
+	if (buf->len != MARKER_BYTES || m[0] != MARKER_VERSION) {
+		fail_stop(r, ESDB_EFORMAT,
+		          "snapshot marker of %zu bytes, version %u: unknown",
+		          buf->len, buf->len ? m[0] : 0);
+		return RAFT_MALFORMED;
+	}
+	for (int i = 7; i >= 0; i--)
+		want = want << 8 | m[8 + i];
+	if (writer_drain(r) || esdb_store_get_applied_index(r->s, &have))
+		return RAFT_IOERR;
+	if (have < want) {
+		/* The entries between are gone from raft's log: only a copy
+		 * of a member's store can bring this one up to date. */
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "raft's snapshot needs the store at index %" PRIu64
+		          " (entry %" PRIu64 "), this store is at %" PRIu64
+		          " (entry %" PRIu64 "): it needs a copy of a "
+		          "member's store, which is not built yet",
+		          want, want >> 16, have, have >> 16);
+		return RAFT_IOERR;
+	}
+	raft_free(buf->base);
+	return 0;
+}
+
+/* ---- the proposer (loop thread) --------------------------------------- */
+
+static void proposal_done(struct raft_apply *req, int status, void *result)
+{
+	proposal *p = req->data;
+	esdb_replica *r = p->r;
+	esdb_commit_req *reqs = NULL;
+	r->inflight--;
+	if (status) {
+		/* Not applied here (yet): it may still commit under the
+		 * next leader, so the callers cannot be told either way. */
+		pthread_mutex_lock(&r->lock);
+		if (take_proposal(r, p->seq)) {
+			reqs = p->reqs;
+			p->reqs = NULL;
+			p->refs--; /* the answer's reference */
+		}
+		pthread_mutex_unlock(&r->lock);
+		answer_all(reqs, ESDB_EOUTCOME_UNKNOWN);
+	}
+	proposal_unref(r, p);
+	/* propose what queued meanwhile, outside raft's callback */
+	if (r->wake_open && !r->raft_closing)
+		uv_async_send(&r->wake);
+}
+
+/* Take the queued commands that fit one entry. Lock held. */
+static esdb_commit_req *take_batch(esdb_replica *r, size_t *n, size_t *bytes)
+{
+	esdb_commit_req *head = r->in_head, *q = head, *last = NULL;
+	size_t max = r->cfg.max_entry_bytes;
+	*n = 0;
+	*bytes = 0;
+	while (q && *n < ESDB_ENTRY_MAX_COMMANDS &&
+	       (*n == 0 || *bytes + q->cmd.len <= max)) {
+		*bytes += q->cmd.len;
+		(*n)++;
+		last = q;
+		q = q->next;
+	}
+	if (!last)
+		return NULL;
+	r->in_head = q;
+	if (!q)
+		r->in_tail = NULL;
+	last->next = NULL;
+	r->in_bytes -= *bytes;
+	return head;
+}
+
+static void propose(esdb_replica *r)
+{
+	while (r->inflight < PROPOSE_INFLIGHT && !r->raft_closing) {
+		size_t n, bytes;
+		pthread_mutex_lock(&r->lock);
+		bool leader = raft_state(&r->raft) == RAFT_LEADER;
+		esdb_commit_req *reqs =
+		    leader ? take_batch(r, &n, &bytes) : NULL;
+		pthread_mutex_unlock(&r->lock);
+		if (!reqs)
+			return;
+		esdb_cmd *cmds = malloc(n * sizeof(*cmds));
+		proposal *p = calloc(1, sizeof(*p));
+		size_t size = 0;
+		uint8_t *buf = NULL;
+		if (cmds && p) {
+			size_t i = 0;
+			for (esdb_commit_req *q = reqs; q; q = q->next)
+				cmds[i++] = q->cmd;
+			size = esdb_entry_size(cmds, n);
+			buf = raft_malloc(size);
+		}
+		if (!buf) {
+			free(cmds);
+			free(p);
+			answer_all(reqs, ENOMEM);
+			continue;
+		}
+		p->seq = ++r->next_seq;
+		esdb_entry_encode(buf, r->proposer, p->seq, cmds, n);
+		free(cmds);
+		p->reqs = reqs;
+		p->n = n;
+		p->refs = 2;
+		p->r = r;
+		p->apply.data = p;
+		pthread_mutex_lock(&r->lock);
+		p->next = r->proposals;
+		r->proposals = p;
+		pthread_mutex_unlock(&r->lock);
+		struct raft_buffer rb = {.base = buf, .len = size};
+		int rv = raft_apply(&r->raft, &p->apply, &rb, 1, proposal_done);
+		if (rv) {
+			raft_free(buf);
+			pthread_mutex_lock(&r->lock);
+			take_proposal(r, p->seq);
+			pthread_mutex_unlock(&r->lock);
+			/* never in the log: safe to retry elsewhere */
+			answer_all(reqs, rv == RAFT_NOTLEADER ? ESDB_ENOT_LEADER
+			                                      : raft_rc(rv));
+			free(p);
+			continue;
+		}
+		r->inflight++;
+	}
+}
+
+/* ---- membership (loop thread) ----------------------------------------- */
+
+static void ctl_finish(ctl *c, int rc)
+{
+	esdb_replica *r = c->r;
+	pthread_mutex_lock(&r->lock);
+	c->rc = rc;
+	c->done = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void change_done(struct raft_change *req, int status)
+{
+	ctl_finish(req->data, raft_rc(status));
+}
+
+static void transfer_done(struct raft_transfer *req)
+{
+	ctl *c = req->data;
+	esdb_replica *r = c->r;
+	raft_id id;
+	const char *address;
+	raft_leader(&r->raft, &id, &address);
+	ctl_finish(c, id != 0 && id != r->id ? 0 : ETIMEDOUT);
+}
+
+static void run_ctl(esdb_replica *r, ctl *c)
+{
+	int rv;
+	c->change.data = c;
+	c->transfer.data = c;
+	switch (c->kind) {
+	case CTL_ADD:
+		rv = raft_add(&r->raft, &c->change, c->id, c->address,
+		              change_done);
+		break;
+	case CTL_ASSIGN:
+		rv = raft_assign(&r->raft, &c->change, c->id, c->role,
+		                 change_done);
+		break;
+	case CTL_REMOVE:
+		rv = raft_remove(&r->raft, &c->change, c->id, change_done);
+		break;
+	default:
+		rv =
+		    raft_transfer(&r->raft, &c->transfer, c->id, transfer_done);
+		break;
+	}
+	if (rv)
+		ctl_finish(c, raft_rc(rv));
+}
+
+/* ---- the loop --------------------------------------------------------- */
+
+static void raft_closed(struct raft *raft)
+{
+	esdb_replica *r = raft->data;
+	raft_uv_close(&r->io);
+	raft_uv_tcp_close(&r->transport);
+	pthread_mutex_lock(&r->lock);
+	r->wake_open = false;
+	pthread_mutex_unlock(&r->lock);
+	uv_close((uv_handle_t *)&r->wake, NULL);
+	uv_close((uv_handle_t *)&r->check, NULL);
+}
+
+static void leave_raft(esdb_replica *r)
+{
+	if (r->raft_closing)
+		return;
+	r->raft_closing = true;
+	raft_close(&r->raft, raft_closed);
+}
+
+static void on_wake(uv_async_t *h)
+{
+	esdb_replica *r = h->data;
+	pthread_mutex_lock(&r->lock);
+	bool stop = r->stopping || r->failed;
+	int failed = r->failed;
+	ctl *ctls = r->ctl_head;
+	r->ctl_head = NULL;
+	esdb_commit_req *drop = NULL;
+	if (stop) {
+		drop = r->in_head;
+		r->in_head = r->in_tail = NULL;
+		r->in_bytes = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	answer_all(drop, failed ? failed : ESDB_ECLOSED);
+	while (ctls) {
+		ctl *next = ctls->next;
+		if (stop || r->raft_closing)
+			ctl_finish(ctls, failed ? failed : ESDB_ECLOSED);
+		else
+			run_ctl(r, ctls);
+		ctls = next;
+	}
+	if (stop) {
+		leave_raft(r);
+		return;
+	}
+	propose(r);
+}
+
+/* After every loop iteration: notice leadership changes. */
+static void on_check(uv_check_t *h)
+{
+	esdb_replica *r = h->data;
+	if (r->raft_closing)
+		return;
+	raft_id id;
+	const char *address;
+	raft_leader(&r->raft, &id, &address);
+	bool leader = raft_state(&r->raft) == RAFT_LEADER;
+	esdb_commit_req *drop = NULL;
+	pthread_mutex_lock(&r->lock);
+	bool changed = id != r->leader_id || leader != r->leader;
+	if (changed) {
+		r->leader_id = id;
+		r->leader = leader;
+		snprintf(r->leader_address, sizeof(r->leader_address), "%s",
+		         id && address ? address : "");
+		if (!leader) {
+			/* never proposed: the caller may retry elsewhere */
+			drop = r->in_head;
+			r->in_head = r->in_tail = NULL;
+			r->in_bytes = 0;
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	answer_all(drop, ESDB_ENOT_LEADER);
+	if (changed && r->cfg.on_leader)
+		r->cfg.on_leader(r->cfg.on_leader_ctx, id, id ? address : NULL,
+		                 leader);
+	if (changed && leader)
+		propose(r);
+}
+
+/* The node's id, kept in <raft dir>/node_id. */
+static int node_id(esdb_replica *r)
+{
+	char path[4096], buf[32];
+	snprintf(path, sizeof(path), "%s/node_id", r->raft_dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		uint64_t stored = 0;
+		int ok = fgets(buf, sizeof(buf), f) &&
+		         sscanf(buf, "%" SCNu64, &stored) == 1;
+		fclose(f);
+		if (!ok || stored == 0)
+			return ESDB_ECORRUPT;
+		if (r->id && r->id != stored)
+			return ESDB_EINVAL; /* the store belongs to another */
+		r->id = stored;
+		return 0;
+	}
+	if (!r->id)
+		return ESDB_EINVAL;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	if (fd < 0)
+		return errno;
+	int len = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", r->id);
+	int rc = write(fd, buf, len) == len && fsync(fd) == 0 ? 0 : errno;
+	close(fd);
+	return rc;
+}
+
+static int raft_setup(esdb_replica *r)
+{
+	int rv;
+	if (mkdir(r->raft_dir, 0700) && errno != EEXIST)
+		return errno;
+	if ((rv = node_id(r)))
+		return rv;
+	if ((rv = uv_loop_init(&r->loop)))
+		return EIO;
+	r->loop_inited = true;
+	r->wake.data = r;
+	r->check.data = r;
+	uv_async_init(&r->loop, &r->wake, on_wake);
+	pthread_mutex_lock(&r->lock);
+	r->wake_open = true;
+	pthread_mutex_unlock(&r->lock);
+	uv_check_init(&r->loop, &r->check);
+	r->transport.version = 1; /* the struct version raft expects */
+	if ((rv = raft_uv_tcp_init(&r->transport, &r->loop)))
+		return raft_rc(rv);
+	r->transport_inited = true;
+	if (r->bind_address &&
+	    (rv = raft_uv_tcp_set_bind_address(&r->transport, r->bind_address)))
+		return raft_rc(rv);
+	if ((rv = raft_uv_init(&r->io, &r->loop, r->raft_dir, &r->transport)))
+		return raft_rc(rv);
+	r->io_inited = true;
+	raft_uv_set_auto_recovery(&r->io, false);
+	r->fsm = (struct raft_fsm){
+	    .version = 2,
+	    .data = r,
+	    .apply = fsm_apply,
+	    .snapshot = fsm_snapshot,
+	    .restore = fsm_restore,
+	    .snapshot_finalize = NULL, /* raft frees the marker */
+	};
+	if ((rv = raft_init(&r->raft, &r->io, &r->fsm, r->id, r->address)))
+		return raft_rc(rv);
+	r->raft_inited = true;
+	r->raft.data = r;
+	unsigned seed;
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		seed = (unsigned)esdb_clock_get_us();
+	/* 0.22 seeds from the clock before it knows the id: nodes started
+	 * in the same millisecond drew the same election timeouts. */
+	raft_seed(&r->raft, seed ^ (unsigned)r->id);
+	raft_set_election_timeout(&r->raft, r->cfg.election_timeout_ms);
+	raft_set_heartbeat_timeout(&r->raft, r->cfg.heartbeat_ms);
+	raft_set_pre_vote(&r->raft, true);
+	raft_set_snapshot_threshold(&r->raft, r->cfg.snapshot_threshold);
+	uint64_t trailing = r->cfg.trailing_bytes / r->cfg.max_entry_bytes;
+	raft_set_snapshot_trailing(&r->raft,
+	                           trailing < 128 ? 128 : (unsigned)trailing);
+	raft_set_max_inflight_entries(&r->raft, r->cfg.max_inflight_entries);
+	if (r->cfg.n_members) {
+		struct raft_configuration conf;
+		raft_configuration_init(&conf);
+		for (size_t i = 0; i < r->cfg.n_members && !rv; i++)
+			rv = raft_configuration_add(&conf, r->members[i].id,
+			                            r->members[i].address,
+			                            RAFT_VOTER);
+		if (!rv)
+			rv = raft_bootstrap(&r->raft, &conf);
+		raft_configuration_close(&conf);
+		if (rv == RAFT_CANTBOOTSTRAP)
+			rv = 0; /* the log has state: formed before */
+		if (rv)
+			return raft_rc(rv);
+	}
+	if ((rv = raft_start(&r->raft)))
+		return raft_rc(rv);
+	uv_check_start(&r->check, on_check);
+	return 0;
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void *loop_main(void *arg)
+{
+	esdb_replica *r = arg;
+	int rc = raft_setup(r);
+	if (rc)
+		fprintf(stderr,
+		        "esdb replica %" PRIu64 " at %s: raft did not start: "
+		        "%s (%s)\n",
+		        r->id, r->address, esdb_error_describe(rc),
+		        r->raft_inited ? raft_errmsg(&r->raft) : "");
+	pthread_mutex_lock(&r->lock);
+	r->start_rc = rc;
+	r->started = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (rc && r->raft_inited) {
+		leave_raft(r); /* closes io, transport and our handles */
+	} else if (rc && r->loop_inited) {
+		pthread_mutex_lock(&r->lock);
+		r->wake_open = false;
+		pthread_mutex_unlock(&r->lock);
+		if (r->io_inited)
+			raft_uv_close(&r->io);
+		if (r->transport_inited)
+			raft_uv_tcp_close(&r->transport);
+		uv_walk(&r->loop, close_handle, NULL);
+	} else if (rc) {
+		return NULL;
+	}
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&r->loop);
+	return NULL;
+}
+
+/* ---- the commit path (commit.h) --------------------------------------- */
+
+static int path_start(esdb_commit_path *cp, esdb_store *s)
+{
+	esdb_replica *r = cp->impl;
+	r->s = s;
+	if (getrandom(&r->proposer, sizeof(r->proposer), 0) !=
+	    sizeof(r->proposer))
+		r->proposer = esdb_clock_get_us() ^ ((uint64_t)getpid() << 32);
+	if (esdb_store_get_applied_index(s, &r->applied) == 0)
+		r->applied >>= 16;
+	r->handed = r->applied;
+	int rc = pthread_create(&r->writer, NULL, writer_main, r);
+	if (rc)
+		return rc;
+	if ((rc = pthread_create(&r->thread, NULL, loop_main, r))) {
+		pthread_mutex_lock(&r->lock);
+		r->writer_stop = true;
+		pthread_cond_signal(&r->writer_cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->writer, NULL);
+		return rc;
+	}
+	pthread_mutex_lock(&r->lock);
+	while (!r->started)
+		pthread_cond_wait(&r->cond, &r->lock);
+	rc = r->start_rc;
+	pthread_mutex_unlock(&r->lock);
+	if (rc) {
+		pthread_join(r->thread, NULL);
+		pthread_mutex_lock(&r->lock);
+		r->writer_stop = true;
+		pthread_cond_signal(&r->writer_cond);
+		pthread_mutex_unlock(&r->lock);
+		pthread_join(r->writer, NULL);
+	}
+	return rc;
+}
+
+static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
+{
+	esdb_replica *r = cp->impl;
+	int rc = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->failed)
+		rc = r->failed;
+	else if (r->stopping)
+		rc = ESDB_ECLOSED;
+	else if (!r->leader)
+		rc = ESDB_ENOT_LEADER;
+	else if (r->in_bytes + req->cmd.len > r->cfg.max_queue_bytes &&
+	         r->in_head)
+		rc = ESDB_EOVERLOADED;
+	if (!rc) {
+		req->next = NULL;
+		if (r->in_tail)
+			r->in_tail->next = req;
+		else
+			r->in_head = req;
+		r->in_tail = req;
+		r->in_bytes += req->cmd.len;
+		if (r->wake_open)
+			uv_async_send(&r->wake);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static int path_cancel(esdb_commit_path *cp,
+                       bool (*match)(void *ctx, void *arg), void *arg,
+                       esdb_commit_req **out)
+{
+	esdb_replica *r = cp->impl;
+	int rc = ESDB_ENOTFOUND;
+	pthread_mutex_lock(&r->lock);
+	esdb_commit_req *prev = NULL;
+	for (esdb_commit_req *q = r->in_head; q; prev = q, q = q->next) {
+		if (!match(q->ctx, arg))
+			continue;
+		if (prev)
+			prev->next = q->next;
+		else
+			r->in_head = q->next;
+		if (r->in_tail == q)
+			r->in_tail = prev;
+		r->in_bytes -= q->cmd.len;
+		q->next = NULL;
+		*out = q;
+		rc = 0;
+		break;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+static void path_stop(esdb_commit_path *cp)
+{
+	esdb_replica *r = cp->impl;
+	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	if (r->wake_open)
+		uv_async_send(&r->wake);
+	pthread_mutex_unlock(&r->lock);
+	pthread_join(r->thread, NULL);
+	/* Raft is closed: what it committed is with the writer, which
+	 * finishes it (committed entries are applied, not dropped). */
+	pthread_mutex_lock(&r->lock);
+	r->writer_stop = true;
+	pthread_cond_signal(&r->writer_cond);
+	pthread_mutex_unlock(&r->lock);
+	pthread_join(r->writer, NULL);
+	/* Proposals still waiting were in raft's log but not applied
+	 * here. */
+	pthread_mutex_lock(&r->lock);
+	proposal *p = r->proposals;
+	r->proposals = NULL;
+	esdb_commit_req *in = r->in_head;
+	r->in_head = r->in_tail = NULL;
+	pthread_mutex_unlock(&r->lock);
+	answer_all(in, ESDB_ECLOSED);
+	while (p) {
+		proposal *next = p->next;
+		answer_all(p->reqs, ESDB_EOUTCOME_UNKNOWN);
+		p->reqs = NULL;
+		proposal_unref(r, p);
+		p = next;
+	}
+}
+
+static void path_close(esdb_commit_path *cp)
+{
+	esdb_replica *r = cp->impl;
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	pthread_cond_destroy(&r->writer_cond);
+	for (size_t i = 0; i < r->cfg.n_members; i++)
+		free((char *)r->members[i].address);
+	free(r->members);
+	free(r->address);
+	free(r->bind_address);
+	free(r->dir);
+	free(r->raft_dir);
+	free(r);
+	cp->impl = NULL;
+}
+
+/* ---- the API ---------------------------------------------------------- */
+
+int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
+                        esdb_replica **out)
+{
+	if (!s || !cfg || !out || !cfg->address || !cfg->dir)
+		return ESDB_EINVAL;
+	for (size_t i = 0; i < cfg->n_members; i++)
+		if (!cfg->members || !cfg->members[i].id ||
+		    !cfg->members[i].address)
+			return ESDB_EINVAL;
+	/* libuv does not ignore SIGPIPE: a peer that goes away while we
+	 * write to it would kill the process. */
+	signal(SIGPIPE, SIG_IGN);
+	esdb_replica *r = calloc(1, sizeof(*r));
+	if (!r)
+		return ENOMEM;
+	r->cfg = *cfg;
+	r->id = cfg->id;
+	esdb_replica_config *c = &r->cfg;
+#define DEFAULT(f, v)                                                          \
+	if (!c->f)                                                             \
+	c->f = (v)
+	DEFAULT(election_timeout_ms, ESDB_REPLICA_ELECTION_TIMEOUT_MS);
+	DEFAULT(heartbeat_ms, ESDB_REPLICA_HEARTBEAT_MS);
+	DEFAULT(snapshot_threshold, ESDB_REPLICA_SNAPSHOT_THRESHOLD);
+	DEFAULT(trailing_bytes, ESDB_REPLICA_TRAILING_BYTES);
+	DEFAULT(max_entry_bytes, ESDB_REPLICA_MAX_ENTRY_BYTES);
+	DEFAULT(max_inflight_entries, ESDB_REPLICA_MAX_INFLIGHT);
+	DEFAULT(max_queue_bytes, ESDB_REPLICA_QUEUE_BYTES);
+#undef DEFAULT
+	r->address = dup_str(cfg->address);
+	r->bind_address = dup_str(cfg->bind_address);
+	r->dir = dup_str(cfg->dir);
+	size_t dl = strlen(cfg->dir) + sizeof("/raft");
+	r->raft_dir = malloc(dl);
+	r->members =
+	    calloc(cfg->n_members ? cfg->n_members : 1, sizeof(*r->members));
+	bool ok = r->address && r->dir && r->raft_dir && r->members &&
+	          (!cfg->bind_address || r->bind_address);
+	for (size_t i = 0; ok && i < cfg->n_members; i++) {
+		r->members[i].id = cfg->members[i].id;
+		ok = (r->members[i].address =
+		          dup_str(cfg->members[i].address)) != NULL;
+	}
+	c->address = c->bind_address = c->dir = NULL;
+	c->members = NULL;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	pthread_cond_init(&r->writer_cond, NULL);
+	esdb_commit_path cp = {
+	    .impl = r,
+	    .name = "raft",
+	    .start = path_start,
+	    .submit = path_submit,
+	    .cancel = path_cancel,
+	    .restored = NULL,
+	    .stop = path_stop,
+	    .close = path_close,
+	};
+	if (!ok) {
+		path_close(&cp);
+		return ENOMEM;
+	}
+	snprintf(r->raft_dir, dl, "%s/raft", cfg->dir);
+	int rc = esdb_store_set_commit_path(s, &cp);
+	if (rc) {
+		path_close(&cp);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+uint64_t esdb_replica_get_id(esdb_replica *r)
+{
+	return r->id;
+}
+
+int esdb_replica_get_leader(esdb_replica *r, uint64_t *id, char *address,
+                            size_t len)
+{
+	if (!r || !id)
+		return ESDB_EINVAL;
+	pthread_mutex_lock(&r->lock);
+	*id = r->leader_id;
+	if (address && len)
+		snprintf(address, len, "%s", r->leader_address);
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+}
+
+bool esdb_replica_is_leader(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	bool leader = r->leader && !r->failed;
+	pthread_mutex_unlock(&r->lock);
+	return leader;
+}
+
+uint64_t esdb_replica_get_applied(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint64_t applied = r->applied;
+	pthread_mutex_unlock(&r->lock);
+	return applied;
+}
+
+int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len)
+{
+	pthread_mutex_lock(&r->lock);
+	int rc = r->failed;
+	if (msg && len)
+		snprintf(msg, len, "%s", r->failure);
+	pthread_mutex_unlock(&r->lock);
+	return rc;
+}
+
+/* Hand a change to the loop and wait for its outcome. */
+static int run(esdb_replica *r, ctl *c)
+{
+	c->r = r;
+	pthread_mutex_lock(&r->lock);
+	if (!r->started || r->start_rc || r->stopping || r->failed) {
+		int rc = r->failed ? r->failed : ESDB_ECLOSED;
+		pthread_mutex_unlock(&r->lock);
+		return rc;
+	}
+	c->next = r->ctl_head;
+	r->ctl_head = c;
+	if (r->wake_open)
+		uv_async_send(&r->wake);
+	while (!c->done)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
+	return c->rc;
+}
+
+int esdb_replica_add(esdb_replica *r, uint64_t id, const char *address)
+{
+	if (!r || !id || !address)
+		return ESDB_EINVAL;
+	ctl c = {.kind = CTL_ADD, .id = id, .address = address};
+	return run(r, &c);
+}
+
+int esdb_replica_assign(esdb_replica *r, uint64_t id, int role)
+{
+	static const int roles[] = {RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE};
+	if (!r || !id || role < 0 || role > 2)
+		return ESDB_EINVAL;
+	ctl c = {.kind = CTL_ASSIGN, .id = id, .role = roles[role]};
+	return run(r, &c);
+}
+
+int esdb_replica_remove(esdb_replica *r, uint64_t id)
+{
+	if (!r || !id)
+		return ESDB_EINVAL;
+	ctl c = {.kind = CTL_REMOVE, .id = id};
+	return run(r, &c);
+}
+
+int esdb_replica_transfer(esdb_replica *r, uint64_t id)
+{
+	if (!r)
+		return ESDB_EINVAL;
+	ctl c = {.kind = CTL_TRANSFER, .id = id};
+	return run(r, &c);
+}

@@ -1,0 +1,163 @@
+/* replica.h: a store replicated by raft (cowsql/raft 0.22.1 over TCP).
+ *
+ * A replica is the store's second commit path (c_src/core/commit.h): a
+ * command submitted on the leader waits in a queue; the commands queued
+ * while the previous raft entry was in flight travel as one entry (group
+ * commit, entry.h); once a quorum has the entry, every replica hands it
+ * with its raft index to its writer thread, which applies many entries in
+ * one LMDB transaction (esdb_store_apply_at) and records the applied
+ * index in it. A caller's result comes from that apply, on the node it
+ * submitted to. Each store has one libuv thread that makes every raft_*
+ * call; other threads reach it through a queue and uv_async_send.
+ *
+ * Raft traffic is neither authenticated nor encrypted: bind it to
+ * loopback (the default) or a private network.
+ *
+ * Files: the raft log, its metadata and snapshots in <dir>/raft/, the
+ * node's id in <dir>/raft/node_id (a store answers to one id for life).
+ *
+ * Snapshots are markers (the store's applied index): raft never copies
+ * the store. A snapshot is taken only once the writer has applied and
+ * committed every entry up to it, so raft's snapshot index never passes
+ * the store's durably applied index. A member that needs entries raft no
+ * longer keeps must receive a copy of the store out of band
+ * (esdb_store_copy / esdb_store_restore); that transfer is not built yet:
+ * such a member stops (esdb_replica_get_failure says why).
+ *
+ * Fail-stop: when the writer cannot apply a committed entry for a reason
+ * of this node (EIO, ENOSPC, a map that cannot grow) or an entry carries a
+ * format version this code does not know, the replica stops taking part
+ * in raft and answers every write with the reason (ESDB_ESTORE_FAILED,
+ * ESDB_EFORMAT); it never skips an entry. Restarting the process retries
+ * from the last applied index.
+ */
+#ifndef ESDB_REPLICA_H
+#define ESDB_REPLICA_H
+
+#include "esdb.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct esdb_replica esdb_replica;
+
+/* A member of the raft configuration. */
+typedef struct esdb_replica_member {
+	uint64_t id;         /* nonzero, unique in the cluster */
+	const char *address; /* "ip:port" its raft listens on */
+} esdb_replica_member;
+
+/* Member roles (raft's). */
+#define ESDB_REPLICA_STANDBY 0 /* gets the log, does not vote */
+#define ESDB_REPLICA_VOTER   1
+#define ESDB_REPLICA_SPARE   2 /* neither */
+
+/* Called on the replica's loop thread on every change of the leader this
+ * node knows: leader_id 0 (address NULL) while none is known; `self`
+ * when this node became the leader. Keep it short; it must not call the
+ * replica. */
+typedef void (*esdb_replica_leader_fn)(void *ctx, uint64_t leader_id,
+                                       const char *address, bool self);
+
+/* Defaults of the options below. */
+#define ESDB_REPLICA_ELECTION_TIMEOUT_MS 1000
+#define ESDB_REPLICA_HEARTBEAT_MS        100
+#define ESDB_REPLICA_SNAPSHOT_THRESHOLD  16384
+#define ESDB_REPLICA_TRAILING_BYTES      (1ull << 30)
+#define ESDB_REPLICA_MAX_ENTRY_BYTES     (1u << 20)
+#define ESDB_REPLICA_MAX_INFLIGHT        1024
+#define ESDB_REPLICA_QUEUE_BYTES         (256ull << 20)
+
+typedef struct esdb_replica_config {
+	/* This node's id (nonzero; 0: the one in <dir>/raft/node_id). */
+	uint64_t id;
+	/* "ip:port" other members reach this node at. */
+	const char *address;
+	/* "ip:port" to listen on (NULL: address). Same port as address. */
+	const char *bind_address;
+	/* The store's directory (the one given to esdb_store_open). */
+	const char *dir;
+	/* The initial configuration, all voters, this node among them:
+	 * written once into a pristine raft log (every member given the
+	 * same list forms one cluster); ignored when the log has state.
+	 * NULL/0: join an existing cluster (added by its leader). */
+	const esdb_replica_member *members;
+	size_t n_members;
+	/* Raft timing; 0 takes the default above. A follower that hears
+	 * no leader for a random time between 1 and 2 election timeouts
+	 * starts an election (with pre-vote, which keeps a node coming back
+	 * from a partition from deposing a healthy leader). */
+	unsigned election_timeout_ms;
+	unsigned heartbeat_ms;
+	/* Entries between snapshots (0: 16,384; fewer is for tests: each
+	 * snapshot closes raft's open segment) and the byte budget of the
+	 * entries kept after one for lagging followers (0: 1 GiB; divided
+	 * by max_entry_bytes, at least 128 entries). */
+	unsigned snapshot_threshold;
+	uint64_t trailing_bytes;
+	/* Bytes of commands one entry carries (0: 1 MiB; a larger command
+	 * travels alone). */
+	size_t max_entry_bytes;
+	/* Entries the leader sends a follower before hearing back (0:
+	 * 1024; raft's own default of 32 caps throughput). */
+	unsigned max_inflight_entries;
+	/* Bytes of commands waiting for the next entry (0: 256 MiB);
+	 * beyond it submits answer ESDB_EOVERLOADED. */
+	uint64_t max_queue_bytes;
+	esdb_replica_leader_fn on_leader;
+	void *on_leader_ctx;
+} esdb_replica_config;
+
+/* Make `s` (created, not yet open) a replica: its commit path becomes the
+ * raft proposer. Raft starts in esdb_store_open (joining or bootstrapping
+ * the cluster) and stops in esdb_store_close, which also frees the
+ * replica: *out is valid from here until esdb_store_close. Strings in
+ * cfg are copied. Ignores SIGPIPE for the process (a peer closing its
+ * socket must not kill it). Errors: ESDB_EINVAL (no address or dir, bad
+ * members), ESDB_EBUSY (store open), ENOMEM. */
+int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
+                        esdb_replica **out);
+
+/* This node's id (after esdb_store_open: also when read from node_id). */
+uint64_t esdb_replica_get_id(esdb_replica *r);
+
+/* The leader this node knows: *id 0 when none; address copied into
+ * `address` (may be NULL) of `len` bytes, NUL-terminated. Any thread. */
+int esdb_replica_get_leader(esdb_replica *r, uint64_t *id, char *address,
+                            size_t len);
+
+/* Whether this node is the leader now. Any thread. */
+bool esdb_replica_is_leader(esdb_replica *r);
+
+/* The last raft index the writer applied and committed to the store. */
+uint64_t esdb_replica_get_applied(esdb_replica *r);
+
+/* 0 while the replica runs; after a fail-stop the reason (its code) and,
+ * when msg is not NULL, a sentence saying what happened. */
+int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len);
+
+/* Membership, on the leader (else ESDB_ENOT_LEADER). Each waits until the
+ * change is committed. A member joins as a spare (add), is assigned
+ * standby to receive the log and voter once caught up (assign; raft
+ * catches a new voter up before the change). Errors: ESDB_ENOT_LEADER,
+ * ESDB_EINVAL (unknown or duplicate id/address, bad role), ESDB_EBUSY
+ * (another change in progress), ESDB_EOUTCOME_UNKNOWN (leadership lost
+ * meanwhile), ESDB_ECLOSED. */
+int esdb_replica_add(esdb_replica *r, uint64_t id, const char *address);
+int esdb_replica_assign(esdb_replica *r, uint64_t id, int role);
+int esdb_replica_remove(esdb_replica *r, uint64_t id);
+
+/* Hand leadership to voter `id` (0: the most up-to-date voter), for a
+ * planned stop. Returns once another node leads (0) or after an election
+ * timeout without one (ETIMEDOUT). Errors as above. */
+int esdb_replica_transfer(esdb_replica *r, uint64_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

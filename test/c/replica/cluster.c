@@ -1,0 +1,469 @@
+/* cluster.c: replica processes for the tests (cluster.h). */
+#include "cluster.h"
+
+#include "replica.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- the node process ------------------------------------------------- */
+
+typedef struct node_cmd {
+	char op; /* I info, A append, W writers, Q quit */
+	char stream[31];
+	uint64_t n;
+} node_cmd;
+
+typedef struct node_proc {
+	esdb_store *s;
+	esdb_replica *r;
+	int ack_fd;
+	uint64_t id;
+	atomic_bool writing;
+	atomic_uint_fast64_t counter;
+	pthread_t threads[64];
+	unsigned n_threads;
+} node_proc;
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			_exit(97);
+		p += w;
+		len -= (size_t)w;
+	}
+}
+
+static bool read_all(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void *writer_main(void *arg)
+{
+	node_proc *np = arg;
+	char stream[32];
+	snprintf(stream, sizeof(stream), "w%" PRIu64 "-%u", np->id,
+	         (unsigned)(uintptr_t)pthread_self() % 1000);
+	while (atomic_load(&np->writing)) {
+		/* unique across nodes and incarnations */
+		uint64_t n = np->id << 56 |
+		             (uint64_t)(getpid() & 0xffffff) << 32 |
+		             atomic_fetch_add(&np->counter, 1);
+		uint8_t id[16];
+		esdb_new_event ev = make_event(id, n, "t", "data");
+		esdb_result res;
+		int rc = esdb_stream_append(np->s, stream, strlen(stream),
+		                            ESDB_EXPECT_ANY, &ev, 1, &res);
+		if (rc == 0) {
+			ack a = {n, res.position, res.version, np->id};
+			write_all(np->ack_fd, &a, sizeof(a)); /* atomic */
+		} else if (rc == ESDB_ENOT_LEADER) {
+			usleep(2000);
+		} else if (rc != ESDB_EOUTCOME_UNKNOWN && rc != ESDB_ECLOSED) {
+			usleep(1000);
+		}
+	}
+	return NULL;
+}
+
+static void set_writers(node_proc *np, unsigned threads)
+{
+	if (np->n_threads) {
+		atomic_store(&np->writing, false);
+		for (unsigned i = 0; i < np->n_threads; i++)
+			pthread_join(np->threads[i], NULL);
+		np->n_threads = 0;
+	}
+	if (threads > 64)
+		threads = 64;
+	atomic_store(&np->writing, threads > 0);
+	for (unsigned i = 0; i < threads; i++)
+		if (pthread_create(&np->threads[i], NULL, writer_main, np) == 0)
+			np->n_threads++;
+}
+
+static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
+{
+	node *nd = &c->nodes[i];
+	node_proc np = {.ack_fd = c->ack_w, .id = nd->id};
+	esdb_replica_member members[CLUSTER_MAX];
+	for (int k = 0; k < c->n; k++)
+		members[k] =
+		    (esdb_replica_member){c->nodes[k].id, c->nodes[k].address};
+	esdb_replica_config cfg = {
+	    .id = nd->id,
+	    .address = nd->address,
+	    .dir = nd->dir,
+	    .members = members,
+	    .n_members = (size_t)c->n,
+	    .election_timeout_ms = c->election_ms,
+	    .heartbeat_ms = c->heartbeat_ms,
+	    .snapshot_threshold = c->snapshot_threshold,
+	};
+	int rc = esdb_store_create(&np.s);
+	if (!rc)
+		rc = esdb_store_set_durability(np.s, ESDB_DURABILITY_NOSYNC);
+	if (!rc)
+		rc = esdb_replica_create(np.s, &cfg, &np.r);
+	if (!rc)
+		rc = esdb_store_open(np.s, nd->dir);
+	write_all(reply_fd, &rc, sizeof(rc));
+	if (rc)
+		_exit(1);
+	node_cmd cmd;
+	while (read_all(cmd_fd, &cmd, sizeof(cmd))) {
+		node_info info;
+		memset(&info, 0, sizeof(info));
+		if (cmd.op == 'Q')
+			break;
+		if (cmd.op == 'W') {
+			set_writers(&np, (unsigned)cmd.n);
+		} else if (cmd.op == 'A') {
+			uint8_t id[16];
+			esdb_new_event ev = make_event(id, cmd.n, "t", "one");
+			esdb_result res = {0};
+			info.rc = esdb_stream_append(
+			    np.s, cmd.stream, strlen(cmd.stream),
+			    ESDB_EXPECT_ANY, &ev, 1, &res);
+			info.position = res.position;
+			info.version = res.version;
+		}
+		esdb_store_stats st;
+		info.failed = esdb_replica_get_failure(np.r, NULL, 0);
+		info.is_leader = esdb_replica_is_leader(np.r);
+		esdb_replica_get_leader(np.r, &info.leader_id, NULL, 0);
+		info.events =
+		    esdb_store_get_stats(np.s, &st) == 0 ? st.events : 0;
+		info.applied = esdb_replica_get_applied(np.r);
+		write_all(reply_fd, &info, sizeof(info));
+	}
+	set_writers(&np, 0);
+	esdb_store_close(np.s);
+	_exit(0);
+}
+
+/* ---- the test's side -------------------------------------------------- */
+
+static void *ack_reader(void *arg)
+{
+	cluster *c = arg;
+	ack a;
+	while (read_all(c->ack_r, &a, sizeof(a))) {
+		pthread_mutex_lock(&c->lock);
+		if (c->n_acks == c->cap_acks) {
+			c->cap_acks = c->cap_acks ? c->cap_acks * 2 : 1024;
+			c->acks = realloc(c->acks, c->cap_acks * sizeof(ack));
+		}
+		c->acks[c->n_acks++] = a;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return NULL;
+}
+
+/* A loopback port nobody listens on now. */
+static unsigned free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	REQUIRE(fd >= 0);
+	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+void cluster_init(cluster *c, int n)
+{
+	memset(c, 0, sizeof(*c));
+	REQUIRE(n <= CLUSTER_MAX);
+	c->n = n;
+	c->election_ms = 500;
+	c->heartbeat_ms = 50;
+	pthread_mutex_init(&c->lock, NULL);
+	for (int i = 0; i < n; i++) {
+		node *nd = &c->nodes[i];
+		nd->id = (uint64_t)i + 1;
+		snprintf(nd->dir, sizeof(nd->dir), "%s", tmp_dir());
+		snprintf(nd->address, sizeof(nd->address), "127.0.0.1:%u",
+		         free_port());
+		nd->pid = 0;
+	}
+	int fds[2];
+	REQUIRE(pipe(fds) == 0);
+	c->ack_r = fds[0];
+	c->ack_w = fds[1];
+	REQUIRE(pthread_create(&c->ack_reader, NULL, ack_reader, c) == 0);
+}
+
+void node_start(cluster *c, int i)
+{
+	node *nd = &c->nodes[i];
+	int cmd[2], reply[2];
+	REQUIRE(nd->pid == 0);
+	REQUIRE(pipe(cmd) == 0 && pipe(reply) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		close(cmd[1]);
+		close(reply[0]);
+		close(c->ack_r);
+		for (int k = 0; k < c->n; k++)
+			if (c->nodes[k].pid) {
+				close(c->nodes[k].cmd_fd);
+				close(c->nodes[k].reply_fd);
+			}
+		node_main(c, i, cmd[0], reply[1]);
+	}
+	close(cmd[0]);
+	close(reply[1]);
+	nd->pid = pid;
+	nd->cmd_fd = cmd[1];
+	nd->reply_fd = reply[0];
+	nd->starts++;
+	int rc = -1;
+	REQUIRE(read_all(nd->reply_fd, &rc, sizeof(rc)));
+	CHECK_RC(rc, 0);
+	REQUIRE(rc == 0);
+}
+
+static void node_reap(node *nd, int *status)
+{
+	close(nd->cmd_fd);
+	close(nd->reply_fd);
+	while (waitpid(nd->pid, status, 0) < 0 && errno == EINTR)
+		;
+	nd->pid = 0;
+}
+
+void node_kill(cluster *c, int i)
+{
+	node *nd = &c->nodes[i];
+	int status;
+	REQUIRE(nd->pid);
+	kill(nd->pid, SIGKILL);
+	node_reap(nd, &status);
+}
+
+void node_stop(cluster *c, int i)
+{
+	node *nd = &c->nodes[i];
+	node_cmd cmd = {.op = 'Q'};
+	int status = 0;
+	REQUIRE(nd->pid);
+	write_all(nd->cmd_fd, &cmd, sizeof(cmd));
+	node_reap(nd, &status);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+bool node_alive(cluster *c, int i)
+{
+	return c->nodes[i].pid != 0;
+}
+
+static void node_call(cluster *c, int i, node_cmd *cmd, node_info *out)
+{
+	node *nd = &c->nodes[i];
+	REQUIRE(nd->pid);
+	write_all(nd->cmd_fd, cmd, sizeof(*cmd));
+	REQUIRE(read_all(nd->reply_fd, out, sizeof(*out)));
+}
+
+void node_get_info(cluster *c, int i, node_info *out)
+{
+	node_cmd cmd = {.op = 'I'};
+	node_call(c, i, &cmd, out);
+}
+
+void node_append(cluster *c, int i, const char *stream, uint64_t n,
+                 node_info *out)
+{
+	node_cmd cmd = {.op = 'A', .n = n};
+	snprintf(cmd.stream, sizeof(cmd.stream), "%s", stream);
+	node_call(c, i, &cmd, out);
+}
+
+void node_writers(cluster *c, int i, unsigned threads)
+{
+	node_cmd cmd = {.op = 'W', .n = threads};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int cluster_wait_leader(cluster *c, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	do {
+		int leader = -1;
+		bool agree = true;
+		for (int i = 0; i < c->n; i++) {
+			if (!node_alive(c, i))
+				continue;
+			node_info info;
+			node_get_info(c, i, &info);
+			if (info.is_leader)
+				leader = i;
+			if (!info.leader_id)
+				agree = false;
+		}
+		if (leader >= 0 && agree) {
+			for (int i = 0; i < c->n; i++) {
+				node_info info;
+				if (!node_alive(c, i))
+					continue;
+				node_get_info(c, i, &info);
+				if (info.leader_id != c->nodes[leader].id)
+					agree = false;
+			}
+			if (agree)
+				return leader;
+		}
+		usleep(10000);
+	} while (now_ms() < end);
+	return -1;
+}
+
+bool cluster_wait_converged(cluster *c, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	do {
+		bool same = true, first = true;
+		node_info ref = {0};
+		for (int i = 0; i < c->n; i++) {
+			if (!node_alive(c, i))
+				continue;
+			node_info info;
+			node_get_info(c, i, &info);
+			if (first)
+				ref = info;
+			first = false;
+			if (info.events != ref.events ||
+			    info.applied != ref.applied)
+				same = false;
+		}
+		if (same)
+			return true;
+		usleep(10000);
+	} while (now_ms() < end);
+	return false;
+}
+
+size_t cluster_acks(cluster *c)
+{
+	pthread_mutex_lock(&c->lock);
+	size_t n = c->n_acks;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+static int cmp_ack_pos(const void *a, const void *b)
+{
+	const ack *x = a, *y = b;
+	return x->position < y->position ? -1 : x->position > y->position;
+}
+
+static uint64_t id_number(const uint8_t id[16])
+{
+	uint64_t n = 0;
+	for (int i = 7; i >= 0; i--)
+		n = n << 8 | id[8 + i];
+	return n;
+}
+
+void cluster_check_and_free(cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		if (node_alive(c, i))
+			node_stop(c, i);
+	close(c->ack_w);
+	pthread_join(c->ack_reader, NULL);
+	close(c->ack_r);
+	collected all[CLUSTER_MAX];
+	memset(all, 0, sizeof(all));
+	for (int i = 0; i < c->n; i++) {
+		esdb_store *s;
+		REQUIRE_OK(esdb_store_create(&s));
+		REQUIRE_OK(esdb_store_set_readonly(s, true));
+		REQUIRE_OK(esdb_store_open(s, c->nodes[i].dir));
+		REQUIRE_OK(read_all_pages(s, 1, collect_event, &all[i]));
+		esdb_store_close(s);
+	}
+	/* Every store: positions 1..N without a gap, the same events. */
+	for (int i = 0; i < c->n; i++) {
+		CHECK_EQ(all[i].n, all[0].n);
+		for (size_t k = 0; k < all[i].n; k++) {
+			if (all[i].positions[k] != k + 1) {
+				CHECK_EQ(all[i].positions[k], k + 1);
+				break;
+			}
+			if (k < all[0].n &&
+			    (memcmp(all[i].ids[k], all[0].ids[k], 16) ||
+			     all[i].versions[k] != all[0].versions[k] ||
+			     strcmp(all[i].streams[k], all[0].streams[k]))) {
+				harness_fail(__FILE__, __LINE__,
+				             "node %d differs from node 1 at "
+				             "position %zu",
+				             i + 1, k + 1);
+				break;
+			}
+		}
+	}
+	/* Every acknowledged append at the position it was given, and no
+	 * position given twice. */
+	qsort(c->acks, c->n_acks, sizeof(ack), cmp_ack_pos);
+	for (size_t k = 0; k < c->n_acks; k++) {
+		ack *a = &c->acks[k];
+		if (k && a->position == c->acks[k - 1].position) {
+			harness_fail(__FILE__, __LINE__,
+			             "position %" PRIu64 " acknowledged twice",
+			             a->position);
+			break;
+		}
+		if (a->position == 0 || a->position > all[0].n ||
+		    id_number(all[0].ids[a->position - 1]) != a->n ||
+		    all[0].versions[a->position - 1] != a->version) {
+			harness_fail(__FILE__, __LINE__,
+			             "acknowledged append %#" PRIx64
+			             " (position %" PRIu64 ", node %" PRIu64
+			             ") is not in the stores",
+			             a->n, a->position, a->node);
+			break;
+		}
+	}
+	for (int i = 0; i < c->n; i++)
+		collected_free(&all[i]);
+	free(c->acks);
+	pthread_mutex_destroy(&c->lock);
+}

@@ -1,0 +1,83 @@
+/* cluster.h: replica processes for the tests. Each node is a forked
+ * process with its own store and raft over TCP on loopback, driven by
+ * the test through a pipe; appends acknowledged by any node are reported
+ * on one shared pipe, so what was acknowledged outlives a kill -9. */
+#ifndef ESDB_TEST_CLUSTER_H
+#define ESDB_TEST_CLUSTER_H
+
+#include "harness.h"
+
+#include <pthread.h>
+#include <sys/types.h>
+
+#define CLUSTER_MAX 5
+
+typedef struct node {
+	uint64_t id;
+	char dir[512];
+	char address[32];
+	pid_t pid;
+	int cmd_fd, reply_fd;
+	unsigned starts;
+} node;
+
+/* One acknowledged append, as its node reported it. */
+typedef struct ack {
+	uint64_t n; /* the event's number (its id, make_id) */
+	uint64_t position;
+	uint64_t version;
+	uint64_t node;
+} ack;
+
+typedef struct node_info {
+	int failed;
+	int is_leader;
+	uint64_t leader_id;
+	uint64_t events;  /* the store's last position */
+	uint64_t applied; /* the replica's applied raft index */
+	int rc;           /* of an append */
+	int pad;
+	uint64_t position, version;
+} node_info;
+
+typedef struct cluster {
+	int n;
+	node nodes[CLUSTER_MAX];
+	unsigned election_ms, heartbeat_ms, snapshot_threshold;
+	int ack_r, ack_w;
+	pthread_t ack_reader;
+	pthread_mutex_t lock;
+	ack *acks;
+	size_t n_acks, cap_acks;
+} cluster;
+
+/* n nodes with fresh directories and free loopback ports, not started. */
+void cluster_init(cluster *c, int n);
+/* Start node i (again, after a kill: same directory and id). REQUIREs
+ * that its store opened. */
+void node_start(cluster *c, int i);
+void node_kill(cluster *c, int i);
+/* Close its store and let it exit; REQUIREs a clean exit. */
+void node_stop(cluster *c, int i);
+bool node_alive(cluster *c, int i);
+void node_get_info(cluster *c, int i, node_info *out);
+/* Append one event numbered n to `stream` on node i. */
+void node_append(cluster *c, int i, const char *stream, uint64_t n,
+                 node_info *out);
+/* Start or stop `threads` writers looping appends on node i (they
+ * report every acknowledged append). */
+void node_writers(cluster *c, int i, unsigned threads);
+/* The node leading, -1 after timeout_ms without one all live nodes
+ * agree on. */
+int cluster_wait_leader(cluster *c, unsigned timeout_ms);
+/* Wait until every live node applied the same entries and holds the
+ * same number of events; false after timeout_ms. */
+bool cluster_wait_converged(cluster *c, unsigned timeout_ms);
+size_t cluster_acks(cluster *c);
+/* Stop every live node, then open each store read-only and check they
+ * hold the same events at the same positions and versions, gap-free,
+ * and every acknowledged append at the position it was acknowledged
+ * with. Frees the cluster. */
+void cluster_check_and_free(cluster *c);
+
+#endif

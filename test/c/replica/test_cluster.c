@@ -1,0 +1,126 @@
+/* test_cluster.c: three replica processes, raft over TCP on loopback. */
+#include "harness.h"
+
+#include "cluster.h"
+
+#include <unistd.h>
+
+static unsigned env_count(const char *name, unsigned dflt)
+{
+	const char *v = getenv(name);
+	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
+}
+
+TEST(three_replicas_form_and_replicate_appends)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	for (uint64_t n = 1; n <= 50; n++) {
+		node_info info;
+		node_append(&c, leader, n % 2 ? "odd" : "even", n, &info);
+		CHECK_RC(info.rc, 0);
+		CHECK_EQ(info.position, n);
+		CHECK_EQ(info.version, (n + 1) / 2);
+	}
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	for (int i = 0; i < 3; i++) {
+		node_info info;
+		node_get_info(&c, i, &info);
+		CHECK_EQ(info.events, 50);
+		CHECK_EQ(info.failed, 0);
+	}
+	cluster_check_and_free(&c);
+}
+
+TEST(a_follower_answers_not_leader_and_names_the_leader)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	int follower = (leader + 1) % 3;
+	node_info info;
+	node_append(&c, follower, "s", 1, &info);
+	CHECK_RC(info.rc, ESDB_ENOT_LEADER);
+	CHECK_EQ(info.position, 0);
+	CHECK_EQ(info.leader_id, c.nodes[leader].id);
+	CHECK_EQ(info.events, 0);
+	/* ... and wrote nothing: the leader's next append is position 1 */
+	node_append(&c, leader, "s", 2, &info);
+	CHECK_RC(info.rc, 0);
+	CHECK_EQ(info.position, 1);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	cluster_check_and_free(&c);
+}
+
+TEST(a_restarted_replica_catches_up)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	int follower = (leader + 1) % 3;
+	node_stop(&c, follower);
+	node_info info;
+	for (uint64_t n = 1; n <= 20; n++) {
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0);
+	}
+	node_start(&c, follower);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	node_get_info(&c, follower, &info);
+	CHECK_EQ(info.events, 20);
+	cluster_check_and_free(&c);
+}
+
+/* kill -9 the leader under load, ESDB_REPLICA_KILLS times (restarting
+ * it each time): every acknowledged append is on every replica at the
+ * position it was acknowledged with, positions gap-free, none twice. */
+TEST(killing_the_leader_under_load_loses_no_acknowledged_append)
+{
+	unsigned kills = env_count("ESDB_REPLICA_KILLS", 5);
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	for (int i = 0; i < 3; i++)
+		node_writers(&c, i, 8);
+	for (unsigned k = 0; k < kills; k++) {
+		int leader = cluster_wait_leader(&c, 20000);
+		REQUIRE(leader >= 0);
+		/* under load: wait for the new leader's acknowledgements */
+		size_t before = cluster_acks(&c);
+		for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100;
+		     w++)
+			usleep(5000);
+		CHECK(cluster_acks(&c) >= before + 100);
+		node_kill(&c, leader);
+		node_start(&c, leader);
+		node_writers(&c, leader, 8);
+	}
+	for (int i = 0; i < 3; i++)
+		node_writers(&c, i, 0);
+	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	REQUIRE(cluster_wait_converged(&c, 30000));
+	for (int i = 0; i < 3; i++) {
+		node_info info;
+		node_get_info(&c, i, &info);
+		CHECK_EQ(info.failed, 0);
+	}
+	CHECK(cluster_acks(&c) > 0);
+	node_info info;
+	node_get_info(&c, 0, &info);
+	printf("     %u leader kills, %zu acknowledged appends, %" PRIu64
+	       " events\n",
+	       kills, cluster_acks(&c), info.events);
+	cluster_check_and_free(&c);
+}
