@@ -15,6 +15,7 @@ TEST_SRC := $(wildcard test/c/*.c)
 TEST_BIN := $(BUILD)/esdb_tests
 BENCH_BIN := $(BUILD)/esdb_bench
 CTL_BIN := priv/ex_esdb_ctl
+CNODE_BIN := priv/ex_esdb_cnode
 # The durability tests' LD_PRELOAD shim and the process it runs in.
 FAULT_BINS := $(BUILD)/esdb_io_shim.so $(BUILD)/esdb_fault_child
 NIF_SO  := priv/ex_esdb_nif.so
@@ -25,12 +26,13 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif cnode test-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
-all: $(CORE_LIB) $(CTL_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
+all: $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
-# What `mix compile` and `rebar3 compile` need: the NIF and the CLI.
-nif: $(NIF_SO) $(CTL_BIN)
+# What `mix compile` and `rebar3 compile` need: the NIF, the CLI and the
+# C node.
+nif: $(NIF_SO) $(CTL_BIN) $(CNODE_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -55,6 +57,14 @@ EI_DIR ?= $(shell erl -noshell -eval 'io:format("~s", [code:lib_dir(erl_interfac
 $(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) \
+	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+
+# The C node (c_src/cnode) over the core and erl_interface's ei.
+cnode: $(CNODE_BIN)
+
+$(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(CORE_LIB)
+	@mkdir -p priv
+	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
@@ -117,8 +127,20 @@ test-replica: $(REPLICA_TEST_BIN)
 test: deps
 	$(MAKE) fmt-check test-c test-c-log test-replica asan valgrind fuzz test-erlang test-consumers test-elixir
 
-test-elixir: nif
+test-elixir: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test
+
+# The C node as a process, from ExUnit (also part of test-elixir):
+# handshake, requests, wrong cookie, oversized and malformed frames.
+test-cnode: nif $(BUILD)/esdb_cnode_probe
+	MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
+
+# Sends raw distribution frames to a C node (test/cnode/probe.c): what no
+# BEAM node would send.
+$(BUILD)/esdb_cnode_probe: test/cnode/probe.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread $< \
+	  -L$(EI_DIR)/lib -lei -lpthread -o $@
 
 test-erlang: nif
 	rebar3 eunit
@@ -190,12 +212,12 @@ bench: $(BENCH_BIN) nif
 	else echo "commanded bench skipped: set COMMANDED_PATH (see make test-commanded)"; fi
 
 fmt:
-	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch]
+	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/cnode/*.c
 	mix format
 
 fmt-check:
-	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch]
+	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/cnode/*.c
 	mix format --check-formatted
 
 clean:
-	rm -rf build _build _rebar3 priv/*.so $(CTL_BIN)
+	rm -rf build _build _rebar3 priv/*.so $(CTL_BIN) $(CNODE_BIN)

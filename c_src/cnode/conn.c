@@ -1,0 +1,355 @@
+/* conn.c: a connection's reader and writer threads and its send queue.
+ *
+ * ei's own receive reallocates to whatever length a frame claims, so the
+ * reader reads frames itself: the 4-byte length first, checked against
+ * the server's cap, then the frame, whose terms request.c checks before
+ * ei decodes them. The connection lives until its last reference goes:
+ * the reader's, the writer's and one per request in flight. */
+#include "conn.h"
+
+#include "request.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Distribution control messages (erts' dist.h). */
+enum {
+	DOP_SEND = 2,
+	DOP_REG_SEND = 6,
+	DOP_SEND_TT = 12,
+	DOP_REG_SEND_TT = 16,
+};
+#define PASS_THROUGH 112
+/* A reply the peer does not take within this is its death. */
+#define SEND_TIMEOUT_MS 30000
+
+typedef struct outmsg {
+	erlang_pid to;
+	char *buf; /* NULL: a tick (4 zero bytes) */
+	size_t len;
+	struct outmsg *next;
+} outmsg;
+
+struct cn_conn {
+	cn_server *srv;
+	int fd;
+	char peer[MAXNODELEN + 1];
+	bool hello;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* queue changed, a request ended, or dead */
+	outmsg *head, *tail;
+	uint64_t queued_bytes;
+	unsigned inflight;
+	bool dead;
+	unsigned refs;
+};
+
+static void conn_unref(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	bool last = --c->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (!last)
+		return;
+	while (c->head) {
+		outmsg *m = c->head;
+		c->head = m->next;
+		free(m->buf);
+		free(m);
+	}
+	close(c->fd);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	atomic_fetch_sub(&c->srv->conns, 1);
+	free(c);
+}
+
+/* Stop serving: the writer stops, queued and later replies are dropped,
+ * and the peer sees the connection close. */
+static void conn_kill(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->dead) {
+		c->dead = true;
+		shutdown(c->fd, SHUT_RDWR);
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+const char *cn_conn_peer(const cn_conn *c)
+{
+	return c->peer;
+}
+
+bool cn_conn_hello_done(const cn_conn *c)
+{
+	return c->hello;
+}
+
+void cn_conn_set_hello(cn_conn *c)
+{
+	c->hello = true;
+}
+
+void cn_conn_request_begin(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->refs++;
+	c->inflight++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Queue m; false when the connection is dead (m not taken). */
+static bool enqueue(cn_conn *c, outmsg *m, bool ends_request)
+{
+	pthread_mutex_lock(&c->mu);
+	bool alive = !c->dead;
+	if (alive) {
+		if (c->tail)
+			c->tail->next = m;
+		else
+			c->head = m;
+		c->tail = m;
+		c->queued_bytes += m->len;
+	}
+	if (ends_request)
+		c->inflight--;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	return alive;
+}
+
+static void send_msg(cn_conn *c, const erlang_pid *to, ei_x_buff *x,
+                     bool ends_request)
+{
+	outmsg *m = malloc(sizeof(*m));
+	if (m) {
+		*m = (outmsg){
+		    .to = *to, .buf = x->buff, .len = (size_t)x->index};
+		x->buff = NULL;
+		if (!enqueue(c, m, ends_request)) {
+			free(m->buf);
+			free(m);
+		}
+	} else {
+		/* No memory for the reply: the caller would wait forever,
+		 * so the connection goes (its node sees nodedown). */
+		cn_log("%s: no memory for a reply; closing", c->peer);
+		conn_kill(c);
+		if (ends_request) {
+			pthread_mutex_lock(&c->mu);
+			c->inflight--;
+			pthread_mutex_unlock(&c->mu);
+		}
+	}
+	ei_x_free(x);
+}
+
+void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
+{
+	send_msg(c, to, x, true);
+	conn_unref(c);
+}
+
+void cn_conn_send(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
+{
+	send_msg(c, to, x, false);
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		struct pollfd pf = {fd, POLLOUT, 0};
+		int pr = poll(&pf, 1, SEND_TIMEOUT_MS);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return -1;
+		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static void *writer(void *arg)
+{
+	cn_conn *c = arg;
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		while (!c->head && !c->dead)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->dead) {
+			pthread_mutex_unlock(&c->mu);
+			break;
+		}
+		outmsg *m = c->head;
+		c->head = m->next;
+		if (!c->head)
+			c->tail = NULL;
+		pthread_mutex_unlock(&c->mu);
+		static const char tick[4] = {0};
+		int rc = m->buf ? ei_send_tmo(c->fd, &m->to, m->buf,
+		                              (int)m->len, SEND_TIMEOUT_MS)
+		                : write_all(c->fd, tick, 4);
+		pthread_mutex_lock(&c->mu);
+		c->queued_bytes -= m->len;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		free(m->buf);
+		free(m);
+		if (rc < 0) {
+			cn_log("%s: send failed; closing", c->peer);
+			conn_kill(c);
+			break;
+		}
+	}
+	conn_unref(c);
+	return NULL;
+}
+
+/* ---- reader ------------------------------------------------------------ */
+
+/* Read exactly len bytes; -1 on EOF, error or idle limit. */
+static int read_all(cn_conn *c, void *buf, size_t len)
+{
+	char *p = buf;
+	while (len) {
+		struct pollfd pf = {c->fd, POLLIN, 0};
+		int pr = poll(&pf, 1, (int)c->srv->idle_ms);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0) {
+			cn_log("%s: idle for %u ms; closing", c->peer,
+			       c->srv->idle_ms);
+			return -1;
+		}
+		if (pr < 0)
+			return -1;
+		ssize_t r = recv(c->fd, p, len, 0);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Wait until the connection may take another request: fewer than
+ * max_inflight unanswered and its queue under its bound. False once
+ * dead. */
+static bool wait_for_room(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	while (!c->dead && (c->inflight >= c->srv->max_inflight ||
+	                    c->queued_bytes > c->srv->max_queue_bytes))
+		pthread_cond_wait(&c->cv, &c->mu);
+	bool alive = !c->dead;
+	pthread_mutex_unlock(&c->mu);
+	return alive;
+}
+
+/* One frame (after its length). False: the connection must close. */
+static bool frame(cn_conn *c, uint8_t *buf, size_t len)
+{
+	/* 'p', then the control message: 131, a small tuple, its
+	 * operation as a small integer. */
+	if (len < 5 || buf[0] != PASS_THROUGH || buf[1] != 131 ||
+	    buf[2] != 104 || buf[3] < 1 || buf[4] != 97) {
+		cn_log("%s: not a distribution frame; closing", c->peer);
+		return false;
+	}
+	unsigned op = len > 5 ? buf[5] : 0;
+	if (op != DOP_SEND && op != DOP_REG_SEND && op != DOP_SEND_TT &&
+	    op != DOP_REG_SEND_TT)
+		return true; /* links, exits, monitors: not served yet */
+	return cn_request_frame(c->srv, c, buf, len);
+}
+
+static void *reader(void *arg)
+{
+	cn_conn *c = arg;
+	while (wait_for_room(c)) {
+		uint8_t hdr[4];
+		if (read_all(c, hdr, 4) != 0)
+			break;
+		uint64_t len = (uint64_t)hdr[0] << 24 | (uint64_t)hdr[1] << 16 |
+		               (uint64_t)hdr[2] << 8 | hdr[3];
+		if (len == 0) { /* a tick: answer it */
+			outmsg *m = calloc(1, sizeof(*m));
+			if (m && !enqueue(c, m, false))
+				free(m);
+			continue;
+		}
+		if (len > c->srv->frame_cap) {
+			cn_log("%s: frame of %llu bytes over the cap of %llu; "
+			       "closing",
+			       c->peer, (unsigned long long)len,
+			       (unsigned long long)c->srv->frame_cap);
+			atomic_fetch_add(&c->srv->closed_frames, 1);
+			break;
+		}
+		uint8_t *buf = malloc(len);
+		if (!buf) {
+			cn_log("%s: no memory for a frame of %llu bytes; "
+			       "closing",
+			       c->peer, (unsigned long long)len);
+			break;
+		}
+		bool ok = read_all(c, buf, len) == 0;
+		if (ok && !frame(c, buf, len)) {
+			atomic_fetch_add(&c->srv->closed_frames, 1);
+			ok = false;
+		}
+		free(buf);
+		if (!ok)
+			break;
+	}
+	conn_kill(c);
+	conn_unref(c);
+	return NULL;
+}
+
+int cn_conn_start(cn_server *srv, int fd, const char *peer)
+{
+	cn_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -1;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->refs = 2; /* reader and writer */
+	atomic_fetch_add(&srv->conns, 1);
+	pthread_t r, w;
+	if (pthread_create(&w, NULL, writer, c) != 0) {
+		c->refs = 1;
+		conn_unref(c);
+		return -1;
+	}
+	pthread_detach(w);
+	if (pthread_create(&r, NULL, reader, c) != 0) {
+		conn_kill(c);
+		conn_unref(c);
+		return -1;
+	}
+	pthread_detach(r);
+	return 0;
+}

@@ -1,0 +1,324 @@
+/* main.c: priv/ex_esdb_cnode, one store served to BEAM nodes as a C node.
+ *
+ *   ex_esdb_cnode --name NAME@HOST --store DIR
+ *                 (--cookie-stdin | --cookie-fd N | --cookie-file PATH)
+ *                 [--listen 127.0.0.1] [--port 0] [--no-epmd]
+ *                 [--creation N] [--idle-ms 120000] [--max-conns 64]
+ *                 [--durability sync|no_meta_sync|nosync] [--stop-on-eof]
+ *
+ * Prints "ready NAME PORT" on stdout once it accepts connections. The
+ * cookie is never an argument (any user can read /proc/PID/cmdline).
+ * Every start picks a fresh 32-bit creation (ei_publish drops epmd's),
+ * so pids and refs of an earlier instance never match this one's. With
+ * --no-epmd it does not register: BEAM nodes reach it through an
+ * -epmd_module that knows the port. --stop-on-eof: stdin reaching its end
+ * stops the node (the Port that started it closed). */
+#include "cnode.h"
+
+#include "conn.h"
+#include "cookie.h"
+#include "pool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define READ_THREADS 2
+/* A client that connects and stays silent holds the accept thread at
+ * most this long (ei_accept_tmo runs the handshake). */
+#define HANDSHAKE_MS 5000
+
+void cn_log(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("ex_esdb_cnode: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void usage(const char *why)
+{
+	fprintf(stderr,
+	        "ex_esdb_cnode: %s\n"
+	        "usage: ex_esdb_cnode --name NAME@HOST --store DIR\n"
+	        "         (--cookie-stdin | --cookie-fd N | --cookie-file "
+	        "PATH)\n"
+	        "         [--listen ADDR] [--port N] [--no-epmd] "
+	        "[--creation N]\n"
+	        "         [--idle-ms MS] [--max-conns N] [--durability "
+	        "sync|no_meta_sync|nosync]\n"
+	        "         [--stop-on-eof]\n",
+	        why);
+	exit(2);
+}
+
+typedef struct opts {
+	const char *name, *store, *listen, *cookie_file, *durability;
+	int cookie_fd; /* -1: none */
+	bool cookie_stdin, no_epmd, stop_on_eof;
+	unsigned port, idle_ms, max_conns;
+	unsigned long long creation; /* 0: pick one */
+} opts;
+
+static unsigned long long number(const char *flag, const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || !*s || *end || *s == '-') {
+		fprintf(stderr, "ex_esdb_cnode: %s wants a number, not %s\n",
+		        flag, s);
+		exit(2);
+	}
+	return v;
+}
+
+static void parse(int argc, char **argv, opts *o)
+{
+	*o = (opts){.listen = "127.0.0.1",
+	            .cookie_fd = -1,
+	            .idle_ms = 120000,
+	            .max_conns = 64};
+	for (int i = 1; i < argc; i++) {
+		const char *f = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		bool takes = true;
+		if (strcmp(f, "--cookie-stdin") == 0)
+			o->cookie_stdin = true, takes = false;
+		else if (strcmp(f, "--no-epmd") == 0)
+			o->no_epmd = true, takes = false;
+		else if (strcmp(f, "--stop-on-eof") == 0)
+			o->stop_on_eof = true, takes = false;
+		else if (!v)
+			usage("an option lacks its value");
+		else if (strcmp(f, "--name") == 0)
+			o->name = v;
+		else if (strcmp(f, "--store") == 0)
+			o->store = v;
+		else if (strcmp(f, "--listen") == 0)
+			o->listen = v;
+		else if (strcmp(f, "--port") == 0)
+			o->port = (unsigned)number(f, v);
+		else if (strcmp(f, "--cookie-fd") == 0)
+			o->cookie_fd = (int)number(f, v);
+		else if (strcmp(f, "--cookie-file") == 0)
+			o->cookie_file = v;
+		else if (strcmp(f, "--creation") == 0)
+			o->creation = number(f, v);
+		else if (strcmp(f, "--idle-ms") == 0)
+			o->idle_ms = (unsigned)number(f, v);
+		else if (strcmp(f, "--max-conns") == 0)
+			o->max_conns = (unsigned)number(f, v);
+		else if (strcmp(f, "--durability") == 0)
+			o->durability = v;
+		else if (strcmp(f, "--cookie") == 0)
+			usage("the cookie is never an argument (ps shows it): "
+			      "use --cookie-stdin, --cookie-fd or "
+			      "--cookie-file");
+		else
+			usage("unknown option");
+		if (takes)
+			i++;
+	}
+	if (!o->name || !strchr(o->name, '@') || !o->store)
+		usage("--name NAME@HOST and --store DIR are required");
+	if ((o->cookie_stdin ? 1 : 0) + (o->cookie_fd >= 0 ? 1 : 0) +
+	        (o->cookie_file ? 1 : 0) !=
+	    1)
+		usage("give exactly one of --cookie-stdin, --cookie-fd, "
+		      "--cookie-file");
+	if (o->port > 65535 || o->creation > UINT32_MAX)
+		usage("--port or --creation out of range");
+	/* Under the net tick time a healthy idle node would be dropped. */
+	if (o->idle_ms < 1000)
+		usage("--idle-ms below 1000");
+}
+
+/* A creation no earlier instance is likely to have had. Values under 4
+ * are avoided: old nodes used 1..3. */
+static unsigned pick_creation(void)
+{
+	uint32_t c = 0;
+	while (c < 4)
+		if (getrandom(&c, sizeof(c), 0) != sizeof(c))
+			c = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+	return c;
+}
+
+static int open_store(cn_server *srv, const opts *o)
+{
+	int rc = esdb_store_create(&srv->store);
+	if (!rc)
+		rc = esdb_store_set_owner(srv->store, o->name);
+	if (!rc && o->durability) {
+		esdb_durability d;
+		if (strcmp(o->durability, "sync") == 0)
+			d = ESDB_DURABILITY_SYNC;
+		else if (strcmp(o->durability, "no_meta_sync") == 0)
+			d = ESDB_DURABILITY_NO_META_SYNC;
+		else if (strcmp(o->durability, "nosync") == 0)
+			d = ESDB_DURABILITY_NOSYNC;
+		else
+			usage("--durability: sync, no_meta_sync or nosync");
+		rc = esdb_store_set_durability(srv->store, d);
+	}
+	if (!rc)
+		rc = esdb_store_open(srv->store, o->store);
+	if (!rc)
+		rc = esdb_store_get_limits(srv->store, &srv->limits);
+	if (rc) {
+		cn_log("cannot open the store in %s: %s", o->store,
+		       esdb_error_describe(rc));
+		return -1;
+	}
+	srv->frame_cap = srv->limits.max_append_bytes + (1u << 20);
+	return 0;
+}
+
+typedef struct acceptor {
+	cn_server *srv;
+	int lfd;
+} acceptor;
+
+static void *accept_loop(void *arg)
+{
+	acceptor *a = arg;
+	cn_server *srv = a->srv;
+	for (;;) {
+		ErlConnect con;
+		int fd = ei_accept_tmo(&srv->ec, a->lfd, &con, HANDSHAKE_MS);
+		if (fd < 0) {
+			if (erl_errno != ETIMEDOUT) {
+				/* A wrong cookie, a dropped handshake:
+				 * service goes on. */
+				atomic_fetch_add(&srv->refused_handshakes, 1);
+				cn_log("refused a connection (handshake "
+				       "failed: %s)",
+				       strerror(erl_errno));
+			}
+			continue;
+		}
+		if (atomic_load(&srv->conns) >= srv->max_conns) {
+			cn_log("refused %s: %u connections already",
+			       con.nodename, srv->max_conns);
+			close(fd);
+			continue;
+		}
+		if (cn_conn_start(srv, fd, con.nodename) != 0)
+			cn_log("cannot serve %s: no threads", con.nodename);
+	}
+	return NULL;
+}
+
+static void *eof_watch(void *arg)
+{
+	char buf[256];
+	while (read(STDIN_FILENO, buf, sizeof(buf)) > 0)
+		;
+	kill(getpid(), SIGTERM);
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	opts o;
+	parse(argc, argv, &o);
+
+	/* Signals go to sigwait below; writes to a closed peer fail with
+	 * EPIPE instead of killing the node. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char cookie[CN_COOKIE_MAX + 1];
+	const char *why = NULL;
+	int crc =
+	    o.cookie_file
+	        ? cn_cookie_read_file(o.cookie_file, cookie, &why)
+	        : cn_cookie_read_fd(o.cookie_stdin ? STDIN_FILENO : o.cookie_fd,
+	                            cookie, &why);
+	if (crc != 0) {
+		cn_log("%s", why);
+		return 2;
+	}
+	if (o.cookie_fd >= 0 && o.cookie_fd != STDIN_FILENO)
+		close(o.cookie_fd);
+
+	static cn_server srv;
+	pthread_rwlock_init(&srv.store_lock, NULL);
+	srv.idle_ms = o.idle_ms;
+	srv.max_conns = o.max_conns;
+	srv.max_inflight = 64;
+	srv.max_queue_bytes = 64u << 20;
+	if (open_store(&srv, &o) != 0)
+		return 1;
+
+	struct in_addr addr;
+	if (inet_pton(AF_INET, o.listen, &addr) != 1)
+		usage("--listen wants an IPv4 address");
+	char alive[MAXNODELEN + 1], host[MAXNODELEN + 1];
+	snprintf(alive, sizeof(alive), "%.*s",
+	         (int)(strchr(o.name, '@') - o.name), o.name);
+	snprintf(host, sizeof(host), "%s", strchr(o.name, '@') + 1);
+	unsigned creation = o.creation ? (unsigned)o.creation : pick_creation();
+	if (ei_init() != 0 ||
+	    ei_connect_xinit(&srv.ec, host, alive, o.name, (Erl_IpAddr)&addr,
+	                     cookie, creation) < 0) {
+		cn_log("cannot set up the node %s", o.name);
+		return 1;
+	}
+	memset(cookie, 0, sizeof(cookie));
+	int port = (int)o.port;
+	int lfd = ei_xlisten(&srv.ec, (Erl_IpAddr)&addr, &port, 16);
+	if (lfd < 0) {
+		cn_log("cannot listen on %s:%u: %s", o.listen, o.port,
+		       strerror(erl_errno));
+		return 1;
+	}
+	/* epmd keeps the name registered while this fd stays open. */
+	int epmd_fd = -1;
+	if (!o.no_epmd && (epmd_fd = ei_publish(&srv.ec, port)) < 0) {
+		cn_log("cannot register with epmd (is it running? or "
+		       "--no-epmd): %s",
+		       strerror(erl_errno));
+		return 1;
+	}
+	srv.pool = cn_pool_start(READ_THREADS);
+	static acceptor acc;
+	acc = (acceptor){&srv, lfd};
+	pthread_t t;
+	if (!srv.pool || pthread_create(&t, NULL, accept_loop, &acc) != 0) {
+		cn_log("cannot start threads");
+		return 1;
+	}
+	if (o.stop_on_eof && pthread_create(&t, NULL, eof_watch, NULL) != 0) {
+		cn_log("cannot start threads");
+		return 1;
+	}
+	printf("ready %s %d\n", o.name, port);
+	fflush(stdout);
+
+	int sig;
+	sigwait(&stop, &sig);
+	/* Queued commands are answered closed; acknowledged ones are on
+	 * disk already. */
+	pthread_rwlock_wrlock(&srv.store_lock);
+	srv.closed = true;
+	esdb_store_close(srv.store);
+	pthread_rwlock_unlock(&srv.store_lock);
+	if (epmd_fd >= 0)
+		close(epmd_fd);
+	cn_log("stopped (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	return 0;
+}

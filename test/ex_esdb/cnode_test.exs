@@ -1,0 +1,310 @@
+defmodule ExESDB.CNodeTest do
+  # priv/ex_esdb_cnode as a real OS process, reached over Erlang
+  # distribution from this (distributed) test VM: start-up, the hello,
+  # requests with the NIF's reply shapes, and what a hostile or broken
+  # peer can send. Frames no BEAM node would send come from
+  # build/esdb_cnode_probe (test/cnode/probe.c). ESDB_CNODE_FUZZ sets the
+  # number of mutated requests (300 by default); ESDB_SEED the seed.
+  use ExUnit.Case, async: false
+  import Bitwise
+
+  @moduletag timeout: 180_000
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @probe Path.expand("../../build/esdb_cnode_probe", __DIR__)
+
+  setup_all do
+    # `mix test` alone builds the NIF, the CLI and the C node, not the probe
+    {_, 0} = System.cmd("make", ["build/esdb_cnode_probe"], cd: Path.expand("../..", __DIR__))
+    :ok
+  end
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnode_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  defp cookie, do: Atom.to_string(Node.get_cookie())
+
+  # Starts the C node on a fresh store through a Port (stdin: the cookie,
+  # then held open; its end stops the node); returns once it printed its
+  # ready line.
+  defp start_cnode(dir, args \\ nil) do
+    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+
+    args =
+      args ||
+        [
+          "--name",
+          Atom.to_string(name),
+          "--store",
+          Path.join(dir, "store"),
+          "--cookie-stdin",
+          "--stop-on-eof",
+          "--durability",
+          "nosync"
+        ]
+
+    port =
+      Port.open({:spawn_executable, @bin}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 1024},
+        args: args
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+    Port.command(port, cookie() <> "\n")
+    %{port: port, name: name}
+  end
+
+  defp await_ready(%{port: port, name: name} = cn) do
+    assert {:ok, "ready " <> rest} = await_line(port, "ready ")
+    [^name, tcp_port] = String.split(rest, " ") |> then(fn [n, p] -> [String.to_atom(n), p] end)
+    assert String.to_integer(tcp_port) > 0
+    cn
+  end
+
+  # The next output line starting with prefix (log lines skipped).
+  defp await_line(port, prefix, ms \\ 10_000) do
+    receive do
+      {^port, {:data, {:eol, line}}} ->
+        if String.starts_with?(line, prefix), do: {:ok, line}, else: await_line(port, prefix, ms)
+
+      {^port, {:exit_status, status}} ->
+        {:exit, status}
+    after
+      ms -> :timeout
+    end
+  end
+
+  defp call(node, request, ms \\ 5_000) do
+    ref = make_ref()
+    send({:esdb, node}, {:call, self(), ref, request})
+
+    receive do
+      {^ref, reply} -> reply
+    after
+      ms -> :no_reply
+    end
+  end
+
+  defp hello!(node), do: {:ok, 1} = call(node, {:hello, 1})
+
+  defp alive?(%{port: port}) do
+    Port.info(port) != nil and
+      receive do
+        {^port, {:exit_status, _}} -> false
+      after
+        0 -> true
+      end
+  end
+
+  defp probe(node, mode, cookie \\ nil) do
+    {out, 0} =
+      System.cmd(@probe, [Atom.to_string(node), mode],
+        env: [{"ESDB_PROBE_COOKIE", cookie || cookie()}]
+      )
+
+    String.trim(out)
+  end
+
+  defp event(n, type \\ "T"), do: {<<n::128>>, type, "data-#{n}", "", nil, nil}
+
+  test "prints its ready line; answers nothing but hello before hello; hello checks the version",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    assert call(cn.name, {:stream_info, "s"}) == {:error, :hello_required}
+    assert call(cn.name, {:hello, 2}) == {:error, {:protocol_version, 1}}
+    assert call(cn.name, {:hello, :one}) == {:error, {:protocol_version, 1}}
+    assert call(cn.name, {:stream_info, "s"}) == {:error, :hello_required}
+    assert call(cn.name, {:hello, 1}) == {:ok, 1}
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 0, false, false}
+  end
+
+  test "appends and reads with the NIF's reply and error shapes", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    assert call(cn.name, {:append, "s", :no_stream, [event(1), event(2)]}) == {:ok, 2, 1}
+    assert call(cn.name, {:append, "s", 2, [event(3, "U")]}) == {:ok, 3, 3}
+    # the same ids again at the same expected version: the first result
+    assert call(cn.name, {:append, "s", 2, [event(3, "U")]}) == {:ok, 3, 3}
+    assert call(cn.name, {:append, "s", 1, [event(4)]}) == {:error, :wrong_expected_version}
+    assert call(cn.name, {:append, "s", :no_stream, [event(5)]}) == {:error, :stream_exists}
+    assert call(cn.name, {:append, "$x", :any, [event(6)]}) == {:error, {:invalid_stream_id, "$x"}}
+    assert call(cn.name, {:append, "s", :any, []}) == {:error, :no_events}
+
+    assert {:ok, [e1, e2, e3], :eof} = call(cn.name, {:read_stream, "s", 0, 100, :forward})
+    assert {1, "s", 1, <<1::128>>, "T", "data-1", "", nil, nil, us} = e1
+    assert is_integer(us) and us > 0
+    assert {2, "s", 2, <<2::128>>, "T", "data-2", "", nil, nil, _} = e2
+    assert {3, "s", 3, <<3::128>>, "U", "data-3", "", nil, nil, _} = e3
+    assert {:ok, [^e3, ^e2], 1} = call(cn.name, {:read_stream, "s", 3, 2, :backward})
+    assert {:ok, [^e1], 2} = call(cn.name, {:read_all, 1, 1, :forward})
+    assert call(cn.name, {:read_stream, "none", 0, 10, :forward}) == {:error, :stream_not_found}
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 3, true, false}
+    assert call(cn.name, {:stream_info, "$all"}) == {:error, {:invalid_stream_id, "$all"}}
+
+    # payloads given as terms are checked: no pids, refs or funs
+    id = <<7::128>>
+    ok_term = {id, "T", {:term, :erlang.term_to_binary({:a, [1]})}, "", nil, nil}
+    assert {:ok, 4, 4} = call(cn.name, {:append, "s", 3, [ok_term]})
+    bad = {<<8::128>>, "T", {:term, :erlang.term_to_binary({:a, self()})}, "", nil, nil}
+    assert call(cn.name, {:append, "s", :any, [bad]}) == {:error, {:undecodable, :forbidden_term}}
+
+    assert call(cn.name, {:append, "s", :any, [{:not, :an, :event}]}) ==
+             {:error, {:invalid_request, :append}}
+
+    assert call(cn.name, {:nope, 1}) == {:error, {:invalid_request, :unknown_operation}}
+    assert call(cn.name, {:hello, 1, 2}) == {:error, {:invalid_request, :hello}}
+
+    assert call(cn.name, {:read_all, fn -> :ok end, 1, :forward}) ==
+             {:error, {:invalid_request, :forbidden_term}}
+  end
+
+  test "a wrong cookie is refused and the C node goes on serving", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    good = Node.get_cookie()
+    # Node.connect, not Node.ping: ping is a call to net_kernel, which a
+    # C node does not serve
+    :erlang.set_cookie(cn.name, :wrong_cookie)
+    refute Node.connect(cn.name)
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: refused a connection")
+    assert probe(cn.name, "hello", "wrong_cookie") == "refused"
+    :erlang.set_cookie(cn.name, good)
+    assert Node.connect(cn.name)
+    hello!(cn.name)
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 0, false, false}
+  end
+
+  test "a frame over the cap closes that connection alone; the C node and others go on",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    # a peer claiming a 2 GiB frame: closed before anything is allocated
+    assert probe(cn.name, "big_frame") == "closed"
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: probe")
+    assert call(cn.name, {:append, "s", :any, [event(1)]}) == {:ok, 1, 1}
+
+    # this VM sending more than max_append_bytes + 1 MiB in one message
+    # a C node is a hidden node
+    :ok = :net_kernel.monitor_nodes(true, node_type: :all)
+    big = {<<2::128>>, "T", :binary.copy(<<0>>, 66 <<< 20), "", nil, nil}
+    assert call(cn.name, {:append, "s", :any, [big]}, 2_000) == :no_reply
+    assert_receive {:nodedown, node, _} when node == cn.name, 10_000
+    :ok = :net_kernel.monitor_nodes(false, node_type: :all)
+    assert alive?(cn)
+    hello!(cn.name)
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 1, true, false}
+  end
+
+  test "frames and terms no BEAM sends are refused and the next request works",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    assert probe(cn.name, "non_term") == "closed"
+    assert probe(cn.name, "not_a_message") == "no_reply"
+    assert probe(cn.name, "foreign_pid") == "no_reply"
+
+    for {mode, why} <- [
+          truncated_binary: "truncated",
+          huge_arity: "truncated",
+          fun_request: "forbidden_term"
+        ] do
+      assert probe(cn.name, "#{mode}") =~ "{error, {invalid_request, #{why}}}"
+      assert call(cn.name, {:stream_info, "s"}) == {:ok, 0, false, false}
+    end
+
+    assert probe(cn.name, "hello") =~ "{ok, 1}"
+    assert alive?(cn)
+  end
+
+  test "the cookie is never an argument and never a file others can read", %{dir: dir} do
+    store = Path.join(dir, "store")
+    name = "cnode#{System.unique_integer([:positive])}@#{host()}"
+    base = ["--name", name, "--store", store]
+    cn = start_cnode(dir, base ++ ["--cookie", "x"])
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: the cookie is never an argument")
+
+    file = Path.join(dir, "cookie")
+    File.write!(file, cookie() <> "\n")
+    File.chmod!(file, 0o644)
+    cn = start_cnode(dir, base ++ ["--cookie-file", file])
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: cookie file is readable by others")
+    assert_receive {_, {:exit_status, 2}}, 5_000
+
+    File.chmod!(file, 0o400)
+    cn = start_cnode(dir, base ++ ["--cookie-file", file]) |> Map.put(:name, String.to_atom(name))
+    await_ready(cn)
+    hello!(cn.name)
+  end
+
+  @atoms [:any, :no_stream, :stream_exists, :forward, :backward, nil, :term, :hello, :append]
+
+  defp junk(depth \\ 0) do
+    case :rand.uniform(if depth > 2, do: 9, else: 13) do
+      1 -> :rand.uniform(1 <<< 20) - 1000
+      2 -> Enum.random([0, 1, -1, 1 <<< 64, (1 <<< 64) - 1, (1 <<< 64) - 3, 1 <<< 300])
+      3 -> Enum.random(@atoms)
+      4 -> :crypto.strong_rand_bytes(:rand.uniform(40) - 1)
+      5 -> :crypto.strong_rand_bytes(16)
+      6 -> :rand.uniform() * 1.0e6
+      7 -> Enum.random([make_ref(), self(), fn -> :ok end, &Enum.map/2])
+      8 -> Enum.random(["s", "", "$all", String.duplicate("x", 1025)])
+      9 -> {:term, Enum.random([<<131, 200>>, :erlang.term_to_binary(self()), <<131, 97>>])}
+      10 -> for _ <- 1..:rand.uniform(4), do: junk(depth + 1)
+      11 -> [junk(depth + 1) | junk(depth + 1)]
+      12 -> %{junk(depth + 1) => junk(depth + 1)}
+      13 -> List.to_tuple(for _ <- 0..:rand.uniform(6), do: junk(depth + 1))
+    end
+  end
+
+  # A valid request with one element (at any depth) replaced by junk.
+  defp mutate(term) when is_tuple(term) and tuple_size(term) > 0 do
+    i = :rand.uniform(tuple_size(term)) - 1
+    put_elem(term, i, mutate_or_replace(elem(term, i)))
+  end
+
+  defp mutate([_ | _] = list) do
+    i = :rand.uniform(length(list)) - 1
+    List.update_at(list, i, &mutate_or_replace/1)
+  end
+
+  defp mutate(_), do: junk()
+
+  defp mutate_or_replace(t), do: if(:rand.uniform(3) == 1, do: junk(), else: mutate(t))
+
+  test "mutated requests get an {:ok, _} or {:error, _} reply, never a crash", %{dir: dir} do
+    seed = String.to_integer(System.get_env("ESDB_SEED") || "20261201")
+    :rand.seed(:exsss, {seed, seed, seed})
+    runs = String.to_integer(System.get_env("ESDB_CNODE_FUZZ") || "300")
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+
+    valid = [
+      {:append, "s", :any, [event(1), event(2)]},
+      {:read_stream, "s", 0, 10, :forward},
+      {:read_all, 0, 10, :backward},
+      {:stream_info, "s"},
+      {:hello, 1}
+    ]
+
+    for i <- 1..runs do
+      request = valid |> Enum.random() |> mutate()
+      reply = call(cn.name, request, 10_000)
+
+      assert match?({:ok, _}, reply) or match?({:ok, _, _}, reply) or
+               match?({:ok, _, _, _}, reply) or match?({:error, _}, reply),
+             "run #{i} (seed #{seed}): #{inspect(request, limit: 20)} -> #{inspect(reply)}"
+    end
+
+    assert alive?(cn)
+    assert {:ok, _, true, false} = call(cn.name, {:stream_info, "s"})
+  end
+end
