@@ -1,4 +1,4 @@
-%% @doc The NIF stubs, one per function of c_src/nif/ex_esdb_nif.c.
+%% @doc The NIF stubs, one per function in the table of c_src/nif/ex_esdb_nif.c.
 %% Use the `ex_esdb' module (Erlang) or `ExESDB.*' (Elixir) instead:
 %% they check options and wait for the asynchronous replies.
 -module(ex_esdb_nif).

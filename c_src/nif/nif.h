@@ -22,12 +22,17 @@ typedef struct store_res {
 	struct members *members; /* subscriptions.c */
 } store_res;
 
+/* store.c: the store resource type, opened (or taken over) at load. */
+bool nif_store_type_open(ErlNifEnv *env, ErlNifResourceFlags flags);
+ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 /* Get the store and hold its lock shared; false for a non-store term. */
 bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 void nif_store_release(store_res *r);
 /* Get the store without taking its lock. */
 bool nif_store_get(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 
+/* errors.c */
 ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc);
 /* The error of a call naming one stream: ESDB_EINVAL (an id the core
  * refuses: empty, reserved, $all read as a stream) is
@@ -35,10 +40,37 @@ ERL_NIF_TERM nif_error_term(ErlNifEnv *env, int rc);
 ERL_NIF_TERM nif_stream_error_term(ErlNifEnv *env, int rc, ERL_NIF_TERM id);
 /* nif_error_term, but ESDB_ESTORE_FAILED as {store_failed, Cause}. */
 ERL_NIF_TERM nif_store_error_term(ErlNifEnv *env, esdb_store *s, int rc);
+/* {error, {limit_exceeded, Key, Max}} */
+ERL_NIF_TERM nif_limit_error(ErlNifEnv *env, esdb_limit_key key, uint64_t max);
+/* The error term of a command's outcome in store s. */
+ERL_NIF_TERM nif_result_error(ErlNifEnv *env, esdb_store *s,
+                              const esdb_result *r);
+
+/* args.c: argument decoding; false for a term of the wrong kind. */
 bool nif_get_u64(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out);
+/* any | no_stream | stream_exists | Version */
+bool nif_get_expected(ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out);
 bool nif_get_direction(ERL_NIF_TERM t, esdb_direction *dir);
+/* A count, capped at MAX_READ. */
 bool nif_get_count(ErlNifEnv *env, ERL_NIF_TERM t, uint32_t *count);
+/* A 16-byte binary or nil (NULL). */
+bool nif_get_opt_uuid(ErlNifEnv *env, ERL_NIF_TERM t, const uint8_t **out);
+/* A binary (bytes) or {term, Binary}. */
+bool nif_get_payload(ErlNifEnv *env, ERL_NIF_TERM t, ErlNifBinary *b,
+                     esdb_encoding *enc);
+/* 0, or why a payload written as a term could not be read back. */
+int nif_check_payload(ErlNifEnv *env, const void *p, size_t len,
+                      esdb_encoding enc);
+/* nil (no data) or a binary. */
+bool nif_get_after(ErlNifEnv *env, ERL_NIF_TERM t, ErlNifBinary *b);
+
+/* terms.c: term building. */
 ERL_NIF_TERM nif_make_bin(ErlNifEnv *env, const void *p, size_t len);
+/* Bytes, {term, Bytes} or {legacy, Bytes} by encoding. */
+ERL_NIF_TERM nif_make_payload(ErlNifEnv *env, const void *p, size_t len,
+                              esdb_encoding enc);
+/* A 16-byte binary, nil for NULL. */
+ERL_NIF_TERM nif_make_opt_uuid(ErlNifEnv *env, const uint8_t *id);
 
 /* A name (stream id, event type) made into a binary once while it repeats
  * from one event to the next, as it does within an append. */
@@ -60,6 +92,38 @@ typedef struct term_list {
 int nif_terms_push(term_list *l, ERL_NIF_TERM t);
 /* The list (in push order); frees the array. */
 ERL_NIF_TERM nif_terms_take(ErlNifEnv *env, term_list *l);
+
+/* commands.c: the mutations and cancel. */
+ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_delete_stream(ErlNifEnv *env, int argc,
+                               const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_snapshot_delete(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_checkpoint_delete(ErlNifEnv *env, int argc,
+                                   const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cancel(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+/* reads.c: reads as tuples, lookups, listings, stats, limits. */
+ERL_NIF_TERM nif_read_stream(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_read_all(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_read_type(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_stream_info(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_list_streams(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_snapshot_get(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_checkpoint_get(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 /* records.c: reads that build Elixir structs directly. */
 void records_init(ErlNifEnv *env);
