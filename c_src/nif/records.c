@@ -73,12 +73,36 @@ void records_init(ErlNifEnv *env)
 	atom_iso = enif_make_atom(env, "Elixir.Calendar.ISO");
 }
 
+/* Payloads up to the VM's heap binary limit are copied into the heap.
+ * A bigger one would be a refc binary of its own: a malloc under the
+ * allocator's lock, from a dirty scheduler, for every event. So they are
+ * copied into one binary per chunk of events instead, and handed out as
+ * sub-binaries of it. A chunk holds at most CHUNK_BYTES: a record kept
+ * after the rest of its page are dropped keeps at most that much alive.
+ * A payload over BIG_PAYLOAD gets a binary of its own. */
+#define HEAP_BIN_MAX 64
+#define CHUNK_BYTES  (16u << 10)
+#define BIG_PAYLOAD  (CHUNK_BYTES / 4)
+#define CHUNK_EVENTS 256
+
+/* An event whose map waits for its chunk's binary: data and metadata
+ * (slice 0 and 1) are either made already (vals) or bytes in the chunk. */
+typedef struct pending {
+	ERL_NIF_TERM vals[REC_N];
+	uint32_t off[2], len[2];
+	bool sliced[2];
+} pending;
+
 typedef struct rec_ctx {
 	ErlNifEnv *env;
 	ERL_NIF_TERM module; /* the struct's module */
 	bool decode;         /* decode payloads written as terms */
 	int refusal;         /* why a payload could not be decoded */
 	term_list out;
+	ErlNifBinary chunk; /* chunk.size: bytes used; 0 with none */
+	bool have_chunk;
+	pending *pend; /* CHUNK_EVENTS of them, made on first use */
+	size_t n_pend;
 	/* Terms repeated from one event to the next are made once: events of
 	 * one append share their stream, often their type, and always their
 	 * created time. */
@@ -150,6 +174,42 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 	return c->created_t;
 }
 
+/* A payload ready for its record: a term, or bytes to hand out as a
+ * slice of the chunk (src, n). */
+typedef struct prepared {
+	ERL_NIF_TERM term;
+	const uint8_t *src;
+	size_t n;
+	bool slice;
+} prepared;
+
+static void bytes_of(rec_ctx *c, const void *p, size_t len, prepared *out)
+{
+	out->slice = len > HEAP_BIN_MAX && len <= BIG_PAYLOAD;
+	out->src = p;
+	out->n = len;
+	if (!out->slice)
+		out->term = nif_make_bin(c->env, p, len);
+}
+
+/* The bytes of a term that is one binary and nothing else (131, 109,
+ * length, bytes): it holds no fun, pid, port or reference and decodes to
+ * exactly those bytes, so it needs neither the walk nor
+ * enif_binary_to_term. */
+static bool plain_binary_term(const uint8_t *p, size_t len,
+                              const uint8_t **bytes, size_t *n)
+{
+	if (len < 6 || p[0] != 131 || p[1] != 109)
+		return false;
+	size_t k =
+	    (size_t)p[2] << 24 | (size_t)p[3] << 16 | (size_t)p[4] << 8 | p[5];
+	if (k != len - 6)
+		return false;
+	*bytes = p + 6;
+	*n = k;
+	return true;
+}
+
 /* Bytes as stored, or, when decoding, the term a payload written as a
  * term holds; when decoding, empty bytes are nil. A term that may not be
  * decoded sets c->refusal: the read answers {error, {undecodable, _}}
@@ -157,51 +217,152 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
  * payload (stored before encodings were recorded, when this API wrote
  * term_to_binary) is decoded the same way if it is external term format
  * at all, and is its bytes if not. */
-static ERL_NIF_TERM payload(rec_ctx *c, const void *p, size_t len,
-                            esdb_encoding enc)
+static void payload(rec_ctx *c, const void *p, size_t len, esdb_encoding enc,
+                    prepared *out)
 {
-	if (!c->decode)
-		return nif_make_bin(c->env, p, len);
-	if (enc == ESDB_ENCODING_BYTES ||
-	    (enc == ESDB_ENCODING_LEGACY && len == 0))
-		return len ? nif_make_bin(c->env, p, len) : atom_nil;
+	if (!c->decode || enc == ESDB_ENCODING_BYTES ||
+	    (enc == ESDB_ENCODING_LEGACY && len == 0)) {
+		if (c->decode && len == 0) {
+			out->slice = false;
+			out->term = atom_nil;
+		} else {
+			bytes_of(c, p, len, out);
+		}
+		return;
+	}
+	const uint8_t *bytes;
+	size_t n;
+	if (plain_binary_term(p, len, &bytes, &n)) {
+		bytes_of(c, bytes, n, out);
+		return;
+	}
 	ERL_NIF_TERM t;
 	int refusal = etf_decode(c->env, p, len, &t);
-	if (refusal == ETF_MALFORMED && enc == ESDB_ENCODING_LEGACY)
-		return nif_make_bin(c->env, p, len);
+	if (refusal == ETF_MALFORMED && enc == ESDB_ENCODING_LEGACY) {
+		bytes_of(c, p, len, out);
+		return;
+	}
 	if (refusal && !c->refusal)
 		c->refusal = refusal;
-	return refusal ? atom_nil : t;
+	out->slice = false;
+	out->term = refusal ? atom_nil : t;
+}
+
+/* The waiting events' maps, in order, with their slices cut from the
+ * chunk, which becomes a binary now (trimmed to what it holds). */
+static int flush_pending(rec_ctx *c)
+{
+	ErlNifEnv *env = c->env;
+	ERL_NIF_TERM bin = 0;
+	if (c->have_chunk) {
+		if (!enif_realloc_binary(&c->chunk, c->chunk.size))
+			return ENOMEM;
+		bin = enif_make_binary(env, &c->chunk);
+		c->have_chunk = false;
+	}
+	for (size_t i = 0; i < c->n_pend; i++) {
+		pending *e = &c->pend[i];
+		static const int field[2] = {REC_data, REC_metadata};
+		for (int k = 0; k < 2; k++)
+			if (e->sliced[k])
+				e->vals[field[k]] = enif_make_sub_binary(
+				    env, bin, e->off[k], e->len[k]);
+		ERL_NIF_TERM map;
+		enif_make_map_from_arrays(env, rec_keys, e->vals, REC_N, &map);
+		int rc = nif_terms_push(&c->out, map);
+		if (rc)
+			return rc;
+	}
+	c->n_pend = 0;
+	return 0;
+}
+
+/* Room in the chunk for n more bytes and in the queue for one more
+ * event: flush what waits when either is full. */
+static int reserve(rec_ctx *c, size_t n)
+{
+	if (!c->pend) {
+		c->pend = enif_alloc(CHUNK_EVENTS * sizeof(*c->pend));
+		if (!c->pend)
+			return ENOMEM;
+	}
+	if (c->n_pend == CHUNK_EVENTS ||
+	    (c->have_chunk && c->chunk.size + n > CHUNK_BYTES)) {
+		int rc = flush_pending(c);
+		if (rc)
+			return rc;
+	}
+	if (n && !c->have_chunk) {
+		if (!enif_alloc_binary(CHUNK_BYTES, &c->chunk))
+			return ENOMEM;
+		c->chunk.size = 0;
+		c->have_chunk = true;
+	}
+	return 0;
 }
 
 static int collect_record(void *ctx, const esdb_event *ev)
 {
 	rec_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	ERL_NIF_TERM version = enif_make_uint64(env, ev->stream_version);
-	ERL_NIF_TERM vals[REC_N] = {
-	    [REC___struct__] = c->module,
-	    [REC_event_id] = uuid_text(env, ev->event_id),
-	    [REC_event_type] = nif_cached_name(env, &c->type, ev->event_type,
-	                                       ev->event_type_len),
-	    [REC_stream_id] = nif_cached_name(env, &c->stream, ev->stream_id,
-	                                      ev->stream_id_len),
-	    [REC_event_number] = version,
-	    [REC_stream_version] = version,
-	    [REC_position] = enif_make_uint64(env, ev->position),
-	    [REC_data] = payload(c, ev->data, ev->data_len, ev->data_encoding),
-	    [REC_metadata] = payload(c, ev->metadata, ev->metadata_len,
-	                             ev->metadata_encoding),
-	    [REC_causation_id] = opt_uuid_text(env, ev->causation_id),
-	    [REC_correlation_id] = opt_uuid_text(env, ev->correlation_id),
-	    [REC_created_at] = datetime(c, ev->created_us),
-	    [REC_created_epoch] = enif_make_uint64(env, ev->created_us),
-	};
+	prepared pay[2];
+	payload(c, ev->data, ev->data_len, ev->data_encoding, &pay[0]);
+	payload(c, ev->metadata, ev->metadata_len, ev->metadata_encoding,
+	        &pay[1]);
 	if (c->refusal)
 		return ESDB_EINVAL; /* stops the read; c->refusal says why */
-	ERL_NIF_TERM map;
-	enif_make_map_from_arrays(env, rec_keys, vals, REC_N, &map);
-	return nif_terms_push(&c->out, map);
+	size_t need =
+	    (pay[0].slice ? pay[0].n : 0) + (pay[1].slice ? pay[1].n : 0);
+	int rc = reserve(c, need);
+	if (rc)
+		return rc;
+	pending *e = &c->pend[c->n_pend++];
+	static const int field[2] = {REC_data, REC_metadata};
+	for (int k = 0; k < 2; k++) {
+		e->sliced[k] = pay[k].slice;
+		if (!pay[k].slice) {
+			e->vals[field[k]] = pay[k].term;
+			continue;
+		}
+		e->off[k] = (uint32_t)c->chunk.size;
+		e->len[k] = (uint32_t)pay[k].n;
+		memcpy(c->chunk.data + c->chunk.size, pay[k].src, pay[k].n);
+		c->chunk.size += pay[k].n;
+	}
+	ERL_NIF_TERM version = enif_make_uint64(env, ev->stream_version);
+	ERL_NIF_TERM *v = e->vals;
+	v[REC___struct__] = c->module;
+	v[REC_event_id] = uuid_text(env, ev->event_id);
+	v[REC_event_type] =
+	    nif_cached_name(env, &c->type, ev->event_type, ev->event_type_len);
+	v[REC_stream_id] =
+	    nif_cached_name(env, &c->stream, ev->stream_id, ev->stream_id_len);
+	v[REC_event_number] = version;
+	v[REC_stream_version] = version;
+	v[REC_position] = enif_make_uint64(env, ev->position);
+	v[REC_causation_id] = opt_uuid_text(env, ev->causation_id);
+	v[REC_correlation_id] = opt_uuid_text(env, ev->correlation_id);
+	v[REC_created_at] = datetime(c, ev->created_us);
+	v[REC_created_epoch] = enif_make_uint64(env, ev->created_us);
+	return 0;
+}
+
+/* The records of every event collected, in c->out; false when out of
+ * memory. */
+static bool rec_finish(rec_ctx *c)
+{
+	return flush_pending(c) == 0;
+}
+
+static void rec_free(rec_ctx *c)
+{
+	if (c->have_chunk)
+		enif_release_binary(&c->chunk);
+	c->have_chunk = false;
+	enif_free(c->pend);
+	c->pend = NULL;
+	enif_free(c->out.terms);
+	c->out.terms = NULL;
 }
 
 static void rec_init(rec_ctx *c, ErlNifEnv *env, ERL_NIF_TERM module,
@@ -224,6 +385,8 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
 	for (size_t i = 0; i < n; i++)
 		if (collect_record(&c, &events[i]))
 			goto fail;
+	if (!rec_finish(&c))
+		goto fail;
 	for (size_t off = 0; off < n; off += chunk) {
 		size_t k = n - off < chunk ? n - off : chunk;
 		if (nif_terms_push(
@@ -231,10 +394,10 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
 		                                         (unsigned)k)))
 			goto fail;
 	}
-	enif_free(c.out.terms);
+	rec_free(&c);
 	return true;
 fail:
-	enif_free(c.out.terms);
+	rec_free(&c);
 	return false;
 }
 
@@ -284,8 +447,10 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 	                   : nif_read_source(r->s, source, &name, from, count,
 	                                     dir, collect_record, &c, &next);
 	nif_store_release(r);
+	if (!rc && !rec_finish(&c))
+		rc = ENOMEM;
 	if (rc) {
-		enif_free(c.out.terms);
+		rec_free(&c);
 		if (c.refusal)
 			return etf_undecodable(env, c.refusal);
 		return source == ESDB_TOPIC_STREAM
@@ -294,8 +459,9 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 		                 nif_make_bin(env, name.data, name.size))
 		           : nif_error_term(env, rc);
 	}
-	return enif_make_tuple3(env, enif_make_atom(env, "ok"),
-	                        nif_terms_take(env, &c.out),
+	ERL_NIF_TERM records = nif_terms_take(env, &c.out);
+	rec_free(&c);
+	return enif_make_tuple3(env, enif_make_atom(env, "ok"), records,
 	                        nif_next_term(env, &next));
 }
 

@@ -86,16 +86,18 @@ defmodule ExESDB.Backend do
   @doc """
   One page of `source` from `from` (a version for a stream, a position
   otherwise), at most `count` events, as records in the store's format
-  (`ExESDB.EventCodec.format/1`), and where the next page starts: `:eof`
-  or its `from`. Errors: `:stream_not_found`, `:stream_deleted`,
-  `{:undecodable, reason}`, `{:corrupt, where}`.
+  (`ExESDB.EventCodec.format/2`), and where the next page starts: `:eof`
+  or its `from`. Options: `decode: false` leaves data and metadata as the
+  stored bytes (default `true`). Errors: `:stream_not_found`,
+  `:stream_deleted`, `{:undecodable, reason}`, `{:corrupt, where}`.
   """
   @callback read(
               store(),
               source(),
               from :: non_neg_integer(),
               count :: non_neg_integer(),
-              direction()
+              direction(),
+              opts :: [decode: boolean()]
             ) :: {:ok, [map()], :eof | pos_integer()} | {:error, reason()}
 
   @doc "A stream's version, whether it exists and whether it was deleted."

@@ -68,15 +68,22 @@ defmodule ExESDB.EventCodec do
 
   @doc """
   The record format to ask the NIF for: with the default serializer the NIF
-  decodes data and metadata itself.
+  decodes data and metadata itself; `decode` false asks for the stored
+  bytes whatever the serializer.
   """
-  @spec format(ExESDB.Store.t()) :: {module(), boolean()}
-  def format(store), do: {EventRecord, store.serializer == ExESDB.Serializer.Term}
+  @spec format(ExESDB.Store.t(), boolean()) :: {module(), boolean()}
+  def format(store, decode \\ true),
+    do: {EventRecord, decode and store.serializer == ExESDB.Serializer.Term}
 
-  @doc "Records from the NIF, deserialized unless the NIF did it already."
-  @spec finish([EventRecord.t()], ExESDB.Store.t()) :: [EventRecord.t()]
-  def finish(records, %{serializer: ExESDB.Serializer.Term}), do: records
-  def finish(records, store), do: deserialize(records, store.serializer)
+  @doc """
+  Records from the NIF, deserialized unless the NIF did it already or
+  `decode` is false (data and metadata stay the stored bytes).
+  """
+  @spec finish([EventRecord.t()], ExESDB.Store.t(), boolean()) :: [EventRecord.t()]
+  def finish(records, store, decode \\ true)
+  def finish(records, _store, false), do: records
+  def finish(records, %{serializer: ExESDB.Serializer.Term}, true), do: records
+  def finish(records, store, true), do: deserialize(records, store.serializer)
 
   @doc """
   Deserialize data and metadata of records the NIF built with raw bytes

@@ -42,6 +42,16 @@ defmodule ExESDB.Streams do
   `{:invalid_event, term}`, `{:invalid_event_type, t}`,
   `{:invalid_event_id, id}`, `{:invalid_source, source}` (`read_page/5`).
 
+  ## Decoded data, or the stored bytes
+
+  Reads give each event's `data` and `metadata` decoded by the store's
+  serializer. Every read function also takes `opts`; `decode: false`
+  leaves them as the bytes the serializer made (`ExESDB.Serializer.Term`:
+  `term_to_binary` output; decode one later with its `deserialize/2`,
+  which applies the same checks). That skips the decoding's cost for a
+  reader that looks only at ids, types and positions, or decodes a few
+  events itself. An unknown option answers `{:error, {:invalid_option, o}}`.
+
   ## Timeouts and a full queue
 
   A write waits the store's `timeout` (`ExESDB.Options`) for the writer:
@@ -82,6 +92,8 @@ defmodule ExESDB.Streams do
   @type stream_id :: String.t()
   @type expected_version :: :any | :no_stream | :stream_exists | non_neg_integer()
   @type direction :: :forward | :backward
+  @typedoc "`decode: false`: data and metadata as stored bytes (see above)."
+  @type read_opts :: [decode: boolean()]
 
   # Events asked of one page.
   @page 1000
@@ -137,15 +149,23 @@ defmodule ExESDB.Streams do
   Read up to `count` events of a stream from `start_version` (inclusive).
   Backward, `start_version` may be `:end`.
   """
-  @spec get_events(store(), stream_id(), non_neg_integer() | :end, non_neg_integer(), direction()) ::
+  @spec get_events(
+          store(),
+          stream_id(),
+          non_neg_integer() | :end,
+          non_neg_integer(),
+          direction(),
+          read_opts()
+        ) ::
           {:ok, [EventRecord.t()]} | {:error, term()}
-  def get_events(store, stream_id, start_version, count, direction \\ :forward) do
+  def get_events(store, stream_id, start_version, count, direction \\ :forward, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
          :ok <- check_count(count),
          :ok <- check_direction(direction),
-         {:ok, from} <- start(start_version, direction) do
-      read_pages(s, count, from, direction, source(stream_id))
+         {:ok, from} <- start(start_version, direction),
+         {:ok, decode} <- read_options(opts) do
+      read_pages(s, count, from, direction, source(stream_id), decode)
     end
   end
 
@@ -154,16 +174,28 @@ defmodule ExESDB.Streams do
   `read_batch_size` at a time. `{:error, :stream_not_found}` when the
   stream does not exist.
   """
-  @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer()) ::
+  @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer(), read_opts()) ::
           {:ok, Enumerable.t()} | {:error, term()}
-  def stream_forward(store, stream_id, start_version \\ 1, read_batch_size \\ @page),
-    do: lazy_stream(store, stream_id, start_version, read_batch_size, :forward)
+  def stream_forward(store, stream_id, start_version \\ 1, read_batch_size \\ @page, opts \\ []),
+    do: lazy_stream(store, stream_id, start_version, read_batch_size, :forward, opts)
 
   @doc "As `stream_forward/4`, newest first, from `start_version` (default `:end`)."
-  @spec stream_backward(store(), stream_id(), non_neg_integer() | :end, pos_integer()) ::
+  @spec stream_backward(
+          store(),
+          stream_id(),
+          non_neg_integer() | :end,
+          pos_integer(),
+          read_opts()
+        ) ::
           {:ok, Enumerable.t()} | {:error, term()}
-  def stream_backward(store, stream_id, start_version \\ :end, read_batch_size \\ @page),
-    do: lazy_stream(store, stream_id, start_version, read_batch_size, :backward)
+  def stream_backward(
+        store,
+        stream_id,
+        start_version \\ :end,
+        read_batch_size \\ @page,
+        opts \\ []
+      ),
+      do: lazy_stream(store, stream_id, start_version, read_batch_size, :backward, opts)
 
   @doc """
   One page of events of `source` (a stream id, `"$all"` or
@@ -181,52 +213,68 @@ defmodule ExESDB.Streams do
           stream_id() | {:type, String.t()},
           non_neg_integer() | :end,
           non_neg_integer(),
-          direction()
+          direction(),
+          read_opts()
         ) ::
           {:ok, [EventRecord.t()], :eof | pos_integer()} | {:error, term()}
-  def read_page(store, source, start, count, direction \\ :forward) do
+  def read_page(store, source, start, count, direction \\ :forward, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          {:ok, source} <- check_source(source, direction),
          :ok <- check_count(count),
          :ok <- check_direction(direction),
-         {:ok, from} <- start(start, direction) do
-      page(s, source, from, count, direction)
+         {:ok, from} <- start(start, direction),
+         {:ok, decode} <- read_options(opts) do
+      page(s, source, from, count, direction, decode)
     end
   end
 
   @doc "Read up to `count` events of `$all` from `start_position`."
-  @spec get_all_events(store(), non_neg_integer() | :end, non_neg_integer(), direction()) ::
+  @spec get_all_events(
+          store(),
+          non_neg_integer() | :end,
+          non_neg_integer(),
+          direction(),
+          read_opts()
+        ) ::
           {:ok, [EventRecord.t()]} | {:error, term()}
-  def get_all_events(store, start_position, count, direction \\ :forward) do
+  def get_all_events(store, start_position, count, direction \\ :forward, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_count(count),
          :ok <- check_direction(direction),
-         {:ok, from} <- start(start_position, direction) do
-      read_pages(s, count, from, direction, :all)
+         {:ok, from} <- start(start_position, direction),
+         {:ok, decode} <- read_options(opts) do
+      read_pages(s, count, from, direction, :all, decode)
     end
   end
 
   @doc "A lazy `Stream` of `$all` from `start_position`."
-  @spec all_forward(store(), non_neg_integer(), pos_integer()) ::
+  @spec all_forward(store(), non_neg_integer(), pos_integer(), read_opts()) ::
           {:ok, Enumerable.t()} | {:error, term()}
-  def all_forward(store, start_position \\ 1, read_batch_size \\ @page),
-    do: lazy_stream(store, "$all", start_position, read_batch_size, :forward)
+  def all_forward(store, start_position \\ 1, read_batch_size \\ @page, opts \\ []),
+    do: lazy_stream(store, "$all", start_position, read_batch_size, :forward, opts)
 
   @doc "A lazy `Stream` of `$all`, newest first."
-  @spec all_backward(store(), non_neg_integer() | :end, pos_integer()) ::
+  @spec all_backward(store(), non_neg_integer() | :end, pos_integer(), read_opts()) ::
           {:ok, Enumerable.t()} | {:error, term()}
-  def all_backward(store, start_position \\ :end, read_batch_size \\ @page),
-    do: lazy_stream(store, "$all", start_position, read_batch_size, :backward)
+  def all_backward(store, start_position \\ :end, read_batch_size \\ @page, opts \\ []),
+    do: lazy_stream(store, "$all", start_position, read_batch_size, :backward, opts)
 
   @doc "Events of one type, in `$all` order, from `start_position`."
-  @spec get_events_by_type(store(), String.t(), non_neg_integer(), non_neg_integer()) ::
+  @spec get_events_by_type(
+          store(),
+          String.t(),
+          non_neg_integer(),
+          non_neg_integer(),
+          read_opts()
+        ) ::
           {:ok, [EventRecord.t()]} | {:error, term()}
-  def get_events_by_type(store, event_type, start_position, count) do
+  def get_events_by_type(store, event_type, start_position, count, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_event_type(event_type),
          :ok <- check_count(count),
-         {:ok, from} <- start(start_position, :forward) do
-      read_pages(s, count, from, :forward, {:type, event_type})
+         {:ok, from} <- start(start_position, :forward),
+         {:ok, decode} <- read_options(opts) do
+      read_pages(s, count, from, :forward, {:type, event_type}, decode)
     end
   end
 
@@ -309,21 +357,21 @@ defmodule ExESDB.Streams do
 
   # Read `count` events from `source`, page after page until `count` or
   # the end.
-  defp read_pages(s, count, from, direction, source, acc \\ [])
+  defp read_pages(s, count, from, direction, source, decode, acc \\ [])
 
-  defp read_pages(_s, count, from, direction, _source, [])
+  defp read_pages(_s, count, from, direction, _source, _decode, [])
        when count == 0 or (direction == :backward and from == 0),
        do: {:ok, []}
 
-  defp read_pages(s, count, from, direction, source, acc) do
-    case page(s, source, from, min(count, @page), direction) do
+  defp read_pages(s, count, from, direction, source, decode, acc) do
+    case page(s, source, from, min(count, @page), direction, decode) do
       {:ok, records, next} ->
         acc = [records | acc]
         left = count - length(records)
 
         if next == :eof or left <= 0,
           do: {:ok, acc |> Enum.reverse() |> Enum.concat()},
-          else: read_pages(s, left, next, direction, source, acc)
+          else: read_pages(s, left, next, direction, source, decode, acc)
 
       {:error, _} = error ->
         error
@@ -335,27 +383,28 @@ defmodule ExESDB.Streams do
 
   # One page of records and where the next starts. The backend builds the
   # structs; with the default serializer it decodes data and metadata too.
-  defp page(s, source, from, n, direction) do
-    case s.backend.read(s, source, from, min(n, @max_page), direction) do
-      {:ok, records, next} -> {:ok, EventCodec.finish(records, s), next}
+  defp page(s, source, from, n, direction, decode) do
+    case s.backend.read(s, source, from, min(n, @max_page), direction, decode: decode) do
+      {:ok, records, next} -> {:ok, EventCodec.finish(records, s, decode), next}
       {:error, _} = error -> error
     end
   end
 
-  defp lazy_stream(store, stream_id, start, batch, direction) do
+  defp lazy_stream(store, stream_id, start, batch, direction, opts) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
          :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
-         {:ok, first, next} <- page(s, source(stream_id), from, batch, direction) do
-      {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction)}
+         {:ok, decode} <- read_options(opts),
+         {:ok, first, next} <- page(s, source(stream_id), from, batch, direction, decode) do
+      {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction, decode)}
     end
   end
 
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed, each page from
   # where the one before said the next starts, until :eof.
-  defp build_stream(s, source, first, batch, direction) do
+  defp build_stream(s, source, first, batch, direction, decode) do
     Stream.resource(
       fn -> {:page, first} end,
       fn
@@ -366,7 +415,7 @@ defmodule ExESDB.Streams do
           {records, :done}
 
         {:page, {records, next}} ->
-          case page(s, source, next, batch, direction) do
+          case page(s, source, next, batch, direction, decode) do
             {:ok, more, after_more} -> {records, {:page, {more, after_more}}}
             {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
           end
@@ -374,6 +423,15 @@ defmodule ExESDB.Streams do
       fn _ -> :ok end
     )
   end
+
+  defp read_options(opts) when is_list(opts) do
+    Enum.reduce_while(opts, {:ok, true}, fn
+      {:decode, d}, _ when is_boolean(d) -> {:cont, {:ok, d}}
+      other, _ -> {:halt, {:error, {:invalid_option, other}}}
+    end)
+  end
+
+  defp read_options(opts), do: {:error, {:invalid_options, opts}}
 
   defp start(:end, :backward), do: {:ok, 0xFFFFFFFFFFFFFFFF}
   defp start(n, _) when n in 0..@max_u64//1, do: {:ok, n}

@@ -179,6 +179,23 @@ defmodule ExESDB.StoredTermsTest do
                {:error, {:undecodable, :too_large}}
     end
 
+    test "a binary term whose length does not match its bytes answers malformed", %{
+      forge: forge
+    } do
+      # a term that is one binary is read without the walk; one that only
+      # looks like it (a length over or under its bytes) still gets it
+      for etf <- [
+            <<131, 109, 200::32, :binary.copy("x", 100)::binary>>,
+            <<131, 109, 100::32, :binary.copy("x", 101)::binary>>,
+            <<131, 109, 0::32, 1>>
+          ] do
+        {h, source} = forge.(%{data: etf})
+
+        assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
+                 {:error, {:undecodable, :malformed}}
+      end
+    end
+
     test "the same forged bytes unflagged read back as bytes", %{forge: forge} do
       etf = :erlang.term_to_binary(fn -> :ran end)
       {h, source} = forge.(%{data: etf, flag: false})

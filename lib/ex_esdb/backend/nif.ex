@@ -30,7 +30,7 @@ defmodule ExESDB.Backend.NIF do
   end
 
   @impl true
-  def read(store, source, from, count, direction),
+  def read(store, source, from, count, direction, opts \\ []),
     do:
       :ex_esdb_backend.read_records(
         store.handle,
@@ -38,7 +38,7 @@ defmodule ExESDB.Backend.NIF do
         from,
         count,
         direction,
-        EventCodec.format(store)
+        EventCodec.format(store, Keyword.get(opts, :decode, true))
       )
 
   @impl true
