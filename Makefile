@@ -26,7 +26,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3
 
-.PHONY: all nif cnode test-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
 all: $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -125,7 +125,7 @@ test-replica: $(REPLICA_TEST_BIN)
 
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
-	$(MAKE) fmt-check test-c test-c-log test-replica asan valgrind fuzz test-erlang test-consumers test-elixir
+	$(MAKE) fmt-check test-c test-c-log test-replica asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test
@@ -134,6 +134,15 @@ test-elixir: nif $(BUILD)/esdb_cnode_probe
 # handshake, requests, wrong cookie, oversized and malformed frames.
 test-cnode: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
+
+# The same ExUnit test against the C node built with ASan+UBSan.
+asan-cnode: nif $(BUILD)/esdb_cnode_probe
+	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
+	  build/asan/libesdb_core.a
+	clang $(CPPFLAGS) -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c \
+	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -o build/asan/ex_esdb_cnode
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
 
 # Sends raw distribution frames to a C node (test/cnode/probe.c): what no
 # BEAM node would send.

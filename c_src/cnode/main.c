@@ -44,7 +44,7 @@ void cn_log(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void usage(const char *why)
+_Noreturn static void usage(const char *why)
 {
 	fprintf(stderr,
 	        "ex_esdb_cnode: %s\n"
@@ -159,7 +159,7 @@ static int open_store(cn_server *srv, const opts *o)
 	if (!rc)
 		rc = esdb_store_set_owner(srv->store, o->name);
 	if (!rc && o->durability) {
-		esdb_durability d;
+		esdb_durability d = ESDB_DURABILITY_SYNC;
 		if (strcmp(o->durability, "sync") == 0)
 			d = ESDB_DURABILITY_SYNC;
 		else if (strcmp(o->durability, "no_meta_sync") == 0)

@@ -475,7 +475,8 @@ static void queue_read(caller *k, esdb_topic source, const char *name,
 		return;
 	}
 	*j = (read_job){k, source, from, count, dir, name_len};
-	memcpy(j->name, name, name_len);
+	if (name_len) /* $all reads have no name */
+		memcpy(j->name, name, name_len);
 	j->name[name_len] = '\0';
 	if (cn_pool_push(k->srv->pool, run_read, j) != 0) {
 		free(j);

@@ -9,7 +9,8 @@ defmodule ExESDB.CNodeTest do
   import Bitwise
 
   @moduletag timeout: 180_000
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  # ESDB_CNODE_BIN runs another build (make asan-cnode: under ASan)
+  @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @probe Path.expand("../../build/esdb_cnode_probe", __DIR__)
 
   setup_all do
