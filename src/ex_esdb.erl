@@ -27,8 +27,13 @@
 %% no late reply comes), or `{limit_exceeded, Key, Max}' naming the limit
 %% a command exceeds and its value (e.g. `{limit_exceeded,
 %% max_event_bytes, 16777216}'): the words of the Elixir API, both APIs
-%% sit on `ex_esdb_backend'. Arguments of the wrong type (a stream id that is not a binary, a negative count, ...)
-%% raise an exception, `badarg' from the NIF.
+%% sit on `ex_esdb_backend'. An argument of the wrong type (a stream id
+%% that is not a binary, a negative count, ...) is answered
+%% `{error, {invalid_What, Value}}' with the Elixir API's names
+%% (`invalid_stream_id', `invalid_expected_version', `invalid_start',
+%% `invalid_count', `invalid_direction', `invalid_event_type',
+%% `invalid_source_uuid', `invalid_timeout', `invalid_path', ...);
+%% nothing raises but a store handle that is not one (`badarg').
 -module(ex_esdb).
 
 -export([open/2, close/1,
@@ -163,9 +168,13 @@ open(Path, Opts) when is_list(Opts) ->
     open(Path, proplists:to_map(Opts));
 open(Path, Opts) when is_map(Opts) ->
     case [K || {K, V} <- maps:to_list(Opts), not valid_option(K, V)] of
-        [] -> ex_esdb_backend:open(path(Path), Opts#{owner => owner()});
+        [] -> checked([path_arg(Path)], fun() ->
+                  ex_esdb_backend:open(path(Path), Opts#{owner => owner()})
+              end);
         [Key | _] -> {error, {invalid_option, Key}}
-    end.
+    end;
+open(_Path, Opts) ->
+    {error, {invalid_options, Opts}}.
 
 %% Who holds the store, for the message of a process it refuses.
 owner() -> atom_to_binary(node()).
@@ -226,11 +235,16 @@ append(Store, StreamId, Expected, Events) ->
 -spec append(store(), binary(), expected(), [new_event()], timeout()) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
-append(Store, StreamId, Expected, Events, Timeout) when is_list(Events) ->
-    case check_count(Store, Events) of
-        ok -> append_checked(Store, StreamId, Expected, Events, Timeout);
-        Error -> Error
-    end.
+append(Store, StreamId, Expected, Events, Timeout) ->
+    checked([stream_id(StreamId), expected(Expected),
+             {is_list(Events), invalid_events, Events}, timeout_arg(Timeout)],
+            fun() ->
+                    case check_count(Store, Events) of
+                        ok -> append_checked(Store, StreamId, Expected,
+                                             Events, Timeout);
+                        Error -> Error
+                    end
+            end).
 
 %% A long list is checked against max_append_events before its events
 %% are converted (the NIF checks again; short lists need no look-up).
@@ -256,31 +270,36 @@ append_checked(Store, StreamId, Expected, Events, Timeout) ->
                     Error
             end
     catch
-        throw:{invalid_event, _} = Why -> {error, Why}
+        throw:{invalid, Why} -> {error, Why}
     end.
 
-%% The NIF's event tuple, or throw {invalid_event, Why}.
+%% The NIF's event tuple, or throw {invalid, {invalid_What, Value}} in the
+%% Elixir API's words (invalid_event_type, invalid_event_id, ...).
 nif_event(#{event_type := Type} = E) when is_binary(Type) ->
     case maps:keys(maps:without(
                      [event_type, data, metadata, event_id, causation_id,
                       correlation_id], E)) of
         [] -> ok;
-        [Key | _] -> throw({invalid_event, {unknown_key, Key}})
+        [Key | _] -> throw({invalid, {invalid_event, {unknown_key, Key}}})
     end,
     {event_id(E), Type, bin_field(data, E), bin_field(metadata, E),
      opt_id(causation_id, E), opt_id(correlation_id, E)};
 nif_event(#{event_type := Type}) ->
-    throw({invalid_event, {event_type, Type}});
-nif_event(E) when is_map(E) ->
-    throw({invalid_event, {missing, event_type}});
+    throw({invalid, {invalid_event_type, Type}});
 nif_event(E) ->
-    throw({invalid_event, {not_a_map, E}}).
+    throw({invalid, {invalid_event, E}}).
 
 bin_field(Key, E) ->
     case maps:get(Key, E, <<>>) of
         B when is_binary(B) -> B;
-        V -> throw({invalid_event, {Key, V}})
+        V -> throw({invalid, {invalid(Key), V}})
     end.
+
+invalid(data) -> invalid_data;
+invalid(metadata) -> invalid_metadata;
+invalid(event_id) -> invalid_event_id;
+invalid(causation_id) -> invalid_causation_id;
+invalid(correlation_id) -> invalid_correlation_id.
 
 event_id(#{event_id := Id}) -> id(event_id, Id);
 event_id(_) -> uuid_v4().
@@ -297,7 +316,7 @@ id(_Key, <<_:128>> = Raw) ->
 id(Key, Text) ->
     case uuid_from_string(Text) of
         {ok, Raw} -> Raw;
-        {error, invalid_uuid} -> throw({invalid_event, {Key, Text}})
+        {error, invalid_uuid} -> throw({invalid, {invalid(Key), Text}})
     end.
 
 %% ---- reads --------------------------------------------------------------
@@ -311,8 +330,14 @@ id(Key, Text) ->
 -spec read_stream(store(), binary(), non_neg_integer(), non_neg_integer(),
                   direction()) -> {ok, [event()]} | {error, term()}.
 read_stream(Store, StreamId, From, Count, Direction) ->
-    read_count(fun(F, N) -> read_stream_page(Store, StreamId, F, N, Direction)
-               end, From, Count).
+    checked([stream_id(StreamId), start(From), count(Count),
+             direction(Direction)],
+            fun() ->
+                    read_count(fun(F, N) ->
+                                       read_stream_page(Store, StreamId, F, N,
+                                                        Direction)
+                               end, From, Count)
+            end).
 
 %% @doc Read `Count' events of `$all' (every stream, in commit order)
 %% starting at global position `From' (inclusive), with the conventions of
@@ -320,8 +345,12 @@ read_stream(Store, StreamId, From, Count, Direction) ->
 -spec read_all(store(), non_neg_integer(), non_neg_integer(), direction()) ->
           {ok, [event()]} | {error, term()}.
 read_all(Store, From, Count, Direction) ->
-    read_count(fun(F, N) -> read_all_page(Store, F, N, Direction) end,
-               From, Count).
+    checked([start(From), count(Count), direction(Direction)],
+            fun() ->
+                    read_count(fun(F, N) ->
+                                       read_all_page(Store, F, N, Direction)
+                               end, From, Count)
+            end).
 
 %% @doc Read `Count' events of type `EventType', forward, from global
 %% position `From' (inclusive), fewer only at the end. An unknown type
@@ -329,8 +358,12 @@ read_all(Store, From, Count, Direction) ->
 -spec read_type(store(), binary(), non_neg_integer(), non_neg_integer()) ->
           {ok, [event()]} | {error, term()}.
 read_type(Store, EventType, From, Count) ->
-    read_count(fun(F, N) -> read_type_page(Store, EventType, F, N) end,
-               From, Count).
+    checked([event_type(EventType), start(From), count(Count)],
+            fun() ->
+                    read_count(fun(F, N) ->
+                                       read_type_page(Store, EventType, F, N)
+                               end, From, Count)
+            end).
 
 %% @doc One page of a stream's events from version `From' (as in
 %% {@link read_stream/5}) and where the next page starts. A page holds at
@@ -344,15 +377,23 @@ read_type(Store, EventType, From, Count) ->
                        non_neg_integer(), direction()) ->
           {ok, [event()], next()} | {error, term()}.
 read_stream_page(Store, StreamId, From, Count, Direction) ->
-    events(ex_esdb_backend:read_stream(Store, StreamId, From, Count,
-                                       Direction)).
+    checked([stream_id(StreamId), start(From), count(Count),
+             direction(Direction)],
+            fun() ->
+                    events(ex_esdb_backend:read_stream(
+                             Store, StreamId, From, page(Count), Direction))
+            end).
 
 %% @doc One page of `$all' from global position `From', as
 %% {@link read_stream_page/5}; `Next' is a global position or `eof'.
 -spec read_all_page(store(), non_neg_integer(), non_neg_integer(),
                     direction()) -> {ok, [event()], next()} | {error, term()}.
 read_all_page(Store, From, Count, Direction) ->
-    events(ex_esdb_backend:read_all(Store, From, Count, Direction)).
+    checked([start(From), count(Count), direction(Direction)],
+            fun() ->
+                    events(ex_esdb_backend:read_all(Store, From, page(Count),
+                                                    Direction))
+            end).
 
 %% @doc One page of the events of a type, forward from global position
 %% `From', as {@link read_stream_page/5}; `Next' is the position of the
@@ -361,13 +402,18 @@ read_all_page(Store, From, Count, Direction) ->
                      non_neg_integer()) ->
           {ok, [event()], next()} | {error, term()}.
 read_type_page(Store, EventType, From, Count) ->
-    events(ex_esdb_backend:read_type(Store, EventType, From, Count)).
+    checked([event_type(EventType), start(From), count(Count)],
+            fun() ->
+                    events(ex_esdb_backend:read_type(Store, EventType, From,
+                                                     page(Count)))
+            end).
+
+%% The NIF caps a page at 10,000 events.
+page(Count) -> min(Count, 10000).
 
 %% Pages from From until Count events or eof.
-read_count(Page, From, Count) when is_integer(Count), Count >= 0 ->
-    read_count(Page, From, Count, []);
-read_count(_Page, _From, Count) ->
-    erlang:error(badarg, [Count]).
+read_count(Page, From, Count) ->
+    read_count(Page, From, Count, []).
 
 read_count(Page, From, Count, Acc) ->
     case Page(From, min(Count, ?READ_PAGE)) of
@@ -404,17 +450,22 @@ undefined_if_nil(Id) -> Id.
 -spec stream_version(store(), binary()) ->
           {ok, non_neg_integer()} | {error, term()}.
 stream_version(Store, StreamId) ->
-    case ex_esdb_backend:stream_info(Store, StreamId) of
-        {ok, _, _, true} -> {error, stream_deleted};
-        {ok, Version, _, false} -> {ok, Version};
-        Error -> Error
-    end.
+    checked([stream_id(StreamId)],
+            fun() ->
+                    case ex_esdb_backend:stream_info(Store, StreamId) of
+                        {ok, _, _, true} -> {error, stream_deleted};
+                        {ok, Version, _, false} -> {ok, Version};
+                        Error -> Error
+                    end
+            end).
 
 %% @doc Whether a stream has events and is not deleted: `false' for an id
 %% that cannot name one (empty, or `$'-prefixed as `$all'), as in the
 %% Elixir API. Raises `error:{ex_esdb, Reason}' when the store cannot
 %% tell (e.g. `closed').
 -spec stream_exists(store(), binary()) -> boolean().
+stream_exists(_Store, StreamId) when not is_binary(StreamId) ->
+    false;
 stream_exists(Store, StreamId) ->
     case ex_esdb_backend:stream_info(Store, StreamId) of
         {ok, _, Exists, Deleted} -> Exists andalso not Deleted;
@@ -441,22 +492,29 @@ streams(Store) ->
 -spec list_streams(store(), binary() | undefined, non_neg_integer()) ->
           {ok, [stream_info()]} | {error, term()}.
 list_streams(Store, After, Count) ->
-    case ex_esdb_backend:list_streams(Store, nil_if_undefined(After),
-                                      Count) of
-        {ok, Tuples} ->
-            {ok, [#{stream_id => Id, version => V, deleted => D}
-                  || {Id, V, D} <- Tuples]};
-        Error ->
-            Error
-    end.
+    checked([{After =:= undefined orelse is_binary(After), invalid_stream_id,
+              After}, count(Count)],
+            fun() ->
+                    case ex_esdb_backend:list_streams(
+                           Store, nil_if_undefined(After), page(Count)) of
+                        {ok, Tuples} ->
+                            {ok, [#{stream_id => Id, version => V,
+                                    deleted => D} || {Id, V, D} <- Tuples]};
+                        Error ->
+                            Error
+                    end
+            end).
 
 %% @doc Delete (tombstone) a stream if it is at the `Expected' version:
 %% reads and appends then answer `{error, stream_deleted}'. Its events
 %% stay in `$all' and in type reads.
 -spec delete_stream(store(), binary(), expected()) -> ok | {error, term()}.
 delete_stream(Store, StreamId, Expected) ->
-    ex_esdb_backend:submit(Store, {delete_stream, StreamId, Expected},
-                           ?TIMEOUT).
+    checked([stream_id(StreamId), expected(Expected)],
+            fun() ->
+                    ex_esdb_backend:submit(
+                      Store, {delete_stream, StreamId, Expected}, ?TIMEOUT)
+            end).
 
 %% ---- snapshots ----------------------------------------------------------
 
@@ -465,14 +523,24 @@ delete_stream(Store, StreamId, Expected) ->
 -spec put_snapshot(store(), binary(), non_neg_integer(), binary(), binary(),
                    binary()) -> ok | {error, term()}.
 put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
-    ex_esdb_backend:submit(Store, {snapshot_put, SourceUuid, SourceVersion,
-                                   SourceType, Data, Metadata},
-                           ?TIMEOUT).
+    checked([source_uuid(SourceUuid),
+             {u64(SourceVersion), invalid_source_version, SourceVersion},
+             {is_binary(SourceType), invalid_source_type, SourceType},
+             {is_binary(Data), invalid_data, Data},
+             {is_binary(Metadata), invalid_metadata, Metadata}],
+            fun() ->
+                    ex_esdb_backend:submit(
+                      Store, {snapshot_put, SourceUuid, SourceVersion,
+                              SourceType, Data, Metadata}, ?TIMEOUT)
+            end).
 
 %% @doc The snapshot of `SourceUuid', or `{error, snapshot_not_found}'
 %% (the word the Elixir API and Commanded use).
 -spec get_snapshot(store(), binary()) -> {ok, snapshot()} | {error, term()}.
 get_snapshot(Store, SourceUuid) ->
+    checked([source_uuid(SourceUuid)], fun() -> snapshot(Store, SourceUuid) end).
+
+snapshot(Store, SourceUuid) ->
     case ex_esdb_backend:snapshot_get(Store, SourceUuid) of
         {ok, {Uuid, Version, Type, Data, Metadata, CreatedUs}} ->
             {ok, #{source_uuid => Uuid, source_version => Version,
@@ -494,11 +562,14 @@ bytes(Bytes) -> Bytes.
 %% well (deleting is idempotent, as in the Elixir API).
 -spec delete_snapshot(store(), binary()) -> ok | {error, term()}.
 delete_snapshot(Store, SourceUuid) ->
-    case ex_esdb_backend:submit(Store, {snapshot_delete, SourceUuid},
-                                ?TIMEOUT) of
-        {error, snapshot_not_found} -> ok;
-        Other -> Other
-    end.
+    checked([source_uuid(SourceUuid)],
+            fun() ->
+                    case ex_esdb_backend:submit(
+                           Store, {snapshot_delete, SourceUuid}, ?TIMEOUT) of
+                        {error, snapshot_not_found} -> ok;
+                        Other -> Other
+                    end
+            end).
 
 %% ---- subscription checkpoints -------------------------------------------
 
@@ -507,25 +578,36 @@ delete_snapshot(Store, SourceUuid) ->
 -spec put_checkpoint(store(), binary(), non_neg_integer(), binary()) ->
           ok | {error, term()}.
 put_checkpoint(Store, Name, Checkpoint, Definition) ->
-    ex_esdb_backend:submit(Store, {checkpoint_put, Name, Checkpoint,
-                                   Definition},
-                           ?TIMEOUT).
+    checked([name(Name), {u64(Checkpoint), invalid_checkpoint, Checkpoint},
+             {is_binary(Definition), invalid_definition, Definition}],
+            fun() ->
+                    ex_esdb_backend:submit(
+                      Store, {checkpoint_put, Name, Checkpoint, Definition},
+                      ?TIMEOUT)
+            end).
 
 %% @doc The checkpoint `Name', or `{error, subscription_not_found}' (the
 %% word the Elixir API and Commanded use).
 -spec get_checkpoint(store(), binary()) ->
           {ok, checkpoint()} | {error, term()}.
 get_checkpoint(Store, Name) ->
-    case ex_esdb_backend:checkpoint_get(Store, Name) of
-        {ok, Tuple} -> {ok, checkpoint(Tuple)};
-        Error -> Error
-    end.
+    checked([name(Name)],
+            fun() ->
+                    case ex_esdb_backend:checkpoint_get(Store, Name) of
+                        {ok, Tuple} -> {ok, checkpoint(Tuple)};
+                        Error -> Error
+                    end
+            end).
 
 %% @doc Delete the checkpoint `Name'; `{error, subscription_not_found}'
 %% when absent.
 -spec delete_checkpoint(store(), binary()) -> ok | {error, term()}.
 delete_checkpoint(Store, Name) ->
-    ex_esdb_backend:submit(Store, {checkpoint_delete, Name}, ?TIMEOUT).
+    checked([name(Name)],
+            fun() ->
+                    ex_esdb_backend:submit(Store, {checkpoint_delete, Name},
+                                           ?TIMEOUT)
+            end).
 
 %% @doc Every checkpoint, in listing order of their names (see streams/1).
 -spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.
@@ -681,11 +763,45 @@ verify(Store) ->
 %% It runs on a thread of its own, not on a scheduler; the caller waits.
 -spec backup(store(), string() | binary()) -> ok | {error, term()}.
 backup(Store, Dest) ->
-    ex_esdb_backend:backup(Store, path(Dest)).
+    checked([path_arg(Dest)],
+            fun() -> ex_esdb_backend:backup(Store, path(Dest)) end).
 
 %% The NIF takes paths as binaries; strings are encoded as UTF-8.
 path(Path) when is_binary(Path) -> Path;
 path(Path) -> unicode:characters_to_binary(Path).
+
+%% ---- argument checks ----------------------------------------------------
+
+%% Fun(), when every check holds; else {error, {invalid_What, Value}} for
+%% the first that does not: the Elixir API's answer to the same mistake
+%% (DESIGN's error vocabulary), never an exception.
+checked([], Fun) -> Fun();
+checked([{true, _, _} | Rest], Fun) -> checked(Rest, Fun);
+checked([{false, What, Value} | _], _Fun) -> {error, {What, Value}}.
+
+stream_id(Id) -> {is_binary(Id), invalid_stream_id, Id}.
+event_type(Type) -> {is_binary(Type), invalid_event_type, Type}.
+start(From) -> {u64(From), invalid_start, From}.
+count(N) -> {is_integer(N) andalso N >= 0, invalid_count, N}.
+direction(D) -> {D =:= forward orelse D =:= backward, invalid_direction, D}.
+source_uuid(U) -> {is_binary(U) andalso U =/= <<>>, invalid_source_uuid, U}.
+%% A checkpoint is a subscription's: its name is the subscription's.
+name(Name) -> {is_binary(Name), invalid_subscription_name, Name}.
+
+expected(E) ->
+    {lists:member(E, [any, no_stream, stream_exists]) orelse u64(E),
+     invalid_expected_version, E}.
+
+%% What `receive ... after' takes.
+timeout_arg(T) ->
+    {T =:= infinity orelse (is_integer(T) andalso T >= 0 andalso T < 1 bsl 32),
+     invalid_timeout, T}.
+
+path_arg(P) ->
+    {is_binary(P) orelse (is_list(P) andalso is_binary(catch path(P))),
+     invalid_path, P}.
+
+u64(N) -> is_integer(N) andalso N >= 0 andalso N < 1 bsl 64.
 
 %% @doc How long (ms) a mutation waits for the writer's reply unless told
 %% otherwise: the same default as the Elixir API's `timeout' option.

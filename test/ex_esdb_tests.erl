@@ -492,26 +492,105 @@ idempotent_retry_test() ->
 invalid_events_test() ->
     with_store(fun(S) ->
         Bad = fun(Events) -> ex_esdb:append(S, <<"s">>, any, Events) end,
-        ?assertEqual({error, {invalid_event, {missing, event_type}}},
+        %% the Elixir API's words for the same mistakes
+        ?assertEqual({error, {invalid_event, #{data => <<"x">>}}},
                      Bad([#{data => <<"x">>}])),
-        ?assertEqual({error, {invalid_event, {event_type, "t"}}},
+        ?assertEqual({error, {invalid_event_type, "t"}},
                      Bad([#{event_type => "t"}])),
-        ?assertEqual({error, {invalid_event, {data, "x"}}},
+        ?assertEqual({error, {invalid_data, "x"}},
                      Bad([ev(<<"t">>), #{event_type => <<"t">>, data => "x"}])),
-        ?assertEqual({error, {invalid_event, {metadata, 1}}},
+        ?assertEqual({error, {invalid_metadata, 1}},
                      Bad([#{event_type => <<"t">>, metadata => 1}])),
-        ?assertEqual({error, {invalid_event, {event_id, <<"not-a-uuid">>}}},
+        ?assertEqual({error, {invalid_event_id, <<"not-a-uuid">>}},
                      Bad([#{event_type => <<"t">>, event_id => <<"not-a-uuid">>}])),
-        ?assertEqual({error, {invalid_event, {causation_id, <<1, 2>>}}},
+        ?assertEqual({error, {invalid_causation_id, <<1, 2>>}},
                      Bad([#{event_type => <<"t">>, causation_id => <<1, 2>>}])),
         ?assertEqual({error, {invalid_event, {unknown_key, type}}},
                      Bad([#{event_type => <<"t">>, type => <<"t">>}])),
-        ?assertEqual({error, {invalid_event, {not_a_map, {<<"t">>}}}},
+        ?assertEqual({error, {invalid_event, {<<"t">>}}},
                      Bad([{<<"t">>}])),
         ?assertEqual({error, no_events}, Bad([])),
-        ?assertError(badarg, ex_esdb:append(S, "s", any, [ev(<<"t">>)])),
-        ?assertError(badarg, ex_esdb:append(S, <<"s">>, -1, [ev(<<"t">>)])),
+        ?assertEqual({error, {invalid_events, nope}}, Bad(nope)),
+        ?assertEqual({error, {invalid_stream_id, "s"}},
+                     ex_esdb:append(S, "s", any, [ev(<<"t">>)])),
+        ?assertEqual({error, {invalid_expected_version, -1}},
+                     ex_esdb:append(S, <<"s">>, -1, [ev(<<"t">>)])),
         ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>))
+    end).
+
+%% An argument of the wrong type is answered {error, {invalid_<what>,
+%% Value}}, as in the Elixir API: nothing raises.
+bad_arguments_test() ->
+    with_store(fun(S) ->
+        E = [ev(<<"t">>)],
+        Answer = fun(F) ->
+                         try F()
+                         catch C:R -> {raised, C, R}
+                         end
+                 end,
+        Cases =
+            [{{invalid_timeout, -5},
+              fun() -> ex_esdb:append(S, <<"s">>, any, E, -5) end},
+             {{invalid_stream_id, 42},
+              fun() -> ex_esdb:read_stream(S, 42, 0, 10, forward) end},
+             {{invalid_start, -1},
+              fun() -> ex_esdb:read_stream(S, <<"s">>, -1, 10, forward) end},
+             {{invalid_count, -1},
+              fun() -> ex_esdb:read_stream(S, <<"s">>, 0, -1, forward) end},
+             {{invalid_direction, sideways},
+              fun() -> ex_esdb:read_stream(S, <<"s">>, 0, 10, sideways) end},
+             {{invalid_direction, up},
+              fun() -> ex_esdb:read_stream_page(S, <<"s">>, 0, 10, up) end},
+             {{invalid_start, x},
+              fun() -> ex_esdb:read_all(S, x, 10, forward) end},
+             {{invalid_count, many},
+              fun() -> ex_esdb:read_all_page(S, 0, many, forward) end},
+             {{invalid_event_type, 't'},
+              fun() -> ex_esdb:read_type(S, 't', 0, 10) end},
+             {{invalid_start, -2},
+              fun() -> ex_esdb:read_type_page(S, <<"t">>, -2, 10) end},
+             {{invalid_stream_id, 42},
+              fun() -> ex_esdb:stream_version(S, 42) end},
+             {{invalid_stream_id, 42},
+              fun() -> ex_esdb:list_streams(S, 42, 10) end},
+             {{invalid_count, -1},
+              fun() -> ex_esdb:list_streams(S, undefined, -1) end},
+             {{invalid_stream_id, 42},
+              fun() -> ex_esdb:delete_stream(S, 42, any) end},
+             {{invalid_expected_version, maybe},
+              fun() -> ex_esdb:delete_stream(S, <<"s">>, maybe) end},
+             {{invalid_source_uuid, 1},
+              fun() -> ex_esdb:put_snapshot(S, 1, 1, <<>>, <<>>, <<>>) end},
+             {{invalid_source_version, -1},
+              fun() -> ex_esdb:put_snapshot(S, <<"u">>, -1, <<>>, <<>>, <<>>) end},
+             {{invalid_source_type, t},
+              fun() -> ex_esdb:put_snapshot(S, <<"u">>, 1, t, <<>>, <<>>) end},
+             {{invalid_data, d},
+              fun() -> ex_esdb:put_snapshot(S, <<"u">>, 1, <<>>, d, <<>>) end},
+             {{invalid_metadata, m},
+              fun() -> ex_esdb:put_snapshot(S, <<"u">>, 1, <<>>, <<>>, m) end},
+             {{invalid_source_uuid, <<>>},
+              fun() -> ex_esdb:get_snapshot(S, <<>>) end},
+             {{invalid_source_uuid, nil},
+              fun() -> ex_esdb:delete_snapshot(S, nil) end},
+             {{invalid_subscription_name, 1},
+              fun() -> ex_esdb:put_checkpoint(S, 1, 1, <<>>) end},
+             {{invalid_checkpoint, -1},
+              fun() -> ex_esdb:put_checkpoint(S, <<"c">>, -1, <<>>) end},
+             {{invalid_definition, d},
+              fun() -> ex_esdb:put_checkpoint(S, <<"c">>, 1, d) end},
+             {{invalid_subscription_name, 1},
+              fun() -> ex_esdb:get_checkpoint(S, 1) end},
+             {{invalid_subscription_name, 1},
+              fun() -> ex_esdb:delete_checkpoint(S, 1) end},
+             {{invalid_path, 42}, fun() -> ex_esdb:backup(S, 42) end},
+             {{invalid_path, 42}, fun() -> ex_esdb:open(42, #{}) end},
+             {{invalid_options, 42}, fun() -> ex_esdb:open("/tmp/x", 42) end}],
+        [?assertEqual({Why, {error, Why}}, {Why, Answer(F)})
+         || {Why, F} <- Cases],
+        ?assertNot(ex_esdb:stream_exists(S, 42)),
+        ?assertEqual({ok, 0}, ex_esdb:stream_version(S, <<"s">>)),
+        ?assertEqual({ok, []}, ex_esdb:checkpoints(S))
     end).
 
 %% `$' ids are reserved for the store's own streams: never written, and
@@ -742,7 +821,8 @@ read_stream_paging_test() ->
         ?assertEqual({ok, []}, Bwd(0, 10)),
         ?assertEqual({error, stream_not_found},
                      ex_esdb:read_stream(S, <<"absent">>, 0, 10, forward)),
-        ?assertError(badarg, ex_esdb:read_stream(S, <<"s">>, 0, 10, sideways))
+        ?assertEqual({error, {invalid_direction, sideways}},
+                     ex_esdb:read_stream(S, <<"s">>, 0, 10, sideways))
     end).
 
 read_all_test() ->
