@@ -7,7 +7,10 @@
  * truncated_binary, huge_arity, fun_request, not_a_message (requests
  * whose terms lie; the C node must answer or drop them), hello (a
  * well-formed request), foreign_pid (hello from a pid of another node:
- * never answered). Prints one line: "refused" (no connection),
+ * never answered), silent (sends nothing and waits up to 20 s for the
+ * C node to close), flood (hello, then 300 reads of 10,000 events of
+ * $all, replies never read; prints "flooded" and holds the connection
+ * until stdin ends). Prints one line: "refused" (no connection),
  * "closed" (the C node closed it), "reply TERM" or "no_reply" (nothing
  * within 2 s, the connection still open). */
 #include <ei.h>
@@ -111,6 +114,34 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	ei_x_buff x;
+	if (strcmp(mode, "silent") == 0) {
+		struct pollfd pf = {fd, POLLIN, 0};
+		char b;
+		bool closed = poll(&pf, 1, 20000) == 1 && read(fd, &b, 1) <= 0;
+		printf("%s\n", closed ? "closed" : "open");
+		return 0;
+	}
+	if (strcmp(mode, "flood") == 0) {
+		static const char hello[] = {104, 2,   119, 5,  'h', 'e',
+		                             'l', 'l', 'o', 97, 1};
+		/* {read_all, 0, 10000, forward} */
+		static const char read_req[] = {
+		    104, 4,   119, 8,   'r', 'e', 'a', 'd', '_', 'a',
+		    'l', 'l', 97,  0,   98,  0,   0,   39,  16,  119,
+		    7,   'f', 'o', 'r', 'w', 'a', 'r', 'd'};
+		for (int i = 0; i <= 300; i++) {
+			request(&ec, &x, i ? read_req : hello,
+			        i ? sizeof(read_req) : sizeof(hello), false);
+			send_raw(&ec, fd, x.buff, (size_t)x.index);
+			ei_x_free(&x);
+		}
+		printf("flooded\n");
+		fflush(stdout);
+		char b[64];
+		while (read(STDIN_FILENO, b, sizeof(b)) > 0)
+			;
+		return 0;
+	}
 	if (strcmp(mode, "big_frame") == 0) {
 		unsigned char hdr[16] = {0x80, 0, 0, 0, 'p', 131, 104, 4};
 		if (write(fd, hdr, sizeof(hdr)) != sizeof(hdr))

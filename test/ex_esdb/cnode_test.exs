@@ -226,6 +226,51 @@ defmodule ExESDB.CNodeTest do
     assert alive?(cn)
   end
 
+  test "a client that reads no replies stalls neither the store nor other clients",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    # 2,000 events of 1 KiB: each of the flood's 300 reads answers 2 MiB
+    for n <- 1..20 do
+      events =
+        for i <- 1..100, do: {<<n * 1000 + i::128>>, "T", :binary.copy("x", 1024), "", nil, nil}
+
+      assert {:ok, _, _} = call(cn.name, {:append, "s#{n}", :any, events})
+    end
+
+    flood =
+      Port.open({:spawn_executable, @probe}, [
+        :binary,
+        {:line, 256},
+        :exit_status,
+        args: [Atom.to_string(cn.name), "flood"],
+        env: [{~c"ESDB_PROBE_COOKIE", String.to_charlist(cookie())}]
+      ])
+
+    assert_receive {^flood, {:data, {:eol, "flooded"}}}, 10_000
+
+    for n <- 1..20 do
+      assert {:ok, _, _} = call(cn.name, {:append, "after", :any, [event(n)]})
+      assert {:ok, [_ | _], _} = call(cn.name, {:read_stream, "s#{n}", 0, 100, :forward})
+    end
+
+    assert call(cn.name, {:stream_info, "after"}) == {:ok, 20, true, false}
+    Port.close(flood)
+    assert alive?(cn)
+  end
+
+  test "a connection silent for longer than --idle-ms is closed", %{dir: dir} do
+    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+
+    args =
+      ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --idle-ms 1000)
+
+    cn = dir |> start_cnode(args) |> Map.put(:name, name) |> await_ready()
+    assert probe(cn.name, "silent") == "closed"
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: probe")
+    hello!(cn.name)
+  end
+
   test "the cookie is never an argument and never a file others can read", %{dir: dir} do
     store = Path.join(dir, "store")
     name = "cnode#{System.unique_integer([:positive])}@#{host()}"
