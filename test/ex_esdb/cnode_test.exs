@@ -271,6 +271,77 @@ defmodule ExESDB.CNodeTest do
     hello!(cn.name)
   end
 
+  # What a BEAM node needs to reach a C node that epmd does not know:
+  # an -epmd_module answering the C node's port (ESDB_CNODE_PORT).
+  @no_epmd_module ~S'''
+  -module(cnode_test_epmd).
+  -export([start_link/0, register_node/2, register_node/3, listen_port_please/2,
+           port_please/2, port_please/3, address_please/3, names/1]).
+  start_link() -> ignore.
+  register_node(_Name, _Port) -> {ok, 16#5eed}.
+  register_node(_Name, _Port, _Family) -> {ok, 16#5eed}.
+  listen_port_please(_Name, _Host) -> {ok, 0}.
+  port_please(Name, Host) -> port_please(Name, Host, infinity).
+  port_please(_Name, _Host, _Timeout) ->
+      {port, list_to_integer(os:getenv("ESDB_CNODE_PORT")), 6}.
+  address_please(_Name, Host, Family) -> inet:getaddr(Host, Family).
+  names(_Host) -> {error, address}.
+  '''
+  @call_module ~S'''
+  -module(cnode_test_call).
+  -export([call/2]).
+  call(Node, Request) ->
+      Ref = make_ref(),
+      {esdb, Node} ! {call, self(), Ref, Request},
+      receive {Ref, Reply} -> Reply after 5000 -> no_reply end.
+  '''
+
+  defp load_into(peer, dir, source) do
+    [_, mod] = Regex.run(~r/-module\((\w+)\)/, source)
+    path = Path.join(dir, mod <> ".erl")
+    File.write!(path, source)
+    {:ok, mod, bin} = :compile.file(String.to_charlist(path), [:binary, :report])
+    {:module, ^mod} = :peer.call(peer, :code, :load_binary, [mod, String.to_charlist(path), bin])
+    mod
+  end
+
+  test "with --no-epmd it is not registered, and a node with an -epmd_module reaches it",
+       %{dir: dir} do
+    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+
+    args =
+      ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --no-epmd)
+
+    cn = dir |> start_cnode(args) |> Map.put(:name, name)
+    assert {:ok, "ready " <> rest} = await_line(cn.port, "ready ")
+    [_, port] = String.split(rest, " ")
+    {:ok, names} = :erl_epmd.names(~c"localhost")
+
+    refute Enum.any?(names, fn {n, _} ->
+             List.to_atom(n ++ ~c"@" ++ String.to_charlist(host())) == name
+           end)
+
+    refute Node.connect(name)
+
+    {:ok, peer, _} =
+      :peer.start(%{
+        connection: :standard_io,
+        # read when distribution starts, below, once the module is loaded
+        args: [~c"-epmd_module", ~c"cnode_test_epmd"],
+        env: [{~c"ESDB_CNODE_PORT", String.to_charlist(port)}]
+      })
+
+    epmd = load_into(peer, dir, @no_epmd_module)
+    call = load_into(peer, dir, @call_module)
+    assert epmd == :cnode_test_epmd
+    peer_name = :"noepmd#{System.unique_integer([:positive])}@#{host()}"
+    {:ok, _} = :peer.call(peer, :net_kernel, :start, [[peer_name, :shortnames]])
+    true = :peer.call(peer, :erlang, :set_cookie, [Node.get_cookie()])
+    assert :peer.call(peer, call, :call, [name, {:hello, 1}]) == {:ok, 1}
+    assert :peer.call(peer, call, :call, [name, {:stream_info, "s"}]) == {:ok, 0, false, false}
+    :peer.stop(peer)
+  end
+
   test "the cookie is never an argument and never a file others can read", %{dir: dir} do
     store = Path.join(dir, "store")
     name = "cnode#{System.unique_integer([:positive])}@#{host()}"
