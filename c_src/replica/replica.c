@@ -30,6 +30,13 @@
  * meanwhile (group commit per entry). */
 #define PROPOSE_INFLIGHT 1
 
+/* Fault injection for the tests (test/c/replica), 0 otherwise: the writer
+ * sleeps this long before each transaction (widening the window between
+ * raft's apply and the store's commit); entries are proposed with this
+ * format version instead of ours (a node of a newer version). */
+unsigned esdb__replica_apply_delay_us;
+unsigned esdb__replica_entry_version;
+
 /* One proposed entry: the callers waiting for it and raft's request. */
 typedef struct proposal {
 	struct proposal *next;
@@ -322,6 +329,8 @@ static void *writer_main(void *arg)
 		tail->next = NULL;
 		int failed = r->failed;
 		pthread_mutex_unlock(&r->lock);
+		if (!failed && esdb__replica_apply_delay_us)
+			usleep(esdb__replica_apply_delay_us);
 		if (!failed)
 			apply_batch(r, batch);
 		else
@@ -534,6 +543,8 @@ static void propose(esdb_replica *r)
 		}
 		p->seq = ++r->next_seq;
 		esdb_entry_encode(buf, r->proposer, p->seq, cmds, n);
+		if (esdb__replica_entry_version)
+			buf[0] = (uint8_t)esdb__replica_entry_version;
 		free(cmds);
 		p->reqs = reqs;
 		p->n = n;
@@ -619,6 +630,22 @@ static void run_ctl(esdb_replica *r, ctl *c)
 static void raft_closed(struct raft *raft)
 {
 	esdb_replica *r = raft->data;
+	/* After a fail-stop nothing more will be applied here: answer the
+	 * callers still waiting (on a plain stop the writer answers those
+	 * whose entries it has). */
+	pthread_mutex_lock(&r->lock);
+	int failed = r->failed;
+	proposal *p = failed ? r->proposals : NULL;
+	if (failed)
+		r->proposals = NULL;
+	pthread_mutex_unlock(&r->lock);
+	while (p) {
+		proposal *next = p->next;
+		answer_all(p->reqs, failed);
+		p->reqs = NULL;
+		proposal_unref(r, p);
+		p = next;
+	}
 	raft_uv_close(&r->io);
 	raft_uv_tcp_close(&r->transport);
 	pthread_mutex_lock(&r->lock);

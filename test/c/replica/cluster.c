@@ -16,10 +16,17 @@
 /* ---- the node process ------------------------------------------------- */
 
 typedef struct node_cmd {
-	char op; /* I info, A append, W writers, Q quit */
-	char stream[31];
+	/* I info, A append, W writers, Q quit; a add, r assign, x remove,
+	 * t transfer (n: the member's id, role: its role) */
+	char op;
+	char role;
+	char stream[30];
 	uint64_t n;
+	char address[32];
 } node_cmd;
+
+extern unsigned esdb__replica_apply_delay_us;
+extern unsigned esdb__replica_entry_version;
 
 typedef struct node_proc {
 	esdb_store *s;
@@ -28,6 +35,8 @@ typedef struct node_proc {
 	uint64_t id;
 	atomic_bool writing;
 	atomic_uint_fast64_t counter;
+	atomic_uint_fast64_t unknown;
+	atomic_uint_fast64_t leader_events;
 	pthread_t threads[64];
 	unsigned n_threads;
 } node_proc;
@@ -80,6 +89,8 @@ static void *writer_main(void *arg)
 		if (rc == 0) {
 			ack a = {n, res.position, res.version, np->id};
 			write_all(np->ack_fd, &a, sizeof(a)); /* atomic */
+		} else if (rc == ESDB_EOUTCOME_UNKNOWN) {
+			atomic_fetch_add(&np->unknown, 1);
 		} else if (rc == ESDB_ENOT_LEADER) {
 			usleep(2000);
 		} else if (rc != ESDB_EOUTCOME_UNKNOWN && rc != ESDB_ECLOSED) {
@@ -105,6 +116,12 @@ static void set_writers(node_proc *np, unsigned threads)
 			np->n_threads++;
 }
 
+static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
+{
+	node_proc *np = ctx;
+	atomic_fetch_add(&np->leader_events, 1);
+}
+
 static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 {
 	node *nd = &c->nodes[i];
@@ -118,11 +135,15 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	    .address = nd->address,
 	    .dir = nd->dir,
 	    .members = members,
-	    .n_members = (size_t)c->n,
+	    .n_members = (size_t)c->n_boot,
+	    .on_leader = on_leader,
+	    .on_leader_ctx = &np,
 	    .election_timeout_ms = c->election_ms,
 	    .heartbeat_ms = c->heartbeat_ms,
 	    .snapshot_threshold = c->snapshot_threshold,
 	};
+	esdb__replica_apply_delay_us = c->apply_delay_us;
+	esdb__replica_entry_version = nd->entry_version;
 	int rc = esdb_store_create(&np.s);
 	if (!rc)
 		rc = esdb_store_set_durability(np.s, ESDB_DURABILITY_NOSYNC);
@@ -150,9 +171,20 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 			    ESDB_EXPECT_ANY, &ev, 1, &res);
 			info.position = res.position;
 			info.version = res.version;
+		} else if (cmd.op == 'a') {
+			info.rc = esdb_replica_add(np.r, cmd.n, cmd.address);
+		} else if (cmd.op == 'r') {
+			info.rc = esdb_replica_assign(np.r, cmd.n, cmd.role);
+		} else if (cmd.op == 'x') {
+			info.rc = esdb_replica_remove(np.r, cmd.n);
+		} else if (cmd.op == 't') {
+			info.rc = esdb_replica_transfer(np.r, cmd.n);
 		}
 		esdb_store_stats st;
-		info.failed = esdb_replica_get_failure(np.r, NULL, 0);
+		info.failed = esdb_replica_get_failure(np.r, info.failure,
+		                                       sizeof(info.failure));
+		info.unknown = atomic_load(&np.unknown);
+		info.leader_events = atomic_load(&np.leader_events);
 		info.is_leader = esdb_replica_is_leader(np.r);
 		esdb_replica_get_leader(np.r, &info.leader_id, NULL, 0);
 		info.events =
@@ -202,6 +234,7 @@ void cluster_init(cluster *c, int n)
 	memset(c, 0, sizeof(*c));
 	REQUIRE(n <= CLUSTER_MAX);
 	c->n = n;
+	c->n_boot = n;
 	c->election_ms = 500;
 	c->heartbeat_ms = 50;
 	pthread_mutex_init(&c->lock, NULL);
@@ -286,6 +319,19 @@ bool node_alive(cluster *c, int i)
 	return c->nodes[i].pid != 0;
 }
 
+/* Alive, answering and part of the cluster. */
+static bool node_counts(cluster *c, int i)
+{
+	return node_alive(c, i) && !c->nodes[i].paused && !c->nodes[i].excluded;
+}
+
+void node_pause(cluster *c, int i, bool paused)
+{
+	REQUIRE(node_alive(c, i));
+	kill(c->nodes[i].pid, paused ? SIGSTOP : SIGCONT);
+	c->nodes[i].paused = paused;
+}
+
 static void node_call(cluster *c, int i, node_cmd *cmd, node_info *out)
 {
 	node *nd = &c->nodes[i];
@@ -306,6 +352,38 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
 	node_cmd cmd = {.op = 'A', .n = n};
 	snprintf(cmd.stream, sizeof(cmd.stream), "%s", stream);
 	node_call(c, i, &cmd, out);
+}
+
+static void member_call(cluster *c, int i, char op, int member, int role,
+                        node_info *out)
+{
+	node_cmd cmd = {.op = op, .role = (char)role};
+	if (member >= 0) {
+		cmd.n = c->nodes[member].id;
+		snprintf(cmd.address, sizeof(cmd.address), "%s",
+		         c->nodes[member].address);
+	}
+	node_call(c, i, &cmd, out);
+}
+
+void node_member_add(cluster *c, int i, int member, node_info *out)
+{
+	member_call(c, i, 'a', member, 0, out);
+}
+
+void node_member_assign(cluster *c, int i, int member, int role, node_info *out)
+{
+	member_call(c, i, 'r', member, role, out);
+}
+
+void node_member_remove(cluster *c, int i, int member, node_info *out)
+{
+	member_call(c, i, 'x', member, 0, out);
+}
+
+void node_transfer(cluster *c, int i, int member, node_info *out)
+{
+	member_call(c, i, 't', member, 0, out);
 }
 
 void node_writers(cluster *c, int i, unsigned threads)
@@ -329,7 +407,7 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 		int leader = -1;
 		bool agree = true;
 		for (int i = 0; i < c->n; i++) {
-			if (!node_alive(c, i))
+			if (!node_counts(c, i))
 				continue;
 			node_info info;
 			node_get_info(c, i, &info);
@@ -341,7 +419,7 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 		if (leader >= 0 && agree) {
 			for (int i = 0; i < c->n; i++) {
 				node_info info;
-				if (!node_alive(c, i))
+				if (!node_counts(c, i))
 					continue;
 				node_get_info(c, i, &info);
 				if (info.leader_id != c->nodes[leader].id)
@@ -355,25 +433,36 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 	return -1;
 }
 
+/* A fence: one more append on the leader. Raft applies in order, so a
+ * node that holds the fence has applied everything committed before it
+ * (comparing counts alone can stop on a node whose writer still holds
+ * entries, or before a follower heard of the last commit). */
 bool cluster_wait_converged(cluster *c, unsigned timeout_ms)
 {
+	static uint64_t fences;
 	uint64_t end = now_ms() + timeout_ms;
+	uint64_t fence = 0;
 	do {
-		bool same = true, first = true;
-		node_info ref = {0};
+		if (!fence) {
+			int leader = cluster_wait_leader(c, 1000);
+			if (leader < 0)
+				continue;
+			node_info info;
+			node_append(c, leader, "fence", ++fences, &info);
+			if (info.rc == 0)
+				fence = info.position;
+			continue;
+		}
+		bool all = true;
 		for (int i = 0; i < c->n; i++) {
-			if (!node_alive(c, i))
+			if (!node_counts(c, i))
 				continue;
 			node_info info;
 			node_get_info(c, i, &info);
-			if (first)
-				ref = info;
-			first = false;
-			if (info.events != ref.events ||
-			    info.applied != ref.applied)
-				same = false;
+			if (info.events < fence)
+				all = false;
 		}
-		if (same)
+		if (all)
 			return true;
 		usleep(10000);
 	} while (now_ms() < end);
@@ -404,15 +493,23 @@ static uint64_t id_number(const uint8_t id[16])
 
 void cluster_check_and_free(cluster *c)
 {
-	for (int i = 0; i < c->n; i++)
+	for (int i = 0; i < c->n; i++) {
+		if (c->nodes[i].paused)
+			node_pause(c, i, false);
 		if (node_alive(c, i))
 			node_stop(c, i);
+	}
 	close(c->ack_w);
 	pthread_join(c->ack_reader, NULL);
 	close(c->ack_r);
 	collected all[CLUSTER_MAX];
 	memset(all, 0, sizeof(all));
+	int ref = 0;
+	while (ref < c->n - 1 && c->nodes[ref].excluded)
+		ref++;
 	for (int i = 0; i < c->n; i++) {
+		if (c->nodes[i].excluded)
+			continue;
 		esdb_store *s;
 		REQUIRE_OK(esdb_store_create(&s));
 		REQUIRE_OK(esdb_store_set_readonly(s, true));
@@ -422,20 +519,22 @@ void cluster_check_and_free(cluster *c)
 	}
 	/* Every store: positions 1..N without a gap, the same events. */
 	for (int i = 0; i < c->n; i++) {
-		CHECK_EQ(all[i].n, all[0].n);
+		if (c->nodes[i].excluded)
+			continue;
+		CHECK_EQ(all[i].n, all[ref].n);
 		for (size_t k = 0; k < all[i].n; k++) {
 			if (all[i].positions[k] != k + 1) {
 				CHECK_EQ(all[i].positions[k], k + 1);
 				break;
 			}
-			if (k < all[0].n &&
-			    (memcmp(all[i].ids[k], all[0].ids[k], 16) ||
-			     all[i].versions[k] != all[0].versions[k] ||
-			     strcmp(all[i].streams[k], all[0].streams[k]))) {
+			if (k < all[ref].n &&
+			    (memcmp(all[i].ids[k], all[ref].ids[k], 16) ||
+			     all[i].versions[k] != all[ref].versions[k] ||
+			     strcmp(all[i].streams[k], all[ref].streams[k]))) {
 				harness_fail(__FILE__, __LINE__,
-				             "node %d differs from node 1 at "
+				             "node %d differs from node %d at "
 				             "position %zu",
-				             i + 1, k + 1);
+				             i + 1, ref + 1, k + 1);
 				break;
 			}
 		}
@@ -451,9 +550,9 @@ void cluster_check_and_free(cluster *c)
 			             a->position);
 			break;
 		}
-		if (a->position == 0 || a->position > all[0].n ||
-		    id_number(all[0].ids[a->position - 1]) != a->n ||
-		    all[0].versions[a->position - 1] != a->version) {
+		if (a->position == 0 || a->position > all[ref].n ||
+		    id_number(all[ref].ids[a->position - 1]) != a->n ||
+		    all[ref].versions[a->position - 1] != a->version) {
 			harness_fail(__FILE__, __LINE__,
 			             "acknowledged append %#" PRIx64
 			             " (position %" PRIu64 ", node %" PRIu64

@@ -19,6 +19,9 @@ typedef struct node {
 	pid_t pid;
 	int cmd_fd, reply_fd;
 	unsigned starts;
+	unsigned entry_version; /* 0, or propose entries of this version */
+	bool paused;            /* SIGSTOPped: left out of the waits */
+	bool excluded; /* removed from the cluster: left out of the checks */
 } node;
 
 /* One acknowledged append, as its node reported it. */
@@ -35,15 +38,20 @@ typedef struct node_info {
 	uint64_t leader_id;
 	uint64_t events;  /* the store's last position */
 	uint64_t applied; /* the replica's applied raft index */
-	int rc;           /* of an append */
+	int rc;           /* of an append or a membership call */
 	int pad;
 	uint64_t position, version;
+	uint64_t unknown;       /* appends answered outcome_unknown */
+	uint64_t leader_events; /* leadership changes the callback saw */
+	char failure[160];
 } node_info;
 
 typedef struct cluster {
 	int n;
 	node nodes[CLUSTER_MAX];
+	int n_boot; /* nodes 0..n_boot-1 bootstrap the cluster (default n) */
 	unsigned election_ms, heartbeat_ms, snapshot_threshold;
+	unsigned apply_delay_us; /* the writers' injected delay */
 	int ack_r, ack_w;
 	pthread_t ack_reader;
 	pthread_mutex_t lock;
@@ -60,6 +68,8 @@ void node_kill(cluster *c, int i);
 /* Close its store and let it exit; REQUIREs a clean exit. */
 void node_stop(cluster *c, int i);
 bool node_alive(cluster *c, int i);
+/* SIGSTOP / SIGCONT node i. */
+void node_pause(cluster *c, int i, bool paused);
 void node_get_info(cluster *c, int i, node_info *out);
 /* Append one event numbered n to `stream` on node i. */
 void node_append(cluster *c, int i, const char *stream, uint64_t n,
@@ -67,11 +77,19 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
 /* Start or stop `threads` writers looping appends on node i (they
  * report every acknowledged append). */
 void node_writers(cluster *c, int i, unsigned threads);
+/* Membership calls on node i (esdb_replica_add/assign/remove/transfer);
+ * the rc in out->rc. */
+void node_member_add(cluster *c, int i, int member, node_info *out);
+void node_member_assign(cluster *c, int i, int member, int role,
+                        node_info *out);
+void node_member_remove(cluster *c, int i, int member, node_info *out);
+void node_transfer(cluster *c, int i, int member, node_info *out);
 /* The node leading, -1 after timeout_ms without one all live nodes
  * agree on. */
 int cluster_wait_leader(cluster *c, unsigned timeout_ms);
-/* Wait until every live node applied the same entries and holds the
- * same number of events; false after timeout_ms. */
+/* Append a fence event on the leader and wait until every live node
+ * holds it (and so everything committed before it); false after
+ * timeout_ms. */
 bool cluster_wait_converged(cluster *c, unsigned timeout_ms);
 size_t cluster_acks(cluster *c);
 /* Stop every live node, then open each store read-only and check they

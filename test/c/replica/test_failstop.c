@@ -1,0 +1,79 @@
+/* test_failstop.c: a replica stops rather than misapply. */
+#include "harness.h"
+
+#include "cluster.h"
+
+#include <unistd.h>
+
+/* Nodes of a newer version propose entries of entry format 2: every
+ * replica stops at the first one, saying so, and applies nothing. */
+TEST(an_entry_of_an_unknown_version_stops_every_replica)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++) {
+		c.nodes[i].entry_version = 2;
+		node_start(&c, i);
+	}
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	node_info info;
+	node_append(&c, leader, "s", 1, &info);
+	CHECK(info.rc == ESDB_EFORMAT || info.rc == ESDB_EOUTCOME_UNKNOWN);
+	/* The leader commits first and applies first: it stops. The others
+	 * stop when they learn the entry is committed, which they may not
+	 * (the leader left raft); none applies it. */
+	for (int w = 0; w < 2000; w++) {
+		node_get_info(&c, leader, &info);
+		if (info.failed)
+			break;
+		usleep(5000);
+	}
+	CHECK_RC(info.failed, ESDB_EFORMAT);
+	for (int i = 0; i < 3; i++) {
+		node_get_info(&c, i, &info);
+		CHECK(info.failed == 0 || info.failed == ESDB_EFORMAT);
+		if (info.failed)
+			CHECK(strstr(info.failure, "format version 2") != NULL);
+		CHECK_EQ(info.events, 0);
+	}
+	/* later writes answer the reason */
+	node_append(&c, leader, "s", 2, &info);
+	CHECK_RC(info.rc, ESDB_EFORMAT);
+	cluster_check_and_free(&c);
+}
+
+/* A leader paused (SIGSTOP) under load is deposed; resumed, it answers
+ * its pending appends (outcome unknown or, when they did commit, their
+ * result) and gives no position twice. */
+TEST(a_deposed_leader_answers_its_pending_appends)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	for (int i = 0; i < 3; i++)
+		node_writers(&c, i, 8);
+	size_t before = cluster_acks(&c);
+	for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100; w++)
+		usleep(5000);
+	node_pause(&c, leader, true);
+	int next = cluster_wait_leader(&c, 20000);
+	REQUIRE(next >= 0);
+	CHECK(next != leader);
+	node_pause(&c, leader, false);
+	REQUIRE(cluster_wait_leader(&c, 20000) == next);
+	node_info info;
+	node_get_info(&c, leader, &info);
+	CHECK(!info.is_leader);
+	CHECK(info.leader_events >= 2);
+	printf("     deposed leader: %" PRIu64 " appends outcome_unknown\n",
+	       info.unknown);
+	/* every writer returns (none waits for ever) */
+	for (int i = 0; i < 3; i++)
+		node_writers(&c, i, 0);
+	REQUIRE(cluster_wait_converged(&c, 30000));
+	cluster_check_and_free(&c);
+}
