@@ -9,7 +9,8 @@
 #include "internal.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "commands.h"
+#include "records.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -60,4 +60,13 @@ static inline uint64_t esdb_le64_get(const uint8_t *p)
 	return v;
 }
 
+/* Copy len bytes to p (src may be NULL when len is 0); returns the byte
+ * after them. */
+static inline uint8_t *esdb_bytes_put(uint8_t *p, const void *src, size_t len)
+{
+	if (len)
+		memcpy(p, src, len);
+	return p + len;
+}
+
 #endif

@@ -2,7 +2,7 @@
 #include "internal.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "records.h"
 
 #include <errno.h>
 #include <fcntl.h>

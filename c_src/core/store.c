@@ -3,7 +3,7 @@
 #include "internal.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "records.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -20,7 +20,7 @@
  * a branch page or reading a garbage key while it searches. */
 #include "internal.h"
 
-#include "codec.h"
+#include "records.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * command has its events walked, its bytes read and its limits checked,
  * as apply does. */
 #include "bytes.h"
-#include "codec.h"
+#include "commands.h"
 #include "crc32c.h"
 
 #include <stdlib.h>

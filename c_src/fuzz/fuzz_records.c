@@ -5,7 +5,7 @@
  * decoder hands out is read, so ASan sees a field that points outside the
  * record. */
 #include "bytes.h"
-#include "codec.h"
+#include "records.h"
 #include "crc32c.h"
 
 #include <stdlib.h>

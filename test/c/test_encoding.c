@@ -4,7 +4,7 @@
 #include "harness.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "records.h"
 
 typedef struct encodings {
 	size_t n;

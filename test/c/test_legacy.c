@@ -10,7 +10,7 @@
 #include "harness.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "records.h"
 #include "crc32c.h"
 
 #include <lmdb.h>

@@ -3,7 +3,7 @@
 #include "harness.h"
 
 #include "bytes.h"
-#include "codec.h"
+#include "commands.h"
 
 /* An append command for `name` that no encoder would produce: encoded
  * for a writable name of the same length, then renamed and resealed, as

@@ -1,9 +1,11 @@
-/* codec.h: record and command encodings (docs/FORMAT.md); pure functions,
- * no LMDB, no I/O, so they are testable alone. */
-#ifndef ESDB_CODEC_H
-#define ESDB_CODEC_H
+/* records.h: the storage records (docs/FORMAT.md, "Records"); pure
+ * functions, no LMDB, no I/O, so they are testable alone. The commands
+ * that change them are commands.h's. */
+#ifndef ESDB_RECORDS_H
+#define ESDB_RECORDS_H
 
 #include "esdb.h"
+#include "limit.h"
 
 /* Records are written as version 2. Version 1 records (written before
  * payload encodings were recorded) are read too: a payload without its
@@ -107,81 +109,23 @@ int esdb__type_rec_read(const uint8_t *rec, size_t len, uint64_t *num);
 size_t esdb__snapshot_rec_size(const esdb_snapshot *sn);
 void esdb__snapshot_rec_write(uint8_t *rec, const esdb_snapshot *sn);
 int esdb__snapshot_rec_read(const uint8_t *rec, size_t len, esdb_snapshot *sn);
+/* Which snapshot payloads are terms (ESDB_SNAPSHOT_*_TERM): the flags of
+ * a snapshot record and of a snapshot-put command. */
+uint16_t esdb__snapshot_flags(const esdb_snapshot *sn);
 
 size_t esdb__checkpoint_rec_size(const esdb_checkpoint *cp);
 void esdb__checkpoint_rec_write(uint8_t *rec, const esdb_checkpoint *cp);
 int esdb__checkpoint_rec_read(const uint8_t *rec, size_t len,
                               esdb_checkpoint *cp);
 
-/* ---- commands --------------------------------------------------------- */
+/* ---- limits (kept in meta under "limits") ------------------------------ */
 
-#define ESDB_CMD_VERSION 1
-#define ESDB_CMD_HEADER  24
-
-enum esdb_cmd_type {
-	ESDB_CMD_APPEND = 1,
-	ESDB_CMD_DELETE_STREAM = 2,
-	ESDB_CMD_SNAPSHOT_PUT = 3,
-	ESDB_CMD_SNAPSHOT_DELETE = 4,
-	ESDB_CMD_CHECKPOINT_PUT = 5,
-	ESDB_CMD_CHECKPOINT_DELETE = 6,
-	ESDB_CMD_LIMITS_SET = 7,
-};
-
-/* A parsed command; pointers borrow the command buffer. */
-typedef struct esdb__cmd_view {
-	uint8_t type;
-	uint16_t flags; /* snapshot put: ESDB_SNAPSHOT_*_TERM */
-	uint64_t created_us;
-	uint64_t expected; /* append, delete */
-	uint64_t number;   /* snapshot source_version, checkpoint value */
-	const char *name;  /* stream id, source_uuid or subscription name */
-	size_t name_len;
-	uint32_t n_events; /* append */
-	const uint8_t *events;
-	size_t events_len;
-	uint64_t events_bytes; /* sum of data + metadata */
-	const char *kind;      /* snapshot source_type */
-	size_t kind_len;
-	const void *data; /* snapshot data, checkpoint definition */
-	size_t data_len;
-	const void *meta;
-	size_t meta_len;
-} esdb__cmd_view;
-
-/* Check framing, checksum and every field's bounds, and fill v.
- * Errors: ESDB_EINVAL, ESDB_ECORRUPT, ESDB_EFORMAT. Limits are not
- * checked here. */
-int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v);
-
-/* Iterate the events of a parsed append: *cursor starts at v->events.
- * Bounds were checked by esdb__cmd_parse. */
-void esdb__cmd_next_event(const uint8_t **cursor, esdb_new_event *ev);
-
-/* Check a parsed command against limits: 0, ESDB_ELIMIT (*which names
- * the limit) or ESDB_EEMPTY. */
-int esdb__cmd_check_limits(const esdb__cmd_view *v, const esdb_limits *l,
-                           esdb_limit_key *which);
-
-/* ---- limits (kept in meta under "limits", carried by LIMITS_SET) ------- */
-
-#define ESDB_LIMITS_SIZE     32
 #define ESDB_LIMITS_REC_SIZE (ESDB_REC_HEADER + ESDB_LIMITS_SIZE)
-
-/* Every nonzero field fits the record format. */
-bool esdb__limits_in_range(const esdb_limits *l);
-/* In range and no field 0. */
-bool esdb__limits_complete(const esdb_limits *l);
-/* Copy over's nonzero fields into base. */
-void esdb__limits_merge(esdb_limits *base, const esdb_limits *over);
 
 void esdb__limits_rec_write(uint8_t rec[ESDB_LIMITS_REC_SIZE],
                             const esdb_limits *l);
 /* Errors: ESDB_ECORRUPT (checksum, size or a value out of range),
  * ESDB_EFORMAT. */
 int esdb__limits_rec_read(const uint8_t *rec, size_t len, esdb_limits *l);
-
-/* The limits a parsed LIMITS_SET carries (ESDB_EINVAL when invalid). */
-int esdb__cmd_limits(const esdb__cmd_view *v, esdb_limits *l);
 
 #endif
