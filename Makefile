@@ -24,11 +24,12 @@ ERTS_INCLUDE ?= $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [cod
 # Debian packages the build, the tests and the benchmarks need.
 DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
-	erlang-proper elixir rebar3
+	erlang-proper elixir rebar3 \
+	libuv1-dev liblz4-dev autoconf automake libtool pkg-config
 
-.PHONY: all nif cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
-all: $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
+all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
 # What `mix compile` and `rebar3 compile` need: the NIF, the CLI and the
 # C node.
@@ -42,6 +43,40 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "deps: all present"; fi
+
+# Cluster mode's raft: 0.22.1 from Debian trixie's source package, checked
+# and patched by c_src/replica/build_raft.sh, built once per checkout into
+# build/raft (lib/libraft.a, static and PIC; include/), never committed.
+# Code that uses raft compiles with RAFT_CFLAGS and links RAFT_LIBS.
+# `make raft` builds it or fails saying why (build/raft/missing); the
+# default build tries once and goes on without cluster support, which the
+# NIF then reports (build/gen/cluster_support.h). `make nif` (what mix and
+# rebar3 consumers run) never fetches or builds raft.
+RAFT_DIR    := build/raft
+RAFT_LIB    := $(RAFT_DIR)/lib/libraft.a
+RAFT_CFLAGS := -I$(RAFT_DIR)/include
+RAFT_LIBS   := $(RAFT_LIB) -luv -llz4
+RAFT_INPUTS := c_src/replica/build_raft.sh c_src/replica/raft_0.22.1.orig.tar.gz.sha256 \
+	$(wildcard c_src/replica/patches/*.patch)
+CLUSTER_H   := build/gen/cluster_support.h
+
+raft: $(RAFT_LIB)
+
+$(RAFT_LIB): $(RAFT_INPUTS)
+	c_src/replica/build_raft.sh $(RAFT_DIR)
+
+# A failed attempt is not retried until the inputs change or `make raft`.
+raft-optional:
+	@if [ -f $(RAFT_DIR)/missing ] && [ -z "$$(find $(RAFT_INPUTS) -newer $(RAFT_DIR)/missing)" ]; then \
+	  echo "cluster support absent: $$(cat $(RAFT_DIR)/missing)"; \
+	else $(MAKE) --no-print-directory raft || echo "cluster support absent; the single-node build goes on"; fi
+
+# Whether raft is built, for the NIF; rewritten only when that changes.
+$(CLUSTER_H): FORCE
+	@mkdir -p $(dir $@)
+	@c_src/replica/cluster_support_h.sh $(RAFT_DIR) > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+FORCE:
 
 $(BUILD)/core/%.o: c_src/core/%.c c_src/core/*.h
 	@mkdir -p $(dir $@)
@@ -67,9 +102,9 @@ $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
-$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB)
+$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB) $(CLUSTER_H)
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
+	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) -I$(dir $(CLUSTER_H)) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
 	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -lz -o $@
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
@@ -104,18 +139,13 @@ test-c-log: $(TEST_BIN) $(CTL_BIN) $(FAULT_BINS)
 
 # The replica (c_src/replica, raft over TCP): its own test binary, real
 # processes on loopback, kept out of valgrind. ESDB_REPLICA_KILLS scales
-# the leader-kill loop. RAFT_CFLAGS/RAFT_LIBS name a patched raft 0.22.1
-# (REPLICATION.md); until the build tree makes its own, RAFT_PREFIX is
-# where one was installed.
-RAFT_PREFIX ?= /work/raft-install
-RAFT_CFLAGS ?= -I$(RAFT_PREFIX)/include
-RAFT_LIBS ?= $(RAFT_PREFIX)/lib/libraft.a -luv -llz4
+# the leader-kill loop. Needs raft (`make raft`, RAFT_CFLAGS/RAFT_LIBS).
 REPLICA_SRC := $(wildcard c_src/replica/*.c)
 REPLICA_TEST_SRC := $(wildcard test/c/replica/*.c) test/c/harness.c \
 	test/c/helpers.c test/c/commit_log.c
 REPLICA_TEST_BIN := $(BUILD)/esdb_replica_tests
 $(REPLICA_TEST_BIN): $(REPLICA_SRC) c_src/replica/*.h $(REPLICA_TEST_SRC) \
-	test/c/*.h test/c/replica/*.h $(CORE_LIB)
+	test/c/*.h test/c/replica/*.h $(CORE_LIB) $(RAFT_LIB)
 	$(CC) $(CPPFLAGS) -Ic_src/replica -Itest/c -Itest/c/replica $(RAFT_CFLAGS) \
 	  $(CFLAGS) $(WARN) -pthread $(REPLICA_SRC) $(REPLICA_TEST_SRC) \
 	  $(CORE_LIB) $(RAFT_LIBS) $(LDLIBS) -o $@
@@ -125,6 +155,7 @@ test-replica: $(REPLICA_TEST_BIN)
 
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
+	$(MAKE) raft-optional
 	$(MAKE) fmt-check test-c test-c-log test-replica asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe

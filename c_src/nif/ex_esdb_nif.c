@@ -63,6 +63,7 @@ static ErlNifFunc funcs[] = {
     {"unsubscribe", 2, nif_unsubscribe, DIRTY_IO},
     {"grant", 3, nif_grant, DIRTY_IO},
     {"decode_term", 1, nif_decode_term, 0},
+    {"cluster_support", 0, nif_cluster_support, 0},
 };
 
 ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)

@@ -185,4 +185,8 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
                              const ERL_NIF_TERM argv[]);
 
+/* cluster_support.c */
+ERL_NIF_TERM nif_cluster_support(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[]);
+
 #endif

@@ -244,12 +244,18 @@ defmodule ExESDB.Options do
 
   defp validate!(:db_type, :single, _), do: :single
 
-  defp validate!(:db_type, :cluster, _),
-    do:
-      raise(
-        ArgumentError,
-        "ExESDB option :db_type is :cluster, but this version has no replication yet; use :single"
-      )
+  # Cluster mode needs raft, built by `make raft` (not by mix or rebar3).
+  defp validate!(:db_type, :cluster, _) do
+    case :ex_esdb_nif.cluster_support() do
+      {false, why} ->
+        raise ArgumentError,
+              "ExESDB option :db_type is :cluster, but this build has no cluster support: #{why}"
+
+      true ->
+        raise ArgumentError,
+              "ExESDB option :db_type is :cluster, but this version has no replication yet; use :single"
+    end
+  end
 
   # a receive waits at most 2^32 - 1 ms
   defp validate!(:timeout, v, _) when v in 1..0xFFFFFFFF//1, do: v

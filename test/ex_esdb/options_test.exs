@@ -67,6 +67,24 @@ defmodule ExESDB.OptionsTest do
 
     assert_raise ArgumentError, ~r/:cluster/, fn -> Options.resolve(db_type: :cluster) end
 
+    # Without raft built (build/raft), :cluster names what is missing and how
+    # to get it.
+    raft_built = File.exists?(Path.expand("../../build/raft/lib/libraft.a", __DIR__))
+
+    case :ex_esdb_nif.cluster_support() do
+      true ->
+        assert raft_built
+
+      {false, why} ->
+        refute raft_built
+        assert why =~ "raft 0.22.1"
+        assert why =~ "make raft"
+
+        assert_raise ArgumentError, ~r/no cluster support: raft 0.22.1/, fn ->
+          Options.resolve(db_type: :cluster)
+        end
+    end
+
     assert_raise ArgumentError, ~r/max_stream_id/, fn ->
       Options.resolve(limits: [max_stream_id: 0])
     end
