@@ -1,5 +1,5 @@
-/* pool.c: a FIFO of jobs and the threads that run them. The pool lives as
- * long as the process. */
+/* pool.c: jobs queued per owner, owners served round-robin by the pool's
+ * threads. The pool lives as long as the process. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -11,10 +11,17 @@ typedef struct job {
 	struct job *next;
 } job;
 
+/* One owner's pending jobs; on the ring while it has any. */
+typedef struct lane {
+	const void *owner;
+	job *head, *tail;
+	struct lane *next;
+} lane;
+
 struct cn_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	job *head, *tail;
+	lane *head, *tail; /* the ring, as a queue of lanes */
 };
 
 static void *worker(void *arg)
@@ -24,10 +31,22 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&p->mu);
 		while (!p->head)
 			pthread_cond_wait(&p->cv, &p->mu);
-		job *j = p->head;
-		p->head = j->next;
+		lane *l = p->head;
+		p->head = l->next;
 		if (!p->head)
 			p->tail = NULL;
+		job *j = l->head;
+		l->head = j->next;
+		if (l->head) { /* its next job waits for the others' turns */
+			l->next = NULL;
+			if (p->tail)
+				p->tail->next = l;
+			else
+				p->head = l;
+			p->tail = l;
+		} else {
+			free(l);
+		}
 		pthread_mutex_unlock(&p->mu);
 		j->fn(j->arg);
 		free(j);
@@ -51,18 +70,34 @@ cn_pool *cn_pool_start(unsigned n)
 	return p;
 }
 
-int cn_pool_push(cn_pool *p, cn_job_fn fn, void *arg)
+int cn_pool_push(cn_pool *p, const void *owner, cn_job_fn fn, void *arg)
 {
 	job *j = malloc(sizeof(*j));
 	if (!j)
 		return -1;
 	*j = (job){fn, arg, NULL};
 	pthread_mutex_lock(&p->mu);
-	if (p->tail)
-		p->tail->next = j;
+	lane *l = p->head;
+	while (l && l->owner != owner)
+		l = l->next;
+	if (!l) {
+		if (!(l = calloc(1, sizeof(*l)))) {
+			pthread_mutex_unlock(&p->mu);
+			free(j);
+			return -1;
+		}
+		l->owner = owner;
+		if (p->tail)
+			p->tail->next = l;
+		else
+			p->head = l;
+		p->tail = l;
+	}
+	if (l->tail)
+		l->tail->next = j;
 	else
-		p->head = j;
-	p->tail = j;
+		l->head = j;
+	l->tail = j;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	return 0;

@@ -15,6 +15,7 @@
 #include "pool.h"
 #include "term_check.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -383,12 +384,37 @@ typedef struct read_out {
 	int n;
 } read_out;
 
+/* Room for `more` bytes in x, grown by doubling: ei_x grows a buffer by
+ * what each encode needs (plus 100 bytes), a copy per event otherwise. */
+static int reserve(ei_x_buff *x, size_t more)
+{
+	size_t need = (size_t)x->index + more;
+	if (need <= (size_t)x->buffsz)
+		return 0;
+	size_t cap = (size_t)x->buffsz * 2;
+	if (cap < need)
+		cap = need;
+	if (cap > INT32_MAX)
+		return ENOMEM;
+	char *b = realloc(x->buff, cap);
+	if (!b)
+		return ENOMEM;
+	x->buff = b;
+	x->buffsz = (int)cap;
+	return 0;
+}
+
 /* {Position, StreamId, Version, EventId, Type, Data, Metadata,
  *  CausationId, CorrelationId, CreatedUs}, the NIF's tuple. */
 static int encode_event(void *ctx, const esdb_event *ev)
 {
 	read_out *o = ctx;
 	ei_x_buff *x = &o->events;
+	/* tags, lengths and fixed fields: under 200 bytes */
+	int rc = reserve(x, 200 + ev->stream_id_len + ev->event_type_len +
+	                        ev->data_len + ev->metadata_len);
+	if (rc)
+		return rc;
 	ei_x_encode_tuple_header(x, 10);
 	ei_x_encode_ulonglong(x, ev->position);
 	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
@@ -478,7 +504,7 @@ static void queue_read(caller *k, esdb_topic source, const char *name,
 	if (name_len) /* $all reads have no name */
 		memcpy(j->name, name, name_len);
 	j->name[name_len] = '\0';
-	if (cn_pool_push(k->srv->pool, run_read, j) != 0) {
+	if (cn_pool_push(k->srv->pool, k->c, run_read, j) != 0) {
 		free(j);
 		reply_error(k, NULL, "enomem");
 	}
