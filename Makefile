@@ -220,7 +220,7 @@ valgrind: $(TEST_BIN) $(FAULT_BINS)
 # UBSan (SAN_CFLAGS); ESDB_FUZZ_SECONDS per target (20 in make test;
 # docs/TESTING.md has longer runs). Corpora stay in build/fuzz/corpus-*.
 ESDB_FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := records commands
+FUZZ_TARGETS := records commands cnode_frames
 fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/corpus-$$t; \
@@ -230,6 +230,13 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	  then grep -E "number_of_executed_units|Done" build/fuzz/$$t.log; \
 	  else tail -40 build/fuzz/$$t.log; exit 1; fi; \
 	done
+
+# The C node's validator and envelope parsers, with ei decoding what
+# they accept.
+build/fuzz/fuzz_cnode_frames: c_src/fuzz/fuzz_cnode_frames.c c_src/cnode/term_check.[ch] c_src/cnode/envelope.[ch]
+	@mkdir -p build/fuzz
+	clang $(CPPFLAGS) -Ic_src/cnode -I$(EI_DIR)/include $(SAN_CFLAGS) -fsanitize=fuzzer $(WARN) \
+	  $< c_src/cnode/term_check.c c_src/cnode/envelope.c -L$(EI_DIR)/lib -lei -lpthread -o $@
 
 build/fuzz/fuzz_%: c_src/fuzz/fuzz_%.c c_src/core/*.c c_src/core/*.h
 	$(MAKE) BUILD=build/fuzz CC=clang \

@@ -16,14 +16,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Distribution control messages (erts' dist.h). */
-enum {
-	DOP_SEND = 2,
-	DOP_REG_SEND = 6,
-	DOP_SEND_TT = 12,
-	DOP_REG_SEND_TT = 16,
-};
-#define PASS_THROUGH 112
 /* A reply the peer does not take within this is its death. */
 #define SEND_TIMEOUT_MS 30000
 
@@ -263,23 +255,6 @@ static bool wait_for_room(cn_conn *c)
 	return alive;
 }
 
-/* One frame (after its length). False: the connection must close. */
-static bool frame(cn_conn *c, uint8_t *buf, size_t len)
-{
-	/* 'p', then the control message: 131, a small tuple, its
-	 * operation as a small integer. */
-	if (len < 5 || buf[0] != PASS_THROUGH || buf[1] != 131 ||
-	    buf[2] != 104 || buf[3] < 1 || buf[4] != 97) {
-		cn_log("%s: not a distribution frame; closing", c->peer);
-		return false;
-	}
-	unsigned op = len > 5 ? buf[5] : 0;
-	if (op != DOP_SEND && op != DOP_REG_SEND && op != DOP_SEND_TT &&
-	    op != DOP_REG_SEND_TT)
-		return true; /* links, exits, monitors: not served yet */
-	return cn_request_frame(c->srv, c, buf, len);
-}
-
 static void *reader(void *arg)
 {
 	cn_conn *c = arg;
@@ -311,7 +286,9 @@ static void *reader(void *arg)
 			break;
 		}
 		bool ok = read_all(c, buf, len) == 0;
-		if (ok && !frame(c, buf, len)) {
+		if (ok && !cn_request_frame(c->srv, c, buf, len)) {
+			cn_log("%s: malformed distribution frame; closing",
+			       c->peer);
 			atomic_fetch_add(&c->srv->closed_frames, 1);
 			ok = false;
 		}

@@ -12,6 +12,7 @@
  * yet. Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
+#include "envelope.h"
 #include "pool.h"
 #include "term_check.h"
 
@@ -561,77 +562,38 @@ static const struct op {
 
 /* ---- the envelope ---------------------------------------------------- */
 
-static const tc_limits pid_only = {TC_ALLOW_PID, 1, 0};
-static const tc_limits ref_only = {TC_ALLOW_REF, 1, 0};
-
-/* Check the term at *pos with l, then decode it with ei from there. */
-static bool checked(const uint8_t *m, size_t len, size_t *pos,
-                    const tc_limits *l, size_t *start)
-{
-	*start = *pos;
-	return tc_check(m, len, pos, l) == TC_OK;
-}
-
-/* The message m[0..len) (a versioned term): a request or not. */
+/* The message m[0..len): a request or not. */
 static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 {
-	tc_limits plain = TC_LIMITS_DEFAULT;
-	size_t pos = 1, at, pid_at, ref_at, req_at;
-	/* {call, From, Ref, Request}: a 4-tuple, the atom, a pid, a ref. */
-	if (len < 3 || m[0] != 131 || m[1] != 104 || m[2] != 4) {
+	cn_envelope e;
+	/* Not a request, or from a pid of another node: replies go only
+	 * to processes of the node that asked. */
+	if (!cn_envelope_parse(m, len, &e) ||
+	    strcmp(e.from.node, cn_conn_peer(c)) != 0) {
 		atomic_fetch_add(&srv->dropped_msgs, 1);
 		return;
 	}
-	pos = 3;
-	char atom[MAXATOMLEN_UTF8];
-	int idx;
-	erlang_pid from;
-	if (!checked(m, len, &pos, &plain, &at) ||
-	    (idx = (int)at, ei_decode_atom((const char *)m, &idx, atom)) != 0 ||
-	    strcmp(atom, "call") != 0 ||
-	    !checked(m, len, &pos, &pid_only, &pid_at) ||
-	    (idx = (int)pid_at, ei_decode_pid((const char *)m, &idx, &from)) !=
-	        0 ||
-	    !checked(m, len, &pos, &ref_only, &ref_at) ||
-	    (m[ref_at] != 90 && m[ref_at] != 114)) {
-		atomic_fetch_add(&srv->dropped_msgs, 1);
-		return;
-	}
-	/* Replies go only to processes of the node that asked. */
-	if (strcmp(from.node, cn_conn_peer(c)) != 0) {
-		atomic_fetch_add(&srv->dropped_msgs, 1);
-		return;
-	}
-	size_t ref_len = pos - ref_at;
-	caller *k = malloc(sizeof(*k) + ref_len);
+	caller *k = malloc(sizeof(*k) + e.ref_len);
 	if (!k) {
 		atomic_fetch_add(&srv->dropped_msgs, 1);
 		return;
 	}
-	*k = (caller){srv, c, from, ref_len};
-	memcpy(k->ref, m + ref_at, ref_len);
+	*k = (caller){srv, c, e.from, e.ref_len};
+	memcpy(k->ref, m + e.ref_at, e.ref_len);
 	cn_conn_request_begin(c);
-	req_at = pos;
-	int rc = tc_check(m, len, &pos, &plain);
-	if (rc == TC_OK && pos != len)
-		rc = TC_TRAILING;
-	if (rc) {
-		reply_error(k, "invalid_request", tc_error_name(rc));
+	if (e.check) {
+		reply_error(k, "invalid_request", tc_error_name(e.check));
 		return;
 	}
-	args a = {(const char *)m, (int)req_at};
-	int type, arity = 0;
-	ei_get_type(a.buf, &a.idx, &type, &arity);
-	if ((type != ERL_SMALL_TUPLE_EXT && type != ERL_LARGE_TUPLE_EXT) ||
-	    arity < 1 || ei_decode_tuple_header(a.buf, &a.idx, &arity) != 0 ||
-	    !get_atom(&a, atom)) {
+	if (!e.op[0]) {
 		reply_error(k, "invalid_request", "not_a_request");
 		return;
 	}
+	args a = {(const char *)m, e.args_at};
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (strcmp(ops[i].name, atom) != 0)
+		if (strcmp(ops[i].name, e.op) != 0)
 			continue;
-		if (ops[i].arity != arity)
+		if (ops[i].arity != e.arity)
 			reply_error(k, "invalid_request", ops[i].name);
 		else if (!cn_conn_hello_done(c) && ops[i].run != op_hello)
 			reply_error(k, NULL, "hello_required");
@@ -645,16 +607,12 @@ static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 bool cn_request_frame(cn_server *srv, cn_conn *c, const uint8_t *buf,
                       size_t len)
 {
-	/* The control message holds pids and the destination's name;
-	 * the message follows it. */
-	static const tc_limits control = {TC_ALLOW_PID | TC_ALLOW_REF, 8, 64};
-	size_t pos = 1;
-	if (tc_check_versioned(buf, len, &pos, &control, 0) != TC_OK ||
-	    pos >= len) {
-		cn_log("%s: malformed control message; closing",
-		       cn_conn_peer(c));
+	size_t msg_at;
+	int op = cn_frame_parse(buf, len, &msg_at);
+	if (op < 0)
 		return false;
-	}
-	message(srv, c, buf + pos, len - pos);
+	if (cn_frame_is_send(op))
+		message(srv, c, buf + msg_at, len - msg_at);
+	/* links, exits (EXIT2 too), monitors: ignored */
 	return true;
 }

@@ -1,0 +1,93 @@
+/* envelope.c: frames and request envelopes taken apart within bounds. */
+#include "envelope.h"
+
+#include "term_check.h"
+
+#include <string.h>
+
+enum {
+	DOP_SEND = 2,
+	DOP_REG_SEND = 6,
+	DOP_SEND_TT = 12,
+	DOP_REG_SEND_TT = 16,
+};
+#define PASS_THROUGH 112
+
+bool cn_frame_is_send(int op)
+{
+	return op == DOP_SEND || op == DOP_REG_SEND || op == DOP_SEND_TT ||
+	       op == DOP_REG_SEND_TT;
+}
+
+int cn_frame_parse(const uint8_t *buf, size_t len, size_t *msg_at)
+{
+	/* 'p', then the control message: 131, a small tuple, its
+	 * operation as a small integer. */
+	if (len < 6 || buf[0] != PASS_THROUGH || buf[1] != 131 ||
+	    buf[2] != 104 || buf[3] < 1 || buf[4] != 97)
+		return -1;
+	int op = buf[5];
+	if (!cn_frame_is_send(op))
+		return op; /* links, exits, monitors: not read further */
+	/* The control message holds pids, a trace token, the
+	 * destination's name; the message follows it. */
+	static const tc_limits control = {TC_ALLOW_PID | TC_ALLOW_REF, 8, 64};
+	size_t pos = 1;
+	if (tc_check_versioned(buf, len, &pos, &control, 0) != TC_OK ||
+	    pos >= len)
+		return -1;
+	*msg_at = pos;
+	return op;
+}
+
+static const tc_limits plain = TC_LIMITS_DEFAULT;
+static const tc_limits pid_only = {TC_ALLOW_PID, 1, 0};
+static const tc_limits ref_only = {TC_ALLOW_REF, 1, 0};
+
+/* Check the term at *pos with l; *start: where it began. */
+static bool checked(const uint8_t *m, size_t len, size_t *pos,
+                    const tc_limits *l, size_t *start)
+{
+	*start = *pos;
+	return tc_check(m, len, pos, l) == TC_OK;
+}
+
+bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
+{
+	size_t pos = 3, at, pid_at;
+	char atom[MAXATOMLEN_UTF8];
+	int idx;
+	memset(e, 0, sizeof(*e));
+	/* A 4-tuple: the atom call, a pid, a reference, the request. */
+	if (len < 3 || m[0] != 131 || m[1] != 104 || m[2] != 4)
+		return false;
+	if (!checked(m, len, &pos, &plain, &at) ||
+	    (idx = (int)at, ei_decode_atom((const char *)m, &idx, atom)) != 0 ||
+	    strcmp(atom, "call") != 0 ||
+	    !checked(m, len, &pos, &pid_only, &pid_at) ||
+	    (idx = (int)pid_at,
+	     ei_decode_pid((const char *)m, &idx, &e->from)) != 0 ||
+	    !checked(m, len, &pos, &ref_only, &e->ref_at) ||
+	    (m[e->ref_at] != 90 && m[e->ref_at] != 114))
+		return false;
+	e->ref_len = pos - e->ref_at;
+	size_t req_at = pos;
+	e->check = tc_check(m, len, &pos, &plain);
+	if (e->check == TC_OK && pos != len)
+		e->check = TC_TRAILING;
+	if (e->check)
+		return true;
+	int type, arity = 0;
+	idx = (int)req_at;
+	if (ei_get_type((const char *)m, &idx, &type, &arity) == 0 &&
+	    (type == ERL_SMALL_TUPLE_EXT || type == ERL_LARGE_TUPLE_EXT) &&
+	    arity >= 1 &&
+	    ei_decode_tuple_header((const char *)m, &idx, &arity) == 0 &&
+	    ei_decode_atom((const char *)m, &idx, e->op) == 0) {
+		e->arity = arity;
+		e->args_at = idx;
+	} else {
+		e->op[0] = '\0';
+	}
+	return true;
+}

@@ -1,0 +1,97 @@
+/* fuzz_cnode_frames.c: libFuzzer target for what the C node takes off a
+ * connection (make fuzz): the term validator (c_src/cnode/term_check.c)
+ * and the frame and request envelope parsers (envelope.c), with ei
+ * decoding whatever they accept. Each input is taken three ways: as a
+ * frame, as a message, and as the Request of a well-formed {call, From,
+ * Ref, Request} frame (so the fuzzer reaches request terms without
+ * having to find an envelope first). Every buffer has its exact size, so
+ * a read past it shows under ASan, in ei too. */
+#include "envelope.h"
+#include "term_check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Decode an accepted term the ways ei will: skipped to where the
+ * validator says it ends, and printed whole (every decoder; printing may
+ * refuse, e.g. an atom beyond Latin-1, but never reads past the end). */
+static void decode_with_ei(const uint8_t *m, size_t len, int at, size_t end)
+{
+	int idx = at;
+	if (ei_skip_term((const char *)m, &idx) != 0 || (size_t)idx != end)
+		abort(); /* the validator and ei disagree on the term */
+	char *s = NULL;
+	idx = at;
+	if (ei_s_print_term(&s, (const char *)m, &idx) >= 0 &&
+	    (size_t)idx != end)
+		abort();
+	free(s);
+}
+
+static void message(const uint8_t *m, size_t len)
+{
+	cn_envelope e;
+	if (!cn_envelope_parse(m, len, &e) || e.check)
+		return;
+	decode_with_ei(m, len, 1, len);
+	if (!e.op[0])
+		return;
+	int idx = e.args_at;
+	for (int i = 1; i < e.arity; i++)
+		if (ei_skip_term((const char *)m, &idx) != 0 ||
+		    (size_t)idx > len)
+			abort();
+}
+
+static void frame(const uint8_t *buf, size_t len)
+{
+	size_t at;
+	int op = cn_frame_parse(buf, len, &at);
+	if (op >= 0 && cn_frame_is_send(op)) {
+		decode_with_ei(buf, len, 2, at); /* the control message */
+		message(buf + at, len - at);
+	}
+}
+
+static uint8_t *copy(const uint8_t *a, size_t alen, const uint8_t *b,
+                     size_t blen)
+{
+	uint8_t *p = malloc(alen + blen ? alen + blen : 1);
+	if (!p)
+		abort();
+	memcpy(p, a, alen);
+	if (blen)
+		memcpy(p + alen, b, blen);
+	return p;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t *b = copy(data, size, NULL, 0);
+	frame(b, size);
+	message(b, size);
+	free(b);
+
+	/* 'p', {6, Pid, '', esdb}, then {call, Pid, Ref, <input>} */
+	static const uint8_t pid[] = {88, 119, 4, 'a', '@', 'v', 'm', 0, 0, 0,
+	                              1,  0,   0, 0,   0,   0,   0,   0, 5};
+	static const uint8_t ref[] = {90, 0, 1, 119, 4, 'a', '@', 'v', 'm',
+	                              0,  0, 0, 5,   0, 0,   0,   9};
+	uint8_t head[128];
+	size_t n = 0;
+	head[n++] = 112, head[n++] = 131, head[n++] = 104, head[n++] = 4;
+	head[n++] = 97, head[n++] = 6;
+	memcpy(head + n, pid, sizeof(pid)), n += sizeof(pid);
+	head[n++] = 119, head[n++] = 0;
+	head[n++] = 119, head[n++] = 4;
+	memcpy(head + n, "esdb", 4), n += 4;
+	head[n++] = 131, head[n++] = 104, head[n++] = 4;
+	head[n++] = 119, head[n++] = 4;
+	memcpy(head + n, "call", 4), n += 4;
+	memcpy(head + n, pid, sizeof(pid)), n += sizeof(pid);
+	memcpy(head + n, ref, sizeof(ref)), n += sizeof(ref);
+	b = copy(head, n, data, size);
+	frame(b, n + size);
+	free(b);
+	return 0;
+}
