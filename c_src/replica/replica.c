@@ -36,6 +36,7 @@
  * format version instead of ours (a node of a newer version). */
 unsigned esdb__replica_apply_delay_us;
 unsigned esdb__replica_entry_version;
+unsigned esdb__replica_command_version;
 
 /* One proposed entry: the callers waiting for it and raft's request. */
 typedef struct proposal {
@@ -279,8 +280,22 @@ static void apply_batch(esdb_replica *r, committed *batch)
 			          c->index, esdb_error_describe(rc));
 			goto out_failed;
 		}
-		for (uint32_t i = 0; i < h.count; i++)
+		for (uint32_t i = 0; i < h.count; i++) {
+			/* The proposer checked every command: one this node
+			 * cannot read was written by another version (or
+			 * damaged here). Applying would refuse it here and
+			 * accept it elsewhere: stop instead. */
+			const esdb_cmd *cmd = &cmds[k + i];
+			if ((rc = esdb_cmd_check(cmd->buf, cmd->len))) {
+				fail_stop(r, rc,
+				          "command %u of entry %" PRIu64
+				          " is not readable here (%s): written "
+				          "by another version of ExESDB?",
+				          i, c->index, esdb_error_describe(rc));
+				goto out_failed;
+			}
 			at[k + i] = esdb_entry_store_index(c->index, i);
+		}
 		k += h.count;
 		last = c->index;
 	}
@@ -304,7 +319,10 @@ out:
 	return;
 out_failed:
 	/* Never a result from an entry this store did not apply. */
-	answer_batch(r, batch, NULL, ESDB_ESTORE_FAILED);
+	pthread_mutex_lock(&r->lock);
+	rc = r->failed;
+	pthread_mutex_unlock(&r->lock);
+	answer_batch(r, batch, NULL, rc);
 	free(cmds);
 	free(at);
 	free(results);
@@ -545,6 +563,9 @@ static void propose(esdb_replica *r)
 		esdb_entry_encode(buf, r->proposer, p->seq, cmds, n);
 		if (esdb__replica_entry_version)
 			buf[0] = (uint8_t)esdb__replica_entry_version;
+		if (esdb__replica_command_version) /* the first command's */
+			buf[ESDB_ENTRY_HEADER + 8] =
+			    (uint8_t)esdb__replica_command_version;
 		free(cmds);
 		p->reqs = reqs;
 		p->n = n;
@@ -915,7 +936,11 @@ static int path_start(esdb_commit_path *cp, esdb_store *s)
 static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
 {
 	esdb_replica *r = cp->impl;
-	int rc = 0;
+	/* Only commands every replica can apply enter the log: a malformed
+	 * one is refused here, never stops the replicas. */
+	int rc = esdb_cmd_check(req->cmd.buf, req->cmd.len);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&r->lock);
 	if (r->failed)
 		rc = r->failed;

@@ -27,6 +27,7 @@ typedef struct node_cmd {
 
 extern unsigned esdb__replica_apply_delay_us;
 extern unsigned esdb__replica_entry_version;
+extern unsigned esdb__replica_command_version;
 
 typedef struct node_proc {
 	esdb_store *s;
@@ -144,6 +145,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	};
 	esdb__replica_apply_delay_us = c->apply_delay_us;
 	esdb__replica_entry_version = nd->entry_version;
+	esdb__replica_command_version = nd->command_version;
 	int rc = esdb_store_create(&np.s);
 	if (!rc)
 		rc = esdb_store_set_durability(np.s, ESDB_DURABILITY_NOSYNC);
@@ -171,6 +173,17 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 			    ESDB_EXPECT_ANY, &ev, 1, &res);
 			info.position = res.position;
 			info.version = res.version;
+		} else if (cmd.op == 'B') {
+			/* a command with a bad checksum */
+			esdb_cmd bad;
+			uint8_t id[16];
+			esdb_new_event ev = make_event(id, cmd.n, "t", "bad");
+			if (esdb_cmd_stream_append(NULL, "s", 1,
+			                           ESDB_EXPECT_ANY, &ev, 1,
+			                           &bad) == 0) {
+				bad.buf[bad.len - 1] ^= 1;
+				info.rc = esdb_store_execute(np.s, &bad, NULL);
+			}
 		} else if (cmd.op == 'a') {
 			info.rc = esdb_replica_add(np.r, cmd.n, cmd.address);
 		} else if (cmd.op == 'r') {
@@ -384,6 +397,12 @@ void node_member_remove(cluster *c, int i, int member, node_info *out)
 void node_transfer(cluster *c, int i, int member, node_info *out)
 {
 	member_call(c, i, 't', member, 0, out);
+}
+
+void node_append_corrupt(cluster *c, int i, node_info *out)
+{
+	node_cmd cmd = {.op = 'B', .n = 1};
+	node_call(c, i, &cmd, out);
 }
 
 void node_writers(cluster *c, int i, unsigned threads)

@@ -19,8 +19,9 @@ typedef struct node {
 	pid_t pid;
 	int cmd_fd, reply_fd;
 	unsigned starts;
-	unsigned entry_version; /* 0, or propose entries of this version */
-	bool paused;            /* SIGSTOPped: left out of the waits */
+	unsigned entry_version;   /* 0, or propose entries of this version */
+	unsigned command_version; /* 0, or commands of this version */
+	bool paused;              /* SIGSTOPped: left out of the waits */
 	bool excluded; /* removed from the cluster: left out of the checks */
 } node;
 
@@ -77,6 +78,8 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
 /* Start or stop `threads` writers looping appends on node i (they
  * report every acknowledged append). */
 void node_writers(cluster *c, int i, unsigned threads);
+/* Submit an append whose checksum is wrong on node i. */
+void node_append_corrupt(cluster *c, int i, node_info *out);
 /* Membership calls on node i (esdb_replica_add/assign/remove/transfer);
  * the rc in out->rc. */
 void node_member_add(cluster *c, int i, int member, node_info *out);

@@ -43,6 +43,56 @@ TEST(an_entry_of_an_unknown_version_stops_every_replica)
 	cluster_check_and_free(&c);
 }
 
+/* A command another version wrote (its version byte changed after the
+ * proposer's check): the replicas that reach it stop, none applies it. */
+TEST(a_command_of_an_unknown_version_stops_the_replicas)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++) {
+		c.nodes[i].command_version = 99;
+		node_start(&c, i);
+	}
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	node_info info;
+	node_append(&c, leader, "s", 1, &info);
+	CHECK(info.rc == ESDB_EFORMAT || info.rc == ESDB_EOUTCOME_UNKNOWN);
+	for (int w = 0; w < 2000; w++) {
+		node_get_info(&c, leader, &info);
+		if (info.failed)
+			break;
+		usleep(5000);
+	}
+	CHECK_RC(info.failed, ESDB_EFORMAT);
+	CHECK(strstr(info.failure, "another version") != NULL);
+	for (int i = 0; i < 3; i++) {
+		node_get_info(&c, i, &info);
+		CHECK_EQ(info.events, 0);
+	}
+	cluster_check_and_free(&c);
+}
+
+/* A malformed command never enters the log: refused on submission. */
+TEST(a_malformed_command_is_refused_before_the_log)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	node_info info;
+	node_append_corrupt(&c, leader, &info);
+	CHECK_RC(info.rc, ESDB_ECORRUPT);
+	CHECK_EQ(info.failed, 0);
+	node_append(&c, leader, "s", 2, &info);
+	CHECK_RC(info.rc, 0);
+	CHECK_EQ(info.position, 1);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	cluster_check_and_free(&c);
+}
+
 /* A leader paused (SIGSTOP) under load is deposed; resumed, it answers
  * its pending appends (outcome unknown or, when they did commit, their
  * result) and gives no position twice. */
@@ -74,6 +124,41 @@ TEST(a_deposed_leader_answers_its_pending_appends)
 	/* every writer returns (none waits for ever) */
 	for (int i = 0; i < 3; i++)
 		node_writers(&c, i, 0);
+	REQUIRE(cluster_wait_converged(&c, 30000));
+	cluster_check_and_free(&c);
+}
+
+/* Both followers paused: the leader, cut from its quorum, steps down
+ * after an election timeout, and the appends it had in flight answer
+ * outcome_unknown (they may or may not commit later). */
+TEST(losing_leadership_answers_pending_appends_outcome_unknown)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	node_writers(&c, leader, 4);
+	size_t before = cluster_acks(&c);
+	for (int w = 0; w < 2000 && cluster_acks(&c) < before + 20; w++)
+		usleep(5000);
+	for (int i = 0; i < 3; i++)
+		if (i != leader)
+			node_pause(&c, i, true);
+	node_info info;
+	for (int w = 0; w < 2000; w++) {
+		node_get_info(&c, leader, &info);
+		if (info.unknown > 0 && !info.is_leader)
+			break;
+		usleep(5000);
+	}
+	CHECK(!info.is_leader);
+	CHECK(info.unknown > 0);
+	for (int i = 0; i < 3; i++)
+		if (i != leader)
+			node_pause(&c, i, false);
+	node_writers(&c, leader, 0);
 	REQUIRE(cluster_wait_converged(&c, 30000));
 	cluster_check_and_free(&c);
 }
