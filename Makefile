@@ -253,6 +253,7 @@ bench: $(BENCH_BIN) nif
 	@mkdir -p $(BENCH_DIR)
 	$(BENCH_BIN) --only $(BENCH_FAST) $(BENCH_DIR) | tee $(BUILD)/bench-c.json
 	ESDB_C_BENCH_JSON=$(BUILD)/bench-c.json MIX_ENV=prod mix run bench/beam_bench.exs $(BENCH_DIR)
+	MIX_ENV=prod mix run bench/cnode_bench.exs $(BENCH_DIR)
 	$(BENCH_BIN) --only reopen_10m,append_latency $(BENCH_DIR) | grep -v '"machine"'
 	@if [ -n "$(COMMANDED_PATH)" ] && [ -f "$(COMMANDED_PATH)/mix.exs" ]; then \
 	  COMMANDED_PATH="$(COMMANDED_PATH)" MIX_ENV=test mix run bench/commanded_bench.exs $(BENCH_DIR)/commanded; \
