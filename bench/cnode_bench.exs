@@ -22,7 +22,8 @@ defmodule CNodeBench do
     File.mkdir_p!(dir)
     distribute()
     seconds = String.to_integer(System.get_env("ESDB_BENCH_SECONDS", "3"))
-    cn = start_cnode(Path.join(dir, "cnode-#{System.os_time()}"))
+    cnode_dir = Path.join(dir, "cnode-#{System.os_time()}")
+    cn = start_cnode(cnode_dir)
     nif_dir = Path.join(dir, "nif-#{System.os_time()}")
     {:ok, store} = :ex_esdb_nif.open(nif_dir, %{})
     node = cn.name
@@ -69,6 +70,7 @@ defmodule CNodeBench do
     :ex_esdb_nif.close(store)
     Port.close(cn.port)
     File.rm_rf!(nif_dir)
+    File.rm_rf!(cnode_dir)
   end
 
   defp distribute do
