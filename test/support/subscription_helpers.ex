@@ -50,6 +50,24 @@ defmodule ExESDB.Test.SubscriptionHelpers do
     end
   end
 
+  # ack_until/4 for a subscriber that calls `sample` (what it looks at)
+  # after each message before acking it: the events and the samples.
+  def slow_ack_until(s, sub, n, sample, acc \\ [], samples \\ [])
+
+  def slow_ack_until(_s, _sub, n, _sample, acc, samples) when length(acc) >= n,
+    do: {acc, Enum.reverse(samples)}
+
+  def slow_ack_until(s, sub, n, sample, acc, samples) do
+    receive do
+      {:events, evs} ->
+        taken = sample.()
+        Subscriptions.ack_event(s, sub, List.last(evs))
+        slow_ack_until(s, sub, n, sample, acc ++ evs, [taken | samples])
+    after
+      2000 -> {acc, Enum.reverse(samples)}
+    end
+  end
+
   # Every {position, data} received, collecting garbage after each message
   # (what frees a message's memory) and making new terms.
   def collect_collecting_garbage(acc) do

@@ -284,6 +284,64 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           assert positions(ack_until(s, sub, 5, [])) == Enum.to_list(20_001..20_005)
         end
 
+        test "a catch-up over several pages to a slow subscriber: each event once, in order, " <>
+               "the queue within its bound",
+             %{store: s} do
+          page = ExESDB.Subscriptions.Persistent.State.page()
+          for i <- 1..7, do: append(s, "s#{rem(i, 3)}", div(page, 2))
+          total = 7 * div(page, 2)
+
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "pages", {:by_stream, "$all"}, self(), buffer_size: 100)
+
+          assert_receive {:subscribed, ^sub}
+
+          # after each message: what is read from the store and not handed
+          # out yet stays within the queue's bound (3 pages); a next page
+          # is due only with room for it (2 pages queued at most)
+          sample = fn ->
+            state = :sys.get_state(sub)
+            {state.sub.pending_n, state.sub.reading}
+          end
+
+          {events, samples} = slow_ack_until(s, sub, total, sample)
+          assert positions(events) == Enum.to_list(1..total)
+          assert Enum.all?(samples, fn {pending, _} -> pending <= 3 * page end)
+          assert Enum.all?(samples, fn {pending, due} -> not due or pending <= 2 * page end)
+          # the catch-up had to wait for the subscriber: the bound was used
+          assert Enum.any?(samples, fn {pending, _} -> pending > page end)
+          assert :sys.get_state(sub).sub.catching_up == false
+        end
+
+        test "a subscriber dying mid catch-up ends the subscription; all of it comes again",
+             %{store: s} do
+          append(s, "a", 5000)
+          me = self()
+
+          victim =
+            spawn(fn ->
+              {:ok, sub} =
+                Subscriptions.subscribe_to(s, "dies", {:by_stream, "$all"}, self(), buffer_size: 100)
+
+              receive do
+                {:events, _} -> send(me, {:got_some, sub})
+              end
+
+              Process.sleep(:infinity)
+            end)
+
+          assert_receive {:got_some, sub}, 5_000
+          assert :sys.get_state(sub).sub.catching_up
+          sub_ref = Process.monitor(sub)
+          Process.exit(victim, :kill)
+          assert_receive {:DOWN, ^sub_ref, :process, ^sub, :normal}, 5_000
+          # nothing was acked: all of it again, once, in order
+          {:ok, sub2} =
+            Subscriptions.subscribe_to(s, "dies", {:by_stream, "$all"}, self(), buffer_size: 5000)
+
+          assert positions(ack_until(s, sub2, 5000, [])) == Enum.to_list(1..5000)
+        end
+
         test "a catch-up racing with live appends loses and repeats nothing", %{store: s} do
           me = self()
 
