@@ -383,13 +383,16 @@ defmodule ExESDB.Subscriptions.Persistent.State do
       %{^pid => sub} ->
         {done, rest} = take_acked(sub, acked, state)
 
-        partitions =
+        # (keys and partitions are only kept with partition_by)
+        {partitions, keys} =
           case state.partition_by do
-            nil -> state.partitions
-            _ -> Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)]))
-          end
+            nil ->
+              {state.partitions, state.keys}
 
-        keys = Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))
+            _ ->
+              {Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)])),
+               Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))}
+          end
 
         n = :queue.len(rest)
 
@@ -421,21 +424,24 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   end
 
   defp take_acked(%{sorted: true} = sub, acked, state),
-    do: drop_acked(sub.in_flight, acked, state, [])
+    do: drop_acked(sub.in_flight, acked, state, state.partition_by != nil, [])
 
   defp take_acked(sub, acked, state) do
     {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
     {done, :queue.from_list(rest)}
   end
 
-  defp drop_acked(queue, acked, state, done) do
-    case :queue.peek(queue) do
-      {:value, r} ->
-        if cursor(r, state) <= acked,
-          do: drop_acked(:queue.drop(queue), acked, state, [r | done]),
-          else: {done, queue}
+  # (`keep?`: whether the acked events are wanted, for partitions)
+  defp drop_acked(queue, acked, state, keep?, done) do
+    case :queue.out(queue) do
+      {{:value, r}, rest} ->
+        cond do
+          cursor(r, state) > acked -> {done, queue}
+          keep? -> drop_acked(rest, acked, state, keep?, [r | done])
+          true -> drop_acked(rest, acked, state, keep?, done)
+        end
 
-      :empty ->
+      {:empty, _} ->
         {done, queue}
     end
   end
