@@ -100,7 +100,7 @@ cnode: $(CNODE_BIN)
 $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(CORE_LIB) \
-	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB) $(CLUSTER_H)
 	@mkdir -p priv
@@ -171,7 +171,7 @@ asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/libesdb_core.a
 	clang $(CPPFLAGS) -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c \
-	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -o build/asan/ex_esdb_cnode
+	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o build/asan/ex_esdb_cnode
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
 

@@ -17,6 +17,7 @@
 #include "term_check.h"
 
 #include <errno.h>
+#include <zlib.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,9 +215,52 @@ static bool get_opt_id(args *a, const uint8_t **out)
 	return true;
 }
 
-/* A payload: bytes, or {term, Bytes} checked to hold plain data. */
+/* A compressed term payload inflates to at most this (the NIF's bound). */
+#define MAX_INFLATED (16u << 20)
+
+/* Why a term payload may not be written, in the NIF's words (NULL: it
+ * may): term_check.c's checks, a compressed term inflated first. No
+ * unknown_atom: which atoms exist is the reading VM's business here. */
+static const char *payload_refusal(const uint8_t *p, size_t len)
+{
+	tc_limits l = TC_LIMITS_DEFAULT;
+	l.max_depth = 256;
+	size_t pos = 0;
+	int rc = tc_check_versioned(p, len, &pos, &l, 1);
+	if (rc == TC_COMPRESSED) {
+		/* 131, 80, the inflated size, zlib's stream of the term */
+		if (len < 6)
+			return "malformed";
+		uint32_t size = (uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 |
+		                (uint32_t)p[4] << 8 | p[5];
+		if (size > MAX_INFLATED)
+			return "too_large";
+		uint8_t *out = malloc(size ? size : 1);
+		if (!out)
+			return "enomem";
+		uLongf got = size;
+		if (uncompress(out, &got, p + 6, len - 6) != Z_OK ||
+		    got != size) {
+			free(out);
+			return "malformed";
+		}
+		pos = 0;
+		rc = tc_check(out, size, &pos, &l);
+		if (rc == TC_OK && pos != size)
+			rc = TC_TRAILING;
+		free(out);
+	}
+	if (rc == TC_OK)
+		return NULL;
+	if (rc == TC_FUN || rc == TC_PID || rc == TC_PORT || rc == TC_REF)
+		return tc_error_name(rc);
+	return "malformed";
+}
+
+/* A payload: bytes, or {term, Bytes}; *why is set (once) when a term
+ * payload may not be written. */
 static bool get_payload(args *a, const char **p, size_t *len,
-                        esdb_encoding *enc, int *refusal)
+                        esdb_encoding *enc, const char **why)
 {
 	int type, arity;
 	if (ei_get_type(a->buf, &a->idx, &type, &arity) == 0 &&
@@ -224,11 +268,8 @@ static bool get_payload(args *a, const char **p, size_t *len,
 		if (ei_decode_tuple_header(a->buf, &a->idx, &arity) != 0 ||
 		    !is_atom(a, "term") || !get_bin(a, p, len))
 			return false;
-		size_t pos = 0;
-		tc_limits l = TC_LIMITS_DEFAULT;
-		l.max_depth = 256;
-		*refusal =
-		    tc_check_versioned((const uint8_t *)*p, *len, &pos, &l, 1);
+		if (!*why)
+			*why = payload_refusal((const uint8_t *)*p, *len);
 		*enc = ESDB_ENCODING_TERM;
 		return true;
 	}
@@ -303,7 +344,7 @@ static void op_append(caller *k, args *a)
 		return;
 	}
 	bool ok = true;
-	int refusal = TC_OK;
+	const char *refusal = NULL;
 	for (int i = 0; ok && i < n; i++) {
 		int arity;
 		const char *eid;
@@ -328,7 +369,7 @@ static void op_append(caller *k, args *a)
 	if (!ok || refusal) {
 		free(evs);
 		if (refusal)
-			reply_error(k, "undecodable", tc_error_name(refusal));
+			reply_error(k, "undecodable", refusal);
 		else
 			reply_error(k, "invalid_request", "append");
 		return;

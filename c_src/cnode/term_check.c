@@ -259,7 +259,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case NEW_PID_EXT:
 	case PID_EXT:
 		if (!(w->l->allow & TC_ALLOW_PID))
-			return TC_FORBIDDEN;
+			return TC_PID;
 		p += 1;
 		/* id, serial, creation (one byte in the old form) */
 		rc = node_then(w, &p, tag == NEW_PID_EXT ? 12 : 9);
@@ -267,7 +267,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case NEWER_REFERENCE_EXT:
 	case NEW_REFERENCE_EXT: {
 		if (!(w->l->allow & TC_ALLOW_REF))
-			return TC_FORBIDDEN;
+			return TC_REF;
 		if (!have(w, p + 1, 2))
 			return TC_TRUNCATED;
 		n = (uint64_t)w->b[p + 1] << 8 | w->b[p + 2];
@@ -281,11 +281,14 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case NEW_FUN_EXT:
 	case FUN_EXT:
 	case EXPORT_EXT:
+		return TC_FUN;
 	case PORT_EXT:
 	case NEW_PORT_EXT:
 	case V4_PORT_EXT:
-	case REFERENCE_EXT:
+		return TC_PORT;
 	case COMPRESSED:
+		return TC_COMPRESSED;
+	case REFERENCE_EXT:
 	case ATOM_CACHE_REF:
 		return TC_FORBIDDEN;
 	case FLOAT_EXT: /* text floats: no BEAM sends them to ei (new floats) */
@@ -322,11 +325,18 @@ int tc_check_versioned(const uint8_t *buf, size_t len, size_t *pos,
 	return TC_OK;
 }
 
+int tc_is_forbidden(int rc)
+{
+	return rc == TC_FORBIDDEN || (rc >= TC_FUN && rc <= TC_COMPRESSED);
+}
+
 const char *tc_error_name(int rc)
 {
 	static const char *const names[] = {
-	    "ok",       "truncated", "bad_tag",   "forbidden_term",
-	    "too_deep", "too_long",  "bad_value", "trailing_bytes",
+	    "ok",         "truncated", "bad_tag",   "forbidden_term",
+	    "too_deep",   "too_long",  "bad_value", "trailing_bytes",
+	    "fun",        "pid",       "port",      "reference",
+	    "compressed",
 	};
 	return rc >= 0 && rc < (int)(sizeof(names) / sizeof(names[0]))
 	           ? names[rc]

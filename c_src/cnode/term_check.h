@@ -9,7 +9,8 @@
 
 /* What a term may contain besides plain data (numbers, atoms, binaries,
  * strings, lists, tuples, maps). Funs, ports, compressed terms, atom
- * cache references and old-style references are never accepted. */
+ * cache references and old-style references are never accepted (a
+ * compressed term is inflated and checked by its caller, if at all). */
 enum {
 	TC_ALLOW_PID = 1u << 0,
 	TC_ALLOW_REF = 1u << 1,
@@ -29,12 +30,22 @@ enum {
 	TC_OK = 0,
 	TC_TRUNCATED = 1, /* a length or element runs past the buffer */
 	TC_BAD_TAG = 2,   /* not a term tag (or a version byte missing) */
-	TC_FORBIDDEN = 3, /* a fun, port, compressed term, pid or ref */
+	TC_FORBIDDEN = 3, /* an atom cache reference or old-style ref */
 	TC_TOO_DEEP = 4,  /* nesting over max_depth */
 	TC_TOO_LONG = 5,  /* an atom, bignum or reference over its bound */
 	TC_BAD_VALUE = 6, /* a malformed field (bit count, sign, utf8 atom) */
 	TC_TRAILING = 7,  /* bytes after the term */
+	/* Kinds refused where the limits do not allow them (funs, ports
+	 * and compressed terms never), named as the NIF names them. */
+	TC_FUN = 8,
+	TC_PID = 9,
+	TC_PORT = 10,
+	TC_REF = 11,
+	TC_COMPRESSED = 12,
 };
+
+/* Whether rc refuses a kind of term rather than malformed bytes. */
+int tc_is_forbidden(int rc);
 
 /* Check the term starting at buf[*pos] (a tag, no version byte), which
  * must lie wholly within buf[0..len). On TC_OK *pos is the offset just

@@ -69,7 +69,7 @@ TEST(cnode_term_check_accepts_what_ei_encodes)
 	uint8_t *b = exact(&x, &len);
 	CHECK_EQ(check_whole(b, len, &with_pids), TC_OK);
 	/* The request part alone, with no pids or refs allowed. */
-	CHECK_EQ(check_whole(b, len, &plain), TC_FORBIDDEN);
+	CHECK_EQ(check_whole(b, len, &plain), TC_PID);
 	/* A big integer, a string, a utf8 atom. */
 	ei_x_buff y;
 	ei_x_new_with_version(&y);
@@ -147,15 +147,15 @@ TEST(cnode_term_check_refuses_lying_lengths_and_code)
 	    {"export fun m:f/0",
 	     {131, 113, 119, 1, 'm', 119, 1, 'f', 97, 0},
 	     10,
-	     TC_FORBIDDEN},
-	    {"new fun", {131, 112, 0, 0, 0, 9, 0, 0, 0, 0}, 10, TC_FORBIDDEN},
-	    {"port", {131, 102, 119, 1, 'n', 0, 0, 0, 1, 0}, 10, TC_FORBIDDEN},
-	    {"compressed", {131, 80, 0, 0, 0, 1, 120, 156}, 8, TC_FORBIDDEN},
+	     TC_FUN},
+	    {"new fun", {131, 112, 0, 0, 0, 9, 0, 0, 0, 0}, 10, TC_FUN},
+	    {"port", {131, 102, 119, 1, 'n', 0, 0, 0, 1, 0}, 10, TC_PORT},
+	    {"compressed", {131, 80, 0, 0, 0, 1, 120, 156}, 8, TC_COMPRESSED},
 	    {"atom cache reference", {131, 82, 0}, 3, TC_FORBIDDEN},
 	    {"pid where none belong",
 	     {131, 88, 119, 1, 'n', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
 	     16,
-	     TC_FORBIDDEN},
+	     TC_PID},
 	    {"no version byte", {104, 0}, 2, TC_BAD_TAG},
 	    {"unknown tag", {131, 200}, 2, TC_BAD_TAG},
 	    {"utf8 atom cut inside a character",

@@ -157,7 +157,7 @@ defmodule ExESDB.CNodeTest do
     ok_term = {id, "T", {:term, :erlang.term_to_binary({:a, [1]})}, "", nil, nil}
     assert {:ok, 4, 4} = call(cn.name, {:append, "s", 3, [ok_term]})
     bad = {<<8::128>>, "T", {:term, :erlang.term_to_binary({:a, self()})}, "", nil, nil}
-    assert call(cn.name, {:append, "s", :any, [bad]}) == {:error, {:undecodable, :forbidden_term}}
+    assert call(cn.name, {:append, "s", :any, [bad]}) == {:error, {:undecodable, :pid}}
 
     assert call(cn.name, {:append, "s", :any, [{:not, :an, :event}]}) ==
              {:error, {:invalid_request, :append}}
@@ -166,7 +166,44 @@ defmodule ExESDB.CNodeTest do
     assert call(cn.name, {:hello, 1, 2}) == {:error, {:invalid_request, :hello}}
 
     assert call(cn.name, {:read_all, fn -> :ok end, 1, :forward}) ==
-             {:error, {:invalid_request, :forbidden_term}}
+             {:error, {:invalid_request, :fun}}
+  end
+
+  test "term payloads are refused as the NIF refuses them", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    {:ok, nif} = :ex_esdb_nif.open(Path.join(dir, "nif"), %{durability: :nosync})
+    on_exit(fn -> :ex_esdb_nif.close(nif) end)
+    big = :erlang.term_to_binary(:binary.copy(<<0>>, 17 <<< 20), compressed: 9)
+    cut = :erlang.term_to_binary({:a, "b"}) |> binary_part(0, 8)
+
+    payloads = [
+      {:term, :erlang.term_to_binary({:ok, [1, 2.5, "x", %{a: 1}]})},
+      {:term, :erlang.term_to_binary(:binary.copy("abc", 1000), compressed: 6)},
+      {:term, :erlang.term_to_binary(self())},
+      {:term, :erlang.term_to_binary(make_ref())},
+      {:term, :erlang.term_to_binary(fn -> :ok end)},
+      {:term, :erlang.term_to_binary(hd(Port.list()))},
+      {:term, :erlang.term_to_binary([self()], compressed: 6)},
+      {:term, big},
+      {:term, cut},
+      {:term, "not a term"}
+    ]
+
+    for {p, i} <- Enum.with_index(payloads) do
+      # the data refused, the metadata fine: the data's refusal stands
+      ev = {<<i::128>>, "T", p, {:term, :erlang.term_to_binary(:ok)}, nil, nil}
+      ref = make_ref()
+
+      nif_reply =
+        case :ex_esdb_nif.append(nif, ref, "s#{i}", :any, [ev]) do
+          :ok -> receive(do: ({^ref, r} -> r))
+          error -> error
+        end
+
+      assert call(cn.name, {:append, "s#{i}", :any, [ev]}) == nif_reply,
+             "payload #{i}: the NIF answered #{inspect(nif_reply)}"
+    end
   end
 
   test "a wrong cookie is refused and the C node goes on serving", %{dir: dir} do
@@ -216,7 +253,7 @@ defmodule ExESDB.CNodeTest do
     for {mode, why} <- [
           truncated_binary: "truncated",
           huge_arity: "truncated",
-          fun_request: "forbidden_term"
+          fun_request: "fun"
         ] do
       assert probe(cn.name, "#{mode}") =~ "{error, {invalid_request, #{why}}}"
       assert call(cn.name, {:stream_info, "s"}) == {:ok, 0, false, false}
