@@ -25,6 +25,7 @@ typedef struct node_cmd {
 	char address[32];
 } node_cmd;
 
+extern int esdb__apply_fault[4]; /* c_src/core/internal.h */
 extern unsigned esdb__replica_apply_delay_us;
 extern unsigned esdb__replica_entry_version;
 extern unsigned esdb__replica_command_version;
@@ -173,6 +174,9 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 			    ESDB_EXPECT_ANY, &ev, 1, &res);
 			info.position = res.position;
 			info.version = res.version;
+		} else if (cmd.op == 'F') {
+			/* the store's next transaction fails with errno n */
+			esdb__apply_fault[0] = (int)cmd.n;
 		} else if (cmd.op == 'B') {
 			/* a command with a bad checksum */
 			esdb_cmd bad;
@@ -399,6 +403,13 @@ void node_member_remove(cluster *c, int i, int member, node_info *out)
 void node_transfer(cluster *c, int i, int member, node_info *out)
 {
 	member_call(c, i, 't', member, 0, out);
+}
+
+void node_fail_next_apply(cluster *c, int i, int err)
+{
+	node_cmd cmd = {.op = 'F', .n = (uint64_t)err};
+	node_info info;
+	node_call(c, i, &cmd, &info);
 }
 
 void node_append_corrupt(cluster *c, int i, node_info *out)

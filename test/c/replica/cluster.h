@@ -78,6 +78,8 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
 /* Start or stop `threads` writers looping appends on node i (they
  * report every acknowledged append). */
 void node_writers(cluster *c, int i, unsigned threads);
+/* Node i's store fails its next transaction with errno err. */
+void node_fail_next_apply(cluster *c, int i, int err);
 /* Submit an append whose checksum is wrong on node i. */
 void node_append_corrupt(cluster *c, int i, node_info *out);
 /* Membership calls on node i (esdb_replica_add/assign/remove/transfer);

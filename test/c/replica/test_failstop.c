@@ -3,7 +3,61 @@
 
 #include "cluster.h"
 
+#include <errno.h>
 #include <unistd.h>
+
+/* A follower whose store fails to apply (EIO, then ENOSPC) stops: it
+ * records nothing, skips nothing; the others go on; restarted, it
+ * applies from where its store stopped and ends like the others. */
+static void follower_apply_failure(int err)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	int leader = cluster_wait_leader(&c, 20000);
+	REQUIRE(leader >= 0);
+	int f = (leader + 1) % 3;
+	node_info info;
+	for (uint64_t n = 1; n <= 5; n++) {
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0);
+	}
+	REQUIRE(cluster_wait_converged(&c, 20000)); /* 6 events */
+	node_fail_next_apply(&c, f, err);
+	for (uint64_t n = 6; n <= 10; n++) {
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0); /* the other follower makes a quorum */
+	}
+	for (int w = 0; w < 2000; w++) {
+		node_get_info(&c, f, &info);
+		if (info.failed)
+			break;
+		usleep(5000);
+	}
+	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
+	CHECK(strstr(info.failure, "failed") != NULL);
+	CHECK_EQ(info.events, 6);
+	node_append(&c, f, "s", 99, &info);
+	CHECK_RC(info.rc, ESDB_ESTORE_FAILED);
+	node_kill(&c, f);
+	node_start(&c, f);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	node_get_info(&c, f, &info);
+	CHECK_EQ(info.failed, 0);
+	CHECK_EQ(info.events, 12); /* 10 appends and 2 fences */
+	cluster_check_and_free(&c);
+}
+
+TEST(a_replica_whose_store_fails_stops_and_recovers_on_restart)
+{
+	follower_apply_failure(EIO);
+}
+
+TEST(a_replica_whose_disk_is_full_stops_and_recovers_on_restart)
+{
+	follower_apply_failure(ENOSPC);
+}
 
 /* Nodes of a newer version propose entries of entry format 2: every
  * replica stops at the first one, saying so, and applies nothing. */
