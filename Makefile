@@ -102,16 +102,20 @@ $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
-$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(CORE_LIB) $(CLUSTER_H)
+# The binding-neutral protocol tables (c_src/proto) every binding builds in.
+PROTO_SRC := c_src/proto/proto.c
+PROTO_DEPS := c_src/proto/proto.[ch]
+
+$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) -I$(ERTS_INCLUDE) -I$(dir $(CLUSTER_H)) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
-	  c_src/nif/*.c $(CORE_LIB) $(LDLIBS) -lz -o $@
+	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(ERTS_INCLUDE) -I$(dir $(CLUSTER_H)) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
+	  c_src/nif/*.c $(PROTO_SRC) $(CORE_LIB) $(LDLIBS) -lz -o $@
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
 # node's term validator (c_src/cnode/term_check.c) to fuzz them.
-$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] $(CORE_LIB)
-	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
-	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] $(PROTO_DEPS) $(CORE_LIB)
+	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
+	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c $(PROTO_SRC) $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@

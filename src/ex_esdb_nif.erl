@@ -12,7 +12,7 @@
          checkpoint_list/3, stats/1, limits/1, cancel/2, verify/2, backup/3,
          read_records/6, subscribe/4, subscribe/5, subscribe/6,
          unsubscribe/2, grant/3,
-         decode_term/1, cluster_support/0]).
+         decode_term/1, cluster_support/0, protocol_table/0]).
 -export(?NIFS).
 -nifs(?NIFS).
 
@@ -58,3 +58,4 @@ unsubscribe(_Store, _MemberId) -> erlang:nif_error(not_loaded).
 grant(_Store, _MemberId, _N) -> erlang:nif_error(not_loaded).
 decode_term(_Bin) -> erlang:nif_error(not_loaded).
 cluster_support() -> erlang:nif_error(not_loaded).
+protocol_table() -> erlang:nif_error(not_loaded).

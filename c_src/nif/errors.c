@@ -9,13 +9,9 @@
  * {corrupt, Where}: {event, Position}, {page, Page}, or the kind. */
 static ERL_NIF_TERM corrupt_where(ErlNifEnv *env)
 {
-	static const char *const kinds[] = {"unknown", "event",    "stream",
-	                                    "type",    "snapshot", "checkpoint",
-	                                    "index",   "page"};
 	esdb_where w;
 	esdb_where_take(&w);
-	unsigned k = (unsigned)w.kind < 8 ? (unsigned)w.kind : 0;
-	ERL_NIF_TERM kind = enif_make_atom(env, kinds[k]);
+	ERL_NIF_TERM kind = enif_make_atom(env, esdb_proto_where_name(w.kind));
 	if ((w.kind == ESDB_WHERE_EVENT && w.number) ||
 	    w.kind == ESDB_WHERE_PAGE)
 		return enif_make_tuple2(env, kind,

@@ -34,7 +34,8 @@ static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
 
 #define DIRTY_IO ERL_NIF_DIRTY_JOB_IO_BOUND
 
-static ErlNifFunc funcs[] = {
+/* Every entry is an operation of c_src/proto (protocol_table_test.exs). */
+ErlNifFunc nif_funcs[] = {
     {"open", 2, nif_open, DIRTY_IO},
     {"close", 1, nif_close, DIRTY_IO},
     {"append", 5, nif_append, 0},
@@ -64,6 +65,9 @@ static ErlNifFunc funcs[] = {
     {"grant", 3, nif_grant, DIRTY_IO},
     {"decode_term", 1, nif_decode_term, 0},
     {"cluster_support", 0, nif_cluster_support, 0},
+    {"protocol_table", 0, nif_protocol_table, 0},
 };
 
-ERL_NIF_INIT(ex_esdb_nif, funcs, load, NULL, upgrade, NULL)
+const size_t nif_func_count = sizeof(nif_funcs) / sizeof(nif_funcs[0]);
+
+ERL_NIF_INIT(ex_esdb_nif, nif_funcs, load, NULL, upgrade, NULL)

@@ -95,8 +95,8 @@ ERL_NIF_TERM nif_backup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	ErlNifBinary dest;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &dest) || dest.size == 0 ||
-	    dest.size > 4000 || memchr(dest.data, 0, dest.size) ||
-	    !nif_store_get(env, argv[0], &r))
+	    dest.size > ESDB_PROTO_MAX_PATH ||
+	    memchr(dest.data, 0, dest.size) || !nif_store_get(env, argv[0], &r))
 		return enif_make_badarg(env);
 	char *p = malloc(dest.size + 1);
 	if (!p)

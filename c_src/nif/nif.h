@@ -6,10 +6,11 @@
 #include <stdbool.h>
 
 #include "esdb.h"
+#include "proto.h"
 
 /* A read returns at most this many events, whatever is asked, so one call
  * holds a dirty scheduler for a bounded time. */
-#define MAX_READ 10000
+#define MAX_READ ESDB_PROTO_MAX_READ
 
 struct members;
 
@@ -124,6 +125,14 @@ ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
                                  const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_limits(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+/* ex_esdb_nif.c: the function table (checked against c_src/proto's
+ * operations by protocol_table_test.exs). */
+extern ErlNifFunc nif_funcs[];
+extern const size_t nif_func_count;
+/* protocol.c */
+ERL_NIF_TERM nif_protocol_table(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[]);
 
 /* records.c: reads that build Elixir structs directly. */
 void records_init(ErlNifEnv *env);

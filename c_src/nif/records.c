@@ -12,37 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Keys in term order (atoms sort by name), so building each map needs no
+/* Keys in term order (c_src/proto), so building each map needs no
  * reordering. */
-#define RECORD_KEYS(X)                                                         \
-	X(__struct__)                                                          \
-	X(causation_id)                                                        \
-	X(correlation_id)                                                      \
-	X(created_at)                                                          \
-	X(created_epoch)                                                       \
-	X(data)                                                                \
-	X(event_id)                                                            \
-	X(event_number)                                                        \
-	X(event_type)                                                          \
-	X(metadata)                                                            \
-	X(position)                                                            \
-	X(stream_id)                                                           \
-	X(stream_version)
-
-#define DATETIME_KEYS(X)                                                       \
-	X(__struct__)                                                          \
-	X(calendar)                                                            \
-	X(day)                                                                 \
-	X(hour)                                                                \
-	X(microsecond)                                                         \
-	X(minute)                                                              \
-	X(month)                                                               \
-	X(second)                                                              \
-	X(std_offset)                                                          \
-	X(time_zone)                                                           \
-	X(utc_offset)                                                          \
-	X(year)                                                                \
-	X(zone_abbr)
+#define RECORD_KEYS   ESDB_PROTO_RECORD_FIELDS
+#define DATETIME_KEYS ESDB_PROTO_DATETIME_FIELDS
 
 enum {
 #define REC_ENUM(name) REC_##name,
@@ -125,20 +98,6 @@ static ERL_NIF_TERM opt_uuid_text(ErlNifEnv *env, const uint8_t *id)
 	return id ? uuid_text(env, id) : atom_nil;
 }
 
-/* Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm). */
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153;
-	*d = doy - (153 * mp + 2) / 5 + 1;
-	*m = mp < 10 ? mp + 3 : mp - 9;
-	*y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 /* %DateTime{} in UTC with microsecond precision, as
  * DateTime.from_unix!(us, :microsecond) makes it. */
 static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
@@ -146,23 +105,19 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 	ErlNifEnv *env = c->env;
 	if (c->have_created && c->created_us == us)
 		return c->created_t;
-	int64_t secs = (int64_t)(us / 1000000u);
-	int64_t days = secs / 86400, rem = secs % 86400;
-	int64_t year;
-	unsigned month, day;
-	civil_from_days(days, &year, &month, &day);
+	esdb_proto_date d;
+	esdb_proto_date_from_us(us, &d);
 	ERL_NIF_TERM vals[DT_N] = {
 	    [DT___struct__] = atom_datetime,
 	    [DT_calendar] = atom_iso,
-	    [DT_year] = enif_make_int64(env, year),
-	    [DT_month] = enif_make_uint(env, month),
-	    [DT_day] = enif_make_uint(env, day),
-	    [DT_hour] = enif_make_int64(env, rem / 3600),
-	    [DT_minute] = enif_make_int64(env, rem % 3600 / 60),
-	    [DT_second] = enif_make_int64(env, rem % 60),
-	    [DT_microsecond] =
-	        enif_make_tuple2(env, enif_make_uint64(env, us % 1000000u),
-	                         enif_make_int(env, 6)),
+	    [DT_year] = enif_make_int64(env, d.year),
+	    [DT_month] = enif_make_uint(env, d.month),
+	    [DT_day] = enif_make_uint(env, d.day),
+	    [DT_hour] = enif_make_uint(env, d.hour),
+	    [DT_minute] = enif_make_uint(env, d.minute),
+	    [DT_second] = enif_make_uint(env, d.second),
+	    [DT_microsecond] = enif_make_tuple2(
+	        env, enif_make_uint(env, d.microsecond), enif_make_int(env, 6)),
 	    [DT_std_offset] = enif_make_int(env, 0),
 	    [DT_utc_offset] = enif_make_int(env, 0),
 	    [DT_time_zone] = c->etc_utc,

@@ -37,126 +37,77 @@ void nif_store_release(store_res *r)
 
 /* ---- open / close ----------------------------------------------------- */
 
-static bool get_limit(ErlNifEnv *env, ERL_NIF_TERM opts, ERL_NIF_TERM key,
-                      uint64_t *out)
+/* One open option's value, decoded as the protocol table says. */
+static bool get_option(ErlNifEnv *env, ERL_NIF_TERM v, esdb_proto_opt_id i,
+                       esdb_proto_open *o)
 {
-	ERL_NIF_TERM v;
-	if (!enif_get_map_value(env, opts, key, &v))
+	const esdb_proto_option *opt = &esdb_proto_options[i];
+	ErlNifBinary b;
+	switch (opt->kind) {
+	case ESDB_OPTK_ATOM:
+		for (uint64_t k = 0; opt->atoms[k]; k++)
+			if (enif_is_identical(
+			        v, enif_make_atom(env, opt->atoms[k]))) {
+				o->value[i] = k;
+				return true;
+			}
+		return false;
+	case ESDB_OPTK_BOOL:
+		if (!enif_is_identical(v, atom_true) &&
+		    !enif_is_identical(v, atom_false))
+			return false;
+		o->value[i] = enif_is_identical(v, atom_true);
 		return true;
-	return nif_get_u64(env, v, out);
+	case ESDB_OPTK_UINT:
+		return nif_get_u64(env, v, &o->value[i]) &&
+		       esdb_proto_option_in_bounds(opt, o->value[i]);
+	case ESDB_OPTK_TEXT:
+		if (!enif_inspect_binary(env, v, &b) ||
+		    !esdb_proto_option_in_bounds(opt, b.size))
+			return false;
+		o->text[i] = (const char *)b.data;
+		o->text_len[i] = b.size;
+		return true;
+	}
+	return false;
 }
 
-/* open(Path :: binary(), Opts :: map()) -> {ok, Store} | {error, Reason} */
+/* open(Path :: binary(), Opts :: map()) -> {ok, Store} | {error, Reason};
+ * the options are c_src/proto's (docs/PROTOCOL.md). */
 ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary path;
 	ERL_NIF_TERM v;
 	esdb_store *s;
 	if (!enif_inspect_binary(env, argv[0], &path) || path.size == 0 ||
-	    path.size > 4000 || !enif_is_map(env, argv[1]) ||
+	    path.size > ESDB_PROTO_MAX_PATH || !enif_is_map(env, argv[1]) ||
 	    memchr(path.data, 0, path.size))
 		return enif_make_badarg(env);
-	char p[4096];
+	char p[ESDB_PROTO_MAX_PATH + 1];
 	memcpy(p, path.data, path.size);
 	p[path.size] = 0;
 
 	int rc = esdb_store_create(&s);
 	if (rc)
 		return nif_error_term(env, rc);
-	if (enif_get_map_value(env, argv[1], atom_durability, &v)) {
-		esdb_durability d;
-		/* strict: the default's name before it was the default */
-		if (enif_is_identical(v, atom_sync) ||
-		    enif_is_identical(v, atom_strict))
-			d = ESDB_DURABILITY_SYNC;
-		else if (enif_is_identical(v, atom_no_meta_sync))
-			d = ESDB_DURABILITY_NO_META_SYNC;
-		else if (enif_is_identical(v, atom_nosync))
-			d = ESDB_DURABILITY_NOSYNC;
-		else
+	esdb_proto_open o = {0};
+	for (int i = 0; i < ESDB_OPT_N; i++) {
+		ERL_NIF_TERM key =
+		    enif_make_atom(env, esdb_proto_options[i].name);
+		if (!enif_get_map_value(env, argv[1], key, &v))
+			continue;
+		if (!get_option(env, v, (esdb_proto_opt_id)i, &o))
 			goto bad_option;
-		esdb_store_set_durability(s, d);
+		o.given[i] = true;
 	}
-	if (enif_get_map_value(env, argv[1], atom_map_size, &v)) {
-		uint64_t size;
-		if (!nif_get_u64(env, v, &size) ||
-		    esdb_store_set_mapsize(s, size))
-			goto bad_option;
-	}
-	if (enif_get_map_value(env, argv[1], atom_create, &v)) {
-		if (!enif_is_identical(v, atom_true) &&
-		    !enif_is_identical(v, atom_false))
-			goto bad_option;
-		esdb_store_set_create(s, enif_is_identical(v, atom_true));
-	}
-	if (enif_get_map_value(env, argv[1], atom_readonly, &v)) {
-		if (!enif_is_identical(v, atom_true) &&
-		    !enif_is_identical(v, atom_false))
-			goto bad_option;
-		esdb_store_set_readonly(s, enif_is_identical(v, atom_true));
-	}
-	if (enif_get_map_value(env, argv[1], atom_file_mode, &v)) {
-		uint64_t mode;
-		if (!nif_get_u64(env, v, &mode) || mode > 0777 ||
-		    esdb_store_set_file_mode(s, (unsigned)mode))
-			goto bad_option;
-	}
-	if (enif_get_map_value(env, argv[1], atom_owner, &v)) {
-		/* shown to a process refused the store (ESDB_ELOCKED) */
-		ErlNifBinary o;
-		char owner[256];
-		if (!enif_inspect_binary(env, v, &o) || o.size >= sizeof(owner))
-			goto bad_option;
-		memcpy(owner, o.data, o.size);
-		owner[o.size] = 0;
-		if (strlen(owner) != o.size || esdb_store_set_owner(s, owner))
-			goto bad_option;
-	}
-	/* bytes of committed events waiting for fan-out (emitter.c) */
-	uint64_t fanout_bytes = 0;
-	if (enif_get_map_value(env, argv[1], atom_max_fanout_bytes, &v) &&
-	    (!nif_get_u64(env, v, &fanout_bytes) || fanout_bytes == 0))
-		goto bad_option;
-	if (enif_get_map_value(env, argv[1], atom_max_queue_bytes, &v)) {
-		uint64_t bytes;
-		if (!nif_get_u64(env, v, &bytes) ||
-		    esdb_store_set_queue_bytes(s, bytes))
-			goto bad_option;
-	}
-	if (enif_get_map_value(env, argv[1], atom_max_read_bytes, &v)) {
-		uint64_t bytes;
-		if (!nif_get_u64(env, v, &bytes) ||
-		    esdb_store_set_read_bytes(s, bytes))
-			goto bad_option;
-	}
-	/* Limits not given keep the store's (the defaults in a new one). */
-	esdb_limits l = {0};
-	uint64_t sid = 0, typ = 0, evs = 0, key = 0;
-	if (!get_limit(env, argv[1], atom_max_stream_id, &sid) ||
-	    !get_limit(env, argv[1], atom_max_event_type, &typ) ||
-	    !get_limit(env, argv[1], atom_max_event_bytes,
-	               &l.max_event_bytes) ||
-	    !get_limit(env, argv[1], atom_max_append_events, &evs) ||
-	    !get_limit(env, argv[1], atom_max_append_bytes,
-	               &l.max_append_bytes) ||
-	    !get_limit(env, argv[1], atom_max_key, &key) || sid > UINT32_MAX ||
-	    typ > UINT32_MAX || evs > UINT32_MAX || key > UINT32_MAX)
-		goto bad_option;
-	l.max_stream_id = (uint32_t)sid;
-	l.max_event_type = (uint32_t)typ;
-	l.max_append_events = (uint32_t)evs;
-	l.max_key = (uint32_t)key;
-	if ((sid || typ || evs || key || l.max_event_bytes ||
-	     l.max_append_bytes) &&
-	    esdb_store_set_limits(s, &l))
+	if (esdb_proto_open_configure(s, &o))
 		goto bad_option;
 
 	if ((rc = esdb_store_open(s, p))) {
 		esdb_store_close(s);
 		return nif_error_term(env, rc);
 	}
-	if (fanout_bytes)
-		esdb_emitter_set_queue_bytes(s, fanout_bytes);
+	esdb_proto_open_started(s, &o);
 	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
 	r->s = s;
 	r->closed = false;
