@@ -19,7 +19,7 @@ defmodule Mix.Tasks.Compile.ExEsdbNative do
 
   # The Erlang modules' EDoc as doc chunks beside the app's ebin, where
   # `h :ex_esdb` (IEx) and `h(ex_esdb)` (the Erlang shell) look for them.
-  @erlang_sources ["src/ex_esdb.erl", "src/ex_esdb_nif.erl"]
+  @erlang_sources ["src/ex_esdb.erl", "src/ex_esdb_backend.erl", "src/ex_esdb_nif.erl"]
   defp erlang_docs do
     sources = Enum.map(@erlang_sources, &Path.join(__DIR__, &1))
     dir = Path.join(Mix.Project.app_path(), "doc")
