@@ -112,10 +112,11 @@ $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
 	  c_src/nif/*.c $(PROTO_SRC) $(CORE_LIB) $(LDLIBS) -lz -o $@
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
-# node's term validator (c_src/cnode/term_check.c) to fuzz them.
-$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] $(PROTO_DEPS) $(CORE_LIB)
+# node's term validator (c_src/cnode/term_check.c) to fuzz them, and its
+# cookie reader.
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] c_src/cnode/cookie.[ch] $(PROTO_DEPS) $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
-	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c $(PROTO_SRC) $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c c_src/cnode/cookie.c $(PROTO_SRC) $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
