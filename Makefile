@@ -89,9 +89,12 @@ $(CORE_LIB): $(CORE_OBJ)
 # The CLI prints Erlang terms with erl_interface's ei (erlang-dev).
 EI_DIR ?= $(shell erl -noshell -eval 'io:format("~s", [code:lib_dir(erl_interface)]), halt().' 2>/dev/null)
 
-$(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(CORE_LIB)
+# The tools' one JSON writer (the CLI's --json, the bench's lines).
+JSON_SRC := c_src/json/json.c c_src/json/json.h
+
+$(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(JSON_SRC) $(CORE_LIB)
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cli/*.c $(CORE_LIB) \
+	$(CC) $(CPPFLAGS) -Ic_src/json -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cli/*.c c_src/json/json.c $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
 
 # The C node (c_src/cnode) over the core and erl_interface's ei.
@@ -113,10 +116,10 @@ $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
 # node's term validator (c_src/cnode/term_check.c) to fuzz them, and its
-# cookie reader.
-$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] c_src/cnode/cookie.[ch] $(PROTO_DEPS) $(CORE_LIB)
-	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
-	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c c_src/cnode/cookie.c $(PROTO_SRC) $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -o $@
+# cookie reader; and the tools' JSON writer.
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] c_src/cnode/cookie.[ch] $(PROTO_DEPS) $(JSON_SRC) $(CORE_LIB)
+	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -Ic_src/proto -Ic_src/json -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
+	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c c_src/cnode/cookie.c $(PROTO_SRC) c_src/json/json.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -lm -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
@@ -124,8 +127,8 @@ $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 $(BUILD)/esdb_fault_child: test/c/fault/fault_child.c $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread $< $(CORE_LIB) $(LDLIBS) -o $@
 
-$(BENCH_BIN): c_src/bench/*.c $(CORE_LIB)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread c_src/bench/*.c $(CORE_LIB) $(LDLIBS) -o $@
+$(BENCH_BIN): c_src/bench/*.c $(JSON_SRC) $(CORE_LIB)
+	$(CC) $(CPPFLAGS) -Ic_src/json $(CFLAGS) $(WARN) -pthread c_src/bench/*.c c_src/json/json.c $(CORE_LIB) $(LDLIBS) -o $@
 
 # An IEx shell with a demo store in ./data (EX_ESDB_DATA_DIR overrides).
 DATA_DIR := $(or $(EX_ESDB_DATA_DIR),data)

@@ -30,7 +30,9 @@
 
 #include <lmdb.h> /* mdb_version() for the machine line, nothing else */
 
+#include "dirs.h"
 #include "esdb.h"
+#include "json.h"
 
 #define MiB (1024ull * 1024)
 #define GiB (1024 * MiB)
@@ -206,55 +208,46 @@ static void lat_free(lat *l)
 
 /* ---- JSON lines -------------------------------------------------------- */
 
-static void json_str_val(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+/* One result line: {"bench":NAME, KEY:VALUE...}, through the tools' one
+ * JSON writer (c_src/json). */
+static json_writer line;
 
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
+static void line_begin(const char *bench)
+{
+	line = (json_writer){.out = stdout};
+	json_open(&line, '{');
+	json_key(&line, "bench");
+	json_cstr(&line, bench);
 }
 
-static void json_begin(const char *bench)
+static void line_str(const char *key, const char *val)
 {
-	printf("{\"bench\":");
-	json_str_val(bench);
+	json_key(&line, key);
+	json_cstr(&line, val);
 }
 
-static void json_str(const char *key, const char *val)
+static void line_f(const char *key, double v, int prec)
 {
-	printf(",\"%s\":", key);
-	json_str_val(val);
+	json_key(&line, key);
+	json_double(&line, v, prec);
 }
 
-static void json_f(const char *key, double v, int prec)
+static void line_u(const char *key, uint64_t v)
 {
-	if (v != v || v > 1e300 || v < -1e300)
-		printf(",\"%s\":null", key);
-	else
-		printf(",\"%s\":%.*f", key, prec, v);
+	json_key(&line, key);
+	json_u64(&line, v);
 }
 
-static void json_u(const char *key, uint64_t v)
+static void line_b(const char *key, bool v)
 {
-	printf(",\"%s\":%llu", key, (unsigned long long)v);
+	json_key(&line, key);
+	json_bool(&line, v);
 }
 
-static void json_b(const char *key, bool v)
+static void line_end(void)
 {
-	printf(",\"%s\":%s", key, v ? "true" : "false");
-}
-
-static void json_end(void)
-{
-	printf("}\n");
+	json_close(&line, '}');
+	putchar('\n');
 	fflush(stdout);
 }
 
@@ -272,25 +265,6 @@ static int rm_entry(const char *path, const struct stat *sb, int flag,
 static void rm_rf(const char *path)
 {
 	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-
-	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-		return ENAMETOOLONG;
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return errno;
-	return 0;
 }
 
 /* Flush what earlier runs and bulk loads left dirty: background writeback
@@ -749,13 +723,13 @@ static int run_raw_fdatasync(void)
 	secs = (double)(now - t0) / 1e9;
 	lat_sort(&l);
 	g_raw_rate = (double)l.n / secs;
-	json_begin("raw_fdatasync");
-	json_f("events_per_s", g_raw_rate, 1);
-	json_f("p50_us", lat_pct_us(&l, 0.50), 1);
-	json_f("p99_us", lat_pct_us(&l, 0.99), 1);
-	json_u("n", l.n);
-	json_u("block_bytes", sizeof block);
-	json_end();
+	line_begin("raw_fdatasync");
+	line_f("events_per_s", g_raw_rate, 1);
+	line_f("p50_us", lat_pct_us(&l, 0.50), 1);
+	line_f("p99_us", lat_pct_us(&l, 0.99), 1);
+	line_u("n", l.n);
+	line_u("block_bytes", sizeof block);
+	line_end();
 	rv = 0;
 fail:
 	if (fd >= 0)
@@ -825,27 +799,27 @@ static int mode_run(const char *name, esdb_durability d, const char *sync_name,
 	else
 		CHECK(append_timed(s, nthreads, batch, pick, &r));
 	eps = (double)r.events / r.secs;
-	json_begin(name);
-	json_f("events_per_s", eps, 1);
-	json_f("p50_us", lat_pct_us(&r.lat, 0.50), 1);
-	json_f("p99_us", lat_pct_us(&r.lat, 0.99), 1);
+	line_begin(name);
+	line_f("events_per_s", eps, 1);
+	line_f("p50_us", lat_pct_us(&r.lat, 0.50), 1);
+	line_f("p99_us", lat_pct_us(&r.lat, 0.99), 1);
 	if (ratio_key)
-		json_f(ratio_key, eps / (ratio_scale * g_raw_rate), 3);
-	json_str("durability",
+		line_f(ratio_key, eps / (ratio_scale * g_raw_rate), 3);
+	line_str("durability",
 	         d == ESDB_DURABILITY_SYNC ? "sync" : "no_meta_sync");
 	if (d == ESDB_DURABILITY_SYNC)
 		note_sync_rate(name, eps);
 	else if (sync_name && sync_rate(sync_name) > 0)
-		json_f("sync_ratio", sync_rate(sync_name) / eps, 3);
-	json_str("writers", async ? "async" : "threads");
-	json_u(async ? "clients" : "threads", nthreads);
-	json_u("batch", batch);
-	json_u("events", r.events);
-	json_u("commits", r.commits);
-	json_f("events_per_commit",
+		line_f("sync_ratio", sync_rate(sync_name) / eps, 3);
+	line_str("writers", async ? "async" : "threads");
+	line_u(async ? "clients" : "threads", nthreads);
+	line_u("batch", batch);
+	line_u("events", r.events);
+	line_u("commits", r.commits);
+	line_f("events_per_commit",
 	       r.commits ? (double)r.events / (double)r.commits : 0.0, 1);
-	json_f("seconds", r.secs, 3);
-	json_end();
+	line_f("seconds", r.secs, 3);
+	line_end();
 	rv = 0;
 fail:
 	esdb_store_close(s);
@@ -1015,14 +989,14 @@ static int read_run(const char *name, bool all)
 		rate[i] = (double)n / ((double)(t1 - t0) / 1e9);
 	}
 	qsort(rate, READ_PASSES, sizeof *rate, cmp_double);
-	json_begin(name);
-	json_f("events_per_s", rate[READ_PASSES / 2], 1);
-	json_str("stat", "median");
-	json_f("best_events_per_s", rate[READ_PASSES - 1], 1);
-	json_u("passes", READ_PASSES);
-	json_u("events", total);
-	json_u("page", PAGE_EVENTS);
-	json_end();
+	line_begin(name);
+	line_f("events_per_s", rate[READ_PASSES / 2], 1);
+	line_str("stat", "median");
+	line_f("best_events_per_s", rate[READ_PASSES - 1], 1);
+	line_u("passes", READ_PASSES);
+	line_u("events", total);
+	line_u("page", PAGE_EVENTS);
+	line_end();
 	rv = 0;
 fail:
 	esdb_store_close(s);
@@ -1079,15 +1053,15 @@ static int run_reopen_10m(void)
 	}
 	first = secs[0];
 	qsort(secs, REOPENS, sizeof *secs, cmp_double);
-	json_begin("reopen_10m");
-	json_f("seconds", secs[REOPENS / 2], 4);
-	json_str("stat", "median");
-	json_f("first_seconds", first, 4);
-	json_u("events", st.events);
-	json_u("streams", st.streams);
-	json_u("bytes_used", st.bytes_used);
-	json_f("build_events_per_s", (double)total / build_s, 1);
-	json_end();
+	line_begin("reopen_10m");
+	line_f("seconds", secs[REOPENS / 2], 4);
+	line_str("stat", "median");
+	line_f("first_seconds", first, 4);
+	line_u("events", st.events);
+	line_u("streams", st.streams);
+	line_u("bytes_used", st.bytes_used);
+	line_f("build_events_per_s", (double)total / build_s, 1);
+	line_end();
 	rv = 0;
 fail:
 	esdb_store_close(s);
@@ -1170,19 +1144,19 @@ static int run_append_latency(void)
 	lat_sort(&ls);
 	lat_sort(&ll);
 	p50s = lat_pct_us(&ls, 0.50);
-	json_begin("append_latency_v1");
-	json_f("p50_us", p50s, 1);
-	json_f("p99_us", lat_pct_us(&ls, 0.99), 1);
-	json_u("n", ls.n);
-	json_u("stream_version", vs0);
-	json_end();
-	json_begin("append_latency_v1m");
-	json_f("p50_us", lat_pct_us(&ll, 0.50), 1);
-	json_f("p99_us", lat_pct_us(&ll, 0.99), 1);
-	json_f("ratio_p50", lat_pct_us(&ll, 0.50) / p50s, 3);
-	json_u("n", ll.n);
-	json_u("stream_version", vl0);
-	json_end();
+	line_begin("append_latency_v1");
+	line_f("p50_us", p50s, 1);
+	line_f("p99_us", lat_pct_us(&ls, 0.99), 1);
+	line_u("n", ls.n);
+	line_u("stream_version", vs0);
+	line_end();
+	line_begin("append_latency_v1m");
+	line_f("p50_us", lat_pct_us(&ll, 0.50), 1);
+	line_f("p99_us", lat_pct_us(&ll, 0.99), 1);
+	line_f("ratio_p50", lat_pct_us(&ll, 0.50) / p50s, 3);
+	line_u("n", ll.n);
+	line_u("stream_version", vl0);
+	line_end();
 	rv = 0;
 fail:
 	esdb_store_close(s);
@@ -1250,18 +1224,18 @@ static int run_append_fanout_100(void)
 	lat_sort(&alone);
 	lat_sort(&with);
 	lat_sort(&all);
-	json_begin("append_fanout_100");
-	json_f("ack_p50_us", lat_pct_us(&with, 0.50), 1);
-	json_f("ack_alone_p50_us", lat_pct_us(&alone, 0.50), 1);
-	json_f("ack_ratio", lat_pct_us(&with, 0.50) / lat_pct_us(&alone, 0.50),
+	line_begin("append_fanout_100");
+	line_f("ack_p50_us", lat_pct_us(&with, 0.50), 1);
+	line_f("ack_alone_p50_us", lat_pct_us(&alone, 0.50), 1);
+	line_f("ack_ratio", lat_pct_us(&with, 0.50) / lat_pct_us(&alone, 0.50),
 	       3);
-	json_f("target_ack_ratio", 1.2, 1);
-	json_f("all_delivered_p50_us", lat_pct_us(&all, 0.50), 1);
-	json_u("members", members);
-	json_u("batch", batch);
-	json_u("rounds", (uint64_t)rounds);
-	json_str("durability", "nosync");
-	json_end();
+	line_f("target_ack_ratio", 1.2, 1);
+	line_f("all_delivered_p50_us", lat_pct_us(&all, 0.50), 1);
+	line_u("members", members);
+	line_u("batch", batch);
+	line_u("rounds", (uint64_t)rounds);
+	line_str("durability", "nosync");
+	line_end();
 	rv = 0;
 fail:
 	esdb_store_close(s);
@@ -1408,20 +1382,22 @@ static void machine_line(void)
 	if (uname(&u) != 0)
 		memset(&u, 0, sizeof u);
 	mdb_version(&maj, &min, &patch);
-	json_begin("machine");
-	json_u("nproc", (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
-	json_str("cpu", cpu);
-	json_str("kernel", u.release);
-	json_str("arch", u.machine);
-	json_str("fs", fs);
-	json_str("dir", g_dir);
-	printf(",\"lmdb\":\"%d.%d.%d\"", maj, min, patch);
+	line_begin("machine");
+	line_u("nproc", (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+	line_str("cpu", cpu);
+	line_str("kernel", u.release);
+	line_str("arch", u.machine);
+	line_str("fs", fs);
+	line_str("dir", g_dir);
+	char lmdb[40];
+	snprintf(lmdb, sizeof lmdb, "%d.%d.%d", maj, min, patch);
+	line_str("lmdb", lmdb);
 	/* Other work on the machine shows up in every number. */
 	if (getloadavg(load, 1) == 1)
-		json_f("loadavg_1m", load[0], 2);
-	json_b("quick", g_quick);
-	json_f("seconds", g_seconds, 1);
-	json_end();
+		line_f("loadavg_1m", load[0], 2);
+	line_b("quick", g_quick);
+	line_f("seconds", g_seconds, 1);
+	line_end();
 }
 
 static void usage(FILE *f)
@@ -1481,9 +1457,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((rc = mkdir_p(g_dir)) != 0) {
+	if ((rc = esdb__dir_make_all(g_dir, 0755)) != 0) {
 		fprintf(stderr, "esdb_bench: mkdir %s: %s\n", g_dir,
-		        strerror(rc));
+		        esdb_error_describe(rc));
 		return 1;
 	}
 	for (size_t i = 0; i < sizeof g_data; i++)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "esdb.h"
+#include "json.h"
 #include "term.h"
 
 #define PROG       "ex_esdb_ctl"
@@ -196,39 +197,6 @@ usage_error(const char *fmt, ...)
 
 /* ---- Text ------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p, its code point in *cp; 0 for
- * a malformed, overlong or surrogate sequence. */
-static size_t utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
-{
-	uint32_t c = p[0], min;
-	size_t len, i;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if ((c & 0xe0) == 0xc0) {
-		len = 2, c &= 0x1f, min = 0x80;
-	} else if ((c & 0xf0) == 0xe0) {
-		len = 3, c &= 0x0f, min = 0x800;
-	} else if ((c & 0xf8) == 0xf0) {
-		len = 4, c &= 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (p[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
-}
-
 /* Characters fit to show as they are: no control codes but whitespace. */
 static bool printable(uint32_t cp)
 {
@@ -244,7 +212,7 @@ static bool is_text(const void *buf, size_t len)
 	uint32_t cp;
 
 	while (i < len) {
-		n = utf8_next(p + i, len - i, &cp);
+		n = json_utf8_next(p + i, len - i, &cp);
 		if (!n || !printable(cp))
 			return false;
 		i += n;
@@ -261,7 +229,7 @@ static void put_human(const void *buf, size_t len)
 	uint32_t cp;
 
 	while (i < len) {
-		n = utf8_next(p + i, len - i, &cp);
+		n = json_utf8_next(p + i, len - i, &cp);
 		if (n && cp == '\n')
 			fputs("\\n", stdout);
 		else if (n && cp == '\r')
@@ -296,102 +264,8 @@ static void iso_time(uint64_t us, char out[40])
 
 /* ---- JSON ------------------------------------------------------------- */
 
-/* Set after a value: the next member or element needs a comma first. */
-static bool jcomma;
-
-static void jsep(void)
-{
-	if (jcomma)
-		putchar(',');
-	jcomma = true;
-}
-
-static void jopen(char c)
-{
-	jsep();
-	putchar(c);
-	jcomma = false;
-}
-
-static void jclose(char c)
-{
-	putchar(c);
-	jcomma = true;
-}
-
-static void jkey(const char *key)
-{
-	jsep();
-	printf("\"%s\":", key);
-	jcomma = false;
-}
-
-static void ju64(uint64_t v)
-{
-	jsep();
-	printf("%" PRIu64, v);
-}
-
-static void jint(int v)
-{
-	jsep();
-	printf("%d", v);
-}
-
-static void jbool(bool v)
-{
-	jsep();
-	fputs(v ? "true" : "false", stdout);
-}
-
-/* JSON strings are Unicode: bytes that are not UTF-8 become U+FFFD. */
-static void jstr(const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	size_t i = 0, n;
-	uint32_t cp;
-
-	jsep();
-	putchar('"');
-	while (i < len) {
-		n = utf8_next(p + i, len - i, &cp);
-		if (!n)
-			fputs("\\ufffd", stdout);
-		else if (cp == '"' || cp == '\\')
-			printf("\\%c", (char)cp);
-		else if (cp == '\n')
-			fputs("\\n", stdout);
-		else if (cp == '\r')
-			fputs("\\r", stdout);
-		else if (cp == '\t')
-			fputs("\\t", stdout);
-		else if (cp < 0x20)
-			printf("\\u%04x", (unsigned)cp);
-		else
-			fwrite(p + i, 1, n, stdout);
-		i += n ? n : 1;
-	}
-	putchar('"');
-}
-
-static void jcstr(const char *s)
-{
-	jstr(s, strlen(s));
-}
-
-static void jbase64(const void *buf, size_t len);
-
-static bool is_utf8(const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	size_t i = 0, n;
-	uint32_t cp;
-
-	for (; i < len; i += n)
-		if (!(n = utf8_next(p + i, len - i, &cp)))
-			return false;
-	return true;
-}
+/* The --json document on stdout (main points it there). */
+static json_writer jw;
 
 /* An id (stream, type): a JSON string, U+FFFD for each byte that is not
  * UTF-8; then, for such an id only, KEY_base64 with its exact bytes. */
@@ -399,40 +273,13 @@ static void jid(const char *key, const void *buf, size_t len)
 {
 	char k[32];
 
-	jkey(key);
-	jstr(buf, len);
-	if (is_utf8(buf, len))
+	json_key(&jw, key);
+	json_str(&jw, buf, len);
+	if (json_utf8_valid(buf, len))
 		return;
 	snprintf(k, sizeof(k), "%s_base64", key);
-	jkey(k);
-	jbase64(buf, len);
-}
-
-static void jbase64(const void *buf, size_t len)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                          "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	const uint8_t *p = buf;
-	uint32_t v;
-	size_t i;
-
-	jsep();
-	putchar('"');
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (uint32_t)p[i] << 16 | p[i + 1] << 8 | p[i + 2];
-		putchar(tab[v >> 18]);
-		putchar(tab[v >> 12 & 63]);
-		putchar(tab[v >> 6 & 63]);
-		putchar(tab[v & 63]);
-	}
-	if (i < len) {
-		v = (uint32_t)p[i] << 16 | (i + 1 < len ? p[i + 1] << 8 : 0);
-		putchar(tab[v >> 18]);
-		putchar(tab[v >> 12 & 63]);
-		putchar(i + 1 < len ? tab[v >> 6 & 63] : '=');
-		putchar('=');
-	}
-	putchar('"');
+	json_key(&jw, k);
+	json_base64(&jw, buf, len);
 }
 
 /* NAME_size, NAME_encoding ("text" or "base64") and NAME members; for
@@ -445,20 +292,20 @@ static void jdata(const char *name, const void *buf, size_t len,
 	char key[32];
 
 	snprintf(key, sizeof(key), "%s_size", name);
-	jkey(key);
-	ju64(len);
+	json_key(&jw, key);
+	json_u64(&jw, len);
 	snprintf(key, sizeof(key), "%s_encoding", name);
-	jkey(key);
-	jcstr(text ? "text" : "base64");
-	jkey(name);
+	json_key(&jw, key);
+	json_cstr(&jw, text ? "text" : "base64");
+	json_key(&jw, name);
 	if (text)
-		jstr(buf, len);
+		json_str(&jw, buf, len);
 	else
-		jbase64(buf, len);
+		json_base64(&jw, buf, len);
 	if (term) {
 		snprintf(key, sizeof(key), "%s_term", name);
-		jkey(key);
-		jcstr(term);
+		json_key(&jw, key);
+		json_cstr(&jw, term);
 	}
 }
 
@@ -466,14 +313,13 @@ static void juuid(const char *key, const uint8_t *id)
 {
 	char s[37];
 
-	jkey(key);
+	json_key(&jw, key);
 	if (!id) {
-		jsep();
-		fputs("null", stdout);
+		json_null(&jw);
 		return;
 	}
 	uuid_str(id, s);
-	jcstr(s);
+	json_cstr(&jw, s);
 }
 
 /* ---- Store ------------------------------------------------------------ */
@@ -492,17 +338,17 @@ report(struct cli *c, int code, int rc, const char *fmt, ...)
 	fprintf(stderr, PROG ": %s: %s (%s)\n", what, esdb_error_describe(rc),
 	        esdb_error_name(rc));
 	if (c->json) {
-		jkey("error");
-		jopen('{');
-		jkey("code");
-		jint(rc);
-		jkey("name");
-		jcstr(esdb_error_name(rc));
-		jkey("message");
-		jcstr(esdb_error_describe(rc));
-		jkey("context");
-		jcstr(what);
-		jclose('}');
+		json_key(&jw, "error");
+		json_open(&jw, '{');
+		json_key(&jw, "code");
+		json_int(&jw, rc);
+		json_key(&jw, "name");
+		json_cstr(&jw, esdb_error_name(rc));
+		json_key(&jw, "message");
+		json_cstr(&jw, esdb_error_describe(rc));
+		json_key(&jw, "context");
+		json_cstr(&jw, what);
+		json_close(&jw, '}');
 	}
 	return code;
 }
@@ -606,23 +452,23 @@ static int cmd_stats(struct cli *c)
 		       st.last_txn_id);
 		return EXIT_OK;
 	}
-	jkey("events");
-	ju64(st.events);
-	jkey("streams");
-	ju64(st.streams);
-	jkey("event_types");
-	ju64(st.event_types);
-	jkey("snapshots");
-	ju64(st.snapshots);
-	jkey("checkpoints");
-	ju64(st.checkpoints);
-	jkey("bytes_used");
-	ju64(st.bytes_used);
-	jkey("map_size");
-	ju64(st.map_size);
+	json_key(&jw, "events");
+	json_u64(&jw, st.events);
+	json_key(&jw, "streams");
+	json_u64(&jw, st.streams);
+	json_key(&jw, "event_types");
+	json_u64(&jw, st.event_types);
+	json_key(&jw, "snapshots");
+	json_u64(&jw, st.snapshots);
+	json_key(&jw, "checkpoints");
+	json_u64(&jw, st.checkpoints);
+	json_key(&jw, "bytes_used");
+	json_u64(&jw, st.bytes_used);
+	json_key(&jw, "map_size");
+	json_u64(&jw, st.map_size);
 	/* not st.commits: this process's own, always 0 here */
-	jkey("last_txn_id");
-	ju64(st.last_txn_id);
+	json_key(&jw, "last_txn_id");
+	json_u64(&jw, st.last_txn_id);
 	return EXIT_OK;
 }
 
@@ -665,15 +511,15 @@ static int on_stream(void *ctx, const esdb_stream *st)
 
 	iso_time(st->created_us, at);
 	if (l->c->json) {
-		jopen('{');
+		json_open(&jw, '{');
 		jid("id", st->stream_id, n);
-		jkey("version");
-		ju64(st->version);
-		jkey("deleted");
-		jbool(st->deleted);
-		jkey("created");
-		jcstr(at);
-		jclose('}');
+		json_key(&jw, "version");
+		json_u64(&jw, st->version);
+		json_key(&jw, "deleted");
+		json_bool(&jw, st->deleted);
+		json_key(&jw, "created");
+		json_cstr(&jw, at);
+		json_close(&jw, '}');
 		return 0;
 	}
 	printf("%10" PRIu64 "  %-27s  ", st->version, at);
@@ -699,8 +545,8 @@ static int cmd_streams(struct cli *c)
 		l.last_len = strlen(c->after);
 	}
 	if (c->json) {
-		jkey("streams");
-		jopen('[');
+		json_key(&jw, "streams");
+		json_open(&jw, '[');
 	} else {
 		printf("%10s  %-27s  %s\n", "VERSION", "CREATED", "STREAM");
 	}
@@ -713,9 +559,9 @@ static int cmd_streams(struct cli *c)
 	} while (!rc && l.got == n && left);
 	free(l.last);
 	if (c->json) {
-		jclose(']');
-		jkey("count");
-		ju64(l.total);
+		json_close(&jw, ']');
+		json_key(&jw, "count");
+		json_u64(&jw, l.total);
 	}
 	if (l.disorder)
 		return report(c, EXIT_FAILED, rc, "streams: ids out of order");
@@ -758,7 +604,7 @@ static void human_data(const char *label, const void *buf, size_t len,
 	if (is_text(buf, len)) {
 		/* Cut at a character boundary. */
 		while (shown < len) {
-			n = utf8_next(p + shown, len - shown, &cp);
+			n = json_utf8_next(p + shown, len - shown, &cp);
 			if (shown + n > SHOW_BYTES)
 				break;
 			shown += n;
@@ -785,24 +631,24 @@ static void print_event(const struct cli *c, const esdb_event *ev)
 	uuid_str(ev->event_id, id);
 	iso_time(ev->created_us, at);
 	if (c->json) {
-		jopen('{');
-		jkey("position");
-		ju64(ev->position);
+		json_open(&jw, '{');
+		json_key(&jw, "position");
+		json_u64(&jw, ev->position);
 		jid("stream", ev->stream_id, ev->stream_id_len);
-		jkey("version");
-		ju64(ev->stream_version);
+		json_key(&jw, "version");
+		json_u64(&jw, ev->stream_version);
 		jid("type", ev->event_type, ev->event_type_len);
-		jkey("event_id");
-		jcstr(id);
-		jkey("created");
-		jcstr(at);
-		jkey("created_us");
-		ju64(ev->created_us);
+		json_key(&jw, "event_id");
+		json_cstr(&jw, id);
+		json_key(&jw, "created");
+		json_cstr(&jw, at);
+		json_key(&jw, "created_us");
+		json_u64(&jw, ev->created_us);
 		jdata("data", ev->data, ev->data_len, data);
 		jdata("metadata", ev->metadata, ev->metadata_len, meta);
 		juuid("causation_id", ev->causation_id);
 		juuid("correlation_id", ev->correlation_id);
-		jclose('}');
+		json_close(&jw, '}');
 		goto out;
 	}
 	printf("position %" PRIu64 "  stream ", ev->position);
@@ -876,8 +722,8 @@ static int read_events(struct cli *c, enum read_kind kind)
 			jid(kind == READ_STREAM ? "stream" : "type", c->arg,
 			    strlen(c->arg));
 		}
-		jkey("events");
-		jopen('[');
+		json_key(&jw, "events");
+		json_open(&jw, '[');
 	}
 	/* Page on where the store says the next page starts: a page the
 	 * byte budget cut short is not the end. */
@@ -904,9 +750,9 @@ static int read_events(struct cli *c, enum read_kind kind)
 		}
 	} while (!rc && !next.end && left);
 	if (c->json) {
-		jclose(']');
-		jkey("count");
-		ju64(p.total);
+		json_close(&jw, ']');
+		json_key(&jw, "count");
+		json_u64(&jw, p.total);
 	}
 	if (p.disorder)
 		return report(c, EXIT_FAILED, rc, "%s: events out of order",
@@ -1065,12 +911,12 @@ static int cmd_append(struct cli *c)
 	uuid_str(ev.event_id, id);
 	if (c->json) {
 		jid("stream", c->arg, strlen(c->arg));
-		jkey("version");
-		ju64(res.version);
-		jkey("position");
-		ju64(res.position);
-		jkey("event_id");
-		jcstr(id);
+		json_key(&jw, "version");
+		json_u64(&jw, res.version);
+		json_key(&jw, "position");
+		json_u64(&jw, res.position);
+		json_key(&jw, "event_id");
+		json_cstr(&jw, id);
 	} else {
 		printf("appended %s to %s: version %" PRIu64
 		       ", position %" PRIu64 "\n",
@@ -1094,8 +940,8 @@ static int cmd_delete(struct cli *c)
 		return report(c, EXIT_FAILED, rc, "delete %s", c->arg);
 	if (c->json) {
 		jid("stream", c->arg, strlen(c->arg));
-		jkey("deleted");
-		jbool(true);
+		json_key(&jw, "deleted");
+		json_bool(&jw, true);
 	} else {
 		printf("deleted %s\n", c->arg);
 	}
@@ -1107,7 +953,7 @@ static void on_problem(void *ctx, const char *msg)
 	const struct cli *c = ctx;
 
 	if (c->json)
-		jcstr(msg);
+		json_cstr(&jw, msg);
 	else
 		printf("problem: %s\n", msg);
 }
@@ -1173,18 +1019,18 @@ static int verify_here(struct cli *c)
 	}
 	find_data_map();
 	if (c->json) {
-		jkey("problems");
-		jopen('[');
+		json_key(&jw, "problems");
+		json_open(&jw, '[');
 	}
 	rc = esdb_store_verify(c->s, on_problem, c, &problems);
 	corrupt = rc == ESDB_ECORRUPT || rc == MDB_CORRUPTED ||
 	          rc == MDB_PAGE_NOTFOUND || problems;
 	if (c->json) {
-		jclose(']');
-		jkey("problem_count");
-		ju64(problems);
-		jkey("ok");
-		jbool(!rc && !corrupt);
+		json_close(&jw, ']');
+		json_key(&jw, "problem_count");
+		json_u64(&jw, problems);
+		json_key(&jw, "ok");
+		json_bool(&jw, !rc && !corrupt);
 	}
 	if (rc && !corrupt)
 		return report(c, EXIT_FAILED, rc, "verify");
@@ -1265,7 +1111,7 @@ static int cmd_verify(struct cli *c)
 		fclose(out);
 		/* its JSON members went to stdout; ours must follow them */
 		if (c->json)
-			jcomma = true;
+			jw.comma = true;
 		return WEXITSTATUS(status);
 	}
 	fclose(out); /* partial output of a dead check is dropped */
@@ -1281,17 +1127,15 @@ static int cmd_verify(struct cli *c)
 	             "corrupt page; the store is corrupt\n",
 	        sig, where);
 	if (c->json) {
-		jkey("ok");
-		jbool(false);
-		jkey("crashed_signal");
-		jint(sig);
-		jkey("crashed_page");
+		json_key(&jw, "ok");
+		json_bool(&jw, false);
+		json_key(&jw, "crashed_signal");
+		json_int(&jw, sig);
+		json_key(&jw, "crashed_page");
 		if (said && page != UINT64_MAX)
-			ju64(page);
-		else {
-			jsep();
-			fputs("null", stdout);
-		}
+			json_u64(&jw, page);
+		else
+			json_null(&jw);
 	} else {
 		printf("verify: the check died of signal %d%s: store corrupt\n",
 		       sig, where);
@@ -1310,8 +1154,8 @@ static int cmd_backup(struct cli *c)
 	if (rc)
 		return report(c, EXIT_FAILED, rc, "backup to %s", c->arg);
 	if (c->json) {
-		jkey("backup");
-		jcstr(c->arg);
+		json_key(&jw, "backup");
+		json_cstr(&jw, c->arg);
 	} else {
 		printf("backup of %s written to %s\n", c->dir, c->arg);
 	}
@@ -1582,7 +1426,7 @@ static int parse(int argc, char **argv, struct cli *c)
 }
 
 /* --json among the options (before "--"), however the rest parsed. */
-static bool json_asked(int argc, char **argv)
+static bool asks_for_json(int argc, char **argv)
 {
 	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strcmp(argv[i], "--json"))
@@ -1591,17 +1435,17 @@ static bool json_asked(int argc, char **argv)
 }
 
 /* A usage error with --json: still one JSON document on stdout. */
-static void json_usage_error(void)
+static void usage_error_as_json(void)
 {
-	jopen('{');
-	jkey("error");
-	jopen('{');
-	jkey("name");
-	jcstr("usage");
-	jkey("message");
-	jcstr(usage_msg);
-	jclose('}');
-	jclose('}');
+	json_open(&jw, '{');
+	json_key(&jw, "error");
+	json_open(&jw, '{');
+	json_key(&jw, "name");
+	json_cstr(&jw, "usage");
+	json_key(&jw, "message");
+	json_cstr(&jw, usage_msg);
+	json_close(&jw, '}');
+	json_close(&jw, '}');
 	putchar('\n');
 }
 
@@ -1610,19 +1454,20 @@ int main(int argc, char **argv)
 	struct cli c = {.count = UINT64_MAX, .expected = ESDB_EXPECT_ANY};
 	int code;
 
+	jw.out = stdout;
 	code = parse(argc, argv, &c);
 	if (code) {
 		if (code == EXIT_USAGE && usage_msg[0] &&
-		    json_asked(argc, argv))
-			json_usage_error();
+		    asks_for_json(argc, argv))
+			usage_error_as_json();
 		return code;
 	}
 	if (c.json)
-		jopen('{');
+		json_open(&jw, '{');
 	code = c.cmd->run(&c);
 	esdb_store_close(c.s);
 	if (c.json) {
-		jclose('}');
+		json_close(&jw, '}');
 		putchar('\n');
 	}
 	if (fflush(stdout) == EOF || ferror(stdout)) {

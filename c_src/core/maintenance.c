@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include "bytes.h"
+#include "dirs.h"
 #include "records.h"
 
 #include <errno.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <unistd.h>
 
 typedef struct verify_ctx {
@@ -218,22 +218,6 @@ out:
 	return v.problems ? ESDB_ECORRUPT : 0;
 }
 
-static int dir_is_empty(const char *path, bool *empty)
-{
-	DIR *d = opendir(path);
-	if (!d)
-		return errno;
-	struct dirent *e;
-	*empty = true;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			*empty = false;
-			break;
-		}
-	closedir(d);
-	return 0;
-}
-
 int esdb_store_backup(esdb_store *s, const char *dest)
 {
 	bool empty = false;
@@ -250,7 +234,7 @@ int esdb_store_backup(esdb_store *s, const char *dest)
 	bool made = mkdir(dest, esdb__dir_mode(s)) == 0;
 	if (!made && errno != EEXIST)
 		return esdb__space_rc(dest, errno);
-	int rc = dir_is_empty(dest, &empty);
+	int rc = esdb__dir_empty(dest, NULL, &empty);
 	if (!rc && !empty)
 		rc = EEXIST;
 	if (rc)

@@ -3,9 +3,9 @@
 #include "internal.h"
 
 #include "bytes.h"
+#include "dirs.h"
 #include "records.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -195,46 +195,12 @@ void esdb__read_end(esdb_store *s, MDB_txn *txn)
 	pthread_rwlock_unlock(&s->map_lock);
 }
 
-/* Make directory `path`; a new one is flushed into its parent. */
-static int mkdir_synced(const char *path, mode_t mode)
-{
-	if (mkdir(path, mode))
-		return errno == EEXIST ? 0 : errno;
-	return esdb__fsync_parent(path);
-}
-
-/* Create `path` and missing parents. */
-static int mkdirs(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-	int rc;
-	if (len == 0 || len >= sizeof(buf))
-		return ESDB_EINVAL;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if ((rc = mkdir_synced(buf, mode)))
-			return rc;
-		*p = '/';
-	}
-	return mkdir_synced(buf, mode);
-}
-
+/* Entries other than a writer lock, which alone is left by a creation
+ * that failed. */
 static bool dir_has_entries(const char *path)
 {
-	DIR *d = opendir(path);
-	struct dirent *e;
-	bool any = false;
-	while (d && !any && (e = readdir(d)))
-		/* a writer lock alone is left by a creation that failed */
-		any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-		      strcmp(e->d_name, ESDB_WRITER_LOCK);
-	if (d)
-		closedir(d);
-	return any;
+	bool empty;
+	return esdb__dir_empty(path, ESDB_WRITER_LOCK, &empty) == 0 && !empty;
 }
 
 /* *fresh: no data.mdb yet (or an empty one, a creation cut short), so
@@ -252,7 +218,7 @@ static int prepare_dir(esdb_store *s, const char *path, struct stat *st,
 			return errno;
 		if (!s->create || s->readonly)
 			return ESDB_ENOTDIR;
-		int rc = mkdirs(path, esdb__dir_mode(s));
+		int rc = esdb__dir_make_all(path, esdb__dir_mode(s));
 		if (rc)
 			return rc;
 		if (stat(path, st) != 0)
