@@ -78,7 +78,8 @@ struct esdb_replica {
 	char *address, *bind_address, *dir, *raft_dir;
 	esdb_replica_member *members;
 	uint64_t id;
-	uint64_t proposer; /* random per start: names our entries */
+	uint64_t proposer;    /* random per start: names our entries */
+	uint64_t store_index; /* the store's applied index at start */
 	esdb_store *s;
 
 	/* loop thread only */
@@ -769,6 +770,17 @@ static int node_id(esdb_replica *r)
 	}
 	if (!r->id)
 		return ESDB_EINVAL;
+	if (r->store_index) {
+		/* Commands this raft log never held: replaying the log over
+		 * them would diverge from the other members. Turning a
+		 * single-node store into a member is not built yet. */
+		fprintf(stderr,
+		        "esdb replica %" PRIu64 ": %s already holds commands "
+		        "(applied index %" PRIu64 ") but has no raft log; "
+		        "a store becomes a replica only when new\n",
+		        r->id, r->dir, r->store_index);
+		return ESDB_EINVAL;
+	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
 		return errno;
@@ -903,10 +915,12 @@ static int path_start(esdb_commit_path *cp, esdb_store *s)
 	if (getrandom(&r->proposer, sizeof(r->proposer), 0) !=
 	    sizeof(r->proposer))
 		r->proposer = esdb_clock_get_us() ^ ((uint64_t)getpid() << 32);
-	if (esdb_store_get_applied_index(s, &r->applied) == 0)
-		r->applied >>= 16;
+	int rc = esdb_store_get_applied_index(s, &r->store_index);
+	if (rc)
+		return rc;
+	r->applied = r->store_index >> 16;
 	r->handed = r->applied;
-	int rc = pthread_create(&r->writer, NULL, writer_main, r);
+	rc = pthread_create(&r->writer, NULL, writer_main, r);
 	if (rc)
 		return rc;
 	if ((rc = pthread_create(&r->thread, NULL, loop_main, r))) {

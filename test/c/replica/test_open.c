@@ -1,0 +1,60 @@
+/* test_open.c: which stores may become replicas. */
+#include "harness.h"
+
+#include "replica.h"
+
+#include <sys/stat.h>
+
+/* A store written without raft has commands no raft log holds: made a
+ * replica, replaying the log over them would diverge. Refused, and the
+ * store is left as it was. */
+TEST(a_store_with_data_and_no_raft_log_is_refused)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_close(s);
+
+	esdb_replica *r;
+	esdb_replica_member m = {1, "127.0.0.1:1"};
+	esdb_replica_config cfg = {.id = 1,
+	                           .address = "127.0.0.1:1",
+	                           .dir = dir,
+	                           .members = &m,
+	                           .n_members = 1};
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	CHECK_RC(esdb_store_open(s, dir), ESDB_EINVAL);
+	esdb_store_close(s);
+
+	char path[600];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/raft/node_id", dir);
+	CHECK(stat(path, &st) != 0);
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	esdb_store_stats stats;
+	REQUIRE_OK(esdb_store_get_stats(s, &stats));
+	CHECK_EQ(stats.events, 1);
+	esdb_store_close(s);
+}
+
+TEST(replica_create_checks_its_configuration)
+{
+	esdb_store *s;
+	esdb_replica *r;
+	REQUIRE_OK(esdb_store_create(&s));
+	esdb_replica_config cfg = {.id = 1, .address = "127.0.0.1:1"};
+	CHECK_RC(esdb_replica_create(s, &cfg, &r), ESDB_EINVAL); /* no dir */
+	cfg.dir = tmp_dir();
+	esdb_replica_member bad = {0, "127.0.0.1:2"};
+	cfg.members = &bad;
+	cfg.n_members = 1;
+	CHECK_RC(esdb_replica_create(s, &cfg, &r), ESDB_EINVAL); /* id 0 */
+	esdb_store_close(s);
+}
