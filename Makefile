@@ -11,6 +11,9 @@ BUILD   ?= build
 CORE_SRC := $(wildcard c_src/core/*.c)
 CORE_OBJ := $(patsubst c_src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 CORE_LIB := $(BUILD)/libesdb_core.a
+# The protocol tables (c_src/proto) the NIF and the C node decode over.
+PROTO_SRC := c_src/proto/proto.c
+PROTO_DEPS := c_src/proto/proto.[ch]
 TEST_SRC := $(wildcard test/c/*.c)
 TEST_BIN := $(BUILD)/esdb_tests
 BENCH_BIN := $(BUILD)/esdb_bench
@@ -100,14 +103,12 @@ $(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(JSON_SRC) $(CORE_LIB)
 # The C node (c_src/cnode) over the core and erl_interface's ei.
 cnode: $(CNODE_BIN)
 
-$(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(CORE_LIB)
+$(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB)
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(CORE_LIB) \
+	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
 # The binding-neutral protocol tables (c_src/proto) every binding builds in.
-PROTO_SRC := c_src/proto/proto.c
-PROTO_DEPS := c_src/proto/proto.[ch]
 
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
 	@mkdir -p priv
@@ -178,7 +179,7 @@ test-cnode: nif $(BUILD)/esdb_cnode_probe
 asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/libesdb_core.a
-	clang $(CPPFLAGS) -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c \
+	clang $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) \
 	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o build/asan/ex_esdb_cnode
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test test/ex_esdb/cnode_test.exs

@@ -163,10 +163,120 @@ defmodule ExESDB.CNodeTest do
              {:error, {:invalid_request, :append}}
 
     assert call(cn.name, {:nope, 1}) == {:error, {:invalid_request, :unknown_operation}}
-    assert call(cn.name, {:hello, 1, 2}) == {:error, {:invalid_request, :hello}}
+    assert call(cn.name, {:hello, 1, 2}) == {:error, {:protocol_version, 1}}
+    assert call(cn.name, {:append, "s"}) == {:error, {:invalid_request, :arity}}
+
+    assert call(cn.name, {:subscribe, self(), :all, {:m, false}}) ==
+             {:error, {:invalid_request, :pid}}
+
+    assert call(cn.name, {:verify}) == {:error, {:invalid_request, :not_served}}
 
     assert call(cn.name, {:read_all, fn -> :ok end, 1, :forward}) ==
              {:error, {:invalid_request, :fun}}
+  end
+
+  @async [
+    :append,
+    :delete_stream,
+    :snapshot_put,
+    :snapshot_delete,
+    :checkpoint_put,
+    :checkpoint_delete
+  ]
+
+  # The same request through the NIF: the store (and, for async
+  # operations, a ref) added, the final reply awaited.
+  defp nif_call(store, request) do
+    [name | args] = Tuple.to_list(request)
+
+    if name in @async do
+      ref = make_ref()
+
+      case apply(:ex_esdb_nif, name, [store, ref | args]) do
+        :ok -> receive(do: ({^ref, reply} -> reply))
+        error -> error
+      end
+    else
+      apply(:ex_esdb_nif, name, [store | args])
+    end
+  end
+
+  # Time stamps and store sizes differ between two stores.
+  defp comparable({:ok, list, next}) when is_list(list),
+    do: {:ok, Enum.map(list, &comparable/1), next}
+
+  defp comparable({:ok, list}) when is_list(list), do: {:ok, Enum.map(list, &comparable/1)}
+  defp comparable({:ok, %{} = m}), do: {:ok, Map.drop(m, [:bytes_used, :map_size, :commits])}
+  defp comparable({:ok, t}) when is_tuple(t), do: {:ok, comparable(t)}
+
+  defp comparable(t) when is_tuple(t) and tuple_size(t) in [4, 6, 10],
+    do: put_elem(t, tuple_size(t) - 1, :time)
+
+  defp comparable(other), do: other
+
+  test "every served operation answers as the NIF does", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    {:ok, nif} = :ex_esdb_nif.open(Path.join(dir, "nif"), %{durability: :nosync})
+    on_exit(fn -> :ex_esdb_nif.close(nif) end)
+
+    e = fn n, type ->
+      {<<n::128>>, type, "d#{n}", {:term, :erlang.term_to_binary(n)}, nil, <<9::128>>}
+    end
+
+    requests = [
+      {:append, "a", :no_stream, [e.(1, "T"), e.(2, "T")]},
+      {:append, "a", 2, [e.(3, "T")]},
+      {:append, "b", :any, [e.(4, "U")]},
+      {:append, "a", 1, [e.(5, "T")]},
+      {:append, "a", :stream_exists, [e.(3, "T")]},
+      {:append, "$x", :any, [e.(6, "T")]},
+      {:append, "a", :any, []},
+      {:read_stream, "a", 0, 10, :forward},
+      {:read_stream, "a", 10, 2, :backward},
+      {:read_stream, "none", 0, 1, :forward},
+      {:read_stream, "$all", 0, 1, :forward},
+      {:read_all, 0, 100, :forward},
+      {:read_all, 2, 2, :forward},
+      {:read_all, 99, 2, :backward},
+      {:read_type, "U", 0, 10},
+      {:read_type, "nope", 0, 10},
+      {:stream_info, "a"},
+      {:stream_info, "zz"},
+      {:list_streams, nil, 10},
+      {:list_streams, "a", 10},
+      {:snapshot_put, "src", 3, "Agg", "data", {:term, :erlang.term_to_binary(:meta)}},
+      {:snapshot_get, "src"},
+      {:snapshot_get, "none"},
+      {:snapshot_delete, "src"},
+      {:snapshot_get, "src"},
+      {:snapshot_delete, "src"},
+      {:checkpoint_put, "cp", 5, "def"},
+      {:checkpoint_put, "cq", 7, ""},
+      {:checkpoint_get, "cp"},
+      {:checkpoint_list, nil, 10},
+      {:checkpoint_list, "cp", 10},
+      {:checkpoint_delete, "cp"},
+      {:checkpoint_get, "cp"},
+      {:delete_stream, "b", :any},
+      {:delete_stream, "b", :any},
+      {:stream_info, "b"},
+      {:read_stream, "b", 0, 10, :forward},
+      {:append, "b", :any, [e.(7, "T")]},
+      {:list_streams, nil, 10},
+      {:limits},
+      {:stats}
+    ]
+
+    for request <- requests do
+      assert comparable(call(cn.name, request)) == comparable(nif_call(nif, request)),
+             "#{inspect(request)}"
+    end
+
+    # not two empty answers agreeing
+    assert {:ok, [_, _, _], :eof} = call(cn.name, {:read_stream, "a", 0, 10, :forward})
+    assert {:ok, [{"cq", 7, "", _}]} = call(cn.name, {:checkpoint_list, nil, 10})
+    assert {:ok, %{events: 4, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
   end
 
   test "term payloads are refused as the NIF refuses them", %{dir: dir} do

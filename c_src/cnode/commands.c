@@ -1,0 +1,204 @@
+/* commands.c: the mutations, encoded here and handed to the store's
+ * commit path; the path's thread answers through the done callbacks
+ * (never blocking: replies only queue on the connection). */
+#include "ops.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The store's writer answers an append here, on its own thread. */
+static void append_done(void *ctx, const esdb_result *r)
+{
+	caller *k = ctx;
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	if (r->rc == ESDB_ELIMIT && r->limit != ESDB_LIMIT_NONE) {
+		cn_encode_limit(&x, r->limit, r->limit_max);
+	} else if (r->rc) {
+		cn_encode_rc(k->srv, &x, r->rc);
+	} else {
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "ok");
+		ei_x_encode_ulonglong(&x, r->version);
+		ei_x_encode_ulonglong(&x, r->position);
+	}
+	cn_reply_end(k, &x);
+}
+
+/* {Ref, ok} or {Ref, {error, Reason}}: every other command. */
+static void plain_done(void *ctx, const esdb_result *r)
+{
+	caller *k = ctx;
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	if (r->rc == ESDB_ELIMIT && r->limit != ESDB_LIMIT_NONE)
+		cn_encode_limit(&x, r->limit, r->limit_max);
+	else if (r->rc)
+		cn_encode_rc(k->srv, &x, r->rc);
+	else
+		ei_x_encode_atom(&x, "ok");
+	cn_reply_end(k, &x);
+}
+
+/* Queue a command its encoder made (rc: the encoder's result), or
+ * answer the encoder's refusal. */
+static void submit(caller *k, int rc, esdb_cmd *cmd, esdb_result_fn done)
+{
+	cn_server *srv = k->srv;
+	if (rc) {
+		ei_x_buff x;
+		cn_reply_begin(k, &x);
+		if (rc == ESDB_ELIMIT && cmd->limit != ESDB_LIMIT_NONE)
+			cn_encode_limit(
+			    &x, cmd->limit,
+			    esdb_limits_lookup(&srv->limits, cmd->limit));
+		else
+			cn_encode_rc(srv, &x, rc);
+		cn_reply_end(k, &x);
+		return;
+	}
+	pthread_rwlock_rdlock(&srv->store_lock);
+	if (srv->closed) {
+		pthread_rwlock_unlock(&srv->store_lock);
+		free(cmd->buf);
+		cn_reply_rc(k, ESDB_ECLOSED);
+		return;
+	}
+	/* A refusal (full queue, closed) comes through `done`. */
+	esdb_store_submit(srv->store, cmd, done, k);
+	pthread_rwlock_unlock(&srv->store_lock);
+}
+
+static bool invalid_id(caller *k, const arg *id)
+{
+	if (!esdb_stream_id_check(id->p, id->len))
+		return false;
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	cn_encode_invalid_id(&x, id->p, id->len);
+	cn_reply_end(k, &x);
+	return true;
+}
+
+/* {append, StreamId, Expected, [NewEvent]} */
+void cn_op_append(caller *k, const arg *v, const char *m)
+{
+	cn_server *srv = k->srv;
+	args a = {m, v[2].at};
+	int n;
+	if (ei_decode_list_header(a.buf, &a.idx, &n) != 0) {
+		cn_reply_error(k, "invalid_request", "append");
+		return;
+	}
+	if ((uint64_t)n > srv->limits.max_append_events) {
+		ei_x_buff x;
+		cn_reply_begin(k, &x);
+		cn_encode_limit(&x, ESDB_LIMIT_APPEND_EVENTS,
+		                srv->limits.max_append_events);
+		cn_reply_end(k, &x);
+		return;
+	}
+	esdb_new_event *evs = calloc(n ? (size_t)n : 1, sizeof(*evs));
+	if (!evs) {
+		cn_reply_rc(k, ENOMEM);
+		return;
+	}
+	bool ok = true;
+	const char *refusal = NULL;
+	for (int i = 0; ok && i < n; i++) {
+		int arity;
+		const char *eid;
+		size_t eid_len;
+		esdb_new_event *e = &evs[i];
+		ok = ei_decode_tuple_header(a.buf, &a.idx, &arity) == 0 &&
+		     arity == 6 && cn_arg_bin(&a, &eid, &eid_len) &&
+		     eid_len == 16 &&
+		     cn_arg_bin(&a, &e->event_type, &e->event_type_len) &&
+		     cn_arg_payload(&a, (const char **)&e->data, &e->data_len,
+		                    &e->data_encoding, &refusal) &&
+		     cn_arg_payload(&a, (const char **)&e->metadata,
+		                    &e->metadata_len, &e->metadata_encoding,
+		                    &refusal) &&
+		     cn_arg_opt_id(&a, &e->causation_id) &&
+		     cn_arg_opt_id(&a, &e->correlation_id);
+		if (ok)
+			memcpy(e->event_id, eid, 16);
+	}
+	if (!ok || refusal) {
+		free(evs);
+		if (refusal)
+			cn_reply_error(k, "undecodable", refusal);
+		else
+			cn_reply_error(k, "invalid_request", "append");
+		return;
+	}
+	if (invalid_id(k, &v[0])) {
+		free(evs);
+		return;
+	}
+	esdb_cmd cmd;
+	int rc = esdb_cmd_stream_append(&srv->limits, v[0].p, v[0].len, v[1].u,
+	                                evs, (size_t)n, &cmd);
+	free(evs);
+	submit(k, rc, &cmd, append_done);
+}
+
+/* {delete_stream, StreamId, Expected} */
+void cn_op_delete_stream(caller *k, const arg *v, const char *m)
+{
+	if (invalid_id(k, &v[0]))
+		return;
+	esdb_cmd cmd;
+	int rc = esdb_cmd_stream_delete(&k->srv->limits, v[0].p, v[0].len,
+	                                v[1].u, &cmd);
+	submit(k, rc, &cmd, plain_done);
+}
+
+/* {snapshot_put, SourceUuid, SourceVersion, SourceType, Data, Metadata} */
+void cn_op_snapshot_put(caller *k, const arg *v, const char *m)
+{
+	esdb_snapshot sn = {
+	    .source_uuid = v[0].p,
+	    .source_uuid_len = v[0].len,
+	    .source_version = v[1].u,
+	    .source_type = v[2].p,
+	    .source_type_len = v[2].len,
+	    .data = v[3].p,
+	    .data_len = v[3].len,
+	    .data_encoding = v[3].enc,
+	    .metadata = v[4].p,
+	    .metadata_len = v[4].len,
+	    .metadata_encoding = v[4].enc,
+	};
+	esdb_cmd cmd;
+	int rc = esdb_cmd_snapshot_put(&k->srv->limits, &sn, &cmd);
+	submit(k, rc, &cmd, plain_done);
+}
+
+/* {snapshot_delete, SourceUuid} */
+void cn_op_snapshot_delete(caller *k, const arg *v, const char *m)
+{
+	esdb_cmd cmd;
+	int rc =
+	    esdb_cmd_snapshot_delete(&k->srv->limits, v[0].p, v[0].len, &cmd);
+	submit(k, rc, &cmd, plain_done);
+}
+
+/* {checkpoint_put, Name, Checkpoint, Definition} */
+void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
+{
+	esdb_cmd cmd;
+	int rc = esdb_cmd_checkpoint_put(&k->srv->limits, v[0].p, v[0].len,
+	                                 v[1].u, v[2].p, v[2].len, &cmd);
+	submit(k, rc, &cmd, plain_done);
+}
+
+/* {checkpoint_delete, Name} */
+void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m)
+{
+	esdb_cmd cmd;
+	int rc =
+	    esdb_cmd_checkpoint_delete(&k->srv->limits, v[0].p, v[0].len, &cmd);
+	submit(k, rc, &cmd, plain_done);
+}

@@ -1,0 +1,273 @@
+/* reads.c: the reads, run on the pool (so a long read holds neither the
+ * connection's reader nor the store's writer), answered with the NIF's
+ * terms. The arguments are copied off the frame before it is freed. */
+#include "ops.h"
+
+#include "pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job {
+	caller *k;
+	const esdb_proto_op *op;
+	arg v[ESDB_PROTO_MAX_ARITY];
+	char data[]; /* the binaries v points into */
+} job;
+
+/* A reply being built, and how many items its list has. */
+typedef struct out {
+	ei_x_buff items;
+	int n;
+} out;
+
+/* {Position, StreamId, Version, EventId, Type, Data, Metadata,
+ *  CausationId, CorrelationId, CreatedUs}: proto's event tuple. */
+static int encode_event(void *ctx, const esdb_event *ev)
+{
+	out *o = ctx;
+	ei_x_buff *x = &o->items;
+	/* tags, lengths and fixed fields: under 200 bytes */
+	int rc = cn_x_reserve(x, 200 + ev->stream_id_len + ev->event_type_len +
+	                             ev->data_len + ev->metadata_len);
+	if (rc)
+		return rc;
+	ei_x_encode_tuple_header(x, 10);
+	ei_x_encode_ulonglong(x, ev->position);
+	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
+	ei_x_encode_ulonglong(x, ev->stream_version);
+	ei_x_encode_binary(x, ev->event_id, 16);
+	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
+	ei_x_encode_binary(x, ev->data, (long)ev->data_len);
+	ei_x_encode_binary(x, ev->metadata, (long)ev->metadata_len);
+	if (ev->causation_id)
+		ei_x_encode_binary(x, ev->causation_id, 16);
+	else
+		ei_x_encode_atom(x, "nil");
+	if (ev->correlation_id)
+		ei_x_encode_binary(x, ev->correlation_id, 16);
+	else
+		ei_x_encode_atom(x, "nil");
+	ei_x_encode_ulonglong(x, ev->created_us);
+	o->n++;
+	return 0;
+}
+
+/* {StreamId, Version, Deleted} */
+static int encode_stream(void *ctx, const esdb_stream *st)
+{
+	out *o = ctx;
+	int rc = cn_x_reserve(&o->items, 64 + st->stream_id_len);
+	if (rc)
+		return rc;
+	ei_x_encode_tuple_header(&o->items, 3);
+	ei_x_encode_binary(&o->items, st->stream_id, (long)st->stream_id_len);
+	ei_x_encode_ulonglong(&o->items, st->version);
+	ei_x_encode_boolean(&o->items, st->deleted);
+	o->n++;
+	return 0;
+}
+
+/* {Name, Checkpoint, Definition, UpdatedUs} */
+static int encode_checkpoint(void *ctx, const esdb_checkpoint *cp)
+{
+	out *o = ctx;
+	int rc =
+	    cn_x_reserve(&o->items, 64 + cp->name_len + cp->definition_len);
+	if (rc)
+		return rc;
+	ei_x_encode_tuple_header(&o->items, 4);
+	ei_x_encode_binary(&o->items, cp->name, (long)cp->name_len);
+	ei_x_encode_ulonglong(&o->items, cp->checkpoint);
+	ei_x_encode_binary(&o->items, cp->definition, (long)cp->definition_len);
+	ei_x_encode_ulonglong(&o->items, cp->updated_us);
+	o->n++;
+	return 0;
+}
+
+/* {SourceUuid, SourceVersion, SourceType, Data, Metadata, CreatedUs} */
+static int encode_snapshot(void *ctx, const esdb_snapshot *sn)
+{
+	out *o = ctx;
+	int rc = cn_x_reserve(&o->items, 128 + sn->source_uuid_len +
+	                                     sn->source_type_len +
+	                                     sn->data_len + sn->metadata_len);
+	if (rc)
+		return rc;
+	ei_x_encode_tuple_header(&o->items, 6);
+	ei_x_encode_binary(&o->items, sn->source_uuid,
+	                   (long)sn->source_uuid_len);
+	ei_x_encode_ulonglong(&o->items, sn->source_version);
+	ei_x_encode_binary(&o->items, sn->source_type,
+	                   (long)sn->source_type_len);
+	cn_encode_payload(&o->items, sn->data, sn->data_len, sn->data_encoding);
+	cn_encode_payload(&o->items, sn->metadata, sn->metadata_len,
+	                  sn->metadata_encoding);
+	ei_x_encode_ulonglong(&o->items, sn->created_us);
+	o->n = 1;
+	return 0;
+}
+
+/* The items as a list: [Item, ...] */
+static void encode_list(ei_x_buff *x, const out *o)
+{
+	if (o->n) {
+		ei_x_encode_list_header(x, o->n);
+		ei_x_append_buf(x, o->items.buff, o->items.index);
+	}
+	ei_x_encode_empty_list(x);
+}
+
+static void encode_stats(ei_x_buff *x, const esdb_store_stats *st)
+{
+	const uint64_t vals[] = {
+	    st->events,      st->streams,    st->event_types, st->snapshots,
+	    st->checkpoints, st->bytes_used, st->map_size,    st->commits};
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "ok");
+	ei_x_encode_map_header(x, 10);
+	for (int i = 0; i < 8; i++) {
+		ei_x_encode_atom(x, esdb_proto_stats_fields[i]);
+		ei_x_encode_ulonglong(x, vals[i]);
+	}
+	ei_x_encode_atom(x, "store_failed");
+	ei_x_encode_atom(x, st->store_failed ? esdb_error_name(st->store_failed)
+	                                     : "nil");
+	ei_x_encode_atom(x, "subscribers"); /* none served here yet */
+	ei_x_encode_ulonglong(x, 0);
+}
+
+static void encode_limits(ei_x_buff *x, const esdb_limits *l)
+{
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "ok");
+	ei_x_encode_map_header(x, 6);
+	for (int i = 0; i < 6; i++) {
+		esdb_limit_key key = (esdb_limit_key)(ESDB_LIMIT_STREAM_ID + i);
+		ei_x_encode_atom(x, esdb_limit_name(key));
+		ei_x_encode_ulonglong(x, esdb_limits_lookup(l, key));
+	}
+}
+
+static bool is(const job *j, const char *name)
+{
+	return strcmp(j->op->name, name) == 0;
+}
+
+static void run(void *arg)
+{
+	job *j = arg;
+	caller *k = j->k;
+	cn_server *srv = k->srv;
+	const struct arg *v = j->v;
+	out o = {.n = 0};
+	ei_x_new(&o.items);
+	esdb_read_next next = {0};
+	esdb_store_stats st;
+	esdb_limits lim;
+	uint64_t version = 0;
+	bool exists = false, deleted = false;
+	/* EINVAL names the stream id, as the NIF's reply does */
+	bool stream_id = is(j, "read_stream") || is(j, "stream_info");
+	int rc;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	if (srv->closed)
+		rc = ESDB_ECLOSED;
+	else if (is(j, "read_stream"))
+		rc = esdb_stream_read(srv->store, v[0].p, v[0].len, v[1].u,
+		                      (uint32_t)v[2].u, (esdb_direction)v[3].u,
+		                      encode_event, &o, &next);
+	else if (is(j, "read_all"))
+		rc = esdb_all_read(srv->store, v[0].u, (uint32_t)v[1].u,
+		                   (esdb_direction)v[2].u, encode_event, &o,
+		                   &next);
+	else if (is(j, "read_type"))
+		rc = esdb_type_read(srv->store, v[0].p, v[0].len, v[1].u,
+		                    (uint32_t)v[2].u, encode_event, &o, &next);
+	else if (is(j, "stream_info"))
+		rc = esdb_stream_get_info(srv->store, v[0].p, v[0].len,
+		                          &version, &exists, &deleted);
+	else if (is(j, "list_streams"))
+		rc = esdb_stream_list(srv->store, v[0].p, v[0].len,
+		                      (uint32_t)v[1].u, encode_stream, &o);
+	else if (is(j, "checkpoint_list"))
+		rc = esdb_checkpoint_list(srv->store, v[0].p, v[0].len,
+		                          (uint32_t)v[1].u, encode_checkpoint,
+		                          &o);
+	else if (is(j, "checkpoint_get"))
+		rc = esdb_checkpoint_get(srv->store, v[0].p, v[0].len,
+		                         encode_checkpoint, &o);
+	else if (is(j, "snapshot_get"))
+		rc = esdb_snapshot_get(srv->store, v[0].p, v[0].len,
+		                       encode_snapshot, &o);
+	else if (is(j, "stats"))
+		rc = esdb_store_get_stats(srv->store, &st);
+	else
+		rc = esdb_store_get_limits(srv->store, &lim);
+	pthread_rwlock_unlock(&srv->store_lock);
+
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	if (rc == ESDB_EINVAL && stream_id) {
+		cn_encode_invalid_id(&x, v[0].p, v[0].len);
+	} else if (rc) {
+		cn_encode_rc(srv, &x, rc);
+	} else if (is(j, "stream_info")) {
+		ei_x_encode_tuple_header(&x, 4);
+		ei_x_encode_atom(&x, "ok");
+		ei_x_encode_ulonglong(&x, version);
+		ei_x_encode_boolean(&x, exists);
+		ei_x_encode_boolean(&x, deleted);
+	} else if (is(j, "stats")) {
+		encode_stats(&x, &st);
+	} else if (is(j, "limits")) {
+		encode_limits(&x, &lim);
+	} else if (is(j, "checkpoint_get") || is(j, "snapshot_get")) {
+		ei_x_encode_tuple_header(&x, 2);
+		ei_x_encode_atom(&x, "ok");
+		ei_x_append_buf(&x, o.items.buff, o.items.index);
+	} else if (is(j, "list_streams") || is(j, "checkpoint_list")) {
+		ei_x_encode_tuple_header(&x, 2);
+		ei_x_encode_atom(&x, "ok");
+		encode_list(&x, &o);
+	} else { /* the event reads */
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "ok");
+		encode_list(&x, &o);
+		if (next.end)
+			ei_x_encode_atom(&x, "eof");
+		else
+			ei_x_encode_ulonglong(&x, next.from);
+	}
+	ei_x_free(&o.items);
+	free(j);
+	cn_reply_end(k, &x);
+}
+
+void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v, unsigned n)
+{
+	size_t bytes = 0;
+	for (unsigned i = 0; i < n; i++)
+		bytes += v[i].p ? v[i].len : 0;
+	job *j = malloc(sizeof(*j) + bytes + 1);
+	if (!j) {
+		cn_reply_rc(k, ENOMEM);
+		return;
+	}
+	j->k = k;
+	j->op = op;
+	char *d = j->data;
+	for (unsigned i = 0; i < ESDB_PROTO_MAX_ARITY; i++) {
+		j->v[i] = i < n ? v[i] : (arg){0};
+		if (i < n && v[i].p) { /* $all and nil have no name */
+			memcpy(d, v[i].p, v[i].len);
+			j->v[i].p = d;
+			d += v[i].len;
+		}
+	}
+	if (cn_pool_push(k->srv->pool, k->c, run, j) != 0) {
+		free(j);
+		cn_reply_rc(k, ENOMEM);
+	}
+}
