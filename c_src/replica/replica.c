@@ -400,6 +400,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		fail_stop(r, rc, "entry %" PRIu64 " is malformed", index);
 		return 0;
 	}
+	pthread_mutex_lock(&r->lock);
+	bool failed = r->failed != 0;
+	pthread_mutex_unlock(&r->lock);
+	if (failed) /* stopped: nothing more reaches the store */
+		return 0;
 	committed *c = malloc(sizeof(*c) + buf->len);
 	if (!c) {
 		fail_stop(r, ENOMEM, "no memory for entry %" PRIu64, index);
