@@ -12,8 +12,8 @@ CORE_SRC := $(wildcard c_src/core/*.c)
 CORE_OBJ := $(patsubst c_src/core/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 CORE_LIB := $(BUILD)/libesdb_core.a
 # The protocol tables (c_src/proto) the NIF and the C node decode over.
-PROTO_SRC := c_src/proto/proto.c
-PROTO_DEPS := c_src/proto/proto.[ch]
+PROTO_SRC := $(wildcard c_src/proto/*.c)
+PROTO_DEPS := c_src/proto/*.[ch]
 TEST_SRC := $(wildcard test/c/*.c)
 TEST_BIN := $(BUILD)/esdb_tests
 BENCH_BIN := $(BUILD)/esdb_bench
@@ -107,8 +107,6 @@ $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB)
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
-
-# The binding-neutral protocol tables (c_src/proto) every binding builds in.
 
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
 	@mkdir -p priv

@@ -18,46 +18,34 @@
  * Since in their messages; a ranged member learns of it from Since.
  * Closing the store sends every member {subscription_down,
  * {transient, MemberId}, closed}; what was not yet delivered is not.
- * The member table's lock is held for a few steps only, never while
- * building or sending, and never with the emitter's lock. */
+ * Ids, credit and gaps are c_src/proto's member table (members.h); this
+ * file keeps each member's pid, monitor and format beside it. The member
+ * table's lock is held for a few steps only, never while building or
+ * sending, and never with the emitter's lock. */
 #include "nif.h"
+
+#include "members.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A member in c_src/proto's table (members.h decides ids, credit and
+ * gaps), with what this binding needs to reach its process. */
 typedef struct member {
-	uint64_t id; /* slot | generation << 32; 0 when free */
+	esdb_member core; /* first: the table's slots are these */
 	ErlNifPid pid;
 	ErlNifMonitor mon;
 	ERL_NIF_TERM module; /* an atom: valid in any env */
 	bool decode;
-	bool tagged; /* send {events, MemberId, Records}: a relay's member */
-	bool ranged; /* send {events, Records, Since}: a persistent one's */
-	/* deliveries vouch for nothing below this: one of this member's
-	 * fan-outs could not be built */
-	uint64_t floor;
-	uint64_t credit; /* events it may still be sent; UNBOUNDED: no limit */
-	/* Hole detection: everything before max(joined, sent_to + 1) was
-	 * sent. joined is 0 until the join answers; a delivery before that
-	 * leaves its `since` in early_since, checked then. */
-	uint64_t joined, sent_to, early_since;
 } member;
-
-#define UNBOUNDED UINT64_MAX
-
-/* Member ids are slot | generation << 32 with one generation counter for
- * every store of the VM: a store reopened starts its slots again, and a
- * handle from before must not name a member of the new store. */
-static uint32_t generations;
 
 struct members {
 	esdb_store *s;
 	ErlNifMutex *lock;
 	ErlNifCond *sent; /* `sending` went back to 0 */
 	uint64_t sending; /* the member a delivery is sending to, or 0 */
-	member *slots;
-	size_t n, cap;
+	esdb_members table;
 	/* The last list of records built: members of one topic get the same
 	 * events of a commit, and copying a built list costs less than
 	 * building it again. Used on the delivering thread only. */
@@ -80,10 +68,13 @@ static ERL_NIF_TERM atom_events, atom_overflow, atom_down, atom_transient,
 /* The member for an id, or NULL. Caller holds the lock. */
 static member *lookup(struct members *m, uint64_t id)
 {
-	size_t slot = (size_t)(id & 0xffffffffu);
-	if (slot >= m->n || m->slots[slot].id != id)
-		return NULL;
-	return &m->slots[slot];
+	return (member *)esdb_members_find(&m->table, id);
+}
+
+/* Slot i, free (id 0) or not. Caller holds the lock. */
+static member *slot(struct members *m, size_t i)
+{
+	return (member *)esdb_members_slot(&m->table, i);
 }
 
 /* Whether the cache holds these events: members of one topic get the
@@ -150,20 +141,12 @@ static void notify(ErlNifPid *pid, ERL_NIF_TERM tag, uint64_t id,
 static void end_member(ErlNifEnv *env, store_res *r, member *mb, bool demonitor)
 {
 	struct members *m = r->members;
-	uint64_t id = mb->id;
+	uint64_t id = mb->core.id;
 	if (demonitor)
 		enif_demonitor_process(env, r, &mb->mon);
-	mb->id = 0;
+	esdb_member_end(&mb->core);
 	if (esdb_emitter_drop(m->s, id) == ENOMEM)
 		esdb_emitter_leave_all(m->s, id, NULL);
-}
-
-/* Where a member's deliveries must go on from: everything before it was
- * sent (0: not known yet). */
-static uint64_t next_due(const member *mb)
-{
-	uint64_t next = mb->sent_to ? mb->sent_to + 1 : 0;
-	return mb->joined > next ? mb->joined : next;
 }
 
 static void sending_done(struct members *m)
@@ -187,27 +170,17 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 	}
 	ErlNifPid pid = mb->pid;
 	ERL_NIF_TERM module = mb->module;
-	bool decode = mb->decode, tagged = mb->tagged, ranged = mb->ranged;
-	if (mb->floor > since)
-		since = mb->floor;
-	uint64_t next = next_due(mb);
-	/* The first position it may have missed, or 0. */
-	uint64_t hole = !ranged && next && since > next ? next : 0;
-	if (!next && !mb->early_since)
-		mb->early_since = since;
-	if (!hole && mb->credit != UNBOUNDED) {
-		if (mb->credit < n)
-			hole = events[0].position;
-		else
-			mb->credit -= n;
-	}
+	bool decode = mb->decode;
+	bool tagged = mb->core.shape == ESDB_MEMBER_TAGGED;
+	bool ranged = mb->core.shape == ESDB_MEMBER_RANGED;
+	uint64_t hole = esdb_member_deliver(
+	    &mb->core, &since, n, events[0].position, events[n - 1].position);
 	if (hole) {
 		end_member(NULL, r, mb, true);
 		enif_mutex_unlock(m->lock);
 		notify(&pid, atom_overflow, id, &hole);
 		return;
 	}
-	mb->sent_to = events[n - 1].position;
 	m->sending = id;
 	enif_mutex_unlock(m->lock);
 	ErlNifEnv *env = enif_alloc_env();
@@ -217,13 +190,14 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 		enif_mutex_lock(m->lock);
 		m->sending = 0;
 		enif_cond_broadcast(m->sent);
-		if ((mb = lookup(m, id)) && ranged) {
-			/* its next delivery says so through Since */
-			mb->floor = events[n - 1].position + 1;
-		} else if (mb) {
+		/* a ranged member's next delivery says so through Since */
+		uint64_t missed = 0;
+		if ((mb = lookup(m, id)) && (missed = esdb_member_undelivered(
+		                                 &mb->core, events[0].position,
+		                                 events[n - 1].position))) {
 			end_member(NULL, r, mb, true);
 			enif_mutex_unlock(m->lock);
-			notify(&pid, atom_overflow, id, &events[0].position);
+			notify(&pid, atom_overflow, id, &missed);
 			return;
 		}
 		enif_mutex_unlock(m->lock);
@@ -258,6 +232,7 @@ int subs_attach(store_res *r)
 		return ENOMEM;
 	}
 	m->s = r->s;
+	m->table.slot_size = sizeof(member);
 	r->members = m;
 	return esdb_emitter_set_deliver(r->s, deliver, r);
 }
@@ -268,9 +243,9 @@ void subs_notify_down(store_res *r)
 	if (!m)
 		return;
 	enif_mutex_lock(m->lock);
-	for (size_t i = 0; i < m->n; i++)
-		if (m->slots[i].id)
-			notify(&m->slots[i].pid, atom_down, m->slots[i].id,
+	for (size_t i = 0; i < m->table.n; i++)
+		if (slot(m, i)->core.id)
+			notify(&slot(m, i)->pid, atom_down, slot(m, i)->core.id,
 			       NULL);
 	enif_mutex_unlock(m->lock);
 }
@@ -278,13 +253,10 @@ void subs_notify_down(store_res *r)
 size_t subs_count(store_res *r)
 {
 	struct members *m = r->members;
-	size_t count = 0;
 	if (!m)
 		return 0;
 	enif_mutex_lock(m->lock);
-	for (size_t i = 0; i < m->n; i++)
-		if (m->slots[i].id)
-			count++;
+	size_t count = esdb_members_count(&m->table);
 	enif_mutex_unlock(m->lock);
 	return count;
 }
@@ -300,27 +272,9 @@ void subs_detach(store_res *r)
 		enif_free_env(m->cache_env);
 	enif_free(m->cache_lists.terms);
 	enif_free(m->cache_pos);
-	free(m->slots);
+	esdb_members_free(&m->table);
 	free(m);
 	r->members = NULL;
-}
-
-/* A free slot (grown when full); caller holds the lock. */
-static member *alloc_member(struct members *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		if (m->slots[i].id == 0)
-			return &m->slots[i];
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		member *s = realloc(m->slots, cap * sizeof(*s));
-		if (!s)
-			return NULL;
-		m->slots = s;
-		m->cap = cap;
-	}
-	memset(&m->slots[m->n], 0, sizeof(member));
-	return &m->slots[m->n++];
 }
 
 /* subscribe(Store, Pid, Source, {Module, Decode} [, Shape [, Credit]])
@@ -345,11 +299,11 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	              enif_is_identical(argv[4], enif_make_atom(env, "true"));
 	bool ranged = argc >= 5 &&
 	              enif_is_identical(argv[4], enif_make_atom(env, "ranged"));
-	uint64_t credit = UNBOUNDED;
+	uint64_t credit = ESDB_MEMBER_UNBOUNDED;
 	if (argc == 6 &&
 	    !enif_is_identical(argv[5], enif_make_atom(env, "infinity")) &&
 	    (!nif_get_u64(env, argv[5], &credit) || credit == 0 ||
-	     credit == UNBOUNDED))
+	     credit == ESDB_MEMBER_UNBOUNDED))
 		return enif_make_badarg(env);
 	if (!enif_get_local_pid(env, argv[1], &pid) ||
 	    !records_source(env, argv[2], &topic, &name) ||
@@ -362,29 +316,22 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	}
 	struct members *m = r->members;
 	enif_mutex_lock(m->lock);
-	member *mb = alloc_member(m);
+	member *mb = (member *)esdb_members_add(&m->table,
+	                                        tagged   ? ESDB_MEMBER_TAGGED
+	                                        : ranged ? ESDB_MEMBER_RANGED
+	                                                 : ESDB_MEMBER_PLAIN,
+	                                        credit);
 	int rc = ENOMEM;
 	if (mb) {
-		/* odd (never 0), and by 2: n | 1 and (n + 1) | 1 are equal
-		 * for an even n */
-		uint32_t generation =
-		    __atomic_add_fetch(&generations, 2, __ATOMIC_RELAXED) | 1u;
-		mb->id =
-		    (uint64_t)(mb - m->slots) | ((uint64_t)generation << 32);
 		mb->pid = pid;
 		mb->module = module;
 		mb->decode = decode;
-		mb->tagged = tagged;
-		mb->ranged = ranged;
-		mb->floor = 0;
-		mb->credit = credit;
-		mb->joined = mb->sent_to = mb->early_since = 0;
 		rc = enif_monitor_process(env, r, &pid, &mb->mon) ? ESDB_ENOPROC
 		                                                  : 0;
-		if (rc)
-			mb->id = 0; /* the process is already dead */
+		if (rc) /* the process is already dead */
+			esdb_member_end(&mb->core);
 	}
-	uint64_t id = mb ? mb->id : 0;
+	uint64_t id = mb ? mb->core.id : 0;
 	enif_mutex_unlock(m->lock);
 	uint64_t last = 0;
 	if (rc == 0 &&
@@ -394,7 +341,7 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		member *gone = lookup(m, id);
 		if (gone) {
 			enif_demonitor_process(env, r, &gone->mon);
-			gone->id = 0;
+			esdb_member_end(&gone->core);
 		}
 		enif_mutex_unlock(m->lock);
 	} else if (rc == 0) {
@@ -404,14 +351,12 @@ ERL_NIF_TERM nif_subscribe(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		 * keep a member for no one. */
 		enif_mutex_lock(m->lock);
 		member *mb = lookup(m, id);
-		if (mb) {
-			mb->joined = last + 1;
-			/* a delivery came before the join answered: did it
-			 * follow on from `last`? */
-			if (!ranged && mb->early_since > last + 1) {
-				end_member(env, r, mb, true);
-				notify(&pid, atom_overflow, id, &mb->joined);
-			}
+		/* a delivery came before the join answered: did it follow
+		 * on from `last`? */
+		uint64_t missed = mb ? esdb_member_joined(&mb->core, last) : 0;
+		if (missed) {
+			end_member(env, r, mb, true);
+			notify(&pid, atom_overflow, id, &missed);
 		}
 		enif_mutex_unlock(m->lock);
 		if (!mb) {
@@ -459,11 +404,8 @@ ERL_NIF_TERM nif_grant(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		enif_mutex_lock(m->lock);
 		member *mb = lookup(m, id);
 		rc = mb ? 0 : ESDB_ENOTFOUND;
-		/* saturating, below UNBOUNDED */
-		if (rc == 0 && mb->credit != UNBOUNDED)
-			mb->credit = n >= UNBOUNDED - 1 - mb->credit
-			                 ? UNBOUNDED - 1
-			                 : mb->credit + n;
+		if (rc == 0)
+			esdb_member_grant(&mb->core, n);
 		enif_mutex_unlock(m->lock);
 	}
 	nif_store_release(r);
@@ -498,10 +440,10 @@ void subs_down(ErlNifEnv *env, void *obj, ErlNifPid *pid, ErlNifMonitor *mon)
 	if (!r->closed && r->members) {
 		struct members *m = r->members;
 		enif_mutex_lock(m->lock);
-		for (size_t i = 0; i < m->n; i++)
-			if (m->slots[i].id &&
-			    enif_compare_monitors(&m->slots[i].mon, mon) == 0) {
-				end_member(env, r, &m->slots[i], false);
+		for (size_t i = 0; i < m->table.n; i++)
+			if (slot(m, i)->core.id &&
+			    enif_compare_monitors(&slot(m, i)->mon, mon) == 0) {
+				end_member(env, r, slot(m, i), false);
 				break;
 			}
 		enif_mutex_unlock(m->lock);

@@ -4,6 +4,7 @@
  * answer), the open options and their bounds, the fields of an event as a
  * tuple and as an %ExESDB.EventRecord{}, the stats fields, the date an
  * event's time stamp is shown as, and the names of a corruption's place.
+ * members.h is the subscription member table (ids, credit, gaps).
  * The NIF (c_src/nif, over erl_nif) decodes arguments and builds terms
  * over these tables; the C node (c_src/cnode, over ei) does the same, so
  * neither holds a second copy of what a term is. docs/PROTOCOL.md writes
