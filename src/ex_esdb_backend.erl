@@ -16,7 +16,7 @@
 %% checkpoints and subscription members.
 -module(ex_esdb_backend).
 
--export([open/2, close/1, limits/1, stats/1,
+-export([open/2, close/1, limits/1, stats/1, cluster_support/0,
          submit/3, submit_async/3, call/3, translate/2,
          read_stream/5, read_all/4, read_type/4, read_records/6, stream_info/2, list_streams/3,
          snapshot_get/2, checkpoint_get/2, checkpoint_list/3,
@@ -47,6 +47,11 @@ limits(H) -> ex_esdb_nif:limits(H).
 
 -spec stats(handle()) -> {ok, map()} | {error, term()}.
 stats(H) -> ex_esdb_nif:stats(H).
+
+%% @doc Whether this build can run cluster mode: `true', or `{false, Why}'
+%% naming what is missing (raft is built by `make raft').
+-spec cluster_support() -> true | {false, binary()}.
+cluster_support() -> ex_esdb_nif:cluster_support().
 
 %% ---- mutations -----------------------------------------------------------
 
