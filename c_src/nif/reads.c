@@ -276,6 +276,15 @@ ERL_NIF_TERM nif_checkpoint_list(ErlNifEnv *env, int argc,
 	return list_after(env, argv, list_checkpoints);
 }
 
+/* stats/1's keys, as c_src/proto lists them. */
+enum {
+#define STAT_ENUM(name) STAT_##name,
+	ESDB_PROTO_STATS_FIELDS(STAT_ENUM) STAT_N
+#undef STAT_ENUM
+};
+/* a field added to the protocol needs its value in nif_stats */
+_Static_assert(STAT_N == 10, "nif_stats builds every stats field");
+
 /* stats(Store) -> {ok, #{events := N, ...}} */
 ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -288,27 +297,26 @@ ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	nif_store_release(r);
 	if (rc)
 		return nif_error_term(env, rc);
-	ERL_NIF_TERM keys[] = {atom_events,       atom_streams,
-	                       atom_event_types,  atom_snapshots,
-	                       atom_checkpoints,  atom_bytes_used,
-	                       atom_map_size,     atom_commits,
-	                       atom_store_failed, atom_subscribers};
-	ERL_NIF_TERM vals[] = {
-	    enif_make_uint64(env, st.events),
-	    enif_make_uint64(env, st.streams),
-	    enif_make_uint64(env, st.event_types),
-	    enif_make_uint64(env, st.snapshots),
-	    enif_make_uint64(env, st.checkpoints),
-	    enif_make_uint64(env, st.bytes_used),
-	    enif_make_uint64(env, st.map_size),
-	    enif_make_uint64(env, st.commits),
-	    st.store_failed
-	        ? enif_make_atom(env, esdb_error_name(st.store_failed))
-	        : atom_nil,
-	    enif_make_uint64(env, subscribers),
-	};
+	ERL_NIF_TERM keys[STAT_N],
+	    vals[STAT_N] = {
+	        [STAT_events] = enif_make_uint64(env, st.events),
+	        [STAT_streams] = enif_make_uint64(env, st.streams),
+	        [STAT_event_types] = enif_make_uint64(env, st.event_types),
+	        [STAT_snapshots] = enif_make_uint64(env, st.snapshots),
+	        [STAT_checkpoints] = enif_make_uint64(env, st.checkpoints),
+	        [STAT_bytes_used] = enif_make_uint64(env, st.bytes_used),
+	        [STAT_map_size] = enif_make_uint64(env, st.map_size),
+	        [STAT_commits] = enif_make_uint64(env, st.commits),
+	        [STAT_store_failed] =
+	            st.store_failed
+	                ? enif_make_atom(env, esdb_error_name(st.store_failed))
+	                : atom_nil,
+	        [STAT_subscribers] = enif_make_uint64(env, subscribers),
+	    };
+	for (int i = 0; i < STAT_N; i++)
+		keys[i] = enif_make_atom(env, esdb_proto_stats_fields[i]);
 	ERL_NIF_TERM map;
-	enif_make_map_from_arrays(env, keys, vals, 10, &map);
+	enif_make_map_from_arrays(env, keys, vals, STAT_N, &map);
 	return enif_make_tuple2(env, atom_ok, map);
 }
 
