@@ -12,25 +12,36 @@ typedef struct read_ctx {
 	name_cache stream, type;
 } read_ctx;
 
-/* {Position, StreamId, Version, EventId, Type, Data, Metadata,
- *  CausationId, CorrelationId, CreatedUs} */
+/* An event as a tuple, fields in c_src/proto's order (EventTuple in
+ * docs/PROTOCOL.md). */
+enum {
+#define EV_ENUM(name) EV_##name,
+	ESDB_PROTO_EVENT_TUPLE(EV_ENUM) EV_N
+#undef EV_ENUM
+};
+/* a field added to the protocol needs its value in collect_event */
+_Static_assert(EV_N == 10, "collect_event builds every tuple field");
+
 static int collect_event(void *ctx, const esdb_event *ev)
 {
 	read_ctx *c = ctx;
 	ErlNifEnv *env = c->env;
-	ERL_NIF_TERM f[10] = {
-	    enif_make_uint64(env, ev->position),
-	    nif_cached_name(env, &c->stream, ev->stream_id, ev->stream_id_len),
-	    enif_make_uint64(env, ev->stream_version),
-	    nif_make_bin(env, ev->event_id, 16),
-	    nif_cached_name(env, &c->type, ev->event_type, ev->event_type_len),
-	    nif_make_bin(env, ev->data, ev->data_len),
-	    nif_make_bin(env, ev->metadata, ev->metadata_len),
-	    nif_make_opt_uuid(env, ev->causation_id),
-	    nif_make_opt_uuid(env, ev->correlation_id),
-	    enif_make_uint64(env, ev->created_us),
+	ERL_NIF_TERM f[EV_N] = {
+	    [EV_position] = enif_make_uint64(env, ev->position),
+	    [EV_stream_id] = nif_cached_name(env, &c->stream, ev->stream_id,
+	                                     ev->stream_id_len),
+	    [EV_stream_version] = enif_make_uint64(env, ev->stream_version),
+	    [EV_event_id] = nif_make_bin(env, ev->event_id, 16),
+	    [EV_event_type] = nif_cached_name(env, &c->type, ev->event_type,
+	                                      ev->event_type_len),
+	    [EV_data] = nif_make_bin(env, ev->data, ev->data_len),
+	    [EV_metadata] = nif_make_bin(env, ev->metadata, ev->metadata_len),
+	    [EV_causation_id] = nif_make_opt_uuid(env, ev->causation_id),
+	    [EV_correlation_id] = nif_make_opt_uuid(env, ev->correlation_id),
+	    [EV_created_us] = enif_make_uint64(env, ev->created_us),
 	};
-	return nif_terms_push(&c->out, enif_make_tuple_from_array(env, f, 10));
+	return nif_terms_push(&c->out,
+	                      enif_make_tuple_from_array(env, f, EV_N));
 }
 
 /* Events of a source as tuples; the source's name is argv[1] unless it

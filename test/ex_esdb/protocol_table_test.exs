@@ -90,6 +90,34 @@ defmodule ExESDB.ProtocolTableTest do
     assert record.created_at == DateTime.from_unix!(record.created_epoch, :microsecond)
   end
 
+  test "read_stream's tuples hold the protocol's event fields in its order" do
+    %{store: s} = ExESDB.Test.NifBackend.start_store(%{})
+    {:ok, store} = ExESDB.Store.fetch(s)
+    ref = make_ref()
+    id = :crypto.strong_rand_bytes(16)
+    cause = :crypto.strong_rand_bytes(16)
+    :ok = :ex_esdb_nif.append(store.handle, ref, "s", :any, [{id, "t", "d", "m", cause, nil}])
+    assert_receive {^ref, {:ok, 1, position}}, 5_000
+    {:ok, [tuple], :eof} = :ex_esdb_nif.read_stream(store.handle, "s", 0, 10, :forward)
+    event = Enum.zip(@table.event_tuple, Tuple.to_list(tuple)) |> Map.new()
+    assert tuple_size(tuple) == length(@table.event_tuple)
+
+    assert %{
+             position: ^position,
+             stream_id: "s",
+             stream_version: 1,
+             event_id: ^id,
+             event_type: "t",
+             data: "d",
+             metadata: "m",
+             causation_id: ^cause,
+             correlation_id: nil,
+             created_us: created
+           } = event
+
+    assert is_integer(created) and created > 0
+  end
+
   test "open takes exactly the protocol's options, each within its bounds" do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_proto_#{System.unique_integer([:positive])}")
     on_exit(fn -> File.rm_rf!(dir) end)
