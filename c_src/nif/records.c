@@ -72,7 +72,7 @@ typedef struct rec_ctx {
 	bool decode;         /* decode payloads written as terms */
 	int refusal;         /* why a payload could not be decoded */
 	term_list out;
-	ErlNifBinary chunk; /* chunk.size: bytes used; 0 with none */
+	ErlNifBinary chunk; /* CHUNK_BYTES allocated; .size: bytes used */
 	bool have_chunk;
 	pending *pend; /* CHUNK_EVENTS of them, made on first use */
 	size_t n_pend;
