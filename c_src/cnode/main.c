@@ -319,6 +319,10 @@ int main(int argc, char **argv)
 	pthread_rwlock_unlock(&srv.store_lock);
 	if (epmd_fd >= 0)
 		close(epmd_fd);
-	cn_log("stopped (%s)", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	cn_log("stopped (%s); refused: %lu handshakes, %lu connections "
+	       "for bad frames, %lu messages that were not requests",
+	       sig == SIGINT ? "SIGINT" : "SIGTERM",
+	       atomic_load(&srv.refused_handshakes),
+	       atomic_load(&srv.closed_frames), atomic_load(&srv.dropped_msgs));
 	return 0;
 }

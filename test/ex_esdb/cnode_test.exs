@@ -406,6 +406,19 @@ defmodule ExESDB.CNodeTest do
     assert alive?(cn)
   end
 
+  test "connections over --max-conns are closed after their handshake", %{dir: dir} do
+    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+
+    args =
+      ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --max-conns 1)
+
+    cn = dir |> start_cnode(args) |> Map.put(:name, name) |> await_ready()
+    hello!(cn.name)
+    assert probe(cn.name, "hello") == "closed"
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: refused probe")
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 0, false, false}
+  end
+
   test "a connection silent for longer than --idle-ms is closed", %{dir: dir} do
     name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
 
