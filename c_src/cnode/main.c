@@ -17,6 +17,7 @@
 
 #include "conn.h"
 #include "cookie.h"
+#include "handshake.h"
 #include "pool.h"
 
 #include <arpa/inet.h>
@@ -30,9 +31,6 @@
 #include <unistd.h>
 
 #define READ_THREADS 2
-/* A client that connects and stays silent holds the accept thread at
- * most this long (ei_accept_tmo runs the handshake). */
-#define HANDSHAKE_MS 5000
 
 void cn_log(const char *fmt, ...)
 {
@@ -188,33 +186,14 @@ typedef struct acceptor {
 	int lfd;
 } acceptor;
 
+/* Handshakes under way at once; more connections wait in the backlog
+ * or are closed. */
+#define MAX_HANDSHAKES 32
+
 static void *accept_loop(void *arg)
 {
 	acceptor *a = arg;
-	cn_server *srv = a->srv;
-	for (;;) {
-		ErlConnect con;
-		int fd = ei_accept_tmo(&srv->ec, a->lfd, &con, HANDSHAKE_MS);
-		if (fd < 0) {
-			if (erl_errno != ETIMEDOUT) {
-				/* A wrong cookie, a dropped handshake:
-				 * service goes on. */
-				atomic_fetch_add(&srv->refused_handshakes, 1);
-				cn_log("refused a connection (handshake "
-				       "failed: %s)",
-				       strerror(erl_errno));
-			}
-			continue;
-		}
-		if (atomic_load(&srv->conns) >= srv->max_conns) {
-			cn_log("refused %s: %u connections already",
-			       con.nodename, srv->max_conns);
-			close(fd);
-			continue;
-		}
-		if (cn_conn_start(srv, fd, con.nodename) != 0)
-			cn_log("cannot serve %s: no threads", con.nodename);
-	}
+	cn_handshake_accept_loop(a->srv, a->lfd, MAX_HANDSHAKES);
 	return NULL;
 }
 
@@ -273,8 +252,10 @@ int main(int argc, char **argv)
 	snprintf(host, sizeof(host), "%s", strchr(o.name, '@') + 1);
 	unsigned creation = o.creation ? (unsigned)o.creation : pick_creation();
 	if (ei_init() != 0 ||
-	    ei_connect_xinit(&srv.ec, host, alive, o.name, (Erl_IpAddr)&addr,
-	                     cookie, creation) < 0) {
+	    ei_connect_xinit_ussi(&srv.ec, host, alive, o.name,
+	                          (Erl_IpAddr)&addr, cookie, creation,
+	                          cn_handshake_callbacks(),
+	                          sizeof(ei_socket_callbacks), NULL) < 0) {
 		cn_log("cannot set up the node %s", o.name);
 		return 1;
 	}

@@ -406,6 +406,33 @@ defmodule ExESDB.CNodeTest do
     assert alive?(cn)
   end
 
+  test "clients that connect and never handshake hold up no one else", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+
+    {:ok, [{_, port}]} =
+      :erl_epmd.names(~c"localhost")
+      |> then(fn {:ok, ns} ->
+        {:ok,
+         for(
+           {n, p} <- ns,
+           List.to_atom(n ++ ~c"@" ++ String.to_charlist(host())) == cn.name,
+           do: {n, p}
+         )}
+      end)
+
+    # each would hold a handshake for its 5 s limit: three in a row
+    # outlast net_kernel's 7 s connection setup
+    silent =
+      for _ <- 1..3 do
+        {:ok, s} = :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false])
+        s
+      end
+
+    assert Node.connect(cn.name)
+    hello!(cn.name)
+    Enum.each(silent, &:gen_tcp.close/1)
+  end
+
   test "connections over --max-conns are closed after their handshake", %{dir: dir} do
     name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
 
