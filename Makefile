@@ -108,10 +108,13 @@ $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
-$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H)
+# With raft built (checked when linking: `all` may have just built it),
+# the NIF carries the replica and links raft statically (c_src/nif/cluster.c).
+NIF_CLUSTER = $$(if [ -f $(RAFT_LIB) ]; then echo "-Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS) -Wl,--exclude-libs,libraft.a"; fi)
+$(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H) $(wildcard c_src/replica/*.[ch])
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(ERTS_INCLUDE) -I$(dir $(CLUSTER_H)) $(CFLAGS) $(WARN) -fPIC -shared -pthread \
-	  c_src/nif/*.c $(PROTO_SRC) $(CORE_LIB) $(LDLIBS) -lz -o $@
+	  c_src/nif/*.c $(PROTO_SRC) $(NIF_CLUSTER) $(CORE_LIB) $(LDLIBS) -lz -o $@
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
 # node's term validator (c_src/cnode/term_check.c) to fuzz them, and its

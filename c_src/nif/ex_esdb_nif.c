@@ -66,6 +66,12 @@ ErlNifFunc nif_funcs[] = {
     {"decode_term", 1, nif_decode_term, 0},
     {"cluster_support", 0, nif_cluster_support, 0},
     {"protocol_table", 0, nif_protocol_table, 0},
+    {"cluster_open", 3, nif_cluster_open, DIRTY_IO},
+    {"cluster_info", 1, nif_cluster_info, 0},
+    {"cluster_add", 3, nif_cluster_add, DIRTY_IO},
+    {"cluster_assign", 3, nif_cluster_assign, DIRTY_IO},
+    {"cluster_remove", 2, nif_cluster_remove, DIRTY_IO},
+    {"cluster_transfer", 2, nif_cluster_transfer, DIRTY_IO},
 };
 
 const size_t nif_func_count = sizeof(nif_funcs) / sizeof(nif_funcs[0]);

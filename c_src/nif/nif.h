@@ -13,6 +13,7 @@
 #define MAX_READ ESDB_PROTO_MAX_READ
 
 struct members;
+typedef struct nif_cluster nif_cluster;
 
 typedef struct store_res {
 	esdb_store *s;
@@ -21,12 +22,21 @@ typedef struct store_res {
 	ErlNifRWLock *lock;
 	bool closed;
 	struct members *members; /* subscriptions.c */
+	nif_cluster *cluster;    /* cluster.c: NULL for a single-node store */
 } store_res;
 
 /* store.c: the store resource type, opened (or taken over) at load. */
 bool nif_store_type_open(ErlNifEnv *env, ErlNifResourceFlags flags);
 ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_close(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+/* open/2's work with a step between configuring the store and opening
+ * it: setup returns 0, or the error term that refuses the open, and may
+ * leave a cluster part for the resource. argv: Path, Options. */
+typedef ERL_NIF_TERM (*nif_open_setup)(ErlNifEnv *env, esdb_store *s,
+                                       const char *path, ERL_NIF_TERM arg,
+                                       nif_cluster **out);
+ERL_NIF_TERM nif_open_with(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                           nif_open_setup setup, ERL_NIF_TERM arg);
 /* Get the store and hold its lock shared; false for a non-store term. */
 bool nif_store_acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **out);
 void nif_store_release(store_res *r);
@@ -197,5 +207,21 @@ ERL_NIF_TERM nif_unsubscribe(ErlNifEnv *env, int argc,
 /* cluster_support.c */
 ERL_NIF_TERM nif_cluster_support(ErlNifEnv *env, int argc,
                                  const ERL_NIF_TERM argv[]);
+
+/* cluster.c: a store replicated by raft (c_src/replica), when built. */
+ERL_NIF_TERM nif_cluster_open(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_add(ErlNifEnv *env, int argc,
+                             const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_assign(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_remove(ErlNifEnv *env, int argc,
+                                const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_transfer(ErlNifEnv *env, int argc,
+                                  const ERL_NIF_TERM argv[]);
+/* Free what cluster_open kept (after the store is closed); NULL is fine. */
+void nif_cluster_free(nif_cluster *c);
 
 #endif

@@ -12,6 +12,7 @@ static void store_dtor(ErlNifEnv *env, void *obj)
 	store_res *r = obj;
 	if (!r->closed && r->s)
 		esdb_store_close(r->s);
+	nif_cluster_free(r->cluster);
 	subs_detach(r);
 	if (r->lock)
 		enif_rwlock_destroy(r->lock);
@@ -76,7 +77,14 @@ static bool get_option(ErlNifEnv *env, ERL_NIF_TERM v, esdb_proto_opt_id i,
  * the options are c_src/proto's (docs/PROTOCOL.md). */
 ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
+	return nif_open_with(env, argv, NULL, 0);
+}
+
+ERL_NIF_TERM nif_open_with(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+                           nif_open_setup setup, ERL_NIF_TERM arg)
+{
 	ErlNifBinary path;
+	nif_cluster *cluster = NULL;
 	ERL_NIF_TERM v;
 	esdb_store *s;
 	if (!enif_inspect_binary(env, argv[0], &path) || path.size == 0 ||
@@ -102,9 +110,18 @@ ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	}
 	if (esdb_proto_open_configure(s, &o))
 		goto bad_option;
+	if (setup) {
+		ERL_NIF_TERM err = setup(env, s, p, arg, &cluster);
+		if (err) {
+			esdb_store_close(s);
+			nif_cluster_free(cluster);
+			return err;
+		}
+	}
 
 	if ((rc = esdb_store_open(s, p))) {
 		esdb_store_close(s);
+		nif_cluster_free(cluster);
 		return nif_error_term(env, rc);
 	}
 	esdb_proto_open_started(s, &o);
@@ -112,6 +129,7 @@ ERL_NIF_TERM nif_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	r->s = s;
 	r->closed = false;
 	r->members = NULL;
+	r->cluster = cluster;
 	r->lock = enif_rwlock_create("ex_esdb_store");
 	if ((rc = subs_attach(r))) {
 		/* the destructor closes the store */

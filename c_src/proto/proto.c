@@ -134,6 +134,32 @@ const esdb_proto_op esdb_proto_ops[] = {
      {ESDB_ARG_BINARY}},
     {"cluster_support", 0, ESDB_SCHED_NORMAL, ESDB_REPLY_DIRECT, {0}},
     {"protocol_table", 0, ESDB_SCHED_NORMAL, ESDB_REPLY_DIRECT, {0}},
+    {"cluster_open",
+     3,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {ESDB_ARG_PATH, ESDB_ARG_OPTIONS, ESDB_ARG_CLUSTER}},
+    {"cluster_info", 1, ESDB_SCHED_NORMAL, ESDB_REPLY_DIRECT, {S}},
+    {"cluster_add",
+     3,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {S, ESDB_ARG_UINT, ESDB_ARG_ADDRESS}},
+    {"cluster_assign",
+     3,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {S, ESDB_ARG_UINT, ESDB_ARG_ROLE}},
+    {"cluster_remove",
+     2,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {S, ESDB_ARG_UINT}},
+    {"cluster_transfer",
+     2,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {S, ESDB_ARG_UINT}},
 };
 
 #undef S
@@ -162,7 +188,8 @@ static const char *const arg_names[ESDB_ARG_N] = {
     [ESDB_ARG_AFTER] = "after",     [ESDB_ARG_SOURCE] = "source",
     [ESDB_ARG_FORMAT] = "format",   [ESDB_ARG_SHAPE] = "shape",
     [ESDB_ARG_CREDIT] = "credit",   [ESDB_ARG_MEMBER] = "member",
-    [ESDB_ARG_GRANT] = "grant",
+    [ESDB_ARG_GRANT] = "grant",     [ESDB_ARG_CLUSTER] = "cluster",
+    [ESDB_ARG_ADDRESS] = "address", [ESDB_ARG_ROLE] = "role",
 };
 
 const char *esdb_proto_arg_name(esdb_proto_arg a)

@@ -56,6 +56,9 @@ typedef enum esdb_proto_arg {
 	ESDB_ARG_CREDIT,    /* infinity | 1..2^64-2 */
 	ESDB_ARG_MEMBER,    /* a member id from subscribe */
 	ESDB_ARG_GRANT,     /* integer in 1..2^64-1 */
+	ESDB_ARG_CLUSTER,   /* map: a replica's id, address, members, ... */
+	ESDB_ARG_ADDRESS,   /* binary "ip:port", a raft member's address */
+	ESDB_ARG_ROLE,      /* voter | standby | spare */
 	ESDB_ARG_N
 } esdb_proto_arg;
 

@@ -1,0 +1,119 @@
+defmodule ExESDB.ClusterNifTest do
+  # The NIF's cluster mode (cluster_open/3 over c_src/replica): three
+  # replicas in this VM, raft over TCP on loopback.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cluster_nif_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp start3(dir) do
+    ports = free_ports(3)
+    members = for {p, i} <- Enum.with_index(ports, 1), do: {i, "127.0.0.1:#{p}"}
+
+    stores =
+      for {i, addr} <- members do
+        {:ok, s} =
+          :ex_esdb_nif.cluster_open(
+            "#{dir}/n#{i}",
+            %{durability: :nosync},
+            %{
+              id: i,
+              address: addr,
+              members: members,
+              notify: self(),
+              election_timeout_ms: 300,
+              heartbeat_ms: 30
+            }
+          )
+
+        s
+      end
+
+    on_exit(fn -> Enum.each(stores, &:ex_esdb_nif.close/1) end)
+    stores
+  end
+
+  defp info(s), do: elem(:ex_esdb_nif.cluster_info(s), 1)
+
+  defp leader(stores) do
+    wait_until(fn ->
+      ids = Enum.map(stores, &info(&1).leader_id)
+      l = hd(ids)
+      l != 0 and Enum.all?(ids, &(&1 == l)) and Enum.at(stores, l - 1)
+    end)
+  end
+
+  defp event, do: {:crypto.strong_rand_bytes(16), "T", "data", "", nil, nil}
+
+  defp append(s, stream, events) do
+    ref = make_ref()
+
+    case :ex_esdb_nif.append(s, ref, stream, :any, events) do
+      :ok -> receive(do: ({^ref, reply} -> reply))
+      error -> error
+    end
+  end
+
+  test "three replicas form one cluster; the leader's appends reach every replica", %{dir: dir} do
+    stores = start3(dir)
+    l = leader(stores)
+    assert info(l).leader
+    assert_receive {:ex_esdb_leader, id, addr, _}, 5_000
+    assert id in 1..3 and is_binary(addr)
+
+    assert {:ok, _, _} = append(l, "s", [event(), event()])
+
+    for s <- stores do
+      wait_until(fn -> info(s).applied >= info(l).applied end)
+      {:ok, evs, _} = :ex_esdb_nif.read_stream(s, "s", 0, 10, :forward)
+      assert length(evs) == 2
+    end
+
+    followers = stores -- [l]
+    assert {:error, :not_leader} = append(hd(followers), "s", [event()])
+    assert Enum.all?(stores, &(info(&1).failure == nil))
+  end
+
+  test "a planned transfer hands leadership to another voter", %{dir: dir} do
+    stores = start3(dir)
+    l = leader(stores)
+    target = info(hd(stores -- [l])).id
+    assert :ok = :ex_esdb_nif.cluster_transfer(l, target)
+    wait_until(fn -> info(l).leader_id == target end)
+    assert {:error, :not_leader} = :ex_esdb_nif.cluster_transfer(l, 0)
+  end
+
+  test "cluster calls on a single-node store and bad cluster maps", %{dir: dir} do
+    {:ok, single} = :ex_esdb_nif.open("#{dir}/single", %{})
+    assert {:error, :not_cluster} = :ex_esdb_nif.cluster_info(single)
+    assert {:error, :not_cluster} = :ex_esdb_nif.cluster_transfer(single, 0)
+    :ok = :ex_esdb_nif.close(single)
+
+    assert {:error, {:invalid_cluster, _}} =
+             :ex_esdb_nif.cluster_open("#{dir}/bad", %{}, %{address: "127.0.0.1:1"})
+
+    assert {:error, {:invalid_address, _}} =
+             :ex_esdb_nif.cluster_open("#{dir}/bad", %{}, %{id: 1, address: ""})
+
+    assert {:error, {:invalid_members, _}} =
+             :ex_esdb_nif.cluster_open("#{dir}/bad", %{}, %{
+               id: 1,
+               address: "127.0.0.1:1",
+               members: [{0, "x"}]
+             })
+
+    assert {:error, :invalid_option} =
+             :ex_esdb_nif.cluster_open("#{dir}/bad", %{durability: :bogus}, %{
+               id: 1,
+               address: "127.0.0.1:1"
+             })
+  end
+end
