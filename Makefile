@@ -30,7 +30,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	erlang-proper elixir rebar3 \
 	libuv1-dev liblz4-dev autoconf automake libtool pkg-config
 
-.PHONY: all nif raft raft-optional cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
 
 all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -163,10 +163,25 @@ $(REPLICA_TEST_BIN): $(REPLICA_SRC) c_src/replica/*.h $(REPLICA_TEST_SRC) \
 test-replica: $(REPLICA_TEST_BIN)
 	$(REPLICA_TEST_BIN)
 
+# raft alone (c_src/raftbench, N processes on loopback, trivial FSM): the
+# baseline benchmark and the tests of raft as built (test/c/raft: the
+# snapshot_pending patch). Real TCP and kills: kept out of valgrind.
+RAFT_BENCH_BIN := $(BUILD)/esdb_raft_bench
+RAFT_TEST_BIN := $(BUILD)/esdb_raft_tests
+$(RAFT_BENCH_BIN): c_src/raftbench/*.[ch] $(RAFT_LIB)
+	$(CC) $(CPPFLAGS) $(RAFT_CFLAGS) $(CFLAGS) $(WARN) c_src/raftbench/*.c $(RAFT_LIBS) -o $@
+
+$(RAFT_TEST_BIN): test/c/raft/*.c c_src/raftbench/raft3.[ch] test/c/harness.[ch] test/c/helpers.[ch] $(CORE_LIB) $(RAFT_LIB)
+	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/raftbench $(RAFT_CFLAGS) $(CFLAGS) $(WARN) -pthread \
+	  test/c/raft/*.c c_src/raftbench/raft3.c test/c/harness.c test/c/helpers.c test/c/commit_log.c $(CORE_LIB) $(RAFT_LIBS) $(LDLIBS) -o $@
+
+test-raft: $(RAFT_TEST_BIN)
+	$(RAFT_TEST_BIN)
+
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
 	$(MAKE) raft-optional
-	$(MAKE) fmt-check test-c test-c-log test-replica asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
+	$(MAKE) fmt-check test-c test-c-log test-replica test-raft asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test
@@ -264,17 +279,21 @@ bench: $(BENCH_BIN) nif
 	$(BENCH_BIN) --only $(BENCH_FAST) $(BENCH_DIR) | tee $(BUILD)/bench-c.json
 	ESDB_C_BENCH_JSON=$(BUILD)/bench-c.json MIX_ENV=prod mix run bench/beam_bench.exs $(BENCH_DIR)
 	MIX_ENV=prod mix run bench/cnode_bench.exs $(BENCH_DIR)
+	@# raft alone, 3 voters on loopback: the cluster benchmarks' baseline.
+	@if [ -f $(RAFT_LIB) ]; then $(MAKE) --no-print-directory $(RAFT_BENCH_BIN) && \
+	  $(RAFT_BENCH_BIN) $(BENCH_DIR) | tee $(BUILD)/bench-raft.json; \
+	else echo "raft3 benchmarks skipped: raft is not built (make raft)"; fi
 	$(BENCH_BIN) --only reopen_10m,append_latency $(BENCH_DIR) | grep -v '"machine"'
 	@if [ -n "$(COMMANDED_PATH)" ] && [ -f "$(COMMANDED_PATH)/mix.exs" ]; then \
 	  COMMANDED_PATH="$(COMMANDED_PATH)" MIX_ENV=test mix run bench/commanded_bench.exs $(BENCH_DIR)/commanded; \
 	else echo "commanded bench skipped: set COMMANDED_PATH (see make test-commanded)"; fi
 
 fmt:
-	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/cnode/*.c
+	clang-format -i c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/c/raft/*.[ch] test/cnode/*.c
 	mix format
 
 fmt-check:
-	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/cnode/*.c
+	clang-format --dry-run --Werror c_src/*/*.[ch] test/c/*.[ch] test/c/fault/*.c test/c/replica/*.[ch] test/c/raft/*.[ch] test/cnode/*.c
 	mix format --check-formatted
 
 clean:
