@@ -38,6 +38,8 @@ typedef struct node_proc {
 	atomic_bool writing;
 	atomic_uint_fast64_t counter;
 	atomic_uint_fast64_t unknown;
+	atomic_uint threads_started;
+	bool retrying; /* writers append at exact versions, retrying */
 	atomic_uint_fast64_t leader_events;
 	pthread_t threads[64];
 	unsigned n_threads;
@@ -102,6 +104,56 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
+/* A writer that keeps a version per stream: each event is appended at
+ * the stream's exact version and, when the outcome is unknown or the node
+ * was not leader, retried with the same id and expected version until it
+ * is in (the append rules answer a retry of what is in with its original
+ * result). A wrong_expected_version means an event went in twice or
+ * not in order: reported, as any other error. */
+static void *retry_writer_main(void *arg)
+{
+	node_proc *np = arg;
+	char stream[48];
+	snprintf(stream, sizeof(stream), "x%" PRIu64 "-%d-%u", np->id,
+	         (int)getpid(), atomic_fetch_add(&np->threads_started, 1));
+	uint64_t v = 0;
+	while (atomic_load(&np->writing)) {
+		uint64_t n = np->id << 56 |
+		             (uint64_t)(getpid() & 0xffffff) << 32 |
+		             atomic_fetch_add(&np->counter, 1);
+		uint8_t id[16];
+		esdb_new_event ev = make_event(id, n, "t", "data");
+		for (;;) {
+			esdb_result res;
+			int rc = esdb_stream_append(
+			    np->s, stream, strlen(stream), v, &ev, 1, &res);
+			if (rc == 0 && res.version == v + 1) {
+				ack a = {n, res.position, res.version, np->id};
+				write_all(np->ack_fd, &a, sizeof(a));
+				v++;
+				break;
+			}
+			if (rc == ESDB_EOUTCOME_UNKNOWN)
+				atomic_fetch_add(&np->unknown, 1);
+			if (rc == ESDB_ENOT_LEADER ||
+			    rc == ESDB_EOUTCOME_UNKNOWN) {
+				if (!atomic_load(&np->writing))
+					return NULL;
+				usleep(2000);
+				continue;
+			}
+			if (rc == ESDB_ECLOSED)
+				return NULL;
+			/* an error the test reports */
+			ack a = {n, 0, (uint64_t)(int64_t)rc,
+			         np->id | ACK_ERROR};
+			write_all(np->ack_fd, &a, sizeof(a));
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
 static void set_writers(node_proc *np, unsigned threads)
 {
 	if (np->n_threads) {
@@ -114,7 +166,10 @@ static void set_writers(node_proc *np, unsigned threads)
 		threads = 64;
 	atomic_store(&np->writing, threads > 0);
 	for (unsigned i = 0; i < threads; i++)
-		if (pthread_create(&np->threads[i], NULL, writer_main, np) == 0)
+		if (pthread_create(&np->threads[i], NULL,
+		                   np->retrying ? retry_writer_main
+		                                : writer_main,
+		                   np) == 0)
 			np->n_threads++;
 }
 
@@ -164,6 +219,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 		if (cmd.op == 'Q')
 			break;
 		if (cmd.op == 'W') {
+			np.retrying = cmd.role == 1;
 			set_writers(&np, (unsigned)cmd.n);
 		} else if (cmd.op == 'A') {
 			uint8_t id[16];
@@ -418,6 +474,13 @@ void node_append_corrupt(cluster *c, int i, node_info *out)
 	node_call(c, i, &cmd, out);
 }
 
+void node_writers_retrying(cluster *c, int i, unsigned threads)
+{
+	node_cmd cmd = {.op = 'W', .n = threads, .role = 1};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
 void node_writers(cluster *c, int i, unsigned threads)
 {
 	node_cmd cmd = {.op = 'W', .n = threads};
@@ -480,7 +543,9 @@ bool cluster_wait_converged(cluster *c, unsigned timeout_ms)
 			if (leader < 0)
 				continue;
 			node_info info;
-			node_append(c, leader, "fence", ++fences, &info);
+			/* ids of their own: none of the tests' numbers */
+			node_append(c, leader, "fence",
+			            0xFEull << 56 | ++fences, &info);
 			if (info.rc == 0)
 				fence = info.position;
 			continue;
@@ -513,6 +578,11 @@ static int cmp_ack_pos(const void *a, const void *b)
 {
 	const ack *x = a, *y = b;
 	return x->position < y->position ? -1 : x->position > y->position;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
 }
 
 static uint64_t id_number(const uint8_t id[16])
@@ -571,12 +641,41 @@ void cluster_check_and_free(cluster *c)
 			}
 		}
 	}
+	/* No event id twice in the store (a retry written again). */
+	if (all[ref].n) {
+		uint8_t(*ids)[16] = malloc(all[ref].n * 16);
+		memcpy(ids, all[ref].ids, all[ref].n * 16);
+		qsort(ids, all[ref].n, 16, cmp_id);
+		for (size_t k = 1; k < all[ref].n; k++) {
+			if (memcmp(ids[k], ids[k - 1], 16) == 0) {
+				harness_fail(__FILE__, __LINE__,
+				             "event %#" PRIx64 " is in the "
+				             "store twice",
+				             id_number(ids[k]));
+				break;
+			}
+		}
+		free(ids);
+	}
+	/* Writers' errors. */
+	for (size_t k = 0; k < c->n_acks; k++) {
+		if (c->acks[k].node & ACK_ERROR) {
+			harness_fail(__FILE__, __LINE__,
+			             "a writer on node %" PRIu64 " got %s",
+			             (uint64_t)(c->acks[k].node & ~ACK_ERROR),
+			             esdb_error_describe(
+			                 (int)(int64_t)c->acks[k].version));
+			c->acks[k].position = UINT64_MAX; /* sorts last */
+		}
+	}
 	/* Every acknowledged append at the position it was given, and no
 	 * position given twice. */
 	if (c->n_acks)
 		qsort(c->acks, c->n_acks, sizeof(ack), cmp_ack_pos);
 	for (size_t k = 0; k < c->n_acks; k++) {
 		ack *a = &c->acks[k];
+		if (a->node & ACK_ERROR)
+			break; /* reported above */
 		if (k && a->position == c->acks[k - 1].position) {
 			harness_fail(__FILE__, __LINE__,
 			             "position %" PRIu64 " acknowledged twice",

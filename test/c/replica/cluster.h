@@ -30,8 +30,9 @@ typedef struct ack {
 	uint64_t n; /* the event's number (its id, make_id) */
 	uint64_t position;
 	uint64_t version;
-	uint64_t node;
+	uint64_t node; /* | ACK_ERROR: an error, its code in version */
 } ack;
+#define ACK_ERROR (1ull << 63)
 
 typedef struct node_info {
 	int failed;
@@ -80,6 +81,9 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
 void node_writers(cluster *c, int i, unsigned threads);
 /* Node i's store fails its next transaction with errno err. */
 void node_fail_next_apply(cluster *c, int i, int err);
+/* The same with writers that append at exact versions, retrying an
+ * unknown outcome with the same event until it is in. */
+void node_writers_retrying(cluster *c, int i, unsigned threads);
 /* Submit an append whose checksum is wrong on node i. */
 void node_append_corrupt(cluster *c, int i, node_info *out);
 /* Membership calls on node i (esdb_replica_add/assign/remove/transfer);

@@ -124,3 +124,58 @@ TEST(killing_the_leader_under_load_loses_no_acknowledged_append)
 	       kills, cluster_acks(&c), info.events);
 	cluster_check_and_free(&c);
 }
+
+/* Writers at exact versions retrying outcome_unknown (and not_leader)
+ * with the same event while leadership moves, ESDB_REPLICA_KILLS rounds
+ * of: the leader paused (SIGSTOP) until another leads, resumed and handed
+ * leadership back (its writers' retries then reach a log that may already
+ * hold their event), and the leader killed. No event is written twice or
+ * out of order (a retry of what is in gets its original result), every
+ * acknowledged one is present. */
+TEST(retries_across_leader_changes_write_nothing_twice)
+{
+	unsigned rounds = env_count("ESDB_REPLICA_KILLS", 5);
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		node_start(&c, i);
+	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	for (int i = 0; i < 3; i++)
+		node_writers_retrying(&c, i, 8);
+	uint64_t unknown = 0;
+	for (unsigned k = 0; k < rounds; k++) {
+		int leader = cluster_wait_leader(&c, 20000);
+		REQUIRE(leader >= 0);
+		size_t before = cluster_acks(&c);
+		for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100;
+		     w++)
+			usleep(5000);
+		node_pause(&c, leader, true);
+		int next = cluster_wait_leader(&c, 20000);
+		REQUIRE(next >= 0);
+		node_pause(&c, leader, false);
+		REQUIRE(cluster_wait_leader(&c, 20000) == next);
+		node_info info;
+		node_transfer(&c, next, leader, &info);
+		if (cluster_wait_leader(&c, 20000) == leader) {
+			before = cluster_acks(&c);
+			for (int w = 0;
+			     w < 2000 && cluster_acks(&c) < before + 100; w++)
+				usleep(5000);
+		}
+		node_get_info(&c, leader, &info);
+		unknown += info.unknown;
+		leader = cluster_wait_leader(&c, 20000);
+		REQUIRE(leader >= 0);
+		node_kill(&c, leader);
+		node_start(&c, leader);
+		node_writers_retrying(&c, leader, 8);
+	}
+	for (int i = 0; i < 3; i++)
+		node_writers(&c, i, 0);
+	REQUIRE(cluster_wait_converged(&c, 30000));
+	printf("     %zu acknowledged appends at exact versions, %" PRIu64
+	       " outcome_unknown answers retried\n",
+	       cluster_acks(&c), unknown);
+	cluster_check_and_free(&c);
+}
