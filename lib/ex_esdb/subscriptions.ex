@@ -45,11 +45,26 @@ defmodule ExESDB.Subscriptions do
   wrote a checkpoint under that name) answers `{:error,
   :subscription_definition_changed}` (delete the subscription first to
   reuse the name). Subscribing while the subscription is stopping (its
-  last subscriber just went) starts it anew once it is gone.
+  last subscriber just went) starts it anew once it is gone. A
+  `subscribe_to` that times out (the store's `timeout`) answers `{:error,
+  :timeout}` and leaves no subscriber behind.
+
+  With several subscribers, `unsubscribe/2` called by one of them takes
+  only that one out (its unacknowledged events go to the others); the
+  subscription ends when its last subscriber goes, or when a process
+  that is not one of its subscribers unsubscribes it.
+
+  **A deleted stream.** A stream subscription whose stream is deleted
+  hands out what it read before and stays at its position, running: a
+  deleted stream takes no event again, so nothing more comes (it does
+  not end, which would only restart a subscriber such as a Commanded
+  handler into the same end). Subscribing to a stream deleted already
+  starts a subscription that delivers nothing. Events it had not read
+  when the stream was deleted are not delivered (they stay in `$all`).
 
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
   `:subscription_not_found`, `:subscription_definition_changed`,
-  `:store_not_started`, `:noproc` (the subscriber, a local pid, is not
+  `:store_not_started`, `:timeout`, `:noproc` (the subscriber, a local pid, is not
   alive: nothing is started or stored). A wrong argument
   answers `{:error, {:invalid_<what>, value}}` and never raises or starts
   anything: `{:invalid_selector, selector}`, `{:invalid_subscriber, term}`,
@@ -265,20 +280,41 @@ defmodule ExESDB.Subscriptions do
         {:ok, pid}
 
       {:error, {:already_started, pid}} ->
-        try do
-          GenServer.call(pid, {:subscribe, subscriber, selector, opts}, s.timeout)
-        catch
+        case join(pid, subscriber, selector, opts, s.timeout) do
           # it stopped before answering: once it is gone, start it anew
-          :exit, {reason, _} when tries > 0 and reason != :timeout ->
+          {:gone, _} when tries > 0 ->
             await_down(pid, s.timeout)
             start_or_join(store, spec, tries - 1)
 
-          :exit, _ ->
+          {:gone, _} ->
             {:error, :subscription_already_exists}
+
+          reply ->
+            reply
         end
 
       {:error, _} = error ->
         error
+    end
+  end
+
+  # Join a running subscription. The join carries its deadline: one the
+  # subscription handles after its caller gave up is refused, and a reply
+  # that comes too late is withdrawn, so a timed-out join (`{:error,
+  # :timeout}`) never leaves a member behind.
+  defp join(pid, subscriber, selector, opts, timeout) do
+    ref = make_ref()
+    deadline = System.monotonic_time(:millisecond) + timeout
+
+    try do
+      GenServer.call(pid, {:subscribe, subscriber, selector, opts, {ref, deadline}}, timeout)
+    catch
+      :exit, {:timeout, _} ->
+        GenServer.cast(pid, {:withdraw, ref})
+        {:error, :timeout}
+
+      :exit, reason ->
+        {:gone, reason}
     end
   end
 
@@ -319,7 +355,11 @@ defmodule ExESDB.Subscriptions do
 
   def ack_event(_store, _subscription, event), do: {:error, {:invalid_event, event}}
 
-  @doc "Stop a subscription; a persistent one keeps its checkpoint."
+  @doc """
+  Stop a subscription; a persistent one keeps its checkpoint. One of a
+  persistent subscription's several subscribers unsubscribing takes only
+  itself out (see the module doc).
+  """
   @spec unsubscribe(atom(), subscription()) :: :ok | {:error, term()}
   def unsubscribe(_store, {:transient, {relay, member}}) when is_pid(relay),
     do: Relay.unsubscribe(relay, member)
@@ -344,17 +384,53 @@ defmodule ExESDB.Subscriptions do
 
   def unsubscribe(_store, other), do: {:error, {:invalid_subscription, other}}
 
-  @doc "Delete a persistent subscription and its checkpoint."
+  @doc """
+  Delete a persistent subscription and its checkpoint; a running one stops.
+  Once it returns, no subscription of that name runs with the deleted
+  checkpoint: a `subscribe_to` racing it joined before (and its
+  subscription ended) or starts after, from its `start_from`.
+  """
   @spec delete_subscription(atom(), String.t()) :: :ok | {:error, term()}
   def delete_subscription(store, name) do
     with :ok <- check_name(name),
          {:ok, s} <- Store.fetch(store) do
-      case Registry.lookup(registry(store), name) do
-        [{pid, _}] -> unsubscribe(store, pid)
-        [] -> :ok
-      end
+      delete_named(store, s, name, @join_tries)
+    end
+  end
 
-      s.backend.submit(s, {:checkpoint_delete, name}, [])
+  # The checkpoint is deleted by whoever holds the name: the running
+  # subscription (which then stops) or, when none runs, a Deletion
+  # process registered under it. A subscribe_to racing the delete thus
+  # joins before it or starts after it, never with the old checkpoint.
+  defp delete_named(store, s, name, tries) do
+    ref = make_ref()
+
+    case start_child(store, {Persistent.Deletion, {s, name, self(), ref}}) do
+      :ignore ->
+        receive do
+          {^ref, reply} -> reply
+        after
+          s.timeout -> {:error, :timeout}
+        end
+
+      {:error, {:already_started, pid}} ->
+        try do
+          GenServer.call(pid, :delete, s.timeout)
+        catch
+          :exit, {:timeout, _} ->
+            {:error, :timeout}
+
+          # it stopped (or was a Deletion) meanwhile: once it is gone, again
+          :exit, _ when tries > 0 ->
+            await_down(pid, s.timeout)
+            delete_named(store, s, name, tries - 1)
+
+          :exit, _ ->
+            {:error, :timeout}
+        end
+
+      {:error, _} = error ->
+        error
     end
   end
 

@@ -439,6 +439,35 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           assert Enum.map(collect(:ver), & &1.event_number) == [3, 4]
         end
 
+        test "a stream deleted mid catch-up: what was read is delivered, the subscription " <>
+               "stays at its position, and a new one on the deleted stream starts and stays",
+             %{store: s} do
+          {:ok, _} = Streams.append_events(s, "d", :any, for(_ <- 1..5000, do: ev()))
+
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "on-d", {:by_stream, "d"}, self(), buffer_size: 10)
+
+          assert_receive {:subscribed, ^sub}
+          ref = Process.monitor(sub)
+          # the catch-up stops reading with a few pages queued: the rest
+          # is read once the subscriber acks
+          wait_until(fn -> not :sys.get_state(sub).sub.reading end)
+          read = :sys.get_state(sub).sub.last_enqueued
+          assert read < 5000
+          assert :ok = Streams.delete_stream(s, "d")
+          events = ack_until(s, sub, read, [])
+          assert Enum.map(events, & &1.event_number) == Enum.to_list(1..read)
+          # the read after the delete found the stream gone: live from here
+          # (nothing can be appended to a deleted stream), still running
+          wait_until(fn -> not :sys.get_state(sub).sub.catching_up end)
+          refute_received {:DOWN, ^ref, :process, ^sub, _}
+          assert GenServer.call(sub, :checkpoint) == read
+
+          {:ok, sub2} = Subscriptions.subscribe_to(s, "new-on-d", {:by_stream, "d"}, spawn_fwd(:d))
+          wait_until(fn -> not :sys.get_state(sub2).sub.catching_up end)
+          assert Process.alive?(sub2)
+        end
+
         test "delete_subscription removes the checkpoint", %{store: s} do
           {:ok, _} = Subscriptions.subscribe_to(s, "gone", {:by_event_type, "t"})
           assert :ok = Subscriptions.delete_subscription(s, "gone")
@@ -510,6 +539,62 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
           got_b = positions(collect(:b))
           assert Enum.sort(got_a ++ got_b) == Enum.to_list(1..10)
           assert got_a != [] and got_b != []
+        end
+
+        test "one subscriber's unsubscribe removes only it: its unacked events go to the others; " <>
+               "the subscription ends with the last",
+             %{store: s} do
+          opts = [concurrency_limit: 2, buffer_size: 2]
+          me = self()
+
+          leaver =
+            spawn(fn ->
+              {:ok, sub} =
+                Subscriptions.subscribe_to(s, "leave", {:by_stream, "$all"}, self(), opts)
+
+              send(me, {:in, sub})
+              receive do: ({:events, evs} -> send(me, {:leaver_got, evs}))
+              receive do: (:leave -> send(me, {:left, Subscriptions.unsubscribe(s, sub)}))
+              Process.sleep(:infinity)
+            end)
+
+          assert_receive {:in, sub}
+          {:ok, ^sub} = Subscriptions.subscribe_to(s, "leave", {:by_stream, "$all"}, self(), opts)
+          ref = Process.monitor(sub)
+          append(s, "z", 4)
+          assert_receive {:leaver_got, held}, 3_000
+          mine = receive_events()
+          assert Enum.sort(positions(held ++ mine)) == [1, 2, 3, 4]
+          send(leaver, :leave)
+          assert_receive {:left, :ok}
+          Subscriptions.ack_event(s, sub, List.last(mine))
+          # the leaver's unacked events come here, the subscription goes on
+          assert positions(receive_events()) == positions(held)
+          assert Map.keys(:sys.get_state(sub).sub.subscribers) == [self()]
+          # the last subscriber leaving ends it
+          assert :ok = Subscriptions.unsubscribe(s, sub)
+          assert_receive {:DOWN, ^ref, :process, ^sub, :normal}
+          Process.exit(leaver, :kill)
+        end
+
+        @tag store_opts: [timeout: 300]
+        test "a join that timed out leaves no member behind", %{store: s} do
+          opts = [concurrency_limit: 2]
+          {:ok, sub} = Subscriptions.subscribe_to(s, "slowjoin", {:by_stream, "$all"}, self(), opts)
+          # a process whose mailbox shows whether it was ever told anything
+          late = spawn(fn -> Process.sleep(:infinity) end)
+          :ok = :sys.suspend(sub)
+
+          assert {:error, :timeout} =
+                   Subscriptions.subscribe_to(s, "slowjoin", {:by_stream, "$all"}, late, opts)
+
+          # the join is handled now, after its caller gave up
+          :ok = :sys.resume(sub)
+          assert Map.keys(:sys.get_state(sub).sub.subscribers) == [self()]
+          append(s, "z", 4)
+          assert positions(receive_events()) == [1, 2, 3, 4]
+          assert {:messages, []} = Process.info(late, :messages)
+          Process.exit(late, :kill)
         end
 
         test "falling behind with partitions: events handed out past the queue are not repeated",

@@ -8,7 +8,8 @@ defmodule ExESDB.Subscriptions.Persistent do
   # subscribers fall behind live events goes back to catching up. Acks move a checkpoint
   # that is written to the store; a new process under the same name
   # resumes after it. Monitors its subscribers (no links) and ends when the
-  # last one goes, its unacked events to be delivered again.
+  # last one goes (dies or unsubscribes), its unacked events to be
+  # delivered again.
   #
   # What it knows (queues, partitions, acks, the checkpoint, gaps) is
   # ExESDB.Subscriptions.Persistent.State, a pure module; this process does
@@ -64,7 +65,9 @@ defmodule ExESDB.Subscriptions.Persistent do
         # how events look to subscribers, and which field of an acked one
         # is its cursor (for callers that map records, e.g. Commanded)
         transform: opts[:transform] || (& &1),
-        ack_key: opts[:ack_key] || key
+        ack_key: opts[:ack_key] || key,
+        # join reference => subscriber, for a join its caller withdraws
+        joins: %{}
       }
 
       with {:ok, cursor, catching_up} <-
@@ -150,15 +153,25 @@ defmodule ExESDB.Subscriptions.Persistent do
   # ---- API calls ----------------------------------------------------
 
   @impl true
-  def handle_call({:subscribe, pid, selector, _opts}, _from, state) do
+  def handle_call({:subscribe, pid, selector, _opts, {join, deadline}}, _from, state) do
     # the name is bound to its selector while running too
     joined =
-      if selector == :erlang.binary_to_term(state.definition).selector,
-        do: State.may_join(state.sub, pid),
-        else: {:error, :subscription_definition_changed}
+      cond do
+        selector != :erlang.binary_to_term(state.definition).selector ->
+          {:error, :subscription_definition_changed}
+
+        # the caller has given up (its call timed out): it must not find
+        # itself a member later
+        System.monotonic_time(:millisecond) >= deadline ->
+          {:error, :timeout}
+
+        true ->
+          State.may_join(state.sub, pid)
+      end
 
     case joined do
       :ok ->
+        state = %{state | joins: Map.put(state.joins, join, pid)}
         {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch() |> resume_catch_up()}
 
       {:error, _} = error ->
@@ -166,12 +179,42 @@ defmodule ExESDB.Subscriptions.Persistent do
     end
   end
 
-  def handle_call(:unsubscribe, _from, state), do: {:stop, :normal, :ok, state}
+  # A subscriber leaving takes only itself out (its unacked events go to
+  # the others); anyone else stops the subscription for all.
+  def handle_call(:unsubscribe, {caller, _}, state) do
+    if State.subscriber_ref(state.sub, caller) != nil,
+      do: state |> leave(caller) |> reply_or_stop(:ok),
+      else: {:stop, :normal, :ok, state}
+  end
+
+  # delete_subscription: the checkpoint is deleted while this process
+  # still holds the name, so a subscribe_to racing it either joined
+  # before (and ends with it) or starts after, without the checkpoint.
+  def handle_call(:delete, _from, state) do
+    # (a checkpoint another API deleted already: deleted all the same)
+    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, []) do
+      reply when reply in [:ok, {:error, :subscription_not_found}] ->
+        {:stop, :normal, reply, Map.put(state, :deleted, true)}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
+  end
+
   def handle_call(:checkpoint, _from, state), do: {:reply, state.sub.checkpoint, state}
 
   @impl true
   def handle_cast({:ack, pid, cursor}, state),
     do: {:noreply, state |> ack(pid, cursor) |> dispatch() |> resume_catch_up()}
+
+  # A join whose caller timed out before the reply came: the member it
+  # added leaves again.
+  def handle_cast({:withdraw, join}, state) do
+    case Map.fetch(state.joins, join) do
+      {:ok, pid} -> state |> leave(pid) |> noreply_or_stop()
+      :error -> {:noreply, state}
+    end
+  end
 
   # Something that holds no cursor of this subscription (another struct, a
   # field that is not one) acknowledges nothing: a wrong argument must not
@@ -211,15 +254,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
-    if ref != nil and State.subscriber_ref(state.sub, pid) == ref do
-      state = %{state | sub: State.remove_subscriber(state.sub, pid)}
-
-      if state.sub.subscribers == %{},
-        do: {:stop, :normal, state},
-        else: {:noreply, state |> dispatch() |> resume_catch_up()}
-    else
-      {:noreply, state}
-    end
+    if ref != nil and State.subscriber_ref(state.sub, pid) == ref,
+      do: state |> leave(pid) |> noreply_or_stop(),
+      else: {:noreply, state}
   end
 
   # replies to asynchronous checkpoint writes
@@ -235,8 +272,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   @impl true
   def terminate(_reason, state) do
     state.store.backend.unsubscribe(state.store, state.member)
-    # The last acknowledged position is what a successor resumes from.
-    write_checkpoint(state, :sync)
+    # The last acknowledged position is what a successor resumes from
+    # (unless the subscription was deleted).
+    unless state[:deleted], do: write_checkpoint(state, :sync)
   end
 
   defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
@@ -257,6 +295,18 @@ defmodule ExESDB.Subscriptions.Persistent do
         {:error, :stream_not_found} ->
           dispatch(%{state | sub: State.nothing_to_read(state.sub)})
 
+        # A deleted stream takes no event ever again: what was read is
+        # handed out and the subscription stays at its position (ending
+        # it would only restart a subscriber such as a Commanded handler
+        # into the same end, again and again).
+        {:error, :stream_deleted} ->
+          Logger.info(
+            "ExESDB subscription #{inspect(state.name)}: #{inspect(state.source)} was " <>
+              "deleted; nothing after #{state.sub.last_enqueued} will be delivered"
+          )
+
+          dispatch(%{state | sub: State.nothing_to_read(state.sub)})
+
         {:error, reason} ->
           exit({:catch_up_failed, reason})
       end
@@ -271,6 +321,25 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   # ---- subscribers and delivery ----------------------------------------
+
+  # A subscriber leaves (it went, unsubscribed or its join was
+  # withdrawn): its unacked events are handed to the others.
+  defp leave(state, pid) do
+    Process.demonitor(State.subscriber_ref(state.sub, pid), [:flush])
+    joins = Map.reject(state.joins, fn {_, joined} -> joined == pid end)
+    %{state | sub: State.remove_subscriber(state.sub, pid), joins: joins}
+  end
+
+  # The subscription ends with its last subscriber.
+  defp noreply_or_stop(%{sub: %{subscribers: subs}} = state) when subs == %{},
+    do: {:stop, :normal, state}
+
+  defp noreply_or_stop(state), do: {:noreply, state |> dispatch() |> resume_catch_up()}
+
+  defp reply_or_stop(%{sub: %{subscribers: subs}} = state, reply) when subs == %{},
+    do: {:stop, :normal, reply, state}
+
+  defp reply_or_stop(state, reply), do: {:reply, reply, state |> dispatch() |> resume_catch_up()}
 
   defp add_subscriber(state, pid) do
     ref = Process.monitor(pid)
