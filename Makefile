@@ -256,12 +256,14 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 	  else tail -40 build/fuzz/$$t.log; exit 1; fi; \
 	done
 
-# The C node's validator and envelope parsers, with ei decoding what
-# they accept.
-build/fuzz/fuzz_cnode_frames: c_src/fuzz/fuzz_cnode_frames.c c_src/cnode/term_check.[ch] c_src/cnode/envelope.[ch]
-	@mkdir -p build/fuzz
-	clang $(CPPFLAGS) -Ic_src/cnode -I$(EI_DIR)/include $(SAN_CFLAGS) -fsanitize=fuzzer $(WARN) \
-	  $< c_src/cnode/term_check.c c_src/cnode/envelope.c -L$(EI_DIR)/lib -lei -lpthread -o $@
+# The C node's validator, envelope parsers and argument decoders, with ei
+# decoding what they accept.
+CNODE_FUZZ_SRC := c_src/cnode/term_check.c c_src/cnode/envelope.c c_src/cnode/args.c
+build/fuzz/fuzz_cnode_frames: c_src/fuzz/fuzz_cnode_frames.c $(CNODE_FUZZ_SRC) c_src/cnode/*.h $(PROTO_DEPS) c_src/core/*.c c_src/core/*.h
+	$(MAKE) BUILD=build/fuzz CC=clang \
+	  CFLAGS="$(SAN_CFLAGS) -fsanitize=fuzzer-no-link" build/fuzz/libesdb_core.a
+	clang $(CPPFLAGS) -Ic_src/cnode -Ic_src/proto -I$(EI_DIR)/include $(SAN_CFLAGS) -fsanitize=fuzzer $(WARN) \
+	  $< $(CNODE_FUZZ_SRC) $(PROTO_SRC) build/fuzz/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
 build/fuzz/fuzz_%: c_src/fuzz/fuzz_%.c c_src/core/*.c c_src/core/*.h
 	$(MAKE) BUILD=build/fuzz CC=clang \

@@ -5,6 +5,7 @@
 
 #include "term_check.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -116,6 +117,47 @@ bool cn_arg_payload(args *a, const char **p, size_t *len, esdb_encoding *enc,
 	}
 	*enc = ESDB_ENCODING_BYTES;
 	return cn_arg_bin(a, p, len);
+}
+
+int cn_arg_events(const char *m, int at, uint32_t max, esdb_new_event **out,
+                  size_t *n, const char **why)
+{
+	args a = {m, at};
+	int count;
+	if (ei_decode_list_header(a.buf, &a.idx, &count) != 0 || count < 0)
+		return EINVAL;
+	*n = (size_t)count;
+	if (*n > max)
+		return ESDB_ELIMIT;
+	esdb_new_event *evs = calloc(*n ? *n : 1, sizeof(*evs));
+	if (!evs)
+		return ENOMEM;
+	bool ok = true;
+	for (size_t i = 0; ok && i < *n; i++) {
+		int arity;
+		const char *eid;
+		size_t eid_len;
+		esdb_new_event *e = &evs[i];
+		ok = ei_decode_tuple_header(a.buf, &a.idx, &arity) == 0 &&
+		     arity == 6 && cn_arg_bin(&a, &eid, &eid_len) &&
+		     eid_len == 16 &&
+		     cn_arg_bin(&a, &e->event_type, &e->event_type_len) &&
+		     cn_arg_payload(&a, (const char **)&e->data, &e->data_len,
+		                    &e->data_encoding, why) &&
+		     cn_arg_payload(&a, (const char **)&e->metadata,
+		                    &e->metadata_len, &e->metadata_encoding,
+		                    why) &&
+		     cn_arg_opt_id(&a, &e->causation_id) &&
+		     cn_arg_opt_id(&a, &e->correlation_id);
+		if (ok)
+			memcpy(e->event_id, eid, 16);
+	}
+	if (!ok) {
+		free(evs);
+		return EINVAL;
+	}
+	*out = evs;
+	return 0;
 }
 
 bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)

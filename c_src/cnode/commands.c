@@ -85,13 +85,12 @@ static bool invalid_id(caller *k, const arg *id)
 void cn_op_append(caller *k, const arg *v, const char *m)
 {
 	cn_server *srv = k->srv;
-	args a = {m, v[2].at};
-	int n;
-	if (ei_decode_list_header(a.buf, &a.idx, &n) != 0) {
-		cn_reply_error(k, "invalid_request", "append");
-		return;
-	}
-	if ((uint64_t)n > srv->limits.max_append_events) {
+	esdb_new_event *evs;
+	size_t n;
+	const char *refusal = NULL;
+	int rc = cn_arg_events(m, v[2].at, srv->limits.max_append_events, &evs,
+	                       &n, &refusal);
+	if (rc == ESDB_ELIMIT) {
 		ei_x_buff x;
 		cn_reply_begin(k, &x);
 		cn_encode_limit(&x, ESDB_LIMIT_APPEND_EVENTS,
@@ -99,34 +98,13 @@ void cn_op_append(caller *k, const arg *v, const char *m)
 		cn_reply_end(k, &x);
 		return;
 	}
-	esdb_new_event *evs = calloc(n ? (size_t)n : 1, sizeof(*evs));
-	if (!evs) {
+	if (rc == ENOMEM) {
 		cn_reply_rc(k, ENOMEM);
 		return;
 	}
-	bool ok = true;
-	const char *refusal = NULL;
-	for (int i = 0; ok && i < n; i++) {
-		int arity;
-		const char *eid;
-		size_t eid_len;
-		esdb_new_event *e = &evs[i];
-		ok = ei_decode_tuple_header(a.buf, &a.idx, &arity) == 0 &&
-		     arity == 6 && cn_arg_bin(&a, &eid, &eid_len) &&
-		     eid_len == 16 &&
-		     cn_arg_bin(&a, &e->event_type, &e->event_type_len) &&
-		     cn_arg_payload(&a, (const char **)&e->data, &e->data_len,
-		                    &e->data_encoding, &refusal) &&
-		     cn_arg_payload(&a, (const char **)&e->metadata,
-		                    &e->metadata_len, &e->metadata_encoding,
-		                    &refusal) &&
-		     cn_arg_opt_id(&a, &e->causation_id) &&
-		     cn_arg_opt_id(&a, &e->correlation_id);
-		if (ok)
-			memcpy(e->event_id, eid, 16);
-	}
-	if (!ok || refusal) {
-		free(evs);
+	if (rc || refusal) {
+		if (!rc)
+			free(evs);
 		if (refusal)
 			cn_reply_error(k, "undecodable", refusal);
 		else
@@ -138,8 +116,8 @@ void cn_op_append(caller *k, const arg *v, const char *m)
 		return;
 	}
 	esdb_cmd cmd;
-	int rc = esdb_cmd_stream_append(&srv->limits, v[0].p, v[0].len, v[1].u,
-	                                evs, (size_t)n, &cmd);
+	rc = esdb_cmd_stream_append(&srv->limits, v[0].p, v[0].len, v[1].u, evs,
+	                            n, &cmd);
 	free(evs);
 	submit(k, rc, &cmd, append_done);
 }

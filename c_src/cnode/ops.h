@@ -62,6 +62,11 @@ typedef struct arg {
  * kind (or a kind this node does not take). *why is set, once, to why a
  * term payload may not be written, in the NIF's words. */
 bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why);
+/* The NewEvents of an append, the list at m[at], borrowing from m.
+ * Returns 0 (*out malloc'ed: free it), ESDB_ELIMIT (more than max),
+ * EINVAL (not a list of NewEvents) or ENOMEM. *why as above. */
+int cn_arg_events(const char *m, int at, uint32_t max, esdb_new_event **out,
+                  size_t *n, const char **why);
 bool cn_arg_bin(args *a, const char **p, size_t *len);
 bool cn_arg_opt_id(args *a, const uint8_t **out);
 bool cn_arg_payload(args *a, const char **p, size_t *len, esdb_encoding *enc,

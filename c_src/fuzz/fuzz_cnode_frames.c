@@ -1,12 +1,15 @@
 /* fuzz_cnode_frames.c: libFuzzer target for what the C node takes off a
- * connection (make fuzz): the term validator (c_src/cnode/term_check.c)
- * and the frame and request envelope parsers (envelope.c), with ei
- * decoding whatever they accept. Each input is taken three ways: as a
- * frame, as a message, and as the Request of a well-formed {call, From,
+ * connection (make fuzz): the term validator (c_src/cnode/term_check.c),
+ * the frame and request envelope parsers (envelope.c) and the request
+ * arguments' decoders by protocol kind (args.c, an append's events too),
+ * with ei decoding whatever they accept. Each input is taken four ways:
+ * as a frame, as a message, as the Request of a well-formed {call, From,
  * Ref, Request} frame (so the fuzzer reaches request terms without
- * having to find an envelope first). Every buffer has its exact size, so
+ * having to find an envelope first), and as the arguments of the
+ * operation its first byte picks. Every buffer has its exact size, so
  * a read past it shows under ASan, in ei too. */
 #include "envelope.h"
+#include "ops.h"
 #include "term_check.h"
 
 #include <stdlib.h>
@@ -28,6 +31,53 @@ static void decode_with_ei(const uint8_t *m, size_t len, int at, size_t end)
 	free(s);
 }
 
+static volatile uint8_t sink;
+
+static void touch(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; b && i < len; i++)
+		sink ^= b[i];
+}
+
+/* Decode the arguments as the operations of that name and arity take
+ * them (the C node's dispatch); every byte handed out is read. */
+static void decode_args(const uint8_t *m, const cn_envelope *e)
+{
+	for (size_t i = 0; i < esdb_proto_op_count; i++) {
+		const esdb_proto_op *op = &esdb_proto_ops[i];
+		if (strcmp(op->name, e->op) != 0)
+			continue;
+		args a = {(const char *)m, e->args_at};
+		const char *why = NULL;
+		for (unsigned k = 0; k < op->arity; k++) {
+			arg v;
+			if (op->args[k] == ESDB_ARG_STORE ||
+			    op->args[k] == ESDB_ARG_REF)
+				continue;
+			if (!cn_arg_decode(&a, op->args[k], &v, &why))
+				break;
+			touch(v.p, v.len);
+			esdb_new_event *evs;
+			size_t n;
+			if (op->args[k] == ESDB_ARG_EVENTS &&
+			    cn_arg_events(a.buf, v.at, 10000, &evs, &n, &why) ==
+			        0) {
+				for (size_t j = 0; j < n; j++) {
+					touch(evs[j].event_type,
+					      evs[j].event_type_len);
+					touch(evs[j].data, evs[j].data_len);
+					touch(evs[j].metadata,
+					      evs[j].metadata_len);
+					touch(evs[j].causation_id,
+					      evs[j].causation_id ? 16 : 0);
+				}
+				free(evs);
+			}
+		}
+	}
+}
+
 static void message(const uint8_t *m, size_t len)
 {
 	cn_envelope e;
@@ -41,6 +91,7 @@ static void message(const uint8_t *m, size_t len)
 		if (ei_skip_term((const char *)m, &idx) != 0 ||
 		    (size_t)idx > len)
 			abort();
+	decode_args(m, &e);
 }
 
 static void frame(const uint8_t *buf, size_t len)
@@ -77,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	                              1,  0,   0, 0,   0,   0,   0,   0, 5};
 	static const uint8_t ref[] = {90, 0, 1, 119, 4, 'a', '@', 'v', 'm',
 	                              0,  0, 0, 5,   0, 0,   0,   9};
-	uint8_t head[128];
+	uint8_t head[160];
 	size_t n = 0;
 	head[n++] = 112, head[n++] = 131, head[n++] = 104, head[n++] = 4;
 	head[n++] = 97, head[n++] = 6;
@@ -92,6 +143,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(head + n, ref, sizeof(ref)), n += sizeof(ref);
 	b = copy(head, n, data, size);
 	frame(b, n + size);
+	free(b);
+
+	/* {call, Pid, Ref, {Op, <the rest of the input>}}: the first byte
+	 * picks the operation, so the argument decoders are reached. */
+	if (size == 0)
+		return 0;
+	const esdb_proto_op *op =
+	    &esdb_proto_ops[data[0] % esdb_proto_op_count];
+	unsigned carried = 0;
+	for (unsigned k = 0; k < op->arity; k++)
+		carried += op->args[k] != ESDB_ARG_STORE &&
+		           op->args[k] != ESDB_ARG_REF;
+	size_t name_len = strlen(op->name);
+	head[n++] = 104, head[n++] = (uint8_t)(carried + 1);
+	head[n++] = 119, head[n++] = (uint8_t)name_len;
+	memcpy(head + n, op->name, name_len), n += name_len;
+	b = copy(head, n, data + 1, size - 1);
+	frame(b, n + size - 1);
 	free(b);
 	return 0;
 }
