@@ -792,6 +792,12 @@ static int node_id(esdb_replica *r)
 	int len = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", r->id);
 	int rc = write(fd, buf, len) == len && fsync(fd) == 0 ? 0 : errno;
 	close(fd);
+	/* and its directory entry, so that the id outlives a power loss */
+	int dfd = rc ? -1 : open(r->raft_dir, O_RDONLY | O_DIRECTORY);
+	if (dfd >= 0) {
+		rc = fsync(dfd) ? errno : 0;
+		close(dfd);
+	}
 	return rc;
 }
 

@@ -97,7 +97,9 @@ typedef struct esdb_replica_config {
 	/* Entries between snapshots (0: 16,384; fewer is for tests: each
 	 * snapshot closes raft's open segment) and the byte budget of the
 	 * entries kept after one for lagging followers (0: 1 GiB; divided
-	 * by max_entry_bytes, at least 128 entries). */
+	 * by max_entry_bytes, at least 128 entries). Raft 0.22 keeps the
+	 * entries since the last snapshot in memory too: up to
+	 * (threshold + trailing) entries, each up to max_entry_bytes. */
 	unsigned snapshot_threshold;
 	uint64_t trailing_bytes;
 	/* Bytes of commands one entry carries (0: 1 MiB; a larger command
