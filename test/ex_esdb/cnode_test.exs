@@ -402,8 +402,15 @@ defmodule ExESDB.CNodeTest do
     end
 
     assert call(cn.name, {:stream_info, "after"}) == {:ok, 20, true, false}
-    Port.close(flood)
+
+    # kill -9 of that client with its replies unsent: its connection goes,
+    # the C node and this VM's connection stay
+    {:os_pid, os_pid} = Port.info(flood, :os_pid)
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
+    assert_receive {^flood, {:exit_status, 137}}, 10_000
+    assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: probe")
     assert alive?(cn)
+    assert {:ok, 21, _} = call(cn.name, {:append, "after", :any, [event(21)]})
   end
 
   test "clients that connect and never handshake hold up no one else", %{dir: dir} do
