@@ -17,6 +17,8 @@
 -module(ex_esdb_backend).
 
 -export([open/2, close/1, limits/1, stats/1, cluster_support/0,
+         cluster_open/3, cluster_info/1, cluster_transfer/2,
+         cluster_add/3, cluster_assign/3, cluster_remove/2,
          submit/3, submit_async/3, call/3, translate/2,
          read_stream/5, read_all/4, read_type/4, read_records/6, stream_info/2, list_streams/3,
          snapshot_get/2, checkpoint_get/2, checkpoint_list/3,
@@ -52,6 +54,32 @@ stats(H) -> ex_esdb_nif:stats(H).
 %% naming what is missing (raft is built by `make raft').
 -spec cluster_support() -> true | {false, binary()}.
 cluster_support() -> ex_esdb_nif:cluster_support().
+
+%% ---- cluster mode (docs/PROTOCOL.md, cluster_open/3) -----------------------
+
+%% @doc Open a store as a raft replica: open/2's options and the cluster
+%% map (id, address, bind_address, members, election_timeout_ms,
+%% heartbeat_ms, notify). Its mutations answer `{error, not_leader}' on a
+%% node that is not the leader.
+-spec cluster_open(binary(), map(), map()) -> {ok, handle()} | {error, term()}.
+cluster_open(Path, Opts, Cluster) -> ex_esdb_nif:cluster_open(Path, Opts, Cluster).
+
+%% @doc `#{id, leader_id, leader_address, leader, applied, failure}'.
+-spec cluster_info(handle()) -> {ok, map()} | {error, term()}.
+cluster_info(H) -> ex_esdb_nif:cluster_info(H).
+
+-spec cluster_transfer(handle(), non_neg_integer()) -> ok | {error, term()}.
+cluster_transfer(H, Id) -> ex_esdb_nif:cluster_transfer(H, Id).
+
+-spec cluster_add(handle(), pos_integer(), binary()) -> ok | {error, term()}.
+cluster_add(H, Id, Address) -> ex_esdb_nif:cluster_add(H, Id, Address).
+
+-spec cluster_assign(handle(), pos_integer(), voter | standby | spare) ->
+          ok | {error, term()}.
+cluster_assign(H, Id, Role) -> ex_esdb_nif:cluster_assign(H, Id, Role).
+
+-spec cluster_remove(handle(), pos_integer()) -> ok | {error, term()}.
+cluster_remove(H, Id) -> ex_esdb_nif:cluster_remove(H, Id).
 
 %% ---- mutations -----------------------------------------------------------
 

@@ -308,12 +308,14 @@ out:
 		          last, esdb_error_describe(rc), rc);
 		goto out_failed;
 	}
-	answer_batch(r, batch, results, 0);
+	/* applied first: a caller answered reads an applied index that
+	 * covers its command (the gateway's read-your-writes waits on it) */
 	pthread_mutex_lock(&r->lock);
 	if (last > r->applied)
 		r->applied = last;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
+	answer_batch(r, batch, results, 0);
 	free(cmds);
 	free(at);
 	free(results);

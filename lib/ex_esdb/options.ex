@@ -18,9 +18,14 @@ defmodule ExESDB.Options do
   |---|---|---|---|
   | `data_dir` | `EX_ESDB_DATA_DIR` | `"data"` | the directory stores live in: a store is `data_dir/store_id/` |
   | `store_id` | `EX_ESDB_STORE_ID` | `:ex_esdb` | names the store in every call and its directory: letters, digits, `_`, `-`, `.`, not first `.` or `-`, at most 200 |
-  | `db_type` | `EX_ESDB_DB_TYPE` | `:single` | `:single`; `:cluster` arrives with replication |
+  | `db_type` | `EX_ESDB_DB_TYPE` | `:single` | `:single`, or `:cluster` (a raft cluster of the `seed_nodes`; needs raft built, `make raft`; see Cluster mode) |
   | `timeout` | `EX_ESDB_TIMEOUT` | `10_000` | ms to wait for a write's acknowledgement (below 2^32) |
   | `seed_nodes` | `EX_ESDB_SEED_NODES` | `[]` | node names (atoms, or strings such as `"a@h1"`); the variable is comma-separated (cluster) |
+  | `raft_port` | `EX_ESDB_RAFT_PORT` | `7420` | the TCP port raft listens on, on every node unless `raft_addresses` says otherwise (cluster) |
+  | `raft_bind` | `EX_ESDB_RAFT_BIND` | `"127.0.0.1"` | the interface (IP) raft listens on; raft traffic is not authenticated: loopback or a private network only (cluster) |
+  | `raft_addresses` | `EX_ESDB_RAFT_ADDRESSES` | `%{}` | node => `"ip:port"` where other nodes reach its raft (default: the host of the node's name and `raft_port`); the variable is `node=ip:port,...` (cluster) |
+  | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this) (cluster) |
+  | `heartbeat` | `EX_ESDB_HEARTBEAT` | `100` | ms between the leader's heartbeats; below `election_timeout` (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`: every acknowledged write survives power loss (two flushes per commit; `:strict` is its old name); `:no_meta_sync`: one flush, survives a crash of the VM, a power loss can roll back the last acknowledged commit; `:nosync`: tests only (README, "Durability") |
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; kept at least twice the used size |
@@ -35,6 +40,20 @@ defmodule ExESDB.Options do
   `ExESDB.System`); so does an unknown key in any of the three, or an
   `EX_ESDB_*` variable that is not in the table. Values from the
   environment are checked before any atom is made of them.
+
+  ## Cluster mode
+
+  `db_type: :cluster` makes the store one replica of a raft cluster
+  formed by `seed_nodes` (see `ExESDB.Cluster`). The bootstrap rule: the
+  seed list is sorted and node `i` of it (1-based) is raft member `i`,
+  reached at its `raft_addresses` entry or `host:raft_port`; every seed
+  started with the same `seed_nodes` (and addresses) writes that same
+  initial configuration into its empty raft log, so they form one
+  cluster whatever order they start in, and no start can make a second
+  one. A node restarted finds its raft log in `data_dir/store_id/raft`
+  and rejoins from it (the seed list is then only used for addresses).
+  The running node must be one of the seeds; adding nodes outside the
+  seed list is not built yet.
 
   ## Limits
 
@@ -66,6 +85,11 @@ defmodule ExESDB.Options do
           db_type: :single | :cluster,
           timeout: pos_integer(),
           seed_nodes: [node()],
+          raft_port: 1..65_535,
+          raft_bind: String.t(),
+          raft_addresses: %{node() => String.t()},
+          election_timeout: pos_integer(),
+          heartbeat: pos_integer(),
           pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :no_meta_sync | :nosync,
           map_size: pos_integer(),
@@ -80,6 +104,11 @@ defmodule ExESDB.Options do
     db_type: :single,
     timeout: 10_000,
     seed_nodes: [],
+    raft_port: 7420,
+    raft_bind: "127.0.0.1",
+    raft_addresses: %{},
+    election_timeout: 1000,
+    heartbeat: 100,
     pub_sub: nil,
     durability: :sync,
     map_size: 64 * 1024 * 1024,
@@ -94,6 +123,11 @@ defmodule ExESDB.Options do
     db_type: "EX_ESDB_DB_TYPE",
     timeout: "EX_ESDB_TIMEOUT",
     seed_nodes: "EX_ESDB_SEED_NODES",
+    raft_port: "EX_ESDB_RAFT_PORT",
+    raft_bind: "EX_ESDB_RAFT_BIND",
+    raft_addresses: "EX_ESDB_RAFT_ADDRESSES",
+    election_timeout: "EX_ESDB_ELECTION_TIMEOUT",
+    heartbeat: "EX_ESDB_HEARTBEAT",
     pub_sub: "EX_ESDB_PUB_SUB",
     durability: "EX_ESDB_DURABILITY",
     map_size: "EX_ESDB_MAP_SIZE"
@@ -148,7 +182,34 @@ defmodule ExESDB.Options do
     |> merge(keyword!(config, config_source), fn _key -> config_source end)
     |> merge(env_overrides(), &Map.fetch!(@env, &1))
     |> merge(keyword!(opts, @option_source), fn _key -> @option_source end)
+    |> check_cluster!()
   end
+
+  # What cluster mode needs beyond each key's own check.
+  defp check_cluster!(%{db_type: :cluster} = o) do
+    cond do
+      o.seed_nodes == [] ->
+        raise ArgumentError,
+              "ExESDB option :db_type is :cluster, but seed_nodes is empty: " <>
+                "list the cluster's nodes (this one among them)"
+
+      node() not in o.seed_nodes ->
+        raise ArgumentError,
+              "ExESDB option :db_type is :cluster, but this node (#{inspect(node())}) is not " <>
+                "in seed_nodes #{inspect(o.seed_nodes)}; joining from outside the seed list " <>
+                "is not built yet"
+
+      o.heartbeat >= o.election_timeout ->
+        raise ArgumentError,
+              "ExESDB option :heartbeat (#{o.heartbeat}) must be below :election_timeout " <>
+                "(#{o.election_timeout})"
+
+      true ->
+        o
+    end
+  end
+
+  defp check_cluster!(o), do: o
 
   @doc """
   The store's own directory: `data_dir/store_id`. This is the path
@@ -202,7 +263,7 @@ defmodule ExESDB.Options do
   # known atoms are looked up, never created; names are checked first.
   defp parse_env!(key, var, value) do
     case key do
-      k when k in [:timeout, :map_size] ->
+      k when k in [:timeout, :map_size, :raft_port, :election_timeout, :heartbeat] ->
         case Integer.parse(value) do
           {n, ""} -> n
           _ -> bad_env!(var, value, "expected an integer")
@@ -221,8 +282,18 @@ defmodule ExESDB.Options do
       :seed_nodes ->
         value |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
 
-      :data_dir ->
+      k when k in [:data_dir, :raft_bind] ->
         value
+
+      :raft_addresses ->
+        value
+        |> String.split(",", trim: true)
+        |> Map.new(fn pair ->
+          case String.split(String.trim(pair), "=", parts: 2) do
+            [node, addr] -> {node, addr}
+            _ -> bad_env!(var, value, expected(key))
+          end
+        end)
 
       _ ->
         try do
@@ -252,9 +323,26 @@ defmodule ExESDB.Options do
               "ExESDB option :db_type is :cluster, but this build has no cluster support: #{why}"
 
       true ->
-        raise ArgumentError,
-              "ExESDB option :db_type is :cluster, but this version has no replication yet; use :single"
+        :cluster
     end
+  end
+
+  defp validate!(:raft_port, v, _) when v in 1..65_535//1, do: v
+  defp validate!(:election_timeout, v, _) when v in 1..600_000//1, do: v
+  defp validate!(:heartbeat, v, _) when v in 1..600_000//1, do: v
+
+  defp validate!(:raft_bind, v, source) when is_binary(v) do
+    case :inet.parse_address(String.to_charlist(v)) do
+      {:ok, _} -> v
+      _ -> invalid!(:raft_bind, v, source)
+    end
+  end
+
+  defp validate!(:raft_addresses, v, source) when is_map(v) or is_list(v) do
+    Map.new(v, fn {node, addr} ->
+      [node] = validate_nodes!([node], source)
+      if address?(addr), do: {node, addr}, else: invalid!(:raft_addresses, v, source)
+    end)
   end
 
   # a receive waits at most 2^32 - 1 ms
@@ -299,6 +387,19 @@ defmodule ExESDB.Options do
     end)
   end
 
+  # "ip:port" (or "host:port") with a port in 1..65535.
+  defp address?(addr) when is_binary(addr) do
+    case String.split(addr, ":") do
+      [host, port] when host != "" ->
+        match?({p, ""} when p in 1..65_535, Integer.parse(port))
+
+      _ ->
+        false
+    end
+  end
+
+  defp address?(_), do: false
+
   # A loaded module with every required ExESDB.Serializer callback.
   defp serializer?(module) do
     callbacks =
@@ -333,7 +434,15 @@ defmodule ExESDB.Options do
   defp expected(:store_id),
     do: "expected an atom of letters, digits, _, - and . (not first . or -), at most 200"
 
-  defp expected(:db_type), do: "expected :single"
+  defp expected(:db_type), do: "expected :single or :cluster"
+  defp expected(:raft_port), do: "expected a TCP port (1..65535)"
+  defp expected(:raft_bind), do: "expected an IP address such as \"127.0.0.1\""
+
+  defp expected(:raft_addresses),
+    do: "expected node => \"ip:port\" (the variable: node=ip:port,...)"
+
+  defp expected(:election_timeout), do: "expected milliseconds (1..600000)"
+  defp expected(:heartbeat), do: "expected milliseconds (1..600000)"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"
   defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"

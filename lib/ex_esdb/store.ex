@@ -31,7 +31,12 @@ defmodule ExESDB.Store do
     close_orphan(options.store_id)
     path = ExESDB.Options.store_path(options)
 
-    backend = Map.get(options, :backend, ExESDB.Backend.NIF)
+    backend =
+      Map.get_lazy(options, :backend, fn ->
+        if Map.get(options, :db_type) == :cluster,
+          do: ExESDB.Backend.Cluster,
+          else: ExESDB.Backend.NIF
+      end)
 
     open_opts =
       Map.merge(
@@ -45,6 +50,7 @@ defmodule ExESDB.Store do
         },
         Map.new(options.limits)
       )
+      |> Map.merge(cluster_opts(options))
 
     case backend.open(path, open_opts) do
       {:ok, handle} ->
@@ -68,6 +74,12 @@ defmodule ExESDB.Store do
         {:stop, {:cannot_open_store, path, explain(path, reason)}}
     end
   end
+
+  # A cluster store's replica configuration (ExESDB.Cluster's bootstrap rule).
+  defp cluster_opts(%{db_type: :cluster} = options),
+    do: %{cluster: %{store_id: options.store_id, config: ExESDB.Cluster.config(options)}}
+
+  defp cluster_opts(_options), do: %{}
 
   # A Store that died without terminate/2 (killed) left its handle open
   # and published: the store would stay open for writes through the API

@@ -1,0 +1,258 @@
+defmodule ExESDB.Backend.Cluster do
+  @moduledoc """
+  `ExESDB.Backend` of a cluster store (`db_type: :cluster`): the NIF's
+  replica (`:ex_esdb_backend.cluster_open/3`) and the write gateway
+  described in `ExESDB.Cluster`. Reads, subscriptions and maintenance are
+  this node's replica's, through `ExESDB.Backend.NIF`; writes go to the
+  leader.
+  """
+  @behaviour ExESDB.Backend
+
+  alias ExESDB.Backend.NIF
+
+  defstruct [:ref, :store_id, :nodes, :ids]
+
+  @backoff_first 10
+  @backoff_max 200
+
+  @impl true
+  def open(path, opts) do
+    {%{store_id: store_id, config: config}, opts} = Map.pop!(opts, :cluster)
+
+    with {:ok, ref} <- :ex_esdb_backend.cluster_open(path, opts, config.nif) do
+      {:ok,
+       %__MODULE__{
+         ref: ref,
+         store_id: store_id,
+         nodes: config.nodes,
+         ids: Map.new(config.nodes, fn {i, n} -> {n, i} end)
+       }}
+    end
+  end
+
+  @impl true
+  def close(h), do: :ex_esdb_backend.close(h.ref)
+
+  @impl true
+  def limits(h), do: :ex_esdb_backend.limits(h.ref)
+
+  # The store as ExESDB.Backend.NIF takes it: this node's replica.
+  defp local(store), do: %{store | handle: store.handle.ref}
+
+  @doc false
+  def info(h) do
+    with {:ok, i} <- :ex_esdb_backend.cluster_info(h.ref) do
+      {:ok,
+       %{
+         id: i.id,
+         node: Map.get(h.nodes, i.id),
+         leader: Map.get(h.nodes, i.leader_id),
+         leader?: i.leader,
+         applied: i.applied,
+         failure: i.failure
+       }}
+    end
+  end
+
+  # ---- the gateway ---------------------------------------------------------
+
+  @impl true
+  def submit(store, command, opts \\ []) do
+    if opts[:async] do
+      ref = Keyword.fetch!(opts, :ref)
+      caller = self()
+      spawn(fn -> send(caller, {ref, route(store, command, store.timeout)}) end)
+      :ok
+    else
+      route(store, command, store.timeout)
+    end
+  end
+
+  defp route(store, command, timeout) do
+    deadline = now() + timeout
+    attempt(store, command, deadline, @backoff_first)
+  end
+
+  defp attempt(store, command, deadline, backoff) do
+    remaining = deadline - now()
+    reply = if remaining > 0, do: once(store, command, remaining), else: {:error, :timeout}
+
+    if retry?(reply) and deadline - now() > backoff do
+      Process.sleep(backoff)
+      attempt(store, command, deadline, min(backoff * 2, @backoff_max))
+    else
+      finish(store, reply, deadline)
+    end
+  end
+
+  # Leadership moved or is not settled: try again with the same command.
+  defp retry?({:error, :not_leader}), do: true
+  defp retry?({:error, :outcome_unknown}), do: true
+  defp retry?({:error, {:unreachable, _}}), do: true
+  defp retry?({:error, :store_not_started}), do: true
+  defp retry?({:error, :closed}), do: true
+  defp retry?(_), do: false
+
+  # One try: here when this node leads, else on the leader it knows.
+  defp once(store, command, timeout) do
+    h = store.handle
+
+    case :ex_esdb_backend.cluster_info(h.ref) do
+      {:ok, %{leader: true}} -> submit_here(store, command, timeout)
+      {:ok, %{leader_id: 0}} -> {:error, :not_leader}
+      {:ok, %{leader_id: id}} -> remote(Map.get(h.nodes, id), h.store_id, command, timeout)
+      {:error, _} = e -> e
+    end
+  end
+
+  defp remote(nil, _store_id, _command, _timeout), do: {:error, :not_leader}
+
+  defp remote(node, store_id, command, timeout) do
+    :erpc.call(node, __MODULE__, :submit_on_leader, [store_id, command, timeout], timeout + 1000)
+  catch
+    :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
+    :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
+    :exit, reason -> {:error, {:unreachable, reason}}
+  end
+
+  @doc false
+  # On the leader, for a gateway elsewhere: submit to this replica and
+  # answer the reply with this replica's applied index after it.
+  def submit_on_leader(store_id, command, timeout) do
+    with {:ok, store} <- ExESDB.Store.fetch(store_id) do
+      submit_here(store, command, timeout)
+    end
+  end
+
+  defp submit_here(store, command, timeout) do
+    ref = store.handle.ref
+
+    case :ex_esdb_backend.submit(ref, command, timeout) do
+      {:error, _} = e ->
+        e
+
+      reply ->
+        {:ok, %{applied: applied}} = :ex_esdb_backend.cluster_info(ref)
+        {:applied, applied, reply}
+    end
+  end
+
+  # Read-your-writes: wait until this replica applied what the leader had
+  # when it answered (within the caller's timeout), then answer.
+  defp finish(store, {:applied, index, reply}, deadline) do
+    wait_applied(store.handle.ref, index, deadline)
+    reply
+  end
+
+  # Out of time without reaching a leader: who leads as this node sees it.
+  defp finish(store, {:error, reason} = e, _deadline) do
+    if leaderless?(reason) do
+      case :ex_esdb_backend.cluster_info(store.handle.ref) do
+        {:ok, %{leader: true}} -> e
+        {:ok, %{leader_id: 0}} -> {:error, :no_quorum}
+        {:ok, %{leader_id: id}} -> {:error, {:not_leader, Map.get(store.handle.nodes, id)}}
+        _ -> e
+      end
+    else
+      e
+    end
+  end
+
+  defp finish(_store, reply, _deadline), do: reply
+
+  defp leaderless?({:unreachable, _}), do: true
+  defp leaderless?(reason), do: reason in [:not_leader, :store_not_started, :closed]
+
+  defp wait_applied(ref, index, deadline) do
+    case :ex_esdb_backend.cluster_info(ref) do
+      {:ok, %{applied: a}} when a >= index ->
+        :ok
+
+      {:ok, _} ->
+        if now() < deadline do
+          Process.sleep(1)
+          wait_applied(ref, index, deadline)
+        else
+          :ok
+        end
+
+      _ ->
+        :ok
+    end
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
+
+  @doc false
+  def transfer(store, node) do
+    h = store.handle
+    target = if node, do: Map.fetch(h.ids, node), else: {:ok, 0}
+
+    with {:ok, id} <- target do
+      case :ex_esdb_backend.cluster_info(h.ref) do
+        {:ok, %{leader: true}} ->
+          :ex_esdb_backend.cluster_transfer(h.ref, id)
+
+        {:ok, %{leader_id: 0}} ->
+          {:error, :no_quorum}
+
+        {:ok, %{leader_id: l}} ->
+          :erpc.call(Map.fetch!(h.nodes, l), __MODULE__, :transfer_on_leader, [h.store_id, id])
+
+        e ->
+          e
+      end
+    else
+      :error -> {:error, {:invalid_node, node}}
+    end
+  end
+
+  @doc false
+  def transfer_on_leader(store_id, id) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id),
+         do: :ex_esdb_backend.cluster_transfer(s.handle.ref, id)
+  end
+
+  # ---- this node's replica -------------------------------------------------
+
+  @impl true
+  def read(store, source, from, count, direction, opts \\ []),
+    do: NIF.read(local(store), source, from, count, direction, opts)
+
+  @impl true
+  def stream_info(store, id), do: NIF.stream_info(local(store), id)
+
+  @impl true
+  def list_streams(store, after_id, count), do: NIF.list_streams(local(store), after_id, count)
+
+  @impl true
+  def snapshot_get(store, uuid), do: NIF.snapshot_get(local(store), uuid)
+
+  @impl true
+  def checkpoint_get(store, name), do: NIF.checkpoint_get(local(store), name)
+
+  @impl true
+  def checkpoint_list(store, after_name, count),
+    do: NIF.checkpoint_list(local(store), after_name, count)
+
+  @impl true
+  def subscribe(store, pid, source, opts), do: NIF.subscribe(local(store), pid, source, opts)
+
+  @impl true
+  def grant(store, member, n), do: NIF.grant(local(store), member, n)
+
+  @impl true
+  def unsubscribe(store, member), do: NIF.unsubscribe(local(store), member)
+
+  @impl true
+  def stats(store), do: NIF.stats(local(store))
+
+  @impl true
+  def verify(store), do: NIF.verify(local(store))
+
+  @impl true
+  def backup(store, dest), do: NIF.backup(local(store), dest)
+
+  @impl true
+  def decode_term(bin), do: NIF.decode_term(bin)
+end

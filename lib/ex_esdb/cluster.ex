@@ -1,0 +1,145 @@
+defmodule ExESDB.Cluster do
+  @moduledoc """
+  Cluster mode (`db_type: :cluster`): the store is one replica of a raft
+  cluster (cowsql/raft 0.22.1 over TCP, `c_src/replica`) formed by the
+  `seed_nodes`. Needs raft built into the NIF (`make raft`, then `make`);
+  `ExESDB.Options` refuses `:cluster` with the reason otherwise.
+
+  ## Forming the cluster (the bootstrap rule)
+
+  The seed list is sorted; node `i` of it (1-based) is raft member `i`,
+  reached at its `raft_addresses` entry or `"<host of its name>:<raft_port>"`.
+  Each seed, started with the same `seed_nodes` (and addresses), writes
+  that same configuration into its empty raft log (raft's documented
+  bootstrap: every member given the same configuration), so the seeds
+  form one cluster whatever order they start in and no start can form a
+  second one; a seed started alone waits (no quorum) until enough others
+  are up. A restarted node rejoins from its raft log in
+  `data_dir/store_id/raft` (the configuration is ignored once the log has
+  state). Changing the seed list of a running cluster does not change its
+  membership: use `add/3` (not built on the Elixir side yet) instead.
+
+  Raft traffic is neither authenticated nor encrypted: keep `raft_bind` on
+  loopback (the default) or a private network.
+
+  ## Writes: the gateway
+
+  A write on any node goes to the leader: on the leader it is submitted
+  locally; elsewhere the command is sent over BEAM distribution to the
+  leader node (`:erpc`), which submits it to its own replica. When there
+  is no leader, it is unreachable, or leadership moves (`:not_leader`,
+  `:outcome_unknown` from a leader that lost leadership), the same
+  command, with the same event ids, is sent again to the leader known
+  then, backing off 10 ms, doubling up to 200 ms, until the caller's
+  `timeout` runs out. The store recognises an append retried with the
+  same events (at an exact expected version, or at the stream's tail with
+  `:any`) and writes it once; an `:any` retry after other appends to the
+  stream landed in between is written again (as in single-node mode).
+
+  When the timeout runs out it answers the last error: `{:error,
+  {:not_leader, node}}` (a leader is known but did not take the write),
+  `{:error, :no_quorum}` (no leader known: this node is on a minority side,
+  or the cluster is electing), or `{:error, :outcome_unknown}` /
+  `{:error, :timeout}` as in single-node mode.
+
+  ## Read-your-writes
+
+  An acknowledged write is on a quorum's disks and applied on the leader.
+  Before answering, the caller's node waits (within what is left of the
+  timeout) until its own replica has applied the leader's applied index
+  as of the reply, so a read on the caller's node right after sees the
+  write. Reads are local: another node's reader may not see it yet.
+  """
+
+  @typedoc "A cluster store's configuration, derived from its options."
+  @type config :: %{
+          id: pos_integer(),
+          nodes: %{pos_integer() => node()},
+          nif: map()
+        }
+
+  @doc """
+  The replica configuration of this node from resolved options (the
+  bootstrap rule above).
+
+      iex> o = %{seed_nodes: [:"b@h", :"a@h"], raft_port: 7420, raft_bind: "127.0.0.1",
+      ...>       raft_addresses: %{"b@h": "10.0.0.2:7000"}, election_timeout: 1000, heartbeat: 100}
+      iex> c = ExESDB.Cluster.config(o, :"b@h")
+      iex> {c.id, c.nodes, c.nif.members, c.nif.bind_address}
+      {2, %{1 => :"a@h", 2 => :"b@h"}, [{1, "h:7420"}, {2, "10.0.0.2:7000"}], "127.0.0.1:7000"}
+  """
+  @spec config(map(), node()) :: config()
+  def config(options, self \\ node()) do
+    seeds = options.seed_nodes |> Enum.uniq() |> Enum.sort()
+    numbered = Enum.with_index(seeds, 1)
+    {^self, id} = List.keyfind(numbered, self, 0)
+    address = address(options, self)
+    [_, port] = String.split(address, ":")
+
+    %{
+      id: id,
+      nodes: Map.new(numbered, fn {n, i} -> {i, n} end),
+      nif: %{
+        id: id,
+        address: address,
+        bind_address: "#{options.raft_bind}:#{port}",
+        members: for({n, i} <- numbered, do: {i, address(options, n)}),
+        election_timeout_ms: options.election_timeout,
+        heartbeat_ms: options.heartbeat
+      }
+    }
+  end
+
+  defp address(options, node) do
+    case Map.fetch(options.raft_addresses, node) do
+      {:ok, addr} ->
+        addr
+
+      :error ->
+        [_, host] = String.split(Atom.to_string(node), "@", parts: 2)
+        "#{host}:#{options.raft_port}"
+    end
+  end
+
+  @doc """
+  What this node's replica knows: `id`, `node`, `leader` (the leader's
+  node, or nil while none is known), `leader?`, `applied` (the last raft
+  index its store applied) and `failure` (nil, or why it stopped).
+  """
+  @spec info(atom()) :: {:ok, map()} | {:error, term()}
+  def info(store_id) do
+    with {:ok, s} <- cluster_store(store_id) do
+      ExESDB.Backend.Cluster.info(s.handle)
+    end
+  end
+
+  @doc "The leader's node (nil while none is known)."
+  @spec leader(atom()) :: {:ok, node() | nil} | {:error, term()}
+  def leader(store_id) do
+    with {:ok, i} <- info(store_id), do: {:ok, i.leader}
+  end
+
+  @doc "The seed members as `{id, node}`, sorted by id."
+  @spec members(atom()) :: {:ok, [{pos_integer(), node()}]} | {:error, term()}
+  def members(store_id) do
+    with {:ok, s} <- cluster_store(store_id), do: {:ok, Enum.sort(s.handle.nodes)}
+  end
+
+  @doc """
+  Hand leadership to `node` (nil: the most up-to-date voter), for a
+  planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
+  node took it up within an election timeout), `{:not_leader, node}`.
+  """
+  @spec transfer(atom(), node() | nil) :: :ok | {:error, term()}
+  def transfer(store_id, node \\ nil) do
+    with {:ok, s} <- cluster_store(store_id) do
+      ExESDB.Backend.Cluster.transfer(s, node)
+    end
+  end
+
+  defp cluster_store(store_id) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id) do
+      if s.backend == ExESDB.Backend.Cluster, do: {:ok, s}, else: {:error, :not_cluster}
+    end
+  end
+end

@@ -1,0 +1,87 @@
+defmodule ExESDB.ClusterOptionsTest do
+  # db_type: :cluster's options and the bootstrap rule (ExESDB.Cluster):
+  # every seed derives the same configuration. Touches the OS environment.
+  use ExUnit.Case, async: false
+  doctest ExESDB.Cluster
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.{Cluster, Options}
+
+  @vars ~w(EX_ESDB_RAFT_PORT EX_ESDB_RAFT_BIND EX_ESDB_RAFT_ADDRESSES EX_ESDB_ELECTION_TIMEOUT EX_ESDB_HEARTBEAT EX_ESDB_SEED_NODES EX_ESDB_DB_TYPE)
+
+  setup do
+    on_exit(fn -> Enum.each(@vars, &System.delete_env/1) end)
+  end
+
+  test "cluster keys from the environment" do
+    System.put_env("EX_ESDB_RAFT_PORT", "7001")
+    System.put_env("EX_ESDB_RAFT_BIND", "0.0.0.0")
+    System.put_env("EX_ESDB_RAFT_ADDRESSES", "a@h1=10.0.0.1:7001, b@h2=10.0.0.2:7002")
+    System.put_env("EX_ESDB_ELECTION_TIMEOUT", "3000")
+    System.put_env("EX_ESDB_HEARTBEAT", "500")
+    o = Options.resolve()
+    assert o.raft_port == 7001 and o.raft_bind == "0.0.0.0"
+    assert o.raft_addresses == %{a@h1: "10.0.0.1:7001", b@h2: "10.0.0.2:7002"}
+    assert o.election_timeout == 3000 and o.heartbeat == 500
+
+    System.put_env("EX_ESDB_RAFT_ADDRESSES", "a@h1")
+    assert_raise ArgumentError, ~r/EX_ESDB_RAFT_ADDRESSES/, fn -> Options.resolve() end
+  end
+
+  test "bad cluster values raise naming the key" do
+    assert_raise ArgumentError, ~r/:raft_port/, fn -> Options.resolve(raft_port: 0) end
+    assert_raise ArgumentError, ~r/:raft_bind/, fn -> Options.resolve(raft_bind: "localhost!") end
+
+    assert_raise ArgumentError, ~r/:raft_addresses/, fn ->
+      Options.resolve(raft_addresses: %{a@h: "no port"})
+    end
+
+    assert_raise ArgumentError, ~r/:heartbeat/, fn -> Options.resolve(heartbeat: 0) end
+  end
+
+  @tag skip: not cluster_support?() && "no raft in this build (make raft)"
+  test "cluster mode needs this node among the seeds and a heartbeat below the election timeout" do
+    assert_raise ArgumentError, ~r/seed_nodes is empty/, fn ->
+      Options.resolve(db_type: :cluster)
+    end
+
+    assert_raise ArgumentError, ~r/not in seed_nodes/, fn ->
+      Options.resolve(db_type: :cluster, seed_nodes: [:other@h])
+    end
+
+    assert_raise ArgumentError, ~r/below :election_timeout/, fn ->
+      Options.resolve(db_type: :cluster, seed_nodes: [node()], heartbeat: 1000)
+    end
+
+    assert %{db_type: :cluster} = Options.resolve(db_type: :cluster, seed_nodes: [node()])
+  end
+
+  test "every seed derives the same members, whatever order its list is in" do
+    seeds = [:c@h3, :a@h1, :b@h2]
+
+    base = %{
+      raft_port: 7420,
+      raft_bind: "127.0.0.1",
+      raft_addresses: %{b@h2: "10.0.0.2:9000"},
+      election_timeout: 1000,
+      heartbeat: 100
+    }
+
+    configs =
+      for self <- seeds do
+        Cluster.config(Map.put(base, :seed_nodes, Enum.shuffle(seeds)), self)
+      end
+
+    assert configs |> Enum.map(& &1.nif.members) |> Enum.uniq() == [
+             [{1, "h1:7420"}, {2, "10.0.0.2:9000"}, {3, "h3:7420"}]
+           ]
+
+    assert Enum.map(configs, & &1.id) == [3, 1, 2]
+
+    assert Enum.map(configs, & &1.nif.bind_address) ==
+             Enum.map([7420, 7420, 9000], &"127.0.0.1:#{&1}")
+
+    assert configs |> Enum.map(& &1.nodes) |> Enum.uniq() == [%{1 => :a@h1, 2 => :b@h2, 3 => :c@h3}]
+  end
+end

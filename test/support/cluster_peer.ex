@@ -1,0 +1,49 @@
+defmodule ExESDB.Test.ClusterPeer do
+  @moduledoc false
+  # Runs on the :peer nodes of the cluster tests (test/ex_esdb/cluster_test.exs).
+
+  alias ExESDB.{NewEvent, Streams}
+
+  @doc "Start a store's system here, not linked to the erpc caller."
+  def start(opts) do
+    {:ok, _} = Application.ensure_all_started(:ex_esdb)
+
+    case ExESDB.System.start_link(opts) do
+      {:ok, pid} ->
+        Process.unlink(pid)
+        :ok
+
+      other ->
+        other
+    end
+  end
+
+  @doc "Append one event with `id` (a UUID string); the reply."
+  def append(store, stream, id) do
+    Streams.append_events(store, stream, :any, [
+      NewEvent.new(event_type: "t", event_id: id, data: id)
+    ])
+  end
+
+  @doc "Append, then read the stream here: whether the event is there."
+  def append_and_read(store, stream, id) do
+    reply = append(store, stream, id)
+
+    case Streams.get_events(store, stream, 1, 10_000) do
+      {:ok, events} -> {reply, Enum.any?(events, &(&1.event_id == id))}
+      other -> {reply, other}
+    end
+  end
+
+  @doc "Every event of this replica as {position, stream, version, id}."
+  def dump(store) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    page(s.handle.ref, 0, [])
+  end
+
+  defp page(ref, from, acc) do
+    {:ok, evs, next} = :ex_esdb_backend.read_all(ref, from, 1000, :forward)
+    acc = acc ++ for e <- evs, do: {elem(e, 0), elem(e, 1), elem(e, 2), elem(e, 3)}
+    if next == :eof, do: acc, else: page(ref, next, acc)
+  end
+end
