@@ -34,7 +34,7 @@ typedef struct cn_server {
 	ei_cnode ec;
 	cn_pool *pool;
 	atomic_uint conns;
-	/* What was refused, for logs and tests (stats request). */
+	/* What was refused, logged when the node stops. */
 	atomic_ulong dropped_msgs;  /* no caller to answer */
 	atomic_ulong closed_frames; /* connections closed for a bad frame */
 	atomic_ulong refused_handshakes;

@@ -148,11 +148,6 @@ void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 	conn_unref(c);
 }
 
-void cn_conn_send(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
-{
-	send_msg(c, to, x, false);
-}
-
 /* ---- writer ------------------------------------------------------------ */
 
 static int write_all(int fd, const void *buf, size_t len)

@@ -34,7 +34,4 @@ void cn_conn_request_begin(cn_conn *c);
  * request's reference. */
 void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
 
-/* Send msg to `to` outside any request (not counted in flight). */
-void cn_conn_send(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
-
 #endif
