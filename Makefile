@@ -30,7 +30,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	erlang-proper elixir rebar3 \
 	libuv1-dev liblz4-dev autoconf automake libtool pkg-config
 
-.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica test-elixir test-erlang test-consumers test-commanded chaos asan valgrind fuzz bench fmt fmt-check clean
 
 all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -185,6 +185,17 @@ test: deps
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test
+
+# The chaos workload and history checker (test/support/chaos) for
+# CHAOS_SECONDS against the single-node store, CHAOS_RATE operations/s
+# per client; history, anomalies and summary as JSON lines under
+# CHAOS_RESULTS. `make test` runs it briefly.
+CHAOS_SECONDS ?= 60
+CHAOS_RATE ?= 200
+CHAOS_RESULTS ?= $(CURDIR)/$(BUILD)/chaos
+chaos: nif
+	ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
+	  MIX_ENV=test mix test test/ex_esdb/chaos_workload_test.exs
 
 # The C node as a process, from ExUnit (also part of test-elixir):
 # handshake, requests, wrong cookie, oversized and malformed frames.

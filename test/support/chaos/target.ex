@@ -1,0 +1,95 @@
+defmodule ExESDB.Chaos.Target do
+  @moduledoc false
+  # How the workload reaches a store on a node. The cluster tests give
+  # their own module (gateway appends, linearizable reads, raw replica
+  # reads); ExESDB.Chaos.Target.Local is the single-node store through the
+  # public Elixir API, on this node or over :erpc.
+
+  alias ExESDB.NewEvent
+
+  @type node_name :: node()
+  @type event :: %{
+          event_id: String.t(),
+          stream_id: String.t(),
+          version: pos_integer(),
+          position: pos_integer()
+        }
+
+  @doc "{:ok, version} or {:ok, version, position} (position of the first event), or {:error, reason}."
+  @callback append(node_name, store :: atom(), String.t(), term(), [NewEvent.t()]) :: term()
+  @doc "The stream's event ids from version 1, in order ({:ok, []} when absent)."
+  @callback read_stream(node_name, atom(), String.t()) :: {:ok, [String.t()]} | {:error, term()}
+  @doc "Whether read_stream/3 is linearizable (:linearizable) or may lag (:local)."
+  @callback consistency() :: :linearizable | :local
+  @doc "The replica's $all and every stream, as the checker takes them."
+  @callback final_state(node_name, atom()) :: %{all: [event], streams: %{String.t() => [event]}}
+  @doc "Join persistent subscription `name` with `pid` as subscriber, from the origin."
+  @callback subscribe(node_name, atom(), String.t(), term(), pid()) ::
+              {:ok, term()} | {:error, term()}
+  @callback ack(node_name, atom(), term(), term()) :: term()
+
+  @doc "Run `fun` of this module on `node`: here directly, elsewhere through :erpc."
+  def on(node, mod, fun, args) when node == node(), do: apply(mod, fun, args)
+  def on(node, mod, fun, args), do: :erpc.call(node, mod, fun, args, 60_000)
+end
+
+defmodule ExESDB.Chaos.Target.Local do
+  @moduledoc false
+  @behaviour ExESDB.Chaos.Target
+
+  alias ExESDB.{Streams, Subscriptions}
+  import ExESDB.Chaos.Target, only: [on: 4]
+
+  @page 1000
+
+  @impl true
+  def append(node, store, stream, expected, events),
+    do: on(node, Streams, :append_events, [store, stream, expected, events])
+
+  @impl true
+  def read_stream(node, store, stream), do: on(node, __MODULE__, :stream_ids, [store, stream])
+
+  @impl true
+  def consistency, do: :linearizable
+
+  @impl true
+  def final_state(node, store), do: on(node, __MODULE__, :state, [store])
+
+  @impl true
+  def subscribe(node, store, name, selector, pid),
+    do: on(node, Subscriptions, :subscribe_to, [store, name, selector, pid, [start_from: :origin]])
+
+  @impl true
+  def ack(node, store, sub, event), do: on(node, Subscriptions, :ack_event, [store, sub, event])
+
+  @doc false
+  def stream_ids(store, stream) do
+    case Streams.stream_forward(store, stream, 1, @page, decode: false) do
+      {:ok, evs} -> {:ok, Enum.map(evs, & &1.event_id)}
+      {:error, :stream_not_found} -> {:ok, []}
+      {:error, _} = error -> error
+    end
+  end
+
+  @doc false
+  def state(store) do
+    {:ok, all} = Streams.all_forward(store, 1, @page, decode: false)
+    {:ok, ids} = Streams.get_streams(store)
+
+    streams =
+      Map.new(ids, fn id ->
+        {:ok, evs} = Streams.stream_forward(store, id, 1, @page, decode: false)
+        {id, Enum.map(evs, &event/1)}
+      end)
+
+    %{all: Enum.map(all, &event/1), streams: streams}
+  end
+
+  defp event(e),
+    do: %{
+      event_id: e.event_id,
+      stream_id: e.stream_id,
+      version: e.stream_version,
+      position: e.position
+    }
+end

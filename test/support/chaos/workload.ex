@@ -1,0 +1,295 @@
+defmodule ExESDB.Chaos.Workload do
+  @moduledoc false
+  # N clients appending to a mix of streams with every expected-version
+  # kind and reading them, plus subscribers holding a persistent
+  # subscription to $all, against a list of nodes; then the final state of
+  # every replica, the checker's verdict, and (with :results_dir) the
+  # history, the anomalies and a summary as JSON lines.
+  #
+  # Clients and subscribers run in this VM and reach the nodes through the
+  # target module (ExESDB.Chaos.Target), so one monotonic clock times every
+  # operation: an operation's recorded interval contains its real one.
+  #
+  # Options: :store (required), :nodes ([node()]), :target
+  # (ExESDB.Chaos.Target.Local), :clients (4), :ops per client (100) or
+  # :duration_ms (wins when given), :streams (shared streams, 6),
+  # :subscribers (1), :seed, :catch_up_ms (10,000: how long subscribers may
+  # take to see the last event), :results_dir, :label.
+  # env_opts/0 reads ESDB_CHAOS_CLIENTS, ESDB_CHAOS_OPS,
+  # ESDB_CHAOS_SECONDS, ESDB_CHAOS_RATE (:rate, operations per second per
+  # client; unpaced without) and ESDB_CHAOS_RESULTS.
+
+  alias ExESDB.Chaos.{Checker, History, JSON}
+  alias ExESDB.NewEvent
+
+  @kinds [:any, :no_stream, :stream_exists, :exact]
+  @epoch 200
+
+  def env_opts do
+    [
+      clients: env_int("ESDB_CHAOS_CLIENTS"),
+      ops: env_int("ESDB_CHAOS_OPS"),
+      duration_ms: if(s = env_int("ESDB_CHAOS_SECONDS"), do: s * 1000),
+      rate: env_int("ESDB_CHAOS_RATE"),
+      results_dir: System.get_env("ESDB_CHAOS_RESULTS")
+    ]
+    |> Enum.reject(fn {_, v} -> v in [nil, ""] end)
+  end
+
+  defp env_int(name) do
+    case System.get_env(name) do
+      nil -> nil
+      "" -> nil
+      v -> String.to_integer(v)
+    end
+  end
+
+  @doc "Run, check, write results; answers %{verdict:, history:, replicas:, results:}."
+  def run(opts) do
+    store = Keyword.fetch!(opts, :store)
+    nodes = Keyword.get(opts, :nodes, [node()])
+    target = Keyword.get(opts, :target, ExESDB.Chaos.Target.Local)
+    seed = Keyword.get(opts, :seed, :erlang.unique_integer([:positive]))
+    h = History.new()
+
+    cfg = %{
+      store: store,
+      target: target,
+      history: h,
+      streams: Keyword.get(opts, :streams, 6),
+      stop: stop_rule(opts),
+      # pacing: the client's n-th operation starts no earlier than n/rate s in
+      interval: if(r = opts[:rate], do: 1000 / r)
+    }
+
+    subs =
+      for i <- 1..Keyword.get(opts, :subscribers, 1)//1,
+          do: start_subscriber(cfg, "sub-#{i}", Enum.at(nodes, rem(i - 1, length(nodes))))
+
+    clients =
+      for i <- 1..Keyword.get(opts, :clients, 4) do
+        node = Enum.at(nodes, rem(i - 1, length(nodes)))
+        Task.async(fn -> client(cfg, "c#{i}", node, seed + i) end)
+      end
+
+    started = System.monotonic_time(:millisecond)
+    Enum.each(clients, &Task.await(&1, :infinity))
+    ran = System.monotonic_time(:millisecond) - started
+    replicas = Map.new(nodes, &{&1, target.final_state(&1, store)})
+    last = replicas |> Map.values() |> Enum.map(&length(&1.all)) |> Enum.max(fn -> 0 end)
+    Enum.each(subs, &stop_subscriber(&1, last, Keyword.get(opts, :catch_up_ms, 10_000)))
+
+    ops = History.ops(h)
+    {check_us, verdict} = :timer.tc(Checker, :check, [ops, replicas])
+    verdict = put_in(verdict.stats[:workload_ms], ran)
+    verdict = put_in(verdict.stats[:check_ms], div(check_us, 1000))
+    :ets.delete(h.table)
+
+    results =
+      if dir = opts[:results_dir],
+        do: write_results(dir, Keyword.get(opts, :label, "workload"), ops, verdict, opts, seed)
+
+    %{verdict: verdict, history: ops, replicas: replicas, results: results}
+  end
+
+  defp stop_rule(opts) do
+    case opts[:duration_ms] do
+      nil -> {:ops, Keyword.get(opts, :ops, 100)}
+      ms -> {:until, System.monotonic_time(:millisecond) + ms}
+    end
+  end
+
+  defp done?({:ops, n}, done), do: done >= n
+  defp done?({:until, t}, _), do: System.monotonic_time(:millisecond) >= t
+
+  ## clients
+
+  defp client(cfg, name, node, seed) do
+    :rand.seed(:exsss, {seed, 7, 11})
+    start = System.monotonic_time(:millisecond)
+    loop(cfg, %{name: name, node: node, known: %{}, fresh: 0, epoch: 0, start: start}, 0)
+  end
+
+  defp loop(cfg, c, done) do
+    pace(cfg.interval, c.start, done)
+
+    if done?(cfg.stop, done),
+      do: :ok,
+      else: loop(cfg, step(cfg, %{c | epoch: div(done, @epoch)}, :rand.uniform(100)), done + 1)
+  end
+
+  # 30% reads, 10% appends to a stream of the client's own with :no_stream,
+  # the rest appends to shared streams with a random expected-version kind
+  defp step(cfg, c, r) when r <= 30, do: read(cfg, c, shared(cfg, c))
+
+  defp step(cfg, c, r) when r <= 40 do
+    stream = "#{c.name}-#{c.fresh}"
+    append(cfg, %{c | fresh: c.fresh + 1}, stream, :no_stream)
+  end
+
+  defp step(cfg, c, _) do
+    stream = shared(cfg, c)
+
+    expected =
+      case Enum.random(@kinds) do
+        :exact -> Map.get(c.known, stream, 0)
+        kind -> kind
+      end
+
+    append(cfg, c, stream, expected)
+  end
+
+  # Shared streams change every @epoch operations of a client (clients
+  # move at about the same pace, so they still meet on them): reads of a
+  # whole stream stay short in a long run.
+  defp pace(nil, _, _), do: :ok
+
+  defp pace(interval, start, done) do
+    wait = round(start + done * interval) - System.monotonic_time(:millisecond)
+    if wait > 0, do: Process.sleep(wait)
+  end
+
+  defp shared(cfg, c), do: "s-#{c.epoch}-#{:rand.uniform(cfg.streams) - 1}"
+
+  defp read(cfg, c, stream) do
+    op = %{type: :read, stream: stream, consistency: cfg.target.consistency()}
+
+    case History.run(cfg.history, c.name, c.node, op, fn ->
+           cfg.target.read_stream(c.node, cfg.store, stream)
+         end) do
+      {:ok, ids} -> put_in(c.known[stream], length(ids))
+      _ -> c
+    end
+  end
+
+  defp append(cfg, c, stream, expected) do
+    events = for i <- 1..:rand.uniform(3), do: NewEvent.new(event_type: "chaos", data: {c.name, i})
+    attempt(cfg, c, stream, expected, events, 1)
+  end
+
+  # An outcome-unknown append is retried once with the same events.
+  defp attempt(cfg, c, stream, expected, events, tries) do
+    op = %{
+      type: :append,
+      stream: stream,
+      expected: expected,
+      event_ids: Enum.map(events, & &1.event_id)
+    }
+
+    result =
+      History.run(cfg.history, c.name, c.node, op, fn ->
+        cfg.target.append(c.node, cfg.store, stream, expected, events)
+      end)
+
+    case {result, History.outcome(result)} do
+      {{:ok, v}, _} -> put_in(c.known[stream], v)
+      {{:ok, v, _}, _} -> put_in(c.known[stream], v)
+      {_, :unknown} when tries > 0 -> attempt(cfg, c, stream, expected, events, tries - 1)
+      _ -> c
+    end
+  end
+
+  ## subscribers
+
+  defp start_subscriber(cfg, name, node) do
+    parent = self()
+
+    pid =
+      spawn_link(fn ->
+        Process.flag(:message_queue_data, :off_heap)
+        op = %{type: :subscribe, subscription: name, selector: {:by_stream, "$all"}}
+
+        {:ok, sub} =
+          History.run(cfg.history, name, node, op, fn ->
+            cfg.target.subscribe(node, cfg.store, name, op.selector, self())
+          end)
+
+        send(parent, {:subscribed, self()})
+        deliver(cfg, name, node, sub, 0)
+      end)
+
+    receive do
+      {:subscribed, ^pid} -> pid
+    end
+  end
+
+  defp deliver(cfg, name, node, sub, top) do
+    receive do
+      {:events, evs} ->
+        top = record(cfg, name, node, sub, evs, top)
+        deliver(cfg, name, node, sub, top)
+
+      {:stop, from, last, deadline} ->
+        drain(cfg, name, node, sub, top, last, deadline)
+        send(from, {:stopped, self()})
+    end
+  end
+
+  # Keep taking deliveries until the last position was seen or the
+  # deadline passed (the checker then reports what was missed).
+  defp drain(_cfg, _name, _node, _sub, top, last, _deadline) when top >= last, do: :ok
+
+  defp drain(cfg, name, node, sub, top, last, deadline) do
+    wait = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {:events, evs} ->
+        drain(cfg, name, node, sub, record(cfg, name, node, sub, evs, top), last, deadline)
+    after
+      wait -> :ok
+    end
+  end
+
+  defp record(cfg, name, node, sub, evs, top) do
+    for e <- evs do
+      History.record(cfg.history, name, node, %{
+        type: :deliver,
+        subscription: name,
+        event_id: e.event_id,
+        stream: e.stream_id,
+        version: e.stream_version,
+        position: e.position
+      })
+    end
+
+    cfg.target.ack(node, cfg.store, sub, List.last(evs))
+    max(top, List.last(evs).position)
+  end
+
+  defp stop_subscriber(pid, last, ms) do
+    send(pid, {:stop, self(), last, System.monotonic_time(:millisecond) + ms})
+
+    receive do
+      {:stopped, ^pid} -> :ok
+    end
+  end
+
+  ## results
+
+  defp write_results(dir, label, ops, verdict, opts, seed) do
+    stamp = DateTime.utc_now() |> DateTime.to_iso8601(:basic) |> String.replace(~r/[^0-9TZ]/, "")
+    path = Path.join(dir, "#{label}-#{stamp}")
+    File.mkdir_p!(path)
+    write_lines(Path.join(path, "history.jsonl"), ops)
+    write_lines(Path.join(path, "anomalies.jsonl"), verdict.anomalies)
+
+    summary =
+      Map.merge(verdict.stats, %{
+        label: label,
+        valid: verdict.valid?,
+        counts: verdict.counts,
+        seed: seed,
+        options: opts |> Keyword.drop([:target]) |> Map.new(),
+        time_unit: "native monotonic, #{System.convert_time_unit(1, :second, :native)} per second"
+      })
+
+    write_lines(Path.join(path, "summary.jsonl"), [summary])
+    path
+  end
+
+  defp write_lines(file, terms) do
+    {:ok, f} = :file.open(file, [:write, :raw, :binary, {:delayed_write, 1_048_576, 1000}])
+    Enum.each(terms, &(:ok = :file.write(f, [JSON.encode(&1), ?\n])))
+    :ok = :file.close(f)
+  end
+end
