@@ -120,9 +120,31 @@ defmodule ExESDB.Backend.Cluster do
   # answer the reply with this replica's applied index after it.
   def submit_on_leader(store_id, command, timeout) do
     with {:ok, store} <- ExESDB.Store.fetch(store_id) do
-      submit_here(store, command, timeout)
+      case submit_here(store, command, timeout) do
+        {:error, {:undecodable, :unknown_atom}} ->
+          # The caller's VM knows atoms of the command's terms that this
+          # one does not (the store refuses to store what this VM could
+          # not read back): make them here, as distribution would for a
+          # term sent to us, and try once more.
+          make_atoms(command)
+          submit_here(store, command, timeout)
+
+        reply ->
+          reply
+      end
     end
   end
+
+  defp make_atoms({:term, bin}) when is_binary(bin) do
+    _ = :erlang.binary_to_term(bin)
+    :ok
+  rescue
+    ArgumentError -> :ok
+  end
+
+  defp make_atoms(t) when is_tuple(t), do: t |> Tuple.to_list() |> make_atoms()
+  defp make_atoms(l) when is_list(l), do: Enum.each(l, &make_atoms/1)
+  defp make_atoms(_), do: :ok
 
   defp submit_here(store, command, timeout) do
     ref = store.handle.ref

@@ -1,0 +1,83 @@
+defmodule ExESDB.Test.ClusterBackend do
+  @moduledoc false
+  # For the conformance suites on a cluster: start_store(context) starts a
+  # fresh cluster store (db_type: :cluster) on three nodes, this VM and
+  # two :peer nodes, raft on loopback, for one test. The peers are
+  # started once per test run by a process of their own and kept.
+
+  import ExESDB.Test.ClusterHelpers
+
+  def start_store(context) do
+    peers = peers()
+    store = :"cstore_#{System.unique_integer([:positive])}"
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
+    File.rm_rf!(dir)
+    seeds = [node() | peers]
+    addrs = Map.new(Enum.zip(seeds, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    opts =
+      [
+        store_id: store,
+        db_type: :cluster,
+        seed_nodes: seeds,
+        raft_addresses: addrs,
+        election_timeout: 200,
+        heartbeat: 20,
+        durability: :nosync
+      ] ++ Map.get(context, :store_opts, [])
+
+    for p <- peers do
+      :ok = :erpc.call(p, ExESDB.Test.ClusterPeer, :start, [[data_dir: "#{dir}/#{p}"] ++ opts])
+    end
+
+    local = [data_dir: "#{dir}/local"] ++ opts
+    {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, local})
+
+    ExUnit.Callbacks.on_exit(fn ->
+      for p <- peers, do: :erpc.call(p, ExESDB.System, :stop, [store])
+      File.rm_rf(dir)
+    end)
+
+    # every node knows the leader before the test writes
+    wait_until(fn ->
+      Enum.all?(seeds, fn n ->
+        match?({:ok, %{leader: l}} when l != nil, :erpc.call(n, ExESDB.Cluster, :info, [store]))
+      end)
+    end)
+
+    %{store: store, data_dir: "#{dir}/local", system: pid, store_opts: local}
+  end
+
+  # The two peer nodes, started on first use and held by a process that
+  # outlives the tests.
+  defp peers do
+    case :persistent_term.get({__MODULE__, :peers}, nil) do
+      nil ->
+        caller = self()
+
+        spawn(fn ->
+          args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+          u = System.unique_integer([:positive])
+
+          nodes =
+            for i <- 1..2 do
+              {:ok, _peer, node} = :peer.start(%{name: :"cpeer#{u}_#{i}", args: args})
+              node
+            end
+
+          :persistent_term.put({__MODULE__, :peers}, nodes)
+          send(caller, {:peers, nodes})
+          Process.sleep(:infinity)
+        end)
+
+        receive do
+          {:peers, nodes} -> nodes
+        after
+          30_000 -> raise "peer nodes did not start"
+        end
+
+      nodes ->
+        nodes
+    end
+  end
+end
