@@ -440,6 +440,36 @@ defmodule ExESDB.CNodeTest do
     Enum.each(silent, &:gen_tcp.close/1)
   end
 
+  test "links and exit signals to the C node's pids are ignored", %{dir: dir} do
+    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+
+    args =
+      ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --creation 123457)
+
+    cn = dir |> start_cnode(args) |> Map.put(:name, name) |> await_ready()
+    hello!(cn.name)
+    # a pid on the C node, as its creation makes them
+    node_name = Atom.to_string(name)
+
+    pid =
+      :erlang.binary_to_term(
+        <<131, 88, 119, byte_size(node_name), node_name::binary, 0::32, 0::32, 123_457::32>>
+      )
+
+    assert node(pid) == name
+    Process.flag(:trap_exit, true)
+    true = Process.link(pid)
+    true = Process.exit(pid, :kill)
+    true = Process.unlink(pid)
+    # a request sent to a pid (SEND, not REG_SEND) is served the same
+    ref = make_ref()
+    send(pid, {:call, self(), ref, {:stats}})
+    assert_receive {^ref, {:ok, %{events: 0}}}, 5_000
+    assert call(cn.name, {:append, "s", :any, [event(1)]}) == {:ok, 1, 1}
+    refute_received {:EXIT, ^pid, _}
+    assert alive?(cn)
+  end
+
   test "connections over --max-conns are closed after their handshake", %{dir: dir} do
     name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
 
