@@ -408,7 +408,7 @@ defmodule ExESDB.Subscriptions do
     case start_child(store, {Persistent.Deletion, {s, name, self(), ref}}) do
       :ignore ->
         receive do
-          {^ref, reply} -> reply
+          {:checkpoint_deleted, ^ref, reply} -> reply
         after
           s.timeout -> {:error, :timeout}
         end

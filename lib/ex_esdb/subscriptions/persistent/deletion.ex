@@ -15,7 +15,8 @@ defmodule ExESDB.Subscriptions.Persistent.Deletion do
 
   @impl true
   def init({store, name, caller, ref}) do
-    send(caller, {ref, store.backend.submit(store, {:checkpoint_delete, name}, [])})
+    reply = store.backend.submit(store, {:checkpoint_delete, name}, [])
+    send(caller, {:checkpoint_deleted, ref, reply})
     :ignore
   end
 end
