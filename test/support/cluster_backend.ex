@@ -48,6 +48,19 @@ defmodule ExESDB.Test.ClusterBackend do
     %{store: store, data_dir: "#{dir}/local", system: pid, store_opts: local}
   end
 
+  # Stop this node's system (its replica; the peers keep theirs).
+  def stop_store(%{store: store}),
+    do: ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+
+  # Stop this node's system and start it again on the same data: its
+  # replica rejoins from its raft log.
+  def restart_store(%{store: store, store_opts: opts}) do
+    ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+    ExUnit.Callbacks.start_supervised!({ExESDB.System, opts})
+    wait_until(fn -> match?({:ok, %{leader: l}} when l != nil, ExESDB.Cluster.info(store)) end)
+    :ok
+  end
+
   # The two peer nodes, started on first use and held by a process that
   # outlives the tests.
   defp peers do
