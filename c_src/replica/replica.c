@@ -111,6 +111,7 @@ struct esdb_replica {
 	/* what the loop last saw */
 	bool leader;
 	uint64_t leader_id;
+	uint64_t term;
 	char leader_address[ADDRESS_MAX];
 	/* fail-stop */
 	int failed;
@@ -735,6 +736,7 @@ static void on_check(uv_check_t *h)
 	bool leader = raft_state(&r->raft) == RAFT_LEADER;
 	esdb_commit_req *drop = NULL;
 	pthread_mutex_lock(&r->lock);
+	r->term = raft_current_term(&r->raft);
 	bool changed = id != r->leader_id || leader != r->leader;
 	if (changed) {
 		r->leader_id = id;
@@ -1161,6 +1163,14 @@ int esdb_replica_get_leader(esdb_replica *r, uint64_t *id, char *address,
 		snprintf(address, len, "%s", r->leader_address);
 	pthread_mutex_unlock(&r->lock);
 	return 0;
+}
+
+uint64_t esdb_replica_get_term(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint64_t term = r->term;
+	pthread_mutex_unlock(&r->lock);
+	return term;
 }
 
 bool esdb_replica_is_leader(esdb_replica *r)

@@ -60,7 +60,7 @@ typedef struct esdb_replica_member {
 /* Called on the replica's loop thread on every change of the leader this
  * node knows: leader_id 0 (address NULL) while none is known; `self`
  * when this node became the leader. Keep it short; it must not call the
- * replica. */
+ * replica (esdb_replica_get_term excepted). */
 typedef void (*esdb_replica_leader_fn)(void *ctx, uint64_t leader_id,
                                        const char *address, bool self);
 
@@ -132,6 +132,11 @@ uint64_t esdb_replica_get_id(esdb_replica *r);
  * `address` (may be NULL) of `len` bytes, NUL-terminated. Any thread. */
 int esdb_replica_get_leader(esdb_replica *r, uint64_t *id, char *address,
                             size_t len);
+
+/* The raft term this node is in, as of the loop's last iteration (0
+ * before it starts). Any thread; also from on_leader, where it is the
+ * term of the change reported. */
+uint64_t esdb_replica_get_term(esdb_replica *r);
 
 /* Whether this node is the leader now. Any thread. */
 bool esdb_replica_is_leader(esdb_replica *r);

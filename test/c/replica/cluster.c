@@ -34,6 +34,7 @@ typedef struct node_proc {
 	esdb_store *s;
 	esdb_replica *r;
 	int ack_fd;
+	int report_fd;
 	uint64_t id;
 	atomic_bool writing;
 	atomic_uint_fast64_t counter;
@@ -177,12 +178,18 @@ static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
 {
 	node_proc *np = ctx;
 	atomic_fetch_add(&np->leader_events, 1);
+	if (np->report_fd >= 0) {
+		leader_report rep = {np->id, esdb_replica_get_term(np->r), id,
+		                     self};
+		write_all(np->report_fd, &rep, sizeof(rep)); /* atomic */
+	}
 }
 
 static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 {
 	node *nd = &c->nodes[i];
-	node_proc np = {.ack_fd = c->ack_w, .id = nd->id};
+	node_proc np = {
+	    .ack_fd = c->ack_w, .report_fd = c->report_fd, .id = nd->id};
 	esdb_replica_member members[CLUSTER_MAX];
 	for (int k = 0; k < c->n; k++)
 		members[k] =
@@ -190,6 +197,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	esdb_replica_config cfg = {
 	    .id = nd->id,
 	    .address = nd->address,
+	    .bind_address = nd->bind_address[0] ? nd->bind_address : NULL,
 	    .dir = nd->dir,
 	    .members = members,
 	    .n_members = (size_t)c->n_boot,
@@ -263,6 +271,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 		info.events =
 		    esdb_store_get_stats(np.s, &st) == 0 ? st.events : 0;
 		info.applied = esdb_replica_get_applied(np.r);
+		info.term = esdb_replica_get_term(np.r);
 		write_all(reply_fd, &info, sizeof(info));
 	}
 	set_writers(&np, 0);
@@ -312,6 +321,7 @@ void cluster_init(cluster *c, int n)
 	c->n_boot = n;
 	c->election_ms = 500;
 	c->heartbeat_ms = 50;
+	c->report_fd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	for (int i = 0; i < n; i++) {
 		node *nd = &c->nodes[i];

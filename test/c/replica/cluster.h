@@ -16,6 +16,7 @@ typedef struct node {
 	uint64_t id;
 	char dir[512];
 	char address[32];
+	char bind_address[32]; /* "" or where raft listens (behind a proxy) */
 	pid_t pid;
 	int cmd_fd, reply_fd;
 	unsigned starts;
@@ -24,6 +25,11 @@ typedef struct node {
 	bool paused;              /* SIGSTOPped: left out of the waits */
 	bool excluded; /* removed from the cluster: left out of the checks */
 } node;
+
+/* A leadership change as a node's callback saw it, with its term. */
+typedef struct leader_report {
+	uint64_t node, term, leader, self;
+} leader_report;
 
 /* One acknowledged append, as its node reported it. */
 typedef struct ack {
@@ -45,6 +51,7 @@ typedef struct node_info {
 	uint64_t position, version;
 	uint64_t unknown;       /* appends answered outcome_unknown */
 	uint64_t leader_events; /* leadership changes the callback saw */
+	uint64_t term;          /* the raft term the node is in */
 	char failure[160];
 } node_info;
 
@@ -55,6 +62,7 @@ typedef struct cluster {
 	unsigned election_ms, heartbeat_ms, snapshot_threshold;
 	unsigned apply_delay_us; /* the writers' injected delay */
 	int ack_r, ack_w;
+	int report_fd; /* -1, or where nodes write their leader_reports */
 	pthread_t ack_reader;
 	pthread_mutex_t lock;
 	ack *acks;

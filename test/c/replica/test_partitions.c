@@ -1,0 +1,584 @@
+/* test_partitions.c: network partitions and pauses against replica
+ * processes (issue 14). A per-link proxy (link_proxy.h) cuts raft links
+ * between real processes on loopback. Every test collects the nodes'
+ * own leadership reports (the leader callback, with the term) and checks
+ * that no term had two leaders; after healing, every acknowledged append
+ * is on every replica where it was acknowledged (cluster_check_and_free)
+ * and no append a cut-off node was asked for is anywhere.
+ * ESDB_PARTITION_CYCLES scales the fault loops. */
+#include "harness.h"
+
+#include "cluster.h"
+#include "link_proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ABSENT_MAX 256
+/* numbers of the appends sent to cut-off nodes: no writer makes these */
+#define ABSENT_BASE (0xFAull << 56)
+
+typedef struct faults {
+	cluster c;
+	link_proxy proxy;
+	int report_r;
+	pthread_t reader;
+	pthread_mutex_t lock;
+	leader_report *reports;
+	size_t n_reports, cap_reports;
+	uint64_t absent[ABSENT_MAX]; /* must be in no store */
+	size_t n_absent;
+} faults;
+
+static unsigned cycles(unsigned dflt)
+{
+	const char *v = getenv("ESDB_PARTITION_CYCLES");
+	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static unsigned loopback_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	REQUIRE(fd >= 0);
+	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void *report_reader(void *arg)
+{
+	faults *f = arg;
+	leader_report rep;
+	for (;;) {
+		ssize_t k = read(f->report_r, &rep, sizeof(rep));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k != (ssize_t)sizeof(rep)) /* written whole (atomic) */
+			break;
+		pthread_mutex_lock(&f->lock);
+		if (f->n_reports == f->cap_reports) {
+			f->cap_reports =
+			    f->cap_reports ? f->cap_reports * 2 : 64;
+			f->reports = realloc(
+			    f->reports, f->cap_reports * sizeof(*f->reports));
+		}
+		f->reports[f->n_reports++] = rep;
+		pthread_mutex_unlock(&f->lock);
+	}
+	return NULL;
+}
+
+/* n nodes behind the proxy, every link passing; nodes not started. */
+static void faults_init(faults *f, int n)
+{
+	memset(f, 0, sizeof(*f));
+	cluster_init(&f->c, n);
+	char front[CLUSTER_MAX][32], back[CLUSTER_MAX][32];
+	uint64_t ids[CLUSTER_MAX];
+	for (int i = 0; i < n; i++) {
+		node *nd = &f->c.nodes[i];
+		/* the node listens where cluster_init put it; the others
+		 * reach it through its proxy port */
+		snprintf(nd->bind_address, sizeof(nd->bind_address), "%s",
+		         nd->address);
+		bool unique;
+		do {
+			snprintf(nd->address, sizeof(nd->address),
+			         "127.0.0.1:%u", loopback_port());
+			unique = true;
+			for (int k = 0; k < n; k++)
+				if (!strcmp(nd->address,
+				            f->c.nodes[k].bind_address) ||
+				    (k < i && !strcmp(nd->address,
+				                      f->c.nodes[k].address)))
+					unique = false;
+		} while (!unique);
+		memcpy(front[i], nd->address, 32);
+		memcpy(back[i], nd->bind_address, 32);
+		ids[i] = nd->id;
+	}
+	link_proxy_start(&f->proxy, n, ids, front, back);
+	int fds[2];
+	REQUIRE(pipe(fds) == 0);
+	f->report_r = fds[0];
+	f->c.report_fd = fds[1];
+	pthread_mutex_init(&f->lock, NULL);
+	REQUIRE(pthread_create(&f->reader, NULL, report_reader, f) == 0);
+}
+
+static void start_all(faults *f)
+{
+	for (int i = 0; i < f->c.n; i++)
+		node_start(&f->c, i);
+}
+
+static int cmp_report(const void *a, const void *b)
+{
+	const leader_report *x = a, *y = b;
+	return x->term < y->term ? -1 : x->term > y->term;
+}
+
+/* Never two leaders in one term, from every node's own reports; every
+ * self-report names the reporter; no leader in term 0. Sorts reports by
+ * term; describes the first violation in msg and returns 1, else 0.
+ * *leaders: the reports naming a leader. */
+static int leadership_violation(leader_report *reps, size_t n, char *msg,
+                                size_t len, size_t *leaders)
+{
+	*leaders = 0;
+	if (n)
+		qsort(reps, n, sizeof(leader_report), cmp_report);
+	for (size_t k = 0; k < n; k++) {
+		leader_report *r = &reps[k];
+		if (!r->leader)
+			continue;
+		++*leaders;
+		if ((r->self && r->leader != r->node) || r->term == 0) {
+			snprintf(msg, len,
+			         "node %" PRIu64 " reported leader %" PRIu64
+			         " (self %" PRIu64 ") in term %" PRIu64,
+			         r->node, r->leader, r->self, r->term);
+			return 1;
+		}
+		for (size_t j = k + 1; j < n && reps[j].term == r->term; j++)
+			if (reps[j].leader && reps[j].leader != r->leader) {
+				snprintf(msg, len,
+				         "term %" PRIu64 ": node %" PRIu64
+				         " saw leader %" PRIu64
+				         ", node %" PRIu64
+				         " saw leader %" PRIu64,
+				         r->term, r->node, r->leader,
+				         reps[j].node, reps[j].leader);
+				return 1;
+			}
+	}
+	return 0;
+}
+
+static size_t check_leadership(faults *f)
+{
+	char msg[200];
+	size_t leaders;
+	if (leadership_violation(f->reports, f->n_reports, msg, sizeof(msg),
+	                         &leaders))
+		harness_fail(__FILE__, __LINE__, "%s", msg);
+	return leaders;
+}
+
+/* The appends the cut-off nodes were asked for are in no store. */
+static void check_absent(faults *f)
+{
+	for (int i = 0; i < f->c.n; i++) {
+		collected all = {0};
+		esdb_store *s;
+		REQUIRE_OK(esdb_store_create(&s));
+		REQUIRE_OK(esdb_store_set_readonly(s, true));
+		REQUIRE_OK(esdb_store_open(s, f->c.nodes[i].dir));
+		REQUIRE_OK(read_all_pages(s, 1, collect_event, &all));
+		esdb_store_close(s);
+		for (size_t k = 0; k < all.n; k++) {
+			uint8_t want[16];
+			for (size_t a = 0; a < f->n_absent; a++) {
+				make_id(want, f->absent[a]);
+				if (!memcmp(all.ids[k], want, 16))
+					harness_fail(
+					    __FILE__, __LINE__,
+					    "node %d holds %#" PRIx64
+					    " (position %" PRIu64
+					    "), refused by a cut-off node",
+					    i + 1, f->absent[a],
+					    all.positions[k]);
+			}
+		}
+		collected_free(&all);
+	}
+}
+
+/* Stop everything, then check the stores, the refused appends and the
+ * leadership reports. */
+static void faults_finish(faults *f, const char *what)
+{
+	size_t acks = cluster_acks(&f->c);
+	cluster_check_and_free(&f->c); /* stops every node */
+	link_proxy_stop(&f->proxy);
+	close(f->c.report_fd);
+	pthread_join(f->reader, NULL);
+	close(f->report_r);
+	check_absent(f);
+	size_t leaders = check_leadership(f);
+	uint64_t last_term =
+	    f->n_reports ? f->reports[f->n_reports - 1].term : 0;
+	printf("     %s: %zu acknowledged appends, %zu refused, %zu leader "
+	       "reports, last term %" PRIu64 "\n",
+	       what, acks, f->n_absent, leaders, last_term);
+	free(f->reports);
+	pthread_mutex_destroy(&f->lock);
+}
+
+static void set_writers(faults *f, unsigned threads)
+{
+	for (int i = 0; i < f->c.n; i++)
+		if (node_alive(&f->c, i))
+			node_writers(&f->c, i, threads);
+}
+
+static size_t acks_by(cluster *c, unsigned mask)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&c->lock);
+	for (size_t k = 0; k < c->n_acks; k++)
+		if (mask & 1u << (c->acks[k].node - 1))
+			n++;
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
+/* `more` acknowledgements by nodes of mask; false after timeout_ms. */
+static bool wait_acks_by(cluster *c, unsigned mask, size_t more,
+                         unsigned timeout_ms)
+{
+	size_t want = acks_by(c, mask) + more;
+	uint64_t end = now_ms() + timeout_ms;
+	while (acks_by(c, mask) < want) {
+		if (now_ms() > end)
+			return false;
+		usleep(5000);
+	}
+	return true;
+}
+
+/* The node of mask leading with every node of mask agreeing; -1 after
+ * timeout_ms. */
+static int wait_leader_in(cluster *c, unsigned mask, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	do {
+		int leader = -1;
+		uint64_t seen[CLUSTER_MAX];
+		for (int i = 0; i < c->n; i++) {
+			node_info info;
+			if (!(mask & 1u << i))
+				continue;
+			node_get_info(c, i, &info);
+			seen[i] = info.leader_id;
+			if (info.is_leader)
+				leader = i;
+		}
+		bool agree = leader >= 0;
+		for (int i = 0; agree && i < c->n; i++)
+			if (mask & 1u << i && seen[i] != c->nodes[leader].id)
+				agree = false;
+		if (agree)
+			return leader;
+		usleep(10000);
+	} while (now_ms() < end);
+	return -1;
+}
+
+/* No node of mask claims leadership; false after timeout_ms. */
+static bool wait_stepped_down(cluster *c, unsigned mask, unsigned timeout_ms)
+{
+	uint64_t end = now_ms() + timeout_ms;
+	do {
+		bool any = false;
+		for (int i = 0; i < c->n; i++) {
+			node_info info;
+			if (!(mask & 1u << i))
+				continue;
+			node_get_info(c, i, &info);
+			any |= info.is_leader != 0;
+		}
+		if (!any)
+			return true;
+		usleep(10000);
+	} while (now_ms() < end);
+	return false;
+}
+
+static uint64_t term_of(cluster *c, int i)
+{
+	node_info info;
+	node_get_info(c, i, &info);
+	return info.term;
+}
+
+/* Ask cut-off node i for an append: it must not acknowledge it (a
+ * follower answers not_leader; a leader cut off from its followers
+ * holds it until it steps down, then answers outcome_unknown), and the
+ * event must end up in no store (the cut came first). */
+static void append_refused(faults *f, int i)
+{
+	REQUIRE(f->n_absent < ABSENT_MAX);
+	uint64_t n = ABSENT_BASE | f->n_absent;
+	f->absent[f->n_absent++] = n;
+	node_info info;
+	node_append(&f->c, i, "cut-off", n, &info);
+	if (info.rc != ESDB_ENOT_LEADER && info.rc != ESDB_EOUTCOME_UNKNOWN)
+		harness_fail(__FILE__, __LINE__,
+		             "cut-off node %d answered an append with %d (%s)",
+		             i + 1, info.rc, esdb_error_describe(info.rc));
+}
+
+/* Cut every link between the nodes of `side` and the rest. */
+static void cut(faults *f, unsigned side, int mode)
+{
+	for (int a = 0; a < f->c.n; a++)
+		for (int b = 0; b < f->c.n; b++)
+			if (side & 1u << a && !(side & 1u << b))
+				link_proxy_set_both(&f->proxy, a, b, mode);
+}
+
+/* With writers on every node: cut `minority` off; the majority elects
+ * a leader and acknowledges, the minority acknowledges nothing and steps
+ * down; heal, and everyone agrees on one leader again. Returns the time
+ * from the cut to the majority's first acknowledgement, in ms. */
+static uint64_t minority_round(faults *f, unsigned minority, int mode)
+{
+	cluster *c = &f->c;
+	unsigned majority = ((1u << c->n) - 1) & ~minority;
+	cut(f, minority, mode);
+	uint64_t t0 = now_ms();
+	for (int i = 0; i < c->n; i++)
+		if (minority & 1u << i)
+			append_refused(f, i);
+	REQUIRE(wait_acks_by(c, majority, 1, 30000));
+	uint64_t recovered = now_ms() - t0;
+	REQUIRE(wait_leader_in(c, majority, 20000) >= 0);
+	CHECK(wait_stepped_down(c, minority, 20000));
+	/* what the minority acknowledged before the cut is counted by
+	 * now: the majority has since elected a leader */
+	size_t before = acks_by(c, minority);
+	CHECK(wait_acks_by(c, majority, 100, 30000));
+	CHECK_EQ(acks_by(c, minority), before);
+	for (int i = 0; i < c->n; i++)
+		if (minority & 1u << i)
+			append_refused(f, i);
+	link_proxy_heal(&f->proxy);
+	REQUIRE(cluster_wait_leader(c, 30000) >= 0);
+	return recovered;
+}
+
+TEST(the_leadership_check_flags_two_leaders_in_one_term)
+{
+	char msg[200];
+	size_t leaders;
+	leader_report ok[] = {
+	    {3, 3, 3, 1}, {1, 2, 1, 1}, {2, 2, 1, 0}, {2, 3, 0, 0},
+	    {1, 3, 3, 0}, {2, 4, 0, 0}, {2, 5, 2, 1},
+	};
+	CHECK_EQ(leadership_violation(ok, 7, msg, sizeof(msg), &leaders), 0);
+	CHECK_EQ(leaders, 5);
+	CHECK_EQ(ok[0].term, 2); /* sorted */
+	leader_report two[] = {{1, 2, 1, 1}, {2, 3, 2, 1}, {3, 2, 3, 0}};
+	CHECK_EQ(leadership_violation(two, 3, msg, sizeof(msg), &leaders), 1);
+	CHECK(strstr(msg, "term 2") != NULL);
+	leader_report self[] = {{1, 2, 2, 1}};
+	CHECK_EQ(leadership_violation(self, 1, msg, sizeof(msg), &leaders), 1);
+	leader_report zero[] = {{1, 0, 1, 1}};
+	CHECK_EQ(leadership_violation(zero, 1, msg, sizeof(msg), &leaders), 1);
+}
+
+TEST(the_link_proxy_drops_and_resets_raft_links)
+{
+	/* the fault layer itself: a cut node hears nothing (its term
+	 * stays, it never learns of appends), a reset link is refused;
+	 * healed, it catches up */
+	faults f;
+	faults_init(&f, 3);
+	start_all(&f);
+	int leader = cluster_wait_leader(&f.c, 20000);
+	REQUIRE(leader >= 0);
+	int cut_off = (leader + 1) % 3;
+	for (int mode = LINK_DROP; mode <= LINK_RESET; mode++) {
+		uint64_t acc0, drop0, acc1, drop1;
+		link_proxy_counts(&f.proxy, &acc0, &drop0);
+		cut(&f, 1u << cut_off, mode);
+		node_info info, cut_info;
+		node_get_info(&f.c, cut_off, &cut_info);
+		for (uint64_t n = 1; n <= 20; n++) {
+			node_append(&f.c, leader, "s", mode * 100 + n, &info);
+			CHECK_RC(info.rc, 0);
+		}
+		/* the leader's heartbeats reconnect and meet the cut */
+		uint64_t end = now_ms() + 10000;
+		do {
+			usleep(20000);
+			link_proxy_counts(&f.proxy, &acc1, &drop1);
+		} while (now_ms() < end &&
+		         (mode == LINK_DROP ? drop1 == drop0 : acc1 <= acc0));
+		CHECK(mode == LINK_DROP ? drop1 > drop0 : acc1 > acc0);
+		node_info now;
+		node_get_info(&f.c, cut_off, &now);
+		CHECK_EQ(now.events, cut_info.events);
+		link_proxy_heal(&f.proxy);
+		REQUIRE(cluster_wait_converged(&f.c, 20000));
+	}
+	faults_finish(&f, "proxy");
+}
+
+/* (1) Isolate the leader, ESDB_PARTITION_CYCLES times (2), alternating
+ * blackholed and reset links. */
+TEST(an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on)
+{
+	unsigned rounds = cycles(2);
+	faults f;
+	faults_init(&f, 3);
+	start_all(&f);
+	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	set_writers(&f, 4);
+	uint64_t worst = 0;
+	for (unsigned k = 0; k < rounds; k++) {
+		int leader = cluster_wait_leader(&f.c, 20000);
+		REQUIRE(leader >= 0);
+		CHECK(wait_acks_by(&f.c, 7, 50, 30000));
+		uint64_t ms = minority_round(&f, 1u << leader,
+		                             k % 2 ? LINK_RESET : LINK_DROP);
+		worst = ms > worst ? ms : worst;
+	}
+	set_writers(&f, 0);
+	REQUIRE(cluster_wait_converged(&f.c, 30000));
+	printf("     %u isolations, writes again after at most %" PRIu64
+	       " ms (election timeout %u ms)\n",
+	       rounds, worst, f.c.election_ms);
+	faults_finish(&f, "isolate the leader");
+}
+
+/* (2) Five nodes split 2/3: the leader on the two side, then on the
+ * three side. */
+TEST(five_nodes_split_two_three_only_the_three_acknowledge)
+{
+	unsigned rounds = cycles(2);
+	faults f;
+	faults_init(&f, 5);
+	start_all(&f);
+	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	set_writers(&f, 2);
+	for (unsigned k = 0; k < rounds; k++) {
+		int leader = cluster_wait_leader(&f.c, 20000);
+		REQUIRE(leader >= 0);
+		CHECK(wait_acks_by(&f.c, 31, 50, 30000));
+		int other = (leader + 1) % 5;
+		unsigned two = k % 2 ? 1u << other | 1u << (other + 1) % 5
+		                     : 1u << leader | 1u << other;
+		minority_round(&f, two, LINK_DROP);
+	}
+	set_writers(&f, 0);
+	REQUIRE(cluster_wait_converged(&f.c, 30000));
+	faults_finish(&f, "split 2/3");
+}
+
+/* (3) A ring: each of 5 nodes reaches only its two neighbours, from
+ * the start (any node can gather 3 votes: elections race) and while the
+ * ring's leader is paused past the election timeout. */
+TEST(a_ring_partition_makes_at_most_one_leader_per_term)
+{
+	unsigned rounds = cycles(2);
+	faults f;
+	faults_init(&f, 5);
+	for (int i = 0; i < 5; i++)
+		link_proxy_set_both(&f.proxy, i, (i + 2) % 5, LINK_DROP);
+	start_all(&f);
+	set_writers(&f, 2);
+	/* a leader made under the ring acknowledges (with its neighbours) */
+	CHECK(wait_acks_by(&f.c, 31, 100, 30000));
+	for (unsigned k = 0; k < rounds; k++) {
+		int leader = -1;
+		for (int i = 0; i < 5 && leader < 0; i++) {
+			node_info info;
+			node_get_info(&f.c, i, &info);
+			if (info.is_leader)
+				leader = i;
+		}
+		if (leader < 0)
+			continue;
+		node_pause(&f.c, leader, true);
+		/* a fault lasting three election timeouts */
+		usleep(3 * f.c.election_ms * 1000);
+		node_pause(&f.c, leader, false);
+		CHECK(wait_acks_by(&f.c, 31, 50, 30000));
+	}
+	link_proxy_heal(&f.proxy);
+	set_writers(&f, 0);
+	REQUIRE(cluster_wait_converged(&f.c, 30000));
+	faults_finish(&f, "ring");
+}
+
+/* (4) Pre-vote: a follower cut off for five election timeouts keeps its
+ * term and does not depose the leader when it returns. */
+TEST(a_returning_isolated_node_does_not_raise_the_term_or_depose_the_leader)
+{
+	faults f;
+	faults_init(&f, 3);
+	start_all(&f);
+	int leader = cluster_wait_leader(&f.c, 20000);
+	REQUIRE(leader >= 0);
+	uint64_t term = term_of(&f.c, leader);
+	CHECK(term >= 1);
+	for (int i = 0; i < 3; i++) /* the getter: every node's term */
+		CHECK_EQ(term_of(&f.c, i), term);
+	int alone = (leader + 1) % 3;
+	cut(&f, 1u << alone, LINK_DROP);
+	uint64_t end = now_ms() + 5 * f.c.election_ms;
+	node_info info;
+	for (uint64_t n = 1; now_ms() < end; n++) {
+		node_append(&f.c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0);
+		usleep(20000);
+	}
+	node_get_info(&f.c, alone, &info);
+	CHECK_EQ(info.term, term);
+	CHECK_EQ(info.leader_id, 0);
+	link_proxy_heal(&f.proxy);
+	REQUIRE(wait_leader_in(&f.c, 7, 20000) == leader);
+	REQUIRE(cluster_wait_converged(&f.c, 20000));
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(term_of(&f.c, i), term);
+	faults_finish(&f, "pre-vote");
+	for (size_t k = 0; k < f.n_reports; k++)
+		CHECK_EQ(f.reports[k].term, term);
+}
+
+/* (5) SIGSTOP the leader past the election timeout, then SIGCONT: a
+ * new leader in a higher term, the old one steps down and follows. */
+TEST(a_paused_leader_steps_down_when_it_resumes)
+{
+	unsigned rounds = cycles(2);
+	faults f;
+	faults_init(&f, 3);
+	start_all(&f);
+	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	set_writers(&f, 4);
+	for (unsigned k = 0; k < rounds; k++) {
+		int old = cluster_wait_leader(&f.c, 20000);
+		REQUIRE(old >= 0);
+		uint64_t term = term_of(&f.c, old);
+		CHECK(wait_acks_by(&f.c, 7, 50, 30000));
+		node_pause(&f.c, old, true);
+		int leader = cluster_wait_leader(&f.c, 20000);
+		REQUIRE(leader >= 0 && leader != old);
+		uint64_t new_term = term_of(&f.c, leader);
+		CHECK(new_term > term);
+		CHECK(wait_acks_by(&f.c, 7 & ~(1u << old), 100, 30000));
+		node_pause(&f.c, old, false);
+		REQUIRE(wait_leader_in(&f.c, 7, 20000) == leader);
+		CHECK_EQ(term_of(&f.c, old), new_term);
+	}
+	set_writers(&f, 0);
+	REQUIRE(cluster_wait_converged(&f.c, 30000));
+	faults_finish(&f, "pause the leader");
+}
