@@ -118,10 +118,10 @@ $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H) $(
 
 # The tests include the CLI's term printer (c_src/cli/term.c) and the C
 # node's term validator (c_src/cnode/term_check.c) to fuzz them, and its
-# cookie reader; and the tools' JSON writer.
-$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] c_src/cnode/cookie.[ch] $(PROTO_DEPS) $(JSON_SRC) $(CORE_LIB)
+# cookie reader and envelope parser; and the tools' JSON writer.
+$(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[ch] c_src/cnode/cookie.[ch] c_src/cnode/envelope.[ch] $(PROTO_DEPS) $(JSON_SRC) $(CORE_LIB)
 	$(CC) $(CPPFLAGS) -Itest/c -Ic_src/cli -Ic_src/cnode -Ic_src/proto -Ic_src/json -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread \
-	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c c_src/cnode/cookie.c $(PROTO_SRC) c_src/json/json.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -lm -o $@
+	  $(TEST_SRC) c_src/cli/term.c c_src/cnode/term_check.c c_src/cnode/cookie.c c_src/cnode/envelope.c $(PROTO_SRC) c_src/json/json.c $(CORE_LIB) -L$(EI_DIR)/lib -lei $(LDLIBS) -lm -o $@
 
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@

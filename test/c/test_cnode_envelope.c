@@ -1,0 +1,106 @@
+/* test_cnode_envelope.c: the C node's frame and request envelope parsers
+ * (c_src/cnode/envelope.c) on frames as a BEAM node sends them and on
+ * what it never sends. */
+#include "harness.h"
+
+#include "envelope.h"
+#include "term_check.h"
+
+/* 'p', {6, From, '', esdb}, then msg: a REG_SEND frame. */
+static uint8_t *reg_send(const ei_x_buff *msg, size_t *len)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	strcpy(from.node, "client@vm");
+	ei_x_buff x;
+	ei_x_new(&x);
+	ei_x_append_buf(&x, "p", 1);
+	ei_x_encode_version(&x);
+	ei_x_encode_tuple_header(&x, 4);
+	ei_x_encode_long(&x, 6);
+	ei_x_encode_pid(&x, &from);
+	ei_x_encode_atom(&x, "");
+	ei_x_encode_atom(&x, "esdb");
+	ei_x_append_buf(&x, msg->buff, msg->index);
+	uint8_t *b = malloc((size_t)x.index);
+	memcpy(b, x.buff, (size_t)x.index);
+	*len = (size_t)x.index;
+	ei_x_free(&x);
+	return b;
+}
+
+/* {call, From, Ref, {Op, 1, <<"s">>}} or, with a pid, {Op, Pid}. */
+static void request(ei_x_buff *x, const char *op, bool pid_inside)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_ref ref = {.len = 3, .n = {1, 2, 3}, .creation = 99};
+	strcpy(from.node, "client@vm");
+	strcpy(ref.node, "client@vm");
+	ei_x_new_with_version(x);
+	ei_x_encode_tuple_header(x, 4);
+	ei_x_encode_atom(x, "call");
+	ei_x_encode_pid(x, &from);
+	ei_x_encode_ref(x, &ref);
+	ei_x_encode_tuple_header(x, pid_inside ? 2 : 3);
+	ei_x_encode_atom(x, op);
+	if (pid_inside) {
+		ei_x_encode_pid(x, &from);
+		return;
+	}
+	ei_x_encode_long(x, 1);
+	ei_x_encode_binary(x, "s", 1);
+}
+
+TEST(cnode_envelope_takes_a_request_apart)
+{
+	ei_x_buff m;
+	request(&m, "read_all", false);
+	size_t len, at = 0;
+	uint8_t *f = reg_send(&m, &len);
+	CHECK_EQ(cn_frame_parse(f, len, &at), 6);
+	CHECK(cn_frame_is_send(6));
+	cn_envelope e;
+	REQUIRE(cn_envelope_parse(f + at, len - at, &e));
+	CHECK_EQ(e.check, TC_OK);
+	CHECK(strcmp(e.op, "read_all") == 0);
+	CHECK_EQ(e.arity, 3);
+	CHECK(strcmp(e.from.node, "client@vm") == 0);
+	CHECK_EQ(e.from.num, 7);
+	CHECK(e.ref_len > 0 && f[at + e.ref_at] == 90);
+	/* the first argument decodes where args_at says */
+	long one;
+	int idx = e.args_at;
+	CHECK(ei_decode_long((const char *)f + at, &idx, &one) == 0 &&
+	      one == 1);
+	free(f);
+	ei_x_free(&m);
+}
+
+TEST(cnode_envelope_refuses_what_no_request_is)
+{
+	ei_x_buff m;
+	cn_envelope e;
+	/* a pid inside the request: a request still, refused by its check */
+	request(&m, "stats", true);
+	CHECK(cn_envelope_parse((uint8_t *)m.buff, (size_t)m.index, &e));
+	CHECK_EQ(e.check, TC_PID);
+	ei_x_free(&m);
+	/* not {call, Pid, Ref, _}: nobody to answer */
+	ei_x_new_with_version(&m);
+	ei_x_encode_tuple_header(&m, 4);
+	ei_x_encode_atom(&m, "cast");
+	ei_x_encode_atom(&m, "a");
+	ei_x_encode_atom(&m, "b");
+	ei_x_encode_atom(&m, "c");
+	CHECK(!cn_envelope_parse((uint8_t *)m.buff, (size_t)m.index, &e));
+	ei_x_free(&m);
+	/* frames: not 'p', a control message that lies, a link (no
+	 * message: served as nothing) */
+	size_t at;
+	static const uint8_t not_p[] = {0, 131, 104, 1, 97, 2};
+	CHECK_EQ(cn_frame_parse(not_p, sizeof(not_p), &at), -1);
+	static const uint8_t lying[] = {'p', 131, 104, 3, 97, 2, 105, 255};
+	CHECK_EQ(cn_frame_parse(lying, sizeof(lying), &at), -1);
+	static const uint8_t link[] = {'p', 131, 104, 3, 97, 1};
+	CHECK_EQ(cn_frame_parse(link, sizeof(link), &at), 1);
+	CHECK(!cn_frame_is_send(1));
+}
