@@ -14,7 +14,12 @@ defmodule ExESDB.Chaos.Workload do
   # (ExESDB.Chaos.Target.Local), :clients (4), :ops per client (100) or
   # :duration_ms (wins when given), :streams (shared streams, 6),
   # :subscribers (1), :seed, :catch_up_ms (10,000: how long subscribers may
-  # take to see the last event), :results_dir, :label.
+  # take to see the last event), :settle_ms (10,000: how long replicas may
+  # take to hold the same number of events), :consistency (of the reads,
+  # the target's by default: :local where a read may lag), :nemesis (a
+  # function run beside the clients, awaited before the final state: the
+  # faults), :replicas (the nodes whose final state is read: :nodes by
+  # default, the survivors after a kill), :results_dir, :label.
   # env_opts/0 reads ESDB_CHAOS_CLIENTS, ESDB_CHAOS_OPS,
   # ESDB_CHAOS_SECONDS, ESDB_CHAOS_RATE (:rate, operations per second per
   # client; unpaced without) and ESDB_CHAOS_RESULTS.
@@ -57,6 +62,7 @@ defmodule ExESDB.Chaos.Workload do
       target: target,
       history: h,
       streams: Keyword.get(opts, :streams, 6),
+      consistency: Keyword.get_lazy(opts, :consistency, &target.consistency/0),
       stop: stop_rule(opts),
       # pacing: the client's n-th operation starts no earlier than n/rate s in
       interval: if(r = opts[:rate], do: 1000 / r)
@@ -73,9 +79,12 @@ defmodule ExESDB.Chaos.Workload do
       end
 
     started = System.monotonic_time(:millisecond)
+    nemesis = Task.async(Keyword.get(opts, :nemesis, fn -> :ok end))
     Enum.each(clients, &Task.await(&1, :infinity))
     ran = System.monotonic_time(:millisecond) - started
-    replicas = Map.new(nodes, &{&1, target.final_state(&1, store)})
+    Task.await(nemesis, :infinity)
+    finals = Keyword.get(opts, :replicas, nodes)
+    replicas = settled(finals, target, store, Keyword.get(opts, :settle_ms, 10_000))
     last = replicas |> Map.values() |> Enum.map(&length(&1.all)) |> Enum.max(fn -> 0 end)
     Enum.each(subs, &stop_subscriber(&1, last, Keyword.get(opts, :catch_up_ms, 10_000)))
 
@@ -90,6 +99,26 @@ defmodule ExESDB.Chaos.Workload do
         do: write_results(dir, Keyword.get(opts, :label, "workload"), ops, verdict, opts, seed)
 
     %{verdict: verdict, history: ops, replicas: replicas, results: results}
+  end
+
+  # Every replica's final state, once they all hold as many events (a
+  # follower may still be applying when the clients stop), or as they are
+  # after `ms` (the checker then reports the divergence).
+  defp settled(nodes, target, store, ms) do
+    deadline = System.monotonic_time(:millisecond) + ms
+    settle(nodes, target, store, deadline)
+  end
+
+  defp settle(nodes, target, store, deadline) do
+    replicas = Map.new(nodes, &{&1, target.final_state(&1, store)})
+    sizes = replicas |> Map.values() |> Enum.map(&length(&1.all)) |> Enum.uniq()
+
+    if length(sizes) <= 1 or System.monotonic_time(:millisecond) > deadline do
+      replicas
+    else
+      Process.sleep(50)
+      settle(nodes, target, store, deadline)
+    end
   end
 
   defp stop_rule(opts) do
@@ -152,7 +181,7 @@ defmodule ExESDB.Chaos.Workload do
   defp shared(cfg, c), do: "s-#{c.epoch}-#{:rand.uniform(cfg.streams) - 1}"
 
   defp read(cfg, c, stream) do
-    op = %{type: :read, stream: stream, consistency: cfg.target.consistency()}
+    op = %{type: :read, stream: stream, consistency: cfg.consistency}
 
     case History.run(cfg.history, c.name, c.node, op, fn ->
            cfg.target.read_stream(c.node, cfg.store, stream)
@@ -279,7 +308,7 @@ defmodule ExESDB.Chaos.Workload do
         valid: verdict.valid?,
         counts: verdict.counts,
         seed: seed,
-        options: opts |> Keyword.drop([:target]) |> Map.new(),
+        options: opts |> Keyword.drop([:target, :nemesis]) |> Map.new(),
         time_unit: "native monotonic, #{System.convert_time_unit(1, :second, :native)} per second"
       })
 
