@@ -27,7 +27,8 @@ defmodule ExESDB.Chaos.Checker do
   #   reads: a prefix of the final stream (read_not_prefix), nothing
   #   appended after the read completed (future_read), and a linearizable
   #   read sees every append acknowledged before it was invoked
-  #   (stale_read);
+  #   (stale_read), a local one every append its client acknowledged
+  #   through the same node before (read_your_writes);
   #   persistent subscriptions: delivered events exist and match
   #   (subscription_phantom, subscription_mismatch), no version skipped per
   #   stream (subscription_gap), every selected event delivered at least
@@ -379,13 +380,21 @@ defmodule ExESDB.Chaos.Checker do
           {at, at}
         end)
 
-      stream_reads(
-        node,
-        reads,
-        final,
-        List.to_tuple(latest),
-        acked_tops(Map.get(acked, stream, []), index)
-      )
+      latest = List.to_tuple(latest)
+      tops = acked_tops(Map.get(acked, stream, []), index)
+      {lin, local} = Enum.split_with(reads, &(&1.consistency == :linearizable))
+
+      # a local read may lag, but not behind its own client's
+      # acknowledged appends through the same node (read-your-writes)
+      sessions =
+        local
+        |> Enum.group_by(&{&1.client, &1.node})
+        |> Enum.flat_map(fn {{c, n}, rs} ->
+          own = Enum.filter(tops, &(&1.op.client == c and &1.op.node == n))
+          stream_reads(node, rs, final, latest, own, :read_your_writes)
+        end)
+
+      stream_reads(node, lin, final, latest, tops, :stale_read) ++ sessions
     end)
   end
 
@@ -402,7 +411,7 @@ defmodule ExESDB.Chaos.Checker do
         do: %{op: op, top: evs |> Enum.map(& &1.version) |> Enum.max()}
   end
 
-  defp stream_reads(node, reads, final, latest, tops) do
+  defp stream_reads(node, reads, final, latest, tops, kind) do
     tops = Enum.sort_by(tops, & &1.op.completed_at)
 
     {anomalies, _, _} =
@@ -411,13 +420,13 @@ defmodule ExESDB.Chaos.Checker do
       |> Enum.reduce({[], tops, nil}, fn read, {acc, pending, max} ->
         {done, pending} = Enum.split_while(pending, &(&1.op.completed_at < read.invoked_at))
         max = Enum.reduce(done, max, &if(&2 == nil or &1.top > &2.top, do: &1, else: &2))
-        {read_checks(node, read, final, latest, max) ++ acc, pending, max}
+        {read_checks(node, read, final, latest, max, kind) ++ acc, pending, max}
       end)
 
     anomalies
   end
 
-  defp read_checks(node, read, final, latest, max) do
+  defp read_checks(node, read, final, latest, max, kind) do
     %{result: {:ok, ids}} = read
     k = length(ids)
 
@@ -433,7 +442,7 @@ defmodule ExESDB.Chaos.Checker do
         }
       ]
     else
-      future(node, read, k, latest) ++ stale(node, read, ids, k, max)
+      future(node, read, k, latest) ++ stale(node, read, ids, k, max, kind)
     end
   end
 
@@ -446,15 +455,15 @@ defmodule ExESDB.Chaos.Checker do
       else: []
   end
 
-  # A linearizable read misses an append acknowledged before it began.
-  defp stale(node, %{consistency: :linearizable} = read, ids, k, %{top: top, op: op})
-       when top > k do
+  # The read misses an append acknowledged before it began (any append
+  # for a linearizable read, its client's own for a local one).
+  defp stale(node, read, ids, k, %{top: top, op: op}, kind) when top > k do
     seen = MapSet.new(ids)
     missing = Enum.reject(op.event_ids, &(&1 in seen))
 
     [
       %{
-        kind: :stale_read,
+        kind: kind,
         node: node,
         read: brief(read),
         append: brief(op),
@@ -465,7 +474,7 @@ defmodule ExESDB.Chaos.Checker do
     ]
   end
 
-  defp stale(_, _, _, _, _), do: []
+  defp stale(_, _, _, _, _, _), do: []
 
   defp subscription_anomalies(node, state, ops, index) do
     subs = for %{type: :subscribe} = op <- ops, do: op
