@@ -55,12 +55,13 @@ defmodule ExESDB.Subscriptions do
   that is not one of its subscribers unsubscribes it.
 
   **A deleted stream.** A stream subscription whose stream is deleted
-  hands out what it read before and stays at its position, running: a
-  deleted stream takes no event again, so nothing more comes (it does
-  not end, which would only restart a subscriber such as a Commanded
-  handler into the same end). Subscribing to a stream deleted already
-  starts a subscription that delivers nothing. Events it had not read
-  when the stream was deleted are not delivered (they stay in `$all`).
+  delivers every event of it all the same: those it had not read yet
+  come from `$all`, where a deleted stream's events stay (a subscription
+  that never read the stream, e.g. one made after the delete, scans
+  `$all` from its start for them). Then it stays at its position,
+  running: a deleted stream takes no event again, so nothing more comes.
+  It does not end, which would only restart a subscriber such as a
+  Commanded handler into the same end.
 
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
   `:subscription_not_found`, `:subscription_definition_changed`,

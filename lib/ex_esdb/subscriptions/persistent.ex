@@ -67,7 +67,11 @@ defmodule ExESDB.Subscriptions.Persistent do
         transform: opts[:transform] || (& &1),
         ack_key: opts[:ack_key] || key,
         # join reference => subscriber, for a join its caller withdraws
-        joins: %{}
+        joins: %{},
+        # the position of the last event read from the store
+        last_position: nil,
+        # {$all position to read from, last version}: the stream was deleted
+        stream_deleted: nil
       }
 
       with {:ok, cursor, catching_up} <-
@@ -284,10 +288,8 @@ defmodule ExESDB.Subscriptions.Persistent do
       # enough queued; read more once subscribers have taken some
       dispatch(state)
     else
-      from = State.read_from(state.sub)
-
-      case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
-        {:ok, records, next} ->
+      case read_page(state) do
+        {:ok, records, next, state} ->
           sub = State.page_read(state.sub, EventCodec.finish(records, state.store), next)
           state = dispatch(%{state | sub: sub})
           if next == :eof, do: state, else: resume_catch_up(state)
@@ -295,22 +297,71 @@ defmodule ExESDB.Subscriptions.Persistent do
         {:error, :stream_not_found} ->
           dispatch(%{state | sub: State.nothing_to_read(state.sub)})
 
-        # A deleted stream takes no event ever again: what was read is
-        # handed out and the subscription stays at its position (ending
-        # it would only restart a subscriber such as a Commanded handler
-        # into the same end, again and again).
+        # A deleted stream takes no event ever again. Its events stay in
+        # $all: the rest of them is read from there, then the
+        # subscription stays at its position (ending it would only
+        # restart a subscriber such as a Commanded handler into the same
+        # end, again and again).
         {:error, :stream_deleted} ->
-          Logger.info(
-            "ExESDB subscription #{inspect(state.name)}: #{inspect(state.source)} was " <>
-              "deleted; nothing after #{state.sub.last_enqueued} will be delivered"
-          )
-
-          dispatch(%{state | sub: State.nothing_to_read(state.sub)})
+          state |> stream_deleted() |> catch_up()
 
         {:error, reason} ->
           exit({:catch_up_failed, reason})
       end
     end
+  end
+
+  # The next page: of the source, or (its stream deleted) of $all from
+  # `scan`, keeping the stream's events, until its last version.
+  defp read_page(%{stream_deleted: nil} = state) do
+    from = State.read_from(state.sub)
+
+    case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
+      {:ok, [], next} ->
+        {:ok, [], next, state}
+
+      {:ok, records, next} ->
+        {:ok, records, next, %{state | last_position: List.last(records).position}}
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp read_page(%{stream_deleted: {scan, version}} = state) do
+    {:stream, stream_id} = state.source
+
+    if scan == :eof or state.sub.last_enqueued >= version do
+      {:ok, [], :eof, state}
+    else
+      case state.store.backend.read(state.store, :all, scan, State.page(), :forward) do
+        {:ok, records, next} ->
+          mine = Enum.filter(records, &(&1.stream_id == stream_id))
+          done = next == :eof or (mine != [] and List.last(mine).event_number >= version)
+          {:ok, mine, if(done, do: :eof, else: next), %{state | stream_deleted: {next, version}}}
+
+        {:error, _} = error ->
+          error
+      end
+    end
+  end
+
+  defp stream_deleted(state) do
+    {:stream, stream_id} = state.source
+    # (a version it cannot tell: nothing more is read)
+    version =
+      case state.store.backend.stream_info(state.store, stream_id) do
+        {:ok, version, _exists, _deleted} -> version
+        {:error, _} -> state.sub.last_enqueued
+      end
+
+    Logger.info(
+      "ExESDB subscription #{inspect(state.name)}: stream #{inspect(stream_id)} was " <>
+        "deleted; its events after #{state.sub.last_enqueued} up to #{version} are read " <>
+        "from $all, then nothing more comes"
+    )
+
+    %{state | stream_deleted: {(state.last_position || 0) + 1, version}}
   end
 
   # Read on while catching up and the queue has room; one read in flight.
