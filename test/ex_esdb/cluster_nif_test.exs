@@ -116,4 +116,30 @@ defmodule ExESDB.ClusterNifTest do
                address: "127.0.0.1:1"
              })
   end
+
+  @tag timeout: 30_000
+  test "a one-member cluster through ExESDB.Backend.Cluster; a closed store answers :closed at once",
+       %{dir: dir} do
+    [port] = free_ports(1)
+    addr = "127.0.0.1:#{port}"
+    nif = %{id: 1, address: addr, members: [{1, addr}], election_timeout_ms: 200, heartbeat_ms: 20}
+
+    {:ok, h} =
+      ExESDB.Backend.Cluster.open("#{dir}/one", %{
+        durability: :nosync,
+        cluster: %{store_id: :one, config: %{nif: nif, nodes: %{1 => node()}}}
+      })
+
+    {:ok, limits} = ExESDB.Backend.Cluster.limits(h)
+    store = %ExESDB.Store{store_id: :one, handle: h, timeout: 60_000, limits: limits}
+    assert :ok = ExESDB.Backend.Cluster.submit(store, {:checkpoint_put, "c", 1, "def"}, [])
+    assert {:ok, {"c", 1, "def", _}} = ExESDB.Backend.Cluster.checkpoint_get(store, "c")
+    assert {:ok, %{leader: n, leader?: true}} = ExESDB.Backend.Cluster.info(h)
+    assert n == node()
+
+    :ok = ExESDB.Backend.Cluster.close(h)
+    # not retried until the 60 s timeout: nothing here can route it
+    assert {:error, :closed} =
+             ExESDB.Backend.Cluster.submit(store, {:checkpoint_put, "c", 2, "def"}, [])
+  end
 end

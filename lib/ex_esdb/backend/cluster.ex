@@ -101,7 +101,8 @@ defmodule ExESDB.Backend.Cluster do
       {:ok, %{leader: true}} -> submit_here(store, command, timeout)
       {:ok, %{leader_id: 0}} -> {:error, :not_leader}
       {:ok, %{leader_id: id}} -> remote(Map.get(h.nodes, id), h.store_id, command, timeout)
-      {:error, _} = e -> e
+      # this node's store is closed: nothing to route from
+      {:error, reason} -> {:error, {:here, reason}}
     end
   end
 
@@ -165,6 +166,8 @@ defmodule ExESDB.Backend.Cluster do
     wait_applied(store.handle.ref, index, deadline)
     reply
   end
+
+  defp finish(_store, {:error, {:here, reason}}, _deadline), do: {:error, reason}
 
   # Out of time without reaching a leader: who leads as this node sees it.
   defp finish(store, {:error, reason} = e, _deadline) do
