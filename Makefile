@@ -30,7 +30,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	erlang-proper elixir rebar3 \
 	libuv1-dev liblz4-dev autoconf automake libtool pkg-config
 
-.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-cluster asan valgrind fuzz bench fmt fmt-check clean
 
 all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -196,6 +196,12 @@ CHAOS_RESULTS ?= $(CURDIR)/$(BUILD)/chaos
 chaos: nif
 	ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_workload_test.exs
+
+# The same on 3 :peer nodes in cluster mode: no faults, the leader
+# stopped, the leader paused past the election timeout four times.
+chaos-cluster: nif
+	ESDB_CHAOS_PAUSE=1 ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
+	  MIX_ENV=test mix test test/ex_esdb/chaos_cluster_test.exs test/ex_esdb/chaos_pause_test.exs
 
 # The C node as a process, from ExUnit (also part of test-elixir):
 # handshake, requests, wrong cookie, oversized and malformed frames.
