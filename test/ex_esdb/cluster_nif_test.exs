@@ -142,4 +142,16 @@ defmodule ExESDB.ClusterNifTest do
     assert {:error, :closed} =
              ExESDB.Backend.Cluster.submit(store, {:checkpoint_put, "c", 2, "def"}, [])
   end
+
+  test "a leader that loses its quorum answers its pending append outcome_unknown", %{dir: dir} do
+    stores = start3(dir)
+    l = leader(stores)
+    Enum.each(stores -- [l], &:ex_esdb_nif.close/1)
+    ref = make_ref()
+    :ok = :ex_esdb_nif.append(l, ref, "s", :any, [event()])
+    # it steps down once it has not heard from a quorum for an election timeout
+    assert_receive {^ref, {:error, :outcome_unknown}}, 5_000
+    wait_until(fn -> not info(l).leader end)
+    assert {:error, :not_leader} = append(l, "s", [event()])
+  end
 end

@@ -113,6 +113,15 @@ defmodule ExESDB.ClusterTest do
     assert Enum.sort(Enum.map(events, &elem(&1, 3))) == Enum.sort(Enum.map(acked, &bin/1))
     # positions gap-free from 1
     assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..30)
+
+    # a planned transfer, asked on a follower, moves leadership there
+    target = hd(nodes -- [leader])
+    assert :ok = :erpc.call(List.last(nodes), ExESDB.Cluster, :transfer, [@store, target])
+    assert agreed_leader(nodes) == target
+    id = uuid()
+
+    assert {{:ok, 1}, true} =
+             :erpc.call(leader, ClusterPeer, :append_and_read, [@store, "after", id])
   end
 
   test "the leader killed mid-load: writes go on on the new leader, every acknowledged event kept",
