@@ -689,6 +689,14 @@ int esdb_store_get_stats(esdb_store *s, esdb_store_stats *out);
  * fail-stop the store. Any thread. */
 int esdb_store_get_failure(esdb_store *s);
 
+/* Flush every commit made so far to the disk, meta page included, whatever
+ * the durability: with ESDB_DURABILITY_NO_META_SYNC (or NOSYNC) the last
+ * commits are then durable too. A replica calls it before raft takes a
+ * snapshot, which must not pass what the store holds on disk. A failed
+ * flush fail-stops the store as a failed commit does (ESDB_ESTORE_FAILED).
+ * Read-only stores: 0. Errors: ESDB_ECLOSED. Any thread. */
+int esdb_store_sync(esdb_store *s);
+
 /* Where the last ESDB_ECORRUPT answered on the calling thread was found
  * (kind ESDB_WHERE_UNKNOWN when nothing recorded it). Reading clears it. */
 typedef enum esdb_where_kind {

@@ -264,3 +264,21 @@ fail_dir:
 		rmdir(dest);
 	return esdb__space_rc(dest, esdb__mdb_rc(rc));
 }
+
+int esdb_store_sync(esdb_store *s)
+{
+	if (!s || !s->is_open)
+		return ESDB_ECLOSED;
+	if (s->readonly)
+		return 0;
+	if (esdb_store_get_failure(s))
+		return ESDB_ESTORE_FAILED;
+	/* the map lock keeps a resize or a restore from swapping the
+	 * environment under the flush */
+	int rc = esdb__map_rdlock(s);
+	if (rc)
+		return rc;
+	rc = mdb_env_sync(s->env, 1);
+	pthread_rwlock_unlock(&s->map_lock);
+	return rc ? esdb__commit_failed(s, rc) : 0;
+}

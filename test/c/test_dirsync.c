@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 /* Position of "fsync PATH\n" (PATH resolved) in the trace, or -1. */
 static long synced_at(const char *trace, const char *path)
@@ -69,4 +70,50 @@ TEST(backup_flushes_its_file_and_directories)
 	CHECK(d > file);
 	CHECK(p > file);
 	free(t);
+}
+
+/* Flushes of data.mdb in a trace. */
+static int data_syncs(const char *trace, const char *store)
+{
+	char path[4300], real[PATH_MAX], line[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/data.mdb", store);
+	REQUIRE(realpath(path, real) != NULL);
+	snprintf(line, sizeof(line), "fsync %s\n", real);
+	int n = 0;
+	for (const char *p = trace; (p = strstr(p, line)); p += strlen(line))
+		n++;
+	return n;
+}
+
+/* esdb_store_sync flushes data.mdb once more than the commits did (with
+ * one flush per commit, no_meta_sync, the meta page rides on it), and a
+ * failed flush fail-stops the store. */
+TEST(store_sync_flushes_and_a_failed_flush_stops_the_store)
+{
+	REQUIRE(fault_built());
+	const char *dir = tmp_dir();
+	char a[4200], b[4200];
+	snprintf(a, sizeof(a), "%s/a", dir);
+	snprintf(b, sizeof(b), "%s/b", dir);
+	const char *append[] = {"append", a, "no_meta_sync", "1", "1", NULL};
+	char *t = traced_run(dir, append);
+	int commits = data_syncs(t, a);
+	free(t);
+	char trace[4200]; /* the next run traces afresh */
+	snprintf(trace, sizeof(trace), "%s/trace", dir);
+	unlink(trace);
+	const char *sync[] = {"sync", b, "no_meta_sync", NULL};
+	t = traced_run(dir, sync);
+	CHECK_EQ(data_syncs(t, b), commits + 1);
+	free(t);
+
+	char c[4200], fail[64], *out;
+	snprintf(c, sizeof(c), "%s/c", dir);
+	snprintf(fail, sizeof(fail), "ESDB_SHIM_FAIL_SYNC=%d", commits + 1);
+	const char *envs[] = {fail, NULL};
+	const char *sync_c[] = {"sync", c, "no_meta_sync", NULL};
+	int status = fault_run(envs, sync_c, &out);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(strstr(out, "sync store_failed\n") != NULL);
+	free(out);
 }

@@ -9,6 +9,8 @@
  *                                 "ack BATCH POSITION N VERSION STREAM"
  *                                 or "err BATCH NAME", then
  *                                 "failed NAME" (the store's failure).
+ *   sync DIR MODE                 one append, then esdb_store_sync:
+ *                                 "sync NAME" (its rc by name).
  *
  * Event data is "BATCH:I/N", so a reader can tell every batch apart. */
 #include "esdb.h"
@@ -100,6 +102,16 @@ int main(int argc, char **argv)
 		if ((rc = append_loop(s, 3, 1)) == 0 &&
 		    (rc = esdb_store_backup(s, argv[3])))
 			rc = fail("backup", rc);
+		esdb_store_close(s);
+		return rc;
+	}
+	if (argc == 4 && strcmp(argv[1], "sync") == 0) {
+		if ((rc = open_at(argv[2], argv[3], &s)))
+			return fail("open", rc);
+		rc = append_loop(s, 1, 1);
+		if (!rc)
+			printf("sync %s\n",
+			       esdb_error_name(esdb_store_sync(s)));
 		esdb_store_close(s);
 		return rc;
 	}
