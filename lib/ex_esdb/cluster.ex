@@ -49,6 +49,10 @@ defmodule ExESDB.Cluster do
   timeout) until its own replica has applied the leader's applied index
   as of the reply, so a read on the caller's node right after sees the
   write. Reads are local: another node's reader may not see it yet.
+  A follower learns that an entry is committed from the leader's next
+  message, so a write made on a follower is answered up to a `heartbeat`
+  later than on the leader (measured: about 30 ms per one-event append
+  with a 20 ms heartbeat, about 100 ms with 50 ms, on loopback).
   """
 
   @typedoc "A cluster store's configuration, derived from its options."

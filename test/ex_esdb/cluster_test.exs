@@ -12,6 +12,7 @@ defmodule ExESDB.ClusterTest do
   @moduletag timeout: 120_000
 
   @store :ctest
+  @ryw String.to_integer(System.get_env("ESDB_CLUSTER_RYW") || "200")
 
   setup do
     u = System.unique_integer([:positive])
@@ -49,7 +50,9 @@ defmodule ExESDB.ClusterTest do
       seed_nodes: Enum.shuffle(ctx.seeds),
       raft_addresses: ctx.addrs,
       election_timeout: 500,
-      heartbeat: 50,
+      # a follower learns of a commit with the leader's next message:
+      # read-your-writes there waits up to a heartbeat
+      heartbeat: 20,
       timeout: 10_000,
       durability: :nosync
     ]
@@ -114,6 +117,10 @@ defmodule ExESDB.ClusterTest do
     # positions gap-free from 1
     assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..30)
 
+    # read-your-writes on a follower, ESDB_CLUSTER_RYW times (200)
+    follower = hd(nodes -- [leader])
+    assert [] = :erpc.call(follower, ClusterPeer, :read_your_writes, [@store, "ryw", @ryw], 300_000)
+
     # a planned transfer, asked on a follower, moves leadership there
     target = hd(nodes -- [leader])
     assert :ok = :erpc.call(List.last(nodes), ExESDB.Cluster, :transfer, [@store, target])
@@ -122,6 +129,8 @@ defmodule ExESDB.ClusterTest do
 
     assert {{:ok, 1}, true} =
              :erpc.call(leader, ClusterPeer, :append_and_read, [@store, "after", id])
+
+    assert length(assert_same_replicas(nodes)) == 31 + @ryw
   end
 
   test "the leader killed mid-load: writes go on on the new leader, every acknowledged event kept",

@@ -35,6 +35,18 @@ defmodule ExESDB.Test.ClusterPeer do
     end
   end
 
+  @doc """
+  n appends of one event each, every one read back here at once: the
+  replies that were not {:ok, _} or whose event was not read.
+  """
+  def read_your_writes(store, stream, n) do
+    for _ <- 1..n,
+        id = ExESDB.UUID.uuid4(),
+        r = append_and_read(store, stream, id),
+        not match?({{:ok, _}, true}, r),
+        do: r
+  end
+
   @doc "Every event of this replica as {position, stream, version, id}."
   def dump(store) do
     {:ok, s} = ExESDB.Store.fetch(store)
