@@ -2,7 +2,8 @@ defmodule ExESDB.ChaosPauseTest do
   # Issue 14: the leader of a 3-node cluster paused (SIGSTOP) until the
   # others elect a new one, then resumed, four times under load from 9
   # clients on 2 shared streams. Not in `make test` yet: on main at
-  # 7f722f5 about 1 run in 3 fails with a duplicate_event: an append of one
+  # 7f722f5 and b12aaa3 about 1 run in 3 fails with duplicate_events (2 to
+  # 15 per run). One of them: an append of one
   # event (:stream_exists, through a follower) answered {:ok, 177} once,
   # its event stored at versions 174 and 177: the gateway's own retry
   # after an unknown outcome wrote it again because other appends came in
