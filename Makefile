@@ -261,7 +261,7 @@ asan-replica: $(RAFT_LIB)
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/esdb_replica_tests
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=test/c/replica/lsan.supp \
-	  UBSAN_OPTIONS=print_stacktrace=1 ESDB_REPLICA_KILLS=2 build/asan/esdb_replica_tests
+	  UBSAN_OPTIONS=print_stacktrace=1 ESDB_REPLICA_KILLS=2 ESDB_PARTITION_CYCLES=1 build/asan/esdb_replica_tests
 
 valgrind: $(TEST_BIN) $(FAULT_BINS)
 	ESDB_MODEL_OPS=3000 ESDB_CRASH_KILLS=3 ESDB_CORRUPT_RUNS=0 ESDB_POWERLOSS_SEEDS=0 ESDB_TERM_FUZZ=3000 ESDB_CNODE_TERM_FUZZ=3000 valgrind --error-exitcode=99 --fair-sched=yes --leak-check=full \

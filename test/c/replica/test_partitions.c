@@ -210,8 +210,8 @@ static void check_absent(faults *f)
 }
 
 /* Stop everything, then check the stores, the refused appends and the
- * leadership reports. */
-static void faults_finish(faults *f, const char *what)
+ * leadership reports (every one in term `only_term` unless 0). */
+static void faults_finish(faults *f, const char *what, uint64_t only_term)
 {
 	size_t acks = cluster_acks(&f->c);
 	cluster_check_and_free(&f->c); /* stops every node */
@@ -221,6 +221,8 @@ static void faults_finish(faults *f, const char *what)
 	close(f->report_r);
 	check_absent(f);
 	size_t leaders = check_leadership(f);
+	for (size_t k = 0; only_term && k < f->n_reports; k++)
+		CHECK_EQ(f->reports[k].term, only_term);
 	uint64_t last_term =
 	    f->n_reports ? f->reports[f->n_reports - 1].term : 0;
 	printf("     %s: %zu acknowledged appends, %zu refused, %zu leader "
@@ -315,6 +317,31 @@ static uint64_t term_of(cluster *c, int i)
 	node_info info;
 	node_get_info(c, i, &info);
 	return info.term;
+}
+
+/* The leader every node agrees on (30 s at most); on a timeout, what
+ * each node and the proxy saw. */
+static int leader_of(faults *f)
+{
+	int leader = cluster_wait_leader(&f->c, 30000);
+	if (leader >= 0)
+		return leader;
+	for (int i = 0; i < f->c.n; i++) {
+		node_info info;
+		if (!node_alive(&f->c, i) || f->c.nodes[i].paused)
+			continue;
+		node_get_info(&f->c, i, &info);
+		printf("     node %d: term %" PRIu64 ", leader %" PRIu64
+		       ", is_leader %d, events %" PRIu64 ", failed %d\n",
+		       i + 1, info.term, info.leader_id, info.is_leader,
+		       info.events, info.failed);
+	}
+	uint64_t accepted, dropped;
+	link_proxy_counts(&f->proxy, &accepted, &dropped);
+	printf("     proxy: %" PRIu64 " connections, %" PRIu64
+	       " bytes dropped\n",
+	       accepted, dropped);
+	return -1;
 }
 
 /* Ask cut-off node i for an append: it must not acknowledge it (a
@@ -429,7 +456,7 @@ TEST(the_link_proxy_drops_and_resets_raft_links)
 	faults f;
 	faults_init(&f, 3);
 	start_all(&f);
-	int leader = cluster_wait_leader(&f.c, 20000);
+	int leader = leader_of(&f);
 	REQUIRE(leader >= 0);
 	int cut_off = (leader + 1) % 3;
 	for (int mode = LINK_DROP; mode <= LINK_RESET; mode++) {
@@ -456,7 +483,7 @@ TEST(the_link_proxy_drops_and_resets_raft_links)
 		link_proxy_heal(&f.proxy);
 		REQUIRE(cluster_wait_converged(&f.c, 20000));
 	}
-	faults_finish(&f, "proxy");
+	faults_finish(&f, "proxy", 0);
 }
 
 /* (1) Isolate the leader, ESDB_PARTITION_CYCLES times (2), alternating
@@ -467,11 +494,11 @@ TEST(an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on)
 	faults f;
 	faults_init(&f, 3);
 	start_all(&f);
-	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	REQUIRE(leader_of(&f) >= 0);
 	set_writers(&f, 4);
 	uint64_t worst = 0;
 	for (unsigned k = 0; k < rounds; k++) {
-		int leader = cluster_wait_leader(&f.c, 20000);
+		int leader = leader_of(&f);
 		REQUIRE(leader >= 0);
 		CHECK(wait_acks_by(&f.c, 7, 50, 30000));
 		uint64_t ms = minority_round(&f, 1u << leader,
@@ -486,7 +513,7 @@ TEST(an_isolated_leader_acknowledges_nothing_and_the_majority_goes_on)
 	printf("     %u isolations, writes again after at most %" PRIu64
 	       " ms (election timeout %u ms)\n",
 	       rounds, worst, f.c.election_ms);
-	faults_finish(&f, "isolate the leader");
+	faults_finish(&f, "isolate the leader", 0);
 }
 
 /* (2) Five nodes split 2/3: the leader on the two side, then on the
@@ -497,10 +524,10 @@ TEST(five_nodes_split_two_three_only_the_three_acknowledge)
 	faults f;
 	faults_init(&f, 5);
 	start_all(&f);
-	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	REQUIRE(leader_of(&f) >= 0);
 	set_writers(&f, 2);
 	for (unsigned k = 0; k < rounds; k++) {
-		int leader = cluster_wait_leader(&f.c, 20000);
+		int leader = leader_of(&f);
 		REQUIRE(leader >= 0);
 		CHECK(wait_acks_by(&f.c, 31, 50, 30000));
 		int other = (leader + 1) % 5;
@@ -510,7 +537,7 @@ TEST(five_nodes_split_two_three_only_the_three_acknowledge)
 	}
 	set_writers(&f, 0);
 	REQUIRE(cluster_wait_converged(&f.c, 30000));
-	faults_finish(&f, "split 2/3");
+	faults_finish(&f, "split 2/3", 0);
 }
 
 /* (3) A ring: each of 5 nodes reaches only its two neighbours, from
@@ -546,7 +573,7 @@ TEST(a_ring_partition_makes_at_most_one_leader_per_term)
 	link_proxy_heal(&f.proxy);
 	set_writers(&f, 0);
 	REQUIRE(cluster_wait_converged(&f.c, 30000));
-	faults_finish(&f, "ring");
+	faults_finish(&f, "ring", 0);
 }
 
 /* (4) Pre-vote: a follower cut off for five election timeouts keeps its
@@ -556,7 +583,7 @@ TEST(a_returning_isolated_node_does_not_raise_the_term_or_depose_the_leader)
 	faults f;
 	faults_init(&f, 3);
 	start_all(&f);
-	int leader = cluster_wait_leader(&f.c, 20000);
+	int leader = leader_of(&f);
 	REQUIRE(leader >= 0);
 	uint64_t term = term_of(&f.c, leader);
 	CHECK(term >= 1);
@@ -579,9 +606,7 @@ TEST(a_returning_isolated_node_does_not_raise_the_term_or_depose_the_leader)
 	REQUIRE(cluster_wait_converged(&f.c, 20000));
 	for (int i = 0; i < 3; i++)
 		CHECK_EQ(term_of(&f.c, i), term);
-	faults_finish(&f, "pre-vote");
-	for (size_t k = 0; k < f.n_reports; k++)
-		CHECK_EQ(f.reports[k].term, term);
+	faults_finish(&f, "pre-vote", term);
 }
 
 /* (5) SIGSTOP the leader past the election timeout, then SIGCONT: a
@@ -592,15 +617,15 @@ TEST(a_paused_leader_steps_down_when_it_resumes)
 	faults f;
 	faults_init(&f, 3);
 	start_all(&f);
-	REQUIRE(cluster_wait_leader(&f.c, 20000) >= 0);
+	REQUIRE(leader_of(&f) >= 0);
 	set_writers(&f, 4);
 	for (unsigned k = 0; k < rounds; k++) {
-		int old = cluster_wait_leader(&f.c, 20000);
+		int old = leader_of(&f);
 		REQUIRE(old >= 0);
 		uint64_t term = term_of(&f.c, old);
 		CHECK(wait_acks_by(&f.c, 7, 50, 30000));
 		node_pause(&f.c, old, true);
-		int leader = cluster_wait_leader(&f.c, 20000);
+		int leader = leader_of(&f);
 		REQUIRE(leader >= 0 && leader != old);
 		uint64_t new_term = term_of(&f.c, leader);
 		CHECK(new_term > term);
@@ -611,5 +636,5 @@ TEST(a_paused_leader_steps_down_when_it_resumes)
 	}
 	set_writers(&f, 0);
 	REQUIRE(cluster_wait_converged(&f.c, 30000));
-	faults_finish(&f, "pause the leader");
+	faults_finish(&f, "pause the leader", 0);
 }
