@@ -56,6 +56,8 @@ defmodule ExESDB.Cluster do
   """
 
   @typedoc "A cluster store's configuration, derived from its options."
+  import Bitwise
+
   @type config :: %{
           id: pos_integer(),
           nodes: %{pos_integer() => node()},
@@ -76,9 +78,15 @@ defmodule ExESDB.Cluster do
   def config(options, self \\ node()) do
     seeds = options.seed_nodes |> Enum.uniq() |> Enum.sort()
     numbered = Enum.with_index(seeds, 1)
-    {^self, id} = List.keyfind(numbered, self, 0)
     address = address(options, self)
     [_, port] = String.split(address, ":")
+
+    # a seed bootstraps with every seed; a joiner waits to be added
+    {id, members} =
+      case List.keyfind(numbered, self, 0) do
+        {^self, id} -> {id, for({n, i} <- numbered, do: {i, address(options, n)})}
+        nil -> {joiner_id(self), []}
+      end
 
     %{
       id: id,
@@ -87,12 +95,19 @@ defmodule ExESDB.Cluster do
         id: id,
         address: address,
         bind_address: "#{options.raft_bind}:#{port}",
-        members: for({n, i} <- numbered, do: {i, address(options, n)}),
+        members: members,
         election_timeout_ms: options.election_timeout,
         heartbeat_ms: options.heartbeat
       }
     }
   end
+
+  @doc """
+  The raft id of a node outside the seed list: derived from its name
+  (above any seed's), so every node finds a joiner's node from its id.
+  """
+  @spec joiner_id(node()) :: pos_integer()
+  def joiner_id(node), do: 1_000_000 + :erlang.phash2(node, 1 <<< 31)
 
   defp address(options, node) do
     case Map.fetch(options.raft_addresses, node) do
@@ -127,6 +142,42 @@ defmodule ExESDB.Cluster do
   @spec members(atom()) :: {:ok, [{pos_integer(), node()}]} | {:error, term()}
   def members(store_id) do
     with {:ok, s} <- cluster_store(store_id), do: {:ok, Enum.sort(s.handle.nodes)}
+  end
+
+  @doc """
+  Add `node` (running this store with `join: true`) to the cluster as a
+  voter: raft sends it the log, then makes it a voter once it caught up.
+  Runs on the leader (routed there); waits for both changes. Errors:
+  `{:not_leader, node}`, `:no_quorum`, `:change_in_progress`,
+  `:outcome_unknown`, `{:unreachable, node}` (the node does not run the
+  store).
+  """
+  @spec add(atom(), node()) :: :ok | {:error, term()}
+  def add(store_id, node) do
+    with {:ok, s} <- cluster_store(store_id),
+         {:ok, %{id: id, address: address}} <- self_of(node, store_id) do
+      ExESDB.Backend.Cluster.on_leader(s, :add, [id, address])
+    end
+  end
+
+  @doc """
+  Remove `node` from the cluster (its replica stops taking part; stop its
+  store after). Runs on the leader. Errors as `add/2`'s.
+  """
+  @spec remove(atom(), node()) :: :ok | {:error, term()}
+  def remove(store_id, node) do
+    with {:ok, s} <- cluster_store(store_id) do
+      ExESDB.Backend.Cluster.on_leader(s, :remove, [ExESDB.Backend.Cluster.id_of(s.handle, node)])
+    end
+  end
+
+  defp self_of(node, store_id) do
+    case :erpc.call(node, __MODULE__, :info, [store_id], 10_000) do
+      {:ok, _} = ok -> ok
+      {:error, _} -> {:error, {:unreachable, node}}
+    end
+  catch
+    _, _ -> {:error, {:unreachable, node}}
   end
 
   @doc """

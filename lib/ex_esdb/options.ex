@@ -25,6 +25,7 @@ defmodule ExESDB.Options do
   | `raft_bind` | `EX_ESDB_RAFT_BIND` | `"127.0.0.1"` | the interface (IP) raft listens on; raft traffic is not authenticated: loopback or a private network only (cluster) |
   | `raft_addresses` | `EX_ESDB_RAFT_ADDRESSES` | `%{}` | node => `"ip:port"` where other nodes reach its raft (default: the host of the node's name and `raft_port`); the variable is `node=ip:port,...` (cluster) |
   | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this) (cluster) |
+  | `join` | `EX_ESDB_JOIN` | `false` | `true`: this node, not a seed, joins the cluster the seeds formed once a member adds it (`ExESDB.Cluster.add/2`) (cluster) |
   | `heartbeat` | `EX_ESDB_HEARTBEAT` | `100` | ms between the leader's heartbeats; below `election_timeout` (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`: every acknowledged write survives power loss (two flushes per commit; `:strict` is its old name); `:no_meta_sync`: one flush, survives a crash of the VM, a power loss can roll back the last acknowledged commit; `:nosync`: tests only (README, "Durability") |
@@ -52,8 +53,9 @@ defmodule ExESDB.Options do
   cluster whatever order they start in, and no start can make a second
   one. A node restarted finds its raft log in `data_dir/store_id/raft`
   and rejoins from it (the seed list is then only used for addresses).
-  The running node must be one of the seeds; adding nodes outside the
-  seed list is not built yet.
+  A node outside the seed list starts with `join: true` and an empty
+  raft log, and becomes a member when a member adds it
+  (`ExESDB.Cluster.add/2`).
 
   ## Limits
 
@@ -90,6 +92,7 @@ defmodule ExESDB.Options do
           raft_addresses: %{node() => String.t()},
           election_timeout: pos_integer(),
           heartbeat: pos_integer(),
+          join: boolean(),
           pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :no_meta_sync | :nosync,
           map_size: pos_integer(),
@@ -109,6 +112,7 @@ defmodule ExESDB.Options do
     raft_addresses: %{},
     election_timeout: 1000,
     heartbeat: 100,
+    join: false,
     pub_sub: nil,
     durability: :sync,
     map_size: 64 * 1024 * 1024,
@@ -128,6 +132,7 @@ defmodule ExESDB.Options do
     raft_addresses: "EX_ESDB_RAFT_ADDRESSES",
     election_timeout: "EX_ESDB_ELECTION_TIMEOUT",
     heartbeat: "EX_ESDB_HEARTBEAT",
+    join: "EX_ESDB_JOIN",
     pub_sub: "EX_ESDB_PUB_SUB",
     durability: "EX_ESDB_DURABILITY",
     map_size: "EX_ESDB_MAP_SIZE"
@@ -193,11 +198,11 @@ defmodule ExESDB.Options do
               "ExESDB option :db_type is :cluster, but seed_nodes is empty: " <>
                 "list the cluster's nodes (this one among them)"
 
-      node() not in o.seed_nodes ->
+      node() not in o.seed_nodes and not o.join ->
         raise ArgumentError,
               "ExESDB option :db_type is :cluster, but this node (#{inspect(node())}) is not " <>
-                "in seed_nodes #{inspect(o.seed_nodes)}; joining from outside the seed list " <>
-                "is not built yet"
+                "in seed_nodes #{inspect(o.seed_nodes)}; to join the cluster they form, " <>
+                "set join: true and add it with ExESDB.Cluster.add/2"
 
       o.heartbeat >= o.election_timeout ->
         raise ArgumentError,
@@ -330,6 +335,7 @@ defmodule ExESDB.Options do
   defp validate!(:raft_port, v, _) when v in 1..65_535//1, do: v
   defp validate!(:election_timeout, v, _) when v in 1..600_000//1, do: v
   defp validate!(:heartbeat, v, _) when v in 1..600_000//1, do: v
+  defp validate!(:join, v, _) when is_boolean(v), do: v
 
   defp validate!(:raft_bind, v, source) when is_binary(v) do
     case :inet.parse_address(String.to_charlist(v)) do
@@ -443,6 +449,7 @@ defmodule ExESDB.Options do
 
   defp expected(:election_timeout), do: "expected milliseconds (1..600000)"
   defp expected(:heartbeat), do: "expected milliseconds (1..600000)"
+  defp expected(:join), do: "expected true or false"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"
   defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"

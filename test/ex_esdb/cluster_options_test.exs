@@ -8,7 +8,7 @@ defmodule ExESDB.ClusterOptionsTest do
 
   alias ExESDB.{Cluster, Options}
 
-  @vars ~w(EX_ESDB_RAFT_PORT EX_ESDB_RAFT_BIND EX_ESDB_RAFT_ADDRESSES EX_ESDB_ELECTION_TIMEOUT EX_ESDB_HEARTBEAT EX_ESDB_SEED_NODES EX_ESDB_DB_TYPE)
+  @vars ~w(EX_ESDB_JOIN EX_ESDB_RAFT_PORT EX_ESDB_RAFT_BIND EX_ESDB_RAFT_ADDRESSES EX_ESDB_ELECTION_TIMEOUT EX_ESDB_HEARTBEAT EX_ESDB_SEED_NODES EX_ESDB_DB_TYPE)
 
   setup do
     on_exit(fn -> Enum.each(@vars, &System.delete_env/1) end)
@@ -55,6 +55,11 @@ defmodule ExESDB.ClusterOptionsTest do
     end
 
     assert %{db_type: :cluster} = Options.resolve(db_type: :cluster, seed_nodes: [node()])
+
+    # a node outside the seeds joins only when told to
+    assert %{join: true} = Options.resolve(db_type: :cluster, seed_nodes: [:other@h], join: true)
+    System.put_env("EX_ESDB_JOIN", "true")
+    assert %{join: true} = Options.resolve(db_type: :cluster, seed_nodes: [:other@h])
   end
 
   test "every seed derives the same members, whatever order its list is in" do
@@ -83,5 +88,21 @@ defmodule ExESDB.ClusterOptionsTest do
              Enum.map([7420, 7420, 9000], &"127.0.0.1:#{&1}")
 
     assert configs |> Enum.map(& &1.nodes) |> Enum.uniq() == [%{1 => :a@h1, 2 => :b@h2, 3 => :c@h3}]
+  end
+
+  test "a joiner has an id from its name above the seeds' and no initial members" do
+    o = %{
+      seed_nodes: [:a@h1, :b@h2],
+      raft_port: 7420,
+      raft_bind: "127.0.0.1",
+      raft_addresses: %{},
+      election_timeout: 1000,
+      heartbeat: 100
+    }
+
+    c = Cluster.config(o, :j@h9)
+    assert c.nif.members == [] and c.id == Cluster.joiner_id(:j@h9) and c.id > 1_000_000
+    assert c.nif.address == "h9:7420"
+    assert Cluster.joiner_id(:k@h9) != c.id
   end
 end

@@ -19,15 +19,17 @@ defmodule ExESDB.ClusterTest do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cluster_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    names = for i <- 1..3, do: :"cl#{u}_#{i}"
-    seeds = for n <- names, do: :"#{n}@#{host}"
-    addrs = Map.new(Enum.zip(seeds, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+    names = for i <- 1..4, do: :"cl#{u}_#{i}"
+    # nodes 1..3 are the seeds; node 4 may join
+    all = for n <- names, do: :"#{n}@#{host}"
+    seeds = Enum.take(all, 3)
+    addrs = Map.new(Enum.zip(all, free_ports(4)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
     peers = :ets.new(:peers, [:public, :set])
 
     # the peers are linked to the test process: they stop with it
     on_exit(fn -> File.rm_rf(dir) end)
 
-    %{dir: dir, names: names, seeds: seeds, addrs: addrs, peers: peers}
+    %{dir: dir, names: names, seeds: seeds, all: all, addrs: addrs, peers: peers}
   end
 
   # Start the VM of node i (1..3), without the store.
@@ -42,25 +44,27 @@ defmodule ExESDB.ClusterTest do
     node
   end
 
-  defp start_store(ctx, i) do
-    opts = [
-      store_id: @store,
-      data_dir: Path.join(ctx.dir, "n#{i}"),
-      db_type: :cluster,
-      seed_nodes: Enum.shuffle(ctx.seeds),
-      raft_addresses: ctx.addrs,
-      election_timeout: 500,
-      # a follower learns of a commit with the leader's next message:
-      # read-your-writes there waits up to a heartbeat
-      heartbeat: 20,
-      timeout: 10_000,
-      durability: :nosync
-    ]
+  defp start_store(ctx, i, extra \\ []) do
+    opts =
+      extra ++
+        [
+          store_id: @store,
+          data_dir: Path.join(ctx.dir, "n#{i}"),
+          db_type: :cluster,
+          seed_nodes: Enum.shuffle(ctx.seeds),
+          raft_addresses: ctx.addrs,
+          election_timeout: 500,
+          # a follower learns of a commit with the leader's next message:
+          # read-your-writes there waits up to a heartbeat
+          heartbeat: 20,
+          timeout: 10_000,
+          durability: :nosync
+        ]
 
     :ok = :erpc.call(node_of(ctx, i), ClusterPeer, :start, [opts])
   end
 
-  defp node_of(ctx, i), do: Enum.at(ctx.seeds, i - 1)
+  defp node_of(ctx, i), do: Enum.at(ctx.all, i - 1)
 
   defp stop(ctx, i) do
     [{^i, peer}] = :ets.lookup(ctx.peers, i)
@@ -233,5 +237,38 @@ defmodule ExESDB.ClusterTest do
     for j <- 1..3, j != i, do: stop(ctx, j)
     assert {:error, reason} = :erpc.call(follower, ClusterPeer, :append, [@store, "r", uuid()])
     assert reason == :no_quorum or match?({:not_leader, _}, reason), inspect(reason)
+  end
+
+  test "a node joins while writes go on and a member is removed", ctx do
+    for i <- 1..4, do: boot(ctx, i)
+    for i <- 1..3, do: start_store(ctx, i)
+    start_store(ctx, 4, join: true)
+    seeds = ctx.seeds
+    joiner = node_of(ctx, 4)
+    leader = agreed_leader(seeds)
+    test = self()
+    writer = spawn_link(fn -> write_loop(test, leader, 0) end)
+    assert_receive {:acked, ^leader, _, 5}, 10_000
+
+    assert :ok = :erpc.call(List.last(seeds), ExESDB.Cluster, :add, [@store, joiner])
+    all = seeds ++ [joiner]
+    assert agreed_leader(all) == leader
+    assert {:ok, _} = :erpc.call(joiner, ClusterPeer, :append, [@store, "j", uuid()])
+
+    # a seed follower removed, then stopped: three voters go on
+    i = Enum.find_index(seeds, &(&1 != leader)) + 1
+    gone = node_of(ctx, i)
+    assert :ok = :erpc.call(joiner, ExESDB.Cluster, :remove, [@store, gone])
+    stop(ctx, i)
+    rest = all -- [gone]
+    wait_acked(leader, 30)
+    assert {:ok, _} = :erpc.call(joiner, ClusterPeer, :append, [@store, "j", uuid()])
+    send(writer, :stop)
+    assert_receive {:stopped, _}, 15_000
+
+    acked = drain_acked([])
+    events = assert_same_replicas(rest)
+    ids = MapSet.new(events, &elem(&1, 3))
+    assert Enum.all?(acked, &MapSet.member?(ids, bin(&1)))
   end
 end

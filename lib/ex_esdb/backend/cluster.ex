@@ -10,7 +10,7 @@ defmodule ExESDB.Backend.Cluster do
 
   alias ExESDB.Backend.NIF
 
-  defstruct [:ref, :store_id, :nodes, :ids]
+  defstruct [:ref, :store_id, :nodes, :ids, :address]
 
   @backoff_first 10
   @backoff_max 200
@@ -25,7 +25,8 @@ defmodule ExESDB.Backend.Cluster do
          ref: ref,
          store_id: store_id,
          nodes: config.nodes,
-         ids: Map.new(config.nodes, fn {i, n} -> {n, i} end)
+         ids: Map.new(config.nodes, fn {i, n} -> {n, i} end),
+         address: config.nif.address
        }}
     end
   end
@@ -45,8 +46,9 @@ defmodule ExESDB.Backend.Cluster do
       {:ok,
        %{
          id: i.id,
-         node: Map.get(h.nodes, i.id),
-         leader: Map.get(h.nodes, i.leader_id),
+         node: node(),
+         address: h.address,
+         leader: node_of(h, i.leader_id),
          leader?: i.leader,
          applied: i.applied,
          failure: i.failure
@@ -100,7 +102,7 @@ defmodule ExESDB.Backend.Cluster do
     case :ex_esdb_backend.cluster_info(h.ref) do
       {:ok, %{leader: true}} -> submit_here(store, command, timeout)
       {:ok, %{leader_id: 0}} -> {:error, :not_leader}
-      {:ok, %{leader_id: id}} -> remote(Map.get(h.nodes, id), h.store_id, command, timeout)
+      {:ok, %{leader_id: id}} -> remote(node_of(h, id), h.store_id, command, timeout)
       # this node's store is closed: nothing to route from
       {:error, reason} -> {:error, {:here, reason}}
     end
@@ -175,7 +177,7 @@ defmodule ExESDB.Backend.Cluster do
       case :ex_esdb_backend.cluster_info(store.handle.ref) do
         {:ok, %{leader: true}} -> e
         {:ok, %{leader_id: 0}} -> {:error, :no_quorum}
-        {:ok, %{leader_id: id}} -> {:error, {:not_leader, Map.get(store.handle.nodes, id)}}
+        {:ok, %{leader_id: id}} -> {:error, {:not_leader, node_of(store.handle, id)}}
         _ -> e
       end
     else
@@ -209,9 +211,62 @@ defmodule ExESDB.Backend.Cluster do
   defp now, do: System.monotonic_time(:millisecond)
 
   @doc false
+  # The node of raft member `id`: a seed's from the seed list, a joiner's
+  # from the nodes connected here (ExESDB.Cluster.joiner_id/1).
+  def node_of(_h, 0), do: nil
+
+  def node_of(h, id) do
+    Map.get(h.nodes, id) ||
+      Enum.find(Node.list(), &(ExESDB.Cluster.joiner_id(&1) == id))
+  end
+
+  @doc false
+  def id_of(h, node), do: Map.get(h.ids, node) || ExESDB.Cluster.joiner_id(node)
+
+  @doc false
+  # A membership change, run on the leader: :add (as a spare, then
+  # assigned voter) or :remove.
+  def on_leader(store, op, args) do
+    h = store.handle
+
+    case :ex_esdb_backend.cluster_info(h.ref) do
+      {:ok, %{leader: true}} ->
+        change_here(h.store_id, op, args)
+
+      {:ok, %{leader_id: 0}} ->
+        {:error, :no_quorum}
+
+      {:ok, %{leader_id: l}} ->
+        case node_of(h, l) do
+          nil -> {:error, {:not_leader, nil}}
+          n -> :erpc.call(n, __MODULE__, :change_here, [h.store_id, op, args], 60_000)
+        end
+
+      e ->
+        e
+    end
+  end
+
+  @doc false
+  def change_here(store_id, op, args) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id) do
+      ref = s.handle.ref
+
+      case {op, args} do
+        {:add, [id, address]} ->
+          with :ok <- :ex_esdb_backend.cluster_add(ref, id, address),
+               do: :ex_esdb_backend.cluster_assign(ref, id, :voter)
+
+        {:remove, [id]} ->
+          :ex_esdb_backend.cluster_remove(ref, id)
+      end
+    end
+  end
+
+  @doc false
   def transfer(store, node) do
     h = store.handle
-    target = if node, do: Map.fetch(h.ids, node), else: {:ok, 0}
+    target = if node, do: {:ok, id_of(h, node)}, else: {:ok, 0}
 
     with {:ok, id} <- target do
       case :ex_esdb_backend.cluster_info(h.ref) do
@@ -222,7 +277,7 @@ defmodule ExESDB.Backend.Cluster do
           {:error, :no_quorum}
 
         {:ok, %{leader_id: l}} ->
-          :erpc.call(Map.fetch!(h.nodes, l), __MODULE__, :transfer_on_leader, [h.store_id, id])
+          :erpc.call(node_of(h, l), __MODULE__, :transfer_on_leader, [h.store_id, id])
 
         e ->
           e
