@@ -179,8 +179,12 @@ static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
 	node_proc *np = ctx;
 	atomic_fetch_add(&np->leader_events, 1);
 	if (np->report_fd >= 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		leader_report rep = {np->id, esdb_replica_get_term(np->r), id,
-		                     self};
+		                     self,
+		                     (uint64_t)ts.tv_sec * 1000 +
+		                         (uint64_t)ts.tv_nsec / 1000000};
 		write_all(np->report_fd, &rep, sizeof(rep)); /* atomic */
 	}
 }

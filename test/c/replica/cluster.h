@@ -29,6 +29,7 @@ typedef struct node {
 /* A leadership change as a node's callback saw it, with its term. */
 typedef struct leader_report {
 	uint64_t node, term, leader, self;
+	uint64_t at_ms; /* CLOCK_MONOTONIC, the same in every process */
 } leader_report;
 
 /* One acknowledged append, as its node reported it. */
