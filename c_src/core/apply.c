@@ -184,6 +184,30 @@ static const uint8_t *last_event_id(const esdb__cmd_view *v)
 	return id;
 }
 
+/* Is this append, marked as a retry (esdb_cmd_mark_retry), one whose
+ * events already sit within the stream's last ESDB_RETRY_WINDOW
+ * versions? Its first event id is looked for from the newest version
+ * back; only marked commands pay this, and at most the window's reads. */
+static int is_retry_in_window(apply_ctx *c, const esdb__stream_meta *m,
+                              const esdb__cmd_view *v, esdb_result *res,
+                              bool *retry)
+{
+	uint64_t oldest = m->version > ESDB_RETRY_WINDOW
+	                      ? m->version - ESDB_RETRY_WINDOW + 1
+	                      : 1;
+	*retry = false;
+	for (uint64_t ver = m->version; ver >= oldest && ver > 0; ver--) {
+		const uint8_t *id;
+		int rc = event_id_at(c, m, ver, &id);
+		if (rc)
+			return rc;
+		/* an append's events start with the first one's id */
+		if (memcmp(id, v->events, 16) == 0)
+			return is_retry(c, m, v, ver - 1, res, retry);
+	}
+	return 0;
+}
+
 /* Decide whether an append may go on (returns 0 and *retry false), is a
  * retry already applied (0 and *retry true, res filled) or is refused. */
 static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
@@ -200,13 +224,16 @@ static int check_expected(apply_ctx *c, const esdb__cmd_view *v,
 	case ESDB_EXPECT_STREAM_EXISTS:
 		if (!exists && exp == ESDB_EXPECT_STREAM_EXISTS)
 			return ESDB_ESTREAM_NOT_FOUND;
-		if (exists && v->type == ESDB_CMD_APPEND &&
-		    memcmp(m->last_event_id, last_event_id(v), 16) == 0) {
+		if (!exists || v->type != ESDB_CMD_APPEND)
+			return 0;
+		if (memcmp(m->last_event_id, last_event_id(v), 16) == 0) {
 			int rc =
 			    is_retry(c, m, v, cur - v->n_events, res, retry);
 			if (rc || *retry)
 				return rc;
 		}
+		if (v->flags & ESDB_CMD_FLAG_RETRY)
+			return is_retry_in_window(c, m, v, res, retry);
 		return 0;
 	case ESDB_EXPECT_NO_STREAM:
 		if (!exists)

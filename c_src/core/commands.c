@@ -403,6 +403,29 @@ static int parse_events(rd *r, esdb__cmd_view *v)
 	return 0;
 }
 
+static uint16_t known_flags(uint8_t type)
+{
+	switch (type) {
+	case ESDB_CMD_SNAPSHOT_PUT:
+		return ESDB_SNAPSHOT_FLAGS_KNOWN;
+	case ESDB_CMD_APPEND:
+		return ESDB_CMD_FLAG_RETRY;
+	default:
+		return 0;
+	}
+}
+
+int esdb_cmd_mark_retry(esdb_cmd *cmd)
+{
+	esdb__cmd_view v;
+	if (!cmd || !cmd->buf || esdb__cmd_parse(cmd->buf, cmd->len, &v) ||
+	    v.type != ESDB_CMD_APPEND)
+		return ESDB_EINVAL;
+	esdb_le16_put(cmd->buf + 2, v.flags | ESDB_CMD_FLAG_RETRY);
+	cmd_seal(cmd);
+	return 0;
+}
+
 int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 {
 	if (!buf || len < ESDB_CMD_HEADER)
@@ -414,12 +437,10 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 	if (esdb_le32_get(buf + 8) != cmd_crc(buf, len))
 		return ESDB_ECORRUPT;
 	/* Reserved bytes are zero: a later format may give them meaning.
-	 * Only a snapshot put has flags (its payloads' encodings). */
+	 * Only a snapshot put (its payloads' encodings) and an append (a
+	 * retry) have flags. */
 	uint16_t flags = esdb_le16_get(buf + 2);
-	if ((flags &
-	     ~(buf[1] == ESDB_CMD_SNAPSHOT_PUT ? ESDB_SNAPSHOT_FLAGS_KNOWN
-	                                       : 0)) ||
-	    esdb_le32_get(buf + 12))
+	if ((flags & ~known_flags(buf[1])) || esdb_le32_get(buf + 12))
 		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));
 	v->type = buf[1];

@@ -19,10 +19,14 @@ enum esdb_cmd_type {
 	ESDB_CMD_LIMITS_SET = 7,
 };
 
+/* Header flags of an append (esdb_cmd_mark_retry). */
+#define ESDB_CMD_FLAG_RETRY 0x1
+
 /* A parsed command; pointers borrow the command buffer. */
 typedef struct esdb__cmd_view {
 	uint8_t type;
-	uint16_t flags; /* snapshot put: ESDB_SNAPSHOT_*_TERM */
+	uint16_t flags; /* snapshot put: ESDB_SNAPSHOT_*_TERM; append:
+	                 * ESDB_CMD_FLAG_RETRY */
 	uint64_t created_us;
 	uint64_t expected; /* append, delete */
 	uint64_t number;   /* snapshot source_version, checkpoint value */

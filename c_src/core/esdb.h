@@ -356,6 +356,20 @@ int esdb_cmd_checkpoint_delete(const esdb_limits *limits, const char *name,
  * same point; esdb_store_open() submits it when limits were set. */
 int esdb_cmd_limits_set(const esdb_limits *limits, esdb_cmd *out);
 
+/* Mark an encoded append as a resubmission after an unknown outcome
+ * (ESDB_EOUTCOME_UNKNOWN, a leader change, an unreachable leader): apply
+ * then recognises an :any, stream-exists or no-stream append whose
+ * events already sit contiguously within the stream's last
+ * ESDB_RETRY_WINDOW versions, and answers its original result instead of
+ * writing them again (an exact expected version pins where to look, so
+ * its retries are recognised with or without the mark). Unmarked
+ * appends only check the stream's tail. Sets the command's retry flag
+ * and reseals it; marking twice is harmless. ESDB_EINVAL for anything
+ * but a valid append. Stores older than this flag refuse a marked
+ * command (ESDB_EINVAL): docs/FORMAT.md. */
+#define ESDB_RETRY_WINDOW 1024
+int esdb_cmd_mark_retry(esdb_cmd *cmd);
+
 /* Check a command's framing and checksum without applying it.
  * Errors: ESDB_EINVAL (truncated/unknown), ESDB_ECORRUPT (checksum),
  * ESDB_EFORMAT (command of another version). */

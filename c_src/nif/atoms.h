@@ -14,6 +14,7 @@
 	X(any)                                                                 \
 	X(no_stream)                                                           \
 	X(stream_exists)                                                       \
+	X(retry)                                                               \
 	X(forward)                                                             \
 	X(backward)                                                            \
 	X(durability)                                                          \

@@ -238,18 +238,32 @@ static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
 	return true;
 }
 
+/* An append's Expected: as nif_get_expected takes it, or {retry,
+ * Expected} for a resubmission after an unknown outcome (the cluster
+ * gateway's; esdb_cmd_mark_retry). */
+static bool get_append_expected(ErlNifEnv *env, ERL_NIF_TERM t,
+                                uint64_t *expected, bool *retry)
+{
+	const ERL_NIF_TERM *f;
+	int arity;
+	*retry = enif_get_tuple(env, t, &arity, &f) && arity == 2 &&
+	         enif_is_identical(f[0], atom_retry);
+	return nif_get_expected(env, *retry ? f[1] : t, expected);
+}
+
 static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary stream;
 	uint64_t expected, bytes;
+	bool retry;
 	esdb_new_event *evs;
 	unsigned n;
 	store_res *r;
 	esdb_limits l;
 	if (!enif_is_ref(env, argv[1]) ||
 	    !enif_inspect_binary(env, argv[2], &stream) ||
-	    !nif_get_expected(env, argv[3], &expected) ||
+	    !get_append_expected(env, argv[3], &expected, &retry) ||
 	    !get_events(env, argv[4], &evs, &n, &bytes))
 		return enif_make_badarg(env);
 	for (unsigned i = 0; i < n; i++) {
@@ -276,6 +290,8 @@ static ERL_NIF_TERM append_impl(ErlNifEnv *env, int argc,
 	int rc = esdb_cmd_stream_append(&l, (const char *)stream.data,
 	                                stream.size, expected, evs, n, &cmd);
 	free(evs);
+	if (rc == 0 && retry && (rc = esdb_cmd_mark_retry(&cmd)))
+		free(cmd.buf);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_append);
 }
 
@@ -351,11 +367,12 @@ static void scan_append(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 ERL_NIF_TERM nif_append(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	uint64_t expected;
+	bool retry;
 	store_res *r;
 	esdb_limits l;
 	append_scan sc;
 	if (!enif_is_ref(env, argv[1]) || !enif_is_binary(env, argv[2]) ||
-	    !nif_get_expected(env, argv[3], &expected) ||
+	    !get_append_expected(env, argv[3], &expected, &retry) ||
 	    !acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
 	bool closed = r->closed;

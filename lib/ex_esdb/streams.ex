@@ -78,12 +78,20 @@ defmodule ExESDB.Streams do
   append the *same list* again right away. That needs ids given once:
   build events with `ExESDB.NewEvent.new/1` (or set `event_id`
   yourself); events with `event_id: nil` get new ids at every call and
-  are written again. Not covered: an `:any` (or `:stream_exists`) retry
-  after other events were appended to the stream in between: the
-  append's events are no longer its tail, so they are written again.
-  Retry with the exact expected version to be safe then: it answers the
-  original result, or `:wrong_expected_version` when the first attempt
-  was not applied and the stream moved on.
+  are written again.
+
+  An `:any` (or `:stream_exists`) retry after other events were appended
+  to the stream in between is recognised only when marked: pass
+  `retry: true` with the same list. The store then looks for its first
+  event among the stream's last 1,024 versions (docs/FORMAT.md,
+  "Retries"; only marked appends pay for the look) and answers the
+  original result when the append's events sit there in order. Beyond
+  that window, or unmarked, they are written again. In cluster mode the
+  gateway marks its own retries (after `:outcome_unknown`, `:not_leader`
+  or an unreachable leader) and a caller's retry with `retry: true` is
+  marked the same way. An exact expected version needs no mark: it
+  answers the original result, or `:wrong_expected_version` when the
+  first attempt was not applied and the stream moved on.
   """
 
   alias ExESDB.{EventCodec, EventRecord, NewEvent, Store}
@@ -109,8 +117,9 @@ defmodule ExESDB.Streams do
   @doc """
   Append events atomically; returns the stream's new version.
 
-  Options: `timeout` (ms, or `:infinity`; default the store's `timeout`).
-  Retrying an append whose events (by `event_id`) are already stored at
+  Options: `timeout` (ms, or `:infinity`; default the store's `timeout`);
+  `retry: true` when this is the same list sent again after an unknown
+  outcome (see "Retries"). Retrying an append whose events (by `event_id`) are already stored at
   the versions it targets returns the original result and writes nothing
   (see "Retries").
   """
@@ -123,7 +132,9 @@ defmodule ExESDB.Streams do
          {:ok, s} <- append_options(s, opts),
          :ok <- check_event_count(events, s.limits),
          {:ok, tuples} <- EventCodec.encode(events, s.serializer) do
-      case s.backend.submit(s, {:append, stream_id, expected_version, tuples}, []) do
+      expected = if opts[:retry], do: {:retry, expected_version}, else: expected_version
+
+      case s.backend.submit(s, {:append, stream_id, expected, tuples}, []) do
         {:ok, version, _position} -> {:ok, version}
         {:error, _} = error -> error
       end
@@ -137,6 +148,9 @@ defmodule ExESDB.Streams do
 
       {:timeout, t}, _ ->
         {:halt, {:error, {:invalid_timeout, t}}}
+
+      {:retry, r}, acc when is_boolean(r) ->
+        {:cont, acc}
 
       other, _ ->
         {:halt, {:error, {:invalid_option, other}}}

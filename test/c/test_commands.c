@@ -126,7 +126,8 @@ TEST(command_reserved_bytes_must_be_zero)
 	const size_t reserved[] = {2, 3, 12, 13, 14, 15};
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
 		uint8_t *b = cmd.buf;
-		b[reserved[i]] = 1;
+		/* an append's flags have bit 0 (retry) alone */
+		b[reserved[i]] = 0x80;
 		cmd_reseal(&cmd); /* only the structure is wrong */
 		CHECK_RC(esdb_cmd_check(b, cmd.len), ESDB_EINVAL);
 		b[reserved[i]] = 0;

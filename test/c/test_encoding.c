@@ -133,7 +133,8 @@ TEST(unknown_encodings_and_command_flags_are_refused)
 	CHECK_RC(esdb_cmd_snapshot_put(NULL, &sn, &cmd), ESDB_EINVAL);
 	CHECK(cmd.buf == NULL);
 
-	/* Header flags: only a snapshot put has them, and only its two. */
+	/* Header flags: a snapshot put has its two, an append its retry
+	 * flag (test_retry.c), nothing else has any. */
 	sn.data_encoding = ESDB_ENCODING_TERM;
 	REQUIRE_OK(esdb_cmd_snapshot_put(NULL, &sn, &cmd));
 	CHECK_EQ(esdb_le16_get(cmd.buf + 2), ESDB_SNAPSHOT_DATA_TERM);
@@ -145,7 +146,7 @@ TEST(unknown_encodings_and_command_flags_are_refused)
 	ev.metadata_encoding = ESDB_ENCODING_TERM;
 	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
 	                                  &cmd));
-	esdb_le16_put(cmd.buf + 2, ESDB_SNAPSHOT_DATA_TERM);
+	esdb_le16_put(cmd.buf + 2, ESDB_SNAPSHOT_META_TERM);
 	cmd_reseal(&cmd);
 	CHECK_RC(esdb_cmd_check(cmd.buf, cmd.len), ESDB_EINVAL);
 	free(cmd.buf);

@@ -81,7 +81,7 @@ defmodule ExESDB.Backend.Cluster do
 
     if retry?(reply) and deadline - now() > backoff do
       Process.sleep(backoff)
-      attempt(store, command, deadline, min(backoff * 2, @backoff_max))
+      attempt(store, resubmission(command), deadline, min(backoff * 2, @backoff_max))
     else
       finish(store, reply, deadline)
     end
@@ -94,6 +94,18 @@ defmodule ExESDB.Backend.Cluster do
   defp retry?({:error, :store_not_started}), do: true
   defp retry?({:error, :closed}), do: true
   defp retry?(_), do: false
+
+  # An append tried again may have been applied already: marked, the
+  # store looks for its events among the stream's last versions, not only
+  # at its tail, and answers the original result (docs/FORMAT.md, "Retries").
+  @doc false
+  def resubmission({:append, stream, {:retry, _} = expected, events}),
+    do: {:append, stream, expected, events}
+
+  def resubmission({:append, stream, expected, events}),
+    do: {:append, stream, {:retry, expected}, events}
+
+  def resubmission(command), do: command
 
   # One try: here when this node leads, else on the leader it knows.
   defp once(store, command, timeout) do
