@@ -69,6 +69,9 @@
                 | max_append_events | max_append_bytes | max_key
                 | max_read_bytes.
 -type expected() :: any | no_stream | stream_exists | non_neg_integer().
+%% append/4,5 also take {retry, expected()}: the same events sent again
+%% after an unknown outcome (docs/FORMAT.md, "Retries").
+-type append_expected() :: expected() | {retry, expected()}.
 -type direction() :: forward | backward.
 %% Where a page of events left off: `eof' when the source held nothing
 %% more (as of the read), else the version (stream reads) or global
@@ -199,7 +202,7 @@ close(Store) ->
 %% ---- appends ------------------------------------------------------------
 
 %% @equiv append(Store, StreamId, Expected, Events, 10000)
--spec append(store(), binary(), expected(), [new_event()]) ->
+-spec append(store(), binary(), append_expected(), [new_event()]) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
 append(Store, StreamId, Expected, Events) ->
@@ -223,8 +226,12 @@ append(Store, StreamId, Expected, Events) ->
 %% (a retry after a lost reply), or with `any' while they are still the
 %% stream's last events, writes nothing and returns the original result.
 %% Give each event its `event_id' before the first attempt to make that
-%% work: a generated id is new at every call. An `any' retry after other
-%% appends to the stream is written again.
+%% work: a generated id is new at every call. An `any' (or
+%% `stream_exists') retry after other appends to the stream is written
+%% again unless marked: `Expected' `{retry, any}' (or `{retry, E}' for any
+%% E) looks for the events among the stream's last 1,024 versions and
+%% answers the original result when they sit there in order (see
+%% docs/FORMAT.md, "Retries"; only a marked append pays for the look).
 %%
 %% `Timeout' bounds the wait for the writer. On expiry the append is
 %% withdrawn if the writer has not taken it yet: the call returns
@@ -232,11 +239,11 @@ append(Store, StreamId, Expected, Events) ->
 %% taken it, the call returns `{error, outcome_unknown}': it may or may
 %% not be applied, and no late reply comes to the caller. Retrying with the same event ids
 %% (give each event its `event_id') is safe either way; see above.
--spec append(store(), binary(), expected(), [new_event()], timeout()) ->
+-spec append(store(), binary(), append_expected(), [new_event()], timeout()) ->
           {ok, #{version := pos_integer(), position := pos_integer()}}
           | {error, term()}.
 append(Store, StreamId, Expected, Events, Timeout) ->
-    checked([stream_id(StreamId), expected(Expected),
+    checked([stream_id(StreamId), append_expected(Expected),
              {is_list(Events), invalid_events, Events}, timeout_arg(Timeout)],
             fun() ->
                     case check_count(Store, Events) of
@@ -791,6 +798,12 @@ name(Name) -> {is_binary(Name), invalid_subscription_name, Name}.
 expected(E) ->
     {lists:member(E, [any, no_stream, stream_exists]) orelse u64(E),
      invalid_expected_version, E}.
+
+%% An append's Expected may be marked {retry, Expected} (see append/5).
+append_expected({retry, E} = R) ->
+    {element(1, expected(E)), invalid_expected_version, R};
+append_expected(E) ->
+    expected(E).
 
 %% What `receive ... after' takes.
 timeout_arg(T) ->

@@ -489,6 +489,24 @@ idempotent_retry_test() ->
                      ex_esdb:append(S, <<"s">>, 0, Fresh))
     end).
 
+%% Issue 12: after other appends, an `any' retry is recognised when
+%% marked {retry, Expected} (the stream's last 1,024 versions).
+marked_retry_test() ->
+    with_store(fun(S) ->
+        Batch = [(ev(<<"t">>, integer_to_binary(I)))#{event_id => ex_esdb:uuid_v4()}
+                 || I <- [1, 2]],
+        First = ex_esdb:append(S, <<"s">>, any, Batch),
+        ?assertEqual({ok, #{version => 2, position => 1}}, First),
+        {ok, _} = ex_esdb:append(S, <<"s">>, any, [ev(<<"x">>)]),
+        ?assertEqual(First, ex_esdb:append(S, <<"s">>, {retry, any}, Batch)),
+        ?assertEqual(First, ex_esdb:append(S, <<"s">>, {retry, stream_exists}, Batch)),
+        ?assertMatch({ok, #{events := 3}}, ex_esdb:stats(S)),
+        ?assertEqual({error, {invalid_expected_version, {retry, nope}}},
+                     ex_esdb:append(S, <<"s">>, {retry, nope}, Batch)),
+        ?assertEqual({error, {invalid_expected_version, {retry, any}}},
+                     ex_esdb:delete_stream(S, <<"s">>, {retry, any}))
+    end).
+
 invalid_events_test() ->
     with_store(fun(S) ->
         Bad = fun(Events) -> ex_esdb:append(S, <<"s">>, any, Events) end,
