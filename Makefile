@@ -178,6 +178,19 @@ $(RAFT_TEST_BIN): test/c/raft/*.c c_src/raftbench/raft3.[ch] test/c/harness.[ch]
 test-raft: $(RAFT_TEST_BIN)
 	$(RAFT_TEST_BIN)
 
+# The cluster benchmarks (c_src/clusterbench): 3 replica processes driven
+# by the tests' harness (test/c/replica/cluster.c), each line after the
+# raft3 line it is compared with, in the same run.
+CLUSTER_BENCH_BIN := $(BUILD)/esdb_cluster_bench
+CLUSTER_BENCH_SRC := c_src/clusterbench/*.c c_src/raftbench/raft3.c \
+	c_src/raftbench/raft3_bench.c test/c/replica/cluster.c test/c/helpers.c \
+	test/c/commit_log.c $(REPLICA_SRC)
+$(CLUSTER_BENCH_BIN): $(CLUSTER_BENCH_SRC) c_src/raftbench/*.h c_src/replica/*.h \
+	test/c/*.h test/c/replica/*.h $(CORE_LIB) $(RAFT_LIB)
+	$(CC) $(CPPFLAGS) -Ic_src/replica -Ic_src/raftbench -Itest/c -Itest/c/replica \
+	  $(RAFT_CFLAGS) $(CFLAGS) $(WARN) -pthread $(CLUSTER_BENCH_SRC) \
+	  $(CORE_LIB) $(RAFT_LIBS) $(LDLIBS) -o $@
+
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
 	$(MAKE) raft-optional
@@ -307,10 +320,11 @@ bench: $(BENCH_BIN) nif
 	$(BENCH_BIN) --only $(BENCH_FAST) $(BENCH_DIR) | tee $(BUILD)/bench-c.json
 	ESDB_C_BENCH_JSON=$(BUILD)/bench-c.json MIX_ENV=prod mix run bench/beam_bench.exs $(BENCH_DIR)
 	MIX_ENV=prod mix run bench/cnode_bench.exs $(BENCH_DIR)
-	@# raft alone, 3 voters on loopback: the cluster benchmarks' baseline.
-	@if [ -f $(RAFT_LIB) ]; then $(MAKE) --no-print-directory $(RAFT_BENCH_BIN) && \
-	  $(RAFT_BENCH_BIN) $(BENCH_DIR) | tee $(BUILD)/bench-raft.json; \
-	else echo "raft3 benchmarks skipped: raft is not built (make raft)"; fi
+	@# raft alone (raft3_*) and the store's cluster (cluster3_*), 3 processes
+	@# on loopback, interleaved in one run: the ratios are of the same run.
+	@if [ -f $(RAFT_LIB) ]; then $(MAKE) --no-print-directory $(CLUSTER_BENCH_BIN) && \
+	  $(CLUSTER_BENCH_BIN) $(BENCH_DIR) | tee $(BUILD)/bench-raft.json; \
+	else echo "raft3/cluster3 benchmarks skipped: raft is not built (make raft)"; fi
 	$(BENCH_BIN) --only reopen_10m,append_latency $(BENCH_DIR) | grep -v '"machine"'
 	@if [ -n "$(COMMANDED_PATH)" ] && [ -f "$(COMMANDED_PATH)/mix.exs" ]; then \
 	  COMMANDED_PATH="$(COMMANDED_PATH)" MIX_ENV=test mix run bench/commanded_bench.exs $(BENCH_DIR)/commanded; \

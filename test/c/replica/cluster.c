@@ -44,7 +44,11 @@ typedef struct node_proc {
 	atomic_uint_fast64_t leader_events;
 	pthread_t threads[64];
 	unsigned n_threads;
+	unsigned batch;   /* events per writer_main append */
+	const char *data; /* their data */
 } node_proc;
+
+#define WRITER_BATCH_MAX 100
 
 static void write_all(int fd, const void *buf, size_t len)
 {
@@ -81,18 +85,25 @@ static void *writer_main(void *arg)
 	char stream[32];
 	snprintf(stream, sizeof(stream), "w%" PRIu64 "-%u", np->id,
 	         (unsigned)(uintptr_t)pthread_self() % 1000);
+	unsigned batch = np->batch ? np->batch : 1;
+	if (batch > WRITER_BATCH_MAX)
+		batch = WRITER_BATCH_MAX;
+	uint8_t ids[WRITER_BATCH_MAX][16];
+	esdb_new_event evs[WRITER_BATCH_MAX];
 	while (atomic_load(&np->writing)) {
 		/* unique across nodes and incarnations */
 		uint64_t n = np->id << 56 |
 		             (uint64_t)(getpid() & 0xffffff) << 32 |
-		             atomic_fetch_add(&np->counter, 1);
-		uint8_t id[16];
-		esdb_new_event ev = make_event(id, n, "t", "data");
+		             atomic_fetch_add(&np->counter, batch);
+		for (unsigned k = 0; k < batch; k++)
+			evs[k] = make_event(ids[k], n + k, "t", np->data);
 		esdb_result res;
 		int rc = esdb_stream_append(np->s, stream, strlen(stream),
-		                            ESDB_EXPECT_ANY, &ev, 1, &res);
+		                            ESDB_EXPECT_ANY, evs, batch, &res);
 		if (rc == 0) {
-			ack a = {n, res.position, res.version, np->id};
+			/* the first event's number, position and version */
+			ack a = {n, res.position, res.version - (batch - 1),
+			         np->id};
 			write_all(np->ack_fd, &a, sizeof(a)); /* atomic */
 		} else if (rc == ESDB_EOUTCOME_UNKNOWN) {
 			atomic_fetch_add(&np->unknown, 1);
@@ -192,8 +203,11 @@ static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
 static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 {
 	node *nd = &c->nodes[i];
-	node_proc np = {
-	    .ack_fd = c->ack_w, .report_fd = c->report_fd, .id = nd->id};
+	node_proc np = {.ack_fd = c->ack_w,
+	                .report_fd = c->report_fd,
+	                .id = nd->id,
+	                .batch = c->batch,
+	                .data = c->event_data ? c->event_data : "data"};
 	esdb_replica_member members[CLUSTER_MAX];
 	for (int k = 0; k < c->n; k++)
 		members[k] =
@@ -216,7 +230,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	esdb__replica_command_version = nd->command_version;
 	int rc = esdb_store_create(&np.s);
 	if (!rc)
-		rc = esdb_store_set_durability(np.s, ESDB_DURABILITY_NOSYNC);
+		rc = esdb_store_set_durability(np.s, c->durability);
 	if (!rc)
 		rc = esdb_replica_create(np.s, &cfg, &np.r);
 	if (!rc)
@@ -326,6 +340,7 @@ void cluster_init(cluster *c, int n)
 	c->election_ms = 500;
 	c->heartbeat_ms = 50;
 	c->report_fd = -1;
+	c->durability = ESDB_DURABILITY_NOSYNC;
 	pthread_mutex_init(&c->lock, NULL);
 	for (int i = 0; i < n; i++) {
 		node *nd = &c->nodes[i];

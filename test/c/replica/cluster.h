@@ -62,6 +62,11 @@ typedef struct cluster {
 	int n_boot; /* nodes 0..n_boot-1 bootstrap the cluster (default n) */
 	unsigned election_ms, heartbeat_ms, snapshot_threshold;
 	unsigned apply_delay_us; /* the writers' injected delay */
+	int durability; /* the stores' (cluster_init: ESDB_DURABILITY_NOSYNC) */
+	/* node_writers' appends: events per append (0: 1, at most 100) and
+	 * each event's data (NULL: "data"). For the benchmarks. */
+	unsigned batch;
+	const char *event_data;
 	int ack_r, ack_w;
 	int report_fd; /* -1, or where nodes write their leader_reports */
 	pthread_t ack_reader;
