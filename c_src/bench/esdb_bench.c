@@ -1247,6 +1247,100 @@ fail:
 	return rv;
 }
 
+/* One timed apply of a one-event :any append to sid, marked as a retry
+ * or not; the result in *res. */
+static int retry_apply(esdb_store *s, const char *sid, esdb_new_event *ev,
+                       bool marked, lat *l, esdb_result *res)
+{
+	esdb_cmd cmd;
+	uint64_t t0;
+	int rc;
+
+	TRY(esdb_cmd_stream_append(NULL, sid, strlen(sid), ESDB_EXPECT_ANY, ev,
+	                           1, &cmd));
+	rc = marked ? esdb_cmd_mark_retry(&cmd) : 0;
+	t0 = now_ns();
+	if (!rc)
+		rc = esdb_store_apply(s, ESDB_INDEX_NEXT, &cmd, 1, res);
+	lat_push(l, now_ns() - t0);
+	free(cmd.buf);
+	TRY(rc ? rc : res->rc);
+	return 0;
+fail:
+	return -1;
+}
+
+/* What a marked retry (esdb_cmd_mark_retry) costs beside an unmarked
+ * :any append, one event each through esdb_store_apply on a stream longer
+ * than the window (nosync: the look, not the flush). miss: marked, never
+ * applied before, the worst case (the whole window read, then written);
+ * found: the original at the window's oldest version (the window read,
+ * nothing written). Unmarked appends do no look. */
+static int run_append_retry_window(void)
+{
+	size_t n = g_quick ? 200 : 2000, rounds = g_quick ? 20 : 100;
+	const char *sid = "s-0";
+	char dir[PATH_MAX];
+	esdb_store *s = NULL;
+	esdb_new_event ev;
+	esdb_result res;
+	lat plain = {0}, miss = {0}, found = {0};
+	uint64_t rng = rng_seed(11);
+	int rv = -1;
+
+	events_init(&ev, 1, 20, 0);
+	run_path(dir, sizeof dir, "append_retry_window");
+	CHECK(store_open(dir, ESDB_DURABILITY_NOSYNC, 4 * GiB, &s));
+	CHECK(build_events(s, "s", 10000, 1000, 1, 20, 0, false));
+	for (size_t i = 0; i < n; i++) {
+		events_new_ids(&ev, 1, &rng);
+		CHECK(retry_apply(s, sid, &ev, false, &plain, &res));
+		events_new_ids(&ev, 1, &rng);
+		CHECK(retry_apply(s, sid, &ev, true, &miss, &res));
+	}
+	for (size_t i = 0; i < rounds; i++) {
+		lat skip = {0};
+		esdb_new_event orig;
+		uint64_t version;
+
+		events_init(&orig, 1, 20, 0);
+		events_new_ids(&orig, 1, &rng);
+		CHECK(retry_apply(s, sid, &orig, false, &skip, &res));
+		version = res.version;
+		for (size_t k = 0; k + 1 < ESDB_RETRY_WINDOW; k++) {
+			events_new_ids(&ev, 1, &rng);
+			CHECK(retry_apply(s, sid, &ev, false, &skip, &res));
+		}
+		lat_free(&skip);
+		CHECK(retry_apply(s, sid, &orig, true, &found, &res));
+		if (res.version != version) {
+			fprintf(stderr, "esdb_bench: retry not recognised\n");
+			goto fail;
+		}
+	}
+	lat_sort(&plain);
+	lat_sort(&miss);
+	lat_sort(&found);
+	line_begin("append_retry_window");
+	line_f("plain_p50_us", lat_pct_us(&plain, 0.50), 1);
+	line_f("marked_miss_p50_us", lat_pct_us(&miss, 0.50), 1);
+	line_f("marked_miss_p99_us", lat_pct_us(&miss, 0.99), 1);
+	line_f("marked_found_oldest_p50_us", lat_pct_us(&found, 0.50), 1);
+	line_u("window", ESDB_RETRY_WINDOW);
+	line_u("appends", n);
+	line_u("found_rounds", rounds);
+	line_str("durability", "nosync");
+	line_end();
+	rv = 0;
+fail:
+	esdb_store_close(s);
+	rm_rf(dir);
+	lat_free(&plain);
+	lat_free(&miss);
+	lat_free(&found);
+	return rv;
+}
+
 /* ---- Driver ------------------------------------------------------------ */
 
 typedef struct run {
@@ -1285,6 +1379,7 @@ static const run RUNS[] = {
      run_append_latency,
      {"append_latency_v1", "append_latency_v1m"}},
     {"append_fanout_100", run_append_fanout_100, {NULL}},
+    {"append_retry_window", run_append_retry_window, {NULL}},
 };
 #define NRUNS (sizeof RUNS / sizeof RUNS[0])
 
