@@ -171,7 +171,17 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 		return cn_arg_bin(a, &v->p, &v->len);
 	case ESDB_ARG_PAYLOAD:
 		return cn_arg_payload(a, &v->p, &v->len, &v->enc, why);
-	case ESDB_ARG_EXPECTED:
+	case ESDB_ARG_EXPECTED: {
+		/* {retry, Expected}: an append sent again after an unknown
+		 * outcome (esdb_cmd_mark_retry) */
+		int save = a->idx, arity;
+		if (ei_decode_tuple_header(a->buf, &a->idx, &arity) == 0) {
+			if (arity != 2 || !is_atom(a, "retry"))
+				return false;
+			v->retry = true;
+		} else {
+			a->idx = save;
+		}
 		if (is_atom(a, "any"))
 			v->u = ESDB_EXPECT_ANY;
 		else if (is_atom(a, "no_stream"))
@@ -182,6 +192,7 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 			return get_u64(a, &v->u) &&
 			       v->u < ESDB_EXPECT_STREAM_EXISTS;
 		return true;
+	}
 	case ESDB_ARG_UINT:
 		return get_u64(a, &v->u);
 	case ESDB_ARG_COUNT:

@@ -119,12 +119,18 @@ void cn_op_append(caller *k, const arg *v, const char *m)
 	rc = esdb_cmd_stream_append(&srv->limits, v[0].p, v[0].len, v[1].u, evs,
 	                            n, &cmd);
 	free(evs);
+	if (rc == 0 && v[1].retry && (rc = esdb_cmd_mark_retry(&cmd)))
+		free(cmd.buf);
 	submit(k, rc, &cmd, append_done);
 }
 
 /* {delete_stream, StreamId, Expected} */
 void cn_op_delete_stream(caller *k, const arg *v, const char *m)
 {
+	if (v[1].retry) { /* an append's mark only, as the NIF takes it */
+		cn_reply_error(k, "invalid_request", "delete_stream");
+		return;
+	}
 	if (invalid_id(k, &v[0]))
 		return;
 	esdb_cmd cmd;

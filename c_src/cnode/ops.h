@@ -56,6 +56,7 @@ typedef struct arg {
 	uint64_t u;        /* UINT, EXPECTED, COUNT, DIRECTION */
 	esdb_encoding enc; /* PAYLOAD */
 	int at;            /* EVENTS: where the list starts */
+	bool retry;        /* EXPECTED given as {retry, Expected} */
 } arg;
 
 /* Decode the next argument as `kind`. False: the term is not of that

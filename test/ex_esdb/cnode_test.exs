@@ -156,6 +156,12 @@ defmodule ExESDB.CNodeTest do
     id = <<7::128>>
     ok_term = {id, "T", {:term, :erlang.term_to_binary({:a, [1]})}, "", nil, nil}
     assert {:ok, 4, 4} = call(cn.name, {:append, "s", 3, [ok_term]})
+    # a marked retry (issue 12): found behind the stream's tail
+    assert call(cn.name, {:append, "s", {:retry, :any}, [event(3, "U")]}) == {:ok, 3, 3}
+
+    assert call(cn.name, {:delete_stream, "s", {:retry, :any}}) ==
+             {:error, {:invalid_request, :delete_stream}}
+
     bad = {<<8::128>>, "T", {:term, :erlang.term_to_binary({:a, self()})}, "", nil, nil}
     assert call(cn.name, {:append, "s", :any, [bad]}) == {:error, {:undecodable, :pid}}
 
@@ -230,6 +236,9 @@ defmodule ExESDB.CNodeTest do
       {:append, "b", :any, [e.(4, "U")]},
       {:append, "a", 1, [e.(5, "T")]},
       {:append, "a", :stream_exists, [e.(3, "T")]},
+      {:append, "a", :any, [e.(9, "T")]},
+      {:append, "a", {:retry, :any}, [e.(3, "T")]},
+      {:append, "a", {:retry, :stream_exists}, [e.(1, "T"), e.(2, "T")]},
       {:append, "$x", :any, [e.(6, "T")]},
       {:append, "a", :any, []},
       {:read_stream, "a", 0, 10, :forward},
@@ -274,9 +283,9 @@ defmodule ExESDB.CNodeTest do
     end
 
     # not two empty answers agreeing
-    assert {:ok, [_, _, _], :eof} = call(cn.name, {:read_stream, "a", 0, 10, :forward})
+    assert {:ok, [_, _, _, _], :eof} = call(cn.name, {:read_stream, "a", 0, 10, :forward})
     assert {:ok, [{"cq", 7, "", _}]} = call(cn.name, {:checkpoint_list, nil, 10})
-    assert {:ok, %{events: 4, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
+    assert {:ok, %{events: 5, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
   end
 
   test "term payloads are refused as the NIF refuses them", %{dir: dir} do
