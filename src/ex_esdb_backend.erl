@@ -17,7 +17,7 @@
 -module(ex_esdb_backend).
 
 -export([open/2, close/1, limits/1, stats/1, cluster_support/0,
-         cluster_open/3, cluster_info/1, cluster_transfer/2,
+         cluster_open/3, cluster_info/1, cluster_members/1, cluster_transfer/2,
          cluster_add/3, cluster_assign/3, cluster_remove/2,
          submit/3, submit_async/3, call/3, translate/2,
          read_stream/5, read_all/4, read_type/4, read_records/6, stream_info/2, list_streams/3,
@@ -67,6 +67,11 @@ cluster_open(Path, Opts, Cluster) -> ex_esdb_nif:cluster_open(Path, Opts, Cluste
 %% @doc `#{id, leader_id, leader_address, leader, applied, failure}'.
 -spec cluster_info(handle()) -> {ok, map()} | {error, term()}.
 cluster_info(H) -> ex_esdb_nif:cluster_info(H).
+
+%% @doc The members of the latest raft configuration this node knows:
+%% `[{Id, Address, voter | standby | spare}]'.
+-spec cluster_members(handle()) -> {ok, [tuple()]} | {error, term()}.
+cluster_members(H) -> ex_esdb_nif:cluster_members(H).
 
 -spec cluster_transfer(handle(), non_neg_integer()) -> ok | {error, term()}.
 cluster_transfer(H, Id) -> ex_esdb_nif:cluster_transfer(H, Id).

@@ -251,6 +251,38 @@ static ERL_NIF_TERM change_reply(ErlNifEnv *env, int rc)
 	return rc ? nif_error_term(env, rc) : atom_ok;
 }
 
+/* cluster_members(Store) -> {ok, [{Id, Address, voter | standby | spare}]} */
+ERL_NIF_TERM nif_cluster_members(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[])
+{
+	store_res *r;
+	ERL_NIF_TERM err;
+	esdb_replica *rep = acquire(env, argv[0], &r, &err);
+	if (!rep)
+		return err;
+	esdb_replica_member_info m[64];
+	size_t n = 0;
+	int rc = esdb_replica_get_members(rep, m, 64, &n);
+	nif_store_release(r);
+	if (rc)
+		return nif_error_term(env, rc);
+	if (n > 64)
+		n = 64;
+	ERL_NIF_TERM list = enif_make_list(env, 0);
+	for (size_t i = n; i-- > 0;) {
+		const char *role = m[i].role == ESDB_REPLICA_VOTER ? "voter"
+		                   : m[i].role == ESDB_REPLICA_STANDBY
+		                       ? "standby"
+		                       : "spare";
+		ERL_NIF_TERM t = enif_make_tuple3(
+		    env, enif_make_uint64(env, m[i].id),
+		    nif_make_bin(env, m[i].address, strlen(m[i].address)),
+		    enif_make_atom(env, role));
+		list = enif_make_list_cell(env, t, list);
+	}
+	return enif_make_tuple2(env, atom_ok, list);
+}
+
 /* cluster_add(Store, Id, Address) -> ok | {error, Reason} */
 ERL_NIF_TERM nif_cluster_add(ErlNifEnv *env, int argc,
                              const ERL_NIF_TERM argv[])
@@ -352,6 +384,7 @@ void nif_cluster_free(nif_cluster *c)
 	}
 UNSUPPORTED(nif_cluster_open)
 UNSUPPORTED(nif_cluster_info)
+UNSUPPORTED(nif_cluster_members)
 UNSUPPORTED(nif_cluster_add)
 UNSUPPORTED(nif_cluster_assign)
 UNSUPPORTED(nif_cluster_remove)

@@ -213,6 +213,8 @@ ERL_NIF_TERM nif_cluster_open(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_members(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_cluster_add(ErlNifEnv *env, int argc,
                              const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_cluster_assign(ErlNifEnv *env, int argc,

@@ -140,6 +140,7 @@ const esdb_proto_op esdb_proto_ops[] = {
      ESDB_REPLY_DIRECT,
      {ESDB_ARG_PATH, ESDB_ARG_OPTIONS, ESDB_ARG_CLUSTER}},
     {"cluster_info", 1, ESDB_SCHED_NORMAL, ESDB_REPLY_DIRECT, {S}},
+    {"cluster_members", 1, ESDB_SCHED_DIRTY_IO, ESDB_REPLY_DIRECT, {S}},
     {"cluster_add",
      3,
      ESDB_SCHED_DIRTY_IO,

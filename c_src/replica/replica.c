@@ -58,7 +58,13 @@ typedef struct committed {
 } committed;
 
 /* A membership change or transfer waiting for the loop. */
-typedef enum { CTL_ADD, CTL_ASSIGN, CTL_REMOVE, CTL_TRANSFER } ctl_kind;
+typedef enum {
+	CTL_ADD,
+	CTL_ASSIGN,
+	CTL_REMOVE,
+	CTL_TRANSFER,
+	CTL_MEMBERS
+} ctl_kind;
 typedef struct ctl {
 	struct ctl *next;
 	ctl_kind kind;
@@ -70,6 +76,9 @@ typedef struct ctl {
 	struct raft_change change;
 	struct raft_transfer transfer;
 	esdb_replica *r;
+	/* CTL_MEMBERS: where the configuration is copied */
+	esdb_replica_member_info *members;
+	size_t cap, *n;
 } ctl;
 
 struct esdb_replica {
@@ -654,6 +663,20 @@ static void run_ctl(esdb_replica *r, ctl *c)
 	case CTL_REMOVE:
 		rv = raft_remove(&r->raft, &c->change, c->id, change_done);
 		break;
+	case CTL_MEMBERS: {
+		/* raft's configuration is read on its loop only */
+		const struct raft_configuration *conf = &r->raft.configuration;
+		for (unsigned i = 0; i < conf->n && i < c->cap; i++) {
+			esdb_replica_member_info *m = &c->members[i];
+			m->id = conf->servers[i].id;
+			m->role = conf->servers[i].role;
+			snprintf(m->address, sizeof(m->address), "%s",
+			         conf->servers[i].address);
+		}
+		*c->n = conf->n;
+		ctl_finish(c, 0);
+		return;
+	}
 	default:
 		rv =
 		    raft_transfer(&r->raft, &c->transfer, c->id, transfer_done);
@@ -1225,6 +1248,13 @@ static int run(esdb_replica *r, ctl *c)
 		pthread_cond_wait(&r->cond, &r->lock);
 	pthread_mutex_unlock(&r->lock);
 	return c->rc;
+}
+
+int esdb_replica_get_members(esdb_replica *r, esdb_replica_member_info *out,
+                             size_t cap, size_t *n)
+{
+	ctl c = {.kind = CTL_MEMBERS, .members = out, .cap = cap, .n = n};
+	return run(r, &c);
 }
 
 int esdb_replica_add(esdb_replica *r, uint64_t id, const char *address)

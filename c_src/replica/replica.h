@@ -152,6 +152,20 @@ uint64_t esdb_replica_get_applied(esdb_replica *r);
  * when msg is not NULL, a sentence saying what happened. */
 int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len);
 
+/* A member as this node's raft configuration has it. */
+typedef struct esdb_replica_member_info {
+	uint64_t id;
+	int role; /* ESDB_REPLICA_VOTER, _STANDBY or _SPARE */
+	char address[256];
+} esdb_replica_member_info;
+
+/* The members of the latest configuration this node knows (it may not be
+ * committed yet): up to `cap` copied into out, *n set to how many there
+ * are. Runs on the replica's loop (waits for it). Errors: ESDB_ECLOSED,
+ * the fail-stop reason. */
+int esdb_replica_get_members(esdb_replica *r, esdb_replica_member_info *out,
+                             size_t cap, size_t *n);
+
 /* Membership, on the leader (else ESDB_ENOT_LEADER). Each waits until the
  * change is committed. A member joins as a spare (add), is assigned
  * standby to receive the log and voter once caught up (assign; raft

@@ -138,10 +138,22 @@ defmodule ExESDB.Cluster do
     with {:ok, i} <- info(store_id), do: {:ok, i.leader}
   end
 
-  @doc "The seed members as `{id, node}`, sorted by id."
-  @spec members(atom()) :: {:ok, [{pos_integer(), node()}]} | {:error, term()}
+  @doc """
+  The members of the raft configuration this node knows, as `{id, node,
+  role}` sorted by id: `role` `:voter`, `:standby` or `:spare`, `node` nil
+  for a joiner not connected to this node.
+  """
+  @spec members(atom()) :: {:ok, [{pos_integer(), node() | nil, atom()}]} | {:error, term()}
   def members(store_id) do
-    with {:ok, s} <- cluster_store(store_id), do: {:ok, Enum.sort(s.handle.nodes)}
+    with {:ok, s} <- cluster_store(store_id),
+         {:ok, ms} <- :ex_esdb_backend.cluster_members(s.handle.ref) do
+      {:ok,
+       ms
+       |> Enum.map(fn {id, _addr, role} ->
+         {id, ExESDB.Backend.Cluster.node_of(s.handle, id), role}
+       end)
+       |> Enum.sort()}
+    end
   end
 
   @doc """

@@ -77,6 +77,8 @@ defmodule ExESDB.ClusterNifTest do
       assert length(evs) == 2
     end
 
+    {:ok, members} = :ex_esdb_nif.cluster_members(hd(stores))
+    assert [{1, _, :voter}, {2, _, :voter}, {3, _, :voter}] = Enum.sort(members)
     followers = stores -- [l]
     assert {:error, :not_leader} = append(hd(followers), "s", [event()])
     assert Enum.all?(stores, &(info(&1).failure == nil))

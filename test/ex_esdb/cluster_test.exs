@@ -103,7 +103,7 @@ defmodule ExESDB.ClusterTest do
     nodes = ctx.seeds
     leader = agreed_leader(nodes)
     assert {:ok, members} = :erpc.call(leader, ExESDB.Cluster, :members, [@store])
-    assert Enum.map(members, &elem(&1, 1)) == Enum.sort(ctx.seeds)
+    assert members == for({n, i} <- Enum.with_index(Enum.sort(ctx.seeds), 1), do: {i, n, :voter})
 
     # read-your-writes: the caller's node sees its write at once
     acked =
@@ -253,6 +253,8 @@ defmodule ExESDB.ClusterTest do
     assert :ok = :erpc.call(List.last(seeds), ExESDB.Cluster, :add, [@store, joiner])
     all = seeds ++ [joiner]
     assert agreed_leader(all) == leader
+    {:ok, members} = :erpc.call(joiner, ExESDB.Cluster, :members, [@store])
+    assert Enum.map(members, &{elem(&1, 1), elem(&1, 2)}) == Enum.map(all, &{&1, :voter})
     assert {:ok, _} = :erpc.call(joiner, ClusterPeer, :append, [@store, "j", uuid()])
 
     # a seed follower removed, then stopped: three voters go on
@@ -261,6 +263,8 @@ defmodule ExESDB.ClusterTest do
     assert :ok = :erpc.call(joiner, ExESDB.Cluster, :remove, [@store, gone])
     stop(ctx, i)
     rest = all -- [gone]
+    {:ok, members} = :erpc.call(leader, ExESDB.Cluster, :members, [@store])
+    assert Enum.map(members, &elem(&1, 1)) == rest
     wait_acked(leader, 30)
     assert {:ok, _} = :erpc.call(joiner, ClusterPeer, :append, [@store, "j", uuid()])
     send(writer, :stop)

@@ -229,7 +229,7 @@ defmodule ExESDB.Backend.Cluster do
 
   def node_of(h, id) do
     Map.get(h.nodes, id) ||
-      Enum.find(Node.list(), &(ExESDB.Cluster.joiner_id(&1) == id))
+      Enum.find([node() | Node.list()], &(ExESDB.Cluster.joiner_id(&1) == id))
   end
 
   @doc false
