@@ -71,6 +71,10 @@ defmodule ExESDB.Test.ErlangApi.Streams do
   # past any version or position: where a backward read from :end starts
   @end_ 0xFFFFFFFFFFFFFFFF
 
+  # retry: true is Expected {retry, E} in the Erlang API.
+  def append_events(s, id, expected, events, retry: true),
+    do: append_events(s, id, {:retry, expected}, events)
+
   def append_events(s, id, expected, events) do
     maps =
       Enum.map(events, fn

@@ -59,6 +59,18 @@ defmodule ExESDB.StreamsConformance do
           assert {:ok, 3} = Streams.get_version(s, "a")
         end
 
+        # issue 12: what a gateway or a caller sends again after an
+        # unknown outcome, after other appends to the stream
+        test "a retry marked retry: true is found behind the tail", %{store: s} do
+          events = for e <- new_events(2), do: %{e | event_id: ExESDB.UUID.uuid4()}
+          assert {:ok, 2} = Streams.append_events(s, "m", :any, events)
+          assert {:ok, 3} = Streams.append_events(s, "m", :any, new_events(1))
+          assert {:ok, 2} = Streams.append_events(s, "m", :any, events, retry: true)
+          assert {:ok, 2} = Streams.append_events(s, "m", :stream_exists, events, retry: true)
+          assert {:ok, 3} = Streams.get_version(s, "m")
+          assert {:ok, 5} = Streams.append_events(s, "m", :any, events)
+        end
+
         test "refuses bad input with clear errors and writes nothing", %{store: s} do
           assert {:error, :no_events} = Streams.append_events(s, "a", :any, [])
 
