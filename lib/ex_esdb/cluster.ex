@@ -31,10 +31,11 @@ defmodule ExESDB.Cluster do
   `:outcome_unknown` from a leader that lost leadership), the same
   command, with the same event ids, is sent again to the leader known
   then, backing off 10 ms, doubling up to 200 ms, until the caller's
-  `timeout` runs out. The store recognises an append retried with the
-  same events (at an exact expected version, or at the stream's tail with
-  `:any`) and writes it once; an `:any` retry after other appends to the
-  stream landed in between is written again (as in single-node mode).
+  `timeout` runs out. An append sent again is marked as a retry
+  (`{:retry, expected}`): the store looks for its events among the
+  stream's last 1,024 versions and answers the original's reply when they
+  are there, so an append whose outcome was unknown (the leader lost
+  leadership with it in flight) is written once.
 
   When the timeout runs out it answers the last error: `{:error,
   {:not_leader, node}}` (a leader is known but did not take the write),

@@ -168,6 +168,8 @@ defmodule ExESDB.ClusterTest do
     ids = MapSet.new(events, &elem(&1, 3))
     missing = for id <- acked, not MapSet.member?(ids, bin(id)), do: id
     assert missing == [], "acknowledged but absent: #{inspect(missing)}"
+    # retries across the leader change wrote nothing twice
+    assert MapSet.size(ids) == length(events)
     positions = Enum.map(events, &elem(&1, 0))
     assert positions == Enum.to_list(1..length(events))
   end
