@@ -36,7 +36,8 @@ defmodule ExESDB.ClusterTest do
   defp boot(ctx, i) do
     # a stopped peer must not make global cut the others' connections
     args =
-      [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+      [~c"-connect_all", ~c"false"] ++
+        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
         Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, node} = :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args})

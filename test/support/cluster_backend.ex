@@ -69,7 +69,13 @@ defmodule ExESDB.Test.ClusterBackend do
         caller = self()
 
         spawn(fn ->
-          args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+          # kept for the whole run: out of global's mesh with other
+          # tests' peers (connections are made as calls need them)
+          args =
+            [~c"-connect_all", ~c"false"] ++
+              [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+              Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
           u = System.unique_integer([:positive])
 
           nodes =
