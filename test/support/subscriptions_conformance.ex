@@ -109,10 +109,10 @@ defmodule ExESDB.SubscriptionsConformance.Transient do
               send(me, {:got, first ++ collect_collecting_garbage([])})
             end)
 
-          assert_receive :ready
+          assert_receive :ready, 5_000
           batch = fn from -> for(i <- from..(from + 256), do: ev("t", %{i: i})) end
           {:ok, 257} = Streams.append_events(s, "b", :any, batch.(1))
-          assert_receive :freed
+          assert_receive :freed, 5_000
           {:ok, 514} = Streams.append_events(s, "b", :any, batch.(258))
           send(receiver, :go)
           assert_receive {:got, got}, 2000
@@ -158,7 +158,7 @@ defmodule ExESDB.SubscriptionsConformance.Transient do
             fwd(me, :typed)
           end)
 
-          assert_receive {:typed, {:ok, _}}
+          assert_receive {:typed, {:ok, _}}, 5_000
           pat = spawn(fn -> fwd(me, :pattern) end)
 
           {:ok, _} =
@@ -251,7 +251,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
         test "catches up from the origin, then goes live, no gap no duplicate", %{store: s} do
           append(s, "a", 5)
           {:ok, sub} = Subscriptions.subscribe_to(s, "p1", {:by_stream, "$all"})
-          assert_receive {:subscribed, ^sub}
+          assert_receive {:subscribed, ^sub}, 5_000
           append(s, "b", 5)
           events = receive_events()
           assert positions(events) == Enum.to_list(1..10)
@@ -263,7 +263,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           {:ok, _} =
             Subscriptions.subscribe_to(s, "big", {:by_stream, "$all"}, self(), buffer_size: 5000)
 
-          assert_receive {:subscribed, _}
+          assert_receive {:subscribed, _}, 5_000
           append(s, "a", 600)
           batches = receive_batches(:events)
           assert Enum.all?(batches, &(length(&1) <= 256))
@@ -274,7 +274,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           {:ok, sub} =
             Subscriptions.subscribe_to(s, "slow", {:by_stream, "$all"}, self(), buffer_size: 100)
 
-          assert_receive {:subscribed, ^sub}
+          assert_receive {:subscribed, ^sub}, 5_000
           for _ <- 1..40, do: append(s, "x", 500)
           # a call is answered after the deliveries queued before it
           assert :sys.get_state(sub).sub.pending_n <= 4000
@@ -294,7 +294,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           {:ok, sub} =
             Subscriptions.subscribe_to(s, "pages", {:by_stream, "$all"}, self(), buffer_size: 100)
 
-          assert_receive {:subscribed, ^sub}
+          assert_receive {:subscribed, ^sub}, 5_000
 
           # after each message: what is read from the store and not handed
           # out yet stays within the queue's bound (3 pages); a next page
@@ -375,7 +375,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           assert :ok = Subscriptions.unsubscribe(s, sub)
           append(s, "a", 1)
           {:ok, sub2} = Subscriptions.subscribe_to(s, "p2", {:by_stream, "$all"})
-          assert_receive {:subscribed, ^sub2}
+          assert_receive {:subscribed, ^sub2}, 5_000
           assert positions(receive_events()) == [4, 5, 6]
 
           assert {:ok,
@@ -448,7 +448,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           {:ok, sub} =
             Subscriptions.subscribe_to(s, "on-d", {:by_stream, "d"}, self(), buffer_size: 10)
 
-          assert_receive {:subscribed, ^sub}
+          assert_receive {:subscribed, ^sub}, 5_000
           ref = Process.monitor(sub)
           # the catch-up stops reading with a few pages queued: the rest
           # is read once the subscriber acks
@@ -502,7 +502,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           watch = Process.monitor(subscriber)
           ref = Process.monitor(sub)
           Process.exit(sub, :kill)
-          assert_receive {:DOWN, ^ref, :process, ^sub, :killed}
+          assert_receive {:DOWN, ^ref, :process, ^sub, :killed}, 5_000
           # a link would have passed the kill on to the subscriber by now
           refute_receive {:DOWN, ^watch, :process, ^subscriber, _}, 100
           assert Process.alive?(subscriber)
@@ -564,7 +564,7 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
               Process.sleep(:infinity)
             end)
 
-          assert_receive {:in, sub}
+          assert_receive {:in, sub}, 5_000
           {:ok, ^sub} = Subscriptions.subscribe_to(s, "leave", {:by_stream, "$all"}, self(), opts)
           ref = Process.monitor(sub)
           append(s, "z", 4)
@@ -572,14 +572,14 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
           mine = receive_events()
           assert Enum.sort(positions(held ++ mine)) == [1, 2, 3, 4]
           send(leaver, :leave)
-          assert_receive {:left, :ok}
+          assert_receive {:left, :ok}, 5_000
           Subscriptions.ack_event(s, sub, List.last(mine))
           # the leaver's unacked events come here, the subscription goes on
           assert positions(receive_events()) == positions(held)
           assert Map.keys(:sys.get_state(sub).sub.subscribers) == [self()]
           # the last subscriber leaving ends it
           assert :ok = Subscriptions.unsubscribe(s, sub)
-          assert_receive {:DOWN, ^ref, :process, ^sub, :normal}
+          assert_receive {:DOWN, ^ref, :process, ^sub, :normal}, 5_000
           Process.exit(leaver, :kill)
         end
 
@@ -610,7 +610,7 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
               partition_by: & &1.stream_id
             )
 
-          assert_receive {:subscribed, ^sub}
+          assert_receive {:subscribed, ^sub}, 5_000
           # p's events wait behind p's first; q's (2,002) goes out at once
           append(s, "p", 2001)
           append(s, "q", 1)
@@ -655,12 +655,12 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
               Process.sleep(:infinity)
             end)
 
-          assert_receive :victim_in
+          assert_receive :victim_in, 5_000
           {:ok, sub} = Subscriptions.subscribe_to(s, "pmove", {:by_stream, "$all"}, self(), opts)
           append(s, "x", 3)
           append(s, "y", 3)
           mine = receive_events()
-          assert_receive {:victim_got, [held]}
+          assert_receive {:victim_got, [held]}, 5_000
           # the victim holds one partition's first event, unacked; it dies
           Process.exit(victim, :kill)
           await_down(victim)
