@@ -49,7 +49,8 @@ defmodule ExESDB.Cluster do
   Before answering, the caller's node waits (within what is left of the
   timeout) until its own replica has applied the leader's applied index
   as of the reply, so a read on the caller's node right after sees the
-  write. Reads are local: another node's reader may not see it yet.
+  write. Reads are local: another node's reader may not see it yet,
+  unless it calls `barrier/2` first.
   A follower learns that an entry is committed from the leader's next
   message, so a write made on a follower is answered up to a `heartbeat`
   later than on the leader (measured: about 30 ms per one-event append
@@ -154,6 +155,23 @@ defmodule ExESDB.Cluster do
          {id, ExESDB.Backend.Cluster.node_of(s.handle, id), role}
        end)
        |> Enum.sort()}
+    end
+  end
+
+  @doc """
+  A barrier for linearizable reads: returns once this node's replica has
+  applied everything the cluster committed before the call (a no-op
+  command goes through the leader's log, then this node waits for its
+  index). A read on this node after `:ok` sees every write acknowledged
+  before `barrier/2` was called, on any node. Within `timeout` (default
+  the store's); during an election it waits, then answers `{:error,
+  :no_quorum}` or `{:error, {:not_leader, node}}`.
+  """
+  @spec barrier(atom(), timeout() | nil) :: :ok | {:error, term()}
+  def barrier(store_id, timeout \\ nil) do
+    with {:ok, s} <- cluster_store(store_id) do
+      s = if timeout, do: %{s | timeout: timeout}, else: s
+      ExESDB.Backend.Cluster.submit(s, :barrier, [])
     end
   end
 

@@ -122,8 +122,17 @@ defmodule ExESDB.ClusterTest do
     # positions gap-free from 1
     assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..30)
 
-    # read-your-writes on a follower, ESDB_CLUSTER_RYW times (200)
+    # a write acknowledged on the leader, then read on a follower after a
+    # barrier: always there (without it the follower may not know yet)
     follower = hd(nodes -- [leader])
+
+    for _ <- 1..20 do
+      id = uuid()
+      {:ok, _} = :erpc.call(leader, ClusterPeer, :append, [@store, "lin", id])
+      assert id in :erpc.call(follower, ClusterPeer, :read_ids, [@store, "lin", true])
+    end
+
+    # read-your-writes on a follower, ESDB_CLUSTER_RYW times (200)
     assert [] = :erpc.call(follower, ClusterPeer, :read_your_writes, [@store, "ryw", @ryw], 300_000)
 
     # a planned transfer, asked on a follower, moves leadership there
@@ -135,7 +144,7 @@ defmodule ExESDB.ClusterTest do
     assert {{:ok, 1}, true} =
              :erpc.call(leader, ClusterPeer, :append_and_read, [@store, "after", id])
 
-    assert length(assert_same_replicas(nodes)) == 31 + @ryw
+    assert length(assert_same_replicas(nodes)) == 51 + @ryw
   end
 
   test "the leader killed mid-load: writes go on on the new leader, every acknowledged event kept",

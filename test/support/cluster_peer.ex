@@ -47,6 +47,16 @@ defmodule ExESDB.Test.ClusterPeer do
         do: r
   end
 
+  @doc "Read the stream here, after a barrier when asked: its event ids."
+  def read_ids(store, stream, barrier?) do
+    if barrier?, do: :ok = ExESDB.Cluster.barrier(store)
+
+    case Streams.get_events(store, stream, 1, 10_000) do
+      {:ok, events} -> Enum.map(events, & &1.event_id)
+      {:error, :stream_not_found} -> []
+    end
+  end
+
   @doc "Every event of this replica as {position, stream, version, id}."
   def dump(store) do
     {:ok, s} = ExESDB.Store.fetch(store)

@@ -161,6 +161,24 @@ defmodule ExESDB.Backend.Cluster do
   defp make_atoms(l) when is_list(l), do: Enum.each(l, &make_atoms/1)
   defp make_atoms(_), do: :ok
 
+  # A barrier: a command that changes nothing (deleting a checkpoint of a
+  # reserved name no subscription has) through the log; once the leader
+  # applied it, everything committed before is applied there.
+  @barrier {:checkpoint_delete, "ex_esdb:barrier"}
+
+  defp submit_here(store, :barrier, timeout) do
+    ref = store.handle.ref
+
+    case :ex_esdb_backend.submit(ref, @barrier, timeout) do
+      reply when reply in [:ok, {:error, :subscription_not_found}] ->
+        {:ok, %{applied: applied}} = :ex_esdb_backend.cluster_info(ref)
+        {:applied, applied, :ok}
+
+      e ->
+        e
+    end
+  end
+
   defp submit_here(store, command, timeout) do
     ref = store.handle.ref
 
