@@ -163,16 +163,23 @@ TEST(a_deposed_leader_answers_its_pending_appends)
 	size_t before = cluster_acks(&c);
 	for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100; w++)
 		usleep(5000);
+	node_info info;
+	node_get_info(&c, leader, &info);
+	uint64_t led = info.term;
 	node_pause(&c, leader, true);
 	int next = cluster_wait_leader(&c, 20000);
 	REQUIRE(next >= 0);
 	CHECK(next != leader);
 	node_pause(&c, leader, false);
-	REQUIRE(cluster_wait_leader(&c, 20000) == next);
-	node_info info;
+	/* on a busy machine another election may follow (even one the old
+	 * leader wins): any leader all agree on, and the old one deposed */
+	int now = cluster_wait_leader(&c, 20000);
+	REQUIRE(now >= 0);
 	node_get_info(&c, leader, &info);
-	CHECK(!info.is_leader);
+	CHECK(info.term > led);
 	CHECK(info.leader_events >= 2);
+	if (now != leader)
+		CHECK(!info.is_leader);
 	printf("     deposed leader: %" PRIu64 " appends outcome_unknown\n",
 	       info.unknown);
 	/* every writer returns (none waits for ever) */

@@ -319,13 +319,9 @@ static uint64_t term_of(cluster *c, int i)
 	return info.term;
 }
 
-/* The leader every node agrees on (30 s at most); on a timeout, what
- * each node and the proxy saw. */
-static int leader_of(faults *f)
+/* What each node and the proxy saw (a failed wait says why). */
+static void describe_nodes(faults *f)
 {
-	int leader = cluster_wait_leader(&f->c, 30000);
-	if (leader >= 0)
-		return leader;
 	for (int i = 0; i < f->c.n; i++) {
 		node_info info;
 		if (!node_alive(&f->c, i) || f->c.nodes[i].paused)
@@ -341,7 +337,25 @@ static int leader_of(faults *f)
 	printf("     proxy: %" PRIu64 " connections, %" PRIu64
 	       " bytes dropped\n",
 	       accepted, dropped);
-	return -1;
+}
+
+/* The leader every node agrees on (30 s at most); on a timeout, what
+ * each node and the proxy saw. */
+static int leader_of(faults *f)
+{
+	int leader = cluster_wait_leader(&f->c, 30000);
+	if (leader < 0)
+		describe_nodes(f);
+	return leader;
+}
+
+/* wait_acks_by, describing the nodes when it times out. */
+static bool acks_by_or_describe(faults *f, unsigned mask, size_t more)
+{
+	if (wait_acks_by(&f->c, mask, more, 30000))
+		return true;
+	describe_nodes(f);
+	return false;
 }
 
 /* Ask cut-off node i for an append: it must not acknowledge it (a
@@ -583,7 +597,7 @@ TEST(a_ring_partition_makes_at_most_one_leader_per_term)
 	start_all(&f);
 	set_writers(&f, 2);
 	/* a leader made under the ring acknowledges (with its neighbours) */
-	CHECK(wait_acks_by(&f.c, 31, 100, 30000));
+	CHECK(acks_by_or_describe(&f, 31, 100));
 	for (unsigned k = 0; k < rounds; k++) {
 		int leader = -1;
 		for (int i = 0; i < 5 && leader < 0; i++) {
@@ -598,7 +612,7 @@ TEST(a_ring_partition_makes_at_most_one_leader_per_term)
 		/* a fault lasting three election timeouts */
 		usleep(3 * f.c.election_ms * 1000);
 		node_pause(&f.c, leader, false);
-		CHECK(wait_acks_by(&f.c, 31, 50, 30000));
+		CHECK(acks_by_or_describe(&f, 31, 50));
 	}
 	link_proxy_heal(&f.proxy);
 	set_writers(&f, 0);
