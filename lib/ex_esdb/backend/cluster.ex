@@ -61,12 +61,51 @@ defmodule ExESDB.Backend.Cluster do
   @impl true
   def submit(store, command, opts \\ []) do
     if opts[:async] do
-      ref = Keyword.fetch!(opts, :ref)
-      caller = self()
-      spawn(fn -> send(caller, {ref, route(store, command, store.timeout)}) end)
+      # Routed by one relay process per caller and store, so a caller's
+      # async commands keep their order (a checkpoint written after
+      # another lands after it) without blocking the caller.
+      send(relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
       :ok
     else
       route(store, command, store.timeout)
+    end
+  end
+
+  defp relay(store) do
+    key = {__MODULE__, :relay, store.store_id}
+
+    case Process.get(key) do
+      pid when is_pid(pid) ->
+        if Process.alive?(pid), do: pid, else: new_relay(key)
+
+      nil ->
+        new_relay(key)
+    end
+  end
+
+  defp new_relay(key) do
+    caller = self()
+
+    pid =
+      spawn(fn ->
+        mref = Process.monitor(caller)
+        relay_loop(caller, mref)
+      end)
+
+    Process.put(key, pid)
+    pid
+  end
+
+  # Commands one at a time, in the order the caller sent them; ends with
+  # the caller.
+  defp relay_loop(caller, mref) do
+    receive do
+      {:submit, store, command, ref} ->
+        send(caller, {ref, route(store, command, store.timeout)})
+        relay_loop(caller, mref)
+
+      {:DOWN, ^mref, _, _, _} ->
+        :ok
     end
   end
 
