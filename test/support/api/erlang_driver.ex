@@ -2,18 +2,8 @@ defmodule ExESDB.Test.Api.Erlang do
   @moduledoc false
   # ExESDB.ApiConformance's driver for the Erlang API (:ex_esdb).
 
-  def start(_context) do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/erl_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    {:ok, h} = :ex_esdb.open(dir, %{durability: :nosync})
-
-    ExUnit.Callbacks.on_exit(fn ->
-      :ex_esdb.close(h)
-      File.rm_rf(dir)
-    end)
-
-    h
-  end
+  # The store is the conformance suites' own (ExESDB.Test.ErlangApi).
+  def start(context), do: ExESDB.Test.ErlangApi.start_store(context).store
 
   def append(s, id, expected, datas) do
     case :ex_esdb.append(s, id, expected, Enum.map(datas, &%{event_type: "t", data: &1})) do
