@@ -3,44 +3,9 @@
  * is left of the buffer before it is used; every container's element
  * count with the bytes left, as each element takes at least one byte. */
 #include "term_check.h"
+#include "etf_tags.h"
 
 #include <string.h>
-
-/* Tags of erts' external term format (erts/emulator/beam/external.h). */
-enum {
-	VERSION_MAGIC = 131,
-	NEW_FLOAT_EXT = 70,
-	BIT_BINARY_EXT = 77,
-	COMPRESSED = 80,
-	ATOM_CACHE_REF = 82,
-	NEW_PID_EXT = 88,
-	NEW_PORT_EXT = 89,
-	NEWER_REFERENCE_EXT = 90,
-	SMALL_INTEGER_EXT = 97,
-	INTEGER_EXT = 98,
-	FLOAT_EXT = 99,
-	ATOM_EXT = 100,
-	REFERENCE_EXT = 101,
-	PORT_EXT = 102,
-	PID_EXT = 103,
-	SMALL_TUPLE_EXT = 104,
-	LARGE_TUPLE_EXT = 105,
-	NIL_EXT = 106,
-	STRING_EXT = 107,
-	LIST_EXT = 108,
-	BINARY_EXT = 109,
-	SMALL_BIG_EXT = 110,
-	LARGE_BIG_EXT = 111,
-	NEW_FUN_EXT = 112,
-	EXPORT_EXT = 113,
-	NEW_REFERENCE_EXT = 114,
-	SMALL_ATOM_EXT = 115,
-	MAP_EXT = 116,
-	FUN_EXT = 117,
-	ATOM_UTF8_EXT = 118,
-	SMALL_ATOM_UTF8_EXT = 119,
-	V4_PORT_EXT = 120,
-};
 
 /* An atom holds at most 255 characters: 255 bytes in Latin-1, up to 4
  * bytes each in UTF-8 (what ei's MAXATOMLEN_UTF8 buffers hold). */
@@ -53,12 +18,6 @@ typedef struct walk {
 	size_t len;
 	const tc_limits *l;
 } walk;
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
 
 /* n more bytes from pos lie within the buffer. */
 static int have(const walk *w, size_t pos, uint64_t n)
@@ -188,7 +147,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 		size_t hdr = tag == SMALL_BIG_EXT ? 1 : 4;
 		if (!have(w, p + 1, hdr + 1))
 			return TC_TRUNCATED;
-		n = hdr == 1 ? w->b[p + 1] : be32(w->b + p + 1);
+		n = hdr == 1 ? w->b[p + 1] : etf_be32(w->b + p + 1);
 		if (w->b[p + 1 + hdr] > 1)
 			return TC_BAD_VALUE;
 		if (n > w->l->max_big_bytes)
@@ -202,7 +161,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case BINARY_EXT:
 		if (!have(w, p + 1, 4))
 			return TC_TRUNCATED;
-		n = be32(w->b + p + 1);
+		n = etf_be32(w->b + p + 1);
 		p += 5;
 		if (!have(w, p, n))
 			return TC_TRUNCATED;
@@ -211,7 +170,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case BIT_BINARY_EXT:
 		if (!have(w, p + 1, 5))
 			return TC_TRUNCATED;
-		n = be32(w->b + p + 1);
+		n = etf_be32(w->b + p + 1);
 		if (w->b[p + 5] < 1 || w->b[p + 5] > 8 || n == 0)
 			return TC_BAD_VALUE;
 		p += 6;
@@ -236,7 +195,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 		size_t hdr = tag == SMALL_TUPLE_EXT ? 1 : 4;
 		if (!have(w, p + 1, hdr))
 			return TC_TRUNCATED;
-		n = hdr == 1 ? w->b[p + 1] : be32(w->b + p + 1);
+		n = hdr == 1 ? w->b[p + 1] : etf_be32(w->b + p + 1);
 		p += 1 + hdr;
 		rc = terms_at(w, &p, n, depth);
 		break;
@@ -244,7 +203,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case LIST_EXT:
 		if (!have(w, p + 1, 4))
 			return TC_TRUNCATED;
-		n = be32(w->b + p + 1);
+		n = etf_be32(w->b + p + 1);
 		p += 5;
 		/* The elements and the tail (NIL_EXT for a proper list). */
 		rc = terms_at(w, &p, n + 1, depth);
@@ -252,7 +211,7 @@ static int term_at(const walk *w, size_t *pos, unsigned depth)
 	case MAP_EXT:
 		if (!have(w, p + 1, 4))
 			return TC_TRUNCATED;
-		n = be32(w->b + p + 1);
+		n = etf_be32(w->b + p + 1);
 		p += 5;
 		rc = terms_at(w, &p, 2 * n, depth);
 		break;

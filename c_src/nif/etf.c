@@ -11,57 +11,17 @@
  * over a count of terms still to read, not a recursion, so nesting depth
  * costs no stack. */
 #include "etf.h"
+#include "etf_tags.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
-
-/* External term format tags (erts/emulator/beam/external.h). */
-enum {
-	VERSION_MAGIC = 131,
-	COMPRESSED = 80,
-	NEW_FLOAT_EXT = 70,
-	BIT_BINARY_EXT = 77,
-	NEW_PID_EXT = 88,
-	NEW_PORT_EXT = 89,
-	NEWER_REFERENCE_EXT = 90,
-	SMALL_INTEGER_EXT = 97,
-	INTEGER_EXT = 98,
-	FLOAT_EXT = 99,
-	ATOM_EXT = 100,
-	REFERENCE_EXT = 101,
-	PORT_EXT = 102,
-	PID_EXT = 103,
-	SMALL_TUPLE_EXT = 104,
-	LARGE_TUPLE_EXT = 105,
-	NIL_EXT = 106,
-	STRING_EXT = 107,
-	LIST_EXT = 108,
-	BINARY_EXT = 109,
-	SMALL_BIG_EXT = 110,
-	LARGE_BIG_EXT = 111,
-	NEW_FUN_EXT = 112,
-	EXPORT_EXT = 113,
-	NEW_REFERENCE_EXT = 114,
-	SMALL_ATOM_EXT = 115,
-	MAP_EXT = 116,
-	FUN_EXT = 117,
-	ATOM_UTF8_EXT = 118,
-	SMALL_ATOM_UTF8_EXT = 119,
-	V4_PORT_EXT = 120,
-};
 
 typedef struct walk {
 	const uint8_t *p, *end;
 	ErlNifEnv *env;       /* NULL: atoms are not looked up */
 	bool unchecked_atoms; /* atoms this VM's NIF API cannot look up */
 } walk;
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
 
 /* n bytes, or NULL when fewer are left. */
 static const uint8_t *take(walk *w, size_t n)
@@ -81,7 +41,7 @@ static bool take_len(walk *w, int width, uint64_t *out)
 		return false;
 	*out = width == 1   ? q[0]
 	       : width == 2 ? (uint64_t)q[0] << 8 | q[1]
-	                    : be32(q);
+	                    : etf_be32(q);
 	return true;
 }
 
@@ -269,7 +229,7 @@ int etf_decode(ErlNifEnv *env, const void *data, size_t len, ERL_NIF_TERM *out)
 	if (p[1] == COMPRESSED) {
 		if (len < 6)
 			return ETF_MALFORMED;
-		uint32_t size = be32(p + 2);
+		uint32_t size = etf_be32(p + 2);
 		/* Refused on the declared size, before inflating anything. */
 		if (size > ETF_MAX_INFLATED)
 			return ETF_TOO_LARGE;
