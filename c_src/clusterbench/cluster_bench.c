@@ -205,20 +205,11 @@ static int run_failover(unsigned kills)
 
 int main(int argc, char **argv)
 {
-	const char *only = NULL, *dir = "build/bench-data";
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
-			only = argv[++i];
-		else if (argv[i][0] != '-')
-			dir = argv[i];
-		else {
-			fprintf(stderr, "usage: esdb_cluster_bench [--only "
-			                "NAME,...] [DIR]\n");
-			return 2;
-		}
-	}
-	const char *s = getenv("ESDB_BENCH_SECONDS");
-	double seconds = s && *s ? atof(s) : 3;
+	const char *only, *dir;
+	double seconds;
+	if (bench_args(argc, argv, "esdb_cluster_bench", &only, &dir,
+	               &seconds) != 0)
+		return 2;
 	const char *k = getenv("ESDB_BENCH_FAILOVER_KILLS");
 	unsigned kills = k && *k ? (unsigned)atoi(k) : 10;
 	memset(event_data, 'x', EVENT_DATA_BYTES);

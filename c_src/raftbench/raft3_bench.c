@@ -4,6 +4,7 @@
 #include "raft3.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct bench {
@@ -36,6 +37,27 @@ bool bench_selected(const char *only, const char *name)
 		p += len + (end != NULL);
 	}
 	return false;
+}
+
+int bench_args(int argc, char **argv, const char *prog, const char **only,
+               const char **dir, double *seconds)
+{
+	*only = NULL;
+	*dir = "build/bench-data";
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			*only = argv[++i];
+		else if (argv[i][0] != '-')
+			*dir = argv[i];
+		else {
+			fprintf(stderr, "usage: %s [--only NAME,...] [DIR]\n",
+			        prog);
+			return 2;
+		}
+	}
+	const char *s = getenv("ESDB_BENCH_SECONDS");
+	*seconds = s && *s ? atof(s) : 3;
+	return 0;
 }
 
 int raft3_bench_run(const char *name, const char *dir, double seconds,

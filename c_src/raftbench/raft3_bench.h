@@ -19,4 +19,11 @@ int raft3_bench_run(const char *name, const char *dir, double seconds,
 /* Whether `name` is in the comma-separated list `only` (NULL: all). */
 bool bench_selected(const char *only, const char *name);
 
+/* The command line both benchmark programs take, [--only NAME,...] [DIR]
+ * (dir defaults to build/bench-data), and ESDB_BENCH_SECONDS (3) in
+ * *seconds. 0, or 2 (the exit status) after printing the usage of
+ * `prog` on stderr. */
+int bench_args(int argc, char **argv, const char *prog, const char **only,
+               const char **dir, double *seconds);
+
 #endif
