@@ -283,30 +283,59 @@ ERL_NIF_TERM nif_cluster_members(ErlNifEnv *env, int argc,
 	return enif_make_tuple2(env, atom_ok, list);
 }
 
+/* One membership change; the cluster_* functions below differ only in
+ * their arguments. */
+typedef enum {
+	CHANGE_ADD,
+	CHANGE_ASSIGN,
+	CHANGE_REMOVE,
+	CHANGE_TRANSFER
+} change_op;
+
+/* Runs op on Store's replica (its arguments already checked) and replies
+ * ok | {error, Reason}. */
+static ERL_NIF_TERM change(ErlNifEnv *env, ERL_NIF_TERM store, change_op op,
+                           uint64_t id, const char *addr, int role)
+{
+	store_res *r;
+	ERL_NIF_TERM err;
+	esdb_replica *rep = acquire(env, store, &r, &err);
+	if (!rep)
+		return err;
+	int rc;
+	switch (op) {
+	case CHANGE_ADD:
+		rc = esdb_replica_add(rep, id, addr);
+		break;
+	case CHANGE_ASSIGN:
+		rc = esdb_replica_assign(rep, id, role);
+		break;
+	case CHANGE_REMOVE:
+		rc = esdb_replica_remove(rep, id);
+		break;
+	default:
+		rc = esdb_replica_transfer(rep, id);
+		break;
+	}
+	nif_store_release(r);
+	return change_reply(env, rc);
+}
+
 /* cluster_add(Store, Id, Address) -> ok | {error, Reason} */
 ERL_NIF_TERM nif_cluster_add(ErlNifEnv *env, int argc,
                              const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ERL_NIF_TERM err;
 	uint64_t id;
 	char addr[ADDR_MAX];
 	if (!nif_get_u64(env, argv[1], &id) || !get_address(env, argv[2], addr))
 		return enif_make_badarg(env);
-	esdb_replica *rep = acquire(env, argv[0], &r, &err);
-	if (!rep)
-		return err;
-	int rc = esdb_replica_add(rep, id, addr);
-	nif_store_release(r);
-	return change_reply(env, rc);
+	return change(env, argv[0], CHANGE_ADD, id, addr, 0);
 }
 
 /* cluster_assign(Store, Id, voter | standby | spare) -> ok | {error, _} */
 ERL_NIF_TERM nif_cluster_assign(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ERL_NIF_TERM err;
 	uint64_t id;
 	int role;
 	if (!nif_get_u64(env, argv[1], &id))
@@ -319,46 +348,27 @@ ERL_NIF_TERM nif_cluster_assign(ErlNifEnv *env, int argc,
 		role = ESDB_REPLICA_SPARE;
 	else
 		return enif_make_badarg(env);
-	esdb_replica *rep = acquire(env, argv[0], &r, &err);
-	if (!rep)
-		return err;
-	int rc = esdb_replica_assign(rep, id, role);
-	nif_store_release(r);
-	return change_reply(env, rc);
+	return change(env, argv[0], CHANGE_ASSIGN, id, NULL, role);
 }
 
 /* cluster_remove(Store, Id) -> ok | {error, Reason} */
 ERL_NIF_TERM nif_cluster_remove(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ERL_NIF_TERM err;
 	uint64_t id;
 	if (!nif_get_u64(env, argv[1], &id))
 		return enif_make_badarg(env);
-	esdb_replica *rep = acquire(env, argv[0], &r, &err);
-	if (!rep)
-		return err;
-	int rc = esdb_replica_remove(rep, id);
-	nif_store_release(r);
-	return change_reply(env, rc);
+	return change(env, argv[0], CHANGE_REMOVE, id, NULL, 0);
 }
 
 /* cluster_transfer(Store, Id) -> ok | {error, Reason}; Id 0: any voter */
 ERL_NIF_TERM nif_cluster_transfer(ErlNifEnv *env, int argc,
                                   const ERL_NIF_TERM argv[])
 {
-	store_res *r;
-	ERL_NIF_TERM err;
 	uint64_t id;
 	if (!nif_get_u64(env, argv[1], &id))
 		return enif_make_badarg(env);
-	esdb_replica *rep = acquire(env, argv[0], &r, &err);
-	if (!rep)
-		return err;
-	int rc = esdb_replica_transfer(rep, id);
-	nif_store_release(r);
-	return change_reply(env, rc);
+	return change(env, argv[0], CHANGE_TRANSFER, id, NULL, 0);
 }
 
 #else /* no raft in this build */
