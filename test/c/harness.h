@@ -126,6 +126,18 @@ void collected_free(collected *c);
 uint8_t *slurp(const char *path, size_t *len);
 void spill(const char *path, const void *buf, size_t len);
 
+/* All len bytes read from / written to fd, retrying after EINTR; false
+ * at end of file or on an error. For the pipes between a test and the
+ * processes it forks. */
+bool fd_read_all(int fd, void *buf, size_t len);
+bool fd_write_all(int fd, const void *buf, size_t len);
+
+/* CLOCK_MONOTONIC in milliseconds, for bounded waits. */
+uint64_t mono_ms(void);
+
+/* A loopback TCP port nobody listens on now (REQUIREd). */
+unsigned loopback_free_port(void);
+
 /* Rewrite a command's CRC after editing its bytes, so that only the
  * edit, not the checksum, is what a check sees. */
 void cmd_reseal(esdb_cmd *c);

@@ -52,31 +52,8 @@ typedef struct node_proc {
 
 static void write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			_exit(97);
-		p += w;
-		len -= (size_t)w;
-	}
-}
-
-static bool read_all(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-	while (len) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
+	if (!fd_write_all(fd, buf, len))
+		_exit(97);
 }
 
 static void *writer_main(void *arg)
@@ -239,7 +216,7 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	if (rc)
 		_exit(1);
 	node_cmd cmd;
-	while (read_all(cmd_fd, &cmd, sizeof(cmd))) {
+	while (fd_read_all(cmd_fd, &cmd, sizeof(cmd))) {
 		node_info info;
 		memset(&info, 0, sizeof(info));
 		if (cmd.op == 'Q')
@@ -305,7 +282,7 @@ static void *ack_reader(void *arg)
 {
 	cluster *c = arg;
 	ack a;
-	while (read_all(c->ack_r, &a, sizeof(a))) {
+	while (fd_read_all(c->ack_r, &a, sizeof(a))) {
 		pthread_mutex_lock(&c->lock);
 		if (c->n_acks == c->cap_acks) {
 			c->cap_acks = c->cap_acks ? c->cap_acks * 2 : 1024;
@@ -315,20 +292,6 @@ static void *ack_reader(void *arg)
 		pthread_mutex_unlock(&c->lock);
 	}
 	return NULL;
-}
-
-/* A loopback port nobody listens on now. */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	REQUIRE(fd >= 0);
-	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
 }
 
 void cluster_init(cluster *c, int n)
@@ -347,7 +310,7 @@ void cluster_init(cluster *c, int n)
 		nd->id = (uint64_t)i + 1;
 		snprintf(nd->dir, sizeof(nd->dir), "%s", tmp_dir());
 		snprintf(nd->address, sizeof(nd->address), "127.0.0.1:%u",
-		         free_port());
+		         loopback_free_port());
 		nd->pid = 0;
 	}
 	int fds[2];
@@ -384,7 +347,7 @@ void node_start(cluster *c, int i)
 	nd->reply_fd = reply[0];
 	nd->starts++;
 	int rc = -1;
-	REQUIRE(read_all(nd->reply_fd, &rc, sizeof(rc)));
+	REQUIRE(fd_read_all(nd->reply_fd, &rc, sizeof(rc)));
 	CHECK_RC(rc, 0);
 	REQUIRE(rc == 0);
 }
@@ -441,7 +404,7 @@ static void node_call(cluster *c, int i, node_cmd *cmd, node_info *out)
 	node *nd = &c->nodes[i];
 	REQUIRE(nd->pid);
 	write_all(nd->cmd_fd, cmd, sizeof(*cmd));
-	REQUIRE(read_all(nd->reply_fd, out, sizeof(*out)));
+	REQUIRE(fd_read_all(nd->reply_fd, out, sizeof(*out)));
 }
 
 void node_get_info(cluster *c, int i, node_info *out)
@@ -517,16 +480,9 @@ void node_writers(cluster *c, int i, unsigned threads)
 	node_call(c, i, &cmd, &info);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = mono_ms() + timeout_ms;
 	do {
 		int leader = -1;
 		bool agree = true;
@@ -553,7 +509,7 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 				return leader;
 		}
 		usleep(10000);
-	} while (now_ms() < end);
+	} while (mono_ms() < end);
 	return -1;
 }
 
@@ -564,7 +520,7 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 bool cluster_wait_converged(cluster *c, unsigned timeout_ms)
 {
 	static uint64_t fences;
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = mono_ms() + timeout_ms;
 	uint64_t fence = 0;
 	do {
 		if (!fence) {
@@ -591,7 +547,7 @@ bool cluster_wait_converged(cluster *c, unsigned timeout_ms)
 		if (all)
 			return true;
 		usleep(10000);
-	} while (now_ms() < end);
+	} while (mono_ms() < end);
 	return false;
 }
 

@@ -55,21 +55,6 @@ static bool parse_address(const char *s, struct sockaddr_in *a)
 	       (a->sin_port = htons((uint16_t)port), true);
 }
 
-static bool io_all(int fd, void *buf, size_t len, bool reading)
-{
-	char *p = buf;
-	while (len) {
-		ssize_t k = reading ? read(fd, p, len) : write(fd, p, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return false;
-		p += k;
-		len -= (size_t)k;
-	}
-	return true;
-}
-
 /* Close at once (RST), waking the threads blocked on it. Under lock. */
 static void conn_abort(conn *c)
 {
@@ -121,7 +106,7 @@ static void pump(conn *c, int src, int dst)
 			atomic_fetch_add(&P.dropped, (uint64_t)k);
 			continue;
 		}
-		if (!io_all(dst, buf, (size_t)k, false))
+		if (!fd_write_all(dst, buf, (size_t)k))
 			break;
 	}
 	conn_release(c);
@@ -140,7 +125,7 @@ static void *conn_main(void *arg)
 	uint8_t head[HANDSHAKE_HEAD];
 	struct timeval tv = {5, 0};
 	setsockopt(c->down, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	bool ok = io_all(c->down, head, sizeof(head), true);
+	bool ok = fd_read_all(c->down, head, sizeof(head));
 	tv.tv_sec = 0;
 	setsockopt(c->down, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	uint64_t id = 0;
@@ -156,7 +141,7 @@ static void *conn_main(void *arg)
 		ok = c->up >= 0 &&
 		     connect(c->up, (struct sockaddr *)&P.back[c->to],
 		             sizeof(P.back[c->to])) == 0 &&
-		     io_all(c->up, head, sizeof(head), false);
+		     fd_write_all(c->up, head, sizeof(head));
 	}
 	pthread_mutex_lock(&P.lock);
 	/* a mode set meanwhile found no connection to close: check again */
@@ -258,18 +243,18 @@ static _Noreturn void proxy_main(int n, const uint64_t *ids, char (*front)[32],
 			break;
 		pthread_detach(t);
 	}
-	io_all(reply_fd, &rc, sizeof(rc), false);
+	fd_write_all(reply_fd, &rc, sizeof(rc));
 	if (rc)
 		_exit(1);
 	proxy_cmd cmd;
-	while (io_all(cmd_fd, &cmd, sizeof(cmd), true) && cmd.op != 'Q') {
+	while (fd_read_all(cmd_fd, &cmd, sizeof(cmd)) && cmd.op != 'Q') {
 		uint64_t counts[2] = {0, 0};
 		if (cmd.op == 'S' && cmd.from >= 0 && cmd.from < n &&
 		    cmd.to >= 0 && cmd.to < n)
 			set_mode(cmd.from, cmd.to, cmd.mode);
 		counts[0] = atomic_load(&P.accepted);
 		counts[1] = atomic_load(&P.dropped);
-		io_all(reply_fd, counts, sizeof(counts), false);
+		fd_write_all(reply_fd, counts, sizeof(counts));
 	}
 	_exit(0);
 }
@@ -295,15 +280,15 @@ void link_proxy_start(link_proxy *p, int n, const uint64_t *ids,
 	p->reply_fd = reply[0];
 	p->n = n;
 	int rc = -1;
-	REQUIRE(io_all(p->reply_fd, &rc, sizeof(rc), true));
+	REQUIRE(fd_read_all(p->reply_fd, &rc, sizeof(rc)));
 	CHECK_EQ(rc, 0);
 	REQUIRE(rc == 0);
 }
 
 static void proxy_call(link_proxy *p, proxy_cmd *cmd, uint64_t counts[2])
 {
-	REQUIRE(io_all(p->cmd_fd, cmd, sizeof(*cmd), false));
-	REQUIRE(io_all(p->reply_fd, counts, 2 * sizeof(uint64_t), true));
+	REQUIRE(fd_write_all(p->cmd_fd, cmd, sizeof(*cmd)));
+	REQUIRE(fd_read_all(p->reply_fd, counts, 2 * sizeof(uint64_t)));
 }
 
 void link_proxy_set(link_proxy *p, int from, int to, int mode)
@@ -340,7 +325,7 @@ void link_proxy_stop(link_proxy *p)
 {
 	proxy_cmd cmd = {.op = 'Q'};
 	int status;
-	io_all(p->cmd_fd, &cmd, sizeof(cmd), false);
+	fd_write_all(p->cmd_fd, &cmd, sizeof(cmd));
 	close(p->cmd_fd);
 	close(p->reply_fd);
 	while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)

@@ -40,26 +40,6 @@ static unsigned cycles(unsigned dflt)
 	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static unsigned loopback_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	REQUIRE(fd >= 0);
-	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static void *report_reader(void *arg)
 {
 	faults *f = arg;
@@ -99,7 +79,7 @@ static void faults_init(faults *f, int n)
 		bool unique;
 		do {
 			snprintf(nd->address, sizeof(nd->address),
-			         "127.0.0.1:%u", loopback_port());
+			         "127.0.0.1:%u", loopback_free_port());
 			unique = true;
 			for (int k = 0; k < n; k++)
 				if (!strcmp(nd->address,
@@ -255,9 +235,9 @@ static bool wait_acks_by(cluster *c, unsigned mask, size_t more,
                          unsigned timeout_ms)
 {
 	size_t want = acks_by(c, mask) + more;
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = mono_ms() + timeout_ms;
 	while (acks_by(c, mask) < want) {
-		if (now_ms() > end)
+		if (mono_ms() > end)
 			return false;
 		usleep(5000);
 	}
@@ -268,7 +248,7 @@ static bool wait_acks_by(cluster *c, unsigned mask, size_t more,
  * timeout_ms. */
 static int wait_leader_in(cluster *c, unsigned mask, unsigned timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = mono_ms() + timeout_ms;
 	do {
 		int leader = -1;
 		uint64_t seen[CLUSTER_MAX];
@@ -288,14 +268,14 @@ static int wait_leader_in(cluster *c, unsigned mask, unsigned timeout_ms)
 		if (agree)
 			return leader;
 		usleep(10000);
-	} while (now_ms() < end);
+	} while (mono_ms() < end);
 	return -1;
 }
 
 /* No node of mask claims leadership; false after timeout_ms. */
 static bool wait_stepped_down(cluster *c, unsigned mask, unsigned timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = mono_ms() + timeout_ms;
 	do {
 		bool any = false;
 		for (int i = 0; i < c->n; i++) {
@@ -308,7 +288,7 @@ static bool wait_stepped_down(cluster *c, unsigned mask, unsigned timeout_ms)
 		if (!any)
 			return true;
 		usleep(10000);
-	} while (now_ms() < end);
+	} while (mono_ms() < end);
 	return false;
 }
 
@@ -387,9 +367,9 @@ typedef struct watch {
 static void *watch_main(void *arg)
 {
 	watch *w = arg;
-	while (now_ms() < w->t0 + 30000) {
+	while (mono_ms() < w->t0 + 30000) {
 		if (acks_by(w->c, w->mask) > w->base) {
-			w->recovered_ms = now_ms() - w->t0;
+			w->recovered_ms = mono_ms() - w->t0;
 			if (!w->recovered_ms)
 				w->recovered_ms = 1;
 			break;
@@ -412,7 +392,7 @@ static void cut(faults *f, unsigned side, int mode)
  * ms after t0; 0 when none did within a second. */
 static uint64_t elected_after(faults *f, unsigned mask, uint64_t t0)
 {
-	uint64_t end = now_ms() + 1000, first = 0;
+	uint64_t end = mono_ms() + 1000, first = 0;
 	do {
 		pthread_mutex_lock(&f->lock);
 		for (size_t k = 0; k < f->n_reports; k++) {
@@ -426,7 +406,7 @@ static uint64_t elected_after(faults *f, unsigned mask, uint64_t t0)
 		if (first)
 			return first;
 		usleep(5000);
-	} while (now_ms() < end);
+	} while (mono_ms() < end);
 	return 0;
 }
 
@@ -443,7 +423,7 @@ static uint64_t minority_round(faults *f, unsigned minority, int mode,
 	watch w = {c, majority, acks_by(c, majority), 0, 0};
 	pthread_t watcher;
 	cut(f, minority, mode);
-	w.t0 = now_ms();
+	w.t0 = mono_ms();
 	REQUIRE(pthread_create(&watcher, NULL, watch_main, &w) == 0);
 	for (int i = 0; i < c->n; i++)
 		if (minority & 1u << i)
@@ -510,11 +490,11 @@ TEST(the_link_proxy_drops_and_resets_raft_links)
 			CHECK_RC(info.rc, 0);
 		}
 		/* the leader's heartbeats reconnect and meet the cut */
-		uint64_t end = now_ms() + 10000;
+		uint64_t end = mono_ms() + 10000;
 		do {
 			usleep(20000);
 			link_proxy_counts(&f.proxy, &acc1, &drop1);
-		} while (now_ms() < end &&
+		} while (mono_ms() < end &&
 		         (mode == LINK_DROP ? drop1 == drop0 : acc1 <= acc0));
 		CHECK(mode == LINK_DROP ? drop1 > drop0 : acc1 > acc0);
 		node_info now;
@@ -638,9 +618,9 @@ TEST(a_returning_isolated_node_does_not_raise_the_term_or_depose_the_leader)
 		CHECK_EQ(term_of(&f.c, i), term);
 	int alone = (leader + 1) % 3;
 	cut(&f, 1u << alone, LINK_DROP);
-	uint64_t end = now_ms() + 5 * f.c.election_ms;
+	uint64_t end = mono_ms() + 5 * f.c.election_ms;
 	node_info info;
-	for (uint64_t n = 1; now_ms() < end; n++) {
+	for (uint64_t n = 1; mono_ms() < end; n++) {
 		node_append(&f.c, leader, "s", n, &info);
 		CHECK_RC(info.rc, 0);
 		usleep(20000);
