@@ -480,6 +480,23 @@ void node_writers(cluster *c, int i, unsigned threads)
 	node_call(c, i, &cmd, &info);
 }
 
+int cluster_start_all(cluster *c)
+{
+	for (int i = 0; i < c->n; i++)
+		node_start(c, i);
+	int leader = cluster_wait_leader(c, 20000);
+	REQUIRE(leader >= 0);
+	return leader;
+}
+
+bool cluster_wait_acks(cluster *c, size_t more)
+{
+	size_t want = cluster_acks(c) + more;
+	for (int w = 0; w < 2000 && cluster_acks(c) < want; w++)
+		usleep(5000);
+	return cluster_acks(c) >= want;
+}
+
 int cluster_wait_leader(cluster *c, unsigned timeout_ms)
 {
 	uint64_t end = mono_ms() + timeout_ms;

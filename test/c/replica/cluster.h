@@ -115,6 +115,12 @@ int cluster_wait_leader(cluster *c, unsigned timeout_ms);
  * timeout_ms. */
 bool cluster_wait_converged(cluster *c, unsigned timeout_ms);
 size_t cluster_acks(cluster *c);
+/* Start every node of c (set up by cluster_init and any settings) and
+ * wait up to 20 s for a leader (REQUIREd); the leader's index. */
+int cluster_start_all(cluster *c);
+/* Wait up to 10 s for `more` acknowledgements past those counted now;
+ * whether they came. */
+bool cluster_wait_acks(cluster *c, size_t more);
 /* Stop every live node, then open each store read-only and check they
  * hold the same events at the same positions and versions, gap-free,
  * and every acknowledged append at the position it was acknowledged

@@ -15,10 +15,7 @@ TEST(three_replicas_form_and_replicate_appends)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	for (uint64_t n = 1; n <= 50; n++) {
 		node_info info;
 		node_append(&c, leader, n % 2 ? "odd" : "even", n, &info);
@@ -40,10 +37,7 @@ TEST(a_follower_answers_not_leader_and_names_the_leader)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	int follower = (leader + 1) % 3;
 	node_info info;
 	node_append(&c, follower, "s", 1, &info);
@@ -63,10 +57,7 @@ TEST(a_restarted_replica_catches_up)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	int follower = (leader + 1) % 3;
 	node_stop(&c, follower);
 	node_info info;
@@ -89,20 +80,14 @@ TEST(killing_the_leader_under_load_loses_no_acknowledged_append)
 	unsigned kills = env_count("ESDB_REPLICA_KILLS", 5);
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	cluster_start_all(&c);
 	for (int i = 0; i < 3; i++)
 		node_writers(&c, i, 8);
 	for (unsigned k = 0; k < kills; k++) {
 		int leader = cluster_wait_leader(&c, 20000);
 		REQUIRE(leader >= 0);
 		/* under load: wait for the new leader's acknowledgements */
-		size_t before = cluster_acks(&c);
-		for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100;
-		     w++)
-			usleep(5000);
-		CHECK(cluster_acks(&c) >= before + 100);
+		CHECK(cluster_wait_acks(&c, 100));
 		node_kill(&c, leader);
 		node_start(&c, leader);
 		node_writers(&c, leader, 8);
@@ -137,19 +122,14 @@ TEST(retries_across_leader_changes_write_nothing_twice)
 	unsigned rounds = env_count("ESDB_REPLICA_KILLS", 5);
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	cluster_start_all(&c);
 	for (int i = 0; i < 3; i++)
 		node_writers_retrying(&c, i, 8);
 	uint64_t unknown = 0;
 	for (unsigned k = 0; k < rounds; k++) {
 		int leader = cluster_wait_leader(&c, 20000);
 		REQUIRE(leader >= 0);
-		size_t before = cluster_acks(&c);
-		for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100;
-		     w++)
-			usleep(5000);
+		cluster_wait_acks(&c, 100);
 		node_pause(&c, leader, true);
 		int next = cluster_wait_leader(&c, 20000);
 		REQUIRE(next >= 0);
@@ -158,10 +138,7 @@ TEST(retries_across_leader_changes_write_nothing_twice)
 		node_info info;
 		node_transfer(&c, next, leader, &info);
 		if (cluster_wait_leader(&c, 20000) == leader) {
-			before = cluster_acks(&c);
-			for (int w = 0;
-			     w < 2000 && cluster_acks(&c) < before + 100; w++)
-				usleep(5000);
+			cluster_wait_acks(&c, 100);
 		}
 		node_get_info(&c, leader, &info);
 		unknown += info.unknown;

@@ -13,10 +13,7 @@ static void follower_apply_failure(int err)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	int f = (leader + 1) % 3;
 	node_info info;
 	for (uint64_t n = 1; n <= 5; n++) {
@@ -65,12 +62,9 @@ TEST(an_entry_of_an_unknown_version_stops_every_replica)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 3; i++)
 		c.nodes[i].entry_version = 2;
-		node_start(&c, i);
-	}
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	node_info info;
 	node_append(&c, leader, "s", 1, &info);
 	CHECK(info.rc == ESDB_EFORMAT || info.rc == ESDB_EOUTCOME_UNKNOWN);
@@ -103,12 +97,9 @@ TEST(a_command_of_an_unknown_version_stops_the_replicas)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 3; i++)
 		c.nodes[i].command_version = 99;
-		node_start(&c, i);
-	}
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	node_info info;
 	node_append(&c, leader, "s", 1, &info);
 	CHECK(info.rc == ESDB_EFORMAT || info.rc == ESDB_EOUTCOME_UNKNOWN);
@@ -132,10 +123,7 @@ TEST(a_malformed_command_is_refused_before_the_log)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	node_info info;
 	node_append_corrupt(&c, leader, &info);
 	CHECK_RC(info.rc, ESDB_ECORRUPT);
@@ -154,15 +142,10 @@ TEST(a_deposed_leader_answers_its_pending_appends)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	for (int i = 0; i < 3; i++)
 		node_writers(&c, i, 8);
-	size_t before = cluster_acks(&c);
-	for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100; w++)
-		usleep(5000);
+	cluster_wait_acks(&c, 100);
 	node_info info;
 	node_get_info(&c, leader, &info);
 	uint64_t led = info.term;
@@ -196,14 +179,9 @@ TEST(losing_leadership_answers_pending_appends_outcome_unknown)
 {
 	cluster c;
 	cluster_init(&c, 3);
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	int leader = cluster_wait_leader(&c, 20000);
-	REQUIRE(leader >= 0);
+	int leader = cluster_start_all(&c);
 	node_writers(&c, leader, 4);
-	size_t before = cluster_acks(&c);
-	for (int w = 0; w < 2000 && cluster_acks(&c) < before + 20; w++)
-		usleep(5000);
+	cluster_wait_acks(&c, 20);
 	for (int i = 0; i < 3; i++)
 		if (i != leader)
 			node_pause(&c, i, true);

@@ -41,18 +41,13 @@ TEST(snapshots_never_pass_the_stores_applied_index)
 	cluster_init(&c, 3);
 	c.snapshot_threshold = 16;
 	c.apply_delay_us = 20000;
-	for (int i = 0; i < 3; i++)
-		node_start(&c, i);
-	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	cluster_start_all(&c);
 	for (int i = 0; i < 3; i++)
 		node_writers(&c, i, 8);
 	for (unsigned k = 0; k < kills; k++) {
 		int leader = cluster_wait_leader(&c, 20000);
 		REQUIRE(leader >= 0);
-		size_t before = cluster_acks(&c);
-		for (int w = 0; w < 2000 && cluster_acks(&c) < before + 100;
-		     w++)
-			usleep(5000);
+		cluster_wait_acks(&c, 100);
 		/* Acks come right after a writer's commit: a jitter moves
 		 * the kill into the writer's lag behind raft, at random. */
 		usleep((useconds_t)(rng_next(&rng) % 40000));
