@@ -252,11 +252,11 @@ void spill(const char *path, const void *buf, size_t len)
 	fclose(f);
 }
 
-bool fd_read_all(int fd, void *buf, size_t len)
+static bool fd_io_all(int fd, void *buf, size_t len, bool reading)
 {
 	char *p = buf;
 	while (len) {
-		ssize_t n = read(fd, p, len);
+		ssize_t n = reading ? read(fd, p, len) : write(fd, p, len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -267,19 +267,14 @@ bool fd_read_all(int fd, void *buf, size_t len)
 	return true;
 }
 
+bool fd_read_all(int fd, void *buf, size_t len)
+{
+	return fd_io_all(fd, buf, len, true);
+}
+
 bool fd_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		p += n;
-		len -= (size_t)n;
-	}
-	return true;
+	return fd_io_all(fd, (void *)buf, len, false);
 }
 
 uint64_t mono_ms(void)

@@ -489,6 +489,16 @@ int cluster_start_all(cluster *c)
 	return leader;
 }
 
+void node_wait_failed(cluster *c, int i, node_info *out)
+{
+	for (int w = 0; w < 2000; w++) {
+		node_get_info(c, i, out);
+		if (out->failed)
+			break;
+		usleep(5000);
+	}
+}
+
 bool cluster_wait_acks(cluster *c, size_t more)
 {
 	size_t want = cluster_acks(c) + more;

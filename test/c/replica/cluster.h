@@ -118,6 +118,9 @@ size_t cluster_acks(cluster *c);
 /* Start every node of c (set up by cluster_init and any settings) and
  * wait up to 20 s for a leader (REQUIREd); the leader's index. */
 int cluster_start_all(cluster *c);
+/* Wait up to 10 s for node i to stop (info.failed set); its last info
+ * in out either way. */
+void node_wait_failed(cluster *c, int i, node_info *out);
 /* Wait up to 10 s for `more` acknowledgements past those counted now;
  * whether they came. */
 bool cluster_wait_acks(cluster *c, size_t more);

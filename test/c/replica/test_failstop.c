@@ -26,12 +26,7 @@ static void follower_apply_failure(int err)
 		node_append(&c, leader, "s", n, &info);
 		CHECK_RC(info.rc, 0); /* the other follower makes a quorum */
 	}
-	for (int w = 0; w < 2000; w++) {
-		node_get_info(&c, f, &info);
-		if (info.failed)
-			break;
-		usleep(5000);
-	}
+	node_wait_failed(&c, f, &info);
 	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
 	CHECK(strstr(info.failure, "failed") != NULL);
 	CHECK_EQ(info.events, 6);
@@ -71,12 +66,7 @@ TEST(an_entry_of_an_unknown_version_stops_every_replica)
 	/* The leader commits first and applies first: it stops. The others
 	 * stop when they learn the entry is committed, which they may not
 	 * (the leader left raft); none applies it. */
-	for (int w = 0; w < 2000; w++) {
-		node_get_info(&c, leader, &info);
-		if (info.failed)
-			break;
-		usleep(5000);
-	}
+	node_wait_failed(&c, leader, &info);
 	CHECK_RC(info.failed, ESDB_EFORMAT);
 	for (int i = 0; i < 3; i++) {
 		node_get_info(&c, i, &info);
@@ -103,12 +93,7 @@ TEST(a_command_of_an_unknown_version_stops_the_replicas)
 	node_info info;
 	node_append(&c, leader, "s", 1, &info);
 	CHECK(info.rc == ESDB_EFORMAT || info.rc == ESDB_EOUTCOME_UNKNOWN);
-	for (int w = 0; w < 2000; w++) {
-		node_get_info(&c, leader, &info);
-		if (info.failed)
-			break;
-		usleep(5000);
-	}
+	node_wait_failed(&c, leader, &info);
 	CHECK_RC(info.failed, ESDB_EFORMAT);
 	CHECK(strstr(info.failure, "another version") != NULL);
 	for (int i = 0; i < 3; i++) {
