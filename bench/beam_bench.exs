@@ -5,6 +5,8 @@
 # ESDB_C_BENCH_JSON names the C bench's output of the same `make bench`,
 # each line carries its ratio to the C figure.
 
+Code.require_file("json_line.exs", __DIR__)
+
 defmodule BeamBench do
   alias ExESDB.{NewEvent, Streams}
 
@@ -371,7 +373,7 @@ defmodule BeamBench do
     {:ok, sup} = ExESDB.System.start_link(store_id: store, data_dir: dir, map_size: 1_073_741_824)
     IO.puts(:stderr, "[beam_bench] #{name}")
     {fields, base} = fun.(store)
-    IO.puts(json([{"bench", name} | fields] ++ base))
+    IO.puts(BenchJson.line([{"bench", name} | fields] ++ base))
     Supervisor.stop(sup)
     File.rm_rf!(path)
   end
@@ -493,16 +495,6 @@ defmodule BeamBench do
 
       {name, nums}
     end
-  end
-
-  defp json(fields) do
-    body =
-      Enum.map_join(fields, ",", fn
-        {k, v} when is_binary(v) -> ~s("#{k}":"#{v}")
-        {k, v} -> ~s("#{k}":#{v})
-      end)
-
-    "{" <> body <> "}"
   end
 end
 

@@ -13,6 +13,8 @@
 #   cnode_read_stream_forward  100,000 events in pages of 1,000 (tuples
 #                          as the NIF gives them), events/s >= 0.5 x NIF
 
+Code.require_file("json_line.exs", __DIR__)
+
 defmodule CNodeBench do
   @data :binary.copy(<<0xA5>>, 100)
   @meta :binary.copy(<<0x5A>>, 32)
@@ -211,18 +213,8 @@ defmodule CNodeBench do
 
     if only == "" or name in String.split(only, ",") do
       IO.puts(:stderr, "[cnode_bench] #{name}")
-      IO.puts(json([{"bench", name} | fun.()]))
+      IO.puts(BenchJson.line([{"bench", name} | fun.()]))
     end
-  end
-
-  defp json(fields) do
-    body =
-      Enum.map_join(fields, ",", fn
-        {k, v} when is_binary(v) -> ~s("#{k}":"#{v}")
-        {k, v} -> ~s("#{k}":#{v})
-      end)
-
-    "{" <> body <> "}"
   end
 end
 
