@@ -69,7 +69,8 @@ defmodule ExESDB.Subscriptions do
   alive: nothing is started or stored). A wrong argument
   answers `{:error, {:invalid_<what>, value}}` and never raises or starts
   anything: `{:invalid_selector, selector}`, `{:invalid_subscriber, term}`,
-  `{:invalid_subscription_name, name}`, `{:invalid_subscription, term}`,
+  `{:invalid_subscription_name, name}` (also for names starting with
+  `"ex_esdb:"`, reserved for the store's own), `{:invalid_subscription, term}`,
   `{:invalid_event, term}` (to `ack_event/3`), an option with a wrong
   value `{:invalid_<option>, value}` (`{:invalid_start_from, :nowhere}`,
   `{:invalid_buffer_size, 0}`, ...) and an unknown option
@@ -506,6 +507,9 @@ defmodule ExESDB.Subscriptions do
   defp resolve_selector({type, value}), do: Selector.resolve(type, value)
   defp resolve_selector(other), do: {:error, {:invalid_selector, other}}
 
+  # "ex_esdb:" names are the store's own (the cluster's barrier deletes
+  # the checkpoint "ex_esdb:barrier").
+  defp check_name("ex_esdb:" <> _ = name), do: {:error, {:invalid_subscription_name, name}}
   defp check_name(name) when is_binary(name) and name != "", do: :ok
   defp check_name(name), do: {:error, {:invalid_subscription_name, name}}
 

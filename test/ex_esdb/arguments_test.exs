@@ -69,6 +69,10 @@ defmodule ExESDB.ArgumentsTest do
     assert {:error, {:invalid_subscription_name, :billing}} =
              answer(fn -> Subscriptions.subscribe_to(s, :billing, all) end)
 
+    # reserved for the store's own checkpoints (the cluster's barrier)
+    assert {:error, {:invalid_subscription_name, "ex_esdb:barrier"}} =
+             answer(fn -> Subscriptions.subscribe_to(s, "ex_esdb:barrier", all) end)
+
     assert {:error, {:invalid_selector, "$all"}} =
              answer(fn -> Subscriptions.subscribe_to(s, "n", "$all") end)
 
