@@ -41,7 +41,15 @@ defmodule ExESDB.Cluster do
   {:not_leader, node}}` (a leader is known but did not take the write),
   `{:error, :no_quorum}` (no leader known: this node is on a minority side,
   or the cluster is electing), or `{:error, :outcome_unknown}` /
-  `{:error, :timeout}` as in single-node mode.
+  `{:error, :timeout}` as in single-node mode. Once a try's outcome was
+  unknown (`:outcome_unknown`, or the call to the leader failed after it
+  may have been sent: `{:unreachable, _}`), the answer is `{:error,
+  :outcome_unknown}` rather than any of those "not written" errors, and a
+  retried `delete_stream` / checkpoint or snapshot delete answering "already
+  gone" (`:stream_deleted`, `:stream_not_found`, `:subscription_not_found`,
+  `:snapshot_not_found`) answers `{:error, :outcome_unknown}` too: gone
+  before, or deleted by the first try, the replies cannot tell. Answers a
+  retry proves (a marked append's original reply) stand.
 
   ## Read-your-writes
 
@@ -49,7 +57,9 @@ defmodule ExESDB.Cluster do
   Before answering, the caller's node waits (within what is left of the
   timeout) until its own replica has applied the leader's applied index
   as of the reply, so a read on the caller's node right after sees the
-  write. Reads are local: another node's reader may not see it yet,
+  write. This is best effort: a committed write is answered with its
+  result even when the timeout ran out before the caller's replica caught
+  up (a read right after may then not see it yet). Reads are local: another node's reader may not see it yet,
   unless it calls `barrier/2` first.
   A follower learns that an entry is committed from the leader's next
   message, so a write made on a follower is answered up to a `heartbeat`
@@ -165,7 +175,9 @@ defmodule ExESDB.Cluster do
   index). A read on this node after `:ok` sees every write acknowledged
   before `barrier/2` was called, on any node. Within `timeout` (default
   the store's); during an election it waits, then answers `{:error,
-  :no_quorum}` or `{:error, {:not_leader, node}}`.
+  :no_quorum}` or `{:error, {:not_leader, node}}`; `{:error, :timeout}`
+  when the no-op went through but this node's replica did not reach its
+  index within the timeout (a read then may miss writes).
   """
   @spec barrier(atom(), timeout() | nil) :: :ok | {:error, term()}
   def barrier(store_id, timeout \\ nil) do
@@ -180,8 +192,10 @@ defmodule ExESDB.Cluster do
   voter: raft sends it the log, then makes it a voter once it caught up.
   Runs on the leader (routed there); waits for both changes. Errors:
   `{:not_leader, node}`, `:no_quorum`, `:change_in_progress`,
-  `:outcome_unknown`, `{:unreachable, node}` (the node does not run the
-  store).
+  `:outcome_unknown` (the leader did not answer in time, or the call
+  failed there), `{:unreachable, node}` (the node does not run the
+  store, or the leader cannot be called), `{:not_leader, nil}` (a leader
+  this node cannot name).
   """
   @spec add(atom(), node()) :: :ok | {:error, term()}
   def add(store_id, node) do
@@ -214,7 +228,9 @@ defmodule ExESDB.Cluster do
   @doc """
   Hand leadership to `node` (nil: the most up-to-date voter), for a
   planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
-  node took it up within an election timeout), `{:not_leader, node}`.
+  node took it up within an election timeout), `:no_quorum`,
+  `{:not_leader, nil}` (a leader this node cannot name), `{:unreachable,
+  leader}`, `:outcome_unknown` (as `add/2`'s).
   """
   @spec transfer(atom(), node() | nil) :: :ok | {:error, term()}
   def transfer(store_id, node \\ nil) do

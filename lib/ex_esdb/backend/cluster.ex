@@ -111,20 +111,57 @@ defmodule ExESDB.Backend.Cluster do
 
   defp route(store, command, timeout) do
     deadline = now() + timeout
-    attempt(store, command, deadline, @backoff_first)
+    attempt(store, command, command, deadline, @backoff_first, false)
   end
 
-  defp attempt(store, command, deadline, backoff) do
+  # `maybe`: an earlier try may have been applied (its outcome unknown).
+  defp attempt(store, original, command, deadline, backoff, maybe) do
     remaining = deadline - now()
     reply = if remaining > 0, do: once(store, command, remaining), else: {:error, :timeout}
+    maybe = maybe or unknown?(reply)
 
     if retry?(reply) and deadline - now() > backoff do
       Process.sleep(backoff)
-      attempt(store, resubmission(command), deadline, min(backoff * 2, @backoff_max))
+      next = resubmission(command)
+      attempt(store, original, next, deadline, min(backoff * 2, @backoff_max), maybe)
     else
-      finish(store, reply, deadline)
+      settle(original, maybe, finish(store, command, reply, deadline))
     end
   end
+
+  # A try whose command may have reached the leader and been applied:
+  # timed out there, or the call to it failed after it may have been sent.
+  defp unknown?({:error, :outcome_unknown}), do: true
+  defp unknown?({:error, {:unreachable, :not_connected}}), do: false
+  defp unknown?({:error, {:unreachable, _}}), do: true
+  defp unknown?(_), do: false
+
+  @doc false
+  # The answer of a loop whose tries replied `replies` (in order) and
+  # whose last reply finish/4 mapped to `final`.
+  def outcome(command, replies, final), do: settle(command, Enum.any?(replies, &unknown?/1), final)
+
+  # After a try that may have been applied, an answer saying "not
+  # written" (no leader, out of time) or "already gone" (a delete) is no
+  # answer: the first try may be why. Answers the retry proves (a marked
+  # append finds its events and answers the first result) stand.
+  defp settle(_command, false, reply), do: reply
+  # a barrier changes nothing: its answers are about this replica only
+  defp settle(:barrier, true, reply), do: reply
+
+  defp settle(command, true, {:error, reason} = e),
+    do: if(not_written?(reason) or gone?(command, reason), do: {:error, :outcome_unknown}, else: e)
+
+  defp settle(_command, true, reply), do: reply
+
+  defp not_written?({:not_leader, _}), do: true
+  defp not_written?({:unreachable, _}), do: true
+  defp not_written?(r), do: r in [:not_leader, :no_quorum, :timeout, :store_not_started, :closed]
+
+  defp gone?({:delete_stream, _, _}, r), do: r in [:stream_deleted, :stream_not_found]
+  defp gone?({:checkpoint_delete, _}, r), do: r == :subscription_not_found
+  defp gone?({:snapshot_delete, _}, r), do: r == :snapshot_not_found
+  defp gone?(_, _), do: false
 
   # Leadership moved or is not settled: try again with the same command.
   defp retry?({:error, :not_leader}), do: true
@@ -162,7 +199,13 @@ defmodule ExESDB.Backend.Cluster do
   defp remote(nil, _store_id, _command, _timeout), do: {:error, :not_leader}
 
   defp remote(node, store_id, command, timeout) do
-    :erpc.call(node, __MODULE__, :submit_on_leader, [store_id, command, timeout], timeout + 1000)
+    # Connected first, so a failure after this may follow the command
+    # having been sent; a node that cannot be connected was sent nothing.
+    if Node.connect(node) == true do
+      :erpc.call(node, __MODULE__, :submit_on_leader, [store_id, command, timeout], timeout + 1000)
+    else
+      {:error, {:unreachable, :not_connected}}
+    end
   catch
     :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
     :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
@@ -210,8 +253,7 @@ defmodule ExESDB.Backend.Cluster do
 
     case :ex_esdb_backend.submit(ref, @barrier, timeout) do
       reply when reply in [:ok, {:error, :subscription_not_found}] ->
-        {:ok, %{applied: applied}} = :ex_esdb_backend.cluster_info(ref)
-        {:applied, applied, :ok}
+        applied(ref, :ok)
 
       e ->
         e
@@ -226,22 +268,36 @@ defmodule ExESDB.Backend.Cluster do
         e
 
       reply ->
-        {:ok, %{applied: applied}} = :ex_esdb_backend.cluster_info(ref)
-        {:applied, applied, reply}
+        applied(ref, reply)
+    end
+  end
+
+  # The reply with this replica's applied index after it; the replica
+  # closing in between leaves the index unknown, and with it whether the
+  # caller's next read sees the write.
+  defp applied(ref, reply) do
+    case :ex_esdb_backend.cluster_info(ref) do
+      {:ok, %{applied: applied}} -> {:applied, applied, reply}
+      _ -> {:error, :outcome_unknown}
     end
   end
 
   # Read-your-writes: wait until this replica applied what the leader had
-  # when it answered (within the caller's timeout), then answer.
-  defp finish(store, {:applied, index, reply}, deadline) do
-    wait_applied(store.handle.ref, index, deadline)
-    reply
+  # when it answered (within the caller's timeout), then answer. For a
+  # write that is best effort: it is committed, so past the timeout it
+  # answers its result anyway. A barrier promises the replica caught up:
+  # past the timeout it answers {:error, :timeout}.
+  defp finish(store, command, {:applied, index, reply}, deadline) do
+    case wait_applied(store.handle.ref, index, deadline) do
+      :not_reached when command == :barrier -> {:error, :timeout}
+      _ -> reply
+    end
   end
 
-  defp finish(_store, {:error, {:here, reason}}, _deadline), do: {:error, reason}
+  defp finish(_store, _command, {:error, {:here, reason}}, _deadline), do: {:error, reason}
 
   # Out of time without reaching a leader: who leads as this node sees it.
-  defp finish(store, {:error, reason} = e, _deadline) do
+  defp finish(store, _command, {:error, reason} = e, _deadline) do
     if leaderless?(reason) do
       case :ex_esdb_backend.cluster_info(store.handle.ref) do
         {:ok, %{leader: true}} -> e
@@ -254,7 +310,7 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
-  defp finish(_store, reply, _deadline), do: reply
+  defp finish(_store, _command, reply, _deadline), do: reply
 
   defp leaderless?({:unreachable, _}), do: true
   defp leaderless?(reason), do: reason in [:not_leader, :store_not_started, :closed]
@@ -269,11 +325,11 @@ defmodule ExESDB.Backend.Cluster do
           Process.sleep(1)
           wait_applied(ref, index, deadline)
         else
-          :ok
+          :not_reached
         end
 
       _ ->
-        :ok
+        :not_reached
     end
   end
 
@@ -306,14 +362,26 @@ defmodule ExESDB.Backend.Cluster do
         {:error, :no_quorum}
 
       {:ok, %{leader_id: l}} ->
-        case node_of(h, l) do
-          nil -> {:error, {:not_leader, nil}}
-          n -> :erpc.call(n, __MODULE__, :change_here, [h.store_id, op, args], 60_000)
-        end
+        call_leader(node_of(h, l), :change_here, [h.store_id, op, args], 60_000)
 
       e ->
         e
     end
+  end
+
+  # A change run on the leader `node` (nil: one this node cannot name).
+  # Out of time there, the change may or may not have been made; a node
+  # that cannot be called is unreachable; the call failing there (its
+  # process exited or raised) leaves the outcome unknown.
+  defp call_leader(nil, _fun, _args, _timeout), do: {:error, {:not_leader, nil}}
+
+  defp call_leader(node, fun, args, timeout) do
+    :erpc.call(node, __MODULE__, fun, args, timeout)
+  catch
+    :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
+    :error, {:erpc, _} -> {:error, {:unreachable, node}}
+    :exit, _ -> {:error, :outcome_unknown}
+    :error, _ -> {:error, :outcome_unknown}
   end
 
   @doc false
@@ -346,7 +414,7 @@ defmodule ExESDB.Backend.Cluster do
           {:error, :no_quorum}
 
         {:ok, %{leader_id: l}} ->
-          :erpc.call(node_of(h, l), __MODULE__, :transfer_on_leader, [h.store_id, id])
+          call_leader(node_of(h, l), :transfer_on_leader, [h.store_id, id], 60_000)
 
         e ->
           e

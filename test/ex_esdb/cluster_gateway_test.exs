@@ -1,0 +1,63 @@
+defmodule ExESDB.ClusterGatewayTest do
+  # The gateway's retry loop remembers a try whose outcome it could not
+  # learn: a later "not written" answer (no leader, a leader elsewhere, out
+  # of time) is then no answer for a write that may be committed.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.Backend.Cluster
+
+  @append {:append, "s", 0, []}
+  @unknown {:error, :outcome_unknown}
+
+  test "a definite answer after an unknown one is :outcome_unknown" do
+    for final <- [
+          {:error, {:not_leader, :n@h}},
+          {:error, {:not_leader, nil}},
+          {:error, :no_quorum},
+          {:error, :timeout},
+          {:error, :not_leader},
+          {:error, :closed},
+          {:error, :store_not_started},
+          {:error, {:unreachable, :noconnection}}
+        ],
+        first <- [@unknown, {:error, {:unreachable, :noconnection}}] do
+      assert Cluster.outcome(@append, [first, {:error, :not_leader}], final) == @unknown
+    end
+  end
+
+  test "without an unknown try the last answer stands" do
+    replies = [{:error, :not_leader}, {:error, :store_not_started}]
+    assert Cluster.outcome(@append, replies, {:error, :no_quorum}) == {:error, :no_quorum}
+
+    assert Cluster.outcome(@append, replies, {:error, {:not_leader, nil}}) ==
+             {:error, {:not_leader, nil}}
+
+    assert Cluster.outcome(@append, [], {:error, :timeout}) == {:error, :timeout}
+    # a leader this node could not connect to was sent nothing
+    not_sent = {:error, {:unreachable, :not_connected}}
+    assert Cluster.outcome(@append, [not_sent], {:error, :no_quorum}) == {:error, :no_quorum}
+  end
+
+  test "an answer the retry proves stands after an unknown try" do
+    # a marked append retry finds its events and answers the first result
+    assert Cluster.outcome(@append, [@unknown], {:ok, 3}) == {:ok, 3}
+
+    assert Cluster.outcome(@append, [@unknown], {:error, :wrong_expected_version}) ==
+             {:error, :wrong_expected_version}
+  end
+
+  test "a retried delete answering 'already gone' after an unknown try is :outcome_unknown" do
+    # gone before the first try, or deleted by it: the replies cannot tell
+    assert Cluster.outcome({:delete_stream, "s", :any}, [@unknown], {:error, :stream_deleted}) ==
+             @unknown
+
+    assert Cluster.outcome({:delete_stream, "s", :any}, [], {:error, :stream_deleted}) ==
+             {:error, :stream_deleted}
+
+    assert Cluster.outcome({:checkpoint_delete, "c"}, [@unknown], {:error, :subscription_not_found}) ==
+             @unknown
+
+    assert Cluster.outcome({:checkpoint_delete, "c"}, [], {:error, :subscription_not_found}) ==
+             {:error, :subscription_not_found}
+  end
+end
