@@ -60,4 +60,15 @@ defmodule ExESDB.ClusterGatewayTest do
     assert Cluster.outcome({:checkpoint_delete, "c"}, [], {:error, :subscription_not_found}) ==
              {:error, :subscription_not_found}
   end
+
+  # Membership and transfer calls to the leader answer, never raise.
+  test "a leader this node cannot name or call" do
+    assert Cluster.call_leader(nil, :transfer_on_leader, [:s, 0], 1000) ==
+             {:error, {:not_leader, nil}}
+
+    gone = :ex_esdb_nobody@nohost
+
+    assert Cluster.call_leader(gone, :transfer_on_leader, [:s, 0], 1000) ==
+             {:error, {:unreachable, gone}}
+  end
 end

@@ -373,9 +373,10 @@ defmodule ExESDB.Backend.Cluster do
   # Out of time there, the change may or may not have been made; a node
   # that cannot be called is unreachable; the call failing there (its
   # process exited or raised) leaves the outcome unknown.
-  defp call_leader(nil, _fun, _args, _timeout), do: {:error, {:not_leader, nil}}
+  @doc false
+  def call_leader(nil, _fun, _args, _timeout), do: {:error, {:not_leader, nil}}
 
-  defp call_leader(node, fun, args, timeout) do
+  def call_leader(node, fun, args, timeout) do
     :erpc.call(node, __MODULE__, fun, args, timeout)
   catch
     :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
