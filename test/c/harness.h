@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef struct test_case {
 	const char *name;
@@ -131,6 +132,13 @@ void spill(const char *path, const void *buf, size_t len);
  * processes it forks. */
 bool fd_read_all(int fd, void *buf, size_t len);
 bool fd_write_all(int fd, const void *buf, size_t len);
+
+/* A child process driven over a command pipe and a reply pipe (stdio
+ * flushed first, fork REQUIREd). Returns 0 in the child, with *in the
+ * command pipe's read end and *out the reply pipe's write end; in the
+ * parent the child's pid, with *in the reply pipe's read end and *out
+ * the command pipe's write end. The other ends are closed. */
+pid_t fork_piped(int *in, int *out);
 
 /* CLOCK_MONOTONIC in milliseconds, for bounded waits. */
 uint64_t mono_ms(void);

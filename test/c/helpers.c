@@ -277,6 +277,27 @@ bool fd_write_all(int fd, const void *buf, size_t len)
 	return fd_io_all(fd, (void *)buf, len, false);
 }
 
+pid_t fork_piped(int *in, int *out)
+{
+	int cmd[2], reply[2];
+	REQUIRE(pipe(cmd) == 0 && pipe(reply) == 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		close(cmd[1]);
+		close(reply[0]);
+		*in = cmd[0];
+		*out = reply[1];
+	} else {
+		close(cmd[0]);
+		close(reply[1]);
+		*in = reply[0];
+		*out = cmd[1];
+	}
+	return pid;
+}
+
 uint64_t mono_ms(void)
 {
 	struct timespec ts;

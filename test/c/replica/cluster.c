@@ -323,28 +323,21 @@ void cluster_init(cluster *c, int n)
 void node_start(cluster *c, int i)
 {
 	node *nd = &c->nodes[i];
-	int cmd[2], reply[2];
+	int in, out;
 	REQUIRE(nd->pid == 0);
-	REQUIRE(pipe(cmd) == 0 && pipe(reply) == 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
+	pid_t pid = fork_piped(&in, &out);
 	if (pid == 0) {
-		close(cmd[1]);
-		close(reply[0]);
 		close(c->ack_r);
 		for (int k = 0; k < c->n; k++)
 			if (c->nodes[k].pid) {
 				close(c->nodes[k].cmd_fd);
 				close(c->nodes[k].reply_fd);
 			}
-		node_main(c, i, cmd[0], reply[1]);
+		node_main(c, i, in, out);
 	}
-	close(cmd[0]);
-	close(reply[1]);
 	nd->pid = pid;
-	nd->cmd_fd = cmd[1];
-	nd->reply_fd = reply[0];
+	nd->cmd_fd = out;
+	nd->reply_fd = in;
 	nd->starts++;
 	int rc = -1;
 	REQUIRE(fd_read_all(nd->reply_fd, &rc, sizeof(rc)));

@@ -262,22 +262,14 @@ static _Noreturn void proxy_main(int n, const uint64_t *ids, char (*front)[32],
 void link_proxy_start(link_proxy *p, int n, const uint64_t *ids,
                       char (*front)[32], char (*back)[32])
 {
-	int cmd[2], reply[2];
+	int in, out;
 	REQUIRE(n <= LINK_PROXY_MAX);
-	REQUIRE(pipe(cmd) == 0 && pipe(reply) == 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	REQUIRE(pid >= 0);
-	if (pid == 0) {
-		close(cmd[1]);
-		close(reply[0]);
-		proxy_main(n, ids, front, back, cmd[0], reply[1]);
-	}
-	close(cmd[0]);
-	close(reply[1]);
+	pid_t pid = fork_piped(&in, &out);
+	if (pid == 0)
+		proxy_main(n, ids, front, back, in, out);
 	p->pid = pid;
-	p->cmd_fd = cmd[1];
-	p->reply_fd = reply[0];
+	p->cmd_fd = out;
+	p->reply_fd = in;
 	p->n = n;
 	int rc = -1;
 	REQUIRE(fd_read_all(p->reply_fd, &rc, sizeof(rc)));
