@@ -331,11 +331,9 @@ out:
 	free(results);
 	return;
 out_failed:
-	/* Never a result from an entry this store did not apply. */
-	pthread_mutex_lock(&r->lock);
-	rc = r->failed;
-	pthread_mutex_unlock(&r->lock);
-	answer_batch(r, batch, NULL, rc);
+	/* Never a result from an entry this store did not apply; the
+	 * entries are committed, so the others may apply them. */
+	answer_batch(r, batch, NULL, ESDB_EOUTCOME_UNKNOWN);
 	free(cmds);
 	free(at);
 	free(results);
@@ -364,8 +362,8 @@ static void *writer_main(void *arg)
 			usleep(esdb__replica_apply_delay_us);
 		if (!failed)
 			apply_batch(r, batch);
-		else
-			answer_batch(r, batch, NULL, failed);
+		else /* committed, applied elsewhere perhaps */
+			answer_batch(r, batch, NULL, ESDB_EOUTCOME_UNKNOWN);
 		while (batch) {
 			committed *next = batch->next;
 			free(batch);
@@ -503,6 +501,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		          want, want >> 16, have, have >> 16);
 		return RAFT_IOERR;
 	}
+	/* Raft drops its entries up to the snapshot: the store must hold
+	 * them on disk, as in fsm_snapshot. */
+	int rc = esdb_store_sync(r->s);
+	if (rc) {
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "flushing the store before a restore failed: %s",
+		          esdb_error_describe(rc));
+		return RAFT_IOERR;
+	}
 	raft_free(buf->base);
 	return 0;
 }
@@ -603,15 +610,25 @@ static void propose(esdb_replica *r)
 		r->proposals = p;
 		pthread_mutex_unlock(&r->lock);
 		struct raft_buffer rb = {.base = buf, .len = size};
+		raft_index last = raft_last_index(&r->raft);
 		int rv = raft_apply(&r->raft, &p->apply, &rb, 1, proposal_done);
 		if (rv) {
-			raft_free(buf);
+			/* raft 0.22 refuses (not leader, no space, no memory)
+			 * before its log grows, leaving buf ours; once the
+			 * entry is in its log it frees buf itself and may
+			 * still fail (an io truncate/append): then the entry
+			 * may commit, and buf is not ours to free. */
+			bool taken = raft_last_index(&r->raft) > last;
+			if (!taken)
+				raft_free(buf);
 			pthread_mutex_lock(&r->lock);
 			take_proposal(r, p->seq);
 			pthread_mutex_unlock(&r->lock);
-			/* never in the log: safe to retry elsewhere */
-			answer_all(reqs, rv == RAFT_NOTLEADER ? ESDB_ENOT_LEADER
-			                                      : raft_rc(rv));
+			/* refused: never in the log, safe to retry elsewhere */
+			answer_all(reqs, taken ? ESDB_EOUTCOME_UNKNOWN
+			                 : rv == RAFT_NOTLEADER
+			                     ? ESDB_ENOT_LEADER
+			                     : raft_rc(rv));
 			free(p);
 			continue;
 		}
@@ -702,7 +719,8 @@ static void raft_closed(struct raft *raft)
 	pthread_mutex_unlock(&r->lock);
 	while (p) {
 		proposal *next = p->next;
-		answer_all(p->reqs, failed);
+		/* in raft's log: it may commit on the others */
+		answer_all(p->reqs, ESDB_EOUTCOME_UNKNOWN);
 		p->reqs = NULL;
 		proposal_unref(r, p);
 		p = next;
