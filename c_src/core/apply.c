@@ -42,6 +42,14 @@ static bool is_fatal(int rc)
 	return rc > 0 || (rc >= MDB_KEYEXIST && rc <= MDB_LAST_ERRCODE);
 }
 
+/* Replicated commands (esdb_store_apply_at) must get the same result on
+ * every replica: a stored record this node cannot read (its bytes, not
+ * the command's) aborts the batch, so the replica stops, not diverges. */
+static bool is_fatal_at(const esdb_cmd *cmd, int rc)
+{
+	return rc == ESDB_ECORRUPT && esdb_cmd_check(cmd->buf, cmd->len) == 0;
+}
+
 static uint64_t entries(MDB_txn *txn, MDB_dbi dbi, int *rc)
 {
 	MDB_stat st;
@@ -643,7 +651,8 @@ static int apply_txn(esdb_store *s, uint64_t index, const uint64_t *at,
 			continue;
 		r->rc = apply_one(&c, &cmds[i], r);
 		if (r->rc) {
-			if (is_fatal(r->rc)) {
+			if (is_fatal(r->rc) ||
+			    (at && is_fatal_at(&cmds[i], r->rc))) {
 				rc = r->rc;
 				goto abort;
 			}

@@ -219,6 +219,38 @@ static bool corrupt_file(const char *path, const char *needle)
 	return hit != NULL;
 }
 
+/* A replicated command (apply_at) that meets a record this node cannot
+ * read aborts its batch: its result would be this node's alone. The
+ * single-node apply answers the command ECORRUPT, as before. */
+TEST(apply_at_meeting_a_corrupt_record_aborts_the_batch)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s = open_store(dir, false);
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "MARKER-REPLICATED-EV");
+	esdb_cmd cmd;
+	esdb_result r;
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, 0, &ev, 1, &cmd));
+	uint64_t at = 1 << 16, applied;
+	REQUIRE_OK(esdb_store_apply_at(s, &at, &cmd, 1, &r));
+	REQUIRE_OK(r.rc);
+	esdb_store_close(s);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	REQUIRE(corrupt_file(path, "MARKER-REPLICATED-EV"));
+	s = open_store(dir, false);
+	/* a retry reads the stored event's id */
+	REQUIRE_OK(esdb_cmd_mark_retry(&cmd));
+	at = 2 << 16;
+	CHECK_RC(esdb_store_apply_at(s, &at, &cmd, 1, &r), ESDB_ECORRUPT);
+	REQUIRE_OK(esdb_store_get_applied_index(s, &applied));
+	CHECK_EQ(applied, 1 << 16);
+	CHECK_RC(esdb_store_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &r), 0);
+	CHECK_RC(r.rc, ESDB_ECORRUPT);
+	free(cmd.buf);
+	esdb_store_close(s);
+}
+
 static void count_report(void *ctx, const char *msg)
 {
 	(*(int *)ctx)++;
