@@ -13,6 +13,10 @@ int esdb_store_set_commit_path(esdb_store *s, const esdb_commit_path *cp)
 		return ESDB_EINVAL;
 	if (s->is_open)
 		return ESDB_EBUSY;
+	/* Limits decide what apply answers: a replica takes them from the
+	 * log (a LIMITS_SET command), never from its own options. */
+	if (cp->replicated && s->limits_set)
+		return ESDB_EINVAL;
 	if (s->commit.close)
 		s->commit.close(&s->commit);
 	s->commit = *cp;

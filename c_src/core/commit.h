@@ -38,6 +38,9 @@ typedef struct esdb_commit_path esdb_commit_path;
 struct esdb_commit_path {
 	void *impl;       /* the implementation's state */
 	const char *name; /* "local", "raft", ...: for logs and tests */
+	/* Applied on other nodes too: the store refuses node-local limits
+	 * (they would change its results; the log's LIMITS_SET does). */
+	bool replicated;
 
 	/* Called by esdb_store_open once the store is open for writing (its
 	 * applied index readable, esdb_store_apply callable), before any
@@ -81,7 +84,9 @@ struct esdb_commit_path {
 
 /* Commit commands through `cp` instead of the local writer. The store
  * takes *cp over (copied; cp->close runs in esdb_store_close). Before
- * esdb_store_open only. Errors: ESDB_EINVAL (no submit or stop), ESDB_EBUSY. */
+ * esdb_store_open only. Errors: ESDB_EINVAL (no submit or stop; a
+ * replicated path on a store given limits),
+ * ESDB_EBUSY. */
 int esdb_store_set_commit_path(esdb_store *s, const esdb_commit_path *cp);
 
 /* The name of the store's commit path ("local" by default). */

@@ -160,7 +160,9 @@ int esdb_store_set_mapsize(esdb_store *s, uint64_t bytes);
 int esdb_store_set_durability(esdb_store *s, esdb_durability d);
 /* The limits to create a new store with or to change an existing one's
  * to (see esdb_limits above; 0 fields keep). ESDB_EINVAL for a value out
- * of the record format's range (names 65535 bytes, payloads 4 GiB - 1). */
+ * of the record format's range (names 65535 bytes, payloads 4 GiB - 1)
+ * and for a replica (a replicated commit path set: its limits change
+ * through a LIMITS_SET command in the log). */
 int esdb_store_set_limits(esdb_store *s, const esdb_limits *limits);
 /* Bytes of encoded commands that may wait in the writer queue (default
  * 256 MiB, 4 appends of the largest default size); a submit beyond it is

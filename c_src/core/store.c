@@ -78,7 +78,8 @@ int esdb_store_set_durability(esdb_store *s, esdb_durability d)
 int esdb_store_set_limits(esdb_store *s, const esdb_limits *l)
 {
 	SETTER_GUARD(s);
-	if (!l || !esdb__limits_in_range(l))
+	/* a replica's limits come from the log (esdb_store_set_commit_path) */
+	if (!l || !esdb__limits_in_range(l) || s->commit.replicated)
 		return ESDB_EINVAL;
 	s->limits_req = *l;
 	s->limits_set = true;

@@ -108,6 +108,15 @@ ERL_NIF_TERM nif_open_with(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 			goto bad_option;
 		o.given[i] = true;
 	}
+	int limit = setup ? esdb_proto_open_limit_given(&o) : -1;
+	if (limit >= 0) { /* a replica's limits come from the log */
+		esdb_store_close(s);
+		return enif_make_tuple2(
+		    env, atom_error,
+		    enif_make_tuple2(
+		        env, atom_invalid_option,
+		        enif_make_atom(env, esdb_proto_options[limit].name)));
+	}
 	if (esdb_proto_open_configure(s, &o))
 		goto bad_option;
 	if (setup) {

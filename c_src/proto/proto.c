@@ -314,6 +314,19 @@ int esdb_proto_open_configure(esdb_store *s, const esdb_proto_open *o)
 	return 0;
 }
 
+int esdb_proto_open_limit_given(const esdb_proto_open *o)
+{
+	static const esdb_proto_opt_id limits[] = {
+	    ESDB_OPT_MAX_STREAM_ID,    ESDB_OPT_MAX_EVENT_TYPE,
+	    ESDB_OPT_MAX_EVENT_BYTES,  ESDB_OPT_MAX_APPEND_EVENTS,
+	    ESDB_OPT_MAX_APPEND_BYTES, ESDB_OPT_MAX_KEY,
+	};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+		if (o->given[limits[i]])
+			return (int)limits[i];
+	return -1;
+}
+
 void esdb_proto_open_started(esdb_store *s, const esdb_proto_open *o)
 {
 	if (o->given[ESDB_OPT_MAX_FANOUT_BYTES])

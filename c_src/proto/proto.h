@@ -167,6 +167,10 @@ bool esdb_proto_option_in_bounds(const esdb_proto_option *o, uint64_t v);
  * {error, invalid_option}). */
 int esdb_proto_open_configure(esdb_store *s, const esdb_proto_open *o);
 
+/* The first limit option given (max_stream_id ... max_key), -1 when none:
+ * a cluster store refuses them (its limits change through the log). */
+int esdb_proto_open_limit_given(const esdb_proto_open *o);
+
 /* What applies once the store is open (the fan-out queue's bound). */
 void esdb_proto_open_started(esdb_store *s, const esdb_proto_open *o);
 

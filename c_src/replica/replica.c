@@ -1175,6 +1175,7 @@ int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
 	esdb_commit_path cp = {
 	    .impl = r,
 	    .name = "raft",
+	    .replicated = true,
 	    .start = path_start,
 	    .submit = path_submit,
 	    .cancel = path_cancel,

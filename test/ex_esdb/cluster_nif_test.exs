@@ -102,6 +102,13 @@ defmodule ExESDB.ClusterNifTest do
     assert {:error, {:invalid_cluster, _}} =
              :ex_esdb_nif.cluster_open("#{dir}/bad", %{}, %{address: "127.0.0.1:1"})
 
+    # limits change what apply answers: a replica's come from the log
+    assert {:error, {:invalid_option, :max_event_bytes}} =
+             :ex_esdb_nif.cluster_open("#{dir}/bad", %{max_event_bytes: 100}, %{
+               id: 1,
+               address: "127.0.0.1:1"
+             })
+
     assert {:error, {:invalid_address, _}} =
              :ex_esdb_nif.cluster_open("#{dir}/bad", %{}, %{id: 1, address: ""})
 

@@ -58,3 +58,23 @@ TEST(replica_create_checks_its_configuration)
 	CHECK_RC(esdb_replica_create(s, &cfg, &r), ESDB_EINVAL); /* id 0 */
 	esdb_store_close(s);
 }
+
+/* Limits decide what apply answers: a replica's come from the log (a
+ * LIMITS_SET command), never from its own options, which would make its
+ * results differ from the others'. */
+TEST(a_replica_refuses_node_local_limits)
+{
+	esdb_store *s;
+	esdb_replica *r;
+	esdb_limits l = {.max_event_bytes = 100};
+	esdb_replica_config cfg = {
+	    .id = 1, .address = "127.0.0.1:1", .dir = tmp_dir()};
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_set_limits(s, &l));
+	CHECK_RC(esdb_replica_create(s, &cfg, &r), ESDB_EINVAL);
+	esdb_store_close(s);
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	CHECK_RC(esdb_store_set_limits(s, &l), ESDB_EINVAL);
+	esdb_store_close(s);
+}
