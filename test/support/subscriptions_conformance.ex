@@ -474,6 +474,31 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           assert Process.alive?(sub2)
         end
 
+        test "a stream deleted after live events were shed: the shed events come from $all " <>
+               "too (the scan starts below them, not after the last read)",
+             %{store: s} do
+          {:ok, _} = Streams.append_events(s, "d", :any, for(_ <- 1..2500, do: ev()))
+
+          {:ok, sub} =
+            Subscriptions.subscribe_to(s, "shed-d", {:by_stream, "d"}, self(), buffer_size: 10)
+
+          assert_receive {:subscribed, ^sub}, 5_000
+          # caught up to 2,500 (read, queued), then live
+          wait_until(fn -> not :sys.get_state(sub).sub.catching_up end)
+          # live events past the queue's bound are shed (the cut falls
+          # below events already read); the stream is gone before the
+          # subscription reads them again
+          :ok = :sys.suspend(sub)
+
+          for _ <- 1..16,
+              do: {:ok, _} = Streams.append_events(s, "d", :any, for(_ <- 1..100, do: ev()))
+
+          assert :ok = Streams.delete_stream(s, "d")
+          :ok = :sys.resume(sub)
+          events = ack_until(s, sub, 4100, [])
+          assert Enum.map(events, & &1.event_number) == Enum.to_list(1..4100)
+        end
+
         test "delete_subscription removes the checkpoint", %{store: s} do
           {:ok, _} = Subscriptions.subscribe_to(s, "gone", {:by_event_type, "t"})
           assert :ok = Subscriptions.delete_subscription(s, "gone")

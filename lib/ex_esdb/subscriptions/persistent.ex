@@ -252,7 +252,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_info({:events, records, since}, state) do
     case State.live(state.sub, records, since, &EventCodec.finish(&1, state.store)) do
       {:dropped, _} -> {:noreply, state}
-      {:ok, sub} -> {:noreply, %{state | sub: sub} |> dispatch() |> resume_catch_up()}
+      {:ok, sub} -> {:noreply, state |> took_live(sub) |> dispatch() |> resume_catch_up()}
       {:gap, sub} -> {:noreply, resume_catch_up(%{state | sub: sub})}
     end
   end
@@ -308,6 +308,24 @@ defmodule ExESDB.Subscriptions.Persistent do
         {:error, reason} ->
           exit({:catch_up_failed, reason})
       end
+    end
+  end
+
+  # A delivery that shed queued events moved last_enqueued back below
+  # events already read: what a later scan of $all (the stream deleted)
+  # starts after must move back too, to the last event still queued (or
+  # the start of $all when none is).
+  defp took_live(state, sub) do
+    if sub.last_enqueued < state.sub.last_enqueued do
+      last =
+        case :queue.peek_r(sub.pending) do
+          {:value, record} -> record.position
+          :empty -> nil
+        end
+
+      %{state | sub: sub, last_position: last}
+    else
+      %{state | sub: sub}
     end
   end
 
