@@ -4,6 +4,7 @@
  * the writer (applies committed entries to the store, answers callers). */
 #include "replica.h"
 
+#include "bytes.h"
 #include "commit.h"
 #include "entry.h"
 
@@ -440,6 +441,23 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 #define MARKER_VERSION 1
 #define MARKER_BYTES   16
 
+/* The writer has applied everything handed to it and the store has it on
+ * disk (a failed flush stops the replica): what must hold before raft
+ * drops entries, at a snapshot or a restore. */
+static int store_settle(esdb_replica *r, const char *before)
+{
+	if (writer_drain(r))
+		return -1;
+	int rc = esdb_store_sync(r->s);
+	if (rc) {
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "flushing the store before %s failed: %s", before,
+		          esdb_error_describe(rc));
+		return -1;
+	}
+	return 0;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
@@ -448,16 +466,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	/* Raft then drops entries up to its commit index: the store must
 	 * hold them, committed and on disk (the invariant in replica.h;
 	 * with one flush per commit the last meta page is not yet). */
-	if (writer_drain(r))
-		return RAFT_IOERR;
-	int rc = esdb_store_sync(r->s);
-	if (rc) {
-		fail_stop(r, ESDB_ESTORE_FAILED,
-		          "flushing the store before a snapshot failed: %s",
-		          esdb_error_describe(rc));
-		return RAFT_IOERR;
-	}
-	if (esdb_store_get_applied_index(r->s, &applied))
+	if (store_settle(r, "a snapshot") ||
+	    esdb_store_get_applied_index(r->s, &applied))
 		return RAFT_IOERR;
 	*bufs = raft_malloc(sizeof(**bufs));
 	uint8_t *m = raft_malloc(MARKER_BYTES);
@@ -468,8 +478,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	}
 	memset(m, 0, MARKER_BYTES);
 	m[0] = MARKER_VERSION;
-	for (int i = 0; i < 8; i++)
-		m[8 + i] = (uint8_t)(applied >> (8 * i));
+	esdb_le64_put(m + 8, applied);
 	(*bufs)[0] = (struct raft_buffer){.base = m, .len = MARKER_BYTES};
 	*n_bufs = 1;
 	return 0;
@@ -486,8 +495,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		          buf->len, buf->len ? m[0] : 0);
 		return RAFT_MALFORMED;
 	}
-	for (int i = 7; i >= 0; i--)
-		want = want << 8 | m[8 + i];
+	want = esdb_le64_get(m + 8);
 	if (writer_drain(r) || esdb_store_get_applied_index(r->s, &have))
 		return RAFT_IOERR;
 	if (have < want) {
@@ -503,13 +511,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	}
 	/* Raft drops its entries up to the snapshot: the store must hold
 	 * them on disk, as in fsm_snapshot. */
-	int rc = esdb_store_sync(r->s);
-	if (rc) {
-		fail_stop(r, ESDB_ESTORE_FAILED,
-		          "flushing the store before a restore failed: %s",
-		          esdb_error_describe(rc));
+	if (store_settle(r, "a restore"))
 		return RAFT_IOERR;
-	}
 	raft_free(buf->base);
 	return 0;
 }
