@@ -15,8 +15,13 @@ defmodule ExESDB.Chaos.Target do
           position: pos_integer()
         }
 
-  @doc "{:ok, version} or {:ok, version, position} (position of the first event), or {:error, reason}."
-  @callback append(node_name, store :: atom(), String.t(), term(), [NewEvent.t()]) :: term()
+  @doc """
+  {:ok, version} or {:ok, version, position} (position of the first
+  event), or {:error, reason}. Options: `retry: true` when these events
+  were sent before with an unknown outcome (ExESDB.Streams, "Retries").
+  """
+  @callback append(node_name, store :: atom(), String.t(), term(), [NewEvent.t()], keyword()) ::
+              term()
   @doc "The stream's event ids from version 1, in order ({:ok, []} when absent)."
   @callback read_stream(node_name, atom(), String.t()) :: {:ok, [String.t()]} | {:error, term()}
   @doc "Whether read_stream/3 is linearizable (:linearizable) or may lag (:local)."
@@ -43,8 +48,8 @@ defmodule ExESDB.Chaos.Target.Local do
   @page 1000
 
   @impl true
-  def append(node, store, stream, expected, events),
-    do: on(node, Streams, :append_events, [store, stream, expected, events])
+  def append(node, store, stream, expected, events, opts),
+    do: on(node, Streams, :append_events, [store, stream, expected, events, opts])
 
   @impl true
   def read_stream(node, store, stream), do: on(node, __MODULE__, :stream_ids, [store, stream])

@@ -101,19 +101,21 @@ defmodule ExESDB.Chaos.Workload do
     %{verdict: verdict, history: ops, replicas: replicas, results: results}
   end
 
-  # Every replica's final state, once they all hold as many events (a
-  # follower may still be applying when the clients stop), or as they are
-  # after `ms` (the checker then reports the divergence).
-  defp settled(nodes, target, store, ms) do
+  # Every replica's final state, once they all hold the same events at
+  # the same positions and versions (a follower may still be applying
+  # when the clients stop), or as they are after `ms` (the checker then
+  # reports the divergence).
+  @doc false
+  def settled(nodes, target, store, ms) do
     deadline = System.monotonic_time(:millisecond) + ms
     settle(nodes, target, store, deadline)
   end
 
   defp settle(nodes, target, store, deadline) do
     replicas = Map.new(nodes, &{&1, target.final_state(&1, store)})
-    sizes = replicas |> Map.values() |> Enum.map(&length(&1.all)) |> Enum.uniq()
+    states = replicas |> Map.values() |> Enum.uniq()
 
-    if length(sizes) <= 1 or System.monotonic_time(:millisecond) > deadline do
+    if length(states) <= 1 or System.monotonic_time(:millisecond) > deadline do
       replicas
     else
       Process.sleep(50)
@@ -193,27 +195,31 @@ defmodule ExESDB.Chaos.Workload do
 
   defp append(cfg, c, stream, expected) do
     events = for i <- 1..:rand.uniform(3), do: NewEvent.new(event_type: "chaos", data: {c.name, i})
-    attempt(cfg, c, stream, expected, events, 1)
+    attempt(cfg, c, stream, expected, events, 1, false)
   end
 
-  # An outcome-unknown append is retried once with the same events.
-  defp attempt(cfg, c, stream, expected, events, tries) do
+  # An outcome-unknown append is retried once with the same events,
+  # marked as a retry (`retry: true`), as a client following the
+  # documented rule does: unmarked, an :any retry after other appends
+  # writes the events again.
+  defp attempt(cfg, c, stream, expected, events, tries, retry?) do
     op = %{
       type: :append,
       stream: stream,
       expected: expected,
+      retry: retry?,
       event_ids: Enum.map(events, & &1.event_id)
     }
 
     result =
       History.run(cfg.history, c.name, c.node, op, fn ->
-        cfg.target.append(c.node, cfg.store, stream, expected, events)
+        cfg.target.append(c.node, cfg.store, stream, expected, events, retry: retry?)
       end)
 
     case {result, History.outcome(result)} do
       {{:ok, v}, _} -> put_in(c.known[stream], v)
       {{:ok, v, _}, _} -> put_in(c.known[stream], v)
-      {_, :unknown} when tries > 0 -> attempt(cfg, c, stream, expected, events, tries - 1)
+      {_, :unknown} when tries > 0 -> attempt(cfg, c, stream, expected, events, tries - 1, true)
       _ -> c
     end
   end
