@@ -217,7 +217,40 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 		return ei_get_type(a->buf, &a->idx, &type, &size) == 0 &&
 		       (type == ERL_LIST_EXT || type == ERL_NIL_EXT) &&
 		       ei_skip_term(a->buf, &a->idx) == 0;
-	default: /* pids, options, sources, formats: not served here */
+	case ESDB_ARG_SOURCE: {
+		/* all | {stream, Id} | {type, Type}: v->u the kind */
+		int arity;
+		if (is_atom(a, "all")) {
+			v->u = CN_SOURCE_ALL;
+			return true;
+		}
+		if (ei_decode_tuple_header(a->buf, &a->idx, &arity) != 0 ||
+		    arity != 2)
+			return false;
+		if (is_atom(a, "stream"))
+			v->u = CN_SOURCE_STREAM;
+		else if (is_atom(a, "type"))
+			v->u = CN_SOURCE_TYPE;
+		else
+			return false;
+		return cn_arg_bin(a, &v->p, &v->len) && v->len > 0;
+	}
+	case ESDB_ARG_FORMAT: {
+		/* {Module, Decode}: only Decode matters here (v->u) */
+		int arity;
+		char module[MAXATOMLEN_UTF8];
+		if (ei_decode_tuple_header(a->buf, &a->idx, &arity) != 0 ||
+		    arity != 2 || !get_atom(a, module))
+			return false;
+		if (is_atom(a, "true"))
+			v->u = 1;
+		else if (is_atom(a, "false"))
+			v->u = 0;
+		else
+			return false;
+		return true;
+	}
+	default: /* pids, options: not served here */
 		return false;
 	}
 }

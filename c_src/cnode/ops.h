@@ -48,12 +48,16 @@ typedef struct args {
 	int idx;
 } args;
 
+/* A SOURCE argument's kind (arg.u); its name in arg.p. */
+enum { CN_SOURCE_ALL, CN_SOURCE_STREAM, CN_SOURCE_TYPE };
+
 /* One argument as its kind decodes it. */
 typedef struct arg {
 	const char *p; /* binaries, borrowed from the message; AFTER: NULL
 	                * for nil */
 	size_t len;
-	uint64_t u;        /* UINT, EXPECTED, COUNT, DIRECTION */
+	uint64_t u;        /* UINT, EXPECTED, COUNT, DIRECTION, SOURCE's kind,
+	                    * FORMAT's Decode */
 	esdb_encoding enc; /* PAYLOAD */
 	int at;            /* EVENTS: where the list starts */
 	bool retry;        /* EXPECTED given as {retry, Expected} */
@@ -86,7 +90,8 @@ void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m);
 
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,
- * snapshot_get, checkpoint_get, checkpoint_list, stats, limits). */
+ * snapshot_get, checkpoint_get, checkpoint_list, stats, limits,
+ * read_records). */
 void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v,
                    unsigned n);
 

@@ -20,6 +20,11 @@ typedef struct job {
 typedef struct out {
 	ei_x_buff items;
 	int n;
+	/* read_records with Decode: payloads as read (bytes, {term, Bytes},
+	 * {legacy, Bytes}), so the caller decodes what was written as a
+	 * term, with its own checks (the distribution layer would decode an
+	 * embedded term without them, making atoms) */
+	bool marked;
 } out;
 
 /* {Position, StreamId, Version, EventId, Type, Data, Metadata,
@@ -39,8 +44,14 @@ static int encode_event(void *ctx, const esdb_event *ev)
 	ei_x_encode_ulonglong(x, ev->stream_version);
 	ei_x_encode_binary(x, ev->event_id, 16);
 	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
-	ei_x_encode_binary(x, ev->data, (long)ev->data_len);
-	ei_x_encode_binary(x, ev->metadata, (long)ev->metadata_len);
+	if (o->marked) {
+		cn_encode_payload(x, ev->data, ev->data_len, ev->data_encoding);
+		cn_encode_payload(x, ev->metadata, ev->metadata_len,
+		                  ev->metadata_encoding);
+	} else {
+		ei_x_encode_binary(x, ev->data, (long)ev->data_len);
+		ei_x_encode_binary(x, ev->metadata, (long)ev->metadata_len);
+	}
 	if (ev->causation_id)
 		ei_x_encode_binary(x, ev->causation_id, 16);
 	else
@@ -168,12 +179,33 @@ static void run(void *arg)
 	esdb_limits lim;
 	uint64_t version = 0;
 	bool exists = false, deleted = false;
+	/* read_records: its source read, payloads marked when decoding */
+	bool records = is(j, "read_records");
+	uint64_t source = records ? v[0].u : 0;
+	if (records) {
+		o.marked = v[4].u != 0;
+		v = j->v +
+		    1; /* From, Count, Direction as the reads take them */
+	}
 	/* EINVAL names the stream id, as the NIF's reply does */
-	bool stream_id = is(j, "read_stream") || is(j, "stream_info");
+	bool stream_id = is(j, "read_stream") || is(j, "stream_info") ||
+	                 (records && source == CN_SOURCE_STREAM);
 	int rc;
 	pthread_rwlock_rdlock(&srv->store_lock);
 	if (srv->closed)
 		rc = ESDB_ECLOSED;
+	else if (records && source == CN_SOURCE_STREAM)
+		rc =
+		    esdb_stream_read(srv->store, j->v[0].p, j->v[0].len, v[0].u,
+		                     (uint32_t)v[1].u, (esdb_direction)v[2].u,
+		                     encode_event, &o, &next);
+	else if (records && source == CN_SOURCE_ALL)
+		rc = esdb_all_read(srv->store, v[0].u, (uint32_t)v[1].u,
+		                   (esdb_direction)v[2].u, encode_event, &o,
+		                   &next);
+	else if (records) /* a type source reads forward, as the NIF's */
+		rc = esdb_type_read(srv->store, j->v[0].p, j->v[0].len, v[0].u,
+		                    (uint32_t)v[1].u, encode_event, &o, &next);
 	else if (is(j, "read_stream"))
 		rc = esdb_stream_read(srv->store, v[0].p, v[0].len, v[1].u,
 		                      (uint32_t)v[2].u, (esdb_direction)v[3].u,
@@ -210,7 +242,7 @@ static void run(void *arg)
 	ei_x_buff x;
 	cn_reply_begin(k, &x);
 	if (rc == ESDB_EINVAL && stream_id) {
-		cn_encode_invalid_id(&x, v[0].p, v[0].len);
+		cn_encode_invalid_id(&x, j->v[0].p, j->v[0].len);
 	} else if (rc) {
 		cn_encode_rc(srv, &x, rc);
 	} else if (is(j, "stream_info")) {

@@ -5,8 +5,9 @@
  * answered once, From ! {Ref, Reply}, with the NIF's reply (for async
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
- * stats and limits; subscriptions, open/close, cancel, verify, backup
- * and record reads are not yet ({error, {invalid_request, not_served}}).
+ * stats, limits and record reads (as event tuples: see reads.c);
+ * subscriptions, open/close, cancel, verify and backup are not yet
+ * ({error, {invalid_request, not_served}}).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
@@ -30,6 +31,7 @@ static const struct served {
     {"read_stream", NULL},
     {"read_all", NULL},
     {"read_type", NULL},
+    {"read_records", NULL},
     {"stream_info", NULL},
     {"list_streams", NULL},
     {"snapshot_get", NULL},

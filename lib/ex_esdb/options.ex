@@ -33,6 +33,11 @@ defmodule ExESDB.Options do
   | `file_mode` | | `0o600` | mode of the store's files and backups; directories get it plus `x` where `r` (`0o700`) |
   | `serializer` | | `ExESDB.Serializer.Term` | a module implementing `ExESDB.Serializer` |
   | `limits` | | core defaults | keyword: `max_stream_id`, `max_event_type`, `max_event_bytes`, `max_append_events`, `max_append_bytes`, `max_key`, `max_queue_bytes`, `max_read_bytes` (see Limits) |
+  | `backend` | `EX_ESDB_BACKEND` | `:nif` | `:nif`: the store in this VM; `:cnode`: in a C node, an OS process of its own (see C node) |
+  | `cnode` | `EX_ESDB_CNODE` | `nil` | the name (`name@host`) of a C node started elsewhere that serves this store; implies `backend: :cnode` (C node) |
+  | `cnode_name` | `EX_ESDB_CNODE_NAME` | `<store_id>_cnode@<this host>` | the name of the C node this system starts (C node) |
+  | `cnode_listen` | `EX_ESDB_CNODE_LISTEN` | `"127.0.0.1"` | the IPv4 interface the started C node listens on (C node) |
+  | `cnode_cookie` | `EX_ESDB_CNODE_COOKIE` | `:node` | `:node`: this node's cookie, given on the C node's stdin; or the path of a file only its owner can read (mode 0400) holding the cookie (C node) |
 
   Everything is checked when the store starts (`ExESDB.System.start_link/1`
   raises, so the store does not start): an invalid value raises an
@@ -56,6 +61,18 @@ defmodule ExESDB.Options do
   A node outside the seed list starts with `join: true` and an empty
   raft log, and becomes a member when a member adds it
   (`ExESDB.Cluster.add/2`).
+
+  ## C node
+
+  `backend: :cnode` runs the store in `priv/ex_esdb_cnode`, started by
+  this system through a Port (its cookie on its stdin, never on its
+  command line), registered with epmd as `cnode_name` and listening on
+  `cnode_listen`; the system waits for its ready line, and starts it
+  again when it dies. `cnode: :"name@host"` uses a C node started
+  elsewhere (it serves one store; `data_dir` is then unused). This node
+  must be distributed (`--sname`/`--name`) and, for a C node started
+  elsewhere, share its cookie. See `ExESDB.Backend.CNode` for what the
+  extra process adds to the error table. Not with `db_type: :cluster`.
 
   ## Limits
 
@@ -98,7 +115,12 @@ defmodule ExESDB.Options do
           map_size: pos_integer(),
           file_mode: non_neg_integer(),
           serializer: module(),
-          limits: keyword()
+          limits: keyword(),
+          backend: :nif | :cnode,
+          cnode: node() | nil,
+          cnode_name: node() | nil,
+          cnode_listen: String.t(),
+          cnode_cookie: :node | String.t()
         }
 
   @defaults %{
@@ -118,7 +140,12 @@ defmodule ExESDB.Options do
     map_size: 64 * 1024 * 1024,
     file_mode: 0o600,
     serializer: ExESDB.Serializer.Term,
-    limits: []
+    limits: [],
+    backend: :nif,
+    cnode: nil,
+    cnode_name: nil,
+    cnode_listen: "127.0.0.1",
+    cnode_cookie: :node
   }
 
   @env %{
@@ -135,7 +162,12 @@ defmodule ExESDB.Options do
     join: "EX_ESDB_JOIN",
     pub_sub: "EX_ESDB_PUB_SUB",
     durability: "EX_ESDB_DURABILITY",
-    map_size: "EX_ESDB_MAP_SIZE"
+    map_size: "EX_ESDB_MAP_SIZE",
+    backend: "EX_ESDB_BACKEND",
+    cnode: "EX_ESDB_CNODE",
+    cnode_name: "EX_ESDB_CNODE_NAME",
+    cnode_listen: "EX_ESDB_CNODE_LISTEN",
+    cnode_cookie: "EX_ESDB_CNODE_COOKIE"
   }
 
   @limit_keys [
@@ -188,7 +220,17 @@ defmodule ExESDB.Options do
     |> merge(env_overrides(), &Map.fetch!(@env, &1))
     |> merge(keyword!(opts, @option_source), fn _key -> @option_source end)
     |> check_cluster!()
+    |> check_cnode!()
   end
+
+  # A C node given means the C node backend; it serves a single store.
+  defp check_cnode!(%{cnode: cnode} = o) when cnode != nil,
+    do: check_cnode!(%{o | backend: :cnode, cnode: nil}) |> Map.put(:cnode, cnode)
+
+  defp check_cnode!(%{backend: :cnode, db_type: :cluster}),
+    do: raise(ArgumentError, "ExESDB option :backend :cnode does not run with db_type: :cluster")
+
+  defp check_cnode!(o), do: o
 
   # What cluster mode needs beyond each key's own check.
   defp check_cluster!(%{db_type: :cluster} = o) do
@@ -287,8 +329,14 @@ defmodule ExESDB.Options do
       :seed_nodes ->
         value |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
 
-      k when k in [:data_dir, :raft_bind] ->
+      k when k in [:data_dir, :raft_bind, :cnode_listen] ->
         value
+
+      k when k in [:cnode, :cnode_name] ->
+        if value =~ @node_name, do: String.to_atom(value), else: bad_env!(var, value, expected(key))
+
+      :cnode_cookie ->
+        if value == "node", do: :node, else: value
 
       :raft_addresses ->
         value
@@ -367,6 +415,22 @@ defmodule ExESDB.Options do
   end
 
   defp validate!(:limits, v, _) when is_list(v), do: validate_limits!(v)
+  defp validate!(:backend, v, _) when v in [:nif, :cnode], do: v
+  defp validate!(k, nil, _) when k in [:cnode, :cnode_name], do: nil
+
+  defp validate!(k, v, source) when k in [:cnode, :cnode_name] and (is_atom(v) or is_binary(v)) do
+    if to_string(v) =~ @node_name, do: validate_node!(v), else: invalid!(k, v, source)
+  end
+
+  defp validate!(:cnode_listen, v, source) when is_binary(v) do
+    case :inet.parse_ipv4strict_address(String.to_charlist(v)) do
+      {:ok, _} -> v
+      _ -> invalid!(:cnode_listen, v, source)
+    end
+  end
+
+  defp validate!(:cnode_cookie, :node, _), do: :node
+  defp validate!(:cnode_cookie, v, _) when is_binary(v) and v != "", do: v
   defp validate!(key, value, source), do: invalid!(key, value, source)
 
   defp invalid!(key, value, source) do
@@ -392,6 +456,9 @@ defmodule ExESDB.Options do
         invalid!(:seed_nodes, nodes, source)
     end)
   end
+
+  defp validate_node!(v) when is_atom(v), do: v
+  defp validate_node!(v), do: String.to_atom(v)
 
   # "ip:port" (or "host:port") with a port in 1..65535.
   defp address?(addr) when is_binary(addr) do
@@ -464,4 +531,9 @@ defmodule ExESDB.Options do
     do: "expected a loaded module implementing ExESDB.Serializer (serialize/1, deserialize/2)"
 
   defp expected(:limits), do: "expected a keyword list"
+  defp expected(:backend), do: "expected :nif or :cnode"
+  defp expected(:cnode), do: "expected a node name (name@host) or nil"
+  defp expected(:cnode_name), do: "expected a node name (name@host) or nil"
+  defp expected(:cnode_listen), do: "expected an IPv4 address such as \"127.0.0.1\""
+  defp expected(:cnode_cookie), do: "expected :node or the path of a 0400 file holding the cookie"
 end

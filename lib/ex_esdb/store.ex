@@ -32,11 +32,11 @@ defmodule ExESDB.Store do
     path = ExESDB.Options.store_path(options)
 
     backend =
-      Map.get_lazy(options, :backend, fn ->
-        if Map.get(options, :db_type) == :cluster,
-          do: ExESDB.Backend.Cluster,
-          else: ExESDB.Backend.NIF
-      end)
+      cond do
+        Map.get(options, :backend) == :cnode -> ExESDB.Backend.CNode
+        Map.get(options, :db_type) == :cluster -> ExESDB.Backend.Cluster
+        true -> ExESDB.Backend.NIF
+      end
 
     open_opts =
       Map.merge(
@@ -51,6 +51,7 @@ defmodule ExESDB.Store do
         Map.new(options.limits)
       )
       |> Map.merge(cluster_opts(options))
+      |> Map.merge(cnode_opts(options))
 
     case backend.open(path, open_opts) do
       {:ok, handle} ->
@@ -80,6 +81,12 @@ defmodule ExESDB.Store do
     do: %{cluster: %{store_id: options.store_id, config: ExESDB.Cluster.config(options)}}
 
   defp cluster_opts(_options), do: %{}
+
+  # Which C node serves a store on the C node backend.
+  defp cnode_opts(%{backend: :cnode} = options),
+    do: %{cnode: %{node: ExESDB.Backend.CNode.node_name(options), store_id: options.store_id}}
+
+  defp cnode_opts(_options), do: %{}
 
   # A Store that died without terminate/2 (killed) left its handle open
   # and published: the store would stay open for writes through the API

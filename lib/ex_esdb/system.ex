@@ -95,12 +95,14 @@ defmodule ExESDB.System do
     store = options.store_id
 
     children =
-      [
-        {ExESDB.Store, options},
-        {Registry, keys: :unique, name: ExESDB.Subscriptions.registry(store)},
-        {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
-        ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
-      ]
+      (ExESDB.Backend.CNode.children(options) ++
+         [
+           {ExESDB.Store, options},
+           {Registry, keys: :unique, name: ExESDB.Subscriptions.registry(store)},
+           {DynamicSupervisor,
+            name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
+           ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
+         ])
       |> Enum.reject(&is_nil/1)
 
     Supervisor.init(children, strategy: :rest_for_one)

@@ -2,7 +2,8 @@ defmodule ExESDB.BackendTest do
   # The boundary to native code: no module of lib/ calls the NIF (the
   # Elixir backend sits on :ex_esdb_backend, as the Erlang API does), the
   # behaviour is documented, and the {Ref, Reply} wait and the naming of
-  # core errors are each written once, in :ex_esdb_backend.
+  # core errors are each written once, in :ex_esdb_backend (the C node
+  # backend has its own wait, over distribution).
   use ExUnit.Case, async: true
 
   @root Path.expand("../..", __DIR__)
@@ -21,16 +22,22 @@ defmodule ExESDB.BackendTest do
   test "one {Ref, Reply} wait in lib/ and src/" do
     wait = ~r/\{\^?[Rr]ef, \w+\} ->/
     waits = files_matching("lib/**/*.ex", wait) ++ files_matching("src/*.erl", wait)
-    assert waits == ["src/ex_esdb_backend.erl"]
+    # and the C node backend's, over distribution, which also watches
+    # the connection (a request in flight when it drops)
+    assert waits == ["lib/ex_esdb/backend/cnode.ex", "src/ex_esdb_backend.erl"]
   end
 
-  test "every callback is documented and implemented by Backend.NIF" do
+  test "every callback is documented and implemented by Backend.NIF and Backend.CNode" do
     Code.ensure_loaded!(ExESDB.Backend.NIF)
+    Code.ensure_loaded!(ExESDB.Backend.CNode)
     callbacks = ExESDB.Backend.behaviour_info(:callbacks)
     {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(ExESDB.Backend)
     documented = for {{:callback, name, arity}, _, _, %{"en" => _}, _} <- docs, do: {name, arity}
     assert Enum.sort(callbacks) == Enum.sort(documented)
-    for {name, arity} <- callbacks, do: assert(function_exported?(ExESDB.Backend.NIF, name, arity))
+
+    for backend <- [ExESDB.Backend.NIF, ExESDB.Backend.CNode],
+        {name, arity} <- callbacks,
+        do: assert(function_exported?(backend, name, arity), "#{inspect(backend)}.#{name}/#{arity}")
   end
 
   describe "the wait (:ex_esdb_backend.call/3)" do

@@ -291,6 +291,50 @@ defmodule ExESDB.CNodeTest do
     assert {:ok, %{events: 5, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
   end
 
+  test "read_records answers event tuples with the payloads as read", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    t = {:term, :erlang.term_to_binary(%{a: 1})}
+    ev = fn n, type, data -> {<<n::128>>, type, data, "", nil, nil} end
+    assert {:ok, 2, 1} = call(cn.name, {:append, "s", :any, [ev.(1, "T", t), ev.(2, "U", "raw")]})
+    assert {:ok, 1, 3} = call(cn.name, {:append, "r", :any, [ev.(3, "T", "x")]})
+    fmt = {ExESDB.EventRecord, true}
+
+    assert {:ok, [e1, e2], :eof} =
+             call(cn.name, {:read_records, {:stream, "s"}, 0, 10, :forward, fmt})
+
+    assert {1, "s", 1, <<1::128>>, "T", ^t, "", nil, nil, us} = e1
+    assert is_integer(us)
+    assert {2, "s", 2, <<2::128>>, "U", "raw", "", nil, nil, _} = e2
+    # Decode false: the stored bytes, as the NIF's records hold them
+    {:term, tb} = t
+
+    assert {:ok, [{1, "s", 1, _, "T", ^tb, "", nil, nil, _}], 2} =
+             call(
+               cn.name,
+               {:read_records, {:stream, "s"}, 1, 1, :forward, {ExESDB.EventRecord, false}}
+             )
+
+    assert {:ok, [{3, "r", 1, _, _, "x", _, _, _, _}, {2, _, _, _, _, _, _, _, _, _}], 1} =
+             call(cn.name, {:read_records, :all, 3, 2, :backward, fmt})
+
+    # a type source reads forward whatever the direction
+    assert {:ok, [{1, _, _, _, _, _, _, _, _, _}, {3, _, _, _, _, _, _, _, _, _}], :eof} =
+             call(cn.name, {:read_records, {:type, "T"}, 0, 10, :backward, fmt})
+
+    assert call(cn.name, {:read_records, {:stream, "none"}, 0, 10, :forward, fmt}) ==
+             {:error, :stream_not_found}
+
+    assert call(cn.name, {:read_records, {:stream, "$all"}, 0, 10, :forward, fmt}) ==
+             {:error, {:invalid_stream_id, "$all"}}
+
+    assert call(cn.name, {:read_records, {:nope, "s"}, 0, 10, :forward, fmt}) ==
+             {:error, {:invalid_request, :read_records}}
+
+    assert call(cn.name, {:read_records, :all, 0, 10, :forward, {ExESDB.EventRecord, 1}}) ==
+             {:error, {:invalid_request, :read_records}}
+  end
+
   test "term payloads are refused as the NIF refuses them", %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
     hello!(cn.name)

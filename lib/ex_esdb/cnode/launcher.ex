@@ -1,0 +1,164 @@
+defmodule ExESDB.CNode.Launcher do
+  @moduledoc false
+  # Runs a store's C node (priv/ex_esdb_cnode) as an OS process through a
+  # Port, for `backend: :cnode` without `cnode:` (a C node started
+  # elsewhere). The cookie goes to its stdin (never its command line,
+  # which `ps` shows), or it reads the 0400 file named by `cnode_cookie`.
+  # `--stop-on-eof`: the C node stops when this VM does. It waits for the
+  # ready line, and when the C node exits it starts it again (with a
+  # growing pause, up to 1 s): ExESDB.CNode.Connection reconnects.
+  use GenServer
+  require Logger
+
+  @ready_ms 30_000
+  @backoff_ms [0, 50, 200, 1000]
+
+  def start_link(%{store_id: store} = args),
+    do: GenServer.start_link(__MODULE__, args, name: name(store))
+
+  def child_spec(args),
+    do: %{id: __MODULE__, start: {__MODULE__, :start_link, [args]}, shutdown: 10_000}
+
+  defp name(store), do: :"exesdb_cnode_launcher_#{store}"
+
+  @doc "The OS pid of a store's running C node, or nil."
+  @spec os_pid(atom()) :: non_neg_integer() | nil
+  def os_pid(store), do: GenServer.call(name(store), :os_pid)
+
+  @doc "The executable."
+  def bin, do: Application.app_dir(:ex_esdb, "priv/ex_esdb_cnode")
+
+  @impl true
+  def init(args) do
+    Process.flag(:trap_exit, true)
+    s = Map.merge(args, %{port: nil, os_pid: nil, starts: 0})
+
+    # the first start is waited for: the store opens only on a C node
+    # that is up
+    case start(s) do
+      {:ok, s} -> {:ok, s}
+      {:error, reason} -> {:stop, {:cnode_not_started, reason}}
+    end
+  end
+
+  @impl true
+  def handle_call(:os_pid, _from, s), do: {:reply, s.os_pid, s}
+
+  @impl true
+  def handle_info({port, {:data, {:eol, line}}}, %{port: port} = s) do
+    Logger.info("ex_esdb C node #{s.cnode}: #{line}")
+    {:noreply, s}
+  end
+
+  def handle_info({port, {:data, {:noeol, _}}}, %{port: port} = s), do: {:noreply, s}
+
+  def handle_info({port, {:exit_status, status}}, %{port: port} = s) do
+    Logger.warning("ex_esdb C node #{s.cnode} exited (#{status}); starting it again")
+    send(self(), :restart)
+    {:noreply, %{s | port: nil, os_pid: nil}}
+  end
+
+  def handle_info(:restart, %{port: nil} = s) do
+    Process.sleep(Enum.at(@backoff_ms, s.starts - 1, List.last(@backoff_ms)))
+
+    case start(s) do
+      {:ok, s} ->
+        {:noreply, s}
+
+      {:error, reason} ->
+        Logger.error("ex_esdb C node #{s.cnode} did not start: #{inspect(reason)}")
+        send(self(), :restart)
+        {:noreply, %{s | starts: s.starts + 1}}
+    end
+  end
+
+  def handle_info(_other, s), do: {:noreply, s}
+
+  @impl true
+  def terminate(_reason, %{port: port, os_pid: os_pid}) when port != nil do
+    # stdin closed: the C node stops (--stop-on-eof) and flushes on its
+    # way out; wait for it, so the store's lock is free for whoever
+    # opens it next
+    Port.close(port)
+    wait_gone(os_pid, 100)
+  end
+
+  def terminate(_reason, _s), do: :ok
+
+  defp wait_gone(_os_pid, 0), do: :ok
+
+  defp wait_gone(os_pid, n) do
+    if File.exists?("/proc/#{os_pid}") do
+      Process.sleep(50)
+      wait_gone(os_pid, n - 1)
+    else
+      :ok
+    end
+  end
+
+  defp start(s) do
+    File.mkdir_p!(Path.dirname(s.path))
+
+    args =
+      [
+        "--name",
+        Atom.to_string(s.cnode),
+        "--store",
+        s.path,
+        "--listen",
+        s.listen,
+        "--durability",
+        Atom.to_string(if s.durability == :strict, do: :sync, else: s.durability),
+        "--stop-on-eof"
+      ] ++ cookie_args(s.cookie)
+
+    port =
+      Port.open({:spawn_executable, bin()}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 4096},
+        args: args
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    if s.cookie == :node, do: Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+
+    case await_ready(port, System.monotonic_time(:millisecond) + @ready_ms) do
+      :ok ->
+        {:ok, %{s | port: port, os_pid: os_pid, starts: s.starts + 1}}
+
+      error ->
+        catch_port_close(port)
+        System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+        error
+    end
+  end
+
+  defp cookie_args(:node), do: ["--cookie-stdin"]
+  defp cookie_args(path) when is_binary(path), do: ["--cookie-file", path]
+
+  defp await_ready(port, deadline) do
+    left = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} ->
+        :ok
+
+      {^port, {:data, {_, line}}} ->
+        Logger.info("ex_esdb C node: #{line}")
+        await_ready(port, deadline)
+
+      {^port, {:exit_status, status}} ->
+        {:error, {:exit_status, status}}
+    after
+      left -> {:error, :no_ready_line}
+    end
+  end
+
+  defp catch_port_close(port) do
+    Port.close(port)
+  catch
+    _, _ -> :ok
+  end
+end
