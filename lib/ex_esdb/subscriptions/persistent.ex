@@ -71,7 +71,11 @@ defmodule ExESDB.Subscriptions.Persistent do
         # the position of the last event read from the store
         last_position: nil,
         # {$all position to read from, last version}: the stream was deleted
-        stream_deleted: nil
+        stream_deleted: nil,
+        # the checkpoint write in flight (its reference) and the last
+        # checkpoint submitted: one write at a time (see ack/3)
+        writing: nil,
+        written: nil
       }
 
       with {:ok, cursor, catching_up} <-
@@ -103,6 +107,7 @@ defmodule ExESDB.Subscriptions.Persistent do
     # answer to the caller, not a crash.
     case write_checkpoint(state, :sync) do
       :ok ->
+        state = %{state | written: sub.checkpoint}
         {:ok, add_subscriber(state, subscriber), {:continue, :catch_up}}
 
       {:error, _} = error ->
@@ -195,6 +200,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   # still holds the name, so a subscribe_to racing it either joined
   # before (and ends with it) or starts after, without the checkpoint.
   def handle_call(:delete, _from, state) do
+    # the write in flight lands first, not after the delete
+    state = await_write(state)
+
     # (a checkpoint another API deleted already: deleted all the same)
     case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, []) do
       reply when reply in [:ok, {:error, :subscription_not_found}] ->
@@ -263,7 +271,11 @@ defmodule ExESDB.Subscriptions.Persistent do
       else: {:noreply, state}
   end
 
-  # replies to asynchronous checkpoint writes
+  # the reply to the checkpoint write in flight: the acks that came
+  # meanwhile are written now, as one
+  def handle_info({ref, _reply}, %{writing: ref} = state),
+    do: {:noreply, write_acked(%{state | writing: nil})}
+
   def handle_info({ref, _reply}, state) when is_reference(ref), do: {:noreply, state}
 
   # Exit signals, trapped only so that terminate/2 runs (the parent's are
@@ -277,8 +289,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   def terminate(_reason, state) do
     state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from
-    # (unless the subscription was deleted).
-    unless state[:deleted], do: write_checkpoint(state, :sync)
+    # (unless the subscription was deleted), written after the write in
+    # flight, not overtaken by it.
+    unless state[:deleted], do: state |> await_write() |> write_checkpoint(:sync)
   end
 
   defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
@@ -439,19 +452,49 @@ defmodule ExESDB.Subscriptions.Persistent do
     send_chunks(pid, rest, n - @message_events, transform)
   end
 
-  # An ack that moves the checkpoint writes it, without waiting.
-  defp ack(state, pid, cursor) do
-    before = state.sub.checkpoint
-    state = %{state | sub: State.ack(state.sub, pid, cursor)}
-    if state.sub.checkpoint > before, do: write_checkpoint(state, :async)
-    state
+  # An ack that moves the checkpoint writes it without waiting, one
+  # write at a time: acks that come while a write is in flight are
+  # written as one when its reply comes (Commanded acks every event; in
+  # cluster mode a write is a raft round), and a delete or the last
+  # write waits for the one in flight (await_write/1), so none lands
+  # after them.
+  defp ack(state, pid, cursor),
+    do: write_acked(%{state | sub: State.ack(state.sub, pid, cursor)})
+
+  defp write_acked(%{writing: nil} = state) do
+    if state.sub.checkpoint > state.written do
+      ref = make_ref()
+      # (a failed write is covered by a later one, or terminate/2's)
+      write_checkpoint(state, {:async, ref})
+      %{state | writing: ref, written: state.sub.checkpoint}
+    else
+      state
+    end
   end
 
-  # :async: the reply comes as {ref, reply} and is dropped (a later
-  # write or the one in terminate/2 covers a failed one).
+  defp write_acked(state), do: state
+
+  # The reply to the write in flight (the store answers every submit:
+  # a bounded wait, in case it does not).
+  defp await_write(%{writing: nil} = state), do: state
+
+  defp await_write(%{writing: ref} = state) do
+    receive do
+      {^ref, _reply} -> %{state | writing: nil}
+    after
+      state.store.timeout + 2_000 -> %{state | writing: nil}
+    end
+  end
+
   defp write_checkpoint(state, mode) do
     command = {:checkpoint_put, state.name, state.sub.checkpoint, state.definition}
-    opts = if mode == :async, do: [async: true, ref: make_ref()], else: []
+
+    opts =
+      case mode do
+        {:async, ref} -> [async: true, ref: ref]
+        :sync -> []
+      end
+
     state.store.backend.submit(state.store, command, opts)
   end
 end

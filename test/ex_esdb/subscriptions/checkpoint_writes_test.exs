@@ -1,0 +1,86 @@
+defmodule ExESDB.Subscriptions.CheckpointWritesTest do
+  # How a persistent subscription writes its checkpoint: acks that come
+  # while a write is in flight are coalesced into the next write (one
+  # write at a time, each with the latest checkpoint), and a delete waits
+  # for the write in flight, so a deleted checkpoint never comes back.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.SubscriptionHelpers
+
+  alias ExESDB.Subscriptions
+  alias ExESDB.Test.GatedBackend
+
+  defp put?({:checkpoint_put, _, _, _}, opts), do: opts[:async] == true
+  defp put?(_, _), do: false
+
+  defp puts_submitted(acc \\ 0) do
+    receive do
+      {:submit, {:checkpoint_put, _, _, _}} -> puts_submitted(acc + 1)
+    after
+      0 -> acc
+    end
+  end
+
+  defp stored(store, name) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+
+    case s.backend.checkpoint_get(s, name) do
+      {:ok, {_, checkpoint, _, _}} -> checkpoint
+      {:error, :subscription_not_found} -> nil
+    end
+  end
+
+  test "acks that come while a checkpoint write is in flight are written as one" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2)
+    append(store, "s", 1000)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "batched", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    events = ack_each_until(store, sub, 1000, [])
+    assert length(events) == 1000
+    # the first ack's write is held (a slow round); the other 999 acks
+    # have all been handled meanwhile
+    assert_receive {:gated, {:checkpoint_put, "batched", _, _}, _}
+    assert GenServer.call(sub, :checkpoint) == 1000
+    GatedBackend.release(store)
+    ExESDB.Test.ClusterHelpers.wait_until(fn -> stored(store, "batched") == 1000 end)
+    # the sync write at creation, the held one, then one for the rest
+    assert puts_submitted() <= 3
+  end
+
+  test "a delete waits for the checkpoint write in flight: the checkpoint does not come back" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2)
+    append(store, "s", 10)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "deleted", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    [_ | _] = ack_each_until(store, sub, 10, [])
+    assert_receive {:gated, {:checkpoint_put, "deleted", _, _}, _}
+
+    # the delete goes while the write is held; the write lands when released
+    deleting = Task.async(fn -> Subscriptions.delete_subscription(store, "deleted") end)
+    # (a delete that does not wait is submitted now: give it the time to
+    # be; the stored checkpoint below decides)
+    receive do
+      {:submit, {:checkpoint_delete, "deleted"}} -> :ok
+    after
+      500 -> :ok
+    end
+
+    GatedBackend.release(store)
+    assert :ok = Task.await(deleting)
+    assert_receive {:done, {:checkpoint_put, "deleted", _, _}}
+    assert stored(store, "deleted") == nil
+  end
+
+  # Receive until n events came, acking each event on its own.
+  defp ack_each_until(_store, _sub, n, acc) when length(acc) >= n, do: acc
+
+  defp ack_each_until(store, sub, n, acc) do
+    receive do
+      {:events, evs} ->
+        Enum.each(evs, &Subscriptions.ack_event(store, sub, &1))
+        ack_each_until(store, sub, n, acc ++ evs)
+    after
+      3000 -> acc
+    end
+  end
+end

@@ -1,0 +1,131 @@
+defmodule ExESDB.Test.GatedBackend do
+  @moduledoc false
+  # ExESDB.Backend.NIF (the real store) with a gate on the submits a test
+  # chooses (and tells the test of every submit, `{:submit, command}`):
+  # each matching submit is reported to the test as `{:gated,
+  # command, opts}` and held until the test calls release/1 (then every
+  # later one passes too), then `{:done, command}` once submitted. A held async submit does not hold its caller:
+  # a process of its own waits, submits, and passes the reply on as the
+  # NIF would. start/2 runs a store's children (ExESDB.System's) with this
+  # backend.
+  @behaviour ExESDB.Backend
+
+  alias ExESDB.Backend.NIF
+
+  @doc "Start a store on this backend; `match` picks the commands held."
+  def start(_context, match) do
+    store = :"gstore_#{System.unique_integer([:positive])}"
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
+    File.rm_rf!(dir)
+    :persistent_term.put({__MODULE__, store}, %{owner: self(), match: match, open: false})
+    options = ExESDB.Options.resolve(store_id: store, data_dir: dir, durability: :nosync)
+    options = Map.put(options, :backend, __MODULE__)
+
+    children = [
+      {ExESDB.Store, options},
+      {Registry, keys: :unique, name: ExESDB.Subscriptions.registry(store)},
+      {DynamicSupervisor, name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one}
+    ]
+
+    ExUnit.Callbacks.start_supervised!(%{
+      id: store,
+      type: :supervisor,
+      start: {Supervisor, :start_link, [children, [strategy: :rest_for_one]]}
+    })
+
+    ExUnit.Callbacks.on_exit(fn ->
+      :persistent_term.erase({__MODULE__, store})
+      File.rm_rf(dir)
+    end)
+
+    %{store: store, data_dir: dir}
+  end
+
+  @doc "Let held submits go, and every later one."
+  def release(store) do
+    gate = :persistent_term.get({__MODULE__, store})
+    :persistent_term.put({__MODULE__, store}, %{gate | open: true})
+    send(gate.owner, :released)
+    :ok
+  end
+
+  # ---- the gate --------------------------------------------------------
+
+  @impl true
+  def submit(store, command, opts \\ []) do
+    gate = :persistent_term.get({__MODULE__, store.store_id})
+    send(gate.owner, {:submit, command})
+
+    cond do
+      gate.open or not gate.match.(command, opts) ->
+        NIF.submit(store, command, opts)
+
+      opts[:async] ->
+        caller = self()
+        ref = Keyword.fetch!(opts, :ref)
+
+        spawn(fn ->
+          hold(store, gate, command, opts)
+          reply = NIF.submit(store, command, Keyword.delete(opts, :async))
+          send(gate.owner, {:done, command})
+          send(caller, {ref, reply})
+        end)
+
+        :ok
+
+      true ->
+        hold(store, gate, command, opts)
+        reply = NIF.submit(store, command, opts)
+        send(gate.owner, {:done, command})
+        reply
+    end
+  end
+
+  # Report the submit and wait until the gate opens.
+  defp hold(store, gate, command, opts) do
+    send(gate.owner, {:gated, command, opts})
+    wait_open(store.store_id)
+  end
+
+  defp wait_open(store_id) do
+    unless :persistent_term.get({__MODULE__, store_id}).open do
+      Process.sleep(5)
+      wait_open(store_id)
+    end
+  end
+
+  # ---- the rest is the NIF's --------------------------------------------
+
+  @impl true
+  defdelegate open(path, opts), to: NIF
+  @impl true
+  defdelegate close(handle), to: NIF
+  @impl true
+  defdelegate limits(handle), to: NIF
+  @impl true
+  defdelegate read(store, source, from, count, direction, opts \\ []), to: NIF
+  @impl true
+  defdelegate stream_info(store, id), to: NIF
+  @impl true
+  defdelegate list_streams(store, after_id, count), to: NIF
+  @impl true
+  defdelegate snapshot_get(store, uuid), to: NIF
+  @impl true
+  defdelegate checkpoint_get(store, name), to: NIF
+  @impl true
+  defdelegate checkpoint_list(store, after_name, count), to: NIF
+  @impl true
+  defdelegate subscribe(store, pid, source, opts), to: NIF
+  @impl true
+  defdelegate grant(store, member, n), to: NIF
+  @impl true
+  defdelegate unsubscribe(store, member), to: NIF
+  @impl true
+  defdelegate stats(store), to: NIF
+  @impl true
+  defdelegate verify(store), to: NIF
+  @impl true
+  defdelegate backup(store, dest), to: NIF
+  @impl true
+  defdelegate decode_term(bin), to: NIF
+end
