@@ -33,6 +33,8 @@ defmodule ExESDB.Store do
 
     backend =
       cond do
+        # a module set after Options (a test's: test/support/gated_backend.ex)
+        mod = Map.get(options, :backend_module) -> mod
         Map.get(options, :backend) == :cnode -> ExESDB.Backend.CNode
         Map.get(options, :db_type) == :cluster -> ExESDB.Backend.Cluster
         true -> ExESDB.Backend.NIF

@@ -19,7 +19,7 @@ defmodule ExESDB.Test.GatedBackend do
     File.rm_rf!(dir)
     :persistent_term.put({__MODULE__, store}, %{owner: self(), match: match, open: false})
     options = ExESDB.Options.resolve(store_id: store, data_dir: dir, durability: :nosync)
-    options = Map.put(options, :backend, __MODULE__)
+    options = Map.put(options, :backend_module, __MODULE__)
 
     children = [
       {ExESDB.Store, options},
