@@ -36,7 +36,7 @@
 %% nothing raises but a store handle that is not one (`badarg').
 -module(ex_esdb).
 
--export([open/2, close/1,
+-export([open/2, attach/1, close/1,
          append/4, append/5,
          read_stream/5, read_all/4, read_type/4,
          read_stream_page/5, read_all_page/4, read_type_page/4,
@@ -63,7 +63,7 @@
 %% Events asked of one page by the reads that return all they read.
 -define(READ_PAGE, 1000).
 
--opaque store() :: reference().
+-opaque store() :: reference() | {ex_esdb_attached, atom()}.
 -type option() :: durability | map_size | create | readonly | file_mode
                 | max_stream_id | max_event_type | max_event_bytes
                 | max_append_events | max_append_bytes | max_key
@@ -192,12 +192,31 @@ valid_option(K, V) ->
                      max_key, max_read_bytes, max_fanout_bytes])
         andalso is_integer(V) andalso V > 0.
 
+%% @doc A handle on the store `StoreId' that `ExESDB.System' runs in this
+%% VM (started in your supervision tree, e.g. `'Elixir.ExESDB.System':
+%% start_link([{store_id, orders}, {data_dir, Dir}, {db_type, cluster},
+%% {seed_nodes, Nodes}])'): every function of this module works on it
+%% with the same arguments and answers. In cluster mode (`db_type:
+%% cluster') this is how the Erlang API runs on a cluster: reads and
+%% subscriptions are this node's replica's; mutations go to the leader
+%% through the gateway, are retried on a leadership change within their
+%% timeout and answer once this node's replica has applied them, so a
+%% read here right after sees them. A node that cannot reach a quorum
+%% answers `{error, no_quorum}' or `{error, {not_leader, Node}}' (README,
+%% "Cluster mode from Elixir"; docs/CLUSTER.md). `{error,
+%% store_not_started}' when no such store runs (also from later calls
+%% once it stopped). {@link close/1} on this handle leaves the store
+%% running: it is ExESDB.System's to stop.
+-spec attach(atom()) -> {ok, store()} | {error, term()}.
+attach(StoreId) ->
+    ex_esdb_store:attach(StoreId).
+
 %% @doc Close the store. Waits for calls in flight; mutations still queued
 %% are answered `{error, closed}', as is every later call. Closing again
 %% is a no-op.
 -spec close(store()) -> ok.
 close(Store) ->
-    ex_esdb_backend:close(Store).
+    ex_esdb_store:close(Store).
 
 %% ---- appends ------------------------------------------------------------
 
@@ -256,7 +275,7 @@ append(Store, StreamId, Expected, Events, Timeout) ->
 %% A long list is checked against max_append_events before its events
 %% are converted (the NIF checks again; short lists need no look-up).
 check_count(Store, Events) when length(Events) > ?CHECKED_COUNT ->
-    case ex_esdb_backend:limits(Store) of
+    case ex_esdb_store:limits(Store) of
         {ok, #{max_append_events := Max}} when length(Events) > Max ->
             {error, {limit_exceeded, max_append_events, Max}};
         _ ->
@@ -268,7 +287,7 @@ check_count(_Store, _Events) ->
 append_checked(Store, StreamId, Expected, Events, Timeout) ->
     try [nif_event(E) || E <- Events] of
         NifEvents ->
-            case ex_esdb_backend:submit(
+            case ex_esdb_store:submit(
                    Store, {append, StreamId, Expected, NifEvents},
                    Timeout) of
                 {ok, Version, Position} ->
@@ -387,7 +406,7 @@ read_stream_page(Store, StreamId, From, Count, Direction) ->
     checked([stream_id(StreamId), start(From), count(Count),
              direction(Direction)],
             fun() ->
-                    events(ex_esdb_backend:read_stream(
+                    events(ex_esdb_store:read_stream(
                              Store, StreamId, From, page(Count), Direction))
             end).
 
@@ -398,7 +417,7 @@ read_stream_page(Store, StreamId, From, Count, Direction) ->
 read_all_page(Store, From, Count, Direction) ->
     checked([start(From), count(Count), direction(Direction)],
             fun() ->
-                    events(ex_esdb_backend:read_all(Store, From, page(Count),
+                    events(ex_esdb_store:read_all(Store, From, page(Count),
                                                     Direction))
             end).
 
@@ -411,7 +430,7 @@ read_all_page(Store, From, Count, Direction) ->
 read_type_page(Store, EventType, From, Count) ->
     checked([event_type(EventType), start(From), count(Count)],
             fun() ->
-                    events(ex_esdb_backend:read_type(Store, EventType, From,
+                    events(ex_esdb_store:read_type(Store, EventType, From,
                                                      page(Count)))
             end).
 
@@ -459,7 +478,7 @@ undefined_if_nil(Id) -> Id.
 stream_version(Store, StreamId) ->
     checked([stream_id(StreamId)],
             fun() ->
-                    case ex_esdb_backend:stream_info(Store, StreamId) of
+                    case ex_esdb_store:stream_info(Store, StreamId) of
                         {ok, _, _, true} -> {error, stream_deleted};
                         {ok, Version, _, false} -> {ok, Version};
                         Error -> Error
@@ -474,7 +493,7 @@ stream_version(Store, StreamId) ->
 stream_exists(_Store, StreamId) when not is_binary(StreamId) ->
     false;
 stream_exists(Store, StreamId) ->
-    case ex_esdb_backend:stream_info(Store, StreamId) of
+    case ex_esdb_store:stream_info(Store, StreamId) of
         {ok, _, Exists, Deleted} -> Exists andalso not Deleted;
         {error, {invalid_stream_id, _}} -> false;
         {error, Reason} -> erlang:error({ex_esdb, Reason})
@@ -502,7 +521,7 @@ list_streams(Store, After, Count) ->
     checked([{After =:= undefined orelse is_binary(After), invalid_stream_id,
               After}, count(Count)],
             fun() ->
-                    case ex_esdb_backend:list_streams(
+                    case ex_esdb_store:list_streams(
                            Store, nil_if_undefined(After), page(Count)) of
                         {ok, Tuples} ->
                             {ok, [#{stream_id => Id, version => V,
@@ -519,7 +538,7 @@ list_streams(Store, After, Count) ->
 delete_stream(Store, StreamId, Expected) ->
     checked([stream_id(StreamId), expected(Expected)],
             fun() ->
-                    ex_esdb_backend:submit(
+                    ex_esdb_store:submit(
                       Store, {delete_stream, StreamId, Expected}, ?TIMEOUT)
             end).
 
@@ -536,7 +555,7 @@ put_snapshot(Store, SourceUuid, SourceVersion, SourceType, Data, Metadata) ->
              {is_binary(Data), invalid_data, Data},
              {is_binary(Metadata), invalid_metadata, Metadata}],
             fun() ->
-                    ex_esdb_backend:submit(
+                    ex_esdb_store:submit(
                       Store, {snapshot_put, SourceUuid, SourceVersion,
                               SourceType, Data, Metadata}, ?TIMEOUT)
             end).
@@ -548,7 +567,7 @@ get_snapshot(Store, SourceUuid) ->
     checked([source_uuid(SourceUuid)], fun() -> snapshot(Store, SourceUuid) end).
 
 snapshot(Store, SourceUuid) ->
-    case ex_esdb_backend:snapshot_get(Store, SourceUuid) of
+    case ex_esdb_store:snapshot_get(Store, SourceUuid) of
         {ok, {Uuid, Version, Type, Data, Metadata, CreatedUs}} ->
             {ok, #{source_uuid => Uuid, source_version => Version,
                    source_type => Type, data => bytes(Data),
@@ -571,7 +590,7 @@ bytes(Bytes) -> Bytes.
 delete_snapshot(Store, SourceUuid) ->
     checked([source_uuid(SourceUuid)],
             fun() ->
-                    case ex_esdb_backend:submit(
+                    case ex_esdb_store:submit(
                            Store, {snapshot_delete, SourceUuid}, ?TIMEOUT) of
                         {error, snapshot_not_found} -> ok;
                         Other -> Other
@@ -588,7 +607,7 @@ put_checkpoint(Store, Name, Checkpoint, Definition) ->
     checked([name(Name), {u64(Checkpoint), invalid_checkpoint, Checkpoint},
              {is_binary(Definition), invalid_definition, Definition}],
             fun() ->
-                    ex_esdb_backend:submit(
+                    ex_esdb_store:submit(
                       Store, {checkpoint_put, Name, Checkpoint, Definition},
                       ?TIMEOUT)
             end).
@@ -600,7 +619,7 @@ put_checkpoint(Store, Name, Checkpoint, Definition) ->
 get_checkpoint(Store, Name) ->
     checked([name(Name)],
             fun() ->
-                    case ex_esdb_backend:checkpoint_get(Store, Name) of
+                    case ex_esdb_store:checkpoint_get(Store, Name) of
                         {ok, Tuple} -> {ok, checkpoint(Tuple)};
                         Error -> Error
                     end
@@ -612,7 +631,7 @@ get_checkpoint(Store, Name) ->
 delete_checkpoint(Store, Name) ->
     checked([name(Name)],
             fun() ->
-                    ex_esdb_backend:submit(Store, {checkpoint_delete, Name},
+                    ex_esdb_store:submit(Store, {checkpoint_delete, Name},
                                            ?TIMEOUT)
             end).
 
@@ -620,7 +639,7 @@ delete_checkpoint(Store, Name) ->
 -spec checkpoints(store()) -> {ok, [checkpoint()]} | {error, term()}.
 checkpoints(Store) ->
     all_pages(fun(After) ->
-                      case ex_esdb_backend:checkpoint_list(
+                      case ex_esdb_store:checkpoint_list(
                              Store, nil_if_undefined(After), ?PAGE) of
                           {ok, Tuples} -> {ok, [checkpoint(T) || T <- Tuples]};
                           Error -> Error
@@ -697,7 +716,7 @@ subscribe(Store, Source, Pid, Opts) ->
         %% as open/2 does: a misspelt option is not taken for the default
         {_, _, _, [Key | _]} -> {error, {invalid_option, Key}};
         _ ->
-            case ex_esdb_backend:subscribe(Store, Pid, Source,
+            case ex_esdb_store:subscribe(Store, Pid, Source,
                                            {ex_esdb_event, false}, false,
                                            Credit) of
                 {ok, Member, _Last} -> {ok, {transient, Member}};
@@ -711,7 +730,7 @@ subscribe(Store, Source, Pid, Opts) ->
 -spec grant(store(), term(), pos_integer()) -> ok | {error, term()}.
 grant(Store, {transient, Member}, N) when is_integer(Member) ->
     case valid_credit(N) andalso N =/= infinity of
-        true -> ex_esdb_backend:grant(Store, Member, N);
+        true -> ex_esdb_store:grant(Store, Member, N);
         false -> {error, {invalid_credit, N}}
     end;
 grant(_Store, Sub, _N) ->
@@ -721,7 +740,7 @@ grant(_Store, Sub, _N) ->
 %% `{error, subscription_not_found}' once it ended.
 -spec unsubscribe(store(), term()) -> ok | {error, term()}.
 unsubscribe(Store, {transient, Member}) when is_integer(Member) ->
-    ex_esdb_backend:unsubscribe(Store, Member);
+    ex_esdb_store:unsubscribe(Store, Member);
 unsubscribe(_Store, Sub) ->
     {error, {invalid_subscription, Sub}}.
 
@@ -746,14 +765,14 @@ valid_source(_) -> false.
 %% (README, "Durability").
 -spec stats(store()) -> {ok, #{atom() => non_neg_integer() | atom()}} | {error, term()}.
 stats(Store) ->
-    ex_esdb_backend:stats(Store).
+    ex_esdb_store:stats(Store).
 
 %% @doc The limits the store checks commands against (the stored ones):
 %% `max_stream_id', `max_event_type', `max_event_bytes',
 %% `max_append_events', `max_append_bytes' and `max_key'.
 -spec limits(store()) -> {ok, #{atom() => pos_integer()}} | {error, term()}.
 limits(Store) ->
-    ex_esdb_backend:limits(Store).
+    ex_esdb_store:limits(Store).
 
 %% @doc Check every record's checksum and that every index agrees with the
 %% events: `ok', or `{error, {corrupt, Problems}}' with their count. The
@@ -763,7 +782,7 @@ limits(Store) ->
 %% not on a scheduler; the caller waits.
 -spec verify(store()) -> ok | {error, term()}.
 verify(Store) ->
-    ex_esdb_backend:verify(Store).
+    ex_esdb_store:verify(Store).
 
 %% @doc Write a consistent, compacted copy of the store into directory
 %% `Dest' (absent or empty) while writers go on. The copy opens as a store.
@@ -771,7 +790,7 @@ verify(Store) ->
 -spec backup(store(), string() | binary()) -> ok | {error, term()}.
 backup(Store, Dest) ->
     checked([path_arg(Dest)],
-            fun() -> ex_esdb_backend:backup(Store, path(Dest)) end).
+            fun() -> ex_esdb_store:backup(Store, path(Dest)) end).
 
 %% The NIF takes paths as binaries; strings are encoded as UTF-8.
 path(Path) when is_binary(Path) -> Path;

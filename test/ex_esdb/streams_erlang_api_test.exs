@@ -7,3 +7,12 @@ defmodule ExESDB.StreamsErlangApiTest do
     api: ExESDB.Test.ErlangApi,
     async: true
 end
+
+defmodule ExESDB.StreamsErlangApiAttachedTest do
+  # The same suite through :ex_esdb attached (attach/1) to a single-node
+  # store that ExESDB.System runs.
+  use ExESDB.StreamsConformance,
+    backend: ExESDB.Test.ErlangApiSingle,
+    api: ExESDB.Test.ErlangApi,
+    async: true
+end

@@ -47,6 +47,17 @@ defmodule ExESDB.Test.ClusterPeer do
         do: r
   end
 
+  @doc """
+  Through the Erlang API attached to the store here: append one event
+  with `id` (16 bytes) and read the stream at once; {reply, seen?}.
+  """
+  def erlang_append_and_read(store, stream, id) do
+    {:ok, h} = :ex_esdb.attach(store)
+    reply = :ex_esdb.append(h, stream, :any, [%{event_type: "t", event_id: id}])
+    {:ok, events} = :ex_esdb.read_stream(h, stream, 1, 10_000, :forward)
+    {reply, Enum.any?(events, &(&1.event_id == id))}
+  end
+
   @doc "Read the stream here, after a barrier when asked: its event ids."
   def read_ids(store, stream, barrier?) do
     if barrier?, do: :ok = ExESDB.Cluster.barrier(store)

@@ -208,3 +208,39 @@ defmodule ExESDB.Test.ErlangApi.System do
   @moduledoc false
   def stats(s), do: :ex_esdb.stats(s)
 end
+
+defmodule ExESDB.Test.ErlangApiAttached do
+  @moduledoc false
+  # The Erlang API attached (:ex_esdb.attach/1) to a store ExESDB.System
+  # runs: start_store(context) starts it with `backend` (a single node,
+  # ExESDB.Test.NifBackend, or a 3-node cluster, ExESDB.Test.ClusterBackend)
+  # and answers %{store: handle, store_id: id}.
+
+  def start_store(context, backend) do
+    ctx = backend.start_store(context)
+    {:ok, h} = :ex_esdb.attach(ctx.store)
+    ctx |> Map.put(:store_id, ctx.store) |> Map.put(:store, h)
+  end
+
+  def stop_store(%{store_id: id} = ctx, backend), do: backend.stop_store(%{ctx | store: id})
+
+  def restart_store(%{store_id: id} = ctx, backend), do: backend.restart_store(%{ctx | store: id})
+end
+
+defmodule ExESDB.Test.ErlangApiCluster do
+  @moduledoc false
+  # The Erlang API attached to a cluster store (ExESDB.Test.ClusterBackend).
+  alias ExESDB.Test.{ClusterBackend, ErlangApiAttached}
+  def start_store(ctx), do: ErlangApiAttached.start_store(ctx, ClusterBackend)
+  def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, ClusterBackend)
+  def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, ClusterBackend)
+end
+
+defmodule ExESDB.Test.ErlangApiSingle do
+  @moduledoc false
+  # The Erlang API attached to a single-node store (ExESDB.Test.NifBackend).
+  alias ExESDB.Test.{ErlangApiAttached, NifBackend}
+  def start_store(ctx), do: ErlangApiAttached.start_store(ctx, NifBackend)
+  def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, NifBackend)
+  def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, NifBackend)
+end
