@@ -22,8 +22,9 @@
 
 -spec attach(atom()) -> {ok, {ex_esdb_attached, atom()}} | {error, term()}.
 attach(StoreId) when is_atom(StoreId) ->
-    case fetch(StoreId) of
-        {ok, _} -> {ok, {ex_esdb_attached, StoreId}};
+    Handle = {ex_esdb_attached, StoreId},
+    case on(Handle, fun(_Ref) -> ok end) of
+        ok -> {ok, Handle};
         Error -> Error
     end;
 attach(StoreId) ->
@@ -74,11 +75,14 @@ grant(S, Member, N) -> on(S, fun(R) -> ex_esdb_backend:grant(R, Member, N) end).
 unsubscribe(S, Member) ->
     on(S, fun(R) -> ex_esdb_backend:unsubscribe(R, Member) end).
 
-%% Fun(Ref) on this node's store (its replica in cluster mode).
+%% Fun(Ref) on this node's store (its replica in cluster mode). A store
+%% this VM holds no NIF reference of (the C node backend's) is not
+%% attachable yet.
 on({ex_esdb_attached, Id}, Fun) ->
     case fetch(Id) of
-        {ok, #{handle := #{ref := Ref}}} -> Fun(Ref);
-        {ok, #{handle := Ref}} -> Fun(Ref);
+        {ok, #{handle := #{ref := Ref}}} when is_reference(Ref) -> Fun(Ref);
+        {ok, #{handle := Ref}} when is_reference(Ref) -> Fun(Ref);
+        {ok, #{backend := Backend}} -> {error, {unsupported_backend, Backend}};
         Error -> Error
     end;
 on(Ref, Fun) ->
