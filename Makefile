@@ -217,9 +217,10 @@ chaos-cluster: nif
 	  MIX_ENV=test mix test test/ex_esdb/chaos_cluster_test.exs test/ex_esdb/chaos_pause_test.exs
 
 # The C node as a process, from ExUnit (also part of test-elixir):
-# handshake, requests, wrong cookie, oversized and malformed frames.
+# handshake, requests, wrong cookie, oversized and malformed frames; the
+# C node backend: conformance, launcher, kill -9 of C node and clients.
 test-cnode: nif $(BUILD)/esdb_cnode_probe
-	MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
+	MIX_ENV=test mix test test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_backend_test.exs test/ex_esdb/streams_cnode_test.exs
 
 # The same ExUnit test against the C node built with ASan+UBSan.
 asan-cnode: nif $(BUILD)/esdb_cnode_probe

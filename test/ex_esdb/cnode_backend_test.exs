@@ -1,0 +1,200 @@
+defmodule ExESDB.CNodeBackendTest do
+  # ExESDB.Backend.CNode with real C nodes (priv/ex_esdb_cnode) and real
+  # :peer client nodes: the launcher, a C node started elsewhere, kill -9
+  # of the C node under load and of a client node.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
+  alias ExESDB.{NewEvent, Streams}
+  alias ExESDB.CNode.Launcher
+
+  @moduletag timeout: 180_000
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnb_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  defp start_system(dir, opts) do
+    store = :"cnb_#{System.unique_integer([:positive])}"
+    opts = [store_id: store, data_dir: dir, durability: :nosync] ++ opts
+    start_supervised!({ExESDB.System, opts})
+    store
+  end
+
+  defp event(id), do: %NewEvent{event_type: "t", event_id: id, data: %{id: id}}
+
+  defp ids(store, stream) do
+    {:ok, events} = Streams.get_events(store, stream, 1, 100_000)
+    MapSet.new(events, & &1.event_id)
+  end
+
+  test "a launched C node serves the store; this VM calls no NIF for it", %{dir: dir} do
+    store = start_system(dir, backend: :cnode)
+    assert {:ok, %{backend: ExESDB.Backend.CNode}} = ExESDB.Store.fetch(store)
+    os_pid = Launcher.os_pid(store)
+    assert File.read!("/proc/#{os_pid}/cmdline") =~ "ex_esdb_cnode"
+    # the cookie is not on its command line
+    refute File.read!("/proc/#{os_pid}/cmdline") =~ Atom.to_string(Node.get_cookie())
+    assert {:ok, 1} = Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])
+    assert {:ok, [%{data: %{id: _}, event_number: 1}]} = Streams.get_events(store, "s", 1, 10)
+
+    # a stored term naming a pid is refused as the NIF refuses it
+    assert ExESDB.Backend.CNode.decode_term(:erlang.term_to_binary({self()})) ==
+             {:error, {:undecodable, :pid}}
+
+    assert ExESDB.Backend.CNode.decode_term(<<131, 100, 0, 3, "zq\x01">>) ==
+             {:error, {:undecodable, :unknown_atom}}
+
+    assert ExESDB.Backend.CNode.decode_term("nope") == {:error, {:undecodable, :malformed}}
+  end
+
+  test "kill -9 of the C node under load: callers get an error at once, the launcher " <>
+         "starts it again, every acknowledged append is there",
+       %{dir: dir} do
+    # a long timeout: a caller answered before it learnt of the kill
+    # from the connection, not from waiting
+    store = start_system(dir, backend: :cnode, timeout: 60_000)
+    os_pid = Launcher.os_pid(store)
+    test = self()
+
+    writers =
+      for w <- 1..4 do
+        Task.async(fn -> write_loop(store, "w#{w}", test, []) end)
+      end
+
+    # some acknowledged appends first
+    wait_until(fn -> Enum.sum(for _ <- 1..4, do: receive_acks()) > 0 end, 10_000)
+    wait_until(fn -> ids(store, "w1") |> MapSet.size() > 20 end, 10_000)
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
+
+    # started again, and serving
+    wait_until(fn -> Launcher.os_pid(store) not in [nil, os_pid] end, 20_000)
+
+    wait_until(
+      fn ->
+        match?({:ok, _}, Streams.append_events(store, "after", :any, [event(ExESDB.UUID.uuid4())]))
+      end,
+      20_000
+    )
+
+    for w <- writers, do: send(w.pid, :stop)
+    results = Enum.map(writers, &Task.await(&1, 30_000))
+
+    errors = for {_, log} <- results, {_, {:error, e}, _ms} <- log, do: e
+    assert errors != [], "no caller was in flight at the kill"
+
+    for e <- errors,
+        do: assert(e in [:outcome_unknown] or match?({:unreachable, _}, e), inspect(e))
+
+    # no call waited for its timeout: each learnt of the kill from the
+    # connection
+    slowest =
+      results |> Enum.flat_map(fn {_, log} -> for {_, _, ms} <- log, do: ms end) |> Enum.max()
+
+    assert slowest < 5_000
+
+    # every acknowledged append is there
+    for {stream, log} <- results do
+      acked = for {id, {:ok, _}, _} <- log, do: id
+      assert acked != []
+      assert MapSet.subset?(MapSet.new(acked), ids(store, stream)), stream
+    end
+  end
+
+  defp receive_acks do
+    receive do
+      :ack -> 1
+    after
+      10 -> 0
+    end
+  end
+
+  # Appends one event a call until told to stop: [{id, reply, ms}].
+  defp write_loop(store, stream, test, log) do
+    receive do
+      :stop -> {stream, Enum.reverse(log)}
+    after
+      0 ->
+        id = ExESDB.UUID.uuid4()
+        t0 = System.monotonic_time(:millisecond)
+        reply = Streams.append_events(store, stream, :any, [event(id)])
+        ms = System.monotonic_time(:millisecond) - t0
+        if match?({:ok, _}, reply), do: send(test, :ack)
+        # a C node down answers at once: do not spin on it
+        if match?({:error, _}, reply), do: Process.sleep(5)
+        write_loop(store, stream, test, [{id, reply, ms} | log])
+    end
+  end
+
+  # A C node started as its own process (as an operator would), the
+  # cookie on its stdin.
+  defp start_cnode(dir) do
+    name = :"cnbext#{System.unique_integer([:positive])}@#{host()}"
+
+    port =
+      Port.open({:spawn_executable, @bin}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 1024},
+        args: ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
+                 --durability nosync)
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
+    name
+  end
+
+  test "a C node started elsewhere (cnode:), and kill -9 of another client node",
+       %{dir: dir} do
+    cnode = start_cnode(dir)
+    store = start_system(dir, cnode: cnode)
+    assert {:ok, %{backend: ExESDB.Backend.CNode}} = ExESDB.Store.fetch(store)
+    assert {:ok, 1} = Streams.append_events(store, "here", :any, [event(ExESDB.UUID.uuid4())])
+
+    # a second client node on the same C node, writing when killed
+    args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    {:ok, peer, peer_node} =
+      :peer.start(%{name: :"cnbpeer#{System.unique_integer([:positive])}", args: args})
+
+    :ok =
+      :erpc.call(peer_node, ExESDB.Test.ClusterPeer, :start, [
+        [store_id: store, data_dir: dir, cnode: cnode]
+      ])
+
+    assert {:ok, 1} =
+             :erpc.call(peer_node, ExESDB.Test.ClusterPeer, :append, [
+               store,
+               "there",
+               ExESDB.UUID.uuid4()
+             ])
+
+    peer_os_pid = :erpc.call(peer_node, :os, :getpid, [])
+
+    :erpc.cast(peer_node, ExESDB.Test.ClusterPeer, :read_your_writes, [store, "there", 100_000])
+    wait_until(fn -> match?({:ok, v} when v > 20, Streams.get_version(store, "there")) end, 10_000)
+    {_, 0} = System.cmd("kill", ["-9", "#{peer_os_pid}"])
+    # the peer's control process notices its node gone
+    ref = Process.monitor(peer)
+    assert_receive {:DOWN, ^ref, _, _, _}, 10_000
+
+    # this client goes on, on the same C node, unaffected
+    for n <- 2..50 do
+      assert {:ok, ^n} = Streams.append_events(store, "here", :any, [event(ExESDB.UUID.uuid4())])
+    end
+
+    assert {:ok, v} = Streams.get_version(store, "there")
+    assert {:ok, events} = Streams.get_events(store, "there", 1, v)
+    assert length(events) == v
+  end
+end
