@@ -217,6 +217,11 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 		return ei_get_type(a->buf, &a->idx, &type, &size) == 0 &&
 		       (type == ERL_LIST_EXT || type == ERL_NIL_EXT) &&
 		       ei_skip_term(a->buf, &a->idx) == 0;
+	case ESDB_ARG_PATH:
+		/* 1..ESDB_PROTO_MAX_PATH bytes without NUL */
+		return cn_arg_bin(a, &v->p, &v->len) && v->len > 0 &&
+		       v->len <= ESDB_PROTO_MAX_PATH &&
+		       !memchr(v->p, 0, v->len);
 	case ESDB_ARG_SOURCE: {
 		/* all | {stream, Id} | {type, Type}: v->u the kind */
 		int arity;
@@ -250,7 +255,7 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 			return false;
 		return true;
 	}
-	default: /* pids, options: not served here */
+	default: /* pids, options, members: not served here */
 		return false;
 	}
 }

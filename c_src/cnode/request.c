@@ -5,8 +5,8 @@
  * answered once, From ! {Ref, Reply}, with the NIF's reply (for async
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
- * stats, limits and record reads (as event tuples: see reads.c);
- * subscriptions, open/close, cancel, verify and backup are not yet
+ * stats, limits, record reads (as event tuples: see reads.c), verify
+ * and backup; subscriptions, open/close and cancel are not yet
  * ({error, {invalid_request, not_served}}).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
@@ -32,6 +32,8 @@ static const struct served {
     {"read_all", NULL},
     {"read_type", NULL},
     {"read_records", NULL},
+    {"verify", cn_op_verify},
+    {"backup", cn_op_backup},
     {"stream_info", NULL},
     {"list_streams", NULL},
     {"snapshot_get", NULL},

@@ -21,10 +21,18 @@ defmodule ExESDB.CNodeBackendTest do
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
 
   defp start_system(dir, opts) do
-    store = :"cnb_#{System.unique_integer([:positive])}"
-    opts = [store_id: store, data_dir: dir, durability: :nosync] ++ opts
+    opts =
+      Keyword.merge(
+        [
+          store_id: :"cnb_#{System.unique_integer([:positive])}",
+          data_dir: dir,
+          durability: :nosync
+        ],
+        opts
+      )
+
     start_supervised!({ExESDB.System, opts})
-    store
+    opts[:store_id]
   end
 
   defp event(id), do: %NewEvent{event_type: "t", event_id: id, data: %{id: id}}
@@ -52,6 +60,13 @@ defmodule ExESDB.CNodeBackendTest do
              {:error, {:undecodable, :unknown_atom}}
 
     assert ExESDB.Backend.CNode.decode_term("nope") == {:error, {:undecodable, :malformed}}
+
+    # maintenance runs in the C node
+    assert :ok = ExESDB.System.verify(store)
+    assert {:ok, %{events: 1, streams: 1}} = ExESDB.System.stats(store)
+    assert :ok = ExESDB.System.backup(store, Path.join(dir, "copy/cnb_copy"))
+    copy = start_system(Path.join(dir, "copy"), store_id: :cnb_copy, backend: :cnode)
+    assert {:ok, [%{event_number: 1}]} = Streams.get_events(copy, "s", 1, 10)
   end
 
   test "kill -9 of the C node under load: callers get an error at once, the launcher " <>

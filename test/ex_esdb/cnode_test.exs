@@ -178,7 +178,7 @@ defmodule ExESDB.CNodeTest do
     assert call(cn.name, {:subscribe, self(), :all, {:m, false}}) ==
              {:error, {:invalid_request, :pid}}
 
-    assert call(cn.name, {:verify}) == {:error, {:invalid_request, :not_served}}
+    assert call(cn.name, {:cancel}) == {:error, {:invalid_request, :not_served}}
 
     assert call(cn.name, {:read_all, fn -> :ok end, 1, :forward}) ==
              {:error, {:invalid_request, :fun}}
@@ -333,6 +333,32 @@ defmodule ExESDB.CNodeTest do
 
     assert call(cn.name, {:read_records, :all, 0, 10, :forward, {ExESDB.EventRecord, 1}}) ==
              {:error, {:invalid_request, :read_records}}
+  end
+
+  test "verify and backup run on threads of their own and answer as the NIF's", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    assert {:ok, 1, 1} = call(cn.name, {:append, "s", :any, [event(1)]})
+    assert call(cn.name, {:verify}, 60_000) == :ok
+    dest = Path.join(dir, "copy")
+    assert call(cn.name, {:backup, dest}, 60_000) == :ok
+    {:ok, copy} = :ex_esdb_nif.open(dest, %{create: false})
+
+    assert {:ok, [{1, "s", 1, _, "T", "data-1", _, _, _, _}], :eof} =
+             :ex_esdb_nif.read_stream(copy, "s", 0, 10, :forward)
+
+    :ex_esdb_nif.close(copy)
+    # a directory holding a store already: refused as the NIF refuses it
+    {:ok, nif} = :ex_esdb_nif.open(Path.join(dir, "nif"), %{durability: :nosync})
+    on_exit(fn -> :ex_esdb_nif.close(nif) end)
+    ref = make_ref()
+    :ok = :ex_esdb_nif.backup(nif, ref, dest)
+    nif_reply = receive(do: ({^ref, r} -> r))
+    assert {:error, _} = nif_reply
+    assert call(cn.name, {:backup, dest}, 60_000) == nif_reply
+    assert call(cn.name, {:backup, ""}) == {:error, {:invalid_request, :backup}}
+    assert call(cn.name, {:backup, "a\0b"}) == {:error, {:invalid_request, :backup}}
+    assert call(cn.name, {:stream_info, "s"}) == {:ok, 1, true, false}
   end
 
   test "term payloads are refused as the NIF refuses them", %{dir: dir} do

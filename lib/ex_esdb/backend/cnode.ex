@@ -178,7 +178,10 @@ defmodule ExESDB.Backend.CNode do
   def verify(store), do: call(store.handle, {:verify}, :read, :infinity)
 
   @impl true
-  def backup(store, dest), do: call(store.handle, {:backup, dest}, :read, :infinity)
+  # dest is a path on the C node's host: made absolute here, the C node's
+  # working directory being its own
+  def backup(store, dest),
+    do: call(store.handle, {:backup, Path.expand(dest)}, :read, :infinity)
 
   @impl true
   def decode_term(bin), do: Terms.decode(bin)
