@@ -37,6 +37,14 @@ defmodule ExESDB.Cluster do
   are there, so an append whose outcome was unknown (the leader lost
   leadership with it in flight) is written once.
 
+  Every wait of the gateway ends by the caller's deadline (`timeout`
+  after the call; `:infinity` waits for an answer): the call to the
+  leader ends when the time is up (`{:error, :outcome_unknown}`: the
+  leader may have taken the write), and the leader is given a little less
+  (a quarter of what is left, at most 50 ms less) so that its own answer
+  reaches the caller in time. Not bounded by it: connecting to a leader
+  node this node is not connected to (BEAM distribution's `net_setuptime`).
+
   When the timeout runs out it answers the last error: `{:error,
   {:not_leader, node}}` (a leader is known but did not take the write),
   `{:error, :no_quorum}` (no leader known: this node is on a minority side,

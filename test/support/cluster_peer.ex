@@ -58,6 +58,14 @@ defmodule ExESDB.Test.ClusterPeer do
     {reply, Enum.any?(events, &(&1.event_id == id))}
   end
 
+  @doc "Append one event here with the append's `timeout` option: {ms taken, reply}."
+  def timed_append(store, stream, timeout) do
+    ev = NewEvent.new(event_type: "t", data: 1)
+    t0 = System.monotonic_time(:millisecond)
+    reply = Streams.append_events(store, stream, :any, [ev], timeout: timeout)
+    {System.monotonic_time(:millisecond) - t0, reply}
+  end
+
   @doc "Read the stream here, after a barrier when asked: its event ids."
   def read_ids(store, stream, barrier?) do
     if barrier?, do: :ok = ExESDB.Cluster.barrier(store)

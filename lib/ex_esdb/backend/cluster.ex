@@ -14,6 +14,10 @@ defmodule ExESDB.Backend.Cluster do
 
   @backoff_first 10
   @backoff_max 200
+  # Of a try's time left, what the leader keeps for its reply to reach
+  # the caller before the caller's deadline (at most this many ms, at
+  # most a quarter).
+  @reply_margin 50
 
   @impl true
   def open(path, opts) do
@@ -109,18 +113,26 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
+  # Every wait below ends by the caller's deadline (:infinity: none), so
+  # a call answers within its timeout.
   defp route(store, command, timeout) do
-    deadline = now() + timeout
-    attempt(store, command, command, deadline, @backoff_first, false)
+    attempt(store, command, command, deadline(timeout), @backoff_first, false)
   end
+
+  defp deadline(:infinity), do: :infinity
+  defp deadline(timeout), do: now() + timeout
+
+  # ms left before the deadline (0 once past it), or :infinity
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - now(), 0)
 
   # `maybe`: an earlier try may have been applied (its outcome unknown).
   defp attempt(store, original, command, deadline, backoff, maybe) do
-    remaining = deadline - now()
-    reply = if remaining > 0, do: once(store, command, remaining), else: {:error, :timeout}
+    remaining = remaining(deadline)
+    reply = if remaining != 0, do: once(store, command, remaining), else: {:error, :timeout}
     maybe = maybe or unknown?(reply)
 
-    if retry?(reply) and deadline - now() > backoff do
+    if retry?(reply) and more_than?(remaining(deadline), backoff) do
       Process.sleep(backoff)
       next = resubmission(command)
       attempt(store, original, next, deadline, min(backoff * 2, @backoff_max), maybe)
@@ -201,8 +213,17 @@ defmodule ExESDB.Backend.Cluster do
   defp remote(node, store_id, command, timeout) do
     # Connected first, so a failure after this may follow the command
     # having been sent; a node that cannot be connected was sent nothing.
+    # The leader answers a little before the caller's time is up (its own
+    # :timeout or :outcome_unknown is more than "no answer"); the call
+    # itself ends when the caller's time is up.
     if Node.connect(node) == true do
-      :erpc.call(node, __MODULE__, :submit_on_leader, [store_id, command, timeout], timeout + 1000)
+      :erpc.call(
+        node,
+        __MODULE__,
+        :submit_on_leader,
+        [store_id, command, leader_budget(timeout)],
+        timeout
+      )
     else
       {:error, {:unreachable, :not_connected}}
     end
@@ -211,6 +232,12 @@ defmodule ExESDB.Backend.Cluster do
     :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
     :exit, reason -> {:error, {:unreachable, reason}}
   end
+
+  defp leader_budget(:infinity), do: :infinity
+  defp leader_budget(timeout), do: timeout - min(div(timeout, 4), @reply_margin)
+
+  defp more_than?(:infinity, _ms), do: true
+  defp more_than?(left, ms), do: left > ms
 
   @doc false
   # On the leader, for a gateway elsewhere: submit to this replica and
@@ -321,7 +348,7 @@ defmodule ExESDB.Backend.Cluster do
         :ok
 
       {:ok, _} ->
-        if now() < deadline do
+        if more_than?(remaining(deadline), 0) do
           Process.sleep(1)
           wait_applied(ref, index, deadline)
         else

@@ -1,0 +1,89 @@
+defmodule ExESDB.ClusterTimeoutTest do
+  # The gateway honours the caller's timeout (issue 12 review: a write
+  # routed to a leader that does not answer took up to 1 s longer, and
+  # `timeout: :infinity` raised). Three :peer nodes, raft on loopback;
+  # the election timeout is long so leadership stays put while the leader
+  # is paused (SIGSTOP).
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Test.ClusterPeer
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 120_000
+
+  @store :ttest
+  # what a call may take past its timeout: scheduling on a loaded machine
+  @slack 250
+
+  setup do
+    u = System.unique_integer([:positive])
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_ctimeout_#{u}")
+    File.rm_rf!(dir)
+
+    args =
+      [~c"-connect_all", ~c"false"] ++
+        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    nodes =
+      for i <- 1..3 do
+        {:ok, _peer, node} = :peer.start(%{name: :"ct#{u}_#{i}", args: args})
+        node
+      end
+
+    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    for {n, i} <- Enum.with_index(nodes, 1) do
+      opts = [
+        store_id: @store,
+        data_dir: Path.join(dir, "n#{i}"),
+        db_type: :cluster,
+        seed_nodes: nodes,
+        raft_addresses: addrs,
+        election_timeout: 10_000,
+        heartbeat: 50,
+        durability: :nosync
+      ]
+
+      :ok = :erpc.call(n, ClusterPeer, :start, [opts])
+    end
+
+    leader =
+      wait_until(
+        fn ->
+          ls = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
+          hd(ls) in nodes and Enum.all?(ls, &(&1 == hd(ls))) and hd(ls)
+        end,
+        60_000
+      )
+
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{nodes: nodes, leader: leader, follower: hd(nodes -- [leader])}
+  end
+
+  test "a write through a follower to a silent leader answers within its timeout", ctx do
+    assert {_, {:ok, 1}} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", 2000])
+
+    pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    try do
+      for timeout <- [300, 700] do
+        {ms, reply} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", timeout])
+        # sent to the leader, which may have taken it: not a definite "no"
+        assert reply == {:error, :outcome_unknown}
+        assert ms <= timeout + @slack, "took #{ms} ms with timeout #{timeout}"
+      end
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+  end
+
+  test "timeout: :infinity waits for the answer", ctx do
+    for n <- [ctx.leader, ctx.follower] do
+      assert {_, {:ok, _}} = :erpc.call(n, ClusterPeer, :timed_append, [@store, "s", :infinity])
+    end
+  end
+end
