@@ -200,7 +200,8 @@ static esdb_replica *acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **r,
 }
 
 /* cluster_info(Store) -> {ok, #{id, leader_id, leader_address, leader,
- * applied, failure}} */
+ * term, applied, failure}}; `leader` is about `term` (both read again
+ * until the term did not move in between). */
 ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[])
 {
@@ -213,11 +214,18 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	uint64_t leader = 0;
 	esdb_replica_get_leader(rep, &leader, addr, sizeof(addr));
 	int failed = esdb_replica_get_failure(rep, why, sizeof(why));
+	uint64_t term;
+	bool is_leader;
+	do {
+		term = esdb_replica_get_term(rep);
+		is_leader = esdb_replica_is_leader(rep);
+	} while (term != esdb_replica_get_term(rep));
 	ERL_NIF_TERM keys[] = {
 	    enif_make_atom(env, "id"),
 	    enif_make_atom(env, "leader_id"),
 	    enif_make_atom(env, "leader_address"),
 	    enif_make_atom(env, "leader"),
+	    enif_make_atom(env, "term"),
 	    enif_make_atom(env, "applied"),
 	    enif_make_atom(env, "failure"),
 	};
@@ -225,7 +233,8 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	    enif_make_uint64(env, esdb_replica_get_id(rep)),
 	    enif_make_uint64(env, leader),
 	    leader ? nif_make_bin(env, addr, strlen(addr)) : atom_nil,
-	    esdb_replica_is_leader(rep) ? atom_true : atom_false,
+	    is_leader ? atom_true : atom_false,
+	    enif_make_uint64(env, term),
 	    enif_make_uint64(env, esdb_replica_get_applied(rep)),
 	    failed ? enif_make_tuple2(
 	                 env, enif_make_atom(env, esdb_error_name(failed)),
@@ -234,7 +243,7 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	};
 	nif_store_release(r);
 	ERL_NIF_TERM m;
-	enif_make_map_from_arrays(env, keys, vals, 6, &m);
+	enif_make_map_from_arrays(env, keys, vals, 7, &m);
 	return enif_make_tuple2(env, atom_ok, m);
 }
 

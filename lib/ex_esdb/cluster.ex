@@ -142,8 +142,9 @@ defmodule ExESDB.Cluster do
 
   @doc """
   What this node's replica knows: `id`, `node`, `leader` (the leader's
-  node, or nil while none is known), `leader?`, `applied` (the last raft
-  index its store applied) and `failure` (nil, or why it stopped).
+  node, or nil while none is known), `leader?` (whether it leads in
+  `term`), `term` (its raft term), `applied` (the last raft index its
+  store applied) and `failure` (nil, or why it stopped).
   """
   @spec info(atom()) :: {:ok, map()} | {:error, term()}
   def info(store_id) do

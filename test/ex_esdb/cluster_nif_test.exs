@@ -88,8 +88,15 @@ defmodule ExESDB.ClusterNifTest do
     stores = start3(dir)
     l = leader(stores)
     target = info(hd(stores -- [l])).id
+    before = info(l).term
+    assert before >= 1
     assert :ok = :ex_esdb_nif.cluster_transfer(l, target)
     wait_until(fn -> info(l).leader_id == target end)
+    # the new leader leads in a later term, and says so
+    [new] = Enum.filter(stores, &(info(&1).id == target))
+    wait_until(fn -> info(new).leader end)
+    assert info(new).term > before
+    refute info(l).leader
     assert {:error, :not_leader} = :ex_esdb_nif.cluster_transfer(l, 0)
   end
 

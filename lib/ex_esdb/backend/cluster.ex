@@ -54,6 +54,7 @@ defmodule ExESDB.Backend.Cluster do
          address: h.address,
          leader: node_of(h, i.leader_id),
          leader?: i.leader,
+         term: i.term,
          applied: i.applied,
          failure: i.failure
        }}
