@@ -28,7 +28,7 @@ ERTS_INCLUDE ?= $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [cod
 DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	clang-format libclang-rt-14-dev zlib1g-dev erlang-nox erlang-dev erlang-eunit \
 	erlang-proper elixir rebar3 \
-	libuv1-dev liblz4-dev autoconf automake libtool pkg-config
+	libuv1-dev liblz4-dev autoconf automake libtool pkg-config nftables
 
 .PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-cluster asan valgrind fuzz bench fmt fmt-check clean
 
@@ -126,6 +126,12 @@ $(TEST_BIN): $(TEST_SRC) test/c/*.h c_src/cli/term.[ch] c_src/cnode/term_check.[
 $(BUILD)/esdb_io_shim.so: test/c/fault/io_shim.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared -pthread $< -ldl -o $@
 
+# The chaos partitions' LD_PRELOAD shim: a peer's connections from its
+# own loopback address (test/support/chaos/partition.ex).
+$(BUILD)/esdb_bind_shim.so: test/c/fault/bind_shim.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -fPIC -shared $< -ldl -o $@
+
 $(BUILD)/esdb_fault_child: test/c/fault/fault_child.c $(CORE_LIB)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -pthread $< $(CORE_LIB) $(LDLIBS) -o $@
 
@@ -196,23 +202,31 @@ test: deps
 	$(MAKE) raft-optional
 	$(MAKE) fmt-check test-c test-c-log test-replica test-raft asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
-test-elixir: nif $(BUILD)/esdb_cnode_probe
+test-elixir: nif $(BUILD)/esdb_cnode_probe $(BUILD)/esdb_bind_shim.so
 	MIX_ENV=test mix test
 
 # The chaos workload and history checker (test/support/chaos) for
 # CHAOS_SECONDS against the single-node store, CHAOS_RATE operations/s
-# per client; history, anomalies and summary as JSON lines under
-# CHAOS_RESULTS. `make test` runs it briefly.
+# per client; then mixed faults (kill -9 and restart, pauses, partitions
+# of raft and distribution: nft as root) for CHAOS_SECONDS on a
+# CHAOS_NODES-node cluster, CHAOS_FAULT_RATE operations/s per client;
+# history, anomalies and summary (with figures per fault kind) as JSON
+# lines under CHAOS_RESULTS. `make test` runs both briefly.
 CHAOS_SECONDS ?= 60
 CHAOS_RATE ?= 200
+CHAOS_NODES ?= 3
+CHAOS_FAULT_RATE ?= 20
 CHAOS_RESULTS ?= $(CURDIR)/$(BUILD)/chaos
-chaos: nif
+chaos: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_workload_test.exs
+	ESDB_CHAOS_FAULTS=1 ESDB_CHAOS_NODES=$(CHAOS_NODES) ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	  ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
+	  MIX_ENV=test mix test test/ex_esdb/chaos_faults_test.exs --only chaos_long
 
 # The same on 3 :peer nodes in cluster mode: no faults, the leader
 # stopped, the leader paused past the election timeout four times.
-chaos-cluster: nif
+chaos-cluster: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_PAUSE=1 ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_cluster_test.exs test/ex_esdb/chaos_pause_test.exs
 

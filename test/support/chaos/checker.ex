@@ -73,7 +73,7 @@ defmodule ExESDB.Chaos.Checker do
     by = Enum.frequencies_by(appends, & &1.outcome)
 
     %{
-      operations: length(ops),
+      operations: Enum.count(ops, &(&1.type != :nemesis)),
       appends: length(appends),
       acknowledged: Map.get(by, :ok, 0),
       failed: Map.get(by, :fail, 0),

@@ -1,70 +1,201 @@
 defmodule ExESDB.Chaos.Cluster do
   @moduledoc false
   # A cluster store on n :peer nodes (raft over loopback) for the chaos
-  # tests, and the workload run against it with their defaults.
+  # tests, the workload run against it with their defaults, and the node
+  # faults: kill -9 and restart on the same data directory and node name.
+  #
+  # Every peer has its own loopback address (127.X.Y.i; all of 127/8 is
+  # local) and fixed ports: BEAM distribution (inet_dist_listen_min/max)
+  # and raft. Run under build/esdb_bind_shim.so with ESDB_BIND_ADDR, its
+  # outgoing connections (distribution and raft) come from its address,
+  # so ExESDB.Chaos.Partition can cut the links between two peers with
+  # packet filter rules on (source address, destination port) while the
+  # test VM (clients, nemesis; connecting from 127.0.0.1) still reaches
+  # every peer. Peers run with -connect_all false and
+  # prevent_overlapping_partitions false: a peer that loses another must
+  # not make global cut its own other connections (issue 14).
 
   import ExESDB.Test.ClusterHelpers
 
   alias ExESDB.Chaos.Workload
   alias ExESDB.Test.ClusterPeer
 
+  @shim "build/esdb_bind_shim.so"
+
   @doc "Start n peers with `store` in cluster mode; call from a test's setup."
-  def start(store, n) do
+  def start(store, n, opts \\ []) do
     u = System.unique_integer([:positive])
     dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
     names = for i <- 1..n, do: :"ch#{u}_#{i}"
     seeds = for name <- names, do: :"#{name}@#{host}"
-    addrs = Map.new(Enum.zip(seeds, free_ports(n)), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
+    ports = free_ports(2 * n)
+    {raft_ports, dist_ports} = Enum.split(ports, n)
+    addrs = Map.new(Enum.zip(seeds, raft_ports), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
+    h = :erlang.phash2({System.pid(), u}, 25_000)
+    ips = for i <- 1..n, do: "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}"
     ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
 
-    # a stopped peer must not make global cut the others' connections
-    args =
-      [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
-        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+    specs =
+      for {{node, name}, i} <- Enum.with_index(Enum.zip(seeds, names), 1), into: %{} do
+        store_opts = [
+          store_id: store,
+          data_dir: Path.join(dir, "n#{i}"),
+          db_type: :cluster,
+          seed_nodes: seeds,
+          raft_addresses: addrs,
+          election_timeout: Keyword.get(opts, :election_timeout, 500),
+          heartbeat: 50,
+          timeout: 10_000,
+          durability: :nosync
+        ]
 
-    # the peers are linked to the test process: they stop with it
-    peers =
-      for name <- names do
-        {:ok, peer, _node} = :peer.start(%{name: name, args: args})
-        peer
+        {node,
+         %{
+           name: name,
+           ip: Enum.at(ips, i - 1),
+           dist_port: Enum.at(dist_ports, i - 1),
+           raft_port: Enum.at(raft_ports, i - 1),
+           store_opts: store_opts
+         }}
       end
 
-    for {node, i} <- Enum.with_index(seeds, 1) do
-      opts = [
-        store_id: store,
-        data_dir: Path.join(dir, "n#{i}"),
-        db_type: :cluster,
-        seed_nodes: seeds,
-        raft_addresses: addrs,
-        election_timeout: 500,
-        heartbeat: 50,
-        timeout: 10_000,
-        durability: :nosync
-      ]
+    {:ok, state} = Agent.start(fn -> %{peers: %{}, os_pids: %{}} end)
+    ExUnit.Callbacks.on_exit(fn -> stop_all(state) end)
+    ctx = %{store: store, nodes: seeds, specs: specs, state: state, dir: dir}
 
-      :ok = :erpc.call(node, ClusterPeer, :start, [opts])
-    end
+    Enum.each(seeds, &start_peer(ctx, &1))
+    for node <- seeds, do: :ok = :erpc.call(node, ClusterPeer, :start, [specs[node].store_opts])
 
-    %{
-      store: store,
-      nodes: seeds,
-      peers: Map.new(Enum.zip(seeds, peers)),
+    Map.merge(ctx, %{
+      peers: Agent.get(state, & &1.peers),
       leader: agreed_leader(store, seeds),
-      dir: dir
-    }
+      election_timeout: Keyword.get(opts, :election_timeout, 500)
+    })
+  end
+
+  @doc "Whether peers run under the bind shim (partitions need it)."
+  def shim?, do: File.exists?(@shim)
+
+  defp start_peer(ctx, node) do
+    spec = ctx.specs[node]
+
+    args =
+      [
+        ~c"-kernel",
+        ~c"prevent_overlapping_partitions",
+        ~c"false",
+        ~c"-connect_all",
+        ~c"false",
+        ~c"-kernel",
+        ~c"inet_dist_listen_min",
+        ~c"#{spec.dist_port}",
+        ~c"-kernel",
+        ~c"inet_dist_listen_max",
+        ~c"#{spec.dist_port}"
+      ] ++ Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    env =
+      if shim?(),
+        do: [
+          {~c"LD_PRELOAD", String.to_charlist(Path.expand(@shim))},
+          {~c"ESDB_BIND_ADDR", String.to_charlist(spec.ip)}
+        ],
+        else: []
+
+    # a killed node's name leaves epmd when its socket closes
+    wait_until(fn -> :erl_epmd.port_please(spec.name, ~c"localhost") == :noport end)
+    {:ok, peer, ^node} = :peer.start(%{name: spec.name, args: args, env: env})
+    os_pid = :erpc.call(node, :os, :getpid, [])
+
+    Agent.update(ctx.state, fn s ->
+      %{s | peers: Map.put(s.peers, node, peer), os_pids: Map.put(s.os_pids, node, os_pid)}
+    end)
+  end
+
+  # A paused peer cannot stop: resume them all first (a SIGCONT to a pid
+  # reused since is harmless; never a kill by a stale pid).
+  defp stop_all(state) do
+    if Process.alive?(state) do
+      %{peers: peers, os_pids: pids} = Agent.get(state, & &1)
+      for {_, pid} <- pids, do: System.cmd("kill", ["-CONT", "#{pid}"], stderr_to_stdout: true)
+
+      for {_, peer} <- peers do
+        try do
+          :peer.stop(peer)
+        catch
+          _, _ -> :ok
+        end
+      end
+
+      Agent.stop(state)
+    end
+  end
+
+  @doc "The OS pid of a node's VM (as of its last start)."
+  def os_pid(ctx, node), do: Agent.get(ctx.state, &Map.fetch!(&1.os_pids, node))
+
+  @doc "kill -9 the node's VM and wait until this VM sees it go."
+  def kill(ctx, node) do
+    Node.monitor(node, true)
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid(ctx, node)}"])
+
+    receive do
+      {:nodedown, ^node} -> :ok
+    after
+      30_000 -> raise "#{node} still up after kill -9"
+    end
+  end
+
+  @doc "Start a killed node again: the same name, data directory and options."
+  def restart(ctx, node) do
+    start_peer(ctx, node)
+    :ok = :erpc.call(node, ClusterPeer, :start, [ctx.specs[node].store_opts])
+  end
+
+  @doc "SIGSTOP / SIGCONT the node's VM."
+  def pause(ctx, node), do: signal(ctx, node, "-STOP")
+  def resume(ctx, node), do: signal(ctx, node, "-CONT")
+
+  defp signal(ctx, node, sig) do
+    {_, 0} = System.cmd("kill", [sig, "#{os_pid(ctx, node)}"])
+    :ok
   end
 
   def info(store, node), do: elem(:erpc.call(node, ExESDB.Cluster, :info, [store]), 1)
 
+  @doc "The node's replica info, or nil when it cannot answer within `ms`."
+  def try_info(store, node, ms \\ 1000) do
+    case :erpc.call(node, ExESDB.Cluster, :info, [store], ms) do
+      {:ok, i} -> i
+      _ -> nil
+    end
+  catch
+    _, _ -> nil
+  end
+
   @doc "The leader every given node agrees on (bounded wait)."
-  def agreed_leader(store, nodes) do
-    wait_until(fn ->
-      leaders = Enum.map(nodes, &info(store, &1).leader)
-      l = hd(leaders)
-      l in nodes and Enum.all?(leaders, &(&1 == l)) and l
-    end)
+  def agreed_leader(store, nodes, ms \\ 10_000) do
+    wait_until(
+      fn ->
+        leaders = Enum.map(nodes, &(try_info(store, &1) || %{leader: nil}).leader)
+        l = hd(leaders)
+        l in nodes and Enum.all?(leaders, &(&1 == l)) and l
+      end,
+      ms
+    )
+  end
+
+  @doc "Wait until every node has applied at least what the leader had applied."
+  def caught_up(store, nodes, ms \\ 30_000) do
+    leader = agreed_leader(store, nodes, ms)
+    target = info(store, leader).applied
+
+    wait_until(
+      fn -> Enum.all?(nodes, &((try_info(store, &1) || %{applied: 0}).applied >= target)) end,
+      ms
+    )
   end
 
   @doc "The workload on the cluster: 6 clients × 40 operations, local reads."

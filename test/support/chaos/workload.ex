@@ -13,13 +13,17 @@ defmodule ExESDB.Chaos.Workload do
   # Options: :store (required), :nodes ([node()]), :target
   # (ExESDB.Chaos.Target.Local), :clients (4), :ops per client (100) or
   # :duration_ms (wins when given), :streams (shared streams, 6),
-  # :subscribers (1), :seed, :catch_up_ms (10,000: how long subscribers may
+  # :until_nemesis (true: clients run until the nemesis returns; wins
+  # over both), :subscribers (1), :seed, :catch_up_ms (10,000: how long subscribers may
   # take to see the last event), :settle_ms (10,000: how long replicas may
   # take to hold the same number of events), :consistency (of the reads,
   # the target's by default: :local where a read may lag), :nemesis (a
   # function run beside the clients, awaited before the final state: the
-  # faults), :replicas (the nodes whose final state is read: :nodes by
-  # default, the survivors after a kill), :results_dir, :label.
+  # faults; given the history when it takes an argument, to record them),
+  # :replicas (the nodes whose final state is read: :nodes by default, the
+  # survivors after a kill), :extend (fn ops, verdict -> verdict: more
+  # checks and figures, before the results are written), :results_dir,
+  # :label.
   # env_opts/0 reads ESDB_CHAOS_CLIENTS, ESDB_CHAOS_OPS,
   # ESDB_CHAOS_SECONDS, ESDB_CHAOS_RATE (:rate, operations per second per
   # client; unpaced without) and ESDB_CHAOS_RESULTS.
@@ -79,7 +83,16 @@ defmodule ExESDB.Chaos.Workload do
       end
 
     started = System.monotonic_time(:millisecond)
-    nemesis = Task.async(Keyword.get(opts, :nemesis, fn -> :ok end))
+
+    nemesis =
+      Task.async(fn ->
+        try do
+          nemesis(Keyword.get(opts, :nemesis), h)
+        after
+          with {:flag, ref} <- cfg.stop, do: :atomics.put(ref, 1, 1)
+        end
+      end)
+
     Enum.each(clients, &Task.await(&1, :infinity))
     ran = System.monotonic_time(:millisecond) - started
     Task.await(nemesis, :infinity)
@@ -92,6 +105,7 @@ defmodule ExESDB.Chaos.Workload do
     {check_us, verdict} = :timer.tc(Checker, :check, [ops, replicas])
     verdict = put_in(verdict.stats[:workload_ms], ran)
     verdict = put_in(verdict.stats[:check_ms], div(check_us, 1000))
+    verdict = Keyword.get(opts, :extend, fn _, v -> v end).(ops, verdict)
     :ets.delete(h.table)
 
     results =
@@ -100,6 +114,10 @@ defmodule ExESDB.Chaos.Workload do
 
     %{verdict: verdict, history: ops, replicas: replicas, results: results}
   end
+
+  defp nemesis(nil, _h), do: :ok
+  defp nemesis(fun, _h) when is_function(fun, 0), do: fun.()
+  defp nemesis(fun, h) when is_function(fun, 1), do: fun.(h)
 
   # Every replica's final state, once they all hold the same events at
   # the same positions and versions (a follower may still be applying
@@ -124,14 +142,16 @@ defmodule ExESDB.Chaos.Workload do
   end
 
   defp stop_rule(opts) do
-    case opts[:duration_ms] do
-      nil -> {:ops, Keyword.get(opts, :ops, 100)}
-      ms -> {:until, System.monotonic_time(:millisecond) + ms}
+    cond do
+      opts[:until_nemesis] -> {:flag, :atomics.new(1, [])}
+      ms = opts[:duration_ms] -> {:until, System.monotonic_time(:millisecond) + ms}
+      true -> {:ops, Keyword.get(opts, :ops, 100)}
     end
   end
 
   defp done?({:ops, n}, done), do: done >= n
   defp done?({:until, t}, _), do: System.monotonic_time(:millisecond) >= t
+  defp done?({:flag, ref}, _), do: :atomics.get(ref, 1) == 1
 
   ## clients
 
@@ -314,7 +334,7 @@ defmodule ExESDB.Chaos.Workload do
         valid: verdict.valid?,
         counts: verdict.counts,
         seed: seed,
-        options: opts |> Keyword.drop([:target, :nemesis]) |> Map.new(),
+        options: opts |> Keyword.drop([:target, :nemesis, :extend]) |> Map.new(),
         time_unit: "native monotonic, #{System.convert_time_unit(1, :second, :native)} per second"
       })
 
