@@ -30,7 +30,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	erlang-proper elixir rebar3 \
 	libuv1-dev liblz4-dev autoconf automake libtool pkg-config nftables
 
-.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-cluster asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-cluster cluster-demo asan valgrind fuzz bench fmt fmt-check clean
 
 all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -229,6 +229,13 @@ chaos: nif $(BUILD)/esdb_bind_shim.so
 chaos-cluster: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_PAUSE=1 ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_cluster_test.exs test/ex_esdb/chaos_pause_test.exs
+
+# Three db_type: :cluster nodes on this machine (n1..n3@127.0.0.1, own
+# data dirs and raft ports, formed from seed_nodes): a write on one, read
+# on another, the leader stopped, a write after (examples/cluster/run.sh;
+# README "Cluster mode from Elixir"). Needs raft: `make raft` first.
+cluster-demo: raft nif
+	examples/cluster/run.sh
 
 # The C node as a process, from ExUnit (also part of test-elixir):
 # handshake, requests, wrong cookie, oversized and malformed frames; the
