@@ -239,18 +239,20 @@ cluster-demo: raft nif
 
 # The C node as a process, from ExUnit (also part of test-elixir):
 # handshake, requests, wrong cookie, oversized and malformed frames; the
-# C node backend: conformance, launcher, kill -9 of C node and clients.
+# C node backend: conformance, launcher, kill -9 of C node and clients;
+# subscriptions through sessions.
+CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs
 test-cnode: nif $(BUILD)/esdb_cnode_probe
-	MIX_ENV=test mix test test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_backend_test.exs test/ex_esdb/streams_cnode_test.exs
+	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/streams_cnode_test.exs
 
-# The same ExUnit test against the C node built with ASan+UBSan.
+# The same ExUnit tests against the C node built with ASan+UBSan.
 asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/libesdb_core.a
 	clang $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) \
 	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o build/asan/ex_esdb_cnode
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test test/ex_esdb/cnode_test.exs
+	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test $(CNODE_TESTS)
 
 # Sends raw distribution frames to a C node (test/cnode/probe.c): what no
 # BEAM node would send.
@@ -323,7 +325,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
 
 # The C node's validator, envelope parsers and argument decoders, with ei
 # decoding what they accept.
-CNODE_FUZZ_SRC := c_src/cnode/term_check.c c_src/cnode/envelope.c c_src/cnode/args.c
+CNODE_FUZZ_SRC := c_src/cnode/term_check.c c_src/cnode/envelope.c c_src/cnode/args.c c_src/cnode/session_ops.c
 build/fuzz/fuzz_cnode_frames: c_src/fuzz/fuzz_cnode_frames.c $(CNODE_FUZZ_SRC) c_src/cnode/*.h $(PROTO_DEPS) c_src/core/*.c c_src/core/*.h
 	$(MAKE) BUILD=build/fuzz CC=clang \
 	  CFLAGS="$(SAN_CFLAGS) -fsanitize=fuzzer-no-link" build/fuzz/libesdb_core.a

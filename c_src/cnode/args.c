@@ -255,7 +255,11 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 			return false;
 		return true;
 	}
-	default: /* pids, options, members: not served here */
+	case ESDB_ARG_MEMBER:
+		return get_u64(a, &v->u);
+	case ESDB_ARG_GRANT:
+		return get_u64(a, &v->u) && v->u > 0;
+	default: /* pids, options: not served here */
 		return false;
 	}
 }

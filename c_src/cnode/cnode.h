@@ -18,6 +18,7 @@
 #define CN_MAX_READ 10000
 
 typedef struct cn_pool cn_pool;
+typedef struct cn_sessions cn_sessions;
 
 typedef struct cn_server {
 	esdb_store *store;
@@ -31,6 +32,9 @@ typedef struct cn_server {
 	unsigned max_inflight;    /* requests per connection not answered */
 	uint64_t max_queue_bytes; /* replies queued per connection */
 	unsigned max_conns;
+	unsigned max_sessions; /* subscription sessions per connection */
+	unsigned max_subs;     /* their members, per connection */
+	cn_sessions *sessions;
 	ei_cnode ec;
 	cn_pool *pool;
 	atomic_uint conns;

@@ -8,6 +8,7 @@
 #include "conn.h"
 
 #include "request.h"
+#include "sessions.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -146,6 +147,47 @@ void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 {
 	send_msg(c, to, x, true);
 	conn_unref(c);
+}
+
+void cn_conn_hold(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->refs++;
+	pthread_mutex_unlock(&c->mu);
+}
+
+void cn_conn_release(cn_conn *c)
+{
+	conn_unref(c);
+}
+
+bool cn_conn_push(cn_conn *c, const erlang_pid *to, ei_x_buff *x, bool bounded)
+{
+	outmsg *m = malloc(sizeof(*m));
+	bool queued = false;
+	if (m) {
+		*m = (outmsg){
+		    .to = *to, .buf = x->buff, .len = (size_t)x->index};
+		pthread_mutex_lock(&c->mu);
+		if (!c->dead && (!bounded || c->queued_bytes + m->len <=
+		                                 c->srv->max_queue_bytes)) {
+			if (c->tail)
+				c->tail->next = m;
+			else
+				c->head = m;
+			c->tail = m;
+			c->queued_bytes += m->len;
+			queued = true;
+			pthread_cond_broadcast(&c->cv);
+		}
+		pthread_mutex_unlock(&c->mu);
+		if (queued)
+			x->buff = NULL;
+		else
+			free(m);
+	}
+	ei_x_free(x);
+	return queued;
 }
 
 /* ---- writer ------------------------------------------------------------ */
@@ -292,6 +334,8 @@ static void *reader(void *arg)
 			break;
 	}
 	conn_kill(c);
+	/* its sessions end with it: their members leave the emitter */
+	cn_sessions_conn_closed(c->srv, c);
 	conn_unref(c);
 	return NULL;
 }

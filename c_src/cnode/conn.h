@@ -34,4 +34,16 @@ void cn_conn_request_begin(cn_conn *c);
  * request's reference. */
 void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
 
+/* A reference on c for something that outlives a request (a
+ * subscription session), dropped by cn_conn_release. */
+void cn_conn_hold(cn_conn *c);
+void cn_conn_release(cn_conn *c);
+
+/* Queue msg (a whole external term; x is emptied either way) to `to`,
+ * outside any request: a push. Never blocks. False when the connection
+ * is dead or, when `bounded`, when its queue would pass max_queue_bytes
+ * (a push that must wait is not queued: the pusher decides what that
+ * means). */
+bool cn_conn_push(cn_conn *c, const erlang_pid *to, ei_x_buff *x, bool bounded);
+
 #endif

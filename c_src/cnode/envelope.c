@@ -7,6 +7,8 @@
 
 enum {
 	DOP_SEND = 2,
+	DOP_EXIT = 3,
+	DOP_EXIT_TT = 13,
 	DOP_REG_SEND = 6,
 	DOP_SEND_TT = 12,
 	DOP_REG_SEND_TT = 16,
@@ -38,6 +40,24 @@ int cn_frame_parse(const uint8_t *buf, size_t len, size_t *msg_at)
 		return -1;
 	*msg_at = pos;
 	return op;
+}
+
+bool cn_frame_exit(const uint8_t *buf, size_t len, erlang_pid *from,
+                   erlang_pid *to)
+{
+	if (len < 6 || buf[0] != PASS_THROUGH || buf[1] != 131 ||
+	    buf[2] != 104 || buf[4] != 97 ||
+	    (buf[5] != DOP_EXIT && buf[5] != DOP_EXIT_TT) ||
+	    buf[3] != (buf[5] == DOP_EXIT ? 4 : 5))
+		return false;
+	/* the reason may hold anything a process exits with */
+	static const tc_limits control = {TC_ALLOW_PID | TC_ALLOW_REF, 32, 64};
+	size_t pos = 1;
+	if (tc_check_versioned(buf, len, &pos, &control, 1) != TC_OK)
+		return false;
+	int idx = 6; /* past 'p', 131, the tuple header and the op */
+	return ei_decode_pid((const char *)buf, &idx, from) == 0 &&
+	       ei_decode_pid((const char *)buf, &idx, to) == 0;
 }
 
 static const tc_limits plain = TC_LIMITS_DEFAULT;

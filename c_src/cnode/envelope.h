@@ -17,6 +17,12 @@
  * frame, or a send whose control message fails its checks. */
 int cn_frame_parse(const uint8_t *buf, size_t len, size_t *msg_at);
 
+/* An EXIT frame (a linked process ended: {3, From, To, Reason} or its
+ * trace-token form): its pids, the control message checked. False for
+ * any other frame or a malformed one. */
+bool cn_frame_exit(const uint8_t *buf, size_t len, erlang_pid *from,
+                   erlang_pid *to);
+
 /* Whether a control operation carries a message (SEND, REG_SEND and
  * their trace-token forms). */
 bool cn_frame_is_send(int op);

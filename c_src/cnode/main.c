@@ -5,6 +5,7 @@
  *                 [--listen 127.0.0.1] [--port 0] [--no-epmd]
  *                 [--creation N] [--idle-ms 120000] [--max-conns 64]
  *                 [--durability sync|no_meta_sync|nosync] [--stop-on-eof]
+ *                 [--max-sessions 8] [--max-subscriptions 1024]
  *
  * Prints "ready NAME PORT" on stdout once it accepts connections. The
  * cookie is never an argument (any user can read /proc/PID/cmdline).
@@ -19,6 +20,7 @@
 #include "cookie.h"
 #include "handshake.h"
 #include "pool.h"
+#include "sessions.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,7 +55,8 @@ _Noreturn static void usage(const char *why)
 	        "[--creation N]\n"
 	        "         [--idle-ms MS] [--max-conns N] [--durability "
 	        "sync|no_meta_sync|nosync]\n"
-	        "         [--stop-on-eof]\n",
+	        "         [--stop-on-eof] [--max-sessions N] "
+	        "[--max-subscriptions N]\n",
 	        why);
 	exit(2);
 }
@@ -62,7 +65,7 @@ typedef struct opts {
 	const char *name, *store, *listen, *cookie_file, *durability;
 	int cookie_fd; /* -1: none */
 	bool cookie_stdin, no_epmd, stop_on_eof;
-	unsigned port, idle_ms, max_conns;
+	unsigned port, idle_ms, max_conns, max_sessions, max_subs;
 	unsigned long long creation; /* 0: pick one */
 } opts;
 
@@ -84,7 +87,9 @@ static void parse(int argc, char **argv, opts *o)
 	*o = (opts){.listen = "127.0.0.1",
 	            .cookie_fd = -1,
 	            .idle_ms = 120000,
-	            .max_conns = 64};
+	            .max_conns = 64,
+	            .max_sessions = 8,
+	            .max_subs = 1024};
 	for (int i = 1; i < argc; i++) {
 		const char *f = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -115,6 +120,10 @@ static void parse(int argc, char **argv, opts *o)
 			o->idle_ms = (unsigned)number(f, v);
 		else if (strcmp(f, "--max-conns") == 0)
 			o->max_conns = (unsigned)number(f, v);
+		else if (strcmp(f, "--max-sessions") == 0)
+			o->max_sessions = (unsigned)number(f, v);
+		else if (strcmp(f, "--max-subscriptions") == 0)
+			o->max_subs = (unsigned)number(f, v);
 		else if (strcmp(f, "--durability") == 0)
 			o->durability = v;
 		else if (strcmp(f, "--cookie") == 0)
@@ -238,10 +247,16 @@ int main(int argc, char **argv)
 	pthread_rwlock_init(&srv.store_lock, NULL);
 	srv.idle_ms = o.idle_ms;
 	srv.max_conns = o.max_conns;
+	srv.max_sessions = o.max_sessions;
+	srv.max_subs = o.max_subs;
 	srv.max_inflight = 64;
 	srv.max_queue_bytes = 64u << 20;
 	if (open_store(&srv, &o) != 0)
 		return 1;
+	if (cn_sessions_start(&srv) != 0) {
+		cn_log("cannot start the store's fan-out");
+		return 1;
+	}
 
 	struct in_addr addr;
 	if (inet_pton(AF_INET, o.listen, &addr) != 1)

@@ -4,6 +4,7 @@
 #include "ops.h"
 
 #include "pool.h"
+#include "sessions.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -130,7 +131,8 @@ static void encode_list(ei_x_buff *x, const out *o)
 	ei_x_encode_empty_list(x);
 }
 
-static void encode_stats(ei_x_buff *x, const esdb_store_stats *st)
+static void encode_stats(ei_x_buff *x, const esdb_store_stats *st,
+                         uint64_t subscribers)
 {
 	const uint64_t vals[] = {
 	    st->events,      st->streams,    st->event_types, st->snapshots,
@@ -145,8 +147,8 @@ static void encode_stats(ei_x_buff *x, const esdb_store_stats *st)
 	ei_x_encode_atom(x, "store_failed");
 	ei_x_encode_atom(x, st->store_failed ? esdb_error_name(st->store_failed)
 	                                     : "nil");
-	ei_x_encode_atom(x, "subscribers"); /* none served here yet */
-	ei_x_encode_ulonglong(x, 0);
+	ei_x_encode_atom(x, "subscribers"); /* members held by sessions */
+	ei_x_encode_ulonglong(x, subscribers);
 }
 
 static void encode_limits(ei_x_buff *x, const esdb_limits *l)
@@ -252,7 +254,7 @@ static void run(void *arg)
 		ei_x_encode_boolean(&x, exists);
 		ei_x_encode_boolean(&x, deleted);
 	} else if (is(j, "stats")) {
-		encode_stats(&x, &st);
+		encode_stats(&x, &st, cn_sessions_members(k->srv));
 	} else if (is(j, "limits")) {
 		encode_limits(&x, &lim);
 	} else if (is(j, "checkpoint_get") || is(j, "snapshot_get")) {

@@ -6,13 +6,15 @@
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
  * stats, limits, record reads (as event tuples: see reads.c), verify
- * and backup; subscriptions, open/close and cancel are not yet
- * ({error, {invalid_request, not_served}}).
+ * and backup, and subscriptions through the session_* requests
+ * (sessions.c); open/close and cancel are not yet ({error,
+ * {invalid_request, not_served}}).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
 #include "envelope.h"
 #include "ops.h"
+#include "sessions.h"
 #include "term_check.h"
 
 #include <stdlib.h>
@@ -159,6 +161,10 @@ static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 		cn_reply_error(k, "invalid_request", "not_a_request");
 	else if (strcmp(e.op, "hello") == 0)
 		hello(k, &e, (const char *)m);
+	else if (cn_sessions_is_request(e.op) && !cn_conn_hello_done(c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (cn_sessions_is_request(e.op))
+		cn_sessions_request(k, &e, (const char *)m);
 	else
 		dispatch(k, &e, (const char *)m);
 }
@@ -170,8 +176,12 @@ bool cn_request_frame(cn_server *srv, cn_conn *c, const uint8_t *buf,
 	int op = cn_frame_parse(buf, len, &msg_at);
 	if (op < 0)
 		return false;
+	erlang_pid from, to;
 	if (cn_frame_is_send(op))
 		message(srv, c, buf + msg_at, len - msg_at);
-	/* links, exits (EXIT2 too), monitors: ignored */
+	else if (cn_frame_exit(buf, len, &from, &to))
+		/* a session process linked to its session's pid ended */
+		cn_sessions_exit(srv, c, &from, &to);
+	/* links, other exits (EXIT2 too), monitors: ignored */
 	return true;
 }

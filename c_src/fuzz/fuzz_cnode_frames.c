@@ -10,6 +10,7 @@
  * a read past it shows under ASan, in ei too. */
 #include "envelope.h"
 #include "ops.h"
+#include "session_ops.h"
 #include "term_check.h"
 
 #include <stdlib.h>
@@ -78,6 +79,19 @@ static void decode_args(const uint8_t *m, const cn_envelope *e)
 	}
 }
 
+/* A session_* request's argument, as sessions.c decodes it. */
+static void decode_session_arg(const uint8_t *m, const cn_envelope *e)
+{
+	const cn_session_op *op = cn_session_op_find(e->op);
+	if (!op || op->kind == ESDB_ARG_N || e->arity != 2)
+		return;
+	args a = {(const char *)m, e->args_at};
+	const char *why = NULL;
+	arg v;
+	if (cn_arg_decode(&a, op->kind, &v, &why))
+		touch(v.p, v.len);
+}
+
 static void message(const uint8_t *m, size_t len)
 {
 	cn_envelope e;
@@ -92,15 +106,19 @@ static void message(const uint8_t *m, size_t len)
 		    (size_t)idx > len)
 			abort();
 	decode_args(m, &e);
+	decode_session_arg(m, &e);
 }
 
 static void frame(const uint8_t *buf, size_t len)
 {
 	size_t at;
 	int op = cn_frame_parse(buf, len, &at);
+	erlang_pid from, to;
 	if (op >= 0 && cn_frame_is_send(op)) {
 		decode_with_ei(buf, len, 2, at); /* the control message */
 		message(buf + at, len - at);
+	} else if (cn_frame_exit(buf, len, &from, &to)) {
+		decode_with_ei(buf, len, 2, len);
 	}
 }
 
@@ -149,16 +167,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * picks the operation, so the argument decoders are reached. */
 	if (size == 0)
 		return 0;
-	const esdb_proto_op *op =
-	    &esdb_proto_ops[data[0] % esdb_proto_op_count];
+	/* (the session requests after the table's operations) */
+	size_t pick = data[0] % (esdb_proto_op_count + cn_session_op_count);
+	const char *name;
 	unsigned carried = 0;
-	for (unsigned k = 0; k < op->arity; k++)
-		carried += op->args[k] != ESDB_ARG_STORE &&
-		           op->args[k] != ESDB_ARG_REF;
-	size_t name_len = strlen(op->name);
+	if (pick < esdb_proto_op_count) {
+		const esdb_proto_op *op = &esdb_proto_ops[pick];
+		name = op->name;
+		for (unsigned k = 0; k < op->arity; k++)
+			carried += op->args[k] != ESDB_ARG_STORE &&
+			           op->args[k] != ESDB_ARG_REF;
+	} else {
+		const cn_session_op *op =
+		    &cn_session_ops[pick - esdb_proto_op_count];
+		name = op->name;
+		carried = op->kind != ESDB_ARG_N;
+	}
+	size_t name_len = strlen(name);
 	head[n++] = 104, head[n++] = (uint8_t)(carried + 1);
 	head[n++] = 119, head[n++] = (uint8_t)name_len;
-	memcpy(head + n, op->name, name_len), n += name_len;
+	memcpy(head + n, name, name_len), n += name_len;
 	b = copy(head, n, data + 1, size - 1);
 	frame(b, n + size - 1);
 	free(b);

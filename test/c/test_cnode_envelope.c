@@ -104,3 +104,59 @@ TEST(cnode_envelope_refuses_what_no_request_is)
 	CHECK_EQ(cn_frame_parse(link, sizeof(link), &at), 1);
 	CHECK(!cn_frame_is_send(1));
 }
+
+/* 'p', then the control message {Op, From, To, Reason} (or with a trace
+ * token before Reason): an EXIT frame as a BEAM sends it when a process
+ * linked to a pid of the C node ends. */
+static uint8_t *exit_frame(long op, bool tt, size_t *len)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_pid to = {.num = 3, .creation = 5};
+	strcpy(from.node, "client@vm");
+	strcpy(to.node, "cnode@vm");
+	ei_x_buff x;
+	ei_x_new(&x);
+	ei_x_append_buf(&x, "p", 1);
+	ei_x_encode_version(&x);
+	ei_x_encode_tuple_header(&x, tt ? 5 : 4);
+	ei_x_encode_long(&x, op);
+	ei_x_encode_pid(&x, &from);
+	ei_x_encode_pid(&x, &to);
+	if (tt)
+		ei_x_encode_atom(&x, "token");
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "shutdown");
+	ei_x_encode_pid(&x, &from);
+	uint8_t *b = malloc((size_t)x.index);
+	memcpy(b, x.buff, (size_t)x.index);
+	*len = (size_t)x.index;
+	ei_x_free(&x);
+	return b;
+}
+
+TEST(cnode_envelope_reads_exit_frames_alone)
+{
+	size_t len;
+	erlang_pid from, to;
+	for (int tt = 0; tt < 2; tt++) {
+		uint8_t *f = exit_frame(tt ? 13 : 3, tt, &len);
+		REQUIRE(cn_frame_exit(f, len, &from, &to));
+		CHECK(strcmp(from.node, "client@vm") == 0 && from.num == 7);
+		CHECK(strcmp(to.node, "cnode@vm") == 0 && to.num == 3 &&
+		      to.creation == 5);
+		/* every cut of it is refused, never read past */
+		for (size_t cut = 0; cut < len; cut++) {
+			uint8_t *c = malloc(cut ? cut : 1);
+			memcpy(c, f, cut);
+			CHECK(!cn_frame_exit(c, cut, &from, &to));
+			free(c);
+		}
+		free(f);
+	}
+	/* EXIT2 (exit/2 from afar) and links are not exits to act on */
+	uint8_t *f = exit_frame(8, false, &len);
+	CHECK(!cn_frame_exit(f, len, &from, &to));
+	free(f);
+	static const uint8_t link[] = {'p', 131, 104, 3, 97, 1};
+	CHECK(!cn_frame_exit(link, sizeof(link), &from, &to));
+}

@@ -1,0 +1,573 @@
+/* sessions.c: subscription sessions (sessions.h, docs/PROTOCOL.md).
+ *
+ * A session is one BEAM process (per client node and store) holding
+ * members of the core's emitter; committed events are pushed to it as
+ * {esdb_events, MemberId, Since, Events} in chunks of at most 256, and
+ * it fans them out to its node's subscribers. Members are c_src/proto's
+ * member table (members.h), always ranged: the session applies each
+ * subscriber's own gap and credit rules, so the C node never ends a
+ * member for a gap, it raises its floor and Since tells.
+ *
+ * Flow control: a session has a window of events (credit) it returns
+ * with session_credit as it takes pushes off its mailbox. A delivery
+ * that does not fit the window, or that would take the connection's
+ * send queue past its bound, is not queued: the member's floor moves
+ * past it and the session is told once with {esdb_missed, MemberId,
+ * First}. The emitter's thread never waits for a client, and a client
+ * that does not keep up costs at most its window plus a notice per
+ * member.
+ *
+ * A session ends when the EXIT of the link its process made to the
+ * session's pid arrives, when its connection closes, or on
+ * session_close; its members then leave the emitter. Requests run on
+ * the connection's reader thread, deliveries on the emitter's thread;
+ * the table's lock is held for a few steps, never while encoding. */
+#include "sessions.h"
+
+#include "members.h"
+#include "session_ops.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Events in one push: the VM's allocators reuse memory for messages
+ * this size rather than map fresh pages (the NIF's DELIVERY_CHUNK). */
+#define PUSH_CHUNK 256
+
+typedef struct session {
+	cn_conn *c;        /* a reference held while the session lives */
+	erlang_pid client; /* the session process */
+	unsigned num;      /* the pid number of self */
+	uint64_t credit;   /* events it may still be pushed */
+	struct session *next;
+} session;
+
+/* A member in c_src/proto's table, with the session holding it. */
+typedef struct member {
+	esdb_member core; /* first: the table's slots are these */
+	session *s;
+	bool missed; /* an esdb_missed went out, no push since */
+} member;
+
+struct cn_sessions {
+	pthread_mutex_t mu;
+	pthread_cond_t sent; /* `sending` went back to 0 */
+	uint64_t sending;    /* the member a delivery is pushing to, or 0 */
+	esdb_members table;
+	session *list;
+	unsigned next_num;
+	/* The last delivery's events, encoded as lists of at most PUSH_CHUNK
+	 * tuples: members of one topic get the same events of a commit.
+	 * Used on the emitter's thread only. */
+	ei_x_buff *chunks;
+	size_t nchunks, chunks_cap;
+	uint64_t *pos;
+	size_t pos_n, pos_cap;
+	bool valid;
+};
+
+static member *slot(struct cn_sessions *t, size_t i)
+{
+	return (member *)esdb_members_slot(&t->table, i);
+}
+
+static member *lookup(struct cn_sessions *t, uint64_t id)
+{
+	return (member *)esdb_members_find(&t->table, id);
+}
+
+static bool same_pid(const erlang_pid *a, const erlang_pid *b)
+{
+	return a->num == b->num && a->serial == b->serial &&
+	       a->creation == b->creation && strcmp(a->node, b->node) == 0;
+}
+
+/* The session of process `client` on c, or NULL. Lock held. */
+static session *find_session(struct cn_sessions *t, cn_conn *c,
+                             const erlang_pid *client)
+{
+	for (session *s = t->list; s; s = s->next)
+		if (s->c == c && same_pid(&s->client, client))
+			return s;
+	return NULL;
+}
+
+/* The C node's pid naming s (what its process links to). */
+static void self_pid(cn_server *srv, const session *s, erlang_pid *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->node, sizeof(out->node), "%s", ei_thisnodename(&srv->ec));
+	out->num = s->num;
+	out->serial = 0;
+	out->creation = srv->ec.creation;
+}
+
+/* Leave the emitter: the slot is free at once, the emitter drops it on
+ * its thread (waiting for no delivery). Lock held. */
+static void end_member(cn_server *srv, member *mb)
+{
+	uint64_t id = mb->core.id;
+	esdb_member_end(&mb->core);
+	if (esdb_emitter_drop(srv->store, id) == ENOMEM)
+		esdb_emitter_leave_all(srv->store, id, NULL);
+}
+
+/* End session s: its members leave, it is unlinked from the list.
+ * Returns its connection reference for the caller to release after
+ * unlocking. Lock held. */
+static cn_conn *end_session(cn_server *srv, session *s)
+{
+	struct cn_sessions *t = srv->sessions;
+	for (size_t i = 0; i < t->table.n; i++)
+		if (slot(t, i)->core.id && slot(t, i)->s == s)
+			end_member(srv, slot(t, i));
+	for (session **p = &t->list; *p; p = &(*p)->next)
+		if (*p == s) {
+			*p = s->next;
+			break;
+		}
+	cn_conn *c = s->c;
+	free(s);
+	return c;
+}
+
+/* ---- pushes (the emitter's thread) ------------------------------------ */
+
+static int encode_event(ei_x_buff *x, const esdb_event *ev)
+{
+	int rc = cn_x_reserve(x, 220 + ev->stream_id_len + ev->event_type_len +
+	                             ev->data_len + ev->metadata_len);
+	if (rc)
+		return rc;
+	ei_x_encode_tuple_header(x, 10);
+	ei_x_encode_ulonglong(x, ev->position);
+	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
+	ei_x_encode_ulonglong(x, ev->stream_version);
+	ei_x_encode_binary(x, ev->event_id, 16);
+	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
+	cn_encode_payload(x, ev->data, ev->data_len, ev->data_encoding);
+	cn_encode_payload(x, ev->metadata, ev->metadata_len,
+	                  ev->metadata_encoding);
+	if (ev->causation_id)
+		ei_x_encode_binary(x, ev->causation_id, 16);
+	else
+		ei_x_encode_atom(x, "nil");
+	if (ev->correlation_id)
+		ei_x_encode_binary(x, ev->correlation_id, 16);
+	else
+		ei_x_encode_atom(x, "nil");
+	ei_x_encode_ulonglong(x, ev->created_us);
+	return 0;
+}
+
+static void cache_drop(struct cn_sessions *t)
+{
+	for (size_t i = 0; i < t->nchunks; i++)
+		ei_x_free(&t->chunks[i]);
+	t->nchunks = 0;
+	t->valid = false;
+}
+
+/* The cache holds these events encoded, PUSH_CHUNK a list. */
+static bool cached(struct cn_sessions *t, const esdb_event *ev, size_t n)
+{
+	if (t->valid && t->pos_n == n) {
+		size_t i = 0;
+		while (i < n && t->pos[i] == ev[i].position)
+			i++;
+		if (i == n)
+			return true;
+	}
+	cache_drop(t);
+	size_t chunks = (n + PUSH_CHUNK - 1) / PUSH_CHUNK;
+	if (n > t->pos_cap) {
+		uint64_t *pos = realloc(t->pos, n * sizeof(*pos));
+		if (!pos)
+			return false;
+		t->pos = pos;
+		t->pos_cap = n;
+	}
+	if (chunks > t->chunks_cap) {
+		ei_x_buff *c = realloc(t->chunks, chunks * sizeof(*c));
+		if (!c)
+			return false;
+		t->chunks = c;
+		t->chunks_cap = chunks;
+	}
+	for (size_t k = 0; k < chunks; k++) {
+		ei_x_buff *x = &t->chunks[k];
+		if (ei_x_new(x) != 0)
+			return false;
+		t->nchunks = k + 1;
+		size_t from = k * PUSH_CHUNK;
+		size_t to = from + PUSH_CHUNK < n ? from + PUSH_CHUNK : n;
+		ei_x_encode_list_header(x, (long)(to - from));
+		for (size_t i = from; i < to; i++)
+			if (encode_event(x, &ev[i]) != 0)
+				return false;
+		ei_x_encode_empty_list(x);
+	}
+	for (size_t i = 0; i < n; i++)
+		t->pos[i] = ev[i].position;
+	t->pos_n = n;
+	t->valid = true;
+	return true;
+}
+
+/* {esdb_missed, Id, First}, outside the window (one per member until a
+ * push succeeds). Lock held. */
+static void push_missed(member *mb, uint64_t first)
+{
+	if (mb->missed)
+		return;
+	ei_x_buff x;
+	if (ei_x_new_with_version(&x) != 0)
+		return;
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "esdb_missed");
+	ei_x_encode_ulonglong(&x, mb->core.id);
+	ei_x_encode_ulonglong(&x, first);
+	mb->missed = cn_conn_push(mb->s->c, &mb->s->client, &x, false);
+}
+
+static void deliver(void *ctx, uint64_t id, uint64_t since,
+                    const esdb_event *events, size_t n)
+{
+	cn_server *srv = ctx;
+	struct cn_sessions *t = srv->sessions;
+	uint64_t first = events[0].position, last = events[n - 1].position;
+	pthread_mutex_lock(&t->mu);
+	member *mb = lookup(t, id);
+	if (!mb) {
+		pthread_mutex_unlock(&t->mu);
+		return;
+	}
+	session *s = mb->s;
+	if (s->credit < n) {
+		/* the session is behind: its next push's Since says so */
+		esdb_member_undelivered(&mb->core, first, last);
+		push_missed(mb, first);
+		pthread_mutex_unlock(&t->mu);
+		return;
+	}
+	/* ranged: never a hole here; Since raised to the member's floor */
+	esdb_member_deliver(&mb->core, &since, n, first, last);
+	s->credit -= n;
+	cn_conn *c = s->c;
+	erlang_pid to = s->client;
+	cn_conn_hold(c);
+	t->sending = id;
+	pthread_mutex_unlock(&t->mu);
+
+	size_t pushed = 0;
+	bool ok = cached(t, events, n);
+	for (size_t k = 0; ok && k < t->nchunks; k++) {
+		ei_x_buff x;
+		if (ei_x_new_with_version(&x) != 0) {
+			ok = false;
+			break;
+		}
+		ei_x_encode_tuple_header(&x, 4);
+		ei_x_encode_atom(&x, "esdb_events");
+		ei_x_encode_ulonglong(&x, id);
+		ei_x_encode_ulonglong(&x, since);
+		if (ei_x_append_buf(&x, t->chunks[k].buff,
+		                    t->chunks[k].index) != 0 ||
+		    !cn_conn_push(c, &to, &x, true)) {
+			ok = false;
+			break;
+		}
+		pushed += k + 1 < t->nchunks ? PUSH_CHUNK
+		                             : n - k * (size_t)PUSH_CHUNK;
+	}
+	pthread_mutex_lock(&t->mu);
+	t->sending = 0;
+	pthread_cond_broadcast(&t->sent);
+	if ((mb = lookup(t, id))) {
+		if (ok) {
+			mb->missed = false;
+		} else {
+			/* what was not queued comes back to the window */
+			mb->s->credit += n - pushed;
+			esdb_member_undelivered(&mb->core,
+			                        events[pushed].position, last);
+			push_missed(mb, events[pushed].position);
+		}
+	}
+	pthread_mutex_unlock(&t->mu);
+	cn_conn_release(c);
+}
+
+/* ---- requests (a connection's reader thread) --------------------------- */
+
+int cn_sessions_start(cn_server *srv)
+{
+	struct cn_sessions *t = calloc(1, sizeof(*t));
+	if (!t)
+		return ENOMEM;
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->sent, NULL);
+	t->table.slot_size = sizeof(member);
+	srv->sessions = t;
+	return esdb_emitter_set_deliver(srv->store, deliver, srv);
+}
+
+bool cn_sessions_is_request(const char *op)
+{
+	return strncmp(op, "session_", 8) == 0;
+}
+
+uint64_t cn_sessions_members(cn_server *srv)
+{
+	struct cn_sessions *t = srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	uint64_t n = esdb_members_count(&t->table);
+	pthread_mutex_unlock(&t->mu);
+	return n;
+}
+
+static void reply_limit(caller *k, const char *key, uint64_t max)
+{
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "error");
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "limit_exceeded");
+	ei_x_encode_atom(&x, key);
+	ei_x_encode_ulonglong(&x, max);
+	cn_reply_end(k, &x);
+}
+
+static void session_open(caller *k, uint64_t window)
+{
+	cn_server *srv = k->srv;
+	struct cn_sessions *t = srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	unsigned count = 0;
+	for (session *s = t->list; s; s = s->next)
+		count += s->c == k->c;
+	if (find_session(t, k->c, &k->from)) {
+		pthread_mutex_unlock(&t->mu);
+		cn_reply_error(k, "invalid_request", "session_exists");
+		return;
+	}
+	if (count >= srv->max_sessions) {
+		pthread_mutex_unlock(&t->mu);
+		reply_limit(k, "max_sessions", srv->max_sessions);
+		return;
+	}
+	session *s = calloc(1, sizeof(*s));
+	if (!s) {
+		pthread_mutex_unlock(&t->mu);
+		cn_reply_error(k, NULL, "enomem");
+		return;
+	}
+	cn_conn_hold(k->c);
+	/* pid numbers from 1: 0 names no session */
+	if (++t->next_num == 0)
+		t->next_num = 1;
+	*s = (session){.c = k->c,
+	               .client = k->from,
+	               .num = t->next_num,
+	               .credit = window,
+	               .next = t->list};
+	t->list = s;
+	erlang_pid self;
+	self_pid(srv, s, &self);
+	pthread_mutex_unlock(&t->mu);
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "ok");
+	ei_x_encode_pid(&x, &self);
+	cn_reply_end(k, &x);
+}
+
+static void session_join(caller *k, const arg *src)
+{
+	cn_server *srv = k->srv;
+	struct cn_sessions *t = srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	unsigned count = 0;
+	for (size_t i = 0; s && i < t->table.n; i++)
+		count += slot(t, i)->core.id && slot(t, i)->s->c == k->c;
+	const char *refusal = !s ? "no_session" : NULL;
+	member *mb = NULL;
+	if (s && count < srv->max_subs) {
+		mb = (member *)esdb_members_add(&t->table, ESDB_MEMBER_RANGED,
+		                                ESDB_MEMBER_UNBOUNDED);
+		if (mb)
+			mb->s = s;
+		else
+			refusal = "enomem";
+	}
+	uint64_t id = mb ? mb->core.id : 0;
+	pthread_mutex_unlock(&t->mu);
+	if (refusal) {
+		cn_reply_error(k, NULL, refusal);
+		return;
+	}
+	if (!mb) {
+		reply_limit(k, "max_subscriptions", srv->max_subs);
+		return;
+	}
+	uint64_t last = 0;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	int rc = srv->closed ? ESDB_ECLOSED
+	                     : esdb_emitter_join(srv->store, (esdb_topic)src->u,
+	                                         src->p, src->len, id, &last);
+	pthread_rwlock_unlock(&srv->store_lock);
+	pthread_mutex_lock(&t->mu);
+	mb = lookup(t, id);
+	if (rc && mb)
+		esdb_member_end(&mb->core);
+	else if (mb)
+		esdb_member_joined(&mb->core, last); /* ranged: never a hole */
+	pthread_mutex_unlock(&t->mu);
+	if (!rc && !mb) { /* its session ended meanwhile */
+		esdb_emitter_leave_all(srv->store, id, NULL);
+		rc = ESDB_ENOTFOUND;
+	}
+	if (rc) {
+		if (rc == ESDB_ENOTFOUND)
+			cn_reply_error(k, NULL, "no_session");
+		else
+			cn_reply_rc(k, rc);
+		return;
+	}
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "ok");
+	ei_x_encode_ulonglong(&x, id);
+	ei_x_encode_ulonglong(&x, last);
+	cn_reply_end(k, &x);
+}
+
+static void session_leave(caller *k, uint64_t id)
+{
+	cn_server *srv = k->srv;
+	struct cn_sessions *t = srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	member *mb = s ? lookup(t, id) : NULL;
+	bool found = mb && mb->s == s;
+	if (found)
+		end_member(srv, mb);
+	/* nothing for it is pushed after the reply */
+	while (found && t->sending == id)
+		pthread_cond_wait(&t->sent, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	if (!s)
+		cn_reply_error(k, NULL, "no_session");
+	else if (!found)
+		cn_reply_error(k, NULL, "not_found");
+	else
+		cn_reply_rc(k, 0);
+}
+
+static void session_credit(caller *k, uint64_t n)
+{
+	struct cn_sessions *t = k->srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	if (s)
+		s->credit =
+		    n > UINT64_MAX - s->credit ? UINT64_MAX : s->credit + n;
+	pthread_mutex_unlock(&t->mu);
+	if (s)
+		cn_reply_rc(k, 0);
+	else
+		cn_reply_error(k, NULL, "no_session");
+}
+
+static void session_close(caller *k)
+{
+	struct cn_sessions *t = k->srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	cn_conn *c = s ? end_session(k->srv, s) : NULL;
+	pthread_mutex_unlock(&t->mu);
+	if (c) {
+		cn_conn_release(c);
+		cn_reply_rc(k, 0);
+	} else {
+		cn_reply_error(k, NULL, "no_session");
+	}
+}
+
+void cn_sessions_request(caller *k, const cn_envelope *e, const char *m)
+{
+	const cn_session_op *op = cn_session_op_find(e->op);
+	if (!op) {
+		cn_reply_error(k, "invalid_request", "unknown_operation");
+		return;
+	}
+	bool takes = op->kind != ESDB_ARG_N;
+	if (e->arity != (takes ? 2 : 1)) {
+		cn_reply_error(k, "invalid_request", "arity");
+		return;
+	}
+	args a = {m, e->args_at};
+	arg v = {0};
+	const char *why = NULL;
+	if (takes && (!cn_arg_decode(&a, op->kind, &v, &why) ||
+	              (op->id == CN_SESSION_OPEN &&
+	               (v.u == 0 || v.u > CN_SESSION_MAX_WINDOW)))) {
+		cn_reply_error(k, "invalid_request", op->name);
+		return;
+	}
+	switch (op->id) {
+	case CN_SESSION_OPEN:
+		session_open(k, v.u);
+		break;
+	case CN_SESSION_JOIN:
+		session_join(k, &v);
+		break;
+	case CN_SESSION_LEAVE:
+		session_leave(k, v.u);
+		break;
+	case CN_SESSION_CREDIT:
+		session_credit(k, v.u);
+		break;
+	case CN_SESSION_CLOSE:
+		session_close(k);
+		break;
+	}
+}
+
+void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
+                      const erlang_pid *to)
+{
+	struct cn_sessions *t = srv->sessions;
+	if (strcmp(to->node, ei_thisnodename(&srv->ec)) != 0 ||
+	    to->creation != srv->ec.creation)
+		return;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, c, from);
+	cn_conn *held = s && s->num == to->num ? end_session(srv, s) : NULL;
+	pthread_mutex_unlock(&t->mu);
+	if (held)
+		cn_conn_release(held);
+}
+
+void cn_sessions_conn_closed(cn_server *srv, cn_conn *c)
+{
+	struct cn_sessions *t = srv->sessions;
+	if (!t)
+		return;
+	for (;;) {
+		pthread_mutex_lock(&t->mu);
+		session *s = t->list;
+		while (s && s->c != c)
+			s = s->next;
+		cn_conn *held = s ? end_session(srv, s) : NULL;
+		pthread_mutex_unlock(&t->mu);
+		if (!held)
+			return;
+		cn_conn_release(held);
+	}
+}

@@ -1,0 +1,35 @@
+/* sessions.h: subscriptions on the C node, through one session process
+ * per client node (docs/PROTOCOL.md, "The C node's subscription
+ * sessions"): the session_* requests, the pushes of committed events,
+ * and the ends of sessions (an EXIT through the session's link, the
+ * connection closing). */
+#ifndef ESDB_CNODE_SESSIONS_H
+#define ESDB_CNODE_SESSIONS_H
+
+#include "cnode.h"
+#include "conn.h"
+#include "envelope.h"
+#include "ops.h"
+
+/* Set up the sessions of srv's store and its emitter's delivery. 0 or
+ * an error code. */
+int cn_sessions_start(cn_server *srv);
+
+/* Whether a request's operation is a session one (session_*). */
+bool cn_sessions_is_request(const char *op);
+
+/* Serve a session_* request (after hello): answers k once. */
+void cn_sessions_request(caller *k, const cn_envelope *e, const char *m);
+
+/* An EXIT frame on c from `from` to `to` (a pid of this node): when `to`
+ * names a session of c held by `from`, the session ends. */
+void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
+                      const erlang_pid *to);
+
+/* c closed: every session it held ends. */
+void cn_sessions_conn_closed(cn_server *srv, cn_conn *c);
+
+/* Members held by every session (stats' `subscribers`). */
+uint64_t cn_sessions_members(cn_server *srv);
+
+#endif

@@ -1,0 +1,409 @@
+defmodule ExESDB.CNode.Session do
+  @moduledoc """
+  The subscriptions of this node's processes on one C node
+  (`priv/ex_esdb_cnode`): one session process per client node and C node
+  (docs/PROTOCOL.md, "The C node's subscription sessions").
+
+  The C node pushes committed events to this process, at most 256 a
+  message, within a window of events this process returns as it takes
+  them off its mailbox; it turns them into records and sends each local
+  subscriber the messages the NIF backend sends (`ExESDB.Backend`'s
+  `subscribe/4`): `{:events, records}`, `{:events, id, records}` (shape
+  `:tagged`) or `{:events, records, since}` (shape `:ranged`),
+  `{:subscription_overflow, {:transient, id}, first_missed}` and
+  `{:subscription_down, {:transient, id}, :closed}`.
+
+  Subscribers of one source share one member on the C node. Each keeps
+  the member rules of c_src/proto/members.h, applied here: its credit, and
+  for the plain and tagged shapes the gap check (a push whose `since` is
+  past what it was sent, or the C node's notice that a push could not be
+  made, ends it with `:subscription_overflow`). It monitors its
+  subscribers; the C node learns of this process's end through the link
+  it makes to the session's pid on the C node (ei cannot monitor), and of
+  this node's through the connection closing.
+  """
+  use GenServer
+
+  alias ExESDB.CNode.Records
+
+  @window 65_536
+  @call_timeout 5_000
+
+  @type source :: :all | {:stream, String.t()} | {:type, String.t()}
+
+  @doc """
+  Start a session on the C node `cnode`. Options: `cnode` (required),
+  `window` (events the C node may push before this process returns
+  them; default #{@window}), `name`.
+  """
+  def start_link(opts) do
+    gen_opts = if opts[:name], do: [name: opts[:name]], else: []
+    GenServer.start_link(__MODULE__, opts, gen_opts)
+  end
+
+  def child_spec(opts),
+    do: %{id: {__MODULE__, opts[:cnode]}, start: {__MODULE__, :start_link, [opts]}}
+
+  @doc """
+  Make local process `pid` a subscriber of `source`. Options: `shape`
+  (`:plain`, `:tagged`, `:ranged`), `credit` (`:infinity` or a positive
+  integer), `format` (`{module, decode}`, default
+  `{ExESDB.EventRecord, true}`). Every matching event committed after the
+  returned position is sent to it.
+  """
+  @spec subscribe(GenServer.server(), pid(), source(), keyword()) ::
+          {:ok, non_neg_integer(), non_neg_integer()} | {:error, term()}
+  def subscribe(session, pid, source, opts \\ []) do
+    unless is_pid(pid) and node(pid) == node(),
+      do: raise(ArgumentError, "a local pid, not #{inspect(pid)}")
+
+    shape = Keyword.get(opts, :shape, :plain)
+    credit = Keyword.get(opts, :credit, :infinity)
+    format = Keyword.get(opts, :format, {ExESDB.EventRecord, true})
+
+    unless shape in [:plain, :tagged, :ranged] and
+             (credit == :infinity or (is_integer(credit) and credit > 0)) and
+             match?({m, d} when is_atom(m) and is_boolean(d), format) and valid_source?(source),
+           do: raise(ArgumentError, "bad subscription: #{inspect({source, opts})}")
+
+    # no timeout: a call that timed out would still be served
+    GenServer.call(session, {:subscribe, pid, source, shape, credit, format}, :infinity)
+  catch
+    :exit, _ -> {:error, :closed}
+  end
+
+  @doc "`n` more events may be sent to subscription `id`."
+  def grant(session, id, n) when is_integer(n) and n > 0 do
+    GenServer.call(session, {:grant, id, n})
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
+  end
+
+  @doc "End subscription `id`: nothing reaches its process for it after this returns."
+  def unsubscribe(session, id) do
+    GenServer.call(session, {:unsubscribe, id})
+  catch
+    :exit, _ -> {:error, :subscription_not_found}
+  end
+
+  @doc "Counts: subscribers, and members held on the C node."
+  def info(session), do: GenServer.call(session, :info)
+
+  defp valid_source?(:all), do: true
+  defp valid_source?({kind, name}) when kind in [:stream, :type], do: is_binary(name) and name != ""
+  defp valid_source?(_), do: false
+
+  # ---- the process ------------------------------------------------------
+
+  @impl true
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+    cnode = Keyword.fetch!(opts, :cnode)
+    window = Keyword.get(opts, :window, @window)
+
+    with {:ok, 1} <- request(cnode, {:hello, 1}),
+         {:ok, cpid} <- request(cnode, {:session_open, window}) do
+      # its EXIT tells the C node this process ended
+      Process.link(cpid)
+
+      {:ok,
+       %{
+         cnode: cnode,
+         cpid: cpid,
+         window: window,
+         # pushed events taken off the mailbox, not yet returned
+         taken: 0,
+         # tags replies nobody waits for (credit returns, leaves)
+         cast_ref: make_ref(),
+         # C node member id => %{source, subs: MapSet, last_seen, gap}
+         members: %{},
+         # source => the member new subscribers of it share
+         by_source: %{},
+         # subscription id => subscriber
+         subs: %{},
+         monitors: %{},
+         next_id: 1
+       }}
+    else
+      {:error, reason} -> {:stop, reason}
+      other -> {:stop, other}
+    end
+  end
+
+  # {call, From, Ref, Request} answered {Ref, Reply}; pushes that come
+  # meanwhile stay in the mailbox, behind.
+  defp request(cnode, req) do
+    ref = make_ref()
+    send({:esdb, cnode}, {:call, self(), ref, req})
+
+    receive do
+      {^ref, reply} -> reply
+    after
+      @call_timeout -> {:error, :timeout}
+    end
+  end
+
+  defp cast(state, req), do: send({:esdb, state.cnode}, {:call, self(), state.cast_ref, req})
+
+  @impl true
+  def handle_call({:subscribe, pid, source, shape, credit, format}, _from, state) do
+    if Process.alive?(pid) do
+      case member_for(state, source) do
+        {:ok, cid, last, state} ->
+          id = state.next_id
+          mon = Process.monitor(pid)
+
+          sub = %{
+            pid: pid,
+            mon: mon,
+            shape: shape,
+            credit: credit,
+            format: format,
+            member: cid,
+            joined: last + 1,
+            sent_to: 0,
+            floor: 0
+          }
+
+          state =
+            %{state | next_id: id + 1, subs: Map.put(state.subs, id, sub)}
+            |> put_in([:monitors, mon], id)
+            |> update_in([:members, cid, :subs], &MapSet.put(&1, id))
+
+          {:reply, {:ok, id, last}, state}
+
+        {:error, _} = error ->
+          {:reply, error, state}
+      end
+    else
+      {:reply, {:error, :noproc}, state}
+    end
+  end
+
+  def handle_call({:grant, id, n}, _from, state) do
+    case state.subs do
+      %{^id => %{credit: :infinity}} ->
+        {:reply, :ok, state}
+
+      %{^id => sub} ->
+        {:reply, :ok, put_in(state.subs[id], %{sub | credit: sub.credit + n})}
+
+      _ ->
+        {:reply, {:error, :subscription_not_found}, state}
+    end
+  end
+
+  def handle_call({:unsubscribe, id}, _from, state) do
+    case state.subs do
+      %{^id => sub} ->
+        Process.demonitor(sub.mon, [:flush])
+        {:reply, :ok, remove(state, id)}
+
+      _ ->
+        {:reply, {:error, :subscription_not_found}, state}
+    end
+  end
+
+  def handle_call(:info, _from, state),
+    do: {:reply, %{subscribers: map_size(state.subs), members: map_size(state.members)}, state}
+
+  # The member new subscribers of source share: the current one, unless
+  # a push to it was missed and no push since says from where it goes on
+  # (a subscriber joining then would see a gap at once): then a new one.
+  defp member_for(state, source) do
+    with %{^source => cid} <- state.by_source,
+         %{^cid => %{gap: false, last_seen: last}} <- state.members do
+      {:ok, cid, last, state}
+    else
+      _ ->
+        case request(state.cnode, {:session_join, source}) do
+          {:ok, cid, last} ->
+            member = %{source: source, subs: MapSet.new(), last_seen: last, gap: false}
+
+            state = %{
+              state
+              | members: Map.put(state.members, cid, member),
+                by_source: Map.put(state.by_source, source, cid)
+            }
+
+            {:ok, cid, last, state}
+
+          {:error, reason} ->
+            {:error, reason}
+
+          other ->
+            {:error, other}
+        end
+    end
+  end
+
+  # A subscriber gone; its member is left when it was the last one.
+  defp remove(state, id) do
+    {sub, subs} = Map.pop(state.subs, id)
+    state = %{state | subs: subs, monitors: Map.delete(state.monitors, sub.mon)}
+    cid = sub.member
+
+    case state.members do
+      %{^cid => member} ->
+        rest = MapSet.delete(member.subs, id)
+
+        if MapSet.size(rest) == 0 do
+          # pushes for it still on the way are dropped (their window
+          # returned); no reply is awaited
+          cast(state, {:session_leave, cid})
+
+          by_source =
+            if state.by_source[member.source] == cid,
+              do: Map.delete(state.by_source, member.source),
+              else: state.by_source
+
+          %{state | members: Map.delete(state.members, cid), by_source: by_source}
+        else
+          put_in(state.members[cid].subs, rest)
+        end
+
+      _ ->
+        state
+    end
+  end
+
+  @impl true
+  def handle_info({:esdb_events, cid, since, tuples}, state) do
+    state = took(state, length(tuples))
+
+    case state.members do
+      %{^cid => member} ->
+        {:noreply, deliver(state, cid, member, since, tuples)}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:esdb_missed, cid, first}, state) do
+    case state.members do
+      %{^cid => member} ->
+        state = put_in(state.members[cid].gap, true)
+
+        # plain and tagged subscribers end; a ranged one learns it from
+        # the next push's since (the C node raised the member's floor)
+        Enum.reduce(member.subs, state, fn id, st ->
+          sub = st.subs[id]
+          if sub.shape == :ranged, do: st, else: overflow(st, id, sub, first)
+        end)
+        |> then(&{:noreply, &1})
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  def handle_info({:DOWN, mon, :process, _, _}, state) do
+    case state.monitors do
+      %{^mon => id} -> {:noreply, remove(state, id)}
+      _ -> {:noreply, state}
+    end
+  end
+
+  # the C node went (noconnection) or ended the session
+  def handle_info({:EXIT, cpid, reason}, %{cpid: cpid} = state),
+    do: {:stop, {:shutdown, {:cnode_down, reason}}, state}
+
+  def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
+  def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
+  # replies to casts, stray messages
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, state) do
+    for {id, sub} <- state.subs,
+        do: send(sub.pid, {:subscription_down, {:transient, id}, :closed})
+
+    :ok
+  end
+
+  # Return taken events to the window a quarter at a time.
+  defp took(state, n) do
+    taken = state.taken + n
+
+    if taken * 4 >= state.window do
+      cast(state, {:session_credit, taken})
+      %{state | taken: 0}
+    else
+      %{state | taken: taken}
+    end
+  end
+
+  defp deliver(state, cid, member, since, tuples) do
+    n = length(tuples)
+    first = elem(hd(tuples), 0)
+    last = elem(List.last(tuples), 0)
+    state = put_in(state.members[cid], %{member | last_seen: last, gap: false})
+
+    {state, _built} =
+      Enum.reduce(member.subs, {state, %{}}, fn id, {st, built} ->
+        deliver_one(st, id, st.subs[id], since, n, first, last, tuples, built)
+      end)
+
+    state
+  end
+
+  # members.c's esdb_member_deliver, for one subscriber.
+  defp deliver_one(state, id, sub, since, n, first, last, tuples, built) do
+    since = max(since, sub.floor)
+    next = max(sub.joined, if(sub.sent_to > 0, do: sub.sent_to + 1, else: 0))
+
+    hole =
+      cond do
+        sub.shape != :ranged and since > next -> next
+        sub.credit != :infinity and sub.credit < n -> first
+        true -> nil
+      end
+
+    if hole do
+      {overflow(state, id, sub, hole), built}
+    else
+      case records(built, sub.format, tuples) do
+        {:ok, records, built} ->
+          send(sub.pid, message(sub.shape, id, records, since))
+          credit = if sub.credit == :infinity, do: :infinity, else: sub.credit - n
+          {put_in(state.subs[id], %{sub | sent_to: last, credit: credit}), built}
+
+        {:error, built} ->
+          # records could not be built (a stored term that does not
+          # decode): members.c's esdb_member_undelivered
+          if sub.shape == :ranged,
+            do: {put_in(state.subs[id].floor, last + 1), built},
+            else: {overflow(state, id, sub, first), built}
+      end
+    end
+  end
+
+  defp records(built, format, tuples) do
+    case built do
+      %{^format => :error} ->
+        {:error, built}
+
+      %{^format => records} ->
+        {:ok, records, built}
+
+      _ ->
+        try do
+          records = Records.build(tuples, format)
+          {:ok, records, Map.put(built, format, records)}
+        rescue
+          ArgumentError -> {:error, Map.put(built, format, :error)}
+        end
+    end
+  end
+
+  defp message(:plain, _id, records, _since), do: {:events, records}
+  defp message(:tagged, id, records, _since), do: {:events, id, records}
+  defp message(:ranged, _id, records, since), do: {:events, records, since}
+
+  defp overflow(state, id, sub, position) do
+    send(sub.pid, {:subscription_overflow, {:transient, id}, position})
+    Process.demonitor(sub.mon, [:flush])
+    remove(state, id)
+  end
+end
