@@ -385,6 +385,14 @@ static void session_open(caller *k, uint64_t window)
 	cn_reply_end(k, &x);
 }
 
+/* args.c's CN_SOURCE_* kind as the emitter's topic */
+static esdb_topic topic_of(uint64_t source)
+{
+	return source == CN_SOURCE_STREAM ? ESDB_TOPIC_STREAM
+	       : source == CN_SOURCE_TYPE ? ESDB_TOPIC_TYPE
+	                                  : ESDB_TOPIC_ALL;
+}
+
 static void session_join(caller *k, const arg *src)
 {
 	cn_server *srv = k->srv;
@@ -417,7 +425,7 @@ static void session_join(caller *k, const arg *src)
 	uint64_t last = 0;
 	pthread_rwlock_rdlock(&srv->store_lock);
 	int rc = srv->closed ? ESDB_ECLOSED
-	                     : esdb_emitter_join(srv->store, (esdb_topic)src->u,
+	                     : esdb_emitter_join(srv->store, topic_of(src->u),
 	                                         src->p, src->len, id, &last);
 	pthread_rwlock_unlock(&srv->store_lock);
 	pthread_mutex_lock(&t->mu);
