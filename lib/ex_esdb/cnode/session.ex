@@ -24,7 +24,7 @@ defmodule ExESDB.CNode.Session do
   """
   use GenServer
 
-  alias ExESDB.CNode.Records
+  alias ExESDB.CNode.Terms
 
   @window 65_536
   @call_timeout 5_000
@@ -388,14 +388,29 @@ defmodule ExESDB.CNode.Session do
         {:ok, records, built}
 
       _ ->
-        try do
-          records = Records.build(tuples, format)
-          {:ok, records, Map.put(built, format, records)}
-        rescue
-          ArgumentError -> {:error, Map.put(built, format, :error)}
+        case build(tuples, format) do
+          {:ok, records} -> {:ok, records, Map.put(built, format, records)}
+          {:error, _} -> {:error, Map.put(built, format, :error)}
         end
     end
   end
+
+  # The NIF's records, as the C node backend's reads build them (pushed
+  # payloads are tagged: bytes as stored when not decoding).
+  defp build(tuples, {module, true}), do: Terms.records(tuples, true) |> as(module)
+
+  defp build(tuples, {module, false}),
+    do: tuples |> Enum.map(&untag/1) |> Terms.records(false) |> as(module)
+
+  defp untag({p, s, v, id, t, data, meta, c, r, us}),
+    do: {p, s, v, id, t, bytes(data), bytes(meta), c, r, us}
+
+  defp bytes({_encoding, bin}), do: bin
+  defp bytes(bin), do: bin
+
+  defp as({:ok, records}, ExESDB.EventRecord), do: {:ok, records}
+  defp as({:ok, records}, module), do: {:ok, Enum.map(records, &%{&1 | __struct__: module})}
+  defp as(error, _module), do: error
 
   defp message(:plain, _id, records, _since), do: {:events, records}
   defp message(:tagged, id, records, _since), do: {:events, id, records}
