@@ -190,7 +190,7 @@ test-raft: $(RAFT_TEST_BIN)
 CLUSTER_BENCH_BIN := $(BUILD)/esdb_cluster_bench
 CLUSTER_BENCH_SRC := c_src/clusterbench/*.c c_src/raftbench/raft3.c \
 	c_src/raftbench/raft3_bench.c test/c/replica/cluster.c test/c/helpers.c \
-	test/c/commit_log.c $(REPLICA_SRC)
+	test/c/replica/spawn.c test/c/commit_log.c $(REPLICA_SRC)
 $(CLUSTER_BENCH_BIN): $(CLUSTER_BENCH_SRC) c_src/raftbench/*.h c_src/replica/*.h \
 	test/c/*.h test/c/replica/*.h $(CORE_LIB) $(RAFT_LIB)
 	$(CC) $(CPPFLAGS) -Ic_src/replica -Ic_src/raftbench -Itest/c -Itest/c/replica \
@@ -200,7 +200,7 @@ $(CLUSTER_BENCH_BIN): $(CLUSTER_BENCH_SRC) c_src/raftbench/*.h c_src/replica/*.h
 # Everything CI runs; ExUnit last so its summary closes the output.
 test: deps
 	$(MAKE) raft-optional
-	$(MAKE) fmt-check test-c test-c-log test-replica test-raft asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
+	$(MAKE) fmt-check test-c test-c-log test-replica asan-replica test-raft asan valgrind fuzz test-erlang test-consumers asan-cnode test-elixir
 
 test-elixir: nif $(BUILD)/esdb_cnode_probe $(BUILD)/esdb_bind_shim.so
 	MIX_ENV=test mix test
@@ -293,11 +293,9 @@ asan: $(CTL_BIN) $(FAULT_BINS)
 
 # The replica suite under ASan+UBSan, fewer kills. Its node processes are
 # leak-checked when they exit; test/c/replica/lsan.supp names a leak
-# inside raft itself. Not part of `make test` for now: its nodes are
-# forked from a test process whose reader threads allocate, and a child
-# forked while one of them held ASan's allocator lock hung starting its
-# threads (seen once in CI; glibc's malloc, in test-replica, is safe
-# across fork). Starting nodes by fork+exec would lift that.
+# inside raft itself. Nodes are started by fork+exec (spawn.c): forked
+# alone from the multi-threaded test process, one hung in CI on ASan's
+# allocator lock.
 asan-replica: $(RAFT_LIB)
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/esdb_replica_tests

@@ -2,6 +2,7 @@
 #include "cluster.h"
 
 #include "replica.h"
+#include "spawn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -177,14 +178,29 @@ static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
 	}
 }
 
-static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
+/* What a node process is told before its commands (node_start): the
+ * cluster's settings and every node's id and address. */
+#define NODE_DATA_MAX 4096
+
+typedef struct node_config {
+	int i, n, n_boot;
+	unsigned election_ms, heartbeat_ms, snapshot_threshold;
+	unsigned apply_delay_us, batch;
+	int durability;
+	int ack_fd, report_fd; /* inherited at these numbers */
+	size_t data_len; /* the event data's bytes that follow; 0: "data" */
+	node nodes[CLUSTER_MAX];
+} node_config;
+
+static _Noreturn void node_main(const node_config *c, const char *data,
+                                int cmd_fd, int reply_fd)
 {
-	node *nd = &c->nodes[i];
-	node_proc np = {.ack_fd = c->ack_w,
+	const node *nd = &c->nodes[c->i];
+	node_proc np = {.ack_fd = c->ack_fd,
 	                .report_fd = c->report_fd,
 	                .id = nd->id,
 	                .batch = c->batch,
-	                .data = c->event_data ? c->event_data : "data"};
+	                .data = data};
 	esdb_replica_member members[CLUSTER_MAX];
 	for (int k = 0; k < c->n; k++)
 		members[k] =
@@ -271,9 +287,26 @@ static _Noreturn void node_main(cluster *c, int i, int cmd_fd, int reply_fd)
 	}
 	set_writers(&np, 0);
 	esdb_store_close(np.s);
-	/* exit, not _exit: under ASan the leak check runs in the node too
-	 * (the harness's cleanup leaves a child's directories alone) */
+	/* exit, not _exit: under ASan the leak check runs in the node too */
 	exit(0);
+}
+
+/* The node process: this binary exec'd by node_start (spawn.h). It
+ * reads its node_config, then serves commands until 'Q' or the end of
+ * its pipe. Runs before main, which it never reaches. */
+__attribute__((constructor)) static void node_child(int argc, char **argv)
+{
+	int cmd_fd, reply_fd;
+	if (!spawn_is_child(argc, argv, "node", &cmd_fd, &reply_fd))
+		return;
+	static node_config c;
+	static char data[NODE_DATA_MAX + 1];
+	if (!fd_read_all(cmd_fd, &c, sizeof(c)) || c.i < 0 ||
+	    c.i >= CLUSTER_MAX || c.n > CLUSTER_MAX ||
+	    c.data_len > NODE_DATA_MAX ||
+	    !fd_read_all(cmd_fd, data, c.data_len))
+		_exit(96);
+	node_main(&c, c.data_len ? data : "data", cmd_fd, reply_fd);
 }
 
 /* ---- the test's side -------------------------------------------------- */
@@ -325,16 +358,24 @@ void node_start(cluster *c, int i)
 	node *nd = &c->nodes[i];
 	int in, out;
 	REQUIRE(nd->pid == 0);
-	pid_t pid = fork_piped(&in, &out);
-	if (pid == 0) {
-		close(c->ack_r);
-		for (int k = 0; k < c->n; k++)
-			if (c->nodes[k].pid) {
-				close(c->nodes[k].cmd_fd);
-				close(c->nodes[k].reply_fd);
-			}
-		node_main(c, i, in, out);
-	}
+	node_config cfg = {.i = i,
+	                   .n = c->n,
+	                   .n_boot = c->n_boot,
+	                   .election_ms = c->election_ms,
+	                   .heartbeat_ms = c->heartbeat_ms,
+	                   .snapshot_threshold = c->snapshot_threshold,
+	                   .apply_delay_us = c->apply_delay_us,
+	                   .batch = c->batch,
+	                   .durability = c->durability,
+	                   .ack_fd = c->ack_w,
+	                   .report_fd = c->report_fd,
+	                   .data_len =
+	                       c->event_data ? strlen(c->event_data) : 0};
+	memcpy(cfg.nodes, c->nodes, sizeof(cfg.nodes));
+	int keep[2] = {c->ack_w, c->report_fd};
+	pid_t pid = spawn_child("node", keep, 2, &in, &out);
+	REQUIRE(fd_write_all(out, &cfg, sizeof(cfg)));
+	REQUIRE(fd_write_all(out, c->event_data, cfg.data_len));
 	nd->pid = pid;
 	nd->cmd_fd = out;
 	nd->reply_fd = in;

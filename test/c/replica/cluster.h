@@ -1,7 +1,8 @@
-/* cluster.h: replica processes for the tests. Each node is a forked
- * process with its own store and raft over TCP on loopback, driven by
- * the test through a pipe; appends acknowledged by any node are reported
- * on one shared pipe, so what was acknowledged outlives a kill -9. */
+/* cluster.h: replica processes for the tests. Each node is a process
+ * (this binary exec'd, spawn.h) with its own store and raft over TCP on
+ * loopback, driven by the test through a pipe; appends acknowledged by
+ * any node are reported on one shared pipe, so what was acknowledged
+ * outlives a kill -9. */
 #ifndef ESDB_TEST_CLUSTER_H
 #define ESDB_TEST_CLUSTER_H
 

@@ -4,6 +4,7 @@
 #include "link_proxy.h"
 
 #include "harness.h"
+#include "spawn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -212,11 +213,6 @@ static _Noreturn void proxy_main(int n, const uint64_t *ids, char (*front)[32],
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	signal(SIGPIPE, SIG_IGN);
-	/* hold none of the test's pipes (an ack pipe kept open here would
-	 * never see its end) */
-	for (int fd = 3; fd < 1024; fd++)
-		if (fd != cmd_fd && fd != reply_fd)
-			close(fd);
 	P.n = n;
 	int rc = 0;
 	for (int i = 0; i < n; i++) {
@@ -259,14 +255,38 @@ static _Noreturn void proxy_main(int n, const uint64_t *ids, char (*front)[32],
 	_exit(0);
 }
 
+/* What the proxy process is told first (link_proxy_start). */
+typedef struct proxy_config {
+	int n;
+	uint64_t ids[LINK_PROXY_MAX];
+	char front[LINK_PROXY_MAX][32], back[LINK_PROXY_MAX][32];
+} proxy_config;
+
+/* The proxy process: this binary exec'd by link_proxy_start (spawn.h),
+ * holding none of the test's fds. Runs before main. */
+__attribute__((constructor)) static void proxy_child(int argc, char **argv)
+{
+	int cmd_fd, reply_fd;
+	if (!spawn_is_child(argc, argv, "link_proxy", &cmd_fd, &reply_fd))
+		return;
+	static proxy_config pc;
+	if (!fd_read_all(cmd_fd, &pc, sizeof(pc)) || pc.n < 0 ||
+	    pc.n > LINK_PROXY_MAX)
+		_exit(96);
+	proxy_main(pc.n, pc.ids, pc.front, pc.back, cmd_fd, reply_fd);
+}
+
 void link_proxy_start(link_proxy *p, int n, const uint64_t *ids,
                       char (*front)[32], char (*back)[32])
 {
 	int in, out;
 	REQUIRE(n <= LINK_PROXY_MAX);
-	pid_t pid = fork_piped(&in, &out);
-	if (pid == 0)
-		proxy_main(n, ids, front, back, in, out);
+	proxy_config pc = {.n = n};
+	memcpy(pc.ids, ids, (size_t)n * sizeof(uint64_t));
+	memcpy(pc.front, front, (size_t)n * 32);
+	memcpy(pc.back, back, (size_t)n * 32);
+	pid_t pid = spawn_child("link_proxy", NULL, 0, &in, &out);
+	REQUIRE(fd_write_all(out, &pc, sizeof(pc)));
 	p->pid = pid;
 	p->cmd_fd = out;
 	p->reply_fd = in;

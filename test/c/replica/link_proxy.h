@@ -8,7 +8,7 @@
  * link's mode closes the connections it carries, so no stream is left
  * half-forwarded; senders reconnect and meet the new mode.
  *
- * A separate process: a node forked by the test must not inherit the
+ * A separate process: a node started by the test must not inherit the
  * proxy's sockets (a closed connection would stay open in the child). */
 #ifndef ESDB_TEST_LINK_PROXY_H
 #define ESDB_TEST_LINK_PROXY_H
