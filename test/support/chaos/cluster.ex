@@ -25,7 +25,8 @@ defmodule ExESDB.Chaos.Cluster do
   @doc "Start n peers with `store` in cluster mode; call from a test's setup."
   def start(store, n, opts \\ []) do
     u = System.unique_integer([:positive])
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{u}")
+    unmount_leftovers()
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{System.pid()}_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
     names = for i <- 1..n, do: :"ch#{u}_#{i}"
@@ -35,7 +36,14 @@ defmodule ExESDB.Chaos.Cluster do
     addrs = Map.new(Enum.zip(seeds, raft_ports), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
     h = :erlang.phash2({System.pid(), u}, 25_000)
     ips = for i <- 1..n, do: "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}"
-    ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
+    # data directories on a small filesystem of their own ({index, MiB}):
+    # a full disk is ENOSPC there, not everywhere
+    mounts = for {i, mb} <- Keyword.get(opts, :tmpfs, []), do: mount(Path.join(dir, "n#{i}"), mb)
+
+    ExUnit.Callbacks.on_exit(fn ->
+      Enum.each(mounts, &unmount/1)
+      File.rm_rf(dir)
+    end)
 
     specs =
       for {{node, name}, i} <- Enum.with_index(Enum.zip(seeds, names), 1), into: %{} do
@@ -73,6 +81,60 @@ defmodule ExESDB.Chaos.Cluster do
       leader: agreed_leader(store, seeds),
       election_timeout: Keyword.get(opts, :election_timeout, 500)
     })
+  end
+
+  @doc "Whether small filesystems can be mounted here (root, tmpfs)."
+  def mounts? do
+    probe = Path.join(System.tmp_dir!(), "ex_esdb_chaos_probe_#{System.pid()}")
+    File.mkdir_p!(probe)
+
+    try do
+      match?(
+        {_, 0},
+        System.cmd("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", probe], stderr_to_stdout: true)
+      ) and
+        match?({_, 0}, System.cmd("umount", [probe], stderr_to_stdout: true))
+    after
+      File.rm_rf(probe)
+    end
+  end
+
+  defp mount(path, mb) do
+    File.mkdir_p!(path)
+
+    {out, rc} =
+      System.cmd("mount", ["-t", "tmpfs", "-o", "size=#{mb}m", "tmpfs", path],
+        stderr_to_stdout: true
+      )
+
+    if rc != 0, do: raise("mount #{path}: #{out}")
+    path
+  end
+
+  defp unmount(path), do: System.cmd("umount", ["-l", path], stderr_to_stdout: true)
+
+  # Mounts left by a test VM that is gone (killed before its cleanup).
+  defp unmount_leftovers do
+    prefix = Path.join(System.tmp_dir!(), "ex_esdb_chaos_")
+
+    for line <- String.split(File.read!("/proc/mounts"), "\n"),
+        [_, path | _] <- [String.split(line, " ")],
+        String.starts_with?(path, prefix),
+        [pid | _] <- [String.split(String.replace_prefix(path, prefix, ""), "_")],
+        not File.exists?("/proc/#{pid}") do
+      unmount(path)
+      File.rm_rf(Path.dirname(path))
+    end
+  end
+
+  @doc "Fill the filesystem holding `path` (a file of all its free space)."
+  def fill(path) do
+    {_, _} =
+      System.cmd("dd", ["if=/dev/zero", "of=#{Path.join(path, "filler")}", "bs=64k"],
+        stderr_to_stdout: true
+      )
+
+    :ok
   end
 
   @doc "Whether peers run under the bind shim (partitions need it)."
