@@ -115,8 +115,8 @@ defmodule ExESDB.GatewayAPI do
   Acknowledge `event` (as it was handed out, a map holding its cursor, or
   the cursor itself) and every event before it, for `subscriber_pid` of
   the persistent subscription `subscription_name`. `{:error,
-  :subscription_not_found}` when no subscription of that name runs on
-  this node.
+  :subscription_not_found}` when no subscription of that name runs (in
+  cluster mode: on the leader).
   """
   @spec ack_event(store(), subscription_name(), pid(), map() | non_neg_integer()) ::
           :ok | {:error, error()}
@@ -137,11 +137,9 @@ defmodule ExESDB.GatewayAPI do
 
   defp ack(pid, subscriber, event), do: Persistent.acknowledge(pid, subscriber, event)
 
+  # (in cluster mode the subscription runs on the leader)
   defp running(store, name) when is_binary(name) do
-    case Registry.lookup(Subscriptions.registry(store), name) do
-      [{pid, _}] -> {:ok, pid}
-      [] -> {:error, :subscription_not_found}
-    end
+    Subscriptions.whereis(store, name)
   rescue
     # no registry: the store is not started on this node
     ArgumentError -> {:error, :store_not_started}

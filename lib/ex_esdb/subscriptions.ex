@@ -63,6 +63,30 @@ defmodule ExESDB.Subscriptions do
   It does not end, which would only restart a subscriber such as a
   Commanded handler into the same end.
 
+  **Cluster mode** (`db_type: :cluster`). A persistent subscription owns
+  a checkpoint, so it runs once per cluster, on the leader:
+  `subscribe_to/5`, `delete_subscription/2` and the `running` of
+  `get_subscriptions/1` go to the leader from any node (tried again while
+  an election runs, within the store's `timeout`; then `{:error,
+  :no_quorum}` or `{:error, {:not_leader, node}}`). It starts from its
+  checkpoint read after a barrier, so with every checkpoint write
+  acknowledged before, and it writes its checkpoint to the leader's
+  replica only. Events go from the leader to subscribers on any node.
+  When leadership moves (the leader stopped, killed, cut off, or
+  transferred), the subscription stops on the old leader and each
+  subscriber still alive is subscribed again on the new leader by the
+  store on the subscriber's node: the subscriber gets `{:subscribed,
+  new_subscription}` (ack to that one from then on; acks sent to the old
+  one are lost) and the events after the replicated checkpoint again, in
+  order, with no gap: events it saw but whose ack was not yet written
+  come twice. A subscriber that monitors its subscription sees it go
+  down with `{:shutdown, :leader_moved}` or `:noconnection`. While an old
+  leader cut off from the others has not yet stepped down (up to an
+  election timeout), both may deliver: duplicates, never a gap. Stopping
+  a node's store takes its subscribers out of their subscriptions. The
+  `partition_by` and `transform` functions run on the leader: their
+  modules must be loaded on every node.
+
   Errors: `:subscription_already_exists`, `:too_many_subscribers`,
   `:subscription_not_found`, `:subscription_definition_changed`,
   `:store_not_started`, `:timeout`, `:noproc` (the subscriber, a local pid, is not
@@ -101,7 +125,7 @@ defmodule ExESDB.Subscriptions do
   """
 
   alias ExESDB.{EventCodec, EventRecord, Store}
-  alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
+  alias ExESDB.Subscriptions.{Forwarder, Persistent, Placement, Relay, Selector}
 
   @transient_options [:transform, :credit]
 
@@ -262,9 +286,16 @@ defmodule ExESDB.Subscriptions do
          :ok <- check_options(opts, @persistent_options),
          {:ok, _, _} <- resolve_selector(selector),
          {:ok, s} <- Store.fetch(store) do
-      start_or_join(store, {Persistent, {s, name, selector, subscriber, opts}}, @join_tries)
+      # in cluster mode it runs on the leader (ExESDB.Subscriptions.Placement)
+      if s.backend == ExESDB.Backend.Cluster,
+        do: Placement.subscribe(s, name, selector, subscriber, opts),
+        else: start_persistent(store, {Persistent, {s, name, selector, subscriber, opts}})
     end
   end
+
+  @doc false
+  # Start the persistent subscription of `spec` here, or join it here.
+  def start_persistent(store, spec), do: start_or_join(store, spec, @join_tries)
 
   # Start a child under the store's subscription supervisor. While the
   # store's system stops, the supervisor is gone before the store is
@@ -378,7 +409,11 @@ defmodule ExESDB.Subscriptions do
     end
   end
 
-  def unsubscribe(_store, pid) when is_pid(pid) do
+  def unsubscribe(store, pid) when is_pid(pid) do
+    # (in cluster mode, not to be moved with it to another leader)
+    with {:ok, %{backend: ExESDB.Backend.Cluster}} <- Store.fetch(store),
+         do: Placement.detach(store, pid, self())
+
     GenServer.call(pid, :unsubscribe)
   catch
     :exit, _ -> :ok
@@ -396,9 +431,34 @@ defmodule ExESDB.Subscriptions do
   def delete_subscription(store, name) do
     with :ok <- check_name(name),
          {:ok, s} <- Store.fetch(store) do
-      delete_named(store, s, name, @join_tries)
+      if s.backend == ExESDB.Backend.Cluster,
+        do: Placement.delete(s, name),
+        else: delete_persistent(store, s, name)
     end
   end
+
+  @doc false
+  # The running persistent subscription `name`: in this node's registry,
+  # or in cluster mode the leader's.
+  def whereis(store, name) do
+    with {:ok, s} <- Store.fetch(store) do
+      if s.backend == ExESDB.Backend.Cluster,
+        do: Placement.whereis(s, name),
+        else: whereis_persistent(store, name)
+    end
+  end
+
+  @doc false
+  def whereis_persistent(store, name) do
+    case Registry.lookup(registry(store), name) do
+      [{pid, _}] -> {:ok, pid}
+      [] -> {:error, :subscription_not_found}
+    end
+  end
+
+  @doc false
+  # Delete the persistent subscription `name` held in this node's registry.
+  def delete_persistent(store, s, name), do: delete_named(store, s, name, @join_tries)
 
   # The checkpoint is deleted by whoever holds the name: the running
   # subscription (which then stops) or, when none runs, a Deletion
@@ -447,9 +507,24 @@ defmodule ExESDB.Subscriptions do
   @spec get_subscriptions(atom()) :: {:ok, [map()]} | {:error, term()}
   def get_subscriptions(store) do
     with {:ok, s} <- Store.fetch(store),
+         {:ok, running} <- running(s),
          {:ok, list} <- all_checkpoints(s, nil, []) do
-      describe(s, list, [])
+      describe(s, MapSet.new(running), list, [])
     end
+  end
+
+  # The subscriptions running: in this node's registry, or in cluster
+  # mode in the leader's, and the checkpoints read after a barrier (so
+  # they hold every write acknowledged before the call, on any node).
+  defp running(%{backend: ExESDB.Backend.Cluster} = s) do
+    with {:ok, names} <- Placement.running(s),
+         :ok <- ExESDB.Cluster.barrier(s.store_id),
+         do: {:ok, names}
+  end
+
+  defp running(s) do
+    names = Registry.select(registry(s.store_id), [{{:"$1", :_, :_}, [], [:"$1"]}])
+    {:ok, names}
   end
 
   # Every checkpoint, page after page (each after the last name seen)
@@ -465,9 +540,9 @@ defmodule ExESDB.Subscriptions do
 
   # A stored definition is a stored term: decoded with the store's checks
   # (no funs, pids, ports or references).
-  defp describe(_s, [], acc), do: {:ok, Enum.reverse(acc)}
+  defp describe(_s, _running, [], acc), do: {:ok, Enum.reverse(acc)}
 
-  defp describe(s, [{name, checkpoint, definition, updated_us} | rest], acc) do
+  defp describe(s, running, [{name, checkpoint, definition, updated_us} | rest], acc) do
     selector =
       case s.backend.decode_term(definition) do
         {:ok, %{selector: selector}} -> {:ok, selector}
@@ -483,10 +558,10 @@ defmodule ExESDB.Subscriptions do
           selector: selector,
           checkpoint: checkpoint,
           updated_at: DateTime.from_unix!(updated_us, :microsecond),
-          running: Registry.lookup(registry(s.store_id), name) != []
+          running: MapSet.member?(running, name)
         }
 
-        describe(s, rest, [sub | acc])
+        describe(s, running, rest, [sub | acc])
 
       {:error, _} = error ->
         error

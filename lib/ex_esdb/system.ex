@@ -101,6 +101,7 @@ defmodule ExESDB.System do
            {Registry, keys: :unique, name: ExESDB.Subscriptions.registry(store)},
            {DynamicSupervisor,
             name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
+           ExESDB.Subscriptions.Placement.child_spec_for(options),
            ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
          ])
       |> Enum.reject(&is_nil/1)

@@ -27,6 +27,7 @@ defmodule ExESDB.Test.ClusterBackend do
       ] ++ Map.get(context, :store_opts, [])
 
     for p <- peers do
+      load_test_module(p, context)
       :ok = :erpc.call(p, ExESDB.Test.ClusterPeer, :start, [[data_dir: "#{dir}/#{p}"] ++ opts])
     end
 
@@ -46,6 +47,24 @@ defmodule ExESDB.Test.ClusterBackend do
     end)
 
     %{store: store, data_dir: "#{dir}/local", system: pid, store_opts: local}
+  end
+
+  @doc """
+  For `@after_compile {ExESDB.Test.ClusterBackend, :keep_code}` in a test
+  module: its code is kept, to be loaded on the peers. A persistent
+  subscription runs on the leader, which calls the test's funs
+  (partition_by, transform); test modules are compiled in memory, out of
+  the peers' code path.
+  """
+  def keep_code(env, bytecode),
+    do: :persistent_term.put({__MODULE__, :code, env.module}, bytecode)
+
+  defp load_test_module(peer, context) do
+    with mod when is_atom(mod) <- Map.get(context, :module),
+         bin when is_binary(bin) <- :persistent_term.get({__MODULE__, :code, mod}, nil),
+         false <- :erpc.call(peer, :code, :is_loaded, [mod]) != false do
+      {:module, ^mod} = :erpc.call(peer, :code, :load_binary, [mod, ~c"#{mod}.beam", bin])
+    end
   end
 
   # Stop this node's system (its replica; the peers keep theirs).

@@ -29,6 +29,10 @@ defmodule ExESDB.Test.SubscriptionHelpers do
 
   def positions(events), do: Enum.map(events, & &1.position)
 
+  # Whether a process is alive, on this node or another (in cluster mode
+  # a persistent subscription runs on the leader).
+  def alive?(pid), do: :erpc.call(node(pid), Process, :alive?, [pid])
+
   def receive_batches(tag, acc \\ []) do
     receive do
       {^tag, events} -> receive_batches(tag, [events | acc])

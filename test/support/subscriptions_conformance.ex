@@ -471,7 +471,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
 
           assert Enum.map(collect(:d), & &1.event_number) == Enum.to_list(1..5000)
           wait_until(fn -> not :sys.get_state(sub2).sub.catching_up end)
-          assert Process.alive?(sub2)
+          assert alive?(sub2)
         end
 
         test "a stream deleted after live events were shed: the shed events come from $all " <>
@@ -521,7 +521,8 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
         test "the subscription is not linked to its subscriber", %{store: s} do
           subscriber = spawn_fwd(:n)
           {:ok, sub} = Subscriptions.subscribe_to(s, "nolink", {:by_stream, "$all"}, subscriber)
-          {:links, links} = Process.info(sub, :links)
+          # (in cluster mode it runs on the leader, maybe another node)
+          {:links, links} = :erpc.call(node(sub), Process, :info, [sub, :links])
           refute subscriber in links
           refute self() in links
           watch = Process.monitor(subscriber)
@@ -646,7 +647,7 @@ defmodule ExESDB.SubscriptionsConformance.CompetingConsumers do
           wait_until(fn -> :sys.get_state(sub).sub.catching_up end)
           events = ack_until(s, sub, 4003, [])
           assert Enum.sort(positions(events)) == Enum.to_list(1..4003)
-          assert Process.alive?(sub)
+          assert alive?(sub)
         end
 
         test "partition_by: a partition's events go to one subscriber, one at a time", %{store: s} do

@@ -65,14 +65,21 @@ defmodule ExESDB.Backend.Cluster do
 
   @impl true
   def submit(store, command, opts \\ []) do
-    if opts[:async] do
+    cond do
+      # this replica alone (:not_leader unless it leads): a persistent
+      # subscription's writes, made only while its node leads
+      opts[:here] ->
+        NIF.submit(local(store), command, opts)
+
       # Routed by one relay process per caller and store, so a caller's
       # async commands keep their order (a checkpoint written after
       # another lands after it) without blocking the caller.
-      send(relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
-      :ok
-    else
-      route(store, command, store.timeout)
+      opts[:async] ->
+        send(relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
+        :ok
+
+      true ->
+        route(store, command, store.timeout)
     end
   end
 

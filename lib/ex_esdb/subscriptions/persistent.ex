@@ -196,6 +196,14 @@ defmodule ExESDB.Subscriptions.Persistent do
       else: {:stop, :normal, :ok, state}
   end
 
+  # A subscriber taken out by the store (in cluster mode, its node's
+  # store stopped): as if it had unsubscribed.
+  def handle_call({:leave, pid}, _from, state) do
+    if State.subscriber_ref(state.sub, pid) != nil,
+      do: state |> leave(pid) |> reply_or_stop(:ok),
+      else: {:reply, :ok, state}
+  end
+
   # delete_subscription: the checkpoint is deleted while this process
   # still holds the name, so a subscribe_to racing it either joined
   # before (and ends with it) or starts after, without the checkpoint.
@@ -204,7 +212,7 @@ defmodule ExESDB.Subscriptions.Persistent do
     state = await_write(state)
 
     # (a checkpoint another API deleted already: deleted all the same)
-    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, []) do
+    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, here: true) do
       reply when reply in [:ok, {:error, :subscription_not_found}] ->
         {:stop, :normal, reply, Map.put(state, :deleted, true)}
 
@@ -489,10 +497,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp write_checkpoint(state, mode) do
     command = {:checkpoint_put, state.name, state.sub.checkpoint, state.definition}
 
+    # (here: in cluster mode, this replica's only, the leader's while
+    # the subscription runs there; a deposed leader's write fails)
     opts =
       case mode do
-        {:async, ref} -> [async: true, ref: ref]
-        :sync -> []
+        {:async, ref} -> [async: true, ref: ref, here: true]
+        :sync -> [here: true]
       end
 
     state.store.backend.submit(state.store, command, opts)

@@ -12,11 +12,13 @@ end
 
 defmodule ExESDB.Subscriptions.PersistentClusterTest do
   # The persistent subscription suite on a 3-node cluster (its
-  # checkpoints written through the gateway); the subscriptions run on
-  # the node they were started on, not yet on the leader.
+  # subscriptions run on the leader, ExESDB.Subscriptions.Placement).
   use ExESDB.SubscriptionsConformance.Persistent,
     backend: ExESDB.Test.ClusterBackend,
     async: false
+
+  # the leader calls this module's funs (partition_by, transform)
+  @after_compile {ExESDB.Test.ClusterBackend, :keep_code}
 
   @moduletag skip:
                not ExESDB.Test.ClusterHelpers.cluster_support?() &&

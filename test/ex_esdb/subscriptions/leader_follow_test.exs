@@ -1,0 +1,126 @@
+defmodule ExESDB.Subscriptions.LeaderFollowTest do
+  # Cluster mode on three :peer nodes: a persistent subscription runs on
+  # the leader and follows leadership. Its subscriber on a follower keeps
+  # receiving when the leader is stopped mid-stream: every event at least
+  # once, in order, no gap.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Test.{ClusterPeer, FollowSubscriber, FollowWriter}
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+
+  @store :lftest
+
+  setup do
+    u = System.unique_integer([:positive])
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_follow_#{u}")
+    File.rm_rf!(dir)
+    [_, host] = node() |> Atom.to_string() |> String.split("@")
+    names = for i <- 1..3, do: :"lf#{u}_#{i}"
+    nodes = for n <- names, do: :"#{n}@#{host}"
+    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    args =
+      [~c"-connect_all", ~c"false"] ++
+        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    # linked to the test process: they stop with it
+    peers =
+      for {name, i} <- Enum.with_index(names, 1), into: %{} do
+        {:ok, peer, node} = :peer.start_link(%{name: name, args: args})
+
+        opts = [
+          store_id: @store,
+          data_dir: Path.join(dir, "n#{i}"),
+          db_type: :cluster,
+          seed_nodes: nodes,
+          raft_addresses: addrs,
+          election_timeout: 500,
+          heartbeat: 20,
+          timeout: 10_000,
+          durability: :nosync
+        ]
+
+        :ok = :erpc.call(node, ClusterPeer, :start, [opts])
+        {node, peer}
+      end
+
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{nodes: nodes, peers: peers}
+  end
+
+  defp leader_of(nodes) do
+    wait_until(fn ->
+      leaders = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
+      l = hd(leaders)
+      l in nodes and Enum.all?(leaders, &(&1 == l)) and l
+    end)
+  end
+
+  test "the leader stopped mid-stream: the subscription goes on on the new leader, no gap", ctx do
+    leader = leader_of(ctx.nodes)
+    [follower, writer] = ctx.nodes -- [leader]
+
+    assert {:ok, subscriber, sub} =
+             :erpc.call(follower, FollowSubscriber, :start, [@store, "follow", "s", self()])
+
+    # it runs on the leader, whichever node it was asked on
+    assert node(sub) == leader
+    assert_receive {:subscribed, ^subscriber, ^leader}, 5_000
+
+    # 10 events per append from the other follower, in the background
+    parent = self()
+
+    spawn_link(fn ->
+      for i <- 1..40 do
+        {:ok, _} = :erpc.call(writer, FollowWriter, :append, [@store, "s", 10], 60_000)
+
+        if i == 10, do: send(parent, :tenth)
+      end
+
+      send(parent, :written)
+    end)
+
+    assert_receive :tenth, 30_000
+    # mid-stream: the subscriber has events, more are coming
+    seen = receive_seen(subscriber, [], &(length(&1) >= 50))
+    :peer.stop(ctx.peers[leader])
+
+    survivors = ctx.nodes -- [leader]
+    new_leader = leader_of(survivors)
+    assert_receive {:subscribed, ^subscriber, ^new_leader}, 30_000
+    assert_receive :written, 60_000
+
+    {:ok, last} = :erpc.call(writer, ExESDB.Streams, :get_version, [@store, "s"])
+    assert last == 400
+    seen = receive_seen(subscriber, seen, &(List.last(&1) == last))
+
+    # every event at least once, in order, no gap: each one is at most
+    # one past the highest seen before it (events after the checkpoint
+    # come again from the new leader)
+    Enum.reduce(seen, 0, fn n, top ->
+      assert n <= top + 1, "event #{n} after #{top}: a gap"
+      max(n, top)
+    end)
+
+    assert Enum.uniq(Enum.sort(seen)) == Enum.to_list(1..last)
+  end
+
+  # The event numbers the subscriber reports, until `done?` holds for
+  # them (each message within 30 s of the last).
+  defp receive_seen(subscriber, acc, done?) do
+    if done?.(acc) do
+      acc
+    else
+      receive do
+        {:seen, ^subscriber, numbers} -> receive_seen(subscriber, acc ++ numbers, done?)
+      after
+        30_000 -> flunk("the subscriber saw #{length(acc)} events, then nothing")
+      end
+    end
+  end
+end
