@@ -77,6 +77,12 @@ defmodule ExESDB.ChaosFaultsCheckTest do
     assert f.unavailable_max_ms == 850.0
     assert f.lost == 0 and f.duplicated == 0
 
+    # no acknowledgement before the fault: unavailable from the fault on
+    first = Enum.reject(ops, &(&1[:event_ids] == ["e1"]))
+
+    assert %{kill_leader: %{unavailable_max_ms: 800.0}} =
+             Faults.figures(first, %{anomalies: []}, 500)
+
     lost = %{anomalies: [%{kind: :lost_event, missing: ["e4"]}]}
     assert %{kill_leader: %{lost: 1}} = Faults.figures(ops, lost, 500)
   end

@@ -1,7 +1,7 @@
 defmodule ExESDB.ChaosFaultsTest do
   # Issue 14: the chaos workload on a :peer cluster under faults
   # (ExESDB.Chaos.Nemesis): kill -9 and restart of the leader and of a
-  # follower, and, where nft and the bind shim are there, partitions that
+  # follower, a node added as a voter under load and removed again, and, where nft and the bind shim are there, partitions that
   # cut raft and BEAM distribution (ExESDB.Chaos.Partition). Checked:
   # the history checker over every replica, no two leaders in one term
   # (the replicas' own reports, ExESDB.Chaos.Leadership), no append
@@ -26,9 +26,12 @@ defmodule ExESDB.ChaosFaultsTest do
     if Partition.available?(), do: Partition.setup(ctx), else: ctx
   end
 
-  test "kill -9 and restart of leader and follower, the leader isolated: the checks pass" do
+  test "kill -9 and restart of leader and follower, a node added and removed, the leader isolated: the checks pass" do
     ctx = start(3)
-    kinds = [:kill_leader, :kill_follower] ++ if(ctx[:nft], do: [:isolate_leader], else: [])
+
+    kinds =
+      [:kill_leader, :kill_follower, :membership] ++ if(ctx[:nft], do: [:isolate_leader], else: [])
+
     %{verdict: v} = run(ctx, kinds, {:cycles, length(kinds)}, label: "cluster3-faults")
     assert_clean(v)
     for kind <- kinds, do: assert(v.stats.faults[kind].cycles == 1)

@@ -29,13 +29,16 @@ defmodule ExESDB.Chaos.Cluster do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{System.pid()}_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    names = for i <- 1..n, do: :"ch#{u}_#{i}"
-    seeds = for name <- names, do: :"#{name}@#{host}"
-    ports = free_ports(2 * n)
-    {raft_ports, dist_ports} = Enum.split(ports, n)
-    addrs = Map.new(Enum.zip(seeds, raft_ports), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
+    # n seeds, and one more node that joins and leaves (join/2, leave/2)
+    names = for(i <- 1..n, do: :"ch#{u}_#{i}") ++ [:"ch#{u}_j"]
+    all = for name <- names, do: :"#{name}@#{host}"
+    seeds = Enum.take(all, n)
+    joiner = List.last(all)
+    ports = free_ports(2 * (n + 1))
+    {raft_ports, dist_ports} = Enum.split(ports, n + 1)
+    addrs = Map.new(Enum.zip(all, raft_ports), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
     h = :erlang.phash2({System.pid(), u}, 25_000)
-    ips = for i <- 1..n, do: "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}"
+    ips = for i <- 1..(n + 1), do: "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}"
     # data directories on a small filesystem of their own ({index, MiB}):
     # a full disk is ENOSPC there, not everywhere
     mounts = for {i, mb} <- Keyword.get(opts, :tmpfs, []), do: mount(Path.join(dir, "n#{i}"), mb)
@@ -46,13 +49,14 @@ defmodule ExESDB.Chaos.Cluster do
     end)
 
     specs =
-      for {{node, name}, i} <- Enum.with_index(Enum.zip(seeds, names), 1), into: %{} do
+      for {{node, name}, i} <- Enum.with_index(Enum.zip(all, names), 1), into: %{} do
         store_opts = [
           store_id: store,
-          data_dir: Path.join(dir, "n#{i}"),
+          data_dir: Path.join(dir, if(node == joiner, do: "j", else: "n#{i}")),
           db_type: :cluster,
           seed_nodes: seeds,
-          raft_addresses: addrs,
+          raft_addresses: if(node == joiner, do: addrs, else: Map.delete(addrs, joiner)),
+          join: node == joiner,
           election_timeout: Keyword.get(opts, :election_timeout, 500),
           heartbeat: 50,
           timeout: 10_000,
@@ -71,7 +75,7 @@ defmodule ExESDB.Chaos.Cluster do
 
     {:ok, state} = Agent.start(fn -> %{peers: %{}, os_pids: %{}} end)
     ExUnit.Callbacks.on_exit(fn -> stop_all(state) end)
-    ctx = %{store: store, nodes: seeds, specs: specs, state: state, dir: dir}
+    ctx = %{store: store, nodes: seeds, joiner: joiner, specs: specs, state: state, dir: dir}
 
     Enum.each(seeds, &start_peer(ctx, &1))
     for node <- seeds, do: :ok = :erpc.call(node, ClusterPeer, :start, [specs[node].store_opts])
@@ -214,6 +218,56 @@ defmodule ExESDB.Chaos.Cluster do
   def restart(ctx, node) do
     start_peer(ctx, node)
     :ok = :erpc.call(node, ClusterPeer, :start, [ctx.specs[node].store_opts])
+  end
+
+  @doc """
+  Membership under load: start ctx.joiner on an empty data directory and
+  add it as a voter (through `via`); answers once it is a voter every
+  seed lists and has caught up.
+  """
+  def join(ctx, via) do
+    node = ctx.joiner
+    File.rm_rf!(Keyword.fetch!(ctx.specs[node].store_opts, :data_dir))
+    start_peer(ctx, node)
+    :ok = :erpc.call(node, ClusterPeer, :start, [ctx.specs[node].store_opts])
+    # another change may still be settling (answers :change_in_progress)
+    wait_until(
+      fn -> :erpc.call(via, ExESDB.Cluster, :add, [ctx.store, node], 70_000) == :ok end,
+      60_000
+    )
+
+    caught_up(ctx.store, ctx.nodes ++ [node], 60_000)
+    :ok
+  end
+
+  @doc "Remove ctx.joiner from the cluster (through `via`) and stop its VM."
+  def leave(ctx, via) do
+    node = ctx.joiner
+
+    wait_until(
+      fn -> :erpc.call(via, ExESDB.Cluster, :remove, [ctx.store, node], 70_000) == :ok end,
+      60_000
+    )
+
+    wait_until(
+      fn -> Enum.all?(ctx.nodes, &(node not in members(ctx.store, &1))) end,
+      30_000
+    )
+
+    peer =
+      Agent.get_and_update(ctx.state, fn s ->
+        {s.peers[node], %{s | peers: Map.delete(s.peers, node)}}
+      end)
+
+    :peer.stop(peer)
+    :ok
+  end
+
+  defp members(store, node) do
+    case :erpc.call(node, ExESDB.Cluster, :members, [store], 5_000) do
+      {:ok, ms} -> Enum.map(ms, &elem(&1, 1))
+      _ -> [:unknown]
+    end
   end
 
   @doc "SIGSTOP / SIGCONT the node's VM."

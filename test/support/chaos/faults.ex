@@ -113,9 +113,10 @@ defmodule ExESDB.Chaos.Faults do
   # one before `from` to the first one after `to`.
   defp longest_gap(times, from, to) do
     list = Tuple.to_list(times)
-    before = list |> Enum.filter(&(&1 < from)) |> List.last()
+    # no acknowledgement before: unavailable since the fault at least
+    before = list |> Enum.filter(&(&1 < from)) |> List.last() || from
     {inside, later} = list |> Enum.filter(&(&1 >= from)) |> Enum.split_while(&(&1 <= to))
-    seq = Enum.reject([before | inside] ++ Enum.take(later, 1), &is_nil/1)
+    seq = [before | inside] ++ Enum.take(later, 1)
 
     case seq do
       [_, _ | _] ->

@@ -12,7 +12,8 @@ defmodule ExESDB.Chaos.Nemesis do
   # data directory and name), :pause_leader (SIGSTOP until the others
   # elected, SIGCONT), :isolate_leader, :isolate_follower (every link of
   # one node cut), :split (5+ nodes: the leader and one follower cut from
-  # the rest), :ring (5+ nodes: each node keeps its two neighbours).
+  # the rest), :ring (5+ nodes: each node keeps its two neighbours),
+  # :membership (a fresh node added as a voter, then removed).
   #
   # Holding a fault is not deciding a result: partitions and pauses are
   # held until the others elected a leader (bounded), then `hold_ms`
@@ -31,6 +32,10 @@ defmodule ExESDB.Chaos.Nemesis do
   def run(ctx, history, kinds, stop, opts \\ []) do
     et = ctx.election_timeout
     opts = Keyword.merge([hold_ms: 2 * et, quiet_ms: et], opts)
+    # the load flowing first: 20 more entries applied
+    leader = Cluster.agreed_leader(ctx.store, ctx.nodes)
+    applied = Cluster.info(ctx.store, leader).applied
+    wait_until(fn -> Cluster.info(ctx.store, leader).applied > applied + 20 end, 30_000)
     loop(ctx, history, kinds, stop, opts, 0)
   end
 
@@ -99,6 +104,10 @@ defmodule ExESDB.Chaos.Nemesis do
     order = Enum.shuffle(ctx.nodes)
     {order, nil, fn -> Partition.ring(ctx, order) end, fn -> Partition.heal(ctx) end}
   end
+
+  # the spare node added as a voter under load, then removed again
+  defp plan(ctx, :membership, leader, [f | _]),
+    do: {[ctx.joiner], nil, fn -> Cluster.join(ctx, f) end, fn -> Cluster.leave(ctx, leader) end}
 
   defp kill(ctx, node),
     do: {[node], nil, fn -> Cluster.kill(ctx, node) end, fn -> Cluster.restart(ctx, node) end}
