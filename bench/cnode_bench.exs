@@ -12,6 +12,12 @@
 #   cnode_append_batch100  durable 100-event appends, events/s >= 0.5 x NIF
 #   cnode_read_stream_forward  100,000 events in pages of 1,000 (tuples
 #                          as the NIF gives them), events/s >= 0.5 x NIF
+#   cnode_sub_fanout       10 $all subscribers on this node through one
+#                          ExESDB.CNode.Session, 4 writers of 1,000-event
+#                          appends; against sub_fanout_10's shape on the NIF
+#                          in the same run (10 NIF members, records built
+#                          by the NIF): delivered events/s >= 0.5 x NIF.
+#                          ESDB_BENCH_FANOUT_EVENTS events (200,000)
 
 Code.require_file("json_line.exs", __DIR__)
 
@@ -69,10 +75,78 @@ defmodule CNodeBench do
       ]
     end)
 
+    run("cnode_sub_fanout", fn ->
+      total = String.to_integer(System.get_env("ESDB_BENCH_FANOUT_EVENTS", "200000"))
+      {:ok, session} = ExESDB.CNode.Session.start_link(cnode: node)
+      format = {ExESDB.EventRecord, true}
+
+      c =
+        fanout(10, total, &ExESDB.CNode.Session.subscribe(session, &1, :all), fn stream, evs ->
+          cnode_append(node, stream, :any, evs)
+        end)
+
+      n =
+        fanout(10, total, &:ex_esdb_nif.subscribe(store, &1, :all, format), fn stream, evs ->
+          nif_append(store, stream, :any, evs)
+        end)
+
+      [
+        {"events_per_s", c},
+        {"nif_events_per_s", n},
+        {"ratio_to_nif", Float.round(c / n, 3)},
+        {"target_ratio_to_nif", 0.5},
+        {"subscribers", 10},
+        {"events", total}
+      ]
+    end)
+
     :ex_esdb_nif.close(store)
     Port.close(cn.port)
     File.rm_rf!(nif_dir)
     File.rm_rf!(cnode_dir)
+  end
+
+  # `subs` subscribers (off heap) of everything, 4 writers appending
+  # `total` events in 1,000s: events delivered per second, from the first
+  # append to the last subscriber having all.
+  defp fanout(subs, total, subscribe, append) do
+    bench = self()
+    salt = System.unique_integer([:positive])
+
+    for _ <- 1..subs do
+      spawn_link(fn ->
+        Process.flag(:message_queue_data, :off_heap)
+        {:ok, _, _} = subscribe.(self())
+        send(bench, :ready)
+        count_to(total, 0)
+        send(bench, :all_received)
+      end)
+    end
+
+    for _ <- 1..subs, do: receive(do: (:ready -> :ok))
+    t0 = System.monotonic_time(:microsecond)
+
+    1..4
+    |> Enum.map(fn w ->
+      Task.async(fn ->
+        for _ <- 1..div(total, 4000),
+            do: {:ok, _, _} = append.("f#{salt}-#{w}", events(1000, w))
+      end)
+    end)
+    |> Enum.each(&Task.await(&1, :infinity))
+
+    for _ <- 1..subs, do: receive(do: (:all_received -> :ok))
+    secs = (System.monotonic_time(:microsecond) - t0) / 1.0e6
+    Float.round(subs * total / secs, 1)
+  end
+
+  defp count_to(total, n) when n >= total, do: :ok
+
+  defp count_to(total, n) do
+    receive do
+      {:events, evs} -> count_to(total, n + length(evs))
+      other -> raise "subscriber got #{inspect(other, limit: 5)} after #{n} events"
+    end
   end
 
   defp distribute do

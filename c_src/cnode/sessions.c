@@ -134,30 +134,93 @@ static cn_conn *end_session(cn_server *srv, session *s)
 
 /* ---- pushes (the emitter's thread) ------------------------------------ */
 
-static int encode_event(ei_x_buff *x, const esdb_event *ev)
+static void encode_uuid(ei_x_buff *x, const uint8_t *id)
 {
-	int rc = cn_x_reserve(x, 220 + ev->stream_id_len + ev->event_type_len +
+	char text[36];
+	if (!id) {
+		ei_x_encode_atom(x, "nil");
+		return;
+	}
+	esdb_uuid_format(id, text);
+	ei_x_encode_binary(x, text, 36);
+}
+
+/* %DateTime{} in UTC with microseconds, as DateTime.from_unix!(us,
+ * :microsecond) makes it; keys in term order (proto.h). */
+static void encode_datetime(ei_x_buff *x, uint64_t us)
+{
+	esdb_proto_date d;
+	esdb_proto_date_from_us(us, &d);
+	ei_x_encode_map_header(x, 13);
+	ei_x_encode_atom(x, "__struct__");
+	ei_x_encode_atom(x, "Elixir.DateTime");
+	ei_x_encode_atom(x, "calendar");
+	ei_x_encode_atom(x, "Elixir.Calendar.ISO");
+	ei_x_encode_atom(x, "day");
+	ei_x_encode_ulong(x, d.day);
+	ei_x_encode_atom(x, "hour");
+	ei_x_encode_ulong(x, d.hour);
+	ei_x_encode_atom(x, "microsecond");
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_ulong(x, d.microsecond);
+	ei_x_encode_ulong(x, 6);
+	ei_x_encode_atom(x, "minute");
+	ei_x_encode_ulong(x, d.minute);
+	ei_x_encode_atom(x, "month");
+	ei_x_encode_ulong(x, d.month);
+	ei_x_encode_atom(x, "second");
+	ei_x_encode_ulong(x, d.second);
+	ei_x_encode_atom(x, "std_offset");
+	ei_x_encode_ulong(x, 0);
+	ei_x_encode_atom(x, "time_zone");
+	ei_x_encode_binary(x, "Etc/UTC", 7);
+	ei_x_encode_atom(x, "utc_offset");
+	ei_x_encode_ulong(x, 0);
+	ei_x_encode_atom(x, "year");
+	ei_x_encode_longlong(x, d.year);
+	ei_x_encode_atom(x, "zone_abbr");
+	ei_x_encode_binary(x, "UTC", 3);
+}
+
+/* %ExESDB.EventRecord{} as the NIF builds it, keys in term order
+ * (proto.h's ESDB_PROTO_RECORD_FIELDS), but for the payloads: read
+ * Payloads (bytes, {term, B}, {legacy, B}) that the session decodes
+ * with the store's checks (a term decoded by the distribution layer
+ * could create atoms). */
+static int encode_record(ei_x_buff *x, const esdb_event *ev)
+{
+	int rc = cn_x_reserve(x, 700 + ev->stream_id_len + ev->event_type_len +
 	                             ev->data_len + ev->metadata_len);
 	if (rc)
 		return rc;
-	ei_x_encode_tuple_header(x, 10);
-	ei_x_encode_ulonglong(x, ev->position);
-	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
-	ei_x_encode_ulonglong(x, ev->stream_version);
-	ei_x_encode_binary(x, ev->event_id, 16);
-	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
+	ei_x_encode_map_header(x, 13);
+	ei_x_encode_atom(x, "__struct__");
+	ei_x_encode_atom(x, "Elixir.ExESDB.EventRecord");
+	ei_x_encode_atom(x, "causation_id");
+	encode_uuid(x, ev->causation_id);
+	ei_x_encode_atom(x, "correlation_id");
+	encode_uuid(x, ev->correlation_id);
+	ei_x_encode_atom(x, "created_at");
+	encode_datetime(x, ev->created_us);
+	ei_x_encode_atom(x, "created_epoch");
+	ei_x_encode_ulonglong(x, ev->created_us);
+	ei_x_encode_atom(x, "data");
 	cn_encode_payload(x, ev->data, ev->data_len, ev->data_encoding);
+	ei_x_encode_atom(x, "event_id");
+	encode_uuid(x, ev->event_id);
+	ei_x_encode_atom(x, "event_number");
+	ei_x_encode_ulonglong(x, ev->stream_version);
+	ei_x_encode_atom(x, "event_type");
+	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
+	ei_x_encode_atom(x, "metadata");
 	cn_encode_payload(x, ev->metadata, ev->metadata_len,
 	                  ev->metadata_encoding);
-	if (ev->causation_id)
-		ei_x_encode_binary(x, ev->causation_id, 16);
-	else
-		ei_x_encode_atom(x, "nil");
-	if (ev->correlation_id)
-		ei_x_encode_binary(x, ev->correlation_id, 16);
-	else
-		ei_x_encode_atom(x, "nil");
-	ei_x_encode_ulonglong(x, ev->created_us);
+	ei_x_encode_atom(x, "position");
+	ei_x_encode_ulonglong(x, ev->position);
+	ei_x_encode_atom(x, "stream_id");
+	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
+	ei_x_encode_atom(x, "stream_version");
+	ei_x_encode_ulonglong(x, ev->stream_version);
 	return 0;
 }
 
@@ -204,7 +267,7 @@ static bool cached(struct cn_sessions *t, const esdb_event *ev, size_t n)
 		size_t to = from + PUSH_CHUNK < n ? from + PUSH_CHUNK : n;
 		ei_x_encode_list_header(x, (long)(to - from));
 		for (size_t i = from; i < to; i++)
-			if (encode_event(x, &ev[i]) != 0)
+			if (encode_record(x, &ev[i]) != 0)
 				return false;
 		ei_x_encode_empty_list(x);
 	}

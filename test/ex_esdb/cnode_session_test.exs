@@ -355,10 +355,25 @@ defmodule ExESDB.CNodeSessionTest do
     assert subscribers(node) == 1
     append!(node, "s", [event(1)])
 
-    assert_receive {:esdb_events, ^m, since,
-                    [{1, "s", 1, <<1::128>>, "T", {:term, _}, "m1", nil, <<9::128>>, us}]}
-                   when since <= 1 and is_integer(us),
-                   5_000
+    assert_receive {:esdb_events, ^m, since, [record]} when since <= 1, 5_000
+    # the NIF's record but for the payloads: as read, decoded by the session
+    assert %ExESDB.EventRecord{
+             position: 1,
+             stream_id: "s",
+             event_number: 1,
+             stream_version: 1,
+             event_id: "00000000-0000-0000-0000-000000000001",
+             event_type: "T",
+             data: {:term, data},
+             metadata: "m1",
+             causation_id: nil,
+             correlation_id: "00000000-0000-0000-0000-000000000009",
+             created_at: %DateTime{} = at,
+             created_epoch: us
+           } = record
+
+    assert :erlang.binary_to_term(data) == {:n, 1}
+    assert DateTime.to_unix(at, :microsecond) == us
 
     assert call(node, {:session_leave, m}) == :ok
     assert call(node, {:session_leave, m}) == {:error, :not_found}

@@ -26,7 +26,7 @@ defmodule ExESDB.CNode.Session do
 
   alias ExESDB.CNode.Terms
 
-  @window 65_536
+  @window 262_144
   @call_timeout 5_000
 
   @type source :: :all | {:stream, String.t()} | {:type, String.t()}
@@ -37,7 +37,10 @@ defmodule ExESDB.CNode.Session do
   them; default #{@window}), `name`.
   """
   def start_link(opts) do
-    gen_opts = if opts[:name], do: [name: opts[:name]], else: []
+    # pushes of 256 records are large messages: kept off the heap until
+    # taken, they are not copied again by every garbage collection
+    gen_opts = [spawn_opt: [message_queue_data: :off_heap]]
+    gen_opts = if opts[:name], do: [{:name, opts[:name]} | gen_opts], else: gen_opts
     GenServer.start_link(__MODULE__, opts, gen_opts)
   end
 
@@ -268,12 +271,12 @@ defmodule ExESDB.CNode.Session do
   end
 
   @impl true
-  def handle_info({:esdb_events, cid, since, tuples}, state) do
-    state = took(state, length(tuples))
+  def handle_info({:esdb_events, cid, since, pushed}, state) do
+    state = took(state, length(pushed))
 
     case state.members do
       %{^cid => member} ->
-        {:noreply, deliver(state, cid, member, since, tuples)}
+        {:noreply, deliver(state, cid, member, since, pushed)}
 
       _ ->
         {:noreply, state}
@@ -334,22 +337,22 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp deliver(state, cid, member, since, tuples) do
-    n = length(tuples)
-    first = elem(hd(tuples), 0)
-    last = elem(List.last(tuples), 0)
+  defp deliver(state, cid, member, since, pushed) do
+    n = length(pushed)
+    first = hd(pushed).position
+    last = List.last(pushed).position
     state = put_in(state.members[cid], %{member | last_seen: last, gap: false})
 
     {state, _built} =
       Enum.reduce(member.subs, {state, %{}}, fn id, {st, built} ->
-        deliver_one(st, id, st.subs[id], since, n, first, last, tuples, built)
+        deliver_one(st, id, st.subs[id], since, n, first, last, pushed, built)
       end)
 
     state
   end
 
   # members.c's esdb_member_deliver, for one subscriber.
-  defp deliver_one(state, id, sub, since, n, first, last, tuples, built) do
+  defp deliver_one(state, id, sub, since, n, first, last, pushed, built) do
     since = max(since, sub.floor)
     next = max(sub.joined, if(sub.sent_to > 0, do: sub.sent_to + 1, else: 0))
 
@@ -363,7 +366,7 @@ defmodule ExESDB.CNode.Session do
     if hole do
       {overflow(state, id, sub, hole), built}
     else
-      case records(built, sub.format, tuples) do
+      case records(built, sub.format, pushed) do
         {:ok, records, built} ->
           send(sub.pid, message(sub.shape, id, records, since))
           credit = if sub.credit == :infinity, do: :infinity, else: sub.credit - n
@@ -379,7 +382,7 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp records(built, format, tuples) do
+  defp records(built, format, pushed) do
     case built do
       %{^format => :error} ->
         {:error, built}
@@ -388,29 +391,45 @@ defmodule ExESDB.CNode.Session do
         {:ok, records, built}
 
       _ ->
-        case build(tuples, format) do
+        case build(pushed, format) do
           {:ok, records} -> {:ok, records, Map.put(built, format, records)}
           {:error, _} -> {:error, Map.put(built, format, :error)}
         end
     end
   end
 
-  # The NIF's records, as the C node backend's reads build them (pushed
-  # payloads are tagged: bytes as stored when not decoding).
-  defp build(tuples, {module, true}), do: Terms.records(tuples, true) |> as(module)
+  # The C node pushes the NIF's records but for the payloads, which come
+  # as read (bytes, {:term, b}, {:legacy, b}): made here what the NIF's
+  # records of this format hold (c_src/nif/records.c's payload()), term
+  # payloads decoded with the store's checks. A term that may not be
+  # decoded fails the whole push, as it fails the NIF's delivery.
+  defp build(records, {module, decode}), do: finish(records, module, decode, [])
 
-  defp build(tuples, {module, false}),
-    do: tuples |> Enum.map(&untag/1) |> Terms.records(false) |> as(module)
+  defp finish([], _module, _decode, acc), do: {:ok, :lists.reverse(acc)}
 
-  defp untag({p, s, v, id, t, data, meta, c, r, us}),
-    do: {p, s, v, id, t, bytes(data), bytes(meta), c, r, us}
+  defp finish([%{data: d, metadata: m} = r | rest], module, decode, acc) do
+    with {:ok, d2} <- payload(d, decode),
+         {:ok, m2} <- payload(m, decode) do
+      r = if d2 === d and m2 === m, do: r, else: %{r | data: d2, metadata: m2}
+      r = if module == ExESDB.EventRecord, do: r, else: %{r | __struct__: module}
+      finish(rest, module, decode, [r | acc])
+    end
+  end
 
-  defp bytes({_encoding, bin}), do: bin
-  defp bytes(bin), do: bin
+  defp payload(bytes, false) when is_binary(bytes), do: {:ok, bytes}
+  defp payload({_encoding, bytes}, false), do: {:ok, bytes}
+  defp payload("", true), do: {:ok, nil}
+  defp payload(bytes, true) when is_binary(bytes), do: {:ok, bytes}
+  defp payload({:term, bin}, true), do: Terms.decode(bin)
+  defp payload({:legacy, ""}, true), do: {:ok, nil}
 
-  defp as({:ok, records}, ExESDB.EventRecord), do: {:ok, records}
-  defp as({:ok, records}, module), do: {:ok, Enum.map(records, &%{&1 | __struct__: module})}
-  defp as(error, _module), do: error
+  defp payload({:legacy, bin}, true) do
+    case Terms.decode(bin) do
+      # written before encodings were recorded, and not a term
+      {:error, {:undecodable, :malformed}} -> {:ok, bin}
+      decoded -> decoded
+    end
+  end
 
   defp message(:plain, _id, records, _since), do: {:events, records}
   defp message(:tagged, id, records, _since), do: {:events, id, records}
