@@ -1,0 +1,83 @@
+defmodule ExESDB.Subscriptions.ClusterPlacementTest do
+  # Persistent subscriptions on a 3-node cluster (this VM and two :peer
+  # nodes) hold their guarantees across nodes: one subscription per name
+  # in the cluster, a delete from any node stops it where it runs, and a
+  # deleted checkpoint does not come back.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers, only: [cluster_support?: 0]
+  import ExESDB.Test.SubscriptionHelpers
+
+  alias ExESDB.Subscriptions
+  alias ExESDB.Test.{ClusterBackend, FollowSubscriber}
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 120_000
+
+  setup context, do: ClusterBackend.start_store(context)
+
+  defp peers, do: :persistent_term.get({ClusterBackend, :peers})
+
+  # The stored checkpoint as this node reads it after a barrier.
+  defp stored(store, name) do
+    :ok = ExESDB.Cluster.barrier(store)
+    {:ok, s} = ExESDB.Store.fetch(store)
+
+    case s.backend.checkpoint_get(s, name) do
+      {:ok, {_, checkpoint, _, _}} -> checkpoint
+      {:error, :subscription_not_found} -> nil
+    end
+  end
+
+  test "one subscription per name in the cluster: a second subscriber on another node finds it taken",
+       %{store: s} do
+    [a, b] = peers()
+    assert {:ok, _, sub} = :erpc.call(a, FollowSubscriber, :start, [s, "one", "s", self()])
+
+    assert {:error, :subscription_already_exists} =
+             :erpc.call(b, FollowSubscriber, :start, [s, "one", "s", self()])
+
+    assert {:ok, [%{name: "one", running: true}]} = Subscriptions.get_subscriptions(s)
+    assert alive?(sub)
+  end
+
+  test "a delete on another node stops the subscription where it runs; its checkpoint stays deleted",
+       %{store: s} do
+    [a, b] = peers()
+    append(s, "s", 5)
+    assert {:ok, subscriber, sub} = :erpc.call(a, FollowSubscriber, :start, [s, "del", "s", self()])
+    ref = Process.monitor(sub)
+    wait_until(fn -> stored(s, "del") == 5 end)
+
+    assert :ok = :erpc.call(b, Subscriptions, :delete_subscription, [s, "del"])
+    assert_receive {:DOWN, ^ref, :process, ^sub, _}, 5_000
+    # events after the delete reach no subscription of the old one
+    append(s, "s", 5)
+    assert stored(s, "del") == nil
+    assert {:ok, []} = Subscriptions.get_subscriptions(s)
+    refute_received {:seen, ^subscriber, [6 | _]}
+  end
+
+  test "acks written while the subscription is deleted: the checkpoint does not come back",
+       %{store: s} do
+    append(s, "s", 300)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "acks", {:by_stream, "s"}, self())
+    events = receive_n(300, [])
+    # every event acked on its own, then the delete at once
+    Enum.each(events, &Subscriptions.ack_event(s, sub, &1))
+    assert :ok = Subscriptions.delete_subscription(s, "acks")
+    assert stored(s, "acks") == nil
+    # a checkpoint write still on its way would land within a few rounds
+    for _ <- 1..20, do: assert(stored(s, "acks") == nil)
+  end
+
+  defp receive_n(n, acc) when length(acc) >= n, do: acc
+
+  defp receive_n(n, acc) do
+    receive do
+      {:events, evs} -> receive_n(n, acc ++ evs)
+    after
+      5_000 -> acc
+    end
+  end
+end
