@@ -42,7 +42,7 @@ defmodule ExESDB.ClusterTimeoutTest do
         db_type: :cluster,
         seed_nodes: nodes,
         raft_addresses: addrs,
-        election_timeout: 10_000,
+        election_timeout: 3_000,
         heartbeat: 50,
         durability: :nosync
       ]

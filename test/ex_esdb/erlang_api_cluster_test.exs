@@ -40,3 +40,16 @@ defmodule ExESDB.Subscriptions.TransientErlangApiClusterTest do
                not ExESDB.Test.ClusterHelpers.cluster_support?() &&
                  "no raft in this build (make raft)"
 end
+
+defmodule ExESDB.Subscriptions.TransientCreditErlangApiClusterTest do
+  # Transient subscription credit through the Erlang API on a 3-node
+  # cluster.
+  use ExESDB.SubscriptionsConformance.TransientCredit,
+    backend: ExESDB.Test.ErlangApiCluster,
+    api: ExESDB.Test.ErlangApi,
+    async: false
+
+  @moduletag skip:
+               not ExESDB.Test.ClusterHelpers.cluster_support?() &&
+                 "no raft in this build (make raft)"
+end

@@ -20,7 +20,31 @@ defmodule ExESDB.GatewayAPIClusterTest do
       assert List.last(evs).event_id == ev.event_id
     end
 
-    for n <- nodes, do: assert({:ok, 3} = :erpc.call(n, GatewayAPI, :get_version, [s, "a"]))
+    # elsewhere after a barrier (a plain read there may not have it yet)
+    for n <- nodes do
+      :ok = :erpc.call(n, ExESDB.Cluster, :barrier, [s])
+      assert {:ok, 3} = :erpc.call(n, GatewayAPI, :get_version, [s, "a"])
+    end
+  end
+
+  test "a persistent subscription saved on a peer is acked from here", %{store: s} do
+    [p | _] = peers()
+    {:ok, 3} = GatewayAPI.append_events(s, "a", events(3))
+    me = self()
+
+    assert :ok =
+             :erpc.call(p, GatewayAPI, :save_subscription, [s, :by_stream, "$a", "on-peer", 0, me])
+
+    assert_receive {:subscribed, sub}, 5_000
+    # it runs on the leader, wherever that is
+    assert {:ok, ^sub} = ExESDB.Subscriptions.whereis(s, "on-peer")
+    evs = next_events()
+    assert :ok = GatewayAPI.ack_event(s, "on-peer", me, List.last(evs))
+
+    ExESDB.Test.ClusterHelpers.wait_until(fn ->
+      {:ok, subs} = GatewayAPI.get_subscriptions(s)
+      match?([%{name: "on-peer", checkpoint: 3}], subs)
+    end)
   end
 
   test "a transient subscriber here sees appends made on a peer", %{store: s} do
