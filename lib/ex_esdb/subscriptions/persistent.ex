@@ -22,7 +22,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   alias ExESDB.Subscriptions.Selector
   require Logger
 
-  @message_events 256
+  @message_events State.message_events()
 
   def start_link({store, name, _, _, _} = args),
     do:

@@ -15,6 +15,9 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   @page 1000
   # live events queued beyond this, the subscription reads from the store
   @max_pending 4 * @page
+  # events in one message to a subscriber (the process cuts what
+  # dispatch/1 hands out into messages of this many)
+  @message_events 256
 
   defstruct [
     # :position ($all, a type) or :event_number (a stream): an event's cursor
@@ -48,6 +51,9 @@ defmodule ExESDB.Subscriptions.Persistent.State do
 
   @doc "Events read from the store at a time."
   def page, do: @page
+
+  @doc "Events in one message to a subscriber, at most."
+  def message_events, do: @message_events
 
   @doc """
   A subscription resuming after `cursor`. `catching_up`: whether the
@@ -91,8 +97,12 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   @doc "Add a subscriber (`ref`: the process's monitor of it)."
   @spec add_subscriber(t(), pid(), reference()) :: t()
   def add_subscriber(state, pid, ref) do
-    # `last`: the newest cursor handed out; while events are handed out in
-    # rising order (`sorted`), the queue's head is its oldest event.
+    # `in_flight`: the events it holds unacked, as a queue of the batches
+    # they were handed out in (`{first, last, n, events}`, each batch in
+    # cursor order), so an ack drops whole batches instead of walking
+    # event by event. `last`: the newest cursor handed out; while events
+    # are handed out in rising order (`sorted`), the first batch holds the
+    # oldest event.
     sub = %{ref: ref, in_flight: :queue.new(), count: 0, last: nil, sorted: true}
     %{state | subscribers: Map.put(state.subscribers, pid, sub), order: state.order ++ [pid]}
   end
@@ -113,7 +123,7 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   @spec remove_subscriber(t(), pid()) :: t()
   def remove_subscriber(state, pid) do
     {sub, subscribers} = Map.pop(state.subscribers, pid)
-    back = sub.in_flight |> :queue.to_list() |> Enum.sort_by(&cursor(&1, state))
+    back = sub.in_flight |> held() |> Enum.sort_by(&cursor(&1, state))
     pending = merge(back, :queue.to_list(state.pending), state)
     partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
 
@@ -209,7 +219,7 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     do: since <= state.last_enqueued + 1
 
   defp continues?(records, _since, state) do
-    case Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued)) do
+    case fresh(records, state) do
       [] -> true
       [first | _] -> cursor(first, state) == state.last_enqueued + 1
     end
@@ -246,13 +256,11 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   defp enqueue(state, []), do: state
 
   defp enqueue(state, records) do
-    fresh = Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued))
-
-    case fresh do
+    case fresh(records, state) do
       [] ->
         state
 
-      _ ->
+      fresh ->
         kept =
           if state.filter == nil,
             do: fresh,
@@ -266,6 +274,16 @@ defmodule ExESDB.Subscriptions.Persistent.State do
             keys: partition_keys(state, kept)
         }
     end
+  end
+
+  # The records past what is queued already (they come in cursor order:
+  # when the first is past it, all are, without a look at each).
+  defp fresh([], _state), do: []
+
+  defp fresh([first | _] = records, state) do
+    if cursor(first, state) > state.last_enqueued,
+      do: records,
+      else: Enum.drop_while(records, &(cursor(&1, state) <= state.last_enqueued))
   end
 
   # partition_by runs once per event, when it is queued: a caller's
@@ -302,8 +320,9 @@ defmodule ExESDB.Subscriptions.Persistent.State do
       with_room = Enum.count(state.order, &(state.subscribers[&1].count < state.buffer_size))
       k = Enum.min([room, state.pending_n, div(state.pending_n + with_room - 1, with_room)])
       {taken, rest} = :queue.split(k, state.pending)
-      sub = hand_out(state.subscribers[pid], taken, k, state)
-      {:value, last} = :queue.peek_r(taken)
+      events = :queue.to_list(taken)
+      sub = hand_out(state.subscribers[pid], events, k, state)
+      last = sub.last
 
       dispatch_batches(
         %{
@@ -311,9 +330,9 @@ defmodule ExESDB.Subscriptions.Persistent.State do
           | subscribers: Map.put(state.subscribers, pid, sub),
             pending: rest,
             pending_n: state.pending_n - k,
-            handed_max: max(state.handed_max, cursor(last, state))
+            handed_max: max(state.handed_max, last)
         },
-        [{pid, :queue.to_list(taken)} | out]
+        [{pid, events} | out]
       )
     end
   end
@@ -330,7 +349,7 @@ defmodule ExESDB.Subscriptions.Persistent.State do
 
         with false <- Map.has_key?(st.partitions, key),
              pid when pid != nil <- emptiest_with_room(st) do
-          sub = hand_out(st.subscribers[pid], :queue.from_list([record]), 1, st)
+          sub = hand_out(st.subscribers[pid], [record], 1, st)
 
           st = %{
             st
@@ -357,13 +376,16 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     end
   end
 
+  # `events`: k events in cursor order, handed out together; held in
+  # batches of @message_events, as the process sends them, so that an ack
+  # of a message's last event drops whole batches.
   defp hand_out(sub, events, k, state) do
-    first = cursor(elem(:queue.peek(events), 1), state)
-    last = cursor(elem(:queue.peek_r(events), 1), state)
+    first = cursor(hd(events), state)
+    last = cursor(List.last(events), state)
 
     %{
       sub
-      | in_flight: :queue.join(sub.in_flight, events),
+      | in_flight: hold(sub.in_flight, events, k, state),
         count: sub.count + k,
         sorted: sub.sorted and (sub.last == nil or first > sub.last),
         last: last
@@ -381,7 +403,7 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   def ack(state, pid, acked) do
     case state.subscribers do
       %{^pid => sub} ->
-        {done, rest} = take_acked(sub, acked, state)
+        {done, rest, n} = take_acked(sub, acked, state)
 
         # (keys and partitions are only kept with partition_by)
         {partitions, keys} =
@@ -393,8 +415,6 @@ defmodule ExESDB.Subscriptions.Persistent.State do
               {Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)])),
                Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))}
           end
-
-        n = :queue.len(rest)
 
         sub =
           if n == 0,
@@ -414,45 +434,76 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     end
   end
 
-  # The events an ack covers (cursor at or below it) and the rest: from the
-  # front while the queue is in order, by a full pass otherwise.
-  # (an ack of the newest event handed out takes the whole queue)
+  # The events an ack covers (cursor at or below it), the batches left and
+  # how many events they hold: whole batches from the front while they
+  # are in order, by a full pass otherwise.
+  # (an ack of the newest event handed out takes them all)
   # (the acked events themselves matter only to release partitions)
   defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
-    done = if state.partition_by, do: :queue.to_list(sub.in_flight), else: []
-    {done, :queue.new()}
+    done = if state.partition_by, do: held(sub.in_flight), else: []
+    {done, :queue.new(), 0}
   end
 
   defp take_acked(%{sorted: true} = sub, acked, state),
-    do: drop_acked(sub.in_flight, acked, state, state.partition_by != nil, [])
+    do: drop_acked(sub.in_flight, sub.count, acked, state, state.partition_by != nil, [])
 
   defp take_acked(sub, acked, state) do
-    {done, rest} = Enum.split_with(:queue.to_list(sub.in_flight), &(cursor(&1, state) <= acked))
-    {done, :queue.from_list(rest)}
+    {done, rest} = Enum.split_with(held(sub.in_flight), &(cursor(&1, state) <= acked))
+    {done, batches(rest, state), length(rest)}
   end
 
   # (`keep?`: whether the acked events are wanted, for partitions)
-  defp drop_acked(queue, acked, state, keep?, done) do
+  defp drop_acked(queue, n, acked, state, keep?, done) do
     case :queue.out(queue) do
-      {{:value, r}, rest} ->
-        cond do
-          cursor(r, state) > acked -> {done, queue}
-          keep? -> drop_acked(rest, acked, state, keep?, [r | done])
-          true -> drop_acked(rest, acked, state, keep?, done)
-        end
+      {{:value, {first, _, _, _}}, _} when first > acked ->
+        {done, queue, n}
+
+      {{:value, {_, last, k, events}}, rest} when last <= acked ->
+        done = if keep?, do: Enum.reverse(events, done), else: done
+        drop_acked(rest, n - k, acked, state, keep?, done)
+
+      # the ack falls inside this batch: its acked front goes
+      {{:value, {_, last, k, events}}, rest} ->
+        {acked_events, left} = Enum.split_while(events, &(cursor(&1, state) <= acked))
+        taken = length(acked_events)
+        done = if keep?, do: Enum.reverse(acked_events, done), else: done
+        batch = {cursor(hd(left), state), last, k - taken, left}
+        {done, :queue.in_r(batch, rest), n - taken}
 
       {:empty, _} ->
-        {done, queue}
+        {done, queue, n}
     end
   end
 
+  defp hold(in_flight, events, k, state) when k <= @message_events,
+    do:
+      :queue.in({cursor(hd(events), state), cursor(List.last(events), state), k, events}, in_flight)
+
+  defp hold(in_flight, events, k, state) do
+    {batch, rest} = :lists.split(@message_events, events)
+    in_flight |> hold(batch, @message_events, state) |> hold(rest, k - @message_events, state)
+  end
+
+  # The events held, in the order they were handed out.
+  defp held(in_flight),
+    do: in_flight |> :queue.to_list() |> Enum.flat_map(fn {_, _, _, events} -> events end)
+
+  # Events held out of order, as one batch (only `held/1` reads it).
+  defp batches([], _state), do: :queue.new()
+
+  defp batches(events, state),
+    do:
+      :queue.from_list([
+        {cursor(hd(events), state), cursor(List.last(events), state), length(events), events}
+      ])
+
   defp oldest_in_flight(%{count: 0}, _state), do: []
 
-  defp oldest_in_flight(%{sorted: true} = sub, state),
-    do: [cursor(elem(:queue.peek(sub.in_flight), 1), state)]
+  defp oldest_in_flight(%{sorted: true} = sub, _state),
+    do: [elem(elem(:queue.peek(sub.in_flight), 1), 0)]
 
   defp oldest_in_flight(sub, state),
-    do: [sub.in_flight |> :queue.to_list() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
+    do: [sub.in_flight |> held() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
 
   # The checkpoint is the highest cursor with everything up to it acked:
   # just below the oldest event unacked or pending.
