@@ -417,21 +417,29 @@ defmodule ExESDB.Streams do
 
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed, each page from
-  # where the one before said the next starts, until :eof.
-  defp build_stream(s, source, first, batch, direction, decode) do
+  # where the one before said the next starts, until :eof. A page is read
+  # once the one before has been consumed, so one page at a time is alive
+  # (reading ahead kept two: twice the copying in each garbage collection).
+  defp build_stream(s, source, {records, next}, batch, direction, decode) do
     Stream.resource(
-      fn -> {:page, first} end,
+      fn -> {records, next} end,
       fn
         :done ->
           {:halt, :done}
 
-        {:page, {records, :eof}} ->
+        {records, :eof} ->
           {records, :done}
 
-        {:page, {records, next}} ->
+        {records, next} when records != [] ->
+          {records, {[], next}}
+
+        {[], next} ->
           case page(s, source, next, batch, direction, decode) do
-            {:ok, more, after_more} -> {records, {:page, {more, after_more}}}
-            {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
+            {:ok, more, after_more} ->
+              {more, if(after_more == :eof, do: :done, else: {[], after_more})}
+
+            {:error, reason} ->
+              raise "ExESDB read failed: #{inspect(reason)}"
           end
       end,
       fn _ -> :ok end
