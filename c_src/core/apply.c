@@ -195,7 +195,10 @@ static const uint8_t *last_event_id(const esdb__cmd_view *v)
 /* Is this append, marked as a retry (esdb_cmd_mark_retry), one whose
  * events already sit within the stream's last ESDB_RETRY_WINDOW
  * versions? Its first event id is looked for from the newest version
- * back; only marked commands pay this, and at most the window's reads. */
+ * back, and every copy is tried: ids need not be unique in a stream, so
+ * a newer copy (an unmarked resubmission, another append reusing the
+ * id) may not be followed by the retry's other events while an older
+ * one is. Only marked commands pay this, at most the window's reads. */
 static int is_retry_in_window(apply_ctx *c, const esdb__stream_meta *m,
                               const esdb__cmd_view *v, esdb_result *res,
                               bool *retry)
@@ -210,8 +213,11 @@ static int is_retry_in_window(apply_ctx *c, const esdb__stream_meta *m,
 		if (rc)
 			return rc;
 		/* an append's events start with the first one's id */
-		if (memcmp(id, v->events, 16) == 0)
-			return is_retry(c, m, v, ver - 1, res, retry);
+		if (memcmp(id, v->events, 16) == 0) {
+			if ((rc = is_retry(c, m, v, ver - 1, res, retry)) ||
+			    *retry)
+				return rc;
+		}
 	}
 	return 0;
 }

@@ -274,3 +274,46 @@ TEST(retry_apply_is_deterministic)
 	for (int i = 0; i < 5; i++)
 		free(cmds[i].buf);
 }
+
+/* Event ids need not be unique in a stream: the window looks at every
+ * copy of the retry's first id, not only the newest. Here the original
+ * [a, b] is followed by other appends that reuse a's id ([a] alone, then
+ * [a, c]); the retry of [a, b] is still the original. */
+TEST(retry_window_looks_past_newer_copies_of_the_first_id)
+{
+	esdb_store *s = open_store(tmp_dir(), false);
+	uint8_t ids[3][16];
+	esdb_new_event evs[3] = {make_event(ids[0], 1, "t", "a"),
+	                         make_event(ids[1], 2, "t", "b"),
+	                         make_event(ids[2], 3, "t", "c")};
+	esdb_cmd a = append_cmd("s", ESDB_EXPECT_ANY, evs, 2);
+	esdb_result first = apply1(s, &a);
+	REQUIRE_OK(first.rc);
+	others(s, "s", 50, 1);
+	/* [a] alone, then [a, c]: newer copies of a's id */
+	esdb_cmd lone = append_cmd("s", ESDB_EXPECT_ANY, evs, 1);
+	REQUIRE_OK(apply1(s, &lone).rc);
+	esdb_new_event ac[2] = {evs[0], evs[2]};
+	esdb_cmd pair = append_cmd("s", ESDB_EXPECT_ANY, ac, 2);
+	REQUIRE_OK(apply1(s, &pair).rc);
+	others(s, "s", 60, 1);
+	uint64_t before = events_in(s);
+	esdb_cmd r = retry_of(&a);
+	esdb_result again = apply1(s, &r);
+	CHECK_RC(again.rc, 0);
+	CHECK_EQ(again.version, first.version);
+	CHECK_EQ(again.position, first.position);
+	CHECK_EQ(events_in(s), before);
+	/* the newest copy is the answer when several match in full */
+	esdb_cmd dup = append_cmd("s", ESDB_EXPECT_ANY, evs, 2);
+	esdb_result second = apply1(s, &dup);
+	REQUIRE_OK(second.rc);
+	others(s, "s", 70, 1);
+	again = apply1(s, &r);
+	CHECK(again.rc == 0 && again.version == second.version &&
+	      again.position == second.position);
+	esdb_cmd *all[] = {&a, &lone, &pair, &r, &dup};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		free(all[i]->buf);
+	esdb_store_close(s);
+}
