@@ -208,6 +208,10 @@ int esdb_store_restore(esdb_store *s, int fd)
 		return ESDB_ECLOSED;
 	if (s->readonly)
 		return EROFS;
+	/* a replica's store is at its raft log's index: a copy put in
+	 * behind raft's back would diverge from the others */
+	if (s->commit.replicated)
+		return ESDB_EINVAL;
 	if (esdb_store_get_failure(s))
 		return ESDB_ESTORE_FAILED;
 	if (snprintf(tmp, sizeof(tmp), "%s/" RESTORE_FILE, s->path) >=

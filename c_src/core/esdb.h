@@ -778,7 +778,9 @@ int esdb_store_copy(esdb_store *s, int fd);
  * and could read the copy as empty; the restore answers ESDB_ELOCKED and
  * changes nothing (one opening the store during the swap is not seen). A
  * swap whose reopen fails leaves the copy in place and every later call
- * retries the reopen. Errors: EINVAL, ESDB_ECLOSED, EROFS, ESDB_ELOCKED,
+ * retries the reopen. A store a replica runs on (a replicated commit
+ * path) is refused, ESDB_EINVAL: its contents follow its raft log.
+ * Errors: EINVAL, ESDB_EINVAL, ESDB_ECLOSED, EROFS, ESDB_ELOCKED,
  * ESDB_ESTORE_FAILED, ESDB_EFOREIGN, ESDB_EFORMAT, ESDB_EDISK_FULL,
  * errno values. */
 int esdb_store_restore(esdb_store *s, int fd);

@@ -3,7 +3,9 @@
 
 #include "replica.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A store written without raft has commands no raft log holds: made a
  * replica, replaying the log over them would diverge. Refused, and the
@@ -77,4 +79,48 @@ TEST(a_replica_refuses_node_local_limits)
 	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
 	CHECK_RC(esdb_store_set_limits(s, &l), ESDB_EINVAL);
 	esdb_store_close(s);
+}
+
+/* A replica's store holds what raft's log says it applied: replacing it
+ * by a copy behind raft's back (esdb_store_restore on the handle a
+ * replica runs on) would leave it at another index than its log, and
+ * diverge. Refused, and the store is left as it was. */
+TEST(a_running_replicas_store_refuses_a_restore)
+{
+	/* a copy of a plain store with one event */
+	esdb_store *plain;
+	REQUIRE_OK(esdb_store_create(&plain));
+	REQUIRE_OK(esdb_store_open(plain, tmp_dir()));
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(
+	    esdb_stream_append(plain, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	char path[600];
+	snprintf(path, sizeof(path), "%s/copy", tmp_dir());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(esdb_store_copy(plain, fd));
+	esdb_store_close(plain);
+
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u",
+	         loopback_free_port());
+	esdb_replica_member m = {1, address};
+	esdb_replica_config cfg = {.id = 1,
+	                           .address = address,
+	                           .dir = tmp_dir(),
+	                           .members = &m,
+	                           .n_members = 1};
+	esdb_store *s;
+	esdb_replica *r;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	REQUIRE_OK(esdb_store_open(s, cfg.dir));
+	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+	CHECK_RC(esdb_store_restore(s, fd), ESDB_EINVAL);
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
+	CHECK_EQ(st.events, 0);
+	esdb_store_close(s);
+	close(fd);
 }
