@@ -468,11 +468,21 @@ defmodule ExESDB.Subscriptions do
     ref = make_ref()
 
     case start_child(store, {Persistent.Deletion, {s, name, self(), ref}}) do
-      :ignore ->
+      {:ok, pid} ->
+        mref = Process.monitor(pid)
+
+        # (the store answers every submit within its timeout)
         receive do
-          {:checkpoint_deleted, ^ref, reply} -> reply
-        after
-          s.timeout -> {:error, :timeout}
+          {:checkpoint_deleted, ^ref, reply} ->
+            Process.demonitor(mref, [:flush])
+            reply
+
+          {:DOWN, ^mref, :process, ^pid, _} ->
+            receive do
+              {:checkpoint_deleted, ^ref, reply} -> reply
+            after
+              0 -> {:error, :store_not_started}
+            end
         end
 
       {:error, {:already_started, pid}} ->

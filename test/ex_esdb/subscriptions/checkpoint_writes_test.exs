@@ -71,6 +71,28 @@ defmodule ExESDB.Subscriptions.CheckpointWritesTest do
     assert stored(store, "deleted") == nil
   end
 
+  test "deleting the checkpoint of a subscription not running holds no other start meanwhile" do
+    delete? = fn cmd, _opts -> match?({:checkpoint_delete, "idle"}, cmd) end
+    %{store: store} = GatedBackend.start(%{}, delete?)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "idle", {:by_stream, "s"}, self())
+    :ok = Subscriptions.unsubscribe(store, sub)
+
+    # the delete is held in the store (a slow round)
+    deleting = Task.async(fn -> Subscriptions.delete_subscription(store, "idle") end)
+    assert_receive {:gated, {:checkpoint_delete, "idle"}, _}, 5_000
+
+    # another subscription starts meanwhile (the subscriptions' supervisor
+    # is not waiting on the delete)
+    other = Task.async(fn -> Subscriptions.subscribe_to(store, "other", {:by_stream, "s"}) end)
+    assert {:ok, {:ok, _}} = Task.yield(other, 5_000)
+
+    # a subscribe_to of the name being deleted starts after the delete
+    again = Task.async(fn -> Subscriptions.subscribe_to(store, "idle", {:by_stream, "s"}) end)
+    GatedBackend.release(store)
+    assert :ok = Task.await(deleting)
+    assert {:ok, _} = Task.await(again)
+  end
+
   # Receive until n events came, acking each event on its own.
   defp ack_each_until(_store, _sub, n, acc) when length(acc) >= n, do: acc
 

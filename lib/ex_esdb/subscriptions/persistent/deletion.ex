@@ -4,8 +4,9 @@ defmodule ExESDB.Subscriptions.Persistent.Deletion do
   # running, holding the subscription's name (registered as the
   # subscription would be) meanwhile: a subscribe_to racing the delete
   # finds the name taken, waits until this process is gone and starts
-  # then, without the deleted checkpoint. It answers its caller from
-  # init and never runs past it.
+  # then, without the deleted checkpoint. The delete runs after init (a
+  # store round, a raft round in cluster mode, must not hold the
+  # subscriptions' supervisor); it answers its caller and stops.
   use GenServer, restart: :temporary
 
   alias ExESDB.Subscriptions.Persistent
@@ -14,9 +15,12 @@ defmodule ExESDB.Subscriptions.Persistent.Deletion do
     do: GenServer.start_link(__MODULE__, args, name: Persistent.via(store.store_id, name))
 
   @impl true
-  def init({store, name, caller, ref}) do
+  def init(args), do: {:ok, args, {:continue, :delete}}
+
+  @impl true
+  def handle_continue(:delete, {store, name, caller, ref} = args) do
     reply = store.backend.submit(store, {:checkpoint_delete, name}, [])
     send(caller, {:checkpoint_deleted, ref, reply})
-    :ignore
+    {:stop, :normal, args}
   end
 end
