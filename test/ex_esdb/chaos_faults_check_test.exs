@@ -63,6 +63,7 @@ defmodule ExESDB.ChaosFaultsCheckTest do
         append(:b, 90, 120, "e2", :unknown),
         append(:b, 150, 900, "e3"),
         append(:c, 300, 950, "e4"),
+        nemesis(:elected, 700, :kill_leader),
         nemesis(:heal, 1_000, :kill_leader),
         append(:c, 1_100, 1_200, "e5"),
         nemesis(:recovered, 1_500, :kill_leader),
@@ -75,6 +76,8 @@ defmodule ExESDB.ChaosFaultsCheckTest do
     assert f.writes_again_p50_ms == 800.0 and f.writes_again_p50_et == 1.6
     # from the last acknowledgement before (50) to the next (900)
     assert f.unavailable_max_ms == 850.0
+    # from the fault until the others agreed on a leader
+    assert f.leader_again_p50_ms == 600.0 and f.leader_again_max_et == 1.2
     assert f.lost == 0 and f.duplicated == 0
 
     # no acknowledgement before the fault: unavailable from the fault on

@@ -49,7 +49,7 @@ defmodule ExESDB.ChaosFaultsTest do
     n = String.to_integer(System.get_env("ESDB_CHAOS_NODES") || "3")
     seconds = String.to_integer(System.get_env("ESDB_CHAOS_SECONDS") || "60")
     ctx = start(n)
-    kills = [:kill_leader, :kill_follower, :pause_leader]
+    kills = [:kill_leader, :kill_follower, :pause_leader, :membership]
 
     cuts =
       cond do

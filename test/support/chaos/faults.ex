@@ -14,9 +14,11 @@ defmodule ExESDB.Chaos.Faults do
   # duplicated events (the checker's anomalies, by the cycle their append
   # was invoked in); write unavailability, the longest time without an
   # acknowledged append from the last one before the fault to the first
-  # after the cluster was whole again; and time to writes, from the fault
-  # until the first acknowledgement of an append invoked after it (p50 and
-  # max, ms and in election timeouts).
+  # after the cluster was whole again; time to writes, from the fault
+  # until the first acknowledgement of an append invoked after it; and,
+  # for faults that take the leader away, time to a leader, from the
+  # fault until the nodes left agreed on a new one (as the nemesis saw
+  # it, polling every 20 ms) (p50 and max, ms and in election timeouts).
 
   @doc "Anomalies of the fault windows in `ops` (invocation order)."
   def check(ops) do
@@ -38,18 +40,30 @@ defmodule ExESDB.Chaos.Faults do
     end
   end
 
-  # Each fault's start, heal and recovered records, by start.
+  # Each fault's start, heal, recovered (and elected, for faults that
+  # take the leader away) records, from one start to the next.
   defp cycles(ops) do
     ops
     |> Enum.filter(&(&1.type == :nemesis))
-    |> Enum.chunk_every(3)
-    |> Enum.flat_map(fn
-      [%{phase: :start} = s, %{phase: :heal} = h, %{phase: :recovered} = r] ->
-        [%{start: s, heal: h, recovered: r}]
+    |> Enum.chunk_while(
+      [],
+      fn
+        %{phase: :start} = op, [] -> {:cont, [op]}
+        %{phase: :start} = op, acc -> {:cont, Enum.reverse(acc), [op]}
+        op, acc -> {:cont, [op | acc]}
+      end,
+      fn
+        [] -> {:cont, []}
+        acc -> {:cont, Enum.reverse(acc), []}
+      end
+    )
+    |> Enum.flat_map(fn records ->
+      by = Map.new(records, &{&1.phase, &1})
 
-      # a run cut short in the middle of a fault
-      _ ->
-        []
+      # a run cut short in the middle of a fault has no recovered record
+      if by[:start] && by[:heal] && by[:recovered],
+        do: [%{start: by.start, heal: by.heal, recovered: by.recovered, elected: by[:elected]}],
+        else: []
     end)
   end
 
@@ -105,7 +119,8 @@ defmodule ExESDB.Chaos.Faults do
       lost: Enum.count(bad, fn {k, t} -> k == :lost and within.(t) end),
       duplicated: Enum.count(bad, fn {k, t} -> k == :duplicated and within.(t) end),
       unavailable: ms(longest_gap(ack_times, s, c.recovered.completed_at)),
-      writes_again: if(first_after, do: ms(first_after - s))
+      writes_again: if(first_after, do: ms(first_after - s)),
+      leader_again: if(c.elected, do: ms(c.elected.invoked_at - s))
     }
   end
 
@@ -132,6 +147,7 @@ defmodule ExESDB.Chaos.Faults do
   defp total(ms, et) do
     again = ms |> Enum.map(& &1.writes_again) |> Enum.reject(&is_nil/1) |> Enum.sort()
     unavailable = ms |> Enum.map(& &1.unavailable) |> Enum.sort()
+    elected = ms |> Enum.map(& &1.leader_again) |> Enum.reject(&is_nil/1) |> Enum.sort()
 
     %{
       cycles: length(ms),
@@ -144,7 +160,11 @@ defmodule ExESDB.Chaos.Faults do
       writes_again_max_ms: round1(List.last(again)),
       writes_again_p50_et: ratio(median(again), et),
       writes_again_max_et: ratio(List.last(again), et),
-      never_writes_again: Enum.count(ms, &is_nil(&1.writes_again))
+      never_writes_again: Enum.count(ms, &is_nil(&1.writes_again)),
+      leader_again_p50_ms: round1(median(elected)),
+      leader_again_max_ms: round1(List.last(elected)),
+      leader_again_p50_et: ratio(median(elected), et),
+      leader_again_max_et: ratio(List.last(elected), et)
     }
   end
 

@@ -1,8 +1,8 @@
 defmodule ExESDB.Chaos.Nemesis do
   @moduledoc false
   # Faults against an ExESDB.Chaos.Cluster while the workload runs, one
-  # at a time, each recorded in the history as three instants
-  # (type :nemesis, phase :start | :heal | :recovered, the fault's kind
+  # at a time, each recorded in the history as instants (type :nemesis,
+  # phase :start | :elected (a leader again) | :heal | :recovered, the fault's kind
   # and the nodes it hit; :minority, for a partition, the nodes cut off
   # from a majority). A cycle: wait until the cluster is whole (one leader
   # every node agrees on, every node caught up), inject, hold, heal
@@ -58,7 +58,7 @@ defmodule ExESDB.Chaos.Nemesis do
     leader = Cluster.agreed_leader(ctx.store, ctx.nodes)
     followers = Enum.shuffle(ctx.nodes -- [leader])
     {hit, minority, heal} = inject(ctx, h, kind, leader, followers)
-    hold(ctx, kind, hit, opts)
+    hold(ctx, h, kind, hit, opts)
     record(h, kind, :heal, hit, minority, heal)
     whole(ctx)
 
@@ -119,10 +119,11 @@ defmodule ExESDB.Chaos.Nemesis do
      fn -> Partition.heal(ctx) end}
   end
 
-  # Partitions and pauses: until the nodes left with a majority agree on
-  # a leader among themselves (bounded), then hold_ms more. Kills: the
-  # node stays down hold_ms.
-  defp hold(ctx, kind, hit, opts) when kind in [:pause_leader, :isolate_leader, :split] do
+  # Faults that take the leader away: until the nodes left with a
+  # majority agree on a leader among themselves (bounded; recorded as
+  # phase :elected), then hold_ms more. Others: hold_ms.
+  defp hold(ctx, h, kind, hit, opts)
+       when kind in [:kill_leader, :pause_leader, :isolate_leader, :split] do
     rest = ctx.nodes -- hit
 
     wait_until(
@@ -134,8 +135,10 @@ defmodule ExESDB.Chaos.Nemesis do
       30_000
     )
 
+    History.record(h, "nemesis", node(), %{type: :nemesis, fault: kind, phase: :elected, nodes: hit})
+
     Process.sleep(opts[:hold_ms])
   end
 
-  defp hold(_ctx, _kind, _hit, opts), do: Process.sleep(opts[:hold_ms])
+  defp hold(_ctx, _h, _kind, _hit, opts), do: Process.sleep(opts[:hold_ms])
 end
