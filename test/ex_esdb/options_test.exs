@@ -8,7 +8,8 @@ defmodule ExESDB.OptionsTest do
   setup do
     on_exit(fn ->
       for var <-
-            ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE),
+            ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE
+               EX_ESDB_BACKEND EX_ESDB_CNODE EX_ESDB_CNODE_NAME EX_ESDB_CNODE_LISTEN EX_ESDB_CNODE_COOKIE),
           do: System.delete_env(var)
 
       for key <- Options.keys(), do: Application.delete_env(:ex_esdb, key)
@@ -283,5 +284,40 @@ defmodule ExESDB.OptionsValuesTest do
     # a module without the callbacks
     assert {:raised, _} = resolve_within(serializer: Enum)
     assert {:ok, _} = resolve_within(serializer: ExESDB.Serializer.Term)
+  end
+
+  test "the C node backend's options, from options and the environment" do
+    o = Options.resolve()
+    assert o.backend == :nif and o.cnode == nil and o.cnode_listen == "127.0.0.1"
+    assert o.cnode_cookie == :node
+    # a C node started elsewhere means the C node backend
+    assert %{backend: :cnode, cnode: :esdb@h1} = Options.resolve(cnode: "esdb@h1")
+
+    System.put_env("EX_ESDB_BACKEND", "cnode")
+    System.put_env("EX_ESDB_CNODE_NAME", "mine@h2")
+    System.put_env("EX_ESDB_CNODE_LISTEN", "10.0.0.2")
+    System.put_env("EX_ESDB_CNODE_COOKIE", "/etc/esdb.cookie")
+    o = Options.resolve()
+    assert o.backend == :cnode and o.cnode_name == :mine@h2 and o.cnode_listen == "10.0.0.2"
+    assert o.cnode_cookie == "/etc/esdb.cookie"
+    System.put_env("EX_ESDB_CNODE_COOKIE", "node")
+    assert Options.resolve().cnode_cookie == :node
+
+    for bad <- [
+          backend: :elsewhere,
+          cnode: "no host",
+          cnode_name: 7,
+          cnode_listen: "::1",
+          cnode_listen: "host",
+          cnode_cookie: ""
+        ] do
+      assert {:raised, msg} = resolve_within([bad])
+      assert msg =~ inspect(elem(bad, 0)), msg
+    end
+
+    System.put_env("EX_ESDB_CNODE", "not a node 7f3b")
+    assert {:raised, msg} = resolve_within([])
+    assert msg =~ "EX_ESDB_CNODE"
+    System.delete_env("EX_ESDB_CNODE")
   end
 end

@@ -61,7 +61,8 @@ defmodule ExESDB.Backend.CNode do
 
   @doc false
   # The C node's name: `cnode` (started elsewhere), `cnode_name`, or
-  # <store_id>_cnode on this node's host.
+  # <store_id>_cnode on this node's host (other characters than letters,
+  # digits, _ and - made _).
   @spec node_name(ExESDB.Options.t()) :: node()
   def node_name(%{cnode: cnode}) when cnode != nil, do: cnode
   def node_name(%{cnode_name: name}) when name != nil, do: name
@@ -75,7 +76,10 @@ defmodule ExESDB.Backend.CNode do
         )
 
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    :"#{store}_cnode@#{host}"
+    # a node's name part takes letters, digits, _ and - (store ids may
+    # hold dots)
+    name = store |> Atom.to_string() |> String.replace(~r/[^A-Za-z0-9_-]/, "_")
+    :"#{name}_cnode@#{host}"
   end
 
   # The cookie to reach the C node with: this node's, or the file's.

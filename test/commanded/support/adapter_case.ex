@@ -10,8 +10,10 @@ defmodule ExESDB.Commanded.AdapterCase do
   alias Commanded.Serialization.JsonSerializer
   alias ExESDB.Commanded.Adapter
 
-  setup do
-    {:ok, event_store_meta} = start_event_store([])
+  # @moduletag cnode: true: the store in a C node (backend: :cnode)
+  setup context do
+    {:ok, event_store_meta} =
+      start_event_store(if context[:cnode], do: [backend: :cnode], else: [])
 
     [event_store_meta: event_store_meta]
   end
