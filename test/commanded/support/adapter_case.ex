@@ -12,8 +12,7 @@ defmodule ExESDB.Commanded.AdapterCase do
 
   # @moduletag cnode: true: the store in a C node (backend: :cnode)
   setup context do
-    {:ok, event_store_meta} =
-      start_event_store(if context[:cnode], do: [backend: :cnode], else: [])
+    {:ok, event_store_meta} = start_event_store(if context[:cnode], do: [backend: :cnode], else: [])
 
     [event_store_meta: event_store_meta]
   end
