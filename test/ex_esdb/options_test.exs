@@ -8,8 +8,7 @@ defmodule ExESDB.OptionsTest do
   setup do
     on_exit(fn ->
       for var <-
-            ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE
-               EX_ESDB_BACKEND EX_ESDB_CNODE EX_ESDB_CNODE_NAME EX_ESDB_CNODE_LISTEN EX_ESDB_CNODE_COOKIE),
+            ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES EX_ESDB_DURABILITY EX_ESDB_DB_TYPE),
           do: System.delete_env(var)
 
       for key <- Options.keys(), do: Application.delete_env(:ex_esdb, key)
@@ -111,7 +110,8 @@ defmodule ExESDB.OptionsValuesTest do
 
   @vars ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES
            EX_ESDB_DURABILITY EX_ESDB_DB_TYPE EX_ESDB_PUB_SUB EX_ESDB_MAP_SIZE
-           EX_ESDB_DURABILTY)
+           EX_ESDB_DURABILTY EX_ESDB_BACKEND EX_ESDB_CNODE EX_ESDB_CNODE_NAME
+           EX_ESDB_CNODE_LISTEN EX_ESDB_CNODE_COOKIE)
 
   setup do
     on_exit(fn ->
@@ -318,6 +318,5 @@ defmodule ExESDB.OptionsValuesTest do
     System.put_env("EX_ESDB_CNODE", "not a node 7f3b")
     assert {:raised, msg} = resolve_within([])
     assert msg =~ "EX_ESDB_CNODE"
-    System.delete_env("EX_ESDB_CNODE")
   end
 end
