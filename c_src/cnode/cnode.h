@@ -20,8 +20,14 @@
 typedef struct cn_pool cn_pool;
 typedef struct cn_sessions cn_sessions;
 
+/* The node and the store it serves by default; each further store is a
+ * cn_server of its own (its store, lock, limits, sessions and name)
+ * sharing the node's fields, chained from the first through
+ * next_store. Connections hold the first. */
 typedef struct cn_server {
 	esdb_store *store;
+	const char *store_name; /* what {at, Name, Request} names it by */
+	struct cn_server *next_store;
 	/* Held shared by every call into the store, exclusive by the
 	 * shutdown that closes it: no call runs on a closed handle. */
 	pthread_rwlock_t store_lock;
@@ -43,6 +49,9 @@ typedef struct cn_server {
 	atomic_ulong closed_frames; /* connections closed for a bad frame */
 	atomic_ulong refused_handshakes;
 } cn_server;
+
+/* The store named name[0..len) among srv's, or NULL. */
+cn_server *cn_store_find(cn_server *srv, const char *name, size_t len);
 
 /* Log a line to stderr, prefixed with the program's name. */
 void cn_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -72,6 +72,38 @@ static bool checked(const uint8_t *m, size_t len, size_t *pos,
 	return tc_check(m, len, pos, l) == TC_OK;
 }
 
+/* The tuple at m[*idx] as {Op, Args...}: e's op, arity, args_at. */
+static void take_request(const uint8_t *m, int idx, cn_envelope *e)
+{
+	int type, arity = 0;
+	if (ei_get_type((const char *)m, &idx, &type, &arity) == 0 &&
+	    (type == ERL_SMALL_TUPLE_EXT || type == ERL_LARGE_TUPLE_EXT) &&
+	    arity >= 1 &&
+	    ei_decode_tuple_header((const char *)m, &idx, &arity) == 0 &&
+	    ei_decode_atom((const char *)m, &idx, e->op) == 0) {
+		e->arity = arity;
+		e->args_at = idx;
+	} else {
+		e->op[0] = '\0';
+	}
+}
+
+bool cn_envelope_unwrap_at(const uint8_t *m, cn_envelope *e, const char **name,
+                           size_t *len)
+{
+	int idx = e->args_at, type, size;
+	if (e->check || strcmp(e->op, "at") != 0 || e->arity != 3 ||
+	    ei_get_type((const char *)m, &idx, &type, &size) != 0 ||
+	    type != ERL_BINARY_EXT)
+		return false;
+	*name = (const char *)m + idx + 5; /* the tag and the length */
+	*len = (size_t)size;
+	if (ei_skip_term((const char *)m, &idx) != 0)
+		return false;
+	take_request(m, idx, e);
+	return true;
+}
+
 bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
 {
 	size_t pos = 3, at, pid_at;
@@ -97,17 +129,6 @@ bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
 		e->check = TC_TRAILING;
 	if (e->check)
 		return true;
-	int type, arity = 0;
-	idx = (int)req_at;
-	if (ei_get_type((const char *)m, &idx, &type, &arity) == 0 &&
-	    (type == ERL_SMALL_TUPLE_EXT || type == ERL_LARGE_TUPLE_EXT) &&
-	    arity >= 1 &&
-	    ei_decode_tuple_header((const char *)m, &idx, &arity) == 0 &&
-	    ei_decode_atom((const char *)m, &idx, e->op) == 0) {
-		e->arity = arity;
-		e->args_at = idx;
-	} else {
-		e->op[0] = '\0';
-	}
+	take_request(m, (int)req_at, e);
 	return true;
 }

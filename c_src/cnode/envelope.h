@@ -45,4 +45,11 @@ typedef struct cn_envelope {
  * Ref are set; e->check says whether Request may be decoded. */
 bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e);
 
+/* A checked Request {at, Store, Inner}: *name, *len the Store binary's
+ * bytes within m, and e's op, arity and args_at now Inner's (as for a
+ * Request: op "" when Inner is not a tuple starting with an atom).
+ * False when Request is not {at, Binary, _} (e unchanged). */
+bool cn_envelope_unwrap_at(const uint8_t *m, cn_envelope *e, const char **name,
+                           size_t *len);
+
 #endif

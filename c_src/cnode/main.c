@@ -1,12 +1,15 @@
 /* main.c: priv/ex_esdb_cnode, one store served to BEAM nodes as a C node.
  *
- *   ex_esdb_cnode --name NAME@HOST --store DIR
+ *   ex_esdb_cnode --name NAME@HOST --store [NAME=]DIR [--store NAME=DIR ...]
  *                 (--cookie-stdin | --cookie-fd N | --cookie-file PATH)
  *                 [--listen 127.0.0.1] [--port 0] [--no-epmd]
  *                 [--creation N] [--idle-ms 120000] [--max-conns 64]
  *                 [--durability sync|no_meta_sync|nosync] [--stop-on-eof]
  *                 [--max-sessions 8] [--max-subscriptions 1024]
  *
+ * The first --store is served to requests that name none; each store is
+ * named by NAME= or by its directory's last component, and requests
+ * {at, Name, Request} go to the one named so (at most MAX_STORES).
  * Prints "ready NAME PORT" on stdout once it accepts connections. The
  * cookie is never an argument (any user can read /proc/PID/cmdline).
  * Every start picks a fresh 32-bit creation (ei_publish drops epmd's),
@@ -48,7 +51,8 @@ _Noreturn static void usage(const char *why)
 {
 	fprintf(stderr,
 	        "ex_esdb_cnode: %s\n"
-	        "usage: ex_esdb_cnode --name NAME@HOST --store DIR\n"
+	        "usage: ex_esdb_cnode --name NAME@HOST --store [NAME=]DIR "
+	        "[--store NAME=DIR ...]\n"
 	        "         (--cookie-stdin | --cookie-fd N | --cookie-file "
 	        "PATH)\n"
 	        "         [--listen ADDR] [--port N] [--no-epmd] "
@@ -61,8 +65,12 @@ _Noreturn static void usage(const char *why)
 	exit(2);
 }
 
+#define MAX_STORES 16
+
 typedef struct opts {
-	const char *name, *store, *listen, *cookie_file, *durability;
+	const char *name, *listen, *cookie_file, *durability;
+	const char *stores[MAX_STORES]; /* [NAME=]DIR */
+	unsigned n_stores;
 	int cookie_fd; /* -1: none */
 	bool cookie_stdin, no_epmd, stop_on_eof;
 	unsigned port, idle_ms, max_conns, max_sessions, max_subs;
@@ -104,8 +112,10 @@ static void parse(int argc, char **argv, opts *o)
 			usage("an option lacks its value");
 		else if (strcmp(f, "--name") == 0)
 			o->name = v;
+		else if (strcmp(f, "--store") == 0 && o->n_stores == MAX_STORES)
+			usage("too many --store");
 		else if (strcmp(f, "--store") == 0)
-			o->store = v;
+			o->stores[o->n_stores++] = v;
 		else if (strcmp(f, "--listen") == 0)
 			o->listen = v;
 		else if (strcmp(f, "--port") == 0)
@@ -135,7 +145,7 @@ static void parse(int argc, char **argv, opts *o)
 		if (takes)
 			i++;
 	}
-	if (!o->name || !strchr(o->name, '@') || !o->store)
+	if (!o->name || !strchr(o->name, '@') || !o->n_stores)
 		usage("--name NAME@HOST and --store DIR are required");
 	if ((o->cookie_stdin ? 1 : 0) + (o->cookie_fd >= 0 ? 1 : 0) +
 	        (o->cookie_file ? 1 : 0) !=
@@ -160,8 +170,32 @@ static unsigned pick_creation(void)
 	return c;
 }
 
-static int open_store(cn_server *srv, const opts *o)
+cn_server *cn_store_find(cn_server *srv, const char *name, size_t len)
 {
+	for (cn_server *s = srv; s; s = s->next_store)
+		if (strlen(s->store_name) == len &&
+		    memcmp(s->store_name, name, len) == 0)
+			return s;
+	return NULL;
+}
+
+/* Open the store `spec` ([NAME=]DIR) into srv. */
+static int open_store(cn_server *srv, const opts *o, const char *spec)
+{
+	const char *eq = strchr(spec, '=');
+	const char *dir = eq ? eq + 1 : spec;
+	const char *slash = strrchr(dir, '/');
+	size_t name_len = eq ? (size_t)(eq - spec) : strlen(dir);
+	const char *name = eq ? spec : dir;
+	if (!eq && slash && slash[1]) {
+		name = slash + 1;
+		name_len = strlen(name);
+	}
+	char *copy = strndup(name, name_len);
+	if (!copy || !name_len || !*dir)
+		usage("--store: [NAME=]DIR with a name and a directory");
+	srv->store_name = copy;
+	pthread_rwlock_init(&srv->store_lock, NULL);
 	int rc = esdb_store_create(&srv->store);
 	if (!rc)
 		rc = esdb_store_set_owner(srv->store, o->name);
@@ -178,16 +212,58 @@ static int open_store(cn_server *srv, const opts *o)
 		rc = esdb_store_set_durability(srv->store, d);
 	}
 	if (!rc)
-		rc = esdb_store_open(srv->store, o->store);
+		rc = esdb_store_open(srv->store, dir);
 	if (!rc)
 		rc = esdb_store_get_limits(srv->store, &srv->limits);
 	if (rc) {
-		cn_log("cannot open the store in %s: %s", o->store,
+		cn_log("cannot open the store in %s: %s", dir,
 		       esdb_error_describe(rc));
 		return -1;
 	}
-	srv->frame_cap = srv->limits.max_append_bytes + (1u << 20);
 	return 0;
+}
+
+/* Open every store: the first into srv, the others into cn_servers
+ * chained from it, sharing its node fields (copied once those are
+ * set: see share_node). The frame cap is the largest store's. */
+static int open_stores(cn_server *srv, const opts *o)
+{
+	cn_server *last = srv;
+	for (unsigned i = 0; i < o->n_stores; i++) {
+		cn_server *s = i ? calloc(1, sizeof(*s)) : srv;
+		if (!s || open_store(s, o, o->stores[i]) != 0)
+			return -1;
+		/* s is not chained yet */
+		for (cn_server *t = s == srv ? NULL : srv; t; t = t->next_store)
+			if (strcmp(t->store_name, s->store_name) == 0) {
+				cn_log("two stores named %s", s->store_name);
+				return -1;
+			}
+		uint64_t cap = s->limits.max_append_bytes + (1u << 20);
+		if (cap > srv->frame_cap)
+			srv->frame_cap = cap;
+		if (s != srv) {
+			last->next_store = s;
+			last = s;
+		}
+	}
+	return 0;
+}
+
+/* The node's fields, set on the first store, copied to the others. */
+static void share_node(cn_server *srv)
+{
+	for (cn_server *s = srv->next_store; s; s = s->next_store) {
+		s->frame_cap = srv->frame_cap;
+		s->idle_ms = srv->idle_ms;
+		s->max_inflight = srv->max_inflight;
+		s->max_queue_bytes = srv->max_queue_bytes;
+		s->max_conns = srv->max_conns;
+		s->max_sessions = srv->max_sessions;
+		s->max_subs = srv->max_subs;
+		s->ec = srv->ec;
+		s->pool = srv->pool;
+	}
 }
 
 typedef struct acceptor {
@@ -244,19 +320,14 @@ int main(int argc, char **argv)
 		close(o.cookie_fd);
 
 	static cn_server srv;
-	pthread_rwlock_init(&srv.store_lock, NULL);
 	srv.idle_ms = o.idle_ms;
 	srv.max_conns = o.max_conns;
 	srv.max_sessions = o.max_sessions;
 	srv.max_subs = o.max_subs;
 	srv.max_inflight = 64;
 	srv.max_queue_bytes = 64u << 20;
-	if (open_store(&srv, &o) != 0)
+	if (open_stores(&srv, &o) != 0)
 		return 1;
-	if (cn_sessions_start(&srv) != 0) {
-		cn_log("cannot start the store's fan-out");
-		return 1;
-	}
 
 	struct in_addr addr;
 	if (inet_pton(AF_INET, o.listen, &addr) != 1)
@@ -291,6 +362,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	srv.pool = cn_pool_start(READ_THREADS);
+	share_node(&srv);
+	for (cn_server *s = &srv; s; s = s->next_store)
+		if (cn_sessions_start(s) != 0) {
+			cn_log("cannot start the fan-out of store %s",
+			       s->store_name);
+			return 1;
+		}
 	static acceptor acc;
 	acc = (acceptor){&srv, lfd};
 	pthread_t t;
@@ -309,10 +387,12 @@ int main(int argc, char **argv)
 	sigwait(&stop, &sig);
 	/* Queued commands are answered closed; acknowledged ones are on
 	 * disk already. */
-	pthread_rwlock_wrlock(&srv.store_lock);
-	srv.closed = true;
-	esdb_store_close(srv.store);
-	pthread_rwlock_unlock(&srv.store_lock);
+	for (cn_server *s = &srv; s; s = s->next_store) {
+		pthread_rwlock_wrlock(&s->store_lock);
+		s->closed = true;
+		esdb_store_close(s->store);
+		pthread_rwlock_unlock(&s->store_lock);
+	}
 	if (epmd_fd >= 0)
 		close(epmd_fd);
 	cn_log("stopped (%s); refused: %lu handshakes, %lu connections "

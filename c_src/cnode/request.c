@@ -136,6 +136,27 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 		cn_read_queue(k, op, v, n);
 }
 
+static void serve(caller *k, const cn_envelope *e, const uint8_t *m);
+
+/* {at, Store, Request}: Request for the store named Store. */
+static void at_store(caller *k, cn_envelope *e, const uint8_t *m)
+{
+	const char *name;
+	size_t len;
+	cn_server *st;
+	if (!cn_envelope_unwrap_at(m, e, &name, &len) ||
+	    strcmp(e->op, "at") == 0 || strcmp(e->op, "hello") == 0)
+		cn_reply_error(k, "invalid_request", "at");
+	else if (!cn_conn_hello_done(k->c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (!(st = cn_store_find(k->srv, name, len)))
+		cn_reply_error(k, NULL, "no_store");
+	else {
+		k->srv = st;
+		serve(k, e, m);
+	}
+}
+
 /* The message m[0..len): a request or not. */
 static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 {
@@ -161,12 +182,23 @@ static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 		cn_reply_error(k, "invalid_request", "not_a_request");
 	else if (strcmp(e.op, "hello") == 0)
 		hello(k, &e, (const char *)m);
-	else if (cn_sessions_is_request(e.op) && !cn_conn_hello_done(c))
-		cn_reply_error(k, NULL, "hello_required");
-	else if (cn_sessions_is_request(e.op))
-		cn_sessions_request(k, &e, (const char *)m);
+	else if (strcmp(e.op, "at") == 0)
+		at_store(k, &e, m);
 	else
-		dispatch(k, &e, (const char *)m);
+		serve(k, &e, m);
+}
+
+/* The request for the store k->srv. */
+static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
+{
+	if (!e->op[0])
+		cn_reply_error(k, "invalid_request", "not_a_request");
+	else if (cn_sessions_is_request(e->op) && !cn_conn_hello_done(k->c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (cn_sessions_is_request(e->op))
+		cn_sessions_request(k, e, (const char *)m);
+	else
+		dispatch(k, e, (const char *)m);
 }
 
 bool cn_request_frame(cn_server *srv, cn_conn *c, const uint8_t *buf,

@@ -56,7 +56,6 @@ struct cn_sessions {
 	uint64_t sending;    /* the member a delivery is pushing to, or 0 */
 	esdb_members table;
 	session *list;
-	unsigned next_num;
 	/* The last delivery's events, encoded as lists of at most PUSH_CHUNK
 	 * tuples: members of one topic get the same events of a commit.
 	 * Used on the emitter's thread only. */
@@ -66,6 +65,9 @@ struct cn_sessions {
 	size_t pos_n, pos_cap;
 	bool valid;
 };
+
+/* Pid numbers of sessions, node-wide (from 1: 0 names no session). */
+static atomic_uint next_num;
 
 static member *slot(struct cn_sessions *t, size_t i)
 {
@@ -428,12 +430,12 @@ static void session_open(caller *k, uint64_t window)
 		return;
 	}
 	cn_conn_hold(k->c);
-	/* pid numbers from 1: 0 names no session */
-	if (++t->next_num == 0)
-		t->next_num = 1;
+	unsigned num;
+	while ((num = atomic_fetch_add(&next_num, 1) + 1) == 0)
+		;
 	*s = (session){.c = k->c,
 	               .client = k->from,
-	               .num = t->next_num,
+	               .num = num,
 	               .credit = window,
 	               .next = t->list};
 	t->list = s;
@@ -610,8 +612,8 @@ void cn_sessions_request(caller *k, const cn_envelope *e, const char *m)
 	}
 }
 
-void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
-                      const erlang_pid *to)
+static void store_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
+                       const erlang_pid *to)
 {
 	struct cn_sessions *t = srv->sessions;
 	if (strcmp(to->node, ei_thisnodename(&srv->ec)) != 0 ||
@@ -625,7 +627,7 @@ void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
 		cn_conn_release(held);
 }
 
-void cn_sessions_conn_closed(cn_server *srv, cn_conn *c)
+static void store_conn_closed(cn_server *srv, cn_conn *c)
 {
 	struct cn_sessions *t = srv->sessions;
 	if (!t)
@@ -641,4 +643,17 @@ void cn_sessions_conn_closed(cn_server *srv, cn_conn *c)
 			return;
 		cn_conn_release(held);
 	}
+}
+
+void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
+                      const erlang_pid *to)
+{
+	for (cn_server *s = srv; s; s = s->next_store)
+		store_exit(s, c, from, to);
+}
+
+void cn_sessions_conn_closed(cn_server *srv, cn_conn *c)
+{
+	for (cn_server *s = srv; s; s = s->next_store)
+		store_conn_closed(s, c);
 }

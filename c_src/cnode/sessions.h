@@ -22,11 +22,12 @@ bool cn_sessions_is_request(const char *op);
 void cn_sessions_request(caller *k, const cn_envelope *e, const char *m);
 
 /* An EXIT frame on c from `from` to `to` (a pid of this node): when `to`
- * names a session of c held by `from`, the session ends. */
+ * names a session of c held by `from` (on any of srv's stores), the
+ * session ends. */
 void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
                       const erlang_pid *to);
 
-/* c closed: every session it held ends. */
+/* c closed: every session it held, on any of srv's stores, ends. */
 void cn_sessions_conn_closed(cn_server *srv, cn_conn *c);
 
 /* Members held by every session (stats' `subscribers`). */

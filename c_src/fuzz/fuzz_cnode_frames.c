@@ -107,6 +107,14 @@ static void message(const uint8_t *m, size_t len)
 			abort();
 	decode_args(m, &e);
 	decode_session_arg(m, &e);
+	/* {at, Store, Request}: the inner request's arguments */
+	const char *name;
+	size_t name_len;
+	if (cn_envelope_unwrap_at(m, &e, &name, &name_len)) {
+		touch(name, name_len);
+		decode_args(m, &e);
+		decode_session_arg(m, &e);
+	}
 }
 
 static void frame(const uint8_t *buf, size_t len)

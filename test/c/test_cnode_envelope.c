@@ -160,3 +160,38 @@ TEST(cnode_envelope_reads_exit_frames_alone)
 	static const uint8_t link[] = {'p', 131, 104, 3, 97, 1};
 	CHECK(!cn_frame_exit(link, sizeof(link), &from, &to));
 }
+
+TEST(cnode_envelope_unwraps_a_request_for_a_named_store)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_ref ref = {.len = 3, .n = {1, 2, 3}, .creation = 99};
+	strcpy(from.node, "client@vm");
+	strcpy(ref.node, "client@vm");
+	ei_x_buff x;
+	ei_x_new_with_version(&x);
+	ei_x_encode_tuple_header(&x, 4);
+	ei_x_encode_atom(&x, "call");
+	ei_x_encode_pid(&x, &from);
+	ei_x_encode_ref(&x, &ref);
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "at");
+	ei_x_encode_binary(&x, "orders", 6);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "stream_info");
+	ei_x_encode_binary(&x, "s", 1);
+	cn_envelope e;
+	const uint8_t *m = (const uint8_t *)x.buff;
+	REQUIRE(cn_envelope_parse(m, (size_t)x.index, &e));
+	CHECK(strcmp(e.op, "at") == 0 && e.arity == 3);
+	const char *name;
+	size_t len;
+	REQUIRE(cn_envelope_unwrap_at(m, &e, &name, &len));
+	CHECK(len == 6 && memcmp(name, "orders", 6) == 0);
+	CHECK(strcmp(e.op, "stream_info") == 0 && e.arity == 2);
+	int idx = e.args_at, type, size;
+	CHECK(ei_get_type(x.buff, &idx, &type, &size) == 0 &&
+	      type == ERL_BINARY_EXT && size == 1);
+	/* not {at, Binary, _}: refused, e as it was */
+	CHECK(!cn_envelope_unwrap_at(m, &e, &name, &len));
+	ei_x_free(&x);
+}

@@ -386,6 +386,52 @@ defmodule ExESDB.CNodeSessionTest do
     assert subscribers(node) == 0
   end
 
+  test "several stores: requests and sessions name theirs, the first serves requests that name none",
+       %{dir: dir} do
+    b = Path.join(dir, "bravo")
+    cn = start_cnode(dir, ["--store", "b=#{b}", "--store", Path.join(dir, "charlie")])
+    node = cn.name
+    {:ok, 1} = call(node, {:hello, 1})
+    # the first store (from start_cnode) is named by its directory: "store"
+    append!(node, "s", [event(1)])
+    assert {:ok, 2, 1} = call(node, {:at, "b", {:append, "s", :any, [event(2), event(3)]}})
+    assert {:ok, 1, 1} = call(node, {:at, "charlie", {:append, "t", :any, [event(4)]}})
+    assert {:ok, 2, 2} = call(node, {:at, "store", {:append, "s", :any, [event(5)]}})
+
+    assert {:ok, [{1, "s", 1, <<2::128>>, _, _, _, _, _, _}, _], :eof} =
+             call(node, {:at, "b", {:read_stream, "s", 0, 10, :forward}})
+
+    assert {:ok, %{events: 2}} = call(node, {:stats})
+    assert {:ok, %{events: 2}} = call(node, {:at, "b", {:stats}})
+    assert {:ok, %{events: 1}} = call(node, {:at, "charlie", {:stats}})
+    assert call(node, {:at, "nope", {:stats}}) == {:error, :no_store}
+    assert call(node, {:at, :b, {:stats}}) == {:error, {:invalid_request, :at}}
+    assert call(node, {:at, "b", {:at, "b", {:stats}}}) == {:error, {:invalid_request, :at}}
+    assert call(node, {:at, "b", {:hello, 1}}) == {:error, {:invalid_request, :at}}
+    assert call(node, {:at, "b", :stats}) == {:error, {:invalid_request, :not_a_request}}
+
+    # a session per store: each gets its own store's events
+    {:ok, sb} = Session.start_link(cnode: node, store: "b")
+    {:ok, sd} = Session.start_link(cnode: node)
+    pb = collector(self(), :b)
+    pd = collector(self(), :d)
+    {:ok, _, 2} = Session.subscribe(sb, pb, :all)
+    {:ok, _, 2} = Session.subscribe(sd, pd, :all)
+    assert {:ok, %{subscribers: 1}} = call(node, {:at, "b", {:stats}})
+    assert {:ok, %{subscribers: 0}} = call(node, {:at, "charlie", {:stats}})
+    {:ok, _, _} = call(node, {:at, "b", {:append, "x", :any, [event(6)]}})
+    append!(node, "x", [event(7)])
+    assert [%{position: 3, event_id: "00000000-0000-0000-0000-000000000006"}] = take(:b, 1)
+    assert [%{position: 3, event_id: "00000000-0000-0000-0000-000000000007"}] = take(:d, 1)
+    refute_received {:got, _, _}
+    assert {:error, :no_store} = GenServer.start(Session, cnode: node, store: "nope")
+    # a session's end drops its own store's members
+    Process.unlink(sb)
+    Process.exit(sb, :kill)
+    wait_until(fn -> match?({:ok, %{subscribers: 0}}, call(node, {:at, "b", {:stats}})) end)
+    assert subscribers(node) == 1
+  end
+
   # {since, positions} of the ranged collector's pushes up to position `last`.
   defp ranged_until(last, acc) do
     receive do

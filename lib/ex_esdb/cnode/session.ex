@@ -33,8 +33,9 @@ defmodule ExESDB.CNode.Session do
 
   @doc """
   Start a session on the C node `cnode`. Options: `cnode` (required),
-  `window` (events the C node may push before this process returns
-  them; default #{@window}), `name`.
+  `store` (the name of one of the C node's stores, a binary; default its
+  first), `window` (events the C node may push before this process
+  returns them; default #{@window}), `name`.
   """
   def start_link(opts) do
     # pushes of 256 records are large messages: kept off the heap until
@@ -104,14 +105,18 @@ defmodule ExESDB.CNode.Session do
     cnode = Keyword.fetch!(opts, :cnode)
     window = Keyword.get(opts, :window, @window)
 
-    with {:ok, 1} <- request(cnode, {:hello, 1}),
-         {:ok, cpid} <- request(cnode, {:session_open, window}) do
+    to = {cnode, Keyword.get(opts, :store)}
+
+    with {:ok, 1} <- request({cnode, nil}, {:hello, 1}),
+         {:ok, cpid} <- request(to, {:session_open, window}) do
       # its EXIT tells the C node this process ended
       Process.link(cpid)
 
       {:ok,
        %{
          cnode: cnode,
+         # {C node, store name or nil}: where requests go
+         to: to,
          cpid: cpid,
          window: window,
          # pushed events taken off the mailbox, not yet returned
@@ -134,10 +139,11 @@ defmodule ExESDB.CNode.Session do
   end
 
   # {call, From, Ref, Request} answered {Ref, Reply}; pushes that come
-  # meanwhile stay in the mailbox, behind.
-  defp request(cnode, req) do
+  # meanwhile stay in the mailbox, behind. A store named: {at, Store,
+  # Request}.
+  defp request(to, req) do
     ref = make_ref()
-    send({:esdb, cnode}, {:call, self(), ref, req})
+    send_request(to, ref, req)
 
     receive do
       {^ref, reply} -> reply
@@ -146,7 +152,12 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp cast(state, req), do: send({:esdb, state.cnode}, {:call, self(), state.cast_ref, req})
+  defp cast(state, req), do: send_request(state.to, state.cast_ref, req)
+
+  defp send_request({cnode, nil}, ref, req), do: send({:esdb, cnode}, {:call, self(), ref, req})
+
+  defp send_request({cnode, store}, ref, req),
+    do: send({:esdb, cnode}, {:call, self(), ref, {:at, store, req}})
 
   @impl true
   def handle_call({:subscribe, pid, source, shape, credit, format}, _from, state) do
@@ -219,7 +230,7 @@ defmodule ExESDB.CNode.Session do
       {:ok, cid, last, state}
     else
       _ ->
-        case request(state.cnode, {:session_join, source}) do
+        case request(state.to, {:session_join, source}) do
           {:ok, cid, last} ->
             member = %{source: source, subs: MapSet.new(), last_seen: last, gap: false}
 
