@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -38,6 +39,9 @@
 unsigned esdb__replica_apply_delay_us;
 unsigned esdb__replica_entry_version;
 unsigned esdb__replica_command_version;
+/* Also for the tests: nonzero, the next raft_apply fails after raft's
+ * log took the entry (see failing_heap). */
+unsigned esdb__replica_fail_after_growth;
 
 /* One proposed entry: the callers waiting for it and raft's request. */
 typedef struct proposal {
@@ -132,6 +136,9 @@ struct esdb_replica {
 	committed *c_head, *c_tail;
 	bool writer_stop;
 	uint64_t applied; /* raft index applied and committed */
+	/* fsm_snapshot's request: flush the store once applied reaches
+	 * sync_want; synced: the raft index the store last flushed at */
+	uint64_t sync_want, synced;
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -340,13 +347,42 @@ out_failed:
 	free(results);
 }
 
+/* A flush fsm_snapshot waits for is due: the writer has applied up to
+ * the index it asked for. Lock held. */
+static bool sync_due(esdb_replica *r)
+{
+	return r->sync_want > r->synced && r->applied >= r->sync_want &&
+	       !r->failed;
+}
+
+/* Flush the store for fsm_snapshot (off the loop thread: a flush can
+ * take longer than a heartbeat). Lock held; released meanwhile. */
+static void writer_sync(esdb_replica *r)
+{
+	uint64_t upto = r->applied;
+	pthread_mutex_unlock(&r->lock);
+	int rc = esdb_store_sync(r->s);
+	if (rc)
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "flushing the store before a snapshot failed: %s",
+		          esdb_error_describe(rc));
+	pthread_mutex_lock(&r->lock);
+	if (!rc && upto > r->synced)
+		r->synced = upto;
+	pthread_cond_broadcast(&r->cond);
+}
+
 static void *writer_main(void *arg)
 {
 	esdb_replica *r = arg;
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
-		while (!r->c_head && !r->writer_stop)
+		while (!r->c_head && !r->writer_stop && !sync_due(r))
 			pthread_cond_wait(&r->writer_cond, &r->lock);
+		if (sync_due(r)) {
+			writer_sync(r);
+			continue;
+		}
 		if (!r->c_head)
 			break;
 		/* Up to WRITER_BATCH_ENTRIES entries, one transaction. */
@@ -458,16 +494,45 @@ static int store_settle(esdb_replica *r, const char *before)
 	return 0;
 }
 
+/* Before a snapshot raft drops entries up to its commit index (every
+ * entry handed to the writer): the store must hold them, committed and
+ * on disk (the invariant in replica.h; with one flush per commit the
+ * last meta page is not yet). The writer applies and flushes; the loop
+ * waits at most one heartbeat interval for it, so a slow writer or disk
+ * never holds up raft's heartbeats and elections: RAFT_BUSY then, and
+ * raft tries again at a later commit. */
+static int snapshot_settle(esdb_replica *r)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	uint64_t ns =
+	    (uint64_t)until.tv_nsec + (uint64_t)r->cfg.heartbeat_ms * 1000000u;
+	until.tv_sec += (time_t)(ns / 1000000000u);
+	until.tv_nsec = (long)(ns % 1000000000u);
+	int rc = 0;
+	pthread_mutex_lock(&r->lock);
+	if (r->sync_want < r->handed) {
+		r->sync_want = r->handed;
+		pthread_cond_signal(&r->writer_cond);
+	}
+	while (r->synced < r->handed && !r->failed && rc == 0)
+		rc = pthread_cond_timedwait(&r->cond, &r->lock, &until);
+	int out = r->failed                ? RAFT_IOERR
+	          : r->synced >= r->handed ? 0
+	                                   : RAFT_BUSY;
+	pthread_mutex_unlock(&r->lock);
+	return out;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
 	esdb_replica *r = fsm->data;
 	uint64_t applied;
-	/* Raft then drops entries up to its commit index: the store must
-	 * hold them, committed and on disk (the invariant in replica.h;
-	 * with one flush per commit the last meta page is not yet). */
-	if (store_settle(r, "a snapshot") ||
-	    esdb_store_get_applied_index(r->s, &applied))
+	int rc = snapshot_settle(r);
+	if (rc)
+		return rc;
+	if (esdb_store_get_applied_index(r->s, &applied))
 		return RAFT_IOERR;
 	*bufs = raft_malloc(sizeof(**bufs));
 	uint8_t *m = raft_malloc(MARKER_BYTES);
@@ -567,6 +632,71 @@ static esdb_commit_req *take_batch(esdb_replica *r, size_t *n, size_t *bytes)
 	return head;
 }
 
+/* The tests' failure after the log's growth: raft's heap, with the
+ * first calloc of one raft_entry failing. In raft 0.22.1's raft_apply
+ * that is the io append's copy of the new entry (logAcquire), made once
+ * the entry is in raft's log: the same state as an io append that fails
+ * at once. Installed around one raft_apply on the loop thread. */
+static const struct raft_heap *failing_heap_base;
+static bool failing_heap_spent;
+
+static void *failing_malloc(void *data, size_t size)
+{
+	return failing_heap_base->malloc(failing_heap_base->data, size);
+}
+
+static void failing_free(void *data, void *ptr)
+{
+	failing_heap_base->free(failing_heap_base->data, ptr);
+}
+
+static void *failing_calloc(void *data, size_t n, size_t size)
+{
+	if (!failing_heap_spent && n == 1 &&
+	    size == sizeof(struct raft_entry)) {
+		failing_heap_spent = true;
+		return NULL;
+	}
+	return failing_heap_base->calloc(failing_heap_base->data, n, size);
+}
+
+static void *failing_realloc(void *data, void *ptr, size_t size)
+{
+	return failing_heap_base->realloc(failing_heap_base->data, ptr, size);
+}
+
+static void *failing_aligned_alloc(void *data, size_t align, size_t size)
+{
+	return failing_heap_base->aligned_alloc(failing_heap_base->data, align,
+	                                        size);
+}
+
+static void failing_aligned_free(void *data, size_t align, void *ptr)
+{
+	failing_heap_base->aligned_free(failing_heap_base->data, align, ptr);
+}
+
+static int apply_maybe_failing(esdb_replica *r, struct raft_apply *req,
+                               struct raft_buffer *rb)
+{
+	if (!esdb__replica_fail_after_growth)
+		return raft_apply(&r->raft, req, rb, 1, proposal_done);
+	esdb__replica_fail_after_growth = 0;
+	static struct raft_heap failing = {
+	    .malloc = failing_malloc,
+	    .free = failing_free,
+	    .calloc = failing_calloc,
+	    .realloc = failing_realloc,
+	    .aligned_alloc = failing_aligned_alloc,
+	    .aligned_free = failing_aligned_free};
+	failing_heap_base = raft_heap_get();
+	failing_heap_spent = false;
+	raft_heap_set(&failing);
+	int rv = raft_apply(&r->raft, req, rb, 1, proposal_done);
+	raft_heap_set((struct raft_heap *)failing_heap_base);
+	return rv;
+}
+
 static void propose(esdb_replica *r)
 {
 	while (r->inflight < PROPOSE_INFLIGHT && !r->raft_closing) {
@@ -614,7 +744,7 @@ static void propose(esdb_replica *r)
 		pthread_mutex_unlock(&r->lock);
 		struct raft_buffer rb = {.base = buf, .len = size};
 		raft_index last = raft_last_index(&r->raft);
-		int rv = raft_apply(&r->raft, &p->apply, &rb, 1, proposal_done);
+		int rv = apply_maybe_failing(r, &p->apply, &rb);
 		if (rv) {
 			/* raft 0.22 refuses (not leader, no space, no memory)
 			 * before its log grows, leaving buf ours; once the
@@ -633,6 +763,18 @@ static void propose(esdb_replica *r)
 			                     ? ESDB_ENOT_LEADER
 			                     : raft_rc(rv));
 			free(p);
+			/* Taken and failed: raft's log in memory holds the
+			 * entry, its log on disk does not; going on with the
+			 * two apart could lose or invent entries. Stop; a
+			 * restart reads the log from disk. */
+			if (taken)
+				fail_stop(r, ESDB_ESTORE_FAILED,
+				          "raft's log took entry %" PRIu64
+				          " but could not write it: %s (raft "
+				          "%d); its log in memory and on disk "
+				          "disagree",
+				          (uint64_t)last + 1, raft_strerror(rv),
+				          rv);
 			continue;
 		}
 		r->inflight++;

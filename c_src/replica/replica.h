@@ -19,12 +19,14 @@
  * Snapshots are markers (the store's applied index): raft never copies
  * the store. A snapshot is taken only once the writer has applied and
  * committed every entry up to it and the store is flushed
- * (esdb_store_sync), so raft's snapshot index never passes the store's
- * durably applied index. The store may thus use one flush per commit
- * (ESDB_DURABILITY_NO_META_SYNC): a power loss can roll back its last
- * commits, which raft's log, on a quorum's disks, still holds.
- * ESDB_DURABILITY_NOSYNC can tear the store on a power loss: tests only. A
- * member that needs entries raft no longer keeps must receive a copy of the
+ * (esdb_store_sync, on the writer's thread), so raft's snapshot index
+ * never passes the store's durably applied index. The raft loop waits for
+ * that at most one heartbeat interval; a writer or disk slower than that
+ * puts the snapshot off to a later commit (heartbeats go on). The store may
+ * thus use one flush per commit (ESDB_DURABILITY_NO_META_SYNC): a power loss
+ * can roll back its last commits, which raft's log, on a quorum's disks, still
+ * holds. ESDB_DURABILITY_NOSYNC can tear the store on a power loss: tests only.
+ * A member that needs entries raft no longer keeps must receive a copy of the
  * store out of band (esdb_store_copy / esdb_store_restore); that transfer is
  * not built yet: such a member stops (esdb_replica_get_failure says why).
  *

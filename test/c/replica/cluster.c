@@ -30,6 +30,7 @@ extern int esdb__apply_fault[4]; /* c_src/core/internal.h */
 extern unsigned esdb__replica_apply_delay_us;
 extern unsigned esdb__replica_entry_version;
 extern unsigned esdb__replica_command_version;
+extern unsigned esdb__replica_fail_after_growth;
 
 typedef struct node_proc {
 	esdb_store *s;
@@ -249,6 +250,12 @@ static _Noreturn void node_main(const node_config *c, const char *data,
 			    ESDB_EXPECT_ANY, &ev, 1, &res);
 			info.position = res.position;
 			info.version = res.version;
+		} else if (cmd.op == 'D') {
+			/* the writer's delay before each transaction */
+			esdb__replica_apply_delay_us = (unsigned)cmd.n;
+		} else if (cmd.op == 'G') {
+			/* the next proposal fails once raft's log grew */
+			esdb__replica_fail_after_growth = 1;
 		} else if (cmd.op == 'F') {
 			/* the store's next transaction fails with errno n */
 			esdb__apply_fault[0] = (int)cmd.n;
@@ -490,6 +497,20 @@ void node_transfer(cluster *c, int i, int member, node_info *out)
 void node_fail_next_apply(cluster *c, int i, int err)
 {
 	node_cmd cmd = {.op = 'F', .n = (uint64_t)err};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
+void node_set_apply_delay(cluster *c, int i, unsigned us)
+{
+	node_cmd cmd = {.op = 'D', .n = us};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
+void node_fail_after_growth(cluster *c, int i)
+{
+	node_cmd cmd = {.op = 'G'};
 	node_info info;
 	node_call(c, i, &cmd, &info);
 }

@@ -99,6 +99,11 @@ void node_fail_next_apply(cluster *c, int i, int err);
 /* The same with writers that append at exact versions, retrying an
  * unknown outcome with the same event until it is in. */
 void node_writers_retrying(cluster *c, int i, unsigned threads);
+/* Node i's writer waits `us` before each transaction from now on. */
+void node_set_apply_delay(cluster *c, int i, unsigned us);
+/* Node i's next proposal fails in raft after raft's log took it (an
+ * allocation raft's io append makes fails). */
+void node_fail_after_growth(cluster *c, int i);
 /* Submit an append whose checksum is wrong on node i. */
 void node_append_corrupt(cluster *c, int i, node_info *out);
 /* Membership calls on node i (esdb_replica_add/assign/remove/transfer);

@@ -188,3 +188,33 @@ TEST(losing_leadership_answers_pending_appends_outcome_unknown)
 	REQUIRE(cluster_wait_converged(&c, 30000));
 	cluster_check_and_free(&c);
 }
+
+/* Raft took a proposal into its log, then an io step failed (here the
+ * io append's allocation): raft's log in memory holds the entry, its
+ * log on disk does not, and the entry may commit or not. The caller
+ * gets outcome_unknown and the replica stops (it cannot go on with two
+ * logs that disagree); restarted, it rejoins from its log on disk and
+ * ends like the others. */
+TEST(an_io_failure_after_the_log_grew_stops_the_replica)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	int leader = cluster_start_all(&c);
+	node_info info;
+	node_append(&c, leader, "s", 1, &info);
+	CHECK_RC(info.rc, 0);
+	node_fail_after_growth(&c, leader);
+	node_append(&c, leader, "s", 2, &info);
+	CHECK_RC(info.rc, ESDB_EOUTCOME_UNKNOWN);
+	node_wait_failed(&c, leader, &info);
+	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
+	CHECK(strstr(info.failure, "raft's log") != NULL);
+	node_append(&c, leader, "s", 3, &info);
+	CHECK_RC(info.rc, ESDB_ESTORE_FAILED);
+	node_kill(&c, leader);
+	node_start(&c, leader);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	node_get_info(&c, leader, &info);
+	CHECK_EQ(info.failed, 0);
+	cluster_check_and_free(&c);
+}

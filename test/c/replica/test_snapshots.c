@@ -75,3 +75,50 @@ TEST(snapshots_never_pass_the_stores_applied_index)
 	CHECK(taken > 0);
 	cluster_check_and_free(&c);
 }
+
+/* A snapshot waits for the writer to apply and flush what raft handed
+ * it. Here the writer takes 3 s before each transaction (3 election
+ * timeouts): that wait must not hold up the loop thread, whose
+ * heartbeats keep the followers from electing another leader. The
+ * snapshot is put off (RAFT_BUSY) instead, and taken once the writer
+ * keeps up again. */
+TEST(a_slow_writer_at_a_snapshot_does_not_stall_raft)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	c.election_ms = 1000;
+	c.heartbeat_ms = 100;
+	c.snapshot_threshold = 2;
+	c.apply_delay_us = 3000000;
+	int leader = cluster_start_all(&c);
+	node_info info;
+	node_get_info(&c, leader, &info);
+	uint64_t term = info.term;
+	node_writers(&c, leader, 8);
+	/* several snapshot attempts while the writers wait on the store */
+	uint64_t end = mono_ms() + 8000;
+	bool moved = false;
+	while (mono_ms() < end && !moved) {
+		for (int i = 0; i < 3 && !moved; i++) {
+			node_get_info(&c, i, &info);
+			if (info.term != term) {
+				harness_fail(__FILE__, __LINE__,
+				             "node %d went to term %" PRIu64
+				             " (from %" PRIu64 ")",
+				             i + 1, info.term, term);
+				moved = true;
+			}
+		}
+		usleep(50000);
+	}
+	/* a writer that keeps up: the snapshot is taken */
+	for (int i = 0; i < 3; i++)
+		node_set_apply_delay(&c, i, 0);
+	end = mono_ms() + 20000;
+	while (snapshots(&c, leader) == 0 && mono_ms() < end)
+		usleep(20000);
+	CHECK(snapshots(&c, leader) > 0);
+	node_writers(&c, leader, 0);
+	REQUIRE(cluster_wait_converged(&c, 30000));
+	cluster_check_and_free(&c);
+}
