@@ -432,6 +432,24 @@ defmodule ExESDB.CNodeSessionTest do
     assert subscribers(node) == 1
   end
 
+  test "a join that timed out is left when its answer comes", %{dir: dir} do
+    cn = start_cnode(dir)
+    {:ok, s} = Session.start_link(cnode: cn.name)
+    p = collector(self(), :p)
+    {_, 0} = System.cmd("kill", ["-STOP", "#{cn.os_pid}"])
+    # the session waits 5 s for the C node's answer
+    assert Session.subscribe(s, p, :all) == {:error, :timeout}
+    assert MapSet.size(:sys.get_state(s).stale_joins) == 1
+    {_, 0} = System.cmd("kill", ["-CONT", "#{cn.os_pid}"])
+    # the member the C node made for it is left, not held for no one
+    wait_until(fn -> MapSet.size(:sys.get_state(s).stale_joins) == 0 end)
+    wait_until(fn -> subscribers(cn.name) == 0 end)
+    assert %{subscribers: 0, members: 0} = Session.info(s)
+    {:ok, _, _} = Session.subscribe(s, p, :all)
+    append!(cn.name, "s", [event(1)])
+    assert positions(take(:p, 1)) == [1]
+  end
+
   # {since, positions} of the ranged collector's pushes up to position `last`.
   defp ranged_until(last, acc) do
     receive do

@@ -130,10 +130,13 @@ defmodule ExESDB.CNode.Session do
          # subscription id => subscriber
          subs: %{},
          monitors: %{},
+         # joins that timed out: a late {:ok, ...} is left at once
+         stale_joins: MapSet.new(),
          next_id: 1
        }}
     else
       {:error, reason} -> {:stop, reason}
+      {:timeout, _} -> {:stop, :timeout}
       other -> {:stop, other}
     end
   end
@@ -148,7 +151,7 @@ defmodule ExESDB.CNode.Session do
     receive do
       {^ref, reply} -> reply
     after
-      @call_timeout -> {:error, :timeout}
+      @call_timeout -> {:timeout, ref}
     end
   end
 
@@ -188,6 +191,9 @@ defmodule ExESDB.CNode.Session do
 
         {:error, _} = error ->
           {:reply, error, state}
+
+        {:error, reason, state} ->
+          {:reply, {:error, reason}, state}
       end
     else
       {:reply, {:error, :noproc}, state}
@@ -244,6 +250,9 @@ defmodule ExESDB.CNode.Session do
 
           {:error, reason} ->
             {:error, reason}
+
+          {:timeout, ref} ->
+            {:error, :timeout, %{state | stale_joins: MapSet.put(state.stale_joins, ref)}}
 
           other ->
             {:error, other}
@@ -322,6 +331,16 @@ defmodule ExESDB.CNode.Session do
   # the C node went (noconnection) or ended the session
   def handle_info({:EXIT, cpid, reason}, %{cpid: cpid} = state),
     do: {:stop, {:shutdown, {:cnode_down, reason}}, state}
+
+  # a join answered after it timed out: nobody holds its member
+  def handle_info({ref, reply}, state) when is_reference(ref) and ref != state.cast_ref do
+    if MapSet.member?(state.stale_joins, ref) do
+      with {:ok, cid, _} <- reply, do: cast(state, {:session_leave, cid})
+      {:noreply, %{state | stale_joins: MapSet.delete(state.stale_joins, ref)}}
+    else
+      {:noreply, state}
+    end
+  end
 
   def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
   def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
