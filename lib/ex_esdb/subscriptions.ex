@@ -295,7 +295,9 @@ defmodule ExESDB.Subscriptions do
 
   @doc false
   # Start the persistent subscription of `spec` here, or join it here.
-  def start_persistent(store, spec), do: start_or_join(store, spec, @join_tries)
+  # A join waits up to `timeout` (default the store's).
+  def start_persistent(store, {_, {s, _, _, _, _}} = spec, timeout \\ nil),
+    do: start_or_join(store, spec, timeout || s.timeout, @join_tries)
 
   # Start a child under the store's subscription supervisor. While the
   # store's system stops, the supervisor is gone before the store is
@@ -307,17 +309,17 @@ defmodule ExESDB.Subscriptions do
     :exit, _ -> {:error, :store_not_started}
   end
 
-  defp start_or_join(store, {_, {s, _, selector, subscriber, opts}} = spec, tries) do
+  defp start_or_join(store, {_, {_, _, selector, subscriber, opts}} = spec, timeout, tries) do
     case start_child(store, spec) do
       {:ok, pid} ->
         {:ok, pid}
 
       {:error, {:already_started, pid}} ->
-        case join(pid, subscriber, selector, opts, s.timeout) do
+        case join(pid, subscriber, selector, opts, timeout) do
           # it stopped before answering: once it is gone, start it anew
           {:gone, _} when tries > 0 ->
-            await_down(pid, s.timeout)
-            start_or_join(store, spec, tries - 1)
+            await_down(pid, timeout)
+            start_or_join(store, spec, timeout, tries - 1)
 
           {:gone, _} ->
             {:error, :subscription_already_exists}
@@ -334,13 +336,24 @@ defmodule ExESDB.Subscriptions do
   # Join a running subscription. The join carries its deadline: one the
   # subscription handles after its caller gave up is refused, and a reply
   # that comes too late is withdrawn, so a timed-out join (`{:error,
-  # :timeout}`) never leaves a member behind.
+  # :timeout}`) never leaves a member behind. The subscriber hears of
+  # the join (`{:subscribed, _}`, events) only once its caller confirms
+  # it had the reply in time: a timed-out join leaves nothing in its
+  # mailbox either.
   defp join(pid, subscriber, selector, opts, timeout) do
     ref = make_ref()
     deadline = System.monotonic_time(:millisecond) + timeout
 
     try do
-      GenServer.call(pid, {:subscribe, subscriber, selector, opts, {ref, deadline}}, timeout)
+      case GenServer.call(pid, {:subscribe, subscriber, selector, opts, {ref, deadline}}, timeout) do
+        # in time: the subscription tells the subscriber now
+        {:ok, _} = ok ->
+          GenServer.cast(pid, {:confirm, ref})
+          ok
+
+        other ->
+          other
+      end
     catch
       :exit, {:timeout, _} ->
         GenServer.cast(pid, {:withdraw, ref})

@@ -68,6 +68,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         ack_key: opts[:ack_key] || key,
         # join reference => subscriber, for a join its caller withdraws
         joins: %{},
+        # subscriber => %{join, caller (its monitor), out (deliveries
+        # held, newest first)}: a joined subscriber is told of nothing
+        # until its caller confirms it had the reply in time
+        held: %{},
         # the position of the last event read from the store
         last_position: nil,
         # {$all position to read from, last version}: the stream was deleted
@@ -162,7 +166,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   # ---- API calls ----------------------------------------------------
 
   @impl true
-  def handle_call({:subscribe, pid, selector, _opts, {join, deadline}}, _from, state) do
+  def handle_call({:subscribe, pid, selector, _opts, {join, deadline}}, {caller, _}, state) do
     # the name is bound to its selector while running too
     joined =
       cond do
@@ -180,8 +184,18 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     case joined do
       :ok ->
-        state = %{state | joins: Map.put(state.joins, join, pid)}
-        {:reply, {:ok, self()}, state |> add_subscriber(pid) |> dispatch() |> resume_catch_up()}
+        # held until the caller confirms (its reply came in time), so a
+        # caller that gave up leaves nothing in the subscriber's mailbox
+        held = %{join: join, caller: Process.monitor(caller), out: []}
+
+        state = %{
+          state
+          | joins: Map.put(state.joins, join, pid),
+            held: Map.put(state.held, pid, held)
+        }
+
+        state = state |> add_subscriber(pid, false) |> dispatch() |> resume_catch_up()
+        {:reply, {:ok, self()}, state}
 
       {:error, _} = error ->
         {:reply, error, state}
@@ -226,6 +240,21 @@ defmodule ExESDB.Subscriptions.Persistent do
   @impl true
   def handle_cast({:ack, pid, cursor}, state),
     do: {:noreply, state |> ack(pid, cursor) |> dispatch() |> resume_catch_up()}
+
+  # The join's caller had the reply in time: the subscriber is told, and
+  # gets what was held for it.
+  def handle_cast({:confirm, join}, state) do
+    case Enum.find(state.held, fn {_, h} -> h.join == join end) do
+      {pid, h} ->
+        Process.demonitor(h.caller, [:flush])
+        send(pid, {:subscribed, self()})
+        h.out |> Enum.reverse() |> Enum.each(&deliver(pid, &1, state))
+        {:noreply, %{state | held: Map.delete(state.held, pid)}}
+
+      nil ->
+        {:noreply, state}
+    end
+  end
 
   # A join whose caller timed out before the reply came: the member it
   # added leaves again.
@@ -274,9 +303,17 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
-    if ref != nil and State.subscriber_ref(state.sub, pid) == ref,
-      do: state |> leave(pid) |> noreply_or_stop(),
-      else: {:noreply, state}
+    cond do
+      ref != nil and State.subscriber_ref(state.sub, pid) == ref ->
+        state |> leave(pid) |> noreply_or_stop()
+
+      # the caller of a join went before confirming it: as withdrawn
+      held = Enum.find(state.held, fn {_, h} -> h.caller == ref end) ->
+        state |> leave(elem(held, 0)) |> noreply_or_stop()
+
+      true ->
+        {:noreply, state}
+    end
   end
 
   # the reply to the checkpoint write in flight: the acks that came
@@ -417,6 +454,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp leave(state, pid) do
     Process.demonitor(State.subscriber_ref(state.sub, pid), [:flush])
     joins = Map.reject(state.joins, fn {_, joined} -> joined == pid end)
+
+    {held, state} = pop_in(state.held[pid])
+    if held, do: Process.demonitor(held.caller, [:flush])
     %{state | sub: State.remove_subscriber(state.sub, pid), joins: joins}
   end
 
@@ -431,16 +471,30 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   defp reply_or_stop(state, reply), do: {:reply, reply, state |> dispatch() |> resume_catch_up()}
 
-  defp add_subscriber(state, pid) do
+  defp add_subscriber(state, pid, tell? \\ true) do
     ref = Process.monitor(pid)
-    send(pid, {:subscribed, self()})
+    if tell?, do: send(pid, {:subscribed, self()})
     %{state | sub: State.add_subscriber(state.sub, pid, ref)}
   end
 
   defp dispatch(state) do
     {sub, deliveries} = State.dispatch(state.sub)
-    Enum.each(deliveries, fn {pid, events} -> deliver(pid, events, state) end)
-    %{state | sub: sub}
+
+    Enum.reduce(deliveries, %{state | sub: sub}, fn {pid, events}, state ->
+      hand_out(pid, events, state)
+    end)
+  end
+
+  # Sent, or held for a subscriber whose join is not confirmed yet.
+  defp hand_out(pid, events, state) do
+    case state.held do
+      %{^pid => h} ->
+        %{state | held: %{state.held | pid => %{h | out: [events | h.out]}}}
+
+      _ ->
+        deliver(pid, events, state)
+        state
+    end
   end
 
   # Events go out in messages of at most @message_events: the VM copies a

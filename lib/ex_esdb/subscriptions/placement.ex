@@ -89,8 +89,9 @@ defmodule ExESDB.Subscriptions.Placement do
     reply =
       case Cluster.leader(s.store_id) do
         {:ok, nil} -> {:error, :no_quorum}
-        {:ok, leader} when leader == node() -> apply(__MODULE__, fun, args)
-        {:ok, leader} -> remote(leader, fun, args, max(deadline - now(), 1))
+        # (with the time left: what runs there answers within it)
+        {:ok, leader} when leader == node() -> apply(__MODULE__, fun, args ++ [left(deadline)])
+        {:ok, leader} -> remote(leader, fun, args ++ [left(deadline)], left(deadline))
         {:error, _} = error -> error
       end
 
@@ -136,13 +137,16 @@ defmodule ExESDB.Subscriptions.Placement do
   # ---- on the leader ------------------------------------------------------
 
   @doc false
-  def start_here(store_id, name, selector, subscriber, opts) do
+  def start_here(store_id, name, selector, subscriber, opts, timeout) do
+    deadline = now() + timeout
+
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
          # the checkpoint is read after everything acknowledged before
-         :ok <- Cluster.barrier(store_id),
+         :ok <- Cluster.barrier(store_id, timeout),
          :ok <- leading(s) do
-      Subscriptions.start_persistent(store_id, {Persistent, {s, name, selector, subscriber, opts}})
+      spec = {Persistent, {s, name, selector, subscriber, opts}}
+      Subscriptions.start_persistent(store_id, spec, left(deadline))
     end
   end
 
@@ -150,7 +154,7 @@ defmodule ExESDB.Subscriptions.Placement do
   def running(s), do: on_leader(s, :running_here, [s.store_id])
 
   @doc false
-  def running_here(store_id) do
+  def running_here(store_id, _timeout) do
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
          do: {:ok, for({name, pid} <- registered(store_id), persistent?(pid), do: name)}
@@ -160,14 +164,14 @@ defmodule ExESDB.Subscriptions.Placement do
   def whereis(s, name), do: on_leader(s, :whereis_here, [s.store_id, name])
 
   @doc false
-  def whereis_here(store_id, name) do
+  def whereis_here(store_id, name, _timeout) do
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
          do: Subscriptions.whereis_persistent(store_id, name)
   end
 
   @doc false
-  def delete_here(store_id, name) do
+  def delete_here(store_id, name, _timeout) do
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
          do: Subscriptions.delete_persistent(store_id, s, name)
@@ -340,4 +344,5 @@ defmodule ExESDB.Subscriptions.Placement do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+  defp left(deadline), do: max(deadline - now(), 1)
 end
