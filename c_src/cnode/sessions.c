@@ -43,11 +43,18 @@ typedef struct session {
 	struct session *next;
 } session;
 
-/* A member in c_src/proto's table, with the session holding it. */
+/* A member in c_src/proto's table, with the session holding it and
+ * its source: a session joining a source it holds already gets the same
+ * member, one more holder (one per subscriber it serves, so stats count
+ * subscriptions as the NIF's do); the last holder's leave ends it. */
 typedef struct member {
 	esdb_member core; /* first: the table's slots are these */
 	session *s;
-	bool missed; /* an esdb_missed went out, no push since */
+	bool missed;     /* an esdb_missed went out, no push since */
+	uint64_t source; /* CN_SOURCE_* */
+	char *name;      /* the stream or type (malloc'ed), NULL for all */
+	size_t name_len;
+	uint64_t holders;
 } member;
 
 struct cn_sessions {
@@ -110,6 +117,8 @@ static void self_pid(cn_server *srv, const session *s, erlang_pid *out)
 static void end_member(cn_server *srv, member *mb)
 {
 	uint64_t id = mb->core.id;
+	free(mb->name);
+	mb->name = NULL;
 	esdb_member_end(&mb->core);
 	if (esdb_emitter_drop(srv->store, id) == ENOMEM)
 		esdb_emitter_leave_all(srv->store, id, NULL);
@@ -386,8 +395,11 @@ bool cn_sessions_is_request(const char *op)
 uint64_t cn_sessions_members(cn_server *srv)
 {
 	struct cn_sessions *t = srv->sessions;
+	uint64_t n = 0;
 	pthread_mutex_lock(&t->mu);
-	uint64_t n = esdb_members_count(&t->table);
+	for (size_t i = 0; i < t->table.n; i++)
+		if (slot(t, i)->core.id)
+			n += slot(t, i)->holders;
 	pthread_mutex_unlock(&t->mu);
 	return n;
 }
@@ -458,35 +470,95 @@ static esdb_topic topic_of(uint64_t source)
 	                                  : ESDB_TOPIC_ALL;
 }
 
+/* The member of session s for src, or NULL. Lock held. */
+static member *held(struct cn_sessions *t, session *s, const arg *src)
+{
+	for (size_t i = 0; i < t->table.n; i++) {
+		member *mb = slot(t, i);
+		if (mb->core.id && mb->s == s && mb->source == src->u &&
+		    mb->name_len == src->len &&
+		    (!src->len || memcmp(mb->name, src->p, src->len) == 0))
+			return mb;
+	}
+	return NULL;
+}
+
+/* Where a held member's deliveries go on from: every later event that
+ * matches is pushed (or its Since says it was missed), none before.
+ * Pushes up to it may still be on their way: the session skips them for
+ * the new holder. Lock held. */
+static uint64_t frontier(const member *mb)
+{
+	uint64_t f = mb->core.joined ? mb->core.joined - 1 : 0;
+	if (mb->core.sent_to > f)
+		f = mb->core.sent_to;
+	if (mb->core.floor && mb->core.floor - 1 > f)
+		f = mb->core.floor - 1;
+	return f;
+}
+
+static void reply_joined(caller *k, uint64_t id, uint64_t last)
+{
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 3);
+	ei_x_encode_atom(&x, "ok");
+	ei_x_encode_ulonglong(&x, id);
+	ei_x_encode_ulonglong(&x, last);
+	cn_reply_end(k, &x);
+}
+
 static void session_join(caller *k, const arg *src)
 {
 	cn_server *srv = k->srv;
 	struct cn_sessions *t = srv->sessions;
 	pthread_mutex_lock(&t->mu);
 	session *s = find_session(t, k->c, &k->from);
-	unsigned count = 0;
+	uint64_t count = 0; /* the connection's subscriptions */
 	for (size_t i = 0; s && i < t->table.n; i++)
-		count += slot(t, i)->core.id && slot(t, i)->s->c == k->c;
-	const char *refusal = !s ? "no_session" : NULL;
-	member *mb = NULL;
-	if (s && count < srv->max_subs) {
-		mb = (member *)esdb_members_add(&t->table, ESDB_MEMBER_RANGED,
-		                                ESDB_MEMBER_UNBOUNDED);
-		if (mb)
-			mb->s = s;
-		else
-			refusal = "enomem";
-	}
-	uint64_t id = mb ? mb->core.id : 0;
-	pthread_mutex_unlock(&t->mu);
-	if (refusal) {
-		cn_reply_error(k, NULL, refusal);
+		if (slot(t, i)->core.id && slot(t, i)->s->c == k->c)
+			count += slot(t, i)->holders;
+	if (!s) {
+		pthread_mutex_unlock(&t->mu);
+		cn_reply_error(k, NULL, "no_session");
 		return;
 	}
-	if (!mb) {
+	if (count >= srv->max_subs) {
+		pthread_mutex_unlock(&t->mu);
 		reply_limit(k, "max_subscriptions", srv->max_subs);
 		return;
 	}
+	member *mb = held(t, s, src);
+	if (mb) {
+		mb->holders++;
+		uint64_t id = mb->core.id, last = frontier(mb);
+		pthread_mutex_unlock(&t->mu);
+		reply_joined(k, id, last);
+		return;
+	}
+	char *name = src->len ? malloc(src->len) : NULL;
+	if (src->len && !name) {
+		pthread_mutex_unlock(&t->mu);
+		cn_reply_error(k, NULL, "enomem");
+		return;
+	}
+	if (name)
+		memcpy(name, src->p, src->len);
+	mb = (member *)esdb_members_add(&t->table, ESDB_MEMBER_RANGED,
+	                                ESDB_MEMBER_UNBOUNDED);
+	if (!mb) {
+		pthread_mutex_unlock(&t->mu);
+		free(name);
+		cn_reply_error(k, NULL, "enomem");
+		return;
+	}
+	mb->s = s;
+	mb->source = src->u;
+	mb->name = name;
+	mb->name_len = src->len;
+	mb->holders = 1;
+	uint64_t id = mb->core.id;
+	pthread_mutex_unlock(&t->mu);
 	uint64_t last = 0;
 	pthread_rwlock_rdlock(&srv->store_lock);
 	int rc = srv->closed ? ESDB_ECLOSED
@@ -495,29 +567,24 @@ static void session_join(caller *k, const arg *src)
 	pthread_rwlock_unlock(&srv->store_lock);
 	pthread_mutex_lock(&t->mu);
 	mb = lookup(t, id);
-	if (rc && mb)
+	if (rc && mb) {
+		free(mb->name);
+		mb->name = NULL;
 		esdb_member_end(&mb->core);
-	else if (mb)
+	} else if (mb) {
 		esdb_member_joined(&mb->core, last); /* ranged: never a hole */
+	}
 	pthread_mutex_unlock(&t->mu);
 	if (!rc && !mb) { /* its session ended meanwhile */
 		esdb_emitter_leave_all(srv->store, id, NULL);
 		rc = ESDB_ENOTFOUND;
 	}
-	if (rc) {
-		if (rc == ESDB_ENOTFOUND)
-			cn_reply_error(k, NULL, "no_session");
-		else
-			cn_reply_rc(k, rc);
-		return;
-	}
-	ei_x_buff x;
-	cn_reply_begin(k, &x);
-	ei_x_encode_tuple_header(&x, 3);
-	ei_x_encode_atom(&x, "ok");
-	ei_x_encode_ulonglong(&x, id);
-	ei_x_encode_ulonglong(&x, last);
-	cn_reply_end(k, &x);
+	if (rc == ESDB_ENOTFOUND)
+		cn_reply_error(k, NULL, "no_session");
+	else if (rc)
+		cn_reply_rc(k, rc);
+	else
+		reply_joined(k, id, last);
 }
 
 static void session_leave(caller *k, uint64_t id)
@@ -528,10 +595,11 @@ static void session_leave(caller *k, uint64_t id)
 	session *s = find_session(t, k->c, &k->from);
 	member *mb = s ? lookup(t, id) : NULL;
 	bool found = mb && mb->s == s;
-	if (found)
+	bool ends = found && --mb->holders == 0;
+	if (ends)
 		end_member(srv, mb);
-	/* nothing for it is pushed after the reply */
-	while (found && t->sending == id)
+	/* nothing for it is pushed after the last holder's reply */
+	while (ends && t->sending == id)
 		pthread_cond_wait(&t->sent, &t->mu);
 	pthread_mutex_unlock(&t->mu);
 	if (!s)

@@ -158,7 +158,8 @@ defmodule ExESDB.CNodeSessionTest do
     {:ok, a2, 0} = Session.subscribe(s, all2, :all, format: {ExESDB.EventRecord, false})
     assert a != a2
     assert %{subscribers: 4, members: 3} = Session.info(s)
-    assert subscribers(cn.name) == 3
+    # the C node counts subscriptions, as the NIF does, on 3 members
+    assert subscribers(cn.name) == 4
 
     # 3,000 events: single appends, batches, and commits of 600 (three pushes)
     {:ok, nif} = :ex_esdb_nif.open(Path.join(dir, "nif"), %{durability: :nosync})
@@ -195,6 +196,30 @@ defmodule ExESDB.CNodeSessionTest do
     assert %DateTime{time_zone: "Etc/UTC"} = hd(all_records).created_at
     assert is_integer(b) and is_integer(a2)
     refute_received {:got, _, _}
+  end
+
+  test "a subscriber joining a member while pushes are on their way gets what follows its position, and all of it",
+       %{dir: dir} do
+    cn = start_cnode(dir)
+    {:ok, s} = Session.start_link(cnode: cn.name)
+    a = collector(self(), :a)
+    b = collector(self(), :b)
+    {:ok, _, 0} = Session.subscribe(s, a, :all)
+    :sys.suspend(s)
+    for n <- 1..50, do: append!(cn.name, "s", [event(n)])
+    joined = Task.async(fn -> Session.subscribe(s, b, :all) end)
+    # the call is in the session's mailbox behind 50 pushes
+    wait_until(fn -> Process.info(s, :message_queue_len) >= {:message_queue_len, 51} end)
+    for n <- 51..100, do: append!(cn.name, "s", [event(n)])
+    wait_until(fn -> Process.info(s, :message_queue_len) >= {:message_queue_len, 101} end)
+    :sys.resume(s)
+    assert {:ok, _, last} = Task.await(joined)
+    # the join came after the C node had pushed all 100
+    assert last == 100
+    for n <- 101..120, do: append!(cn.name, "s", [event(n)])
+    assert positions(take(:a, 120)) == Enum.to_list(1..120)
+    assert positions(take(:b, 20)) == Enum.to_list(101..120)
+    assert subscribers(cn.name) == 2
   end
 
   test "a subscriber's credit: events past it end it with the first one it missed", %{dir: dir} do
@@ -305,16 +330,19 @@ defmodule ExESDB.CNodeSessionTest do
 
     p = collector(self(), :p)
     {:ok, _, _} = Session.subscribe(s, p, :all)
-    {:ok, _, _} = Session.subscribe(s, p, {:stream, "a"})
-    # a source already held shares its member: no new one
-    {:ok, _, _} = Session.subscribe(s, p, {:stream, "a"})
+    {:ok, a, _} = Session.subscribe(s, p, {:stream, "a"})
 
-    assert Session.subscribe(s, p, {:stream, "b"}) ==
-             {:error, {:limit_exceeded, :max_subscriptions, 2}}
+    # subscriptions count, whether or not they share a member
+    for source <- [{:stream, "a"}, {:stream, "b"}] do
+      assert Session.subscribe(s, p, source) ==
+               {:error, {:limit_exceeded, :max_subscriptions, 2}}
+    end
 
     assert subscribers(cn.name) == 2
     append!(cn.name, "a", [event(1)])
-    assert length(take(:p, 3)) == 3
+    assert length(take(:p, 2)) == 2
+    :ok = Session.unsubscribe(s, a)
+    {:ok, _, _} = Session.subscribe(s, p, {:stream, "b"})
   end
 
   test "a C node killed: subscribers are told", %{dir: dir} do

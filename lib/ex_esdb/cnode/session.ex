@@ -123,10 +123,8 @@ defmodule ExESDB.CNode.Session do
          taken: 0,
          # tags replies nobody waits for (credit returns, leaves)
          cast_ref: make_ref(),
-         # C node member id => %{source, subs: MapSet, last_seen, gap}
+         # C node member id => %{source, subs: MapSet}
          members: %{},
-         # source => the member new subscribers of it share
-         by_source: %{},
          # subscription id => subscriber
          subs: %{},
          monitors: %{},
@@ -227,63 +225,48 @@ defmodule ExESDB.CNode.Session do
   def handle_call(:info, _from, state),
     do: {:reply, %{subscribers: map_size(state.subs), members: map_size(state.members)}, state}
 
-  # The member new subscribers of source share: the current one, unless
-  # a push to it was missed and no push since says from where it goes on
-  # (a subscriber joining then would see a gap at once): then a new one.
+  # Join source for one more subscriber: the C node answers this
+  # session's member of it (a new one, or the one it holds, with one more
+  # holder) and the position after which the subscriber gets events.
+  # Pushes up to there may still be in the mailbox: they are skipped for
+  # it (deliver_one/9).
   defp member_for(state, source) do
-    with %{^source => cid} <- state.by_source,
-         %{^cid => %{gap: false, last_seen: last}} <- state.members do
-      {:ok, cid, last, state}
-    else
-      _ ->
-        case request(state.to, {:session_join, source}) do
-          {:ok, cid, last} ->
-            member = %{source: source, subs: MapSet.new(), last_seen: last, gap: false}
+    case request(state.to, {:session_join, source}) do
+      {:ok, cid, last} ->
+        state =
+          if Map.has_key?(state.members, cid),
+            do: state,
+            else: put_in(state.members[cid], %{source: source, subs: MapSet.new()})
 
-            state = %{
-              state
-              | members: Map.put(state.members, cid, member),
-                by_source: Map.put(state.by_source, source, cid)
-            }
+        {:ok, cid, last, state}
 
-            {:ok, cid, last, state}
+      {:error, reason} ->
+        {:error, reason}
 
-          {:error, reason} ->
-            {:error, reason}
+      {:timeout, ref} ->
+        {:error, :timeout, %{state | stale_joins: MapSet.put(state.stale_joins, ref)}}
 
-          {:timeout, ref} ->
-            {:error, :timeout, %{state | stale_joins: MapSet.put(state.stale_joins, ref)}}
-
-          other ->
-            {:error, other}
-        end
+      other ->
+        {:error, other}
     end
   end
 
-  # A subscriber gone; its member is left when it was the last one.
+  # A subscriber gone: its hold on the member goes (the C node leaves
+  # the member with its last holder); no reply is awaited, pushes still
+  # on their way are dropped (their window returned).
   defp remove(state, id) do
     {sub, subs} = Map.pop(state.subs, id)
     state = %{state | subs: subs, monitors: Map.delete(state.monitors, sub.mon)}
     cid = sub.member
+    cast(state, {:session_leave, cid})
 
     case state.members do
       %{^cid => member} ->
         rest = MapSet.delete(member.subs, id)
 
-        if MapSet.size(rest) == 0 do
-          # pushes for it still on the way are dropped (their window
-          # returned); no reply is awaited
-          cast(state, {:session_leave, cid})
-
-          by_source =
-            if state.by_source[member.source] == cid,
-              do: Map.delete(state.by_source, member.source),
-              else: state.by_source
-
-          %{state | members: Map.delete(state.members, cid), by_source: by_source}
-        else
-          put_in(state.members[cid].subs, rest)
-        end
+        if MapSet.size(rest) == 0,
+          do: %{state | members: Map.delete(state.members, cid)},
+          else: put_in(state.members[cid].subs, rest)
 
       _ ->
         state
@@ -306,13 +289,15 @@ defmodule ExESDB.CNode.Session do
   def handle_info({:esdb_missed, cid, first}, state) do
     case state.members do
       %{^cid => member} ->
-        state = put_in(state.members[cid].gap, true)
-
-        # plain and tagged subscribers end; a ranged one learns it from
-        # the next push's since (the C node raised the member's floor)
+        # plain and tagged subscribers it concerns end (not one that
+        # joined after those events); a ranged one learns it from the
+        # next push's since (the C node raised the member's floor)
         Enum.reduce(member.subs, state, fn id, st ->
           sub = st.subs[id]
-          if sub.shape == :ranged, do: st, else: overflow(st, id, sub, first)
+
+          if sub.shape == :ranged or first < sub.joined,
+            do: st,
+            else: overflow(st, id, sub, first)
         end)
         |> then(&{:noreply, &1})
 
@@ -367,22 +352,33 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp deliver(state, cid, member, since, pushed) do
-    n = length(pushed)
+  defp deliver(state, _cid, member, since, pushed) do
     first = hd(pushed).position
     last = List.last(pushed).position
-    state = put_in(state.members[cid], %{member | last_seen: last, gap: false})
 
     {state, _built} =
       Enum.reduce(member.subs, {state, %{}}, fn id, {st, built} ->
-        deliver_one(st, id, st.subs[id], since, n, first, last, pushed, built)
+        sub = st.subs[id]
+
+        # what it joined after is not its own
+        if last < sub.joined,
+          do: {st, built},
+          else: deliver_one(st, id, sub, since, first, last, pushed, built)
       end)
 
     state
   end
 
   # members.c's esdb_member_deliver, for one subscriber.
-  defp deliver_one(state, id, sub, since, n, first, last, pushed, built) do
+  defp deliver_one(state, id, sub, since, first, last, pushed, built) do
+    {n, first} =
+      if first < sub.joined do
+        mine = Enum.filter(pushed, &(&1.position >= sub.joined))
+        {length(mine), hd(mine).position}
+      else
+        {length(pushed), first}
+      end
+
     since = max(since, sub.floor)
     next = max(sub.joined, if(sub.sent_to > 0, do: sub.sent_to + 1, else: 0))
 
@@ -398,6 +394,11 @@ defmodule ExESDB.CNode.Session do
     else
       case records(built, sub.format, pushed) do
         {:ok, records, built} ->
+          records =
+            if first < sub.joined,
+              do: Enum.drop_while(records, &(&1.position < sub.joined)),
+              else: records
+
           send(sub.pid, message(sub.shape, id, records, since))
           credit = if sub.credit == :infinity, do: :infinity, else: sub.credit - n
           {put_in(state.subs[id], %{sub | sent_to: last, credit: credit}), built}
