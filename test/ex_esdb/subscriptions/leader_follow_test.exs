@@ -110,6 +110,35 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
     assert Enum.uniq(Enum.sort(seen)) == Enum.to_list(1..last)
   end
 
+  test "a planned transfer: the subscription moves; its subscriber on the old leader follows it",
+       ctx do
+    leader = leader_of(ctx.nodes)
+    [target, writer] = ctx.nodes -- [leader]
+
+    assert {:ok, subscriber, sub} =
+             :erpc.call(leader, FollowSubscriber, :start, [@store, "moves", "s", self()])
+
+    assert node(sub) == leader
+    assert_receive {:subscribed, ^subscriber, ^leader}, 5_000
+    {:ok, _} = :erpc.call(writer, FollowWriter, :append, [@store, "s", 30], 60_000)
+    seen = receive_seen(subscriber, [], &(length(&1) >= 30))
+
+    assert :ok = :erpc.call(writer, ExESDB.Cluster, :transfer, [@store, target])
+    assert_receive {:subscribed, ^subscriber, ^target}, 30_000
+    # the old instance is gone from the old leader
+    refute :erpc.call(leader, Process, :alive?, [sub])
+
+    {:ok, _} = :erpc.call(writer, FollowWriter, :append, [@store, "s", 30], 60_000)
+    seen = receive_seen(subscriber, seen, &(List.last(&1) == 60))
+
+    Enum.reduce(seen, 0, fn n, top ->
+      assert n <= top + 1, "event #{n} after #{top}: a gap"
+      max(n, top)
+    end)
+
+    assert Enum.uniq(Enum.sort(seen)) == Enum.to_list(1..60)
+  end
+
   # The event numbers the subscriber reports, until `done?` holds for
   # them (each message within 30 s of the last).
   defp receive_seen(subscriber, acc, done?) do
