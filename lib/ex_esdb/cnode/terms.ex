@@ -61,13 +61,17 @@ defmodule ExESDB.CNode.Terms do
   whole page, as the NIF's read does.
   """
   @spec records([tuple()], boolean()) :: {:ok, [EventRecord.t()]} | {:error, term()}
-  def records(tuples, decode), do: records(tuples, decode, [])
+  def records(tuples, decode), do: records(tuples, decode, nil, [])
 
-  defp records([], _decode, acc), do: {:ok, :lists.reverse(acc)}
+  defp records([], _decode, _date, acc), do: {:ok, :lists.reverse(acc)}
 
-  defp records([{pos, sid, v, id, type, data, meta, cause, corr, us} | rest], decode, acc) do
+  defp records([{pos, sid, v, id, type, data, meta, cause, corr, us} | rest], decode, date, acc) do
     with {:ok, data} <- payload(data, decode),
          {:ok, meta} <- payload(meta, decode) do
+      # the events of one commit share their time stamp: one DateTime
+      date =
+        with {^us, _} <- date, do: date, else: (_ -> {us, DateTime.from_unix!(us, :microsecond)})
+
       record = %EventRecord{
         event_id: UUID.to_string(id),
         event_type: type,
@@ -79,11 +83,11 @@ defmodule ExESDB.CNode.Terms do
         metadata: meta,
         causation_id: id_text(cause),
         correlation_id: id_text(corr),
-        created_at: DateTime.from_unix!(us, :microsecond),
+        created_at: elem(date, 1),
         created_epoch: us
       }
 
-      records(rest, decode, [record | acc])
+      records(rest, decode, date, [record | acc])
     end
   end
 
