@@ -15,12 +15,15 @@ defmodule ExESDB.Backend.CNode do
     * `{:error, :timeout}`: a read or lookup got no reply in `store.timeout`.
 
   A reply that comes after the caller gave up reaches no mailbox (see
-  `ExESDB.CNode.Connection`). Subscriptions are not served yet:
-  `subscribe/4` answers `{:error, {:not_supported, :cnode}}`.
+  `ExESDB.CNode.Connection`). Subscriptions go through one
+  `ExESDB.CNode.Session` per store on this node; when the C node goes
+  down its subscribers get `{:subscription_down, {:transient, member},
+  :closed}`, and `subscribe/4` answers `{:error, {:unreachable, cnode}}`
+  until it is back.
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.CNode.{Connection, Terms}
+  alias ExESDB.CNode.{Connection, Session, Terms}
   alias ExESDB.EventCodec
 
   defmodule Handle do
@@ -166,14 +169,39 @@ defmodule ExESDB.Backend.CNode do
   def checkpoint_list(store, after_name, count),
     do: read_call(store, {:checkpoint_list, after_name, count})
 
+  # Subscriptions go through this node's session with the C node
+  # (ExESDB.CNode.Session), which sends the NIF backend's messages.
   @impl true
-  def subscribe(_store, _pid, _source, _opts), do: {:error, {:not_supported, :cnode}}
+  def subscribe(store, pid, source, opts) do
+    with {:ok, session} <- session(store) do
+      Session.subscribe(session, pid, source,
+        shape: Keyword.get(opts, :shape, :plain),
+        credit: Keyword.get(opts, :credit, :infinity),
+        format: EventCodec.format(store)
+      )
+    end
+  end
 
   @impl true
-  def grant(_store, _member, _n), do: {:error, {:not_supported, :cnode}}
+  def grant(store, member, n) do
+    with {:ok, session} <- session(store), do: Session.grant(session, member, n)
+  end
 
+  # a session gone took its subscribers with it
   @impl true
-  def unsubscribe(_store, _member), do: {:error, {:not_supported, :cnode}}
+  def unsubscribe(store, member) do
+    case session(store) do
+      {:ok, session} -> Session.unsubscribe(session, member)
+      {:error, _} -> {:error, :subscription_not_found}
+    end
+  end
+
+  defp session(%{handle: h}) do
+    case Process.whereis(Connection.session_name(h.store_id)) do
+      nil -> {:error, {:unreachable, h.cnode}}
+      pid -> {:ok, pid}
+    end
+  end
 
   @impl true
   def stats(store), do: read_call(store, {:stats})

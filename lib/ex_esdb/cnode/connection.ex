@@ -1,7 +1,8 @@
 defmodule ExESDB.CNode.Connection do
   @moduledoc false
   # One per store on the C node backend: keeps this node connected to
-  # the store's C node and runs its relay.
+  # the store's C node and runs its relay and its subscription session
+  # (ExESDB.CNode.Session, named session_name(store)).
   #
   # The relay is the process named relay_name(store) and the From of
   # every request (docs/PROTOCOL.md: the C node replies From ! {Ref,
@@ -13,6 +14,10 @@ defmodule ExESDB.CNode.Connection do
   # connection is up and said hello: it is killed when the C node goes
   # down (callers waiting get its :DOWN, an error rather than a hang) and
   # a new one starts once the C node answers hello again.
+  #
+  # The session is started before the relay is named, so a store whose
+  # relay exists has its session; it stops by itself when the C node goes
+  # (telling its subscribers) and a new one starts with the next relay.
   #
   # Node.connect, not Node.ping: ping is a call to net_kernel, which a C
   # node does not serve.
@@ -31,6 +36,10 @@ defmodule ExESDB.CNode.Connection do
   @doc "The registered name of a store's relay."
   @spec relay_name(atom()) :: atom()
   def relay_name(store), do: :"exesdb_cnode_relay_#{store}"
+
+  @doc "The registered name of a store's subscription session."
+  @spec session_name(atom()) :: atom()
+  def session_name(store), do: :"exesdb_cnode_session_#{store}"
 
   @doc "Wait up to `ms` for a store's relay (the C node connected); its pid or nil."
   @spec await_relay(atom(), non_neg_integer()) :: pid() | nil
@@ -60,18 +69,22 @@ defmodule ExESDB.CNode.Connection do
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     if cookie = args[:cookie], do: :erlang.set_cookie(cnode, cookie)
     send(self(), :connect)
-    {:ok, %{store: store, cnode: cnode, relay: nil, tries: 0}}
+    {:ok, %{store: store, cnode: cnode, relay: nil, session: nil, tries: 0}}
   end
 
   @impl true
-  def handle_info(:connect, %{relay: nil} = s) do
-    if Node.connect(s.cnode) == true and hello(s.cnode) == {:ok, @protocol_version} do
+  # (a session still running ends by itself, and its end reconnects)
+  def handle_info(:connect, %{relay: nil, session: nil} = s) do
+    with true <- Node.connect(s.cnode),
+         {:ok, @protocol_version} <- hello(s.cnode),
+         {:ok, session} <- start_session(s) do
       relay = spawn_link(&relay/0)
       Process.register(relay, relay_name(s.store))
-      {:noreply, %{s | relay: relay, tries: 0}}
+      {:noreply, %{s | relay: relay, session: session, tries: 0}}
     else
-      Process.send_after(self(), :connect, Enum.at(@retry_ms, s.tries, List.last(@retry_ms)))
-      {:noreply, %{s | tries: s.tries + 1}}
+      _ ->
+        Process.send_after(self(), :connect, Enum.at(@retry_ms, s.tries, List.last(@retry_ms)))
+        {:noreply, %{s | tries: s.tries + 1}}
     end
   end
 
@@ -84,10 +97,36 @@ defmodule ExESDB.CNode.Connection do
   def handle_info({:EXIT, relay, _}, %{relay: relay} = s),
     do: {:noreply, reconnect(%{s | relay: nil})}
 
+  # The session ended (the C node went, or it failed): so does this
+  # relay, and both start again together.
+  def handle_info({:EXIT, session, _}, %{session: session} = s),
+    do: {:noreply, %{s | session: nil} |> drop_relay() |> reconnect()}
+
   def handle_info(_other, s), do: {:noreply, s}
 
   @impl true
-  def terminate(_reason, s), do: drop_relay(s)
+  def terminate(_reason, s) do
+    drop_relay(s)
+    # its subscribers are told (:subscription_down, :closed)
+    if s.session, do: catch_exit(fn -> GenServer.stop(s.session, :shutdown, 5_000) end)
+    :ok
+  end
+
+  defp catch_exit(fun) do
+    fun.()
+  catch
+    :exit, _ -> :ok
+  end
+
+  # A session whose ids follow no earlier one's (an id a subscriber keeps
+  # past its session's end names nobody in the next).
+  defp start_session(s) do
+    ExESDB.CNode.Session.start_link(
+      cnode: s.cnode,
+      name: session_name(s.store),
+      first_id: System.unique_integer([:positive, :monotonic]) * 4_294_967_296
+    )
+  end
 
   defp drop_relay(%{relay: nil} = s), do: s
 

@@ -130,7 +130,9 @@ defmodule ExESDB.CNode.Session do
          monitors: %{},
          # joins that timed out: a late {:ok, ...} is left at once
          stale_joins: MapSet.new(),
-         next_id: 1
+         # first_id: ids unique across sessions, so an id kept past
+         # its session's end never names a later session's subscriber
+         next_id: Keyword.get(opts, :first_id, 1)
        }}
     else
       {:error, reason} -> {:stop, reason}
@@ -146,10 +148,10 @@ defmodule ExESDB.CNode.Session do
     ref = make_ref()
     send_request(to, ref, req)
 
-    receive do
-      {^ref, reply} -> reply
-    after
-      @call_timeout -> {:timeout, ref}
+    # the C node backend's wait (one {Ref, Reply} wait per binding)
+    case ExESDB.Backend.CNode.await_reply(ref, @call_timeout) do
+      {:reply, reply} -> reply
+      _ -> {:timeout, ref}
     end
   end
 
