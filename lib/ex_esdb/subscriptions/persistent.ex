@@ -99,6 +99,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp start(state, filter, cursor, catching_up, subscriber, opts) do
     sub =
       State.new(state.source, cursor, catching_up,
+        hold: hold(state.source),
         filter: filter,
         buffer_size: opts[:buffer_size],
         concurrency_limit: opts[:concurrency_limit],
@@ -118,6 +119,15 @@ defmodule ExESDB.Subscriptions.Persistent do
         error
     end
   end
+
+  # What the subscription keeps of the events its subscribers hold
+  # unacked: for $all and event types, whose cursor is the position, only
+  # that (it holds no copy of up to buffer_size events per subscriber;
+  # what a subscriber that goes held is read again by position, and $all
+  # keeps every event); a stream's events by version are kept as records
+  # (a deleted stream's could not be read again by version).
+  defp hold({:stream, _}), do: :records
+  defp hold(_source), do: :cursors
 
   # Where the subscription resumes: after its stored checkpoint when one
   # exists (and was written for the same definition), else where
@@ -478,6 +488,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   defp dispatch(state) do
+    state = reread(state)
     {sub, deliveries} = State.dispatch(state.sub)
 
     Enum.reduce(deliveries, %{state | sub: sub}, fn {pid, events}, state ->
@@ -494,6 +505,52 @@ defmodule ExESDB.Subscriptions.Persistent do
       _ ->
         deliver(pid, events, state)
         state
+    end
+  end
+
+  # What a subscriber that went held unacked (hold: :cursors), read again
+  # from the store before anything else is handed out: from the source,
+  # then from $all for any the source no longer has.
+  defp reread(%{sub: %{reread: [_ | _] = cursors, subscribers: subs}} = state)
+       when subs != %{} do
+    wanted = MapSet.new(cursors)
+    found = scan(state, state.source, cursors, wanted)
+
+    missing = wanted |> MapSet.difference(MapSet.new(found, & &1.position)) |> Enum.sort()
+
+    found =
+      if missing == [] or state.source == :all,
+        do: found,
+        else: Enum.sort_by(found ++ scan(state, :all, missing, MapSet.new(missing)), & &1.position)
+
+    if length(found) < length(cursors),
+      do:
+        Logger.warning(
+          "ExESDB subscription #{inspect(state.name)}: " <>
+            "#{length(cursors) - length(found)} unacked events could not be read again"
+        )
+
+    %{state | sub: State.put_back(state.sub, EventCodec.finish(found, state.store))}
+  end
+
+  defp reread(state), do: state
+
+  # The records of `source` at the positions in `wanted`, between the
+  # first and the last of `cursors`, in order.
+  defp scan(state, source, cursors, wanted),
+    do: scan(state, source, hd(cursors), List.last(cursors), wanted, [])
+
+  defp scan(state, source, from, upto, wanted, acc) do
+    case state.store.backend.read(state.store, source, from, State.page(), :forward) do
+      {:ok, records, next} ->
+        acc = [Enum.filter(records, &MapSet.member?(wanted, &1.position)) | acc]
+
+        if next == :eof or records == [] or List.last(records).position >= upto,
+          do: acc |> Enum.reverse() |> Enum.concat(),
+          else: scan(state, source, next, upto, wanted, acc)
+
+      {:error, reason} ->
+        exit({:catch_up_failed, reason})
     end
   end
 

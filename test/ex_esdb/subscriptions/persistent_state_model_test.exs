@@ -23,7 +23,23 @@ defmodule ExESDB.Subscriptions.Persistent.StateModelTest do
        [1, 1, 3, 20, 60], 20, 300},
     one_in_flight: {[buffer_size: 1, concurrency_limit: 2], [1, 1, 3, 20, 60], 20, 300},
     # subscribers far behind: the queue is cut and read again
-    shed: {[buffer_size: 50, concurrency_limit: 2], [1500, 3000], 100, 60}
+    shed: {[buffer_size: 50, concurrency_limit: 2], [1500, 3000], 100, 60},
+    # keeping only cursors of what is handed out: a subscriber that goes
+    # leaves cursors that are read again from the store
+    cursors_plain:
+      {[buffer_size: 50, concurrency_limit: 3, hold: :cursors], [1, 1, 3, 50, 400], 20, 300},
+    cursors_filter:
+      {[buffer_size: 50, concurrency_limit: 3, hold: :cursors, filter: {:payload, %{odd: true}}],
+       [1, 3, 50, 400], 20, 300},
+    cursors_partition:
+      {[
+         buffer_size: 20,
+         concurrency_limit: 3,
+         hold: :cursors,
+         partition_by: &__MODULE__.partition/1
+       ], [1, 1, 3, 20, 60], 20, 300},
+    cursors_one_in_flight:
+      {[buffer_size: 1, concurrency_limit: 2, hold: :cursors], [1, 1, 3, 20, 60], 20, 300}
   }
 
   def partition(event), do: event.stream_id
@@ -214,9 +230,14 @@ defmodule ExESDB.Subscriptions.Persistent.StateModelTest do
     |> resume()
   end
 
-  defp kill(m, pid),
-    do:
-      %{m | subs: Map.delete(m.subs, pid), st: State.remove_subscriber(m.st, pid)}
-      |> dispatch()
-      |> resume()
+  # (with hold: :cursors, what it held is read again from the store, as
+  # Persistent does before it hands anything out)
+  defp kill(m, pid) do
+    st = State.remove_subscriber(m.st, pid)
+    st = State.put_back(st, Enum.map(State.rereads(st), &ev/1))
+
+    %{m | subs: Map.delete(m.subs, pid), st: st}
+    |> dispatch()
+    |> resume()
+  end
 end

@@ -67,6 +67,52 @@ defmodule ExESDB.Subscriptions.Persistent.StateTest do
     assert state.checkpoint == 4
   end
 
+  # what a subscriber holds, as State keeps it: cursors only, or records
+  defp kept(state, name) do
+    state.subscribers[pid(name)].in_flight
+    |> :queue.to_list()
+    |> Enum.flat_map(fn {_, _, _, kept} -> kept || [] end)
+  end
+
+  test "hold: :cursors keeps no record of what is handed out; a subscriber that goes " <>
+         "leaves its cursors to read again, handed out first, in order" do
+    state = live_state([buffer_size: 2, concurrency_limit: 2, hold: :cursors], [:a])
+    {:ok, state} = State.live(state, events(1..4), 1)
+    {state, [{_, batch}]} = State.dispatch(state)
+    assert cursors(batch) == [1, 2]
+    refute Enum.any?(kept(state, :a), &is_map/1)
+
+    state = State.add_subscriber(state, pid(:b), make_ref())
+    {state, [{_, batch}]} = State.dispatch(state)
+    assert cursors(batch) == [3, 4]
+    state = State.remove_subscriber(state, pid(:a))
+    assert State.rereads(state) == [1, 2]
+    # nothing is handed out, and the checkpoint does not pass them, until
+    # they are back
+    state = State.ack(state, pid(:b), 4)
+    assert {state, []} = State.dispatch(state)
+    assert state.checkpoint == 0
+
+    state = State.put_back(state, events(1..2))
+    assert State.rereads(state) == []
+    assert {state, [{b, batch}]} = State.dispatch(state)
+    assert b == pid(:b)
+    assert cursors(batch) == [1, 2]
+    assert State.ack(state, pid(:b), 2).checkpoint == 4
+  end
+
+  test "hold: :cursors with a filter: sparse cursors, acked one by one" do
+    state = live_state(hold: :cursors, filter: {:payload, %{odd: true}})
+    {:ok, state} = State.live(state, events(1..6), 1)
+    {state, [{_, batch}]} = State.dispatch(state)
+    assert cursors(batch) == [1, 3, 5]
+    assert kept(state, :a) == [1, 3, 5]
+    state = State.ack(state, pid(:a), 3)
+    assert kept(state, :a) == [5]
+    assert state.checkpoint == 4
+    assert State.ack(state, pid(:a), 5).checkpoint == 6
+  end
+
   test "a subscriber that goes: its unacked events come first again, in order" do
     state = live_state([buffer_size: 2, concurrency_limit: 2], [:a])
     {:ok, state} = State.live(state, events(1..4), 1)

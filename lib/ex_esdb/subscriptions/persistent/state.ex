@@ -8,6 +8,14 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   # ExESDB.Subscriptions.Persistent is the process around it: it joins the
   # emitter, reads pages, writes checkpoints and sends what dispatch/1
   # hands out.
+  #
+  # What it keeps of an event handed out (`hold`): the record (`:records`)
+  # or only its cursor (`:cursors`). With cursors, a subscription holds no
+  # copy of what its subscribers hold unacked (up to buffer_size each,
+  # which its garbage collections copied again and again); a subscriber
+  # that goes leaves cursors to read again (rereads/1), which the process
+  # reads from the store and puts back (put_back/2) before anything else
+  # is handed out.
 
   alias ExESDB.Subscriptions.Selector
 
@@ -43,7 +51,12 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     # partition key => the subscriber holding its unacked event
     partitions: %{},
     # cursor => partition key, for queued and unacked events
-    keys: %{}
+    keys: %{},
+    # :records or :cursors: what is kept of an event handed out
+    hold: :records,
+    # cursors of events handed out to a subscriber that went, to be read
+    # again (only with hold: :cursors), in order
+    reread: []
   ]
 
   @type t :: %__MODULE__{}
@@ -58,7 +71,8 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   @doc """
   A subscription resuming after `cursor`. `catching_up`: whether the
   store may hold events after it (else it takes live deliveries at once).
-  Options: `buffer_size`, `concurrency_limit`, `partition_by`, `filter`.
+  Options: `buffer_size`, `concurrency_limit`, `partition_by`, `filter`,
+  `hold` (`:records`, the default, or `:cursors`).
   """
   @spec new(
           :all | {:stream, String.t()} | {:type, String.t()},
@@ -77,7 +91,8 @@ defmodule ExESDB.Subscriptions.Persistent.State do
       concurrency_limit: opts[:concurrency_limit] || 1,
       last_enqueued: cursor,
       checkpoint: cursor,
-      catching_up: catching_up
+      catching_up: catching_up,
+      hold: opts[:hold] || :records
     }
   end
 
@@ -100,7 +115,8 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     # `in_flight`: the events it holds unacked, as a queue of the batches
     # they were handed out in (`{first, last, n, events}`, each batch in
     # cursor order), so an ack drops whole batches instead of walking
-    # event by event. `last`: the newest cursor handed out; while events
+    # event by event. With hold: :cursors, `events` is nil when the batch
+    # is every cursor from first to last, else the list of its cursors. `last`: the newest cursor handed out; while events
     # are handed out in rising order (`sorted`), the first batch holds the
     # oldest event.
     sub = %{ref: ref, in_flight: :queue.new(), count: 0, last: nil, sorted: true}
@@ -118,22 +134,50 @@ defmodule ExESDB.Subscriptions.Persistent.State do
 
   @doc """
   A subscriber that went: its unacked events are delivered again, before
-  anything still pending, in order.
+  anything still pending, in order. With hold: :cursors they are first
+  to be read again (`rereads/1`, then `put_back/2`).
   """
   @spec remove_subscriber(t(), pid()) :: t()
   def remove_subscriber(state, pid) do
     {sub, subscribers} = Map.pop(state.subscribers, pid)
-    back = sub.in_flight |> held() |> Enum.sort_by(&cursor(&1, state))
-    pending = merge(back, :queue.to_list(state.pending), state)
     partitions = Map.reject(state.partitions, fn {_k, owner} -> owner == pid end)
 
-    %{
+    state = %{
       state
       | subscribers: subscribers,
         order: List.delete(state.order, pid),
-        pending: :queue.from_list(pending),
         pending_n: state.pending_n + sub.count,
         partitions: partitions
+    }
+
+    back = sub.in_flight |> held() |> Enum.sort_by(&held_cursor(&1, state))
+
+    case state.hold do
+      :cursors ->
+        %{state | reread: :lists.umerge(back, state.reread)}
+
+      :records ->
+        %{state | pending: :queue.from_list(merge(back, :queue.to_list(state.pending), state))}
+    end
+  end
+
+  @doc "Cursors of events to read again from the store (hold: :cursors), in order."
+  @spec rereads(t()) :: [non_neg_integer()]
+  def rereads(state), do: state.reread
+
+  @doc """
+  The records of `rereads/1`, read again (in cursor order): they go before
+  anything still pending, in order. Nothing is handed out until then.
+  """
+  @spec put_back(t(), [map()]) :: t()
+  def put_back(state, records) do
+    back = Enum.sort_by(records, &cursor(&1, state))
+
+    %{
+      state
+      | pending: :queue.from_list(merge(back, :queue.to_list(state.pending), state)),
+        pending_n: state.pending_n - length(state.reread) + length(back),
+        reread: []
     }
   end
 
@@ -303,6 +347,7 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   """
   @spec dispatch(t()) :: {t(), [delivery()]}
   def dispatch(%{subscribers: subs} = state) when subs == %{}, do: {state, []}
+  def dispatch(%{reread: [_ | _]} = state), do: {state, []}
   def dispatch(%{pending_n: 0} = state), do: {state, []}
   def dispatch(%{partition_by: nil} = state), do: dispatch_batches(state, [])
   def dispatch(state), do: dispatch_partitions(state)
@@ -412,8 +457,8 @@ defmodule ExESDB.Subscriptions.Persistent.State do
               {state.partitions, state.keys}
 
             _ ->
-              {Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[cursor(&1, state)])),
-               Enum.reduce(done, state.keys, &Map.delete(&2, cursor(&1, state)))}
+              {Enum.reduce(done, state.partitions, &Map.delete(&2, state.keys[&1])),
+               Enum.reduce(done, state.keys, &Map.delete(&2, &1))}
           end
 
         sub =
@@ -434,13 +479,13 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     end
   end
 
-  # The events an ack covers (cursor at or below it), the batches left and
-  # how many events they hold: whole batches from the front while they
-  # are in order, by a full pass otherwise.
+  # The cursors an ack covers (at or below it), the batches left and how
+  # many events they hold: whole batches from the front while they are
+  # in order, by a full pass otherwise.
   # (an ack of the newest event handed out takes them all)
-  # (the acked events themselves matter only to release partitions)
+  # (the acked cursors themselves matter only to release partitions)
   defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
-    done = if state.partition_by, do: held(sub.in_flight), else: []
+    done = if state.partition_by, do: held_cursors(sub.in_flight, state), else: []
     {done, :queue.new(), 0}
   end
 
@@ -448,26 +493,35 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     do: drop_acked(sub.in_flight, sub.count, acked, state, state.partition_by != nil, [])
 
   defp take_acked(sub, acked, state) do
-    {done, rest} = Enum.split_with(held(sub.in_flight), &(cursor(&1, state) <= acked))
-    {done, batches(rest, state), length(rest)}
+    {done, rest} = Enum.split_with(held(sub.in_flight), &(held_cursor(&1, state) <= acked))
+    {Enum.map(done, &held_cursor(&1, state)), batches(rest, state), length(rest)}
   end
 
-  # (`keep?`: whether the acked events are wanted, for partitions)
+  # (`keep?`: whether the acked cursors are wanted, for partitions)
   defp drop_acked(queue, n, acked, state, keep?, done) do
     case :queue.out(queue) do
       {{:value, {first, _, _, _}}, _} when first > acked ->
         {done, queue, n}
 
-      {{:value, {_, last, k, events}}, rest} when last <= acked ->
-        done = if keep?, do: Enum.reverse(events, done), else: done
+      {{:value, {_, last, k, _} = batch}, rest} when last <= acked ->
+        done = if keep?, do: Enum.reverse(batch_cursors(batch, state), done), else: done
         drop_acked(rest, n - k, acked, state, keep?, done)
 
       # the ack falls inside this batch: its acked front goes
+      {{:value, {first, last, k, nil}}, rest} ->
+        done = if keep?, do: Enum.reverse(Enum.to_list(first..acked), done), else: done
+        {done, :queue.in_r({acked + 1, last, last - acked, nil}, rest), n - (k - (last - acked))}
+
       {{:value, {_, last, k, events}}, rest} ->
-        {acked_events, left} = Enum.split_while(events, &(cursor(&1, state) <= acked))
+        {acked_events, left} = Enum.split_while(events, &(held_cursor(&1, state) <= acked))
         taken = length(acked_events)
-        done = if keep?, do: Enum.reverse(acked_events, done), else: done
-        batch = {cursor(hd(left), state), last, k - taken, left}
+
+        done =
+          if keep?,
+            do: Enum.reverse(Enum.map(acked_events, &held_cursor(&1, state)), done),
+            else: done
+
+        batch = {held_cursor(hd(left), state), last, k - taken, left}
         {done, :queue.in_r(batch, rest), n - taken}
 
       {:empty, _} ->
@@ -475,45 +529,66 @@ defmodule ExESDB.Subscriptions.Persistent.State do
     end
   end
 
-  defp hold(in_flight, events, k, state) when k <= @message_events,
-    do:
-      :queue.in({cursor(hd(events), state), cursor(List.last(events), state), k, events}, in_flight)
+  defp hold(in_flight, events, k, state) when k <= @message_events do
+    first = cursor(hd(events), state)
+    last = cursor(List.last(events), state)
+
+    kept =
+      cond do
+        state.hold == :records -> events
+        last - first + 1 == k -> nil
+        true -> Enum.map(events, &cursor(&1, state))
+      end
+
+    :queue.in({first, last, k, kept}, in_flight)
+  end
 
   defp hold(in_flight, events, k, state) do
     {batch, rest} = :lists.split(@message_events, events)
     in_flight |> hold(batch, @message_events, state) |> hold(rest, k - @message_events, state)
   end
 
-  # The events held, in the order they were handed out.
+  # What is held (records, or cursors with hold: :cursors), in the order
+  # it was handed out.
   defp held(in_flight),
-    do: in_flight |> :queue.to_list() |> Enum.flat_map(fn {_, _, _, events} -> events end)
+    do: in_flight |> :queue.to_list() |> Enum.flat_map(&batch_events/1)
 
-  # Events held out of order, as one batch (only `held/1` reads it).
+  defp held_cursors(in_flight, state), do: Enum.map(held(in_flight), &held_cursor(&1, state))
+
+  defp batch_events({first, last, _, nil}), do: Enum.to_list(first..last)
+  defp batch_events({_, _, _, events}), do: events
+
+  defp batch_cursors(batch, state), do: Enum.map(batch_events(batch), &held_cursor(&1, state))
+
+  defp held_cursor(c, _state) when is_integer(c), do: c
+  defp held_cursor(record, state), do: cursor(record, state)
+
+  # What is held out of order, as one batch (only `held/1` reads it).
   defp batches([], _state), do: :queue.new()
 
-  defp batches(events, state),
-    do:
-      :queue.from_list([
-        {cursor(hd(events), state), cursor(List.last(events), state), length(events), events}
-      ])
+  defp batches(events, state) do
+    first = held_cursor(hd(events), state)
+    last = held_cursor(List.last(events), state)
+    :queue.from_list([{first, last, length(events), events}])
+  end
 
   defp oldest_in_flight(%{count: 0}, _state), do: []
 
   defp oldest_in_flight(%{sorted: true} = sub, _state),
     do: [elem(elem(:queue.peek(sub.in_flight), 1), 0)]
 
-  defp oldest_in_flight(sub, state),
-    do: [sub.in_flight |> held() |> Enum.map(&cursor(&1, state)) |> Enum.min()]
+  defp oldest_in_flight(sub, state), do: [Enum.min(held_cursors(sub.in_flight, state))]
 
   # The checkpoint is the highest cursor with everything up to it acked:
-  # just below the oldest event unacked or pending.
+  # just below the oldest event unacked, pending or to be read again.
   defp advance_checkpoint(state) do
     oldest =
       [
         case :queue.peek(state.pending) do
           {:value, r} -> cursor(r, state)
           :empty -> nil
-        end
+        end,
+        List.first(state.reread)
         | Enum.flat_map(state.subscribers, fn {_, sub} -> oldest_in_flight(sub, state) end)
       ]
       |> Enum.reject(&is_nil/1)
