@@ -38,8 +38,8 @@ typedef struct cn_server {
 	unsigned max_inflight;    /* requests per connection not answered */
 	uint64_t max_queue_bytes; /* replies queued per connection */
 	unsigned max_conns;
-	unsigned max_sessions; /* subscription sessions per connection */
-	unsigned max_subs;     /* their members, per connection */
+	unsigned max_sessions; /* sessions per connection and store */
+	unsigned max_subs;     /* their subscriptions, likewise */
 	cn_sessions *sessions;
 	ei_cnode ec;
 	cn_pool *pool;
