@@ -79,6 +79,29 @@ defmodule ExESDB.Backend.Cluster do
         :ok
 
       true ->
+        case Process.get({__MODULE__, :relay, store.store_id}) do
+          # the caller's async commands still on their way land first
+          pid when is_pid(pid) -> after_async(pid, store, command)
+          nil -> route(store, command, store.timeout)
+        end
+    end
+  end
+
+  # A sync command of a caller that has sent async ones: through its
+  # relay, after them (else a delete could land before a put sent
+  # earlier, which would bring the deleted back).
+  defp after_async(pid, store, command) do
+    mref = Process.monitor(pid)
+    ref = make_ref()
+    send(pid, {:submit_sync, store, command, ref})
+
+    receive do
+      {:relayed, ^ref, reply} ->
+        Process.demonitor(mref, [:flush])
+        reply
+
+      # (it had ended: nothing of the caller's is on its way)
+      {:DOWN, ^mref, _, _, _} ->
         route(store, command, store.timeout)
     end
   end
@@ -114,6 +137,11 @@ defmodule ExESDB.Backend.Cluster do
     receive do
       {:submit, store, command, ref} ->
         send(caller, {ref, route(store, command, store.timeout)})
+        relay_loop(caller, mref)
+
+      # a sync command, after the async ones before it
+      {:submit_sync, store, command, ref} ->
+        send(caller, {:relayed, ref, route(store, command, store.timeout)})
         relay_loop(caller, mref)
 
       {:DOWN, ^mref, _, _, _} ->

@@ -79,7 +79,9 @@ defmodule ExESDB.Subscriptions.Persistent do
         # the checkpoint write in flight (its reference) and the last
         # checkpoint submitted: one write at a time (see ack/3)
         writing: nil,
-        written: nil
+        written: nil,
+        # a delete_subscription waiting for the write in flight
+        delete_after: nil
       }
 
       with {:ok, cursor, catching_up} <-
@@ -228,22 +230,12 @@ defmodule ExESDB.Subscriptions.Persistent do
       else: {:reply, :ok, state}
   end
 
-  # delete_subscription: the checkpoint is deleted while this process
-  # still holds the name, so a subscribe_to racing it either joined
-  # before (and ends with it) or starts after, without the checkpoint.
-  def handle_call(:delete, _from, state) do
-    # the write in flight lands first, not after the delete
-    state = await_write(state)
+  # delete_subscription (delete/2). The write in flight lands first: the
+  # delete waits for its reply (then nothing more is written).
+  def handle_call(:delete, from, %{writing: ref} = state) when ref != nil,
+    do: {:noreply, %{state | delete_after: from}}
 
-    # (a checkpoint another API deleted already: deleted all the same)
-    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, here: true) do
-      reply when reply in [:ok, {:error, :subscription_not_found}] ->
-        {:stop, :normal, reply, Map.put(state, :deleted, true)}
-
-      {:error, _} = error ->
-        {:reply, error, state}
-    end
-  end
+  def handle_call(:delete, from, state), do: delete(state, from)
 
   def handle_call(:checkpoint, _from, state), do: {:reply, state.sub.checkpoint, state}
 
@@ -328,8 +320,13 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   # the reply to the checkpoint write in flight: the acks that came
   # meanwhile are written now, as one
-  def handle_info({ref, _reply}, %{writing: ref} = state),
-    do: {:noreply, write_acked(%{state | writing: nil})}
+  def handle_info({ref, _reply}, %{writing: ref} = state) do
+    state = %{state | writing: nil}
+
+    if state.delete_after,
+      do: delete(state, state.delete_after),
+      else: {:noreply, write_acked(state)}
+  end
 
   def handle_info({ref, _reply}, state) when is_reference(ref), do: {:noreply, state}
 
@@ -344,9 +341,10 @@ defmodule ExESDB.Subscriptions.Persistent do
   def terminate(_reason, state) do
     state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from
-    # (unless the subscription was deleted), written after the write in
-    # flight, not overtaken by it.
-    unless state[:deleted], do: state |> await_write() |> write_checkpoint(:sync)
+    # (unless the subscription was deleted).
+    # (after the write in flight: the store takes one process's
+    # submits in order)
+    unless state[:deleted], do: write_checkpoint(state, :sync)
   end
 
   defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
@@ -574,13 +572,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   # An ack that moves the checkpoint writes it without waiting, one
   # write at a time: acks that come while a write is in flight are
   # written as one when its reply comes (Commanded acks every event; in
-  # cluster mode a write is a raft round), and a delete or the last
-  # write waits for the one in flight (await_write/1), so none lands
-  # after them.
+  # cluster mode a write is a raft round); a delete waits for the one in
+  # flight, so none lands after it.
   defp ack(state, pid, cursor),
     do: write_acked(%{state | sub: State.ack(state.sub, pid, cursor)})
 
-  defp write_acked(%{writing: nil} = state) do
+  defp write_acked(%{writing: nil, delete_after: nil} = state) do
     if state.sub.checkpoint > state.written do
       ref = make_ref()
       # (a failed write is covered by a later one, or terminate/2's)
@@ -593,15 +590,21 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   defp write_acked(state), do: state
 
-  # The reply to the write in flight (the store answers every submit:
-  # a bounded wait, in case it does not).
-  defp await_write(%{writing: nil} = state), do: state
+  # delete_subscription: the checkpoint is deleted while this process
+  # still holds the name, so a subscribe_to racing it either joined
+  # before (and ends with it) or starts after, without the checkpoint.
+  defp delete(state, from) do
+    state = %{state | delete_after: nil}
 
-  defp await_write(%{writing: ref} = state) do
-    receive do
-      {^ref, _reply} -> %{state | writing: nil}
-    after
-      state.store.timeout + 2_000 -> %{state | writing: nil}
+    # (a checkpoint another API deleted already: deleted all the same)
+    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, here: true) do
+      reply when reply in [:ok, {:error, :subscription_not_found}] ->
+        GenServer.reply(from, reply)
+        {:stop, :normal, Map.put(state, :deleted, true)}
+
+      {:error, _} = error ->
+        GenServer.reply(from, error)
+        {:noreply, state}
     end
   end
 

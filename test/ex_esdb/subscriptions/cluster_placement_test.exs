@@ -71,6 +71,23 @@ defmodule ExESDB.Subscriptions.ClusterPlacementTest do
     for _ <- 1..20, do: assert(stored(s, "acks") == nil)
   end
 
+  test "the gateway: a caller's sync delete lands after its async writes sent before",
+       %{store: store} do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    definition = :erlang.term_to_binary(%{})
+
+    for c <- 1..100 do
+      :ok =
+        s.backend.submit(s, {:checkpoint_put, "relayed", c, definition},
+          async: true,
+          ref: make_ref()
+        )
+    end
+
+    assert :ok = s.backend.submit(s, {:checkpoint_delete, "relayed"}, [])
+    assert stored(store, "relayed") == nil
+  end
+
   defp receive_n(n, acc) when length(acc) >= n, do: acc
 
   defp receive_n(n, acc) do
