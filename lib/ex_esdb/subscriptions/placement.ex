@@ -32,7 +32,9 @@ defmodule ExESDB.Subscriptions.Placement do
   # between tries while no leader takes the call
   @backoff 50
   # why a subscription stopped that makes its subscribers move with it
-  @moved [{:shutdown, :leader_moved}, :noconnection]
+  # (:noproc: it was gone before its attachment was made, which a
+  # leadership change right after its start does)
+  @moved [{:shutdown, :leader_moved}, :noconnection, :noproc]
 
   def child_spec_for(%{db_type: :cluster, store_id: store_id} = options) do
     if Map.get(options, :backend) == :cnode,

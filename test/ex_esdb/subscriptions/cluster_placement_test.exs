@@ -88,6 +88,20 @@ defmodule ExESDB.Subscriptions.ClusterPlacementTest do
     assert stored(store, "relayed") == nil
   end
 
+  test "a subscription gone before its subscriber's attachment was made: the subscriber follows it",
+       %{store: s} do
+    # (a leadership change right after the start stops it that early)
+    {:ok, sub} = Subscriptions.subscribe_to(s, "early", {:by_stream, "s"})
+    assert_receive {:subscribed, ^sub}
+    :ok = Subscriptions.unsubscribe(s, sub)
+    refute alive?(sub)
+
+    spec = {"early", {:by_stream, "s"}, self(), []}
+    :ok = GenServer.call(:"exesdb_placement_#{s}", {:attach, sub, spec})
+    assert_receive {:subscribed, again}, 10_000
+    assert again != sub
+  end
+
   defp receive_n(n, acc) when length(acc) >= n, do: acc
 
   defp receive_n(n, acc) do
