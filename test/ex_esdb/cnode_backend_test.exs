@@ -5,7 +5,7 @@ defmodule ExESDB.CNodeBackendTest do
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
-  alias ExESDB.{NewEvent, Streams}
+  alias ExESDB.{NewEvent, Streams, Subscriptions}
   alias ExESDB.CNode.Launcher
 
   @moduletag timeout: 180_000
@@ -119,6 +119,62 @@ defmodule ExESDB.CNodeBackendTest do
       acked = for {id, {:ok, _}, _} <- log, do: id
       assert acked != []
       assert MapSet.subset?(MapSet.new(acked), ids(store, stream)), stream
+    end
+  end
+
+  test "kill -9 of the C node: transient subscribers are told, a persistent subscription " <>
+         "resumes from its checkpoint and misses nothing",
+       %{dir: dir} do
+    store = start_system(dir, backend: :cnode)
+    os_pid = Launcher.os_pid(store)
+
+    append = fn stream, n ->
+      for _ <- 1..n,
+          do: {:ok, _} = Streams.append_events(store, stream, :any, [event(ExESDB.UUID.uuid4())])
+    end
+
+    append.("a", 5)
+
+    {:ok, transient} = Subscriptions.subscribe(store, {:by_stream, "$all"})
+    {:ok, sub} = Subscriptions.subscribe_to(store, "p", {:by_stream, "$all"})
+    assert_receive {:subscribed, ^sub}, 5_000
+    got = receive_positions(5, [])
+    assert got == Enum.to_list(1..5)
+    # acked through 3: the checkpoint
+    for e <- got, e <= 3, do: :ok = Subscriptions.ack_event(store, sub, e)
+    wait_until(fn -> match?({:ok, {_, 3, _, _}}, checkpoint(store, "p")) end, 5_000)
+
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
+    assert_receive {:subscription_down, ^transient, :closed}, 5_000
+    wait_until(fn -> Launcher.os_pid(store) not in [nil, os_pid] end, 20_000)
+    wait_until(fn -> match?({:ok, _}, Streams.get_version(store, "a")) end, 20_000)
+
+    # the persistent subscription goes on: what it had not had acked
+    # comes again or was had, every later event comes
+    append.("b", 5)
+    later = receive_positions(5, [], fn p -> p > 5 end)
+    assert later == Enum.to_list(6..10)
+    assert Process.alive?(sub)
+  end
+
+  defp checkpoint(store, name) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    s.backend.checkpoint_get(s, name)
+  end
+
+  # Positions of the next n events delivered that pass keep?.
+  defp receive_positions(n, acc, keep? \\ fn _ -> true end)
+
+  defp receive_positions(n, acc, _keep?) when length(acc) >= n,
+    do: acc |> Enum.reverse() |> Enum.take(n)
+
+  defp receive_positions(n, acc, keep?) do
+    receive do
+      {:events, records} ->
+        new = for r <- records, keep?.(r.position), do: r.position
+        receive_positions(n, Enum.reverse(new, acc) |> Enum.uniq(), keep?)
+    after
+      10_000 -> flunk("got #{inspect(Enum.reverse(acc))}, wanted #{n}")
     end
   end
 

@@ -23,6 +23,8 @@ defmodule ExESDB.Subscriptions.Persistent do
   require Logger
 
   @message_events State.message_events()
+  # ms between tries to reach a store out of reach (a C node restarting)
+  @retry_ms 100
 
   def start_link({store, name, _, _, _} = args),
     do:
@@ -294,6 +296,26 @@ defmodule ExESDB.Subscriptions.Persistent do
   def handle_info(:catch_up, state),
     do: {:noreply, catch_up(%{state | sub: State.read_done(state.sub)})}
 
+  # The store ended this subscription's membership (a C node that went
+  # down: its session ends every member; the NIF's store closing): join
+  # again, and read what the membership missed from the store, as after
+  # a gap.
+  def handle_info({:subscription_down, {:transient, member}, _why}, %{member: member} = state) do
+    send(self(), :resubscribe)
+    {:noreply, %{state | member: nil, sub: %{state.sub | catching_up: true}}}
+  end
+
+  def handle_info(:resubscribe, %{member: nil} = state) do
+    case state.store.backend.subscribe(state.store, self(), state.source, shape: :ranged) do
+      {:ok, member, _} ->
+        {:noreply, resume_catch_up(%{state | member: member})}
+
+      {:error, _} ->
+        Process.send_after(self(), :resubscribe, @retry_ms)
+        {:noreply, state}
+    end
+  end
+
   # Live deliveries: State.live/4 says whether one is taken, dropped
   # (catching up) or past a gap (then read from the store).
   def handle_info({:events, records, since}, state) do
@@ -339,7 +361,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def terminate(_reason, state) do
-    state.store.backend.unsubscribe(state.store, state.member)
+    if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from
     # (unless the subscription was deleted).
     # (after the write in flight: the store takes one process's
@@ -370,6 +392,13 @@ defmodule ExESDB.Subscriptions.Persistent do
         # end, again and again).
         {:error, :stream_deleted} ->
           state |> stream_deleted() |> catch_up()
+
+        # a store out of reach (a C node restarting): read again soon
+        {:error, reason}
+        when reason == :timeout or
+               (is_tuple(reason) and elem(reason, 0) == :unreachable) ->
+          Process.send_after(self(), :catch_up, @retry_ms)
+          state
 
         {:error, reason} ->
           exit({:catch_up_failed, reason})
