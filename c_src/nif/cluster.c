@@ -271,8 +271,10 @@ ERL_NIF_TERM nif_cluster_members(ErlNifEnv *env, int argc,
 		return err;
 	esdb_replica_member_info m[64];
 	size_t n = 0;
-	int rc = esdb_replica_get_members(rep, m, 64, &n);
+	esdb_replica_hold(rep); /* see change() */
 	nif_store_release(r);
+	int rc = esdb_replica_get_members(rep, m, 64, &n);
+	esdb_replica_release(rep);
 	if (rc)
 		return nif_error_term(env, rc);
 	if (n > 64)
@@ -311,6 +313,11 @@ static ERL_NIF_TERM change(ErlNifEnv *env, ERL_NIF_TERM store, change_op op,
 	esdb_replica *rep = acquire(env, store, &r, &err);
 	if (!rep)
 		return err;
+	/* Raft may take seconds (a new voter's catch-up): hold the replica,
+	 * not the store's lock, so a close is not held up meanwhile (it
+	 * answers this call instead), nor the calls queued behind it. */
+	esdb_replica_hold(rep);
+	nif_store_release(r);
 	int rc;
 	switch (op) {
 	case CHANGE_ADD:
@@ -326,7 +333,7 @@ static ERL_NIF_TERM change(ErlNifEnv *env, ERL_NIF_TERM store, change_op op,
 		rc = esdb_replica_transfer(rep, id);
 		break;
 	}
-	nif_store_release(r);
+	esdb_replica_release(rep);
 	return change_reply(env, rc);
 }
 

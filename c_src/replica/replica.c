@@ -117,6 +117,7 @@ struct esdb_replica {
 	bool started;
 	bool stopping;
 	bool wake_open; /* the loop's async handle may be signalled */
+	unsigned holds; /* esdb_replica_hold: path_stop waits for none */
 	/* submitted, not yet proposed */
 	esdb_commit_req *in_head, *in_tail;
 	uint64_t in_bytes;
@@ -1248,6 +1249,12 @@ static void path_stop(esdb_commit_path *cp)
 		proposal_unref(r, p);
 		p = next;
 	}
+	/* Calls of holders were answered (the loop finished their
+	 * changes; later ones see stopping): wait until they are out. */
+	pthread_mutex_lock(&r->lock);
+	while (r->holds)
+		pthread_cond_wait(&r->cond, &r->lock);
+	pthread_mutex_unlock(&r->lock);
 }
 
 static void path_close(esdb_commit_path *cp)
@@ -1452,4 +1459,19 @@ int esdb_replica_transfer(esdb_replica *r, uint64_t id)
 		return ESDB_EINVAL;
 	ctl c = {.kind = CTL_TRANSFER, .id = id};
 	return run(r, &c);
+}
+
+void esdb_replica_hold(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->holds++;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void esdb_replica_release(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	if (--r->holds == 0)
+		pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
 }

@@ -184,6 +184,16 @@ int esdb_replica_remove(esdb_replica *r, uint64_t id);
  * timeout without one (ETIMEDOUT). Errors as above. */
 int esdb_replica_transfer(esdb_replica *r, uint64_t id);
 
+/* Keep r from being freed while a call runs without the binding's own
+ * lock: a binding that keeps esdb_store_close from running under its
+ * calls (the NIF's store lock) holds the replica under that lock, drops
+ * the lock for a call that waits on raft (the membership calls, members,
+ * transfer: a voter's catch-up takes seconds), and releases after. A
+ * close meanwhile answers those calls ESDB_ECLOSED (or what raft says of
+ * a change it abandons) and waits for every release. */
+void esdb_replica_hold(esdb_replica *r);
+void esdb_replica_release(esdb_replica *r);
+
 #ifdef __cplusplus
 }
 #endif

@@ -170,4 +170,36 @@ defmodule ExESDB.ClusterNifTest do
     wait_until(fn -> not info(l).leader end)
     assert {:error, :not_leader} = append(l, "s", [event()])
   end
+
+  # Promoting a member nobody answers for waits for its catch-up (raft
+  # gives up after about 5 s). That wait must not hold the store's lock:
+  # a close meanwhile goes ahead and answers the call. Before, the close
+  # waited for the call, which then answered raft's :io_error.
+  @tag timeout: 30_000
+  test "a membership call waiting on raft does not hold up a close", %{dir: dir} do
+    [port, nobody] = free_ports(2)
+    addr = "127.0.0.1:#{port}"
+
+    {:ok, s} =
+      :ex_esdb_nif.cluster_open("#{dir}/one", %{durability: :nosync}, %{
+        id: 1,
+        address: addr,
+        members: [{1, addr}],
+        election_timeout_ms: 300,
+        heartbeat_ms: 30
+      })
+
+    wait_until(fn -> info(s).leader end)
+    assert :ok = :ex_esdb_nif.cluster_add(s, 2, "127.0.0.1:#{nobody}")
+    assign = Task.async(fn -> :ex_esdb_nif.cluster_assign(s, 2, :voter) end)
+
+    wait_until(fn ->
+      Process.info(assign.pid, :current_function) ==
+        {:current_function, {:ex_esdb_nif, :cluster_assign, 3}}
+    end)
+
+    assert :ok = :ex_esdb_nif.close(s)
+    assert {:error, reason} = Task.await(assign, 10_000)
+    assert reason in [:closed, :outcome_unknown]
+  end
 end
