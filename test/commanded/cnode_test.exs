@@ -14,4 +14,10 @@ if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
     @moduletag cnode: true
     use Commanded.EventStore.SnapshotTestCase, event_store: ExESDB.Commanded.Adapter
   end
+
+  defmodule ExESDB.Commanded.CNodeSubscriptionTest do
+    use ExESDB.Commanded.AdapterCase
+    @moduletag cnode: true
+    use Commanded.EventStore.SubscriptionTestCase, event_store: ExESDB.Commanded.Adapter
+  end
 end
