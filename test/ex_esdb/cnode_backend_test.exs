@@ -252,6 +252,15 @@ defmodule ExESDB.CNodeBackendTest do
 
     peer_os_pid = :erpc.call(peer_node, :os, :getpid, [])
 
+    # a subscriber there, one here: a member each on the C node
+    there = :erpc.call(peer_node, :erlang, :spawn, [Process, :sleep, [:infinity]])
+
+    {:ok, _} =
+      :erpc.call(peer_node, ExESDB.Subscriptions, :subscribe, [store, {:by_stream, "$all"}, there])
+
+    {:ok, sub} = Subscriptions.subscribe(store, {:by_stream, "here"})
+    assert {:ok, %{subscribers: 2}} = ExESDB.System.stats(store)
+
     :erpc.cast(peer_node, ExESDB.Test.ClusterPeer, :read_your_writes, [store, "there", 100_000])
     wait_until(fn -> match?({:ok, v} when v > 20, Streams.get_version(store, "there")) end, 10_000)
     {_, 0} = System.cmd("kill", ["-9", "#{peer_os_pid}"])
@@ -259,10 +268,17 @@ defmodule ExESDB.CNodeBackendTest do
     ref = Process.monitor(peer)
     assert_receive {:DOWN, ^ref, _, _, _}, 10_000
 
-    # this client goes on, on the same C node, unaffected
+    # its session and member are dropped on the C node
+    wait_until(fn -> match?({:ok, %{subscribers: 1}}, ExESDB.System.stats(store)) end, 10_000)
+
+    # this client goes on, on the same C node, unaffected, its
+    # subscription too
     for n <- 2..50 do
       assert {:ok, ^n} = Streams.append_events(store, "here", :any, [event(ExESDB.UUID.uuid4())])
     end
+
+    assert receive_positions(49, [], &(&1 > 1)) |> length() == 49
+    refute_received {:subscription_down, ^sub, _}
 
     assert {:ok, v} = Streams.get_version(store, "there")
     assert {:ok, events} = Streams.get_events(store, "there", 1, v)
