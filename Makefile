@@ -171,7 +171,9 @@ test-replica: $(REPLICA_TEST_BIN)
 
 # raft alone (c_src/raftbench, N processes on loopback, trivial FSM): the
 # baseline benchmark and the tests of raft as built (test/c/raft: the
-# snapshot_pending patch). Real TCP and kills: kept out of valgrind.
+# snapshot_pending patch; the store's model test on 3 and 5 servers in
+# raft's fixture, ESDB_RAFT_MODEL_OPS steps each). Real TCP and kills:
+# kept out of valgrind.
 RAFT_BENCH_BIN := $(BUILD)/esdb_raft_bench
 RAFT_TEST_BIN := $(BUILD)/esdb_raft_tests
 $(RAFT_BENCH_BIN): c_src/raftbench/*.[ch] $(RAFT_LIB)
