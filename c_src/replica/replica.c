@@ -40,8 +40,10 @@ unsigned esdb__replica_apply_delay_us;
 unsigned esdb__replica_entry_version;
 unsigned esdb__replica_command_version;
 /* Also for the tests: nonzero, the next raft_apply fails after raft's
- * log took the entry (see failing_heap). */
+ * log took the entry (see failing_heap); the next log write of raft is
+ * reported failed (see log_write_done). */
 unsigned esdb__replica_fail_after_growth;
+unsigned esdb__replica_fail_log_write;
 
 /* One proposed entry: the callers waiting for it and raft's request. */
 typedef struct proposal {
@@ -140,6 +142,10 @@ struct esdb_replica {
 	/* fsm_snapshot's request: flush the store once applied reaches
 	 * sync_want; synced: the raft index the store last flushed at */
 	uint64_t sync_want, synced;
+	/* raft_uv's append, wrapped by log_append */
+	int (*uv_append)(struct raft_io *io, struct raft_io_append *req,
+	                 const struct raft_entry entries[], unsigned n,
+	                 raft_io_append_cb cb);
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -581,6 +587,81 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_IOERR;
 	raft_free(buf->base);
 	return 0;
+}
+
+/* ---- raft's log writes (loop thread) ---------------------------------- */
+
+/* Raft 0.22.1's legacy layer drops a failed log write's status (an
+ * assertion, compiled out): raft would go on believing stored entries the
+ * disk does not hold, and a follower would stop acknowledging without a
+ * word. So raft_uv's append is wrapped: a write that fails stops the
+ * replica; a restart reads the log from disk. The callback gets only the
+ * request, so the writes in flight of every replica in the process are
+ * in one list. */
+typedef struct log_write {
+	struct log_write *next;
+	struct raft_io_append *req;
+	raft_io_append_cb cb;
+	esdb_replica *r;
+	unsigned n;
+} log_write;
+
+static pthread_mutex_t log_writes_lock = PTHREAD_MUTEX_INITIALIZER;
+static log_write *log_writes;
+
+static log_write *log_write_take(struct raft_io_append *req)
+{
+	log_write *w = NULL;
+	pthread_mutex_lock(&log_writes_lock);
+	for (log_write **pp = &log_writes; *pp; pp = &(*pp)->next) {
+		if ((*pp)->req == req) {
+			w = *pp;
+			*pp = w->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&log_writes_lock);
+	return w;
+}
+
+static void log_write_done(struct raft_io_append *req, int status)
+{
+	log_write *w = log_write_take(req);
+	if (!w) /* cannot be: every wrapped write is listed */
+		abort();
+	esdb_replica *r = w->r;
+	raft_io_append_cb cb = w->cb;
+	if (esdb__replica_fail_log_write && status == 0) {
+		/* the tests': written, but reported failed */
+		esdb__replica_fail_log_write = 0;
+		status = RAFT_IOERR;
+	}
+	if (status && status != RAFT_CANCELED)
+		fail_stop(r, ESDB_ESTORE_FAILED,
+		          "raft's log write of %u entries failed: %s (raft %d)",
+		          w->n, raft_strerror(status), status);
+	free(w);
+	cb(req, status);
+}
+
+static int log_append(struct raft_io *io, struct raft_io_append *req,
+                      const struct raft_entry entries[], unsigned n,
+                      raft_io_append_cb cb)
+{
+	struct raft *raft = io->data;
+	esdb_replica *r = raft->data;
+	log_write *w = malloc(sizeof(*w));
+	if (!w) /* unwatched rather than failed (see failing_heap) */
+		return r->uv_append(io, req, entries, n, cb);
+	*w = (log_write){.req = req, .cb = cb, .r = r, .n = n};
+	pthread_mutex_lock(&log_writes_lock);
+	w->next = log_writes;
+	log_writes = w;
+	pthread_mutex_unlock(&log_writes_lock);
+	int rv = r->uv_append(io, req, entries, n, log_write_done);
+	if (rv)
+		free(log_write_take(req));
+	return rv;
 }
 
 /* ---- the proposer (loop thread) --------------------------------------- */
@@ -1028,6 +1109,8 @@ static int raft_setup(esdb_replica *r)
 		return raft_rc(rv);
 	r->io_inited = true;
 	raft_uv_set_auto_recovery(&r->io, false);
+	r->uv_append = r->io.append;
+	r->io.append = log_append;
 	r->fsm = (struct raft_fsm){
 	    .version = 2,
 	    .data = r,

@@ -35,7 +35,11 @@
  * format version this code does not know, the replica stops taking part
  * in raft and answers every write with the reason (ESDB_ESTORE_FAILED,
  * ESDB_EFORMAT); it never skips an entry. Restarting the process retries
- * from the last applied index.
+ * from the last applied index. Raft's own log fails the same way: a log
+ * write that fails (raft 0.22.1 drops its status), or a proposal raft
+ * took into its log before an io step failed, leaves raft's log in
+ * memory and on disk apart; the replica stops (ESDB_ESTORE_FAILED) and a
+ * restart reads the log from disk.
  */
 #ifndef ESDB_REPLICA_H
 #define ESDB_REPLICA_H

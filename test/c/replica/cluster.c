@@ -31,6 +31,7 @@ extern unsigned esdb__replica_apply_delay_us;
 extern unsigned esdb__replica_entry_version;
 extern unsigned esdb__replica_command_version;
 extern unsigned esdb__replica_fail_after_growth;
+extern unsigned esdb__replica_fail_log_write;
 
 typedef struct node_proc {
 	esdb_store *s;
@@ -253,6 +254,9 @@ static _Noreturn void node_main(const node_config *c, const char *data,
 		} else if (cmd.op == 'D') {
 			/* the writer's delay before each transaction */
 			esdb__replica_apply_delay_us = (unsigned)cmd.n;
+		} else if (cmd.op == 'L') {
+			/* raft's next log write is reported failed */
+			esdb__replica_fail_log_write = 1;
 		} else if (cmd.op == 'G') {
 			/* the next proposal fails once raft's log grew */
 			esdb__replica_fail_after_growth = 1;
@@ -504,6 +508,13 @@ void node_fail_next_apply(cluster *c, int i, int err)
 void node_set_apply_delay(cluster *c, int i, unsigned us)
 {
 	node_cmd cmd = {.op = 'D', .n = us};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
+void node_fail_log_write(cluster *c, int i)
+{
+	node_cmd cmd = {.op = 'L'};
 	node_info info;
 	node_call(c, i, &cmd, &info);
 }

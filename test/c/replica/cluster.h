@@ -101,6 +101,8 @@ void node_fail_next_apply(cluster *c, int i, int err);
 void node_writers_retrying(cluster *c, int i, unsigned threads);
 /* Node i's writer waits `us` before each transaction from now on. */
 void node_set_apply_delay(cluster *c, int i, unsigned us);
+/* Raft's next log write on node i completes with an error. */
+void node_fail_log_write(cluster *c, int i);
 /* Node i's next proposal fails in raft after raft's log took it (an
  * allocation raft's io append makes fails). */
 void node_fail_after_growth(cluster *c, int i);

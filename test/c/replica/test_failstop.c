@@ -218,3 +218,34 @@ TEST(an_io_failure_after_the_log_grew_stops_the_replica)
 	CHECK_EQ(info.failed, 0);
 	cluster_check_and_free(&c);
 }
+
+/* A follower's raft log write fails (it completes with an error): raft
+ * 0.22.1 drops that status, and the follower would go on believing
+ * entries stored that its disk lacks, acknowledging nothing more. The
+ * replica sees the status and stops instead; the others go on; restarted,
+ * it catches up from its log on disk and ends like the others. */
+TEST(a_failed_raft_log_write_stops_the_replica)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	int leader = cluster_start_all(&c);
+	int f = (leader + 1) % 3;
+	node_info info;
+	node_append(&c, leader, "s", 1, &info);
+	CHECK_RC(info.rc, 0);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	node_fail_log_write(&c, f);
+	for (uint64_t n = 2; n <= 5; n++) {
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0); /* the other follower makes a quorum */
+	}
+	node_wait_failed(&c, f, &info);
+	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
+	CHECK(strstr(info.failure, "raft's log write") != NULL);
+	node_kill(&c, f);
+	node_start(&c, f);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	node_get_info(&c, f, &info);
+	CHECK_EQ(info.failed, 0);
+	cluster_check_and_free(&c);
+}
