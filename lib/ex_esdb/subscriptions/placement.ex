@@ -15,8 +15,9 @@ defmodule ExESDB.Subscriptions.Placement do
   #     is still the leader: its writes go to this replica alone);
   #   * it holds the attachments of its node's subscribers (who, to which
   #     subscription, with which options). When a subscription stops
-  #     because leadership moved ({:shutdown, :leader_moved}) or its node
-  #     went (:noconnection), each of its subscribers still alive is
+  #     because leadership moved ({:shutdown, :leader_moved}), its node
+  #     went (:noconnection) or it was gone before the attachment was
+  #     made (:noproc), each of its subscribers still alive is
   #     subscribed again on the leader: the subscription starts there
   #     from its replicated checkpoint, the subscriber gets
   #     {:subscribed, new_subscription} and the events after the
@@ -67,7 +68,11 @@ defmodule ExESDB.Subscriptions.Placement do
 
   @doc "The subscriber left the subscription: not to be moved with it."
   def detach(store_id, pid, subscriber) do
-    GenServer.cast({name(store_id), node(subscriber)}, {:detach, pid, subscriber})
+    # (where attach/3 may have put it)
+    for n <- Enum.uniq([node(subscriber), node()]),
+        do: GenServer.cast({name(store_id), n}, {:detach, pid, subscriber})
+
+    :ok
   end
 
   # The attachment is held on the subscriber's node (its store's
@@ -75,9 +80,19 @@ defmodule ExESDB.Subscriptions.Placement do
   defp attach(store_id, pid, spec) do
     {_, _, subscriber, _} = spec
 
-    GenServer.call({name(store_id), node(subscriber)}, {:attach, pid, spec})
+    with :error <- try_attach({name(store_id), node(subscriber)}, pid, spec),
+         :error <- try_attach(name(store_id), pid, spec) do
+      # (the subscription runs; it would not follow leadership)
+      Logger.warning(
+        "ExESDB subscription #{inspect(elem(spec, 0))}: #{inspect(subscriber)} not attached"
+      )
+    end
+  end
+
+  defp try_attach(placement, pid, spec) do
+    GenServer.call(placement, {:attach, pid, spec}, 10_000)
   catch
-    :exit, _ -> GenServer.call(name(store_id), {:attach, pid, spec})
+    :exit, _ -> :error
   end
 
   # `fun` on the leader's node, tried again (backing off) while no leader

@@ -268,8 +268,13 @@ defmodule ExESDB.Chaos.Workload do
     end
   end
 
+  # (in cluster mode a subscription that followed a new leader says so
+  # with {:subscribed, new}: acks go to that one from then on)
   defp deliver(cfg, name, node, sub, top) do
     receive do
+      {:subscribed, new} ->
+        deliver(cfg, name, node, new, top)
+
       {:events, evs} ->
         top = record(cfg, name, node, sub, evs, top)
         deliver(cfg, name, node, sub, top)
@@ -288,6 +293,9 @@ defmodule ExESDB.Chaos.Workload do
     wait = max(deadline - System.monotonic_time(:millisecond), 0)
 
     receive do
+      {:subscribed, new} ->
+        drain(cfg, name, node, new, top, last, deadline)
+
       {:events, evs} ->
         drain(cfg, name, node, sub, record(cfg, name, node, sub, evs, top), last, deadline)
     after
