@@ -381,6 +381,24 @@ static int locked(struct cli *c, int rc)
 	              *owner ? ")" : "");
 }
 
+/* A cluster replica's store (marked in its data file) is written through
+ * its cluster only: writing here would make it differ from the other
+ * members (the core refuses too, with not_leader). */
+static int refuse_replica(struct cli *c)
+{
+	bool marked = false;
+	int rc = esdb_store_get_replica_mark(c->s, &marked);
+	if (rc)
+		return report(c, EXIT_FAILED, rc, "cannot read the store at %s",
+		              c->dir);
+	if (!marked)
+		return EXIT_OK;
+	return report(c, EXIT_FAILED, ESDB_ENOT_LEADER,
+	              "%s is a cluster replica's store (cluster mode): write "
+	              "through the cluster, not the CLI",
+	              c->dir);
+}
+
 /* Never creates the store unless append got --create: a mistyped
  * --data-dir must not leave an empty store behind. */
 static int open_store(struct cli *c, bool writes)
@@ -402,7 +420,7 @@ static int open_store(struct cli *c, bool writes)
 	rc = esdb_store_open(c->s, c->dir);
 	switch (rc) {
 	case 0:
-		return EXIT_OK;
+		return writes ? refuse_replica(c) : EXIT_OK;
 	case ESDB_ENOTDIR:
 		return report(
 		    c, EXIT_NO_STORE, rc, "no store at %s%s%s%s", c->dir,

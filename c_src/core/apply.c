@@ -760,6 +760,8 @@ int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 		return ESDB_EINVAL;
 	if (s->readonly)
 		return EROFS;
+	if (s->replica_marked && !s->commit.replicated)
+		return ESDB_ENOT_LEADER; /* replica_mark.c */
 	if (n == 0)
 		return 0;
 	if (index != ESDB_INDEX_NEXT && index > UINT64_MAX - (n - 1))

@@ -100,6 +100,8 @@ int esdb_store_submit(esdb_store *s, esdb_cmd *cmd, esdb_result_fn done,
 		rc = EROFS;
 	else if (esdb_store_get_failure(s))
 		rc = ESDB_ESTORE_FAILED;
+	else if (s->replica_marked && !s->commit.replicated)
+		rc = ESDB_ENOT_LEADER; /* replica_mark.c */
 	else
 		rc = s->commit.submit(&s->commit, r);
 	if (rc)

@@ -34,6 +34,8 @@ struct esdb_store {
 	pthread_mutex_t limits_lock;
 	bool create;
 	bool readonly;
+	/* a cluster replica's store (replica_mark.c) */
+	bool replica_marked;
 	unsigned file_mode;  /* dirs: the same plus x where r */
 	uint64_t read_bytes; /* byte budget of one read call */
 
@@ -165,6 +167,8 @@ void esdb__commit_close(esdb_store *s);
  * `index` as for esdb_store_apply. */
 int esdb__apply_locked(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
                        size_t n, esdb_result *results);
+/* Read the replica mark into s->replica_marked (replica_mark.c). */
+int esdb__replica_mark_load(esdb_store *s);
 /* The applied index (0 when absent), in any txn; `main` is dbi_main. */
 int esdb__applied_index(MDB_txn *txn, MDB_dbi main, uint64_t *index);
 /* The last event's position (0: none) and, unless applied is NULL, the

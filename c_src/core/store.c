@@ -456,7 +456,8 @@ int esdb__env_reopen(esdb_store *s, uint64_t mapsize)
 	mdb_env_close(s->env);
 	s->env = NULL;
 	int rc = env_open(s, s->path, mapsize);
-	if (rc == 0 && (rc = open_dbis(s))) {
+	if (rc == 0 &&
+	    ((rc = open_dbis(s)) || (rc = esdb__replica_mark_load(s)))) {
 		mdb_env_close(s->env);
 		s->env = NULL;
 	}
@@ -499,7 +500,7 @@ int esdb_store_open(esdb_store *s, const char *path)
 		goto fail_registered;
 	/* A new data.mdb is durable once its directory entry is. */
 	if ((rc = open_dbis(s)) || (fresh && (rc = esdb__fsync_path(path))) ||
-	    (rc = start_emitter(s)))
+	    (rc = esdb__replica_mark_load(s)) || (rc = start_emitter(s)))
 		goto fail_env;
 	if (!(s->path = strdup(path))) {
 		rc = ENOMEM;

@@ -112,6 +112,10 @@ static ERL_NIF_TERM setup(ErlNifEnv *env, esdb_store *s, const char *path,
 	if (!get_uint_key(env, map, "snapshot_threshold", UINT32_MAX, &u))
 		return invalid(env, "invalid_cluster", map);
 	cfg.snapshot_threshold = (unsigned)u;
+	u = 0;
+	if (!get_uint_key(env, map, "trailing_bytes", UINT64_MAX >> 1, &u))
+		return invalid(env, "invalid_cluster", map);
+	cfg.trailing_bytes = u;
 
 	/* members: [{Id, Address}], all voters, this node among them */
 	unsigned n = 0;
@@ -200,8 +204,8 @@ static esdb_replica *acquire(ErlNifEnv *env, ERL_NIF_TERM t, store_res **r,
 }
 
 /* cluster_info(Store) -> {ok, #{id, leader_id, leader_address, leader,
- * term, applied, failure}}; `leader` is about `term` (both read again
- * until the term did not move in between). */
+ * term, applied, failure, needs_copy}}; `leader` is about `term` (both
+ * read again until the term did not move in between). */
 ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
                               const ERL_NIF_TERM argv[])
 {
@@ -228,6 +232,7 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	    enif_make_atom(env, "term"),
 	    enif_make_atom(env, "applied"),
 	    enif_make_atom(env, "failure"),
+	    enif_make_atom(env, "needs_copy"),
 	};
 	ERL_NIF_TERM vals[] = {
 	    enif_make_uint64(env, esdb_replica_get_id(rep)),
@@ -240,10 +245,12 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	                 env, enif_make_atom(env, esdb_error_name(failed)),
 	                 nif_make_bin(env, why, strlen(why)))
 	           : atom_nil,
+	    esdb_replica_get_needs_copy(rep) ? atom_true : atom_false,
 	};
 	nif_store_release(r);
 	ERL_NIF_TERM m;
-	enif_make_map_from_arrays(env, keys, vals, 7, &m);
+	enif_make_map_from_arrays(env, keys, vals, sizeof(keys) / sizeof(*keys),
+	                          &m);
 	return enif_make_tuple2(env, atom_ok, m);
 }
 

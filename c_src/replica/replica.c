@@ -133,6 +133,7 @@ struct esdb_replica {
 	/* fail-stop */
 	int failed;
 	char failure[256];
+	uint64_t needs_copy; /* store index a snapshot needed, 0: none */
 	/* the writer */
 	pthread_t writer;
 	pthread_cond_t writer_cond;
@@ -572,12 +573,16 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_IOERR;
 	if (have < want) {
 		/* The entries between are gone from raft's log: only a copy
-		 * of a member's store can bring this one up to date. */
+		 * of a member's store can bring this one up to date (installed
+		 * while the replica is closed; esdb_replica_get_needs_copy). */
+		pthread_mutex_lock(&r->lock);
+		r->needs_copy = want;
+		pthread_mutex_unlock(&r->lock);
 		fail_stop(r, ESDB_ESTORE_FAILED,
 		          "raft's snapshot needs the store at index %" PRIu64
 		          " (entry %" PRIu64 "), this store is at %" PRIu64
 		          " (entry %" PRIu64 "): it needs a copy of a "
-		          "member's store, which is not built yet",
+		          "member's store",
 		          want, want >> 16, have, have >> 16);
 		return RAFT_IOERR;
 	}
@@ -1055,22 +1060,44 @@ static int node_id(esdb_replica *r)
 	}
 	if (!r->id)
 		return ESDB_EINVAL;
-	if (r->store_index) {
+	bool marked = false,
+	     alone = r->cfg.n_members == 1 && r->members[0].id == r->id;
+	int rc = esdb_store_get_replica_mark(r->s, &marked);
+	if (rc)
+		return rc;
+	if (r->store_index && (marked ? r->cfg.n_members != 0 : !alone)) {
 		/* Commands this raft log never held: replaying the log over
-		 * them would diverge from the other members. Turning a
-		 * single-node store into a member is not built yet. */
+		 * them would diverge from the other members. Two stores may
+		 * hold commands without a raft log: a copy of a member's
+		 * store (marked), which a joiner starts from, raft's entries
+		 * going on from its applied index; and a single-node store
+		 * (not marked) that becomes the first member of a cluster of
+		 * one (others then join from copies). */
 		fprintf(stderr,
 		        "esdb replica %" PRIu64 ": %s already holds commands "
-		        "(applied index %" PRIu64 ") but has no raft log; "
-		        "a store becomes a replica only when new\n",
-		        r->id, r->dir, r->store_index);
+		        "(applied index %" PRIu64 ") but has no raft log; %s\n",
+		        r->id, r->dir, r->store_index,
+		        marked
+		            ? "a copy of a member's store only joins"
+		            : "a single-node store becomes a replica only as "
+		              "the one member of a new cluster");
 		return ESDB_EINVAL;
+	}
+	if (r->store_index && !marked) {
+		/* The first member of a new cluster, keeping its events: its
+		 * applied index counted its own commands; raft numbers them
+		 * from here on. */
+		if ((rc = esdb_store_mark_replica(r->s, true)))
+			return rc;
+		pthread_mutex_lock(&r->lock);
+		r->store_index = r->applied = r->handed = 0;
+		pthread_mutex_unlock(&r->lock);
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
 	if (fd < 0)
 		return errno;
 	int len = snprintf(buf, sizeof(buf), "%" PRIu64 "\n", r->id);
-	int rc = write(fd, buf, len) == len && fsync(fd) == 0 ? 0 : errno;
+	rc = write(fd, buf, len) == len && fsync(fd) == 0 ? 0 : errno;
 	close(fd);
 	/* and its directory entry, so that the id outlives a power loss */
 	int dfd = rc ? -1 : open(r->raft_dir, O_RDONLY | O_DIRECTORY);
@@ -1087,6 +1114,9 @@ static int raft_setup(esdb_replica *r)
 	if (mkdir(r->raft_dir, 0700) && errno != EEXIST)
 		return errno;
 	if ((rv = node_id(r)))
+		return rv;
+	/* the CLI and single-node opens must not write a replica's store */
+	if ((rv = esdb_store_mark_replica(r->s, false)))
 		return rv;
 	if ((rv = uv_loop_init(&r->loop)))
 		return EIO;
@@ -1472,6 +1502,14 @@ uint64_t esdb_replica_get_applied(esdb_replica *r)
 	uint64_t applied = r->applied;
 	pthread_mutex_unlock(&r->lock);
 	return applied;
+}
+
+uint64_t esdb_replica_get_needs_copy(esdb_replica *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint64_t want = r->needs_copy;
+	pthread_mutex_unlock(&r->lock);
+	return want;
 }
 
 int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len)

@@ -355,3 +355,54 @@ TEST(cli_append_uses_the_stores_limits)
 	CHECK(strstr(out, "max_event_bytes is 100") != NULL);
 	remove(file);
 }
+
+TEST(cli_refuses_to_write_a_replica_store)
+{
+	/* A replica's store is marked in its data file (the replica marks it
+	 * when it starts): the CLI reads it but never writes it, whether the
+	 * VM that runs it is running (the store is locked) or not. */
+	const char *dir = tmp_dir();
+	char out[8192];
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s/store append s --type t --create < /dev/null",
+	             dir),
+	         0);
+	char path[4200];
+	snprintf(path, sizeof(path), "%s/store", dir);
+	esdb_store *s;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_open(s, path));
+	bool marked = true;
+	REQUIRE_OK(esdb_store_get_replica_mark(s, &marked));
+	CHECK(!marked);
+	REQUIRE_OK(esdb_store_mark_replica(s, false));
+	REQUIRE_OK(esdb_store_get_replica_mark(s, &marked));
+	CHECK(marked);
+	/* opened without its replica, the store refuses writes itself */
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "x");
+	CHECK_EQ(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	         ESDB_ENOT_LEADER);
+	/* the VM running: locked */
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s append s --type t < /dev/null", path),
+	         1);
+	CHECK(strstr(out, "(locked)") != NULL);
+	esdb_store_close(s);
+
+	/* the VM stopped */
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s append s --type t < /dev/null", path),
+	         1);
+	CHECK(strstr(out, "cluster replica's store") != NULL);
+	CHECK(strstr(out, "not_leader") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s delete s", path), 1);
+	CHECK(strstr(out, "cluster replica's store") != NULL);
+	CHECK_EQ(ctl(out, sizeof(out),
+	             "--store %s --json append s --type t < /dev/null", path),
+	         1);
+	CHECK(strstr(out, "\"name\":\"not_leader\"") != NULL);
+	/* reads go on; nothing was written */
+	CHECK_EQ(ctl(out, sizeof(out), "--store %s --json stats", path), 0);
+	CHECK(strstr(out, "\"events\":1") != NULL);
+}

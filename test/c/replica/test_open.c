@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 /* A store written without raft has commands no raft log holds: made a
- * replica, replaying the log over them would diverge. Refused, and the
- * store is left as it was. */
+ * replica of a cluster of several, or joining one, replaying the log
+ * over them would diverge. Refused, and the store is left as it was. */
 TEST(a_store_with_data_and_no_raft_log_is_refused)
 {
 	const char *dir = tmp_dir();
@@ -23,12 +23,17 @@ TEST(a_store_with_data_and_no_raft_log_is_refused)
 	esdb_store_close(s);
 
 	esdb_replica *r;
-	esdb_replica_member m = {1, "127.0.0.1:1"};
+	esdb_replica_member m[2] = {{1, "127.0.0.1:1"}, {2, "127.0.0.1:2"}};
 	esdb_replica_config cfg = {.id = 1,
 	                           .address = "127.0.0.1:1",
 	                           .dir = dir,
-	                           .members = &m,
-	                           .n_members = 1};
+	                           .members = m,
+	                           .n_members = 2};
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	CHECK_RC(esdb_store_open(s, dir), ESDB_EINVAL);
+	esdb_store_close(s);
+	cfg.n_members = 0; /* joining: a member's copy only */
 	REQUIRE_OK(esdb_store_create(&s));
 	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
 	CHECK_RC(esdb_store_open(s, dir), ESDB_EINVAL);
@@ -43,6 +48,79 @@ TEST(a_store_with_data_and_no_raft_log_is_refused)
 	esdb_store_stats stats;
 	REQUIRE_OK(esdb_store_get_stats(s, &stats));
 	CHECK_EQ(stats.events, 1);
+	esdb_store_close(s);
+}
+
+static void wait_leader(esdb_replica *r)
+{
+	for (int i = 0; i < 1000 && !esdb_replica_is_leader(r); i++)
+		usleep(10000);
+	CHECK(esdb_replica_is_leader(r));
+}
+
+/* A single-node store becomes the first member of a cluster of one,
+ * keeping its events (others join from copies of it): its applied index
+ * restarts for raft's, and it is marked a replica's store, which a
+ * single-node open reads but does not write. */
+TEST(a_single_node_store_becomes_the_one_member_of_a_new_cluster)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	uint8_t id[16];
+	for (uint64_t i = 1; i <= 3; i++) {
+		esdb_new_event ev = make_event(id, i, "t", "d");
+		REQUIRE_OK(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev,
+		                              1, NULL));
+	}
+	esdb_store_close(s);
+
+	char addr[64];
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", loopback_free_port());
+	esdb_replica *r;
+	esdb_replica_member m = {1, addr};
+	esdb_replica_config cfg = {.id = 1,
+	                           .address = addr,
+	                           .dir = dir,
+	                           .members = &m,
+	                           .n_members = 1,
+	                           .election_timeout_ms = 200,
+	                           .heartbeat_ms = 20};
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	wait_leader(r);
+	bool marked = false;
+	REQUIRE_OK(esdb_store_get_replica_mark(s, &marked));
+	CHECK(marked);
+	esdb_new_event ev = make_event(id, 4, "t", "d");
+	esdb_result res;
+	REQUIRE_OK(esdb_stream_append(s, "s", 1, 3, &ev, 1, &res));
+	CHECK_EQ(res.version, 4);
+	CHECK_EQ(res.position, 4);
+	CHECK(esdb_replica_get_applied(r) >= 2);
+	esdb_store_close(s);
+
+	/* reopened as a replica: a restart from its raft log */
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	wait_leader(r);
+	ev = make_event(id, 5, "t", "d");
+	REQUIRE_OK(esdb_stream_append(s, "s", 1, 4, &ev, 1, &res));
+	CHECK_EQ(res.position, 5);
+	esdb_store_close(s);
+
+	/* opened without its replica: read, not written */
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_store_open(s, dir));
+	esdb_store_stats stats;
+	REQUIRE_OK(esdb_store_get_stats(s, &stats));
+	CHECK_EQ(stats.events, 5);
+	ev = make_event(id, 6, "t", "d");
+	CHECK_RC(esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL),
+	         ESDB_ENOT_LEADER);
 	esdb_store_close(s);
 }
 
