@@ -117,7 +117,9 @@ defmodule ExESDB.Cluster do
         bind_address: "#{options.raft_bind}:#{port}",
         members: members,
         election_timeout_ms: options.election_timeout,
-        heartbeat_ms: options.heartbeat
+        heartbeat_ms: options.heartbeat,
+        snapshot_threshold: Map.get(options, :snapshot_threshold, 16_384),
+        trailing_bytes: Map.get(options, :snapshot_trailing_bytes, 1 <<< 30)
       }
     }
   end
@@ -144,7 +146,9 @@ defmodule ExESDB.Cluster do
   What this node's replica knows: `id`, `node`, `leader` (the leader's
   node, or nil while none is known), `leader?` (whether it leads in
   `term`), `term` (its raft term), `applied` (the last raft index its
-  store applied) and `failure` (nil, or why it stopped).
+  store applied), `failure` (nil, or why it stopped) and `needs_copy`
+  (it stopped because raft no longer has the entries it needs: its
+  store restarts from a copy of a member's, `ExESDB.Cluster.Seeding`).
   """
   @spec info(atom()) :: {:ok, map()} | {:error, term()}
   def info(store_id) do
@@ -157,6 +161,20 @@ defmodule ExESDB.Cluster do
   @spec leader(atom()) :: {:ok, node() | nil} | {:error, term()}
   def leader(store_id) do
     with {:ok, i} <- info(store_id), do: {:ok, i.leader}
+  end
+
+  @doc """
+  The members recorded in this node's replica, `%{id => node}`: every
+  member records its node and id once it has a leader
+  (`ExESDB.Cluster.Seeding`; a member that came back from a lost data
+  directory under a new id records that one).
+  """
+  @spec member_nodes(atom()) :: {:ok, %{pos_integer() => node()}} | {:error, term()}
+  def member_nodes(store_id) do
+    with {:ok, s} <- cluster_store(store_id),
+         {:ok, m} <- ExESDB.Cluster.Seeding.recorded(s) do
+      {:ok, Map.new(m, fn {n, id} -> {id, String.to_atom(n)} end)}
+    end
   end
 
   @doc """
@@ -204,7 +222,11 @@ defmodule ExESDB.Cluster do
   `:outcome_unknown` (the leader did not answer in time, or the call
   failed there), `{:unreachable, node}` (the node does not run the
   store, or the leader cannot be called), `{:not_leader, nil}` (a leader
-  this node cannot name).
+  this node cannot name), `:io_error` (raft could not catch the node up,
+  e.g. it was restarting from a copy of a member's store,
+  `ExESDB.Cluster.Seeding`). Calling it again for a node already added
+  goes on where the last call stopped (it is made a voter if it is not
+  one yet).
   """
   @spec add(atom(), node()) :: :ok | {:error, term()}
   def add(store_id, node) do

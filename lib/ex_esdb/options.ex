@@ -27,6 +27,8 @@ defmodule ExESDB.Options do
   | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this) (cluster) |
   | `join` | `EX_ESDB_JOIN` | `false` | `true`: this node, not a seed, joins the cluster the seeds formed once a member adds it (`ExESDB.Cluster.add/2`) (cluster) |
   | `heartbeat` | `EX_ESDB_HEARTBEAT` | `100` | ms between the leader's heartbeats; below `election_timeout` (cluster) |
+  | `snapshot_threshold` | | `16384` | raft entries between raft's (marker) snapshots; fewer is for tests (cluster) |
+  | `snapshot_trailing_bytes` | | `1073741824` | bytes of raft entries kept after a snapshot for lagging followers (at least 128 entries of 1 MiB); a follower further behind gets a copy of a member's store (`ExESDB.Cluster.Seeding`) (cluster) |
   | `pub_sub` | `EX_ESDB_PUB_SUB` | `nil` | a Phoenix.PubSub server name, or `{module, name}` (see `ExESDB.Subscriptions`); the variable takes a module (`MyApp.PubSub`) or a lower-case atom name |
   | `durability` | `EX_ESDB_DURABILITY` | `:sync` | `:sync`: every acknowledged write survives power loss (two flushes per commit; `:strict` is its old name); `:no_meta_sync`: one flush, survives a crash of the VM, a power loss can roll back the last acknowledged commit; `:nosync`: tests only (README, "Durability") |
   | `map_size` | `EX_ESDB_MAP_SIZE` | 64 MiB | initial map; kept at least twice the used size |
@@ -109,6 +111,8 @@ defmodule ExESDB.Options do
           raft_addresses: %{node() => String.t()},
           election_timeout: pos_integer(),
           heartbeat: pos_integer(),
+          snapshot_threshold: pos_integer(),
+          snapshot_trailing_bytes: pos_integer(),
           join: boolean(),
           pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :no_meta_sync | :nosync,
@@ -134,6 +138,8 @@ defmodule ExESDB.Options do
     raft_addresses: %{},
     election_timeout: 1000,
     heartbeat: 100,
+    snapshot_threshold: 16_384,
+    snapshot_trailing_bytes: 1_073_741_824,
     join: false,
     pub_sub: nil,
     durability: :sync,
@@ -384,6 +390,11 @@ defmodule ExESDB.Options do
   defp validate!(:election_timeout, v, _) when v in 1..600_000//1, do: v
   defp validate!(:heartbeat, v, _) when v in 1..600_000//1, do: v
   defp validate!(:join, v, _) when is_boolean(v), do: v
+  defp validate!(:snapshot_threshold, v, _) when v in 1..0xFFFFFFFF//1, do: v
+
+  defp validate!(:snapshot_trailing_bytes, v, _)
+       when is_integer(v) and v > 0 and v < 4_611_686_018_427_387_904,
+       do: v
 
   defp validate!(:raft_bind, v, source) when is_binary(v) do
     case :inet.parse_address(String.to_charlist(v)) do
@@ -517,6 +528,8 @@ defmodule ExESDB.Options do
   defp expected(:election_timeout), do: "expected milliseconds (1..600000)"
   defp expected(:heartbeat), do: "expected milliseconds (1..600000)"
   defp expected(:join), do: "expected true or false"
+  defp expected(:snapshot_threshold), do: "expected a positive integer below 2^32"
+  defp expected(:snapshot_trailing_bytes), do: "expected a positive integer (bytes) below 2^62"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"
   defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"

@@ -52,7 +52,7 @@ defmodule ExESDB.Store do
         },
         Map.new(options.limits)
       )
-      |> Map.merge(cluster_opts(options))
+      |> Map.merge(cluster_opts(options, path))
       |> Map.merge(cnode_opts(options))
 
     case backend.open(path, open_opts) do
@@ -78,11 +78,23 @@ defmodule ExESDB.Store do
     end
   end
 
-  # A cluster store's replica configuration (ExESDB.Cluster's bootstrap rule).
-  defp cluster_opts(%{db_type: :cluster} = options),
-    do: %{cluster: %{store_id: options.store_id, config: ExESDB.Cluster.config(options)}}
+  # A cluster store's replica configuration (ExESDB.Cluster's bootstrap
+  # rule; ExESDB.Cluster.Seeding when this node has no raft state or a
+  # copy of a member's store waits to be installed).
+  defp cluster_opts(%{db_type: :cluster} = options, path) do
+    config = ExESDB.Cluster.Seeding.prepare(options, path, ExESDB.Cluster.config(options))
 
-  defp cluster_opts(_options), do: %{}
+    %{
+      cluster: %{
+        store_id: options.store_id,
+        config: config,
+        path: path,
+        file_mode: options.file_mode
+      }
+    }
+  end
+
+  defp cluster_opts(_options, _path), do: %{}
 
   # Which C node serves a store on the C node backend.
   defp cnode_opts(%{backend: :cnode} = options),

@@ -565,6 +565,10 @@ defmodule ExESDB.Subscriptions do
   # (no funs, pids, ports or references).
   defp describe(_s, _running, [], acc), do: {:ok, Enum.reverse(acc)}
 
+  # the store's own ("ex_esdb:" names, e.g. the cluster's member records)
+  defp describe(s, running, [{"ex_esdb:" <> _, _, _, _} | rest], acc),
+    do: describe(s, running, rest, acc)
+
   defp describe(s, running, [{name, checkpoint, definition, updated_us} | rest], acc) do
     selector =
       case s.backend.decode_term(definition) do

@@ -21,9 +21,19 @@ defmodule ExESDB.Backend.Cluster do
 
   @impl true
   def open(path, opts) do
-    {%{store_id: store_id, config: config}, opts} = Map.pop!(opts, :cluster)
+    {%{store_id: store_id, config: config} = cluster, opts} = Map.pop!(opts, :cluster)
 
     with {:ok, ref} <- :ex_esdb_backend.cluster_open(path, opts, config.nif) do
+      # records this member, finishes a come-back, re-seeds when needed
+      ExESDB.Cluster.Seeding.keep(
+        self(),
+        store_id,
+        ref,
+        config,
+        Map.get(cluster, :path, path),
+        Map.get(cluster, :file_mode, 0o600)
+      )
+
       {:ok,
        %__MODULE__{
          ref: ref,
@@ -56,7 +66,8 @@ defmodule ExESDB.Backend.Cluster do
          leader?: i.leader,
          term: i.term,
          applied: i.applied,
-         failure: i.failure
+         failure: i.failure,
+         needs_copy: i.needs_copy
        }}
     end
   end
@@ -399,17 +410,35 @@ defmodule ExESDB.Backend.Cluster do
   defp now, do: System.monotonic_time(:millisecond)
 
   @doc false
-  # The node of raft member `id`: a seed's from the seed list, a joiner's
-  # from the nodes connected here (ExESDB.Cluster.joiner_id/1).
+  # The node of raft member `id`: a seed's from the seed list, one that
+  # came back under a new id from the members recorded in this replica
+  # (ExESDB.Cluster.Seeding), a joiner's from the nodes connected here
+  # (ExESDB.Cluster.joiner_id/1).
   def node_of(_h, 0), do: nil
 
   def node_of(h, id) do
-    Map.get(h.nodes, id) ||
+    Map.get(h.nodes, id) || recorded_node(h, id) ||
       Enum.find([node() | Node.list()], &(ExESDB.Cluster.joiner_id(&1) == id))
   end
 
+  defp recorded_node(h, id) do
+    case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
+      {:ok, m} -> Enum.find_value(m, fn {n, i} -> i == id and String.to_atom(n) end)
+      _ -> nil
+    end
+  end
+
   @doc false
-  def id_of(h, node), do: Map.get(h.ids, node) || ExESDB.Cluster.joiner_id(node)
+  # A member's id: the one it recorded (its latest), else a seed's or a
+  # joiner's derived one.
+  def id_of(h, node) do
+    case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
+      {:ok, m} -> Map.get(m, Atom.to_string(node)) || derived_id(h, node)
+      _ -> derived_id(h, node)
+    end
+  end
+
+  defp derived_id(h, node), do: Map.get(h.ids, node) || ExESDB.Cluster.joiner_id(node)
 
   @doc false
   # A membership change, run on the leader: :add (as a spare, then
@@ -455,11 +484,35 @@ defmodule ExESDB.Backend.Cluster do
 
       case {op, args} do
         {:add, [id, address]} ->
-          with :ok <- :ex_esdb_backend.cluster_add(ref, id, address),
-               do: :ex_esdb_backend.cluster_assign(ref, id, :voter)
+          # as a replace with no old id: a retry goes on where it stopped
+          replace(ref, nil, id, address)
 
         {:remove, [id]} ->
           :ex_esdb_backend.cluster_remove(ref, id)
+
+        {:replace, [old, id, address]} ->
+          replace(ref, old, id, address)
+      end
+    end
+  end
+
+  # A member added (old nil), or one that came back under a new id
+  # (ExESDB.Cluster.Seeding): its old id out first (it must not count in a quorum any more, and the
+  # address is the same), then the new one in as a spare and made a
+  # voter once raft caught it up. Each step is skipped when done, so a
+  # retry after an unknown outcome goes on where it stopped.
+  defp replace(ref, old, id, address) do
+    with {:ok, ms} <- :ex_esdb_backend.cluster_members(ref),
+         :ok <-
+           if(List.keymember?(ms, old, 0), do: :ex_esdb_backend.cluster_remove(ref, old), else: :ok),
+         :ok <-
+           if(List.keymember?(ms, id, 0),
+             do: :ok,
+             else: :ex_esdb_backend.cluster_add(ref, id, address)
+           ) do
+      case List.keyfind(ms, id, 0) do
+        {^id, _, :voter} -> :ok
+        _ -> :ex_esdb_backend.cluster_assign(ref, id, :voter)
       end
     end
   end

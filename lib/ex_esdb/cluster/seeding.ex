@@ -1,0 +1,399 @@
+defmodule ExESDB.Cluster.Seeding do
+  @moduledoc """
+  How a cluster replica with no raft state, or one that fell behind the
+  entries raft keeps, gets a store: a copy of a member's store, moved
+  over BEAM distribution, installed while this node's replica is closed.
+
+  ## Members are recorded
+
+  Once a member has a leader and is in the configuration, it records
+  itself in the replicated state: the checkpoint `"ex_esdb:member:<node>"`
+  with its raft id (names starting `ex_esdb:` are the store's own; they
+  are not subscriptions and are not listed as such). Every replica thus
+  knows which node each member id is (`ExESDB.Cluster.member_nodes/1`).
+
+  ## A data directory without raft state
+
+  A node whose store directory has no raft state (`raft/node_id`) asks
+  the members running the store (the seeds and the nodes connected) what
+  they know before it opens:
+
+    * one of them records this node as a member: this node lost its data
+      directory (a wiped disk). It must not take part as the voter it was:
+      that voter may have voted in this term and acknowledged entries it
+      no longer has, and coming back with neither could elect a leader
+      without acknowledged writes. It comes back as a new member: a fresh
+      id, its store a copy of a member's, raft started without a
+      configuration (it cannot vote or stand for election); then it asks
+      the leader to remove its old id and add the new one (spare, then
+      voter once raft caught it up). Until a leader exists (a quorum of
+      the old configuration) it waits.
+    * a node with `join: true` (not a seed) starts from a copy too, so
+      raft need only send it what was committed after the copy.
+    * otherwise (no member runs the store, or none records this seed) a
+      seed writes the seed list's configuration (`ExESDB.Cluster`): the
+      first formation.
+
+  Not covered: a wiped seed restarted while no other member runs the
+  store cannot tell a first formation from a lost disk and bootstraps as
+  a seed. With a majority of the members down that is beyond what the
+  cluster tolerates anyway; bring the others up first. A seed wiped
+  between its first start and its record being applied (the first
+  heartbeats of a new cluster) is not recognised either.
+
+  ## A replica behind raft's snapshots
+
+  Raft's snapshots here are markers: when the leader no longer has the
+  entries a follower needs, it sends a marker saying "the store at index
+  N", and a store behind N stops (`needs_copy` in `ExESDB.Cluster.info/1`,
+  the C replica's `esdb_replica_get_needs_copy`). This node then fetches a
+  copy from the member that applied most, writes it beside the store
+  (`data.mdb.copy`) and restarts its store process; the store opens
+  from the copy (its applied index at least N) and raft resumes from
+  there with the raft log, term and vote it kept. The same happens when
+  raft's snapshot passes a new member's copy.
+
+  ## The copy
+
+  The member makes a consistent compacted copy of its store
+  (`ExESDB.backup/2`, LMDB's `mdb_env_copyfd2` with compaction, while its
+  writes go on) beside its store directory and the receiver reads it in
+  1 MiB pieces (`:erpc`), writes it to `data.mdb.copy.tmp`, flushes it and
+  renames it. The member removes its copy when the receiver is done or
+  goes away. Neither node's raft loop waits for any of it: the member's
+  replica runs on, the receiver's is closed while it has no store.
+  """
+
+  import Bitwise
+  require Logger
+
+  alias ExESDB.Backend.Cluster, as: Backend
+
+  @prefix "ex_esdb:member:"
+  @chunk 1 <<< 20
+  @copy "data.mdb.copy"
+  @ask_timeout 5_000
+
+  # ---- before the store opens -----------------------------------------------
+
+  @doc false
+  # The configuration the replica opens with (ExESDB.Store, before the
+  # backend opens): a copy waiting is installed; a store without raft
+  # state asks the members first (see the moduledoc).
+  @spec prepare(map(), String.t(), map()) :: map()
+  def prepare(options, path, config) do
+    cond do
+      File.exists?(Path.join(path, @copy)) ->
+        install(path)
+        config
+
+      File.exists?(Path.join([path, "raft", "node_id"])) ->
+        config
+
+      true ->
+        pristine(options, path, config)
+    end
+  end
+
+  defp install(path) do
+    Logger.info("ExESDB: installing the copy of a member's store in #{path}")
+    File.rm(Path.join(path, "lock.mdb"))
+    File.rename!(Path.join(path, @copy), Path.join(path, "data.mdb"))
+  end
+
+  defp pristine(options, path, config) do
+    seed? = config.nif.members != []
+
+    case ask(options) do
+      [] ->
+        config
+
+      answers ->
+        me = Atom.to_string(node())
+        former = Enum.find_value(answers, fn {_n, a} -> Map.get(a.recorded, me) end)
+        {from, _} = Enum.max_by(answers, fn {_n, a} -> a.applied end)
+
+        cond do
+          former != nil ->
+            id = fresh_id(former)
+
+            Logger.warning(
+              "ExESDB: #{me} was member #{former} of the cluster and has no raft state " <>
+                "(a lost data directory): it comes back as member #{id} from a copy of " <>
+                "#{from}'s store"
+            )
+
+            fetch(from, options.store_id, path, options.file_mode)
+            install(path)
+            nif = %{config.nif | id: id, members: []}
+            Map.merge(config, %{id: id, nif: nif, replace: former})
+
+          not seed? ->
+            fetch(from, options.store_id, path, options.file_mode)
+            install(path)
+            config
+
+          true ->
+            config
+        end
+    end
+  end
+
+  # Above any seed's id (1..N) and any joiner's (ExESDB.Cluster.joiner_id/1).
+  defp fresh_id(former) do
+    id = (1 <<< 32) + :rand.uniform(1 <<< 40)
+    if id == former, do: fresh_id(former), else: id
+  end
+
+  # What the members running the store answer: [{node, state}].
+  defp ask(options) do
+    ((options.seed_nodes ++ Node.list()) -- [node()])
+    |> Enum.uniq()
+    |> Task.async_stream(&ask_one(&1, options.store_id),
+      timeout: @ask_timeout + 1000,
+      on_timeout: :kill_task
+    )
+    |> Enum.flat_map(fn
+      {:ok, {:ok, n, state}} -> [{n, state}]
+      _ -> []
+    end)
+  end
+
+  defp ask_one(n, store_id) do
+    if Node.connect(n) == true do
+      case :erpc.call(n, __MODULE__, :state, [store_id], @ask_timeout) do
+        {:ok, state} -> {:ok, n, state}
+        other -> other
+      end
+    else
+      :unreachable
+    end
+  catch
+    _, _ -> :unreachable
+  end
+
+  @doc false
+  # On a member, for a node asking: this replica's applied index and the
+  # members it has recorded (node name => raft id).
+  def state(store_id) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id),
+         true <- s.backend == Backend,
+         {:ok, %{failure: nil} = i} <- :ex_esdb_backend.cluster_info(s.handle.ref),
+         {:ok, recorded} <- recorded(s) do
+      {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded}}
+    else
+      _ -> {:error, :not_running}
+    end
+  end
+
+  @doc false
+  # The members recorded in this replica: %{node name (string) => id}.
+  def recorded(s), do: recorded(s, @prefix, %{})
+
+  defp recorded(s, after_name, acc) do
+    case :ex_esdb_backend.checkpoint_list(s.handle.ref, after_name, 100) do
+      {:ok, page} ->
+        mine = Enum.take_while(page, fn {name, _, _, _} -> String.starts_with?(name, @prefix) end)
+        acc = Enum.into(mine, acc, fn {@prefix <> n, id, _, _} -> {n, id} end)
+
+        if length(mine) == 100,
+          do: recorded(s, elem(List.last(mine), 0), acc),
+          else: {:ok, acc}
+
+      e ->
+        e
+    end
+  end
+
+  # ---- the copy ------------------------------------------------------------------
+
+  # Fetch a copy of `from`'s store into path/data.mdb.copy.
+  defp fetch(from, store_id, path, file_mode) do
+    File.mkdir_p!(path)
+    tmp = Path.join(path, @copy <> ".tmp")
+
+    {:ok, holder, src, size} = :erpc.call(from, __MODULE__, :copy_open, [store_id, self()], 600_000)
+
+    {:ok, fd} = :file.open(tmp, [:write, :raw, :binary])
+    :ok = pull(from, src, fd, 0, size)
+    :ok = :file.sync(fd)
+    :ok = :file.close(fd)
+    send(holder, :done)
+    File.chmod!(tmp, file_mode)
+    File.rename!(tmp, Path.join(path, @copy))
+    Logger.info("ExESDB: copied #{size} bytes of #{from}'s store into #{path}")
+    :ok
+  end
+
+  defp pull(_from, _src, _fd, offset, size) when offset >= size, do: :ok
+
+  defp pull(from, src, fd, offset, size) do
+    {:ok, bin} = :erpc.call(from, __MODULE__, :copy_read, [src, offset, @chunk], 60_000)
+    :ok = :file.write(fd, bin)
+    pull(from, src, fd, offset + byte_size(bin), size)
+  end
+
+  @doc false
+  # On a member: a consistent compacted copy of the store beside its
+  # directory, kept until `requester` is done or gone.
+  def copy_open(store_id, requester) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id) do
+      dir = "#{s.path}.copy-#{System.unique_integer([:positive])}"
+
+      case s.backend.backup(s, dir) do
+        :ok ->
+          src = Path.join(dir, "data.mdb")
+          holder = spawn(fn -> hold(requester, dir) end)
+          {:ok, holder, src, File.stat!(src).size}
+
+        e ->
+          File.rm_rf(dir)
+          e
+      end
+    end
+  end
+
+  defp hold(requester, dir) do
+    ref = Process.monitor(requester)
+
+    receive do
+      :done -> :ok
+      {:DOWN, ^ref, _, _, _} -> :ok
+    after
+      3_600_000 -> :ok
+    end
+
+    File.rm_rf(dir)
+  end
+
+  @doc false
+  def copy_read(src, offset, len) do
+    {:ok, fd} = :file.open(src, [:read, :raw, :binary])
+
+    try do
+      case :file.pread(fd, offset, len) do
+        {:ok, bin} -> {:ok, bin}
+        :eof -> {:error, :eof}
+        e -> e
+      end
+    after
+      :file.close(fd)
+    end
+  end
+
+  # ---- while the store is open: the keeper -------------------------------------
+
+  @doc false
+  # A process beside an open cluster store (started by its backend's
+  # open, ends with the store's process `owner`): records this member,
+  # finishes a come-back (`replace`: the old id to swap for ours) and
+  # fetches a copy when the replica needs one.
+  def keep(owner, store_id, ref, config, path, file_mode) do
+    spawn(fn ->
+      mref = Process.monitor(owner)
+
+      keeper(%{
+        owner: owner,
+        mref: mref,
+        store_id: store_id,
+        ref: ref,
+        id: config.nif.id,
+        address: config.nif.address,
+        replace: Map.get(config, :replace),
+        seeds: Map.values(Map.get(config, :nodes, %{})),
+        recorded: false,
+        path: path,
+        file_mode: file_mode
+      })
+    end)
+  end
+
+  @tick 100
+
+  defp keeper(k) do
+    receive do
+      {:DOWN, ref, _, _, _} when ref == k.mref -> :ok
+    after
+      @tick ->
+        case :ex_esdb_backend.cluster_info(k.ref) do
+          {:ok, i} -> keeper(step(k, i))
+          _ -> :ok
+        end
+    end
+  end
+
+  defp step(k, %{needs_copy: true}) do
+    reseed(k)
+    k
+  end
+
+  defp step(k, %{leader_id: 0}), do: k
+
+  defp step(%{replace: old} = k, _i) when old != nil do
+    with {:ok, s} <- store(k),
+         :ok <- Backend.on_leader(s, :replace, [old, k.id, k.address]) do
+      Logger.info("ExESDB: member #{old} replaced by #{k.id} (#{node()})")
+      %{k | replace: nil}
+    else
+      _ -> k
+    end
+  end
+
+  defp step(%{recorded: false} = k, _i) do
+    with {:ok, s} <- store(k),
+         {:ok, ms} <- :ex_esdb_backend.cluster_members(k.ref),
+         true <- List.keymember?(ms, k.id, 0),
+         :ok <- record(s, k.id) do
+      %{k | recorded: true}
+    else
+      _ -> k
+    end
+  end
+
+  defp step(k, _i), do: k
+
+  defp store(k) do
+    case ExESDB.Store.fetch(k.store_id) do
+      {:ok, %{handle: %{ref: ref}} = s} when ref == k.ref -> {:ok, s}
+      _ -> :error
+    end
+  end
+
+  # This member's record, written unless this replica has it already.
+  defp record(s, id) do
+    name = @prefix <> Atom.to_string(node())
+
+    case :ex_esdb_backend.checkpoint_get(s.handle.ref, name) do
+      {:ok, {_, ^id, _, _}} ->
+        :ok
+
+      _ ->
+        definition = :erlang.term_to_binary(node())
+
+        case Backend.submit(s, {:checkpoint_put, name, id, definition}) do
+          :ok -> :ok
+          e -> e
+        end
+    end
+  end
+
+  # The replica stopped for want of entries raft no longer keeps: fetch
+  # a copy from the member that applied most, then restart the store
+  # process, which opens from it (prepare/3).
+  defp reseed(k) do
+    Logger.warning("ExESDB: #{node()}'s replica is behind raft's snapshot: fetching a copy")
+
+    case ask(%{seed_nodes: k.seeds, store_id: k.store_id}) do
+      [] ->
+        Process.sleep(1000)
+
+      answers ->
+        {from, _} = Enum.max_by(answers, fn {_n, a} -> a.applied end)
+        fetch(from, k.store_id, k.path, k.file_mode)
+        GenServer.stop(k.owner, {:shutdown, :reseed}, 60_000)
+    end
+  catch
+    kind, reason ->
+      Logger.warning("ExESDB: fetching a copy failed: #{inspect({kind, reason})}")
+  end
+end
