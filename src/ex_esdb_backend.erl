@@ -17,7 +17,7 @@
 -module(ex_esdb_backend).
 
 -export([open/2, close/1, limits/1, stats/1, cluster_support/0,
-         cluster_open/3, cluster_info/1, cluster_members/1, cluster_transfer/2,
+         cluster_open/3, cluster_info/1, cluster_members/1, cluster_install_copy/2, cluster_transfer/2,
          cluster_add/3, cluster_assign/3, cluster_remove/2,
          submit/3, submit_async/3, call/3, translate/2,
          read_stream/5, read_all/4, read_type/4, read_records/6, stream_info/2, list_streams/3,
@@ -72,6 +72,12 @@ cluster_info(H) -> ex_esdb_nif:cluster_info(H).
 %% `[{Id, Address, voter | standby | spare}]'.
 -spec cluster_members(handle()) -> {ok, [tuple()]} | {error, term()}.
 cluster_members(H) -> ex_esdb_nif:cluster_members(H).
+
+%% @doc Replace the store by a copy of a member's store (the file at
+%% `Path'), which its replica takes only while it waits for one
+%% (`needs_copy' in cluster_info/1).
+-spec cluster_install_copy(handle(), binary()) -> ok | {error, term()}.
+cluster_install_copy(H, Path) -> ex_esdb_nif:cluster_install_copy(H, Path).
 
 -spec cluster_transfer(handle(), non_neg_integer()) -> ok | {error, term()}.
 cluster_transfer(H, Id) -> ex_esdb_nif:cluster_transfer(H, Id).

@@ -13,7 +13,7 @@
          read_records/6, subscribe/4, subscribe/5, subscribe/6,
          unsubscribe/2, grant/3,
          decode_term/1, cluster_support/0, protocol_table/0,
-         cluster_open/3, cluster_info/1, cluster_members/1, cluster_add/3, cluster_assign/3,
+         cluster_open/3, cluster_info/1, cluster_members/1, cluster_install_copy/2, cluster_add/3, cluster_assign/3,
          cluster_remove/2, cluster_transfer/2]).
 -export(?NIFS).
 -nifs(?NIFS).
@@ -64,6 +64,7 @@ protocol_table() -> erlang:nif_error(not_loaded).
 cluster_open(_Path, _Opts, _Cluster) -> erlang:nif_error(not_loaded).
 cluster_info(_Store) -> erlang:nif_error(not_loaded).
 cluster_members(_Store) -> erlang:nif_error(not_loaded).
+cluster_install_copy(_Store, _Path) -> erlang:nif_error(not_loaded).
 cluster_add(_Store, _Id, _Address) -> erlang:nif_error(not_loaded).
 cluster_assign(_Store, _Id, _Role) -> erlang:nif_error(not_loaded).
 cluster_remove(_Store, _Id) -> erlang:nif_error(not_loaded).

@@ -71,6 +71,11 @@ struct esdb_commit_path {
 	 * NULL: nothing to do (the local writer numbers from the store). */
 	void (*restored)(esdb_commit_path *cp, uint64_t applied);
 
+	/* Whether a replicated path takes esdb_store_restore now (it refuses
+	 * otherwise: a copy put in behind the log's back diverges): a replica
+	 * waiting for a copy of a member's store does. NULL: never. */
+	bool (*may_restore)(esdb_commit_path *cp);
+
 	/* Called by esdb_store_close: answer everything still pending
 	 * (ESDB_ECLOSED for what never reached the log,
 	 * ESDB_EOUTCOME_UNKNOWN for what did but was not applied) and

@@ -209,8 +209,10 @@ int esdb_store_restore(esdb_store *s, int fd)
 	if (s->readonly)
 		return EROFS;
 	/* a replica's store is at its raft log's index: a copy put in
-	 * behind raft's back would diverge from the others */
-	if (s->commit.replicated)
+	 * behind raft's back would diverge from the others, unless the
+	 * replica waits for one (raft's snapshot passed its store) */
+	if (s->commit.replicated &&
+	    !(s->commit.may_restore && s->commit.may_restore(&s->commit)))
 		return ESDB_EINVAL;
 	if (esdb_store_get_failure(s))
 		return ESDB_ESTORE_FAILED;

@@ -8,8 +8,10 @@
 #include "cluster_support.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if ESDB_CLUSTER_SUPPORT
 
@@ -394,6 +396,32 @@ ERL_NIF_TERM nif_cluster_transfer(ErlNifEnv *env, int argc,
 	return change(env, argv[0], CHANGE_TRANSFER, id, NULL, 0);
 }
 
+/* cluster_install_copy(Store, Path) -> ok | {error, Reason}: replace the
+ * store by the copy of a member's store in file Path (esdb_store_copy's
+ * output), which the replica takes only while it waits for one
+ * (cluster_info's needs_copy); else {error, invalid_argument}. */
+ERL_NIF_TERM nif_cluster_install_copy(ErlNifEnv *env, int argc,
+                                      const ERL_NIF_TERM argv[])
+{
+	ErlNifBinary b;
+	char path[ESDB_PROTO_MAX_PATH + 1];
+	if (!enif_inspect_binary(env, argv[1], &b) || b.size == 0 ||
+	    b.size > ESDB_PROTO_MAX_PATH || memchr(b.data, 0, b.size))
+		return enif_make_badarg(env);
+	memcpy(path, b.data, b.size);
+	path[b.size] = 0;
+	store_res *r;
+	ERL_NIF_TERM err;
+	if (!acquire(env, argv[0], &r, &err))
+		return err;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = fd < 0 ? errno : esdb_store_restore(r->s, fd);
+	if (fd >= 0)
+		close(fd);
+	nif_store_release(r);
+	return rc ? nif_error_term(env, rc) : atom_ok;
+}
+
 #else /* no raft in this build */
 
 static ERL_NIF_TERM unsupported(ErlNifEnv *env)
@@ -415,6 +443,7 @@ void nif_cluster_free(nif_cluster *c)
 	{                                                                      \
 		return unsupported(env);                                       \
 	}
+UNSUPPORTED(nif_cluster_install_copy)
 UNSUPPORTED(nif_cluster_open)
 UNSUPPORTED(nif_cluster_info)
 UNSUPPORTED(nif_cluster_members)

@@ -69,6 +69,7 @@ ErlNifFunc nif_funcs[] = {
     {"cluster_open", 3, nif_cluster_open, DIRTY_IO},
     {"cluster_info", 1, nif_cluster_info, 0},
     {"cluster_members", 1, nif_cluster_members, DIRTY_IO},
+    {"cluster_install_copy", 2, nif_cluster_install_copy, DIRTY_IO},
     {"cluster_add", 3, nif_cluster_add, DIRTY_IO},
     {"cluster_assign", 3, nif_cluster_assign, DIRTY_IO},
     {"cluster_remove", 2, nif_cluster_remove, DIRTY_IO},

@@ -223,6 +223,8 @@ ERL_NIF_TERM nif_cluster_remove(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM nif_cluster_transfer(ErlNifEnv *env, int argc,
                                   const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_cluster_install_copy(ErlNifEnv *env, int argc,
+                                      const ERL_NIF_TERM argv[]);
 /* Free what cluster_open kept (after the store is closed); NULL is fine. */
 void nif_cluster_free(nif_cluster *c);
 

@@ -385,7 +385,10 @@ static void *writer_main(void *arg)
 	esdb_replica *r = arg;
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
-		while (!r->c_head && !r->writer_stop && !sync_due(r))
+		/* entries wait while the store waits for a copy (fsm_restore)
+		 */
+		while ((!r->c_head || (r->needs_copy && !r->failed)) &&
+		       !r->writer_stop && !sync_due(r))
 			pthread_cond_wait(&r->writer_cond, &r->lock);
 		if (sync_due(r)) {
 			writer_sync(r);
@@ -401,7 +404,8 @@ static void *writer_main(void *arg)
 		if (!r->c_head)
 			r->c_tail = NULL;
 		tail->next = NULL;
-		int failed = r->failed;
+		/* stopping without the copy: not applied here */
+		int failed = r->failed || r->needs_copy;
 		pthread_mutex_unlock(&r->lock);
 		if (!failed && esdb__replica_apply_delay_us)
 			usleep(esdb__replica_apply_delay_us);
@@ -425,7 +429,7 @@ static void *writer_main(void *arg)
 static int writer_drain(esdb_replica *r)
 {
 	pthread_mutex_lock(&r->lock);
-	while (r->applied < r->handed && !r->failed)
+	while (r->applied < r->handed && !r->failed && !r->needs_copy)
 		pthread_cond_wait(&r->cond, &r->lock);
 	int rc = r->failed;
 	pthread_mutex_unlock(&r->lock);
@@ -519,6 +523,10 @@ static int snapshot_settle(esdb_replica *r)
 	until.tv_nsec = (long)(ns % 1000000000u);
 	int rc = 0;
 	pthread_mutex_lock(&r->lock);
+	if (r->needs_copy) { /* nothing to settle until the copy is in */
+		pthread_mutex_unlock(&r->lock);
+		return RAFT_BUSY;
+	}
 	if (r->sync_want < r->handed) {
 		r->sync_want = r->handed;
 		pthread_cond_signal(&r->writer_cond);
@@ -573,18 +581,24 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 		return RAFT_IOERR;
 	if (have < want) {
 		/* The entries between are gone from raft's log: only a copy
-		 * of a member's store can bring this one up to date (installed
-		 * while the replica is closed; esdb_replica_get_needs_copy). */
+		 * of a member's store can bring this one up to date. Raft goes
+		 * on from the snapshot (this node keeps its log and vote, and
+		 * the loop is not held); the writer holds the entries after it
+		 * until a copy holding at least `want` is restored
+		 * (esdb_store_restore, which the replica takes now;
+		 * esdb_replica_get_needs_copy says so). */
+		fprintf(stderr,
+		        "esdb replica %" PRIu64 ": raft's snapshot needs the "
+		        "store at index %" PRIu64 ", it is at %" PRIu64
+		        ": waiting for a copy of a member's store\n",
+		        r->id, want, have);
 		pthread_mutex_lock(&r->lock);
 		r->needs_copy = want;
+		if ((want >> 16) > r->handed)
+			r->handed = want >> 16;
 		pthread_mutex_unlock(&r->lock);
-		fail_stop(r, ESDB_ESTORE_FAILED,
-		          "raft's snapshot needs the store at index %" PRIu64
-		          " (entry %" PRIu64 "), this store is at %" PRIu64
-		          " (entry %" PRIu64 "): it needs a copy of a "
-		          "member's store",
-		          want, want >> 16, have, have >> 16);
-		return RAFT_IOERR;
+		raft_free(buf->base);
+		return 0;
 	}
 	/* Raft drops its entries up to the snapshot: the store must hold
 	 * them on disk, as in fsm_snapshot. */
@@ -1330,6 +1344,31 @@ static int path_cancel(esdb_commit_path *cp,
 	return rc;
 }
 
+/* A copy of a member's store may replace the store while the replica
+ * waits for one (fsm_restore). */
+static bool path_may_restore(esdb_commit_path *cp)
+{
+	esdb_replica *r = cp->impl;
+	pthread_mutex_lock(&r->lock);
+	bool waiting = r->needs_copy != 0 && !r->failed;
+	pthread_mutex_unlock(&r->lock);
+	return waiting;
+}
+
+/* The store is now that copy (flushed): the writer goes on from its
+ * index, or waits for a newer copy when it is still short. */
+static void path_restored(esdb_commit_path *cp, uint64_t applied)
+{
+	esdb_replica *r = cp->impl;
+	pthread_mutex_lock(&r->lock);
+	r->applied = r->synced = applied >> 16;
+	if (applied >= r->needs_copy)
+		r->needs_copy = 0;
+	pthread_cond_broadcast(&r->writer_cond);
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
 static void path_stop(esdb_commit_path *cp)
 {
 	esdb_replica *r = cp->impl;
@@ -1444,7 +1483,8 @@ int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
 	    .start = path_start,
 	    .submit = path_submit,
 	    .cancel = path_cancel,
-	    .restored = NULL,
+	    .restored = path_restored,
+	    .may_restore = path_may_restore,
 	    .stop = path_stop,
 	    .close = path_close,
 	};

@@ -27,12 +27,15 @@
  * can roll back its last commits, which raft's log, on a quorum's disks, still
  * holds. ESDB_DURABILITY_NOSYNC can tear the store on a power loss: tests only.
  * A member that needs entries raft no longer keeps must receive a copy of the
- * store out of band (esdb_store_copy): it stops
- * (esdb_replica_get_needs_copy says which index it needs); the copy is
- * installed as its data file while it is closed, and raft resumes from
- * the copy's applied index when it opens again. A joiner (no members
- * given) may open a store holding such a copy; the cluster mode of the
- * bindings moves it (ExESDB.Cluster.Seeding, over BEAM distribution).
+ * store out of band (esdb_store_copy): raft installs the leader's marker
+ * and goes on (this node keeps its log, term and vote; the loop is not
+ * held) while the writer holds the entries after it, until a copy
+ * holding at least the marker's index replaces the store
+ * (esdb_store_restore, which the replica takes only then;
+ * esdb_replica_get_needs_copy says which index it needs). The writer goes
+ * on from the copy's index. A joiner (no members given) may also open a
+ * store holding such a copy. The bindings' cluster mode moves copies
+ * (ExESDB.Cluster.Seeding, over BEAM distribution).
  *
  * Fail-stop: when the writer cannot apply a committed entry for a reason
  * of this node (EIO, ENOSPC, a map that cannot grow) or an entry carries a
@@ -162,10 +165,10 @@ uint64_t esdb_replica_get_applied(esdb_replica *r);
  * when msg is not NULL, a sentence saying what happened. */
 int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len);
 
-/* 0, or the store index a snapshot from the leader needed this store to
- * hold when the replica stopped for want of it (a fail-stop): install a
- * copy of a member's store holding at least that much, then open again.
- * Any thread. */
+/* 0, or the store index a snapshot from the leader needs this store to
+ * hold: the replica waits for a copy of a member's store holding at least
+ * that much, put in with esdb_store_restore (refused otherwise under a
+ * replica). Any thread. */
 uint64_t esdb_replica_get_needs_copy(esdb_replica *r);
 
 /* A member as this node's raft configuration has it. */

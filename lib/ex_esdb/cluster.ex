@@ -147,8 +147,8 @@ defmodule ExESDB.Cluster do
   node, or nil while none is known), `leader?` (whether it leads in
   `term`), `term` (its raft term), `applied` (the last raft index its
   store applied), `failure` (nil, or why it stopped) and `needs_copy`
-  (it stopped because raft no longer has the entries it needs: its
-  store restarts from a copy of a member's, `ExESDB.Cluster.Seeding`).
+  (raft's snapshot passed its store: it waits for a copy of a member's,
+  `ExESDB.Cluster.Seeding`).
   """
   @spec info(atom()) :: {:ok, map()} | {:error, term()}
   def info(store_id) do

@@ -45,23 +45,25 @@ defmodule ExESDB.Cluster.Seeding do
 
   Raft's snapshots here are markers: when the leader no longer has the
   entries a follower needs, it sends a marker saying "the store at index
-  N", and a store behind N stops (`needs_copy` in `ExESDB.Cluster.info/1`,
-  the C replica's `esdb_replica_get_needs_copy`). This node then fetches a
-  copy from the member that applied most, writes it beside the store
-  (`data.mdb.copy`) and restarts its store process; the store opens
-  from the copy (its applied index at least N) and raft resumes from
-  there with the raft log, term and vote it kept. The same happens when
-  raft's snapshot passes a new member's copy.
+  N". A store behind N waits for a copy (`needs_copy` in
+  `ExESDB.Cluster.info/1`, the C replica's `esdb_replica_get_needs_copy`):
+  raft goes on (the node keeps its log, term and vote, and acknowledges
+  entries), its writer holds the entries after N. This node fetches a
+  copy from the member that applied most (`data.mdb.incoming` beside the
+  store) and restores it under the open store
+  (`:ex_esdb_backend.cluster_install_copy/2`, `esdb_store_restore`); the
+  writer goes on from the copy's index. Reads meanwhile see the store as
+  it was. The same happens when raft's snapshot passes a new member's
+  copy, or at a restart while the copy was not in yet.
 
   ## The copy
 
   The member makes a consistent compacted copy of its store
   (`ExESDB.backup/2`, LMDB's `mdb_env_copyfd2` with compaction, while its
   writes go on) beside its store directory and the receiver reads it in
-  1 MiB pieces (`:erpc`), writes it to `data.mdb.copy.tmp`, flushes it and
+  1 MiB pieces (`:erpc`), writes it to a `.tmp` file, flushes it and
   renames it. The member removes its copy when the receiver is done or
-  goes away. Neither node's raft loop waits for any of it: the member's
-  replica runs on, the receiver's is closed while it has no store.
+  goes away. Neither node's raft loop waits for any of it.
   """
 
   import Bitwise
@@ -72,6 +74,7 @@ defmodule ExESDB.Cluster.Seeding do
   @prefix "ex_esdb:member:"
   @chunk 1 <<< 20
   @copy "data.mdb.copy"
+  @incoming "data.mdb.incoming"
   @ask_timeout 5_000
 
   # ---- before the store opens -----------------------------------------------
@@ -207,10 +210,10 @@ defmodule ExESDB.Cluster.Seeding do
 
   # ---- the copy ------------------------------------------------------------------
 
-  # Fetch a copy of `from`'s store into path/data.mdb.copy.
-  defp fetch(from, store_id, path, file_mode) do
+  # Fetch a copy of `from`'s store into path/name; its path.
+  defp fetch(from, store_id, path, file_mode, name \\ @copy) do
     File.mkdir_p!(path)
-    tmp = Path.join(path, @copy <> ".tmp")
+    tmp = Path.join(path, name <> ".tmp")
 
     {:ok, holder, src, size} = :erpc.call(from, __MODULE__, :copy_open, [store_id, self()], 600_000)
 
@@ -220,9 +223,10 @@ defmodule ExESDB.Cluster.Seeding do
     :ok = :file.close(fd)
     send(holder, :done)
     File.chmod!(tmp, file_mode)
-    File.rename!(tmp, Path.join(path, @copy))
+    dest = Path.join(path, name)
+    File.rename!(tmp, dest)
     Logger.info("ExESDB: copied #{size} bytes of #{from}'s store into #{path}")
-    :ok
+    dest
   end
 
   defp pull(_from, _src, _fd, offset, size) when offset >= size, do: :ok
@@ -323,7 +327,8 @@ defmodule ExESDB.Cluster.Seeding do
   end
 
   defp step(k, %{needs_copy: true}) do
-    reseed(k)
+    # a copy still short of the snapshot, or no member to ask: again, later
+    if reseed(k) != :ok, do: Process.sleep(500)
     k
   end
 
@@ -377,20 +382,26 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
-  # The replica stopped for want of entries raft no longer keeps: fetch
-  # a copy from the member that applied most, then restart the store
-  # process, which opens from it (prepare/3).
+  # Raft's snapshot passed this replica's store: it goes on in raft and
+  # holds the entries after the snapshot until its store is replaced by a
+  # copy holding the snapshot's index. Fetch one from the member that
+  # applied most and restore it under the open store.
   defp reseed(k) do
-    Logger.warning("ExESDB: #{node()}'s replica is behind raft's snapshot: fetching a copy")
+    Logger.warning("ExESDB: #{node()}'s store is behind raft's snapshot: fetching a copy")
 
     case ask(%{seed_nodes: k.seeds, store_id: k.store_id}) do
       [] ->
-        Process.sleep(1000)
+        :no_member
 
       answers ->
         {from, _} = Enum.max_by(answers, fn {_n, a} -> a.applied end)
-        fetch(from, k.store_id, k.path, k.file_mode)
-        GenServer.stop(k.owner, {:shutdown, :reseed}, 60_000)
+        file = fetch(from, k.store_id, k.path, k.file_mode, @incoming)
+
+        try do
+          :ex_esdb_backend.cluster_install_copy(k.ref, file)
+        after
+          File.rm(file)
+        end
     end
   catch
     kind, reason ->
