@@ -42,8 +42,10 @@ defmodule ExESDB.Cluster do
   leader ends when the time is up (`{:error, :outcome_unknown}`: the
   leader may have taken the write), and the leader is given a little less
   (a quarter of what is left, at most 50 ms less) so that its own answer
-  reaches the caller in time. Not bounded by it: connecting to a leader
-  node this node is not connected to (BEAM distribution's `net_setuptime`).
+  reaches the caller in time. Connecting to a leader node this node is
+  not connected to is waited for within the deadline too (distribution's
+  own wait, `net_setuptime`, is 7 s); a connection not made by then sent
+  nothing: `{:error, {:not_leader, node}}`.
 
   When the timeout runs out it answers the last error: `{:error,
   {:not_leader, node}}` (a leader is known but did not take the write),

@@ -81,6 +81,25 @@ defmodule ExESDB.ClusterTimeoutTest do
     end
   end
 
+  test "a write through a follower not yet connected to a silent leader answers within its timeout",
+       ctx do
+    # the follower has never talked to the leader over distribution (the
+    # peers do not mesh): connecting to a stopped VM hangs in the
+    # handshake (net_setuptime, 7 s)
+    refute ctx.leader in :erpc.call(ctx.follower, Node, :list, [])
+    pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    try do
+      {ms, reply} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", 500], 30_000)
+      assert ms <= 500 + @slack, "took #{ms} ms with timeout 500: #{inspect(reply)}"
+      # nothing reached the leader: a definite "not written"
+      assert reply == {:error, {:not_leader, ctx.leader}}
+    after
+      System.cmd("kill", ["-CONT", pid])
+    end
+  end
+
   test "timeout: :infinity waits for the answer", ctx do
     for n <- [ctx.leader, ctx.follower] do
       assert {_, {:ok, _}} = :erpc.call(n, ClusterPeer, :timed_append, [@store, "s", :infinity])

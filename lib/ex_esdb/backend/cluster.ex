@@ -263,7 +263,7 @@ defmodule ExESDB.Backend.Cluster do
     # The leader answers a little before the caller's time is up (its own
     # :timeout or :outcome_unknown is more than "no answer"); the call
     # itself ends when the caller's time is up.
-    if Node.connect(node) == true do
+    if connect(node, timeout) do
       :erpc.call(
         node,
         __MODULE__,
@@ -278,6 +278,23 @@ defmodule ExESDB.Backend.Cluster do
     :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
     :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
     :exit, reason -> {:error, {:unreachable, reason}}
+  end
+
+  # Connected to `node` within `timeout`. Connecting to a node that does
+  # not answer waits for distribution's setup time (net_setuptime, 7 s by
+  # default) in net_kernel: waited for here only as long as the caller
+  # may wait (a later try joins the same pending connection).
+  defp connect(node, timeout) do
+    if node in Node.list() do
+      true
+    else
+      task = Task.async(fn -> Node.connect(node) end)
+
+      case Task.yield(task, timeout) || Task.shutdown(task, :brutal_kill) do
+        {:ok, connected} -> connected == true
+        _ -> false
+      end
+    end
   end
 
   defp leader_budget(:infinity), do: :infinity
