@@ -205,4 +205,45 @@ defmodule ExESDB.ClusterReseedTest do
     assert missing(events, acked) == []
     assert info(ctx, joiner).failure == nil
   end
+
+  test "a single-node store becomes the first member of a cluster; others join from copies of it",
+       ctx do
+    for i <- 1..3, do: boot(ctx, i)
+    first = node_of(ctx, 1)
+    # a single-node store with events, then stopped
+    start_store(ctx, 1, db_type: :single)
+    before = append_n(ctx, first, "old", 20)
+    stop(ctx, 1)
+
+    # the same directory in cluster mode, this node the one seed (with
+    # the three seeds, a store holding commands is refused: the others
+    # would bootstrap empty)
+    boot(ctx, 1)
+
+    refused =
+      try do
+        :erpc.call(first, ClusterPeer, :start, [store_opts(ctx, 1)])
+      catch
+        :exit, {:signal, {:shutdown, {:failed_to_start_child, ExESDB.Store, reason}}} -> reason
+      end
+
+    assert {:cannot_open_store, _, :invalid_argument} = refused
+    start_store(ctx, 1, seed_nodes: [first])
+    assert agreed_leader(ctx, [first]) == first
+    acked = before ++ append_n(ctx, first, "new", 5)
+    assert info(ctx, first).id == 1
+
+    for i <- 2..3 do
+      start_store(ctx, i, join: true, seed_nodes: [first])
+      n = node_of(ctx, i)
+      wait_until(fn -> :erpc.call(first, ExESDB.Cluster, :add, [@store, n]) == :ok end, 60_000)
+    end
+
+    nodes = Enum.map(1..3, &node_of(ctx, &1))
+    wait_voters(ctx, first, nodes)
+    acked = acked ++ append_n(ctx, node_of(ctx, 3), "new", 5)
+    events = assert_same_replicas(ctx, nodes)
+    assert missing(events, acked) == []
+    assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..30)
+  end
 end

@@ -48,21 +48,24 @@ defmodule ExESDB.Test.PeerCluster do
   def data_dir(ctx, i), do: Path.join(ctx.dir, "n#{i}")
 
   def start_store(ctx, i, extra \\ []) do
-    opts =
-      extra ++
-        [
-          store_id: ctx.store,
-          data_dir: data_dir(ctx, i),
-          db_type: :cluster,
-          seed_nodes: Enum.shuffle(ctx.seeds),
-          raft_addresses: ctx.addrs,
-          election_timeout: 500,
-          heartbeat: 20,
-          timeout: 10_000,
-          durability: :nosync
-        ]
+    :ok = :erpc.call(node_of(ctx, i), ClusterPeer, :start, [store_opts(ctx, i, extra)], 120_000)
+  end
 
-    :ok = :erpc.call(node_of(ctx, i), ClusterPeer, :start, [opts], 120_000)
+  def store_opts(ctx, i, extra \\ []) do
+    Keyword.merge(
+      [
+        store_id: ctx.store,
+        data_dir: data_dir(ctx, i),
+        db_type: :cluster,
+        seed_nodes: Enum.shuffle(ctx.seeds),
+        raft_addresses: ctx.addrs,
+        election_timeout: 500,
+        heartbeat: 20,
+        timeout: 10_000,
+        durability: :nosync
+      ],
+      extra
+    )
   end
 
   def stop(ctx, i) do
