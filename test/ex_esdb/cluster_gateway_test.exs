@@ -25,6 +25,19 @@ defmodule ExESDB.ClusterGatewayTest do
     end
   end
 
+  test "out of time without a leader taking it: the words of the error vocabulary" do
+    h = %Cluster{nodes: %{1 => :a@h, 2 => :b@h}}
+
+    for e <- [{:error, :not_leader}, {:error, {:unreachable, :not_connected}}] do
+      # this node leads by now: the write never reached a leader in time
+      assert Cluster.leaderless({:ok, %{leader: true, leader_id: 1}}, e, h) == {:error, :timeout}
+      assert Cluster.leaderless({:ok, %{leader: false, leader_id: 0}}, e, h) == {:error, :no_quorum}
+
+      assert Cluster.leaderless({:ok, %{leader: false, leader_id: 2}}, e, h) ==
+               {:error, {:not_leader, :b@h}}
+    end
+  end
+
   test "without an unknown try the last answer stands" do
     replies = [{:error, :not_leader}, {:error, :store_not_started}]
     assert Cluster.outcome(@append, replies, {:error, :no_quorum}) == {:error, :no_quorum}

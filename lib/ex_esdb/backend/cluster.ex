@@ -389,19 +389,23 @@ defmodule ExESDB.Backend.Cluster do
 
   # Out of time without reaching a leader: who leads as this node sees it.
   defp finish(store, _command, {:error, reason} = e, _deadline) do
-    if leaderless?(reason) do
-      case :ex_esdb_backend.cluster_info(store.handle.ref) do
-        {:ok, %{leader: true}} -> e
-        {:ok, %{leader_id: 0}} -> {:error, :no_quorum}
-        {:ok, %{leader_id: id}} -> {:error, {:not_leader, node_of(store.handle, id)}}
-        _ -> e
-      end
-    else
-      e
-    end
+    if leaderless?(reason),
+      do: leaderless(:ex_esdb_backend.cluster_info(store.handle.ref), e, store.handle),
+      else: e
   end
 
   defp finish(_store, _command, reply, _deadline), do: reply
+
+  @doc false
+  # The answer of a loop out of time without a leader taking the write,
+  # from this node's view of leadership then (`info`): no leader known, a
+  # leader elsewhere, or this node leading by now (the time ran out
+  # before a try reached it: nothing was written, as after a withdrawn
+  # write).
+  def leaderless({:ok, %{leader: true}}, _e, _h), do: {:error, :timeout}
+  def leaderless({:ok, %{leader_id: 0}}, _e, _h), do: {:error, :no_quorum}
+  def leaderless({:ok, %{leader_id: id}}, _e, h), do: {:error, {:not_leader, node_of(h, id)}}
+  def leaderless(_info, e, _h), do: e
 
   defp leaderless?({:unreachable, _}), do: true
   defp leaderless?(reason), do: reason in [:not_leader, :store_not_started, :closed]
