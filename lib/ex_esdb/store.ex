@@ -55,7 +55,7 @@ defmodule ExESDB.Store do
       |> Map.merge(cluster_opts(options, path))
       |> Map.merge(cnode_opts(options))
 
-    case backend.open(path, open_opts) do
+    case open(backend, path, open_opts, options) do
       {:ok, handle} ->
         # The store's limits (its stored ones) do not change while open.
         {:ok, limits} = backend.limits(handle)
@@ -75,6 +75,24 @@ defmodule ExESDB.Store do
 
       {:error, reason} ->
         {:stop, {:cannot_open_store, path, explain(path, reason)}}
+    end
+  end
+
+  # A cluster replica whose raft state or store cannot be read (a corrupt
+  # segment or metadata file; raft 0.22.1 refusing a log that ends before
+  # its snapshot, canonical/raft #199) comes back from a copy of a member's
+  # store under a new id, when a running member records it
+  # (ExESDB.Cluster.Seeding.set_aside/2).
+  defp open(backend, path, open_opts, options) do
+    case backend.open(path, open_opts) do
+      {:error, {:corrupt, _}} = e when backend == ExESDB.Backend.Cluster ->
+        case ExESDB.Cluster.Seeding.set_aside(options, path) do
+          :ok -> backend.open(path, Map.merge(open_opts, cluster_opts(options, path)))
+          :no -> e
+        end
+
+      other ->
+        other
     end
   end
 

@@ -246,4 +246,32 @@ defmodule ExESDB.ClusterReseedTest do
     assert missing(events, acked) == []
     assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..30)
   end
+
+  test "a follower whose raft state cannot be read comes back from a copy under a new id", ctx do
+    for i <- 1..3, do: boot(ctx, i)
+    for i <- 1..3, do: start_store(ctx, i)
+    nodes = ctx.seeds
+    leader = agreed_leader(ctx, nodes)
+    f = hd(nodes -- [leader])
+    for n <- nodes, do: wait_recorded(ctx, n, nodes)
+    acked = append_n(ctx, leader, "s", 20)
+    assert_same_replicas(ctx, nodes)
+
+    # raft refuses metadata of the wrong size (as it refuses a log that
+    # ends before its snapshot, canonical/raft #199): the node cannot
+    # start as the member it was
+    stop(ctx, index_of(ctx, f))
+    meta = Path.join([data_dir(ctx, index_of(ctx, f)), "rstest", "raft", "metadata1"])
+    File.write!(meta, "garbage", [:append])
+    acked = acked ++ append_n(ctx, leader, "s", 10)
+    boot(ctx, index_of(ctx, f))
+    start_store(ctx, index_of(ctx, f))
+
+    ms = wait_voters(ctx, leader, nodes, f)
+    assert elem(List.keyfind(ms, f, 1), 0) != seed_id(ctx, f)
+    acked = acked ++ append_n(ctx, f, "s", 5)
+    events = assert_same_replicas(ctx, nodes)
+    assert missing(events, acked) == []
+    assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..35)
+  end
 end

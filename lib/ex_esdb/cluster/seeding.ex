@@ -41,6 +41,17 @@ defmodule ExESDB.Cluster.Seeding do
   between its first start and its record being applied (the first
   heartbeats of a new cluster) is not recognised either.
 
+  ## Raft state that cannot be read
+
+  A replica whose raft log or metadata cannot be read (a corrupt segment,
+  or raft 0.22.1 refusing a log that ends before its last snapshot,
+  canonical/raft #199), or whose store fails its checks at open, cannot
+  take part as the member it was either: its store opens with
+  `{:corrupt, _}`, and when a running member records this
+  node its raft state and store are set aside (`raft.unusable-<time>`,
+  `data.mdb.unusable-<time>`) and it comes back as a lost data directory
+  does. With no member running, the error stands and nothing is moved.
+
   ## A replica behind raft's snapshots
 
   Raft's snapshots here are markers: when the leader no longer has the
@@ -95,6 +106,29 @@ defmodule ExESDB.Cluster.Seeding do
 
       true ->
         pristine(options, path, config)
+    end
+  end
+
+  @doc false
+  # The replica at `path` could not start (its raft state unreadable):
+  # when a running member records this node, set its raft state and store
+  # aside (`raft.unusable-<time>`, `data.mdb.unusable-<time>`) so that the
+  # next open comes back as a lost data directory does. `:no` otherwise
+  # (the error stands: with no member to copy from, nothing is moved).
+  @spec set_aside(map(), String.t()) :: :ok | :no
+  def set_aside(options, path) do
+    me = Atom.to_string(node())
+
+    if Enum.any?(ask(options), fn {_n, a} -> Map.has_key?(a.recorded, me) end) do
+      stamp = System.os_time(:second)
+      Logger.warning("ExESDB: #{me}'s raft state in #{path} cannot be read: setting it aside")
+      File.rename!(Path.join(path, "raft"), Path.join(path, "raft.unusable-#{stamp}"))
+      data = Path.join(path, "data.mdb")
+      if File.exists?(data), do: File.rename!(data, "#{data}.unusable-#{stamp}")
+      File.rm(Path.join(path, "lock.mdb"))
+      :ok
+    else
+      :no
     end
   end
 
