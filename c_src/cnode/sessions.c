@@ -347,8 +347,12 @@ static void deliver(void *ctx, uint64_t id, uint64_t since,
 		ei_x_encode_ulonglong(&x, id);
 		ei_x_encode_ulonglong(&x, since);
 		if (ei_x_append_buf(&x, t->chunks[k].buff,
-		                    t->chunks[k].index) != 0 ||
-		    !cn_conn_push(c, &to, &x, true)) {
+		                    t->chunks[k].index) != 0) {
+			ei_x_free(&x);
+			ok = false;
+			break;
+		}
+		if (!cn_conn_push(c, &to, &x, true)) { /* x freed */
 			ok = false;
 			break;
 		}
