@@ -69,6 +69,19 @@ defmodule ExESDB.CNodeBackendTest do
     assert {:ok, [%{event_number: 1}]} = Streams.get_events(copy, "s", 1, 10)
   end
 
+  test "cnode_cookie: a 0400 file the launched C node and this node's connection read",
+       %{dir: dir} do
+    File.mkdir_p!(dir)
+    file = Path.join(dir, "cookie")
+    File.write!(file, Atom.to_string(Node.get_cookie()) <> "\n")
+    File.chmod!(file, 0o400)
+    store = start_system(dir, backend: :cnode, cnode_cookie: file)
+    cmdline = File.read!("/proc/#{Launcher.os_pid(store)}/cmdline")
+    assert cmdline =~ "--cookie-file"
+    refute cmdline =~ Atom.to_string(Node.get_cookie())
+    assert {:ok, 1} = Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])
+  end
+
   test "kill -9 of the C node under load: callers get an error at once, the launcher " <>
          "starts it again, every acknowledged append is there",
        %{dir: dir} do

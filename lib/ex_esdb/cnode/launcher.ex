@@ -12,6 +12,8 @@ defmodule ExESDB.CNode.Launcher do
 
   @ready_ms 30_000
   @backoff_ms [0, 50, 200, 1000]
+  # a C node that ran this long before it exited has its pauses reset
+  @settled_ms 10_000
 
   def start_link(%{store_id: store} = args),
     do: GenServer.start_link(__MODULE__, args, name: name(store))
@@ -31,7 +33,7 @@ defmodule ExESDB.CNode.Launcher do
   @impl true
   def init(args) do
     Process.flag(:trap_exit, true)
-    s = Map.merge(args, %{port: nil, os_pid: nil, starts: 0})
+    s = Map.merge(args, %{port: nil, os_pid: nil, starts: 0, started_at: 0})
 
     # the first start is waited for: the store opens only on a C node
     # that is up
@@ -55,7 +57,10 @@ defmodule ExESDB.CNode.Launcher do
   def handle_info({port, {:exit_status, status}}, %{port: port} = s) do
     Logger.warning("ex_esdb C node #{s.cnode} exited (#{status}); starting it again")
     send(self(), :restart)
-    {:noreply, %{s | port: nil, os_pid: nil}}
+    # one that ran a while is started again at once, as the first time
+    ran_ms = System.monotonic_time(:millisecond) - s.started_at
+    starts = if ran_ms > @settled_ms, do: 1, else: s.starts
+    {:noreply, %{s | port: nil, os_pid: nil, starts: starts}}
   end
 
   def handle_info(:restart, %{port: nil} = s) do
@@ -126,7 +131,14 @@ defmodule ExESDB.CNode.Launcher do
 
     case await_ready(port, System.monotonic_time(:millisecond) + @ready_ms) do
       :ok ->
-        {:ok, %{s | port: port, os_pid: os_pid, starts: s.starts + 1}}
+        {:ok,
+         %{
+           s
+           | port: port,
+             os_pid: os_pid,
+             starts: s.starts + 1,
+             started_at: System.monotonic_time(:millisecond)
+         }}
 
       error ->
         catch_port_close(port)
