@@ -170,6 +170,42 @@ defmodule ExESDB.CNodeBackendTest do
     assert Process.alive?(sub)
   end
 
+  test "kill -9 of the C node: pub_sub broadcasts go on once it is back", %{dir: dir} do
+    Process.register(self(), :cnb_pub_sub)
+    store = start_system(dir, backend: :cnode, pub_sub: {ExESDB.Test.FakePubSub, :cnb_pub_sub})
+    system = Process.whereis(ExESDB.System.system_name(store))
+    broadcaster = child(system, ExESDB.Subscriptions.Broadcaster)
+    os_pid = Launcher.os_pid(store)
+    assert {:ok, 1} = Streams.append_events(store, "a", :any, [event(ExESDB.UUID.uuid4())])
+    assert_receive {:broadcast, _, {:events, [%{position: 1}]}}, 5_000
+
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid}"])
+    wait_until(fn -> Launcher.os_pid(store) not in [nil, os_pid] end, 20_000)
+
+    # appended once the broadcaster is a member again
+    wait_until(
+      fn ->
+        Streams.append_events(store, "a", :any, [event(ExESDB.UUID.uuid4())])
+
+        receive do
+          {:broadcast, _, {:events, _}} -> true
+        after
+          100 -> false
+        end
+      end,
+      20_000
+    )
+
+    # the same broadcaster: it joined again, it did not crash (a crash
+    # for each restart would soon exhaust the system's restarts)
+    assert child(system, ExESDB.Subscriptions.Broadcaster) == broadcaster
+  end
+
+  defp child(sup, id) do
+    {^id, pid, _, _} = sup |> Supervisor.which_children() |> List.keyfind(id, 0)
+    pid
+  end
+
   defp checkpoint(store, name) do
     {:ok, s} = ExESDB.Store.fetch(store)
     s.backend.checkpoint_get(s, name)

@@ -31,12 +31,33 @@ defmodule ExESDB.Subscriptions.Broadcaster do
     {:ok, store} = ExESDB.Store.fetch(options.store_id)
 
     case store.backend.subscribe(store, self(), :all, []) do
-      {:ok, _member, _last} -> {:ok, %{store: store, pub_sub: options.pub_sub}}
+      {:ok, member, _last} -> {:ok, %{store: store, pub_sub: options.pub_sub, member: member}}
       {:error, reason} -> {:stop, reason}
     end
   end
 
+  # The store ended the membership (a C node that went down; its session
+  # ends every member): join again once it is back. What was committed
+  # meanwhile is not broadcast (broadcasts are at most once). Crashing
+  # instead would restart this process while the C node is away, and
+  # soon exhaust the store's system's restarts.
   @impl true
+  def handle_info({:subscription_down, {:transient, member}, _}, %{member: member} = state) do
+    send(self(), :resubscribe)
+    {:noreply, %{state | member: nil}}
+  end
+
+  def handle_info(:resubscribe, %{member: nil, store: store} = state) do
+    case store.backend.subscribe(store, self(), :all, []) do
+      {:ok, member, _last} ->
+        {:noreply, %{state | member: member}}
+
+      {:error, _} ->
+        Process.send_after(self(), :resubscribe, 100)
+        {:noreply, state}
+    end
+  end
+
   def handle_info({:events, records}, %{pub_sub: {module, name}} = state) do
     records = ExESDB.EventCodec.finish(records, state.store)
 
