@@ -4,7 +4,9 @@ defmodule ExESDB.Backend do
   system's maintenance calls, the Commanded adapter and the demo reach the
   store through a module implementing this behaviour, named by the running
   store (`%ExESDB.Store{backend: module}`); nothing else calls native code.
-  `ExESDB.Backend.NIF` is the in-VM implementation.
+  `ExESDB.Backend.NIF` is the in-VM implementation; `ExESDB.Backend.CNode`
+  reaches a store served by a C node (`priv/ex_esdb_cnode`, another OS
+  process) over Erlang distribution, with the same replies.
 
   Every mutation is a `t:command/0` given to `c:submit/3`, so routing a
   command to another node (a raft leader) is one place.

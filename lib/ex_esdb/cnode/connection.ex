@@ -78,7 +78,8 @@ defmodule ExESDB.CNode.Connection do
     with true <- Node.connect(s.cnode),
          {:ok, @protocol_version} <- hello(s.cnode),
          {:ok, session} <- start_session(s) do
-      relay = spawn_link(&relay/0)
+      # replies (pages of events) kept off its heap until handed on
+      relay = :erlang.spawn_opt(&relay/0, [:link, message_queue_data: :off_heap])
       Process.register(relay, relay_name(s.store))
       {:noreply, %{s | relay: relay, session: session, tries: 0}}
     else
