@@ -86,6 +86,14 @@ defmodule ExESDB.ChaosFaultsCheckTest do
     assert %{kill_leader: %{unavailable_max_ms: 800.0}} =
              Faults.figures(first, %{anomalies: []}, 500)
 
+    # times count from the fault in place (its command returned at 160):
+    # appends invoked before that (e0, e3) the old leader could still take
+    placed = Enum.map(ops, &if(&1[:phase] == :start, do: %{&1 | completed_at: t(160)}, else: &1))
+    early = history([append(:b, 120, 130, "e0") | placed])
+
+    assert %{kill_leader: %{writes_again_p50_ms: 790.0, leader_again_p50_ms: 540.0}} =
+             Faults.figures(early, %{anomalies: []}, 500)
+
     lost = %{anomalies: [%{kind: :lost_event, missing: ["e4"]}]}
     assert %{kill_leader: %{lost: 1}} = Faults.figures(ops, lost, 500)
   end

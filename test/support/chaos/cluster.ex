@@ -202,11 +202,18 @@ defmodule ExESDB.Chaos.Cluster do
   @doc "The OS pid of a node's VM (as of its last start)."
   def os_pid(ctx, node), do: Agent.get(ctx.state, &Map.fetch!(&1.os_pids, node))
 
-  @doc "kill -9 the node's VM and wait until this VM sees it go."
+  @doc """
+  kill -9 the node's VM; answers once the signal is sent (the fault is
+  in place). Call await_down/1 from the same process before restarting.
+  """
   def kill(ctx, node) do
     Node.monitor(node, true)
     {_, 0} = System.cmd("kill", ["-9", "#{os_pid(ctx, node)}"])
+    :ok
+  end
 
+  @doc "Wait until this VM saw a node killed by kill/2 go."
+  def await_down(node) do
     receive do
       {:nodedown, ^node} -> :ok
     after

@@ -58,6 +58,7 @@ defmodule ExESDB.Chaos.Nemesis do
     leader = Cluster.agreed_leader(ctx.store, ctx.nodes)
     followers = Enum.shuffle(ctx.nodes -- [leader])
     {hit, minority, heal} = inject(ctx, h, kind, leader, followers)
+    if kind in [:kill_leader, :kill_follower], do: Enum.each(hit, &Cluster.await_down/1)
     hold(ctx, h, kind, hit, opts)
     record(h, kind, :heal, hit, minority, heal)
     whole(ctx)
