@@ -103,9 +103,11 @@ $(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(JSON_SRC) $(CORE_LIB)
 # The C node (c_src/cnode) over the core and erl_interface's ei.
 cnode: $(CNODE_BIN)
 
-$(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB)
+# With raft built, it can run its store as a replica (c_src/cnode/cluster.c).
+CNODE_CLUSTER = $$(if [ -f $(RAFT_LIB) ]; then echo "-DESDB_CNODE_CLUSTER -Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS)"; fi)
+$(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H) $(wildcard c_src/replica/*.[ch])
 	@mkdir -p priv
-	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CORE_LIB) \
+	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CNODE_CLUSTER) $(CORE_LIB) \
 	  -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o $@
 
 # With raft built (checked when linking: `all` may have just built it),

@@ -19,6 +19,7 @@
 
 typedef struct cn_pool cn_pool;
 typedef struct cn_sessions cn_sessions;
+typedef struct cn_cluster cn_cluster;
 
 /* The node and the store it serves by default; each further store is a
  * cn_server of its own (its store, lock, limits, sessions and name)
@@ -27,6 +28,9 @@ typedef struct cn_sessions cn_sessions;
 typedef struct cn_server {
 	esdb_store *store;
 	const char *store_name; /* what {at, Name, Request} names it by */
+	const char *store_dir;
+	cn_cluster
+	    *cluster; /* the first store's replica (cluster.h), or NULL */
 	struct cn_server *next_store;
 	/* Held shared by every call into the store, exclusive by the
 	 * shutdown that closes it: no call runs on a closed handle. */

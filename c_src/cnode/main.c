@@ -6,7 +6,14 @@
  *                 [--creation N] [--idle-ms 120000] [--max-conns 64]
  *                 [--durability sync|no_meta_sync|nosync] [--stop-on-eof]
  *                 [--max-sessions 8] [--max-subscriptions 1024]
+ *                 [--raft-id N --raft-address IP:PORT [--raft-bind IP:PORT]
+ *                  --raft-member ID,IP:PORT,NAME@HOST ...
+ *                  [--raft-election-timeout-ms 1000] [--raft-heartbeat-ms 100]
+ *                  [--raft-snapshot-threshold N] [--raft-trailing-bytes N]]
  *
+ * --raft-*: the first store is a raft replica (cluster.c), as the NIF's
+ * cluster_open/3 makes one; --raft-member lists every member, this one
+ * included, with its C node name (the same list on every member).
  * The first --store is served to requests that name none; each store is
  * named by NAME= or by its directory's last component, and requests
  * {at, Name, Request} go to the one named so (at most MAX_STORES).
@@ -19,6 +26,7 @@
  * stops the node (the Port that started it closed). */
 #include "cnode.h"
 
+#include "cluster.h"
 #include "conn.h"
 #include "cookie.h"
 #include "handshake.h"
@@ -60,7 +68,13 @@ _Noreturn static void usage(const char *why)
 	        "         [--idle-ms MS] [--max-conns N] [--durability "
 	        "sync|no_meta_sync|nosync]\n"
 	        "         [--stop-on-eof] [--max-sessions N] "
-	        "[--max-subscriptions N]\n",
+	        "[--max-subscriptions N]\n"
+	        "         [--raft-id N --raft-address IP:PORT [--raft-bind "
+	        "IP:PORT]\n"
+	        "          --raft-member ID,IP:PORT,NAME@HOST ... "
+	        "[--raft-election-timeout-ms MS]\n"
+	        "          [--raft-heartbeat-ms MS] [--raft-snapshot-threshold "
+	        "N] [--raft-trailing-bytes N]]\n",
 	        why);
 	exit(2);
 }
@@ -75,6 +89,7 @@ typedef struct opts {
 	bool cookie_stdin, no_epmd, stop_on_eof;
 	unsigned port, idle_ms, max_conns, max_sessions, max_subs;
 	unsigned long long creation; /* 0: pick one */
+	cn_cluster_opts cluster;     /* --raft-*: the first store's replica */
 } opts;
 
 static unsigned long long number(const char *flag, const char *s)
@@ -110,6 +125,8 @@ static void parse(int argc, char **argv, opts *o)
 			o->stop_on_eof = true, takes = false;
 		else if (!v)
 			usage("an option lacks its value");
+		else if (cn_cluster_arg(&o->cluster, f, v))
+			;
 		else if (strcmp(f, "--name") == 0)
 			o->name = v;
 		else if (strcmp(f, "--store") == 0 && o->n_stores == MAX_STORES)
@@ -180,7 +197,8 @@ cn_server *cn_store_find(cn_server *srv, const char *name, size_t len)
 }
 
 /* Open the store `spec` ([NAME=]DIR) into srv. */
-static int open_store(cn_server *srv, const opts *o, const char *spec)
+static int open_store(cn_server *srv, const opts *o, const char *spec,
+                      bool first)
 {
 	const char *eq = strchr(spec, '=');
 	const char *dir = eq ? eq + 1 : spec;
@@ -195,6 +213,7 @@ static int open_store(cn_server *srv, const opts *o, const char *spec)
 	if (!copy || !name_len || !*dir)
 		usage("--store: [NAME=]DIR with a name and a directory");
 	srv->store_name = copy;
+	srv->store_dir = dir;
 	pthread_rwlock_init(&srv->store_lock, NULL);
 	int rc = esdb_store_create(&srv->store);
 	if (!rc)
@@ -211,6 +230,8 @@ static int open_store(cn_server *srv, const opts *o, const char *spec)
 			usage("--durability: sync, no_meta_sync or nosync");
 		rc = esdb_store_set_durability(srv->store, d);
 	}
+	if (!rc && first)
+		rc = cn_cluster_setup(srv, &o->cluster, o->name);
 	if (!rc)
 		rc = esdb_store_open(srv->store, dir);
 	if (!rc)
@@ -231,7 +252,7 @@ static int open_stores(cn_server *srv, const opts *o)
 	cn_server *last = srv;
 	for (unsigned i = 0; i < o->n_stores; i++) {
 		cn_server *s = i ? calloc(1, sizeof(*s)) : srv;
-		if (!s || open_store(s, o, o->stores[i]) != 0)
+		if (!s || open_store(s, o, o->stores[i], i == 0) != 0)
 			return -1;
 		/* s is not chained yet */
 		for (cn_server *t = s == srv ? NULL : srv; t; t = t->next_store)

@@ -90,6 +90,9 @@ void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m);
 /* verify and backup: on a thread of their own (maintenance.c) */
 void cn_op_verify(caller *k, const arg *v, const char *m);
 void cn_op_backup(caller *k, const arg *v, const char *m);
+/* the replica's state and members (cluster.c) */
+void cn_op_cluster_info(caller *k, const arg *v, const char *m);
+void cn_op_cluster_members(caller *k, const arg *v, const char *m);
 
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,

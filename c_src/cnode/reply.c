@@ -2,6 +2,8 @@
  * them. */
 #include "ops.h"
 
+#include "cluster.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,8 @@ void cn_encode_rc(cn_server *srv, ei_x_buff *x, int rc)
 		} else {
 			ei_x_encode_atom(x, esdb_proto_where_name(w.kind));
 		}
+	} else if (rc == ESDB_ENOT_LEADER) {
+		cn_cluster_encode_not_leader(srv, x);
 	} else if (rc == ESDB_ESTORE_FAILED) {
 		encode_error_pair(
 		    x, "store_failed",

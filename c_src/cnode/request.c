@@ -43,6 +43,8 @@ static const struct served {
     {"checkpoint_list", NULL},
     {"stats", NULL},
     {"limits", NULL},
+    {"cluster_info", cn_op_cluster_info},
+    {"cluster_members", cn_op_cluster_members},
 };
 
 static const struct served *find_served(const char *name)

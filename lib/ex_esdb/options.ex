@@ -39,6 +39,7 @@ defmodule ExESDB.Options do
   | `cnode` | `EX_ESDB_CNODE` | `nil` | the name (`name@host`) of a C node started elsewhere that serves this store; implies `backend: :cnode` (C node) |
   | `cnode_name` | `EX_ESDB_CNODE_NAME` | `<store_id>_cnode@<this host>` | the name of the C node this system starts (C node) |
   | `cnode_listen` | `EX_ESDB_CNODE_LISTEN` | `"127.0.0.1"` | the IPv4 interface the started C node listens on (C node) |
+  | `cnode_cluster` | `EX_ESDB_CNODE_CLUSTER` | `[]` | the C nodes of a raft cluster of C nodes replicating this store (`cnode` among them); writes follow their `{:not_leader, node}` answers (C node; the variable is comma-separated) |
   | `cnode_cookie` | `EX_ESDB_CNODE_COOKIE` | `:node` | `:node`: this node's cookie, given on the C node's stdin; or the path of a file only its owner can read (mode 0400) holding the cookie (C node) |
 
   Everything is checked when the store starts (`ExESDB.System.start_link/1`
@@ -124,6 +125,7 @@ defmodule ExESDB.Options do
           cnode: node() | nil,
           cnode_name: node() | nil,
           cnode_listen: String.t(),
+          cnode_cluster: [node()],
           cnode_cookie: :node | String.t()
         }
 
@@ -151,6 +153,7 @@ defmodule ExESDB.Options do
     cnode: nil,
     cnode_name: nil,
     cnode_listen: "127.0.0.1",
+    cnode_cluster: [],
     cnode_cookie: :node
   }
 
@@ -173,6 +176,7 @@ defmodule ExESDB.Options do
     cnode: "EX_ESDB_CNODE",
     cnode_name: "EX_ESDB_CNODE_NAME",
     cnode_listen: "EX_ESDB_CNODE_LISTEN",
+    cnode_cluster: "EX_ESDB_CNODE_CLUSTER",
     cnode_cookie: "EX_ESDB_CNODE_COOKIE"
   }
 
@@ -332,7 +336,7 @@ defmodule ExESDB.Options do
           true -> bad_env!(var, value, "expected a module name (MyApp.PubSub) or an atom name")
         end
 
-      :seed_nodes ->
+      k when k in [:seed_nodes, :cnode_cluster] ->
         value |> String.split(",", trim: true) |> Enum.map(&String.trim/1)
 
       k when k in [:data_dir, :raft_bind, :cnode_listen] ->
@@ -405,14 +409,17 @@ defmodule ExESDB.Options do
 
   defp validate!(:raft_addresses, v, source) when is_map(v) or is_list(v) do
     Map.new(v, fn {node, addr} ->
-      [node] = validate_nodes!([node], source)
+      [node] = validate_nodes!(:raft_addresses, [node], source)
       if address?(addr), do: {node, addr}, else: invalid!(:raft_addresses, v, source)
     end)
   end
 
   # a receive waits at most 2^32 - 1 ms
   defp validate!(:timeout, v, _) when v in 1..0xFFFFFFFF//1, do: v
-  defp validate!(:seed_nodes, v, source) when is_list(v), do: validate_nodes!(v, source)
+
+  defp validate!(k, v, source) when k in [:seed_nodes, :cnode_cluster] and is_list(v),
+    do: validate_nodes!(k, v, source)
+
   defp validate!(:pub_sub, v, _) when is_atom(v) and v not in [true, false], do: v
   defp validate!(:pub_sub, {m, n} = v, _) when is_atom(m) and is_atom(n), do: v
   defp validate!(:durability, v, _) when v in [:sync, :strict, :no_meta_sync, :nosync], do: v
@@ -453,7 +460,7 @@ defmodule ExESDB.Options do
 
   # Node names as atoms, or as strings of the form name@host (made atoms
   # only after that check).
-  defp validate_nodes!(nodes, source) do
+  defp validate_nodes!(key, nodes, source) do
     Enum.map(nodes, fn
       node when is_atom(node) and node not in [nil, true, false] ->
         node
@@ -461,10 +468,10 @@ defmodule ExESDB.Options do
       node when is_binary(node) ->
         if node =~ @node_name,
           do: String.to_atom(node),
-          else: invalid!(:seed_nodes, nodes, source)
+          else: invalid!(key, nodes, source)
 
       _ ->
-        invalid!(:seed_nodes, nodes, source)
+        invalid!(key, nodes, source)
     end)
   end
 
@@ -531,7 +538,10 @@ defmodule ExESDB.Options do
   defp expected(:snapshot_threshold), do: "expected a positive integer below 2^32"
   defp expected(:snapshot_trailing_bytes), do: "expected a positive integer (bytes) below 2^62"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"
-  defp expected(:seed_nodes), do: "expected a list of node names (name@host)"
+
+  defp expected(k) when k in [:seed_nodes, :cnode_cluster],
+    do: "expected a list of node names (name@host)"
+
   defp expected(:pub_sub), do: "expected a Phoenix.PubSub name, {module, name}, or nil"
 
   defp expected(:durability),

@@ -116,7 +116,13 @@ defmodule ExESDB.Store do
 
   # Which C node serves a store on the C node backend.
   defp cnode_opts(%{backend: :cnode} = options),
-    do: %{cnode: %{node: ExESDB.Backend.CNode.node_name(options), store_id: options.store_id}}
+    do: %{
+      cnode: %{
+        node: ExESDB.Backend.CNode.node_name(options),
+        store_id: options.store_id,
+        cluster: Map.get(options, :cnode_cluster, [])
+      }
+    }
 
   defp cnode_opts(_options), do: %{}
 

@@ -111,7 +111,7 @@ defmodule ExESDB.OptionsValuesTest do
   @vars ~w(EX_ESDB_DATA_DIR EX_ESDB_STORE_ID EX_ESDB_TIMEOUT EX_ESDB_SEED_NODES
            EX_ESDB_DURABILITY EX_ESDB_DB_TYPE EX_ESDB_PUB_SUB EX_ESDB_MAP_SIZE
            EX_ESDB_DURABILTY EX_ESDB_BACKEND EX_ESDB_CNODE EX_ESDB_CNODE_NAME
-           EX_ESDB_CNODE_LISTEN EX_ESDB_CNODE_COOKIE)
+           EX_ESDB_CNODE_LISTEN EX_ESDB_CNODE_COOKIE EX_ESDB_CNODE_CLUSTER)
 
   setup do
     on_exit(fn ->
@@ -318,5 +318,15 @@ defmodule ExESDB.OptionsValuesTest do
     System.put_env("EX_ESDB_CNODE", "not a node 7f3b")
     assert {:raised, msg} = resolve_within([])
     assert msg =~ "EX_ESDB_CNODE"
+  end
+
+  test "cnode_cluster: C node names, from options and the environment" do
+    assert Options.resolve().cnode_cluster == []
+    assert %{cnode_cluster: [:a@h, :b@h]} = Options.resolve(cnode_cluster: ["a@h", :b@h])
+    System.put_env("EX_ESDB_CNODE_CLUSTER", "a@h, b@h")
+    assert Options.resolve().cnode_cluster == [:a@h, :b@h]
+    System.delete_env("EX_ESDB_CNODE_CLUSTER")
+    assert {:raised, msg} = resolve_within(cnode_cluster: ["no host"])
+    assert msg =~ ":cnode_cluster", msg
   end
 end

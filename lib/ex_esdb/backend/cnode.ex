@@ -20,16 +20,37 @@ defmodule ExESDB.Backend.CNode do
   down its subscribers get `{:subscription_down, {:transient, member},
   :closed}`, and `subscribe/4` answers `{:error, {:unreachable, cnode}}`
   until it is back.
+
+  ## A cluster of C nodes
+
+  With `cnode_cluster` (the C nodes of a raft cluster replicating the
+  store, each started with `--raft-*`, README "A cluster of C nodes"),
+  this node keeps a connection to each. Reads and subscriptions go to the
+  store's own C node (`cnode`: a follower's replica may lag the leader).
+  Writes go to it too, and follow a follower's `{:error, {:not_leader,
+  node}}` to the leader it names; a try that found no leader, or whose C
+  node went away (its outcome unknown), is tried again (the store's C
+  node first, then the others in turn) with a pause of 10 ms doubling to
+  200 ms, until one answers or the caller's `timeout` runs out. Every
+  try after the first is an append marked as a retry (the same event
+  ids: the store answers the first result if the events are already
+  there). What such a loop answers is decided as the cluster gateway's
+  (`ExESDB.Backend.Cluster.outcome/3`): an answer saying "not written"
+  after a try that may have been applied is `{:error, :outcome_unknown}`;
+  out of time with no leader known it is `{:error, :no_quorum}`.
   """
   @behaviour ExESDB.Backend
 
+  alias ExESDB.Backend.Cluster
   alias ExESDB.CNode.{Connection, Session, Terms}
   alias ExESDB.EventCodec
 
   defmodule Handle do
     @moduledoc false
-    # The C node's name and the store whose relay carries its replies.
-    defstruct [:cnode, :store_id, :relay]
+    # The C node's name and the store whose relay carries its replies;
+    # members: every C node of the store's cluster and its relay's name
+    # (the store's own C node's among them; empty: no cluster).
+    defstruct [:cnode, :store_id, :relay, members: %{}]
   end
 
   @doc false
@@ -56,8 +77,13 @@ defmodule ExESDB.Backend.CNode do
         ],
         else: []
 
+    members =
+      for m <- Map.get(options, :cnode_cluster, []), m != cnode do
+        {Connection, %{store_id: options.store_id, cnode: m, cookie: cookie, member: true}}
+      end
+
     launcher ++
-      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}}]
+      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members]
   end
 
   def children(_options), do: []
@@ -96,7 +122,18 @@ defmodule ExESDB.Backend.CNode do
   """
   @impl true
   def open(_path, %{cnode: %{node: cnode, store_id: store} = c}) do
-    h = %Handle{cnode: cnode, store_id: store, relay: Connection.relay_name(store)}
+    relay = Connection.relay_name(store)
+
+    members =
+      case Map.get(c, :cluster, []) do
+        [] ->
+          %{}
+
+        nodes ->
+          Map.new(nodes, &{&1, Connection.relay_name(store, &1)}) |> Map.put(cnode, relay)
+      end
+
+    h = %Handle{cnode: cnode, store_id: store, relay: relay, members: members}
 
     case Connection.await_relay(store, Map.get(c, :wait, 30_000)) do
       nil -> {:error, {:unreachable, cnode}}
@@ -115,6 +152,23 @@ defmodule ExESDB.Backend.CNode do
 
   @impl true
   def submit(store, command, opts \\ [])
+
+  def submit(%{handle: %Handle{members: m}} = store, command, opts) when map_size(m) > 0 do
+    cond do
+      # one relay process per caller and store keeps its async commands
+      # in order while each follows the leader
+      opts[:async] ->
+        send(async_relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
+        :ok
+
+      # the caller's async commands still on their way land first
+      pid = Process.get({__MODULE__, :relay, store.store_id}) ->
+        after_async(pid, store, command)
+
+      true ->
+        translate(command, route(store, command))
+    end
+  end
 
   def submit(%{handle: h} = store, command, opts) do
     if opts[:async] do
@@ -225,22 +279,179 @@ defmodule ExESDB.Backend.CNode do
 
   # One request: sent from this process with the relay as From and an
   # alias of this process, made by its monitor of the relay, as Ref.
-  defp call(%Handle{} = h, request, kind, timeout) do
-    case Process.whereis(h.relay) do
+  defp call(%Handle{} = h, request, kind, timeout),
+    do: call_at(h, h.cnode, h.relay, request, kind, timeout)
+
+  defp call_at(h, cnode, relay_name, request, kind, timeout) do
+    case Process.whereis(relay_name) do
       nil ->
-        {:error, {:unreachable, h.cnode}}
+        {:error, {:unreachable, cnode}}
 
       relay ->
         ref = :erlang.monitor(:process, relay, alias: :reply_demonitor)
 
-        case Process.send({:esdb, h.cnode}, {:call, relay, ref, request}, [:noconnect]) do
+        case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
           :ok ->
-            await(h, ref, kind, timeout)
+            await(%{h | cnode: cnode}, ref, kind, timeout)
 
           :noconnect ->
             Process.demonitor(ref, [:flush])
-            {:error, {:unreachable, h.cnode}}
+            {:error, {:unreachable, cnode}}
         end
+    end
+  end
+
+  # ---- writes to a cluster of C nodes ----------------------------------
+
+  @backoff_first 10
+  @backoff_max 200
+
+  # Tries until one answers or the caller's time is out; every wait ends
+  # by the deadline. The first try goes where this process's last write
+  # was taken (the leader then), else to the store's own C node.
+  defp route(store, command) do
+    h = store.handle
+    deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+    key = {__MODULE__, :leader, h.store_id}
+    first = Process.get(key, h.cnode)
+    first = if Map.has_key?(h.members, first), do: first, else: h.cnode
+    attempt(h, command, command, first, deadline, @backoff_first, [])
+  end
+
+  defp attempt(h, original, command, target, deadline, backoff, replies) do
+    left = remaining(deadline)
+
+    reply =
+      if left == 0,
+        do: {:error, :timeout},
+        else: call_at(h, target, Map.fetch!(h.members, target), command, :write, left)
+
+    replies = [sent(reply) | replies]
+
+    case follow(h, reply, target, backoff) do
+      {node, pause} ->
+        if more_than?(remaining(deadline), pause) do
+          if pause > 0, do: Process.sleep(pause)
+          next = Cluster.resubmission(command)
+          attempt(h, original, next, node, deadline, min(backoff * 2, @backoff_max), replies)
+        else
+          decide(original, replies, reply)
+        end
+
+      nil ->
+        if match?({:ok, _, _}, reply) or reply == :ok,
+          do: Process.put({__MODULE__, :leader, h.store_id}, target)
+
+        decide(original, replies, reply)
+    end
+  end
+
+  # The gateway's rules (ExESDB.Backend.Cluster.outcome/3) on this loop's
+  # replies; out of time with no leader known: :no_quorum.
+  defp decide(original, replies, last) do
+    final =
+      case last do
+        {:error, {:not_leader, nil}} -> {:error, :no_quorum}
+        other -> other
+      end
+
+    Cluster.outcome(original, Enum.reverse(replies), final)
+  end
+
+  # A C node this node was not connected to was sent nothing (the
+  # gateway's name for that); a try lost on the way is :outcome_unknown.
+  defp sent({:error, {:unreachable, _}}), do: {:error, {:unreachable, :not_connected}}
+  defp sent(reply), do: reply
+
+  # Where the next try goes and after what pause, or nil: this answer
+  # stands. A named leader is tried at once; no leader known, or the
+  # tried C node gone or closing: after a pause, the store's own C node,
+  # or the next one when that was it.
+  defp follow(h, {:error, {:not_leader, leader}}, target, backoff) do
+    if leader != target and Map.has_key?(h.members, leader),
+      do: {leader, 0},
+      else: {target, backoff}
+  end
+
+  defp follow(h, {:error, reason}, target, backoff)
+       when reason in [:outcome_unknown, :closed, :store_not_started] or
+              elem(reason, 0) == :unreachable,
+       do: {other(h, target), backoff}
+
+  defp follow(_h, _reply, _target, _backoff), do: nil
+
+  defp other(%{cnode: home} = h, home) do
+    nodes = Map.keys(h.members) |> Enum.sort()
+    i = Enum.find_index(nodes, &(&1 == home))
+    Enum.at(nodes, rem(i + 1, length(nodes)))
+  end
+
+  defp other(h, _target), do: h.cnode
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - now(), 0)
+
+  defp more_than?(:infinity, _ms), do: true
+  defp more_than?(left, ms), do: left > ms
+
+  defp now, do: System.monotonic_time(:millisecond)
+
+  # A caller's async writes, one at a time in its order, each routed;
+  # the reply goes to the caller as {Ref, Reply} (untranslated, as the
+  # NIF's). Ends with the caller.
+  defp async_relay(store) do
+    key = {__MODULE__, :relay, store.store_id}
+
+    case Process.get(key) do
+      pid when is_pid(pid) ->
+        if Process.alive?(pid), do: pid, else: new_async_relay(key)
+
+      nil ->
+        new_async_relay(key)
+    end
+  end
+
+  defp new_async_relay(key) do
+    caller = self()
+
+    pid =
+      spawn(fn ->
+        mref = Process.monitor(caller)
+        async_loop(caller, mref)
+      end)
+
+    Process.put(key, pid)
+    pid
+  end
+
+  defp async_loop(caller, mref) do
+    receive do
+      {:submit, store, command, ref} ->
+        send(caller, {ref, route(store, command)})
+        async_loop(caller, mref)
+
+      {:submit_sync, store, command, ref} ->
+        send(caller, {:relayed, ref, translate(command, route(store, command))})
+        async_loop(caller, mref)
+
+      {:DOWN, ^mref, _, _, _} ->
+        :ok
+    end
+  end
+
+  # A sync write of a caller that sent async ones: after them.
+  defp after_async(pid, store, command) do
+    mref = Process.monitor(pid)
+    ref = make_ref()
+    send(pid, {:submit_sync, store, command, ref})
+
+    receive do
+      {:relayed, ^ref, reply} ->
+        Process.demonitor(mref, [:flush])
+        reply
+
+      {:DOWN, ^mref, _, _, _} ->
+        translate(command, route(store, command))
     end
   end
 

@@ -19,6 +19,11 @@ defmodule ExESDB.CNode.Connection do
   # relay exists has its session; it stops by itself when the C node goes
   # (telling its subscribers) and a new one starts with the next relay.
   #
+  # A store replicated by a cluster of C nodes (`cnode_cluster`) has one
+  # more of these per other C node (`member: true`): a relay named
+  # relay_name(store, cnode) and no session (subscriptions stay on the
+  # store's own C node); the backend sends writes to whichever leads.
+  #
   # Node.connect, not Node.ping: ping is a call to net_kernel, which a C
   # node does not serve.
   use GenServer
@@ -28,14 +33,23 @@ defmodule ExESDB.CNode.Connection do
   @hello_ms 5_000
   @retry_ms [20, 50, 100, 200, 500]
 
-  def start_link(%{store_id: store} = args),
-    do: GenServer.start_link(__MODULE__, args, name: :"exesdb_cnode_conn_#{store}")
+  def start_link(args), do: GenServer.start_link(__MODULE__, args, name: name(args))
 
-  def child_spec(args), do: %{id: __MODULE__, start: {__MODULE__, :start_link, [args]}}
+  def child_spec(args),
+    do: %{id: {__MODULE__, name(args)}, start: {__MODULE__, :start_link, [args]}}
+
+  defp name(%{store_id: store, cnode: cnode, member: true}),
+    do: :"exesdb_cnode_conn_#{store}@#{cnode}"
+
+  defp name(%{store_id: store}), do: :"exesdb_cnode_conn_#{store}"
 
   @doc "The registered name of a store's relay."
   @spec relay_name(atom()) :: atom()
   def relay_name(store), do: :"exesdb_cnode_relay_#{store}"
+
+  @doc "The registered name of the relay to another C node of a store's cluster."
+  @spec relay_name(atom(), node()) :: atom()
+  def relay_name(store, cnode), do: :"exesdb_cnode_relay_#{store}@#{cnode}"
 
   @doc "The registered name of a store's subscription session."
   @spec session_name(atom()) :: atom()
@@ -69,7 +83,19 @@ defmodule ExESDB.CNode.Connection do
     :ok = :net_kernel.monitor_nodes(true, node_type: :all)
     if cookie = args[:cookie], do: :erlang.set_cookie(cnode, cookie)
     send(self(), :connect)
-    {:ok, %{store: store, cnode: cnode, relay: nil, session: nil, tries: 0}}
+    member = Map.get(args, :member, false)
+    relay_name = if member, do: relay_name(store, cnode), else: relay_name(store)
+
+    {:ok,
+     %{
+       store: store,
+       cnode: cnode,
+       member: member,
+       relay_name: relay_name,
+       relay: nil,
+       session: nil,
+       tries: 0
+     }}
   end
 
   @impl true
@@ -80,7 +106,7 @@ defmodule ExESDB.CNode.Connection do
          {:ok, session} <- start_session(s) do
       # replies (pages of events) kept off its heap until handed on
       relay = :erlang.spawn_opt(&relay/0, [:link, message_queue_data: :off_heap])
-      Process.register(relay, relay_name(s.store))
+      Process.register(relay, s.relay_name)
       {:noreply, %{s | relay: relay, session: session, tries: 0}}
     else
       _ ->
@@ -121,6 +147,8 @@ defmodule ExESDB.CNode.Connection do
 
   # A session whose ids follow no earlier one's (an id a subscriber keeps
   # past its session's end names nobody in the next).
+  defp start_session(%{member: true}), do: {:ok, nil}
+
   defp start_session(s) do
     ExESDB.CNode.Session.start_link(
       cnode: s.cnode,

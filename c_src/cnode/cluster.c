@@ -1,0 +1,323 @@
+/* cluster.c: the C node's first store as a raft replica, from --raft-*
+ * options (the NIF's cluster_open/3 map as flags), and the requests
+ * cluster_info and cluster_members. The leader is named to clients by
+ * its C node name, known from the --raft-member list (every member is
+ * given the same list: raft ids carry no names). */
+#include "cluster.h"
+
+#include "ops.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Noreturn static void bad(const char *flag, const char *v, const char *want)
+{
+	fprintf(stderr, "ex_esdb_cnode: %s %s: %s\n", flag, v, want);
+	exit(2);
+}
+
+static unsigned long long num(const char *flag, const char *v,
+                              unsigned long long max)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno || !*v || *end || *v == '-' || n > max)
+		bad(flag, v, "wants a number in range");
+	return n;
+}
+
+/* "ip:port", no NUL, under 256 bytes, with a port. */
+static const char *address(const char *flag, const char *v)
+{
+	const char *colon = strrchr(v, ':');
+	if (!colon || colon == v || !colon[1] || strlen(v) >= 256)
+		bad(flag, v, "wants IP:PORT");
+	num(flag, colon + 1, 65535);
+	return v;
+}
+
+bool cn_cluster_arg(cn_cluster_opts *o, const char *f, const char *v)
+{
+	if (strncmp(f, "--raft-", 7) != 0)
+		return false;
+	if (strcmp(f, "--raft-id") == 0) {
+		o->id = num(f, v, UINT64_MAX);
+		if (!o->id)
+			bad(f, v, "wants a nonzero id");
+	} else if (strcmp(f, "--raft-address") == 0) {
+		o->address = address(f, v);
+	} else if (strcmp(f, "--raft-bind") == 0) {
+		o->bind = address(f, v);
+	} else if (strcmp(f, "--raft-member") == 0) {
+		/* ID,IP:PORT,NAME@HOST */
+		const char *c1 = strchr(v, ','),
+		           *c2 = c1 ? strchr(c1 + 1, ',') : 0;
+		if (!c2 || !strchr(c2 + 1, '@') || strchr(c2 + 1, ','))
+			bad(f, v, "wants ID,IP:PORT,NAME@HOST");
+		if (o->n_members == CN_CLUSTER_MAX_MEMBERS)
+			bad(f, v, "too many members");
+		cn_cluster_member *m = &o->members[o->n_members++];
+		char *id = strndup(v, (size_t)(c1 - v));
+		char *addr = strndup(c1 + 1, (size_t)(c2 - c1 - 1));
+		if (!id || !addr)
+			bad(f, v, "out of memory");
+		m->id = num(f, id, UINT64_MAX);
+		if (!m->id)
+			bad(f, v, "wants a nonzero id");
+		m->address = address(f, addr);
+		m->cnode = c2 + 1;
+		free(id);
+	} else if (strcmp(f, "--raft-election-timeout-ms") == 0) {
+		o->election_ms = num(f, v, 600000);
+	} else if (strcmp(f, "--raft-heartbeat-ms") == 0) {
+		o->heartbeat_ms = num(f, v, 600000);
+	} else if (strcmp(f, "--raft-snapshot-threshold") == 0) {
+		o->snapshot_threshold = num(f, v, UINT32_MAX);
+	} else if (strcmp(f, "--raft-trailing-bytes") == 0) {
+		o->trailing_bytes = num(f, v, UINT64_MAX >> 1);
+	} else {
+		bad(f, v, "unknown raft option");
+	}
+	return true;
+}
+
+#ifdef ESDB_CNODE_CLUSTER
+
+#include "replica.h"
+
+struct cn_cluster {
+	esdb_replica *rep;
+	const char *self;
+	cn_cluster_member members[CN_CLUSTER_MAX_MEMBERS];
+	unsigned n_members;
+};
+
+int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
+                     const char *self_name)
+{
+	if (!o->id)
+		return 0;
+	if (!o->address) {
+		cn_log("--raft-id wants --raft-address");
+		return ESDB_EINVAL;
+	}
+	cn_cluster *c = calloc(1, sizeof(*c));
+	if (!c)
+		return ENOMEM;
+	c->self = self_name;
+	memcpy(c->members, o->members, sizeof(c->members));
+	c->n_members = o->n_members;
+	esdb_replica_member members[CN_CLUSTER_MAX_MEMBERS];
+	for (unsigned i = 0; i < o->n_members; i++)
+		members[i] = (esdb_replica_member){o->members[i].id,
+		                                   o->members[i].address};
+	esdb_replica_config cfg = {
+	    .id = o->id,
+	    .address = o->address,
+	    .bind_address = o->bind,
+	    .dir = srv->store_dir,
+	    .members = o->n_members ? members : NULL,
+	    .n_members = o->n_members,
+	    .election_timeout_ms = (unsigned)o->election_ms,
+	    .heartbeat_ms = (unsigned)o->heartbeat_ms,
+	    .snapshot_threshold = (unsigned)o->snapshot_threshold,
+	    .trailing_bytes = o->trailing_bytes,
+	};
+	int rc = esdb_replica_create(srv->store, &cfg, &c->rep);
+	if (rc) {
+		free(c);
+		return rc;
+	}
+	srv->cluster = c;
+	return 0;
+}
+
+/* The C node name of raft member id, or NULL. */
+static const char *name_of(const cn_cluster *c, uint64_t id)
+{
+	if (id && id == esdb_replica_get_id(c->rep))
+		return c->self;
+	for (unsigned i = 0; i < c->n_members; i++)
+		if (c->members[i].id == id)
+			return c->members[i].cnode;
+	return NULL;
+}
+
+static void encode_name(ei_x_buff *x, const char *name)
+{
+	ei_x_encode_atom(x, name ? name : "nil");
+}
+
+void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
+{
+	uint64_t id = 0;
+	if (srv->cluster)
+		esdb_replica_get_leader(srv->cluster->rep, &id, NULL, 0);
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "error");
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "not_leader");
+	encode_name(x, srv->cluster ? name_of(srv->cluster, id) : NULL);
+}
+
+/* The replica with the store's lock held shared, or NULL having
+ * answered k. */
+static esdb_replica *acquire(caller *k)
+{
+	cn_server *srv = k->srv;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	if (srv->closed || !srv->cluster) {
+		bool closed = srv->closed;
+		pthread_rwlock_unlock(&srv->store_lock);
+		if (closed)
+			cn_reply_rc(k, ESDB_ECLOSED);
+		else
+			cn_reply_error(k, NULL, "not_cluster");
+		return NULL;
+	}
+	return srv->cluster->rep;
+}
+
+/* {cluster_info}: the NIF's map, plus this node's and the leader's C
+ * node names (node, leader_node: an atom or nil). */
+void cn_op_cluster_info(caller *k, const arg *v, const char *m)
+{
+	esdb_replica *rep = acquire(k);
+	if (!rep)
+		return;
+	cn_cluster *c = k->srv->cluster;
+	char addr[256], why[256];
+	uint64_t leader = 0, term;
+	bool is_leader;
+	esdb_replica_get_leader(rep, &leader, addr, sizeof(addr));
+	int failed = esdb_replica_get_failure(rep, why, sizeof(why));
+	do {
+		term = esdb_replica_get_term(rep);
+		is_leader = esdb_replica_is_leader(rep);
+	} while (term != esdb_replica_get_term(rep));
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "ok");
+	ei_x_encode_map_header(&x, 10);
+	ei_x_encode_atom(&x, "id");
+	ei_x_encode_ulonglong(&x, esdb_replica_get_id(rep));
+	ei_x_encode_atom(&x, "leader_id");
+	ei_x_encode_ulonglong(&x, leader);
+	ei_x_encode_atom(&x, "leader_address");
+	if (leader)
+		ei_x_encode_binary(&x, addr, (long)strlen(addr));
+	else
+		ei_x_encode_atom(&x, "nil");
+	ei_x_encode_atom(&x, "leader");
+	ei_x_encode_boolean(&x, is_leader);
+	ei_x_encode_atom(&x, "term");
+	ei_x_encode_ulonglong(&x, term);
+	ei_x_encode_atom(&x, "applied");
+	ei_x_encode_ulonglong(&x, esdb_replica_get_applied(rep));
+	ei_x_encode_atom(&x, "failure");
+	if (failed) {
+		ei_x_encode_tuple_header(&x, 2);
+		ei_x_encode_atom(&x, esdb_error_name(failed));
+		ei_x_encode_binary(&x, why, (long)strlen(why));
+	} else {
+		ei_x_encode_atom(&x, "nil");
+	}
+	ei_x_encode_atom(&x, "needs_copy");
+	ei_x_encode_boolean(&x, esdb_replica_get_needs_copy(rep) != 0);
+	ei_x_encode_atom(&x, "node");
+	encode_name(&x, c->self);
+	ei_x_encode_atom(&x, "leader_node");
+	encode_name(&x, name_of(c, leader));
+	pthread_rwlock_unlock(&k->srv->store_lock);
+	cn_reply_end(k, &x);
+}
+
+/* {cluster_members}: {ok, [{Id, Address, Role}]}, as the NIF's. */
+void cn_op_cluster_members(caller *k, const arg *v, const char *m)
+{
+	esdb_replica *rep = acquire(k);
+	if (!rep)
+		return;
+	esdb_replica_member_info info[64];
+	size_t n = 0;
+	/* raft answers on its loop: held, not under the store's lock */
+	esdb_replica_hold(rep);
+	pthread_rwlock_unlock(&k->srv->store_lock);
+	int rc = esdb_replica_get_members(rep, info, 64, &n);
+	esdb_replica_release(rep);
+	if (rc) {
+		cn_reply_rc(k, rc);
+		return;
+	}
+	if (n > 64)
+		n = 64;
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "ok");
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0)
+			ei_x_encode_list_header(&x, (long)n);
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_ulonglong(&x, info[i].id);
+		ei_x_encode_binary(&x, info[i].address,
+		                   (long)strlen(info[i].address));
+		ei_x_encode_atom(
+		    &x, info[i].role == ESDB_REPLICA_VOTER     ? "voter"
+		        : info[i].role == ESDB_REPLICA_STANDBY ? "standby"
+		                                               : "spare");
+	}
+	ei_x_encode_empty_list(&x);
+	cn_reply_end(k, &x);
+}
+
+#else /* no raft in this build */
+
+#define NO_SUPPORT                                                             \
+	"this C node was built without raft: `make raft` then rebuild it"
+
+int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
+                     const char *self_name)
+{
+	if (!o->id)
+		return 0;
+	cn_log("%s", NO_SUPPORT);
+	return ESDB_EINVAL;
+}
+
+void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
+{
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "error");
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "not_leader");
+	ei_x_encode_atom(x, "nil");
+}
+
+static void no_support(caller *k)
+{
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "error");
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "no_cluster_support");
+	ei_x_encode_binary(&x, NO_SUPPORT, (long)strlen(NO_SUPPORT));
+	cn_reply_end(k, &x);
+}
+
+void cn_op_cluster_info(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_members(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+#endif

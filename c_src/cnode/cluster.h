@@ -1,0 +1,48 @@
+/* cluster.h: the C node's store as a raft replica (c_src/replica), set
+ * up from --raft-* options; its followers name the leader by its C node
+ * name in {error, {not_leader, Name | nil}}. Built with the replica when
+ * raft is (the Makefile defines ESDB_CNODE_CLUSTER); otherwise the
+ * options are refused and cluster_* requests answer
+ * {error, {no_cluster_support, Why}}. */
+#ifndef ESDB_CNODE_CLUSTER_H
+#define ESDB_CNODE_CLUSTER_H
+
+#include "cnode.h"
+
+#include <ei.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Members a C node may be told of by --raft-member. */
+#define CN_CLUSTER_MAX_MEMBERS 16
+
+/* A member: raft id, raft address, C node name. */
+typedef struct cn_cluster_member {
+	uint64_t id;
+	const char *address;
+	const char *cnode;
+} cn_cluster_member;
+
+/* The --raft-* options. */
+typedef struct cn_cluster_opts {
+	uint64_t id; /* 0: not a replica */
+	const char *address, *bind;
+	cn_cluster_member members[CN_CLUSTER_MAX_MEMBERS];
+	unsigned n_members;
+	unsigned long long election_ms, heartbeat_ms, snapshot_threshold;
+	unsigned long long trailing_bytes;
+} cn_cluster_opts;
+
+/* Whether flag (with value v) is a --raft-* option, taken into o. Exits
+ * with a usage line on a bad value. */
+bool cn_cluster_arg(cn_cluster_opts *o, const char *flag, const char *v);
+
+/* Make srv's store (created, not open) a replica. 0 or an esdb code. */
+int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
+                     const char *self_name);
+
+/* {error, {not_leader, Name | nil}}: the leader srv's replica knows, by
+ * the C node name its member was given under. */
+void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x);
+
+#endif

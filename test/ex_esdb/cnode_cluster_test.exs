@@ -1,0 +1,312 @@
+defmodule ExESDB.CNodeClusterTest do
+  # Three C nodes (priv/ex_esdb_cnode --raft-*), each owning a replica of
+  # one store, raft on loopback; this VM uses them through the C node
+  # backend connected to a follower (cnode_cluster: all three). Real OS
+  # processes, real distribution, kill -9. Out of the valgrind run (C
+  # tests only) and of asan-cnode (its build has no raft). ~6 s in all.
+  # ESDB_CNC_WRITERS (16) concurrent writers; ESDB_CNC_DURABILITY
+  # (nosync) the C nodes' --durability.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.{NewEvent, Streams}
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnc_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  # Three C nodes forming one cluster; returns [%{name, id, port, os_pid}].
+  defp start_cluster(dir) do
+    u = System.unique_integer([:positive])
+    ports = free_ports(3)
+
+    members =
+      for {p, i} <- Enum.with_index(ports, 1),
+          do: %{id: i, address: "127.0.0.1:#{p}", name: :"cnc#{u}_#{i}@#{host()}"}
+
+    flags = Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+
+    cns =
+      for m <- members do
+        args =
+          [
+            "--name",
+            Atom.to_string(m.name),
+            "--store",
+            Path.join(dir, "store#{m.id}"),
+            "--cookie-stdin",
+            "--stop-on-eof",
+            "--durability",
+            System.get_env("ESDB_CNC_DURABILITY", "nosync"),
+            "--raft-id",
+            "#{m.id}",
+            "--raft-address",
+            m.address,
+            "--raft-election-timeout-ms",
+            "500",
+            "--raft-heartbeat-ms",
+            "50"
+          ] ++ flags
+
+        port =
+          Port.open({:spawn_executable, @bin}, [
+            :binary,
+            :exit_status,
+            :stderr_to_stdout,
+            {:line, 1024},
+            args: args
+          ])
+
+        {:os_pid, os_pid} = Port.info(port, :os_pid)
+        on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        Map.merge(m, %{port: port, os_pid: os_pid})
+      end
+
+    for cn <- cns, do: await_ready(cn.port)
+    for cn <- cns, do: true = Node.connect(cn.name)
+    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
+    cns
+  end
+
+  defp await_ready(port) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} -> :ok
+      {^port, {:data, _}} -> await_ready(port)
+      {^port, {:exit_status, s}} -> flunk("C node exited #{s}")
+    after
+      15_000 -> flunk("no ready line")
+    end
+  end
+
+  defp call(node, request, ms \\ 5_000) do
+    ref = make_ref()
+    send({:esdb, node}, {:call, self(), ref, request})
+
+    receive do
+      {^ref, reply} -> reply
+    after
+      ms -> :no_reply
+    end
+  end
+
+  # The C node every live one names as leader, once they agree.
+  defp leader(cns) do
+    wait_until(
+      fn ->
+        infos = for cn <- cns, do: call(cn.name, {:cluster_info})
+
+        case Enum.uniq(for {:ok, i} <- infos, do: i.leader_node) do
+          [l] when l != nil and length(infos) == length(cns) ->
+            Enum.find(cns, &(&1.name == l))
+
+          _ ->
+            nil
+        end
+      end,
+      20_000
+    )
+  end
+
+  defp event(id), do: %NewEvent{event_type: "t", event_id: id, data: %{id: id}}
+
+  test "a follower answers a write {:error, {:not_leader, leader}}; cluster_info and " <>
+         "cluster_members are served",
+       %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f | _] = cns -- [l]
+    e = {ExESDB.UUID.uuid4_binary(), "t", "d", "m", nil, nil}
+    assert {:error, {:not_leader, name}} = call(f.name, {:append, "s", :any, [e]})
+    assert name == l.name
+    assert {:ok, 1, _} = call(l.name, {:append, "s", :any, [e]})
+
+    assert {:ok, %{node: node, leader: false, leader_node: ^name, id: id}} =
+             call(f.name, {:cluster_info})
+
+    assert node == f.name and id == f.id
+    assert {:ok, ms} = call(f.name, {:cluster_members})
+    assert Enum.sort(ms) == for(cn <- cns, do: {cn.id, cn.address, :voter})
+  end
+
+  test "a client connected to a follower keeps writing through a kill -9 of the leader; " <>
+         "every acknowledged append is on both survivors exactly once, at the same positions",
+       %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f | _] = cns -- [l]
+    store = :"cnc_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {ExESDB.System,
+       store_id: store,
+       data_dir: dir,
+       cnode: f.name,
+       cnode_cluster: Enum.map(cns, & &1.name),
+       timeout: 10_000}
+    )
+
+    # the connections to the other two are up before the load starts
+    for cn <- cns -- [f],
+        do: wait_until(fn -> Process.whereis(:"exesdb_cnode_relay_#{store}@#{cn.name}") end)
+
+    test = self()
+    writers = String.to_integer(System.get_env("ESDB_CNC_WRITERS", "16"))
+
+    pids =
+      for w <- 1..writers do
+        spawn_link(fn -> write_loop(test, store, "w#{w}", 0) end)
+      end
+
+    acked = collect(%{}, 200)
+    System.cmd("kill", ["-9", "#{l.os_pid}"])
+    killed_at = map_size(acked)
+    # the client goes on: as many acknowledgements again after the kill
+    acked = collect(acked, killed_at + 300)
+    for p <- pids, do: send(p, :stop)
+    acked = drain(acked, writers)
+
+    unknown = for {id, :unknown} <- acked, do: id
+    acks = for {id, {:ok, stream, v}} <- acked, do: {id, stream, v}
+    assert length(acks) >= killed_at + 300
+
+    survivors = cns -- [l]
+    new_leader = leader(survivors)
+    assert new_leader.name != l.name
+
+    # both survivors applied everything the leader committed
+    wait_until(
+      fn ->
+        infos = for cn <- survivors, {:ok, i} = call(cn.name, {:cluster_info}), do: i.applied
+        length(Enum.uniq(infos)) == 1
+      end,
+      20_000
+    )
+
+    [a, b] = for cn <- survivors, do: read_all(cn.name)
+    assert a == b, "the survivors' $all differ"
+    by_id = Enum.group_by(a, &ExESDB.UUID.to_string(elem(&1, 3)))
+
+    for {id, stream, v} <- acks do
+      found = Map.get(by_id, id, [])
+
+      assert [{_pos, ^stream, ^v}] = Enum.map(found, &{elem(&1, 0), elem(&1, 1), elem(&1, 2)}),
+             "acknowledged #{stream}@#{v} present #{length(found)} times"
+    end
+
+    # an unknown outcome is there at most once; nothing else was written
+    for id <- unknown, do: assert(length(Map.get(by_id, id, [])) <= 1)
+    assert map_size(by_id) == length(a)
+  end
+
+  test "a write whose reply was lost after the leader applied it is tried again marked: " <>
+         "it answers its first result and is stored once",
+       %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f | _] = cns -- [l]
+    store = :"cnc_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {ExESDB.System,
+       store_id: store,
+       data_dir: dir,
+       cnode: f.name,
+       cnode_cluster: Enum.map(cns, & &1.name),
+       timeout: 10_000}
+    )
+
+    relay = :"exesdb_cnode_relay_#{store}@#{l.name}"
+    wait_until(fn -> Process.whereis(relay) end)
+    assert {:ok, 1} = Streams.append_events(store, "r", :any, [event(ExESDB.UUID.uuid4())])
+
+    # the reply from the leader is held in its relay, which then dies:
+    # the caller cannot know the write was applied
+    pid = Process.whereis(relay)
+    :erlang.suspend_process(pid)
+    id = ExESDB.UUID.uuid4()
+    task = Task.async(fn -> Streams.append_events(store, "r", :any, [event(id)]) end)
+
+    wait_until(fn ->
+      match?({:ok, [_, _], _}, call(l.name, {:read_stream, "r", 0, 10, :forward}))
+    end)
+
+    # another write after it: the event is no longer the stream's last
+    # (an unmarked retry is deduplicated only at the tail)
+    other = {ExESDB.UUID.uuid4_binary(), "t", "d", "m", nil, nil}
+    assert {:ok, 3, _} = call(l.name, {:append, "r", :any, [other]})
+    Process.exit(pid, :kill)
+    assert {:ok, 2} = Task.await(task, 15_000)
+    assert {:ok, events, _} = call(l.name, {:read_stream, "r", 0, 10, :forward})
+    assert length(events) == 3
+  end
+
+  # Appends one event at a time to `stream` until told to stop; reports
+  # each answer: {:ack, id, reply}.
+  defp write_loop(test, store, stream, n) do
+    receive do
+      :stop -> send(test, {:done, self()})
+    after
+      0 ->
+        id = ExESDB.UUID.uuid4()
+
+        reply =
+          case Streams.append_events(store, stream, :any, [event(id)]) do
+            {:ok, v} -> {:ok, stream, v}
+            {:error, :outcome_unknown} -> :unknown
+            other -> {:other, other}
+          end
+
+        send(test, {:ack, id, reply})
+        write_loop(test, store, stream, n + 1)
+    end
+  end
+
+  # Answers until `n` are acknowledged (60 s at most); any answer other
+  # than ok or outcome_unknown fails the test.
+  defp collect(acked, n) do
+    if Enum.count(acked, fn {_, r} -> match?({:ok, _, _}, r) end) >= n do
+      acked
+    else
+      receive do
+        {:ack, id, {:other, other}} -> flunk("write #{id} answered #{inspect(other)}")
+        {:ack, id, reply} -> collect(Map.put(acked, id, reply), n)
+      after
+        60_000 -> flunk("no write answered in 60 s (#{map_size(acked)} so far)")
+      end
+    end
+  end
+
+  defp drain(acked, 0), do: acked
+
+  defp drain(acked, left) do
+    receive do
+      {:ack, id, {:other, other}} -> flunk("write #{id} answered #{inspect(other)}")
+      {:ack, id, reply} -> drain(Map.put(acked, id, reply), left)
+      {:done, _} -> drain(acked, left - 1)
+    after
+      30_000 -> flunk("writers did not stop")
+    end
+  end
+
+  defp read_all(node), do: read_all(node, 0, [])
+
+  defp read_all(node, from, acc) do
+    {:ok, events, _next} = call(node, {:read_all, from, 1000, :forward}, 10_000)
+
+    case events do
+      [] -> acc |> Enum.reverse() |> Enum.concat()
+      es -> read_all(node, elem(List.last(es), 0) + 1, [es | acc])
+    end
+  end
+end
