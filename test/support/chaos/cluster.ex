@@ -277,6 +277,22 @@ defmodule ExESDB.Chaos.Cluster do
     end
   end
 
+  @doc "A backup of the node's store (ExESDB.System.backup/2) into `dest`."
+  def backup(ctx, node, dest) do
+    :ok = :erpc.call(node, ExESDB.System, :backup, [ctx.store, dest], 120_000)
+  end
+
+  @doc """
+  Put a backup in place of a (stopped) node's store directory: the store
+  as it was, without its raft state.
+  """
+  def restore(ctx, node, backup) do
+    store_dir = Path.join(Keyword.fetch!(ctx.specs[node].store_opts, :data_dir), "#{ctx.store}")
+    File.rm_rf!(store_dir)
+    File.cp_r!(backup, store_dir)
+    :ok
+  end
+
   @doc "SIGSTOP / SIGCONT the node's VM."
   def pause(ctx, node), do: signal(ctx, node, "-STOP")
   def resume(ctx, node), do: signal(ctx, node, "-CONT")

@@ -13,7 +13,10 @@ defmodule ExESDB.Chaos.Nemesis do
   # elected, SIGCONT), :isolate_leader, :isolate_follower (every link of
   # one node cut), :split (5+ nodes: the leader and one follower cut from
   # the rest), :ring (5+ nodes: each node keeps its two neighbours),
-  # :membership (a fresh node added as a voter, then removed).
+  # :membership (a fresh node added as a voter, then removed),
+  # :replace_follower (killed, its store replaced by a backup taken just
+  # before, its raft state gone, started again: it comes back as a new
+  # member from a copy).
   #
   # Holding a fault is not deciding a result: partitions and pauses are
   # held until the others elected a leader (bounded), then `hold_ms`
@@ -58,7 +61,10 @@ defmodule ExESDB.Chaos.Nemesis do
     leader = Cluster.agreed_leader(ctx.store, ctx.nodes)
     followers = Enum.shuffle(ctx.nodes -- [leader])
     {hit, minority, heal} = inject(ctx, h, kind, leader, followers)
-    if kind in [:kill_leader, :kill_follower], do: Enum.each(hit, &Cluster.await_down/1)
+
+    if kind in [:kill_leader, :kill_follower, :replace_follower],
+      do: Enum.each(hit, &Cluster.await_down/1)
+
     hold(ctx, h, kind, hit, opts)
     record(h, kind, :heal, hit, minority, heal)
     whole(ctx)
@@ -109,6 +115,27 @@ defmodule ExESDB.Chaos.Nemesis do
   # the spare node added as a voter under load, then removed again
   defp plan(ctx, :membership, leader, [f | _]),
     do: {[ctx.joiner], nil, fn -> Cluster.join(ctx, f) end, fn -> Cluster.leave(ctx, leader) end}
+
+  # a follower's store backed up, the follower killed; healed by putting
+  # the backup in place of its store directory (its raft state gone) and
+  # starting it: it must come back as a new member from a copy of a
+  # member's store, never as the voter it was (ExESDB.Cluster, seeding)
+  defp plan(ctx, :replace_follower, _, [f | _]) do
+    backup = Path.join(ctx.dir, "backup-#{System.unique_integer([:positive])}")
+
+    act = fn ->
+      Cluster.backup(ctx, f, backup)
+      Cluster.kill(ctx, f)
+    end
+
+    heal = fn ->
+      Cluster.restore(ctx, f, backup)
+      File.rm_rf!(backup)
+      Cluster.restart(ctx, f)
+    end
+
+    {[f], nil, act, heal}
+  end
 
   defp kill(ctx, node),
     do: {[node], nil, fn -> Cluster.kill(ctx, node) end, fn -> Cluster.restart(ctx, node) end}
