@@ -10,10 +10,10 @@ defmodule ExESDB.CNodeClusterTest do
 
   import ExESDB.Test.ClusterHelpers
   alias ExESDB.{NewEvent, Streams}
+  alias ExESDB.Test.CNodeCluster
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cnc_#{System.unique_integer([:positive])}")
@@ -23,100 +23,11 @@ defmodule ExESDB.CNodeClusterTest do
     %{dir: dir}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp start_cluster(dir),
+    do: CNodeCluster.start(dir, System.get_env("ESDB_CNC_DURABILITY", "nosync"))
 
-  # Three C nodes forming one cluster; returns [%{name, id, port, os_pid}].
-  defp start_cluster(dir) do
-    u = System.unique_integer([:positive])
-    ports = free_ports(3)
-
-    members =
-      for {p, i} <- Enum.with_index(ports, 1),
-          do: %{id: i, address: "127.0.0.1:#{p}", name: :"cnc#{u}_#{i}@#{host()}"}
-
-    flags = Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
-
-    cns =
-      for m <- members do
-        args =
-          [
-            "--name",
-            Atom.to_string(m.name),
-            "--store",
-            Path.join(dir, "store#{m.id}"),
-            "--cookie-stdin",
-            "--stop-on-eof",
-            "--durability",
-            System.get_env("ESDB_CNC_DURABILITY", "nosync"),
-            "--raft-id",
-            "#{m.id}",
-            "--raft-address",
-            m.address,
-            "--raft-election-timeout-ms",
-            "500",
-            "--raft-heartbeat-ms",
-            "50"
-          ] ++ flags
-
-        port =
-          Port.open({:spawn_executable, @bin}, [
-            :binary,
-            :exit_status,
-            :stderr_to_stdout,
-            {:line, 1024},
-            args: args
-          ])
-
-        {:os_pid, os_pid} = Port.info(port, :os_pid)
-        on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
-        Map.merge(m, %{port: port, os_pid: os_pid})
-      end
-
-    for cn <- cns, do: await_ready(cn.port)
-    for cn <- cns, do: true = Node.connect(cn.name)
-    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
-    cns
-  end
-
-  defp await_ready(port) do
-    receive do
-      {^port, {:data, {:eol, "ready " <> _}}} -> :ok
-      {^port, {:data, _}} -> await_ready(port)
-      {^port, {:exit_status, s}} -> flunk("C node exited #{s}")
-    after
-      15_000 -> flunk("no ready line")
-    end
-  end
-
-  defp call(node, request, ms \\ 5_000) do
-    ref = make_ref()
-    send({:esdb, node}, {:call, self(), ref, request})
-
-    receive do
-      {^ref, reply} -> reply
-    after
-      ms -> :no_reply
-    end
-  end
-
-  # The C node every live one names as leader, once they agree.
-  defp leader(cns) do
-    wait_until(
-      fn ->
-        infos = for cn <- cns, do: call(cn.name, {:cluster_info})
-
-        case Enum.uniq(for {:ok, i} <- infos, do: i.leader_node) do
-          [l] when l != nil and length(infos) == length(cns) ->
-            Enum.find(cns, &(&1.name == l))
-
-          _ ->
-            nil
-        end
-      end,
-      20_000
-    )
-  end
+  defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
+  defp leader(cns), do: CNodeCluster.leader(cns)
 
   defp event(id), do: %NewEvent{event_type: "t", event_id: id, data: %{id: id}}
 

@@ -26,8 +26,10 @@ defmodule ExESDB.Backend.CNode do
   With `cnode_cluster` (the C nodes of a raft cluster replicating the
   store, each started with `--raft-*`, README "A cluster of C nodes"),
   this node keeps a connection to each. Reads and subscriptions go to the
-  store's own C node (`cnode`: a follower's replica may lag the leader).
-  Writes go to it too, and follow a follower's `{:error, {:not_leader,
+  store's own C node (`cnode`), which may be a follower; a write another
+  C node took is answered once the store's own C node applied as much as
+  that one had when it answered (within `timeout`; best effort, as the
+  cluster gateway's), so a caller reads its own writes. Writes go to it, and follow a follower's `{:error, {:not_leader,
   node}}` to the leader it names; a try that found no leader, or whose C
   node went away (its outcome unknown), is tried again (the store's C
   node first, then the others in turn) with a pause of 10 ms doubling to
@@ -339,10 +341,52 @@ defmodule ExESDB.Backend.CNode do
         end
 
       nil ->
-        if match?({:ok, _, _}, reply) or reply == :ok,
-          do: Process.put({__MODULE__, :leader, h.store_id}, target)
+        if taken?(reply) do
+          Process.put({__MODULE__, :leader, h.store_id}, target)
+          if target != h.cnode, do: caught_up(h, target, deadline)
+        end
 
         decide(original, replies, reply)
+    end
+  end
+
+  defp taken?({:error, _}), do: false
+  defp taken?(_reply), do: true
+
+  # Read-your-writes, as the gateway's: a write another C node took is
+  # waited for until the store's own C node (where reads go) applied as
+  # much as that one had when it answered, within the caller's time. Best
+  # effort: the write is committed, so past the deadline it is answered
+  # anyway.
+  defp caught_up(h, target, deadline) do
+    case call_at(
+           h,
+           target,
+           Map.fetch!(h.members, target),
+           {:cluster_info},
+           :read,
+           remaining(deadline)
+         ) do
+      {:ok, %{applied: index}} -> wait_applied(h, index, deadline)
+      _ -> :not_reached
+    end
+  end
+
+  defp wait_applied(h, index, deadline) do
+    case call(h, {:cluster_info}, :read, remaining(deadline)) do
+      {:ok, %{applied: a}} when a >= index ->
+        :ok
+
+      {:ok, _} ->
+        if more_than?(remaining(deadline), 0) do
+          Process.sleep(1)
+          wait_applied(h, index, deadline)
+        else
+          :not_reached
+        end
+
+      _ ->
+        :not_reached
     end
   end
 

@@ -1,0 +1,148 @@
+defmodule ExESDB.Test.CNodeCluster do
+  @moduledoc false
+  # Three C nodes (priv/ex_esdb_cnode --raft-*) each owning a replica of
+  # one store, raft on loopback, started through Ports owned by the
+  # calling test process (their stdin's end stops them; kill -9 on exit
+  # too). And the conformance suites' backend on them: start_store/1
+  # gives a store on the C node backend whose own C node is a follower.
+
+  import ExESDB.Test.ClusterHelpers, only: [free_ports: 1, wait_until: 2]
+
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  @doc "Starts the three; [%{id, address, name, port, os_pid}] once each said hello."
+  def start(dir, durability \\ "nosync") do
+    u = System.unique_integer([:positive])
+    ports = free_ports(3)
+
+    members =
+      for {p, i} <- Enum.with_index(ports, 1),
+          do: %{id: i, address: "127.0.0.1:#{p}", name: :"cnc#{u}_#{i}@#{host()}"}
+
+    flags = Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+
+    cns =
+      for m <- members do
+        args =
+          [
+            "--name",
+            Atom.to_string(m.name),
+            "--store",
+            Path.join(dir, "store#{m.id}"),
+            "--cookie-stdin",
+            "--stop-on-eof",
+            "--durability",
+            durability,
+            "--raft-id",
+            "#{m.id}",
+            "--raft-address",
+            m.address,
+            "--raft-election-timeout-ms",
+            "500",
+            "--raft-heartbeat-ms",
+            "50"
+          ] ++ flags
+
+        port =
+          Port.open({:spawn_executable, @bin}, [
+            :binary,
+            :exit_status,
+            :stderr_to_stdout,
+            {:line, 1024},
+            args: args
+          ])
+
+        {:os_pid, os_pid} = Port.info(port, :os_pid)
+
+        ExUnit.Callbacks.on_exit(fn ->
+          System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+        end)
+
+        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        Map.merge(m, %{port: port, os_pid: os_pid})
+      end
+
+    for cn <- cns, do: await_ready(cn.port)
+    for cn <- cns, do: true = Node.connect(cn.name)
+    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
+    cns
+  end
+
+  defp await_ready(port) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} -> :ok
+      {^port, {:data, _}} -> await_ready(port)
+      {^port, {:exit_status, s}} -> raise "C node exited #{s}"
+    after
+      15_000 -> raise "no ready line"
+    end
+  end
+
+  @doc "A request to a C node from this process (:no_reply after ms)."
+  def call(node, request, ms \\ 5_000) do
+    ref = make_ref()
+    send({:esdb, node}, {:call, self(), ref, request})
+
+    receive do
+      {^ref, reply} -> reply
+    after
+      ms -> :no_reply
+    end
+  end
+
+  @doc "The member every one of `cns` names as leader, once they agree."
+  def leader(cns) do
+    wait_until(
+      fn ->
+        infos = for cn <- cns, do: call(cn.name, {:cluster_info})
+
+        case Enum.uniq(for {:ok, i} <- infos, do: i.leader_node) do
+          [l] when l != nil and length(infos) == length(cns) -> Enum.find(cns, &(&1.name == l))
+          _ -> nil
+        end
+      end,
+      20_000
+    )
+  end
+
+  @doc "ExESDB.System options for a store on `home` among `cns`."
+  def system_opts(store, dir, home, cns),
+    do: [
+      store_id: store,
+      data_dir: dir,
+      cnode: home.name,
+      cnode_cluster: Enum.map(cns, & &1.name)
+    ]
+
+  # ---- the conformance suites' backend ---------------------------------
+
+  def start_store(context) do
+    store = :"cncstore_#{System.unique_integer([:positive])}"
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    cns = start(dir)
+    [home | _] = cns -- [leader(cns)]
+    opts = system_opts(store, dir, home, cns) ++ Map.get(context, :store_opts, [])
+
+    # the connections to the other C nodes are up before the test writes
+    {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, opts})
+
+    for cn <- cns -- [home],
+        do: wait_until(fn -> Process.whereis(:"exesdb_cnode_relay_#{store}@#{cn.name}") end, 10_000)
+
+    ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
+    %{store: store, data_dir: dir, system: pid, store_opts: opts, cnodes: cns}
+  end
+
+  def stop_store(%{store: store}),
+    do: ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+
+  def restart_store(%{store: store, store_opts: opts}) do
+    ExUnit.Callbacks.stop_supervised!(ExESDB.System.system_name(store))
+    ExUnit.Callbacks.start_supervised!({ExESDB.System, opts})
+    :ok
+  end
+end
