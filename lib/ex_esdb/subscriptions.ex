@@ -47,7 +47,8 @@ defmodule ExESDB.Subscriptions do
   reuse the name). Subscribing while the subscription is stopping (its
   last subscriber just went) starts it anew once it is gone. A
   `subscribe_to` that times out (the store's `timeout`) answers `{:error,
-  :timeout}` and leaves no subscriber behind.
+  :timeout}` and leaves no subscriber behind, nor a `{:subscribed, _}` or
+  events in the subscriber's mailbox.
 
   With several subscribers, `unsubscribe/2` called by one of them takes
   only that one out (its unacknowledged events go to the others); the

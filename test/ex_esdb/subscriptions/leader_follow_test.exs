@@ -139,6 +139,42 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
     assert Enum.uniq(Enum.sort(seen)) == Enum.to_list(1..60)
   end
 
+  test "leadership moved three times while events are written: no gap", ctx do
+    leader = leader_of(ctx.nodes)
+    [follower | _] = ctx.nodes -- [leader]
+
+    assert {:ok, subscriber, _sub} =
+             :erpc.call(follower, FollowSubscriber, :start, [@store, "thrice", "s", self()])
+
+    parent = self()
+
+    spawn_link(fn ->
+      for _ <- 1..30,
+          do: {:ok, _} = :erpc.call(follower, FollowWriter, :append, [@store, "s", 5], 60_000)
+
+      send(parent, :written)
+    end)
+
+    # each transfer to a node that does not lead, once the subscription
+    # runs on the leader before it
+    Enum.reduce(1..3, leader, fn _, from ->
+      assert_receive {:subscribed, ^subscriber, ^from}, 30_000
+      to = hd(ctx.nodes -- [from])
+      assert :ok = :erpc.call(to, ExESDB.Cluster, :transfer, [@store, to])
+      to
+    end)
+
+    assert_receive :written, 60_000
+    seen = receive_seen(subscriber, [], &(&1 != [] and Enum.max(&1) == 150))
+
+    Enum.reduce(seen, 0, fn n, top ->
+      assert n <= top + 1, "event #{n} after #{top}: a gap"
+      max(n, top)
+    end)
+
+    assert Enum.uniq(Enum.sort(seen)) == Enum.to_list(1..150)
+  end
+
   # The event numbers the subscriber reports, until `done?` holds for
   # them (each message within 30 s of the last).
   defp receive_seen(subscriber, acc, done?) do
