@@ -72,7 +72,10 @@ defmodule ExESDB.Options do
   command line), registered with epmd as `cnode_name` and listening on
   `cnode_listen`; the system waits for its ready line, and starts it
   again when it dies. `cnode: :"name@host"` uses a C node started
-  elsewhere (it serves one store; `data_dir` is then unused). This node
+  elsewhere (it serves one store; `data_dir` is then unused). The C node
+  opens the store with the limits stored in it and its own map size and
+  file mode: `limits:` with `backend: :cnode` raises, `map_size` and
+  `file_mode` are unused. This node
   must be distributed (`--sname`/`--name`) and, for a C node started
   elsewhere, share its cookie. See `ExESDB.Backend.CNode` for what the
   extra process adds to the error table. Not with `db_type: :cluster`.
@@ -239,6 +242,16 @@ defmodule ExESDB.Options do
 
   defp check_cnode!(%{backend: :cnode, db_type: :cluster}),
     do: raise(ArgumentError, "ExESDB option :backend :cnode does not run with db_type: :cluster")
+
+  # The C node opens its store with the store's own limits: it takes no
+  # others, and a limit silently not applied would be worse than none.
+  defp check_cnode!(%{backend: :cnode, limits: [_ | _] = limits}),
+    do:
+      raise(
+        ArgumentError,
+        "ExESDB option :limits #{inspect(limits)} is not applied by a C node (backend :cnode): " <>
+          "it uses the limits stored in the store"
+      )
 
   defp check_cnode!(o), do: o
 

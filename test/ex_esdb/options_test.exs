@@ -315,6 +315,10 @@ defmodule ExESDB.OptionsValuesTest do
       assert msg =~ inspect(elem(bad, 0)), msg
     end
 
+    # limits a C node would not apply
+    assert {:raised, msg} = resolve_within(backend: :cnode, limits: [max_event_bytes: 10])
+    assert msg =~ ":limits"
+
     System.put_env("EX_ESDB_CNODE", "not a node 7f3b")
     assert {:raised, msg} = resolve_within([])
     assert msg =~ "EX_ESDB_CNODE"
