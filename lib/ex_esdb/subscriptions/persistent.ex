@@ -363,9 +363,8 @@ defmodule ExESDB.Subscriptions.Persistent do
   def terminate(_reason, state) do
     if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from
-    # (unless the subscription was deleted).
-    # (after the write in flight: the store takes one process's
-    # submits in order)
+    # (unless the subscription was deleted); it lands after the write in
+    # flight: the store takes one process's submits in order.
     unless state[:deleted], do: write_checkpoint(state, :sync)
   end
 
