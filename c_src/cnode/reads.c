@@ -26,7 +26,24 @@ typedef struct out {
 	 * term, with its own checks (the distribution layer would decode an
 	 * embedded term without them, making atoms) */
 	bool marked;
+	/* read_records: ids as UUID text, as records hold them (formatted
+	 * here costs a fraction of what it costs in the reading VM) */
+	bool text_ids;
 } out;
+
+/* An id: 16 bytes, or UUID text; nil when absent. */
+static void encode_id(const out *o, ei_x_buff *x, const uint8_t *id)
+{
+	char text[36];
+	if (!id) {
+		ei_x_encode_atom(x, "nil");
+	} else if (o->text_ids) {
+		esdb_uuid_format(id, text);
+		ei_x_encode_binary(x, text, 36);
+	} else {
+		ei_x_encode_binary(x, id, 16);
+	}
+}
 
 /* {Position, StreamId, Version, EventId, Type, Data, Metadata,
  *  CausationId, CorrelationId, CreatedUs}: proto's event tuple. */
@@ -43,7 +60,7 @@ static int encode_event(void *ctx, const esdb_event *ev)
 	ei_x_encode_ulonglong(x, ev->position);
 	ei_x_encode_binary(x, ev->stream_id, (long)ev->stream_id_len);
 	ei_x_encode_ulonglong(x, ev->stream_version);
-	ei_x_encode_binary(x, ev->event_id, 16);
+	encode_id(o, x, ev->event_id);
 	ei_x_encode_binary(x, ev->event_type, (long)ev->event_type_len);
 	if (o->marked) {
 		cn_encode_payload(x, ev->data, ev->data_len, ev->data_encoding);
@@ -53,14 +70,8 @@ static int encode_event(void *ctx, const esdb_event *ev)
 		ei_x_encode_binary(x, ev->data, (long)ev->data_len);
 		ei_x_encode_binary(x, ev->metadata, (long)ev->metadata_len);
 	}
-	if (ev->causation_id)
-		ei_x_encode_binary(x, ev->causation_id, 16);
-	else
-		ei_x_encode_atom(x, "nil");
-	if (ev->correlation_id)
-		ei_x_encode_binary(x, ev->correlation_id, 16);
-	else
-		ei_x_encode_atom(x, "nil");
+	encode_id(o, x, ev->causation_id);
+	encode_id(o, x, ev->correlation_id);
 	ei_x_encode_ulonglong(x, ev->created_us);
 	o->n++;
 	return 0;
@@ -186,6 +197,7 @@ static void run(void *arg)
 	uint64_t source = records ? v[0].u : 0;
 	if (records) {
 		o.marked = v[4].u != 0;
+		o.text_ids = true;
 		v = j->v +
 		    1; /* From, Count, Direction as the reads take them */
 	}

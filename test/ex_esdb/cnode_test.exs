@@ -291,25 +291,30 @@ defmodule ExESDB.CNodeTest do
     assert {:ok, %{events: 5, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
   end
 
-  test "read_records answers event tuples with the payloads as read", %{dir: dir} do
+  test "read_records answers event tuples with ids as text and the payloads as read",
+       %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
     hello!(cn.name)
     t = {:term, :erlang.term_to_binary(%{a: 1})}
     ev = fn n, type, data -> {<<n::128>>, type, data, "", nil, nil} end
-    assert {:ok, 2, 1} = call(cn.name, {:append, "s", :any, [ev.(1, "T", t), ev.(2, "U", "raw")]})
+    caused = {<<1::128>>, "T", t, "", <<5::128>>, <<6::128>>}
+    assert {:ok, 2, 1} = call(cn.name, {:append, "s", :any, [caused, ev.(2, "U", "raw")]})
     assert {:ok, 1, 3} = call(cn.name, {:append, "r", :any, [ev.(3, "T", "x")]})
     fmt = {ExESDB.EventRecord, true}
 
     assert {:ok, [e1, e2], :eof} =
              call(cn.name, {:read_records, {:stream, "s"}, 0, 10, :forward, fmt})
 
-    assert {1, "s", 1, <<1::128>>, "T", ^t, "", nil, nil, us} = e1
+    # ids as UUID text, as records hold them
+    uuid = &ExESDB.UUID.to_string(<<&1::128>>)
+    {id1, id2, id5, id6} = {uuid.(1), uuid.(2), uuid.(5), uuid.(6)}
+    assert {1, "s", 1, ^id1, "T", ^t, "", ^id5, ^id6, us} = e1
     assert is_integer(us)
-    assert {2, "s", 2, <<2::128>>, "U", "raw", "", nil, nil, _} = e2
+    assert {2, "s", 2, ^id2, "U", "raw", "", nil, nil, _} = e2
     # Decode false: the stored bytes, as the NIF's records hold them
     {:term, tb} = t
 
-    assert {:ok, [{1, "s", 1, _, "T", ^tb, "", nil, nil, _}], 2} =
+    assert {:ok, [{1, "s", 1, ^id1, "T", ^tb, "", ^id5, ^id6, _}], 2} =
              call(
                cn.name,
                {:read_records, {:stream, "s"}, 1, 1, :forward, {ExESDB.EventRecord, false}}

@@ -8,7 +8,7 @@ defmodule ExESDB.CNode.Terms do
   # read_records/6): decoded inside a distribution message they would
   # skip these checks.
 
-  alias ExESDB.{EventRecord, UUID}
+  alias ExESDB.EventRecord
 
   # The most a compressed term may declare (the NIF's ETF_MAX_INFLATED).
   @max_inflated 16 * 1024 * 1024
@@ -54,7 +54,7 @@ defmodule ExESDB.CNode.Terms do
   defp code_in_list(t), do: code_in(t)
 
   @doc """
-  Records from the C node's event tuples. With `decode` the payloads are
+  Records from the C node's read_records tuples (ids as UUID text). With `decode` the payloads are
   as read (`bytes`, `{:term, b}`, `{:legacy, b}`) and become what the
   NIF's records hold: terms decoded, empty bytes nil, a legacy payload
   that is no term its bytes. A term that may not be decoded fails the
@@ -73,7 +73,7 @@ defmodule ExESDB.CNode.Terms do
         with {^us, _} <- date, do: date, else: (_ -> {us, DateTime.from_unix!(us, :microsecond)})
 
       record = %EventRecord{
-        event_id: UUID.to_string(id),
+        event_id: id,
         event_type: type,
         stream_id: sid,
         event_number: v,
@@ -81,8 +81,8 @@ defmodule ExESDB.CNode.Terms do
         position: pos,
         data: data,
         metadata: meta,
-        causation_id: id_text(cause),
-        correlation_id: id_text(corr),
+        causation_id: cause,
+        correlation_id: corr,
         created_at: elem(date, 1),
         created_epoch: us
       }
@@ -103,7 +103,4 @@ defmodule ExESDB.CNode.Terms do
       decoded -> decoded
     end
   end
-
-  defp id_text(nil), do: nil
-  defp id_text(id), do: UUID.to_string(id)
 end
