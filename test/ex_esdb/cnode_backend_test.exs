@@ -82,6 +82,23 @@ defmodule ExESDB.CNodeBackendTest do
     assert {:ok, 1} = Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])
   end
 
+  test "a C node that does not answer in time: a write's outcome is unknown, a read times " <>
+         "out, and the late replies reach no mailbox",
+       %{dir: dir} do
+    store = start_system(dir, backend: :cnode, timeout: 300)
+    os_pid = Launcher.os_pid(store)
+    {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"]) end)
+    id = ExESDB.UUID.uuid4()
+    assert {:error, :outcome_unknown} = Streams.append_events(store, "s", :any, [event(id)])
+    assert {:error, :timeout} = Streams.get_version(store, "s")
+    {_, 0} = System.cmd("kill", ["-CONT", "#{os_pid}"])
+    # the C node answers both once it runs again: nobody gets them
+    wait_until(fn -> match?({:ok, 1}, Streams.get_version(store, "s")) end, 10_000)
+    assert MapSet.member?(ids(store, "s"), id)
+    refute_receive {_ref, _reply}, 500
+  end
+
   test "kill -9 of the C node under load: callers get an error at once, the launcher " <>
          "starts it again, every acknowledged append is there",
        %{dir: dir} do
