@@ -1,0 +1,58 @@
+defmodule ExESDB.ChaosReplaceTest do
+  # Issue 14: a follower replaced from a backup (its store put back
+  # without its raft state) comes back as a new member under a new raft
+  # id (ExESDB.Cluster's seeding). Found by the mixed chaos run (3 nodes,
+  # 21:16 UTC 2026-12-01): killed again later, that node cannot start:
+  # {:cannot_open_store, ".../n3/chaos", :invalid_argument} (reproduced
+  # here every run). Its seed
+  # list position still names id 3 while its raft directory holds the new
+  # id. Skipped until fixed (cluster code, not this test's); run with
+  # ESDB_CHAOS_REPLACE=1.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Chaos.Cluster
+  alias ExESDB.Test.ClusterPeer
+
+  @moduletag skip:
+               (not cluster_support?() && "no raft in this build (make raft)") ||
+                 (System.get_env("ESDB_CHAOS_REPLACE") in [nil, "", "0"] &&
+                    "known defect: a replaced seed cannot restart after a kill (ESDB_CHAOS_REPLACE=1)")
+  @moduletag timeout: 300_000
+
+  test "a follower replaced from a backup can be killed and started again" do
+    ctx = Cluster.start(:chaos, 3)
+    f = hd(ctx.nodes -- [ctx.leader])
+
+    for i <- 1..20,
+        do: {:ok, _} = :erpc.call(ctx.leader, ClusterPeer, :append, [ctx.store, "r", uuid(i)])
+
+    backup = Path.join(ctx.dir, "backup")
+    Cluster.backup(ctx, f, backup)
+    Cluster.kill(ctx, f)
+    Cluster.await_down(f)
+    Cluster.restore(ctx, f, backup)
+    Cluster.restart(ctx, f)
+    Cluster.caught_up(ctx.store, ctx.nodes)
+
+    for i <- 21..40,
+        do: {:ok, _} = :erpc.call(ctx.leader, ClusterPeer, :append, [ctx.store, "r", uuid(i)])
+
+    Cluster.kill(ctx, f)
+    Cluster.await_down(f)
+
+    reply =
+      try do
+        Cluster.restart(ctx, f)
+      catch
+        :exit, reason -> reason
+      end
+
+    assert reply == :ok
+    Cluster.caught_up(ctx.store, ctx.nodes)
+    assert length(:erpc.call(f, ClusterPeer, :dump, [ctx.store])) == 40
+  end
+
+  defp uuid(i), do: "00000000-0000-4000-8000-#{String.pad_leading("#{i}", 12, "0")}"
+end
