@@ -59,14 +59,27 @@ RAFT_DIR    := build/raft
 RAFT_LIB    := $(RAFT_DIR)/lib/libraft.a
 RAFT_CFLAGS := -I$(RAFT_DIR)/include
 RAFT_LIBS   := $(RAFT_LIB) -luv -llz4
-RAFT_INPUTS := c_src/replica/build_raft.sh c_src/replica/raft_0.22.1.orig.tar.gz.sha256 \
+RAFT_INPUTS := c_src/replica/build_raft.sh c_src/replica/raft_patchset.sh \
+	c_src/replica/raft_0.22.1.orig.tar.gz.sha256 \
 	$(wildcard c_src/replica/patches/*.patch)
+RAFT_STAMP  := $(RAFT_DIR)/patchset.stamp
+RAFT_CURRENT = c_src/replica/raft_patchset.sh --check $(RAFT_DIR)
 CLUSTER_H   := build/gen/cluster_support.h
 
 raft: $(RAFT_LIB)
 
-$(RAFT_LIB): $(RAFT_INPUTS)
+$(RAFT_LIB): $(RAFT_INPUTS) $(RAFT_STAMP)
 	c_src/replica/build_raft.sh $(RAFT_DIR)
+
+# Newer than libraft.a whenever that was built from another patch set than
+# c_src/replica/patches (lib/patchset, c_src/replica/raft_patchset.sh): an
+# older checkout's or a restored cache's library is rebuilt whatever the
+# files' times, and never linked meanwhile (RAFT_CURRENT).
+$(RAFT_STAMP): FORCE
+	@mkdir -p $(RAFT_DIR)
+	@if c_src/replica/raft_patchset.sh --check $(RAFT_DIR); then \
+	  [ -f $@ ] || touch -r $(RAFT_LIB) $@; \
+	else touch $@; fi
 
 # A failed attempt is not retried until the inputs change or `make raft`.
 raft-optional:
@@ -104,7 +117,7 @@ $(CTL_BIN): c_src/cli/*.c c_src/cli/*.h $(JSON_SRC) $(CORE_LIB)
 cnode: $(CNODE_BIN)
 
 # With raft built, it can run its store as a replica (c_src/cnode/cluster.c).
-CNODE_CLUSTER = $$(if [ -f $(RAFT_LIB) ]; then echo "-DESDB_CNODE_CLUSTER -Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS)"; fi)
+CNODE_CLUSTER = $$(if $(RAFT_CURRENT); then echo "-DESDB_CNODE_CLUSTER -Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS)"; fi)
 $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H) $(wildcard c_src/replica/*.[ch])
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) $(CNODE_CLUSTER) $(CORE_LIB) \
@@ -112,7 +125,7 @@ $(CNODE_BIN): c_src/cnode/*.c c_src/cnode/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTE
 
 # With raft built (checked when linking: `all` may have just built it),
 # the NIF carries the replica and links raft statically (c_src/nif/cluster.c).
-NIF_CLUSTER = $$(if [ -f $(RAFT_LIB) ]; then echo "-Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS) -Wl,--exclude-libs,libraft.a"; fi)
+NIF_CLUSTER = $$(if $(RAFT_CURRENT); then echo "-Ic_src/replica $(RAFT_CFLAGS) c_src/replica/*.c $(RAFT_LIBS) -Wl,--exclude-libs,libraft.a"; fi)
 $(NIF_SO): c_src/nif/*.c c_src/nif/*.h $(PROTO_DEPS) $(CORE_LIB) $(CLUSTER_H) $(wildcard c_src/replica/*.[ch])
 	@mkdir -p priv
 	$(CC) $(CPPFLAGS) -Ic_src/proto -I$(ERTS_INCLUDE) -I$(dir $(CLUSTER_H)) $(CFLAGS) $(WARN) -fPIC -shared -pthread \

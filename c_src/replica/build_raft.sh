@@ -40,6 +40,10 @@ missing() {
 
 rm -f "$out/missing"
 : >"$log"
+# No library from an earlier build survives a failed one: a libraft.a is
+# there only when built from the current patch set (lib/patchset).
+rm -rf "$out/lib" "$out/include"
+patchset=$("$here/raft_patchset.sh")
 
 [ "$(uname -s)" = Linux ] ||
 	missing "raft $version was not built: cluster mode needs Linux (raft's libuv I/O); $enable"
@@ -102,7 +106,6 @@ else
 fi
 
 echo "raft: building static PIC libraft.a (log: $log)"
-rm -rf "$out/lib" "$out/include"
 (
 	set -e
 	cd "$src"
@@ -117,4 +120,5 @@ rm -rf "$out/lib" "$out/include"
 }
 [ -f "$out/lib/libraft.a" ] ||
 	missing "raft $version was not built: no lib/libraft.a after install (see $log); $enable"
+printf '%s\n' "$patchset" >"$out/lib/patchset"
 echo "raft: $out/lib/libraft.a"
