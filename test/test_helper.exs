@@ -10,4 +10,7 @@ ExUnit.start()
 # expect the 1 s assert_receive timeout that Commanded's own suite configures.
 if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
   ExUnit.configure(assert_receive_timeout: 1_000)
+  # their cluster runs (test/commanded/cluster_test.exs) load the test
+  # modules' code on the peers
+  Code.put_compiler_option(:tracers, [ExESDB.Test.ClusterBackend])
 end

@@ -8,9 +8,22 @@ defmodule ExESDB.Test.ClusterBackend do
   import ExESDB.Test.ClusterHelpers
 
   def start_store(context) do
-    peers = peers()
     store = :"cstore_#{System.unique_integer([:positive])}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
+    local = [data_dir: "#{dir}/local"] ++ start_peers(store, dir, context)
+    {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, local})
+    wait_leader(store)
+    %{store: store, data_dir: "#{dir}/local", system: pid, store_opts: local}
+  end
+
+  @doc """
+  Start `store` on the two peers (data under `dir`, removed first and
+  after the test) and answer the cluster options for this node's
+  member of it, without its `data_dir`: for a store this node starts
+  its own way (the Commanded adapter's child_spec).
+  """
+  def start_peers(store, dir, context) do
+    peers = peers()
     File.rm_rf!(dir)
     seeds = [node() | peers]
     addrs = Map.new(Enum.zip(seeds, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
@@ -31,22 +44,21 @@ defmodule ExESDB.Test.ClusterBackend do
       :ok = :erpc.call(p, ExESDB.Test.ClusterPeer, :start, [[data_dir: "#{dir}/#{p}"] ++ opts])
     end
 
-    local = [data_dir: "#{dir}/local"] ++ opts
-    {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, local})
-
     ExUnit.Callbacks.on_exit(fn ->
       for p <- peers, do: :erpc.call(p, ExESDB.System, :stop, [store])
       File.rm_rf(dir)
     end)
 
-    # every node knows the leader before the test writes
+    opts
+  end
+
+  @doc "Wait until every node of `store`'s cluster knows its leader."
+  def wait_leader(store) do
     wait_until(fn ->
-      Enum.all?(seeds, fn n ->
+      Enum.all?([node() | peers()], fn n ->
         match?({:ok, %{leader: l}} when l != nil, :erpc.call(n, ExESDB.Cluster, :info, [store]))
       end)
     end)
-
-    %{store: store, data_dir: "#{dir}/local", system: pid, store_opts: local}
   end
 
   @doc """
@@ -59,11 +71,32 @@ defmodule ExESDB.Test.ClusterBackend do
   def keep_code(env, bytecode),
     do: :persistent_term.put({__MODULE__, :code, env.module}, bytecode)
 
+  @doc """
+  A compiler tracer (`Code.put_compiler_option(:tracers, [...])`, set by
+  test_helper.exs for test/commanded) keeping the code of every module
+  compiled under `ExESDB.Commanded.`: Commanded's test cases define their
+  event structs inside the test module, and the leader's transform decodes
+  into them.
+  """
+  def trace({:on_module, bin, _}, %{module: mod}) when is_binary(bin) do
+    if String.starts_with?(Atom.to_string(mod), "Elixir.ExESDB.Commanded."),
+      do: :persistent_term.put({__MODULE__, :code, mod}, bin)
+
+    :ok
+  end
+
+  def trace(_event, _env), do: :ok
+
+  # The test module and the modules defined inside it, as kept.
   defp load_test_module(peer, context) do
-    with mod when is_atom(mod) <- Map.get(context, :module),
-         bin when is_binary(bin) <- :persistent_term.get({__MODULE__, :code, mod}, nil),
-         false <- :erpc.call(peer, :code, :is_loaded, [mod]) != false do
-      {:module, ^mod} = :erpc.call(peer, :code, :load_binary, [mod, ~c"#{mod}.beam", bin])
+    with mod when is_atom(mod) <- Map.get(context, :module) do
+      prefix = "#{mod}."
+
+      for {{__MODULE__, :code, m}, bin} <- :persistent_term.get(),
+          m == mod or String.starts_with?(Atom.to_string(m), prefix),
+          :erpc.call(peer, :code, :is_loaded, [m]) == false do
+        {:module, ^m} = :erpc.call(peer, :code, :load_binary, [m, ~c"#{m}.beam", bin])
+      end
     end
   end
 
