@@ -81,7 +81,11 @@ defmodule ExESDB.Subscriptions do
   one are lost) and the events after the replicated checkpoint again, in
   order, with no gap: events it saw but whose ack was not yet written
   come twice. A subscriber that monitors its subscription sees it go
-  down with `{:shutdown, :leader_moved}` or `:noconnection`. While an old
+  down with `{:shutdown, :leader_moved}` or `:noconnection`; one that
+  subscribes again itself then (a Commanded handler restarting) passes
+  `follow_leader: false`, or the store's move of its old self can hold
+  the name on the new leader (`:subscription_already_exists`) when it
+  comes back. While an old
   leader cut off from the others has not yet stepped down (up to an
   election timeout), both may deliver: duplicates, never a gap. Stopping
   a node's store takes its subscribers out of their subscriptions. The
@@ -141,7 +145,8 @@ defmodule ExESDB.Subscriptions do
     :concurrency_limit,
     :partition_by,
     :transform,
-    :ack_key
+    :ack_key,
+    :follow_leader
   ]
 
   @type selector ::
@@ -276,8 +281,12 @@ defmodule ExESDB.Subscriptions do
   (positive integers), `partition_by` (a function of one event);
   `transform` (a function applied to each list of events before it is
   sent) and `ack_key` (the field of an acked event that holds its cursor)
-  for callers that hand out events of another shape. They are checked
-  before anything starts: see the module doc for the errors.
+  for callers that hand out events of another shape; `follow_leader`
+  (cluster mode, default `true`): `false` for a subscriber that subscribes
+  again itself when its subscription goes down (a Commanded handler,
+  restarted by its supervisor), so the store does not subscribe it again
+  on the new leader as well. They are checked before anything starts:
+  see the module doc for the errors.
   """
   @spec subscribe_to(atom(), String.t(), selector(), pid(), keyword()) ::
           {:ok, pid()} | {:error, term()}
@@ -649,6 +658,7 @@ defmodule ExESDB.Subscriptions do
   defp valid_option?(:transform, v), do: v == nil or is_function(v, 1)
   defp valid_option?(:credit, v), do: v == :infinity or v in 1..(@max_u64 - 1)//1
   defp valid_option?(:ack_key, v), do: v == nil or (is_atom(v) and v not in [true, false])
+  defp valid_option?(:follow_leader, v), do: is_boolean(v)
 
   defp non_neg_integer?(v), do: v in 0..@max_u64//1
 end

@@ -143,7 +143,10 @@ defmodule ExESDB.Commanded.Adapter do
         transform: transform(meta, stream),
         # Commanded acks a RecordedEvent: its cursor is the global
         # event_number for :all, the stream_version for a stream
-        ack_key: if(stream == :all, do: :event_number, else: :stream_version)
+        ack_key: if(stream == :all, do: :event_number, else: :stream_version),
+        # cluster mode: a handler stops on its subscription's DOWN when
+        # leadership moves and its restart subscribes on the new leader
+        follow_leader: false
       )
       |> partition_by_recorded(meta, stream)
 

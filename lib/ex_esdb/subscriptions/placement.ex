@@ -21,7 +21,11 @@ defmodule ExESDB.Subscriptions.Placement do
   #     subscribed again on the leader: the subscription starts there
   #     from its replicated checkpoint, the subscriber gets
   #     {:subscribed, new_subscription} and the events after the
-  #     checkpoint again (at least once, in order, no gap).
+  #     checkpoint again (at least once, in order, no gap). Not those
+  #     subscribed with follow_leader: false, which subscribe again
+  #     themselves (a Commanded handler restarts on its subscription's
+  #     DOWN: moving it too raced its restart, which then found the name
+  #     held on the new leader by the move of its stopped self).
   use GenServer
 
   alias ExESDB.{Cluster, Store, Subscriptions}
@@ -248,7 +252,7 @@ defmodule ExESDB.Subscriptions.Placement do
     case Enum.find(state.attached, fn {_, e} -> ref in [e.ref, e.subscriber_ref] end) do
       {key, e} ->
         forget(e)
-        if ref == e.ref and reason in @moved, do: move(state.store_id, e)
+        if ref == e.ref and reason in @moved and follows?(e), do: move(state.store_id, e)
         {:noreply, %{state | attached: Map.delete(state.attached, key)}}
 
       nil ->
@@ -277,6 +281,8 @@ defmodule ExESDB.Subscriptions.Placement do
 
     :ok
   end
+
+  defp follows?(%{spec: {_, _, _, opts}}), do: Keyword.get(opts, :follow_leader, true)
 
   defp forget(e) do
     Process.demonitor(e.ref, [:flush])

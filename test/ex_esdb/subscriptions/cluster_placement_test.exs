@@ -102,6 +102,25 @@ defmodule ExESDB.Subscriptions.ClusterPlacementTest do
     assert again != sub
   end
 
+  test "follow_leader: false: a subscriber whose subscription went is left to subscribe again itself",
+       %{store: s} do
+    # (a Commanded handler restarting on its subscription's DOWN: a move
+    # by the store as well would hold the name on the new leader)
+    opts = [follow_leader: false]
+    {:ok, sub} = Subscriptions.subscribe_to(s, "own", {:by_stream, "s"}, self(), opts)
+    assert_receive {:subscribed, ^sub}
+    :ok = Subscriptions.unsubscribe(s, sub)
+    refute alive?(sub)
+
+    placement = :"exesdb_placement_#{s}"
+    :ok = GenServer.call(placement, {:attach, sub, {"own", {:by_stream, "s"}, self(), opts}})
+    # its DOWN (:noproc) handled: no move started
+    _ = :sys.get_state(placement)
+    assert {:ok, again} = Subscriptions.subscribe_to(s, "own", {:by_stream, "s"}, self(), opts)
+    assert_receive {:subscribed, ^again}
+    refute_received {:subscribed, _}
+  end
+
   defp receive_n(n, acc) when length(acc) >= n, do: acc
 
   defp receive_n(n, acc) do
