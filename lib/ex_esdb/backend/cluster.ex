@@ -163,7 +163,7 @@ defmodule ExESDB.Backend.Cluster do
   # Every wait below ends by the caller's deadline (:infinity: none), so
   # a call answers within its timeout.
   defp route(store, command, timeout) do
-    attempt(store, command, command, deadline(timeout), @backoff_first, false)
+    attempt(store, command, command, deadline(timeout), @backoff_first, false, {:error, :timeout})
   end
 
   defp deadline(:infinity), do: :infinity
@@ -174,15 +174,18 @@ defmodule ExESDB.Backend.Cluster do
   defp remaining(deadline), do: max(deadline - now(), 0)
 
   # `maybe`: an earlier try may have been applied (its outcome unknown).
-  defp attempt(store, original, command, deadline, backoff, maybe) do
+  # `last`: the last try's reply; out of time before this try (a backoff
+  # sleep woken late on a loaded machine), it is the answer, so a loop
+  # that never reached a leader still says who leads (finish/4).
+  defp attempt(store, original, command, deadline, backoff, maybe, last) do
     remaining = remaining(deadline)
-    reply = if remaining != 0, do: once(store, command, remaining), else: {:error, :timeout}
+    reply = if remaining != 0, do: once(store, command, remaining), else: last
     maybe = maybe or unknown?(reply)
 
     if retry?(reply) and more_than?(remaining(deadline), backoff) do
       Process.sleep(backoff)
       next = resubmission(command)
-      attempt(store, original, next, deadline, min(backoff * 2, @backoff_max), maybe)
+      attempt(store, original, next, deadline, min(backoff * 2, @backoff_max), maybe, reply)
     else
       settle(original, maybe, finish(store, command, reply, deadline))
     end
