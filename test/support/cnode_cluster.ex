@@ -1,9 +1,8 @@
 defmodule ExESDB.Test.CNodeCluster do
   @moduledoc false
   # Three C nodes (priv/ex_esdb_cnode --raft-*) each owning a replica of
-  # one store, raft on loopback, started through Ports owned by the
-  # calling test process (their stdin's end stops them; kill -9 on exit
-  # too). And the conformance suites' backend on them: start_store/1
+  # one store, raft on loopback, started through Ports (kill -9 at the
+  # test's on_exit). And the conformance suites' backend on them: start_store/1
   # gives a store on the C node backend whose own C node is a follower.
 
   import ExESDB.Test.ClusterHelpers, only: [free_ports: 1, wait_until: 2]
@@ -23,6 +22,33 @@ defmodule ExESDB.Test.CNodeCluster do
 
     flags = Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
 
+    # The ports belong to a process of their own that outlives the test
+    # process: the C nodes stay up while ExUnit stops the test's
+    # supervised children (a system stopping writes its last checkpoints),
+    # and go at on_exit.
+    test = self()
+    owner = spawn(fn -> own(test, members, flags, dir, durability) end)
+
+    # (the owner's end closes the ports: --stop-on-eof stops the C nodes)
+    cns =
+      receive do
+        {:cnodes, ^owner, cns} -> cns
+        {:cnodes_failed, ^owner, why} -> Process.exit(owner, :kill) && raise why
+      after
+        20_000 -> Process.exit(owner, :kill) && raise "C nodes not started"
+      end
+
+    ExUnit.Callbacks.on_exit(fn ->
+      for cn <- cns, do: System.cmd("kill", ["-9", "#{cn.os_pid}"], stderr_to_stdout: true)
+      Process.exit(owner, :kill)
+    end)
+
+    for cn <- cns, do: true = Node.connect(cn.name)
+    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
+    cns
+  end
+
+  defp own(test, members, flags, dir, durability) do
     cns =
       for m <- members do
         args =
@@ -41,8 +67,10 @@ defmodule ExESDB.Test.CNodeCluster do
             m.address,
             "--raft-election-timeout-ms",
             "500",
+            # a write through a follower waits until it learns of the
+            # commit: the leader's next message (see CLUSTER.md)
             "--raft-heartbeat-ms",
-            "50"
+            "20"
           ] ++ flags
 
         port =
@@ -55,28 +83,32 @@ defmodule ExESDB.Test.CNodeCluster do
           ])
 
         {:os_pid, os_pid} = Port.info(port, :os_pid)
-
-        ExUnit.Callbacks.on_exit(fn ->
-          System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
-        end)
-
         Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
         Map.merge(m, %{port: port, os_pid: os_pid})
       end
 
-    for cn <- cns, do: await_ready(cn.port)
-    for cn <- cns, do: true = Node.connect(cn.name)
-    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
-    cns
+    case Enum.find_value(cns, &await_ready(&1.port)) do
+      nil -> send(test, {:cnodes, self(), cns})
+      why -> send(test, {:cnodes_failed, self(), why})
+    end
+
+    drain()
   end
 
+  defp drain do
+    receive do
+      _ -> drain()
+    end
+  end
+
+  # nil once ready, else why not
   defp await_ready(port) do
     receive do
-      {^port, {:data, {:eol, "ready " <> _}}} -> :ok
+      {^port, {:data, {:eol, "ready " <> _}}} -> nil
       {^port, {:data, _}} -> await_ready(port)
-      {^port, {:exit_status, s}} -> raise "C node exited #{s}"
+      {^port, {:exit_status, s}} -> "C node exited #{s}"
     after
-      15_000 -> raise "no ready line"
+      15_000 -> "no ready line"
     end
   end
 
