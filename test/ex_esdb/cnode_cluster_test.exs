@@ -162,6 +162,44 @@ defmodule ExESDB.CNodeClusterTest do
     assert length(events) == 3
   end
 
+  test "a write with no leader answers :no_quorum, also when its time ran out in a pause " <>
+         "between tries",
+       %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f, g] = cns -- [l]
+    for cn <- [l, g], do: System.cmd("kill", ["-9", "#{cn.os_pid}"])
+    wait_until(fn -> match?({:ok, %{leader_node: nil}}, call(f.name, {:cluster_info})) end, 20_000)
+    store = :"cnc_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {ExESDB.System,
+       store_id: store,
+       data_dir: dir,
+       cnode: f.name,
+       cnode_cluster: Enum.map(cns, & &1.name),
+       timeout: 500}
+    )
+
+    assert {:error, :no_quorum} =
+             Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])
+
+    # the writer held past its deadline, almost surely in a pause between
+    # tries (each a C node round trip), as a loaded machine may hold it
+    test = self()
+
+    writer =
+      spawn(fn ->
+        send(test, {:reply, Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])})
+      end)
+
+    Process.sleep(100)
+    true = :erlang.suspend_process(writer)
+    Process.sleep(600)
+    true = :erlang.resume_process(writer)
+    assert_receive {:reply, {:error, :no_quorum}}, 5_000
+  end
+
   # Appends one event at a time to `stream` until told to stop; reports
   # each answer: {:ack, id, reply}.
   defp write_loop(test, store, stream, n) do
