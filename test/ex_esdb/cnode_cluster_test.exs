@@ -200,6 +200,27 @@ defmodule ExESDB.CNodeClusterTest do
     assert_receive {:reply, {:error, :no_quorum}}, 5_000
   end
 
+  test "bad raft options are refused, saying which", %{dir: dir} do
+    cookie = Path.join(dir, "cookie")
+    File.write!(cookie, Atom.to_string(Node.get_cookie()))
+    File.chmod!(cookie, 0o400)
+    bin = Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+    base = ["--name", "cncbad@localhost", "--store", Path.join(dir, "s"), "--cookie-file", cookie]
+
+    for {args, says} <- [
+          {["--raft-member", "1,127.0.0.1:7000"], "ID,IP:PORT,NAME@HOST"},
+          {["--raft-member", "0,127.0.0.1:7000,a@h"], "nonzero"},
+          {["--raft-address", "127.0.0.1"], "IP:PORT"},
+          {["--raft-id", "x"], "number"},
+          {["--raft-heartbeat-ms", "700000"], "number"},
+          {["--raft-nope", "1"], "unknown raft option"},
+          {["--raft-id", "1"], "--raft-address"}
+        ] do
+      {out, rc} = System.cmd(bin, base ++ args, stderr_to_stdout: true)
+      assert rc != 0 and out =~ says, "#{inspect(args)}: #{rc} #{out}"
+    end
+  end
+
   # Appends one event at a time to `stream` until told to stop; reports
   # each answer: {:ack, id, reply}.
   defp write_loop(test, store, stream, n) do
