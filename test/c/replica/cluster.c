@@ -338,6 +338,47 @@ static void *ack_reader(void *arg)
 	return NULL;
 }
 
+/* A socket bound to 127.0.0.1:port (0: any free port) with
+ * SO_REUSEADDR, not listening: the node's own bind (libuv sets
+ * SO_REUSEADDR too) and listen still succeed, while connect() never picks
+ * a bound port as its ephemeral one. -1 when the port is taken; the port
+ * in *bound. */
+static int hold_port(unsigned port, unsigned *bound)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	REQUIRE(fd >= 0);
+	REQUIRE(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ==
+	        0);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len)) {
+		close(fd);
+		return -1;
+	}
+	*bound = ntohs(a.sin_port);
+	return fd;
+}
+
+/* Hold the port node nd listens on again (it stopped or was killed). */
+static void node_hold_port(node *nd)
+{
+	const char *at = nd->bind_address[0] ? nd->bind_address : nd->address;
+	const char *colon = strrchr(at, ':');
+	unsigned port;
+	if (nd->hold_fd < 0 && colon)
+		nd->hold_fd = hold_port((unsigned)atoi(colon + 1), &port);
+}
+
+static void node_release_port(node *nd)
+{
+	if (nd->hold_fd >= 0)
+		close(nd->hold_fd);
+	nd->hold_fd = -1;
+}
+
 void cluster_init(cluster *c, int n)
 {
 	memset(c, 0, sizeof(*c));
@@ -349,12 +390,17 @@ void cluster_init(cluster *c, int n)
 	c->report_fd = -1;
 	c->durability = ESDB_DURABILITY_NOSYNC;
 	pthread_mutex_init(&c->lock, NULL);
+	for (int i = 0; i < CLUSTER_MAX; i++)
+		c->nodes[i].hold_fd = -1;
 	for (int i = 0; i < n; i++) {
 		node *nd = &c->nodes[i];
 		nd->id = (uint64_t)i + 1;
 		snprintf(nd->dir, sizeof(nd->dir), "%s", tmp_dir());
+		unsigned port;
+		nd->hold_fd = hold_port(0, &port);
+		REQUIRE(nd->hold_fd >= 0);
 		snprintf(nd->address, sizeof(nd->address), "127.0.0.1:%u",
-		         loopback_free_port());
+		         port);
 		nd->pid = 0;
 	}
 	int fds[2];
@@ -393,6 +439,7 @@ void node_start(cluster *c, int i)
 	nd->starts++;
 	int rc = -1;
 	REQUIRE(fd_read_all(nd->reply_fd, &rc, sizeof(rc)));
+	node_release_port(nd); /* listening now (or failed) */
 	CHECK_RC(rc, 0);
 	REQUIRE(rc == 0);
 }
@@ -404,6 +451,7 @@ static void node_reap(node *nd, int *status)
 	while (waitpid(nd->pid, status, 0) < 0 && errno == EINTR)
 		;
 	nd->pid = 0;
+	node_hold_port(nd);
 }
 
 void node_kill(cluster *c, int i)
@@ -679,6 +727,8 @@ void cluster_check_and_free(cluster *c)
 		if (node_alive(c, i))
 			node_stop(c, i);
 	}
+	for (int i = 0; i < c->n; i++)
+		node_release_port(&c->nodes[i]);
 	close(c->ack_w);
 	pthread_join(c->ack_reader, NULL);
 	close(c->ack_r);

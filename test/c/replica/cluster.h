@@ -25,6 +25,11 @@ typedef struct node {
 	unsigned command_version; /* 0, or commands of this version */
 	bool paused;              /* SIGSTOPped: left out of the waits */
 	bool excluded; /* removed from the cluster: left out of the checks */
+	/* -1, or a socket bound (SO_REUSEADDR, not listening) to the port
+	 * the node listens on while it is not running: no connection's
+	 * ephemeral port can take it meanwhile (the node's raft bind then
+	 * failed, EADDRINUSE, reported as an I/O error) */
+	int hold_fd;
 } node;
 
 /* A leadership change as a node's callback saw it, with its term. */

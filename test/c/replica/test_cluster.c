@@ -3,6 +3,9 @@
 
 #include "cluster.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static unsigned env_count(const char *name, unsigned dflt)
@@ -154,5 +157,35 @@ TEST(retries_across_leader_changes_write_nothing_twice)
 	printf("     %zu acknowledged appends at exact versions, %" PRIu64
 	       " outcome_unknown answers retried\n",
 	       cluster_acks(&c), unknown);
+	cluster_check_and_free(&c);
+}
+
+/* Whether a socket of another (connect()'s ephemeral port, here an
+ * explicit bind) can take node i's port: its raft bind would then fail. */
+static bool port_free_to_others(cluster *c, int i)
+{
+	const char *colon = strrchr(c->nodes[i].address, ':');
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)atoi(colon + 1)),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	REQUIRE(fd >= 0);
+	bool took = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return took;
+}
+
+TEST(a_nodes_port_is_held_while_it_is_not_running)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	for (int i = 0; i < 3; i++)
+		CHECK(!port_free_to_others(&c, i));
+	int leader = cluster_start_all(&c);
+	int follower = (leader + 1) % 3;
+	node_kill(&c, follower);
+	CHECK(!port_free_to_others(&c, follower));
+	node_start(&c, follower);
+	REQUIRE(cluster_wait_converged(&c, 20000));
 	cluster_check_and_free(&c);
 }
