@@ -257,6 +257,21 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 	}
 	case ESDB_ARG_MEMBER:
 		return get_u64(a, &v->u);
+	case ESDB_ARG_ADDRESS:
+		/* "ip:port": 1..255 bytes without NUL */
+		return cn_arg_bin(a, &v->p, &v->len) && v->len > 0 &&
+		       v->len < 256 && !memchr(v->p, 0, v->len);
+	case ESDB_ARG_ROLE:
+		/* v->u: 0 standby, 1 voter, 2 spare (replica.h's values) */
+		if (is_atom(a, "standby"))
+			v->u = 0;
+		else if (is_atom(a, "voter"))
+			v->u = 1;
+		else if (is_atom(a, "spare"))
+			v->u = 2;
+		else
+			return false;
+		return true;
 	case ESDB_ARG_GRANT:
 		return get_u64(a, &v->u) && v->u > 0;
 	default: /* pids, options: not served here */

@@ -275,6 +275,109 @@ void cn_op_cluster_members(caller *k, const arg *v, const char *m)
 	cn_reply_end(k, &x);
 }
 
+/* A membership change or transfer, as the NIF's change(). */
+typedef enum { CH_ADD, CH_ASSIGN, CH_REMOVE, CH_TRANSFER } change_op;
+
+typedef struct change {
+	caller *k;
+	esdb_replica *rep; /* held */
+	change_op op;
+	uint64_t id;
+	int role;
+	char address[256];
+} change;
+
+static void *change_main(void *arg)
+{
+	change *c = arg;
+	int rc;
+	switch (c->op) {
+	case CH_ADD:
+		rc = esdb_replica_add(c->rep, c->id, c->address);
+		break;
+	case CH_ASSIGN:
+		rc = esdb_replica_assign(c->rep, c->id, c->role);
+		break;
+	case CH_REMOVE:
+		rc = esdb_replica_remove(c->rep, c->id);
+		break;
+	default:
+		rc = esdb_replica_transfer(c->rep, c->id);
+		break;
+	}
+	esdb_replica_release(c->rep);
+	/* ETIMEDOUT: a transfer no node took up; EBUSY: another change */
+	if (rc == ETIMEDOUT)
+		cn_reply_error(c->k, NULL, "timeout");
+	else if (rc == ESDB_EBUSY)
+		cn_reply_error(c->k, NULL, "change_in_progress");
+	else
+		cn_reply_rc(c->k, rc);
+	free(c);
+	return NULL;
+}
+
+/* Hold the replica (not the store's lock: a close meanwhile answers the
+ * change instead of waiting for it) and run the change on its own
+ * thread, which answers k. */
+static void start_change(caller *k, change_op op, uint64_t id, const arg *addr,
+                         int role)
+{
+	esdb_replica *rep = acquire(k);
+	if (!rep)
+		return;
+	change *c = calloc(1, sizeof(*c));
+	if (c) {
+		*c = (change){k, rep, op, id, role, {0}};
+		if (addr)
+			memcpy(c->address, addr->p, addr->len);
+		esdb_replica_hold(rep);
+	}
+	pthread_rwlock_unlock(&k->srv->store_lock);
+	pthread_attr_t attr;
+	pthread_t tid;
+	int rc = c ? pthread_attr_init(&attr) : ENOMEM;
+	if (!rc) {
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		rc = pthread_create(&tid, &attr, change_main, c);
+		pthread_attr_destroy(&attr);
+	}
+	if (rc) {
+		if (c) {
+			esdb_replica_release(rep);
+			free(c);
+		}
+		cn_reply_rc(k, rc);
+	}
+}
+
+/* {cluster_add, Id, Address} */
+void cn_op_cluster_add(caller *k, const arg *v, const char *m)
+{
+	start_change(k, CH_ADD, v[0].u, &v[1], 0);
+}
+
+/* {cluster_assign, Id, voter | standby | spare} */
+void cn_op_cluster_assign(caller *k, const arg *v, const char *m)
+{
+	int role = v[1].u == 1   ? ESDB_REPLICA_VOTER
+	           : v[1].u == 0 ? ESDB_REPLICA_STANDBY
+	                         : ESDB_REPLICA_SPARE;
+	start_change(k, CH_ASSIGN, v[0].u, NULL, role);
+}
+
+/* {cluster_remove, Id} */
+void cn_op_cluster_remove(caller *k, const arg *v, const char *m)
+{
+	start_change(k, CH_REMOVE, v[0].u, NULL, 0);
+}
+
+/* {cluster_transfer, Id}: Id 0, the most up-to-date voter */
+void cn_op_cluster_transfer(caller *k, const arg *v, const char *m)
+{
+	start_change(k, CH_TRANSFER, v[0].u, NULL, 0);
+}
+
 #else /* no raft in this build */
 
 #define NO_SUPPORT                                                             \
@@ -316,6 +419,26 @@ void cn_op_cluster_info(caller *k, const arg *v, const char *m)
 }
 
 void cn_op_cluster_members(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_add(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_assign(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_remove(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_transfer(caller *k, const arg *v, const char *m)
 {
 	no_support(k);
 }

@@ -93,6 +93,12 @@ void cn_op_backup(caller *k, const arg *v, const char *m);
 /* the replica's state and members (cluster.c) */
 void cn_op_cluster_info(caller *k, const arg *v, const char *m);
 void cn_op_cluster_members(caller *k, const arg *v, const char *m);
+/* membership and transfer, each on a thread of its own (raft may take
+ * seconds: a new voter's catch-up, an election) */
+void cn_op_cluster_add(caller *k, const arg *v, const char *m);
+void cn_op_cluster_assign(caller *k, const arg *v, const char *m);
+void cn_op_cluster_remove(caller *k, const arg *v, const char *m);
+void cn_op_cluster_transfer(caller *k, const arg *v, const char *m);
 
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,

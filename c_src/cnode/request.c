@@ -45,6 +45,10 @@ static const struct served {
     {"limits", NULL},
     {"cluster_info", cn_op_cluster_info},
     {"cluster_members", cn_op_cluster_members},
+    {"cluster_add", cn_op_cluster_add},
+    {"cluster_assign", cn_op_cluster_assign},
+    {"cluster_remove", cn_op_cluster_remove},
+    {"cluster_transfer", cn_op_cluster_transfer},
 };
 
 static const struct served *find_served(const char *name)

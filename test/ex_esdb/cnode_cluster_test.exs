@@ -200,6 +200,31 @@ defmodule ExESDB.CNodeClusterTest do
     assert_receive {:reply, {:error, :no_quorum}}, 5_000
   end
 
+  test "membership and transfer are served on the leader; a follower names it", %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f, g] = cns -- [l]
+    assert {:error, {:not_leader, name}} = call(f.name, {:cluster_transfer, f.id})
+    assert name == l.name
+    assert :ok = call(l.name, {:cluster_transfer, f.id}, 15_000)
+    assert leader(cns).name == f.name
+
+    # a spare that does not exist yet, made a standby, then removed
+    [port] = free_ports(1)
+    addr = "127.0.0.1:#{port}"
+    assert :ok = call(f.name, {:cluster_add, 9, addr}, 15_000)
+    assert {:ok, ms} = call(f.name, {:cluster_members})
+    assert {9, addr, :spare} in ms
+    assert {:error, :invalid_argument} = call(f.name, {:cluster_add, 9, addr}, 15_000)
+    assert :ok = call(f.name, {:cluster_assign, 9, :standby}, 15_000)
+    assert {:ok, ms} = call(f.name, {:cluster_members})
+    assert {9, addr, :standby} in ms
+    assert {:error, {:invalid_request, :cluster_assign}} = call(f.name, {:cluster_assign, 9, :boss})
+    assert :ok = call(f.name, {:cluster_remove, 9}, 15_000)
+    assert {:ok, ms} = call(f.name, {:cluster_members})
+    assert Enum.sort(ms) == Enum.sort(for cn <- [l, f, g], do: {cn.id, cn.address, :voter})
+  end
+
   test "bad raft options are refused, saying which", %{dir: dir} do
     cookie = Path.join(dir, "cookie")
     File.write!(cookie, Atom.to_string(Node.get_cookie()))
