@@ -27,7 +27,8 @@ defmodule ExESDB.Cluster.Seeding do
       configuration (it cannot vote or stand for election); then it asks
       the leader to remove its old id and add the new one (spare, then
       voter once raft caught it up). Until a leader exists (a quorum of
-      the old configuration) it waits.
+      the old configuration) it waits. Restarted later, it opens under
+      the id in `raft/node_id`, not its seed list position.
     * a node with `join: true` (not a seed) starts from a copy too, so
       raft need only send it what was committed after the copy.
     * otherwise (no member runs the store, or none records this seed) a
@@ -99,13 +100,27 @@ defmodule ExESDB.Cluster.Seeding do
     cond do
       File.exists?(Path.join(path, @copy)) ->
         install(path)
-        config
+        stored_id(path, config)
 
       File.exists?(Path.join([path, "raft", "node_id"])) ->
-        config
+        stored_id(path, config)
 
       true ->
         pristine(options, path, config)
+    end
+  end
+
+  # A member that came back under a new id keeps it in raft/node_id: it
+  # opens as that id, not as its seed list position (the replica refuses
+  # a node_id that is not the configured id). Without a configuration,
+  # as when it came back: raft's state holds it. An unreadable node_id is
+  # the replica's to report.
+  defp stored_id(path, config) do
+    with {:ok, text} <- File.read(Path.join([path, "raft", "node_id"])),
+         {id, _} when id > 0 and id != config.id <- Integer.parse(String.trim(text)) do
+      %{config | id: id, nif: %{config.nif | id: id, members: []}}
+    else
+      _ -> config
     end
   end
 

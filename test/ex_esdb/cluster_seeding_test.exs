@@ -1,0 +1,54 @@
+defmodule ExESDB.ClusterSeedingTest do
+  # ExESDB.Cluster.Seeding.prepare/3 on a data directory alone (no
+  # nodes): the replica configuration a store opens with.
+  use ExUnit.Case, async: true
+
+  alias ExESDB.Cluster.Seeding
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_seeding_#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp config(id, members) do
+    %{
+      id: id,
+      nodes: %{1 => :a@h, 2 => :b@h, 3 => :c@h},
+      nif: %{id: id, address: "h:7420", members: members}
+    }
+  end
+
+  @seeds [{1, "h:7420"}, {2, "h:7421"}, {3, "h:7422"}]
+
+  # A member that came back under a new id (a lost data directory,
+  # replaced from a copy) keeps that id in raft/node_id; killed and
+  # started again it must open as that id, not as its seed list position
+  # (the C replica refuses a store whose node_id is another's:
+  # {:cannot_open_store, _, :invalid_argument}, chaos_replace_test).
+  test "a replaced seed opens under the id its raft state holds", %{dir: dir} do
+    File.mkdir_p!(Path.join(dir, "raft"))
+    File.write!(Path.join([dir, "raft", "node_id"]), "99459888325\n")
+
+    c = Seeding.prepare(%{}, dir, config(2, @seeds))
+
+    assert c.id == 99_459_888_325
+    assert c.nif.id == 99_459_888_325
+    assert c.nif.members == []
+  end
+
+  test "a seed whose raft state holds its own id opens as configured", %{dir: dir} do
+    File.mkdir_p!(Path.join(dir, "raft"))
+    File.write!(Path.join([dir, "raft", "node_id"]), "2\n")
+
+    assert Seeding.prepare(%{}, dir, config(2, @seeds)) == config(2, @seeds)
+  end
+
+  # An unreadable node_id is the replica's to report ({:corrupt, _}).
+  test "an unreadable node_id leaves the configuration alone", %{dir: dir} do
+    File.mkdir_p!(Path.join(dir, "raft"))
+    File.write!(Path.join([dir, "raft", "node_id"]), "garbage")
+
+    assert Seeding.prepare(%{}, dir, config(2, @seeds)) == config(2, @seeds)
+  end
+end
