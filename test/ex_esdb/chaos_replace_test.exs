@@ -50,5 +50,45 @@ defmodule ExESDB.ChaosReplaceTest do
     assert length(:erpc.call(f, ClusterPeer, :dump, [ctx.store])) == 40
   end
 
+  # Killed again before its come-back's replace (old id out, new id in
+  # as a voter) went through: started again it finishes the replace,
+  # rather than waiting outside the configuration (or as a spare raft
+  # sends nothing) forever.
+  test "a follower killed before its replace went through finishes it when started again" do
+    ctx = Cluster.start(:chaos, 3)
+    f = hd(ctx.nodes -- [ctx.leader])
+
+    for i <- 1..20,
+        do: {:ok, _} = :erpc.call(ctx.leader, ClusterPeer, :append, [ctx.store, "r", uuid(i)])
+
+    backup = Path.join(ctx.dir, "backup")
+    Cluster.backup(ctx, f, backup)
+    Cluster.kill(ctx, f)
+    Cluster.await_down(f)
+    Cluster.restore(ctx, f, backup)
+    Cluster.restart(ctx, f)
+    Cluster.kill(ctx, f)
+    Cluster.await_down(f)
+    Cluster.restart(ctx, f)
+
+    # every member a voter, f under its new id (its old one gone)
+    ids = for n <- ctx.nodes, do: Cluster.info(ctx.store, n).id
+    assert Cluster.info(ctx.store, f).id > 3
+
+    wait_until(
+      fn ->
+        {:ok, ms} = :erpc.call(ctx.leader, ExESDB.Cluster, :members, [ctx.store])
+        Enum.sort(for {i, _, :voter} <- ms, do: i) == Enum.sort(ids) and length(ms) == 3
+      end,
+      30_000
+    )
+
+    for i <- 21..40,
+        do: {:ok, _} = :erpc.call(ctx.leader, ClusterPeer, :append, [ctx.store, "r", uuid(i)])
+
+    Cluster.caught_up(ctx.store, ctx.nodes)
+    assert length(:erpc.call(f, ClusterPeer, :dump, [ctx.store])) == 40
+  end
+
   defp uuid(i), do: "00000000-0000-4000-8000-#{String.pad_leading("#{i}", 12, "0")}"
 end

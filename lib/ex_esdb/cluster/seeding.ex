@@ -28,7 +28,9 @@ defmodule ExESDB.Cluster.Seeding do
       the leader to remove its old id and add the new one (spare, then
       voter once raft caught it up). Until a leader exists (a quorum of
       the old configuration) it waits. Restarted later, it opens under
-      the id in `raft/node_id`, not its seed list position.
+      the id in `raft/node_id`, not its seed list position, and finishes
+      the replace if it was killed before it went through (its record
+      still names the old id).
     * a node with `join: true` (not a seed) starts from a copy too, so
       raft need only send it what was committed after the copy.
     * otherwise (no member runs the store, or none records this seed) a
@@ -352,13 +354,23 @@ defmodule ExESDB.Cluster.Seeding do
         ref: ref,
         id: config.nif.id,
         address: config.nif.address,
-        replace: Map.get(config, :replace),
+        replace: Map.get(config, :replace) || unfinished(ref, config.nif.id),
         seeds: Map.values(Map.get(config, :nodes, %{})),
         recorded: false,
         path: path,
         file_mode: file_mode
       })
     end)
+  end
+
+  # A come-back killed before its replace went through (the record of
+  # this node in its store still names another id): the old id to swap
+  # for ours, again (each step of the replace is skipped when done).
+  defp unfinished(ref, id) do
+    case :ex_esdb_backend.checkpoint_get(ref, @prefix <> Atom.to_string(node())) do
+      {:ok, {_, old, _, _}} when old != id -> old
+      _ -> nil
+    end
   end
 
   @tick 100
