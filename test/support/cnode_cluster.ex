@@ -12,8 +12,14 @@ defmodule ExESDB.Test.CNodeCluster do
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
 
   @doc "Starts the three; [%{id, address, name, port, os_pid}] once each said hello."
-  def start(dir, durability \\ "nosync") do
+  def start(dir, durability \\ "nosync"), do: start(dir, durability, 3)
+
+  # A raft port picked free may be taken meanwhile (a connection's
+  # ephemeral port under load): that C node exits before its ready line.
+  # Then three new ones on new ports, in a directory of their own.
+  defp start(dir, durability, tries) do
     u = System.unique_integer([:positive])
+    dir = Path.join(dir, "cnodes#{u}")
     ports = free_ports(3)
 
     members =
@@ -32,20 +38,30 @@ defmodule ExESDB.Test.CNodeCluster do
     # (the owner's end closes the ports: --stop-on-eof stops the C nodes)
     cns =
       receive do
-        {:cnodes, ^owner, cns} -> cns
-        {:cnodes_failed, ^owner, why} -> Process.exit(owner, :kill) && raise why
+        {:cnodes, ^owner, cns} ->
+          cns
+
+        {:cnodes_failed, ^owner, why} ->
+          Process.exit(owner, :kill)
+          if tries > 1, do: {:retry, why}, else: raise(why)
       after
         20_000 -> Process.exit(owner, :kill) && raise "C nodes not started"
       end
 
-    ExUnit.Callbacks.on_exit(fn ->
-      for cn <- cns, do: System.cmd("kill", ["-9", "#{cn.os_pid}"], stderr_to_stdout: true)
-      Process.exit(owner, :kill)
-    end)
+    case cns do
+      {:retry, _why} ->
+        start(Path.dirname(dir), durability, tries - 1)
 
-    for cn <- cns, do: true = Node.connect(cn.name)
-    for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
-    cns
+      cns ->
+        ExUnit.Callbacks.on_exit(fn ->
+          for cn <- cns, do: System.cmd("kill", ["-9", "#{cn.os_pid}"], stderr_to_stdout: true)
+          Process.exit(owner, :kill)
+        end)
+
+        for cn <- cns, do: true = Node.connect(cn.name)
+        for cn <- cns, do: {:ok, 1} = call(cn.name, {:hello, 1})
+        cns
+    end
   end
 
   defp own(test, members, flags, dir, durability) do
