@@ -61,10 +61,7 @@ defmodule ExESDB.ChaosFaultsTest do
     # no :membership here: a fresh member replays the whole log (no store
     # copy yet, issue 12), which grows with the run: 6 minutes in, at
     # load 19, a join did not finish within 60 s
-    # no :replace_follower here either: a replaced seed (back under a new
-    # raft id) cannot be started again after a later kill (see
-    # chaos_replace_test)
-    kills = [:kill_leader, :kill_follower, :pause_leader]
+    kills = [:kill_leader, :kill_follower, :pause_leader, :replace_follower]
 
     cuts =
       cond do
