@@ -176,7 +176,8 @@ defmodule ExESDB.CNodeSessionTest do
       append!(cn.name, stream_id, evs)
       ref = make_ref()
       :ok = :ex_esdb_nif.append(nif, ref, stream_id, :any, evs)
-      assert_receive {^ref, {:ok, _, _}}
+      # a commit of 600 took over 100 ms (assert_receive's default) at load 18
+      assert_receive {^ref, {:ok, _, _}}, 5_000
     end
 
     all_records = take(:all, 3_000)
@@ -353,7 +354,7 @@ defmodule ExESDB.CNodeSessionTest do
     ref = Process.monitor(s)
     {_, 0} = System.cmd("kill", ["-9", "#{cn.os_pid}"])
     assert_receive {:got, :p, {:subscription_down, {:transient, ^id}, :closed}}, 10_000
-    assert_receive {:DOWN, ^ref, :process, _, {:shutdown, {:cnode_down, :noconnection}}}
+    assert_receive {:DOWN, ^ref, :process, _, {:shutdown, {:cnode_down, :noconnection}}}, 5_000
   end
 
   test "session requests: checked, refused without a session, answered as documented",
