@@ -172,7 +172,8 @@ defmodule ExESDB.Chaos.Cluster do
 
     # a killed node's name leaves epmd when its socket closes
     wait_until(fn -> :erl_epmd.port_please(spec.name, ~c"localhost") == :noport end)
-    {:ok, peer, ^node} = :peer.start(%{name: spec.name, args: args, env: env})
+    # a VM's boot may take over :peer's default 15 s on a loaded machine
+    {:ok, peer, ^node} = :peer.start(%{name: spec.name, args: args, env: env, wait_boot: 60_000})
     os_pid = :erpc.call(node, :os, :getpid, [])
 
     Agent.update(ctx.state, fn s ->
