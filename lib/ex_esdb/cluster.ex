@@ -261,7 +261,8 @@ defmodule ExESDB.Cluster do
   @doc """
   Hand leadership to `node` (nil: the most up-to-date voter), for a
   planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
-  node took it up within an election timeout), `:no_quorum`,
+  node took it up within an election timeout; the target may still win
+  the election it started: see `leader/1` once it settled), `:no_quorum`,
   `{:not_leader, nil}` (a leader this node cannot name), `{:unreachable,
   leader}`, `:outcome_unknown` (as `add/2`'s).
   """
