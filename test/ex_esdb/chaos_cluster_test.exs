@@ -35,4 +35,14 @@ defmodule ExESDB.ChaosClusterTest do
     assert v.valid?, inspect(v.anomalies, pretty: true, limit: 30)
     assert v.stats.acknowledged > 0 and v.stats.replicas == 2
   end
+
+  # chaos_faults_test's join failed once with {:exit, :timeout}: the spare
+  # node's distribution port, picked free at the start, had been taken
+  # by the time it joined, and a peer that cannot listen never boots
+  test "the spare node's distribution port is kept free until it joins", ctx do
+    port = ctx.specs[ctx.joiner].dist_port
+    assert {:error, :eaddrinuse} = :gen_tcp.listen(port, reuseaddr: true)
+    assert :ok = Cluster.join(ctx, hd(ctx.nodes))
+    assert :ok = Cluster.leave(ctx, hd(ctx.nodes))
+  end
 end

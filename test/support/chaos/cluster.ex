@@ -73,7 +73,15 @@ defmodule ExESDB.Chaos.Cluster do
          }}
       end
 
-    {:ok, state} = Agent.start(fn -> %{peers: %{}, os_pids: %{}} end)
+    # the spare node's distribution port is held (by the Agent) until it
+    # joins: picked free now but used minutes later, another process had
+    # taken it once, and a peer whose port is taken never boots
+    # (:peer.start exits :timeout after 15 s)
+    {:ok, state} =
+      Agent.start(fn ->
+        %{peers: %{}, os_pids: %{}, held: hold(%{}, joiner, specs[joiner].dist_port)}
+      end)
+
     ExUnit.Callbacks.on_exit(fn -> stop_all(state) end)
     ctx = %{store: store, nodes: seeds, joiner: joiner, specs: specs, state: state, dir: dir}
 
@@ -172,6 +180,7 @@ defmodule ExESDB.Chaos.Cluster do
 
     # a killed node's name leaves epmd when its socket closes
     wait_until(fn -> :erl_epmd.port_please(spec.name, ~c"localhost") == :noport end)
+    Agent.update(ctx.state, &%{&1 | held: release(&1.held, node)})
     # a VM's boot may take over :peer's default 15 s on a loaded machine
     {:ok, peer, ^node} = :peer.start(%{name: spec.name, args: args, env: env, wait_boot: 60_000})
     os_pid = :erpc.call(node, :os, :getpid, [])
@@ -268,7 +277,23 @@ defmodule ExESDB.Chaos.Cluster do
       end)
 
     :peer.stop(peer)
+    # held again for its next join (if the port is free yet)
+    Agent.update(ctx.state, &%{&1 | held: hold(&1.held, node, ctx.specs[node].dist_port)})
     :ok
+  end
+
+  # A listening socket on every address: no bind or connect here takes the port.
+  defp hold(held, node, port) do
+    case :gen_tcp.listen(port, reuseaddr: true) do
+      {:ok, sock} -> Map.put(held, node, sock)
+      {:error, _} -> held
+    end
+  end
+
+  defp release(held, node) do
+    {sock, held} = Map.pop(held, node)
+    if sock, do: :gen_tcp.close(sock)
+    held
   end
 
   defp members(store, node) do
