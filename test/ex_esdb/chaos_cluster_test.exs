@@ -39,9 +39,12 @@ defmodule ExESDB.ChaosClusterTest do
   # chaos_faults_test's join failed once with {:exit, :timeout}: the spare
   # node's distribution port, picked free at the start, had been taken
   # by the time it joined, and a peer that cannot listen never boots
-  test "the spare node's distribution port is kept free until it joins", ctx do
-    port = ctx.specs[ctx.joiner].dist_port
-    assert {:error, :eaddrinuse} = :gen_tcp.listen(port, reuseaddr: true)
+  test "the spare node's ports are kept free until it joins", ctx do
+    spec = ctx.specs[ctx.joiner]
+
+    for port <- [spec.dist_port, spec.raft_port],
+        do: assert({:error, :eaddrinuse} = :gen_tcp.listen(port, reuseaddr: true))
+
     assert :ok = Cluster.join(ctx, hd(ctx.nodes))
     assert :ok = Cluster.leave(ctx, hd(ctx.nodes))
   end

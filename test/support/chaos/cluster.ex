@@ -73,13 +73,13 @@ defmodule ExESDB.Chaos.Cluster do
          }}
       end
 
-    # the spare node's distribution port is held (by the Agent) until it
-    # joins: picked free now but used minutes later, another process had
-    # taken it once, and a peer whose port is taken never boots
-    # (:peer.start exits :timeout after 15 s)
+    # the spare node's distribution and raft ports are held (by the
+    # Agent) until it joins: picked free now but used minutes later,
+    # another process had taken one once, and a peer whose distribution
+    # port is taken never boots (:peer.start exits :timeout)
     {:ok, state} =
       Agent.start(fn ->
-        %{peers: %{}, os_pids: %{}, held: hold(%{}, joiner, specs[joiner].dist_port)}
+        %{peers: %{}, os_pids: %{}, held: hold(%{}, joiner, specs[joiner])}
       end)
 
     ExUnit.Callbacks.on_exit(fn -> stop_all(state) end)
@@ -278,21 +278,23 @@ defmodule ExESDB.Chaos.Cluster do
 
     :peer.stop(peer)
     # held again for its next join (if the port is free yet)
-    Agent.update(ctx.state, &%{&1 | held: hold(&1.held, node, ctx.specs[node].dist_port)})
+    Agent.update(ctx.state, &%{&1 | held: hold(&1.held, node, ctx.specs[node])})
     :ok
   end
 
   # A listening socket on every address: no bind or connect here takes the port.
-  defp hold(held, node, port) do
-    case :gen_tcp.listen(port, reuseaddr: true) do
-      {:ok, sock} -> Map.put(held, node, sock)
-      {:error, _} -> held
-    end
+  defp hold(held, node, spec) do
+    socks =
+      for port <- [spec.dist_port, spec.raft_port],
+          {:ok, sock} <- [:gen_tcp.listen(port, reuseaddr: true)],
+          do: sock
+
+    Map.put(held, node, socks)
   end
 
   defp release(held, node) do
-    {sock, held} = Map.pop(held, node)
-    if sock, do: :gen_tcp.close(sock)
+    {socks, held} = Map.pop(held, node, [])
+    Enum.each(socks, &:gen_tcp.close/1)
     held
   end
 
