@@ -76,8 +76,10 @@ defmodule ExESDB.Cluster.Seeding do
   (`ExESDB.backup/2`, LMDB's `mdb_env_copyfd2` with compaction, while its
   writes go on) beside its store directory and the receiver reads it in
   1 MiB pieces (`:erpc`), writes it to a `.tmp` file, flushes it and
-  renames it. The member removes its copy when the receiver is done or
-  goes away. Neither node's raft loop waits for any of it.
+  renames it. The member removes its copy when the receiver is done
+  (also when its fetch failed), goes away, or reads nothing for two
+  minutes; it keeps at most one copy per receiver (asking again replaces
+  the earlier copy), and a failed fetch is retried after a pause. Neither node's raft loop waits for any of it.
   """
 
   import Bitwise
@@ -259,20 +261,41 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
+  @doc false
+  # The node a record names, when an atom names it already; else nil
+  # (records are data: they must not make atoms).
+  @spec node_named(String.t()) :: node() | nil
+  def node_named(name) do
+    String.to_existing_atom(name)
+  rescue
+    ArgumentError -> nil
+  end
+
   # ---- the copy ------------------------------------------------------------------
 
-  # Fetch a copy of `from`'s store into path/name; its path.
-  defp fetch(from, store_id, path, file_mode, name \\ @copy) do
+  @doc false
+  # Fetch a copy of `from`'s store into path/name; its path. Raises when
+  # the copy cannot be made or moved; the member's copy is let go either
+  # way.
+  def fetch(from, store_id, path, file_mode, name \\ @copy) do
     File.mkdir_p!(path)
     tmp = Path.join(path, name <> ".tmp")
 
     {:ok, holder, src, size} = :erpc.call(from, __MODULE__, :copy_open, [store_id, self()], 600_000)
 
-    {:ok, fd} = :file.open(tmp, [:write, :raw, :binary])
-    :ok = pull(from, src, fd, 0, size)
-    :ok = :file.sync(fd)
-    :ok = :file.close(fd)
-    send(holder, :done)
+    try do
+      {:ok, fd} = :file.open(tmp, [:write, :raw, :binary])
+
+      try do
+        :ok = pull(from, holder, src, fd, 0, size)
+        :ok = :file.sync(fd)
+      after
+        :file.close(fd)
+      end
+    after
+      send(holder, :done)
+    end
+
     File.chmod!(tmp, file_mode)
     dest = Path.join(path, name)
     File.rename!(tmp, dest)
@@ -280,27 +303,35 @@ defmodule ExESDB.Cluster.Seeding do
     dest
   end
 
-  defp pull(_from, _src, _fd, offset, size) when offset >= size, do: :ok
+  defp pull(_from, _holder, _src, _fd, offset, size) when offset >= size, do: :ok
 
-  defp pull(from, src, fd, offset, size) do
-    {:ok, bin} = :erpc.call(from, __MODULE__, :copy_read, [src, offset, @chunk], 60_000)
+  defp pull(from, holder, src, fd, offset, size) do
+    {:ok, bin} = :erpc.call(from, __MODULE__, :copy_read, [holder, src, offset, @chunk], 60_000)
     :ok = :file.write(fd, bin)
-    pull(from, src, fd, offset + byte_size(bin), size)
+    pull(from, holder, src, fd, offset + byte_size(bin), size)
   end
 
   @doc false
   # On a member: a consistent compacted copy of the store beside its
-  # directory, kept until `requester` is done or gone.
+  # directory, kept until `requester` is done or gone, or reads nothing
+  # for @idle ms. One copy per requester: a requester asking again (its
+  # last fetch failed) replaces its earlier copy, so retries cannot pile
+  # copies up on the member's disk.
   def copy_open(store_id, requester) do
     with {:ok, s} <- ExESDB.Store.fetch(store_id) do
-      dir = "#{s.path}.copy-#{System.unique_integer([:positive])}"
+      prefix = "#{s.path}.copy-#{:erlang.phash2(requester, 1 <<< 32)}-"
+      drop_copies(prefix)
+      dir = prefix <> Integer.to_string(System.unique_integer([:positive]))
 
-      case s.backend.backup(s, dir) do
-        :ok ->
-          src = Path.join(dir, "data.mdb")
-          holder = spawn(fn -> hold(requester, dir) end)
-          {:ok, holder, src, File.stat!(src).size}
-
+      with :ok <- s.backend.backup(s, dir),
+           src = Path.join(dir, "data.mdb"),
+           {:ok, %{size: size}} <- File.stat(src) do
+        holder = spawn(fn -> hold(requester, dir) end)
+        # the copy's directory names its holder: the next copy_open for
+        # this requester finds it there
+        File.write(Path.join(dir, "holder"), :erlang.term_to_binary(holder))
+        {:ok, holder, src, size}
+      else
         e ->
           File.rm_rf(dir)
           e
@@ -308,21 +339,49 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
-  defp hold(requester, dir) do
-    ref = Process.monitor(requester)
-
-    receive do
-      :done -> :ok
-      {:DOWN, ^ref, _, _, _} -> :ok
-    after
-      3_600_000 -> :ok
+  # Copies made for one requester: each holder told to let go, waited
+  # for; a copy whose holder is gone (this VM restarted) removed.
+  defp drop_copies(prefix) do
+    for dir <- Path.wildcard(prefix <> "*") do
+      with {:ok, bin} <- File.read(Path.join(dir, "holder")),
+           pid when is_pid(pid) <- :erlang.binary_to_term(bin, [:safe]),
+           true <- node(pid) == node() and Process.alive?(pid) do
+        ref = Process.monitor(pid)
+        send(pid, :done)
+        receive do: ({:DOWN, ^ref, _, _, _} -> :ok)
+      else
+        _ -> File.rm_rf(dir)
+      end
     end
 
+    :ok
+  rescue
+    _ -> :ok
+  end
+
+  # A copy nobody has read from for this long is let go (the requester
+  # stuck or cut off): it would otherwise hold the member's disk.
+  @idle 120_000
+
+  defp hold(requester, dir) do
+    ref = Process.monitor(requester)
+    held(ref)
     File.rm_rf(dir)
   end
 
+  defp held(ref) do
+    receive do
+      :read -> held(ref)
+      :done -> :ok
+      {:DOWN, ^ref, _, _, _} -> :ok
+    after
+      @idle -> :ok
+    end
+  end
+
   @doc false
-  def copy_read(src, offset, len) do
+  def copy_read(holder, src, offset, len) do
+    send(holder, :read)
     {:ok, fd} = :file.open(src, [:read, :raw, :binary])
 
     try do
@@ -465,7 +524,9 @@ defmodule ExESDB.Cluster.Seeding do
         end
     end
   catch
+    # an error, so that the keeper waits before it asks again
     kind, reason ->
       Logger.warning("ExESDB: fetching a copy failed: #{inspect({kind, reason})}")
+      {:error, {kind, reason}}
   end
 end
