@@ -814,6 +814,10 @@ count(N) -> {is_integer(N) andalso N >= 0, invalid_count, N}.
 direction(D) -> {D =:= forward orelse D =:= backward, invalid_direction, D}.
 source_uuid(U) -> {is_binary(U) andalso U =/= <<>>, invalid_source_uuid, U}.
 %% A checkpoint is a subscription's: its name is the subscription's.
+%% Names starting `ex_esdb:' are the store's own (a cluster's member
+%% records, its barrier): refused as the Elixir API refuses them, so that
+%% no caller forges or deletes one.
+name(<<"ex_esdb:", _/binary>> = Name) -> {false, invalid_subscription_name, Name};
 name(Name) -> {is_binary(Name), invalid_subscription_name, Name}.
 
 expected(E) ->

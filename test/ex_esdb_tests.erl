@@ -601,6 +601,13 @@ bad_arguments_test() ->
               fun() -> ex_esdb:get_checkpoint(S, 1) end},
              {{invalid_subscription_name, 1},
               fun() -> ex_esdb:delete_checkpoint(S, 1) end},
+             %% the store's own names (a cluster's member records)
+             {{invalid_subscription_name, <<"ex_esdb:member:a@h">>},
+              fun() -> ex_esdb:put_checkpoint(S, <<"ex_esdb:member:a@h">>, 1, <<>>) end},
+             {{invalid_subscription_name, <<"ex_esdb:member:a@h">>},
+              fun() -> ex_esdb:get_checkpoint(S, <<"ex_esdb:member:a@h">>) end},
+             {{invalid_subscription_name, <<"ex_esdb:barrier">>},
+              fun() -> ex_esdb:delete_checkpoint(S, <<"ex_esdb:barrier">>) end},
              {{invalid_path, 42}, fun() -> ex_esdb:backup(S, 42) end},
              {{invalid_path, 42}, fun() -> ex_esdb:open(42, #{}) end},
              {{invalid_options, 42}, fun() -> ex_esdb:open("/tmp/x", 42) end}],

@@ -169,13 +169,18 @@ defmodule ExESDB.Cluster do
   The members recorded in this node's replica, `%{id => node}`: every
   member records its node and id once it has a leader
   (`ExESDB.Cluster.Seeding`; a member that came back from a lost data
-  directory under a new id records that one).
+  directory under a new id records that one). A node name no atom of
+  this VM names (a node it never knew) is left out: names read from the
+  store do not make atoms.
   """
   @spec member_nodes(atom()) :: {:ok, %{pos_integer() => node()}} | {:error, term()}
   def member_nodes(store_id) do
     with {:ok, s} <- cluster_store(store_id),
          {:ok, m} <- ExESDB.Cluster.Seeding.recorded(s) do
-      {:ok, Map.new(m, fn {n, id} -> {id, String.to_atom(n)} end)}
+      named =
+        for {n, id} <- m, node <- List.wrap(ExESDB.Cluster.Seeding.node_named(n)), do: {id, node}
+
+      {:ok, Map.new(named)}
     end
   end
 

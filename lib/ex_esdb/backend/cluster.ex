@@ -447,8 +447,11 @@ defmodule ExESDB.Backend.Cluster do
 
   defp recorded_node(h, id) do
     case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
-      {:ok, m} -> Enum.find_value(m, fn {n, i} -> i == id and String.to_atom(n) end)
-      _ -> nil
+      {:ok, m} ->
+        Enum.find_value(m, fn {n, i} -> i == id and ExESDB.Cluster.Seeding.node_named(n) end)
+
+      _ ->
+        nil
     end
   end
 
