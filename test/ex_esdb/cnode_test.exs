@@ -59,8 +59,11 @@ defmodule ExESDB.CNodeTest do
         args: args
       ])
 
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+    # nil: a node that refused its arguments may have exited already (its
+    # lines and exit status are in the mailbox), nothing to kill
+    with {:os_pid, os_pid} <- Port.info(port, :os_pid),
+         do: on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+
     # Only a node told to read its cookie from stdin gets it there: one
     # that refuses its arguments may be gone already, and writing to it
     # would end this test with the port's :epipe.
