@@ -653,8 +653,13 @@ static int apply_txn(esdb_store *s, uint64_t index, const uint64_t *at,
 	for (size_t i = 0; i < n; i++) {
 		esdb_result *r = &results[i];
 		memset(r, 0, sizeof(*r));
-		if ((at ? at[i] : index + i) <= applied)
+		/* Applied before (a replay, or a copy that came in past
+		 * it): its result then is not known here, and a caller
+		 * waiting for it must not read a zeroed success. */
+		if ((at ? at[i] : index + i) <= applied) {
+			r->rc = ESDB_EOUTCOME_UNKNOWN;
 			continue;
+		}
 		r->rc = apply_one(&c, &cmds[i], r);
 		if (r->rc) {
 			if (is_fatal(r->rc) ||

@@ -79,11 +79,11 @@ out:
 
 /* Is the file at `path` a store of this format? Opened apart, read-only
  * and without a lock file, before it replaces anything. */
-static int check_copy(const char *path, uint64_t mapsize)
+static int check_copy(const char *path, uint64_t mapsize, uint64_t *applied)
 {
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi meta;
+	MDB_dbi meta, main;
 	MDB_val k = {6, "format"}, v;
 	int rc = mdb_env_create(&env);
 	if (rc)
@@ -112,6 +112,8 @@ static int check_copy(const char *path, uint64_t mapsize)
 	else if (rc == 0 && esdb_le32_get((const uint8_t *)v.mv_data + 6) !=
 	                        ESDB_FORMAT_VERSION)
 		rc = ESDB_EFORMAT;
+	if (rc == 0 && (rc = mdb_dbi_open(txn, NULL, 0, &main)) == 0)
+		rc = esdb__applied_index(txn, main, applied);
 	mdb_txn_abort(txn);
 	mdb_env_close(env);
 	return esdb__mdb_rc(rc);
@@ -152,12 +154,31 @@ static bool open_elsewhere(const esdb_store *s)
 /* Swap the file at `tmp` in as data.mdb, with no transaction live: the
  * apply lock keeps the commit path out, the map lock held exclusive waits
  * for the reads in progress and holds new ones back. */
-static int swap_in(esdb_store *s, const char *tmp, const char *data)
+static int swap_in(esdb_store *s, const char *tmp, const char *data,
+                   uint64_t copy_applied)
 {
 	MDB_envinfo info;
 	uint64_t last = 0, applied = 0;
 	int rc;
 	pthread_mutex_lock(&s->apply_lock);
+	/* Asked again with the commit path held out: the replica may have
+	 * stopped waiting while the copy was written (another restore came
+	 * in first). A copy behind the store would move its applied index
+	 * back: readers would see the store go back, and the replica
+	 * renumber what it applied. */
+	if (s->commit.replicated) {
+		uint64_t now = 0;
+		if (!(s->commit.may_restore &&
+		      s->commit.may_restore(&s->commit)))
+			rc = ESDB_EINVAL;
+		else if ((rc = esdb_store_get_applied_index(s, &now)) == 0 &&
+		         copy_applied < now)
+			rc = ESDB_EINVAL;
+		if (rc) {
+			pthread_mutex_unlock(&s->apply_lock);
+			return rc;
+		}
+	}
 	pthread_rwlock_wrlock(&s->map_lock);
 	if ((rc = mdb_env_info(s->env, &info)))
 		goto out;
@@ -202,6 +223,7 @@ out:
 int esdb_store_restore(esdb_store *s, int fd)
 {
 	char tmp[PATH_MAX], data[PATH_MAX];
+	uint64_t copy_applied = 0;
 	if (!s || fd < 0)
 		return ESDB_EINVAL;
 	if (!s->is_open)
@@ -222,10 +244,19 @@ int esdb_store_restore(esdb_store *s, int fd)
 	        (int)sizeof(data))
 		return ESDB_EINVAL;
 	unlink(tmp); /* left by a restore that did not finish */
-	int out =
-	    open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, s->file_mode);
+	/* a name of its own: two restores at once write two files */
+	if (snprintf(tmp, sizeof(tmp), "%s/" RESTORE_FILE ".XXXXXX", s->path) >=
+	    (int)sizeof(tmp))
+		return ESDB_EINVAL;
+	int out = mkostemp(tmp, O_CLOEXEC);
 	if (out < 0)
 		return esdb__space_rc(s->path, errno);
+	if (fchmod(out, s->file_mode)) {
+		int e = errno;
+		close(out);
+		unlink(tmp);
+		return e;
+	}
 	int rc = pour(fd, out);
 	if (!rc && fsync(out))
 		rc = errno;
@@ -238,10 +269,11 @@ int esdb_store_restore(esdb_store *s, int fd)
 		if (!rc && st.st_size < 2 * 4096)
 			rc = ESDB_EFOREIGN;
 		if (!rc)
-			rc = check_copy(tmp, (uint64_t)st.st_size + (1u << 20));
+			rc = check_copy(tmp, (uint64_t)st.st_size + (1u << 20),
+			                &copy_applied);
 	}
 	if (!rc)
-		rc = swap_in(s, tmp, data);
+		rc = swap_in(s, tmp, data, copy_applied);
 	if (rc)
 		unlink(tmp);
 	if (rc == 0)

@@ -389,8 +389,9 @@ int esdb_cmd_check(const uint8_t *buf, size_t len);
  * one after its applied index, as the local writer does). The index of
  * the batch's last command is stored in the same transaction as its
  * effects (esdb_store_get_applied_index), so a command at or below the stored
- * index was applied before and is skipped: its result is rc 0 with
- * version and position 0, and a batch wholly at or below it is a no-op.
+ * index was applied before and is skipped: its result is
+ * ESDB_EOUTCOME_UNKNOWN with version and position 0 (what it did then is
+ * not known here), and a batch wholly at or below it is a no-op.
  * Replaying a log after a crash is thus idempotent. A batch that
  * changes nothing (every command refused) commits nothing and leaves the
  * index where it was. Indexes may jump (log entries that are not

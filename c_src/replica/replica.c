@@ -516,7 +516,7 @@ static int store_settle(esdb_replica *r, const char *before)
 static int snapshot_settle(esdb_replica *r)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
+	clock_gettime(CLOCK_MONOTONIC, &until); /* r->cond's clock */
 	uint64_t ns =
 	    (uint64_t)until.tv_nsec + (uint64_t)r->cfg.heartbeat_ms * 1000000u;
 	until.tv_sec += (time_t)(ns / 1000000000u);
@@ -804,11 +804,16 @@ static void propose(esdb_replica *r)
 		size_t n, bytes;
 		pthread_mutex_lock(&r->lock);
 		bool leader = raft_state(&r->raft) == RAFT_LEADER;
+		bool waits_copy = r->needs_copy != 0;
 		esdb_commit_req *reqs =
 		    leader ? take_batch(r, &n, &bytes) : NULL;
 		pthread_mutex_unlock(&r->lock);
 		if (!reqs)
 			return;
+		if (waits_copy) { /* as path_submit: never proposed */
+			answer_all(reqs, ESDB_ENOT_LEADER);
+			continue;
+		}
 		esdb_cmd *cmds = malloc(n * sizeof(*cmds));
 		proposal *p = calloc(1, sizeof(*p));
 		size_t size = 0;
@@ -1297,7 +1302,9 @@ static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
 		rc = r->failed;
 	else if (r->stopping)
 		rc = ESDB_ECLOSED;
-	else if (!r->leader)
+	else if (!r->leader || r->needs_copy)
+		/* a leader whose store waits for a copy cannot say what
+		 * an append did (the copy may come in past it) */
 		rc = ESDB_ENOT_LEADER;
 	else if (r->in_bytes + req->cmd.len > r->cfg.max_queue_bytes &&
 	         r->in_head)
@@ -1361,7 +1368,11 @@ static void path_restored(esdb_commit_path *cp, uint64_t applied)
 {
 	esdb_replica *r = cp->impl;
 	pthread_mutex_lock(&r->lock);
-	r->applied = r->synced = applied >> 16;
+	/* swap_in refuses a copy behind the store: never backwards */
+	if ((applied >> 16) > r->applied)
+		r->applied = applied >> 16;
+	if ((applied >> 16) > r->synced)
+		r->synced = applied >> 16;
 	if (applied >= r->needs_copy)
 		r->needs_copy = 0;
 	pthread_cond_broadcast(&r->writer_cond);
@@ -1474,7 +1485,13 @@ int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
 	c->address = c->bind_address = c->dir = NULL;
 	c->members = NULL;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->cond, NULL);
+	/* timed waits on it (snapshot_settle) keep to the monotonic clock:
+	 * a wall clock set back would stretch them */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&r->writer_cond, NULL);
 	esdb_commit_path cp = {
 	    .impl = r,

@@ -84,7 +84,7 @@ TEST(applying_at_or_below_the_applied_index_is_a_no_op)
 	commits = st.commits;
 	REQUIRE_OK(esdb_store_apply(s, 10, cmds, 3, r));
 	for (int i = 0; i < 3; i++) {
-		CHECK_RC(r[i].rc, 0);
+		CHECK_RC(r[i].rc, ESDB_EOUTCOME_UNKNOWN);
 		CHECK_EQ(r[i].position, 0);
 	}
 	REQUIRE_OK(esdb_store_apply(s, 1, cmds, 1, r));
@@ -228,6 +228,10 @@ TEST(apply_at_takes_an_index_per_command)
 	uint64_t at2[2] = {(9 << 16) | 1, 10 << 16};
 	REQUIRE_OK(esdb_store_apply_at(s, at2, again, 2, r));
 	CHECK_EQ(r[0].position, 0);
+	CHECK_EQ(r[0].version, 0);
+	/* never a zeroed success for a command applied before */
+	CHECK_RC(r[0].rc, ESDB_EOUTCOME_UNKNOWN);
+	CHECK_RC(r[1].rc, 0);
 	CHECK_EQ(r[1].position, 5);
 	CHECK_EQ(events(s), 5);
 	CHECK_EQ(applied(s), 10 << 16);

@@ -5,6 +5,7 @@
 
 #include "replica.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -90,6 +91,12 @@ TEST(a_replica_behind_the_snapshots_waits_for_a_restored_copy)
 		REQUIRE_OK(start(&nodes[i], i + 1));
 	int l = leader_of(nodes);
 	REQUIRE(l >= 0);
+	/* a copy from before anything was written: behind every store */
+	char old_path[600];
+	snprintf(old_path, sizeof(old_path), "%s/old", tmp_dir());
+	int old = open(old_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(old >= 0);
+	REQUIRE_OK(esdb_store_copy(nodes[l].s, old));
 	REQUIRE_OK(append(nodes, &l, 1));
 	int f = (l + 1) % N;
 	for (int t = 0; t < 1000 && events(nodes[f].s) < 1; t++)
@@ -112,6 +119,33 @@ TEST(a_replica_behind_the_snapshots_waits_for_a_restored_copy)
 
 	/* raft goes on meanwhile: the cluster takes writes */
 	REQUIRE_OK(append(nodes, &l, 402));
+
+	/* a copy behind the waiting store is refused: its applied index
+	 * (and what readers see) never goes back */
+	uint64_t before = 0;
+	REQUIRE_OK(esdb_store_get_applied_index(nodes[f].s, &before));
+	REQUIRE(lseek(old, 0, SEEK_SET) == 0);
+	CHECK_RC(esdb_store_restore(nodes[f].s, old), ESDB_EINVAL);
+	close(old);
+	uint64_t after = 0;
+	REQUIRE_OK(esdb_store_get_applied_index(nodes[f].s, &after));
+	CHECK_EQ(after, before);
+	CHECK_EQ(events(nodes[f].s), 1);
+	CHECK(esdb_replica_get_needs_copy(nodes[f].r) > 0);
+
+	/* Leading while it waits, it takes no appends: what one did could
+	 * not be told once a copy came in past it.
+	 * Raft may not hand it leadership in time (ETIMEDOUT): then only
+	 * the rest is checked. */
+	int moved = esdb_replica_transfer(nodes[l].r, f + 1);
+	CHECK(moved == 0 || moved == ETIMEDOUT);
+	if (moved == 0 && esdb_replica_is_leader(nodes[f].r)) {
+		uint8_t id[16];
+		esdb_new_event ev = make_event(id, 9999, "t", "d");
+		CHECK_RC(esdb_stream_append(nodes[f].s, "s", 1, ESDB_EXPECT_ANY,
+		                            &ev, 1, NULL),
+		         ESDB_ENOT_LEADER);
+	}
 
 	/* a copy of the leader's store, restored under the follower */
 	char path[600];
