@@ -51,4 +51,44 @@ defmodule ExESDB.ClusterSeedingTest do
 
     assert Seeding.prepare(%{}, dir, config(2, @seeds)) == config(2, @seeds)
   end
+
+  # A seed that is not running and cannot be reached (no VM by that name
+  # on this host: epmd refuses at once).
+  defp silent_seed do
+    [_, host] = node() |> Atom.to_string() |> String.split("@")
+    :"nobody_#{System.unique_integer([:positive])}@#{host}"
+  end
+
+  defp options(seeds), do: %{seed_nodes: seeds, store_id: :seeding_test, seed_wait: 0}
+
+  # A seed without raft state must not bootstrap (as the voter it may
+  # have been) while another seed does not answer: that one may be a
+  # running member recording it, cut off or slow.
+  test "a seed without raft state does not bootstrap while a seed does not answer", %{dir: dir} do
+    File.mkdir_p!(dir)
+
+    assert_raise RuntimeError, ~r/do not answer/, fn ->
+      Seeding.prepare(options([node(), silent_seed()]), dir, config(2, @seeds))
+    end
+  end
+
+  test "a seed whose seeds all answer, none running, bootstraps", %{dir: dir} do
+    File.mkdir_p!(dir)
+    assert Seeding.prepare(options([node()]), dir, config(1, @seeds)) == config(1, @seeds)
+  end
+
+  # Killed between the fetched copy's rename (data.mdb.copy) and its
+  # install: the next start installs it and, with no raft state yet, asks
+  # the members again rather than opening as its seed id.
+  test "a copy installed with no raft state is not opened as the seed", %{dir: dir} do
+    File.mkdir_p!(dir)
+    File.write!(Path.join(dir, "data.mdb.copy"), "a copy")
+
+    assert_raise RuntimeError, ~r/do not answer/, fn ->
+      Seeding.prepare(options([node(), silent_seed()]), dir, config(2, @seeds))
+    end
+
+    assert File.read!(Path.join(dir, "data.mdb")) == "a copy"
+    refute File.exists?(Path.join(dir, "data.mdb.copy"))
+  end
 end

@@ -35,14 +35,24 @@ defmodule ExESDB.Cluster.Seeding do
       raft need only send it what was committed after the copy.
     * otherwise (no member runs the store, or none records this seed) a
       seed writes the seed list's configuration (`ExESDB.Cluster`): the
-      first formation.
+      first formation. It does so only when every other seed answered
+      (its VM up, its store not running): a seed that cannot be reached
+      or does not answer within 5 s may be a running member that records
+      this node (a wiped seed cut off from the others, or one slow under
+      load would otherwise come back as its old voter). It asks again
+      every second, logging which seeds do not answer, without limit.
+      First formation thus needs every seed's VM up (the stores may start
+      in any order).
+    * a copy installed at the start (fetched, then the node killed before
+      it opened) with no raft state yet: asked again as above, not opened
+      as the seed id.
 
-  Not covered: a wiped seed restarted while no other member runs the
-  store cannot tell a first formation from a lost disk and bootstraps as
-  a seed. With a majority of the members down that is beyond what the
-  cluster tolerates anyway; bring the others up first. A seed wiped
-  between its first start and its record being applied (the first
-  heartbeats of a new cluster) is not recognised either.
+  Not covered: a wiped seed restarted while the other seeds' VMs are up
+  but none runs the store cannot tell a first formation from a lost disk
+  and bootstraps as a seed. With a majority of the members down that is
+  beyond what the cluster tolerates anyway; bring the others up first. A
+  seed wiped between its first start and its record being applied (the
+  first heartbeats of a new cluster) is not recognised either.
 
   ## Raft state that cannot be read
 
@@ -104,7 +114,13 @@ defmodule ExESDB.Cluster.Seeding do
     cond do
       File.exists?(Path.join(path, @copy)) ->
         install(path)
-        stored_id(path, config)
+
+        # a copy fetched for a come-back or a join, the node killed before
+        # it opened: with no raft state yet it asks again (it must not
+        # open as its seed id with the seed configuration)
+        if File.exists?(Path.join([path, "raft", "node_id"])),
+          do: stored_id(path, config),
+          else: pristine(options, path, config)
 
       File.exists?(Path.join([path, "raft", "node_id"])) ->
         stored_id(path, config)
@@ -138,7 +154,7 @@ defmodule ExESDB.Cluster.Seeding do
   def set_aside(options, path) do
     me = Atom.to_string(node())
 
-    if Enum.any?(ask(options), fn {_n, a} -> Map.has_key?(a.recorded, me) end) do
+    if Enum.any?(running(ask(options)), fn {_n, a} -> Map.has_key?(a.recorded, me) end) do
       stamp = System.os_time(:second)
       Logger.warning("ExESDB: #{me}'s raft state in #{path} cannot be read: setting it aside")
       File.rename!(Path.join(path, "raft"), Path.join(path, "raft.unusable-#{stamp}"))
@@ -160,7 +176,7 @@ defmodule ExESDB.Cluster.Seeding do
   defp pristine(options, path, config) do
     seed? = config.nif.members != []
 
-    case ask(options) do
+    case pristine_answers(options, seed?) do
       [] ->
         config
 
@@ -201,25 +217,69 @@ defmodule ExESDB.Cluster.Seeding do
     if id == former, do: fresh_id(former), else: id
   end
 
-  # What the members running the store answer: [{node, state}].
+  # The members running the store, for a node without raft state. A seed
+  # with none running bootstraps only when every other seed answered (its
+  # store not running): a seed that cannot be reached or does not answer
+  # in time may be a running member that records this node (a wiped seed
+  # cut off, or slow under load); it asks again until each answers, or
+  # raises after `options.seed_wait` ms (default: no limit).
+  @retry 1_000
+
+  defp pristine_answers(options, seed?, tries \\ 1) do
+    answers = ask(options)
+    others = options.seed_nodes -- [node()]
+
+    silent = for {n, :unreachable} <- answers, n in others, do: n
+
+    cond do
+      running(answers) != [] or not seed? or silent == [] ->
+        running(answers)
+
+      waited_out?(tries * @retry, Map.get(options, :seed_wait, :infinity)) ->
+        raise "ExESDB: #{node()} has no raft state and seeds #{inspect(silent)} do not " <>
+                "answer: it cannot tell a first formation from a lost data directory"
+
+      true ->
+        if rem(tries, 10) == 1,
+          do:
+            Logger.warning(
+              "ExESDB: #{node()} has no raft state and seeds #{inspect(silent)} do not " <>
+                "answer: waiting for them before it bootstraps (it may be a member they record)"
+            )
+
+        Process.sleep(@retry)
+        pristine_answers(options, seed?, tries + 1)
+    end
+  end
+
+  defp waited_out?(_ms, :infinity), do: false
+  defp waited_out?(ms, limit), do: ms > limit
+
+  defp running(answers), do: for({n, {:running, state}} <- answers, do: {n, state})
+
+  # What the nodes asked answer: [{node, {:running, state} | :not_running
+  # | :unreachable}] (:unreachable also when it did not answer in time).
   defp ask(options) do
-    ((options.seed_nodes ++ Node.list()) -- [node()])
-    |> Enum.uniq()
+    nodes = ((options.seed_nodes ++ Node.list()) -- [node()]) |> Enum.uniq()
+
+    nodes
     |> Task.async_stream(&ask_one(&1, options.store_id),
       timeout: @ask_timeout + 1000,
       on_timeout: :kill_task
     )
-    |> Enum.flat_map(fn
-      {:ok, {:ok, n, state}} -> [{n, state}]
-      _ -> []
+    |> Enum.zip(nodes)
+    |> Enum.map(fn
+      {{:ok, answer}, n} -> {n, answer}
+      {_, n} -> {n, :unreachable}
     end)
   end
 
   defp ask_one(n, store_id) do
     if Node.connect(n) == true do
       case :erpc.call(n, __MODULE__, :state, [store_id], @ask_timeout) do
-        {:ok, state} -> {:ok, n, state}
-        other -> other
+        {:ok, state} -> {:running, state}
+        {:error, :not_running} -> :not_running
+        _ -> :unreachable
       end
     else
       :unreachable
@@ -509,7 +569,7 @@ defmodule ExESDB.Cluster.Seeding do
   defp reseed(k) do
     Logger.warning("ExESDB: #{node()}'s store is behind raft's snapshot: fetching a copy")
 
-    case ask(%{seed_nodes: k.seeds, store_id: k.store_id}) do
+    case running(ask(%{seed_nodes: k.seeds, store_id: k.store_id})) do
       [] ->
         :no_member
 
