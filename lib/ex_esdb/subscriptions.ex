@@ -510,7 +510,9 @@ defmodule ExESDB.Subscriptions do
 
       {:error, {:already_started, pid}} ->
         try do
-          GenServer.call(pid, :delete, s.timeout)
+          # (it waits for its checkpoint write in flight, given up after
+          # the store's timeout, then submits the delete)
+          GenServer.call(pid, :delete, 2 * s.timeout)
         catch
           :exit, {:timeout, _} ->
             {:error, :timeout}

@@ -7,18 +7,27 @@ defmodule ExESDB.Test.GatedBackend do
   # later one passes too), then `{:done, command}` once submitted. A held async submit does not hold its caller:
   # a process of its own waits, submits, and passes the reply on as the
   # NIF would. start/2 runs a store's children (ExESDB.System's) with this
-  # backend.
+  # backend. With `mode: :refuse` a matching async submit is refused in the
+  # call instead (`{:error, :overloaded}`, as the NIF answers a full queue;
+  # reported as `{:refused, command}`), with `mode: :drop` it is taken and
+  # never answered (a C node that died with it in flight; reported as
+  # `{:dropped, command}`), until release/1.
   @behaviour ExESDB.Backend
 
   alias ExESDB.Backend.NIF
 
   @doc "Start a store on this backend; `match` picks the commands held."
-  def start(_context, match) do
+  def start(_context, match, opts \\ []) do
     store = :"gstore_#{System.unique_integer([:positive])}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
-    :persistent_term.put({__MODULE__, store}, %{owner: self(), match: match, open: false})
-    options = ExESDB.Options.resolve(store_id: store, data_dir: dir, durability: :nosync)
+    {mode, options} = Keyword.pop(opts, :mode, :hold)
+    gate = %{owner: self(), match: match, open: false, mode: mode}
+    :persistent_term.put({__MODULE__, store}, gate)
+
+    options =
+      ExESDB.Options.resolve([store_id: store, data_dir: dir, durability: :nosync] ++ options)
+
     options = Map.put(options, :backend_module, __MODULE__)
 
     children = [
@@ -59,6 +68,14 @@ defmodule ExESDB.Test.GatedBackend do
     cond do
       gate.open or not gate.match.(command, opts) ->
         NIF.submit(store, command, opts)
+
+      opts[:async] == true and gate.mode == :refuse ->
+        send(gate.owner, {:refused, command})
+        {:error, :overloaded}
+
+      opts[:async] == true and gate.mode == :drop ->
+        send(gate.owner, {:dropped, command})
+        :ok
 
       opts[:async] ->
         caller = self()

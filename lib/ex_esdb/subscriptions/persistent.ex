@@ -78,10 +78,14 @@ defmodule ExESDB.Subscriptions.Persistent do
         last_position: nil,
         # {$all position to read from, last version}: the stream was deleted
         stream_deleted: nil,
-        # the checkpoint write in flight (its reference) and the last
-        # checkpoint submitted: one write at a time (see ack/3)
+        # the checkpoint write in flight (its reference, and the timer
+        # that gives up waiting for it) and the last checkpoint submitted
+        # (nil: the last write failed): one write at a time (see ack/3)
         writing: nil,
+        write_timer: nil,
         written: nil,
+        # a failed write waits for :write_retry
+        write_retry: false,
         # a delete_subscription waiting for the write in flight
         delete_after: nil
       }
@@ -342,15 +346,31 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   # the reply to the checkpoint write in flight: the acks that came
   # meanwhile are written now, as one
-  def handle_info({ref, _reply}, %{writing: ref} = state) do
-    state = %{state | writing: nil}
+  # (one that failed is written again, after a while)
+  def handle_info({ref, reply}, %{writing: ref} = state) do
+    Process.cancel_timer(state.write_timer)
+    state = %{state | writing: nil, write_timer: nil}
 
-    if state.delete_after,
-      do: delete(state, state.delete_after),
-      else: {:noreply, write_acked(state)}
+    state =
+      if match?({:error, _}, reply),
+        do: retry_write(state),
+        else: state
+
+    written(state)
   end
 
   def handle_info({ref, _reply}, state) when is_reference(ref), do: {:noreply, state}
+
+  # A write in flight not answered within the store's timeout (a C node
+  # that died with it): given up on, written again (the same checkpoint
+  # twice is harmless).
+  def handle_info({:write_timeout, ref}, %{writing: ref} = state),
+    do: written(retry_write(%{state | writing: nil, write_timer: nil}))
+
+  def handle_info({:write_timeout, _}, state), do: {:noreply, state}
+
+  def handle_info(:write_retry, state),
+    do: {:noreply, write_acked(%{state | write_retry: false})}
 
   # Exit signals, trapped only so that terminate/2 runs (the parent's are
   # GenServer's own): from anyone else they act as they would untrapped,
@@ -605,18 +625,38 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp ack(state, pid, cursor),
     do: write_acked(%{state | sub: State.ack(state.sub, pid, cursor)})
 
-  defp write_acked(%{writing: nil, delete_after: nil} = state) do
-    if state.sub.checkpoint > state.written do
+  defp write_acked(%{writing: nil, delete_after: nil, write_retry: false} = state) do
+    if state.written == nil or state.sub.checkpoint > state.written do
       ref = make_ref()
-      # (a failed write is covered by a later one, or terminate/2's)
-      write_checkpoint(state, {:async, ref})
-      %{state | writing: ref, written: state.sub.checkpoint}
+
+      # A store that refuses the submit (overloaded, closed, out of
+      # reach) answers in the call and sends no reply: tried again later.
+      case write_checkpoint(state, {:async, ref}) do
+        :ok ->
+          timer = Process.send_after(self(), {:write_timeout, ref}, state.store.timeout)
+          %{state | writing: ref, write_timer: timer, written: state.sub.checkpoint}
+
+        {:error, _} ->
+          retry_write(state)
+      end
     else
       state
     end
   end
 
   defp write_acked(state), do: state
+
+  defp retry_write(state) do
+    Process.send_after(self(), :write_retry, @retry_ms)
+    %{state | written: nil, write_retry: true}
+  end
+
+  # The write in flight is over: a delete waiting for it goes now.
+  defp written(state) do
+    if state.delete_after,
+      do: delete(state, state.delete_after),
+      else: {:noreply, write_acked(state)}
+  end
 
   # delete_subscription: the checkpoint is deleted while this process
   # still holds the name, so a subscribe_to racing it either joined

@@ -93,6 +93,54 @@ defmodule ExESDB.Subscriptions.CheckpointWritesTest do
     assert {:ok, _} = Task.await(again)
   end
 
+  test "a checkpoint write refused in the call is tried again" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2, mode: :refuse)
+    append(store, "s", 10)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "refused", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    [_ | _] = ack_each_until(store, sub, 10, [])
+    assert_receive {:refused, {:checkpoint_put, "refused", _, _}}
+    # tried again while refused, and written once the store takes it
+    assert_receive {:refused, {:checkpoint_put, "refused", _, _}}, 5_000
+    GatedBackend.release(store)
+    ExESDB.Test.ClusterHelpers.wait_until(fn -> stored(store, "refused") == 10 end)
+  end
+
+  test "a delete is not held by a refused checkpoint write" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2, mode: :refuse)
+    append(store, "s", 10)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "refused_del", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    [_ | _] = ack_each_until(store, sub, 10, [])
+    assert_receive {:refused, {:checkpoint_put, "refused_del", _, _}}
+    assert :ok = Subscriptions.delete_subscription(store, "refused_del")
+    assert stored(store, "refused_del") == nil
+  end
+
+  test "a checkpoint write never answered is given up after the store's timeout and tried again" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2, mode: :drop, timeout: 300)
+    append(store, "s", 10)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "dropped", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    [_ | _] = ack_each_until(store, sub, 10, [])
+    assert_receive {:dropped, {:checkpoint_put, "dropped", _, _}}
+    # a delete meanwhile waits at most for that bound
+    deleting = Task.async(fn -> Subscriptions.delete_subscription(store, "dropped") end)
+    assert {:ok, :ok} = Task.yield(deleting, 5_000)
+    assert stored(store, "dropped") == nil
+  end
+
+  test "a checkpoint write never answered is written again once the store answers" do
+    %{store: store} = GatedBackend.start(%{}, &put?/2, mode: :drop, timeout: 300)
+    append(store, "s", 10)
+    {:ok, sub} = Subscriptions.subscribe_to(store, "dropped2", {:by_stream, "s"}, self())
+    assert_receive {:subscribed, ^sub}
+    [_ | _] = ack_each_until(store, sub, 10, [])
+    assert_receive {:dropped, {:checkpoint_put, "dropped2", _, _}}
+    GatedBackend.release(store)
+    ExESDB.Test.ClusterHelpers.wait_until(fn -> stored(store, "dropped2") == 10 end)
+  end
+
   # Receive until n events came, acking each event on its own.
   defp ack_each_until(_store, _sub, n, acc) when length(acc) >= n, do: acc
 
