@@ -87,7 +87,8 @@ raft-optional:
 	  echo "cluster support absent: $$(cat $(RAFT_DIR)/missing)"; \
 	else $(MAKE) --no-print-directory raft || echo "cluster support absent; the single-node build goes on"; fi
 
-# Whether raft is built, for the NIF; rewritten only when that changes.
+# Whether raft is built, for the NIF, and libraft.a's hash (the NIF and the
+# C node relink when raft is rebuilt); rewritten only when that changes.
 $(CLUSTER_H): FORCE
 	@mkdir -p $(dir $@)
 	@c_src/replica/cluster_support_h.sh $(RAFT_DIR) > $@.tmp
