@@ -18,6 +18,9 @@ defmodule ExESDB.Backend.Cluster do
   # the caller before the caller's deadline (at most this many ms, at
   # most a quarter).
   @reply_margin 50
+  # How often a try waiting on a remote leader looks whether this node's
+  # replica saw leadership move (ms).
+  @watch 50
 
   @impl true
   def open(path, opts) do
@@ -252,28 +255,25 @@ defmodule ExESDB.Backend.Cluster do
     case :ex_esdb_backend.cluster_info(h.ref) do
       {:ok, %{leader: true}} -> submit_here(store, command, timeout)
       {:ok, %{leader_id: 0}} -> {:error, :not_leader}
-      {:ok, %{leader_id: id}} -> remote(node_of(h, id), h.store_id, command, timeout)
+      {:ok, %{leader_id: id} = seen} -> remote(node_of(h, id), h, seen, command, timeout)
       # this node's store is closed: nothing to route from
       {:error, reason} -> {:error, {:here, reason}}
     end
   end
 
-  defp remote(nil, _store_id, _command, _timeout), do: {:error, :not_leader}
+  defp remote(nil, _h, _seen, _command, _timeout), do: {:error, :not_leader}
 
-  defp remote(node, store_id, command, timeout) do
+  defp remote(node, h, seen, command, timeout) do
     # Connected first, so a failure after this may follow the command
     # having been sent; a node that cannot be connected was sent nothing.
     # The leader answers a little before the caller's time is up (its own
     # :timeout or :outcome_unknown is more than "no answer"); the call
-    # itself ends when the caller's time is up.
+    # itself ends when the caller's time is up, or earlier when this
+    # node's replica sees leadership move (await/4).
     if connect(node, timeout) do
-      :erpc.call(
-        node,
-        __MODULE__,
-        :submit_on_leader,
-        [store_id, command, leader_budget(timeout)],
-        timeout
-      )
+      args = [h.store_id, command, leader_budget(timeout)]
+      req = :erpc.send_request(node, __MODULE__, :submit_on_leader, args)
+      await(req, h, seen, deadline(timeout))
     else
       {:error, {:unreachable, :not_connected}}
     end
@@ -281,6 +281,37 @@ defmodule ExESDB.Backend.Cluster do
     :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
     :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
     :exit, reason -> {:error, {:unreachable, reason}}
+  end
+
+  # The leader's reply, waited for in slices. A leader that does not
+  # answer (paused, cut off) is replaced by an election the replica here
+  # takes part in: once it reports another leader or a higher term than
+  # when the try was sent (`seen`), the try is given up (its outcome
+  # unknown) so the loop resends to the new leader, marked as a retry,
+  # instead of waiting out the caller's whole timeout on the old one.
+  defp await(req, h, seen, deadline) do
+    case :erpc.wait_response(req, min(remaining(deadline), @watch)) do
+      {:response, reply} ->
+        reply
+
+      :no_response ->
+        if remaining(deadline) == 0 or moved?(h, seen),
+          do: give_up(req),
+          else: await(req, h, seen, deadline)
+    end
+  end
+
+  # The reply if it came meanwhile; else the request is abandoned (a late
+  # reply is dropped, not left in the caller's mailbox).
+  defp give_up(req), do: :erpc.receive_response(req, 0)
+
+  defp moved?(h, seen) do
+    case :ex_esdb_backend.cluster_info(h.ref) do
+      {:ok, %{term: term}} when term > seen.term -> true
+      {:ok, %{leader: true}} -> true
+      {:ok, %{leader_id: id}} when id not in [0, seen.leader_id] -> true
+      _ -> false
+    end
   end
 
   # Connected to `node` within `timeout`. Connecting to a node that does

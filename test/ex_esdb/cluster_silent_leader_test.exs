@@ -1,0 +1,97 @@
+defmodule ExESDB.ClusterSilentLeaderTest do
+  # A write routed to a leader that stopped answering waits there only
+  # until this node's replica sees leadership move, then goes to the new
+  # leader marked as a retry (chaos runs: a paused leader held writes
+  # for the caller's whole 10 s timeout although a new leader was
+  # elected within 1-2 election timeouts). Three :peer nodes, raft on
+  # loopback; the leader is paused with SIGSTOP.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Test.ClusterPeer
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 120_000
+
+  @store :sltest
+  @election_timeout 500
+  @timeout 10_000
+
+  setup do
+    u = System.unique_integer([:positive])
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_csilent_#{u}")
+    File.rm_rf!(dir)
+
+    args =
+      [~c"-connect_all", ~c"false"] ++
+        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    nodes =
+      for i <- 1..3 do
+        {:ok, _peer, node} = :peer.start(%{name: :"csl#{u}_#{i}", args: args})
+        node
+      end
+
+    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    for {n, i} <- Enum.with_index(nodes, 1) do
+      opts = [
+        store_id: @store,
+        data_dir: Path.join(dir, "n#{i}"),
+        db_type: :cluster,
+        seed_nodes: nodes,
+        raft_addresses: addrs,
+        election_timeout: @election_timeout,
+        heartbeat: 50,
+        durability: :nosync
+      ]
+
+      :ok = :erpc.call(n, ClusterPeer, :start, [opts])
+    end
+
+    leader =
+      wait_until(
+        fn ->
+          ls = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
+          hd(ls) in nodes and Enum.all?(ls, &(&1 == hd(ls))) and hd(ls)
+        end,
+        60_000
+      )
+
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{nodes: nodes, leader: leader, follower: hd(nodes -- [leader])}
+  end
+
+  test "a write to a paused leader is taken by the new leader, once", ctx do
+    assert {_, {:ok, 1}} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", 2000])
+
+    pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    {ms, reply} =
+      try do
+        :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", @timeout], 30_000)
+      after
+        System.cmd("kill", ["-CONT", pid])
+      end
+
+    # a new leader within 1-2 election timeouts; the write follows it
+    # well before the caller's timeout (half of it: a loaded machine)
+    assert reply == {:ok, 2}
+    assert ms < div(@timeout, 2), "took #{ms} ms (election timeout #{@election_timeout})"
+
+    # the old leader, resumed, got the first try too: it is not applied
+    # a second time on any replica
+    ids = :erpc.call(ctx.follower, ClusterPeer, :read_ids, [@store, "s", true])
+    assert length(ids) == 2 and Enum.uniq(ids) == ids
+
+    for n <- ctx.nodes do
+      assert wait_until(
+               fn -> :erpc.call(n, ClusterPeer, :read_ids, [@store, "s", false]) == ids end,
+               30_000
+             )
+    end
+  end
+end
