@@ -36,6 +36,7 @@ typedef struct cn_server {
 	 * shutdown that closes it: no call runs on a closed handle. */
 	pthread_rwlock_t store_lock;
 	bool closed;
+	atomic_bool job_running;  /* a verify or backup (maintenance.c) */
 	esdb_limits limits;       /* the store's, read at open */
 	uint64_t frame_cap;       /* bytes: max_append_bytes + 1 MiB */
 	unsigned idle_ms;         /* a connection silent this long is closed */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +29,8 @@ static void *job_main(void *arg)
 	                   : esdb_store_verify_isolated(srv->store, NULL, NULL,
 	                                                &problems, NULL);
 	pthread_rwlock_unlock(&srv->store_lock);
+	/* free before the answer: its caller may ask again at once */
+	atomic_store(&srv->job_running, false);
 	ei_x_buff x;
 	cn_reply_begin(k, &x);
 	if (rc == ESDB_ECORRUPT && !j->dest) {
@@ -53,9 +56,14 @@ static void start(caller *k, char *dest)
 {
 	pthread_attr_t attr;
 	pthread_t tid;
-	job *j = malloc(sizeof(*j));
-	int rc = ENOMEM;
-	if (!j)
+	job *j = NULL;
+	int rc = ESDB_EOVERLOADED;
+	/* One job per store at a time, as the NIF: each reads the whole
+	 * store, a thread apiece would let callers pile them up. */
+	if (atomic_exchange(&k->srv->job_running, true))
+		goto busy;
+	rc = ENOMEM;
+	if (!(j = malloc(sizeof(*j))))
 		goto fail;
 	*j = (job){k, dest};
 	if ((rc = pthread_attr_init(&attr)))
@@ -67,6 +75,8 @@ static void start(caller *k, char *dest)
 		goto fail;
 	return;
 fail:
+	atomic_store(&k->srv->job_running, false);
+busy:
 	free(j);
 	free(dest);
 	cn_reply_rc(k, rc);

@@ -40,6 +40,8 @@ static void *job_main(void *arg)
 	else
 		reply =
 		    rc ? nif_error_term(env, rc) : enif_make_atom(env, "ok");
+	/* free before the answer: its caller may ask again at once */
+	__atomic_store_n(&j->r->job_running, 0, __ATOMIC_RELEASE);
 	enif_send(NULL, &j->pid, env, enif_make_tuple2(env, j->ref, reply));
 	enif_free_env(env);
 	enif_release_resource(j->r);
@@ -48,12 +50,19 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-/* Start the job; ok, or {error, enomem | ...} when no thread starts. */
+/* Start the job; ok, or {error, overloaded} while one runs on this store,
+ * or {error, enomem | ...} when no thread starts. */
 static ERL_NIF_TERM start(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
                           char *dest)
 {
 	pthread_attr_t attr;
 	pthread_t tid;
+	/* One job per store at a time: each reads the whole store, a
+	 * thread apiece would let callers pile them up. */
+	if (__atomic_exchange_n(&r->job_running, 1, __ATOMIC_ACQ_REL)) {
+		free(dest);
+		return nif_error_term(env, ESDB_EOVERLOADED);
+	}
 	job *j = calloc(1, sizeof(*j));
 	int rc = ENOMEM;
 	if (!j || !(j->env = enif_alloc_env()))
@@ -74,6 +83,7 @@ static ERL_NIF_TERM start(ErlNifEnv *env, store_res *r, ERL_NIF_TERM ref,
 fail_kept:
 	enif_release_resource(r);
 fail:
+	__atomic_store_n(&r->job_running, 0, __ATOMIC_RELEASE);
 	if (j && j->env)
 		enif_free_env(j->env);
 	free(j);

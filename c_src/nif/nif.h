@@ -21,6 +21,7 @@ typedef struct store_res {
 	 * so a close waits for calls in flight and later calls see it. */
 	ErlNifRWLock *lock;
 	bool closed;
+	int job_running; /* a verify or backup (maintenance.c), atomic */
 	struct members *members; /* subscriptions.c */
 	nif_cluster *cluster;    /* cluster.c: NULL for a single-node store */
 } store_res;

@@ -137,6 +137,7 @@ ERL_NIF_TERM nif_open_with(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 	store_res *r = enif_alloc_resource(store_type, sizeof(*r));
 	r->s = s;
 	r->closed = false;
+	r->job_running = 0;
 	r->members = NULL;
 	r->cluster = cluster;
 	r->lock = enif_rwlock_create("ex_esdb_store");

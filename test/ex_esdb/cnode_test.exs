@@ -367,6 +367,20 @@ defmodule ExESDB.CNodeTest do
     assert call(cn.name, {:backup, ""}) == {:error, {:invalid_request, :backup}}
     assert call(cn.name, {:backup, "a\0b"}) == {:error, {:invalid_request, :backup}}
     assert call(cn.name, {:stream_info, "s"}) == {:ok, 1, true, false}
+
+    # one job per store at a time: the ones asked meanwhile are refused
+    # as the NIF refuses them, not piled up on threads
+    :ok = :ex_esdb_nif.verify(nif, ref1 = make_ref())
+    assert :ex_esdb_nif.verify(nif, make_ref()) == {:error, :overloaded}
+    assert receive(do: ({^ref1, r} -> r)) == :ok
+
+    refs = for _ <- 1..5, do: make_ref()
+    for r <- refs, do: send({:esdb, cn.name}, {:call, self(), r, {:verify}})
+    replies = for r <- refs, do: receive(do: ({^r, reply} -> reply))
+    assert :ok in replies
+    assert {:error, :overloaded} in replies
+    assert Enum.all?(replies, &(&1 in [:ok, {:error, :overloaded}]))
+    assert call(cn.name, {:verify}, 60_000) == :ok
   end
 
   test "term payloads are refused as the NIF refuses them", %{dir: dir} do
