@@ -71,6 +71,11 @@ struct cn_sessions {
 	uint64_t *pos;
 	size_t pos_n, pos_cap;
 	bool valid;
+	/* Members whose esdb_emitter_drop failed (ENOMEM), left by
+	 * leave_later after `mu` is let go: leaving waits for the emitter,
+	 * whose deliver takes `mu`. Ids are never reused (members.c). */
+	uint64_t later[16];
+	size_t n_later;
 };
 
 /* Pid numbers of sessions, node-wide (from 1: 0 names no session). */
@@ -120,8 +125,28 @@ static void end_member(cn_server *srv, member *mb)
 	free(mb->name);
 	mb->name = NULL;
 	esdb_member_end(&mb->core);
-	if (esdb_emitter_drop(srv->store, id) == ENOMEM)
+	struct cn_sessions *t = srv->sessions;
+	if (esdb_emitter_drop(srv->store, id) != ENOMEM)
+		return;
+	if (t->n_later < sizeof(t->later) / sizeof(t->later[0]))
+		t->later[t->n_later++] = id;
+	else /* more at once than kept: as before, under the lock */
 		esdb_emitter_leave_all(srv->store, id, NULL);
+}
+
+/* Leave the emitter for the members end_member could not drop. Lock
+ * not held. */
+static void leave_later(cn_server *srv)
+{
+	struct cn_sessions *t = srv->sessions;
+	uint64_t ids[sizeof(t->later) / sizeof(t->later[0])];
+	pthread_mutex_lock(&t->mu);
+	size_t n = t->n_later;
+	memcpy(ids, t->later, n * sizeof(ids[0]));
+	t->n_later = 0;
+	pthread_mutex_unlock(&t->mu);
+	for (size_t i = 0; i < n; i++)
+		esdb_emitter_leave_all(srv->store, ids[i], NULL);
 }
 
 /* End session s: its members leave, it is unlinked from the list.
@@ -606,6 +631,7 @@ static void session_leave(caller *k, uint64_t id)
 	while (ends && t->sending == id)
 		pthread_cond_wait(&t->sent, &t->mu);
 	pthread_mutex_unlock(&t->mu);
+	leave_later(srv);
 	if (!s)
 		cn_reply_error(k, NULL, "no_session");
 	else if (!found)
@@ -636,6 +662,7 @@ static void session_close(caller *k)
 	session *s = find_session(t, k->c, &k->from);
 	cn_conn *c = s ? end_session(k->srv, s) : NULL;
 	pthread_mutex_unlock(&t->mu);
+	leave_later(k->srv);
 	if (c) {
 		cn_conn_release(c);
 		cn_reply_rc(k, 0);
@@ -695,6 +722,7 @@ static void store_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
 	session *s = find_session(t, c, from);
 	cn_conn *held = s && s->num == to->num ? end_session(srv, s) : NULL;
 	pthread_mutex_unlock(&t->mu);
+	leave_later(srv);
 	if (held)
 		cn_conn_release(held);
 }
@@ -711,6 +739,7 @@ static void store_conn_closed(cn_server *srv, cn_conn *c)
 			s = s->next;
 		cn_conn *held = s ? end_session(srv, s) : NULL;
 		pthread_mutex_unlock(&t->mu);
+		leave_later(srv);
 		if (!held)
 			return;
 		cn_conn_release(held);
