@@ -8,7 +8,7 @@ defmodule ExESDB.Backend.Cluster do
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.Backend.NIF
+  alias ExESDB.Backend.{CallerRelay, NIF}
 
   defstruct [:ref, :store_id, :nodes, :ids, :address]
 
@@ -86,80 +86,15 @@ defmodule ExESDB.Backend.Cluster do
         NIF.submit(local(store), command, opts)
 
       # Routed by one relay process per caller and store, so a caller's
-      # async commands keep their order (a checkpoint written after
-      # another lands after it) without blocking the caller.
+      # async commands keep their order without blocking the caller.
       opts[:async] ->
-        send(relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
-        :ok
+        CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), fn ->
+          route(store, command, store.timeout)
+        end)
 
+      # the caller's async commands still on their way land first
       true ->
-        case Process.get({__MODULE__, :relay, store.store_id}) do
-          # the caller's async commands still on their way land first
-          pid when is_pid(pid) -> after_async(pid, store, command)
-          nil -> route(store, command, store.timeout)
-        end
-    end
-  end
-
-  # A sync command of a caller that has sent async ones: through its
-  # relay, after them (else a delete could land before a put sent
-  # earlier, which would bring the deleted back).
-  defp after_async(pid, store, command) do
-    mref = Process.monitor(pid)
-    ref = make_ref()
-    send(pid, {:submit_sync, store, command, ref})
-
-    receive do
-      {:relayed, ^ref, reply} ->
-        Process.demonitor(mref, [:flush])
-        reply
-
-      # (it had ended: nothing of the caller's is on its way)
-      {:DOWN, ^mref, _, _, _} ->
-        route(store, command, store.timeout)
-    end
-  end
-
-  defp relay(store) do
-    key = {__MODULE__, :relay, store.store_id}
-
-    case Process.get(key) do
-      pid when is_pid(pid) ->
-        if Process.alive?(pid), do: pid, else: new_relay(key)
-
-      nil ->
-        new_relay(key)
-    end
-  end
-
-  defp new_relay(key) do
-    caller = self()
-
-    pid =
-      spawn(fn ->
-        mref = Process.monitor(caller)
-        relay_loop(caller, mref)
-      end)
-
-    Process.put(key, pid)
-    pid
-  end
-
-  # Commands one at a time, in the order the caller sent them; ends with
-  # the caller.
-  defp relay_loop(caller, mref) do
-    receive do
-      {:submit, store, command, ref} ->
-        send(caller, {ref, route(store, command, store.timeout)})
-        relay_loop(caller, mref)
-
-      # a sync command, after the async ones before it
-      {:submit_sync, store, command, ref} ->
-        send(caller, {:relayed, ref, route(store, command, store.timeout)})
-        relay_loop(caller, mref)
-
-      {:DOWN, ^mref, _, _, _} ->
-        :ok
+        CallerRelay.sync(__MODULE__, store.store_id, fn -> route(store, command, store.timeout) end)
     end
   end
 

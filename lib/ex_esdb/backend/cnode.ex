@@ -43,7 +43,7 @@ defmodule ExESDB.Backend.CNode do
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.Backend.Cluster
+  alias ExESDB.Backend.{CallerRelay, Cluster}
   alias ExESDB.CNode.{Connection, Session, Terms}
   alias ExESDB.EventCodec
 
@@ -160,15 +160,16 @@ defmodule ExESDB.Backend.CNode do
       # one relay process per caller and store keeps its async commands
       # in order while each follows the leader
       opts[:async] ->
-        send(async_relay(store), {:submit, store, command, Keyword.fetch!(opts, :ref)})
-        :ok
+        # the reply untranslated, as the NIF's
+        CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), fn ->
+          route(store, command)
+        end)
 
       # the caller's async commands still on their way land first
-      pid = Process.get({__MODULE__, :relay, store.store_id}) ->
-        after_async(pid, store, command)
-
       true ->
-        translate(command, route(store, command))
+        CallerRelay.sync(__MODULE__, store.store_id, fn ->
+          translate(command, route(store, command))
+        end)
     end
   end
 
@@ -450,65 +451,6 @@ defmodule ExESDB.Backend.CNode do
   defp more_than?(left, ms), do: left > ms
 
   defp now, do: System.monotonic_time(:millisecond)
-
-  # A caller's async writes, one at a time in its order, each routed;
-  # the reply goes to the caller as {Ref, Reply} (untranslated, as the
-  # NIF's). Ends with the caller.
-  defp async_relay(store) do
-    key = {__MODULE__, :relay, store.store_id}
-
-    case Process.get(key) do
-      pid when is_pid(pid) ->
-        if Process.alive?(pid), do: pid, else: new_async_relay(key)
-
-      nil ->
-        new_async_relay(key)
-    end
-  end
-
-  defp new_async_relay(key) do
-    caller = self()
-
-    pid =
-      spawn(fn ->
-        mref = Process.monitor(caller)
-        async_loop(caller, mref)
-      end)
-
-    Process.put(key, pid)
-    pid
-  end
-
-  defp async_loop(caller, mref) do
-    receive do
-      {:submit, store, command, ref} ->
-        send(caller, {ref, route(store, command)})
-        async_loop(caller, mref)
-
-      {:submit_sync, store, command, ref} ->
-        send(caller, {:relayed, ref, translate(command, route(store, command))})
-        async_loop(caller, mref)
-
-      {:DOWN, ^mref, _, _, _} ->
-        :ok
-    end
-  end
-
-  # A sync write of a caller that sent async ones: after them.
-  defp after_async(pid, store, command) do
-    mref = Process.monitor(pid)
-    ref = make_ref()
-    send(pid, {:submit_sync, store, command, ref})
-
-    receive do
-      {:relayed, ^ref, reply} ->
-        Process.demonitor(mref, [:flush])
-        reply
-
-      {:DOWN, ^mref, _, _, _} ->
-        translate(command, route(store, command))
-    end
-  end
 
   @doc false
   # The wait for {Ref, Reply} over distribution: the only one of this
