@@ -18,8 +18,19 @@ defmodule ExESDB.ClusterOutOfTimeTest do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_oot_#{System.unique_integer([:positive])}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    # the other two seeds never start: no leader, ever
-    nodes = [node(), :"oot_absent1@#{host}", :"oot_absent2@#{host}"]
+    # the other two seeds' VMs run but never start the store: no leader,
+    # ever (a seed without raft state bootstraps only when the other
+    # seeds answer, ExESDB.Cluster.Seeding)
+    u = System.unique_integer([:positive])
+    names = [:"oot_absent1_#{u}", :"oot_absent2_#{u}"]
+
+    for name <- names do
+      args = [~c"-connect_all", ~c"false"] ++ Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+      {:ok, peer, _} = :peer.start(%{name: name, args: args, wait_boot: 60_000})
+      on_exit(fn -> :peer.stop(peer) end)
+    end
+
+    nodes = [node() | Enum.map(names, &:"#{&1}@#{host}")]
     addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
 
     start_supervised!(
