@@ -118,7 +118,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     # A checkpoint that cannot be written (a full disk, a limit) is an
     # answer to the caller, not a crash.
-    case write_checkpoint(state, :sync) do
+    case write_checkpoint(state, {:sync, first_write_timeout(state.store, opts)}) do
       :ok ->
         state = %{state | written: sub.checkpoint}
         {:ok, add_subscriber(state, subscriber), {:continue, :catch_up}}
@@ -675,6 +675,18 @@ defmodule ExESDB.Subscriptions.Persistent do
         {:noreply, state}
     end
   end
+
+  # A start with a deadline (Placement's, in cluster mode) writes its
+  # first checkpoint within it.
+  defp first_write_timeout(store, opts) do
+    case opts[:deadline] do
+      nil -> store.timeout
+      deadline -> max(1, min(store.timeout, deadline - System.monotonic_time(:millisecond)))
+    end
+  end
+
+  defp write_checkpoint(state, {:sync, timeout}),
+    do: write_checkpoint(%{state | store: %{state.store | timeout: timeout}}, :sync)
 
   defp write_checkpoint(state, mode) do
     command = {:checkpoint_put, state.name, state.sub.checkpoint, state.definition}

@@ -129,13 +129,28 @@ defmodule ExESDB.Subscriptions.Placement do
     end
   end
 
+  # (what runs there answers within `timeout`, bounded by the same
+  # deadline: the caller waits no longer than it asked)
   defp remote(node, fun, args, timeout) do
-    :erpc.call(node, __MODULE__, fun, args, timeout + 1_000)
+    :erpc.call(node, __MODULE__, fun, args, timeout)
   catch
-    :error, {:erpc, :timeout} -> {:error, :timeout}
-    :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
-    :exit, reason -> {:error, {:unreachable, reason}}
+    :error, {:erpc, :timeout} ->
+      abandon(node, fun, args)
+      {:error, :timeout}
+
+    :error, {:erpc, reason} ->
+      {:error, {:unreachable, reason}}
+
+    :exit, reason ->
+      {:error, {:unreachable, reason}}
   end
+
+  # A start answered too late for its caller: the subscriber it added
+  # leaves (one it adds after this is left by start_here/6 itself).
+  defp abandon(node, :start_here, [store_id, name, _selector, subscriber, _opts, _timeout]),
+    do: :erpc.cast(node, __MODULE__, :abandon_here, [store_id, name, subscriber])
+
+  defp abandon(_node, _fun, _args), do: :ok
 
   defp retry?({:error, :not_leader}), do: true
   defp retry?({:error, {:not_leader, _}}), do: true
@@ -164,11 +179,35 @@ defmodule ExESDB.Subscriptions.Placement do
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
          # the checkpoint is read after everything acknowledged before
-         :ok <- Cluster.barrier(store_id, timeout),
+         :ok <- Cluster.barrier(store_id, left(deadline)),
          :ok <- leading(s) do
+      # (its first checkpoint write is bounded by the deadline too)
+      opts = Keyword.put(opts, :deadline, deadline)
       spec = {Persistent, {s, name, selector, subscriber, opts}}
-      Subscriptions.start_persistent(store_id, spec, left(deadline))
+
+      case Subscriptions.start_persistent(store_id, spec, left(deadline)) do
+        # started or joined after the caller gave up: the subscriber leaves
+        {:ok, pid} ->
+          if now() < deadline, do: {:ok, pid}, else: leave(pid, subscriber, s.timeout)
+
+        error ->
+          error
+      end
     end
+  end
+
+  @doc false
+  def abandon_here(store_id, name, subscriber) do
+    with {:ok, s} <- Store.fetch(store_id),
+         {:ok, pid} <- Subscriptions.whereis_persistent(store_id, name),
+         do: leave(pid, subscriber, s.timeout)
+  end
+
+  defp leave(pid, subscriber, timeout) do
+    GenServer.call(pid, {:leave, subscriber}, timeout)
+    {:error, :timeout}
+  catch
+    :exit, _ -> {:error, :timeout}
   end
 
   @doc "The names of the persistent subscriptions running (on the leader)."

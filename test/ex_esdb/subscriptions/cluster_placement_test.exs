@@ -29,6 +29,29 @@ defmodule ExESDB.Subscriptions.ClusterPlacementTest do
     end
   end
 
+  @tag store_opts: [timeout: 2_000]
+  test "a start on the leader that ends after its remote caller timed out leaves no subscriber behind",
+       %{store: s} do
+    {:ok, leader} = ExESDB.Cluster.leader(s)
+    caller = Enum.find([node() | peers()], &(&1 != leader))
+    # the leader's starts hang (a slow checkpoint round) until resumed
+    sup = Subscriptions.supervisor(s)
+    :ok = :erpc.call(leader, :sys, :suspend, [sup])
+    me = self()
+
+    assert {:error, :timeout} =
+             :erpc.call(caller, Subscriptions, :subscribe_to, [s, "late", {:by_stream, "s"}, me])
+
+    :ok = :erpc.call(leader, :sys, :resume, [sup])
+    # (the supervisor answers this after the start it held)
+    _ = :erpc.call(leader, :sys, :get_state, [sup])
+    # the start went on on the leader, then its subscriber left: nothing runs
+    wait_until(fn ->
+      :erpc.call(leader, Subscriptions, :whereis_persistent, [s, "late"]) ==
+        {:error, :subscription_not_found}
+    end)
+  end
+
   test "one subscription per name in the cluster: a second subscriber on another node finds it taken",
        %{store: s} do
     [a, b] = peers()
