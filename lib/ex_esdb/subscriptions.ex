@@ -64,6 +64,11 @@ defmodule ExESDB.Subscriptions do
   It does not end, which would only restart a subscriber such as a
   Commanded handler into the same end.
 
+  **C node backend** (`backend: :cnode`). A persistent subscription runs
+  on the BEAM node that started it: several BEAM nodes running the same
+  name on one C node store share one checkpoint and can skip events.
+  Give each name one owner node.
+
   **Cluster mode** (`db_type: :cluster`). A persistent subscription owns
   a checkpoint, so it runs once per cluster, on the leader:
   `subscribe_to/5`, `delete_subscription/2` and the `running` of
