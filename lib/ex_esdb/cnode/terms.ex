@@ -65,7 +65,8 @@ defmodule ExESDB.CNode.Terms do
 
   defp records([], _decode, _date, acc), do: {:ok, :lists.reverse(acc)}
 
-  defp records([{pos, sid, v, id, type, data, meta, cause, corr, us} | rest], decode, date, acc) do
+  defp records([{pos, sid, v, id, type, data, meta, cause, corr, us} | rest], decode, date, acc)
+       when is_integer(us) do
     with {:ok, data} <- payload(data, decode),
          {:ok, meta} <- payload(meta, decode) do
       # the events of one commit share their time stamp: one DateTime
@@ -91,6 +92,10 @@ defmodule ExESDB.CNode.Terms do
     end
   end
 
+  # (a tuple of another shape: what the NIF's read answers for a record
+  # that fails its checks)
+  defp records([_ | _], _decode, _date, _acc), do: {:error, {:corrupt, :record}}
+
   defp payload(bytes, false), do: {:ok, bytes}
   defp payload(<<>>, true), do: {:ok, nil}
   defp payload(bytes, true) when is_binary(bytes), do: {:ok, bytes}
@@ -103,4 +108,6 @@ defmodule ExESDB.CNode.Terms do
       decoded -> decoded
     end
   end
+
+  defp payload(_other, _decode), do: {:error, {:corrupt, :record}}
 end
