@@ -35,7 +35,14 @@ defmodule ExESDB.ClusterGatewayTest do
 
       assert Cluster.leaderless({:ok, %{leader: false, leader_id: 2}}, e, h) ==
                {:error, {:not_leader, :b@h}}
+
+      # this node's replica could not say either (closing): no leader known
+      assert Cluster.leaderless({:error, :closed}, e, h) == {:error, :no_quorum}
     end
+
+    # answers of the vocabulary stand
+    for e <- [{:error, :closed}, {:error, :store_not_started}],
+        do: assert(Cluster.leaderless({:error, :closed}, e, h) == e)
   end
 
   test "without an unknown try the last answer stands" do

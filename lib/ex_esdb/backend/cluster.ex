@@ -374,6 +374,10 @@ defmodule ExESDB.Backend.Cluster do
   def leaderless({:ok, %{leader: true}}, _e, _h), do: {:error, :timeout}
   def leaderless({:ok, %{leader_id: 0}}, _e, _h), do: {:error, :no_quorum}
   def leaderless({:ok, %{leader_id: id}}, _e, h), do: {:error, {:not_leader, node_of(h, id)}}
+  # (no view of leadership either: no leader known)
+  def leaderless(_info, {:error, r}, _h) when r == :not_leader or elem(r, 0) == :unreachable,
+    do: {:error, :no_quorum}
+
   def leaderless(_info, e, _h), do: e
 
   defp leaderless?({:unreachable, _}), do: true
