@@ -142,6 +142,22 @@ defmodule ExESDB.CNodeSessionTest do
 
   defp positions(records), do: Enum.map(records, & &1.position)
 
+  test "a malformed push from the C node: the session stays, its subscribers hear of the gap",
+       %{dir: dir} do
+    Process.flag(:trap_exit, true)
+    cn = start_cnode(dir)
+    {:ok, s} = Session.start_link(cnode: cn.name)
+    {:ok, _, 0} = Session.subscribe(s, self(), :all)
+    [cid] = Map.keys(:sys.get_state(s).members)
+
+    for pushed <- [[:not_a_record], [%{data: {:unknown, "x"}, metadata: ""}]],
+        do: send(s, {:esdb_events, cid, 0, pushed})
+
+    assert %{} = Session.info(s)
+    refute_received {:EXIT, ^s, _}
+    assert_receive {:subscription_overflow, _, _}
+  end
+
   test "subscribers get every matching event once, in order, as the NIF's records",
        %{dir: dir} do
     cn = start_cnode(dir)

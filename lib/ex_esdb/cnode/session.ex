@@ -25,6 +25,7 @@ defmodule ExESDB.CNode.Session do
   use GenServer
 
   alias ExESDB.CNode.Terms
+  require Logger
 
   @window 262_144
   @call_timeout 5_000
@@ -281,7 +282,9 @@ defmodule ExESDB.CNode.Session do
 
     case state.members do
       %{^cid => member} ->
-        {:noreply, deliver(state, cid, member, since, pushed)}
+        if well_formed?(pushed),
+          do: {:noreply, deliver(state, cid, member, since, pushed)},
+          else: {:noreply, malformed(state, member)}
 
       _ ->
         {:noreply, state}
@@ -352,6 +355,32 @@ defmodule ExESDB.CNode.Session do
     else
       %{state | taken: taken}
     end
+  end
+
+  defp well_formed?([_ | _] = pushed),
+    do: Enum.all?(pushed, &match?(%{position: p, data: _, metadata: _} when is_integer(p), &1))
+
+  defp well_formed?(_pushed), do: false
+
+  # A push that is no list of records (c_src/cnode sent something else):
+  # which events it held is unknown, so each subscriber of the member
+  # ends as at a gap where it stands: plain ones overflow, ranged ones
+  # (persistent subscriptions) are told the membership is down and read
+  # what they missed from the store.
+  defp malformed(state, member) do
+    Logger.error("ExESDB C node session: a malformed push, {:corrupt, :record}")
+
+    Enum.reduce(member.subs, state, fn id, st ->
+      sub = st.subs[id]
+
+      if sub.shape == :ranged do
+        send(sub.pid, {:subscription_down, {:transient, id}, {:corrupt, :record}})
+        Process.demonitor(sub.mon, [:flush])
+        remove(st, id)
+      else
+        overflow(st, id, sub, max(sub.joined, sub.sent_to + 1))
+      end
+    end)
   end
 
   defp deliver(state, _cid, member, since, pushed) do
@@ -463,6 +492,8 @@ defmodule ExESDB.CNode.Session do
       decoded -> decoded
     end
   end
+
+  defp payload(_other, _decode), do: {:error, {:corrupt, :record}}
 
   defp message(:plain, _id, records, _since), do: {:events, records}
   defp message(:tagged, id, records, _since), do: {:events, id, records}
