@@ -408,6 +408,8 @@ defmodule ExESDB.Backend.CNode do
     final =
       case last do
         {:error, {:not_leader, nil}} -> {:error, :no_quorum}
+        # (no C node reached: the gateway's word, as Cluster.leaderless/3)
+        {:error, {:unreachable, _}} -> {:error, :no_quorum}
         other -> other
       end
 
