@@ -29,11 +29,17 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
         Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     # linked to the test process: they stop with it (a VM's boot may take
-    # over :peer's default 15 s on a loaded machine)
-    peers =
-      for {name, i} <- Enum.with_index(names, 1), into: %{} do
+    # over :peer's default 15 s on a loaded machine). Every seed's VM is up
+    # before any store starts: a seed without raft state bootstraps only
+    # when every other seed answers (ExESDB.Cluster.Seeding).
+    started =
+      for name <- names do
         {:ok, peer, node} = :peer.start_link(%{name: name, args: args, wait_boot: 60_000})
+        {node, peer}
+      end
 
+    peers =
+      for {{node, peer}, i} <- Enum.with_index(started, 1), into: %{} do
         opts = [
           store_id: @store,
           data_dir: Path.join(dir, "n#{i}"),
