@@ -348,7 +348,7 @@ defmodule ExESDB.Backend.Cluster do
   # answers its result anyway. A barrier promises the replica caught up:
   # past the timeout it answers {:error, :timeout}.
   defp finish(store, command, {:applied, index, reply}, deadline) do
-    case wait_applied(store.handle.ref, index, deadline) do
+    case wait_applied(fn -> :ex_esdb_backend.cluster_info(store.handle.ref) end, index, deadline) do
       :not_reached when command == :barrier -> {:error, :timeout}
       _ -> reply
     end
@@ -383,15 +383,19 @@ defmodule ExESDB.Backend.Cluster do
   defp leaderless?({:unreachable, _}), do: true
   defp leaderless?(reason), do: reason in [:not_leader, :store_not_started, :closed]
 
-  defp wait_applied(ref, index, deadline) do
-    case :ex_esdb_backend.cluster_info(ref) do
+  @doc false
+  # Until the replica `info` reports (a `cluster_info` reply) has applied
+  # `index`: :ok, or :not_reached at `deadline` or when it cannot say.
+  # The C node backend waits on its own C node with it too.
+  def wait_applied(info, index, deadline) do
+    case info.() do
       {:ok, %{applied: a}} when a >= index ->
         :ok
 
       {:ok, _} ->
         if more_than?(remaining(deadline), 0) do
           Process.sleep(1)
-          wait_applied(ref, index, deadline)
+          wait_applied(info, index, deadline)
         else
           :not_reached
         end

@@ -379,23 +379,9 @@ defmodule ExESDB.Backend.CNode do
            :read,
            remaining(deadline)
          ) do
-      {:ok, %{applied: index}} -> wait_applied(h, index, deadline)
-      _ -> :not_reached
-    end
-  end
-
-  defp wait_applied(h, index, deadline) do
-    case call(h, {:cluster_info}, :read, remaining(deadline)) do
-      {:ok, %{applied: a}} when a >= index ->
-        :ok
-
-      {:ok, _} ->
-        if more_than?(remaining(deadline), 0) do
-          Process.sleep(1)
-          wait_applied(h, index, deadline)
-        else
-          :not_reached
-        end
+      {:ok, %{applied: index}} ->
+        info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
+        Cluster.wait_applied(info, index, deadline)
 
       _ ->
         :not_reached
