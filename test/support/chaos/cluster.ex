@@ -73,13 +73,15 @@ defmodule ExESDB.Chaos.Cluster do
          }}
       end
 
-    # the spare node's distribution and raft ports are held (by the
-    # Agent) until it joins: picked free now but used minutes later,
-    # another process had taken one once, and a peer whose distribution
-    # port is taken never boots (:peer.start exits :timeout)
+    # every node's distribution and raft ports are held (by the Agent)
+    # until it starts: picked free now but used later, another process
+    # had taken one (the spare's, and once a seed's in a clean-clone CI
+    # run), and a peer whose distribution port is taken never boots
+    # (:peer.start exits :timeout)
     {:ok, state} =
       Agent.start(fn ->
-        %{peers: %{}, os_pids: %{}, held: hold(%{}, joiner, specs[joiner])}
+        held = Enum.reduce(specs, %{}, fn {node, spec}, acc -> hold(acc, node, spec) end)
+        %{peers: %{}, os_pids: %{}, held: held}
       end)
 
     ExUnit.Callbacks.on_exit(fn -> stop_all(state) end)
