@@ -26,6 +26,7 @@ defmodule ExESDB.Options do
   | `raft_addresses` | `EX_ESDB_RAFT_ADDRESSES` | `%{}` | node => `"ip:port"` where other nodes reach its raft (default: the host of the node's name and `raft_port`); the variable is `node=ip:port,...` (cluster) |
   | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this) (cluster) |
   | `join` | `EX_ESDB_JOIN` | `false` | `true`: this node, not a seed, joins the cluster the seeds formed once a member adds it (`ExESDB.Cluster.add/2`) (cluster) |
+  | `initial_cluster` | `EX_ESDB_INITIAL_CLUSTER` | `:auto` | when a seed with no raft state writes the seed list's configuration (the first formation): `:auto` once every other seed's VM answers; `:new` (no cluster existed) once a majority of the seeds start with no raft state; `:existing` never (it only joins a running cluster). See Cluster mode (cluster) |
   | `heartbeat` | `EX_ESDB_HEARTBEAT` | `100` | ms between the leader's heartbeats; below `election_timeout` (cluster) |
   | `snapshot_threshold` | | `16384` | raft entries between raft's (marker) snapshots; fewer is for tests (cluster) |
   | `snapshot_trailing_bytes` | | `1073741824` | bytes of raft entries kept after a snapshot for lagging followers (at least 128 entries of 1 MiB); a follower further behind gets a copy of a member's store (`ExESDB.Cluster.Seeding`) (cluster) |
@@ -64,6 +65,22 @@ defmodule ExESDB.Options do
   A node outside the seed list starts with `join: true` and an empty
   raft log, and becomes a member when a member adds it
   (`ExESDB.Cluster.add/2`).
+
+  A seed with no raft state first asks the other seeds; when one runs
+  the store it joins (or, recorded there as a member, comes back under a
+  new id: a lost disk, `ExESDB.Cluster.Seeding`). With none running,
+  `initial_cluster` says when it may bootstrap:
+
+  - `:auto` (default): once every other seed's VM answers. A missing
+    seed is waited for: it may be a running member that records this
+    node as the voter it was.
+  - `:new`: the operator states that no cluster existed. A seed
+    bootstraps once a majority of the seeds (itself included) answer
+    that they start with no raft state; a missing seed is not waited
+    for. Set it for the first formation only (docs/CLUSTER.md says why
+    it is unsafe on a wiped seed's restart and what is checked).
+  - `:existing`: never bootstraps; a seed no member records comes back
+    as a new member in place of its seed id.
 
   ## C node
 
@@ -118,6 +135,7 @@ defmodule ExESDB.Options do
           snapshot_threshold: pos_integer(),
           snapshot_trailing_bytes: pos_integer(),
           join: boolean(),
+          initial_cluster: :auto | :new | :existing,
           pub_sub: atom() | {module(), atom()} | nil,
           durability: :sync | :strict | :no_meta_sync | :nosync,
           map_size: pos_integer(),
@@ -146,6 +164,7 @@ defmodule ExESDB.Options do
     snapshot_threshold: 16_384,
     snapshot_trailing_bytes: 1_073_741_824,
     join: false,
+    initial_cluster: :auto,
     pub_sub: nil,
     durability: :sync,
     map_size: 64 * 1024 * 1024,
@@ -172,6 +191,7 @@ defmodule ExESDB.Options do
     election_timeout: "EX_ESDB_ELECTION_TIMEOUT",
     heartbeat: "EX_ESDB_HEARTBEAT",
     join: "EX_ESDB_JOIN",
+    initial_cluster: "EX_ESDB_INITIAL_CLUSTER",
     pub_sub: "EX_ESDB_PUB_SUB",
     durability: "EX_ESDB_DURABILITY",
     map_size: "EX_ESDB_MAP_SIZE",
@@ -407,6 +427,7 @@ defmodule ExESDB.Options do
   defp validate!(:election_timeout, v, _) when v in 1..600_000//1, do: v
   defp validate!(:heartbeat, v, _) when v in 1..600_000//1, do: v
   defp validate!(:join, v, _) when is_boolean(v), do: v
+  defp validate!(:initial_cluster, v, _) when v in [:auto, :new, :existing], do: v
   defp validate!(:snapshot_threshold, v, _) when v in 1..0xFFFFFFFF//1, do: v
 
   defp validate!(:snapshot_trailing_bytes, v, _)
@@ -548,6 +569,7 @@ defmodule ExESDB.Options do
   defp expected(:election_timeout), do: "expected milliseconds (1..600000)"
   defp expected(:heartbeat), do: "expected milliseconds (1..600000)"
   defp expected(:join), do: "expected true or false"
+  defp expected(:initial_cluster), do: "expected :auto, :new or :existing"
   defp expected(:snapshot_threshold), do: "expected a positive integer below 2^32"
   defp expected(:snapshot_trailing_bytes), do: "expected a positive integer (bytes) below 2^62"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"

@@ -8,7 +8,7 @@ defmodule ExESDB.ClusterOptionsTest do
 
   alias ExESDB.{Cluster, Options}
 
-  @vars ~w(EX_ESDB_JOIN EX_ESDB_RAFT_PORT EX_ESDB_RAFT_BIND EX_ESDB_RAFT_ADDRESSES EX_ESDB_ELECTION_TIMEOUT EX_ESDB_HEARTBEAT EX_ESDB_SEED_NODES EX_ESDB_DB_TYPE)
+  @vars ~w(EX_ESDB_JOIN EX_ESDB_RAFT_PORT EX_ESDB_RAFT_BIND EX_ESDB_RAFT_ADDRESSES EX_ESDB_ELECTION_TIMEOUT EX_ESDB_HEARTBEAT EX_ESDB_SEED_NODES EX_ESDB_DB_TYPE EX_ESDB_INITIAL_CLUSTER)
 
   setup do
     on_exit(fn -> Enum.each(@vars, &System.delete_env/1) end)
@@ -27,6 +27,24 @@ defmodule ExESDB.ClusterOptionsTest do
 
     System.put_env("EX_ESDB_RAFT_ADDRESSES", "a@h1")
     assert_raise ArgumentError, ~r/EX_ESDB_RAFT_ADDRESSES/, fn -> Options.resolve() end
+  end
+
+  test "initial_cluster: :auto by default, :new or :existing, also from the environment" do
+    assert Options.resolve().initial_cluster == :auto
+    assert Options.resolve(initial_cluster: :new).initial_cluster == :new
+    System.put_env("EX_ESDB_INITIAL_CLUSTER", "existing")
+    assert Options.resolve().initial_cluster == :existing
+    System.put_env("EX_ESDB_INITIAL_CLUSTER", "old")
+
+    assert_raise ArgumentError, ~r/EX_ESDB_INITIAL_CLUSTER.*:auto, :new or :existing/, fn ->
+      Options.resolve()
+    end
+
+    System.delete_env("EX_ESDB_INITIAL_CLUSTER")
+
+    assert_raise ArgumentError, ~r/:initial_cluster/, fn ->
+      Options.resolve(initial_cluster: :fresh)
+    end
   end
 
   test "bad cluster values raise naming the key" do

@@ -33,23 +33,30 @@ defmodule ExESDB.Cluster.Seeding do
       still names the old id).
     * a node with `join: true` (not a seed) starts from a copy too, so
       raft need only send it what was committed after the copy.
-    * otherwise (no member runs the store, or none records this seed) a
-      seed writes the seed list's configuration (`ExESDB.Cluster`): the
-      first formation. It does so only when every other seed answered
-      (its VM up, its store not running): a seed that cannot be reached
-      or does not answer within 5 s may be a running member that records
-      this node (a wiped seed cut off from the others, or one slow under
-      load would otherwise come back as its old voter). It asks again
-      every second, logging which seeds do not answer, without limit.
-      First formation thus needs every seed's VM up (the stores may start
-      in any order).
+    * members run the store and none records this seed: it writes the
+      seed list's configuration, the one they bootstrapped with, and
+      joins them through it; with `initial_cluster: :existing` it comes
+      back as a new member in place of its seed id instead.
+    * no member runs the store: the first formation, a seed writes the
+      seed list's configuration (`ExESDB.Cluster`) when its
+      `initial_cluster` lets it (`:auto`: every other seed answered, its
+      VM up; `:new`: a majority of the seeds, itself included, answered
+      that they start with no raft state; `:existing`: never). A seed
+      that cannot be reached or does not answer within 5 s may be a
+      running member that records this node (a wiped seed cut off, or
+      one slow under load, would otherwise come back as its old voter).
+      It asks again every second, logging why it waits, without limit.
+      While it waits it answers those asking that it is forming
+      (`forming_status/1`).
     * a copy installed at the start (fetched, then the node killed before
       it opened) with no raft state yet: asked again as above, not opened
       as the seed id.
 
-  Not covered: a wiped seed restarted while the other seeds' VMs are up
-  but none runs the store cannot tell a first formation from a lost disk
-  and bootstraps as a seed. With a majority of the members down that is
+  Not covered: with `:auto`, a wiped seed restarted while the other
+  seeds' VMs are up but none runs the store cannot tell a first formation
+  from a lost disk and bootstraps as a seed (`:existing` does not; `:new`
+  does only when a majority of seeds answer that they have no raft
+  state: docs/CLUSTER.md). With a majority of the members down that is
   beyond what the cluster tolerates anyway; bring the others up first. A
   seed wiped between its first start and its record being applied (the
   first heartbeats of a new cluster) is not recognised either.
@@ -176,7 +183,7 @@ defmodule ExESDB.Cluster.Seeding do
   defp pristine(options, path, config) do
     seed? = config.nif.members != []
 
-    case pristine_answers(options, seed?) do
+    case forming(options, seed?) do
       [] ->
         config
 
@@ -185,14 +192,22 @@ defmodule ExESDB.Cluster.Seeding do
         former = Enum.find_value(answers, fn {_n, a} -> Map.get(a.recorded, me) end)
         {from, _} = Enum.max_by(answers, fn {_n, a} -> a.applied end)
 
+        # initial_cluster: :existing never bootstraps: a seed no member
+        # records comes back as a new member replacing its seed id (never
+        # started, or wiped before its record was applied: either way
+        # safe), instead of writing the seed configuration
+        {former, was} =
+          if former == nil and seed? and Map.get(options, :initial_cluster) == :existing,
+            do: {config.id, "seed #{config.id} (initial_cluster: :existing)"},
+            else: {former, "member #{former} of the cluster"}
+
         cond do
           former != nil ->
             id = fresh_id(former)
 
             Logger.warning(
-              "ExESDB: #{me} was member #{former} of the cluster and has no raft state " <>
-                "(a lost data directory): it comes back as member #{id} from a copy of " <>
-                "#{from}'s store"
+              "ExESDB: #{me} was #{was} and has no raft state: it comes back as member " <>
+                "#{id} from a copy of #{from}'s store"
             )
 
             fetch(from, options.store_id, path, options.file_mode)
@@ -217,38 +232,102 @@ defmodule ExESDB.Cluster.Seeding do
     if id == former, do: fresh_id(former), else: id
   end
 
-  # The members running the store, for a node without raft state. A seed
-  # with none running bootstraps only when every other seed answered (its
-  # store not running): a seed that cannot be reached or does not answer
-  # in time may be a running member that records this node (a wiped seed
-  # cut off, or slow under load); it asks again until each answers, or
-  # raises after `options.seed_wait` ms (default: no limit).
+  # The members running the store, for a node without raft state ([]: a
+  # seed bootstraps, a joiner waits to be added). With none running, a
+  # seed waits until its `initial_cluster` rule lets it bootstrap
+  # (not_yet/3), asking again every @retry ms, or raises after
+  # `options.seed_wait` ms (default: no limit). Meanwhile it answers those
+  # asking that it is forming: a seed starting with no raft state.
   @retry 1_000
 
-  defp pristine_answers(options, seed?, tries \\ 1) do
-    answers = ask(options)
-    others = options.seed_nodes -- [node()]
+  defp forming(options, false), do: running(ask(options))
 
+  defp forming(options, true) do
+    key = forming_key(options.store_id)
+    rounds = :counters.new(1, [])
+    :persistent_term.put(key, {self(), rounds})
+
+    try do
+      pristine_answers(options, rounds, 1)
+    after
+      :persistent_term.erase(key)
+    end
+  end
+
+  defp pristine_answers(options, rounds, tries) do
+    answers = ask(options)
+    :counters.add(rounds, 1, 1)
+    mode = Map.get(options, :initial_cluster, :auto)
+
+    case running(answers) do
+      [] ->
+        case not_yet(mode, options, answers) do
+          nil ->
+            []
+
+          why ->
+            if waited_out?(tries * @retry, Map.get(options, :seed_wait, :infinity)),
+              do: raise("ExESDB: #{node()} has no raft state and does not bootstrap: #{why}")
+
+            if rem(tries, 10) == 1,
+              do:
+                Logger.warning(
+                  "ExESDB: #{node()} has no raft state and waits before it bootstraps: #{why}"
+                )
+
+            Process.sleep(@retry)
+            pristine_answers(options, rounds, tries + 1)
+        end
+
+      running ->
+        running
+    end
+  end
+
+  # Why a seed with no raft state, no member running the store, may not
+  # write the seed configuration yet (nil: it may). Its answers are
+  # `:unreachable`, `:not_running` (the VM up, not running the store, its
+  # disk unknown) or `:forming` (a seed starting with no raft state).
+  #
+  # :auto: every other seed answered. A seed silent may be a running
+  # member that records this one (a wiped seed cut off, or slow).
+  defp not_yet(:auto, options, answers) do
+    others = options.seed_nodes -- [node()]
     silent = for {n, :unreachable} <- answers, n in others, do: n
 
-    cond do
-      running(answers) != [] or not seed? or silent == [] ->
-        running(answers)
+    if silent != [],
+      do:
+        "seeds #{inspect(silent)} do not answer (this node may be a member they record: " <>
+          "initial_cluster: :auto waits for every seed)"
+  end
 
-      waited_out?(tries * @retry, Map.get(options, :seed_wait, :infinity)) ->
-        raise "ExESDB: #{node()} has no raft state and seeds #{inspect(silent)} do not " <>
-                "answer: it cannot tell a first formation from a lost data directory"
+  # :new (the operator says no cluster existed): a majority of the seeds,
+  # this one included, say they start with no raft state. A seed whose VM
+  # answers without running the store is not counted (it may hold raft
+  # state on its disk), and one running it makes this seed join instead.
+  defp not_yet(:new, options, answers) do
+    seeds = Enum.uniq(options.seed_nodes)
+    forming = Enum.uniq([node() | for({n, :forming} <- answers, n in seeds, do: n)])
 
-      true ->
-        if rem(tries, 10) == 1,
-          do:
-            Logger.warning(
-              "ExESDB: #{node()} has no raft state and seeds #{inspect(silent)} do not " <>
-                "answer: waiting for them before it bootstraps (it may be a member they record)"
-            )
+    if length(forming) * 2 <= length(seeds),
+      do:
+        "initial_cluster: :new needs a majority of #{length(seeds)} seeds starting with " <>
+          "no raft state, and only #{inspect(forming)} are"
+  end
 
-        Process.sleep(@retry)
-        pristine_answers(options, seed?, tries + 1)
+  defp not_yet(:existing, _options, _answers),
+    do: "initial_cluster: :existing and no member runs the store (it only joins)"
+
+  defp forming_key(store_id), do: {__MODULE__, :forming, store_id}
+
+  @doc false
+  # Whether this VM has a seed of `store_id` waiting to form: {:forming,
+  # rounds asked so far} or :no.
+  @spec forming_status(atom()) :: {:forming, non_neg_integer()} | :no
+  def forming_status(store_id) do
+    case :persistent_term.get(forming_key(store_id), nil) do
+      {pid, rounds} -> if Process.alive?(pid), do: {:forming, :counters.get(rounds, 1)}, else: :no
+      nil -> :no
     end
   end
 
@@ -279,6 +358,7 @@ defmodule ExESDB.Cluster.Seeding do
       case :erpc.call(n, __MODULE__, :state, [store_id], @ask_timeout) do
         {:ok, state} -> {:running, state}
         {:error, :not_running} -> :not_running
+        {:error, :forming} -> :forming
         _ -> :unreachable
       end
     else
@@ -298,7 +378,10 @@ defmodule ExESDB.Cluster.Seeding do
          {:ok, recorded} <- recorded(s) do
       {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded}}
     else
-      _ -> {:error, :not_running}
+      _ ->
+        if match?({:forming, _}, forming_status(store_id)),
+          do: {:error, :forming},
+          else: {:error, :not_running}
     end
   end
 
