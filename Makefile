@@ -265,7 +265,7 @@ cluster-demo: raft nif
 # subscriptions through sessions.
 CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs
 test-cnode: nif $(BUILD)/esdb_cnode_probe
-	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/streams_cnode_test.exs
+	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/cnode_write_timeout_test.exs test/ex_esdb/streams_cnode_test.exs
 
 # The same ExUnit tests against the C node built with ASan+UBSan.
 asan-cnode: nif $(BUILD)/esdb_cnode_probe

@@ -11,6 +11,8 @@
 static void append_done(void *ctx, const esdb_result *r)
 {
 	caller *k = ctx;
+	if (!cn_owed_settle(k))
+		return;
 	ei_x_buff x;
 	cn_reply_begin(k, &x);
 	if (r->rc == ESDB_ELIMIT && r->limit != ESDB_LIMIT_NONE) {
@@ -30,6 +32,8 @@ static void append_done(void *ctx, const esdb_result *r)
 static void plain_done(void *ctx, const esdb_result *r)
 {
 	caller *k = ctx;
+	if (!cn_owed_settle(k))
+		return;
 	ei_x_buff x;
 	cn_reply_begin(k, &x);
 	if (r->rc == ESDB_ELIMIT && r->limit != ESDB_LIMIT_NONE)
@@ -66,6 +70,7 @@ static void submit(caller *k, int rc, esdb_cmd *cmd, esdb_result_fn done)
 		return;
 	}
 	/* A refusal (full queue, closed) comes through `done`. */
+	cn_owed_add(k);
 	esdb_store_submit(srv->store, cmd, done, k);
 	pthread_rwlock_unlock(&srv->store_lock);
 }

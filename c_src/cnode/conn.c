@@ -149,6 +149,15 @@ void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 	conn_unref(c);
 }
 
+void cn_conn_request_end(cn_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->inflight--;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	conn_unref(c);
+}
+
 void cn_conn_hold(cn_conn *c)
 {
 	pthread_mutex_lock(&c->mu);

@@ -34,6 +34,10 @@ void cn_conn_request_begin(cn_conn *c);
  * request's reference. */
 void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
 
+/* End a request begun with cn_conn_request_begin without a reply (its
+ * caller gave it up: cancel). Drops the request's reference. */
+void cn_conn_request_end(cn_conn *c);
+
 /* A reference on c for something that outlives a request (a
  * subscription session), dropped by cn_conn_release. */
 void cn_conn_hold(cn_conn *c);

@@ -63,6 +63,26 @@ bool cn_frame_exit(const uint8_t *buf, size_t len, erlang_pid *from,
 static const tc_limits plain = TC_LIMITS_DEFAULT;
 static const tc_limits pid_only = {TC_ALLOW_PID, 1, 0};
 static const tc_limits ref_only = {TC_ALLOW_REF, 1, 0};
+/* {cancel, Ref} names the Ref of an earlier request */
+static const tc_limits cancel_request = {TC_ALLOW_REF, 1, 0};
+
+/* Whether m[at..len) starts {cancel, _}: its bytes compared, nothing
+ * decoded (the term is not checked yet). */
+static bool is_cancel(const uint8_t *m, size_t len, size_t at)
+{
+	if (at + 3 > len || m[at] != 104 || m[at + 1] != 2)
+		return false;
+	at += 2;
+	size_t n, hdr;
+	if (m[at] == 119 || m[at] == 115) /* SMALL_ATOM_UTF8, SMALL_ATOM */
+		hdr = 2, n = at + 1 < len ? m[at + 1] : 0;
+	else if ((m[at] == 118 || m[at] == 100) && at + 2 < len)
+		hdr = 3, n = (size_t)m[at + 1] << 8 | m[at + 2];
+	else
+		return false;
+	return n == 6 && at + hdr + n <= len &&
+	       memcmp(m + at + hdr, "cancel", 6) == 0;
+}
 
 /* Check the term at *pos with l; *start: where it began. */
 static bool checked(const uint8_t *m, size_t len, size_t *pos,
@@ -124,7 +144,8 @@ bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
 		return false;
 	e->ref_len = pos - e->ref_at;
 	size_t req_at = pos;
-	e->check = tc_check(m, len, &pos, &plain);
+	e->check = tc_check(
+	    m, len, &pos, is_cancel(m, len, req_at) ? &cancel_request : &plain);
 	if (e->check == TC_OK && pos != len)
 		e->check = TC_TRAILING;
 	if (e->check)

@@ -19,6 +19,9 @@ typedef struct caller {
 	cn_conn *c;
 	erlang_pid from;
 	size_t ref_len;
+	/* a command's place among those the writer owes (cancel.c) */
+	struct caller *owed_prev, *owed_next;
+	bool abandoned;
 	uint8_t ref[]; /* Ref in external format (no version byte) */
 } caller;
 
@@ -99,6 +102,16 @@ void cn_op_cluster_add(caller *k, const arg *v, const char *m);
 void cn_op_cluster_assign(caller *k, const arg *v, const char *m);
 void cn_op_cluster_remove(caller *k, const arg *v, const char *m);
 void cn_op_cluster_transfer(caller *k, const arg *v, const char *m);
+
+/* {cancel, Ref}: withdraw or give up the command this caller's pid sent
+ * with Ref on this connection, as the NIF's cancel/2 (cancel.c). */
+void cn_op_cancel(caller *k, const char *m, int ref_at, int arity);
+/* A command queued to the writer is owed its reply: cn_owed_add before
+ * esdb_store_submit; its done callback asks cn_owed_settle first, and
+ * sends nothing when that is false (the caller withdrew or abandoned
+ * it: the request is ended and k freed). */
+void cn_owed_add(caller *k);
+bool cn_owed_settle(caller *k);
 
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,

@@ -7,8 +7,8 @@
  * every connection. Served: the mutations, reads, listings, lookups,
  * stats, limits, record reads (as event tuples: see reads.c), verify
  * and backup, and subscriptions through the session_* requests
- * (sessions.c); open/close and cancel are not yet ({error,
- * {invalid_request, not_served}}).
+ * (sessions.c), and cancel ({cancel, Ref}: cancel.c); open/close are
+ * not ({error, {invalid_request, not_served}}).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
@@ -179,7 +179,7 @@ static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 		atomic_fetch_add(&srv->dropped_msgs, 1);
 		return;
 	}
-	*k = (caller){srv, c, e.from, e.ref_len};
+	*k = (caller){.srv = srv, .c = c, .from = e.from, .ref_len = e.ref_len};
 	memcpy(k->ref, m + e.ref_at, e.ref_len);
 	cn_conn_request_begin(c);
 	if (e.check)
@@ -203,6 +203,10 @@ static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
 		cn_reply_error(k, NULL, "hello_required");
 	else if (cn_sessions_is_request(e->op))
 		cn_sessions_request(k, e, (const char *)m);
+	else if (strcmp(e->op, "cancel") == 0 && !cn_conn_hello_done(k->c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (strcmp(e->op, "cancel") == 0)
+		cn_op_cancel(k, (const char *)m, e->args_at, e->arity);
 	else
 		dispatch(k, e, (const char *)m);
 }

@@ -195,3 +195,48 @@ TEST(cnode_envelope_unwraps_a_request_for_a_named_store)
 	CHECK(!cn_envelope_unwrap_at(m, &e, &name, &len));
 	ei_x_free(&x);
 }
+
+/* {call, From, Ref, {Op, Ref}}: a reference inside the request. */
+static void ref_request(ei_x_buff *x, const char *op, bool nested)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_ref ref = {.len = 3, .n = {1, 2, 3}, .creation = 99};
+	strcpy(from.node, "client@vm");
+	strcpy(ref.node, "client@vm");
+	ei_x_new_with_version(x);
+	ei_x_encode_tuple_header(x, 4);
+	ei_x_encode_atom(x, "call");
+	ei_x_encode_pid(x, &from);
+	ei_x_encode_ref(x, &ref);
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, op);
+	if (nested)
+		ei_x_encode_tuple_header(x, 1);
+	ei_x_encode_ref(x, &ref);
+}
+
+TEST(cnode_envelope_lets_a_ref_into_cancel_only)
+{
+	ei_x_buff m;
+	cn_envelope e;
+	ref_request(&m, "cancel", false);
+	REQUIRE(cn_envelope_parse((uint8_t *)m.buff, (size_t)m.index, &e));
+	CHECK_EQ(e.check, TC_OK);
+	CHECK(strcmp(e.op, "cancel") == 0 && e.arity == 2);
+	CHECK_EQ((uint8_t)m.buff[e.args_at], 90);
+	/* every cut of it is refused, never read past */
+	for (int cut = 0; cut < m.index; cut++) {
+		if (cn_envelope_parse((uint8_t *)m.buff, (size_t)cut, &e))
+			CHECK(e.check != TC_OK);
+	}
+	ei_x_free(&m);
+	/* a ref anywhere else: refused */
+	ref_request(&m, "stats", false);
+	REQUIRE(cn_envelope_parse((uint8_t *)m.buff, (size_t)m.index, &e));
+	CHECK_EQ(e.check, TC_REF);
+	ei_x_free(&m);
+	ref_request(&m, "cancel", true);
+	REQUIRE(cn_envelope_parse((uint8_t *)m.buff, (size_t)m.index, &e));
+	CHECK(e.check != TC_OK);
+	ei_x_free(&m);
+}

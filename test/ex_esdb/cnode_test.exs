@@ -181,10 +181,71 @@ defmodule ExESDB.CNodeTest do
     assert call(cn.name, {:subscribe, self(), :all, {:m, false}}) ==
              {:error, {:invalid_request, :pid}}
 
-    assert call(cn.name, {:cancel}) == {:error, {:invalid_request, :not_served}}
+    assert call(cn.name, {:cancel}) == {:error, {:invalid_request, :cancel}}
+    assert call(cn.name, {:cancel, :ref}) == {:error, {:invalid_request, :cancel}}
+    # a reference goes into cancel only
+    assert call(cn.name, {:stats, make_ref()}) == {:error, {:invalid_request, :reference}}
 
     assert call(cn.name, {:read_all, fn -> :ok end, 1, :forward}) ==
              {:error, {:invalid_request, :fun}}
+  end
+
+  # A big append keeps the writer busy; small appends sent behind it are
+  # cancelled: ok (withdrawn: no reply, never applied), abandoned (no
+  # reply, maybe applied) or not_queued (the reply comes), as the NIF's
+  # cancel/2 answers.
+  test "cancel withdraws a queued command, as the NIF's", %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    big = for i <- 1..20, do: {<<i::128>>, "B", :binary.copy("x", 1_048_576), "", nil, nil}
+
+    answers =
+      Enum.reduce_while(1..10, [], fn r, acc ->
+        bref = make_ref()
+        send({:esdb, cn.name}, {:call, self(), bref, {:append, "big#{r}", :any, big}})
+
+        sent =
+          for i <- 1..20 do
+            ref = make_ref()
+            ev = {<<r::64, i::64>>, "T", "d", "", nil, nil}
+            send({:esdb, cn.name}, {:call, self(), ref, {:append, "s#{r}-#{i}", :no_stream, [ev]}})
+            {"s#{r}-#{i}", ref}
+          end
+
+        cancelled = for {id, ref} <- sent, do: {id, ref, call(cn.name, {:cancel, ref})}
+        assert_receive {^bref, {:ok, _, _}}, 60_000
+        # the writer answers in order: past this one, all are answered
+        assert {:ok, 1, _} =
+                 call(cn.name, {:append, "last#{r}", :any, [event(1000 + r, "T")]}, 60_000)
+
+        acc = acc ++ cancelled
+
+        if Enum.any?(acc, &match?({_, _, :ok}, &1)),
+          do: {:halt, acc},
+          else: {:cont, acc}
+      end)
+
+    assert Enum.any?(answers, &match?({_, _, :ok}, &1))
+
+    for {id, ref, answer} <- answers do
+      {:ok, version, _, _} = call(cn.name, {:stream_info, id})
+
+      case answer do
+        :ok ->
+          assert version == 0, "#{id} applied after its cancel answered ok"
+          refute_received {^ref, _}
+
+        :abandoned ->
+          refute_received {^ref, _}
+
+        :not_queued ->
+          assert_received {^ref, {:ok, 1, _}}
+          assert version == 1
+      end
+    end
+
+    # a cancel for a ref never sent, or already answered: not_queued
+    assert call(cn.name, {:cancel, make_ref()}) == :not_queued
   end
 
   @async [

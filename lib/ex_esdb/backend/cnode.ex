@@ -10,9 +10,12 @@ defmodule ExESDB.Backend.CNode do
     * `{:error, {:unreachable, cnode}}`: the C node is not connected (or
       a connection came up without its hello); a mutation was not sent.
     * `{:error, :outcome_unknown}`: a mutation was sent and no reply came,
-      because the C node went down or `store.timeout` passed (the C node
-      cannot withdraw a request): it may be applied.
-    * `{:error, :timeout}`: a read or lookup got no reply in `store.timeout`.
+      because the C node went down, or `store.timeout` passed and the
+      C node's writer had already taken it: it may be applied.
+    * `{:error, :timeout}`: a read or lookup got no reply in
+      `store.timeout`, or a mutation past `store.timeout` was withdrawn
+      from the C node's writer queue (`{cancel, Ref}`, as the NIF
+      backend's cancel): it is never applied.
 
   A reply that comes after the caller gave up reaches no mailbox (see
   `ExESDB.CNode.Connection`). Subscriptions go through one
@@ -295,7 +298,7 @@ defmodule ExESDB.Backend.CNode do
 
         case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
           :ok ->
-            await(%{h | cnode: cnode}, ref, kind, timeout)
+            await(%{h | cnode: cnode}, relay, ref, kind, timeout)
 
           :noconnect ->
             Process.demonitor(ref, [:flush])
@@ -464,14 +467,63 @@ defmodule ExESDB.Backend.CNode do
     end
   end
 
-  defp await(h, ref, kind, timeout) do
+  defp await(h, relay, ref, :write, timeout) do
+    receive do
+      {^ref, reply} -> replied(h, reply)
+      {:DOWN, ^ref, :process, _, _} -> lost(h, :write)
+    after
+      timeout -> give_up(h, relay, ref)
+    end
+  end
+
+  defp await(h, _relay, ref, kind, timeout) do
     case await_reply(ref, timeout) do
-      # a connection that came up again without its hello: not served
-      {:reply, {:error, :hello_required}} -> {:error, {:unreachable, h.cnode}}
-      {:reply, reply} -> reply
+      {:reply, reply} -> replied(h, reply)
       :down -> lost(h, kind)
-      :timeout when kind == :write -> {:error, :outcome_unknown}
       :timeout -> {:error, :timeout}
+    end
+  end
+
+  # a connection that came up again without its hello: not served
+  defp replied(h, {:error, :hello_required}), do: {:error, {:unreachable, h.cnode}}
+  defp replied(_h, reply), do: reply
+
+  # How long a write past its time waits for its cancel's answer, and
+  # then for a reply the C node says is on its way.
+  @cancel_wait 1_000
+
+  # A write past its time, as the NIF backend's (:ex_esdb_backend.call/3):
+  # withdrawn from the writer queue answers :timeout (never applied);
+  # taken by the writer (abandoned), or no answer to the cancel,
+  # :outcome_unknown; a reply already sent is the answer. Its alias goes
+  # with the monitor: a later reply reaches no mailbox.
+  defp give_up(h, relay, ref) do
+    cref = :erlang.monitor(:process, relay, alias: :reply_demonitor)
+
+    answer =
+      with :ok <-
+             Process.send({:esdb, h.cnode}, {:call, relay, cref, {:cancel, ref}}, [:noconnect]),
+           {:reply, cancelled} <- await_reply(cref, @cancel_wait) do
+        case cancelled do
+          :ok -> {:error, :timeout}
+          :not_queued -> late_reply(h, ref)
+          _abandoned -> {:error, :outcome_unknown}
+        end
+      else
+        _ ->
+          Process.demonitor(cref, [:flush])
+          {:error, :outcome_unknown}
+      end
+
+    Process.demonitor(ref, [:flush])
+    answer
+  end
+
+  defp late_reply(h, ref) do
+    receive do
+      {^ref, reply} -> replied(h, reply)
+    after
+      @cancel_wait -> {:error, :outcome_unknown}
     end
   end
 
