@@ -40,7 +40,7 @@ defmodule ExESDB.Options do
   | `cnode` | `EX_ESDB_CNODE` | `nil` | the name (`name@host`) of a C node started elsewhere that serves this store; implies `backend: :cnode` (C node) |
   | `cnode_name` | `EX_ESDB_CNODE_NAME` | `<store_id>_cnode@<this host>` | the name of the C node this system starts (C node) |
   | `cnode_listen` | `EX_ESDB_CNODE_LISTEN` | `"127.0.0.1"` | the IPv4 interface the started C node listens on (C node) |
-  | `cnode_cluster` | `EX_ESDB_CNODE_CLUSTER` | `[]` | the C nodes of a raft cluster of C nodes replicating this store (`cnode` among them); writes follow their `{:not_leader, node}` answers (C node; the variable is comma-separated) |
+  | `cnode_cluster` | `EX_ESDB_CNODE_CLUSTER` | `[]` | the C nodes of a raft cluster of C nodes replicating this store (`cnode` among them); writes follow their `{:not_leader, node}` answers; a launched C node named among them runs as a replica, numbered and addressed as cluster mode's seeds (`raft_*` options) (C node; the variable is comma-separated) |
   | `cnode_cookie` | `EX_ESDB_CNODE_COOKIE` | `:node` | `:node`: this node's cookie, given on the C node's stdin; or the path of a file only its owner can read (mode 0400) holding the cookie (C node) |
 
   Everything is checked when the store starts (`ExESDB.System.start_link/1`

@@ -77,7 +77,8 @@ defmodule ExESDB.Backend.CNode do
              path: ExESDB.Options.store_path(options),
              listen: options.cnode_listen,
              durability: options.durability,
-             cookie: options.cnode_cookie
+             cookie: options.cnode_cookie,
+             raft: raft_args(options, cnode)
            }}
         ],
         else: []
@@ -92,6 +93,36 @@ defmodule ExESDB.Backend.CNode do
   end
 
   def children(_options), do: []
+
+  @doc false
+  # The --raft-* arguments of a launched C node whose name is among
+  # `cnode_cluster`: a replica of the store, numbered and addressed as
+  # cluster mode numbers its seeds (ExESDB.Cluster.config/2: the sorted
+  # list, `raft_addresses` or the name's host and `raft_port`, `raft_bind`,
+  # `election_timeout`, `heartbeat`, `snapshot_threshold`,
+  # `snapshot_trailing_bytes`). [] without a cluster.
+  @spec raft_args(ExESDB.Options.t(), node()) :: [String.t()]
+  def raft_args(options, cnode) do
+    cluster = Map.get(options, :cnode_cluster, [])
+
+    if cnode in cluster do
+      c = ExESDB.Cluster.config(%{options | seed_nodes: cluster}, cnode)
+
+      [
+        ["--raft-id", "#{c.id}"],
+        ["--raft-address", c.nif.address],
+        ["--raft-bind", c.nif.bind_address],
+        ["--raft-election-timeout-ms", "#{c.nif.election_timeout_ms}"],
+        ["--raft-heartbeat-ms", "#{c.nif.heartbeat_ms}"],
+        ["--raft-snapshot-threshold", "#{c.nif.snapshot_threshold}"],
+        ["--raft-trailing-bytes", "#{c.nif.trailing_bytes}"]
+        | for({i, addr} <- c.nif.members, do: ["--raft-member", "#{i},#{addr},#{c.nodes[i]}"])
+      ]
+      |> List.flatten()
+    else
+      []
+    end
+  end
 
   @doc false
   # The C node's name: `cnode` (started elsewhere), `cnode_name`, or

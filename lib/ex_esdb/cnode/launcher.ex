@@ -6,7 +6,9 @@ defmodule ExESDB.CNode.Launcher do
   # which `ps` shows), or it reads the 0400 file named by `cnode_cookie`.
   # `--stop-on-eof`: the C node stops when this VM does. It waits for the
   # ready line, and when the C node exits it starts it again (with a
-  # growing pause, up to 1 s): ExESDB.CNode.Connection reconnects.
+  # growing pause, up to 1 s): ExESDB.CNode.Connection reconnects. With
+  # `raft` (ExESDB.Backend.CNode.raft_args/2) it runs a raft replica,
+  # which catches up from the others when started again.
   use GenServer
   require Logger
 
@@ -115,7 +117,7 @@ defmodule ExESDB.CNode.Launcher do
         "--durability",
         Atom.to_string(if s.durability == :strict, do: :sync, else: s.durability),
         "--stop-on-eof"
-      ] ++ cookie_args(s.cookie)
+      ] ++ cookie_args(s.cookie) ++ Map.get(s, :raft, [])
 
     port =
       Port.open({:spawn_executable, bin()}, [

@@ -1,0 +1,89 @@
+defmodule ExESDB.CNodeLauncherClusterTest do
+  # Three systems in this VM on the C node backend, each launching its
+  # own C node (ExESDB.CNode.Launcher) as a raft replica of one store:
+  # `cnode_cluster` names the three, numbered and addressed as cluster
+  # mode's seeds (`raft_addresses`). Writes go through the backend; a
+  # launched replica killed with -9 is started again by its launcher and
+  # catches up. Real OS processes, distribution and raft on loopback.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.{NewEvent, Streams}
+  alias ExESDB.CNode.Launcher
+  alias ExESDB.Test.CNodeCluster
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnl_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp event(i), do: %NewEvent{event_type: "t", data: %{i: i}}
+
+  # [%{store, name}]: three systems, their C nodes launched as replicas.
+  defp start_replicas(dir) do
+    u = System.unique_integer([:positive])
+    stores = for i <- 1..3, do: {:"cnl#{u}_#{i}", :"cnl#{u}_#{i}@#{host()}"}
+    names = Enum.map(stores, &elem(&1, 1))
+    addresses = Map.new(Enum.zip(names, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    for {store, name} <- stores do
+      start_supervised!(
+        {ExESDB.System,
+         store_id: store,
+         data_dir: Path.join(dir, "#{store}"),
+         durability: :nosync,
+         backend: :cnode,
+         cnode_name: name,
+         cnode_cluster: names,
+         raft_addresses: addresses,
+         election_timeout: 500,
+         heartbeat: 20,
+         timeout: 10_000},
+        id: store
+      )
+    end
+
+    for {store, name} <- stores, do: %{store: store, name: name}
+  end
+
+  defp version(name, stream) do
+    case CNodeCluster.call(name, {:stream_info, stream}) do
+      {:ok, v, _, _} -> v
+      _ -> nil
+    end
+  end
+
+  test "three launched C node replicas: writes through the backend; a replica killed is " <>
+         "started again by its launcher and catches up",
+       %{dir: dir} do
+    rs = start_replicas(dir)
+    l = CNodeCluster.leader(rs)
+    assert l != nil, "the launched C nodes formed no cluster"
+    [f | _] = rs -- [l]
+
+    # writes through a follower's system follow not_leader to the leader
+    for i <- 1..20, do: assert({:ok, ^i} = Streams.append_events(f.store, "s", i - 1, [event(i)]))
+    for r <- rs, do: wait_until(fn -> version(r.name, "s") == 20 end, 10_000)
+
+    # kill -9 of the leader's C node: its launcher starts it again
+    old = Launcher.os_pid(l.store)
+    System.cmd("kill", ["-9", "#{old}"])
+
+    for i <- 21..40,
+        do: assert({:ok, ^i} = Streams.append_events(f.store, "s", i - 1, [event(i)]))
+
+    wait_until(fn -> (p = Launcher.os_pid(l.store)) != nil and p != old end, 20_000)
+    # the restarted replica caught up, and its own system reads from it
+    wait_until(fn -> version(l.name, "s") == 40 end, 20_000)
+    assert {:ok, 40} = Streams.get_version(l.store, "s")
+    assert {:ok, %{node: node, id: _}} = CNodeCluster.call(l.name, {:cluster_info})
+    assert node == l.name
+  end
+end
