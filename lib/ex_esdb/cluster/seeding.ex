@@ -84,7 +84,9 @@ defmodule ExESDB.Cluster.Seeding do
   store) and restores it under the open store
   (`:ex_esdb_backend.cluster_install_copy/2`, `esdb_store_restore`); the
   writer goes on from the copy's index. Reads meanwhile see the store as
-  it was. The same happens when raft's snapshot passes a new member's
+  it was; writes are refused, and a replica that leads while it waits
+  hands leadership to the most up-to-date voter (the fetch runs in a
+  process of its own, so this happens during a long fetch too). The same happens when raft's snapshot passes a new member's
   copy, or at a restart while the copy was not in yet.
 
   ## The copy
@@ -557,6 +559,7 @@ defmodule ExESDB.Cluster.Seeding do
         id: config.nif.id,
         address: config.nif.address,
         replace: Map.get(config, :replace) || unfinished(ref, config.nif.id),
+        reseed: nil,
         seeds: Map.values(Map.get(config, :nodes, %{})),
         recorded: false,
         path: path,
@@ -579,7 +582,14 @@ defmodule ExESDB.Cluster.Seeding do
 
   defp keeper(k) do
     receive do
-      {:DOWN, ref, _, _, _} when ref == k.mref -> :ok
+      {:DOWN, ref, _, _, _} when ref == k.mref ->
+        if is_pid(k.reseed), do: Process.exit(k.reseed, :kill)
+        :ok
+
+      # a copy still short of the snapshot, or no member to ask: again, later
+      {:DOWN, _, :process, pid, reason} when pid == k.reseed ->
+        again = if reason == :normal, do: nil, else: {:after, now() + 500}
+        keeper(%{k | reseed: again})
     after
       @tick ->
         case :ex_esdb_backend.cluster_info(k.ref) do
@@ -589,13 +599,49 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
-  defp step(k, %{needs_copy: true}) do
-    # a copy still short of the snapshot, or no member to ask: again, later
-    if reseed(k) != :ok, do: Process.sleep(500)
-    k
+  # Waiting for a copy, this replica refuses writes: leading, it hands
+  # leadership to the most up-to-date voter (raft_transfer, as
+  # ExESDB.Cluster.transfer/2 with no node) rather than hold the
+  # cluster's writes until its copy is in. The copy is fetched by a
+  # process of its own, so the keeper hands leadership on also while a
+  # long fetch runs.
+  defp step(k, %{needs_copy: true} = i) do
+    if i.leader, do: hand_over(k)
+    reseeding(k)
   end
 
   defp step(k, %{leader_id: 0}), do: k
+
+  defp reseeding(%{reseed: pid} = k) when is_pid(pid), do: k
+
+  defp reseeding(%{reseed: {:after, t}} = k) do
+    if now() < t, do: k, else: reseeding(%{k | reseed: nil})
+  end
+
+  defp reseeding(k) do
+    {pid, _} = spawn_monitor(fn -> if reseed(k) != :ok, do: exit(:again) end)
+    %{k | reseed: pid}
+  end
+
+  defp hand_over(k) do
+    with {:ok, s} <- store(k) do
+      case Backend.transfer(s, nil) do
+        :ok ->
+          Logger.warning(
+            "ExESDB: #{node()} led while waiting for a copy of a member's store: " <>
+              "leadership handed over"
+          )
+
+        e ->
+          Logger.warning(
+            "ExESDB: #{node()} leads while waiting for a copy of a member's store and " <>
+              "could not hand leadership over: #{inspect(e)}"
+          )
+      end
+    end
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
 
   defp step(%{replace: old} = k, _i) when old != nil do
     with {:ok, s} <- store(k),
