@@ -54,8 +54,11 @@ defmodule ExESDB.Backend.CNode do
     @moduledoc false
     # The C node's name and the store whose relay carries its replies;
     # members: every C node of the store's cluster and its relay's name
-    # (the store's own C node's among them; empty: no cluster).
-    defstruct [:cnode, :store_id, :relay, members: %{}]
+    # (the store's own C node's among them; empty: no cluster); behind:
+    # with a cluster, an atomics whose one slot is the highest raft
+    # index a write was acknowledged at that the store's own C node was
+    # not seen to apply (0: none).
+    defstruct [:cnode, :store_id, :relay, :behind, members: %{}]
   end
 
   @doc false
@@ -169,7 +172,8 @@ defmodule ExESDB.Backend.CNode do
           Map.new(nodes, &{&1, Connection.relay_name(store, &1)}) |> Map.put(cnode, relay)
       end
 
-    h = %Handle{cnode: cnode, store_id: store, relay: relay, members: members}
+    behind = if members != %{}, do: :atomics.new(1, signed: false)
+    h = %Handle{cnode: cnode, store_id: store, relay: relay, members: members, behind: behind}
 
     case Connection.await_relay(store, Map.get(c, :wait, 30_000)) do
       nil -> {:error, {:unreachable, cnode}}
@@ -230,12 +234,14 @@ defmodule ExESDB.Backend.CNode do
     {_module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
 
     with {:ok, tuples, next} <-
-           call(
-             store.handle,
-             {:read_records, source, from, count, direction, {ExESDB.EventRecord, decode}},
-             :read,
-             store.timeout
-           ),
+           fresh(store, fn ->
+             call(
+               store.handle,
+               {:read_records, source, from, count, direction, {ExESDB.EventRecord, decode}},
+               :read,
+               store.timeout
+             )
+           end),
          {:ok, records} <- Terms.records(tuples, decode) do
       {:ok, records, next}
     end
@@ -309,7 +315,36 @@ defmodule ExESDB.Backend.CNode do
   @impl true
   def decode_term(bin), do: Terms.decode(bin)
 
-  defp read_call(store, request), do: call(store.handle, request, :read, store.timeout)
+  defp read_call(store, request),
+    do: fresh(store, fn -> call(store.handle, request, :read, store.timeout) end)
+
+  # Read-your-writes when a write could not wait for the store's own C
+  # node (it was down, or behind past the write's deadline; see
+  # caught_up/3): a read first waits until that C node applied the write
+  # (within the read's time), else answers the error or {:error,
+  # :timeout} rather than a state without it.
+  defp fresh(%{handle: %Handle{behind: ref} = h} = store, read) when ref != nil do
+    case :atomics.get(ref, 1) do
+      0 ->
+        read.()
+
+      index ->
+        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+        info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
+
+        case Cluster.wait_applied(info, index, deadline) do
+          :ok ->
+            # (a later write's higher index stays)
+            :atomics.compare_exchange(ref, 1, index, 0)
+            read.()
+
+          :not_reached ->
+            with {:ok, _} <- info.(), do: {:error, :timeout}
+        end
+    end
+  end
+
+  defp fresh(_store, read), do: read.()
 
   # "Not found" named for what was looked up, as :ex_esdb_backend does.
   defp translate(command, reply), do: :ex_esdb_backend.translate(elem(command, 0), reply)
@@ -403,7 +438,7 @@ defmodule ExESDB.Backend.CNode do
   # waited for until the store's own C node (where reads go) applied as
   # much as that one had when it answered, within the caller's time. Best
   # effort: the write is committed, so past the deadline it is answered
-  # anyway.
+  # anyway, and the reads here wait for it instead (fresh/2).
   defp caught_up(h, target, deadline) do
     case call_at(
            h,
@@ -415,10 +450,26 @@ defmodule ExESDB.Backend.CNode do
          ) do
       {:ok, %{applied: index}} ->
         info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
-        Cluster.wait_applied(info, index, deadline)
+
+        with :not_reached <- Cluster.wait_applied(info, index, deadline),
+             do: behind(h.behind, index)
 
       _ ->
         :not_reached
+    end
+  end
+
+  # The slot raised to `index` (never lowered here).
+  defp behind(ref, index) do
+    case :atomics.get(ref, 1) do
+      cur when cur >= index ->
+        :not_reached
+
+      cur ->
+        case :atomics.compare_exchange(ref, 1, cur, index) do
+          :ok -> :not_reached
+          _ -> behind(ref, index)
+        end
     end
   end
 

@@ -1,0 +1,512 @@
+defmodule ExESDB.Chaos.CNodes do
+  @moduledoc false
+  # The chaos workload against a cluster of C nodes (priv/ex_esdb_cnode
+  # --raft-*, each owning a replica of one store) with BEAM client nodes:
+  # one :peer per C node running the store on the C node backend
+  # (ExESDB.Backend.CNode) homed on it, with `cnode_cluster` naming all
+  # of them, so a write follows {:not_leader, node} to the leader.
+  #
+  # As in ExESDB.Chaos.Cluster, every process has its own loopback
+  # address and fixed ports, and runs under build/esdb_bind_shim.so: the
+  # C nodes' raft connections and the clients' distribution connections
+  # to the C nodes come from their own address, so ExESDB.Chaos.Partition
+  # can cut raft between C nodes and distribution between a client and a
+  # C node (ctx.specs has the keys it reads). The test VM (127.0.0.1)
+  # drives the clients, reads every C node's replica directly at the end
+  # and polls their cluster_info; it is never cut off.
+  #
+  # The C nodes belong to one owner process (Ports; --stop-on-eof stops
+  # them when it goes); kill -9 / SIGSTOP by OS pid; a killed C node
+  # starts again with the same name, store directory, raft id and ports.
+
+  import ExESDB.Test.ClusterHelpers, only: [free_ports: 1, wait_until: 2]
+
+  alias ExESDB.Chaos.Workload
+  alias ExESDB.Test.ClusterPeer
+
+  @bin Path.expand("../../../priv/ex_esdb_cnode", __DIR__)
+  @shim "build/esdb_bind_shim.so"
+  @page 1000
+
+  @doc """
+  Start n C node replicas and n client peers; call from a test's setup.
+  ctx: store, nodes (the clients), cnodes, home (client => C node),
+  client_of (C node => client), specs, election_timeout.
+  """
+  def start(store, n \\ 3, opts \\ []) do
+    u = System.unique_integer([:positive])
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaoscn_#{System.pid()}_#{u}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    [_, host] = node() |> Atom.to_string() |> String.split("@")
+    et = Keyword.get(opts, :election_timeout, 500)
+    cnodes = for i <- 1..n, do: :"chcn#{u}_#{i}@#{host}"
+    clients = for i <- 1..n, do: :"chcl#{u}_#{i}@#{host}"
+    # a C node's distribution and raft ports; a client's distribution
+    # port, and one nothing listens on (Partition cuts two per node)
+    [cn_dist, cn_raft, cl_dist, cl_none] = Enum.chunk_every(free_ports(4 * n), n)
+    h = :erlang.phash2({System.pid(), u}, 25_000)
+    ip = fn i -> "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}" end
+
+    specs =
+      Map.new(Enum.with_index(cnodes), fn {cn, i} ->
+        {cn,
+         %{
+           kind: :cnode,
+           id: i + 1,
+           ip: ip.(i + 1),
+           dist_port: Enum.at(cn_dist, i),
+           raft_port: Enum.at(cn_raft, i),
+           store_dir: Path.join(dir, "c#{i + 1}")
+         }}
+      end)
+      |> Map.merge(
+        Map.new(Enum.with_index(clients), fn {cl, i} ->
+          {cl,
+           %{
+             kind: :client,
+             ip: ip.(n + i + 1),
+             dist_port: Enum.at(cl_dist, i),
+             raft_port: Enum.at(cl_none, i),
+             store_opts: [
+               store_id: store,
+               data_dir: Path.join(dir, "cl#{i + 1}"),
+               cnode: Enum.at(cnodes, i),
+               cnode_cluster: cnodes,
+               timeout: 10_000
+             ]
+           }}
+        end)
+      )
+
+    members =
+      for cn <- cnodes,
+          s = specs[cn],
+          do: ["--raft-member", "#{s.id},127.0.0.1:#{s.raft_port},#{cn}"]
+
+    owner = spawn(fn -> own(dir) end)
+
+    {:ok, state} =
+      Agent.start(fn ->
+        held = Enum.reduce(specs, %{}, fn {node, spec}, acc -> hold(acc, node, spec) end)
+        %{peers: %{}, os_pids: %{}, held: held}
+      end)
+
+    ExUnit.Callbacks.on_exit(fn -> stop_all(state, owner, dir) end)
+
+    ctx = %{
+      store: store,
+      nodes: clients,
+      cnodes: cnodes,
+      home: Map.new(Enum.zip(clients, cnodes)),
+      client_of: Map.new(Enum.zip(cnodes, clients)),
+      specs: specs,
+      members: List.flatten(members),
+      owner: owner,
+      state: state,
+      dir: dir,
+      election_timeout: et,
+      heartbeat: Keyword.get(opts, :heartbeat, 50)
+    }
+
+    Enum.each(cnodes, &start_cnode(ctx, &1))
+    leader = leader(ctx, cnodes, 20_000)
+    Enum.each(clients, &start_client(ctx, &1))
+    Map.put(ctx, :leader, leader)
+  end
+
+  # ---- C nodes ----------------------------------------------------------
+
+  defp start_cnode(ctx, cn) do
+    s = ctx.specs[cn]
+
+    args =
+      [
+        "--name",
+        "#{cn}",
+        "--store",
+        s.store_dir,
+        "--cookie-stdin",
+        "--stop-on-eof",
+        "--durability",
+        "nosync",
+        "--port",
+        "#{s.dist_port}",
+        "--raft-id",
+        "#{s.id}",
+        "--raft-address",
+        "127.0.0.1:#{s.raft_port}",
+        "--raft-election-timeout-ms",
+        "#{ctx.election_timeout}",
+        "--raft-heartbeat-ms",
+        "#{ctx.heartbeat}"
+      ] ++ ctx.members
+
+    [name, _] = cn |> Atom.to_string() |> String.split("@")
+    # a killed C node's name leaves epmd when its socket closes
+    wait_until(
+      fn -> :erl_epmd.port_please(String.to_charlist(name), ~c"localhost") == :noport end,
+      10_000
+    )
+
+    Agent.update(ctx.state, &%{&1 | held: release(&1.held, cn)})
+    ref = make_ref()
+    send(ctx.owner, {:open, self(), ref, cn, args, env(s.ip)})
+
+    os_pid =
+      receive do
+        {^ref, {:ok, os_pid}} -> os_pid
+        {^ref, {:error, why}} -> raise "C node #{cn} did not start: #{why}"
+      after
+        30_000 -> raise "C node #{cn} did not start in 30 s"
+      end
+
+    Agent.update(ctx.state, &%{&1 | os_pids: Map.put(&1.os_pids, cn, os_pid)})
+    true = Node.connect(cn)
+    {:ok, 1} = hello(cn)
+    :ok
+  end
+
+  defp env(ip) do
+    if File.exists?(@shim),
+      do: [
+        {~c"LD_PRELOAD", String.to_charlist(Path.expand(@shim))},
+        {~c"ESDB_BIND_ADDR", ~c"#{ip}"}
+      ],
+      else: []
+  end
+
+  # The Ports' owner: opens a C node on request (answering once it said
+  # ready), keeps each one's output in <dir>/<name>.log.
+  defp own(dir) do
+    receive do
+      {:open, from, ref, cn, args, env} ->
+        port =
+          Port.open({:spawn_executable, @bin}, [
+            :binary,
+            :exit_status,
+            :stderr_to_stdout,
+            {:line, 1024},
+            args: args,
+            env: env
+          ])
+
+        {:os_pid, os_pid} = Port.info(port, :os_pid)
+        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        Process.put(port, Path.join(dir, "#{cn}.log"))
+
+        case await_ready(port) do
+          nil -> send(from, {ref, {:ok, os_pid}})
+          why -> send(from, {ref, {:error, why}})
+        end
+
+        own(dir)
+
+      {port, {:data, {_, line}}} ->
+        log(port, line)
+        own(dir)
+
+      {port, {:exit_status, st}} ->
+        log(port, "exit status #{st}")
+        own(dir)
+
+      _ ->
+        own(dir)
+    end
+  end
+
+  defp log(port, line) do
+    if file = Process.get(port), do: File.write(file, [line, ?\n], [:append])
+  end
+
+  defp await_ready(port) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _ = line}}} ->
+        log(port, line)
+        nil
+
+      {^port, {:data, {_, line}}} ->
+        log(port, line)
+        await_ready(port)
+
+      {^port, {:exit_status, s}} ->
+        log(port, "exit status #{s}")
+        "exited #{s}"
+    after
+      20_000 -> "no ready line in 20 s"
+    end
+  end
+
+  # A SIGSTOPped process cannot stop: resume them all first (a SIGCONT
+  # to a pid reused since is harmless; never a kill by a stale pid
+  # except these, which are the C nodes of this test).
+  defp stop_all(state, owner, dir) do
+    if Process.alive?(state) do
+      %{peers: peers, os_pids: pids} = Agent.get(state, & &1)
+      for {_, pid} <- pids, do: System.cmd("kill", ["-CONT", "#{pid}"], stderr_to_stdout: true)
+
+      for {_, peer} <- peers do
+        try do
+          :peer.stop(peer)
+        catch
+          _, _ -> :ok
+        end
+      end
+
+      for {cn, pid} <- pids,
+          String.starts_with?(Atom.to_string(cn), "chcn"),
+          do: System.cmd("kill", ["-9", "#{pid}"], stderr_to_stdout: true)
+
+      Agent.stop(state)
+    end
+
+    Process.exit(owner, :kill)
+    if System.get_env("ESDB_CHAOS_KEEP") in [nil, "", "0"], do: File.rm_rf(dir)
+  end
+
+  @doc "The OS pid of a C node (as of its last start)."
+  def os_pid(ctx, cn), do: Agent.get(ctx.state, &Map.fetch!(&1.os_pids, cn))
+
+  @doc "kill -9 a C node; answers once the signal is sent. await_down/1 before restart/2."
+  def kill(ctx, cn) do
+    Node.monitor(cn, true)
+    {_, 0} = System.cmd("kill", ["-9", "#{os_pid(ctx, cn)}"])
+    :ok
+  end
+
+  @doc "Wait until this VM saw a C node killed by kill/2 go."
+  def await_down(cn) do
+    receive do
+      {:nodedown, ^cn} -> :ok
+    after
+      30_000 -> raise "#{cn} still up after kill -9"
+    end
+  end
+
+  @doc "Start a killed C node again: the same name, store, raft id and ports."
+  def restart(ctx, cn), do: start_cnode(ctx, cn)
+
+  @doc "SIGSTOP / SIGCONT a C node."
+  def pause(ctx, cn), do: signal(ctx, cn, "-STOP")
+  def resume(ctx, cn), do: signal(ctx, cn, "-CONT")
+
+  defp signal(ctx, cn, sig) do
+    {_, 0} = System.cmd("kill", [sig, "#{os_pid(ctx, cn)}"])
+    :ok
+  end
+
+  @doc """
+  A request to a C node from this process: its reply, or :no_reply
+  after `ms`. A connection made since the C node restarted says hello
+  first.
+  """
+  def call(cn, request, ms \\ 5_000) do
+    case raw_call(cn, request, ms) do
+      {:error, :hello_required} ->
+        with {:ok, 1} <- hello(cn), do: raw_call(cn, request, ms)
+
+      reply ->
+        reply
+    end
+  end
+
+  defp hello(cn), do: raw_call(cn, {:hello, 1}, 5_000)
+
+  defp raw_call(cn, request, ms) do
+    ref = make_ref()
+    send({:esdb, cn}, {:call, self(), ref, request})
+
+    receive do
+      {^ref, reply} -> reply
+    after
+      ms -> :no_reply
+    end
+  end
+
+  @doc "A C node's cluster_info, or nil when it cannot answer within `ms`."
+  def try_info(cn, ms \\ 1000) do
+    case call(cn, {:cluster_info}, ms) do
+      {:ok, i} -> i
+      _ -> nil
+    end
+  end
+
+  @doc "The C node every one of `cns` names as leader, once they agree (bounded)."
+  def leader(_ctx, cns, ms \\ 10_000) do
+    wait_until(
+      fn ->
+        leaders = Enum.map(cns, &(try_info(&1) || %{leader_node: nil}).leader_node)
+        l = hd(leaders)
+        l in cns and Enum.all?(leaders, &(&1 == l)) and l
+      end,
+      ms
+    )
+  end
+
+  @doc "Wait until every C node has applied at least what the leader had applied."
+  def caught_up(ctx, ms \\ 30_000) do
+    l = leader(ctx, ctx.cnodes, ms)
+    target = try_info(l).applied
+
+    wait_until(
+      fn -> Enum.all?(ctx.cnodes, &((try_info(&1) || %{applied: 0}).applied >= target)) end,
+      ms
+    )
+  end
+
+  # ---- clients ------------------------------------------------------------
+
+  defp start_client(ctx, node) do
+    s = ctx.specs[node]
+    [name, _] = node |> Atom.to_string() |> String.split("@")
+
+    args =
+      [
+        ~c"-kernel",
+        ~c"prevent_overlapping_partitions",
+        ~c"false",
+        ~c"-connect_all",
+        ~c"false",
+        ~c"-kernel",
+        ~c"inet_dist_listen_min",
+        ~c"#{s.dist_port}",
+        ~c"-kernel",
+        ~c"inet_dist_listen_max",
+        ~c"#{s.dist_port}"
+      ] ++ Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    Agent.update(ctx.state, &%{&1 | held: release(&1.held, node)})
+
+    {:ok, peer, ^node} =
+      :peer.start(%{name: String.to_atom(name), args: args, env: env(s.ip), wait_boot: 60_000})
+
+    Agent.update(ctx.state, &%{&1 | peers: Map.put(&1.peers, node, peer)})
+    :ok = :erpc.call(node, ClusterPeer, :start, [s.store_opts], 60_000)
+    # its connections to every C node are up before the load starts
+    wait_until(
+      fn ->
+        :erpc.call(node, __MODULE__, :relays_up?, [
+          ctx.store,
+          ctx.specs[node].store_opts[:cnode],
+          ctx.cnodes
+        ])
+      end,
+      30_000
+    )
+  end
+
+  @doc false
+  # (on a client) whether the store's relays to every C node are there
+  def relays_up?(store, home, cnodes) do
+    Enum.all?(cnodes, fn cn ->
+      name =
+        if cn == home,
+          do: ExESDB.CNode.Connection.relay_name(store),
+          else: ExESDB.CNode.Connection.relay_name(store, cn)
+
+      Process.whereis(name) != nil
+    end)
+  end
+
+  # A listening socket on every address: no bind or connect here takes the port.
+  defp hold(held, node, spec) do
+    socks =
+      for port <- [spec.dist_port, spec.raft_port],
+          {:ok, sock} <- [:gen_tcp.listen(port, reuseaddr: true)],
+          do: sock
+
+    Map.put(held, node, socks)
+  end
+
+  defp release(held, node) do
+    {socks, held} = Map.pop(held, node, [])
+    Enum.each(socks, &:gen_tcp.close/1)
+    held
+  end
+
+  # ---- the final state --------------------------------------------------
+
+  @doc """
+  A C node replica's $all and every stream, read from it directly, as
+  the checker takes them (ids as UUID text).
+  """
+  def final_state(cn) do
+    all = read_all(cn, 0, [])
+
+    streams =
+      all
+      |> Enum.map(& &1.stream_id)
+      |> Enum.uniq()
+      |> Map.new(&{&1, read_stream(cn, &1, 0, [])})
+
+    %{all: all, streams: streams}
+  end
+
+  defp read_all(cn, from, acc) do
+    {:ok, tuples, _next} = call(cn, {:read_all, from, @page, :forward}, 30_000)
+
+    case tuples do
+      [] -> acc |> Enum.reverse() |> Enum.concat()
+      ts -> read_all(cn, elem(List.last(ts), 0) + 1, [Enum.map(ts, &event/1) | acc])
+    end
+  end
+
+  defp read_stream(cn, stream, from, acc) do
+    {:ok, tuples, _next} = call(cn, {:read_stream, stream, from, @page, :forward}, 30_000)
+
+    case tuples do
+      [] -> acc |> Enum.reverse() |> Enum.concat()
+      ts -> read_stream(cn, stream, elem(List.last(ts), 2) + 1, [Enum.map(ts, &event/1) | acc])
+    end
+  end
+
+  defp event(t),
+    do: %{
+      position: elem(t, 0),
+      stream_id: elem(t, 1),
+      version: elem(t, 2),
+      event_id: ExESDB.UUID.to_string(elem(t, 3))
+    }
+
+  @doc "The workload against the clients, the C nodes' replicas checked at the end."
+  def run(ctx, opts) do
+    [
+      store: ctx.store,
+      nodes: ctx.nodes,
+      target: ExESDB.Chaos.Target.CNode,
+      replicas: ctx.cnodes,
+      clients: 6,
+      ops: 40,
+      subscribers: 0,
+      consistency: :local,
+      label: "cnode#{length(ctx.cnodes)}"
+    ]
+    |> Keyword.merge(opts)
+    |> Keyword.merge(Workload.env_opts())
+    |> Workload.run()
+  end
+end
+
+defmodule ExESDB.Chaos.Target.CNode do
+  @moduledoc false
+  # The workload's target for ExESDB.Chaos.CNodes: operations through the
+  # store on a client node (the C node backend, reads from the client's
+  # own C node, which may lag), the final state read from a C node replica
+  # itself.
+  @behaviour ExESDB.Chaos.Target
+
+  alias ExESDB.Chaos.Target.Local
+
+  @impl true
+  defdelegate append(node, store, stream, expected, events, opts), to: Local
+  @impl true
+  defdelegate read_stream(node, store, stream), to: Local
+  @impl true
+  def consistency, do: :local
+  @impl true
+  def final_state(cnode, _store), do: ExESDB.Chaos.CNodes.final_state(cnode)
+  @impl true
+  defdelegate subscribe(node, store, name, selector, pid), to: Local
+  @impl true
+  defdelegate ack(node, store, sub, event), to: Local
+end
