@@ -30,7 +30,7 @@ DEB_PKGS := build-essential liblmdb-dev lmdb-utils valgrind clang \
 	erlang-proper elixir rebar3 \
 	libuv1-dev liblz4-dev autoconf automake libtool pkg-config nftables
 
-.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-faults chaos-cluster cluster-demo asan valgrind fuzz bench fmt fmt-check clean
+.PHONY: all nif raft raft-optional test-raft cnode test-cnode asan-cnode deps run test test-c test-c-log test-replica asan-replica test-elixir test-erlang test-consumers test-commanded chaos chaos-faults chaos-cnode chaos-cluster cluster-demo asan valgrind fuzz bench fmt fmt-check clean
 
 all: raft-optional $(CORE_LIB) $(CTL_BIN) $(CNODE_BIN) $(TEST_BIN) $(NIF_SO) $(FAULT_BINS)
 
@@ -238,13 +238,22 @@ CHAOS_RESULTS ?= $(CURDIR)/$(BUILD)/chaos
 chaos: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_workload_test.exs
-	$(MAKE) chaos-faults
+	$(MAKE) $(if $(filter 1,$(CHAOS_CNODE)),chaos-cnode,chaos-faults)
 
 # Only the cluster part of `make chaos` (docs/RELIABILITY.md's runs).
 chaos-faults: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_FAULTS=1 ESDB_CHAOS_NODES=$(CHAOS_NODES) ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	  ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_faults_test.exs --only chaos_long
+
+# Mixed faults against 3 C node replicas (priv/ex_esdb_cnode --raft-*)
+# with BEAM client nodes on the C node backend, for CHAOS_SECONDS
+# (test/ex_esdb/chaos_cnode_test.exs); `make chaos CHAOS_CNODE=1` runs
+# it in place of chaos-faults.
+chaos-cnode: nif $(BUILD)/esdb_bind_shim.so
+	ESDB_CHAOS_CNODE=1 ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) \
+	  ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
+	  MIX_ENV=test mix test test/ex_esdb/chaos_cnode_test.exs --only chaos_long
 
 # The same on 3 :peer nodes in cluster mode: no faults, the leader
 # stopped, the leader paused past the election timeout four times.

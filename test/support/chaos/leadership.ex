@@ -11,21 +11,25 @@ defmodule ExESDB.Chaos.Leadership do
 
   @every 20
 
-  @doc "Start sampling `nodes`; stop/1 answers what was seen."
-  def start(store, nodes) do
+  @doc """
+  Start sampling `nodes`; stop/1 answers what was seen. `info` (store,
+  node) answers %{leader?: _, term: _} or nil (default: the node's
+  ExESDB.Cluster.info/1, 500 ms at most).
+  """
+  def start(store, nodes, info \\ &Cluster.try_info(&1, &2, 500)) do
     table = :ets.new(:chaos_leadership, [:set, :public])
     parent = self()
 
     pollers =
       for node <- nodes do
-        spawn_link(fn -> poll(store, node, table, parent) end)
+        spawn_link(fn -> poll(store, node, table, parent, info) end)
       end
 
     %{table: table, pollers: pollers}
   end
 
-  defp poll(store, node, table, parent) do
-    case Cluster.try_info(store, node, 500) do
+  defp poll(store, node, table, parent, info) do
+    case info.(store, node) do
       %{leader?: true, term: term} -> :ets.insert(table, {{term, node}, true})
       _ -> :ok
     end
@@ -33,7 +37,7 @@ defmodule ExESDB.Chaos.Leadership do
     receive do
       {:stop, ^parent} -> :ok
     after
-      @every -> poll(store, node, table, parent)
+      @every -> poll(store, node, table, parent, info)
     end
   end
 

@@ -1,0 +1,141 @@
+defmodule ExESDB.ChaosCNodeTest do
+  # Issue 14 with C node clients: the chaos workload (6 clients) through
+  # BEAM client nodes on the C node backend against a cluster of three C
+  # node replicas (ExESDB.Chaos.CNodes), under faults
+  # (ExESDB.Chaos.CNodeNemesis): kill -9 and restart of the leader and of
+  # a follower C node, SIGSTOP/SIGCONT past the election timeout, and,
+  # where nft and the bind shim are there, a C node and its client cut
+  # from the rest (raft and distribution). Checked: the history checker
+  # over every C node's replica read directly, no two leaders in one term
+  # (the C nodes' own cluster_info), no append acknowledged through a
+  # cut-off client (ExESDB.Chaos.Faults).
+  #
+  # In `make test`: the checker shown to catch a lost and a duplicated
+  # event on this setup, and one cycle of each fault. With
+  # ESDB_CHAOS_CNODE=1 (`make chaos-cnode`, or `make chaos
+  # CHAOS_CNODE=1`): mixed faults for ESDB_CHAOS_SECONDS (60), results
+  # under ESDB_CHAOS_RESULTS.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Chaos.{Checker, CNodeNemesis, CNodes, Faults, Leadership, Partition}
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: :infinity
+
+  defp start do
+    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", 3)
+    if Partition.available?(), do: Partition.setup(ctx), else: ctx
+  end
+
+  test "without faults the checks pass; an acknowledged event dropped from a replica is " <>
+         "flagged lost, one stored twice duplicated" do
+    ctx = start()
+    %{verdict: v, history: ops, replicas: replicas} = CNodes.run(ctx, ops: 30, rate: 50)
+    assert_clean(v)
+    assert v.stats.replicas == 3
+
+    # the first acknowledged append's first event, taken out of one
+    # replica ($all and its stream), then stored twice there
+    %{event_ids: [id | _]} = Enum.find(ops, &(&1.type == :append and &1.outcome == :ok))
+    [cn | _] = ctx.cnodes
+    r = replicas[cn]
+    drop = fn evs -> Enum.reject(evs, &(&1.event_id == id)) end
+    dropped = %{all: drop.(r.all), streams: Map.new(r.streams, fn {s, evs} -> {s, drop.(evs)} end)}
+    lost = Checker.check(ops, %{replicas | cn => dropped})
+    refute lost.valid?
+
+    assert [%{node: ^cn, missing: [^id | _]} | _] =
+             for(a <- lost.anomalies, a.kind == :lost_event, do: a)
+
+    ev = Enum.find(r.all, &(&1.event_id == id))
+    twice = %{r | all: r.all ++ [%{ev | position: length(r.all) + 1}]}
+    dup = Checker.check(ops, %{replicas | cn => twice})
+    refute dup.valid?
+    assert Enum.any?(dup.anomalies, &(&1.kind == :duplicate_event and &1.event_id == id))
+  end
+
+  test "kill -9 of the leader and of a follower C node, pauses past the election timeout, " <>
+         "a C node and its client isolated: the checks pass" do
+    ctx = start()
+    cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
+    kinds = [:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts
+    %{verdict: v} = run(ctx, kinds, {:cycles, length(kinds)}, label: "cnode3-faults")
+    assert_clean(v)
+    for kind <- kinds, do: assert(v.stats.faults[kind].cycles == 1)
+    assert Enum.all?(Map.values(v.stats.faults), &(&1.never_writes_again == 0))
+    # the killed and the paused leaders' successors were elected in later terms
+    assert map_size(v.stats.leader_terms) >= 3
+  end
+
+  @tag :chaos_long
+  @tag skip:
+         System.get_env("ESDB_CHAOS_CNODE") in [nil, "", "0"] &&
+           "set ESDB_CHAOS_CNODE=1 (make chaos-cnode)"
+  test "mixed faults on C node replicas for ESDB_CHAOS_SECONDS" do
+    seconds = String.to_integer(System.get_env("ESDB_CHAOS_SECONDS") || "60")
+    ctx = start()
+    cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
+    kinds = Enum.shuffle([:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts)
+    until = {:until, System.monotonic_time(:millisecond) + seconds * 1000}
+    load = String.trim(File.read!("/proc/loadavg"))
+
+    %{verdict: v, results: path} =
+      run(ctx, kinds, until, label: "cnode3-mixed", rate: 20, load_before: load)
+
+    IO.puts("chaos results: #{path}\nload before #{load}, after #{File.read!("/proc/loadavg")}")
+    IO.puts(ExESDB.Chaos.JSON.encode(v.stats.faults))
+    assert_clean(v)
+  end
+
+  defp assert_clean(v) do
+    assert v.valid?, "#{inspect(v.counts)}\n#{inspect(v.anomalies, pretty: true, limit: 10)}"
+    assert v.stats.acknowledged > 0 and v.stats.lost == 0 and v.stats.duplicates == 0
+  end
+
+  # The C nodes' own report: leader? in term.
+  defp info(_store, cn) do
+    case CNodes.try_info(cn, 500) do
+      %{leader: l, term: t} -> %{leader?: l, term: t}
+      _ -> nil
+    end
+  end
+
+  # The workload with the nemesis beside it until it ran `stop`; the
+  # leadership reports and the fault checks added to the verdict.
+  defp run(ctx, kinds, stop, opts) do
+    lead = Leadership.start(ctx.store, ctx.cnodes, &info/2)
+
+    extend = fn ops, v ->
+      seen = Leadership.stop(lead)
+      extra = Faults.check(ops) ++ seen.anomalies
+
+      stats =
+        Map.merge(v.stats, %{
+          faults: Faults.figures(ops, v, ctx.election_timeout),
+          leader_terms: seen.leaders,
+          election_timeout_ms: ctx.election_timeout,
+          load_before: opts[:load_before],
+          load_after: String.trim(File.read!("/proc/loadavg"))
+        })
+
+      %{
+        v
+        | valid?: v.valid? and extra == [],
+          anomalies: v.anomalies ++ extra,
+          counts: Map.merge(v.counts, Enum.frequencies_by(extra, & &1.kind)),
+          stats: stats
+      }
+    end
+
+    CNodes.run(ctx,
+      nemesis: fn h -> CNodeNemesis.run(ctx, h, kinds, stop) end,
+      extend: extend,
+      until_nemesis: true,
+      settle_ms: 30_000,
+      rate: Keyword.get(opts, :rate, 25),
+      label: opts[:label]
+    )
+  end
+end
