@@ -612,6 +612,29 @@ defmodule ExESDB.Cluster.Seeding do
 
   defp step(k, %{leader_id: 0}), do: k
 
+  defp step(%{replace: old} = k, _i) when old != nil do
+    with {:ok, s} <- store(k),
+         :ok <- Backend.on_leader(s, :replace, [old, k.id, k.address]) do
+      Logger.info("ExESDB: member #{old} replaced by #{k.id} (#{node()})")
+      %{k | replace: nil}
+    else
+      _ -> k
+    end
+  end
+
+  defp step(%{recorded: false} = k, _i) do
+    with {:ok, s} <- store(k),
+         {:ok, ms} <- :ex_esdb_backend.cluster_members(k.ref),
+         true <- List.keymember?(ms, k.id, 0),
+         :ok <- record(s, k.id) do
+      %{k | recorded: true}
+    else
+      _ -> k
+    end
+  end
+
+  defp step(k, _i), do: k
+
   defp reseeding(%{reseed: pid} = k) when is_pid(pid), do: k
 
   defp reseeding(%{reseed: {:after, t}} = k) do
@@ -642,29 +665,6 @@ defmodule ExESDB.Cluster.Seeding do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
-
-  defp step(%{replace: old} = k, _i) when old != nil do
-    with {:ok, s} <- store(k),
-         :ok <- Backend.on_leader(s, :replace, [old, k.id, k.address]) do
-      Logger.info("ExESDB: member #{old} replaced by #{k.id} (#{node()})")
-      %{k | replace: nil}
-    else
-      _ -> k
-    end
-  end
-
-  defp step(%{recorded: false} = k, _i) do
-    with {:ok, s} <- store(k),
-         {:ok, ms} <- :ex_esdb_backend.cluster_members(k.ref),
-         true <- List.keymember?(ms, k.id, 0),
-         :ok <- record(s, k.id) do
-      %{k | recorded: true}
-    else
-      _ -> k
-    end
-  end
-
-  defp step(k, _i), do: k
 
   defp store(k) do
     case ExESDB.Store.fetch(k.store_id) do
