@@ -2,7 +2,8 @@
  * options (the NIF's cluster_open/3 map as flags), and the requests
  * cluster_info and cluster_members. The leader is named to clients by
  * its C node name, known from the --raft-member list (every member is
- * given the same list: raft ids carry no names). */
+ * given the same list: raft ids carry no names), or, for a member added
+ * at run time with its name, from the name the leader replicated. */
 #include "cluster.h"
 
 #include "ops.h"
@@ -135,8 +136,9 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	return 0;
 }
 
-/* The C node name of raft member id, or NULL. */
-static const char *name_of(const cn_cluster *c, uint64_t id)
+/* The C node name of raft member id from this node's own list, or
+ * NULL. */
+static const char *listed_name(const cn_cluster *c, uint64_t id)
 {
 	if (id && id == esdb_replica_get_id(c->rep))
 		return c->self;
@@ -144,6 +146,56 @@ static const char *name_of(const cn_cluster *c, uint64_t id)
 		if (c->members[i].id == id)
 			return c->members[i].cnode;
 	return NULL;
+}
+
+/* Member names replicated in the store: the checkpoint
+ * "ex_esdb:cnode:<id>", its definition the name, written by the leader
+ * that added a member named in {cluster_add, Id, Address, Name} (for
+ * that member and every member it knew by name), so every replica,
+ * the added one too, names them without a restart. */
+#define NAME_KEY "ex_esdb:cnode:"
+
+static size_t name_key(char *buf, size_t size, uint64_t id)
+{
+	return (size_t)snprintf(buf, size, NAME_KEY "%llu",
+	                        (unsigned long long)id);
+}
+
+/* A node name as an atom may hold it: under 256 bytes, NAME@HOST. */
+static bool node_name_ok(const char *p, size_t len)
+{
+	return len > 2 && len < MAXATOMLEN && memchr(p, '@', len) &&
+	       !memchr(p, '\0', len);
+}
+
+typedef struct name_buf {
+	char name[MAXATOMLEN];
+	bool found;
+} name_buf;
+
+static int take_name(void *ctx, const esdb_checkpoint *cp)
+{
+	name_buf *b = ctx;
+	if (node_name_ok(cp->definition, cp->definition_len)) {
+		memcpy(b->name, cp->definition, cp->definition_len);
+		b->name[cp->definition_len] = '\0';
+		b->found = true;
+	}
+	return 0;
+}
+
+/* Encode member id's C node name (listed, else replicated), or nil. */
+static void encode_member_name(cn_server *srv, ei_x_buff *x, uint64_t id)
+{
+	const cn_cluster *c = srv->cluster;
+	const char *listed = c ? listed_name(c, id) : NULL;
+	name_buf b = {.found = false};
+	char key[64];
+	if (!listed && c && id)
+		esdb_checkpoint_get(srv->store, key,
+		                    name_key(key, sizeof(key), id), take_name,
+		                    &b);
+	ei_x_encode_atom(x, listed ? listed : b.found ? b.name : "nil");
 }
 
 static void encode_name(ei_x_buff *x, const char *name)
@@ -160,7 +212,7 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
 	ei_x_encode_atom(x, "error");
 	ei_x_encode_tuple_header(x, 2);
 	ei_x_encode_atom(x, "not_leader");
-	encode_name(x, srv->cluster ? name_of(srv->cluster, id) : NULL);
+	encode_member_name(srv, x, id);
 }
 
 /* The replica with the store's lock held shared, or NULL having
@@ -231,7 +283,7 @@ void cn_op_cluster_info(caller *k, const arg *v, const char *m)
 	ei_x_encode_atom(&x, "node");
 	encode_name(&x, c->self);
 	ei_x_encode_atom(&x, "leader_node");
-	encode_name(&x, name_of(c, leader));
+	encode_member_name(k->srv, &x, leader);
 	pthread_rwlock_unlock(&k->srv->store_lock);
 	cn_reply_end(k, &x);
 }
@@ -285,7 +337,43 @@ typedef struct change {
 	uint64_t id;
 	int role;
 	char address[256];
+	char name[MAXATOMLEN]; /* an added member's C node name, or "" */
 } change;
+
+/* Replicate the name of member id (through raft, as any write: only
+ * the leader takes it), unless the store has it already. */
+static int record_name(cn_server *srv, uint64_t id, const char *name)
+{
+	name_buf b = {.found = false};
+	char key[64];
+	size_t klen = name_key(key, sizeof(key), id);
+	esdb_checkpoint_get(srv->store, key, klen, take_name, &b);
+	if (b.found && strcmp(b.name, name) == 0)
+		return 0;
+	esdb_cmd cmd;
+	int rc = esdb_cmd_checkpoint_put(&srv->limits, key, klen, 0, name,
+	                                 strlen(name), &cmd);
+	return rc ? rc : esdb_store_execute(srv->store, &cmd, NULL);
+}
+
+/* Before adding a named member: its name and every name this node
+ * lists, so that the added member (which lists none) names them too.
+ * Under the store's lock: a close waits for it. */
+static int record_names(change *c)
+{
+	cn_server *srv = c->k->srv;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	int rc = srv->closed ? ESDB_ECLOSED : 0;
+	const cn_cluster *cl = srv->cluster;
+	if (!rc)
+		rc = record_name(srv, esdb_replica_get_id(cl->rep), cl->self);
+	for (unsigned i = 0; !rc && i < cl->n_members; i++)
+		rc = record_name(srv, cl->members[i].id, cl->members[i].cnode);
+	if (!rc)
+		rc = record_name(srv, c->id, c->name);
+	pthread_rwlock_unlock(&srv->store_lock);
+	return rc;
+}
 
 static void *change_main(void *arg)
 {
@@ -293,7 +381,9 @@ static void *change_main(void *arg)
 	int rc;
 	switch (c->op) {
 	case CH_ADD:
-		rc = esdb_replica_add(c->rep, c->id, c->address);
+		rc = c->name[0] ? record_names(c) : 0;
+		if (!rc)
+			rc = esdb_replica_add(c->rep, c->id, c->address);
 		break;
 	case CH_ASSIGN:
 		rc = esdb_replica_assign(c->rep, c->id, c->role);
@@ -321,16 +411,19 @@ static void *change_main(void *arg)
  * change instead of waiting for it) and run the change on its own
  * thread, which answers k. */
 static void start_change(caller *k, change_op op, uint64_t id, const arg *addr,
-                         int role)
+                         int role, const char *name)
 {
 	esdb_replica *rep = acquire(k);
 	if (!rep)
 		return;
 	change *c = calloc(1, sizeof(*c));
 	if (c) {
-		*c = (change){k, rep, op, id, role, {0}};
+		*c = (change){
+		    .k = k, .rep = rep, .op = op, .id = id, .role = role};
 		if (addr)
 			memcpy(c->address, addr->p, addr->len);
+		if (name)
+			snprintf(c->name, sizeof(c->name), "%s", name);
 		esdb_replica_hold(rep);
 	}
 	pthread_rwlock_unlock(&k->srv->store_lock);
@@ -354,7 +447,29 @@ static void start_change(caller *k, change_op op, uint64_t id, const arg *addr,
 /* {cluster_add, Id, Address} */
 void cn_op_cluster_add(caller *k, const arg *v, const char *m)
 {
-	start_change(k, CH_ADD, v[0].u, &v[1], 0);
+	start_change(k, CH_ADD, v[0].u, &v[1], 0, NULL);
+}
+
+/* {cluster_add, Id, Address, Name}: Name the member's C node name
+ * (NAME@HOST), replicated before the member is added. */
+void cn_op_cluster_add_named(caller *k, const char *m, int at, int arity)
+{
+	unsigned long long id;
+	char addr[256], name[MAXATOMLEN_UTF8];
+	long len;
+	int idx = at, type, size;
+	if (arity != 4 || ei_decode_ulonglong(m, &idx, &id) != 0 ||
+	    ei_get_type(m, &idx, &type, &size) != 0 || type != ERL_BINARY_EXT ||
+	    size < 1 || size >= (int)sizeof(addr) ||
+	    ei_decode_binary(m, &idx, addr, &len) != 0 ||
+	    memchr(addr, '\0', (size_t)len) ||
+	    ei_decode_atom(m, &idx, name) != 0 ||
+	    !node_name_ok(name, strlen(name))) {
+		cn_reply_error(k, "invalid_request", "cluster_add");
+		return;
+	}
+	arg a = {.p = addr, .len = (size_t)len};
+	start_change(k, CH_ADD, id, &a, 0, name);
 }
 
 /* {cluster_assign, Id, voter | standby | spare} */
@@ -363,19 +478,19 @@ void cn_op_cluster_assign(caller *k, const arg *v, const char *m)
 	int role = v[1].u == 1   ? ESDB_REPLICA_VOTER
 	           : v[1].u == 0 ? ESDB_REPLICA_STANDBY
 	                         : ESDB_REPLICA_SPARE;
-	start_change(k, CH_ASSIGN, v[0].u, NULL, role);
+	start_change(k, CH_ASSIGN, v[0].u, NULL, role, NULL);
 }
 
 /* {cluster_remove, Id} */
 void cn_op_cluster_remove(caller *k, const arg *v, const char *m)
 {
-	start_change(k, CH_REMOVE, v[0].u, NULL, 0);
+	start_change(k, CH_REMOVE, v[0].u, NULL, 0, NULL);
 }
 
 /* {cluster_transfer, Id}: Id 0, the most up-to-date voter */
 void cn_op_cluster_transfer(caller *k, const arg *v, const char *m)
 {
-	start_change(k, CH_TRANSFER, v[0].u, NULL, 0);
+	start_change(k, CH_TRANSFER, v[0].u, NULL, 0, NULL);
 }
 
 #else /* no raft in this build */
@@ -424,6 +539,11 @@ void cn_op_cluster_members(caller *k, const arg *v, const char *m)
 }
 
 void cn_op_cluster_add(caller *k, const arg *v, const char *m)
+{
+	no_support(k);
+}
+
+void cn_op_cluster_add_named(caller *k, const char *m, int at, int arity)
 {
 	no_support(k);
 }

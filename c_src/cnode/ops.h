@@ -102,6 +102,9 @@ void cn_op_cluster_add(caller *k, const arg *v, const char *m);
 void cn_op_cluster_assign(caller *k, const arg *v, const char *m);
 void cn_op_cluster_remove(caller *k, const arg *v, const char *m);
 void cn_op_cluster_transfer(caller *k, const arg *v, const char *m);
+/* {cluster_add, Id, Address, Name}: cluster_add with the member's C node
+ * name, replicated so that every member names it (cluster.c) */
+void cn_op_cluster_add_named(caller *k, const char *m, int at, int arity);
 
 /* {cancel, Ref}: withdraw or give up the command this caller's pid sent
  * with Ref on this connection, as the NIF's cancel/2 (cancel.c). */

@@ -1,0 +1,116 @@
+defmodule ExESDB.CNodeClusterMemberNameTest do
+  # A C node added to a cluster of C nodes at run time, named in
+  # {cluster_add, Id, Address, Name}: every member names it (its name is
+  # replicated), and it names the others though it was started with no
+  # --raft-member list; {:not_leader, node} points at it when it leads
+  # and from it when it does not. Real OS processes, raft on loopback.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.Test.CNodeCluster
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnm_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  # A C node with a raft id and address, no member list: a joiner.
+  defp start_joiner(dir, id) do
+    name = :"cnm#{System.unique_integer([:positive])}_#{id}@#{host()}"
+    [p] = free_ports(1)
+    address = "127.0.0.1:#{p}"
+
+    port =
+      Port.open({:spawn_executable, @bin}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 1024},
+        args: [
+          "--name",
+          Atom.to_string(name),
+          "--store",
+          Path.join(dir, "joiner#{id}"),
+          "--cookie-stdin",
+          "--stop-on-eof",
+          "--durability",
+          "nosync",
+          "--raft-id",
+          "#{id}",
+          "--raft-address",
+          address,
+          "--raft-election-timeout-ms",
+          "500",
+          "--raft-heartbeat-ms",
+          "20"
+        ]
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    await_ready(port)
+    true = Node.connect(name)
+    {:ok, 1} = call(name, {:hello, 1})
+    %{id: id, address: address, name: name, port: port, os_pid: os_pid}
+  end
+
+  defp await_ready(port) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} -> :ok
+      {^port, {:data, _}} -> await_ready(port)
+      {^port, {:exit_status, s}} -> flunk("joiner exited #{s}")
+    after
+      15_000 -> flunk("joiner: no ready line")
+    end
+  end
+
+  defp event, do: {ExESDB.UUID.uuid4_binary(), "t", "d", "m", nil, nil}
+
+  test "a member added with its name is named by every member, and names them",
+       %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    j = start_joiner(dir, 4)
+
+    assert call(l.name, {:cluster_add, j.id, j.address, j.name}, 15_000) == :ok
+    assert call(l.name, {:cluster_assign, j.id, :voter}, 30_000) == :ok
+
+    # the joiner leads: the others' not_leader names it
+    assert call(l.name, {:cluster_transfer, j.id}, 15_000) == :ok
+    all = [j | cns]
+    assert CNodeCluster.leader(all).name == j.name
+
+    for cn <- cns do
+      wait_until(fn ->
+        call(cn.name, {:append, "s", :any, [event()]}) == {:error, {:not_leader, j.name}}
+      end)
+    end
+
+    assert {:ok, 1, _} = call(j.name, {:append, "s", :any, [event()]})
+
+    # and back: the joiner's not_leader names a member it was not told of
+    [o | _] = cns
+    assert call(j.name, {:cluster_transfer, o.id}, 15_000) == :ok
+    assert CNodeCluster.leader(all).name == o.name
+
+    wait_until(fn ->
+      call(j.name, {:append, "s", :any, [event()]}) == {:error, {:not_leader, o.name}}
+    end)
+
+    # an add with a name that is no node name is refused
+    assert call(o.name, {:cluster_add, 5, "127.0.0.1:1", :nonode}) ==
+             {:error, {:invalid_request, :cluster_add}}
+  end
+end
