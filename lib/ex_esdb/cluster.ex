@@ -211,13 +211,22 @@ defmodule ExESDB.Cluster do
   the store's); during an election it waits, then answers `{:error,
   :no_quorum}` or `{:error, {:not_leader, node}}`; `{:error, :timeout}`
   when the no-op went through but this node's replica did not reach its
-  index within the timeout (a read then may miss writes).
+  index within the timeout (a read then may miss writes). On the C node
+  backend with `cnode_cluster` the same, through the C nodes: the no-op
+  goes to the leader C node, then the store's own C node (where reads
+  go) is waited for.
   """
   @spec barrier(atom(), timeout() | nil) :: :ok | {:error, term()}
   def barrier(store_id, timeout \\ nil) do
-    with {:ok, s} <- cluster_store(store_id) do
+    with {:ok, s} <- ExESDB.Store.fetch(store_id) do
       s = if timeout, do: %{s | timeout: timeout}, else: s
-      ExESDB.Backend.Cluster.submit(s, :barrier, [])
+
+      case s.backend do
+        ExESDB.Backend.Cluster -> ExESDB.Backend.Cluster.submit(s, :barrier, [])
+        # a cluster of C nodes (cnode_cluster): the same through them
+        ExESDB.Backend.CNode -> ExESDB.Backend.CNode.barrier(s)
+        _ -> {:error, :not_cluster}
+      end
     end
   end
 

@@ -381,14 +381,33 @@ defmodule ExESDB.Backend.CNode do
   # Tries until one answers or the caller's time is out; every wait ends
   # by the deadline. The first try goes where this process's last write
   # was taken (the leader then), else to the store's own C node.
-  defp route(store, command) do
+  defp route(store, command, original \\ nil) do
     h = store.handle
     deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
     key = {__MODULE__, :leader, h.store_id}
     first = Process.get(key, h.cnode)
     first = if Map.has_key?(h.members, first), do: first, else: h.cnode
-    attempt(h, command, command, first, deadline, @backoff_first, [])
+    attempt(h, original || command, command, first, deadline, @backoff_first, [])
   end
+
+  # A barrier: a command that changes nothing (deleting a checkpoint of a
+  # reserved name no subscription has, as the cluster backend's) through
+  # the leader's log; once the leader applied it, everything committed
+  # before is applied there.
+  @barrier {:checkpoint_delete, "ex_esdb:barrier"}
+
+  @doc false
+  # ExESDB.Cluster.barrier/2 on a cluster of C nodes: :ok once the
+  # store's own C node (where reads go) applied everything the cluster
+  # committed before the call; {:error, :timeout} when the no-op went
+  # through but that C node did not reach its index in `timeout`;
+  # {:error, :no_quorum} or {:error, {:not_leader, node}} without a
+  # leader taking it; {:error, :not_cluster} without `cnode_cluster`.
+  @spec barrier(map()) :: :ok | {:error, term()}
+  def barrier(%{handle: %Handle{members: m}} = store) when map_size(m) > 0,
+    do: CallerRelay.sync(__MODULE__, store.store_id, fn -> route(store, @barrier, :barrier) end)
+
+  def barrier(_store), do: {:error, :not_cluster}
 
   # Out of time before a try that follows another (a pause woken late on
   # a loaded machine): the last try's reply decides, as the gateway's.
@@ -422,17 +441,27 @@ defmodule ExESDB.Backend.CNode do
         end
 
       nil ->
-        if taken?(reply) do
-          Process.put({__MODULE__, :leader, h.store_id}, target)
-          if target != h.cnode, do: caught_up(h, target, deadline)
-        end
+        reached =
+          if taken?(command, reply) do
+            Process.put({__MODULE__, :leader, h.store_id}, target)
+            if target != h.cnode, do: caught_up(h, target, deadline), else: :ok
+          end
 
-        decide(original, replies, reply)
+        decide(original, replies, barrier_reply(original, reply, reached))
     end
   end
 
-  defp taken?({:error, _}), do: false
-  defp taken?(_reply), do: true
+  # the barrier's checkpoint is never there: not_found is its success
+  defp taken?(@barrier, {:error, :not_found}), do: true
+  defp taken?(_command, {:error, _}), do: false
+  defp taken?(_command, _reply), do: true
+
+  # A barrier promises the store's own C node caught up: past the
+  # deadline before it did, {:error, :timeout}.
+  defp barrier_reply(:barrier, _reply, :ok), do: :ok
+  defp barrier_reply(:barrier, {:error, _} = e, nil), do: e
+  defp barrier_reply(:barrier, _reply, _not_reached), do: {:error, :timeout}
+  defp barrier_reply(_original, reply, _reached), do: reply
 
   # Read-your-writes, as the gateway's: a write another C node took is
   # waited for until the store's own C node (where reads go) applied as
