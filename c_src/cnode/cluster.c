@@ -6,6 +6,7 @@
  * at run time with its name, from the name the leader replicated. */
 #include "cluster.h"
 
+#include "copies.h"
 #include "ops.h"
 
 #include <errno.h>
@@ -71,6 +72,12 @@ bool cn_cluster_arg(cn_cluster_opts *o, const char *f, const char *v)
 		m->address = address(f, addr);
 		m->cnode = c2 + 1;
 		free(id);
+	} else if (strcmp(f, "--raft-copy-from") == 0) {
+		if (!strchr(v, '@') || strlen(v) >= MAXNODELEN)
+			bad(f, v, "wants NAME@HOST");
+		if (o->n_copy_from == CN_CLUSTER_MAX_MEMBERS)
+			bad(f, v, "too many copy sources");
+		o->copy_from[o->n_copy_from++] = v;
 	} else if (strcmp(f, "--raft-election-timeout-ms") == 0) {
 		o->election_ms = num(f, v, 600000);
 	} else if (strcmp(f, "--raft-heartbeat-ms") == 0) {
@@ -94,6 +101,9 @@ struct cn_cluster {
 	const char *self;
 	cn_cluster_member members[CN_CLUSTER_MAX_MEMBERS];
 	unsigned n_members;
+	/* where copies are pulled from: the other members, --raft-copy-from */
+	const char *sources[2 * CN_CLUSTER_MAX_MEMBERS];
+	unsigned n_sources;
 };
 
 int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
@@ -111,6 +121,12 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	c->self = self_name;
 	memcpy(c->members, o->members, sizeof(c->members));
 	c->n_members = o->n_members;
+	for (unsigned i = 0; i < o->n_members; i++)
+		if (strcmp(o->members[i].cnode, self_name) != 0)
+			c->sources[c->n_sources++] = o->members[i].cnode;
+	for (unsigned i = 0; i < o->n_copy_from; i++)
+		if (strcmp(o->copy_from[i], self_name) != 0)
+			c->sources[c->n_sources++] = o->copy_from[i];
 	esdb_replica_member members[CN_CLUSTER_MAX_MEMBERS];
 	for (unsigned i = 0; i < o->n_members; i++)
 		members[i] = (esdb_replica_member){o->members[i].id,
@@ -134,6 +150,18 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	}
 	srv->cluster = c;
 	return 0;
+}
+
+int cn_cluster_start(cn_server *srv)
+{
+	cn_cluster *c = srv->cluster;
+	return c ? cn_copy_pull_start(srv, c->sources, c->n_sources) : 0;
+}
+
+uint64_t cn_cluster_needs_copy(cn_server *srv)
+{
+	return srv->cluster ? esdb_replica_get_needs_copy(srv->cluster->rep)
+	                    : 0;
 }
 
 /* The C node name of raft member id from this node's own list, or
@@ -514,6 +542,16 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
 	ei_x_encode_tuple_header(x, 2);
 	ei_x_encode_atom(x, "not_leader");
 	ei_x_encode_atom(x, "nil");
+}
+
+int cn_cluster_start(cn_server *srv)
+{
+	return 0;
+}
+
+uint64_t cn_cluster_needs_copy(cn_server *srv)
+{
+	return 0;
 }
 
 static void no_support(caller *k)

@@ -31,6 +31,10 @@ typedef struct cn_cluster_opts {
 	unsigned n_members;
 	unsigned long long election_ms, heartbeat_ms, snapshot_threshold;
 	unsigned long long trailing_bytes;
+	/* --raft-copy-from NAME@HOST: C nodes asked for a store copy besides
+	 * the --raft-member ones (a member added at run time has none) */
+	const char *copy_from[CN_CLUSTER_MAX_MEMBERS];
+	unsigned n_copy_from;
 } cn_cluster_opts;
 
 /* Whether flag (with value v) is a --raft-* option, taken into o. Exits
@@ -40,6 +44,15 @@ bool cn_cluster_arg(cn_cluster_opts *o, const char *flag, const char *v);
 /* Make srv's store (created, not open) a replica. 0 or an esdb code. */
 int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
                      const char *self_name);
+
+/* Start what runs beside srv's replica once srv->ec is set up: the
+ * puller of store copies (copies.h). 0 or an errno value. */
+int cn_cluster_start(cn_server *srv);
+
+/* The store index raft's snapshot needs srv's store to hold before the
+ * replica goes on (0: none): esdb_replica_get_needs_copy. Under the
+ * store's lock. */
+uint64_t cn_cluster_needs_copy(cn_server *srv);
 
 /* {error, {not_leader, Name | nil}}: the leader srv's replica knows, by
  * the C node name its member was given under. */

@@ -7,6 +7,7 @@
  * the reader's, the writer's and one per request in flight. */
 #include "conn.h"
 
+#include "copies.h"
 #include "request.h"
 #include "sessions.h"
 
@@ -345,6 +346,7 @@ static void *reader(void *arg)
 	conn_kill(c);
 	/* its sessions end with it: their members leave the emitter */
 	cn_sessions_conn_closed(c->srv, c);
+	cn_copy_conn_closed(c); /* and the store copies it pulled */
 	conn_unref(c);
 	return NULL;
 }

@@ -9,11 +9,15 @@
  *                 [--raft-id N --raft-address IP:PORT [--raft-bind IP:PORT]
  *                  --raft-member ID,IP:PORT,NAME@HOST ...
  *                  [--raft-election-timeout-ms 1000] [--raft-heartbeat-ms 100]
- *                  [--raft-snapshot-threshold N] [--raft-trailing-bytes N]]
+ *                  [--raft-snapshot-threshold N] [--raft-trailing-bytes N]
+ *                  [--raft-copy-from NAME@HOST ...]]
  *
  * --raft-*: the first store is a raft replica (cluster.c), as the NIF's
  * cluster_open/3 makes one; --raft-member lists every member, this one
- * included, with its C node name (the same list on every member).
+ * included, with its C node name (the same list on every member); a
+ * store behind raft's snapshot pulls a copy from one of them or from a
+ * --raft-copy-from C node (copies.h; a member added at run time starts
+ * with no --raft-member and names its sources so).
  * The first --store is served to requests that name none; each store is
  * named by NAME= or by its directory's last component, and requests
  * {at, Name, Request} go to the one named so (at most MAX_STORES).
@@ -74,7 +78,8 @@ _Noreturn static void usage(const char *why)
 	        "          --raft-member ID,IP:PORT,NAME@HOST ... "
 	        "[--raft-election-timeout-ms MS]\n"
 	        "          [--raft-heartbeat-ms MS] [--raft-snapshot-threshold "
-	        "N] [--raft-trailing-bytes N]]\n",
+	        "N] [--raft-trailing-bytes N]\n"
+	        "          [--raft-copy-from NAME@HOST ...]]\n",
 	        why);
 	exit(2);
 }
@@ -384,6 +389,10 @@ int main(int argc, char **argv)
 	}
 	srv.pool = cn_pool_start(READ_THREADS);
 	share_node(&srv);
+	if (cn_cluster_start(&srv) != 0) {
+		cn_log("cannot start the replica's copy puller");
+		return 1;
+	}
 	for (cn_server *s = &srv; s; s = s->next_store)
 		if (cn_sessions_start(s) != 0) {
 			cn_log("cannot start the fan-out of store %s",

@@ -6,12 +6,14 @@
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
  * stats, limits, record reads (as event tuples: see reads.c), verify
- * and backup, and subscriptions through the session_* requests
- * (sessions.c), and cancel ({cancel, Ref}: cancel.c); open/close are
- * not ({error, {invalid_request, not_served}}).
+ * and backup, subscriptions through the session_* requests
+ * (sessions.c), store copies through the copy_* ones (copies.h), and
+ * cancel ({cancel, Ref}: cancel.c); open/close are not ({error,
+ * {invalid_request, not_served}}).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
+#include "copies.h"
 #include "envelope.h"
 #include "ops.h"
 #include "sessions.h"
@@ -211,6 +213,10 @@ static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
 	         cn_conn_hello_done(k->c))
 		cn_op_cluster_add_named(k, (const char *)m, e->args_at,
 		                        e->arity);
+	else if (cn_copy_is_request(e->op) && !cn_conn_hello_done(k->c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (cn_copy_is_request(e->op))
+		cn_copy_request(k, e, (const char *)m);
 	else
 		dispatch(k, e, (const char *)m);
 }

@@ -1,0 +1,233 @@
+defmodule ExESDB.CNodeCopyTest do
+  # Store copies between C node replicas (c_src/cnode/copy_pull.c,
+  # copy_serve.c; docs/CLUSTER.md "Store copies between C nodes"): raft
+  # with a tiny window (a marker snapshot every 32 entries, 128 kept after
+  # it), so a member away for a few hundred writes, or a new one, gets the
+  # leader's marker and must pull a copy of a member's store from another
+  # C node. Real OS processes, real distribution and TCP, kill -9: out of
+  # the valgrind run (C tests only) and of asan-cnode (no raft there).
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.Test.CNodeCluster
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+
+  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @window ["--raft-snapshot-threshold", "32", "--raft-trailing-bytes", "1"]
+  # writes while a member is away: well past threshold + trailing (160)
+  @away 400
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cncopy_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  defp specs(dir, n) do
+    u = System.unique_integer([:positive])
+
+    for {p, i} <- Enum.with_index(free_ports(n), 1),
+        do: %{
+          id: i,
+          address: "127.0.0.1:#{p}",
+          name: :"cncopy#{u}_#{i}@#{host()}",
+          dir: Path.join(dir, "store#{i}")
+        }
+  end
+
+  defp member_flags(specs),
+    do: Enum.flat_map(specs, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+
+  # Start the C node of spec with `flags` in a process of its own (its
+  # Port's owner, forwarding its output lines to the test): spec with
+  # os_pid once ready and said hello. kill -9 at on_exit.
+  defp launch(spec, flags) do
+    test = self()
+
+    args =
+      [
+        "--name",
+        Atom.to_string(spec.name),
+        "--store",
+        spec.dir,
+        "--cookie-stdin",
+        "--stop-on-eof",
+        "--durability",
+        "nosync",
+        "--raft-id",
+        "#{spec.id}",
+        "--raft-address",
+        spec.address,
+        "--raft-election-timeout-ms",
+        "500",
+        "--raft-heartbeat-ms",
+        "20"
+      ] ++ @window ++ flags
+
+    owner =
+      spawn(fn ->
+        port =
+          Port.open({:spawn_executable, @bin}, [
+            :binary,
+            :exit_status,
+            :stderr_to_stdout,
+            {:line, 1024},
+            args: args
+          ])
+
+        {:os_pid, os_pid} = Port.info(port, :os_pid)
+        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        forward(test, spec.name, port, os_pid)
+      end)
+
+    os_pid =
+      receive do
+        {:ready, name, os_pid} when name == spec.name -> os_pid
+        {:exited, name, s} when name == spec.name -> flunk("C node exited #{s}")
+      after
+        15_000 -> flunk("no ready line from #{spec.name}")
+      end
+
+    on_exit(fn ->
+      System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+      Process.exit(owner, :kill)
+    end)
+
+    true = Node.connect(spec.name)
+    {:ok, 1} = call(spec.name, {:hello, 1})
+    Map.put(spec, :os_pid, os_pid)
+  end
+
+  defp forward(test, name, port, os_pid) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} ->
+        send(test, {:ready, name, os_pid})
+        forward(test, name, port, os_pid)
+
+      {^port, {:data, {:eol, line}}} ->
+        send(test, {:line, name, line})
+        forward(test, name, port, os_pid)
+
+      {^port, {:data, _}} ->
+        forward(test, name, port, os_pid)
+
+      {^port, {:exit_status, s}} ->
+        send(test, {:exited, name, s})
+    end
+  end
+
+  defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
+
+  defp start_three(dir) do
+    specs = specs(dir, 3)
+    flags = member_flags(specs)
+    Enum.map(specs, &launch(&1, flags))
+  end
+
+  defp event(i), do: {ExESDB.UUID.uuid4_binary(), "t", "d#{i}", "m", nil, nil}
+
+  # n appends of one event each, one after another: one raft entry each
+  defp write(leader, stream, n) do
+    for i <- 1..n do
+      assert {:ok, _, _} = call(leader.name, {:append, stream, :any, [event(i)]}, 10_000)
+    end
+  end
+
+  defp info(cn) do
+    {:ok, i} = call(cn.name, {:cluster_info})
+    i
+  end
+
+  defp read_all(node), do: read_all(node, 0, [])
+
+  defp read_all(node, from, acc) do
+    {:ok, events, _next} = call(node, {:read_all, from, 1000, :forward}, 10_000)
+
+    case events do
+      [] -> acc |> Enum.reverse() |> Enum.concat()
+      es -> read_all(node, elem(List.last(es), 0) + 1, [es | acc])
+    end
+  end
+
+  # every one of cns applied what the leader did, and their $all agree
+  defp assert_same(cns, leader, n) do
+    wait_until(
+      fn ->
+        applied = info(leader).applied
+        Enum.all?(cns, &(info(&1) |> then(fn i -> i.applied == applied and not i.needs_copy end)))
+      end,
+      60_000
+    )
+
+    [first | rest] = for cn <- cns, do: read_all(cn.name)
+    assert length(first) == n
+    for other <- rest, do: assert(other == first, "the members' $all differ")
+    first
+  end
+
+  defp copied?(name) do
+    receive do
+      {:line, ^name, "ex_esdb_cnode: copy: installed a copy" <> _} -> true
+    after
+      0 -> false
+    end
+  end
+
+  test "a member stopped while the others wrote past raft's window comes back through a " <>
+         "copy pulled from another C node: every event, same positions and versions",
+       %{dir: dir} do
+    cns = start_three(dir)
+    l = CNodeCluster.leader(cns)
+    [f, _] = cns -- [l]
+    write(l, "a", 20)
+    assert_same(cns, l, 20)
+
+    System.cmd("kill", ["-9", "#{f.os_pid}"])
+    assert_receive {:exited, name, _}, 5_000
+    assert name == f.name
+    write(l, "b", @away)
+
+    f = launch(f, member_flags(cns))
+    l = CNodeCluster.leader(cns)
+    events = assert_same(cns, l, 20 + @away)
+    assert wait_until(fn -> copied?(f.name) end, 5_000)
+    # the pulled file and the restore's own went with the pull
+    assert File.ls!(f.dir) |> Enum.sort() == File.ls!(l.dir) |> Enum.sort()
+
+    # the writer goes on from the copy: later writes arrive in order
+    write(l, "a", 5)
+    after_copy = assert_same(cns, l, 25 + @away)
+    assert Enum.take(after_copy, 20 + @away) == events
+
+    assert [21, 22, 23, 24, 25] ==
+             for({_, "a", v, _, _, _, _, _, _, _} <- after_copy, v > 20, do: v)
+  end
+
+  test "a new, empty C node added at run time gets a copy and then the log",
+       %{dir: dir} do
+    cns = start_three(dir)
+    l = CNodeCluster.leader(cns)
+    write(l, "a", @away)
+
+    [spare] = specs(dir, 1)
+    spare = %{spare | id: 4, dir: Path.join(dir, "store4")}
+    flags = Enum.flat_map(cns, &["--raft-copy-from", Atom.to_string(&1.name)])
+    spare = launch(spare, flags)
+
+    assert :ok = call(l.name, {:cluster_add, 4, spare.address}, 10_000)
+    assert :ok = call(l.name, {:cluster_assign, 4, :voter}, 30_000)
+    write(l, "a", 5)
+    all = [spare | cns]
+    assert_same(all, l, @away + 5)
+    assert wait_until(fn -> copied?(spare.name) end, 5_000)
+
+    assert {:ok, ms} = call(l.name, {:cluster_members})
+    assert {4, spare.address, :voter} in ms
+  end
+end
