@@ -103,11 +103,12 @@ defmodule ExESDB.Cluster do
     address = address(options, self)
     [_, port] = String.split(address, ":")
 
-    # a seed bootstraps with every seed; a joiner waits to be added
+    # a seed bootstraps with every seed; a joiner waits to be added (its
+    # id checked against the running members' by ExESDB.Cluster.Seeding)
     {id, members} =
       case List.keyfind(numbered, self, 0) do
         {^self, id} -> {id, for({n, i} <- numbered, do: {i, address(options, n)})}
-        nil -> {joiner_id(self), []}
+        nil -> {fresh_id(MapSet.new(1..length(seeds)//1)), []}
       end
 
     %{
@@ -127,11 +128,21 @@ defmodule ExESDB.Cluster do
   end
 
   @doc """
-  The raft id of a node outside the seed list: derived from its name
-  (above any seed's), so every node finds a joiner's node from its id.
+  A raft id for a node outside the seed list, or for a member coming back
+  under a new id (`ExESDB.Cluster.Seeding`): drawn at random from
+  `range` (63 bits, non-zero), none of `taken` (the seeds' 1..N, and the
+  ids in the configuration and the member records of the running members
+  asked). Never derived from the node's name: a name that joins again
+  (removed, its disk wiped) must not come back under an id the
+  configuration may still hold, and two names must not share one. The
+  id is kept in `raft/node_id` across restarts; the others find a
+  member's node from its record (`member_nodes/1`).
   """
-  @spec joiner_id(node()) :: pos_integer()
-  def joiner_id(node), do: 1_000_000 + :erlang.phash2(node, 1 <<< 31)
+  @spec fresh_id(Enumerable.t(), Range.t()) :: pos_integer()
+  def fresh_id(taken, range \\ 1..((1 <<< 63) - 1)) do
+    id = range.first - 1 + :rand.uniform(Range.size(range))
+    if id in taken, do: fresh_id(taken, range), else: id
+  end
 
   defp address(options, node) do
     case Map.fetch(options.raft_addresses, node) do
@@ -259,7 +270,11 @@ defmodule ExESDB.Cluster do
   @spec remove(atom(), node()) :: :ok | {:error, term()}
   def remove(store_id, node) do
     with {:ok, s} <- cluster_store(store_id) do
-      ExESDB.Backend.Cluster.on_leader(s, :remove, [ExESDB.Backend.Cluster.id_of(s.handle, node)])
+      case ExESDB.Backend.Cluster.id_of(s.handle, node) do
+        # neither recorded, a seed, nor reachable to say its id
+        nil -> {:error, {:unreachable, node}}
+        id -> ExESDB.Backend.Cluster.on_leader(s, :remove, [id])
+      end
     end
   end
 

@@ -4,6 +4,7 @@ defmodule ExESDB.ClusterOptionsTest do
   use ExUnit.Case, async: false
   doctest ExESDB.Cluster
 
+  import Bitwise
   import ExESDB.Test.ClusterHelpers
 
   alias ExESDB.{Cluster, Options}
@@ -108,7 +109,10 @@ defmodule ExESDB.ClusterOptionsTest do
     assert configs |> Enum.map(& &1.nodes) |> Enum.uniq() == [%{1 => :a@h1, 2 => :b@h2, 3 => :c@h3}]
   end
 
-  test "a joiner has an id from its name above the seeds' and no initial members" do
+  # A joiner's raft id is not derived from its name: a name that joins
+  # again (removed, its disk wiped) must not come back under an id the
+  # configuration may still hold, and two names must not share one.
+  test "a joiner has a fresh random id, none a seed's, and no initial members" do
     o = %{
       seed_nodes: [:a@h1, :b@h2],
       raft_port: 7420,
@@ -119,8 +123,17 @@ defmodule ExESDB.ClusterOptionsTest do
     }
 
     c = Cluster.config(o, :j@h9)
-    assert c.nif.members == [] and c.id == Cluster.joiner_id(:j@h9) and c.id > 1_000_000
+    assert c.nif.members == [] and c.nif.id == c.id
     assert c.nif.address == "h9:7420"
-    assert Cluster.joiner_id(:k@h9) != c.id
+    ids = for _ <- 1..50, do: Cluster.config(o, :j@h9).id
+    assert length(Enum.uniq([c.id | ids])) == 51
+    assert Enum.all?(ids, &(&1 > 2 and &1 < 1 <<< 63))
+  end
+
+  test "a fresh id is none of the ids taken" do
+    taken = MapSet.new(1..3)
+    assert Enum.all?(1..1000, fn _ -> Cluster.fresh_id(taken) not in taken end)
+    # with every id but one taken the one left comes (drawn until found)
+    assert Cluster.fresh_id(MapSet.new(Enum.to_list(1..8) -- [7]), 1..8) == 7
   end
 end

@@ -10,7 +10,7 @@ defmodule ExESDB.Backend.Cluster do
 
   alias ExESDB.Backend.{CallerRelay, NIF}
 
-  defstruct [:ref, :store_id, :nodes, :ids, :address]
+  defstruct [:ref, :store_id, :nodes, :ids, :address, :id]
 
   @backoff_first 10
   @backoff_max 200
@@ -43,7 +43,8 @@ defmodule ExESDB.Backend.Cluster do
          store_id: store_id,
          nodes: config.nodes,
          ids: Map.new(config.nodes, fn {i, n} -> {n, i} end),
-         address: config.nif.address
+         address: config.nif.address,
+         id: config.nif.id
        }}
     end
   end
@@ -408,16 +409,13 @@ defmodule ExESDB.Backend.Cluster do
   defp now, do: System.monotonic_time(:millisecond)
 
   @doc false
-  # The node of raft member `id`: a seed's from the seed list, one that
-  # came back under a new id from the members recorded in this replica
-  # (ExESDB.Cluster.Seeding), a joiner's from the nodes connected here
-  # (ExESDB.Cluster.joiner_id/1).
+  # The node of raft member `id`: a seed's from the seed list, a joiner's
+  # or one that came back under a new id from the members recorded in
+  # this replica (ExESDB.Cluster.Seeding; nil until its record is applied
+  # here, except for this node's own).
   def node_of(_h, 0), do: nil
-
-  def node_of(h, id) do
-    Map.get(h.nodes, id) || recorded_node(h, id) ||
-      Enum.find([node() | Node.list()], &(ExESDB.Cluster.joiner_id(&1) == id))
-  end
+  def node_of(%{id: id}, id), do: node()
+  def node_of(h, id), do: Map.get(h.nodes, id) || recorded_node(h, id)
 
   defp recorded_node(h, id) do
     case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
@@ -430,16 +428,27 @@ defmodule ExESDB.Backend.Cluster do
   end
 
   @doc false
-  # A member's id: the one it recorded (its latest), else a seed's or a
-  # joiner's derived one.
+  # A member's id: the one it recorded (its latest), else a seed's, else
+  # the one the node itself reports (a joiner not recorded yet); nil when
+  # none of them knows it.
   def id_of(h, node) do
-    case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
-      {:ok, m} -> Map.get(m, Atom.to_string(node)) || derived_id(h, node)
-      _ -> derived_id(h, node)
-    end
+    recorded =
+      case ExESDB.Cluster.Seeding.recorded(%{handle: h}) do
+        {:ok, m} -> Map.get(m, Atom.to_string(node))
+        _ -> nil
+      end
+
+    recorded || Map.get(h.ids, node) || reported_id(node, h.store_id)
   end
 
-  defp derived_id(h, node), do: Map.get(h.ids, node) || ExESDB.Cluster.joiner_id(node)
+  defp reported_id(node, store_id) do
+    case :erpc.call(node, ExESDB.Cluster, :info, [store_id], 5_000) do
+      {:ok, %{id: id}} -> id
+      _ -> nil
+    end
+  catch
+    _, _ -> nil
+  end
 
   @doc false
   # A membership change, run on the leader: :add (as a spare, then
@@ -521,9 +530,9 @@ defmodule ExESDB.Backend.Cluster do
   @doc false
   def transfer(store, node) do
     h = store.handle
-    target = if node, do: {:ok, id_of(h, node)}, else: {:ok, 0}
+    target = if node, do: id_of(h, node), else: 0
 
-    with {:ok, id} <- target do
+    with id when id != nil <- target do
       case :ex_esdb_backend.cluster_info(h.ref) do
         {:ok, %{leader: true}} ->
           :ex_esdb_backend.cluster_transfer(h.ref, id)
@@ -538,7 +547,7 @@ defmodule ExESDB.Backend.Cluster do
           e
       end
     else
-      :error -> {:error, {:invalid_node, node}}
+      nil -> {:error, {:unreachable, node}}
     end
   end
 

@@ -203,9 +203,11 @@ defmodule ExESDB.Cluster.Seeding do
             do: {config.id, "seed #{config.id} (initial_cluster: :existing)"},
             else: {former, "member #{former} of the cluster"}
 
+        taken = taken(answers, config)
+
         cond do
           former != nil ->
-            id = fresh_id(former)
+            id = ExESDB.Cluster.fresh_id(MapSet.put(taken, former))
 
             Logger.warning(
               "ExESDB: #{me} was #{was} and has no raft state: it comes back as member " <>
@@ -218,9 +220,10 @@ defmodule ExESDB.Cluster.Seeding do
             Map.merge(config, %{id: id, nif: nif, replace: former})
 
           not seed? ->
+            id = ExESDB.Cluster.fresh_id(taken)
             fetch(from, options.store_id, path, options.file_mode)
             install(path)
-            config
+            %{config | id: id, nif: %{config.nif | id: id}}
 
           true ->
             config
@@ -228,10 +231,11 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
-  # Above any seed's id (1..N) and any joiner's (ExESDB.Cluster.joiner_id/1).
-  defp fresh_id(former) do
-    id = (1 <<< 32) + :rand.uniform(1 <<< 40)
-    if id == former, do: fresh_id(former), else: id
+  # The ids a new one must not be: the seeds', and those the running
+  # members have in their configuration or records.
+  defp taken(answers, config) do
+    running = for {_n, a} <- answers, id <- Map.values(a.recorded) ++ a.members, do: id
+    MapSet.new(Map.keys(config.nodes) ++ running)
   end
 
   # The members running the store, for a node without raft state ([]: a
@@ -377,8 +381,10 @@ defmodule ExESDB.Cluster.Seeding do
     with {:ok, s} <- ExESDB.Store.fetch(store_id),
          true <- s.backend == Backend,
          {:ok, %{failure: nil} = i} <- :ex_esdb_backend.cluster_info(s.handle.ref),
-         {:ok, recorded} <- recorded(s) do
-      {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded}}
+         {:ok, recorded} <- recorded(s),
+         {:ok, members} <- :ex_esdb_backend.cluster_members(s.handle.ref) do
+      ids = for {id, _address, _role} <- members, do: id
+      {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded, members: ids}}
     else
       _ ->
         if match?({:forming, _}, forming_status(store_id)),
