@@ -11,7 +11,10 @@
  * raft3_batch30k, cluster3_append_batch100 (1 writer, 100-event appends),
  * cluster3_failover (the leader killed with SIGKILL -> the first
  * acknowledged append on a new leader; ESDB_BENCH_FAILOVER_KILLS kills,
- * 10 by default). A selected cluster line runs its raft3 line too.
+ * 10 by default), cluster3_follower_append_single (1-event appends on
+ * the leader one at a time, each until a follower applied it: p50/p99;
+ * ESDB_BENCH_FOLLOWER_APPENDS, 100). A selected cluster line runs its
+ * raft3 line too.
  * ESDB_BENCH_SECONDS per throughput run (3) after 0.5 s of warm-up.
  * Replicas run with the replica's default timings, snapshot threshold and
  * in-flight cap, and ESDB_DURABILITY_NO_META_SYNC (one flush per commit):
@@ -137,6 +140,52 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* One append at a time on the leader; a sample is the time from its
+ * submission until a follower's replica has applied it (polling the
+ * follower's applied index): what an append through that follower waits
+ * for before it answers (read-your-writes). The next append starts once
+ * the sample is taken, so no later entry carries the commit index. */
+static int run_follower(unsigned appends)
+{
+	cluster c;
+	int leader = cluster_up(&c, 1);
+	double *us = calloc(appends ? appends : 1, sizeof(double));
+	unsigned done = 0;
+	while (leader >= 0 && done < appends) {
+		int follower = (leader + 1) % c.n;
+		node_info info, f;
+		double t0 = now_s();
+		node_append(&c, leader, "follower", done + 1, &info);
+		if (info.rc != 0)
+			break;
+		for (;;) {
+			node_get_info(&c, follower, &f);
+			if (f.applied >= info.applied || now_s() - t0 > 10)
+				break;
+			usleep(100);
+		}
+		if (f.applied < info.applied)
+			break;
+		us[done++] = (now_s() - t0) * 1e6;
+	}
+	CHECK(cluster_wait_converged(&c, 30000));
+	cluster_check_and_free(&c);
+	bool failed = bench_harness_take_failure() || done < appends;
+	unsigned n = done;
+	qsort(us, n, sizeof(double), cmp_double);
+	double p50 = n ? us[n / 2] : 0, p99 = n ? us[n * 99 / 100] : 0;
+	printf("{\"bench\":\"cluster3_follower_append_single\","
+	       "\"appends\":%u,\"p50_us\":%.0f,\"p99_us\":%.0f,"
+	       "\"heartbeat_ms\":%u,\"p50_heartbeats\":%.2f,"
+	       "\"durability\":\"%s\",\"checks\":\"%s\"}\n",
+	       n, p50, p99, ESDB_REPLICA_HEARTBEAT_MS,
+	       p50 / 1000.0 / ESDB_REPLICA_HEARTBEAT_MS, durability_name,
+	       failed ? "failed" : "passed");
+	fflush(stdout);
+	free(us);
+	return failed ? -1 : 0;
+}
+
 /* Kill the leader, then append on the other nodes in turn (a follower or
  * candidate answers not_leader at once) until one acknowledges; the time
  * from the kill to that acknowledgement is one sample. The killed node
@@ -242,6 +291,14 @@ int main(int argc, char **argv)
 			continue;
 		fprintf(stderr, "[esdb_cluster_bench] %s\n", t->name);
 		if (run_tput(t, base, seconds) != 0)
+			status = 1;
+	}
+	if (bench_selected(only, "cluster3_follower_append_single")) {
+		const char *a = getenv("ESDB_BENCH_FOLLOWER_APPENDS");
+		fprintf(
+		    stderr,
+		    "[esdb_cluster_bench] cluster3_follower_append_single\n");
+		if (run_follower(a && *a ? (unsigned)atoi(a) : 100) != 0)
 			status = 1;
 	}
 	if (bench_selected(only, "cluster3_failover")) {

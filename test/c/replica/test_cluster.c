@@ -56,6 +56,41 @@ TEST(a_follower_answers_not_leader_and_names_the_leader)
 	cluster_check_and_free(&c);
 }
 
+/* A follower applies a committed entry when the leader commits it, not
+ * at the leader's next heartbeat: the gateway's read-your-writes on a
+ * follower waits for exactly that. Heartbeat 2 s (raft's ticks fire every
+ * heartbeat, so a follower that learns the commit index only from
+ * heartbeats learns it 2-4 s late); every follower must have applied each
+ * append within 1 s of its acknowledgement on the leader. */
+TEST(a_follower_applies_a_commit_before_the_next_heartbeat)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	c.heartbeat_ms = 2000;
+	c.election_ms = 5000; /* > the longest gap between heartbeats */
+	int leader = cluster_start_all(&c);
+	for (uint64_t n = 1; n <= 3; n++) {
+		node_info info;
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0);
+		uint64_t want = info.applied, end = mono_ms() + 1000;
+		for (int i = 0; i < 3; i++) {
+			if (i == leader)
+				continue;
+			node_info f;
+			for (;;) {
+				node_get_info(&c, i, &f);
+				if (f.applied >= want || mono_ms() >= end)
+					break;
+				usleep(2000);
+			}
+			CHECK(f.applied >= want);
+		}
+	}
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	cluster_check_and_free(&c);
+}
+
 TEST(a_restarted_replica_catches_up)
 {
 	cluster c;
