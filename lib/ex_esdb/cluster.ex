@@ -45,7 +45,8 @@ defmodule ExESDB.Cluster do
   reaches the caller in time. Connecting to a leader node this node is
   not connected to is waited for within the deadline too (distribution's
   own wait, `net_setuptime`, is 7 s); a connection not made by then sent
-  nothing: `{:error, {:not_leader, node}}`.
+  nothing: `{:error, {:not_leader, node}}`. The connect and the call of
+  one try share that deadline: the call gets what the connect left.
 
   When the timeout runs out it answers the last error: `{:error,
   {:not_leader, node}}` (a leader is known but did not take the write),

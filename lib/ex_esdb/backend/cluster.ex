@@ -200,18 +200,24 @@ defmodule ExESDB.Backend.Cluster do
   defp remote(nil, _h, _seen, _command, _timeout), do: {:error, :not_leader}
 
   defp remote(node, h, seen, command, timeout) do
+    # One deadline for the whole try: the connect and the call share the
+    # time left (each had all of it: a try could take twice that).
     # Connected first, so a failure after this may follow the command
-    # having been sent; a node that cannot be connected was sent nothing.
-    # The leader answers a little before the caller's time is up (its own
-    # :timeout or :outcome_unknown is more than "no answer"); the call
-    # itself ends when the caller's time is up, or earlier when this
-    # node's replica sees leadership move (await/4).
-    if connect(node, timeout) do
-      args = [h.store_id, command, leader_budget(timeout)]
+    # having been sent; a node that cannot be connected, or connected
+    # with no time left, was sent nothing. The leader answers a little
+    # before the caller's time is up (its own :timeout or
+    # :outcome_unknown is more than "no answer"); the call itself ends
+    # when the caller's time is up, or earlier when this node's replica
+    # sees leadership move (await/4).
+    deadline = deadline(timeout)
+
+    with true <- connect(node, timeout),
+         left when left != 0 <- remaining(deadline) do
+      args = [h.store_id, command, leader_budget(left)]
       req = :erpc.send_request(node, __MODULE__, :submit_on_leader, args)
-      await(req, h, seen, deadline(timeout))
+      await(req, h, seen, deadline)
     else
-      {:error, {:unreachable, :not_connected}}
+      _ -> {:error, {:unreachable, :not_connected}}
     end
   catch
     :error, {:erpc, :timeout} -> {:error, :outcome_unknown}

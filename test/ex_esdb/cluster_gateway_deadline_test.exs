@@ -1,0 +1,128 @@
+defmodule ExESDB.ClusterGatewayDeadlineTest do
+  # One try of the gateway (connect to the leader's node, then the call
+  # there) ends by the caller's deadline: before, the connect and the
+  # call each had the whole time left, so a try could take the caller's
+  # timeout twice. Three :peer nodes, raft on loopback; the caller is a
+  # follower not connected to the leader, whose VM is paused (SIGSTOP)
+  # while the connect waits, and whose writer is held in its flush
+  # (build/esdb_io_shim.so, ESDB_SHIM_HOLD_SYNC) so its answer takes the
+  # whole time it is given. The election timeout is long enough that no
+  # election happens meanwhile (the try is not given up on a move).
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+
+  alias ExESDB.Test.ClusterPeer
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 120_000
+
+  @shim Path.expand("build/esdb_io_shim.so")
+  @store :gdtest
+  @election_timeout 4_000
+  @timeout 2_000
+  # how long the leader's VM is paused while the caller connects
+  @pause 1_200
+
+  setup do
+    u = System.unique_integer([:positive])
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_gdeadline_#{u}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+
+    args =
+      [~c"-connect_all", ~c"false"] ++
+        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
+        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    holds = for i <- 1..3, do: Path.join(dir, "hold#{i}")
+
+    nodes =
+      for i <- 1..3 do
+        env = [
+          {~c"LD_PRELOAD", String.to_charlist(@shim)},
+          {~c"ESDB_SHIM_HOLD_SYNC", String.to_charlist(Enum.at(holds, i - 1))}
+        ]
+
+        {:ok, _peer, node} = :peer.start(%{name: :"gdl#{u}_#{i}", args: args, env: env})
+        node
+      end
+
+    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
+
+    tasks =
+      for {n, i} <- Enum.with_index(nodes, 1) do
+        opts = [
+          store_id: @store,
+          data_dir: Path.join(dir, "n#{i}"),
+          db_type: :cluster,
+          seed_nodes: nodes,
+          raft_addresses: addrs,
+          election_timeout: @election_timeout,
+          heartbeat: 100,
+          durability: :no_meta_sync
+        ]
+
+        Task.async(fn -> :erpc.call(n, ClusterPeer, :start, [opts], 60_000) end)
+      end
+
+    assert Enum.map(tasks, &Task.await(&1, 65_000)) == [:ok, :ok, :ok]
+
+    leader =
+      wait_until(
+        fn ->
+          ls = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
+          hd(ls) in nodes and Enum.all?(ls, &(&1 == hd(ls))) and hd(ls)
+        end,
+        60_000
+      )
+
+    on_exit(fn ->
+      Enum.each(holds, &File.rm/1)
+      File.rm_rf(dir)
+    end)
+
+    %{
+      nodes: nodes,
+      leader: leader,
+      follower: hd(nodes -- [leader]),
+      hold: Enum.at(holds, Enum.find_index(nodes, &(&1 == leader)))
+    }
+  end
+
+  @tag skip: not File.exists?(Path.expand("build/esdb_io_shim.so")) && "run make first"
+  test "a try's connect and call to the leader share the caller's timeout", ctx do
+    %{leader: leader, follower: f} = ctx
+    assert {_, {:ok, 1}} = :erpc.call(f, ClusterPeer, :timed_append, [@store, "s", 5_000])
+
+    # the leader's writer held; its VM paused; the follower not connected to it
+    File.write!(ctx.hold, "")
+    pid = to_string(:erpc.call(leader, :os, :getpid, []))
+    {_, 0} = System.cmd("kill", ["-STOP", pid])
+
+    try do
+      true = :erpc.call(f, :erlang, :disconnect_node, [leader])
+      refute leader in :erpc.call(f, Node, :list, [])
+
+      write =
+        Task.async(fn ->
+          :erpc.call(f, ClusterPeer, :timed_append, [@store, "s", @timeout], 30_000)
+        end)
+
+      # the connect waits on the paused VM; resumed, it completes with
+      # part of the timeout used (the pause places the fault; the
+      # result is the try's duration)
+      Process.sleep(@pause)
+      {_, 0} = System.cmd("kill", ["-CONT", pid])
+      {ms, reply} = Task.await(write, 30_000)
+
+      assert reply == {:error, :outcome_unknown}
+      # before: about @pause + @timeout (the call had the whole timeout
+      # again after the connect)
+      assert ms < @timeout + div(@pause, 2), "took #{ms} ms with a #{@timeout} ms timeout"
+    after
+      System.cmd("kill", ["-CONT", pid])
+      File.rm(ctx.hold)
+    end
+  end
+end
