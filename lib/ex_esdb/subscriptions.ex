@@ -24,7 +24,9 @@ defmodule ExESDB.Subscriptions do
   otherwise) — caught up from the store, then live, with no gap and no
   duplicate — as `{:events, [...]}`, with at most `buffer_size` (default
   1,000) unacknowledged at a time. `ack_event/3` acknowledges an event and
-  those before it; the checkpoint is written to the store, and a later
+  those delivered to that subscriber before it (with `partition_by` an
+  event held back for its partition can come after a later one: an ack
+  of the later one does not cover it); the checkpoint is written to the store, and a later
   subscriber under the same name resumes after it and gets unacknowledged
   events again (at least once). With `concurrency_limit: n` up to n
   subscribers share the subscription; `partition_by: fun` keeps each

@@ -492,8 +492,19 @@ defmodule ExESDB.Subscriptions.Persistent.State do
   defp take_acked(%{sorted: true} = sub, acked, state),
     do: drop_acked(sub.in_flight, sub.count, acked, state, state.partition_by != nil, [])
 
+  # Held out of cursor order (a partition's event held back, or a gone
+  # subscriber's events handed out again): an ack of an event it holds
+  # covers what was handed out up to it, not a lower cursor handed out
+  # after it, which the subscriber may not have seen yet.
   defp take_acked(sub, acked, state) do
-    {done, rest} = Enum.split_with(held(sub.in_flight), &(held_cursor(&1, state) <= acked))
+    held = held(sub.in_flight)
+
+    {done, rest} =
+      case Enum.find_index(held, &(held_cursor(&1, state) == acked)) do
+        nil -> Enum.split_with(held, &(held_cursor(&1, state) <= acked))
+        i -> Enum.split(held, i + 1)
+      end
+
     {Enum.map(done, &held_cursor(&1, state)), batches(rest, state), length(rest)}
   end
 
