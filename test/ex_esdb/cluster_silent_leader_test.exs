@@ -9,6 +9,7 @@ defmodule ExESDB.ClusterSilentLeaderTest do
 
   import ExESDB.Test.ClusterHelpers
 
+  alias ExESDB.Streams
   alias ExESDB.Test.ClusterPeer
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
@@ -94,4 +95,49 @@ defmodule ExESDB.ClusterSilentLeaderTest do
              )
     end
   end
+
+  # The chaos run at e4b5ef8: a first try sent to a leader cut off by a
+  # partition stayed in the TCP connection; the gateway resent it to the
+  # new leader (marked, applied: the caller had {:ok, _}); after the heal
+  # the first try arrived, 3 s late, at the same node, elected leader again
+  # in a later term, which applied it as a new append: the event twice.
+  test "a try that reaches a leader elected after it was sent is refused, not applied", ctx do
+    ev = ExESDB.NewEvent.new(event_type: "t", data: 1)
+    cmd = :erpc.call(ctx.follower, ClusterPeer, :append_command, [@store, "late", :any, [ev]])
+    term = info(ctx.follower).term
+
+    # the resend, marked, applied; the stream goes on
+    assert {:ok, 1} =
+             :erpc.call(ctx.follower, Streams, :append_events, [
+               @store,
+               "late",
+               :any,
+               [ev],
+               [retry: true]
+             ])
+
+    assert {_, {:ok, 2}} =
+             :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "late", 5000])
+
+    # leadership moves: a later term
+    other = hd(ctx.nodes -- [ctx.leader])
+    assert :ok = :erpc.call(ctx.leader, ExESDB.Cluster, :transfer, [@store, other])
+    assert wait_until(fn -> info(other).leader? and info(other).term > term end, 30_000)
+
+    # the first try arrives
+    reply = :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [@store, cmd, 5000, term])
+    assert reply == {:error, :not_leader}
+    ids = :erpc.call(other, ClusterPeer, :read_ids, [@store, "late", true])
+    assert length(ids) == 2 and Enum.uniq(ids) == ids
+
+    # sent in the leader's own term, it is applied
+    now = info(other).term
+    ev2 = ExESDB.NewEvent.new(event_type: "t", data: 2)
+    cmd2 = :erpc.call(other, ClusterPeer, :append_command, [@store, "late", :any, [ev2]])
+
+    assert {:applied, _, {:ok, 3, _}} =
+             :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [@store, cmd2, 5000, now])
+  end
+
+  defp info(node), do: elem(:erpc.call(node, ExESDB.Cluster, :info, [@store]), 1)
 end

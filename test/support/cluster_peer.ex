@@ -66,6 +66,13 @@ defmodule ExESDB.Test.ClusterPeer do
     {System.monotonic_time(:millisecond) - t0, reply}
   end
 
+  @doc "The append command the gateway sends a leader for `events` (tried once)."
+  def append_command(store, stream, expected, events) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    {:ok, tuples} = ExESDB.EventCodec.encode(events, s.serializer)
+    {:append, stream, expected, tuples}
+  end
+
   @doc "Read the stream here, after a barrier when asked: its event ids."
   def read_ids(store, stream, barrier?) do
     if barrier?, do: :ok = ExESDB.Cluster.barrier(store)

@@ -213,7 +213,7 @@ defmodule ExESDB.Backend.Cluster do
 
     with true <- connect(node, timeout),
          left when left != 0 <- remaining(deadline) do
-      args = [h.store_id, command, leader_budget(left)]
+      args = [h.store_id, command, leader_budget(left), seen.term]
       req = :erpc.send_request(node, __MODULE__, :submit_on_leader, args)
       await(req, h, seen, deadline)
     else
@@ -281,7 +281,24 @@ defmodule ExESDB.Backend.Cluster do
 
   @doc false
   # On the leader, for a gateway elsewhere: submit to this replica and
-  # answer the reply with this replica's applied index after it.
+  # answer the reply with this replica's applied index after it. `term`:
+  # the term the gateway's replica was in when it sent the try. A try
+  # that arrives in a later term is refused (never applied): the gateway
+  # may have given it up long ago and resent it (a partition held it in
+  # the TCP connection; it arrived after the heal, at a node leading
+  # again, and was applied a second time). A marked resend finds an
+  # earlier copy; a late first try could not find a later one.
+  def submit_on_leader(store_id, command, timeout, term) do
+    with {:ok, store} <- ExESDB.Store.fetch(store_id) do
+      case :ex_esdb_backend.cluster_info(store.handle.ref) do
+        {:ok, %{term: ^term}} -> submit_on_leader(store_id, command, timeout)
+        {:ok, _} -> {:error, :not_leader}
+        {:error, _} = e -> e
+      end
+    end
+  end
+
+  @doc false
   def submit_on_leader(store_id, command, timeout) do
     with {:ok, store} <- ExESDB.Store.fetch(store_id) do
       case submit_here(store, command, timeout) do
