@@ -254,6 +254,68 @@ defmodule ExESDB.ChaosCheckerTest do
     assert kinds(check(phantom)) == [:subscription_phantom]
   end
 
+  # a subscription shared by two subscribers, its events partitioned by
+  # stream (partition_by): each stream's events in order across them
+  defp shared(deliveries) do
+    sub = fn c ->
+      op(:subscribe, 1, 2, %{
+        client: c,
+        subscription: "p",
+        selector: {:by_stream, "$all"},
+        partition_by: :stream
+      })
+    end
+
+    Enum.reject(history(), &(&1.type in [:deliver, :subscribe])) ++
+      [sub.("pa"), sub.("pb")] ++
+      for {c, id, at} <- deliveries do
+        {^id, s, v, p} = List.keyfind(@events, id, 0)
+        %{deliver(id, s, v, p, at) | client: c, subscription: "p"}
+      end
+  end
+
+  test "a shared subscription partitioned by stream: in order per partition across its subscribers" do
+    # a on pa, b on pb; then pa left and pb took a3 (after a2): correct
+    ok =
+      [{"pa", "a1", 101}, {"pb", "b1", 102}, {"pa", "a2", 103}, {"pb", "b2", 104}] ++
+        [{"pb", "b3", 105}, {"pb", "a3", 106}]
+
+    v = check(shared(ok))
+    assert v.valid?, inspect(v.anomalies, pretty: true)
+
+    # a3 on pb before a2 on pa: reordered across the subscribers
+    reordered = List.replace_at(ok, 5, {"pb", "a3", 102})
+    assert kinds(check(shared(reordered))) == [:subscription_gap]
+
+    # a2 delivered to neither: skipped
+    skipped = List.delete_at(ok, 2)
+    assert kinds(check(shared(skipped))) == [:subscription_gap, :subscription_missed]
+  end
+
+  test "a subscribed again (a resubscription) is one subscription: missed and gaps over all of it" do
+    again =
+      history() ++
+        [
+          op(:subscribe, 150, 151, %{
+            client: "sub",
+            subscription: "s",
+            selector: {:by_stream, "$all"}
+          })
+        ]
+
+    assert check(again).valid?
+    ops = Enum.reject(again, &(&1.type == :deliver and &1.event_id == "b3"))
+    # (once per replica)
+    assert check(ops).counts == %{subscription_missed: 2}
+  end
+
+  test "a linearizable (barrier) read on another node that misses an acknowledged append is stale" do
+    stale = replace(history(), 5, &%{&1 | result: {:ok, ["a1", "a2"]}, node: :n2, client: "c3"})
+    assert kinds(check(stale)) == [:stale_read]
+    # the same read invoked before a3 was acknowledged may miss it
+    assert check(replace(stale, 5, &%{&1 | invoked_at: 45})).valid?
+  end
+
   test "the verdict and the history encode as JSON" do
     v = check(history(), Enum.take(@events, 5))
     json = JSON.encode(v)

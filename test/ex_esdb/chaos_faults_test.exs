@@ -39,6 +39,12 @@ defmodule ExESDB.ChaosFaultsTest do
     # successor was elected in a later term
     assert Enum.all?(Map.values(v.stats.faults), &(&1.never_writes_again == 0))
     assert map_size(v.stats.leader_terms) >= 2
+    # barrier reads went through; the persistent subscriptions (one on
+    # $all, one shared by two subscribers) went down with the killed
+    # leader and were subscribed again, and saw every event
+    assert v.stats.linearizable_reads > 0
+    assert v.stats.subscribed > 3
+    assert v.stats.deliveries >= 2 * v.stats.events[hd(ctx.nodes)]
   end
 
   test "a follower replaced from a backup of its store, twice: the checks pass" do

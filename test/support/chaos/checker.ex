@@ -31,8 +31,9 @@ defmodule ExESDB.Chaos.Checker do
   #   through the same node before (read_your_writes);
   #   persistent subscriptions: delivered events exist and match
   #   (subscription_phantom, subscription_mismatch), no version skipped per
-  #   stream (subscription_gap), every selected event delivered at least
-  #   once (subscription_missed).
+  #   stream, per subscriber or, partitioned by stream, across its
+  #   subscribers (subscription_gap), every selected event delivered at
+  #   least once to one of its subscribers (subscription_missed).
   # Outcome-unknown appends may be present or absent, but atomically.
 
   # Anomalies kept per kind in the verdict (the counts are complete).
@@ -80,6 +81,12 @@ defmodule ExESDB.Chaos.Checker do
       unknown: Map.get(by, :unknown, 0),
       acknowledged_events: appends |> Enum.filter(&(&1.outcome == :ok)) |> event_count(),
       reads: Enum.count(ops, &(&1.type == :read)),
+      linearizable_reads:
+        Enum.count(
+          ops,
+          &(&1.type == :read and &1.consistency == :linearizable and &1.outcome == :ok)
+        ),
+      subscribed: Enum.count(ops, &(&1.type == :subscribe and &1.outcome == :ok)),
       deliveries: Enum.count(ops, &(&1.type == :deliver)),
       replicas: length(nodes),
       events: Map.new(nodes, &{&1, length(replicas[&1].all)}),
@@ -476,15 +483,26 @@ defmodule ExESDB.Chaos.Checker do
 
   defp stale(_, _, _, _, _, _), do: []
 
+  # One check per subscription name, over all its subscribers and every
+  # time they subscribed again (at least once: from its checkpoint). The
+  # order per stream is per subscriber; for a subscription partitioned
+  # by stream (partition_by: :stream, shared by several subscribers)
+  # across all of them, in the order they recorded the deliveries.
   defp subscription_anomalies(node, state, ops, index) do
-    subs = for %{type: :subscribe} = op <- ops, do: op
-
-    deliveries =
-      ops |> Enum.filter(&(&1.type == :deliver)) |> Enum.group_by(&{&1.client, &1.subscription})
+    subs = for(%{type: :subscribe} = op <- ops, do: op) |> Enum.uniq_by(& &1.subscription)
+    deliveries = ops |> Enum.filter(&(&1.type == :deliver)) |> Enum.group_by(& &1.subscription)
 
     Enum.flat_map(subs, fn sub ->
-      got = Map.get(deliveries, {sub.client, sub.subscription}, [])
-      delivery_anomalies(node, sub, got, index) ++ missed(node, sub, got, state)
+      got = deliveries |> Map.get(sub.subscription, []) |> Enum.sort_by(& &1.invoked_at)
+
+      ordered =
+        if Map.get(sub, :partition_by) == :stream,
+          do: [{"*", got}],
+          else: Enum.group_by(got, & &1.client)
+
+      Enum.flat_map(ordered, fn {client, ds} ->
+        delivery_anomalies(node, %{sub | client: client}, ds, index)
+      end) ++ missed(node, sub, got, state)
     end)
   end
 
@@ -567,7 +585,7 @@ defmodule ExESDB.Chaos.Checker do
           %{
             kind: :subscription_missed,
             node: node,
-            subscriber: %{client: sub.client, subscription: sub.subscription},
+            subscription: sub.subscription,
             missed: length(never),
             first: Enum.take(never, 5)
           }

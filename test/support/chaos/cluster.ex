@@ -367,14 +367,22 @@ defmodule ExESDB.Chaos.Cluster do
     )
   end
 
-  @doc "The workload on the cluster: 6 clients × 40 operations, local reads."
+  @doc """
+  The workload on the cluster: 6 clients × 40 operations, local reads
+  and, half of them, barrier (linearizable) reads; a persistent
+  subscription to $all and one shared by 2 subscribers partitioned by
+  stream, subscribed again by the subscribers when they go down.
+  """
   def run(ctx, opts) do
     [
       store: ctx.store,
       nodes: ctx.nodes,
       clients: 6,
       ops: 40,
-      subscribers: 0,
+      subscribers: 1,
+      shared_subscribers: 2,
+      resubscribe: true,
+      barrier_reads: 50,
       consistency: :local,
       label: "cluster#{length(ctx.nodes)}"
     ]

@@ -31,7 +31,14 @@ defmodule ExESDB.Chaos.Target do
   @doc "Join persistent subscription `name` with `pid` as subscriber, from the origin."
   @callback subscribe(node_name, atom(), String.t(), term(), pid()) ::
               {:ok, term()} | {:error, term()}
+  @doc "subscribe/5 with more subscribe_to options (partition_by, follow_leader, ...)."
+  @callback subscribe(node_name, atom(), String.t(), term(), pid(), keyword()) ::
+              {:ok, term()} | {:error, term()}
+  @doc "Acknowledge `event`; called by the subscriber itself."
   @callback ack(node_name, atom(), term(), term()) :: term()
+  @doc "read_stream/3 after a barrier: linearizable (ExESDB.Cluster.barrier/2)."
+  @callback barrier_read(node_name, atom(), String.t()) :: {:ok, [String.t()]} | {:error, term()}
+  @optional_callbacks subscribe: 6, barrier_read: 3
 
   @doc "Run `fun` of this module on `node`: here directly, elsewhere through :erpc."
   def on(node, mod, fun, args) when node == node(), do: apply(mod, fun, args)
@@ -62,10 +69,32 @@ defmodule ExESDB.Chaos.Target.Local do
 
   @impl true
   def subscribe(node, store, name, selector, pid),
-    do: on(node, Subscriptions, :subscribe_to, [store, name, selector, pid, [start_from: :origin]])
+    do: subscribe(node, store, name, selector, pid, [])
 
   @impl true
-  def ack(node, store, sub, event), do: on(node, Subscriptions, :ack_event, [store, sub, event])
+  def subscribe(node, store, name, selector, pid, opts),
+    do:
+      on(node, Subscriptions, :subscribe_to, [
+        store,
+        name,
+        selector,
+        pid,
+        [start_from: :origin] ++ opts
+      ])
+
+  # Here, by the subscriber: an ack names its caller as the subscriber
+  # (made over :erpc, it named the erpc process and was ignored).
+  @impl true
+  def ack(_node, store, sub, event), do: Subscriptions.ack_event(store, sub, event)
+
+  @impl true
+  def barrier_read(node, store, stream),
+    do: on(node, __MODULE__, :barrier_stream_ids, [store, stream])
+
+  @doc false
+  def barrier_stream_ids(store, stream) do
+    with :ok <- ExESDB.Cluster.barrier(store), do: stream_ids(store, stream)
+  end
 
   @doc false
   def stream_ids(store, stream) do

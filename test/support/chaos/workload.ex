@@ -23,7 +23,12 @@ defmodule ExESDB.Chaos.Workload do
   # :replicas (the nodes whose final state is read: :nodes by default, the
   # survivors after a kill), :extend (fn ops, verdict -> verdict: more
   # checks and figures, before the results are written), :results_dir,
-  # :label.
+  # :label, :barrier_reads (percent of the reads made linearizable by a
+  # barrier first, target.barrier_read/3: 0), :shared_subscribers (n
+  # subscribers of one more subscription, partitioned by stream: 0),
+  # :resubscribe (false; true: subscribers do not follow the leader with
+  # the store, they monitor their subscription and subscribe again,
+  # through any node, when it goes down, as a restarting handler does).
   # env_opts/0 reads ESDB_CHAOS_CLIENTS, ESDB_CHAOS_OPS,
   # ESDB_CHAOS_SECONDS, ESDB_CHAOS_RATE (:rate, operations per second per
   # client; unpaced without) and ESDB_CHAOS_RESULTS.
@@ -67,6 +72,11 @@ defmodule ExESDB.Chaos.Workload do
       history: h,
       streams: Keyword.get(opts, :streams, 6),
       consistency: Keyword.get_lazy(opts, :consistency, &target.consistency/0),
+      barrier_reads: Keyword.get(opts, :barrier_reads, 0),
+      nodes: nodes,
+      resubscribe: Keyword.get(opts, :resubscribe, false),
+      # positions each subscription saw: when to stop waiting at the end
+      seen: :ets.new(:chaos_seen, [:set, :public, write_concurrency: true]),
       stop: stop_rule(opts),
       # pacing: the client's n-th operation starts no earlier than n/rate s in
       interval: if(r = opts[:rate], do: 1000 / r)
@@ -74,7 +84,19 @@ defmodule ExESDB.Chaos.Workload do
 
     subs =
       for i <- 1..Keyword.get(opts, :subscribers, 1)//1,
-          do: start_subscriber(cfg, "sub-#{i}", Enum.at(nodes, rem(i - 1, length(nodes))))
+          do: start_subscriber(cfg, "sub-#{i}", "sub-#{i}", at(nodes, i), [])
+
+    # one subscription shared by several subscribers, each stream's events
+    # on one of them at a time (partition_by), in order
+    shared =
+      for i <- 1..Keyword.get(opts, :shared_subscribers, 0)//1,
+          do:
+            start_subscriber(cfg, "part-#{i}", "part", at(nodes, i),
+              partition_by: &__MODULE__.partition/1,
+              concurrency_limit: Keyword.get(opts, :shared_subscribers)
+            )
+
+    subs = subs ++ shared
 
     clients =
       for i <- 1..Keyword.get(opts, :clients, 4) do
@@ -100,6 +122,7 @@ defmodule ExESDB.Chaos.Workload do
     replicas = settled(finals, target, store, Keyword.get(opts, :settle_ms, 10_000))
     last = replicas |> Map.values() |> Enum.map(&length(&1.all)) |> Enum.max(fn -> 0 end)
     Enum.each(subs, &stop_subscriber(&1, last, Keyword.get(opts, :catch_up_ms, 10_000)))
+    :ets.delete(cfg.seen)
 
     ops = History.ops(h)
     {check_us, verdict} = :timer.tc(Checker, :check, [ops, replicas])
@@ -114,6 +137,11 @@ defmodule ExESDB.Chaos.Workload do
 
     %{verdict: verdict, history: ops, replicas: replicas, results: results}
   end
+
+  defp at(nodes, i), do: Enum.at(nodes, rem(i - 1, length(nodes)))
+
+  @doc "The shared subscription's partition of an event: its stream."
+  def partition(event), do: event.stream_id
 
   defp nemesis(nil, _h), do: :ok
   defp nemesis(fun, _h) when is_function(fun, 0), do: fun.()
@@ -171,7 +199,11 @@ defmodule ExESDB.Chaos.Workload do
 
   # 30% reads, 10% appends to a stream of the client's own with :no_stream,
   # the rest appends to shared streams with a random expected-version kind
-  defp step(cfg, c, r) when r <= 30, do: read(cfg, c, shared(cfg, c))
+  defp step(cfg, c, r) when r <= 30 do
+    if cfg.barrier_reads > 0 and :rand.uniform(100) <= cfg.barrier_reads,
+      do: barrier_read(cfg, c, shared(cfg, c)),
+      else: read(cfg, c, shared(cfg, c))
+  end
 
   defp step(cfg, c, r) when r <= 40 do
     stream = "#{c.name}-#{c.fresh}"
@@ -213,6 +245,19 @@ defmodule ExESDB.Chaos.Workload do
     end
   end
 
+  # A linearizable read: a barrier on the client's node, then the read
+  # there; it must see every append acknowledged before it was invoked.
+  defp barrier_read(cfg, c, stream) do
+    op = %{type: :read, stream: stream, consistency: :linearizable}
+
+    case History.run(cfg.history, c.name, c.node, op, fn ->
+           cfg.target.barrier_read(c.node, cfg.store, stream)
+         end) do
+      {:ok, ids} -> put_in(c.known[stream], length(ids))
+      _ -> c
+    end
+  end
+
   defp append(cfg, c, stream, expected) do
     events = for i <- 1..:rand.uniform(3), do: NewEvent.new(event_type: "chaos", data: {c.name, i})
     attempt(cfg, c, stream, expected, events, 1, false)
@@ -246,21 +291,18 @@ defmodule ExESDB.Chaos.Workload do
 
   ## subscribers
 
-  defp start_subscriber(cfg, name, node) do
+  # `client` subscribes to `name` (several clients may share one name);
+  # `extra`: more subscribe_to options.
+  defp start_subscriber(cfg, client, name, node, extra) do
     parent = self()
+    sc = %{client: client, name: name, node: node, extra: extra, shared: extra != []}
 
     pid =
       spawn_link(fn ->
         Process.flag(:message_queue_data, :off_heap)
-        op = %{type: :subscribe, subscription: name, selector: {:by_stream, "$all"}}
-
-        {:ok, sub} =
-          History.run(cfg.history, name, node, op, fn ->
-            cfg.target.subscribe(node, cfg.store, name, op.selector, self())
-          end)
-
+        sub = subscribe(cfg, sc, [node], System.monotonic_time(:millisecond) + 60_000)
         send(parent, {:subscribed, self()})
-        deliver(cfg, name, node, sub, 0)
+        deliver(cfg, sc, sub, 0)
       end)
 
     receive do
@@ -268,54 +310,110 @@ defmodule ExESDB.Chaos.Workload do
     end
   end
 
+  # Subscribe through the first of `nodes` that takes it (with
+  # :resubscribe, through each node in turn, until `deadline`); answers
+  # the subscription, monitored with :resubscribe.
+  defp subscribe(cfg, sc, [node | rest], deadline) do
+    extra = if cfg.resubscribe, do: [follow_leader: false] ++ sc.extra, else: sc.extra
+    op = %{type: :subscribe, subscription: sc.name, selector: {:by_stream, "$all"}}
+    op = if sc.shared, do: Map.put(op, :partition_by, :stream), else: op
+
+    case History.run(cfg.history, sc.client, node, op, fn ->
+           if extra == [],
+             do: cfg.target.subscribe(node, cfg.store, sc.name, op.selector, self()),
+             else: cfg.target.subscribe(node, cfg.store, sc.name, op.selector, self(), extra)
+         end) do
+      {:ok, sub} ->
+        if cfg.resubscribe, do: Process.monitor(sub)
+        sub
+
+      error ->
+        if not cfg.resubscribe or System.monotonic_time(:millisecond) > deadline,
+          do: raise("#{sc.client} could not subscribe to #{sc.name}: #{inspect(error)}")
+
+        Process.sleep(100)
+        subscribe(cfg, sc, rest ++ [node], deadline)
+    end
+  end
+
+  defp resubscribe(cfg, sc) do
+    nodes = Enum.shuffle(cfg.nodes)
+    subscribe(cfg, sc, nodes, System.monotonic_time(:millisecond) + 120_000)
+  end
+
   # (in cluster mode a subscription that followed a new leader says so
-  # with {:subscribed, new}: acks go to that one from then on)
-  defp deliver(cfg, name, node, sub, top) do
+  # with {:subscribed, new}: acks go to that one from then on; one that
+  # went down with :resubscribe is subscribed again: every message of the
+  # old one came before its DOWN)
+  defp deliver(cfg, sc, sub, top) do
     receive do
       {:subscribed, new} ->
-        deliver(cfg, name, node, new, top)
+        deliver(cfg, sc, new, top)
 
       {:events, evs} ->
-        top = record(cfg, name, node, sub, evs, top)
-        deliver(cfg, name, node, sub, top)
+        top = record(cfg, sc, sub, evs, top)
+        deliver(cfg, sc, sub, top)
+
+      {:DOWN, _, :process, ^sub, _} ->
+        deliver(cfg, sc, resubscribe(cfg, sc), top)
 
       {:stop, from, last, deadline} ->
-        drain(cfg, name, node, sub, top, last, deadline)
+        drain(cfg, sc, sub, top, last, deadline)
         send(from, {:stopped, self()})
     end
   end
 
-  # Keep taking deliveries until the last position was seen or the
-  # deadline passed (the checker then reports what was missed).
-  defp drain(_cfg, _name, _node, _sub, top, last, _deadline) when top >= last, do: :ok
-
-  defp drain(cfg, name, node, sub, top, last, deadline) do
+  # Keep taking deliveries until the subscription (all its subscribers)
+  # saw every position up to the last or the deadline passed (the
+  # checker then reports what was missed).
+  defp drain(cfg, sc, sub, top, last, deadline) do
     wait = max(deadline - System.monotonic_time(:millisecond), 0)
 
-    receive do
-      {:subscribed, new} ->
-        drain(cfg, name, node, new, top, last, deadline)
+    if seen(cfg, sc.name) >= last do
+      :ok
+    else
+      receive do
+        {:subscribed, new} ->
+          drain(cfg, sc, new, top, last, deadline)
 
-      {:events, evs} ->
-        drain(cfg, name, node, sub, record(cfg, name, node, sub, evs, top), last, deadline)
-    after
-      wait -> :ok
+        {:events, evs} ->
+          drain(cfg, sc, sub, record(cfg, sc, sub, evs, top), last, deadline)
+
+        {:DOWN, _, :process, ^sub, _} ->
+          drain(cfg, sc, resubscribe(cfg, sc), top, last, deadline)
+      after
+        min(wait, 100) -> if wait > 0, do: drain(cfg, sc, sub, top, last, deadline)
+      end
     end
   end
 
-  defp record(cfg, name, node, sub, evs, top) do
+  defp seen(cfg, name) do
+    case :ets.lookup(cfg.seen, name) do
+      [{_, n}] -> n
+      [] -> 0
+    end
+  end
+
+  defp record(cfg, sc, sub, evs, top) do
     for e <- evs do
-      History.record(cfg.history, name, node, %{
+      History.record(cfg.history, sc.client, sc.node, %{
         type: :deliver,
-        subscription: name,
+        subscription: sc.name,
         event_id: e.event_id,
         stream: e.stream_id,
         version: e.stream_version,
         position: e.position
       })
+
+      if :ets.insert_new(cfg.seen, {{sc.name, e.position}}),
+        do: :ets.update_counter(cfg.seen, sc.name, 1, {sc.name, 0})
+
+      # a shared subscription's events of other partitions are not this
+      # subscriber's to acknowledge: each one is
+      if sc.shared, do: cfg.target.ack(sc.node, cfg.store, sub, e)
     end
 
-    cfg.target.ack(node, cfg.store, sub, List.last(evs))
+    if not sc.shared, do: cfg.target.ack(sc.node, cfg.store, sub, List.last(evs))
     max(top, List.last(evs).position)
   end
 
