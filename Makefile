@@ -272,7 +272,7 @@ cluster-demo: raft nif
 # handshake, requests, wrong cookie, oversized and malformed frames; the
 # C node backend: conformance, launcher, kill -9 of C node and clients;
 # subscriptions through sessions.
-CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs test/ex_esdb/cnode_copy_serve_test.exs
+CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs test/ex_esdb/cnode_copy_serve_test.exs test/ex_esdb/cnode_persistent_owner_test.exs
 test-cnode: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/cnode_write_timeout_test.exs test/ex_esdb/streams_cnode_test.exs
 

@@ -9,6 +9,8 @@ const cn_session_op cn_session_ops[] = {
     {"session_leave", CN_SESSION_LEAVE, ESDB_ARG_MEMBER},
     {"session_credit", CN_SESSION_CREDIT, ESDB_ARG_GRANT},
     {"session_close", CN_SESSION_CLOSE, ESDB_ARG_N},
+    {"session_claim", CN_SESSION_CLAIM, ESDB_ARG_NAME},
+    {"session_release", CN_SESSION_RELEASE, ESDB_ARG_NAME},
 };
 
 const size_t cn_session_op_count =

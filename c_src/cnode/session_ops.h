@@ -14,6 +14,8 @@ typedef enum cn_session_op_id {
 	CN_SESSION_LEAVE,
 	CN_SESSION_CREDIT,
 	CN_SESSION_CLOSE,
+	CN_SESSION_CLAIM,
+	CN_SESSION_RELEASE,
 } cn_session_op_id;
 
 typedef struct cn_session_op {

@@ -57,8 +57,19 @@ typedef struct member {
 	uint64_t holders;
 } member;
 
+/* A persistent subscription name a session owns on this store: one
+ * owner per name (session_claim), so that two client nodes never run
+ * the same subscription over one checkpoint. Ends with its session. */
+typedef struct claim {
+	session *s;
+	char *name;
+	size_t len;
+	struct claim *next;
+} claim;
+
 struct cn_sessions {
 	pthread_mutex_t mu;
+	claim *claims;
 	pthread_cond_t sent; /* `sending` went back to 0 */
 	uint64_t sending;    /* the member a delivery is pushing to, or 0 */
 	esdb_members table;
@@ -163,6 +174,16 @@ static cn_conn *end_session(cn_server *srv, session *s)
 			*p = s->next;
 			break;
 		}
+	for (claim **p = &t->claims; *p;) {
+		claim *cl = *p;
+		if (cl->s == s) {
+			*p = cl->next;
+			free(cl->name);
+			free(cl);
+		} else {
+			p = &cl->next;
+		}
+	}
 	cn_conn *c = s->c;
 	free(s);
 	return c;
@@ -671,6 +692,82 @@ static void session_close(caller *k)
 	}
 }
 
+/* The claim on name, or NULL; *pp: where it is linked. Lock held. */
+static claim **find_claim(struct cn_sessions *t, const arg *name)
+{
+	claim **p = &t->claims;
+	while (*p && ((*p)->len != name->len ||
+	              memcmp((*p)->name, name->p, name->len) != 0))
+		p = &(*p)->next;
+	return p;
+}
+
+/* {session_claim, Name}: ok when this session owns Name now (or did);
+ * {error, subscription_already_exists} when another session does. */
+static void session_claim(caller *k, const arg *name)
+{
+	cn_server *srv = k->srv;
+	struct cn_sessions *t = srv->sessions;
+	if (!name->len || name->len > srv->limits.max_key) {
+		cn_reply_error(k, "invalid_request", "session_claim");
+		return;
+	}
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	claim **p = s ? find_claim(t, name) : NULL;
+	unsigned held = 0;
+	for (claim *cl = t->claims; s && cl; cl = cl->next)
+		held += cl->s == s;
+	const char *refused = !s ? "no_session"
+	                      : *p && (*p)->s != s
+	                          ? "subscription_already_exists"
+	                      : !*p && held >= srv->max_subs ? "limit"
+	                                                     : NULL;
+	claim *cl = NULL;
+	if (!refused && !*p) {
+		cl = calloc(1, sizeof(*cl));
+		char *copy = cl ? malloc(name->len) : NULL;
+		if (copy) {
+			memcpy(copy, name->p, name->len);
+			*cl = (claim){s, copy, name->len, t->claims};
+			t->claims = cl;
+		} else {
+			free(cl);
+			refused = "enomem";
+		}
+	}
+	pthread_mutex_unlock(&t->mu);
+	if (refused && strcmp(refused, "limit") == 0)
+		reply_limit(k, "max_subscriptions", srv->max_subs);
+	else if (refused)
+		cn_reply_error(k, NULL, refused);
+	else
+		cn_reply_rc(k, 0);
+}
+
+/* {session_release, Name}: the session's claim on Name goes. */
+static void session_release(caller *k, const arg *name)
+{
+	struct cn_sessions *t = k->srv->sessions;
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	claim **p = s ? find_claim(t, name) : NULL;
+	claim *cl = p && *p && (*p)->s == s ? *p : NULL;
+	if (cl)
+		*p = cl->next;
+	pthread_mutex_unlock(&t->mu);
+	if (cl) {
+		free(cl->name);
+		free(cl);
+	}
+	if (!s)
+		cn_reply_error(k, NULL, "no_session");
+	else if (!cl)
+		cn_reply_error(k, NULL, "not_found");
+	else
+		cn_reply_rc(k, 0);
+}
+
 void cn_sessions_request(caller *k, const cn_envelope *e, const char *m)
 {
 	const cn_session_op *op = cn_session_op_find(e->op);
@@ -707,6 +804,12 @@ void cn_sessions_request(caller *k, const cn_envelope *e, const char *m)
 		break;
 	case CN_SESSION_CLOSE:
 		session_close(k);
+		break;
+	case CN_SESSION_CLAIM:
+		session_claim(k, &v);
+		break;
+	case CN_SESSION_RELEASE:
+		session_release(k, &v);
 		break;
 	}
 }

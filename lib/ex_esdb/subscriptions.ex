@@ -67,9 +67,11 @@ defmodule ExESDB.Subscriptions do
   Commanded handler into the same end.
 
   **C node backend** (`backend: :cnode`). A persistent subscription runs
-  on the BEAM node that started it: several BEAM nodes running the same
-  name on one C node store share one checkpoint and can skip events.
-  Give each name one owner node.
+  on the BEAM node that started it, which owns its name on the C node
+  store: another BEAM node's `subscribe_to/5` of that name answers
+  `{:error, :subscription_already_exists}` until the subscription ends or
+  its node goes (the C node does not keep owners over its restart: the
+  first to join again keeps the name, another stops).
 
   **Cluster mode** (`db_type: :cluster`). A persistent subscription owns
   a checkpoint, so it runs once per cluster, on the leader:

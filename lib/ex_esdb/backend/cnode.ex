@@ -274,7 +274,9 @@ defmodule ExESDB.Backend.CNode do
       Session.subscribe(session, pid, source,
         shape: Keyword.get(opts, :shape, :plain),
         credit: Keyword.get(opts, :credit, :infinity),
-        format: EventCodec.format(store)
+        format: EventCodec.format(store),
+        # a persistent subscription's name: one owner per C node store
+        claim: Keyword.get(opts, :claim)
       )
     end
   end

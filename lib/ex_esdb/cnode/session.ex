@@ -53,8 +53,12 @@ defmodule ExESDB.CNode.Session do
   Make local process `pid` a subscriber of `source`. Options: `shape`
   (`:plain`, `:tagged`, `:ranged`), `credit` (`:infinity` or a positive
   integer), `format` (`{module, decode}`, default
-  `{ExESDB.EventRecord, true}`). Every matching event committed after the
-  returned position is sent to it.
+  `{ExESDB.EventRecord, true}`), `claim` (a persistent subscription's
+  name: this session must own it on the C node's store, one owner per
+  name; another client node's session owning it answers
+  `{:error, :subscription_already_exists}`; the claim goes with the last
+  subscriber naming it, or with the session). Every matching event
+  committed after the returned position is sent to it.
   """
   @spec subscribe(GenServer.server(), pid(), source(), keyword()) ::
           {:ok, non_neg_integer(), non_neg_integer()} | {:error, term()}
@@ -65,14 +69,16 @@ defmodule ExESDB.CNode.Session do
     shape = Keyword.get(opts, :shape, :plain)
     credit = Keyword.get(opts, :credit, :infinity)
     format = Keyword.get(opts, :format, {ExESDB.EventRecord, true})
+    claim = Keyword.get(opts, :claim)
 
     unless shape in [:plain, :tagged, :ranged] and
              (credit == :infinity or (is_integer(credit) and credit > 0)) and
-             match?({m, d} when is_atom(m) and is_boolean(d), format) and valid_source?(source),
+             match?({m, d} when is_atom(m) and is_boolean(d), format) and valid_source?(source) and
+             (claim == nil or (is_binary(claim) and claim != "")),
            do: raise(ArgumentError, "bad subscription: #{inspect({source, opts})}")
 
     # no timeout: a call that timed out would still be served
-    GenServer.call(session, {:subscribe, pid, source, shape, credit, format}, :infinity)
+    GenServer.call(session, {:subscribe, pid, source, shape, credit, format, claim}, :infinity)
   catch
     :exit, _ -> {:error, :closed}
   end
@@ -131,6 +137,9 @@ defmodule ExESDB.CNode.Session do
          monitors: %{},
          # joins that timed out: a late {:ok, ...} is left at once
          stale_joins: MapSet.new(),
+         # persistent subscription name owned on the C node => the
+         # subscription ids naming it
+         claims: %{},
          # first_id: ids unique across sessions, so an id kept past
          # its session's end never names a later session's subscriber
          next_id: Keyword.get(opts, :first_id, 1)
@@ -164,8 +173,9 @@ defmodule ExESDB.CNode.Session do
     do: send({:esdb, cnode}, {:call, self(), ref, {:at, store, req}})
 
   @impl true
-  def handle_call({:subscribe, pid, source, shape, credit, format}, _from, state) do
-    if Process.alive?(pid) do
+  def handle_call({:subscribe, pid, source, shape, credit, format, claim}, _from, state) do
+    with true <- Process.alive?(pid) || {:error, :noproc},
+         :ok <- claim(state, claim) do
       case member_for(state, source) do
         {:ok, cid, last, state} ->
           id = state.next_id
@@ -180,24 +190,26 @@ defmodule ExESDB.CNode.Session do
             member: cid,
             joined: last + 1,
             sent_to: 0,
-            floor: 0
+            floor: 0,
+            claim: claim
           }
 
           state =
             %{state | next_id: id + 1, subs: Map.put(state.subs, id, sub)}
             |> put_in([:monitors, mon], id)
             |> update_in([:members, cid, :subs], &MapSet.put(&1, id))
+            |> claimed(claim, id)
 
           {:reply, {:ok, id, last}, state}
 
         {:error, _} = error ->
-          {:reply, error, state}
+          {:reply, error, unclaim(state, claim)}
 
         {:error, reason, state} ->
-          {:reply, {:error, reason}, state}
+          {:reply, {:error, reason}, unclaim(state, claim)}
       end
     else
-      {:reply, {:error, :noproc}, state}
+      {:error, _} = error -> {:reply, error, state}
     end
   end
 
@@ -254,12 +266,54 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
+  # A persistent subscription's name owned here, on the C node's store.
+  defp claim(_state, nil), do: :ok
+  defp claim(%{claims: claims}, name) when is_map_key(claims, name), do: :ok
+
+  defp claim(state, name) do
+    case request(state.to, {:session_claim, name}) do
+      :ok ->
+        :ok
+
+      {:error, _} = error ->
+        error
+
+      # it may have been taken: given back
+      {:timeout, _} ->
+        cast(state, {:session_release, name})
+        {:error, :timeout}
+    end
+  end
+
+  defp claimed(state, nil, _id), do: state
+
+  defp claimed(state, name, id),
+    do: %{state | claims: Map.update(state.claims, name, MapSet.new([id]), &MapSet.put(&1, id))}
+
+  # A name no subscriber holds (any more) is given back.
+  defp unclaim(state, nil), do: state
+
+  defp unclaim(state, name) do
+    if MapSet.size(Map.get(state.claims, name, MapSet.new())) > 0 do
+      state
+    else
+      cast(state, {:session_release, name})
+      %{state | claims: Map.delete(state.claims, name)}
+    end
+  end
+
+  defp unclaim(state, name, id) when is_map_key(state.claims, name),
+    do: unclaim(update_in(state.claims[name], &MapSet.delete(&1, id)), name)
+
+  defp unclaim(state, _name, _id), do: state
+
   # A subscriber gone: its hold on the member goes (the C node leaves
   # the member with its last holder); no reply is awaited, pushes still
   # on their way are dropped (their window returned).
   defp remove(state, id) do
     {sub, subs} = Map.pop(state.subs, id)
     state = %{state | subs: subs, monitors: Map.delete(state.monitors, sub.mon)}
+    state = if sub.claim, do: unclaim(state, sub.claim, id), else: state
     cid = sub.member
     cast(state, {:session_leave, cid})
 

@@ -52,7 +52,7 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     with {:ok, source, filter} <- Selector.resolve(type, selector),
          {:ok, member, live_from} <-
-           store.backend.subscribe(store, self(), source, shape: :ranged) do
+           store.backend.subscribe(store, self(), source, shape: :ranged, claim: name) do
       key = if match?({:stream, _}, source), do: :event_number, else: :position
       definition = %{selector: {type, selector}, cursor: key}
       start_from = opts[:start_from] || :origin
@@ -310,9 +310,17 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   def handle_info(:resubscribe, %{member: nil} = state) do
-    case state.store.backend.subscribe(state.store, self(), state.source, shape: :ranged) do
+    case state.store.backend.subscribe(state.store, self(), state.source,
+           shape: :ranged,
+           claim: state.name
+         ) do
       {:ok, member, _} ->
         {:noreply, resume_catch_up(%{state | member: member})}
+
+      # another node took the name meanwhile (a C node store's claims
+      # went with the C node): it runs there
+      {:error, :subscription_already_exists} ->
+        {:stop, {:shutdown, :subscription_already_exists}, state}
 
       {:error, _} ->
         Process.send_after(self(), :resubscribe, @retry_ms)

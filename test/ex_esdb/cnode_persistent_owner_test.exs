@@ -1,0 +1,95 @@
+defmodule ExESDB.CNodePersistentOwnerTest do
+  # One owner per persistent subscription name on a C node store: a
+  # second client node (a :peer) subscribing the same name is refused
+  # with {:error, :subscription_already_exists}; once the owner's
+  # subscription ends (or its node goes), the other node may take it.
+  # Another name is not refused. A real C node, real distribution.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.Subscriptions
+
+  @moduletag timeout: 120_000
+  @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+
+  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+
+  setup do
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnpo_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf(dir) end)
+    %{dir: dir}
+  end
+
+  defp start_cnode(dir) do
+    name = :"cnpo#{System.unique_integer([:positive])}@#{host()}"
+
+    port =
+      Port.open({:spawn_executable, @bin}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 1024},
+        args: ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
+                 --durability nosync)
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
+    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
+    name
+  end
+
+  defp start_peer(store, dir, cnode) do
+    args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    {:ok, peer, pnode} =
+      :peer.start(%{name: :"cnpo_peer#{System.unique_integer([:positive])}", args: args})
+
+    on_exit(fn -> catch_exit(:peer.stop(peer)) end)
+
+    :ok =
+      :erpc.call(pnode, ExESDB.Test.ClusterPeer, :start, [
+        [store_id: store, data_dir: dir, cnode: cnode]
+      ])
+
+    {peer, pnode}
+  end
+
+  defp subscribe_there(pnode, store, name) do
+    there = :erpc.call(pnode, :erlang, :spawn, [Process, :sleep, [:infinity]])
+    :erpc.call(pnode, Subscriptions, :subscribe_to, [store, name, {:by_stream, "$all"}, there])
+  end
+
+  test "a second client node subscribing an owned persistent name is refused", %{dir: dir} do
+    cnode = start_cnode(dir)
+    store = :"cnpo_#{System.unique_integer([:positive])}"
+    start_supervised!({ExESDB.System, store_id: store, data_dir: dir, cnode: cnode})
+    {peer, pnode} = start_peer(store, dir, cnode)
+
+    {:ok, sub} = Subscriptions.subscribe_to(store, "p", {:by_stream, "$all"})
+
+    assert {:error, :subscription_already_exists} = subscribe_there(pnode, store, "p")
+    # another name is free there
+    assert {:ok, _} = subscribe_there(pnode, store, "q")
+
+    assert {:error, :subscription_already_exists} =
+             Subscriptions.subscribe_to(store, "q", {:by_stream, "$all"})
+
+    # the owner's subscription ends: the name is free for the other node
+    ref = Process.monitor(sub)
+    Process.exit(sub, :kill)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    wait_until(fn -> match?({:ok, _}, subscribe_there(pnode, store, "p")) end, 10_000)
+
+    # the other node goes: its names are free here
+    :peer.stop(peer)
+
+    wait_until(
+      fn -> match?({:ok, _}, Subscriptions.subscribe_to(store, "q", {:by_stream, "$all"})) end,
+      10_000
+    )
+  end
+end
