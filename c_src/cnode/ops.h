@@ -119,8 +119,9 @@ bool cn_owed_settle(caller *k);
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,
  * snapshot_get, checkpoint_get, checkpoint_list, stats, limits,
- * read_records). */
-void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v,
-                   unsigned n);
+ * read_records). packed: read_records answered as read_packed, its
+ * events in one binary. */
+void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v, unsigned n,
+                   bool packed);
 
 #endif

@@ -5,7 +5,8 @@
  * answered once, From ! {Ref, Reply}, with the NIF's reply (for async
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
- * stats, limits, record reads (as event tuples: see reads.c), verify
+ * stats, limits, record reads (as event tuples, or packed in one
+ * binary by read_packed: see reads.c), verify
  * and backup, subscriptions through the session_* requests
  * (sessions.c), store copies through the copy_* ones (copies.h), and
  * cancel ({cancel, Ref}: cancel.c); open/close are not ({error,
@@ -98,8 +99,12 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 {
 	const esdb_proto_op *op = NULL;
 	bool named = false;
+	/* read_packed: read_records' arguments, its page as one binary
+	 * (reads.c; a C node request, not the NIF's) */
+	bool packed = strcmp(e->op, "read_packed") == 0;
+	const char *name = packed ? "read_records" : e->op;
 	for (size_t i = 0; i < esdb_proto_op_count && !op; i++) {
-		if (strcmp(esdb_proto_ops[i].name, e->op) != 0)
+		if (strcmp(esdb_proto_ops[i].name, name) != 0)
 			continue;
 		named = true;
 		if (carried(&esdb_proto_ops[i]) == (unsigned)e->arity - 1)
@@ -130,7 +135,7 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 		if (!cn_arg_decode(&a, kind, &v[n++], &why)) {
 			/* the NIF's badarg: which operation, not which
 			 * argument (the NIF does not say either) */
-			cn_reply_error(k, "invalid_request", op->name);
+			cn_reply_error(k, "invalid_request", e->op);
 			return;
 		}
 	}
@@ -141,7 +146,7 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 	if (s->run)
 		s->run(k, v, m);
 	else
-		cn_read_queue(k, op, v, n);
+		cn_read_queue(k, op, v, n, packed);
 }
 
 static void serve(caller *k, const cn_envelope *e, const uint8_t *m);

@@ -404,6 +404,80 @@ defmodule ExESDB.CNodeTest do
              {:error, {:invalid_request, :read_records}}
   end
 
+  test "read_packed pages are the NIF's records field for field, large events too",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    {:ok, nif} = :ex_esdb_nif.open(Path.join(dir, "nif"), %{durability: :nosync})
+    on_exit(fn -> :ex_esdb_nif.close(nif) end)
+    term = {:term, :erlang.term_to_binary(%{a: [1, "x", 2.5]})}
+    plain = {:term, :erlang.term_to_binary("just a binary")}
+    big = :binary.copy(<<0xA5>>, 1_000_000)
+    long = String.duplicate("é", 100)
+
+    commits = [
+      {"s",
+       [
+         {<<1::128>>, "T", term, "", <<5::128>>, <<6::128>>},
+         {<<2::128>>, "U", "raw", plain, nil, nil}
+       ]},
+      {long, [{<<3::128>>, "T", "", "", nil, <<7::128>>}]},
+      {"big", [{<<4::128>>, "Big", big, big, nil, nil}, {<<8::128>>, "Big", term, "m", nil, nil}]},
+      {"s", for(i <- 10..309, do: {<<i::128>>, "T#{rem(i, 3)}", "d#{i}", "", nil, nil})}
+    ]
+
+    for {stream, evs} <- commits do
+      assert {:ok, _, _} = call(cn.name, {:append, stream, :any, evs})
+      ref = make_ref()
+      :ok = :ex_esdb_nif.append(nif, ref, stream, :any, evs)
+      assert_receive {^ref, {:ok, _, _}}
+    end
+
+    # the time stamps are each store's own: compared apart
+    strip = fn r ->
+      assert r.created_at == DateTime.from_unix!(r.created_epoch, :microsecond)
+      %{r | created_at: nil, created_epoch: nil}
+    end
+
+    reads = [
+      {{:stream, "s"}, 0, :forward},
+      {{:stream, "s"}, 150, :backward},
+      {{:stream, long}, 0, :forward},
+      {{:stream, "big"}, 0, :forward},
+      {:all, 0, :forward},
+      {:all, 18_446_744_073_709_551_615, :backward},
+      {{:type, "T1"}, 0, :forward},
+      {{:type, "none"}, 0, :forward}
+    ]
+
+    for {source, from, dir} <- reads, count <- [1, 7, 1000], decode <- [true, false] do
+      fmt = {ExESDB.EventRecord, decode}
+      {:ok, page, next} = call(cn.name, {:read_packed, source, from, count, dir, fmt}, 30_000)
+      assert {:ok, records} = ExESDB.CNode.Page.records(page, decode)
+
+      assert {:ok, nif_records, ^next} =
+               :ex_esdb_nif.read_records(nif, source, from, count, dir, fmt)
+
+      assert Enum.map(records, strip) == Enum.map(nif_records, strip),
+             inspect({source, from, count, dir, decode})
+    end
+
+    # as read_records: errors, and the request's own name when malformed
+    fmt = {ExESDB.EventRecord, true}
+
+    assert call(cn.name, {:read_packed, {:stream, "none"}, 0, 10, :forward, fmt}) ==
+             {:error, :stream_not_found}
+
+    assert call(cn.name, {:read_packed, {:stream, "$all"}, 0, 10, :forward, fmt}) ==
+             {:error, {:invalid_stream_id, "$all"}}
+
+    assert call(cn.name, {:read_packed, {:nope, "s"}, 0, 10, :forward, fmt}) ==
+             {:error, {:invalid_request, :read_packed}}
+
+    assert call(cn.name, {:read_packed, :all, 0, 10, :forward}) ==
+             {:error, {:invalid_request, :arity}}
+  end
+
   test "verify and backup run on threads of their own and answer as the NIF's", %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
     hello!(cn.name)

@@ -47,7 +47,7 @@ defmodule ExESDB.Backend.CNode do
   @behaviour ExESDB.Backend
 
   alias ExESDB.Backend.{CallerRelay, Cluster}
-  alias ExESDB.CNode.{Connection, Session, Terms}
+  alias ExESDB.CNode.{Connection, Page, Session, Terms}
   alias ExESDB.EventCodec
 
   defmodule Handle do
@@ -233,17 +233,26 @@ defmodule ExESDB.Backend.CNode do
   def read(store, source, from, count, direction, opts \\ []) do
     {_module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
 
-    with {:ok, tuples, next} <-
-           fresh(store, fn ->
-             call(
-               store.handle,
-               {:read_records, source, from, count, direction, {ExESDB.EventRecord, decode}},
-               :read,
-               store.timeout
-             )
-           end),
-         {:ok, records} <- Terms.records(tuples, decode) do
-      {:ok, records, next}
+    args = [source, from, count, direction, {ExESDB.EventRecord, decode}]
+    packed = List.to_tuple([:read_packed | args])
+
+    case fresh(store, fn -> call(store.handle, packed, :read, store.timeout) end) do
+      {:ok, page, next} when is_binary(page) ->
+        with {:ok, records} <- Page.records(page, decode), do: {:ok, records, next}
+
+      # a C node older than read_packed: its records as tuples
+      {:error, {:invalid_request, :unknown_operation}} ->
+        with {:ok, tuples, next} <-
+               call(store.handle, List.to_tuple([:read_records | args]), :read, store.timeout),
+             {:ok, records} <- Terms.records(tuples, decode) do
+          {:ok, records, next}
+        end
+
+      {:ok, _page, _next} ->
+        {:error, {:corrupt, :record}}
+
+      other ->
+        other
     end
   end
 
