@@ -91,6 +91,39 @@ TEST(a_follower_applies_a_commit_before_the_next_heartbeat)
 	cluster_check_and_free(&c);
 }
 
+/* kill -9 the leader: the survivors see the connection it sent them
+ * entries on close, and one of them leads well before an election
+ * timeout (3 s here) has passed; waiting for the timer, no survivor can
+ * even ask for votes until T after its last heartbeat. Twice, the killed
+ * node restarted and caught up in between. */
+TEST(a_killed_leaders_followers_elect_before_the_election_timeout)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	c.election_ms = 3000;
+	int leader = cluster_start_all(&c);
+	for (uint64_t n = 1; n <= 2; n++) {
+		node_info info;
+		node_append(&c, leader, "s", n, &info);
+		CHECK_RC(info.rc, 0);
+		node_kill(&c, leader);
+		uint64_t t0 = mono_ms();
+		int next = cluster_wait_leader(&c, c.election_ms * 4 / 5);
+		uint64_t took = mono_ms() - t0;
+		printf("     a new leader %" PRIu64 " ms after the kill\n",
+		       took);
+		CHECK(next >= 0);
+		node_start(&c, leader);
+		if (next < 0)
+			break;
+		REQUIRE(cluster_wait_converged(&c, 20000));
+		leader = next;
+	}
+	REQUIRE(cluster_wait_leader(&c, 20000) >= 0);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	cluster_check_and_free(&c);
+}
+
 TEST(a_restarted_replica_catches_up)
 {
 	cluster c;

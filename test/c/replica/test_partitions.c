@@ -636,6 +636,43 @@ TEST(a_returning_isolated_node_does_not_raise_the_term_or_depose_the_leader)
 	faults_finish(&f, "pre-vote", term);
 }
 
+/* (4b) The leader's connection to one follower reset, ten times, the
+ * leader alive and the link passing again at once: that follower stops
+ * counting on its leader and asks for pre-votes early (replica.c,
+ * leader_connection_closed), but the other follower still hears the
+ * leader and refuses, and the leader's next heartbeat brings it back.
+ * Nobody's term moves, the leader stays. */
+TEST(a_reset_connection_from_a_live_leader_does_not_depose_it)
+{
+	faults f;
+	faults_init(&f, 3);
+	start_all(&f);
+	int leader = leader_of(&f);
+	REQUIRE(leader >= 0);
+	uint64_t term = term_of(&f.c, leader);
+	int follower = (leader + 1) % 3;
+	node_info info;
+	uint64_t n = 0;
+	for (int k = 0; k < 10; k++) {
+		link_proxy_set(&f.proxy, leader, follower, LINK_RESET);
+		link_proxy_set(&f.proxy, leader, follower, LINK_PASS);
+		/* past the follower's shortened timer (at most T/2) */
+		uint64_t end = mono_ms() + f.c.election_ms;
+		while (mono_ms() < end) {
+			node_append(&f.c, leader, "s", ++n, &info);
+			CHECK_RC(info.rc, 0);
+			usleep(20000);
+		}
+	}
+	REQUIRE(cluster_wait_converged(&f.c, 20000));
+	for (int i = 0; i < 3; i++) {
+		node_get_info(&f.c, i, &info);
+		CHECK_EQ(info.term, term);
+		CHECK_EQ(info.leader_id, f.c.nodes[leader].id);
+	}
+	faults_finish(&f, "reset", term);
+}
+
 /* (5) SIGSTOP the leader past the election timeout, then SIGCONT: a
  * new leader in a higher term, the old one steps down and follows. */
 TEST(a_paused_leader_steps_down_when_it_resumes)
