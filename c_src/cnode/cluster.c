@@ -212,6 +212,41 @@ static int take_name(void *ctx, const esdb_checkpoint *cp)
 	return 0;
 }
 
+typedef struct stored_names {
+	char (*out)[MAXATOMLEN];
+	unsigned n, cap;
+	const char *self;
+} stored_names;
+
+static int take_stored(void *ctx, const esdb_checkpoint *cp)
+{
+	stored_names *sn = ctx;
+	if (cp->name_len < sizeof(NAME_KEY) - 1 ||
+	    memcmp(cp->name, NAME_KEY, sizeof(NAME_KEY) - 1) != 0 ||
+	    sn->n == sn->cap)
+		return 1; /* past the names: stop */
+	const char *p = cp->definition;
+	size_t len = cp->definition_len;
+	if (node_name_ok(p, len) &&
+	    !(strlen(sn->self) == len && memcmp(sn->self, p, len) == 0)) {
+		memcpy(sn->out[sn->n], p, len);
+		sn->out[sn->n++][len] = '\0';
+	}
+	return 0;
+}
+
+unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
+                                 unsigned cap)
+{
+	if (!srv->cluster)
+		return 0;
+	stored_names sn = {out, 0, cap, srv->cluster->self};
+	/* names sort after their prefix: from it, until one lacks it */
+	esdb_checkpoint_list(srv->store, NAME_KEY, sizeof(NAME_KEY) - 1, 64,
+	                     take_stored, &sn);
+	return sn.n;
+}
+
 /* Encode member id's C node name (listed, else replicated), or nil. */
 static void encode_member_name(cn_server *srv, ei_x_buff *x, uint64_t id)
 {
@@ -550,6 +585,12 @@ int cn_cluster_start(cn_server *srv)
 }
 
 uint64_t cn_cluster_needs_copy(cn_server *srv)
+{
+	return 0;
+}
+
+unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
+                                 unsigned cap)
 {
 	return 0;
 }

@@ -54,6 +54,12 @@ int cn_cluster_start(cn_server *srv);
  * store's lock. */
 uint64_t cn_cluster_needs_copy(cn_server *srv);
 
+/* The C node names of members replicated in srv's store (cluster.c,
+ * "ex_esdb:cnode:<id>"), this node's left out: up to cap into out, how
+ * many returned. Under the store's lock. */
+unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
+                                 unsigned cap);
+
 /* {error, {not_leader, Name | nil}}: the leader srv's replica knows, by
  * the C node name its member was given under. */
 void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x);

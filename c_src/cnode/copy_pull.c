@@ -240,17 +240,39 @@ static int ask_state(peer *l, member_state *st)
 
 /* ---- one pull -------------------------------------------------------- */
 
-/* The usable member that applied most, connected (l->fd), or -1. */
+/* Names replicated in the store, as sources besides the configured. */
+#define MAX_STORED 16
+
+/* The usable member that applied most, connected (l->fd), or -1: asked
+ * are the configured sources and the member names replicated in the
+ * store (a member added at run time and restarted without
+ * --raft-copy-from finds the others so). */
 static int pick_source(puller *p, peer *l)
 {
+	static char stored[MAX_STORED][MAXATOMLEN]; /* this thread only */
+	const char *names[2 * CN_CLUSTER_MAX_MEMBERS + MAX_STORED];
+	unsigned n = 0, ns = 0;
+	for (unsigned i = 0; i < p->n && n < 2 * CN_CLUSTER_MAX_MEMBERS; i++)
+		names[n++] = p->sources[i];
+	pthread_rwlock_rdlock(&p->srv->store_lock);
+	if (!p->srv->closed)
+		ns = cn_cluster_stored_names(p->srv, stored, MAX_STORED);
+	pthread_rwlock_unlock(&p->srv->store_lock);
+	for (unsigned i = 0; i < ns; i++) {
+		bool known = false;
+		for (unsigned j = 0; j < n && !known; j++)
+			known = strcmp(names[j], stored[i]) == 0;
+		if (!known)
+			names[n++] = stored[i];
+	}
 	uint64_t best = 0;
 	l->fd = -1;
-	for (unsigned i = 0; i < p->n; i++) {
-		int fd = ei_connect_tmo(&p->srv->ec, (char *)p->sources[i],
-		                        CONNECT_MS);
+	for (unsigned i = 0; i < n; i++) {
+		int fd =
+		    ei_connect_tmo(&p->srv->ec, (char *)names[i], CONNECT_MS);
 		if (fd < 0)
 			continue;
-		peer c = {l->ec, fd, p->sources[i], {0}, 0};
+		peer c = {l->ec, fd, names[i], {0}, 0};
 		member_state st;
 		if (ask_state(&c, &st) == 0 && st.usable &&
 		    (l->fd < 0 || st.applied > best)) {

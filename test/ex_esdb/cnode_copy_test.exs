@@ -14,7 +14,8 @@ defmodule ExESDB.CNodeCopyTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
 
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  # ESDB_CNODE_BIN runs another build (an ASan one with raft, by hand)
+  @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @window ["--raft-snapshot-threshold", "32", "--raft-trailing-bytes", "1"]
   # writes while a member is away: well past threshold + trailing (160)
   @away 400
@@ -229,5 +230,34 @@ defmodule ExESDB.CNodeCopyTest do
 
     assert {:ok, ms} = call(l.name, {:cluster_members})
     assert {4, spare.address, :voter} in ms
+  end
+
+  test "a member added at run time by name, restarted with no copy source given after " <>
+         "falling behind, pulls its copy from the members its store names",
+       %{dir: dir} do
+    cns = start_three(dir)
+    l = CNodeCluster.leader(cns)
+    write(l, "a", 20)
+
+    [spare] = specs(dir, 1)
+    spare = %{spare | id: 4, dir: Path.join(dir, "store4")}
+    flags = Enum.flat_map(cns, &["--raft-copy-from", Atom.to_string(&1.name)])
+    spare = launch(spare, flags)
+    assert :ok = call(l.name, {:cluster_add, 4, spare.address, spare.name}, 10_000)
+    assert :ok = call(l.name, {:cluster_assign, 4, :voter}, 30_000)
+    all = [spare | cns]
+    assert_same(all, l, 20)
+
+    System.cmd("kill", ["-9", "#{spare.os_pid}"])
+    assert_receive {:exited, name, _}, 5_000
+    assert name == spare.name
+    write(l, "b", @away)
+
+    # neither --raft-member nor --raft-copy-from: the names replicated in
+    # its store (cluster_add with a name) are all it has
+    spare = launch(spare, [])
+    l = CNodeCluster.leader(cns)
+    assert_same([spare | cns], l, 20 + @away)
+    assert wait_until(fn -> copied?(spare.name) end, 5_000)
   end
 end
