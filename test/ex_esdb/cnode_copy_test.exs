@@ -260,4 +260,51 @@ defmodule ExESDB.CNodeCopyTest do
     assert_same([spare | cns], l, 20 + @away)
     assert wait_until(fn -> copied?(spare.name) end, 5_000)
   end
+
+  test "a pull whose source is killed midway leaves nothing behind; the next pull, from " <>
+         "another member, installs the copy",
+       %{dir: dir} do
+    cns = start_three(dir)
+    l = CNodeCluster.leader(cns)
+    [f, _] = cns -- [l]
+
+    # ~40 MB: the pull takes long enough (40 pieces) to be cut
+    for i <- 1..80 do
+      e = {ExESDB.UUID.uuid4_binary(), "t", :crypto.strong_rand_bytes(500_000), "m", nil, nil}
+      assert {:ok, _, _} = call(l.name, {:append, "big", :any, [e]}, 10_000)
+      _ = i
+    end
+
+    assert_same(cns, l, 80)
+    System.cmd("kill", ["-9", "#{f.os_pid}"])
+    assert_receive {:exited, name, _}, 5_000
+    assert name == f.name
+    write(l, "b", @away)
+
+    f = launch(f, member_flags(cns))
+    from = pulling(f.name)
+    source = Enum.find(cns, &(Atom.to_string(&1.name) == from))
+    System.cmd("kill", ["-9", "#{source.os_pid}"])
+    assert_receive {:line, name, "ex_esdb_cnode: copy: pulling " <> failed}, 10_000
+    assert name == f.name
+    assert failed =~ ~r/^#{from}'s store failed/
+
+    # the next pull goes to the member left
+    [other] = Enum.reject(cns, &(&1.name in [f.name, source.name]))
+    assert pulling(f.name) == Atom.to_string(other.name)
+    assert_same([f, other], other, 80 + @away)
+    assert wait_until(fn -> copied?(f.name) end, 5_000)
+    assert File.ls!(f.dir) |> Enum.sort() == File.ls!(other.dir) |> Enum.sort()
+  end
+
+  # the C node `name` said it pulls a copy: from whom
+  defp pulling(name) do
+    receive do
+      {:line, ^name, "ex_esdb_cnode: copy: the store is behind raft's snapshot: pulling " <> rest} ->
+        [_, from] = Regex.run(~r/^a copy of (.*)'s store$/, rest)
+        from
+    after
+      30_000 -> flunk("#{name} pulled no copy")
+    end
+  end
 end
