@@ -14,7 +14,10 @@ defmodule ExESDB.Cluster do
   bootstrap: every member given the same configuration), so the seeds
   form one cluster whatever order they start in and no start can form a
   second one; a seed started alone waits (no quorum) until enough others
-  are up. A restarted node rejoins from its raft log in
+  are up. A seed with no raft state writes that configuration only when
+  `initial_cluster` lets it (`:auto`: every other seed's VM answered;
+  `:new`: a majority of the seeds start with no raft state; `:existing`:
+  never; `ExESDB.Options`, `ExESDB.Cluster.Seeding`). A restarted node rejoins from its raft log in
   `data_dir/store_id/raft` (the configuration is ignored once the log has
   state). Changing the seed list of a running cluster does not change its
   membership: use `add/3` (not built on the Elixir side yet) instead.
