@@ -125,7 +125,15 @@ defmodule ExESDB.ClusterSilentLeaderTest do
     assert wait_until(fn -> info(other).leader? and info(other).term > term end, 30_000)
 
     # the first try arrives
-    reply = :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [@store, cmd, 5000, term])
+    reply =
+      :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [
+        @store,
+        cmd,
+        5000,
+        term,
+        later()
+      ])
+
     assert reply == {:error, :not_leader}
     ids = :erpc.call(other, ClusterPeer, :read_ids, [@store, "late", true])
     assert length(ids) == 2 and Enum.uniq(ids) == ids
@@ -136,8 +144,37 @@ defmodule ExESDB.ClusterSilentLeaderTest do
     cmd2 = :erpc.call(other, ClusterPeer, :append_command, [@store, "late", :any, [ev2]])
 
     assert {:applied, _, {:ok, 3, _}} =
-             :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [@store, cmd2, 5000, now])
+             :erpc.call(other, ExESDB.Backend.Cluster, :submit_on_leader, [
+               @store,
+               cmd2,
+               5000,
+               now,
+               later()
+             ])
   end
+
+  # The same late try in the leader's own term, arriving after the
+  # caller's deadline (the gateway answered :outcome_unknown; the
+  # caller's marked retry may have been applied before it).
+  test "a try that reaches the leader after its caller's deadline is refused, not applied", ctx do
+    ev = ExESDB.NewEvent.new(event_type: "t", data: 1)
+    cmd = :erpc.call(ctx.leader, ClusterPeer, :append_command, [@store, "overdue", :any, [ev]])
+    term = info(ctx.leader).term
+    until = System.system_time(:millisecond) - 1
+
+    assert {:error, :timeout} =
+             :erpc.call(ctx.leader, ExESDB.Backend.Cluster, :submit_on_leader, [
+               @store,
+               cmd,
+               5000,
+               term,
+               until
+             ])
+
+    assert :erpc.call(ctx.leader, ClusterPeer, :read_ids, [@store, "overdue", true]) == []
+  end
+
+  defp later, do: System.system_time(:millisecond) + 5000
 
   defp info(node), do: elem(:erpc.call(node, ExESDB.Cluster, :info, [@store]), 1)
 end

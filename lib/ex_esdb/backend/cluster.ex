@@ -213,7 +213,7 @@ defmodule ExESDB.Backend.Cluster do
 
     with true <- connect(node, timeout),
          left when left != 0 <- remaining(deadline) do
-      args = [h.store_id, command, leader_budget(left), seen.term]
+      args = [h.store_id, command, leader_budget(left), seen.term, wall_deadline(left)]
       req = :erpc.send_request(node, __MODULE__, :submit_on_leader, args)
       await(req, h, seen, deadline)
     else
@@ -287,16 +287,29 @@ defmodule ExESDB.Backend.Cluster do
   # may have given it up long ago and resent it (a partition held it in
   # the TCP connection; it arrived after the heal, at a node leading
   # again, and was applied a second time). A marked resend finds an
-  # earlier copy; a late first try could not find a later one.
-  def submit_on_leader(store_id, command, timeout, term) do
+  # earlier copy; a late first try could not find a later one. `until`:
+  # the caller's deadline in wall-clock ms (:infinity: none); a try that
+  # arrives after it is refused ({:error, :timeout}): its caller answered
+  # without it and may have sent it again.
+  def submit_on_leader(store_id, command, timeout, term, until) do
     with {:ok, store} <- ExESDB.Store.fetch(store_id) do
       case :ex_esdb_backend.cluster_info(store.handle.ref) do
-        {:ok, %{term: ^term}} -> submit_on_leader(store_id, command, timeout)
-        {:ok, _} -> {:error, :not_leader}
-        {:error, _} = e -> e
+        {:ok, %{term: ^term}} ->
+          if until == :infinity or System.system_time(:millisecond) < until,
+            do: submit_on_leader(store_id, command, timeout),
+            else: {:error, :timeout}
+
+        {:ok, _} ->
+          {:error, :not_leader}
+
+        {:error, _} = e ->
+          e
       end
     end
   end
+
+  defp wall_deadline(:infinity), do: :infinity
+  defp wall_deadline(left), do: System.system_time(:millisecond) + left
 
   @doc false
   def submit_on_leader(store_id, command, timeout) do
