@@ -430,7 +430,7 @@ defmodule ExESDB.CNodeTest do
       assert {:ok, _, _} = call(cn.name, {:append, stream, :any, evs})
       ref = make_ref()
       :ok = :ex_esdb_nif.append(nif, ref, stream, :any, evs)
-      assert_receive {^ref, {:ok, _, _}}
+      assert_receive {^ref, {:ok, _, _}}, 10_000
     end
 
     # the time stamps are each store's own: compared apart
