@@ -28,7 +28,7 @@ enum {
 
 static ERL_NIF_TERM rec_keys[REC_N], dt_keys[DT_N];
 static ERL_NIF_TERM atom_nil, atom_all, atom_stream, atom_type, atom_datetime,
-    atom_iso;
+    atom_iso, atom_tuples;
 
 void records_init(ErlNifEnv *env)
 {
@@ -44,6 +44,7 @@ void records_init(ErlNifEnv *env)
 	atom_type = enif_make_atom(env, "type");
 	atom_datetime = enif_make_atom(env, "Elixir.DateTime");
 	atom_iso = enif_make_atom(env, "Elixir.Calendar.ISO");
+	atom_tuples = enif_make_atom(env, "tuples");
 }
 
 /* Payloads up to the VM's heap binary limit are copied into the heap.
@@ -70,6 +71,7 @@ typedef struct rec_ctx {
 	ErlNifEnv *env;
 	ERL_NIF_TERM module; /* the struct's module */
 	bool decode;         /* decode payloads written as terms */
+	bool tuples;         /* each record a tuple of its map's values */
 	int refusal;         /* why a payload could not be decoded */
 	term_list out;
 	ErlNifBinary chunk; /* CHUNK_BYTES allocated; .size: bytes used */
@@ -99,7 +101,8 @@ static ERL_NIF_TERM opt_uuid_text(ErlNifEnv *env, const uint8_t *id)
 }
 
 /* %DateTime{} in UTC with microsecond precision, as
- * DateTime.from_unix!(us, :microsecond) makes it. */
+ * DateTime.from_unix!(us, :microsecond) makes it (for tuples, its date and
+ * time fields as a tuple). */
 static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 {
 	ErlNifEnv *env = c->env;
@@ -107,6 +110,17 @@ static ERL_NIF_TERM datetime(rec_ctx *c, uint64_t us)
 		return c->created_t;
 	esdb_proto_date d;
 	esdb_proto_date_from_us(us, &d);
+	if (c->tuples) {
+		c->created_t = enif_make_tuple7(
+		    env, enif_make_int64(env, d.year),
+		    enif_make_uint(env, d.month), enif_make_uint(env, d.day),
+		    enif_make_uint(env, d.hour), enif_make_uint(env, d.minute),
+		    enif_make_uint(env, d.second),
+		    enif_make_uint(env, d.microsecond));
+		c->created_us = us;
+		c->have_created = true;
+		return c->created_t;
+	}
 	ERL_NIF_TERM vals[DT_N] = {
 	    [DT___struct__] = atom_datetime,
 	    [DT_calendar] = atom_iso,
@@ -222,9 +236,13 @@ static int flush_pending(rec_ctx *c)
 			if (e->sliced[k])
 				e->vals[field[k]] = enif_make_sub_binary(
 				    env, bin, e->off[k], e->len[k]);
-		ERL_NIF_TERM map;
-		enif_make_map_from_arrays(env, rec_keys, e->vals, REC_N, &map);
-		int rc = nif_terms_push(&c->out, map);
+		ERL_NIF_TERM rec;
+		if (c->tuples)
+			rec = enif_make_tuple_from_array(env, e->vals, REC_N);
+		else
+			enif_make_map_from_arrays(env, rec_keys, e->vals, REC_N,
+			                          &rec);
+		int rc = nif_terms_push(&c->out, rec);
 		if (rc)
 			return rc;
 	}
@@ -369,9 +387,32 @@ bool records_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
 	return true;
 }
 
+/* A read's format: {Module, Decode} for the maps, {Module, Decode,
+ * tuples} for each record as a tuple of the values its map would hold, in
+ * the same order (created_at as {Year, Month, Day, Hour, Minute, Second,
+ * Microsecond}). A map built by compiled Elixir code from such a tuple
+ * shares its keys tuple, a literal, with every other (EventRecord's
+ * from_tuples): no send or garbage collection copies it, and nothing here
+ * sorts keys. */
+static bool read_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
+                        bool *decode, bool *tuples)
+{
+	const ERL_NIF_TERM *fmt;
+	int n;
+	*tuples = false;
+	if (enif_get_tuple(env, t, &n, &fmt) && n == 3) {
+		if (!enif_is_identical(fmt[2], atom_tuples))
+			return false;
+		*tuples = true;
+		t = enif_make_tuple2(env, fmt[0], fmt[1]);
+	}
+	return records_format(env, t, module, decode);
+}
+
 /* read_records(Store, Source, From, Count, Direction, {Module, Decode})
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   -> {ok, [%Module{}], Next} | {error, Reason}
+ *   or {Module, Decode, tuples}: -> {ok, [tuple()], Next} (read_format)
  * Next as for read_stream: eof or where the next page starts.
  * Decode = true decodes the data and metadata written as terms (etf.c);
  * one that may not be decoded fails the read with
@@ -386,18 +427,19 @@ ERL_NIF_TERM nif_read_records(ErlNifEnv *env, int argc,
 	esdb_topic source;
 	ErlNifBinary name = {0};
 	ERL_NIF_TERM module;
-	bool decode;
+	bool decode, tuples;
 	if (!records_source(env, argv[1], &source, &name) ||
 	    !nif_get_u64(env, argv[2], &from) ||
 	    !nif_get_count(env, argv[3], &count) ||
 	    !nif_get_direction(argv[4], &dir) ||
-	    !records_format(env, argv[5], &module, &decode) ||
+	    !read_format(env, argv[5], &module, &decode, &tuples) ||
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
 
 	rec_ctx c;
 	esdb_read_next next;
 	rec_init(&c, env, module, decode);
+	c.tuples = tuples;
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : nif_read_source(r->s, source, &name, from, count,
 	                                     dir, collect_record, &c, &next);

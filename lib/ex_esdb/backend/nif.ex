@@ -9,7 +9,7 @@ defmodule ExESDB.Backend.NIF do
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.EventCodec
+  alias ExESDB.{EventCodec, EventRecord}
 
   @impl true
   def open(path, opts), do: :ex_esdb_backend.open(path, opts)
@@ -30,16 +30,24 @@ defmodule ExESDB.Backend.NIF do
   end
 
   @impl true
-  def read(store, source, from, count, direction, opts \\ []),
-    do:
-      :ex_esdb_backend.read_records(
-        store.handle,
-        source,
-        from,
-        count,
-        direction,
-        EventCodec.format(store, Keyword.get(opts, :decode, true))
-      )
+  # The NIF answers a tuple per event and the records are built here:
+  # built by compiled code they share one keys tuple, a literal, which no
+  # send or garbage collection copies (EventRecord.from_tuples/1).
+  def read(store, source, from, count, direction, opts \\ []) do
+    {module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
+
+    case :ex_esdb_backend.read_records(
+           store.handle,
+           source,
+           from,
+           count,
+           direction,
+           {module, decode, :tuples}
+         ) do
+      {:ok, tuples, next} -> {:ok, EventRecord.from_tuples(tuples), next}
+      {:error, _} = error -> error
+    end
+  end
 
   @impl true
   def stream_info(store, stream_id), do: :ex_esdb_backend.stream_info(store.handle, stream_id)
