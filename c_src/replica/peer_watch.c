@@ -20,6 +20,8 @@ typedef struct watched {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static esdb_peer_watch *watches;
 static watched *streams;
+/* raft_uv reads every accepted stream with one callback of its own */
+static uv_read_cb raft_read;
 
 static esdb_peer_watch *watch_of(struct raft_uv_transport *t)
 {
@@ -55,10 +57,14 @@ static void watched_read(uv_stream_t *stream, ssize_t nread,
 {
 	watched s;
 	/* a read error or EOF ends the connection: raft closes it */
-	if (!stream_find(stream, &s, nread < 0))
-		abort(); /* cannot be: only watched streams read here */
+	bool found = stream_find(stream, &s, nread < 0) != NULL;
+	if (!found) { /* cannot be: only watched streams read here */
+		pthread_mutex_lock(&lock);
+		s.read = raft_read;
+		pthread_mutex_unlock(&lock);
+	}
 	s.read(stream, nread, buf);
-	if (nread < 0)
+	if (found && nread < 0)
 		s.w->closed(s.w->ctx, s.id);
 }
 
@@ -92,6 +98,7 @@ static void watched_accept(struct raft_uv_transport *t, raft_id id,
 	               .w = w,
 	               .id = id};
 	streams = s;
+	raft_read = stream->read_cb;
 	stream->read_cb = watched_read;
 	pthread_mutex_unlock(&lock);
 }
