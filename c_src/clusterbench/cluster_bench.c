@@ -196,7 +196,12 @@ static int run_failover(unsigned kills)
 	int leader = cluster_up(&c, 1);
 	double *ms = calloc(kills, sizeof(double));
 	unsigned done = 0;
-	uint64_t n = 0;
+	uint64_t n = 0, term = 0, last_term = 0;
+	if (leader >= 0) {
+		node_info info;
+		node_get_info(&c, leader, &info);
+		last_term = info.term;
+	}
 	while (leader >= 0 && done < kills) {
 		double t0 = now_s(), t1 = 0;
 		node_kill(&c, leader);
@@ -207,8 +212,10 @@ static int run_failover(unsigned kills)
 				node_info info;
 				node_append(&c, i, "failover",
 				            0xFAull << 56 | ++n, &info);
-				if (info.rc == 0)
+				if (info.rc == 0) {
 					t1 = now_s();
+					term = info.term;
+				}
 			}
 			if (!t1)
 				usleep(1000);
@@ -220,6 +227,13 @@ static int run_failover(unsigned kills)
 			break;
 		}
 		ms[done++] = (t1 - t0) * 1000;
+		/* a term up by more than one: an election was split */
+		fprintf(
+		    stderr,
+		    "[esdb_cluster_bench] failover %u: %.0f ms, term %" PRIu64
+		    " -> %" PRIu64 "\n",
+		    done, ms[done - 1], last_term, term);
+		last_term = term;
 		node_start(&c, leader);
 		if (!cluster_wait_converged(&c, 30000)) {
 			fprintf(stderr, "esdb_cluster_bench: failover: the "

@@ -1136,15 +1136,20 @@ static int node_id(esdb_replica *r)
  * randomized election timeout (T to 2T after the last heartbeat), this
  * follower (1) counts its leader as not heard from for T, so that it
  * grants votes and pre-votes (patch 0002's rule) to the survivor that
- * asks first, and (2) starts its own pre-vote 2 heartbeats to T/2 from
- * now (random, so two followers rarely ask at once). Only timing changes:
- * raft's safety never rests on timers. Pre-vote keeps its meaning: a
- * follower that still hears the leader refuses, as does the leader, and
- * a live leader that reconnects resets this timer with its next
- * heartbeat, well within the 2 heartbeats. A leader that is cut off
- * without a close (a partition, SIGSTOP) is noticed at the timeout as
- * before. Fields of struct raft (public in raft.h 0.22): set between raft
- * events on the loop thread, read at the next tick. */
+ * asks first, and (2) starts its own pre-vote soon, in turns: the voter
+ * of lowest id (the leader left out) after 2 heartbeats, the next 3
+ * heartbeats later, and so on, each within a heartbeat of random delay.
+ * Survivors drawing at random in one short window asked at once too often
+ * and split the vote (3 of 30 kills at load 30, each split another T to
+ * 2T); by the next one's turn the first has usually won, and a vote
+ * granted resets the granter's timer. A turn past T keeps raft's own
+ * draw. Only timing changes: raft's safety never rests on timers.
+ * Pre-vote keeps its meaning: a follower that still hears the leader
+ * refuses, as does the leader, and a live leader that reconnects resets
+ * this timer with its next heartbeat, within the 2 heartbeats. A leader
+ * cut off without a close (a partition, SIGSTOP) is noticed at the
+ * timeout as before. Fields of struct raft (public in raft.h 0.22): set
+ * between raft events on the loop thread, read at the next tick. */
 static void leader_connection_closed(void *ctx, uint64_t id)
 {
 	esdb_replica *r = ctx;
@@ -1157,15 +1162,23 @@ static void leader_connection_closed(void *ctx, uint64_t id)
 	if (leader != id)
 		return;
 	unsigned t = rf->election_timeout, hb = rf->heartbeat_timeout;
-	unsigned lo = 2 * hb, hi = t / 2 > lo + hb ? t / 2 : lo + hb;
 	raft_time now = rf->io->time(rf->io);
-	if (hi >= t || now < t)
+	if (now < t || 2 * hb >= t)
 		return; /* no earlier than the timer anyway */
+	unsigned rank = 0;
+	const struct raft_configuration *conf = &rf->configuration;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].role == RAFT_VOTER &&
+		    conf->servers[i].id != id && conf->servers[i].id < r->id)
+			rank++;
 	uint32_t x;
 	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
 		x = (uint32_t)esdb_clock_get_us();
+	uint64_t d = 2ull * hb + 3ull * hb * rank + x % hb;
+	if (d >= t)
+		d = t + x % t;
 	rf->election_timer_start = now - t;
-	rf->follower_state.randomized_election_timeout = t + lo + x % (hi - lo);
+	rf->follower_state.randomized_election_timeout = t + (unsigned)d;
 }
 
 static int raft_setup(esdb_replica *r)

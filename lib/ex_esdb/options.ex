@@ -24,7 +24,7 @@ defmodule ExESDB.Options do
   | `raft_port` | `EX_ESDB_RAFT_PORT` | `7420` | the TCP port raft listens on, on every node unless `raft_addresses` says otherwise (cluster) |
   | `raft_bind` | `EX_ESDB_RAFT_BIND` | `"127.0.0.1"` | the interface (IP) raft listens on; raft traffic is not authenticated: loopback or a private network only (cluster) |
   | `raft_addresses` | `EX_ESDB_RAFT_ADDRESSES` | `%{}` | node => `"ip:port"` where other nodes reach its raft (default: the host of the node's name and `raft_port`); the variable is `node=ip:port,...` (cluster) |
-  | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this; 2 heartbeats to half of it after the leader's process dies and its connection closes) (cluster) |
+  | `election_timeout` | `EX_ESDB_ELECTION_TIMEOUT` | `1000` | ms a follower waits for the leader before an election (between 1 and 2 times this; 2 to 3 heartbeats for the first of the others in id order after the leader's process dies and its connection closes) (cluster) |
   | `join` | `EX_ESDB_JOIN` | `false` | `true`: this node, not a seed, joins the cluster the seeds formed once a member adds it (`ExESDB.Cluster.add/2`) (cluster) |
   | `initial_cluster` | `EX_ESDB_INITIAL_CLUSTER` | `:auto` | when a seed with no raft state writes the seed list's configuration (the first formation): `:auto` once every other seed's VM answers; `:new` (no cluster existed) once a majority of the seeds start with no raft state; `:existing` never (it only joins a running cluster). See Cluster mode (cluster) |
   | `heartbeat` | `EX_ESDB_HEARTBEAT` | `100` | ms between the leader's heartbeats; below `election_timeout` (cluster) |

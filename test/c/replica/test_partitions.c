@@ -656,7 +656,7 @@ TEST(a_reset_connection_from_a_live_leader_does_not_depose_it)
 	for (int k = 0; k < 10; k++) {
 		link_proxy_set(&f.proxy, leader, follower, LINK_RESET);
 		link_proxy_set(&f.proxy, leader, follower, LINK_PASS);
-		/* past the follower's shortened timer (at most T/2) */
+		/* past the follower's turn to ask (under T here) */
 		uint64_t end = mono_ms() + f.c.election_ms;
 		while (mono_ms() < end) {
 			node_append(&f.c, leader, "s", ++n, &info);
