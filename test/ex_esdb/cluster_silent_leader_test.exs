@@ -66,7 +66,11 @@ defmodule ExESDB.ClusterSilentLeaderTest do
   end
 
   test "a write to a paused leader is taken by the new leader, once", ctx do
-    assert {_, {:ok, 1}} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", 2000])
+    # the stream's first event, before the fault (the whole timeout: on a
+    # loaded machine the follower's first try, its connect to the leader
+    # included, took more than 2 s)
+    assert {_, {:ok, 1}} =
+             :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", @timeout], 30_000)
 
     pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
     {_, 0} = System.cmd("kill", ["-STOP", pid])
