@@ -32,10 +32,20 @@ defmodule ExESDB.Snapshots do
 
   def record_snapshot(_store, snapshot), do: {:error, {:invalid_snapshot, snapshot}}
 
-  @doc "Read the snapshot of a source."
-  @spec read_snapshot(atom(), String.t()) :: {:ok, SnapshotRecord.t()} | {:error, term()}
-  def read_snapshot(store, source_uuid) when is_binary(source_uuid) and source_uuid != "" do
-    with {:ok, s} <- Store.fetch(store) do
+  @doc """
+  Read the snapshot of a source. Options: `consistency` (`:local`, the
+  default, or `:linearizable`) and `timeout`, as the reads of
+  `ExESDB.Streams` (`ExESDB.ReadConsistency`).
+  """
+  @spec read_snapshot(atom(), String.t(), ExESDB.ReadConsistency.opts()) ::
+          {:ok, SnapshotRecord.t()} | {:error, term()}
+  def read_snapshot(store, source_uuid, opts \\ [])
+
+  def read_snapshot(store, source_uuid, opts)
+      when is_binary(source_uuid) and source_uuid != "" do
+    with {:ok, s} <- Store.fetch(store),
+         {:ok, o} <- ExESDB.ReadConsistency.options(opts, []),
+         :ok <- ExESDB.ReadConsistency.before_read(s, o) do
       case s.backend.snapshot_get(s, source_uuid) do
         {:ok, {uuid, version, type, data, meta, created_us}} ->
           with {:ok, data} <- decode(s, data, type),
@@ -58,7 +68,7 @@ defmodule ExESDB.Snapshots do
     end
   end
 
-  def read_snapshot(_store, uuid), do: {:error, {:invalid_source_uuid, uuid}}
+  def read_snapshot(_store, uuid, _opts), do: {:error, {:invalid_source_uuid, uuid}}
 
   # What was written as a term is decoded with the store's checks; bytes
   # are the serializer's (the default one hands them out as they are).

@@ -52,6 +52,21 @@ defmodule ExESDB.Streams do
   reader that looks only at ids, types and positions, or decodes a few
   events itself. An unknown option answers `{:error, {:invalid_option, o}}`.
 
+  ## Local or linearizable reads
+
+  Every read (and `get_version/3`) takes `consistency: :local` (the
+  default) or `consistency: :linearizable` per call, and a `timeout` for
+  the latter (default the store's). In cluster mode a local read is this
+  node's replica as it is (it has the caller's own acknowledged writes,
+  maybe not yet those made elsewhere); a linearizable read first passes
+  a barrier through the leader (`ExESDB.Cluster.barrier/2`) within
+  `timeout`, then reads locally, and sees every write acknowledged on any
+  node before the call, or answers the barrier's error (`:no_quorum`
+  during an election or on a minority side, `{:not_leader, node}`,
+  `:timeout`) and reads nothing. On a single node a linearizable read is
+  the local read. `{:error, {:invalid_option, {:consistency, v}}}` for
+  any other value (`ExESDB.ReadConsistency`).
+
   ## Timeouts and a full queue
 
   A write waits the store's `timeout` (`ExESDB.Options`) for the writer:
@@ -100,8 +115,15 @@ defmodule ExESDB.Streams do
   @type stream_id :: String.t()
   @type expected_version :: :any | :no_stream | :stream_exists | non_neg_integer()
   @type direction :: :forward | :backward
-  @typedoc "`decode: false`: data and metadata as stored bytes (see above)."
-  @type read_opts :: [decode: boolean()]
+  @typedoc """
+  `decode: false`: data and metadata as stored bytes (see above);
+  `consistency` and `timeout`: see "Local or linearizable reads".
+  """
+  @type read_opts :: [
+          decode: boolean(),
+          consistency: :local | :linearizable,
+          timeout: timeout()
+        ]
 
   # Events asked of one page.
   @page 1000
@@ -178,7 +200,7 @@ defmodule ExESDB.Streams do
          :ok <- check_count(count),
          :ok <- check_direction(direction),
          {:ok, from} <- start(start_version, direction),
-         {:ok, decode} <- read_options(opts) do
+         {:ok, decode} <- read_options(s, opts) do
       read_pages(s, count, from, direction, source(stream_id), decode)
     end
   end
@@ -237,7 +259,7 @@ defmodule ExESDB.Streams do
          :ok <- check_count(count),
          :ok <- check_direction(direction),
          {:ok, from} <- start(start, direction),
-         {:ok, decode} <- read_options(opts) do
+         {:ok, decode} <- read_options(s, opts) do
       page(s, source, from, count, direction, decode)
     end
   end
@@ -256,7 +278,7 @@ defmodule ExESDB.Streams do
          :ok <- check_count(count),
          :ok <- check_direction(direction),
          {:ok, from} <- start(start_position, direction),
-         {:ok, decode} <- read_options(opts) do
+         {:ok, decode} <- read_options(s, opts) do
       read_pages(s, count, from, direction, :all, decode)
     end
   end
@@ -287,19 +309,23 @@ defmodule ExESDB.Streams do
          :ok <- check_event_type(event_type),
          :ok <- check_count(count),
          {:ok, from} <- start(start_position, :forward),
-         {:ok, decode} <- read_options(opts) do
+         {:ok, decode} <- read_options(s, opts) do
       read_pages(s, count, from, :forward, {:type, event_type}, decode)
     end
   end
 
   @doc """
   The current version of a stream: 0 when it has no events (it does not
-  exist), `{:error, :stream_deleted}` once it was deleted.
+  exist), `{:error, :stream_deleted}` once it was deleted. Options:
+  `consistency` and `timeout` (see "Local or linearizable reads").
   """
-  @spec get_version(store(), stream_id()) :: {:ok, non_neg_integer()} | {:error, term()}
-  def get_version(store, stream_id) do
+  @spec get_version(store(), stream_id(), keyword()) ::
+          {:ok, non_neg_integer()} | {:error, term()}
+  def get_version(store, stream_id, opts \\ []) do
     with {:ok, s} <- Store.fetch(store),
          :ok <- check_stream_id(stream_id),
+         {:ok, o} <- ExESDB.ReadConsistency.options(opts, []),
+         :ok <- ExESDB.ReadConsistency.before_read(s, o),
          {:ok, version, _exists, false} <- s.backend.stream_info(s, stream_id) do
       {:ok, version}
     else
@@ -409,7 +435,7 @@ defmodule ExESDB.Streams do
          :ok <- check_stream_id(stream_id),
          :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
-         {:ok, decode} <- read_options(opts),
+         {:ok, decode} <- read_options(s, opts),
          {:ok, first, next} <- page(s, source(stream_id), from, batch, direction, decode) do
       {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction, decode)}
     end
@@ -446,14 +472,13 @@ defmodule ExESDB.Streams do
     )
   end
 
-  defp read_options(opts) when is_list(opts) do
-    Enum.reduce_while(opts, {:ok, true}, fn
-      {:decode, d}, _ when is_boolean(d) -> {:cont, {:ok, d}}
-      other, _ -> {:halt, {:error, {:invalid_option, other}}}
-    end)
+  # The read options checked, then (a linearizable read) the barrier:
+  # {:ok, decode}.
+  defp read_options(s, opts) do
+    with {:ok, o} <- ExESDB.ReadConsistency.options(opts, [:decode]),
+         :ok <- ExESDB.ReadConsistency.before_read(s, o),
+         do: {:ok, Map.get(o, :decode, true)}
   end
-
-  defp read_options(opts), do: {:error, {:invalid_options, opts}}
 
   defp start(:end, :backward), do: {:ok, 0xFFFFFFFFFFFFFFFF}
   defp start(n, _) when n in 0..@max_u64//1, do: {:ok, n}
