@@ -2,7 +2,8 @@ defmodule ExESDB.CNodeClusterBarrierTest do
   # ExESDB.Cluster.barrier/2 on the C node backend with a cluster of C
   # nodes: the client's own C node a follower; after the barrier a read
   # there sees every write the leader acknowledged before it; a follower
-  # left alone (its two peers killed) refuses with :no_quorum. Real OS
+  # left alone (its two peers killed) refuses with :no_quorum. The same
+  # with a read's consistency: :linearizable option. Real OS
   # processes, distribution and raft on loopback.
   use ExUnit.Case, async: false
 
@@ -56,7 +57,23 @@ defmodule ExESDB.CNodeClusterBarrierTest do
     assert Cluster.barrier(store) == :ok
     assert {:ok, 330} = Streams.get_version(store, "s")
 
+    # the same as one call: a read with consistency: :linearizable
+    {_, 0} = System.cmd("kill", ["-STOP", "#{f.os_pid}"])
+
+    for i <- 331..630 do
+      e = {ExESDB.UUID.uuid4_binary(), "t", :binary.copy("d", 4096), "", nil, nil}
+      assert {:ok, ^i, _} = call(l.name, {:append, "s", i - 1, [e]})
+    end
+
+    {_, 0} = System.cmd("kill", ["-CONT", "#{f.os_pid}"])
+    assert {:ok, 630} = Streams.get_version(store, "s", consistency: :linearizable)
+
     for cn <- [l, g], do: System.cmd("kill", ["-9", "#{cn.os_pid}"])
     assert {:error, :no_quorum} = Cluster.barrier(store, 1_500)
+
+    assert {:error, :no_quorum} =
+             Streams.get_version(store, "s", consistency: :linearizable, timeout: 1_500)
+
+    assert {:ok, 630} = Streams.get_version(store, "s")
   end
 end
