@@ -36,7 +36,7 @@ defmodule ExESDB.Chaos.Target do
               {:ok, term()} | {:error, term()}
   @doc "Acknowledge `event`; called by the subscriber itself."
   @callback ack(node_name, atom(), term(), term()) :: term()
-  @doc "read_stream/3 after a barrier: linearizable (ExESDB.Cluster.barrier/2)."
+  @doc "read_stream/3, linearizable (consistency: :linearizable: a barrier, then the read)."
   @callback barrier_read(node_name, atom(), String.t()) :: {:ok, [String.t()]} | {:error, term()}
   @optional_callbacks subscribe: 6, barrier_read: 3
 
@@ -92,13 +92,12 @@ defmodule ExESDB.Chaos.Target.Local do
     do: on(node, __MODULE__, :barrier_stream_ids, [store, stream])
 
   @doc false
-  def barrier_stream_ids(store, stream) do
-    with :ok <- ExESDB.Cluster.barrier(store), do: stream_ids(store, stream)
-  end
+  def barrier_stream_ids(store, stream),
+    do: stream_ids(store, stream, consistency: :linearizable)
 
   @doc false
-  def stream_ids(store, stream) do
-    case Streams.stream_forward(store, stream, 1, @page, decode: false) do
+  def stream_ids(store, stream, opts \\ []) do
+    case Streams.stream_forward(store, stream, 1, @page, [decode: false] ++ opts) do
       {:ok, evs} -> {:ok, Enum.map(evs, & &1.event_id)}
       {:error, :stream_not_found} -> {:ok, []}
       {:error, _} = error -> error
