@@ -49,6 +49,13 @@ defmodule ExESDB.CNodeCopyTest do
   # Port's owner, forwarding its output lines to the test): spec with
   # os_pid once ready and said hello. kill -9 at on_exit.
   defp launch(spec, flags) do
+    case start_cnode(spec, flags) do
+      {:ok, spec} -> spec
+      {:error, why} -> flunk(why)
+    end
+  end
+
+  defp start_cnode(spec, flags) do
     test = self()
 
     args =
@@ -87,22 +94,31 @@ defmodule ExESDB.CNodeCopyTest do
         forward(test, spec.name, port, os_pid)
       end)
 
-    os_pid =
-      receive do
-        {:ready, name, os_pid} when name == spec.name -> os_pid
-        {:exited, name, s} when name == spec.name -> flunk("C node exited #{s}")
-      after
-        15_000 -> flunk("no ready line from #{spec.name}")
-      end
+    receive do
+      {:ready, name, os_pid} when name == spec.name ->
+        on_exit(fn ->
+          System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+          Process.exit(owner, :kill)
+        end)
 
-    on_exit(fn ->
-      System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
-      Process.exit(owner, :kill)
-    end)
+        true = Node.connect(spec.name)
+        {:ok, 1} = call(spec.name, {:hello, 1})
+        {:ok, Map.put(spec, :os_pid, os_pid)}
 
-    true = Node.connect(spec.name)
-    {:ok, 1} = call(spec.name, {:hello, 1})
-    Map.put(spec, :os_pid, os_pid)
+      {:exited, name, s} when name == spec.name ->
+        {:error, "C node exited #{s}: #{inspect(lines_of(spec.name))}"}
+    after
+      15_000 -> flunk("no ready line from #{spec.name}")
+    end
+  end
+
+  # the output lines of name received so far (why a C node exited)
+  defp lines_of(name) do
+    receive do
+      {:line, ^name, line} -> [line | lines_of(name)]
+    after
+      0 -> []
+    end
   end
 
   defp forward(test, name, port, os_pid) do
@@ -125,10 +141,36 @@ defmodule ExESDB.CNodeCopyTest do
 
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
 
-  defp start_three(dir) do
-    specs = specs(dir, 3)
+  # A raft port picked free may be taken before its C node binds it (a
+  # connection's ephemeral port on a loaded machine): that C node exits
+  # before its ready line. Then three new ones, on new ports, in a
+  # directory of their own; the ones started are killed and their exits
+  # consumed (a test waits for the exit of the member it kills).
+  defp start_three(dir, tries \\ 3) do
+    specs = specs(Path.join(dir, "try#{tries}"), 3)
     flags = member_flags(specs)
-    Enum.map(specs, &launch(&1, flags))
+
+    started =
+      Enum.reduce_while(specs, [], fn spec, acc ->
+        case start_cnode(spec, flags) do
+          {:ok, cn} -> {:cont, [cn | acc]}
+          {:error, why} -> {:halt, {:error, why, acc}}
+        end
+      end)
+
+    case started do
+      {:error, why, cns} ->
+        for cn <- cns do
+          System.cmd("kill", ["-9", "#{cn.os_pid}"])
+          name = cn.name
+          assert_receive {:exited, ^name, _}, 5_000
+        end
+
+        if tries > 1, do: start_three(dir, tries - 1), else: flunk(why)
+
+      cns ->
+        Enum.reverse(cns)
+    end
   end
 
   defp event(i), do: {ExESDB.UUID.uuid4_binary(), "t", "d#{i}", "m", nil, nil}
@@ -172,11 +214,12 @@ defmodule ExESDB.CNodeCopyTest do
     first
   end
 
-  defp copied?(name) do
+  # name said it installed a copy (else: what it said)
+  defp assert_copied(name) do
     receive do
-      {:line, ^name, "ex_esdb_cnode: copy: installed a copy" <> _} -> true
+      {:line, ^name, "ex_esdb_cnode: copy: installed a copy" <> _} -> :ok
     after
-      0 -> false
+      5_000 -> flunk("#{name} installed no copy; its output: #{inspect(lines_of(name))}")
     end
   end
 
@@ -197,7 +240,7 @@ defmodule ExESDB.CNodeCopyTest do
     f = launch(f, member_flags(cns))
     l = CNodeCluster.leader(cns)
     events = assert_same(cns, l, 20 + @away)
-    assert wait_until(fn -> copied?(f.name) end, 5_000)
+    assert_copied(f.name)
     # the pulled file and the restore's own went with the pull
     assert File.ls!(f.dir) |> Enum.sort() == File.ls!(l.dir) |> Enum.sort()
 
@@ -226,7 +269,7 @@ defmodule ExESDB.CNodeCopyTest do
     write(l, "a", 5)
     all = [spare | cns]
     assert_same(all, l, @away + 5)
-    assert wait_until(fn -> copied?(spare.name) end, 5_000)
+    assert_copied(spare.name)
 
     assert {:ok, ms} = call(l.name, {:cluster_members})
     assert {4, spare.address, :voter} in ms
@@ -258,7 +301,7 @@ defmodule ExESDB.CNodeCopyTest do
     spare = launch(spare, [])
     l = CNodeCluster.leader(cns)
     assert_same([spare | cns], l, 20 + @away)
-    assert wait_until(fn -> copied?(spare.name) end, 5_000)
+    assert_copied(spare.name)
   end
 
   test "a pull whose source is killed midway leaves nothing behind; the next pull, from " <>
@@ -281,10 +324,15 @@ defmodule ExESDB.CNodeCopyTest do
     assert name == f.name
     write(l, "b", @away)
 
+    # the kill of the member pulled from is ready before the pull starts:
+    # one forked once its line came took longer than the whole pull
+    # (~300 ms) on a loaded machine
+    killers = for cn <- cns, cn.name != f.name, into: %{}, do: {Atom.to_string(cn.name), killer(cn)}
+
     f = launch(f, member_flags(cns))
     from = pulling(f.name)
     source = Enum.find(cns, &(Atom.to_string(&1.name) == from))
-    System.cmd("kill", ["-9", "#{source.os_pid}"])
+    Port.command(Map.fetch!(killers, from), "\n")
     assert_receive {:line, name, "ex_esdb_cnode: copy: pulling " <> failed}, 10_000
     assert name == f.name
     assert failed =~ ~r/^#{from}'s store failed/
@@ -293,8 +341,17 @@ defmodule ExESDB.CNodeCopyTest do
     [other] = Enum.reject(cns, &(&1.name in [f.name, source.name]))
     assert pulling(f.name) == Atom.to_string(other.name)
     assert_same([f, other], other, 80 + @away)
-    assert wait_until(fn -> copied?(f.name) end, 5_000)
+    assert_copied(f.name)
     assert File.ls!(f.dir) |> Enum.sort() == File.ls!(other.dir) |> Enum.sort()
+  end
+
+  # A shell that kill -9s cn once it reads a line (kill is its builtin:
+  # nothing to fork then); at the test's end its input closes unread.
+  defp killer(cn) do
+    Port.open({:spawn_executable, "/bin/sh"}, [
+      :binary,
+      args: ["-c", "read x && kill -9 #{cn.os_pid}"]
+    ])
   end
 
   # the C node `name` said it pulls a copy: from whom
