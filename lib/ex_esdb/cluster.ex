@@ -73,8 +73,10 @@ defmodule ExESDB.Cluster do
   as of the reply, so a read on the caller's node right after sees the
   write. This is best effort: a committed write is answered with its
   result even when the timeout ran out before the caller's replica caught
-  up (a read right after may then not see it yet). Reads are local: another node's reader may not see it yet,
-  unless it calls `barrier/2` first.
+  up (a read right after may then not see it yet). Reads are local by
+  default: another node's reader may not see it yet, unless its read
+  passes `consistency: :linearizable` (`ExESDB.ReadConsistency`) or it
+  calls `barrier/2` first.
   A follower learns that an entry is committed from the leader's next
   message, so a write made on a follower is answered up to a `heartbeat`
   later than on the leader (measured: about 30 ms per one-event append
@@ -218,7 +220,8 @@ defmodule ExESDB.Cluster do
   end
 
   @doc """
-  A barrier for linearizable reads: returns once this node's replica has
+  A barrier for linearizable reads (what a read's `consistency:
+  :linearizable` does before reading): returns once this node's replica has
   applied everything the cluster committed before the call (a no-op
   command goes through the leader's log, then this node waits for its
   index). A read on this node after `:ok` sees every write acknowledged
