@@ -246,12 +246,12 @@ chaos-faults: nif $(BUILD)/esdb_bind_shim.so
 	  ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_faults_test.exs --only chaos_long
 
-# Mixed faults against 3 C node replicas (priv/ex_esdb_cnode --raft-*)
-# with BEAM client nodes on the C node backend, for CHAOS_SECONDS
+# Mixed faults against CHAOS_NODES C node replicas (priv/ex_esdb_cnode
+# --raft-*) with BEAM client nodes on the C node backend, for CHAOS_SECONDS
 # (test/ex_esdb/chaos_cnode_test.exs); `make chaos CHAOS_CNODE=1` runs
 # it in place of chaos-faults.
 chaos-cnode: nif $(BUILD)/esdb_bind_shim.so
-	ESDB_CHAOS_CNODE=1 ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) \
+	ESDB_CHAOS_CNODE=1 ESDB_CHAOS_NODES=$(CHAOS_NODES) ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) \
 	  ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_cnode_test.exs --only chaos_long
 

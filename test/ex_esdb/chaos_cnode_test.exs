@@ -13,8 +13,8 @@ defmodule ExESDB.ChaosCNodeTest do
   # In `make test`: the checker shown to catch a lost and a duplicated
   # event on this setup, and one cycle of each fault. With
   # ESDB_CHAOS_CNODE=1 (`make chaos-cnode`, or `make chaos
-  # CHAOS_CNODE=1`): mixed faults for ESDB_CHAOS_SECONDS (60), results
-  # under ESDB_CHAOS_RESULTS.
+  # CHAOS_CNODE=1`): mixed faults on ESDB_CHAOS_NODES (3) C nodes for
+  # ESDB_CHAOS_SECONDS (60), results under ESDB_CHAOS_RESULTS.
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
@@ -24,8 +24,8 @@ defmodule ExESDB.ChaosCNodeTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: :infinity
 
-  defp start do
-    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", 3)
+  defp start(n \\ 3) do
+    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", n)
     if Partition.available?(), do: Partition.setup(ctx), else: ctx
   end
 
@@ -73,16 +73,17 @@ defmodule ExESDB.ChaosCNodeTest do
   @tag skip:
          System.get_env("ESDB_CHAOS_CNODE") in [nil, "", "0"] &&
            "set ESDB_CHAOS_CNODE=1 (make chaos-cnode)"
-  test "mixed faults on C node replicas for ESDB_CHAOS_SECONDS" do
+  test "mixed faults on ESDB_CHAOS_NODES C node replicas for ESDB_CHAOS_SECONDS" do
+    n = String.to_integer(System.get_env("ESDB_CHAOS_NODES") || "3")
     seconds = String.to_integer(System.get_env("ESDB_CHAOS_SECONDS") || "60")
-    ctx = start()
+    ctx = start(n)
     cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
     kinds = Enum.shuffle([:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts)
     until = {:until, System.monotonic_time(:millisecond) + seconds * 1000}
     load = String.trim(File.read!("/proc/loadavg"))
 
     %{verdict: v, results: path} =
-      run(ctx, kinds, until, label: "cnode3-mixed", rate: 20, load_before: load)
+      run(ctx, kinds, until, label: "cnode#{n}-mixed", rate: 20, load_before: load)
 
     IO.puts("chaos results: #{path}\nload before #{load}, after #{File.read!("/proc/loadavg")}")
     IO.puts(ExESDB.Chaos.JSON.encode(v.stats.faults))
