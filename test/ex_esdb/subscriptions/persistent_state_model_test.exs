@@ -120,10 +120,18 @@ defmodule ExESDB.Subscriptions.Persistent.StateModelTest do
       r when r <= 6 ->
         process(m)
 
+      # (one in four: an ack repeated, or stale, of a cursor acked before)
       r when r <= 8 ->
         case Enum.filter(m.subs, fn {_, l} -> l != [] end) do
-          [] -> m
-          held -> with {pid, l} <- Enum.random(held), do: ack(m, pid, cursor(Enum.random(l)))
+          [] ->
+            m
+
+          held ->
+            {pid, l} = Enum.random(held)
+
+            if :rand.uniform(4) == 1 and MapSet.size(m.acked) > 0,
+              do: ack(m, pid, Enum.random(m.acked)),
+              else: ack(m, pid, cursor(Enum.random(l)))
         end
 
       9 ->
@@ -209,13 +217,14 @@ defmodule ExESDB.Subscriptions.Persistent.StateModelTest do
 
   # An ack of an event the subscriber holds covers it and what was handed
   # to that subscriber before it (with partitions a lower cursor can come
-  # after a higher one); of another cursor, its events at or before it.
+  # after a higher one); of a cursor it does not hold (repeated, stale),
+  # nothing.
   defp ack(m, pid, c) do
     held = m.subs[pid]
 
     {done, rest} =
       case Enum.find_index(held, &(cursor(&1) == c)) do
-        nil -> Enum.split_with(held, &(cursor(&1) <= c))
+        nil -> {[], held}
         i -> Enum.split(held, i + 1)
       end
 

@@ -160,6 +160,10 @@ defmodule ExESDB.Subscriptions.Persistent.StateTest do
     # a handled z3 (it came first) and acks it: y2 is still its, unacked
     state = State.ack(state, pid(:a), 3)
     assert state.checkpoint == 1
+
+    # the same ack again (repeated or stale) covers nothing: y2 stays unacked
+    state = State.ack(state, pid(:a), 3)
+    assert state.checkpoint == 1
     {:ok, state} = State.live(state, [ev.(4, "y")], 4)
     state = State.add_subscriber(state, pid(:b), make_ref())
     assert {state, []} = State.dispatch(state)
@@ -167,6 +171,30 @@ defmodule ExESDB.Subscriptions.Persistent.StateTest do
     state = State.ack(state, pid(:a), 2)
     assert state.checkpoint == 3
     assert {_state, [{_, [%{position: 4}]}]} = State.dispatch(state)
+  end
+
+  # The same after every event it held was acked (its batches start in
+  # order again): y2, handed out after the first ack of 3, is not
+  # covered by that ack repeated.
+  test "partition_by: a repeated ack does not cover an event handed out after the first" do
+    ev = fn n, s -> %{position: n, event_number: n, stream_id: s, data: %{}} end
+
+    state = live_state([buffer_size: 10, partition_by: & &1.stream_id], [:a])
+
+    # y1 and z3 out, y2 waits for y1; 3 acks both
+    {:ok, state} = State.live(state, [ev.(1, "y"), ev.(2, "y"), ev.(3, "z")], 3)
+    {state, [{_, batch}]} = State.dispatch(state)
+    assert cursors(batch) == [1, 3]
+    state = State.ack(state, pid(:a), 3)
+    assert state.checkpoint == 1
+    {state, [{_, batch}]} = State.dispatch(state)
+    assert cursors(batch) == [2]
+
+    state = State.ack(state, pid(:a), 3)
+    assert state.checkpoint == 1
+
+    state = State.ack(state, pid(:a), 2)
+    assert state.checkpoint == 3
   end
 
   test "may_join: one subscriber unless concurrency_limit says more" do

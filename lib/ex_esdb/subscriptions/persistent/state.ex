@@ -481,16 +481,21 @@ defmodule ExESDB.Subscriptions.Persistent.State do
 
   # The cursors an ack covers (at or below it), the batches left and how
   # many events they hold: whole batches from the front while they are
-  # in order, by a full pass otherwise.
+  # in order, by a full pass otherwise. An ack of a cursor the subscriber
+  # does not hold (repeated, or stale) covers nothing: what it holds
+  # below that cursor may have been handed out after it.
   # (an ack of the newest event handed out takes them all)
   # (the acked cursors themselves matter only to release partitions)
-  defp take_acked(%{sorted: true, last: last} = sub, acked, state) when last <= acked do
+  defp take_acked(%{sorted: true, last: acked} = sub, acked, state) do
     done = if state.partition_by, do: held_cursors(sub.in_flight, state), else: []
     {done, :queue.new(), 0}
   end
 
-  defp take_acked(%{sorted: true} = sub, acked, state),
-    do: drop_acked(sub.in_flight, sub.count, acked, state, state.partition_by != nil, [])
+  defp take_acked(%{sorted: true} = sub, acked, state) do
+    if holds?(sub.in_flight, acked, state),
+      do: drop_acked(sub.in_flight, sub.count, acked, state, state.partition_by != nil, []),
+      else: {[], sub.in_flight, sub.count}
+  end
 
   # Held out of cursor order (a partition's event held back, or a gone
   # subscriber's events handed out again): an ack of an event it holds
@@ -501,11 +506,23 @@ defmodule ExESDB.Subscriptions.Persistent.State do
 
     {done, rest} =
       case Enum.find_index(held, &(held_cursor(&1, state) == acked)) do
-        nil -> Enum.split_with(held, &(held_cursor(&1, state) <= acked))
+        nil -> {[], held}
         i -> Enum.split(held, i + 1)
       end
 
     {Enum.map(done, &held_cursor(&1, state)), batches(rest, state), length(rest)}
+  end
+
+  # Whether batches in cursor order hold `acked`: a range batch every
+  # cursor in it, a batch of events their cursors.
+  defp holds?(queue, acked, state) do
+    case :queue.out(queue) do
+      {{:value, {first, _, _, _}}, _} when first > acked -> false
+      {{:value, {_, last, _, _}}, rest} when last < acked -> holds?(rest, acked, state)
+      {{:value, {_, _, _, nil}}, _} -> true
+      {{:value, {_, _, _, events}}, _} -> Enum.any?(events, &(held_cursor(&1, state) == acked))
+      {:empty, _} -> false
+    end
   end
 
   # (`keep?`: whether the acked cursors are wanted, for partitions)
