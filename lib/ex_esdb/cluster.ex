@@ -65,6 +65,14 @@ defmodule ExESDB.Cluster do
   before, or deleted by the first try, the replies cannot tell. Answers a
   retry proves (a marked append's original reply) stand.
 
+  A try carries its caller's deadline in wall-clock time; the leader
+  refuses one that arrives within the reply margin of it (`{:error,
+  :timeout}`, never applied). The nodes' clocks are assumed within that
+  margin (50 ms) of each other (NTP); docs/CLUSTER.md ("Clocks") says
+  what a larger skew does. A leader on an older release that lacks the
+  call the gateway forwards with (a rolling upgrade) answers `{:error,
+  {:unreachable, {:incompatible_release, node}}}`: nothing was written.
+
   ## Read-your-writes
 
   An acknowledged write is on a quorum's disks and applied on the leader.

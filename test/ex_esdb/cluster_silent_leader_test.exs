@@ -178,6 +178,29 @@ defmodule ExESDB.ClusterSilentLeaderTest do
     assert :erpc.call(ctx.leader, ClusterPeer, :read_ids, [@store, "overdue", true]) == []
   end
 
+  # A try that arrives with less time left than the gateway keeps for
+  # the reply (@reply_margin) is refused too: the leader's clock and the
+  # gateway's agree only within a skew (docs/CLUSTER.md, "Clocks"), and
+  # its caller would answer before the write's reply reached it.
+  test "a try that reaches the leader within the reply margin of its deadline is refused",
+       ctx do
+    ev = ExESDB.NewEvent.new(event_type: "t", data: 1)
+    cmd = :erpc.call(ctx.leader, ClusterPeer, :append_command, [@store, "margin", :any, [ev]])
+    term = info(ctx.leader).term
+    until = System.system_time(:millisecond) + 20
+
+    assert {:error, :timeout} =
+             :erpc.call(ctx.leader, ExESDB.Backend.Cluster, :submit_on_leader, [
+               @store,
+               cmd,
+               5000,
+               term,
+               until
+             ])
+
+    assert :erpc.call(ctx.leader, ClusterPeer, :read_ids, [@store, "margin", true]) == []
+  end
+
   defp later, do: System.system_time(:millisecond) + 5000
 
   defp info(node), do: elem(:erpc.call(node, ExESDB.Cluster, :info, [@store]), 1)

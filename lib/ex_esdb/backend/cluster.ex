@@ -10,6 +10,8 @@ defmodule ExESDB.Backend.Cluster do
 
   alias ExESDB.Backend.{CallerRelay, NIF}
 
+  require Logger
+
   defstruct [:ref, :store_id, :nodes, :ids, :address, :id]
 
   @backoff_first 10
@@ -134,6 +136,7 @@ defmodule ExESDB.Backend.Cluster do
   # timed out there, or the call to it failed after it may have been sent.
   defp unknown?({:error, :outcome_unknown}), do: true
   defp unknown?({:error, {:unreachable, :not_connected}}), do: false
+  defp unknown?({:error, {:unreachable, {:incompatible_release, _}}}), do: false
   defp unknown?({:error, {:unreachable, _}}), do: true
   defp unknown?(_), do: false
 
@@ -197,9 +200,10 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
-  defp remote(nil, _h, _seen, _command, _timeout), do: {:error, :not_leader}
+  @doc false
+  def remote(nil, _h, _seen, _command, _timeout), do: {:error, :not_leader}
 
-  defp remote(node, h, seen, command, timeout) do
+  def remote(node, h, seen, command, timeout) do
     # One deadline for the whole try: the connect and the call share the
     # time left (each had all of it: a try could take twice that).
     # Connected first, so a failure after this may follow the command
@@ -220,9 +224,29 @@ defmodule ExESDB.Backend.Cluster do
       _ -> {:error, {:unreachable, :not_connected}}
     end
   catch
-    :error, {:erpc, :timeout} -> {:error, :outcome_unknown}
-    :error, {:erpc, reason} -> {:error, {:unreachable, reason}}
-    :exit, reason -> {:error, {:unreachable, reason}}
+    :error, {:erpc, :timeout} ->
+      {:error, :outcome_unknown}
+
+    :error, {:erpc, reason} ->
+      {:error, {:unreachable, reason}}
+
+    # the leader runs a release without submit_on_leader/5 (a rolling
+    # upgrade): nothing was submitted
+    :error, {:exception, :undef, [{__MODULE__, :submit_on_leader, _, _} | _]} ->
+      {:error, {:unreachable, {:incompatible_release, node}}}
+
+    # it raised or exited there, maybe after the submit
+    :error, {:exception, reason, _} ->
+      {:error, {:unreachable, {:exception, reason}}}
+
+    :error, reason ->
+      {:error, {:unreachable, reason}}
+
+    :exit, reason ->
+      {:error, {:unreachable, reason}}
+
+    :throw, reason ->
+      {:error, {:unreachable, {:throw, reason}}}
   end
 
   # The leader's reply, waited for in slices. A leader that does not
@@ -289,13 +313,16 @@ defmodule ExESDB.Backend.Cluster do
   # again, and was applied a second time). A marked resend finds an
   # earlier copy; a late first try could not find a later one. `until`:
   # the caller's deadline in wall-clock ms (:infinity: none); a try that
-  # arrives after it is refused ({:error, :timeout}): its caller answered
-  # without it and may have sent it again.
+  # arrives after it, less the reply margin the gateway keeps (its
+  # `timeout` is what is left of it), is refused ({:error, :timeout},
+  # never applied): its caller answers without it and may send it again.
+  # The margin absorbs a skew of the nodes' clocks up to it
+  # (docs/CLUSTER.md, "Clocks").
   def submit_on_leader(store_id, command, timeout, term, until) do
     with {:ok, store} <- ExESDB.Store.fetch(store_id) do
       case :ex_esdb_backend.cluster_info(store.handle.ref) do
         {:ok, %{term: ^term}} ->
-          if until == :infinity or System.system_time(:millisecond) < until,
+          if in_time?(store_id, timeout, until),
             do: submit_on_leader(store_id, command, timeout),
             else: {:error, :timeout}
 
@@ -310,6 +337,40 @@ defmodule ExESDB.Backend.Cluster do
 
   defp wall_deadline(:infinity), do: :infinity
   defp wall_deadline(left), do: System.system_time(:millisecond) + left
+
+  # The gateway gave the leader `left - min(left / 4, @reply_margin)`:
+  # `timeout` / 3 is that quarter below 200 ms.
+  defp in_time?(_store_id, _timeout, :infinity), do: true
+
+  defp in_time?(store_id, timeout, until) do
+    margin = if timeout == :infinity, do: @reply_margin, else: min(div(timeout, 3), @reply_margin)
+    now = System.system_time(:millisecond)
+    if now >= until, do: overdue(store_id, now - until)
+    now < until - margin
+  end
+
+  # A try past its caller's whole deadline on arrival: a slow network, or
+  # this node's clock ahead of the gateway's. Logged once a minute.
+  @overdue_every 60_000
+
+  defp overdue(store_id, late) do
+    key = {__MODULE__, :overdue_logged, store_id}
+    t = System.monotonic_time(:millisecond)
+
+    case :persistent_term.get(key, nil) do
+      last when is_integer(last) and t - last < @overdue_every ->
+        :ok
+
+      _ ->
+        # (a small integer replaced: no global GC)
+        :persistent_term.put(key, t)
+
+        Logger.warning(
+          "ExESDB: #{node()} got a write for #{inspect(store_id)} #{late} ms past its " <>
+            "caller's deadline (refused): a slow network or clocks apart (docs/CLUSTER.md, \"Clocks\")"
+        )
+    end
+  end
 
   @doc false
   def submit_on_leader(store_id, command, timeout) do
@@ -417,6 +478,8 @@ defmodule ExESDB.Backend.Cluster do
 
   def leaderless(_info, e, _h), do: e
 
+  # (a leader on an older release is reached, and says why it cannot write)
+  defp leaderless?({:unreachable, {:incompatible_release, _}}), do: false
   defp leaderless?({:unreachable, _}), do: true
   defp leaderless?(reason), do: reason in [:not_leader, :store_not_started, :closed]
 
