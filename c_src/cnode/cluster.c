@@ -115,6 +115,7 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 		cn_log("--raft-id wants --raft-address");
 		return ESDB_EINVAL;
 	}
+	cn_cluster_guard_wiped(srv, o, self_name);
 	cn_cluster *c = calloc(1, sizeof(*c));
 	if (!c)
 		return ENOMEM;
@@ -438,6 +439,44 @@ static int record_names(change *c)
 	return rc;
 }
 
+int cn_cluster_record_self(cn_server *srv, char *key, size_t key_size,
+                           const char **self, char *leader)
+{
+	pthread_rwlock_rdlock(&srv->store_lock);
+	const cn_cluster *c = srv->cluster;
+	int r = -1;
+	if (!srv->closed && c) {
+		uint64_t me = esdb_replica_get_id(c->rep), lid = 0;
+		size_t klen = name_key(key, key_size, me);
+		name_buf b = {.found = false};
+		esdb_checkpoint_get(srv->store, key, klen, take_name, &b);
+		esdb_replica_get_leader(c->rep, &lid, NULL, 0);
+		*self = c->self;
+		if (b.found)
+			r = 0;
+		else if (lid == me)
+			r = record_name(srv, me, c->self) ? -1 : 0;
+		else if (lid) {
+			b.found = false;
+			const char *l = listed_name(c, lid);
+			if (!l) {
+				char lkey[64];
+				esdb_checkpoint_get(
+				    srv->store, lkey,
+				    name_key(lkey, sizeof(lkey), lid),
+				    take_name, &b);
+				l = b.found ? b.name : NULL;
+			}
+			if (l) {
+				snprintf(leader, MAXATOMLEN, "%s", l);
+				r = 1;
+			}
+		}
+	}
+	pthread_rwlock_unlock(&srv->store_lock);
+	return r;
+}
+
 static void *change_main(void *arg)
 {
 	change *c = arg;
@@ -605,6 +644,12 @@ static void no_support(caller *k)
 	ei_x_encode_atom(&x, "no_cluster_support");
 	ei_x_encode_binary(&x, NO_SUPPORT, (long)strlen(NO_SUPPORT));
 	cn_reply_end(k, &x);
+}
+
+int cn_cluster_record_self(cn_server *srv, char *key, size_t key_size,
+                           const char **self, char *leader)
+{
+	return -1;
 }
 
 void cn_op_cluster_info(caller *k, const arg *v, const char *m)

@@ -60,6 +60,29 @@ uint64_t cn_cluster_needs_copy(cn_server *srv);
 unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
                                  unsigned cap);
 
+/* Exit status of a C node that refuses to start as the voter it was
+ * (cn_cluster_guard_wiped). */
+#define CN_EXIT_WAS_MEMBER 3
+
+/* A replica started with --raft-member and no raft state in its store
+ * directory (raft/node_id): when another member answers that it holds
+ * this id's record (cn_cluster_record_self), the data directory was lost
+ * and this node must not come back as that voter (an empty log and term:
+ * it could vote twice in a term and be counted for commits it no longer
+ * holds): it says so on stderr and exits CN_EXIT_WAS_MEMBER. Members that
+ * do not answer are not waited for (docs/CLUSTER.md). srv->ec set up and
+ * srv->store_dir set. */
+void cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
+                            const char *self_name);
+
+/* This member's record, the checkpoint "ex_esdb:cnode:<id>" naming its C
+ * node (key into key): 0 it is in srv's store (or was written now, this
+ * node leading); 1 the leader is another, its C node name into leader
+ * (MAXATOMLEN) and this node's into *self, for the caller to ask it to
+ * write it; -1 not yet (no leader known, closed, a failure). */
+int cn_cluster_record_self(cn_server *srv, char *key, size_t key_size,
+                           const char **self, char *leader);
+
 /* {error, {not_leader, Name | nil}}: the leader srv's replica knows, by
  * the C node name its member was given under. */
 void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x);

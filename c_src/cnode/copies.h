@@ -18,7 +18,9 @@
  * (esdb_replica_get_needs_copy), connects to the member C nodes it knows,
  * picks the one that applied most, pulls a copy in pieces into an
  * unlinked file, checks its size and CRC-32C, and restores it under the
- * open store (esdb_store_restore). Raft's loop is never held. */
+ * open store (esdb_store_restore). Raft's loop is never held. The same
+ * thread has the replica's record written once it has a leader
+ * (cn_cluster_record_self). */
 #ifndef ESDB_CNODE_COPIES_H
 #define ESDB_CNODE_COPIES_H
 
@@ -40,6 +42,12 @@ void cn_copy_conn_closed(cn_conn *c);
 /* An unlinked file for a copy in directory dir, open read-write; -1 with
  * errno set. */
 int cn_copy_tmpfile(const char *dir);
+
+/* A checkpoint request to C node `node` (ec set up): checkpoint_put of
+ * key with definition def, or checkpoint_get of key (def NULL). 1: it
+ * answered ok (the get found it), 0: an error, -1: no answer. */
+int cn_copy_call_checkpoint(ei_cnode *ec, const char *node, const char *key,
+                            const char *def);
 
 /* Start the puller of srv's replica (srv->cluster), once srv->ec is set
  * up: `sources` (n of them) are the C node names asked for a copy, self

@@ -395,10 +395,66 @@ static int pull_once(puller *p)
 	return rc;
 }
 
+/* ---- a member's record (cluster.h) ------------------------------------ */
+
+typedef struct ckpt_req {
+	const char *key, *def; /* def NULL: checkpoint_get */
+} ckpt_req;
+
+static void enc_ckpt(ei_x_buff *x, const void *ctx)
+{
+	const ckpt_req *r = ctx;
+	ei_x_encode_tuple_header(x, r->def ? 4 : 2);
+	ei_x_encode_atom(x, r->def ? "checkpoint_put" : "checkpoint_get");
+	ei_x_encode_binary(x, r->key, (long)strlen(r->key));
+	if (r->def) {
+		ei_x_encode_ulong(x, 0);
+		ei_x_encode_binary(x, r->def, (long)strlen(r->def));
+	}
+}
+
+int cn_copy_call_checkpoint(ei_cnode *ec, const char *node, const char *key,
+                            const char *def)
+{
+	int fd = ei_connect_tmo(ec, (char *)node, CONNECT_MS);
+	if (fd < 0)
+		return -1;
+	peer l = {ec, fd, node, {0}, 0};
+	char *m;
+	int at, arity, rc = -1;
+	req hello = {"hello", 1, {1}};
+	ckpt_req r = {key, def};
+	if (call(&l, enc_req, &hello, SHORT_CALL_MS, &m, &at) == 0) {
+		bool ok = ok_tuple(m, &at, &arity);
+		free(m);
+		if (ok && call(&l, enc_ckpt, &r, SHORT_CALL_MS, &m, &at) == 0) {
+			int t = at;
+			rc = is_atom(m, &t, "ok") || ok_tuple(m, &at, &arity);
+			free(m);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+/* Once this member has a leader, its record goes into the store (the
+ * leader writes it; a follower asks the leader's C node): true once it
+ * is there. */
+static bool record_self(puller *p)
+{
+	char key[64], leader[MAXATOMLEN];
+	const char *self = NULL;
+	int r = cn_cluster_record_self(p->srv, key, sizeof(key), &self, leader);
+	if (r == 1)
+		cn_copy_call_checkpoint(&p->srv->ec, leader, key, self);
+	return r == 0; /* 1: seen in this store on a later round */
+}
+
 static void *puller_main(void *arg)
 {
 	puller *p = arg;
-	unsigned retry = RETRY_MS;
+	unsigned retry = RETRY_MS, round = 0;
+	bool recorded = false;
 	for (;;) {
 		sleep_ms(PERIOD_MS);
 		pthread_rwlock_rdlock(&p->srv->store_lock);
@@ -407,6 +463,8 @@ static void *puller_main(void *arg)
 		pthread_rwlock_unlock(&p->srv->store_lock);
 		if (closed)
 			break;
+		if (!recorded && round++ % 5 == 0)
+			recorded = record_self(p);
 		if (!want)
 			continue;
 		if (pull_once(p) == 0) {

@@ -352,9 +352,8 @@ int main(int argc, char **argv)
 	srv.max_subs = o.max_subs;
 	srv.max_inflight = 64;
 	srv.max_queue_bytes = 64u << 20;
-	if (open_stores(&srv, &o) != 0)
-		return 1;
-
+	/* before the stores: a replica with no raft state asks the other
+	 * members (cn_cluster_guard_wiped) */
 	struct in_addr addr;
 	if (inet_pton(AF_INET, o.listen, &addr) != 1)
 		usage("--listen wants an IPv4 address");
@@ -372,6 +371,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	memset(cookie, 0, sizeof(cookie));
+	if (open_stores(&srv, &o) != 0)
+		return 1;
 	int port = (int)o.port;
 	int lfd = ei_xlisten(&srv.ec, (Erl_IpAddr)&addr, &port, 16);
 	if (lfd < 0) {

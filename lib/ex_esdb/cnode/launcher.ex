@@ -6,7 +6,9 @@ defmodule ExESDB.CNode.Launcher do
   # which `ps` shows), or it reads the 0400 file named by `cnode_cookie`.
   # `--stop-on-eof`: the C node stops when this VM does. It waits for the
   # ready line, and when the C node exits it starts it again (with a
-  # growing pause, up to 1 s): ExESDB.CNode.Connection reconnects. With
+  # growing pause, up to 1 s; never after exit status 3, a replica
+  # refusing to come back as the voter it was):
+  # ExESDB.CNode.Connection reconnects. With
   # `raft` (ExESDB.Backend.CNode.raft_args/2) it runs a raft replica,
   # which catches up from the others when started again.
   use GenServer
@@ -16,6 +18,10 @@ defmodule ExESDB.CNode.Launcher do
   @backoff_ms [0, 50, 200, 1000]
   # a C node that ran this long before it exited has its pauses reset
   @settled_ms 10_000
+  # the C node's exit status when it refuses to come back as the raft
+  # voter it was, its data directory lost (c_src/cnode/wiped_guard.c):
+  # starting it again would refuse again; it is not started again
+  @was_member 3
 
   def start_link(%{store_id: store} = args),
     do: GenServer.start_link(__MODULE__, args, name: name(store))
@@ -56,6 +62,11 @@ defmodule ExESDB.CNode.Launcher do
 
   def handle_info({port, {:data, {:noeol, _}}}, %{port: port} = s), do: {:noreply, s}
 
+  def handle_info({port, {:exit_status, @was_member}}, %{port: port} = s) do
+    was_member(s)
+    {:noreply, %{s | port: nil, os_pid: nil}}
+  end
+
   def handle_info({port, {:exit_status, status}}, %{port: port} = s) do
     Logger.warning("ex_esdb C node #{s.cnode} exited (#{status}); starting it again")
     send(self(), :restart)
@@ -72,6 +83,10 @@ defmodule ExESDB.CNode.Launcher do
       {:ok, s} ->
         {:noreply, s}
 
+      {:error, {:exit_status, @was_member}} ->
+        was_member(s)
+        {:noreply, s}
+
       {:error, reason} ->
         Logger.error("ex_esdb C node #{s.cnode} did not start: #{inspect(reason)}")
         send(self(), :restart)
@@ -80,6 +95,13 @@ defmodule ExESDB.CNode.Launcher do
   end
 
   def handle_info(_other, s), do: {:noreply, s}
+
+  defp was_member(s) do
+    Logger.error(
+      "ex_esdb C node #{s.cnode} was a raft member and lost its data directory: " <>
+        "not started again; remove its old id and add it as a new member (docs/CLUSTER.md)"
+    )
+  end
 
   @impl true
   def terminate(_reason, %{port: port, os_pid: os_pid}) when port != nil do
