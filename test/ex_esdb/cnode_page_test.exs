@@ -110,6 +110,22 @@ defmodule ExESDB.CNode.PageTest do
     assert :binary.referenced_byte_size(r.data) >= byte_size(page)
   end
 
+  test "payloads much smaller than their page are copied: a record kept does not keep " <>
+         "the page alive" do
+    mid = :binary.copy("m", 5_000)
+    large = :binary.copy("l", 40_000)
+    page = pack(for(n <- 1..100, do: event(n, data: mid, meta: mid)) ++ [event(101, data: large)])
+    assert byte_size(page) > 1_000_000
+    {:ok, rs} = Page.records(page, false)
+    assert length(rs) == 101
+
+    for r <- rs,
+        p <- [r.data, r.metadata],
+        do: assert(:binary.referenced_byte_size(p) == byte_size(p))
+
+    assert List.last(rs).data == large
+  end
+
   test "a term payload that may not be decoded fails the page, as the NIF's read" do
     bad = <<131, 100, 0, 20, "no_such_atom_c9f1e2d3">>
     page = pack([event(1), event(2, de: 1, data: bad)])

@@ -13,17 +13,16 @@ defmodule ExESDB.CNode.Page do
   # raise; term payloads are decoded with the store's checks
   # (ExESDB.CNode.Terms.decode/1).
   #
-  # Small fields (ids, stream id, type, payloads up to 64 bytes) are
-  # copied into heap binaries, so a record kept does not keep its page
-  # alive through them (a stream id and a type repeated from the event
-  # before are the same term). Larger payloads are sub-binaries of the
-  # page (at most the store's max_read_bytes): the NIF's are sub-binaries
-  # of 16 KiB chunks.
+  # Small fields (ids, stream id, type) are copied into heap binaries, so
+  # a record kept does not keep its page alive through them (a stream id
+  # and a type repeated from the event before are the same term).
+  # Payloads are copied too unless they are a quarter of the page or more
+  # (the page is up to the store's max_read_bytes, 16 MiB: a kept record
+  # keeps at most 4x its payload alive; the NIF's are sub-binaries of 16
+  # KiB chunks).
 
   alias ExESDB.CNode.Terms
   alias ExESDB.EventRecord
-
-  @heap_bin 64
 
   @doc """
   `{:ok, records}` in the page's order, or `{:error, {:corrupt, :record}}`
@@ -33,7 +32,7 @@ defmodule ExESDB.CNode.Page do
   """
   @spec records(binary(), boolean()) :: {:ok, [EventRecord.t()]} | {:error, term()}
   def records(page, decode) when is_binary(page) and is_boolean(decode),
-    do: cut(page, decode, nil, nil, nil, [])
+    do: cut(page, {decode, byte_size(page)}, nil, nil, nil, [])
 
   def records(_page, _decode), do: {:error, {:corrupt, :record}}
 
@@ -111,21 +110,21 @@ defmodule ExESDB.CNode.Page do
   # Encodings as stored: 0 bytes, 1 term, 2 legacy (sent as 0 without
   # decode). With decode, as Terms.records/2: terms decoded, empty bytes
   # nil, a legacy payload that is no term its bytes.
-  defp payload(0, bytes, false), do: {:ok, small(bytes)}
-  defp payload(0, <<>>, true), do: {:ok, nil}
-  defp payload(0, bytes, true), do: {:ok, small(bytes)}
-  defp payload(1, bin, true), do: Terms.decode(bin)
-  defp payload(2, <<>>, true), do: {:ok, nil}
+  defp payload(0, <<>>, {true, _}), do: {:ok, nil}
+  defp payload(0, bytes, {_, page}), do: {:ok, own(bytes, page)}
+  defp payload(1, bin, {true, _}), do: Terms.decode(bin)
+  defp payload(2, <<>>, {true, _}), do: {:ok, nil}
 
-  defp payload(2, bin, true) do
+  defp payload(2, bin, {true, page}) do
     case Terms.decode(bin) do
-      {:error, {:undecodable, :malformed}} -> {:ok, small(bin)}
+      {:error, {:undecodable, :malformed}} -> {:ok, own(bin, page)}
       decoded -> decoded
     end
   end
 
   defp payload(_enc, _bytes, _decode), do: {:error, {:corrupt, :record}}
 
-  defp small(bytes) when byte_size(bytes) <= @heap_bin, do: :binary.copy(bytes)
-  defp small(bytes), do: bytes
+  # a copy, unless the payload is a quarter of the page or more
+  defp own(bytes, page) when byte_size(bytes) * 4 < page, do: :binary.copy(bytes)
+  defp own(bytes, _page), do: bytes
 end
