@@ -62,4 +62,26 @@ defmodule ExESDB.CNodeWriteTimeoutTest do
       end
     end
   end
+
+  @tag store_opts: [timeout: 400]
+  test "a write to a C node that answers nothing, not even the cancel, ends by its " <>
+         "deadline: :outcome_unknown",
+       context do
+    %{store: s} = CNodeBackend.start_store(context)
+    os_pid = ExESDB.CNode.Launcher.os_pid(s)
+    # stopped: neither the append nor its cancel is answered
+    System.cmd("kill", ["-STOP", "#{os_pid}"])
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true) end)
+
+    try do
+      t0 = System.monotonic_time(:millisecond)
+      answer = Streams.append_events(s, "stopped", :any, [%NewEvent{event_type: "t", data: 1}])
+      elapsed = System.monotonic_time(:millisecond) - t0
+      assert answer == {:error, :outcome_unknown}
+      # the cancel's wait is a slice of the caller's time, not on top of it
+      assert elapsed <= 400 + 250, "took #{elapsed} ms"
+    after
+      System.cmd("kill", ["-CONT", "#{os_pid}"])
+    end
+  end
 end

@@ -590,11 +590,13 @@ defmodule ExESDB.Backend.CNode do
   end
 
   defp await(h, relay, ref, :write, timeout) do
+    spare = cancel_budget(timeout)
+
     receive do
       {^ref, reply} -> replied(h, reply)
       {:DOWN, ^ref, :process, _, _} -> lost(h, :write)
     after
-      timeout -> give_up(h, relay, ref)
+      reply_wait(timeout, spare) -> give_up(h, relay, ref, now() + spare)
     end
   end
 
@@ -610,25 +612,35 @@ defmodule ExESDB.Backend.CNode do
   defp replied(h, {:error, :hello_required}), do: {:error, {:unreachable, h.cnode}}
   defp replied(_h, reply), do: reply
 
-  # How long a write past its time waits for its cancel's answer, and
-  # then for a reply the C node says is on its way.
+  # A write keeps a slice of the caller's time for its cancel's answer
+  # and then a reply the C node says is on its way (as the cluster
+  # gateway's leader_budget): a quarter, at most @cancel_wait, at least
+  # @cancel_floor (a call may end that much past a timeout under it), so
+  # the whole call ends by its deadline.
   @cancel_wait 1_000
+  @cancel_floor 20
+
+  defp cancel_budget(:infinity), do: @cancel_wait
+  defp cancel_budget(timeout), do: timeout |> div(4) |> min(@cancel_wait) |> max(@cancel_floor)
+
+  defp reply_wait(:infinity, _spare), do: :infinity
+  defp reply_wait(timeout, spare), do: max(timeout - spare, 0)
 
   # A write past its time, as the NIF backend's (:ex_esdb_backend.call/3):
   # withdrawn from the writer queue answers :timeout (never applied);
   # taken by the writer (abandoned), or no answer to the cancel,
   # :outcome_unknown; a reply already sent is the answer. Its alias goes
   # with the monitor: a later reply reaches no mailbox.
-  defp give_up(h, relay, ref) do
+  defp give_up(h, relay, ref, deadline) do
     cref = :erlang.monitor(:process, relay, alias: :reply_demonitor)
 
     answer =
       with :ok <-
              Process.send({:esdb, h.cnode}, {:call, relay, cref, {:cancel, ref}}, [:noconnect]),
-           {:reply, cancelled} <- await_reply(cref, @cancel_wait) do
+           {:reply, cancelled} <- await_reply(cref, remaining(deadline)) do
         case cancelled do
           :ok -> {:error, :timeout}
-          :not_queued -> late_reply(h, ref)
+          :not_queued -> late_reply(h, ref, remaining(deadline))
           _abandoned -> {:error, :outcome_unknown}
         end
       else
@@ -641,11 +653,11 @@ defmodule ExESDB.Backend.CNode do
     answer
   end
 
-  defp late_reply(h, ref) do
+  defp late_reply(h, ref, wait) do
     receive do
       {^ref, reply} -> replied(h, reply)
     after
-      @cancel_wait -> {:error, :outcome_unknown}
+      wait -> {:error, :outcome_unknown}
     end
   end
 
