@@ -91,4 +91,31 @@ defmodule ExESDB.ClusterSeedingTest do
     assert File.read!(Path.join(dir, "data.mdb")) == "a copy"
     refute File.exists?(Path.join(dir, "data.mdb.copy"))
   end
+
+  # A running member on the previous release answers without :members
+  # (its configuration's ids came later): the ids of its records and the
+  # seeds' are taken, and the store's start does not raise (KeyError).
+  test "a member's answer without :members (an older release) is read" do
+    answers = [
+      {:a@h, %{applied: 3, leader?: true, recorded: %{"b@h" => 7}}},
+      {:b@h, %{applied: 3, leader?: false, recorded: %{}, members: [1, 8]}}
+    ]
+
+    assert Seeding.taken(answers, config(4, [])) == MapSet.new([1, 2, 3, 7, 8])
+  end
+
+  # initial_cluster: :new counts the seeds forming under :new only: a
+  # wiped seed of a cluster that exists, restarted under :auto (as it
+  # should be), waits too, and counted toward a :new majority.
+  test ":new counts only the seeds forming under :new" do
+    o = %{seed_nodes: [node(), :b@h, :c@h], store_id: :seeding_test}
+
+    assert Seeding.not_yet(:new, o, [{:b@h, {:forming, :auto}}, {:c@h, :unreachable}]) =~
+             "majority"
+
+    assert Seeding.not_yet(:new, o, [{:b@h, {:forming, nil}}, {:c@h, :unreachable}]) =~
+             "majority"
+
+    assert Seeding.not_yet(:new, o, [{:b@h, {:forming, :new}}, {:c@h, :unreachable}]) == nil
+  end
 end

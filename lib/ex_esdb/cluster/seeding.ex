@@ -41,13 +41,14 @@ defmodule ExESDB.Cluster.Seeding do
       seed list's configuration (`ExESDB.Cluster`) when its
       `initial_cluster` lets it (`:auto`: every other seed answered, its
       VM up; `:new`: a majority of the seeds, itself included, answered
-      that they start with no raft state; `:existing`: never). A seed
+      that they start with no raft state under `:new`; `:existing`:
+      never). A seed
       that cannot be reached or does not answer within 5 s may be a
       running member that records this node (a wiped seed cut off, or
       one slow under load, would otherwise come back as its old voter).
       It asks again every second, logging why it waits, without limit.
-      While it waits it answers those asking that it is forming
-      (`forming_status/1`).
+      While it waits it answers those asking that it is forming, and
+      under which `initial_cluster` (`forming_status/1`).
     * a copy installed at the start (fetched, then the node killed before
       it opened) with no raft state yet: asked again as above, not opened
       as the seed id.
@@ -233,8 +234,11 @@ defmodule ExESDB.Cluster.Seeding do
 
   # The ids a new one must not be: the seeds', and those the running
   # members have in their configuration or records.
-  defp taken(answers, config) do
-    running = for {_n, a} <- answers, id <- Map.values(a.recorded) ++ a.members, do: id
+  @doc false
+  def taken(answers, config) do
+    running =
+      for {_n, a} <- answers, id <- Map.values(a.recorded) ++ Map.get(a, :members, []), do: id
+
     MapSet.new(Map.keys(config.nodes) ++ running)
   end
 
@@ -251,7 +255,7 @@ defmodule ExESDB.Cluster.Seeding do
   defp forming(options, true) do
     key = forming_key(options.store_id)
     rounds = :counters.new(1, [])
-    :persistent_term.put(key, {self(), rounds})
+    :persistent_term.put(key, {self(), rounds, Map.get(options, :initial_cluster, :auto)})
 
     try do
       pristine_answers(options, rounds, 1)
@@ -293,11 +297,12 @@ defmodule ExESDB.Cluster.Seeding do
   # Why a seed with no raft state, no member running the store, may not
   # write the seed configuration yet (nil: it may). Its answers are
   # `:unreachable`, `:not_running` (the VM up, not running the store, its
-  # disk unknown) or `:forming` (a seed starting with no raft state).
+  # disk unknown) or `{:forming, mode}` (a seed starting with no raft
+  # state, waiting under `initial_cluster: mode`; nil: an older release).
   #
   # :auto: every other seed answered. A seed silent may be a running
   # member that records this one (a wiped seed cut off, or slow).
-  defp not_yet(:auto, options, answers) do
+  def not_yet(:auto, options, answers) do
     others = options.seed_nodes -- [node()]
     silent = for {n, :unreachable} <- answers, n in others, do: n
 
@@ -308,12 +313,15 @@ defmodule ExESDB.Cluster.Seeding do
   end
 
   # :new (the operator says no cluster existed): a majority of the seeds,
-  # this one included, say they start with no raft state. A seed whose VM
-  # answers without running the store is not counted (it may hold raft
-  # state on its disk), and one running it makes this seed join instead.
-  defp not_yet(:new, options, answers) do
+  # this one included, say they start with no raft state under :new. A
+  # seed whose VM answers without running the store is not counted (it
+  # may hold raft state on its disk), nor one waiting under :auto or
+  # :existing (a wiped seed of a cluster that exists, restarted as it
+  # should be), and one running the store makes this seed join instead.
+  @doc false
+  def not_yet(:new, options, answers) do
     seeds = Enum.uniq(options.seed_nodes)
-    forming = Enum.uniq([node() | for({n, :forming} <- answers, n in seeds, do: n)])
+    forming = Enum.uniq([node() | for({n, {:forming, :new}} <- answers, n in seeds, do: n)])
 
     if length(forming) * 2 <= length(seeds),
       do:
@@ -321,7 +329,7 @@ defmodule ExESDB.Cluster.Seeding do
           "no raft state, and only #{inspect(forming)} are"
   end
 
-  defp not_yet(:existing, _options, _answers),
+  def not_yet(:existing, _options, _answers),
     do: "initial_cluster: :existing and no member runs the store (it only joins)"
 
   defp forming_key(store_id), do: {__MODULE__, :forming, store_id}
@@ -331,9 +339,17 @@ defmodule ExESDB.Cluster.Seeding do
   # rounds asked so far} or :no.
   @spec forming_status(atom()) :: {:forming, non_neg_integer()} | :no
   def forming_status(store_id) do
-    case :persistent_term.get(forming_key(store_id), nil) do
-      {pid, rounds} -> if Process.alive?(pid), do: {:forming, :counters.get(rounds, 1)}, else: :no
+    case forming_seed(store_id) do
+      {rounds, _mode} -> {:forming, :counters.get(rounds, 1)}
       nil -> :no
+    end
+  end
+
+  # (its rounds counter and initial_cluster mode, or nil)
+  defp forming_seed(store_id) do
+    case :persistent_term.get(forming_key(store_id), nil) do
+      {pid, rounds, mode} -> if Process.alive?(pid), do: {rounds, mode}
+      nil -> nil
     end
   end
 
@@ -364,7 +380,9 @@ defmodule ExESDB.Cluster.Seeding do
       case :erpc.call(n, __MODULE__, :state, [store_id], @ask_timeout) do
         {:ok, state} -> {:running, state}
         {:error, :not_running} -> :not_running
-        {:error, :forming} -> :forming
+        {:error, {:forming, mode}} -> {:forming, mode}
+        # (a seed on an older release: its mode unknown)
+        {:error, :forming} -> {:forming, nil}
         _ -> :unreachable
       end
     else
@@ -387,9 +405,10 @@ defmodule ExESDB.Cluster.Seeding do
       {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded, members: ids}}
     else
       _ ->
-        if match?({:forming, _}, forming_status(store_id)),
-          do: {:error, :forming},
-          else: {:error, :not_running}
+        case forming_seed(store_id) do
+          {_rounds, mode} -> {:error, {:forming, mode}}
+          nil -> {:error, :not_running}
+        end
     end
   end
 
@@ -568,6 +587,7 @@ defmodule ExESDB.Cluster.Seeding do
         reseed: nil,
         seeds: Map.values(Map.get(config, :nodes, %{})),
         recorded: false,
+        hand_over_logged: nil,
         path: path,
         file_mode: file_mode
       })
@@ -612,7 +632,7 @@ defmodule ExESDB.Cluster.Seeding do
   # process of its own, so the keeper hands leadership on also while a
   # long fetch runs.
   defp step(k, %{needs_copy: true} = i) do
-    if i.leader, do: hand_over(k)
+    k = if i.leader, do: hand_over(k), else: k
     reseeding(k)
   end
 
@@ -652,22 +672,37 @@ defmodule ExESDB.Cluster.Seeding do
     %{k | reseed: pid}
   end
 
-  defp hand_over(k) do
-    with {:ok, s} <- store(k) do
-      case Backend.transfer(s, nil) do
-        :ok ->
-          Logger.warning(
-            "ExESDB: #{node()} led while waiting for a copy of a member's store: " <>
-              "leadership handed over"
-          )
+  # A transfer that fails is tried again on every tick; its warning is
+  # logged once every @hand_over_log ms.
+  @hand_over_log 10_000
 
-        e ->
-          Logger.warning(
-            "ExESDB: #{node()} leads while waiting for a copy of a member's store and " <>
-              "could not hand leadership over: #{inspect(e)}"
-          )
-      end
+  defp hand_over(k) do
+    case store(k) do
+      {:ok, s} -> handed_over(k, Backend.transfer(s, nil))
+      _ -> k
     end
+  end
+
+  defp handed_over(k, :ok) do
+    Logger.warning(
+      "ExESDB: #{node()} led while waiting for a copy of a member's store: " <>
+        "leadership handed over"
+    )
+
+    %{k | hand_over_logged: nil}
+  end
+
+  defp handed_over(%{hand_over_logged: t} = k, e) when is_integer(t) do
+    if now() - t < @hand_over_log, do: k, else: handed_over(%{k | hand_over_logged: nil}, e)
+  end
+
+  defp handed_over(k, e) do
+    Logger.warning(
+      "ExESDB: #{node()} leads while waiting for a copy of a member's store and " <>
+        "could not hand leadership over: #{inspect(e)} (tried again every #{@tick} ms)"
+    )
+
+    %{k | hand_over_logged: now()}
   end
 
   defp now, do: System.monotonic_time(:millisecond)
