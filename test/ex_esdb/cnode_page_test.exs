@@ -151,6 +151,11 @@ defmodule ExESDB.CNode.PageTest do
       pack([event(1)]) |> put_u8(28, 13),
       pack([event(1)]) |> put_u8(31, 60),
       pack([event(1)]) |> put_u32(33, 1_000_000),
+      # a day the month does not have, a year Calendar.ISO does not take
+      pack([event(1)]) |> put_u8(28, 2) |> put_u8(29, 30),
+      pack([event(1)]) |> put_u8(28, 4) |> put_u8(29, 31),
+      pack([event(1)]) |> put_u8(28, 2) |> put_u8(29, 29) |> put_u32(24, 2023),
+      pack([event(1)]) |> put_u32(24, 10_000),
       # trailing bytes
       good <> <<0>>
     ]

@@ -54,32 +54,9 @@ defmodule ExESDB.CNode.Page do
        )
        when mo in 1..12 and d in 1..31 and h < 24 and mi < 60 and s < 60 and usec < 1_000_000 and
               cl in [0, 36] and rl in [0, 36] and de < 3 and me < 3 do
-    with {:ok, data} <- payload(de, data, decode),
+    with {:ok, date} <- date(prev_date, us, y, mo, d, h, mi, s, usec),
+         {:ok, data} <- payload(de, data, decode),
          {:ok, meta} <- payload(me, meta, decode) do
-      # the events of one commit share their time stamp: one DateTime
-      date =
-        case prev_date do
-          {^us, _} ->
-            prev_date
-
-          _ ->
-            {us,
-             %DateTime{
-               year: y,
-               month: mo,
-               day: d,
-               hour: h,
-               minute: mi,
-               second: s,
-               microsecond: {usec, 6},
-               time_zone: "Etc/UTC",
-               zone_abbr: "UTC",
-               utc_offset: 0,
-               std_offset: 0,
-               calendar: Calendar.ISO
-             }}
-        end
-
       sid = if sid == prev_sid, do: prev_sid, else: :binary.copy(sid)
       type = if type == prev_type, do: prev_type, else: :binary.copy(type)
 
@@ -103,6 +80,33 @@ defmodule ExESDB.CNode.Page do
   end
 
   defp cut(_page, _decode, _sid, _type, _date, _acc), do: {:error, {:corrupt, :record}}
+
+  # The events of one commit share their time stamp: one DateTime, its
+  # date checked once (a day the month lacks, a year out of Calendar.ISO's
+  # range would make an invalid %DateTime{}).
+  defp date({us, _} = prev, us, _y, _mo, _d, _h, _mi, _s, _usec), do: {:ok, prev}
+
+  defp date(_prev, us, y, mo, d, h, mi, s, usec) do
+    if Calendar.ISO.valid_date?(y, mo, d),
+      do:
+        {:ok,
+         {us,
+          %DateTime{
+            year: y,
+            month: mo,
+            day: d,
+            hour: h,
+            minute: mi,
+            second: s,
+            microsecond: {usec, 6},
+            time_zone: "Etc/UTC",
+            zone_abbr: "UTC",
+            utc_offset: 0,
+            std_offset: 0,
+            calendar: Calendar.ISO
+          }}},
+      else: {:error, {:corrupt, :record}}
+  end
 
   defp opt_id(<<>>), do: nil
   defp opt_id(id), do: :binary.copy(id)
