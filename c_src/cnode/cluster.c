@@ -279,6 +279,11 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
 	encode_member_name(srv, x, id);
 }
 
+bool cn_cluster_in_term(cn_server *srv, uint64_t term)
+{
+	return srv->cluster && esdb_replica_get_term(srv->cluster->rep) == term;
+}
+
 /* The replica with the store's lock held shared, or NULL having
  * answered k. */
 static esdb_replica *acquire(caller *k)
@@ -621,6 +626,11 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
 int cn_cluster_start(cn_server *srv)
 {
 	return 0;
+}
+
+bool cn_cluster_in_term(cn_server *srv, uint64_t term)
+{
+	return false;
 }
 
 uint64_t cn_cluster_needs_copy(cn_server *srv)

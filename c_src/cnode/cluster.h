@@ -87,4 +87,8 @@ int cn_cluster_record_self(cn_server *srv, char *key, size_t key_size,
  * the C node name its member was given under. */
 void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x);
 
+/* Whether srv's replica is in raft term `term` now (false without a
+ * replica, or built without raft). Under the store's lock. */
+bool cn_cluster_in_term(cn_server *srv, uint64_t term);
+
 #endif

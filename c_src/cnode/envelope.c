@@ -124,6 +124,27 @@ bool cn_envelope_unwrap_at(const uint8_t *m, cn_envelope *e, const char **name,
 	return true;
 }
 
+bool cn_envelope_unwrap_in_term(const uint8_t *m, cn_envelope *e,
+                                uint64_t *term, uint64_t *until)
+{
+	int idx = e->args_at;
+	unsigned long long t, u;
+	char atom[MAXATOMLEN_UTF8];
+	if (e->check || strcmp(e->op, "in_term") != 0 || e->arity != 4 ||
+	    ei_decode_ulonglong((const char *)m, &idx, &t) != 0)
+		return false;
+	if (ei_decode_ulonglong((const char *)m, &idx, &u) == 0)
+		*until = u;
+	else if (ei_decode_atom((const char *)m, &idx, atom) == 0 &&
+	         strcmp(atom, "infinity") == 0)
+		*until = UINT64_MAX;
+	else
+		return false;
+	*term = t;
+	take_request(m, idx, e);
+	return true;
+}
+
 bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
 {
 	size_t pos = 3, at, pid_at;

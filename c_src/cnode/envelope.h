@@ -52,4 +52,11 @@ bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e);
 bool cn_envelope_unwrap_at(const uint8_t *m, cn_envelope *e, const char **name,
                            size_t *len);
 
+/* A checked Request {in_term, Term, Until, Inner}: Term a uint, Until a
+ * uint (*until) or the atom infinity (*until UINT64_MAX), and e's op,
+ * arity and args_at now Inner's (as unwrap_at's). False when Request is
+ * not of that shape (e unchanged). */
+bool cn_envelope_unwrap_in_term(const uint8_t *m, cn_envelope *e,
+                                uint64_t *term, uint64_t *until);
+
 #endif

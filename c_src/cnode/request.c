@@ -10,10 +10,12 @@
  * and backup, subscriptions through the session_* requests
  * (sessions.c), store copies through the copy_* ones (copies.h), and
  * cancel ({cancel, Ref}: cancel.c); open/close are not ({error,
- * {invalid_request, not_served}}).
+ * {invalid_request, not_served}}). A mutation may come fenced as
+ * {in_term, Term, Until, Mutation} (in_term below).
  * Every term is checked by term_check.c before ei decodes it. */
 #include "request.h"
 
+#include "cluster.h"
 #include "copies.h"
 #include "envelope.h"
 #include "ops.h"
@@ -22,6 +24,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct served {
 	const char *name;
@@ -170,6 +173,66 @@ static void at_store(caller *k, cn_envelope *e, const uint8_t *m)
 	}
 }
 
+static bool is_mutation(const char *op)
+{
+	static const char *const names[] = {
+	    "append",          "delete_stream",  "snapshot_put",
+	    "snapshot_delete", "checkpoint_put", "checkpoint_delete"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(op, names[i]) == 0)
+			return true;
+	return false;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* {in_term, Term, Until, Mutation}: Mutation only while this C node's
+ * replica is in raft term Term (else {error, {not_leader, Leader}}) and
+ * before Until, wall-clock ms since the epoch or infinity (else {error,
+ * timeout}); refused, it is never applied. A try held in a connection
+ * (a C node stopped, a partition) may arrive after its client gave it
+ * up and sent it again marked to another leader: applied here in a
+ * later term, or after the client's deadline, it would be written
+ * twice (PROTOCOL.md, "The C node as a replica"). */
+static void in_term(caller *k, const cn_envelope *fenced, const uint8_t *m)
+{
+	uint64_t term, until;
+	cn_envelope inner = *fenced, *e = &inner;
+	if (!cn_envelope_unwrap_in_term(m, e, &term, &until) ||
+	    !is_mutation(e->op)) {
+		cn_reply_error(k, "invalid_request", "in_term");
+		return;
+	}
+	if (!cn_conn_hello_done(k->c)) {
+		cn_reply_error(k, NULL, "hello_required");
+		return;
+	}
+	cn_server *srv = k->srv;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	bool closed = srv->closed, cluster = srv->cluster != NULL;
+	bool same = !closed && cn_cluster_in_term(srv, term);
+	pthread_rwlock_unlock(&srv->store_lock);
+	if (closed) {
+		cn_reply_rc(k, ESDB_ECLOSED);
+	} else if (!cluster) {
+		cn_reply_error(k, NULL, "not_cluster");
+	} else if (!same) {
+		ei_x_buff x;
+		cn_reply_begin(k, &x);
+		cn_cluster_encode_not_leader(srv, &x);
+		cn_reply_end(k, &x);
+	} else if (until != UINT64_MAX && wall_ms() >= until) {
+		cn_reply_error(k, NULL, "timeout");
+	} else {
+		dispatch(k, e, (const char *)m);
+	}
+}
+
 /* The message m[0..len): a request or not. */
 static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 {
@@ -222,6 +285,8 @@ static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
 		cn_reply_error(k, NULL, "hello_required");
 	else if (cn_copy_is_request(e->op))
 		cn_copy_request(k, e, (const char *)m);
+	else if (strcmp(e->op, "in_term") == 0)
+		in_term(k, e, m);
 	else
 		dispatch(k, e, (const char *)m);
 }

@@ -42,7 +42,12 @@ defmodule ExESDB.Backend.CNode do
   there). What such a loop answers is decided as the cluster gateway's
   (`ExESDB.Backend.Cluster.outcome/3`): an answer saying "not written"
   after a try that may have been applied is `{:error, :outcome_unknown}`;
-  out of time with no leader known it is `{:error, :no_quorum}`.
+  out of time with no leader known it is `{:error, :no_quorum}`. Every
+  try is fenced (docs/PROTOCOL.md `in_term`) with the raft term its C
+  node was last seen in (asked with `{cluster_info}` when not known, and
+  again after it refused or was not reached) and the caller's deadline:
+  a try held in a connection that arrives after it was given up and sent
+  again is refused there, never applied twice.
   """
   @behaviour ExESDB.Backend
 
@@ -57,8 +62,10 @@ defmodule ExESDB.Backend.CNode do
     # (the store's own C node's among them; empty: no cluster); behind:
     # with a cluster, an atomics whose one slot is the highest raft
     # index a write was acknowledged at that the store's own C node was
-    # not seen to apply (0: none).
-    defstruct [:cnode, :store_id, :relay, :behind, members: %{}]
+    # not seen to apply (0: none); terms: with a cluster, an atomics with
+    # a slot per member (slots: node => slot), the raft term a write to
+    # it was last fenced with (0: ask it first).
+    defstruct [:cnode, :store_id, :relay, :behind, :terms, members: %{}, slots: %{}]
   end
 
   @doc false
@@ -173,7 +180,18 @@ defmodule ExESDB.Backend.CNode do
       end
 
     behind = if members != %{}, do: :atomics.new(1, signed: false)
-    h = %Handle{cnode: cnode, store_id: store, relay: relay, members: members, behind: behind}
+    slots = members |> Map.keys() |> Enum.sort() |> Enum.with_index(1) |> Map.new()
+    terms = if members != %{}, do: :atomics.new(map_size(members), signed: false)
+
+    h = %Handle{
+      cnode: cnode,
+      store_id: store,
+      relay: relay,
+      members: members,
+      behind: behind,
+      terms: terms,
+      slots: slots
+    }
 
     case Connection.await_relay(store, Map.get(c, :wait, 30_000)) do
       nil -> {:error, {:unreachable, cnode}}
@@ -434,14 +452,13 @@ defmodule ExESDB.Backend.CNode do
   defp try_at(h, original, command, target, deadline, backoff, replies) do
     left = remaining(deadline)
 
-    reply =
-      if left == 0,
-        do: {:error, :timeout},
-        else: call_at(h, target, Map.fetch!(h.members, target), command, :write, left)
-
+    reply = if left == 0, do: {:error, :timeout}, else: fenced_call(h, target, command, deadline)
     replies = [reply | replies]
+    next = follow(h, reply, target, backoff)
+    # a C node refusing, gone or silent: its term is asked again
+    if next, do: see_term(h, target, 0)
 
-    case follow(h, reply, target, backoff) do
+    case next do
       {node, pause} ->
         if more_than?(remaining(deadline), pause) do
           if pause > 0, do: Process.sleep(pause)
@@ -461,6 +478,79 @@ defmodule ExESDB.Backend.CNode do
         decide(original, replies, barrier_reply(original, reply, reached))
     end
   end
+
+  # A try fenced as {in_term, Term, Until, Command} (docs/PROTOCOL.md):
+  # the C node applies it only in the raft term it was last seen in and
+  # before the caller's deadline. A try held in a connection (its C node
+  # stopped, a partition) that arrives after this loop gave it up and
+  # resent it marked elsewhere is refused, not applied a second time.
+  defp fenced_call(h, target, command, deadline) do
+    case write_request(h, target, command, deadline) do
+      {:ok, request} ->
+        relay = Map.fetch!(h.members, target)
+        left = remaining(deadline)
+        if left == 0, do: {:error, :timeout}, else: call_at(h, target, relay, request, :write, left)
+
+      {:error, _} = e ->
+        e
+    end
+  end
+
+  @doc false
+  # The request a try of `command` at `target` is sent as: fenced with the
+  # term `target` was last seen in (asked for with {cluster_info} when not
+  # known) and the deadline in wall-clock ms.
+  @spec write_request(%Handle{}, node(), tuple(), integer() | :infinity) ::
+          {:ok, tuple()} | {:error, term()}
+  def write_request(h, target, command, deadline) do
+    with {:ok, t} <- term_of(h, target, deadline),
+         do: {:ok, {:in_term, t, wall_deadline(deadline), command}}
+  end
+
+  defp term_of(h, target, deadline) do
+    case seen_term(h, target) do
+      0 ->
+        relay = Map.fetch!(h.members, target)
+
+        case call_at(h, target, relay, {:cluster_info}, :read, remaining(deadline)) do
+          {:ok, %{term: t}} ->
+            see_term(h, target, t)
+            {:ok, t}
+
+          {:ok, _} ->
+            {:error, {:unreachable, target}}
+
+          {:error, _} = e ->
+            e
+        end
+
+      t ->
+        {:ok, t}
+    end
+  end
+
+  # The term a write to `target` was last fenced with (0: none); a
+  # handle without the slots remembers none.
+  defp seen_term(%Handle{terms: ref, slots: slots}, target) when ref != nil do
+    case slots do
+      %{^target => slot} -> :atomics.get(ref, slot)
+      _ -> 0
+    end
+  end
+
+  defp seen_term(_h, _target), do: 0
+
+  defp see_term(%Handle{terms: ref, slots: slots}, target, t) when ref != nil do
+    case slots do
+      %{^target => slot} -> :atomics.put(ref, slot, t)
+      _ -> :ok
+    end
+  end
+
+  defp see_term(_h, _target, _t), do: :ok
+
+  defp wall_deadline(:infinity), do: :infinity
+  defp wall_deadline(deadline), do: System.system_time(:millisecond) + remaining(deadline)
 
   # the barrier's checkpoint is never there: not_found is its success
   defp taken?(@barrier, {:error, :not_found}), do: true
