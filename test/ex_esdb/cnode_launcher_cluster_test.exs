@@ -4,7 +4,9 @@ defmodule ExESDB.CNodeLauncherClusterTest do
   # `cnode_cluster` names the three, numbered and addressed as cluster
   # mode's seeds (`raft_addresses`). Writes go through the backend; a
   # launched replica killed with -9 is started again by its launcher and
-  # catches up. Real OS processes, distribution and raft on loopback.
+  # catches up; one whose directory was lost refuses to come back as its
+  # old voter (exit status 3) and is not started again. Real OS
+  # processes, distribution and raft on loopback.
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
@@ -85,5 +87,57 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     assert {:ok, 40} = Streams.get_version(l.store, "s")
     assert {:ok, %{node: node, id: _}} = CNodeCluster.call(l.name, {:cluster_info})
     assert node == l.name
+  end
+
+  test "a launched replica whose data directory was lost is not started again as its old " <>
+         "voter, nor in a loop",
+       %{dir: dir} do
+    rs = start_replicas(dir)
+    l = CNodeCluster.leader(rs)
+    [f | _] = rs -- [l]
+    assert {:ok, 1} = Streams.append_events(l.store, "s", 0, [event(1)])
+
+    # every member recorded itself (a replica wiped before that is not
+    # recognised: docs/CLUSTER.md)
+    for id <- 1..3,
+        do:
+          wait_until(fn ->
+            match?({:ok, _}, CNodeCluster.call(l.name, {:checkpoint_get, "ex_esdb:cnode:#{id}"}))
+          end)
+
+    old = Launcher.os_pid(f.store)
+    launcher = Process.whereis(:"exesdb_cnode_launcher_#{f.store}")
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        # stopped while its directory goes, then killed: the launcher
+        # starts it again on an empty directory
+        System.cmd("kill", ["-STOP", "#{old}"])
+        File.rm_rf!(Path.join(dir, "#{f.store}"))
+        System.cmd("kill", ["-9", "#{old}"])
+
+        wait_until(
+          fn ->
+            # (its state once it has handled the exit and the restart)
+            %{port: port, starts: starts} = :sys.get_state(launcher)
+
+            port == nil and starts > 0 and
+              not Enum.member?(elem(Process.info(launcher, :messages), 1), :restart) and
+              File.exists?(Path.join(dir, "#{f.store}"))
+          end,
+          20_000
+        )
+
+        # it logged that it was a member and is not started again
+        wait_until(fn -> not Enum.member?(elem(Process.info(launcher, :messages), 1), :restart) end)
+      end)
+
+    assert log =~ "was a raft member and lost its data directory"
+    # the C node said why once: it was started once, not in a loop
+    assert length(String.split(log, "was a member of this cluster")) == 2
+    assert Launcher.os_pid(f.store) == nil
+    refute File.exists?(Path.join([dir, "#{f.store}", "#{f.store}", "raft", "node_id"]))
+    # the other two go on
+    assert {:ok, 2} = Streams.append_events(l.store, "s", 1, [event(2)])
   end
 end
