@@ -196,6 +196,64 @@ TEST(cnode_envelope_unwraps_a_request_for_a_named_store)
 	ei_x_free(&x);
 }
 
+/* {call, From, Ref, {in_term, 7, Until, {append, <<"s">>}}}, Until the
+ * uint `until` or, when `atom` is set, that atom. */
+static void in_term_request(ei_x_buff *x, unsigned long long until,
+                            const char *atom)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_ref ref = {.len = 3, .n = {1, 2, 3}, .creation = 99};
+	strcpy(from.node, "client@vm");
+	strcpy(ref.node, "client@vm");
+	ei_x_new_with_version(x);
+	ei_x_encode_tuple_header(x, 4);
+	ei_x_encode_atom(x, "call");
+	ei_x_encode_pid(x, &from);
+	ei_x_encode_ref(x, &ref);
+	ei_x_encode_tuple_header(x, 4);
+	ei_x_encode_atom(x, "in_term");
+	ei_x_encode_ulonglong(x, 7);
+	if (atom)
+		ei_x_encode_atom(x, atom);
+	else
+		ei_x_encode_ulonglong(x, until);
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "append");
+	ei_x_encode_binary(x, "s", 1);
+}
+
+TEST(cnode_envelope_unwraps_a_fenced_mutation)
+{
+	ei_x_buff x;
+	cn_envelope e;
+	uint64_t term = 0, until = 0;
+	in_term_request(&x, 1764633600000ULL, NULL);
+	REQUIRE(cn_envelope_parse((uint8_t *)x.buff, (size_t)x.index, &e));
+	REQUIRE(
+	    cn_envelope_unwrap_in_term((uint8_t *)x.buff, &e, &term, &until));
+	CHECK(term == 7 && until == 1764633600000ULL);
+	CHECK(strcmp(e.op, "append") == 0 && e.arity == 2);
+	/* unwrapped once: the inner request is no fence */
+	CHECK(
+	    !cn_envelope_unwrap_in_term((uint8_t *)x.buff, &e, &term, &until));
+	ei_x_free(&x);
+
+	in_term_request(&x, 0, "infinity");
+	REQUIRE(cn_envelope_parse((uint8_t *)x.buff, (size_t)x.index, &e));
+	REQUIRE(
+	    cn_envelope_unwrap_in_term((uint8_t *)x.buff, &e, &term, &until));
+	CHECK(until == UINT64_MAX && strcmp(e.op, "append") == 0);
+	ei_x_free(&x);
+
+	/* Until neither a uint nor infinity: refused, e as it was */
+	in_term_request(&x, 0, "soon");
+	REQUIRE(cn_envelope_parse((uint8_t *)x.buff, (size_t)x.index, &e));
+	CHECK(
+	    !cn_envelope_unwrap_in_term((uint8_t *)x.buff, &e, &term, &until));
+	CHECK(strcmp(e.op, "in_term") == 0 && e.arity == 4);
+	ei_x_free(&x);
+}
+
 /* {call, From, Ref, {Op, Ref}}: a reference inside the request. */
 static void ref_request(ei_x_buff *x, const char *op, bool nested)
 {
