@@ -217,22 +217,49 @@ typedef struct stored_names {
 	char (*out)[MAXATOMLEN];
 	unsigned n, cap;
 	const char *self;
+	const esdb_replica_member_info *live; /* raft's members, or NULL */
+	size_t n_live;
 } stored_names;
 
+static bool is_live(const stored_names *sn, uint64_t id)
+{
+	if (!sn->live)
+		return true; /* raft's configuration unknown: every record */
+	for (size_t i = 0; i < sn->n_live; i++)
+		if (sn->live[i].id == id)
+			return true;
+	return false;
+}
+
+/* Each record's name once, of members raft's configuration has: a
+ * removed member's (a record left by an older node) or the same name
+ * under two ids takes no place in out. */
 static int take_stored(void *ctx, const esdb_checkpoint *cp)
 {
 	stored_names *sn = ctx;
-	if (cp->name_len < sizeof(NAME_KEY) - 1 ||
-	    memcmp(cp->name, NAME_KEY, sizeof(NAME_KEY) - 1) != 0 ||
+	const size_t pre = sizeof(NAME_KEY) - 1;
+	if (cp->name_len < pre || memcmp(cp->name, NAME_KEY, pre) != 0 ||
 	    sn->n == sn->cap)
 		return 1; /* past the names: stop */
+	char digits[24];
+	size_t dl = cp->name_len - pre;
+	if (dl == 0 || dl >= sizeof(digits))
+		return 0;
+	memcpy(digits, (const char *)cp->name + pre, dl);
+	digits[dl] = '\0';
+	char *end;
+	uint64_t id = strtoull(digits, &end, 10);
 	const char *p = cp->definition;
 	size_t len = cp->definition_len;
-	if (node_name_ok(p, len) &&
-	    !(strlen(sn->self) == len && memcmp(sn->self, p, len) == 0)) {
-		memcpy(sn->out[sn->n], p, len);
-		sn->out[sn->n++][len] = '\0';
-	}
+	if (*end || !is_live(sn, id) || !node_name_ok(p, len) ||
+	    (strlen(sn->self) == len && memcmp(sn->self, p, len) == 0))
+		return 0;
+	for (unsigned i = 0; i < sn->n; i++)
+		if (strlen(sn->out[i]) == len &&
+		    memcmp(sn->out[i], p, len) == 0)
+			return 0;
+	memcpy(sn->out[sn->n], p, len);
+	sn->out[sn->n++][len] = '\0';
 	return 0;
 }
 
@@ -241,9 +268,15 @@ unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
 {
 	if (!srv->cluster)
 		return 0;
-	stored_names sn = {out, 0, cap, srv->cluster->self};
+	/* raft answers on its loop, which takes no store lock */
+	esdb_replica_member_info live[64];
+	size_t n_live = 0;
+	int rc = esdb_replica_get_members(srv->cluster->rep, live, 64, &n_live);
+	stored_names sn = {
+	    out,   0, cap, srv->cluster->self, rc || n_live > 64 ? NULL : live,
+	    n_live};
 	/* names sort after their prefix: from it, until one lacks it */
-	esdb_checkpoint_list(srv->store, NAME_KEY, sizeof(NAME_KEY) - 1, 64,
+	esdb_checkpoint_list(srv->store, NAME_KEY, sizeof(NAME_KEY) - 1, 256,
 	                     take_stored, &sn);
 	return sn.n;
 }
@@ -425,9 +458,10 @@ static int record_name(cn_server *srv, uint64_t id, const char *name)
 	return rc ? rc : esdb_store_execute(srv->store, &cmd, NULL);
 }
 
-/* Before adding a named member: its name and every name this node
+/* Once a named member was added: its name and every name this node
  * lists, so that the added member (which lists none) names them too.
- * Under the store's lock: a close waits for it. */
+ * After the add, never before: an add raft refuses (a taken id or
+ * address) names nothing. Under the store's lock: a close waits. */
 static int record_names(change *c)
 {
 	cn_server *srv = c->k->srv;
@@ -482,21 +516,49 @@ int cn_cluster_record_self(cn_server *srv, char *key, size_t key_size,
 	return r;
 }
 
+static int found_any(void *ctx, const esdb_checkpoint *cp)
+{
+	*(bool *)ctx = true;
+	return 0;
+}
+
+/* Once member c->id was removed: its name record, if any, goes. */
+static int forget_name(change *c)
+{
+	cn_server *srv = c->k->srv;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	int rc = srv->closed ? ESDB_ECLOSED : 0;
+	bool found = false;
+	char key[64];
+	size_t klen = name_key(key, sizeof(key), c->id);
+	if (!rc)
+		esdb_checkpoint_get(srv->store, key, klen, found_any, &found);
+	esdb_cmd cmd;
+	if (!rc && found)
+		rc = esdb_cmd_checkpoint_delete(&srv->limits, key, klen, &cmd);
+	if (!rc && found)
+		rc = esdb_store_execute(srv->store, &cmd, NULL);
+	pthread_rwlock_unlock(&srv->store_lock);
+	return rc;
+}
+
 static void *change_main(void *arg)
 {
 	change *c = arg;
 	int rc;
 	switch (c->op) {
 	case CH_ADD:
-		rc = c->name[0] ? record_names(c) : 0;
-		if (!rc)
-			rc = esdb_replica_add(c->rep, c->id, c->address);
+		rc = esdb_replica_add(c->rep, c->id, c->address);
+		if (!rc && c->name[0])
+			rc = record_names(c);
 		break;
 	case CH_ASSIGN:
 		rc = esdb_replica_assign(c->rep, c->id, c->role);
 		break;
 	case CH_REMOVE:
 		rc = esdb_replica_remove(c->rep, c->id);
+		if (!rc)
+			rc = forget_name(c);
 		break;
 	default:
 		rc = esdb_replica_transfer(c->rep, c->id);
@@ -558,7 +620,7 @@ void cn_op_cluster_add(caller *k, const arg *v, const char *m)
 }
 
 /* {cluster_add, Id, Address, Name}: Name the member's C node name
- * (NAME@HOST), replicated before the member is added. */
+ * (NAME@HOST), replicated once the member is added. */
 void cn_op_cluster_add_named(caller *k, const char *m, int at, int arity)
 {
 	unsigned long long id;

@@ -55,8 +55,9 @@ int cn_cluster_start(cn_server *srv);
 uint64_t cn_cluster_needs_copy(cn_server *srv);
 
 /* The C node names of members replicated in srv's store (cluster.c,
- * "ex_esdb:cnode:<id>"), this node's left out: up to cap into out, how
- * many returned. Under the store's lock. */
+ * "ex_esdb:cnode:<id>"), this node's left out, each once, of the
+ * members in raft's configuration (every record when raft cannot say):
+ * up to cap into out, how many returned. Under the store's lock. */
 unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
                                  unsigned cap);
 

@@ -174,9 +174,37 @@ void cn_op_snapshot_delete(caller *k, const arg *v, const char *m)
 	submit(k, rc, &cmd, plain_done);
 }
 
+/* Names starting "ex_esdb:" are the store's own (a cluster's member
+ * records, which not_leader and the copy puller trust): refused to a
+ * client as the Erlang and Elixir APIs refuse them, with the barrier's
+ * delete (a no-op no record has) let through. Answered when refused. */
+#define OWN_PREFIX "ex_esdb:"
+#define BARRIER    OWN_PREFIX "barrier"
+
+static bool own_name(caller *k, const arg *name, bool barrier_ok)
+{
+	if (name->len < sizeof(OWN_PREFIX) - 1 ||
+	    memcmp(name->p, OWN_PREFIX, sizeof(OWN_PREFIX) - 1) != 0)
+		return false;
+	if (barrier_ok && name->len == sizeof(BARRIER) - 1 &&
+	    memcmp(name->p, BARRIER, name->len) == 0)
+		return false;
+	ei_x_buff x;
+	cn_reply_begin(k, &x);
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "error");
+	ei_x_encode_tuple_header(&x, 2);
+	ei_x_encode_atom(&x, "invalid_subscription_name");
+	ei_x_encode_binary(&x, name->p, (long)name->len);
+	cn_reply_end(k, &x);
+	return true;
+}
+
 /* {checkpoint_put, Name, Checkpoint, Definition} */
 void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 {
+	if (own_name(k, &v[0], false))
+		return;
 	esdb_cmd cmd;
 	int rc = esdb_cmd_checkpoint_put(&k->srv->limits, v[0].p, v[0].len,
 	                                 v[1].u, v[2].p, v[2].len, &cmd);
@@ -186,6 +214,8 @@ void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 /* {checkpoint_delete, Name} */
 void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m)
 {
+	if (own_name(k, &v[0], true))
+		return;
 	esdb_cmd cmd;
 	int rc =
 	    esdb_cmd_checkpoint_delete(&k->srv->limits, v[0].p, v[0].len, &cmd);
