@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <uv.h>
 
@@ -68,12 +69,22 @@ static void watched_read(uv_stream_t *stream, ssize_t nread,
 		s.w->closed(s.w->ctx, s.id);
 }
 
+/* An accepted stream is raft's, from its heap, given to the callback. */
+static void free_stream(uv_handle_t *h)
+{
+	raft_free(h);
+}
+
 static void watched_accept(struct raft_uv_transport *t, raft_id id,
                            const char *address, struct uv_stream_s *stream)
 {
 	esdb_peer_watch *w = watch_of(t);
-	if (!w) /* cannot be: only watched transports accept here */
-		abort();
+	if (!w) { /* cannot be: only watched transports accept here */
+		fprintf(stderr, "esdb replica: a connection accepted on an "
+		                "unwatched transport: closed\n");
+		uv_close((uv_handle_t *)stream, free_stream);
+		return;
+	}
 	w->accept(t, id, address, stream);
 	/* raft started reading, or closes the stream (out of memory) */
 	if (uv_is_closing((uv_handle_t *)stream) || !stream->read_cb)
@@ -106,8 +117,11 @@ static void watched_accept(struct raft_uv_transport *t, raft_id id,
 static int watched_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
 	esdb_peer_watch *w = watch_of(t);
-	if (!w)
-		abort();
+	if (!w) { /* cannot be: only watched transports listen here */
+		fprintf(stderr, "esdb replica: listen on an unwatched "
+		                "transport\n");
+		return RAFT_INVALID;
+	}
 	w->accept = cb;
 	return w->listen(t, watched_accept);
 }
