@@ -54,11 +54,12 @@ bool cn_owed_settle(caller *k)
 	return false;
 }
 
-/* Who asks and for which Ref. */
+/* Who asks and for which Ref; the owed caller that sent it, if any. */
 typedef struct target {
 	const caller *by;
 	const uint8_t *ref;
 	size_t ref_len;
+	const caller *sent;
 } target;
 
 static bool same_pid(const erlang_pid *a, const erlang_pid *b)
@@ -67,20 +68,37 @@ static bool same_pid(const erlang_pid *a, const erlang_pid *b)
 	       a->creation == b->creation && strcmp(a->node, b->node) == 0;
 }
 
-static bool same_request(void *ctx, void *arg)
+static bool same_request(const caller *k, const target *t)
 {
-	const caller *k = ctx;
-	const target *t = arg;
 	return k->c == t->by->c && same_pid(&k->from, &t->by->from) &&
 	       k->ref_len == t->ref_len &&
 	       memcmp(k->ref, t->ref, t->ref_len) == 0;
+}
+
+/* The writer queue's match. Not every queued ctx is a caller (the
+ * cluster's esdb_store_execute queues commit.c's waiter): only the one
+ * found owed is looked into, as a caller, once its address matched. */
+static bool queued_request(void *ctx, void *arg)
+{
+	const target *t = arg;
+	return ctx == t->sent && same_request(ctx, t);
+}
+
+static const caller *find_owed(const target *t)
+{
+	pthread_mutex_lock(&lock);
+	const caller *k = head;
+	while (k && !same_request(k, t))
+		k = k->owed_next;
+	pthread_mutex_unlock(&lock);
+	return k;
 }
 
 static bool abandon(const target *t)
 {
 	caller *k;
 	pthread_mutex_lock(&lock);
-	for (k = head; k && !same_request(k, (void *)t); k = k->owed_next)
+	for (k = head; k && !same_request(k, t); k = k->owed_next)
 		;
 	if (k) {
 		unlink_owed(k);
@@ -101,13 +119,15 @@ void cn_op_cancel(caller *k, const char *m, int ref_at, int arity)
 		cn_reply_error(k, "invalid_request", "cancel");
 		return;
 	}
-	target t = {k, (const uint8_t *)m + ref_at, (size_t)(idx - ref_at)};
+	target t = {k, (const uint8_t *)m + ref_at, (size_t)(idx - ref_at),
+	            NULL};
 	cn_server *srv = k->srv;
 	int rc = ESDB_ENOTFOUND;
 	pthread_rwlock_rdlock(&srv->store_lock);
-	if (!srv->closed) {
+	t.sent = find_owed(&t);
+	if (!srv->closed && t.sent) {
 		withdrawing = true;
-		rc = esdb_store_cancel(srv->store, same_request, &t);
+		rc = esdb_store_cancel(srv->store, queued_request, &t);
 		withdrawing = false;
 	}
 	pthread_rwlock_unlock(&srv->store_lock);
