@@ -167,7 +167,8 @@ static bool has_room(int fd, size_t len)
 }
 
 /* A reply written by the thread that made it, when nothing is queued or
- * being written ahead of it and the socket has room for it: without the
+ * being written ahead of it and the socket has room for it (looked at
+ * again once the turn is taken): without the
  * writer's wake-up, which cost 0.4-1.7 ms a read page on the loaded
  * test machine (docs/PERFORMANCE.md). False: not sent, queue it. */
 static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
@@ -181,6 +182,15 @@ static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 	pthread_mutex_unlock(&c->mu);
 	if (!mine)
 		return false;
+	/* the writer may have filled the socket since the first look: with
+	 * the turn taken, nothing else writes; without room, hand it back */
+	if (!has_room(c->fd, (size_t)x->index + 1024)) {
+		pthread_mutex_lock(&c->mu);
+		c->sending = false;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		return false;
+	}
 	int rc = ei_send_tmo(c->fd, (erlang_pid *)to, x->buff, x->index,
 	                     SEND_TIMEOUT_MS);
 	pthread_mutex_lock(&c->mu);
