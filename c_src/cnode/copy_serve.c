@@ -216,10 +216,13 @@ fail:
 }
 
 /* The copy `handle` of k's connection and store: a descriptor of its
- * own (closed by the caller) and its size; -1 when there is none. */
-static int find(caller *k, uint64_t handle, uint64_t *size, bool remove)
+ * own (closed by the caller) and its size; -1 when there is none or
+ * none could be made (*err its errno, else 0). */
+static int find(caller *k, uint64_t handle, uint64_t *size, bool remove,
+                int *err)
 {
 	int fd = -1;
+	*err = 0;
 	pthread_mutex_lock(&mu);
 	for (size_t i = 0; i < MAX_HELD; i++) {
 		held *h = &table[i];
@@ -231,6 +234,7 @@ static int find(caller *k, uint64_t handle, uint64_t *size, bool remove)
 			fd = 0;
 		} else {
 			fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
+			*err = fd < 0 ? errno : 0;
 			*size = h->size;
 		}
 		break;
@@ -254,7 +258,12 @@ static void invalid_copy(caller *k, uint64_t handle)
 static void copy_read(caller *k, uint64_t handle, uint64_t at, uint64_t len)
 {
 	uint64_t size = 0;
-	int fd = find(k, handle, &size, false);
+	int err;
+	int fd = find(k, handle, &size, false, &err);
+	if (fd < 0 && err) { /* EMFILE: the copy is there, no fd for it */
+		cn_reply_rc(k, err);
+		return;
+	}
 	if (fd < 0) {
 		invalid_copy(k, handle);
 		return;
@@ -319,7 +328,7 @@ void cn_copy_request(caller *k, const cn_envelope *e, const char *m)
 		copy_open(k);
 	else if (op == 1)
 		copy_read(k, v[0].u, v[1].u, v[2].u);
-	else if (find(k, v[0].u, NULL, true) < 0)
+	else if (find(k, v[0].u, NULL, true, &(int){0}) < 0)
 		invalid_copy(k, v[0].u);
 	else
 		cn_reply_rc(k, 0);

@@ -278,7 +278,9 @@ static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
 	else if (strcmp(e->op, "cancel") == 0)
 		cn_op_cancel(k, (const char *)m, e->args_at, e->arity);
 	else if (strcmp(e->op, "cluster_add") == 0 && e->arity == 4 &&
-	         cn_conn_hello_done(k->c))
+	         !cn_conn_hello_done(k->c))
+		cn_reply_error(k, NULL, "hello_required");
+	else if (strcmp(e->op, "cluster_add") == 0 && e->arity == 4)
 		cn_op_cluster_add_named(k, (const char *)m, e->args_at,
 		                        e->arity);
 	else if (cn_copy_is_request(e->op) && !cn_conn_hello_done(k->c))

@@ -149,4 +149,30 @@ defmodule ExESDB.CNodeCopyServeTest do
     assert {:error, {:invalid_copy, ^h2}} = call(cn.name, {:copy_read, h2, 0, 10})
     assert {:ok, _, _, _} = call(cn.name, {:copy_open})
   end
+
+  # The soft RLIMIT_NOFILE of pid set to n (prlimit(1)); its old value.
+  defp nofile(pid, n) do
+    {old, 0} =
+      System.cmd("prlimit", ["--pid", "#{pid}", "--nofile", "--raw", "--noheadings", "-o", "SOFT"])
+
+    {_, 0} = System.cmd("prlimit", ["--pid", "#{pid}", "--nofile=#{n}:"])
+    String.trim(old)
+  end
+
+  test "a read of a held copy without a descriptor to spare answers the errno, not invalid_copy",
+       %{dir: dir} do
+    cn = start_cnode(dir)
+    assert {:ok, h, _, _} = call(cn.name, {:copy_open})
+    # every descriptor below the limit taken: the read's dup gets EMFILE
+    used = for fd <- File.ls!("/proc/#{cn.os_pid}/fd"), do: String.to_integer(fd)
+    free = Enum.find(0..100_000, &(&1 not in used))
+    old = nofile(cn.os_pid, free)
+
+    reply = call(cn.name, {:copy_read, h, 0, 10})
+    nofile(cn.os_pid, old)
+    assert {:error, reason} = reply
+    refute match?({:invalid_copy, _}, reason)
+    # the copy is still there
+    assert {:ok, <<_::binary-size(10)>>} = call(cn.name, {:copy_read, h, 0, 10})
+  end
 end

@@ -128,6 +128,8 @@ defmodule ExESDB.CNodeTest do
        %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
     assert call(cn.name, {:stream_info, "s"}) == {:error, :hello_required}
+    assert call(cn.name, {:cluster_add, 2, "127.0.0.1:1"}) == {:error, :hello_required}
+    assert call(cn.name, {:cluster_add, 2, "127.0.0.1:1", :a@b}) == {:error, :hello_required}
     assert call(cn.name, {:hello, 2}) == {:error, {:protocol_version, 1}}
     assert call(cn.name, {:hello, :one}) == {:error, {:protocol_version, 1}}
     assert call(cn.name, {:stream_info, "s"}) == {:error, :hello_required}
