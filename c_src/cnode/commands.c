@@ -176,18 +176,26 @@ void cn_op_snapshot_delete(caller *k, const arg *v, const char *m)
 
 /* Names starting "ex_esdb:" are the store's own (a cluster's member
  * records, which not_leader and the copy puller trust): refused to a
- * client as the Erlang and Elixir APIs refuse them, with the barrier's
- * delete (a no-op no record has) let through. Answered when refused. */
-#define OWN_PREFIX "ex_esdb:"
-#define BARRIER    OWN_PREFIX "barrier"
+ * client as the Erlang and Elixir APIs refuse them, but for the
+ * barrier's delete (a no-op no record has) and a member C node's put
+ * of its own record (copy_pull.c's record_self: the definition is the
+ * asking node's own name). Answered when refused. */
+#define OWN_PREFIX    "ex_esdb:"
+#define BARRIER       OWN_PREFIX "barrier"
+#define MEMBER_RECORD OWN_PREFIX "cnode:"
 
-static bool own_name(caller *k, const arg *name, bool barrier_ok)
+static bool own_name(caller *k, const arg *name, const arg *def)
 {
 	if (name->len < sizeof(OWN_PREFIX) - 1 ||
 	    memcmp(name->p, OWN_PREFIX, sizeof(OWN_PREFIX) - 1) != 0)
 		return false;
-	if (barrier_ok && name->len == sizeof(BARRIER) - 1 &&
+	if (!def && name->len == sizeof(BARRIER) - 1 &&
 	    memcmp(name->p, BARRIER, name->len) == 0)
+		return false;
+	const char *peer = cn_conn_peer(k->c);
+	if (def && name->len > sizeof(MEMBER_RECORD) - 1 &&
+	    memcmp(name->p, MEMBER_RECORD, sizeof(MEMBER_RECORD) - 1) == 0 &&
+	    def->len == strlen(peer) && memcmp(def->p, peer, def->len) == 0)
 		return false;
 	ei_x_buff x;
 	cn_reply_begin(k, &x);
@@ -203,7 +211,7 @@ static bool own_name(caller *k, const arg *name, bool barrier_ok)
 /* {checkpoint_put, Name, Checkpoint, Definition} */
 void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 {
-	if (own_name(k, &v[0], false))
+	if (own_name(k, &v[0], &v[2]))
 		return;
 	esdb_cmd cmd;
 	int rc = esdb_cmd_checkpoint_put(&k->srv->limits, v[0].p, v[0].len,
@@ -214,7 +222,7 @@ void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 /* {checkpoint_delete, Name} */
 void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m)
 {
-	if (own_name(k, &v[0], true))
+	if (own_name(k, &v[0], NULL))
 		return;
 	esdb_cmd cmd;
 	int rc =
