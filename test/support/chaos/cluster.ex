@@ -16,6 +16,7 @@ defmodule ExESDB.Chaos.Cluster do
   # not make global cut its own other connections (issue 14).
 
   import ExESDB.Test.ClusterHelpers
+  import ExESDB.Chaos.Ports, only: [hold: 3, release: 2]
 
   alias ExESDB.Chaos.Workload
   alias ExESDB.Test.ClusterPeer
@@ -211,27 +212,12 @@ defmodule ExESDB.Chaos.Cluster do
     end
   end
 
-  @doc "The OS pid of a node's VM (as of its last start)."
-  def os_pid(ctx, node), do: Agent.get(ctx.state, &Map.fetch!(&1.os_pids, node))
-
-  @doc """
-  kill -9 the node's VM; answers once the signal is sent (the fault is
-  in place). Call await_down/1 from the same process before restarting.
-  """
-  def kill(ctx, node) do
-    Node.monitor(node, true)
-    {_, 0} = System.cmd("kill", ["-9", "#{os_pid(ctx, node)}"])
-    :ok
-  end
-
-  @doc "Wait until this VM saw a node killed by kill/2 go."
-  def await_down(node) do
-    receive do
-      {:nodedown, ^node} -> :ok
-    after
-      30_000 -> raise "#{node} still up after kill -9"
-    end
-  end
+  # os_pid/2, kill/2, await_down/1, pause/2, resume/2 of a peer's VM by OS pid
+  defdelegate os_pid(ctx, node), to: ExESDB.Chaos.Signals
+  defdelegate kill(ctx, node), to: ExESDB.Chaos.Signals
+  defdelegate await_down(node), to: ExESDB.Chaos.Signals
+  defdelegate pause(ctx, node), to: ExESDB.Chaos.Signals
+  defdelegate resume(ctx, node), to: ExESDB.Chaos.Signals
 
   @doc "Start a killed node again: the same name, data directory and options."
   def restart(ctx, node) do
@@ -284,22 +270,6 @@ defmodule ExESDB.Chaos.Cluster do
     :ok
   end
 
-  # A listening socket on every address: no bind or connect here takes the port.
-  defp hold(held, node, spec) do
-    socks =
-      for port <- [spec.dist_port, spec.raft_port],
-          {:ok, sock} <- [:gen_tcp.listen(port, reuseaddr: true)],
-          do: sock
-
-    Map.put(held, node, socks)
-  end
-
-  defp release(held, node) do
-    {socks, held} = Map.pop(held, node, [])
-    Enum.each(socks, &:gen_tcp.close/1)
-    held
-  end
-
   defp members(store, node) do
     case :erpc.call(node, ExESDB.Cluster, :members, [store], 5_000) do
       {:ok, ms} -> Enum.map(ms, &elem(&1, 1))
@@ -320,15 +290,6 @@ defmodule ExESDB.Chaos.Cluster do
     store_dir = Path.join(Keyword.fetch!(ctx.specs[node].store_opts, :data_dir), "#{ctx.store}")
     File.rm_rf!(store_dir)
     File.cp_r!(backup, store_dir)
-    :ok
-  end
-
-  @doc "SIGSTOP / SIGCONT the node's VM."
-  def pause(ctx, node), do: signal(ctx, node, "-STOP")
-  def resume(ctx, node), do: signal(ctx, node, "-CONT")
-
-  defp signal(ctx, node, sig) do
-    {_, 0} = System.cmd("kill", [sig, "#{os_pid(ctx, node)}"])
     :ok
   end
 

@@ -20,6 +20,7 @@ defmodule ExESDB.Chaos.CNodes do
   # starts again with the same name, store directory, raft id and ports.
 
   import ExESDB.Test.ClusterHelpers, only: [free_ports: 1, wait_until: 2]
+  import ExESDB.Chaos.Ports, only: [hold: 3, release: 2]
 
   alias ExESDB.Chaos.Workload
   alias ExESDB.Test.ClusterPeer
@@ -264,36 +265,15 @@ defmodule ExESDB.Chaos.CNodes do
     if System.get_env("ESDB_CHAOS_KEEP") in [nil, "", "0"], do: File.rm_rf(dir)
   end
 
-  @doc "The OS pid of a C node (as of its last start)."
-  def os_pid(ctx, cn), do: Agent.get(ctx.state, &Map.fetch!(&1.os_pids, cn))
-
-  @doc "kill -9 a C node; answers once the signal is sent. await_down/1 before restart/2."
-  def kill(ctx, cn) do
-    Node.monitor(cn, true)
-    {_, 0} = System.cmd("kill", ["-9", "#{os_pid(ctx, cn)}"])
-    :ok
-  end
-
-  @doc "Wait until this VM saw a C node killed by kill/2 go."
-  def await_down(cn) do
-    receive do
-      {:nodedown, ^cn} -> :ok
-    after
-      30_000 -> raise "#{cn} still up after kill -9"
-    end
-  end
+  # os_pid/2, kill/2, await_down/1, pause/2, resume/2 by OS pid
+  defdelegate os_pid(ctx, cn), to: ExESDB.Chaos.Signals
+  defdelegate kill(ctx, cn), to: ExESDB.Chaos.Signals
+  defdelegate await_down(cn), to: ExESDB.Chaos.Signals
+  defdelegate pause(ctx, cn), to: ExESDB.Chaos.Signals
+  defdelegate resume(ctx, cn), to: ExESDB.Chaos.Signals
 
   @doc "Start a killed C node again: the same name, store, raft id and ports."
   def restart(ctx, cn), do: start_cnode(ctx, cn)
-
-  @doc "SIGSTOP / SIGCONT a C node."
-  def pause(ctx, cn), do: signal(ctx, cn, "-STOP")
-  def resume(ctx, cn), do: signal(ctx, cn, "-CONT")
-
-  defp signal(ctx, cn, sig) do
-    {_, 0} = System.cmd("kill", [sig, "#{os_pid(ctx, cn)}"])
-    :ok
-  end
 
   @doc """
   A request to a C node from this process: its reply, or :no_reply
@@ -406,22 +386,6 @@ defmodule ExESDB.Chaos.CNodes do
 
       Process.whereis(name) != nil
     end)
-  end
-
-  # A listening socket on every address: no bind or connect here takes the port.
-  defp hold(held, node, spec) do
-    socks =
-      for port <- [spec.dist_port, spec.raft_port],
-          {:ok, sock} <- [:gen_tcp.listen(port, reuseaddr: true)],
-          do: sock
-
-    Map.put(held, node, socks)
-  end
-
-  defp release(held, node) do
-    {socks, held} = Map.pop(held, node, [])
-    Enum.each(socks, &:gen_tcp.close/1)
-    held
   end
 
   # ---- the final state --------------------------------------------------
