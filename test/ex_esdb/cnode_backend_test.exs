@@ -9,6 +9,8 @@ defmodule ExESDB.CNodeBackendTest do
   alias ExESDB.CNode.Launcher
 
   @moduletag timeout: 180_000
+  alias ExESDB.Test.CNodeCluster
+
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
@@ -280,19 +282,14 @@ defmodule ExESDB.CNodeBackendTest do
   defp start_cnode(dir) do
     name = :"cnbext#{System.unique_integer([:positive])}@#{host()}"
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
+    {port, os_pid} =
+      CNodeCluster.open(
+        @bin,
+        ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
                  --durability nosync)
-      ])
+      )
 
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    CNodeCluster.kill_at_exit(os_pid)
     assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
     name
   end

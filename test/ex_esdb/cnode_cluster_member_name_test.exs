@@ -31,35 +31,27 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
     [p] = free_ports(1)
     address = "127.0.0.1:#{p}"
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: [
-          "--name",
-          Atom.to_string(name),
-          "--store",
-          Path.join(dir, "joiner#{id}"),
-          "--cookie-stdin",
-          "--stop-on-eof",
-          "--durability",
-          "nosync",
-          "--raft-id",
-          "#{id}",
-          "--raft-address",
-          address,
-          "--raft-election-timeout-ms",
-          "500",
-          "--raft-heartbeat-ms",
-          "20"
-        ]
+    {port, os_pid} =
+      CNodeCluster.open(@bin, [
+        "--name",
+        Atom.to_string(name),
+        "--store",
+        Path.join(dir, "joiner#{id}"),
+        "--cookie-stdin",
+        "--stop-on-eof",
+        "--durability",
+        "nosync",
+        "--raft-id",
+        "#{id}",
+        "--raft-address",
+        address,
+        "--raft-election-timeout-ms",
+        "500",
+        "--raft-heartbeat-ms",
+        "20"
       ])
 
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    CNodeCluster.kill_at_exit(os_pid)
     await_ready(port)
     true = Node.connect(name)
     {:ok, 1} = call(name, {:hello, 1})

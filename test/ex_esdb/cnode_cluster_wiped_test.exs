@@ -69,18 +69,8 @@ defmodule ExESDB.CNodeClusterWipedTest do
         "20"
       ] ++ flags
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: args
-      ])
-
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    {port, os_pid} = CNodeCluster.open(@bin, args)
+    CNodeCluster.kill_at_exit(os_pid)
 
     {status, lines} = outcome(port, [])
     out = Enum.join(lines, "\n")

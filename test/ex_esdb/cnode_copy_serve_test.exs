@@ -12,6 +12,8 @@ defmodule ExESDB.CNodeCopyServeTest do
   alias ExESDB.Test.Crc32c
 
   @moduletag timeout: 120_000
+  alias ExESDB.Test.CNodeCluster
+
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @piece 1 <<< 20
 
@@ -31,18 +33,8 @@ defmodule ExESDB.CNodeCopyServeTest do
 
     args = ~w(--name #{name} --store #{store} --cookie-stdin --stop-on-eof --durability nosync)
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: args
-      ])
-
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    {port, os_pid} = CNodeCluster.open(@bin, args)
+    CNodeCluster.kill_at_exit(os_pid)
 
     receive do
       {^port, {:data, {:eol, "ready " <> _}}} -> :ok

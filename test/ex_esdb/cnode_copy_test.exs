@@ -80,17 +80,7 @@ defmodule ExESDB.CNodeCopyTest do
 
     owner =
       spawn(fn ->
-        port =
-          Port.open({:spawn_executable, @bin}, [
-            :binary,
-            :exit_status,
-            :stderr_to_stdout,
-            {:line, 1024},
-            args: args
-          ])
-
-        {:os_pid, os_pid} = Port.info(port, :os_pid)
-        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        {port, os_pid} = CNodeCluster.open(@bin, args)
         forward(test, spec.name, port, os_pid)
       end)
 

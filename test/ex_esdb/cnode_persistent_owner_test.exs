@@ -10,6 +10,8 @@ defmodule ExESDB.CNodePersistentOwnerTest do
   alias ExESDB.Subscriptions
 
   @moduletag timeout: 120_000
+  alias ExESDB.Test.CNodeCluster
+
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
@@ -25,19 +27,14 @@ defmodule ExESDB.CNodePersistentOwnerTest do
   defp start_cnode(dir) do
     name = :"cnpo#{System.unique_integer([:positive])}@#{host()}"
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
+    {port, os_pid} =
+      CNodeCluster.open(
+        @bin,
+        ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
                  --durability nosync)
-      ])
+      )
 
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    CNodeCluster.kill_at_exit(os_pid)
     assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
     name
   end

@@ -10,6 +10,8 @@ defmodule ExESDB.CNodeSessionTest do
   alias ExESDB.CNode.Session
 
   @moduletag timeout: 180_000
+  alias ExESDB.Test.CNodeCluster
+
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
@@ -29,18 +31,8 @@ defmodule ExESDB.CNodeSessionTest do
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --durability nosync) ++
         extra
 
-    port =
-      Port.open({:spawn_executable, @bin}, [
-        :binary,
-        :exit_status,
-        :stderr_to_stdout,
-        {:line, 1024},
-        args: args
-      ])
-
-    {:os_pid, os_pid} = Port.info(port, :os_pid)
-    on_exit(fn -> System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true) end)
-    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    {port, os_pid} = CNodeCluster.open(@bin, args)
+    CNodeCluster.kill_at_exit(os_pid)
     {:ok, _} = await_line(port, "ready ")
     %{port: port, name: name, os_pid: os_pid}
   end

@@ -89,17 +89,7 @@ defmodule ExESDB.Test.CNodeCluster do
             "20"
           ] ++ flags
 
-        port =
-          Port.open({:spawn_executable, @bin}, [
-            :binary,
-            :exit_status,
-            :stderr_to_stdout,
-            {:line, 1024},
-            args: args
-          ])
-
-        {:os_pid, os_pid} = Port.info(port, :os_pid)
-        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        {port, os_pid} = open(@bin, args)
         Map.merge(m, %{port: port, os_pid: os_pid})
       end
 
@@ -126,6 +116,34 @@ defmodule ExESDB.Test.CNodeCluster do
     after
       15_000 -> "no ready line"
     end
+  end
+
+  @doc """
+  Opens the C node binary `bin` with `args` (and OS `env`) as a port of
+  the calling process, lines of output as {:line, 1024}, and gives it
+  this node's cookie on stdin (for --cookie-stdin): {port, os_pid}.
+  """
+  def open(bin, args, env \\ []) do
+    port =
+      Port.open({:spawn_executable, bin}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        {:line, 1024},
+        args: args,
+        env: env
+      ])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+    Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+    {port, os_pid}
+  end
+
+  @doc "kill -9 the OS process at the calling test's exit (call from the test process)."
+  def kill_at_exit(os_pid) do
+    ExUnit.Callbacks.on_exit(fn ->
+      System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+    end)
   end
 
   @doc "A request to a C node from this process (:no_reply after ms)."

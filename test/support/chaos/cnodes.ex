@@ -182,18 +182,7 @@ defmodule ExESDB.Chaos.CNodes do
   defp own(dir) do
     receive do
       {:open, from, ref, cn, args, env} ->
-        port =
-          Port.open({:spawn_executable, @bin}, [
-            :binary,
-            :exit_status,
-            :stderr_to_stdout,
-            {:line, 1024},
-            args: args,
-            env: env
-          ])
-
-        {:os_pid, os_pid} = Port.info(port, :os_pid)
-        Port.command(port, Atom.to_string(Node.get_cookie()) <> "\n")
+        {port, os_pid} = ExESDB.Test.CNodeCluster.open(@bin, args, env)
         Process.put(port, Path.join(dir, "#{cn}.log"))
 
         case await_ready(port) do
