@@ -107,28 +107,7 @@ defmodule ExESDB.ChaosCNodeTest do
   # leadership reports and the fault checks added to the verdict.
   defp run(ctx, kinds, stop, opts) do
     lead = Leadership.start(ctx.store, ctx.cnodes, &info/2)
-
-    extend = fn ops, v ->
-      seen = Leadership.stop(lead)
-      extra = Faults.check(ops) ++ seen.anomalies
-
-      stats =
-        Map.merge(v.stats, %{
-          faults: Faults.figures(ops, v, ctx.election_timeout),
-          leader_terms: seen.leaders,
-          election_timeout_ms: ctx.election_timeout,
-          load_before: opts[:load_before],
-          load_after: String.trim(File.read!("/proc/loadavg"))
-        })
-
-      %{
-        v
-        | valid?: v.valid? and extra == [],
-          anomalies: v.anomalies ++ extra,
-          counts: Map.merge(v.counts, Enum.frequencies_by(extra, & &1.kind)),
-          stats: stats
-      }
-    end
+    extend = Faults.extend(lead, ctx.election_timeout, opts[:load_before])
 
     CNodes.run(ctx,
       nemesis: fn h -> CNodeNemesis.run(ctx, h, kinds, stop) end,

@@ -96,29 +96,7 @@ defmodule ExESDB.ChaosFaultsTest do
   # leadership reports and the fault checks added to the verdict.
   defp run(ctx, kinds, stop, opts) do
     lead = Leadership.start(ctx.store, ctx.nodes)
-
-    extend = fn ops, v ->
-      seen = Leadership.stop(lead)
-      extra = Faults.check(ops) ++ seen.anomalies
-      counts = Map.merge(v.counts, Enum.frequencies_by(extra, & &1.kind))
-
-      stats =
-        Map.merge(v.stats, %{
-          faults: Faults.figures(ops, v, ctx.election_timeout),
-          leader_terms: seen.leaders,
-          election_timeout_ms: ctx.election_timeout,
-          load_before: opts[:load_before],
-          load_after: String.trim(File.read!("/proc/loadavg"))
-        })
-
-      %{
-        v
-        | valid?: v.valid? and extra == [],
-          anomalies: v.anomalies ++ extra,
-          counts: counts,
-          stats: stats
-      }
-    end
+    extend = Faults.extend(lead, ctx.election_timeout, opts[:load_before])
 
     Cluster.run(ctx,
       nemesis: fn h -> Nemesis.run(ctx, h, kinds, stop) end,

@@ -21,6 +21,36 @@ defmodule ExESDB.Chaos.Faults do
   # place until the nodes left agreed on a new one (as the nemesis saw
   # it, polling every 20 ms) (p50 and max, ms and in election timeouts).
 
+  @doc """
+  A workload run's `extend:` beside a nemesis: stops the
+  ExESDB.Chaos.Leadership reporter `lead`, adds its anomalies and
+  check/1's to the verdict, figures/3, the leader terms and the load
+  before and after to its stats.
+  """
+  def extend(lead, election_timeout, load_before) do
+    fn ops, v ->
+      seen = ExESDB.Chaos.Leadership.stop(lead)
+      extra = check(ops) ++ seen.anomalies
+
+      stats =
+        Map.merge(v.stats, %{
+          faults: figures(ops, v, election_timeout),
+          leader_terms: seen.leaders,
+          election_timeout_ms: election_timeout,
+          load_before: load_before,
+          load_after: String.trim(File.read!("/proc/loadavg"))
+        })
+
+      %{
+        v
+        | valid?: v.valid? and extra == [],
+          anomalies: v.anomalies ++ extra,
+          counts: Map.merge(v.counts, Enum.frequencies_by(extra, & &1.kind)),
+          stats: stats
+      }
+    end
+  end
+
   @doc "Anomalies of the fault windows in `ops` (invocation order)."
   def check(ops) do
     cycles = cycles(ops)
