@@ -20,8 +20,6 @@ defmodule ExESDB.CNodeBackendTest do
     %{dir: dir}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
-
   defp start_system(dir, opts) do
     opts =
       Keyword.merge(
@@ -277,22 +275,7 @@ defmodule ExESDB.CNodeBackendTest do
     end
   end
 
-  # A C node started as its own process (as an operator would), the
-  # cookie on its stdin.
-  defp start_cnode(dir) do
-    name = :"cnbext#{System.unique_integer([:positive])}@#{host()}"
-
-    {port, os_pid} =
-      CNodeCluster.open(
-        @bin,
-        ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
-                 --durability nosync)
-      )
-
-    CNodeCluster.kill_at_exit(os_pid)
-    assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
-    name
-  end
+  defp start_cnode(dir), do: CNodeCluster.start_single(@bin, "cnbext", Path.join(dir, "ext"))
 
   test "a C node started elsewhere (cnode:), and kill -9 of another client node",
        %{dir: dir} do

@@ -14,8 +14,6 @@ defmodule ExESDB.CNodePersistentOwnerTest do
 
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
-
   setup do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cnpo_#{System.unique_integer([:positive])}")
     File.rm_rf!(dir)
@@ -24,20 +22,7 @@ defmodule ExESDB.CNodePersistentOwnerTest do
     %{dir: dir}
   end
 
-  defp start_cnode(dir) do
-    name = :"cnpo#{System.unique_integer([:positive])}@#{host()}"
-
-    {port, os_pid} =
-      CNodeCluster.open(
-        @bin,
-        ~w(--name #{name} --store #{Path.join(dir, "ext")} --cookie-stdin --stop-on-eof
-                 --durability nosync)
-      )
-
-    CNodeCluster.kill_at_exit(os_pid)
-    assert_receive {^port, {:data, {:eol, "ready " <> _}}}, 10_000
-    name
-  end
+  defp start_cnode(dir), do: CNodeCluster.start_single(@bin, "cnpo", Path.join(dir, "ext"))
 
   defp start_peer(store, dir, cnode) do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])

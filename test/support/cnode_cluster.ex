@@ -139,6 +139,29 @@ defmodule ExESDB.Test.CNodeCluster do
     {port, os_pid}
   end
 
+  @doc """
+  A C node of its own (no raft), as an operator would start it: store
+  `store`, nosync, the cookie on its stdin, killed at the calling test's
+  exit. Its name (prefix<n>@host) once it said ready.
+  """
+  def start_single(bin, prefix, store) do
+    name = :"#{prefix}#{System.unique_integer([:positive])}@#{host()}"
+
+    {port, os_pid} =
+      open(
+        bin,
+        ~w(--name #{name} --store #{store} --cookie-stdin --stop-on-eof --durability nosync)
+      )
+
+    kill_at_exit(os_pid)
+
+    receive do
+      {^port, {:data, {:eol, "ready " <> _}}} -> name
+    after
+      10_000 -> ExUnit.Assertions.flunk("#{name}: no ready line")
+    end
+  end
+
   @doc "kill -9 the OS process at the calling test's exit (call from the test process)."
   def kill_at_exit(os_pid) do
     ExUnit.Callbacks.on_exit(fn ->
