@@ -47,16 +47,7 @@ defmodule ExESDB.CNodeCopyServeTest do
     %{name: name, os_pid: os_pid, store: store}
   end
 
-  defp call(node, request, ms \\ 10_000) do
-    ref = make_ref()
-    send({:esdb, node}, {:call, self(), ref, request})
-
-    receive do
-      {^ref, reply} -> reply
-    after
-      ms -> :no_reply
-    end
-  end
+  defp call(node, request, ms \\ 10_000), do: CNodeCluster.call(node, request, ms)
 
   # the C node's descriptors of unlinked files (a copy held)
   defp held(cn) do

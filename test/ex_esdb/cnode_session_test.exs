@@ -49,16 +49,7 @@ defmodule ExESDB.CNodeSessionTest do
     end
   end
 
-  defp call(node, request) do
-    ref = make_ref()
-    send({:esdb, node}, {:call, self(), ref, request})
-
-    receive do
-      {^ref, reply} -> reply
-    after
-      5_000 -> :no_reply
-    end
-  end
+  defp call(node, request), do: CNodeCluster.call(node, request, 5_000)
 
   defp subscribers(node) do
     {:ok, %{subscribers: n}} = call(node, {:stats})

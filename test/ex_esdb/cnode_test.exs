@@ -10,6 +10,8 @@ defmodule ExESDB.CNodeTest do
 
   @moduletag timeout: 180_000
   # ESDB_CNODE_BIN runs another build (make asan-cnode: under ASan)
+  alias ExESDB.Test.CNodeCluster
+
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @probe Path.expand("../../build/esdb_cnode_probe", __DIR__)
 
@@ -91,16 +93,7 @@ defmodule ExESDB.CNodeTest do
     end
   end
 
-  defp call(node, request, ms \\ 5_000) do
-    ref = make_ref()
-    send({:esdb, node}, {:call, self(), ref, request})
-
-    receive do
-      {^ref, reply} -> reply
-    after
-      ms -> :no_reply
-    end
-  end
+  defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
 
   defp hello!(node), do: {:ok, 1} = call(node, {:hello, 1})
 
