@@ -7,10 +7,9 @@ defmodule ExESDB.CNodeBackendTest do
   import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
   alias ExESDB.{NewEvent, Streams, Subscriptions}
   alias ExESDB.CNode.Launcher
-
-  @moduletag timeout: 180_000
   alias ExESDB.Test.CNodeCluster
 
+  @moduletag timeout: 180_000
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do

@@ -10,10 +10,9 @@ defmodule ExESDB.CNodeCopyServeTest do
   import Bitwise
   import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
   alias ExESDB.Test.Crc32c
-
-  @moduletag timeout: 120_000
   alias ExESDB.Test.CNodeCluster
 
+  @moduletag timeout: 120_000
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @piece 1 <<< 20
 

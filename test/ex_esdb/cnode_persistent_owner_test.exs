@@ -8,10 +8,9 @@ defmodule ExESDB.CNodePersistentOwnerTest do
 
   import ExESDB.Test.ClusterHelpers
   alias ExESDB.Subscriptions
-
-  @moduletag timeout: 120_000
   alias ExESDB.Test.CNodeCluster
 
+  @moduletag timeout: 120_000
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do

@@ -8,10 +8,9 @@ defmodule ExESDB.CNodeSessionTest do
   import Bitwise
 
   alias ExESDB.CNode.Session
-
-  @moduletag timeout: 180_000
   alias ExESDB.Test.CNodeCluster
 
+  @moduletag timeout: 180_000
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do

@@ -7,11 +7,10 @@ defmodule ExESDB.CNodeTest do
   # number of mutated requests (300 by default); ESDB_SEED the seed.
   use ExUnit.Case, async: false
   import Bitwise
+  alias ExESDB.Test.CNodeCluster
 
   @moduletag timeout: 180_000
   # ESDB_CNODE_BIN runs another build (make asan-cnode: under ASan)
-  alias ExESDB.Test.CNodeCluster
-
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @probe Path.expand("../../build/esdb_cnode_probe", __DIR__)
 
