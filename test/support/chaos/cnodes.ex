@@ -281,16 +281,7 @@ defmodule ExESDB.Chaos.CNodes do
 
   defp hello(cn), do: raw_call(cn, {:hello, 1}, 5_000)
 
-  defp raw_call(cn, request, ms) do
-    ref = make_ref()
-    send({:esdb, cn}, {:call, self(), ref, request})
-
-    receive do
-      {^ref, reply} -> reply
-    after
-      ms -> :no_reply
-    end
-  end
+  defp raw_call(cn, request, ms), do: ExESDB.Test.CNodeCluster.call(cn, request, ms)
 
   @doc "A C node's cluster_info, or nil when it cannot answer within `ms`."
   def try_info(cn, ms \\ 1000) do
