@@ -294,14 +294,5 @@ defmodule ExESDB.CNodeClusterTest do
     end
   end
 
-  defp read_all(node), do: read_all(node, 0, [])
-
-  defp read_all(node, from, acc) do
-    {:ok, events, _next} = call(node, {:read_all, from, 1000, :forward}, 10_000)
-
-    case events do
-      [] -> acc |> Enum.reverse() |> Enum.concat()
-      es -> read_all(node, elem(List.last(es), 0) + 1, [es | acc])
-    end
-  end
+  defp read_all(node), do: CNodeCluster.read_all(node)
 end

@@ -177,16 +177,7 @@ defmodule ExESDB.CNodeCopyTest do
     i
   end
 
-  defp read_all(node), do: read_all(node, 0, [])
-
-  defp read_all(node, from, acc) do
-    {:ok, events, _next} = call(node, {:read_all, from, 1000, :forward}, 10_000)
-
-    case events do
-      [] -> acc |> Enum.reverse() |> Enum.concat()
-      es -> read_all(node, elem(List.last(es), 0) + 1, [es | acc])
-    end
-  end
+  defp read_all(node), do: CNodeCluster.read_all(node)
 
   # every one of cns applied what the leader did, and their $all agree
   defp assert_same(cns, leader, n) do

@@ -181,6 +181,18 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
+  @doc "Every event in a C node's $all, read from it directly in pages of 1000."
+  def read_all(node), do: read_all(node, 0, [])
+
+  defp read_all(node, from, acc) do
+    {:ok, events, _next} = call(node, {:read_all, from, 1000, :forward}, 10_000)
+
+    case events do
+      [] -> acc |> Enum.reverse() |> Enum.concat()
+      es -> read_all(node, elem(List.last(es), 0) + 1, [es | acc])
+    end
+  end
+
   @doc "The member every one of `cns` names as leader, once they agree."
   def leader(cns) do
     wait_until(
