@@ -15,11 +15,7 @@ defmodule ExESDB.CNodeClusterBarrierTest do
   @moduletag timeout: 180_000
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnb_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnb")}
   end
 
   defp call(node, request), do: CNodeCluster.call(node, request)

@@ -20,11 +20,7 @@ defmodule ExESDB.CNodeClusterLateWriteTest do
   @moduletag timeout: 120_000
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnlate_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnlate")}
   end
 
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)

@@ -15,11 +15,7 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnm_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnm")}
   end
 
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)

@@ -16,11 +16,7 @@ defmodule ExESDB.CNodeClusterTest do
   @moduletag timeout: 180_000
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnc_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnc")}
   end
 
   defp start_cluster(dir),

@@ -16,11 +16,7 @@ defmodule ExESDB.CNodeClusterWipedTest do
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cncw_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cncw")}
   end
 
   test "a replica killed and wiped refuses to start as its old voter while the others " <>

@@ -17,11 +17,7 @@ defmodule ExESDB.CNodeCopyServeTest do
   @piece 1 <<< 20
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cncs_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cncs")}
   end
 
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()

@@ -21,11 +21,7 @@ defmodule ExESDB.CNodeCopyTest do
   @away 400
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cncopy_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cncopy")}
   end
 
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()

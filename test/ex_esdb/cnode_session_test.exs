@@ -14,11 +14,7 @@ defmodule ExESDB.CNodeSessionTest do
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnsub_#{System.unique_integer([:positive])}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{dir: dir}
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnsub")}
   end
 
   defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()

@@ -16,6 +16,18 @@ defmodule ExESDB.Test.ClusterHelpers do
     ports
   end
 
+  @doc """
+  A new empty directory <tmp>/<prefix>_<n>, removed at the calling
+  test's exit (call from the test process: setup or the test).
+  """
+  def tmp_dir!(prefix) do
+    dir = Path.join(System.tmp_dir!(), "#{prefix}_#{System.unique_integer([:positive])}")
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)
+    dir
+  end
+
   @doc "Call fun every 20 ms until it returns a truthy value or ms pass."
   def wait_until(fun, ms \\ 10_000) do
     deadline = System.monotonic_time(:millisecond) + ms
