@@ -19,7 +19,7 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
   end
 
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   # A C node with a raft id and address, no member list: a joiner.
   defp start_joiner(dir, id) do

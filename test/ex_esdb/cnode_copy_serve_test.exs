@@ -20,7 +20,7 @@ defmodule ExESDB.CNodeCopyServeTest do
     %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cncs")}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   defp start_cnode(dir) do
     name = :"cncs#{System.unique_integer([:positive])}@#{host()}"

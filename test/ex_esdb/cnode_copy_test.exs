@@ -24,7 +24,7 @@ defmodule ExESDB.CNodeCopyTest do
     %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cncopy")}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   defp specs(dir, n) do
     u = System.unique_integer([:positive])

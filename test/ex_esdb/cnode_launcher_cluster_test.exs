@@ -17,7 +17,7 @@ defmodule ExESDB.CNodeLauncherClusterTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   setup do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cnl_#{System.unique_integer([:positive])}")

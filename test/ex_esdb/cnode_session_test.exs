@@ -17,7 +17,7 @@ defmodule ExESDB.CNodeSessionTest do
     %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnsub")}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   defp start_cnode(dir, extra \\ []) do
     name = :"cnsub#{System.unique_integer([:positive])}@#{host()}"

@@ -24,7 +24,7 @@ defmodule ExESDB.CNodeTest do
     %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnode")}
   end
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  defp host, do: CNodeCluster.host()
 
   defp cookie, do: Atom.to_string(Node.get_cookie())
 

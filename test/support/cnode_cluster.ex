@@ -9,7 +9,8 @@ defmodule ExESDB.Test.CNodeCluster do
 
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
-  defp host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
+  @doc "The host part of this node's name (C nodes are named <x>@host)."
+  def host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
 
   @doc "Starts the three; [%{id, address, name, port, os_pid}] once each said hello."
   def start(dir, durability \\ "nosync"), do: start(dir, durability, 3)
