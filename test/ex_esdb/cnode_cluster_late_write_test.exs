@@ -92,6 +92,41 @@ defmodule ExESDB.CNodeClusterLateWriteTest do
     assert {:ok, 3} = Streams.append_events(store, "late", :any, [event(3)])
   end
 
+  # A try is fenced with its caller's deadline less the gateway's reply
+  # margin (ExESDB.Backend.Deadline): one that reaches the C node within
+  # that margin is refused, as the gateway's leader refuses it. Before,
+  # the fence carried the whole deadline: a try taken in its last
+  # milliseconds could be applied just after it (the C node's clock and
+  # the client's agree only within a skew, docs/CLUSTER.md "Clocks").
+  test "a try that reaches the C node within the reply margin of its caller's deadline " <>
+         "is refused, not applied",
+       %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    [f, _] = cns -- [l]
+    store = start_store(dir, f, cns)
+    {:ok, s} = ExESDB.Store.fetch(store)
+
+    # ~20 ms left, and 1 s left (the whole 50 ms margin)
+    for {left, stream} <- [{20, "margin20"}, {1_000, "margin1000"}] do
+      cmd = command(store, stream, [event(left)])
+      deadline = System.monotonic_time(:millisecond) + left
+      wall = System.system_time(:millisecond) + left
+      margin = ExESDB.Backend.Deadline.margin(left)
+      assert margin == min(div(left, 4), 50)
+
+      assert {:ok, {:in_term, _term, until, ^cmd} = try} =
+               ExESDB.Backend.CNode.write_request(s.handle, l.name, cmd, deadline)
+
+      assert until <= wall - margin, "fenced until #{until}, caller's deadline #{wall}"
+
+      # delivered within the margin (or later, on a loaded machine)
+      wait_until(fn -> System.system_time(:millisecond) >= wall - margin end, 5_000)
+      assert call(l.name, try) == {:error, :timeout}
+      assert ids(l, stream) == []
+    end
+  end
+
   test "a fenced try after its deadline is refused; in its term and in time it is applied; " <>
          "an unfenced one is applied as before; a follower names the leader",
        %{dir: dir} do

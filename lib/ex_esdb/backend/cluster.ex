@@ -8,7 +8,7 @@ defmodule ExESDB.Backend.Cluster do
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.Backend.{CallerRelay, NIF}
+  alias ExESDB.Backend.{CallerRelay, Deadline, NIF}
 
   require Logger
 
@@ -16,10 +16,6 @@ defmodule ExESDB.Backend.Cluster do
 
   @backoff_first 10
   @backoff_max 200
-  # Of a try's time left, what the leader keeps for its reply to reach
-  # the caller before the caller's deadline (at most this many ms, at
-  # most a quarter).
-  @reply_margin 50
   # How often a try waiting on a remote leader looks whether this node's
   # replica saw leadership move (ms).
   @watch 50
@@ -217,7 +213,7 @@ defmodule ExESDB.Backend.Cluster do
 
     with true <- connect(node, timeout),
          left when left != 0 <- remaining(deadline) do
-      args = [h.store_id, command, leader_budget(left), seen.term, wall_deadline(left)]
+      args = [h.store_id, command, leader_budget(left), seen.term, Deadline.wall(left)]
       req = :erpc.send_request(node, __MODULE__, :submit_on_leader, args)
       await(req, h, seen, deadline)
     else
@@ -297,8 +293,10 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
+  # Of a try's time left, the leader keeps the reply margin for its reply
+  # to reach the caller before the caller's deadline (Deadline.margin/1).
   defp leader_budget(:infinity), do: :infinity
-  defp leader_budget(timeout), do: timeout - min(div(timeout, 4), @reply_margin)
+  defp leader_budget(timeout), do: timeout - Deadline.margin(timeout)
 
   defp more_than?(:infinity, _ms), do: true
   defp more_than?(left, ms), do: left > ms
@@ -335,15 +333,12 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
-  defp wall_deadline(:infinity), do: :infinity
-  defp wall_deadline(left), do: System.system_time(:millisecond) + left
-
-  # The gateway gave the leader `left - min(left / 4, @reply_margin)`:
-  # `timeout` / 3 is that quarter below 200 ms.
+  # The gateway gave the leader `left - Deadline.margin(left)`: the same
+  # margin, recomputed from that (Deadline.budget_margin/1).
   defp in_time?(_store_id, _timeout, :infinity), do: true
 
   defp in_time?(store_id, timeout, until) do
-    margin = if timeout == :infinity, do: @reply_margin, else: min(div(timeout, 3), @reply_margin)
+    margin = Deadline.budget_margin(timeout)
     now = System.system_time(:millisecond)
     if now >= until, do: overdue(store_id, now - until)
     now < until - margin

@@ -45,13 +45,14 @@ defmodule ExESDB.Backend.CNode do
   out of time with no leader known it is `{:error, :no_quorum}`. Every
   try is fenced (docs/PROTOCOL.md `in_term`) with the raft term its C
   node was last seen in (asked with `{cluster_info}` when not known, and
-  again after it refused or was not reached) and the caller's deadline:
+  again after it refused or was not reached) and the caller's deadline
+  less the reply margin the cluster gateway keeps (`ExESDB.Backend.Deadline`):
   a try held in a connection that arrives after it was given up and sent
   again is refused there, never applied twice.
   """
   @behaviour ExESDB.Backend
 
-  alias ExESDB.Backend.{CallerRelay, Cluster}
+  alias ExESDB.Backend.{CallerRelay, Cluster, Deadline}
   alias ExESDB.CNode.{Connection, Page, Session, Terms}
   alias ExESDB.EventCodec
 
@@ -499,12 +500,15 @@ defmodule ExESDB.Backend.CNode do
   @doc false
   # The request a try of `command` at `target` is sent as: fenced with the
   # term `target` was last seen in (asked for with {cluster_info} when not
-  # known) and the deadline in wall-clock ms.
+  # known) and the deadline in wall-clock ms less the reply margin, as the
+  # cluster gateway's leader checks it (ExESDB.Backend.Deadline): a try
+  # that reaches the C node within that margin of its caller's deadline
+  # (or past it, the clocks apart by up to the margin) is refused.
   @spec write_request(%Handle{}, node(), tuple(), integer() | :infinity) ::
           {:ok, tuple()} | {:error, term()}
   def write_request(h, target, command, deadline) do
     with {:ok, t} <- term_of(h, target, deadline),
-         do: {:ok, {:in_term, t, wall_deadline(deadline), command}}
+         do: {:ok, {:in_term, t, Deadline.until(remaining(deadline)), command}}
   end
 
   defp term_of(h, target, deadline) do
@@ -548,9 +552,6 @@ defmodule ExESDB.Backend.CNode do
   end
 
   defp see_term(_h, _target, _t), do: :ok
-
-  defp wall_deadline(:infinity), do: :infinity
-  defp wall_deadline(deadline), do: System.system_time(:millisecond) + remaining(deadline)
 
   # the barrier's checkpoint is never there: not_found is its success
   defp taken?(@barrier, {:error, :not_found}), do: true
