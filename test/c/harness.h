@@ -143,7 +143,7 @@ pid_t fork_piped(int *in, int *out);
 /* CLOCK_MONOTONIC in milliseconds, for bounded waits. */
 uint64_t mono_ms(void);
 
-/* A loopback TCP port nobody listens on now (REQUIREd). */
+/* A TCP port nobody listens on now, below the ephemeral range (REQUIREd). */
 unsigned loopback_free_port(void);
 
 /* Rewrite a command's CRC after editing its bytes, so that only the

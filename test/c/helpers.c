@@ -305,15 +305,45 @@ uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* The first port of the kernel's ephemeral range, 32768 if unknown. */
+static unsigned ephemeral_low(void)
+{
+	unsigned low = 32768, high = 0;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+	if (f) {
+		if (fscanf(f, "%u %u", &low, &high) != 2 || low < 11000)
+			low = 32768;
+		fclose(f);
+	}
+	return low;
+}
+
+/* A port free on every address now, below the ephemeral range: one the
+ * OS picks (bind to 0) is ephemeral, and any outgoing connection may take
+ * it as its source port before the test binds it. Each process walks the
+ * range from its own random start, so it never repeats a port. */
 unsigned loopback_free_port(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	REQUIRE(fd >= 0);
-	REQUIRE(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	REQUIRE(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
+	enum { FIRST = 10000 };
+	static unsigned next, span;
+	if (!span) {
+		span = ephemeral_low() - FIRST;
+		next = (unsigned)(getpid() ^ mono_ms()) % span;
+	}
+	for (int tries = 0; tries < 2000; tries++) {
+		unsigned port = FIRST + next++ % span;
+		int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		                        .sin_port = htons((uint16_t)port),
+		                        .sin_addr.s_addr = htonl(INADDR_ANY)};
+		REQUIRE(fd >= 0);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		         listen(fd, 1) == 0;
+		close(fd);
+		if (ok)
+			return port;
+	}
+	REQUIRE(!"no free port below the ephemeral range");
+	return 0;
 }

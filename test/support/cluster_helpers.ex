@@ -1,19 +1,62 @@
 defmodule ExESDB.Test.ClusterHelpers do
   @moduledoc false
-  # Shared by the cluster tests: free loopback ports for raft and a
-  # bounded wait.
+  # Shared by the cluster tests: free ports for raft and distribution,
+  # and a bounded wait.
 
-  @doc "n TCP ports free on loopback now (the OS picks them)."
-  def free_ports(n) do
-    socks =
-      for _ <- 1..n do
-        {:ok, s} = :gen_tcp.listen(0, ip: {127, 0, 0, 1}, reuseaddr: true)
-        s
-      end
+  @doc """
+  n TCP ports free on every address now, below the kernel's ephemeral
+  range. A port the OS picks (listen on 0) is an ephemeral one: between
+  the pick and its use any outgoing connection on the machine may take
+  it as its source port, and a node told to listen there never starts.
+  Ports below the range are only ever taken by an explicit bind. Each
+  VM walks the range from its own random start, so two picks in one
+  run never repeat a port.
+  """
+  def free_ports(n), do: for(_ <- 1..n, do: next_free_port(0))
 
-    ports = for s <- socks, do: elem(:inet.port(s), 1)
-    Enum.each(socks, &:gen_tcp.close/1)
-    ports
+  @first_port 10_000
+
+  defp next_free_port(tries) when tries < 2_000 do
+    {counter, span} = port_counter()
+    port = @first_port + rem(:atomics.add_get(counter, 1, 1), span)
+
+    case :gen_tcp.listen(port, reuseaddr: true) do
+      {:ok, s} ->
+        :gen_tcp.close(s)
+        port
+
+      {:error, _} ->
+        next_free_port(tries + 1)
+    end
+  end
+
+  defp port_counter do
+    case :persistent_term.get({__MODULE__, :ports}, nil) do
+      nil ->
+        :global.trans({{__MODULE__, :ports}, self()}, fn ->
+          with nil <- :persistent_term.get({__MODULE__, :ports}, nil) do
+            span = ephemeral_low() - @first_port
+            counter = :atomics.new(1, signed: false)
+            :atomics.put(counter, 1, :rand.uniform(span))
+            :persistent_term.put({__MODULE__, :ports}, {counter, span})
+            {counter, span}
+          end
+        end)
+
+      found ->
+        found
+    end
+  end
+
+  # the first port of the kernel's ephemeral range (Linux), 32768 if unknown
+  defp ephemeral_low do
+    with {:ok, text} <- File.read("/proc/sys/net/ipv4/ip_local_port_range"),
+         [low | _] <- String.split(text),
+         {low, ""} when low > @first_port + 1_000 <- Integer.parse(low) do
+      low
+    else
+      _ -> 32_768
+    end
   end
 
   @doc """
