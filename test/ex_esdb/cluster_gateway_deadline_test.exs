@@ -12,7 +12,7 @@ defmodule ExESDB.ClusterGatewayDeadlineTest do
 
   import ExESDB.Test.ClusterHelpers
 
-  alias ExESDB.Test.ClusterPeer
+  alias ExESDB.Test.{ClusterPeer, PeerCluster}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 120_000
@@ -25,70 +25,24 @@ defmodule ExESDB.ClusterGatewayDeadlineTest do
   @pause 1_200
 
   setup do
-    u = System.unique_integer([:positive])
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_gdeadline_#{u}")
-    File.rm_rf!(dir)
-    File.mkdir_p!(dir)
-
-    args =
-      [~c"-connect_all", ~c"false"] ++
-        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
-        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-
-    holds = for i <- 1..3, do: Path.join(dir, "hold#{i}")
-
-    nodes =
-      for i <- 1..3 do
-        env = [
-          {~c"LD_PRELOAD", String.to_charlist(@shim)},
-          {~c"ESDB_SHIM_HOLD_SYNC", String.to_charlist(Enum.at(holds, i - 1))}
-        ]
-
-        {:ok, _peer, node} = :peer.start(%{name: :"gdl#{u}_#{i}", args: args, env: env})
-        node
-      end
-
-    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
-
-    tasks =
-      for {n, i} <- Enum.with_index(nodes, 1) do
-        opts = [
-          store_id: @store,
-          data_dir: Path.join(dir, "n#{i}"),
-          db_type: :cluster,
-          seed_nodes: nodes,
-          raft_addresses: addrs,
-          election_timeout: @election_timeout,
-          heartbeat: 100,
-          durability: :no_meta_sync
-        ]
-
-        Task.async(fn -> :erpc.call(n, ClusterPeer, :start, [opts], 60_000) end)
-      end
-
-    assert Enum.map(tasks, &Task.await(&1, 65_000)) == [:ok, :ok, :ok]
-
-    leader =
-      wait_until(
-        fn ->
-          ls = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
-          hd(ls) in nodes and Enum.all?(ls, &(&1 == hd(ls))) and hd(ls)
-        end,
-        60_000
+    ctx =
+      PeerCluster.start(@store, 3,
+        election_timeout: @election_timeout,
+        heartbeat: 100,
+        durability: :no_meta_sync,
+        env: fn ctx, i ->
+          [
+            {~c"LD_PRELOAD", String.to_charlist(@shim)},
+            {~c"ESDB_SHIM_HOLD_SYNC", String.to_charlist(hold(ctx, i))}
+          ]
+        end
       )
 
-    on_exit(fn ->
-      Enum.each(holds, &File.rm/1)
-      File.rm_rf(dir)
-    end)
-
-    %{
-      nodes: nodes,
-      leader: leader,
-      follower: hd(nodes -- [leader]),
-      hold: Enum.at(holds, Enum.find_index(nodes, &(&1 == leader)))
-    }
+    Map.put(ctx, :hold, hold(ctx, PeerCluster.index_of(ctx, ctx.leader)))
   end
+
+  # the file that, while it exists, holds node i's writer in its flush
+  defp hold(ctx, i), do: Path.join(ctx.dir, "hold#{i}")
 
   # (a test's skip tag replaces the module's: both conditions here)
   @tag skip:

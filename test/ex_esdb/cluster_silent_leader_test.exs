@@ -10,7 +10,7 @@ defmodule ExESDB.ClusterSilentLeaderTest do
   import ExESDB.Test.ClusterHelpers
 
   alias ExESDB.Streams
-  alias ExESDB.Test.ClusterPeer
+  alias ExESDB.Test.{ClusterPeer, PeerCluster}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 120_000
@@ -20,49 +20,7 @@ defmodule ExESDB.ClusterSilentLeaderTest do
   @timeout 10_000
 
   setup do
-    u = System.unique_integer([:positive])
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_csilent_#{u}")
-    File.rm_rf!(dir)
-
-    args =
-      [~c"-connect_all", ~c"false"] ++
-        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
-        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-
-    nodes =
-      for i <- 1..3 do
-        {:ok, _peer, node} = :peer.start(%{name: :"csl#{u}_#{i}", args: args})
-        node
-      end
-
-    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
-
-    for {n, i} <- Enum.with_index(nodes, 1) do
-      opts = [
-        store_id: @store,
-        data_dir: Path.join(dir, "n#{i}"),
-        db_type: :cluster,
-        seed_nodes: nodes,
-        raft_addresses: addrs,
-        election_timeout: @election_timeout,
-        heartbeat: 50,
-        durability: :nosync
-      ]
-
-      :ok = :erpc.call(n, ClusterPeer, :start, [opts])
-    end
-
-    leader =
-      wait_until(
-        fn ->
-          ls = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
-          hd(ls) in nodes and Enum.all?(ls, &(&1 == hd(ls))) and hd(ls)
-        end,
-        60_000
-      )
-
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{nodes: nodes, leader: leader, follower: hd(nodes -- [leader])}
+    PeerCluster.start(@store, 3, election_timeout: @election_timeout, heartbeat: 50)
   end
 
   test "a write to a paused leader is taken by the new leader, once", ctx do

@@ -1,8 +1,8 @@
 defmodule ExESDB.Test.PeerCluster do
   @moduledoc false
-  # A cluster of :peer nodes for the re-seeding tests
-  # (cluster_reseed_test.exs): start and stop a node's VM and its store,
-  # wipe its data directory, and compare replicas.
+  # A cluster of :peer nodes for the cluster tests: start a whole
+  # cluster (start/3), or start and stop a node's VM and its store, wipe
+  # its data directory, and compare replicas.
 
   import ExESDB.Test.ClusterHelpers
 
@@ -11,7 +11,7 @@ defmodule ExESDB.Test.PeerCluster do
   @doc "A context for n nodes, the first `seeds` of them the seed list."
   def context(store, n, seeds) do
     u = System.unique_integer([:positive])
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_reseed_#{u}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_peers_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
     names = for i <- 1..n, do: :"rs#{u}_#{i}"
@@ -29,18 +29,36 @@ defmodule ExESDB.Test.PeerCluster do
     }
   end
 
+  @doc """
+  A running cluster of n nodes, every one a seed, for a test's setup:
+  context/3's map with nodes, the leader they agree on and a follower.
+  opts: store options for every node (over store_opts/3's), and :env,
+  fn ctx, i -> node i's OS environment.
+  """
+  def start(store, n, opts \\ []) do
+    {env, opts} = Keyword.pop(opts, :env, fn _, _ -> [] end)
+    ctx = context(store, n, n)
+    File.mkdir_p!(ctx.dir)
+    ExUnit.Callbacks.on_exit(fn -> File.rm_rf(ctx.dir) end)
+    for i <- 1..n, do: boot(ctx, i, env.(ctx, i))
+    tasks = for i <- 1..n, do: Task.async(fn -> start_store(ctx, i, opts) end)
+    Enum.each(tasks, &Task.await(&1, 125_000))
+    leader = agreed_leader(ctx, ctx.all, 60_000)
+    Map.merge(ctx, %{nodes: ctx.all, leader: leader, follower: hd(ctx.all -- [leader])})
+  end
+
   def node_of(ctx, i), do: Enum.at(ctx.all, i - 1)
   def index_of(ctx, node), do: Enum.find_index(ctx.all, &(&1 == node)) + 1
 
-  @doc "Start the VM of node i (without the store)."
-  def boot(ctx, i) do
+  @doc "Start the VM of node i (without the store), with env its OS environment."
+  def boot(ctx, i, env \\ []) do
     # a stopped peer must not make global cut the others' connections
     args =
       [~c"-connect_all", ~c"false"] ++
         [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
         Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
-    {:ok, peer, node} = :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args})
+    {:ok, peer, node} = :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, env: env})
     :ets.insert(ctx.peers, {i, peer})
     node
   end
