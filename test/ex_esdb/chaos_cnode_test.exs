@@ -35,6 +35,48 @@ defmodule ExESDB.ChaosCNodeTest do
     %{verdict: v, history: ops, replicas: replicas} = CNodes.run(ctx, ops: 30, rate: 50)
     assert_clean(v)
     assert v.stats.replicas == 3
+    assert_subscribed(v, ctx)
+
+    # the checker reads the subscriptions' deliveries through the C
+    # nodes: one event's deliveries dropped is a missed event, a stream's
+    # first two deliveries swapped a gap
+    got = for %{type: :deliver, subscription: "sub-1"} = op <- ops, do: op
+    [d | _] = got
+    dropped = Enum.reject(ops, &(&1 in got and &1.event_id == d.event_id))
+    # (on each replica; a skipped version too when the stream had more)
+    missed = for a <- Checker.check(dropped, replicas).anomalies, do: {a.kind, subscription(a)}
+    assert Enum.count(missed, &(&1 == {:subscription_missed, "sub-1"})) == 3
+
+    assert Enum.all?(
+             missed,
+             &(&1 in [{:subscription_missed, "sub-1"}, {:subscription_gap, "sub-1"}])
+           )
+
+    [a, b] =
+      got
+      |> Enum.sort_by(& &1.invoked_at)
+      |> Enum.group_by(& &1.stream)
+      |> Map.values()
+      |> Enum.find_value(fn
+        [%{version: 1} = a, %{version: 2} = b | _] -> [a, b]
+        _ -> nil
+      end)
+
+    swapped =
+      Enum.map(ops, fn
+        ^a -> %{b | invoked_at: a.invoked_at, completed_at: a.completed_at}
+        ^b -> %{a | invoked_at: b.invoked_at, completed_at: b.completed_at}
+        op -> op
+      end)
+
+    assert [%{stream: stream, after_version: 0} | _] =
+             for(
+               a <- Checker.check(swapped, replicas).anomalies,
+               a.kind == :subscription_gap,
+               do: a
+             )
+
+    assert stream == a.stream
 
     # the first acknowledged append's first event, taken out of one
     # replica ($all and its stream), then stored twice there
@@ -61,10 +103,18 @@ defmodule ExESDB.ChaosCNodeTest do
     ctx = start()
     cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
     kinds = [:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts
-    %{verdict: v} = run(ctx, kinds, {:cycles, length(kinds)}, label: "cnode3-faults")
+    # the follower faults hit the subscriptions' C nodes first
+    followers = Enum.map(Enum.take(ctx.nodes, 2), &ctx.home[&1])
+
+    %{verdict: v} =
+      run(ctx, kinds, {:cycles, length(kinds)}, label: "cnode3-faults", followers: followers)
+
     assert_clean(v)
     for kind <- kinds, do: assert(v.stats.faults[kind].cycles == 1)
     assert Enum.all?(Map.values(v.stats.faults), &(&1.never_writes_again == 0))
+    # the subscriptions rode out the faults on their own C nodes (the
+    # follower faults hit those first) and saw every event
+    assert_subscribed(v, ctx)
     # the killed and the paused leaders' successors were elected in later terms
     assert map_size(v.stats.leader_terms) >= 3
   end
@@ -90,6 +140,18 @@ defmodule ExESDB.ChaosCNodeTest do
     assert_clean(v)
   end
 
+  # both subscriptions, 3 subscribers, each subscribed once (none
+  # stopped and was subscribed again), every event delivered at least
+  # once to each of the two (the checker's subscription_missed says
+  # which not)
+  defp assert_subscribed(v, ctx) do
+    assert v.stats.subscribed == 3
+    assert v.stats.deliveries >= 2 * v.stats.events[hd(ctx.cnodes)]
+  end
+
+  defp subscription(%{subscription: s}), do: s
+  defp subscription(%{subscriber: %{subscription: s}}), do: s
+
   defp assert_clean(v) do
     assert v.valid?, "#{inspect(v.counts)}\n#{inspect(v.anomalies, pretty: true, limit: 10)}"
     assert v.stats.acknowledged > 0 and v.stats.lost == 0 and v.stats.duplicates == 0
@@ -110,7 +172,7 @@ defmodule ExESDB.ChaosCNodeTest do
     extend = Faults.extend(lead, ctx.election_timeout, opts[:load_before])
 
     CNodes.run(ctx,
-      nemesis: fn h -> CNodeNemesis.run(ctx, h, kinds, stop) end,
+      nemesis: fn h -> CNodeNemesis.run(ctx, h, kinds, stop, followers: opts[:followers]) end,
       extend: extend,
       until_nemesis: true,
       settle_ms: 30_000,

@@ -19,9 +19,14 @@ defmodule ExESDB.Chaos.CNodeNemesis do
 
   alias ExESDB.Chaos.{CNodes, History, Partition}
 
+  @on_follower [:kill_follower, :pause_follower, :isolate_follower]
+
   @doc """
   Run faults of `kinds` (in turn) until `stop`: {:cycles, n} or {:until,
-  monotonic ms}. Options: :hold_ms (2 election timeouts), :quiet_ms (1).
+  monotonic ms}. Options: :hold_ms (2 election timeouts), :quiet_ms (1),
+  :followers (C nodes a follower fault hits first, in turn: the i-th
+  follower fault takes the first follower of the list rotated by i; by default
+  a follower at random).
   """
   def run(ctx, history, kinds, stop, opts \\ []) do
     et = ctx.election_timeout
@@ -37,7 +42,9 @@ defmodule ExESDB.Chaos.CNodeNemesis do
     if done?(stop, i) do
       :ok
     else
-      cycle(ctx, h, Enum.at(kinds, rem(i, length(kinds))), opts)
+      # how many follower faults came before this one
+      nf = Enum.count(0..(i - 1)//1, &(Enum.at(kinds, rem(&1, length(kinds))) in @on_follower))
+      cycle(ctx, h, Enum.at(kinds, rem(i, length(kinds))), opts, nf)
       Process.sleep(opts[:quiet_ms])
       loop(ctx, h, kinds, stop, opts, i + 1)
     end
@@ -46,10 +53,10 @@ defmodule ExESDB.Chaos.CNodeNemesis do
   defp done?({:cycles, n}, i), do: i >= n
   defp done?({:until, t}, _), do: System.monotonic_time(:millisecond) >= t
 
-  defp cycle(ctx, h, kind, opts) do
+  defp cycle(ctx, h, kind, opts, i) do
     CNodes.caught_up(ctx, 60_000)
     leader = CNodes.leader(ctx, ctx.cnodes)
-    [f | _] = Enum.shuffle(ctx.cnodes -- [leader])
+    f = follower(ctx.cnodes -- [leader], opts[:followers], i)
     {hit, minority, act, heal} = plan(ctx, kind, leader, f)
     op = %{type: :nemesis, fault: kind, phase: :start, nodes: hit, minority: minority}
     :ok = History.run(h, "nemesis", node(), op, act)
@@ -65,6 +72,13 @@ defmodule ExESDB.Chaos.CNodeNemesis do
       phase: :recovered,
       nodes: hit
     })
+  end
+
+  defp follower(fs, nil, _i), do: Enum.random(fs)
+
+  defp follower(fs, prefer, i) do
+    {a, b} = Enum.split(prefer, rem(i, length(prefer)))
+    Enum.find(b ++ a, &(&1 in fs)) || Enum.random(fs)
   end
 
   defp plan(ctx, :kill_leader, l, _), do: kill(ctx, l)

@@ -421,7 +421,15 @@ defmodule ExESDB.Chaos.CNodes do
       replicas: ctx.cnodes,
       clients: 6,
       ops: 40,
-      subscribers: 0,
+      # a persistent subscription to $all through the first client, one
+      # shared by 2 subscribers (partitioned by stream) through the
+      # second: each runs on its client node and reads from that
+      # client's C node, which the faults hit too; it must ride them out
+      # itself (not subscribed again: one that stops shows as missed)
+      subscribers: 1,
+      shared_subscribers: 2,
+      shared_node: Enum.at(ctx.nodes, 1),
+      catch_up_ms: 30_000,
       consistency: :local,
       label: "cnode#{length(ctx.cnodes)}"
     ]
@@ -451,6 +459,8 @@ defmodule ExESDB.Chaos.Target.CNode do
   def final_state(cnode, _store), do: ExESDB.Chaos.CNodes.final_state(cnode)
   @impl true
   defdelegate subscribe(node, store, name, selector, pid), to: Local
+  @impl true
+  defdelegate subscribe(node, store, name, selector, pid, opts), to: Local
   @impl true
   defdelegate ack(node, store, sub, event), to: Local
 end

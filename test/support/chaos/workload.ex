@@ -26,6 +26,9 @@ defmodule ExESDB.Chaos.Workload do
   # :label, :barrier_reads (percent of the reads made linearizable by a
   # barrier first, target.barrier_read/3: 0), :shared_subscribers (n
   # subscribers of one more subscription, partitioned by stream: 0),
+  # :shared_node (the node every shared subscriber subscribes through;
+  # without it, subscriber i through node i: a C node store owns a
+  # subscription's name per C node, so there they share one node),
   # :resubscribe (false; true: subscribers do not follow the leader with
   # the store, they monitor their subscription and subscribe again,
   # through any node, when it goes down, as a restarting handler does).
@@ -91,7 +94,7 @@ defmodule ExESDB.Chaos.Workload do
     shared =
       for i <- 1..Keyword.get(opts, :shared_subscribers, 0)//1,
           do:
-            start_subscriber(cfg, "part-#{i}", "part", at(nodes, i),
+            start_subscriber(cfg, "part-#{i}", "part", opts[:shared_node] || at(nodes, i),
               partition_by: &__MODULE__.partition/1,
               concurrency_limit: Keyword.get(opts, :shared_subscribers)
             )
