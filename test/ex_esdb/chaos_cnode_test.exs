@@ -5,13 +5,18 @@ defmodule ExESDB.ChaosCNodeTest do
   # (ExESDB.Chaos.CNodeNemesis): kill -9 and restart of the leader and of
   # a follower C node, SIGSTOP/SIGCONT past the election timeout, and,
   # where nft and the bind shim are there, a C node and its client cut
-  # from the rest (raft and distribution). Checked: the history checker
-  # over every C node's replica read directly, no two leaders in one term
-  # (the C nodes' own cluster_info), no append acknowledged through a
-  # cut-off client (ExESDB.Chaos.Faults).
+  # from the rest (raft and distribution), a new C node added as a voter
+  # and removed (membership). Two persistent subscriptions (one to $all,
+  # one shared by two subscribers partitioned by stream) run on client
+  # nodes and read from those clients' C nodes, which the faults hit.
+  # Checked: the history checker over every C node's replica read
+  # directly (the subscriptions saw every event, in order per stream),
+  # no two leaders in one term (the C nodes' own cluster_info), no append
+  # acknowledged through a cut-off client (ExESDB.Chaos.Faults).
   #
   # In `make test`: the checker shown to catch a lost and a duplicated
-  # event on this setup, and one cycle of each fault. With
+  # event, a missed and a reordered delivery on this setup, and one cycle
+  # of each fault. With
   # ESDB_CHAOS_CNODE=1 (`make chaos-cnode`, or `make chaos
   # CHAOS_CNODE=1`): mixed faults on ESDB_CHAOS_NODES (3) C nodes for
   # ESDB_CHAOS_SECONDS (60), results under ESDB_CHAOS_RESULTS.
@@ -30,7 +35,8 @@ defmodule ExESDB.ChaosCNodeTest do
   end
 
   test "without faults the checks pass; an acknowledged event dropped from a replica is " <>
-         "flagged lost, one stored twice duplicated" do
+         "flagged lost, one stored twice duplicated, a delivery dropped missed, two swapped " <>
+         "a gap" do
     ctx = start()
     %{verdict: v, history: ops, replicas: replicas} = CNodes.run(ctx, ops: 30, rate: 50)
     assert_clean(v)
@@ -42,9 +48,9 @@ defmodule ExESDB.ChaosCNodeTest do
     # first two deliveries swapped a gap
     got = for %{type: :deliver, subscription: "sub-1"} = op <- ops, do: op
     [d | _] = got
-    dropped = Enum.reject(ops, &(&1 in got and &1.event_id == d.event_id))
+    undelivered = Enum.reject(ops, &(&1 in got and &1.event_id == d.event_id))
     # (on each replica; a skipped version too when the stream had more)
-    missed = for a <- Checker.check(dropped, replicas).anomalies, do: {a.kind, subscription(a)}
+    missed = for a <- Checker.check(undelivered, replicas).anomalies, do: {a.kind, subscription(a)}
     assert Enum.count(missed, &(&1 == {:subscription_missed, "sub-1"})) == 3
 
     assert Enum.all?(
@@ -99,10 +105,11 @@ defmodule ExESDB.ChaosCNodeTest do
   end
 
   test "kill -9 of the leader and of a follower C node, pauses past the election timeout, " <>
-         "a C node and its client isolated: the checks pass" do
+         "a C node added and removed, a C node and its client isolated: the checks pass, " <>
+         "the subscriptions saw every event" do
     ctx = start()
     cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
-    kinds = [:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts
+    kinds = [:kill_leader, :kill_follower, :pause_leader, :pause_follower, :membership] ++ cuts
     # the follower faults hit the subscriptions' C nodes first
     followers = Enum.map(Enum.take(ctx.nodes, 2), &ctx.home[&1])
 
@@ -128,7 +135,12 @@ defmodule ExESDB.ChaosCNodeTest do
     seconds = String.to_integer(System.get_env("ESDB_CHAOS_SECONDS") || "60")
     ctx = start(n)
     cuts = if ctx[:nft], do: [:isolate_leader, :isolate_follower], else: []
-    kinds = Enum.shuffle([:kill_leader, :kill_follower, :pause_leader, :pause_follower] ++ cuts)
+
+    kinds =
+      Enum.shuffle(
+        [:kill_leader, :kill_follower, :pause_leader, :pause_follower, :membership] ++ cuts
+      )
+
     until = {:until, System.monotonic_time(:millisecond) + seconds * 1000}
     load = String.trim(File.read!("/proc/loadavg"))
 

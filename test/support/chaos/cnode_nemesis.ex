@@ -13,7 +13,9 @@ defmodule ExESDB.Chaos.CNodeNemesis do
   # the C node and its own client node cut from the other C nodes and
   # clients: raft between C nodes, distribution between clients and C
   # nodes; the client can reach only its isolated C node, so its writes
-  # must not be acknowledged: :minority is [client, C node]).
+  # must not be acknowledged: :minority is [client, C node]),
+  # :membership (a new, empty C node added as a voter through the
+  # leader, then removed and stopped: ctx.spare, CNodes.join/leave).
 
   import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
 
@@ -87,6 +89,9 @@ defmodule ExESDB.Chaos.CNodeNemesis do
   defp plan(ctx, :pause_follower, _, f), do: pause(ctx, f)
   defp plan(ctx, :isolate_leader, l, _), do: isolate(ctx, l)
   defp plan(ctx, :isolate_follower, _, f), do: isolate(ctx, f)
+
+  defp plan(ctx, :membership, _, _),
+    do: {[ctx.spare], nil, fn -> CNodes.join(ctx) end, fn -> CNodes.leave(ctx) end}
 
   defp kill(ctx, cn),
     do: {[cn], nil, fn -> CNodes.kill(ctx, cn) end, fn -> CNodes.restart(ctx, cn) end}

@@ -32,7 +32,8 @@ defmodule ExESDB.Chaos.CNodes do
   @doc """
   Start n C node replicas and n client peers; call from a test's setup.
   ctx: store, nodes (the clients), cnodes, home (client => C node),
-  client_of (C node => client), specs, election_timeout.
+  client_of (C node => client), specs, election_timeout, spare (a C
+  node not started, for join/1 and leave/1).
   """
   def start(store, n \\ 3, opts \\ []) do
     u = System.unique_integer([:positive])
@@ -46,8 +47,10 @@ defmodule ExESDB.Chaos.CNodes do
     # a C node's distribution and raft ports; a client's distribution
     # port, and one nothing listens on (Partition cuts two per node)
     [cn_dist, cn_raft, cl_dist, cl_none] = Enum.chunk_every(free_ports(4 * n), n)
+    [sp_dist, sp_raft] = free_ports(2)
     h = :erlang.phash2({System.pid(), u}, 25_000)
     ip = fn i -> "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}" end
+    spare = :"chcn#{u}_#{n + 1}@#{host}"
 
     specs =
       Map.new(Enum.with_index(cnodes), fn {cn, i} ->
@@ -79,6 +82,14 @@ defmodule ExESDB.Chaos.CNodes do
            }}
         end)
       )
+      |> Map.put(spare, %{
+        kind: :spare,
+        id: n + 1,
+        ip: ip.(2 * n + 1),
+        dist_port: sp_dist,
+        raft_port: sp_raft,
+        store_dir: Path.join(dir, "spare")
+      })
 
     members =
       for cn <- cnodes,
@@ -90,7 +101,7 @@ defmodule ExESDB.Chaos.CNodes do
     {:ok, state} =
       Agent.start(fn ->
         held = Enum.reduce(specs, %{}, fn {node, spec}, acc -> hold(acc, node, spec) end)
-        %{peers: %{}, os_pids: %{}, held: held}
+        %{peers: %{}, os_pids: %{}, held: held, joins: 0}
       end)
 
     ExUnit.Callbacks.on_exit(fn -> stop_all(state, owner, dir) end)
@@ -99,6 +110,7 @@ defmodule ExESDB.Chaos.CNodes do
       store: store,
       nodes: clients,
       cnodes: cnodes,
+      spare: spare,
       home: Map.new(Enum.zip(clients, cnodes)),
       client_of: Map.new(Enum.zip(cnodes, clients)),
       specs: specs,
@@ -110,7 +122,7 @@ defmodule ExESDB.Chaos.CNodes do
       heartbeat: Keyword.get(opts, :heartbeat, 50)
     }
 
-    Enum.each(cnodes, &start_cnode(ctx, &1))
+    Enum.each(cnodes, &start_member(ctx, &1))
     leader = leader(ctx, cnodes, 20_000)
     Enum.each(clients, &start_client(ctx, &1))
     Map.put(ctx, :leader, leader)
@@ -118,7 +130,11 @@ defmodule ExESDB.Chaos.CNodes do
 
   # ---- C nodes ----------------------------------------------------------
 
-  defp start_cnode(ctx, cn) do
+  defp start_member(ctx, cn),
+    do: start_cnode(ctx, cn, ["--raft-id", "#{ctx.specs[cn].id}"] ++ ctx.members)
+
+  # `raft`: its --raft-id and where it learns of the cluster
+  defp start_cnode(ctx, cn, raft) do
     s = ctx.specs[cn]
 
     args =
@@ -133,15 +149,13 @@ defmodule ExESDB.Chaos.CNodes do
         "nosync",
         "--port",
         "#{s.dist_port}",
-        "--raft-id",
-        "#{s.id}",
         "--raft-address",
         "127.0.0.1:#{s.raft_port}",
         "--raft-election-timeout-ms",
         "#{ctx.election_timeout}",
         "--raft-heartbeat-ms",
         "#{ctx.heartbeat}"
-      ] ++ ctx.members
+      ] ++ raft
 
     [name, _] = cn |> Atom.to_string() |> String.split("@")
     # a killed C node's name leaves epmd when its socket closes
@@ -262,7 +276,79 @@ defmodule ExESDB.Chaos.CNodes do
   defdelegate resume(ctx, cn), to: ExESDB.Chaos.Signals
 
   @doc "Start a killed C node again: the same name, store, raft id and ports."
-  def restart(ctx, cn), do: start_cnode(ctx, cn)
+  def restart(ctx, cn), do: start_member(ctx, cn)
+
+  @doc """
+  Start ctx.spare on an empty store with a raft id no member had, add it
+  through the leader (by name) and make it a voter; answers once it
+  applied what the leader had. Each join is a new member.
+  """
+  def join(ctx) do
+    sp = ctx.spare
+    s = ctx.specs[sp]
+    id = Agent.get_and_update(ctx.state, &{s.id + &1.joins, %{&1 | joins: &1.joins + 1}})
+    File.rm_rf!(s.store_dir)
+    copy_from = Enum.flat_map(ctx.cnodes, &["--raft-copy-from", "#{&1}"])
+    start_cnode(ctx, sp, ["--raft-id", "#{id}"] ++ copy_from)
+    address = "127.0.0.1:#{s.raft_port}"
+    # until the leader's configuration has it, as a voter (a change that
+    # timed out may have been made; another may be in progress)
+    change(ctx, &match?({^id, _, _}, &1), {:cluster_add, id, address, sp})
+    change(ctx, &match?({^id, _, :voter}, &1), {:cluster_assign, id, :voter})
+    target = try_info(leader(ctx, ctx.cnodes, 30_000)).applied
+    wait_until(fn -> (try_info(sp) || %{applied: 0}).applied >= target end, 60_000)
+    :ok
+  end
+
+  @doc """
+  Remove ctx.spare (as join/1 last added it) through the leader; once
+  no C node's configuration has it, kill it, and hold its ports for the
+  next join.
+  """
+  def leave(ctx) do
+    sp = ctx.spare
+    id = Agent.get(ctx.state, &(ctx.specs[sp].id + &1.joins - 1))
+    change(ctx, &(not match?({^id, _, _}, &1)), {:cluster_remove, id}, :all)
+    wait_until(fn -> Enum.all?(ctx.cnodes, &(members(&1) |> gone?(id))) end, 30_000)
+    kill(ctx, sp)
+    await_down(sp)
+
+    Agent.update(
+      ctx.state,
+      &%{&1 | held: hold(&1.held, sp, ctx.specs[sp]), os_pids: Map.delete(&1.os_pids, sp)}
+    )
+
+    :ok
+  end
+
+  defp gone?(nil, _id), do: false
+  defp gone?(ms, id), do: not Enum.any?(ms, &match?({^id, _, _}, &1))
+
+  defp members(cn) do
+    case call(cn, {:cluster_members}, 2_000) do
+      {:ok, ms} -> ms
+      _ -> nil
+    end
+  end
+
+  # Send `request` to the leader until its configuration's members
+  # satisfy `done?` (:any member, or :all of them for a removal).
+  defp change(ctx, done?, request, quant \\ :any) do
+    wait_until(
+      fn ->
+        l = leader(ctx, ctx.cnodes, 30_000)
+        ms = members(l)
+
+        cond do
+          ms == nil -> false
+          quant == :any and Enum.any?(ms, done?) -> true
+          quant == :all and Enum.all?(ms, done?) -> true
+          true -> call(l, request, 30_000) == :ok
+        end
+      end,
+      60_000
+    )
+  end
 
   @doc """
   A request to a C node from this process: its reply, or :no_reply
