@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <raft.h>
 #include <raft/uv.h>
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1271,11 +1273,46 @@ static void close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Why raft could not listen on addr ("host:port"), found by binding it
+ * again: raft's own failure says only "I/O error". NULL if it binds. */
+static const char *listen_failure(const char *addr)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	if (!colon || (size_t)(colon - addr) >= sizeof(host))
+		return NULL;
+	memcpy(host, addr, (size_t)(colon - addr));
+	host[colon - addr] = '\0';
+	struct addrinfo hints = {.ai_family = AF_INET,
+	                         .ai_socktype = SOCK_STREAM},
+	                *ai = NULL;
+	if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai)
+		return "cannot resolve it";
+	int err = 0, one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0) {
+		err = errno;
+	} else {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 1))
+			err = errno;
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return err ? strerror(err) : NULL;
+}
+
 static void *loop_main(void *arg)
 {
 	esdb_replica *r = arg;
 	int rc = raft_setup(r);
-	if (rc)
+	const char *listen = r->bind_address ? r->bind_address : r->address;
+	const char *why = rc == EIO ? listen_failure(listen) : NULL;
+	if (why)
+		fprintf(stderr,
+		        "esdb replica %" PRIu64 ": raft cannot listen on %s: "
+		        "%s\n",
+		        r->id, listen, why);
+	else if (rc)
 		fprintf(stderr,
 		        "esdb replica %" PRIu64 " at %s: raft did not start: "
 		        "%s (%s)\n",
