@@ -58,7 +58,10 @@ defmodule ExESDB.Test.PeerCluster do
         [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
         Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
-    {:ok, peer, node} = :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, env: env})
+    # a VM's boot may take over :peer's default 15 s on a loaded machine
+    {:ok, peer, node} =
+      :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, env: env, wait_boot: 60_000})
+
     :ets.insert(ctx.peers, {i, peer})
     node
   end

@@ -7,7 +7,7 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
 
   import ExESDB.Test.ClusterHelpers
 
-  alias ExESDB.Test.{ClusterPeer, FollowSubscriber, FollowWriter}
+  alias ExESDB.Test.{FollowSubscriber, FollowWriter, PeerCluster}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
@@ -15,58 +15,10 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
   @store :lftest
 
   setup do
-    u = System.unique_integer([:positive])
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_follow_#{u}")
-    File.rm_rf!(dir)
-    [_, host] = node() |> Atom.to_string() |> String.split("@")
-    names = for i <- 1..3, do: :"lf#{u}_#{i}"
-    nodes = for n <- names, do: :"#{n}@#{host}"
-    addrs = Map.new(Enum.zip(nodes, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
-
-    args =
-      [~c"-connect_all", ~c"false"] ++
-        [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
-        Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-
-    # linked to the test process: they stop with it (a VM's boot may take
-    # over :peer's default 15 s on a loaded machine). Every seed's VM is up
-    # before any store starts: a seed without raft state bootstraps only
-    # when every other seed answers (ExESDB.Cluster.Seeding).
-    started =
-      for name <- names do
-        {:ok, peer, node} = :peer.start_link(%{name: name, args: args, wait_boot: 60_000})
-        {node, peer}
-      end
-
-    peers =
-      for {{node, peer}, i} <- Enum.with_index(started, 1), into: %{} do
-        opts = [
-          store_id: @store,
-          data_dir: Path.join(dir, "n#{i}"),
-          db_type: :cluster,
-          seed_nodes: nodes,
-          raft_addresses: addrs,
-          election_timeout: 500,
-          heartbeat: 20,
-          timeout: 10_000,
-          durability: :nosync
-        ]
-
-        :ok = :erpc.call(node, ClusterPeer, :start, [opts])
-        {node, peer}
-      end
-
-    on_exit(fn -> File.rm_rf(dir) end)
-    %{nodes: nodes, peers: peers}
+    PeerCluster.start(@store, 3)
   end
 
-  defp leader_of(nodes) do
-    wait_until(fn ->
-      leaders = for n <- nodes, do: elem(:erpc.call(n, ExESDB.Cluster, :info, [@store]), 1).leader
-      l = hd(leaders)
-      l in nodes and Enum.all?(leaders, &(&1 == l)) and l
-    end)
-  end
+  defp leader_of(nodes), do: PeerCluster.agreed_leader(%{store: @store}, nodes, 10_000)
 
   test "the leader stopped mid-stream: the subscription goes on on the new leader, no gap", ctx do
     leader = leader_of(ctx.nodes)
@@ -95,7 +47,7 @@ defmodule ExESDB.Subscriptions.LeaderFollowTest do
     assert_receive :tenth, 30_000
     # mid-stream: the subscriber has events, more are coming
     seen = receive_seen(subscriber, [], &(length(&1) >= 50))
-    :peer.stop(ctx.peers[leader])
+    PeerCluster.stop(ctx, PeerCluster.index_of(ctx, leader))
 
     survivors = ctx.nodes -- [leader]
     new_leader = leader_of(survivors)
