@@ -317,6 +317,11 @@ bool cn_cluster_in_term(cn_server *srv, uint64_t term)
 	return srv->cluster && esdb_replica_get_term(srv->cluster->rep) == term;
 }
 
+void cn_cluster_fence_term(uint64_t term)
+{
+	esdb_replica_fence_term(term);
+}
+
 /* The replica with the store's lock held shared, or NULL having
  * answered k. */
 static esdb_replica *acquire(caller *k)
@@ -693,6 +698,10 @@ int cn_cluster_start(cn_server *srv)
 bool cn_cluster_in_term(cn_server *srv, uint64_t term)
 {
 	return false;
+}
+
+void cn_cluster_fence_term(uint64_t term)
+{
 }
 
 uint64_t cn_cluster_needs_copy(cn_server *srv)

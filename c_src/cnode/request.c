@@ -229,7 +229,12 @@ static void in_term(caller *k, const cn_envelope *fenced, const uint8_t *m)
 	} else if (until != UINT64_MAX && wall_ms() >= until) {
 		cn_reply_error(k, NULL, "timeout");
 	} else {
+		/* the term checked again where the command is queued: this
+		 * thread held here while leadership left and came back would
+		 * queue it in the later term */
+		cn_cluster_fence_term(term);
 		dispatch(k, e, (const char *)m);
+		cn_cluster_fence_term(0);
 	}
 }
 

@@ -1385,6 +1385,14 @@ static int path_start(esdb_commit_path *cp, esdb_store *s)
 	return rc;
 }
 
+/* The calling thread's fence (esdb_replica_fence_term; 0: none). */
+static __thread uint64_t fenced_term;
+
+void esdb_replica_fence_term(uint64_t term)
+{
+	fenced_term = term;
+}
+
 static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
 {
 	esdb_replica *r = cp->impl;
@@ -1401,6 +1409,11 @@ static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
 	else if (!r->leader || r->needs_copy)
 		/* a leader whose store waits for a copy cannot say what
 		 * an append did (the copy may come in past it) */
+		rc = ESDB_ENOT_LEADER;
+	else if (fenced_term && r->term != fenced_term)
+		/* leader and term as of on_check, which drops this queue
+		 * whenever leadership is lost: what is queued here is
+		 * proposed in this term or never */
 		rc = ESDB_ENOT_LEADER;
 	else if (r->in_bytes + req->cmd.len > r->cfg.max_queue_bytes &&
 	         r->in_head)

@@ -155,6 +155,15 @@ int esdb_replica_get_leader(esdb_replica *r, uint64_t *id, char *address,
  * term of the change reported. */
 uint64_t esdb_replica_get_term(esdb_replica *r);
 
+/* Fence the calling thread's next commands (esdb_store_submit and what
+ * calls it, on any replica's store) to raft term `term`: one is queued
+ * only while its node leads in that term, checked under the lock that
+ * queues it, else answered ESDB_ENOT_LEADER and never proposed. 0 lifts
+ * the fence. A term checked first and a command queued after could be
+ * proposed in a later term this node leads again, after its client gave
+ * it up and sent it again elsewhere (the C node's in_term). */
+void esdb_replica_fence_term(uint64_t term);
+
 /* Whether this node is the leader now. Any thread. */
 bool esdb_replica_is_leader(esdb_replica *r);
 

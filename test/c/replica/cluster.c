@@ -17,12 +17,14 @@
 /* ---- the node process ------------------------------------------------- */
 
 typedef struct node_cmd {
-	/* I info, A append, W writers, Q quit; a add, r assign, x remove,
-	 * t transfer (n: the member's id, role: its role) */
+	/* I info, A append, T append fenced to `term`, W writers, Q quit;
+	 * a add, r assign, x remove, t transfer (n: the member's id, role:
+	 * its role) */
 	char op;
 	char role;
 	char stream[30];
 	uint64_t n;
+	uint64_t term;
 	char address[32];
 } node_cmd;
 
@@ -242,13 +244,16 @@ static _Noreturn void node_main(const node_config *c, const char *data,
 		if (cmd.op == 'W') {
 			np.retrying = cmd.role == 1;
 			set_writers(&np, (unsigned)cmd.n);
-		} else if (cmd.op == 'A') {
+		} else if (cmd.op == 'A' || cmd.op == 'T') {
 			uint8_t id[16];
 			esdb_new_event ev = make_event(id, cmd.n, "t", "one");
 			esdb_result res = {0};
+			if (cmd.op == 'T')
+				esdb_replica_fence_term(cmd.term);
 			info.rc = esdb_stream_append(
 			    np.s, cmd.stream, strlen(cmd.stream),
 			    ESDB_EXPECT_ANY, &ev, 1, &res);
+			esdb_replica_fence_term(0);
 			info.position = res.position;
 			info.version = res.version;
 		} else if (cmd.op == 'D') {
@@ -510,6 +515,14 @@ void node_append(cluster *c, int i, const char *stream, uint64_t n,
                  node_info *out)
 {
 	node_cmd cmd = {.op = 'A', .n = n};
+	snprintf(cmd.stream, sizeof(cmd.stream), "%s", stream);
+	node_call(c, i, &cmd, out);
+}
+
+void node_append_in_term(cluster *c, int i, const char *stream, uint64_t n,
+                         uint64_t term, node_info *out)
+{
+	node_cmd cmd = {.op = 'T', .n = n, .term = term};
 	snprintf(cmd.stream, sizeof(cmd.stream), "%s", stream);
 	node_call(c, i, &cmd, out);
 }

@@ -96,6 +96,9 @@ void node_get_info(cluster *c, int i, node_info *out);
 /* Append one event numbered n to `stream` on node i. */
 void node_append(cluster *c, int i, const char *stream, uint64_t n,
                  node_info *out);
+/* node_append fenced to raft term `term` (esdb_replica_fence_term). */
+void node_append_in_term(cluster *c, int i, const char *stream, uint64_t n,
+                         uint64_t term, node_info *out);
 /* Start or stop `threads` writers looping appends on node i (they
  * report every acknowledged append). */
 void node_writers(cluster *c, int i, unsigned threads);

@@ -56,6 +56,51 @@ TEST(a_follower_answers_not_leader_and_names_the_leader)
 	cluster_check_and_free(&c);
 }
 
+/* A command fenced to a raft term (esdb_replica_fence_term, the C node's
+ * in_term) is queued only while its node leads in that term, checked
+ * under the lock that queues it. The C node checked the term and queued
+ * in two steps: a thread held between them while leadership left and
+ * came back queued it in the later term, after its client could have
+ * given it up and resent it elsewhere. Modelled: the term read, then
+ * leadership moved away and back, then the fenced append. */
+TEST(a_command_fenced_to_a_term_is_queued_only_in_that_term)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	int leader = cluster_start_all(&c);
+	node_info info;
+	node_get_info(&c, leader, &info);
+	uint64_t term = info.term;
+	node_append_in_term(&c, leader, "s", 1, term, &info);
+	CHECK_RC(info.rc, 0);
+	CHECK_EQ(info.version, 1);
+	node_append_in_term(&c, leader, "s", 2, term + 1, &info);
+	CHECK_RC(info.rc, ESDB_ENOT_LEADER);
+	/* the same node leads again, in a later term */
+	int other = (leader + 1) % 3;
+	node_transfer(&c, leader, other, &info);
+	CHECK_RC(info.rc, 0);
+	REQUIRE(cluster_wait_leader(&c, 20000) == other);
+	node_transfer(&c, other, leader, &info);
+	CHECK_RC(info.rc, 0);
+	REQUIRE(cluster_wait_leader(&c, 20000) == leader);
+	node_get_info(&c, leader, &info);
+	uint64_t later = info.term;
+	REQUIRE(later > term);
+	node_append_in_term(&c, leader, "s", 3, term, &info);
+	CHECK_RC(info.rc, ESDB_ENOT_LEADER);
+	/* 3 was not written: the next is version 2 */
+	node_append_in_term(&c, leader, "s", 4, later, &info);
+	CHECK_RC(info.rc, 0);
+	CHECK_EQ(info.version, 2);
+	/* the fence is the calling thread's only while set */
+	node_append(&c, leader, "s", 5, &info);
+	CHECK_RC(info.rc, 0);
+	CHECK_EQ(info.version, 3);
+	REQUIRE(cluster_wait_converged(&c, 20000));
+	cluster_check_and_free(&c);
+}
+
 /* A follower applies a committed entry when the leader commits it, not
  * at the leader's next heartbeat: the gateway's read-your-writes on a
  * follower waits for exactly that. Heartbeat 2 s (raft's ticks fire every
