@@ -48,7 +48,12 @@ defmodule ExESDB.Backend.CNode do
   again after it refused or was not reached) and the caller's deadline
   less the reply margin the cluster gateway keeps (`ExESDB.Backend.Deadline`):
   a try held in a connection that arrives after it was given up and sent
-  again is refused there, never applied twice.
+  again is refused there, never applied twice. A try at a C node that
+  falls silent (stopped, cut off) is given up as soon as another C node
+  reports a later term with another leader (asked every 50 ms, as the
+  cluster gateway watches its replica), and sent there marked: the old
+  try commits, if at all, before the new leader's entries, where the
+  marked one finds it (docs/CLUSTER.md, "A cluster of C nodes").
   """
   @behaviour ExESDB.Backend
 
@@ -393,6 +398,9 @@ defmodule ExESDB.Backend.CNode do
         ref = :erlang.monitor(:process, relay, alias: :reply_demonitor)
 
         case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
+          :ok when kind == :write ->
+            await_write(%{h | cnode: cnode}, relay, ref, timeout, fence_term(h, request))
+
           :ok ->
             await(%{h | cnode: cnode}, relay, ref, kind, timeout)
 
@@ -407,6 +415,10 @@ defmodule ExESDB.Backend.CNode do
 
   @backoff_first 10
   @backoff_max 200
+
+  # How often a write waiting on a C node of a cluster asks the others
+  # whether leadership moved (ms), as the cluster gateway's @watch.
+  @watch 50
 
   # Tries until one answers or the caller's time is out; every wait ends
   # by the deadline. The first try goes where this process's last write
@@ -612,6 +624,7 @@ defmodule ExESDB.Backend.CNode do
         {:error, {:not_leader, nil}} -> {:error, :no_quorum}
         # (no C node reached: the gateway's word, as Cluster.leaderless/3)
         {:error, {:unreachable, _}} -> {:error, :no_quorum}
+        {:error, {:moved, _}} -> {:error, :outcome_unknown}
         other -> other
       end
 
@@ -621,12 +634,17 @@ defmodule ExESDB.Backend.CNode do
   # A C node this node was not connected to was sent nothing (the
   # gateway's name for that); a try lost on the way is :outcome_unknown.
   defp sent({:error, {:unreachable, _}}), do: {:error, {:unreachable, :not_connected}}
+  # a try left at a silent C node: it may be applied there
+  defp sent({:error, {:moved, _}}), do: {:error, :outcome_unknown}
   defp sent(reply), do: reply
 
   # Where the next try goes and after what pause, or nil: this answer
   # stands. A named leader is tried at once; no leader known, or the
   # tried C node gone or closing: after a pause, the store's own C node,
   # or the next one when that was it.
+  # a silent C node left for the leader of a later term (leave/4)
+  defp follow(_h, {:error, {:moved, leader}}, _target, _backoff), do: {leader, 0}
+
   defp follow(h, {:error, {:not_leader, leader}}, target, backoff) do
     if leader != target and Map.has_key?(h.members, leader),
       do: {leader, 0},
@@ -680,14 +698,30 @@ defmodule ExESDB.Backend.CNode do
     end
   end
 
-  defp await(h, relay, ref, :write, timeout) do
+  # A write's reply, until the caller's time less the cancel's share
+  # (give_up/4). A try fenced in term `term` at a C node of a cluster is
+  # waited for in slices: once another C node reports a later term with
+  # another leader, it is given up for that leader (moved/3, leave/4).
+  defp await_write(h, relay, ref, timeout, term) do
     spare = cancel_budget(timeout)
+    wait = reply_wait(timeout, spare)
+    until = if wait == :infinity, do: :infinity, else: now() + wait
+    watch_write(h, relay, ref, until, spare, term)
+  end
+
+  defp watch_write(h, relay, ref, until, spare, term) do
+    slice = if term, do: min(remaining(until), @watch), else: remaining(until)
 
     receive do
       {^ref, reply} -> replied(h, reply)
       {:DOWN, ^ref, :process, _, _} -> lost(h, :write)
     after
-      reply_wait(timeout, spare) -> give_up(h, relay, ref, now() + spare)
+      slice ->
+        cond do
+          remaining(until) == 0 -> give_up(h, relay, ref, now() + spare)
+          moved = term && moved(h, term, until) -> leave(h, relay, ref, moved)
+          true -> watch_write(h, relay, ref, until, spare, term)
+        end
     end
   end
 
@@ -749,6 +783,51 @@ defmodule ExESDB.Backend.CNode do
       {^ref, reply} -> replied(h, reply)
     after
       wait -> {:error, :outcome_unknown}
+    end
+  end
+
+  # The term a write request is fenced with, when other C nodes can be
+  # asked about a later one; nil: none.
+  defp fence_term(%Handle{members: m}, {:in_term, t, _, _}) when map_size(m) > 1, do: t
+  defp fence_term(_h, _request), do: nil
+
+  # Another C node of the cluster leading in a term after `term` (its
+  # own report, or a follower's of it): {leader, its term}, else nil.
+  # Each asked within @watch and the time left.
+  defp moved(h, term, until) do
+    h.members
+    |> Map.delete(h.cnode)
+    |> Enum.find_value(fn {node, relay} ->
+      case call_at(h, node, relay, {:cluster_info}, :read, min(remaining(until), @watch)) do
+        {:ok, %{term: t, leader_node: l}} when t > term and l not in [nil, h.cnode] ->
+          if Map.has_key?(h.members, l), do: {l, t}
+
+        _ ->
+          nil
+      end
+    end)
+  end
+
+  # A try given up for a newer leader (try_at/7 sends it again there,
+  # marked). It was fenced with its C node's older term: that C node
+  # takes it only while still in that term, and a leader of that term
+  # commits nothing once a majority voted in a later one, so it is
+  # applied at most before the new leader's entries, where the marked
+  # resend finds it (docs/PROTOCOL.md, in_term). Its cancel is sent
+  # behind it (a stopped C node, running again, withdraws it); the
+  # answers to both go nowhere. A reply that came meanwhile stands.
+  defp leave(h, relay, ref, {leader, t}) do
+    cref = :erlang.alias()
+    Process.send({:esdb, h.cnode}, {:call, relay, cref, {:cancel, ref}}, [:noconnect])
+    :erlang.unalias(cref)
+    Process.demonitor(ref, [:flush])
+
+    receive do
+      {^ref, reply} -> replied(h, reply)
+    after
+      0 ->
+        see_term(h, leader, t)
+        {:error, {:moved, leader}}
     end
   end
 
