@@ -3,10 +3,10 @@ defmodule ExESDB.ChaosCNodeTest do
   # BEAM client nodes on the C node backend against a cluster of three C
   # node replicas (ExESDB.Chaos.CNodes), under faults
   # (ExESDB.Chaos.CNodeNemesis): kill -9 and restart of the leader and of
-  # a follower C node, SIGSTOP/SIGCONT past the election timeout, and,
-  # where nft and the bind shim are there, a C node and its client cut
-  # from the rest (raft and distribution), a new C node added as a voter
-  # and removed (membership). Two persistent subscriptions (one to $all,
+  # a follower C node, SIGSTOP/SIGCONT past the election timeout, a new
+  # C node added as a voter and removed (membership), and, where nft and
+  # the bind shim are there, a C node and its client cut from the rest
+  # (raft and distribution); a full disk on a C node. Two persistent subscriptions (one to $all,
   # one shared by two subscribers partitioned by stream) run on client
   # nodes and read from those clients' C nodes, which the faults hit.
   # Checked: the history checker over every C node's replica read
@@ -15,22 +15,23 @@ defmodule ExESDB.ChaosCNodeTest do
   # acknowledged through a cut-off client (ExESDB.Chaos.Faults).
   #
   # In `make test`: the checker shown to catch a lost and a duplicated
-  # event, a missed and a reordered delivery on this setup, and one cycle
-  # of each fault. With
+  # event, a missed and a reordered delivery on this setup, one cycle of
+  # each fault, and the leader C node's disk filled (root: a tmpfs). With
   # ESDB_CHAOS_CNODE=1 (`make chaos-cnode`, or `make chaos
   # CHAOS_CNODE=1`): mixed faults on ESDB_CHAOS_NODES (3) C nodes for
-  # ESDB_CHAOS_SECONDS (60), results under ESDB_CHAOS_RESULTS.
+  # ESDB_CHAOS_SECONDS (60), results under ESDB_CHAOS_RESULTS, and a
+  # follower's disk filled.
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
 
-  alias ExESDB.Chaos.{Checker, CNodeNemesis, CNodes, Faults, Leadership, Partition}
+  alias ExESDB.Chaos.{Checker, CNodeNemesis, CNodes, Faults, History, Leadership, Partition}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: :infinity
 
-  defp start(n \\ 3) do
-    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", n)
+  defp start(n \\ 3, opts \\ []) do
+    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", n, opts)
     if Partition.available?(), do: Partition.setup(ctx), else: ctx
   end
 
@@ -124,6 +125,94 @@ defmodule ExESDB.ChaosCNodeTest do
     assert_subscribed(v, ctx)
     # the killed and the paused leaders' successors were elected in later terms
     assert map_size(v.stats.leader_terms) >= 3
+  end
+
+  # (a test's skip replaces the module's)
+  @tag skip:
+         (not cluster_support?() && "no raft in this build (make raft)") ||
+           (not ExESDB.Chaos.Cluster.mounts?() && "cannot mount a tmpfs here (root needed)")
+  test "the leader C node's disk fills up: it fail-stops and stays up, the others elect and " <>
+         "go on, nothing acknowledged lost" do
+    disk_full(:leader)
+  end
+
+  # (the follower's case in the long mode only: `make test` has the
+  # leader's, the one that also needs an election)
+  @tag :chaos_long
+  @tag skip:
+         (not cluster_support?() && "no raft in this build (make raft)") ||
+           (System.get_env("ESDB_CHAOS_CNODE") in [nil, "", "0"] &&
+              "set ESDB_CHAOS_CNODE=1 (make chaos-cnode)") ||
+           (not ExESDB.Chaos.Cluster.mounts?() && "cannot mount a tmpfs here (root needed)")
+  test "a follower C node's disk fills up: it fail-stops and stays up, the others go on, " <>
+         "nothing acknowledged lost" do
+    disk_full(:follower)
+  end
+
+  # C node 3's store on a 48 MiB tmpfs, filled under load once it
+  # applied 50 entries: ENOSPC, as a real full disk
+  defp disk_full(role) do
+    ctx = start(3, tmpfs: [{3, 48}])
+    full = Enum.at(ctx.cnodes, 2)
+    others = ctx.cnodes -- [full]
+
+    # C node 3 (on the small filesystem) in the role asked
+    to = if role == :leader, do: full, else: hd(others)
+
+    wait_until(
+      fn ->
+        l = CNodes.leader(ctx, ctx.cnodes)
+
+        l == full == (role == :leader) or
+          (CNodes.call(l, {:cluster_transfer, ctx.specs[to].id}, 10_000) && false)
+      end,
+      30_000
+    )
+
+    nemesis = fn h ->
+      wait_until(fn -> CNodes.try_info(full).applied > 50 end, 30_000)
+      op = %{type: :nemesis, fault: :disk_full, phase: :start, nodes: [full], minority: nil}
+      fill = fn -> ExESDB.Chaos.Cluster.fill(ctx.specs[full].store_dir) end
+      :ok = History.run(h, "nemesis", node(), op, fill)
+      wait_until(fn -> (CNodes.try_info(full) || %{failure: nil}).failure != nil end, 60_000)
+
+      History.record(h, "nemesis", node(), %{
+        type: :nemesis,
+        fault: :disk_full,
+        phase: :failed,
+        nodes: [full]
+      })
+
+      # the others keep taking writes: 50 more applied on both
+      applied = CNodes.try_info(hd(others)).applied
+
+      wait_until(
+        fn ->
+          Enum.all?(others, &((CNodes.try_info(&1) || %{applied: 0}).applied > applied + 50))
+        end,
+        60_000
+      )
+    end
+
+    %{verdict: v, history: ops} =
+      CNodes.run(ctx,
+        nemesis: nemesis,
+        until_nemesis: true,
+        replicas: others,
+        rate: 25,
+        label: "cnode3-disk-full-#{role}"
+      )
+
+    assert_clean(v)
+    assert_subscribed(v, ctx)
+
+    # failed cleanly: the C node answers, its replica names the failure
+    assert %{failure: {code, why}, leader: false} = CNodes.try_info(full, 5_000)
+    assert code in [:disk_full, :store_failed], inspect({code, why})
+
+    # writes were acknowledged after it failed
+    %{invoked_at: failed_at} = Enum.find(ops, &(&1[:phase] == :failed))
+    assert Enum.any?(ops, &(&1.type == :append and &1.outcome == :ok and &1.invoked_at > failed_at))
   end
 
   @tag :chaos_long

@@ -114,7 +114,8 @@ defmodule ExESDB.Chaos.Cluster do
     end
   end
 
-  defp mount(path, mb) do
+  @doc "Mount a tmpfs of `mb` MiB at `path` (made first); answers path."
+  def mount(path, mb) do
     File.mkdir_p!(path)
 
     {out, rc} =
@@ -126,11 +127,15 @@ defmodule ExESDB.Chaos.Cluster do
     path
   end
 
-  defp unmount(path), do: System.cmd("umount", ["-l", path], stderr_to_stdout: true)
+  @doc false
+  def unmount(path), do: System.cmd("umount", ["-l", path], stderr_to_stdout: true)
 
-  # Mounts left by a test VM that is gone (killed before its cleanup).
-  defp unmount_leftovers do
-    prefix = Path.join(System.tmp_dir!(), "ex_esdb_chaos_")
+  @doc """
+  Mounts left by a test VM that is gone (killed before its cleanup),
+  under <tmp>/<prefix><os pid>_...
+  """
+  def unmount_leftovers(prefix \\ "ex_esdb_chaos_") do
+    prefix = Path.join(System.tmp_dir!(), prefix)
 
     for line <- String.split(File.read!("/proc/mounts"), "\n"),
         [_, path | _] <- [String.split(line, " ")],

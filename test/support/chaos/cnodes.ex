@@ -33,10 +33,13 @@ defmodule ExESDB.Chaos.CNodes do
   Start n C node replicas and n client peers; call from a test's setup.
   ctx: store, nodes (the clients), cnodes, home (client => C node),
   client_of (C node => client), specs, election_timeout, spare (a C
-  node not started, for join/1 and leave/1).
+  node not started, for join/1 and leave/1). Options: :election_timeout
+  (500 ms), :heartbeat (50 ms), :tmpfs ([{i, MiB}]: C node i's store on
+  a small filesystem of its own, where a full disk is ENOSPC; root).
   """
   def start(store, n \\ 3, opts \\ []) do
     u = System.unique_integer([:positive])
+    ExESDB.Chaos.Cluster.unmount_leftovers("ex_esdb_chaoscn_")
     dir = Path.join(System.tmp_dir!(), "ex_esdb_chaoscn_#{System.pid()}_#{u}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
@@ -96,6 +99,10 @@ defmodule ExESDB.Chaos.CNodes do
           s = specs[cn],
           do: ["--raft-member", "#{s.id},127.0.0.1:#{s.raft_port},#{cn}"]
 
+    mounts =
+      for {i, mb} <- Keyword.get(opts, :tmpfs, []),
+          do: ExESDB.Chaos.Cluster.mount(Path.join(dir, "c#{i}"), mb)
+
     owner = spawn(fn -> own(dir) end)
 
     {:ok, state} =
@@ -104,7 +111,7 @@ defmodule ExESDB.Chaos.CNodes do
         %{peers: %{}, os_pids: %{}, held: held, joins: 0}
       end)
 
-    ExUnit.Callbacks.on_exit(fn -> stop_all(state, owner, dir) end)
+    ExUnit.Callbacks.on_exit(fn -> stop_all(state, owner, dir, mounts) end)
 
     ctx = %{
       store: store,
@@ -244,7 +251,7 @@ defmodule ExESDB.Chaos.CNodes do
   # A SIGSTOPped process cannot stop: resume them all first (a SIGCONT
   # to a pid reused since is harmless; never a kill by a stale pid
   # except these, which are the C nodes of this test).
-  defp stop_all(state, owner, dir) do
+  defp stop_all(state, owner, dir, mounts) do
     if Process.alive?(state) do
       %{peers: peers, os_pids: pids} = Agent.get(state, & &1)
       for {_, pid} <- pids, do: System.cmd("kill", ["-CONT", "#{pid}"], stderr_to_stdout: true)
@@ -265,6 +272,7 @@ defmodule ExESDB.Chaos.CNodes do
     end
 
     Process.exit(owner, :kill)
+    Enum.each(mounts, &ExESDB.Chaos.Cluster.unmount/1)
     if System.get_env("ESDB_CHAOS_KEEP") in [nil, "", "0"], do: File.rm_rf(dir)
   end
 
