@@ -116,6 +116,10 @@ struct esdb_replica {
 	unsigned inflight;
 	uint64_t next_seq;
 	uint64_t handed; /* last raft index handed to the writer */
+	/* leading while waiting for a copy: leadership handed on (one
+	 * raft_transfer at a time) */
+	struct raft_transfer hand_over;
+	bool handing_over;
 	pthread_t thread;
 
 	pthread_mutex_t lock;
@@ -1029,6 +1033,74 @@ static void on_wake(uv_async_t *h)
 	propose(r);
 }
 
+/* A replica waiting for a copy cannot serve writes (path_submit), but
+ * its raft log is as up to date as any: raft would elect it as readily as
+ * another voter. It stays a voter (it stores entries and counts toward
+ * commits and votes; demoting it would leave fewer voters to lose) and
+ * instead (1) campaigns late and (2) hands leadership on when it leads.
+ *
+ * (1) As a follower its election timer is stretched to 3 to 4 election
+ * timeouts, past any other follower's (1 to 2, earlier after a leader's
+ * connection closes): a voter that can win wins first. Only when none can
+ * (the others' logs are behind this one's, which refuses them its vote)
+ * does it campaign, so that a leader still comes. Raft draws the timer
+ * again on every leader contact, so the stretch is applied after every
+ * loop iteration, before the next tick reads it. Timing only: raft's
+ * safety never rests on timers.
+ *
+ * (2) As the leader it transfers leadership to a voter holding its whole
+ * log (raft_transfer sends that voter TimeoutNow at once), waiting while
+ * none does: replication brings one up to date. A transfer made to it
+ * (TimeoutNow) is taken, then handed on the same way. Loop thread. */
+static void hand_over_done(struct raft_transfer *req)
+{
+	esdb_replica *r = req->data;
+	r->handing_over = false;
+}
+
+static void hand_over(esdb_replica *r)
+{
+	struct raft *rf = &r->raft;
+	const struct raft_configuration *conf = &rf->configuration;
+	raft_index last = raft_last_index(rf);
+	uint64_t to = 0;
+	if (r->handing_over || raft_transferee(rf) != 0)
+		return;
+	for (unsigned i = 0; i < conf->n && !to; i++) {
+		raft_index match = 0;
+		if (conf->servers[i].role == RAFT_VOTER &&
+		    conf->servers[i].id != r->id &&
+		    raft_match_index(rf, conf->servers[i].id, &match) == 0 &&
+		    match == last)
+			to = conf->servers[i].id;
+	}
+	if (!to)
+		return; /* none holds the whole log yet */
+	r->hand_over.data = r;
+	if (raft_transfer(rf, &r->hand_over, to, hand_over_done) == 0) {
+		r->handing_over = true;
+		fprintf(
+		    stderr,
+		    "esdb replica %" PRIu64 ": leads while waiting for a "
+		    "copy of a member's store: leadership handed to %" PRIu64
+		    "\n",
+		    r->id, to);
+	}
+}
+
+static void defer_campaign(esdb_replica *r)
+{
+	struct raft *rf = &r->raft;
+	unsigned t = rf->election_timeout;
+	if (raft_state(rf) != RAFT_FOLLOWER ||
+	    rf->follower_state.randomized_election_timeout >= 3 * t)
+		return;
+	uint32_t x;
+	if (getrandom(&x, sizeof(x), GRND_NONBLOCK) != sizeof(x))
+		x = (uint32_t)esdb_clock_get_us();
+	rf->follower_state.randomized_election_timeout = 3 * t + x % t;
+}
+
 /* After every loop iteration: notice leadership changes. */
 static void on_check(uv_check_t *h)
 {
@@ -1042,6 +1114,7 @@ static void on_check(uv_check_t *h)
 	esdb_commit_req *drop = NULL;
 	pthread_mutex_lock(&r->lock);
 	r->term = raft_current_term(&r->raft);
+	bool waits_copy = r->needs_copy != 0 && !r->failed;
 	bool changed = id != r->leader_id || leader != r->leader;
 	if (changed) {
 		r->leader_id = id;
@@ -1057,6 +1130,10 @@ static void on_check(uv_check_t *h)
 	}
 	pthread_mutex_unlock(&r->lock);
 	answer_all(drop, ESDB_ENOT_LEADER);
+	if (waits_copy && leader)
+		hand_over(r);
+	else if (waits_copy)
+		defer_campaign(r);
 	if (changed && r->cfg.on_leader)
 		r->cfg.on_leader(r->cfg.on_leader_ctx, id, id ? address : NULL,
 		                 leader);
@@ -1151,7 +1228,9 @@ static int node_id(esdb_replica *r)
  * this timer with its next heartbeat, within the 2 heartbeats. A leader
  * cut off without a close (a partition, SIGSTOP) is noticed at the
  * timeout as before. Fields of struct raft (public in raft.h 0.22): set
- * between raft events on the loop thread, read at the next tick. */
+ * between raft events on the loop thread, read at the next tick. A
+ * replica waiting for a copy still grants votes at once (1) but asks
+ * late: on_check stretches its turn (defer_campaign). */
 static void leader_connection_closed(void *ctx, uint64_t id)
 {
 	esdb_replica *r = ctx;

@@ -1,11 +1,14 @@
 /* test_copy.c: a replica behind raft's snapshots waits for a copy of a
- * member's store, restored under its open handle, while raft goes on.
- * Three replicas in this process, raft over TCP on loopback. */
+ * member's store, restored under its open handle, while raft goes on;
+ * meanwhile it cannot serve writes, so it does not lead while another
+ * voter can. Three replicas in this process, raft over TCP on loopback. */
 #include "harness.h"
 
 #include "replica.h"
 
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -19,9 +22,24 @@ typedef struct node {
 
 static esdb_replica_member members[N];
 
+/* Leadership as the replicas' callbacks saw it: whether node `watched`
+ * became the leader since `led` was last cleared. */
+static int watched = -1;
+static atomic_bool led;
+
+static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
+{
+	(void)id;
+	(void)address;
+	if (self && (intptr_t)ctx == watched)
+		atomic_store(&led, true);
+}
+
 static int start(node *n, uint64_t id)
 {
 	esdb_replica_config cfg = {.id = id,
+	                           .on_leader = on_leader,
+	                           .on_leader_ctx = (void *)(intptr_t)(id - 1),
 	                           .address = n->addr,
 	                           .dir = n->dir,
 	                           .members = members,
@@ -159,4 +177,171 @@ TEST(a_replica_behind_the_snapshots_waits_for_a_restored_copy)
 	}
 	for (int i = 0; i < N; i++)
 		esdb_store_close(nodes[i].s);
+}
+
+static void init_nodes(node *nodes)
+{
+	for (int i = 0; i < N; i++) {
+		snprintf(nodes[i].dir, sizeof(nodes[i].dir), "%s", tmp_dir());
+		snprintf(nodes[i].addr, sizeof(nodes[i].addr), "127.0.0.1:%u",
+		         loopback_free_port());
+		members[i] = (esdb_replica_member){i + 1, nodes[i].addr};
+	}
+}
+
+static void stop_node(node *n)
+{
+	esdb_store_close(n->s);
+	n->s = NULL;
+	n->r = NULL;
+}
+
+/* Node 0 (id 1, the lowest: after a leader's stop the first survivor to
+ * ask for votes) made to wait for a copy: stopped, 400 entries written
+ * past raft's snapshots, started again. Returns the leader, not 0. */
+static int node0_waits_for_copy(node *nodes)
+{
+	int l = leader_of(nodes);
+	REQUIRE(l >= 0);
+	if (l == 0) {
+		REQUIRE_OK(esdb_replica_transfer(nodes[0].r, 2));
+		for (int t = 0; t < 1000 && (l = leader_of(nodes)) == 0; t++)
+			usleep(10000);
+	}
+	REQUIRE(l > 0);
+	REQUIRE_OK(append(nodes, &l, 1));
+	for (int t = 0; t < 1000 && events(nodes[0].s) < 1; t++)
+		usleep(10000);
+	stop_node(&nodes[0]);
+	for (uint64_t i = 2; i <= 401; i++) {
+		REQUIRE_OK(append(nodes, &l, i));
+		usleep(2000);
+	}
+	REQUIRE_OK(start(&nodes[0], 1));
+	uint64_t want = 0;
+	for (int t = 0; t < 3000 && !want; t++, usleep(10000))
+		want = esdb_replica_get_needs_copy(nodes[0].r);
+	REQUIRE(want > 0);
+	l = leader_of(nodes);
+	REQUIRE(l > 0);
+	return l;
+}
+
+/* A node other than node 0 that all live replicas name as leader, -1
+ * after ms without one. */
+static int agreed_leader(node *nodes, unsigned ms)
+{
+	for (unsigned t = 0; t < ms / 10; t++, usleep(10000)) {
+		int l = -1;
+		uint64_t lid = 0;
+		bool agree = true;
+		for (int i = 0; i < N && agree; i++) {
+			if (!nodes[i].s)
+				continue;
+			uint64_t id = 0;
+			esdb_replica_get_leader(nodes[i].r, &id, NULL, 0);
+			if (!id || (lid && id != lid))
+				agree = false;
+			lid = id;
+			if (esdb_replica_is_leader(nodes[i].r))
+				l = i;
+		}
+		if (agree && l > 0 && (uint64_t)l + 1 == lid)
+			return l;
+	}
+	return -1;
+}
+
+TEST(a_leader_waiting_for_a_copy_hands_leadership_to_another_voter)
+{
+	node nodes[N] = {0};
+	init_nodes(nodes);
+	for (int i = 0; i < N; i++)
+		REQUIRE_OK(start(&nodes[i], i + 1));
+	int l = node0_waits_for_copy(nodes);
+
+	/* made the leader while waiting (a transfer to it): it cannot take
+	 * writes, so it hands leadership on by itself */
+	watched = 0;
+	atomic_store(&led, false);
+	/* a transfer node 0 refuses (TimeoutNow reaching it before it holds
+	 * the leader's whole log) is tried again; ETIMEDOUT also when it
+	 * handed leadership back before the transfer looked at who leads */
+	for (int try = 0; try < 10 && !atomic_load(&led); try++) {
+		(void)esdb_replica_transfer(nodes[l].r, 1);
+		for (int t = 0; t < 200 && !atomic_load(&led); t++)
+			usleep(10000);
+		if ((l = leader_of(nodes)) < 0)
+			l = 1;
+	}
+	CHECK(atomic_load(&led));
+	l = agreed_leader(nodes, 20000);
+	CHECK(l > 0);
+	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
+	REQUIRE_OK(append(nodes, &l, 402));
+	CHECK(l > 0);
+	watched = -1;
+	for (int i = 0; i < N; i++)
+		esdb_store_close(nodes[i].s);
+}
+
+TEST(a_replica_waiting_for_a_copy_is_not_elected_while_another_voter_can_be)
+{
+	node nodes[N] = {0};
+	init_nodes(nodes);
+	for (int i = 0; i < N; i++)
+		REQUIRE_OK(start(&nodes[i], i + 1));
+	int l = node0_waits_for_copy(nodes);
+
+	/* the leader stopped, three times: node 0, the lowest id left and
+	 * with a log as up to date as the other's, asks first; it must not
+	 * win while the other voter can */
+	watched = 0;
+	atomic_store(&led, false);
+	for (int round = 0; round < 3; round++) {
+		int gone = l;
+		stop_node(&nodes[gone]);
+		l = agreed_leader(nodes, 30000);
+		CHECK(l > 0);
+		CHECK(!atomic_load(&led));
+		REQUIRE(l > 0);
+		REQUIRE_OK(append(nodes, &l, 500 + round));
+		REQUIRE_OK(start(&nodes[gone], gone + 1));
+		for (int t = 0;
+		     t < 3000 && events(nodes[gone].s) < events(nodes[l].s);
+		     t++)
+			usleep(10000);
+	}
+	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
+	watched = -1;
+	for (int i = 0; i < N; i++)
+		esdb_store_close(nodes[i].s);
+}
+
+TEST(a_replica_waiting_for_a_copy_leads_when_no_other_voter_can_then_hands_over)
+{
+	node nodes[N] = {0};
+	init_nodes(nodes);
+	for (int i = 0; i < N; i++)
+		REQUIRE_OK(start(&nodes[i], i + 1));
+	int l = node0_waits_for_copy(nodes);
+	int g = l == 1 ? 2 : 1;
+
+	/* g misses entries node 0 holds; then the leader stops: only node 0
+	 * can win (g's log is behind), so it must lead, bring g up to date
+	 * and hand leadership to it */
+	stop_node(&nodes[g]);
+	for (uint64_t i = 600; i < 605; i++)
+		REQUIRE_OK(append(nodes, &l, i));
+	stop_node(&nodes[l]);
+	REQUIRE_OK(start(&nodes[g], g + 1));
+	int now = agreed_leader(nodes, 60000);
+	CHECK_EQ(now, g);
+	REQUIRE(now == g);
+	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
+	REQUIRE_OK(append(nodes, &now, 605));
+	CHECK_EQ(now, g);
+	for (int i = 0; i < N; i++)
+		if (nodes[i].s)
+			esdb_store_close(nodes[i].s);
 }
