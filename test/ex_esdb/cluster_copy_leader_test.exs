@@ -46,9 +46,8 @@ defmodule ExESDB.ClusterCopyLeaderTest do
     # f takes leadership while it still waits for its copy
     assert :ok = :erpc.call(leader, ExESDB.Cluster, :transfer, [@store, f], 60_000)
 
-    # it hands it on to a voter that is not waiting, and writes through
-    # the others are acknowledged (f, with the most up-to-date raft log,
-    # may be elected again meanwhile: it hands leadership on again)
+    # it hands it on to a voter that is not waiting (its C replica does,
+    # c_src/replica), and writes through the others are acknowledged
     wait_until(fn -> info(ctx, f).leader not in [nil, f] end, 20_000)
     assert info(ctx, f).needs_copy
     acked = acked ++ Enum.flat_map(nodes -- [f], &append_n(ctx, &1, "s", 3))

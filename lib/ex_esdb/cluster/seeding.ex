@@ -587,7 +587,6 @@ defmodule ExESDB.Cluster.Seeding do
         reseed: nil,
         seeds: Map.values(Map.get(config, :nodes, %{})),
         recorded: false,
-        hand_over_logged: nil,
         path: path,
         file_mode: file_mode
       })
@@ -625,16 +624,12 @@ defmodule ExESDB.Cluster.Seeding do
     end
   end
 
-  # Waiting for a copy, this replica refuses writes: leading, it hands
-  # leadership to the most up-to-date voter (raft_transfer, as
-  # ExESDB.Cluster.transfer/2 with no node) rather than hold the
-  # cluster's writes until its copy is in. The copy is fetched by a
-  # process of its own, so the keeper hands leadership on also while a
+  # Waiting for a copy, this replica refuses writes; the C replica hands
+  # leadership on when it leads and campaigns late meanwhile
+  # (c_src/replica/replica.c, hand_over/defer_campaign). The copy is
+  # fetched by a process of its own, so the keeper goes on ticking while a
   # long fetch runs.
-  defp step(k, %{needs_copy: true} = i) do
-    k = if i.leader, do: hand_over(k), else: k
-    reseeding(k)
-  end
+  defp step(k, %{needs_copy: true}), do: reseeding(k)
 
   defp step(k, %{leader_id: 0}), do: k
 
@@ -670,39 +665,6 @@ defmodule ExESDB.Cluster.Seeding do
   defp reseeding(k) do
     {pid, _} = spawn_monitor(fn -> if reseed(k) != :ok, do: exit(:again) end)
     %{k | reseed: pid}
-  end
-
-  # A transfer that fails is tried again on every tick; its warning is
-  # logged once every @hand_over_log ms.
-  @hand_over_log 10_000
-
-  defp hand_over(k) do
-    case store(k) do
-      {:ok, s} -> handed_over(k, Backend.transfer(s, nil))
-      _ -> k
-    end
-  end
-
-  defp handed_over(k, :ok) do
-    Logger.warning(
-      "ExESDB: #{node()} led while waiting for a copy of a member's store: " <>
-        "leadership handed over"
-    )
-
-    %{k | hand_over_logged: nil}
-  end
-
-  defp handed_over(%{hand_over_logged: t} = k, e) when is_integer(t) do
-    if now() - t < @hand_over_log, do: k, else: handed_over(%{k | hand_over_logged: nil}, e)
-  end
-
-  defp handed_over(k, e) do
-    Logger.warning(
-      "ExESDB: #{node()} leads while waiting for a copy of a member's store and " <>
-        "could not hand leadership over: #{inspect(e)} (tried again every #{@tick} ms)"
-    )
-
-    %{k | hand_over_logged: now()}
   end
 
   defp now, do: System.monotonic_time(:millisecond)
