@@ -121,6 +121,8 @@ defmodule ExESDB.Cluster.Seeding do
   # state asks the members first (see the moduledoc).
   @spec prepare(map(), String.t(), map()) :: map()
   def prepare(options, path, config) do
+    remember_path(options.store_id, path)
+
     cond do
       File.exists?(Path.join(path, @copy)) ->
         install(path)
@@ -271,7 +273,7 @@ defmodule ExESDB.Cluster.Seeding do
 
     case running(answers) do
       [] ->
-        case not_yet(mode, options, answers) do
+        case state_held(answers) || not_yet(mode, options, answers) do
           nil ->
             []
 
@@ -292,6 +294,24 @@ defmodule ExESDB.Cluster.Seeding do
       running ->
         running
     end
+  end
+
+  # Nodes that answer without running the store but hold its raft state
+  # on their disks (`:has_raft_state`, state/1): the cluster existed, and
+  # this seed, with no raft state, may be a member that lost its data. In
+  # any `initial_cluster` mode it waits until one of them runs the store
+  # (then it joins, or comes back as a new member from a copy): writing
+  # the seed configuration would make it the voter it was, with an empty
+  # log and no memory of its vote.
+  defp state_held(answers) do
+    held = for {n, :has_raft_state} <- answers, do: n
+
+    if held != [],
+      do:
+        "#{inspect(held)} hold this store's raft state but do not run it: the cluster " <>
+          "exists and this node, with none, may be a member that lost its data; start " <>
+          "the store on them (this node then joins, or comes back as a new member from " <>
+          "a copy), or remove their raft state if that cluster is to be discarded"
   end
 
   # Why a seed with no raft state, no member running the store, may not
@@ -359,7 +379,8 @@ defmodule ExESDB.Cluster.Seeding do
   defp running(answers), do: for({n, {:running, state}} <- answers, do: {n, state})
 
   # What the nodes asked answer: [{node, {:running, state} | :not_running
-  # | :unreachable}] (:unreachable also when it did not answer in time).
+  # | :has_raft_state | {:forming, mode} | :unreachable}] (:unreachable
+  # also when it did not answer in time).
   defp ask(options) do
     nodes = ((options.seed_nodes ++ Node.list()) -- [node()]) |> Enum.uniq()
 
@@ -381,6 +402,7 @@ defmodule ExESDB.Cluster.Seeding do
         {:ok, state} -> {:running, state}
         {:error, :not_running} -> :not_running
         {:error, {:forming, mode}} -> {:forming, mode}
+        {:error, :has_raft_state} -> :has_raft_state
         # (a seed on an older release: its mode unknown)
         {:error, :forming} -> {:forming, nil}
         _ -> :unreachable
@@ -394,7 +416,11 @@ defmodule ExESDB.Cluster.Seeding do
 
   @doc false
   # On a member, for a node asking: this replica's applied index and the
-  # members it has recorded (node name => raft id).
+  # members it has recorded (node name => raft id). Not running it:
+  # {:error, {:forming, mode}} for a seed starting with no raft state,
+  # {:error, :has_raft_state} when this node's disk holds the store's raft
+  # state (where it last ran here, or where its config and EX_ESDB_*
+  # variables put it), else {:error, :not_running}.
   def state(store_id) do
     with {:ok, s} <- ExESDB.Store.fetch(store_id),
          true <- s.backend == Backend,
@@ -406,10 +432,37 @@ defmodule ExESDB.Cluster.Seeding do
     else
       _ ->
         case forming_seed(store_id) do
-          {_rounds, mode} -> {:error, {:forming, mode}}
-          nil -> {:error, :not_running}
+          {_rounds, mode} ->
+            {:error, {:forming, mode}}
+
+          nil ->
+            if raft_state_here?(store_id),
+              do: {:error, :has_raft_state},
+              else: {:error, :not_running}
         end
     end
+  end
+
+  # Where a store ran on this VM (kept after it stops: a VM up without
+  # its store still says whether its disk holds raft state).
+  defp path_key(store_id), do: {__MODULE__, :path, store_id}
+
+  defp remember_path(store_id, path) do
+    if :persistent_term.get(path_key(store_id), nil) != path,
+      do: :persistent_term.put(path_key(store_id), path)
+  end
+
+  defp raft_state_here?(store_id) do
+    [:persistent_term.get(path_key(store_id), nil), configured_path(store_id)]
+    |> Enum.any?(&(&1 != nil and File.exists?(Path.join([&1, "raft", "node_id"]))))
+  end
+
+  # The store's directory by this VM's config and EX_ESDB_* variables
+  # (nil when they do not resolve).
+  defp configured_path(store_id) do
+    ExESDB.Options.store_path(ExESDB.Options.resolve(store_id: store_id, db_type: :single))
+  rescue
+    _ -> nil
   end
 
   @doc false
