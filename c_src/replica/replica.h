@@ -33,9 +33,13 @@
  * holding at least the marker's index replaces the store
  * (esdb_store_restore, which the replica takes only then;
  * esdb_replica_get_needs_copy says which index it needs). The writer goes
- * on from the copy's index. A joiner (no members given) may also open a
- * store holding such a copy. The bindings' cluster mode moves copies
- * (ExESDB.Cluster.Seeding, over BEAM distribution).
+ * on from the copy's index. Meanwhile it refuses writes and does not
+ * lead while another voter can: it campaigns only after 3 to 4 election
+ * timeouts without a leader, and leading all the same (only its log was
+ * up to date enough, or a transfer named it) it hands leadership to a
+ * voter holding its whole log as soon as one does. A joiner (no members given)
+ * may also open a store holding such a copy. The bindings' cluster mode moves
+ * copies (ExESDB.Cluster.Seeding, over BEAM distribution).
  *
  * Fail-stop: when the writer cannot apply a committed entry for a reason
  * of this node (EIO, ENOSPC, a map that cannot grow) or an entry carries a

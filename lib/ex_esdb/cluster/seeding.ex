@@ -52,15 +52,24 @@ defmodule ExESDB.Cluster.Seeding do
     * a copy installed at the start (fetched, then the node killed before
       it opened) with no raft state yet: asked again as above, not opened
       as the seed id.
+    * a node up without the store answers whether its disk holds the
+      store's raft state (`state/1`: where the store last ran in that VM,
+      or where its config and `EX_ESDB_*` variables put it). One that
+      does holds off a seed with no raft state in every `initial_cluster`
+      mode: the cluster exists, and this seed may be a member that lost
+      its data. It waits (logging which nodes and what to do) until one
+      of them runs the store, then comes back as above.
 
-  Not covered: with `:auto`, a wiped seed restarted while the other
-  seeds' VMs are up but none runs the store cannot tell a first formation
-  from a lost disk and bootstraps as a seed (`:existing` does not; `:new`
-  does only when a majority of seeds answer that they have no raft
-  state: docs/CLUSTER.md). With a majority of the members down that is
-  beyond what the cluster tolerates anyway; bring the others up first. A
-  seed wiped between its first start and its record being applied (the
-  first heartbeats of a new cluster) is not recognised either.
+  Not covered: a VM up without the store that cannot tell where its
+  directory is (it did not run the store since it booted, and its
+  options came only from a child spec) answers as one without raft
+  state, so with `:auto` a wiped seed restarted while such VMs are up and
+  none runs the store takes it for a first formation and bootstraps as a
+  seed (`:existing` does not; `:new` does only when a majority of seeds
+  answer that they have no raft state: docs/CLUSTER.md); bring the
+  others' stores up first. A seed wiped between its first start and its
+  record being applied (the first heartbeats of a new cluster) is not
+  recognised either.
 
   ## Raft state that cannot be read
 
@@ -85,10 +94,11 @@ defmodule ExESDB.Cluster.Seeding do
   store) and restores it under the open store
   (`:ex_esdb_backend.cluster_install_copy/2`, `esdb_store_restore`); the
   writer goes on from the copy's index. Reads meanwhile see the store as
-  it was; writes are refused, and a replica that leads while it waits
-  hands leadership to the most up-to-date voter (the fetch runs in a
-  process of its own, so this happens during a long fetch too). The same happens when raft's snapshot passes a new member's
-  copy, or at a restart while the copy was not in yet.
+  it was; writes are refused, and the C replica keeps it from leading
+  while another voter can (it campaigns late, and hands leadership on
+  when it leads all the same: docs/CLUSTER.md, "Store copies"). The same
+  happens when raft's snapshot passes a new member's copy, or at a
+  restart while the copy was not in yet.
 
   ## The copy
 
@@ -121,7 +131,7 @@ defmodule ExESDB.Cluster.Seeding do
   # state asks the members first (see the moduledoc).
   @spec prepare(map(), String.t(), map()) :: map()
   def prepare(options, path, config) do
-    remember_path(options.store_id, path)
+    remember_path(Map.get(options, :store_id), path)
 
     cond do
       File.exists?(Path.join(path, @copy)) ->
@@ -446,6 +456,8 @@ defmodule ExESDB.Cluster.Seeding do
   # Where a store ran on this VM (kept after it stops: a VM up without
   # its store still says whether its disk holds raft state).
   defp path_key(store_id), do: {__MODULE__, :path, store_id}
+
+  defp remember_path(nil, _path), do: :ok
 
   defp remember_path(store_id, path) do
     if :persistent_term.get(path_key(store_id), nil) != path,
