@@ -82,6 +82,10 @@ defmodule ExESDB.Options do
   - `:existing`: never bootstraps; a seed no member records comes back
     as a new member in place of its seed id.
 
+  In every mode it waits while a node answers that its disk holds the
+  store's raft state without running it: the cluster exists and this
+  seed may be a member that lost its data.
+
   ## C node
 
   `backend: :cnode` runs the store in `priv/ex_esdb_cnode`, started by
