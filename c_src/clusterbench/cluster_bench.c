@@ -7,7 +7,10 @@
  * Usage: esdb_cluster_bench [--only NAME[,NAME...]] [DIR]
  *
  * Lines: raft3_single, cluster3_append_single (1 writer, 1-event
- * appends), raft3_inflight64, cluster3_append_concurrent64 (64 writers),
+ * appends), raft3_inflight64, cluster3_append_concurrent64 (64 writers:
+ * threads blocked in esdb_stream_append), cluster3_append_concurrent64_async
+ * (64 async clients: esdb_store_submit, the next append sent from the
+ * completion callback, as the NIF's callers do),
  * raft3_batch30k, cluster3_append_batch100 (1 writer, 100-event appends),
  * cluster3_failover (the leader killed with SIGKILL -> the first
  * acknowledged append on a new leader; ESDB_BENCH_FAILOVER_KILLS kills,
@@ -77,12 +80,15 @@ typedef struct tput {
 	const char *name, *baseline;
 	unsigned writers, batch;
 	double target; /* of appends/s (batch) or events/s over entries/s */
+	bool async;    /* async clients instead of threads */
 } tput;
 
 static const tput tputs[] = {
-    {"cluster3_append_single", "raft3_single", 1, 1, 0.5},
-    {"cluster3_append_concurrent64", "raft3_inflight64", 64, 1, 2.0},
-    {"cluster3_append_batch100", "raft3_batch30k", 1, 100, 0.5},
+    {"cluster3_append_single", "raft3_single", 1, 1, 0.5, false},
+    {"cluster3_append_concurrent64", "raft3_inflight64", 64, 1, 2.0, false},
+    {"cluster3_append_concurrent64_async", "raft3_inflight64", 64, 1, 2.0,
+     true},
+    {"cluster3_append_batch100", "raft3_batch30k", 1, 100, 0.5, false},
 };
 
 static int run_tput(const tput *t, double base, double seconds)
@@ -96,7 +102,10 @@ static int run_tput(const tput *t, double base, double seconds)
 	}
 	node_info before, after;
 	node_get_info(&c, leader, &before);
-	node_writers(&c, leader, t->writers);
+	if (t->async)
+		node_writers_async(&c, leader, t->writers);
+	else
+		node_writers(&c, leader, t->writers);
 	sleep_s(0.5);
 	size_t a0 = cluster_acks(&c);
 	double t0 = now_s();

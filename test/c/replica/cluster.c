@@ -46,6 +46,9 @@ typedef struct node_proc {
 	atomic_uint_fast64_t unknown;
 	atomic_uint threads_started;
 	bool retrying; /* writers append at exact versions, retrying */
+	bool async;    /* writers are async clients (async_client) */
+	bool async_next;
+	atomic_uint async_active;
 	atomic_uint_fast64_t leader_events;
 	pthread_t threads[64];
 	unsigned n_threads;
@@ -148,8 +151,72 @@ static void *retry_writer_main(void *arg)
 	return NULL;
 }
 
+/* An async client: one append in flight, submitted with esdb_store_submit
+ * and the next one sent from the completion callback (on the replica's
+ * writer thread), as the NIF's callers (BEAM processes answered with a
+ * message) and the single-node bench's async clients do: no thread waits
+ * per append. Stops at the first error or when writing ends. */
+typedef struct async_client {
+	node_proc *np;
+	char stream[32];
+	uint64_t n;
+} async_client;
+
+static async_client async_clients[64];
+
+static void async_done(void *ctx, const esdb_result *res);
+
+static void async_submit(async_client *ac)
+{
+	node_proc *np = ac->np;
+	unsigned batch = np->batch ? np->batch : 1;
+	if (batch > WRITER_BATCH_MAX)
+		batch = WRITER_BATCH_MAX;
+	esdb_new_event evs[WRITER_BATCH_MAX];
+	uint8_t ids[WRITER_BATCH_MAX][16];
+	ac->n = np->id << 56 | (uint64_t)(getpid() & 0xffffff) << 32 |
+	        atomic_fetch_add(&np->counter, batch);
+	for (unsigned k = 0; k < batch; k++)
+		evs[k] = make_event(ids[k], ac->n + k, "t", np->data);
+	esdb_limits l;
+	esdb_cmd cmd;
+	esdb_store_get_limits(np->s, &l);
+	if (esdb_cmd_stream_append(&l, ac->stream, strlen(ac->stream),
+	                           ESDB_EXPECT_ANY, evs, batch, &cmd) != 0) {
+		atomic_fetch_sub(&np->async_active, 1);
+		return;
+	}
+	esdb_store_submit(np->s, &cmd, async_done, ac); /* answers errors */
+}
+
+static void async_done(void *ctx, const esdb_result *res)
+{
+	async_client *ac = ctx;
+	node_proc *np = ac->np;
+	unsigned batch = np->batch ? np->batch : 1;
+	if (batch > WRITER_BATCH_MAX)
+		batch = WRITER_BATCH_MAX;
+	if (res->rc == 0) {
+		ack a = {ac->n, res->position, res->version - (batch - 1),
+		         np->id};
+		write_all(np->ack_fd, &a, sizeof(a));
+	} else if (res->rc == ESDB_EOUTCOME_UNKNOWN) {
+		atomic_fetch_add(&np->unknown, 1);
+	}
+	if (res->rc == 0 && atomic_load(&np->writing))
+		async_submit(ac);
+	else
+		atomic_fetch_sub(&np->async_active, 1);
+}
+
 static void set_writers(node_proc *np, unsigned threads)
 {
+	if (np->async) {
+		atomic_store(&np->writing, false);
+		while (atomic_load(&np->async_active))
+			usleep(1000);
+		np->async = false;
+	}
 	if (np->n_threads) {
 		atomic_store(&np->writing, false);
 		for (unsigned i = 0; i < np->n_threads; i++)
@@ -159,6 +226,19 @@ static void set_writers(node_proc *np, unsigned threads)
 	if (threads > 64)
 		threads = 64;
 	atomic_store(&np->writing, threads > 0);
+	if (np->async_next) {
+		np->async_next = false;
+		np->async = true;
+		atomic_store(&np->async_active, threads);
+		for (unsigned i = 0; i < threads; i++) {
+			async_client *ac = &async_clients[i];
+			ac->np = np;
+			snprintf(ac->stream, sizeof(ac->stream),
+			         "a%" PRIu64 "-%u", np->id, i);
+			async_submit(ac);
+		}
+		return;
+	}
 	for (unsigned i = 0; i < threads; i++)
 		if (pthread_create(&np->threads[i], NULL,
 		                   np->retrying ? retry_writer_main
@@ -243,6 +323,7 @@ static _Noreturn void node_main(const node_config *c, const char *data,
 			break;
 		if (cmd.op == 'W') {
 			np.retrying = cmd.role == 1;
+			np.async_next = cmd.role == 2;
 			set_writers(&np, (unsigned)cmd.n);
 		} else if (cmd.op == 'A' || cmd.op == 'T') {
 			uint8_t id[16];
@@ -596,6 +677,13 @@ void node_append_corrupt(cluster *c, int i, node_info *out)
 void node_writers_retrying(cluster *c, int i, unsigned threads)
 {
 	node_cmd cmd = {.op = 'W', .n = threads, .role = 1};
+	node_info info;
+	node_call(c, i, &cmd, &info);
+}
+
+void node_writers_async(cluster *c, int i, unsigned clients)
+{
+	node_cmd cmd = {.op = 'W', .n = clients, .role = 2};
 	node_info info;
 	node_call(c, i, &cmd, &info);
 }

@@ -107,6 +107,9 @@ void node_fail_next_apply(cluster *c, int i, int err);
 /* The same with writers that append at exact versions, retrying an
  * unknown outcome with the same event until it is in. */
 void node_writers_retrying(cluster *c, int i, unsigned threads);
+/* The same with async clients (esdb_store_submit, the next append sent
+ * from the completion callback) instead of threads; 0 stops them. */
+void node_writers_async(cluster *c, int i, unsigned clients);
 /* Node i's writer waits `us` before each transaction from now on. */
 void node_set_apply_delay(cluster *c, int i, unsigned us);
 /* Raft's next log write on node i completes with an error. */
