@@ -8,6 +8,7 @@
 #include "commit.h"
 #include "entry.h"
 #include "peer_watch.h"
+#include "stage_trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +33,19 @@
 /* Entries one writer transaction takes at most. */
 #define WRITER_BATCH_ENTRIES 256
 /* Entries the proposer keeps in flight: the next one packs what queued
- * meanwhile (group commit per entry). */
+ * meanwhile (group commit per entry). It is proposed only once the last
+ * one this node proposed is applied and its callers answered (unless a
+ * whole entry's worth waits): every entry costs a raft log fsync on each
+ * node and a store flush on each node's writer, about the same for 1 or
+ * 64 commands, so entries are made as full as the callers allow.
+ * Overlapping the next raft round with the writer's commit split the
+ * callers into groups that each paid both (docs/PERFORMANCE.md, "Where
+ * a cluster append's time goes"). */
 #define PROPOSE_INFLIGHT 1
+/* How long the next entry waits at most for the callers just answered
+ * to send their next commands (callers that are threads need a moment
+ * to run; async callers send from their answer, before it ends). */
+#define GATHER_MS 1
 
 /* Fault injection for the tests (test/c/replica), 0 otherwise: the writer
  * sleeps this long before each transaction (widening the window between
@@ -57,12 +69,14 @@ typedef struct proposal {
 	int refs; /* raft's callback and the answer each drop one */
 	struct raft_apply apply;
 	esdb_replica *r;
+	uint64_t t_submit, t_propose; /* stage_trace, µs */
 } proposal;
 
 /* A committed entry handed to the writer (a copy of raft's buffer). */
 typedef struct committed {
 	struct committed *next;
 	uint64_t index;
+	uint64_t t_commit; /* stage_trace, µs */
 	size_t len;
 	uint8_t buf[];
 } committed;
@@ -105,6 +119,8 @@ struct esdb_replica {
 	uv_loop_t loop;
 	uv_async_t wake;
 	uv_check_t check;
+	uv_timer_t gather; /* propose's wait for the callers answered */
+	bool gather_expired;
 	struct raft raft;
 	struct raft_io io;
 	struct raft_uv_transport transport;
@@ -132,8 +148,13 @@ struct esdb_replica {
 	/* submitted, not yet proposed */
 	esdb_commit_req *in_head, *in_tail;
 	uint64_t in_bytes;
+	size_t in_count;
+	/* commands the writer last answered: the next entry waits for as
+	 * many to queue, or for the gather timer (propose) */
+	size_t gather_want;
 	ctl *ctl_head;
 	proposal *proposals;
+	unsigned answering; /* proposals the writer is answering */
 	/* what the loop last saw */
 	bool leader;
 	uint64_t leader_id;
@@ -156,6 +177,10 @@ struct esdb_replica {
 	int (*uv_append)(struct raft_io *io, struct raft_io_append *req,
 	                 const struct raft_entry entries[], unsigned n,
 	                 raft_io_append_cb cb);
+	/* ESDB_REPLICA_TRACE: per-stage samples; NULL when off */
+	esdb_stage_trace *trace;
+	uint64_t in_first_us;       /* lock: the queue's oldest submit */
+	uint64_t t_pick, t_applied; /* writer: its current batch */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -263,6 +288,7 @@ static void answer_batch(esdb_replica *r, committed *batch,
 {
 	esdb_entry_header h;
 	size_t k = 0;
+	size_t answered = 0;
 	for (committed *c = batch; c; c = c->next) {
 		if (esdb_entry_header_read(c->buf, c->len, &h))
 			continue;
@@ -270,7 +296,20 @@ static void answer_batch(esdb_replica *r, committed *batch,
 		pthread_mutex_lock(&r->lock);
 		if (h.proposer == r->proposer)
 			p = take_proposal(r, h.seq);
+		if (p)
+			r->answering++;
 		pthread_mutex_unlock(&r->lock);
+		if (p && r->trace && results) {
+			esdb_stage_trace_add(r->trace, STAGE_QUEUED,
+			                     p->t_propose - p->t_submit);
+			esdb_stage_trace_add(r->trace, STAGE_RAFT,
+			                     c->t_commit - p->t_propose);
+			esdb_stage_trace_add(r->trace, STAGE_HANDOFF,
+			                     r->t_pick - c->t_commit);
+			esdb_stage_trace_add(r->trace, STAGE_APPLY,
+			                     r->t_applied - r->t_pick);
+			esdb_stage_trace_add(r->trace, STAGE_CMDS, h.count);
+		}
 		if (p) {
 			esdb_commit_req *q = p->reqs;
 			for (uint32_t i = 0; q && i < h.count; i++) {
@@ -281,9 +320,27 @@ static void answer_batch(esdb_replica *r, committed *batch,
 				q = next;
 			}
 			p->reqs = NULL;
+			answered += h.count;
+			pthread_mutex_lock(&r->lock);
+			r->answering--;
+			pthread_mutex_unlock(&r->lock);
+			if (r->trace && results) {
+				uint64_t now = esdb_clock_get_us();
+				esdb_stage_trace_add(r->trace, STAGE_ANSWER,
+				                     now - r->t_applied);
+				esdb_stage_trace_add(r->trace, STAGE_TOTAL,
+				                     now - p->t_submit);
+			}
 			proposal_unref(r, p);
 		}
 		k += h.count;
+	}
+	if (answered) { /* propose what queued meanwhile (propose) */
+		pthread_mutex_lock(&r->lock);
+		r->gather_want = answered;
+		if (r->wake_open && r->in_head)
+			uv_async_send(&r->wake);
+		pthread_mutex_unlock(&r->lock);
 	}
 }
 
@@ -336,6 +393,10 @@ static void apply_batch(esdb_replica *r, committed *batch)
 		last = c->index;
 	}
 	rc = esdb_store_apply_at(r->s, at, cmds, n_cmds, results);
+	if (r->trace) {
+		r->t_applied = esdb_clock_get_us();
+		esdb_stage_trace_add(r->trace, STAGE_BATCH, n_entries);
+	}
 out:
 	if (rc) {
 		fail_stop(r, ESDB_ESTORE_FAILED,
@@ -415,6 +476,8 @@ static void *writer_main(void *arg)
 		tail->next = NULL;
 		/* stopping without the copy: not applied here */
 		int failed = r->failed || r->needs_copy;
+		if (r->trace)
+			r->t_pick = esdb_clock_get_us();
 		pthread_mutex_unlock(&r->lock);
 		if (!failed && esdb__replica_apply_delay_us)
 			usleep(esdb__replica_apply_delay_us);
@@ -480,6 +543,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	}
 	c->next = NULL;
 	c->index = index;
+	c->t_commit = r->trace ? esdb_clock_get_us() : 0;
 	c->len = buf->len;
 	memcpy(c->buf, buf->base, buf->len);
 	pthread_mutex_lock(&r->lock);
@@ -739,6 +803,7 @@ static esdb_commit_req *take_batch(esdb_replica *r, size_t *n, size_t *bytes)
 		r->in_tail = NULL;
 	last->next = NULL;
 	r->in_bytes -= *bytes;
+	r->in_count -= *n;
 	return head;
 }
 
@@ -807,15 +872,52 @@ static int apply_maybe_failing(esdb_replica *r, struct raft_apply *req,
 	return rv;
 }
 
+static void propose(esdb_replica *r);
+
+static void gather_expired(uv_timer_t *t)
+{
+	esdb_replica *r = t->data;
+	pthread_mutex_lock(&r->lock);
+	r->gather_expired = true;
+	pthread_mutex_unlock(&r->lock);
+	propose(r);
+}
+
 static void propose(esdb_replica *r)
 {
 	while (r->inflight < PROPOSE_INFLIGHT && !r->raft_closing) {
 		size_t n, bytes;
 		pthread_mutex_lock(&r->lock);
+		bool full = r->in_bytes >= r->cfg.max_entry_bytes;
+		if ((r->proposals || r->answering) && !full) {
+			/* our last entry is not yet applied and answered:
+			 * hold (answer_batch wakes us), see
+			 * PROPOSE_INFLIGHT */
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+		if (r->in_head && r->in_count < r->gather_want && !full &&
+		    !r->gather_expired) {
+			/* the callers just answered are sending their next
+			 * commands: wait for as many, at most GATHER_MS */
+			pthread_mutex_unlock(&r->lock);
+			if (!uv_is_active((uv_handle_t *)&r->gather))
+				uv_timer_start(&r->gather, gather_expired,
+				               GATHER_MS, 0);
+			return;
+		}
 		bool leader = raft_state(&r->raft) == RAFT_LEADER;
 		bool waits_copy = r->needs_copy != 0;
 		esdb_commit_req *reqs =
 		    leader ? take_batch(r, &n, &bytes) : NULL;
+		if (reqs) { /* this entry takes them */
+			r->gather_want = 0;
+			r->gather_expired = false;
+			uv_timer_stop(&r->gather);
+		}
+		uint64_t t_submit = r->in_first_us;
+		if (r->trace && r->in_head)
+			r->in_first_us = esdb_clock_get_us();
 		pthread_mutex_unlock(&r->lock);
 		if (!reqs)
 			return;
@@ -852,6 +954,8 @@ static void propose(esdb_replica *r)
 		p->n = n;
 		p->refs = 2;
 		p->r = r;
+		p->t_submit = t_submit;
+		p->t_propose = r->trace ? esdb_clock_get_us() : 0;
 		p->apply.data = p;
 		pthread_mutex_lock(&r->lock);
 		p->next = r->proposals;
@@ -992,6 +1096,7 @@ static void raft_closed(struct raft *raft)
 	pthread_mutex_unlock(&r->lock);
 	uv_close((uv_handle_t *)&r->wake, NULL);
 	uv_close((uv_handle_t *)&r->check, NULL);
+	uv_close((uv_handle_t *)&r->gather, NULL);
 }
 
 static void leave_raft(esdb_replica *r)
@@ -1015,6 +1120,7 @@ static void on_wake(uv_async_t *h)
 		drop = r->in_head;
 		r->in_head = r->in_tail = NULL;
 		r->in_bytes = 0;
+		r->in_count = 0;
 	}
 	pthread_mutex_unlock(&r->lock);
 	answer_all(drop, failed ? failed : ESDB_ECLOSED);
@@ -1126,6 +1232,7 @@ static void on_check(uv_check_t *h)
 			drop = r->in_head;
 			r->in_head = r->in_tail = NULL;
 			r->in_bytes = 0;
+			r->in_count = 0;
 		}
 	}
 	pthread_mutex_unlock(&r->lock);
@@ -1282,6 +1389,8 @@ static int raft_setup(esdb_replica *r)
 	r->wake_open = true;
 	pthread_mutex_unlock(&r->lock);
 	uv_check_init(&r->loop, &r->check);
+	r->gather.data = r;
+	uv_timer_init(&r->loop, &r->gather);
 	r->transport.version = 1; /* the struct version raft expects */
 	if ((rv = raft_uv_tcp_init(&r->transport, &r->loop)))
 		return raft_rc(rv);
@@ -1501,10 +1610,14 @@ static int path_submit(esdb_commit_path *cp, esdb_commit_req *req)
 		req->next = NULL;
 		if (r->in_tail)
 			r->in_tail->next = req;
-		else
+		else {
 			r->in_head = req;
+			if (r->trace)
+				r->in_first_us = esdb_clock_get_us();
+		}
 		r->in_tail = req;
 		r->in_bytes += req->cmd.len;
+		r->in_count++;
 		if (r->wake_open)
 			uv_async_send(&r->wake);
 	}
@@ -1530,6 +1643,7 @@ static int path_cancel(esdb_commit_path *cp,
 		if (r->in_tail == q)
 			r->in_tail = prev;
 		r->in_bytes -= q->cmd.len;
+		r->in_count--;
 		q->next = NULL;
 		*out = q;
 		rc = 0;
@@ -1611,6 +1725,7 @@ static void path_stop(esdb_commit_path *cp)
 static void path_close(esdb_commit_path *cp)
 {
 	esdb_replica *r = cp->impl;
+	esdb_stage_trace_end(r->trace, r->id);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	pthread_cond_destroy(&r->writer_cond);
@@ -1644,6 +1759,7 @@ int esdb_replica_create(esdb_store *s, const esdb_replica_config *cfg,
 		return ENOMEM;
 	r->cfg = *cfg;
 	r->id = cfg->id;
+	r->trace = esdb_stage_trace_new();
 	esdb_replica_config *c = &r->cfg;
 #define DEFAULT(f, v)                                                          \
 	if (!c->f)                                                             \
