@@ -258,6 +258,9 @@ defmodule BeamBench do
   # catch-ups (each by a new subscription) and read-only passes alternate,
   # `rounds` times: the figures are medians, ratio_to_read_only the median
   # of each round's ratio (its catch-up over the read-only pass before it).
+  # cpu_ratio_to_read_only: the same from the VM's CPU time per event
+  # (vm_cpu_ns/0), which the waits for a core on a shared machine do not
+  # move.
   defp catchup(store, total) do
     for _ <- 1..div(total, 1000),
         do: {:ok, _} = Streams.append_events(store, "c", :any, events(1000))
@@ -267,7 +270,9 @@ defmodule BeamBench do
     {reads, catchups} =
       Enum.unzip(for r <- 1..rounds, do: {read_only(store, total), catchup_round(store, total, r)})
 
-    ratios = Enum.zip_with(catchups, reads, &(&1 / &2))
+    ratios = Enum.zip_with(catchups, reads, fn {c, _}, {r, _} -> c / r end)
+    cpu_ratios = Enum.zip_with(catchups, reads, fn {_, c}, {_, r} -> r / c end)
+    {catchups, reads} = {Enum.map(catchups, &elem(&1, 0)), Enum.map(reads, &elem(&1, 0))}
 
     [
       {"events_per_s", Float.round(median(catchups), 1)},
@@ -276,6 +281,7 @@ defmodule BeamBench do
       {"target_ratio_to_read_only", 0.8},
       {"ratio_min", Float.round(Enum.min(ratios), 3)},
       {"ratio_max", Float.round(Enum.max(ratios), 3)},
+      {"cpu_ratio_to_read_only", Float.round(median(cpu_ratios), 3)},
       {"delivery_only_events_per_s", delivery_only(store, total)},
       {"events", total},
       {"rounds", rounds},
@@ -283,9 +289,11 @@ defmodule BeamBench do
     ]
   end
 
+  # {events/s, VM CPU ns per event}
   defp catchup_round(store, total, round) do
     bench = self()
     t0 = System.monotonic_time(:microsecond)
+    c0 = vm_cpu_ns()
 
     spawn_link(fn ->
       Process.flag(:message_queue_data, :off_heap)
@@ -297,14 +305,18 @@ defmodule BeamBench do
     end)
 
     receive(do: (:caught_up -> :ok))
-    total / ((System.monotonic_time(:microsecond) - t0) / 1.0e6)
+    cpu = (vm_cpu_ns() - c0) / total
+    {total / ((System.monotonic_time(:microsecond) - t0) / 1.0e6), cpu}
   end
 
+  # {events/s, VM CPU ns per event}
   defp read_only(store, total) do
     t0 = System.monotonic_time(:microsecond)
+    c0 = vm_cpu_ns()
     {:ok, all} = Streams.all_forward(store, 1, 1000)
     ^total = Enum.reduce(all, 0, fn _, n -> n + 1 end)
-    total / ((System.monotonic_time(:microsecond) - t0) / 1.0e6)
+    cpu = (vm_cpu_ns() - c0) / total
+    {total / ((System.monotonic_time(:microsecond) - t0) / 1.0e6), cpu}
   end
 
   defp delivery_only(store, total) do
@@ -428,16 +440,20 @@ defmodule BeamBench do
   # 100,000 events read forward in pages of 1,000 into
   # %ExESDB.EventRecord{} structs, as the C bench's read_* runs: one
   # stream, or $all written as 100 appends of 1,000 to 100 streams;
-  # median of 5 passes after an untimed one.
+  # median of 5 passes after an untimed one. cpu_ns_per_event: CPU time
+  # of the whole VM per event (vm_cpu_ns/0), against the C read's thread
+  # CPU time (cpu_ratio_to_c): on a shared machine the wall clock also
+  # counts each thread's waits for a core.
   defp read(store, source, decode) do
     Enum.each(1..100, fn i ->
       stream = if source == :all, do: "read-#{rem(i, 100)}", else: "long"
       {:ok, _} = Streams.append_events(store, stream, :any, events(1000))
     end)
 
-    rates =
+    passes =
       for _ <- 1..6 do
         t = System.monotonic_time(:microsecond)
+        c = vm_cpu_ns()
 
         {:ok, s} =
           if source == :all,
@@ -445,20 +461,27 @@ defmodule BeamBench do
             else: Streams.stream_forward(store, "long", 1, 1000, decode: decode)
 
         100_000 = Enum.reduce(s, 0, fn %ExESDB.EventRecord{}, n -> n + 1 end)
-        100_000 / ((System.monotonic_time(:microsecond) - t) / 1.0e6)
+        cpu = (vm_cpu_ns() - c) / 100_000
+        {100_000 / ((System.monotonic_time(:microsecond) - t) / 1.0e6), cpu}
       end
 
-    sorted = rates |> tl() |> Enum.sort()
+    sorted = passes |> tl() |> Enum.map(&elem(&1, 0)) |> Enum.sort()
 
     [
       {"events_per_s", Float.round(Enum.at(sorted, 2), 1)},
       {"stat", "median"},
       {"best_events_per_s", Float.round(List.last(sorted), 1)},
+      {"cpu_ns_per_event", Float.round(median(passes |> tl() |> Enum.map(&elem(&1, 1))), 1)},
       {"decoded", decode},
       {"events", 100_000},
       {"page", 1000}
     ]
   end
+
+  # CPU time of every thread of the VM, in ns (:runtime counts ms).
+  # Spinning schedulers count too unless the VM runs with
+  # ERL_FLAGS="+sbwt none +sbwtdcpu none +sbwtdio none".
+  defp vm_cpu_ns, do: elem(:erlang.statistics(:runtime), 0) * 1_000_000
 
   # Ratio fields against the C bench of the same run, when given.
   defp line(fields, c_name, c) do
@@ -469,6 +492,16 @@ defmodule BeamBench do
 
         cf ->
           ratio = [{"ratio_to_c", Float.round(kv(fields, "events_per_s") / cf["events_per_s"], 3)}]
+
+          ratio =
+            if cf["cpu_ns_per_event"] && (kv(fields, "cpu_ns_per_event") || 0) > 0,
+              do:
+                ratio ++
+                  [
+                    {"cpu_ratio_to_c",
+                     Float.round(cf["cpu_ns_per_event"] / kv(fields, "cpu_ns_per_event"), 3)}
+                  ],
+              else: ratio
 
           if cf["p50_us"] && kv(fields, "p50_us"),
             do: ratio ++ [{"p50_over_c_us", Float.round(kv(fields, "p50_us") - cf["p50_us"], 1)}],
@@ -487,7 +520,7 @@ defmodule BeamBench do
         [_, name] <- [Regex.run(~r/"bench":"([^"]+)"/, line)],
         into: %{} do
       nums =
-        for key <- ["events_per_s", "p50_us"],
+        for key <- ["events_per_s", "p50_us", "cpu_ns_per_event"],
             [_, v] <- [Regex.run(~r/"#{key}":([0-9.]+)/, line)],
             into: %{} do
           {key, String.to_float(if String.contains?(v, "."), do: v, else: v <> ".0")}
