@@ -419,6 +419,7 @@ int main(int argc, char **argv)
 	/* Queued commands are answered closed; acknowledged ones are on
 	 * disk already. */
 	for (cn_server *s = &srv; s; s = s->next_store) {
+		cn_sessions_close(s);
 		pthread_rwlock_wrlock(&s->store_lock);
 		s->closed = true;
 		esdb_store_close(s->store);

@@ -87,6 +87,9 @@ struct cn_sessions {
 	 * whose deliver takes `mu`. Ids are never reused (members.c). */
 	uint64_t later[16];
 	size_t n_later;
+	/* The store is closing (cn_sessions_close): members ending now
+	 * leave no emitter, it goes with the store. */
+	bool closing;
 };
 
 /* Pid numbers of sessions, node-wide (from 1: 0 names no session). */
@@ -137,12 +140,23 @@ static void end_member(cn_server *srv, member *mb)
 	mb->name = NULL;
 	esdb_member_end(&mb->core);
 	struct cn_sessions *t = srv->sessions;
-	if (esdb_emitter_drop(srv->store, id) != ENOMEM)
+	if (t->closing || esdb_emitter_drop(srv->store, id) != ENOMEM)
 		return;
 	if (t->n_later < sizeof(t->later) / sizeof(t->later[0]))
 		t->later[t->n_later++] = id;
-	else /* more at once than kept: as before, under the lock */
+	else /* more at once than kept: as before, under the lock (the
+	      * store is open: `closing` is set under it first) */
 		esdb_emitter_leave_all(srv->store, id, NULL);
+}
+
+/* Member id leaves the emitter, unless the store closed. Lock not
+ * held: leaving waits for the emitter, whose deliver takes it. */
+static void leave_all(cn_server *srv, uint64_t id)
+{
+	pthread_rwlock_rdlock(&srv->store_lock);
+	if (!srv->closed)
+		esdb_emitter_leave_all(srv->store, id, NULL);
+	pthread_rwlock_unlock(&srv->store_lock);
 }
 
 /* Leave the emitter for the members end_member could not drop. Lock
@@ -157,7 +171,7 @@ static void leave_later(cn_server *srv)
 	t->n_later = 0;
 	pthread_mutex_unlock(&t->mu);
 	for (size_t i = 0; i < n; i++)
-		esdb_emitter_leave_all(srv->store, ids[i], NULL);
+		leave_all(srv, ids[i]);
 }
 
 /* End session s: its members leave, it is unlinked from the list.
@@ -437,6 +451,16 @@ int cn_sessions_start(cn_server *srv)
 	return esdb_emitter_set_deliver(srv->store, deliver, srv);
 }
 
+void cn_sessions_close(cn_server *srv)
+{
+	struct cn_sessions *t = srv->sessions;
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->closing = true;
+	pthread_mutex_unlock(&t->mu);
+}
+
 bool cn_sessions_is_request(const char *op)
 {
 	return strncmp(op, "session_", 8) == 0;
@@ -626,7 +650,7 @@ static void session_join(caller *k, const arg *src)
 	}
 	pthread_mutex_unlock(&t->mu);
 	if (!rc && !mb) { /* its session ended meanwhile */
-		esdb_emitter_leave_all(srv->store, id, NULL);
+		leave_all(srv, id);
 		rc = ESDB_ENOTFOUND;
 	}
 	if (rc == ESDB_ENOTFOUND)

@@ -15,6 +15,11 @@
  * an error code. */
 int cn_sessions_start(cn_server *srv);
 
+/* Before srv's store closes: sessions that end from now on (their
+ * connections closing as the node stops) leave the emitter no more,
+ * it is freed with the store. */
+void cn_sessions_close(cn_server *srv);
+
 /* Whether a request's operation is a session one (session_*). */
 bool cn_sessions_is_request(const char *op);
 
