@@ -465,7 +465,21 @@ defmodule ExESDB.Backend.CNode do
   defp try_at(h, original, command, target, deadline, backoff, replies) do
     left = remaining(deadline)
 
-    reply = if left == 0, do: {:error, :timeout}, else: fenced_call(h, target, command, deadline)
+    case if(left == 0, do: :out_of_time, else: fenced_call(h, target, command, deadline)) do
+      # out of time before this try was sent (its term, asked first, took
+      # the rest): the last try's reply decides, as in attempt/7
+      :out_of_time when replies != [] ->
+        decide(original, replies, hd(replies))
+
+      :out_of_time ->
+        tried(h, original, command, target, deadline, backoff, replies, {:error, :timeout})
+
+      reply ->
+        tried(h, original, command, target, deadline, backoff, replies, reply)
+    end
+  end
+
+  defp tried(h, original, command, target, deadline, backoff, replies, reply) do
     replies = [reply | replies]
     next = follow(h, reply, target, backoff)
     # a C node refusing, gone or silent: its term is asked again
@@ -497,12 +511,17 @@ defmodule ExESDB.Backend.CNode do
   # before the caller's deadline. A try held in a connection (its C node
   # stopped, a partition) that arrives after this loop gave it up and
   # resent it marked elsewhere is refused, not applied a second time.
+  # :out_of_time: nothing sent, the deadline reached while its term was
+  # asked.
   defp fenced_call(h, target, command, deadline) do
     case write_request(h, target, command, deadline) do
       {:ok, request} ->
         relay = Map.fetch!(h.members, target)
         left = remaining(deadline)
-        if left == 0, do: {:error, :timeout}, else: call_at(h, target, relay, request, :write, left)
+        if left == 0, do: :out_of_time, else: call_at(h, target, relay, request, :write, left)
+
+      {:error, :timeout} = e ->
+        if remaining(deadline) == 0, do: :out_of_time, else: e
 
       {:error, _} = e ->
         e
