@@ -276,14 +276,39 @@ CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs t
 test-cnode: nif $(BUILD)/esdb_cnode_probe
 	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/cnode_write_timeout_test.exs test/ex_esdb/streams_cnode_test.exs
 
-# The same ExUnit tests against the C node built with ASan+UBSan.
+# The same ExUnit tests against the C node built with ASan+UBSan; with
+# raft built, the C node carries the replica (c_src/replica compiled with
+# the sanitizers, as in asan-replica; libraft.a itself uninstrumented) and
+# the C node cluster tests run too. The C nodes' sanitizer reports go to
+# files (their output is read by the tests, not shown): any report,
+# leaks included (C nodes whose stdin closes stop and are checked; those
+# killed -9 are not), fails the target. lsan.supp: raft's own leaks.
+CNODE_CLUSTER_TESTS := test/ex_esdb/cnode_cluster_test.exs \
+	test/ex_esdb/cnode_cluster_barrier_test.exs \
+	test/ex_esdb/cnode_cluster_late_write_test.exs \
+	test/ex_esdb/cnode_cluster_member_name_test.exs \
+	test/ex_esdb/cnode_cluster_reads_test.exs \
+	test/ex_esdb/cnode_cluster_unreachable_test.exs \
+	test/ex_esdb/cnode_cluster_wiped_test.exs test/ex_esdb/cnode_copy_test.exs \
+	test/ex_esdb/cnode_launcher_cluster_test.exs
+ASAN_CNODE_REPORTS := $(CURDIR)/build/asan/cnode_reports
 asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
 	  build/asan/libesdb_core.a
 	clang $(CPPFLAGS) -Ic_src/proto -I$(EI_DIR)/include $(SAN_CFLAGS) $(WARN) -pthread c_src/cnode/*.c $(PROTO_SRC) \
-	  build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o build/asan/ex_esdb_cnode
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test $(CNODE_TESTS)
+	  $(CNODE_CLUSTER) build/asan/libesdb_core.a -L$(EI_DIR)/lib -lei $(LDLIBS) -lz -o build/asan/ex_esdb_cnode
+	rm -rf $(ASAN_CNODE_REPORTS) && mkdir -p $(ASAN_CNODE_REPORTS)
+	@tests="$(CNODE_TESTS)"; \
+	if $(RAFT_CURRENT); then tests="$$tests $(CNODE_CLUSTER_TESTS)"; \
+	else echo "asan-cnode: no raft built, the C node cluster tests left out"; fi; \
+	ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_CNODE_REPORTS)/asan \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/test/c/replica/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:log_path=$(ASAN_CNODE_REPORTS)/ubsan \
+	  ESDB_CNODE_BIN=$(CURDIR)/build/asan/ex_esdb_cnode MIX_ENV=test mix test $$tests; rc=$$?; \
+	for i in $$(seq 300); do pidof $(CURDIR)/build/asan/ex_esdb_cnode >/dev/null || break; sleep 0.1; done; \
+	bad=$$(grep -l -E "ERROR: |runtime error: |SUMMARY: " $(ASAN_CNODE_REPORTS)/* 2>/dev/null); \
+	if [ -n "$$bad" ]; then echo "asan-cnode: sanitizer reports from the C nodes:"; cat $$bad; exit 1; fi; \
+	exit $$rc
 
 # Sends raw distribution frames to a C node (test/cnode/probe.c): what no
 # BEAM node would send.

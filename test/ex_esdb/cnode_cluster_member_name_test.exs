@@ -12,7 +12,7 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
 
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @bin CNodeCluster.bin()
 
   setup do
     %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnm")}

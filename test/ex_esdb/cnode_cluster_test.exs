@@ -3,7 +3,7 @@ defmodule ExESDB.CNodeClusterTest do
   # one store, raft on loopback; this VM uses them through the C node
   # backend connected to a follower (cnode_cluster: all three). Real OS
   # processes, real distribution, kill -9. Out of the valgrind run (C
-  # tests only) and of asan-cnode (its build has no raft). ~6 s in all.
+  # tests only); under ASan in make asan-cnode. ~6 s in all.
   # ESDB_CNC_WRITERS (16) concurrent writers; ESDB_CNC_DURABILITY
   # (nosync) the C nodes' --durability.
   use ExUnit.Case, async: false
@@ -225,7 +225,7 @@ defmodule ExESDB.CNodeClusterTest do
     cookie = Path.join(dir, "cookie")
     File.write!(cookie, Atom.to_string(Node.get_cookie()))
     File.chmod!(cookie, 0o400)
-    bin = Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+    bin = CNodeCluster.bin()
     base = ["--name", "cncbad@localhost", "--store", Path.join(dir, "s"), "--cookie-file", cookie]
 
     for {args, says} <- [

@@ -5,7 +5,7 @@ defmodule ExESDB.CNodeCopyTest do
   # it), so a member away for a few hundred writes, or a new one, gets the
   # leader's marker and must pull a copy of a member's store from another
   # C node. Real OS processes, real distribution and TCP, kill -9: out of
-  # the valgrind run (C tests only) and of asan-cnode (no raft there).
+  # the valgrind run (C tests only); under ASan in make asan-cnode.
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
@@ -14,7 +14,7 @@ defmodule ExESDB.CNodeCopyTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
 
-  # ESDB_CNODE_BIN runs another build (an ASan one with raft, by hand)
+  # ESDB_CNODE_BIN runs another build (make asan-cnode: ASan+UBSan, with raft)
   @bin System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
   @window ["--raft-snapshot-threshold", "32", "--raft-trailing-bytes", "1"]
   # writes while a member is away: well past threshold + trailing (160)
@@ -83,8 +83,8 @@ defmodule ExESDB.CNodeCopyTest do
     receive do
       {:ready, name, os_pid} when name == spec.name ->
         on_exit(fn ->
-          System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
           Process.exit(owner, :kill)
+          CNodeCluster.stop_or_kill([os_pid])
         end)
 
         true = Node.connect(spec.name)

@@ -7,7 +7,12 @@ defmodule ExESDB.Test.CNodeCluster do
 
   import ExESDB.Test.ClusterHelpers, only: [free_ports: 1, wait_until: 2]
 
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @doc """
+  The C node executable the tests run: ESDB_CNODE_BIN (make asan-cnode:
+  the ASan+UBSan build), else priv/ex_esdb_cnode. Read at run time:
+  this module is compiled once, not per run.
+  """
+  def bin, do: System.get_env("ESDB_CNODE_BIN") || Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   @doc "The host part of this node's name (C nodes are named <x>@host)."
   def host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
@@ -55,8 +60,9 @@ defmodule ExESDB.Test.CNodeCluster do
 
       cns ->
         ExUnit.Callbacks.on_exit(fn ->
-          for cn <- cns, do: System.cmd("kill", ["-9", "#{cn.os_pid}"], stderr_to_stdout: true)
+          # the owner's end closes the ports: the C nodes stop
           Process.exit(owner, :kill)
+          stop_or_kill(Enum.map(cns, & &1.os_pid))
         end)
 
         for cn <- cns, do: true = Node.connect(cn.name)
@@ -90,7 +96,7 @@ defmodule ExESDB.Test.CNodeCluster do
             "20"
           ] ++ flags
 
-        {port, os_pid} = open(@bin, args)
+        {port, os_pid} = open(bin(), args)
         Map.merge(m, %{port: port, os_pid: os_pid})
       end
 
@@ -163,11 +169,35 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
-  @doc "kill -9 the OS process at the calling test's exit (call from the test process)."
-  def kill_at_exit(os_pid) do
-    ExUnit.Callbacks.on_exit(fn ->
-      System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
-    end)
+  @doc """
+  At the calling test's exit, once its ports closed (call from the
+  test process that owns the port): the C node stopped, or killed.
+  """
+  def kill_at_exit(os_pid), do: ExUnit.Callbacks.on_exit(fn -> stop_or_kill([os_pid]) end)
+
+  # C nodes whose stdin closed (--stop-on-eof) stop as an operator's
+  # would: an ASan build checks for leaks on the way out (make
+  # asan-cnode reads its reports). Any still up after 10 s is killed -9.
+  @doc false
+  def stop_or_kill(os_pids) do
+    deadline = System.monotonic_time(:millisecond) + 10_000
+
+    for p <- os_pids do
+      left = deadline - System.monotonic_time(:millisecond)
+
+      unless gone?(p, max(left, 0)),
+        do: System.cmd("kill", ["-9", "#{p}"], stderr_to_stdout: true)
+    end
+
+    :ok
+  end
+
+  defp gone?(os_pid, ms) do
+    cond do
+      not File.exists?("/proc/#{os_pid}") -> true
+      ms <= 0 -> false
+      true -> Process.sleep(20) && gone?(os_pid, ms - 20)
+    end
   end
 
   @doc "A request to a C node from this process (:no_reply after ms)."

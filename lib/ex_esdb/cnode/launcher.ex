@@ -35,8 +35,12 @@ defmodule ExESDB.CNode.Launcher do
   @spec os_pid(atom()) :: non_neg_integer() | nil
   def os_pid(store), do: GenServer.call(name(store), :os_pid)
 
-  @doc "The executable."
-  def bin, do: Application.app_dir(:ex_esdb, "priv/ex_esdb_cnode")
+  @doc """
+  The executable: priv/ex_esdb_cnode, or another build of it named by
+  the OS environment's ESDB_CNODE_BIN (make asan-cnode's ASan+UBSan one).
+  """
+  def bin,
+    do: System.get_env("ESDB_CNODE_BIN") || Application.app_dir(:ex_esdb, "priv/ex_esdb_cnode")
 
   @impl true
   def init(args) do
