@@ -315,30 +315,47 @@ TEST(callers_answered_together_travel_in_one_entry)
 {
 	cluster c;
 	cluster_init(&c, 3);
+	/* an election in the window would add its entry: long timeouts,
+	 * and another window if one happens anyway (a loaded machine) */
+	c.election_ms = 3000;
+	c.heartbeat_ms = 100;
 	int leader = cluster_start_all(&c);
-	node_set_apply_delay(&c, leader, 2000);
 	unsigned clients = 16;
-	node_writers_async(&c, leader, clients);
-	node_info a, b;
-	/* past the first entries (the clients start one by one) */
-	size_t start = cluster_acks(&c);
-	uint64_t until = mono_ms() + 60000;
-	while (cluster_acks(&c) < start + 4 * clients && mono_ms() < until)
-		usleep(1000);
-	node_get_info(&c, leader, &a);
-	size_t acks = cluster_acks(&c);
-	while (cluster_acks(&c) < acks + 30 * clients && mono_ms() < until)
-		usleep(1000);
-	node_get_info(&c, leader, &b);
-	node_writers(&c, leader, 0);
-	node_set_apply_delay(&c, leader, 0);
-	uint64_t appends = b.events - a.events, entries = b.applied - a.applied;
-	printf("     %" PRIu64 " appends in %" PRIu64 " entries\n", appends,
-	       entries);
-	REQUIRE(entries > 2);
-	CHECK_EQ(b.term, a.term); /* no election entries between */
-	/* every entry but the first and last carries all the clients */
-	CHECK(appends >= (entries - 2) * clients);
+	bool measured = false;
+	for (int attempt = 0; attempt < 3 && !measured; attempt++) {
+		leader = cluster_wait_leader(&c, 20000);
+		REQUIRE(leader >= 0);
+		node_set_apply_delay(&c, leader, 2000);
+		node_writers_async(&c, leader, clients);
+		node_info a, b;
+		/* past the first entries (the clients start one by one) */
+		size_t start = cluster_acks(&c);
+		uint64_t until = mono_ms() + 30000;
+		while (cluster_acks(&c) < start + 4 * clients &&
+		       mono_ms() < until)
+			usleep(1000);
+		node_get_info(&c, leader, &a);
+		size_t acks = cluster_acks(&c);
+		while (cluster_acks(&c) < acks + 30 * clients &&
+		       mono_ms() < until)
+			usleep(1000);
+		node_get_info(&c, leader, &b);
+		node_writers(&c, leader, 0);
+		node_set_apply_delay(&c, leader, 0);
+		uint64_t appends = b.events - a.events,
+		         entries = b.applied - a.applied;
+		printf("     %" PRIu64 " appends in %" PRIu64
+		       " entries, term %" PRIu64 " -> %" PRIu64 "\n",
+		       appends, entries, a.term, b.term);
+		if (b.term != a.term || !b.is_leader)
+			continue; /* election entries between: again */
+		REQUIRE(entries > 2);
+		/* every entry but the first and last carries all the
+		 * clients */
+		CHECK(appends >= (entries - 2) * clients);
+		measured = true;
+	}
+	CHECK(measured);
 	REQUIRE(cluster_wait_converged(&c, 30000));
 	cluster_check_and_free(&c);
 }
