@@ -43,8 +43,23 @@ defmodule ExESDB.ClusterCopyLeaderTest do
     start_store(ctx, fi, @small_snapshots)
     wait_until(fn -> info(ctx, f).needs_copy end, 60_000)
 
-    # f takes leadership while it still waits for its copy
-    assert :ok = :erpc.call(leader, ExESDB.Cluster, :transfer, [@store, f], 60_000)
+    # f takes leadership while it still waits for its copy (two
+    # elections: f's, then the one it hands leadership on with; the
+    # transfer answers :timeout when f handed leadership back to the
+    # leader before it looked, and is tried again when f did not take it)
+    t0 = info(ctx, f).term
+
+    wait_until(
+      fn ->
+        l = info(ctx, leader).leader
+
+        if l not in [nil, f],
+          do: :erpc.call(l, ExESDB.Cluster, :transfer, [@store, f], 60_000)
+
+        info(ctx, f).term >= t0 + 2
+      end,
+      60_000
+    )
 
     # it hands it on to a voter that is not waiting (its C replica does,
     # c_src/replica), and writes through the others are acknowledged
