@@ -29,8 +29,19 @@ defmodule ExESDB.ClusterCopyLeaderTest do
     for i <- 1..3, do: boot(ctx, i)
     for i <- 1..3, do: start_store(ctx, i, @small_snapshots)
     nodes = ctx.seeds
+    # f: the lowest raft id, the voter raft itself picks first for a
+    # transfer to no node in particular
+    f = hd(nodes)
     leader = agreed_leader(ctx, nodes)
-    f = hd(nodes -- [leader])
+
+    leader =
+      if leader == f do
+        :ok = :erpc.call(f, ExESDB.Cluster, :transfer, [@store, Enum.at(nodes, 1)], 60_000)
+        wait_until(fn -> (l = agreed_leader(ctx, nodes)) != f and l end, 30_000)
+      else
+        leader
+      end
+
     acked = append_n(ctx, leader, "s", 10)
     assert_same_replicas(ctx, nodes)
 
@@ -66,6 +77,17 @@ defmodule ExESDB.ClusterCopyLeaderTest do
     wait_until(fn -> info(ctx, f).leader not in [nil, f] end, 20_000)
     assert info(ctx, f).needs_copy
     acked = acked ++ Enum.flat_map(nodes -- [f], &append_n(ctx, &1, "s", 3))
+
+    # a planned transfer to no node in particular goes to the voter that
+    # can serve, never through f (before: raft picked f, which led in a
+    # term of its own only to hand leadership on)
+    l1 = agreed_leader(ctx, nodes)
+    [g] = nodes -- [f, l1]
+    t1 = info(ctx, f).term
+    assert :ok = :erpc.call(l1, ExESDB.Cluster, :transfer, [@store, nil], 60_000)
+    assert agreed_leader(ctx, nodes) == g
+    assert info(ctx, f).term == t1 + 1
+    assert info(ctx, f).needs_copy
 
     # the copy allowed in: f catches up with every acknowledged write
     File.rm_rf!(blocker)

@@ -629,7 +629,7 @@ defmodule ExESDB.Backend.Cluster do
     with id when id != nil <- target do
       case :ex_esdb_backend.cluster_info(h.ref) do
         {:ok, %{leader: true}} ->
-          :ex_esdb_backend.cluster_transfer(h.ref, id)
+          :ex_esdb_backend.cluster_transfer(h.ref, transferee(h, id))
 
         {:ok, %{leader_id: 0}} ->
           {:error, :no_quorum}
@@ -648,8 +648,43 @@ defmodule ExESDB.Backend.Cluster do
   @doc false
   def transfer_on_leader(store_id, id) do
     with {:ok, s} <- ExESDB.Store.fetch(store_id),
-         do: :ex_esdb_backend.cluster_transfer(s.handle.ref, id)
+         do: :ex_esdb_backend.cluster_transfer(s.handle.ref, transferee(s.handle, id))
   end
+
+  # A transfer to no node in particular goes to the voter that applied
+  # most among those that can serve (not failed, not waiting for a copy
+  # of a member's store: raft's own choice, the first voter holding the
+  # whole log, may be one waiting, which takes leadership only to hand
+  # it on). 0 (raft's choice) when no voter's node answers in time.
+  @pick_timeout 1_000
+
+  defp transferee(h, 0) do
+    with {:ok, ms} <- :ex_esdb_backend.cluster_members(h.ref) do
+      ms
+      |> Enum.filter(fn {id, _, role} -> role == :voter and id != h.id end)
+      |> Enum.map(fn {id, _, _} -> {id, node_of(h, id)} end)
+      |> Enum.filter(fn {_id, n} -> n != nil end)
+      |> Task.async_stream(
+        fn {id, n} ->
+          {id, :erpc.call(n, ExESDB.Cluster, :info, [h.store_id], @pick_timeout)}
+        end,
+        timeout: @pick_timeout + 500,
+        on_timeout: :kill_task
+      )
+      |> Enum.flat_map(fn
+        {:ok, {id, {:ok, %{failure: nil, needs_copy: false, applied: a}}}} -> [{a, id}]
+        _ -> []
+      end)
+      |> Enum.max(fn -> {0, 0} end)
+      |> elem(1)
+    else
+      _ -> 0
+    end
+  catch
+    _, _ -> 0
+  end
+
+  defp transferee(_h, id), do: id
 
   # ---- this node's replica -------------------------------------------------
 
