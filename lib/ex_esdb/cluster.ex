@@ -303,8 +303,10 @@ defmodule ExESDB.Cluster do
   end
 
   @doc """
-  Hand leadership to `node` (nil: the most up-to-date voter), for a
-  planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
+  Hand leadership to `node` (nil: the voter that applied most among
+  those that can serve, i.e. not failed and not waiting for a copy of a
+  member's store; raft's own choice when none answers within 1 s), for
+  a planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
   node took it up within an election timeout; the target may still win
   the election it started: see `leader/1` once it settled), `:no_quorum`,
   `{:not_leader, nil}` (a leader this node cannot name), `{:unreachable,
