@@ -38,7 +38,7 @@ defmodule ExESDB.ChaosPauseTest do
 
         leader = Cluster.agreed_leader(ctx.store, ctx.nodes)
         pid = os_pid(leader)
-        {_, 0} = System.cmd("kill", ["-STOP", pid])
+        pause_os_process!(pid)
         others = ctx.nodes -- [leader]
 
         wait_until(

@@ -55,7 +55,7 @@ defmodule ExESDB.ClusterGatewayDeadlineTest do
     # the leader's writer held; its VM paused; the follower not connected to it
     File.write!(ctx.hold, "")
     pid = to_string(:erpc.call(leader, :os, :getpid, []))
-    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    pause_os_process!(pid)
 
     try do
       true = :erpc.call(f, :erlang, :disconnect_node, [leader])

@@ -31,7 +31,7 @@ defmodule ExESDB.ClusterSilentLeaderTest do
              :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", @timeout], 30_000)
 
     pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
-    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    pause_os_process!(pid)
 
     {ms, reply} =
       try do

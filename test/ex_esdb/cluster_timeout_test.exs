@@ -26,7 +26,7 @@ defmodule ExESDB.ClusterTimeoutTest do
     assert {_, {:ok, 1}} = :erpc.call(ctx.follower, ClusterPeer, :timed_append, [@store, "s", 2000])
 
     pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
-    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    pause_os_process!(pid)
 
     try do
       for timeout <- [300, 700] do
@@ -46,7 +46,7 @@ defmodule ExESDB.ClusterTimeoutTest do
     # connecting again to a stopped VM hangs in the handshake
     # (net_setuptime, 7 s), whoever tries it
     pid = to_string(:erpc.call(ctx.leader, :os, :getpid, []))
-    {_, 0} = System.cmd("kill", ["-STOP", pid])
+    pause_os_process!(pid)
     :erpc.call(ctx.follower, Node, :disconnect, [ctx.leader])
     refute ctx.leader in :erpc.call(ctx.follower, Node, :list, [])
 

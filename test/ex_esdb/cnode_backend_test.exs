@@ -4,7 +4,7 @@ defmodule ExESDB.CNodeBackendTest do
   # of the C node under load and of a client node.
   use ExUnit.Case, async: false
 
-  import ExESDB.Test.ClusterHelpers, only: [wait_until: 2]
+  import ExESDB.Test.ClusterHelpers, only: [wait_until: 2, pause_os_process!: 1]
   alias ExESDB.{NewEvent, Streams, Subscriptions}
   alias ExESDB.CNode.Launcher
   alias ExESDB.Test.CNodeCluster
@@ -89,7 +89,7 @@ defmodule ExESDB.CNodeBackendTest do
        %{dir: dir} do
     store = start_system(dir, backend: :cnode, timeout: 300)
     os_pid = Launcher.os_pid(store)
-    {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
+    pause_os_process!(os_pid)
     on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"]) end)
     id = ExESDB.UUID.uuid4()
     assert {:error, :outcome_unknown} = Streams.append_events(store, "s", :any, [event(id)])

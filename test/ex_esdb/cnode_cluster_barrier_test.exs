@@ -41,7 +41,7 @@ defmodule ExESDB.CNodeClusterBarrierTest do
 
     # the follower stopped while the leader takes 300 more writes: once
     # it runs again it is behind, and the barrier waits for it
-    {_, 0} = System.cmd("kill", ["-STOP", "#{f.os_pid}"])
+    pause_os_process!(f.os_pid)
     on_exit(fn -> System.cmd("kill", ["-CONT", "#{f.os_pid}"]) end)
 
     for i <- 31..330 do
@@ -54,7 +54,7 @@ defmodule ExESDB.CNodeClusterBarrierTest do
     assert {:ok, 330} = Streams.get_version(store, "s")
 
     # the same as one call: a read with consistency: :linearizable
-    {_, 0} = System.cmd("kill", ["-STOP", "#{f.os_pid}"])
+    pause_os_process!(f.os_pid)
 
     for i <- 331..630 do
       e = {ExESDB.UUID.uuid4_binary(), "t", :binary.copy("d", 4096), "", nil, nil}

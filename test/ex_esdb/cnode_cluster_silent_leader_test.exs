@@ -54,7 +54,7 @@ defmodule ExESDB.CNodeClusterSilentLeaderTest do
     term = info(l).term
     ev = NewEvent.new(event_type: "t", data: 1)
     {:ok, id} = ExESDB.UUID.to_binary(ev.event_id)
-    signal(l, "STOP")
+    pause_os_process!(l.os_pid)
     on_exit(fn -> System.cmd("kill", ["-CONT", "#{l.os_pid}"]) end)
 
     {us, reply} = :timer.tc(fn -> Streams.append_events(store, "silent", :any, [ev]) end)

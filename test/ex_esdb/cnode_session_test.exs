@@ -459,9 +459,8 @@ defmodule ExESDB.CNodeSessionTest do
     cn = start_cnode(dir)
     {:ok, s} = Session.start_link(cnode: cn.name)
     p = collector(self(), :p)
-    {_, 0} = System.cmd("kill", ["-STOP", "#{cn.os_pid}"])
     # stopped (T) before anything is asked of it
-    wait_until(fn -> stopped?(cn.os_pid) end)
+    ExESDB.Test.ClusterHelpers.pause_os_process!(cn.os_pid)
     # the session waits 5 s for the C node's answer
     assert Session.subscribe(s, p, :all) == {:error, :timeout}
     assert MapSet.size(:sys.get_state(s).stale_joins) == 1
@@ -473,17 +472,6 @@ defmodule ExESDB.CNodeSessionTest do
     {:ok, _, _} = Session.subscribe(s, p, :all)
     append!(cn.name, "s", [event(1)])
     assert positions(take(:p, 1)) == [1]
-  end
-
-  # Whether every thread of OS process pid is stopped (state T).
-  defp stopped?(pid) do
-    Path.wildcard("/proc/#{pid}/task/*/stat")
-    |> Enum.all?(fn f ->
-      case File.read(f) do
-        {:ok, stat} -> stat |> String.split(") ") |> List.last() |> String.starts_with?("T")
-        _ -> true
-      end
-    end)
   end
 
   # {since, positions} of the ranged collector's pushes up to position `last`.

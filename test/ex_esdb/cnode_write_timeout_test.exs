@@ -7,6 +7,8 @@ defmodule ExESDB.CNodeWriteTimeoutTest do
   # small ones wait in its queue.
   use ExUnit.Case, async: false
 
+  import ExESDB.Test.ClusterHelpers, only: [pause_os_process!: 1]
+
   alias ExESDB.{NewEvent, Streams, Test.CNodeBackend}
 
   @moduletag timeout: 300_000
@@ -70,7 +72,7 @@ defmodule ExESDB.CNodeWriteTimeoutTest do
     %{store: s} = CNodeBackend.start_store(context)
     os_pid = ExESDB.CNode.Launcher.os_pid(s)
     # stopped: neither the append nor its cancel is answered
-    System.cmd("kill", ["-STOP", "#{os_pid}"])
+    pause_os_process!(os_pid)
     on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true) end)
 
     try do

@@ -71,6 +71,36 @@ defmodule ExESDB.Test.ClusterHelpers do
     dir
   end
 
+  @doc """
+  SIGSTOP the OS process os_pid and wait until every thread of it is
+  stopped. kill(2) returns before that: the group stop begins only when
+  one woken thread of it runs, and on a loaded machine its other threads
+  go on meanwhile (a C node answered an append sent after kill -STOP).
+  """
+  def pause_os_process!(os_pid) do
+    {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
+    wait_until(fn -> stopped?(os_pid) end, 30_000)
+    :ok
+  end
+
+  defp stopped?(os_pid) do
+    case File.ls("/proc/#{os_pid}/task") do
+      {:ok, tids} -> Enum.all?(tids, &(thread_state(os_pid, &1) in ["T", "t", nil]))
+      {:error, _} -> false
+    end
+  end
+
+  # a thread's state letter (after the ")" that ends its name), nil once gone
+  defp thread_state(os_pid, tid) do
+    case File.read("/proc/#{os_pid}/task/#{tid}/stat") do
+      {:ok, stat} ->
+        stat |> String.split(")") |> List.last() |> String.trim_leading() |> String.first()
+
+      {:error, _} ->
+        nil
+    end
+  end
+
   @doc "Call fun every 20 ms until it returns a truthy value or ms pass."
   def wait_until(fun, ms \\ 10_000) do
     deadline = System.monotonic_time(:millisecond) + ms
