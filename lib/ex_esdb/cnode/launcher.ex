@@ -168,9 +168,16 @@ defmodule ExESDB.CNode.Launcher do
              started_at: System.monotonic_time(:millisecond)
          }}
 
+      {:error, {:exit_status, _}} = error ->
+        # gone already: its pid may be another process's by now
+        error
+
       error ->
-        catch_port_close(port)
+        # killed before its port closes: closing makes it exit
+        # (--stop-on-eof), and a kill by pid after that may hit another
+        # process given the pid since
         System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
+        catch_port_close(port)
         error
     end
   end
