@@ -11,6 +11,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -328,7 +329,13 @@ unsigned loopback_free_port(void)
 	static unsigned next, span;
 	if (!span) {
 		span = ephemeral_low() - FIRST;
-		next = (unsigned)(getpid() ^ mono_ms()) % span;
+		/* random, not pid ^ time: test binaries started together
+		 * had nearby starts and walked over each other's ports */
+		unsigned seed;
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = (unsigned)getpid() * 2654435761u ^
+			       (unsigned)mono_ms();
+		next = seed % span;
 	}
 	for (int tries = 0; tries < 2000; tries++) {
 		unsigned port = FIRST + next++ % span;
