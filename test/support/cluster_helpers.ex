@@ -33,15 +33,21 @@ defmodule ExESDB.Test.ClusterHelpers do
   defp port_counter do
     case :persistent_term.get({__MODULE__, :ports}, nil) do
       nil ->
-        :global.trans({{__MODULE__, :ports}, self()}, fn ->
-          with nil <- :persistent_term.get({__MODULE__, :ports}, nil) do
-            span = ephemeral_low() - @first_port
-            counter = :atomics.new(1, signed: false)
-            :atomics.put(counter, 1, :rand.uniform(span))
-            :persistent_term.put({__MODULE__, :ports}, {counter, span})
-            {counter, span}
-          end
-        end)
+        # locked on this node only: a lock over the connected nodes
+        # waits forever on a peer that is SIGSTOPped
+        :global.trans(
+          {{__MODULE__, :ports}, self()},
+          fn ->
+            with nil <- :persistent_term.get({__MODULE__, :ports}, nil) do
+              span = ephemeral_low() - @first_port
+              counter = :atomics.new(1, signed: false)
+              :atomics.put(counter, 1, :rand.uniform(span))
+              :persistent_term.put({__MODULE__, :ports}, {counter, span})
+              {counter, span}
+            end
+          end,
+          [node()]
+        )
 
       found ->
         found
