@@ -1494,18 +1494,19 @@ static void *loop_main(void *arg)
 	esdb_replica *r = arg;
 	int rc = raft_setup(r);
 	const char *listen = r->bind_address ? r->bind_address : r->address;
+	if (rc)
+		fprintf(stderr,
+		        "esdb replica %" PRIu64 " at %s: raft did not start: "
+		        "%s (%s)\n",
+		        r->id, r->address, esdb_error_describe(rc),
+		        r->raft_inited ? raft_errmsg(&r->raft) : "");
+	/* raft maps many failures to EIO: the listener's is said apart */
 	const char *why = rc == EIO ? listen_failure(listen) : NULL;
 	if (why)
 		fprintf(stderr,
 		        "esdb replica %" PRIu64 ": raft cannot listen on %s: "
 		        "%s\n",
 		        r->id, listen, why);
-	else if (rc)
-		fprintf(stderr,
-		        "esdb replica %" PRIu64 " at %s: raft did not start: "
-		        "%s (%s)\n",
-		        r->id, r->address, esdb_error_describe(rc),
-		        r->raft_inited ? raft_errmsg(&r->raft) : "");
 	pthread_mutex_lock(&r->lock);
 	r->start_rc = rc;
 	r->started = true;
