@@ -305,8 +305,9 @@ defmodule ExESDB.Cluster do
   @doc """
   Hand leadership to `node` (nil: the voter that applied most among
   those that can serve, i.e. not failed and not waiting for a copy of a
-  member's store; raft's own choice when none answers within 1 s), for
-  a planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
+  member's store; a voter whose node is down or does not answer within
+  1 s is not picked; raft's own choice, the first voter holding the
+  whole log, when none answers), for a planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
   node took it up within an election timeout; the target may still win
   the election it started: see `leader/1` once it settled), `:no_quorum`,
   `{:not_leader, nil}` (a leader this node cannot name), `{:unreachable,

@@ -655,7 +655,8 @@ defmodule ExESDB.Backend.Cluster do
   # most among those that can serve (not failed, not waiting for a copy
   # of a member's store: raft's own choice, the first voter holding the
   # whole log, may be one waiting, which takes leadership only to hand
-  # it on). 0 (raft's choice) when no voter's node answers in time.
+  # it on). 0 (raft's choice) when no voter's node answers in time (a
+  # voter down, stopped or slow: no answer).
   @pick_timeout 1_000
 
   defp transferee(h, 0) do
@@ -665,9 +666,7 @@ defmodule ExESDB.Backend.Cluster do
       |> Enum.map(fn {id, _, _} -> {id, node_of(h, id)} end)
       |> Enum.filter(fn {_id, n} -> n != nil end)
       |> Task.async_stream(
-        fn {id, n} ->
-          {id, :erpc.call(n, ExESDB.Cluster, :info, [h.store_id], @pick_timeout)}
-        end,
+        fn {id, n} -> {id, ask_info(n, h.store_id)} end,
         timeout: @pick_timeout + 500,
         on_timeout: :kill_task
       )
@@ -685,6 +684,16 @@ defmodule ExESDB.Backend.Cluster do
   end
 
   defp transferee(_h, id), do: id
+
+  # Caught here, in the task: a raise in a task of async_stream reaches
+  # the caller as a link exit ({:erpc, :noconnection} from a node down,
+  # {:erpc, :timeout} from one stopped or slow), which no catch around
+  # the stream stops. A voter that does not answer is not picked.
+  defp ask_info(node, store_id) do
+    :erpc.call(node, ExESDB.Cluster, :info, [store_id], @pick_timeout)
+  catch
+    _, _ -> :error
+  end
 
   # ---- this node's replica -------------------------------------------------
 
