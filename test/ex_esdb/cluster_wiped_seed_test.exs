@@ -40,6 +40,15 @@ defmodule ExESDB.ClusterWipedSeedTest do
     _, _ -> 0
   end
 
+  # the first warning logged (forwarded from a peer) that contains text
+  defp warned_with(text) do
+    receive do
+      {:log, :warning, msg} -> if msg =~ text, do: msg, else: warned_with(text)
+    after
+      30_000 -> flunk("no warning with #{inspect(text)}")
+    end
+  end
+
   test "a wiped seed waits while the seeds up hold raft state, then comes back from a copy", ctx do
     for i <- 1..3, do: boot(ctx, i)
     for i <- 1..3, do: start_store(ctx, i)
@@ -68,6 +77,7 @@ defmodule ExESDB.ClusterWipedSeedTest do
     # W loses its disk and starts: it asks, and waits
     wipe(ctx, wi)
     boot(ctx, wi)
+    ExESDB.Test.LogForward.add(w, self())
     starting = Task.async(fn -> start_store(ctx, wi) end)
     wait_until(fn -> raft_state?(ctx, wi) or rounds(ctx, w) >= 3 end, 60_000)
     refute raft_state?(ctx, wi), "the wiped seed bootstrapped as the voter it was"
@@ -75,6 +85,12 @@ defmodule ExESDB.ClusterWipedSeedTest do
 
     for n <- [a, b],
         do: assert(:erpc.call(n, Seeding, :state, [ctx.store]) == {:error, :has_raft_state})
+
+    # its warning says what it waits for: a member running the store
+    # (before: "waits before it bootstraps", which it never does here)
+    warned = warned_with("has no raft state")
+    assert warned =~ "has no raft state and waits until a member runs the store"
+    refute warned =~ "bootstraps:"
 
     # A and B run the store again: W comes back as a new member from a
     # copy, with every acknowledged event

@@ -283,7 +283,9 @@ defmodule ExESDB.Cluster.Seeding do
 
     case running(answers) do
       [] ->
-        case state_held(answers) || not_yet(mode, options, answers) do
+        held = state_held(answers)
+
+        case held || not_yet(mode, options, answers) do
           nil ->
             []
 
@@ -294,7 +296,7 @@ defmodule ExESDB.Cluster.Seeding do
             if rem(tries, 10) == 1,
               do:
                 Logger.warning(
-                  "ExESDB: #{node()} has no raft state and waits before it bootstraps: #{why}"
+                  "ExESDB: #{node()} has no raft state and #{waits(held, mode)}: #{why}"
                 )
 
             Process.sleep(@retry)
@@ -305,6 +307,15 @@ defmodule ExESDB.Cluster.Seeding do
         running
     end
   end
+
+  # What a seed with no raft state waits for: one whose cluster exists
+  # (others hold its raft state, or `initial_cluster: :existing`) never
+  # bootstraps; it joins, or comes back from a copy, once a member runs
+  # the store.
+  defp waits(held, mode) when held != nil or mode == :existing,
+    do: "waits until a member runs the store (it does not bootstrap)"
+
+  defp waits(_held, _mode), do: "waits before it bootstraps"
 
   # Nodes that answer without running the store but hold its raft state
   # on their disks (`:has_raft_state`, state/1): the cluster existed, and
