@@ -235,6 +235,10 @@ CHAOS_RATE ?= 200
 CHAOS_NODES ?= 3
 CHAOS_FAULT_RATE ?= 20
 CHAOS_RESULTS ?= $(CURDIR)/$(BUILD)/chaos
+# CHAOS_SAMPLE=1: chaos-faults also samples every node's raft progress
+# and replica thread waits every 20 ms (samples.jsonl in the results;
+# test/support/chaos/sampler.ex)
+CHAOS_SAMPLE ?= 0
 chaos: nif $(BUILD)/esdb_bind_shim.so
 	ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) ESDB_CHAOS_RATE=$(CHAOS_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_workload_test.exs
@@ -242,7 +246,7 @@ chaos: nif $(BUILD)/esdb_bind_shim.so
 
 # Only the cluster part of `make chaos` (docs/RELIABILITY.md's runs).
 chaos-faults: nif $(BUILD)/esdb_bind_shim.so
-	ESDB_CHAOS_FAULTS=1 ESDB_CHAOS_NODES=$(CHAOS_NODES) ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	ESDB_CHAOS_SAMPLE=$(CHAOS_SAMPLE) ESDB_CHAOS_FAULTS=1 ESDB_CHAOS_NODES=$(CHAOS_NODES) ESDB_CHAOS_SECONDS=$(CHAOS_SECONDS) \
 	  ESDB_CHAOS_RATE=$(CHAOS_FAULT_RATE) ESDB_CHAOS_RESULTS=$(CHAOS_RESULTS) \
 	  MIX_ENV=test mix test test/ex_esdb/chaos_faults_test.exs --only chaos_long
 

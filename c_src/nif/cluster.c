@@ -226,6 +226,9 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 		term = esdb_replica_get_term(rep);
 		is_leader = esdb_replica_is_leader(rep);
 	} while (term != esdb_replica_get_term(rep));
+	esdb_replica_progress pg;
+	esdb_replica_get_progress(rep, &pg);
+	uint64_t now = esdb_clock_get_us();
 	ERL_NIF_TERM keys[] = {
 	    enif_make_atom(env, "id"),
 	    enif_make_atom(env, "leader_id"),
@@ -235,6 +238,9 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	    enif_make_atom(env, "applied"),
 	    enif_make_atom(env, "failure"),
 	    enif_make_atom(env, "needs_copy"),
+	    enif_make_atom(env, "commit"),
+	    enif_make_atom(env, "last_index"),
+	    enif_make_atom(env, "loop_age_us"),
 	};
 	ERL_NIF_TERM vals[] = {
 	    enif_make_uint64(env, esdb_replica_get_id(rep)),
@@ -248,6 +254,10 @@ ERL_NIF_TERM nif_cluster_info(ErlNifEnv *env, int argc,
 	                 nif_make_bin(env, why, strlen(why)))
 	           : atom_nil,
 	    esdb_replica_get_needs_copy(rep) ? atom_true : atom_false,
+	    enif_make_uint64(env, pg.commit),
+	    enif_make_uint64(env, pg.last_index),
+	    enif_make_uint64(
+	        env, pg.loop_us && now > pg.loop_us ? now - pg.loop_us : 0),
 	};
 	nif_store_release(r);
 	ERL_NIF_TERM m;

@@ -159,6 +159,7 @@ struct esdb_replica {
 	bool leader;
 	uint64_t leader_id;
 	uint64_t term;
+	uint64_t commit, last_index, loop_us; /* esdb_replica_get_progress */
 	char leader_address[ADDRESS_MAX];
 	/* fail-stop */
 	int failed;
@@ -453,6 +454,7 @@ static void writer_sync(esdb_replica *r)
 static void *writer_main(void *arg)
 {
 	esdb_replica *r = arg;
+	pthread_setname_np(pthread_self(), "esdb-writer");
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		/* entries wait while the store waits for a copy (fsm_restore)
@@ -1218,8 +1220,12 @@ static void on_check(uv_check_t *h)
 	raft_leader(&r->raft, &id, &address);
 	bool leader = raft_state(&r->raft) == RAFT_LEADER;
 	esdb_commit_req *drop = NULL;
+	uint64_t now = esdb_clock_get_us();
 	pthread_mutex_lock(&r->lock);
 	r->term = raft_current_term(&r->raft);
+	r->commit = r->raft.commit_index;
+	r->last_index = raft_last_index(&r->raft);
+	r->loop_us = now;
 	bool waits_copy = r->needs_copy != 0 && !r->failed;
 	bool changed = id != r->leader_id || leader != r->leader;
 	if (changed) {
@@ -1492,6 +1498,7 @@ static const char *listen_failure(const char *addr)
 static void *loop_main(void *arg)
 {
 	esdb_replica *r = arg;
+	pthread_setname_np(pthread_self(), "esdb-raft");
 	int rc = raft_setup(r);
 	const char *listen = r->bind_address ? r->bind_address : r->address;
 	if (rc)
@@ -1864,6 +1871,16 @@ uint64_t esdb_replica_get_applied(esdb_replica *r)
 	uint64_t applied = r->applied;
 	pthread_mutex_unlock(&r->lock);
 	return applied;
+}
+
+void esdb_replica_get_progress(esdb_replica *r, esdb_replica_progress *out)
+{
+	pthread_mutex_lock(&r->lock);
+	out->commit = r->commit;
+	out->last_index = r->last_index;
+	out->applied = r->applied;
+	out->loop_us = r->loop_us;
+	pthread_mutex_unlock(&r->lock);
 }
 
 uint64_t esdb_replica_get_needs_copy(esdb_replica *r)

@@ -174,6 +174,17 @@ bool esdb_replica_is_leader(esdb_replica *r);
 /* The last raft index the writer applied and committed to the store. */
 uint64_t esdb_replica_get_applied(esdb_replica *r);
 
+/* Raft's progress as the loop saw it after its last iteration, for
+ * samplers (issue 14's stall hunt): commit and last log index, the index
+ * applied to the store, and when the loop last ran (esdb_clock_get_us;
+ * it runs at least every heartbeat, so an old loop_us is a loop held).
+ * The loop thread is named "esdb-raft", the writer "esdb-writer" (in
+ * /proc/<pid>/task/<tid>/comm). Any thread. */
+typedef struct esdb_replica_progress {
+	uint64_t commit, last_index, applied, loop_us;
+} esdb_replica_progress;
+void esdb_replica_get_progress(esdb_replica *r, esdb_replica_progress *out);
+
 /* 0 while the replica runs; after a fail-stop the reason (its code) and,
  * when msg is not NULL, a sentence saying what happened. */
 int esdb_replica_get_failure(esdb_replica *r, char *msg, size_t len);

@@ -173,9 +173,11 @@ defmodule ExESDB.Cluster do
   What this node's replica knows: `id`, `node`, `leader` (the leader's
   node, or nil while none is known), `leader?` (whether it leads in
   `term`), `term` (its raft term), `applied` (the last raft index its
-  store applied), `failure` (nil, or why it stopped) and `needs_copy`
+  store applied), `failure` (nil, or why it stopped), `needs_copy`
   (raft's snapshot passed its store: it waits for a copy of a member's,
-  `ExESDB.Cluster.Seeding`).
+  `ExESDB.Cluster.Seeding`), `commit` and `last_index` (raft's commit
+  index and last log index) and `loop_age_us` (how long ago raft's loop
+  last ran: it runs at least every heartbeat).
   """
   @spec info(atom()) :: {:ok, map()} | {:error, term()}
   def info(store_id) do

@@ -16,7 +16,7 @@ defmodule ExESDB.ChaosFaultsTest do
 
   import ExESDB.Test.ClusterHelpers
 
-  alias ExESDB.Chaos.{Cluster, Faults, Leadership, Nemesis, Partition}
+  alias ExESDB.Chaos.{Cluster, Faults, Leadership, Nemesis, Partition, Sampler}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: :infinity
@@ -78,9 +78,14 @@ defmodule ExESDB.ChaosFaultsTest do
     kinds = Enum.shuffle(kills ++ cuts)
     until = {:until, System.monotonic_time(:millisecond) + seconds * 1000}
     load = :os.cmd(~c"cat /proc/loadavg") |> to_string() |> String.trim()
+    # ESDB_CHAOS_SAMPLE=1: every node's raft progress and thread waits
+    # every 20 ms, to samples.jsonl in the results (ExESDB.Chaos.Sampler)
+    sampler = if Sampler.enabled?(), do: Sampler.start(ctx)
 
     %{verdict: v, results: path} =
       run(ctx, kinds, until, label: "cluster#{n}-mixed", rate: 20, load_before: load)
+
+    if sampler, do: Sampler.stop(sampler, path)
 
     IO.puts("chaos results: #{path}\nload before #{load}, after #{File.read!("/proc/loadavg")}")
     IO.puts(ExESDB.Chaos.JSON.encode(v.stats.faults))

@@ -82,6 +82,24 @@ defmodule ExESDB.ClusterNifTest do
     followers = stores -- [l]
     assert {:error, :not_leader} = append(hd(followers), "s", [event()])
     assert Enum.all?(stores, &(info(&1).failure == nil))
+
+    # raft's progress for samplers (issue 14): every replica's raft log
+    # holds what it applied, the leader committed its append, and each
+    # loop runs (it wakes at least every heartbeat, 30 ms)
+    for s <- stores do
+      wait_until(fn -> info(s).loop_age_us < 5_000_000 end)
+      i = info(s)
+      assert i.last_index >= i.commit and i.commit >= i.applied
+    end
+
+    assert info(l).commit >= info(l).applied and info(l).applied > 0
+    # each replica's raft loop and writer are named threads (one each
+    # per replica; libuv's workers inherit the loop's name)
+    names =
+      for t <- File.ls!("/proc/self/task"), do: String.trim(File.read!("/proc/self/task/#{t}/comm"))
+
+    assert Enum.count(names, &(&1 == "esdb-writer")) >= 3
+    assert Enum.count(names, &(&1 == "esdb-raft")) >= 3
   end
 
   test "a planned transfer hands leadership to another voter", %{dir: dir} do

@@ -69,7 +69,12 @@ defmodule ExESDB.Backend.Cluster do
          term: i.term,
          applied: i.applied,
          failure: i.failure,
-         needs_copy: i.needs_copy
+         needs_copy: i.needs_copy,
+         # raft's commit and last log index, and how long ago the raft
+         # loop last ran (samplers: docs/RELIABILITY.md, issue 14)
+         commit: i.commit,
+         last_index: i.last_index,
+         loop_age_us: i.loop_age_us
        }}
     end
   end
