@@ -94,4 +94,24 @@ defmodule ExESDB.Test.ClusterPeer do
     acc = acc ++ for e <- evs, do: {elem(e, 0), elem(e, 1), elem(e, 2), elem(e, 3)}
     if next == :eof, do: acc, else: page(ref, next, acc)
   end
+
+  @doc """
+  A process here that asks this node's info of `store` over and over
+  until sent :stop, then sends `to` {:led, pid, terms}: the terms in
+  which this node was seen leading. A leadership of a few milliseconds
+  (a waiting replica handing it on) is seen in the samples.
+  """
+  def watch_leading(store, to), do: spawn(fn -> watch_leading(store, to, []) end)
+
+  defp watch_leading(store, to, led) do
+    receive do
+      :stop -> send(to, {:led, self(), Enum.uniq(led)})
+    after
+      0 ->
+        case ExESDB.Cluster.info(store) do
+          {:ok, %{leader?: true, term: t}} -> watch_leading(store, to, [t | led])
+          _ -> watch_leading(store, to, led)
+        end
+    end
+  end
 end
