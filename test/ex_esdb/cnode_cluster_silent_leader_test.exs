@@ -86,4 +86,122 @@ defmodule ExESDB.CNodeClusterSilentLeaderTest do
       assert Enum.count(got, &(&1 == id)) == 1
     end
   end
+
+  # A cluster of three C nodes and a store whose own C node is a
+  # follower; the relays of the others up.
+  defp cluster_store(dir, name) do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    [f, _] = cns -- [l]
+    store = :"#{name}_#{System.unique_integer([:positive])}"
+    opts = CNodeCluster.system_opts(store, dir, f, cns) ++ [timeout: @timeout]
+    start_supervised!({ExESDB.System, opts})
+
+    for cn <- cns -- [f],
+        do: wait_until(fn -> Process.whereis(:"exesdb_cnode_relay_#{store}@#{cn.name}") end)
+
+    {cns, l, f, store}
+  end
+
+  defp append(store, stream, data) do
+    {us, reply} =
+      :timer.tc(fn ->
+        Streams.append_events(store, stream, :any, [NewEvent.new(event_type: "t", data: data)])
+      end)
+
+    {div(us, 1000), reply}
+  end
+
+  # A long-lived caller: its writes remember the leader that took the
+  # last one (the process dictionary).
+  defp writer(store) do
+    receive do
+      {:append, from, stream, data} ->
+        send(from, {:appended, self(), append(store, stream, data)})
+        writer(store)
+    end
+  end
+
+  defp append_from(pid, stream, data) do
+    send(pid, {:append, self(), stream, data})
+
+    receive do
+      {:appended, ^pid, answer} -> answer
+    after
+      2 * @timeout -> flunk("no answer from writer #{inspect(pid)}")
+    end
+  end
+
+  defp fresh_append(store, stream, data),
+    do: Task.async(fn -> append(store, stream, data) end) |> Task.await(2 * @timeout)
+
+  # After SIGCONT: every C node has `n` events in `stream`, each once.
+  defp assert_once_everywhere(cns, stream, n) do
+    for cn <- cns do
+      assert wait_until(fn -> length(ids(cn, stream)) >= n end, 60_000)
+      got = ids(cn, stream)
+      assert length(got) == n and Enum.uniq(got) == got, "#{cn.name}: #{inspect(got)}"
+    end
+  end
+
+  test "a second long-lived writer whose remembered leader is stopped goes on too, " <>
+         "after another writer moved on",
+       %{dir: dir} do
+    {cns, l, _f, store} = cluster_store(dir, "cnsilent2")
+    p1 = spawn_link(fn -> writer(store) end)
+    p2 = spawn_link(fn -> writer(store) end)
+    # both remember the leader
+    assert {_, {:ok, 1}} = append_from(p1, "s2", 0)
+    assert {_, {:ok, 2}} = append_from(p2, "s2", 1)
+
+    pause_os_process!(l.os_pid)
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{l.os_pid}"]) end)
+
+    {ms1, r1} = append_from(p1, "s2", 2)
+    assert r1 == {:ok, 3}, "p1: #{inspect(r1)} after #{ms1} ms"
+    # before: p2 asked the stopped leader its term (p1's move had reset
+    # it) and waited out its whole timeout: {:error, :timeout}
+    {ms2, r2} = append_from(p2, "s2", 3)
+    assert r2 == {:ok, 4}, "p2: #{inspect(r2)} after #{ms2} ms"
+    assert ms2 < div(@timeout, 2), "p2 took #{ms2} ms with a #{@timeout} ms timeout"
+
+    signal(l, "CONT")
+    assert_once_everywhere(cns, "s2", 4)
+  end
+
+  test "a write whose own C node (a follower) is stopped goes to the leader " <>
+         "well before its timeout",
+       %{dir: dir} do
+    {cns, _l, f, store} = cluster_store(dir, "cnsilenthome")
+    # the own C node refused it (not_leader) and named the leader
+    assert {_, {:ok, 1}} = append(store, "sh", 0)
+
+    pause_os_process!(f.os_pid)
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{f.os_pid}"]) end)
+
+    # a fresh process starts at the own C node; before: it asked the
+    # stopped one its term and waited out its whole timeout
+    {ms, reply} = fresh_append(store, "sh", 1)
+    assert reply == {:ok, 2}, "#{inspect(reply)} after #{ms} ms"
+    assert ms < div(@timeout, 2), "took #{ms} ms with a #{@timeout} ms timeout"
+
+    signal(f, "CONT")
+    assert_once_everywhere(cns, "sh", 2)
+  end
+
+  test "a first write whose own C node (a follower) is stopped before any write " <>
+         "goes to the leader well before its timeout",
+       %{dir: dir} do
+    {cns, _l, f, store} = cluster_store(dir, "cnsilentfirst")
+    pause_os_process!(f.os_pid)
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{f.os_pid}"]) end)
+
+    # no term known for the own C node yet: it is asked, within a slice
+    {ms, reply} = fresh_append(store, "sf", 0)
+    assert reply == {:ok, 1}, "#{inspect(reply)} after #{ms} ms"
+    assert ms < div(@timeout, 2), "took #{ms} ms with a #{@timeout} ms timeout"
+
+    signal(f, "CONT")
+    assert_once_everywhere(cns, "sf", 1)
+  end
 end

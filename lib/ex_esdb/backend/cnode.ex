@@ -420,6 +420,12 @@ defmodule ExESDB.Backend.CNode do
   # whether leadership moved (ms), as the cluster gateway's @watch.
   @watch 50
 
+  # How long a C node of a cluster is waited for when asked its term
+  # before a try, or how far it applied after one (ms): a silent one is
+  # passed over (another C node is tried; reads wait instead, fresh/2),
+  # not waited for up to the caller's deadline.
+  @ask_wait 10 * @watch
+
   # Tries until one answers or the caller's time is out; every wait ends
   # by the deadline. The first try goes where this process's last write
   # was taken (the leader then), else to the store's own C node.
@@ -482,8 +488,7 @@ defmodule ExESDB.Backend.CNode do
   defp tried(h, original, command, target, deadline, backoff, replies, reply) do
     replies = [reply | replies]
     next = follow(h, reply, target, backoff)
-    # a C node refusing, gone or silent: its term is asked again
-    if next, do: see_term(h, target, 0)
+    if next && forget_term?(reply, target), do: see_term(h, target, 0)
 
     case next do
       {node, pause} ->
@@ -547,13 +552,18 @@ defmodule ExESDB.Backend.CNode do
       0 ->
         relay = Map.fetch!(h.members, target)
 
-        case call_at(h, target, relay, {:cluster_info}, :read, remaining(deadline)) do
+        case call_at(h, target, relay, {:cluster_info}, :read, ask_wait(deadline)) do
           {:ok, %{term: t}} ->
             see_term(h, target, t)
             {:ok, t}
 
           {:ok, _} ->
             {:error, {:unreachable, target}}
+
+          # silent within @ask_wait: nothing was sent there, another is
+          # tried (as one not connected)
+          {:error, :timeout} = e ->
+            if remaining(deadline) == 0, do: e, else: {:error, {:unreachable, target}}
 
           {:error, _} = e ->
             e
@@ -584,6 +594,17 @@ defmodule ExESDB.Backend.CNode do
 
   defp see_term(_h, _target, _t), do: :ok
 
+  # A C node gone, or refusing in its own name (its term moved on): its
+  # term is asked again before the next try there. Kept for one that
+  # named another leader or none (a try fenced with an older term is
+  # refused there just the same) and for a silent one left for a later
+  # leader (a fence it no longer holds is refused): asking a silent C
+  # node again would cost every process writing there a wait.
+  defp forget_term?({:error, {:moved, _}}, _target), do: false
+  defp forget_term?({:error, {:not_leader, target}}, target), do: true
+  defp forget_term?({:error, {:not_leader, _other}}, _target), do: false
+  defp forget_term?(_reply, _target), do: true
+
   # the barrier's checkpoint is never there: not_found is its success
   defp taken?(@barrier, {:error, :not_found}), do: true
   defp taken?(_command, {:error, _}), do: false
@@ -611,7 +632,8 @@ defmodule ExESDB.Backend.CNode do
            remaining(deadline)
          ) do
       {:ok, %{applied: index}} ->
-        info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
+        # a silent own C node is not waited for past @ask_wait a time
+        info = fn -> call(h, {:cluster_info}, :read, ask_wait(deadline)) end
 
         with :not_reached <- Cluster.wait_applied(info, index, deadline),
              do: behind(h.behind, index)
@@ -687,6 +709,8 @@ defmodule ExESDB.Backend.CNode do
 
   defp remaining(:infinity), do: :infinity
   defp remaining(deadline), do: max(deadline - now(), 0)
+
+  defp ask_wait(deadline), do: min(remaining(deadline), @ask_wait)
 
   defp more_than?(:infinity, _ms), do: true
   defp more_than?(left, ms), do: left > ms
@@ -810,15 +834,17 @@ defmodule ExESDB.Backend.CNode do
   defp fence_term(%Handle{members: m}, {:in_term, t, _, _}) when map_size(m) > 1, do: t
   defp fence_term(_h, _request), do: nil
 
-  # Another C node of the cluster leading in a term after `term` (its
+  # Another C node of the cluster leading in `term` or a later one (its
   # own report, or a follower's of it): {leader, its term}, else nil.
-  # Each asked within @watch and the time left.
+  # One leader per term: with another one in `term`, the C node tried
+  # (silent, a follower) never takes a try fenced with `term`. Each
+  # asked within @watch and the time left.
   defp moved(h, term, until) do
     h.members
     |> Map.delete(h.cnode)
     |> Enum.find_value(fn {node, relay} ->
       case call_at(h, node, relay, {:cluster_info}, :read, min(remaining(until), @watch)) do
-        {:ok, %{term: t, leader_node: l}} when t > term and l not in [nil, h.cnode] ->
+        {:ok, %{term: t, leader_node: l}} when t >= term and l not in [nil, h.cnode] ->
           if Map.has_key?(h.members, l), do: {l, t}
 
         _ ->
