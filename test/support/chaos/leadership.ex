@@ -41,11 +41,8 @@ defmodule ExESDB.Chaos.Leadership do
     end
   end
 
-  @doc """
-  Stop; answers %{leaders: %{term => [node]}, anomalies: [%{kind:
-  :two_leaders, term:, nodes:}]}.
-  """
-  def stop(%{table: table, pollers: pollers}) do
+  @doc "Stop every poller (each answers {:stop, from} by exiting); wait until they are gone."
+  def stop_pollers(pollers) do
     for p <- pollers do
       ref = Process.monitor(p)
       send(p, {:stop, self()})
@@ -54,6 +51,14 @@ defmodule ExESDB.Chaos.Leadership do
         {:DOWN, ^ref, _, _, _} -> :ok
       end
     end
+  end
+
+  @doc """
+  Stop; answers %{leaders: %{term => [node]}, anomalies: [%{kind:
+  :two_leaders, term:, nodes:}]}.
+  """
+  def stop(%{table: table, pollers: pollers}) do
+    stop_pollers(pollers)
 
     leaders =
       table

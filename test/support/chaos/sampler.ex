@@ -43,14 +43,7 @@ defmodule ExESDB.Chaos.Sampler do
 
   @doc "Stop; write the rows to dir/samples.jsonl (dir nil: drop them)."
   def stop(%{table: table, pollers: pollers}, dir) do
-    for p <- pollers do
-      ref = Process.monitor(p)
-      send(p, {:stop, self()})
-
-      receive do
-        {:DOWN, ^ref, _, _, _} -> :ok
-      end
-    end
+    ExESDB.Chaos.Leadership.stop_pollers(pollers)
 
     if dir do
       {:ok, f} =
