@@ -136,6 +136,8 @@ struct esdb_replica {
 	 * raft_transfer at a time) */
 	struct raft_transfer hand_over;
 	bool handing_over;
+	uint64_t led_by;    /* the last other leader seen (hand_over) */
+	uint64_t led_since; /* loop time this node last became leader */
 	pthread_t thread;
 
 	pthread_mutex_t lock;
@@ -324,6 +326,9 @@ static void answer_batch(esdb_replica *r, committed *batch,
 			answered += h.count;
 			pthread_mutex_lock(&r->lock);
 			r->answering--;
+			/* set with the decrement: propose, seeing none
+			 * answering, must also see how many to wait for */
+			r->gather_want = answered;
 			pthread_mutex_unlock(&r->lock);
 			if (r->trace && results) {
 				uint64_t now = esdb_clock_get_us();
@@ -338,7 +343,6 @@ static void answer_batch(esdb_replica *r, committed *batch,
 	}
 	if (answered) { /* propose what queued meanwhile (propose) */
 		pthread_mutex_lock(&r->lock);
-		r->gather_want = answered;
 		if (r->wake_open && r->in_head)
 			uv_async_send(&r->wake);
 		pthread_mutex_unlock(&r->lock);
@@ -1172,16 +1176,27 @@ static void hand_over(esdb_replica *r)
 	const struct raft_configuration *conf = &rf->configuration;
 	raft_index last = raft_last_index(rf);
 	uint64_t to = 0;
+	bool back = false;
 	if (r->handing_over || raft_transferee(rf) != 0)
 		return;
 	for (unsigned i = 0; i < conf->n && !to; i++) {
 		raft_index match = 0;
-		if (conf->servers[i].role == RAFT_VOTER &&
-		    conf->servers[i].id != r->id &&
-		    raft_match_index(rf, conf->servers[i].id, &match) == 0 &&
-		    match == last)
-			to = conf->servers[i].id;
+		raft_id id = conf->servers[i].id;
+		if (conf->servers[i].role == RAFT_VOTER && id != r->id &&
+		    raft_match_index(rf, id, &match) == 0 && match == last) {
+			if (id == r->led_by)
+				back = true;
+			else
+				to = id;
+		}
 	}
+	/* Not back to the voter we took leadership from while another
+	 * qualifies: two voters waiting for copies would hand it to each
+	 * other for ever, the third never chosen. Back to it only after an
+	 * election timeout (the others had time to answer this leader). */
+	if (!to && back &&
+	    uv_now(&r->loop) - r->led_since >= rf->election_timeout)
+		to = r->led_by;
 	if (!to)
 		return; /* none holds the whole log yet */
 	r->hand_over.data = r;
@@ -1222,18 +1237,27 @@ static void on_check(uv_check_t *h)
 	esdb_commit_req *drop = NULL;
 	uint64_t now = esdb_clock_get_us();
 	pthread_mutex_lock(&r->lock);
-	r->term = raft_current_term(&r->raft);
+	uint64_t term = raft_current_term(&r->raft);
+	/* leadership lost and won again between two checks shows only as a
+	 * new term: what queued under the old one must not be proposed
+	 * under the new (the term fence) */
+	bool new_term = r->leader && term != r->term;
+	r->term = term;
 	r->commit = r->raft.commit_index;
 	r->last_index = raft_last_index(&r->raft);
 	r->loop_us = now;
 	bool waits_copy = r->needs_copy != 0 && !r->failed;
 	bool changed = id != r->leader_id || leader != r->leader;
-	if (changed) {
+	if (id && id != r->id)
+		r->led_by = id;
+	if (leader && (changed || new_term))
+		r->led_since = uv_now(&r->loop);
+	if (changed || new_term) {
 		r->leader_id = id;
 		r->leader = leader;
 		snprintf(r->leader_address, sizeof(r->leader_address), "%s",
 		         id && address ? address : "");
-		if (!leader) {
+		if (!leader || new_term) {
 			/* never proposed: the caller may retry elsewhere */
 			drop = r->in_head;
 			r->in_head = r->in_tail = NULL;
