@@ -209,18 +209,31 @@ static void async_done(void *ctx, const esdb_result *res)
 		atomic_fetch_sub(&np->async_active, 1);
 }
 
+/* How long stopped writers may take to finish their last appends: a
+ * caller never answered (a proposer that waits for ever) fails the node
+ * (exit 95) instead of hanging the test. */
+#define WRITERS_STOP_MS 30000
+
 static void set_writers(node_proc *np, unsigned threads)
 {
+	uint64_t until = mono_ms() + WRITERS_STOP_MS;
 	if (np->async) {
 		atomic_store(&np->writing, false);
-		while (atomic_load(&np->async_active))
+		while (atomic_load(&np->async_active)) {
+			if (mono_ms() > until)
+				_exit(95);
 			usleep(1000);
+		}
 		np->async = false;
 	}
 	if (np->n_threads) {
 		atomic_store(&np->writing, false);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += WRITERS_STOP_MS / 1000;
 		for (unsigned i = 0; i < np->n_threads; i++)
-			pthread_join(np->threads[i], NULL);
+			if (pthread_timedjoin_np(np->threads[i], NULL, &ts))
+				_exit(95);
 		np->n_threads = 0;
 	}
 	if (threads > 64)

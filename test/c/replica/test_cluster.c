@@ -303,6 +303,31 @@ TEST(a_nodes_port_is_held_while_it_is_not_running)
 	cluster_check_and_free(&c);
 }
 
+/* The proposer waits, at most a millisecond, for as many commands as
+ * callers it just answered (they send their next at once). When most of
+ * them stop, the one left must not wait for the others: its appends go
+ * on at the pace of raft rounds. */
+TEST(a_caller_left_alone_after_many_stop_is_answered)
+{
+	cluster c;
+	cluster_init(&c, 3);
+	c.election_ms = 3000; /* no election meanwhile, on a loaded machine */
+	c.heartbeat_ms = 100;
+	int leader = cluster_start_all(&c);
+	REQUIRE(leader >= 0);
+	node_writers(&c, leader, 16);
+	REQUIRE(cluster_wait_acks(&c, 200));
+	/* 16 answered together, then one writer only */
+	node_writers(&c, leader, 1);
+	size_t start = cluster_acks(&c);
+	uint64_t until = mono_ms() + 10000;
+	while (cluster_acks(&c) < start + 20 && mono_ms() < until)
+		usleep(1000);
+	CHECK(cluster_acks(&c) >= start + 20);
+	node_writers(&c, leader, 0);
+	cluster_check_and_free(&c);
+}
+
 /* Group commit: the callers answered from one entry send their next
  * appends at once (async clients send from their answer), and all of
  * them travel in the next entry. Before, the first of them woke the
