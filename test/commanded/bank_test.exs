@@ -10,7 +10,7 @@ if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
     alias Bank.{DepositMoney, OpenAccount, WithdrawMoney}
 
     setup do
-      dir = Path.join(System.tmp_dir!(), "ex_esdb_bank_#{System.unique_integer([:positive])}")
+      dir = Path.join(System.tmp_dir!(), "ex_esdb_bank_#{ExESDB.Test.Unique.id()}")
       on_exit(fn -> File.rm_rf(dir) end)
 
       config = [

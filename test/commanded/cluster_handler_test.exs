@@ -50,7 +50,7 @@ if Code.ensure_loaded?(Commanded.EventStore.Adapter) and
 
     setup context do
       {:ok, _, %{store: store}} = Adapter.child_spec(App, [])
-      dir = Path.join(System.tmp_dir!(), "ex_esdb_chandler_#{System.unique_integer([:positive])}")
+      dir = Path.join(System.tmp_dir!(), "ex_esdb_chandler_#{ExESDB.Test.Unique.id()}")
       opts = ClusterBackend.start_peers(store, dir, context)
       Process.register(self(), :cluster_handler_test)
 

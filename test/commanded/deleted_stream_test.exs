@@ -40,7 +40,7 @@ if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
     end
 
     setup do
-      dir = Path.join(System.tmp_dir!(), "ex_esdb_deleted_#{System.unique_integer([:positive])}")
+      dir = Path.join(System.tmp_dir!(), "ex_esdb_deleted_#{ExESDB.Test.Unique.id()}")
       on_exit(fn -> File.rm_rf(dir) end)
       Process.register(self(), :deleted_stream_test)
 

@@ -38,7 +38,7 @@ if Code.ensure_loaded?(Commanded.EventStore.Adapter) do
     end
 
     setup do
-      dir = Path.join(System.tmp_dir!(), "ex_esdb_restart_#{System.unique_integer([:positive])}")
+      dir = Path.join(System.tmp_dir!(), "ex_esdb_restart_#{ExESDB.Test.Unique.id()}")
       on_exit(fn -> File.rm_rf(dir) end)
       Process.register(self(), :handler_restart_test)
 

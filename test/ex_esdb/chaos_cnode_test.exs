@@ -31,7 +31,7 @@ defmodule ExESDB.ChaosCNodeTest do
   @moduletag timeout: :infinity
 
   defp start(n \\ 3, opts \\ []) do
-    ctx = CNodes.start(:"chaoscn_#{System.unique_integer([:positive])}", n, opts)
+    ctx = CNodes.start(:"chaoscn_#{ExESDB.Test.Unique.id()}", n, opts)
     if Partition.available?(), do: Partition.setup(ctx), else: ctx
   end
 

@@ -13,7 +13,7 @@ defmodule ExESDB.ClusterMemberRecordsTest do
   setup context, do: ExESDB.Test.ClusterBackend.start_store(context)
 
   test "a record naming a node no atom names makes no atom", %{store: store} do
-    name = "never_a_node_#{System.unique_integer([:positive])}@nowhere"
+    name = "never_a_node_#{ExESDB.Test.Unique.id()}@nowhere"
     {:ok, s} = ExESDB.Store.fetch(store)
 
     assert :ok = Backend.submit(s, {:checkpoint_put, "ex_esdb:member:" <> name, 99, "x"})

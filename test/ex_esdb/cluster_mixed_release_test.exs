@@ -8,8 +8,8 @@ defmodule ExESDB.ClusterMixedReleaseTest do
   alias ExESDB.Backend.Cluster
 
   setup do
-    u = System.unique_integer([:positive])
-    {:ok, peer, node} = :peer.start(%{name: :"mixrel#{u}"})
+    u = ExESDB.Test.Unique.id()
+    {:ok, peer, node} = ExESDB.Test.Peer.start(%{name: :"mixrel#{u}"})
 
     on_exit(fn ->
       try do

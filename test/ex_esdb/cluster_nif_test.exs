@@ -8,7 +8,7 @@ defmodule ExESDB.ClusterNifTest do
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cluster_nif_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cluster_nif_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}

@@ -15,18 +15,18 @@ defmodule ExESDB.ClusterOutOfTimeTest do
   @store :oottest
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_oot_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_oot_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
     # the other two seeds' VMs run but never start the store: no leader,
     # ever (a seed without raft state bootstraps only when the other
     # seeds answer, ExESDB.Cluster.Seeding)
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     names = [:"oot_absent1_#{u}", :"oot_absent2_#{u}"]
 
     for name <- names do
       args = [~c"-connect_all", ~c"false"] ++ Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-      {:ok, peer, _} = :peer.start(%{name: name, args: args, wait_boot: 60_000})
+      {:ok, peer, _} = ExESDB.Test.Peer.start(%{name: name, args: args, wait_boot: 60_000})
       on_exit(fn -> :peer.stop(peer) end)
     end
 

@@ -6,7 +6,7 @@ defmodule ExESDB.ClusterSeedingTest do
   alias ExESDB.Cluster.Seeding
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_seeding_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_seeding_#{ExESDB.Test.Unique.id()}")
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}
   end
@@ -56,7 +56,7 @@ defmodule ExESDB.ClusterSeedingTest do
   # on this host: epmd refuses at once).
   defp silent_seed do
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    :"nobody_#{System.unique_integer([:positive])}@#{host}"
+    :"nobody_#{ExESDB.Test.Unique.id()}@#{host}"
   end
 
   defp options(seeds), do: %{seed_nodes: seeds, store_id: :seeding_test, seed_wait: 0}

@@ -15,7 +15,7 @@ defmodule ExESDB.ClusterTest do
   @ryw String.to_integer(System.get_env("ESDB_CLUSTER_RYW") || "200")
 
   setup do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cluster_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
@@ -42,7 +42,7 @@ defmodule ExESDB.ClusterTest do
 
     # a VM's boot may take over :peer's default 15 s on a loaded machine
     {:ok, peer, node} =
-      :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, wait_boot: 60_000})
+      ExESDB.Test.Peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, wait_boot: 60_000})
 
     :ets.insert(ctx.peers, {i, peer})
     node

@@ -13,7 +13,7 @@ defmodule ExESDB.CNodeBackendTest do
   @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnb_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnb_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}
@@ -23,7 +23,7 @@ defmodule ExESDB.CNodeBackendTest do
     opts =
       Keyword.merge(
         [
-          store_id: :"cnb_#{System.unique_integer([:positive])}",
+          store_id: :"cnb_#{ExESDB.Test.Unique.id()}",
           data_dir: dir,
           durability: :nosync
         ],
@@ -63,8 +63,10 @@ defmodule ExESDB.CNodeBackendTest do
     # maintenance runs in the C node
     assert :ok = ExESDB.System.verify(store)
     assert {:ok, %{events: 1, streams: 1}} = ExESDB.System.stats(store)
-    assert :ok = ExESDB.System.backup(store, Path.join(dir, "copy/cnb_copy"))
-    copy = start_system(Path.join(dir, "copy"), store_id: :cnb_copy, backend: :cnode)
+    # the copy's store id names its C node in epmd: unique on this machine
+    copy_id = :"cnb_copy#{ExESDB.Test.Unique.id()}"
+    assert :ok = ExESDB.System.backup(store, Path.join(dir, "copy/#{copy_id}"))
+    copy = start_system(Path.join(dir, "copy"), store_id: copy_id, backend: :cnode)
     assert {:ok, [%{event_number: 1}]} = Streams.get_events(copy, "s", 1, 10)
   end
 
@@ -287,7 +289,7 @@ defmodule ExESDB.CNodeBackendTest do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, peer_node} =
-      :peer.start(%{name: :"cnbpeer#{System.unique_integer([:positive])}", args: args})
+      ExESDB.Test.Peer.start(%{name: :"cnbpeer#{ExESDB.Test.Unique.id()}", args: args})
 
     :ok =
       :erpc.call(peer_node, ExESDB.Test.ClusterPeer, :start, [

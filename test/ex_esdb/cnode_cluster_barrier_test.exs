@@ -26,7 +26,7 @@ defmodule ExESDB.CNodeClusterBarrierTest do
     cns = CNodeCluster.start(dir)
     l = CNodeCluster.leader(cns)
     [f, g] = cns -- [l]
-    store = :"cnb_#{System.unique_integer([:positive])}"
+    store = :"cnb_#{ExESDB.Test.Unique.id()}"
     start_supervised!({ExESDB.System, CNodeCluster.system_opts(store, dir, f, cns)})
 
     for cn <- [l, g],

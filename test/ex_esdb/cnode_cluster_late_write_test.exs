@@ -43,7 +43,7 @@ defmodule ExESDB.CNodeClusterLateWriteTest do
   end
 
   defp start_store(dir, home, cns) do
-    store = :"cnlate_#{System.unique_integer([:positive])}"
+    store = :"cnlate_#{ExESDB.Test.Unique.id()}"
     start_supervised!({ExESDB.System, CNodeCluster.system_opts(store, dir, home, cns)})
 
     for cn <- cns -- [home],

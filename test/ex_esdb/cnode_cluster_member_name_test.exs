@@ -23,7 +23,7 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
 
   # A C node with a raft id and address, no member list: a joiner.
   defp start_joiner(dir, id) do
-    name = :"cnm#{System.unique_integer([:positive])}_#{id}@#{host()}"
+    name = :"cnm#{ExESDB.Test.Unique.id()}_#{id}@#{host()}"
     [p] = free_ports(1)
     address = "127.0.0.1:#{p}"
 

@@ -17,7 +17,7 @@ defmodule ExESDB.CNodeClusterReadsTest do
 
   test "a write acknowledged while the reading node's C node was down is read there once " <>
          "it came back: the read waits until that C node applied it" do
-    ctx = CNodes.start(:"cncr_#{System.unique_integer([:positive])}", 3)
+    ctx = CNodes.start(:"cncr_#{ExESDB.Test.Unique.id()}", 3)
     l = CNodes.leader(ctx, ctx.cnodes)
     [f, g] = ctx.cnodes -- [l]
     client = ctx.client_of[f]

@@ -40,7 +40,7 @@ defmodule ExESDB.CNodeClusterSilentLeaderTest do
     cns = CNodeCluster.start(dir)
     l = CNodeCluster.leader(cns)
     [f, _] = cns -- [l]
-    store = :"cnsilent_#{System.unique_integer([:positive])}"
+    store = :"cnsilent_#{ExESDB.Test.Unique.id()}"
     opts = CNodeCluster.system_opts(store, dir, f, cns) ++ [timeout: @timeout]
     start_supervised!({ExESDB.System, opts})
 
@@ -93,7 +93,7 @@ defmodule ExESDB.CNodeClusterSilentLeaderTest do
     cns = CNodeCluster.start(dir)
     l = CNodeCluster.leader(cns)
     [f, _] = cns -- [l]
-    store = :"#{name}_#{System.unique_integer([:positive])}"
+    store = :"#{name}_#{ExESDB.Test.Unique.id()}"
     opts = CNodeCluster.system_opts(store, dir, f, cns) ++ [timeout: @timeout]
     start_supervised!({ExESDB.System, opts})
 

@@ -52,7 +52,7 @@ defmodule ExESDB.CNodeClusterTest do
     cns = start_cluster(dir)
     l = leader(cns)
     [f | _] = cns -- [l]
-    store = :"cnc_#{System.unique_integer([:positive])}"
+    store = :"cnc_#{ExESDB.Test.Unique.id()}"
 
     start_supervised!(
       {ExESDB.System,
@@ -122,7 +122,7 @@ defmodule ExESDB.CNodeClusterTest do
     cns = start_cluster(dir)
     l = leader(cns)
     [f | _] = cns -- [l]
-    store = :"cnc_#{System.unique_integer([:positive])}"
+    store = :"cnc_#{ExESDB.Test.Unique.id()}"
 
     start_supervised!(
       {ExESDB.System,
@@ -166,7 +166,7 @@ defmodule ExESDB.CNodeClusterTest do
     [f, g] = cns -- [l]
     for cn <- [l, g], do: System.cmd("kill", ["-9", "#{cn.os_pid}"])
     wait_until(fn -> match?({:ok, %{leader_node: nil}}, call(f.name, {:cluster_info})) end, 20_000)
-    store = :"cnc_#{System.unique_integer([:positive])}"
+    store = :"cnc_#{ExESDB.Test.Unique.id()}"
 
     start_supervised!(
       {ExESDB.System,

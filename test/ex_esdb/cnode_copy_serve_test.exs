@@ -23,7 +23,7 @@ defmodule ExESDB.CNodeCopyServeTest do
   defp host, do: CNodeCluster.host()
 
   defp start_cnode(dir) do
-    name = :"cncs#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cncs#{ExESDB.Test.Unique.id()}@#{host()}"
     store = Path.join(dir, "store")
 
     args = ~w(--name #{name} --store #{store} --cookie-stdin --stop-on-eof --durability nosync)

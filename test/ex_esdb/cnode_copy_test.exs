@@ -27,7 +27,7 @@ defmodule ExESDB.CNodeCopyTest do
   defp host, do: CNodeCluster.host()
 
   defp specs(dir, n) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
 
     for {p, i} <- Enum.with_index(free_ports(n), 1),
         do: %{

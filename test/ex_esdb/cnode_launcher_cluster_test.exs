@@ -20,7 +20,7 @@ defmodule ExESDB.CNodeLauncherClusterTest do
   defp host, do: CNodeCluster.host()
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnl_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_cnl_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}
@@ -30,7 +30,7 @@ defmodule ExESDB.CNodeLauncherClusterTest do
 
   # [%{store, name}]: three systems, their C nodes launched as replicas.
   defp start_replicas(dir) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     stores = for i <- 1..3, do: {:"cnl#{u}_#{i}", :"cnl#{u}_#{i}@#{host()}"}
     names = Enum.map(stores, &elem(&1, 1))
     addresses = Map.new(Enum.zip(names, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)

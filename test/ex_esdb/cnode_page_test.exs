@@ -216,7 +216,7 @@ defmodule ExESDB.CNode.PageTest do
     # A stand-in for the C node registered as :esdb on this node, and the
     # relay the backend sends From as: its replies are what is tested.
     setup do
-      relay = :"page_test_relay_#{System.unique_integer([:positive])}"
+      relay = :"page_test_relay_#{ExESDB.Test.Unique.id()}"
       pid = spawn_link(fn -> relay_loop() end)
       Process.register(pid, relay)
       handle = %CNode.Handle{cnode: node(), store_id: :page_test, relay: relay}

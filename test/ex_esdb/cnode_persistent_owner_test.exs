@@ -23,7 +23,7 @@ defmodule ExESDB.CNodePersistentOwnerTest do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, pnode} =
-      :peer.start(%{name: :"cnpo_peer#{System.unique_integer([:positive])}", args: args})
+      ExESDB.Test.Peer.start(%{name: :"cnpo_peer#{ExESDB.Test.Unique.id()}", args: args})
 
     on_exit(fn -> catch_exit(:peer.stop(peer)) end)
 
@@ -42,7 +42,7 @@ defmodule ExESDB.CNodePersistentOwnerTest do
 
   test "a second client node subscribing an owned persistent name is refused", %{dir: dir} do
     cnode = start_cnode(dir)
-    store = :"cnpo_#{System.unique_integer([:positive])}"
+    store = :"cnpo_#{ExESDB.Test.Unique.id()}"
     start_supervised!({ExESDB.System, store_id: store, data_dir: dir, cnode: cnode})
     {peer, pnode} = start_peer(store, dir, cnode)
 

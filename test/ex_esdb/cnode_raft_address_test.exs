@@ -16,7 +16,7 @@ defmodule ExESDB.CNodeRaftAddressTest do
     [port] = free_ports(1)
     {:ok, taken} = :gen_tcp.listen(port, ip: {127, 0, 0, 1}, reuseaddr: true)
     address = "127.0.0.1:#{port}"
-    name = "cnra#{System.unique_integer([:positive])}@#{CNodeCluster.host()}"
+    name = "cnra#{ExESDB.Test.Unique.id()}@#{CNodeCluster.host()}"
 
     {cnode, os_pid} =
       CNodeCluster.open(@bin, [

@@ -20,7 +20,7 @@ defmodule ExESDB.CNodeSessionTest do
   defp host, do: CNodeCluster.host()
 
   defp start_cnode(dir, extra \\ []) do
-    name = :"cnsub#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnsub#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --durability nosync) ++
@@ -297,7 +297,7 @@ defmodule ExESDB.CNodeSessionTest do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, pnode} =
-      :peer.start(%{name: :"cnsub_peer#{System.unique_integer([:positive])}", args: args})
+      ExESDB.Test.Peer.start(%{name: :"cnsub_peer#{ExESDB.Test.Unique.id()}", args: args})
 
     on_exit(fn -> catch_exit(:peer.stop(peer)) end)
     {:ok, ps} = :erpc.call(pnode, GenServer, :start, [Session, [cnode: cn.name]])

@@ -32,7 +32,7 @@ defmodule ExESDB.CNodeTest do
   # then held open; its end stops the node); returns once it printed its
   # ready line.
   defp start_cnode(dir, args \\ nil) do
-    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       args ||
@@ -670,7 +670,7 @@ defmodule ExESDB.CNodeTest do
   end
 
   test "links and exit signals to the C node's pids are ignored", %{dir: dir} do
-    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --creation 123457)
@@ -700,7 +700,7 @@ defmodule ExESDB.CNodeTest do
   end
 
   test "connections over --max-conns are closed after their handshake", %{dir: dir} do
-    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --max-conns 1)
@@ -713,7 +713,7 @@ defmodule ExESDB.CNodeTest do
   end
 
   test "a connection silent for longer than --idle-ms is closed", %{dir: dir} do
-    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --idle-ms 1000)
@@ -760,7 +760,7 @@ defmodule ExESDB.CNodeTest do
 
   test "with --no-epmd it is not registered, and a node with an -epmd_module reaches it",
        %{dir: dir} do
-    name = :"cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
     args =
       ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --no-epmd)
@@ -777,7 +777,7 @@ defmodule ExESDB.CNodeTest do
     refute Node.connect(name)
 
     {:ok, peer, _} =
-      :peer.start(%{
+      ExESDB.Test.Peer.start(%{
         connection: :standard_io,
         # read when distribution starts, below, once the module is loaded
         args: [~c"-epmd_module", ~c"cnode_test_epmd"],
@@ -787,7 +787,7 @@ defmodule ExESDB.CNodeTest do
     epmd = load_into(peer, dir, @no_epmd_module)
     call = load_into(peer, dir, @call_module)
     assert epmd == :cnode_test_epmd
-    peer_name = :"noepmd#{System.unique_integer([:positive])}@#{host()}"
+    peer_name = :"noepmd#{ExESDB.Test.Unique.id()}@#{host()}"
     {:ok, _} = :peer.call(peer, :net_kernel, :start, [[peer_name, :shortnames]])
     true = :peer.call(peer, :erlang, :set_cookie, [Node.get_cookie()])
     assert :peer.call(peer, call, :call, [name, {:hello, 1}]) == {:ok, 1}
@@ -797,7 +797,7 @@ defmodule ExESDB.CNodeTest do
 
   test "the cookie is never an argument and never a file others can read", %{dir: dir} do
     store = Path.join(dir, "store")
-    name = "cnode#{System.unique_integer([:positive])}@#{host()}"
+    name = "cnode#{ExESDB.Test.Unique.id()}@#{host()}"
     base = ["--name", name, "--store", store]
     cn = start_cnode(dir, base ++ ["--cookie", "x"])
     assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: the cookie is never an argument")

@@ -50,7 +50,7 @@ defmodule ExESDB.CorruptFilesTest do
   """
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_corrupt_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_corrupt_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}
@@ -120,7 +120,7 @@ defmodule ExESDB.CorruptFilesTest do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, node} =
-      :peer.start(%{name: :"corrupt_peer_#{n}_#{System.unique_integer([:positive])}", args: args})
+      ExESDB.Test.Peer.start(%{name: :"corrupt_peer_#{n}_#{ExESDB.Test.Unique.id()}", args: args})
 
     {peer, node}
   end

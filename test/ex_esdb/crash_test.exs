@@ -10,7 +10,7 @@ defmodule ExESDB.CrashTest do
   @writers 4
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_crash_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_crash_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{dir: dir}
@@ -30,7 +30,12 @@ defmodule ExESDB.CrashTest do
 
     acks =
       Enum.flat_map(1..@kills, fn round ->
-        {:ok, _peer, node} = :peer.start(%{name: :"crash_peer_#{round}", args: args})
+        {:ok, _peer, node} =
+          ExESDB.Test.Peer.start(%{
+            name: :"crash_peer_#{round}_#{ExESDB.Test.Unique.id()}",
+            args: args
+          })
+
         os_pid = :erpc.call(node, :os, :getpid, [])
         :ok = :erpc.call(node, ExESDB.Test.CrashWriters, :run, [opts, self(), round, @writers])
         Process.sleep(300 + :rand.uniform(700))

@@ -7,7 +7,7 @@ defmodule ExESDB.DemoTest do
   import ExESDB.Test.SubscriptionHelpers, only: [wait_until: 1]
 
   test "the demo survives its own streams being deleted" do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/demo_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/demo_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
 

@@ -11,7 +11,7 @@ defmodule ExESDB.FanoutGapTest do
   use ExUnit.Case, async: true
 
   test "a commit the fan-out queue has no room for ends transient subscribers with an overflow" do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_gap_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_gap_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     {:ok, s} = :ex_esdb.open(dir, %{durability: :nosync, max_fanout_bytes: 1})

@@ -43,7 +43,7 @@ defmodule ExESDB.FanoutSchedulingTest do
   end
 
   defp scenario do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_fanout_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_fanout_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     {:ok, s} = :ex_esdb.open(dir, %{durability: :nosync})
     me = self()

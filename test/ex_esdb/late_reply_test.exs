@@ -9,7 +9,7 @@ defmodule ExESDB.LateReplyTest do
   @shim Path.expand("build/esdb_io_shim.so")
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_late_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_late_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
@@ -25,8 +25,8 @@ defmodule ExESDB.LateReplyTest do
       {~c"ESDB_SHIM_HOLD_SYNC", String.to_charlist(hold)}
     ]
 
-    name = :"late_reply_#{System.unique_integer([:positive])}"
-    {:ok, peer, node} = :peer.start(%{name: name, args: args, env: env})
+    name = :"late_reply_#{ExESDB.Test.Unique.id()}"
+    {:ok, peer, node} = ExESDB.Test.Peer.start(%{name: name, args: args, env: env})
 
     {answer, held, version, mailbox} =
       try do

@@ -11,7 +11,7 @@ defmodule ExESDB.NifFuzzTest do
   @moduletag timeout: 300_000
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_fuzz_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_fuzz_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
     {:ok, store} = :ex_esdb_nif.open(Path.join(dir, "main"), %{durability: :nosync})

@@ -119,7 +119,7 @@ defmodule ExESDB.ProtocolTableTest do
   end
 
   test "open takes exactly the protocol's options, each within its bounds" do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_proto_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_proto_#{ExESDB.Test.Unique.id()}")
     on_exit(fn -> File.rm_rf!(dir) end)
     path = Path.join(dir, "s")
     File.mkdir_p!(dir)

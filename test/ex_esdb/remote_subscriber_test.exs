@@ -8,7 +8,7 @@ defmodule ExESDB.RemoteSubscriberTest do
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
     {:ok, peer, node} =
-      :peer.start(%{name: :"remote_sub_#{System.unique_integer([:positive])}", args: args})
+      ExESDB.Test.Peer.start(%{name: :"remote_sub_#{ExESDB.Test.Unique.id()}", args: args})
 
     on_exit(fn -> :peer.stop(peer) end)
     Map.put(ExESDB.Test.NifBackend.start_store(context), :node, node)

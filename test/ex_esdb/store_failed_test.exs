@@ -8,7 +8,7 @@ defmodule ExESDB.StoreFailedTest do
   @shim Path.expand("build/esdb_io_shim.so")
 
   setup do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_failed_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_failed_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
     %{path: Path.join(dir, "store")}
@@ -24,7 +24,13 @@ defmodule ExESDB.StoreFailedTest do
 
     args = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
     env = [{~c"LD_PRELOAD", String.to_charlist(@shim)}, {~c"ESDB_SHIM_FAIL_SYNC", ~c"3"}]
-    {:ok, peer, node} = :peer.start(%{name: :failing_flush_peer, args: args, env: env})
+
+    {:ok, peer, node} =
+      ExESDB.Test.Peer.start(%{
+        name: :"failing_flush_peer#{ExESDB.Test.Unique.id()}",
+        args: args,
+        env: env
+      })
 
     {results, {:ok, stats}} =
       try do

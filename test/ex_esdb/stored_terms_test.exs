@@ -158,7 +158,7 @@ defmodule ExESDB.StoredTermsTest do
     end
 
     test "a term needing an atom this VM does not have answers undecodable", %{forge: forge} do
-      name = "ex_esdb_never_made_#{System.unique_integer([:positive])}"
+      name = "ex_esdb_never_made_#{ExESDB.Test.Unique.id()}"
       etf = <<131, 119, byte_size(name), name::binary>>
       {h, source} = forge.(%{data: etf})
 

@@ -6,7 +6,7 @@ defmodule ExESDB.SystemTest do
   alias ExESDB.{NewEvent, Streams}
 
   defp opts(context) do
-    store = :"sys_#{System.unique_integer([:positive])}"
+    store = :"sys_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
     on_exit(fn -> File.rm_rf(dir) end)
@@ -156,7 +156,7 @@ defmodule ExESDB.StoreRestartTest do
 
   test "a killed Store process is restarted with the store reopened" do
     Process.flag(:trap_exit, true)
-    id = :"restart_#{System.unique_integer([:positive])}"
+    id = :"restart_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{id}")
     on_exit(fn -> File.rm_rf(dir) end)
     {:ok, sys} = ExESDB.System.start_link(store_id: id, data_dir: dir, durability: :nosync)

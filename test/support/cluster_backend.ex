@@ -8,7 +8,7 @@ defmodule ExESDB.Test.ClusterBackend do
   import ExESDB.Test.ClusterHelpers
 
   def start_store(context) do
-    store = :"cstore_#{System.unique_integer([:positive])}"
+    store = :"cstore_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     local = [data_dir: "#{dir}/local"] ++ start_peers(store, dir, context)
     {:ok, pid} = ExUnit.Callbacks.start_supervised({ExESDB.System, local})
@@ -128,11 +128,11 @@ defmodule ExESDB.Test.ClusterBackend do
               [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false"] ++
               Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
 
-          u = System.unique_integer([:positive])
+          u = ExESDB.Test.Unique.id()
 
           nodes =
             for i <- 1..2 do
-              {:ok, _peer, node} = :peer.start(%{name: :"cpeer#{u}_#{i}", args: args})
+              {:ok, _peer, node} = ExESDB.Test.Peer.start(%{name: :"cpeer#{u}_#{i}", args: args})
               node
             end
 

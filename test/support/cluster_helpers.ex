@@ -70,7 +70,7 @@ defmodule ExESDB.Test.ClusterHelpers do
   test's exit (call from the test process: setup or the test).
   """
   def tmp_dir!(prefix) do
-    dir = Path.join(System.tmp_dir!(), "#{prefix}_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "#{prefix}_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
     ExUnit.Callbacks.on_exit(fn -> File.rm_rf(dir) end)

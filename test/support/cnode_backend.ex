@@ -6,7 +6,7 @@ defmodule ExESDB.Test.CNodeBackend do
   # epmd), in a fresh directory, for one test.
 
   def start_store(context) do
-    store = :"cnstore_#{System.unique_integer([:positive])}"
+    store = :"cnstore_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
 

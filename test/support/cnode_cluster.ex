@@ -24,7 +24,7 @@ defmodule ExESDB.Test.CNodeCluster do
   # ephemeral port under load): that C node exits before its ready line.
   # Then three new ones on new ports, in a directory of their own.
   defp start(dir, durability, tries) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     dir = Path.join(dir, "cnodes#{u}")
     ports = free_ports(3)
 
@@ -152,7 +152,7 @@ defmodule ExESDB.Test.CNodeCluster do
   exit. Its name (prefix<n>@host) once it said ready.
   """
   def start_single(bin, prefix, store) do
-    name = :"#{prefix}#{System.unique_integer([:positive])}@#{host()}"
+    name = :"#{prefix}#{ExESDB.Test.Unique.id()}@#{host()}"
 
     {port, os_pid} =
       open(
@@ -251,7 +251,7 @@ defmodule ExESDB.Test.CNodeCluster do
   # ---- the conformance suites' backend ---------------------------------
 
   def start_store(context) do
-    store = :"cncstore_#{System.unique_integer([:positive])}"
+    store = :"cncstore_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)

@@ -14,7 +14,7 @@ defmodule ExESDB.Test.ErlangApi do
   # (%{store: handle}); stop_store(context) closes it.
 
   def start_store(_context) do
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/erl_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_test/erl_#{ExESDB.Test.Unique.id()}")
     File.rm_rf!(dir)
     {:ok, h} = :ex_esdb.open(dir, %{durability: :nosync})
 

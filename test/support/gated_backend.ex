@@ -18,7 +18,7 @@ defmodule ExESDB.Test.GatedBackend do
 
   @doc "Start a store on this backend; `match` picks the commands held."
   def start(_context, match, opts \\ []) do
-    store = :"gstore_#{System.unique_integer([:positive])}"
+    store = :"gstore_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
     {mode, options} = Keyword.pop(opts, :mode, :hold)

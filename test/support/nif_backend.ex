@@ -4,7 +4,7 @@ defmodule ExESDB.Test.NifBackend do
   # directory, for one test.
 
   def start_store(context) do
-    store = :"store_#{System.unique_integer([:positive])}"
+    store = :"store_#{ExESDB.Test.Unique.id()}"
     dir = Path.join(System.tmp_dir!(), "ex_esdb_test/#{store}")
     File.rm_rf!(dir)
 

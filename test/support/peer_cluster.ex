@@ -10,7 +10,7 @@ defmodule ExESDB.Test.PeerCluster do
 
   @doc "A context for n nodes, the first `seeds` of them the seed list."
   def context(store, n, seeds) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     dir = Path.join(System.tmp_dir!(), "ex_esdb_peers_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
@@ -60,7 +60,12 @@ defmodule ExESDB.Test.PeerCluster do
 
     # a VM's boot may take over :peer's default 15 s on a loaded machine
     {:ok, peer, node} =
-      :peer.start(%{name: Enum.at(ctx.names, i - 1), args: args, env: env, wait_boot: 60_000})
+      ExESDB.Test.Peer.start(%{
+        name: Enum.at(ctx.names, i - 1),
+        args: args,
+        env: env,
+        wait_boot: 60_000
+      })
 
     :ets.insert(ctx.peers, {i, peer})
     node

@@ -37,7 +37,7 @@ defmodule ExESDB.Commanded.AdapterCase do
   """
   def start_cluster_event_store(context, config \\ []) do
     {:ok, _, %{store: store}} = Adapter.child_spec(Adapter, config)
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_commanded_#{System.unique_integer([:positive])}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_commanded_#{ExESDB.Test.Unique.id()}")
     opts = ClusterBackend.start_peers(store, dir, context)
     {:ok, meta} = start_event_store(config ++ [data_dir: "#{dir}/local"] ++ opts)
     ClusterBackend.wait_leader(store)
@@ -64,8 +64,7 @@ defmodule ExESDB.Commanded.AdapterCase do
 
   @doc "Start one adapter instance under the test supervisor; `{:ok, event_store_meta}`."
   def start_event_store(config) do
-    data_dir =
-      Path.join(System.tmp_dir!(), "ex_esdb_commanded_#{System.unique_integer([:positive])}")
+    data_dir = Path.join(System.tmp_dir!(), "ex_esdb_commanded_#{ExESDB.Test.Unique.id()}")
 
     on_exit(fn -> File.rm_rf!(data_dir) end)
 

@@ -3,7 +3,7 @@ defmodule ExESDB.PubSubTest do
   use ExUnit.Case, async: true
 
   test "committed events are broadcast on $all and per stream" do
-    name = :"pubsub_test_#{System.unique_integer([:positive])}"
+    name = :"pubsub_test_#{ExESDB.Test.Unique.id()}"
     Process.register(self(), name)
 
     %{store: s} =

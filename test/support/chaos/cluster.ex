@@ -25,9 +25,9 @@ defmodule ExESDB.Chaos.Cluster do
 
   @doc "Start n peers with `store` in cluster mode; call from a test's setup."
   def start(store, n, opts \\ []) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     unmount_leftovers()
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{System.pid()}_#{u}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaos_#{u}")
     File.rm_rf!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
     # n seeds, and one more node that joins and leaves (join/2, leave/2)
@@ -38,7 +38,7 @@ defmodule ExESDB.Chaos.Cluster do
     ports = free_ports(2 * (n + 1))
     {raft_ports, dist_ports} = Enum.split(ports, n + 1)
     addrs = Map.new(Enum.zip(all, raft_ports), fn {s, p} -> {s, "127.0.0.1:#{p}"} end)
-    h = :erlang.phash2({System.pid(), u}, 25_000)
+    h = :erlang.phash2(u, 25_000)
     ips = for i <- 1..(n + 1), do: "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}"
     # data directories on a small filesystem of their own ({index, MiB}):
     # a full disk is ENOSPC there, not everywhere
@@ -190,7 +190,9 @@ defmodule ExESDB.Chaos.Cluster do
     wait_until(fn -> :erl_epmd.port_please(spec.name, ~c"localhost") == :noport end)
     Agent.update(ctx.state, &%{&1 | held: release(&1.held, node)})
     # a VM's boot may take over :peer's default 15 s on a loaded machine
-    {:ok, peer, ^node} = :peer.start(%{name: spec.name, args: args, env: env, wait_boot: 60_000})
+    {:ok, peer, ^node} =
+      ExESDB.Test.Peer.start(%{name: spec.name, args: args, env: env, wait_boot: 60_000})
+
     os_pid = :erpc.call(node, :os, :getpid, [])
 
     Agent.update(ctx.state, fn s ->

@@ -38,9 +38,9 @@ defmodule ExESDB.Chaos.CNodes do
   a small filesystem of its own, where a full disk is ENOSPC; root).
   """
   def start(store, n \\ 3, opts \\ []) do
-    u = System.unique_integer([:positive])
+    u = ExESDB.Test.Unique.id()
     ExESDB.Chaos.Cluster.unmount_leftovers("ex_esdb_chaoscn_")
-    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaoscn_#{System.pid()}_#{u}")
+    dir = Path.join(System.tmp_dir!(), "ex_esdb_chaoscn_#{u}")
     File.rm_rf!(dir)
     File.mkdir_p!(dir)
     [_, host] = node() |> Atom.to_string() |> String.split("@")
@@ -51,7 +51,7 @@ defmodule ExESDB.Chaos.CNodes do
     # port, and one nothing listens on (Partition cuts two per node)
     [cn_dist, cn_raft, cl_dist, cl_none] = Enum.chunk_every(free_ports(4 * n), n)
     [sp_dist, sp_raft] = free_ports(2)
-    h = :erlang.phash2({System.pid(), u}, 25_000)
+    h = :erlang.phash2(u, 25_000)
     ip = fn i -> "127.#{100 + rem(h, 100)}.#{div(h, 100) + 1}.#{i}" end
     spare = :"chcn#{u}_#{n + 1}@#{host}"
 
@@ -432,7 +432,12 @@ defmodule ExESDB.Chaos.CNodes do
     Agent.update(ctx.state, &%{&1 | held: release(&1.held, node)})
 
     {:ok, peer, ^node} =
-      :peer.start(%{name: String.to_atom(name), args: args, env: env(s.ip), wait_boot: 60_000})
+      ExESDB.Test.Peer.start(%{
+        name: String.to_atom(name),
+        args: args,
+        env: env(s.ip),
+        wait_boot: 60_000
+      })
 
     Agent.update(ctx.state, &%{&1 | peers: Map.put(&1.peers, node, peer)})
     :ok = :erpc.call(node, ClusterPeer, :start, [s.store_opts], 60_000)

@@ -121,7 +121,7 @@ defmodule ExESDB.Chaos.Nemesis do
   # starting it: it must come back as a new member from a copy of a
   # member's store, never as the voter it was (ExESDB.Cluster, seeding)
   defp plan(ctx, :replace_follower, _, [f | _]) do
-    backup = Path.join(ctx.dir, "backup-#{System.unique_integer([:positive])}")
+    backup = Path.join(ctx.dir, "backup-#{ExESDB.Test.Unique.id()}")
 
     act = fn ->
       Cluster.backup(ctx, f, backup)

@@ -26,7 +26,7 @@ defmodule ExESDB.Chaos.Partition do
   @doc "Create this cluster's table (after removing leftovers); answers ctx with :nft."
   def setup(ctx) do
     leftovers()
-    table = "#{@prefix}#{System.pid()}_#{System.unique_integer([:positive])}"
+    table = "#{@prefix}#{ExESDB.Test.Unique.id()}"
 
     nft!(
       "add table inet #{table}\nadd chain inet #{table} out { type filter hook output priority 0 ; }\n"
@@ -98,7 +98,7 @@ defmodule ExESDB.Chaos.Partition do
   end
 
   defp nft(script) do
-    file = Path.join(System.tmp_dir!(), "esdb_chaos_nft_#{System.unique_integer([:positive])}")
+    file = Path.join(System.tmp_dir!(), "esdb_chaos_nft_#{ExESDB.Test.Unique.id()}")
     File.write!(file, script)
 
     try do
