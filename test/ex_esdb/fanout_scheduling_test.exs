@@ -87,7 +87,8 @@ defmodule ExESDB.FanoutSchedulingTest do
       end
 
     restore(previous)
-    path = [fan_caller, close_caller, closer]
+    roles = %{fan_caller => :fan_caller, close_caller => :close_caller, closer => :closer}
+    path = Map.keys(roles)
     monitored = for {:monitor, pid, :long_schedule, info} <- flush(), do: {pid, info[:timeout]}
     preempted = Enum.max([0 | for({pid, ms} <- monitored, pid in baselines, do: ms)])
 
@@ -103,7 +104,7 @@ defmodule ExESDB.FanoutSchedulingTest do
       for {pid, ms} <- on_path,
           slow_nif or ms > preempted,
           do:
-            {pid, ms,
+            {roles[pid], ms,
              baseline_max: preempted, path_share: path_share, baseline_share: baseline_share}
 
     for p <- subs, do: Process.exit(p, :kill)
