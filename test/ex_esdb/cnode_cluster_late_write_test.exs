@@ -35,12 +35,7 @@ defmodule ExESDB.CNodeClusterLateWriteTest do
     {:append, stream, :any, tuples}
   end
 
-  defp ids(cn, stream) do
-    case call(cn.name, {:read_stream, stream, 0, 100, :forward}) do
-      {:ok, tuples, _} -> Enum.map(tuples, &elem(&1, 3))
-      {:error, :stream_not_found} -> []
-    end
-  end
+  defp ids(cn, stream), do: CNodeCluster.stream_ids(cn.name, stream)
 
   defp start_store(dir, home, cns) do
     store = :"cnlate_#{ExESDB.Test.Unique.id()}"

@@ -25,12 +25,7 @@ defmodule ExESDB.CNodeClusterSilentLeaderTest do
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
   defp info(cn), do: elem(call(cn.name, {:cluster_info}), 1)
 
-  defp ids(cn, stream) do
-    case call(cn.name, {:read_stream, stream, 0, 100, :forward}) do
-      {:ok, tuples, _} -> Enum.map(tuples, &elem(&1, 3))
-      {:error, :stream_not_found} -> []
-    end
-  end
+  defp ids(cn, stream), do: CNodeCluster.stream_ids(cn.name, stream)
 
   defp signal(cn, sig), do: {_, 0} = System.cmd("kill", ["-#{sig}", "#{cn.os_pid}"])
 

@@ -200,6 +200,14 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
+  @doc "The event ids of a C node's stream (its first 100 events), read from it directly."
+  def stream_ids(node, stream) do
+    case call(node, {:read_stream, stream, 0, 100, :forward}) do
+      {:ok, tuples, _} -> Enum.map(tuples, &elem(&1, 3))
+      {:error, :stream_not_found} -> []
+    end
+  end
+
   @doc "A request to a C node from this process (:no_reply after ms)."
   def call(node, request, ms \\ 5_000) do
     ref = make_ref()
