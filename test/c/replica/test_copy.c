@@ -196,6 +196,23 @@ static void stop_node(node *n)
 	n->r = NULL;
 }
 
+/* Fresh directories and ports, every node started. */
+static void start_all(node *nodes)
+{
+	init_nodes(nodes);
+	for (int i = 0; i < N; i++)
+		REQUIRE_OK(start(&nodes[i], i + 1));
+}
+
+/* Stops watching leadership and closes every node still open. */
+static void close_all(node *nodes)
+{
+	watched = -1;
+	for (int i = 0; i < N; i++)
+		if (nodes[i].s)
+			esdb_store_close(nodes[i].s);
+}
+
 /* Node k made to wait for a copy: stopped, 400 entries written past
  * raft's snapshots, started again. The leader is moved to node `to`
  * first when it is k. Returns the leader, not k. */
@@ -264,9 +281,7 @@ static int agreed_leader(node *nodes, unsigned ms)
 TEST(a_leader_waiting_for_a_copy_hands_leadership_to_another_voter)
 {
 	node nodes[N] = {0};
-	init_nodes(nodes);
-	for (int i = 0; i < N; i++)
-		REQUIRE_OK(start(&nodes[i], i + 1));
+	start_all(nodes);
 	int l = node0_waits_for_copy(nodes);
 
 	/* made the leader while waiting (a transfer to it): it cannot take
@@ -289,17 +304,13 @@ TEST(a_leader_waiting_for_a_copy_hands_leadership_to_another_voter)
 	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
 	REQUIRE_OK(append(nodes, &l, 402));
 	CHECK(l > 0);
-	watched = -1;
-	for (int i = 0; i < N; i++)
-		esdb_store_close(nodes[i].s);
+	close_all(nodes);
 }
 
 TEST(a_replica_waiting_for_a_copy_is_not_elected_while_another_voter_can_be)
 {
 	node nodes[N] = {0};
-	init_nodes(nodes);
-	for (int i = 0; i < N; i++)
-		REQUIRE_OK(start(&nodes[i], i + 1));
+	start_all(nodes);
 	int l = node0_waits_for_copy(nodes);
 
 	/* the leader stopped, three times: node 0, the lowest id left and
@@ -322,17 +333,13 @@ TEST(a_replica_waiting_for_a_copy_is_not_elected_while_another_voter_can_be)
 			usleep(10000);
 	}
 	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
-	watched = -1;
-	for (int i = 0; i < N; i++)
-		esdb_store_close(nodes[i].s);
+	close_all(nodes);
 }
 
 TEST(a_replica_waiting_for_a_copy_leads_when_no_other_voter_can_then_hands_over)
 {
 	node nodes[N] = {0};
-	init_nodes(nodes);
-	for (int i = 0; i < N; i++)
-		REQUIRE_OK(start(&nodes[i], i + 1));
+	start_all(nodes);
 	int l = node0_waits_for_copy(nodes);
 	int g = l == 1 ? 2 : 1;
 
@@ -350,17 +357,13 @@ TEST(a_replica_waiting_for_a_copy_leads_when_no_other_voter_can_then_hands_over)
 	CHECK(esdb_replica_get_needs_copy(nodes[0].r) > 0);
 	REQUIRE_OK(append(nodes, &now, 605));
 	CHECK_EQ(now, g);
-	for (int i = 0; i < N; i++)
-		if (nodes[i].s)
-			esdb_store_close(nodes[i].s);
+	close_all(nodes);
 }
 
 TEST(two_replicas_waiting_for_copies_hand_leadership_to_the_third_once_back)
 {
 	node nodes[N] = {0};
-	init_nodes(nodes);
-	for (int i = 0; i < N; i++)
-		REQUIRE_OK(start(&nodes[i], i + 1));
+	start_all(nodes);
 	(void)node0_waits_for_copy(nodes);
 	int l = node_waits_for_copy(nodes, 1, 2);
 	REQUIRE(l == 2);
@@ -395,6 +398,5 @@ TEST(two_replicas_waiting_for_copies_hand_leadership_to_the_third_once_back)
 	CHECK(esdb_replica_get_needs_copy(nodes[1].r) > 0);
 	REQUIRE_OK(append(nodes, &l, 700));
 	CHECK_EQ(l, 2);
-	for (int i = 0; i < N; i++)
-		esdb_store_close(nodes[i].s);
+	close_all(nodes);
 }
