@@ -56,13 +56,6 @@ TEST(a_follower_answers_not_leader_and_names_the_leader)
 	cluster_check_and_free(&c);
 }
 
-/* A command fenced to a raft term (esdb_replica_fence_term, the C node's
- * in_term) is queued only while its node leads in that term, checked
- * under the lock that queues it. The C node checked the term and queued
- * in two steps: a thread held between them while leadership left and
- * came back queued it in the later term, after its client could have
- * given it up and resent it elsewhere. Modelled: the term read, then
- * leadership moved away and back, then the fenced append. */
 /* Leadership moved to node `to` by transfers from whichever node leads,
  * tried again while it is elsewhere: under load a transfer can time out
  * or an unrelated election pick another node. */
@@ -84,6 +77,13 @@ static bool move_leader(cluster *c, int to)
 	return false;
 }
 
+/* A command fenced to a raft term (esdb_replica_fence_term, the C node's
+ * in_term) is queued only while its node leads in that term, checked
+ * under the lock that queues it. The C node checked the term and queued
+ * in two steps: a thread held between them while leadership left and
+ * came back queued it in the later term, after its client could have
+ * given it up and resent it elsewhere. Modelled: the term read, then
+ * leadership moved away and back, then the fenced append. */
 TEST(a_command_fenced_to_a_term_is_queued_only_in_that_term)
 {
 	cluster c;
