@@ -4,8 +4,6 @@ defmodule ExESDB.Chaos.JSON do
   # tuples (as arrays), strings, numbers, atoms (as strings; true, false
   # and nil as themselves); anything else as its inspect text.
 
-  @special ["\"", "\\" | Enum.map(0..31, &<<&1>>)]
-
   def encode(term), do: IO.iodata_to_binary(value(term))
 
   defp value(nil), do: "null"
@@ -32,19 +30,20 @@ defmodule ExESDB.Chaos.JSON do
 
   defp string(b) do
     b = if String.valid?(b), do: b, else: inspect(b)
-
-    if :binary.match(b, @special) == :nomatch,
-      do: [?", b, ?"],
-      else: [?", escape(b, []), ?"]
+    [?", escape(b, b, 0, 0), ?"]
   end
 
-  defp escape(<<>>, acc), do: Enum.reverse(acc)
-  defp escape(<<?", r::binary>>, acc), do: escape(r, ["\\\"" | acc])
-  defp escape(<<?\\, r::binary>>, acc), do: escape(r, ["\\\\" | acc])
-  defp escape(<<?\n, r::binary>>, acc), do: escape(r, ["\\n" | acc])
+  # One pass over the string: runs of bytes that need no escape are
+  # taken as sub-binaries of it (valid UTF-8 passes through unchanged),
+  # each special byte replaced; no pattern built per string.
+  defp escape(<<c, r::binary>>, b, from, len) when c in [?", ?\\] or c < 0x20,
+    do: [binary_part(b, from, len), esc(c) | escape(r, b, from + len + 1, 0)]
 
-  defp escape(<<c, r::binary>>, acc) when c < 0x20,
-    do: escape(r, [:io_lib.format("\\u~4.16.0b", [c]) | acc])
+  defp escape(<<_, r::binary>>, b, from, len), do: escape(r, b, from, len + 1)
+  defp escape(<<>>, b, from, len), do: binary_part(b, from, len)
 
-  defp escape(<<c::utf8, r::binary>>, acc), do: escape(r, [<<c::utf8>> | acc])
+  defp esc(?"), do: "\\\""
+  defp esc(?\\), do: "\\\\"
+  defp esc(?\n), do: "\\n"
+  defp esc(c), do: :io_lib.format("\\u~4.16.0b", [c])
 end
