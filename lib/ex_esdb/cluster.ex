@@ -309,7 +309,11 @@ defmodule ExESDB.Cluster do
   those that can serve, i.e. not failed and not waiting for a copy of a
   member's store; a voter whose node is down or does not answer within
   1 s is not picked; raft's own choice, the first voter holding the
-  whole log, when none answers), for a planned stop. Runs on the leader (routed there). Errors: `:timeout` (no
+  whole log, when none answers), for a planned stop. Runs on the leader (routed there). Errors:
+  `{:cannot_lead, node}` at once, nothing changed, when `node`'s replica
+  cannot serve as leader (it waits for a copy of a member's store, or it
+  failed: `info/1` on it says which; raft would hand it leadership, which
+  it would only hand on), `:timeout` (no
   node took it up within an election timeout; the target may still win
   the election it started: see `leader/1` once it settled), `:no_quorum`,
   `{:not_leader, nil}` (a leader this node cannot name), `{:unreachable,

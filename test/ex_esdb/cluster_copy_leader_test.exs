@@ -2,7 +2,8 @@ defmodule ExESDB.ClusterCopyLeaderTest do
   # A replica waiting for a copy of a member's store (`needs_copy`) that
   # leads refuses writes: it hands leadership to another voter instead
   # of holding it (before: it kept it, and every write answered
-  # :no_quorum / :not_leader until its copy came). Three :peer nodes,
+  # :no_quorum / :not_leader until its copy came), and a transfer named
+  # at it is refused (`{:cannot_lead, node}`). Three :peer nodes,
   # raft over TCP on loopback; the copy is held off by a directory where
   # the incoming copy's file would be written (its fetch fails with
   # EISDIR and is retried).
@@ -54,18 +55,36 @@ defmodule ExESDB.ClusterCopyLeaderTest do
     start_store(ctx, fi, @small_snapshots)
     wait_until(fn -> info(ctx, f).needs_copy end, 60_000)
 
-    # f takes leadership while it still waits for its copy (two
-    # elections: f's, then the one it hands leadership on with; the
-    # transfer answers :timeout when f handed leadership back to the
-    # leader before it looked, and is tried again when f did not take it)
+    # A transfer named at f is refused at once, asked on the leader, on
+    # the other follower or on f itself, and f never leads (before: raft
+    # handed f leadership, f handed it on, and the call answered :ok or
+    # :timeout)
+    l0 = agreed_leader(ctx, nodes)
+    watcher = :erpc.call(f, ExESDB.Test.ClusterPeer, :watch_leading, [@store, self()])
+
+    for n <- [l0 | nodes -- [l0]] do
+      assert {:error, {:cannot_lead, ^f}} =
+               :erpc.call(n, ExESDB.Cluster, :transfer, [@store, f], 60_000),
+             "transfer to f asked on #{n}"
+    end
+
+    send(watcher, :stop)
+    assert_receive {:led, ^watcher, []}, 30_000
+
+    # f takes leadership while it still waits for its copy, by raft's
+    # transfer on the leader, below the refusal above (two elections:
+    # f's, then the one it hands leadership on with; it answers :timeout
+    # when f handed leadership back to the leader before it looked, and
+    # is tried again when f did not take it)
     t0 = info(ctx, f).term
+    fid = info(ctx, f).id
 
     wait_until(
       fn ->
         l = info(ctx, leader).leader
 
         if l not in [nil, f],
-          do: :erpc.call(l, ExESDB.Cluster, :transfer, [@store, f], 60_000)
+          do: :erpc.call(l, ExESDB.Backend.Cluster, :transfer_on_leader, [@store, fid], 60_000)
 
         info(ctx, f).term >= t0 + 2
       end,

@@ -631,7 +631,8 @@ defmodule ExESDB.Backend.Cluster do
     h = store.handle
     target = if node, do: id_of(h, node), else: 0
 
-    with id when id != nil <- target do
+    with id when id != nil <- target,
+         :ok <- can_lead(node, h.store_id) do
       case :ex_esdb_backend.cluster_info(h.ref) do
         {:ok, %{leader: true}} ->
           :ex_esdb_backend.cluster_transfer(h.ref, transferee(h, id))
@@ -647,6 +648,23 @@ defmodule ExESDB.Backend.Cluster do
       end
     else
       nil -> {:error, {:unreachable, node}}
+      {:error, _} = e -> e
+    end
+  end
+
+  # A transfer named at a node whose replica cannot serve as leader (it
+  # waits for a copy of a member's store, or it failed) is refused at
+  # once: raft would hand it leadership, which it would only hand on (or
+  # keep, failed), and the caller would get :ok or :timeout for a
+  # leader that is not the one asked for. A node that does not answer
+  # within @pick_timeout is left to raft (down, its transfer times out).
+  defp can_lead(nil, _store_id), do: :ok
+
+  defp can_lead(node, store_id) do
+    case ask_info(node, store_id) do
+      {:ok, %{needs_copy: true}} -> {:error, {:cannot_lead, node}}
+      {:ok, %{failure: f}} when f != nil -> {:error, {:cannot_lead, node}}
+      _ -> :ok
     end
   end
 
