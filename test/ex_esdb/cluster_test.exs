@@ -12,7 +12,7 @@ defmodule ExESDB.ClusterTest do
   @moduletag timeout: 120_000
 
   @store :ctest
-  @ryw String.to_integer(System.get_env("ESDB_CLUSTER_RYW") || "200")
+  @ryw String.to_integer(System.get_env("ESDB_CLUSTER_RYW") || "1000")
 
   setup do
     u = ExESDB.Test.Unique.id()
@@ -135,7 +135,7 @@ defmodule ExESDB.ClusterTest do
       assert id in :erpc.call(follower, ClusterPeer, :read_ids, [@store, "lin", true])
     end
 
-    # read-your-writes on a follower, ESDB_CLUSTER_RYW times (200)
+    # read-your-writes on a follower, ESDB_CLUSTER_RYW times (1,000, as issue 12 asks)
     assert [] = :erpc.call(follower, ClusterPeer, :read_your_writes, [@store, "ryw", @ryw], 300_000)
 
     # a planned transfer, asked on a follower, moves leadership there
