@@ -24,3 +24,18 @@ defmodule ExESDB.Subscriptions.PersistentClusterTest do
                not ExESDB.Test.ClusterHelpers.cluster_support?() &&
                  "no raft in this build (make raft)"
 end
+
+defmodule ExESDB.Subscriptions.CompetingConsumersClusterTest do
+  # The competing consumers suite on a 3-node cluster: a shared
+  # persistent subscription runs on the leader, its subscribers here.
+  use ExESDB.SubscriptionsConformance.CompetingConsumers,
+    backend: ExESDB.Test.ClusterBackend,
+    async: false
+
+  # the leader calls this module's funs (partition_by)
+  @after_compile {ExESDB.Test.ClusterBackend, :keep_code}
+
+  @moduletag skip:
+               not ExESDB.Test.ClusterHelpers.cluster_support?() &&
+                 "no raft in this build (make raft)"
+end
