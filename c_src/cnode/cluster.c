@@ -547,10 +547,93 @@ static int forget_name(change *c)
 	return rc;
 }
 
+/* A transfer to no voter in particular goes to the voter that applied
+ * most among those whose C node answers within PICK_MS and can serve
+ * (no failure, not waiting for a copy), as the NIF's
+ * ExESDB.Cluster.transfer(store, nil): raft's own choice, the first
+ * voter in its configuration holding the whole log, may be stopped (the
+ * transfer then times out) or waiting for a copy (it takes leadership
+ * only to hand it on). 0 (raft's choice) when none answers or this node
+ * does not lead. The voters are asked at once, a thread each. */
+#define PICK_MS 1000
+
+typedef struct candidate {
+	cn_server *srv;
+	uint64_t id;
+	char name[MAXATOMLEN];
+	cn_member_state st;
+	bool answered, started;
+	pthread_t tid;
+} candidate;
+
+static void *ask_candidate(void *arg)
+{
+	candidate *d = arg;
+	d->answered =
+	    cn_copy_ask_member(&d->srv->ec, d->name, PICK_MS, &d->st) == 0 &&
+	    d->st.id == d->id;
+	return NULL;
+}
+
+static uint64_t pick_transferee(change *c)
+{
+	cn_server *srv = c->k->srv;
+	esdb_replica_member_info ms[64];
+	size_t n = 0;
+	if (!esdb_replica_is_leader(c->rep) ||
+	    esdb_replica_get_members(c->rep, ms, 64, &n))
+		return 0;
+	candidate *ds = calloc(n < 64 ? n : 64, sizeof(*ds));
+	if (!ds)
+		return 0;
+	uint64_t self = esdb_replica_get_id(c->rep);
+	size_t nd = 0;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	for (size_t i = 0; !srv->closed && i < n && i < 64; i++) {
+		if (ms[i].role != ESDB_REPLICA_VOTER || ms[i].id == self)
+			continue;
+		const char *l = listed_name(srv->cluster, ms[i].id);
+		name_buf b = {.found = false};
+		char key[64];
+		if (!l)
+			esdb_checkpoint_get(
+			    srv->store, key,
+			    name_key(key, sizeof(key), ms[i].id), take_name,
+			    &b);
+		if (!l && !b.found)
+			continue; /* a voter this node cannot name */
+		candidate *d = &ds[nd++];
+		d->srv = srv;
+		d->id = ms[i].id;
+		snprintf(d->name, sizeof(d->name), "%s", l ? l : b.name);
+	}
+	pthread_rwlock_unlock(&srv->store_lock);
+	for (size_t i = 0; i < nd; i++)
+		ds[i].started = pthread_create(&ds[i].tid, NULL, ask_candidate,
+		                               &ds[i]) == 0;
+	uint64_t best = 0, best_applied = 0;
+	for (size_t i = 0; i < nd; i++) {
+		candidate *d = &ds[i];
+		if (d->started)
+			pthread_join(d->tid, NULL);
+		else
+			ask_candidate(d);
+		if (d->answered && d->st.usable &&
+		    (!best || d->st.applied > best_applied)) {
+			best = d->id;
+			best_applied = d->st.applied;
+		}
+	}
+	free(ds);
+	return best;
+}
+
 static void *change_main(void *arg)
 {
 	change *c = arg;
 	int rc;
+	if (c->op == CH_TRANSFER && c->id == 0)
+		c->id = pick_transferee(c);
 	switch (c->op) {
 	case CH_ADD:
 		rc = esdb_replica_add(c->rep, c->id, c->address);
@@ -661,7 +744,8 @@ void cn_op_cluster_remove(caller *k, const arg *v, const char *m)
 	start_change(k, CH_REMOVE, v[0].u, NULL, 0, NULL);
 }
 
-/* {cluster_transfer, Id}: Id 0, the most up-to-date voter */
+/* {cluster_transfer, Id}: Id 0, the voter that applied most among those
+ * whose C node answers (pick_transferee) */
 void cn_op_cluster_transfer(caller *k, const arg *v, const char *m)
 {
 	start_change(k, CH_TRANSFER, v[0].u, NULL, 0, NULL);

@@ -49,6 +49,17 @@ int cn_copy_tmpfile(const char *dir);
 int cn_copy_call_checkpoint(ei_cnode *ec, const char *node, const char *key,
                             const char *def);
 
+/* What a member C node says of its replica (its cluster_info). */
+typedef struct cn_member_state {
+	uint64_t id, applied;
+	bool usable; /* no failure, not waiting for a copy itself */
+} cn_member_state;
+
+/* Ask C node `node` (ec set up) of its replica, as a client (connect,
+ * hello, cluster_info), all within ms: 0 with *st set, -1 no answer. */
+int cn_copy_ask_member(ei_cnode *ec, const char *node, unsigned ms,
+                       cn_member_state *st);
+
 /* Start the puller of srv's replica (srv->cluster), once srv->ec is set
  * up: `sources` (n of them) are the C node names asked for a copy, self
  * excluded. 0 or an errno value. */

@@ -195,24 +195,23 @@ static void enc_req(ei_x_buff *x, const void *ctx)
 		ei_x_encode_ulonglong(x, r->a[i]);
 }
 
-/* What a member says of itself. */
-typedef struct member_state {
-	uint64_t applied;
-	bool usable; /* no failure, not waiting for a copy itself */
-} member_state;
-
-static int ask_state(peer *l, member_state *st)
+/* What l's C node says of its replica (hello, cluster_info), each call
+ * within ms. */
+static int ask_state(peer *l, cn_member_state *st, unsigned ms)
 {
 	char *m;
 	int at, arity, n;
 	req hello = {"hello", 1, {1}}, info = {"cluster_info", 0, {0}};
-	if (call(l, enc_req, &hello, SHORT_CALL_MS, &m, &at))
+	uint64_t deadline = now_ms() + ms;
+	if (call(l, enc_req, &hello, ms, &m, &at))
 		return -1;
 	bool ok = ok_tuple(m, &at, &arity);
 	free(m);
-	if (!ok || call(l, enc_req, &info, SHORT_CALL_MS, &m, &at))
+	uint64_t now = now_ms();
+	if (!ok || now >= deadline ||
+	    call(l, enc_req, &info, (unsigned)(deadline - now), &m, &at))
 		return -1;
-	*st = (member_state){0, true};
+	*st = (cn_member_state){0, 0, true};
 	ok = ok_tuple(m, &at, &arity) && ei_decode_map_header(m, &at, &n) == 0;
 	for (int i = 0; ok && i < n; i++) {
 		char key[MAXATOMLEN_UTF8];
@@ -223,6 +222,9 @@ static int ask_state(peer *l, member_state *st)
 		} else if (strcmp(key, "applied") == 0) {
 			ok = ei_decode_ulonglong(m, &at, &u) == 0;
 			st->applied = ok ? u : 0;
+		} else if (strcmp(key, "id") == 0) {
+			ok = ei_decode_ulonglong(m, &at, &u) == 0;
+			st->id = ok ? u : 0;
 		} else if (strcmp(key, "needs_copy") == 0) {
 			ok = ei_decode_boolean(m, &at, &b) == 0;
 			st->usable &= ok && !b;
@@ -236,6 +238,21 @@ static int ask_state(peer *l, member_state *st)
 	}
 	free(m);
 	return ok ? 0 : -1;
+}
+
+int cn_copy_ask_member(ei_cnode *ec, const char *node, unsigned ms,
+                       cn_member_state *st)
+{
+	uint64_t deadline = now_ms() + ms;
+	int fd = ei_connect_tmo(ec, (char *)node, ms);
+	if (fd < 0)
+		return -1;
+	peer l = {ec, fd, node, {0}, 0};
+	uint64_t now = now_ms();
+	int rc =
+	    now < deadline ? ask_state(&l, st, (unsigned)(deadline - now)) : -1;
+	close(fd);
+	return rc;
 }
 
 /* ---- one pull -------------------------------------------------------- */
@@ -273,8 +290,8 @@ static int pick_source(puller *p, peer *l)
 		if (fd < 0)
 			continue;
 		peer c = {l->ec, fd, names[i], {0}, 0};
-		member_state st;
-		if (ask_state(&c, &st) == 0 && st.usable &&
+		cn_member_state st;
+		if (ask_state(&c, &st, SHORT_CALL_MS) == 0 && st.usable &&
 		    (l->fd < 0 || st.applied > best)) {
 			if (l->fd >= 0)
 				close(l->fd);
