@@ -55,6 +55,10 @@ typedef struct member {
 	char *name;      /* the stream or type (malloc'ed), NULL for all */
 	size_t name_len;
 	uint64_t holders;
+	/* ended, its esdb_emitter_drop failed (ENOMEM): the slot is kept,
+	 * naming nobody, until leave_later has it leave the emitter outside
+	 * `mu` (1), or while it does (2) */
+	int leaving;
 } member;
 
 /* A persistent subscription name a session owns on this store: one
@@ -82,11 +86,11 @@ struct cn_sessions {
 	uint64_t *pos;
 	size_t pos_n, pos_cap;
 	bool valid;
-	/* Members whose esdb_emitter_drop failed (ENOMEM), left by
-	 * leave_later after `mu` is let go: leaving waits for the emitter,
-	 * whose deliver takes `mu`. Ids are never reused (members.c). */
-	uint64_t later[16];
-	size_t n_later;
+	/* Members whose esdb_emitter_drop failed (ENOMEM) and that keep
+	 * their slots (member.leaving) until leave_later, after `mu` is let
+	 * go, has them leave: leaving waits for the emitter, whose deliver
+	 * takes `mu`. Kept in the table, however many: no allocation. */
+	size_t n_leaving;
 	/* The store is closing (cn_sessions_close): members ending now
 	 * leave no emitter, it goes with the store. */
 	bool closing;
@@ -100,9 +104,17 @@ static member *slot(struct cn_sessions *t, size_t i)
 	return (member *)esdb_members_slot(&t->table, i);
 }
 
+/* A slot's member serves a session (not free, not leaving). */
+static bool in_use(const member *mb)
+{
+	return mb->core.id && !mb->leaving;
+}
+
+/* The member with this id that serves a session, or NULL. */
 static member *lookup(struct cn_sessions *t, uint64_t id)
 {
-	return (member *)esdb_members_find(&t->table, id);
+	member *mb = (member *)esdb_members_find(&t->table, id);
+	return mb && !mb->leaving ? mb : NULL;
 }
 
 static bool same_pid(const erlang_pid *a, const erlang_pid *b)
@@ -132,21 +144,24 @@ static void self_pid(cn_server *srv, const session *s, erlang_pid *out)
 }
 
 /* Leave the emitter: the slot is free at once, the emitter drops it on
- * its thread (waiting for no delivery). Lock held. */
+ * its thread (waiting for no delivery). When the drop finds no memory
+ * the slot is kept, naming nobody, for leave_later (never a leave under
+ * the lock: it waits for a fan-out whose deliver takes the lock). Lock
+ * held. */
 static void end_member(cn_server *srv, member *mb)
 {
 	uint64_t id = mb->core.id;
 	free(mb->name);
 	mb->name = NULL;
-	esdb_member_end(&mb->core);
 	struct cn_sessions *t = srv->sessions;
-	if (t->closing || esdb_emitter_drop(srv->store, id) != ENOMEM)
+	if (t->closing || esdb_emitter_drop(srv->store, id) != ENOMEM) {
+		esdb_member_end(&mb->core);
 		return;
-	if (t->n_later < sizeof(t->later) / sizeof(t->later[0]))
-		t->later[t->n_later++] = id;
-	else /* more at once than kept: as before, under the lock (the
-	      * store is open: `closing` is set under it first) */
-		esdb_emitter_leave_all(srv->store, id, NULL);
+	}
+	mb->leaving = 1;
+	mb->s = NULL;
+	mb->holders = 0;
+	t->n_leaving++;
 }
 
 /* Member id leaves the emitter, unless the store closed. Lock not
@@ -159,19 +174,42 @@ static void leave_all(cn_server *srv, uint64_t id)
 	pthread_rwlock_unlock(&srv->store_lock);
 }
 
-/* Leave the emitter for the members end_member could not drop. Lock
- * not held. */
+/* Leave the emitter for the members end_member could not drop, a batch
+ * at a time: collected under the lock, left outside it, then their slots
+ * freed. Lock not held. */
+#define LEAVE_BATCH 16
+
 static void leave_later(cn_server *srv)
 {
 	struct cn_sessions *t = srv->sessions;
-	uint64_t ids[sizeof(t->later) / sizeof(t->later[0])];
-	pthread_mutex_lock(&t->mu);
-	size_t n = t->n_later;
-	memcpy(ids, t->later, n * sizeof(ids[0]));
-	t->n_later = 0;
-	pthread_mutex_unlock(&t->mu);
-	for (size_t i = 0; i < n; i++)
-		leave_all(srv, ids[i]);
+	uint64_t ids[LEAVE_BATCH];
+	size_t n;
+	do {
+		n = 0;
+		pthread_mutex_lock(&t->mu);
+		for (size_t i = 0;
+		     t->n_leaving && i < t->table.n && n < LEAVE_BATCH; i++) {
+			member *mb = slot(t, i);
+			if (mb->core.id && mb->leaving == 1) {
+				mb->leaving = 2; /* this thread's */
+				ids[n++] = mb->core.id;
+			}
+		}
+		pthread_mutex_unlock(&t->mu);
+		for (size_t i = 0; i < n; i++)
+			leave_all(srv, ids[i]);
+		pthread_mutex_lock(&t->mu);
+		for (size_t i = 0; i < n; i++) {
+			member *mb =
+			    (member *)esdb_members_find(&t->table, ids[i]);
+			if (mb && mb->leaving == 2) {
+				mb->leaving = 0;
+				esdb_member_end(&mb->core);
+				t->n_leaving--;
+			}
+		}
+		pthread_mutex_unlock(&t->mu);
+	} while (n == LEAVE_BATCH);
 }
 
 /* End session s: its members leave, it is unlinked from the list.
@@ -181,7 +219,7 @@ static cn_conn *end_session(cn_server *srv, session *s)
 {
 	struct cn_sessions *t = srv->sessions;
 	for (size_t i = 0; i < t->table.n; i++)
-		if (slot(t, i)->core.id && slot(t, i)->s == s)
+		if (in_use(slot(t, i)) && slot(t, i)->s == s)
 			end_member(srv, slot(t, i));
 	for (session **p = &t->list; *p; p = &(*p)->next)
 		if (*p == s) {
@@ -472,7 +510,7 @@ uint64_t cn_sessions_members(cn_server *srv)
 	uint64_t n = 0;
 	pthread_mutex_lock(&t->mu);
 	for (size_t i = 0; i < t->table.n; i++)
-		if (slot(t, i)->core.id)
+		if (in_use(slot(t, i)))
 			n += slot(t, i)->holders;
 	pthread_mutex_unlock(&t->mu);
 	return n;
@@ -549,7 +587,7 @@ static member *held(struct cn_sessions *t, session *s, const arg *src)
 {
 	for (size_t i = 0; i < t->table.n; i++) {
 		member *mb = slot(t, i);
-		if (mb->core.id && mb->s == s && mb->source == src->u &&
+		if (in_use(mb) && mb->s == s && mb->source == src->u &&
 		    mb->name_len == src->len &&
 		    (!src->len || memcmp(mb->name, src->p, src->len) == 0))
 			return mb;
@@ -590,7 +628,7 @@ static void session_join(caller *k, const arg *src)
 	session *s = find_session(t, k->c, &k->from);
 	uint64_t count = 0; /* the connection's subscriptions */
 	for (size_t i = 0; s && i < t->table.n; i++)
-		if (slot(t, i)->core.id && slot(t, i)->s->c == k->c)
+		if (in_use(slot(t, i)) && slot(t, i)->s->c == k->c)
 			count += slot(t, i)->holders;
 	if (!s) {
 		pthread_mutex_unlock(&t->mu);
