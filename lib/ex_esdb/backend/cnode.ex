@@ -50,15 +50,16 @@ defmodule ExESDB.Backend.CNode do
   a try held in a connection that arrives after it was given up and sent
   again is refused there, never applied twice. A try at a C node that
   falls silent (stopped, cut off) is given up as soon as another C node
-  reports a later term with another leader (asked every 50 ms, as the
-  cluster gateway watches its replica), and sent there marked: the old
+  reports a later term with another leader (asked every 50 ms by one
+  `ExESDB.CNode.Watcher` per store on this node, however many writes
+  wait), and sent there marked: the old
   try commits, if at all, before the new leader's entries, where the
   marked one finds it (docs/CLUSTER.md, "A cluster of C nodes").
   """
   @behaviour ExESDB.Backend
 
   alias ExESDB.Backend.{CallerRelay, Cluster, Deadline}
-  alias ExESDB.CNode.{Connection, Page, Session, Terms}
+  alias ExESDB.CNode.{Connection, Page, Session, Terms, Watcher}
   alias ExESDB.EventCodec
 
   defmodule Handle do
@@ -99,13 +100,26 @@ defmodule ExESDB.Backend.CNode do
         ],
         else: []
 
+    cluster = Map.get(options, :cnode_cluster, [])
+
     members =
-      for m <- Map.get(options, :cnode_cluster, []), m != cnode do
+      for m <- cluster, m != cnode do
         {Connection, %{store_id: options.store_id, cnode: m, cookie: cookie, member: true}}
       end
 
+    # one watcher of the cluster's terms and leaders for every write of
+    # this node waiting on one of its C nodes (ExESDB.CNode.Watcher)
+    watcher =
+      if cluster != [],
+        do: [
+          {Watcher,
+           %{store_id: options.store_id, members: relays(options.store_id, cnode, cluster)}}
+        ],
+        else: []
+
     launcher ++
-      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members]
+      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members] ++
+      watcher
   end
 
   def children(_options), do: []
@@ -178,11 +192,8 @@ defmodule ExESDB.Backend.CNode do
 
     members =
       case Map.get(c, :cluster, []) do
-        [] ->
-          %{}
-
-        nodes ->
-          Map.new(nodes, &{&1, Connection.relay_name(store, &1)}) |> Map.put(cnode, relay)
+        [] -> %{}
+        nodes -> relays(store, cnode, nodes)
       end
 
     behind = if members != %{}, do: :atomics.new(1, signed: false)
@@ -206,6 +217,13 @@ defmodule ExESDB.Backend.CNode do
   end
 
   def open(_path, _opts), do: {:error, {:invalid_option, :cnode}}
+
+  # Each C node of a store's cluster => its relay's registered name (the
+  # store's own C node's relay is the store's).
+  defp relays(store, cnode, nodes),
+    do:
+      Map.new(nodes, &{&1, Connection.relay_name(store, &1)})
+      |> Map.put(cnode, Connection.relay_name(store))
 
   # The C node is stopped by its launcher (or whoever started it).
   @impl true
@@ -762,7 +780,7 @@ defmodule ExESDB.Backend.CNode do
       slice ->
         cond do
           remaining(until) == 0 -> give_up(h, relay, ref, now() + spare)
-          moved = term && moved(h, term, until) -> leave(h, relay, ref, moved)
+          moved = term && watched_move(h, term, until) -> leave(h, relay, ref, moved)
           true -> watch_write(h, relay, ref, until, spare, term)
         end
     end
@@ -833,6 +851,18 @@ defmodule ExESDB.Backend.CNode do
   # asked about a later one; nil: none.
   defp fence_term(%Handle{members: m}, {:in_term, t, _, _}) when map_size(m) > 1, do: t
   defp fence_term(_h, _request), do: nil
+
+  # A move seen by the store's watcher (ExESDB.CNode.Watcher: one asker
+  # per store on this node however many writes wait), told that a write
+  # waits; without a watcher, the others asked from here.
+  defp watched_move(h, term, until) do
+    with true <- Watcher.want(h.store_id),
+         found when found != :unknown <- Watcher.moved(h.store_id, h.cnode, term, h.members) do
+      found
+    else
+      _ -> moved(h, term, until)
+    end
+  end
 
   # Another C node of the cluster leading in `term` or a later one (its
   # own report, or a follower's of it): {leader, its term}, else nil.
