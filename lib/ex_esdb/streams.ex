@@ -129,6 +129,15 @@ defmodule ExESDB.Streams do
   @page 1000
   # The most a page holds (the store caps a read at this).
   @max_page 10_000
+  # Events a lazy stream asks of one read, whatever its read_batch_size.
+  # A read's records land in the reader's heap at once: with 1,000 of
+  # them (~37,000 words live, ~144,000 with the heap they arrive in) the
+  # next garbage collection is over the VM's 131,072-word limit for a
+  # collection on the process's own scheduler and runs on a dirty CPU
+  # scheduler instead (two more thread hand-offs a page, the copy made
+  # there). 512 keep it on the process's scheduler (docs/PERFORMANCE.md,
+  # 2026-12-02).
+  @lazy_read 512
   # Versions and positions are u64; the three largest are the expected
   # versions :any, :no_stream and :stream_exists.
   @max_u64 0xFFFFFFFFFFFFFFFF
@@ -207,8 +216,10 @@ defmodule ExESDB.Streams do
 
   @doc """
   A lazy `Stream` of a stream's events from `start_version`, read
-  `read_batch_size` at a time. `{:error, :stream_not_found}` when the
-  stream does not exist.
+  `read_batch_size` at a time, but at most 512 per read of the store
+  (a larger batch gives the same events, read in more pieces: 512
+  records keep the reader's garbage collection on its own scheduler).
+  `{:error, :stream_not_found}` when the stream does not exist.
   """
   @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer(), read_opts()) ::
           {:ok, Enumerable.t()} | {:error, term()}
@@ -436,6 +447,7 @@ defmodule ExESDB.Streams do
          :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
          {:ok, decode} <- read_options(s, opts),
+         batch = min(batch, @lazy_read),
          {:ok, first, next} <- page(s, source(stream_id), from, batch, direction, decode) do
       {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction, decode)}
     end
