@@ -216,9 +216,10 @@ defmodule ExESDB.Streams do
 
   @doc """
   A lazy `Stream` of a stream's events from `start_version`, read
-  `read_batch_size` at a time, but at most 512 per read of the store
-  (a larger batch gives the same events, read in more pieces: 512
-  records keep the reader's garbage collection on its own scheduler).
+  `read_batch_size` at a time, but at most 512 per read of a store in
+  this VM (a larger batch gives the same events, read in more pieces:
+  512 records keep the reader's garbage collection on its own
+  scheduler).
   `{:error, :stream_not_found}` when the stream does not exist.
   """
   @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer(), read_opts()) ::
@@ -447,11 +448,16 @@ defmodule ExESDB.Streams do
          :ok <- check_batch(batch),
          {:ok, from} <- start(start, direction),
          {:ok, decode} <- read_options(s, opts),
-         batch = min(batch, @lazy_read),
+         batch = lazy_read(s, batch),
          {:ok, first, next} <- page(s, source(stream_id), from, batch, direction, decode) do
       {:ok, build_stream(s, source(stream_id), {first, next}, batch, direction, decode)}
     end
   end
+
+  # A C node's read is a round trip (~100 us): reading it in smaller
+  # pieces was not measured to pay, so it keeps the caller's batch.
+  defp lazy_read(%{backend: ExESDB.Backend.CNode}, batch), do: batch
+  defp lazy_read(_s, batch), do: min(batch, @lazy_read)
 
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed, each page from
