@@ -9,7 +9,11 @@
 %% Position}'), `{delete_stream, StreamId, Expected}', `{snapshot_put,
 %% SourceUuid, Version, Type, Data, Metadata}', `{snapshot_delete,
 %% SourceUuid}', `{checkpoint_put, Name, Checkpoint, Definition}' and
-%% `{checkpoint_delete, Name}' (each answers `ok').
+%% `{checkpoint_delete, Name}' (each answers `ok'). A put or delete may
+%% come as `{request, Id, Retry, Command}' (Id 16 bytes, the same in every
+%% try of one call; Retry true on a resubmission): a retry whose first try
+%% the store applied is answered `ok' and not applied again (the cluster
+%% gateway's; docs/FORMAT.md, "Retries").
 %%
 %% "Not found" is named for what was looked up ({@link translate/2}):
 %% `snapshot_not_found' for snapshots, `subscription_not_found' for
@@ -34,7 +38,8 @@
                     term(), term()}
                  | {snapshot_delete, binary()}
                  | {checkpoint_put, binary(), non_neg_integer(), binary()}
-                 | {checkpoint_delete, binary()}.
+                 | {checkpoint_delete, binary()}
+                 | {request, <<_:128>>, boolean(), command()}.
 
 %% ---- life cycle and counters ---------------------------------------------
 
@@ -100,7 +105,7 @@ cluster_remove(H, Id) -> ex_esdb_nif:cluster_remove(H, Id).
 %% may be applied) and its reply never reaches the caller.
 -spec submit(handle(), command(), timeout()) -> term().
 submit(H, Command, Timeout) ->
-    translate(element(1, Command),
+    translate(op(Command),
               call(fun(Ref) -> queue(H, Ref, Command) end, Timeout,
                    fun(Ref) -> ex_esdb_nif:cancel(H, Ref) end)).
 
@@ -108,7 +113,10 @@ submit(H, Command, Timeout) ->
 %% refused it. The reply comes later to the caller as `{Ref, Reply}'.
 -spec submit_async(handle(), command(), reference()) -> ok | {error, term()}.
 submit_async(H, Command, Ref) ->
-    translate(element(1, Command), queue(H, Ref, Command)).
+    translate(op(Command), queue(H, Ref, Command)).
+
+op({request, _Id, _Retry, Command}) -> element(1, Command);
+op(Command) -> element(1, Command).
 
 queue(H, Ref, {append, StreamId, Expected, Events}) ->
     ex_esdb_nif:append(H, Ref, StreamId, Expected, Events);
@@ -121,7 +129,20 @@ queue(H, Ref, {snapshot_delete, Uuid}) ->
 queue(H, Ref, {checkpoint_put, Name, Checkpoint, Definition}) ->
     ex_esdb_nif:checkpoint_put(H, Ref, Name, Checkpoint, Definition);
 queue(H, Ref, {checkpoint_delete, Name}) ->
-    ex_esdb_nif:checkpoint_delete(H, Ref, Name).
+    ex_esdb_nif:checkpoint_delete(H, Ref, Name);
+queue(H, Ref, {request, Id, Retry, Command}) ->
+    request(H, Ref, {Id, Retry}, Command).
+
+%% A put or delete with a request id (the cluster gateway's; the store
+%% does not apply a retry again whose first try it applied).
+request(H, Ref, R, {snapshot_put, Uuid, Version, Type, Data, Metadata}) ->
+    ex_esdb_nif:snapshot_put(H, Ref, Uuid, Version, Type, Data, Metadata, R);
+request(H, Ref, R, {snapshot_delete, Uuid}) ->
+    ex_esdb_nif:snapshot_delete(H, Ref, Uuid, R);
+request(H, Ref, R, {checkpoint_put, Name, Checkpoint, Definition}) ->
+    ex_esdb_nif:checkpoint_put(H, Ref, Name, Checkpoint, Definition, R);
+request(H, Ref, R, {checkpoint_delete, Name}) ->
+    ex_esdb_nif:checkpoint_delete(H, Ref, Name, R).
 
 %% @doc The `{Ref, Reply}' wait, the only one: `Queue(Ref)' sends a
 %% command tagged with a fresh reference (`ok', or the error that refused

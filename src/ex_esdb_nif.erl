@@ -7,6 +7,8 @@
 -define(NIFS,
         [open/2, close/1, append/5, delete_stream/4, snapshot_put/7,
          snapshot_delete/3, checkpoint_put/5, checkpoint_delete/3,
+         snapshot_put/8, snapshot_delete/4, checkpoint_put/6,
+         checkpoint_delete/4,
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, limits/1, cancel/2, verify/2, backup/3,
@@ -39,6 +41,11 @@ snapshot_put(_Store, _Ref, _Uuid, _Version, _Type, _Data, _Meta) -> erlang:nif_e
 snapshot_delete(_Store, _Ref, _Uuid) -> erlang:nif_error(not_loaded).
 checkpoint_put(_Store, _Ref, _Name, _Checkpoint, _Definition) -> erlang:nif_error(not_loaded).
 checkpoint_delete(_Store, _Ref, _Name) -> erlang:nif_error(not_loaded).
+%% The same with a request, {Id, Retry} (ex_esdb_backend's request form).
+snapshot_put(_Store, _Ref, _Uuid, _Version, _Type, _Data, _Meta, _Request) -> erlang:nif_error(not_loaded).
+snapshot_delete(_Store, _Ref, _Uuid, _Request) -> erlang:nif_error(not_loaded).
+checkpoint_put(_Store, _Ref, _Name, _Checkpoint, _Definition, _Request) -> erlang:nif_error(not_loaded).
+checkpoint_delete(_Store, _Ref, _Name, _Request) -> erlang:nif_error(not_loaded).
 read_stream(_Store, _StreamId, _From, _Count, _Direction) -> erlang:nif_error(not_loaded).
 read_all(_Store, _From, _Count, _Direction) -> erlang:nif_error(not_loaded).
 read_type(_Store, _Type, _From, _Count) -> erlang:nif_error(not_loaded).

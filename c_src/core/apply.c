@@ -569,6 +569,11 @@ static int apply_limits_set(apply_ctx *c, const esdb__cmd_view *v)
 	return 0;
 }
 
+static int apply_command(apply_ctx *c, const esdb__cmd_view *v,
+                         esdb_result *res);
+static int apply_request(apply_ctx *c, const esdb__cmd_view *v,
+                         esdb_result *res);
+
 static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 {
 	esdb__cmd_view v;
@@ -584,24 +589,51 @@ static int apply_one(apply_ctx *c, const esdb_cmd *cmd, esdb_result *res)
 	if ((v.type == ESDB_CMD_APPEND || v.type == ESDB_CMD_DELETE_STREAM) &&
 	    (rc = esdb_stream_id_check(v.name, v.name_len)))
 		return rc;
-	switch (v.type) {
+	if (v.request)
+		return apply_request(c, &v, res);
+	return apply_command(c, &v, res);
+}
+
+static int apply_command(apply_ctx *c, const esdb__cmd_view *v,
+                         esdb_result *res)
+{
+	switch (v->type) {
 	case ESDB_CMD_APPEND:
-		return apply_append(c, &v, res);
+		return apply_append(c, v, res);
 	case ESDB_CMD_DELETE_STREAM:
-		return apply_delete_stream(c, &v, res);
+		return apply_delete_stream(c, v, res);
 	case ESDB_CMD_SNAPSHOT_PUT:
-		return apply_snapshot_put(c, &v);
+		return apply_snapshot_put(c, v);
 	case ESDB_CMD_SNAPSHOT_DELETE:
-		return apply_named_delete(c, c->s->dbi_snapshots, &v);
+		return apply_named_delete(c, c->s->dbi_snapshots, v);
 	case ESDB_CMD_CHECKPOINT_PUT:
-		return apply_checkpoint_put(c, &v);
+		return apply_checkpoint_put(c, v);
 	case ESDB_CMD_CHECKPOINT_DELETE:
-		return apply_named_delete(c, c->s->dbi_subscriptions, &v);
+		return apply_named_delete(c, c->s->dbi_subscriptions, v);
 	case ESDB_CMD_LIMITS_SET:
-		return apply_limits_set(c, &v);
+		return apply_limits_set(c, v);
 	default:
 		return ESDB_EINVAL;
 	}
+}
+
+/* A put or delete with a request id (esdb_cmd_set_request): a retry
+ * whose id is among the last requests applied was applied by an earlier
+ * try; it answers ok and changes nothing (another writer may have
+ * written the record since). Applied, its id is recorded. */
+static int apply_request(apply_ctx *c, const esdb__cmd_view *v,
+                         esdb_result *res)
+{
+	bool seen = false;
+	int rc = 0;
+	if (v->flags & ESDB_CMD_FLAG_REQUEST_RETRY)
+		rc = esdb__request_seen(c->txn, c->s->dbi_meta, v->request,
+		                        &seen);
+	if (rc || seen)
+		return rc;
+	if ((rc = apply_command(c, v, res)))
+		return rc;
+	return esdb__request_record(c->txn, c->s->dbi_meta, v->request);
 }
 
 static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)

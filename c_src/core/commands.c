@@ -403,11 +403,17 @@ static int parse_events(rd *r, esdb__cmd_view *v)
 	return 0;
 }
 
+#define REQUEST_FLAGS (ESDB_CMD_FLAG_REQUEST | ESDB_CMD_FLAG_REQUEST_RETRY)
+
 static uint16_t known_flags(uint8_t type)
 {
 	switch (type) {
 	case ESDB_CMD_SNAPSHOT_PUT:
-		return ESDB_SNAPSHOT_FLAGS_KNOWN;
+		return ESDB_SNAPSHOT_FLAGS_KNOWN | REQUEST_FLAGS;
+	case ESDB_CMD_SNAPSHOT_DELETE:
+	case ESDB_CMD_CHECKPOINT_PUT:
+	case ESDB_CMD_CHECKPOINT_DELETE:
+		return REQUEST_FLAGS;
 	case ESDB_CMD_APPEND:
 		return ESDB_CMD_FLAG_RETRY;
 	default:
@@ -418,10 +424,34 @@ static uint16_t known_flags(uint8_t type)
 int esdb_cmd_mark_retry(esdb_cmd *cmd)
 {
 	esdb__cmd_view v;
-	if (!cmd || !cmd->buf || esdb__cmd_parse(cmd->buf, cmd->len, &v) ||
-	    v.type != ESDB_CMD_APPEND)
+	if (!cmd || !cmd->buf || esdb__cmd_parse(cmd->buf, cmd->len, &v))
 		return ESDB_EINVAL;
-	esdb_le16_put(cmd->buf + 2, v.flags | ESDB_CMD_FLAG_RETRY);
+	uint16_t mark = v.type == ESDB_CMD_APPEND ? ESDB_CMD_FLAG_RETRY
+	                : v.request               ? ESDB_CMD_FLAG_REQUEST_RETRY
+	                                          : 0;
+	if (!mark)
+		return ESDB_EINVAL;
+	esdb_le16_put(cmd->buf + 2, v.flags | mark);
+	cmd_seal(cmd);
+	return 0;
+}
+
+int esdb_cmd_set_request(esdb_cmd *cmd, const uint8_t id[16])
+{
+	esdb__cmd_view v;
+	if (!cmd || !cmd->buf || !id ||
+	    esdb__cmd_parse(cmd->buf, cmd->len, &v) || v.request ||
+	    !(known_flags(v.type) & ESDB_CMD_FLAG_REQUEST) ||
+	    cmd->len + 16 > UINT32_MAX)
+		return ESDB_EINVAL;
+	uint8_t *buf = realloc(cmd->buf, cmd->len + 16);
+	if (!buf)
+		return ENOMEM;
+	memcpy(buf + cmd->len, id, 16);
+	cmd->buf = buf;
+	cmd->len += 16;
+	esdb_le32_put(buf + 4, (uint32_t)cmd->len);
+	esdb_le16_put(buf + 2, v.flags | ESDB_CMD_FLAG_REQUEST);
 	cmd_seal(cmd);
 	return 0;
 }
@@ -442,11 +472,20 @@ int esdb__cmd_parse(const uint8_t *buf, size_t len, esdb__cmd_view *v)
 	uint16_t flags = esdb_le16_get(buf + 2);
 	if ((flags & ~known_flags(buf[1])) || esdb_le32_get(buf + 12))
 		return ESDB_EINVAL;
+	/* a retry mark without a request id to look for is malformed */
+	if ((flags & REQUEST_FLAGS) == ESDB_CMD_FLAG_REQUEST_RETRY)
+		return ESDB_EINVAL;
 	memset(v, 0, sizeof(*v));
 	v->type = buf[1];
 	v->flags = flags;
 	v->created_us = esdb_le64_get(buf + 16);
 	rd r = {buf + ESDB_CMD_HEADER, buf + len, false};
+	if (flags & ESDB_CMD_FLAG_REQUEST) { /* the body's last 16 bytes */
+		if (len < ESDB_CMD_HEADER + 16)
+			return ESDB_EINVAL;
+		r.end -= 16;
+		v->request = r.end;
+	}
 	int rc = 0;
 	switch (v->type) {
 	case ESDB_CMD_APPEND:

@@ -21,6 +21,11 @@ enum esdb_cmd_type {
 
 /* Header flags of an append (esdb_cmd_mark_retry). */
 #define ESDB_CMD_FLAG_RETRY 0x1
+/* Header flags of a snapshot or checkpoint put or delete: the body ends
+ * with a 16-byte request id (esdb_cmd_set_request), and the command is
+ * a resubmission of that request (esdb_cmd_mark_retry). */
+#define ESDB_CMD_FLAG_REQUEST       0x4
+#define ESDB_CMD_FLAG_REQUEST_RETRY 0x8
 
 /* A parsed command; pointers borrow the command buffer. */
 typedef struct esdb__cmd_view {
@@ -42,6 +47,7 @@ typedef struct esdb__cmd_view {
 	size_t data_len;
 	const void *meta;
 	size_t meta_len;
+	const uint8_t *request; /* 16 bytes (ESDB_CMD_FLAG_REQUEST), or NULL */
 } esdb__cmd_view;
 
 /* Check framing, checksum and every field's bounds, and fill v.

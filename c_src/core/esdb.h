@@ -366,11 +366,26 @@ int esdb_cmd_limits_set(const esdb_limits *limits, esdb_cmd *out);
  * writing them again (an exact expected version pins where to look, so
  * its retries are recognised with or without the mark). Unmarked
  * appends only check the stream's tail. Sets the command's retry flag
- * and reseals it; marking twice is harmless. ESDB_EINVAL for anything
- * but a valid append. Stores older than this flag refuse a marked
- * command (ESDB_EINVAL): docs/FORMAT.md. */
+ * and reseals it; marking twice is harmless. A snapshot or checkpoint
+ * put or delete with a request id (esdb_cmd_set_request) is marked the
+ * same way. ESDB_EINVAL for anything else. Stores older than this flag
+ * refuse a marked command (ESDB_EINVAL): docs/FORMAT.md. */
 #define ESDB_RETRY_WINDOW 1024
 int esdb_cmd_mark_retry(esdb_cmd *cmd);
+
+/* Give an encoded snapshot or checkpoint put or delete a request id: 16
+ * bytes unique to one call, the same in every try of it (the cluster
+ * gateway's). A store that applies it records the id among the last
+ * ESDB_REQUEST_WINDOW requests it applied; a try marked with
+ * esdb_cmd_mark_retry whose id is there is answered ok and not applied
+ * again (a put applied twice would overwrite another writer's put made
+ * in between; a delete, a record put again since). A refused command
+ * records nothing (its retry is refused or applied as a first try would
+ * be). Unmarked, the id is only recorded. Reseals the command;
+ * ESDB_EINVAL for other commands or one that has an id. Stores older
+ * than this flag refuse the command (ESDB_EINVAL): docs/FORMAT.md. */
+#define ESDB_REQUEST_WINDOW 1024
+int esdb_cmd_set_request(esdb_cmd *cmd, const uint8_t id[16]);
 
 /* Check a command's framing and checksum without applying it.
  * Errors: ESDB_EINVAL (truncated/unknown), ESDB_ECORRUPT (checksum),

@@ -123,6 +123,13 @@ int esdb__fsync_parent(const char *path);
 int esdb__commit_failed(esdb_store *s, int rc);
 int esdb__failstop_reopen(esdb_store *s);
 
+/* The window of requests applied (requests.c): whether id is in it,
+ * and recording id in it (the oldest id leaves once it is full). Both
+ * in the caller's write transaction; LMDB errors, or ESDB_ECORRUPT. */
+int esdb__request_seen(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16],
+                       bool *seen);
+int esdb__request_record(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16]);
+
 /* Make l the limits readers of esdb_store_get_limits see. */
 void esdb__limits_publish(esdb_store *s, const esdb_limits *l);
 

@@ -193,6 +193,45 @@ static ERL_NIF_TERM submit_encoded(ErlNifEnv *env, const ERL_NIF_TERM argv[],
 
 /* ---- commands --------------------------------------------------------- */
 
+/* The request of a put or delete: its optional last argument (argv[at]),
+ * {Id, Retry}, Id 16 bytes, Retry a boolean (the cluster gateway's, the
+ * same Id on every try of one call; esdb_cmd_set_request). *id NULL
+ * when there is none; false when malformed. */
+static bool get_request(ErlNifEnv *env, int argc, int at,
+                        const ERL_NIF_TERM argv[], const uint8_t **id,
+                        bool *retry)
+{
+	const ERL_NIF_TERM *f;
+	int arity;
+	ErlNifBinary b;
+	*id = NULL;
+	*retry = false;
+	if (argc <= at)
+		return true;
+	if (!enif_get_tuple(env, argv[at], &arity, &f) || arity != 2 ||
+	    !enif_inspect_binary(env, f[0], &b) || b.size != 16)
+		return false;
+	*retry = enif_is_identical(f[1], atom_true);
+	if (!*retry && !enif_is_identical(f[1], atom_false))
+		return false;
+	*id = b.data;
+	return true;
+}
+
+/* An encoded put or delete given its request (rc: the encoder's). */
+static int with_request(int rc, esdb_cmd *cmd, const uint8_t *id, bool retry)
+{
+	if (rc || !id)
+		return rc;
+	if (!(rc = esdb_cmd_set_request(cmd, id)) && retry)
+		rc = esdb_cmd_mark_retry(cmd);
+	if (rc) {
+		free(cmd->buf);
+		cmd->buf = NULL;
+	}
+	return rc;
+}
+
 /* Parse [{EventId, Type, Data, Metadata, CausationId, CorrelationId}];
  * Data and Metadata as nif_get_payload takes them. */
 static bool get_events(ErlNifEnv *env, ERL_NIF_TERM list, esdb_new_event **out,
@@ -421,7 +460,10 @@ static ERL_NIF_TERM snapshot_put_impl(ErlNifEnv *env, int argc,
 	esdb_snapshot sn = {0};
 	store_res *r;
 	esdb_limits l;
+	const uint8_t *req;
+	bool retry;
 	if (!enif_is_ref(env, argv[1]) ||
+	    !get_request(env, argc, 7, argv, &req, &retry) ||
 	    !enif_inspect_binary(env, argv[2], &uuid) ||
 	    !nif_get_u64(env, argv[3], &sn.source_version) ||
 	    !enif_inspect_binary(env, argv[4], &type) ||
@@ -446,7 +488,8 @@ static ERL_NIF_TERM snapshot_put_impl(ErlNifEnv *env, int argc,
 	esdb_cmd cmd;
 	if (!acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
-	int rc = esdb_cmd_snapshot_put(&l, &sn, &cmd);
+	int rc = with_request(esdb_cmd_snapshot_put(&l, &sn, &cmd), &cmd, req,
+	                      retry);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
@@ -472,7 +515,7 @@ ERL_NIF_TERM nif_snapshot_put(ErlNifEnv *env, int argc,
 	return snapshot_put_impl(env, argc, argv);
 }
 
-/* checkpoint_put(Store, Ref, Name, Checkpoint, Definition). */
+/* checkpoint_put(Store, Ref, Name, Checkpoint, Definition[, Request]). */
 ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
                                 const ERL_NIF_TERM argv[])
 {
@@ -480,7 +523,10 @@ ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
 	uint64_t cp;
 	store_res *r;
 	esdb_limits l;
+	const uint8_t *req;
+	bool retry;
 	if (!enif_is_ref(env, argv[1]) ||
+	    !get_request(env, argc, 5, argv, &req, &retry) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
 	    !nif_get_u64(env, argv[3], &cp) ||
 	    !enif_inspect_binary(env, argv[4], &def) ||
@@ -489,36 +535,44 @@ ERL_NIF_TERM nif_checkpoint_put(ErlNifEnv *env, int argc,
 	esdb_cmd cmd;
 	int rc = esdb_cmd_checkpoint_put(&l, (const char *)name.data, name.size,
 	                                 cp, def.data, def.size, &cmd);
+	rc = with_request(rc, &cmd, req, retry);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 typedef int (*named_encoder)(const esdb_limits *, const char *, size_t,
                              esdb_cmd *);
 
-/* The deletes by name: snapshot_delete, checkpoint_delete. */
-static ERL_NIF_TERM named_delete(ErlNifEnv *env, const ERL_NIF_TERM argv[],
+/* The deletes by name: snapshot_delete, checkpoint_delete (Store, Ref,
+ * Name[, Request]). */
+static ERL_NIF_TERM named_delete(ErlNifEnv *env, int argc,
+                                 const ERL_NIF_TERM argv[],
                                  named_encoder encode)
 {
 	ErlNifBinary name;
 	store_res *r;
 	esdb_limits l;
+	const uint8_t *req;
+	bool retry;
 	if (!enif_is_ref(env, argv[1]) ||
+	    !get_request(env, argc, 3, argv, &req, &retry) ||
 	    !enif_inspect_binary(env, argv[2], &name) ||
 	    !acquire_limits(env, argv, &r, &l))
 		return enif_make_badarg(env);
 	esdb_cmd cmd;
-	int rc = encode(&l, (const char *)name.data, name.size, &cmd);
+	int rc =
+	    with_request(encode(&l, (const char *)name.data, name.size, &cmd),
+	                 &cmd, req, retry);
 	return submit_encoded(env, argv, r, &l, rc, &cmd, reply_plain);
 }
 
 ERL_NIF_TERM nif_snapshot_delete(ErlNifEnv *env, int argc,
                                  const ERL_NIF_TERM argv[])
 {
-	return named_delete(env, argv, esdb_cmd_snapshot_delete);
+	return named_delete(env, argc, argv, esdb_cmd_snapshot_delete);
 }
 
 ERL_NIF_TERM nif_checkpoint_delete(ErlNifEnv *env, int argc,
                                    const ERL_NIF_TERM argv[])
 {
-	return named_delete(env, argv, esdb_cmd_checkpoint_delete);
+	return named_delete(env, argc, argv, esdb_cmd_checkpoint_delete);
 }

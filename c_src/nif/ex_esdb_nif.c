@@ -44,6 +44,11 @@ ErlNifFunc nif_funcs[] = {
     {"snapshot_delete", 3, nif_snapshot_delete, 0},
     {"checkpoint_put", 5, nif_checkpoint_put, 0},
     {"checkpoint_delete", 3, nif_checkpoint_delete, 0},
+    /* with a request ({Id, Retry}: the cluster gateway's) */
+    {"snapshot_put", 8, nif_snapshot_put, 0},
+    {"snapshot_delete", 4, nif_snapshot_delete, 0},
+    {"checkpoint_put", 6, nif_checkpoint_put, 0},
+    {"checkpoint_delete", 4, nif_checkpoint_delete, 0},
     {"read_stream", 5, nif_read_stream, DIRTY_IO},
     {"read_all", 4, nif_read_all, DIRTY_IO},
     {"read_type", 4, nif_read_type, DIRTY_IO},

@@ -38,7 +38,11 @@ defmodule ExESDB.Cluster do
   (`{:retry, expected}`): the store looks for its events among the
   stream's last 1,024 versions and answers the original's reply when they
   are there, so an append whose outcome was unknown (the leader lost
-  leadership with it in flight) is written once.
+  leadership with it in flight) is written once. A checkpoint or snapshot
+  put or delete goes with a request id, the same in every try; sent
+  again it is marked too, and the store, which keeps the ids of the last
+  1,024 requests it applied, answers `:ok` without applying it again when
+  the first try was applied (docs/CLUSTER.md, "Puts and deletes").
 
   Every wait of the gateway ends by the caller's deadline (`timeout`
   after the call; `:infinity` waits for an answer): the call to the

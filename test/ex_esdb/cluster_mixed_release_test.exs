@@ -29,4 +29,55 @@ defmodule ExESDB.ClusterMixedReleaseTest do
     assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 2_000) ==
              {:error, {:unreachable, {:incompatible_release, node}}}
   end
+
+  # A leader on a release whose ex_esdb_backend has no request form of
+  # puts and deletes ({request, Id, Retry, Command}, the gateway's since
+  # request/1): its queue/3 raises function_clause before anything
+  # reaches its store. Stood for by that release's two functions on the
+  # path, loaded into the peer.
+  test "a leader without the request form answers a clear error", %{node: node} do
+    load(node, """
+    -module('Elixir.ExESDB.Backend.Cluster').
+    -export([submit_on_leader/5]).
+    submit_on_leader(_Store, Command, Timeout, _Term, _Until) ->
+        ex_esdb_backend:submit(nil, Command, Timeout).
+    """)
+
+    load(node, """
+    -module(ex_esdb_backend).
+    -export([submit/3]).
+    submit(H, Command, _Timeout) -> queue(H, make_ref(), Command).
+    queue(_H, _Ref, {checkpoint_delete, _Name}) -> ok.
+    """)
+
+    h = %{store_id: :mixrel, ref: nil}
+    seen = %{term: 1, leader_id: 2}
+    assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 2_000) == :ok
+    request = Cluster.request({:checkpoint_delete, "x"})
+
+    assert Cluster.remote(node, h, seen, request, 2_000) ==
+             {:error, {:unreachable, {:incompatible_release, node}}}
+  end
+
+  defp load(node, source) do
+    {:ok, tokens, _} = :erl_scan.string(String.to_charlist(source))
+
+    forms =
+      tokens
+      |> Enum.chunk_while(
+        [],
+        fn
+          {:dot, _} = t, acc -> {:cont, Enum.reverse([t | acc]), []}
+          t, acc -> {:cont, [t | acc]}
+        end,
+        fn acc -> {:cont, acc} end
+      )
+      |> Enum.map(fn form ->
+        {:ok, f} = :erl_parse.parse_form(form)
+        f
+      end)
+
+    {:ok, mod, bin} = :compile.forms(forms, [:binary])
+    {:module, ^mod} = :erpc.call(node, :code, :load_binary, [mod, ~c"mixrel", bin])
+  end
 end

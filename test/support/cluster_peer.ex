@@ -103,6 +103,23 @@ defmodule ExESDB.Test.ClusterPeer do
   """
   def watch_leading(store, to), do: spawn(fn -> watch_leading(store, to, []) end)
 
+  @doc "A command through the store's backend (the gateway in cluster mode)."
+  def submit(store, command) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    s.backend.submit(s, command, [])
+  end
+
+  @doc "Checkpoint `name`'s value after a barrier (nil when absent)."
+  def checkpoint(store, name) do
+    :ok = ExESDB.Cluster.barrier(store)
+    {:ok, s} = ExESDB.Store.fetch(store)
+
+    case s.backend.checkpoint_get(s, name) do
+      {:ok, {_name, value, _definition, _updated}} -> value
+      {:error, :subscription_not_found} -> nil
+    end
+  end
+
   defp watch_leading(store, to, led) do
     receive do
       :stop -> send(to, {:led, self(), Enum.uniq(led)})

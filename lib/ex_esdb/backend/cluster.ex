@@ -105,8 +105,29 @@ defmodule ExESDB.Backend.Cluster do
   # Every wait below ends by the caller's deadline (:infinity: none), so
   # a call answers within its timeout.
   defp route(store, command, timeout) do
-    attempt(store, command, command, deadline(timeout), @backoff_first, false, {:error, :timeout})
+    attempt(
+      store,
+      command,
+      request(command),
+      deadline(timeout),
+      @backoff_first,
+      false,
+      {:error, :timeout}
+    )
   end
+
+  # A put or delete goes with a request id, the same in every try of the
+  # call: the store records the ids it applied, and a try marked as a
+  # retry (resubmission/1) whose first try it applied answers :ok and is
+  # not applied again (applied twice, a put would overwrite another
+  # writer's put made in between; a delete, a record put again since).
+  @requests [:snapshot_put, :snapshot_delete, :checkpoint_put, :checkpoint_delete]
+
+  @doc false
+  def request(command) when is_tuple(command) and elem(command, 0) in @requests,
+    do: {:request, :crypto.strong_rand_bytes(16), false, command}
+
+  def request(command), do: command
 
   defp deadline(:infinity), do: :infinity
   defp deadline(timeout), do: now() + timeout
@@ -179,12 +200,16 @@ defmodule ExESDB.Backend.Cluster do
   # An append tried again may have been applied already: marked, the
   # store looks for its events among the stream's last versions, not only
   # at its tail, and answers the original result (docs/FORMAT.md, "Retries").
+  # A put or delete: marked, the store looks for its request id among the
+  # last requests it applied, and answers :ok when it is there.
   @doc false
   def resubmission({:append, stream, {:retry, _} = expected, events}),
     do: {:append, stream, expected, events}
 
   def resubmission({:append, stream, expected, events}),
     do: {:append, stream, {:retry, expected}, events}
+
+  def resubmission({:request, id, _retry, command}), do: {:request, id, true, command}
 
   def resubmission(command), do: command
 
@@ -234,6 +259,11 @@ defmodule ExESDB.Backend.Cluster do
     # the leader runs a release without submit_on_leader/5 (a rolling
     # upgrade): nothing was submitted
     :error, {:exception, :undef, [{__MODULE__, :submit_on_leader, _, _} | _]} ->
+      {:error, {:unreachable, {:incompatible_release, node}}}
+
+    # or one without the request form of puts and deletes (request/1):
+    # refused before it reached its store
+    :error, {:exception, :function_clause, [{:ex_esdb_backend, :queue, _, _} | _]} ->
       {:error, {:unreachable, {:incompatible_release, node}}}
 
     # it raised or exited there, maybe after the submit
