@@ -33,7 +33,8 @@ defmodule ExESDB.Chaos.CNodes do
   Start n C node replicas and n client peers; call from a test's setup.
   ctx: store, nodes (the clients), cnodes, home (client => C node),
   client_of (C node => client), specs, election_timeout, spare (a C
-  node not started, for join/1 and leave/1). Options: :election_timeout
+  node not started, for join/1 and leave/1), disk (the C node on the
+  first :tmpfs, or nil). Options: :election_timeout
   (500 ms), :heartbeat (50 ms), :tmpfs ([{i, MiB}]: C node i's store on
   a small filesystem of its own, where a full disk is ENOSPC; root).
   """
@@ -108,7 +109,7 @@ defmodule ExESDB.Chaos.CNodes do
     {:ok, state} =
       Agent.start(fn ->
         held = Enum.reduce(specs, %{}, fn {node, spec}, acc -> hold(acc, node, spec) end)
-        %{peers: %{}, os_pids: %{}, held: held, joins: 0}
+        %{peers: %{}, os_pids: %{}, held: held, joins: 0, raft: %{}, replaced: 0}
       end)
 
     ExUnit.Callbacks.on_exit(fn -> stop_all(state, owner, dir, mounts) end)
@@ -126,7 +127,14 @@ defmodule ExESDB.Chaos.CNodes do
       state: state,
       dir: dir,
       election_timeout: et,
-      heartbeat: Keyword.get(opts, :heartbeat, 50)
+      heartbeat: Keyword.get(opts, :heartbeat, 50),
+      # the C node whose store is on the first tmpfs (the disk_full fault's)
+      disk:
+        with(
+          [{i, _} | _] <- Keyword.get(opts, :tmpfs, []),
+          do: Enum.at(cnodes, i - 1),
+          else: (_ -> nil)
+        )
     }
 
     Enum.each(cnodes, &start_member(ctx, &1))
@@ -137,11 +145,30 @@ defmodule ExESDB.Chaos.CNodes do
 
   # ---- C nodes ----------------------------------------------------------
 
-  defp start_member(ctx, cn),
-    do: start_cnode(ctx, cn, ["--raft-id", "#{ctx.specs[cn].id}"] ++ ctx.members)
+  # as the member it is: its first id and the member list, or, once
+  # replaced (replace/3), its new id and where it copies from
+  defp start_member(ctx, cn) do
+    raft = Agent.get(ctx.state, &get_in(&1, [:raft, cn, :args])) || first_args(ctx, cn)
+    start_cnode(ctx, cn, raft)
+  end
+
+  defp first_args(ctx, cn), do: ["--raft-id", "#{ctx.specs[cn].id}"] ++ ctx.members
+
+  @doc "A C node's raft id now (a new one after replace/3)."
+  def raft_id(ctx, cn),
+    do: Agent.get(ctx.state, &get_in(&1, [:raft, cn, :id])) || ctx.specs[cn].id
 
   # `raft`: its --raft-id and where it learns of the cluster
   defp start_cnode(ctx, cn, raft) do
+    case open_cnode(ctx, cn, raft) do
+      :ok -> :ok
+      {:error, why} -> raise "C node #{cn} did not start: #{why}"
+    end
+  end
+
+  # :ok once it said ready (connected, hello said), or {:error, why}
+  # ("exited N": it refused to start, why in its log)
+  defp open_cnode(ctx, cn, raft) do
     s = ctx.specs[cn]
 
     args =
@@ -175,18 +202,18 @@ defmodule ExESDB.Chaos.CNodes do
     ref = make_ref()
     send(ctx.owner, {:open, self(), ref, cn, args, env(s.ip)})
 
-    os_pid =
-      receive do
-        {^ref, {:ok, os_pid}} -> os_pid
-        {^ref, {:error, why}} -> raise "C node #{cn} did not start: #{why}"
-      after
-        30_000 -> raise "C node #{cn} did not start in 30 s"
-      end
+    receive do
+      {^ref, {:ok, os_pid}} ->
+        Agent.update(ctx.state, &%{&1 | os_pids: Map.put(&1.os_pids, cn, os_pid)})
+        true = Node.connect(cn)
+        {:ok, 1} = hello(cn)
+        :ok
 
-    Agent.update(ctx.state, &%{&1 | os_pids: Map.put(&1.os_pids, cn, os_pid)})
-    true = Node.connect(cn)
-    {:ok, 1} = hello(cn)
-    :ok
+      {^ref, {:error, why}} ->
+        {:error, why}
+    after
+      30_000 -> raise "C node #{cn} did not start in 30 s"
+    end
   end
 
   defp env(ip) do
@@ -286,6 +313,58 @@ defmodule ExESDB.Chaos.CNodes do
   @doc "Start a killed C node again: the same name, store, raft id and ports."
   def restart(ctx, cn), do: start_member(ctx, cn)
 
+  @doc "Back a C node's store up into `dest` (its backup request: a compacted copy)."
+  def backup(cn, dest), do: :ok = call(cn, {:backup, dest}, 120_000)
+
+  @doc """
+  Bring a killed C node back from a backup (backup/2) as a new member:
+  the backup in place of its store (no raft state in it); started as the
+  voter it was, it must refuse (exit 3: the other members hold its
+  record; a voter never comes back with an older log than it had);
+  its raft id removed through the leader; started with a new id,
+  copying from the others, added by name, made a voter, waited for until
+  it applied what the leader had. Later restarts keep the new id.
+  """
+  def replace(ctx, cn, backup) do
+    s = ctx.specs[cn]
+    old = raft_id(ctx, cn)
+    # its contents (the directory may be a tmpfs mount point)
+    for f <- File.ls!(s.store_dir), do: File.rm_rf!(Path.join(s.store_dir, f))
+    File.cp_r!(backup, s.store_dir)
+    false = File.exists?(Path.join([s.store_dir, "raft", "node_id"]))
+
+    case open_cnode(ctx, cn, ["--raft-id", "#{old}"] ++ current_members(ctx)) do
+      {:error, "exited 3"} -> :ok
+      other -> raise "#{cn} restored from a backup started as voter #{old}: #{inspect(other)}"
+    end
+
+    false = File.exists?(Path.join([s.store_dir, "raft", "node_id"]))
+    Agent.update(ctx.state, &%{&1 | held: hold(&1.held, cn, s)})
+    others = ctx.cnodes -- [cn]
+    change(ctx, &(not match?({^old, _, _}, &1)), {:cluster_remove, old}, :all, others)
+    wait_until(fn -> Enum.all?(others, &(members(&1) |> gone?(old))) end, 30_000)
+
+    # ids above any the spare takes
+    id = Agent.get_and_update(ctx.state, &{1000 + &1.replaced, %{&1 | replaced: &1.replaced + 1}})
+    copy_from = Enum.flat_map(others, &["--raft-copy-from", "#{&1}"])
+    args = ["--raft-id", "#{id}"] ++ copy_from
+    Agent.update(ctx.state, &put_in(&1, [:raft, cn], %{id: id, args: args}))
+    start_cnode(ctx, cn, args)
+    address = "127.0.0.1:#{s.raft_port}"
+    change(ctx, &match?({^id, _, _}, &1), {:cluster_add, id, address, cn}, :any, others)
+    change(ctx, &match?({^id, _, :voter}, &1), {:cluster_assign, id, :voter}, :any, others)
+    target = try_info(leader(ctx, others, 30_000)).applied
+    wait_until(fn -> (try_info(cn) || %{applied: 0}).applied >= target end, 60_000)
+    :ok
+  end
+
+  # --raft-member flags naming every C node by its id now
+  defp current_members(ctx) do
+    Enum.flat_map(ctx.cnodes, fn cn ->
+      ["--raft-member", "#{raft_id(ctx, cn)},127.0.0.1:#{ctx.specs[cn].raft_port},#{cn}"]
+    end)
+  end
+
   @doc """
   Start ctx.spare on an empty store with a raft id no member had, add it
   through the leader (by name) and make it a voter; answers once it
@@ -341,10 +420,11 @@ defmodule ExESDB.Chaos.CNodes do
 
   # Send `request` to the leader until its configuration's members
   # satisfy `done?` (:any member, or :all of them for a removal).
-  defp change(ctx, done?, request, quant \\ :any) do
+  # (`cns`: the C nodes asked who leads, by default all)
+  defp change(ctx, done?, request, quant \\ :any, cns \\ nil) do
     wait_until(
       fn ->
-        l = leader(ctx, ctx.cnodes, 30_000)
+        l = leader(ctx, cns || ctx.cnodes, 30_000)
         ms = members(l)
 
         cond do
@@ -439,7 +519,13 @@ defmodule ExESDB.Chaos.CNodes do
         wait_boot: 60_000
       })
 
-    Agent.update(ctx.state, &%{&1 | peers: Map.put(&1.peers, node, peer)})
+    os_pid = :erpc.call(node, :os, :getpid, []) |> List.to_integer()
+
+    Agent.update(
+      ctx.state,
+      &%{&1 | peers: Map.put(&1.peers, node, peer), os_pids: Map.put(&1.os_pids, node, os_pid)}
+    )
+
     :ok = :erpc.call(node, ClusterPeer, :start, [s.store_opts], 60_000)
     # its connections to every C node are up before the load starts
     wait_until(
@@ -452,6 +538,56 @@ defmodule ExESDB.Chaos.CNodes do
       end,
       30_000
     )
+  end
+
+  @doc """
+  Start a client node killed -9 (kill/2, await_down/1) again: the same
+  name and ports, its store on the C node backend homed on the same C node.
+  """
+  def restart_client(ctx, node) do
+    [name, _] = node |> Atom.to_string() |> String.split("@")
+    # its name leaves epmd when its socket closes
+    wait_until(
+      fn -> :erl_epmd.port_please(String.to_charlist(name), ~c"localhost") == :noport end,
+      10_000
+    )
+
+    start_client(ctx, node)
+    :ok
+  end
+
+  @doc "Hold a node's ports while it is down (start_client and start_cnode let them go)."
+  def hold_ports(ctx, node),
+    do: Agent.update(ctx.state, &%{&1 | held: hold(&1.held, node, ctx.specs[node])})
+
+  @doc """
+  (on a client) A transient subscription to a stream nobody writes,
+  held by a process of its own until the node goes: a session member on
+  the client's C node that must go with the client.
+  """
+  def hold_subscription(store) do
+    parent = self()
+
+    pid =
+      spawn(fn ->
+        r = ExESDB.Subscriptions.subscribe(store, {:by_stream, "chaos-probe"}, self())
+        send(parent, {:probe, self(), r})
+        receive do: (:never -> :ok)
+      end)
+
+    receive do
+      {:probe, ^pid, r} -> r
+    after
+      30_000 -> {:error, :timeout}
+    end
+  end
+
+  @doc "Members held by sessions on a C node (its stats), nil when it does not answer."
+  def subscribers(cn) do
+    case call(cn, {:stats}, 2_000) do
+      {:ok, %{subscribers: n}} -> n
+      _ -> nil
+    end
   end
 
   @doc false
