@@ -171,6 +171,16 @@ bool cn_arg_decode(args *a, esdb_proto_arg kind, arg *v, const char **why)
 		return cn_arg_bin(a, &v->p, &v->len);
 	case ESDB_ARG_PAYLOAD:
 		return cn_arg_payload(a, &v->p, &v->len, &v->enc, why);
+	case ESDB_ARG_REQUEST: {
+		/* {Id, Retry}: v->p the 16-byte id, v->retry */
+		int arity;
+		if (ei_decode_tuple_header(a->buf, &a->idx, &arity) != 0 ||
+		    arity != 2 || !cn_arg_bin(a, &v->p, &v->len) ||
+		    v->len != 16)
+			return false;
+		v->retry = is_atom(a, "true");
+		return v->retry || is_atom(a, "false");
+	}
 	case ESDB_ARG_EXPECTED: {
 		/* {retry, Expected}: an append sent again after an unknown
 		 * outcome (esdb_cmd_mark_retry) */

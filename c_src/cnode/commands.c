@@ -144,7 +144,24 @@ void cn_op_delete_stream(caller *k, const arg *v, const char *m)
 	submit(k, rc, &cmd, plain_done);
 }
 
-/* {snapshot_put, SourceUuid, SourceVersion, SourceType, Data, Metadata} */
+/* A put or delete given its optional request (req->p NULL: none; rc:
+ * the encoder's), as the NIF's with_request. */
+static int with_request(int rc, esdb_cmd *cmd, const arg *req)
+{
+	if (rc || !req->p)
+		return rc;
+	if (!(rc = esdb_cmd_set_request(cmd, (const uint8_t *)req->p)) &&
+	    req->retry)
+		rc = esdb_cmd_mark_retry(cmd);
+	if (rc) {
+		free(cmd->buf);
+		cmd->buf = NULL;
+	}
+	return rc;
+}
+
+/* {snapshot_put, SourceUuid, SourceVersion, SourceType, Data, Metadata
+ * [, Request]} */
 void cn_op_snapshot_put(caller *k, const arg *v, const char *m)
 {
 	esdb_snapshot sn = {
@@ -161,17 +178,18 @@ void cn_op_snapshot_put(caller *k, const arg *v, const char *m)
 	    .metadata_encoding = v[4].enc,
 	};
 	esdb_cmd cmd;
-	int rc = esdb_cmd_snapshot_put(&k->srv->limits, &sn, &cmd);
+	int rc = with_request(esdb_cmd_snapshot_put(&k->srv->limits, &sn, &cmd),
+	                      &cmd, &v[5]);
 	submit(k, rc, &cmd, plain_done);
 }
 
-/* {snapshot_delete, SourceUuid} */
+/* {snapshot_delete, SourceUuid[, Request]} */
 void cn_op_snapshot_delete(caller *k, const arg *v, const char *m)
 {
 	esdb_cmd cmd;
 	int rc =
 	    esdb_cmd_snapshot_delete(&k->srv->limits, v[0].p, v[0].len, &cmd);
-	submit(k, rc, &cmd, plain_done);
+	submit(k, with_request(rc, &cmd, &v[1]), &cmd, plain_done);
 }
 
 /* Names starting "ex_esdb:" are the store's own (a cluster's member
@@ -208,7 +226,7 @@ static bool own_name(caller *k, const arg *name, const arg *def)
 	return true;
 }
 
-/* {checkpoint_put, Name, Checkpoint, Definition} */
+/* {checkpoint_put, Name, Checkpoint, Definition[, Request]} */
 void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 {
 	if (own_name(k, &v[0], &v[2]))
@@ -216,10 +234,10 @@ void cn_op_checkpoint_put(caller *k, const arg *v, const char *m)
 	esdb_cmd cmd;
 	int rc = esdb_cmd_checkpoint_put(&k->srv->limits, v[0].p, v[0].len,
 	                                 v[1].u, v[2].p, v[2].len, &cmd);
-	submit(k, rc, &cmd, plain_done);
+	submit(k, with_request(rc, &cmd, &v[3]), &cmd, plain_done);
 }
 
-/* {checkpoint_delete, Name} */
+/* {checkpoint_delete, Name[, Request]} */
 void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m)
 {
 	if (own_name(k, &v[0], NULL))
@@ -227,5 +245,5 @@ void cn_op_checkpoint_delete(caller *k, const arg *v, const char *m)
 	esdb_cmd cmd;
 	int rc =
 	    esdb_cmd_checkpoint_delete(&k->srv->limits, v[0].p, v[0].len, &cmd);
-	submit(k, rc, &cmd, plain_done);
+	submit(k, with_request(rc, &cmd, &v[1]), &cmd, plain_done);
 }

@@ -63,7 +63,7 @@ typedef struct arg {
 	                    * FORMAT's Decode */
 	esdb_encoding enc; /* PAYLOAD */
 	int at;            /* EVENTS: where the list starts */
-	bool retry;        /* EXPECTED given as {retry, Expected} */
+	bool retry;        /* EXPECTED given as {retry, Expected}; REQUEST's */
 } arg;
 
 /* Decode the next argument as `kind`. False: the term is not of that

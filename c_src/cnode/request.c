@@ -127,7 +127,9 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 		cn_reply_error(k, NULL, "hello_required");
 		return;
 	}
-	arg v[ESDB_PROTO_MAX_ARITY];
+	/* zeroed: an optional trailing argument not given reads as absent
+	 * (a put's or delete's request, commands.c) */
+	arg v[ESDB_PROTO_MAX_ARITY] = {{0}};
 	unsigned n = 0;
 	const char *why = NULL;
 	args a = {m, e->args_at};

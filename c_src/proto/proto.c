@@ -49,6 +49,29 @@ const esdb_proto_op esdb_proto_ops[] = {
      ESDB_SCHED_NORMAL,
      ESDB_REPLY_ASYNC,
      {S, REF, ESDB_ARG_NAME}},
+    /* the same with a request: a resend whose first try was applied is
+     * not applied again (the cluster gateway's) */
+    {"snapshot_put",
+     8,
+     ESDB_SCHED_ADAPTIVE,
+     ESDB_REPLY_ASYNC,
+     {S, REF, ESDB_ARG_NAME, ESDB_ARG_UINT, ESDB_ARG_NAME, ESDB_ARG_PAYLOAD,
+      ESDB_ARG_PAYLOAD, ESDB_ARG_REQUEST}},
+    {"snapshot_delete",
+     4,
+     ESDB_SCHED_NORMAL,
+     ESDB_REPLY_ASYNC,
+     {S, REF, ESDB_ARG_NAME, ESDB_ARG_REQUEST}},
+    {"checkpoint_put",
+     6,
+     ESDB_SCHED_NORMAL,
+     ESDB_REPLY_ASYNC,
+     {S, REF, ESDB_ARG_NAME, ESDB_ARG_UINT, ESDB_ARG_BINARY, ESDB_ARG_REQUEST}},
+    {"checkpoint_delete",
+     4,
+     ESDB_SCHED_NORMAL,
+     ESDB_REPLY_ASYNC,
+     {S, REF, ESDB_ARG_NAME, ESDB_ARG_REQUEST}},
     {"read_stream",
      5,
      ESDB_SCHED_DIRTY_IO,
@@ -196,6 +219,7 @@ static const char *const arg_names[ESDB_ARG_N] = {
     [ESDB_ARG_CREDIT] = "credit",   [ESDB_ARG_MEMBER] = "member",
     [ESDB_ARG_GRANT] = "grant",     [ESDB_ARG_CLUSTER] = "cluster",
     [ESDB_ARG_ADDRESS] = "address", [ESDB_ARG_ROLE] = "role",
+    [ESDB_ARG_REQUEST] = "request",
 };
 
 const char *esdb_proto_arg_name(esdb_proto_arg a)

@@ -59,6 +59,8 @@ typedef enum esdb_proto_arg {
 	ESDB_ARG_CLUSTER,   /* map: a replica's id, address, members, ... */
 	ESDB_ARG_ADDRESS,   /* binary "ip:port", a raft member's address */
 	ESDB_ARG_ROLE,      /* voter | standby | spare */
+	ESDB_ARG_REQUEST,   /* {Id, Retry}: 16 bytes, a boolean: a put's or
+	                     * delete's request (esdb_cmd_set_request) */
 	ESDB_ARG_N
 } esdb_proto_arg;
 
@@ -83,7 +85,7 @@ typedef enum esdb_proto_reply {
 	ESDB_REPLY_N
 } esdb_proto_reply;
 
-#define ESDB_PROTO_MAX_ARITY 7
+#define ESDB_PROTO_MAX_ARITY 8
 
 typedef struct esdb_proto_op {
 	const char *name;

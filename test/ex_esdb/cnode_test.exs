@@ -324,6 +324,22 @@ defmodule ExESDB.CNodeTest do
       {:checkpoint_list, "cp", 10},
       {:checkpoint_delete, "cp"},
       {:checkpoint_get, "cp"},
+      # with a request: a resend whose first try was applied is not
+      # applied again (another writer's put in between stays)
+      {:checkpoint_put, "cr", 1, "a", {<<1::128>>, false}},
+      {:checkpoint_put, "cr", 2, "b"},
+      {:checkpoint_put, "cr", 1, "a", {<<1::128>>, true}},
+      {:checkpoint_get, "cr"},
+      {:checkpoint_delete, "cr", {<<2::128>>, false}},
+      {:checkpoint_put, "cr", 3, "c"},
+      {:checkpoint_delete, "cr", {<<2::128>>, true}},
+      {:checkpoint_get, "cr"},
+      {:snapshot_put, "sr", 5, "t", "d", "", {<<3::128>>, false}},
+      {:snapshot_put, "sr", 7, "t", "d", ""},
+      {:snapshot_put, "sr", 5, "t", "d", "", {<<3::128>>, true}},
+      {:snapshot_get, "sr"},
+      {:snapshot_delete, "sr", {<<4::128>>, true}},
+      {:snapshot_get, "sr"},
       {:delete_stream, "b", :any},
       {:delete_stream, "b", :any},
       {:stream_info, "b"},
@@ -341,6 +357,16 @@ defmodule ExESDB.CNodeTest do
 
     # not two empty answers agreeing
     assert {:ok, [_, _, _, _], :eof} = call(cn.name, {:read_stream, "a", 0, 10, :forward})
+    assert {:ok, {"cr", 3, "c", _}} = call(cn.name, {:checkpoint_get, "cr"})
+    assert {:error, :not_found} = call(cn.name, {:snapshot_get, "sr"})
+    # a malformed request: refused, nothing applied
+    assert {:error, {:invalid_request, _}} =
+             call(cn.name, {:checkpoint_put, "cr", 9, "x", {<<1::64>>, true}})
+
+    assert {:error, {:invalid_request, _}} =
+             call(cn.name, {:checkpoint_delete, "cr", {<<5::128>>, :yes}})
+
+    assert :ok = call(cn.name, {:checkpoint_delete, "cr"})
     assert {:ok, [{"cq", 7, "", _}]} = call(cn.name, {:checkpoint_list, nil, 10})
     assert {:ok, %{events: 5, streams: 2, checkpoints: 1}} = call(cn.name, {:stats})
   end
