@@ -12,21 +12,24 @@
 #include "sessions.h"
 
 #include <errno.h>
-#include <linux/sockios.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* A reply the peer does not take within this is its death. */
 #define SEND_TIMEOUT_MS 30000
+/* a frame header: length, pass-through, version, {SEND, '', To} (a pid
+ * with a node name of up to 255 characters of up to 4 bytes) */
+#define FRAME_HDR_MAX 1200
 
 typedef struct outmsg {
 	erlang_pid to;
 	char *buf; /* NULL: a tick (4 zero bytes) */
 	size_t len;
+	size_t sent; /* bytes of its frame (header and buf) written */
 	struct outmsg *next;
 } outmsg;
 
@@ -147,34 +150,81 @@ static void send_msg(cn_conn *c, const erlang_pid *to, ei_x_buff *x,
 	ei_x_free(x);
 }
 
-/* Whether the socket takes len more bytes without blocking: its
- * unsent bytes plus these (counted twice, for the kernel's overhead)
- * within its send buffer. */
-static bool has_room(int fd, size_t len)
+/* A message's frame header, as ei_send_tmo writes it: the length,
+ * pass-through, then the control message {SEND, Cookie, To} (the cookie
+ * ei sends on an accepted connection is ''; the BEAM ignores it). Its
+ * length, or -1. */
+static int frame_header(const erlang_pid *to, size_t msglen,
+                        char hdr[FRAME_HDR_MAX])
 {
-#ifdef SIOCOUTQ
-	int outq = 0, sndbuf = 0;
-	socklen_t sl = sizeof(sndbuf);
-	if (ioctl(fd, SIOCOUTQ, &outq) != 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) != 0)
-		return false;
-	return (size_t)outq + 2 * len <= (size_t)sndbuf;
-#else
-	(void)fd;
-	(void)len;
-	return false; /* not known here: the writer sends */
-#endif
+	int i = 5;
+	if (ei_encode_version(hdr, &i) || ei_encode_tuple_header(hdr, &i, 3) ||
+	    ei_encode_long(hdr, &i, ERL_SEND) || ei_encode_atom(hdr, &i, "") ||
+	    ei_encode_pid(hdr, &i, (erlang_pid *)to))
+		return -1;
+	uint32_t n = (uint32_t)((size_t)i - 4 + msglen);
+	hdr[0] = (char)(n >> 24);
+	hdr[1] = (char)(n >> 16);
+	hdr[2] = (char)(n >> 8);
+	hdr[3] = (char)n;
+	hdr[4] = ERL_PASS_THROUGH;
+	return i;
 }
 
-/* A reply written by the thread that made it, when nothing is queued or
- * being written ahead of it and the socket has room for it (looked at
- * again once the turn is taken): without the
- * writer's wake-up, which cost 0.4-1.7 ms a read page on the loaded
- * test machine (docs/PERFORMANCE.md). False: not sent, queue it. */
+/* Write what is left of m's frame (a tick: 4 zero bytes) from byte
+ * m->sent on, in one sendmsg a turn (ei_send_tmo with a timeout makes
+ * six system calls a message: fcntl around a select and a writev).
+ * wait: when the socket is full, wait for room up to SEND_TIMEOUT_MS;
+ * otherwise stop there. 1 (all written), 0 (stopped at a full socket;
+ * m->sent: how far it got) or -1 (the socket failed, or had no room in
+ * time). */
+static int write_frame(int fd, outmsg *m, bool wait)
+{
+	char hdr[FRAME_HDR_MAX] = {0};
+	int hl = m->buf ? frame_header(&m->to, m->len, hdr) : 4;
+	if (hl < 0)
+		return -1;
+	size_t total = (size_t)hl + (m->buf ? m->len : 0);
+	while (m->sent < total) {
+		struct iovec v[2];
+		int n = 0;
+		if (m->sent < (size_t)hl)
+			v[n++] =
+			    (struct iovec){hdr + m->sent, (size_t)hl - m->sent};
+		if (m->buf) {
+			size_t at = m->sent > (size_t)hl ? m->sent - hl : 0;
+			v[n++] = (struct iovec){m->buf + at, m->len - at};
+		}
+		struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			m->sent += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			return -1;
+		if (!wait)
+			return 0;
+		struct pollfd pf = {fd, POLLOUT, 0};
+		int pr = poll(&pf, 1, SEND_TIMEOUT_MS);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return -1;
+	}
+	return 1;
+}
+
+/* A reply written by the thread that made it when nothing is queued or
+ * being written ahead of it, as far as the socket takes it without
+ * waiting; the rest, if any, goes to the head of the queue for the
+ * writer. Without the writer's wake-up, which cost 0.4-1.7 ms a read
+ * page on the loaded test machine (docs/PERFORMANCE.md). False: not
+ * its turn, queue it. */
 static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 {
-	if (!has_room(c->fd, (size_t)x->index + 1024))
-		return false;
 	pthread_mutex_lock(&c->mu);
 	bool mine = !c->dead && !c->head && !c->sending;
 	if (mine)
@@ -182,22 +232,36 @@ static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 	pthread_mutex_unlock(&c->mu);
 	if (!mine)
 		return false;
-	/* the writer may have filled the socket since the first look: with
-	 * the turn taken, nothing else writes; without room, hand it back */
-	if (!has_room(c->fd, (size_t)x->index + 1024)) {
-		pthread_mutex_lock(&c->mu);
-		c->sending = false;
-		pthread_cond_broadcast(&c->cv);
-		pthread_mutex_unlock(&c->mu);
-		return false;
+	outmsg now = {.to = *to, .buf = x->buff, .len = (size_t)x->index};
+	int rc = write_frame(c->fd, &now, false);
+	outmsg *rest = NULL;
+	if (rc == 0) {
+		/* the socket is full: the writer writes the rest */
+		rest = malloc(sizeof(*rest));
+		if (rest) {
+			*rest = now;
+			x->buff = NULL;
+		} else {
+			rc = -1;
+		}
 	}
-	int rc = ei_send_tmo(c->fd, (erlang_pid *)to, x->buff, x->index,
-	                     SEND_TIMEOUT_MS);
 	pthread_mutex_lock(&c->mu);
+	if (rest && !c->dead) {
+		rest->next = c->head;
+		c->head = rest;
+		if (!c->tail)
+			c->tail = rest;
+		c->queued_bytes += rest->len;
+		rest = NULL;
+	}
 	c->sending = false;
 	c->inflight--;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
+	if (rest) { /* dead meanwhile */
+		free(rest->buf);
+		free(rest);
+	}
 	if (rc < 0) {
 		cn_log("%s: send failed; closing", c->peer);
 		conn_kill(c);
@@ -265,27 +329,6 @@ bool cn_conn_push(cn_conn *c, const erlang_pid *to, ei_x_buff *x, bool bounded)
 
 /* ---- writer ------------------------------------------------------------ */
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		struct pollfd pf = {fd, POLLOUT, 0};
-		int pr = poll(&pf, 1, SEND_TIMEOUT_MS);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			return -1;
-		ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-		if (w < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 static void *writer(void *arg)
 {
 	cn_conn *c = arg;
@@ -303,10 +346,7 @@ static void *writer(void *arg)
 			c->tail = NULL;
 		c->sending = true;
 		pthread_mutex_unlock(&c->mu);
-		static const char tick[4] = {0};
-		int rc = m->buf ? ei_send_tmo(c->fd, &m->to, m->buf,
-		                              (int)m->len, SEND_TIMEOUT_MS)
-		                : write_all(c->fd, tick, 4);
+		int rc = write_frame(c->fd, m, true) == 1 ? 0 : -1;
 		pthread_mutex_lock(&c->mu);
 		c->queued_bytes -= m->len;
 		c->sending = false;

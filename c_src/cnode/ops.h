@@ -120,7 +120,8 @@ bool cn_owed_settle(caller *k);
  * which (read_stream, read_all, read_type, stream_info, list_streams,
  * snapshot_get, checkpoint_get, checkpoint_list, stats, limits,
  * read_records). packed: read_records answered as read_packed, its
- * events in one binary. */
+ * events in one binary. stream_info and limits, a look-up each, are
+ * answered at once on the calling thread instead. */
 void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v, unsigned n,
                    bool packed);
 
