@@ -116,6 +116,11 @@ void cn_op_cancel(caller *k, const char *m, int ref_at, int arity);
 void cn_owed_add(caller *k);
 bool cn_owed_settle(caller *k);
 
+/* One event as a packed page holds it (docs/PROTOCOL.md, read_packed)
+ * appended to x; marked: payload encodings as stored (else as bytes).
+ * 0 or ENOMEM. */
+int cn_encode_packed(ei_x_buff *x, const esdb_event *ev, bool marked);
+
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,
  * snapshot_get, checkpoint_get, checkpoint_list, stats, limits,

@@ -62,9 +62,8 @@ static uint8_t *put_be(uint8_t *p, uint64_t v, int bytes)
  * match per event, instead of decoding ~12 terms per event from the
  * distribution message (what made reads cost 3-5x the NIF's). */
 #define PACKED_HEAD 57
-static int encode_packed(out *o, const esdb_event *ev)
+int cn_encode_packed(ei_x_buff *x, const esdb_event *ev, bool marked)
 {
-	ei_x_buff *x = &o->items;
 	size_t ids =
 	    36 + (ev->causation_id ? 36 : 0) + (ev->correlation_id ? 36 : 0);
 	if (ev->stream_id_len > UINT32_MAX || ev->event_type_len > UINT32_MAX ||
@@ -90,8 +89,8 @@ static int encode_packed(out *o, const esdb_event *ev)
 	p = put_be(p, d.microsecond, 4);
 	/* payloads as read (0 bytes, 1 term, 2 legacy) when decoding:
 	 * the client decodes terms with its own checks */
-	*p++ = o->marked ? (uint8_t)ev->data_encoding : 0;
-	*p++ = o->marked ? (uint8_t)ev->metadata_encoding : 0;
+	*p++ = marked ? (uint8_t)ev->data_encoding : 0;
+	*p++ = marked ? (uint8_t)ev->metadata_encoding : 0;
 	*p++ = ev->causation_id ? 36 : 0;
 	*p++ = ev->correlation_id ? 36 : 0;
 	p = put_be(p, ev->stream_id_len, 4);
@@ -119,7 +118,6 @@ static int encode_packed(out *o, const esdb_event *ev)
 		memcpy(p, ev->metadata, ev->metadata_len);
 	p += ev->metadata_len;
 	x->index = (int)(p - (uint8_t *)x->buff);
-	o->n++;
 	return 0;
 }
 
@@ -128,8 +126,11 @@ static int encode_packed(out *o, const esdb_event *ev)
 static int encode_event(void *ctx, const esdb_event *ev)
 {
 	out *o = ctx;
-	if (o->packed)
-		return encode_packed(o, ev);
+	if (o->packed) {
+		int rc = cn_encode_packed(&o->items, ev, o->marked);
+		o->n += rc == 0;
+		return rc;
+	}
 	ei_x_buff *x = &o->items;
 	/* tags, lengths and fixed fields: under 200 bytes */
 	int rc = cn_x_reserve(x, 200 + ev->stream_id_len + ev->event_type_len +

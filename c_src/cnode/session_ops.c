@@ -11,6 +11,7 @@ const cn_session_op cn_session_ops[] = {
     {"session_close", CN_SESSION_CLOSE, ESDB_ARG_N},
     {"session_claim", CN_SESSION_CLAIM, ESDB_ARG_NAME},
     {"session_release", CN_SESSION_RELEASE, ESDB_ARG_NAME},
+    {"session_open_packed", CN_SESSION_OPEN_PACKED, ESDB_ARG_UINT},
 };
 
 const size_t cn_session_op_count =

@@ -16,6 +16,7 @@ typedef enum cn_session_op_id {
 	CN_SESSION_CLOSE,
 	CN_SESSION_CLAIM,
 	CN_SESSION_RELEASE,
+	CN_SESSION_OPEN_PACKED,
 } cn_session_op_id;
 
 typedef struct cn_session_op {
@@ -24,7 +25,8 @@ typedef struct cn_session_op {
 	esdb_proto_arg kind; /* ESDB_ARG_N: none */
 } cn_session_op;
 
-/* session_open's Window: 1..CN_SESSION_MAX_WINDOW events. */
+/* session_open's and session_open_packed's Window: 1..CN_SESSION_MAX_WINDOW
+ * events. */
 #define CN_SESSION_MAX_WINDOW (1u << 20)
 
 extern const cn_session_op cn_session_ops[];

@@ -136,6 +136,19 @@ defmodule ExESDB.CNodeSessionTest do
     assert_receive {:subscription_overflow, _, _}
   end
 
+  test "a page push that does not parse: the session stays, its subscribers hear of the gap",
+       %{dir: dir} do
+    Process.flag(:trap_exit, true)
+    cn = start_cnode(dir)
+    {:ok, s} = Session.start_link(cnode: cn.name)
+    {:ok, _, 0} = Session.subscribe(s, self(), :all)
+    [cid] = Map.keys(:sys.get_state(s).members)
+    send(s, {:esdb_page, cid, 0, 1, "not a page"})
+    assert %{} = Session.info(s)
+    refute_received {:EXIT, ^s, _}
+    assert_receive {:subscription_overflow, _, 1}
+  end
+
   test "subscribers get every matching event once, in order, as the NIF's records",
        %{dir: dir} do
     cn = start_cnode(dir)
@@ -407,6 +420,30 @@ defmodule ExESDB.CNodeSessionTest do
     {:ok, _, _} = call(node, {:session_join, :all})
     assert call(node, {:session_close}) == :ok
     assert subscribers(node) == 0
+  end
+
+  test "session_open_packed: pushes are esdb_page pages of the records a list push holds",
+       %{dir: dir} do
+    cn = start_cnode(dir)
+    node = cn.name
+    {:ok, 1} = call(node, {:hello, 1})
+
+    assert call(node, {:session_open_packed, 0}) ==
+             {:error, {:invalid_request, :session_open_packed}}
+
+    assert {:ok, cpid} = call(node, {:session_open_packed, 10})
+    assert node(cpid) == node
+    assert {:ok, m, 0} = call(node, {:session_join, {:stream, "s"}})
+    append!(node, "s", [event(1), event(2)])
+
+    assert_receive {:esdb_page, ^m, since, 2, page} when since <= 1 and is_binary(page), 5_000
+    # payloads as read: a term payload is its bytes without decode
+    assert {:ok, [r1, r2]} = ExESDB.CNode.Page.records(page, false)
+    assert {r1.position, r2.position} == {1, 2}
+    assert {r1.data, r1.metadata} == {:erlang.term_to_binary({:n, 1}), "m1"}
+    assert {:ok, [d1, _]} = ExESDB.CNode.Page.records(page, true)
+    assert {d1.data, d1.event_id, d1.stream_id} == {{:n, 1}, r1.event_id, "s"}
+    assert call(node, {:session_close}) == :ok
   end
 
   test "several stores: requests and sessions name theirs, the first serves requests that name none",

@@ -111,10 +111,12 @@ defmodule ExESDB.CNode.Page do
   defp opt_id(<<>>), do: nil
   defp opt_id(id), do: :binary.copy(id)
 
-  # Encodings as stored: 0 bytes, 1 term, 2 legacy (sent as 0 without
-  # decode). With decode, as Terms.records/2: terms decoded, empty bytes
-  # nil, a legacy payload that is no term its bytes.
+  # Encodings as stored: 0 bytes, 1 term, 2 legacy (a read sends them as
+  # 0 without decode; a session's push always marks them, and without
+  # decode they are bytes). With decode, as Terms.records/2: terms
+  # decoded, empty bytes nil, a legacy payload that is no term its bytes.
   defp payload(0, <<>>, {true, _}), do: {:ok, nil}
+  defp payload(enc, bytes, {false, page}) when enc in 0..2, do: {:ok, own(bytes, page)}
   defp payload(0, bytes, {_, page}), do: {:ok, own(bytes, page)}
   defp payload(1, bin, {true, _}), do: Terms.decode(bin)
   defp payload(2, <<>>, {true, _}), do: {:ok, nil}

@@ -24,7 +24,7 @@ defmodule ExESDB.CNode.Session do
   """
   use GenServer
 
-  alias ExESDB.CNode.Terms
+  alias ExESDB.CNode.{Page, Terms}
   require Logger
 
   @window 262_144
@@ -115,7 +115,7 @@ defmodule ExESDB.CNode.Session do
     to = {cnode, Keyword.get(opts, :store)}
 
     with {:ok, 1} <- request({cnode, nil}, {:hello, 1}),
-         {:ok, cpid} <- request(to, {:session_open, window}) do
+         {:ok, cpid} <- open(to, window) do
       # its EXIT tells the C node this process ended
       Process.link(cpid)
 
@@ -162,6 +162,17 @@ defmodule ExESDB.CNode.Session do
     case ExESDB.Backend.CNode.await_reply(ref, @call_timeout) do
       {:reply, reply} -> reply
       _ -> {:timeout, ref}
+    end
+  end
+
+  # Pushes as packed pages (esdb_page): decoding a list of records from
+  # the distribution message cost more than the rest of the fan-out
+  # (docs/PERFORMANCE.md). A C node that predates them answers
+  # invalid_request: then lists (esdb_events).
+  defp open(to, window) do
+    case request(to, {:session_open_packed, window}) do
+      {:error, {:invalid_request, _}} -> request(to, {:session_open, window})
+      other -> other
     end
   end
 
@@ -337,11 +348,21 @@ defmodule ExESDB.CNode.Session do
     case state.members do
       %{^cid => member} ->
         if well_formed?(pushed),
-          do: {:noreply, deliver(state, cid, member, since, pushed)},
+          do: {:noreply, deliver(state, member, since, pushed, {:list, pushed}, %{})},
           else: {:noreply, malformed(state, member)}
 
       _ ->
         {:noreply, state}
+    end
+  end
+
+  def handle_info({:esdb_page, cid, since, count, page}, state)
+      when is_binary(page) and is_integer(count) and count >= 0 do
+    state = took(state, count)
+
+    case state.members do
+      %{^cid => member} -> {:noreply, deliver_page(state, member, since, page)}
+      _ -> {:noreply, state}
     end
   end
 
@@ -437,31 +458,58 @@ defmodule ExESDB.CNode.Session do
     end)
   end
 
-  defp deliver(state, _cid, member, since, pushed) do
-    first = hd(pushed).position
-    last = List.last(pushed).position
+  # A page's records in one of its subscribers' formats give the
+  # positions (a page that does not parse in any is malformed).
+  defp deliver_page(state, member, since, page) do
+    case Enum.take(member.subs, 1) do
+      [id] ->
+        src = {:page, page}
+
+        probe =
+          case records(%{}, state.subs[id].format, src) do
+            {:ok, records, built} -> {:ok, records, built}
+            # not in that format (a term that may not be decoded)
+            {:error, built} -> with {:ok, r} <- Page.records(page, false), do: {:ok, r, built}
+          end
+
+        case probe do
+          {:ok, [_ | _] = records, built} -> deliver(state, member, since, records, src, built)
+          _ -> malformed(state, member)
+        end
+
+      [] ->
+        state
+    end
+  end
+
+  # probe: the pushed events as records of some format (their positions);
+  # src: {:list, pushed records} or {:page, page}, what each subscriber's
+  # records are made of (built: those made, by format).
+  defp deliver(state, member, since, probe, src, built) do
+    first = hd(probe).position
+    last = List.last(probe).position
 
     {state, _built} =
-      Enum.reduce(member.subs, {state, %{}}, fn id, {st, built} ->
+      Enum.reduce(member.subs, {state, built}, fn id, {st, built} ->
         sub = st.subs[id]
 
         # what it joined after is not its own
         if last < sub.joined,
           do: {st, built},
-          else: deliver_one(st, id, sub, since, first, last, pushed, built)
+          else: deliver_one(st, id, sub, since, first, last, probe, src, built)
       end)
 
     state
   end
 
   # members.c's esdb_member_deliver, for one subscriber.
-  defp deliver_one(state, id, sub, since, first, last, pushed, built) do
+  defp deliver_one(state, id, sub, since, first, last, probe, src, built) do
     {n, first} =
       if first < sub.joined do
-        mine = Enum.filter(pushed, &(&1.position >= sub.joined))
+        mine = Enum.filter(probe, &(&1.position >= sub.joined))
         {length(mine), hd(mine).position}
       else
-        {length(pushed), first}
+        {length(probe), first}
       end
 
     since = max(since, sub.floor)
@@ -477,7 +525,7 @@ defmodule ExESDB.CNode.Session do
     if hole do
       {overflow(state, id, sub, hole), built}
     else
-      case records(built, sub.format, pushed) do
+      case records(built, sub.format, src) do
         {:ok, records, built} ->
           records =
             if first < sub.joined,
@@ -498,7 +546,7 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp records(built, format, pushed) do
+  defp records(built, format, src) do
     case built do
       %{^format => :error} ->
         {:error, built}
@@ -507,7 +555,7 @@ defmodule ExESDB.CNode.Session do
         {:ok, records, built}
 
       _ ->
-        case build(pushed, format) do
+        case build(src, format) do
           {:ok, records} -> {:ok, records, Map.put(built, format, records)}
           {:error, _} -> {:error, Map.put(built, format, :error)}
         end
@@ -519,7 +567,16 @@ defmodule ExESDB.CNode.Session do
   # records of this format hold (c_src/nif/records.c's payload()), term
   # payloads decoded with the store's checks. A term that may not be
   # decoded fails the whole push, as it fails the NIF's delivery.
-  defp build(records, {module, decode}), do: finish(records, module, decode, [])
+  defp build({:list, records}, {module, decode}), do: finish(records, module, decode, [])
+
+  # a page is cut into %ExESDB.EventRecord{}s, payloads decoded as asked
+  defp build({:page, page}, {module, decode}) do
+    with {:ok, records} <- Page.records(page, decode) do
+      if module == ExESDB.EventRecord,
+        do: {:ok, records},
+        else: {:ok, Enum.map(records, &%{&1 | __struct__: module})}
+    end
+  end
 
   defp finish([], _module, _decode, acc), do: {:ok, :lists.reverse(acc)}
 
