@@ -125,6 +125,10 @@ defmodule CNodeBench do
           nif_append(store, stream, :any, evs)
         end)
 
+      # stopped before its C node: a session whose C node goes stops with
+      # {:shutdown, {:cnode_down, _}}, which would end this linked process
+      :ok = GenServer.stop(session)
+
       [
         {"events_per_s", c},
         {"nif_events_per_s", n},
