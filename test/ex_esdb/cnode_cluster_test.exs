@@ -158,6 +158,49 @@ defmodule ExESDB.CNodeClusterTest do
     assert length(events) == 3
   end
 
+  test "a put whose reply was lost after the leader applied it is not applied again by " <>
+         "its resend: another writer's put made meanwhile stays",
+       %{dir: dir} do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f | _] = cns -- [l]
+    store = :"cnp_#{ExESDB.Test.Unique.id()}"
+
+    start_supervised!(
+      {ExESDB.System,
+       store_id: store,
+       data_dir: dir,
+       cnode: f.name,
+       cnode_cluster: Enum.map(cns, & &1.name),
+       timeout: 10_000}
+    )
+
+    relay = :"exesdb_cnode_relay_#{store}@#{l.name}"
+    wait_until(fn -> Process.whereis(relay) end)
+    {:ok, s} = ExESDB.Store.fetch(store)
+    # a write first: the leader's term is known (a try is fenced with it)
+    assert :ok = s.backend.submit(s, {:checkpoint_put, "w", 0, ""}, [])
+
+    # the reply from the leader is held in its relay, which then dies
+    pid = Process.whereis(relay)
+    :erlang.suspend_process(pid)
+    task = Task.async(fn -> s.backend.submit(s, {:checkpoint_put, "x", 1, "a"}, []) end)
+    wait_until(fn -> match?({:ok, {"x", 1, _, _}}, call(l.name, {:checkpoint_get, "x"})) end)
+
+    # another writer's put of the same checkpoint lands before the resend
+    assert :ok = call(l.name, {:checkpoint_put, "x", 2, "b"})
+    Process.exit(pid, :kill)
+    # the resend answers as the first try did, and leaves the other put
+    # (before: resent unmarked, it overwrote it: 1)
+    assert :ok = Task.await(task, 15_000)
+
+    for cn <- cns do
+      assert wait_until(fn ->
+               match?({:ok, {"x", 2, "b", _}}, call(cn.name, {:checkpoint_get, "x"}))
+             end)
+    end
+  end
+
   test "a write with no leader answers :no_quorum, also when its time ran out in a pause " <>
          "between tries",
        %{dir: dir} do

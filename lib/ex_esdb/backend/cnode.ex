@@ -444,6 +444,11 @@ defmodule ExESDB.Backend.CNode do
   # not waited for up to the caller's deadline.
   @ask_wait 10 * @watch
 
+  # The puts and deletes, and where their request goes (the index of the
+  # last element of the C node request).
+  @request_at %{snapshot_put: 6, snapshot_delete: 2, checkpoint_put: 4, checkpoint_delete: 2}
+  @requests Map.keys(@request_at)
+
   # Tries until one answers or the caller's time is out; every wait ends
   # by the deadline. The first try goes where this process's last write
   # was taken (the leader then), else to the store's own C node.
@@ -453,8 +458,38 @@ defmodule ExESDB.Backend.CNode do
     key = {__MODULE__, :leader, h.store_id}
     first = Process.get(key, h.cnode)
     first = if Map.has_key?(h.members, first), do: first, else: h.cnode
-    attempt(h, original || command, command, first, deadline, @backoff_first, [])
+    try = if original, do: command, else: first_try(command)
+    attempt(h, original || command, try, first, deadline, @backoff_first, [])
   end
+
+  @doc false
+  # A put or delete goes with a request, {Id, Retry} as its last
+  # argument (the C node's request form, docs/PROTOCOL.md), the same Id in
+  # every try (ExESDB.Backend.Cluster.request/1): the C node's store does
+  # not apply a resend again whose first try it applied. Other commands
+  # go as they are.
+  def first_try(command) do
+    case Cluster.request(command) do
+      {:request, id, retry, c} -> Tuple.append(c, {id, retry})
+      c -> c
+    end
+  end
+
+  @doc false
+  # A try sent again: an append marked as the cluster gateway marks it, a
+  # put or delete with its request's Retry set.
+  def resubmission(command) when elem(command, 0) in @requests do
+    last = tuple_size(command) - 1
+
+    at = Map.fetch!(@request_at, elem(command, 0))
+
+    case elem(command, last) do
+      {<<_::binary-size(16)>> = id, _retry} when last == at -> put_elem(command, last, {id, true})
+      _ -> command
+    end
+  end
+
+  def resubmission(command), do: Cluster.resubmission(command)
 
   # A barrier: a command that changes nothing (deleting a checkpoint of a
   # reserved name no subscription has, as the cluster backend's) through
@@ -512,7 +547,7 @@ defmodule ExESDB.Backend.CNode do
       {node, pause} ->
         if more_than?(remaining(deadline), pause) do
           if pause > 0, do: Process.sleep(pause)
-          next = Cluster.resubmission(command)
+          next = resubmission(command)
           attempt(h, original, next, node, deadline, min(backoff * 2, @backoff_max), replies)
         else
           decide(original, replies, reply)
