@@ -78,6 +78,10 @@ bool cn_cluster_arg(cn_cluster_opts *o, const char *f, const char *v)
 		if (o->n_copy_from == CN_CLUSTER_MAX_MEMBERS)
 			bad(f, v, "too many copy sources");
 		o->copy_from[o->n_copy_from++] = v;
+	} else if (strcmp(f, "--raft-wiped") == 0) {
+		if (strcmp(v, "rejoin") != 0 && strcmp(v, "refuse") != 0)
+			bad(f, v, "wants rejoin or refuse");
+		o->wiped_rejoin = strcmp(v, "rejoin") == 0;
 	} else if (strcmp(f, "--raft-election-timeout-ms") == 0) {
 		o->election_ms = num(f, v, 600000);
 	} else if (strcmp(f, "--raft-heartbeat-ms") == 0) {
@@ -104,6 +108,10 @@ struct cn_cluster {
 	/* where copies are pulled from: the other members, --raft-copy-from */
 	const char *sources[2 * CN_CLUSTER_MAX_MEMBERS];
 	unsigned n_sources;
+	/* back as a new member (--raft-wiped rejoin): the id it was (0:
+	 * not), its address */
+	uint64_t old_id;
+	const char *address;
 };
 
 int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
@@ -115,11 +123,26 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 		cn_log("--raft-id wants --raft-address");
 		return ESDB_EINVAL;
 	}
-	cn_cluster_guard_wiped(srv, o, self_name);
+	/* a replica whose data directory was lost comes back, with
+	 * --raft-wiped rejoin, under a new id (kept in raft/node_id by the
+	 * replica, so later starts with the same flags find it), no
+	 * bootstrap: the cluster adds it (rejoin.c) */
+	uint64_t id = o->id, old_id = 0, stored;
+	if (cn_cluster_guard_wiped(srv, o, self_name)) {
+		id = cn_rejoin_new_id();
+		old_id = o->id;
+	} else if (o->wiped_rejoin &&
+	           (stored = cn_rejoin_stored_id(srv->store_dir)) &&
+	           stored != o->id) {
+		id = stored;
+		old_id = o->id;
+	}
 	cn_cluster *c = calloc(1, sizeof(*c));
 	if (!c)
 		return ENOMEM;
 	c->self = self_name;
+	c->old_id = old_id;
+	c->address = o->address;
 	memcpy(c->members, o->members, sizeof(c->members));
 	c->n_members = o->n_members;
 	for (unsigned i = 0; i < o->n_members; i++)
@@ -132,13 +155,14 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	for (unsigned i = 0; i < o->n_members; i++)
 		members[i] = (esdb_replica_member){o->members[i].id,
 		                                   o->members[i].address};
+	unsigned n_members = old_id ? 0 : o->n_members;
 	esdb_replica_config cfg = {
-	    .id = o->id,
+	    .id = id,
 	    .address = o->address,
 	    .bind_address = o->bind,
 	    .dir = srv->store_dir,
-	    .members = o->n_members ? members : NULL,
-	    .n_members = o->n_members,
+	    .members = n_members ? members : NULL,
+	    .n_members = n_members,
 	    .election_timeout_ms = (unsigned)o->election_ms,
 	    .heartbeat_ms = (unsigned)o->heartbeat_ms,
 	    .snapshot_threshold = (unsigned)o->snapshot_threshold,
@@ -156,13 +180,28 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 int cn_cluster_start(cn_server *srv)
 {
 	cn_cluster *c = srv->cluster;
-	return c ? cn_copy_pull_start(srv, c->sources, c->n_sources) : 0;
+	int rc = c ? cn_copy_pull_start(srv, c->sources, c->n_sources) : 0;
+	if (!rc && c && c->old_id) {
+		cn_rejoin r = {c->old_id,  esdb_replica_get_id(c->rep),
+		               c->address, c->self,
+		               c->sources, c->n_sources};
+		cn_log("raft id %llu (was %llu): joining the cluster as a new "
+		       "member",
+		       (unsigned long long)r.id, (unsigned long long)r.old_id);
+		rc = cn_rejoin_start(srv, &r);
+	}
+	return rc;
 }
 
 uint64_t cn_cluster_needs_copy(cn_server *srv)
 {
 	return srv->cluster ? esdb_replica_get_needs_copy(srv->cluster->rep)
 	                    : 0;
+}
+
+uint64_t cn_cluster_applied(cn_server *srv)
+{
+	return srv->cluster ? esdb_replica_get_applied(srv->cluster->rep) : 0;
 }
 
 /* The C node name of raft member id from this node's own list, or
@@ -789,6 +828,11 @@ void cn_cluster_fence_term(uint64_t term)
 }
 
 uint64_t cn_cluster_needs_copy(cn_server *srv)
+{
+	return 0;
+}
+
+uint64_t cn_cluster_applied(cn_server *srv)
 {
 	return 0;
 }

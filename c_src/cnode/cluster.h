@@ -35,6 +35,9 @@ typedef struct cn_cluster_opts {
 	 * the --raft-member ones (a member added at run time has none) */
 	const char *copy_from[CN_CLUSTER_MAX_MEMBERS];
 	unsigned n_copy_from;
+	/* --raft-wiped rejoin (default refuse): a replica whose data
+	 * directory was lost comes back as a new member (rejoin.c) */
+	bool wiped_rejoin;
 } cn_cluster_opts;
 
 /* Whether flag (with value v) is a --raft-* option, taken into o. Exits
@@ -70,11 +73,41 @@ unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
  * this id's record (cn_cluster_record_self), the data directory was lost
  * and this node must not come back as that voter (an empty log and term:
  * it could vote twice in a term and be counted for commits it no longer
- * holds): it says so on stderr and exits CN_EXIT_WAS_MEMBER. Members that
- * do not answer are not waited for (docs/CLUSTER.md). srv->ec set up and
- * srv->store_dir set. */
-void cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
+ * holds): it says so on stderr and exits CN_EXIT_WAS_MEMBER, or, with
+ * --raft-wiped rejoin, returns true (it is to come back as a new member,
+ * rejoin.c). Members that do not answer are not waited for
+ * (docs/CLUSTER.md). srv->ec set up and srv->store_dir set. */
+bool cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
                             const char *self_name);
+
+/* ---- rejoin.c: a wiped replica back as a new member ---------------- */
+
+/* A new raft id for a member coming back (random, never 0). */
+uint64_t cn_rejoin_new_id(void);
+
+/* The raft id kept in srv's store directory (raft/node_id), or 0. */
+uint64_t cn_rejoin_stored_id(const char *store_dir);
+
+/* What a replica back as a new member asks of the cluster. */
+typedef struct cn_rejoin {
+	uint64_t old_id, id; /* --raft-id, and the id it runs as */
+	const char *address, *self;
+	const char *const *sources; /* member C nodes to ask */
+	unsigned n_sources;
+} cn_rejoin;
+
+/* Start the thread that, until this replica is a voter under id
+ * r->id, asks the leader (through any member C node) to remove r->old_id
+ * and any other member recorded under this C node's name, to add r->id
+ * (named, a spare), to make it a standby, and, once this replica holds a
+ * store (a copy installed if one was needed, something applied), a
+ * voter. 0 or an errno
+ * value. r is copied. */
+int cn_rejoin_start(cn_server *srv, const cn_rejoin *r);
+
+/* This replica's applied index (0 without one). Under the store's
+ * lock. */
+uint64_t cn_cluster_applied(cn_server *srv);
 
 /* This member's record, the checkpoint "ex_esdb:cnode:<id>" naming its C
  * node (key into key): 0 it is in srv's store (or was written now, this

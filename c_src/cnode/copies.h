@@ -60,6 +60,14 @@ typedef struct cn_member_state {
 int cn_copy_ask_member(ei_cnode *ec, const char *node, unsigned ms,
                        cn_member_state *st);
 
+/* One request to C node `node` as a client (connect, hello, Request
+ * encoded by enc into x after {call, Self, Ref, ), all within ms; its
+ * reply (checked by term_check.c) handed to take at m[at]. take's
+ * return, or -1 with no answer. */
+int cn_peer_call(ei_cnode *ec, const char *node, unsigned ms,
+                 void (*enc)(ei_x_buff *, const void *), const void *ctx,
+                 int (*take)(const char *m, int at, void *out), void *out);
+
 /* Start the puller of srv's replica (srv->cluster), once srv->ec is set
  * up: `sources` (n of them) are the C node names asked for a copy, self
  * excluded. 0 or an errno value. */

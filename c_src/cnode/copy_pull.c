@@ -255,6 +255,33 @@ int cn_copy_ask_member(ei_cnode *ec, const char *node, unsigned ms,
 	return rc;
 }
 
+int cn_peer_call(ei_cnode *ec, const char *node, unsigned ms,
+                 void (*enc)(ei_x_buff *, const void *), const void *ctx,
+                 int (*take)(const char *m, int at, void *out), void *out)
+{
+	uint64_t deadline = now_ms() + ms;
+	int fd = ei_connect_tmo(ec, (char *)node, ms);
+	if (fd < 0)
+		return -1;
+	peer l = {ec, fd, node, {0}, 0};
+	char *m;
+	int at, arity, rc = -1;
+	req hello = {"hello", 1, {1}};
+	if (call(&l, enc_req, &hello, ms, &m, &at) == 0) {
+		bool ok = ok_tuple(m, &at, &arity);
+		free(m);
+		uint64_t now = now_ms();
+		if (ok && now < deadline &&
+		    call(&l, enc, ctx, (unsigned)(deadline - now), &m, &at) ==
+		        0) {
+			rc = take(m, at, out);
+			free(m);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
 /* ---- one pull -------------------------------------------------------- */
 
 /* Names replicated in the store, as sources besides the configured. */

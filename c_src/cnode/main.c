@@ -10,14 +10,17 @@
  *                  --raft-member ID,IP:PORT,NAME@HOST ...
  *                  [--raft-election-timeout-ms 1000] [--raft-heartbeat-ms 100]
  *                  [--raft-snapshot-threshold N] [--raft-trailing-bytes N]
- *                  [--raft-copy-from NAME@HOST ...]]
+ *                  [--raft-copy-from NAME@HOST ...]
+ *                  [--raft-wiped refuse|rejoin]]
  *
  * --raft-*: the first store is a raft replica (cluster.c), as the NIF's
  * cluster_open/3 makes one; --raft-member lists every member, this one
  * included, with its C node name (the same list on every member); a
  * store behind raft's snapshot pulls a copy from one of them or from a
  * --raft-copy-from C node (copies.h; a member added at run time starts
- * with no --raft-member and names its sources so).
+ * with no --raft-member and names its sources so). --raft-wiped: what a
+ * replica whose data directory was lost does (cluster.h): exit 3
+ * (refuse, the default) or come back as a new member (rejoin.c).
  * The first --store is served to requests that name none; each store is
  * named by NAME= or by its directory's last component, and requests
  * {at, Name, Request} go to the one named so (at most MAX_STORES).
@@ -79,7 +82,8 @@ _Noreturn static void usage(const char *why)
 	        "[--raft-election-timeout-ms MS]\n"
 	        "          [--raft-heartbeat-ms MS] [--raft-snapshot-threshold "
 	        "N] [--raft-trailing-bytes N]\n"
-	        "          [--raft-copy-from NAME@HOST ...]]\n",
+	        "          [--raft-copy-from NAME@HOST ...] [--raft-wiped "
+	        "refuse|rejoin]]\n",
 	        why);
 	exit(2);
 }

@@ -13,16 +13,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
+bool cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
                             const char *self_name)
 {
 	char path[4096], key[64];
 	struct stat st;
 	if (!o->id || !o->n_members)
-		return;
+		return false;
 	snprintf(path, sizeof(path), "%s/raft/node_id", srv->store_dir);
 	if (stat(path, &st) == 0 || errno != ENOENT)
-		return; /* raft state (or unreadable: the replica says so) */
+		return false; /* raft state (or unreadable: the replica says
+		               * so) */
 	/* the key cluster.c records member names under */
 	snprintf(key, sizeof(key), "ex_esdb:cnode:%llu",
 	         (unsigned long long)o->id);
@@ -31,6 +32,18 @@ void cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
 		if (strcmp(m, self_name) == 0 ||
 		    cn_copy_call_checkpoint(&srv->ec, m, key, NULL) != 1)
 			continue;
+		if (o->wiped_rejoin) {
+			fprintf(
+			    stderr,
+			    "ex_esdb_cnode: %s was a member of this cluster "
+			    "(raft id %llu, recorded by %s) and has no raft "
+			    "state in %s: its data directory was lost. "
+			    "--raft-wiped rejoin: it comes back as a new "
+			    "member\n",
+			    self_name, (unsigned long long)o->id, m,
+			    srv->store_dir);
+			return true;
+		}
 		fprintf(stderr,
 		        "ex_esdb_cnode: %s was a member of this cluster (raft "
 		        "id %llu, recorded by %s) and has no raft state in "
@@ -44,4 +57,5 @@ void cn_cluster_guard_wiped(cn_server *srv, const cn_cluster_opts *o,
 		        (unsigned long long)o->id);
 		exit(CN_EXIT_WAS_MEMBER);
 	}
+	return false;
 }

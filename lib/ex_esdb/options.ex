@@ -41,6 +41,7 @@ defmodule ExESDB.Options do
   | `cnode_name` | `EX_ESDB_CNODE_NAME` | `<store_id>_cnode@<this host>` | the name of the C node this system starts (C node) |
   | `cnode_listen` | `EX_ESDB_CNODE_LISTEN` | `"127.0.0.1"` | the IPv4 interface the started C node listens on (C node) |
   | `cnode_cluster` | `EX_ESDB_CNODE_CLUSTER` | `[]` | the C nodes of a raft cluster of C nodes replicating this store (`cnode` among them); writes follow their `{:not_leader, node}` answers; a launched C node named among them runs as a replica, numbered and addressed as cluster mode's seeds (`raft_*` options) (C node; the variable is comma-separated) |
+  | `cnode_wiped` | `EX_ESDB_CNODE_WIPED` | `:refuse` | what a launched C node replica (named in `cnode_cluster`) does when its data directory was lost: `:refuse` exits with status 3 and is not started again; `:rejoin` comes back as a new member (its old raft id removed, a new one added, a copy pulled, then a voter; docs/CLUSTER.md) (C node) |
   | `cnode_cookie` | `EX_ESDB_CNODE_COOKIE` | `:node` | `:node`: this node's cookie, given on the C node's stdin; or the path of a file only its owner can read (mode 0400) holding the cookie (C node) |
 
   Everything is checked when the store starts (`ExESDB.System.start_link/1`
@@ -151,6 +152,7 @@ defmodule ExESDB.Options do
           cnode_name: node() | nil,
           cnode_listen: String.t(),
           cnode_cluster: [node()],
+          cnode_wiped: :refuse | :rejoin,
           cnode_cookie: :node | String.t()
         }
 
@@ -180,6 +182,7 @@ defmodule ExESDB.Options do
     cnode_name: nil,
     cnode_listen: "127.0.0.1",
     cnode_cluster: [],
+    cnode_wiped: :refuse,
     cnode_cookie: :node
   }
 
@@ -204,6 +207,7 @@ defmodule ExESDB.Options do
     cnode_name: "EX_ESDB_CNODE_NAME",
     cnode_listen: "EX_ESDB_CNODE_LISTEN",
     cnode_cluster: "EX_ESDB_CNODE_CLUSTER",
+    cnode_wiped: "EX_ESDB_CNODE_WIPED",
     cnode_cookie: "EX_ESDB_CNODE_COOKIE"
   }
 
@@ -432,6 +436,7 @@ defmodule ExESDB.Options do
   defp validate!(:heartbeat, v, _) when v in 1..600_000//1, do: v
   defp validate!(:join, v, _) when is_boolean(v), do: v
   defp validate!(:initial_cluster, v, _) when v in [:auto, :new, :existing], do: v
+  defp validate!(:cnode_wiped, v, _) when v in [:refuse, :rejoin], do: v
   defp validate!(:snapshot_threshold, v, _) when v in 1..0xFFFFFFFF//1, do: v
 
   defp validate!(:snapshot_trailing_bytes, v, _)
@@ -574,6 +579,7 @@ defmodule ExESDB.Options do
   defp expected(:heartbeat), do: "expected milliseconds (1..600000)"
   defp expected(:join), do: "expected true or false"
   defp expected(:initial_cluster), do: "expected :auto, :new or :existing"
+  defp expected(:cnode_wiped), do: "expected :refuse or :rejoin"
   defp expected(:snapshot_threshold), do: "expected a positive integer below 2^32"
   defp expected(:snapshot_trailing_bytes), do: "expected a positive integer (bytes) below 2^62"
   defp expected(:timeout), do: "expected a positive integer (milliseconds) below 2^32"

@@ -48,6 +48,22 @@ defmodule ExESDB.ClusterOptionsTest do
     end
   end
 
+  test "cnode_wiped: :refuse by default, :rejoin, also from the environment; " <>
+         "a launched replica gets it as --raft-wiped" do
+    assert Options.resolve().cnode_wiped == :refuse
+    System.put_env("EX_ESDB_CNODE_WIPED", "rejoin")
+    o = Options.resolve(backend: :cnode, cnode_cluster: [:a@h1, :b@h2], cnode_name: :a@h1)
+    assert o.cnode_wiped == :rejoin
+    System.delete_env("EX_ESDB_CNODE_WIPED")
+
+    assert ["--raft-wiped", "rejoin"] in Enum.chunk_every(
+             ExESDB.Backend.CNode.raft_args(o, :a@h1),
+             2
+           )
+
+    assert_raise ArgumentError, ~r/:cnode_wiped/, fn -> Options.resolve(cnode_wiped: :yes) end
+  end
+
   test "bad cluster values raise naming the key" do
     assert_raise ArgumentError, ~r/:raft_port/, fn -> Options.resolve(raft_port: 0) end
     assert_raise ArgumentError, ~r/:raft_bind/, fn -> Options.resolve(raft_bind: "localhost!") end

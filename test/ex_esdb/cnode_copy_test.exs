@@ -230,6 +230,52 @@ defmodule ExESDB.CNodeCopyTest do
              for({_, "a", v, _, _, _, _, _, _, _} <- after_copy, v > 20, do: v)
   end
 
+  test "a member wiped and started again with --raft-wiped rejoin comes back as a new " <>
+         "voter through a copy; the cluster writes meanwhile",
+       %{dir: dir} do
+    cns = start_three(dir)
+    l = CNodeCluster.leader(cns)
+    [f, g] = cns -- [l]
+    write(l, "a", 20)
+    assert_same(cns, l, 20)
+
+    # every member recorded itself (the wiped one is recognised by it)
+    for cn <- cns,
+        do:
+          wait_until(fn ->
+            match?({:ok, _}, call(l.name, {:checkpoint_get, "ex_esdb:cnode:#{cn.id}"}))
+          end)
+
+    System.cmd("kill", ["-9", "#{f.os_pid}"])
+    assert_receive {:exited, name, _}, 5_000
+    assert name == f.name
+    File.rm_rf!(f.dir)
+    write(l, "b", @away)
+
+    # before: exit status 3 (it refused to start as its old voter)
+    f = launch(f, member_flags(cns) ++ ["--raft-wiped", "rejoin"])
+    write(l, "b", 5)
+
+    # its old id removed, a new one at its raft address a voter
+    new_id =
+      wait_until(
+        fn ->
+          {:ok, ms} = call(CNodeCluster.leader([l, g]).name, {:cluster_members})
+
+          case Enum.find(ms, fn {_, a, _} -> a == f.address end) do
+            {id, _, :voter} when id != f.id -> if List.keymember?(ms, f.id, 0), do: nil, else: id
+            _ -> nil
+          end
+        end,
+        60_000
+      )
+
+    assert info(f).id == new_id
+    l = CNodeCluster.leader(cns)
+    assert_same(cns, l, 25 + @away)
+    assert_copied(f.name)
+  end
+
   test "a new, empty C node added at run time gets a copy and then the log",
        %{dir: dir} do
     cns = start_three(dir)

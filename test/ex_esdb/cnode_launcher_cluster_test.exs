@@ -29,7 +29,7 @@ defmodule ExESDB.CNodeLauncherClusterTest do
   defp event(i), do: %NewEvent{event_type: "t", data: %{i: i}}
 
   # [%{store, name}]: three systems, their C nodes launched as replicas.
-  defp start_replicas(dir) do
+  defp start_replicas(dir, opts \\ []) do
     u = ExESDB.Test.Unique.id()
     stores = for i <- 1..3, do: {:"cnl#{u}_#{i}", :"cnl#{u}_#{i}@#{host()}"}
     names = Enum.map(stores, &elem(&1, 1))
@@ -38,16 +38,18 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     for {store, name} <- stores do
       start_supervised!(
         {ExESDB.System,
-         store_id: store,
-         data_dir: Path.join(dir, "#{store}"),
-         durability: :nosync,
-         backend: :cnode,
-         cnode_name: name,
-         cnode_cluster: names,
-         raft_addresses: addresses,
-         election_timeout: 500,
-         heartbeat: 20,
-         timeout: 10_000},
+         [
+           store_id: store,
+           data_dir: Path.join(dir, "#{store}"),
+           durability: :nosync,
+           backend: :cnode,
+           cnode_name: name,
+           cnode_cluster: names,
+           raft_addresses: addresses,
+           election_timeout: 500,
+           heartbeat: 20,
+           timeout: 10_000
+         ] ++ opts},
         id: store
       )
     end
@@ -139,5 +141,55 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     refute File.exists?(Path.join([dir, "#{f.store}", "#{f.store}", "raft", "node_id"]))
     # the other two go on
     assert {:ok, 2} = Streams.append_events(l.store, "s", 1, [event(2)])
+  end
+
+  test "with cnode_wiped: :rejoin, a launched replica whose data directory was lost is " <>
+         "started again and comes back as a new voter; its system reads and writes",
+       %{dir: dir} do
+    rs = start_replicas(dir, cnode_wiped: :rejoin)
+    l = CNodeCluster.leader(rs)
+    [f | _] = rs -- [l]
+    for i <- 1..5, do: assert({:ok, ^i} = Streams.append_events(l.store, "s", i - 1, [event(i)]))
+
+    for id <- 1..3,
+        do:
+          wait_until(fn ->
+            match?({:ok, _}, CNodeCluster.call(l.name, {:checkpoint_get, "ex_esdb:cnode:#{id}"}))
+          end)
+
+    {:ok, %{id: old_id}} = CNodeCluster.call(f.name, {:cluster_info})
+    old = Launcher.os_pid(f.store)
+    System.cmd("kill", ["-STOP", "#{old}"])
+    File.rm_rf!(Path.join(dir, "#{f.store}"))
+    System.cmd("kill", ["-9", "#{old}"])
+
+    # started again by its launcher (before: exit status 3, not again)
+    wait_until(fn -> (p = Launcher.os_pid(f.store)) != nil and p != old end, 30_000)
+
+    new_id =
+      wait_until(
+        fn ->
+          case CNodeCluster.call(f.name, {:cluster_info}) do
+            {:ok, %{id: id}} when id != old_id -> id
+            _ -> nil
+          end
+        end,
+        30_000
+      )
+
+    wait_until(
+      fn ->
+        {:ok, ms} = CNodeCluster.call(CNodeCluster.leader(rs -- [f]).name, {:cluster_members})
+
+        {new_id, :voter} in Enum.map(ms, fn {id, _, role} -> {id, role} end) and
+          not List.keymember?(ms, old_id, 0)
+      end,
+      60_000
+    )
+
+    # its own system writes through it and reads its writes there
+    assert {:ok, 6} = Streams.append_events(f.store, "s", 5, [event(6)])
+    wait_until(fn -> version(f.name, "s") == 6 end, 20_000)
+    assert {:ok, 6} = Streams.get_version(f.store, "s")
   end
 end

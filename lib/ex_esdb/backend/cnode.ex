@@ -130,7 +130,8 @@ defmodule ExESDB.Backend.CNode do
   # cluster mode numbers its seeds (ExESDB.Cluster.config/2: the sorted
   # list, `raft_addresses` or the name's host and `raft_port`, `raft_bind`,
   # `election_timeout`, `heartbeat`, `snapshot_threshold`,
-  # `snapshot_trailing_bytes`). [] without a cluster.
+  # `snapshot_trailing_bytes`; `cnode_wiped` as --raft-wiped). [] without
+  # a cluster.
   @spec raft_args(ExESDB.Options.t(), node()) :: [String.t()]
   def raft_args(options, cnode) do
     cluster = Map.get(options, :cnode_cluster, [])
@@ -145,7 +146,8 @@ defmodule ExESDB.Backend.CNode do
         ["--raft-election-timeout-ms", "#{c.nif.election_timeout_ms}"],
         ["--raft-heartbeat-ms", "#{c.nif.heartbeat_ms}"],
         ["--raft-snapshot-threshold", "#{c.nif.snapshot_threshold}"],
-        ["--raft-trailing-bytes", "#{c.nif.trailing_bytes}"]
+        ["--raft-trailing-bytes", "#{c.nif.trailing_bytes}"],
+        ["--raft-wiped", "#{Map.get(options, :cnode_wiped, :refuse)}"]
         | for({i, addr} <- c.nif.members, do: ["--raft-member", "#{i},#{addr},#{c.nodes[i]}"])
       ]
       |> List.flatten()

@@ -7,7 +7,8 @@ defmodule ExESDB.CNode.Launcher do
   # `--stop-on-eof`: the C node stops when this VM does. It waits for the
   # ready line, and when the C node exits it starts it again (with a
   # growing pause, up to 1 s; never after exit status 3, a replica
-  # refusing to come back as the voter it was):
+  # refusing to come back as the voter it was; with `cnode_wiped:
+  # :rejoin` it comes back as a new member instead, c_src/cnode/rejoin.c):
   # ExESDB.CNode.Connection reconnects. With
   # `raft` (ExESDB.Backend.CNode.raft_args/2) it runs a raft replica,
   # which catches up from the others when started again.

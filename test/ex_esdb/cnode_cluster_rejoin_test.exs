@@ -1,0 +1,176 @@
+defmodule ExESDB.CNodeClusterRejoinTest do
+  # A C node replica whose data directory was lost, started again with
+  # its old --raft-id and --raft-member list and `--raft-wiped rejoin`:
+  # instead of refusing (exit status 3, cnode_cluster_wiped_test.exs) it
+  # comes back as a new member: the cluster removes its old raft id and
+  # adds it under a new one (a spare), it pulls a copy of a member's
+  # store, and it is made a voter. The cluster keeps writing meanwhile.
+  # Started once more with the same arguments (its data now there), it
+  # comes back as that new member. Real C nodes, raft on loopback.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.Test.CNodeCluster
+
+  @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
+  @moduletag timeout: 180_000
+
+  setup do
+    %{dir: ExESDB.Test.ClusterHelpers.tmp_dir!("ex_esdb_cnrejoin")}
+  end
+
+  defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
+  defp ev, do: {ExESDB.UUID.uuid4_binary(), "t", "d", "m", nil, nil}
+
+  # An append through whichever C node leads among `cns`: its version.
+  defp append(cns, stream) do
+    wait_until(
+      fn ->
+        case call(CNodeCluster.leader(cns).name, {:append, stream, :any, [ev()]}) do
+          {:ok, v, _} -> v
+          _ -> nil
+        end
+      end,
+      30_000
+    )
+  end
+
+  defp members(cns) do
+    wait_until(fn ->
+      case call(CNodeCluster.leader(cns).name, {:cluster_members}) do
+        {:ok, ms} -> ms
+        _ -> nil
+      end
+    end)
+  end
+
+  defp kill(cn) do
+    System.cmd("kill", ["-9", "#{cn.os_pid}"])
+    wait_until(fn -> not File.exists?("/proc/#{cn.os_pid}") end)
+  end
+
+  test "a wiped replica started with --raft-wiped rejoin comes back as a new voter, " <>
+         "catches up, and the cluster keeps writing",
+       %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    for _ <- 1..5, do: append(cns, "s")
+    [f, g] = cns -- [l]
+
+    # every member records itself once it has a leader
+    for cn <- cns,
+        do:
+          wait_until(fn ->
+            match?({:ok, _}, call(l.name, {:checkpoint_get, "ex_esdb:cnode:#{cn.id}"}))
+          end)
+
+    [store] = Path.wildcard(Path.join([dir, "cnodes*", "store#{f.id}"]))
+    kill(f)
+    File.rm_rf!(store)
+    assert append([l, g], "s") == 6
+
+    flags = Enum.flat_map(cns, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+
+    args =
+      [
+        "--name",
+        Atom.to_string(f.name),
+        "--store",
+        store,
+        "--cookie-stdin",
+        "--stop-on-eof",
+        "--durability",
+        "nosync",
+        "--raft-id",
+        "#{f.id}",
+        "--raft-address",
+        f.address,
+        "--raft-election-timeout-ms",
+        "500",
+        "--raft-heartbeat-ms",
+        "20",
+        "--raft-wiped",
+        "rejoin"
+      ] ++ flags
+
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
+    CNodeCluster.kill_at_exit(os_pid)
+    # before: exit status 3 (it refused to start as its old voter)
+    assert {:ready, lines} = outcome(port, [])
+    true = Node.connect(f.name)
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    f = %{f | os_pid: os_pid, port: port}
+
+    # written while it rejoins
+    for _ <- 1..5, do: append([l, g], "s")
+
+    # its old id removed, a new one (same raft address) a voter
+    new_id =
+      showing_output(port, lines, fn ->
+        wait_until(
+          fn ->
+            ms = members([l, g])
+
+            case Enum.find(ms, fn {_id, a, _role} -> a == f.address end) do
+              {id, _, :voter} when id != f.id -> if List.keymember?(ms, f.id, 0), do: nil, else: id
+              _ -> nil
+            end
+          end,
+          60_000
+        )
+      end)
+
+    assert length(members([l, g])) == 3, inspect(lines)
+    assert {:ok, %{id: ^new_id}} = call(f.name, {:cluster_info})
+
+    # it holds every event, and counts in the quorum: with g stopped the
+    # cluster (its leader and the rejoined one) still writes
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 11 end, 60_000)
+    pause_os_process!(g.os_pid)
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{g.os_pid}"]) end)
+    assert append([l, f], "s") == 12
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 12 end, 30_000)
+    System.cmd("kill", ["-CONT", "#{g.os_pid}"])
+
+    # started again with the same arguments, its data there: the new
+    # member it became (not refused, not its old id)
+    kill(f)
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, _} = outcome(port, [])
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    assert {:ok, %{id: ^new_id}} = call(f.name, {:cluster_info})
+    assert append(cns, "s") == 13
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 13 end, 30_000)
+    assert Enum.sort(for {id, _, :voter} <- members(cns), do: id) == Enum.sort([l.id, g.id, new_id])
+  end
+
+  # fun.(), and when it raises, what the C node said (why it did not rejoin)
+  defp showing_output(port, lines, fun) do
+    fun.()
+  rescue
+    e ->
+      IO.puts(Enum.join(lines, "\n"))
+      flush(port)
+      reraise e, __STACKTRACE__
+  end
+
+  defp flush(port) do
+    receive do
+      {^port, {:data, {_, l}}} -> IO.puts(l) && flush(port)
+    after
+      0 -> :ok
+    end
+  end
+
+  # {exit status | :ready, lines said}
+  defp outcome(port, lines) do
+    receive do
+      {^port, {:data, {:eol, "ready " <> _ = l}}} -> {:ready, Enum.reverse([l | lines])}
+      {^port, {:data, {_, l}}} -> outcome(port, [l | lines])
+      {^port, {:exit_status, s}} -> {s, Enum.reverse(lines)}
+    after
+      30_000 -> {:timeout, Enum.reverse(lines)}
+    end
+  end
+end
