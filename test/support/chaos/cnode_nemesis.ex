@@ -156,7 +156,8 @@ defmodule ExESDB.Chaos.CNodeNemesis do
     home = ctx.home[cl]
 
     act = fn ->
-      before = CNodes.subscribers(home)
+      # (a stats call may time out under load: until one answers)
+      before = wait_until(fn -> CNodes.subscribers(home) end, 30_000)
       {:ok, _} = :erpc.call(cl, CNodes, :hold_subscription, [ctx.store], 60_000)
       wait_until(fn -> (CNodes.subscribers(home) || 0) > before end, 30_000)
       Process.put({:subscribers, home}, before)
