@@ -26,7 +26,7 @@ defmodule ExESDB.ClusterMixedReleaseTest do
     h = %{store_id: :mixrel, ref: nil}
     seen = %{term: 1, leader_id: 2}
 
-    assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 2_000) ==
+    assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 30_000) ==
              {:error, {:unreachable, {:incompatible_release, node}}}
   end
 
@@ -52,10 +52,10 @@ defmodule ExESDB.ClusterMixedReleaseTest do
 
     h = %{store_id: :mixrel, ref: nil}
     seen = %{term: 1, leader_id: 2}
-    assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 2_000) == :ok
+    assert Cluster.remote(node, h, seen, {:checkpoint_delete, "x"}, 30_000) == :ok
     request = Cluster.request({:checkpoint_delete, "x"})
 
-    assert Cluster.remote(node, h, seen, request, 2_000) ==
+    assert Cluster.remote(node, h, seen, request, 30_000) ==
              {:error, {:unreachable, {:incompatible_release, node}}}
   end
 

@@ -9,7 +9,7 @@ defmodule ExESDB.ClusterTest do
   alias ExESDB.Test.ClusterPeer
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
-  @moduletag timeout: 120_000
+  @moduletag timeout: 300_000
 
   @store :ctest
   @ryw String.to_integer(System.get_env("ESDB_CLUSTER_RYW") || "1000")

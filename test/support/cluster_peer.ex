@@ -42,9 +42,23 @@ defmodule ExESDB.Test.ClusterPeer do
   def read_your_writes(store, stream, n) do
     for _ <- 1..n,
         id = ExESDB.UUID.uuid4(),
-        r = append_and_read(store, stream, id),
+        r = append_and_read_back(store, stream, id),
         not match?({{:ok, _}, true}, r),
         do: r
+  end
+
+  # Append, then read here the one event at the version acknowledged.
+  defp append_and_read_back(store, stream, id) do
+    case append(store, stream, id) do
+      {:ok, v} = reply ->
+        case Streams.get_events(store, stream, v, 1) do
+          {:ok, [%{event_id: ^id}]} -> {reply, true}
+          other -> {reply, other}
+        end
+
+      reply ->
+        {reply, :not_appended}
+    end
   end
 
   @doc """

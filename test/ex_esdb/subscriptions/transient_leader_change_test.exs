@@ -64,8 +64,8 @@ defmodule ExESDB.Subscriptions.TransientLeaderChangeTest do
     assert_receive :written, 60_000
     # read on the writing node, which has applied its own appends
     {:ok, 200} = :erpc.call(writer, ExESDB.Streams, :get_version, [@store, "s"])
-    assert_receive {:collected, {:by_stream, "s"}, s_events}, 60_000
-    assert_receive {:collected, {:by_stream, "$all"}, all_events}, 60_000
+    s_events = collected({:by_stream, "s"})
+    all_events = collected({:by_stream, "$all"})
 
     # the stream: versions 1..200, each once, in order
     assert Enum.map(s_events, & &1.stream_version) == Enum.to_list(1..200)
@@ -78,6 +78,17 @@ defmodule ExESDB.Subscriptions.TransientLeaderChangeTest do
 
     assert Enum.map(Enum.filter(all_events, &(&1.stream_id == "s")), & &1.event_id) ==
              Enum.map(s_events, & &1.event_id)
+  end
+
+  # What the collector of `selector` kept; fails at once when its
+  # subscription ended instead.
+  defp collected(selector) do
+    receive do
+      {:collected, ^selector, events} -> events
+      {:ended, ^selector, ended} -> flunk("#{inspect(selector)} ended: #{inspect(ended)}")
+    after
+      60_000 -> flunk("#{inspect(selector)}: no 200th event of s within 60 s")
+    end
   end
 
   # A subscriber: keeps the events it is sent until the stream's 200th,
