@@ -59,6 +59,24 @@ defmodule ExESDB.ClusterMixedReleaseTest do
              {:error, {:unreachable, {:incompatible_release, node}}}
   end
 
+  # A leader sends a put or delete in its request form (flag bits a
+  # store of an earlier release cannot read: its replica would stop)
+  # only when every member's node knows request ids. The peer first
+  # stands for a member on an older release (this module's request/1
+  # is not there), then, with this release's code on its path, for one
+  # upgraded.
+  test "request ids only once every member's release knows them", %{node: node} do
+    assert Cluster.knows_requests?(node())
+    refute Cluster.knows_requests?(nil)
+    refute Cluster.knows_requests?(node)
+    # asked again, not remembered as a no
+    :ok = :erpc.call(node, :code, :add_paths, [:code.get_path()], 30_000)
+    assert Cluster.knows_requests?(node)
+    # a node that cannot be reached does not know them
+    [_, host] = node() |> Atom.to_string() |> String.split("@")
+    refute Cluster.knows_requests?(:"nowhere#{ExESDB.Test.Unique.id()}@#{host}")
+  end
+
   defp load(node, source) do
     {:ok, tokens, _} = :erl_scan.string(String.to_charlist(source))
 

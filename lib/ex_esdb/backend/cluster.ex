@@ -448,7 +448,20 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
-  defp submit_here(store, command, timeout) do
+  # A put or delete goes in its request form only when every member's
+  # node runs a release whose store knows request ids: a store of an
+  # earlier release cannot read such a command and stops (fail-stop), so
+  # during a rolling upgrade the plain command goes, as before request ids
+  # (a resend whose first try was applied may then apply again).
+  defp submit_here(store, {:request, _id, _retry, plain} = command, timeout) do
+    if members_know_requests?(store),
+      do: submit_command(store, command, timeout),
+      else: submit_command(store, plain, timeout)
+  end
+
+  defp submit_here(store, command, timeout), do: submit_command(store, command, timeout)
+
+  defp submit_command(store, command, timeout) do
     ref = store.handle.ref
 
     case :ex_esdb_backend.submit(ref, command, timeout) do
@@ -458,6 +471,40 @@ defmodule ExESDB.Backend.Cluster do
       reply ->
         applied(ref, reply)
     end
+  end
+
+  defp members_know_requests?(store) do
+    case :ex_esdb_backend.cluster_members(store.handle.ref) do
+      {:ok, ms} ->
+        Enum.all?(ms, fn {id, _addr, _role} -> knows_requests?(node_of(store.handle, id)) end)
+
+      _ ->
+        false
+    end
+  end
+
+  @doc false
+  # Whether `node` runs a release that knows request ids (this module's
+  # request/1 came with them). A yes is kept (a node is not expected to
+  # go back to an older release while in the cluster); a no is asked
+  # again next time, 500 ms at most.
+  def knows_requests?(nil), do: false
+  def knows_requests?(n) when n == node(), do: true
+
+  def knows_requests?(n) do
+    key = {__MODULE__, :knows_requests, n}
+
+    :persistent_term.get(key, false) or
+      try do
+        known =
+          :erpc.call(n, Code, :ensure_loaded?, [__MODULE__], 500) and
+            :erpc.call(n, :erlang, :function_exported, [__MODULE__, :request, 1], 500)
+
+        if known, do: :persistent_term.put(key, true)
+        known
+      catch
+        _, _ -> false
+      end
   end
 
   # The reply with this replica's applied index after it; the replica
