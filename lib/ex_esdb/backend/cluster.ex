@@ -734,11 +734,15 @@ defmodule ExESDB.Backend.Cluster do
   # once: raft would hand it leadership, which it would only hand on (or
   # keep, failed), and the caller would get :ok or :timeout for a
   # leader that is not the one asked for. A node that does not answer
-  # within @pick_timeout is left to raft (down, its transfer times out).
+  # within @named_timeout is left to raft (down, its transfer times out);
+  # longer than @pick_timeout: a loaded node's answer is worth waiting
+  # for when it is the one named.
+  @named_timeout 5_000
+
   defp can_lead(nil, _store_id), do: :ok
 
   defp can_lead(node, store_id) do
-    case ask_info(node, store_id) do
+    case ask_info(node, store_id, @named_timeout) do
       {:ok, %{needs_copy: true}} -> {:error, {:cannot_lead, node}}
       {:ok, %{failure: f}} when f != nil -> {:error, {:cannot_lead, node}}
       _ -> :ok
@@ -766,7 +770,7 @@ defmodule ExESDB.Backend.Cluster do
       |> Enum.map(fn {id, _, _} -> {id, node_of(h, id)} end)
       |> Enum.filter(fn {_id, n} -> n != nil end)
       |> Task.async_stream(
-        fn {id, n} -> {id, ask_info(n, h.store_id)} end,
+        fn {id, n} -> {id, ask_info(n, h.store_id, @pick_timeout)} end,
         timeout: @pick_timeout + 500,
         on_timeout: :kill_task
       )
@@ -789,8 +793,8 @@ defmodule ExESDB.Backend.Cluster do
   # the caller as a link exit ({:erpc, :noconnection} from a node down,
   # {:erpc, :timeout} from one stopped or slow), which no catch around
   # the stream stops. A voter that does not answer is not picked.
-  defp ask_info(node, store_id) do
-    :erpc.call(node, ExESDB.Cluster, :info, [store_id], @pick_timeout)
+  defp ask_info(node, store_id, timeout) do
+    :erpc.call(node, ExESDB.Cluster, :info, [store_id], timeout)
   catch
     _, _ -> :error
   end
