@@ -103,7 +103,7 @@ defmodule ExESDB.System do
             name: ExESDB.Subscriptions.supervisor(store), strategy: :one_for_one},
            ExESDB.Subscriptions.Placement.child_spec_for(options),
            ExESDB.Subscriptions.Broadcaster.child_spec_for(options)
-         ])
+         ] ++ ExESDB.Backend.CNode.late_children(options))
       |> Enum.reject(&is_nil/1)
 
     Supervisor.init(children, strategy: :rest_for_one)

@@ -59,6 +59,29 @@ defmodule ExESDB.CNodeClusterWatchTest do
     end
   end
 
+  # The watcher is a help only: it starts after every other child of the
+  # store's system, so under :rest_for_one its death restarts nothing
+  # else (before it started before ExESDB.Store: a crash of it restarted
+  # the store and dropped every subscription of the node).
+  test "a watcher that dies is restarted alone", %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    [f | _] = cns
+    store = :"cnwatch_#{ExESDB.Test.Unique.id()}"
+    start_supervised!({ExESDB.System, CNodeCluster.system_opts(store, dir, f, cns)})
+    name = ExESDB.CNode.Watcher.name(store)
+    watcher = wait_until(fn -> Process.whereis(name) end)
+    store_pid = Process.whereis(:"exesdb_store_#{store}")
+    subs = Process.whereis(ExESDB.Subscriptions.supervisor(store))
+    assert is_pid(store_pid) and is_pid(subs)
+
+    ref = Process.monitor(watcher)
+    Process.exit(watcher, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^watcher, :killed}, 5_000
+    wait_until(fn -> (p = Process.whereis(name)) && p != watcher end)
+    assert Process.whereis(:"exesdb_store_#{store}") == store_pid
+    assert Process.whereis(ExESDB.Subscriptions.supervisor(store)) == subs
+  end
+
   test "many writes waiting on a stopped leader cause a bounded number of cluster_info asks",
        %{dir: dir} do
     cns = CNodeCluster.start(dir)

@@ -107,22 +107,31 @@ defmodule ExESDB.Backend.CNode do
         {Connection, %{store_id: options.store_id, cnode: m, cookie: cookie, member: true}}
       end
 
-    # one watcher of the cluster's terms and leaders for every write of
-    # this node waiting on one of its C nodes (ExESDB.CNode.Watcher)
-    watcher =
-      if cluster != [],
-        do: [
-          {Watcher,
-           %{store_id: options.store_id, members: relays(options.store_id, cnode, cluster)}}
-        ],
-        else: []
-
     launcher ++
-      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members] ++
-      watcher
+      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members]
   end
 
   def children(_options), do: []
+
+  @doc false
+  # Started after every other child of the store's system (it is only a
+  # help: under :rest_for_one, a crash of it restarts nothing else): one
+  # watcher of the cluster's terms and leaders for every write of this
+  # node waiting on one of its C nodes (ExESDB.CNode.Watcher). Writes
+  # without it ask the C nodes themselves.
+  @spec late_children(ExESDB.Options.t()) :: [Supervisor.child_spec()]
+  def late_children(%{backend: :cnode} = options) do
+    case Map.get(options, :cnode_cluster, []) do
+      [] ->
+        []
+
+      cluster ->
+        relays = relays(options.store_id, node_name(options), cluster)
+        [{Watcher, %{store_id: options.store_id, members: relays}}]
+    end
+  end
+
+  def late_children(_options), do: []
 
   @doc false
   # The --raft-* arguments of a launched C node whose name is among
