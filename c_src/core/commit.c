@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,13 +125,28 @@ int esdb_store_cancel(esdb_store *s, bool (*match)(void *ctx, void *arg),
 	return 0;
 }
 
-/* A caller waiting for its own command. */
+/* A caller waiting for its own command. Shared by the caller and the
+ * thread that answers it, freed by whichever lets go last: the answer
+ * signals after unlocking (a caller woken while the lock is still held
+ * sleeps again on it, a second wake-up and context switch per answer,
+ * paid by the writer answering its callers one by one), so the caller
+ * may have returned by the time the signal is sent. */
 typedef struct waiter {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool done;
+	atomic_int refs;
 	esdb_result result;
 } waiter;
+
+static void waiter_unref(waiter *w)
+{
+	if (atomic_fetch_sub(&w->refs, 1) == 1) {
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+		free(w);
+	}
+}
 
 static void wake(void *ctx, const esdb_result *res)
 {
@@ -138,25 +154,37 @@ static void wake(void *ctx, const esdb_result *res)
 	pthread_mutex_lock(&w->lock);
 	w->result = *res;
 	w->done = true;
-	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	pthread_cond_signal(&w->cond);
+	waiter_unref(w);
 }
 
 int esdb_store_execute(esdb_store *s, esdb_cmd *cmd, esdb_result *result)
 {
-	waiter w = {.done = false};
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.cond, NULL);
-	esdb_store_submit(s, cmd, wake, &w);
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_mutex_destroy(&w.lock);
-	pthread_cond_destroy(&w.cond);
+	if (!cmd)
+		return ESDB_EINVAL;
+	waiter *w = malloc(sizeof(*w));
+	if (!w) {
+		free(cmd->buf);
+		cmd->buf = NULL;
+		if (result)
+			*result = (esdb_result){.rc = ENOMEM};
+		return ENOMEM;
+	}
+	w->done = false;
+	atomic_init(&w->refs, 2);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	esdb_store_submit(s, cmd, wake, w);
+	pthread_mutex_lock(&w->lock);
+	while (!w->done)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	esdb_result res = w->result;
+	waiter_unref(w);
 	if (result)
-		*result = w.result;
-	return w.result.rc;
+		*result = res;
+	return res.rc;
 }
 
 int esdb_stream_append(esdb_store *s, const char *stream_id,

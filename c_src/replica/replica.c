@@ -184,6 +184,7 @@ struct esdb_replica {
 	esdb_stage_trace *trace;
 	uint64_t in_first_us;       /* lock: the queue's oldest submit */
 	uint64_t t_pick, t_applied; /* writer: its current batch */
+	uint64_t t_answered;        /* lock: the last answer's end */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -329,6 +330,8 @@ static void answer_batch(esdb_replica *r, committed *batch,
 			/* set with the decrement: propose, seeing none
 			 * answering, must also see how many to wait for */
 			r->gather_want = answered;
+			if (r->trace)
+				r->t_answered = esdb_clock_get_us();
 			pthread_mutex_unlock(&r->lock);
 			if (r->trace && results) {
 				uint64_t now = esdb_clock_get_us();
@@ -559,8 +562,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		r->c_head = c;
 	r->c_tail = c;
 	r->handed = index;
-	pthread_cond_signal(&r->writer_cond);
 	pthread_mutex_unlock(&r->lock);
+	/* after unlocking: a writer woken with the lock still held sleeps
+	 * again on it, a second wake-up per entry */
+	pthread_cond_signal(&r->writer_cond);
 	return 0;
 }
 
@@ -916,6 +921,14 @@ static void propose(esdb_replica *r)
 		bool waits_copy = r->needs_copy != 0;
 		esdb_commit_req *reqs =
 		    leader ? take_batch(r, &n, &bytes) : NULL;
+		if (reqs && r->trace && r->t_answered) {
+			esdb_stage_trace_add(r->trace, STAGE_GATHER,
+			                     esdb_clock_get_us() -
+			                         r->t_answered);
+			esdb_stage_trace_add(r->trace, STAGE_TIMED,
+			                     r->gather_expired);
+			r->t_answered = 0;
+		}
 		if (reqs) { /* this entry takes them */
 			r->gather_want = 0;
 			r->gather_expired = false;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #define TRACE_SAMPLES 200000
 
@@ -16,8 +17,8 @@ struct esdb_stage_trace {
 };
 
 static const char *const names[STAGE_N] = {
-    "queued", "raft",  "handoff",        "apply",
-    "answer", "total", "cmds_per_entry", "entries_per_txn"};
+    "queued", "raft",           "handoff",         "apply",  "answer",
+    "total",  "cmds_per_entry", "entries_per_txn", "gather", "gather_timed"};
 
 esdb_stage_trace *esdb_stage_trace_new(void)
 {
@@ -70,6 +71,14 @@ void esdb_stage_trace_end(esdb_stage_trace *t, uint64_t id)
 		}
 		free(t->v[i]);
 	}
+	/* the process's context switches so far: with the callers in the
+	 * same process, what the hops between threads cost per entry */
+	struct rusage ru;
+	if (!getrusage(RUSAGE_SELF, &ru))
+		fprintf(stderr,
+		        "[replica %" PRIu64 " trace] context switches: %ld "
+		        "voluntary, %ld involuntary\n",
+		        id, ru.ru_nvcsw, ru.ru_nivcsw);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

@@ -18,6 +18,8 @@ typedef enum {
 	STAGE_TOTAL,   /* first submit -> answered */
 	STAGE_CMDS,    /* commands per entry (a count, not µs) */
 	STAGE_BATCH,   /* entries per writer transaction (a count) */
+	STAGE_GATHER,  /* last entry's callers answered -> next raft_apply */
+	STAGE_TIMED,   /* 1 when the gather timer sent the entry, else 0 */
 	STAGE_N
 } esdb_stage;
 
