@@ -808,7 +808,7 @@ defmodule ExESDB.Backend.CNode do
   # A write's reply, until the caller's time less the cancel's share
   # (give_up/4). A try fenced in term `term` at a C node of a cluster is
   # waited for in slices: once another C node reports a later term with
-  # another leader, it is given up for that leader (moved/3, leave/4).
+  # another leader, it is given up for that leader (watched_move/3, leave/4).
   defp await_write(h, relay, ref, timeout, term) do
     spare = cancel_budget(timeout)
     wait = reply_wait(timeout, spare)

@@ -6,7 +6,7 @@ defmodule ExESDB.CNode.Watcher do
   # leadership moved (ExESDB.Backend.CNode.watch_write/6). While any
   # write waits (want/1 within the last @idle ms), it asks every C node
   # for its cluster_info every @watch ms, all at once, and keeps each
-  # answer in a public table the writes read (moved/3). However many
+  # answer in a public table the writes read (moved/4). However many
   # writes wait, a C node is asked at most once per interval (before:
   # each waiting write asked every other C node itself).
   #
