@@ -60,6 +60,16 @@ defmodule ExESDB.ClusterRequestRetryTest do
     %{leader: l, follower: f} = ctx
     # connected, the leader known: the put's first try goes to it
     assert :ok = :erpc.call(f, ClusterPeer, :submit, [@store, {:checkpoint_put, "w", 0, ""}])
+    # every member recorded (no put of theirs comes while the leader is held)
+    for n <- ctx.nodes do
+      assert wait_until(
+               fn ->
+                 map_size(elem(:erpc.call(n, ExESDB.Cluster, :member_nodes, [@store]), 1)) == 3
+               end,
+               30_000
+             )
+    end
+
     held = hold(ctx, PeerCluster.index_of(ctx, l))
     File.write!(held, "")
 
