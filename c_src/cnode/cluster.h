@@ -88,6 +88,13 @@ uint64_t cn_rejoin_new_id(void);
 /* The raft id kept in srv's store directory (raft/node_id), or 0. */
 uint64_t cn_rejoin_stored_id(const char *store_dir);
 
+/* Whether a member of the cluster, as C node `member` lists them, is
+ * recorded under C node name self (its record "ex_esdb:cnode:<id>"
+ * there): 1 yes (its id into *id), 0 no, -1 no answer. A replica back
+ * under a new id (a rejoin) is recorded so, its --raft-id no longer. */
+int cn_rejoin_recorded_as(ei_cnode *ec, const char *member, const char *self,
+                          uint64_t *id);
+
 /* What a replica back as a new member asks of the cluster. */
 typedef struct cn_rejoin {
 	uint64_t old_id, id; /* --raft-id, and the id it runs as */

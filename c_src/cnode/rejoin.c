@@ -193,6 +193,25 @@ static int take_named(const char *m, int at, void *out)
 	return strcmp(def, out) == 0 ? 0 : 2;
 }
 
+int cn_rejoin_recorded_as(ei_cnode *ec, const char *member, const char *self,
+                          uint64_t *id)
+{
+	seen_members sm = {.n = 0};
+	if (cn_peer_call(ec, member, ASK_MS, enc_members, NULL, take_members,
+	                 &sm) != 0)
+		return -1;
+	char name[MAXATOMLEN];
+	snprintf(name, sizeof(name), "%s", self);
+	for (unsigned i = 0; i < sm.n; i++) {
+		if (cn_peer_call(ec, member, ASK_MS, enc_name_get, &sm.id[i],
+		                 take_named, name) == 0) {
+			*id = sm.id[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* {ok, #{leader := Bool, leader_node := Name | nil, ...}}: the leader's
  * C node name into out ("" when none is known). */
 static int take_leader(const char *m, int at, void *out)

@@ -6,7 +6,9 @@ defmodule ExESDB.CNodeClusterRejoinTest do
   # adds it under a new one (a spare), it pulls a copy of a member's
   # store, and it is made a voter. The cluster keeps writing meanwhile.
   # Started once more with the same arguments (its data now there), it
-  # comes back as that new member. Real C nodes, raft on loopback.
+  # comes back as that new member; wiped again, it refuses without the
+  # flag and with it comes back as yet another new member. Real C nodes,
+  # raft on loopback.
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
@@ -42,11 +44,6 @@ defmodule ExESDB.CNodeClusterRejoinTest do
         _ -> nil
       end
     end)
-  end
-
-  defp kill(cn) do
-    System.cmd("kill", ["-9", "#{cn.os_pid}"])
-    wait_until(fn -> not File.exists?("/proc/#{cn.os_pid}") end)
   end
 
   test "a wiped replica started with --raft-wiped rejoin comes back as a new voter, " <>
@@ -143,6 +140,188 @@ defmodule ExESDB.CNodeClusterRejoinTest do
     assert append(cns, "s") == 13
     wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 13 end, 30_000)
     assert Enum.sort(for {id, _, :voter} <- members(cns), do: id) == Enum.sort([l.id, g.id, new_id])
+
+    # lost a second time (the leader, started with the member list,
+    # recorded the old id's name again at the named add). Without
+    # --raft-wiped rejoin it refuses, as the first time
+    f = %{f | os_pid: os_pid, port: port}
+    kill(f)
+    File.rm_rf!(store)
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args -- ["--raft-wiped", "rejoin"])
+    CNodeCluster.kill_at_exit(os_pid)
+    {status, lines} = outcome(port, [])
+    out = Enum.join(lines, "\n")
+    assert status == 3, "expected exit status 3, got #{inspect(status)}; it said:\n#{out}"
+    assert out =~ "was a member"
+    refute File.exists?(Path.join([store, "raft", "node_id"]))
+
+    # with it, the same flags as every time: yet another new member, the
+    # one it was (new_id) removed, three voters, writes go on
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, lines} = outcome(port, [])
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    assert {:ok, %{id: id2}} = call(f.name, {:cluster_info})
+    assert id2 not in [f.id, new_id], inspect(lines)
+
+    showing_output(port, lines, fn ->
+      wait_until(
+        fn ->
+          ms = members([l, g])
+
+          Enum.sort(for {id, _, :voter} <- ms, do: id) == Enum.sort([l.id, g.id, id2]) and
+            length(ms) == 3
+        end,
+        60_000
+      )
+    end)
+
+    assert append([l, g], "s") == 14
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 14 end, 60_000)
+  end
+
+  test "lost again after a rejoin whose leader had no member list (its old id's record " <>
+         "gone): refused without the flag, with it yet another new member, never its old id",
+       %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    # a member added at run time (no --raft-member, as docs/CLUSTER.md
+    # has a replacement started), made a voter and the leader: its
+    # named adds record no member list
+    j = start_joiner(dir, 4)
+    assert call(l.name, {:cluster_add, j.id, j.address, j.name}, 15_000) == :ok
+    assert call(l.name, {:cluster_assign, j.id, :voter}, 30_000) == :ok
+    assert call(l.name, {:cluster_transfer, j.id}, 15_000) == :ok
+    all = [j | cns]
+    assert CNodeCluster.leader(all).name == j.name
+    for _ <- 1..3, do: append(all, "s")
+    f = Enum.find(cns, &(&1.id != l.id))
+
+    for cn <- all,
+        do:
+          wait_until(fn ->
+            match?({:ok, _}, call(j.name, {:checkpoint_get, "ex_esdb:cnode:#{cn.id}"}))
+          end)
+
+    [store] = Path.wildcard(Path.join([dir, "cnodes*", "store#{f.id}"]))
+    args = rejoin_args(f, store, cns)
+    others = all -- [f]
+
+    # lost once: back as a new member, its old id and that id's record
+    # removed
+    kill(f)
+    File.rm_rf!(store)
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, lines} = outcome(port, [])
+    true = Node.connect(f.name)
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    assert {:ok, %{id: new_id}} = call(f.name, {:cluster_info})
+    assert new_id != f.id
+    f = %{f | os_pid: os_pid, port: port}
+
+    showing_output(port, lines, fn ->
+      wait_until(fn -> voters(all) == Enum.sort([new_id | for(o <- others, do: o.id)]) end, 60_000)
+    end)
+
+    n = append(others, "s")
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == n end, 60_000)
+
+    # lost again: without the flag it refuses (before: it started as id
+    # 1, bootstrapping {1,2,3} on an empty log, no member of the cluster)
+    kill(f)
+    File.rm_rf!(store)
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args -- ["--raft-wiped", "rejoin"])
+    CNodeCluster.kill_at_exit(os_pid)
+    {status, lines} = outcome(port, [])
+    out = Enum.join(lines, "\n")
+    assert status == 3, "expected exit status 3, got #{inspect(status)}; it said:\n#{out}"
+    assert out =~ "was a member"
+    assert out =~ "raft id #{new_id}"
+    refute File.exists?(Path.join([store, "raft", "node_id"]))
+
+    # with it: yet another new member, the one it was removed, writes go on
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, lines} = outcome(port, [])
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    assert {:ok, %{id: id2}} = call(f.name, {:cluster_info})
+    assert id2 not in [f.id, new_id], Enum.join(lines, "\n")
+
+    showing_output(port, lines, fn ->
+      wait_until(fn -> voters(all) == Enum.sort([id2 | for(o <- others, do: o.id)]) end, 60_000)
+    end)
+
+    assert length(members(others)) == 4
+    n = append(others, "s")
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == n end, 60_000)
+  end
+
+  # every member's id when all are voters, else nil
+  defp voters(cns) do
+    ms = members(cns)
+    if Enum.all?(ms, &match?({_, _, :voter}, &1)), do: Enum.sort(for {id, _, _} <- ms, do: id)
+  end
+
+  defp kill(cn) do
+    System.cmd("kill", ["-9", "#{cn.os_pid}"])
+    wait_until(fn -> not File.exists?("/proc/#{cn.os_pid}") end)
+  end
+
+  defp rejoin_args(f, store, cns) do
+    [
+      "--name",
+      Atom.to_string(f.name),
+      "--store",
+      store,
+      "--cookie-stdin",
+      "--stop-on-eof",
+      "--durability",
+      "nosync",
+      "--raft-id",
+      "#{f.id}",
+      "--raft-address",
+      f.address,
+      "--raft-election-timeout-ms",
+      "500",
+      "--raft-heartbeat-ms",
+      "20",
+      "--raft-wiped",
+      "rejoin"
+    ] ++ Enum.flat_map(cns, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+  end
+
+  # A C node with a raft id and address, no member list: a joiner.
+  defp start_joiner(dir, id) do
+    name = :"cnrj#{ExESDB.Test.Unique.id()}_#{id}@#{CNodeCluster.host()}"
+    [p] = free_ports(1)
+    address = "127.0.0.1:#{p}"
+
+    {port, os_pid} =
+      CNodeCluster.open(CNodeCluster.bin(), [
+        "--name",
+        Atom.to_string(name),
+        "--store",
+        Path.join(dir, "joiner#{id}"),
+        "--cookie-stdin",
+        "--stop-on-eof",
+        "--durability",
+        "nosync",
+        "--raft-id",
+        "#{id}",
+        "--raft-address",
+        address,
+        "--raft-election-timeout-ms",
+        "500",
+        "--raft-heartbeat-ms",
+        "20"
+      ])
+
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, _} = outcome(port, [])
+    true = Node.connect(name)
+    {:ok, 1} = call(name, {:hello, 1})
+    %{id: id, address: address, name: name, port: port, os_pid: os_pid}
   end
 
   # fun.(), and when it raises, what the C node said (why it did not rejoin)
