@@ -5,6 +5,8 @@ defmodule ExESDB.ClusterMixedReleaseTest do
   # :peer node started without ExESDB's code stands for that leader.
   use ExUnit.Case, async: false
 
+  import ExESDB.Test.ClusterHelpers, only: [wait_until: 1]
+
   alias ExESDB.Backend.Cluster
 
   setup do
@@ -68,13 +70,16 @@ defmodule ExESDB.ClusterMixedReleaseTest do
   test "request ids only once every member's release knows them", %{node: node} do
     assert Cluster.knows_requests?(node())
     refute Cluster.knows_requests?(nil)
+    refute Cluster.ask_knows_requests(node)
+    # not known: no, and never a wait (asked in the background)
     refute Cluster.knows_requests?(node)
-    # asked again, not remembered as a no
     :ok = :erpc.call(node, :code, :add_paths, [:code.get_path()], 30_000)
-    assert Cluster.knows_requests?(node)
+    # asked again, not remembered as a no; then known without asking
+    wait_until(fn -> Cluster.knows_requests?(node) end)
+    assert Cluster.ask_knows_requests(node)
     # a node that cannot be reached does not know them
     [_, host] = node() |> Atom.to_string() |> String.split("@")
-    refute Cluster.knows_requests?(:"nowhere#{ExESDB.Test.Unique.id()}@#{host}")
+    refute Cluster.ask_knows_requests(:"nowhere#{ExESDB.Test.Unique.id()}@#{host}")
   end
 
   defp load(node, source) do

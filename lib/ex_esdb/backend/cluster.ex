@@ -473,10 +473,14 @@ defmodule ExESDB.Backend.Cluster do
     end
   end
 
+  # Every member asked (not only up to the first no), so that each one
+  # not known yet is asked now.
   defp members_know_requests?(store) do
     case :ex_esdb_backend.cluster_members(store.handle.ref) do
       {:ok, ms} ->
-        Enum.all?(ms, fn {id, _addr, _role} -> knows_requests?(node_of(store.handle, id)) end)
+        ms
+        |> Enum.map(fn {id, _addr, _role} -> knows_requests?(node_of(store.handle, id)) end)
+        |> Enum.all?()
 
       _ ->
         false
@@ -484,27 +488,53 @@ defmodule ExESDB.Backend.Cluster do
   end
 
   @doc false
-  # Whether `node` runs a release that knows request ids (this module's
-  # request/1 came with them). A yes is kept (a node is not expected to
-  # go back to an older release while in the cluster); a no is asked
-  # again next time, 500 ms at most.
+  # Whether `node` is known to run a release that knows request ids (this
+  # module's request/1 came with them). Never waits: a node not known yet
+  # is asked by a process of its own (one at a time per node) and counts
+  # as no until it answers yes; a yes is kept (a node is not expected to
+  # go back to an older release while in the cluster). So a leader's
+  # first puts after its start go plain, and no put waits on a member
+  # that is slow or stopped.
   def knows_requests?(nil), do: false
   def knows_requests?(n) when n == node(), do: true
 
   def knows_requests?(n) do
-    key = {__MODULE__, :knows_requests, n}
+    :persistent_term.get({__MODULE__, :knows_requests, n}, false) or ask_later(n)
+  end
 
-    :persistent_term.get(key, false) or
-      try do
-        known =
-          :erpc.call(n, Code, :ensure_loaded?, [__MODULE__], 500) and
-            :erpc.call(n, :erlang, :function_exported, [__MODULE__, :request, 1], 500)
+  defp ask_later(n) do
+    name = :"exesdb_knows_requests_#{n}"
 
-        if known, do: :persistent_term.put(key, true)
-        known
-      catch
-        _, _ -> false
-      end
+    if Process.whereis(name) == nil do
+      spawn(fn ->
+        try do
+          Process.register(self(), name)
+          ask_knows_requests(n)
+        catch
+          # another asker of that node registered first
+          :error, :badarg -> :ok
+        end
+      end)
+    end
+
+    false
+  end
+
+  @doc false
+  # Asks `node` now (at most 1 s): whether its release knows request ids;
+  # a yes is kept for knows_requests?/1.
+  def ask_knows_requests(nil), do: false
+
+  def ask_knows_requests(n) do
+    known =
+      n == node() or
+        (:erpc.call(n, Code, :ensure_loaded?, [__MODULE__], 500) and
+           :erpc.call(n, :erlang, :function_exported, [__MODULE__, :request, 1], 500))
+
+    if known, do: :persistent_term.put({__MODULE__, :knows_requests, n}, true)
+    known
+  catch
+    _, _ -> false
   end
 
   # The reply with this replica's applied index after it; the replica
