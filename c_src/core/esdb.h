@@ -734,6 +734,15 @@ int esdb_store_get_stats(esdb_store *s, esdb_store_stats *out);
  * fail-stop the store. Any thread. */
 int esdb_store_get_failure(esdb_store *s);
 
+/* Fail-stops the store in this process with `cause` (an ESDB_ or errno
+ * code), as a failed flush would, but without the marker file: for a
+ * user of the store that stops on a failure of its own (a replica whose
+ * apply or raft log write failed), so that every write answers
+ * ESDB_ESTORE_FAILED and esdb_store_get_failure names the cause. The
+ * first cause stays; 0 does nothing. The next esdb_store_open starts
+ * clean. Any thread. */
+void esdb_store_set_failure(esdb_store *s, int cause);
+
 /* Flush every commit made so far to the disk, meta page included, whatever
  * the durability: with ESDB_DURABILITY_NO_META_SYNC (or NOSYNC) the last
  * commits are then durable too. A replica calls it before raft takes a

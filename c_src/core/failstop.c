@@ -19,6 +19,14 @@ int esdb_store_get_failure(esdb_store *s)
 	return s ? __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE) : 0;
 }
 
+void esdb_store_set_failure(esdb_store *s, int cause)
+{
+	int none = 0;
+	if (s && cause)
+		__atomic_compare_exchange_n(&s->failed, &none, cause, false,
+		                            __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
 static int marker_path(const esdb_store *s, char out[PATH_MAX])
 {
 	return snprintf(out, PATH_MAX, "%s/" MARKER, s->path) >= PATH_MAX

@@ -189,6 +189,13 @@ struct esdb_replica {
 
 /* ---- small helpers ---------------------------------------------------- */
 
+/* What a failed raft log write names as the store's failure: a full
+ * disk as such, anything else as an I/O error. */
+static int log_failure_cause(int rv)
+{
+	return rv == RAFT_NOSPACE ? ESDB_EDISK_FULL : EIO;
+}
+
 static int raft_rc(int rv)
 {
 	switch (rv) {
@@ -407,6 +414,9 @@ static void apply_batch(esdb_replica *r, committed *batch)
 	}
 out:
 	if (rc) {
+		/* the store names the cause to every binding (a flush that
+		 * failed has already named its own) */
+		esdb_store_set_failure(r->s, rc);
 		fail_stop(r, ESDB_ESTORE_FAILED,
 		          "applying entries up to %" PRIu64 " failed: %s (%d)",
 		          last, esdb_error_describe(rc), rc);
@@ -739,10 +749,12 @@ static void log_write_done(struct raft_io_append *req, int status)
 		esdb__replica_fail_log_write = 0;
 		status = RAFT_IOERR;
 	}
-	if (status && status != RAFT_CANCELED)
+	if (status && status != RAFT_CANCELED) {
+		esdb_store_set_failure(r->s, log_failure_cause(status));
 		fail_stop(r, ESDB_ESTORE_FAILED,
 		          "raft's log write of %u entries failed: %s (raft %d)",
 		          w->n, raft_strerror(status), status);
+	}
 	free(w);
 	cb(req, status);
 }
@@ -1005,6 +1017,9 @@ static void propose(esdb_replica *r)
 			 * entry, its log on disk does not; going on with the
 			 * two apart could lose or invent entries. Stop; a
 			 * restart reads the log from disk. */
+			if (taken)
+				esdb_store_set_failure(r->s,
+				                       log_failure_cause(rv));
 			if (taken)
 				fail_stop(r, ESDB_ESTORE_FAILED,
 				          "raft's log took entry %" PRIu64

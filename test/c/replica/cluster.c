@@ -385,6 +385,7 @@ static _Noreturn void node_main(const node_config *c, const char *data,
 		esdb_store_stats st;
 		info.failed = esdb_replica_get_failure(np.r, info.failure,
 		                                       sizeof(info.failure));
+		info.store_failed = esdb_store_get_failure(np.s);
 		info.unknown = atomic_load(&np.unknown);
 		info.leader_events = atomic_load(&np.leader_events);
 		info.is_leader = esdb_replica_is_leader(np.r);

@@ -54,7 +54,7 @@ typedef struct node_info {
 	uint64_t events;  /* the store's last position */
 	uint64_t applied; /* the replica's applied raft index */
 	int rc;           /* of an append or a membership call */
-	int pad;
+	int store_failed; /* esdb_store_get_failure */
 	uint64_t position, version;
 	uint64_t unknown;       /* appends answered outcome_unknown */
 	uint64_t leader_events; /* leadership changes the callback saw */

@@ -9,7 +9,7 @@
 /* A follower whose store fails to apply (EIO, then ENOSPC) stops: it
  * records nothing, skips nothing; the others go on; restarted, it
  * applies from where its store stopped and ends like the others. */
-static void follower_apply_failure(int err)
+static void follower_apply_failure(int err, int cause)
 {
 	cluster c;
 	cluster_init(&c, 3);
@@ -29,6 +29,8 @@ static void follower_apply_failure(int err)
 	node_wait_failed(&c, f, &info);
 	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
 	CHECK(strstr(info.failure, "failed") != NULL);
+	/* the store names the cause ({store_failed, Cause} in the bindings) */
+	CHECK_RC(info.store_failed, cause);
 	CHECK_EQ(info.events, 6);
 	node_append(&c, f, "s", 99, &info);
 	CHECK_RC(info.rc, ESDB_ESTORE_FAILED);
@@ -43,12 +45,12 @@ static void follower_apply_failure(int err)
 
 TEST(a_replica_whose_store_fails_stops_and_recovers_on_restart)
 {
-	follower_apply_failure(EIO);
+	follower_apply_failure(EIO, EIO);
 }
 
 TEST(a_replica_whose_disk_is_full_stops_and_recovers_on_restart)
 {
-	follower_apply_failure(ENOSPC);
+	follower_apply_failure(ENOSPC, ESDB_EDISK_FULL);
 }
 
 /* Nodes of a newer version propose entries of entry format 2: every
@@ -242,6 +244,7 @@ TEST(a_failed_raft_log_write_stops_the_replica)
 	node_wait_failed(&c, f, &info);
 	CHECK_RC(info.failed, ESDB_ESTORE_FAILED);
 	CHECK(strstr(info.failure, "raft's log write") != NULL);
+	CHECK_RC(info.store_failed, EIO);
 	node_kill(&c, f);
 	node_start(&c, f);
 	REQUIRE(cluster_wait_converged(&c, 20000));
