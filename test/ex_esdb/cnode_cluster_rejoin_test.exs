@@ -25,10 +25,14 @@ defmodule ExESDB.CNodeClusterRejoinTest do
   defp ev, do: {ExESDB.UUID.uuid4_binary(), "t", "d", "m", nil, nil}
 
   # An append through whichever C node leads among `cns`: its version.
+  # One event, the same in every try: a try that timed out after it was
+  # applied is recognised at the stream's tail, not written twice.
   defp append(cns, stream) do
+    e = ev()
+
     wait_until(
       fn ->
-        case call(CNodeCluster.leader(cns).name, {:append, stream, :any, [ev()]}) do
+        case call(CNodeCluster.leader(cns).name, {:append, stream, :any, [e]}) do
           {:ok, v, _} -> v
           _ -> nil
         end
