@@ -438,10 +438,10 @@ defmodule ExESDB.CNodeSessionTest do
 
     assert_receive {:esdb_page, ^m, since, 2, page} when since <= 1 and is_binary(page), 5_000
     # payloads as read: a term payload is its bytes without decode
-    assert {:ok, [r1, r2]} = ExESDB.CNode.Page.pushed_records(page, false)
+    assert {:ok, [r1, r2]} = ExESDB.CNode.Page.records(page, false)
     assert {r1.position, r2.position} == {1, 2}
     assert {r1.data, r1.metadata} == {:erlang.term_to_binary({:n, 1}), "m1"}
-    assert {:ok, [d1, _]} = ExESDB.CNode.Page.pushed_records(page, true)
+    assert {:ok, [d1, _]} = ExESDB.CNode.Page.records(page, true)
     assert {d1.data, d1.event_id, d1.stream_id} == {{:n, 1}, r1.event_id, "s"}
     assert call(node, {:session_close}) == :ok
   end

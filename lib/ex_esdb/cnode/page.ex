@@ -32,20 +32,9 @@ defmodule ExESDB.CNode.Page do
   """
   @spec records(binary(), boolean()) :: {:ok, [EventRecord.t()]} | {:error, term()}
   def records(page, decode) when is_binary(page) and is_boolean(decode),
-    do: cut(page, {decode, byte_size(page), false}, nil, nil, nil, [])
+    do: cut(page, {decode, byte_size(page)}, nil, nil, nil, [])
 
   def records(_page, _decode), do: {:error, {:corrupt, :record}}
-
-  @doc """
-  `records/2` of a session's push (`esdb_page`), whose payloads always
-  carry their encodings: without `decode` a term or legacy payload is its
-  bytes (a read's page marks them only with decode).
-  """
-  @spec pushed_records(binary(), boolean()) :: {:ok, [EventRecord.t()]} | {:error, term()}
-  def pushed_records(page, decode) when is_binary(page) and is_boolean(decode),
-    do: cut(page, {decode, byte_size(page), true}, nil, nil, nil, [])
-
-  def pushed_records(_page, _decode), do: {:error, {:corrupt, :record}}
 
   defp cut(<<>>, _decode, _sid, _type, _date, acc), do: {:ok, :lists.reverse(acc)}
 
@@ -126,13 +115,13 @@ defmodule ExESDB.CNode.Page do
   # 0 without decode; a session's push always marks them, and without
   # decode they are bytes). With decode, as Terms.records/2: terms
   # decoded, empty bytes nil, a legacy payload that is no term its bytes.
-  defp payload(0, <<>>, {true, _, _}), do: {:ok, nil}
-  defp payload(enc, bytes, {false, page, true}) when enc in 1..2, do: {:ok, own(bytes, page)}
-  defp payload(0, bytes, {_, page, _}), do: {:ok, own(bytes, page)}
-  defp payload(1, bin, {true, _, _}), do: Terms.decode(bin)
-  defp payload(2, <<>>, {true, _, _}), do: {:ok, nil}
+  defp payload(0, <<>>, {true, _}), do: {:ok, nil}
+  defp payload(enc, bytes, {false, page}) when enc in 0..2, do: {:ok, own(bytes, page)}
+  defp payload(0, bytes, {_, page}), do: {:ok, own(bytes, page)}
+  defp payload(1, bin, {true, _}), do: Terms.decode(bin)
+  defp payload(2, <<>>, {true, _}), do: {:ok, nil}
 
-  defp payload(2, bin, {true, page, _}) do
+  defp payload(2, bin, {true, page}) do
     case Terms.decode(bin) do
       {:error, {:undecodable, :malformed}} -> {:ok, own(bin, page)}
       decoded -> decoded

@@ -467,12 +467,9 @@ defmodule ExESDB.CNode.Session do
 
         probe =
           case records(%{}, state.subs[id].format, src) do
-            {:ok, records, built} ->
-              {:ok, records, built}
-
+            {:ok, records, built} -> {:ok, records, built}
             # not in that format (a term that may not be decoded)
-            {:error, built} ->
-              with {:ok, r} <- Page.pushed_records(page, false), do: {:ok, r, built}
+            {:error, built} -> with {:ok, r} <- Page.records(page, false), do: {:ok, r, built}
           end
 
         case probe do
@@ -574,7 +571,7 @@ defmodule ExESDB.CNode.Session do
 
   # a page is cut into %ExESDB.EventRecord{}s, payloads decoded as asked
   defp build({:page, page}, {module, decode}) do
-    with {:ok, records} <- Page.pushed_records(page, decode) do
+    with {:ok, records} <- Page.records(page, decode) do
       if module == ExESDB.EventRecord,
         do: {:ok, records},
         else: {:ok, Enum.map(records, &%{&1 | __struct__: module})}
