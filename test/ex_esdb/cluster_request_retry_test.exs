@@ -29,6 +29,21 @@ defmodule ExESDB.ClusterRequestRetryTest do
   # its writer waits in the flush of data.mdb with the commands it took.
   # No election while a writer is held (a long election timeout).
   setup do
+    ctx = start_cluster()
+
+    # the leader sends request ids once it knows every member's release
+    # does (asked in the background: ExESDB.Backend.Cluster.knows_requests?/1)
+    for n <- ctx.nodes do
+      assert wait_until(
+               fn -> :erpc.call(ctx.leader, ExESDB.Backend.Cluster, :knows_requests?, [n]) end,
+               30_000
+             )
+    end
+
+    ctx
+  end
+
+  defp start_cluster do
     PeerCluster.start(@store, 3,
       election_timeout: 4_000,
       heartbeat: 100,
