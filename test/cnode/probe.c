@@ -10,7 +10,11 @@
  * never answered), silent (sends nothing and waits up to 20 s for the
  * C node to close), flood (hello, then 300 reads of 10,000 events of
  * $all, replies never read; prints "flooded" and holds the connection
- * until stdin ends). Prints one line: "refused" (no connection),
+ * until stdin ends), slow_reader FILE (hello, then 3 reads of stream
+ * "big" sent at once and no byte read until the C node has filled the
+ * socket and stopped; then each reply's term written to FILE.1..FILE.3,
+ * and hello once more on the same connection; prints "read 3" and the
+ * hello's outcome line). Prints one line: "refused" (no connection),
  * "closed" (the C node closed it), "reply TERM" or "no_reply" (nothing
  * within 2 s, the connection still open). */
 #include <ei.h>
@@ -20,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -93,11 +98,91 @@ static void outcome(int fd)
 	ei_x_free(&x);
 }
 
+/* The next message (ticks skipped) into x; its term's length, or -1. */
+static int next_msg(int fd, ei_x_buff *x, unsigned ms)
+{
+	for (;;) {
+		erlang_msg m;
+		int rc = ei_xreceive_msg_tmo(fd, &m, x, ms);
+		if (rc == ERL_TICK)
+			continue;
+		if (rc != ERL_MSG)
+			return -1;
+		int i = 0, v;
+		if (ei_decode_version(x->buff, &i, &v) ||
+		    ei_skip_term(x->buff, &i))
+			return -1;
+		return i;
+	}
+}
+
+/* Bytes waiting in fd's receive queue. */
+static int unread(int fd)
+{
+	int n = 0;
+	return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+/* Replies larger than both socket buffers, read only once the C node
+ * has stopped at a full socket: its first reply is left part written
+ * for its writer to finish (c_src/cnode/conn.c, send_now). */
+static int slow_reader(ei_cnode *ec, int fd, const char *file)
+{
+	static const char hello[] = {104, 2,   119, 5,  'h', 'e',
+	                             'l', 'l', 'o', 97, 1};
+	/* {read_stream, <<"big">>, 0, 10000, forward} */
+	static const char read_req[] = {
+	    104, 5,   119, 11, 'r', 'e', 'a', 'd', '_', 's', 't', 'r', 'e',
+	    'a', 'm', 109, 0,  0,   0,   3,   'b', 'i', 'g', 97,  0,   98,
+	    0,   0,   39,  16, 119, 7,   'f', 'o', 'r', 'w', 'a', 'r', 'd'};
+	ei_x_buff x;
+	request(ec, &x, hello, sizeof(hello), false);
+	send_raw(ec, fd, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+	ei_x_new(&x);
+	if (next_msg(fd, &x, 10000) < 0)
+		return printf("closed\n"), 0;
+	ei_x_free(&x);
+	for (int i = 0; i < 3; i++) {
+		request(ec, &x, read_req, sizeof(read_req), false);
+		send_raw(ec, fd, x.buff, (size_t)x.index);
+		ei_x_free(&x);
+	}
+	/* the C node has stopped: bytes arrived, then none for 300 ms */
+	int last = 0, still = 0;
+	for (int waited = 0; waited < 30000 && still < 300; waited += 20) {
+		usleep(20000);
+		int n = unread(fd);
+		still = n > 0 && n == last ? still + 20 : 0;
+		last = n;
+	}
+	ei_x_new(&x);
+	for (int r = 1; r <= 3; r++) {
+		int len = next_msg(fd, &x, 30000);
+		if (len < 0)
+			return printf("closed\n"), 0;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s.%d", file, r);
+		FILE *f = fopen(path, "wb");
+		if (!f || fwrite(x.buff, 1, (size_t)len, f) != (size_t)len ||
+		    fclose(f))
+			return 2;
+	}
+	ei_x_free(&x);
+	printf("read 3\n");
+	request(ec, &x, hello, sizeof(hello), false);
+	send_raw(ec, fd, x.buff, (size_t)x.index);
+	ei_x_free(&x);
+	outcome(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *cookie = getenv("ESDB_PROBE_COOKIE");
-	if (argc != 3 || !cookie) {
-		fprintf(stderr, "usage: ESDB_PROBE_COOKIE=C %s NODE MODE\n",
+	if (argc < 3 || argc > 4 || !cookie) {
+		fprintf(stderr,
+		        "usage: ESDB_PROBE_COOKIE=C %s NODE MODE [FILE]\n",
 		        argv[0]);
 		return 2;
 	}
@@ -114,6 +199,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	ei_x_buff x;
+	if (strcmp(mode, "slow_reader") == 0 && argc == 4)
+		return slow_reader(&ec, fd, argv[3]);
 	if (strcmp(mode, "silent") == 0) {
 		struct pollfd pf = {fd, POLLIN, 0};
 		char b;

@@ -668,6 +668,46 @@ defmodule ExESDB.CNodeTest do
     assert {:ok, 21, _} = call(cn.name, {:append, "after", :any, [event(21)]})
   end
 
+  test "replies larger than the socket holds, read late, arrive whole and the connection goes on",
+       %{dir: dir} do
+    cn = dir |> start_cnode() |> await_ready()
+    hello!(cn.name)
+    # 8 events of 1 MiB of random bytes: each read answers 8 MiB, over
+    # the C node's send buffer and the probe's receive window together
+    for n <- 1..8 do
+      ev = {<<n::128>>, "T", :crypto.strong_rand_bytes(1 <<< 20), "", nil, nil}
+      assert {:ok, ^n, _} = call(cn.name, {:append, "big", :any, [ev]})
+    end
+
+    # what the probe's reads must answer, read an event at a time (each
+    # reply fits the socket)
+    events =
+      for n <- 1..8 do
+        assert {:ok, [e], _} = call(cn.name, {:read_stream, "big", n, 1, :forward})
+        e
+      end
+
+    assert Enum.map(events, &elem(&1, 0)) == Enum.to_list(1..8)
+    file = Path.join(dir, "reply")
+
+    {out, 0} =
+      System.cmd(@probe, [Atom.to_string(cn.name), "slow_reader", file],
+        env: [{"ESDB_PROBE_COOKIE", cookie()}]
+      )
+
+    # the first reply was part written, the rest left to the writer; the
+    # two after it queued behind
+    assert ["read 3", "reply " <> hello] = String.split(String.trim(out), "\n")
+    assert hello =~ "{ok, 1}"
+
+    for r <- 1..3 do
+      assert {_ref, {:ok, ^events, :eof}} = :erlang.binary_to_term(File.read!("#{file}.#{r}"))
+    end
+
+    assert alive?(cn)
+    assert call(cn.name, {:stream_info, "big"}) == {:ok, 8, true, false}
+  end
+
   test "clients that connect and never handshake hold up no one else", %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
 
