@@ -446,6 +446,51 @@ defmodule ExESDB.CNodeSessionTest do
     assert call(node, {:session_close}) == :ok
   end
 
+  # Stands in for a C node that predates session_open_packed: registered
+  # as esdb on this node, it answers that request as such a C node does
+  # (an unknown session_* operation) and passes every other to the real
+  # C node, whose replies and pushes go to the session straight, over
+  # this node's connection. Tells the test each operation it saw.
+  defp older_cnode(cnode, test) do
+    receive do
+      {:call, from, ref, req} = msg ->
+        op = elem(req, 0)
+        send(test, {:older_cnode, op})
+
+        if op == :session_open_packed,
+          do: send(from, {ref, {:error, {:invalid_request, :unknown_operation}}}),
+          else: send({:esdb, cnode}, msg)
+
+        older_cnode(cnode, test)
+    end
+  end
+
+  test "a C node without session_open_packed: the session opens with session_open and " <>
+         "its subscribers get list pushes as records",
+       %{dir: dir} do
+    cn = start_cnode(dir)
+    test = self()
+    stand_in = spawn_link(fn -> older_cnode(cn.name, test) end)
+    true = Process.register(stand_in, :esdb)
+    {:ok, s} = Session.start_link(cnode: node())
+    assert_received {:older_cnode, :hello}
+    assert_received {:older_cnode, :session_open_packed}
+    assert_received {:older_cnode, :session_open}
+    all = collector(test, :all)
+    stream = collector(test, :stream)
+    {:ok, _, 0} = Session.subscribe(s, all, :all)
+    {:ok, _, 0} = Session.subscribe(s, stream, {:stream, "s1"}, shape: :tagged)
+    assert subscribers(cn.name) == 2
+
+    for n <- 1..300, do: append!(cn.name, "s#{rem(n, 2)}", [event(n)])
+    records = take(:all, 300)
+    assert positions(records) == Enum.to_list(1..300)
+    assert {hd(records).data, hd(records).metadata} == {{:n, 1}, "m1"}
+    assert positions(take(:stream, 150)) == Enum.filter(1..300, &(rem(&1, 2) == 1))
+    refute_received {:got, _, _}
+    refute_received {:older_cnode, :session_open_packed}
+  end
+
   test "several stores: requests and sessions name theirs, the first serves requests that name none",
        %{dir: dir} do
     b = Path.join(dir, "bravo")
