@@ -13,8 +13,9 @@
  * until stdin ends), slow_reader FILE (hello, then 3 reads of stream
  * "big" sent at once and no byte read until the C node has filled the
  * socket and stopped; then each reply's term written to FILE.1..FILE.3,
- * and hello once more on the same connection; prints "read 3" and the
- * hello's outcome line). Prints one line: "refused" (no connection),
+ * a tick (its answer must be a tick) and hello once more on the same
+ * connection; prints "read 3" and the hello's outcome line, or
+ * "bad_tick"). Prints one line: "refused" (no connection),
  * "closed" (the C node closed it), "reply TERM" or "no_reply" (nothing
  * within 2 s, the connection still open). */
 #include <ei.h>
@@ -170,6 +171,14 @@ static int slow_reader(ei_cnode *ec, int fd, const char *file)
 	}
 	ei_x_free(&x);
 	printf("read 3\n");
+	/* a tick: the C node answers 4 zero bytes (all replies are read:
+	 * nothing else is on its way) */
+	static const unsigned char tick[4];
+	unsigned char back[4];
+	struct pollfd pf = {fd, POLLIN, 0};
+	if (write(fd, tick, 4) != 4 || poll(&pf, 1, 30000) != 1 ||
+	    recv(fd, back, 4, MSG_WAITALL) != 4 || memcmp(back, tick, 4))
+		return printf("bad_tick\n"), 0;
 	request(ec, &x, hello, sizeof(hello), false);
 	send_raw(ec, fd, x.buff, (size_t)x.index);
 	ei_x_free(&x);
