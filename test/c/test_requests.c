@@ -8,6 +8,10 @@
 #include "commands.h"
 #include "records.h"
 
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
 static esdb_cmd cp_put(const char *name, uint64_t value, const char *def)
 {
 	esdb_cmd c;
@@ -253,4 +257,31 @@ TEST(the_window_keeps_the_last_requests)
 	CHECK_RC(apply1(s, first_again), 0); /* beyond it: applied again */
 	CHECK_EQ(checkpoint_of(s, "x"), 1);
 	esdb_store_close(s);
+}
+
+/* The window is in `meta`, so a copy carries it (what a lagging or new
+ * replica is sent, esdb_store_copy/esdb_store_restore): a retry that
+ * reaches the copy after its first try was applied on the original is
+ * not applied again. */
+TEST(a_copy_carries_the_window)
+{
+	esdb_store *a = open_store(tmp_dir(), false);
+	esdb_store *b = open_store(tmp_dir(), false);
+	esdb_cmd put = with_request(cp_put("x", 1, "a"), 1);
+	esdb_cmd again = retry_of(&put);
+	CHECK_RC(apply1(a, put), 0);
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/copy.mdb", tmp_dir());
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(esdb_store_copy(a, fd));
+	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+	REQUIRE_OK(esdb_store_restore(b, fd));
+	close(fd);
+	CHECK_EQ(checkpoint_of(b, "x"), 1);
+	CHECK_RC(apply1(b, cp_put("x", 2, "b")), 0); /* a later writer */
+	CHECK_RC(apply1(b, again), 0); /* answered as the first try */
+	CHECK_EQ(checkpoint_of(b, "x"), 2);
+	esdb_store_close(a);
+	esdb_store_close(b);
 }
