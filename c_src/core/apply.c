@@ -620,20 +620,26 @@ static int apply_command(apply_ctx *c, const esdb__cmd_view *v,
 /* A put or delete with a request id (esdb_cmd_set_request): a retry
  * whose id is among the last requests applied was applied by an earlier
  * try; it answers ok and changes nothing (another writer may have
- * written the record since). Applied, its id is recorded. */
+ * written the record since). Applied, its id is recorded. The window is
+ * read before the command writes: a refusal (a bad window is corrupt)
+ * must leave nothing written, as the transaction still commits the
+ * batch's other commands; recording then fails only as storage does,
+ * which aborts the transaction. */
 static int apply_request(apply_ctx *c, const esdb__cmd_view *v,
                          esdb_result *res)
 {
 	bool seen = false;
+	uint64_t count;
 	int rc = 0;
 	if (v->flags & ESDB_CMD_FLAG_REQUEST_RETRY)
 		rc = esdb__request_seen(c->txn, c->s->dbi_meta, v->request,
 		                        &seen);
 	if (rc || seen)
 		return rc;
-	if ((rc = apply_command(c, v, res)))
+	if ((rc = esdb__request_count(c->txn, c->s->dbi_meta, &count)) ||
+	    (rc = apply_command(c, v, res)))
 		return rc;
-	return esdb__request_record(c->txn, c->s->dbi_meta, v->request);
+	return esdb__request_record(c->txn, c->s->dbi_meta, v->request, count);
 }
 
 static void fail_all(esdb_result *results, size_t n, int rc, bool only_ok)

@@ -124,11 +124,16 @@ int esdb__commit_failed(esdb_store *s, int rc);
 int esdb__failstop_reopen(esdb_store *s);
 
 /* The window of requests applied (requests.c): whether id is in it,
- * and recording id in it (the oldest id leaves once it is full). Both
- * in the caller's write transaction; LMDB errors, or ESDB_ECORRUPT. */
+ * how many ids were recorded, and recording id as number `count` (the
+ * oldest id leaves once it is full). All in the caller's write
+ * transaction; LMDB errors, or ESDB_ECORRUPT (seen, count only: read
+ * the count before the command writes anything, so a bad window
+ * refuses the command rather than answering corrupt for one applied). */
 int esdb__request_seen(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16],
                        bool *seen);
-int esdb__request_record(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16]);
+int esdb__request_count(MDB_txn *txn, MDB_dbi meta, uint64_t *count);
+int esdb__request_record(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16],
+                         uint64_t count);
 
 /* Make l the limits readers of esdb_store_get_limits see. */
 void esdb__limits_publish(esdb_store *s, const esdb_limits *l);

@@ -57,22 +57,29 @@ int esdb__request_seen(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16],
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int esdb__request_record(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16])
+int esdb__request_count(MDB_txn *txn, MDB_dbi meta, uint64_t *count)
 {
 	MDB_val v;
-	uint64_t count = 0;
+	*count = 0;
 	int rc = mdb_get(txn, meta, (MDB_val *)&count_key, &v);
-	if (rc == 0) {
-		if (v.mv_size != 8)
-			return ESDB_ECORRUPT;
-		count = esdb_le64_get(v.mv_data);
-	} else if (rc != MDB_NOTFOUND) {
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
 		return rc;
-	}
+	if (v.mv_size != 8)
+		return ESDB_ECORRUPT;
+	*count = esdb_le64_get(v.mv_data);
+	return 0;
+}
+
+int esdb__request_record(MDB_txn *txn, MDB_dbi meta, const uint8_t id[16],
+                         uint64_t count)
+{
 	uint8_t key[SLOT_KEY_LEN], n[8];
 	slot_key(key, count % ESDB_REQUEST_WINDOW);
 	MDB_val k = {sizeof(key), key}, d = {16, (void *)id};
-	if ((rc = mdb_put(txn, meta, &k, &d, 0)))
+	int rc = mdb_put(txn, meta, &k, &d, 0);
+	if (rc)
 		return rc;
 	esdb_le64_put(n, count + 1);
 	MDB_val c = {8, n};

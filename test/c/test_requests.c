@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <lmdb.h>
 #include <unistd.h>
 
 static esdb_cmd cp_put(const char *name, uint64_t value, const char *def)
@@ -284,4 +285,49 @@ TEST(a_copy_carries_the_window)
 	CHECK_EQ(checkpoint_of(b, "x"), 2);
 	esdb_store_close(a);
 	esdb_store_close(b);
+}
+
+/* Write value under key in `meta` of the closed store in dir. */
+static void craft_meta(const char *dir, const char *key, const void *value,
+                       size_t len)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	REQUIRE_OK(mdb_env_create(&env));
+	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
+	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
+	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
+	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
+	REQUIRE_OK(mdb_dbi_open(txn, "meta", 0, &dbi));
+	MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)value};
+	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
+	REQUIRE_OK(mdb_txn_commit(txn));
+	mdb_env_close(env);
+}
+
+/* A window this node cannot read (a bad "requests" count) refuses a put
+ * with a request id as corrupt, and the put is not applied: an answer
+ * of corrupt for a put that was written (the count is read to record
+ * the id, after the put) would make its caller retry or give up on a
+ * write that is there. */
+TEST(a_bad_window_refuses_the_put_and_writes_nothing)
+{
+	const char *dir = tmp_dir();
+	esdb_store *s = open_store(dir, false);
+	CHECK_RC(apply1(s, with_request(cp_put("x", 1, "a"), 1)), 0);
+	esdb_store_close(s);
+	craft_meta(dir, "requests", "bad", 3);
+	s = open_store(dir, false);
+	CHECK_RC(apply1(s, with_request(cp_put("x", 2, "b"), 2)),
+	         ESDB_ECORRUPT);
+	CHECK_EQ(checkpoint_of(s, "x"), 1);
+	esdb_cmd del;
+	REQUIRE_OK(esdb_cmd_checkpoint_delete(NULL, "x", 1, &del));
+	CHECK_RC(apply1(s, with_request(del, 3)), ESDB_ECORRUPT);
+	CHECK_EQ(checkpoint_of(s, "x"), 1);
+	/* without a request id the put does not read the window */
+	CHECK_RC(apply1(s, cp_put("x", 4, "c")), 0);
+	CHECK_EQ(checkpoint_of(s, "x"), 4);
+	esdb_store_close(s);
 }
