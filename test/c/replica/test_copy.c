@@ -406,3 +406,99 @@ TEST(two_replicas_waiting_for_copies_hand_leadership_to_the_third_once_back)
 	CHECK_EQ(l, 2);
 	close_all(nodes);
 }
+
+/* Execute a copy of c on the leader (esdb_store_execute takes the
+ * buffer), again on the next one after a leader change (marked as a
+ * retry when c has a request id). Sets *l to the leader. */
+static int execute_on_leader(node *nodes, int *l, esdb_cmd *c, bool request)
+{
+	int rc = ESDB_ENOT_LEADER;
+	for (int t = 0; t < 20 && rc; t++) {
+		if (rc != ESDB_ENOT_LEADER && rc != ESDB_EOUTCOME_UNKNOWN)
+			return rc;
+		if (t && request)
+			REQUIRE_OK(esdb_cmd_mark_retry(c));
+		if ((*l = leader_of(nodes)) < 0)
+			return ESDB_ENOT_LEADER;
+		esdb_cmd copy = {.buf = malloc(c->len), .len = c->len};
+		REQUIRE(copy.buf);
+		memcpy(copy.buf, c->buf, c->len);
+		rc = esdb_store_execute(nodes[*l].s, &copy, NULL);
+	}
+	return rc;
+}
+
+static int got_checkpoint(void *ctx, const esdb_checkpoint *cp)
+{
+	*(uint64_t *)ctx = cp->checkpoint;
+	return 0;
+}
+
+static uint64_t checkpoint_of(esdb_store *s)
+{
+	uint64_t v = 0;
+	int rc = esdb_checkpoint_get(s, "x", 1, got_checkpoint, &v);
+	REQUIRE(rc == 0 || rc == ESDB_ENOTFOUND);
+	return v;
+}
+
+static esdb_cmd cp_put(uint64_t value)
+{
+	esdb_cmd c;
+	REQUIRE_OK(esdb_cmd_checkpoint_put(NULL, "x", 1, value, "d", 1, &c));
+	return c;
+}
+
+/* The window of requests applied is in the store, so a replica brought
+ * back by a copy has it: a put with a request id applied while the
+ * replica waited for the copy (never in its log), then a later writer's
+ * put and a marked retry of the first: every replica, the restored one
+ * too, applies the retry as a no-op and keeps the later value (one
+ * without the id would apply it and diverge). */
+TEST(a_replica_restored_from_a_copy_has_the_request_window)
+{
+	node nodes[N] = {0};
+	start_all(nodes);
+	int k = 2;
+	int l = node_waits_for_copy(nodes, k, 0);
+	esdb_cmd put = cp_put(1);
+	uint8_t id[16];
+	make_id(id, 77);
+	REQUIRE_OK(esdb_cmd_set_request(&put, id));
+	esdb_cmd again = {.buf = malloc(put.len), .len = put.len};
+	REQUIRE(again.buf);
+	memcpy(again.buf, put.buf, put.len);
+	REQUIRE_OK(esdb_cmd_mark_retry(&again));
+	REQUIRE_OK(execute_on_leader(nodes, &l, &put, true));
+	CHECK(esdb_replica_get_needs_copy(nodes[k].r) > 0);
+	CHECK_EQ(checkpoint_of(nodes[k].s), 0);
+
+	char path[600];
+	snprintf(path, sizeof(path), "%s/copy", tmp_dir());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(esdb_store_copy(nodes[l].s, fd));
+	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+	REQUIRE_OK(esdb_store_restore(nodes[k].s, fd));
+	close(fd);
+	CHECK_EQ(esdb_replica_get_needs_copy(nodes[k].r), 0);
+	CHECK_EQ(checkpoint_of(nodes[k].s), 1);
+
+	esdb_cmd later = cp_put(2);
+	REQUIRE_OK(execute_on_leader(nodes, &l, &later, false));
+	REQUIRE_OK(execute_on_leader(nodes, &l, &again, true));
+	uint64_t want = 0;
+	REQUIRE_OK(esdb_store_get_applied_index(nodes[l].s, &want));
+	for (int i = 0; i < N; i++) {
+		uint64_t at = 0;
+		for (int t = 0; t < 3000 && at < want; t++, usleep(10000))
+			REQUIRE_OK(
+			    esdb_store_get_applied_index(nodes[i].s, &at));
+		CHECK(at >= want);
+		CHECK_EQ(checkpoint_of(nodes[i].s), 2);
+	}
+	free(put.buf);
+	free(again.buf);
+	free(later.buf);
+	close_all(nodes);
+}
