@@ -82,6 +82,23 @@ defmodule ExESDB.ClusterMixedReleaseTest do
     refute Cluster.ask_knows_requests(:"nowhere#{ExESDB.Test.Unique.id()}@#{host}")
   end
 
+  # Many puts at once asking about a node not known yet start one asker:
+  # the others find its name taken and go quietly (before, each raised in
+  # its own process, and every one was logged as a crash).
+  test "askers of one node started at once: one asks, none crashes", %{node: node} do
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        1..50
+        |> Enum.map(fn _ -> Task.async(fn -> Cluster.knows_requests?(node) end) end)
+        |> Enum.each(&refute Task.await(&1))
+
+        wait_until(fn -> Process.whereis(:"exesdb_knows_requests_#{node}") == nil end)
+      end)
+
+    refute log =~ "could not register"
+    refute log =~ "raised an exception"
+  end
+
   defp load(node, source) do
     {:ok, tokens, _} = :erl_scan.string(String.to_charlist(source))
 

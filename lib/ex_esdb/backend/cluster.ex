@@ -508,7 +508,8 @@ defmodule ExESDB.Backend.Cluster do
     if Process.whereis(name) == nil do
       spawn(fn ->
         try do
-          Process.register(self(), name)
+          # :erlang's: Process.register/2 raises ArgumentError instead
+          true = :erlang.register(name, self())
           ask_knows_requests(n)
         catch
           # another asker of that node registered first
