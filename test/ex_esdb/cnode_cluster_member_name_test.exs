@@ -28,24 +28,14 @@ defmodule ExESDB.CNodeClusterMemberNameTest do
     address = "127.0.0.1:#{p}"
 
     {port, os_pid} =
-      CNodeCluster.open(@bin, [
-        "--name",
-        Atom.to_string(name),
-        "--store",
-        Path.join(dir, "joiner#{id}"),
-        "--cookie-stdin",
-        "--stop-on-eof",
-        "--durability",
-        "nosync",
-        "--raft-id",
-        "#{id}",
-        "--raft-address",
-        address,
-        "--raft-election-timeout-ms",
-        "500",
-        "--raft-heartbeat-ms",
-        "20"
-      ])
+      CNodeCluster.open(
+        @bin,
+        CNodeCluster.replica_args(
+          %{id: id, address: address, name: name},
+          Path.join(dir, "joiner#{id}"),
+          []
+        )
+      )
 
     CNodeCluster.kill_at_exit(os_pid)
     await_ready(port)

@@ -70,29 +70,7 @@ defmodule ExESDB.CNodeClusterRejoinTest do
     File.rm_rf!(store)
     assert append([l, g], "s") == 6
 
-    flags = Enum.flat_map(cns, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
-
-    args =
-      [
-        "--name",
-        Atom.to_string(f.name),
-        "--store",
-        store,
-        "--cookie-stdin",
-        "--stop-on-eof",
-        "--durability",
-        "nosync",
-        "--raft-id",
-        "#{f.id}",
-        "--raft-address",
-        f.address,
-        "--raft-election-timeout-ms",
-        "500",
-        "--raft-heartbeat-ms",
-        "20",
-        "--raft-wiped",
-        "rejoin"
-      ] ++ flags
+    args = rejoin_args(f, store, cns)
 
     {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args)
     CNodeCluster.kill_at_exit(os_pid)
@@ -273,26 +251,7 @@ defmodule ExESDB.CNodeClusterRejoinTest do
   end
 
   defp rejoin_args(f, store, cns) do
-    [
-      "--name",
-      Atom.to_string(f.name),
-      "--store",
-      store,
-      "--cookie-stdin",
-      "--stop-on-eof",
-      "--durability",
-      "nosync",
-      "--raft-id",
-      "#{f.id}",
-      "--raft-address",
-      f.address,
-      "--raft-election-timeout-ms",
-      "500",
-      "--raft-heartbeat-ms",
-      "20",
-      "--raft-wiped",
-      "rejoin"
-    ] ++ Enum.flat_map(cns, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
+    CNodeCluster.replica_args(f, store, cns, extra: ["--raft-wiped", "rejoin"])
   end
 
   # A C node with a raft id and address, no member list: a joiner.
@@ -302,24 +261,14 @@ defmodule ExESDB.CNodeClusterRejoinTest do
     address = "127.0.0.1:#{p}"
 
     {port, os_pid} =
-      CNodeCluster.open(CNodeCluster.bin(), [
-        "--name",
-        Atom.to_string(name),
-        "--store",
-        Path.join(dir, "joiner#{id}"),
-        "--cookie-stdin",
-        "--stop-on-eof",
-        "--durability",
-        "nosync",
-        "--raft-id",
-        "#{id}",
-        "--raft-address",
-        address,
-        "--raft-election-timeout-ms",
-        "500",
-        "--raft-heartbeat-ms",
-        "20"
-      ])
+      CNodeCluster.open(
+        CNodeCluster.bin(),
+        CNodeCluster.replica_args(
+          %{id: id, address: address, name: name},
+          Path.join(dir, "joiner#{id}"),
+          []
+        )
+      )
 
     CNodeCluster.kill_at_exit(os_pid)
     assert {:ready, _} = outcome(port, [])

@@ -43,27 +43,7 @@ defmodule ExESDB.CNodeClusterWipedTest do
     wait_until(fn -> not File.exists?("/proc/#{f.os_pid}") end)
     File.rm_rf!(store)
 
-    flags = Enum.flat_map(cns, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
-
-    args =
-      [
-        "--name",
-        Atom.to_string(f.name),
-        "--store",
-        store,
-        "--cookie-stdin",
-        "--stop-on-eof",
-        "--durability",
-        "nosync",
-        "--raft-id",
-        "#{f.id}",
-        "--raft-address",
-        f.address,
-        "--raft-election-timeout-ms",
-        "500",
-        "--raft-heartbeat-ms",
-        "20"
-      ] ++ flags
+    args = CNodeCluster.replica_args(f, store, cns)
 
     {port, os_pid} = CNodeCluster.open(@bin, args)
     CNodeCluster.kill_at_exit(os_pid)

@@ -54,25 +54,7 @@ defmodule ExESDB.CNodeCopyTest do
   defp start_cnode(spec, flags) do
     test = self()
 
-    args =
-      [
-        "--name",
-        Atom.to_string(spec.name),
-        "--store",
-        spec.dir,
-        "--cookie-stdin",
-        "--stop-on-eof",
-        "--durability",
-        "nosync",
-        "--raft-id",
-        "#{spec.id}",
-        "--raft-address",
-        spec.address,
-        "--raft-election-timeout-ms",
-        "500",
-        "--raft-heartbeat-ms",
-        "20"
-      ] ++ @window ++ flags
+    args = CNodeCluster.replica_args(spec, spec.dir, [], extra: @window ++ flags)
 
     owner =
       spawn(fn ->

@@ -32,14 +32,12 @@ defmodule ExESDB.Test.CNodeCluster do
       for {p, i} <- Enum.with_index(ports, 1),
           do: %{id: i, address: "127.0.0.1:#{p}", name: :"cnc#{u}_#{i}@#{host()}"}
 
-    flags = Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
-
     # The ports belong to a process of their own that outlives the test
     # process: the C nodes stay up while ExUnit stops the test's
     # supervised children (a system stopping writes its last checkpoints),
     # and go at on_exit.
     test = self()
-    owner = spawn(fn -> own(test, members, flags, dir, durability) end)
+    owner = spawn(fn -> own(test, members, dir, durability) end)
 
     # (the owner's end closes the ports: --stop-on-eof stops the C nodes)
     cns =
@@ -71,31 +69,10 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
-  defp own(test, members, flags, dir, durability) do
+  defp own(test, members, dir, durability) do
     cns =
       for m <- members do
-        args =
-          [
-            "--name",
-            Atom.to_string(m.name),
-            "--store",
-            Path.join(dir, "store#{m.id}"),
-            "--cookie-stdin",
-            "--stop-on-eof",
-            "--durability",
-            durability,
-            "--raft-id",
-            "#{m.id}",
-            "--raft-address",
-            m.address,
-            "--raft-election-timeout-ms",
-            "500",
-            # a write through a follower waits until it learns of the
-            # commit: the leader's next message (see CLUSTER.md)
-            "--raft-heartbeat-ms",
-            "20"
-          ] ++ flags
-
+        args = replica_args(m, Path.join(dir, "store#{m.id}"), members, durability: durability)
         {port, os_pid} = open(bin(), args)
         Map.merge(m, %{port: port, os_pid: os_pid})
       end
@@ -123,6 +100,37 @@ defmodule ExESDB.Test.CNodeCluster do
     after
       15_000 -> "no ready line"
     end
+  end
+
+  @doc """
+  The arguments of C node replica `m` (%{id:, address:, name:}) on the
+  store directory `store`, as start/1 gives them: `members` as its
+  --raft-member list ([] for a joiner); opts :durability ("nosync") and
+  :extra (arguments after these).
+  """
+  def replica_args(m, store, members, opts \\ []) do
+    [
+      "--name",
+      Atom.to_string(m.name),
+      "--store",
+      store,
+      "--cookie-stdin",
+      "--stop-on-eof",
+      "--durability",
+      Keyword.get(opts, :durability, "nosync"),
+      "--raft-id",
+      "#{m.id}",
+      "--raft-address",
+      m.address,
+      "--raft-election-timeout-ms",
+      "500",
+      # a write through a follower waits until it learns of the commit:
+      # the leader's next message (see CLUSTER.md)
+      "--raft-heartbeat-ms",
+      "20"
+    ] ++
+      Keyword.get(opts, :extra, []) ++
+      Enum.flat_map(members, &["--raft-member", "#{&1.id},#{&1.address},#{&1.name}"])
   end
 
   @doc """
