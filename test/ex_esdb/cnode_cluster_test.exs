@@ -22,6 +22,29 @@ defmodule ExESDB.CNodeClusterTest do
   defp start_cluster(dir),
     do: CNodeCluster.start(dir, System.get_env("ESDB_CNC_DURABILITY", "nosync"))
 
+  # A store of this node homed on a follower of a new cluster of C
+  # nodes, its relay to the leader up: %{cns:, l: leader, f: follower, store:,
+  # relay:}.
+  defp on_a_follower(dir, prefix) do
+    cns = start_cluster(dir)
+    l = leader(cns)
+    [f | _] = cns -- [l]
+    store = :"#{prefix}_#{ExESDB.Test.Unique.id()}"
+
+    start_supervised!(
+      {ExESDB.System,
+       store_id: store,
+       data_dir: dir,
+       cnode: f.name,
+       cnode_cluster: Enum.map(cns, & &1.name),
+       timeout: 10_000}
+    )
+
+    relay = :"exesdb_cnode_relay_#{store}@#{l.name}"
+    wait_until(fn -> Process.whereis(relay) end)
+    %{cns: cns, l: l, f: f, store: store, relay: relay}
+  end
+
   defp call(node, request, ms \\ 5_000), do: CNodeCluster.call(node, request, ms)
   defp leader(cns), do: CNodeCluster.leader(cns)
 
@@ -119,22 +142,7 @@ defmodule ExESDB.CNodeClusterTest do
   test "a write whose reply was lost after the leader applied it is tried again marked: " <>
          "it answers its first result and is stored once",
        %{dir: dir} do
-    cns = start_cluster(dir)
-    l = leader(cns)
-    [f | _] = cns -- [l]
-    store = :"cnc_#{ExESDB.Test.Unique.id()}"
-
-    start_supervised!(
-      {ExESDB.System,
-       store_id: store,
-       data_dir: dir,
-       cnode: f.name,
-       cnode_cluster: Enum.map(cns, & &1.name),
-       timeout: 10_000}
-    )
-
-    relay = :"exesdb_cnode_relay_#{store}@#{l.name}"
-    wait_until(fn -> Process.whereis(relay) end)
+    %{l: l, store: store, relay: relay} = on_a_follower(dir, "cnc")
     assert {:ok, 1} = Streams.append_events(store, "r", :any, [event(ExESDB.UUID.uuid4())])
 
     # the reply from the leader is held in its relay, which then dies:
@@ -161,22 +169,7 @@ defmodule ExESDB.CNodeClusterTest do
   test "a put whose reply was lost after the leader applied it is not applied again by " <>
          "its resend: another writer's put made meanwhile stays",
        %{dir: dir} do
-    cns = start_cluster(dir)
-    l = leader(cns)
-    [f | _] = cns -- [l]
-    store = :"cnp_#{ExESDB.Test.Unique.id()}"
-
-    start_supervised!(
-      {ExESDB.System,
-       store_id: store,
-       data_dir: dir,
-       cnode: f.name,
-       cnode_cluster: Enum.map(cns, & &1.name),
-       timeout: 10_000}
-    )
-
-    relay = :"exesdb_cnode_relay_#{store}@#{l.name}"
-    wait_until(fn -> Process.whereis(relay) end)
+    %{cns: cns, l: l, store: store, relay: relay} = on_a_follower(dir, "cnp")
     {:ok, s} = ExESDB.Store.fetch(store)
     # a write first: the leader's term is known (a try is fenced with it)
     assert :ok = s.backend.submit(s, {:checkpoint_put, "w", 0, ""}, [])
