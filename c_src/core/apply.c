@@ -803,8 +803,10 @@ int esdb_store_apply(esdb_store *s, uint64_t index, const esdb_cmd *cmds,
 		return ESDB_EINVAL;
 	if (s->readonly)
 		return EROFS;
-	if (s->replica_marked && !s->commit.replicated)
-		return ESDB_ENOT_LEADER; /* replica_mark.c */
+	/* a replica's store: only its replica writes it, through
+	 * esdb_store_apply_at, in its log's order (replica_mark.c) */
+	if (s->replica_marked || s->commit.replicated)
+		return ESDB_ENOT_LEADER;
 	if (n == 0)
 		return 0;
 	if (index != ESDB_INDEX_NEXT && index > UINT64_MAX - (n - 1))

@@ -437,11 +437,12 @@ int esdb_store_get_applied_index(esdb_store *s, uint64_t *index);
  * the mark). Opened without a replicated commit path (the CLI, a
  * single-node open), a marked store reads as any other, but
  * esdb_store_submit and esdb_store_apply answer ESDB_ENOT_LEADER: only
- * its replica writes it. esdb_store_mark_replica marks an open,
- * writable store (the replica does, when it starts) and flushes;
- * `restart_index` also sets its applied index to 0: a single-node
- * store becoming a cluster's first member, whose commands raft's log
- * numbers from there on. A marked store stays marked (no-op). Errors:
+ * its replica writes it (esdb_store_apply answers so on the handle the
+ * replica runs on too: it writes with esdb_store_apply_at).
+ * esdb_store_mark_replica marks an open, writable store (the replica does, when
+ * it starts) and flushes; `restart_index` also sets its applied index to 0: a
+ * single-node store becoming a cluster's first member, whose commands raft's
+ * log numbers from there on. A marked store stays marked (no-op). Errors:
  * ESDB_EINVAL, ESDB_ECLOSED, EROFS, LMDB's. */
 int esdb_store_mark_replica(esdb_store *s, bool restart_index);
 int esdb_store_get_replica_mark(esdb_store *s, bool *marked);

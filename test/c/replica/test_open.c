@@ -202,3 +202,49 @@ TEST(a_running_replicas_store_refuses_a_restore)
 	esdb_store_close(s);
 	close(fd);
 }
+
+/* The same for esdb_store_apply on the handle a replica runs on: it
+ * would write commands raft's log never held, numbered by the store
+ * itself, and this replica would diverge from the others. Only the
+ * replica's writer writes it (esdb_store_apply_at). Refused with
+ * ESDB_ENOT_LEADER, as on a replica's store opened without its replica;
+ * nothing written. */
+TEST(a_running_replicas_store_refuses_a_direct_apply)
+{
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u",
+	         loopback_free_port());
+	esdb_replica_member m = {1, address};
+	esdb_replica_config cfg = {.id = 1,
+	                           .address = address,
+	                           .dir = tmp_dir(),
+	                           .members = &m,
+	                           .n_members = 1,
+	                           .election_timeout_ms = 200,
+	                           .heartbeat_ms = 20};
+	esdb_store *s;
+	esdb_replica *r;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
+	REQUIRE_OK(esdb_store_open(s, cfg.dir));
+	wait_leader(r);
+	/* one event through the replica */
+	uint8_t id[16];
+	esdb_new_event ev = make_event(id, 1, "t", "d");
+	REQUIRE_OK(
+	    esdb_stream_append(s, "s", 1, ESDB_EXPECT_ANY, &ev, 1, NULL));
+	esdb_store_stats st;
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
+	uint64_t before = st.events;
+	ev = make_event(id, 2, "t", "d");
+	esdb_cmd cmd;
+	REQUIRE_OK(esdb_cmd_stream_append(NULL, "s", 1, ESDB_EXPECT_ANY, &ev, 1,
+	                                  &cmd));
+	esdb_result res;
+	CHECK_RC(esdb_store_apply(s, ESDB_INDEX_NEXT, &cmd, 1, &res),
+	         ESDB_ENOT_LEADER);
+	free(cmd.buf);
+	REQUIRE_OK(esdb_store_get_stats(s, &st));
+	CHECK_EQ(st.events, before);
+	esdb_store_close(s);
+}
