@@ -278,8 +278,17 @@ defmodule ExESDB.ClusterTest do
     assert :ok = :erpc.call(joiner, ExESDB.Cluster, :remove, [@store, gone])
     stop(ctx, i)
     rest = all -- [gone]
-    {:ok, members} = :erpc.call(leader, ExESDB.Cluster, :members, [@store])
-    assert Enum.map(members, &elem(&1, 1)) == rest
+    # the leader names the joiner's node once the joiner's member record
+    # reached it (written by the joiner through the gateway; before that
+    # members/1 says nil for it)
+    assert wait_until(
+             fn ->
+               {:ok, members} = :erpc.call(leader, ExESDB.Cluster, :members, [@store])
+               Enum.map(members, &elem(&1, 1)) == rest
+             end,
+             30_000
+           )
+
     wait_acked(leader, 30)
     assert {:ok, _} = :erpc.call(joiner, ClusterPeer, :append, [@store, "j", uuid()])
     send(writer, :stop)
