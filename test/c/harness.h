@@ -146,6 +146,11 @@ uint64_t mono_ms(void);
 /* A TCP port nobody listens on now, below the ephemeral range (REQUIREd). */
 unsigned loopback_free_port(void);
 
+/* Puts key -> value into the named database `db` of the closed store in
+ * dir, bypassing the store (LMDB directly): crafted bad data for tests. */
+void raw_put(const char *dir, const char *db, const void *key, size_t klen,
+             const void *value, size_t vlen);
+
 /* Rewrite a command's CRC after editing its bytes, so that only the
  * edit, not the checksum, is what a check sees. */
 void cmd_reseal(esdb_cmd *c);

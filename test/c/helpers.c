@@ -7,6 +7,7 @@
 #include "crc32c.h"
 
 #include <arpa/inet.h>
+#include <lmdb.h>
 #include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -353,4 +354,22 @@ unsigned loopback_free_port(void)
 	}
 	REQUIRE(!"no free port below the ephemeral range");
 	return 0;
+}
+
+void raw_put(const char *dir, const char *db, const void *key, size_t klen,
+             const void *value, size_t vlen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	REQUIRE_OK(mdb_env_create(&env));
+	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
+	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
+	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
+	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
+	REQUIRE_OK(mdb_dbi_open(txn, db, 0, &dbi));
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)value};
+	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
+	REQUIRE_OK(mdb_txn_commit(txn));
+	mdb_env_close(env);
 }

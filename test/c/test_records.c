@@ -265,20 +265,8 @@ TEST(named_record_fields_are_range_checked_after_the_crc)
 /* Replace the record of stream "s" in a closed store with m, resealed. */
 static void craft_stream_record(const char *dir, const esdb__stream_meta *m)
 {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	REQUIRE_OK(mdb_env_create(&env));
-	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
-	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
-	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
-	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
-	REQUIRE_OK(mdb_dbi_open(txn, "streams", 0, &dbi));
 	uint8_t buf[1024];
-	MDB_val k = {1, "s"}, v = {stream_rec(buf, m), buf};
-	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
-	REQUIRE_OK(mdb_txn_commit(txn));
-	mdb_env_close(env);
+	raw_put(dir, "streams", "s", 1, buf, stream_rec(buf, m));
 }
 
 static void ignore_report(void *ctx, const char *msg)

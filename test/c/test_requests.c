@@ -10,7 +10,6 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <lmdb.h>
 #include <unistd.h>
 
 static esdb_cmd cp_put(const char *name, uint64_t value, const char *def)
@@ -287,25 +286,6 @@ TEST(a_copy_carries_the_window)
 	esdb_store_close(b);
 }
 
-/* Write value under key in `meta` of the closed store in dir. */
-static void craft_meta(const char *dir, const char *key, const void *value,
-                       size_t len)
-{
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	REQUIRE_OK(mdb_env_create(&env));
-	REQUIRE_OK(mdb_env_set_maxdbs(env, 16));
-	REQUIRE_OK(mdb_env_set_mapsize(env, 64 << 20));
-	REQUIRE_OK(mdb_env_open(env, dir, 0, 0600));
-	REQUIRE_OK(mdb_txn_begin(env, NULL, 0, &txn));
-	REQUIRE_OK(mdb_dbi_open(txn, "meta", 0, &dbi));
-	MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)value};
-	REQUIRE_OK(mdb_put(txn, dbi, &k, &v, 0));
-	REQUIRE_OK(mdb_txn_commit(txn));
-	mdb_env_close(env);
-}
-
 /* A window this node cannot read (a bad "requests" count) refuses a put
  * with a request id as corrupt, and the put is not applied: an answer
  * of corrupt for a put that was written (the count is read to record
@@ -317,7 +297,7 @@ TEST(a_bad_window_refuses_the_put_and_writes_nothing)
 	esdb_store *s = open_store(dir, false);
 	CHECK_RC(apply1(s, with_request(cp_put("x", 1, "a"), 1)), 0);
 	esdb_store_close(s);
-	craft_meta(dir, "requests", "bad", 3);
+	raw_put(dir, "meta", "requests", 8, "bad", 3);
 	s = open_store(dir, false);
 	CHECK_RC(apply1(s, with_request(cp_put("x", 2, "b"), 2)),
 	         ESDB_ECORRUPT);
