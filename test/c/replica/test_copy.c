@@ -95,6 +95,19 @@ static int append(node *nodes, int *l, uint64_t i)
 	return rc;
 }
 
+/* A copy of store `from` (esdb_store_copy into the file `path`, 600
+ * bytes, set here), restored under `to` (esdb_store_restore). */
+static void restore_copy(esdb_store *from, esdb_store *to, char *path)
+{
+	snprintf(path, 600, "%s/copy", tmp_dir());
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	REQUIRE_OK(esdb_store_copy(from, fd));
+	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
+	REQUIRE_OK(esdb_store_restore(to, fd));
+	close(fd);
+}
+
 TEST(a_replica_behind_the_snapshots_waits_for_a_restored_copy)
 {
 	node nodes[N] = {0};
@@ -152,17 +165,11 @@ TEST(a_replica_behind_the_snapshots_waits_for_a_restored_copy)
 
 	/* a copy of the leader's store, restored under the follower */
 	char path[600];
-	snprintf(path, sizeof(path), "%s/copy", tmp_dir());
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	REQUIRE(fd >= 0);
-	REQUIRE_OK(esdb_store_copy(nodes[l].s, fd));
-	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
-	REQUIRE_OK(esdb_store_restore(nodes[f].s, fd));
-	close(fd);
+	restore_copy(nodes[l].s, nodes[f].s, path);
 	CHECK_EQ(esdb_replica_get_needs_copy(nodes[f].r), 0);
 
 	/* not waiting any more: a restore is refused again */
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	REQUIRE(fd >= 0);
 	CHECK_RC(esdb_store_restore(nodes[f].s, fd), ESDB_EINVAL);
 	close(fd);
@@ -474,13 +481,7 @@ TEST(a_replica_restored_from_a_copy_has_the_request_window)
 	CHECK_EQ(checkpoint_of(nodes[k].s), 0);
 
 	char path[600];
-	snprintf(path, sizeof(path), "%s/copy", tmp_dir());
-	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	REQUIRE(fd >= 0);
-	REQUIRE_OK(esdb_store_copy(nodes[l].s, fd));
-	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
-	REQUIRE_OK(esdb_store_restore(nodes[k].s, fd));
-	close(fd);
+	restore_copy(nodes[l].s, nodes[k].s, path);
 	CHECK_EQ(esdb_replica_get_needs_copy(nodes[k].r), 0);
 	CHECK_EQ(checkpoint_of(nodes[k].s), 1);
 

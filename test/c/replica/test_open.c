@@ -159,6 +159,28 @@ TEST(a_replica_refuses_node_local_limits)
 	esdb_store_close(s);
 }
 
+/* A store opened with a one-member replica in a new directory (its
+ * replica in *r). */
+static esdb_store *open_one_member(esdb_replica **r)
+{
+	char address[32];
+	snprintf(address, sizeof(address), "127.0.0.1:%u",
+	         loopback_free_port());
+	esdb_replica_member m = {1, address};
+	esdb_replica_config cfg = {.id = 1,
+	                           .address = address,
+	                           .dir = tmp_dir(),
+	                           .members = &m,
+	                           .n_members = 1,
+	                           .election_timeout_ms = 200,
+	                           .heartbeat_ms = 20};
+	esdb_store *s;
+	REQUIRE_OK(esdb_store_create(&s));
+	REQUIRE_OK(esdb_replica_create(s, &cfg, r));
+	REQUIRE_OK(esdb_store_open(s, cfg.dir));
+	return s;
+}
+
 /* A replica's store holds what raft's log says it applied: replacing it
  * by a copy behind raft's back (esdb_store_restore on the handle a
  * replica runs on) would leave it at another index than its log, and
@@ -180,20 +202,8 @@ TEST(a_running_replicas_store_refuses_a_restore)
 	REQUIRE_OK(esdb_store_copy(plain, fd));
 	esdb_store_close(plain);
 
-	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%u",
-	         loopback_free_port());
-	esdb_replica_member m = {1, address};
-	esdb_replica_config cfg = {.id = 1,
-	                           .address = address,
-	                           .dir = tmp_dir(),
-	                           .members = &m,
-	                           .n_members = 1};
-	esdb_store *s;
 	esdb_replica *r;
-	REQUIRE_OK(esdb_store_create(&s));
-	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
-	REQUIRE_OK(esdb_store_open(s, cfg.dir));
+	esdb_store *s = open_one_member(&r);
 	REQUIRE(lseek(fd, 0, SEEK_SET) == 0);
 	CHECK_RC(esdb_store_restore(s, fd), ESDB_EINVAL);
 	esdb_store_stats st;
@@ -211,22 +221,8 @@ TEST(a_running_replicas_store_refuses_a_restore)
  * nothing written. */
 TEST(a_running_replicas_store_refuses_a_direct_apply)
 {
-	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%u",
-	         loopback_free_port());
-	esdb_replica_member m = {1, address};
-	esdb_replica_config cfg = {.id = 1,
-	                           .address = address,
-	                           .dir = tmp_dir(),
-	                           .members = &m,
-	                           .n_members = 1,
-	                           .election_timeout_ms = 200,
-	                           .heartbeat_ms = 20};
-	esdb_store *s;
 	esdb_replica *r;
-	REQUIRE_OK(esdb_store_create(&s));
-	REQUIRE_OK(esdb_replica_create(s, &cfg, &r));
-	REQUIRE_OK(esdb_store_open(s, cfg.dir));
+	esdb_store *s = open_one_member(&r);
 	wait_leader(r);
 	/* one event through the replica */
 	uint8_t id[16];
