@@ -114,6 +114,15 @@ struct cn_cluster {
 	const char *address;
 };
 
+/* Whether id is one of the --raft-member ids. */
+static bool listed_id(const cn_cluster_opts *o, uint64_t id)
+{
+	for (unsigned i = 0; i < o->n_members; i++)
+		if (o->members[i].id == id)
+			return true;
+	return false;
+}
+
 int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
                      const char *self_name)
 {
@@ -125,15 +134,18 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	}
 	/* a replica whose data directory was lost comes back, with
 	 * --raft-wiped rejoin, under a new id (kept in raft/node_id by the
-	 * replica, so later starts with the same flags find it), no
-	 * bootstrap: the cluster adds it (rejoin.c) */
+	 * replica, so later starts find it), no bootstrap: the cluster adds
+	 * it (rejoin.c) */
 	uint64_t id = o->id, old_id = 0, stored;
 	if (cn_cluster_guard_wiped(srv, o, self_name)) {
 		id = cn_rejoin_new_id();
 		old_id = o->id;
-	} else if (o->wiped_rejoin &&
-	           (stored = cn_rejoin_stored_id(srv->store_dir)) &&
-	           stored != o->id) {
+	} else if ((stored = cn_rejoin_stored_id(srv->store_dir)) &&
+	           stored != o->id && !listed_id(o, stored)) {
+		/* Rejoined once (raft state under the id it came back as):
+		 * that member, with or without the flag, which only decides
+		 * what a replica without raft state does. Another listed
+		 * member's id is another's store: the replica refuses it. */
 		id = stored;
 		old_id = o->id;
 	}

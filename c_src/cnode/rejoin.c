@@ -1,7 +1,7 @@
 /* rejoin.c: a C node replica whose data directory was lost, started with
  * --raft-wiped rejoin, comes back as a new member (cluster.h). It runs
  * under a new raft id (the replica keeps it in raft/node_id; later starts
- * with the same flags run under it again) and no bootstrap, and a thread
+ * run under it again, with the flag or without) and no bootstrap, and a thread
  * of its own asks the cluster, as a client of the member C nodes (the
  * requests any client makes: cluster_members, cluster_remove,
  * cluster_add with its name, cluster_assign), until this replica is a

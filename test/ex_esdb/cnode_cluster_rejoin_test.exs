@@ -6,7 +6,7 @@ defmodule ExESDB.CNodeClusterRejoinTest do
   # adds it under a new one (a spare), it pulls a copy of a member's
   # store, and it is made a voter. The cluster keeps writing meanwhile.
   # Started once more with the same arguments (its data now there), it
-  # comes back as that new member; wiped again, it refuses without the
+  # comes back as that new member, and so without the flag; wiped again, it refuses without the
   # flag and with it comes back as yet another new member. Real C nodes,
   # raft on loopback.
   use ExUnit.Case, async: false
@@ -123,6 +123,21 @@ defmodule ExESDB.CNodeClusterRejoinTest do
     wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 13 end, 30_000)
     assert Enum.sort(for {id, _, :voter} <- members(cns), do: id) == Enum.sort([l.id, g.id, new_id])
 
+    # and without --raft-wiped rejoin (a normal member now, its raft
+    # state there): it starts as that member too. Before: refused to
+    # open (raft/node_id holds new_id, not --raft-id), exit, and the
+    # launcher started it again in a loop
+    f = %{f | os_pid: os_pid, port: port}
+    kill(f)
+    {port, os_pid} = CNodeCluster.open(CNodeCluster.bin(), args -- ["--raft-wiped", "rejoin"])
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, _} = outcome(port, [])
+    assert {:ok, 1} = call(f.name, {:hello, 1})
+    assert {:ok, %{id: ^new_id}} = call(f.name, {:cluster_info})
+    assert append(cns, "s") == 14
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 14 end, 30_000)
+    assert Enum.sort(for {id, _, :voter} <- members(cns), do: id) == Enum.sort([l.id, g.id, new_id])
+
     # lost a second time (the leader, started with the member list,
     # recorded the old id's name again at the named add). Without
     # --raft-wiped rejoin it refuses, as the first time
@@ -158,8 +173,8 @@ defmodule ExESDB.CNodeClusterRejoinTest do
       )
     end)
 
-    assert append([l, g], "s") == 14
-    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 14 end, 60_000)
+    assert append([l, g], "s") == 15
+    wait_until(fn -> length(CNodeCluster.stream_ids(f.name, "s")) == 15 end, 60_000)
   end
 
   test "lost again after a rejoin whose leader had no member list (its old id's record " <>
