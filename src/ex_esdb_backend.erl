@@ -144,7 +144,8 @@ request(H, Ref, R, {checkpoint_put, Name, Checkpoint, Definition}) ->
 request(H, Ref, R, {checkpoint_delete, Name}) ->
     ex_esdb_nif:checkpoint_delete(H, Ref, Name, R).
 
-%% @doc The `{Ref, Reply}' wait, the only one: `Queue(Ref)' sends a
+%% @doc The `{Ref, Reply}' wait of this binding (the C node backend's,
+%% over distribution, is `ExESDB.Backend.CNode.await_reply/3'): `Queue(Ref)' sends a
 %% command tagged with a fresh reference (`ok', or the error that refused
 %% it at once); the reply comes as `{Ref, Reply}'. After `Timeout',
 %% `Cancel(Ref)' gives the command up: `ok' (withdrawn from the queue)
@@ -156,21 +157,21 @@ request(H, Ref, R, {checkpoint_delete, Name}) ->
 call(Queue, Timeout, Cancel) ->
     Ref = make_ref(),
     case Queue(Ref) of
-        ok ->
-            receive
-                {Ref, Reply} -> Reply
-            after Timeout ->
-                give_up(Ref, Cancel)
-            end;
-        {error, _} = Error ->
-            Error
+        ok -> wait(Ref, Timeout, Cancel);
+        {error, _} = Error -> Error
     end.
 
-give_up(Ref, Cancel) ->
-    case Cancel(Ref) of
-        ok -> {error, timeout};
-        abandoned -> {error, outcome_unknown};
-        not_queued -> receive {Ref, Reply} -> Reply end
+%% (the compiler keeps its receive marker: the mailbox is searched only
+%% from where Ref was made)
+wait(Ref, Timeout, Cancel) ->
+    receive
+        {Ref, Reply} -> Reply
+    after Timeout ->
+        case Cancel(Ref) of
+            ok -> {error, timeout};
+            abandoned -> {error, outcome_unknown};
+            not_queued -> wait(Ref, infinity, Cancel)
+        end
     end.
 
 %% @doc The reply of operation `Op' as both APIs word it: the core says

@@ -27,6 +27,59 @@ defmodule ExESDB.BackendTest do
     assert waits == ["lib/ex_esdb/backend/cnode.ex", "src/ex_esdb_backend.erl"]
   end
 
+  test "within each, the wait is one function: the only receive of {ref, _}" do
+    assert ex_waits("lib/ex_esdb/backend/cnode.ex") == [:await_reply]
+    assert erl_waits("src/ex_esdb_backend.erl") == [:wait]
+  end
+
+  # The functions of an Elixir file with a receive clause {^ref, _}.
+  defp ex_waits(file) do
+    {:ok, ast} = Code.string_to_quoted(File.read!(Path.join(@root, file)))
+
+    {_, found} =
+      Macro.prewalk(ast, [], fn
+        {kind, _, [head | _]} = node, acc when kind in [:def, :defp] ->
+          {node, if(ex_receives_ref?(node), do: [fun_name(head) | acc], else: acc)}
+
+        node, acc ->
+          {node, acc}
+      end)
+
+    found |> Enum.uniq() |> Enum.sort()
+  end
+
+  defp fun_name({:when, _, [head | _]}), do: fun_name(head)
+  defp fun_name({name, _, _}), do: name
+
+  defp ex_receives_ref?(def) do
+    {_, found} =
+      Macro.prewalk(def, false, fn
+        {:receive, _, [[do: clauses] ++ _]} = node, acc ->
+          {node, acc or Enum.any?(clauses, &match?({:->, _, [[{{:^, _, _}, _}], _]}, &1))}
+
+        node, acc ->
+          {node, acc}
+      end)
+
+    found
+  end
+
+  # The functions of an Erlang file with a receive clause {Var, _}.
+  defp erl_waits(file) do
+    {:ok, forms} = :epp.parse_file(String.to_charlist(Path.join(@root, file)), [])
+
+    for {:function, _, name, _, clauses} <- forms, erl_receives_ref?(clauses), uniq: true, do: name
+  end
+
+  defp erl_receives_ref?({:receive, _, clauses}), do: Enum.any?(clauses, &ref_clause?/1)
+  defp erl_receives_ref?({:receive, _, clauses, _, _}), do: Enum.any?(clauses, &ref_clause?/1)
+  defp erl_receives_ref?(t) when is_tuple(t), do: erl_receives_ref?(Tuple.to_list(t))
+  defp erl_receives_ref?(l) when is_list(l), do: Enum.any?(l, &erl_receives_ref?/1)
+  defp erl_receives_ref?(_), do: false
+
+  defp ref_clause?({:clause, _, [{:tuple, _, [{:var, _, _}, _]}], _, _}), do: true
+  defp ref_clause?(_), do: false
+
   test "every callback is documented and implemented by Backend.NIF and Backend.CNode" do
     Code.ensure_loaded!(ExESDB.Backend.NIF)
     Code.ensure_loaded!(ExESDB.Backend.CNode)

@@ -783,24 +783,32 @@ defmodule ExESDB.Backend.CNode do
 
   @doc false
   # The wait for {Ref, Reply} over distribution: the only one of this
-  # backend (ExESDB.CNode.Connection's hello uses it too). Ref is an
-  # alias made by a monitor of the relay, or a plain reference when the
-  # caller is From itself. Answers the reply, :down when the relay went
-  # (the connection dropped with the request in flight), or :timeout.
-  @spec await_reply(reference(), timeout()) :: {:reply, term()} | :down | :timeout
-  def await_reply(ref, timeout) do
+  # backend (writes, their cancels and late replies, ExESDB.CNode.Session
+  # and ExESDB.CNode.Connection's hello all wait here; the NIF binding's
+  # is :ex_esdb_backend.call/3). Ref is an alias made by a monitor of the
+  # relay, or a plain reference when the caller is From itself. Answers
+  # the reply, :down when the relay went (the connection dropped with the
+  # request in flight), or :timeout. On :timeout the monitor goes with
+  # its alias (a later reply reaches no mailbox) unless `on_timeout` is
+  # :keep: the caller waits again (a write watched in slices).
+  @spec await_reply(reference(), timeout(), :drop | :keep) ::
+          {:reply, term()} | :down | :timeout
+  def await_reply(ref, timeout, on_timeout \\ :drop) do
     receive do
       {^ref, reply} -> {:reply, reply}
       {:DOWN, ^ref, :process, _, _} -> :down
     after
       timeout ->
-        # the alias goes with the monitor: a later reply is dropped
-        Process.demonitor(ref, [:flush])
+        if on_timeout == :keep do
+          :timeout
+        else
+          Process.demonitor(ref, [:flush])
 
-        receive do
-          {^ref, reply} -> {:reply, reply}
-        after
-          0 -> :timeout
+          receive do
+            {^ref, reply} -> {:reply, reply}
+          after
+            0 -> :timeout
+          end
         end
     end
   end
@@ -819,11 +827,14 @@ defmodule ExESDB.Backend.CNode do
   defp watch_write(h, relay, ref, until, spare, term) do
     slice = if term, do: min(remaining(until), @watch), else: remaining(until)
 
-    receive do
-      {^ref, reply} -> replied(h, reply)
-      {:DOWN, ^ref, :process, _, _} -> lost(h, :write)
-    after
-      slice ->
+    case await_reply(ref, slice, :keep) do
+      {:reply, reply} ->
+        replied(h, reply)
+
+      :down ->
+        lost(h, :write)
+
+      :timeout ->
         cond do
           remaining(until) == 0 -> give_up(h, relay, ref, now() + spare)
           moved = term && watched_move(h, term, until) -> leave(h, relay, ref, moved)
@@ -885,11 +896,11 @@ defmodule ExESDB.Backend.CNode do
     answer
   end
 
+  # (the relay gone meanwhile: the reply may never come, as after `wait`)
   defp late_reply(h, ref, wait) do
-    receive do
-      {^ref, reply} -> replied(h, reply)
-    after
-      wait -> {:error, :outcome_unknown}
+    case await_reply(ref, wait) do
+      {:reply, reply} -> replied(h, reply)
+      _down_or_timeout -> {:error, :outcome_unknown}
     end
   end
 
@@ -943,10 +954,11 @@ defmodule ExESDB.Backend.CNode do
     :erlang.unalias(cref)
     Process.demonitor(ref, [:flush])
 
-    receive do
-      {^ref, reply} -> replied(h, reply)
-    after
-      0 ->
+    case await_reply(ref, 0) do
+      {:reply, reply} ->
+        replied(h, reply)
+
+      _none ->
         see_term(h, leader, t)
         {:error, {:moved, leader}}
     end
