@@ -228,7 +228,7 @@ verify_beside_a_read(Dir) ->
     Verifying = fun Wait() ->
         case process_info(P, current_function) of
             {current_function, {ex_esdb_nif, verify, _}} -> ok;
-            {current_function, {ex_esdb_backend, call, _}} -> ok;
+            {current_function, {ex_esdb_backend, wait, _}} -> ok;
             undefined -> ok; % done already: verify_first
             _ -> erlang:yield(), Wait()
         end end,

@@ -125,13 +125,13 @@ defmodule ExESDB.Test.ClusterPeer do
 
   @doc """
   The processes here waiting for their store's reply to a command
-  (in :ex_esdb_backend.call/3, the command queued), each with whether
+  (in :ex_esdb_backend.call/3's wait/3, the command queued), each with whether
   it runs a try another node's gateway sent (submit_on_leader).
   """
   def waiting_submits do
     for pid <- Process.list(),
         {:current_stacktrace, st} <- [Process.info(pid, :current_stacktrace)],
-        Enum.any?(st, &match?({:ex_esdb_backend, :call, 3, _}, &1)) do
+        Enum.any?(st, &match?({:ex_esdb_backend, :wait, 3, _}, &1)) do
       {pid, Enum.any?(st, &match?({ExESDB.Backend.Cluster, :submit_on_leader, _, _}, &1))}
     end
   end
