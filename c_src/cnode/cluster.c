@@ -216,6 +216,15 @@ uint64_t cn_cluster_applied(cn_server *srv)
 	return srv->cluster ? esdb_replica_get_applied(srv->cluster->rep) : 0;
 }
 
+bool cn_cluster_failed(cn_server *srv)
+{
+	pthread_rwlock_rdlock(&srv->store_lock);
+	bool failed = !srv->closed && srv->cluster &&
+	              esdb_replica_get_failure(srv->cluster->rep, NULL, 0);
+	pthread_rwlock_unlock(&srv->store_lock);
+	return failed;
+}
+
 /* The C node name of raft member id from this node's own list, or
  * NULL. */
 static const char *listed_name(const cn_cluster *c, uint64_t id)
@@ -847,6 +856,11 @@ uint64_t cn_cluster_needs_copy(cn_server *srv)
 uint64_t cn_cluster_applied(cn_server *srv)
 {
 	return 0;
+}
+
+bool cn_cluster_failed(cn_server *srv)
+{
+	return false;
 }
 
 unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],

@@ -116,6 +116,11 @@ int cn_rejoin_start(cn_server *srv, const cn_rejoin *r);
  * lock. */
 uint64_t cn_cluster_applied(cn_server *srv);
 
+/* Whether srv's replica failed (fail-stop, esdb_replica_get_failure):
+ * its store applies nothing more, so what it holds may be stale. false
+ * without a replica. Takes the store's lock. */
+bool cn_cluster_failed(cn_server *srv);
+
 /* This member's record, the checkpoint "ex_esdb:cnode:<id>" naming its C
  * node (key into key): 0 it is in srv's store (or was written now, this
  * node leading); 1 the leader is another, its C node name into leader

@@ -96,6 +96,12 @@ static void hello(caller *k, const cn_envelope *e, const char *m)
 	cn_reply_end(k, &x);
 }
 
+/* A read of the store's data (every served read but stats, limits). */
+static bool reads_data(const char *op)
+{
+	return strcmp(op, "stats") != 0 && strcmp(op, "limits") != 0;
+}
+
 /* Find Name with as many arguments as the request carries, decode them
  * by kind, run it. */
 static void dispatch(caller *k, const cn_envelope *e, const char *m)
@@ -150,6 +156,11 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 	}
 	if (s->run)
 		s->run(k, v, m);
+	else if (reads_data(op->name) && cn_cluster_failed(k->srv))
+		/* a failed replica's store is stale (it applies nothing
+		 * more): its data is not served, the client reads at
+		 * another member (stats and limits still answer) */
+		cn_reply_rc(k, ESDB_ESTORE_FAILED);
 	else
 		cn_read_queue(k, op, v, n, packed);
 }

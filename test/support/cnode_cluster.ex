@@ -17,13 +17,17 @@ defmodule ExESDB.Test.CNodeCluster do
   @doc "The host part of this node's name (C nodes are named <x>@host)."
   def host, do: node() |> Atom.to_string() |> String.split("@") |> List.last()
 
-  @doc "Starts the three; [%{id, address, name, port, os_pid}] once each said hello."
-  def start(dir, durability \\ "nosync"), do: start(dir, durability, 3)
+  @doc """
+  Starts the three; [%{id, address, name, port, os_pid}] once each said
+  hello. Options: :env (a function of a member's id and store directory:
+  the OS environment its C node runs with; none by default).
+  """
+  def start(dir, durability \\ "nosync", opts \\ []), do: start_tries(dir, durability, opts, 3)
 
   # A raft port picked free may be taken meanwhile (a connection's
   # ephemeral port under load): that C node exits before its ready line.
   # Then three new ones on new ports, in a directory of their own.
-  defp start(dir, durability, tries) do
+  defp start_tries(dir, durability, opts, tries) do
     u = ExESDB.Test.Unique.id()
     dir = Path.join(dir, "cnodes#{u}")
     ports = free_ports(3)
@@ -37,7 +41,8 @@ defmodule ExESDB.Test.CNodeCluster do
     # supervised children (a system stopping writes its last checkpoints),
     # and go at on_exit.
     test = self()
-    owner = spawn(fn -> own(test, members, dir, durability) end)
+    env = Keyword.get(opts, :env, fn _id, _store -> [] end)
+    owner = spawn(fn -> own(test, members, dir, durability, env) end)
 
     # (the owner's end closes the ports: --stop-on-eof stops the C nodes)
     cns =
@@ -54,7 +59,7 @@ defmodule ExESDB.Test.CNodeCluster do
 
     case cns do
       {:retry, _why} ->
-        start(Path.dirname(dir), durability, tries - 1)
+        start_tries(Path.dirname(dir), durability, opts, tries - 1)
 
       cns ->
         ExUnit.Callbacks.on_exit(fn ->
@@ -69,11 +74,12 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
-  defp own(test, members, dir, durability) do
+  defp own(test, members, dir, durability, env) do
     cns =
       for m <- members do
-        args = replica_args(m, Path.join(dir, "store#{m.id}"), members, durability: durability)
-        {port, os_pid} = open(bin(), args)
+        store = Path.join(dir, "store#{m.id}")
+        args = replica_args(m, store, members, durability: durability)
+        {port, os_pid} = open(bin(), args, env.(m.id, store))
         Map.merge(m, %{port: port, os_pid: os_pid})
       end
 

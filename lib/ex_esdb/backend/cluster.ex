@@ -182,6 +182,9 @@ defmodule ExESDB.Backend.Cluster do
 
   defp not_written?({:not_leader, _}), do: true
   defp not_written?({:unreachable, _}), do: true
+  # a failed replica refuses before proposing (a C node's, which the C
+  # node backend follows): that try wrote nothing, an earlier one may
+  defp not_written?({:store_failed, _}), do: true
   defp not_written?(r), do: r in [:not_leader, :no_quorum, :timeout, :store_not_started, :closed]
 
   defp gone?({:delete_stream, _, _}, r), do: r in [:stream_deleted, :stream_not_found]

@@ -55,6 +55,12 @@ defmodule ExESDB.Backend.CNode do
   wait), and sent there marked: the old
   try commits, if at all, before the new leader's entries, where the
   marked one finds it (docs/CLUSTER.md, "A cluster of C nodes").
+
+  A C node whose replica failed (fail-stop) refuses a write with
+  `{:error, {:store_failed, cause}}` before proposing it: it goes on to
+  another C node as one that found no leader. It refuses reads of its
+  store (stale: it applies nothing more) the same way: those go to the
+  leader, and writes taken elsewhere are not waited for there.
   """
   @behaviour ExESDB.Backend
 
@@ -289,7 +295,7 @@ defmodule ExESDB.Backend.CNode do
     args = [source, from, count, direction, {ExESDB.EventRecord, decode}]
     packed = List.to_tuple([:read_packed | args])
 
-    case fresh(store, fn -> call(store.handle, packed, :read, store.timeout) end) do
+    case fresh(store, fn -> read_at(store, packed) end) do
       {:ok, page, next} when is_binary(page) ->
         with {:ok, records} <- Page.records(page, decode), do: {:ok, records, next}
 
@@ -380,7 +386,7 @@ defmodule ExESDB.Backend.CNode do
   def decode_term(bin), do: Terms.decode(bin)
 
   defp read_call(store, request),
-    do: fresh(store, fn -> call(store.handle, request, :read, store.timeout) end)
+    do: fresh(store, fn -> read_at(store, request) end)
 
   # Read-your-writes when a write could not wait for the store's own C
   # node (it was down, or behind past the write's deadline; see
@@ -396,19 +402,69 @@ defmodule ExESDB.Backend.CNode do
         deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
         info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
 
-        case Cluster.wait_applied(info, index, deadline) do
+        case Cluster.wait_applied(fn -> unfailed(info.()) end, index, deadline) do
           :ok ->
             # (a later write's higher index stays)
             :atomics.compare_exchange(ref, 1, index, 0)
             read.()
 
           :not_reached ->
-            with {:ok, _} <- info.(), do: {:error, :timeout}
+            case info.() do
+              # its replica failed: it refuses the read, which goes to
+              # the leader (read_at/3)
+              {:ok, %{failure: {_, _}}} -> read.()
+              {:ok, _} -> {:error, :timeout}
+              e -> e
+            end
         end
     end
   end
 
   defp fresh(_store, read), do: read.()
+
+  # A C node's cluster_info, an error when its replica failed.
+  defp unfailed({:ok, %{failure: {_, _}}}), do: {:error, :store_failed}
+  defp unfailed(reply), do: reply
+
+  # A read at the store's own C node; with a cluster, one it refuses
+  # because its replica failed (its store is stale: it applies nothing
+  # more) is read at the leader instead, which applied every write it
+  # acknowledged. No leader found: the refusal.
+  defp read_at(store, request) do
+    h = store.handle
+
+    case call(h, request, :read, store.timeout) do
+      {:error, {:store_failed, _}} = e when map_size(h.members) > 1 ->
+        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+
+        case read_leader(h, deadline) do
+          nil -> e
+          l -> call_at(h, l, Map.fetch!(h.members, l), request, :read, remaining(deadline))
+        end
+
+      reply ->
+        reply
+    end
+  end
+
+  # The leader to read at when the store's own C node failed: where this
+  # process's last write was taken, else the one another C node names.
+  defp read_leader(h, deadline) do
+    case Process.get({__MODULE__, :leader, h.store_id}) do
+      l when l != h.cnode and is_map_key(h.members, l) ->
+        l
+
+      _ ->
+        h.members
+        |> Map.delete(h.cnode)
+        |> Enum.find_value(fn {node, relay} ->
+          case call_at(h, node, relay, {:cluster_info}, :read, ask_wait(deadline)) do
+            {:ok, %{leader_node: l}} when l != h.cnode and is_map_key(h.members, l) -> l
+            _ -> nil
+          end
+        end)
+    end
+  end
 
   # "Not found" named for what was looked up, as :ex_esdb_backend does.
   defp translate(command, reply), do: :ex_esdb_backend.translate(elem(command, 0), reply)
@@ -696,8 +752,9 @@ defmodule ExESDB.Backend.CNode do
            remaining(deadline)
          ) do
       {:ok, %{applied: index}} ->
-        # a silent own C node is not waited for past @ask_wait a time
-        info = fn -> call(h, {:cluster_info}, :read, ask_wait(deadline)) end
+        # a silent own C node is not waited for past @ask_wait a time,
+        # a failed one not at all (it applies nothing more)
+        info = fn -> unfailed(call(h, {:cluster_info}, :read, ask_wait(deadline))) end
 
         with :not_reached <- Cluster.wait_applied(info, index, deadline),
              do: behind(h.behind, index)
@@ -760,6 +817,12 @@ defmodule ExESDB.Backend.CNode do
        when reason in [:outcome_unknown, :closed, :store_not_started] or
               elem(reason, 0) == :unreachable,
        do: {other(h, target), backoff}
+
+  # a C node whose replica failed refuses a write before proposing it
+  # (never in raft's log): safe anywhere else, the same ids; the others
+  # elect a leader when it led
+  defp follow(h, {:error, {:store_failed, _}}, target, backoff),
+    do: {other(h, target), backoff}
 
   defp follow(_h, _reply, _target, _backoff), do: nil
 

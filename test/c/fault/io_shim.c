@@ -6,6 +6,8 @@
  *                             of any file or directory;
  *   ESDB_SHIM_FAIL_SYNC=N     make the Nth flush of data.mdb fail with EIO
  *                             (without flushing), as a dying disk does;
+ *   ESDB_SHIM_FAIL_SYNC_IF=FILE  every flush of data.mdb fails so while
+ *                             FILE exists (a test picks the moment);
  *   ESDB_SHIM_UNDO=FILE       power-loss simulation: before each write to
  *                             data.mdb, log its pre-image to FILE; a flush
  *                             of data.mdb (not really done: the page cache
@@ -46,7 +48,7 @@ static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static unsigned char tracked[MAX_FD];
 static int read_fd = -1; /* data.mdb, for pre-images */
 static int undo_fd = -1;
-static const char *trace_path, *hold_path;
+static const char *trace_path, *hold_path, *fail_if_path;
 static long fail_sync_at, crash_at;
 static long syncs, ops;
 
@@ -65,6 +67,7 @@ __attribute__((constructor)) static void shim_init(void)
 {
 	trace_path = getenv("ESDB_SHIM_TRACE");
 	hold_path = getenv("ESDB_SHIM_HOLD_SYNC");
+	fail_if_path = getenv("ESDB_SHIM_FAIL_SYNC_IF");
 	fail_sync_at = env_long("ESDB_SHIM_FAIL_SYNC");
 	crash_at = env_long("ESDB_SHIM_CRASH_AT");
 	const char *undo = getenv("ESDB_SHIM_UNDO");
@@ -318,7 +321,9 @@ static int do_sync(int fd, int (*real)(int))
 	int k = kind(fd), rc;
 	if (k != UNTRACKED)
 		count_op();
-	if (k != UNTRACKED && fail_sync_at > 0 && ++syncs == fail_sync_at) {
+	if (k != UNTRACKED &&
+	    ((fail_sync_at > 0 && ++syncs == fail_sync_at) ||
+	     (fail_if_path && access(fail_if_path, F_OK) == 0))) {
 		rc = -1;
 		errno = EIO;
 	} else if (k != UNTRACKED && undo_fd >= 0) {
