@@ -164,6 +164,35 @@ defmodule ExESDB.Backend do
   @callback backup(store(), dest :: binary()) :: :ok | {:error, reason()}
 
   @doc """
+  Events a lazy read (`ExESDB.Streams.stream_forward/4`, ...) asks of one
+  page at most, whatever the caller's batch: a number caps the batch
+  (where reading in smaller pieces pays), `:infinity` keeps it. No errors.
+  """
+  @callback read_piece() :: pos_integer() | :infinity
+
+  @doc """
+  Where the store's persistent subscriptions run: `:local` (this node's
+  subscription supervisor and registry) or a module placing each on one
+  node of the cluster (`ExESDB.Subscriptions.Placement`), which
+  `ExESDB.Subscriptions` then calls: `subscribe(store, name, selector,
+  subscriber, opts)`, `delete(store, name)`, `whereis(store, name)`,
+  `running(store)` (`{:ok, names}`) and `detach(store_id, pid,
+  subscriber)`; their errors are that module's (`{:not_leader, node}`,
+  `:no_quorum`, `{:unreachable, node}`, ...). No errors.
+  """
+  @callback placement(store()) :: :local | module()
+
+  @doc """
+  Return once the store's replica on this node (where its reads go) has
+  applied everything its cluster committed before the call
+  (`ExESDB.Cluster.barrier/2`), within `store.timeout`. Errors:
+  `:not_cluster` (a store on its own), `:timeout` (the barrier went
+  through, the replica here did not reach it), `:no_quorum`,
+  `{:not_leader, node}`, `{:unreachable, node}`, `:outcome_unknown`.
+  """
+  @callback barrier(store()) :: :ok | {:error, reason()}
+
+  @doc """
   Decode a stored term with the store's checks (no funs, pids, ports,
   references, unknown atoms or oversized compressed terms). Errors:
   `{:undecodable, reason}`.

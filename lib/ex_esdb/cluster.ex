@@ -223,7 +223,7 @@ defmodule ExESDB.Cluster do
   @spec members(atom()) :: {:ok, [{pos_integer(), node() | nil, atom()}]} | {:error, term()}
   def members(store_id) do
     with {:ok, s} <- cluster_store(store_id),
-         {:ok, ms} <- :ex_esdb_backend.cluster_members(s.handle.ref) do
+         {:ok, ms} <- ExESDB.Backend.Cluster.replica_members(s.handle.ref) do
       {:ok,
        ms
        |> Enum.map(fn {id, _addr, role} ->
@@ -252,13 +252,7 @@ defmodule ExESDB.Cluster do
   def barrier(store_id, timeout \\ nil) do
     with {:ok, s} <- ExESDB.Store.fetch(store_id) do
       s = if timeout, do: %{s | timeout: timeout}, else: s
-
-      case s.backend do
-        ExESDB.Backend.Cluster -> ExESDB.Backend.Cluster.submit(s, :barrier, [])
-        # a cluster of C nodes (cnode_cluster): the same through them
-        ExESDB.Backend.CNode -> ExESDB.Backend.CNode.barrier(s)
-        _ -> {:error, :not_cluster}
-      end
+      s.backend.barrier(s)
     end
   end
 

@@ -421,7 +421,7 @@ defmodule ExESDB.Options do
 
   # Cluster mode needs raft, built by `make raft` (not by mix or rebar3).
   defp validate!(:db_type, :cluster, _) do
-    case :ex_esdb_backend.cluster_support() do
+    case ExESDB.Backend.Cluster.support() do
       {false, why} ->
         raise ArgumentError,
               "ExESDB option :db_type is :cluster, but this build has no cluster support: #{why}"

@@ -129,15 +129,6 @@ defmodule ExESDB.Streams do
   @page 1000
   # The most a page holds (the store caps a read at this).
   @max_page 10_000
-  # Events a lazy stream asks of one read, whatever its read_batch_size.
-  # A read's records land in the reader's heap at once: with 1,000 of
-  # them (~37,000 words live, ~144,000 with the heap they arrive in) the
-  # next garbage collection is over the VM's 131,072-word limit for a
-  # collection on the process's own scheduler and runs on a dirty CPU
-  # scheduler instead (two more thread hand-offs a page, the copy made
-  # there). 512 keep it on the process's scheduler (docs/PERFORMANCE.md,
-  # 2026-12-02).
-  @lazy_read 512
   # Versions and positions are u64; the three largest are the expected
   # versions :any, :no_stream and :stream_exists.
   @max_u64 0xFFFFFFFFFFFFFFFF
@@ -454,10 +445,14 @@ defmodule ExESDB.Streams do
     end
   end
 
-  # A C node's read is a round trip (~100 us): reading it in smaller
-  # pieces was not measured to pay, so it keeps the caller's batch.
-  defp lazy_read(%{backend: ExESDB.Backend.CNode}, batch), do: batch
-  defp lazy_read(_s, batch), do: min(batch, @lazy_read)
+  # Events a lazy stream asks of one read, whatever its read_batch_size:
+  # the backend's piece (ExESDB.Backend.NIF.read_piece/0 says why 512).
+  defp lazy_read(s, batch) do
+    case s.backend.read_piece() do
+      :infinity -> batch
+      piece -> min(batch, piece)
+    end
+  end
 
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed, each page from

@@ -139,7 +139,7 @@ defmodule ExESDB.Subscriptions do
   """
 
   alias ExESDB.{EventCodec, EventRecord, Store}
-  alias ExESDB.Subscriptions.{Forwarder, Persistent, Placement, Relay, Selector}
+  alias ExESDB.Subscriptions.{Forwarder, Persistent, Relay, Selector}
 
   @transient_options [:transform, :credit]
 
@@ -306,9 +306,10 @@ defmodule ExESDB.Subscriptions do
          {:ok, _, _} <- resolve_selector(selector),
          {:ok, s} <- Store.fetch(store) do
       # in cluster mode it runs on the leader (ExESDB.Subscriptions.Placement)
-      if s.backend == ExESDB.Backend.Cluster,
-        do: Placement.subscribe(s, name, selector, subscriber, opts),
-        else: start_persistent(store, {Persistent, {s, name, selector, subscriber, opts}})
+      case s.backend.placement(s) do
+        :local -> start_persistent(store, {Persistent, {s, name, selector, subscriber, opts}})
+        placement -> placement.subscribe(s, name, selector, subscriber, opts)
+      end
     end
   end
 
@@ -443,8 +444,9 @@ defmodule ExESDB.Subscriptions do
 
   def unsubscribe(store, pid) when is_pid(pid) do
     # (in cluster mode, not to be moved with it to another leader)
-    with {:ok, %{backend: ExESDB.Backend.Cluster}} <- Store.fetch(store),
-         do: Placement.detach(store, pid, self())
+    with {:ok, s} <- Store.fetch(store),
+         placement when placement != :local <- s.backend.placement(s),
+         do: placement.detach(store, pid, self())
 
     GenServer.call(pid, :unsubscribe)
   catch
@@ -463,9 +465,10 @@ defmodule ExESDB.Subscriptions do
   def delete_subscription(store, name) do
     with :ok <- check_name(name),
          {:ok, s} <- Store.fetch(store) do
-      if s.backend == ExESDB.Backend.Cluster,
-        do: Placement.delete(s, name),
-        else: delete_persistent(store, s, name)
+      case s.backend.placement(s) do
+        :local -> delete_persistent(store, s, name)
+        placement -> placement.delete(s, name)
+      end
     end
   end
 
@@ -474,9 +477,10 @@ defmodule ExESDB.Subscriptions do
   # or in cluster mode the leader's.
   def whereis(store, name) do
     with {:ok, s} <- Store.fetch(store) do
-      if s.backend == ExESDB.Backend.Cluster,
-        do: Placement.whereis(s, name),
-        else: whereis_persistent(store, name)
+      case s.backend.placement(s) do
+        :local -> whereis_persistent(store, name)
+        placement -> placement.whereis(s, name)
+      end
     end
   end
 
@@ -560,15 +564,16 @@ defmodule ExESDB.Subscriptions do
   # The subscriptions running: in this node's registry, or in cluster
   # mode in the leader's, and the checkpoints read after a barrier (so
   # they hold every write acknowledged before the call, on any node).
-  defp running(%{backend: ExESDB.Backend.Cluster} = s) do
-    with {:ok, names} <- Placement.running(s),
-         :ok <- ExESDB.Cluster.barrier(s.store_id),
-         do: {:ok, names}
-  end
-
   defp running(s) do
-    names = Registry.select(registry(s.store_id), [{{:"$1", :_, :_}, [], [:"$1"]}])
-    {:ok, names}
+    case s.backend.placement(s) do
+      :local ->
+        {:ok, Registry.select(registry(s.store_id), [{{:"$1", :_, :_}, [], [:"$1"]}])}
+
+      placement ->
+        with {:ok, names} <- placement.running(s),
+             :ok <- s.backend.barrier(s),
+             do: {:ok, names}
+    end
   end
 
   # Every checkpoint, page after page (each after the last name seen)

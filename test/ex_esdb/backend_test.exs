@@ -19,6 +19,26 @@ defmodule ExESDB.BackendTest do
     assert files_matching("src/*.erl", "ex_esdb_nif:") == ["src/ex_esdb_backend.erl"]
   end
 
+  test "only the backends call :ex_esdb_backend (the cluster's own code through Backend.Cluster)" do
+    callers = files_matching("lib/**/*.ex", ~r/:ex_esdb_backend\.\w+\(/)
+    assert callers != []
+    assert Enum.reject(callers, &String.starts_with?(&1, "lib/ex_esdb/backend/")) == []
+  end
+
+  # What differs between backends is asked of the backend (its callbacks);
+  # store.ex picks the backend, and ExESDB.Cluster's membership calls are
+  # the in-VM cluster backend's alone.
+  test "nothing outside the backends branches on which backend a store has" do
+    branch = ~r/backend(:| ==| !=) ExESDB\.Backend\.\w+|^\s*ExESDB\.Backend\.\w+ ->/m
+
+    assert files_matching("lib/**/*.ex", branch) --
+             files_matching("lib/ex_esdb/backend/*.ex", branch) ==
+             ["lib/ex_esdb/cluster.ex", "lib/ex_esdb/store.ex"]
+
+    # (only cluster_store/1: is the store in the in-VM cluster mode)
+    assert length(Regex.scan(branch, File.read!(Path.join(@root, "lib/ex_esdb/cluster.ex")))) == 1
+  end
+
   test "one {Ref, Reply} wait in lib/ and src/" do
     wait = ~r/\{\^?[Rr]ef, \w+\} ->/
     waits = files_matching("lib/**/*.ex", wait) ++ files_matching("src/*.erl", wait)
@@ -80,15 +100,16 @@ defmodule ExESDB.BackendTest do
   defp ref_clause?({:clause, _, [{:tuple, _, [{:var, _, _}, _]}], _, _}), do: true
   defp ref_clause?(_), do: false
 
-  test "every callback is documented and implemented by Backend.NIF and Backend.CNode" do
+  test "every callback is documented and implemented by each backend" do
     Code.ensure_loaded!(ExESDB.Backend.NIF)
     Code.ensure_loaded!(ExESDB.Backend.CNode)
+    Code.ensure_loaded!(ExESDB.Backend.Cluster)
     callbacks = ExESDB.Backend.behaviour_info(:callbacks)
     {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(ExESDB.Backend)
     documented = for {{:callback, name, arity}, _, _, %{"en" => _}, _} <- docs, do: {name, arity}
     assert Enum.sort(callbacks) == Enum.sort(documented)
 
-    for backend <- [ExESDB.Backend.NIF, ExESDB.Backend.CNode],
+    for backend <- [ExESDB.Backend.NIF, ExESDB.Backend.CNode, ExESDB.Backend.Cluster],
         {name, arity} <- callbacks,
         do: assert(function_exported?(backend, name, arity), "#{inspect(backend)}.#{name}/#{arity}")
   end

@@ -1,6 +1,6 @@
 defmodule ExESDB.LazyReadChunksTest do
   # Lazy streams read the store in pieces smaller than a large
-  # read_batch_size (Streams' @lazy_read), so that a read's records stay
+  # read_batch_size (the backend's read_piece/0), so that a read's records stay
   # well under the heap size at which the VM moves the reader's garbage
   # collection to a dirty CPU scheduler. What the caller gets must not
   # change: every event once, in order, across the pieces' boundaries.

@@ -145,4 +145,10 @@ defmodule ExESDB.Test.GatedBackend do
   defdelegate backup(store, dest), to: NIF
   @impl true
   defdelegate decode_term(bin), to: NIF
+  @impl true
+  defdelegate read_piece(), to: NIF
+  @impl true
+  defdelegate placement(store), to: NIF
+  @impl true
+  defdelegate barrier(store), to: NIF
 end

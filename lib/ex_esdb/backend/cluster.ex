@@ -875,4 +875,39 @@ defmodule ExESDB.Backend.Cluster do
 
   @impl true
   def decode_term(bin), do: NIF.decode_term(bin)
+
+  @impl true
+  def read_piece, do: NIF.read_piece()
+
+  @impl true
+  # each runs on the leader
+  def placement(_store), do: ExESDB.Subscriptions.Placement
+
+  @impl true
+  def barrier(store), do: submit(store, :barrier, [])
+
+  # ---- this node's replica, whoever leads --------------------------------
+  # Raft's view, a copy's install and the records the replica holds, for
+  # the cluster's own code on this node (ExESDB.Cluster and its seeding
+  # keeper, which has only the replica's ref before the store is
+  # registered, and reads this replica's records whatever the leader's).
+
+  @doc false
+  def support, do: :ex_esdb_backend.cluster_support()
+
+  @doc false
+  def replica_info(ref), do: :ex_esdb_backend.cluster_info(ref)
+
+  @doc false
+  def replica_members(ref), do: :ex_esdb_backend.cluster_members(ref)
+
+  @doc false
+  def install_copy(ref, file), do: :ex_esdb_backend.cluster_install_copy(ref, file)
+
+  @doc false
+  def replica_checkpoint(ref, name), do: :ex_esdb_backend.checkpoint_get(ref, name)
+
+  @doc false
+  def replica_checkpoints(ref, after_name, count),
+    do: :ex_esdb_backend.checkpoint_list(ref, after_name, count)
 end

@@ -385,6 +385,14 @@ defmodule ExESDB.Backend.CNode do
   @impl true
   def decode_term(bin), do: Terms.decode(bin)
 
+  @impl true
+  # A read is a round trip (~100 us): reading in smaller pieces was not
+  # measured to pay, so a lazy read keeps the caller's batch.
+  def read_piece, do: :infinity
+
+  @impl true
+  def placement(_store), do: :local
+
   defp read_call(store, request),
     do: fresh(store, fn -> read_at(store, request) end)
 
@@ -564,7 +572,7 @@ defmodule ExESDB.Backend.CNode do
   # before is applied there.
   @barrier {:checkpoint_delete, "ex_esdb:barrier"}
 
-  @doc false
+  @impl true
   # ExESDB.Cluster.barrier/2 on a cluster of C nodes: :ok once the
   # store's own C node (where reads go) applied everything the cluster
   # committed before the call; {:error, :timeout} when the no-op went

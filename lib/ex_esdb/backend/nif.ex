@@ -96,4 +96,20 @@ defmodule ExESDB.Backend.NIF do
 
   @impl true
   def decode_term(bin), do: :ex_esdb_backend.decode_term(bin)
+
+  @impl true
+  # A read's records land in the reader's heap at once: with 1,000 of
+  # them (~37,000 words live, ~144,000 with the heap they arrive in) the
+  # next garbage collection is over the VM's 131,072-word limit for a
+  # collection on the process's own scheduler and runs on a dirty CPU
+  # scheduler instead (two more thread hand-offs a page, the copy made
+  # there). 512 keep it on the process's scheduler (docs/PERFORMANCE.md,
+  # 2026-12-02).
+  def read_piece, do: 512
+
+  @impl true
+  def placement(_store), do: :local
+
+  @impl true
+  def barrier(_store), do: {:error, :not_cluster}
 end

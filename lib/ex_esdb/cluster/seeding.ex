@@ -92,7 +92,7 @@ defmodule ExESDB.Cluster.Seeding do
   entries), its writer holds the entries after N. This node fetches a
   copy from the member that applied most (`data.mdb.incoming` beside the
   store) and restores it under the open store
-  (`:ex_esdb_backend.cluster_install_copy/2`, `esdb_store_restore`); the
+  (`ExESDB.Backend.Cluster.install_copy/2`, `esdb_store_restore`); the
   writer goes on from the copy's index. Reads meanwhile see the store as
   it was; writes are refused, and the C replica keeps it from leading
   while another voter can (it campaigns late, and hands leadership on
@@ -445,9 +445,9 @@ defmodule ExESDB.Cluster.Seeding do
   def state(store_id) do
     with {:ok, s} <- ExESDB.Store.fetch(store_id),
          true <- s.backend == Backend,
-         {:ok, %{failure: nil} = i} <- :ex_esdb_backend.cluster_info(s.handle.ref),
+         {:ok, %{failure: nil} = i} <- Backend.replica_info(s.handle.ref),
          {:ok, recorded} <- recorded(s),
-         {:ok, members} <- :ex_esdb_backend.cluster_members(s.handle.ref) do
+         {:ok, members} <- Backend.replica_members(s.handle.ref) do
       ids = for {id, _address, _role} <- members, do: id
       {:ok, %{applied: i.applied, leader?: i.leader, recorded: recorded, members: ids}}
     else
@@ -493,7 +493,7 @@ defmodule ExESDB.Cluster.Seeding do
   def recorded(s), do: recorded(s, @prefix, %{})
 
   defp recorded(s, after_name, acc) do
-    case :ex_esdb_backend.checkpoint_list(s.handle.ref, after_name, 100) do
+    case Backend.replica_checkpoints(s.handle.ref, after_name, 100) do
       {:ok, page} ->
         mine = Enum.take_while(page, fn {name, _, _, _} -> String.starts_with?(name, @prefix) end)
         acc = Enum.into(mine, acc, fn {@prefix <> n, id, _, _} -> {n, id} end)
@@ -673,7 +673,7 @@ defmodule ExESDB.Cluster.Seeding do
   # this node in its store still names another id): the old id to swap
   # for ours, again (each step of the replace is skipped when done).
   defp unfinished(ref, id) do
-    case :ex_esdb_backend.checkpoint_get(ref, @prefix <> Atom.to_string(node())) do
+    case Backend.replica_checkpoint(ref, @prefix <> Atom.to_string(node())) do
       {:ok, {_, old, _, _}} when old != id -> old
       _ -> nil
     end
@@ -693,7 +693,7 @@ defmodule ExESDB.Cluster.Seeding do
         keeper(%{k | reseed: again})
     after
       @tick ->
-        case :ex_esdb_backend.cluster_info(k.ref) do
+        case Backend.replica_info(k.ref) do
           {:ok, i} -> keeper(step(k, i))
           _ -> :ok
         end
@@ -721,7 +721,7 @@ defmodule ExESDB.Cluster.Seeding do
 
   defp step(%{recorded: false} = k, _i) do
     with {:ok, s} <- store(k),
-         {:ok, ms} <- :ex_esdb_backend.cluster_members(k.ref),
+         {:ok, ms} <- Backend.replica_members(k.ref),
          true <- List.keymember?(ms, k.id, 0),
          :ok <- record(s, k.id) do
       %{k | recorded: true}
@@ -756,7 +756,7 @@ defmodule ExESDB.Cluster.Seeding do
   defp record(s, id) do
     name = @prefix <> Atom.to_string(node())
 
-    case :ex_esdb_backend.checkpoint_get(s.handle.ref, name) do
+    case Backend.replica_checkpoint(s.handle.ref, name) do
       {:ok, {_, ^id, _, _}} ->
         :ok
 
@@ -786,7 +786,7 @@ defmodule ExESDB.Cluster.Seeding do
         file = fetch(from, k.store_id, k.path, k.file_mode, @incoming)
 
         try do
-          :ex_esdb_backend.cluster_install_copy(k.ref, file)
+          Backend.install_copy(k.ref, file)
         after
           File.rm(file)
         end
