@@ -5,7 +5,9 @@ defmodule ExESDB.CNodeLauncherClusterTest do
   # mode's seeds (`raft_addresses`). Writes go through the backend; a
   # launched replica killed with -9 is started again by its launcher and
   # catches up; one whose directory was lost refuses to come back as its
-  # old voter (exit status 3) and is not started again. Real OS
+  # old voter (exit status 3) and is not started again; with
+  # cnode_wiped: :rejoin it comes back as a new member, and stays that
+  # member when its system starts again without the option. Real OS
   # processes, distribution and raft on loopback.
   use ExUnit.Case, async: false
 
@@ -36,25 +38,22 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     addresses = Map.new(Enum.zip(names, free_ports(3)), fn {n, p} -> {n, "127.0.0.1:#{p}"} end)
 
     for {store, name} <- stores do
-      start_supervised!(
-        {ExESDB.System,
-         [
-           store_id: store,
-           data_dir: Path.join(dir, "#{store}"),
-           durability: :nosync,
-           backend: :cnode,
-           cnode_name: name,
-           cnode_cluster: names,
-           raft_addresses: addresses,
-           election_timeout: 500,
-           heartbeat: 20,
-           timeout: 10_000
-         ] ++ opts},
-        id: store
-      )
-    end
+      system = [
+        store_id: store,
+        data_dir: Path.join(dir, "#{store}"),
+        durability: :nosync,
+        backend: :cnode,
+        cnode_name: name,
+        cnode_cluster: names,
+        raft_addresses: addresses,
+        election_timeout: 500,
+        heartbeat: 20,
+        timeout: 10_000
+      ]
 
-    for {store, name} <- stores, do: %{store: store, name: name}
+      start_supervised!({ExESDB.System, system ++ opts}, id: store)
+      %{store: store, name: name, system: system}
+    end
   end
 
   defp version(name, stream) do
@@ -191,5 +190,22 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     assert {:ok, 6} = Streams.append_events(f.store, "s", 5, [event(6)])
     wait_until(fn -> version(f.name, "s") == 6 end, 20_000)
     assert {:ok, 6} = Streams.get_version(f.store, "s")
+
+    # a normal member now: its system started again without cnode_wiped
+    # (the launcher passes --raft-wiped refuse) runs it as that member.
+    # Before: it refused to open (raft/node_id holds the new id), and the
+    # launcher started it again in a loop
+    stop_supervised!(f.store)
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        start_supervised!({ExESDB.System, f.system}, id: f.store)
+        assert {:ok, 7} = Streams.append_events(f.store, "s", 6, [event(7)])
+        wait_until(fn -> version(f.name, "s") == 7 end, 20_000)
+        assert {:ok, 7} = Streams.get_version(f.store, "s")
+      end)
+
+    assert {:ok, %{id: ^new_id}} = CNodeCluster.call(f.name, {:cluster_info})
+    refute log =~ "starting it again", log
   end
 end
