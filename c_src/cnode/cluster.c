@@ -8,6 +8,7 @@
 
 #include "copies.h"
 #include "ops.h"
+#include "sessions.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -123,6 +124,16 @@ static bool listed_id(const cn_cluster_opts *o, uint64_t id)
 	return false;
 }
 
+/* Raft's loop thread, on every change of the leader this node knows: a
+ * node that no longer leads drops the persistent subscription names its
+ * sessions claimed (sessions.h), and tells their sessions. */
+static void on_leader(void *ctx, uint64_t id, const char *address, bool self)
+{
+	cn_server *srv = ctx;
+	cn_sessions_leadership(
+	    srv, self ? esdb_replica_get_term(srv->cluster->rep) : 0);
+}
+
 int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
                      const char *self_name)
 {
@@ -179,13 +190,15 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 	    .heartbeat_ms = (unsigned)o->heartbeat_ms,
 	    .snapshot_threshold = (unsigned)o->snapshot_threshold,
 	    .trailing_bytes = o->trailing_bytes,
+	    .on_leader = on_leader,
+	    .on_leader_ctx = srv,
 	};
 	int rc = esdb_replica_create(srv->store, &cfg, &c->rep);
 	if (rc) {
 		free(c);
 		return rc;
 	}
-	srv->cluster = c;
+	srv->cluster = c; /* before raft starts (the store's open) */
 	return 0;
 }
 
@@ -375,6 +388,19 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x)
 bool cn_cluster_in_term(cn_server *srv, uint64_t term)
 {
 	return srv->cluster && esdb_replica_get_term(srv->cluster->rep) == term;
+}
+
+bool cn_cluster_leading(cn_server *srv, uint64_t *term)
+{
+	if (!srv->cluster)
+		return false;
+	esdb_replica *rep = srv->cluster->rep;
+	bool leading;
+	do {
+		*term = esdb_replica_get_term(rep);
+		leading = esdb_replica_is_leader(rep);
+	} while (*term != esdb_replica_get_term(rep));
+	return leading;
 }
 
 void cn_cluster_fence_term(uint64_t term)
@@ -840,6 +866,11 @@ int cn_cluster_start(cn_server *srv)
 }
 
 bool cn_cluster_in_term(cn_server *srv, uint64_t term)
+{
+	return false;
+}
+
+bool cn_cluster_leading(cn_server *srv, uint64_t *term)
 {
 	return false;
 }

@@ -137,6 +137,10 @@ void cn_cluster_encode_not_leader(cn_server *srv, ei_x_buff *x);
  * replica, or built without raft). Under the store's lock. */
 bool cn_cluster_in_term(cn_server *srv, uint64_t term);
 
+/* Whether srv's replica leads now, its raft term into *term (false
+ * without a replica, or built without raft). Under the store's lock. */
+bool cn_cluster_leading(cn_server *srv, uint64_t *term);
+
 /* Fence the calling thread's next submissions to raft term `term` (0:
  * lift it; esdb_replica_fence_term): queued only while the replica
  * leads in that term, checked where it queues them. */

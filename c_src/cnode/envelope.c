@@ -145,6 +145,14 @@ bool cn_envelope_unwrap_in_term(const uint8_t *m, cn_envelope *e,
 	return true;
 }
 
+bool cn_envelope_unwrap_as_owner(const uint8_t *m, cn_envelope *e)
+{
+	if (e->check || strcmp(e->op, "as_owner") != 0 || e->arity != 2)
+		return false;
+	take_request(m, e->args_at, e);
+	return true;
+}
+
 bool cn_envelope_parse(const uint8_t *m, size_t len, cn_envelope *e)
 {
 	size_t pos = 3, at, pid_at;

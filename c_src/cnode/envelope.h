@@ -59,4 +59,9 @@ bool cn_envelope_unwrap_at(const uint8_t *m, cn_envelope *e, const char **name,
 bool cn_envelope_unwrap_in_term(const uint8_t *m, cn_envelope *e,
                                 uint64_t *term, uint64_t *until);
 
+/* A checked Request {as_owner, Inner}: e's op, arity and args_at now
+ * Inner's (as unwrap_at's). False when Request is not of that shape (e
+ * unchanged). */
+bool cn_envelope_unwrap_as_owner(const uint8_t *m, cn_envelope *e);
+
 #endif

@@ -251,6 +251,45 @@ static void in_term(caller *k, const cn_envelope *fenced, const uint8_t *m)
 	}
 }
 
+/* {as_owner, Mutation}: a persistent subscription's checkpoint_put or
+ * checkpoint_delete of Name, served only while the session of From owns
+ * Name's claim here (sessions.c), and on a replica queued for raft only
+ * in the claim's term: an owner that lost its claim (the leader stepped
+ * down, the name went to another session) writes nothing more. Refused
+ * ({error, no_session | claim_lost}), it is never applied. */
+static void as_owner(caller *k, const cn_envelope *wrapped, const uint8_t *m)
+{
+	cn_envelope inner = *wrapped, *e = &inner;
+	int idx, type, size;
+	if (!cn_envelope_unwrap_as_owner(m, e) ||
+	    (strcmp(e->op, "checkpoint_put") != 0 &&
+	     strcmp(e->op, "checkpoint_delete") != 0) ||
+	    e->arity < 2 ||
+	    (idx = e->args_at,
+	     ei_get_type((const char *)m, &idx, &type, &size) != 0) ||
+	    type != ERL_BINARY_EXT) {
+		cn_reply_error(k, "invalid_request", "as_owner");
+		return;
+	}
+	if (!cn_conn_hello_done(k->c)) {
+		cn_reply_error(k, NULL, "hello_required");
+		return;
+	}
+	/* the tag and the length before the name's bytes */
+	const char *name = (const char *)m + idx + 5;
+	uint64_t term = 0;
+	const char *why = cn_sessions_owner(k, name, (size_t)size, &term);
+	if (why) {
+		cn_reply_error(k, NULL, why);
+	} else {
+		/* the claim's term checked again where it is queued: one
+		 * that moved on since refuses it */
+		cn_cluster_fence_term(term);
+		dispatch(k, e, (const char *)m);
+		cn_cluster_fence_term(0);
+	}
+}
+
 /* The message m[0..len): a request or not. */
 static void message(cn_server *srv, cn_conn *c, const uint8_t *m, size_t len)
 {
@@ -307,6 +346,8 @@ static void serve(caller *k, const cn_envelope *e, const uint8_t *m)
 		cn_copy_request(k, e, (const char *)m);
 	else if (strcmp(e->op, "in_term") == 0)
 		in_term(k, e, m);
+	else if (strcmp(e->op, "as_owner") == 0)
+		as_owner(k, e, m);
 	else
 		dispatch(k, e, (const char *)m);
 }

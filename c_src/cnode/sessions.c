@@ -28,6 +28,7 @@
  * the table's lock is held for a few steps, never while encoding. */
 #include "sessions.h"
 
+#include "cluster.h"
 #include "members.h"
 #include "session_ops.h"
 
@@ -68,11 +69,17 @@ typedef struct member {
 
 /* A persistent subscription name a session owns on this store: one
  * owner per name (session_claim), so that two client nodes never run
- * the same subscription over one checkpoint. Ends with its session. */
+ * the same subscription over one checkpoint. Ends with its session. On
+ * a replica only the leader grants claims, each in the raft term it
+ * leads in: a claim lives while that term does (cn_sessions_leadership
+ * drops it when the node stops leading), so one name has one owner in
+ * the cluster, and the owner's checkpoint writes ({as_owner, _}) are
+ * fenced to that term. */
 typedef struct claim {
 	session *s;
 	char *name;
 	size_t len;
+	uint64_t term; /* raft term it was granted in (0: no replica) */
 	struct claim *next;
 } claim;
 
@@ -512,7 +519,8 @@ int cn_sessions_start(cn_server *srv)
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->sent, NULL);
 	t->table.slot_size = sizeof(member);
-	srv->sessions = t;
+	/* raft's loop thread may read it (cn_sessions_leadership) */
+	__atomic_store_n(&srv->sessions, t, __ATOMIC_RELEASE);
 	return esdb_emitter_set_deliver(srv->store, deliver, srv);
 }
 
@@ -792,8 +800,55 @@ static claim **find_claim(struct cn_sessions *t, const arg *name)
 	return p;
 }
 
+/* {esdb_claim_lost, Name, Term} to the claim's session, and the claim
+ * goes. Lock held. */
+static void drop_claim(claim **p)
+{
+	claim *cl = *p;
+	ei_x_buff x;
+	if (ei_x_new_with_version(&x) == 0) {
+		ei_x_encode_tuple_header(&x, 3);
+		ei_x_encode_atom(&x, "esdb_claim_lost");
+		ei_x_encode_binary(&x, cl->name, (long)cl->len);
+		ei_x_encode_ulonglong(&x, cl->term);
+		cn_conn_push(cl->s->c, &cl->s->client, &x, false);
+	}
+	*p = cl->next;
+	free(cl->name);
+	free(cl);
+}
+
+void cn_sessions_leadership(cn_server *srv, uint64_t term)
+{
+	struct cn_sessions *t =
+	    __atomic_load_n(&srv->sessions, __ATOMIC_ACQUIRE);
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->mu);
+	for (claim **p = &t->claims; *p;)
+		if (!term || (*p)->term != term)
+			drop_claim(p);
+		else
+			p = &(*p)->next;
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Whether srv's store is a replica (then *leading and *term: whether it
+ * leads, in which term). Store lock held. */
+static bool replica_state(cn_server *srv, bool *leading, uint64_t *term)
+{
+	*term = 0;
+	*leading = false;
+	if (srv->closed || !srv->cluster)
+		return false;
+	*leading = cn_cluster_leading(srv, term);
+	return true;
+}
+
 /* {session_claim, Name}: ok when this session owns Name now (or did);
- * {error, subscription_already_exists} when another session does. */
+ * {error, subscription_already_exists} when another session does. On a
+ * replica: {ok, Term} from the leader, the claim's raft term; {error,
+ * {not_leader, Leader}} from any other. */
 static void session_claim(caller *k, const arg *name)
 {
 	cn_server *srv = k->srv;
@@ -802,13 +857,24 @@ static void session_claim(caller *k, const arg *name)
 		cn_reply_error(k, "invalid_request", "session_claim");
 		return;
 	}
+	bool leading;
+	uint64_t term;
+	/* held across the check and the grant: a step-down in between
+	 * drops the claim (cn_sessions_leadership takes `mu` after raft
+	 * changed its state) */
+	pthread_rwlock_rdlock(&srv->store_lock);
+	bool replica = replica_state(srv, &leading, &term);
 	pthread_mutex_lock(&t->mu);
 	session *s = find_session(t, k->c, &k->from);
 	claim **p = s ? find_claim(t, name) : NULL;
+	/* one from an earlier term is no claim any more */
+	if (s && replica && leading && *p && (*p)->term != term)
+		drop_claim(p);
 	unsigned held = 0;
 	for (claim *cl = t->claims; s && cl; cl = cl->next)
 		held += cl->s == s;
-	const char *refused = !s ? "no_session"
+	const char *refused = !s                    ? "no_session"
+	                      : replica && !leading ? "not_leader"
 	                      : *p && (*p)->s != s
 	                          ? "subscription_already_exists"
 	                      : !*p && held >= srv->max_subs ? "limit"
@@ -819,7 +885,7 @@ static void session_claim(caller *k, const arg *name)
 		char *copy = cl ? malloc(name->len) : NULL;
 		if (copy) {
 			memcpy(copy, name->p, name->len);
-			*cl = (claim){s, copy, name->len, t->claims};
+			*cl = (claim){s, copy, name->len, term, t->claims};
 			t->claims = cl;
 		} else {
 			free(cl);
@@ -827,12 +893,55 @@ static void session_claim(caller *k, const arg *name)
 		}
 	}
 	pthread_mutex_unlock(&t->mu);
+	ei_x_buff x;
+	if (refused && strcmp(refused, "not_leader") == 0) {
+		cn_reply_begin(k, &x);
+		cn_cluster_encode_not_leader(srv, &x);
+		cn_reply_end(k, &x);
+	}
+	pthread_rwlock_unlock(&srv->store_lock);
+	if (refused && strcmp(refused, "not_leader") == 0)
+		return;
 	if (refused && strcmp(refused, "limit") == 0)
 		reply_limit(k, "max_subscriptions", srv->max_subs);
 	else if (refused)
 		cn_reply_error(k, NULL, refused);
-	else
+	else if (replica) {
+		cn_reply_begin(k, &x);
+		ei_x_encode_tuple_header(&x, 2);
+		ei_x_encode_atom(&x, "ok");
+		ei_x_encode_ulonglong(&x, term);
+		cn_reply_end(k, &x);
+	} else
 		cn_reply_rc(k, 0);
+}
+
+const char *cn_sessions_owner(caller *k, const char *name, size_t len,
+                              uint64_t *term)
+{
+	cn_server *srv = k->srv;
+	struct cn_sessions *t = srv->sessions;
+	arg a = {.p = name, .len = len};
+	bool leading;
+	uint64_t now;
+	pthread_rwlock_rdlock(&srv->store_lock);
+	bool replica = replica_state(srv, &leading, &now);
+	pthread_mutex_lock(&t->mu);
+	session *s = find_session(t, k->c, &k->from);
+	claim **p = s ? find_claim(t, &a) : NULL;
+	/* a claim of an earlier term is dropped (its session told) */
+	bool stale = s && *p && (*p)->s == s && replica &&
+	             (!leading || (*p)->term != now);
+	const char *why = !s                             ? "no_session"
+	                  : !*p || (*p)->s != s || stale ? "claim_lost"
+	                                                 : NULL;
+	if (!why)
+		*term = (*p)->term;
+	else if (stale)
+		drop_claim(p);
+	pthread_mutex_unlock(&t->mu);
+	pthread_rwlock_unlock(&srv->store_lock);
+	return why;
 }
 
 /* {session_release, Name}: the session's claim on Name goes. */

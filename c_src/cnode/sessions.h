@@ -35,6 +35,19 @@ void cn_sessions_exit(cn_server *srv, cn_conn *c, const erlang_pid *from,
 /* c closed: every session it held, on any of srv's stores, ends. */
 void cn_sessions_conn_closed(cn_server *srv, cn_conn *c);
 
+/* Raft's loop thread: srv's replica leads in `term` now (0: it does not
+ * lead). Every claim taken in another term is dropped and its session
+ * pushed {esdb_claim_lost, Name, Term}. */
+void cn_sessions_leadership(cn_server *srv, uint64_t term);
+
+/* Whether the session of k's From owns the claim on name here: NULL,
+ * *term the claim's raft term (0 on a store that is no replica), or why
+ * not: "no_session", or "claim_lost" (no claim, another session's, or
+ * one taken in an earlier raft term: that one is dropped now, its
+ * session told). {as_owner, Mutation}'s check (request.c). */
+const char *cn_sessions_owner(caller *k, const char *name, size_t len,
+                              uint64_t *term);
+
 /* Members held by every session (stats' `subscribers`). */
 uint64_t cn_sessions_members(cn_server *srv);
 

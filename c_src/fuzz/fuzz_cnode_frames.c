@@ -115,6 +115,9 @@ static void message(const uint8_t *m, size_t len)
 		decode_args(m, &e);
 		decode_session_arg(m, &e);
 	}
+	/* {as_owner, Mutation}: the mutation's arguments */
+	if (cn_envelope_unwrap_as_owner(m, &e))
+		decode_args(m, &e);
 }
 
 static void frame(const uint8_t *buf, size_t len)

@@ -71,7 +71,14 @@ defmodule ExESDB.Subscriptions do
   store: another BEAM node's `subscribe_to/5` of that name answers
   `{:error, :subscription_already_exists}` until the subscription ends or
   its node goes (the C node does not keep owners over its restart: the
-  first to join again keeps the name, another stops).
+  first to join again keeps the name, another stops). With a cluster of
+  C nodes (`cnode_cluster`) the name has one owner in the cluster: it is
+  claimed at the leading C node, and when leadership moves the
+  subscription takes it again at the new leader, reading what it missed
+  from the store (another owner having taken the name meanwhile, it
+  stops with `{:shutdown, :subscription_already_exists}`). Its
+  checkpoint writes go through the claim: none is taken once the claim
+  is lost (docs/CLUSTER.md, "A cluster of C nodes").
 
   **Cluster mode** (`db_type: :cluster`). A persistent subscription owns
   a checkpoint, so it runs once per cluster, on the leader:

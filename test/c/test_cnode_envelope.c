@@ -254,6 +254,50 @@ TEST(cnode_envelope_unwraps_a_fenced_mutation)
 	ei_x_free(&x);
 }
 
+/* {call, From, Ref, {as_owner, Inner}}, Inner {checkpoint_delete,
+ * <<"p">>} or, when `inner_atom`, the atom inner. */
+static void as_owner_request(ei_x_buff *x, bool inner_atom)
+{
+	erlang_pid from = {.num = 7, .creation = 99};
+	erlang_ref ref = {.len = 3, .n = {1, 2, 3}, .creation = 99};
+	strcpy(from.node, "client@vm");
+	strcpy(ref.node, "client@vm");
+	ei_x_new_with_version(x);
+	ei_x_encode_tuple_header(x, 4);
+	ei_x_encode_atom(x, "call");
+	ei_x_encode_pid(x, &from);
+	ei_x_encode_ref(x, &ref);
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "as_owner");
+	if (inner_atom) {
+		ei_x_encode_atom(x, "inner");
+		return;
+	}
+	ei_x_encode_tuple_header(x, 2);
+	ei_x_encode_atom(x, "checkpoint_delete");
+	ei_x_encode_binary(x, "p", 1);
+}
+
+TEST(cnode_envelope_unwraps_an_owners_write)
+{
+	ei_x_buff x;
+	cn_envelope e;
+	as_owner_request(&x, false);
+	REQUIRE(cn_envelope_parse((uint8_t *)x.buff, (size_t)x.index, &e));
+	REQUIRE(cn_envelope_unwrap_as_owner((uint8_t *)x.buff, &e));
+	CHECK(strcmp(e.op, "checkpoint_delete") == 0 && e.arity == 2);
+	/* unwrapped once: the inner request is no owner's write */
+	CHECK(!cn_envelope_unwrap_as_owner((uint8_t *)x.buff, &e));
+	ei_x_free(&x);
+
+	/* Inner no request: unwrapped to no operation ("") */
+	as_owner_request(&x, true);
+	REQUIRE(cn_envelope_parse((uint8_t *)x.buff, (size_t)x.index, &e));
+	REQUIRE(cn_envelope_unwrap_as_owner((uint8_t *)x.buff, &e));
+	CHECK(e.op[0] == '\0');
+	ei_x_free(&x);
+}
+
 /* {call, From, Ref, {Op, Ref}}: a reference inside the request. */
 static void ref_request(ei_x_buff *x, const char *op, bool nested)
 {

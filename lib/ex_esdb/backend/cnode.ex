@@ -114,7 +114,10 @@ defmodule ExESDB.Backend.CNode do
       end
 
     launcher ++
-      [{Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie}} | members]
+      [
+        {Connection, %{store_id: options.store_id, cnode: cnode, cookie: cookie, cluster: cluster}}
+        | members
+      ]
   end
 
   def children(_options), do: []
@@ -254,6 +257,15 @@ defmodule ExESDB.Backend.CNode do
 
   def submit(%{handle: %Handle{members: m}} = store, command, opts) when map_size(m) > 0 do
     cond do
+      # a persistent subscription's own checkpoint write: through its
+      # claim (owner_write/3), never routed to another leader
+      opts[:here] == true and elem(command, 0) in [:checkpoint_put, :checkpoint_delete] ->
+        write = owner_write(store, command)
+
+        if opts[:async],
+          do: CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), write),
+          else: CallerRelay.sync(__MODULE__, store.store_id, fn -> translate(command, write.()) end)
+
       # one relay process per caller and store keeps its async commands
       # in order while each follows the leader
       opts[:async] ->
@@ -285,6 +297,53 @@ defmodule ExESDB.Backend.CNode do
       end
     else
       translate(command, call(h, command, :write, store.timeout))
+    end
+  end
+
+  # A persistent subscription's checkpoint write in a cluster of C
+  # nodes (a function for the caller's relay): sent as {as_owner,
+  # Command} to the C node that granted this process's claim on the name
+  # (its session's, ExESDB.CNode.Session.owner_at/2), with the session as
+  # From (the C node checks the session owns the name there, in the
+  # claim's raft term, and fences the write to that term); the session
+  # hands the reply on to this call's alias. A claim lost (the C node no
+  # longer leads, or went) answers {:error, :claim_lost} or an error of
+  # reach, and nothing is written: the subscription takes the name again
+  # at the new leader first (its session tells it the claim was lost).
+  defp owner_write(store, command) do
+    h = store.handle
+    name = elem(command, 1)
+
+    at =
+      with {:ok, session} <- session(store),
+           cnode when cnode != nil <- Session.owner_at(session, name),
+           do: {session, cnode},
+           else: (_ -> nil)
+
+    fn ->
+      case at do
+        nil ->
+          {:error, :claim_lost}
+
+        {session, cnode} ->
+          ref = :erlang.monitor(:process, session, alias: :reply_demonitor)
+
+          case Process.send({:esdb, cnode}, {:call, session, ref, {:as_owner, command}}, [
+                 :noconnect
+               ]) do
+            :ok ->
+              case await_reply(ref, store.timeout) do
+                {:reply, reply} -> replied(h, reply)
+                # the session went with the write sent
+                :down -> {:error, :outcome_unknown}
+                :timeout -> {:error, :timeout}
+              end
+
+            :noconnect ->
+              Process.demonitor(ref, [:flush])
+              {:error, {:unreachable, cnode}}
+          end
+      end
     end
   end
 
@@ -338,14 +397,27 @@ defmodule ExESDB.Backend.CNode do
   # (ExESDB.CNode.Session), which sends the NIF backend's messages.
   @impl true
   def subscribe(store, pid, source, opts) do
-    with {:ok, session} <- session(store) do
-      Session.subscribe(session, pid, source,
-        shape: Keyword.get(opts, :shape, :plain),
-        credit: Keyword.get(opts, :credit, :infinity),
-        format: EventCodec.format(store),
-        # a persistent subscription's name: one owner per C node store
-        claim: Keyword.get(opts, :claim)
-      )
+    claim = Keyword.get(opts, :claim)
+
+    with {:ok, session} <- session(store),
+         {:ok, member, _} = ok <-
+           Session.subscribe(session, pid, source,
+             shape: Keyword.get(opts, :shape, :plain),
+             credit: Keyword.get(opts, :credit, :infinity),
+             format: EventCodec.format(store),
+             # a persistent subscription's name: one owner per store (in
+             # a cluster of C nodes, granted by the leader)
+             claim: claim
+           ) do
+      # a claim taken at a cluster's leader: what was committed before
+      # it (an earlier owner's last checkpoint) is read after it
+      with true <- claim != nil and map_size(store.handle.members) > 0,
+           {:error, _} = error <- barrier(store) do
+        Session.unsubscribe(session, member)
+        error
+      else
+        _ -> ok
+      end
     end
   end
 

@@ -94,6 +94,8 @@ defmodule ExESDB.CNode.Connection do
        relay_name: relay_name,
        relay: nil,
        session: nil,
+       # the C nodes of the store's cluster (claims go to the leader)
+       cluster: Map.get(args, :cluster, []),
        tries: 0
      }}
   end
@@ -153,6 +155,7 @@ defmodule ExESDB.CNode.Connection do
     ExESDB.CNode.Session.start_link(
       cnode: s.cnode,
       name: session_name(s.store),
+      cluster: s.cluster,
       first_id: System.unique_integer([:positive, :monotonic]) * 4_294_967_296
     )
   end

@@ -29,6 +29,10 @@ defmodule ExESDB.CNode.Session do
 
   @window 262_144
   @call_timeout 5_000
+  # a claim in a cluster while no C node leads: tries, and the pause
+  # between them (ms)
+  @claim_tries 40
+  @claim_pause 50
 
   @type source :: :all | {:stream, String.t()} | {:type, String.t()}
 
@@ -57,7 +61,14 @@ defmodule ExESDB.CNode.Session do
   name: this session must own it on the C node's store, one owner per
   name; another client node's session owning it answers
   `{:error, :subscription_already_exists}`; the claim goes with the last
-  subscriber naming it, or with the session). Every matching event
+  subscriber naming it, or with the session). With a cluster of C nodes
+  (option `cluster` of start_link/1) the claim is taken at the leading C
+  node, through a session this process opens there, and lives while that
+  C node leads in the term it was granted in: when it is lost (the C node
+  stepped down or went) each subscriber naming it gets
+  `{:subscription_down, {:transient, id}, :claim_lost}` and is taken
+  out. The C node holding the claim is kept in the caller's process
+  dictionary for its checkpoint writes (owner_at/2). Every matching event
   committed after the returned position is sent to it.
   """
   @spec subscribe(GenServer.server(), pid(), source(), keyword()) ::
@@ -78,10 +89,26 @@ defmodule ExESDB.CNode.Session do
            do: raise(ArgumentError, "bad subscription: #{inspect({source, opts})}")
 
     # no timeout: a call that timed out would still be served
-    GenServer.call(session, {:subscribe, pid, source, shape, credit, format, claim}, :infinity)
+    case GenServer.call(session, {:subscribe, pid, source, shape, credit, format, claim}, :infinity) do
+      {:ok, id, last, at} ->
+        if claim, do: Process.put({__MODULE__, :claim, GenServer.whereis(session), claim}, at)
+        {:ok, id, last}
+
+      other ->
+        other
+    end
   catch
     :exit, _ -> {:error, :closed}
   end
+
+  @doc """
+  Where this process's last subscribe/4 through `session` (a pid) took
+  the claim on `name`: the C node to send the owner's checkpoint writes
+  to (`{call, Session, Ref, {as_owner, Mutation}}`, docs/PROTOCOL.md), or
+  nil.
+  """
+  @spec owner_at(pid(), String.t()) :: node() | nil
+  def owner_at(session, name), do: Process.get({__MODULE__, :claim, session, name})
 
   @doc "`n` more events may be sent to subscription `id`."
   def grant(session, id, n) when is_integer(n) and n > 0 do
@@ -111,6 +138,7 @@ defmodule ExESDB.CNode.Session do
     Process.flag(:trap_exit, true)
     cnode = Keyword.fetch!(opts, :cnode)
     window = Keyword.get(opts, :window, @window)
+    cluster = Keyword.get(opts, :cluster, [])
 
     to = {cnode, Keyword.get(opts, :store)}
 
@@ -137,9 +165,16 @@ defmodule ExESDB.CNode.Session do
          monitors: %{},
          # joins that timed out: a late {:ok, ...} is left at once
          stale_joins: MapSet.new(),
-         # persistent subscription name owned on the C node => the
-         # subscription ids naming it
+         # persistent subscription name owned => %{ids: the subscription
+         # ids naming it, at: the C node that granted it, term: its raft
+         # term (nil: no cluster)}
          claims: %{},
+         # the other C nodes of a cluster (claims go to the leader), the
+         # sessions this process opened on them for claims (C node =>
+         # its session's pid, linked), the leader last found
+         cluster: List.delete(cluster, cnode),
+         peers: %{},
+         leader: cnode,
          # first_id: ids unique across sessions, so an id kept past
          # its session's end never names a later session's subscriber
          next_id: Keyword.get(opts, :first_id, 1)
@@ -185,8 +220,8 @@ defmodule ExESDB.CNode.Session do
 
   @impl true
   def handle_call({:subscribe, pid, source, shape, credit, format, claim}, _from, state) do
-    with true <- Process.alive?(pid) || {:error, :noproc},
-         :ok <- claim(state, claim) do
+    with true <- Process.alive?(pid) || {:error, :noproc, state},
+         {:ok, state} <- claim(state, claim) do
       case member_for(state, source) do
         {:ok, cid, last, state} ->
           id = state.next_id
@@ -211,7 +246,8 @@ defmodule ExESDB.CNode.Session do
             |> update_in([:members, cid, :subs], &MapSet.put(&1, id))
             |> claimed(claim, id)
 
-          {:reply, {:ok, id, last}, state}
+          at = if claim, do: state.claims[claim].at
+          {:reply, {:ok, id, last, at}, state}
 
         {:error, _} = error ->
           {:reply, error, unclaim(state, claim)}
@@ -220,7 +256,7 @@ defmodule ExESDB.CNode.Session do
           {:reply, {:error, reason}, unclaim(state, claim)}
       end
     else
-      {:error, _} = error -> {:reply, error, state}
+      {:error, reason, state} -> {:reply, {:error, reason}, state}
     end
   end
 
@@ -277,46 +313,151 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  # A persistent subscription's name owned here, on the C node's store.
-  defp claim(_state, nil), do: :ok
-  defp claim(%{claims: claims}, name) when is_map_key(claims, name), do: :ok
+  # A persistent subscription's name owned, on the C node's store (with
+  # a cluster: on the leading C node's). {:ok, state} with the claim in
+  # state.claims (no subscription id yet), or {:error, reason, state}.
+  defp claim(state, nil), do: {:ok, state}
+  defp claim(%{claims: claims} = state, name) when is_map_key(claims, name), do: {:ok, state}
 
-  defp claim(state, name) do
+  defp claim(%{cluster: []} = state, name) do
     case request(state.to, {:session_claim, name}) do
       :ok ->
-        :ok
+        {:ok, put_claim(state, name, state.cnode, nil)}
 
-      {:error, _} = error ->
-        error
+      {:error, reason} ->
+        {:error, reason, state}
 
       # it may have been taken: given back
       {:timeout, _} ->
         cast(state, {:session_release, name})
-        {:error, :timeout}
+        {:error, :timeout, state}
     end
   end
 
-  defp claimed(state, nil, _id), do: state
+  defp claim(state, name), do: claim_at(state, name, state.leader, @claim_tries)
 
-  defp claimed(state, name, id),
-    do: %{state | claims: Map.update(state.claims, name, MapSet.new([id]), &MapSet.put(&1, id))}
+  # Tries at `target`, following {:not_leader, leader}; while no leader
+  # is known (an election), again after @claim_pause, @claim_tries times
+  # in all: then {:error, :no_quorum}.
+  defp claim_at(state, _name, _target, 0), do: {:error, :no_quorum, state}
+
+  defp claim_at(state, name, target, tries) do
+    case peer(state, target) do
+      {:ok, state} ->
+        case request(at(state, target), {:session_claim, name}) do
+          {:ok, term} ->
+            {:ok, put_claim(%{state | leader: target}, name, target, term)}
+
+          {:error, {:not_leader, leader}} ->
+            if leader != nil and leader != target and member?(state, leader) do
+              claim_at(state, name, leader, tries - 1)
+            else
+              Process.sleep(@claim_pause)
+              claim_at(state, name, next(state, target), tries - 1)
+            end
+
+          {:error, reason} ->
+            {:error, reason, %{state | leader: target}}
+
+          {:timeout, _} ->
+            cast_at(state, target, {:session_release, name})
+            {:error, :timeout, state}
+        end
+
+      # that C node out of reach: another
+      {:error, _} ->
+        Process.sleep(@claim_pause)
+        claim_at(state, name, next(state, target), tries - 1)
+    end
+  end
+
+  defp member?(state, node), do: node == state.cnode or node in state.cluster
+
+  defp next(state, target) do
+    nodes = Enum.sort([state.cnode | state.cluster])
+    i = Enum.find_index(nodes, &(&1 == target)) || 0
+    Enum.at(nodes, rem(i + 1, length(nodes)))
+  end
+
+  # Requests to C node `target` of the store's cluster.
+  defp at(%{cnode: cnode} = state, cnode), do: state.to
+  defp at(state, target), do: {target, elem(state.to, 1)}
+
+  defp cast_at(state, target, req), do: send_request(at(state, target), state.cast_ref, req)
+
+  # A session of this process on C node `target` (the store's own C
+  # node's is this process's session): opened and linked once.
+  defp peer(%{cnode: cnode} = state, cnode), do: {:ok, state}
+  defp peer(%{peers: peers} = state, target) when is_map_key(peers, target), do: {:ok, state}
+
+  defp peer(state, target) do
+    if Node.connect(target) == true do
+      case open(at(state, target), 1) do
+        {:ok, cpid} ->
+          Process.link(cpid)
+          {:ok, put_in(state.peers[target], cpid)}
+
+        {:error, _} = error ->
+          error
+
+        other ->
+          {:error, other}
+      end
+    else
+      {:error, {:unreachable, target}}
+    end
+  end
+
+  defp put_claim(state, name, at, term),
+    do: put_in(state.claims[name], %{ids: MapSet.new(), at: at, term: term})
+
+  defp claimed(state, nil, _id), do: state
+  defp claimed(state, name, id), do: update_in(state.claims[name].ids, &MapSet.put(&1, id))
 
   # A name no subscriber holds (any more) is given back.
   defp unclaim(state, nil), do: state
 
   defp unclaim(state, name) do
-    if MapSet.size(Map.get(state.claims, name, MapSet.new())) > 0 do
-      state
-    else
-      cast(state, {:session_release, name})
-      %{state | claims: Map.delete(state.claims, name)}
+    case state.claims do
+      %{^name => c} ->
+        if MapSet.size(c.ids) > 0 do
+          state
+        else
+          cast_at(state, c.at, {:session_release, name})
+          %{state | claims: Map.delete(state.claims, name)}
+        end
+
+      _ ->
+        state
     end
   end
 
   defp unclaim(state, name, id) when is_map_key(state.claims, name),
-    do: unclaim(update_in(state.claims[name], &MapSet.delete(&1, id)), name)
+    do: unclaim(update_in(state.claims[name].ids, &MapSet.delete(&1, id)), name)
 
   defp unclaim(state, _name, _id), do: state
+
+  # Claims lost (their C node stepped down or went): each subscriber
+  # naming one is told and taken out; it subscribes again (a persistent
+  # subscription takes the name at the new leader, or stops when another
+  # owner has it).
+  defp lose_claims(state, lost) do
+    Enum.reduce(lost, state, fn name, st ->
+      {c, claims} = Map.pop(st.claims, name)
+
+      Enum.reduce(c.ids, %{st | claims: claims}, fn id, st ->
+        case st.subs do
+          %{^id => sub} ->
+            send(sub.pid, {:subscription_down, {:transient, id}, :claim_lost})
+            Process.demonitor(sub.mon, [:flush])
+            remove(st, id)
+
+          _ ->
+            st
+        end
+      end)
+    end)
+  end
 
   # A subscriber gone: its hold on the member goes (the C node leaves
   # the member with its last holder); no reply is awaited, pushes still
@@ -397,20 +538,47 @@ defmodule ExESDB.CNode.Session do
   def handle_info({:EXIT, cpid, reason}, %{cpid: cpid} = state),
     do: {:stop, {:shutdown, {:cnode_down, reason}}, state}
 
-  # a join answered after it timed out: nobody holds its member
-  def handle_info({ref, reply}, state) when is_reference(ref) and ref != state.cast_ref do
+  # A claim dropped by the C node that granted it (it stopped leading):
+  # lost, unless taken again since (in another term).
+  def handle_info({:esdb_claim_lost, name, term}, state) do
+    case state.claims do
+      %{^name => %{term: ^term}} -> {:noreply, lose_claims(state, [name])}
+      _ -> {:noreply, state}
+    end
+  end
+
+  # Another C node of the cluster went, or ended this process's session
+  # there: the claims it granted are lost.
+  def handle_info({:EXIT, from, _reason} = msg, state) when is_pid(from) do
+    case Enum.find(state.peers, fn {_, cpid} -> cpid == from end) do
+      {target, _} ->
+        lost = for {name, %{at: ^target}} <- state.claims, do: name
+        state = %{state | peers: Map.delete(state.peers, target)}
+        {:noreply, lose_claims(state, lost)}
+
+      nil ->
+        exit_other(msg, state)
+    end
+  end
+
+  # a join answered after it timed out: nobody holds its member; any
+  # other reply is an owner's checkpoint write's (From is this session),
+  # handed on to its Ref, the writer's alias (gone: dropped)
+  def handle_info({ref, reply} = msg, state) when is_reference(ref) and ref != state.cast_ref do
     if MapSet.member?(state.stale_joins, ref) do
       with {:ok, cid, _} <- reply, do: cast(state, {:session_leave, cid})
       {:noreply, %{state | stale_joins: MapSet.delete(state.stale_joins, ref)}}
     else
+      send(ref, msg)
       {:noreply, state}
     end
   end
 
-  def handle_info({:EXIT, _from, :normal}, state), do: {:noreply, state}
-  def handle_info({:EXIT, _from, reason}, state), do: {:stop, reason, state}
   # replies to casts, stray messages
   def handle_info(_other, state), do: {:noreply, state}
+
+  defp exit_other({:EXIT, _from, :normal}, state), do: {:noreply, state}
+  defp exit_other({:EXIT, _from, reason}, state), do: {:stop, reason, state}
 
   @impl true
   def terminate(_reason, state) do

@@ -389,11 +389,13 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   @impl true
   def terminate(_reason, state) do
-    if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
     # The last acknowledged position is what a successor resumes from
     # (unless the subscription was deleted); it lands after the write in
-    # flight: the store takes one process's submits in order.
+    # flight: the store takes one process's submits in order. Written
+    # before the membership (and with it the name's claim, on a C node)
+    # goes: a C node takes an owner's write only while it holds the claim.
     unless state[:deleted], do: write_checkpoint(state, :sync)
+    if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
   end
 
   defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
