@@ -295,7 +295,7 @@ CNODE_CLUSTER_TESTS := test/ex_esdb/cnode_cluster_test.exs \
 	test/ex_esdb/cnode_cluster_unreachable_test.exs \
 	test/ex_esdb/cnode_cluster_wiped_test.exs test/ex_esdb/cnode_copy_test.exs \
 	test/ex_esdb/cnode_launcher_cluster_test.exs test/ex_esdb/cnode_cluster_transfer_test.exs \
-	test/ex_esdb/cnode_cluster_rejoin_test.exs
+	test/ex_esdb/cnode_cluster_rejoin_test.exs test/ex_esdb/cnode_cluster_claim_test.exs
 ASAN_CNODE_REPORTS := $(CURDIR)/build/asan/cnode_reports
 asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \
