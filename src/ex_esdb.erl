@@ -205,8 +205,9 @@ valid_option(K, V) ->
 %% answers `{error, no_quorum}' or `{error, {not_leader, Node}}' (README,
 %% "Cluster mode from Elixir"; docs/CLUSTER.md). `{error,
 %% store_not_started}' when no such store runs (also from later calls
-%% once it stopped); `{error, {unsupported_backend, Backend}}' for a store
-%% whose backend holds no NIF reference in this VM (`backend: cnode').
+%% once it stopped). On a store served by a C node (`backend: cnode')
+%% every call goes through the store's `ExESDB.Backend', with the same
+%% answers.
 %% {@link close/1} on this handle leaves the store running: it is
 %% ExESDB.System's to stop.
 -spec attach(atom()) -> {ok, store()} | {error, term()}.

@@ -1,10 +1,14 @@
 %% @doc The store a handle of the Erlang API (`ex_esdb') names: a store
 %% this API opened itself (a NIF reference, {@link ex_esdb:open/2}), or one
-%% that `ExESDB.System' runs in this VM, single-node or cluster mode
-%% ({@link ex_esdb:attach/1}). Each function is `ex_esdb_backend''s of the
-%% same name. On an attached store reads and subscriptions are this node's
-%% replica's, and mutations go through the store's own `ExESDB.Backend':
-%% in cluster mode the gateway, which routes them to the leader, retries
+%% that `ExESDB.System' runs in this VM, single-node, cluster mode or on a
+%% C node ({@link ex_esdb:attach/1}). Each function is `ex_esdb_backend''s
+%% of the same name, with its answers. On an attached store that holds a
+%% NIF reference here reads and subscriptions are this node's replica's;
+%% on one that holds none (`backend: cnode') every call goes through the
+%% store's own `ExESDB.Backend' (the behaviour's callbacks, with the
+%% backend's errors) and its answers are put in `ex_esdb_backend''s forms.
+%% Mutations go through the store's `ExESDB.Backend' either way: in
+%% cluster mode the gateway, which routes them to the leader, retries
 %% them on a leadership change and answers once this node's replica has
 %% applied them (`ExESDB.Cluster', docs/CLUSTER.md). An attached store
 %% that is not running answers `{error, store_not_started}'.
@@ -23,8 +27,8 @@
 -spec attach(atom()) -> {ok, {ex_esdb_attached, atom()}} | {error, term()}.
 attach(StoreId) when is_atom(StoreId) ->
     Handle = {ex_esdb_attached, StoreId},
-    case on(Handle, fun(_Ref) -> ok end) of
-        ok -> {ok, Handle};
+    case fetch(StoreId) of
+        {ok, _} -> {ok, Handle};
         Error -> Error
     end;
 attach(StoreId) ->
@@ -45,48 +49,84 @@ submit({ex_esdb_attached, Id}, Command, Timeout) ->
 submit(Ref, Command, Timeout) ->
     ex_esdb_backend:submit(Ref, Command, Timeout).
 
-limits(S) -> on(S, fun(R) -> ex_esdb_backend:limits(R) end).
-stats(S) -> on(S, fun(R) -> ex_esdb_backend:stats(R) end).
-verify(S) -> on(S, fun(R) -> ex_esdb_backend:verify(R) end).
-backup(S, Dest) -> on(S, fun(R) -> ex_esdb_backend:backup(R, Dest) end).
+limits(S) -> on(S, limits, []).
+stats(S) -> on(S, stats, []).
+verify(S) -> on(S, verify, []).
+backup(S, Dest) -> on(S, backup, [Dest]).
 
-read_stream(S, Id, From, N, Dir) ->
-    on(S, fun(R) -> ex_esdb_backend:read_stream(R, Id, From, N, Dir) end).
-read_all(S, From, N, Dir) ->
-    on(S, fun(R) -> ex_esdb_backend:read_all(R, From, N, Dir) end).
-read_type(S, Type, From, N) ->
-    on(S, fun(R) -> ex_esdb_backend:read_type(R, Type, From, N) end).
-stream_info(S, Id) ->
-    on(S, fun(R) -> ex_esdb_backend:stream_info(R, Id) end).
-list_streams(S, After, N) ->
-    on(S, fun(R) -> ex_esdb_backend:list_streams(R, After, N) end).
-snapshot_get(S, Uuid) ->
-    on(S, fun(R) -> ex_esdb_backend:snapshot_get(R, Uuid) end).
-checkpoint_get(S, Name) ->
-    on(S, fun(R) -> ex_esdb_backend:checkpoint_get(R, Name) end).
-checkpoint_list(S, After, N) ->
-    on(S, fun(R) -> ex_esdb_backend:checkpoint_list(R, After, N) end).
-subscribe(S, Pid, Source, Shape, Direct, Credit) ->
-    on(S, fun(R) ->
-                  ex_esdb_backend:subscribe(R, Pid, Source, Shape, Direct,
-                                            Credit)
-          end).
-grant(S, Member, N) -> on(S, fun(R) -> ex_esdb_backend:grant(R, Member, N) end).
-unsubscribe(S, Member) ->
-    on(S, fun(R) -> ex_esdb_backend:unsubscribe(R, Member) end).
+read_stream(S, Id, From, N, Dir) -> on(S, read_stream, [Id, From, N, Dir]).
+read_all(S, From, N, Dir) -> on(S, read_all, [From, N, Dir]).
+read_type(S, Type, From, N) -> on(S, read_type, [Type, From, N]).
+stream_info(S, Id) -> on(S, stream_info, [Id]).
+list_streams(S, After, N) -> on(S, list_streams, [After, N]).
+snapshot_get(S, Uuid) -> on(S, snapshot_get, [Uuid]).
+checkpoint_get(S, Name) -> on(S, checkpoint_get, [Name]).
+checkpoint_list(S, After, N) -> on(S, checkpoint_list, [After, N]).
+subscribe(S, Pid, Source, Format, Tagged, Credit) ->
+    on(S, subscribe, [Pid, Source, Format, Tagged, Credit]).
+grant(S, Member, N) -> on(S, grant, [Member, N]).
+unsubscribe(S, Member) -> on(S, unsubscribe, [Member]).
 
-%% Fun(Ref) on this node's store (its replica in cluster mode). A store
-%% this VM holds no NIF reference of (the C node backend's) is not
-%% attachable yet.
-on({ex_esdb_attached, Id}, Fun) ->
+%% ex_esdb_backend:Op(Ref, Args...) on this node's store (its replica in
+%% cluster mode), or the store's backend's callback for Op when this VM
+%% holds no NIF reference of it (backend/4).
+on({ex_esdb_attached, Id}, Op, Args) ->
     case fetch(Id) of
-        {ok, #{handle := #{ref := Ref}}} when is_reference(Ref) -> Fun(Ref);
-        {ok, #{handle := Ref}} when is_reference(Ref) -> Fun(Ref);
-        {ok, #{backend := Backend}} -> {error, {unsupported_backend, Backend}};
-        Error -> Error
+        {ok, #{handle := #{ref := Ref}}} when is_reference(Ref) ->
+            apply(ex_esdb_backend, Op, [Ref | Args]);
+        {ok, #{handle := Ref}} when is_reference(Ref) ->
+            apply(ex_esdb_backend, Op, [Ref | Args]);
+        {ok, #{backend := Backend} = S} ->
+            backend(Backend, S, Op, Args);
+        Error ->
+            Error
     end;
-on(Ref, Fun) ->
-    Fun(Ref).
+on(Ref, Op, Args) ->
+    apply(ex_esdb_backend, Op, [Ref | Args]).
+
+%% Op through the ExESDB.Backend callbacks, answered in ex_esdb_backend's
+%% forms: events as EventTuples (read with `decode: false', the stored
+%% bytes), subscriptions delivering records of Format.
+backend(B, S, limits, []) -> B:limits(maps:get(handle, S));
+backend(B, S, stats, []) -> B:stats(S);
+backend(B, S, verify, []) -> B:verify(S);
+backend(B, S, backup, [Dest]) -> B:backup(S, Dest);
+backend(B, S, read_stream, [Id, From, N, Dir]) ->
+    tuples(B:read(S, {stream, Id}, From, N, Dir, [{decode, false}]));
+backend(B, S, read_all, [From, N, Dir]) ->
+    tuples(B:read(S, all, From, N, Dir, [{decode, false}]));
+backend(B, S, read_type, [Type, From, N]) ->
+    tuples(B:read(S, {type, Type}, From, N, forward, [{decode, false}]));
+backend(B, S, stream_info, [Id]) -> B:stream_info(S, Id);
+backend(B, S, list_streams, [After, N]) -> B:list_streams(S, After, N);
+backend(B, S, snapshot_get, [Uuid]) -> B:snapshot_get(S, Uuid);
+backend(B, S, checkpoint_get, [Name]) -> B:checkpoint_get(S, Name);
+backend(B, S, checkpoint_list, [After, N]) -> B:checkpoint_list(S, After, N);
+backend(B, S, subscribe, [Pid, Source, Format, Tagged, Credit]) ->
+    Shape = case Tagged of
+                false -> plain;
+                true -> tagged;
+                ranged -> ranged
+            end,
+    B:subscribe(S, Pid, Source,
+                [{shape, Shape}, {credit, Credit}, {format, Format}]);
+backend(B, S, grant, [Member, N]) -> B:grant(S, Member, N);
+backend(B, S, unsubscribe, [Member]) -> B:unsubscribe(S, Member).
+
+%% Records (ExESDB.EventRecord's fields) as ex_esdb_backend's EventTuples:
+%% ids as 16 bytes (the records hold UUID text), nil when absent.
+tuples({ok, Records, Next}) -> {ok, [tuple(R) || R <- Records], Next};
+tuples(Error) -> Error.
+
+tuple(#{position := P, stream_id := S, event_number := V, event_id := Id,
+        event_type := T, data := D, metadata := M, causation_id := C,
+        correlation_id := R, created_epoch := Us}) ->
+    {P, S, V, raw_id(Id), T, D, M, raw_id(C), raw_id(R), Us}.
+
+raw_id(nil) -> nil;
+raw_id(Text) ->
+    {ok, Raw} = ex_esdb:uuid_from_string(Text),
+    Raw.
 
 fetch(Id) ->
     Store = ?STORE,

@@ -135,7 +135,10 @@ defmodule ExESDB.Backend do
   `:ranged`: `{:events, records, since}`, for a subscriber that must see
   gaps), `credit` (`:infinity`, the default, or how many events it may
   be sent before `c:grant/3`; a commit past it ends the membership with
-  `{:subscription_overflow, {:transient, member}, first_dropped}`). When
+  `{:subscription_overflow, {:transient, member}, first_dropped}`),
+  `format` (`{module, decode}`: the records' struct and whether term
+  payloads are decoded; default the store's, `ExESDB.EventCodec.format/2`;
+  the Erlang API's is `{:ex_esdb_event, false}`). When
   the store closes it gets `{:subscription_down, {:transient, member},
   :closed}`. Errors: `:closed`, `:noproc` (`pid` is not alive),
   `:out_of_memory`.

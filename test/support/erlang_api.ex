@@ -244,3 +244,13 @@ defmodule ExESDB.Test.ErlangApiSingle do
   def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, NifBackend)
   def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, NifBackend)
 end
+
+defmodule ExESDB.Test.ErlangApiCNode do
+  @moduledoc false
+  # The Erlang API attached to a store on the C node backend
+  # (ExESDB.Test.CNodeBackend).
+  alias ExESDB.Test.{CNodeBackend, ErlangApiAttached}
+  def start_store(ctx), do: ErlangApiAttached.start_store(ctx, CNodeBackend)
+  def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, CNodeBackend)
+  def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, CNodeBackend)
+end

@@ -404,7 +404,7 @@ defmodule ExESDB.Backend.CNode do
            Session.subscribe(session, pid, source,
              shape: Keyword.get(opts, :shape, :plain),
              credit: Keyword.get(opts, :credit, :infinity),
-             format: EventCodec.format(store),
+             format: Keyword.get_lazy(opts, :format, fn -> EventCodec.format(store) end),
              # a persistent subscription's name: one owner per store (in
              # a cluster of C nodes, granted by the leader)
              claim: claim

@@ -76,7 +76,8 @@ defmodule ExESDB.Backend.NIF do
       end
 
     credit = Keyword.get(opts, :credit, :infinity)
-    :ex_esdb_backend.subscribe(store.handle, pid, source, EventCodec.format(store), shape, credit)
+    format = Keyword.get_lazy(opts, :format, fn -> EventCodec.format(store) end)
+    :ex_esdb_backend.subscribe(store.handle, pid, source, format, shape, credit)
   end
 
   @impl true
