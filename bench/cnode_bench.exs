@@ -11,12 +11,14 @@
 #   cnode_append_single    durable 1-event appends, p50 <= NIF + 50 us
 #   cnode_append_batch100  durable 100-event appends, events/s >= 0.5 x NIF
 #   cnode_read_stream_forward  100,000 events in pages of 1,000 into
-#                          %ExESDB.EventRecord{} (read_packed pages cut
-#                          here, as the C node backend reads) against the
-#                          NIF's read_records: events/s >= 0.5 x NIF; also
-#                          the NIF's tuples, and the C node's tuple reads
-#                          (read_records as the backend read before
-#                          read_packed, read_stream) in the same rounds
+#                          %ExESDB.EventRecord{} (read_parts parts cut here
+#                          as they arrive, as the C node backend reads)
+#                          against the NIF's read_records: events/s >= 0.5
+#                          x NIF; also the NIF's tuples, read_packed pages
+#                          (the backend's read before read_parts) and the
+#                          C node's tuple reads (read_records as the
+#                          backend read before read_packed, read_stream)
+#                          in the same rounds
 #   cnode_sub_fanout       10 $all subscribers on this node through one
 #                          ExESDB.CNode.Session, 4 writers of 1,000-event
 #                          appends; against sub_fanout_10's shape on the NIF
@@ -72,7 +74,10 @@ defmodule CNodeBench do
       src = {:stream, "long"}
 
       # what ExESDB.Backend.CNode.read does (less its relay's hop, a
-      # refc binary passed on): a packed page cut into records
+      # refc binary passed on): each part cut into records as it comes
+      parts = fn from -> read_parts(node, {:read_parts, src, from, 1000, :forward, fmt}) end
+
+      # what it did before read_parts: a packed page cut into records
       packed = fn from ->
         with {:ok, page, next} <- call(node, {:read_packed, src, from, 1000, :forward, fmt}),
              {:ok, records} <- ExESDB.CNode.Page.records(page, true),
@@ -86,8 +91,9 @@ defmodule CNodeBench do
              do: {:ok, records, next}
       end
 
-      [c, before, c_tuples, n, n_tuples] =
+      [c, c_packed, before, c_tuples, n, n_tuples] =
         read_rates([
+          parts,
           packed,
           tuples,
           fn from -> call(node, {:read_stream, "long", from, 1000, :forward}) end,
@@ -102,6 +108,8 @@ defmodule CNodeBench do
         {"target_ratio_to_nif", 0.5},
         {"nif_tuples_events_per_s", n_tuples},
         {"ratio_to_nif_tuples", Float.round(c / n_tuples, 3)},
+        {"read_packed_events_per_s", c_packed},
+        {"read_parts_ratio_to_read_packed", Float.round(c / c_packed, 3)},
         {"read_records_tuples_events_per_s", before},
         {"read_stream_tuples_events_per_s", c_tuples},
         {"tuples_ratio_to_nif_tuples", Float.round(c_tuples / n_tuples, 3)},
@@ -229,6 +237,27 @@ defmodule CNodeBench do
       {^ref, reply} -> reply
     after
       30_000 -> raise "no reply to #{inspect(req, limit: 3)}"
+    end
+  end
+
+  # read_parts: the parts cut as they arrive, then the reply's page
+  defp read_parts(node, req) do
+    ref = make_ref()
+    send({:esdb, node}, {:call, self(), ref, req})
+    parts(ref, [])
+  end
+
+  defp parts(ref, acc) do
+    receive do
+      {^ref, {:esdb_part, part}} ->
+        {:ok, records} = ExESDB.CNode.Page.records(part, true)
+        parts(ref, [records | acc])
+
+      {^ref, {:ok, page, next}} ->
+        {:ok, records} = ExESDB.CNode.Page.records(page, true)
+        {:ok, Enum.concat(:lists.reverse([records | acc])), next}
+    after
+      30_000 -> raise "no reply to read_parts"
     end
   end
 

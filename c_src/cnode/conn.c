@@ -228,8 +228,9 @@ static int write_frame(int fd, outmsg *m, bool wait)
  * waiting; the rest, if any, goes to the head of the queue for the
  * writer. Without the writer's wake-up, which cost 0.4-1.7 ms a read
  * page on the loaded test machine (docs/PERFORMANCE.md). False: not
- * its turn, queue it. */
-static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
+ * its turn, queue it. ends_request: a reply (not a part of one). */
+static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x,
+                     bool ends_request)
 {
 	pthread_mutex_lock(&c->mu);
 	bool mine = !c->dead && !c->head && !c->sending;
@@ -261,7 +262,8 @@ static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 		rest = NULL;
 	}
 	c->sending = false;
-	c->inflight--;
+	if (ends_request)
+		c->inflight--;
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	if (rest) { /* dead meanwhile */
@@ -278,9 +280,15 @@ static bool send_now(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 
 void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
 {
-	if (!send_now(c, to, x))
+	if (!send_now(c, to, x, true))
 		send_msg(c, to, x, true);
 	conn_unref(c);
+}
+
+void cn_conn_reply_part(cn_conn *c, const erlang_pid *to, ei_x_buff *x)
+{
+	if (!send_now(c, to, x, false))
+		send_msg(c, to, x, false);
 }
 
 void cn_conn_request_end(cn_conn *c)

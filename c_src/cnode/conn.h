@@ -34,6 +34,11 @@ void cn_conn_request_begin(cn_conn *c);
  * request's reference. */
 void cn_conn_reply(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
 
+/* A part of the answer to a request begun with cn_conn_request_begin,
+ * sent ahead of its reply (cn_conn_reply, which must follow): queued
+ * in order, as cn_conn_reply's; keeps the request's reference. */
+void cn_conn_reply_part(cn_conn *c, const erlang_pid *to, ei_x_buff *x);
+
 /* End a request begun with cn_conn_request_begin without a reply (its
  * caller gave it up: cancel). Drops the request's reference. */
 void cn_conn_request_end(cn_conn *c);

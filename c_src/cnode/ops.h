@@ -121,13 +121,18 @@ bool cn_owed_settle(caller *k);
  * 0 or ENOMEM. */
 int cn_encode_packed(ei_x_buff *x, const esdb_event *ev, bool marked);
 
+/* How read_records answers (docs/PROTOCOL.md): event tuples; as
+ * read_packed, its events in one binary; as read_parts, in packed parts
+ * sent while the read goes on, then the rest as read_packed's reply. */
+typedef enum { CN_READ_TERMS, CN_READ_PACKED, CN_READ_PARTS } cn_read_form;
+
 /* Reads run on the pool: the arguments are copied first. `op` names
  * which (read_stream, read_all, read_type, stream_info, list_streams,
  * snapshot_get, checkpoint_get, checkpoint_list, stats, limits,
- * read_records). packed: read_records answered as read_packed, its
- * events in one binary. stream_info and limits, a look-up each, are
- * answered at once on the calling thread instead. */
+ * read_records). form: how read_records answers. stream_info and
+ * limits, a look-up each, are answered at once on the calling thread
+ * instead. */
 void cn_read_queue(caller *k, const esdb_proto_op *op, const arg *v, unsigned n,
-                   bool packed);
+                   cn_read_form form);
 
 #endif

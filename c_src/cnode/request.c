@@ -5,8 +5,8 @@
  * answered once, From ! {Ref, Reply}, with the NIF's reply (for async
  * operations the message's). Plus {hello, Version}, required first on
  * every connection. Served: the mutations, reads, listings, lookups,
- * stats, limits, record reads (as event tuples, or packed in one
- * binary by read_packed: see reads.c), verify
+ * stats, limits, record reads (as event tuples, packed in one
+ * binary by read_packed, or in parts by read_parts: see reads.c), verify
  * and backup, subscriptions through the session_* requests
  * (sessions.c), store copies through the copy_* ones (copies.h), and
  * cancel ({cancel, Ref}: cancel.c); open/close are not ({error,
@@ -108,10 +108,12 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 {
 	const esdb_proto_op *op = NULL;
 	bool named = false;
-	/* read_packed: read_records' arguments, its page as one binary
-	 * (reads.c; a C node request, not the NIF's) */
-	bool packed = strcmp(e->op, "read_packed") == 0;
-	const char *name = packed ? "read_records" : e->op;
+	/* read_packed, read_parts: read_records' arguments, its page as
+	 * one binary or in parts (reads.c; C node requests, not the NIF's) */
+	cn_read_form form = strcmp(e->op, "read_packed") == 0  ? CN_READ_PACKED
+	                    : strcmp(e->op, "read_parts") == 0 ? CN_READ_PARTS
+	                                                       : CN_READ_TERMS;
+	const char *name = form != CN_READ_TERMS ? "read_records" : e->op;
 	for (size_t i = 0; i < esdb_proto_op_count && !op; i++) {
 		if (strcmp(esdb_proto_ops[i].name, name) != 0)
 			continue;
@@ -162,7 +164,7 @@ static void dispatch(caller *k, const cn_envelope *e, const char *m)
 		 * another member (stats and limits still answer) */
 		cn_reply_rc(k, ESDB_ESTORE_FAILED);
 	else
-		cn_read_queue(k, op, v, n, packed);
+		cn_read_queue(k, op, v, n, form);
 }
 
 static void serve(caller *k, const cn_envelope *e, const uint8_t *m);

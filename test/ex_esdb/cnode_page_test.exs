@@ -266,13 +266,26 @@ defmodule ExESDB.CNode.PageTest do
     defp serve(reply) do
       receive do
         {:call, from, ref, request} ->
-          send(from, {ref, reply.(request)})
+          case reply.(request) do
+            # read_parts' parts, then its reply
+            {:with_parts, parts, last} ->
+              for part <- parts, do: send(from, {ref, {:esdb_part, part}})
+              send(from, {ref, last})
+
+            last ->
+              send(from, {ref, last})
+          end
+
           serve(reply)
 
         {:reply, reply} ->
           serve(reply)
       end
     end
+
+    # a C node without read_parts
+    defp no_parts({:read_parts, _, _, _, _, _}),
+      do: {:error, {:invalid_request, :unknown_operation}}
 
     test "answer {:corrupt, :record} and nothing crashes", %{store: store} do
       fake = fake_cnode(fn _ -> :none end)
@@ -283,22 +296,96 @@ defmodule ExESDB.CNode.PageTest do
             binary_part(pack([event(1)]), 0, 20),
             pack([event(1)]) |> put_u8(37, 9)
           ] do
-        send(fake, {:reply, fn {:read_packed, _, _, _, _, _} -> {:ok, page, :eof} end})
+        send(
+          fake,
+          {:reply,
+           fn
+             {:read_packed, _, _, _, _, _} -> {:ok, page, :eof}
+             parts -> no_parts(parts)
+           end}
+        )
+
         assert CNode.read(store, :all, 0, 10, :forward) == {:error, {:corrupt, :record}}
+
+        # read_parts: the same in a part or in its reply
+        for answer <- [
+              {:with_parts, [pack([event(1)]), page], {:ok, pack([event(2)]), :eof}},
+              {:with_parts, [pack([event(1)])], {:ok, page, :eof}}
+            ] do
+          send(fake, {:reply, fn {:read_parts, _, _, _, _, _} -> answer end})
+          assert CNode.read(store, :all, 0, 10, :forward) == {:error, {:corrupt, :record}}
+        end
       end
 
       good = pack([event(1)])
-      send(fake, {:reply, fn {:read_packed, :all, 0, 10, :forward, _} -> {:ok, good, 2} end})
+
+      send(
+        fake,
+        {:reply,
+         fn
+           {:read_packed, :all, 0, 10, :forward, _} -> {:ok, good, 2}
+           parts -> no_parts(parts)
+         end}
+      )
 
       assert {:ok, [%ExESDB.EventRecord{position: 1}], 2} = CNode.read(store, :all, 0, 10, :forward)
 
       assert Process.alive?(fake)
+      # no part or reply left behind in the caller's mailbox
+      refute_received {_, {:esdb_part, _}}
+      refute_received {_, {:ok, _, _}}
     end
 
-    test "a C node without read_packed is read with read_records", %{store: store} do
+    test "read_parts: its parts and its reply's page are one page, in order", %{store: store} do
+      fake = fake_cnode(fn _ -> :none end)
+      term = :erlang.term_to_binary({:v, 1})
+
+      send(
+        fake,
+        {:reply,
+         fn
+           {:read_parts, {:stream, "s"}, 1, 10, :forward, {ExESDB.EventRecord, true}} ->
+             {:with_parts, [pack([event(1), event(2, de: 1, data: term)]), pack([event(3)])],
+              {:ok, pack([event(4)]), 5}}
+         end}
+      )
+
+      assert {:ok, records, 5} = CNode.read(store, {:stream, "s"}, 1, 10, :forward)
+      assert Enum.map(records, & &1.position) == [1, 2, 3, 4]
+      assert Enum.at(records, 1).data == {:v, 1}
+
+      # a term that may not be decoded, in a part: the read fails as the NIF's
+      bad = <<131, 100, 0, 20, "no_such_atom_c9f1e2d3">>
+
+      send(
+        fake,
+        {:reply,
+         fn {:read_parts, _, _, _, _, _} ->
+           {:with_parts, [pack([event(1, de: 1, data: bad)])], {:ok, pack([event(2)]), :eof}}
+         end}
+      )
+
+      assert CNode.read(store, :all, 0, 10, :forward) == {:error, {:undecodable, :unknown_atom}}
+
+      # an error after parts (the store failed on a later event): the error
+      send(
+        fake,
+        {:reply,
+         fn {:read_parts, _, _, _, _, _} ->
+           {:with_parts, [pack([event(1)])], {:error, {:corrupt, {:event, 2}}}}
+         end}
+      )
+
+      assert CNode.read(store, :all, 0, 10, :forward) == {:error, {:corrupt, {:event, 2}}}
+      assert Process.alive?(fake)
+      refute_received {_, {:esdb_part, _}}
+    end
+
+    test "a C node without read_parts or read_packed is read with read_records", %{store: store} do
       tuple = {1, "s", 1, ExESDB.UUID.to_string(<<1::128>>), "T", "d", "", nil, nil, @us}
 
       fake_cnode(fn
+        {:read_parts, _, _, _, _, _} -> {:error, {:invalid_request, :unknown_operation}}
         {:read_packed, _, _, _, _, _} -> {:error, {:invalid_request, :unknown_operation}}
         {:read_records, :all, 0, 10, :forward, _} -> {:ok, [tuple], :eof}
       end)

@@ -420,7 +420,8 @@ defmodule ExESDB.CNodeTest do
              {:error, {:invalid_request, :read_records}}
   end
 
-  test "read_packed pages are the NIF's records field for field, large events too",
+  test "read_packed pages and read_parts parts are the NIF's records field for field, " <>
+         "large events too",
        %{dir: dir} do
     cn = dir |> start_cnode() |> await_ready()
     hello!(cn.name)
@@ -430,6 +431,8 @@ defmodule ExESDB.CNodeTest do
     plain = {:term, :erlang.term_to_binary("just a binary")}
     big = :binary.copy(<<0xA5>>, 1_000_000)
     long = String.duplicate("é", 100)
+    # 300 events of ~500 bytes: reads of them come in parts
+    pad = :binary.copy("-", 400)
 
     commits = [
       {"s",
@@ -439,7 +442,7 @@ defmodule ExESDB.CNodeTest do
        ]},
       {long, [{<<3::128>>, "T", "", "", nil, <<7::128>>}]},
       {"big", [{<<4::128>>, "Big", big, big, nil, nil}, {<<8::128>>, "Big", term, "m", nil, nil}]},
-      {"s", for(i <- 10..309, do: {<<i::128>>, "T#{rem(i, 3)}", "d#{i}", "", nil, nil})}
+      {"s", for(i <- 10..309, do: {<<i::128>>, "T#{rem(i, 3)}", "d#{i}" <> pad, "", nil, nil})}
     ]
 
     for {stream, evs} <- commits do
@@ -466,17 +469,27 @@ defmodule ExESDB.CNodeTest do
       {{:type, "none"}, 0, :forward}
     ]
 
-    for {source, from, dir} <- reads, count <- [1, 7, 1000], decode <- [true, false] do
-      fmt = {ExESDB.EventRecord, decode}
-      {:ok, page, next} = call(cn.name, {:read_packed, source, from, count, dir, fmt}, 30_000)
-      assert {:ok, records} = ExESDB.CNode.Page.records(page, decode)
+    counts =
+      for {source, from, dir} <- reads, count <- [1, 7, 1000], decode <- [true, false] do
+        fmt = {ExESDB.EventRecord, decode}
+        {:ok, page, next} = call(cn.name, {:read_packed, source, from, count, dir, fmt}, 30_000)
+        assert {:ok, records} = ExESDB.CNode.Page.records(page, decode)
 
-      assert {:ok, nif_records, ^next} =
-               :ex_esdb_nif.read_records(nif, source, from, count, dir, fmt)
+        assert {:ok, nif_records, ^next} =
+                 :ex_esdb_nif.read_records(nif, source, from, count, dir, fmt)
 
-      assert Enum.map(records, strip) == Enum.map(nif_records, strip),
-             inspect({source, from, count, dir, decode})
-    end
+        assert Enum.map(records, strip) == Enum.map(nif_records, strip),
+               inspect({source, from, count, dir, decode})
+
+        # read_parts: the same page, its parts ahead of the reply
+        {parts, {:ok, last, ^next}} = read_parts(cn.name, {source, from, count, dir, fmt})
+        cut = for p <- parts ++ [last], do: elem(ExESDB.CNode.Page.records(p, decode), 1)
+        assert Enum.concat(cut) == records
+        length(parts)
+      end
+
+    # the reads of more than a part's 64 KiB came in parts
+    assert Enum.max(counts) >= 2
 
     # as read_records: errors, and the request's own name when malformed
     fmt = {ExESDB.EventRecord, true}
@@ -492,6 +505,30 @@ defmodule ExESDB.CNodeTest do
 
     assert call(cn.name, {:read_packed, :all, 0, 10, :forward}) ==
              {:error, {:invalid_request, :arity}}
+
+    for {request, reply} <- [
+          {{{:stream, "none"}, 0, 10, :forward, fmt}, {:error, :stream_not_found}},
+          {{{:stream, "$all"}, 0, 10, :forward, fmt}, {:error, {:invalid_stream_id, "$all"}}},
+          {{{:nope, "s"}, 0, 10, :forward, fmt}, {:error, {:invalid_request, :read_parts}}},
+          {{:all, 0, 10, :forward}, {:error, {:invalid_request, :arity}}}
+        ],
+        do: assert(read_parts(cn.name, request) == {[], reply})
+  end
+
+  # {read_parts, ...}'s parts (binaries) and its reply
+  defp read_parts(node, args) do
+    ref = make_ref()
+    send({:esdb, node}, {:call, self(), ref, Tuple.insert_at(args, 0, :read_parts)})
+    parts(ref, [])
+  end
+
+  defp parts(ref, acc) do
+    receive do
+      {^ref, {:esdb_part, part}} when is_binary(part) -> parts(ref, [part | acc])
+      {^ref, reply} -> {Enum.reverse(acc), reply}
+    after
+      30_000 -> flunk("no reply to read_parts")
+    end
   end
 
   test "verify and backup run on threads of their own and answer as the NIF's", %{dir: dir} do

@@ -352,9 +352,24 @@ defmodule ExESDB.Backend.CNode do
     {_module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
 
     args = [source, from, count, direction, {ExESDB.EventRecord, decode}]
+    parts = List.to_tuple([:read_parts | args])
+
+    at = fn cnode, relay, timeout ->
+      call_parts(store.handle, cnode, relay, parts, decode, timeout)
+    end
+
+    case fresh(store, fn -> read_at(store, at) end) do
+      # a C node older than read_parts
+      {:error, {:invalid_request, :unknown_operation}} -> read_packed(store, args, decode)
+      other -> other
+    end
+  end
+
+  defp read_packed(store, args, decode) do
     packed = List.to_tuple([:read_packed | args])
 
-    case fresh(store, fn -> read_at(store, packed) end) do
+    # (fresh already: the read before it asked read_parts)
+    case read_at(store, packed) do
       {:ok, page, next} when is_binary(page) ->
         with {:ok, records} <- Page.records(page, decode), do: {:ok, records, next}
 
@@ -371,6 +386,85 @@ defmodule ExESDB.Backend.CNode do
 
       other ->
         other
+    end
+  end
+
+  # read_parts (docs/PROTOCOL.md): the page's parts come ahead of its
+  # reply and each is cut into records as it arrives, while the C node
+  # reads on (what one page in one piece spends waiting on both sides);
+  # a part that does not parse fails the read, once the reply is in.
+  # The alias goes with the monitor: parts or a reply after a timeout
+  # are dropped, and those already here are taken out of the mailbox.
+  defp call_parts(h, cnode, relay_name, request, decode, timeout) do
+    h = %{h | cnode: cnode}
+
+    case Process.whereis(relay_name) do
+      nil ->
+        {:error, {:unreachable, cnode}}
+
+      relay ->
+        ref = :erlang.monitor(:process, relay, alias: :demonitor)
+
+        reply =
+          case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
+            :ok ->
+              deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
+              await_parts(h, ref, decode, deadline, [])
+
+            :noconnect ->
+              {:error, {:unreachable, cnode}}
+          end
+
+        Process.demonitor(ref, [:flush])
+        drop_parts(ref)
+        reply
+    end
+  end
+
+  defp await_parts(h, ref, decode, deadline, acc) do
+    receive do
+      {^ref, {:esdb_part, part}} when is_binary(part) and is_list(acc) ->
+        acc =
+          case Page.records(part, decode) do
+            {:ok, records} -> [records | acc]
+            error -> error
+          end
+
+        await_parts(h, ref, decode, deadline, acc)
+
+      {^ref, {:esdb_part, part}} when is_binary(part) ->
+        await_parts(h, ref, decode, deadline, acc)
+
+      {^ref, reply} ->
+        parts_read(h, reply, decode, acc)
+
+      {:DOWN, ^ref, :process, _, _} ->
+        lost(h, :read)
+    after
+      remaining(deadline) -> {:error, :timeout}
+    end
+  end
+
+  defp parts_read(_h, {:ok, page, next}, decode, acc) when is_binary(page) and is_list(acc) do
+    with {:ok, records} <- Page.records(page, decode) do
+      records = if acc == [], do: records, else: Enum.concat(:lists.reverse([records | acc]))
+      {:ok, records, next}
+    end
+  end
+
+  # a part that did not parse; a reply that is no page, or a part that was none
+  defp parts_read(_h, {:ok, page, _}, _decode, {:error, _} = error) when is_binary(page),
+    do: error
+
+  defp parts_read(_h, {:ok, _, _}, _decode, _acc), do: {:error, {:corrupt, :record}}
+  defp parts_read(_h, {:esdb_part, _}, _decode, _acc), do: {:error, {:corrupt, :record}}
+  defp parts_read(h, reply, _decode, _acc), do: replied(h, reply)
+
+  defp drop_parts(ref) do
+    receive do
+      {^ref, _} -> drop_parts(ref)
+    after
+      0 -> :ok
     end
   end
 
@@ -510,16 +604,21 @@ defmodule ExESDB.Backend.CNode do
   # because its replica failed (its store is stale: it applies nothing
   # more) is read at the leader instead, which applied every write it
   # acknowledged. No leader found: the refusal.
-  defp read_at(store, request) do
+  # (`request` a request, or a function of a C node, its relay's name and
+  # a timeout that reads there: read_parts')
+  defp read_at(store, request) when is_tuple(request),
+    do: read_at(store, &call_at(store.handle, &1, &2, request, :read, &3))
+
+  defp read_at(store, at) do
     h = store.handle
 
-    case call(h, request, :read, store.timeout) do
+    case at.(h.cnode, h.relay, store.timeout) do
       {:error, {:store_failed, _}} = e when map_size(h.members) > 1 ->
         deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
 
         case read_leader(h, deadline) do
           nil -> e
-          l -> call_at(h, l, Map.fetch!(h.members, l), request, :read, remaining(deadline))
+          l -> at.(l, Map.fetch!(h.members, l), remaining(deadline))
         end
 
       reply ->
