@@ -859,12 +859,12 @@ static void session_claim(caller *k, const arg *name)
 	}
 	bool leading;
 	uint64_t term;
-	/* held across the check and the grant: a step-down in between
-	 * drops the claim (cn_sessions_leadership takes `mu` after raft
-	 * changed its state) */
+	/* `mu` held across the check and the grant: a step-down after the
+	 * check drops the claim (raft changes its state, then
+	 * cn_sessions_leadership takes `mu`) */
 	pthread_rwlock_rdlock(&srv->store_lock);
-	bool replica = replica_state(srv, &leading, &term);
 	pthread_mutex_lock(&t->mu);
+	bool replica = replica_state(srv, &leading, &term);
 	session *s = find_session(t, k->c, &k->from);
 	claim **p = s ? find_claim(t, name) : NULL;
 	/* one from an earlier term is no claim any more */
@@ -925,8 +925,8 @@ const char *cn_sessions_owner(caller *k, const char *name, size_t len,
 	bool leading;
 	uint64_t now;
 	pthread_rwlock_rdlock(&srv->store_lock);
-	bool replica = replica_state(srv, &leading, &now);
 	pthread_mutex_lock(&t->mu);
+	bool replica = replica_state(srv, &leading, &now);
 	session *s = find_session(t, k->c, &k->from);
 	claim **p = s ? find_claim(t, &a) : NULL;
 	/* a claim of an earlier term is dropped (its session told) */
