@@ -152,11 +152,27 @@ int cn_cluster_setup(cn_server *srv, const cn_cluster_opts *o,
 		id = cn_rejoin_new_id();
 		old_id = o->id;
 	} else if ((stored = cn_rejoin_stored_id(srv->store_dir)) &&
-	           stored != o->id && !listed_id(o, stored)) {
+	           stored != o->id) {
+		/* Another listed member's raft state: never run as it (two
+		 * replicas under one id) nor as --raft-id (its log is not
+		 * this id's); said once, with a status the launcher does not
+		 * start again on. */
+		if (listed_id(o, stored)) {
+			fprintf(
+			    stderr,
+			    "ex_esdb_cnode: %s holds the raft state of "
+			    "member raft id %llu (raft/node_id), not of "
+			    "--raft-id %llu: another member's store, or a "
+			    "member list whose order changed. It does not "
+			    "start: give it its own store directory, or the "
+			    "--raft-id its raft/node_id names\n",
+			    srv->store_dir, (unsigned long long)stored,
+			    (unsigned long long)o->id);
+			exit(CN_EXIT_NOT_ITS_STORE);
+		}
 		/* Rejoined once (raft state under the id it came back as):
 		 * that member, with or without the flag, which only decides
-		 * what a replica without raft state does. Another listed
-		 * member's id is another's store: the replica refuses it. */
+		 * what a replica without raft state does. */
 		id = stored;
 		old_id = o->id;
 	}

@@ -68,6 +68,12 @@ unsigned cn_cluster_stored_names(cn_server *srv, char (*out)[MAXATOMLEN],
  * (cn_cluster_guard_wiped). */
 #define CN_EXIT_WAS_MEMBER 3
 
+/* Exit status of a C node replica whose store directory holds the raft
+ * state of another --raft-member than its --raft-id (raft/node_id):
+ * another member's store, or a member list whose order changed (ids
+ * number it). Started again it would refuse again. */
+#define CN_EXIT_NOT_ITS_STORE 4
+
 /* A replica started with --raft-member and no raft state in its store
  * directory (raft/node_id): when another member answers that it holds
  * this id's record (cn_cluster_record_self), the data directory was lost

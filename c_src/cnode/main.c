@@ -20,7 +20,8 @@
  * --raft-copy-from C node (copies.h; a member added at run time starts
  * with no --raft-member and names its sources so). --raft-wiped: what a
  * replica whose data directory was lost does (cluster.h): exit 3
- * (refuse, the default) or come back as a new member (rejoin.c).
+ * (refuse, the default) or come back as a new member (rejoin.c). A
+ * store directory holding another member's raft state: exit 4.
  * The first --store is served to requests that name none; each store is
  * named by NAME= or by its directory's last component, and requests
  * {at, Name, Request} go to the one named so (at most MAX_STORES).

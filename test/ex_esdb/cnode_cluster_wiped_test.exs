@@ -65,6 +65,39 @@ defmodule ExESDB.CNodeClusterWipedTest do
              )
   end
 
+  test "a replica started under another member's --raft-id (its raft/node_id names a " <>
+         "member of the list: another's store, or the list reordered) refuses once, exit 4",
+       %{dir: dir} do
+    cns = CNodeCluster.start(dir)
+    l = CNodeCluster.leader(cns)
+    [f, g] = cns -- [l]
+    [store] = Path.wildcard(Path.join([dir, "cnodes*", "store#{f.id}"]))
+    ref = Port.monitor(f.port)
+    System.cmd("kill", ["-9", "#{f.os_pid}"])
+    assert_receive {:DOWN, ^ref, :port, _, _}, 10_000
+    wait_until(fn -> not File.exists?("/proc/#{f.os_pid}") end)
+
+    # before: the replica refused to open (exit 1, "invalid argument"),
+    # which a launcher starts again in a loop
+    args = CNodeCluster.replica_args(%{f | id: g.id}, store, cns)
+    {port, os_pid} = CNodeCluster.open(@bin, args)
+    CNodeCluster.kill_at_exit(os_pid)
+    {status, lines} = outcome(port, [])
+    out = Enum.join(lines, "\n")
+    assert status == 4, "expected exit status 4, got #{inspect(status)}; it said:\n#{out}"
+    assert out =~ "raft id #{f.id}"
+    assert out =~ "--raft-id #{g.id}"
+    assert File.read!(Path.join([store, "raft", "node_id"])) == "#{f.id}\n"
+
+    # under its own id it starts, as the member it is
+    {port, os_pid} = CNodeCluster.open(@bin, CNodeCluster.replica_args(f, store, cns))
+    CNodeCluster.kill_at_exit(os_pid)
+    assert {:ready, _} = outcome(port, [])
+    assert {:ok, 1} = CNodeCluster.call(f.name, {:hello, 1})
+    assert {:ok, %{id: id}} = CNodeCluster.call(f.name, {:cluster_info})
+    assert id == f.id
+  end
+
   # {exit status | :ready, lines said}
   defp outcome(port, lines) do
     receive do

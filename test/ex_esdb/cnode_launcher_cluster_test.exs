@@ -142,6 +142,47 @@ defmodule ExESDB.CNodeLauncherClusterTest do
     assert {:ok, 2} = Streams.append_events(l.store, "s", 1, [event(2)])
   end
 
+  test "a launched replica whose store directory holds another member's raft state " <>
+         "is not started again, nor in a loop",
+       %{dir: dir} do
+    rs = start_replicas(dir)
+    l = CNodeCluster.leader(rs)
+    [f, g] = rs -- [l]
+    assert {:ok, 1} = Streams.append_events(l.store, "s", 0, [event(1)])
+    {:ok, %{id: g_id}} = CNodeCluster.call(g.name, {:cluster_info})
+    old = Launcher.os_pid(f.store)
+    launcher = Process.whereis(:"exesdb_cnode_launcher_#{f.store}")
+    node_id = Path.join([dir, "#{f.store}", "#{f.store}", "raft", "node_id"])
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        # stopped while its raft/node_id is made g's, then killed: the
+        # launcher starts it again under its own --raft-id
+        System.cmd("kill", ["-STOP", "#{old}"])
+        File.write!(node_id, "#{g_id}\n")
+        System.cmd("kill", ["-9", "#{old}"])
+
+        # before: exit 1, started again every second
+        wait_until(
+          fn ->
+            %{port: port, starts: starts} = :sys.get_state(launcher)
+
+            port == nil and starts > 0 and
+              not Enum.member?(elem(Process.info(launcher, :messages), 1), :restart)
+          end,
+          20_000
+        )
+      end)
+
+    assert log =~ "holds another raft member's state", log
+    # the C node said why once: it was started once, not in a loop
+    assert length(String.split(log, "holds the raft state of member raft id #{g_id}")) == 2, log
+    assert Launcher.os_pid(f.store) == nil
+    assert File.read!(node_id) == "#{g_id}\n"
+    # the other two go on
+    assert {:ok, 2} = Streams.append_events(l.store, "s", 1, [event(2)])
+  end
+
   test "with cnode_wiped: :rejoin, a launched replica whose data directory was lost is " <>
          "started again and comes back as a new voter; its system reads and writes",
        %{dir: dir} do

@@ -7,7 +7,8 @@ defmodule ExESDB.CNode.Launcher do
   # `--stop-on-eof`: the C node stops when this VM does. It waits for the
   # ready line, and when the C node exits it starts it again (with a
   # growing pause, up to 1 s; never after exit status 3, a replica
-  # refusing to come back as the voter it was; with `cnode_wiped:
+  # refusing to come back as the voter it was, or 4, a replica whose
+  # store holds another member's raft state; with `cnode_wiped:
   # :rejoin` it comes back as a new member instead, c_src/cnode/rejoin.c):
   # ExESDB.CNode.Connection reconnects. With
   # `raft` (ExESDB.Backend.CNode.raft_args/2) it runs a raft replica,
@@ -23,6 +24,9 @@ defmodule ExESDB.CNode.Launcher do
   # voter it was, its data directory lost (c_src/cnode/wiped_guard.c):
   # starting it again would refuse again; it is not started again
   @was_member 3
+  # likewise when its store directory holds another raft member's state
+  # (c_src/cnode/cluster.c: another's store, or `cnode_cluster` reordered)
+  @not_its_store 4
 
   def start_link(%{store_id: store} = args),
     do: GenServer.start_link(__MODULE__, args, name: name(store))
@@ -67,8 +71,9 @@ defmodule ExESDB.CNode.Launcher do
 
   def handle_info({port, {:data, {:noeol, _}}}, %{port: port} = s), do: {:noreply, s}
 
-  def handle_info({port, {:exit_status, @was_member}}, %{port: port} = s) do
-    was_member(s)
+  def handle_info({port, {:exit_status, status}}, %{port: port} = s)
+      when status in [@was_member, @not_its_store] do
+    refused(s, status)
     {:noreply, %{s | port: nil, os_pid: nil}}
   end
 
@@ -88,8 +93,8 @@ defmodule ExESDB.CNode.Launcher do
       {:ok, s} ->
         {:noreply, s}
 
-      {:error, {:exit_status, @was_member}} ->
-        was_member(s)
+      {:error, {:exit_status, status}} when status in [@was_member, @not_its_store] ->
+        refused(s, status)
         {:noreply, s}
 
       {:error, reason} ->
@@ -101,10 +106,17 @@ defmodule ExESDB.CNode.Launcher do
 
   def handle_info(_other, s), do: {:noreply, s}
 
-  defp was_member(s) do
+  defp refused(s, @was_member) do
     Logger.error(
       "ex_esdb C node #{s.cnode} was a raft member and lost its data directory: " <>
         "not started again; remove its old id and add it as a new member (docs/CLUSTER.md)"
+    )
+  end
+
+  defp refused(s, @not_its_store) do
+    Logger.error(
+      "ex_esdb C node #{s.cnode}: its store directory holds another raft member's state " <>
+        "(another's store, or cnode_cluster reordered): not started again (docs/CLUSTER.md)"
     )
   end
 
