@@ -29,9 +29,9 @@ defmodule ExESDB.CNode.Session do
 
   @window 262_144
   @call_timeout 5_000
-  # a claim in a cluster while no C node leads: tries, and the pause
-  # between them (ms)
-  @claim_tries 40
+  # a claim in a cluster: how long it is tried while no C node leads
+  # (ms), and the pause between tries
+  @claim_wait 5_000
   @claim_pause 50
 
   @type source :: :all | {:stream, String.t()} | {:type, String.t()}
@@ -189,12 +189,12 @@ defmodule ExESDB.CNode.Session do
   # {call, From, Ref, Request} answered {Ref, Reply}; pushes that come
   # meanwhile stay in the mailbox, behind. A store named: {at, Store,
   # Request}.
-  defp request(to, req) do
+  defp request(to, req, timeout \\ @call_timeout) do
     ref = make_ref()
     send_request(to, ref, req)
 
     # the C node backend's wait (one {Ref, Reply} wait per binding)
-    case ExESDB.Backend.CNode.await_reply(ref, @call_timeout) do
+    case ExESDB.Backend.CNode.await_reply(ref, timeout) do
       {:reply, reply} -> reply
       _ -> {:timeout, ref}
     end
@@ -204,9 +204,9 @@ defmodule ExESDB.CNode.Session do
   # the distribution message cost more than the rest of the fan-out
   # (docs/PERFORMANCE.md). A C node that predates them answers
   # invalid_request: then lists (esdb_events).
-  defp open(to, window) do
-    case request(to, {:session_open_packed, window}) do
-      {:error, {:invalid_request, _}} -> request(to, {:session_open, window})
+  defp open(to, window, timeout \\ @call_timeout) do
+    case request(to, {:session_open_packed, window}, timeout) do
+      {:error, {:invalid_request, _}} -> request(to, {:session_open, window}, timeout)
       other -> other
     end
   end
@@ -334,42 +334,54 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp claim(state, name), do: claim_at(state, name, state.leader, @claim_tries)
+  defp claim(state, name),
+    do: claim_at(state, name, state.leader, now() + @claim_wait, {:no_quorum, false})
 
-  # Tries at `target`, following {:not_leader, leader}; while no leader
-  # is known (an election), again after @claim_pause, @claim_tries times
-  # in all: then {:error, :no_quorum}.
-  defp claim_at(state, _name, _target, 0), do: {:error, :no_quorum, state}
+  # Tries at `target`, following {:not_leader, leader} (at once the first
+  # time, then after @claim_pause: two C nodes may name each other a
+  # moment); while no leader is known (an election), or `target` is out
+  # of reach or silent, the next C node after @claim_pause. Within
+  # @claim_wait in all (this process serves no push meanwhile): then
+  # {:error, :no_quorum}, or :timeout after a C node that did not answer.
+  defp claim_at(state, name, target, deadline, {why, followed}) do
+    left = deadline - now()
 
-  defp claim_at(state, name, target, tries) do
-    case peer(state, target) do
-      {:ok, state} ->
-        case request(at(state, target), {:session_claim, name}) do
-          {:ok, term} ->
-            {:ok, put_claim(%{state | leader: target}, name, target, term)}
+    with true <- left > 0 || {:error, why, state},
+         {:ok, state} <- peer(state, target, left) do
+      case request(at(state, target), {:session_claim, name}, left) do
+        {:ok, term} ->
+          {:ok, put_claim(%{state | leader: target}, name, target, term)}
 
-          {:error, {:not_leader, leader}} ->
-            if leader != nil and leader != target and member?(state, leader) do
-              claim_at(state, name, leader, tries - 1)
-            else
-              Process.sleep(@claim_pause)
-              claim_at(state, name, next(state, target), tries - 1)
-            end
+        {:error, {:not_leader, leader}} ->
+          if leader != nil and leader != target and member?(state, leader) do
+            if followed, do: Process.sleep(@claim_pause)
+            claim_at(state, name, leader, deadline, {:no_quorum, true})
+          else
+            Process.sleep(@claim_pause)
+            claim_at(state, name, next(state, target), deadline, {:no_quorum, followed})
+          end
 
-          {:error, reason} ->
-            {:error, reason, %{state | leader: target}}
+        {:error, reason} ->
+          {:error, reason, %{state | leader: target}}
 
-          {:timeout, _} ->
-            cast_at(state, target, {:session_release, name})
-            {:error, :timeout, state}
-        end
+        # silent (stopped, cut off): given back there, the next tried
+        {:timeout, _} ->
+          cast_at(state, target, {:session_release, name})
+          next = next(state, target)
+          claim_at(%{state | leader: next}, name, next, deadline, {:timeout, followed})
+      end
+    else
+      {:error, _, _} = out_of_time ->
+        out_of_time
 
-      # that C node out of reach: another
+      # that C node out of reach: the next
       {:error, _} ->
         Process.sleep(@claim_pause)
-        claim_at(state, name, next(state, target), tries - 1)
+        claim_at(state, name, next(state, target), deadline, {why, followed})
     end
   end
+
+  defp now, do: System.monotonic_time(:millisecond)
 
   defp member?(state, node), do: node == state.cnode or node in state.cluster
 
@@ -387,15 +399,23 @@ defmodule ExESDB.CNode.Session do
 
   # A session of this process on C node `target` (the store's own C
   # node's is this process's session): opened and linked once.
-  defp peer(%{cnode: cnode} = state, cnode), do: {:ok, state}
-  defp peer(%{peers: peers} = state, target) when is_map_key(peers, target), do: {:ok, state}
+  defp peer(%{cnode: cnode} = state, cnode, _timeout), do: {:ok, state}
 
-  defp peer(state, target) do
+  defp peer(%{peers: peers} = state, target, _timeout) when is_map_key(peers, target),
+    do: {:ok, state}
+
+  defp peer(state, target, timeout) do
     if Node.connect(target) == true do
-      case open(at(state, target), 1) do
+      case open(at(state, target), 1, timeout) do
         {:ok, cpid} ->
           Process.link(cpid)
           {:ok, put_in(state.peers[target], cpid)}
+
+        # one an earlier open opened after it timed out here: closed, and
+        # opened again next time
+        {:error, {:invalid_request, :session_exists}} ->
+          cast_at(state, target, {:session_close})
+          {:error, :session_exists}
 
         {:error, _} = error ->
           error
