@@ -276,9 +276,11 @@ cluster-demo: raft nif
 # handshake, requests, wrong cookie, oversized and malformed frames; the
 # C node backend: conformance, launcher, kill -9 of C node and clients;
 # subscriptions through sessions.
-CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs test/ex_esdb/cnode_copy_serve_test.exs test/ex_esdb/cnode_persistent_owner_test.exs
+CNODE_TESTS := test/ex_esdb/cnode_test.exs test/ex_esdb/cnode_session_test.exs test/ex_esdb/cnode_copy_serve_test.exs test/ex_esdb/cnode_persistent_owner_test.exs \
+	test/ex_esdb/cnode_backend_test.exs test/ex_esdb/cnode_write_timeout_test.exs \
+	test/ex_esdb/streams_cnode_test.exs test/ex_esdb/subscriptions/cnode_subscriptions_test.exs
 test-cnode: nif $(BUILD)/esdb_cnode_probe
-	MIX_ENV=test mix test $(CNODE_TESTS) test/ex_esdb/cnode_backend_test.exs test/ex_esdb/cnode_write_timeout_test.exs test/ex_esdb/streams_cnode_test.exs
+	MIX_ENV=test mix test $(CNODE_TESTS)
 
 # The same ExUnit tests against the C node built with ASan+UBSan; with
 # raft built, the C node carries the replica (c_src/replica compiled with
@@ -295,7 +297,10 @@ CNODE_CLUSTER_TESTS := test/ex_esdb/cnode_cluster_test.exs \
 	test/ex_esdb/cnode_cluster_unreachable_test.exs \
 	test/ex_esdb/cnode_cluster_wiped_test.exs test/ex_esdb/cnode_copy_test.exs \
 	test/ex_esdb/cnode_launcher_cluster_test.exs test/ex_esdb/cnode_cluster_transfer_test.exs \
-	test/ex_esdb/cnode_cluster_rejoin_test.exs test/ex_esdb/cnode_cluster_claim_test.exs
+	test/ex_esdb/cnode_cluster_rejoin_test.exs test/ex_esdb/cnode_cluster_claim_test.exs \
+	test/ex_esdb/cnode_cluster_silent_leader_test.exs test/ex_esdb/cnode_cluster_watch_test.exs \
+	test/ex_esdb/cnode_raft_address_test.exs test/ex_esdb/streams_cnode_cluster_test.exs \
+	test/ex_esdb/subscriptions/cnode_cluster_subscriptions_test.exs
 ASAN_CNODE_REPORTS := $(CURDIR)/build/asan/cnode_reports
 asan-cnode: nif $(BUILD)/esdb_cnode_probe
 	$(MAKE) BUILD=build/asan CC=clang CFLAGS="$(SAN_CFLAGS)" \

@@ -10,7 +10,7 @@ defmodule ExESDB.CNodeBackendTest do
   alias ExESDB.Test.CNodeCluster
 
   @moduletag timeout: 180_000
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @bin CNodeCluster.bin()
 
   setup do
     dir = Path.join(System.tmp_dir!(), "ex_esdb_cnb_#{ExESDB.Test.Unique.id()}")

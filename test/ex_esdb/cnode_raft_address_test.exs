@@ -9,7 +9,7 @@ defmodule ExESDB.CNodeRaftAddressTest do
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
 
-  @bin Path.expand("../../priv/ex_esdb_cnode", __DIR__)
+  @bin CNodeCluster.bin()
 
   test "a raft address in use: the C node says so and exits" do
     dir = tmp_dir!("ex_esdb_cnra")
