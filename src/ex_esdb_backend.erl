@@ -24,7 +24,7 @@
          cluster_open/3, cluster_info/1, cluster_members/1, cluster_install_copy/2, cluster_transfer/2,
          cluster_add/3, cluster_assign/3, cluster_remove/2,
          submit/3, submit_async/3, call/3, translate/2,
-         read_stream/5, read_all/4, read_type/4, read_records/6, stream_info/2, list_streams/3,
+         read_stream/5, read_all/4, read_type/4, read_records/6, read_page/5, page_records/2, stream_info/2, list_streams/3,
          snapshot_get/2, checkpoint_get/2, checkpoint_list/3,
          subscribe/6, grant/3, unsubscribe/2,
          verify/1, backup/2, decode_term/1]).
@@ -215,6 +215,17 @@ read_type(H, Type, From, Count) ->
           {ok, list(), term()} | {error, term()}.
 read_records(H, Source, From, Count, Direction, Format) ->
     ex_esdb_nif:read_records(H, Source, From, Count, Direction, Format).
+
+%% A read in two halves, for a read-ahead: the events copied out of the
+%% store (dirty IO), then their records built on the caller's scheduler.
+-spec read_page(handle(), term(), non_neg_integer(), non_neg_integer(),
+                forward | backward) ->
+          {ok, reference(), term()} | {error, term()}.
+read_page(H, Source, From, Count, Direction) ->
+    ex_esdb_nif:read_page(H, Source, From, Count, Direction).
+
+-spec page_records(reference(), tuple()) -> {ok, list()} | {error, term()}.
+page_records(Page, Format) -> ex_esdb_nif:page_records(Page, Format).
 
 -spec stream_info(handle(), binary()) -> tuple().
 stream_info(H, StreamId) -> ex_esdb_nif:stream_info(H, StreamId).

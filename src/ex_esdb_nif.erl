@@ -12,7 +12,7 @@
          read_stream/5, read_all/4, read_type/4, stream_info/2,
          list_streams/3, snapshot_get/2, checkpoint_get/2,
          checkpoint_list/3, stats/1, limits/1, cancel/2, verify/2, backup/3,
-         read_records/6, subscribe/4, subscribe/5, subscribe/6,
+         read_records/6, read_page/5, page_records/2, subscribe/4, subscribe/5, subscribe/6,
          unsubscribe/2, grant/3,
          decode_term/1, cluster_support/0, protocol_table/0,
          cluster_open/3, cluster_info/1, cluster_members/1, cluster_install_copy/2, cluster_add/3, cluster_assign/3,
@@ -60,6 +60,8 @@ cancel(_Store, _Ref) -> erlang:nif_error(not_loaded).
 verify(_Store, _Ref) -> erlang:nif_error(not_loaded).
 backup(_Store, _Ref, _Dest) -> erlang:nif_error(not_loaded).
 read_records(_Store, _Source, _From, _Count, _Direction, _Format) -> erlang:nif_error(not_loaded).
+read_page(_Store, _Source, _From, _Count, _Direction) -> erlang:nif_error(not_loaded).
+page_records(_Page, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format, _Tagged) -> erlang:nif_error(not_loaded).
 subscribe(_Store, _Pid, _Source, _Format, _Shape, _Credit) -> erlang:nif_error(not_loaded).

@@ -19,6 +19,8 @@ static int load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 	nif_atoms_init(env);
 	records_init(env);
 	subs_init(env);
+	if (!pages_init(env, ERL_NIF_RT_CREATE))
+		return 1;
 	return nif_store_type_open(env, ERL_NIF_RT_CREATE) ? 0 : 1;
 }
 
@@ -29,6 +31,8 @@ static int upgrade(ErlNifEnv *env, void **priv, void **old, ERL_NIF_TERM info)
 	nif_atoms_init(env);
 	records_init(env);
 	subs_init(env);
+	if (!pages_init(env, ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER))
+		return 1;
 	return nif_store_type_open(env, ERL_NIF_RT_TAKEOVER) ? 0 : 1;
 }
 
@@ -63,6 +67,8 @@ ErlNifFunc nif_funcs[] = {
     {"verify", 2, nif_verify, 0},
     {"backup", 3, nif_backup, 0},
     {"read_records", 6, nif_read_records, DIRTY_IO},
+    {"read_page", 5, nif_read_page, DIRTY_IO},
+    {"page_records", 2, nif_page_records, 0},
     {"subscribe", 4, nif_subscribe, DIRTY_IO},
     {"subscribe", 5, nif_subscribe, DIRTY_IO},
     {"subscribe", 6, nif_subscribe, DIRTY_IO},

@@ -168,6 +168,23 @@ bool records_build(ErlNifEnv *env, const esdb_event *events, size_t n,
                    ERL_NIF_TERM module, bool decode, size_t chunk,
                    term_list *lists);
 
+/* read_records' Format: {Module, Decode} or {Module, Decode, tuples}. */
+bool records_read_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
+                         bool *decode, bool *tuples);
+/* The records (tuples when tuples) of events as one list in *list: 0, or
+ * ENOMEM, or ESDB_EINVAL with *refusal saying why a payload may not be
+ * decoded (etf_undecodable). */
+int records_list(ErlNifEnv *env, const esdb_event *events, size_t n,
+                 ERL_NIF_TERM module, bool decode, bool tuples,
+                 ERL_NIF_TERM *list, int *refusal);
+
+/* pages.c: a read in two halves (read_page on a dirty IO scheduler,
+ * page_records on the caller's), for a read-ahead. */
+bool pages_init(ErlNifEnv *env, ErlNifResourceFlags flags);
+ERL_NIF_TERM nif_read_page(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM nif_page_records(ErlNifEnv *env, int argc,
+                              const ERL_NIF_TERM argv[]);
+
 /* maintenance.c: verify(Store, Ref) and backup(Store, Ref, Dest) return
  * ok at once and answer {Ref, ok | {error, Reason}} from a thread of
  * their own. */

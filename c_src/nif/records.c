@@ -409,6 +409,31 @@ static bool read_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
 	return records_format(env, t, module, decode);
 }
 
+bool records_read_format(ErlNifEnv *env, ERL_NIF_TERM t, ERL_NIF_TERM *module,
+                         bool *decode, bool *tuples)
+{
+	return read_format(env, t, module, decode, tuples);
+}
+
+int records_list(ErlNifEnv *env, const esdb_event *events, size_t n,
+                 ERL_NIF_TERM module, bool decode, bool tuples,
+                 ERL_NIF_TERM *list, int *refusal)
+{
+	rec_ctx c;
+	rec_init(&c, env, module, decode);
+	c.tuples = tuples;
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = collect_record(&c, &events[i]);
+	if (!rc && !rec_finish(&c))
+		rc = ENOMEM;
+	*refusal = c.refusal;
+	if (!rc)
+		*list = nif_terms_take(env, &c.out);
+	rec_free(&c);
+	return rc;
+}
+
 /* read_records(Store, Source, From, Count, Direction, {Module, Decode})
  *   Source: all | {stream, StreamId} | {type, EventType}
  *   -> {ok, [%Module{}], Next} | {error, Reason}

@@ -124,6 +124,16 @@ const esdb_proto_op esdb_proto_ops[] = {
      ESDB_REPLY_DIRECT,
      {S, ESDB_ARG_SOURCE, ESDB_ARG_UINT, ESDB_ARG_COUNT, ESDB_ARG_DIRECTION,
       ESDB_ARG_FORMAT}},
+    {"read_page",
+     5,
+     ESDB_SCHED_DIRTY_IO,
+     ESDB_REPLY_DIRECT,
+     {S, ESDB_ARG_SOURCE, ESDB_ARG_UINT, ESDB_ARG_COUNT, ESDB_ARG_DIRECTION}},
+    {"page_records",
+     2,
+     ESDB_SCHED_ADAPTIVE,
+     ESDB_REPLY_DIRECT,
+     {ESDB_ARG_PAGE, ESDB_ARG_FORMAT}},
     {"subscribe",
      4,
      ESDB_SCHED_DIRTY_IO,
@@ -219,7 +229,7 @@ static const char *const arg_names[ESDB_ARG_N] = {
     [ESDB_ARG_CREDIT] = "credit",   [ESDB_ARG_MEMBER] = "member",
     [ESDB_ARG_GRANT] = "grant",     [ESDB_ARG_CLUSTER] = "cluster",
     [ESDB_ARG_ADDRESS] = "address", [ESDB_ARG_ROLE] = "role",
-    [ESDB_ARG_REQUEST] = "request",
+    [ESDB_ARG_REQUEST] = "request", [ESDB_ARG_PAGE] = "page",
 };
 
 const char *esdb_proto_arg_name(esdb_proto_arg a)

@@ -61,6 +61,7 @@ typedef enum esdb_proto_arg {
 	ESDB_ARG_ROLE,      /* voter | standby | spare */
 	ESDB_ARG_REQUEST,   /* {Id, Retry}: 16 bytes, a boolean: a put's or
 	                     * delete's request (esdb_cmd_set_request) */
+	ESDB_ARG_PAGE,      /* a page read_page made (an in-VM resource) */
 	ESDB_ARG_N
 } esdb_proto_arg;
 

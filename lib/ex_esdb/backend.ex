@@ -102,6 +102,22 @@ defmodule ExESDB.Backend do
               opts :: [decode: boolean()]
             ) :: {:ok, [map()], :eof | pos_integer()} | {:error, reason()}
 
+  @doc """
+  `c:read/6` in two halves, for a read-ahead (`ExESDB.ReadAhead`): the
+  events of one page copied out of the store, as an opaque page, and
+  where the next starts; any process may then build the page's records
+  with `c:page_records/3`. Optional: a backend without it is read with
+  `c:read/6` alone. Errors as `c:read/6`'s, `{:undecodable, reason}` from
+  `c:page_records/3`.
+  """
+  @callback read_page(store(), source(), non_neg_integer(), non_neg_integer(), direction()) ::
+              {:ok, page :: term(), :eof | pos_integer()} | {:error, reason()}
+
+  @callback page_records(store(), page :: term(), opts :: [decode: boolean()]) ::
+              {:ok, [map()]} | {:error, reason()}
+
+  @optional_callbacks read_page: 5, page_records: 3
+
   @doc "A stream's version, whether it exists and whether it was deleted."
   @callback stream_info(store(), String.t()) ::
               {:ok, non_neg_integer(), boolean(), boolean()} | {:error, reason()}

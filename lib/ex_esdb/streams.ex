@@ -109,7 +109,7 @@ defmodule ExESDB.Streams do
   first attempt was not applied and the stream moved on.
   """
 
-  alias ExESDB.{EventCodec, EventRecord, NewEvent, Store}
+  alias ExESDB.{EventCodec, EventRecord, NewEvent, ReadAhead, Store}
 
   @type store :: atom()
   @type stream_id :: String.t()
@@ -456,33 +456,56 @@ defmodule ExESDB.Streams do
 
   # The first page was read eagerly so a missing stream is an error up
   # front; the rest is read as the stream is consumed, each page from
-  # where the one before said the next starts, until :eof. A page is read
-  # once the one before has been consumed, so one page at a time is alive
-  # (reading ahead kept two: twice the copying in each garbage collection).
+  # where the one before said the next starts, until :eof. Where the
+  # backend reads in two halves (read_page/page_records), the next page
+  # is read ahead by a process of its own while this one builds and uses
+  # the current page (ExESDB.ReadAhead: one page ahead, stopped with the
+  # stream). Otherwise a page is read once the one before has been
+  # consumed, so one page at a time is alive (reading ahead in this
+  # process kept two: twice the copying in each garbage collection).
   defp build_stream(s, source, {records, next}, batch, direction, decode) do
     Stream.resource(
-      fn -> {records, next} end,
+      fn -> {records, next, read_ahead(s, source, next, batch, direction)} end,
       fn
-        :done ->
-          {:halt, :done}
+        {:done, _} = done ->
+          {:halt, done}
 
-        {records, :eof} ->
-          {records, :done}
+        {records, :eof, ahead} ->
+          {records, {:done, ahead}}
 
-        {records, next} when records != [] ->
-          {records, {[], next}}
+        {records, next, ahead} when records != [] ->
+          {records, {[], next, ahead}}
 
-        {[], next} ->
-          case page(s, source, next, batch, direction, decode) do
-            {:ok, more, after_more} ->
-              {more, if(after_more == :eof, do: :done, else: {[], after_more})}
-
-            {:error, reason} ->
-              raise "ExESDB read failed: #{inspect(reason)}"
+        {[], next, ahead} ->
+          case next_page(s, source, next, batch, direction, decode, ahead) do
+            {:ok, more, :eof} -> {more, {:done, ahead}}
+            {:ok, more, after_more} -> {more, {[], after_more, ahead}}
+            {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
           end
       end,
-      fn _ -> :ok end
+      fn
+        {_, _, %ReadAhead{} = ahead} -> ReadAhead.stop(ahead)
+        {:done, %ReadAhead{} = ahead} -> ReadAhead.stop(ahead)
+        _ -> :ok
+      end
     )
+  end
+
+  defp read_ahead(_s, _source, :eof, _batch, _direction), do: nil
+
+  defp read_ahead(s, source, next, batch, direction) do
+    if Code.ensure_loaded?(s.backend) and function_exported?(s.backend, :read_page, 5),
+      do: ReadAhead.start(s, source, next, min(batch, @max_page), direction)
+  end
+
+  defp next_page(s, source, next, batch, direction, decode, nil),
+    do: page(s, source, next, batch, direction, decode)
+
+  defp next_page(s, _source, _next, _batch, _direction, decode, ahead) do
+    case ReadAhead.next(ahead, s, decode) do
+      {:ok, records, next} -> {:ok, EventCodec.finish(records, s, decode), next}
+      {:error, _} = error -> error
+    end
   end
 
   # The read options checked, then (a linearizable read) the barrier:

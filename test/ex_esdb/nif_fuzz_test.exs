@@ -63,6 +63,16 @@ defmodule ExESDB.NifFuzzTest do
   defp arg(:ref, _), do: if(:rand.uniform(8) == 1, do: term(), else: make_ref())
   defp arg(:any, _), do: term()
 
+  # a page of the store (read_page), or anything
+  defp arg(:page, store) do
+    with 1 <- :rand.uniform(4),
+         {:ok, page, _} <- :ex_esdb_nif.read_page(store, :all, 0, 5, :forward) do
+      page
+    else
+      _ -> term()
+    end
+  end
+
   @funs [
     append: [:store, :ref, :any, :any, :any],
     delete_stream: [:store, :ref, :any, :any],
@@ -79,7 +89,9 @@ defmodule ExESDB.NifFuzzTest do
     checkpoint_get: [:store, :any],
     checkpoint_list: [:store, :any, :any],
     stats: [:store],
-    verify: [:store, :ref]
+    verify: [:store, :ref],
+    read_page: [:store, :any, :any, :any, :any],
+    page_records: [:page, :any]
   ]
 
   defp call(fun, args) do
@@ -94,6 +106,11 @@ defmodule ExESDB.NifFuzzTest do
   # a page of events and where the next starts
   defp acceptable?({:ok, page, next}) when is_list(page) and (next == :eof or is_integer(next)),
     do: true
+
+  # read_page's page
+  defp acceptable?({:ok, page, next})
+       when is_reference(page) and (next == :eof or is_integer(next)),
+       do: true
 
   defp acceptable?({:ok, _, _, _}), do: true
   defp acceptable?({:error, reason}) when is_atom(reason) or is_tuple(reason), do: true

@@ -131,6 +131,13 @@ defmodule ExESDB.StoredTermsTest do
     end
   end
 
+  # The same read in two halves (read_page, then page_records: a lazy
+  # read's read-ahead) applies the same checks.
+  defp via_page(h, source) do
+    {:ok, page, _} = :ex_esdb_nif.read_page(h, source, 0, 10, :forward)
+    :ex_esdb_nif.page_records(page, @format)
+  end
+
   describe "reading records flagged as terms" do
     setup %{store: store, data_dir: dir} do
       # every forged record lives in this store, closed while patched
@@ -150,10 +157,14 @@ defmodule ExESDB.StoredTermsTest do
         assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
                  {:error, {:undecodable, why}}
 
+        assert via_page(h, source) == {:error, {:undecodable, why}}
+
         {h, source} = forge.(%{metadata: :erlang.term_to_binary(term)})
 
         assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
                  {:error, {:undecodable, why}}
+
+        assert via_page(h, source) == {:error, {:undecodable, why}}
       end
     end
 
@@ -164,6 +175,8 @@ defmodule ExESDB.StoredTermsTest do
 
       assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
                {:error, {:undecodable, :unknown_atom}}
+
+      assert via_page(h, source) == {:error, {:undecodable, :unknown_atom}}
 
       assert_raise ArgumentError, fn -> String.to_existing_atom(name) end
     end
@@ -177,6 +190,8 @@ defmodule ExESDB.StoredTermsTest do
 
       assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
                {:error, {:undecodable, :too_large}}
+
+      assert via_page(h, source) == {:error, {:undecodable, :too_large}}
     end
 
     test "a binary term whose length does not match its bytes answers malformed", %{
@@ -193,6 +208,8 @@ defmodule ExESDB.StoredTermsTest do
 
         assert :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format) ==
                  {:error, {:undecodable, :malformed}}
+
+        assert via_page(h, source) == {:error, {:undecodable, :malformed}}
       end
     end
 
@@ -202,6 +219,8 @@ defmodule ExESDB.StoredTermsTest do
 
       assert {:ok, [%{data: ^etf}], :eof} =
                :ex_esdb_nif.read_records(h, source, 0, 10, :forward, @format)
+
+      assert {:ok, [%{data: ^etf}]} = via_page(h, source)
     end
   end
 

@@ -50,6 +50,22 @@ defmodule ExESDB.Backend.NIF do
   end
 
   @impl true
+  # read/6's two halves: the page copied out on a dirty IO scheduler (no
+  # terms), its records built on the caller's scheduler.
+  def read_page(store, source, from, count, direction),
+    do: :ex_esdb_backend.read_page(store.handle, source, from, count, direction)
+
+  @impl true
+  def page_records(store, page, opts \\ []) do
+    {module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
+
+    case :ex_esdb_backend.page_records(page, {module, decode, :tuples}) do
+      {:ok, tuples} -> {:ok, EventRecord.from_tuples(tuples)}
+      {:error, _} = error -> error
+    end
+  end
+
+  @impl true
   def stream_info(store, stream_id), do: :ex_esdb_backend.stream_info(store.handle, stream_id)
 
   @impl true

@@ -1,0 +1,105 @@
+defmodule ExESDB.ReadAhead do
+  @moduledoc false
+  # A lazy read's next page, read while the reader uses the one before.
+  #
+  # A process of its own reads one page ahead with the backend's
+  # read_page/5 (the core's read, on a dirty IO scheduler; the page is an
+  # opaque resource, no terms) and sends it to the reader, which builds
+  # its records with page_records/3 on its own scheduler and asks for the
+  # next page as soon as it holds one. The core's read and the building
+  # of records, one after the other in read/6, then run on two cores at
+  # once (docs/PERFORMANCE.md, issue 15).
+  #
+  # Bounded: at most one page is read ahead of the one the reader builds.
+  # The reading process ends after the last page or an error (both sent
+  # first), when the reader stops it (stop/1: killed, its messages
+  # dropped, none arrive later: they go to an alias that stop/1 removes),
+  # or when the reader dies (it monitors the reader). A page is freed
+  # when the last process holding it collects its garbage.
+
+  defstruct [:pid, :mon, :tag]
+
+  @type t :: %__MODULE__{pid: pid(), mon: reference(), tag: reference()}
+
+  @doc "Start reading `source` from `from`, `count` events a page."
+  @spec start(
+          ExESDB.Store.t(),
+          ExESDB.Backend.source(),
+          non_neg_integer(),
+          pos_integer(),
+          ExESDB.Backend.direction()
+        ) :: t()
+  def start(s, source, from, count, direction) do
+    owner = self()
+    tag = :erlang.alias()
+
+    {pid, mon} =
+      spawn_monitor(fn ->
+        watch = Process.monitor(owner)
+        read(s, {source, count, direction}, from, tag, watch)
+      end)
+
+    %__MODULE__{pid: pid, mon: mon, tag: tag}
+  end
+
+  defp read(s, {source, count, direction} = what, from, tag, watch) do
+    result = s.backend.read_page(s, source, from, count, direction)
+    send(tag, {tag, result})
+
+    case result do
+      {:ok, _page, next} when next != :eof ->
+        # The page sent is no longer this process's to keep alive until
+        # its next collection (a page is ~100 KiB).
+        :erlang.garbage_collect(self(), type: :minor)
+
+        receive do
+          {^tag, :more} -> read(s, what, next, tag, watch)
+          {:DOWN, ^watch, _, _, _} -> :ok
+        end
+
+      _ ->
+        :ok
+    end
+  end
+
+  @doc """
+  The next page's records and where the page after starts (`:eof` at
+  the end), or the read's error.
+  """
+  @spec next(t(), ExESDB.Store.t(), boolean()) ::
+          {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()}
+  def next(%__MODULE__{pid: pid, mon: mon, tag: tag}, s, decode) do
+    receive do
+      {^tag, {:ok, page, next}} ->
+        if next != :eof, do: send(pid, {tag, :more})
+
+        case s.backend.page_records(s, page, decode: decode) do
+          {:ok, records} -> {:ok, records, next}
+          {:error, _} = error -> error
+        end
+
+      {^tag, {:error, _} = error} ->
+        error
+
+      {:DOWN, ^mon, _, _, reason} ->
+        {:error, {:read_ahead_down, reason}}
+    end
+  end
+
+  @doc "Stop reading ahead; no message of it arrives after."
+  @spec stop(t()) :: :ok
+  def stop(%__MODULE__{pid: pid, mon: mon, tag: tag}) do
+    :erlang.unalias(tag)
+    Process.demonitor(mon, [:flush])
+    Process.exit(pid, :kill)
+    flush(tag)
+  end
+
+  defp flush(tag) do
+    receive do
+      {^tag, _} -> flush(tag)
+    after
+      0 -> :ok
+    end
+  end
+end
