@@ -15,26 +15,75 @@
 #include <stdint.h>
 #include <string.h>
 
-/* A page's events, their pointers into bytes (both owned). Immutable once
- * made: any number of processes may build records from it. */
-typedef struct page_res {
+/* Buffers for a page's events and bytes, with room for ecap events and
+ * bcap bytes. */
+typedef struct page_buf {
 	esdb_event *events;
-	size_t n;
+	size_t ecap;
 	uint8_t *bytes;
-	size_t nbytes;
+	size_t bcap;
+} page_buf;
+
+/* A page: n events whose pointers point into nbytes bytes, both in buf
+ * (owned). Immutable once made: any number of processes may build
+ * records from it. */
+typedef struct page_res {
+	page_buf buf;
+	size_t n, nbytes;
 } page_res;
 
 static ErlNifResourceType *page_type;
 
+/* Buffers of pages freed, kept for the pages read next: a read-ahead
+ * frees a page as it reads the next, and fresh memory for each (~200 KiB
+ * for 512 events) faults on its first touches and is copied as it grows.
+ * At most POOL_MAX buffers, of at most POOL_BYTES each (events and
+ * bytes), are kept. */
+#define POOL_MAX   8
+#define POOL_BYTES (1u << 20)
+
+static ErlNifMutex *pool_lock;
+static page_buf pool[POOL_MAX];
+static size_t pool_n;
+
+/* A buffer from the pool, or an empty one. */
+static page_buf buf_take(void)
+{
+	page_buf b = {0};
+	enif_mutex_lock(pool_lock);
+	if (pool_n)
+		b = pool[--pool_n];
+	enif_mutex_unlock(pool_lock);
+	return b;
+}
+
+static void buf_give(page_buf b)
+{
+	bool kept = false;
+	if (b.bcap + b.ecap * sizeof(esdb_event) <= POOL_BYTES) {
+		enif_mutex_lock(pool_lock);
+		if (pool_n < POOL_MAX) {
+			pool[pool_n++] = b;
+			kept = true;
+		}
+		enif_mutex_unlock(pool_lock);
+	}
+	if (!kept) {
+		enif_free(b.events);
+		enif_free(b.bytes);
+	}
+}
+
 static void page_dtor(ErlNifEnv *env, void *obj)
 {
 	page_res *p = obj;
-	enif_free(p->events);
-	enif_free(p->bytes);
+	buf_give(p->buf);
 }
 
 bool pages_init(ErlNifEnv *env, ErlNifResourceFlags flags)
 {
+	if (!pool_lock && !(pool_lock = enif_mutex_create("esdb_page_pool")))
+		return false;
 	page_type = enif_open_resource_type(env, NULL, "esdb_page", page_dtor,
 	                                    flags, NULL);
 	return page_type != NULL;
@@ -43,25 +92,24 @@ bool pages_init(ErlNifEnv *env, ErlNifResourceFlags flags)
 /* The page being copied: pointers of events are offsets into bytes until
  * the read ends (bytes may move as it grows). */
 typedef struct page_ctx {
-	esdb_event *events;
-	size_t n, cap;
-	uint8_t *bytes;
-	size_t nbytes, bcap;
+	page_buf buf;
+	size_t n, nbytes;
 } page_ctx;
 
 /* Room for len more bytes; ENOMEM when it cannot grow. */
 static int room(page_ctx *c, size_t len)
 {
-	if (c->nbytes + len <= c->bcap)
+	page_buf *b = &c->buf;
+	if (c->nbytes + len <= b->bcap)
 		return 0;
-	size_t cap = c->bcap ? c->bcap : 64u << 10;
+	size_t cap = b->bcap ? b->bcap : 64u << 10;
 	while (cap < c->nbytes + len)
 		cap *= 2;
-	uint8_t *b = c->bytes ? enif_realloc(c->bytes, cap) : enif_alloc(cap);
-	if (!b)
+	uint8_t *p = b->bytes ? enif_realloc(b->bytes, cap) : enif_alloc(cap);
+	if (!p)
 		return ENOMEM;
-	c->bytes = b;
-	c->bcap = cap;
+	b->bytes = p;
+	b->bcap = cap;
 	return 0;
 }
 
@@ -73,7 +121,7 @@ static const void *put(page_ctx *c, const void *p, size_t len)
 		return NULL;
 	uintptr_t off = c->nbytes;
 	if (len)
-		memcpy(c->bytes + c->nbytes, p, len);
+		memcpy(c->buf.bytes + c->nbytes, p, len);
 	c->nbytes += len;
 	return (const void *)off;
 }
@@ -81,15 +129,16 @@ static const void *put(page_ctx *c, const void *p, size_t len)
 static int copy_event(void *ctx, const esdb_event *ev)
 {
 	page_ctx *c = ctx;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		esdb_event *e = c->events
-		                    ? enif_realloc(c->events, cap * sizeof(*e))
+	page_buf *b = &c->buf;
+	if (c->n == b->ecap) {
+		size_t cap = b->ecap ? b->ecap * 2 : 64;
+		esdb_event *e = b->events
+		                    ? enif_realloc(b->events, cap * sizeof(*e))
 		                    : enif_alloc(cap * sizeof(*e));
 		if (!e)
 			return ENOMEM;
-		c->events = e;
-		c->cap = cap;
+		b->events = e;
+		b->ecap = cap;
 	}
 	size_t need = 16 + ev->stream_id_len + ev->event_type_len +
 	              ev->data_len + ev->metadata_len +
@@ -97,7 +146,7 @@ static int copy_event(void *ctx, const esdb_event *ev)
 	              (ev->correlation_id ? 16 : 0);
 	if (room(c, need))
 		return ENOMEM;
-	esdb_event *e = &c->events[c->n++];
+	esdb_event *e = &b->events[c->n++];
 	*e = *ev;
 	e->event_id = put(c, ev->event_id, 16);
 	e->stream_id = put(c, ev->stream_id, ev->stream_id_len);
@@ -112,7 +161,7 @@ static int copy_event(void *ctx, const esdb_event *ev)
 #define FIX(field)                                                             \
 	do {                                                                   \
 		if (e->field)                                                  \
-			e->field = (void *)(c->bytes + (uintptr_t)e->field);   \
+			e->field = (void *)(base + (uintptr_t)e->field);       \
 	} while (0)
 
 /* Offsets made pointers, now that bytes stays where it is. An id copied
@@ -120,14 +169,14 @@ static int copy_event(void *ctx, const esdb_event *ev)
  * an absent causation or correlation id. */
 static void fix_pointers(page_ctx *c)
 {
+	const uint8_t *base = c->buf.bytes;
 	for (size_t i = 0; i < c->n; i++) {
-		esdb_event *e = &c->events[i];
-		e->event_id = c->bytes + (uintptr_t)e->event_id;
-		e->stream_id = (const char *)c->bytes + (uintptr_t)e->stream_id;
-		e->event_type =
-		    (const char *)c->bytes + (uintptr_t)e->event_type;
-		e->data = c->bytes + (uintptr_t)e->data;
-		e->metadata = c->bytes + (uintptr_t)e->metadata;
+		esdb_event *e = &c->buf.events[i];
+		e->event_id = base + (uintptr_t)e->event_id;
+		e->stream_id = (const char *)base + (uintptr_t)e->stream_id;
+		e->event_type = (const char *)base + (uintptr_t)e->event_type;
+		e->data = base + (uintptr_t)e->data;
+		e->metadata = base + (uintptr_t)e->metadata;
 		FIX(causation_id);
 		FIX(correlation_id);
 	}
@@ -151,7 +200,7 @@ ERL_NIF_TERM nif_read_page(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    !nif_get_direction(argv[4], &dir) ||
 	    !nif_store_acquire(env, argv[0], &r))
 		return enif_make_badarg(env);
-	page_ctx c = {0};
+	page_ctx c = {.buf = buf_take()};
 	esdb_read_next next;
 	int rc = r->closed ? ESDB_ECLOSED
 	                   : nif_read_source(r->s, source, &name, from, count,
@@ -161,8 +210,7 @@ ERL_NIF_TERM nif_read_page(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (!rc && !(p = enif_alloc_resource(page_type, sizeof(*p))))
 		rc = ENOMEM;
 	if (rc) {
-		enif_free(c.events);
-		enif_free(c.bytes);
+		buf_give(c.buf);
 		return source == ESDB_TOPIC_STREAM
 		           ? nif_stream_error_term(
 		                 env, rc,
@@ -170,9 +218,8 @@ ERL_NIF_TERM nif_read_page(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 		           : nif_error_term(env, rc);
 	}
 	fix_pointers(&c);
-	p->events = c.events;
+	p->buf = c.buf;
 	p->n = c.n;
-	p->bytes = c.bytes;
 	p->nbytes = c.nbytes;
 	ERL_NIF_TERM page = enif_make_resource(env, p);
 	enif_release_resource(p);
@@ -193,7 +240,7 @@ static ERL_NIF_TERM build(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (!enif_get_resource(env, argv[0], page_type, (void **)&p) ||
 	    !records_read_format(env, argv[1], &module, &decode, &tuples))
 		return enif_make_badarg(env);
-	int rc = records_list(env, p->events, p->n, module, decode, tuples,
+	int rc = records_list(env, p->buf.events, p->n, module, decode, tuples,
 	                      &list, &refusal);
 	if (rc)
 		return refusal ? etf_undecodable(env, refusal)

@@ -71,7 +71,7 @@ defmodule ExESDB.ReadAhead do
   def next(%__MODULE__{pid: pid, mon: mon, tag: tag}, s, decode) do
     receive do
       {^tag, {:ok, page, next}} ->
-        if next != :eof, do: send(pid, {tag, :more})
+        if next != :eof, do: more(pid, tag)
 
         case s.backend.page_records(s, page, decode: decode) do
           {:ok, records} -> {:ok, records, next}
@@ -84,6 +84,15 @@ defmodule ExESDB.ReadAhead do
       {:DOWN, ^mon, _, _, reason} ->
         {:error, {:read_ahead_down, reason}}
     end
+  end
+
+  # Ask for the next page, and let the reading process start its read now:
+  # it waits on this scheduler's run queue, and while this process builds
+  # records the scheduler would not run it (another scheduler, asleep,
+  # does not take it at once), so the two halves would not overlap.
+  defp more(pid, tag) do
+    send(pid, {tag, :more})
+    :erlang.yield()
   end
 
   @doc "Stop reading ahead; no message of it arrives after."
