@@ -103,20 +103,33 @@ defmodule ExESDB.Backend do
             ) :: {:ok, [map()], :eof | pos_integer()} | {:error, reason()}
 
   @doc """
-  `c:read/6` in two halves, for a read-ahead (`ExESDB.ReadAhead`): the
-  events of one page copied out of the store, as an opaque page, and
-  where the next starts; any process may then build the page's records
-  with `c:page_records/3`. Optional: a backend without it is read with
-  `c:read/6` alone. Errors as `c:read/6`'s, `{:undecodable, reason}` from
-  `c:page_records/3`.
+  `c:read/6` in two halves, the first: one page of `source` read as an
+  opaque page (no records made yet) and where the next starts. Options
+  and errors as `c:read/6`'s.
   """
-  @callback read_page(store(), source(), non_neg_integer(), non_neg_integer(), direction()) ::
-              {:ok, page :: term(), :eof | pos_integer()} | {:error, reason()}
+  @callback read_page(
+              store(),
+              source(),
+              from :: non_neg_integer(),
+              count :: non_neg_integer(),
+              direction(),
+              opts :: [decode: boolean()]
+            ) :: {:ok, page :: term(), :eof | pos_integer()} | {:error, reason()}
 
-  @callback page_records(store(), page :: term(), opts :: [decode: boolean()]) ::
-              {:ok, [map()]} | {:error, reason()}
+  @doc """
+  `c:read/6` in two halves, the second: the records of a page
+  `c:read_page/6` read, in its order. Errors: `{:undecodable, reason}`,
+  `{:corrupt, where}`.
+  """
+  @callback page_records(store(), page :: term()) :: {:ok, [map()]} | {:error, reason()}
 
-  @optional_callbacks read_page: 5, page_records: 3
+  @doc """
+  Whether a lazy read (`ExESDB.Streams.stream_forward/4`, ...) reads its
+  next page ahead in a process of its own (`c:read_page/6` there,
+  `c:page_records/2` in the reader: `ExESDB.ReadAhead`). `false` where a
+  read depends on the process making it. No errors.
+  """
+  @callback read_ahead() :: boolean()
 
   @doc "A stream's version, whether it exists and whether it was deleted."
   @callback stream_info(store(), String.t()) ::

@@ -3,10 +3,10 @@ defmodule ExESDB.ReadAhead do
   # A lazy read's next page, read while the reader uses the one before.
   #
   # A process of its own reads one page ahead with the backend's
-  # read_page/5 (the core's read, on a dirty IO scheduler; the page is an
-  # opaque resource, no terms) and sends it to the reader, which builds
-  # its records with page_records/3 on its own scheduler and asks for the
-  # next page as soon as it holds one. The core's read and the building
+  # read_page/6 (the NIF's: the core's read, on a dirty IO scheduler; the
+  # page is an opaque resource, no terms) and sends it to the reader,
+  # which builds its records with page_records/2 on its own scheduler and
+  # asks for the next page as soon as it holds one. The core's read and the building
   # of records, one after the other in read/6, then run on two cores at
   # once (docs/PERFORMANCE.md, issue 15).
   #
@@ -27,23 +27,24 @@ defmodule ExESDB.ReadAhead do
           ExESDB.Backend.source(),
           non_neg_integer(),
           pos_integer(),
-          ExESDB.Backend.direction()
+          ExESDB.Backend.direction(),
+          boolean()
         ) :: t()
-  def start(s, source, from, count, direction) do
+  def start(s, source, from, count, direction, decode) do
     owner = self()
     tag = :erlang.alias()
 
     {pid, mon} =
       spawn_monitor(fn ->
         watch = Process.monitor(owner)
-        read(s, {source, count, direction}, from, tag, watch)
+        read(s, {source, count, direction, decode}, from, tag, watch)
       end)
 
     %__MODULE__{pid: pid, mon: mon, tag: tag}
   end
 
-  defp read(s, {source, count, direction} = what, from, tag, watch) do
-    result = s.backend.read_page(s, source, from, count, direction)
+  defp read(s, {source, count, direction, decode} = what, from, tag, watch) do
+    result = s.backend.read_page(s, source, from, count, direction, decode: decode)
     send(tag, {tag, result})
 
     case result do
@@ -66,14 +67,14 @@ defmodule ExESDB.ReadAhead do
   The next page's records and where the page after starts (`:eof` at
   the end), or the read's error.
   """
-  @spec next(t(), ExESDB.Store.t(), boolean()) ::
+  @spec next(t(), ExESDB.Store.t()) ::
           {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()}
-  def next(%__MODULE__{pid: pid, mon: mon, tag: tag}, s, decode) do
+  def next(%__MODULE__{pid: pid, mon: mon, tag: tag}, s) do
     receive do
       {^tag, {:ok, page, next}} ->
         if next != :eof, do: more(pid, tag)
 
-        case s.backend.page_records(s, page, decode: decode) do
+        case s.backend.page_records(s, page) do
           {:ok, records} -> {:ok, records, next}
           {:error, _} = error -> error
         end

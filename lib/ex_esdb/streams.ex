@@ -465,7 +465,7 @@ defmodule ExESDB.Streams do
   # process kept two: twice the copying in each garbage collection).
   defp build_stream(s, source, {records, next}, batch, direction, decode) do
     Stream.resource(
-      fn -> {records, next, read_ahead(s, source, next, batch, direction)} end,
+      fn -> {records, next, read_ahead(s, source, next, batch, direction, decode)} end,
       fn
         {:done, _} = done ->
           {:halt, done}
@@ -491,18 +491,18 @@ defmodule ExESDB.Streams do
     )
   end
 
-  defp read_ahead(_s, _source, :eof, _batch, _direction), do: nil
+  defp read_ahead(_s, _source, :eof, _batch, _direction, _decode), do: nil
 
-  defp read_ahead(s, source, next, batch, direction) do
-    if Code.ensure_loaded?(s.backend) and function_exported?(s.backend, :read_page, 5),
-      do: ReadAhead.start(s, source, next, min(batch, @max_page), direction)
+  defp read_ahead(s, source, next, batch, direction, decode) do
+    if s.backend.read_ahead(),
+      do: ReadAhead.start(s, source, next, min(batch, @max_page), direction, decode)
   end
 
   defp next_page(s, source, next, batch, direction, decode, nil),
     do: page(s, source, next, batch, direction, decode)
 
   defp next_page(s, _source, _next, _batch, _direction, decode, ahead) do
-    case ReadAhead.next(ahead, s, decode) do
+    case ReadAhead.next(ahead, s) do
       {:ok, records, next} -> {:ok, EventCodec.finish(records, s, decode), next}
       {:error, _} = error -> error
     end

@@ -121,6 +121,15 @@ defmodule ExESDB.Test.GatedBackend do
   defdelegate limits(handle), to: NIF
   @impl true
   defdelegate read(store, source, from, count, direction, opts \\ []), to: NIF
+
+  @impl true
+  defdelegate read_page(store, source, from, count, direction, opts \\ []), to: NIF
+
+  @impl true
+  defdelegate page_records(store, page), to: NIF
+
+  @impl true
+  defdelegate read_ahead(), to: NIF
   @impl true
   defdelegate stream_info(store, id), to: NIF
   @impl true

@@ -840,11 +840,14 @@ defmodule ExESDB.Backend.Cluster do
     do: NIF.read(local(store), source, from, count, direction, opts)
 
   @impl true
-  def read_page(store, source, from, count, direction),
-    do: NIF.read_page(local(store), source, from, count, direction)
+  def read_page(store, source, from, count, direction, opts \\ []),
+    do: NIF.read_page(local(store), source, from, count, direction, opts)
 
   @impl true
-  def page_records(store, page, opts \\ []), do: NIF.page_records(local(store), page, opts)
+  def page_records(store, page), do: NIF.page_records(local(store), page)
+
+  @impl true
+  def read_ahead, do: NIF.read_ahead()
 
   @impl true
   def stream_info(store, id), do: NIF.stream_info(local(store), id)

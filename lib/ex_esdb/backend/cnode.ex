@@ -349,6 +349,16 @@ defmodule ExESDB.Backend.CNode do
 
   @impl true
   def read(store, source, from, count, direction, opts \\ []) do
+    with {:ok, page, next} <- read_page(store, source, from, count, direction, opts),
+         {:ok, records} <- page_records(store, page),
+         do: {:ok, records, next}
+  end
+
+  @impl true
+  # The page: records (read_parts made them as its parts came), or a
+  # packed page or tuples from an older C node, whose records
+  # page_records makes.
+  def read_page(store, source, from, count, direction, opts \\ []) do
     {_module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
 
     args = [source, from, count, direction, {ExESDB.EventRecord, decode}]
@@ -361,6 +371,8 @@ defmodule ExESDB.Backend.CNode do
     case fresh(store, fn -> read_at(store, at) end) do
       # a C node older than read_parts
       {:error, {:invalid_request, :unknown_operation}} -> read_packed(store, args, decode)
+      # read_parts cut each part into records as it came
+      {:ok, records, next} -> {:ok, {:records, records}, next}
       other -> other
     end
   end
@@ -371,14 +383,13 @@ defmodule ExESDB.Backend.CNode do
     # (fresh already: the read before it asked read_parts)
     case read_at(store, packed) do
       {:ok, page, next} when is_binary(page) ->
-        with {:ok, records} <- Page.records(page, decode), do: {:ok, records, next}
+        {:ok, {:packed, page, decode}, next}
 
       # a C node older than read_packed: its records as tuples
       {:error, {:invalid_request, :unknown_operation}} ->
         with {:ok, tuples, next} <-
-               call(store.handle, List.to_tuple([:read_records | args]), :read, store.timeout),
-             {:ok, records} <- Terms.records(tuples, decode) do
-          {:ok, records, next}
+               call(store.handle, List.to_tuple([:read_records | args]), :read, store.timeout) do
+          {:ok, {:tuples, tuples, decode}, next}
         end
 
       {:ok, _page, _next} ->
@@ -467,6 +478,16 @@ defmodule ExESDB.Backend.CNode do
       0 -> :ok
     end
   end
+
+  @impl true
+  def page_records(_store, {:records, records}), do: {:ok, records}
+  def page_records(_store, {:packed, page, decode}), do: Page.records(page, decode)
+  def page_records(_store, {:tuples, tuples, decode}), do: Terms.records(tuples, decode)
+
+  @impl true
+  # A read may go to the leader this process last wrote at (read_at/2):
+  # a process of its own would not read there.
+  def read_ahead, do: false
 
   @impl true
   def stream_info(store, stream_id), do: read_call(store, {:stream_info, stream_id})

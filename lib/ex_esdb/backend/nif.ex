@@ -50,20 +50,28 @@ defmodule ExESDB.Backend.NIF do
   end
 
   @impl true
-  # read/6's two halves: the page copied out on a dirty IO scheduler (no
-  # terms), its records built on the caller's scheduler.
-  def read_page(store, source, from, count, direction),
-    do: :ex_esdb_backend.read_page(store.handle, source, from, count, direction)
-
-  @impl true
-  def page_records(store, page, opts \\ []) do
+  # read/6's two halves: the events copied out on a dirty IO scheduler (no
+  # terms), then their records built on the caller's scheduler.
+  def read_page(store, source, from, count, direction, opts \\ []) do
     {module, decode} = EventCodec.format(store, Keyword.get(opts, :decode, true))
 
-    case :ex_esdb_backend.page_records(page, {module, decode, :tuples}) do
+    case :ex_esdb_backend.read_page(store.handle, source, from, count, direction) do
+      {:ok, page, next} -> {:ok, {page, {module, decode, :tuples}}, next}
+      {:error, _} = error -> error
+    end
+  end
+
+  @impl true
+  def page_records(_store, {page, format}) do
+    case :ex_esdb_backend.page_records(page, format) do
       {:ok, tuples} -> {:ok, EventRecord.from_tuples(tuples)}
       {:error, _} = error -> error
     end
   end
+
+  @impl true
+  # the core's read and the building of records on two cores at once
+  def read_ahead, do: true
 
   @impl true
   def stream_info(store, stream_id), do: :ex_esdb_backend.stream_info(store.handle, stream_id)
