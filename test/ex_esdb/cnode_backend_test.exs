@@ -70,6 +70,48 @@ defmodule ExESDB.CNodeBackendTest do
     assert {:ok, [%{event_number: 1}]} = Streams.get_events(copy, "s", 1, 10)
   end
 
+  test "a read of many parts (read_parts) is the NIF backend's read, record for record",
+       %{dir: dir} do
+    cnode = start_system(Path.join(dir, "c"), backend: :cnode)
+    nif = start_system(Path.join(dir, "n"), [])
+    pad = String.duplicate("x", 1_000)
+
+    for n <- 1..4 do
+      evs =
+        for i <- 1..200,
+            do: %NewEvent{
+              event_type: "t#{rem(i, 3)}",
+              event_id: ExESDB.UUID.uuid4(),
+              data: %{n: n, i: i, pad: pad},
+              metadata: if(rem(i, 2) == 0, do: %{m: i}, else: nil)
+            }
+
+      for store <- [cnode, nif],
+          do: assert({:ok, _} = Streams.append_events(store, "s", :any, evs))
+    end
+
+    # the time stamps are each store's own
+    strip = fn r -> %{r | created_at: nil, created_epoch: nil} end
+    {:ok, c} = ExESDB.Store.fetch(cnode)
+    {:ok, n} = ExESDB.Store.fetch(nif)
+
+    # 800 events of ~1 KB: a page of them is a dozen parts
+    for {source, from, dir} <- [
+          {{:stream, "s"}, 1, :forward},
+          {:all, 0, :forward},
+          {{:stream, "s"}, 800, :backward}
+        ],
+        decode <- [true, false] do
+      assert {:ok, records, next} = c.backend.read(c, source, from, 1_000, dir, decode: decode)
+      assert {:ok, nif_records, ^next} = n.backend.read(n, source, from, 1_000, dir, decode: decode)
+      assert length(records) == 800
+      assert Enum.map(records, strip) == Enum.map(nif_records, strip)
+    end
+
+    # no part left behind in this process's mailbox
+    refute_received {_ref, {:esdb_part, _}}
+  end
+
   test "cnode_cookie: a 0400 file the launched C node and this node's connection read",
        %{dir: dir} do
     File.mkdir_p!(dir)
@@ -96,6 +138,9 @@ defmodule ExESDB.CNodeBackendTest do
     id = ExESDB.UUID.uuid4()
     assert {:error, :outcome_unknown} = Streams.append_events(store, "s", :any, [event(id)])
     assert {:error, :timeout} = Streams.get_version(store, "s")
+    # a read (read_parts) too
+    {:ok, s} = ExESDB.Store.fetch(store)
+    assert {:error, :timeout} = ExESDB.Backend.CNode.read(s, :all, 0, 10, :forward)
     {_, 0} = System.cmd("kill", ["-CONT", "#{os_pid}"])
     # the C node answers both once it runs again (and the cancel the
     # write's give-up sent, which may withdraw it: its outcome is
