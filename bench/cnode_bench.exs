@@ -198,7 +198,7 @@ defmodule CNodeBench do
 
   defp distribute do
     unless Node.alive?() do
-      System.cmd("epmd", ["-daemon"])
+      System.cmd("epmd", ["-daemon", "-address", "127.0.0.1"])
       {:ok, _} = Node.start(:"cnode_bench_#{System.pid()}", :shortnames)
     end
   end

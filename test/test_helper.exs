@@ -1,6 +1,7 @@
 # The crash test starts other BEAM nodes; this node needs a name for that.
+# epmd on loopback only; one already running is used (test/support/epmd.ex).
 unless Node.alive?() do
-  {_, 0} = System.cmd("epmd", ["-daemon"])
+  :ok = ExESDB.Test.Epmd.ensure_started()
   {:ok, _} = Node.start(:"ex_esdb_test_#{System.pid()}", :shortnames)
 end
 

@@ -22,7 +22,7 @@ ADDRS="${P}n1@127.0.0.1=127.0.0.1:$1,${P}n2@127.0.0.1=127.0.0.1:$2,${P}n3@127.0.
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 mix compile >/dev/null
-epmd -daemon
+epmd -daemon -address 127.0.0.1
 
 PIDS=""
 stop_nodes() {
