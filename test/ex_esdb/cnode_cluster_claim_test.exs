@@ -174,6 +174,32 @@ defmodule ExESDB.CNodeClusterClaimTest do
     wait_until(fn -> checkpoint(b, "killed") == total end, 30_000)
   end
 
+  test "a leading C node that falls silent (SIGSTOP) loses its claims once another " <>
+         "leads in a later term: the owner takes the name again there, no gap",
+       ctx do
+    a = store_on(ctx, ctx.f1)
+    b = store_on(ctx, ctx.f2)
+    {:ok, _} = FollowWriter.append(a, "s", 20)
+    {:ok, sub_pid, sub} = FollowSubscriber.start(a, "silent", "s", self())
+    mref = Process.monitor(sub)
+
+    pause_os_process!(ctx.l.os_pid)
+    on_exit(fn -> System.cmd("kill", ["-CONT", "#{ctx.l.os_pid}"]) end)
+    new_leader = CNodeCluster.leader([ctx.f1, ctx.f2])
+    assert new_leader.name != ctx.l.name
+
+    for _ <- 1..20, do: FollowWriter.append(a, "s", 5)
+    total = 20 + 20 * 5
+    assert_no_gap(seen_all(sub_pid, total, []), total)
+    refute_received {:DOWN, ^mref, _, _, _}
+
+    # the owner's claim moved to the new leader (the silent one's is
+    # dead): the other client is refused, the owner's acks are written
+    assert {:error, :subscription_already_exists} = FollowSubscriber.start(b, "silent", "s", self())
+
+    wait_until(fn -> checkpoint(b, "silent") == total end, 30_000)
+  end
+
   # From the first event, in order, never past one not seen yet (at least
   # once: a delivery may go back and come again).
   defp assert_no_gap(seen, total) do

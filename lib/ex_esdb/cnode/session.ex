@@ -33,6 +33,9 @@ defmodule ExESDB.CNode.Session do
   # (ms), and the pause between tries
   @claim_wait 5_000
   @claim_pause 50
+  # ms between rounds of asking the C nodes of a cluster their terms
+  # while this session holds a claim there (check_claims)
+  @claim_check 100
 
   @type source :: :all | {:stream, String.t()} | {:type, String.t()}
 
@@ -175,6 +178,10 @@ defmodule ExESDB.CNode.Session do
          cluster: List.delete(cluster, cnode),
          peers: %{},
          leader: cnode,
+         # the {cluster_info} asks of the last claim check (ref => C
+         # node), and whether one is scheduled
+         checks: %{},
+         checking: false,
          # first_id: ids unique across sessions, so an id kept past
          # its session's end never names a later session's subscriber
          next_id: Keyword.get(opts, :first_id, 1)
@@ -428,8 +435,36 @@ defmodule ExESDB.CNode.Session do
     end
   end
 
-  defp put_claim(state, name, at, term),
-    do: put_in(state.claims[name], %{ids: MapSet.new(), at: at, term: term})
+  defp put_claim(state, name, at, term) do
+    state = put_in(state.claims[name], %{ids: MapSet.new(), at: at, term: term})
+    if term != nil and not state.checking, do: send(self(), :check_claims)
+    %{state | checking: state.checking or term != nil}
+  end
+
+  # A claim lives in the raft term it was granted in. Its C node drops it
+  # when it stops leading, or goes with it; a C node that falls silent
+  # (stopped, cut off) does neither, so while claims are held every C node
+  # of the cluster is asked its term every @claim_check ms: one reporting
+  # a later term than a claim's means that claim is dead (its C node can
+  # commit nothing more in that term, and the owner's writes are fenced
+  # to it), and it is lost here.
+  defp check_claims(state) do
+    if Enum.any?(state.claims, fn {_, c} -> c.term != nil end) do
+      checks =
+        for node <- [state.cnode | state.cluster], into: %{} do
+          ref = make_ref()
+          {to, store} = at(state, node)
+          req = if store, do: {:at, store, {:cluster_info}}, else: {:cluster_info}
+          Process.send({:esdb, to}, {:call, self(), ref, req}, [:noconnect])
+          {ref, node}
+        end
+
+      Process.send_after(self(), :check_claims, @claim_check)
+      %{state | checks: checks}
+    else
+      %{state | checks: %{}, checking: false}
+    end
+  end
 
   defp claimed(state, nil, _id), do: state
   defp claimed(state, name, id), do: update_in(state.claims[name].ids, &MapSet.put(&1, id))
@@ -573,11 +608,31 @@ defmodule ExESDB.CNode.Session do
     case Enum.find(state.peers, fn {_, cpid} -> cpid == from end) do
       {target, _} ->
         lost = for {name, %{at: ^target}} <- state.claims, do: name
-        state = %{state | peers: Map.delete(state.peers, target)}
+        leader = if state.leader == target, do: next(state, target), else: state.leader
+        state = %{state | peers: Map.delete(state.peers, target), leader: leader}
         {:noreply, lose_claims(state, lost)}
 
       nil ->
         exit_other(msg, state)
+    end
+  end
+
+  def handle_info(:check_claims, state), do: {:noreply, check_claims(state)}
+
+  # a C node's term, asked by check_claims: claims of earlier terms are lost
+  def handle_info({ref, reply}, %{checks: checks} = state) when is_map_key(checks, ref) do
+    state = %{state | checks: Map.delete(checks, ref)}
+
+    case reply do
+      {:ok, %{term: t} = info} when is_integer(t) ->
+        lost = for {name, %{term: ct}} <- state.claims, ct != nil and ct < t, do: name
+        # (claimed again where the later term's leader is, when named)
+        l = Map.get(info, :leader_node)
+        state = if lost != [] and member?(state, l), do: %{state | leader: l}, else: state
+        {:noreply, lose_claims(state, lost)}
+
+      _ ->
+        {:noreply, state}
     end
   end
 
