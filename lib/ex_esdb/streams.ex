@@ -23,7 +23,9 @@ defmodule ExESDB.Streams do
   for the next page. `get_events/5`, `get_all_events/4` and
   `get_events_by_type/4` follow it until `count` events or `:eof`; the
   lazy `stream_*`/`all_*` streams follow it until `:eof`, holding one
-  page at a time.
+  page at a time; on a store in this VM (or the in-VM cluster) a process
+  of the stream's own reads the next page meanwhile (`ExESDB.ReadAhead`:
+  one page ahead, ended with the stream or its reader).
 
   Errors (`{:error, reason}`): `:wrong_expected_version`, `:stream_exists`,
   `:stream_not_found`, `:stream_deleted`, `:no_events`,
@@ -210,7 +212,7 @@ defmodule ExESDB.Streams do
   `read_batch_size` at a time, but at most 512 per read of a store in
   this VM (a larger batch gives the same events, read in more pieces:
   512 records keep the reader's garbage collection on its own
-  scheduler).
+  scheduler), the next piece read ahead while the reader uses one.
   `{:error, :stream_not_found}` when the stream does not exist.
   """
   @spec stream_forward(store(), stream_id(), non_neg_integer(), pos_integer(), read_opts()) ::
