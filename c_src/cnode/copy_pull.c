@@ -36,7 +36,7 @@
 /* Making the copy reads the whole store on the source. */
 #define OPEN_CALL_MS (30 * 60 * 1000)
 /* Silent waits send a tick this often: the source closes a connection
- * idle for its --idle-ms (1 s at least). */
+ * idle for its --idle-ms (its --net-ticktime at least, 1 s or more). */
 #define TICK_MS 500
 /* A reply frame: a piece and its envelope. */
 #define REPLY_CAP (CN_COPY_PIECE + (64u << 10))

@@ -3,7 +3,8 @@
  *   ex_esdb_cnode --name NAME@HOST --store [NAME=]DIR [--store NAME=DIR ...]
  *                 (--cookie-stdin | --cookie-fd N | --cookie-file PATH)
  *                 [--listen 127.0.0.1] [--port 0] [--no-epmd]
- *                 [--creation N] [--idle-ms 120000] [--max-conns 64]
+ *                 [--creation N] [--idle-ms 120000] [--net-ticktime 60]
+ *                 [--max-conns 64]
  *                 [--durability sync|no_meta_sync|nosync] [--stop-on-eof]
  *                 [--max-sessions 8] [--max-subscriptions 1024]
  *                 [--raft-id N --raft-address IP:PORT [--raft-bind IP:PORT]
@@ -43,6 +44,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,7 +75,8 @@ _Noreturn static void usage(const char *why)
 	        "PATH)\n"
 	        "         [--listen ADDR] [--port N] [--no-epmd] "
 	        "[--creation N]\n"
-	        "         [--idle-ms MS] [--max-conns N] [--durability "
+	        "         [--idle-ms MS] [--net-ticktime S] [--max-conns N] "
+	        "[--durability "
 	        "sync|no_meta_sync|nosync]\n"
 	        "         [--stop-on-eof] [--max-sessions N] "
 	        "[--max-subscriptions N]\n"
@@ -97,7 +100,10 @@ typedef struct opts {
 	unsigned n_stores;
 	int cookie_fd; /* -1: none */
 	bool cookie_stdin, no_epmd, stop_on_eof;
-	unsigned port, idle_ms, max_conns, max_sessions, max_subs;
+	unsigned port, max_conns, max_sessions, max_subs;
+	/* --idle-ms (ULLONG_MAX: not given) and the clients' --net-ticktime
+	 * in seconds */
+	unsigned long long idle_ms, net_ticktime;
 	unsigned long long creation; /* 0: pick one */
 	cn_cluster_opts cluster;     /* --raft-*: the first store's replica */
 } opts;
@@ -119,7 +125,8 @@ static void parse(int argc, char **argv, opts *o)
 {
 	*o = (opts){.listen = "127.0.0.1",
 	            .cookie_fd = -1,
-	            .idle_ms = 120000,
+	            .idle_ms = ULLONG_MAX,
+	            .net_ticktime = 60,
 	            .max_conns = 64,
 	            .max_sessions = 8,
 	            .max_subs = 1024};
@@ -154,7 +161,9 @@ static void parse(int argc, char **argv, opts *o)
 		else if (strcmp(f, "--creation") == 0)
 			o->creation = number(f, v);
 		else if (strcmp(f, "--idle-ms") == 0)
-			o->idle_ms = (unsigned)number(f, v);
+			o->idle_ms = number(f, v);
+		else if (strcmp(f, "--net-ticktime") == 0)
+			o->net_ticktime = number(f, v);
 		else if (strcmp(f, "--max-conns") == 0)
 			o->max_conns = (unsigned)number(f, v);
 		else if (strcmp(f, "--max-sessions") == 0)
@@ -181,9 +190,22 @@ static void parse(int argc, char **argv, opts *o)
 		      "--cookie-file");
 	if (o->port > 65535 || o->creation > UINT32_MAX)
 		usage("--port or --creation out of range");
-	/* Under the net tick time a healthy idle node would be dropped. */
-	if (o->idle_ms < 1000)
-		usage("--idle-ms below 1000");
+	/* A BEAM node idle on a connection sends a tick every net_ticktime
+	 * / 4 and takes the peer for dead after net_ticktime: a limit under
+	 * the clients' net tick time would drop healthy idle nodes. poll()
+	 * takes an int. */
+	if (o->net_ticktime < 1 || o->net_ticktime > INT_MAX / 2000)
+		usage("--net-ticktime out of range (1.. seconds; the clients' "
+		      "net_ticktime, 60 by default)");
+	/* not given: 120 s, or twice the tick time when that is more */
+	if (o->idle_ms == ULLONG_MAX)
+		o->idle_ms =
+		    o->net_ticktime > 60 ? o->net_ticktime * 2000 : 120000;
+	if (o->idle_ms > INT_MAX)
+		usage("--idle-ms out of range");
+	if (o->idle_ms < o->net_ticktime * 1000)
+		usage("--idle-ms below the net tick time (--net-ticktime, 60 s "
+		      "by default): healthy idle clients would be dropped");
 }
 
 /* A creation no earlier instance is likely to have had. Values under 4
@@ -351,7 +373,7 @@ int main(int argc, char **argv)
 		close(o.cookie_fd);
 
 	static cn_server srv;
-	srv.idle_ms = o.idle_ms;
+	srv.idle_ms = (unsigned)o.idle_ms;
 	srv.max_conns = o.max_conns;
 	srv.max_sessions = o.max_sessions;
 	srv.max_subs = o.max_subs;

@@ -48,6 +48,10 @@ defmodule ExESDB.CNodeBackendTest do
     assert File.read!("/proc/#{os_pid}/cmdline") =~ "ex_esdb_cnode"
     # the cookie is not on its command line
     refute File.read!("/proc/#{os_pid}/cmdline") =~ Atom.to_string(Node.get_cookie())
+    # its idle limit is kept above this node's net tick time
+    assert File.read!("/proc/#{os_pid}/cmdline") =~
+             "--net-ticktime\0#{:net_kernel.get_net_ticktime()}\0"
+
     assert {:ok, 1} = Streams.append_events(store, "s", :any, [event(ExESDB.UUID.uuid4())])
     assert {:ok, [%{data: %{id: _}, event_number: 1}]} = Streams.get_events(store, "s", 1, 10)
 

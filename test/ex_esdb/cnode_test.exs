@@ -818,13 +818,40 @@ defmodule ExESDB.CNodeTest do
   test "a connection silent for longer than --idle-ms is closed", %{dir: dir} do
     name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
 
-    args =
-      ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof --idle-ms 1000)
+    # a 1 s limit is allowed only for clients whose net_ticktime is 1 s
+    # (they tick every 250 ms); the probe sends nothing at all
+    args = ~w(--name #{name} --store #{Path.join(dir, "store")} --cookie-stdin --stop-on-eof
+         --net-ticktime 1 --idle-ms 1000)
 
     cn = dir |> start_cnode(args) |> Map.put(:name, name) |> await_ready()
     assert probe(cn.name, "silent") == "closed"
     assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: probe")
     hello!(cn.name)
+  end
+
+  test "an --idle-ms under the clients' net tick time is refused: a healthy idle node " <>
+         "ticks only every net_ticktime / 4 (15 s by default)",
+       %{dir: dir} do
+    base = ~w(--name cnode#{ExESDB.Test.Unique.id()}@#{host()} --store #{Path.join(dir, "store")})
+
+    for {args, line} <- [
+          {~w(--idle-ms 14999), "--idle-ms below the net tick time"},
+          {~w(--idle-ms 59999), "--idle-ms below the net tick time"},
+          {~w(--net-ticktime 5 --idle-ms 4999), "--idle-ms below the net tick time"},
+          {~w(--net-ticktime 0), "--net-ticktime out of range"},
+          # no longer taken modulo 2^32 (as 120,000 ms)
+          {~w(--idle-ms 4295087296), "--idle-ms out of range"}
+        ] do
+      cn = start_cnode(dir, base ++ ["--cookie-stdin" | args])
+      assert {:ok, _} = await_line(cn.port, "ex_esdb_cnode: " <> line), inspect(args)
+      assert_receive {_, {:exit_status, 2}}, 5_000
+    end
+
+    # the tick time itself is a limit, the default's floor
+    name = :"cnode#{ExESDB.Test.Unique.id()}@#{host()}"
+    args = ~w(--name #{name} --store #{Path.join(dir, "s2")} --cookie-stdin --idle-ms 60000)
+    dir |> start_cnode(args) |> Map.put(:name, name) |> await_ready()
+    hello!(name)
   end
 
   # What a BEAM node needs to reach a C node that epmd does not know:

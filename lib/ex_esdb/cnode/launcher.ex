@@ -155,7 +155,10 @@ defmodule ExESDB.CNode.Launcher do
         s.listen,
         "--durability",
         Atom.to_string(if s.durability == :strict, do: :sync, else: s.durability),
-        "--stop-on-eof"
+        "--stop-on-eof",
+        # its idle limit stays above this node's net tick time
+        "--net-ticktime",
+        Integer.to_string(net_ticktime())
       ] ++ cookie_args(s.cookie) ++ Map.get(s, :raft, [])
 
     port =
@@ -192,6 +195,14 @@ defmodule ExESDB.CNode.Launcher do
         System.cmd("kill", ["-9", "#{os_pid}"], stderr_to_stdout: true)
         catch_port_close(port)
         error
+    end
+  end
+
+  defp net_ticktime do
+    case :net_kernel.get_net_ticktime() do
+      {:ongoing_change_to, t} -> t
+      t when is_integer(t) -> t
+      :ignored -> 60
     end
   end
 
