@@ -33,11 +33,17 @@ defmodule ExESDB.Test.SubscriptionHelpers do
   # a persistent subscription runs on the leader).
   def alive?(pid), do: :erpc.call(node(pid), Process, :alive?, [pid])
 
-  def receive_batches(tag, acc \\ []) do
+  # Messages tagged `tag` until they hold `n` events, each waited for up
+  # to 30 s (a commit's batches came more than 300 ms apart at load 40,
+  # which ended the old wait for silence with nothing received).
+  def receive_batches(tag, n, acc \\ [])
+  def receive_batches(_tag, n, acc) when n <= 0, do: Enum.reverse(acc)
+
+  def receive_batches(tag, n, acc) do
     receive do
-      {^tag, events} -> receive_batches(tag, [events | acc])
+      {^tag, events} -> receive_batches(tag, n - length(events), [events | acc])
     after
-      300 -> Enum.reverse(acc)
+      30_000 -> Enum.reverse(acc)
     end
   end
 
