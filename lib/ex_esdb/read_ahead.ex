@@ -69,9 +69,23 @@ defmodule ExESDB.ReadAhead do
   """
   @spec next(t(), ExESDB.Store.t()) ::
           {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()}
-  def next(%__MODULE__{pid: pid, mon: mon, tag: tag}, s) do
+  def next(%__MODULE__{mon: mon, tag: tag} = ahead, s) do
     receive do
-      {^tag, {:ok, page, next}} ->
+      {^tag, result} -> take(ahead, s, result)
+      {:DOWN, ^mon, _, _, reason} -> {:error, {:read_ahead_down, reason}}
+    end
+  end
+
+  @doc """
+  What `next/2` gives for this reader's message `{tag, result}` that the
+  caller received itself (a process whose receive loop takes every
+  message, such as a GenServer, sees it there first).
+  """
+  @spec take(t(), ExESDB.Store.t(), term()) ::
+          {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()}
+  def take(%__MODULE__{pid: pid, tag: tag}, s, result) do
+    case result do
+      {:ok, page, next} ->
         if next != :eof, do: more(pid, tag)
 
         case s.backend.page_records(s, page) do
@@ -79,11 +93,8 @@ defmodule ExESDB.ReadAhead do
           {:error, _} = error -> error
         end
 
-      {^tag, {:error, _} = error} ->
+      {:error, _} = error ->
         error
-
-      {:DOWN, ^mon, _, _, reason} ->
-        {:error, {:read_ahead_down, reason}}
     end
   end
 

@@ -17,7 +17,7 @@ defmodule ExESDB.Subscriptions.Persistent do
   # monitors and the messages to subscribers.
   use GenServer, restart: :temporary
 
-  alias ExESDB.EventCodec
+  alias ExESDB.{EventCodec, ReadAhead}
   alias ExESDB.Subscriptions.Persistent.State
   alias ExESDB.Subscriptions.Selector
   require Logger
@@ -76,6 +76,10 @@ defmodule ExESDB.Subscriptions.Persistent do
         held: %{},
         # the position of the last event read from the store
         last_position: nil,
+        # %{reader: ExESDB.ReadAhead, from: where its page starts, result:
+        # its message, once received}: the next page of the source, read
+        # while this process hands out the last (read_source/2)
+        ahead: nil,
         # {$all position to read from, last version}: the stream was deleted
         stream_deleted: nil,
         # the checkpoint write in flight (its reference, and the timer
@@ -338,6 +342,14 @@ defmodule ExESDB.Subscriptions.Persistent do
     end
   end
 
+  # The reader ended: after its last page or an error (received before
+  # this, kept), or it failed without one: the page is read when due.
+  def handle_info({:DOWN, ref, :process, _, _}, %{ahead: %{reader: %{mon: ref}}} = state) do
+    if state.ahead.result == nil,
+      do: {:noreply, %{state | ahead: nil}},
+      else: {:noreply, state}
+  end
+
   def handle_info({:DOWN, ref, :process, pid, _}, state) do
     cond do
       ref != nil and State.subscriber_ref(state.sub, pid) == ref ->
@@ -366,6 +378,11 @@ defmodule ExESDB.Subscriptions.Persistent do
 
     written(state)
   end
+
+  # The page read ahead, come while this process did something else: kept
+  # until it is due (read_source/2).
+  def handle_info({tag, result}, %{ahead: %{reader: %{tag: tag}, result: nil}} = state),
+    do: {:noreply, put_in(state.ahead.result, result)}
 
   def handle_info({ref, _reply}, state) when is_reference(ref), do: {:noreply, state}
 
@@ -411,29 +428,30 @@ defmodule ExESDB.Subscriptions.Persistent do
           state = dispatch(%{state | sub: sub})
           if next == :eof, do: state, else: resume_catch_up(state)
 
-        {:error, :stream_not_found} ->
-          dispatch(%{state | sub: State.nothing_to_read(state.sub)})
-
-        # A deleted stream takes no event ever again. Its events stay in
-        # $all: the rest of them is read from there, then the
-        # subscription stays at its position (ending it would only
-        # restart a subscriber such as a Commanded handler into the same
-        # end, again and again).
-        {:error, :stream_deleted} ->
-          state |> stream_deleted() |> catch_up()
-
-        # a store out of reach (a C node restarting): read again soon
-        {:error, reason}
-        when reason == :timeout or
-               (is_tuple(reason) and elem(reason, 0) == :unreachable) ->
-          Process.send_after(self(), :catch_up, @retry_ms)
-          state
-
-        {:error, reason} ->
-          exit({:catch_up_failed, reason})
+        {:error, reason, state} ->
+          read_failed(state, reason)
       end
     end
   end
+
+  defp read_failed(state, :stream_not_found),
+    do: dispatch(%{state | sub: State.nothing_to_read(state.sub)})
+
+  # A deleted stream takes no event ever again. Its events stay in
+  # $all: the rest of them is read from there, then the
+  # subscription stays at its position (ending it would only
+  # restart a subscriber such as a Commanded handler into the same
+  # end, again and again).
+  defp read_failed(state, :stream_deleted), do: state |> stream_deleted() |> catch_up()
+
+  # a store out of reach (a C node restarting): read again soon
+  defp read_failed(state, reason)
+       when reason == :timeout or (is_tuple(reason) and elem(reason, 0) == :unreachable) do
+    Process.send_after(self(), :catch_up, @retry_ms)
+    state
+  end
+
+  defp read_failed(_state, reason), do: exit({:catch_up_failed, reason})
 
   # A delivery that shed queued events moved last_enqueued back below
   # events already read: what a later scan of $all (the stream deleted)
@@ -456,17 +474,15 @@ defmodule ExESDB.Subscriptions.Persistent do
   # The next page: of the source, or (its stream deleted) of $all from
   # `scan`, keeping the stream's events, until its last version.
   defp read_page(%{stream_deleted: nil} = state) do
-    from = State.read_from(state.sub)
-
-    case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
-      {:ok, [], next} ->
+    case read_source(state, State.read_from(state.sub)) do
+      {{:ok, [], next}, state} ->
         {:ok, [], next, state}
 
-      {:ok, records, next} ->
+      {{:ok, records, next}, state} ->
         {:ok, records, next, %{state | last_position: List.last(records).position}}
 
-      {:error, _} = error ->
-        error
+      {{:error, reason}, state} ->
+        {:error, reason, state}
     end
   end
 
@@ -482,10 +498,71 @@ defmodule ExESDB.Subscriptions.Persistent do
           done = next == :eof or (mine != [] and List.last(mine).event_number >= version)
           {:ok, mine, if(done, do: :eof, else: next), %{state | stream_deleted: {next, version}}}
 
-        {:error, _} = error ->
-          error
+        {:error, reason} ->
+          {:error, reason, state}
       end
     end
+  end
+
+  # A page of the source from `from`. After a page that is not the last,
+  # a backend that reads ahead (read_ahead/0) reads the next one in a
+  # process of its own (ExESDB.ReadAhead: the core's read, no records)
+  # while this process hands this one out and builds the next page's
+  # records when it is due: the read and the delivery overlap. A page
+  # read ahead that says :eof was the end when it was read, before the
+  # live deliveries handled (and dropped, catching up) since: what came
+  # after it is read now, and that read says whether it is the end.
+  defp read_source(%{ahead: %{from: from} = ahead} = state, from) do
+    result =
+      case ahead.result do
+        nil -> ReadAhead.next(ahead.reader, state.store)
+        result -> ReadAhead.take(ahead.reader, state.store, result)
+      end
+
+    case result do
+      {:ok, records, :eof} ->
+        {read_rest(state, records, from), %{state | ahead: nil}}
+
+      {:ok, records, next} ->
+        {{:ok, records, next}, %{state | ahead: %{ahead | from: next, result: nil}}}
+
+      {:error, _} = error ->
+        {error, stop_ahead(state)}
+    end
+  end
+
+  defp read_source(state, from) do
+    state = stop_ahead(state)
+
+    case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
+      {:ok, _, next} = page when is_integer(next) -> {page, read_ahead(state, next)}
+      other -> {other, state}
+    end
+  end
+
+  defp read_rest(state, records, from) do
+    from = if records == [], do: from, else: State.cursor(List.last(records), state.sub) + 1
+
+    case state.store.backend.read(state.store, state.source, from, State.page(), :forward) do
+      {:ok, more, next} -> {:ok, records ++ more, next}
+      {:error, _} = error -> error
+    end
+  end
+
+  defp read_ahead(%{store: store} = state, from) do
+    if store.backend.read_ahead() do
+      reader = ReadAhead.start(store, state.source, from, State.page(), :forward, true)
+      %{state | ahead: %{reader: reader, from: from, result: nil}}
+    else
+      state
+    end
+  end
+
+  defp stop_ahead(%{ahead: nil} = state), do: state
+
+  defp stop_ahead(state) do
+    ReadAhead.stop(state.ahead.reader)
+    %{state | ahead: nil}
   end
 
   defp stream_deleted(state) do
