@@ -405,7 +405,8 @@ defmodule ExESDB.Backend.CNode do
   # reads on (what one page in one piece spends waiting on both sides);
   # a part that does not parse fails the read, once the reply is in.
   # The alias goes with the monitor: parts or a reply after a timeout
-  # are dropped, and those already here are taken out of the mailbox.
+  # are dropped, and those already here are taken out of the mailbox
+  # (after a reply none can come: its parts come before it).
   defp call_parts(h, cnode, relay_name, request, decode, timeout) do
     h = %{h | cnode: cnode}
 
@@ -416,19 +417,18 @@ defmodule ExESDB.Backend.CNode do
       relay ->
         ref = :erlang.monitor(:process, relay, alias: :demonitor)
 
-        reply =
-          case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
-            :ok ->
-              deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
-              await_parts(h, ref, decode, deadline, [])
+        case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
+          :ok ->
+            deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
+            {replied, reply} = await_parts(h, ref, decode, deadline, [])
+            Process.demonitor(ref, [:flush])
+            if not replied, do: drop_parts(ref)
+            reply
 
-            :noconnect ->
-              {:error, {:unreachable, cnode}}
-          end
-
-        Process.demonitor(ref, [:flush])
-        drop_parts(ref)
-        reply
+          :noconnect ->
+            Process.demonitor(ref, [:flush])
+            {:error, {:unreachable, cnode}}
+        end
     end
   end
 
@@ -446,13 +446,17 @@ defmodule ExESDB.Backend.CNode do
       {^ref, {:esdb_part, part}} when is_binary(part) ->
         await_parts(h, ref, decode, deadline, acc)
 
+      # a part that is none: its reply may still come
+      {^ref, {:esdb_part, _}} ->
+        {false, {:error, {:corrupt, :record}}}
+
       {^ref, reply} ->
-        parts_read(h, reply, decode, acc)
+        {true, parts_read(h, reply, decode, acc)}
 
       {:DOWN, ^ref, :process, _, _} ->
-        lost(h, :read)
+        {false, lost(h, :read)}
     after
-      remaining(deadline) -> {:error, :timeout}
+      remaining(deadline) -> {false, {:error, :timeout}}
     end
   end
 
@@ -463,12 +467,11 @@ defmodule ExESDB.Backend.CNode do
     end
   end
 
-  # a part that did not parse; a reply that is no page, or a part that was none
+  # a part that did not parse; a reply that is no page
   defp parts_read(_h, {:ok, page, _}, _decode, {:error, _} = error) when is_binary(page),
     do: error
 
   defp parts_read(_h, {:ok, _, _}, _decode, _acc), do: {:error, {:corrupt, :record}}
-  defp parts_read(_h, {:esdb_part, _}, _decode, _acc), do: {:error, {:corrupt, :record}}
   defp parts_read(h, reply, _decode, _acc), do: replied(h, reply)
 
   defp drop_parts(ref) do
