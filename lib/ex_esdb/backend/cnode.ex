@@ -432,9 +432,10 @@ defmodule ExESDB.Backend.CNode do
     end
   end
 
+  # (each part and the reply come as {Ref, Reply}: await_reply/3's)
   defp await_parts(h, ref, decode, deadline, acc) do
-    receive do
-      {^ref, {:esdb_part, part}} when is_binary(part) and is_list(acc) ->
+    case await_reply(ref, remaining(deadline), :keep) do
+      {:reply, {:esdb_part, part}} when is_binary(part) and is_list(acc) ->
         acc =
           case Page.records(part, decode) do
             {:ok, records} -> [records | acc]
@@ -443,20 +444,21 @@ defmodule ExESDB.Backend.CNode do
 
         await_parts(h, ref, decode, deadline, acc)
 
-      {^ref, {:esdb_part, part}} when is_binary(part) ->
+      {:reply, {:esdb_part, part}} when is_binary(part) ->
         await_parts(h, ref, decode, deadline, acc)
 
       # a part that is none: its reply may still come
-      {^ref, {:esdb_part, _}} ->
+      {:reply, {:esdb_part, _}} ->
         {false, {:error, {:corrupt, :record}}}
 
-      {^ref, reply} ->
+      {:reply, reply} ->
         {true, parts_read(h, reply, decode, acc)}
 
-      {:DOWN, ^ref, :process, _, _} ->
+      :down ->
         {false, lost(h, :read)}
-    after
-      remaining(deadline) -> {false, {:error, :timeout}}
+
+      :timeout ->
+        {false, {:error, :timeout}}
     end
   end
 
@@ -475,10 +477,9 @@ defmodule ExESDB.Backend.CNode do
   defp parts_read(h, reply, _decode, _acc), do: replied(h, reply)
 
   defp drop_parts(ref) do
-    receive do
-      {^ref, _} -> drop_parts(ref)
-    after
-      0 -> :ok
+    case await_reply(ref, 0, :keep) do
+      {:reply, _} -> drop_parts(ref)
+      _none -> :ok
     end
   end
 
