@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include "cluster.h"
+#include "leader_log.h"
 #include "link_proxy.h"
 
 #include <arpa/inet.h>
@@ -25,11 +26,7 @@
 typedef struct faults {
 	cluster c;
 	link_proxy proxy;
-	int report_r;
-	pthread_t reader;
-	pthread_mutex_t lock;
-	leader_report *reports;
-	size_t n_reports, cap_reports;
+	leader_log log;
 	uint64_t absent[ABSENT_MAX]; /* must be in no store */
 	size_t n_absent;
 } faults;
@@ -38,29 +35,6 @@ static unsigned cycles(unsigned dflt)
 {
 	const char *v = getenv("ESDB_PARTITION_CYCLES");
 	return v && *v ? (unsigned)strtoul(v, NULL, 10) : dflt;
-}
-
-static void *report_reader(void *arg)
-{
-	faults *f = arg;
-	leader_report rep;
-	for (;;) {
-		ssize_t k = read(f->report_r, &rep, sizeof(rep));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k != (ssize_t)sizeof(rep)) /* written whole (atomic) */
-			break;
-		pthread_mutex_lock(&f->lock);
-		if (f->n_reports == f->cap_reports) {
-			f->cap_reports =
-			    f->cap_reports ? f->cap_reports * 2 : 64;
-			f->reports = realloc(
-			    f->reports, f->cap_reports * sizeof(*f->reports));
-		}
-		f->reports[f->n_reports++] = rep;
-		pthread_mutex_unlock(&f->lock);
-	}
-	return NULL;
 }
 
 /* n nodes behind the proxy, every link passing; nodes not started. */
@@ -93,12 +67,7 @@ static void faults_init(faults *f, int n)
 		ids[i] = nd->id;
 	}
 	link_proxy_start(&f->proxy, n, ids, front, back);
-	int fds[2];
-	REQUIRE(pipe(fds) == 0);
-	f->report_r = fds[0];
-	f->c.report_fd = fds[1];
-	pthread_mutex_init(&f->lock, NULL);
-	REQUIRE(pthread_create(&f->reader, NULL, report_reader, f) == 0);
+	leader_log_start(&f->log, &f->c);
 }
 
 static void start_all(faults *f)
@@ -154,7 +123,7 @@ static size_t check_leadership(faults *f)
 {
 	char msg[200];
 	size_t leaders;
-	if (leadership_violation(f->reports, f->n_reports, msg, sizeof(msg),
+	if (leadership_violation(f->log.reports, f->log.n, msg, sizeof(msg),
 	                         &leaders))
 		harness_fail(__FILE__, __LINE__, "%s", msg);
 	return leaders;
@@ -198,25 +167,19 @@ static void faults_finish(faults *f, const char *what, uint64_t only_term)
 	/* Stopped one by one, the nodes left elect a leader of their own
 	 * once the leader's connection closes (replica.c elects early
 	 * then): `only_term` holds for the reports made before the stop. */
-	pthread_mutex_lock(&f->lock);
-	size_t before_stop = f->n_reports;
-	pthread_mutex_unlock(&f->lock);
+	size_t before_stop = leader_log_count(&f->log);
 	cluster_check_and_free(&f->c); /* stops every node */
 	link_proxy_stop(&f->proxy);
-	close(f->c.report_fd);
-	pthread_join(f->reader, NULL);
-	close(f->report_r);
+	leader_log_stop(&f->log, &f->c);
 	check_absent(f);
 	size_t leaders = check_leadership(f);
 	for (size_t k = 0; only_term && k < before_stop; k++)
-		CHECK_EQ(f->reports[k].term, only_term);
-	uint64_t last_term =
-	    f->n_reports ? f->reports[f->n_reports - 1].term : 0;
+		CHECK_EQ(f->log.reports[k].term, only_term);
+	uint64_t last_term = f->log.n ? f->log.reports[f->log.n - 1].term : 0;
 	printf("     %s: %zu acknowledged appends, %zu refused, %zu leader "
 	       "reports, last term %" PRIu64 "\n",
 	       what, acks, f->n_absent, leaders, last_term);
-	free(f->reports);
-	pthread_mutex_destroy(&f->lock);
+	leader_log_free(&f->log);
 }
 
 static void set_writers(faults *f, unsigned threads)
@@ -401,15 +364,15 @@ static uint64_t elected_after(faults *f, unsigned mask, uint64_t t0)
 {
 	uint64_t end = mono_ms() + 1000, first = 0;
 	do {
-		pthread_mutex_lock(&f->lock);
-		for (size_t k = 0; k < f->n_reports; k++) {
-			leader_report *r = &f->reports[k];
+		pthread_mutex_lock(&f->log.lock);
+		for (size_t k = 0; k < f->log.n; k++) {
+			leader_report *r = &f->log.reports[k];
 			if (r->self && r->at_ms >= t0 &&
 			    mask & 1u << (r->node - 1) &&
 			    (!first || r->at_ms - t0 < first))
 				first = r->at_ms - t0 ? r->at_ms - t0 : 1;
 		}
-		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_unlock(&f->log.lock);
 		if (first)
 			return first;
 		usleep(5000);
