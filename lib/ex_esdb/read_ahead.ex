@@ -15,7 +15,10 @@ defmodule ExESDB.ReadAhead do
   # first), when the reader stops it (stop/1: killed, its messages
   # dropped, none arrive later: they go to an alias that stop/1 removes),
   # or when the reader dies (it monitors the reader). A page is freed
-  # when the last process holding it collects its garbage.
+  # when the last process holding it collects its garbage. An
+  # enumeration suspended by hand (Enumerable.reduce's :suspend) and then
+  # dropped without being halted leaves its read-ahead waiting, with one
+  # page, until the reader exits.
 
   defstruct [:pid, :mon, :tag]
 
