@@ -493,10 +493,16 @@ defmodule ExESDB.Streams do
     )
   end
 
+  # Pieces smaller than this are read by the reader itself: each page
+  # read ahead costs a round of messages and two context switches, which
+  # a small page's work does not repay (reads of 1 event took twice as
+  # long read ahead, docs/PERFORMANCE.md).
+  @read_ahead_min 256
+
   defp read_ahead(_s, _source, :eof, _batch, _direction, _decode), do: nil
 
   defp read_ahead(s, source, next, batch, direction, decode) do
-    if s.backend.read_ahead(),
+    if batch >= @read_ahead_min and s.backend.read_ahead(),
       do: ReadAhead.start(s, source, next, min(batch, @max_page), direction, decode)
   end
 

@@ -84,6 +84,27 @@ defmodule ExESDB.ReadAheadTest do
       assert length(pages) == div(length(expect) - 512 + 511, 512)
       assert length(Enum.uniq(pages)) == 1
     end
+
+    # small pieces are read by the reader (a page's messages would cost
+    # more than its overlap saves)
+    reader =
+      spawn(fn ->
+        receive do
+          :go ->
+            {:ok, s} = Streams.all_forward(store, 1, 100)
+            send(me, {:read, self(), Enum.to_list(s)})
+        end
+      end)
+
+    :erlang.trace_pattern({:ex_esdb_backend, :read_records, 6}, true, [:local])
+    :erlang.trace_pattern({:ex_esdb_backend, :read_page, 5}, true, [:local])
+    :erlang.trace(reader, true, [:call, :set_on_spawn])
+    send(reader, :go)
+    assert_receive {:read, ^reader, got}, 30_000
+    all = calls(:all)
+    :erlang.trace_pattern({:ex_esdb_backend, :_, :_}, false, [:local])
+    assert got == eager
+    assert all == for(_ <- 1..40, do: {reader, :read_records})
   end
 
   test "a lazy read stopped early or whose reader dies leaves no process or message",
