@@ -1024,9 +1024,11 @@ defmodule ExESDB.Backend.CNode do
 
   # a C node whose replica failed refuses a write before proposing it
   # (never in raft's log): safe anywhere else, the same ids; the others
-  # elect a leader when it led
-  defp follow(h, {:error, {:store_failed, _}}, target, backoff),
-    do: {other(h, target), backoff}
+  # elect a leader when it led. From the store's own C node on at once
+  # (the others know the leader); back to it after a pause (a failed
+  # leader: they may name it until they elect)
+  defp follow(%{cnode: home} = h, {:error, {:store_failed, _}}, target, backoff),
+    do: {other(h, target), if(target == home, do: 0, else: backoff)}
 
   defp follow(_h, _reply, _target, _backoff), do: nil
 
