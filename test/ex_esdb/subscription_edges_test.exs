@@ -38,6 +38,19 @@ defmodule ExESDB.SubscriptionEdgesTest do
     assert {:ok, {:error, :store_not_started}} = Task.yield(task, 5_000) || Task.shutdown(task)
   end
 
+  test "a persistent subscription told of the end of a membership it no longer holds runs on",
+       %{store: s} do
+    {:ok, sub} = Subscriptions.subscribe_to(s, "stale", {:by_stream, "$all"}, self())
+    assert_receive {:subscribed, ^sub}
+    ref = Process.monitor(sub)
+    # (a C node session's claim lost for a membership the subscription
+    # had already given up: a join whose barrier failed)
+    send(sub, {:subscription_down, {:transient, 123_456_789}, :claim_lost})
+    append(s, "a", 1)
+    assert [%{stream_id: "a"}] = receive_events()
+    refute_received {:DOWN, ^ref, _, _, _}
+  end
+
   test "joining a running subscription with another selector is refused", %{store: s} do
     append(s, "a", 2)
     opts = [concurrency_limit: 2]

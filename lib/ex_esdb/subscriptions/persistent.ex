@@ -313,6 +313,10 @@ defmodule ExESDB.Subscriptions.Persistent do
     {:noreply, %{state | member: nil, sub: %{state.sub | catching_up: true}}}
   end
 
+  # the end of a membership it no longer holds (a C node session's claim
+  # lost for a join it had given up: its barrier failed)
+  def handle_info({:subscription_down, _, _}, state), do: {:noreply, state}
+
   def handle_info(:resubscribe, %{member: nil} = state) do
     case state.store.backend.subscribe(state.store, self(), state.source,
            shape: :ranged,
