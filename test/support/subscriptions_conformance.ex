@@ -486,7 +486,7 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
 
           assert_receive {:subscribed, ^sub}, 5_000
           # caught up to 2,500 (read, queued), then live
-          wait_until(fn -> not :sys.get_state(sub).sub.catching_up end)
+          wait_until(fn -> not :sys.get_state(sub).sub.catching_up end, 30_000)
           # live events past the queue's bound are shed (the cut falls
           # below events already read); the stream is gone before the
           # subscription reads them again
