@@ -46,3 +46,16 @@ defmodule ExESDB.Subscriptions.TransientCreditErlangApiCNodeTest do
     api: ExESDB.Test.ErlangApi,
     async: true
 end
+
+defmodule ExESDB.StreamsErlangApiCNodeClusterTest do
+  # The same suite through the Erlang API on a cluster of three C node
+  # replicas, the store's own C node a follower.
+  use ExESDB.StreamsConformance,
+    backend: ExESDB.Test.ErlangApiCNodeCluster,
+    api: ExESDB.Test.ErlangApi,
+    async: false
+
+  @moduletag skip:
+               not ExESDB.Test.ClusterHelpers.cluster_support?() &&
+                 "no raft in this build (make raft)"
+end

@@ -254,3 +254,14 @@ defmodule ExESDB.Test.ErlangApiCNode do
   def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, CNodeBackend)
   def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, CNodeBackend)
 end
+
+defmodule ExESDB.Test.ErlangApiCNodeCluster do
+  @moduledoc false
+  # The Erlang API attached to a store on a cluster of three C node
+  # replicas (ExESDB.Test.CNodeCluster): writes go to the leader C node,
+  # reads come from the store's own C node, a follower.
+  alias ExESDB.Test.{CNodeCluster, ErlangApiAttached}
+  def start_store(ctx), do: ErlangApiAttached.start_store(ctx, CNodeCluster)
+  def stop_store(ctx), do: ErlangApiAttached.stop_store(ctx, CNodeCluster)
+  def restart_store(ctx), do: ErlangApiAttached.restart_store(ctx, CNodeCluster)
+end
