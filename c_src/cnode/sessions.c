@@ -108,6 +108,12 @@ struct cn_sessions {
 	/* The store is closing (cn_sessions_close): members ending now
 	 * leave no emitter, it goes with the store. */
 	bool closing;
+	/* Test hook (ESDB_CNODE_TEST_CLAIM_NEW_TERM in the environment): each
+	 * claim at a leader sees the term one past the last claim's, as if
+	 * the node had led again in a new term unseen (a claim reading the
+	 * term before raft's loop has told the change); claims so far. */
+	bool test_new_term;
+	uint64_t test_claims;
 };
 
 /* Pid numbers of sessions, node-wide (from 1: 0 names no session). */
@@ -519,6 +525,7 @@ int cn_sessions_start(cn_server *srv)
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->sent, NULL);
 	t->table.slot_size = sizeof(member);
+	t->test_new_term = getenv("ESDB_CNODE_TEST_CLAIM_NEW_TERM") != NULL;
 	/* raft's loop thread may read it (cn_sessions_leadership) */
 	__atomic_store_n(&srv->sessions, t, __ATOMIC_RELEASE);
 	return esdb_emitter_set_deliver(srv->store, deliver, srv);
@@ -865,11 +872,16 @@ static void session_claim(caller *k, const arg *name)
 	pthread_rwlock_rdlock(&srv->store_lock);
 	pthread_mutex_lock(&t->mu);
 	bool replica = replica_state(srv, &leading, &term);
+	if (replica && leading && t->test_new_term)
+		term += t->test_claims++;
 	session *s = find_session(t, k->c, &k->from);
 	claim **p = s ? find_claim(t, name) : NULL;
-	/* one from an earlier term is no claim any more */
-	if (s && replica && leading && *p && (*p)->term != term)
+	/* one from an earlier term is no claim any more (dropped, *p is
+	 * the next claim: looked up again) */
+	if (s && replica && leading && *p && (*p)->term != term) {
 		drop_claim(p);
+		p = find_claim(t, name);
+	}
 	unsigned held = 0;
 	for (claim *cl = t->claims; s && cl; cl = cl->next)
 		held += cl->s == s;

@@ -1299,7 +1299,8 @@ static void on_check(uv_check_t *h)
 		hand_over(r);
 	else if (waits_copy)
 		defer_campaign(r);
-	if (changed && r->cfg.on_leader)
+	/* a new term led again is told too (claims of the old one go) */
+	if ((changed || new_term) && r->cfg.on_leader)
 		r->cfg.on_leader(r->cfg.on_leader_ctx, id, id ? address : NULL,
 		                 leader);
 	if (changed && leader)

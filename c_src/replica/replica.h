@@ -79,7 +79,8 @@ typedef struct esdb_replica_member {
 #define ESDB_REPLICA_SPARE   2 /* neither */
 
 /* Called on the replica's loop thread on every change of the leader this
- * node knows: leader_id 0 (address NULL) while none is known; `self`
+ * node knows, and when this node leads again in a new term (the same
+ * leader_id): leader_id 0 (address NULL) while none is known; `self`
  * when this node became the leader. Keep it short; it must not call the
  * replica (esdb_replica_get_term excepted). */
 typedef void (*esdb_replica_leader_fn)(void *ctx, uint64_t leader_id,
