@@ -11,7 +11,10 @@ defmodule ExESDB.Test.GatedBackend do
   # call instead (`{:error, :overloaded}`, as the NIF answers a full queue;
   # reported as `{:refused, command}`), with `mode: :drop` it is taken and
   # never answered (a C node that died with it in flight; reported as
-  # `{:dropped, command}`), until release/1.
+  # `{:dropped, command}`), until release/1. hold_read_page/1 holds the
+  # next read_page until its process is killed (a read-ahead that dies
+  # without a result); refuse_subscribe/2 has subscribe answer an error
+  # (a claim that cannot be taken: no quorum).
   @behaviour ExESDB.Backend
 
   alias ExESDB.Backend.NIF
@@ -44,6 +47,8 @@ defmodule ExESDB.Test.GatedBackend do
 
     ExUnit.Callbacks.on_exit(fn ->
       :persistent_term.erase({__MODULE__, store})
+      :persistent_term.erase({__MODULE__, store, :read_page})
+      :persistent_term.erase({__MODULE__, store, :subscribe})
       File.rm_rf(dir)
     end)
 
@@ -57,6 +62,16 @@ defmodule ExESDB.Test.GatedBackend do
     send(gate.owner, :released)
     :ok
   end
+
+  @doc """
+  The next read_page is held, reported as `{:read_page_held, pid}`,
+  until its process is killed.
+  """
+  def hold_read_page(store), do: :persistent_term.put({__MODULE__, store, :read_page}, true)
+
+  @doc "subscribe answers `{:error, reason}` from now on (nil: as the NIF again)."
+  def refuse_subscribe(store, reason),
+    do: :persistent_term.put({__MODULE__, store, :subscribe}, reason)
 
   # ---- the gate --------------------------------------------------------
 
@@ -123,7 +138,15 @@ defmodule ExESDB.Test.GatedBackend do
   defdelegate read(store, source, from, count, direction, opts \\ []), to: NIF
 
   @impl true
-  defdelegate read_page(store, source, from, count, direction, opts \\ []), to: NIF
+  def read_page(store, source, from, count, direction, opts \\ []) do
+    if :persistent_term.get({__MODULE__, store.store_id, :read_page}, false) do
+      :persistent_term.put({__MODULE__, store.store_id, :read_page}, false)
+      send(:persistent_term.get({__MODULE__, store.store_id}).owner, {:read_page_held, self()})
+      receive do: (:never -> :ok)
+    end
+
+    NIF.read_page(store, source, from, count, direction, opts)
+  end
 
   @impl true
   defdelegate page_records(store, page), to: NIF
@@ -141,7 +164,13 @@ defmodule ExESDB.Test.GatedBackend do
   @impl true
   defdelegate checkpoint_list(store, after_name, count), to: NIF
   @impl true
-  defdelegate subscribe(store, pid, source, opts), to: NIF
+  def subscribe(store, pid, source, opts) do
+    case :persistent_term.get({__MODULE__, store.store_id, :subscribe}, nil) do
+      nil -> NIF.subscribe(store, pid, source, opts)
+      reason -> {:error, reason}
+    end
+  end
+
   @impl true
   defdelegate grant(store, member, n), to: NIF
   @impl true

@@ -305,9 +305,11 @@ defmodule ExESDB.Subscriptions.Persistent do
     do: {:noreply, catch_up(%{state | sub: State.read_done(state.sub)})}
 
   # The store ended this subscription's membership (a C node that went
-  # down: its session ends every member; the NIF's store closing): join
-  # again, and read what the membership missed from the store, as after
-  # a gap.
+  # down: its session ends every member; the NIF's store closing; its
+  # name's claim lost): join again, and read what the membership missed
+  # from the store, as after a gap. Until it is a member again (with
+  # the claim) it hands out and reads nothing, acks only recorded:
+  # another owner may run meanwhile (dispatch/1, catch_up/1).
   def handle_info({:subscription_down, {:transient, member}, _why}, %{member: member} = state) do
     send(self(), :resubscribe)
     {:noreply, %{state | member: nil, sub: %{state.sub | catching_up: true}}}
@@ -419,6 +421,8 @@ defmodule ExESDB.Subscriptions.Persistent do
     if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
   end
 
+  # no member, no claim: nothing read (resubscribe resumes)
+  defp catch_up(%{member: nil} = state), do: state
   defp catch_up(%{sub: %{catching_up: false}} = state), do: dispatch(state)
 
   defp catch_up(state) do
@@ -623,6 +627,9 @@ defmodule ExESDB.Subscriptions.Persistent do
     if tell?, do: send(pid, {:subscribed, self()})
     %{state | sub: State.add_subscriber(state.sub, pid, ref)}
   end
+
+  # no member, no claim: nothing handed out (resubscribe resumes)
+  defp dispatch(%{member: nil} = state), do: state
 
   defp dispatch(state) do
     state = reread(state)
