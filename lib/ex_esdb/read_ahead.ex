@@ -68,14 +68,21 @@ defmodule ExESDB.ReadAhead do
 
   @doc """
   The next page's records and where the page after starts (`:eof` at
-  the end), or the read's error.
+  the end), or the read's error; `:down` when the reading process died
+  without its page (killed): the caller reads that page itself, from
+  where it starts, and this reader is no more.
   """
   @spec next(t(), ExESDB.Store.t()) ::
-          {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()}
+          {:ok, [ExESDB.EventRecord.t()], :eof | pos_integer()} | {:error, term()} | :down
   def next(%__MODULE__{mon: mon, tag: tag} = ahead, s) do
     receive do
-      {^tag, result} -> take(ahead, s, result)
-      {:DOWN, ^mon, _, _, reason} -> {:error, {:read_ahead_down, reason}}
+      {^tag, result} ->
+        take(ahead, s, result)
+
+      # (a page it sent before it died comes before its DOWN)
+      {:DOWN, ^mon, _, _, _} ->
+        :erlang.unalias(tag)
+        :down
     end
   end
 

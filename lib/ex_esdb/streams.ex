@@ -480,9 +480,9 @@ defmodule ExESDB.Streams do
 
         {[], next, ahead} ->
           case next_page(s, source, next, batch, direction, decode, ahead) do
-            {:ok, more, :eof} -> {more, {:done, ahead}}
-            {:ok, more, after_more} -> {more, {[], after_more, ahead}}
-            {:error, reason} -> raise "ExESDB read failed: #{inspect(reason)}"
+            {{:ok, more, :eof}, ahead} -> {more, {:done, ahead}}
+            {{:ok, more, after_more}, ahead} -> {more, {[], after_more, ahead}}
+            {{:error, reason}, _} -> raise "ExESDB read failed: #{inspect(reason)}"
           end
       end,
       fn
@@ -506,13 +506,16 @@ defmodule ExESDB.Streams do
       do: ReadAhead.start(s, source, next, min(batch, @max_page), direction, decode)
   end
 
+  # The next page, and the read-ahead for the ones after (nil: none).
   defp next_page(s, source, next, batch, direction, decode, nil),
-    do: page(s, source, next, batch, direction, decode)
+    do: {page(s, source, next, batch, direction, decode), nil}
 
-  defp next_page(s, _source, _next, _batch, _direction, decode, ahead) do
+  defp next_page(s, source, next, batch, direction, decode, ahead) do
     case ReadAhead.next(ahead, s) do
-      {:ok, records, next} -> {:ok, EventCodec.finish(records, s, decode), next}
-      {:error, _} = error -> error
+      {:ok, records, next} -> {{:ok, EventCodec.finish(records, s, decode), next}, ahead}
+      {:error, _} = error -> {error, ahead}
+      # its process died without the page: read here, from the same place
+      :down -> next_page(s, source, next, batch, direction, decode, nil)
     end
   end
 

@@ -528,6 +528,10 @@ defmodule ExESDB.Subscriptions.Persistent do
       end
 
     case result do
+      # the reader died without its page: read here, from the same place
+      :down ->
+        read_source(%{state | ahead: nil}, from)
+
       {:ok, records, :eof} ->
         {read_rest(state, records, from), %{state | ahead: nil}}
 
