@@ -324,8 +324,9 @@ defmodule ExESDB.Subscriptions.Persistent do
            shape: :ranged,
            claim: state.name
          ) do
+      # what was queued meanwhile goes out now
       {:ok, member, _} ->
-        {:noreply, resume_catch_up(%{state | member: member})}
+        {:noreply, %{state | member: member} |> dispatch() |> resume_catch_up()}
 
       # another node took the name meanwhile (a C node store's claims
       # went with the C node): it runs there

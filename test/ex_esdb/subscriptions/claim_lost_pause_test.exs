@@ -25,7 +25,7 @@ defmodule ExESDB.Subscriptions.ClaimLostPauseTest do
 
   test "a subscription that lost its claim hands out nothing until it claims again" do
     %{store: store} = GatedBackend.start(%{}, &none/2)
-    append(store, "s", 2000)
+    append(store, "s", 5000)
 
     {:ok, sub} =
       Subscriptions.subscribe_to(store, "claimed", {:by_stream, "s"}, self(), buffer_size: 10)
@@ -47,8 +47,8 @@ defmodule ExESDB.Subscriptions.ClaimLostPauseTest do
     assert :sys.get_state(sub).member == nil
 
     GatedBackend.refuse_subscribe(store, nil)
-    events = ack_until(store, sub, 2000, seen)
-    assert Enum.map(events, & &1.event_number) == Enum.to_list(1..2000)
+    events = ack_until(store, sub, 5000, seen)
+    assert Enum.map(events, & &1.event_number) == Enum.to_list(1..5000)
     refute_received {:DOWN, ^mref, _, _, _}
   end
 end
