@@ -326,22 +326,13 @@ defmodule ExESDB.Backend.CNode do
           {:error, :claim_lost}
 
         {session, cnode} ->
-          ref = :erlang.monitor(:process, session, alias: :reply_demonitor)
-
-          case Process.send({:esdb, cnode}, {:call, session, ref, {:as_owner, command}}, [
-                 :noconnect
-               ]) do
-            :ok ->
-              case await_reply(ref, store.timeout) do
-                {:reply, reply} -> replied(h, reply)
-                # the session went with the write sent
-                :down -> {:error, :outcome_unknown}
-                :timeout -> {:error, :timeout}
-              end
-
-            :noconnect ->
-              Process.demonitor(ref, [:flush])
-              {:error, {:unreachable, cnode}}
+          with {:ok, ref} <- send_call(cnode, session, {:as_owner, command}, :reply_demonitor) do
+            case await_reply(ref, store.timeout) do
+              {:reply, reply} -> replied(h, reply)
+              # the session went with the write sent
+              :down -> {:error, :outcome_unknown}
+              :timeout -> {:error, :timeout}
+            end
           end
       end
     end
@@ -415,19 +406,12 @@ defmodule ExESDB.Backend.CNode do
         {:error, {:unreachable, cnode}}
 
       relay ->
-        ref = :erlang.monitor(:process, relay, alias: :demonitor)
-
-        case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
-          :ok ->
-            deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
-            {replied, reply} = await_parts(h, ref, decode, deadline, [])
-            Process.demonitor(ref, [:flush])
-            if not replied, do: drop_parts(ref)
-            reply
-
-          :noconnect ->
-            Process.demonitor(ref, [:flush])
-            {:error, {:unreachable, cnode}}
+        with {:ok, ref} <- send_call(cnode, relay, request, :demonitor) do
+          deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
+          {replied, reply} = await_parts(h, ref, decode, deadline, [])
+          Process.demonitor(ref, [:flush])
+          if not replied, do: drop_parts(ref)
+          reply
         end
     end
   end
@@ -684,19 +668,33 @@ defmodule ExESDB.Backend.CNode do
         {:error, {:unreachable, cnode}}
 
       relay ->
-        ref = :erlang.monitor(:process, relay, alias: :reply_demonitor)
-
-        case Process.send({:esdb, cnode}, {:call, relay, ref, request}, [:noconnect]) do
-          :ok when kind == :write ->
+        case send_call(cnode, relay, request, :reply_demonitor) do
+          {:ok, ref} when kind == :write ->
             await_write(%{h | cnode: cnode}, relay, ref, timeout, fence_term(h, request))
 
-          :ok ->
+          {:ok, ref} ->
             await(%{h | cnode: cnode}, relay, ref, kind, timeout)
 
-          :noconnect ->
-            Process.demonitor(ref, [:flush])
-            {:error, {:unreachable, cnode}}
+          unreachable ->
+            unreachable
         end
+    end
+  end
+
+  # {call, From, Ref, Request} to the C node, From the process watched
+  # (the relay, or the claim's session) and Ref the alias of a monitor of
+  # it: {:ok, ref}, or {:error, {:unreachable, cnode}} when not connected
+  # (nothing sent, the monitor gone).
+  defp send_call(cnode, from, request, alias_mode) do
+    ref = :erlang.monitor(:process, from, alias: alias_mode)
+
+    case Process.send({:esdb, cnode}, {:call, from, ref, request}, [:noconnect]) do
+      :ok ->
+        {:ok, ref}
+
+      :noconnect ->
+        Process.demonitor(ref, [:flush])
+        {:error, {:unreachable, cnode}}
     end
   end
 
