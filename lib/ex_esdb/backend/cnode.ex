@@ -326,12 +326,23 @@ defmodule ExESDB.Backend.CNode do
           {:error, :claim_lost}
 
         {session, cnode} ->
+          deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+
           with {:ok, ref} <- send_call(cnode, session, {:as_owner, command}, :reply_demonitor) do
             case await_reply(ref, store.timeout) do
-              {:reply, reply} -> replied(h, reply)
+              {:reply, reply} ->
+                # read-your-writes, as route/3's: the store's own C node
+                # (where reads go) applies it first, or reads wait for it
+                reply = replied(h, reply)
+                if cnode != h.cnode and taken?(command, reply), do: caught_up(h, cnode, deadline)
+                reply
+
               # the session went with the write sent
-              :down -> {:error, :outcome_unknown}
-              :timeout -> {:error, :timeout}
+              :down ->
+                {:error, :outcome_unknown}
+
+              :timeout ->
+                {:error, :timeout}
             end
           end
       end
