@@ -255,10 +255,11 @@ defmodule ExESDB.Backend.CNode do
   @impl true
   def submit(store, command, opts \\ [])
 
-  def submit(%{handle: %Handle{members: m}} = store, command, opts) when map_size(m) > 0 do
+  def submit(%{handle: %Handle{members: m}} = store, command, opts) do
     cond do
       # a persistent subscription's own checkpoint write: through its
-      # claim (owner_write/3), never routed to another leader
+      # claim (owner_write/2), on one C node as in a cluster (never
+      # routed to another leader); in the caller's relay, in order
       opts[:here] == true and elem(command, 0) in [:checkpoint_put, :checkpoint_delete] ->
         write = owner_write(store, command)
 
@@ -266,23 +267,31 @@ defmodule ExESDB.Backend.CNode do
           do: CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), write),
           else: CallerRelay.sync(__MODULE__, store.store_id, fn -> translate(command, write.()) end)
 
-      # one relay process per caller and store keeps its async commands
-      # in order while each follows the leader
-      opts[:async] ->
-        # the reply untranslated, as the NIF's
-        CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), fn ->
-          route(store, command)
-        end)
+      map_size(m) > 0 ->
+        cluster_submit(store, command, opts)
 
-      # the caller's async commands still on their way land first
       true ->
-        CallerRelay.sync(__MODULE__, store.store_id, fn ->
-          translate(command, route(store, command))
-        end)
+        single_submit(store, command, opts)
     end
   end
 
-  def submit(%{handle: h} = store, command, opts) do
+  defp cluster_submit(store, command, opts) do
+    if opts[:async] do
+      # one relay process per caller and store keeps its async commands
+      # in order while each follows the leader (the reply untranslated,
+      # as the NIF's)
+      CallerRelay.async(__MODULE__, store.store_id, Keyword.fetch!(opts, :ref), fn ->
+        route(store, command)
+      end)
+    else
+      # the caller's async commands still on their way land first
+      CallerRelay.sync(__MODULE__, store.store_id, fn ->
+        translate(command, route(store, command))
+      end)
+    end
+  end
+
+  defp single_submit(%{handle: h} = store, command, opts) do
     if opts[:async] do
       # From is the caller and Ref its own: the reply comes as {ref,
       # reply}, as the NIF backend's does, in the order of the sends
@@ -300,16 +309,19 @@ defmodule ExESDB.Backend.CNode do
     end
   end
 
-  # A persistent subscription's checkpoint write in a cluster of C
-  # nodes (a function for the caller's relay): sent as {as_owner,
-  # Command} to the C node that granted this process's claim on the name
-  # (its session's, ExESDB.CNode.Session.owner_at/2), with the session as
-  # From (the C node checks the session owns the name there, in the
-  # claim's raft term, and fences the write to that term); the session
-  # hands the reply on to this call's alias. A claim lost (the C node no
+  # A persistent subscription's checkpoint write (a function for the
+  # caller's relay): sent as {as_owner, Command} to the C node that
+  # granted this process's claim on the name (its session's,
+  # ExESDB.CNode.Session.owner_at/2; the store's own C node without a
+  # cluster), with the session as From (the C node checks the session
+  # owns the name there, in a cluster in the claim's raft term, and
+  # fences the write to that term); the session hands the reply on to
+  # this call's alias. A claim lost (the session ended, the C node no
   # longer leads, or went) answers {:error, :claim_lost} or an error of
-  # reach, and nothing is written: the subscription takes the name again
-  # at the new leader first (its session tells it the claim was lost).
+  # reach, and nothing is written: an owner whose name another took
+  # meanwhile never puts its older checkpoint over the newer one; the
+  # subscription takes the name again first (told the claim was lost,
+  # or its membership down).
   defp owner_write(store, command) do
     h = store.handle
     name = elem(command, 1)
@@ -333,7 +345,7 @@ defmodule ExESDB.Backend.CNode do
               {:reply, reply} ->
                 # read-your-writes, as route/3's: the store's own C node
                 # (where reads go) applies it first, or reads wait for it
-                reply = replied(h, reply)
+                reply = owner_replied(h, reply)
                 if cnode != h.cnode and taken?(command, reply), do: caught_up(h, cnode, deadline)
                 reply
 
@@ -348,6 +360,11 @@ defmodule ExESDB.Backend.CNode do
       end
     end
   end
+
+  # the C node knows no session of From (it ended there): its claim is
+  # gone, one shape for that
+  defp owner_replied(_h, {:error, :no_session}), do: {:error, :claim_lost}
+  defp owner_replied(h, reply), do: replied(h, reply)
 
   @impl true
   def read(store, source, from, count, direction, opts \\ []) do

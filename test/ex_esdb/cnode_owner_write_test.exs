@@ -1,0 +1,135 @@
+defmodule ExESDB.CNodeOwnerWriteTest do
+  # On a single C node (no raft) a persistent subscription's checkpoint
+  # writes go through its claim on the name, as in a cluster of C nodes:
+  # an owner whose session ended (its claim went with it) writes nothing
+  # once another owner took the name; the newer owner's checkpoint
+  # stays. Two stores of this VM on one C node play two clients (each
+  # has its own session). A real C node, real distribution.
+  use ExUnit.Case, async: false
+
+  import ExESDB.Test.ClusterHelpers
+  alias ExESDB.CNode.Connection
+  alias ExESDB.Subscriptions
+  alias ExESDB.Test.{CNodeCluster, FollowWriter}
+
+  @moduletag timeout: 120_000
+
+  setup do
+    dir = tmp_dir!("ex_esdb_cnow")
+    cnode = CNodeCluster.start_single(CNodeCluster.bin(), "cnow", Path.join(dir, "ext"))
+    %{dir: dir, cnode: cnode}
+  end
+
+  defp store_on(ctx) do
+    store = :"cnow_#{ExESDB.Test.Unique.id()}"
+
+    start_supervised!(
+      Supervisor.child_spec(
+        {ExESDB.System,
+         store_id: store, data_dir: Path.join(ctx.dir, "#{store}"), cnode: ctx.cnode},
+        id: store
+      )
+    )
+
+    store
+  end
+
+  defp checkpoint(store, name) do
+    {:ok, s} = ExESDB.Store.fetch(store)
+    {:ok, {_, cp, _, _}} = s.backend.checkpoint_get(s, name)
+    cp
+  end
+
+  # A subscriber that reports what it gets and acks only when told.
+  defp manual_subscriber(store, name, stream) do
+    test = self()
+
+    pid =
+      spawn(fn ->
+        reply = Subscriptions.subscribe_to(store, name, {:by_stream, stream}, self())
+        send(test, {:started, self(), reply})
+        manual_loop(store, test, nil)
+      end)
+
+    receive do
+      {:started, ^pid, {:ok, sub}} -> {pid, sub}
+      {:started, ^pid, error} -> error
+    after
+      30_000 -> flunk("subscribe_to did not answer")
+    end
+  end
+
+  defp manual_loop(store, test, sub) do
+    receive do
+      {:subscribed, new} ->
+        manual_loop(store, test, new)
+
+      {:events, events} ->
+        send(test, {:seen, self(), Enum.map(events, & &1.event_number)})
+        manual_loop(store, test, sub)
+
+      {:ack, n} ->
+        Subscriptions.ack_event(store, sub, n)
+        manual_loop(store, test, sub)
+    end
+  end
+
+  defp seen_upto(pid, n, acc \\ []) do
+    if acc != [] and Enum.max(acc) >= n do
+      acc
+    else
+      receive do
+        {:seen, ^pid, ns} -> seen_upto(pid, n, acc ++ ns)
+      after
+        30_000 -> flunk("#{inspect(pid)} saw #{inspect(acc)}, not up to #{n}")
+      end
+    end
+  end
+
+  test "an owner whose session ended cannot write its checkpoint over the next owner's", ctx do
+    a = store_on(ctx)
+    b = store_on(ctx)
+    {:ok, _} = FollowWriter.append(a, "s", 10)
+
+    {a_sub, a_pid} = manual_subscriber(a, "late", "s")
+    seen_upto(a_sub, 10)
+    send(a_sub, {:ack, 3})
+    wait_until(fn -> checkpoint(a, "late") == 3 end, 30_000)
+
+    # the old owner hears of nothing until another owner runs; its
+    # session ends (the claim with it)
+    :ok = :sys.suspend(a_pid)
+    amref = Process.monitor(a_pid)
+    session = Process.whereis(Connection.session_name(a))
+    smref = Process.monitor(session)
+    Process.exit(session, :shutdown)
+    assert_receive {:DOWN, ^smref, _, _, _}, 10_000
+
+    b_sub =
+      wait_until(
+        fn ->
+          case manual_subscriber(b, "late", "s") do
+            {pid, _sub} when is_pid(pid) -> pid
+            {:error, :subscription_already_exists} -> nil
+          end
+        end,
+        30_000
+      )
+
+    seen_upto(b_sub, 10)
+    send(b_sub, {:ack, 10})
+    wait_until(fn -> checkpoint(b, "late") == 10 end, 30_000)
+
+    # the old owner's subscriber acks an older event: its subscription
+    # (resumed) writes it, and its last checkpoint when it stops
+    send(a_sub, {:ack, 5})
+
+    wait_until(fn ->
+      match?({:message_queue_len, n} when n > 1, Process.info(a_pid, :message_queue_len))
+    end)
+
+    :ok = :sys.resume(a_pid)
+    assert_receive {:DOWN, ^amref, _, _, {:shutdown, :subscription_already_exists}}, 30_000
+    assert checkpoint(b, "late") == 10
+  end
+end
