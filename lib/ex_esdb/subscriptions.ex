@@ -451,11 +451,26 @@ defmodule ExESDB.Subscriptions do
 
   def unsubscribe(store, pid) when is_pid(pid) do
     # (in cluster mode, not to be moved with it to another leader)
-    with {:ok, s} <- Store.fetch(store),
-         placement when placement != :local <- s.backend.placement(s),
-         do: placement.detach(store, pid, self())
+    timeout =
+      with {:ok, s} <- Store.fetch(store) do
+        with placement when placement != :local <- s.backend.placement(s),
+             do: placement.detach(store, pid, self())
 
-    GenServer.call(pid, :unsubscribe)
+        s.timeout
+      else
+        _ -> 5_000
+      end
+
+    mref = Process.monitor(pid)
+
+    # the subscription ended (its last subscriber left): gone, and its
+    # checkpoint written, before this returns
+    case GenServer.call(pid, :unsubscribe) do
+      :ended -> await_exit(pid, mref, timeout)
+      _ -> Process.demonitor(mref, [:flush])
+    end
+
+    :ok
   catch
     :exit, _ -> :ok
   end
@@ -494,8 +509,36 @@ defmodule ExESDB.Subscriptions do
   @doc false
   def whereis_persistent(store, name) do
     case Registry.lookup(registry(store), name) do
-      [{pid, _}] -> {:ok, pid}
+      [{pid, _}] -> if persistent?(pid), do: {:ok, pid}, else: {:error, :subscription_not_found}
       [] -> {:error, :subscription_not_found}
+    end
+  end
+
+  @doc false
+  # The names of the persistent subscriptions running in this node's
+  # registry.
+  def running_persistent(store) do
+    registry(store)
+    |> Registry.select([{{:"$1", :"$2", :_}, [], [{{:"$1", :"$2"}}]}])
+    |> Enum.flat_map(fn {name, pid} -> if persistent?(pid), do: [name], else: [] end)
+  end
+
+  # A running persistent subscription: not a Deletion holding its name,
+  # nor one that has ended (a registry entry outlives its process until
+  # the registry handles the exit).
+  defp persistent?(pid) do
+    case Process.info(pid, :dictionary) do
+      {:dictionary, d} -> d[:"$initial_call"] == {Persistent, :init, 1}
+      nil -> false
+    end
+  end
+
+  # Until `pid` (monitored as `mref`) is gone, within `timeout`.
+  defp await_exit(pid, mref, timeout) do
+    receive do
+      {:DOWN, ^mref, :process, ^pid, _} -> :ok
+    after
+      timeout -> Process.demonitor(mref, [:flush])
     end
   end
 
@@ -514,10 +557,11 @@ defmodule ExESDB.Subscriptions do
       {:ok, pid} ->
         mref = Process.monitor(pid)
 
-        # (the store answers every submit within its timeout)
+        # (the store answers every submit within its timeout; the
+        # Deletion then stops, and with it goes its hold of the name)
         receive do
           {:checkpoint_deleted, ^ref, reply} ->
-            Process.demonitor(mref, [:flush])
+            await_exit(pid, mref, s.timeout)
             reply
 
           {:DOWN, ^mref, :process, ^pid, _} ->
@@ -529,12 +573,23 @@ defmodule ExESDB.Subscriptions do
         end
 
       {:error, {:already_started, pid}} ->
+        mref = Process.monitor(pid)
+
         try do
           # (it waits for its checkpoint write in flight, given up after
           # the store's timeout, then submits the delete)
-          GenServer.call(pid, :delete, 2 * s.timeout)
+          reply = GenServer.call(pid, :delete, 2 * s.timeout)
+
+          # it answers, then ends (its membership, and on a C node its
+          # claim on the name, given back): gone before this returns
+          if reply in [:ok, {:error, :subscription_not_found}],
+            do: await_exit(pid, mref, s.timeout),
+            else: Process.demonitor(mref, [:flush])
+
+          reply
         catch
           :exit, {:timeout, _} ->
+            Process.demonitor(mref, [:flush])
             {:error, :timeout}
 
           # it stopped (or was a Deletion) meanwhile: once it is gone, again
@@ -574,7 +629,7 @@ defmodule ExESDB.Subscriptions do
   defp running(s) do
     case s.backend.placement(s) do
       :local ->
-        {:ok, Registry.select(registry(s.store_id), [{{:"$1", :_, :_}, [], [:"$1"]}])}
+        {:ok, running_persistent(s.store_id)}
 
       placement ->
         with {:ok, names} <- placement.running(s),

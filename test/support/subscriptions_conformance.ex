@@ -508,6 +508,35 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           assert {:error, :subscription_not_found} = Subscriptions.delete_subscription(s, "gone")
         end
 
+        # The subscription answered the delete and then went on ending
+        # (its membership given back: a C node round trip), and its
+        # registry entry outlived it: an ack by name right after still
+        # found it and answered :ok. Rounds: one on the NIF could pass by
+        # luck before.
+        test "once delete_subscription returns, nothing of that name runs", %{store: s} do
+          for i <- 1..5 do
+            name = "ended#{i}"
+            {:ok, _} = Subscriptions.subscribe_to(s, name, {:by_event_type, "t"})
+            assert :ok = Subscriptions.delete_subscription(s, name)
+
+            # (the round in the match, to say which)
+            assert {^i, {:error, :subscription_not_found}} =
+                     {i, ExESDB.GatewayAPI.ack_event(s, name, self(), 0)}
+          end
+        end
+
+        # The same for the end of its last subscriber: not listed running.
+        test "once its only subscriber's unsubscribe returns, it is listed not running",
+             %{store: s} do
+          for i <- 1..5 do
+            name = "left#{i}"
+            {:ok, sub} = Subscriptions.subscribe_to(s, name, {:by_event_type, "t"})
+            assert :ok = Subscriptions.unsubscribe(s, sub)
+            {:ok, listed} = Subscriptions.get_subscriptions(s)
+            assert {^i, %{running: false}} = {i, Enum.find(listed, &(&1.name == name))}
+          end
+        end
+
         test "checkpoints survive a restart of the store", %{store: s} = context do
           append(s, "a", 4)
           {:ok, sub} = Subscriptions.subscribe_to(s, "durable", {:by_stream, "$all"})

@@ -225,11 +225,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   end
 
   # A subscriber leaving takes only itself out (its unacked events go to
-  # the others); anyone else stops the subscription for all.
+  # the others); anyone else stops the subscription for all. :ended when
+  # it stops (Subscriptions.unsubscribe/2 waits for the exit).
   def handle_call(:unsubscribe, {caller, _}, state) do
     if State.subscriber_ref(state.sub, caller) != nil,
       do: state |> leave(caller) |> reply_or_stop(:ok),
-      else: {:stop, :normal, :ok, state}
+      else: {:stop, :normal, :ended, state}
   end
 
   # A subscriber taken out by the store (in cluster mode, its node's
@@ -622,8 +623,8 @@ defmodule ExESDB.Subscriptions.Persistent do
 
   defp noreply_or_stop(state), do: {:noreply, state |> dispatch() |> resume_catch_up()}
 
-  defp reply_or_stop(%{sub: %{subscribers: subs}} = state, reply) when subs == %{},
-    do: {:stop, :normal, reply, state}
+  defp reply_or_stop(%{sub: %{subscribers: subs}} = state, _reply) when subs == %{},
+    do: {:stop, :normal, :ended, state}
 
   defp reply_or_stop(state, reply), do: {:reply, reply, state |> dispatch() |> resume_catch_up()}
 

@@ -217,7 +217,7 @@ defmodule ExESDB.Subscriptions.Placement do
   def running_here(store_id, _timeout) do
     with {:ok, s} <- Store.fetch(store_id),
          :ok <- leading(s),
-         do: {:ok, for({name, pid} <- registered(store_id), persistent?(pid), do: name)}
+         do: {:ok, Subscriptions.running_persistent(store_id)}
   end
 
   @doc "The process of the persistent subscription `name` (on the leader)."
