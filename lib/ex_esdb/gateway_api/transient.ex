@@ -37,9 +37,10 @@ defmodule ExESDB.GatewayAPI.Transient do
 
   @doc "End every held subscription of `selector` (any subscriber): :ok."
   def stop_all(store, selector) do
+    # each gone before this returns: a save right after holds anew
     for pid <- holders(store, selector, :_) do
       try do
-        GenServer.call(pid, :stop)
+        GenServer.stop(pid)
       catch
         # it ended meanwhile (its subscriber exited): nothing left to end
         :exit, _ -> :ok
@@ -56,6 +57,8 @@ defmodule ExESDB.GatewayAPI.Transient do
     ])
     |> Enum.filter(fn {sel, sub, _} -> sel === selector and subscriber in [:_, sub] end)
     |> Enum.map(&elem(&1, 2))
+    # (an entry outlives its process until the registry handles the exit)
+    |> Enum.filter(&Process.alive?/1)
   rescue
     # no registry: the store is not started on this node
     ArgumentError -> []
@@ -73,9 +76,6 @@ defmodule ExESDB.GatewayAPI.Transient do
     Process.monitor(subscriber)
     {:ok, %{store: store, handle: handle}}
   end
-
-  @impl true
-  def handle_call(:stop, _from, state), do: {:stop, :normal, :ok, state}
 
   @impl true
   def handle_info({:DOWN, _, :process, _, _}, state), do: {:stop, :normal, state}
