@@ -309,8 +309,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   # down: its session ends every member; the NIF's store closing; its
   # name's claim lost): join again, and read what the membership missed
   # from the store, as after a gap. Until it is a member again (with
-  # the claim) it hands out and reads nothing, acks only recorded:
-  # another owner may run meanwhile (dispatch/1, catch_up/1).
+  # the claim) it hands out, reads and writes nothing, acks only
+  # recorded: another owner may run meanwhile (dispatch/1, catch_up/1,
+  # write_acked/1).
   def handle_info({:subscription_down, {:transient, member}, _why}, %{member: member} = state) do
     send(self(), :resubscribe)
     {:noreply, %{state | member: nil, sub: %{state.sub | catching_up: true}}}
@@ -325,9 +326,10 @@ defmodule ExESDB.Subscriptions.Persistent do
            shape: :ranged,
            claim: state.name
          ) do
-      # what was queued meanwhile goes out now
+      # what was queued meanwhile goes out now, the acks recorded
+      # meanwhile are written
       {:ok, member, _} ->
-        {:noreply, %{state | member: member} |> dispatch() |> resume_catch_up()}
+        {:noreply, %{state | member: member} |> write_acked() |> dispatch() |> resume_catch_up()}
 
       # another node took the name meanwhile (a C node store's claims
       # went with the C node): it runs there
@@ -419,7 +421,10 @@ defmodule ExESDB.Subscriptions.Persistent do
     # flight: the store takes one process's submits in order. Written
     # before the membership (and with it the name's claim, on a C node)
     # goes: a C node takes an owner's write only while it holds the claim.
-    unless state[:deleted], do: write_checkpoint(state, :sync)
+    # None without the membership: the claim is gone, nobody takes it,
+    # and a C node that fell silent holding it would be waited for the
+    # store's whole timeout (past the supervisor's shutdown time).
+    unless state[:deleted] || state.member == nil, do: write_checkpoint(state, :sync)
     if state.member, do: state.store.backend.unsubscribe(state.store, state.member)
   end
 
@@ -728,6 +733,9 @@ defmodule ExESDB.Subscriptions.Persistent do
   # flight, so none lands after it.
   defp ack(state, pid, cursor),
     do: write_acked(%{state | sub: State.ack(state.sub, pid, cursor)})
+
+  # (no membership, no claim: written once it is a member again)
+  defp write_acked(%{member: nil} = state), do: state
 
   defp write_acked(%{writing: nil, delete_after: nil, write_retry: false} = state) do
     if state.written == nil or state.sub.checkpoint > state.written do
