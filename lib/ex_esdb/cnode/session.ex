@@ -211,11 +211,19 @@ defmodule ExESDB.CNode.Session do
   # the distribution message cost more than the rest of the fan-out
   # (docs/PERFORMANCE.md). A C node that predates them answers
   # invalid_request: then lists (esdb_events).
+  # An open that timed out (a silent C node) is closed right behind it:
+  # served later, it would leave a session this process never linked
+  # (nothing ends it but the connection's end), taking one of the
+  # connection's --max-sessions until the client node goes.
   defp open(to, window, timeout \\ @call_timeout) do
-    case request(to, {:session_open_packed, window}, timeout) do
-      {:error, {:invalid_request, _}} -> request(to, {:session_open, window}, timeout)
-      other -> other
-    end
+    reply =
+      case request(to, {:session_open_packed, window}, timeout) do
+        {:error, {:invalid_request, _}} -> request(to, {:session_open, window}, timeout)
+        other -> other
+      end
+
+    with {:timeout, _} <- reply, do: send_request(to, make_ref(), {:session_close})
+    reply
   end
 
   defp cast(state, req), do: send_request(state.to, state.cast_ref, req)
