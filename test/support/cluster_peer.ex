@@ -136,6 +136,24 @@ defmodule ExESDB.Test.ClusterPeer do
     end
   end
 
+  @doc """
+  subscribe_to `name` here (the subscriber a process here), then read its
+  checkpoint here at once through the Erlang API: {reply, read}.
+  """
+  def subscribe_to_and_read(store, name) do
+    subscriber = spawn(fn -> Process.sleep(:infinity) end)
+    reply = ExESDB.Subscriptions.subscribe_to(store, name, {:by_stream, "$all"}, subscriber)
+    {:ok, h} = :ex_esdb.attach(store)
+    {reply, :ex_esdb.get_checkpoint(h, name)}
+  end
+
+  @doc "delete_subscription here, then the checkpoint read here at once: {reply, read}."
+  def delete_subscription_and_read(store, name) do
+    reply = ExESDB.Subscriptions.delete_subscription(store, name)
+    {:ok, h} = :ex_esdb.attach(store)
+    {reply, :ex_esdb.get_checkpoint(h, name)}
+  end
+
   @doc "Checkpoint `name`'s value after a barrier (nil when absent)."
   def checkpoint(store, name) do
     :ok = ExESDB.Cluster.barrier(store)

@@ -57,9 +57,12 @@ defmodule ExESDB.Subscriptions.Placement do
 
   @doc "subscribe_to/5 in cluster mode: on the leader, then attached."
   def subscribe(s, name, selector, subscriber, opts) do
+    deadline = now() + s.timeout
+
     case on_leader(s, :start_here, [s.store_id, name, selector, subscriber, opts]) do
       {:ok, pid} ->
         attach(s.store_id, pid, {name, selector, subscriber, opts})
+        caught_up(s, deadline)
         {:ok, pid}
 
       error ->
@@ -68,7 +71,26 @@ defmodule ExESDB.Subscriptions.Placement do
   end
 
   @doc "delete_subscription/2 in cluster mode: on the leader."
-  def delete(s, name), do: on_leader(s, :delete_here, [s.store_id, name])
+  def delete(s, name) do
+    deadline = now() + s.timeout
+
+    with :ok <- on_leader(s, :delete_here, [s.store_id, name]) do
+      caught_up(s, deadline)
+      :ok
+    end
+  end
+
+  # Read-your-writes, as the gateway's: the checkpoint written or deleted
+  # in the leader's replica is in this node's too before the call answers
+  # (a barrier: what the leader committed before it is applied here),
+  # within the caller's time; best effort, the write stands either way.
+  # Nothing to wait for where this node leads.
+  defp caught_up(s, deadline) do
+    case ExESDB.Backend.Cluster.info(s.handle) do
+      {:ok, %{leader?: true}} -> :ok
+      _ -> Cluster.barrier(s.store_id, max(deadline - now(), 1))
+    end
+  end
 
   @doc "The subscriber left the subscription: not to be moved with it."
   def detach(store_id, pid, subscriber) do

@@ -73,13 +73,21 @@ defmodule ExESDB.Chaos.Partition do
     cut(ctx, pairs)
   end
 
-  @doc "Cut the links {a, b} both ways (in one nft transaction)."
-  def cut(ctx, pairs) do
+  @doc """
+  Cut the links {a, b} both ways (in one nft transaction). `only: :raft`
+  cuts raft's connections alone: BEAM distribution goes on (a follower
+  held behind whose node still calls the leader).
+  """
+  def cut(ctx, pairs, opts \\ []) do
     rules =
       for {a, b} <- pairs, {x, y} <- [{a, b}, {b, a}] do
         sx = ctx.specs[x]
         sy = ctx.specs[y]
-        ports = "{ #{sy.dist_port}, #{sy.raft_port} }"
+
+        ports =
+          if opts[:only] == :raft,
+            do: "{ #{sy.raft_port} }",
+            else: "{ #{sy.dist_port}, #{sy.raft_port} }"
 
         "add rule inet #{ctx.nft} out ip saddr #{sx.ip} tcp dport #{ports} drop\n" <>
           "add rule inet #{ctx.nft} out ip daddr #{sx.ip} tcp sport #{ports} drop\n"
