@@ -588,9 +588,10 @@ defmodule ExESDB.Subscriptions do
 
           reply
         catch
+          # it goes on with the delete: it may be applied
           :exit, {:timeout, _} ->
             Process.demonitor(mref, [:flush])
-            {:error, :timeout}
+            {:error, :outcome_unknown}
 
           # it stopped (or was a Deletion) meanwhile: once it is gone, again
           :exit, _ when tries > 0 ->

@@ -353,8 +353,9 @@ defmodule ExESDB.Backend.CNode do
               :down ->
                 {:error, :outcome_unknown}
 
+              # sent and not answered in time: it may be applied
               :timeout ->
-                {:error, :timeout}
+                {:error, :outcome_unknown}
             end
           end
       end
