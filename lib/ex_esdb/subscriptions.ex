@@ -465,9 +465,13 @@ defmodule ExESDB.Subscriptions do
 
     # the subscription ended (its last subscriber left): gone, and its
     # checkpoint written, before this returns
-    case GenServer.call(pid, :unsubscribe) do
-      :ended -> await_exit(pid, mref, timeout)
-      _ -> Process.demonitor(mref, [:flush])
+    try do
+      case GenServer.call(pid, :unsubscribe) do
+        :ended -> await_exit(pid, mref, timeout)
+        _ -> Process.demonitor(mref, [:flush])
+      end
+    catch
+      :exit, _ -> Process.demonitor(mref, [:flush])
     end
 
     :ok
@@ -595,10 +599,13 @@ defmodule ExESDB.Subscriptions do
 
           # it stopped (or was a Deletion) meanwhile: once it is gone, again
           :exit, _ when tries > 0 ->
-            await_down(pid, s.timeout)
+            await_exit(pid, mref, s.timeout)
+            # (its registry entry goes a moment later)
+            Process.sleep(1)
             delete_named(store, s, name, tries - 1)
 
           :exit, _ ->
+            Process.demonitor(mref, [:flush])
             {:error, :timeout}
         end
 

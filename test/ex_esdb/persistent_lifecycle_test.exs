@@ -98,6 +98,20 @@ defmodule ExESDB.PersistentLifecycleTest do
     end
   end
 
+  # unsubscribe and delete_subscription watch the subscription to wait
+  # for its end: an ended one's watch must not leave a :DOWN behind
+  test "unsubscribing or deleting an ended subscription leaves nothing in the mailbox",
+       %{store: s} do
+    {:ok, sub} = Subscriptions.subscribe_to(s, "over", {:by_stream, "$all"})
+    ref = Process.monitor(sub)
+    Process.exit(sub, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^sub, :killed}
+    assert :ok = Subscriptions.unsubscribe(s, sub)
+    assert {:error, :subscription_not_found} = ExESDB.GatewayAPI.ack_event(s, "over", self(), 0)
+    assert :ok = Subscriptions.delete_subscription(s, "over")
+    refute_received {:DOWN, _, :process, _, _}
+  end
+
   test "the subscription traps exits, so a shutdown writes its checkpoint", %{
     store: s,
     store_opts: opts
