@@ -63,6 +63,23 @@ defmodule ExESDB.Test.SubscriptionHelpers do
     end
   end
 
+  @doc """
+  A :sys debug function for a persistent subscription, installed with
+  `:sys.install(sub, {&shed_watch/3, {to, last_enqueued, nil}})`: tells
+  `to` `{:shed, sub}` when a live delivery shed queued events (a shed is
+  what moves `last_enqueued` back), then removes itself.
+  """
+  def shed_watch({to, last, _}, {:in, {:events, _, _}}, _name), do: {to, last, :delivery}
+
+  def shed_watch({to, last, :delivery}, {:noreply, %{sub: %{last_enqueued: now}}}, _name)
+      when now < last do
+    send(to, {:shed, self()})
+    :done
+  end
+
+  def shed_watch({to, _, _}, {:noreply, %{sub: %{last_enqueued: now}}}, _name), do: {to, now, nil}
+  def shed_watch(acc, _event, _name), do: acc
+
   # ack_until/4 for a subscriber that calls `sample` (what it looks at)
   # after each message before acking it: the events and the samples.
   def slow_ack_until(s, sub, n, sample, acc \\ [], samples \\ [])
