@@ -289,6 +289,9 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
             do: {:ok, _} = Streams.append_events(s, stream, :any, for(_ <- 1..100, do: ev()))
 
         assert :ok = Streams.delete_stream(s, stream)
+        # every delivery in its mailbox before it takes any: acks taken
+        # meanwhile would make room for the late ones, none shed
+        wait_until(fn -> delivered?(sub, 4100) end, 30_000)
         watch = {self(), :sys.get_state(sub).sub.last_enqueued, nil}
         :ok = :sys.install(sub, {&ExESDB.Test.SubscriptionHelpers.shed_watch/3, watch})
         :sys.resume(sub)
@@ -299,6 +302,21 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           after
             5_000 -> exit(why)
           end
+      end
+
+      # A live delivery up to event `last` waits in the mailbox of `sub`
+      # (exits as a call to it would when it is gone).
+      defp delivered?(sub, last) do
+        case :erpc.call(node(sub), Process, :info, [sub, :messages]) do
+          {:messages, msgs} ->
+            Enum.any?(msgs, fn
+              {:events, [_ | _] = records, _since} -> List.last(records).event_number == last
+              _ -> false
+            end)
+
+          nil ->
+            exit({:noproc, sub})
+        end
       end
 
       # ack_until/4 for `stream`'s events alone (a subscription that moved
