@@ -20,7 +20,8 @@ defmodule ExESDB.Test.CNodeCluster do
   @doc """
   Starts the three; [%{id, address, name, port, os_pid}] once each said
   hello. Options: :env (a function of a member's id and store directory:
-  the OS environment its C node runs with; none by default).
+  the OS environment its C node runs with; none by default), :extra
+  (arguments after replica_args/4's, which a later one overrides).
   """
   def start(dir, durability \\ "nosync", opts \\ []), do: start_tries(dir, durability, opts, 3)
 
@@ -42,7 +43,8 @@ defmodule ExESDB.Test.CNodeCluster do
     # and go at on_exit.
     test = self()
     env = Keyword.get(opts, :env, fn _id, _store -> [] end)
-    owner = spawn(fn -> own(test, members, dir, durability, env) end)
+    extra = Keyword.get(opts, :extra, [])
+    owner = spawn(fn -> own(test, members, dir, durability, env, extra) end)
 
     # (the owner's end closes the ports: --stop-on-eof stops the C nodes)
     cns =
@@ -74,11 +76,11 @@ defmodule ExESDB.Test.CNodeCluster do
     end
   end
 
-  defp own(test, members, dir, durability, env) do
+  defp own(test, members, dir, durability, env, extra) do
     cns =
       for m <- members do
         store = Path.join(dir, "store#{m.id}")
-        args = replica_args(m, store, members, durability: durability)
+        args = replica_args(m, store, members, durability: durability, extra: extra)
         {port, os_pid} = open(bin(), args, env.(m.id, store))
         Map.merge(m, %{port: port, os_pid: os_pid})
       end

@@ -75,7 +75,8 @@ defmodule ExESDB.Backend.CNode do
     # (the store's own C node's among them; empty: no cluster); behind:
     # with a cluster, an atomics whose one slot is the highest raft
     # index a write was acknowledged at that the store's own C node was
-    # not seen to apply (0: none); terms: with a cluster, an atomics with
+    # not seen to apply (0: none; all ones: not known, reads pass a
+    # barrier); terms: with a cluster, an atomics with
     # a slot per member (slots: node => slot), the raft term a write to
     # it was last fenced with (0: ask it first).
     defstruct [:cnode, :store_id, :relay, :behind, :terms, members: %{}, slots: %{}]
@@ -600,15 +601,34 @@ defmodule ExESDB.Backend.CNode do
   defp read_call(store, request),
     do: fresh(store, fn -> read_at(store, request) end)
 
+  # behind's slot when a write's index is not known (caught_up/3)
+  @unknown 0xFFFF_FFFF_FFFF_FFFF
+
   # Read-your-writes when a write could not wait for the store's own C
   # node (it was down, or behind past the write's deadline; see
   # caught_up/3): a read first waits until that C node applied the write
   # (within the read's time), else answers the error or {:error,
-  # :timeout} rather than a state without it.
+  # :timeout} rather than a state without it. The write's index not
+  # known: a barrier first (everything committed before the read).
   defp fresh(%{handle: %Handle{behind: ref} = h} = store, read) when ref != nil do
     case :atomics.get(ref, 1) do
       0 ->
         read.()
+
+      @unknown ->
+        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+
+        case barrier(store) do
+          :ok ->
+            # (a write marked meanwhile may be past the barrier: its
+            # caller's read passes a barrier of its own, or found it
+            # applied)
+            :atomics.compare_exchange(ref, 1, @unknown, 0)
+            read.()
+
+          error ->
+            not_caught_up(h, deadline, read, error)
+        end
 
       index ->
         deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
@@ -621,18 +641,23 @@ defmodule ExESDB.Backend.CNode do
             read.()
 
           :not_reached ->
-            case info.() do
-              # its replica failed: it refuses the read, which goes to
-              # the leader (read_at/3)
-              {:ok, %{failure: {_, _}}} -> read.()
-              {:ok, _} -> {:error, :timeout}
-              e -> e
-            end
+            not_caught_up(h, deadline, read, {:error, :timeout})
         end
     end
   end
 
   defp fresh(_store, read), do: read.()
+
+  # The store's own C node did not reach a write in the read's time: its
+  # replica failed (it refuses the read, which goes to the leader,
+  # read_at/3), or the read answers `error`.
+  defp not_caught_up(h, deadline, read, error) do
+    case call(h, {:cluster_info}, :read, remaining(deadline)) do
+      {:ok, %{failure: {_, _}}} -> read.()
+      {:ok, _} -> error
+      e -> e
+    end
+  end
 
   # A C node's cluster_info, an error when its replica failed.
   defp unfailed({:ok, %{failure: {_, _}}}), do: {:error, :store_failed}
@@ -972,7 +997,10 @@ defmodule ExESDB.Backend.CNode do
   # waited for until the store's own C node (where reads go) applied as
   # much as that one had when it answered, within the caller's time. Best
   # effort: the write is committed, so past the deadline it is answered
-  # anyway, and the reads here wait for it instead (fresh/2).
+  # anyway, and the reads here wait for it instead (fresh/2). One that
+  # does not say how far it applied (gone or out of reach since its
+  # answer, silent to the deadline) leaves the index unknown: the reads
+  # here pass a barrier first.
   defp caught_up(h, target, deadline) do
     case call_at(
            h,
@@ -991,11 +1019,12 @@ defmodule ExESDB.Backend.CNode do
              do: behind(h.behind, index)
 
       _ ->
-        :not_reached
+        behind(h.behind, @unknown)
     end
   end
 
-  # The slot raised to `index` (never lowered here).
+  # The slot raised to `index` (never lowered here); @unknown, above any
+  # index, stays until a read's barrier.
   defp behind(ref, index) do
     case :atomics.get(ref, 1) do
       cur when cur >= index ->

@@ -96,6 +96,18 @@ defmodule ExESDB.Chaos.Partition do
     nft!(Enum.join(rules))
   end
 
+  @doc """
+  Drop every TCP packet to or from loopback port `port` (a C node's raft
+  port: what the others send it is lost, so it falls behind while still
+  serving reads over distribution).
+  """
+  def cut_port(ctx, port) do
+    nft!(
+      "add rule inet #{ctx.nft} out tcp dport #{port} drop\n" <>
+        "add rule inet #{ctx.nft} out tcp sport #{port} drop\n"
+    )
+  end
+
   @doc "Remove every cut."
   def heal(ctx), do: nft!("flush chain inet #{ctx.nft} out\n")
 
