@@ -459,9 +459,13 @@ defmodule ExESDB.Subscriptions.Persistent do
   # end, again and again).
   defp read_failed(state, :stream_deleted), do: state |> stream_deleted() |> catch_up()
 
-  # a store out of reach (a C node restarting): read again soon
+  # a store out of reach (a C node restarting): read again soon. A store
+  # closing (a C node stopping answers reads :closed before its session's
+  # end comes) is no failure of the subscription either: the end of its
+  # membership follows, and it joins again when the store is back.
   defp read_failed(state, reason)
-       when reason == :timeout or (is_tuple(reason) and elem(reason, 0) == :unreachable) do
+       when reason in [:timeout, :closed] or
+              (is_tuple(reason) and elem(reason, 0) == :unreachable) do
     Process.send_after(self(), :catch_up, @retry_ms)
     state
   end
