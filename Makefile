@@ -300,6 +300,7 @@ CNODE_CLUSTER_TESTS := test/ex_esdb/cnode_cluster_test.exs \
 	test/ex_esdb/cnode_cluster_rejoin_test.exs test/ex_esdb/cnode_cluster_claim_test.exs \
 	test/ex_esdb/cnode_cluster_silent_leader_test.exs test/ex_esdb/cnode_cluster_watch_test.exs \
 	test/ex_esdb/cnode_cluster_owner_write_test.exs test/ex_esdb/cnode_cluster_unknown_index_test.exs \
+	test/ex_esdb/cnode_cluster_subscribe_start_test.exs \
 	test/ex_esdb/cnode_raft_address_test.exs test/ex_esdb/streams_cnode_cluster_test.exs \
 	test/ex_esdb/subscriptions/cnode_cluster_subscriptions_test.exs
 ASAN_CNODE_REPORTS := $(CURDIR)/build/asan/cnode_reports

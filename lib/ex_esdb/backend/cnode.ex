@@ -527,9 +527,15 @@ defmodule ExESDB.Backend.CNode do
     do: read_call(store, {:checkpoint_list, after_name, count})
 
   # Subscriptions go through this node's session with the C node
-  # (ExESDB.CNode.Session), which sends the NIF backend's messages.
+  # (ExESDB.CNode.Session), which sends the NIF backend's messages. It
+  # starts where the store's own C node is: after every write a read
+  # here would wait for (fresh/2), so a caller's acknowledged write is
+  # never pushed to it as one committed later.
   @impl true
-  def subscribe(store, pid, source, opts) do
+  def subscribe(store, pid, source, opts),
+    do: fresh(store, fn -> subscribe_here(store, pid, source, opts) end)
+
+  defp subscribe_here(store, pid, source, opts) do
     claim = Keyword.get(opts, :claim)
 
     with {:ok, session} <- session(store),
