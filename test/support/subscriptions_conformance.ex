@@ -451,9 +451,12 @@ defmodule ExESDB.SubscriptionsConformance.Persistent do
           {:ok, sub} =
             Subscriptions.subscribe_to(s, "race", {:by_stream, "$all"}, self(), buffer_size: 10_000)
 
-          Task.await(writer)
-          events = receive_events([], 500)
+          # (bounds that only end a failure: at load 35 the writer took
+          # over 5 s, and 500 ms of silence ended the events early)
+          Task.await(writer, 60_000)
+          events = Enum.concat(receive_batches(:events, 2000))
           assert positions(events) == Enum.to_list(1..2000)
+          refute_receive {:events, _}, 200
           Subscriptions.ack_event(s, sub, List.last(events))
         end
 
