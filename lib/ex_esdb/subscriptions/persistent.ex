@@ -780,8 +780,12 @@ defmodule ExESDB.Subscriptions.Persistent do
   defp delete(state, from) do
     state = %{state | delete_after: nil}
 
+    # Between two memberships it holds no claim to write through: the
+    # delete goes as a Deletion's does (the name still held here)
+    opts = if state.member == nil, do: [], else: [here: true]
+
     # (a checkpoint another API deleted already: deleted all the same)
-    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, here: true) do
+    case state.store.backend.submit(state.store, {:checkpoint_delete, state.name}, opts) do
       reply when reply in [:ok, {:error, :subscription_not_found}] ->
         GenServer.reply(from, reply)
         {:stop, :normal, Map.put(state, :deleted, true)}
