@@ -158,7 +158,7 @@ defmodule ExESDB.Subscriptions.Placement do
   catch
     :error, {:erpc, :timeout} ->
       abandon(node, fun, args)
-      {:error, :timeout}
+      timed_out(fun)
 
     :error, {:erpc, reason} ->
       {:error, {:unreachable, reason}}
@@ -166,6 +166,11 @@ defmodule ExESDB.Subscriptions.Placement do
     :exit, reason ->
       {:error, {:unreachable, reason}}
   end
+
+  # A delete the leader did not answer in time may still be applied
+  # there (it waits in the subscription's mailbox); a start is abandoned.
+  defp timed_out(:delete_here), do: {:error, :outcome_unknown}
+  defp timed_out(_fun), do: {:error, :timeout}
 
   # A start answered too late for its caller: the subscriber it added
   # leaves (one it adds after this is left by start_here/6 itself).

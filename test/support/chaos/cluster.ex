@@ -60,7 +60,7 @@ defmodule ExESDB.Chaos.Cluster do
           join: node == joiner,
           election_timeout: Keyword.get(opts, :election_timeout, 500),
           heartbeat: 50,
-          timeout: 10_000,
+          timeout: Keyword.get(opts, :timeout, 10_000),
           durability: :nosync
         ]
 
