@@ -527,10 +527,11 @@ defmodule ExESDB.Subscriptions do
     |> Enum.flat_map(fn {name, pid} -> if persistent?(pid), do: [name], else: [] end)
   end
 
-  # A running persistent subscription: not a Deletion holding its name,
-  # nor one that has ended (a registry entry outlives its process until
-  # the registry handles the exit).
-  defp persistent?(pid) do
+  @doc false
+  # A running persistent subscription (a pid of this node): not a
+  # Deletion holding its name, nor one that has ended (a registry entry
+  # outlives its process until the registry handles the exit).
+  def persistent?(pid) do
     case Process.info(pid, :dictionary) do
       {:dictionary, d} -> d[:"$initial_call"] == {Persistent, :init, 1}
       nil -> false

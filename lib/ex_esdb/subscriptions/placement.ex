@@ -357,7 +357,7 @@ defmodule ExESDB.Subscriptions.Placement do
 
   # Every persistent subscription running on this node.
   defp stop_subscriptions(store_id) do
-    for {_name, pid} <- registered(store_id), persistent?(pid) do
+    for {_name, pid} <- registered(store_id), Subscriptions.persistent?(pid) do
       ref = Process.monitor(pid)
       Process.exit(pid, {:shutdown, :leader_moved})
 
@@ -379,13 +379,6 @@ defmodule ExESDB.Subscriptions.Placement do
     Subscriptions.registry(store_id)
     |> Registry.select([{{:"$1", :"$2", :_}, [], [{{:"$1", :"$2"}}]}])
     |> Enum.filter(fn {name, _} -> is_binary(name) end)
-  end
-
-  defp persistent?(pid) do
-    case Process.info(pid, :dictionary) do
-      {:dictionary, d} -> d[:"$initial_call"] == {Persistent, :init, 1}
-      nil -> false
-    end
   end
 
   # Subscribe the subscriber again on the leader, from a process of its
