@@ -8,8 +8,7 @@ defmodule ExESDB.CNodeClusterClaimTest do
   use ExUnit.Case, async: false
 
   import ExESDB.Test.ClusterHelpers
-  alias ExESDB.Subscriptions
-  alias ExESDB.Test.{CNodeCluster, FollowSubscriber, FollowWriter}
+  alias ExESDB.Test.{CNodeCluster, FollowSubscriber, FollowWriter, ManualSubscriber}
 
   @moduletag skip: not cluster_support?() && "no raft in this build (make raft)"
   @moduletag timeout: 180_000
@@ -61,51 +60,6 @@ defmodule ExESDB.CNodeClusterClaimTest do
     :ok = ExESDB.Backend.CNode.barrier(s)
     {:ok, {_, cp, _, _}} = s.backend.checkpoint_get(s, name)
     cp
-  end
-
-  # A subscriber that reports what it gets and acks only when told.
-  defp manual_subscriber(store, name, stream) do
-    test = self()
-
-    pid =
-      spawn(fn ->
-        reply = Subscriptions.subscribe_to(store, name, {:by_stream, stream}, self())
-        send(test, {:started, self(), reply})
-        manual_loop(store, test, nil)
-      end)
-
-    receive do
-      {:started, ^pid, {:ok, sub}} -> {pid, sub}
-    after
-      30_000 -> flunk("subscribe_to did not answer")
-    end
-  end
-
-  defp manual_loop(store, test, sub) do
-    receive do
-      {:subscribed, new} ->
-        manual_loop(store, test, new)
-
-      {:events, events} ->
-        send(test, {:seen, self(), Enum.map(events, & &1.event_number)})
-        manual_loop(store, test, sub)
-
-      {:ack, n} ->
-        Subscriptions.ack_event(store, sub, n)
-        manual_loop(store, test, sub)
-    end
-  end
-
-  defp seen_upto(pid, n, acc \\ []) do
-    if acc != [] and Enum.max(acc) >= n do
-      acc
-    else
-      receive do
-        {:seen, ^pid, ns} -> seen_upto(pid, n, acc ++ ns)
-      after
-        30_000 -> flunk("#{inspect(pid)} saw #{inspect(acc)}, not up to #{n}")
-      end
-    end
   end
 
   test "clients of two different C nodes subscribing one name: the second is refused", ctx do
@@ -228,16 +182,16 @@ defmodule ExESDB.CNodeClusterClaimTest do
     b = store_on(ctx, ctx.f2)
     {:ok, _} = FollowWriter.append(a, "s", 10)
 
-    {a_sub, a_pid} = manual_subscriber(a, "fenced", "s")
-    seen_upto(a_sub, 10)
+    {a_sub, a_pid} = ManualSubscriber.start(a, "fenced", "s")
+    ManualSubscriber.seen_upto(a_sub, 10)
     # the old owner hears of nothing until its claim is gone and another
     # owner runs
     :ok = :sys.suspend(a_pid)
     amref = Process.monitor(a_pid)
     transfer(ctx, ctx.l, ctx.f2)
 
-    {b_sub, _b_pid} = manual_subscriber(b, "fenced", "s")
-    seen_upto(b_sub, 10)
+    {b_sub, _b_pid} = ManualSubscriber.start(b, "fenced", "s")
+    ManualSubscriber.seen_upto(b_sub, 10)
     send(b_sub, {:ack, 3})
     wait_until(fn -> checkpoint(b, "fenced") == 3 end, 30_000)
 

@@ -9,8 +9,7 @@ defmodule ExESDB.CNodeOwnerWriteTest do
 
   import ExESDB.Test.ClusterHelpers
   alias ExESDB.CNode.Connection
-  alias ExESDB.Subscriptions
-  alias ExESDB.Test.{CNodeCluster, FollowWriter}
+  alias ExESDB.Test.{CNodeCluster, FollowWriter, ManualSubscriber}
 
   @moduletag timeout: 120_000
 
@@ -40,59 +39,13 @@ defmodule ExESDB.CNodeOwnerWriteTest do
     cp
   end
 
-  # A subscriber that reports what it gets and acks only when told.
-  defp manual_subscriber(store, name, stream) do
-    test = self()
-
-    pid =
-      spawn(fn ->
-        reply = Subscriptions.subscribe_to(store, name, {:by_stream, stream}, self())
-        send(test, {:started, self(), reply})
-        manual_loop(store, test, nil)
-      end)
-
-    receive do
-      {:started, ^pid, {:ok, sub}} -> {pid, sub}
-      {:started, ^pid, error} -> error
-    after
-      30_000 -> flunk("subscribe_to did not answer")
-    end
-  end
-
-  defp manual_loop(store, test, sub) do
-    receive do
-      {:subscribed, new} ->
-        manual_loop(store, test, new)
-
-      {:events, events} ->
-        send(test, {:seen, self(), Enum.map(events, & &1.event_number)})
-        manual_loop(store, test, sub)
-
-      {:ack, n} ->
-        Subscriptions.ack_event(store, sub, n)
-        manual_loop(store, test, sub)
-    end
-  end
-
-  defp seen_upto(pid, n, acc \\ []) do
-    if acc != [] and Enum.max(acc) >= n do
-      acc
-    else
-      receive do
-        {:seen, ^pid, ns} -> seen_upto(pid, n, acc ++ ns)
-      after
-        30_000 -> flunk("#{inspect(pid)} saw #{inspect(acc)}, not up to #{n}")
-      end
-    end
-  end
-
   test "an owner whose session ended cannot write its checkpoint over the next owner's", ctx do
     a = store_on(ctx)
     b = store_on(ctx)
     {:ok, _} = FollowWriter.append(a, "s", 10)
 
-    {a_sub, a_pid} = manual_subscriber(a, "late", "s")
-    seen_upto(a_sub, 10)
+    {a_sub, a_pid} = ManualSubscriber.start(a, "late", "s")
+    ManualSubscriber.seen_upto(a_sub, 10)
     send(a_sub, {:ack, 3})
     wait_until(fn -> checkpoint(a, "late") == 3 end, 30_000)
 
@@ -116,7 +69,7 @@ defmodule ExESDB.CNodeOwnerWriteTest do
     b_sub =
       wait_until(
         fn ->
-          case manual_subscriber(b, "late", "s") do
+          case ManualSubscriber.start(b, "late", "s") do
             {pid, _sub} when is_pid(pid) -> pid
             {:error, :subscription_already_exists} -> nil
           end
@@ -124,7 +77,7 @@ defmodule ExESDB.CNodeOwnerWriteTest do
         30_000
       )
 
-    seen_upto(b_sub, 10)
+    ManualSubscriber.seen_upto(b_sub, 10)
     send(b_sub, {:ack, 10})
     wait_until(fn -> checkpoint(b, "late") == 10 end, 30_000)
 
