@@ -339,7 +339,7 @@ defmodule ExESDB.Backend.CNode do
           {:error, :claim_lost}
 
         {session, cnode} ->
-          deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+          deadline = deadline(store.timeout)
 
           with {:ok, ref} <- send_call(cnode, session, {:as_owner, command}, :reply_demonitor) do
             case await_reply(ref, store.timeout) do
@@ -622,7 +622,7 @@ defmodule ExESDB.Backend.CNode do
         read.()
 
       @unknown ->
-        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+        deadline = deadline(store.timeout)
 
         case barrier(store) do
           :ok ->
@@ -637,7 +637,7 @@ defmodule ExESDB.Backend.CNode do
         end
 
       index ->
-        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+        deadline = deadline(store.timeout)
         info = fn -> call(h, {:cluster_info}, :read, remaining(deadline)) end
 
         case Cluster.wait_applied(fn -> unfailed(info.()) end, index, deadline) do
@@ -683,7 +683,7 @@ defmodule ExESDB.Backend.CNode do
 
     case at.(h.cnode, h.relay, store.timeout) do
       {:error, {:store_failed, _}} = e when map_size(h.members) > 1 ->
-        deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+        deadline = deadline(store.timeout)
 
         case read_leader(h, deadline) do
           nil -> e
@@ -783,7 +783,7 @@ defmodule ExESDB.Backend.CNode do
   # was taken (the leader then), else to the store's own C node.
   defp route(store, command, original \\ nil) do
     h = store.handle
-    deadline = if store.timeout == :infinity, do: :infinity, else: now() + store.timeout
+    deadline = deadline(store.timeout)
     key = {__MODULE__, :leader, h.store_id}
     first = Process.get(key, h.cnode)
     first = if Map.has_key?(h.members, first), do: first, else: h.cnode
@@ -1101,6 +1101,10 @@ defmodule ExESDB.Backend.CNode do
   end
 
   defp other(h, _target), do: h.cnode
+
+  # the deadline of a call given `timeout` ms from now
+  defp deadline(:infinity), do: :infinity
+  defp deadline(timeout), do: now() + timeout
 
   defp remaining(:infinity), do: :infinity
   defp remaining(deadline), do: max(deadline - now(), 0)
